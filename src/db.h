@@ -1,0 +1,104 @@
+/*
+ * db.h -- the driver interface: one small API, two implementations
+ * (db_pg.c over libpq, db_sqlite.c over sqlite3), chosen from the URL.
+ *
+ * Owns: connecting from the --db forms, running statements with parameters,
+ * transactions, identifier quoting, lock-timeout settings and the
+ * per-plan mutual-exclusion lock.  Dialect differences live behind this
+ * interface; callers never branch on the dialect for SQL syntax except by
+ * asking the driver (zdm_db_kind) where the SQL itself must differ.
+ *
+ * Placeholders are written $1..$N in both dialects.  Parameter values are
+ * text; NULL means SQL NULL.  A password in the URL never leaves this
+ * module: zdm_db_safe_url() is the only form to print.
+ */
+#ifndef ZDM_DB_H
+#define ZDM_DB_H
+
+#include "err.h"
+
+typedef enum zdm_db_kind { ZDM_DB_PG = 1, ZDM_DB_SQLITE = 2 } zdm_db_kind;
+
+typedef struct zdm_db zdm_db;
+typedef struct zdm_rows zdm_rows;
+
+/* URL forms: postgres://..., postgresql://..., libpq conninfo "k=v ...",
+ * sqlite:PATH (sqlite:///abs/path and sqlite://rel also accepted). */
+int zdm_db_open(const char *url, zdm_db **out, zdm_err *err) ZDM_MUST_CHECK;
+void zdm_db_close(zdm_db *db);
+
+/* Which driver a URL selects, without connecting (0 when unrecognised). */
+zdm_db_kind zdm_db_kind_of_url(const char *url);
+/* The URL or conninfo with any password replaced by "*****"; malloc'd. */
+char *zdm_db_redact_url(const char *url);
+
+zdm_db_kind zdm_db_kind(const zdm_db *db);
+const char *zdm_db_dialect_name(const zdm_db *db); /* "postgresql" | "sqlite" */
+const char *zdm_db_safe_url(const zdm_db *db);     /* redacted, borrowed */
+
+/* One statement with parameters.  `out` may be NULL when rows are not
+ * wanted.  Errors carry the server message and SQLSTATE (pg) or the
+ * sqlite error name. */
+int zdm_db_query(zdm_db *db, const char *sql, int nparams,
+                 const char *const *params, zdm_rows **out,
+                 zdm_err *err) ZDM_MUST_CHECK;
+/* Several statements, no parameters (raw plan steps). */
+int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err) ZDM_MUST_CHECK;
+
+int zdm_db_begin(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_db_commit(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
+void zdm_db_rollback(zdm_db *db); /* best effort, never fails loudly */
+int zdm_db_in_transaction(const zdm_db *db);
+
+/* Quoted identifier, malloc'd: pg via PQescapeIdentifier, sqlite via %w.
+ * zdm_db_ident_path quotes each dot-separated part ("app.events"). */
+char *zdm_db_ident(zdm_db *db, const char *name);
+char *zdm_db_ident_path(zdm_db *db, const char *dotted);
+
+/* pg: SET lock_timeout / statement_timeout for the session (0 = off);
+ * sqlite: busy timeout = lock_timeout_ms. */
+int zdm_db_set_timeouts(zdm_db *db, int lock_timeout_ms,
+                        int statement_timeout_ms, zdm_err *err) ZDM_MUST_CHECK;
+/* True when err is a lock-wait timeout worth retrying (pg 55P03, sqlite BUSY/LOCKED). */
+int zdm_db_err_is_lock_timeout(const zdm_err *err);
+
+/* Rows: every value as text, NULL for SQL NULL. */
+int zdm_rows_count(const zdm_rows *r);
+int zdm_rows_cols(const zdm_rows *r);
+const char *zdm_rows_get(const zdm_rows *r, int row, int col);
+void zdm_rows_free(zdm_rows *r);
+
+/* Convenience: first column of first row as malloc'd text (NULL if none). */
+int zdm_db_query_value(zdm_db *db, const char *sql, int nparams,
+                       const char *const *params, char **out,
+                       zdm_err *err) ZDM_MUST_CHECK;
+
+/* Driver vtable, implemented by db_pg.c and db_sqlite.c. */
+typedef struct zdm_db_ops {
+    zdm_db_kind kind;
+    const char *name;
+    int (*connect)(zdm_db *db, const char *url, zdm_err *err);
+    void (*close)(zdm_db *db);
+    int (*query)(zdm_db *db, const char *sql, int nparams,
+                 const char *const *params, zdm_rows **out, zdm_err *err);
+    int (*exec_script)(zdm_db *db, const char *sql, zdm_err *err);
+    char *(*ident)(zdm_db *db, const char *name);
+    int (*set_timeouts)(zdm_db *db, int lock_ms, int stmt_ms, zdm_err *err);
+} zdm_db_ops;
+
+struct zdm_db {
+    const zdm_db_ops *ops;
+    void *conn;       /* PGconn * or sqlite3 * */
+    char *safe_url;   /* redacted */
+    char *path;       /* sqlite: file path; pg: NULL */
+    int in_tx;
+};
+
+/* Rows are built by the drivers through these. */
+zdm_rows *zdm_rows_new(int ncols);
+int zdm_rows_add(zdm_rows *r, const char *const *values); /* copies; NULL entries allowed */
+
+extern const zdm_db_ops zdm_db_pg_ops;
+extern const zdm_db_ops zdm_db_sqlite_ops;
+
+#endif

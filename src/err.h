@@ -1,0 +1,50 @@
+/*
+ * err.h -- the one error type of zdm.
+ *
+ * Every function that can fail returns an int status (0 = ok, otherwise one
+ * of the ZDM_EXIT_* codes below, which are also the process exit codes) and
+ * takes a `zdm_err *` as its last argument, which it fills with what failed,
+ * where and why.  Only main() turns a status into an exit.
+ */
+#ifndef ZDM_ERR_H
+#define ZDM_ERR_H
+
+#include <stddef.h>
+
+/* Exit codes: a contract with users' scripts, never renumber. */
+enum {
+    ZDM_OK = 0,
+    ZDM_EXIT_FAIL = 1,        /* runtime failure */
+    ZDM_EXIT_USAGE = 2,       /* usage error or invalid plan */
+    ZDM_EXIT_REFUSED = 3,     /* refused by a gate: hook, not due, lock held, lint */
+    ZDM_EXIT_INTERRUPTED = 4  /* interrupted, safe to resume */
+};
+
+#define ZDM_ERR_MSG 2048
+#define ZDM_ERR_DETAIL 1024
+
+typedef struct zdm_err {
+    int code;                    /* one of the ZDM_EXIT_* codes */
+    char sqlstate[6];            /* PostgreSQL SQLSTATE, "" when none */
+    int line, col;               /* source position when the error is about a file, else 0 */
+    char msg[ZDM_ERR_MSG];       /* one sentence: what failed, where, why */
+    char detail[ZDM_ERR_DETAIL]; /* what the operator should do next, may be "" */
+} zdm_err;
+
+#if defined(__GNUC__)
+#define ZDM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define ZDM_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define ZDM_PRINTF(a, b)
+#define ZDM_MUST_CHECK
+#endif
+
+void zdm_err_clear(zdm_err *err);
+/* Sets code and message; returns code so callers can `return zdm_err_set(...)`. */
+int zdm_err_set(zdm_err *err, int code, const char *fmt, ...) ZDM_PRINTF(3, 4);
+/* Sets the operator-facing "what to do next" line. */
+void zdm_err_detail(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
+/* Prepends context ("expand step 2: ") to an existing message. */
+void zdm_err_prefix(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
+
+#endif
