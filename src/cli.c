@@ -1,0 +1,342 @@
+/*
+ * cli.c -- global options, the command table, help and dispatch.
+ *
+ * Options may appear anywhere after the program name (before or after the
+ * command words), so `zdm --json status` and `zdm status --json` agree.
+ * "--" ends option parsing.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Option flags a command may accept. */
+enum {
+    OPT_DRY_RUN = 1 << 0,
+    OPT_NO_BACKUP = 1 << 1,
+    OPT_HOOKS_ONLY = 1 << 2,
+    OPT_FORCE = 1 << 3,
+    OPT_SQL = 1 << 4,
+    OPT_DIALECT = 1 << 5,
+    OPT_AT = 1 << 6,
+    OPT_AFTER = 1 << 7,
+    OPT_WORKERS = 1 << 8,
+    OPT_ALLOW = 1 << 9,
+};
+
+typedef struct cmd {
+    const char *group;   /* "plan" for "zdm plan show", NULL for top level */
+    const char *name;
+    const char *args;    /* usage after the name */
+    const char *summary; /* one line for zdm --help */
+    const char *help;    /* zdm help COMMAND */
+    unsigned opts;
+    int min_pos, max_pos;
+    zdm_cli_fn fn;
+} cmd;
+
+static const cmd commands[] = {
+    {"plan", "validate", "[PATH...]", "check plan files and report every error",
+     "Loads every plan (files, or directories of *.toml; default: --plans) and\n"
+     "checks keys, types, requires and dependency cycles.  Prints every problem\n"
+     "as FILE:LINE:COLUMN: message.  Exit 0 when all plans are valid, 2 when not.\n",
+     0, 0, ZDM_CLI_MAX_POS, zdm_cmd_plan_validate},
+    {"plan", "show", "PLAN", "show a plan's phases and steps",
+     "Shows one plan (an id from --plans, or a path to a .toml file): its\n"
+     "expand steps, backfill, cutover hooks, contract and hooks.  --json prints\n"
+     "the same as a JSON object.\n",
+     0, 1, 1, zdm_cmd_plan_show},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zdm [--db URL] [--plans DIR] [--json] [-v|-q] COMMAND [ARGS]\n"
+            "\n"
+            "zdm runs zero-downtime schema changes as expand, backfill, cutover and\n"
+            "contract phases, one TOML plan per change.\n"
+            "\n"
+            "Commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s %s", commands[i].group ? commands[i].group : "",
+                 commands[i].group ? " " : "", commands[i].name, commands[i].args);
+        fprintf(f, "  %-26s %s\n", head, commands[i].summary);
+    }
+    fprintf(f,
+            "  %-26s %s\n"
+            "\n"
+            "Options:\n"
+            "  --db URL        target database: postgres://..., postgresql://..., a libpq\n"
+            "                  conninfo (\"host=... dbname=...\"), or sqlite:PATH;\n"
+            "                  default: $ZDM_DATABASE_URL\n"
+            "  --plans DIR     directory of plan files (default: ./plans)\n"
+            "  --json          machine-readable output\n"
+            "  -v, --verbose   more log detail;  -q, --quiet: warnings and errors only\n"
+            "  -h, --help      this help;  --version: print the version\n"
+            "\n"
+            "Exit codes:\n"
+            "  0  success\n"
+            "  1  runtime failure (database error, hook crashed, ...)\n"
+            "  2  usage error or invalid plan\n"
+            "  3  refused by a gate: a hook said no, not yet due, lock held, lint error\n"
+            "  4  interrupted, safe to resume\n",
+            "help COMMAND", "help for one command");
+}
+
+static const cmd *find_cmd(const char *group_or_name, const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const cmd *c = &commands[i];
+        if (c->group) {
+            if (name && strcmp(c->group, group_or_name) == 0 && strcmp(c->name, name) == 0)
+                return c;
+        } else if (strcmp(c->name, group_or_name) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int is_group(const char *word)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (commands[i].group && strcmp(commands[i].group, word) == 0)
+            return 1;
+    return 0;
+}
+
+static void print_cmd_help(FILE *f, const cmd *c)
+{
+    fprintf(f, "usage: zdm [global options] %s%s%s %s\n\n%s", c->group ? c->group : "",
+            c->group ? " " : "", c->name, c->args, c->help);
+    static const struct { unsigned bit; const char *text; } flags[] = {
+        {OPT_DRY_RUN, "  --dry-run       print every statement it would run; change nothing\n"},
+        {OPT_NO_BACKUP, "  --no-backup     sqlite: skip the backup taken before contract\n"},
+        {OPT_HOOKS_ONLY, "  --hooks-only    re-run the after_* hooks of the current phase\n"},
+        {OPT_FORCE, "  --force         override a safety refusal (see the message that asked)\n"},
+        {OPT_SQL, "  --sql           print the SQL each step runs\n"},
+        {OPT_DIALECT, "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n"},
+        {OPT_AT, "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z\n"},
+        {OPT_AFTER, "  --after DUR     a duration from now: 90s, 30m, 24h, 7d\n"},
+        {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
+        {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
+    };
+    int any = 0;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (c->opts & flags[i].bit) {
+            if (!any++)
+                fprintf(f, "\nOptions:\n");
+            fputs(flags[i].text, f);
+        }
+}
+
+/* Value of an option given as "--opt=value" or "--opt value". */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **out,
+                     zdm_err *err)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) == 0 && a[n] == '=') {
+        *out = a + n + 1;
+        return 1;
+    }
+    if (strcmp(a, name) == 0) {
+        if (*i + 1 >= argc) {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "option %s needs a value", name);
+            return -1;
+        }
+        *out = argv[++*i];
+        return 1;
+    }
+    return 0;
+}
+
+int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
+{
+    zdm_cli cli;
+    memset(&cli, 0, sizeof cli);
+    cli.out = out;
+    cli.errs = errs;
+    cli.plans_dir = "plans";
+    zdm_err err;
+    zdm_err_clear(&err);
+
+    const char *words[ZDM_CLI_MAX_POS + 2];
+    int nwords = 0, want_help = 0, want_version = 0, rest = 0;
+    unsigned seen = 0;
+    struct { const char *name; unsigned bit; const char **dst; } valopts[] = {
+        {"--dialect", OPT_DIALECT, &cli.dialect}, {"--at", OPT_AT, &cli.at},
+        {"--after", OPT_AFTER, &cli.after},       {"--workers", OPT_WORKERS, &cli.workers},
+        {"--allow", OPT_ALLOW, &cli.allow},
+    };
+    struct { const char *name; unsigned bit; int *dst; } flagopts[] = {
+        {"--dry-run", OPT_DRY_RUN, &cli.dry_run},     {"--no-backup", OPT_NO_BACKUP, &cli.no_backup},
+        {"--hooks-only", OPT_HOOKS_ONLY, &cli.hooks_only}, {"--force", OPT_FORCE, &cli.force},
+        {"--sql", OPT_SQL, &cli.sql},
+    };
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r;
+        if (rest || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (nwords >= ZDM_CLI_MAX_POS + 2) {
+                zdm_err_set(&err, ZDM_EXIT_USAGE, "too many arguments");
+                goto fail;
+            }
+            words[nwords++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            rest = 1;
+            continue;
+        }
+        if ((r = opt_value(argc, argv, &i, "--db", &cli.db_url, &err)) != 0) {
+            if (r < 0)
+                goto fail;
+            continue;
+        }
+        if ((r = opt_value(argc, argv, &i, "--plans", &cli.plans_dir, &err)) != 0) {
+            if (r < 0)
+                goto fail;
+            cli.plans_given = 1;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            cli.json = 1;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            cli.verbosity++;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            cli.verbosity = -1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            want_help = 1;
+        } else if (strcmp(a, "--version") == 0) {
+            want_version = 1;
+        } else {
+            int matched = 0;
+            for (size_t k = 0; k < sizeof valopts / sizeof valopts[0] && !matched; k++) {
+                r = opt_value(argc, argv, &i, valopts[k].name, valopts[k].dst, &err);
+                if (r < 0)
+                    goto fail;
+                if (r) {
+                    matched = 1;
+                    seen |= valopts[k].bit;
+                }
+            }
+            for (size_t k = 0; k < sizeof flagopts / sizeof flagopts[0] && !matched; k++)
+                if (strcmp(a, flagopts[k].name) == 0) {
+                    *flagopts[k].dst = 1;
+                    seen |= flagopts[k].bit;
+                    matched = 1;
+                }
+            if (!matched) {
+                zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown option \"%s\"", a);
+                zdm_err_detail(&err, "run \"zdm --help\" for the list of options");
+                goto fail;
+            }
+        }
+    }
+
+    if (want_version) {
+        fprintf(out, "zdm %s\n", ZDM_VERSION);
+        return 0;
+    }
+    if (nwords == 0) {
+        if (want_help) {
+            usage(out);
+            return 0;
+        }
+        usage(errs);
+        return ZDM_EXIT_USAGE;
+    }
+    if (strcmp(words[0], "help") == 0) {
+        if (nwords == 1) {
+            usage(out);
+            return 0;
+        }
+        const cmd *c = find_cmd(words[1], nwords > 2 ? words[2] : NULL);
+        if (!c && is_group(words[1])) {
+            for (size_t i = 0; i < NCOMMANDS; i++)
+                if (commands[i].group && strcmp(commands[i].group, words[1]) == 0)
+                    print_cmd_help(out, &commands[i]), fputc('\n', out);
+            return 0;
+        }
+        if (!c) {
+            zdm_err_set(&err, ZDM_EXIT_USAGE, "no such command \"%s\"", words[1]);
+            goto fail;
+        }
+        print_cmd_help(out, c);
+        return 0;
+    }
+
+    const cmd *c = find_cmd(words[0], nwords > 1 ? words[1] : NULL);
+    int used = c ? (c->group ? 2 : 1) : 0;
+    if (!c) {
+        if (is_group(words[0])) {
+            zdm_err_set(&err, ZDM_EXIT_USAGE, "\"zdm %s\" needs a subcommand%s%s", words[0],
+                        nwords > 1 ? ", not " : "", nwords > 1 ? words[1] : "");
+            zdm_err_detail(&err, "run \"zdm help %s\"", words[0]);
+        } else {
+            const char *names[NCOMMANDS + 1];
+            size_t n = 0;
+            for (size_t i = 0; i < NCOMMANDS; i++)
+                names[n++] = commands[i].group ? commands[i].group : commands[i].name;
+            const char *hint = zdm_did_you_mean(words[0], names, n);
+            zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown command \"%s\"%s%s%s", words[0],
+                        hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+            zdm_err_detail(&err, "run \"zdm --help\" for the list of commands");
+        }
+        goto fail;
+    }
+    if (want_help) {
+        print_cmd_help(out, c);
+        return 0;
+    }
+    if (seen & ~c->opts) {
+        for (size_t k = 0; k < sizeof valopts / sizeof valopts[0]; k++)
+            if (seen & valopts[k].bit & ~c->opts)
+                zdm_err_set(&err, ZDM_EXIT_USAGE, "option %s does not apply to \"%s\"",
+                            valopts[k].name, c->name);
+        for (size_t k = 0; k < sizeof flagopts / sizeof flagopts[0]; k++)
+            if (seen & flagopts[k].bit & ~c->opts)
+                zdm_err_set(&err, ZDM_EXIT_USAGE, "option %s does not apply to \"%s\"",
+                            flagopts[k].name, c->name);
+        zdm_err_detail(&err, "run \"zdm help %s%s%s\"", c->group ? c->group : "",
+                       c->group ? " " : "", c->name);
+        goto fail;
+    }
+    for (int i = used; i < nwords; i++)
+        cli.pos[cli.npos++] = words[i];
+    if (cli.npos < c->min_pos || cli.npos > c->max_pos) {
+        zdm_err_set(&err, ZDM_EXIT_USAGE, "usage: zdm %s%s%s %s", c->group ? c->group : "",
+                    c->group ? " " : "", c->name, c->args);
+        goto fail;
+    }
+    if (!cli.db_url) {
+        const char *env = getenv("ZDM_DATABASE_URL");
+        if (env && *env)
+            cli.db_url = env;
+    }
+    zdm_log_set_level(cli.verbosity < 0 ? ZDM_LOG_WARN
+                      : cli.verbosity > 0 ? ZDM_LOG_DEBUG
+                                          : ZDM_LOG_INFO);
+    int rc = c->fn(&cli, &err);
+    if (rc == 0)
+        return 0;
+    if (err.msg[0])
+        goto print;
+    return rc;
+
+fail:
+    if (!err.code)
+        err.code = ZDM_EXIT_USAGE;
+print:
+    fprintf(errs, "zdm: %s\n", err.msg);
+    if (err.detail[0])
+        fprintf(errs, "  -> %s\n", err.detail);
+    return err.code ? err.code : ZDM_EXIT_FAIL;
+}

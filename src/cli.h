@@ -1,0 +1,64 @@
+/*
+ * cli.h -- the zdm command line: global options, the command table,
+ * help text, and dispatch.  Help and dispatch come from the same table.
+ *
+ * Owns: argument parsing and turning a command's status into the process
+ * exit code.  Commands live in cli_*.c, one file per command group, and
+ * get a parsed zdm_cli context; they print results to ctx->out and errors
+ * through the zdm_err they return.
+ */
+#ifndef ZDM_CLI_H
+#define ZDM_CLI_H
+
+#include <stdio.h>
+
+#include "err.h"
+
+#define ZDM_CLI_MAX_POS 32
+
+typedef struct zdm_cli {
+    /* global options */
+    const char *db_url;      /* --db, else ZDM_DATABASE_URL, else NULL */
+    const char *plans_dir;   /* --plans, default "plans" */
+    int plans_given;         /* --plans was on the command line */
+    int json;                /* --json */
+    int verbosity;           /* -1 quiet, 0 normal, 1+ verbose */
+    /* command options (each command reads the ones it declares) */
+    int dry_run;             /* --dry-run */
+    int no_backup;           /* --no-backup */
+    int hooks_only;          /* --hooks-only */
+    int force;               /* --force */
+    int sql;                 /* --sql */
+    const char *dialect;     /* --dialect */
+    const char *at;          /* --at TIME */
+    const char *after;       /* --after DURATION */
+    const char *workers;     /* --workers N */
+    const char *allow;       /* --allow RULE[,RULE] */
+    /* positionals after the command words */
+    const char *pos[ZDM_CLI_MAX_POS];
+    int npos;
+    FILE *out;               /* results */
+    FILE *errs;              /* error messages */
+} zdm_cli;
+
+typedef int (*zdm_cli_fn)(zdm_cli *cli, zdm_err *err);
+
+/* Runs zdm with argv (argv[0] is the program name); returns the exit code.
+ * Output goes to `out`, errors to `errs`. */
+int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs);
+
+/* Command implementations (cli_plan.c, cli_life.c, ...). */
+int zdm_cmd_plan_validate(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err);
+
+#endif
+
+/* Shared by commands (cli_common.c) */
+#include "plan.h"
+/* Loads --plans (or the given paths) and prints every problem to cli->errs;
+ * returns ZDM_EXIT_USAGE when any plan is invalid. */
+int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
+                       zdm_plan_set *set, zdm_err *err);
+/* Finds PLAN (an id in the set, or a path to a plan file already loaded
+ * by path); sets a "no such plan" error naming the known ids. */
+zdm_plan *zdm_cli_find_plan(zdm_cli *cli, zdm_plan_set *set, const char *name, zdm_err *err);

@@ -1,0 +1,380 @@
+/*
+ * cli_plan.c -- "zdm plan validate" and "zdm plan show", plus the plan
+ * loading shared by every command.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "util.h"
+
+int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
+                       zdm_plan_set *set, zdm_err *err)
+{
+    const char *dflt[1] = {cli->plans_dir};
+    if (npaths == 0) {
+        paths = dflt;
+        npaths = 1;
+    }
+    zdm_diags d = {0};
+    int rc = zdm_plan_set_load(paths, npaths, set, &d);
+    for (size_t i = 0; i < d.msgs.n; i++)
+        fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+    size_t nerr = d.msgs.n;
+    zdm_diags_free(&d);
+    if (rc != 0) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "%zu problem%s found in plans; nothing was changed",
+                    nerr, nerr == 1 ? "" : "s");
+        return ZDM_EXIT_USAGE;
+    }
+    return 0;
+}
+
+zdm_plan *zdm_cli_find_plan(zdm_cli *cli, zdm_plan_set *set, const char *name, zdm_err *err)
+{
+    zdm_plan *p = zdm_plan_set_find(set, name);
+    if (p)
+        return p;
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->plans[i]->path, name) == 0)
+            return set->plans[i];
+    zdm_buf b = {0};
+    for (size_t i = 0; i < set->n && i < 20; i++)
+        zdm_buf_printf(&b, "%s%s", i ? ", " : "", set->plans[i]->id);
+    zdm_err_set(err, ZDM_EXIT_USAGE, "no plan \"%s\" in %s", name, cli->plans_dir);
+    zdm_err_detail(err, "%s%s", set->n ? "known plans: " : "the directory holds no *.toml plans; set --plans DIR",
+                   b.data ? b.data : "");
+    zdm_buf_free(&b);
+    return NULL;
+}
+
+int zdm_cmd_plan_validate(zdm_cli *cli, zdm_err *err)
+{
+    zdm_plan_set set;
+    int rc = zdm_cli_load_plans(cli, cli->pos, (size_t)cli->npos, &set, err);
+    if (rc == 0) {
+        if (cli->json) {
+            json_t *o = json_object();
+            json_t *ids = json_array();
+            for (size_t i = 0; i < set.n; i++)
+                json_array_append_new(ids, json_string(set.plans[i]->id));
+            json_object_set_new(o, "valid", json_true());
+            json_object_set_new(o, "plans", ids);
+            json_dumpf(o, cli->out, JSON_INDENT(2));
+            fputc('\n', cli->out);
+            json_decref(o);
+        } else {
+            fprintf(cli->out, "%zu plan%s valid", set.n, set.n == 1 ? "" : "s");
+            for (size_t i = 0; i < set.n; i++)
+                fprintf(cli->out, "%s%s", i ? ", " : ": ", set.plans[i]->id);
+            fputc('\n', cli->out);
+        }
+    }
+    zdm_plan_set_free(&set);
+    return rc;
+}
+
+/* Loads the PLAN argument: a path to a file, or an id in --plans. */
+static int load_one(zdm_cli *cli, const char *name, zdm_plan_set *set, zdm_plan **out,
+                    zdm_err *err)
+{
+    struct stat st;
+    int is_file = strchr(name, '/') || (strlen(name) > 5 && strcmp(name + strlen(name) - 5, ".toml") == 0);
+    if (is_file && stat(name, &st) == 0 && S_ISREG(st.st_mode)) {
+        const char *paths[1] = {name};
+        int rc = zdm_cli_load_plans(cli, paths, 1, set, err);
+        if (rc == 0)
+            *out = set->plans[0];
+        return rc;
+    }
+    int rc = zdm_cli_load_plans(cli, NULL, 0, set, err);
+    if (rc != 0)
+        return rc;
+    *out = zdm_cli_find_plan(cli, set, name, err);
+    return *out ? 0 : err->code;
+}
+
+static json_t *jstr(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *json_of_value(const toml_value *v)
+{
+    switch (v->type) {
+    case TOML_STRING:
+        return json_stringn(v->u.str.ptr, v->u.str.len);
+    case TOML_INTEGER:
+        return json_integer(v->u.integer);
+    case TOML_FLOAT:
+        return json_real(v->u.flt);
+    case TOML_BOOL:
+        return json_boolean(v->u.boolean);
+    case TOML_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < v->u.array.len; i++)
+            json_array_append_new(a, json_of_value(v->u.array.items[i]));
+        return a;
+    }
+    case TOML_TABLE: {
+        json_t *o = json_object();
+        for (size_t i = 0; i < v->u.table.len; i++)
+            json_object_set_new(o, v->u.table.items[i].key, json_of_value(v->u.table.items[i].value));
+        return o;
+    }
+    default:
+        return json_string(v->u.dt.text);
+    }
+}
+
+static json_t *json_steps(const zdm_plan *p, const zdm_step *s, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "index", json_integer(s[i].index));
+        json_object_set_new(o, "line", json_integer(s[i].line));
+        if (s[i].name)
+            json_object_set_new(o, "name", json_string(s[i].name));
+        if (s[i].op) {
+            json_object_set_new(o, "op", json_string(s[i].op));
+            json_object_set_new(o, "fields", json_of_value(s[i].fields));
+        } else {
+            json_object_set_new(o, "sql", json_string(s[i].sql));
+            json_object_set_new(o, "down", jstr(s[i].down));
+            json_object_set_new(o, "transaction", json_boolean(zdm_step_in_transaction(&s[i])));
+        }
+        json_object_set_new(o, "lock_timeout_ms",
+                            json_integer(s[i].lock_timeout_ms >= 0 ? s[i].lock_timeout_ms : p->lock_timeout_ms));
+        json_object_set_new(o, "lock_retries",
+                            json_integer(s[i].lock_retries >= 0 ? s[i].lock_retries : p->lock_retries));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *json_assigns(const zdm_assign *a, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, a[i].column, json_string(a[i].expr));
+    return o;
+}
+
+static json_t *json_strv(const zdm_strv *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < l->n; i++)
+        json_array_append_new(a, json_string(l->v[i]));
+    return a;
+}
+
+static json_t *json_plan(const zdm_plan *p)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(p->id));
+    json_object_set_new(o, "path", json_string(p->path));
+    json_object_set_new(o, "checksum", json_string(p->checksum));
+    json_object_set_new(o, "description", jstr(p->description));
+    json_object_set_new(o, "requires", json_strv(&p->requires));
+    json_object_set_new(o, "lock_timeout_ms", json_integer(p->lock_timeout_ms));
+    json_object_set_new(o, "statement_timeout_ms", json_integer(p->statement_timeout_ms));
+    json_object_set_new(o, "lock_retries", json_integer(p->lock_retries));
+    json_t *ex = json_object();
+    json_object_set_new(ex, "steps", json_steps(p, p->expand, p->nexpand));
+    json_object_set_new(o, "expand", ex);
+    if (p->backfill) {
+        const zdm_backfill *b = p->backfill;
+        json_t *bo = json_object();
+        json_object_set_new(bo, "table", json_string(b->table));
+        json_object_set_new(bo, "key", json_strv(&b->key));
+        json_object_set_new(bo, "where", jstr(b->where));
+        json_object_set_new(bo, "set", json_assigns(b->set, b->nset));
+        json_t *dw = json_object();
+        json_object_set_new(dw, "enabled", json_boolean(b->dual_write));
+        json_object_set_new(dw, "sources", json_strv(&b->dw_sources));
+        json_object_set_new(dw, "reverse", json_assigns(b->reverse, b->nreverse));
+        json_object_set_new(bo, "dual_write", dw);
+        const zdm_throttle *t = &b->throttle;
+        json_t *th = json_object();
+        json_object_set_new(th, "batch_size", json_integer(t->batch_size));
+        json_object_set_new(th, "target_batch_ms", json_integer(t->target_batch_ms));
+        json_object_set_new(th, "min_batch_size", json_integer(t->min_batch_size));
+        json_object_set_new(th, "max_batch_size", json_integer(t->max_batch_size));
+        json_object_set_new(th, "max_rows_per_second", json_integer(t->max_rows_per_second));
+        json_object_set_new(th, "sleep_ms", json_integer(t->sleep_ms));
+        json_object_set_new(th, "max_replication_lag_ms", json_integer(t->max_replication_lag_ms));
+        json_object_set_new(th, "pause_query", jstr(t->pause_query));
+        json_object_set_new(bo, "throttle", th);
+        json_object_set_new(o, "backfill", bo);
+    } else {
+        json_object_set_new(o, "backfill", json_null());
+    }
+    json_t *ct = json_object();
+    json_object_set_new(ct, "not_before", jstr(p->not_before));
+    json_object_set_new(ct, "verify", jstr(p->verify));
+    json_object_set_new(ct, "steps", json_steps(p, p->contract, p->ncontract));
+    json_object_set_new(o, "contract", ct);
+    json_t *hk = json_object();
+    for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
+        if (!p->hooks.n[e])
+            continue;
+        json_t *a = json_array();
+        for (size_t i = 0; i < p->hooks.n[e]; i++)
+            json_array_append_new(a, json_strv(&p->hooks.cmds[e][i].argv));
+        json_object_set_new(hk, zdm_hook_event_name(e), a);
+    }
+    json_object_set_new(o, "hooks", hk);
+    return o;
+}
+
+static void print_block(FILE *f, const char *label, const char *text)
+{
+    /* Multi-line SQL indented under its label. */
+    fprintf(f, "     %s ", label);
+    for (const char *p = text; *p; p++) {
+        fputc(*p, f);
+        if (*p == '\n' && p[1])
+            fprintf(f, "     %*s ", (int)strlen(label), "");
+    }
+    if (!*text || text[strlen(text) - 1] != '\n')
+        fputc('\n', f);
+}
+
+static void print_steps(FILE *f, const zdm_plan *p, const zdm_step *s, size_t n)
+{
+    char d1[32];
+    for (size_t i = 0; i < n; i++) {
+        const zdm_step *st = &s[i];
+        int64_t lt = st->lock_timeout_ms >= 0 ? st->lock_timeout_ms : p->lock_timeout_ms;
+        int tries = st->lock_retries >= 0 ? st->lock_retries : p->lock_retries;
+        fprintf(f, "  %d. %s%s%s", st->index, st->name ? st->name : "",
+                st->name ? " — " : "", st->op ? "op " : "sql");
+        if (st->op) {
+            fprintf(f, "%s:", st->op);
+            for (size_t k = 0; k < st->fields->u.table.len; k++) {
+                const toml_kv *kv = &st->fields->u.table.items[k];
+                if (strcmp(kv->key, "op") == 0 || strcmp(kv->key, "name") == 0)
+                    continue;
+                json_t *j = json_of_value(kv->value);
+                char *txt = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+                fprintf(f, " %s=%s", kv->key, txt ? txt : "?");
+                free(txt);
+                json_decref(j);
+            }
+            fputc('\n', f);
+        } else {
+            fprintf(f, " (%s, lock_timeout %s, %d tries)\n",
+                    zdm_step_in_transaction(st) ? "in a transaction" : "outside a transaction",
+                    zdm_format_duration(lt, d1, sizeof d1), tries);
+            print_block(f, "sql: ", st->sql);
+            if (st->down)
+                print_block(f, "down:", st->down);
+            else
+                fprintf(f, "     down: (none: rollback of this step is refused)\n");
+        }
+    }
+}
+
+static void print_plan(FILE *f, const zdm_plan *p)
+{
+    char d[32];
+    fprintf(f, "plan %s%s%s\n", p->id, p->description ? ": " : "", p->description ? p->description : "");
+    fprintf(f, "  file     %s (sha256 %.12s)\n", p->path, p->checksum);
+    if (p->requires.n) {
+        fprintf(f, "  requires");
+        for (size_t i = 0; i < p->requires.n; i++)
+            fprintf(f, "%s%s", i ? ", " : " ", p->requires.v[i]);
+        fputc('\n', f);
+    }
+    fprintf(f, "  DDL      lock_timeout %s, %d tries, statement_timeout %s\n",
+            zdm_format_duration(p->lock_timeout_ms, d, sizeof d), p->lock_retries,
+            p->statement_timeout_ms ? zdm_format_duration(p->statement_timeout_ms, (char[32]){0}, 32) : "none");
+
+    fprintf(f, "\nexpand (%zu step%s)\n", p->nexpand, p->nexpand == 1 ? "" : "s");
+    print_steps(f, p, p->expand, p->nexpand);
+
+    fprintf(f, "\nbackfill\n");
+    if (!p->backfill) {
+        fprintf(f, "  (none: the plan passes backfilled at once)\n");
+    } else {
+        const zdm_backfill *b = p->backfill;
+        fprintf(f, "  table %s, key ", b->table);
+        if (!b->key.n)
+            fprintf(f, "(primary key)");
+        for (size_t i = 0; i < b->key.n; i++)
+            fprintf(f, "%s%s", i ? ", " : "", b->key.v[i]);
+        fprintf(f, "%s%s\n", b->where ? ", where " : "", b->where ? b->where : "");
+        for (size_t i = 0; i < b->nset; i++)
+            fprintf(f, "  set %s = %s\n", b->set[i].column, b->set[i].expr);
+        fprintf(f, "  dual-write %s", b->dual_write ? "on" : "off");
+        if (b->dw_sources.n) {
+            fprintf(f, " (sources:");
+            for (size_t i = 0; i < b->dw_sources.n; i++)
+                fprintf(f, " %s", b->dw_sources.v[i]);
+            fprintf(f, ")");
+        }
+        fputc('\n', f);
+        for (size_t i = 0; i < b->nreverse; i++)
+            fprintf(f, "  reverse %s = %s\n", b->reverse[i].column, b->reverse[i].expr);
+        const zdm_throttle *t = &b->throttle;
+        fprintf(f, "  throttle batch %lld (aim %lld ms, %lld..%lld), ", (long long)t->batch_size,
+                (long long)t->target_batch_ms, (long long)t->min_batch_size, (long long)t->max_batch_size);
+        if (t->max_rows_per_second)
+            fprintf(f, "max %lld rows/s", (long long)t->max_rows_per_second);
+        else
+            fprintf(f, "no rate limit");
+        if (t->sleep_ms)
+            fprintf(f, ", sleep %lld ms", (long long)t->sleep_ms);
+        if (t->max_replication_lag_ms)
+            fprintf(f, ", replica lag < %lld ms", (long long)t->max_replication_lag_ms);
+        fputc('\n', f);
+        if (t->pause_query)
+            fprintf(f, "  pause while: %s\n", t->pause_query);
+    }
+
+    fprintf(f, "\ncutover\n");
+    if (!p->hooks.n[ZDM_HOOK_CUTOVER])
+        fprintf(f, "  (no cutover hooks: the cutover is a recorded step)\n");
+
+    fprintf(f, "\ncontract (%zu step%s", p->ncontract, p->ncontract == 1 ? "" : "s");
+    if (p->not_before)
+        fprintf(f, ", not before %s", p->not_before);
+    fprintf(f, ")\n");
+    if (p->verify)
+        fprintf(f, "  verify: %s\n", p->verify);
+    print_steps(f, p, p->contract, p->ncontract);
+
+    int any = 0;
+    for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
+        for (size_t i = 0; i < p->hooks.n[e]; i++) {
+            if (!any++)
+                fprintf(f, "\nhooks (timeout %s each)\n", zdm_format_duration(p->hooks.timeout_ms, d, sizeof d));
+            fprintf(f, "  %-16s", zdm_hook_event_name(e));
+            for (size_t k = 0; k < p->hooks.cmds[e][i].argv.n; k++)
+                fprintf(f, " %s", p->hooks.cmds[e][i].argv.v[k]);
+            fputc('\n', f);
+        }
+    }
+}
+
+int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
+{
+    zdm_plan_set set;
+    zdm_plan *p = NULL;
+    int rc = load_one(cli, cli->pos[0], &set, &p, err);
+    if (rc == 0) {
+        if (cli->json) {
+            json_t *o = json_plan(p);
+            json_dumpf(o, cli->out, JSON_INDENT(2));
+            fputc('\n', cli->out);
+            json_decref(o);
+        } else {
+            print_plan(cli->out, p);
+        }
+    }
+    zdm_plan_set_free(&set);
+    return rc;
+}

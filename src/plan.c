@@ -1,0 +1,1093 @@
+/*
+ * plan.c -- loading and validating plan files (see plan.h).
+ *
+ * Validation walks the TOML tree once, table by table, with the list of
+ * keys each table may hold.  Every problem is recorded with the position of
+ * the offending key or value and the walk goes on, so a user fixes a file
+ * in one round instead of one error per run.
+ */
+#include "plan.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- diagnostics ---- */
+
+void zdm_diag_add(zdm_diags *d, const char *file, int line, int col, const char *fmt, ...)
+{
+    zdm_buf b = {0};
+    if (line > 0)
+        zdm_buf_printf(&b, "%s:%d:%d: ", file, line, col);
+    else
+        zdm_buf_printf(&b, "%s: ", file);
+    va_list ap;
+    va_start(ap, fmt);
+    zdm_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    zdm_strv_push_owned(&d->msgs, zdm_buf_take(&b));
+}
+
+void zdm_diags_free(zdm_diags *d)
+{
+    zdm_strv_free(&d->msgs);
+}
+
+/* ---- operations ---- */
+
+#define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+static const char *const no_fields[] = {NULL};
+
+static const zdm_op_spec op_specs[] = {
+    {"sql", FIELDS("sql"), FIELDS("down"), 1, 1},
+    {"create_table", FIELDS("table", "columns"), FIELDS("primary_key"), 1, 0},
+    {"drop_table", FIELDS("table"), no_fields, 0, 1},
+    {"rename_table", FIELDS("table", "to"), no_fields, 1, 0},
+    {"add_column", FIELDS("table", "column", "type"), FIELDS("default", "nullable", "up"), 1, 0},
+    {"drop_column", FIELDS("table", "column"), no_fields, 0, 1},
+    {"rename_column", FIELDS("table", "column", "to"), no_fields, 1, 0},
+    {"change_type", FIELDS("table", "column", "type", "up", "down"), no_fields, 1, 0},
+    {"set_not_null", FIELDS("table", "column"), FIELDS("constraint"), 1, 1},
+    {"add_check", FIELDS("table", "check"), FIELDS("constraint"), 1, 1},
+    {"add_foreign_key", FIELDS("table", "columns", "references", "references_columns"),
+     FIELDS("constraint", "on_delete", "on_update"), 1, 1},
+    {"add_unique", FIELDS("table", "columns"), FIELDS("constraint", "index"), 1, 1},
+    {"add_index", FIELDS("table", "columns"), FIELDS("index", "unique", "where", "method"), 1, 1},
+    {"drop_index", FIELDS("index"), FIELDS("table"), 0, 1},
+};
+
+const zdm_op_spec *zdm_op_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof op_specs / sizeof op_specs[0]; i++)
+        if (strcmp(op_specs[i].name, name) == 0)
+            return &op_specs[i];
+    return NULL;
+}
+
+static const char *const hook_names[ZDM_HOOK__COUNT] = {
+    "before_expand", "after_expand", "before_backfill", "after_backfill", "cutover",
+    "before_contract", "after_contract", "on_failure", "on_rollback"};
+
+const char *zdm_hook_event_name(zdm_hook_event e)
+{
+    return (unsigned)e < ZDM_HOOK__COUNT ? hook_names[e] : "?";
+}
+
+void zdm_throttle_defaults(zdm_throttle *t)
+{
+    memset(t, 0, sizeof *t);
+    t->batch_size = 1000;
+    t->target_batch_ms = 200;
+    t->min_batch_size = 10;
+    t->max_batch_size = 50000;
+    t->check_autovacuum = 1;
+    t->check_wal_archive = 1;
+    t->max_wal_archive_ready = 100;
+    t->check_replica_lag = 1;
+}
+
+/* ---- the checker ---- */
+
+typedef struct chk {
+    const char *file;
+    zdm_diags *diags;
+    int errors;
+} chk;
+
+static void bad(chk *c, int line, int col, const char *fmt, ...) ZDM_PRINTF(4, 5);
+static void bad(chk *c, int line, int col, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    zdm_diag_add(c->diags, c->file, line, col, "%s", msg);
+    c->errors++;
+}
+
+/* Reports every key of `t` not in `allowed`, with a did-you-mean. */
+static void check_keys(chk *c, const toml_value *t, const char *where,
+                       const char *const *allowed)
+{
+    size_t n = 0;
+    while (allowed[n])
+        n++;
+    for (size_t i = 0; i < t->u.table.len; i++) {
+        const toml_kv *kv = &t->u.table.items[i];
+        int known = 0;
+        for (size_t j = 0; j < n && !known; j++)
+            known = strcmp(kv->key, allowed[j]) == 0;
+        if (known)
+            continue;
+        const char *hint = zdm_did_you_mean(kv->key, allowed, n);
+        if (hint)
+            bad(c, kv->line, kv->col, "unknown key \"%s\" in %s (did you mean \"%s\"?)",
+                kv->key, where, hint);
+        else
+            bad(c, kv->line, kv->col, "unknown key \"%s\" in %s", kv->key, where);
+    }
+}
+
+static const char *type_article(toml_type t)
+{
+    switch (t) {
+    case TOML_INTEGER:
+    case TOML_ARRAY:
+        return "an";
+    default:
+        return "a";
+    }
+}
+
+/* Fetches key from t when it has type `want`; reports a type error else. */
+static const toml_value *want(chk *c, const toml_value *t, const char *key,
+                              toml_type type, const char *where)
+{
+    const toml_kv *kv = toml_get_kv(t, key);
+    if (!kv)
+        return NULL;
+    if (kv->value->type != type) {
+        bad(c, kv->value->line, kv->value->col, "%s.%s must be %s %s, not %s %s", where, key,
+            type_article(type), toml_type_name(type), type_article(kv->value->type),
+            toml_type_name(kv->value->type));
+        return NULL;
+    }
+    return kv->value;
+}
+
+static char *want_str(chk *c, const toml_value *t, const char *key, const char *where, int required)
+{
+    const toml_value *v = want(c, t, key, TOML_STRING, where);
+    if (!v) {
+        if (required && !toml_get(t, key))
+            bad(c, t->line, t->col, "%s is missing required key \"%s\"", where, key);
+        return NULL;
+    }
+    if (strlen(v->u.str.ptr) != v->u.str.len) {
+        bad(c, v->line, v->col, "%s.%s contains a NUL character", where, key);
+        return NULL;
+    }
+    return zdm_xstrdup(v->u.str.ptr);
+}
+
+static int64_t want_int(chk *c, const toml_value *t, const char *key, const char *where,
+                        int64_t dflt, int64_t min, int64_t max)
+{
+    const toml_value *v = want(c, t, key, TOML_INTEGER, where);
+    if (!v)
+        return dflt;
+    if (v->u.integer < min || v->u.integer > max) {
+        bad(c, v->line, v->col, "%s.%s = %lld is out of range (%lld to %lld)", where, key,
+            (long long)v->u.integer, (long long)min, (long long)max);
+        return dflt;
+    }
+    return v->u.integer;
+}
+
+static int want_bool(chk *c, const toml_value *t, const char *key, const char *where, int dflt)
+{
+    const toml_value *v = want(c, t, key, TOML_BOOL, where);
+    return v ? v->u.boolean : dflt;
+}
+
+/* A duration: "2s" style string, or an integer of milliseconds. */
+static int64_t want_duration(chk *c, const toml_value *t, const char *key, const char *where,
+                             int64_t dflt)
+{
+    const toml_kv *kv = toml_get_kv(t, key);
+    if (!kv)
+        return dflt;
+    const toml_value *v = kv->value;
+    if (v->type == TOML_INTEGER) {
+        if (v->u.integer < 0) {
+            bad(c, v->line, v->col, "%s.%s must not be negative", where, key);
+            return dflt;
+        }
+        return v->u.integer;
+    }
+    if (v->type != TOML_STRING) {
+        bad(c, v->line, v->col, "%s.%s must be a duration like \"2s\" or an integer of milliseconds, not %s %s",
+            where, key, type_article(v->type), toml_type_name(v->type));
+        return dflt;
+    }
+    int64_t ms;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_parse_duration_ms(v->u.str.ptr, 1, &ms, &e) != 0) {
+        bad(c, v->line, v->col, "%s.%s: %s", where, key, e.msg);
+        return dflt;
+    }
+    return ms;
+}
+
+/* An array of strings into l. */
+static void want_strv(chk *c, const toml_value *t, const char *key, const char *where,
+                      zdm_strv *l, int **lines, int **cols)
+{
+    const toml_kv *kv = toml_get_kv(t, key);
+    if (!kv)
+        return;
+    const toml_value *v = kv->value;
+    if (v->type == TOML_STRING && !lines) { /* a single string is a one-item list */
+        zdm_strv_push(l, v->u.str.ptr);
+        return;
+    }
+    if (v->type != TOML_ARRAY) {
+        bad(c, v->line, v->col, "%s.%s must be an array of strings, not %s %s", where, key,
+            type_article(v->type), toml_type_name(v->type));
+        return;
+    }
+    if (lines) {
+        *lines = zdm_xcalloc(v->u.array.len + 1, sizeof(int));
+        *cols = zdm_xcalloc(v->u.array.len + 1, sizeof(int));
+    }
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const toml_value *it = v->u.array.items[i];
+        if (it->type != TOML_STRING) {
+            bad(c, it->line, it->col, "%s.%s[%zu] must be a string, not %s %s", where, key, i,
+                type_article(it->type), toml_type_name(it->type));
+            continue;
+        }
+        if (lines) {
+            (*lines)[l->n] = it->line;
+            (*cols)[l->n] = it->col;
+        }
+        zdm_strv_push(l, it->u.str.ptr);
+    }
+}
+
+/* Plain SQL identifiers for table/column names in the plan: letters,
+ * digits, _ and $, optionally schema-qualified.  The driver quotes them;
+ * this check only catches typos such as "events;" early. */
+static int ident_ok(const char *s, int allow_dot)
+{
+    if (!*s)
+        return 0;
+    int dots = 0;
+    for (const char *p = s; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '.' && allow_dot && p != s && p[1] && ++dots <= 1)
+            continue;
+        if (!(isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- steps ---- */
+
+static const char *const raw_step_keys[] = {
+    "sql", "down", "name", "op", "transaction", "lock_timeout", "statement_timeout",
+    "lock_retries", NULL};
+
+static void load_step(chk *c, const toml_value *t, zdm_phase_kind phase, int index,
+                      zdm_step *s)
+{
+    const char *pname = phase == ZDM_PHASE_EXPAND ? "expand" : "contract";
+    char where[64];
+    snprintf(where, sizeof where, "%s step %d", pname, index);
+    memset(s, 0, sizeof *s);
+    s->index = index;
+    s->fields = t;
+    s->line = t->line;
+    s->col = t->col;
+    s->transaction = -1;
+    s->lock_retries = -1;
+    s->name = want_str(c, t, "name", where, 0);
+    s->op = want_str(c, t, "op", where, 0);
+    s->down = want_str(c, t, "down", where, 0);
+    s->lock_timeout_ms = want_duration(c, t, "lock_timeout", where, -1);
+    s->statement_timeout_ms = want_duration(c, t, "statement_timeout", where, -1);
+    s->lock_retries = (int)want_int(c, t, "lock_retries", where, -1, 0, 1000);
+    if (toml_get(t, "transaction"))
+        s->transaction = want_bool(c, t, "transaction", where, 1);
+
+    if (!s->op || strcmp(s->op, "sql") == 0) {
+        /* A raw step: exactly the raw keys. */
+        if (s->op && strcmp(s->op, "sql") == 0) {
+            free(s->op);
+            s->op = NULL;
+        }
+        check_keys(c, t, where, raw_step_keys);
+        s->sql = want_str(c, t, "sql", where, 1);
+        if (s->sql) {
+            const char *p = s->sql;
+            while (isspace((unsigned char)*p))
+                p++;
+            if (!*p) {
+                const toml_kv *kv = toml_get_kv(t, "sql");
+                bad(c, kv->value->line, kv->value->col, "%s has an empty \"sql\"", where);
+            }
+        }
+        return;
+    }
+
+    const zdm_op_spec *spec = zdm_op_find(s->op);
+    const toml_kv *opkv = toml_get_kv(t, "op");
+    if (!spec) {
+        const char *names[sizeof op_specs / sizeof op_specs[0]];
+        for (size_t i = 0; i < sizeof op_specs / sizeof op_specs[0]; i++)
+            names[i] = op_specs[i].name;
+        const char *hint = zdm_did_you_mean(s->op, names, sizeof names / sizeof names[0]);
+        bad(c, opkv->value->line, opkv->value->col, "%s: unknown operation \"%s\"%s%s%s", where,
+            s->op, hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+        return;
+    }
+    if (phase == ZDM_PHASE_EXPAND && !spec->expand_ok)
+        bad(c, opkv->value->line, opkv->value->col,
+            "%s: operation \"%s\" removes structure the running application may still use; "
+            "it belongs in [[contract.steps]]", where, s->op);
+    if (phase == ZDM_PHASE_CONTRACT && !spec->contract_ok)
+        bad(c, opkv->value->line, opkv->value->col,
+            "%s: operation \"%s\" belongs in [[expand.steps]]", where, s->op);
+
+    /* Allowed keys: the common ones plus the op's own. */
+    const char *allowed[48];
+    size_t na = 0;
+    const char *const common[] = {"op", "name", "transaction", "lock_timeout",
+                                  "statement_timeout", "lock_retries"};
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        allowed[na++] = common[i];
+    for (const char *const *f = spec->required; *f && na < 46; f++)
+        allowed[na++] = *f;
+    for (const char *const *f = spec->optional; *f && na < 46; f++)
+        allowed[na++] = *f;
+    allowed[na] = NULL;
+    char opwhere[96];
+    snprintf(opwhere, sizeof opwhere, "%s (op \"%s\")", where, s->op);
+    check_keys(c, t, opwhere, allowed);
+    for (const char *const *f = spec->required; *f; f++)
+        if (!toml_get(t, *f))
+            bad(c, t->line, t->col, "%s: operation \"%s\" needs \"%s\"", where, s->op, *f);
+    const char *const ident_fields[] = {"table", "column", "to", "index", "constraint", "references"};
+    for (size_t i = 0; i < sizeof ident_fields / sizeof ident_fields[0]; i++) {
+        const toml_value *v = toml_get(t, ident_fields[i]);
+        if (!v)
+            continue;
+        if (v->type != TOML_STRING)
+            bad(c, v->line, v->col, "%s.%s must be a string, not %s %s", where, ident_fields[i],
+                type_article(v->type), toml_type_name(v->type));
+        else if (!ident_ok(v->u.str.ptr, strcmp(ident_fields[i], "column") != 0))
+            bad(c, v->line, v->col, "%s.%s = \"%s\" is not a valid name", where, ident_fields[i],
+                v->u.str.ptr);
+    }
+    if (strcmp(s->op, "change_type") == 0) {
+        free(s->down);
+        s->down = NULL; /* "down" is the conversion expression, not undo SQL */
+    }
+    /* Op steps keep their fields in s->fields; SQL generation reads them. */
+}
+
+static void load_steps(chk *c, const toml_value *phase_tbl, zdm_phase_kind phase,
+                       zdm_step **out, size_t *n)
+{
+    const char *pname = phase == ZDM_PHASE_EXPAND ? "expand" : "contract";
+    const toml_kv *kv = toml_get_kv(phase_tbl, "steps");
+    if (!kv)
+        return;
+    const toml_value *arr = kv->value;
+    if (arr->type != TOML_ARRAY) {
+        bad(c, arr->line, arr->col, "%s.steps must be an array of tables ([[%s.steps]]), not %s %s",
+            pname, pname, type_article(arr->type), toml_type_name(arr->type));
+        return;
+    }
+    *out = zdm_xcalloc(arr->u.array.len + 1, sizeof **out);
+    for (size_t i = 0; i < arr->u.array.len; i++) {
+        const toml_value *st = arr->u.array.items[i];
+        if (st->type != TOML_TABLE) {
+            bad(c, st->line, st->col, "%s.steps[%zu] must be a table with \"sql\" or \"op\"",
+                pname, i + 1);
+            continue;
+        }
+        load_step(c, st, phase, (int)*n + 1, &(*out)[*n]);
+        (*n)++;
+    }
+}
+
+/* ---- backfill ---- */
+
+static void load_assigns(chk *c, const toml_value *t, const char *key, const char *where,
+                         zdm_assign **out, size_t *n)
+{
+    const toml_value *v = want(c, t, key, TOML_TABLE, where);
+    if (!v)
+        return;
+    *out = zdm_xcalloc(v->u.table.len + 1, sizeof **out);
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const toml_kv *kv = &v->u.table.items[i];
+        if (kv->value->type != TOML_STRING) {
+            bad(c, kv->value->line, kv->value->col,
+                "%s.%s.%s must be a SQL expression in a string, not %s %s", where, key, kv->key,
+                type_article(kv->value->type), toml_type_name(kv->value->type));
+            continue;
+        }
+        if (!ident_ok(kv->key, 0)) {
+            bad(c, kv->line, kv->col, "%s.%s: \"%s\" is not a valid column name", where, key,
+                kv->key);
+            continue;
+        }
+        zdm_assign *a = &(*out)[(*n)++];
+        a->column = zdm_xstrdup(kv->key);
+        a->expr = zdm_xstrdup(kv->value->u.str.ptr);
+        a->line = kv->line;
+        a->col = kv->col;
+    }
+}
+
+static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
+{
+    static const char *const keys[] = {
+        "batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
+        "max_rows_per_second", "sleep_ms", "max_replication_lag_ms", "pause_query",
+        "check_autovacuum", "check_wal_archive", "max_wal_archive_ready", "check_replica_lag",
+        NULL};
+    const char *w = "[backfill.throttle]";
+    check_keys(c, t, w, keys);
+    const int64_t big = INT64_C(1000000000);
+    th->batch_size = want_int(c, t, "batch_size", w, th->batch_size, 1, big);
+    th->target_batch_ms = want_int(c, t, "target_batch_ms", w, th->target_batch_ms, 0, 3600000);
+    th->min_batch_size = want_int(c, t, "min_batch_size", w, th->min_batch_size, 1, big);
+    th->max_batch_size = want_int(c, t, "max_batch_size", w, th->max_batch_size, 1, big);
+    th->max_rows_per_second = want_int(c, t, "max_rows_per_second", w, 0, 0, big);
+    th->sleep_ms = want_int(c, t, "sleep_ms", w, 0, 0, 3600000);
+    th->max_replication_lag_ms = want_int(c, t, "max_replication_lag_ms", w, 0, 0, big);
+    th->pause_query = want_str(c, t, "pause_query", w, 0);
+    th->check_autovacuum = want_bool(c, t, "check_autovacuum", w, th->check_autovacuum);
+    th->check_wal_archive = want_bool(c, t, "check_wal_archive", w, th->check_wal_archive);
+    th->max_wal_archive_ready = want_int(c, t, "max_wal_archive_ready", w, th->max_wal_archive_ready, 1, big);
+    th->check_replica_lag = want_bool(c, t, "check_replica_lag", w, th->check_replica_lag);
+    if (th->min_batch_size > th->max_batch_size)
+        bad(c, t->line, t->col, "[backfill.throttle] min_batch_size (%lld) is larger than max_batch_size (%lld)",
+            (long long)th->min_batch_size, (long long)th->max_batch_size);
+}
+
+static zdm_backfill *load_backfill(chk *c, const toml_value *t)
+{
+    static const char *const keys[] = {"table", "key", "where", "set", "dual_write", "throttle", NULL};
+    const char *w = "[backfill]";
+    check_keys(c, t, w, keys);
+    zdm_backfill *b = zdm_xcalloc(1, sizeof *b);
+    b->line = t->line;
+    b->col = t->col;
+    zdm_throttle_defaults(&b->throttle);
+    b->table = want_str(c, t, "table", w, 1);
+    if (b->table && !ident_ok(b->table, 1)) {
+        const toml_value *v = toml_get(t, "table");
+        bad(c, v->line, v->col, "[backfill] table = \"%s\" is not a valid table name", b->table);
+    }
+    want_strv(c, t, "key", w, &b->key, NULL, NULL);
+    for (size_t i = 0; i < b->key.n; i++)
+        if (!ident_ok(b->key.v[i], 0)) {
+            const toml_value *v = toml_get(t, "key");
+            bad(c, v->line, v->col, "[backfill] key column \"%s\" is not a valid column name", b->key.v[i]);
+        }
+    b->where = want_str(c, t, "where", w, 0);
+    load_assigns(c, t, "set", w, &b->set, &b->nset);
+    if (!b->nset && !toml_get(t, "set"))
+        bad(c, t->line, t->col, "[backfill] needs at least one set.COLUMN = \"SQL expression\"");
+    b->dual_write = b->nset > 0;
+    const toml_value *dw = toml_get(t, "dual_write");
+    if (dw && dw->type == TOML_BOOL) {
+        b->dual_write = dw->u.boolean;
+    } else if (dw && dw->type == TOML_TABLE) {
+        static const char *const dkeys[] = {"enabled", "sources", "reverse", NULL};
+        check_keys(c, dw, "[backfill.dual_write]", dkeys);
+        b->dual_write = want_bool(c, dw, "enabled", "[backfill.dual_write]", 1);
+        want_strv(c, dw, "sources", "[backfill.dual_write]", &b->dw_sources, NULL, NULL);
+        load_assigns(c, dw, "reverse", "[backfill.dual_write]", &b->reverse, &b->nreverse);
+    } else if (dw) {
+        bad(c, dw->line, dw->col, "[backfill] dual_write must be a table or a boolean");
+    }
+    const toml_value *th = want(c, t, "throttle", TOML_TABLE, w);
+    if (th)
+        load_throttle(c, th, &b->throttle);
+    /* A column written by both directions would loop; refuse early. */
+    for (size_t i = 0; i < b->nreverse; i++)
+        for (size_t j = 0; j < b->nset; j++)
+            if (strcmp(b->reverse[i].column, b->set[j].column) == 0)
+                bad(c, b->reverse[i].line, b->reverse[i].col,
+                    "column \"%s\" is both a backfill target (set.%s) and a reverse target; "
+                    "a column can only be written in one direction",
+                    b->reverse[i].column, b->set[j].column);
+    return b;
+}
+
+/* ---- hooks ---- */
+
+int zdm_split_command(const char *line, zdm_strv *argv, zdm_err *err)
+{
+    const char *p = line;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        zdm_buf w = {0};
+        while (*p && *p != ' ' && *p != '\t') {
+            if (*p == '\'' || *p == '"') {
+                char q = *p++;
+                const char *start = p;
+                while (*p && *p != q)
+                    p++;
+                if (!*p) {
+                    zdm_buf_free(&w);
+                    return zdm_err_set(err, ZDM_EXIT_USAGE, "unterminated %c quote in command \"%s\"", q, line);
+                }
+                zdm_buf_putn(&w, start, (size_t)(p - start));
+                p++;
+            } else {
+                zdm_buf_putn(&w, p, 1);
+                p++;
+            }
+        }
+        zdm_strv_push_owned(argv, zdm_buf_take(&w));
+    }
+    if (argv->n == 0)
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "empty command");
+    return 0;
+}
+
+static void load_hook_cmd(chk *c, const toml_value *v, const char *event, zdm_hook_cmd *cmd)
+{
+    cmd->line = v->line;
+    cmd->col = v->col;
+    if (v->type == TOML_STRING) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_split_command(v->u.str.ptr, &cmd->argv, &e) != 0)
+            bad(c, v->line, v->col, "hooks.%s: %s", event, e.msg);
+        return;
+    }
+    if (v->type == TOML_ARRAY) { /* exact argv, no splitting */
+        for (size_t i = 0; i < v->u.array.len; i++) {
+            const toml_value *a = v->u.array.items[i];
+            if (a->type != TOML_STRING) {
+                bad(c, a->line, a->col, "hooks.%s: a command given as an array must hold only strings", event);
+                continue;
+            }
+            zdm_strv_push(&cmd->argv, a->u.str.ptr);
+        }
+        if (!cmd->argv.n)
+            bad(c, v->line, v->col, "hooks.%s: empty command", event);
+        return;
+    }
+    bad(c, v->line, v->col, "hooks.%s: a command must be a string or an array of strings, not %s %s",
+        event, type_article(v->type), toml_type_name(v->type));
+}
+
+static void load_hooks(chk *c, const toml_value *t, zdm_hooks *h)
+{
+    const char *allowed[ZDM_HOOK__COUNT + 2];
+    for (int i = 0; i < ZDM_HOOK__COUNT; i++)
+        allowed[i] = hook_names[i];
+    allowed[ZDM_HOOK__COUNT] = "timeout";
+    allowed[ZDM_HOOK__COUNT + 1] = NULL;
+    check_keys(c, t, "[hooks]", allowed);
+    h->timeout_ms = want_duration(c, t, "timeout", "[hooks]", h->timeout_ms);
+    for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
+        const toml_value *v = toml_get(t, hook_names[e]);
+        if (!v)
+            continue;
+        /* One command (string) or a list of commands. */
+        if (v->type == TOML_STRING) {
+            h->cmds[e] = zdm_xcalloc(1, sizeof(zdm_hook_cmd));
+            load_hook_cmd(c, v, hook_names[e], &h->cmds[e][0]);
+            h->n[e] = 1;
+        } else if (v->type == TOML_ARRAY) {
+            h->cmds[e] = zdm_xcalloc(v->u.array.len + 1, sizeof(zdm_hook_cmd));
+            for (size_t i = 0; i < v->u.array.len; i++)
+                load_hook_cmd(c, v->u.array.items[i], hook_names[e], &h->cmds[e][h->n[e]++]);
+        } else {
+            bad(c, v->line, v->col, "hooks.%s must be a command string or an array of commands", hook_names[e]);
+        }
+    }
+}
+
+/* ---- the plan ---- */
+
+static void parse_not_before(chk *c, zdm_plan *p, const toml_value *v)
+{
+    /* Accepted: "cutover + 24h", "24h" (after cutover). */
+    const char *s = p->not_before;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (strncmp(s, "cutover", 7) == 0) {
+        s += 7;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (!*s) {
+            p->not_before_ms = 0;
+            return;
+        }
+        if (*s != '+') {
+            bad(c, v->line, v->col, "contract.not_before = \"%s\": expected \"cutover + DURATION\" such as \"cutover + 24h\"",
+                p->not_before);
+            return;
+        }
+        s++;
+    }
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_parse_duration_ms(s, 1000, &p->not_before_ms, &e) != 0)
+        bad(c, v->line, v->col, "contract.not_before = \"%s\": %s", p->not_before, e.msg);
+}
+
+static void load_allow(chk *c, const toml_value *t, zdm_plan *p)
+{
+    const toml_value *v = toml_get(t, "allow_unsafe");
+    if (!v)
+        return;
+    if (v->type != TOML_ARRAY) {
+        bad(c, v->line, v->col, "allow_unsafe must be an array of rule ids or {rule = \"...\", reason = \"...\"} tables");
+        return;
+    }
+    p->allow = zdm_xcalloc(v->u.array.len + 1, sizeof *p->allow);
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const toml_value *it = v->u.array.items[i];
+        zdm_allow *a = &p->allow[p->nallow];
+        if (it->type == TOML_STRING) {
+            a->rule = zdm_xstrdup(it->u.str.ptr);
+        } else if (it->type == TOML_TABLE) {
+            static const char *const keys[] = {"rule", "reason", NULL};
+            check_keys(c, it, "allow_unsafe entry", keys);
+            a->rule = want_str(c, it, "rule", "allow_unsafe entry", 1);
+            a->reason = want_str(c, it, "reason", "allow_unsafe entry", 0);
+            if (!a->rule)
+                continue;
+        } else {
+            bad(c, it->line, it->col, "allow_unsafe entries must be rule ids (strings) or tables");
+            continue;
+        }
+        p->nallow++;
+    }
+}
+
+static char *default_id(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".toml") == 0)
+        n -= 5;
+    return zdm_xstrndup(base, n);
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return zdm_xstrdup(".");
+    if (slash == path)
+        return zdm_xstrdup("/");
+    return zdm_xstrndup(path, (size_t)(slash - path));
+}
+
+static int id_ok(const char *id)
+{
+    if (!*id || strlen(id) > 200)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.'))
+            return 0;
+    return 1;
+}
+
+int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan **out,
+                         zdm_diags *diags)
+{
+    *out = NULL;
+    zdm_err err;
+    zdm_err_clear(&err);
+    toml_value *doc = NULL;
+    if (toml_parse(src, len, path, &doc, &err) != 0) {
+        zdm_strv_push(&diags->msgs, err.msg);
+        return ZDM_EXIT_USAGE;
+    }
+    chk c = {path, diags, 0};
+    zdm_plan *p = zdm_xcalloc(1, sizeof *p);
+    p->doc = doc;
+    p->path = zdm_xstrdup(path);
+    p->dir = dir_of(path);
+    p->lock_timeout_ms = 2000;
+    p->statement_timeout_ms = 0;
+    p->lock_retries = 10;
+    p->not_before_ms = -1;
+    p->hooks.timeout_ms = 300000;
+    zdm_sha256_hex(src, len, p->checksum);
+
+    static const char *const top_keys[] = {
+        "id", "description", "requires", "lock_timeout", "statement_timeout", "lock_retries",
+        "allow_unsafe", "expand", "backfill", "contract", "hooks", NULL};
+    check_keys(&c, doc, "the plan", top_keys);
+
+    p->id = want_str(&c, doc, "id", "the plan", 0);
+    const toml_kv *idkv = toml_get_kv(doc, "id");
+    if (idkv) {
+        p->id_line = idkv->value->line;
+        p->id_col = idkv->value->col;
+    }
+    if (!p->id)
+        p->id = default_id(path);
+    if (!id_ok(p->id))
+        bad(&c, p->id_line ? p->id_line : 0, p->id_col,
+            "plan id \"%s\" may only use letters, digits, '_', '-' and '.'%s", p->id,
+            idkv ? "" : " (the id defaults to the file name; set id = \"...\" to choose another)");
+    p->description = want_str(&c, doc, "description", "the plan", 0);
+    want_strv(&c, doc, "requires", "the plan", &p->requires, &p->requires_line, &p->requires_col);
+    p->lock_timeout_ms = want_duration(&c, doc, "lock_timeout", "the plan", p->lock_timeout_ms);
+    p->statement_timeout_ms = want_duration(&c, doc, "statement_timeout", "the plan", 0);
+    p->lock_retries = (int)want_int(&c, doc, "lock_retries", "the plan", 10, 0, 1000);
+    load_allow(&c, doc, p);
+
+    const toml_value *ex = want(&c, doc, "expand", TOML_TABLE, "the plan");
+    if (ex) {
+        static const char *const keys[] = {"steps", NULL};
+        check_keys(&c, ex, "[expand]", keys);
+        load_steps(&c, ex, ZDM_PHASE_EXPAND, &p->expand, &p->nexpand);
+    }
+    const toml_value *bf = want(&c, doc, "backfill", TOML_TABLE, "the plan");
+    if (bf)
+        p->backfill = load_backfill(&c, bf);
+    const toml_value *ct = want(&c, doc, "contract", TOML_TABLE, "the plan");
+    if (ct) {
+        static const char *const keys[] = {"steps", "not_before", "verify", NULL};
+        check_keys(&c, ct, "[contract]", keys);
+        load_steps(&c, ct, ZDM_PHASE_CONTRACT, &p->contract, &p->ncontract);
+        p->not_before = want_str(&c, ct, "not_before", "[contract]", 0);
+        if (p->not_before)
+            parse_not_before(&c, p, toml_get(ct, "not_before"));
+        p->verify = want_str(&c, ct, "verify", "[contract]", 0);
+    }
+    const toml_value *hk = want(&c, doc, "hooks", TOML_TABLE, "the plan");
+    if (hk)
+        load_hooks(&c, hk, &p->hooks);
+
+    if (!p->nexpand && !p->backfill && !p->ncontract)
+        bad(&c, 1, 1, "the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
+
+    if (c.errors) {
+        zdm_plan_free(p);
+        return ZDM_EXIT_USAGE;
+    }
+    *out = p;
+    return 0;
+}
+
+int zdm_plan_load_file(const char *path, zdm_plan **out, zdm_diags *diags)
+{
+    char *src;
+    size_t len;
+    zdm_err err;
+    zdm_err_clear(&err);
+    *out = NULL;
+    if (zdm_read_file(path, &src, &len, &err) != 0) {
+        zdm_strv_push(&diags->msgs, err.msg);
+        return ZDM_EXIT_FAIL;
+    }
+    int rc = zdm_plan_load_buffer(path, src, len, out, diags);
+    free(src);
+    return rc;
+}
+
+static void free_steps(zdm_step *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(s[i].name);
+        free(s[i].sql);
+        free(s[i].down);
+        free(s[i].op);
+    }
+    free(s);
+}
+
+static void free_assigns(zdm_assign *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].column);
+        free(a[i].expr);
+    }
+    free(a);
+}
+
+void zdm_plan_free(zdm_plan *p)
+{
+    if (!p)
+        return;
+    free(p->id);
+    free(p->path);
+    free(p->dir);
+    free(p->description);
+    zdm_strv_free(&p->requires);
+    free(p->requires_line);
+    free(p->requires_col);
+    free_steps(p->expand, p->nexpand);
+    free_steps(p->contract, p->ncontract);
+    if (p->backfill) {
+        zdm_backfill *b = p->backfill;
+        free(b->table);
+        zdm_strv_free(&b->key);
+        free(b->where);
+        free_assigns(b->set, b->nset);
+        zdm_strv_free(&b->dw_sources);
+        free_assigns(b->reverse, b->nreverse);
+        free(b->throttle.pause_query);
+        free(b);
+    }
+    free(p->not_before);
+    free(p->verify);
+    for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
+        for (size_t i = 0; i < p->hooks.n[e]; i++)
+            zdm_strv_free(&p->hooks.cmds[e][i].argv);
+        free(p->hooks.cmds[e]);
+    }
+    for (size_t i = 0; i < p->nallow; i++) {
+        free(p->allow[i].rule);
+        free(p->allow[i].reason);
+    }
+    free(p->allow);
+    toml_free(p->doc);
+    free(p);
+}
+
+/* ---- sets of plans ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Expands paths into the sorted list of plan files. */
+static int collect_files(const char *const *paths, size_t npaths, zdm_strv *files, zdm_diags *d)
+{
+    int rc = 0;
+    for (size_t i = 0; i < npaths; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) != 0) {
+            zdm_diag_add(d, paths[i], 0, 0, "cannot read: %s", strerror(errno));
+            rc = ZDM_EXIT_USAGE;
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            zdm_strv_push(files, paths[i]);
+            continue;
+        }
+        DIR *dir = opendir(paths[i]);
+        if (!dir) {
+            zdm_diag_add(d, paths[i], 0, 0, "cannot open directory: %s", strerror(errno));
+            rc = ZDM_EXIT_USAGE;
+            continue;
+        }
+        zdm_strv found = {0};
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL) {
+            if (de->d_name[0] == '.' || !ends_with(de->d_name, ".toml") ||
+                strcmp(de->d_name, "zdm.toml") == 0)
+                continue;
+            const char *sep = ends_with(paths[i], "/") ? "" : "/";
+            zdm_strv_push_owned(&found, zdm_xasprintf("%s%s%s", paths[i], sep, de->d_name));
+        }
+        closedir(dir);
+        if (found.n)
+            qsort(found.v, found.n, sizeof *found.v, cmp_str);
+        for (size_t j = 0; j < found.n; j++)
+            zdm_strv_push(files, found.v[j]);
+        zdm_strv_free(&found);
+    }
+    return rc;
+}
+
+zdm_plan *zdm_plan_set_find(const zdm_plan_set *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->plans[i]->id, id) == 0)
+            return s->plans[i];
+    return NULL;
+}
+
+/* Orders plans so requirements come first; reports cycles.  Kahn's
+ * algorithm, picking the smallest id among the ready ones so the order is
+ * stable. */
+static int order_plans(zdm_plan_set *s, zdm_diags *d)
+{
+    size_t n = s->n;
+    int *indeg = zdm_xcalloc(n + 1, sizeof(int));
+    int *done = zdm_xcalloc(n + 1, sizeof(int));
+    zdm_plan **sorted = zdm_xcalloc(n + 1, sizeof *sorted);
+    for (size_t i = 0; i < n; i++)
+        for (size_t r = 0; r < s->plans[i]->requires.n; r++)
+            if (zdm_plan_set_find(s, s->plans[i]->requires.v[r]))
+                indeg[i]++;
+    size_t k = 0;
+    for (;;) {
+        size_t pick = n;
+        for (size_t i = 0; i < n; i++)
+            if (!done[i] && indeg[i] == 0 &&
+                (pick == n || strcmp(s->plans[i]->id, s->plans[pick]->id) < 0))
+                pick = i;
+        if (pick == n)
+            break;
+        done[pick] = 1;
+        sorted[k++] = s->plans[pick];
+        for (size_t i = 0; i < n; i++)
+            for (size_t r = 0; r < s->plans[i]->requires.n; r++)
+                if (strcmp(s->plans[i]->requires.v[r], s->plans[pick]->id) == 0)
+                    indeg[i]--;
+    }
+    int rc = 0;
+    if (k < n) {
+        /* Everything left is on or behind a cycle: name each member. */
+        for (size_t i = 0; i < n; i++) {
+            if (done[i])
+                continue;
+            zdm_plan *p = s->plans[i];
+            zdm_buf b = {0};
+            for (size_t r = 0; r < p->requires.n; r++) {
+                zdm_plan *q = zdm_plan_set_find(s, p->requires.v[r]);
+                size_t qi = 0;
+                while (q && s->plans[qi] != q)
+                    qi++;
+                if (q && !done[qi])
+                    zdm_buf_printf(&b, "%s\"%s\"", b.len ? ", " : "", q->id);
+            }
+            zdm_diag_add(d, p->path, p->requires_line ? p->requires_line[0] : 1,
+                         p->requires_col ? p->requires_col[0] : 1,
+                         "plan \"%s\" is part of a dependency cycle (it requires %s, which never comes first)",
+                         p->id, b.data ? b.data : "?");
+            zdm_buf_free(&b);
+        }
+        rc = ZDM_EXIT_USAGE;
+        for (size_t i = 0; i < n; i++)
+            if (!done[i])
+                sorted[k++] = s->plans[i];
+    }
+    memcpy(s->plans, sorted, n * sizeof *sorted);
+    free(sorted);
+    free(indeg);
+    free(done);
+    return rc;
+}
+
+int zdm_plan_set_load(const char *const *paths, size_t npaths, zdm_plan_set *out,
+                      zdm_diags *diags)
+{
+    memset(out, 0, sizeof *out);
+    zdm_strv files = {0};
+    int rc = collect_files(paths, npaths, &files, diags);
+    out->plans = zdm_xcalloc(files.n + 1, sizeof *out->plans);
+    for (size_t i = 0; i < files.n; i++) {
+        zdm_plan *p = NULL;
+        int r = zdm_plan_load_file(files.v[i], &p, diags);
+        if (r != 0) {
+            if (rc == 0 || r == ZDM_EXIT_USAGE)
+                rc = r == ZDM_EXIT_FAIL ? ZDM_EXIT_USAGE : r;
+            continue;
+        }
+        zdm_plan *dup = zdm_plan_set_find(out, p->id);
+        if (dup) {
+            zdm_diag_add(diags, p->path, p->id_line, p->id_col,
+                         "duplicate plan id \"%s\" (also used by %s)", p->id, dup->path);
+            zdm_plan_free(p);
+            rc = ZDM_EXIT_USAGE;
+            continue;
+        }
+        out->plans[out->n++] = p;
+    }
+    zdm_strv_free(&files);
+    for (size_t i = 0; i < out->n; i++) {
+        zdm_plan *p = out->plans[i];
+        for (size_t r = 0; r < p->requires.n; r++) {
+            const char *req = p->requires.v[r];
+            if (zdm_plan_set_find(out, req))
+                continue;
+            if (strcmp(req, p->id) == 0) {
+                zdm_diag_add(diags, p->path, p->requires_line[r], p->requires_col[r],
+                             "plan \"%s\" requires itself", p->id);
+            } else {
+                const char **ids = zdm_xcalloc(out->n + 1, sizeof *ids);
+                for (size_t j = 0; j < out->n; j++)
+                    ids[j] = out->plans[j]->id;
+                const char *hint = zdm_did_you_mean(req, ids, out->n);
+                zdm_diag_add(diags, p->path, p->requires_line[r], p->requires_col[r],
+                             "plan \"%s\" requires \"%s\", which is not among the loaded plans%s%s%s",
+                             p->id, req, hint ? " (did you mean \"" : "", hint ? hint : "",
+                             hint ? "\"?)" : "");
+                free(ids);
+            }
+            rc = ZDM_EXIT_USAGE;
+        }
+    }
+    if (order_plans(out, diags) != 0)
+        rc = ZDM_EXIT_USAGE;
+    return rc;
+}
+
+void zdm_plan_set_free(zdm_plan_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        zdm_plan_free(s->plans[i]);
+    free(s->plans);
+    s->plans = NULL;
+    s->n = 0;
+}
+
+/* ---- SQL classification ---- */
+
+/* Case-insensitive search for a whole word outside quotes and comments. */
+static int sql_has_word(const char *sql, const char *word)
+{
+    size_t wl = strlen(word);
+    const char *p = sql;
+    while (*p) {
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            while (*p && *p != q)
+                p++;
+            if (*p)
+                p++;
+            continue;
+        }
+        if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (p[0] == '/' && p[1] == '*') {
+            const char *e = strstr(p + 2, "*/");
+            p = e ? e + 2 : p + strlen(p);
+            continue;
+        }
+        if ((p == sql || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
+            strncasecmp(p, word, wl) == 0 &&
+            !(isalnum((unsigned char)p[wl]) || p[wl] == '_'))
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+int zdm_sql_needs_autocommit(const char *sql)
+{
+    if (!sql)
+        return 0;
+    return sql_has_word(sql, "CONCURRENTLY") || sql_has_word(sql, "VACUUM") ||
+           (sql_has_word(sql, "ALTER") && sql_has_word(sql, "SYSTEM")) ||
+           (sql_has_word(sql, "CREATE") && sql_has_word(sql, "DATABASE"));
+}
+
+int zdm_step_in_transaction(const zdm_step *s)
+{
+    if (s->transaction >= 0)
+        return s->transaction;
+    return !zdm_sql_needs_autocommit(s->sql);
+}

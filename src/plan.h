@@ -1,0 +1,183 @@
+/*
+ * plan.h -- the plan model: one TOML file describing one schema change,
+ * split into expand, backfill, cutover (hooks) and contract.
+ *
+ * Owns: loading plan files and directories, validating them (collecting
+ * every error of a file, each with file:line:column), and the one data
+ * structure every phase reads.  A zdm_plan owns all its strings and the
+ * parsed TOML document (op steps point into it); free with zdm_plan_free.
+ */
+#ifndef ZDM_PLAN_H
+#define ZDM_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "toml.h"
+#include "util.h"
+
+/* Hook events, in lifecycle order.  Names are plan keys: never rename. */
+typedef enum zdm_hook_event {
+    ZDM_HOOK_BEFORE_EXPAND,
+    ZDM_HOOK_AFTER_EXPAND,
+    ZDM_HOOK_BEFORE_BACKFILL,
+    ZDM_HOOK_AFTER_BACKFILL,
+    ZDM_HOOK_CUTOVER,
+    ZDM_HOOK_BEFORE_CONTRACT,
+    ZDM_HOOK_AFTER_CONTRACT,
+    ZDM_HOOK_ON_FAILURE,
+    ZDM_HOOK_ON_ROLLBACK,
+    ZDM_HOOK__COUNT
+} zdm_hook_event;
+
+const char *zdm_hook_event_name(zdm_hook_event e);
+
+typedef enum zdm_phase_kind { ZDM_PHASE_EXPAND, ZDM_PHASE_CONTRACT } zdm_phase_kind;
+
+/* One expand or contract step: raw SQL (sql/down) or a structured op. */
+typedef struct zdm_step {
+    int index;                 /* 1-based position within its phase */
+    char *name;                /* optional `name`, else NULL */
+    char *sql;                 /* raw SQL; NULL for op steps */
+    char *down;                /* undo SQL; NULL when absent */
+    char *op;                  /* operation name; NULL for raw steps */
+    const toml_value *fields;  /* the step's whole table (borrowed from the plan's doc) */
+    int transaction;           /* -1 auto (detect CONCURRENTLY), 0 no, 1 yes */
+    int64_t lock_timeout_ms;   /* -1: plan default */
+    int64_t statement_timeout_ms; /* -1: plan default */
+    int lock_retries;          /* -1: plan default */
+    int line, col;             /* where the step's table starts */
+} zdm_step;
+
+/* column = SQL expression, from set.* and reverse.* */
+typedef struct zdm_assign {
+    char *column;
+    char *expr;
+    int line, col;
+} zdm_assign;
+
+typedef struct zdm_throttle {
+    int64_t batch_size;             /* starting size (1000) */
+    int64_t target_batch_ms;        /* adaptive aim (200); 0 = fixed size */
+    int64_t min_batch_size;         /* (10) */
+    int64_t max_batch_size;         /* (50000) */
+    int64_t max_rows_per_second;    /* 0 = unlimited */
+    int64_t sleep_ms;               /* pause between batches (0) */
+    int64_t max_replication_lag_ms; /* pg: pause above this replay lag (0 = off) */
+    char *pause_query;              /* returns true to pause; NULL = none */
+    int check_autovacuum;           /* pg built-in signals, 1 = on */
+    int check_wal_archive;
+    int64_t max_wal_archive_ready;  /* .ready WAL files before pausing (100) */
+    int check_replica_lag;
+} zdm_throttle;
+
+void zdm_throttle_defaults(zdm_throttle *t);
+
+typedef struct zdm_backfill {
+    char *table;
+    zdm_strv key;               /* empty: primary key (sqlite: rowid when none) */
+    char *where;                /* rows still to convert; NULL = all */
+    zdm_assign *set;            /* new column = f(old) */
+    size_t nset;
+    int dual_write;             /* install triggers (default 1 when set is non-empty) */
+    zdm_strv dw_sources;        /* old columns whose writes fire the forward trigger */
+    zdm_assign *reverse;        /* old column = g(new) */
+    size_t nreverse;
+    zdm_throttle throttle;
+    int line, col;
+} zdm_backfill;
+
+typedef struct zdm_hook_cmd {
+    zdm_strv argv;              /* argv[0] is the program, run without a shell */
+    int line, col;
+} zdm_hook_cmd;
+
+typedef struct zdm_hooks {
+    zdm_hook_cmd *cmds[ZDM_HOOK__COUNT];
+    size_t n[ZDM_HOOK__COUNT];
+    int64_t timeout_ms;         /* per hook (300 s) */
+} zdm_hooks;
+
+typedef struct zdm_allow {
+    char *rule;
+    char *reason;
+} zdm_allow;
+
+typedef struct zdm_plan {
+    char *id;
+    char *path;                 /* as given */
+    char *dir;                  /* directory holding the file (hooks run here) */
+    char *description;
+    zdm_strv requires;
+    int *requires_line, *requires_col;
+    zdm_step *expand;
+    size_t nexpand;
+    zdm_backfill *backfill;     /* NULL when the plan has none */
+    zdm_step *contract;
+    size_t ncontract;
+    char *not_before;           /* "cutover + 24h", a duration, or a time; NULL */
+    int64_t not_before_ms;      /* parsed: delay after cutover (or -1) */
+    char *verify;               /* SQL returning true, NULL */
+    zdm_hooks hooks;
+    int64_t lock_timeout_ms;        /* 2000 */
+    int64_t statement_timeout_ms;   /* 0 = none */
+    int lock_retries;               /* 10 */
+    zdm_allow *allow;
+    size_t nallow;
+    char checksum[65];          /* SHA-256 of the file bytes */
+    int id_line, id_col;
+    toml_value *doc;
+} zdm_plan;
+
+/* Validation messages: every "file:line:col: message" of a load. */
+typedef struct zdm_diags {
+    zdm_strv msgs;
+} zdm_diags;
+void zdm_diag_add(zdm_diags *d, const char *file, int line, int col,
+                  const char *fmt, ...) ZDM_PRINTF(5, 6);
+void zdm_diags_free(zdm_diags *d);
+
+/* Loads and validates one file.  Returns 0, ZDM_EXIT_USAGE when invalid
+ * (every problem appended to diags), or ZDM_EXIT_FAIL on I/O error. */
+int zdm_plan_load_file(const char *path, zdm_plan **out, zdm_diags *diags) ZDM_MUST_CHECK;
+/* Same, from memory (fuzzing, tests). */
+int zdm_plan_load_buffer(const char *path, const char *src, size_t len,
+                         zdm_plan **out, zdm_diags *diags) ZDM_MUST_CHECK;
+void zdm_plan_free(zdm_plan *p);
+
+/* A set of plans, sorted so every plan comes after the ones it requires
+ * (ties broken by id). */
+typedef struct zdm_plan_set {
+    zdm_plan **plans;
+    size_t n;
+} zdm_plan_set;
+
+/* Loads every path: files, or directories (their *.toml, not recursive;
+ * zdm.toml, the project file, is skipped).  Validates each plan and the
+ * set: duplicate ids, missing requires, cycles.  Loads every file even
+ * after errors, so all problems are reported at once. */
+int zdm_plan_set_load(const char *const *paths, size_t npaths,
+                      zdm_plan_set *out, zdm_diags *diags) ZDM_MUST_CHECK;
+void zdm_plan_set_free(zdm_plan_set *s);
+zdm_plan *zdm_plan_set_find(const zdm_plan_set *s, const char *id);
+
+/* Structured operations known to zdm (op = "..."). */
+typedef struct zdm_op_spec {
+    const char *name;
+    const char *const *required;  /* NULL-terminated field names */
+    const char *const *optional;  /* NULL-terminated field names */
+    int expand_ok, contract_ok;
+} zdm_op_spec;
+const zdm_op_spec *zdm_op_find(const char *name);
+
+/* Splits a hook command line into argv: whitespace separates words,
+ * '...' and "..." group; no variables, globs or other shell syntax. */
+int zdm_split_command(const char *line, zdm_strv *argv, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Does SQL need to run outside a transaction (CONCURRENTLY, VACUUM...)? */
+int zdm_sql_needs_autocommit(const char *sql);
+/* Effective settings of a step (plan defaults applied). */
+int zdm_step_in_transaction(const zdm_step *s);
+
+#endif
