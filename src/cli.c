@@ -49,6 +49,46 @@ static const cmd commands[] = {
      "expand steps, backfill, cutover hooks, contract and hooks.  --json prints\n"
      "the same as a JSON object.\n",
      0, 1, 1, zdm_cmd_plan_show},
+    {NULL, "init", "", "create zdm's state tables in the database (idempotent)",
+     "Creates zdm's own tables (PostgreSQL: schema zdm; SQLite: zdm_* tables),\n"
+     "or upgrades them.  Every other command does this on first use too.\n",
+     0, 0, 0, zdm_cmd_init},
+    {NULL, "advance", "PLAN", "move a plan one phase forward",
+     "pending -> expanded -> backfilled -> cut_over -> complete.\n"
+     "Expand and contract run their steps in order, each in its own transaction\n"
+     "unless it cannot be (CONCURRENTLY, or transaction = false), with a short\n"
+     "lock_timeout retried with backoff.  A run that stopped half-way resumes at\n"
+     "the first step not done.  Refused (exit 3) while another run holds the plan,\n"
+     "when required plans are not complete, when the file changed since it was\n"
+     "applied, or before the contract is due.\n",
+     OPT_DRY_RUN | OPT_NO_BACKUP, 1, 1, zdm_cmd_advance},
+    {NULL, "rollback", "PLAN", "undo expand (or contract, when it has downs)",
+     "Before contract: runs the down of every applied expand step, newest first,\n"
+     "and marks the plan rolled_back.  Refuses before changing anything when an\n"
+     "applied step has no down.  After contract: undoes contract back to cut_over\n"
+     "only when every contract step has a down.\n",
+     OPT_DRY_RUN, 1, 1, zdm_cmd_rollback},
+    {NULL, "status", "[PLAN]", "where every plan stands and what to run next",
+     "Lists every plan in --plans with its phase (pending when the database has\n"
+     "not seen it), since when, and the next action.  --json prints\n"
+     "{\"plans\": [{\"id\", \"phase\", \"since\", \"next\", ...}]}.\n",
+     0, 0, 1, zdm_cmd_status},
+    {NULL, "history", "[PLAN]", "every transition, refusal and stamp, newest last",
+     "Prints the history rows: when, plan, action, phases, outcome, who (user@host\n"
+     "and pid) and detail.  --json prints {\"history\": [...]}.\n",
+     0, 0, 1, zdm_cmd_history},
+    {NULL, "stamp", "PLAN PHASE", "record a phase without running anything",
+     "For databases changed by hand: records PHASE (pending, expanded, backfilled,\n"
+     "cut_over, complete, rolled_back) and the plan file's current checksum.\n",
+     0, 2, 2, zdm_cmd_stamp},
+    {NULL, "check", "", "exit 0 when every plan is complete, 3 otherwise",
+     "A CI gate: lists the plans in --plans that are not complete and exits 3\n"
+     "when there are any.\n",
+     0, 0, 0, zdm_cmd_check},
+    {NULL, "unlock", "PLAN", "remove a plan's lock left by a process that is gone",
+     "Removes the lock row of PLAN.  Only for a holder that died on another host:\n"
+     "zdm takes over locks of dead processes on the same host by itself.\n",
+     0, 1, 1, zdm_cmd_unlock},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -50,6 +50,14 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs);
 /* Command implementations (cli_plan.c, cli_life.c, ...). */
 int zdm_cmd_plan_validate(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_init(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_advance(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_rollback(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_status(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_history(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_stamp(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_check(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err);
 
 #endif
 

@@ -32,7 +32,7 @@ zdm_db_kind zdm_db_kind_of_url(const char *url);
 /* The URL or conninfo with any password replaced by "*****"; malloc'd. */
 char *zdm_db_redact_url(const char *url);
 
-zdm_db_kind zdm_db_kind(const zdm_db *db);
+zdm_db_kind zdm_db_kind_of(const zdm_db *db);
 const char *zdm_db_dialect_name(const zdm_db *db); /* "postgresql" | "sqlite" */
 const char *zdm_db_safe_url(const zdm_db *db);     /* redacted, borrowed */
 

@@ -1,0 +1,317 @@
+/*
+ * cli_life.c -- the lifecycle commands: init, advance, rollback, status,
+ * history, stamp, check, unlock.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "db.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "state.h"
+#include "util.h"
+
+static int open_db(zdm_cli *cli, zdm_db **db, zdm_err *err)
+{
+    if (!cli->db_url) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "no database given");
+        zdm_err_detail(err, "pass --db URL (postgres://..., a conninfo, or sqlite:PATH) or set ZDM_DATABASE_URL");
+        return ZDM_EXIT_USAGE;
+    }
+    return zdm_db_open(cli->db_url, db, err);
+}
+
+/* Plans + database + the named plan, the start of most commands. */
+typedef struct session {
+    zdm_plan_set set;
+    zdm_db *db;
+    zdm_plan *plan;
+} session;
+
+static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err *err)
+{
+    memset(s, 0, sizeof *s);
+    int rc = zdm_cli_load_plans(cli, NULL, 0, &s->set, err);
+    if (rc != 0)
+        return rc;
+    if (plan_name) {
+        s->plan = zdm_cli_find_plan(cli, &s->set, plan_name, err);
+        if (!s->plan)
+            return err->code;
+    }
+    return open_db(cli, &s->db, err);
+}
+
+static void close_session(session *s)
+{
+    if (s->db)
+        zdm_db_close(s->db);
+    zdm_plan_set_free(&s->set);
+}
+
+int zdm_cmd_init(zdm_cli *cli, zdm_err *err)
+{
+    zdm_db *db = NULL;
+    int rc = open_db(cli, &db, err);
+    if (rc == 0)
+        rc = zdm_state_init(db, err);
+    if (rc == 0) {
+        if (cli->json)
+            fprintf(cli->out, "{\"ok\": true, \"database\": \"%s\", \"state_version\": %d}\n",
+                    zdm_db_dialect_name(db), ZDM_STATE_VERSION);
+        else
+            fprintf(cli->out, "zdm state ready in %s (%s, layout version %d)\n", zdm_db_safe_url(db),
+                    zdm_db_dialect_name(db), ZDM_STATE_VERSION);
+    }
+    if (db)
+        zdm_db_close(db);
+    return rc;
+}
+
+int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0) {
+        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out};
+        rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
+    }
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_rollback(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0) {
+        zdm_life_opts o = {cli->dry_run, 0, cli->out};
+        rc = zdm_life_rollback(s.db, s.plan, &o, err);
+    }
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_stamp(zdm_cli *cli, zdm_err *err)
+{
+    int ph = zdm_phase_parse(cli->pos[1]);
+    if (ph < 0) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "unknown phase \"%s\"", cli->pos[1]);
+        zdm_err_detail(err, "phases: pending, expanded, backfilled, cut_over, complete, rolled_back");
+        return ZDM_EXIT_USAGE;
+    }
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0)
+        rc = zdm_life_stamp(s.db, s.plan, (zdm_phase)ph, err);
+    if (rc == 0)
+        fprintf(cli->out, "%s: stamped %s\n", s.plan->id, cli->pos[1]);
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0)
+        rc = zdm_state_init(s.db, err);
+    if (rc == 0) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "DELETE FROM %s WHERE plan_id = $1 RETURNING holder, pid",
+                 zdm_state_table(s.db, "locks"));
+        const char *params[] = {s.plan->id};
+        zdm_rows *r = NULL;
+        rc = zdm_db_query(s.db, sql, 1, params, &r, err);
+        if (rc == 0) {
+            char detail[300];
+            if (zdm_rows_count(r))
+                snprintf(detail, sizeof detail, "removed the lock of %s pid %s", zdm_rows_get(r, 0, 0),
+                         zdm_rows_get(r, 0, 1));
+            else
+                snprintf(detail, sizeof detail, "no lock row was held");
+            fprintf(cli->out, "%s: %s\n", s.plan->id, detail);
+            zdm_history_entry h = {s.plan->id, "unlock", NULL, NULL, "ok", detail};
+            rc = zdm_state_history_add(s.db, &h, NULL, err);
+        }
+        zdm_rows_free(r);
+    }
+    close_session(&s);
+    return rc;
+}
+
+static json_t *jtime(int64_t ms)
+{
+    char ts[40];
+    return ms ? json_string(zdm_format_time(ms, ts, sizeof ts)) : json_null();
+}
+
+int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->npos ? cli->pos[0] : NULL, err);
+    int have_state = 0;
+    if (rc == 0)
+        have_state = zdm_state_exists(s.db);
+    json_t *arr = json_array();
+    for (size_t i = 0; rc == 0 && i < s.set.n; i++) {
+        zdm_plan *p = s.set.plans[i];
+        if (s.plan && p != s.plan)
+            continue;
+        zdm_plan_state st;
+        memset(&st, 0, sizeof st);
+        if (have_state) {
+            rc = zdm_state_get(s.db, p->id, &st, err);
+            if (rc != 0)
+                break;
+        }
+        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
+        int changed = st.known && ph != ZDM_PENDING && ph != ZDM_ROLLED_BACK &&
+                      strcmp(st.checksum, p->checksum) != 0;
+        char next[300], ts[40];
+        zdm_life_next_action(p, &st, next, sizeof next);
+        if (changed)
+            snprintf(next, sizeof next, "plan file changed since %s: restore it or zdm stamp %s %s",
+                     zdm_phase_name(ph), p->id, zdm_phase_name(ph));
+        int64_t due = ph == ZDM_CUT_OVER ? zdm_life_contract_due_ms(p, &st) : 0;
+        if (cli->json) {
+            json_t *o = json_object();
+            json_object_set_new(o, "id", json_string(p->id));
+            json_object_set_new(o, "phase", json_string(zdm_phase_name(ph)));
+            json_object_set_new(o, "since", jtime(st.phase_since_ms));
+            json_object_set_new(o, "next", json_string(next));
+            json_object_set_new(o, "file", json_string(p->path));
+            json_object_set_new(o, "checksum_ok", json_boolean(!changed));
+            json_object_set_new(o, "cutover_at", jtime(st.cutover_at_ms));
+            json_object_set_new(o, "contract_due", jtime(due));
+            json_array_append_new(arr, o);
+        } else {
+            if (i == 0 || (s.plan && p == s.plan))
+                fprintf(cli->out, "%-28s %-12s %-21s %s\n", "PLAN", "PHASE", "SINCE", "NEXT");
+            fprintf(cli->out, "%-28s %-12s %-21s %s\n", p->id, zdm_phase_name(ph),
+                    st.phase_since_ms ? zdm_format_time(st.phase_since_ms, ts, sizeof ts) : "-", next);
+        }
+    }
+    if (rc == 0 && cli->json) {
+        json_t *o = json_object();
+        json_object_set(o, "plans", arr);
+        json_dumpf(o, cli->out, JSON_INDENT(2));
+        fputc('\n', cli->out);
+        json_decref(o);
+    } else if (rc == 0 && s.set.n == 0) {
+        fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
+    }
+    json_decref(arr);
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
+{
+    zdm_db *db = NULL;
+    int rc = open_db(cli, &db, err);
+    if (rc != 0)
+        return rc;
+    zdm_rows *r = NULL;
+    if (zdm_state_exists(db)) {
+        char sql[400];
+        snprintf(sql, sizeof sql,
+                 "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail "
+                 "FROM %s WHERE ($1 IS NULL OR plan_id = $1) ORDER BY id",
+                 zdm_state_table(db, "history"));
+        const char *params[] = {cli->npos ? cli->pos[0] : NULL};
+        rc = zdm_db_query(db, sql, 1, params, &r, err);
+    }
+    if (rc == 0) {
+        int n = r ? zdm_rows_count(r) : 0;
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++) {
+            char ts[40];
+            const char *id = zdm_rows_get(r, i, 0), *plan = zdm_rows_get(r, i, 1);
+            int64_t at = strtoll(zdm_rows_get(r, i, 2), NULL, 10);
+            const char *who = zdm_rows_get(r, i, 3), *pid = zdm_rows_get(r, i, 4);
+            const char *action = zdm_rows_get(r, i, 5), *from = zdm_rows_get(r, i, 6);
+            const char *to = zdm_rows_get(r, i, 7), *outcome = zdm_rows_get(r, i, 8);
+            const char *detail = zdm_rows_get(r, i, 9);
+            if (cli->json) {
+                json_t *o = json_object();
+                json_object_set_new(o, "id", json_integer(strtoll(id, NULL, 10)));
+                json_object_set_new(o, "plan", json_string(plan));
+                json_object_set_new(o, "at", jtime(at));
+                json_object_set_new(o, "who", json_string(who));
+                json_object_set_new(o, "pid", json_integer(atoi(pid)));
+                json_object_set_new(o, "action", json_string(action));
+                json_object_set_new(o, "from", from ? json_string(from) : json_null());
+                json_object_set_new(o, "to", to ? json_string(to) : json_null());
+                json_object_set_new(o, "outcome", json_string(outcome));
+                json_object_set_new(o, "detail", detail ? json_string(detail) : json_null());
+                json_array_append_new(arr, o);
+            } else {
+                fprintf(cli->out, "%s  %-24s %-9s %s%s%s  %-8s %s pid %s%s%s\n",
+                        zdm_format_time(at, ts, sizeof ts), plan, action, from ? from : "",
+                        from || to ? " -> " : "", to ? to : "", outcome, who, pid,
+                        detail ? "\n      " : "", detail ? detail : "");
+            }
+        }
+        if (cli->json) {
+            json_t *o = json_object();
+            json_object_set(o, "history", arr);
+            json_dumpf(o, cli->out, JSON_INDENT(2));
+            fputc('\n', cli->out);
+            json_decref(o);
+        } else if (n == 0) {
+            fprintf(cli->out, "no history yet\n");
+        }
+        json_decref(arr);
+    }
+    zdm_rows_free(r);
+    zdm_db_close(db);
+    return rc;
+}
+
+int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, NULL, err);
+    int have_state = rc == 0 && zdm_state_exists(s.db);
+    zdm_buf bad = {0};
+    size_t nbad = 0;
+    json_t *arr = json_array();
+    for (size_t i = 0; rc == 0 && i < s.set.n; i++) {
+        zdm_plan_state st;
+        memset(&st, 0, sizeof st);
+        if (have_state && (rc = zdm_state_get(s.db, s.set.plans[i]->id, &st, err)) != 0)
+            break;
+        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
+        if (ph != ZDM_COMPLETE) {
+            nbad++;
+            zdm_buf_printf(&bad, "  %-28s %s\n", s.set.plans[i]->id, zdm_phase_name(ph));
+            json_t *o = json_object();
+            json_object_set_new(o, "id", json_string(s.set.plans[i]->id));
+            json_object_set_new(o, "phase", json_string(zdm_phase_name(ph)));
+            json_array_append_new(arr, o);
+        }
+    }
+    if (rc == 0) {
+        if (cli->json) {
+            json_t *o = json_object();
+            json_object_set_new(o, "ok", json_boolean(nbad == 0));
+            json_object_set(o, "incomplete", arr);
+            json_dumpf(o, cli->out, JSON_INDENT(2));
+            fputc('\n', cli->out);
+            json_decref(o);
+        } else if (nbad == 0) {
+            fprintf(cli->out, "all %zu plans complete\n", s.set.n);
+        } else {
+            fprintf(cli->out, "%zu of %zu plans not complete:\n%s", nbad, s.set.n, bad.data);
+        }
+        if (nbad)
+            rc = ZDM_EXIT_REFUSED;
+    }
+    json_decref(arr);
+    zdm_buf_free(&bad);
+    close_session(&s);
+    return rc;
+}

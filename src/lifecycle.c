@@ -1,0 +1,470 @@
+/*
+ * lifecycle.c -- the plan state machine (see lifecycle.h).
+ *
+ * Every entry point takes the plan's lock first, writes a history row
+ * saying what it is about to do, runs the phase, and then records the new
+ * phase and the outcome.  A refusal is written to history too, so the
+ * record shows who tried what and why it was refused.
+ */
+#include "lifecycle.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "phase.h"
+#include "util.h"
+
+typedef struct ctx {
+    zdm_db *db;
+    const zdm_plan *plan;
+    const zdm_life_opts *o;
+    int locked;
+    zdm_plan_state st;
+} ctx;
+
+static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
+{
+    /* err already says why; remember it. */
+    if (!c->o->dry_run && zdm_state_exists(c->db)) {
+        zdm_err e2;
+        zdm_err_clear(&e2);
+        zdm_history_entry h = {c->plan->id, action, zdm_phase_name(c->st.phase),
+                               zdm_phase_name(to), "refused", err->msg};
+        if (zdm_state_history_add(c->db, &h, NULL, &e2) != 0)
+            zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not record the refusal in history: %s", e2.msg);
+    }
+    return err->code;
+}
+
+/* Lock, state, checksum: the gates every changing command passes. */
+static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
+{
+    if (c->o->dry_run) {
+        if (!zdm_state_exists(c->db))
+            return 0; /* never seen: everything pending, and we must not create tables */
+        return zdm_state_get(c->db, c->plan->id, &c->st, err);
+    }
+    int rc = zdm_state_init(c->db, err);
+    if (rc != 0)
+        return rc;
+    char holder[512];
+    int got = 0;
+    rc = zdm_state_lock(c->db, c->plan->id, &got, holder, sizeof holder, err);
+    if (rc != 0)
+        return rc;
+    if (!got) {
+        rc = zdm_state_get(c->db, c->plan->id, &c->st, err);
+        if (rc != 0)
+            return rc;
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is locked by %s", c->plan->id, holder);
+        zdm_err_detail(err, "wait for that run to finish; if its process is gone for good, "
+                            "run \"zdm unlock %s\"", c->plan->id);
+        return refuse(c, action, c->st.phase, err);
+    }
+    c->locked = 1;
+    rc = zdm_state_get(c->db, c->plan->id, &c->st, err);
+    if (rc != 0)
+        return rc;
+    if (check_sum && c->st.known && c->st.phase != ZDM_PENDING && c->st.phase != ZDM_ROLLED_BACK &&
+        strcmp(c->st.checksum, c->plan->checksum) != 0) {
+        zdm_err_set(err, ZDM_EXIT_REFUSED,
+                    "plan %s changed after it was applied: %s has checksum %.12s, the database "
+                    "recorded %.12s when it entered %s",
+                    c->plan->id, c->plan->path, c->plan->checksum, c->st.checksum,
+                    zdm_phase_name(c->st.phase));
+        zdm_err_detail(err, "restore the file as it was (git checkout), or, if the database already "
+                            "matches the new file, accept it with \"zdm stamp %s %s\"",
+                       c->plan->id, zdm_phase_name(c->st.phase));
+        return refuse(c, action, c->st.phase, err);
+    }
+    return 0;
+}
+
+static void close_ctx(ctx *c)
+{
+    if (c->locked)
+        zdm_state_unlock(c->db, c->plan->id);
+    c->locked = 0;
+}
+
+static int64_t begin_history(ctx *c, const char *action, zdm_phase to)
+{
+    int64_t id = 0;
+    zdm_err e;
+    zdm_err_clear(&e);
+    zdm_history_entry h = {c->plan->id, action, zdm_phase_name(c->st.phase), zdm_phase_name(to),
+                           "running", NULL};
+    if (zdm_state_history_add(c->db, &h, &id, &e) != 0)
+        zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not write history: %s", e.msg);
+    return id;
+}
+
+static void end_history(ctx *c, int64_t id, int rc, const zdm_err *err, const char *detail)
+{
+    if (!id)
+        return;
+    zdm_err e;
+    zdm_err_clear(&e);
+    const char *outcome = rc == 0 ? "ok" : rc == ZDM_EXIT_REFUSED ? "refused" : "failed";
+    if (zdm_state_history_update(c->db, id, outcome, rc == 0 ? detail : err->msg, &e) != 0)
+        zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not update history row %lld: %s",
+                (long long)id, e.msg);
+}
+
+static int set_phase(ctx *c, zdm_phase to, zdm_err *err)
+{
+    int rc = zdm_state_set_phase(c->db, c->plan->id, to, c->plan->checksum, err);
+    if (rc == 0) {
+        c->st.phase = to;
+        c->st.known = 1;
+    }
+    return rc;
+}
+
+static int check_requires(ctx *c, const zdm_plan_set *set, zdm_err *err)
+{
+    zdm_buf missing = {0};
+    for (size_t i = 0; i < c->plan->requires.n; i++) {
+        const char *req = c->plan->requires.v[i];
+        zdm_plan_state st;
+        int rc = c->o->dry_run && !zdm_state_exists(c->db)
+                     ? (memset(&st, 0, sizeof st), 0)
+                     : zdm_state_get(c->db, req, &st, err);
+        if (rc != 0) {
+            zdm_buf_free(&missing);
+            return rc;
+        }
+        if (st.phase != ZDM_COMPLETE)
+            zdm_buf_printf(&missing, "%s%s (%s)", missing.len ? ", " : "", req,
+                           zdm_phase_name(st.known ? st.phase : ZDM_PENDING));
+    }
+    (void)set;
+    if (!missing.len)
+        return 0;
+    zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s requires plans that are not complete: %s",
+                c->plan->id, missing.data);
+    zdm_err_detail(err, "advance those plans to complete first (zdm status shows where each stands)");
+    zdm_buf_free(&missing);
+    return ZDM_EXIT_REFUSED;
+}
+
+int64_t zdm_life_contract_due_ms(const zdm_plan *plan, const zdm_plan_state *st)
+{
+    int64_t due = 0;
+    if (plan->not_before_ms >= 0 && st->cutover_at_ms)
+        due = st->cutover_at_ms + plan->not_before_ms;
+    if (st->contract_after_ms > due)
+        due = st->contract_after_ms;
+    return due;
+}
+
+static int truthy(const char *v)
+{
+    return v && (strcmp(v, "t") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+static int gate_contract(ctx *c, zdm_err *err)
+{
+    int64_t due = zdm_life_contract_due_ms(c->plan, &c->st);
+    int64_t now = zdm_now_ms();
+    if (due > now) {
+        char ts[40], d[32];
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "contract of %s is not due until %s (in %s)",
+                    c->plan->id, zdm_format_time(due, ts, sizeof ts),
+                    zdm_format_duration(due - now, d, sizeof d));
+        zdm_err_detail(err, "the soak time after cutover has not passed; run again after that time "
+                            "(\"zdm run-due\" from a timer does it for you)");
+        return ZDM_EXIT_REFUSED;
+    }
+    if (c->plan->verify) {
+        char *v = NULL;
+        int rc = zdm_db_query_value(c->db, c->plan->verify, 0, NULL, &v, err);
+        if (rc != 0) {
+            zdm_err_prefix(err, "contract verify query of %s failed: ", c->plan->id);
+            return rc;
+        }
+        int ok = truthy(v);
+        if (!ok) {
+            zdm_err_set(err, ZDM_EXIT_REFUSED,
+                        "contract of %s refused: the verify query returned %s, not true",
+                        c->plan->id, v ? v : "NULL");
+            zdm_err_detail(err, "the data is not ready for contract (verify = \"%s\"); "
+                                "fix the rows it checks, then run again", c->plan->verify);
+        }
+        free(v);
+        if (!ok)
+            return ZDM_EXIT_REFUSED;
+    }
+    return 0;
+}
+
+static zdm_phase next_phase(zdm_phase p)
+{
+    switch (p) {
+    case ZDM_PENDING:
+    case ZDM_ROLLED_BACK:
+        return ZDM_EXPANDED;
+    case ZDM_EXPANDED:
+        return ZDM_BACKFILLED;
+    case ZDM_BACKFILLED:
+        return ZDM_CUT_OVER;
+    case ZDM_CUT_OVER:
+    case ZDM_COMPLETE:
+    default:
+        return ZDM_COMPLETE;
+    }
+}
+
+static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
+{
+    zdm_phase from = c->st.known ? c->st.phase : ZDM_PENDING;
+    c->st.phase = from;
+    zdm_phase to = next_phase(from);
+    const zdm_plan *p = c->plan;
+    zdm_run run;
+    memset(&run, 0, sizeof run);
+    run.db = c->db;
+    run.plan = p;
+    run.dry_run = c->o->dry_run;
+    run.out = c->o->out;
+    run.no_backup = c->o->no_backup;
+    run.no_state = c->o->dry_run && !zdm_state_exists(c->db);
+
+    if (from == ZDM_COMPLETE) {
+        fprintf(c->o->out, "plan %s is already complete; nothing to do\n", p->id);
+        return 0;
+    }
+    if (c->o->dry_run)
+        fprintf(c->o->out, "-- zdm advance %s --dry-run on %s: %s -> %s\n\n", p->id,
+                zdm_db_dialect_name(c->db), zdm_phase_name(from), zdm_phase_name(to));
+
+    int rc = 0;
+    /* Gates first: a refusal changes nothing. */
+    if (to == ZDM_EXPANDED) {
+        rc = check_requires(c, set, err);
+        if (rc == 0)
+            rc = zdm_steps_check_runnable(&run, "expand", p->expand, p->nexpand, err);
+    } else if (to == ZDM_BACKFILLED && p->backfill) {
+        rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                         "plan %s has a [backfill]; the backfill engine is not available in this version of zdm",
+                         p->id);
+        zdm_err_detail(err, "the plan stays expanded; copy the rows yourself, then record it with "
+                            "\"zdm stamp %s backfilled\"", p->id);
+    } else if (to == ZDM_COMPLETE) {
+        rc = gate_contract(c, err);
+        if (rc == 0)
+            rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
+    }
+    if (rc != 0)
+        return c->o->dry_run ? rc : refuse(c, "advance", to, err);
+
+    int64_t hid = c->o->dry_run ? 0 : begin_history(c, "advance", to);
+    char detail[1200] = "";
+    int64_t t0 = zdm_mono_ms();
+    const char *pname = to == ZDM_EXPANDED ? "expand" : to == ZDM_BACKFILLED ? "backfill"
+                        : to == ZDM_CUT_OVER ? "cutover" : "contract";
+    if (!c->o->dry_run)
+        zdm_log(ZDM_LOG_INFO, p->id, pname, "starting: %s -> %s", zdm_phase_name(from), zdm_phase_name(to));
+
+    switch (to) {
+    case ZDM_EXPANDED:
+        rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
+        break;
+    case ZDM_BACKFILLED:
+        if (c->o->dry_run)
+            fprintf(c->o->out, "-- no [backfill]: the plan passes backfilled at once\n");
+        break;
+    case ZDM_CUT_OVER:
+        if (c->o->dry_run) {
+            fprintf(c->o->out, "-- cutover: no statements; the cutover time is recorded\n");
+        } else {
+            rc = zdm_state_set_cutover(c->db, p->id, zdm_now_ms(), err);
+            c->st.cutover_at_ms = zdm_now_ms();
+        }
+        break;
+    case ZDM_COMPLETE:
+        rc = zdm_backup_sqlite(&run, err);
+        if (rc == 0 && run.backup_path[0])
+            snprintf(detail, sizeof detail, "backup: %s", run.backup_path);
+        if (rc == 0)
+            rc = zdm_steps_apply(&run, "contract", p->contract, p->ncontract, err);
+        break;
+    default:
+        break;
+    }
+    if (c->o->dry_run)
+        return rc;
+    if (rc == 0)
+        rc = set_phase(c, to, err);
+    char d[32];
+    if (rc == 0) {
+        zdm_log(ZDM_LOG_INFO, p->id, pname, "done: %s in %s", zdm_phase_name(to),
+                zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d));
+        fprintf(c->o->out, "%s: %s -> %s\n", p->id, zdm_phase_name(from), zdm_phase_name(to));
+    } else {
+        zdm_log(ZDM_LOG_ERROR, p->id, pname, "failed after %s: %s",
+                zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d), err->msg);
+        if (!err->detail[0])
+            zdm_err_detail(err, "the plan stays %s and every completed step is recorded; fix the cause "
+                                "and run \"zdm advance %s\" again to resume, or \"zdm rollback %s\"",
+                           zdm_phase_name(from), p->id, p->id);
+    }
+    end_history(c, hid, rc, err, detail[0] ? detail : NULL);
+    return rc;
+}
+
+int zdm_life_advance(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
+                     const zdm_life_opts *o, zdm_err *err)
+{
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.plan = plan;
+    c.o = o;
+    int rc = open_ctx(&c, "advance", 1, err);
+    if (rc == 0)
+        rc = do_advance(&c, set, err);
+    close_ctx(&c);
+    return rc;
+}
+
+int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, zdm_err *err)
+{
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.plan = plan;
+    c.o = o;
+    int rc = open_ctx(&c, "rollback", 1, err);
+    if (rc != 0) {
+        close_ctx(&c);
+        return rc;
+    }
+    zdm_phase from = c.st.known ? c.st.phase : ZDM_PENDING;
+    zdm_run run;
+    memset(&run, 0, sizeof run);
+    run.db = db;
+    run.plan = plan;
+    run.dry_run = o->dry_run;
+    run.out = o->out;
+    run.no_state = o->dry_run && !zdm_state_exists(db);
+    if (from == ZDM_PENDING || from == ZDM_ROLLED_BACK) {
+        fprintf(o->out, "plan %s is %s; nothing to roll back\n", plan->id, zdm_phase_name(from));
+        close_ctx(&c);
+        return 0;
+    }
+    /* After contract, undo contract (back to cut_over); otherwise undo expand. */
+    int undo_contract = from == ZDM_COMPLETE;
+    zdm_phase to = undo_contract ? ZDM_CUT_OVER : ZDM_ROLLED_BACK;
+    if (undo_contract && plan->ncontract) {
+        for (size_t i = 0; i < plan->ncontract; i++)
+            if (!plan->contract[i].down || plan->contract[i].op) {
+                zdm_err_set(err, ZDM_EXIT_REFUSED,
+                            "plan %s is complete and contract step %d (%s:%d) has no \"down\": "
+                            "the removed structure cannot be restored; rollback refused",
+                            plan->id, plan->contract[i].index, plan->path, plan->contract[i].line);
+                zdm_err_detail(err, "restore from the backup taken before contract (zdm history %s shows "
+                                    "its path), or write a new plan that adds the structure back",
+                               plan->id);
+                rc = o->dry_run ? err->code : refuse(&c, "rollback", to, err);
+                close_ctx(&c);
+                return rc;
+            }
+    }
+    if (o->dry_run)
+        fprintf(o->out, "-- zdm rollback %s --dry-run on %s: %s -> %s\n\n", plan->id,
+                zdm_db_dialect_name(db), zdm_phase_name(from), zdm_phase_name(to));
+    int64_t hid = o->dry_run ? 0 : begin_history(&c, "rollback", to);
+    if (undo_contract)
+        rc = zdm_steps_undo(&run, "contract", plan->contract, plan->ncontract, err);
+    else
+        rc = zdm_steps_undo(&run, "expand", plan->expand, plan->nexpand, err);
+    if (!o->dry_run) {
+        if (rc == 0)
+            rc = set_phase(&c, to, err);
+        if (rc == 0) {
+            fprintf(o->out, "%s: %s -> %s\n", plan->id, zdm_phase_name(from), zdm_phase_name(to));
+            if (undo_contract)
+                fprintf(o->out, "contract undone; run \"zdm rollback %s\" again to undo expand\n", plan->id);
+        } else if (!err->detail[0] && rc != ZDM_EXIT_REFUSED) {
+            zdm_err_detail(err, "the steps undone so far are recorded; fix the cause and run "
+                                "\"zdm rollback %s\" again to continue", plan->id);
+        }
+        end_history(&c, hid, rc, err, NULL);
+    }
+    close_ctx(&c);
+    return rc;
+}
+
+int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err)
+{
+    zdm_life_opts o = {0, 0, stdout};
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.plan = plan;
+    c.o = &o;
+    int rc = open_ctx(&c, "stamp", 0, err);
+    if (rc == 0) {
+        zdm_phase from = c.st.known ? c.st.phase : ZDM_PENDING;
+        char detail[200];
+        snprintf(detail, sizeof detail, "stamped by hand; checksum %.12s", plan->checksum);
+        zdm_history_entry h = {plan->id, "stamp", zdm_phase_name(from), zdm_phase_name(phase), "ok", detail};
+        rc = zdm_db_begin(db, err);
+        if (rc == 0)
+            rc = set_phase(&c, phase, err);
+        /* Step records follow the stamp: stamped expanded means expand is done. */
+        for (size_t i = 0; rc == 0 && i < plan->nexpand; i++)
+            rc = zdm_state_step_mark(db, plan->id, "expand", plan->expand[i].index,
+                                     phase == ZDM_PENDING || phase == ZDM_ROLLED_BACK ? "undone" : "done", err);
+        for (size_t i = 0; rc == 0 && i < plan->ncontract; i++)
+            rc = zdm_state_step_mark(db, plan->id, "contract", plan->contract[i].index,
+                                     phase == ZDM_COMPLETE ? "done" : "undone", err);
+        if (rc == 0 && phase >= ZDM_CUT_OVER && phase != ZDM_ROLLED_BACK && !c.st.cutover_at_ms)
+            rc = zdm_state_set_cutover(db, plan->id, zdm_now_ms(), err);
+        if (rc == 0)
+            rc = zdm_state_history_add(db, &h, NULL, err);
+        if (rc == 0)
+            rc = zdm_db_commit(db, err);
+        else
+            zdm_db_rollback(db);
+        if (rc == 0)
+            zdm_log(ZDM_LOG_INFO, plan->id, NULL, "stamped %s (was %s); nothing was run",
+                    zdm_phase_name(phase), zdm_phase_name(from));
+    }
+    close_ctx(&c);
+    return rc;
+}
+
+const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st, char *buf, size_t size)
+{
+    zdm_phase ph = st->known ? st->phase : ZDM_PENDING;
+    switch (ph) {
+    case ZDM_PENDING:
+    case ZDM_ROLLED_BACK:
+        snprintf(buf, size, "zdm advance %s (expand)", plan->id);
+        break;
+    case ZDM_EXPANDED:
+        snprintf(buf, size, "zdm advance %s (%s)", plan->id, plan->backfill ? "backfill" : "no backfill: passes at once");
+        break;
+    case ZDM_BACKFILLED:
+        snprintf(buf, size, "zdm advance %s (cutover)", plan->id);
+        break;
+    case ZDM_CUT_OVER: {
+        int64_t due = zdm_life_contract_due_ms(plan, st);
+        char ts[40];
+        if (due > zdm_now_ms())
+            snprintf(buf, size, "zdm advance %s (contract) after %s", plan->id,
+                     zdm_format_time(due, ts, sizeof ts));
+        else
+            snprintf(buf, size, "zdm advance %s (contract)", plan->id);
+        break;
+    }
+    case ZDM_COMPLETE:
+    default:
+        snprintf(buf, size, "none");
+        break;
+    }
+    return buf;
+}

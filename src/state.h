@@ -1,0 +1,97 @@
+/*
+ * state.h -- zdm's own tables in the target database.
+ *
+ * PostgreSQL: schema "zdm" (zdm.plans, zdm.steps, ...); SQLite: tables
+ * named zdm_plans, zdm_steps, ...  The layout carries a version in
+ * meta(key='schema_version') and zdm_state_init() upgrades older layouts
+ * in place, inside one transaction.
+ *
+ * Owns: plan phases and their checksums, applied steps (so a crash between
+ * steps resumes at the right one), the history of every transition and
+ * refusal, and the per-plan lock that keeps two runs apart.  Times are
+ * stored as epoch milliseconds (bigint) so both dialects agree exactly.
+ */
+#ifndef ZDM_STATE_H
+#define ZDM_STATE_H
+
+#include <stdint.h>
+
+#include "db.h"
+#include "err.h"
+
+#define ZDM_STATE_VERSION 1
+
+/* Phases: names are a contract (CLI, --json, history); never rename. */
+typedef enum zdm_phase {
+    ZDM_PENDING = 0,
+    ZDM_EXPANDED,
+    ZDM_BACKFILLED,
+    ZDM_CUT_OVER,
+    ZDM_COMPLETE,
+    ZDM_ROLLED_BACK,
+    ZDM_PHASE__COUNT
+} zdm_phase;
+
+const char *zdm_phase_name(zdm_phase p);
+/* Returns -1 for an unknown name. */
+int zdm_phase_parse(const char *name);
+
+/* Table name for zdm's own table `base` ("plans" -> zdm.plans / zdm_plans).
+ * Borrowed static string. */
+const char *zdm_state_table(const zdm_db *db, const char *base);
+
+/* 1 when zdm's tables exist (at any version), without creating them. */
+int zdm_state_exists(zdm_db *db);
+
+/* Creates or upgrades zdm's tables (idempotent). */
+int zdm_state_init(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
+
+typedef struct zdm_plan_state {
+    int known;               /* 0: the database has never seen the plan */
+    zdm_phase phase;
+    char checksum[65];
+    int64_t phase_since_ms;
+    int64_t cutover_at_ms;   /* 0 when none */
+    int64_t contract_after_ms; /* scheduled by `zdm schedule`, 0 when none */
+} zdm_plan_state;
+
+int zdm_state_get(zdm_db *db, const char *plan_id, zdm_plan_state *out, zdm_err *err) ZDM_MUST_CHECK;
+/* Records the plan's phase (inserting the plan when new) and its checksum. */
+int zdm_state_set_phase(zdm_db *db, const char *plan_id, zdm_phase phase,
+                        const char *checksum, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_set_cutover(zdm_db *db, const char *plan_id, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_set_contract_after(zdm_db *db, const char *plan_id, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Applied steps: phase is "expand" or "contract"; status "running" (a
+ * non-transactional step started), "done", or absent. */
+int zdm_state_step_status(zdm_db *db, const char *plan_id, const char *phase, int index,
+                          char status[16], zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_step_mark(zdm_db *db, const char *plan_id, const char *phase, int index,
+                        const char *status, zdm_err *err) ZDM_MUST_CHECK;
+/* Forgets the steps of a phase (after rollback). */
+int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zdm_err *err) ZDM_MUST_CHECK;
+
+/* One history row.  detail may be NULL.  Returns the new row id in *id
+ * (may be NULL). */
+typedef struct zdm_history_entry {
+    const char *plan_id;
+    const char *action;      /* advance, rollback, stamp, refused, schedule, ... */
+    const char *from_phase;  /* may be NULL */
+    const char *to_phase;    /* may be NULL */
+    const char *outcome;     /* ok, failed, refused */
+    const char *detail;      /* may be NULL */
+} zdm_history_entry;
+int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const char *detail,
+                             zdm_err *err) ZDM_MUST_CHECK;
+
+/* The per-plan lock.  On success *got is 1; when another run holds it *got
+ * is 0 and `holder` describes it ("alice@web1 pid 4242 since
+ * 2026-11-21T23:40:00Z").  PostgreSQL: a session advisory lock plus a
+ * row naming the holder; SQLite: the row alone, taken over when its holder
+ * was on this host and its pid is gone. */
+int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size_t holder_size,
+                   zdm_err *err) ZDM_MUST_CHECK;
+void zdm_state_unlock(zdm_db *db, const char *plan_id);
+
+#endif
