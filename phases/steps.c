@@ -29,10 +29,10 @@ typedef struct step_cfg {
     int tries;
 } step_cfg;
 
-static step_cfg cfg_of(const zdm_plan *p, const zdm_step *s)
+static step_cfg cfg_of(const zdm_plan *p, const zdm_step *s, const char *sql)
 {
     step_cfg c;
-    c.in_tx = zdm_step_in_transaction(s);
+    c.in_tx = zdm_step_in_transaction(s, sql);
     c.lock_ms = s->lock_timeout_ms >= 0 ? s->lock_timeout_ms : p->lock_timeout_ms;
     c.stmt_ms = s->statement_timeout_ms >= 0 ? s->statement_timeout_ms : p->statement_timeout_ms;
     if (c.stmt_ms == 0 && c.in_tx && s->statement_timeout_ms < 0 && p->statement_timeout_ms == 0)
@@ -176,7 +176,7 @@ static void print_dry(zdm_run *r, const char *phase, const zdm_step *s, const ch
 static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, const char *sql,
                             const char *mark, const char *was, zdm_err *err)
 {
-    step_cfg c = cfg_of(r->plan, s);
+    step_cfg c = cfg_of(r->plan, s, sql);
     const char *id = r->plan->id;
     int rc = 0;
     char d[32];
@@ -252,8 +252,8 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
 int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *steps, size_t n,
                              zdm_err *err)
 {
-    (void)r;
-    for (size_t i = 0; i < n; i++)
+    int kind = zdm_db_kind_of(r->db);
+    for (size_t i = 0; i < n; i++) {
         if (steps[i].op) {
             zdm_err_set(err, ZDM_EXIT_REFUSED,
                         "%s step %d (%s:%d): operation \"%s\" cannot be executed by this version of zdm",
@@ -261,6 +261,14 @@ int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *step
             zdm_err_detail(err, "write the step as raw SQL (sql = \"...\" with down = \"...\"); nothing was changed");
             return ZDM_EXIT_REFUSED;
         }
+        if (!zdm_step_sql(&steps[i], kind)) {
+            zdm_err_set(err, ZDM_EXIT_REFUSED, "%s step %d (%s:%d) has no SQL for %s",
+                        phase, steps[i].index, r->plan->path, steps[i].line, zdm_db_dialect_name(r->db));
+            zdm_err_detail(err, "add sql.%s = \"...\" to the step; nothing was changed",
+                           kind == ZDM_DB_PG ? "pg" : "sqlite");
+            return ZDM_EXIT_REFUSED;
+        }
+    }
     return 0;
 }
 
@@ -285,15 +293,16 @@ int zdm_steps_apply(zdm_run *r, const char *phase, const zdm_step *steps, size_t
                         s->index);
             continue;
         }
+        const char *sql = zdm_step_sql(s, zdm_db_kind_of(r->db));
         if (r->dry_run) {
-            step_cfg c = cfg_of(r->plan, s);
-            print_dry(r, phase, s, s->sql, &c, "");
+            step_cfg c = cfg_of(r->plan, s, sql);
+            print_dry(r, phase, s, sql, &c, "");
             continue;
         }
         if (strcmp(status, "running") == 0)
             zdm_log(ZDM_LOG_WARN, r->plan->id, phase,
                     "step %d was interrupted during a previous run; running it again", s->index);
-        rc = run_with_retries(r, phase, s, s->sql, "done", status, err);
+        rc = run_with_retries(r, phase, s, sql, "done", status, err);
         if (rc != 0)
             return rc;
     }
@@ -310,7 +319,7 @@ int zdm_steps_undo(zdm_run *r, const char *phase, const zdm_step *steps, size_t 
         if (rc != 0)
             break;
         int applied = strcmp(status[i], "done") == 0 || strcmp(status[i], "running") == 0;
-        if (applied && (steps[i].op || !steps[i].down)) {
+        if (applied && (steps[i].op || !zdm_step_down(&steps[i], zdm_db_kind_of(r->db)))) {
             rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
                              "%s step %d (%s:%d) has no \"down\": rollback refused, nothing was changed",
                              phase, steps[i].index, r->plan->path, steps[i].line);
@@ -323,17 +332,14 @@ int zdm_steps_undo(zdm_run *r, const char *phase, const zdm_step *steps, size_t 
         int applied = strcmp(status[k], "done") == 0 || strcmp(status[k], "running") == 0;
         if (!applied)
             continue;
+        /* The down has its own transaction mode (DROP INDEX CONCURRENTLY). */
+        const char *down = zdm_step_down(s, zdm_db_kind_of(r->db));
         if (r->dry_run) {
-            step_cfg c = cfg_of(r->plan, s);
-            c.in_tx = s->transaction >= 0 ? s->transaction : !zdm_sql_needs_autocommit(s->down);
-            print_dry(r, phase, s, s->down, &c, " (down)");
+            step_cfg c = cfg_of(r->plan, s, down);
+            print_dry(r, phase, s, down, &c, " (down)");
             continue;
         }
-        /* The down may need its own transaction mode (DROP INDEX CONCURRENTLY). */
-        zdm_step down = *s;
-        if (down.transaction < 0)
-            down.sql = s->down;
-        rc = run_with_retries(r, phase, &down, s->down, "undone", status[k], err);
+        rc = run_with_retries(r, phase, s, down, "undone", status[k], err);
     }
     free(status);
     return rc;

@@ -142,9 +142,15 @@ static json_t *json_steps(const zdm_plan *p, const zdm_step *s, size_t n)
             json_object_set_new(o, "op", json_string(s[i].op));
             json_object_set_new(o, "fields", json_of_value(s[i].fields));
         } else {
-            json_object_set_new(o, "sql", json_string(s[i].sql));
-            json_object_set_new(o, "down", jstr(s[i].down));
-            json_object_set_new(o, "transaction", json_boolean(zdm_step_in_transaction(&s[i])));
+            json_t *sql = json_object(), *down = json_object();
+            json_object_set_new(sql, "pg", jstr(zdm_step_sql(&s[i], 1)));
+            json_object_set_new(sql, "sqlite", jstr(zdm_step_sql(&s[i], 2)));
+            json_object_set_new(down, "pg", jstr(zdm_step_down(&s[i], 1)));
+            json_object_set_new(down, "sqlite", jstr(zdm_step_down(&s[i], 2)));
+            json_object_set_new(o, "sql", sql);
+            json_object_set_new(o, "down", down);
+            json_object_set_new(o, "transaction",
+                                json_boolean(zdm_step_in_transaction(&s[i], zdm_step_sql(&s[i], 1))));
         }
         json_object_set_new(o, "lock_timeout_ms",
                             json_integer(s[i].lock_timeout_ms >= 0 ? s[i].lock_timeout_ms : p->lock_timeout_ms));
@@ -266,14 +272,25 @@ static void print_steps(FILE *f, const zdm_plan *p, const zdm_step *s, size_t n)
             }
             fputc('\n', f);
         } else {
-            fprintf(f, " (%s, lock_timeout %s, %d tries)\n",
-                    zdm_step_in_transaction(st) ? "in a transaction" : "outside a transaction",
-                    zdm_format_duration(lt, d1, sizeof d1), tries);
-            print_block(f, "sql: ", st->sql);
-            if (st->down)
-                print_block(f, "down:", st->down);
-            else
-                fprintf(f, "     down: (none: rollback of this step is refused)\n");
+            fprintf(f, " (lock_timeout %s, %d tries)\n", zdm_format_duration(lt, d1, sizeof d1), tries);
+            static const char *const dn[] = {"pg", "sqlite"};
+            int same = !st->sql_for[0] && !st->sql_for[1] && !st->down_for[0] && !st->down_for[1];
+            for (int k = 0; k < (same ? 1 : 2); k++) {
+                const char *sql = zdm_step_sql(st, k + 1), *down = zdm_step_down(st, k + 1);
+                char label[32];
+                if (!same)
+                    fprintf(f, "     [%s]\n", dn[k]);
+                if (!sql) {
+                    fprintf(f, "     (no SQL for %s: the step cannot run there)\n", dn[k]);
+                    continue;
+                }
+                snprintf(label, sizeof label, "sql%s:", zdm_step_in_transaction(st, sql) ? "" : " (no transaction)");
+                print_block(f, label, sql);
+                if (down)
+                    print_block(f, "down:", down);
+                else
+                    fprintf(f, "     down: (none: rollback of this step is refused)\n");
+            }
         }
     }
 }

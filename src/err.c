@@ -47,5 +47,13 @@ void zdm_err_prefix(zdm_err *err, const char *fmt, ...)
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", head, old);
+    /* Truncation is fine here: the head names the context, the tail the cause. */
+    size_t hl = strlen(head);
+    if (hl >= sizeof err->msg)
+        hl = sizeof err->msg - 1;
+    memcpy(err->msg, head, hl);
+    size_t room = sizeof err->msg - 1 - hl;
+    size_t ol = strnlen(old, room);
+    memcpy(err->msg + hl, old, ol);
+    err->msg[hl + ol] = '\0';
 }

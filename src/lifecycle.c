@@ -284,7 +284,8 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         }
         break;
     case ZDM_COMPLETE:
-        rc = zdm_backup_sqlite(&run, err);
+        if (p->ncontract) /* nothing to lose when contract removes nothing */
+            rc = zdm_backup_sqlite(&run, err);
         if (rc == 0 && run.backup_path[0])
             snprintf(detail, sizeof detail, "backup: %s", run.backup_path);
         if (rc == 0)
@@ -359,7 +360,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
     zdm_phase to = undo_contract ? ZDM_CUT_OVER : ZDM_ROLLED_BACK;
     if (undo_contract && plan->ncontract) {
         for (size_t i = 0; i < plan->ncontract; i++)
-            if (!plan->contract[i].down || plan->contract[i].op) {
+            if (!zdm_step_down(&plan->contract[i], zdm_db_kind_of(db)) || plan->contract[i].op) {
                 zdm_err_set(err, ZDM_EXIT_REFUSED,
                             "plan %s is complete and contract step %d (%s:%d) has no \"down\": "
                             "the removed structure cannot be restored; rollback refused",

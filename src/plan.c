@@ -281,6 +281,51 @@ static int ident_ok(const char *s, int allow_dot)
 
 /* ---- steps ---- */
 
+static int blank(const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return !*s;
+}
+
+/* `key` is SQL for every dialect ("...") or per dialect ({pg = "...",
+ * sqlite = "..."}, either may be missing: the step then cannot run there). */
+static void load_sqltext(chk *c, const toml_value *t, const char *key, const char *where,
+                         int required, char **all, char *per[2])
+{
+    const toml_kv *kv = toml_get_kv(t, key);
+    if (!kv) {
+        if (required)
+            bad(c, t->line, t->col, "%s is missing required key \"%s\"", where, key);
+        return;
+    }
+    const toml_value *v = kv->value;
+    if (v->type == TOML_STRING) {
+        *all = want_str(c, t, key, where, required);
+        if (*all && blank(*all))
+            bad(c, v->line, v->col, "%s has an empty \"%s\"", where, key);
+        return;
+    }
+    if (v->type != TOML_TABLE) {
+        bad(c, v->line, v->col, "%s.%s must be SQL in a string, or a table {pg = \"...\", sqlite = \"...\"}",
+            where, key);
+        return;
+    }
+    static const char *const dkeys[] = {"pg", "sqlite", NULL};
+    char w2[96];
+    snprintf(w2, sizeof w2, "%s.%s", where, key);
+    check_keys(c, v, w2, dkeys);
+    for (int k = 0; k < 2; k++) {
+        per[k] = want_str(c, v, dkeys[k], w2, 0);
+        if (per[k] && blank(per[k])) {
+            const toml_value *x = toml_get(v, dkeys[k]);
+            bad(c, x->line, x->col, "%s has an empty \"%s\"", w2, dkeys[k]);
+        }
+    }
+    if (!per[0] && !per[1])
+        bad(c, v->line, v->col, "%s needs pg = \"...\" and/or sqlite = \"...\"", w2);
+}
+
 static const char *const raw_step_keys[] = {
     "sql", "down", "name", "op", "transaction", "lock_timeout", "statement_timeout",
     "lock_retries", NULL};
@@ -300,7 +345,7 @@ static void load_step(chk *c, const toml_value *t, zdm_phase_kind phase, int ind
     s->lock_retries = -1;
     s->name = want_str(c, t, "name", where, 0);
     s->op = want_str(c, t, "op", where, 0);
-    s->down = want_str(c, t, "down", where, 0);
+    load_sqltext(c, t, "down", where, 0, &s->down, s->down_for);
     s->lock_timeout_ms = want_duration(c, t, "lock_timeout", where, -1);
     s->statement_timeout_ms = want_duration(c, t, "statement_timeout", where, -1);
     s->lock_retries = (int)want_int(c, t, "lock_retries", where, -1, 0, 1000);
@@ -314,16 +359,7 @@ static void load_step(chk *c, const toml_value *t, zdm_phase_kind phase, int ind
             s->op = NULL;
         }
         check_keys(c, t, where, raw_step_keys);
-        s->sql = want_str(c, t, "sql", where, 1);
-        if (s->sql) {
-            const char *p = s->sql;
-            while (isspace((unsigned char)*p))
-                p++;
-            if (!*p) {
-                const toml_kv *kv = toml_get_kv(t, "sql");
-                bad(c, kv->value->line, kv->value->col, "%s has an empty \"sql\"", where);
-            }
-        }
+        load_sqltext(c, t, "sql", where, 1, &s->sql, s->sql_for);
         return;
     }
 
@@ -800,6 +836,10 @@ static void free_steps(zdm_step *s, size_t n)
         free(s[i].name);
         free(s[i].sql);
         free(s[i].down);
+        for (int k = 0; k < 2; k++) {
+            free(s[i].sql_for[k]);
+            free(s[i].down_for[k]);
+        }
         free(s[i].op);
     }
     free(s);
@@ -1085,9 +1125,21 @@ int zdm_sql_needs_autocommit(const char *sql)
            (sql_has_word(sql, "CREATE") && sql_has_word(sql, "DATABASE"));
 }
 
-int zdm_step_in_transaction(const zdm_step *s)
+int zdm_step_in_transaction(const zdm_step *s, const char *sql)
 {
     if (s->transaction >= 0)
         return s->transaction;
-    return !zdm_sql_needs_autocommit(s->sql);
+    return !zdm_sql_needs_autocommit(sql);
+}
+
+const char *zdm_step_sql(const zdm_step *s, int dialect)
+{
+    const char *v = (dialect == 1 || dialect == 2) ? s->sql_for[dialect - 1] : NULL;
+    return v ? v : s->sql;
+}
+
+const char *zdm_step_down(const zdm_step *s, int dialect)
+{
+    const char *v = (dialect == 1 || dialect == 2) ? s->down_for[dialect - 1] : NULL;
+    return v ? v : s->down;
 }

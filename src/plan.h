@@ -39,8 +39,13 @@ typedef enum zdm_phase_kind { ZDM_PHASE_EXPAND, ZDM_PHASE_CONTRACT } zdm_phase_k
 typedef struct zdm_step {
     int index;                 /* 1-based position within its phase */
     char *name;                /* optional `name`, else NULL */
-    char *sql;                 /* raw SQL; NULL for op steps */
+    char *sql;                 /* raw SQL for every dialect; NULL for op steps */
     char *down;                /* undo SQL; NULL when absent */
+    /* Per-dialect variants, from sql = { pg = "...", sqlite = "..." }
+     * (same for down); [0] PostgreSQL, [1] SQLite.  Read them through
+     * zdm_step_sql() / zdm_step_down(). */
+    char *sql_for[2];
+    char *down_for[2];
     char *op;                  /* operation name; NULL for raw steps */
     const toml_value *fields;  /* the step's whole table (borrowed from the plan's doc) */
     int transaction;           /* -1 auto (detect CONCURRENTLY), 0 no, 1 yes */
@@ -175,9 +180,15 @@ const zdm_op_spec *zdm_op_find(const char *name);
  * '...' and "..." group; no variables, globs or other shell syntax. */
 int zdm_split_command(const char *line, zdm_strv *argv, zdm_err *err) ZDM_MUST_CHECK;
 
+/* The SQL of a step for a dialect (ZDM_DB_PG = 1, ZDM_DB_SQLITE = 2),
+ * or NULL when the step has none for it. */
+const char *zdm_step_sql(const zdm_step *s, int dialect);
+const char *zdm_step_down(const zdm_step *s, int dialect);
+
 /* Does SQL need to run outside a transaction (CONCURRENTLY, VACUUM...)? */
 int zdm_sql_needs_autocommit(const char *sql);
-/* Effective settings of a step (plan defaults applied). */
-int zdm_step_in_transaction(const zdm_step *s);
+/* Whether `sql` runs in a transaction: the step's transaction key, else
+ * detected from the SQL. */
+int zdm_step_in_transaction(const zdm_step *s, const char *sql);
 
 #endif
