@@ -6,7 +6,7 @@
  * transactions, identifier quoting, lock-timeout settings and the
  * per-plan mutual-exclusion lock.  Dialect differences live behind this
  * interface; callers never branch on the dialect for SQL syntax except by
- * asking the driver (zdm_db_kind) where the SQL itself must differ.
+ * asking the driver (zdm_db_kind_of) where the SQL itself must differ.
  *
  * Placeholders are written $1..$N in both dialects.  Parameter values are
  * text; NULL means SQL NULL.  A password in the URL never leaves this
@@ -23,7 +23,11 @@ typedef struct zdm_db zdm_db;
 typedef struct zdm_rows zdm_rows;
 
 /* URL forms: postgres://..., postgresql://..., libpq conninfo "k=v ...",
- * sqlite:PATH (sqlite:///abs/path and sqlite://rel also accepted). */
+ * sqlite:PATH (sqlite:///abs/path and sqlite://rel also accepted).
+ * pg sessions get application_name "zdm" (unless the URL or PGAPPNAME sets
+ * one) and client_min_messages = warning; sqlite connections get
+ * foreign_keys = ON and a 5000 ms busy timeout.  A failed connection is
+ * SQLSTATE 08001, with any password scrubbed from the message. */
 int zdm_db_open(const char *url, zdm_db **out, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_db_close(zdm_db *db);
 
@@ -36,15 +40,28 @@ zdm_db_kind zdm_db_kind_of(const zdm_db *db);
 const char *zdm_db_dialect_name(const zdm_db *db); /* "postgresql" | "sqlite" */
 const char *zdm_db_safe_url(const zdm_db *db);     /* redacted, borrowed */
 
-/* One statement with parameters.  `out` may be NULL when rows are not
- * wanted.  Errors carry the server message and SQLSTATE (pg) or the
- * sqlite error name. */
+/* One statement with parameters (both drivers refuse several).  `out` may
+ * be NULL when rows are not wanted.  Errors: pg "postgresql: <message>
+ * (DETAIL: ...)" with the SQLSTATE, and the server's HINT in err->detail;
+ * sqlite "sqlite: <message> (SQLITE_<NAME>)" with sqlstate "", except the
+ * marker "SQLBU" for SQLITE_BUSY / SQLITE_LOCKED (see
+ * zdm_db_err_is_lock_timeout). */
 int zdm_db_query(zdm_db *db, const char *sql, int nparams,
                  const char *const *params, zdm_rows **out,
                  zdm_err *err) ZDM_MUST_CHECK;
-/* Several statements, no parameters (raw plan steps). */
+/* Several statements, no parameters (raw plan steps).  Atomicity differs:
+ * pg runs the string as one implicit transaction (unless it holds its own
+ * BEGIN/COMMIT), so CREATE INDEX CONCURRENTLY must be sent alone; sqlite
+ * commits statement by statement, so wrap the call in zdm_db_begin/commit
+ * when a failure must leave nothing behind. */
 int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err) ZDM_MUST_CHECK;
 
+/* sqlite BEGINs IMMEDIATE (waits for the write lock up front, bounded by
+ * the busy timeout).  A nested BEGIN (25001) or a COMMIT without BEGIN
+ * (25P01) is an error.  COMMIT fails with 25P02 when pg rolled the
+ * transaction back because a statement in it had failed; after a failed
+ * COMMIT no transaction is open, in either dialect.  zdm_db_rollback only
+ * acts on a transaction opened by zdm_db_begin. */
 int zdm_db_begin(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_db_commit(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_db_rollback(zdm_db *db); /* best effort, never fails loudly */
@@ -55,11 +72,14 @@ int zdm_db_in_transaction(const zdm_db *db);
 char *zdm_db_ident(zdm_db *db, const char *name);
 char *zdm_db_ident_path(zdm_db *db, const char *dotted);
 
-/* pg: SET lock_timeout / statement_timeout for the session (0 = off);
- * sqlite: busy timeout = lock_timeout_ms. */
+/* pg: SET lock_timeout / statement_timeout for the session (0 = off, i.e.
+ * wait as long as it takes); inside a transaction they roll back with it.
+ * sqlite: busy timeout = lock_timeout_ms (0 = wait as long as it takes);
+ * the statement timeout is not enforced.  Negative values: ZDM_EXIT_USAGE. */
 int zdm_db_set_timeouts(zdm_db *db, int lock_timeout_ms,
                         int statement_timeout_ms, zdm_err *err) ZDM_MUST_CHECK;
-/* True when err is a lock-wait timeout worth retrying (pg 55P03, sqlite BUSY/LOCKED). */
+/* True when err is a lock-wait timeout worth retrying: pg 55P03, or the
+ * sqlite marker sqlstate "SQLBU" (SQLITE_BUSY / SQLITE_LOCKED). */
 int zdm_db_err_is_lock_timeout(const zdm_err *err);
 
 /* Rows: every value as text, NULL for SQL NULL. */

@@ -1,0 +1,710 @@
+/*
+ * db.c -- the driver-independent half of db.h.
+ *
+ * Owns: choosing a driver from the URL and the zdm_db lifetime
+ * (zdm_db_open/close), transactions, quoted identifier paths, the row set
+ * (zdm_rows), and every rule about passwords in connection strings.
+ * zdm_db_redact_url() builds the only printable form of a URL, and
+ * zdm_db_open() scrubs any password out of a driver's connect error before
+ * it leaves this module, because libpq echoes parts of a malformed URI
+ * (a bad %-escape, an unterminated "[") verbatim in its messages.
+ *
+ * Self-contained on purpose (no util.c): the driver layer is linked into
+ * small test programs on its own.
+ */
+#include "db.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define REDACTED "*****"
+
+/* err may be NULL (callers that do not care); sqlstate is always rewritten
+ * so a stale code from an earlier error never survives. */
+static void set_sqlstate(zdm_err *err, const char *state)
+{
+    if (err)
+        snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
+}
+
+/* ---------------------------------------------------------------- buffer */
+
+/* A growable string; `oom` latches so callers check once at the end. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_addn(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_adds(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
+
+/* ------------------------------------------------------------- redaction */
+
+/* The redacted text plus every password value met on the way, both as
+ * written and decoded, so an error message quoting either can be scrubbed. */
+typedef struct redactor {
+    sbuf out;
+    char **secrets;
+    size_t nsecrets, cap;
+    int oom;
+} redactor;
+
+static void add_secret(redactor *r, const char *s, size_t n)
+{
+    if (n == 0 || r->oom)
+        return;
+    if (r->nsecrets == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 4;
+        char **v = realloc(r->secrets, cap * sizeof *v);
+        if (!v) {
+            r->oom = 1;
+            return;
+        }
+        r->secrets = v;
+        r->cap = cap;
+    }
+    char *copy = malloc(n + 1);
+    if (!copy) {
+        r->oom = 1;
+        return;
+    }
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    r->secrets[r->nsecrets++] = copy;
+}
+
+static void redactor_free(redactor *r)
+{
+    for (size_t i = 0; i < r->nsecrets; i++)
+        free(r->secrets[i]);
+    free(r->secrets);
+    free(r->out.p);
+    memset(r, 0, sizeof *r);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* %XX-decodes s[0..n) into a malloc'd string; bad escapes are kept as is. */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (!d)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+            d[j++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            d[j++] = s[i];
+        }
+    }
+    d[j] = '\0';
+    return d;
+}
+
+static void add_secret_decoded(redactor *r, const char *s, size_t n)
+{
+    add_secret(r, s, n);
+    char *d = pct_decode(s, n);
+    if (!d) {
+        r->oom = 1;
+        return;
+    }
+    add_secret(r, d, strlen(d));
+    free(d);
+}
+
+/* libpq keywords whose value is a secret ("sslpassword" unlocks a key). */
+static int is_secret_key(const char *k, size_t n)
+{
+    return (n == 8 && strncasecmp(k, "password", 8) == 0) ||
+           (n == 11 && strncasecmp(k, "sslpassword", 11) == 0);
+}
+
+/* Same, for a URI query key, which libpq %-decodes before matching. */
+static int is_secret_uri_key(redactor *r, const char *k, size_t n)
+{
+    char *d = pct_decode(k, n);
+    if (!d) {
+        r->oom = 1;
+        return 1; /* fail closed */
+    }
+    int yes = is_secret_key(d, strlen(d));
+    free(d);
+    return yes;
+}
+
+static const char *memstr(const char *s, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(s + i, needle, m) == 0)
+            return s + i;
+    return NULL;
+}
+
+/* scheme://[user[:password]@]host.../db?k=v&password=... over s[0..n).
+ * The user-info is taken to end at the LAST '@' before the first '/', which
+ * hides at least what libpq (first '@') would read as the password even
+ * when the password holds an unescaped '@', '?' or ':'. */
+static void redact_uri(redactor *r, const char *s, size_t n)
+{
+    const char *end = s + n;
+    const char *sep = memstr(s, n, "://");
+    if (!sep) {
+        sb_addn(&r->out, s, n);
+        return;
+    }
+    const char *auth = sep + 3;
+    const char *slash = memchr(auth, '/', (size_t)(end - auth));
+    const char *region_end = slash ? slash : end;
+    const char *at = NULL;
+    for (const char *p = auth; p < region_end; p++)
+        if (*p == '@')
+            at = p;
+
+    const char *rest = auth;
+    if (at) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon) {
+            sb_addn(&r->out, s, (size_t)(colon + 1 - s));
+            sb_adds(&r->out, REDACTED);
+            add_secret_decoded(r, colon + 1, (size_t)(at - colon - 1));
+            s = at;
+        }
+        rest = at;
+    }
+    const char *q = memchr(rest, '?', (size_t)(end - rest));
+    if (!q) {
+        sb_addn(&r->out, s, (size_t)(end - s));
+        return;
+    }
+    sb_addn(&r->out, s, (size_t)(q + 1 - s));
+    const char *p = q + 1;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        if (eq && is_secret_uri_key(r, p, (size_t)(eq - p))) {
+            sb_addn(&r->out, p, (size_t)(eq + 1 - p));
+            sb_adds(&r->out, REDACTED);
+            add_secret_decoded(r, eq + 1, (size_t)(pe - eq - 1));
+        } else {
+            sb_addn(&r->out, p, (size_t)(pe - p));
+        }
+        if (amp)
+            sb_addn(&r->out, "&", 1);
+        p = amp ? amp + 1 : end;
+    }
+}
+
+/* Removes conninfo backslash escapes from s[0..n). */
+static void add_secret_unescaped(redactor *r, const char *s, size_t n)
+{
+    add_secret(r, s, n);
+    char *d = malloc(n + 1);
+    if (!d) {
+        r->oom = 1;
+        return;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n)
+            i++;
+        d[j++] = s[i];
+    }
+    add_secret(r, d, j);
+    free(d);
+}
+
+/* libpq conninfo: key = value pairs separated by white space; a value is a
+ * bare word or '...' with \' and \\ escapes (libpq honours backslashes in
+ * bare words too).  Malformed input is copied through: libpq will reject
+ * it, and nothing after a password key is ever copied. */
+static void redact_conninfo(redactor *r, const char *s)
+{
+    const char *p = s;
+    while (*p) {
+        if (isspace((unsigned char)*p)) {
+            sb_addn(&r->out, p++, 1);
+            continue;
+        }
+        const char *kw = p;
+        while (*p && !isspace((unsigned char)*p) && *p != '=')
+            p++;
+        size_t kwlen = (size_t)(p - kw);
+        sb_addn(&r->out, kw, kwlen);
+        while (isspace((unsigned char)*p))
+            sb_addn(&r->out, p++, 1);
+        if (*p != '=')
+            continue;
+        sb_addn(&r->out, p++, 1);
+        while (isspace((unsigned char)*p))
+            sb_addn(&r->out, p++, 1);
+
+        int quoted = *p == '\'';
+        const char *v = quoted ? p + 1 : p;
+        const char *q = v;
+        while (*q && (quoted ? *q != '\'' : !isspace((unsigned char)*q))) {
+            if (*q == '\\' && q[1])
+                q++;
+            q++;
+        }
+        int closed = quoted && *q == '\'';
+        const char *tok_end = closed ? q + 1 : q;
+
+        if (is_secret_key(kw, kwlen)) {
+            sb_adds(&r->out, REDACTED);
+            add_secret_unescaped(r, v, (size_t)(q - v));
+        } else if (memstr(v, (size_t)(q - v), "://")) {
+            /* A URI nested as a value (dbname=postgres://u:pw@h/db). */
+            if (quoted)
+                sb_addn(&r->out, "'", 1);
+            redact_uri(r, v, (size_t)(q - v));
+            if (closed)
+                sb_addn(&r->out, "'", 1);
+        } else {
+            sb_addn(&r->out, p, (size_t)(tok_end - p));
+        }
+        p = tok_end;
+    }
+}
+
+static int has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* "scheme://" with an RFC 3986 scheme name. */
+static int looks_like_uri(const char *s)
+{
+    if (!isalpha((unsigned char)*s))
+        return 0;
+    while (isalnum((unsigned char)*s) || *s == '+' || *s == '-' || *s == '.')
+        s++;
+    return strncmp(s, "://", 3) == 0;
+}
+
+static int redact(const char *url, redactor *r)
+{
+    memset(r, 0, sizeof *r);
+    if (has_prefix_ci(url, "sqlite:"))
+        sb_adds(&r->out, url); /* a file path: nothing secret */
+    else if (looks_like_uri(url))
+        redact_uri(r, url, strlen(url));
+    else
+        redact_conninfo(r, url);
+    if (!r->out.p)
+        sb_addn(&r->out, "", 0);
+    if (r->out.oom || r->oom) {
+        redactor_free(r);
+        return -1;
+    }
+    return 0;
+}
+
+char *zdm_db_redact_url(const char *url)
+{
+    if (!url)
+        return NULL;
+    redactor r;
+    if (redact(url, &r) != 0)
+        return NULL;
+    char *s = r.out.p;
+    r.out.p = NULL;
+    redactor_free(&r);
+    return s;
+}
+
+/* Replaces every occurrence of every secret in buf (NUL-terminated, of
+ * `size` bytes) by REDACTED, truncating if the result grows too long. */
+static void scrub(char *buf, size_t size, const redactor *r)
+{
+    for (size_t i = 0; i < r->nsecrets; i++) {
+        const char *secret = r->secrets[i];
+        size_t slen = strlen(secret);
+        if (!strstr(buf, secret))
+            continue;
+        sbuf out = {0};
+        const char *p = buf, *hit;
+        while ((hit = strstr(p, secret)) != NULL) {
+            sb_addn(&out, p, (size_t)(hit - p));
+            sb_adds(&out, REDACTED);
+            p = hit + slen;
+        }
+        sb_adds(&out, p);
+        if (out.oom) {
+            /* Cannot rebuild it: better no message than a leaked one. */
+            snprintf(buf, size, "(message withheld: it quoted a password)");
+        } else {
+            snprintf(buf, size, "%s", out.p);
+        }
+        free(out.p);
+    }
+}
+
+/* ----------------------------------------------------------- connections */
+
+zdm_db_kind zdm_db_kind_of_url(const char *url)
+{
+    if (!url || !*url)
+        return 0;
+    if (has_prefix_ci(url, "postgres://") || has_prefix_ci(url, "postgresql://"))
+        return ZDM_DB_PG;
+    if (has_prefix_ci(url, "sqlite:"))
+        return ZDM_DB_SQLITE;
+    /* libpq conninfo: starts with "keyword =" */
+    const char *p = url;
+    while (isspace((unsigned char)*p))
+        p++;
+    const char *kw = p;
+    while (isalnum((unsigned char)*p) || *p == '_')
+        p++;
+    if (p == kw)
+        return 0;
+    while (isspace((unsigned char)*p))
+        p++;
+    return *p == '=' ? ZDM_DB_PG : 0;
+}
+
+int zdm_db_open(const char *url, zdm_db **out, zdm_err *err)
+{
+    *out = NULL;
+    if (!url)
+        url = "";
+    redactor r;
+    if (redact(url, &r) != 0) {
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory opening a database connection");
+    }
+
+    const zdm_db_ops *ops = NULL;
+    switch (zdm_db_kind_of_url(url)) {
+    case ZDM_DB_PG: ops = &zdm_db_pg_ops; break;
+    case ZDM_DB_SQLITE: ops = &zdm_db_sqlite_ops; break;
+    default: break;
+    }
+    if (!ops) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "unrecognised database URL \"%s\"", r.out.p);
+        set_sqlstate(err, "");
+        zdm_err_detail(err, "use postgresql://user@host/dbname, a libpq conninfo "
+                            "such as \"host=... dbname=...\", or sqlite:PATH");
+        redactor_free(&r);
+        return ZDM_EXIT_USAGE;
+    }
+
+    zdm_db *db = calloc(1, sizeof *db);
+    if (!db) {
+        redactor_free(&r);
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory opening a database connection");
+    }
+    db->ops = ops;
+    db->safe_url = r.out.p;
+    r.out.p = NULL;
+
+    int rc = ops->connect(db, url, err);
+    if (rc != ZDM_OK) {
+        if (err) {
+            scrub(err->msg, sizeof err->msg, &r);
+            scrub(err->detail, sizeof err->detail, &r);
+        }
+        redactor_free(&r);
+        if (db->conn)
+            ops->close(db);
+        free(db->path);
+        free(db->safe_url);
+        free(db);
+        return rc;
+    }
+    redactor_free(&r);
+    *out = db;
+    return ZDM_OK;
+}
+
+void zdm_db_close(zdm_db *db)
+{
+    if (!db)
+        return;
+    if (db->conn)
+        db->ops->close(db); /* closing discards an open transaction */
+    free(db->path);
+    free(db->safe_url);
+    free(db);
+}
+
+zdm_db_kind zdm_db_kind_of(const zdm_db *db) { return db->ops->kind; }
+const char *zdm_db_dialect_name(const zdm_db *db) { return db->ops->name; }
+const char *zdm_db_safe_url(const zdm_db *db) { return db->safe_url; }
+
+int zdm_db_query(zdm_db *db, const char *sql, int nparams,
+                 const char *const *params, zdm_rows **out, zdm_err *err)
+{
+    if (out)
+        *out = NULL;
+    if (nparams < 0 || (nparams > 0 && !params))
+    {
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: bad parameter list (%d)",
+                           db->ops->name, nparams);
+    }
+    return db->ops->query(db, sql, nparams, params, out, err);
+}
+
+int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err)
+{
+    return db->ops->exec_script(db, sql, err);
+}
+
+/* ---------------------------------------------------------- transactions */
+
+int zdm_db_begin(zdm_db *db, zdm_err *err)
+{
+    if (db->in_tx) {
+        /* A nested BEGIN is a caller bug; pg would only warn on stderr. */
+        zdm_err_set(err, ZDM_EXIT_FAIL, "%s: BEGIN while a transaction is already open",
+                    db->ops->name);
+        set_sqlstate(err, "25001");
+        return ZDM_EXIT_FAIL;
+    }
+    /* SQLite: take the write lock up front.  A deferred transaction that
+     * reads and later writes can fail with SQLITE_BUSY without ever calling
+     * the busy handler; IMMEDIATE waits for the lock at BEGIN instead, so the
+     * busy timeout is the one lock_timeout. */
+    const char *sql = db->ops->kind == ZDM_DB_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN";
+    int rc = db->ops->query(db, sql, 0, NULL, NULL, err);
+    if (rc == ZDM_OK)
+        db->in_tx = 1;
+    return rc;
+}
+
+int zdm_db_commit(zdm_db *db, zdm_err *err)
+{
+    if (!db->in_tx) {
+        zdm_err_set(err, ZDM_EXIT_FAIL, "%s: COMMIT without a transaction", db->ops->name);
+        set_sqlstate(err, "25P01");
+        return ZDM_EXIT_FAIL;
+    }
+    int rc = db->ops->query(db, "COMMIT", 0, NULL, NULL, err);
+    if (rc != ZDM_OK && db->ops->kind == ZDM_DB_SQLITE) {
+        /* A failed COMMIT ends the transaction in PostgreSQL; SQLite keeps
+         * it open (e.g. after SQLITE_BUSY).  Roll back so both dialects
+         * leave the connection in the same state: nothing committed. */
+        zdm_err ignored;
+        zdm_err_clear(&ignored);
+        (void)db->ops->query(db, "ROLLBACK", 0, NULL, NULL, &ignored);
+    }
+    db->in_tx = 0;
+    return rc;
+}
+
+void zdm_db_rollback(zdm_db *db)
+{
+    /* Only when we opened one: a stray ROLLBACK makes PostgreSQL print a
+     * WARNING on stderr. */
+    if (!db || !db->in_tx)
+        return;
+    zdm_err ignored;
+    zdm_err_clear(&ignored);
+    (void)db->ops->query(db, "ROLLBACK", 0, NULL, NULL, &ignored);
+    db->in_tx = 0;
+}
+
+int zdm_db_in_transaction(const zdm_db *db) { return db && db->in_tx; }
+
+/* ----------------------------------------------------------- identifiers */
+
+char *zdm_db_ident(zdm_db *db, const char *name)
+{
+    if (!name)
+        return NULL;
+    return db->ops->ident(db, name);
+}
+
+char *zdm_db_ident_path(zdm_db *db, const char *dotted)
+{
+    if (!dotted)
+        return NULL;
+    sbuf out = {0};
+    const char *p = dotted;
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        char *part = malloc(n + 1);
+        if (!part) {
+            free(out.p);
+            return NULL;
+        }
+        memcpy(part, p, n);
+        part[n] = '\0';
+        char *q = db->ops->ident(db, part);
+        free(part);
+        if (!q) {
+            free(out.p);
+            return NULL;
+        }
+        sb_adds(&out, q);
+        free(q);
+        if (!dot)
+            break;
+        sb_addn(&out, ".", 1);
+        p = dot + 1;
+    }
+    if (out.oom) {
+        free(out.p);
+        return NULL;
+    }
+    return out.p;
+}
+
+/* -------------------------------------------------------------- timeouts */
+
+int zdm_db_set_timeouts(zdm_db *db, int lock_timeout_ms, int statement_timeout_ms,
+                        zdm_err *err)
+{
+    if (lock_timeout_ms < 0 || statement_timeout_ms < 0) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "%s: negative timeout (lock %d ms, statement %d ms)",
+                    db->ops->name, lock_timeout_ms, statement_timeout_ms);
+        set_sqlstate(err, "");
+        return ZDM_EXIT_USAGE;
+    }
+    return db->ops->set_timeouts(db, lock_timeout_ms, statement_timeout_ms, err);
+}
+
+int zdm_db_err_is_lock_timeout(const zdm_err *err)
+{
+    if (!err)
+        return 0;
+    /* 55P03 lock_not_available (lock_timeout, NOWAIT); "SQLBU" is the
+     * marker db_sqlite.c stores for SQLITE_BUSY / SQLITE_LOCKED. */
+    return strcmp(err->sqlstate, "55P03") == 0 || strcmp(err->sqlstate, "SQLBU") == 0;
+}
+
+int zdm_db_query_value(zdm_db *db, const char *sql, int nparams,
+                       const char *const *params, char **out, zdm_err *err)
+{
+    *out = NULL;
+    zdm_rows *rows = NULL;
+    int rc = zdm_db_query(db, sql, nparams, params, &rows, err);
+    if (rc != ZDM_OK)
+        return rc;
+    const char *v = zdm_rows_get(rows, 0, 0);
+    if (v) {
+        *out = strdup(v);
+        if (!*out) {
+            zdm_rows_free(rows);
+            set_sqlstate(err, "");
+            return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: out of memory reading a result",
+                               db->ops->name);
+        }
+    }
+    zdm_rows_free(rows);
+    return ZDM_OK;
+}
+
+/* ------------------------------------------------------------------ rows */
+
+/* Row-major: value (r, c) is v[r * ncols + c]; each owned, NULL = SQL NULL. */
+struct zdm_rows {
+    int ncols, nrows;
+    size_t cap; /* rows allocated */
+    char **v;
+};
+
+zdm_rows *zdm_rows_new(int ncols)
+{
+    if (ncols < 0)
+        return NULL;
+    zdm_rows *r = calloc(1, sizeof *r);
+    if (r)
+        r->ncols = ncols;
+    return r;
+}
+
+int zdm_rows_add(zdm_rows *r, const char *const *values)
+{
+    size_t nc = (size_t)r->ncols;
+    if (nc > 0 && (size_t)r->nrows == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        if (cap > (size_t)-1 / sizeof(char *) / nc)
+            return ZDM_EXIT_FAIL;
+        char **v = realloc(r->v, cap * nc * sizeof *v);
+        if (!v)
+            return ZDM_EXIT_FAIL;
+        r->v = v;
+        r->cap = cap;
+    }
+    if (r->nrows == 2147483647)
+        return ZDM_EXIT_FAIL;
+    char **row = nc ? r->v + (size_t)r->nrows * nc : NULL;
+    for (size_t c = 0; c < nc; c++) {
+        row[c] = NULL;
+        if (values && values[c]) {
+            row[c] = strdup(values[c]);
+            if (!row[c]) {
+                while (c-- > 0)
+                    free(row[c]);
+                return ZDM_EXIT_FAIL;
+            }
+        }
+    }
+    r->nrows++;
+    return ZDM_OK;
+}
+
+int zdm_rows_count(const zdm_rows *r) { return r ? r->nrows : 0; }
+int zdm_rows_cols(const zdm_rows *r) { return r ? r->ncols : 0; }
+
+const char *zdm_rows_get(const zdm_rows *r, int row, int col)
+{
+    if (!r || row < 0 || col < 0 || row >= r->nrows || col >= r->ncols)
+        return NULL;
+    return r->v[(size_t)row * (size_t)r->ncols + (size_t)col];
+}
+
+void zdm_rows_free(zdm_rows *r)
+{
+    if (!r)
+        return;
+    size_t n = (size_t)r->nrows * (size_t)r->ncols;
+    for (size_t i = 0; i < n; i++)
+        free(r->v[i]);
+    free(r->v);
+    free(r);
+}
