@@ -219,7 +219,7 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
         char sql[400];
         snprintf(sql, sizeof sql,
                  "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail "
-                 "FROM %s WHERE ($1 IS NULL OR plan_id = $1) ORDER BY id",
+                 "FROM %s WHERE (CAST($1 AS text) IS NULL OR plan_id = CAST($1 AS text)) ORDER BY id",
                  zdm_state_table(db, "history"));
         const char *params[] = {cli->npos ? cli->pos[0] : NULL};
         rc = zdm_db_query(db, sql, 1, params, &r, err);
