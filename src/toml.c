@@ -77,7 +77,8 @@ typedef struct parser {
     size_t bol;       /* offset where the cursor's line begins */
     const char *file;
     zdm_err *err;
-    int failed;
+    int failed;       /* an error was reported: keep the first one */
+    int rc;           /* its status */
     unsigned sec;     /* section counter, see TF_DOTTED */
     char *buf;        /* scratch for decoding strings */
     size_t blen, bcap;
@@ -90,13 +91,14 @@ static int fail_at(parser *p, int line, int col, const char *fmt, ...) ZDM_PRINT
 static int fail_at(parser *p, int line, int col, const char *fmt, ...)
 {
     if (p->failed)
-        return ZDM_EXIT_USAGE;
+        return p->rc;
     char msg[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     p->failed = 1;
+    p->rc = ZDM_EXIT_USAGE;
     zdm_err_set(p->err, ZDM_EXIT_USAGE, "%s:%d:%d: %s", p->file, line, col, msg);
     if (p->err) {
         p->err->line = line;
@@ -118,13 +120,14 @@ static int oom(parser *p)
 {
     if (!p->failed) {
         p->failed = 1;
+        p->rc = ZDM_EXIT_FAIL;
         zdm_err_set(p->err, ZDM_EXIT_FAIL, "%s: out of memory while parsing TOML", p->file);
         if (p->err) {
             p->err->line = p->line;
             p->err->col = col_of(p, p->i);
         }
     }
-    return ZDM_EXIT_FAIL;
+    return p->rc;
 }
 
 /* ------------------------------------------------------------ characters */
@@ -256,26 +259,28 @@ static int bare_ok(const char *s, size_t n)
     return 1;
 }
 
-/* A dotted path as TOML would write it: a.b."c d" (first `upto` parts). */
+/* A dotted path as TOML would write it: a.b."c d" (first `upto` parts),
+ * cut with "..." when it does not fit in cap bytes. */
 static void fmt_path(const kpath *kp, size_t upto, char *out, size_t cap)
 {
     size_t o = 0;
     out[0] = '\0';
-    for (size_t k = 0; k < upto && o + 16 < cap; k++) {
-        if (k)
-            out[o++] = '.';
+    for (size_t k = 0; k < upto; k++) {
+        char part[200], tmp[160];
         if (bare_ok(kp->v[k].s, kp->v[k].len) && kp->v[k].len < 80) {
-            memcpy(out + o, kp->v[k].s, kp->v[k].len);
-            o += kp->v[k].len;
+            snprintf(part, sizeof part, "%s%.*s", k ? "." : "", (int)kp->v[k].len, kp->v[k].s);
         } else {
-            char tmp[200];
             fmt_key(kp->v[k].s, kp->v[k].len, tmp, sizeof tmp);
-            int w = snprintf(out + o, cap - o, "\"%s\"", tmp);
-            o += w < 0 ? 0 : (size_t)w;
-            if (o >= cap)
-                o = cap - 1;
+            snprintf(part, sizeof part, "%s\"%s\"", k ? "." : "", tmp);
         }
-        out[o] = '\0';
+        size_t pl = strlen(part);
+        if (o + pl + 4 > cap) {
+            if (o + 4 <= cap)
+                memcpy(out + o, "...", 4);
+            return;
+        }
+        memcpy(out + o, part, pl + 1);
+        o += pl;
     }
 }
 
@@ -870,7 +875,7 @@ static int parse_datetime(parser *p, const char *t, size_t n, int line, int col,
     int has_date = 0, has_time = 0, has_off = 0;
     int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, ns = 0, off = 0;
     size_t fst = 0, fn = 0;
-    char offtext[8] = "";
+    char offtext[32] = "";
 
     if (n >= 5 && dig(t, 0, n) && dig(t, 1, n) && dig(t, 2, n) && dig(t, 3, n) && t[4] == '-') {
         if (n < 10 || !dig(t, 5, n) || !dig(t, 6, n) || t[7] != '-' || !dig(t, 8, n) || !dig(t, 9, n))
@@ -1033,7 +1038,7 @@ static int parse_number(parser *p, const char *t, size_t n, int line, int col, i
             }
             int dv = hexval((unsigned char)c);
             if (dv < 0 || dv >= base)
-                return fail_at(p, line, col, "invalid integer \"%.*s\": '%c' is not a %s digit", shown, t, c,
+                return fail_at(p, line, col, "invalid integer \"%.*s\": '%c' is not a valid %s digit", shown, t, c,
                                name);
             if (v > ((uint64_t)INT64_MAX - (uint64_t)dv) / (uint64_t)base)
                 return fail_at(p, line, col, "integer \"%.*s\" does not fit in 64 bits (the largest is %" PRId64 ")",
@@ -1178,7 +1183,7 @@ static int parse_bare(parser *p, int depth, node **out)
     }
     if ((n >= 5 && is_digit((unsigned char)t[0]) && is_digit((unsigned char)t[1]) &&
          is_digit((unsigned char)t[2]) && is_digit((unsigned char)t[3]) && t[4] == '-') ||
-        (n >= 3 && is_digit((unsigned char)t[0]) && is_digit((unsigned char)t[1]) && t[2] == ':'))
+        (is_digit((unsigned char)t[0]) && memchr(t, ':', n)))
         return parse_datetime(p, t, n, line, col, depth, out);
     return parse_number(p, t, n, line, col, depth, out);
 }
@@ -1226,7 +1231,7 @@ static int parse_array(parser *p, int depth, node **out)
     int ol = p->line, oc = col_of(p, p->i);
     node *a = container_new(p, TOML_ARRAY, ol, oc, depth);
     if (!a)
-        return p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+        return p->rc;
     int rc;
     p->i++;
     for (;;) {
@@ -1281,7 +1286,7 @@ static int parse_inline(parser *p, int depth, node **out)
     int ol = p->line, oc = col_of(p, p->i);
     node *t = container_new(p, TOML_TABLE, ol, oc, depth);
     if (!t)
-        return p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+        return p->rc;
     unsigned sec = ++p->sec;
     int rc;
     p->i++;
@@ -1408,7 +1413,7 @@ static int descend_dotted(parser *p, node **tp, const kpart *kp, unsigned sec)
     if (!tbl_find(t, kp->s, kp->len, &idx)) {
         node *nt = container_new(p, TOML_TABLE, kp->line, kp->col, t->depth + 1);
         if (!nt)
-            return p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+            return p->rc;
         nt->v.u.table.flags = TF_DOTTED;
         nt->sec = sec;
         int rc = tbl_add(p, t, kp, nt);
@@ -1515,7 +1520,7 @@ static int parse_header(parser *p, node *root, node **cur)
         if (!tbl_find(t, part->s, part->len, &idx)) {
             node *nt = container_new(p, TOML_TABLE, part->line, part->col, t->depth + 1);
             if (!nt) {
-                rc = p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+                rc = p->rc;
                 goto out;
             }
             if ((rc = tbl_add(p, t, part, nt)))
@@ -1557,7 +1562,7 @@ static int parse_header(parser *p, node *root, node **cur)
         if (aot) {
             node *a = container_new(p, TOML_ARRAY, hl, hc, t->depth + 1);
             if (!a) {
-                rc = p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+                rc = p->rc;
                 goto out;
             }
             a->v.u.array.of_tables = 1;
@@ -1567,7 +1572,7 @@ static int parse_header(parser *p, node *root, node **cur)
         } else {
             nt = container_new(p, TOML_TABLE, hl, hc, t->depth + 1);
             if (!nt) {
-                rc = p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+                rc = p->rc;
                 goto out;
             }
             nt->v.u.table.flags = TF_HEADER;
@@ -1622,7 +1627,7 @@ static int parse_header(parser *p, node *root, node **cur)
     if (aot) {
         nt = container_new(p, TOML_TABLE, hl, hc, t->depth + 1);
         if (!nt) {
-            rc = p->failed ? ZDM_EXIT_USAGE : ZDM_EXIT_FAIL;
+            rc = p->rc;
             goto out;
         }
         nt->v.u.table.flags = TF_HEADER;
