@@ -89,6 +89,23 @@ static const cmd commands[] = {
      "Removes the lock row of PLAN.  Only for a holder that died on another host:\n"
      "zdm takes over locks of dead processes on the same host by itself.\n",
      0, 1, 1, zdm_cmd_unlock},
+    {NULL, "backfill", "PLAN", "run a backfill worker (any number, on any host)",
+     "Converts the rows of an expanded plan in keyset batches; each batch and its\n"
+     "checkpoint commit together, so a worker killed at any moment resumes where\n"
+     "it stopped.  Several workers share the table by claiming key ranges.  The\n"
+     "last worker to finish moves the plan to backfilled.  SIGINT/SIGTERM finish\n"
+     "the current batch and exit 4 (safe to resume); a second signal cancels the\n"
+     "running statement.\n",
+     0, 1, 1, zdm_cmd_backfill},
+    {NULL, "pause", "PLAN", "pause every backfill worker of a plan",
+     "Every worker, on every host, stops before its next batch until resumed.\n",
+     0, 1, 1, zdm_cmd_pause},
+    {NULL, "resume", "PLAN", "resume a paused backfill", "Undoes zdm pause.\n", 0, 1, 1, zdm_cmd_resume},
+    {NULL, "set", "PLAN KEY=VALUE...", "change a backfill throttle setting live",
+     "Keys: batch_size, target_batch_ms, min_batch_size, max_batch_size,\n"
+     "max_rows_per_second, sleep_ms, max_replication_lag_ms.  Workers read them\n"
+     "before every batch.\n",
+     0, 2, ZDM_CLI_MAX_POS, zdm_cmd_set},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -194,6 +211,13 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
         return 1;
     }
     return 0;
+}
+
+static void print_err(FILE *errs, const zdm_err *err)
+{
+    fprintf(errs, "zdm: %s\n", err->msg);
+    if (err->detail[0])
+        fprintf(errs, "  -> %s\n", err->detail);
 }
 
 int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
@@ -349,6 +373,10 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
                        c->group ? " " : "", c->name);
         goto fail;
     }
+    if (nwords - used > ZDM_CLI_MAX_POS) {
+        zdm_err_set(&err, ZDM_EXIT_USAGE, "too many arguments");
+        goto fail;
+    }
     for (int i = used; i < nwords; i++)
         cli.pos[cli.npos++] = words[i];
     if (cli.npos < c->min_pos || cli.npos > c->max_pos) {
@@ -367,16 +395,13 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     int rc = c->fn(&cli, &err);
     if (rc == 0)
         return 0;
-    if (err.msg[0])
-        goto print;
+    if (err.msg[0]) {
+        /* The command's status is the exit code, whatever err.code says. */
+        print_err(errs, &err);
+    }
     return rc;
 
 fail:
-    if (!err.code)
-        err.code = ZDM_EXIT_USAGE;
-print:
-    fprintf(errs, "zdm: %s\n", err.msg);
-    if (err.detail[0])
-        fprintf(errs, "  -> %s\n", err.detail);
-    return err.code ? err.code : ZDM_EXIT_FAIL;
+    print_err(errs, &err);
+    return err.code ? err.code : ZDM_EXIT_USAGE;
 }

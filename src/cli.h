@@ -58,6 +58,10 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_stamp(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_check(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_pause(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_resume(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_set(zdm_cli *cli, zdm_err *err);
 
 #endif
 

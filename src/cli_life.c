@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backfill.h"
 #include "cli.h"
 #include "db.h"
 #include "lifecycle.h"
@@ -176,6 +177,19 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
             snprintf(next, sizeof next, "plan file changed since %s: restore it or zdm stamp %s %s",
                      zdm_phase_name(ph), p->id, zdm_phase_name(ph));
         int64_t due = ph == ZDM_CUT_OVER ? zdm_life_contract_due_ms(p, &st) : 0;
+        zdm_backfill_progress bp;
+        memset(&bp, 0, sizeof bp);
+        if (have_state && p->backfill && (rc = zdm_backfill_progress_get(s.db, p->id, &bp, err)) != 0)
+            break;
+        if (ph == ZDM_EXPANDED && bp.started) {
+            int64_t total = bp.total_est > bp.rows_done ? bp.total_est : bp.rows_done;
+            char extra[400];
+            snprintf(extra, sizeof extra, " -- backfill %lld/%lld rows, %d/%d ranges, %d worker%s%s%s%s",
+                     (long long)bp.rows_done, (long long)total, bp.ranges_done, bp.ranges, bp.workers,
+                     bp.workers == 1 ? "" : "s", bp.paused ? ", PAUSED" : "", bp.throttle[0] ? ", " : "",
+                     bp.throttle);
+            strncat(next, extra, sizeof next - strlen(next) - 1);
+        }
         if (cli->json) {
             json_t *o = json_object();
             json_object_set_new(o, "id", json_string(p->id));
@@ -186,6 +200,18 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
             json_object_set_new(o, "checksum_ok", json_boolean(!changed));
             json_object_set_new(o, "cutover_at", jtime(st.cutover_at_ms));
             json_object_set_new(o, "contract_due", jtime(due));
+            if (p->backfill) {
+                json_t *b = json_object();
+                json_object_set_new(b, "started", json_boolean(bp.started));
+                json_object_set_new(b, "rows_done", json_integer(bp.rows_done));
+                json_object_set_new(b, "rows_total_estimate", json_integer(bp.total_est));
+                json_object_set_new(b, "ranges", json_integer(bp.ranges));
+                json_object_set_new(b, "ranges_done", json_integer(bp.ranges_done));
+                json_object_set_new(b, "workers", json_integer(bp.workers));
+                json_object_set_new(b, "paused", json_boolean(bp.paused));
+                json_object_set_new(b, "throttle", json_string(bp.throttle));
+                json_object_set_new(o, "backfill", b);
+            }
             json_array_append_new(arr, o);
         } else {
             if (i == 0 || (s.plan && p == s.plan))
@@ -312,6 +338,96 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
     }
     json_decref(arr);
     zdm_buf_free(&bad);
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0)
+        rc = zdm_state_init(s.db, err);
+    zdm_plan_state st;
+    if (rc == 0)
+        rc = zdm_state_get(s.db, s.plan->id, &st, err);
+    if (rc == 0) {
+        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
+        if (!s.plan->backfill) {
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill]", s.plan->id);
+        } else if (ph == ZDM_BACKFILLED || ph == ZDM_CUT_OVER || ph == ZDM_COMPLETE) {
+            fprintf(cli->out, "%s: backfill already done (phase %s)\n", s.plan->id, zdm_phase_name(ph));
+        } else if (ph != ZDM_EXPANDED) {
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; the backfill runs after expand",
+                             s.plan->id, zdm_phase_name(ph));
+            zdm_err_detail(err, "run \"zdm advance %s\" first: it adds the new columns and the dual-write triggers",
+                           s.plan->id);
+        } else if (strcmp(st.checksum, s.plan->checksum) != 0) {
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s changed after it was expanded (%s)", s.plan->id,
+                             s.plan->path);
+            zdm_err_detail(err, "restore the file as it was, or accept it with \"zdm stamp %s expanded\"", s.plan->id);
+        } else {
+            zdm_backfill_opts o = {0, -1, NULL};
+            rc = zdm_backfill_run(s.db, s.plan, &o, err);
+            if (rc == 0) {
+                rc = zdm_state_get(s.db, s.plan->id, &st, err);
+                if (rc == 0)
+                    fprintf(cli->out, "%s: %s\n", s.plan->id,
+                            st.phase == ZDM_BACKFILLED ? "backfilled" : "this worker is done; other workers hold the remaining ranges");
+            }
+        }
+    }
+    close_session(&s);
+    return rc;
+}
+
+static int pause_resume(zdm_cli *cli, int paused, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0)
+        rc = zdm_state_init(s.db, err);
+    if (rc == 0 && !s.plan->backfill)
+        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill] to %s", s.plan->id, paused ? "pause" : "resume");
+    if (rc == 0)
+        rc = zdm_backfill_set_paused(s.db, s.plan, paused, err);
+    if (rc == 0)
+        fprintf(cli->out, "%s: backfill %s; every worker obeys before its next batch\n", s.plan->id,
+                paused ? "paused" : "resumed");
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_pause(zdm_cli *cli, zdm_err *err)
+{
+    return pause_resume(cli, 1, err);
+}
+
+int zdm_cmd_resume(zdm_cli *cli, zdm_err *err)
+{
+    return pause_resume(cli, 0, err);
+}
+
+int zdm_cmd_set(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0)
+        rc = zdm_state_init(s.db, err);
+    if (rc == 0 && !s.plan->backfill)
+        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill] to tune", s.plan->id);
+    for (int i = 1; rc == 0 && i < cli->npos; i++) {
+        const char *eq = strchr(cli->pos[i], '=');
+        if (!eq) {
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "expected KEY=VALUE, got \"%s\"", cli->pos[i]);
+            break;
+        }
+        char *key = zdm_xstrndup(cli->pos[i], (size_t)(eq - cli->pos[i]));
+        rc = zdm_backfill_set(s.db, s.plan, key, eq + 1, err);
+        if (rc == 0)
+            fprintf(cli->out, "%s: %s = %s (workers apply it before their next batch)\n", s.plan->id, key, eq + 1);
+        free(key);
+    }
     close_session(&s);
     return rc;
 }

@@ -469,6 +469,7 @@ void zdm_db_close(zdm_db *db)
     free(db);
 }
 
+long long zdm_db_changes(const zdm_db *db) { return db->changes; }
 zdm_db_kind zdm_db_kind_of(const zdm_db *db) { return db->ops->kind; }
 const char *zdm_db_dialect_name(const zdm_db *db) { return db->ops->name; }
 const char *zdm_db_safe_url(const zdm_db *db) { return db->safe_url; }

@@ -82,6 +82,16 @@ int zdm_db_set_timeouts(zdm_db *db, int lock_timeout_ms,
  * sqlite marker sqlstate "SQLBU" (SQLITE_BUSY / SQLITE_LOCKED). */
 int zdm_db_err_is_lock_timeout(const zdm_err *err);
 
+/* Cancelling from a signal handler (db_cancel.c): arm a connection, then
+ * zdm_db_cancel_now() is async-signal-safe and makes its running
+ * statement fail.  Disarm before closing the connection. */
+void zdm_db_cancel_arm(zdm_db *db);
+void zdm_db_cancel_disarm(void);
+void zdm_db_cancel_now(void);
+
+/* Rows inserted, updated or deleted by the last zdm_db_query. */
+long long zdm_db_changes(const zdm_db *db);
+
 /* Rows: every value as text, NULL for SQL NULL. */
 int zdm_rows_count(const zdm_rows *r);
 int zdm_rows_cols(const zdm_rows *r);
@@ -112,6 +122,7 @@ struct zdm_db {
     char *safe_url;   /* redacted */
     char *path;       /* sqlite: file path; pg: NULL */
     int in_tx;
+    long long changes; /* rows changed by the last statement (INSERT/UPDATE/DELETE) */
 };
 
 /* Rows are built by the drivers through these. */

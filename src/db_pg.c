@@ -162,6 +162,7 @@ static int pg_take(zdm_db *db, PGresult *res, const char *sql, zdm_rows **out,
         return ZDM_EXIT_FAIL;
     }
 
+    db->changes = atoll(PQcmdTuples(res));
     if (!out) {
         PQclear(res);
         return ZDM_OK;

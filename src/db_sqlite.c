@@ -253,6 +253,8 @@ static int sq_query(zdm_db *db, const char *sql, int nparams,
     }
     if (rc != SQLITE_DONE)
         status = sq_error(db, rc, NULL, err);
+    else
+        db->changes = sqlite3_changes(conn);
 
 done:
     sqlite3_finalize(stmt);

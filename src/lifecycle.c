@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "backfill.h"
 #include "phase.h"
 #include "util.h"
 
@@ -199,6 +200,51 @@ static int gate_contract(ctx *c, zdm_err *err)
     return 0;
 }
 
+/* The steps of a phase as run: the plan's, plus the dual-write trigger
+ * step zdm adds (last in expand, first in contract).  *list is malloc'd
+ * (the steps are shallow copies); *dw must be freed with zdm_dw_step_free. */
+static int phase_steps(ctx *c, int contract, zdm_step **list, size_t *n, zdm_step *dw, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    const zdm_step *src = contract ? p->contract : p->expand;
+    size_t ns = contract ? p->ncontract : p->nexpand;
+    memset(dw, 0, sizeof *dw);
+    int with_dw = p->backfill && p->backfill->dual_write;
+    *list = zdm_xcalloc(ns + 2, sizeof **list);
+    *n = 0;
+    if (with_dw) {
+        int rc = zdm_dw_step(c->db, p, contract, dw, err);
+        if (rc != 0) {
+            free(*list);
+            *list = NULL;
+            return rc;
+        }
+        if (contract)
+            (*list)[(*n)++] = *dw;
+    }
+    for (size_t i = 0; i < ns; i++)
+        (*list)[(*n)++] = src[i];
+    if (with_dw && !contract)
+        (*list)[(*n)++] = *dw;
+    return 0;
+}
+
+/* A backfill needs a key it can walk; refuse before expand changes
+ * anything, when the table is already there to ask. */
+static int gate_backfill_key(ctx *c, zdm_err *err)
+{
+    if (!c->plan->backfill)
+        return 0;
+    zdm_strv key = {0};
+    int rc = zdm_backfill_key(c->db, c->plan, &key, err);
+    zdm_strv_free(&key);
+    if (rc == ZDM_EXIT_REFUSED && strstr(err->msg, "does not exist")) {
+        zdm_err_clear(err); /* expand creates it */
+        return 0;
+    }
+    return rc;
+}
+
 static zdm_phase next_phase(zdm_phase p)
 {
     switch (p) {
@@ -245,12 +291,8 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         rc = check_requires(c, set, err);
         if (rc == 0)
             rc = zdm_steps_check_runnable(&run, "expand", p->expand, p->nexpand, err);
-    } else if (to == ZDM_BACKFILLED && p->backfill) {
-        rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
-                         "plan %s has a [backfill]; the backfill engine is not available in this version of zdm",
-                         p->id);
-        zdm_err_detail(err, "the plan stays expanded; copy the rows yourself, then record it with "
-                            "\"zdm stamp %s backfilled\"", p->id);
+        if (rc == 0)
+            rc = gate_backfill_key(c, err);
     } else if (to == ZDM_COMPLETE) {
         rc = gate_contract(c, err);
         if (rc == 0)
@@ -267,13 +309,48 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
     if (!c->o->dry_run)
         zdm_log(ZDM_LOG_INFO, p->id, pname, "starting: %s -> %s", zdm_phase_name(from), zdm_phase_name(to));
 
+    zdm_step *steps = NULL, dw;
+    size_t nsteps = 0;
+    memset(&dw, 0, sizeof dw);
     switch (to) {
     case ZDM_EXPANDED:
         rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
+        if (rc == 0 && p->backfill && p->backfill->dual_write) {
+            /* After the plan's steps: the trigger reads their new columns. */
+            rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
+            if (rc == 0)
+                rc = zdm_steps_apply(&run, "expand", &steps[nsteps - 1], 1, err);
+            else if (c->o->dry_run) {
+                fprintf(c->o->out, "-- then the dual-write triggers (their SQL needs the table first: %s)\n", err->msg);
+                zdm_err_clear(err);
+                rc = 0;
+            }
+        }
         break;
     case ZDM_BACKFILLED:
-        if (c->o->dry_run)
-            fprintf(c->o->out, "-- no [backfill]: the plan passes backfilled at once\n");
+        if (!p->backfill) {
+            if (c->o->dry_run)
+                fprintf(c->o->out, "-- no [backfill]: the plan passes backfilled at once\n");
+        } else if (c->o->dry_run) {
+            fprintf(c->o->out, "-- backfill of %s in keyset batches of %lld rows (adaptive), each:\n"
+                               "UPDATE %s SET ", p->id, (long long)p->backfill->throttle.batch_size,
+                    p->backfill->table);
+            for (size_t i = 0; i < p->backfill->nset; i++)
+                fprintf(c->o->out, "%s%s = (%s)", i ? ", " : "", p->backfill->set[i].column, p->backfill->set[i].expr);
+            fprintf(c->o->out, "\n  WHERE key > cursor AND key <= batch_end%s%s%s;\n",
+                    p->backfill->where ? " AND (" : "", p->backfill->where ? p->backfill->where : "",
+                    p->backfill->where ? ")" : "");
+        } else {
+            zdm_backfill_opts bo = {1, -1, NULL};
+            rc = zdm_backfill_run(c->db, p, &bo, err);
+            if (rc == 0) {
+                zdm_plan_state st;
+                rc = zdm_state_get(c->db, p->id, &st, err);
+                if (rc == 0 && st.phase != ZDM_BACKFILLED)
+                    rc = zdm_err_set(err, ZDM_EXIT_FAIL, "backfill of %s ended but the plan is still %s",
+                                     p->id, zdm_phase_name(st.phase));
+            }
+        }
         break;
     case ZDM_CUT_OVER:
         if (c->o->dry_run) {
@@ -289,11 +366,15 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         if (rc == 0 && run.backup_path[0])
             snprintf(detail, sizeof detail, "backup: %s", run.backup_path);
         if (rc == 0)
-            rc = zdm_steps_apply(&run, "contract", p->contract, p->ncontract, err);
+            rc = phase_steps(c, 1, &steps, &nsteps, &dw, err);
+        if (rc == 0)
+            rc = zdm_steps_apply(&run, "contract", steps, nsteps, err);
         break;
     default:
         break;
     }
+    free(steps);
+    zdm_dw_step_free(&dw);
     if (c->o->dry_run)
         return rc;
     if (rc == 0)
@@ -376,11 +457,19 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
     if (o->dry_run)
         fprintf(o->out, "-- zdm rollback %s --dry-run on %s: %s -> %s\n\n", plan->id,
                 zdm_db_dialect_name(db), zdm_phase_name(from), zdm_phase_name(to));
+    zdm_step *steps = NULL, dw;
+    size_t nsteps = 0;
+    rc = phase_steps(&c, undo_contract, &steps, &nsteps, &dw, err);
+    if (rc != 0) {
+        close_ctx(&c);
+        return rc;
+    }
     int64_t hid = o->dry_run ? 0 : begin_history(&c, "rollback", to);
-    if (undo_contract)
-        rc = zdm_steps_undo(&run, "contract", plan->contract, plan->ncontract, err);
-    else
-        rc = zdm_steps_undo(&run, "expand", plan->expand, plan->nexpand, err);
+    rc = zdm_steps_undo(&run, undo_contract ? "contract" : "expand", steps, nsteps, err);
+    free(steps);
+    zdm_dw_step_free(&dw);
+    if (rc == 0 && !o->dry_run && !undo_contract && plan->backfill)
+        rc = zdm_backfill_reset(db, plan->id, err);
     if (!o->dry_run) {
         if (rc == 0)
             rc = set_phase(&c, to, err);

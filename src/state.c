@@ -59,7 +59,17 @@ static const char pg_ddl[] =
     "  from_phase text, to_phase text, outcome text NOT NULL, detail text);\n"
     "CREATE TABLE IF NOT EXISTS zdm.locks (\n"
     "  plan_id text PRIMARY KEY, holder text NOT NULL, host text NOT NULL,\n"
-    "  pid integer NOT NULL, since_ms bigint NOT NULL);\n";
+    "  pid integer NOT NULL, since_ms bigint NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS zdm.backfills (\n"
+    "  plan_id text PRIMARY KEY, key_cols text NOT NULL, bound text, total_est bigint NOT NULL DEFAULT 0,\n"
+    "  started_ms bigint NOT NULL, finished_ms bigint, paused integer NOT NULL DEFAULT 0,\n"
+    "  settings text NOT NULL DEFAULT '{}');\n"
+    "CREATE TABLE IF NOT EXISTS zdm.ranges (\n"
+    "  plan_id text NOT NULL, range_id integer NOT NULL, lo text, hi text, cursor text,\n"
+    "  done integer NOT NULL DEFAULT 0, rows_done bigint NOT NULL DEFAULT 0,\n"
+    "  batches bigint NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
+    "  owner_backend integer, heartbeat_ms bigint, throttle text,\n"
+    "  PRIMARY KEY (plan_id, range_id));\n";
 
 static const char sqlite_ddl[] =
     "CREATE TABLE IF NOT EXISTS zdm_meta (key text PRIMARY KEY, value text NOT NULL);\n"
@@ -77,7 +87,18 @@ static const char sqlite_ddl[] =
     "  from_phase text, to_phase text, outcome text NOT NULL, detail text);\n"
     "CREATE TABLE IF NOT EXISTS zdm_locks (\n"
     "  plan_id text PRIMARY KEY, holder text NOT NULL, host text NOT NULL,\n"
-    "  pid integer NOT NULL, since_ms integer NOT NULL);\n";
+    "  pid integer NOT NULL, since_ms integer NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS zdm_backfills (\n"
+    "  plan_id text PRIMARY KEY, key_cols text NOT NULL, bound text, total_est integer NOT NULL DEFAULT 0,\n"
+    "  started_ms integer NOT NULL, finished_ms integer, paused integer NOT NULL DEFAULT 0,\n"
+    "  settings text NOT NULL DEFAULT '{}');\n"
+    "CREATE TABLE IF NOT EXISTS zdm_ranges (\n"
+    "  plan_id text NOT NULL, range_id integer NOT NULL, lo text, hi text, cursor text,\n"
+    "  done integer NOT NULL DEFAULT 0, rows_done integer NOT NULL DEFAULT 0,\n"
+    "  batches integer NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
+    "  owner_backend integer, heartbeat_ms integer, throttle text,\n"
+    "  PRIMARY KEY (plan_id, range_id));\n"
+    "CREATE TABLE IF NOT EXISTS zdm_guard (plan_id text PRIMARY KEY);\n";
 
 /* Upgrades from version N to N+1, in order.  Empty for now: version 1 is
  * the first layout.  A new layout appends its ALTERs here. */

@@ -1,0 +1,1136 @@
+/*
+ * backfill.c -- the backfill worker.
+ *
+ * The key space of the table, as it was when the backfill started, is cut
+ * into ranges stored in zdm's ranges table.  Workers (any number, on any
+ * host) claim a range, then walk it in keyset batches: each batch finds
+ * its last key with an index scan bounded by LIMIT, converts the rows up
+ * to it with one UPDATE that computes the new values itself, and moves
+ * the range's cursor, all in one transaction.  Killing a worker at any
+ * instant loses only the uncommitted batch, which the next worker redoes;
+ * no row is converted twice because the cursor moved in the same commit.
+ *
+ * Rows inserted after the start lie above the last range's bound and are
+ * converted by the dual-write triggers, so a heavy insert load cannot make
+ * the backfill chase new rows forever.
+ *
+ * The loop runs on libevent: a timer paces the batches (throttle, rate
+ * limit, pauses) and another prints progress.  SIGINT/SIGTERM set a flag
+ * checked between batches; a second one cancels the running statement.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backfill.h"
+#include "log.h"
+#include "pacer.h"
+#include "state.h"
+
+#define STALE_OWNER_MS (60 * 1000)
+#define PAUSE_RECHECK_MS 1000
+#define HEALTH_EVERY_MS 1000
+
+static volatile sig_atomic_t stop_signals;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_signals++;
+    if (stop_signals >= 2)
+        zdm_db_cancel_now();
+}
+
+typedef struct worker {
+    zdm_db *db;
+    const zdm_plan *plan;
+    const zdm_backfill_opts *o;
+    int pg;
+    zdm_strv key;
+    char *tbl;              /* quoted table */
+    char *peek_sql[2];      /* [0] first batch of a range (no cursor), [1] with cursor */
+    char *update_sql[2];
+    char me[320];           /* owner id: user@host pid N */
+    zdm_throttle th;        /* plan settings + live overrides */
+    zdm_pacer pacer;
+    /* current range */
+    int range_id;
+    char *cursor;           /* JSON array text, NULL before the first batch */
+    char *hi;
+    /* progress */
+    int64_t start_ms, rows_mine, total_est, done_at_start;
+    int64_t win_t[16], win_rows[16];
+    int win_n;
+    int64_t last_progress_ms, last_health_ms, pause_since_ms, last_pause_log_ms;
+    char pause_reason[256];
+    int tty;
+    /* outcome */
+    int rc;
+    zdm_err *err;
+    struct event_base *base;
+    struct event *tick;
+} worker;
+
+static const char *T(worker *w, const char *base)
+{
+    return zdm_state_table(w->db, base);
+}
+
+/* ---- key tuples as JSON arrays of text ---- */
+
+static char *key_json(const zdm_rows *r, int row, int ncols)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < ncols; i++)
+        json_array_append_new(a, json_string(zdm_rows_get(r, row, i)));
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+/* Appends the values of a JSON key tuple to params (borrowed from j). */
+static int key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey,
+                      zdm_err *err)
+{
+    json_error_t je;
+    *j = json_loads(txt, 0, &je);
+    if (!*j || !json_is_array(*j) || json_array_size(*j) != nkey)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "corrupt key tuple %s in zdm's ranges table", txt);
+    for (size_t i = 0; i < nkey; i++)
+        params[(*np)++] = json_string_value(json_array_get(*j, i));
+    return 0;
+}
+
+/* ---- SQL built once per worker ---- */
+
+static void cols_list(worker *w, zdm_buf *b, const char *suffix)
+{
+    for (size_t i = 0; i < w->key.n; i++) {
+        char *q = zdm_db_ident(w->db, w->key.v[i]);
+        zdm_buf_printf(b, "%s%s%s", i ? ", " : "", q, suffix);
+        free(q);
+    }
+}
+
+/* "(k1, k2) > ($a, $b)" with params starting at `first`. */
+static void key_cmp(worker *w, zdm_buf *b, const char *op, int first)
+{
+    int multi = w->key.n > 1;
+    zdm_buf_puts(b, multi ? "(" : "");
+    cols_list(w, b, "");
+    zdm_buf_printf(b, "%s %s %s", multi ? ")" : "", op, multi ? "(" : "");
+    for (size_t i = 0; i < w->key.n; i++)
+        zdm_buf_printf(b, "%s$%d", i ? ", " : "", first + (int)i);
+    zdm_buf_puts(b, multi ? ")" : "");
+}
+
+static void build_sql(worker *w)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    int n = (int)w->key.n;
+    for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
+        /* Peek: the last key of the next batch, and how many keys it has.
+         * $1 = batch size, then cursor (if any), then the range's bound. */
+        zdm_buf b = {0};
+        zdm_buf_puts(&b, "SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, ", count(*) OVER () FROM (SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
+        if (with_cursor) {
+            key_cmp(w, &b, ">", 2);
+            zdm_buf_puts(&b, " AND ");
+        }
+        key_cmp(w, &b, "<=", with_cursor ? 2 + n : 2);
+        zdm_buf_puts(&b, " ORDER BY ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, " LIMIT $1) zdm_batch ORDER BY ");
+        cols_list(w, &b, " DESC");
+        zdm_buf_puts(&b, " LIMIT 1");
+        w->peek_sql[with_cursor] = zdm_buf_take(&b);
+
+        /* Update: cursor (if any), then the batch's last key. */
+        zdm_buf_printf(&b, "UPDATE %s SET ", w->tbl);
+        for (size_t i = 0; i < bf->nset; i++) {
+            char *q = zdm_db_ident(w->db, bf->set[i].column);
+            zdm_buf_printf(&b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
+            free(q);
+        }
+        zdm_buf_puts(&b, " WHERE ");
+        if (with_cursor) {
+            key_cmp(w, &b, ">", 1);
+            zdm_buf_puts(&b, " AND ");
+        }
+        key_cmp(w, &b, "<=", with_cursor ? 1 + n : 1);
+        if (bf->where)
+            zdm_buf_printf(&b, " AND (%s)", bf->where);
+        /* Rows the triggers (or an earlier run) already made right are
+         * not written again: no dead tuple, no trigger, no WAL. */
+        zdm_buf_puts(&b, " AND (");
+        for (size_t i = 0; i < bf->nset; i++) {
+            char *q = zdm_db_ident(w->db, bf->set[i].column);
+            zdm_buf_printf(&b, "%s%s %s (%s)", i ? " OR " : "", q,
+                           w->pg ? "IS DISTINCT FROM" : "IS NOT", bf->set[i].expr);
+            free(q);
+        }
+        zdm_buf_puts(&b, ")");
+        w->update_sql[with_cursor] = zdm_buf_take(&b);
+    }
+}
+
+/* ---- initialisation: the ranges ---- */
+
+static int is_int(const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    char *end;
+    errno = 0;
+    (void)strtoll(s, &end, 10);
+    return *end == '\0' && errno == 0;
+}
+
+static int init_ranges(worker *w, zdm_err *err)
+{
+    const char *id = w->plan->id;
+    char sql[600], now[32];
+    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    int rc = zdm_db_begin(w->db, err);
+    if (rc != 0)
+        return rc;
+    snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, key_cols, started_ms) VALUES ($1, '', 0) "
+                              "ON CONFLICT (plan_id) DO NOTHING", T(w, "backfills"));
+    const char *p1[] = {id};
+    rc = zdm_db_query(w->db, sql, 1, p1, NULL, err);
+    char *started = NULL;
+    if (rc == 0) {
+        snprintf(sql, sizeof sql, "SELECT started_ms, key_cols, total_est FROM %s WHERE plan_id = $1%s",
+                 T(w, "backfills"), w->pg ? " FOR UPDATE" : "");
+        zdm_rows *r = NULL;
+        rc = zdm_db_query(w->db, sql, 1, p1, &r, err);
+        if (rc == 0 && zdm_rows_count(r) == 1) {
+            started = zdm_xstrdup(zdm_rows_get(r, 0, 0));
+            w->total_est = strtoll(zdm_rows_get(r, 0, 2), NULL, 10);
+            if (strcmp(started, "0") != 0) {
+                /* Already split by an earlier worker: use its key. */
+                json_error_t je;
+                json_t *k = json_loads(zdm_rows_get(r, 0, 1), 0, &je);
+                zdm_strv_free(&w->key);
+                for (size_t i = 0; k && i < json_array_size(k); i++)
+                    zdm_strv_push(&w->key, json_string_value(json_array_get(k, i)));
+                json_decref(k);
+            }
+        }
+        zdm_rows_free(r);
+    }
+    if (rc == 0 && started && strcmp(started, "0") == 0) {
+        /* First worker: bound the work now.  Rows above the bound arrive
+         * after the triggers exist and are theirs. */
+        zdm_buf b = {0};
+        zdm_buf_puts(&b, "SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_printf(&b, " FROM %s ORDER BY ", w->tbl);
+        cols_list(w, &b, " DESC");
+        zdm_buf_puts(&b, " LIMIT 1");
+        zdm_rows *hi = NULL, *lo = NULL;
+        rc = zdm_db_query(w->db, b.data, 0, NULL, &hi, err);
+        zdm_buf_free(&b);
+        if (rc == 0) {
+            zdm_buf_puts(&b, "SELECT ");
+            cols_list(w, &b, "");
+            zdm_buf_printf(&b, " FROM %s ORDER BY ", w->tbl);
+            cols_list(w, &b, "");
+            zdm_buf_puts(&b, " LIMIT 1");
+            rc = zdm_db_query(w->db, b.data, 0, NULL, &lo, err);
+            zdm_buf_free(&b);
+        }
+        int64_t est = 0;
+        if (rc == 0) {
+            char *v = NULL;
+            if (w->pg) {
+                char *q = zdm_db_ident_path(w->db, w->plan->backfill->table);
+                const char *pq[] = {q};
+                rc = zdm_db_query_value(w->db, "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
+                                        1, pq, &v, err);
+                free(q);
+            } else {
+                char *cq = zdm_xasprintf("SELECT count(*) FROM %s", w->tbl);
+                rc = zdm_db_query_value(w->db, cq, 0, NULL, &v, err);
+                free(cq);
+            }
+            est = v ? strtoll(v, NULL, 10) : 0;
+            free(v);
+        }
+        int nranges = 0;
+        if (rc == 0 && zdm_rows_count(hi) == 1) {
+            char *hij = key_json(hi, 0, (int)w->key.n);
+            const char *h0 = zdm_rows_get(hi, 0, 0), *l0 = zdm_rows_get(lo, 0, 0);
+            if (w->key.n == 1 && is_int(h0) && is_int(l0)) {
+                long long lov = strtoll(l0, NULL, 10), hiv = strtoll(h0, NULL, 10);
+                if (est <= 0)
+                    est = hiv - lov + 1;
+                /* Enough ranges for several workers, few enough that
+                 * claiming is cheap: about 10,000 rows each, 1..64. */
+                long long want = est / 10000;
+                want = want < 1 ? 1 : want > 64 ? 64 : want;
+                long long span = hiv - lov + 1;
+                if (want > span)
+                    want = span;
+                long long width = (span + want - 1) / want;
+                char prev[64] = "";
+                for (long long i = 0; rc == 0 && i < want; i++) {
+                    long long top = i == want - 1 ? hiv : lov + (i + 1) * width - 1;
+                    if (top > hiv)
+                        top = hiv;
+                    char hib[96], rid[16];
+                    snprintf(hib, sizeof hib, "[\"%lld\"]", top);
+                    snprintf(rid, sizeof rid, "%lld", i);
+                    snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, $2, $3, $4, $3)",
+                             T(w, "ranges"));
+                    const char *pr[] = {id, rid, prev[0] ? prev : NULL, hib};
+                    rc = zdm_db_query(w->db, sql, 4, pr, NULL, err);
+                    snprintf(prev, sizeof prev, "%s", hib);
+                    nranges++;
+                    if (top == hiv)
+                        break;
+                }
+            } else {
+                /* Other keys: one range (split points would need a scan of
+                 * the whole key set). */
+                snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, 0, NULL, $2, NULL)",
+                         T(w, "ranges"));
+                const char *pr[] = {id, hij};
+                rc = zdm_db_query(w->db, sql, 2, pr, NULL, err);
+                nranges = 1;
+            }
+            free(hij);
+        }
+        if (rc == 0) {
+            json_t *k = json_array();
+            for (size_t i = 0; i < w->key.n; i++)
+                json_array_append_new(k, json_string(w->key.v[i]));
+            char *kj = json_dumps(k, JSON_COMPACT);
+            json_decref(k);
+            char estb[32];
+            snprintf(estb, sizeof estb, "%lld", (long long)(est < 0 ? 0 : est));
+            snprintf(sql, sizeof sql, "UPDATE %s SET key_cols = $2, started_ms = $3, total_est = $4 WHERE plan_id = $1",
+                     T(w, "backfills"));
+            const char *pu[] = {id, kj, now, estb};
+            rc = zdm_db_query(w->db, sql, 4, pu, NULL, err);
+            free(kj);
+            w->total_est = est;
+            if (rc == 0)
+                zdm_log(ZDM_LOG_INFO, id, "backfill", "started: about %lld rows of %s in %d range%s, key (%s%s)",
+                        (long long)est, w->plan->backfill->table, nranges, nranges == 1 ? "" : "s",
+                        w->key.v[0], w->key.n > 1 ? ", ..." : "");
+        }
+        zdm_rows_free(hi);
+        zdm_rows_free(lo);
+    }
+    free(started);
+    if (rc == 0)
+        return zdm_db_commit(w->db, err);
+    zdm_db_rollback(w->db);
+    return rc;
+}
+
+/* ---- claiming ---- */
+
+static const char *host_of(void)
+{
+    const char *at = strchr(zdm_whoami(), '@');
+    return at ? at + 1 : zdm_whoami();
+}
+
+static int claim(worker *w, int *got, zdm_err *err)
+{
+    *got = 0;
+    char sql[1200], now[32], stale[32], pid[16];
+    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    snprintf(stale, sizeof stale, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    int rc;
+    if (w->pg) {
+        /* A range is free when its owner's session is gone (pg_stat_activity
+         * forgets a backend the moment it exits, kill -9 included) or its
+         * heartbeat is stale; SKIP LOCKED passes over ranges mid-batch. */
+        snprintf(sql, sizeof sql,
+                 "UPDATE %s SET owner = $2, owner_host = $3, owner_pid = $4, owner_backend = pg_backend_pid(), "
+                 "heartbeat_ms = $5, throttle = NULL "
+                 "WHERE plan_id = $1 AND range_id = (SELECT range_id FROM %s r WHERE plan_id = $1 AND done = 0 "
+                 "AND (owner_backend IS NULL OR owner_backend = pg_backend_pid() OR heartbeat_ms < $6 "
+                 "OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.owner_backend)) "
+                 "ORDER BY range_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING range_id, hi, cursor",
+                 T(w, "ranges"), T(w, "ranges"));
+    } else {
+        /* SQLite: owners on this host whose process is gone free their
+         * ranges at once; others after the heartbeat goes stale. */
+        char q[300];
+        snprintf(q, sizeof q, "SELECT DISTINCT owner_pid FROM %s WHERE plan_id = $1 AND done = 0 "
+                              "AND owner_host = $2 AND owner_pid <> $3", T(w, "ranges"));
+        const char *pq[] = {w->plan->id, host_of(), pid};
+        zdm_rows *r = NULL;
+        rc = zdm_db_query(w->db, q, 3, pq, &r, err);
+        for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++) {
+            int opid = atoi(zdm_rows_get(r, i, 0));
+            if (opid > 0 && kill(opid, 0) != 0 && errno == ESRCH) {
+                snprintf(q, sizeof q, "UPDATE %s SET owner = NULL, owner_pid = NULL WHERE plan_id = $1 "
+                                      "AND owner_host = $2 AND owner_pid = $3", T(w, "ranges"));
+                const char *pc[] = {w->plan->id, host_of(), zdm_rows_get(r, i, 0)};
+                rc = zdm_db_query(w->db, q, 3, pc, NULL, err);
+            }
+        }
+        zdm_rows_free(r);
+        if (rc != 0)
+            return rc;
+        snprintf(sql, sizeof sql,
+                 "UPDATE %s SET owner = $2, owner_host = $3, owner_pid = $4, heartbeat_ms = $5, throttle = NULL "
+                 "WHERE plan_id = $1 AND range_id = (SELECT range_id FROM %s WHERE plan_id = $1 AND done = 0 "
+                 "AND (owner IS NULL OR (owner_host = $3 AND owner_pid = $4) OR heartbeat_ms < $6) "
+                 "ORDER BY range_id LIMIT 1) RETURNING range_id, hi, cursor",
+                 T(w, "ranges"), T(w, "ranges"));
+    }
+    const char *params[] = {w->plan->id, w->me, host_of(), pid, now, stale};
+    zdm_rows *r = NULL;
+    rc = zdm_db_query(w->db, sql, 6, params, &r, err);
+    if (rc == 0 && zdm_rows_count(r) == 1) {
+        *got = 1;
+        w->range_id = atoi(zdm_rows_get(r, 0, 0));
+        free(w->hi);
+        free(w->cursor);
+        w->hi = zdm_xstrdup(zdm_rows_get(r, 0, 1));
+        w->cursor = zdm_rows_get(r, 0, 2) ? zdm_xstrdup(zdm_rows_get(r, 0, 2)) : NULL;
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "claimed range %d (up to %s)", w->range_id, w->hi);
+    }
+    zdm_rows_free(r);
+    return rc;
+}
+
+static void release(worker *w)
+{
+    zdm_err e;
+    zdm_err_clear(&e);
+    char sql[300], rid[16];
+    snprintf(sql, sizeof sql, "UPDATE %s SET owner = NULL, owner_pid = NULL, owner_backend = NULL, throttle = NULL "
+                              "WHERE plan_id = $1 AND range_id = $2 AND owner = $3", T(w, "ranges"));
+    snprintf(rid, sizeof rid, "%d", w->range_id);
+    const char *p[] = {w->plan->id, rid, w->me};
+    if (zdm_db_query(w->db, sql, 3, p, NULL, &e) != 0)
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "could not release range %d: %s", w->range_id, e.msg);
+    w->range_id = -1;
+}
+
+/* ---- one batch ---- */
+
+/* Converts the next batch of the claimed range.  *range_done is set when
+ * the range has no rows left.  *scanned / *updated count keys and rows. */
+static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int64_t *updated,
+                 zdm_err *err)
+{
+    const char *id = w->plan->id;
+    char sql[400], rid[16], sizes[32];
+    snprintf(rid, sizeof rid, "%d", w->range_id);
+    snprintf(sizes, sizeof sizes, "%lld", (long long)size);
+    *range_done = 0;
+    *scanned = *updated = 0;
+    int n = (int)w->key.n;
+    json_t *jc = NULL, *jh = NULL, *jl = NULL, *jc2 = NULL;
+    zdm_rows *r = NULL;
+    char *last = NULL, *cursor = NULL;
+
+    int rc = zdm_db_begin(w->db, err);
+    if (rc != 0)
+        return rc;
+    /* The cursor, read under the range's row lock: a second worker that
+     * believes it owns the range waits here and then sees our cursor. */
+    if (w->pg) {
+        snprintf(sql, sizeof sql, "SELECT cursor, done, set_config('zdm.backfill', $3, true) FROM %s "
+                                  "WHERE plan_id = $1 AND range_id = $2 FOR UPDATE", T(w, "ranges"));
+        const char *p[] = {id, rid, id};
+        rc = zdm_db_query(w->db, sql, 3, p, &r, err);
+    } else {
+        snprintf(sql, sizeof sql, "INSERT INTO zdm_guard (plan_id) VALUES ($1)");
+        const char *pg_[] = {id};
+        rc = zdm_db_query(w->db, sql, 1, pg_, NULL, err);
+        if (rc == 0) {
+            snprintf(sql, sizeof sql, "SELECT cursor, done FROM %s WHERE plan_id = $1 AND range_id = $2", T(w, "ranges"));
+            const char *p[] = {id, rid};
+            rc = zdm_db_query(w->db, sql, 2, p, &r, err);
+        }
+    }
+    if (rc == 0 && zdm_rows_count(r) != 1)
+        rc = zdm_err_set(err, ZDM_EXIT_FAIL, "range %d of %s vanished from zdm's ranges table", w->range_id, id);
+    if (rc != 0)
+        goto out;
+    if (atoi(zdm_rows_get(r, 0, 1))) { /* finished by someone else */
+        *range_done = 1;
+        goto out;
+    }
+    cursor = zdm_rows_get(r, 0, 0) ? zdm_xstrdup(zdm_rows_get(r, 0, 0)) : NULL;
+    zdm_rows_free(r);
+    r = NULL;
+
+    /* Peek: where does this batch end? */
+    const char *params[1 + 2 * 8];
+    int np = 0;
+    params[np++] = sizes;
+    if (n > 8) {
+        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "backfill keys of more than 8 columns are not supported");
+        goto out;
+    }
+    if (cursor && (rc = key_params(cursor, &jc, params, &np, w->key.n, err)) != 0)
+        goto out;
+    if ((rc = key_params(w->hi, &jh, params, &np, w->key.n, err)) != 0)
+        goto out;
+    rc = zdm_db_query(w->db, w->peek_sql[cursor != NULL], np, params, &r, err);
+    if (rc != 0)
+        goto out;
+    if (zdm_rows_count(r) == 0) {
+        *range_done = 1;
+    } else {
+        *scanned = strtoll(zdm_rows_get(r, 0, n), NULL, 10);
+        last = key_json(r, 0, n);
+        *range_done = *scanned < size;
+        /* Convert every row from the cursor up to the batch's last key. */
+        np = 0;
+        if (cursor)
+            rc = key_params(cursor, &jc2, params, &np, w->key.n, err);
+        if (rc == 0)
+            rc = key_params(last, &jl, params, &np, w->key.n, err);
+        if (rc == 0)
+            rc = zdm_db_query(w->db, w->update_sql[cursor != NULL], np, params, NULL, err);
+        if (rc == 0)
+            *updated = zdm_db_changes(w->db);
+        if (rc != 0) {
+            zdm_err_prefix(err, "batch of range %d, keys after %s up to %s: ", w->range_id,
+                           cursor ? cursor : "the start", last);
+            goto out;
+        }
+    }
+    if (!w->pg) {
+        const char *pg_[] = {id};
+        rc = zdm_db_query(w->db, "DELETE FROM zdm_guard WHERE plan_id = $1", 1, pg_, NULL, err);
+        if (rc != 0)
+            goto out;
+    }
+    {
+        char now[32], upd[32];
+        snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+        snprintf(upd, sizeof upd, "%lld", (long long)*updated);
+        snprintf(sql, sizeof sql,
+                 "UPDATE %s SET cursor = COALESCE($3, cursor), rows_done = rows_done + $4, batches = batches + 1, "
+                 "done = $5, heartbeat_ms = $6, throttle = NULL WHERE plan_id = $1 AND range_id = $2",
+                 T(w, "ranges"));
+        const char *p[] = {id, rid, last, upd, *range_done ? "1" : "0", now};
+        rc = zdm_db_query(w->db, sql, 6, p, NULL, err);
+    }
+    if (rc == 0)
+        rc = zdm_db_commit(w->db, err);
+    if (rc == 0 && last) {
+        free(w->cursor);
+        w->cursor = last;
+        last = NULL;
+    }
+out:
+    if (rc != 0)
+        zdm_db_rollback(w->db);
+    zdm_rows_free(r);
+    json_decref(jc);
+    json_decref(jh);
+    json_decref(jl);
+    json_decref(jc2);
+    free(last);
+    free(cursor);
+    return rc;
+}
+
+/* ---- controls and health ---- */
+
+static void apply_settings(worker *w, const char *json)
+{
+    json_error_t je;
+    json_t *o = json_loads(json ? json : "{}", 0, &je);
+    if (!o)
+        return;
+    const char *k;
+    json_t *v;
+    zdm_throttle *t = &w->th;
+    *t = w->plan->backfill->throttle;
+    t->pause_query = w->plan->backfill->throttle.pause_query;
+    json_object_foreach(o, k, v)
+    {
+        long long n = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (strcmp(k, "batch_size") == 0) {
+            /* a new starting size takes effect at once */
+            if (n > 0 && n != w->pacer.size)
+                w->pacer.size = n;
+        } else if (strcmp(k, "target_batch_ms") == 0)
+            t->target_batch_ms = n;
+        else if (strcmp(k, "min_batch_size") == 0)
+            t->min_batch_size = n;
+        else if (strcmp(k, "max_batch_size") == 0)
+            t->max_batch_size = n;
+        else if (strcmp(k, "max_rows_per_second") == 0)
+            t->max_rows_per_second = n;
+        else if (strcmp(k, "sleep_ms") == 0)
+            t->sleep_ms = n;
+        else if (strcmp(k, "max_replication_lag_ms") == 0)
+            t->max_replication_lag_ms = n;
+    }
+    json_decref(o);
+    zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
+                     t->max_rows_per_second, t->sleep_ms);
+}
+
+static int truthy(const char *v)
+{
+    return v && (strcmp(v, "t") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+static void add_reason(char *buf, size_t size, const char *fmt, ...) ZDM_PRINTF(3, 4);
+static void add_reason(char *buf, size_t size, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    if (len && len + 2 < size) {
+        strcat(buf, "; ");
+        len += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, size - len, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads the operator's controls (every batch) and the health signals
+ * (at most once a second); fills why with every tripped signal. */
+static int check_throttle(worker *w, char *why, size_t size, zdm_err *err)
+{
+    why[0] = '\0';
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT paused, settings FROM %s WHERE plan_id = $1", T(w, "backfills"));
+    const char *p[] = {w->plan->id};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(w->db, sql, 1, p, &r, err);
+    if (rc != 0)
+        return rc;
+    if (zdm_rows_count(r) == 1) {
+        if (atoi(zdm_rows_get(r, 0, 0)))
+            add_reason(why, size, "paused by operator (zdm resume %s)", w->plan->id);
+        apply_settings(w, zdm_rows_get(r, 0, 1));
+    }
+    zdm_rows_free(r);
+
+    if (w->th.pause_query) {
+        char *v = NULL;
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_query_value(w->db, w->th.pause_query, 0, NULL, &v, &e) != 0)
+            add_reason(why, size, "pause_query failed (%s): pausing until it answers", e.msg);
+        else if (truthy(v))
+            add_reason(why, size, "pause_query returned true");
+        free(v);
+    }
+    int64_t now = zdm_mono_ms();
+    if (!w->pg || now - w->last_health_ms < HEALTH_EVERY_MS) {
+        if (!w->pg || !w->pause_reason[0] || strstr(w->pause_reason, "paused by operator") ||
+            strstr(w->pause_reason, "pause_query"))
+            return 0;
+        /* keep the last health verdict until the next reading */
+    }
+    w->last_health_ms = now;
+    zdm_err e;
+    char *v = NULL;
+    if (w->th.check_autovacuum) {
+        zdm_err_clear(&e);
+        char *q = zdm_db_ident_path(w->db, w->plan->backfill->table);
+        const char *pq[] = {q};
+        if (zdm_db_query_value(w->db,
+                               "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_vacuum v JOIN pg_stat_activity a "
+                               "USING (pid) WHERE v.relid = to_regclass($1) AND a.backend_type = 'autovacuum worker')",
+                               1, pq, &v, &e) != 0)
+            add_reason(why, size, "autovacuum signal unreadable (%s): failing closed", e.msg);
+        else if (truthy(v))
+            add_reason(why, size, "autovacuum is running on %s", w->plan->backfill->table);
+        free(v);
+        v = NULL;
+        free(q);
+    }
+    if (w->th.check_replica_lag) {
+        int64_t limit = w->th.max_replication_lag_ms > 0 ? w->th.max_replication_lag_ms : 10000;
+        zdm_err_clear(&e);
+        if (zdm_db_query_value(w->db,
+                               "SELECT COALESCE(max(extract(epoch FROM replay_lag) * 1000), 0)::bigint "
+                               "FROM pg_stat_replication", 0, NULL, &v, &e) != 0)
+            add_reason(why, size, "replica lag unreadable (%s): failing closed", e.msg);
+        else if (v && strtoll(v, NULL, 10) > limit)
+            add_reason(why, size, "replica replay lag %s ms > %lld ms", v, (long long)limit);
+        free(v);
+        v = NULL;
+    }
+    if (w->th.check_wal_archive) {
+        zdm_err_clear(&e);
+        if (zdm_db_query_value(w->db,
+                               "SELECT CASE WHEN current_setting('archive_mode') = 'off' THEN 0 ELSE "
+                               "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') END",
+                               0, NULL, &v, &e) != 0)
+            add_reason(why, size, "WAL archive backlog unreadable (%s): failing closed", e.msg);
+        else if (v && strtoll(v, NULL, 10) > w->th.max_wal_archive_ready)
+            add_reason(why, size, "%s WAL files waiting to be archived (> %lld)", v,
+                       (long long)w->th.max_wal_archive_ready);
+        free(v);
+    }
+    return 0;
+}
+
+static void heartbeat(worker *w, const char *throttle)
+{
+    if (w->range_id < 0)
+        return;
+    zdm_err e;
+    zdm_err_clear(&e);
+    char sql[200], rid[16], now[32];
+    snprintf(sql, sizeof sql, "UPDATE %s SET heartbeat_ms = $3, throttle = $4 WHERE plan_id = $1 AND range_id = $2",
+             T(w, "ranges"));
+    snprintf(rid, sizeof rid, "%d", w->range_id);
+    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    const char *p[] = {w->plan->id, rid, now, throttle};
+    if (zdm_db_query(w->db, sql, 4, p, NULL, &e) != 0)
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "heartbeat failed: %s", e.msg);
+}
+
+/* ---- progress ---- */
+
+static void progress(worker *w, int final)
+{
+    int64_t now = zdm_mono_ms();
+    int interval = w->tty ? 250 : 10000;
+    if (!final && now - w->last_progress_ms < interval)
+        return;
+    w->last_progress_ms = now;
+    zdm_backfill_progress pr;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
+        return;
+    /* Rate over the recent window, not since the start. */
+    int64_t rate = 0;
+    if (w->win_n >= 2) {
+        int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
+        int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
+        rate = dt > 0 ? dr * 1000 / dt : 0;
+    }
+    int64_t total = pr.total_est > pr.rows_done ? pr.total_est : pr.rows_done;
+    double pct = total ? 100.0 * (double)pr.rows_done / (double)total : 100.0;
+    if (pct > 100.0)
+        pct = 100.0;
+    char eta[32] = "?";
+    if (rate > 0 && total >= pr.rows_done)
+        zdm_format_duration((total - pr.rows_done) * 1000 / rate, eta, sizeof eta);
+    if (w->tty) {
+        int width = 30, filled = (int)(pct * width / 100.0);
+        char bar[64];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < filled ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\r%s [%s] %5.1f%% %lld/%lld rows %lld rows/s ETA %s %s%s\033[K", w->plan->id, bar,
+                pct, (long long)pr.rows_done, (long long)total, (long long)rate, eta,
+                w->pause_reason[0] ? "PAUSED: " : "", w->pause_reason);
+        if (final)
+            fputc('\n', stderr);
+        fflush(stderr);
+    } else {
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                "%lld of ~%lld rows (%.1f%%), %lld rows/s, ETA %s, ranges %d/%d done, batch %lld rows%s%s",
+                (long long)pr.rows_done, (long long)total, pct, (long long)rate, eta, pr.ranges_done,
+                pr.ranges, (long long)w->pacer.size, w->pause_reason[0] ? ", paused: " : "",
+                w->pause_reason);
+    }
+}
+
+static void note_rows(worker *w, int64_t rows)
+{
+    w->rows_mine += rows;
+    if (w->win_n == 16) {
+        memmove(w->win_t, w->win_t + 1, 15 * sizeof w->win_t[0]);
+        memmove(w->win_rows, w->win_rows + 1, 15 * sizeof w->win_rows[0]);
+        w->win_n = 15;
+    }
+    w->win_t[w->win_n] = zdm_mono_ms();
+    w->win_rows[w->win_n] = w->rows_mine;
+    w->win_n++;
+}
+
+/* ---- finishing ---- */
+
+/* When every range is done (and no row still matches `where`), moves the
+ * plan to backfilled -- once, whichever worker gets here first. */
+static int finish(worker *w, int *all_done, int *others, zdm_err *err)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql, "SELECT count(*), COALESCE(sum(done), 0), COALESCE(sum(rows_done), 0) FROM %s WHERE plan_id = $1",
+             T(w, "ranges"));
+    const char *p[] = {w->plan->id};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(w->db, sql, 1, p, &r, err);
+    if (rc != 0)
+        return rc;
+    int64_t n = strtoll(zdm_rows_get(r, 0, 0), NULL, 10), done = strtoll(zdm_rows_get(r, 0, 1), NULL, 10);
+    int64_t rows = strtoll(zdm_rows_get(r, 0, 2), NULL, 10);
+    zdm_rows_free(r);
+    *all_done = n == done;
+    *others = (int)(n - done);
+    if (!*all_done)
+        return 0;
+    const zdm_backfill *bf = w->plan->backfill;
+    if (bf->where) {
+        char *q = zdm_xasprintf("SELECT count(*) FROM %s WHERE (%s)", w->tbl, bf->where);
+        char *v = NULL;
+        rc = zdm_db_query_value(w->db, q, 0, NULL, &v, err);
+        free(q);
+        long long left = v ? strtoll(v, NULL, 10) : 0;
+        free(v);
+        if (rc != 0)
+            return rc;
+        if (left > 0) {
+            zdm_err_set(err, ZDM_EXIT_FAIL,
+                        "backfill of %s walked every range but %lld row%s of %s still match where (%s)",
+                        w->plan->id, left, left == 1 ? "" : "s", bf->table, bf->where);
+            zdm_err_detail(err, "the set expressions leave those rows unconverted (e.g. they return NULL); "
+                                "fix the data or the plan, then \"zdm rollback %s\" and expand again",
+                           w->plan->id);
+            return ZDM_EXIT_FAIL;
+        }
+    }
+    char now[32], detail[200];
+    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    char d[32];
+    snprintf(detail, sizeof detail, "backfill finished: %lld rows converted (this worker: %lld in %s)",
+             (long long)rows, (long long)w->rows_mine, zdm_format_duration(zdm_mono_ms() - w->start_ms, d, sizeof d));
+    rc = zdm_db_begin(w->db, err);
+    if (rc != 0)
+        return rc;
+    snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1 AND phase = 'expanded'",
+             T(w, "plans"));
+    const char *pu[] = {w->plan->id, now};
+    rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
+    if (rc == 0 && zdm_db_changes(w->db) == 1) {
+        zdm_history_entry h = {w->plan->id, "backfill", "expanded", "backfilled", "ok", detail};
+        rc = zdm_state_history_add(w->db, &h, NULL, err);
+        if (rc == 0) {
+            snprintf(sql, sizeof sql, "UPDATE %s SET finished_ms = $2 WHERE plan_id = $1", T(w, "backfills"));
+            rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
+        }
+        if (rc == 0)
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "%s; plan is backfilled", detail);
+    }
+    if (rc == 0)
+        return zdm_db_commit(w->db, err);
+    zdm_db_rollback(w->db);
+    return rc;
+}
+
+/* ---- the loop ---- */
+
+static void schedule(worker *w, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(w->tick, &tv);
+}
+
+static void stop(worker *w, int rc)
+{
+    w->rc = rc;
+    event_base_loopbreak(w->base);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    zdm_err *err = w->err;
+    if (stop_signals) {
+        stop(w, ZDM_EXIT_INTERRUPTED);
+        return;
+    }
+    if (w->range_id < 0) {
+        int got = 0;
+        int rc = claim(w, &got, err);
+        if (rc != 0) {
+            stop(w, rc);
+            return;
+        }
+        if (!got) {
+            int all_done = 0, others = 0;
+            rc = finish(w, &all_done, &others, err);
+            if (rc != 0 || all_done || !w->o->wait_for_others) {
+                if (rc == 0 && !all_done)
+                    zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                            "no range left for this worker; %d range%s still held by other workers", others,
+                            others == 1 ? "" : "s");
+                stop(w, rc);
+                return;
+            }
+            schedule(w, PAUSE_RECHECK_MS); /* wait for the other workers */
+            return;
+        }
+    }
+    char why[512];
+    int rc = check_throttle(w, why, sizeof why, err);
+    if (rc != 0) {
+        stop(w, rc);
+        return;
+    }
+    if (why[0]) {
+        int64_t now = zdm_mono_ms();
+        if (!w->pause_reason[0])
+            w->pause_since_ms = now;
+        snprintf(w->pause_reason, sizeof w->pause_reason, "%s", why);
+        char d[32], line[600];
+        snprintf(line, sizeof line, "%s (waiting %s)", why, zdm_format_duration(now - w->pause_since_ms, d, sizeof d));
+        heartbeat(w, line);
+        if (now - w->last_pause_log_ms >= 10000 || w->last_pause_log_ms == 0) {
+            w->last_pause_log_ms = now;
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "throttled: %s", line);
+        }
+        schedule(w, PAUSE_RECHECK_MS);
+        return;
+    }
+    if (w->pause_reason[0]) {
+        char d[32];
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "resuming after %s (%s)",
+                zdm_format_duration(zdm_mono_ms() - w->pause_since_ms, d, sizeof d), w->pause_reason);
+        w->pause_reason[0] = '\0';
+        w->last_pause_log_ms = 0;
+    }
+    int range_done = 0;
+    int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms();
+    rc = batch(w, w->pacer.size, &range_done, &scanned, &updated, err);
+    int64_t t1 = zdm_mono_ms();
+    if (rc != 0) {
+        if (stop_signals) {
+            zdm_err_clear(err);
+            stop(w, ZDM_EXIT_INTERRUPTED);
+        } else {
+            stop(w, rc);
+        }
+        return;
+    }
+    zdm_pacer_record(&w->pacer, scanned, t1 - t0, t1);
+    note_rows(w, updated);
+    zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld",
+            w->range_id, (long long)scanned, (long long)updated, (long long)(t1 - t0), (long long)w->pacer.size);
+    if (range_done)
+        release(w);
+    progress(w, 0);
+    schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
+}
+
+int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *o, zdm_err *err)
+{
+    if (!plan->backfill)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no [backfill]", plan->id);
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.db = db;
+    w.plan = plan;
+    w.o = o;
+    w.err = err;
+    w.pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    w.range_id = -1;
+    w.start_ms = zdm_mono_ms();
+    w.tty = o->progress_tty >= 0 ? o->progress_tty : isatty(2);
+    snprintf(w.me, sizeof w.me, "%s pid %d", zdm_whoami(), (int)getpid());
+    w.th = plan->backfill->throttle;
+    const zdm_throttle *t = &plan->backfill->throttle;
+    zdm_pacer_init(&w.pacer, t->batch_size, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
+                   t->max_rows_per_second, t->sleep_ms);
+
+    w.tbl = zdm_db_ident_path(db, plan->backfill->table);
+    int rc = zdm_backfill_key(db, plan, &w.key, err);
+    if (rc == 0)
+        rc = init_ranges(&w, err);
+    if (rc != 0) {
+        zdm_strv_free(&w.key);
+        free(w.tbl);
+        return rc;
+    }
+    build_sql(&w);
+
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    stop_signals = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    zdm_db_cancel_arm(db);
+
+    w.base = event_base_new();
+    w.tick = evtimer_new(w.base, on_tick, &w);
+    schedule(&w, 0);
+    event_base_dispatch(w.base);
+    rc = w.rc;
+
+    zdm_db_cancel_disarm();
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (w.range_id >= 0)
+        release(&w);
+    progress(&w, 1);
+    if (rc == ZDM_EXIT_INTERRUPTED) {
+        zdm_err_set(err, ZDM_EXIT_INTERRUPTED,
+                    "backfill of %s interrupted after %lld rows by this worker; every committed batch is kept",
+                    plan->id, (long long)w.rows_mine);
+        zdm_err_detail(err, "safe to resume: run \"zdm backfill %s\" (or zdm advance) again", plan->id);
+    } else if (rc != 0 && !err->detail[0]) {
+        zdm_err_detail(err, "the failed batch was rolled back and every earlier batch is kept; fix the cause, "
+                            "then run \"zdm backfill %s\" again to resume", plan->id);
+    }
+    event_free(w.tick);
+    event_base_free(w.base);
+    for (int i = 0; i < 2; i++) {
+        free(w.peek_sql[i]);
+        free(w.update_sql[i]);
+    }
+    free(w.tbl);
+    free(w.cursor);
+    free(w.hi);
+    zdm_strv_free(&w.key);
+    return rc;
+}
+
+/* ---- controls ---- */
+
+static int ensure_row(zdm_db *db, const char *plan_id, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, key_cols, started_ms) VALUES ($1, '', 0) "
+                              "ON CONFLICT (plan_id) DO NOTHING", zdm_state_table(db, "backfills"));
+    const char *p[] = {plan_id};
+    return zdm_db_query(db, sql, 1, p, NULL, err);
+}
+
+int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_err *err)
+{
+    int rc = ensure_row(db, plan->id, err);
+    if (rc != 0)
+        return rc;
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE %s SET paused = $2 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+    const char *p[] = {plan->id, paused ? "1" : "0"};
+    rc = zdm_db_query(db, sql, 2, p, NULL, err);
+    if (rc == 0) {
+        zdm_history_entry h = {plan->id, paused ? "pause" : "resume", NULL, NULL, "ok", NULL};
+        rc = zdm_state_history_add(db, &h, NULL, err);
+    }
+    return rc;
+}
+
+int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value, zdm_err *err)
+{
+    static const char *const keys[] = {"batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
+                                       "max_rows_per_second", "sleep_ms", "max_replication_lag_ms"};
+    size_t nk = sizeof keys / sizeof keys[0];
+    int known = 0;
+    for (size_t i = 0; i < nk; i++)
+        known |= strcmp(keys[i], key) == 0;
+    if (!known) {
+        const char *hint = zdm_did_you_mean(key, keys, nk);
+        zdm_err_set(err, ZDM_EXIT_USAGE, "\"%s\" cannot be changed live%s%s%s", key,
+                    hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+        zdm_err_detail(err, "live settings: batch_size, target_batch_ms, min_batch_size, max_batch_size, "
+                            "max_rows_per_second, sleep_ms, max_replication_lag_ms");
+        return ZDM_EXIT_USAGE;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (*end || errno || v < 0 || (v == 0 && (strcmp(key, "batch_size") == 0 || strstr(key, "_batch_size")))) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected a %s integer", key, value,
+                    strstr(key, "batch_size") ? "positive" : "non-negative");
+        return ZDM_EXIT_USAGE;
+    }
+    int rc = ensure_row(db, plan->id, err);
+    if (rc != 0)
+        return rc;
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT settings FROM %s WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+    const char *p[] = {plan->id};
+    char *cur = NULL;
+    rc = zdm_db_query_value(db, sql, 1, p, &cur, err);
+    if (rc != 0)
+        return rc;
+    json_error_t je;
+    json_t *o = json_loads(cur ? cur : "{}", 0, &je);
+    free(cur);
+    if (!o)
+        o = json_object();
+    json_object_set_new(o, key, json_integer(v));
+    char *txt = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    snprintf(sql, sizeof sql, "UPDATE %s SET settings = $2 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+    const char *pu[] = {plan->id, txt};
+    rc = zdm_db_query(db, sql, 2, pu, NULL, err);
+    if (rc == 0) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "%s=%lld", key, v);
+        zdm_history_entry h = {plan->id, "set", NULL, NULL, "ok", detail};
+        rc = zdm_state_history_add(db, &h, NULL, err);
+    }
+    free(txt);
+    return rc;
+}
+
+int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err)
+{
+    char sql[200];
+    const char *p[] = {plan_id};
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE plan_id = $1", zdm_state_table(db, "ranges"));
+    int rc = zdm_db_query(db, sql, 1, p, NULL, err);
+    if (rc == 0) {
+        /* keep operator settings and pause; forget the split */
+        snprintf(sql, sizeof sql, "UPDATE %s SET started_ms = 0, finished_ms = NULL, key_cols = '', bound = NULL, "
+                                  "total_est = 0 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+        rc = zdm_db_query(db, sql, 1, p, NULL, err);
+    }
+    return rc;
+}
+
+int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out, zdm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT b.started_ms, b.total_est, b.paused, "
+             "(SELECT count(*) FROM %s r WHERE r.plan_id = b.plan_id), "
+             "(SELECT COALESCE(sum(done), 0) FROM %s r WHERE r.plan_id = b.plan_id), "
+             "(SELECT COALESCE(sum(rows_done), 0) FROM %s r WHERE r.plan_id = b.plan_id), "
+             "(SELECT count(*) FROM %s r WHERE r.plan_id = b.plan_id AND r.owner IS NOT NULL AND r.done = 0 AND r.heartbeat_ms > $2), "
+             "(SELECT max(throttle) FROM %s r WHERE r.plan_id = b.plan_id AND r.owner IS NOT NULL AND r.heartbeat_ms > $2) "
+             "FROM %s b WHERE b.plan_id = $1",
+             zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"),
+             zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"), zdm_state_table(db, "backfills"));
+    char fresh[32];
+    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
+    const char *p[] = {plan_id, fresh};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 2, p, &r, err);
+    if (rc == 0 && zdm_rows_count(r) == 1) {
+        out->started = strtoll(zdm_rows_get(r, 0, 0), NULL, 10) != 0;
+        out->total_est = strtoll(zdm_rows_get(r, 0, 1), NULL, 10);
+        out->paused = atoi(zdm_rows_get(r, 0, 2));
+        out->ranges = atoi(zdm_rows_get(r, 0, 3));
+        out->ranges_done = atoi(zdm_rows_get(r, 0, 4));
+        out->rows_done = strtoll(zdm_rows_get(r, 0, 5), NULL, 10);
+        out->workers = atoi(zdm_rows_get(r, 0, 6));
+        snprintf(out->throttle, sizeof out->throttle, "%s", zdm_rows_get(r, 0, 7) ? zdm_rows_get(r, 0, 7) : "");
+    }
+    zdm_rows_free(r);
+    return rc;
+}

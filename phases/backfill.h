@@ -1,0 +1,84 @@
+/*
+ * backfill.h -- the backfill phase: dual-write triggers and the batched,
+ * resumable, parallel backfill worker.
+ *
+ * Owns: the trigger SQL of a plan (dualwrite.c), the key ranges and
+ * cursors in zdm's backfills/ranges tables, and the worker loop
+ * (backfill.c).  A batch's UPDATE and its cursor advance commit in one
+ * transaction, so a worker killed at any moment resumes at the first row
+ * it had not committed, and no row is converted twice.
+ */
+#ifndef ZDM_BACKFILL_H
+#define ZDM_BACKFILL_H
+
+#include "db.h"
+#include "phase.h"
+#include "plan.h"
+#include "util.h"
+
+/* ---- dual-write triggers (dualwrite.c) ---- */
+
+/* Rewrites a SQL expression so that every bare reference to a column in
+ * `cols` reads `prefix.column` (e.g. NEW."project_name").  Strings, quoted
+ * identifiers that are not columns, qualified names and function calls
+ * are left alone.  malloc'd. */
+char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const char *prefix);
+
+/* The columns a trigger may reference: the table's columns now, plus the
+ * plan's set/reverse targets and sources (which expand may be adding). */
+int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err) ZDM_MUST_CHECK;
+
+/* SQL creating / dropping the plan's triggers (one script each); the
+ * names are zdm's own, per plan, so drop removes exactly them.  `key` is
+ * the row identity used by SQLite's AFTER triggers. */
+int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **create,
+               char **drop, zdm_err *err) ZDM_MUST_CHECK;
+
+/* The synthetic step that installs the triggers at the end of expand
+ * (index = nexpand + 1) and removes them in rollback; and the one that
+ * removes them at the start of contract (index 0).  Filled into *step;
+ * free its sql/down with zdm_dw_step_free. */
+int zdm_dw_step(zdm_db *db, const zdm_plan *plan, int for_contract, zdm_step *step,
+                zdm_err *err) ZDM_MUST_CHECK;
+void zdm_dw_step_free(zdm_step *step);
+
+/* The backfill key: the plan's `key`, else the primary key, else (SQLite)
+ * rowid.  Refuses (ZDM_EXIT_REFUSED) a table without a usable key, with
+ * the statement that would add one. */
+int zdm_backfill_key(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *err) ZDM_MUST_CHECK;
+
+/* ---- the worker (backfill.c) ---- */
+
+typedef struct zdm_backfill_opts {
+    int wait_for_others;  /* advance: wait until ranges owned by other workers finish */
+    int progress_tty;     /* -1 auto, 0 log lines, 1 bar */
+    const char *listen;   /* "127.0.0.1:PORT" for /status and /metrics, or NULL */
+} zdm_backfill_opts;
+
+/* Runs one worker until no range is left for it.  Returns 0 when the
+ * plan is backfilled or the remaining ranges belong to live workers,
+ * ZDM_EXIT_INTERRUPTED when stopped by a signal (safe to resume),
+ * ZDM_EXIT_FAIL on error (the failed batch rolled back, its range named). */
+int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *o,
+                     zdm_err *err) ZDM_MUST_CHECK;
+
+/* Operator controls, read by every worker before each batch. */
+int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value,
+                     zdm_err *err) ZDM_MUST_CHECK;
+/* Forgets a plan's ranges and cursors (rollback). */
+int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Progress for status: rows done, estimated total, ranges done/all,
+ * live workers, throttle reasons ("" when none). */
+typedef struct zdm_backfill_progress {
+    int started;
+    int64_t rows_done, total_est;
+    int ranges, ranges_done, workers;
+    int paused;
+    char throttle[256];
+} zdm_backfill_progress;
+int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out,
+                              zdm_err *err) ZDM_MUST_CHECK;
+
+#endif

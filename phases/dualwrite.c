@@ -1,0 +1,591 @@
+/*
+ * dualwrite.c -- the dual-write triggers that keep old and new columns
+ * consistent while both application versions write, and the choice of
+ * the backfill key.
+ *
+ * Direction is decided per row from what the statement changed:
+ *  - forward (old app): the targets of set.* were not written, so they are
+ *    computed from the old columns (on INSERT: when they are NULL);
+ *  - reverse (new app): a target was written but the reverse.* columns
+ *    were not, so those are computed from the new columns.
+ * PostgreSQL does this in one BEFORE ROW trigger (assigning NEW, so no
+ * second write and no recursion).  SQLite cannot assign NEW, so it uses
+ * AFTER triggers that UPDATE the row; each WHEN clause also requires the
+ * row to be inconsistent, so the UPDATE a trigger makes never re-fires the
+ * opposite direction (given reverse undoes set, as it must).
+ *
+ * The backfill itself must never fire the reverse direction: it marks its
+ * own transaction (PostgreSQL: the transaction-local setting zdm.backfill;
+ * SQLite: a row in zdm_guard that only its own uncommitted transaction can
+ * see), and the triggers step aside for it.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backfill.h"
+
+/* Trigger/function name base, within PostgreSQL's 63-byte names. */
+static void name_base(const zdm_plan *plan, char *out, size_t size)
+{
+    if (strlen(plan->id) <= 40) {
+        snprintf(out, size, "zdm_dw_%s", plan->id);
+        return;
+    }
+    char h[65];
+    zdm_sha256_hex(plan->id, strlen(plan->id), h);
+    snprintf(out, size, "zdm_dw_%.32s_%.8s", plan->id, h);
+}
+
+static int in_list(const zdm_strv *l, const char *name, size_t len, int fold)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strlen(l->v[i]) != len)
+            continue;
+        if (fold ? strncasecmp(l->v[i], name, len) == 0 : strncmp(l->v[i], name, len) == 0)
+            return (int)i + 1;
+    }
+    return 0;
+}
+
+char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const char *prefix)
+{
+    zdm_buf out = {0};
+    const char *p = expr;
+    char prev = 0; /* last non-space character emitted */
+    while (*p) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '\'') { /* string literal, '' escapes */
+            const char *s = p++;
+            while (*p && !(*p == '\'' && p[1] != '\''))
+                p += (*p == '\'' ? 2 : 1);
+            if (*p)
+                p++;
+            zdm_buf_putn(&out, s, (size_t)(p - s));
+            prev = '\'';
+            continue;
+        }
+        if (ch == '-' && p[1] == '-') { /* comment to end of line */
+            const char *s = p;
+            while (*p && *p != '\n')
+                p++;
+            zdm_buf_putn(&out, s, (size_t)(p - s));
+            continue;
+        }
+        int quoted = ch == '"';
+        if (quoted || isalpha(ch) || ch == '_') {
+            const char *s = p, *name = p;
+            size_t len;
+            if (quoted) {
+                name = ++p;
+                while (*p && *p != '"')
+                    p++;
+                len = (size_t)(p - name);
+                if (*p)
+                    p++;
+            } else {
+                while (isalnum((unsigned char)*p) || *p == '_' || *p == '$')
+                    p++;
+                len = (size_t)(p - name);
+            }
+            const char *q = p;
+            while (*q == ' ' || *q == '\t' || *q == '\n')
+                q++;
+            int call = *q == '(' && !quoted;
+            int qualified = prev == '.' || *q == '.';
+            int cast = prev == ':';
+            int idx = (!call && !qualified && !cast) ? in_list(cols, name, len, !quoted) : 0;
+            if (idx) {
+                char *qi = zdm_db_ident(db, cols->v[idx - 1]);
+                zdm_buf_printf(&out, "%s.%s", prefix, qi);
+                free(qi);
+            } else {
+                zdm_buf_putn(&out, s, (size_t)(p - s));
+            }
+            prev = 'a';
+            continue;
+        }
+        zdm_buf_putn(&out, p, 1);
+        if (!isspace(ch))
+            prev = (char)ch;
+        p++;
+    }
+    return zdm_buf_take(&out);
+}
+
+int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err)
+{
+    const zdm_backfill *b = plan->backfill;
+    zdm_rows *r = NULL;
+    int rc;
+    if (zdm_db_kind_of(db) == ZDM_DB_PG) {
+        char *q = zdm_db_ident_path(db, b->table);
+        const char *params[] = {q};
+        rc = zdm_db_query(db,
+                          "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                          "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                          1, params, &r, err);
+        free(q);
+    } else {
+        const char *params[] = {b->table};
+        rc = zdm_db_query(db, "SELECT name FROM pragma_table_info($1) ORDER BY cid", 1, params, &r, err);
+    }
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < zdm_rows_count(r); i++)
+        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
+    zdm_rows_free(r);
+    for (size_t i = 0; i < b->nset; i++)
+        if (!in_list(cols, b->set[i].column, strlen(b->set[i].column), 1))
+            zdm_strv_push(cols, b->set[i].column);
+    for (size_t i = 0; i < b->nreverse; i++)
+        if (!in_list(cols, b->reverse[i].column, strlen(b->reverse[i].column), 1))
+            zdm_strv_push(cols, b->reverse[i].column);
+    for (size_t i = 0; i < b->dw_sources.n; i++)
+        if (!in_list(cols, b->dw_sources.v[i], strlen(b->dw_sources.v[i]), 1))
+            zdm_strv_push(cols, b->dw_sources.v[i]);
+    return 0;
+}
+
+/* "NEW.a IS NULL AND NEW.b IS NULL" style conjunctions over assignments. */
+static void each_col(zdm_buf *b, zdm_db *db, const zdm_assign *a, size_t n, const char *fmt,
+                     const char *joiner)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *q = zdm_db_ident(db, a[i].column);
+        if (i)
+            zdm_buf_puts(b, joiner);
+        zdm_buf_printf(b, fmt, q, q);
+        free(q);
+    }
+}
+
+/* "NEW.t1 := (e1); NEW.t2 := (e2);" or "t1 = (e1), t2 = (e2)". */
+static void assignments(zdm_buf *b, zdm_db *db, const zdm_assign *a, size_t n,
+                        const zdm_strv *cols, int plpgsql)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *q = zdm_db_ident(db, a[i].column);
+        if (plpgsql) {
+            char *e = zdm_dw_rewrite(db, a[i].expr, cols, "NEW");
+            zdm_buf_printf(b, "    NEW.%s := (%s);\n", q, e);
+            free(e);
+        } else {
+            zdm_buf_printf(b, "%s%s = (%s)", i ? ", " : "", q, a[i].expr);
+        }
+        free(q);
+    }
+}
+
+/* "NOT (NEW.t1 IS (e1') AND ...)": the row is not yet consistent. */
+static void inconsistent(zdm_buf *b, zdm_db *db, const zdm_assign *a, size_t n,
+                         const zdm_strv *cols)
+{
+    zdm_buf_puts(b, "NOT (");
+    for (size_t i = 0; i < n; i++) {
+        char *q = zdm_db_ident(db, a[i].column);
+        char *e = zdm_dw_rewrite(db, a[i].expr, cols, "NEW");
+        zdm_buf_printf(b, "%sNEW.%s IS (%s)", i ? " AND " : "", q, e);
+        free(e);
+        free(q);
+    }
+    zdm_buf_puts(b, ")");
+}
+
+static void key_match(zdm_buf *b, zdm_db *db, const zdm_strv *key)
+{
+    for (size_t i = 0; i < key->n; i++) {
+        char *q = zdm_db_ident(db, key->v[i]);
+        zdm_buf_printf(b, "%s%s = NEW.%s", i ? " AND " : "", q, q);
+        free(q);
+    }
+}
+
+static char *sql_literal(const char *s)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "'");
+    for (; *s; s++)
+        zdm_buf_putn(&b, *s == '\'' ? "''" : s, *s == '\'' ? 2 : 1);
+    zdm_buf_puts(&b, "'");
+    return zdm_buf_take(&b);
+}
+
+static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const char *base,
+                   zdm_buf *c, zdm_buf *d)
+{
+    const zdm_backfill *b = plan->backfill;
+    char *tbl = zdm_db_ident_path(db, b->table);
+    char *fn = zdm_db_ident(db, base);
+    char *lit = sql_literal(plan->id);
+    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql AS $zdm$\n"
+                      "BEGIN\n"
+                      "  -- the backfill of this plan converts rows itself: step aside\n"
+                      "  IF current_setting('zdm.backfill', true) = %s THEN RETURN NEW; END IF;\n"
+                      "  IF TG_OP = 'INSERT' THEN\n"
+                      "    IF ", fn, lit);
+    each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    zdm_buf_puts(c, " THEN  -- written by the old application\n");
+    assignments(c, db, b->set, b->nset, cols, 1);
+    if (b->nreverse) {
+        zdm_buf_puts(c, "    ELSIF ");
+        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, " THEN  -- written by the new application\n");
+        assignments(c, db, b->reverse, b->nreverse, cols, 1);
+    }
+    zdm_buf_puts(c, "    END IF;\n  ELSIF ");
+    each_col(c, db, b->set, b->nset, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+    zdm_buf_puts(c, " THEN  -- targets untouched: keep them derived from the old columns\n");
+    if (b->dw_sources.n) {
+        zdm_buf_puts(c, "    IF ");
+        for (size_t i = 0; i < b->dw_sources.n; i++) {
+            char *q = zdm_db_ident(db, b->dw_sources.v[i]);
+            zdm_buf_printf(c, "%sNEW.%s IS DISTINCT FROM OLD.%s", i ? " OR " : "", q, q);
+            free(q);
+        }
+        zdm_buf_puts(c, " THEN\n");
+        assignments(c, db, b->set, b->nset, cols, 1);
+        zdm_buf_puts(c, "    END IF;\n");
+    } else {
+        assignments(c, db, b->set, b->nset, cols, 1);
+    }
+    if (b->nreverse) {
+        zdm_buf_puts(c, "  ELSIF ");
+        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+        zdm_buf_puts(c, " THEN  -- the new application wrote the targets only\n");
+        assignments(c, db, b->reverse, b->nreverse, cols, 1);
+    }
+    zdm_buf_puts(c, "  END IF;\n  RETURN NEW;\nEND\n$zdm$;\n");
+    zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", fn, tbl);
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT OR UPDATE", fn);
+    if (b->dw_sources.n) {
+        /* Only statements that write a column the triggers care about
+         * pay for them. */
+        zdm_buf_puts(c, " OF ");
+        zdm_strv all = {0};
+        for (size_t i = 0; i < b->dw_sources.n; i++)
+            zdm_strv_push(&all, b->dw_sources.v[i]);
+        for (size_t i = 0; i < b->nset; i++)
+            zdm_strv_push(&all, b->set[i].column);
+        for (size_t i = 0; i < b->nreverse; i++)
+            zdm_strv_push(&all, b->reverse[i].column);
+        for (size_t i = 0; i < all.n; i++) {
+            if (in_list(&all, all.v[i], strlen(all.v[i]), 1) != (int)i + 1)
+                continue; /* duplicate */
+            char *q = zdm_db_ident(db, all.v[i]);
+            zdm_buf_printf(c, "%s%s", i ? ", " : "", q);
+            free(q);
+        }
+        zdm_strv_free(&all);
+    }
+    zdm_buf_printf(c, " ON %s\n  FOR EACH ROW EXECUTE FUNCTION zdm.%s();\n", tbl, fn);
+
+    zdm_buf_printf(d, "DROP TRIGGER IF EXISTS %s ON %s;\nDROP FUNCTION IF EXISTS zdm.%s();\n", fn, tbl, fn);
+    free(tbl);
+    free(fn);
+    free(lit);
+}
+
+static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
+                       const zdm_strv *key, const char *base, zdm_buf *c, zdm_buf *d)
+{
+    const zdm_backfill *b = plan->backfill;
+    char *tbl = zdm_db_ident(db, b->table);
+    char *lit = sql_literal(plan->id);
+    char guard[256];
+    snprintf(guard, sizeof guard, "NOT EXISTS (SELECT 1 FROM zdm_guard WHERE plan_id = %s)", lit);
+    const char *sfx[4] = {"_fi", "_fu", "_ri", "_ru"};
+    char *names[4];
+    for (int i = 0; i < 4; i++) {
+        char n[128];
+        snprintf(n, sizeof n, "%s%s", base, sfx[i]);
+        names[i] = zdm_db_ident(db, n);
+    }
+    /* forward, insert */
+    zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND ", names[0], tbl, guard);
+    each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+    assignments(c, db, b->set, b->nset, cols, 0);
+    zdm_buf_puts(c, " WHERE ");
+    key_match(c, db, key);
+    zdm_buf_puts(c, "; END;\n");
+    /* forward, update */
+    zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE", names[1]);
+    if (b->dw_sources.n) {
+        zdm_buf_puts(c, " OF ");
+        for (size_t i = 0; i < b->dw_sources.n; i++) {
+            char *q = zdm_db_ident(db, b->dw_sources.v[i]);
+            zdm_buf_printf(c, "%s%s", i ? ", " : "", q);
+            free(q);
+        }
+    }
+    zdm_buf_printf(c, " ON %s\nWHEN %s AND ", tbl, guard);
+    each_col(c, db, b->set, b->nset, "NEW.%s IS OLD.%s", " AND ");
+    zdm_buf_puts(c, " AND ");
+    inconsistent(c, db, b->set, b->nset, cols);
+    zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+    assignments(c, db, b->set, b->nset, cols, 0);
+    zdm_buf_puts(c, " WHERE ");
+    key_match(c, db, key);
+    zdm_buf_puts(c, "; END;\n");
+    if (b->nreverse) {
+        /* reverse, insert: the new application wrote the targets */
+        zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND NOT (", names[2], tbl, guard);
+        each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, ") AND ");
+        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+        assignments(c, db, b->reverse, b->nreverse, cols, 0);
+        zdm_buf_puts(c, " WHERE ");
+        key_match(c, db, key);
+        zdm_buf_puts(c, "; END;\n");
+        /* reverse, update */
+        zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE OF ", names[3]);
+        for (size_t i = 0; i < b->nset; i++) {
+            char *q = zdm_db_ident(db, b->set[i].column);
+            zdm_buf_printf(c, "%s%s", i ? ", " : "", q);
+            free(q);
+        }
+        zdm_buf_printf(c, " ON %s\nWHEN %s AND (", tbl, guard);
+        each_col(c, db, b->set, b->nset, "NEW.%s IS NOT OLD.%s", " OR ");
+        zdm_buf_puts(c, ") AND ");
+        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS OLD.%s", " AND ");
+        zdm_buf_puts(c, " AND ");
+        inconsistent(c, db, b->reverse, b->nreverse, cols);
+        zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+        assignments(c, db, b->reverse, b->nreverse, cols, 0);
+        zdm_buf_puts(c, " WHERE ");
+        key_match(c, db, key);
+        zdm_buf_puts(c, "; END;\n");
+    }
+    for (int i = 0; i < 4; i++) {
+        zdm_buf_printf(d, "DROP TRIGGER IF EXISTS %s;\n", names[i]);
+        free(names[i]);
+    }
+    free(tbl);
+    free(lit);
+}
+
+int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **create, char **drop,
+               zdm_err *err)
+{
+    *create = *drop = NULL;
+    if (!plan->backfill || !plan->backfill->nset)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no backfill to dual-write", plan->id);
+    const zdm_backfill *b = plan->backfill;
+    for (size_t i = 0; i < b->nset; i++)
+        if (strstr(b->set[i].expr, "$zdm$"))
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "set.%s may not contain \"$zdm$\"", b->set[i].column);
+    for (size_t i = 0; i < b->nreverse; i++)
+        if (strstr(b->reverse[i].expr, "$zdm$"))
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "reverse.%s may not contain \"$zdm$\"", b->reverse[i].column);
+    zdm_strv cols = {0};
+    int rc = zdm_dw_columns(db, plan, &cols, err);
+    if (rc != 0) {
+        zdm_strv_free(&cols);
+        return rc;
+    }
+    char base[80];
+    name_base(plan, base, sizeof base);
+    zdm_buf c = {0}, d = {0};
+    if (zdm_db_kind_of(db) == ZDM_DB_PG)
+        pg_sql(db, plan, &cols, base, &c, &d);
+    else
+        sqlite_sql(db, plan, &cols, key, base, &c, &d);
+    zdm_strv_free(&cols);
+    *create = zdm_buf_take(&c);
+    *drop = zdm_buf_take(&d);
+    return 0;
+}
+
+int zdm_dw_step(zdm_db *db, const zdm_plan *plan, int for_contract, zdm_step *step, zdm_err *err)
+{
+    memset(step, 0, sizeof *step);
+    zdm_strv key = {0};
+    int rc = 0;
+    /* SQLite's triggers address rows by key; PostgreSQL's do not need it,
+     * and the table may not exist yet when a dry run prints the SQL. */
+    if (zdm_db_kind_of(db) == ZDM_DB_SQLITE)
+        rc = zdm_backfill_key(db, plan, &key, err);
+    char *create = NULL, *drop = NULL;
+    if (rc == 0)
+        rc = zdm_dw_sql(db, plan, &key, &create, &drop, err);
+    zdm_strv_free(&key);
+    if (rc != 0)
+        return rc;
+    step->index = for_contract ? 0 : (int)plan->nexpand + 1;
+    step->name = zdm_xstrdup(for_contract ? "remove dual-write triggers" : "install dual-write triggers");
+    step->sql = for_contract ? drop : create;
+    step->down = for_contract ? create : drop;
+    step->transaction = 1;
+    step->lock_timeout_ms = -1;
+    step->statement_timeout_ms = -1;
+    step->lock_retries = -1;
+    step->line = plan->backfill->line;
+    step->col = plan->backfill->col;
+    return 0;
+}
+
+void zdm_dw_step_free(zdm_step *step)
+{
+    free(step->name);
+    free(step->sql);
+    free(step->down);
+    memset(step, 0, sizeof *step);
+}
+
+/* ---- the backfill key ---- */
+
+static int refuse_key(const zdm_plan *plan, const char *why, zdm_err *err)
+{
+    const zdm_backfill *b = plan->backfill;
+    zdm_err_set(err, ZDM_EXIT_REFUSED, "backfill of %s cannot walk table %s: %s", plan->id, b->table, why);
+    zdm_err_detail(err, "add a primary key (ALTER TABLE %s ADD PRIMARY KEY (id)), or a unique index on "
+                        "NOT NULL columns and name them in [backfill] key = [\"...\"]; nothing was changed",
+                   b->table);
+    return ZDM_EXIT_REFUSED;
+}
+
+static void join_sorted(const zdm_strv *l, zdm_buf *out)
+{
+    zdm_strv s = {0};
+    for (size_t i = 0; i < l->n; i++)
+        zdm_strv_push(&s, l->v[i]);
+    for (size_t i = 1; i < s.n; i++)
+        for (size_t j = i; j > 0 && strcmp(s.v[j - 1], s.v[j]) > 0; j--) {
+            char *t = s.v[j];
+            s.v[j] = s.v[j - 1];
+            s.v[j - 1] = t;
+        }
+    for (size_t i = 0; i < s.n; i++)
+        zdm_buf_printf(out, "%s%s", i ? "," : "", s.v[i]);
+    zdm_strv_free(&s);
+}
+
+static int key_pg(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *err)
+{
+    const zdm_backfill *b = plan->backfill;
+    char *q = zdm_db_ident_path(db, b->table);
+    const char *p1[] = {q};
+    char *exists = NULL;
+    int rc = zdm_db_query_value(db, "SELECT to_regclass($1) IS NOT NULL", 1, p1, &exists, err);
+    if (rc == 0 && !(exists && exists[0] == 't'))
+        rc = refuse_key(plan, "the table does not exist", err);
+    free(exists);
+    zdm_rows *r = NULL;
+    if (rc == 0 && !b->key.n) {
+        rc = zdm_db_query(db,
+                          "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                          "ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                          "WHERE i.indrelid = to_regclass($1) AND i.indisprimary "
+                          "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                          1, p1, &r, err);
+        if (rc == 0 && zdm_rows_count(r) == 0)
+            rc = refuse_key(plan, "it has no primary key and the plan names no key", err);
+        for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
+            zdm_strv_push(key, zdm_rows_get(r, i, 0));
+    } else if (rc == 0) {
+        zdm_buf sorted = {0};
+        join_sorted(&b->key, &sorted);
+        const char *p2[] = {q, sorted.data};
+        char *ok = NULL;
+        rc = zdm_db_query_value(db,
+                                "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) "
+                                "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+                                "AND (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text) "
+                                "     FROM pg_attribute a WHERE a.attrelid = i.indrelid "
+                                "     AND a.attnum = ANY (i.indkey)) = $2) "
+                                "AND (SELECT bool_and(attnotnull) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                                "     AND attname::text = ANY (string_to_array($2, ',')))",
+                                2, p2, &ok, err);
+        if (rc == 0 && !(ok && ok[0] == 't'))
+            rc = refuse_key(plan, "the key columns are not NOT NULL with a unique index on exactly them", err);
+        free(ok);
+        zdm_buf_free(&sorted);
+        for (size_t i = 0; rc == 0 && i < b->key.n; i++)
+            zdm_strv_push(key, b->key.v[i]);
+    }
+    zdm_rows_free(r);
+    free(q);
+    return rc;
+}
+
+static int key_sqlite(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *err)
+{
+    const zdm_backfill *b = plan->backfill;
+    const char *p1[] = {b->table};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, "SELECT name, pk, \"notnull\" FROM pragma_table_info($1) ORDER BY pk", 1, p1, &r, err);
+    if (rc != 0)
+        return rc;
+    if (zdm_rows_count(r) == 0) {
+        zdm_rows_free(r);
+        return refuse_key(plan, "the table does not exist", err);
+    }
+    if (!b->key.n) {
+        for (int i = 0; i < zdm_rows_count(r); i++)
+            if (atoi(zdm_rows_get(r, i, 1)) > 0)
+                zdm_strv_push(key, zdm_rows_get(r, i, 0));
+        if (!key->n)
+            zdm_strv_push(key, "rowid"); /* every table without a primary key has one */
+        zdm_rows_free(r);
+        return 0;
+    }
+    for (size_t k = 0; k < b->key.n; k++) {
+        int found = 0;
+        for (int i = 0; i < zdm_rows_count(r); i++)
+            if (strcasecmp(zdm_rows_get(r, i, 0), b->key.v[k]) == 0)
+                found = atoi(zdm_rows_get(r, i, 1)) > 0 || atoi(zdm_rows_get(r, i, 2)) > 0 ? 2 : 1;
+        if (found == 0 && !(b->key.n == 1 && strcasecmp(b->key.v[k], "rowid") == 0)) {
+            zdm_rows_free(r);
+            return refuse_key(plan, "a key column does not exist", err);
+        }
+        if (found == 1) {
+            zdm_rows_free(r);
+            return refuse_key(plan, "a key column may be NULL", err);
+        }
+    }
+    zdm_rows_free(r);
+    if (!(b->key.n == 1 && strcasecmp(b->key.v[0], "rowid") == 0)) {
+        zdm_buf sorted = {0};
+        join_sorted(&b->key, &sorted);
+        const char *p2[] = {b->table, sorted.data};
+        char *ok = NULL;
+        rc = zdm_db_query_value(db,
+                                "SELECT EXISTS (SELECT 1 FROM pragma_index_list($1) il WHERE il.\"unique\" "
+                                "AND il.partial = 0 AND (SELECT group_concat(name, ',') FROM "
+                                "(SELECT name FROM pragma_index_info(il.name) ORDER BY name)) = $2)",
+                                2, p2, &ok, err);
+        int unique = ok && ok[0] == '1';
+        free(ok);
+        zdm_buf_free(&sorted);
+        if (rc != 0)
+            return rc;
+        if (!unique) {
+            /* An INTEGER PRIMARY KEY is the rowid and has no index entry. */
+            if (!(b->key.n == 1))
+                return refuse_key(plan, "no unique index covers exactly the key columns", err);
+            const char *p3[] = {b->table, b->key.v[0]};
+            char *pk = NULL;
+            rc = zdm_db_query_value(db, "SELECT count(*) FROM pragma_table_info($1) WHERE pk = 1 "
+                                        "AND name = $2 COLLATE NOCASE AND (SELECT count(*) FROM pragma_table_info($1) WHERE pk > 0) = 1",
+                                    2, p3, &pk, err);
+            int is_pk = pk && atoi(pk) == 1;
+            free(pk);
+            if (rc != 0)
+                return rc;
+            if (!is_pk)
+                return refuse_key(plan, "no unique index covers exactly the key columns", err);
+        }
+    }
+    for (size_t k = 0; k < b->key.n; k++)
+        zdm_strv_push(key, b->key.v[k]);
+    return 0;
+}
+
+int zdm_backfill_key(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *err)
+{
+    if (!plan->backfill)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no [backfill]", plan->id);
+    return zdm_db_kind_of(db) == ZDM_DB_PG ? key_pg(db, plan, key, err) : key_sqlite(db, plan, key, err);
+}
