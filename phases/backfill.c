@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backfill.h"
@@ -834,6 +835,44 @@ static int finish(worker *w, int *all_done, int *others, zdm_err *err)
     return rc;
 }
 
+/* ---- losing the server ---- */
+
+static int connection_lost(const zdm_err *err)
+{
+    const char *st = err->sqlstate;
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+           strcmp(st, "57P03") == 0;
+}
+
+/* Reopens the worker's connection, waiting with backoff while the server
+ * is away.  The batch in flight was rolled back by the server; the range
+ * is claimed again like any other. */
+static int reconnect(worker *w, zdm_err *err)
+{
+    int64_t wait = 500;
+    zdm_db_cancel_disarm();
+    zdm_db_close(w->db);
+    w->db = NULL;
+    w->range_id = -1;
+    for (int attempt = 1; !stop_signals; attempt++) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_open(w->o->url, &w->db, &e) == 0) {
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "reconnected after %d tr%s", attempt,
+                    attempt == 1 ? "y" : "ies");
+            zdm_db_cancel_arm(w->db);
+            zdm_err_clear(err);
+            return 0;
+        }
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "database unreachable (%s); retrying in %lld ms",
+                e.msg, (long long)wait);
+        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        wait = wait * 2 > 30000 ? 30000 : wait * 2;
+    }
+    return ZDM_EXIT_INTERRUPTED;
+}
+
 /* ---- the loop ---- */
 
 static void schedule(worker *w, int64_t ms)
@@ -846,6 +885,26 @@ static void stop(worker *w, int rc)
 {
     w->rc = rc;
     event_base_loopbreak(w->base);
+}
+
+/* An error in the loop: reconnect and go on when the server went away
+ * and the worker owns its connection; stop otherwise. */
+static void failed(worker *w, int rc)
+{
+    if (stop_signals) {
+        zdm_err_clear(w->err);
+        stop(w, ZDM_EXIT_INTERRUPTED);
+        return;
+    }
+    if (w->o->url && connection_lost(w->err)) {
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "lost the connection: %s", w->err->msg);
+        rc = reconnect(w, w->err);
+        if (rc == 0) {
+            schedule(w, 0);
+            return;
+        }
+    }
+    stop(w, rc);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -862,12 +921,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         int got = 0;
         int rc = claim(w, &got, err);
         if (rc != 0) {
-            stop(w, rc);
+            failed(w, rc);
             return;
         }
         if (!got) {
             int all_done = 0, others = 0;
             rc = finish(w, &all_done, &others, err);
+            if (rc != 0 && connection_lost(err)) {
+                failed(w, rc);
+                return;
+            }
             if (rc != 0 || all_done || !w->o->wait_for_others) {
                 if (rc == 0 && !all_done)
                     zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
@@ -883,7 +946,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     char why[512];
     int rc = check_throttle(w, why, sizeof why, err);
     if (rc != 0) {
-        stop(w, rc);
+        failed(w, rc);
         return;
     }
     if (why[0]) {
@@ -913,12 +976,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     rc = batch(w, w->pacer.size, &range_done, &scanned, &updated, err);
     int64_t t1 = zdm_mono_ms();
     if (rc != 0) {
-        if (stop_signals) {
-            zdm_err_clear(err);
-            stop(w, ZDM_EXIT_INTERRUPTED);
-        } else {
-            stop(w, rc);
-        }
+        failed(w, rc);
         return;
     }
     zdm_pacer_record(&w->pacer, scanned, t1 - t0, t1);
@@ -951,6 +1009,13 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     zdm_pacer_init(&w.pacer, t->batch_size, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
                    t->max_rows_per_second, t->sleep_ms);
 
+    zdm_db *own = NULL;
+    if (o->url) {
+        int orc = zdm_db_open(o->url, &own, err);
+        if (orc != 0)
+            return orc;
+        w.db = db = own;
+    }
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
     int rc = zdm_backfill_key(db, plan, &w.key, err);
     if (rc == 0)
@@ -958,6 +1023,8 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     if (rc != 0) {
         zdm_strv_free(&w.key);
         free(w.tbl);
+        if (own)
+            zdm_db_close(own);
         return rc;
     }
     build_sql(&w);
@@ -969,7 +1036,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     stop_signals = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    zdm_db_cancel_arm(db);
+    zdm_db_cancel_arm(w.db);
 
     w.base = event_base_new();
     w.tick = evtimer_new(w.base, on_tick, &w);
@@ -980,9 +1047,10 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     zdm_db_cancel_disarm();
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (w.range_id >= 0)
+    if (w.db && w.range_id >= 0)
         release(&w);
-    progress(&w, 1);
+    if (w.db)
+        progress(&w, 1);
     if (rc == ZDM_EXIT_INTERRUPTED) {
         zdm_err_set(err, ZDM_EXIT_INTERRUPTED,
                     "backfill of %s interrupted after %lld rows by this worker; every committed batch is kept",
@@ -1002,6 +1070,8 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     free(w.cursor);
     free(w.hi);
     zdm_strv_free(&w.key);
+    if (o->url && w.db)
+        zdm_db_close(w.db);
     return rc;
 }
 

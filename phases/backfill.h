@@ -53,6 +53,8 @@ typedef struct zdm_backfill_opts {
     int wait_for_others;  /* advance: wait until ranges owned by other workers finish */
     int progress_tty;     /* -1 auto, 0 log lines, 1 bar */
     const char *listen;   /* "127.0.0.1:PORT" for /status and /metrics, or NULL */
+    const char *url;      /* when set, the worker uses its own connection to this
+                           * database and reconnects after losing it */
 } zdm_backfill_opts;
 
 /* Runs one worker until no range is left for it.  Returns 0 when the

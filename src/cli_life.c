@@ -76,7 +76,7 @@ int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out};
+        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url};
         rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
     }
     close_session(&s);
@@ -88,7 +88,7 @@ int zdm_cmd_rollback(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, 0, cli->out};
+        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url};
         rc = zdm_life_rollback(s.db, s.plan, &o, err);
     }
     close_session(&s);
@@ -367,7 +367,7 @@ int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
                              s.plan->path);
             zdm_err_detail(err, "restore the file as it was, or accept it with \"zdm stamp %s expanded\"", s.plan->id);
         } else {
-            zdm_backfill_opts o = {0, -1, NULL};
+            zdm_backfill_opts o = {0, -1, NULL, cli->db_url};
             rc = zdm_backfill_run(s.db, s.plan, &o, err);
             if (rc == 0) {
                 rc = zdm_state_get(s.db, s.plan->id, &st, err);

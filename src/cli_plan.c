@@ -83,11 +83,22 @@ static int load_one(zdm_cli *cli, const char *name, zdm_plan_set *set, zdm_plan 
     struct stat st;
     int is_file = strchr(name, '/') || (strlen(name) > 5 && strcmp(name + strlen(name) - 5, ".toml") == 0);
     if (is_file && stat(name, &st) == 0 && S_ISREG(st.st_mode)) {
-        const char *paths[1] = {name};
-        int rc = zdm_cli_load_plans(cli, paths, 1, set, err);
-        if (rc == 0)
-            *out = set->plans[0];
-        return rc;
+        /* Only this file: the plans it requires need not be beside it. */
+        memset(set, 0, sizeof *set);
+        zdm_diags d = {0};
+        zdm_plan *p = NULL;
+        int rc = zdm_plan_load_file(name, &p, &d);
+        for (size_t i = 0; i < d.msgs.n; i++)
+            fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+        size_t nerr = d.msgs.n;
+        zdm_diags_free(&d);
+        if (rc != 0)
+            return zdm_err_set(err, rc, "%zu problem%s found in %s", nerr, nerr == 1 ? "" : "s", name);
+        set->plans = zdm_xcalloc(2, sizeof *set->plans);
+        set->plans[0] = p;
+        set->n = 1;
+        *out = p;
+        return 0;
     }
     int rc = zdm_cli_load_plans(cli, NULL, 0, set, err);
     if (rc != 0)

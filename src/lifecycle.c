@@ -341,7 +341,7 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
                     p->backfill->where ? " AND (" : "", p->backfill->where ? p->backfill->where : "",
                     p->backfill->where ? ")" : "");
         } else {
-            zdm_backfill_opts bo = {1, -1, NULL};
+            zdm_backfill_opts bo = {1, -1, NULL, c->o->url};
             rc = zdm_backfill_run(c->db, p, &bo, err);
             if (rc == 0) {
                 zdm_plan_state st;
@@ -489,7 +489,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
 
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err)
 {
-    zdm_life_opts o = {0, 0, stdout};
+    zdm_life_opts o = {0, 0, stdout, NULL};
     ctx c;
     memset(&c, 0, sizeof c);
     c.db = db;

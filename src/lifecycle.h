@@ -21,6 +21,7 @@ typedef struct zdm_life_opts {
     int dry_run;
     int no_backup;
     FILE *out;      /* dry-run statements and results */
+    const char *url; /* the database URL: the backfill worker opens its own connection */
 } zdm_life_opts;
 
 /* Moves the plan one phase forward. */

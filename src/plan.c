@@ -524,7 +524,8 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
         }
     b->where = want_str(c, t, "where", w, 0);
     load_assigns(c, t, "set", w, &b->set, &b->nset);
-    if (!b->nset && !toml_get(t, "set"))
+    const toml_value *setv = toml_get(t, "set");
+    if (!setv || (setv->type == TOML_TABLE && setv->u.table.len == 0)) /* absent or set = {} */
         bad(c, t->line, t->col, "[backfill] needs at least one set.COLUMN = \"SQL expression\"");
     b->dual_write = b->nset > 0;
     const toml_value *dw = toml_get(t, "dual_write");
@@ -693,8 +694,11 @@ static void load_allow(chk *c, const toml_value *t, zdm_plan *p)
             check_keys(c, it, "allow_unsafe entry", keys);
             a->rule = want_str(c, it, "rule", "allow_unsafe entry", 1);
             a->reason = want_str(c, it, "reason", "allow_unsafe entry", 0);
-            if (!a->rule)
+            if (!a->rule) { /* the slot is reused: drop what it holds */
+                free(a->reason);
+                a->reason = NULL;
                 continue;
+            }
         } else {
             bad(c, it->line, it->col, "allow_unsafe entries must be rule ids (strings) or tables");
             continue;
@@ -955,6 +959,49 @@ zdm_plan *zdm_plan_set_find(const zdm_plan_set *s, const char *id)
     return NULL;
 }
 
+static size_t plan_index(const zdm_plan_set *s, const char *id)
+{
+    size_t i = 0;
+    while (i < s->n && strcmp(s->plans[i]->id, id) != 0)
+        i++;
+    return i;
+}
+
+/* Is plan `to` reachable from plan `from` through requires edges between
+ * plans not yet ordered (self-requires ignored)?  Iterative, bounded by n. */
+static int reaches_from(const zdm_plan_set *s, const int *done, size_t from, size_t to)
+{
+    size_t n = s->n, top = 0;
+    int found = 0;
+    char *seen = zdm_xcalloc(n + 1, 1);
+    size_t *stack = zdm_xcalloc(n + 1, sizeof *stack);
+    stack[top++] = from;
+    seen[from] = 1;
+    while (top && !found) {
+        const zdm_plan *p = s->plans[stack[--top]];
+        for (size_t r = 0; r < p->requires.n && !found; r++) {
+            size_t qi = plan_index(s, p->requires.v[r]);
+            if (qi == n || done[qi] || s->plans[qi] == p)
+                continue;
+            if (qi == to)
+                found = 1;
+            else if (!seen[qi]) {
+                seen[qi] = 1;
+                stack[top++] = qi;
+            }
+        }
+    }
+    free(seen);
+    free(stack);
+    return found;
+}
+
+/* Is plan i on a dependency cycle? */
+static int reaches(const zdm_plan_set *s, const int *done, size_t i)
+{
+    return reaches_from(s, done, i, i);
+}
+
 /* Orders plans so requirements come first; reports cycles.  Kahn's
  * algorithm, picking the smallest id among the ready ones so the order is
  * stable. */
@@ -964,9 +1011,11 @@ static int order_plans(zdm_plan_set *s, zdm_diags *d)
     int *indeg = zdm_xcalloc(n + 1, sizeof(int));
     int *done = zdm_xcalloc(n + 1, sizeof(int));
     zdm_plan **sorted = zdm_xcalloc(n + 1, sizeof *sorted);
+    /* A plan requiring itself is reported by the caller, not as a cycle. */
     for (size_t i = 0; i < n; i++)
         for (size_t r = 0; r < s->plans[i]->requires.n; r++)
-            if (zdm_plan_set_find(s, s->plans[i]->requires.v[r]))
+            if (strcmp(s->plans[i]->requires.v[r], s->plans[i]->id) != 0 &&
+                zdm_plan_set_find(s, s->plans[i]->requires.v[r]))
                 indeg[i]++;
     size_t k = 0;
     for (;;) {
@@ -981,31 +1030,53 @@ static int order_plans(zdm_plan_set *s, zdm_diags *d)
         sorted[k++] = s->plans[pick];
         for (size_t i = 0; i < n; i++)
             for (size_t r = 0; r < s->plans[i]->requires.n; r++)
-                if (strcmp(s->plans[i]->requires.v[r], s->plans[pick]->id) == 0)
+                if (i != pick && strcmp(s->plans[i]->requires.v[r], s->plans[pick]->id) == 0)
                     indeg[i]--;
     }
     int rc = 0;
     if (k < n) {
-        /* Everything left is on or behind a cycle: name each member. */
+        /* Everything left is on a cycle or waits for one.  Name each
+         * member of a cycle with the members it requires; a plan that only
+         * waits names the requirement that does, at its position. */
+        int *oncycle = zdm_xcalloc(n + 1, sizeof(int));
+        for (size_t i = 0; i < n; i++)
+            if (!done[i])
+                oncycle[i] = reaches(s, done, i);
         for (size_t i = 0; i < n; i++) {
             if (done[i])
                 continue;
             zdm_plan *p = s->plans[i];
             zdm_buf b = {0};
+            size_t first = p->requires.n;
             for (size_t r = 0; r < p->requires.n; r++) {
-                zdm_plan *q = zdm_plan_set_find(s, p->requires.v[r]);
-                size_t qi = 0;
-                while (q && s->plans[qi] != q)
-                    qi++;
-                if (q && !done[qi])
-                    zdm_buf_printf(&b, "%s\"%s\"", b.len ? ", " : "", q->id);
+                size_t qi = plan_index(s, p->requires.v[r]);
+                if (qi == n || qi == i || done[qi])
+                    continue;
+                if (oncycle[i] && reaches_from(s, done, qi, i)) {
+                    if (first == p->requires.n)
+                        first = r;
+                    zdm_buf_printf(&b, "%s\"%s\"", b.len ? ", " : "", s->plans[qi]->id);
+                } else if (!oncycle[i] && first == p->requires.n) {
+                    first = r;
+                }
             }
-            zdm_diag_add(d, p->path, p->requires_line ? p->requires_line[0] : 1,
-                         p->requires_col ? p->requires_col[0] : 1,
-                         "plan \"%s\" is part of a dependency cycle (it requires %s, which never comes first)",
-                         p->id, b.data ? b.data : "?");
+            int line = first < p->requires.n ? p->requires_line[first] : 1;
+            int col = first < p->requires.n ? p->requires_col[first] : 1;
+            if (oncycle[i])
+                zdm_diag_add(d, p->path, line, col,
+                             "plan \"%s\" is part of a dependency cycle (it requires %s, which never comes first)",
+                             p->id, b.data ? b.data : "?");
+            else
+                zdm_diag_add(d, p->path, line, col,
+                             "plan \"%s\" requires \"%s\", which %s a dependency cycle", p->id,
+                             first < p->requires.n ? p->requires.v[first] : "?",
+                             first < p->requires.n &&
+                                     oncycle[plan_index(s, p->requires.v[first])]
+                                 ? "is part of"
+                                 : "waits for");
             zdm_buf_free(&b);
         }
+        free(oncycle);
         rc = ZDM_EXIT_USAGE;
         for (size_t i = 0; i < n; i++)
             if (!done[i])
@@ -1048,7 +1119,7 @@ int zdm_plan_set_load(const char *const *paths, size_t npaths, zdm_plan_set *out
         zdm_plan *p = out->plans[i];
         for (size_t r = 0; r < p->requires.n; r++) {
             const char *req = p->requires.v[r];
-            if (zdm_plan_set_find(out, req))
+            if (strcmp(req, p->id) != 0 && zdm_plan_set_find(out, req))
                 continue;
             if (strcmp(req, p->id) == 0) {
                 zdm_diag_add(diags, p->path, p->requires_line[r], p->requires_col[r],

@@ -191,7 +191,9 @@ int zdm_parse_duration_ms(const char *s, int64_t bare_unit_ms, int64_t *out_ms, 
             return zdm_err_set(err, ZDM_EXIT_USAGE,
                                "bad duration \"%s\": unknown unit (use ms, s, m, h or d)", s);
         }
-        if (n > INT64_MAX / unit / 4)
+        /* The total stays below INT64_MAX / 4, so callers may add it to a
+         * timestamp without overflowing. */
+        if (n > INT64_MAX / unit / 4 || total > INT64_MAX / 4 - n * unit)
             return zdm_err_set(err, ZDM_EXIT_USAGE, "duration \"%s\" is too large", s);
         total += n * unit;
         parts++;
@@ -254,7 +256,8 @@ const char *zdm_did_you_mean(const char *word, const char *const *cands, size_t 
     size_t best_d = 3;
     for (size_t i = 0; i < n; i++) {
         size_t d = zdm_edit_distance(word, cands[i]);
-        if (d < best_d) {
+        /* Half the word may differ at most: "a" is not a typo of "c". */
+        if (d < best_d && 2 * d <= strlen(word)) {
             best_d = d;
             best = cands[i];
         }
@@ -384,34 +387,50 @@ static int64_t days_from_civil(int y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
+/* Exactly `n` ASCII digits at s (no sign, no blanks) into *out. */
+static int digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
 int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err)
 {
-    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    const char *p = s;
+    if (!digits(p, 4, &y) || p[4] != '-' || !digits(p + 5, 2, &mo) || p[7] != '-' ||
+        !digits(p + 8, 2, &d))
         goto bad;
-    const char *p = s + n;
+    p += 10;
     int64_t ms = 0;
     if (*p == 'T' || *p == 't' || *p == ' ') {
         p++;
-        if (sscanf(p, "%2d:%2d%n", &h, &mi, &n) != 2 || n != 5)
+        if (!digits(p, 2, &h) || p[2] != ':' || !digits(p + 3, 2, &mi))
             goto bad;
-        p += n;
+        p += 5;
         if (*p == ':') {
-            if (sscanf(p + 1, "%2d%n", &sec, &n) != 1 || n != 2)
+            if (!digits(p + 1, 2, &sec))
                 goto bad;
             p += 3;
             if (*p == '.') {
                 p++;
-                int digits = 0;
+                int ndig = 0;
                 while (isdigit((unsigned char)*p)) {
-                    if (digits < 3)
+                    if (ndig < 3)
                         ms = ms * 10 + (*p - '0');
-                    digits++;
+                    ndig++;
                     p++;
                 }
-                if (!digits)
+                if (!ndig)
                     goto bad;
-                for (; digits < 3; digits++)
+                for (; ndig < 3; ndig++)
                     ms *= 10;
             }
         }
@@ -421,12 +440,15 @@ int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
             goto bad;
         off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
         p += 6;
     }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    if (*p || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60)
+        goto bad;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap))
         goto bad;
     *out_ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - off * 60) * 1000 + ms;
     return 0;
