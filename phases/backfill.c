@@ -283,7 +283,7 @@ static int init_ranges(worker *w, zdm_err *err)
                 if (want > span)
                     want = span;
                 long long width = (span + want - 1) / want;
-                char prev[64] = "";
+                char prev[96] = "";
                 for (long long i = 0; rc == 0 && i < want; i++) {
                     long long top = i == want - 1 ? hiv : lov + (i + 1) * width - 1;
                     if (top > hiv)

@@ -169,7 +169,7 @@ int zdm_state_init(zdm_db *db, zdm_err *err)
             goto fail;
     } else {
         const char *const *up = pg ? upgrades_pg : upgrades_sqlite;
-        for (int v = version; v < ZDM_STATE_VERSION; v++) {
+        for (int v = version; v >= 1 && v < ZDM_STATE_VERSION; v++) {
             if (!up[v - 1])
                 continue;
             rc = zdm_db_exec_script(db, up[v - 1], err);

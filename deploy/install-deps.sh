@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what zdm needs to build and test on Debian 12 (bookworm).
+# Idempotent; uses sudo when not run as root.
+set -euo pipefail
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    ca-certificates build-essential cmake clang pkg-config \
+    libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev \
+    postgresql postgresql-client sqlite3 python3 procps util-linux

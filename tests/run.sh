@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs dependencies, builds with
+# gcc and -Werror, builds again with clang under AddressSanitizer and
+# UndefinedBehaviorSanitizer (plus the libFuzzer targets), and runs every
+# test: unit tests, integration tests on real PostgreSQL and SQLite, the
+# toml-test corpus and bounded fuzzing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+deploy/install-deps.sh
+jobs=$(nproc)
+
+echo "== gcc, -Wall -Wextra -Werror"
+cmake -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZDM_WERROR=ON >/dev/null
+cmake --build build/gcc -j"$jobs"
+
+echo "== clang, ASan + UBSan, fuzzers"
+cmake -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+      -DZDM_WERROR=ON -DZDM_SANITIZE=ON -DZDM_FUZZ=ON >/dev/null
+cmake --build build/asan -j"$jobs"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export ZDM_FUZZ_SECONDS=${ZDM_FUZZ_SECONDS:-60}
+ctest --test-dir build/asan --output-on-failure -j"$jobs"
