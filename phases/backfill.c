@@ -56,6 +56,7 @@ typedef struct worker {
     char *tbl;              /* quoted table */
     char *peek_sql[2];      /* [0] first batch of a range (no cursor), [1] with cursor */
     char *update_sql[2];
+    char *combo_sql[2];     /* PostgreSQL: peek + update in one statement */
     char me[320];           /* owner id: user@host pid N */
     zdm_throttle th;        /* plan settings + live overrides */
     zdm_pacer pacer;
@@ -181,6 +182,55 @@ static void build_sql(worker *w)
         }
         zdm_buf_puts(&b, ")");
         w->update_sql[with_cursor] = zdm_buf_take(&b);
+
+        if (!w->pg)
+            continue;
+        /* PostgreSQL runs both in one statement: one round trip, and the
+         * batch's keys are read once.  Params as for the peek. */
+        int multi = n > 1;
+        zdm_buf_puts(&b, "WITH zdm_batch AS MATERIALIZED (SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
+        if (with_cursor) {
+            key_cmp(w, &b, ">", 2);
+            zdm_buf_puts(&b, " AND ");
+        }
+        key_cmp(w, &b, "<=", with_cursor ? 2 + n : 2);
+        zdm_buf_puts(&b, " ORDER BY ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, " LIMIT $1), zdm_last AS (SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, " FROM zdm_batch ORDER BY ");
+        cols_list(w, &b, " DESC");
+        zdm_buf_printf(&b, " LIMIT 1), zdm_upd AS (UPDATE %s SET ", w->tbl);
+        for (size_t i = 0; i < bf->nset; i++) {
+            char *q = zdm_db_ident(w->db, bf->set[i].column);
+            zdm_buf_printf(&b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
+            free(q);
+        }
+        zdm_buf_puts(&b, " WHERE ");
+        if (with_cursor) {
+            key_cmp(w, &b, ">", 2);
+            zdm_buf_puts(&b, " AND ");
+        }
+        zdm_buf_puts(&b, multi ? "(" : "");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, multi ? ")" : "");
+        zdm_buf_puts(&b, " <= (SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, " FROM zdm_last)");
+        if (bf->where)
+            zdm_buf_printf(&b, " AND (%s)", bf->where);
+        zdm_buf_puts(&b, " AND (");
+        for (size_t i = 0; i < bf->nset; i++) {
+            char *q = zdm_db_ident(w->db, bf->set[i].column);
+            zdm_buf_printf(&b, "%s%s IS DISTINCT FROM (%s)", i ? " OR " : "", q, bf->set[i].expr);
+            free(q);
+        }
+        zdm_buf_puts(&b, ") RETURNING 1) SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
+        w->combo_sql[with_cursor] = zdm_buf_take(&b);
     }
 }
 
@@ -488,11 +538,19 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
         goto out;
     if ((rc = key_params(w->hi, &jh, params, &np, w->key.n, err)) != 0)
         goto out;
-    rc = zdm_db_query(w->db, w->peek_sql[cursor != NULL], np, params, &r, err);
-    if (rc != 0)
+    rc = zdm_db_query(w->db, (w->pg ? w->combo_sql : w->peek_sql)[cursor != NULL], np, params, &r, err);
+    if (rc != 0) {
+        if (w->pg)
+            zdm_err_prefix(err, "batch of range %d, keys after %s: ", w->range_id, cursor ? cursor : "the start");
         goto out;
+    }
     if (zdm_rows_count(r) == 0) {
         *range_done = 1;
+    } else if (w->pg) {
+        *scanned = strtoll(zdm_rows_get(r, 0, n), NULL, 10);
+        *updated = strtoll(zdm_rows_get(r, 0, n + 1), NULL, 10);
+        last = key_json(r, 0, n);
+        *range_done = *scanned < size;
     } else {
         *scanned = strtoll(zdm_rows_get(r, 0, n), NULL, 10);
         last = key_json(r, 0, n);
@@ -1065,6 +1123,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     for (int i = 0; i < 2; i++) {
         free(w.peek_sql[i]);
         free(w.update_sql[i]);
+        free(w.combo_sql[i]);
     }
     free(w.tbl);
     free(w.cursor);

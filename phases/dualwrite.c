@@ -260,25 +260,33 @@ static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const
     zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT OR UPDATE", fn);
     if (b->dw_sources.n) {
         /* Only statements that write a column the triggers care about
-         * pay for them. */
+         * pay for them: the sources, and for the reverse direction the
+         * targets and the reverse columns.  Without a reverse, a write to
+         * the targets needs nothing, so the backfill's own UPDATE (which
+         * writes only targets) does not even fire the trigger. */
         zdm_buf_puts(c, " OF ");
         zdm_strv all = {0};
         for (size_t i = 0; i < b->dw_sources.n; i++)
             zdm_strv_push(&all, b->dw_sources.v[i]);
-        for (size_t i = 0; i < b->nset; i++)
+        for (size_t i = 0; b->nreverse && i < b->nset; i++)
             zdm_strv_push(&all, b->set[i].column);
         for (size_t i = 0; i < b->nreverse; i++)
             zdm_strv_push(&all, b->reverse[i].column);
+        int first = 1;
         for (size_t i = 0; i < all.n; i++) {
             if (in_list(&all, all.v[i], strlen(all.v[i]), 1) != (int)i + 1)
                 continue; /* duplicate */
             char *q = zdm_db_ident(db, all.v[i]);
-            zdm_buf_printf(c, "%s%s", i ? ", " : "", q);
+            zdm_buf_printf(c, "%s%s", first ? "" : ", ", q);
+            first = 0;
             free(q);
         }
         zdm_strv_free(&all);
     }
-    zdm_buf_printf(c, " ON %s\n  FOR EACH ROW EXECUTE FUNCTION zdm.%s();\n", tbl, fn);
+    /* The WHEN clause is evaluated without entering PL/pgSQL, so the
+     * backfill's rows cost almost nothing when they do fire it. */
+    zdm_buf_printf(c, " ON %s\n  FOR EACH ROW WHEN (current_setting('zdm.backfill', true) IS DISTINCT FROM %s)\n"
+                      "  EXECUTE FUNCTION zdm.%s();\n", tbl, lit, fn);
 
     zdm_buf_printf(d, "DROP TRIGGER IF EXISTS %s ON %s;\nDROP FUNCTION IF EXISTS zdm.%s();\n", fn, tbl, fn);
     free(tbl);
