@@ -61,7 +61,7 @@ static const cmd commands[] = {
      "the first step not done.  Refused (exit 3) while another run holds the plan,\n"
      "when required plans are not complete, when the file changed since it was\n"
      "applied, or before the contract is due.\n",
-     OPT_DRY_RUN | OPT_NO_BACKUP, 1, 1, zdm_cmd_advance},
+     OPT_DRY_RUN | OPT_NO_BACKUP | OPT_HOOKS_ONLY, 1, 1, zdm_cmd_advance},
     {NULL, "rollback", "PLAN", "undo expand (or contract, when it has downs)",
      "Before contract: runs the down of every applied expand step, newest first,\n"
      "and marks the plan rolled_back.  Refuses before changing anything when an\n"
@@ -106,6 +106,19 @@ static const cmd commands[] = {
      "max_rows_per_second, sleep_ms, max_replication_lag_ms.  Workers read them\n"
      "before every batch.\n",
      0, 2, ZDM_CLI_MAX_POS, zdm_cmd_set},
+    {NULL, "cutover", "PLAN", "switch traffic: run the cutover hooks, record the time",
+     "The same as \"zdm advance PLAN\" on a backfilled plan: runs the cutover hooks\n"
+     "(the blue-green switch; a failing hook refuses with exit 3 and changes\n"
+     "nothing) and records the cutover time, from which not_before counts.\n",
+     OPT_DRY_RUN, 1, 1, zdm_cmd_cutover},
+    {NULL, "schedule", "PLAN [contract]", "set the earliest contract time",
+     "--at TIME or --after DURATION.  The later of this and the plan's not_before\n"
+     "(counted from cutover) wins.  zdm advance refuses contract before then.\n",
+     OPT_AT | OPT_AFTER, 1, 2, zdm_cmd_schedule},
+    {NULL, "run-due", "", "contract every plan whose contract is due",
+     "For a systemd timer or cron: advances every cut-over plan whose contract is\n"
+     "due.  Safe when several hosts run it at once: each plan is contracted once.\n",
+     OPT_NO_BACKUP, 0, 0, zdm_cmd_run_due},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -169,8 +182,8 @@ static int is_group(const char *word)
 
 static void print_cmd_help(FILE *f, const cmd *c)
 {
-    fprintf(f, "usage: zdm [global options] %s%s%s %s\n\n%s", c->group ? c->group : "",
-            c->group ? " " : "", c->name, c->args, c->help);
+    fprintf(f, "usage: zdm [global options] %s%s%s%s%s\n\n%s", c->group ? c->group : "",
+            c->group ? " " : "", c->name, c->args[0] ? " " : "", c->args, c->help);
     static const struct { unsigned bit; const char *text; } flags[] = {
         {OPT_DRY_RUN, "  --dry-run       print every statement it would run; change nothing\n"},
         {OPT_NO_BACKUP, "  --no-backup     sqlite: skip the backup taken before contract\n"},
@@ -380,8 +393,8 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     for (int i = used; i < nwords; i++)
         cli.pos[cli.npos++] = words[i];
     if (cli.npos < c->min_pos || cli.npos > c->max_pos) {
-        zdm_err_set(&err, ZDM_EXIT_USAGE, "usage: zdm %s%s%s %s", c->group ? c->group : "",
-                    c->group ? " " : "", c->name, c->args);
+        zdm_err_set(&err, ZDM_EXIT_USAGE, "usage: zdm %s%s%s%s%s", c->group ? c->group : "",
+                    c->group ? " " : "", c->name, c->args[0] ? " " : "", c->args);
         goto fail;
     }
     if (!cli.db_url) {

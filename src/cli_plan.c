@@ -306,6 +306,32 @@ static void print_steps(FILE *f, const zdm_plan *p, const zdm_step *s, size_t n)
     }
 }
 
+/* One argv word, quoted when it needs to be so that zdm_split_command()
+ * would read the printed line back as the same argv. */
+static void print_word(FILE *f, const char *w)
+{
+    if (*w && !strpbrk(w, " \t'\"")) {
+        fputs(w, f);
+        return;
+    }
+    fputc('\'', f);
+    for (const char *p = w; *p; p++) {
+        if (*p == '\'')
+            fputs("'\"'\"'", f); /* close, a quoted quote, reopen */
+        else
+            fputc(*p, f);
+    }
+    fputc('\'', f);
+}
+
+static void print_argv(FILE *f, const zdm_strv *argv)
+{
+    for (size_t k = 0; k < argv->n; k++) {
+        fputc(' ', f);
+        print_word(f, argv->v[k]);
+    }
+}
+
 static void print_plan(FILE *f, const zdm_plan *p)
 {
     char d[32];
@@ -366,6 +392,11 @@ static void print_plan(FILE *f, const zdm_plan *p)
     fprintf(f, "\ncutover\n");
     if (!p->hooks.n[ZDM_HOOK_CUTOVER])
         fprintf(f, "  (no cutover hooks: the cutover is a recorded step)\n");
+    for (size_t i = 0; i < p->hooks.n[ZDM_HOOK_CUTOVER]; i++) {
+        fprintf(f, "  run");
+        print_argv(f, &p->hooks.cmds[ZDM_HOOK_CUTOVER][i].argv);
+        fputc('\n', f);
+    }
 
     fprintf(f, "\ncontract (%zu step%s", p->ncontract, p->ncontract == 1 ? "" : "s");
     if (p->not_before)
@@ -381,8 +412,7 @@ static void print_plan(FILE *f, const zdm_plan *p)
             if (!any++)
                 fprintf(f, "\nhooks (timeout %s each)\n", zdm_format_duration(p->hooks.timeout_ms, d, sizeof d));
             fprintf(f, "  %-16s", zdm_hook_event_name(e));
-            for (size_t k = 0; k < p->hooks.cmds[e][i].argv.n; k++)
-                fprintf(f, " %s", p->hooks.cmds[e][i].argv.v[k]);
+            print_argv(f, &p->hooks.cmds[e][i].argv);
             fputc('\n', f);
         }
     }

@@ -619,13 +619,15 @@ static void load_hook_cmd(chk *c, const toml_value *v, const char *event, zdm_ho
 
 static void load_hooks(chk *c, const toml_value *t, zdm_hooks *h)
 {
-    const char *allowed[ZDM_HOOK__COUNT + 2];
+    const char *allowed[ZDM_HOOK__COUNT + 3];
     for (int i = 0; i < ZDM_HOOK__COUNT; i++)
         allowed[i] = hook_names[i];
     allowed[ZDM_HOOK__COUNT] = "timeout";
-    allowed[ZDM_HOOK__COUNT + 1] = NULL;
+    allowed[ZDM_HOOK__COUNT + 1] = "inherit";
+    allowed[ZDM_HOOK__COUNT + 2] = NULL;
     check_keys(c, t, "[hooks]", allowed);
     h->timeout_ms = want_duration(c, t, "timeout", "[hooks]", h->timeout_ms);
+    h->inherit = want_bool(c, t, "inherit", "[hooks]", 1);
     for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
         const toml_value *v = toml_get(t, hook_names[e]);
         if (!v)
@@ -643,6 +645,35 @@ static void load_hooks(chk *c, const toml_value *t, zdm_hooks *h)
             bad(c, v->line, v->col, "hooks.%s must be a command string or an array of commands", hook_names[e]);
         }
     }
+}
+
+void zdm_hooks_free(zdm_hooks *h)
+{
+    for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
+        for (size_t i = 0; i < h->n[e]; i++)
+            zdm_strv_free(&h->cmds[e][i].argv);
+        free(h->cmds[e]);
+        h->cmds[e] = NULL;
+        h->n[e] = 0;
+    }
+}
+
+int zdm_hooks_load_doc(const char *path, const toml_value *doc, zdm_hooks *h, zdm_diags *diags)
+{
+    chk c = {path, diags, 0};
+    memset(h, 0, sizeof *h);
+    h->timeout_ms = 300000;
+    h->inherit = 1;
+    static const char *const keys[] = {"hooks", NULL};
+    check_keys(&c, doc, "zdm.toml", keys);
+    const toml_value *hk = want(&c, doc, "hooks", TOML_TABLE, "zdm.toml");
+    if (hk)
+        load_hooks(&c, hk, h);
+    if (c.errors) {
+        zdm_hooks_free(h);
+        return ZDM_EXIT_USAGE;
+    }
+    return 0;
 }
 
 /* ---- the plan ---- */
@@ -758,6 +789,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     p->lock_retries = 10;
     p->not_before_ms = -1;
     p->hooks.timeout_ms = 300000;
+    p->hooks.inherit = 1;
     zdm_sha256_hex(src, len, p->checksum);
 
     static const char *const top_keys[] = {
@@ -773,7 +805,10 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     }
     if (!p->id)
         p->id = default_id(path);
-    if (!id_ok(p->id))
+    if (strlen(p->id) > 200)
+        bad(&c, p->id_line, p->id_col, "plan id \"%.32s...\" is too long (%zu characters, at most 200)",
+            p->id, strlen(p->id));
+    else if (!id_ok(p->id))
         bad(&c, p->id_line ? p->id_line : 0, p->id_col,
             "plan id \"%s\" may only use letters, digits, '_', '-' and '.'%s", p->id,
             idkv ? "" : " (the id defaults to the file name; set id = \"...\" to choose another)");
@@ -884,11 +919,7 @@ void zdm_plan_free(zdm_plan *p)
     }
     free(p->not_before);
     free(p->verify);
-    for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
-        for (size_t i = 0; i < p->hooks.n[e]; i++)
-            zdm_strv_free(&p->hooks.cmds[e][i].argv);
-        free(p->hooks.cmds[e]);
-    }
+    zdm_hooks_free(&p->hooks);
     for (size_t i = 0; i < p->nallow; i++) {
         free(p->allow[i].rule);
         free(p->allow[i].reason);
