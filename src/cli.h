@@ -62,6 +62,9 @@ int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_pause(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_resume(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_set(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err);
 
 #endif
 

@@ -27,6 +27,7 @@ static int open_db(zdm_cli *cli, zdm_db **db, zdm_err *err)
 /* Plans + database + the named plan, the start of most commands. */
 typedef struct session {
     zdm_plan_set set;
+    zdm_project project;
     zdm_db *db;
     zdm_plan *plan;
 } session;
@@ -37,6 +38,13 @@ static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err
     int rc = zdm_cli_load_plans(cli, NULL, 0, &s->set, err);
     if (rc != 0)
         return rc;
+    zdm_diags d = {0};
+    rc = zdm_project_load(cli->plans_dir, &s->project, &d);
+    for (size_t i = 0; i < d.msgs.n; i++)
+        fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+    zdm_diags_free(&d);
+    if (rc != 0)
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "the project file zdm.toml is invalid; nothing was changed");
     if (plan_name) {
         s->plan = zdm_cli_find_plan(cli, &s->set, plan_name, err);
         if (!s->plan)
@@ -49,6 +57,7 @@ static void close_session(session *s)
 {
     if (s->db)
         zdm_db_close(s->db);
+    zdm_project_free(&s->project);
     zdm_plan_set_free(&s->set);
 }
 
@@ -76,7 +85,7 @@ int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url};
+        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &s.project, cli->hooks_only};
         rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
     }
     close_session(&s);
@@ -88,7 +97,7 @@ int zdm_cmd_rollback(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url};
+        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0};
         rc = zdm_life_rollback(s.db, s.plan, &o, err);
     }
     close_session(&s);
@@ -427,6 +436,94 @@ int zdm_cmd_set(zdm_cli *cli, zdm_err *err)
         if (rc == 0)
             fprintf(cli->out, "%s: %s = %s (workers apply it before their next batch)\n", s.plan->id, key, eq + 1);
         free(key);
+    }
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    zdm_plan_state st;
+    if (rc == 0)
+        rc = zdm_state_init(s.db, err);
+    if (rc == 0)
+        rc = zdm_state_get(s.db, s.plan->id, &st, err);
+    if (rc == 0) {
+        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
+        if (ph != ZDM_BACKFILLED) {
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; cutover follows backfilled", s.plan->id,
+                             zdm_phase_name(ph));
+            zdm_err_detail(err, "%s", ph == ZDM_CUT_OVER || ph == ZDM_COMPLETE
+                                          ? "the cutover already happened (zdm history shows when)"
+                                          : "advance the plan to backfilled first");
+        } else {
+            zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0};
+            rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
+        }
+    }
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err)
+{
+    if (cli->npos == 2 && strcmp(cli->pos[1], "contract") != 0)
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "only contract can be scheduled, not \"%s\"", cli->pos[1]);
+    if (!!cli->at == !!cli->after) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "give exactly one of --at TIME or --after DURATION");
+        zdm_err_detail(err, "e.g. zdm schedule %s --after 24h, or --at 2026-11-22T03:00:00Z", cli->pos[0]);
+        return ZDM_EXIT_USAGE;
+    }
+    int64_t at = 0;
+    if (cli->at) {
+        if (zdm_parse_time(cli->at, &at, err) != 0)
+            return ZDM_EXIT_USAGE;
+    } else {
+        int64_t ms;
+        if (zdm_parse_duration_ms(cli->after, 1000, &ms, err) != 0)
+            return ZDM_EXIT_USAGE;
+        at = zdm_now_ms() + ms;
+    }
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    if (rc == 0)
+        rc = zdm_life_schedule(s.db, s.plan, at, err);
+    if (rc == 0) {
+        zdm_plan_state st;
+        rc = zdm_state_get(s.db, s.plan->id, &st, err);
+        char ts[40], ts2[40];
+        if (rc == 0) {
+            int64_t due = zdm_life_contract_due_ms(s.plan, &st);
+            if (cli->json)
+                fprintf(cli->out, "{\"id\": \"%s\", \"contract_after\": \"%s\", \"contract_due\": %s%s%s}\n",
+                        s.plan->id, zdm_format_time(at, ts, sizeof ts), due ? "\"" : "",
+                        due ? zdm_format_time(due, ts2, sizeof ts2) : "null", due ? "\"" : "");
+            else
+                fprintf(cli->out, "%s: contract not before %s%s%s\n", s.plan->id, zdm_format_time(at, ts, sizeof ts),
+                        due > at ? "; the plan's not_before makes it due at " : "",
+                        due > at ? zdm_format_time(due, ts2, sizeof ts2) : "");
+        }
+    }
+    close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, NULL, err);
+    int advanced = 0;
+    if (rc == 0) {
+        zdm_life_opts o = {0, cli->no_backup, cli->out, cli->db_url, &s.project, 0};
+        rc = zdm_life_run_due(s.db, &s.set, &o, &advanced, err);
+    }
+    if (rc == 0 || advanced) {
+        if (cli->json)
+            fprintf(cli->out, "{\"contracted\": %d}\n", advanced);
+        else
+            fprintf(cli->out, "%d plan%s contracted\n", advanced, advanced == 1 ? "" : "s");
     }
     close_session(&s);
     return rc;

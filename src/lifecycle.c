@@ -123,6 +123,37 @@ static int set_phase(ctx *c, zdm_phase to, zdm_err *err)
     return rc;
 }
 
+/* Runs the hooks of one event and writes a history row with their output.
+ * Returns 0 or ZDM_EXIT_FAIL (err names the failing hook). */
+static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next, int64_t hid,
+                     zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    if (!zdm_hooks_count(c->o->project, p, ev))
+        return 0;
+    if (c->o->dry_run) {
+        fprintf(c->o->out, "-- %s hooks run here\n", zdm_hook_event_name(ev));
+        return 0;
+    }
+    char *url = zdm_url_without_password(zdm_db_safe_url(c->db));
+    zdm_hook_env env = {zdm_phase_name(phase), zdm_phase_name(next), zdm_db_dialect_name(c->db), url,
+                        (long long)hid};
+    zdm_buf tail = {0};
+    int ran = 0;
+    int rc = zdm_hooks_run(c->o->project, p, ev, &env, &ran, &tail, err);
+    free(url);
+    char action[64];
+    snprintf(action, sizeof action, "hook %s", zdm_hook_event_name(ev));
+    zdm_history_entry h = {p->id, action, zdm_phase_name(phase), zdm_phase_name(next),
+                           rc == 0 ? "ok" : "failed", tail.data};
+    zdm_err e2;
+    zdm_err_clear(&e2);
+    if (zdm_state_history_add(c->db, &h, NULL, &e2) != 0)
+        zdm_log(ZDM_LOG_WARN, p->id, NULL, "could not record the hook run in history: %s", e2.msg);
+    zdm_buf_free(&tail);
+    return rc;
+}
+
 static int check_requires(ctx *c, const zdm_plan_set *set, zdm_err *err)
 {
     zdm_buf missing = {0};
@@ -167,6 +198,19 @@ static int truthy(const char *v)
 
 static int gate_contract(ctx *c, zdm_err *err)
 {
+    if (c->plan->backfill && !c->o->dry_run) {
+        zdm_backfill_progress bp;
+        int rc = zdm_backfill_progress_get(c->db, c->plan->id, &bp, err);
+        if (rc != 0)
+            return rc;
+        if (bp.started && (bp.ranges_done < bp.ranges || bp.workers > 0)) {
+            zdm_err_set(err, ZDM_EXIT_REFUSED,
+                        "contract of %s refused: the backfill is not finished (%d of %d ranges done, %d worker%s active)",
+                        c->plan->id, bp.ranges_done, bp.ranges, bp.workers, bp.workers == 1 ? "" : "s");
+            zdm_err_detail(err, "let \"zdm backfill %s\" finish first", c->plan->id);
+            return ZDM_EXIT_REFUSED;
+        }
+    }
     int64_t due = zdm_life_contract_due_ms(c->plan, &c->st);
     int64_t now = zdm_now_ms();
     if (due > now) {
@@ -277,6 +321,21 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
     run.no_backup = c->o->no_backup;
     run.no_state = c->o->dry_run && !zdm_state_exists(c->db);
 
+    if (c->o->hooks_only) {
+        zdm_hook_event ev = from == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
+                            : from == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL
+                            : from == ZDM_COMPLETE ? ZDM_HOOK_AFTER_CONTRACT : ZDM_HOOK__COUNT;
+        if (ev == ZDM_HOOK__COUNT) {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s is %s: there are no after_* hooks to re-run", p->id,
+                        zdm_phase_name(from));
+            return ZDM_EXIT_USAGE;
+        }
+        int rc = run_hooks(c, ev, from, from, 0, err);
+        if (rc == 0)
+            fprintf(c->o->out, "%s: %zu %s hook%s ran\n", p->id, zdm_hooks_count(c->o->project, p, ev),
+                    zdm_hook_event_name(ev), zdm_hooks_count(c->o->project, p, ev) == 1 ? "" : "s");
+        return rc;
+    }
     if (from == ZDM_COMPLETE) {
         fprintf(c->o->out, "plan %s is already complete; nothing to do\n", p->id);
         return 0;
@@ -308,6 +367,20 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
                         : to == ZDM_CUT_OVER ? "cutover" : "contract";
     if (!c->o->dry_run)
         zdm_log(ZDM_LOG_INFO, p->id, pname, "starting: %s -> %s", zdm_phase_name(from), zdm_phase_name(to));
+
+    /* A failing before_* (or cutover) hook refuses the transition: it runs
+     * before anything changes. */
+    zdm_hook_event before = to == ZDM_EXPANDED ? ZDM_HOOK_BEFORE_EXPAND
+                            : to == ZDM_BACKFILLED ? ZDM_HOOK_BEFORE_BACKFILL
+                            : to == ZDM_CUT_OVER ? ZDM_HOOK_CUTOVER : ZDM_HOOK_BEFORE_CONTRACT;
+    rc = run_hooks(c, before, from, to, hid, err);
+    if (rc != 0) {
+        err->code = rc = ZDM_EXIT_REFUSED;
+        zdm_err_detail(err, "nothing was changed; fix what the hook checks (or the hook), then run "
+                            "\"zdm advance %s\" again", p->id);
+        end_history(c, hid, rc, err, NULL);
+        return rc;
+    }
 
     zdm_step *steps = NULL, dw;
     size_t nsteps = 0;
@@ -375,8 +448,13 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
     }
     free(steps);
     zdm_dw_step_free(&dw);
-    if (c->o->dry_run)
+    if (c->o->dry_run) {
+        if (rc == 0 && to != ZDM_CUT_OVER)
+            rc = run_hooks(c, to == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
+                              : to == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL : ZDM_HOOK_AFTER_CONTRACT,
+                           from, to, 0, err);
         return rc;
+    }
     if (rc == 0)
         rc = set_phase(c, to, err);
     char d[32];
@@ -384,6 +462,18 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         zdm_log(ZDM_LOG_INFO, p->id, pname, "done: %s in %s", zdm_phase_name(to),
                 zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d));
         fprintf(c->o->out, "%s: %s -> %s\n", p->id, zdm_phase_name(from), zdm_phase_name(to));
+        end_history(c, hid, rc, err, detail[0] ? detail : NULL);
+        hid = 0;
+        /* After hooks: the phase is done whatever they say; a failure is
+         * reported (exit 1) and they can be re-run with --hooks-only. */
+        if (to != ZDM_CUT_OVER) {
+            zdm_hook_event after = to == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
+                                   : to == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL : ZDM_HOOK_AFTER_CONTRACT;
+            rc = run_hooks(c, after, to, to, 0, err);
+            if (rc != 0)
+                zdm_err_detail(err, "the plan is %s all the same; re-run the hooks with "
+                                    "\"zdm advance %s --hooks-only\"", zdm_phase_name(to), p->id);
+        }
     } else {
         zdm_log(ZDM_LOG_ERROR, p->id, pname, "failed after %s: %s",
                 zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d), err->msg);
@@ -391,6 +481,13 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
             zdm_err_detail(err, "the plan stays %s and every completed step is recorded; fix the cause "
                                 "and run \"zdm advance %s\" again to resume, or \"zdm rollback %s\"",
                            zdm_phase_name(from), p->id, p->id);
+        if (rc != ZDM_EXIT_INTERRUPTED) {
+            zdm_err keep = *err, e2;
+            zdm_err_clear(&e2);
+            if (run_hooks(c, ZDM_HOOK_ON_FAILURE, from, to, hid, &e2) != 0)
+                zdm_log(ZDM_LOG_WARN, p->id, pname, "on_failure hook failed too: %s", e2.msg);
+            *err = keep;
+        }
     }
     end_history(c, hid, rc, err, detail[0] ? detail : NULL);
     return rc;
@@ -477,6 +574,9 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
             fprintf(o->out, "%s: %s -> %s\n", plan->id, zdm_phase_name(from), zdm_phase_name(to));
             if (undo_contract)
                 fprintf(o->out, "contract undone; run \"zdm rollback %s\" again to undo expand\n", plan->id);
+            end_history(&c, hid, rc, err, NULL);
+            hid = 0;
+            rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, to, to, 0, err);
         } else if (!err->detail[0] && rc != ZDM_EXIT_REFUSED) {
             zdm_err_detail(err, "the steps undone so far are recorded; fix the cause and run "
                                 "\"zdm rollback %s\" again to continue", plan->id);
@@ -489,7 +589,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
 
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err)
 {
-    zdm_life_opts o = {0, 0, stdout, NULL};
+    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0};
     ctx c;
     memset(&c, 0, sizeof c);
     c.db = db;
@@ -557,4 +657,78 @@ const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st,
         break;
     }
     return buf;
+}
+
+int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *err)
+{
+    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0};
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.plan = plan;
+    c.o = &o;
+    int rc = open_ctx(&c, "schedule", 1, err);
+    if (rc == 0) {
+        zdm_phase ph = c.st.known ? c.st.phase : ZDM_PENDING;
+        if (ph == ZDM_COMPLETE) {
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is already complete; nothing to schedule", plan->id);
+        } else {
+            if (!c.st.known)
+                rc = set_phase(&c, ZDM_PENDING, err);
+            if (rc == 0)
+                rc = zdm_state_set_contract_after(db, plan->id, at_ms, err);
+            char ts[40], detail[120];
+            snprintf(detail, sizeof detail, "contract not before %s", zdm_format_time(at_ms, ts, sizeof ts));
+            zdm_history_entry h = {plan->id, "schedule", zdm_phase_name(ph), NULL, "ok", detail};
+            if (rc == 0)
+                rc = zdm_state_history_add(db, &h, NULL, err);
+        }
+    }
+    close_ctx(&c);
+    return rc;
+}
+
+int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o, int *advanced,
+                     zdm_err *err)
+{
+    *advanced = 0;
+    int rc = zdm_state_init(db, err);
+    int failures = 0;
+    zdm_err first;
+    zdm_err_clear(&first);
+    for (size_t i = 0; rc == 0 && i < set->n; i++) {
+        const zdm_plan *p = set->plans[i];
+        zdm_plan_state st;
+        rc = zdm_state_get(db, p->id, &st, err);
+        if (rc != 0)
+            break;
+        if (!st.known || st.phase != ZDM_CUT_OVER)
+            continue;
+        int64_t due = zdm_life_contract_due_ms(p, &st);
+        if (due > zdm_now_ms()) {
+            char ts[40];
+            zdm_log(ZDM_LOG_INFO, p->id, "contract", "not due until %s", zdm_format_time(due, ts, sizeof ts));
+            continue;
+        }
+        zdm_err e;
+        zdm_err_clear(&e);
+        int r = zdm_life_advance(db, set, p, o, &e);
+        if (r == 0) {
+            (*advanced)++;
+        } else if (r == ZDM_EXIT_REFUSED && strstr(e.msg, "is locked by")) {
+            /* another host got there first: it does the contract */
+            zdm_log(ZDM_LOG_INFO, p->id, "contract", "skipped: %s", e.msg);
+        } else {
+            zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", e.msg);
+            if (!failures++)
+                first = e;
+        }
+    }
+    if (rc == 0 && failures) {
+        *err = first;
+        zdm_err_prefix(err, "%d due plan%s could not be contracted; first: ", failures, failures == 1 ? "" : "s");
+        rc = first.code == ZDM_EXIT_REFUSED ? ZDM_EXIT_REFUSED : ZDM_EXIT_FAIL;
+        err->code = rc;
+    }
+    return rc;
 }

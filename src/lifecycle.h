@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "db.h"
+#include "hooks.h"
 #include "plan.h"
 #include "state.h"
 
@@ -22,6 +23,8 @@ typedef struct zdm_life_opts {
     int no_backup;
     FILE *out;      /* dry-run statements and results */
     const char *url; /* the database URL: the backfill worker opens its own connection */
+    const zdm_project *project; /* zdm.toml defaults (hooks), may be NULL */
+    int hooks_only;  /* advance: re-run the after_* hooks of the current phase */
 } zdm_life_opts;
 
 /* Moves the plan one phase forward. */
@@ -30,6 +33,12 @@ int zdm_life_advance(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
 /* Undoes expand (before contract) or contract (when it has downs). */
 int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o,
                       zdm_err *err) ZDM_MUST_CHECK;
+/* Runs the plans whose contract is due (run-due): each is advanced under
+ * its lock, so several hosts may run this at once. *advanced counts them. */
+int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o, int *advanced,
+                     zdm_err *err) ZDM_MUST_CHECK;
+/* Sets the earliest contract time of a plan (zdm schedule). */
+int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
 /* Records a phase without running anything. */
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err) ZDM_MUST_CHECK;
 /* Earliest contract time of a cut-over plan (0 when due now or no rule). */

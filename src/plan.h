@@ -102,7 +102,9 @@ typedef struct zdm_hooks {
     zdm_hook_cmd *cmds[ZDM_HOOK__COUNT];
     size_t n[ZDM_HOOK__COUNT];
     int64_t timeout_ms;         /* per hook (300 s) */
+    int inherit;                /* run zdm.toml's hooks too (default 1) */
 } zdm_hooks;
+
 
 typedef struct zdm_allow {
     char *rule;
@@ -142,6 +144,11 @@ typedef struct zdm_diags {
 void zdm_diag_add(zdm_diags *d, const char *file, int line, int col,
                   const char *fmt, ...) ZDM_PRINTF(5, 6);
 void zdm_diags_free(zdm_diags *d);
+
+/* Validates a project file's document (only [hooks]) into h. */
+int zdm_hooks_load_doc(const char *path, const toml_value *doc, zdm_hooks *h,
+                       zdm_diags *diags) ZDM_MUST_CHECK;
+void zdm_hooks_free(zdm_hooks *h);
 
 /* Loads and validates one file.  Returns 0, ZDM_EXIT_USAGE when invalid
  * (every problem appended to diags), or ZDM_EXIT_FAIL on I/O error. */

@@ -1,0 +1,345 @@
+/*
+ * hooks.c -- running hooks (see hooks.h).
+ *
+ * A hook runs in a process group of its own so that a timeout kills
+ * everything it started (a deploy script's children included): first
+ * SIGTERM to the group, then SIGKILL after a grace period.  The parent
+ * reads the merged stdout/stderr through one pipe with poll(), so a hook
+ * that prints a lot never blocks on a full pipe.
+ */
+#include "hooks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define TAIL_LINES 20
+#define KILL_GRACE_MS 5000
+
+int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
+{
+    memset(out, 0, sizeof *out);
+    out->hooks.timeout_ms = 300000;
+    out->hooks.inherit = 1;
+    /* zdm.toml lives beside the plans directory: in its parent. */
+    char *dir = zdm_xstrdup(plans_dir);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        dir[--n] = '\0';
+    char *slash = strrchr(dir, '/');
+    char *path;
+    if (!slash)
+        path = zdm_xstrdup("zdm.toml");
+    else if (slash == dir)
+        path = zdm_xstrdup("/zdm.toml");
+    else {
+        *slash = '\0';
+        path = zdm_xasprintf("%s/zdm.toml", dir);
+    }
+    free(dir);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        free(path);
+        return 0;
+    }
+    zdm_err err;
+    zdm_err_clear(&err);
+    toml_value *doc = NULL;
+    if (toml_parse_file(path, &doc, &err) != 0) {
+        zdm_strv_push(&diags->msgs, err.msg);
+        free(path);
+        return ZDM_EXIT_USAGE;
+    }
+    int rc = zdm_hooks_load_doc(path, doc, &out->hooks, diags);
+    if (rc != 0) {
+        toml_free(doc);
+        free(path);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    out->doc = doc;
+    out->path = path;
+    return 0;
+}
+
+void zdm_project_free(zdm_project *p)
+{
+    zdm_hooks_free(&p->hooks);
+    toml_free(p->doc);
+    free(p->path);
+    memset(p, 0, sizeof *p);
+}
+
+char *zdm_url_without_password(const char *safe_url)
+{
+    /* safe_url has "*****" where the password was: drop it entirely, so a
+     * hook's libpq falls back to PGPASSWORD or ~/.pgpass. */
+    zdm_buf b = {0};
+    const char *p = safe_url;
+    while (*p) {
+        if (strncmp(p, ":*****@", 7) == 0) {
+            zdm_buf_puts(&b, "@");
+            p += 7;
+        } else if (strncmp(p, "password=*****", 14) == 0) {
+            p += 14;
+            while (*p == ' ' || *p == '&')
+                p++;
+        } else {
+            zdm_buf_putn(&b, p, 1);
+            p++;
+        }
+    }
+    char *s = zdm_buf_take(&b);
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '&' || s[n - 1] == '?'))
+        s[--n] = '\0';
+    return s;
+}
+
+size_t zdm_hooks_count(const zdm_project *proj, const zdm_plan *plan, zdm_hook_event ev)
+{
+    size_t n = plan->hooks.n[ev];
+    if (proj && plan->hooks.inherit)
+        n += proj->hooks.n[ev];
+    return n;
+}
+
+/* Keeps the last TAIL_LINES lines of a hook's output. */
+typedef struct tail_ring {
+    char *lines[TAIL_LINES];
+    int next, count;
+} tail_ring;
+
+static void ring_push(tail_ring *r, const char *line)
+{
+    free(r->lines[r->next]);
+    r->lines[r->next] = zdm_xstrdup(line);
+    r->next = (r->next + 1) % TAIL_LINES;
+    if (r->count < TAIL_LINES)
+        r->count++;
+}
+
+static void ring_dump(tail_ring *r, zdm_buf *out)
+{
+    int start = (r->next - r->count + TAIL_LINES) % TAIL_LINES;
+    for (int i = 0; i < r->count; i++)
+        zdm_buf_printf(out, "%s\n", r->lines[(start + i) % TAIL_LINES]);
+}
+
+static void ring_free(tail_ring *r)
+{
+    for (int i = 0; i < TAIL_LINES; i++)
+        free(r->lines[i]);
+}
+
+static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
+                  const zdm_hook_env *env, int out_fd) __attribute__((noreturn));
+
+/* In the child: own process group, the plan's directory, the documented
+ * environment, output to the pipe, then exec without a shell. */
+static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
+                  const zdm_hook_env *env, int out_fd)
+{
+    setpgid(0, 0);
+    dup2(out_fd, 1);
+    dup2(out_fd, 2);
+    close(out_fd);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        close(devnull);
+    }
+    if (chdir(plan->dir) != 0) {
+        fprintf(stderr, "zdm: cannot enter %s: %s\n", plan->dir, strerror(errno));
+        _exit(126);
+    }
+    char hid[32];
+    snprintf(hid, sizeof hid, "%lld", env->history_id);
+    setenv("ZDM_PLAN", plan->id, 1);
+    setenv("ZDM_EVENT", zdm_hook_event_name(ev), 1);
+    setenv("ZDM_PHASE", env->phase ? env->phase : "", 1);
+    setenv("ZDM_NEXT_PHASE", env->next_phase ? env->next_phase : "", 1);
+    setenv("ZDM_DIALECT", env->dialect ? env->dialect : "", 1);
+    setenv("ZDM_DATABASE_URL", env->db_url ? env->db_url : "", 1);
+    setenv("ZDM_HISTORY_ID", hid, 1);
+    setenv("ZDM_PLAN_FILE", plan->path, 1);
+    /* The parent may hold a password in its environment: never pass it on. */
+    unsetenv("PGPASSWORD");
+    execvp(cmd->argv.v[0], cmd->argv.v);
+    fprintf(stderr, "zdm: cannot run %s: %s\n", cmd->argv.v[0], strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+}
+
+static void kill_group(pid_t pid, int sig)
+{
+    if (kill(-pid, sig) != 0 && errno == ESRCH)
+        kill(pid, sig);
+}
+
+/* Runs one command; *status gets a description of how it ended. */
+static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
+                   const zdm_hook_env *env, int64_t timeout_ms, tail_ring *ring, char *status,
+                   size_t status_size)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        snprintf(status, status_size, "could not create a pipe: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        snprintf(status, status_size, "could not fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child(plan, cmd, ev, env, fds[1]);
+    }
+    setpgid(pid, pid); /* also here, so the group exists before any kill */
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+
+    char tag[160];
+    snprintf(tag, sizeof tag, "hook %s[%s]", zdm_hook_event_name(ev), cmd->argv.v[0]);
+    int64_t deadline = zdm_mono_ms() + timeout_ms, kill_at = 0;
+    int timed_out = 0, eof = 0;
+    zdm_buf line = {0};
+    char buf[4096];
+    while (!eof) {
+        int64_t now = zdm_mono_ms();
+        if (!timed_out && now >= deadline) {
+            timed_out = 1;
+            kill_group(pid, SIGTERM);
+            kill_at = now + KILL_GRACE_MS;
+        }
+        if (timed_out && kill_at && now >= kill_at) {
+            kill_group(pid, SIGKILL);
+            kill_at = 0;
+        }
+        int64_t wait = (timed_out ? (kill_at ? kill_at : now + 1000) : deadline) - now;
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)(wait < 0 ? 0 : wait > 1000 ? 1000 : wait));
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr <= 0)
+            continue;
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n == 0) {
+            eof = 1;
+        } else if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                eof = 1;
+            continue;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == '\n') {
+                zdm_log(ZDM_LOG_INFO, plan->id, tag, "%s", line.data ? line.data : "");
+                ring_push(ring, line.data ? line.data : "");
+                line.len = 0;
+                if (line.data)
+                    line.data[0] = '\0';
+            } else if (line.len < 4000) {
+                zdm_buf_putn(&line, &buf[i], 1);
+            }
+        }
+    }
+    if (line.len) {
+        zdm_log(ZDM_LOG_INFO, plan->id, tag, "%s", line.data);
+        ring_push(ring, line.data);
+    }
+    zdm_buf_free(&line);
+    close(fds[0]);
+    /* The output closed; make sure the group is gone before reaping. */
+    if (timed_out)
+        kill_group(pid, SIGKILL);
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    char d[32];
+    if (timed_out) {
+        snprintf(status, status_size, "timed out after %s and was killed",
+                 zdm_format_duration(timeout_ms, d, sizeof d));
+        return -1;
+    }
+    if (WIFEXITED(wstatus)) {
+        snprintf(status, status_size, "exit status %d", WEXITSTATUS(wstatus));
+        return WEXITSTATUS(wstatus) == 0 ? 0 : -1;
+    }
+    if (WIFSIGNALED(wstatus)) {
+        snprintf(status, status_size, "killed by signal %d", WTERMSIG(wstatus));
+        return -1;
+    }
+    snprintf(status, status_size, "ended abnormally");
+    return -1;
+}
+
+static void argv_text(const zdm_hook_cmd *cmd, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < cmd->argv.n; i++) {
+        size_t len = strlen(out);
+        snprintf(out + len, size - len, "%s%s", i ? " " : "", cmd->argv.v[i]);
+    }
+}
+
+int zdm_hooks_run(const zdm_project *proj, const zdm_plan *plan, zdm_hook_event ev,
+                  const zdm_hook_env *env, int *ran, zdm_buf *tail, zdm_err *err)
+{
+    *ran = 0;
+    const zdm_hooks *sets[2] = {proj && plan->hooks.inherit ? &proj->hooks : NULL, &plan->hooks};
+    for (int s = 0; s < 2; s++) {
+        if (!sets[s])
+            continue;
+        /* The plan's timeout applies to its own hooks, the project's to its. */
+        int64_t timeout = sets[s]->timeout_ms > 0 ? sets[s]->timeout_ms : 300000;
+        for (size_t i = 0; i < sets[s]->n[ev]; i++) {
+            const zdm_hook_cmd *cmd = &sets[s]->cmds[ev][i];
+            char text[512], status[160];
+            argv_text(cmd, text, sizeof text);
+            zdm_log(ZDM_LOG_INFO, plan->id, zdm_hook_event_name(ev), "running hook: %s", text);
+            tail_ring ring;
+            memset(&ring, 0, sizeof ring);
+            int64_t t0 = zdm_mono_ms();
+            int rc = run_one(plan, cmd, ev, env, timeout, &ring, status, sizeof status);
+            (*ran)++;
+            if (tail) {
+                zdm_buf_printf(tail, "$ %s (%s)\n", text, status);
+                ring_dump(&ring, tail);
+            }
+            char d[32];
+            if (rc == 0) {
+                zdm_log(ZDM_LOG_INFO, plan->id, zdm_hook_event_name(ev), "hook %s succeeded in %s", text,
+                        zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d));
+                ring_free(&ring);
+                continue;
+            }
+            zdm_buf last = {0};
+            ring_dump(&ring, &last);
+            ring_free(&ring);
+            zdm_err_set(err, ZDM_EXIT_FAIL, "%s hook \"%s\" failed: %s%s%s", zdm_hook_event_name(ev), text,
+                        status, last.len ? "; last output:\n" : " (no output)", last.len ? last.data : "");
+            /* drop the trailing newline of the last line */
+            size_t ml = strlen(err->msg);
+            if (ml && err->msg[ml - 1] == '\n')
+                err->msg[ml - 1] = '\0';
+            zdm_buf_free(&last);
+            return ZDM_EXIT_FAIL;
+        }
+    }
+    return 0;
+}
