@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "backfill.h"
+#include "httpstat.h"
 #include "log.h"
 #include "pacer.h"
 #include "state.h"
@@ -71,6 +72,7 @@ typedef struct worker {
     int64_t last_progress_ms, last_health_ms, pause_since_ms, last_pause_log_ms;
     char pause_reason[256];
     int tty;
+    int64_t last_batch_ms, replica_lag_ms;
     /* outcome */
     int rc;
     zdm_err *err;
@@ -478,6 +480,30 @@ static void release(worker *w)
 
 /* ---- one batch ---- */
 
+static int connection_lost(const zdm_err *err);
+
+/* PostgreSQL finds and converts a batch in one statement, so when that
+ * statement fails the batch's last key is not known.  Roll back and look
+ * it up with the peek (same parameters), so the error names the failed
+ * batch's whole key range ("after X up to Y") as on SQLite, and the
+ * operator can find the row that broke it. */
+static void name_failed_batch(worker *w, const char *cursor, const char **params, int np, zdm_err *err)
+{
+    char *last = NULL;
+    if (!connection_lost(err)) {
+        zdm_db_rollback(w->db);
+        zdm_rows *r = NULL;
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_query(w->db, w->peek_sql[cursor != NULL], np, params, &r, &e) == 0 && zdm_rows_count(r) == 1)
+            last = key_json(r, 0, (int)w->key.n);
+        zdm_rows_free(r);
+    }
+    zdm_err_prefix(err, "batch of range %d, keys after %s%s%s: ", w->range_id, cursor ? cursor : "the start",
+                   last ? " up to " : "", last ? last : "");
+    free(last);
+}
+
 /* Converts the next batch of the claimed range.  *range_done is set when
  * the range has no rows left.  *scanned / *updated count keys and rows. */
 static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int64_t *updated,
@@ -541,7 +567,7 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     rc = zdm_db_query(w->db, (w->pg ? w->combo_sql : w->peek_sql)[cursor != NULL], np, params, &r, err);
     if (rc != 0) {
         if (w->pg)
-            zdm_err_prefix(err, "batch of range %d, keys after %s: ", w->range_id, cursor ? cursor : "the start");
+            name_failed_batch(w, cursor, params, np, err);
         goto out;
     }
     if (zdm_rows_count(r) == 0) {
@@ -726,7 +752,7 @@ static int check_throttle(worker *w, char *why, size_t size, zdm_err *err)
                                "SELECT COALESCE(max(extract(epoch FROM replay_lag) * 1000), 0)::bigint "
                                "FROM pg_stat_replication", 0, NULL, &v, &e) != 0)
             add_reason(why, size, "replica lag unreadable (%s): failing closed", e.msg);
-        else if (v && strtoll(v, NULL, 10) > limit)
+        else if (v && (w->replica_lag_ms = strtoll(v, NULL, 10)) > limit)
             add_reason(why, size, "replica replay lag %s ms > %lld ms", v, (long long)limit);
         free(v);
         v = NULL;
@@ -822,6 +848,85 @@ static void note_rows(worker *w, int64_t rows)
     w->win_t[w->win_n] = zdm_mono_ms();
     w->win_rows[w->win_n] = w->rows_mine;
     w->win_n++;
+}
+
+static int64_t recent_rate(const worker *w)
+{
+    if (w->win_n < 2)
+        return 0;
+    int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
+    int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
+    return dt > 0 ? dr * 1000 / dt : 0;
+}
+
+/* /status and /metrics (httpstat.c), answered between batches. */
+static void fill_http(void *arg, int metrics, zdm_buf *out)
+{
+    worker *w = arg;
+    zdm_backfill_progress pr;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (!w->db || zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
+        memset(&pr, 0, sizeof pr);
+    int64_t rate = recent_rate(w);
+    if (!metrics) {
+        json_t *o = json_object();
+        json_object_set_new(o, "plan", json_string(w->plan->id));
+        json_object_set_new(o, "worker", json_string(w->me));
+        json_object_set_new(o, "range", w->range_id >= 0 ? json_integer(w->range_id) : json_null());
+        json_object_set_new(o, "rows_done", json_integer(pr.rows_done));
+        json_object_set_new(o, "rows_total_estimate", json_integer(pr.total_est));
+        json_object_set_new(o, "rows_done_by_worker", json_integer(w->rows_mine));
+        json_object_set_new(o, "rows_per_second", json_integer(rate));
+        json_object_set_new(o, "batch_size", json_integer(w->pacer.size));
+        json_object_set_new(o, "last_batch_ms", json_integer(w->last_batch_ms));
+        json_object_set_new(o, "ranges", json_integer(pr.ranges));
+        json_object_set_new(o, "ranges_done", json_integer(pr.ranges_done));
+        json_object_set_new(o, "workers", json_integer(pr.workers));
+        json_object_set_new(o, "throttled", json_boolean(w->pause_reason[0] != 0));
+        json_object_set_new(o, "throttle_reason", json_string(w->pause_reason));
+        json_object_set_new(o, "replica_lag_ms", json_integer(w->replica_lag_ms));
+        char *txt = json_dumps(o, JSON_INDENT(2));
+        zdm_buf_puts(out, txt);
+        zdm_buf_puts(out, "\n");
+        free(txt);
+        json_decref(o);
+        return;
+    }
+    /* label values: the plan id is [A-Za-z0-9_.-]; the reason may hold quotes */
+    zdm_buf reason = {0};
+    for (const char *p = w->pause_reason; *p; p++)
+        zdm_buf_putn(&reason, *p == '"' || *p == '\\' || *p == '\n' ? "_" : p, 1);
+    const char *id = w->plan->id;
+    zdm_buf_printf(out,
+                   "# HELP zdm_backfill_rows_done Rows converted by every worker of the plan.\n"
+                   "# TYPE zdm_backfill_rows_done counter\n"
+                   "zdm_backfill_rows_done{plan=\"%s\"} %lld\n"
+                   "# HELP zdm_backfill_rows_total_estimate Rows to convert, estimated at the start.\n"
+                   "# TYPE zdm_backfill_rows_total_estimate gauge\n"
+                   "zdm_backfill_rows_total_estimate{plan=\"%s\"} %lld\n"
+                   "# HELP zdm_backfill_worker_rows_done Rows converted by this worker.\n"
+                   "# TYPE zdm_backfill_worker_rows_done counter\n"
+                   "zdm_backfill_worker_rows_done{plan=\"%s\"} %lld\n"
+                   "# HELP zdm_backfill_rows_per_second This worker's recent rate.\n"
+                   "# TYPE zdm_backfill_rows_per_second gauge\n"
+                   "zdm_backfill_rows_per_second{plan=\"%s\"} %lld\n"
+                   "# HELP zdm_backfill_batch_duration_ms Duration of the last batch.\n"
+                   "# TYPE zdm_backfill_batch_duration_ms gauge\n"
+                   "zdm_backfill_batch_duration_ms{plan=\"%s\"} %lld\n"
+                   "# HELP zdm_backfill_batch_size Rows in the next batch.\n"
+                   "# TYPE zdm_backfill_batch_size gauge\n"
+                   "zdm_backfill_batch_size{plan=\"%s\"} %lld\n"
+                   "# HELP zdm_backfill_throttled 1 while a throttle signal holds the worker.\n"
+                   "# TYPE zdm_backfill_throttled gauge\n"
+                   "zdm_backfill_throttled{plan=\"%s\",reason=\"%s\"} %d\n"
+                   "# HELP zdm_backfill_replica_lag_ms Largest replica replay lag at the last reading.\n"
+                   "# TYPE zdm_backfill_replica_lag_ms gauge\n"
+                   "zdm_backfill_replica_lag_ms{plan=\"%s\"} %lld\n",
+                   id, (long long)pr.rows_done, id, (long long)pr.total_est, id, (long long)w->rows_mine, id,
+                   (long long)rate, id, (long long)w->last_batch_ms, id, (long long)w->pacer.size, id,
+                   reason.data ? reason.data : "", w->pause_reason[0] != 0, id, (long long)w->replica_lag_ms);
+    zdm_buf_free(&reason);
 }
 
 /* ---- finishing ---- */
@@ -931,6 +1036,27 @@ static int reconnect(worker *w, zdm_err *err)
     return ZDM_EXIT_INTERRUPTED;
 }
 
+/* The worker reconnected its own connection, but the server may have
+ * dropped the caller's with it (a restart mid-backfill): the caller goes
+ * on to read the plan's state, record history and release its lock on that
+ * connection, and failed with "server closed the connection" after a
+ * backfill that had finished.  Give it a live connection, in place. */
+static void revive_caller(zdm_db *db, const char *url, const zdm_plan *plan)
+{
+    if (!db || zdm_db_in_transaction(db))
+        return;
+    zdm_err e;
+    zdm_err_clear(&e);
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, "SELECT 1", 0, NULL, &v, &e);
+    free(v);
+    if (rc == 0 || !connection_lost(&e))
+        return;
+    zdm_err_clear(&e);
+    if (zdm_db_reopen(db, url, &e) != 0)
+        zdm_log(ZDM_LOG_WARN, plan->id, "backfill", "could not reopen the main connection: %s", e.msg);
+}
+
 /* ---- the loop ---- */
 
 static void schedule(worker *w, int64_t ms)
@@ -1038,6 +1164,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     zdm_pacer_record(&w->pacer, scanned, t1 - t0, t1);
+    w->last_batch_ms = t1 - t0;
     note_rows(w, updated);
     zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld",
             w->range_id, (long long)scanned, (long long)updated, (long long)(t1 - t0), (long long)w->pacer.size);
@@ -1067,7 +1194,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     zdm_pacer_init(&w.pacer, t->batch_size, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
                    t->max_rows_per_second, t->sleep_ms);
 
-    zdm_db *own = NULL;
+    zdm_db *own = NULL, *caller = db;
     if (o->url) {
         int orc = zdm_db_open(o->url, &own, err);
         if (orc != 0)
@@ -1098,9 +1225,18 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
 
     w.base = event_base_new();
     w.tick = evtimer_new(w.base, on_tick, &w);
-    schedule(&w, 0);
-    event_base_dispatch(w.base);
-    rc = w.rc;
+    zdm_httpstat *http = NULL;
+    if (o->listen) {
+        rc = zdm_httpstat_start(w.base, o->listen, fill_http, &w, &http, err);
+        if (rc == 0)
+            zdm_log(ZDM_LOG_INFO, plan->id, "backfill", "serving /status and /metrics on %s", o->listen);
+    }
+    if (rc == 0) {
+        schedule(&w, 0);
+        event_base_dispatch(w.base);
+        rc = w.rc;
+    }
+    zdm_httpstat_stop(http);
 
     zdm_db_cancel_disarm();
     sigaction(SIGINT, &old_int, NULL);
@@ -1131,6 +1267,8 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
     zdm_strv_free(&w.key);
     if (o->url && w.db)
         zdm_db_close(w.db);
+    if (o->url)
+        revive_caller(caller, o->url, plan);
     return rc;
 }
 

@@ -25,6 +25,7 @@ enum {
     OPT_AFTER = 1 << 7,
     OPT_WORKERS = 1 << 8,
     OPT_ALLOW = 1 << 9,
+    OPT_LISTEN = 1 << 10,
 };
 
 typedef struct cmd {
@@ -96,7 +97,7 @@ static const cmd commands[] = {
      "last worker to finish moves the plan to backfilled.  SIGINT/SIGTERM finish\n"
      "the current batch and exit 4 (safe to resume); a second signal cancels the\n"
      "running statement.\n",
-     0, 1, 1, zdm_cmd_backfill},
+     OPT_LISTEN, 1, 1, zdm_cmd_backfill},
     {NULL, "pause", "PLAN", "pause every backfill worker of a plan",
      "Every worker, on every host, stops before its next batch until resumed.\n",
      0, 1, 1, zdm_cmd_pause},
@@ -195,6 +196,8 @@ static void print_cmd_help(FILE *f, const cmd *c)
         {OPT_AFTER, "  --after DUR     a duration from now: 90s, 30m, 24h, 7d\n"},
         {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
         {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
+        {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
+                     "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
     };
     int any = 0;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
@@ -249,7 +252,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     struct { const char *name; unsigned bit; const char **dst; } valopts[] = {
         {"--dialect", OPT_DIALECT, &cli.dialect}, {"--at", OPT_AT, &cli.at},
         {"--after", OPT_AFTER, &cli.after},       {"--workers", OPT_WORKERS, &cli.workers},
-        {"--allow", OPT_ALLOW, &cli.allow},
+        {"--allow", OPT_ALLOW, &cli.allow},       {"--listen", OPT_LISTEN, &cli.listen},
     };
     struct { const char *name; unsigned bit; int *dst; } flagopts[] = {
         {"--dry-run", OPT_DRY_RUN, &cli.dry_run},     {"--no-backup", OPT_NO_BACKUP, &cli.no_backup},

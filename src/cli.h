@@ -34,6 +34,7 @@ typedef struct zdm_cli {
     const char *after;       /* --after DURATION */
     const char *workers;     /* --workers N */
     const char *allow;       /* --allow RULE[,RULE] */
+    const char *listen;      /* --listen [HOST:]PORT */
     /* positionals after the command words */
     const char *pos[ZDM_CLI_MAX_POS];
     int npos;

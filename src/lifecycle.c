@@ -611,6 +611,9 @@ int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *e
         for (size_t i = 0; rc == 0 && i < plan->ncontract; i++)
             rc = zdm_state_step_mark(db, plan->id, "contract", plan->contract[i].index,
                                      phase == ZDM_COMPLETE ? "done" : "undone", err);
+        /* Stamped back before the backfill: its ranges start over. */
+        if (rc == 0 && plan->backfill && (phase <= ZDM_EXPANDED || phase == ZDM_ROLLED_BACK))
+            rc = zdm_backfill_reset(db, plan->id, err);
         if (rc == 0 && phase >= ZDM_CUT_OVER && phase != ZDM_ROLLED_BACK && !c.st.cutover_at_ms)
             rc = zdm_state_set_cutover(db, plan->id, zdm_now_ms(), err);
         if (rc == 0)
