@@ -15,11 +15,11 @@ cmake -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build/gcc -j"$jobs"
 
 echo "== clang, ASan + UBSan, fuzzers"
+export ZDM_FUZZ_SECONDS=${ZDM_FUZZ_SECONDS:-60}   # read when ctest is configured
 cmake -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
       -DZDM_WERROR=ON -DZDM_SANITIZE=ON -DZDM_FUZZ=ON >/dev/null
 cmake --build build/asan -j"$jobs"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export ZDM_FUZZ_SECONDS=${ZDM_FUZZ_SECONDS:-60}
 ctest --test-dir build/asan --output-on-failure -j"$jobs"
