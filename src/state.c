@@ -408,7 +408,21 @@ int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size
         return 0;
     }
     /* SQLite: the row is the lock.  A holder on this host whose pid is gone
-     * died without cleaning up (kill -9, power loss): take it over. */
+     * died without cleaning up (kill -9, power loss): take it over.
+     *
+     * Read before writing: a live holder running a step in a transaction
+     * has the database's write lock, so our INSERT would wait out the busy
+     * timeout and fail with "database is locked" instead of naming it. */
+    rc = describe_holder(db, plan_id, holder, holder_size, host, sizeof host, &pid, err);
+    if (rc != 0)
+        return rc;
+    if (pid > 0) {
+        int gone = strcmp(host, host_part()) == 0 && pid != (int)getpid() &&
+                   kill(pid, 0) != 0 && errno == ESRCH;
+        if (!gone)
+            return 0;
+    }
+    holder[0] = '\0';
     for (int attempt = 0; attempt < 2; attempt++) {
         rc = write_holder(db, plan_id, 0, &inserted, err);
         if (rc != 0)

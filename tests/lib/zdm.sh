@@ -1,0 +1,500 @@
+# zdm.sh -- shared helpers for the lifecycle integration tests (bash).
+#
+#   source "$ZDM_SRC/tests/lib/zdm.sh"
+#   t_init NAME            temp dir $T_DIR (removed on exit), checks tools
+#   t_section TEXT         names the part of the test that follows
+#   db_new DIALECT NAME    a fresh database: sqlite file or pg database;
+#                          sets T_DIALECT, T_DB (the --db URL), T_SQLITE_FILE
+#   plans_copy [PLAN...]   copies plans/ (or only the named ones) to a fresh
+#                          dir and makes it T_PLANS
+#   plan_write ID TEXT     writes $T_PLANS/ID.toml
+#   zdm_run ARGS...        $ZDM --db $T_DB --plans $T_PLANS ARGS; sets ZRC,
+#                          ZOUT, ZERR (never hangs: bounded by `timeout`)
+#   zdm_bg FILE ARGS...    the same in the background; ZBG_PID is zdm's own
+#                          pid, ZBG_JOB the job to t_wait_exit; output in
+#                          FILE.out and FILE.err
+#   db_sql SQL             rows of a query, fields separated by '|'
+#   db_dump FILE           the catalog without zdm's own tables
+#   t_eq / t_ne / t_has / t_lacks / t_match / t_rc / t_same_file
+#                          assertions: print what was expected and what was
+#                          got, count the failure and carry on
+#   t_wait_for WHAT SECS CMD...  polls CMD (or one string, eval'd each
+#                          time) until it succeeds (a bound on a hang, not a
+#                          timing assertion)
+#   t_pg_available, t_pg_start   PostgreSQL via tests/lib/pg.sh
+#   t_finish               exit 1 when an assertion failed, 77 when a part
+#                          was skipped, else 0
+#
+# Every test script gets ZDM (the binary) and ZDM_SRC from ctest.  The EXIT
+# trap here cleans up after pg.sh's too: t_pg_start re-installs ours, which
+# stops the server.
+
+: "${ZDM:?ZDM must name the zdm binary}"
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+
+T_NAME=
+T_DIR=
+T_SECTION=
+T_FAILS=0
+T_CHECKS=0
+T_SKIPPED=
+T_BG_PIDS=()
+T_DIALECT=
+T_DB=
+T_SQLITE_FILE=
+T_PG_URL=
+T_PLANS=
+T_ZDM_TIMEOUT=${T_ZDM_TIMEOUT:-120}
+ZRC=0
+ZOUT=
+ZERR=
+ZCMD=
+ZBG_PID=
+ZBG_JOB=
+
+# shellcheck source=pg.sh
+source "$ZDM_SRC/tests/lib/pg.sh"
+
+_t_on_exit() {
+    local status=$?
+    local p
+    for p in "${T_BG_PIDS[@]}"; do
+        kill -9 "$p" 2>/dev/null || true
+    done
+    if [ "$status" -ne 0 ] && [ "$status" -ne 77 ] && [ "$_PG_RUNNING" = 1 ]; then
+        echo "--- last lines of the PostgreSQL server log:" >&2
+        pg_log | tail -n 30 >&2
+    fi
+    pg_stop
+    if [ -n "$T_DIR" ] && [ -d "$T_DIR" ]; then
+        rm -rf -- "$T_DIR"
+    fi
+    exit "$status"
+}
+
+t_init() {
+    T_NAME=$1
+    local tool
+    for tool in sqlite3 jq timeout; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "$T_NAME: $tool is not installed: skipping" >&2
+            exit 77
+        fi
+    done
+    if [ ! -x "$ZDM" ]; then
+        echo "$T_NAME: $ZDM is not an executable" >&2
+        exit 1
+    fi
+    T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/zdm-it.XXXXXX") || exit 1
+    chmod 0755 "$T_DIR"
+    trap _t_on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    # The test's own environment must not choose the database.
+    unset ZDM_DATABASE_URL
+}
+
+t_section() {
+    T_SECTION=$1
+    echo "=== $T_NAME: $1"
+}
+
+t_note() { echo "    note: $*"; }
+
+# ---------------------------------------------------------------- assertions
+
+_t_fail() {
+    T_FAILS=$((T_FAILS + 1))
+    {
+        echo "FAIL [$T_SECTION]: $1"
+        shift
+        local line
+        for line in "$@"; do
+            printf '%s\n' "$line" | sed 's/^/    /'
+        done
+    } >&2
+}
+
+_t_last_cmd() {
+    echo "last command: $ZCMD (exit $ZRC)"
+    echo "--- stdout:"
+    printf '%s\n' "$ZOUT" | sed 's/^/| /' | head -n 60
+    echo "--- stderr:"
+    printf '%s\n' "$ZERR" | sed 's/^/| /' | head -n 60
+}
+
+t_ok() { T_CHECKS=$((T_CHECKS + 1)); }
+
+# t_eq WHAT EXPECTED GOT
+t_eq() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if [ "$2" != "$3" ]; then
+        _t_fail "$1" "expected: '$2'" "got:      '$3'"
+        return 1
+    fi
+}
+
+t_ne() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if [ "$2" = "$3" ]; then
+        _t_fail "$1" "expected anything but: '$2'" "got:                    '$3'"
+        return 1
+    fi
+}
+
+# t_has WHAT NEEDLE HAYSTACK (fixed string)
+t_has() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if ! grep -qF -- "$2" <<<"$3"; then
+        _t_fail "$1" "expected to contain: '$2'" "got:" "$(printf '%s\n' "$3" | sed 's/^/| /' | head -n 40)"
+        return 1
+    fi
+}
+
+t_lacks() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if grep -qF -- "$2" <<<"$3"; then
+        _t_fail "$1" "expected NOT to contain: '$2'" "got:" \
+            "$(printf '%s\n' "$3" | grep -F -- "$2" | sed 's/^/| /' | head -n 20)"
+        return 1
+    fi
+}
+
+# t_match WHAT ERE TEXT
+t_match() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if ! grep -qE -- "$2" <<<"$3"; then
+        _t_fail "$1" "expected to match /$2/" "got:" "$(printf '%s\n' "$3" | sed 's/^/| /' | head -n 40)"
+        return 1
+    fi
+}
+
+# t_rc WHAT EXPECTED: the exit status of the last zdm_run
+t_rc() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if [ "$ZRC" != "$2" ]; then
+        _t_fail "$1: exit status" "expected: $2" "got:      $ZRC" "$(_t_last_cmd)"
+        return 1
+    fi
+}
+
+# t_same_file WHAT EXPECTED_FILE GOT_FILE: no difference at all
+t_same_file() {
+    T_CHECKS=$((T_CHECKS + 1))
+    local d
+    if ! d=$(diff -u "$2" "$3"); then
+        _t_fail "$1: differs (- expected, + got)" "$(printf '%s\n' "$d" | head -n 60)"
+        return 1
+    fi
+}
+
+# t_cmp WHAT A OP B with OP one of -lt -le -gt -ge (integers)
+t_cmp() {
+    T_CHECKS=$((T_CHECKS + 1))
+    if ! [ "$2" "$3" "$4" ] 2>/dev/null; then
+        _t_fail "$1" "expected: $2 $3 $4" "got:      $2 (limit $4)"
+        return 1
+    fi
+}
+
+# One argument: a shell condition, evaluated anew on every try; more: a
+# command and its arguments.
+_t_try() {
+    if [ "$#" -eq 1 ]; then
+        eval "$1"
+    else
+        "$@"
+    fi
+}
+
+t_wait_for() {
+    local what=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    while ! _t_try "$@" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            T_CHECKS=$((T_CHECKS + 1))
+            _t_fail "gave up waiting for: $what (${secs}s: something hangs)" "condition: $*"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# t_wait_exit PID SECS: waits for a background child, sets WAIT_RC; kills it
+# and fails when it runs far beyond reason.
+t_wait_exit() {
+    local pid=$1 secs=$2
+    local deadline=$((SECONDS + secs))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            T_CHECKS=$((T_CHECKS + 1))
+            _t_fail "process $pid still running after ${secs}s: killed"
+            kill -9 "$pid" 2>/dev/null
+            break
+        fi
+        sleep 0.1
+    done
+    WAIT_RC=0
+    # (braces: bash reports "Killed" on the shell's stderr, not wait's)
+    { wait "$pid"; } 2>/dev/null || WAIT_RC=$?
+}
+
+t_finish() {
+    echo "=== $T_NAME: $T_CHECKS checks, $T_FAILS failed${T_SKIPPED:+, skipped: $T_SKIPPED}"
+    if [ "$T_FAILS" -ne 0 ]; then
+        exit 1
+    fi
+    if [ -n "$T_SKIPPED" ]; then
+        exit 77
+    fi
+    exit 0
+}
+
+# ------------------------------------------------------------------ running
+
+zdm_run() {
+    ZCMD="zdm --db $T_DB --plans $T_PLANS $*"
+    ZRC=0
+    timeout -k 5 "$T_ZDM_TIMEOUT" "$ZDM" --db "$T_DB" --plans "$T_PLANS" "$@" \
+        >"$T_DIR/last.out" 2>"$T_DIR/last.err" || ZRC=$?
+    ZOUT=$(cat "$T_DIR/last.out")
+    ZERR=$(cat "$T_DIR/last.err")
+    # Every output, without the command lines (test_pg_secrets.sh greps
+    # it for a password that is in the command line).
+    echo "\$ $ZCMD  -> exit $ZRC" >>"$T_DIR/commands.log"
+    cat "$T_DIR/last.out" "$T_DIR/last.err" >>"$T_DIR/all-output.log"
+    if [ "$ZRC" = 124 ] || [ "$ZRC" = 137 ]; then
+        T_CHECKS=$((T_CHECKS + 1))
+        _t_fail "zdm ran more than ${T_ZDM_TIMEOUT}s: killed" "$(_t_last_cmd)"
+    fi
+    return 0
+}
+
+# zdm_bg FILE ARGS...: ZBG_PID is zdm itself (kill -9 must hit zdm, not a
+# wrapper); ZBG_JOB is the subshell that waits for it, whose exit status is
+# zdm's (for t_wait_exit).  The subshell keeps bash's "Killed" job notice
+# out of the test's output.
+zdm_bg() {
+    local f=$1
+    shift
+    rm -f "$f.pid"
+    (
+        "$ZDM" --db "$T_DB" --plans "$T_PLANS" "$@" >"$f.out" 2>"$f.err" &
+        echo "$!" >"$f.pid.tmp" && mv "$f.pid.tmp" "$f.pid"
+        wait "$!"
+    ) 2>/dev/null &
+    ZBG_JOB=$!
+    T_BG_PIDS+=("$ZBG_JOB")
+    local n=0
+    while [ ! -s "$f.pid" ] && [ "$n" -lt 300 ]; do
+        sleep 0.05
+        n=$((n + 1))
+    done
+    ZBG_PID=$(cat "$f.pid" 2>/dev/null)
+    T_BG_PIDS+=("$ZBG_PID")
+}
+
+# Output of a finished background run, for the record and for assertions.
+zdm_bg_collect() {
+    local f=$1
+    ZOUT=$(cat "$f.out")
+    ZERR=$(cat "$f.err")
+    echo "\$ (background) $*" >>"$T_DIR/commands.log"
+    cat "$f.out" "$f.err" >>"$T_DIR/all-output.log"
+}
+
+# ---------------------------------------------------------------- databases
+
+t_pg_available() {
+    _pg_find_bindir >/dev/null 2>&1 || return 1
+    if [ "$(id -u)" -eq 0 ] && ! id -u postgres >/dev/null 2>&1; then
+        return 1
+    fi
+    return 0
+}
+
+t_pg_start() {
+    pg_start
+    trap _t_on_exit EXIT
+}
+
+# db_new DIALECT NAME
+db_new() {
+    T_DIALECT=$1
+    case "$1" in
+    sqlite)
+        T_SQLITE_FILE="$T_DIR/$2.db"
+        rm -f -- "$T_SQLITE_FILE"
+        T_DB="sqlite:$T_SQLITE_FILE"
+        ;;
+    pg)
+        pg_psql -d postgres -c "CREATE DATABASE $2" || {
+            echo "cannot create database $2" >&2
+            exit 1
+        }
+        T_PG_URL="postgresql:///$2?host=$PGHOST&user=postgres"
+        T_DB=$T_PG_URL
+        ;;
+    *)
+        echo "db_new: unknown dialect $1" >&2
+        exit 1
+        ;;
+    esac
+}
+
+db_sql() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        sqlite3 -batch -noheader -cmd '.timeout 10000' "$T_SQLITE_FILE" "$1"
+    else
+        pg_psql -At -F'|' -d "$T_PG_URL" -c "$1"
+    fi
+}
+
+# The catalog of the application's schema, without zdm's own state.
+db_dump() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        {
+            sqlite3 -batch -noheader "$T_SQLITE_FILE" \
+                "SELECT type || ' ' || name || ' ON ' || tbl_name || ': ' || coalesce(sql, '')
+                   FROM sqlite_master
+                  WHERE tbl_name NOT LIKE 'zdm\_%' ESCAPE '\' AND name <> 'sqlite_sequence'
+                  ORDER BY type, name"
+            sqlite3 -batch -noheader "$T_SQLITE_FILE" \
+                "SELECT m.name, p.cid, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk
+                   FROM sqlite_master m JOIN pragma_table_info(m.name) p
+                  WHERE m.type = 'table' AND m.name NOT LIKE 'zdm\_%' ESCAPE '\'
+                    AND m.name <> 'sqlite_sequence'
+                  ORDER BY m.name, p.cid"
+        } >"$1"
+    else
+        # \restrict and \unrestrict carry a random key per dump (pg_dump
+        # 13.22, 14.19, 15.14, ...): not part of the catalog.
+        "$_PG_BIN/pg_dump" --schema-only --exclude-schema=zdm -d "$T_PG_URL" |
+            grep -vE '^\\(un)?restrict ' >"$1"
+    fi
+}
+
+# zdm's own tables exist?  (prints a count: 0 when none)
+db_zdm_tables() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        db_sql "SELECT count(*) FROM sqlite_master WHERE name LIKE 'zdm\_%' ESCAPE '\'"
+    else
+        db_sql "SELECT count(*) FROM pg_namespace WHERE nspname = 'zdm'"
+    fi
+}
+
+# Names of the columns of TABLE, one per line, in order.
+db_columns() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        db_sql "SELECT name FROM pragma_table_info('$1') ORDER BY cid"
+    else
+        db_sql "SELECT attname FROM pg_attribute WHERE attrelid = 'public.$1'::regclass
+                AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    fi
+}
+
+db_has_index() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = '$1'"
+    else
+        db_sql "SELECT count(*) FROM pg_class WHERE relkind = 'i' AND relname = '$1'"
+    fi
+}
+
+db_has_table() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '$1'"
+    else
+        db_sql "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname = '$1'
+                AND relnamespace = 'public'::regnamespace"
+    fi
+}
+
+# The current phase of PLAN as zdm status --json reports it.
+zdm_phase_of() {
+    zdm_run --json status "$1"
+    jq -r '.plans[0].phase' <<<"$ZOUT" 2>/dev/null || echo "(status failed: exit $ZRC)"
+}
+
+# ------------------------------------------------------------------- plans
+
+plans_copy() {
+    T_PLANS=$(mktemp -d "$T_DIR/plans.XXXXXX")
+    if [ "$#" -eq 0 ]; then
+        cp "$ZDM_SRC"/plans/*.toml "$T_PLANS/"
+    else
+        local p
+        for p in "$@"; do
+            cp "$ZDM_SRC/plans/$p.toml" "$T_PLANS/"
+        done
+    fi
+}
+
+plans_empty() {
+    T_PLANS=$(mktemp -d "$T_DIR/plans.XXXXXX")
+}
+
+plan_write() {
+    printf '%s\n' "$2" >"$T_PLANS/$1.toml"
+}
+
+# Advances PLAN through every phase to complete, asserting each step.
+zdm_complete() {
+    local plan=$1 from to
+    local -a phases=(pending expanded backfilled cut_over complete)
+    local i
+    for i in 0 1 2 3; do
+        from=${phases[$i]}
+        to=${phases[$((i + 1))]}
+        zdm_run advance "$plan"
+        t_rc "advance $plan ($from -> $to)" 0 || return 1
+        t_has "advance $plan output" "$plan: $from -> $to" "$ZOUT" || return 1
+    done
+}
+
+# ------------------------------------------------- psql sessions on the side
+
+# pg_session_start NAME: a psql session (application_name NAME) fed one
+# statement at a time by pg_session_send, e.g. a transaction that holds a
+# lock until pg_session_end commits it.
+declare -A T_SESSION_FD=() T_SESSION_PID=()
+pg_session_start() {
+    local name=$1 fd
+    rm -f "$T_DIR/$name.fifo"
+    mkfifo "$T_DIR/$name.fifo"
+    PGAPPNAME=$name "$_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$T_PG_URL" \
+        <"$T_DIR/$name.fifo" >"$T_DIR/$name.log" 2>&1 &
+    T_SESSION_PID[$name]=$!
+    T_BG_PIDS+=("$!")
+    exec {fd}>"$T_DIR/$name.fifo"
+    T_SESSION_FD[$name]=$fd
+}
+
+pg_session_send() {
+    printf '%s\n' "$2" >&"${T_SESSION_FD[$1]}"
+}
+
+# Ends the session: COMMIT (or the SQL given), \q, wait for psql.  (\q, not
+# end of input: processes started meanwhile inherit the fifo's write end.)
+pg_session_end() {
+    local name=$1 sql=${2:-COMMIT;}
+    pg_session_send "$name" "$sql" 2>/dev/null
+    pg_session_send "$name" '\q' 2>/dev/null
+    exec {T_SESSION_FD[$name]}>&-
+    t_wait_exit "${T_SESSION_PID[$name]}" 30
+}
+
+# Rows of pg_locks granted to session NAME on TABLE (a count).
+pg_session_locks() {
+    db_sql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = '$1' AND l.relation = '$2'::regclass AND l.granted"
+}
+
+# Backends of zdm (application_name zdm) in this database, or those running
+# a query that contains TEXT.
+pg_zdm_backends() {
+    db_sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zdm'
+             AND datname = current_database() AND query LIKE '%${1:-}%'
+             AND pid <> pg_backend_pid()"
+}
