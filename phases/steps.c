@@ -264,8 +264,15 @@ int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *step
             return ZDM_EXIT_REFUSED;
         }
         if (!zdm_step_sql(&steps[i], kind)) {
-            zdm_err_set(err, ZDM_EXIT_REFUSED, "%s step %d (%s:%d) has no SQL for %s",
-                        phase, steps[i].index, r->plan->path, steps[i].line, zdm_db_dialect_name(r->db));
+            const char *why = steps[i].unsupported_for[kind == ZDM_DB_PG ? 0 : 1];
+            zdm_err_set(err, ZDM_EXIT_REFUSED, "%s step %d (%s:%d) has no SQL for %s%s%s",
+                        phase, steps[i].index, r->plan->path, steps[i].line, zdm_db_dialect_name(r->db),
+                        why ? ": " : "", why ? why : "");
+            if (why) {
+                zdm_err_detail(err, "run this plan on PostgreSQL, or write the change as raw SQL for SQLite; "
+                                    "nothing was changed");
+                return ZDM_EXIT_REFUSED;
+            }
             zdm_err_detail(err, "add sql.%s = \"...\" to the step; nothing was changed",
                            kind == ZDM_DB_PG ? "pg" : "sqlite");
             return ZDM_EXIT_REFUSED;

@@ -7,6 +7,7 @@
  * in one round instead of one error per run.
  */
 #include "plan.h"
+#include "ops.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -48,8 +49,9 @@ static const zdm_op_spec op_specs[] = {
     {"drop_table", FIELDS("table"), no_fields, 0, 1},
     {"rename_table", FIELDS("table", "to"), no_fields, 1, 0},
     {"add_column", FIELDS("table", "column", "type"), FIELDS("default", "nullable", "up"), 1, 0},
+    {"drop_constraint", FIELDS("table", "constraint"), no_fields, 0, 1},
     {"drop_column", FIELDS("table", "column"), no_fields, 0, 1},
-    {"rename_column", FIELDS("table", "column", "to"), no_fields, 1, 0},
+    {"rename_column", FIELDS("table", "column", "to"), FIELDS("type"), 1, 0},
     {"change_type", FIELDS("table", "column", "type", "up", "down"), no_fields, 1, 0},
     {"set_not_null", FIELDS("table", "column"), FIELDS("constraint"), 1, 1},
     {"add_check", FIELDS("table", "check"), FIELDS("constraint"), 1, 1},
@@ -842,6 +844,11 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     if (hk)
         load_hooks(&c, hk, &p->hooks);
 
+    /* Operations become raw steps (and maybe the backfill) once their
+     * fields are known to be well-formed. */
+    if (!c.errors)
+        c.errors += zdm_ops_expand(p, diags);
+
     if (!p->nexpand && !p->backfill && !p->ncontract)
         bad(&c, 1, 1, "the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
 
@@ -878,7 +885,9 @@ static void free_steps(zdm_step *s, size_t n)
         for (int k = 0; k < 2; k++) {
             free(s[i].sql_for[k]);
             free(s[i].down_for[k]);
+            free(s[i].unsupported_for[k]);
         }
+        free(s[i].from_op);
         free(s[i].op);
     }
     free(s);

@@ -46,6 +46,8 @@ typedef struct zdm_step {
      * zdm_step_sql() / zdm_step_down(). */
     char *sql_for[2];
     char *down_for[2];
+    char *unsupported_for[2];  /* why a dialect has no SQL for this step (ops), else NULL */
+    char *from_op;             /* generated from this structured operation, else NULL */
     char *op;                  /* operation name; NULL for raw steps */
     const toml_value *fields;  /* the step's whole table (borrowed from the plan's doc) */
     int transaction;           /* -1 auto (detect CONCURRENTLY), 0 no, 1 yes */
@@ -133,6 +135,7 @@ typedef struct zdm_plan {
     zdm_allow *allow;
     size_t nallow;
     char checksum[65];          /* SHA-256 of the file bytes */
+    int version_schema;         /* ops give the new app a view schema (PostgreSQL) */
     int id_line, id_col;
     toml_value *doc;
 } zdm_plan;

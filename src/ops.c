@@ -1,0 +1,915 @@
+/*
+ * ops.c -- structured operations into raw steps (see ops.h).
+ *
+ * Each operation is written as the sequence a careful DBA would type:
+ *  - PostgreSQL constraints go in NOT VALID and are validated in a step of
+ *    their own (VALIDATE takes a lock that lets reads and writes through);
+ *    SET NOT NULL comes after a validated CHECK, so it does not scan again;
+ *    indexes are built and dropped CONCURRENTLY.
+ *  - Renames and type changes never change what the old application sees:
+ *    expand adds the new column, dual-write keeps both in step, the
+ *    backfill copies, and only contract removes the old name.  The new
+ *    application reads its names through a view schema (PostgreSQL).
+ *  - SQLite cannot add a constraint to an existing table without a
+ *    rebuild: NOT NULL and CHECK become triggers that refuse bad writes
+ *    (and a check of the existing rows); foreign keys and type changes are
+ *    refused there, with the reason.
+ *
+ * Names in plans are plain identifiers (validated in plan.c), so the SQL
+ * here quotes them itself, the same way both drivers do.
+ */
+#include "ops.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+enum { PG = 0, SQ = 1 };
+
+char *zdm_ops_quote(const char *name, int path)
+{
+    zdm_buf b = {0};
+    zdm_buf_putn(&b, "\"", 1);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            zdm_buf_putn(&b, "\"\"", 2);
+        else if (*p == '.' && path)
+            zdm_buf_putn(&b, "\".\"", 3);
+        else
+            zdm_buf_putn(&b, p, 1);
+    }
+    zdm_buf_putn(&b, "\"", 1);
+    return zdm_buf_take(&b);
+}
+
+void zdm_ops_version_schema(const zdm_plan *p, char *out, size_t size)
+{
+    char h[65];
+    if (strlen(p->id) <= 50) {
+        snprintf(out, size, "zdm_v_%s", p->id);
+        return;
+    }
+    zdm_sha256_hex(p->id, strlen(p->id), h);
+    snprintf(out, size, "zdm_v_%.40s_%.8s", p->id, h);
+}
+
+/* ---- a list of generated steps ---- */
+
+typedef struct gen {
+    zdm_step *v;
+    size_t n, cap;
+} gen;
+
+/* Adds a step generated from op step `src`.  pg/sq may be NULL (with a
+ * reason in why_sq for SQLite). */
+static zdm_step *add(gen *g, const zdm_step *src, const char *name, char *pg, char *pg_down, char *sq,
+                     char *sq_down)
+{
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 8;
+        g->v = zdm_xrealloc(g->v, g->cap * sizeof *g->v);
+    }
+    zdm_step *s = &g->v[g->n++];
+    memset(s, 0, sizeof *s);
+    s->name = zdm_xstrdup(name);
+    s->sql_for[PG] = pg;
+    s->down_for[PG] = pg_down;
+    s->sql_for[SQ] = sq;
+    s->down_for[SQ] = sq_down;
+    s->from_op = zdm_xstrdup(src->op);
+    s->fields = src->fields;
+    s->transaction = src->transaction;
+    s->lock_timeout_ms = src->lock_timeout_ms;
+    s->statement_timeout_ms = src->statement_timeout_ms;
+    s->lock_retries = src->lock_retries;
+    s->line = src->line;
+    s->col = src->col;
+    return s;
+}
+
+static void no_sqlite(zdm_step *s, const char *why)
+{
+    s->unsupported_for[SQ] = zdm_xstrdup(why);
+}
+
+/* ---- reading op fields (types were checked in plan.c where simple) ---- */
+
+typedef struct opctx {
+    zdm_plan *p;
+    zdm_diags *d;
+    const zdm_step *s;
+    const char *phase;
+    int errors;
+} opctx;
+
+static void bad(opctx *o, const char *fmt, const char *a, const char *b)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
+    zdm_diag_add(o->d, o->p->path, o->s->line, o->s->col, "%s step %d (op \"%s\"): %s", o->phase,
+                 o->s->index, o->s->op, msg);
+    o->errors++;
+}
+
+static const char *fstr(opctx *o, const char *key)
+{
+    const toml_value *v = toml_get(o->s->fields, key);
+    if (!v)
+        return NULL;
+    if (v->type != TOML_STRING) {
+        bad(o, "\"%s\" must be a string", key, NULL);
+        return NULL;
+    }
+    return v->u.str.ptr;
+}
+
+static int fbool(opctx *o, const char *key, int dflt)
+{
+    const toml_value *v = toml_get(o->s->fields, key);
+    if (!v)
+        return dflt;
+    if (v->type != TOML_BOOL) {
+        bad(o, "\"%s\" must be true or false", key, NULL);
+        return dflt;
+    }
+    return v->u.boolean;
+}
+
+static int plain_ident(const char *s)
+{
+    if (!*s || strlen(s) > 63)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '$'))
+            return 0;
+    return 1;
+}
+
+/* A list of column names (string or array of strings), quoted and joined. */
+static char *fcols(opctx *o, const char *key, zdm_strv *raw)
+{
+    const toml_value *v = toml_get(o->s->fields, key);
+    zdm_strv l = {0};
+    if (v && v->type == TOML_STRING) {
+        zdm_strv_push(&l, v->u.str.ptr);
+    } else if (v && v->type == TOML_ARRAY) {
+        for (size_t i = 0; i < v->u.array.len; i++) {
+            if (v->u.array.items[i]->type != TOML_STRING) {
+                bad(o, "\"%s\" must list column names", key, NULL);
+                zdm_strv_free(&l);
+                return NULL;
+            }
+            zdm_strv_push(&l, v->u.array.items[i]->u.str.ptr);
+        }
+    } else if (v) {
+        bad(o, "\"%s\" must be a column name or a list of them", key, NULL);
+        return NULL;
+    }
+    if (v && !l.n) {
+        bad(o, "\"%s\" is empty", key, NULL);
+        return NULL;
+    }
+    zdm_buf b = {0};
+    for (size_t i = 0; i < l.n; i++) {
+        if (!plain_ident(l.v[i])) {
+            bad(o, "\"%s\" is not a plain column name", l.v[i], NULL);
+            zdm_buf_free(&b);
+            zdm_strv_free(&l);
+            return NULL;
+        }
+        char *q = zdm_ops_quote(l.v[i], 0);
+        zdm_buf_printf(&b, "%s%s", i ? ", " : "", q);
+        free(q);
+        if (raw)
+            zdm_strv_push(raw, l.v[i]);
+    }
+    zdm_strv_free(&l);
+    return zdm_buf_take(&b);
+}
+
+/* A default name within PostgreSQL's 63 bytes: base_suffix, hashed when long. */
+static char *auto_name(const char *table, const zdm_strv *cols, const char *suffix)
+{
+    zdm_buf b = {0};
+    const char *t = strrchr(table, '.') ? strrchr(table, '.') + 1 : table;
+    zdm_buf_puts(&b, t);
+    for (size_t i = 0; cols && i < cols->n; i++)
+        zdm_buf_printf(&b, "_%s", cols->v[i]);
+    zdm_buf_printf(&b, "_%s", suffix);
+    if (b.len <= 63)
+        return zdm_buf_take(&b);
+    char h[65];
+    zdm_sha256_hex(b.data, b.len, h);
+    char *s = zdm_xasprintf("%.40s_%.8s_%s", b.data, h, suffix);
+    zdm_buf_free(&b);
+    return s;
+}
+
+/* `expr` with every bare `from` identifier replaced by `to` (quoted). */
+static char *rename_ident(const char *expr, const char *from, const char *to)
+{
+    zdm_buf b = {0};
+    const char *p = expr;
+    size_t fl = strlen(from);
+    char prev = 0;
+    while (*p) {
+        if (*p == '\'') {
+            const char *s = p++;
+            while (*p && !(*p == '\'' && p[1] != '\''))
+                p += *p == '\'' ? 2 : 1;
+            if (*p)
+                p++;
+            zdm_buf_putn(&b, s, (size_t)(p - s));
+            prev = '\'';
+            continue;
+        }
+        if (isalpha((unsigned char)*p) || *p == '_' || *p == '"') {
+            int quoted = *p == '"';
+            const char *s = p, *name = quoted ? p + 1 : p;
+            if (quoted) {
+                p++;
+                while (*p && *p != '"')
+                    p++;
+                size_t len = (size_t)(p - name);
+                if (*p)
+                    p++;
+                if (len == fl && strncmp(name, from, fl) == 0 && prev != '.') {
+                    char *q = zdm_ops_quote(to, 0);
+                    zdm_buf_puts(&b, q);
+                    free(q);
+                } else {
+                    zdm_buf_putn(&b, s, (size_t)(p - s));
+                }
+            } else {
+                while (isalnum((unsigned char)*p) || *p == '_' || *p == '$')
+                    p++;
+                size_t len = (size_t)(p - s);
+                const char *q2 = p;
+                while (*q2 == ' ')
+                    q2++;
+                if (len == fl && strncasecmp(s, from, fl) == 0 && prev != '.' && *q2 != '(' && *q2 != '.') {
+                    char *q = zdm_ops_quote(to, 0);
+                    zdm_buf_puts(&b, q);
+                    free(q);
+                } else {
+                    zdm_buf_putn(&b, s, len);
+                }
+            }
+            prev = 'a';
+            continue;
+        }
+        if (!isspace((unsigned char)*p))
+            prev = *p;
+        zdm_buf_putn(&b, p, 1);
+        p++;
+    }
+    return zdm_buf_take(&b);
+}
+
+/* SQLite: a statement that fails, with `message` in the error, when
+ * `condition` holds -- SQLite has no ASSERT outside triggers, but a named
+ * CHECK on a temporary table says exactly what went wrong. */
+static char *sqlite_assert_none(const char *table_q, const char *bad_rows, const char *message)
+{
+    char *msg = zdm_ops_quote(message, 0);
+    char *s = zdm_xasprintf("CREATE TEMP TABLE zdm_assert (ok integer CONSTRAINT %s CHECK (ok));\n"
+                            "INSERT INTO zdm_assert SELECT NOT EXISTS (SELECT 1 FROM %s WHERE %s);\n"
+                            "DROP TABLE temp.zdm_assert",
+                            msg, table_q, bad_rows);
+    free(msg);
+    return s;
+}
+
+/* SQLite: AFTER triggers that refuse rows breaking `rule` (a SQL boolean
+ * over the row's columns), as a CHECK constraint would. */
+static void sqlite_rule_triggers(const char *table_q, const char *name, const char *rule, char **create,
+                                 char **drop)
+{
+    char *ti = zdm_xasprintf("%s_ins", name), *tu = zdm_xasprintf("%s_upd", name);
+    char *qi = zdm_ops_quote(ti, 0), *qu = zdm_ops_quote(tu, 0);
+    char *msg = zdm_xasprintf("'%s violated'", name); /* name is a plain identifier */
+    *create = zdm_xasprintf(
+        "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN\n"
+        "  SELECT RAISE(ABORT, %s) FROM %s WHERE rowid = NEW.rowid AND NOT (%s);\nEND;\n"
+        "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN\n"
+        "  SELECT RAISE(ABORT, %s) FROM %s WHERE rowid = NEW.rowid AND NOT (%s);\nEND",
+        qi, table_q, msg, table_q, rule, qu, table_q, msg, table_q, rule);
+    *drop = zdm_xasprintf("DROP TRIGGER IF EXISTS %s;\nDROP TRIGGER IF EXISTS %s", qi, qu);
+    free(ti);
+    free(tu);
+    free(qi);
+    free(qu);
+    free(msg);
+}
+
+/* ---- backfill synthesis ---- */
+
+static void set_backfill(opctx *o, const char *table, const char *target, const char *expr, const char *where,
+                         const char *source, const char *rev_col, const char *rev_expr)
+{
+    zdm_plan *p = o->p;
+    if (p->backfill) {
+        bad(o, "this operation copies data, and the plan already has a backfill; put it in a plan of its own%s%s",
+            NULL, NULL);
+        return;
+    }
+    zdm_backfill *b = zdm_xcalloc(1, sizeof *b);
+    zdm_throttle_defaults(&b->throttle);
+    b->table = zdm_xstrdup(table);
+    b->where = where ? zdm_xstrdup(where) : NULL;
+    b->set = zdm_xcalloc(2, sizeof *b->set);
+    b->set[0].column = zdm_xstrdup(target);
+    b->set[0].expr = zdm_xstrdup(expr);
+    b->set[0].line = o->s->line;
+    b->set[0].col = o->s->col;
+    b->nset = 1;
+    b->dual_write = 1;
+    if (source)
+        zdm_strv_push(&b->dw_sources, source);
+    if (rev_col) {
+        b->reverse = zdm_xcalloc(2, sizeof *b->reverse);
+        b->reverse[0].column = zdm_xstrdup(rev_col);
+        b->reverse[0].expr = zdm_xstrdup(rev_expr);
+        b->nreverse = 1;
+    }
+    b->line = o->s->line;
+    b->col = o->s->col;
+    p->backfill = b;
+}
+
+/* PostgreSQL view schema for the new application: the table's columns
+ * without `hide`, with `alias_from` shown as `alias_to`.  Built from the
+ * catalog when the step runs, so it lists the columns as they are then. */
+static char *pg_version_view(const zdm_plan *p, const char *table, const char *hide, const char *alias_from,
+                             const char *alias_to)
+{
+    char schema[128];
+    zdm_ops_version_schema(p, schema, sizeof schema);
+    char *qs = zdm_ops_quote(schema, 0), *qt = zdm_ops_quote(table, 1);
+    const char *bare = strrchr(table, '.') ? strrchr(table, '.') + 1 : table;
+    char *s = zdm_xasprintf(
+        "CREATE SCHEMA IF NOT EXISTS %s;\n"
+        "DO $zdm$ DECLARE cols text; BEGIN\n"
+        "  SELECT string_agg(CASE WHEN a.attname = '%s' THEN format('%%I AS %%I', a.attname, '%s')\n"
+        "                         ELSE format('%%I', a.attname) END, ', ' ORDER BY a.attnum)\n"
+        "    INTO cols FROM pg_attribute a\n"
+        "   WHERE a.attrelid = '%s'::regclass AND a.attnum > 0 AND NOT a.attisdropped\n"
+        "     AND a.attname <> '%s';\n"
+        "  EXECUTE format('CREATE OR REPLACE VIEW %%I.%%I AS SELECT %%s FROM %%s', '%s', '%s', cols, '%s'::regclass);\n"
+        "END $zdm$",
+        qs, alias_from ? alias_from : "", alias_to ? alias_to : "", qt, hide ? hide : "", schema, bare, qt);
+    free(qs);
+    free(qt);
+    return s;
+}
+
+static char *pg_drop_version_schema(const zdm_plan *p)
+{
+    char schema[128];
+    zdm_ops_version_schema(p, schema, sizeof schema);
+    char *qs = zdm_ops_quote(schema, 0);
+    char *s = zdm_xasprintf("DROP SCHEMA IF EXISTS %s CASCADE", qs);
+    free(qs);
+    return s;
+}
+
+/* ---- the operations ---- */
+
+static void op_create_table(opctx *o, gen *ex, const char *table, const char *tq)
+{
+    const toml_value *cols = toml_get(o->s->fields, "columns");
+    if (!cols || cols->type != TOML_ARRAY || !cols->u.array.len) {
+        bad(o, "\"columns\" must be a list of {name = \"...\", type = \"...\"} tables%s%s", NULL, NULL);
+        return;
+    }
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "CREATE TABLE %s (\n", tq);
+    for (size_t i = 0; i < cols->u.array.len; i++) {
+        const toml_value *c = cols->u.array.items[i];
+        const toml_value *nm = c->type == TOML_TABLE ? toml_get(c, "name") : NULL;
+        const toml_value *ty = c->type == TOML_TABLE ? toml_get(c, "type") : NULL;
+        if (!nm || nm->type != TOML_STRING || !ty || ty->type != TOML_STRING || !plain_ident(nm->u.str.ptr)) {
+            bad(o, "every column needs name = \"...\" (a plain name) and type = \"...\"%s%s", NULL, NULL);
+            zdm_buf_free(&b);
+            return;
+        }
+        for (size_t k = 0; k < c->u.table.len; k++) {
+            const char *key = c->u.table.items[k].key;
+            if (strcmp(key, "name") && strcmp(key, "type") && strcmp(key, "nullable") && strcmp(key, "default") &&
+                strcmp(key, "primary_key")) {
+                bad(o, "unknown column key \"%s\" (name, type, nullable, default, primary_key)%s", key, NULL);
+                zdm_buf_free(&b);
+                return;
+            }
+        }
+        const toml_value *nl = toml_get(c, "nullable"), *df = toml_get(c, "default"), *pk = toml_get(c, "primary_key");
+        char *q = zdm_ops_quote(nm->u.str.ptr, 0);
+        zdm_buf_printf(&b, "    %s %s", q, ty->u.str.ptr);
+        free(q);
+        if (pk && pk->type == TOML_BOOL && pk->u.boolean)
+            zdm_buf_puts(&b, " PRIMARY KEY");
+        else if (nl && nl->type == TOML_BOOL && !nl->u.boolean)
+            zdm_buf_puts(&b, " NOT NULL");
+        if (df && df->type == TOML_STRING)
+            zdm_buf_printf(&b, " DEFAULT %s", df->u.str.ptr);
+        zdm_buf_puts(&b, i + 1 < cols->u.array.len ? ",\n" : "");
+    }
+    char *pkcols = toml_get(o->s->fields, "primary_key") ? fcols(o, "primary_key", NULL) : NULL;
+    if (pkcols)
+        zdm_buf_printf(&b, ",\n    PRIMARY KEY (%s)", pkcols);
+    free(pkcols);
+    zdm_buf_puts(&b, "\n)");
+    char *sql = zdm_buf_take(&b);
+    char name[160];
+    snprintf(name, sizeof name, "create table %s", table);
+    add(ex, o->s, name, zdm_xstrdup(sql), zdm_xasprintf("DROP TABLE %s", tq), sql,
+        zdm_xasprintf("DROP TABLE %s", tq));
+}
+
+static void op_rename_table(opctx *o, gen *ex, gen *ct, const char *table, const char *tq)
+{
+    const char *to = fstr(o, "to");
+    if (!to)
+        return;
+    if (!plain_ident(to)) {
+        bad(o, "\"to\" = \"%s\" must be a plain name (the table stays in its schema)%s", to, NULL);
+        return;
+    }
+    char *toq = zdm_ops_quote(to, 0);
+    /* the new name, qualified like the old one */
+    const char *dot = strrchr(table, '.');
+    char *newq = dot ? zdm_xasprintf("%.*s.%s", (int)(dot - table), table, to) : zdm_xstrdup(to);
+    char *nq = zdm_ops_quote(newq, 1);
+    char *up = zdm_xasprintf("ALTER TABLE %s RENAME TO %s;\nCREATE VIEW %s AS SELECT * FROM %s", tq, toq, tq, nq);
+    char *down = zdm_xasprintf("DROP VIEW IF EXISTS %s;\nALTER TABLE %s RENAME TO %s", tq, nq,
+                               dot ? strrchr(tq, '.') + 1 : tq);
+    char name[200];
+    snprintf(name, sizeof name, "rename table %s to %s (the old name stays as a view until contract)", table, to);
+    zdm_step *s = add(ex, o->s, name, up, down, zdm_xstrdup(up), zdm_xstrdup(down));
+    (void)s;
+    snprintf(name, sizeof name, "drop the view %s kept for the old application", table);
+    add(ct, o->s, name, zdm_xasprintf("DROP VIEW IF EXISTS %s", tq),
+        zdm_xasprintf("CREATE VIEW %s AS SELECT * FROM %s", tq, nq),
+        zdm_xasprintf("DROP VIEW IF EXISTS %s", tq), zdm_xasprintf("CREATE VIEW %s AS SELECT * FROM %s", tq, nq));
+    free(toq);
+    free(newq);
+    free(nq);
+}
+
+/* CHECK NOT VALID, then VALIDATE; SQLite: triggers plus a check of the
+ * rows already there.  `rule` is the SQL the rows must satisfy. */
+static void constraint_steps(opctx *o, gen *g, const char *tq, const char *cname, const char *rule,
+                             const char *what)
+{
+    char *cq = zdm_ops_quote(cname, 0);
+    char name[200];
+    snprintf(name, sizeof name, "%s (not yet validated)", what);
+    char *tr_create, *tr_drop;
+    sqlite_rule_triggers(tq, cname, rule, &tr_create, &tr_drop);
+    char *neg = zdm_xasprintf("NOT (%s)", rule);
+    char *msg = zdm_xasprintf("%s: existing rows violate it", cname);
+    add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", tq, cq, rule),
+        zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq), tr_create, tr_drop);
+    snprintf(name, sizeof name, "validate %s", what);
+    add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tq, cq),
+        zdm_xstrdup("SELECT 1 -- nothing to undo: the previous step's down drops the constraint"),
+        sqlite_assert_none(tq, neg, msg), zdm_xstrdup("SELECT 1"));
+    free(neg);
+    free(msg);
+    free(cq);
+}
+
+static void op_set_not_null(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    const char *col = fstr(o, "column");
+    if (!col)
+        return;
+    const char *given = fstr(o, "constraint");
+    zdm_strv cols = {0};
+    zdm_strv_push(&cols, col);
+    char *cname = given ? zdm_xstrdup(given) : auto_name(table, &cols, "not_null");
+    zdm_strv_free(&cols);
+    char *colq = zdm_ops_quote(col, 0), *cq = zdm_ops_quote(cname, 0);
+    char *rule = zdm_xasprintf("%s IS NOT NULL", colq);
+    char what[200];
+    snprintf(what, sizeof what, "%s.%s NOT NULL as a CHECK", table, col);
+    gen *first = g;
+    constraint_steps(o, first, tq, cname, rule, what);
+    /* The real NOT NULL uses the validated CHECK (no scan), then the CHECK
+     * goes; on SQLite the triggers stay (SQLite's NOT NULL needs a rebuild). */
+    gen *last = in_contract ? g : ct;
+    snprintf(what, sizeof what, "%s.%s SET NOT NULL (uses the validated check)", table, col);
+    zdm_step *s = add(last, o->s, what, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tq, colq),
+                      zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", tq, colq),
+                      zdm_xstrdup("SELECT 1 -- SQLite keeps the triggers: NOT NULL itself needs a table rebuild"),
+                      zdm_xstrdup("SELECT 1"));
+    (void)s;
+    snprintf(what, sizeof what, "drop the helper check %s", cname);
+    add(last, o->s, what, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq),
+        zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", tq, cq, rule),
+        zdm_xstrdup("SELECT 1"), zdm_xstrdup("SELECT 1"));
+    free(colq);
+    free(cq);
+    free(rule);
+    free(cname);
+}
+
+static void op_add_check(opctx *o, gen *g, const char *table, const char *tq)
+{
+    const char *check = fstr(o, "check");
+    if (!check)
+        return;
+    const char *given = fstr(o, "constraint");
+    char *cname = given ? zdm_xstrdup(given) : auto_name(table, NULL, "check");
+    if (!given) { /* distinct per check expression */
+        char h[65];
+        zdm_sha256_hex(check, strlen(check), h);
+        free(cname);
+        char *base = auto_name(table, NULL, "check");
+        cname = zdm_xasprintf("%.50s_%.6s", base, h);
+        free(base);
+    }
+    char what[200];
+    snprintf(what, sizeof what, "check %s on %s", cname, table);
+    constraint_steps(o, g, tq, cname, check, what);
+    free(cname);
+}
+
+static void op_add_foreign_key(opctx *o, gen *g, const char *table, const char *tq)
+{
+    zdm_strv raw = {0};
+    char *cols = fcols(o, "columns", &raw);
+    char *refcols = fcols(o, "references_columns", NULL);
+    const char *ref = fstr(o, "references");
+    const char *given = fstr(o, "constraint");
+    const char *on_delete = fstr(o, "on_delete"), *on_update = fstr(o, "on_update");
+    static const char *const actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"};
+    const char *checks[2] = {on_delete, on_update};
+    for (int k = 0; k < 2; k++) {
+        int ok = !checks[k];
+        for (size_t i = 0; !ok && i < 5; i++)
+            ok = strcasecmp(checks[k], actions[i]) == 0;
+        if (!ok)
+            bad(o, "\"%s\" is not a foreign key action (NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT)%s",
+                checks[k], NULL);
+    }
+    if (cols && refcols && ref && o->errors == 0) {
+        char *cname = given ? zdm_xstrdup(given) : auto_name(table, &raw, "fkey");
+        char *cq = zdm_ops_quote(cname, 0), *rq = zdm_ops_quote(ref, 1);
+        char name[200];
+        snprintf(name, sizeof name, "foreign key %s (not yet validated)", cname);
+        zdm_step *s = add(g, o->s, name,
+                          zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)%s%s%s%s NOT VALID",
+                                        tq, cq, cols, rq, refcols, on_delete ? " ON DELETE " : "",
+                                        on_delete ? on_delete : "", on_update ? " ON UPDATE " : "",
+                                        on_update ? on_update : ""),
+                          zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq), NULL, NULL);
+        no_sqlite(s, "SQLite adds a foreign key to an existing table only by rebuilding it");
+        snprintf(name, sizeof name, "validate foreign key %s", cname);
+        s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tq, cq),
+                zdm_xstrdup("SELECT 1 -- the previous step's down drops the constraint"), NULL, NULL);
+        no_sqlite(s, "SQLite adds a foreign key to an existing table only by rebuilding it");
+        free(cname);
+        free(cq);
+        free(rq);
+    }
+    free(cols);
+    free(refcols);
+    zdm_strv_free(&raw);
+}
+
+static void op_index(opctx *o, gen *g, const char *table, const char *tq, int unique_constraint)
+{
+    zdm_strv raw = {0};
+    char *cols = fcols(o, "columns", &raw);
+    if (!cols) {
+        zdm_strv_free(&raw);
+        return;
+    }
+    const char *given = fstr(o, "index");
+    const char *where = unique_constraint ? NULL : fstr(o, "where");
+    const char *method = unique_constraint ? NULL : fstr(o, "method");
+    int unique = unique_constraint || fbool(o, "unique", 0);
+    if (method && !plain_ident(method))
+        bad(o, "\"method\" = \"%s\" is not an index method name%s", method, NULL);
+    char *iname = given ? zdm_xstrdup(given) : auto_name(table, &raw, unique ? "key" : "idx");
+    /* index names are unqualified; they live in the table's schema */
+    const char *dot = strrchr(table, '.');
+    char *qualified = dot ? zdm_xasprintf("%.*s.%s", (int)(dot - table), table, iname) : zdm_xstrdup(iname);
+    char *iq = zdm_ops_quote(iname, 0), *iqq = zdm_ops_quote(qualified, 1);
+    char name[200];
+    snprintf(name, sizeof name, "%sindex %s on %s (built concurrently on PostgreSQL)", unique ? "unique " : "", iname, table);
+    add(g, o->s, name,
+        zdm_xasprintf("CREATE %sINDEX CONCURRENTLY IF NOT EXISTS %s ON %s%s%s (%s)%s%s", unique ? "UNIQUE " : "", iq, tq,
+                      method ? " USING " : "", method ? method : "", cols, where ? " WHERE " : "", where ? where : ""),
+        zdm_xasprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", iqq),
+        zdm_xasprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)%s%s", unique ? "UNIQUE " : "", iqq, tq, cols,
+                      where ? " WHERE " : "", where ? where : ""),
+        zdm_xasprintf("DROP INDEX IF EXISTS %s", iqq));
+    if (unique_constraint) {
+        const char *cgiven = fstr(o, "constraint");
+        char *cq = zdm_ops_quote(cgiven ? cgiven : iname, 0);
+        snprintf(name, sizeof name, "unique constraint using index %s", iname);
+        add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", tq, cq, iq),
+            zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq),
+            zdm_xstrdup("SELECT 1 -- on SQLite the unique index is the constraint"), zdm_xstrdup("SELECT 1"));
+        free(cq);
+    }
+    free(iname);
+    free(qualified);
+    free(iq);
+    free(iqq);
+    free(cols);
+    zdm_strv_free(&raw);
+}
+
+static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq)
+{
+    const char *col = fstr(o, "column"), *type = fstr(o, "type"), *up = fstr(o, "up");
+    int nullable = fbool(o, "nullable", 1);
+    const toml_value *dv = toml_get(o->s->fields, "default");
+    char *dflt = NULL;
+    if (dv && dv->type == TOML_STRING)
+        dflt = zdm_xstrdup(dv->u.str.ptr);
+    else if (dv && dv->type == TOML_INTEGER)
+        dflt = zdm_xasprintf("%lld", (long long)dv->u.integer);
+    else if (dv && dv->type == TOML_BOOL)
+        dflt = zdm_xstrdup(dv->u.boolean ? "true" : "false");
+    else if (dv)
+        bad(o, "\"default\" must be a SQL expression in a string, a number or a boolean%s%s", NULL, NULL);
+    if (!col || !type) {
+        free(dflt);
+        return;
+    }
+    if (!nullable && !dflt && !up) {
+        bad(o, "a NOT NULL column without a default needs up = \"SQL expression\" to fill the existing rows%s%s",
+            NULL, NULL);
+        free(dflt);
+        return;
+    }
+    char *cq = zdm_ops_quote(col, 0);
+    /* NOT NULL with a default is one instant statement (PostgreSQL 11+, SQLite);
+     * NOT NULL filled by `up` is added nullable, backfilled, then
+     * constrained the safe way in contract. */
+    int direct_not_null = !nullable && dflt;
+    char name[200];
+    snprintf(name, sizeof name, "add column %s.%s", table, col);
+    char *sql = zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s%s", tq, cq, type, dflt ? " DEFAULT " : "",
+                              dflt ? dflt : "", direct_not_null ? " NOT NULL" : "");
+    char *down = zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq);
+    add(g, o->s, name, zdm_xstrdup(sql), zdm_xstrdup(down), sql, down);
+    if (up) {
+        char *where = zdm_xasprintf("%s IS NULL", cq);
+        set_backfill(o, table, col, up, where, NULL, NULL, NULL);
+        free(where);
+    }
+    if (!nullable && !dflt) {
+        /* contract: NOT NULL the safe way, once every row is filled */
+        zdm_strv cols = {0};
+        zdm_strv_push(&cols, col);
+        char *cname = auto_name(table, &cols, "not_null");
+        zdm_strv_free(&cols);
+        char *rule = zdm_xasprintf("%s IS NOT NULL", cq);
+        char what[200];
+        snprintf(what, sizeof what, "%s.%s NOT NULL as a CHECK", table, col);
+        constraint_steps(o, ct, tq, cname, rule, what);
+        char *ccq = zdm_ops_quote(cname, 0);
+        snprintf(what, sizeof what, "%s.%s SET NOT NULL (uses the validated check)", table, col);
+        add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tq, cq),
+            zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", tq, cq),
+            zdm_xstrdup("SELECT 1 -- SQLite keeps the triggers: NOT NULL itself needs a table rebuild"),
+            zdm_xstrdup("SELECT 1"));
+        snprintf(what, sizeof what, "drop the helper check %s", cname);
+        add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, ccq),
+            zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", tq, ccq, rule),
+            zdm_xstrdup("SELECT 1"), zdm_xstrdup("SELECT 1"));
+        free(ccq);
+        free(rule);
+        free(cname);
+    }
+    free(cq);
+    free(dflt);
+}
+
+static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq)
+{
+    const char *col = fstr(o, "column"), *to = fstr(o, "to"), *type = fstr(o, "type");
+    if (!col || !to)
+        return;
+    if (!plain_ident(to) || !plain_ident(col)) {
+        bad(o, "\"column\" and \"to\" must be plain column names%s%s", NULL, NULL);
+        return;
+    }
+    char *cq = zdm_ops_quote(col, 0), *toq = zdm_ops_quote(to, 0);
+    char name[200];
+    snprintf(name, sizeof name, "add column %s.%s, the new name of %s", table, to, col);
+    /* PostgreSQL copies the old column's exact type from the catalog. */
+    char *pg = type ? zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s", tq, toq, type)
+                    : zdm_xasprintf("DO $zdm$ BEGIN\n"
+                                    "  EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', '%s'::regclass, '%s',\n"
+                                    "    (SELECT format_type(atttypid, atttypmod) FROM pg_attribute\n"
+                                    "      WHERE attrelid = '%s'::regclass AND attname = '%s' AND NOT attisdropped));\n"
+                                    "END $zdm$",
+                                    tq, to, tq, col);
+    char *sq = zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s%s%s", tq, toq, type ? " " : "", type ? type : "");
+    char *down = zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, toq);
+    add(g, o->s, name, pg, zdm_xstrdup(down), sq, down);
+    /* Both names stay right whoever writes: old app -> new, new app -> old. */
+    set_backfill(o, table, to, cq, NULL, col, col, toq);
+    o->p->version_schema = 1;
+    snprintf(name, sizeof name, "view schema for the new application (%s without %s)", table, col);
+    zdm_step *v = add(g, o->s, name, pg_version_view(o->p, table, col, NULL, NULL), pg_drop_version_schema(o->p),
+                      zdm_xstrdup("SELECT 1 -- SQLite: the new application uses the new column directly"),
+                      zdm_xstrdup("SELECT 1"));
+    (void)v;
+    snprintf(name, sizeof name, "drop the old column %s.%s", table, col);
+    add(ct, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL,
+        zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+    free(cq);
+    free(toq);
+}
+
+static void op_change_type(opctx *o, gen *g, gen *ct, const char *table, const char *tq)
+{
+    const char *col = fstr(o, "column"), *type = fstr(o, "type"), *up = fstr(o, "up"), *down = fstr(o, "down");
+    if (!col || !type || !up || !down)
+        return;
+    if (!plain_ident(col)) {
+        bad(o, "\"column\" must be a plain column name%s%s", NULL, NULL);
+        return;
+    }
+    char tmp[80];
+    snprintf(tmp, sizeof tmp, "_zdm_%.50s", col);
+    char *cq = zdm_ops_quote(col, 0), *tmpq = zdm_ops_quote(tmp, 0);
+    const char *why = "SQLite changes a column's declared type only by rebuilding the table (and stores any "
+                      "value in any column: no change is needed for the data)";
+    char name[200];
+    snprintf(name, sizeof name, "add column %s.%s of type %s (becomes %s at contract)", table, tmp, type, col);
+    zdm_step *s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s", tq, tmpq, type),
+                      zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, tmpq), NULL, NULL);
+    no_sqlite(s, why);
+    /* `down` is written with the column's name for the new value. */
+    char *rev = rename_ident(down, col, tmp);
+    set_backfill(o, table, tmp, up, NULL, col, col, rev);
+    free(rev);
+    o->p->version_schema = 1;
+    snprintf(name, sizeof name, "view schema for the new application (%s.%s as %s)", table, col, type);
+    s = add(g, o->s, name, pg_version_view(o->p, table, col, tmp, col), pg_drop_version_schema(o->p), NULL, NULL);
+    no_sqlite(s, why);
+    snprintf(name, sizeof name, "swap: drop the old %s.%s, rename %s to %s", table, col, tmp, col);
+    s = add(ct, o->s, name,
+            zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s;\nALTER TABLE %s RENAME COLUMN %s TO %s", tq, cq, tq, tmpq, cq),
+            NULL, NULL, NULL);
+    no_sqlite(s, why);
+    free(cq);
+    free(tmpq);
+}
+
+/* Expands one op step into g (and contract additions into ct). */
+static void expand_op(opctx *o, gen *g, gen *ct, int in_contract)
+{
+    const char *op = o->s->op;
+    const char *table = NULL;
+    if (strcmp(op, "drop_index") != 0)
+        table = fstr(o, "table");
+    else
+        table = fstr(o, "table"); /* optional: only qualifies the index */
+    char *tq = table ? zdm_ops_quote(table, 1) : NULL;
+    char name[200];
+    if (strcmp(op, "create_table") == 0) {
+        op_create_table(o, g, table, tq);
+    } else if (strcmp(op, "drop_table") == 0) {
+        snprintf(name, sizeof name, "drop table %s", table);
+        add(g, o->s, name, zdm_xasprintf("DROP TABLE %s", tq), NULL, zdm_xasprintf("DROP TABLE %s", tq), NULL);
+    } else if (strcmp(op, "rename_table") == 0) {
+        op_rename_table(o, g, ct, table, tq);
+    } else if (strcmp(op, "add_column") == 0) {
+        op_add_column(o, g, ct, table, tq);
+    } else if (strcmp(op, "drop_column") == 0) {
+        const char *col = fstr(o, "column");
+        if (col) {
+            char *cq = zdm_ops_quote(col, 0);
+            snprintf(name, sizeof name, "drop column %s.%s", table, col);
+            add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL,
+                zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+            free(cq);
+        }
+    } else if (strcmp(op, "rename_column") == 0) {
+        op_rename_column(o, g, ct, table, tq);
+    } else if (strcmp(op, "change_type") == 0) {
+        op_change_type(o, g, ct, table, tq);
+    } else if (strcmp(op, "set_not_null") == 0) {
+        op_set_not_null(o, g, ct, table, tq, in_contract);
+    } else if (strcmp(op, "add_check") == 0) {
+        op_add_check(o, g, table, tq);
+    } else if (strcmp(op, "add_foreign_key") == 0) {
+        op_add_foreign_key(o, g, table, tq);
+    } else if (strcmp(op, "add_unique") == 0) {
+        op_index(o, g, table, tq, 1);
+    } else if (strcmp(op, "add_index") == 0) {
+        op_index(o, g, table, tq, 0);
+    } else if (strcmp(op, "drop_index") == 0) {
+        const char *idx = fstr(o, "index");
+        if (idx) {
+            const char *dot = table ? strrchr(table, '.') : NULL;
+            char *qual = dot ? zdm_xasprintf("%.*s.%s", (int)(dot - table), table, idx) : zdm_xstrdup(idx);
+            char *iq = zdm_ops_quote(qual, 1);
+            snprintf(name, sizeof name, "drop index %s (concurrently on PostgreSQL)", idx);
+            add(g, o->s, name, zdm_xasprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", iq), NULL,
+                zdm_xasprintf("DROP INDEX IF EXISTS %s", iq), NULL);
+            free(iq);
+            free(qual);
+        }
+    } else if (strcmp(op, "drop_constraint") == 0) {
+        const char *c = fstr(o, "constraint");
+        if (c) {
+            char *qc = zdm_ops_quote(c, 0);
+            snprintf(name, sizeof name, "drop constraint %s on %s", c, table);
+            zdm_step *s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, qc), NULL,
+                              NULL, NULL);
+            no_sqlite(s, "SQLite drops a table constraint only by rebuilding the table");
+            free(qc);
+        }
+    } else {
+        bad(o, "operation \"%s\" has no implementation%s", op, NULL);
+    }
+    free(tq);
+}
+
+static void move_steps(gen *g, zdm_step *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (g->n == g->cap) {
+            g->cap = g->cap ? g->cap * 2 : 8;
+            g->v = zdm_xrealloc(g->v, g->cap * sizeof *g->v);
+        }
+        g->v[g->n++] = src[i];
+    }
+}
+
+static void free_op_step(zdm_step *s)
+{
+    free(s->name);
+    free(s->sql);
+    free(s->down);
+    free(s->op);
+    for (int k = 0; k < 2; k++) {
+        free(s->sql_for[k]);
+        free(s->down_for[k]);
+        free(s->unsupported_for[k]);
+    }
+    free(s->from_op);
+}
+
+int zdm_ops_expand(zdm_plan *p, zdm_diags *diags)
+{
+    int any = 0;
+    for (size_t i = 0; i < p->nexpand; i++)
+        any |= p->expand[i].op != NULL;
+    for (size_t i = 0; i < p->ncontract; i++)
+        any |= p->contract[i].op != NULL;
+    if (!any)
+        return 0;
+    gen ex = {0}, implied = {0}, ct = {0};
+    int errors = 0;
+    for (size_t i = 0; i < p->nexpand; i++) {
+        zdm_step *s = &p->expand[i];
+        if (!s->op) {
+            move_steps(&ex, s, 1);
+            continue;
+        }
+        opctx o = {p, diags, s, "expand", 0};
+        expand_op(&o, &ex, &implied, 0);
+        errors += o.errors;
+        free_op_step(s);
+    }
+    /* contract: what expand's operations imply comes first, then the
+     * plan's own contract steps */
+    move_steps(&ct, implied.v, implied.n);
+    free(implied.v);
+    for (size_t i = 0; i < p->ncontract; i++) {
+        zdm_step *s = &p->contract[i];
+        if (!s->op) {
+            move_steps(&ct, s, 1);
+            continue;
+        }
+        opctx o = {p, diags, s, "contract", 0};
+        expand_op(&o, &ct, &ct, 1);
+        errors += o.errors;
+        free_op_step(s);
+    }
+    free(p->expand);
+    free(p->contract);
+    p->expand = ex.v;
+    p->nexpand = ex.n;
+    p->contract = ct.v;
+    p->ncontract = ct.n;
+    for (size_t i = 0; i < p->nexpand; i++)
+        p->expand[i].index = (int)i + 1;
+    for (size_t i = 0; i < p->ncontract; i++)
+        p->contract[i].index = (int)i + 1;
+    return errors;
+}
