@@ -48,8 +48,10 @@ static const cmd commands[] = {
     {"plan", "show", "PLAN", "show a plan's phases and steps",
      "Shows one plan (an id from --plans, or a path to a .toml file): its\n"
      "expand steps, backfill, cutover hooks, contract and hooks.  --json prints\n"
-     "the same as a JSON object.\n",
-     0, 1, 1, zdm_cmd_plan_show},
+     "the same as a JSON object.  --sql prints the SQL of every phase for one\n"
+     "dialect (--dialect pg|sqlite; default: from --db, else pg), including what\n"
+     "structured operations (op = ...) turn into.\n",
+     OPT_SQL | OPT_DIALECT, 1, 1, zdm_cmd_plan_show},
     {NULL, "init", "", "create zdm's state tables in the database (idempotent)",
      "Creates zdm's own tables (PostgreSQL: schema zdm; SQLite: zdm_* tables),\n"
      "or upgrades them.  Every other command does this on first use too.\n",

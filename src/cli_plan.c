@@ -418,12 +418,73 @@ static void print_plan(FILE *f, const zdm_plan *p)
     }
 }
 
+/* The SQL each phase runs on one dialect, in order, as a script a DBA can
+ * read (dual-write triggers are generated from the live catalog and shown
+ * by "zdm advance --dry-run" instead). */
+static void print_sql(FILE *f, const zdm_plan *p, int dialect)
+{
+    const char *dn = dialect == 1 ? "PostgreSQL" : "SQLite";
+    fprintf(f, "-- plan %s, SQL for %s\n", p->id, dn);
+    const char *phases[2] = {"expand", "contract"};
+    const zdm_step *lists[2] = {p->expand, p->contract};
+    size_t ns[2] = {p->nexpand, p->ncontract};
+    for (int ph = 0; ph < 2; ph++) {
+        if (ph == 1) {
+            fprintf(f, "\n-- backfill\n");
+            if (p->backfill) {
+                const zdm_backfill *b = p->backfill;
+                fprintf(f, "-- dual-write triggers on %s keep", b->table);
+                for (size_t i = 0; i < b->nset; i++)
+                    fprintf(f, " %s = %s;", b->set[i].column, b->set[i].expr);
+                for (size_t i = 0; i < b->nreverse; i++)
+                    fprintf(f, " %s = %s (reverse);", b->reverse[i].column, b->reverse[i].expr);
+                fprintf(f, "\n-- then, batch by batch over the key:\nUPDATE %s SET ", b->table);
+                for (size_t i = 0; i < b->nset; i++)
+                    fprintf(f, "%s%s = (%s)", i ? ", " : "", b->set[i].column, b->set[i].expr);
+                fprintf(f, "\n WHERE key > cursor AND key <= batch_end%s%s%s;\n", b->where ? " AND (" : "",
+                        b->where ? b->where : "", b->where ? ")" : "");
+            } else {
+                fprintf(f, "-- (none)\n");
+            }
+        }
+        fprintf(f, "\n-- %s\n", phases[ph]);
+        for (size_t i = 0; i < ns[ph]; i++) {
+            const zdm_step *st = &lists[ph][i];
+            const char *sql = zdm_step_sql(st, dialect), *down = zdm_step_down(st, dialect);
+            fprintf(f, "-- step %d%s%s\n", st->index, st->name ? ": " : "", st->name ? st->name : "");
+            if (!sql) {
+                const char *why = st->unsupported_for[dialect - 1];
+                fprintf(f, "--   not possible on %s%s%s\n", dn, why ? ": " : "", why ? why : "");
+                continue;
+            }
+            if (!zdm_step_in_transaction(st, sql))
+                fprintf(f, "--   (outside a transaction)\n");
+            fprintf(f, "%s;\n", sql);
+            if (down)
+                fprintf(f, "--   down: %s\n", down);
+        }
+    }
+}
+
 int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
 {
+    int dialect = 1;
+    if (cli->dialect) {
+        if (strcmp(cli->dialect, "pg") == 0 || strcmp(cli->dialect, "postgresql") == 0)
+            dialect = 1;
+        else if (strcmp(cli->dialect, "sqlite") == 0)
+            dialect = 2;
+        else
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "--dialect must be pg or sqlite, not \"%s\"", cli->dialect);
+    } else if (cli->db_url && strncmp(cli->db_url, "sqlite:", 7) == 0) {
+        dialect = 2;
+    }
     zdm_plan_set set;
     zdm_plan *p = NULL;
     int rc = load_one(cli, cli->pos[0], &set, &p, err);
-    if (rc == 0) {
+    if (rc == 0 && cli->sql) {
+        print_sql(cli->out, p, dialect);
+    } else if (rc == 0) {
         if (cli->json) {
             json_t *o = json_plan(p);
             json_dumpf(o, cli->out, JSON_INDENT(2));

@@ -475,7 +475,7 @@ static void constraint_steps(opctx *o, gen *g, const char *tq, const char *cname
         zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq), tr_create, tr_drop);
     snprintf(name, sizeof name, "validate %s", what);
     add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tq, cq),
-        zdm_xstrdup("SELECT 1 -- nothing to undo: the previous step's down drops the constraint"),
+        zdm_xstrdup("SELECT 1 /* nothing to undo: the previous step's down drops the constraint */"),
         sqlite_assert_none(tq, neg, msg), zdm_xstrdup("SELECT 1"));
     free(neg);
     free(msg);
@@ -504,7 +504,7 @@ static void op_set_not_null(opctx *o, gen *g, gen *ct, const char *table, const 
     snprintf(what, sizeof what, "%s.%s SET NOT NULL (uses the validated check)", table, col);
     zdm_step *s = add(last, o->s, what, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tq, colq),
                       zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", tq, colq),
-                      zdm_xstrdup("SELECT 1 -- SQLite keeps the triggers: NOT NULL itself needs a table rebuild"),
+                      zdm_xstrdup("SELECT 1 /* SQLite keeps the triggers: NOT NULL itself needs a table rebuild */"),
                       zdm_xstrdup("SELECT 1"));
     (void)s;
     snprintf(what, sizeof what, "drop the helper check %s", cname);
@@ -570,7 +570,7 @@ static void op_add_foreign_key(opctx *o, gen *g, const char *table, const char *
         no_sqlite(s, "SQLite adds a foreign key to an existing table only by rebuilding it");
         snprintf(name, sizeof name, "validate foreign key %s", cname);
         s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tq, cq),
-                zdm_xstrdup("SELECT 1 -- the previous step's down drops the constraint"), NULL, NULL);
+                zdm_xstrdup("SELECT 1 /* the previous step's down drops the constraint */"), NULL, NULL);
         no_sqlite(s, "SQLite adds a foreign key to an existing table only by rebuilding it");
         free(cname);
         free(cq);
@@ -615,7 +615,7 @@ static void op_index(opctx *o, gen *g, const char *table, const char *tq, int un
         snprintf(name, sizeof name, "unique constraint using index %s", iname);
         add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", tq, cq, iq),
             zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq),
-            zdm_xstrdup("SELECT 1 -- on SQLite the unique index is the constraint"), zdm_xstrdup("SELECT 1"));
+            zdm_xstrdup("SELECT 1 /* on SQLite the unique index is the constraint */"), zdm_xstrdup("SELECT 1"));
         free(cq);
     }
     free(iname);
@@ -680,7 +680,7 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
         snprintf(what, sizeof what, "%s.%s SET NOT NULL (uses the validated check)", table, col);
         add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tq, cq),
             zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", tq, cq),
-            zdm_xstrdup("SELECT 1 -- SQLite keeps the triggers: NOT NULL itself needs a table rebuild"),
+            zdm_xstrdup("SELECT 1 /* SQLite keeps the triggers: NOT NULL itself needs a table rebuild */"),
             zdm_xstrdup("SELECT 1"));
         snprintf(what, sizeof what, "drop the helper check %s", cname);
         add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, ccq),
@@ -722,7 +722,7 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
     o->p->version_schema = 1;
     snprintf(name, sizeof name, "view schema for the new application (%s without %s)", table, col);
     zdm_step *v = add(g, o->s, name, pg_version_view(o->p, table, col, NULL, NULL), pg_drop_version_schema(o->p),
-                      zdm_xstrdup("SELECT 1 -- SQLite: the new application uses the new column directly"),
+                      zdm_xstrdup("SELECT 1 /* SQLite: the new application uses the new column directly */"),
                       zdm_xstrdup("SELECT 1"));
     (void)v;
     snprintf(name, sizeof name, "drop the old column %s.%s", table, col);
