@@ -149,20 +149,25 @@ static json_t *json_steps(const zdm_plan *p, const zdm_step *s, size_t n)
         json_object_set_new(o, "line", json_integer(s[i].line));
         if (s[i].name)
             json_object_set_new(o, "name", json_string(s[i].name));
-        if (s[i].op) {
-            json_object_set_new(o, "op", json_string(s[i].op));
+        if (s[i].from_op) {
+            json_object_set_new(o, "op", json_string(s[i].from_op));
             json_object_set_new(o, "fields", json_of_value(s[i].fields));
-        } else {
-            json_t *sql = json_object(), *down = json_object();
-            json_object_set_new(sql, "pg", jstr(zdm_step_sql(&s[i], 1)));
-            json_object_set_new(sql, "sqlite", jstr(zdm_step_sql(&s[i], 2)));
-            json_object_set_new(down, "pg", jstr(zdm_step_down(&s[i], 1)));
-            json_object_set_new(down, "sqlite", jstr(zdm_step_down(&s[i], 2)));
-            json_object_set_new(o, "sql", sql);
-            json_object_set_new(o, "down", down);
-            json_object_set_new(o, "transaction",
-                                json_boolean(zdm_step_in_transaction(&s[i], zdm_step_sql(&s[i], 1))));
         }
+        json_t *sql = json_object(), *down = json_object();
+        json_object_set_new(sql, "pg", jstr(zdm_step_sql(&s[i], 1)));
+        json_object_set_new(sql, "sqlite", jstr(zdm_step_sql(&s[i], 2)));
+        json_object_set_new(down, "pg", jstr(zdm_step_down(&s[i], 1)));
+        json_object_set_new(down, "sqlite", jstr(zdm_step_down(&s[i], 2)));
+        json_object_set_new(o, "sql", sql);
+        json_object_set_new(o, "down", down);
+        if (s[i].unsupported_for[0] || s[i].unsupported_for[1]) {
+            json_t *u = json_object();
+            json_object_set_new(u, "pg", jstr(s[i].unsupported_for[0]));
+            json_object_set_new(u, "sqlite", jstr(s[i].unsupported_for[1]));
+            json_object_set_new(o, "unsupported", u);
+        }
+        const char *any = zdm_step_sql(&s[i], 1) ? zdm_step_sql(&s[i], 1) : zdm_step_sql(&s[i], 2);
+        json_object_set_new(o, "transaction", json_boolean(zdm_step_in_transaction(&s[i], any)));
         json_object_set_new(o, "lock_timeout_ms",
                             json_integer(s[i].lock_timeout_ms >= 0 ? s[i].lock_timeout_ms : p->lock_timeout_ms));
         json_object_set_new(o, "lock_retries",
@@ -260,6 +265,11 @@ static void print_block(FILE *f, const char *label, const char *text)
         fputc('\n', f);
 }
 
+static int same_text(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 static void print_steps(FILE *f, const zdm_plan *p, const zdm_step *s, size_t n)
 {
     char d1[32];
@@ -267,41 +277,32 @@ static void print_steps(FILE *f, const zdm_plan *p, const zdm_step *s, size_t n)
         const zdm_step *st = &s[i];
         int64_t lt = st->lock_timeout_ms >= 0 ? st->lock_timeout_ms : p->lock_timeout_ms;
         int tries = st->lock_retries >= 0 ? st->lock_retries : p->lock_retries;
-        fprintf(f, "  %d. %s%s%s", st->index, st->name ? st->name : "",
-                st->name ? " — " : "", st->op ? "op " : "sql");
-        if (st->op) {
-            fprintf(f, "%s:", st->op);
-            for (size_t k = 0; k < st->fields->u.table.len; k++) {
-                const toml_kv *kv = &st->fields->u.table.items[k];
-                if (strcmp(kv->key, "op") == 0 || strcmp(kv->key, "name") == 0)
-                    continue;
-                json_t *j = json_of_value(kv->value);
-                char *txt = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-                fprintf(f, " %s=%s", kv->key, txt ? txt : "?");
-                free(txt);
-                json_decref(j);
+        fprintf(f, "  %d. %s%s", st->index, st->name ? st->name : "", st->name ? " \xe2\x80\x94 " : "");
+        if (st->from_op)
+            fprintf(f, "op %s", st->from_op);
+        else
+            fprintf(f, "sql");
+        fprintf(f, " (lock_timeout %s, %d tries)\n", zdm_format_duration(lt, d1, sizeof d1), tries);
+        static const char *const dn[] = {"pg", "sqlite"};
+        /* one block when both dialects run the same SQL */
+        int same = same_text(zdm_step_sql(st, 1), zdm_step_sql(st, 2)) &&
+                   same_text(zdm_step_down(st, 1), zdm_step_down(st, 2));
+        for (int k = 0; k < (same ? 1 : 2); k++) {
+            const char *sql = zdm_step_sql(st, k + 1), *down = zdm_step_down(st, k + 1);
+            char label[32];
+            if (!same)
+                fprintf(f, "     [%s]\n", dn[k]);
+            if (!sql) {
+                const char *why = st->unsupported_for[k];
+                fprintf(f, "     (no SQL for %s: %s)\n", dn[k], why ? why : "the step cannot run there");
+                continue;
             }
-            fputc('\n', f);
-        } else {
-            fprintf(f, " (lock_timeout %s, %d tries)\n", zdm_format_duration(lt, d1, sizeof d1), tries);
-            static const char *const dn[] = {"pg", "sqlite"};
-            int same = !st->sql_for[0] && !st->sql_for[1] && !st->down_for[0] && !st->down_for[1];
-            for (int k = 0; k < (same ? 1 : 2); k++) {
-                const char *sql = zdm_step_sql(st, k + 1), *down = zdm_step_down(st, k + 1);
-                char label[32];
-                if (!same)
-                    fprintf(f, "     [%s]\n", dn[k]);
-                if (!sql) {
-                    fprintf(f, "     (no SQL for %s: the step cannot run there)\n", dn[k]);
-                    continue;
-                }
-                snprintf(label, sizeof label, "sql%s:", zdm_step_in_transaction(st, sql) ? "" : " (no transaction)");
-                print_block(f, label, sql);
-                if (down)
-                    print_block(f, "down:", down);
-                else
-                    fprintf(f, "     down: (none: rollback of this step is refused)\n");
-            }
+            snprintf(label, sizeof label, "sql%s:", zdm_step_in_transaction(st, sql) ? "" : " (no transaction)");
+            print_block(f, label, sql);
+            if (down)
+                print_block(f, "down:", down);
+            else
+                fprintf(f, "     down: (none: rollback of this step is refused)\n");
         }
     }
 }

@@ -74,7 +74,8 @@ static zdm_step *add(gen *g, const zdm_step *src, const char *name, char *pg, ch
     }
     zdm_step *s = &g->v[g->n++];
     memset(s, 0, sizeof *s);
-    s->name = zdm_xstrdup(name);
+    /* the plan's own name for the step leads, so logs and history show it */
+    s->name = src->name ? zdm_xasprintf("%s: %s", src->name, name) : zdm_xstrdup(name);
     s->sql_for[PG] = pg;
     s->down_for[PG] = pg_down;
     s->sql_for[SQ] = sq;
@@ -376,6 +377,26 @@ static char *pg_drop_version_schema(const zdm_plan *p)
     return s;
 }
 
+/* Contract: the view schema goes once the table itself has the new names
+ * (after the old column is dropped / the new one renamed into place, so
+ * the new application never sees the old column through public).
+ *
+ * Fixed: the view schema used to stay after contract.  Its view pins the
+ * table's columns, so a later plan dropping or retyping one of them failed
+ * ("other objects depend on it"), and the new application, still on
+ * search_path zdm_v_<plan>, kept reading a column list frozen at expand.
+ * Once the schema is gone that search_path entry is skipped and the
+ * application reads the table itself.  No down: the contract of these
+ * operations drops a column, which cannot be undone anyway. */
+static zdm_step *contract_version_schema(opctx *o, gen *ct, const char *table, int sqlite_ok)
+{
+    char schema[128], name[256];
+    zdm_ops_version_schema(o->p, schema, sizeof schema);
+    snprintf(name, sizeof name, "drop the view schema %s (%s has the new names now)", schema, table);
+    return add(ct, o->s, name, pg_drop_version_schema(o->p), NULL,
+               sqlite_ok ? zdm_xstrdup("SELECT 1 /* SQLite: no view schema */") : NULL, NULL);
+}
+
 /* ---- the operations ---- */
 
 static void op_create_table(opctx *o, gen *ex, const char *table, const char *tq)
@@ -406,15 +427,31 @@ static void op_create_table(opctx *o, gen *ex, const char *table, const char *tq
             }
         }
         const toml_value *nl = toml_get(c, "nullable"), *df = toml_get(c, "default"), *pk = toml_get(c, "primary_key");
+        /* Fixed: a column's `default` that was not a string (default = 0,
+         * default = false) and a non-boolean nullable / primary_key were
+         * dropped without a word, so the table came out without them.
+         * Numbers and booleans are taken as add_column takes them; any
+         * other type is an error. */
+        if ((nl && nl->type != TOML_BOOL) || (pk && pk->type != TOML_BOOL) ||
+            (df && df->type != TOML_STRING && df->type != TOML_INTEGER && df->type != TOML_BOOL)) {
+            bad(o, "column \"%s\": nullable and primary_key must be true or false, default a SQL expression in a "
+                   "string, an integer or a boolean%s", nm->u.str.ptr, NULL);
+            zdm_buf_free(&b);
+            return;
+        }
         char *q = zdm_ops_quote(nm->u.str.ptr, 0);
         zdm_buf_printf(&b, "    %s %s", q, ty->u.str.ptr);
         free(q);
-        if (pk && pk->type == TOML_BOOL && pk->u.boolean)
+        if (pk && pk->u.boolean)
             zdm_buf_puts(&b, " PRIMARY KEY");
-        else if (nl && nl->type == TOML_BOOL && !nl->u.boolean)
+        else if (nl && !nl->u.boolean)
             zdm_buf_puts(&b, " NOT NULL");
         if (df && df->type == TOML_STRING)
             zdm_buf_printf(&b, " DEFAULT %s", df->u.str.ptr);
+        else if (df && df->type == TOML_INTEGER)
+            zdm_buf_printf(&b, " DEFAULT %lld", (long long)df->u.integer);
+        else if (df)
+            zdm_buf_puts(&b, df->u.boolean ? " DEFAULT true" : " DEFAULT false");
         zdm_buf_puts(&b, i + 1 < cols->u.array.len ? ",\n" : "");
     }
     char *pkcols = toml_get(o->s->fields, "primary_key") ? fcols(o, "primary_key", NULL) : NULL;
@@ -728,6 +765,7 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
     snprintf(name, sizeof name, "drop the old column %s.%s", table, col);
     add(ct, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL,
         zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+    contract_version_schema(o, ct, table, 1);
     free(cq);
     free(toq);
 }
@@ -763,6 +801,8 @@ static void op_change_type(opctx *o, gen *g, gen *ct, const char *table, const c
     s = add(ct, o->s, name,
             zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s;\nALTER TABLE %s RENAME COLUMN %s TO %s", tq, cq, tq, tmpq, cq),
             NULL, NULL, NULL);
+    no_sqlite(s, why);
+    s = contract_version_schema(o, ct, table, 0);
     no_sqlite(s, why);
     free(cq);
     free(tmpq);
@@ -864,6 +904,68 @@ static void free_op_step(zdm_step *s)
     free(s->from_op);
 }
 
+/* Fixed (new check): rename_table leaves a view under the old name from
+ * the moment its expand step runs.  Any other operation of the plan that
+ * names the old table after that works on the view: later expand steps,
+ * contract operations, the implied contract steps of an earlier op (SET
+ * NOT NULL, ...) and the dual-write trigger of a backfill (PostgreSQL
+ * refuses row triggers on a view) all failed halfway through a phase.
+ * Refused at load instead, with what to do. */
+static int later_work(const zdm_step *s)
+{
+    if (strcmp(s->op, "set_not_null") == 0 || strcmp(s->op, "rename_column") == 0 ||
+        strcmp(s->op, "change_type") == 0)
+        return 1;
+    if (strcmp(s->op, "add_column") != 0)
+        return 0;
+    const toml_value *nl = toml_get(s->fields, "nullable");
+    return toml_get(s->fields, "up") ||
+           (nl && nl->type == TOML_BOOL && !nl->u.boolean && !toml_get(s->fields, "default"));
+}
+
+static int check_rename_table(zdm_plan *p, zdm_diags *diags)
+{
+    int errors = 0;
+    for (size_t i = 0; i < p->nexpand; i++) {
+        const zdm_step *r = &p->expand[i];
+        if (!r->op || strcmp(r->op, "rename_table") != 0)
+            continue;
+        const toml_value *tv = toml_get(r->fields, "table"), *to = toml_get(r->fields, "to");
+        if (!tv || tv->type != TOML_STRING || !to || to->type != TOML_STRING)
+            continue;
+        const char *old = tv->u.str.ptr;
+        for (int ph = 0; ph < 2; ph++) {
+            zdm_step *v = ph ? p->contract : p->expand;
+            size_t n = ph ? p->ncontract : p->nexpand;
+            for (size_t j = 0; j < n; j++) {
+                const zdm_step *s = &v[j];
+                if (s == r || !s->op)
+                    continue;
+                const toml_value *t = toml_get(s->fields, "table");
+                if (!t || t->type != TOML_STRING || strcmp(t->u.str.ptr, old) != 0)
+                    continue;
+                /* Before the rename in expand, on the table itself, is
+                 * fine -- unless the op leaves work for later phases. */
+                if (!ph && j < i && !later_work(s))
+                    continue;
+                zdm_diag_add(diags, p->path, s->line, s->col,
+                             "%s step %d (op \"%s\"): table \"%s\" is renamed to \"%s\" by expand step %d, and "
+                             "from then on the old name is a view; put the rename in a plan of its own",
+                             ph ? "contract" : "expand", s->index, s->op, old, to->u.str.ptr, r->index);
+                errors++;
+            }
+        }
+        if (p->backfill && p->backfill->table && strcmp(p->backfill->table, old) == 0) {
+            zdm_diag_add(diags, p->path, p->backfill->line, p->backfill->col,
+                         "[backfill] table \"%s\" is renamed to \"%s\" by expand step %d: its dual-write "
+                         "triggers cannot go on the view left under the old name; put the rename in a plan of its own",
+                         old, to->u.str.ptr, r->index);
+            errors++;
+        }
+    }
+    return errors;
+}
+
 int zdm_ops_expand(zdm_plan *p, zdm_diags *diags)
 {
     int any = 0;
@@ -873,8 +975,10 @@ int zdm_ops_expand(zdm_plan *p, zdm_diags *diags)
         any |= p->contract[i].op != NULL;
     if (!any)
         return 0;
+    int errors = check_rename_table(p, diags);
+    if (errors)
+        return errors;
     gen ex = {0}, implied = {0}, ct = {0};
-    int errors = 0;
     for (size_t i = 0; i < p->nexpand; i++) {
         zdm_step *s = &p->expand[i];
         if (!s->op) {

@@ -849,7 +849,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     if (!c.errors)
         c.errors += zdm_ops_expand(p, diags);
 
-    if (!p->nexpand && !p->backfill && !p->ncontract)
+    if (!c.errors && !p->nexpand && !p->backfill && !p->ncontract)
         bad(&c, 1, 1, "the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
 
     if (c.errors) {

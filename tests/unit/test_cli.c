@@ -242,7 +242,12 @@ static void test_help_command(void **state)
            "usage: zdm [global options] plan show PLAN\n\n"
            "Shows one plan (an id from --plans, or a path to a .toml file): its\n"
            "expand steps, backfill, cutover hooks, contract and hooks.  --json prints\n"
-           "the same as a JSON object.\n",
+           "the same as a JSON object.  --sql prints the SQL of every phase for one\n"
+           "dialect (--dialect pg|sqlite; default: from --db, else pg), including what\n"
+           "structured operations (op = ...) turn into.\n\n"
+           "Options:\n"
+           "  --sql           print the SQL each step runs\n"
+           "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n",
            "");
     expect(zdm("help", "nosuch", NULL), 2, "", "zdm: no such command \"nosuch\"\n");
 }
@@ -513,7 +518,9 @@ static void test_plan_show_text_full(void **state)
         "  DDL      lock_timeout 2.0s, 10 tries, statement_timeout none\n"
         "\n"
         "expand (2 steps)\n"
-        "  1. first name \xe2\x80\x94 op add_column: table=\"users\" column=\"first\" type=\"text\" nullable=true\n"
+        "  1. first name: add column users.first \xe2\x80\x94 op add_column (lock_timeout 2.0s, 10 tries)\n"
+        "     sql: ALTER TABLE \"users\" ADD COLUMN \"first\" text\n"
+        "     down: ALTER TABLE \"users\" DROP COLUMN \"first\"\n"
         "  2. sql (lock_timeout 5.0s, 3 tries)\n"
         "     [pg]\n"
         "     sql (no transaction): CREATE INDEX CONCURRENTLY i ON users (first)\n"

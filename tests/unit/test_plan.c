@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ops.h"
 #include "plan.h"
 #include "util.h"
 
@@ -229,11 +230,9 @@ static void test_wrong_types(void **state)
     EXPECT("requires = [\"0001\", 2]\n" STEP,
            "plans/0002.toml:1:21: the plan.requires[1] must be a string, not an integer");
     EXPECT("expand = \"x\"\n",
-           "plans/0002.toml:1:10: the plan.expand must be a table, not a string",
-           "plans/0002.toml:1:1: the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
+           "plans/0002.toml:1:10: the plan.expand must be a table, not a string");
     EXPECT("expand.steps = 5\n",
-           "plans/0002.toml:1:16: expand.steps must be an array of tables ([[expand.steps]]), not an integer",
-           "plans/0002.toml:1:1: the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
+           "plans/0002.toml:1:16: expand.steps must be an array of tables ([[expand.steps]]), not an integer");
     EXPECT(STEP "[backfill]\ntable = \"t\"\nset.a = \"b\"\n[backfill.throttle]\ncheck_autovacuum = \"yes\"\n",
            "plans/0002.toml:7:20: [backfill.throttle].check_autovacuum must be a bool, not a string");
     EXPECT("[backfill]\ntable = \"t\"\nset.a = 1\n",
@@ -241,8 +240,7 @@ static void test_wrong_types(void **state)
     EXPECT("[[expand.steps]]\nsql = \"SELECT 1\"\ntransaction = 1\n",
            "plans/0002.toml:3:15: expand step 1.transaction must be a bool, not an integer");
     EXPECT("expand.steps = [1]\n",
-           "plans/0002.toml:1:17: expand.steps[1] must be a table with \"sql\" or \"op\"",
-           "plans/0002.toml:1:1: the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
+           "plans/0002.toml:1:17: expand.steps[1] must be a table with \"sql\" or \"op\"");
     EXPECT("[backfill]\ntable = \"t\"\nset.a = \"b\"\ndual_write = \"yes\"\n",
            "plans/0002.toml:4:14: [backfill] dual_write must be a table or a boolean");
     EXPECT("[[expand.steps]]\nsql = 1\n",
@@ -298,10 +296,85 @@ static void test_op_in_wrong_phase(void **state)
     /* both-phase ops are fine in either */
     zdm_plan *p = load_ok("[[expand.steps]]\nop = \"add_index\"\ntable = \"t\"\ncolumns = [\"a\"]\n"
                           "[[contract.steps]]\nop = \"add_index\"\ntable = \"t\"\ncolumns = [\"b\"]\n");
-    assert_string_equal(p->expand[0].op, "add_index");
-    assert_string_equal(p->contract[0].op, "add_index");
-    assert_null(p->expand[0].sql);
+    assert_string_equal(p->expand[0].from_op, "add_index");
+    assert_string_equal(p->contract[0].from_op, "add_index");
+    assert_null(p->expand[0].op);
+    assert_non_null(strstr(zdm_step_sql(&p->expand[0], 1), "(\"a\")"));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[0], 1), "(\"b\")"));
     zdm_plan_free(p);
+}
+
+static void test_ops_rename_column(void **state)
+{
+    (void)state;
+    zdm_plan *p = load_ok("[[expand.steps]]\nop = \"rename_column\"\ntable = \"emp\"\ncolumn = \"name\"\nto = \"full_name\"\n");
+    /* new column, view schema; contract drops the old column */
+    assert_int_equal(p->nexpand, 2);
+    assert_non_null(strstr(zdm_step_sql(&p->expand[0], 2), "ADD COLUMN \"full_name\""));
+    assert_non_null(strstr(zdm_step_sql(&p->expand[1], 1), "CREATE SCHEMA IF NOT EXISTS \"zdm_v_0002\""));
+    assert_int_equal(p->version_schema, 1);
+    assert_int_equal(p->ncontract, 1);
+    assert_string_equal(zdm_step_sql(&p->contract[0], 1), "ALTER TABLE \"emp\" DROP COLUMN \"name\"");
+    assert_null(zdm_step_down(&p->contract[0], 1));
+    /* the implied backfill copies both ways */
+    const zdm_backfill *b = p->backfill;
+    assert_non_null(b);
+    assert_string_equal(b->table, "emp");
+    assert_int_equal(b->nset, 1);
+    assert_string_equal(b->set[0].column, "full_name");
+    assert_string_equal(b->set[0].expr, "\"name\"");
+    assert_int_equal(b->nreverse, 1);
+    assert_string_equal(b->reverse[0].column, "name");
+    assert_string_equal(b->reverse[0].expr, "\"full_name\"");
+    assert_int_equal(b->dw_sources.n, 1);
+    assert_string_equal(b->dw_sources.v[0], "name");
+    zdm_plan_free(p);
+}
+
+static void test_ops_change_type(void **state)
+{
+    (void)state;
+    zdm_plan *p = load_ok("[[expand.steps]]\nop = \"change_type\"\ntable = \"t\"\ncolumn = \"amount\"\n"
+                          "type = \"numeric(12,2)\"\nup = \"amount / 100.0\"\ndown = \"(amount * 100)::int\"\n");
+    assert_string_equal(zdm_step_sql(&p->expand[0], 1), "ALTER TABLE \"t\" ADD COLUMN \"_zdm_amount\" numeric(12,2)");
+    /* SQLite cannot: no SQL, and the reason */
+    assert_null(zdm_step_sql(&p->expand[0], 2));
+    assert_non_null(strstr(p->expand[0].unsupported_for[1], "rebuilding the table"));
+    /* down is written with the column's name for the new value */
+    assert_string_equal(p->backfill->reverse[0].expr, "(\"_zdm_amount\" * 100)::int");
+    assert_string_equal(p->backfill->set[0].expr, "amount / 100.0");
+    assert_string_equal(zdm_step_sql(&p->contract[0], 1),
+                        "ALTER TABLE \"t\" DROP COLUMN \"amount\";\nALTER TABLE \"t\" RENAME COLUMN \"_zdm_amount\" TO \"amount\"");
+    zdm_plan_free(p);
+}
+
+static void test_ops_errors(void **state)
+{
+    (void)state;
+    /* one backfill per plan */
+    EXPECT("[[expand.steps]]\nop = \"rename_column\"\ntable = \"t\"\ncolumn = \"a\"\nto = \"b\"\n"
+           "[backfill]\ntable = \"t\"\nset.c = \"1\"\n",
+           "plans/0002.toml:1:1: expand step 1 (op \"rename_column\"): this operation copies data, and the plan "
+           "already has a backfill; put it in a plan of its own");
+    /* NOT NULL needs a way to fill the rows already there */
+    EXPECT("[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"int\"\nnullable = false\n",
+           "plans/0002.toml:1:1: expand step 1 (op \"add_column\"): a NOT NULL column without a default needs "
+           "up = \"SQL expression\" to fill the existing rows");
+    EXPECT("[[expand.steps]]\nop = \"add_foreign_key\"\ntable = \"t\"\ncolumns = [\"a\"]\nreferences = \"u\"\n"
+           "references_columns = [\"id\"]\non_delete = \"explode\"\n",
+           "plans/0002.toml:1:1: expand step 1 (op \"add_foreign_key\"): \"explode\" is not a foreign key action "
+           "(NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT)");
+}
+
+static void test_ops_quote(void **state)
+{
+    (void)state;
+    char *q = zdm_ops_quote("we\"ird", 0);
+    assert_string_equal(q, "\"we\"\"ird\"");
+    free(q);
+    q = zdm_ops_quote("app.events", 1);
+    assert_string_equal(q, "\"app\".\"events\"");
+    free(q);
 }
 
 static void test_invalid_identifiers(void **state)
@@ -622,7 +695,7 @@ static void test_fields_parsed(void **state)
         "sql = \"CREATE INDEX CONCURRENTLY j ON t (a)\"\n"
         "transaction = true\n"
         "[[expand.steps]]\n"
-        "op = \"change_type\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"bigint\"\nup = \"a::bigint\"\ndown = \"a::int\"\n"
+        "op = \"add_index\"\ntable = \"t\"\ncolumns = [\"a\", \"b\"]\n"
         "[backfill]\n"
         "table = \"public.t\"\n"
         "key = \"id\"\n"
@@ -670,11 +743,17 @@ static void test_fields_parsed(void **state)
     assert_int_equal(zdm_step_in_transaction(&s[1], s[1].sql), 0);
     assert_int_equal(s[2].transaction, 1); /* explicit wins over detection */
     assert_int_equal(zdm_step_in_transaction(&s[2], s[2].sql), 1);
+    /* an op step becomes raw SQL per dialect, remembering its op */
     assert_int_equal(s[3].index, 4);
-    assert_string_equal(s[3].op, "change_type");
+    assert_null(s[3].op);
+    assert_string_equal(s[3].from_op, "add_index");
     assert_null(s[3].sql);
-    assert_null(s[3].down); /* change_type's down is an expression, not undo SQL */
-    assert_non_null(toml_get(s[3].fields, "up"));
+    assert_string_equal(zdm_step_sql(&s[3], 1),
+                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"t_a_b_idx\" ON \"t\" (\"a\", \"b\")");
+    assert_string_equal(zdm_step_down(&s[3], 1), "DROP INDEX CONCURRENTLY IF EXISTS \"t_a_b_idx\"");
+    assert_string_equal(zdm_step_sql(&s[3], 2), "CREATE INDEX IF NOT EXISTS \"t_a_b_idx\" ON \"t\" (\"a\", \"b\")");
+    assert_int_equal(zdm_step_in_transaction(&s[3], zdm_step_sql(&s[3], 1)), 0);
+    assert_int_equal(zdm_step_in_transaction(&s[3], zdm_step_sql(&s[3], 2)), 1);
 
     const zdm_backfill *b = p->backfill;
     assert_non_null(b);
@@ -1250,6 +1329,10 @@ int main(void)
         cmocka_unit_test(test_plan_paths),
         cmocka_unit_test(test_all_errors_of_a_file),
         cmocka_unit_test(test_fields_parsed),
+        cmocka_unit_test(test_ops_rename_column),
+        cmocka_unit_test(test_ops_change_type),
+        cmocka_unit_test(test_ops_errors),
+        cmocka_unit_test(test_ops_quote),
         cmocka_unit_test(test_plan_defaults),
         cmocka_unit_test(test_real_plans_load),
         cmocka_unit_test(test_load_file),
