@@ -55,9 +55,10 @@ typedef struct worker {
     int pg;
     zdm_strv key;
     char *tbl;              /* quoted table */
-    char *peek_sql[2];      /* [0] first batch of a range (no cursor), [1] with cursor */
-    char *update_sql[2];
-    char *combo_sql[2];     /* PostgreSQL: peek + update in one statement */
+    /* [0] first batch of a range (no cursor), [1] with cursor */
+    char *peek_sql[2];      /* SQLite: the batch's last key and size */
+    char *update_sql[2];    /* SQLite: convert up to that key */
+    char *combo_sql[2];     /* PostgreSQL: both in one statement */
     char me[320];           /* owner id: user@host pid N */
     zdm_throttle th;        /* plan settings + live overrides */
     zdm_pacer pacer;
@@ -133,106 +134,107 @@ static void key_cmp(worker *w, zdm_buf *b, const char *op, int first)
     zdm_buf_puts(b, multi ? ")" : "");
 }
 
-static void build_sql(worker *w)
+/* "SELECT k FROM t WHERE [k > cursor AND] k <= bound ORDER BY k LIMIT $1":
+ * the keys of the next batch.  Cursor params start at $2. */
+static void batch_keys(worker *w, zdm_buf *b, int with_cursor)
+{
+    zdm_buf_puts(b, "SELECT ");
+    cols_list(w, b, "");
+    zdm_buf_printf(b, " FROM %s WHERE ", w->tbl);
+    if (with_cursor) {
+        key_cmp(w, b, ">", 2);
+        zdm_buf_puts(b, " AND ");
+    }
+    key_cmp(w, b, "<=", with_cursor ? 2 + (int)w->key.n : 2);
+    zdm_buf_puts(b, " ORDER BY ");
+    cols_list(w, b, "");
+    zdm_buf_puts(b, " LIMIT $1");
+}
+
+/* "UPDATE t SET c = (expr), ... WHERE " */
+static void update_head(worker *w, zdm_buf *b)
 {
     const zdm_backfill *bf = w->plan->backfill;
-    int n = (int)w->key.n;
+    zdm_buf_printf(b, "UPDATE %s SET ", w->tbl);
+    for (size_t i = 0; i < bf->nset; i++) {
+        char *q = zdm_db_ident(w->db, bf->set[i].column);
+        zdm_buf_printf(b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
+        free(q);
+    }
+    zdm_buf_puts(b, " WHERE ");
+}
+
+/* " AND (where) AND (c IS DISTINCT FROM (expr) OR ...)": the plan's filter,
+ * and skipping rows the triggers (or an earlier run) already made right --
+ * no dead tuple, no trigger, no WAL for them. */
+static void update_filter(worker *w, zdm_buf *b)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    if (bf->where)
+        zdm_buf_printf(b, " AND (%s)", bf->where);
+    zdm_buf_puts(b, " AND (");
+    for (size_t i = 0; i < bf->nset; i++) {
+        char *q = zdm_db_ident(w->db, bf->set[i].column);
+        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->pg ? "IS DISTINCT FROM" : "IS NOT",
+                       bf->set[i].expr);
+        free(q);
+    }
+    zdm_buf_puts(b, ")");
+}
+
+static void build_sql(worker *w)
+{
+    int n = (int)w->key.n, multi = n > 1;
     for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
-        /* Peek: the last key of the next batch, and how many keys it has.
-         * $1 = batch size, then cursor (if any), then the range's bound. */
         zdm_buf b = {0};
+        if (w->pg) {
+            /* One statement: the batch's keys are read once, its rows
+             * converted, and its last key and counts returned.  $1 = batch
+             * size, then the cursor (if any), then the range's bound. */
+            zdm_buf_puts(&b, "WITH zdm_batch AS MATERIALIZED (");
+            batch_keys(w, &b, with_cursor);
+            zdm_buf_puts(&b, "), zdm_last AS (SELECT ");
+            cols_list(w, &b, "");
+            zdm_buf_puts(&b, " FROM zdm_batch ORDER BY ");
+            cols_list(w, &b, " DESC");
+            zdm_buf_puts(&b, " LIMIT 1), zdm_upd AS (");
+            update_head(w, &b);
+            if (with_cursor) {
+                key_cmp(w, &b, ">", 2);
+                zdm_buf_puts(&b, " AND ");
+            }
+            zdm_buf_puts(&b, multi ? "(" : "");
+            cols_list(w, &b, "");
+            zdm_buf_puts(&b, multi ? ")" : "");
+            zdm_buf_puts(&b, " <= (SELECT ");
+            cols_list(w, &b, "");
+            zdm_buf_puts(&b, " FROM zdm_last)");
+            update_filter(w, &b);
+            zdm_buf_puts(&b, " RETURNING 1) SELECT ");
+            cols_list(w, &b, "");
+            zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
+            w->combo_sql[with_cursor] = zdm_buf_take(&b);
+            continue;
+        }
+        /* SQLite (no data-modifying CTEs): peek at the batch's last key and
+         * size, then update every row from the cursor up to it. */
         zdm_buf_puts(&b, "SELECT ");
         cols_list(w, &b, "");
-        zdm_buf_puts(&b, ", count(*) OVER () FROM (SELECT ");
-        cols_list(w, &b, "");
-        zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
-        if (with_cursor) {
-            key_cmp(w, &b, ">", 2);
-            zdm_buf_puts(&b, " AND ");
-        }
-        key_cmp(w, &b, "<=", with_cursor ? 2 + n : 2);
-        zdm_buf_puts(&b, " ORDER BY ");
-        cols_list(w, &b, "");
-        zdm_buf_puts(&b, " LIMIT $1) zdm_batch ORDER BY ");
+        zdm_buf_puts(&b, ", count(*) OVER () FROM (");
+        batch_keys(w, &b, with_cursor);
+        zdm_buf_puts(&b, ") zdm_batch ORDER BY ");
         cols_list(w, &b, " DESC");
         zdm_buf_puts(&b, " LIMIT 1");
         w->peek_sql[with_cursor] = zdm_buf_take(&b);
 
-        /* Update: cursor (if any), then the batch's last key. */
-        zdm_buf_printf(&b, "UPDATE %s SET ", w->tbl);
-        for (size_t i = 0; i < bf->nset; i++) {
-            char *q = zdm_db_ident(w->db, bf->set[i].column);
-            zdm_buf_printf(&b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
-            free(q);
-        }
-        zdm_buf_puts(&b, " WHERE ");
+        update_head(w, &b);
         if (with_cursor) {
             key_cmp(w, &b, ">", 1);
             zdm_buf_puts(&b, " AND ");
         }
         key_cmp(w, &b, "<=", with_cursor ? 1 + n : 1);
-        if (bf->where)
-            zdm_buf_printf(&b, " AND (%s)", bf->where);
-        /* Rows the triggers (or an earlier run) already made right are
-         * not written again: no dead tuple, no trigger, no WAL. */
-        zdm_buf_puts(&b, " AND (");
-        for (size_t i = 0; i < bf->nset; i++) {
-            char *q = zdm_db_ident(w->db, bf->set[i].column);
-            zdm_buf_printf(&b, "%s%s %s (%s)", i ? " OR " : "", q,
-                           w->pg ? "IS DISTINCT FROM" : "IS NOT", bf->set[i].expr);
-            free(q);
-        }
-        zdm_buf_puts(&b, ")");
+        update_filter(w, &b);
         w->update_sql[with_cursor] = zdm_buf_take(&b);
-
-        if (!w->pg)
-            continue;
-        /* PostgreSQL runs both in one statement: one round trip, and the
-         * batch's keys are read once.  Params as for the peek. */
-        int multi = n > 1;
-        zdm_buf_puts(&b, "WITH zdm_batch AS MATERIALIZED (SELECT ");
-        cols_list(w, &b, "");
-        zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
-        if (with_cursor) {
-            key_cmp(w, &b, ">", 2);
-            zdm_buf_puts(&b, " AND ");
-        }
-        key_cmp(w, &b, "<=", with_cursor ? 2 + n : 2);
-        zdm_buf_puts(&b, " ORDER BY ");
-        cols_list(w, &b, "");
-        zdm_buf_puts(&b, " LIMIT $1), zdm_last AS (SELECT ");
-        cols_list(w, &b, "");
-        zdm_buf_puts(&b, " FROM zdm_batch ORDER BY ");
-        cols_list(w, &b, " DESC");
-        zdm_buf_printf(&b, " LIMIT 1), zdm_upd AS (UPDATE %s SET ", w->tbl);
-        for (size_t i = 0; i < bf->nset; i++) {
-            char *q = zdm_db_ident(w->db, bf->set[i].column);
-            zdm_buf_printf(&b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
-            free(q);
-        }
-        zdm_buf_puts(&b, " WHERE ");
-        if (with_cursor) {
-            key_cmp(w, &b, ">", 2);
-            zdm_buf_puts(&b, " AND ");
-        }
-        zdm_buf_puts(&b, multi ? "(" : "");
-        cols_list(w, &b, "");
-        zdm_buf_puts(&b, multi ? ")" : "");
-        zdm_buf_puts(&b, " <= (SELECT ");
-        cols_list(w, &b, "");
-        zdm_buf_puts(&b, " FROM zdm_last)");
-        if (bf->where)
-            zdm_buf_printf(&b, " AND (%s)", bf->where);
-        zdm_buf_puts(&b, " AND (");
-        for (size_t i = 0; i < bf->nset; i++) {
-            char *q = zdm_db_ident(w->db, bf->set[i].column);
-            zdm_buf_printf(&b, "%s%s IS DISTINCT FROM (%s)", i ? " OR " : "", q, bf->set[i].expr);
-            free(q);
-        }
-        zdm_buf_puts(&b, ") RETURNING 1) SELECT ");
-        cols_list(w, &b, "");
-        zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
-        w->combo_sql[with_cursor] = zdm_buf_take(&b);
     }
 }
 
