@@ -63,8 +63,10 @@ static const cmd commands[] = {
      "lock_timeout retried with backoff.  A run that stopped half-way resumes at\n"
      "the first step not done.  Refused (exit 3) while another run holds the plan,\n"
      "when required plans are not complete, when the file changed since it was\n"
-     "applied, or before the contract is due.\n",
-     OPT_DRY_RUN | OPT_NO_BACKUP | OPT_HOOKS_ONLY, 1, 1, zdm_cmd_advance},
+     "applied, or before the contract is due.  Before expand and contract it runs\n"
+     "zdm lint and refuses (exit 3) on an error the plan's allow_unsafe or\n"
+     "--allow RULE[,RULE] does not allow.\n",
+     OPT_DRY_RUN | OPT_NO_BACKUP | OPT_HOOKS_ONLY | OPT_ALLOW, 1, 1, zdm_cmd_advance},
     {NULL, "rollback", "PLAN", "undo expand (or contract, when it has downs)",
      "Before contract: runs the down of every applied expand step, newest first,\n"
      "and marks the plan rolled_back.  Refuses before changing anything when an\n"
@@ -122,6 +124,20 @@ static const cmd commands[] = {
      "For a systemd timer or cron: advances every cut-over plan whose contract is\n"
      "due.  Safe when several hosts run it at once: each plan is contracted once.\n",
      OPT_NO_BACKUP, 0, 0, zdm_cmd_run_due},
+    {NULL, "lint", "[PLAN|PATH...]", "find SQL that would lock or break the running application",
+     "Parses the PostgreSQL SQL of every raw step (sql.pg, else sql; SQLite-only\n"
+     "steps are skipped) with PostgreSQL's own grammar and reports, as\n"
+     "FILE:LINE: error[RULE]: why -- the safe alternative:\n"
+     "  parse-error, index-not-concurrent, add-column-volatile-default,\n"
+     "  alter-type-rewrite, set-not-null, constraint-not-valid,\n"
+     "  destructive-in-expand, heavy-lock, mass-dml-in-expand,\n"
+     "  multi-ddl-no-transaction (errors); missing-down, allow-unknown-rule\n"
+     "  (warnings); sqlite-only (info).\n"
+     "A plan allows a rule with allow_unsafe = [\"RULE\"] or\n"
+     "[{rule = \"RULE\", reason = \"...\"}].  Default: every plan in --plans.\n"
+     "Exit 0 when no error remains (warnings are fine), 3 when one does, 2 when\n"
+     "a plan is invalid.  --json prints {\"findings\": [...], \"errors\": N}.\n",
+     OPT_ALLOW, 0, ZDM_CLI_MAX_POS, zdm_cmd_lint},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -66,6 +66,7 @@ int zdm_cmd_set(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_lint(zdm_cli *cli, zdm_err *err);
 
 #endif
 

@@ -85,7 +85,8 @@ int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &s.project, cli->hooks_only};
+        zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &s.project, cli->hooks_only,
+                           cli->allow};
         rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
     }
     close_session(&s);
@@ -97,7 +98,7 @@ int zdm_cmd_rollback(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0};
+        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0, NULL};
         rc = zdm_life_rollback(s.db, s.plan, &o, err);
     }
     close_session(&s);
@@ -459,7 +460,7 @@ int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err)
                                           ? "the cutover already happened (zdm history shows when)"
                                           : "advance the plan to backfilled first");
         } else {
-            zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0};
+            zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0, NULL};
             rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
         }
     }
@@ -516,7 +517,7 @@ int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err)
     int rc = open_session(cli, &s, NULL, err);
     int advanced = 0;
     if (rc == 0) {
-        zdm_life_opts o = {0, cli->no_backup, cli->out, cli->db_url, &s.project, 0};
+        zdm_life_opts o = {0, cli->no_backup, cli->out, cli->db_url, &s.project, 0, NULL};
         rc = zdm_life_run_due(s.db, &s.set, &o, &advanced, err);
     }
     if (rc == 0 || advanced) {

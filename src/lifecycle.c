@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "backfill.h"
+#include "lint.h"
 #include "phase.h"
 #include "util.h"
 
@@ -345,7 +346,13 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
                 zdm_db_dialect_name(c->db), zdm_phase_name(from), zdm_phase_name(to));
 
     int rc = 0;
-    /* Gates first: a refusal changes nothing. */
+    /* Gates first: a refusal changes nothing.  The linter comes first. */
+    if (to == ZDM_EXPANDED || to == ZDM_COMPLETE) {
+        rc = zdm_lint_gate(p, set, to == ZDM_EXPANDED ? ZDM_PHASE_EXPAND : ZDM_PHASE_CONTRACT,
+                           c->o->allow, err);
+        if (rc != 0)
+            return c->o->dry_run || rc != ZDM_EXIT_REFUSED ? rc : refuse(c, "advance", to, err);
+    }
     if (to == ZDM_EXPANDED) {
         rc = check_requires(c, set, err);
         if (rc == 0)
@@ -589,7 +596,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
 
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err)
 {
-    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0};
+    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL};
     ctx c;
     memset(&c, 0, sizeof c);
     c.db = db;
@@ -664,7 +671,7 @@ const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st,
 
 int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *err)
 {
-    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0};
+    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL};
     ctx c;
     memset(&c, 0, sizeof c);
     c.db = db;

@@ -25,6 +25,7 @@ typedef struct zdm_life_opts {
     const char *url; /* the database URL: the backfill worker opens its own connection */
     const zdm_project *project; /* zdm.toml defaults (hooks), may be NULL */
     int hooks_only;  /* advance: re-run the after_* hooks of the current phase */
+    const char *allow; /* advance: lint rule ids allowed (--allow), comma-separated, or NULL */
 } zdm_life_opts;
 
 /* Moves the plan one phase forward. */

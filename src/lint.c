@@ -1,0 +1,1332 @@
+/*
+ * lint.c -- zdm lint (see lint.h).
+ *
+ * Each step's SQL goes through libpg_query, which returns the PostgreSQL
+ * parse tree as JSON: {"stmts": [{"stmt": {"IndexStmt": {...}},
+ * "stmt_location": N}, ...]}.  The rules read that tree with jansson, one
+ * statement at a time, while a small model of the schema (tables, column
+ * types, validated NOT NULL checks) follows along so that a rule can tell
+ * a table created a moment ago from one the application is using.
+ */
+#include "lint.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <pg_query.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* ---- rules ---- */
+
+static const zdm_lint_rule rules[] = {
+    {"parse-error", ZDM_LINT_ERROR, "the SQL does not parse as PostgreSQL"},
+    {"index-not-concurrent", ZDM_LINT_ERROR,
+     "CREATE INDEX (or ADD UNIQUE / PRIMARY KEY) on an existing table without CONCURRENTLY"},
+    {"add-column-volatile-default", ZDM_LINT_ERROR,
+     "ADD COLUMN whose value is computed per row (volatile default, serial, identity, stored)"},
+    {"alter-type-rewrite", ZDM_LINT_ERROR, "ALTER COLUMN TYPE that rewrites the table"},
+    {"set-not-null", ZDM_LINT_ERROR, "SET NOT NULL without a validated CHECK (col IS NOT NULL) first"},
+    {"constraint-not-valid", ZDM_LINT_ERROR, "ADD FOREIGN KEY / CHECK without NOT VALID"},
+    {"destructive-in-expand", ZDM_LINT_ERROR, "DROP / RENAME / TRUNCATE in expand, while the old application runs"},
+    {"heavy-lock", ZDM_LINT_ERROR, "VACUUM FULL, CLUSTER, LOCK TABLE, REINDEX without CONCURRENTLY"},
+    {"missing-down", ZDM_LINT_WARNING, "an expand step without down: it cannot be rolled back"},
+    {"mass-dml-in-expand", ZDM_LINT_ERROR, "UPDATE or DELETE of a whole table in expand"},
+    {"multi-ddl-no-transaction", ZDM_LINT_ERROR,
+     "several DDL statements on one table in a step that runs without a transaction"},
+    {"allow-unknown-rule", ZDM_LINT_WARNING, "allow_unsafe names a rule zdm lint does not have"},
+    {"sqlite-only", ZDM_LINT_INFO, "the step has SQL for SQLite only: not linted"},
+};
+#define NRULES (sizeof rules / sizeof rules[0])
+
+const zdm_lint_rule *zdm_lint_rules(size_t *n)
+{
+    *n = NRULES;
+    return rules;
+}
+
+const zdm_lint_rule *zdm_lint_rule_find(const char *id)
+{
+    for (size_t i = 0; i < NRULES; i++)
+        if (strcmp(rules[i].id, id) == 0)
+            return &rules[i];
+    return NULL;
+}
+
+const char *zdm_lint_severity_name(zdm_lint_severity s)
+{
+    return s == ZDM_LINT_ERROR ? "error" : s == ZDM_LINT_WARNING ? "warning" : "info";
+}
+
+/* ---- results ---- */
+
+static zdm_lint_finding *add_finding(zdm_lint_result *r, const char *rule, int line, const char *hint,
+                                     const char *fmt, ...) ZDM_PRINTF(5, 6);
+static zdm_lint_finding *add_finding(zdm_lint_result *r, const char *rule, int line, const char *hint,
+                                     const char *fmt, ...)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 8;
+        r->v = zdm_xrealloc(r->v, r->cap * sizeof *r->v);
+    }
+    zdm_lint_finding *f = &r->v[r->n++];
+    memset(f, 0, sizeof *f);
+    const zdm_lint_rule *ru = zdm_lint_rule_find(rule);
+    f->rule = ru ? ru->id : "parse-error";
+    f->severity = ru ? ru->severity : ZDM_LINT_ERROR;
+    f->line = line;
+    f->hint = hint;
+    zdm_buf b = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    zdm_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    f->message = zdm_buf_take(&b);
+    return f;
+}
+
+void zdm_lint_result_free(zdm_lint_result *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].message);
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+size_t zdm_lint_count(const zdm_lint_result *r, zdm_lint_severity sev, int phase)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i].severity == sev && !r->v[i].allowed && (phase < 0 || (int)r->v[i].phase == phase))
+            n++;
+    return n;
+}
+
+/* ---- the schema model ---- */
+
+typedef struct lcol {
+    char *name;
+    char *type;    /* last element of the type name ("varchar", "int4"), "" when unknown */
+    int mods[2];   /* type modifiers: varchar(n), numeric(p, s) */
+    int nmods;
+} lcol;
+
+typedef struct ltable {
+    char *name;        /* "rel", or "schema.rel" outside public */
+    lcol *cols;
+    size_t ncols, cap;
+    unsigned gen;      /* plan generation that created it; 0: before */
+    int phase;         /* phase that created it */
+} ltable;
+
+typedef struct lcheck {
+    char *name;        /* may be "" when unnamed */
+    char *table;
+    char *column;      /* the column of CHECK (column IS NOT NULL) */
+    int validated;
+} lcheck;
+
+struct zdm_lint_ctx {
+    ltable *t;
+    size_t nt, capt;
+    lcheck *ck;
+    size_t nck, capck;
+    unsigned gen;
+};
+
+zdm_lint_ctx *zdm_lint_ctx_new(void)
+{
+    zdm_lint_ctx *c = zdm_xcalloc(1, sizeof *c);
+    c->gen = 1;
+    return c;
+}
+
+static void table_clear(ltable *t)
+{
+    for (size_t i = 0; i < t->ncols; i++) {
+        free(t->cols[i].name);
+        free(t->cols[i].type);
+    }
+    free(t->cols);
+    free(t->name);
+}
+
+static void checks_clear(zdm_lint_ctx *c)
+{
+    for (size_t i = 0; i < c->nck; i++) {
+        free(c->ck[i].name);
+        free(c->ck[i].table);
+        free(c->ck[i].column);
+    }
+    c->nck = 0;
+}
+
+void zdm_lint_ctx_free(zdm_lint_ctx *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nt; i++)
+        table_clear(&c->t[i]);
+    free(c->t);
+    checks_clear(c);
+    free(c->ck);
+    free(c);
+}
+
+void zdm_lint_ctx_next_plan(zdm_lint_ctx *c)
+{
+    c->gen++;
+    checks_clear(c);
+}
+
+static ltable *table_find(zdm_lint_ctx *c, const char *name)
+{
+    for (size_t i = 0; i < c->nt; i++)
+        if (strcmp(c->t[i].name, name) == 0)
+            return &c->t[i];
+    return NULL;
+}
+
+static void table_drop(zdm_lint_ctx *c, const char *name)
+{
+    ltable *t = table_find(c, name);
+    if (!t)
+        return;
+    table_clear(t);
+    *t = c->t[--c->nt];
+}
+
+/* A table created now (or seen for the first time, when gen is 0). */
+static ltable *table_add(zdm_lint_ctx *c, const char *name, unsigned gen, int phase)
+{
+    table_drop(c, name);
+    if (c->nt == c->capt) {
+        c->capt = c->capt ? c->capt * 2 : 8;
+        c->t = zdm_xrealloc(c->t, c->capt * sizeof *c->t);
+    }
+    ltable *t = &c->t[c->nt++];
+    memset(t, 0, sizeof *t);
+    t->name = zdm_xstrdup(name);
+    t->gen = gen;
+    t->phase = phase;
+    return t;
+}
+
+static lcol *col_find(ltable *t, const char *name)
+{
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i].name, name) == 0)
+            return &t->cols[i];
+    return NULL;
+}
+
+static lcol *col_add(ltable *t, const char *name)
+{
+    lcol *k = col_find(t, name);
+    if (k)
+        return k;
+    if (t->ncols == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 8;
+        t->cols = zdm_xrealloc(t->cols, t->cap * sizeof *t->cols);
+    }
+    k = &t->cols[t->ncols++];
+    memset(k, 0, sizeof *k);
+    k->name = zdm_xstrdup(name);
+    k->type = zdm_xstrdup("");
+    return k;
+}
+
+static void col_drop(ltable *t, const char *name)
+{
+    lcol *k = col_find(t, name);
+    if (!k)
+        return;
+    free(k->name);
+    free(k->type);
+    *k = t->cols[--t->ncols];
+}
+
+static void check_add(zdm_lint_ctx *c, const char *name, const char *table, const char *column,
+                      int validated)
+{
+    if (c->nck == c->capck) {
+        c->capck = c->capck ? c->capck * 2 : 8;
+        c->ck = zdm_xrealloc(c->ck, c->capck * sizeof *c->ck);
+    }
+    lcheck *k = &c->ck[c->nck++];
+    k->name = zdm_xstrdup(name ? name : "");
+    k->table = zdm_xstrdup(table);
+    k->column = zdm_xstrdup(column);
+    k->validated = validated;
+}
+
+static int not_null_validated(const zdm_lint_ctx *c, const char *table, const char *column)
+{
+    for (size_t i = 0; i < c->nck; i++)
+        if (c->ck[i].validated && strcmp(c->ck[i].table, table) == 0 &&
+            strcmp(c->ck[i].column, column) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- reading the parse tree ---- */
+
+static json_t *jget(const json_t *o, const char *k)
+{
+    return json_is_object(o) ? json_object_get(o, k) : NULL;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    return json_string_value(jget(o, k));
+}
+
+static int jtrue(const json_t *o, const char *k)
+{
+    return json_is_true(jget(o, k));
+}
+
+/* {"Type": {...}}: the type name, and the inner object in *inner. */
+static const char *node_type(const json_t *n, json_t **inner)
+{
+    if (!json_is_object(n) || json_object_size(n) != 1)
+        return NULL;
+    void *it = json_object_iter((json_t *)n);
+    if (inner)
+        *inner = json_object_iter_value(it);
+    return json_object_iter_key(it);
+}
+
+/* The inner object of n when n is a `type` node, else NULL. */
+static json_t *node_as(const json_t *n, const char *type)
+{
+    json_t *inner = NULL;
+    const char *t = node_type(n, &inner);
+    return t && strcmp(t, type) == 0 ? inner : NULL;
+}
+
+/* [{"String": {"sval": "a"}}, ...]: element i (negative: from the end). */
+static const char *str_list_at(const json_t *list, int i)
+{
+    size_t n = json_array_size(list);
+    if (i < 0)
+        i += (int)n;
+    if (i < 0 || (size_t)i >= n)
+        return NULL;
+    return jstr(node_as(json_array_get(list, (size_t)i), "String"), "sval");
+}
+
+/* The name rules use for a relation: "rel", or "schema.rel" outside public. */
+static char *rel_name2(const char *schema, const char *rel)
+{
+    if (!rel)
+        return NULL;
+    if (schema && strcmp(schema, "public") != 0)
+        return zdm_xasprintf("%s.%s", schema, rel);
+    return zdm_xstrdup(rel);
+}
+
+/* A RangeVar, bare or wrapped in {"RangeVar": ...}. */
+static char *rel_name(const json_t *rv)
+{
+    const json_t *in = node_as(rv, "RangeVar");
+    if (in)
+        rv = in;
+    return rel_name2(jstr(rv, "schemaname"), jstr(rv, "relname"));
+}
+
+/* A qualified name as a String list: ["schema", "rel"] or ["rel"]. */
+static char *list_name(const json_t *list)
+{
+    size_t n = json_array_size(list);
+    if (n == 0)
+        return NULL;
+    return rel_name2(n >= 2 ? str_list_at(list, -2) : NULL, str_list_at(list, -1));
+}
+
+static int const_int(const json_t *aconst)
+{
+    /* {"A_Const": {"ival": {"ival": 20}}}; zero is {"ival": {}}. */
+    const json_t *c = node_as(aconst, "A_Const");
+    const json_t *iv = jget(c, "ival");
+    if (!iv)
+        return -1;
+    return (int)json_integer_value(jget(iv, "ival"));
+}
+
+/* A column type as the model keeps it. */
+typedef struct ltype {
+    const char *name;
+    int mods[2];
+    int nmods;
+    int array;
+} ltype;
+
+static void type_of(const json_t *typeName, ltype *t)
+{
+    memset(t, 0, sizeof *t);
+    t->name = str_list_at(jget(typeName, "names"), -1);
+    if (!t->name)
+        t->name = "";
+    json_t *mods = jget(typeName, "typmods");
+    for (size_t i = 0; i < json_array_size(mods) && i < 2; i++)
+        t->mods[t->nmods++] = const_int(json_array_get(mods, i));
+    t->array = json_array_size(jget(typeName, "arrayBounds")) > 0;
+}
+
+/* The name a user writes for a type the parser spells its own way. */
+static const char *type_display(const char *name)
+{
+    static const char *const map[][2] = {
+        {"int2", "smallint"}, {"int4", "integer"}, {"int8", "bigint"}, {"float4", "real"},
+        {"float8", "double precision"}, {"bool", "boolean"}, {"bpchar", "char"},
+        {"timestamptz", "timestamp with time zone"}, {"timetz", "time with time zone"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(name, map[i][0]) == 0)
+            return map[i][1];
+    return name;
+}
+
+static void col_set_type(lcol *k, const ltype *t)
+{
+    free(k->type);
+    k->type = t->array ? zdm_xasprintf("%s[]", t->name) : zdm_xstrdup(t->name);
+    k->nmods = t->nmods;
+    memcpy(k->mods, t->mods, sizeof k->mods);
+}
+
+/* Does changing column k to type t keep every row as it is (no rewrite)? */
+static int type_change_in_place(const lcol *k, const ltype *t)
+{
+    if (!k || !k->type[0] || t->array || strchr(k->type, '['))
+        return 0;
+    const char *from = k->type, *to = t->name;
+    if (strcmp(from, "varchar") == 0) {
+        if (strcmp(to, "text") == 0)
+            return 1;
+        if (strcmp(to, "varchar") == 0)
+            return t->nmods == 0 || (k->nmods == 1 && t->mods[0] >= k->mods[0]);
+        return 0;
+    }
+    if (strcmp(from, "text") == 0)
+        return (strcmp(to, "varchar") == 0 && t->nmods == 0) || (strcmp(to, "text") == 0);
+    if (strcmp(from, "numeric") == 0 && strcmp(to, "numeric") == 0) {
+        if (t->nmods == 0)
+            return 1;
+        if (k->nmods == 0)
+            return 0;
+        int s_from = k->nmods > 1 ? k->mods[1] : 0, s_to = t->nmods > 1 ? t->mods[1] : 0;
+        return t->mods[0] >= k->mods[0] && s_from == s_to;
+    }
+    /* The same type and modifiers: nothing changes. */
+    if (strcmp(from, to) != 0 || k->nmods != t->nmods)
+        return 0;
+    for (int i = 0; i < t->nmods; i++)
+        if (k->mods[i] != t->mods[i])
+            return 0;
+    return 1;
+}
+
+/* Functions whose value differs per row: a default using one is computed
+ * for every existing row, which rewrites the table. */
+static const char *const volatile_funcs[] = {
+    "random", "random_normal", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid",
+    "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "gen_random_bytes", "nextval",
+    "txid_current", "pg_current_xact_id", NULL};
+
+/* The first volatile function called anywhere in an expression. */
+static const char *find_volatile(const json_t *e)
+{
+    if (json_is_array(e)) {
+        for (size_t i = 0; i < json_array_size(e); i++) {
+            const char *f = find_volatile(json_array_get(e, i));
+            if (f)
+                return f;
+        }
+        return NULL;
+    }
+    if (!json_is_object(e))
+        return NULL;
+    const json_t *fc = node_as(e, "FuncCall");
+    if (fc) {
+        const char *name = str_list_at(jget(fc, "funcname"), -1);
+        for (size_t i = 0; name && volatile_funcs[i]; i++)
+            if (strcmp(name, volatile_funcs[i]) == 0)
+                return volatile_funcs[i];
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)e, key, v) {
+        const char *f = find_volatile(v);
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
+/* CHECK (col IS NOT NULL [AND ...]): the column, or NULL. */
+static const char *not_null_column(const json_t *expr)
+{
+    const json_t *nt = node_as(expr, "NullTest");
+    if (nt) {
+        const char *t = jstr(nt, "nulltesttype");
+        const json_t *cr = node_as(jget(nt, "arg"), "ColumnRef");
+        if (t && strcmp(t, "IS_NOT_NULL") == 0 && cr)
+            return str_list_at(jget(cr, "fields"), -1);
+        return NULL;
+    }
+    const json_t *be = node_as(expr, "BoolExpr");
+    if (be && jstr(be, "boolop") && strcmp(jstr(be, "boolop"), "AND_EXPR") == 0) {
+        const json_t *args = jget(be, "args");
+        for (size_t i = 0; i < json_array_size(args); i++) {
+            const char *c = not_null_column(json_array_get(args, i));
+            if (c)
+                return c;
+        }
+    }
+    return NULL;
+}
+
+/* A WHERE that keeps every row: none, TRUE, or a constant = the same constant. */
+static int where_is_everything(const json_t *w)
+{
+    if (!w)
+        return 1;
+    const json_t *c = node_as(w, "A_Const");
+    if (c)
+        return jtrue(jget(c, "boolval"), "boolval");
+    const json_t *e = node_as(w, "A_Expr");
+    if (e && jstr(e, "kind") && strcmp(jstr(e, "kind"), "AEXPR_OP") == 0 &&
+        str_list_at(jget(e, "name"), -1) && strcmp(str_list_at(jget(e, "name"), -1), "=") == 0) {
+        const json_t *l = node_as(jget(e, "lexpr"), "A_Const"), *r = node_as(jget(e, "rexpr"), "A_Const");
+        if (!l || !r)
+            return 0;
+        static const char *const kinds[] = {"ival", "sval", "fval", "boolval"};
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+            if (jget(l, kinds[i]) && jget(r, kinds[i]))
+                return json_equal(jget(l, kinds[i]), jget(r, kinds[i]));
+    }
+    return 0;
+}
+
+/* ---- the rules, per statement ---- */
+
+static const char *const H_INDEX =
+    "CREATE INDEX CONCURRENTLY in a step of its own (zdm runs it outside a transaction)";
+static const char *const H_UNIQUE =
+    "CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... UNIQUE (or PRIMARY KEY) USING INDEX";
+static const char *const H_VOLATILE =
+    "add the column without that default (or with a constant one), SET DEFAULT for new rows, "
+    "and fill existing rows in [backfill]";
+static const char *const H_TYPE =
+    "add a new column of the new type, fill it in [backfill] with dual-write, switch at cutover, "
+    "drop the old column in contract (op = \"change_type\" does all of this)";
+static const char *const H_NOT_NULL =
+    "ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT, earlier in the "
+    "plan: SET NOT NULL then uses the check instead of scanning";
+static const char *const H_NOT_VALID =
+    "ADD CONSTRAINT ... NOT VALID (instant), then ALTER TABLE ... VALIDATE CONSTRAINT in a later step "
+    "(it does not block writes)";
+static const char *const H_NEW_COL_CONSTRAINT =
+    "add the column without the constraint, then ADD CONSTRAINT ... NOT VALID and VALIDATE CONSTRAINT";
+static const char *const H_DESTRUCTIVE =
+    "move it to [[contract.steps]]; for a rename, add the new name, dual-write and backfill it, "
+    "and drop the old one in contract";
+static const char *const H_VACUUM_FULL = "pg_repack (or plain VACUUM, which takes no such lock)";
+static const char *const H_CLUSTER = "pg_repack --order-by, which rewrites without the long lock";
+static const char *const H_LOCK =
+    "drop the LOCK: zdm already runs each step with a short lock_timeout and retries";
+static const char *const H_REINDEX = "REINDEX ... CONCURRENTLY";
+static const char *const H_MASS_DML =
+    "change existing rows in [backfill] (batched, throttled, resumable), or restrict it with WHERE";
+static const char *const H_MULTI_DDL =
+    "one statement per step when the step cannot run in a transaction (or set transaction = true)";
+static const char *const H_PARSE =
+    "fix the SQL; SQL for SQLite alone belongs in sql.sqlite, with PostgreSQL's in sql.pg";
+
+typedef struct lint_run {
+    zdm_lint_ctx *c;
+    zdm_lint_result *out;
+    zdm_phase_kind phase;
+    int line;            /* of the current statement */
+    zdm_strv ddl;        /* "table" per DDL statement (deduplicated within one) */
+    zdm_buf stmt_tables; /* "\ntable\n" seen in the current statement */
+    int *ddl_line;
+    size_t ddl_cap;
+} lint_run;
+
+static int is_new(const lint_run *r, const char *table)
+{
+    const ltable *t = table_find(r->c, table);
+    return t && t->gen == r->c->gen && t->phase == (int)r->phase;
+}
+
+static void note_ddl(lint_run *r, const char *table)
+{
+    if (!table)
+        return;
+    char *key = zdm_xasprintf("\n%s\n", table);
+    int seen = r->stmt_tables.data && strstr(r->stmt_tables.data, key);
+    if (!seen) {
+        zdm_buf_puts(&r->stmt_tables, key);
+        if (r->ddl.n == r->ddl_cap) {
+            r->ddl_cap = r->ddl_cap ? r->ddl_cap * 2 : 8;
+            r->ddl_line = zdm_xrealloc(r->ddl_line, r->ddl_cap * sizeof *r->ddl_line);
+        }
+        r->ddl_line[r->ddl.n] = r->line;
+        zdm_strv_push(&r->ddl, table);
+    }
+    free(key);
+}
+
+static void columns_from(ltable *t, const json_t *elts)
+{
+    for (size_t i = 0; i < json_array_size(elts); i++) {
+        const json_t *cd = node_as(json_array_get(elts, i), "ColumnDef");
+        if (!cd || !jstr(cd, "colname"))
+            continue;
+        ltype ty;
+        type_of(jget(cd, "typeName"), &ty);
+        col_set_type(col_add(t, jstr(cd, "colname")), &ty);
+    }
+}
+
+static int is_serial(const char *type)
+{
+    static const char *const s[] = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial", NULL};
+    for (size_t i = 0; s[i]; i++)
+        if (strcmp(type, s[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void add_column(lint_run *r, const char *table, const json_t *cd)
+{
+    const char *col = jstr(cd, "colname");
+    ltype ty;
+    type_of(jget(cd, "typeName"), &ty);
+    if (!is_new(r, table)) {
+        if (is_serial(ty.name))
+            add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
+                        "ADD COLUMN %s.%s %s fills every existing row from a sequence, rewriting the "
+                        "table under an ACCESS EXCLUSIVE lock", table, col, ty.name);
+        const json_t *cons = jget(cd, "constraints");
+        for (size_t i = 0; i < json_array_size(cons); i++) {
+            const json_t *k = node_as(json_array_get(cons, i), "Constraint");
+            const char *ct = jstr(k, "contype");
+            if (!ct)
+                continue;
+            const char *vf;
+            if (strcmp(ct, "CONSTR_DEFAULT") == 0 && (vf = find_volatile(jget(k, "raw_expr"))))
+                add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
+                            "ADD COLUMN %s.%s with DEFAULT calling %s() (volatile) computes it for "
+                            "every existing row, rewriting the table under an ACCESS EXCLUSIVE lock",
+                            table, col, vf);
+            else if (strcmp(ct, "CONSTR_IDENTITY") == 0)
+                add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
+                            "ADD COLUMN %s.%s GENERATED AS IDENTITY numbers every existing row, "
+                            "rewriting the table under an ACCESS EXCLUSIVE lock", table, col);
+            else if (strcmp(ct, "CONSTR_GENERATED") == 0)
+                add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
+                            "ADD COLUMN %s.%s GENERATED ALWAYS AS (...) STORED computes every "
+                            "existing row, rewriting the table under an ACCESS EXCLUSIVE lock", table, col);
+            else if (strcmp(ct, "CONSTR_FOREIGN") == 0 || strcmp(ct, "CONSTR_CHECK") == 0)
+                add_finding(r->out, "constraint-not-valid", r->line, H_NEW_COL_CONSTRAINT,
+                            "ADD COLUMN %s.%s with a %s constraint checks every row of %s while "
+                            "holding an ACCESS EXCLUSIVE lock", table, col,
+                            ct[7] == 'F' ? "REFERENCES" : "CHECK", table);
+            else if (strcmp(ct, "CONSTR_UNIQUE") == 0 || strcmp(ct, "CONSTR_PRIMARY") == 0)
+                add_finding(r->out, "index-not-concurrent", r->line, H_UNIQUE,
+                            "ADD COLUMN %s.%s %s builds an index while holding an ACCESS EXCLUSIVE "
+                            "lock on %s", table, col, ct[7] == 'U' ? "UNIQUE" : "PRIMARY KEY", table);
+        }
+    }
+    ltable *t = table_find(r->c, table);
+    if (!t)
+        t = table_add(r->c, table, 0, 0);
+    col_set_type(col_add(t, col), &ty);
+}
+
+static void add_constraint(lint_run *r, const char *table, const json_t *k)
+{
+    const char *ct = jstr(k, "contype");
+    const char *name = jstr(k, "conname");
+    if (!ct)
+        return;
+    int fresh = is_new(r, table);
+    int not_valid = jtrue(k, "skip_validation");
+    if (strcmp(ct, "CONSTR_CHECK") == 0) {
+        const char *col = not_null_column(jget(k, "raw_expr"));
+        if (col)
+            check_add(r->c, name, table, col, !not_valid);
+    }
+    if (fresh)
+        return;
+    if ((strcmp(ct, "CONSTR_FOREIGN") == 0 || strcmp(ct, "CONSTR_CHECK") == 0) && !not_valid)
+        add_finding(r->out, "constraint-not-valid", r->line, H_NOT_VALID,
+                    "ADD %s%s%s on %s checks every existing row while holding a lock that blocks "
+                    "writes", ct[7] == 'F' ? "FOREIGN KEY" : "CHECK", name ? " " : "", name ? name : "",
+                    table);
+    else if ((strcmp(ct, "CONSTR_UNIQUE") == 0 || strcmp(ct, "CONSTR_PRIMARY") == 0 ||
+              strcmp(ct, "CONSTR_EXCLUSION") == 0) && !jstr(k, "indexname"))
+        add_finding(r->out, "index-not-concurrent", r->line, H_UNIQUE,
+                    "ADD %s on %s builds its index while holding an ACCESS EXCLUSIVE lock",
+                    ct[7] == 'U' ? "UNIQUE" : ct[7] == 'P' ? "PRIMARY KEY" : "EXCLUDE", table);
+}
+
+static void alter_table(lint_run *r, const json_t *s)
+{
+    const char *objtype = jstr(s, "objtype");
+    char *table = rel_name(jget(s, "relation"));
+    if (!table)
+        return;
+    if (objtype && strcmp(objtype, "OBJECT_TABLE") != 0) {
+        free(table);
+        return;
+    }
+    note_ddl(r, table);
+    const json_t *cmds = jget(s, "cmds");
+    for (size_t i = 0; i < json_array_size(cmds); i++) {
+        const json_t *cmd = node_as(json_array_get(cmds, i), "AlterTableCmd");
+        const char *sub = jstr(cmd, "subtype");
+        const char *name = jstr(cmd, "name");
+        if (!sub)
+            continue;
+        int fresh = is_new(r, table);
+        ltable *t = table_find(r->c, table);
+        if (strcmp(sub, "AT_AddColumn") == 0) {
+            const json_t *cd = node_as(jget(cmd, "def"), "ColumnDef");
+            if (cd && jstr(cd, "colname"))
+                add_column(r, table, cd);
+        } else if (strcmp(sub, "AT_AlterColumnType") == 0 && name) {
+            const json_t *cd = node_as(jget(cmd, "def"), "ColumnDef");
+            ltype ty;
+            type_of(jget(cd, "typeName"), &ty);
+            lcol *k = col_find(t, name);
+            if (!fresh) {
+                if (jget(cd, "raw_default"))
+                    add_finding(r->out, "alter-type-rewrite", r->line, H_TYPE,
+                                "ALTER COLUMN %s.%s TYPE %s USING ... rewrites the table and its indexes "
+                                "under an ACCESS EXCLUSIVE lock", table, name, type_display(ty.name));
+                else if (!k || !k->type[0])
+                    add_finding(r->out, "alter-type-rewrite", r->line, H_TYPE,
+                                "ALTER COLUMN %s.%s TYPE %s rewrites the table and its indexes under an "
+                                "ACCESS EXCLUSIVE lock (zdm cannot tell the column's current type from the "
+                                "plans)", table, name, type_display(ty.name));
+                else if (!type_change_in_place(k, &ty))
+                    add_finding(r->out, "alter-type-rewrite", r->line, H_TYPE,
+                                "ALTER COLUMN %s.%s TYPE %s (from %s) rewrites the table and its indexes "
+                                "under an ACCESS EXCLUSIVE lock", table, name, type_display(ty.name),
+                                type_display(k->type));
+            }
+            if (!t)
+                t = table_add(r->c, table, 0, 0);
+            col_set_type(col_add(t, name), &ty);
+        } else if (strcmp(sub, "AT_SetNotNull") == 0 && name) {
+            if (!fresh && !not_null_validated(r->c, table, name))
+                add_finding(r->out, "set-not-null", r->line, H_NOT_NULL,
+                            "SET NOT NULL on %s.%s scans the whole table under an ACCESS EXCLUSIVE lock",
+                            table, name);
+        } else if (strcmp(sub, "AT_AddConstraint") == 0) {
+            const json_t *k = node_as(jget(cmd, "def"), "Constraint");
+            if (k)
+                add_constraint(r, table, k);
+        } else if (strcmp(sub, "AT_ValidateConstraint") == 0 && name) {
+            for (size_t j = 0; j < r->c->nck; j++)
+                if (strcmp(r->c->ck[j].name, name) == 0 && strcmp(r->c->ck[j].table, table) == 0)
+                    r->c->ck[j].validated = 1;
+        } else if (strcmp(sub, "AT_DropConstraint") == 0 && name) {
+            for (size_t j = 0; j < r->c->nck; j++)
+                if (strcmp(r->c->ck[j].name, name) == 0 && strcmp(r->c->ck[j].table, table) == 0)
+                    r->c->ck[j].validated = 0;
+        } else if (strcmp(sub, "AT_DropColumn") == 0 && name) {
+            if (r->phase == ZDM_PHASE_EXPAND && !fresh)
+                add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                            "DROP COLUMN %s.%s in expand: the old application, still running until "
+                            "cutover, may read or write it", table, name);
+            if (t)
+                col_drop(t, name);
+        }
+    }
+    free(table);
+}
+
+static void rename_stmt(lint_run *r, const json_t *s)
+{
+    const char *kind = jstr(s, "renameType");
+    if (!kind)
+        return;
+    int is_table = strcmp(kind, "OBJECT_TABLE") == 0 || strcmp(kind, "OBJECT_VIEW") == 0 ||
+                   strcmp(kind, "OBJECT_MATVIEW") == 0;
+    int is_col = strcmp(kind, "OBJECT_COLUMN") == 0;
+    if (!is_table && !is_col)
+        return;
+    char *table = rel_name(jget(s, "relation"));
+    const char *newname = jstr(s, "newname");
+    if (!table || !newname) {
+        free(table);
+        return;
+    }
+    note_ddl(r, table);
+    if (r->phase == ZDM_PHASE_EXPAND && !is_new(r, table)) {
+        if (is_col)
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "RENAME COLUMN %s.%s in expand: the old application, still running until "
+                        "cutover, uses the old name", table, jstr(s, "subname") ? jstr(s, "subname") : "?");
+        else
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "RENAME %s TO %s in expand: the old application, still running until cutover, "
+                        "uses the old name", table, newname);
+    }
+    ltable *t = table_find(r->c, table);
+    if (t && is_col && jstr(s, "subname")) {
+        lcol *k = col_find(t, jstr(s, "subname"));
+        if (k) {
+            free(k->name);
+            k->name = zdm_xstrdup(newname);
+        }
+    } else if (t && is_table) {
+        const json_t *rv = jget(s, "relation");
+        char *to = rel_name2(jstr(rv, "schemaname"), newname);
+        if (strcmp(to, table) != 0) {
+            table_drop(r->c, to);
+            t = table_find(r->c, table); /* table_drop may have moved it */
+            if (t) {
+                free(t->name);
+                t->name = to;
+                to = NULL;
+            }
+        }
+        free(to);
+    }
+    free(table);
+}
+
+static void drop_stmt(lint_run *r, const json_t *s)
+{
+    const char *kind = jstr(s, "removeType");
+    if (!kind || (strcmp(kind, "OBJECT_TABLE") != 0 && strcmp(kind, "OBJECT_VIEW") != 0 &&
+                  strcmp(kind, "OBJECT_MATVIEW") != 0))
+        return;
+    const json_t *objs = jget(s, "objects");
+    for (size_t i = 0; i < json_array_size(objs); i++) {
+        const json_t *l = node_as(json_array_get(objs, i), "List");
+        char *table = list_name(jget(l, "items"));
+        if (!table)
+            continue;
+        note_ddl(r, table);
+        if (r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "DROP %s %s in expand: the old application, still running until cutover, may "
+                        "use it", strcmp(kind, "OBJECT_TABLE") == 0 ? "TABLE" : "VIEW", table);
+        table_drop(r->c, table);
+        free(table);
+    }
+}
+
+static void lint_stmt(lint_run *r, const json_t *stmt)
+{
+    json_t *s = NULL;
+    const char *type = node_type(stmt, &s);
+    if (!type)
+        return;
+    if (strcmp(type, "CreateStmt") == 0) {
+        char *table = rel_name(jget(s, "relation"));
+        if (!table)
+            return;
+        note_ddl(r, table);
+        if (!(jtrue(s, "if_not_exists") && table_find(r->c, table))) {
+            ltable *t = table_add(r->c, table, r->c->gen, (int)r->phase);
+            columns_from(t, jget(s, "tableElts"));
+        }
+        free(table);
+    } else if (strcmp(type, "CreateTableAsStmt") == 0 || strcmp(type, "ViewStmt") == 0) {
+        char *table = rel_name(strcmp(type, "ViewStmt") == 0 ? jget(s, "view") : jget(jget(s, "into"), "rel"));
+        if (table) {
+            note_ddl(r, table);
+            table_add(r->c, table, r->c->gen, (int)r->phase);
+        }
+        free(table);
+    } else if (strcmp(type, "IndexStmt") == 0) {
+        char *table = rel_name(jget(s, "relation"));
+        if (!table)
+            return;
+        note_ddl(r, table);
+        if (!jtrue(s, "concurrent") && !is_new(r, table))
+            add_finding(r->out, "index-not-concurrent", r->line, H_INDEX,
+                        "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the "
+                        "index is built", jtrue(s, "unique") ? "UNIQUE " : "", jstr(s, "idxname") ? " " : "",
+                        jstr(s, "idxname") ? jstr(s, "idxname") : "", table, table);
+        free(table);
+    } else if (strcmp(type, "AlterTableStmt") == 0) {
+        alter_table(r, s);
+    } else if (strcmp(type, "RenameStmt") == 0) {
+        rename_stmt(r, s);
+    } else if (strcmp(type, "DropStmt") == 0) {
+        drop_stmt(r, s);
+    } else if (strcmp(type, "TruncateStmt") == 0) {
+        const json_t *rels = jget(s, "relations");
+        for (size_t i = 0; i < json_array_size(rels); i++) {
+            char *table = rel_name(json_array_get(rels, i));
+            if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
+                add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                            "TRUNCATE %s in expand empties a table the old application uses", table);
+            free(table);
+        }
+    } else if (strcmp(type, "VacuumStmt") == 0) {
+        const json_t *opts = jget(s, "options");
+        int full = 0;
+        for (size_t i = 0; i < json_array_size(opts); i++) {
+            const json_t *d = node_as(json_array_get(opts, i), "DefElem");
+            if (!jstr(d, "defname") || strcmp(jstr(d, "defname"), "full") != 0)
+                continue;
+            const json_t *arg = jget(d, "arg");
+            const char *v = jstr(node_as(arg, "String"), "sval");
+            const json_t *iv = node_as(arg, "Integer");
+            full = !arg || (v && strcmp(v, "false") != 0 && strcmp(v, "off") != 0) ||
+                   (iv && json_integer_value(jget(iv, "ival")) != 0);
+        }
+        if (full) {
+            const json_t *rels = jget(s, "rels");
+            char *table = NULL;
+            for (size_t i = 0; i < json_array_size(rels); i++) {
+                free(table);
+                table = rel_name(jget(node_as(json_array_get(rels, i), "VacuumRelation"), "relation"));
+                note_ddl(r, table);
+            }
+            add_finding(r->out, "heavy-lock", r->line, H_VACUUM_FULL,
+                        "VACUUM FULL%s%s rewrites the table under an ACCESS EXCLUSIVE lock: reads and "
+                        "writes wait until it ends", table ? " " : "", table ? table : "");
+            free(table);
+        }
+    } else if (strcmp(type, "ClusterStmt") == 0) {
+        char *table = rel_name(jget(s, "relation"));
+        note_ddl(r, table);
+        add_finding(r->out, "heavy-lock", r->line, H_CLUSTER,
+                    "CLUSTER%s%s rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes "
+                    "wait until it ends", table ? " " : "", table ? table : "");
+        free(table);
+    } else if (strcmp(type, "LockStmt") == 0) {
+        static const char *const modes[] = {"", "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE",
+                                            "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE",
+                                            "EXCLUSIVE", "ACCESS EXCLUSIVE"};
+        json_int_t mode = json_integer_value(jget(s, "mode"));
+        if (mode >= 5 && mode <= 8) {
+            char *table = rel_name(json_array_get(jget(s, "relations"), 0));
+            add_finding(r->out, "heavy-lock", r->line, H_LOCK,
+                        "LOCK TABLE %s IN %s MODE blocks %s for as long as the transaction lasts",
+                        table ? table : "?", modes[mode], mode == 8 ? "reads and writes" : "writes");
+            free(table);
+        }
+    } else if (strcmp(type, "ReindexStmt") == 0) {
+        const json_t *params = jget(s, "params");
+        int conc = 0;
+        for (size_t i = 0; i < json_array_size(params); i++) {
+            const char *d = jstr(node_as(json_array_get(params, i), "DefElem"), "defname");
+            conc |= d && strcmp(d, "concurrently") == 0;
+        }
+        if (!conc) {
+            char *what = rel_name(jget(s, "relation"));
+            add_finding(r->out, "heavy-lock", r->line, H_REINDEX,
+                        "REINDEX%s%s without CONCURRENTLY blocks writes (and reads using the index) "
+                        "until it ends", what ? " " : "", what ? what : "");
+            free(what);
+        }
+    } else if (strcmp(type, "CreateTrigStmt") == 0) {
+        char *table = rel_name(jget(s, "relation"));
+        note_ddl(r, table);
+        free(table);
+    } else if (strcmp(type, "UpdateStmt") == 0 || strcmp(type, "DeleteStmt") == 0) {
+        char *table = rel_name(jget(s, "relation"));
+        if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table) &&
+            where_is_everything(jget(s, "whereClause")))
+            add_finding(r->out, "mass-dml-in-expand", r->line, H_MASS_DML,
+                        "%s of every row of %s in expand: one long transaction locking every row, "
+                        "while the application runs", type[0] == 'U' ? "UPDATE" : "DELETE", table);
+        free(table);
+    }
+}
+
+/* Byte offset of the `chars`-th character (0-based) of UTF-8 text. */
+static size_t char_to_byte(const char *s, size_t chars)
+{
+    size_t i = 0;
+    while (s[i] && chars > 0) {
+        i++;
+        while ((s[i] & 0xC0) == 0x80)
+            i++;
+        chars--;
+    }
+    return i;
+}
+
+static int line_at(const char *s, size_t off)
+{
+    int line = 1;
+    for (size_t i = 0; i < off && s[i]; i++)
+        line += s[i] == '\n';
+    return line;
+}
+
+/* A statement's text starts after the previous one's ';': skip the blanks
+ * and comments in between to find its first line. */
+static size_t skip_blanks(const char *s, size_t i)
+{
+    for (;;) {
+        while (s[i] && isspace((unsigned char)s[i]))
+            i++;
+        if (s[i] == '-' && s[i + 1] == '-') {
+            while (s[i] && s[i] != '\n')
+                i++;
+        } else if (s[i] == '/' && s[i + 1] == '*') {
+            const char *e = strstr(s + i + 2, "*/");
+            i = e ? (size_t)(e - s) + 2 : strlen(s);
+        } else {
+            return i;
+        }
+    }
+}
+
+/* Parses sql; on failure appends a parse-error finding and returns NULL. */
+static json_t *parse(const char *sql, zdm_lint_result *out)
+{
+    PgQueryParseResult pr = pg_query_parse(sql);
+    json_t *tree = NULL;
+    if (pr.error) {
+        int cur = pr.error->cursorpos;
+        int line = cur > 0 ? line_at(sql, char_to_byte(sql, (size_t)cur - 1)) : 1;
+        add_finding(out, "parse-error", line, H_PARSE, "not valid PostgreSQL: %s",
+                    pr.error->message ? pr.error->message : "syntax error");
+    } else {
+        json_error_t je;
+        tree = json_loads(pr.parse_tree, 0, &je);
+        if (!tree)
+            add_finding(out, "parse-error", 1, H_PARSE, "could not read the parse tree: %s", je.text);
+    }
+    pg_query_free_parse_result(pr);
+    return tree;
+}
+
+int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
+                 zdm_lint_result *out)
+{
+    json_t *tree = parse(sql, out);
+    if (!tree)
+        return -1;
+    lint_run r;
+    memset(&r, 0, sizeof r);
+    r.c = ctx;
+    r.out = out;
+    r.phase = phase;
+    const json_t *stmts = jget(tree, "stmts");
+    for (size_t i = 0; i < json_array_size(stmts); i++) {
+        const json_t *raw = json_array_get(stmts, i);
+        json_int_t loc = json_integer_value(jget(raw, "stmt_location"));
+        size_t len = strlen(sql);
+        r.line = line_at(sql, skip_blanks(sql, loc > 0 && (size_t)loc < len ? (size_t)loc : 0));
+        zdm_buf_free(&r.stmt_tables);
+        lint_stmt(&r, jget(raw, "stmt"));
+    }
+    if (!in_transaction) {
+        /* A step outside a transaction that stops half-way leaves part of
+         * its DDL applied: more than one change to a table is a problem. */
+        for (size_t i = 0; i < r.ddl.n; i++) {
+            size_t count = 0, second = 0, j;
+            for (j = 0; j < i; j++)
+                if (strcmp(r.ddl.v[j], r.ddl.v[i]) == 0)
+                    break;
+            if (j < i)
+                continue; /* counted at its first statement */
+            for (j = i; j < r.ddl.n; j++)
+                if (strcmp(r.ddl.v[j], r.ddl.v[i]) == 0 && ++count == 2)
+                    second = j;
+            if (count >= 2)
+                add_finding(out, "multi-ddl-no-transaction", r.ddl_line[second], H_MULTI_DDL,
+                            "%zu DDL statements on %s in one step that runs without a transaction: a "
+                            "failure half-way leaves some applied and the retry starts over", count,
+                            r.ddl.v[i]);
+        }
+    }
+    zdm_buf_free(&r.stmt_tables);
+    zdm_strv_free(&r.ddl);
+    free(r.ddl_line);
+    json_decref(tree);
+    return 0;
+}
+
+/* ---- plans ---- */
+
+/* Where a string value's text starts in the file: its line, plus one when
+ * it is a multi-line string opening with a newline (TOML drops that). */
+static int text_first_line(const toml_value *v, const char *src, const char *text)
+{
+    if (!src)
+        return v->line + (strchr(text, '\n') ? 1 : 0); /* a guess: """ then a newline */
+    const char *p = src;
+    for (int l = 1; l < v->line && p; l++) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p || (size_t)(v->col - 1) > strlen(p))
+        return v->line;
+    p += v->col - 1;
+    if ((strncmp(p, "\"\"\"", 3) == 0 || strncmp(p, "'''", 3) == 0) &&
+        (p[3] == '\n' || (p[3] == '\r' && p[4] == '\n')))
+        return v->line + 1;
+    return v->line;
+}
+
+/* The TOML value holding a step's sql (or down) for PostgreSQL. */
+static const toml_value *sql_value(const zdm_step *s, const char *key, int has_pg)
+{
+    const toml_value *v = toml_get(s->fields, key);
+    if (v && v->type == TOML_TABLE)
+        v = has_pg ? toml_get(v, "pg") : NULL;
+    return v && v->type == TOML_STRING ? v : NULL;
+}
+
+/* Line of the statement at `line` (1-based in the text) of a value. */
+static int file_line(const toml_value *v, const char *src, const char *text, int line, int fallback)
+{
+    if (!v)
+        return fallback;
+    int first = text_first_line(v, src, text);
+    /* A one-line "..." string: any newline in it came from an escape. */
+    if (src && first == v->line && strchr(text, '\n')) {
+        const char *p = src;
+        for (int l = 1; l < v->line && p; l++) {
+            p = strchr(p, '\n');
+            if (p)
+                p++;
+        }
+        if (p && (size_t)(v->col - 1) <= strlen(p) && strncmp(p + v->col - 1, "\"\"\"", 3) != 0 &&
+            strncmp(p + v->col - 1, "'''", 3) != 0)
+            return first;
+    }
+    return first + line - 1;
+}
+
+static void lint_steps(zdm_lint_ctx *ctx, const zdm_plan *p, const zdm_step *steps, size_t n,
+                       zdm_phase_kind phase, const char *src, zdm_lint_result *out, int report)
+{
+    for (size_t i = 0; i < n; i++) {
+        const zdm_step *s = &steps[i];
+        if (s->op)
+            continue; /* zdm writes the SQL of structured operations itself */
+        const char *sql = zdm_step_sql(s, 1);
+        size_t before = out->n;
+        if (!sql) {
+            if (report)
+                add_finding(out, "sqlite-only", s->line, "add sql.pg to have the PostgreSQL SQL checked",
+                            "%s step %d has SQL for SQLite only: not linted (zdm lint reads "
+                            "PostgreSQL's grammar)", phase == ZDM_PHASE_EXPAND ? "expand" : "contract",
+                            s->index);
+        } else {
+            zdm_lint_sql(ctx, sql, phase, zdm_step_in_transaction(s, sql), out);
+            const toml_value *v = sql_value(s, "sql", s->sql_for[0] != NULL);
+            for (size_t k = before; k < out->n; k++)
+                out->v[k].line = file_line(v, src, sql, out->v[k].line, s->line);
+            if (report && phase == ZDM_PHASE_EXPAND && !zdm_step_down(s, 1))
+                add_finding(out, "missing-down", s->line,
+                            "add down = \"...\" undoing the step (\"SELECT 1\" when there is nothing to undo)",
+                            "expand step %d has no down: \"zdm rollback\" of the plan will be refused "
+                            "once it ran", s->index);
+            const char *down = zdm_step_down(s, 1);
+            if (report && down) {
+                size_t b2 = out->n;
+                json_t *t = parse(down, out);
+                json_decref(t);
+                const toml_value *dv = sql_value(s, "down", s->down_for[0] != NULL);
+                for (size_t k = b2; k < out->n; k++) {
+                    out->v[k].line = file_line(dv, src, down, out->v[k].line, s->line);
+                    char *m = zdm_xasprintf("down of the step: %s", out->v[k].message);
+                    free(out->v[k].message);
+                    out->v[k].message = m;
+                }
+            }
+        }
+        for (size_t k = before; k < out->n; k++) {
+            out->v[k].plan = p->id;
+            out->v[k].file = p->path;
+            out->v[k].step = s->index;
+            out->v[k].phase = phase;
+        }
+    }
+}
+
+void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *src,
+                   zdm_lint_result *out)
+{
+    zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+    /* The plans before this one: what they create, and the column types. */
+    for (size_t i = 0; set && i < set->n && set->plans[i] != plan; i++) {
+        if (strcmp(set->plans[i]->id, plan->id) == 0)
+            break;
+        zdm_lint_result scratch = {0};
+        lint_steps(ctx, set->plans[i], set->plans[i]->expand, set->plans[i]->nexpand, ZDM_PHASE_EXPAND,
+                   NULL, &scratch, 0);
+        lint_steps(ctx, set->plans[i], set->plans[i]->contract, set->plans[i]->ncontract,
+                   ZDM_PHASE_CONTRACT, NULL, &scratch, 0);
+        zdm_lint_result_free(&scratch);
+        zdm_lint_ctx_next_plan(ctx);
+    }
+    zdm_lint_ctx_next_plan(ctx);
+
+    char *owned = NULL;
+    if (!src && plan->path) {
+        size_t len;
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_read_file(plan->path, &owned, &len, &e) == 0)
+            src = owned;
+    }
+    size_t before = out->n;
+    lint_steps(ctx, plan, plan->expand, plan->nexpand, ZDM_PHASE_EXPAND, src, out, 1);
+    lint_steps(ctx, plan, plan->contract, plan->ncontract, ZDM_PHASE_CONTRACT, src, out, 1);
+
+    /* allow_unsafe: rule ids zdm knows, marking what they allow. */
+    const toml_value *av = plan->doc ? toml_get(plan->doc, "allow_unsafe") : NULL;
+    for (size_t a = 0; a < plan->nallow; a++) {
+        const char *rule = plan->allow[a].rule;
+        if (!zdm_lint_rule_find(rule)) {
+            size_t nr;
+            const zdm_lint_rule *all = zdm_lint_rules(&nr);
+            const char *ids[NRULES];
+            for (size_t k = 0; k < nr; k++)
+                ids[k] = all[k].id;
+            const char *hint = zdm_did_you_mean(rule, ids, nr);
+            int line = av ? av->line : 0;
+            for (size_t k = 0; av && av->type == TOML_ARRAY && k < av->u.array.len; k++) {
+                const toml_value *it = av->u.array.items[k];
+                const toml_value *rv = it->type == TOML_TABLE ? toml_get(it, "rule") : it;
+                if (rv && rv->type == TOML_STRING && strcmp(rv->u.str.ptr, rule) == 0)
+                    line = rv->line;
+            }
+            zdm_lint_finding *f = add_finding(
+                out, "allow-unknown-rule", line, "use one of the rule ids \"zdm help lint\" lists",
+                "allow_unsafe names \"%s\", which is not a lint rule%s%s%s", rule,
+                hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+            f->plan = plan->id;
+            f->file = plan->path;
+            continue;
+        }
+        for (size_t k = before; k < out->n; k++)
+            if (!out->v[k].allowed && strcmp(out->v[k].rule, rule) == 0) {
+                out->v[k].allowed = 1;
+                out->v[k].allowed_by = plan->allow[a].reason ? plan->allow[a].reason : "allow_unsafe";
+            }
+    }
+    free(owned);
+    zdm_lint_ctx_free(ctx);
+}
+
+int zdm_lint_allow_list(zdm_lint_result *r, const char *list, zdm_err *err)
+{
+    if (!list)
+        return 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        size_t n = 0;
+        while (p[n] && p[n] != ',')
+            n++;
+        size_t m = n;
+        while (m > 0 && isspace((unsigned char)p[m - 1]))
+            m--;
+        char *rule = zdm_xstrndup(p, m);
+        const zdm_lint_rule *ru = zdm_lint_rule_find(rule);
+        if (!ru) {
+            const char *ids[NRULES];
+            for (size_t k = 0; k < NRULES; k++)
+                ids[k] = rules[k].id;
+            const char *hint = zdm_did_you_mean(rule, ids, NRULES);
+            zdm_err_set(err, ZDM_EXIT_USAGE, "--allow: \"%s\" is not a lint rule%s%s%s", rule,
+                        hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+            zdm_err_detail(err, "\"zdm help lint\" lists the rule ids");
+            free(rule);
+            return ZDM_EXIT_USAGE;
+        }
+        for (size_t k = 0; k < r->n; k++)
+            if (!r->v[k].allowed && strcmp(r->v[k].rule, ru->id) == 0) {
+                r->v[k].allowed = 1;
+                r->v[k].allowed_by = "--allow";
+            }
+        free(rule);
+        p += n;
+    }
+    return 0;
+}
+
+void zdm_lint_format(const zdm_lint_finding *f, zdm_buf *out)
+{
+    zdm_buf_printf(out, "%s:", f->file ? f->file : "<sql>");
+    if (f->line > 0)
+        zdm_buf_printf(out, "%d:", f->line);
+    zdm_buf_printf(out, " %s[%s]: %s", zdm_lint_severity_name(f->severity), f->rule, f->message);
+    if (f->hint)
+        zdm_buf_printf(out, " -- %s", f->hint);
+    if (f->allowed)
+        zdm_buf_printf(out, " (allowed: %s)", f->allowed_by ? f->allowed_by : "yes");
+}
+
+int zdm_lint_gate(const zdm_plan *plan, const zdm_plan_set *set, zdm_phase_kind phase,
+                  const char *allow, zdm_err *err)
+{
+    zdm_lint_result r = {0};
+    zdm_lint_plan(plan, set, NULL, &r);
+    int rc = zdm_lint_allow_list(&r, allow, err);
+    if (rc != 0) {
+        zdm_lint_result_free(&r);
+        return rc;
+    }
+    /* Before expand the whole plan counts: once expand ran, the file may
+     * not change, so a contract the linter refuses must be fixed now. */
+    int which = phase == ZDM_PHASE_EXPAND ? -1 : (int)phase;
+    size_t nerr = zdm_lint_count(&r, ZDM_LINT_ERROR, which);
+    const zdm_lint_finding *first = NULL;
+    zdm_buf ids = {0};
+    for (size_t i = 0; i < r.n; i++) {
+        const zdm_lint_finding *f = &r.v[i];
+        if ((which >= 0 && (int)f->phase != which) || f->severity != ZDM_LINT_ERROR || f->allowed)
+            continue;
+        if (!first)
+            first = f;
+        if (!ids.data || !strstr(ids.data, f->rule))
+            zdm_buf_printf(&ids, "%s%s", ids.data ? "," : "", f->rule);
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        const zdm_lint_finding *f = &r.v[i];
+        if ((which >= 0 && (int)f->phase != which) || f == first)
+            continue; /* the first error goes in the refusal itself */
+        zdm_buf line = {0};
+        zdm_lint_format(f, &line);
+        zdm_log_level lvl = f->allowed ? ZDM_LOG_INFO
+                            : f->severity == ZDM_LINT_ERROR ? ZDM_LOG_ERROR
+                            : f->severity == ZDM_LINT_WARNING ? ZDM_LOG_WARN : ZDM_LOG_DEBUG;
+        zdm_log(lvl, plan->id, "lint", "%s", line.data);
+        zdm_buf_free(&line);
+    }
+    if (nerr) {
+        zdm_buf line = {0};
+        zdm_lint_format(first, &line);
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s: zdm lint found %zu error%s%s; the first: %s", plan->id,
+                    nerr, nerr == 1 ? "" : "s",
+                    phase == ZDM_PHASE_EXPAND ? "" : " in contract", line.data);
+        zdm_err_detail(err, "nothing was changed; make the SQL safe, or if it is safe here, allow the "
+                            "rule: allow_unsafe = [{rule = \"%s\", reason = \"...\"}] in the plan, or "
+                            "--allow %s; \"zdm lint %s\" lists every finding",
+                       first->rule, ids.data, plan->id);
+        zdm_buf_free(&line);
+        rc = ZDM_EXIT_REFUSED;
+    }
+    zdm_buf_free(&ids);
+    zdm_lint_result_free(&r);
+    return rc;
+}

@@ -1,0 +1,118 @@
+/*
+ * lint.h -- zdm lint: finds SQL in plans that would block the running
+ * application (long locks, table rewrites) or break it (destructive
+ * changes in expand).
+ *
+ * Owns: parsing each raw step's PostgreSQL SQL with libpg_query (the real
+ * PostgreSQL grammar), the rules below, the allow list (allow_unsafe in
+ * the plan, --allow on the command line), and the gate zdm advance passes
+ * before expand and contract.
+ *
+ * Rules (ids are a contract with plans' allow_unsafe: never rename):
+ *   parse-error                  the SQL does not parse as PostgreSQL
+ *   index-not-concurrent         CREATE INDEX (or ADD UNIQUE/PRIMARY KEY) on an existing table
+ *   add-column-volatile-default  ADD COLUMN whose value is computed per row (random(), serial...)
+ *   alter-type-rewrite           ALTER COLUMN TYPE that rewrites the table
+ *   set-not-null                 SET NOT NULL without a validated CHECK earlier in the plan
+ *   constraint-not-valid         ADD FOREIGN KEY / CHECK without NOT VALID
+ *   destructive-in-expand        DROP COLUMN / DROP TABLE / RENAME in expand
+ *   heavy-lock                   VACUUM FULL, CLUSTER, LOCK TABLE, REINDEX
+ *   missing-down                 an expand step without down (warning)
+ *   mass-dml-in-expand           UPDATE / DELETE of a whole table in expand
+ *   multi-ddl-no-transaction     several DDL on one table in a step run without a transaction
+ *   sqlite-only                  the step has no PostgreSQL SQL: not linted (info)
+ *
+ * Tables created earlier in the same plan and phase are empty and unknown
+ * to the running application: the lock rules do not apply to them.
+ */
+#ifndef ZDM_LINT_H
+#define ZDM_LINT_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "plan.h"
+#include "util.h"
+
+typedef enum zdm_lint_severity {
+    ZDM_LINT_INFO,
+    ZDM_LINT_WARNING,
+    ZDM_LINT_ERROR
+} zdm_lint_severity;
+
+const char *zdm_lint_severity_name(zdm_lint_severity s); /* "info", "warning", "error" */
+
+typedef struct zdm_lint_rule {
+    const char *id;
+    zdm_lint_severity severity;
+    const char *summary; /* one line, for help and docs */
+} zdm_lint_rule;
+
+/* Every rule, in a stable order; *n receives the count. */
+const zdm_lint_rule *zdm_lint_rules(size_t *n);
+const zdm_lint_rule *zdm_lint_rule_find(const char *id);
+
+typedef struct zdm_lint_finding {
+    const char *rule;        /* a rule id (static) */
+    zdm_lint_severity severity;
+    char *message;           /* owned: what is wrong and why */
+    const char *hint;        /* static: the safe alternative */
+    const char *plan;        /* borrowed from the plan; NULL from zdm_lint_sql() */
+    const char *file;        /* borrowed from the plan; NULL from zdm_lint_sql() */
+    int line;                /* zdm_lint_sql(): 1-based line in the SQL; plans: line in the file */
+    int step;                /* 1-based step index, 0 when not about one step */
+    zdm_phase_kind phase;
+    int allowed;             /* allowed by allow_unsafe or --allow */
+    const char *allowed_by;  /* borrowed: the allow_unsafe reason, "allow_unsafe" or "--allow" */
+} zdm_lint_finding;
+
+typedef struct zdm_lint_result {
+    zdm_lint_finding *v;
+    size_t n, cap;
+} zdm_lint_result;
+
+void zdm_lint_result_free(zdm_lint_result *r);
+/* Findings of `sev`, of one phase (or -1: both), not allowed. */
+size_t zdm_lint_count(const zdm_lint_result *r, zdm_lint_severity sev, int phase);
+
+/* What the linter knows while it reads statements in order: tables and
+ * column types seen so far, tables created by the plan being linted, and
+ * CHECK (col IS NOT NULL) constraints validated by it. */
+typedef struct zdm_lint_ctx zdm_lint_ctx;
+zdm_lint_ctx *zdm_lint_ctx_new(void);
+void zdm_lint_ctx_free(zdm_lint_ctx *c);
+/* Starts a new plan: "created in this plan" and validated checks reset,
+ * column types are kept. */
+void zdm_lint_ctx_next_plan(zdm_lint_ctx *c);
+
+/* Lints one step's SQL (any number of statements) as run in `phase`;
+ * `in_transaction`: whether the step runs in a transaction.  Appends
+ * findings (line = line within sql) to out and updates ctx.  Returns 0, or
+ * -1 when the SQL does not parse (a parse-error finding is appended). */
+int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
+                 zdm_lint_result *out);
+
+/* Lints every raw step of a plan, expand then contract: the PostgreSQL
+ * SQL of each (sql.pg, else sql; SQLite-only steps get an info note), and
+ * each step's down for parse errors.  `set` (may be NULL) supplies the
+ * plans before this one, whose column types the rules use.  `src` is the
+ * file's text for line numbers (NULL: read plan->path).  Findings carry
+ * file lines and are marked allowed by the plan's allow_unsafe. */
+void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *src,
+                   zdm_lint_result *out);
+
+/* Marks findings allowed by a comma-separated list of rule ids (--allow).
+ * Returns 0, or ZDM_EXIT_USAGE for an unknown rule id. */
+int zdm_lint_allow_list(zdm_lint_result *r, const char *list, zdm_err *err) ZDM_MUST_CHECK;
+
+/* "file:line: error[rule]: message -- hint" (+ " (allowed: why)"). */
+void zdm_lint_format(const zdm_lint_finding *f, zdm_buf *out);
+
+/* The gate of zdm advance: lints the plan and refuses (ZDM_EXIT_REFUSED)
+ * when an error not allowed remains.  Before expand every error of the
+ * plan counts (the file cannot change once expand ran); before contract
+ * only the contract's.  Findings are logged. */
+int zdm_lint_gate(const zdm_plan *plan, const zdm_plan_set *set, zdm_phase_kind phase,
+                  const char *allow, zdm_err *err) ZDM_MUST_CHECK;
+
+#endif

@@ -1,0 +1,607 @@
+/*
+ * test_lint.c -- zdm lint: a table of statements (safe and unsafe) with the
+ * rule ids each must raise, run through zdm_lint_sql(); then plans: file
+ * lines of findings and parse errors, allow_unsafe and --allow, SQLite-only
+ * steps, missing downs, column types known from earlier plans, the
+ * example plans in ../../plans, and the gate zdm advance passes.
+ *
+ * Runs from tests/unit (ctest's working directory).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lint.h"
+#include "log.h"
+#include "plan.h"
+#include "util.h"
+
+#define E ZDM_PHASE_EXPAND
+#define C ZDM_PHASE_CONTRACT
+
+/* Rule ids of findings [from, r->n), sorted and joined with ",". */
+static char *rules_of(const zdm_lint_result *r, size_t from)
+{
+    const char *ids[64];
+    size_t n = 0;
+    for (size_t i = from; i < r->n && n < 64; i++)
+        ids[n++] = r->v[i].rule;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(ids[j - 1], ids[j]) > 0; j--) {
+            const char *t = ids[j];
+            ids[j] = ids[j - 1];
+            ids[j - 1] = t;
+        }
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "");
+    for (size_t i = 0; i < n; i++)
+        zdm_buf_printf(&b, "%s%s", i ? "," : "", ids[i]);
+    return zdm_buf_take(&b);
+}
+
+/* ---- the statement table ---- */
+
+typedef struct lint_case {
+    zdm_phase_kind phase;  /* phase of `sql` */
+    int tx;                /* does the step run in a transaction */
+    const char *prior;     /* SQL of an earlier plan (the table exists, its types are known) */
+    const char *before;    /* SQL earlier in the same plan, in expand */
+    const char *sql;
+    const char *want;      /* rule ids raised by `sql`, sorted, ","-joined; "" when safe */
+} lint_case;
+
+#define VC20 "CREATE TABLE t (id bigint PRIMARY KEY, a varchar(20))"
+
+static const lint_case cases[] = {
+    /* ---- safe ---- */
+    {E, 1, NULL, NULL, "CREATE TABLE t (id bigint PRIMARY KEY, a text)", ""},
+    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a)", ""},
+    {E, 0, NULL, NULL, "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a)", ""},
+    {E, 1, NULL, "CREATE TABLE n (a int)", "CREATE INDEX n_a ON n (a)", ""},
+    {E, 1, NULL, NULL, "CREATE TABLE n (a int); CREATE INDEX n_a ON n (a); UPDATE n SET a = 1", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c text", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c timestamptz NOT NULL DEFAULT now()", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c integer DEFAULT 0", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c jsonb NOT NULL DEFAULT '{}'::jsonb", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD CONSTRAINT t_u FOREIGN KEY (u) REFERENCES u (id) NOT VALID", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t VALIDATE CONSTRAINT t_u", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD CONSTRAINT t_c CHECK (a > 0) NOT VALID", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY USING INDEX t_id_idx", ""},
+    {C, 1, NULL, NULL, "ALTER TABLE t DROP COLUMN a", ""},
+    {C, 1, NULL, NULL, "DROP TABLE t", ""},
+    {C, 1, NULL, NULL, "ALTER TABLE t RENAME COLUMN a TO b", ""},
+    {C, 1, NULL, NULL, "UPDATE t SET a = lower(a)", ""},
+    {E, 1, NULL, NULL, "UPDATE t SET a = 1 WHERE id = 5", ""},
+    {E, 1, NULL, NULL, "DELETE FROM t WHERE created_at < now() - interval '1 year'", ""},
+    {E, 0, NULL, NULL, "VACUUM (ANALYZE) t", ""},
+    {E, 0, NULL, NULL, "VACUUM (FULL false) t", ""},
+    {E, 1, NULL, NULL, "LOCK TABLE t IN ROW EXCLUSIVE MODE", ""},
+    {E, 1, VC20, NULL, "ALTER TABLE t ALTER COLUMN a TYPE varchar(50)", ""},
+    {E, 1, VC20, NULL, "ALTER TABLE t ALTER COLUMN a TYPE text", ""},
+    {E, 1, VC20, NULL, "ALTER TABLE t ALTER COLUMN a SET DATA TYPE character varying", ""},
+    {E, 1, "CREATE TABLE t (n numeric(10, 2))", NULL, "ALTER TABLE t ALTER n TYPE numeric(12, 2)", ""},
+    {C, 1, NULL,
+     "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID;"
+     "ALTER TABLE t VALIDATE CONSTRAINT t_a_nn",
+     "ALTER TABLE t ALTER COLUMN a SET NOT NULL", ""},
+    {E, 0, NULL, NULL, "REINDEX INDEX CONCURRENTLY t_a", ""},
+    {E, 1, NULL, NULL, "CREATE TABLE x AS SELECT 1 AS a; UPDATE x SET a = 2", ""},
+    {E, 1, NULL, NULL, "SELECT 1; INSERT INTO t (a) VALUES ('x')", ""},
+    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a); CREATE INDEX CONCURRENTLY u_b ON u (b)", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ALTER COLUMN a DROP NOT NULL", ""},
+    {E, 1, NULL, NULL, "CREATE VIEW v AS SELECT * FROM t", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c uuid; ALTER TABLE t ALTER COLUMN c SET DEFAULT gen_random_uuid()", ""},
+    {E, 0, NULL, NULL, "DROP INDEX CONCURRENTLY IF EXISTS t_a", ""},
+    {E, 1, NULL, "CREATE TABLE n (a int)", "ALTER TABLE n RENAME COLUMN a TO b; DROP TABLE n", ""},
+    {E, 1, NULL, NULL, "CREATE TRIGGER t_trg BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", ""},
+    {E, 1, NULL, NULL, "-- nothing but a comment", ""},
+
+    /* ---- index-not-concurrent ---- */
+    {E, 1, NULL, NULL, "CREATE INDEX t_a ON t (a)", "index-not-concurrent"},
+    {E, 1, NULL, NULL, "CREATE UNIQUE INDEX IF NOT EXISTS t_a ON public.t (a)", "index-not-concurrent"},
+    {C, 1, NULL, "CREATE TABLE n (a int)", "CREATE INDEX n_a ON n (a)", "index-not-concurrent"},
+    {E, 1, "CREATE TABLE n (a int)", NULL, "CREATE INDEX n_a ON n (a)", "index-not-concurrent"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE (a)", "index-not-concurrent"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD PRIMARY KEY (id)", "index-not-concurrent"},
+    /* ---- add-column-volatile-default ---- */
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c double precision DEFAULT random()", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT clock_timestamp()", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD c uuid NOT NULL DEFAULT gen_random_uuid()", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int DEFAULT (pg_catalog.random() * 10)::int", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c bigserial", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c bigint GENERATED ALWAYS AS IDENTITY", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a * 2) STORED", "add-column-volatile-default"},
+    /* ---- alter-type-rewrite ---- */
+    {E, 1, NULL, NULL, "ALTER TABLE t ALTER COLUMN a TYPE bigint", "alter-type-rewrite"},
+    {C, 1, NULL, NULL, "ALTER TABLE t ALTER COLUMN a TYPE text", "alter-type-rewrite"},
+    {E, 1, "CREATE TABLE t (a varchar(50))", NULL, "ALTER TABLE t ALTER COLUMN a TYPE varchar(20)", "alter-type-rewrite"},
+    {E, 1, "CREATE TABLE t (a integer)", NULL, "ALTER TABLE t ALTER COLUMN a TYPE text", "alter-type-rewrite"},
+    {E, 1, VC20, NULL, "ALTER TABLE t ALTER COLUMN a TYPE varchar(50) USING a::varchar(50)", "alter-type-rewrite"},
+    {E, 1, "CREATE TABLE t (a text)", NULL, "ALTER TABLE t ALTER COLUMN a TYPE varchar(10)", "alter-type-rewrite"},
+    /* ---- set-not-null ---- */
+    {E, 1, NULL, NULL, "ALTER TABLE t ALTER COLUMN a SET NOT NULL", "set-not-null"},
+    {C, 1, NULL, "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID",
+     "ALTER TABLE t ALTER COLUMN a SET NOT NULL", "set-not-null"},
+    {C, 1, NULL,
+     "ALTER TABLE t ADD CONSTRAINT t_b_nn CHECK (b IS NOT NULL) NOT VALID;"
+     "ALTER TABLE t VALIDATE CONSTRAINT t_b_nn",
+     "ALTER TABLE t ALTER COLUMN a SET NOT NULL", "set-not-null"},
+    {C, 1, NULL,
+     "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID;"
+     "ALTER TABLE t VALIDATE CONSTRAINT t_a_nn; ALTER TABLE t DROP CONSTRAINT t_a_nn",
+     "ALTER TABLE t ALTER COLUMN a SET NOT NULL", "set-not-null"},
+    /* ---- constraint-not-valid ---- */
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD CONSTRAINT t_u FOREIGN KEY (u) REFERENCES u (id)", "constraint-not-valid"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD CONSTRAINT t_c CHECK (a > 0)", "constraint-not-valid"},
+    {C, 1, NULL, NULL, "ALTER TABLE t ADD CHECK (a IS NOT NULL)", "constraint-not-valid"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN u_id bigint REFERENCES u (id)", "constraint-not-valid"},
+    /* ---- destructive-in-expand ---- */
+    {E, 1, NULL, NULL, "ALTER TABLE t DROP COLUMN a", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "ALTER TABLE t DROP COLUMN IF EXISTS a CASCADE", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "DROP TABLE t", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "DROP TABLE IF EXISTS s.t CASCADE", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "ALTER TABLE t RENAME TO t2", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "ALTER TABLE t RENAME COLUMN a TO b", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "TRUNCATE t", "destructive-in-expand"},
+    /* ---- heavy-lock ---- */
+    {E, 0, NULL, NULL, "VACUUM FULL t", "heavy-lock"},
+    {C, 0, NULL, NULL, "VACUUM (FULL, ANALYZE) t", "heavy-lock"},
+    {E, 1, NULL, NULL, "CLUSTER t USING t_pkey", "heavy-lock"},
+    {E, 1, NULL, NULL, "LOCK TABLE t", "heavy-lock"},
+    {E, 1, NULL, NULL, "LOCK TABLE t IN SHARE MODE", "heavy-lock"},
+    {C, 1, NULL, NULL, "REINDEX TABLE t", "heavy-lock"},
+    /* ---- mass-dml-in-expand ---- */
+    {E, 1, NULL, NULL, "UPDATE t SET a = lower(a)", "mass-dml-in-expand"},
+    {E, 1, NULL, NULL, "DELETE FROM t", "mass-dml-in-expand"},
+    {E, 1, NULL, NULL, "UPDATE t SET a = 'x' WHERE 1 = 1", "mass-dml-in-expand"},
+    {E, 1, NULL, NULL, "DELETE FROM t WHERE true", "mass-dml-in-expand"},
+    /* ---- multi-ddl-no-transaction ---- */
+    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a); CREATE INDEX CONCURRENTLY t_b ON t (b)",
+     "multi-ddl-no-transaction"},
+    {E, 0, NULL, NULL, "ALTER TABLE t ADD COLUMN c int; CREATE INDEX CONCURRENTLY t_c ON t (c)",
+     "multi-ddl-no-transaction"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int; CREATE INDEX t_c ON t (c)", "index-not-concurrent"},
+    /* ---- several at once ---- */
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int DEFAULT random()::int, ALTER COLUMN a SET NOT NULL",
+     "add-column-volatile-default,set-not-null"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c serial UNIQUE", "add-column-volatile-default,index-not-concurrent"},
+    {E, 1, NULL, NULL, "CREATE INDEX t_a ON t (a); UPDATE t SET a = 0; DROP TABLE u",
+     "destructive-in-expand,index-not-concurrent,mass-dml-in-expand"},
+    /* ---- parse-error ---- */
+    {E, 1, NULL, NULL, "SELEC 1", "parse-error"},
+    {E, 1, NULL, NULL, "CREATE TABLE (", "parse-error"},
+    {E, 1, NULL, NULL, "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)", "parse-error"},
+};
+
+static void test_statement_table(void **state)
+{
+    (void)state;
+    size_t nsafe = 0, nunsafe = 0;
+    int failed = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const lint_case *c = &cases[i];
+        zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+        zdm_lint_result r = {0};
+        if (c->prior) {
+            assert_int_equal(zdm_lint_sql(ctx, c->prior, E, 1, &r), 0);
+            zdm_lint_ctx_next_plan(ctx);
+        }
+        if (c->before)
+            assert_int_equal(zdm_lint_sql(ctx, c->before, E, 1, &r), 0);
+        size_t from = r.n;
+        int rc = zdm_lint_sql(ctx, c->sql, c->phase, c->tx, &r);
+        assert_int_equal(rc, strcmp(c->want, "parse-error") == 0 ? -1 : 0);
+        char *got = rules_of(&r, from);
+        if (strcmp(got, c->want) != 0) {
+            fprintf(stderr, "case %zu: %s\n  want: \"%s\"\n  got:  \"%s\"\n", i, c->sql, c->want, got);
+            for (size_t k = from; k < r.n; k++)
+                fprintf(stderr, "    %s: %s\n", r.v[k].rule, r.v[k].message);
+            failed++;
+        }
+        for (size_t k = from; k < r.n; k++) {
+            assert_non_null(r.v[k].hint); /* every finding says what to do instead */
+            assert_true(r.v[k].message[0] != '\0');
+            assert_int_equal(r.v[k].line, 1);
+        }
+        *(c->want[0] ? &nunsafe : &nsafe) += 1;
+        free(got);
+        zdm_lint_result_free(&r);
+        zdm_lint_ctx_free(ctx);
+    }
+    assert_int_equal(failed, 0);
+    assert_true(nsafe >= 20);
+    assert_true(nunsafe >= 20);
+    assert_true(nsafe + nunsafe >= 40);
+}
+
+/* Every rule of the table above is in the rule list, with a summary. */
+static void test_rules(void **state)
+{
+    (void)state;
+    size_t n;
+    const zdm_lint_rule *rules = zdm_lint_rules(&n);
+    const char *want[] = {"parse-error", "index-not-concurrent", "add-column-volatile-default",
+                          "alter-type-rewrite", "set-not-null", "constraint-not-valid",
+                          "destructive-in-expand", "heavy-lock", "missing-down",
+                          "mass-dml-in-expand", "multi-ddl-no-transaction"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const zdm_lint_rule *r = zdm_lint_rule_find(want[i]);
+        assert_non_null(r);
+        assert_true(strlen(r->summary) > 10);
+        assert_int_equal(r->severity, strcmp(want[i], "missing-down") == 0 ? ZDM_LINT_WARNING : ZDM_LINT_ERROR);
+    }
+    assert_true(n >= sizeof want / sizeof want[0]);
+    assert_null(zdm_lint_rule_find("no-such-rule"));
+    assert_string_equal(rules[0].id, "parse-error");
+}
+
+/* Lines within one step's SQL: the statement's first line, after blanks
+ * and comments; a parse error's line is where the parser stopped. */
+static void test_lines_in_sql(void **state)
+{
+    (void)state;
+    zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+    zdm_lint_result r = {0};
+    assert_int_equal(zdm_lint_sql(ctx, "SELECT 1;\n-- why\n/* more\n why */\n\nCREATE INDEX i ON t (a);\n"
+                                       "UPDATE t\n SET a = 1", E, 1, &r), 0);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.v[0].rule, "index-not-concurrent");
+    assert_int_equal(r.v[0].line, 6);
+    assert_string_equal(r.v[1].rule, "mass-dml-in-expand");
+    assert_int_equal(r.v[1].line, 7);
+    zdm_lint_result_free(&r);
+
+    assert_int_equal(zdm_lint_sql(ctx, "SELECT 1;\n\nSELECT 'é', 2\n  FROM t WHER x", E, 1, &r), -1);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].rule, "parse-error");
+    assert_int_equal(r.v[0].line, 4);
+    assert_non_null(strstr(r.v[0].message, "syntax error at or near \"x\""));
+    zdm_lint_result_free(&r);
+
+    /* The second DDL on the table is where a transaction-less step goes wrong. */
+    assert_int_equal(zdm_lint_sql(ctx, "CREATE INDEX CONCURRENTLY a ON t (a);\n"
+                                       "CREATE INDEX CONCURRENTLY b ON t (b);", E, 0, &r), 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].rule, "multi-ddl-no-transaction");
+    assert_int_equal(r.v[0].line, 2);
+    zdm_lint_result_free(&r);
+    zdm_lint_ctx_free(ctx);
+}
+
+/* ---- plans ---- */
+
+static zdm_plan *load(const char *path, const char *src)
+{
+    zdm_plan *p = NULL;
+    zdm_diags d = {0};
+    int rc = zdm_plan_load_buffer(path, src, strlen(src), &p, &d);
+    for (size_t i = 0; i < d.msgs.n; i++)
+        fprintf(stderr, "  %s\n", d.msgs.v[i]);
+    assert_int_equal(rc, 0);
+    zdm_diags_free(&d);
+    return p;
+}
+
+static const zdm_lint_finding *find(const zdm_lint_result *r, const char *rule, int nth)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->v[i].rule, rule) == 0 && nth-- == 0)
+            return &r->v[i];
+    return NULL;
+}
+
+static const char *const LINES_PLAN =
+    "description = \"lines\"\n"                           /* 1 */
+    "\n"                                                   /* 2 */
+    "[[expand.steps]]\n"                                   /* 3 */
+    "sql = \"CREATE INDEX a ON t (a)\"\n"                  /* 4 */
+    "down = \"DROP INDEX a\"\n"                            /* 5 */
+    "\n"                                                   /* 6 */
+    "[[expand.steps]]\n"                                   /* 7 */
+    "sql.sqlite = \"SELECT 1\"\n"                          /* 8 */
+    "sql.pg = \"\"\"\n"                                    /* 9 */
+    "SELECT 1;\n"                                          /* 10 */
+    "UPDATE t SET a = 1\"\"\"\n"                           /* 11 */
+    "down = '''SELECT 1;\n"                                /* 12 */
+    "SELECT (;'''\n"                                       /* 13 */
+    "\n"                                                   /* 14 */
+    "[[expand.steps]]\n"                                   /* 15 */
+    "sql = \"\"\"\n"                                       /* 16 */
+    "SELECT 1;\n"                                          /* 17 */
+    "SELEC 2\"\"\"\n"                                      /* 18 */
+    "down = \"SELECT 1\"\n"                                /* 19 */
+    "\n"                                                   /* 20 */
+    "[[contract.steps]]\n"                                 /* 21 */
+    "sql = \"SELECT 1;\\nALTER TABLE t ALTER a TYPE int8\"\n" /* 22: \n is an escape */
+    "\n"                                                   /* 23 */
+    "[[contract.steps]]\n"                                 /* 24 */
+    "sql = \"\"\"ALTER TABLE t\n"                          /* 25 */
+    "  ADD CONSTRAINT c CHECK (a > 0);\n"                  /* 26 */
+    "CLUSTER t\"\"\"\n";                                   /* 27 */
+
+static void test_plan_lines(void **state)
+{
+    (void)state;
+    zdm_plan *p = load("plans/0009_lines.toml", LINES_PLAN);
+    zdm_lint_result r = {0};
+    zdm_lint_plan(p, NULL, LINES_PLAN, &r);
+    const zdm_lint_finding *f;
+
+    assert_non_null(f = find(&r, "index-not-concurrent", 0));
+    assert_int_equal(f->line, 4);
+    assert_int_equal(f->step, 1);
+    assert_int_equal(f->phase, E);
+    assert_string_equal(f->plan, "0009_lines");
+    assert_string_equal(f->file, "plans/0009_lines.toml");
+
+    /* """ then a newline: the text starts on the next line. */
+    assert_non_null(f = find(&r, "mass-dml-in-expand", 0));
+    assert_int_equal(f->line, 11);
+    assert_int_equal(f->step, 2);
+    /* ''' without a newline: the text starts on that line; downs are
+     * parsed too. */
+    assert_non_null(f = find(&r, "parse-error", 0));
+    assert_int_equal(f->line, 13);
+    assert_int_equal(f->step, 2);
+    assert_non_null(strstr(f->message, "down"));
+    assert_non_null(f = find(&r, "parse-error", 1));
+    assert_int_equal(f->line, 18);
+    assert_int_equal(f->step, 3);
+    assert_non_null(strstr(f->message, "syntax error at or near \"SELEC\""));
+
+    /* A one-line string with an escaped newline stays on its line. */
+    assert_non_null(f = find(&r, "alter-type-rewrite", 0));
+    assert_int_equal(f->line, 22);
+    assert_int_equal(f->phase, C);
+    assert_non_null(strstr(f->message, "TYPE bigint"));
+    assert_non_null(f = find(&r, "constraint-not-valid", 0));
+    assert_int_equal(f->line, 25);
+    assert_int_equal(f->step, 2);
+    assert_non_null(f = find(&r, "heavy-lock", 0));
+    assert_int_equal(f->line, 27);
+
+    /* Expand step 2 has a down for both; step 1 too: no missing-down. */
+    assert_null(find(&r, "missing-down", 0));
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, -1), 7);
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, E), 4);
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, C), 3);
+
+    zdm_buf b = {0};
+    zdm_lint_format(find(&r, "index-not-concurrent", 0), &b);
+    assert_string_equal(b.data, "plans/0009_lines.toml:4: error[index-not-concurrent]: CREATE INDEX a on t "
+                                "without CONCURRENTLY blocks writes to t until the index is built -- CREATE "
+                                "INDEX CONCURRENTLY in a step of its own (zdm runs it outside a transaction)");
+    zdm_buf_free(&b);
+    zdm_lint_result_free(&r);
+    zdm_plan_free(p);
+}
+
+static const char *const ALLOW_PLAN =
+    "description = \"allowed\"\n"
+    "allow_unsafe = [\"index-not-concurrent\", {rule = \"heavy-lock\", reason = \"maintenance window\"},\n"
+    "                \"index-not-concurent\"]\n"
+    "[[expand.steps]]\n"
+    "sql = \"CREATE INDEX a ON t (a)\"\n"
+    "down = \"DROP INDEX a\"\n"
+    "[[expand.steps]]\n"
+    "sql = \"LOCK TABLE t\"\n"
+    "down = \"SELECT 1\"\n"
+    "[[expand.steps]]\n"
+    "sql = \"UPDATE t SET a = 0\"\n"
+    "down = \"SELECT 1\"\n"
+    "[[contract.steps]]\n"
+    "sql = \"VACUUM FULL t\"\n";
+
+static void test_allow_unsafe(void **state)
+{
+    (void)state;
+    zdm_plan *p = load("plans/0010_allowed.toml", ALLOW_PLAN);
+    zdm_lint_result r = {0};
+    zdm_lint_plan(p, NULL, ALLOW_PLAN, &r);
+    const zdm_lint_finding *f;
+    assert_non_null(f = find(&r, "index-not-concurrent", 0));
+    assert_true(f->allowed);
+    assert_string_equal(f->allowed_by, "allow_unsafe");
+    assert_non_null(f = find(&r, "heavy-lock", 0));
+    assert_true(f->allowed);
+    assert_string_equal(f->allowed_by, "maintenance window");
+    assert_non_null(f = find(&r, "heavy-lock", 1)); /* VACUUM FULL in contract */
+    assert_true(f->allowed);
+    assert_non_null(f = find(&r, "mass-dml-in-expand", 0));
+    assert_false(f->allowed);
+    /* The misspelt id: a warning pointing at it. */
+    assert_non_null(f = find(&r, "allow-unknown-rule", 0));
+    assert_int_equal(f->severity, ZDM_LINT_WARNING);
+    assert_int_equal(f->line, 3);
+    assert_non_null(strstr(f->message, "did you mean \"index-not-concurrent\""));
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, -1), 1);
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_WARNING, -1), 1);
+
+    zdm_buf b = {0};
+    zdm_lint_format(find(&r, "heavy-lock", 0), &b);
+    assert_non_null(strstr(b.data, " (allowed: maintenance window)"));
+    zdm_buf_free(&b);
+
+    /* --allow: the rest, by id, comma-separated. */
+    zdm_err err;
+    zdm_err_clear(&err);
+    assert_int_equal(zdm_lint_allow_list(&r, " mass-dml-in-expand ,missing-down", &err), 0);
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, -1), 0);
+    assert_string_equal(find(&r, "mass-dml-in-expand", 0)->allowed_by, "--allow");
+    assert_int_equal(zdm_lint_allow_list(&r, "heavy-lok", &err), ZDM_EXIT_USAGE);
+    assert_string_equal(err.msg, "--allow: \"heavy-lok\" is not a lint rule (did you mean \"heavy-lock\"?)");
+    assert_int_equal(zdm_lint_allow_list(&r, NULL, &err), 0);
+    assert_int_equal(zdm_lint_allow_list(&r, "", &err), 0);
+    zdm_lint_result_free(&r);
+    zdm_plan_free(p);
+}
+
+static const char *const DIALECT_PLAN =
+    "description = \"dialects\"\n"
+    "[[expand.steps]]\n"
+    "sql.sqlite = \"CREATE INDEX a ON t (a)\"\n"  /* SQLite only: not linted */
+    "down.sqlite = \"DROP INDEX a\"\n"
+    "[[expand.steps]]\n"
+    "sql.sqlite = \"CREATE INDEX b ON t (b)\"\n"   /* the pg variant is the one linted */
+    "sql.pg = \"CREATE INDEX CONCURRENTLY b ON t (b)\"\n"
+    "[[expand.steps]]\n"
+    "sql = \"CREATE TABLE k (id INTEGER PRIMARY KEY AUTOINCREMENT)\"\n" /* generic: pg must parse it */
+    "down = \"DROP TABLE k\"\n"
+    "[[contract.steps]]\n"
+    "sql = \"ALTER TABLE t DROP COLUMN a\"\n";       /* no down in contract: fine */
+
+static void test_dialects_and_downs(void **state)
+{
+    (void)state;
+    zdm_plan *p = load("plans/0011_dialects.toml", DIALECT_PLAN);
+    zdm_lint_result r = {0};
+    zdm_lint_plan(p, NULL, DIALECT_PLAN, &r);
+    char *got = rules_of(&r, 0);
+    assert_string_equal(got, "missing-down,parse-error,sqlite-only");
+    free(got);
+    const zdm_lint_finding *f = find(&r, "sqlite-only", 0);
+    assert_int_equal(f->severity, ZDM_LINT_INFO);
+    assert_int_equal(f->step, 1);
+    assert_int_equal(f->line, 2);
+    assert_int_equal(find(&r, "missing-down", 0)->step, 2);
+    assert_int_equal(find(&r, "missing-down", 0)->line, 5);
+    assert_int_equal(find(&r, "missing-down", 0)->severity, ZDM_LINT_WARNING);
+    assert_int_equal(find(&r, "parse-error", 0)->line, 9);
+    assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, -1), 1);
+    zdm_lint_result_free(&r);
+    zdm_plan_free(p);
+}
+
+/* Column types known from an earlier plan let a widening pass; the same
+ * plan alone cannot tell. */
+static void test_types_from_earlier_plans(void **state)
+{
+    (void)state;
+    const char *a = "description = \"a\"\n[[expand.steps]]\n"
+                    "sql = \"CREATE TABLE t (id bigint PRIMARY KEY, name varchar(20))\"\n"
+                    "down = \"DROP TABLE t\"\n";
+    const char *b = "description = \"b\"\nrequires = [\"0001_a\"]\n[[expand.steps]]\n"
+                    "sql = \"ALTER TABLE t ALTER COLUMN name TYPE varchar(40)\"\n"
+                    "down = \"SELECT 1\"\n"
+                    "[[contract.steps]]\n"
+                    "sql = \"ALTER TABLE t ALTER COLUMN name TYPE varchar(30)\"\n";
+    zdm_plan_set set = {0};
+    set.plans = zdm_xcalloc(3, sizeof *set.plans);
+    set.plans[0] = load("p/0001_a.toml", a);
+    set.plans[1] = load("p/0002_b.toml", b);
+    set.n = 2;
+    zdm_lint_result r = {0};
+    zdm_lint_plan(set.plans[1], &set, b, &r);
+    char *got = rules_of(&r, 0);
+    assert_string_equal(got, "alter-type-rewrite"); /* only the narrowing, in contract */
+    free(got);
+    assert_int_equal(r.v[0].phase, C);
+    assert_non_null(strstr(r.v[0].message, "(from varchar)"));
+    zdm_lint_result_free(&r);
+
+    zdm_lint_plan(set.plans[1], NULL, b, &r);
+    got = rules_of(&r, 0);
+    assert_string_equal(got, "alter-type-rewrite,alter-type-rewrite");
+    free(got);
+    zdm_lint_result_free(&r);
+
+    /* The table of an earlier plan exists: an index on it is not "new". */
+    zdm_lint_plan(set.plans[0], &set, a, &r);
+    assert_int_equal(r.n, 0);
+    zdm_lint_result_free(&r);
+    zdm_plan_set_free(&set);
+}
+
+/* The example plans are clean, 0004's SET NOT NULL included. */
+static void test_example_plans_clean(void **state)
+{
+    (void)state;
+    const char *dirs[] = {"../../plans"};
+    zdm_plan_set set;
+    zdm_diags d = {0};
+    assert_int_equal(zdm_plan_set_load(dirs, 1, &set, &d), 0);
+    zdm_diags_free(&d);
+    assert_true(set.n >= 6);
+    for (size_t i = 0; i < set.n; i++) {
+        zdm_lint_result r = {0};
+        zdm_lint_plan(set.plans[i], &set, NULL, &r);
+        for (size_t k = 0; k < r.n; k++) {
+            zdm_buf b = {0};
+            zdm_lint_format(&r.v[k], &b);
+            fprintf(stderr, "unexpected: %s\n", b.data);
+            zdm_buf_free(&b);
+        }
+        assert_int_equal(r.n, 0);
+        zdm_lint_result_free(&r);
+    }
+    zdm_plan_set_free(&set);
+}
+
+/* zdm advance's gate: refuses errors not allowed, names the rule and how
+ * to allow it; before contract only the contract's findings count. */
+static void test_gate(void **state)
+{
+    (void)state;
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_non_null(devnull);
+    zdm_log_set_stream(devnull);
+    const char *src = "description = \"gate\"\n"
+                      "[[expand.steps]]\n"
+                      "sql = \"CREATE INDEX a ON t (a)\"\n"
+                      "down = \"DROP INDEX a\"\n"
+                      "[[contract.steps]]\n"
+                      "sql = \"ALTER TABLE t DROP COLUMN b\"\n";
+    zdm_plan *p = load("/nonexistent/0012_gate.toml", src);
+    zdm_err err;
+    zdm_err_clear(&err);
+    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, &err), ZDM_EXIT_REFUSED);
+    assert_non_null(strstr(err.msg, "plan 0012_gate: zdm lint found 1 error; the first: "
+                                    "/nonexistent/0012_gate.toml:3: error[index-not-concurrent]"));
+    assert_non_null(strstr(err.detail, "--allow index-not-concurrent"));
+    zdm_err_clear(&err);
+    assert_int_equal(zdm_lint_gate(p, NULL, E, "index-not-concurrent", &err), 0);
+    assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, &err), 0); /* DROP COLUMN in contract: fine */
+    assert_int_equal(zdm_lint_gate(p, NULL, E, "nope", &err), ZDM_EXIT_USAGE);
+    zdm_plan_free(p);
+
+    const char *src2 = "description = \"gate\"\n"
+                       "allow_unsafe = [{rule = \"heavy-lock\", reason = \"empty table\"}]\n"
+                       "[[expand.steps]]\n"
+                       "sql = \"SELECT 1\"\n"
+                       "down = \"SELECT 1\"\n"
+                       "[[contract.steps]]\n"
+                       "sql = \"CLUSTER t; ALTER TABLE t ALTER a SET NOT NULL\"\n";
+    p = load("/nonexistent/0013_gate.toml", src2);
+    zdm_err_clear(&err);
+    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, &err), ZDM_EXIT_REFUSED); /* the contract's error counts */
+    assert_non_null(strstr(err.msg, "error[set-not-null]"));
+    zdm_err_clear(&err);
+    assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, &err), ZDM_EXIT_REFUSED);
+    assert_non_null(strstr(err.msg, "1 error in contract"));
+    assert_int_equal(zdm_lint_gate(p, NULL, C, "set-not-null", &err), 0);
+    zdm_plan_free(p);
+    zdm_log_set_stream(stderr);
+    fclose(devnull);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_statement_table),
+        cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_lines_in_sql),
+        cmocka_unit_test(test_plan_lines),
+        cmocka_unit_test(test_allow_unsafe),
+        cmocka_unit_test(test_dialects_and_downs),
+        cmocka_unit_test(test_types_from_earlier_plans),
+        cmocka_unit_test(test_example_plans_clean),
+        cmocka_unit_test(test_gate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
