@@ -101,6 +101,7 @@ static const lint_case cases[] = {
     {E, 1, NULL, "CREATE TABLE n (a int)", "ALTER TABLE n RENAME COLUMN a TO b; DROP TABLE n", ""},
     {E, 1, NULL, NULL, "CREATE TRIGGER t_trg BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", ""},
     {E, 1, NULL, NULL, "-- nothing but a comment", ""},
+    {E, 1, NULL, NULL, "ALTER TABLE acct RENAME TO account; CREATE VIEW acct AS SELECT * FROM account", ""},
 
     /* ---- index-not-concurrent ---- */
     {E, 1, NULL, NULL, "CREATE INDEX t_a ON t (a)", "index-not-concurrent"},
@@ -147,6 +148,7 @@ static const lint_case cases[] = {
     {E, 1, NULL, NULL, "DROP TABLE t", "destructive-in-expand"},
     {E, 1, NULL, NULL, "DROP TABLE IF EXISTS s.t CASCADE", "destructive-in-expand"},
     {E, 1, NULL, NULL, "ALTER TABLE t RENAME TO t2", "destructive-in-expand"},
+    {E, 1, NULL, NULL, "ALTER TABLE t RENAME TO t2; CREATE VIEW v AS SELECT * FROM t2", "destructive-in-expand"},
     {E, 1, NULL, NULL, "ALTER TABLE t RENAME COLUMN a TO b", "destructive-in-expand"},
     {E, 1, NULL, NULL, "TRUNCATE t", "destructive-in-expand"},
     /* ---- heavy-lock ---- */
