@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # zdm.sh -- shared helpers for the lifecycle integration tests (bash).
 #
 #   source "$ZDM_SRC/tests/lib/zdm.sh"
@@ -191,7 +192,7 @@ t_same_file() {
 # t_cmp WHAT A OP B with OP one of -lt -le -gt -ge (integers)
 t_cmp() {
     T_CHECKS=$((T_CHECKS + 1))
-    if ! [ "$2" "$3" "$4" ] 2>/dev/null; then
+    if ! test "$2" "$3" "$4" 2>/dev/null; then
         _t_fail "$1" "expected: $2 $3 $4" "got:      $2 (limit $4)"
         return 1
     fi
@@ -478,10 +479,11 @@ pg_session_send() {
 # Ends the session: COMMIT (or the SQL given), \q, wait for psql.  (\q, not
 # end of input: processes started meanwhile inherit the fifo's write end.)
 pg_session_end() {
-    local name=$1 sql=${2:-COMMIT;}
+    local name=$1 sql=${2:-COMMIT;} fd
     pg_session_send "$name" "$sql" 2>/dev/null
     pg_session_send "$name" '\q' 2>/dev/null
-    exec {T_SESSION_FD[$name]}>&-
+    fd=${T_SESSION_FD[$name]}
+    exec {fd}>&-
     t_wait_exit "${T_SESSION_PID[$name]}" 30
 }
 
