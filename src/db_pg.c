@@ -237,7 +237,13 @@ static int pg_connect(zdm_db *db, const char *url, zdm_err *err)
 
     /* NOTICEs (IF EXISTS ... skipping, implicit index names) are noise in
      * an operator's terminal; WARNINGs still reach stderr. */
-    PGresult *res = PQexec(conn, "SET client_min_messages = warning");
+    /* A zdm killed mid-statement should not leave its server session
+     * running the statement (and holding the plan's advisory lock) until
+     * it ends: PostgreSQL 14+ can notice the client is gone. */
+    PGresult *res = PQexec(conn, PQserverVersion(conn) >= 140000
+                                     ? "SET client_min_messages = warning; "
+                                       "SET client_connection_check_interval = '2s'"
+                                     : "SET client_min_messages = warning");
     int rc = pg_take(db, res, NULL, NULL, err);
     if (rc != ZDM_OK) {
         zdm_err_prefix(err, "setting up the session on %s: ", db->safe_url);

@@ -68,8 +68,18 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
     rc = zdm_state_get(c->db, c->plan->id, &c->st, err);
     if (rc != 0)
         return rc;
-    if (check_sum && c->st.known && c->st.phase != ZDM_PENDING && c->st.phase != ZDM_ROLLED_BACK &&
-        strcmp(c->st.checksum, c->plan->checksum) != 0) {
+    /* A changed file is refused once anything of it was applied: after
+     * expand, and also half-way through expand (steps recorded while the
+     * plan is still pending), where an edited done step would be skipped. */
+    int applied = c->st.known && c->st.phase != ZDM_PENDING && c->st.phase != ZDM_ROLLED_BACK;
+    if (check_sum && c->st.known && !applied && strcmp(c->st.checksum, c->plan->checksum) != 0) {
+        int n = 0;
+        rc = zdm_state_steps_applied(c->db, c->plan->id, &n, err);
+        if (rc != 0)
+            return rc;
+        applied = n > 0;
+    }
+    if (check_sum && applied && strcmp(c->st.checksum, c->plan->checksum) != 0) {
         zdm_err_set(err, ZDM_EXIT_REFUSED,
                     "plan %s changed after it was applied: %s has checksum %.12s, the database "
                     "recorded %.12s when it entered %s",
@@ -394,7 +404,12 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
     memset(&dw, 0, sizeof dw);
     switch (to) {
     case ZDM_EXPANDED:
-        rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
+        /* Record the file's checksum before the first step, so an edit made
+         * while expand is half-done is caught (open_ctx). */
+        if (!c->o->dry_run)
+            rc = set_phase(c, ZDM_PENDING, err);
+        if (rc == 0)
+            rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
         if (rc == 0 && p->backfill && p->backfill->dual_write) {
             /* After the plan's steps: the trigger reads their new columns. */
             rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
@@ -470,13 +485,14 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
                 zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d));
         fprintf(c->o->out, "%s: %s -> %s\n", p->id, zdm_phase_name(from), zdm_phase_name(to));
         end_history(c, hid, rc, err, detail[0] ? detail : NULL);
+        int64_t done_hid = hid; /* the after hooks are told which transition */
         hid = 0;
         /* After hooks: the phase is done whatever they say; a failure is
          * reported (exit 1) and they can be re-run with --hooks-only. */
         if (to != ZDM_CUT_OVER) {
             zdm_hook_event after = to == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
                                    : to == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL : ZDM_HOOK_AFTER_CONTRACT;
-            rc = run_hooks(c, after, to, to, 0, err);
+            rc = run_hooks(c, after, to, to, done_hid, err);
             if (rc != 0)
                 zdm_err_detail(err, "the plan is %s all the same; re-run the hooks with "
                                     "\"zdm advance %s --hooks-only\"", zdm_phase_name(to), p->id);
@@ -536,9 +552,25 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
     run.out = o->out;
     run.no_state = o->dry_run && !zdm_state_exists(db);
     if (from == ZDM_PENDING || from == ZDM_ROLLED_BACK) {
-        fprintf(o->out, "plan %s is %s; nothing to roll back\n", plan->id, zdm_phase_name(from));
-        close_ctx(&c);
-        return 0;
+        /* Fixed: an expand that failed part way (a validation that found
+         * bad rows) leaves the plan pending with the steps it finished
+         * recorded as done, and its message says to run zdm rollback --
+         * which answered "nothing to roll back" and left them in place.
+         * Those steps are undone like any others. */
+        int partial = 0;
+        for (size_t i = 0; i < plan->nexpand && !partial && !run.no_state; i++) {
+            char st[16] = "";
+            if (zdm_state_step_status(db, plan->id, "expand", plan->expand[i].index, st, err) != 0) {
+                close_ctx(&c);
+                return err->code;
+            }
+            partial = strcmp(st, "done") == 0 || strcmp(st, "running") == 0;
+        }
+        if (!partial) {
+            fprintf(o->out, "plan %s is %s; nothing to roll back\n", plan->id, zdm_phase_name(from));
+            close_ctx(&c);
+            return 0;
+        }
     }
     /* After contract, undo contract (back to cut_over); otherwise undo expand. */
     int undo_contract = from == ZDM_COMPLETE;
@@ -582,8 +614,9 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
             if (undo_contract)
                 fprintf(o->out, "contract undone; run \"zdm rollback %s\" again to undo expand\n", plan->id);
             end_history(&c, hid, rc, err, NULL);
+            int64_t done_hid = hid;
             hid = 0;
-            rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, to, to, 0, err);
+            rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, to, to, done_hid, err);
         } else if (!err->detail[0] && rc != ZDM_EXIT_REFUSED) {
             zdm_err_detail(err, "the steps undone so far are recorded; fix the cause and run "
                                 "\"zdm rollback %s\" again to continue", plan->id);

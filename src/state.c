@@ -107,6 +107,21 @@ static const char *const upgrades_sqlite[] = {NULL};
 
 static int read_version(zdm_db *db, int *version, zdm_err *err)
 {
+    /* Ask the catalog first, so a first run does not leave "relation does
+     * not exist" errors in the server's log. */
+    char *there = NULL;
+    int rc0 = zdm_db_query_value(db, zdm_db_kind_of(db) == ZDM_DB_PG
+                                         ? "SELECT to_regclass('zdm.meta') IS NOT NULL"
+                                         : "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'zdm_meta'",
+                                 0, NULL, &there, err);
+    if (rc0 != 0)
+        return rc0;
+    int exists = there && (there[0] == 't' || there[0] == '1');
+    free(there);
+    if (!exists) {
+        *version = 0;
+        return 0;
+    }
     char sql[160];
     snprintf(sql, sizeof sql, "SELECT value FROM %s WHERE key = 'schema_version'",
              zdm_state_table(db, "meta"));
@@ -290,6 +305,19 @@ int zdm_state_step_mark(zdm_db *db, const char *plan_id, const char *phase, int 
     return zdm_db_query(db, sql, 5, params, NULL, err);
 }
 
+int zdm_state_steps_applied(zdm_db *db, const char *plan_id, int *n, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE plan_id = $1 AND status IN ('done', 'running')",
+             zdm_state_table(db, "steps"));
+    const char *params[] = {plan_id};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, sql, 1, params, &v, err);
+    *n = v ? atoi(v) : 0;
+    free(v);
+    return rc;
+}
+
 int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zdm_err *err)
 {
     char sql[200];
@@ -417,8 +445,10 @@ int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size
     if (rc != 0)
         return rc;
     if (pid > 0) {
-        int gone = strcmp(host, host_part()) == 0 && pid != (int)getpid() &&
-                   kill(pid, 0) != 0 && errno == ESRCH;
+        /* Our own pid on our host is a previous run that died: this process
+         * takes a plan's lock once, and containers reuse pids (pid 1). */
+        int gone = strcmp(host, host_part()) == 0 &&
+                   (pid == (int)getpid() || (kill(pid, 0) != 0 && errno == ESRCH));
         if (!gone)
             return 0;
     }
@@ -436,7 +466,7 @@ int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size
             return rc;
         int stale = strcmp(host, host_part()) == 0 && pid > 0 &&
                     (pid == (int)getpid() || (kill(pid, 0) != 0 && errno == ESRCH));
-        if (!stale || pid == (int)getpid())
+        if (!stale)
             return 0;
         char sql[200], pids[16];
         snprintf(sql, sizeof sql, "DELETE FROM %s WHERE plan_id = $1 AND pid = $2 AND host = $3",

@@ -68,6 +68,8 @@ int zdm_state_step_status(zdm_db *db, const char *plan_id, const char *phase, in
                           char status[16], zdm_err *err) ZDM_MUST_CHECK;
 int zdm_state_step_mark(zdm_db *db, const char *plan_id, const char *phase, int index,
                         const char *status, zdm_err *err) ZDM_MUST_CHECK;
+/* How many steps of the plan are recorded as done or started. */
+int zdm_state_steps_applied(zdm_db *db, const char *plan_id, int *n, zdm_err *err) ZDM_MUST_CHECK;
 /* Forgets the steps of a phase (after rollback). */
 int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zdm_err *err) ZDM_MUST_CHECK;
 

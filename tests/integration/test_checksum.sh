@@ -72,6 +72,25 @@ down = "DROP TABLE fresh"
     zdm_run advance 0010_fresh
     t_rc "$d: advance of a rolled back plan after an edit" 0
     t_has "$d: from rolled_back" "0010_fresh: rolled_back -> expanded" "$ZOUT"
+
+    t_section "$d: a file edited while expand is half-done"
+    plan_write 0011_half '
+requires = ["0001_baseline"]
+[[expand.steps]]
+sql  = "CREATE TABLE half_a (x integer)"
+down = "DROP TABLE half_a"
+[[expand.steps]]
+sql  = "SELECT * FROM no_such_table"
+down = "SELECT 1"
+'
+    zdm_run advance 0011_half
+    t_rc "$d: step 2 fails" 1
+    t_eq "$d: still pending" pending "$(zdm_phase_of 0011_half)"
+    # step 1 was applied: changing it now would silently skip the change
+    sed -i 's/half_a (x integer)/half_a (x integer, y integer)/' "$T_PLANS/0011_half.toml"
+    zdm_run advance 0011_half
+    t_rc "$d: advance after editing an applied step" 3
+    t_has "$d: names the plan" "plan 0011_half changed after it was applied" "$ZERR"
 }
 
 checksum_case sqlite
