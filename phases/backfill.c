@@ -486,7 +486,7 @@ static int connection_lost(const zdm_err *err);
 
 /* PostgreSQL finds and converts a batch in one statement, so when that
  * statement fails the batch's last key is not known.  Roll back and look
- * it up with the peek (same parameters), so the error names the failed
+ * it up (the batch's keys, same parameters), so the error names the failed
  * batch's whole key range ("after X up to Y") as on SQLite, and the
  * operator can find the row that broke it. */
 static void name_failed_batch(worker *w, const char *cursor, const char **params, int np, zdm_err *err)
@@ -494,12 +494,21 @@ static void name_failed_batch(worker *w, const char *cursor, const char **params
     char *last = NULL;
     if (!connection_lost(err)) {
         zdm_db_rollback(w->db);
+        zdm_buf b = {0};
+        zdm_buf_puts(&b, "SELECT ");
+        cols_list(w, &b, "");
+        zdm_buf_puts(&b, " FROM (");
+        batch_keys(w, &b, cursor != NULL);
+        zdm_buf_puts(&b, ") zdm_batch ORDER BY ");
+        cols_list(w, &b, " DESC");
+        zdm_buf_puts(&b, " LIMIT 1");
         zdm_rows *r = NULL;
         zdm_err e;
         zdm_err_clear(&e);
-        if (zdm_db_query(w->db, w->peek_sql[cursor != NULL], np, params, &r, &e) == 0 && zdm_rows_count(r) == 1)
+        if (zdm_db_query(w->db, b.data, np, params, &r, &e) == 0 && zdm_rows_count(r) == 1)
             last = key_json(r, 0, (int)w->key.n);
         zdm_rows_free(r);
+        zdm_buf_free(&b);
     }
     zdm_err_prefix(err, "batch of range %d, keys after %s%s%s: ", w->range_id, cursor ? cursor : "the start",
                    last ? " up to " : "", last ? last : "");

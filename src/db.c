@@ -469,6 +469,19 @@ void zdm_db_close(zdm_db *db)
     free(db);
 }
 
+int zdm_db_reopen(zdm_db *db, const char *url, zdm_err *err)
+{
+    zdm_db *fresh = NULL;
+    int rc = zdm_db_open(url, &fresh, err);
+    if (rc != ZDM_OK)
+        return rc;
+    zdm_db old = *db;
+    *db = *fresh;
+    *fresh = old;
+    zdm_db_close(fresh); /* the old connection */
+    return ZDM_OK;
+}
+
 long long zdm_db_changes(const zdm_db *db) { return db->changes; }
 zdm_db_kind zdm_db_kind_of(const zdm_db *db) { return db->ops->kind; }
 const char *zdm_db_dialect_name(const zdm_db *db) { return db->ops->name; }

@@ -30,6 +30,9 @@ typedef struct zdm_rows zdm_rows;
  * SQLSTATE 08001, with any password scrubbed from the message. */
 int zdm_db_open(const char *url, zdm_db **out, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_db_close(zdm_db *db);
+/* Replaces db's connection with a new one to url, in place: pointers to db
+ * stay valid (its open transaction, if any, is lost with the old one). */
+int zdm_db_reopen(zdm_db *db, const char *url, zdm_err *err) ZDM_MUST_CHECK;
 
 /* Which driver a URL selects, without connecting (0 when unrecognised). */
 zdm_db_kind zdm_db_kind_of_url(const char *url);
