@@ -9,4 +9,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     ca-certificates build-essential cmake clang pkg-config \
     libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev \
-    postgresql postgresql-client sqlite3 python3 procps util-linux
+    postgresql postgresql-client sqlite3 python3 procps util-linux \
+    jq curl nginx python3-psycopg2 python3-yaml systemd

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -27,6 +28,8 @@
 
 #define TAIL_LINES 20
 #define KILL_GRACE_MS 5000
+#define DRAIN_MS 1000 /* output read after the hook exited */
+#define POLL_MS 100
 
 int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
 {
@@ -147,6 +150,36 @@ static void ring_free(tail_ring *r)
 static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
                   const zdm_hook_env *env, int out_fd) __attribute__((noreturn));
 
+/* `path` as seen from `here` (zdm's directory), so that it still names the
+ * same file once the hook runs from the plan's directory. */
+static char *abs_from(const char *here, const char *path)
+{
+    if (!here || path[0] == '/')
+        return zdm_xstrdup(path);
+    while (path[0] == '.' && path[1] == '/')
+        path += 2;
+    return zdm_xasprintf("%s/%s", here, path);
+}
+
+/* A relative sqlite:FILE (or sqlite://FILE) made absolute, for the same
+ * reason; other URLs unchanged. */
+static char *hook_db_url(const char *here, const char *url)
+{
+    if (!url)
+        return zdm_xstrdup("");
+    if (strncasecmp(url, "sqlite:", 7) != 0)
+        return zdm_xstrdup(url);
+    const char *p = url + 7;
+    if (p[0] == '/' && p[1] == '/')
+        p += 2;
+    if (!*p || p[0] == '/' || p[0] == ':' || strncmp(p, "file:", 5) == 0 || !here)
+        return zdm_xstrdup(url);
+    char *abs = abs_from(here, p);
+    char *out = zdm_xasprintf("sqlite:%s", abs);
+    free(abs);
+    return out;
+}
+
 /* In the child: own process group, the plan's directory, the documented
  * environment, output to the pipe, then exec without a shell. */
 static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
@@ -161,10 +194,17 @@ static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event 
         dup2(devnull, 0);
         close(devnull);
     }
+    /* Paths relative to zdm's directory would be wrong from the plan's. */
+    char here[4096], there[4096];
+    const char *cwd = getcwd(here, sizeof here);
+    char *plan_file = abs_from(cwd, plan->path);
+    char *db_url = hook_db_url(cwd, env->db_url);
     if (chdir(plan->dir) != 0) {
         fprintf(stderr, "zdm: cannot enter %s: %s\n", plan->dir, strerror(errno));
         _exit(126);
     }
+    if (getcwd(there, sizeof there))
+        setenv("PWD", there, 1);
     char hid[32];
     snprintf(hid, sizeof hid, "%lld", env->history_id);
     setenv("ZDM_PLAN", plan->id, 1);
@@ -172,9 +212,9 @@ static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event 
     setenv("ZDM_PHASE", env->phase ? env->phase : "", 1);
     setenv("ZDM_NEXT_PHASE", env->next_phase ? env->next_phase : "", 1);
     setenv("ZDM_DIALECT", env->dialect ? env->dialect : "", 1);
-    setenv("ZDM_DATABASE_URL", env->db_url ? env->db_url : "", 1);
+    setenv("ZDM_DATABASE_URL", db_url, 1);
     setenv("ZDM_HISTORY_ID", hid, 1);
-    setenv("ZDM_PLAN_FILE", plan->path, 1);
+    setenv("ZDM_PLAN_FILE", plan_file, 1);
     /* The parent may hold a password in its environment: never pass it on. */
     unsetenv("PGPASSWORD");
     execvp(cmd->argv.v[0], cmd->argv.v);
@@ -216,34 +256,53 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
 
     char tag[160];
     snprintf(tag, sizeof tag, "hook %s[%s]", zdm_hook_event_name(ev), cmd->argv.v[0]);
-    int64_t deadline = zdm_mono_ms() + timeout_ms, kill_at = 0;
-    int timed_out = 0, eof = 0;
+    /* The hook is done when its own process is: a child it left behind
+     * may hold the output open for ever (a daemon, perhaps in a session of
+     * its own), so the output is read only DRAIN_MS longer.  A hook that
+     * closed its output still runs until it exits or times out. */
+    int64_t deadline = zdm_mono_ms() + timeout_ms, kill_at = 0, drain_until = 0;
+    int timed_out = 0, out_open = 1, reaped = 0, wstatus = 0;
     zdm_buf line = {0};
     char buf[4096];
-    while (!eof) {
+    for (;;) {
         int64_t now = zdm_mono_ms();
-        if (!timed_out && now >= deadline) {
+        if (!reaped) {
+            pid_t w = waitpid(pid, &wstatus, WNOHANG);
+            if (w == pid || (w < 0 && errno == ECHILD)) {
+                reaped = 1;
+                drain_until = now + DRAIN_MS;
+            }
+        }
+        if (reaped && (!out_open || now >= drain_until))
+            break;
+        if (!reaped && !timed_out && now >= deadline) {
             timed_out = 1;
             kill_group(pid, SIGTERM);
             kill_at = now + KILL_GRACE_MS;
-        }
-        if (timed_out && kill_at && now >= kill_at) {
+        } else if (!reaped && timed_out && kill_at && now >= kill_at) {
             kill_group(pid, SIGKILL);
             kill_at = 0;
         }
-        int64_t wait = (timed_out ? (kill_at ? kill_at : now + 1000) : deadline) - now;
+        /* Wake up at least every POLL_MS to see whether the hook ended. */
+        int64_t next = reaped ? drain_until : timed_out ? (kill_at ? kill_at : now + POLL_MS) : deadline;
+        int64_t wait = next - now;
+        wait = wait < 0 ? 0 : wait > POLL_MS ? POLL_MS : wait;
+        if (!out_open) { /* usually the hook is exiting: look again soon */
+            poll(NULL, 0, (int)(wait > 10 ? 10 : wait));
+            continue;
+        }
         struct pollfd pfd = {fds[0], POLLIN, 0};
-        int pr = poll(&pfd, 1, (int)(wait < 0 ? 0 : wait > 1000 ? 1000 : wait));
+        int pr = poll(&pfd, 1, (int)wait);
         if (pr < 0 && errno != EINTR)
-            break;
+            out_open = 0;
         if (pr <= 0)
             continue;
         ssize_t n = read(fds[0], buf, sizeof buf);
         if (n == 0) {
-            eof = 1;
+            out_open = 0;
         } else if (n < 0) {
             if (errno != EAGAIN && errno != EINTR)
-                eof = 1;
+                out_open = 0;
             continue;
         }
         for (ssize_t i = 0; i < n; i++) {
@@ -264,12 +323,10 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
     }
     zdm_buf_free(&line);
     close(fds[0]);
-    /* The output closed; make sure the group is gone before reaping. */
+    /* After a timeout, nothing the hook started may outlive it (the group
+     * only: the hook's own pid is reaped and may be someone else's now). */
     if (timed_out)
-        kill_group(pid, SIGKILL);
-    int wstatus = 0;
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-        ;
+        kill(-pid, SIGKILL);
     char d[32];
     if (timed_out) {
         snprintf(status, status_size, "timed out after %s and was killed",
