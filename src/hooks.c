@@ -5,7 +5,11 @@
  * everything it started (a deploy script's children included): first
  * SIGTERM to the group, then SIGKILL after a grace period.  The parent
  * reads the merged stdout/stderr through one pipe with poll(), so a hook
- * that prints a lot never blocks on a full pipe.
+ * that prints a lot never blocks on a full pipe.  The hook is over when
+ * its own process exits (its output is read DRAIN_MS longer): a daemon it
+ * started, which may hold the pipe for ever, neither delays zdm nor makes
+ * the hook fail.  ZDM_PLAN_FILE and a sqlite: ZDM_DATABASE_URL are made
+ * absolute, since the hook runs from the plan's directory.
  */
 #include "hooks.h"
 
