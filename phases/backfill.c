@@ -71,7 +71,7 @@ typedef struct worker {
     int64_t win_t[16], win_rows[16];
     int win_n;
     int64_t last_progress_ms, last_health_ms, pause_since_ms, last_pause_log_ms;
-    char pause_reason[256];
+    char pause_reason[512];
     int tty;
     int64_t last_batch_ms, replica_lag_ms;
     /* outcome */
@@ -731,13 +731,14 @@ static int check_throttle(worker *w, char *why, size_t size, zdm_err *err)
             add_reason(why, size, "pause_query returned true");
         free(v);
     }
+    /* The built-in signals cost three catalog queries: read them at most
+     * once a second while they are quiet.  While one of them holds the
+     * worker, every recheck reads them again (the verdict is not cached). */
     int64_t now = zdm_mono_ms();
-    if (!w->pg || now - w->last_health_ms < HEALTH_EVERY_MS) {
-        if (!w->pg || !w->pause_reason[0] || strstr(w->pause_reason, "paused by operator") ||
-            strstr(w->pause_reason, "pause_query"))
-            return 0;
-        /* keep the last health verdict until the next reading */
-    }
+    int held_by_health = w->pause_reason[0] && !strstr(w->pause_reason, "paused by operator") &&
+                         !strstr(w->pause_reason, "pause_query");
+    if (!w->pg || (now - w->last_health_ms < HEALTH_EVERY_MS && !held_by_health))
+        return 0;
     w->last_health_ms = now;
     zdm_err e;
     char *v = NULL;
