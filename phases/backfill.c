@@ -74,6 +74,7 @@ typedef struct worker {
     char pause_reason[512];
     int tty;
     int64_t last_batch_ms, replica_lag_ms;
+    int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
     /* outcome */
     int rc;
     zdm_err *err;
@@ -1100,6 +1101,20 @@ static void failed(worker *w, int rc)
             return;
         }
     }
+    /* A busy database (SQLite's single writer, a lock held by the
+     * application) is a reason to wait, not to stop: the batch was rolled
+     * back and is simply tried again, with growing pauses. */
+    if (zdm_db_err_is_lock_timeout(w->err) && w->busy_retries < 30) {
+        int64_t wait = 100;
+        for (int i = 0; i < w->busy_retries && wait < 5000; i++)
+            wait *= 2;
+        w->busy_retries++;
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "database busy (%s); retrying in %lld ms (%d in a row)",
+                w->err->msg, (long long)wait, w->busy_retries);
+        zdm_err_clear(w->err);
+        schedule(w, wait);
+        return;
+    }
     stop(w, rc);
 }
 
@@ -1175,6 +1190,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         failed(w, rc);
         return;
     }
+    w->busy_retries = 0;
     zdm_pacer_record(&w->pacer, scanned, t1 - t0, t1);
     w->last_batch_ms = t1 - t0;
     note_rows(w, updated);
