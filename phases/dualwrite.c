@@ -227,7 +227,12 @@ static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const
     each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
     zdm_buf_puts(c, " THEN  -- written by the old application\n");
     assignments(c, db, b->set, b->nset, cols, 1);
-    if (b->nreverse) {
+    if (b->nreverse && b->reverse_on_insert) {
+        /* rename_column / change_type: the new application cannot write
+         * the old columns, so what they hold is their default */
+        zdm_buf_puts(c, "    ELSE  -- written by the new application\n");
+        assignments(c, db, b->reverse, b->nreverse, cols, 1);
+    } else if (b->nreverse) {
         zdm_buf_puts(c, "    ELSIF ");
         each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
         zdm_buf_puts(c, " THEN  -- written by the new application\n");
@@ -340,8 +345,11 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         /* reverse, insert: the new application wrote the targets */
         zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND NOT (", names[2], tbl, guard);
         each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
-        zdm_buf_puts(c, ") AND ");
-        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, ")");
+        if (!b->reverse_on_insert) { /* (see pg_sql) */
+            zdm_buf_puts(c, " AND ");
+            each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        }
         zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
         assignments(c, db, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");

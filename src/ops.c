@@ -335,6 +335,14 @@ static void set_backfill(opctx *o, const char *table, const char *target, const 
         b->reverse[0].column = zdm_xstrdup(rev_col);
         b->reverse[0].expr = zdm_xstrdup(rev_expr);
         b->nreverse = 1;
+        /* Fixed: the new application (through the view schema, which has
+         * no old column) inserting a row gave the old column its default,
+         * and the dual-write trigger, seeing it not NULL, left it at that:
+         * the old application read the default instead of the new value.
+         * Here the old column can only hold its default on such an insert,
+         * so it is always derived (the new column has no default until
+         * contract, so the old application's inserts still leave it NULL). */
+        b->reverse_on_insert = 1;
     }
     b->line = o->s->line;
     b->col = o->s->col;
@@ -731,6 +739,105 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
     free(dflt);
 }
 
+/* ---- rename_column and change_type: the old column goes at contract ----
+ *
+ * Both add a new column in expand and drop the old one at contract.
+ * PostgreSQL drops with a column everything that depends on it, so:
+ *
+ * Fixed: the contract of these operations used to lose, without a word,
+ * the old column's NOT NULL, its CHECK / UNIQUE / foreign key constraints
+ * (also the foreign keys of other tables pointing at it), its unique
+ * indexes and its default -- the plan completed and they were gone.  Now:
+ *  - expand's first step refuses, before it changes anything, when a
+ *    constraint, a unique index, a view or rule, an owned sequence or a
+ *    trigger depends on the old column, and names them: drop them in an
+ *    earlier plan and create them for the new column in a later one.
+ *    A plain index is let through: it serves the old application until
+ *    contract, and the plan adds the new column's own (add_index);
+ *  - rename_column gives the new column the old one's default at
+ *    contract (not before: the dual-write trigger copies into the new
+ *    column when an insert leaves it NULL); change_type cannot (the
+ *    default is of the old type), so a default is refused there;
+ *  - a NOT NULL is carried over at contract the safe way: a CHECK added
+ *    NOT VALID, validated in its own step, then SET NOT NULL (no scan).
+ *    Those steps read the catalog when they run: a nullable column costs
+ *    nothing.  (SQLite: NOT NULL needs a table rebuild; it is not carried
+ *    over there.) */
+
+static char *pg_guard_dependents(const char *tq, const char *table, const char *col, const char *op,
+                                 int default_ok)
+{
+    return zdm_xasprintf(
+        "DO $zdm$ DECLARE lost text; BEGIN\n"
+        "  SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid), ', ')\n"
+        "    INTO lost FROM pg_depend d\n"
+        "    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid\n"
+        "   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = '%s'::regclass\n"
+        "     AND a.attname = '%s' AND d.deptype IN ('n', 'a')%s\n"
+        "     AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE d.classid = 'pg_class'::regclass\n"
+        "                        AND i.indexrelid = d.objid AND NOT i.indisunique);\n"
+        "  IF lost IS NOT NULL THEN\n"
+        "    RAISE EXCEPTION '%s: contract drops the old column %s.%s, and with it: %%', lost\n"
+        "      USING HINT = 'drop these in an earlier plan and create them for the new column in a later one';\n"
+        "  END IF;\n"
+        "END $zdm$",
+        tq, col, default_ok ? "\n     AND d.classid <> 'pg_attrdef'::regclass" : "", op, table, col);
+}
+
+/* Adds the contract steps that give `newcol` the NOT NULL of `col` (when
+ * it has one) up to the validated CHECK, and returns the SQL that turns
+ * it into NOT NULL, for the step that drops `col`. */
+static char *pg_carry_not_null(opctx *o, gen *ct, const char *table, const char *tq, const char *col,
+                               const char *newcol, const char *why_sqlite)
+{
+    zdm_strv cols = {0};
+    zdm_strv_push(&cols, newcol);
+    char *cname = auto_name(table, &cols, "not_null");
+    zdm_strv_free(&cols);
+    char *ccq = zdm_ops_quote(cname, 0), *nq = zdm_ops_quote(newcol, 0);
+    char *has_check = zdm_xasprintf("EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '%s'::regclass "
+                                    "AND conname = '%s')", tq, cname);
+    char name[200];
+    snprintf(name, sizeof name, "%s.%s NOT NULL (when %s is) as a CHECK (not yet validated)", table, newcol, col);
+    zdm_step *s = add(ct, o->s, name,
+                      zdm_xasprintf("DO $zdm$ BEGIN\n"
+                                    "  IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = '%s'::regclass AND attname = '%s')\n"
+                                    "     AND NOT %s THEN\n"
+                                    "    ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
+                                    "  END IF;\n"
+                                    "END $zdm$",
+                                    tq, col, has_check, tq, ccq, nq),
+                      zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, ccq),
+                      why_sqlite ? NULL : zdm_xstrdup("SELECT 1 /* SQLite: NOT NULL needs a table rebuild */"),
+                      why_sqlite ? NULL : zdm_xstrdup("SELECT 1"));
+    if (why_sqlite)
+        no_sqlite(s, why_sqlite);
+    snprintf(name, sizeof name, "validate %s.%s NOT NULL as a CHECK (when added)", table, newcol);
+    s = add(ct, o->s, name,
+            zdm_xasprintf("DO $zdm$ BEGIN\n"
+                          "  IF %s THEN\n"
+                          "    ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
+                          "  END IF;\n"
+                          "END $zdm$",
+                          has_check, tq, ccq),
+            zdm_xstrdup("SELECT 1 /* the previous step's down drops the constraint */"),
+            why_sqlite ? NULL : zdm_xstrdup("SELECT 1"), why_sqlite ? NULL : zdm_xstrdup("SELECT 1"));
+    if (why_sqlite)
+        no_sqlite(s, why_sqlite);
+    char *set = zdm_xasprintf("DO $zdm$ BEGIN\n"
+                              "  IF %s THEN\n"
+                              "    ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
+                              "    ALTER TABLE %s DROP CONSTRAINT %s;\n"
+                              "  END IF;\n"
+                              "END $zdm$;\n",
+                              has_check, tq, nq, tq, ccq);
+    free(has_check);
+    free(ccq);
+    free(nq);
+    free(cname);
+    return set;
+}
+
 static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq)
 {
     const char *col = fstr(o, "column"), *to = fstr(o, "to"), *type = fstr(o, "type");
@@ -743,14 +850,26 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
     char *cq = zdm_ops_quote(col, 0), *toq = zdm_ops_quote(to, 0);
     char name[200];
     snprintf(name, sizeof name, "add column %s.%s, the new name of %s", table, to, col);
-    /* PostgreSQL copies the old column's exact type from the catalog. */
-    char *pg = type ? zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s", tq, toq, type)
-                    : zdm_xasprintf("DO $zdm$ BEGIN\n"
-                                    "  EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', '%s'::regclass, '%s',\n"
-                                    "    (SELECT format_type(atttypid, atttypmod) FROM pg_attribute\n"
-                                    "      WHERE attrelid = '%s'::regclass AND attname = '%s' AND NOT attisdropped));\n"
-                                    "END $zdm$",
-                                    tq, to, tq, col);
+    /* PostgreSQL: the guard, then the new column with the old one's exact
+     * type (from the catalog, unless the plan names one).  The default
+     * follows at contract: until then a default on the new column would
+     * hide the old application's inserts from the dual-write trigger,
+     * which copies into the new column when it is NULL. */
+    char *guard = pg_guard_dependents(tq, table, col, "rename_column", 1);
+    char *typesql = type ? zdm_xasprintf("'%s'", type) /* a plain type name: no quote in it (checked below) */
+                         : zdm_xasprintf("(SELECT format_type(atttypid, atttypmod) FROM pg_attribute\n"
+                                         "      WHERE attrelid = '%s'::regclass AND attname = '%s' AND NOT attisdropped)",
+                                         tq, col);
+    char *pg = zdm_xasprintf("%s;\n"
+                             "DO $zdm$ BEGIN\n"
+                             "  EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', '%s'::regclass, '%s',\n"
+                             "    %s);\n"
+                             "END $zdm$",
+                             guard, tq, to, typesql);
+    free(guard);
+    free(typesql);
+    if (type && strchr(type, '\''))
+        bad(o, "\"type\" = \"%s\" is not a type name%s", type, NULL);
     char *sq = zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s%s%s", tq, toq, type ? " " : "", type ? type : "");
     char *down = zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, toq);
     add(g, o->s, name, pg, zdm_xstrdup(down), sq, down);
@@ -758,13 +877,23 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
     set_backfill(o, table, to, cq, NULL, col, col, toq);
     o->p->version_schema = 1;
     snprintf(name, sizeof name, "view schema for the new application (%s without %s)", table, col);
-    zdm_step *v = add(g, o->s, name, pg_version_view(o->p, table, col, NULL, NULL), pg_drop_version_schema(o->p),
-                      zdm_xstrdup("SELECT 1 /* SQLite: the new application uses the new column directly */"),
-                      zdm_xstrdup("SELECT 1"));
-    (void)v;
-    snprintf(name, sizeof name, "drop the old column %s.%s", table, col);
-    add(ct, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL,
-        zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+    add(g, o->s, name, pg_version_view(o->p, table, col, NULL, NULL), pg_drop_version_schema(o->p),
+        zdm_xstrdup("SELECT 1 /* SQLite: the new application uses the new column directly */"), zdm_xstrdup("SELECT 1"));
+    char *set_nn = pg_carry_not_null(o, ct, table, tq, col, to, NULL);
+    snprintf(name, sizeof name, "drop the old column %s.%s (its default and NOT NULL go to %s)", table, col, to);
+    add(ct, o->s, name,
+        zdm_xasprintf("DO $zdm$ DECLARE dflt text; BEGIN\n"
+                      "  SELECT pg_get_expr(d.adbin, d.adrelid) INTO dflt FROM pg_attrdef d\n"
+                      "    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum\n"
+                      "   WHERE d.adrelid = '%s'::regclass AND a.attname = '%s';\n"
+                      "  IF dflt IS NOT NULL THEN\n"
+                      "    EXECUTE format('ALTER TABLE %%s ALTER COLUMN %%I SET DEFAULT %%s', '%s'::regclass, '%s', dflt);\n"
+                      "  END IF;\n"
+                      "END $zdm$;\n"
+                      "%sALTER TABLE %s DROP COLUMN %s",
+                      tq, col, tq, to, set_nn, tq, cq),
+        NULL, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+    free(set_nn);
     contract_version_schema(o, ct, table, 1);
     free(cq);
     free(toq);
@@ -786,8 +915,10 @@ static void op_change_type(opctx *o, gen *g, gen *ct, const char *table, const c
                       "value in any column: no change is needed for the data)";
     char name[200];
     snprintf(name, sizeof name, "add column %s.%s of type %s (becomes %s at contract)", table, tmp, type, col);
-    zdm_step *s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s", tq, tmpq, type),
+    char *guard = pg_guard_dependents(tq, table, col, "change_type", 0);
+    zdm_step *s = add(g, o->s, name, zdm_xasprintf("%s;\nALTER TABLE %s ADD COLUMN %s %s", guard, tq, tmpq, type),
                       zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, tmpq), NULL, NULL);
+    free(guard);
     no_sqlite(s, why);
     /* `down` is written with the column's name for the new value. */
     char *rev = rename_ident(down, col, tmp);
@@ -797,10 +928,13 @@ static void op_change_type(opctx *o, gen *g, gen *ct, const char *table, const c
     snprintf(name, sizeof name, "view schema for the new application (%s.%s as %s)", table, col, type);
     s = add(g, o->s, name, pg_version_view(o->p, table, col, tmp, col), pg_drop_version_schema(o->p), NULL, NULL);
     no_sqlite(s, why);
+    char *set_nn = pg_carry_not_null(o, ct, table, tq, col, tmp, why);
     snprintf(name, sizeof name, "swap: drop the old %s.%s, rename %s to %s", table, col, tmp, col);
     s = add(ct, o->s, name,
-            zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s;\nALTER TABLE %s RENAME COLUMN %s TO %s", tq, cq, tq, tmpq, cq),
+            zdm_xasprintf("%sALTER TABLE %s DROP COLUMN %s;\nALTER TABLE %s RENAME COLUMN %s TO %s", set_nn, tq, cq,
+                          tq, tmpq, cq),
             NULL, NULL, NULL);
+    free(set_nn);
     no_sqlite(s, why);
     s = contract_version_schema(o, ct, table, 0);
     no_sqlite(s, why);

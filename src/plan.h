@@ -91,6 +91,11 @@ typedef struct zdm_backfill {
     zdm_strv dw_sources;        /* old columns whose writes fire the forward trigger */
     zdm_assign *reverse;        /* old column = g(new) */
     size_t nreverse;
+    /* An insert that gives the targets was written by the new application
+     * even when the old columns hold a value (their defaults): derive them
+     * (reverse) anyway.  Set by the operations whose new application
+     * cannot write the old columns (rename_column, change_type). */
+    int reverse_on_insert;
     zdm_throttle throttle;
     int line, col;
 } zdm_backfill;

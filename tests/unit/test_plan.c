@@ -313,9 +313,22 @@ static void test_ops_rename_column(void **state)
     assert_non_null(strstr(zdm_step_sql(&p->expand[0], 2), "ADD COLUMN \"full_name\""));
     assert_non_null(strstr(zdm_step_sql(&p->expand[1], 1), "CREATE SCHEMA IF NOT EXISTS \"zdm_v_0002\""));
     assert_int_equal(p->version_schema, 1);
-    assert_int_equal(p->ncontract, 1);
-    assert_string_equal(zdm_step_sql(&p->contract[0], 1), "ALTER TABLE \"emp\" DROP COLUMN \"name\"");
-    assert_null(zdm_step_down(&p->contract[0], 1));
+    /* PostgreSQL: a guard against losing what depends on the old column */
+    assert_non_null(strstr(zdm_step_sql(&p->expand[0], 1), "FROM pg_depend d"));
+    /* contract: the NOT NULL carried over (when the old column has one),
+     * the old column dropped, then the view schema (SQLite has none) */
+    assert_int_equal(p->ncontract, 4);
+    assert_non_null(strstr(zdm_step_sql(&p->contract[0], 1),
+                           "ADD CONSTRAINT \"emp_full_name_not_null\" CHECK (\"full_name\" IS NOT NULL) NOT VALID"));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[1], 1), "VALIDATE CONSTRAINT \"emp_full_name_not_null\""));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[2], 1),
+                           "ALTER COLUMN \"full_name\" SET NOT NULL;\n    ALTER TABLE \"emp\" DROP CONSTRAINT"));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[2], 1), "ALTER COLUMN %I SET DEFAULT %s"));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[2], 1), "END $zdm$;\nALTER TABLE \"emp\" DROP COLUMN \"name\""));
+    assert_string_equal(zdm_step_sql(&p->contract[2], 2), "ALTER TABLE \"emp\" DROP COLUMN \"name\"");
+    assert_null(zdm_step_down(&p->contract[2], 1));
+    assert_string_equal(zdm_step_sql(&p->contract[3], 1), "DROP SCHEMA IF EXISTS \"zdm_v_0002\" CASCADE");
+    assert_non_null(strstr(zdm_step_sql(&p->contract[3], 2), "SELECT 1"));
     /* the implied backfill copies both ways */
     const zdm_backfill *b = p->backfill;
     assert_non_null(b);
@@ -336,15 +349,28 @@ static void test_ops_change_type(void **state)
     (void)state;
     zdm_plan *p = load_ok("[[expand.steps]]\nop = \"change_type\"\ntable = \"t\"\ncolumn = \"amount\"\n"
                           "type = \"numeric(12,2)\"\nup = \"amount / 100.0\"\ndown = \"(amount * 100)::int\"\n");
-    assert_string_equal(zdm_step_sql(&p->expand[0], 1), "ALTER TABLE \"t\" ADD COLUMN \"_zdm_amount\" numeric(12,2)");
+    /* first a guard: what depends on the old column would go with it at contract */
+    assert_non_null(strstr(zdm_step_sql(&p->expand[0], 1), "FROM pg_depend d"));
+    assert_non_null(strstr(zdm_step_sql(&p->expand[0], 1),
+                           "END $zdm$;\nALTER TABLE \"t\" ADD COLUMN \"_zdm_amount\" numeric(12,2)"));
     /* SQLite cannot: no SQL, and the reason */
     assert_null(zdm_step_sql(&p->expand[0], 2));
     assert_non_null(strstr(p->expand[0].unsupported_for[1], "rebuilding the table"));
     /* down is written with the column's name for the new value */
     assert_string_equal(p->backfill->reverse[0].expr, "(\"_zdm_amount\" * 100)::int");
     assert_string_equal(p->backfill->set[0].expr, "amount / 100.0");
-    assert_string_equal(zdm_step_sql(&p->contract[0], 1),
-                        "ALTER TABLE \"t\" DROP COLUMN \"amount\";\nALTER TABLE \"t\" RENAME COLUMN \"_zdm_amount\" TO \"amount\"");
+    /* contract: NOT NULL carried over (CHECK, validate, SET NOT NULL in the
+     * swap) when the old column has it, the swap, the view schema */
+    assert_int_equal(p->ncontract, 4);
+    assert_non_null(strstr(zdm_step_sql(&p->contract[0], 1),
+                           "ADD CONSTRAINT \"t__zdm_amount_not_null\" CHECK (\"_zdm_amount\" IS NOT NULL) NOT VALID"));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[1], 1), "VALIDATE CONSTRAINT \"t__zdm_amount_not_null\""));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[2], 1), "ALTER COLUMN \"_zdm_amount\" SET NOT NULL"));
+    assert_non_null(strstr(zdm_step_sql(&p->contract[2], 1),
+                           "ALTER TABLE \"t\" DROP COLUMN \"amount\";\nALTER TABLE \"t\" RENAME COLUMN \"_zdm_amount\" TO \"amount\""));
+    assert_string_equal(zdm_step_sql(&p->contract[3], 1), "DROP SCHEMA IF EXISTS \"zdm_v_0002\" CASCADE");
+    for (size_t i = 0; i < p->ncontract; i++)
+        assert_null(zdm_step_sql(&p->contract[i], 2));
     zdm_plan_free(p);
 }
 
