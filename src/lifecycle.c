@@ -367,6 +367,10 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         rc = check_requires(c, set, err);
         if (rc == 0)
             rc = zdm_steps_check_runnable(&run, "expand", p->expand, p->nexpand, err);
+        /* A contract step this database cannot run would strand the plan
+         * after cutover: refuse it now, before anything changes. */
+        if (rc == 0)
+            rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
         if (rc == 0)
             rc = gate_backfill_key(c, err);
     } else if (to == ZDM_COMPLETE) {
