@@ -79,7 +79,11 @@ void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms)
             p->samples[i - 1] = p->samples[i];
         p->samples[ZDM_PACER_WINDOW - 1] = ms;
     }
-    if (p->nsamples < 3)
+    /* Far below the target (under half of it) one batch is evidence
+     * enough to grow, still by at most x1.5: the start from a small
+     * batch_size takes a few batches, not dozens.  Anything closer waits
+     * for three samples of the current size. */
+    if (p->nsamples < 3 && !(p->nsamples >= 1 && ms * 2 < p->target_ms))
         return;
     int64_t sorted[ZDM_PACER_WINDOW];
     for (int i = 0; i < p->nsamples; i++)
