@@ -75,6 +75,7 @@ typedef struct worker {
     int tty;
     int64_t last_batch_ms, replica_lag_ms;
     int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
+    int finished_plan;      /* this worker made the backfilled transition */
     /* outcome */
     int rc;
     zdm_err *err;
@@ -1004,6 +1005,8 @@ static int finish(worker *w, int *all_done, int *others, zdm_err *err)
         }
         if (rc == 0)
             zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "%s; plan is backfilled", detail);
+        if (rc == 0)
+            w->finished_plan = 1;
     }
     if (rc == 0)
         return zdm_db_commit(w->db, err);
@@ -1202,7 +1205,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
 }
 
-int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *o, zdm_err *err)
+int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm_err *err)
 {
     if (!plan->backfill)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no [backfill]", plan->id);
@@ -1263,6 +1266,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *
         schedule(&w, 0);
         event_base_dispatch(w.base);
         rc = w.rc;
+        o->finished_plan = w.finished_plan;
     }
     zdm_httpstat_stop(http);
 

@@ -55,13 +55,14 @@ typedef struct zdm_backfill_opts {
     const char *listen;   /* "127.0.0.1:PORT" for /status and /metrics, or NULL */
     const char *url;      /* when set, the worker uses its own connection to this
                            * database and reconnects after losing it */
+    int finished_plan;    /* OUT: this worker moved the plan to backfilled */
 } zdm_backfill_opts;
 
 /* Runs one worker until no range is left for it.  Returns 0 when the
  * plan is backfilled or the remaining ranges belong to live workers,
  * ZDM_EXIT_INTERRUPTED when stopped by a signal (safe to resume),
  * ZDM_EXIT_FAIL on error (the failed batch rolled back, its range named). */
-int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, const zdm_backfill_opts *o,
+int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o,
                      zdm_err *err) ZDM_MUST_CHECK;
 
 /* Operator controls, read by every worker before each batch. */

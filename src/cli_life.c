@@ -377,8 +377,13 @@ int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
                              s.plan->path);
             zdm_err_detail(err, "restore the file as it was, or accept it with \"zdm stamp %s expanded\"", s.plan->id);
         } else {
-            zdm_backfill_opts o = {0, -1, cli->listen, cli->db_url};
+            zdm_backfill_opts o = {0, -1, cli->listen, cli->db_url, 0};
             rc = zdm_backfill_run(s.db, s.plan, &o, err);
+            if (rc == 0 && o.finished_plan) {
+                /* the worker that finished the backfill runs after_backfill */
+                zdm_life_opts lo = {0, 0, cli->out, cli->db_url, &s.project, 0, NULL};
+                rc = zdm_life_after_backfill(s.db, s.plan, &lo, err);
+            }
             if (rc == 0) {
                 rc = zdm_state_get(s.db, s.plan->id, &st, err);
                 if (rc == 0)

@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "backfill.h"
@@ -440,7 +441,7 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
                     p->backfill->where ? " AND (" : "", p->backfill->where ? p->backfill->where : "",
                     p->backfill->where ? ")" : "");
         } else {
-            zdm_backfill_opts bo = {1, -1, NULL, c->o->url};
+            zdm_backfill_opts bo = {1, -1, NULL, c->o->url, 0};
             rc = zdm_backfill_run(c->db, p, &bo, err);
             if (rc == 0) {
                 zdm_plan_state st;
@@ -761,7 +762,18 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
         zdm_err_clear(&e);
         int r = zdm_life_advance(db, set, p, o, &e);
         if (r == 0) {
-            (*advanced)++;
+            /* Another host may have contracted it between our read and our
+             * lock ("already complete"): count only what this process did. */
+            char sql[300], pid[16];
+            snprintf(sql, sizeof sql,
+                     "SELECT count(*) FROM %s WHERE plan_id = $1 AND pid = $2 AND action = 'advance' "
+                     "AND to_phase = 'complete' AND outcome = 'ok'", zdm_state_table(db, "history"));
+            snprintf(pid, sizeof pid, "%d", (int)getpid());
+            const char *params[] = {p->id, pid};
+            char *v = NULL;
+            if (zdm_db_query_value(db, sql, 2, params, &v, &e) == 0 && v && atoi(v) > 0)
+                (*advanced)++;
+            free(v);
         } else if (r == ZDM_EXIT_REFUSED && strstr(e.msg, "is locked by")) {
             /* another host got there first: it does the contract */
             zdm_log(ZDM_LOG_INFO, p->id, "contract", "skipped: %s", e.msg);
@@ -777,5 +789,19 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
         rc = first.code == ZDM_EXIT_REFUSED ? ZDM_EXIT_REFUSED : ZDM_EXIT_FAIL;
         err->code = rc;
     }
+    return rc;
+}
+
+int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, zdm_err *err)
+{
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.plan = plan;
+    c.o = o;
+    int rc = run_hooks(&c, ZDM_HOOK_AFTER_BACKFILL, ZDM_BACKFILLED, ZDM_BACKFILLED, 0, err);
+    if (rc != 0)
+        zdm_err_detail(err, "the plan is backfilled all the same; re-run the hooks with "
+                            "\"zdm advance %s --hooks-only\"", plan->id);
     return rc;
 }

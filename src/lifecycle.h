@@ -40,6 +40,10 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
                      zdm_err *err) ZDM_MUST_CHECK;
 /* Sets the earliest contract time of a plan (zdm schedule). */
 int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
+/* Runs the after_backfill hooks once a worker (zdm backfill) finished the
+ * plan's backfill itself. */
+int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o,
+                            zdm_err *err) ZDM_MUST_CHECK;
 /* Records a phase without running anything. */
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err) ZDM_MUST_CHECK;
 /* Earliest contract time of a cut-over plan (0 when due now or no rule). */

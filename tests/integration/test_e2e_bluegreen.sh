@@ -11,8 +11,8 @@
 #   expand        zdm advance (notify.sh before)
 #   backfill      two `zdm backfill` workers, throttled; one is killed with
 #                 kill -9 midway and restarted, the other stopped with
-#                 SIGTERM (exit 4) and restarted; after_backfill re-run with
-#                 --hooks-only (workers do not run hooks)
+#                 SIGTERM (exit 4) and restarted; the finishing worker runs
+#                 after_backfill, then it is re-run with --hooks-only
 #   cutover       first refused (exit 3) because green is not up yet: the
 #                 smoke-check.sh hook fails before nginx is touched; then
 #                 green starts and `zdm cutover` runs smoke-check.sh and
@@ -283,9 +283,12 @@ t_eq "restarted worker B ends well" 0 "$WAIT_RC"
 t_eq "backfilled" backfilled "$(zdm_phase_of "$PLAN")"
 mark backfilled
 consistency backfilled strict names
+# the worker that finished the backfill ran after_backfill, once
+t_eq "after_backfill run once, by the finishing worker" 1 \
+    "$(grep -cF "zdm: $PLAN after_backfill (backfilled)" "$E/notify.log")"
 zdm_run advance --hooks-only "$PLAN"
-t_rc "after_backfill re-run by hand (workers run no hooks)" 0
-t_has "after_backfill notified" "zdm: $PLAN after_backfill (backfilled)" "$(cat "$E/notify.log")"
+t_rc "after_backfill re-run by hand" 0
+t_eq "after_backfill notified again" 2 "$(grep -cF "zdm: $PLAN after_backfill (backfilled)" "$E/notify.log")"
 
 # ----------------------------------------------------------------- cutover
 t_section "cutover refused while green is down: nothing changes"
