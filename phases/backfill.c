@@ -649,7 +649,9 @@ out:
 
 /* ---- controls and health ---- */
 
-static void apply_settings(worker *w, const char *json)
+/* `workers`: live workers of the plan; max_rows_per_second is the plan's
+ * limit, so each worker takes its share. */
+static void apply_settings(worker *w, const char *json, int workers)
 {
     json_error_t je;
     json_t *o = json_loads(json ? json : "{}", 0, &je);
@@ -681,8 +683,10 @@ static void apply_settings(worker *w, const char *json)
             t->max_replication_lag_ms = n;
     }
     json_decref(o);
-    zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
-                     t->max_rows_per_second, t->sleep_ms);
+    int64_t rate = t->max_rows_per_second;
+    if (rate > 0 && workers > 1)
+        rate = rate / workers > 0 ? rate / workers : 1;
+    zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms, rate, t->sleep_ms);
 }
 
 static int truthy(const char *v)
@@ -709,17 +713,21 @@ static void add_reason(char *buf, size_t size, const char *fmt, ...)
 static int check_throttle(worker *w, char *why, size_t size, zdm_err *err)
 {
     why[0] = '\0';
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT paused, settings FROM %s WHERE plan_id = $1", T(w, "backfills"));
-    const char *p[] = {w->plan->id};
+    char sql[400], fresh[32];
+    snprintf(sql, sizeof sql,
+             "SELECT paused, settings, (SELECT count(DISTINCT owner) FROM %s r WHERE r.plan_id = $1 "
+             "AND r.owner IS NOT NULL AND r.done = 0 AND r.heartbeat_ms > $2) FROM %s WHERE plan_id = $1",
+             T(w, "ranges"), T(w, "backfills"));
+    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
+    const char *p[] = {w->plan->id, fresh};
     zdm_rows *r = NULL;
-    int rc = zdm_db_query(w->db, sql, 1, p, &r, err);
+    int rc = zdm_db_query(w->db, sql, 2, p, &r, err);
     if (rc != 0)
         return rc;
     if (zdm_rows_count(r) == 1) {
         if (atoi(zdm_rows_get(r, 0, 0)))
             add_reason(why, size, "paused by operator (zdm resume %s)", w->plan->id);
-        apply_settings(w, zdm_rows_get(r, 0, 1));
+        apply_settings(w, zdm_rows_get(r, 0, 1), atoi(zdm_rows_get(r, 0, 2)));
     }
     zdm_rows_free(r);
 
@@ -1399,6 +1407,18 @@ int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err)
         rc = zdm_db_query(db, sql, 1, p, NULL, err);
     }
     return rc;
+}
+
+int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err)
+{
+    char sql[400], fresh[32];
+    snprintf(sql, sizeof sql,
+             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle FROM %s WHERE plan_id = $1 "
+             "AND owner IS NOT NULL AND done = 0 AND heartbeat_ms > $2 ORDER BY owner, range_id",
+             zdm_state_table(db, "ranges"));
+    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
+    const char *p[] = {plan_id, fresh};
+    return zdm_db_query(db, sql, 2, p, out, err);
 }
 
 int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out, zdm_err *err)

@@ -81,6 +81,9 @@ typedef struct zdm_backfill_progress {
     int paused;
     char throttle[256];
 } zdm_backfill_progress;
+/* The live workers of a plan: one row per claimed range with columns
+ * owner, range_id, rows_done, heartbeat_ms, throttle (NULL when none). */
+int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out,
                               zdm_err *err) ZDM_MUST_CHECK;
 

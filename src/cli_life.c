@@ -212,6 +212,22 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
             json_object_set_new(o, "contract_due", jtime(due));
             if (p->backfill) {
                 json_t *b = json_object();
+                json_t *wl = json_array();
+                zdm_rows *wr = NULL;
+                if (bp.started && zdm_backfill_workers(s.db, p->id, &wr, err) == 0) {
+                    for (int k = 0; k < zdm_rows_count(wr); k++) {
+                        json_t *wo = json_object();
+                        json_object_set_new(wo, "worker", json_string(zdm_rows_get(wr, k, 0)));
+                        json_object_set_new(wo, "range", json_integer(atoi(zdm_rows_get(wr, k, 1))));
+                        json_object_set_new(wo, "range_rows_done", json_integer(strtoll(zdm_rows_get(wr, k, 2), NULL, 10)));
+                        json_object_set_new(wo, "heartbeat", jtime(strtoll(zdm_rows_get(wr, k, 3), NULL, 10)));
+                        const char *thr = zdm_rows_get(wr, k, 4);
+                        json_object_set_new(wo, "throttle", thr ? json_string(thr) : json_null());
+                        json_array_append_new(wl, wo);
+                    }
+                }
+                zdm_rows_free(wr);
+                json_object_set_new(b, "worker_list", wl);
                 json_object_set_new(b, "started", json_boolean(bp.started));
                 json_object_set_new(b, "rows_done", json_integer(bp.rows_done));
                 json_object_set_new(b, "rows_total_estimate", json_integer(bp.total_est));
@@ -228,6 +244,17 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                 fprintf(cli->out, "%-28s %-12s %-21s %s\n", "PLAN", "PHASE", "SINCE", "NEXT");
             fprintf(cli->out, "%-28s %-12s %-21s %s\n", p->id, zdm_phase_name(ph),
                     st.phase_since_ms ? zdm_format_time(st.phase_since_ms, ts, sizeof ts) : "-", next);
+            zdm_rows *wr = NULL;
+            if (ph == ZDM_EXPANDED && bp.started && zdm_backfill_workers(s.db, p->id, &wr, err) == 0) {
+                for (int k = 0; k < zdm_rows_count(wr); k++) {
+                    const char *thr = zdm_rows_get(wr, k, 4);
+                    fprintf(cli->out, "    worker %s: range %s, %s rows in it so far, heartbeat %s%s%s\n",
+                            zdm_rows_get(wr, k, 0), zdm_rows_get(wr, k, 1), zdm_rows_get(wr, k, 2),
+                            zdm_format_time(strtoll(zdm_rows_get(wr, k, 3), NULL, 10), ts, sizeof ts),
+                            thr ? ", " : "", thr ? thr : "");
+                }
+            }
+            zdm_rows_free(wr);
         }
     }
     if (rc == 0 && cli->json) {
