@@ -40,6 +40,14 @@ static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
     return err->code;
 }
 
+static void ctx_init(ctx *c, zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o)
+{
+    memset(c, 0, sizeof *c);
+    c->db = db;
+    c->plan = plan;
+    c->o = o;
+}
+
 /* Lock, state, checksum: the gates every changing command passes. */
 static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
 {
@@ -525,10 +533,7 @@ int zdm_life_advance(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
                      const zdm_life_opts *o, zdm_err *err)
 {
     ctx c;
-    memset(&c, 0, sizeof c);
-    c.db = db;
-    c.plan = plan;
-    c.o = o;
+    ctx_init(&c, db, plan, o);
     int rc = open_ctx(&c, "advance", 1, err);
     if (rc == 0)
         rc = do_advance(&c, set, err);
@@ -539,10 +544,7 @@ int zdm_life_advance(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
 int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, zdm_err *err)
 {
     ctx c;
-    memset(&c, 0, sizeof c);
-    c.db = db;
-    c.plan = plan;
-    c.o = o;
+    ctx_init(&c, db, plan, o);
     int rc = open_ctx(&c, "rollback", 1, err);
     if (rc != 0) {
         close_ctx(&c);
@@ -636,10 +638,7 @@ int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *e
 {
     zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL};
     ctx c;
-    memset(&c, 0, sizeof c);
-    c.db = db;
-    c.plan = plan;
-    c.o = &o;
+    ctx_init(&c, db, plan, &o);
     int rc = open_ctx(&c, "stamp", 0, err);
     if (rc == 0) {
         zdm_phase from = c.st.known ? c.st.phase : ZDM_PENDING;
@@ -711,10 +710,7 @@ int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *
 {
     zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL};
     ctx c;
-    memset(&c, 0, sizeof c);
-    c.db = db;
-    c.plan = plan;
-    c.o = &o;
+    ctx_init(&c, db, plan, &o);
     int rc = open_ctx(&c, "schedule", 1, err);
     if (rc == 0) {
         zdm_phase ph = c.st.known ? c.st.phase : ZDM_PENDING;
@@ -795,10 +791,7 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
 int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, zdm_err *err)
 {
     ctx c;
-    memset(&c, 0, sizeof c);
-    c.db = db;
-    c.plan = plan;
-    c.o = o;
+    ctx_init(&c, db, plan, o);
     int rc = run_hooks(&c, ZDM_HOOK_AFTER_BACKFILL, ZDM_BACKFILLED, ZDM_BACKFILLED, 0, err);
     if (rc != 0)
         zdm_err_detail(err, "the plan is backfilled all the same; re-run the hooks with "
