@@ -183,6 +183,14 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                       strcmp(st.checksum, p->checksum) != 0;
         char next[300], ts[40];
         zdm_life_next_action(p, &st, next, sizeof next);
+        /* a half-done expand (a step failed, or the run was killed) */
+        int applied = 0;
+        if (have_state && st.known && (ph == ZDM_PENDING || ph == ZDM_ROLLED_BACK) &&
+            (rc = zdm_state_steps_applied(s.db, p->id, &applied, err)) != 0)
+            break;
+        if (applied)
+            snprintf(next, sizeof next, "expand stopped after %d of %zu steps: zdm advance %s resumes it, "
+                     "zdm rollback %s undoes it", applied, p->nexpand, p->id, p->id);
         if (changed)
             snprintf(next, sizeof next, "plan file changed since %s: restore it or zdm stamp %s %s",
                      zdm_phase_name(ph), p->id, zdm_phase_name(ph));
