@@ -59,6 +59,8 @@ typedef struct worker {
     char *peek_sql[2];      /* SQLite: the batch's last key and size */
     char *update_sql[2];    /* SQLite: convert up to that key */
     char *combo_sql[2];     /* PostgreSQL: both in one statement */
+    char *span_sql;         /* PostgreSQL, one integer key: convert a span of key values */
+    char *next_key_sql;     /* ... and find the next key after an empty span */
     char me[320];           /* owner id: user@host pid N */
     zdm_throttle th;        /* plan settings + live overrides */
     zdm_pacer pacer;
@@ -166,14 +168,19 @@ static void update_head(worker *w, zdm_buf *b)
     zdm_buf_puts(b, " WHERE ");
 }
 
-/* " AND (where) AND (c IS DISTINCT FROM (expr) OR ...)": the plan's filter,
- * and skipping rows the triggers (or an earlier run) already made right --
- * no dead tuple, no trigger, no WAL for them. */
+/* The rows a batch converts.  With a `where`, the plan names them itself
+ * (typically "target IS NULL", which already leaves out the rows the
+ * triggers converted).  Without one, rows whose targets already equal the
+ * set expressions -- written by the triggers, or by an earlier run -- are
+ * skipped: no dead tuple, no WAL for them.  (Only then is each expression
+ * evaluated twice per row.) */
 static void update_filter(worker *w, zdm_buf *b)
 {
     const zdm_backfill *bf = w->plan->backfill;
-    if (bf->where)
+    if (bf->where) {
         zdm_buf_printf(b, " AND (%s)", bf->where);
+        return;
+    }
     zdm_buf_puts(b, " AND (");
     for (size_t i = 0; i < bf->nset; i++) {
         char *q = zdm_db_ident(w->db, bf->set[i].column);
@@ -216,6 +223,24 @@ static void build_sql(worker *w)
             cols_list(w, &b, "");
             zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
             w->combo_sql[with_cursor] = zdm_buf_take(&b);
+            if (with_cursor && n == 1) {
+                update_head(w, &b);
+                key_cmp(w, &b, ">", 1);
+                zdm_buf_puts(&b, " AND ");
+                key_cmp(w, &b, "<=", 2);
+                update_filter(w, &b);
+                w->span_sql = zdm_buf_take(&b);
+                zdm_buf_puts(&b, "SELECT ");
+                cols_list(w, &b, "");
+                zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
+                key_cmp(w, &b, ">", 1);
+                zdm_buf_puts(&b, " AND ");
+                key_cmp(w, &b, "<=", 2);
+                zdm_buf_puts(&b, " ORDER BY ");
+                cols_list(w, &b, "");
+                zdm_buf_puts(&b, " LIMIT 1");
+                w->next_key_sql = zdm_buf_take(&b);
+            }
             continue;
         }
         /* SQLite (no data-modifying CTEs): peek at the batch's last key and
@@ -484,6 +509,60 @@ static void release(worker *w)
 
 /* ---- one batch ---- */
 
+/* The integer in a one-column key tuple ["123"], if it is one. */
+static int int_key(const char *json, long long *out)
+{
+    if (!json || strncmp(json, "[\"", 2) != 0)
+        return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(json + 2, &end, 10);
+    if (errno || end == json + 2 || strcmp(end, "\"]") != 0)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* PostgreSQL, one integer key, past the first batch of a range: the batch
+ * is the span of key values (cursor, cursor + size], converted by one
+ * index range scan with no separate pass over its keys.  After a span
+ * with nothing to convert, the cursor jumps to just before the next
+ * existing key, so sparse keys do not cost a batch per gap.  Fills *last
+ * (the new cursor); returns -1 when the keys are not integers. */
+static int span_batch(worker *w, const char *cursor, int64_t size, int *range_done, int64_t *scanned,
+                      int64_t *updated, char **last, zdm_err *err)
+{
+    long long c, h;
+    if (!w->span_sql || !int_key(cursor, &c) || !int_key(w->hi, &h))
+        return -1;
+    long long e = (h - c > size) ? c + (long long)size : h;
+    char cs[32], es[32], hs[32];
+    snprintf(cs, sizeof cs, "%lld", c);
+    snprintf(es, sizeof es, "%lld", e);
+    snprintf(hs, sizeof hs, "%lld", h);
+    const char *p[] = {cs, es};
+    int rc = zdm_db_query(w->db, w->span_sql, 2, p, NULL, err);
+    if (rc != 0) {
+        zdm_err_prefix(err, "batch of range %d, keys after [\"%lld\"] up to [\"%lld\"]: ", w->range_id, c, e);
+        return rc;
+    }
+    *updated = zdm_db_changes(w->db);
+    if (*updated == 0 && e < h) {
+        const char *p2[] = {es, hs};
+        char *v = NULL;
+        rc = zdm_db_query_value(w->db, w->next_key_sql, 2, p2, &v, err);
+        if (rc != 0)
+            return rc;
+        long long next = v ? strtoll(v, NULL, 10) : h + 1;
+        free(v);
+        e = next - 1 > h ? h : next - 1 > e ? next - 1 : e;
+    }
+    *scanned = e - c >= size ? size : e - c;
+    *range_done = e >= h;
+    *last = zdm_xasprintf("[\"%lld\"]", e);
+    return 0;
+}
+
 static int connection_lost(const zdm_err *err);
 
 /* PostgreSQL finds and converts a batch in one statement, so when that
@@ -565,6 +644,16 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     zdm_rows_free(r);
     r = NULL;
 
+    if (w->pg && cursor) {
+        int sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
+        if (sr == 0)
+            goto record;
+        if (sr > 0) {
+            rc = sr;
+            goto out;
+        }
+    }
+
     /* Peek: where does this batch end? */
     const char *params[1 + 2 * 8];
     int np = 0;
@@ -610,6 +699,7 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
             goto out;
         }
     }
+record:
     if (!w->pg) {
         const char *pg_[] = {id};
         rc = zdm_db_query(w->db, "DELETE FROM zdm_guard WHERE plan_id = $1", 1, pg_, NULL, err);
@@ -1301,6 +1391,8 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
         free(w.update_sql[i]);
         free(w.combo_sql[i]);
     }
+    free(w.span_sql);
+    free(w.next_key_sql);
     free(w.tbl);
     free(w.cursor);
     free(w.hi);

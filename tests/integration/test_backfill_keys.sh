@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_backfill_keys.sh -- the keys a backfill walks, on SQLite and
-# PostgreSQL: a composite primary key (row comparison), a text key (one
-# range), a table without a primary key (SQLite: rowid), and a named key
+# PostgreSQL: a composite primary key (row comparison), sparse integer keys
+# with a huge gap, a text key (one range), a table without a primary key (SQLite: rowid), and a named key
 # backed by a unique index.  Each converts every row exactly once: the set
 # expression is n = n + 1 on rows that start at 0.
 set -u -o pipefail
@@ -59,6 +59,11 @@ run_cases() {
     key_case "$d" composite \
         "CREATE TABLE t_composite (tenant integer NOT NULL, id integer NOT NULL, n integer NOT NULL DEFAULT 0, PRIMARY KEY (tenant, id))" \
         "INSERT INTO t_composite (tenant, id) SELECT i % 7, i FROM $gen"
+    # sparse integer keys with one huge gap: PostgreSQL walks integer keys
+    # by spans of key values and must jump the gaps, not crawl them
+    key_case "$d" sparse \
+        "CREATE TABLE t_sparse (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0)" \
+        "INSERT INTO t_sparse (id) SELECT CASE WHEN i % 2 = 0 THEN i * 1000 ELSE i * 1000 + 5000000000 END FROM $gen"
     key_case "$d" text \
         "CREATE TABLE t_text (code text PRIMARY KEY, n integer NOT NULL DEFAULT 0)" \
         "INSERT INTO t_text (code) SELECT 'k' || i FROM $gen"
