@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_backfill_keys.sh -- the keys a backfill walks, on SQLite and
 # PostgreSQL: a composite primary key (row comparison), sparse integer keys
-# with a huge gap, a text key (one range), a table without a primary key (SQLite: rowid), and a named key
-# backed by a unique index.  Each converts every row exactly once: the set
+# with a huge gap, a text key (one range), a table without a primary key
+# (SQLite: rowid), and a named key backed by a unique index.  Each converts every row exactly once: the set
 # expression is n = n + 1 on rows that start at 0.
 set -u -o pipefail
 
