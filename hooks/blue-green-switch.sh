@@ -15,7 +15,9 @@
 #   4. when NGINX_HEALTH_URL is set, fetches it until NGINX_HEALTH_STREAK
 #      answers in a row contain NGINX_HEALTH_EXPECT (default: the pool's
 #      name, e.g. from a response header "X-Backend: green");
-#   5. if any step fails: puts the old include back, reloads nginx again if
+#   5. waits until nginx's old worker processes have exited, so no request
+#      reaches the old pool once the hook returns;
+#   6. if any step fails: puts the old include back, reloads nginx again if
 #      it had been reloaded, and exits 1.  nginx then serves as before.
 # Two runs at once are serialized with flock(1) when it is installed.
 #
@@ -39,6 +41,8 @@
 #                            case-insensitive; default: the pool's name
 #   NGINX_HEALTH_TRIES       default 20;  NGINX_HEALTH_DELAY default 0.5 (s)
 #   NGINX_HEALTH_STREAK      answers in a row that must match, default 3
+#   NGINX_DRAIN_TIMEOUT      seconds to wait for the old workers to exit
+#                            (they still serve the old pool), default 30
 # As a zdm hook it also sees ZDM_PLAN, ZDM_EVENT, ... (used in messages).
 #
 # Exit status: 0 switched (and verified), 1 failed and rolled back,
@@ -152,6 +156,12 @@ if ! out=$(run_nginx -t 2>&1); then
     printf '%s\n' "$out" >&2
     restore "nginx -t rejected the configuration"
 fi
+# nginx's old workers keep serving (the old pool) until they notice the
+# reload; remember them so the switch is only reported once they are gone.
+old_workers=
+if command -v pgrep >/dev/null 2>&1; then
+    old_workers=$(pgrep -f 'nginx: worker process' | tr '\n' ' ')
+fi
 if ! out=$(run_nginx -s reload 2>&1); then
     printf '%s\n' "$out" >&2
     reloaded=1 # it may have half-worked: reload the old file to be sure
@@ -200,6 +210,26 @@ if [ -n "${NGINX_HEALTH_URL:-}" ]; then
         restore "$NGINX_HEALTH_URL did not answer with \"$expect\" $streak times in a row ($n tries)"
     fi
     say "verified: $NGINX_HEALTH_URL answered with \"$expect\" $streak times in a row"
+fi
+
+# Wait for the old workers to exit: until then a new connection may still
+# reach one of them and be served by the old pool.  A timeout only warns
+# (another nginx on the host would keep its workers).
+if [ -n "$old_workers" ]; then
+    waited=0 limit=$(( ${NGINX_DRAIN_TIMEOUT:-30} * 10 ))
+    while :; do
+        alive=
+        for pid in $old_workers; do
+            kill -0 "$pid" 2>/dev/null && alive="$alive $pid"
+        done
+        [ -z "$alive" ] && break
+        if [ "$waited" -ge "$limit" ]; then
+            say "warning: old nginx workers$alive still running after ${NGINX_DRAIN_TIMEOUT:-30}s" >&2
+            break
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
 fi
 
 rm -f "$saved"

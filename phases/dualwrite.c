@@ -211,91 +211,124 @@ static char *sql_literal(const char *s)
     return zdm_buf_take(&b);
 }
 
+/* " OF a, b" for the given column lists, duplicates skipped. */
+static void of_columns(zdm_buf *c, zdm_db *db, const zdm_strv *names, const zdm_assign *a, size_t na)
+{
+    zdm_strv all = {0};
+    for (size_t i = 0; names && i < names->n; i++)
+        zdm_strv_push(&all, names->v[i]);
+    for (size_t i = 0; i < na; i++)
+        zdm_strv_push(&all, a[i].column);
+    zdm_buf_puts(c, " OF ");
+    int first = 1;
+    for (size_t i = 0; i < all.n; i++) {
+        if (in_list(&all, all.v[i], strlen(all.v[i]), 1) != (int)i + 1)
+            continue; /* duplicate */
+        char *q = zdm_db_ident(db, all.v[i]);
+        zdm_buf_printf(c, "%s%s", first ? "" : ", ", q);
+        first = 0;
+        free(q);
+    }
+    zdm_strv_free(&all);
+}
+
+/* One trigger function: assigns `a` to NEW and returns it. */
+static void pg_function(zdm_buf *c, zdm_db *db, const char *fn, const zdm_assign *a, size_t n,
+                        const zdm_strv *cols)
+{
+    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql AS $zdm$\n"
+                      "BEGIN\n", fn);
+    assignments(c, db, a, n, cols, 1);
+    zdm_buf_puts(c, "  RETURN NEW;\nEND\n$zdm$;\n");
+}
+
+/* PostgreSQL: BEFORE ROW triggers whose WHEN clauses decide the direction,
+ * so PL/pgSQL runs only to compute a value, never to decide whether to:
+ * the conditions are evaluated in the executor, and a row that needs
+ * nothing costs no function call.  The reverse triggers are named to fire
+ * first (PostgreSQL fires them in name order), which keeps the two
+ * directions exclusive: a new application's write sets the old columns
+ * and no longer looks like an old application's write. */
 static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const char *base,
                    zdm_buf *c, zdm_buf *d)
 {
     const zdm_backfill *b = plan->backfill;
     char *tbl = zdm_db_ident_path(db, b->table);
-    char *fn = zdm_db_ident(db, base);
     char *lit = sql_literal(plan->id);
-    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql AS $zdm$\n"
-                      "BEGIN\n"
-                      "  -- the backfill of this plan converts rows itself: step aside\n"
-                      "  IF current_setting('zdm.backfill', true) = %s THEN RETURN NEW; END IF;\n"
-                      "  IF TG_OP = 'INSERT' THEN\n"
-                      "    IF ", fn, lit);
-    each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
-    zdm_buf_puts(c, " THEN  -- written by the old application\n");
-    assignments(c, db, b->set, b->nset, cols, 1);
-    if (b->nreverse && b->reverse_on_insert) {
-        /* rename_column / change_type: the new application cannot write
-         * the old columns, so what they hold is their default */
-        zdm_buf_puts(c, "    ELSE  -- written by the new application\n");
-        assignments(c, db, b->reverse, b->nreverse, cols, 1);
-    } else if (b->nreverse) {
-        zdm_buf_puts(c, "    ELSIF ");
-        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
-        zdm_buf_puts(c, " THEN  -- written by the new application\n");
-        assignments(c, db, b->reverse, b->nreverse, cols, 1);
+    char name[128];
+    snprintf(name, sizeof name, "%s_fwd", base);
+    char *fwd = zdm_db_ident(db, name);
+    snprintf(name, sizeof name, "%s_rev", base);
+    char *rev = zdm_db_ident(db, name);
+    const char *suffix[4] = {"_1rev_ins", "_1rev_upd", "_2fwd_ins", "_2fwd_upd"};
+    char *trg[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s%s", base, suffix[i]);
+        trg[i] = zdm_db_ident(db, name);
     }
-    zdm_buf_puts(c, "    END IF;\n  ELSIF ");
+    /* the backfill of this plan converts rows itself: the triggers step aside */
+    char guard[200];
+    snprintf(guard, sizeof guard, "current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit);
+
+    pg_function(c, db, fwd, b->set, b->nset, cols);
+    if (b->nreverse)
+        pg_function(c, db, rev, b->reverse, b->nreverse, cols);
+    for (int i = 0; i < 4; i++)
+        zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
+
+    if (b->nreverse) {
+        /* new application inserts: it wrote the targets */
+        zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s AND NOT (", trg[0], tbl,
+                       guard);
+        each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, ")");
+        if (!b->reverse_on_insert) {
+            /* rename_column / change_type set reverse_on_insert: the new
+             * application cannot write the old columns at all, so what
+             * they hold is a default; otherwise only empty ones are filled */
+            zdm_buf_puts(c, " AND ");
+            each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        }
+        zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
+        /* new application updates: targets written, old columns not */
+        zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[1]);
+        of_columns(c, db, NULL, b->set, b->nset);
+        zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s AND (", tbl, guard);
+        each_col(c, db, b->set, b->nset, "NEW.%s IS DISTINCT FROM OLD.%s", " OR ");
+        zdm_buf_puts(c, ") AND ");
+        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+        zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
+    }
+    /* old application inserts: targets empty */
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s AND ", trg[2], tbl, guard);
+    each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
+    /* old application updates: targets untouched, sources written.
+     * Only statements that write a source column fire it at all. */
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[3]);
+    if (b->dw_sources.n)
+        of_columns(c, db, &b->dw_sources, NULL, 0);
+    zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s AND ", tbl, guard);
     each_col(c, db, b->set, b->nset, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
-    zdm_buf_puts(c, " THEN  -- targets untouched: keep them derived from the old columns\n");
     if (b->dw_sources.n) {
-        zdm_buf_puts(c, "    IF ");
+        zdm_buf_puts(c, " AND (");
         for (size_t i = 0; i < b->dw_sources.n; i++) {
             char *q = zdm_db_ident(db, b->dw_sources.v[i]);
             zdm_buf_printf(c, "%sNEW.%s IS DISTINCT FROM OLD.%s", i ? " OR " : "", q, q);
             free(q);
         }
-        zdm_buf_puts(c, " THEN\n");
-        assignments(c, db, b->set, b->nset, cols, 1);
-        zdm_buf_puts(c, "    END IF;\n");
-    } else {
-        assignments(c, db, b->set, b->nset, cols, 1);
+        zdm_buf_puts(c, ")");
     }
-    if (b->nreverse) {
-        zdm_buf_puts(c, "  ELSIF ");
-        each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
-        zdm_buf_puts(c, " THEN  -- the new application wrote the targets only\n");
-        assignments(c, db, b->reverse, b->nreverse, cols, 1);
-    }
-    zdm_buf_puts(c, "  END IF;\n  RETURN NEW;\nEND\n$zdm$;\n");
-    zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", fn, tbl);
-    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT OR UPDATE", fn);
-    if (b->dw_sources.n) {
-        /* Only statements that write a column the triggers care about
-         * pay for them: the sources, and for the reverse direction the
-         * targets and the reverse columns.  Without a reverse, a write to
-         * the targets needs nothing, so the backfill's own UPDATE (which
-         * writes only targets) does not even fire the trigger. */
-        zdm_buf_puts(c, " OF ");
-        zdm_strv all = {0};
-        for (size_t i = 0; i < b->dw_sources.n; i++)
-            zdm_strv_push(&all, b->dw_sources.v[i]);
-        for (size_t i = 0; b->nreverse && i < b->nset; i++)
-            zdm_strv_push(&all, b->set[i].column);
-        for (size_t i = 0; i < b->nreverse; i++)
-            zdm_strv_push(&all, b->reverse[i].column);
-        int first = 1;
-        for (size_t i = 0; i < all.n; i++) {
-            if (in_list(&all, all.v[i], strlen(all.v[i]), 1) != (int)i + 1)
-                continue; /* duplicate */
-            char *q = zdm_db_ident(db, all.v[i]);
-            zdm_buf_printf(c, "%s%s", first ? "" : ", ", q);
-            first = 0;
-            free(q);
-        }
-        zdm_strv_free(&all);
-    }
-    /* The WHEN clause is evaluated without entering PL/pgSQL, so the
-     * backfill's rows cost almost nothing when they do fire it. */
-    zdm_buf_printf(c, " ON %s\n  FOR EACH ROW WHEN (current_setting('zdm.backfill', true) IS DISTINCT FROM %s)\n"
-                      "  EXECUTE FUNCTION zdm.%s();\n", tbl, lit, fn);
+    zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
 
-    zdm_buf_printf(d, "DROP TRIGGER IF EXISTS %s ON %s;\nDROP FUNCTION IF EXISTS zdm.%s();\n", fn, tbl, fn);
+    for (int i = 0; i < 4; i++)
+        zdm_buf_printf(d, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
+    zdm_buf_printf(d, "DROP FUNCTION IF EXISTS zdm.%s();\nDROP FUNCTION IF EXISTS zdm.%s();\n", fwd, rev);
+    for (int i = 0; i < 4; i++)
+        free(trg[i]);
+    free(fwd);
+    free(rev);
     free(tbl);
-    free(fn);
     free(lit);
 }
 

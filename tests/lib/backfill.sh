@@ -472,8 +472,11 @@ sleep_ms = 10'
         bf_eq "dual-write triggers after expand" 4 \
             "$(bf_sql "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'zdm\_dw\_%' ESCAPE '\'")"
     else
-        bf_eq "dual-write triggers after expand" 1 \
+        # both directions, insert and update: four triggers, two functions
+        bf_eq "dual-write triggers after expand" 4 \
             "$(bf_sql "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm\_dw\_%'")"
+        bf_eq "dual-write functions after expand" 2 \
+            "$(bf_sql "SELECT count(*) FROM pg_proc WHERE pronamespace = 'zdm'::regnamespace")"
     fi
 
     # Two application writers, one statement at a time, until told to stop.
@@ -569,7 +572,8 @@ batch_size = 100'
         bf_eq "triggers of 0003_rb after expand" 2 \
             "$(bf_sql "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'zdm\_dw\_0003%' ESCAPE '\'")"
     else
-        bf_eq "triggers of 0003_rb after expand" 1 \
+        # forward only: an insert and an update trigger
+        bf_eq "triggers of 0003_rb after expand" 2 \
             "$(bf_sql "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm\_dw\_0003%'")"
     fi
     bf_sql "UPDATE acct SET amount = 21 WHERE id = 7"
