@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what zdm needs to build and test on Debian 12 (bookworm).
-# Idempotent; uses sudo when not run as root.
+# Idempotent; uses sudo when not run as root.  "--list" prints the
+# packages instead (.ci/run installs them itself with the same list).
 set -euo pipefail
+PACKAGES="ca-certificates build-essential cmake clang pkg-config
+    libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev
+    postgresql postgresql-client sqlite3 python3 procps util-linux
+    jq curl nginx python3-psycopg2 python3-yaml systemd"
+if [ "${1:-}" = --list ]; then
+    echo $PACKAGES
+    exit 0
+fi
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
-    ca-certificates build-essential cmake clang pkg-config \
-    libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev \
-    postgresql postgresql-client sqlite3 python3 procps util-linux \
-    jq curl nginx python3-psycopg2 python3-yaml systemd
+# shellcheck disable=SC2086 # one word per package
+$SUDO apt-get install -y -qq --no-install-recommends $PACKAGES
