@@ -74,6 +74,18 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         return refuse(c, action, c->st.phase, err);
     }
     c->locked = 1;
+    /* Only a holder of this lock writes "running" history rows, so any left
+     * now belong to a run that died (kill -9, power loss): say so. */
+    {
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "UPDATE %s SET outcome = 'interrupted' WHERE plan_id = $1 AND outcome = 'running'",
+                 zdm_state_table(c->db, "history"));
+        const char *params[] = {c->plan->id};
+        rc = zdm_db_query(c->db, sql, 1, params, NULL, err);
+        if (rc != 0)
+            return rc;
+    }
     rc = zdm_state_get(c->db, c->plan->id, &c->st, err);
     if (rc != 0)
         return rc;

@@ -145,6 +145,11 @@ crash_in_tx_step() {
     t_lacks "$d: step 1 not applied again" "step 1 a applied" "$ZERR"
     t_has "$d: step 2 applied" "step 2 b-slow applied" "$ZERR"
     t_has "$d: step 3 applied" "step 3 c applied" "$ZERR"
+    zdm_run --json history "$plan"
+    t_eq "$d: the killed run's history row says interrupted" "interrupted" \
+        "$(jq -r '[.history[] | select(.action == "advance")][0].outcome' <<<"$ZOUT")"
+    t_eq "$d: no history row left running" 0 \
+        "$(jq '[.history[] | select(.outcome == "running")] | length' <<<"$ZOUT")"
     local t
     for t in a b c; do
         t_eq "$d: table $t exists" 1 "$(db_has_table $t)"
