@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -122,42 +124,6 @@ static const char *jpath_str(json_t *o, const char *path)
     assert_non_null(v);
     assert_true(json_is_string(v));
     return json_string_value(v);
-}
-
-typedef struct tmpdir {
-    char path[64];
-} tmpdir;
-
-static void tmp_make(tmpdir *t)
-{
-    snprintf(t->path, sizeof t->path, "/tmp/zdm-test-cli.XXXXXX");
-    assert_non_null(mkdtemp(t->path));
-}
-
-static void tmp_write(tmpdir *t, const char *name, const char *text)
-{
-    char *p = zdm_xasprintf("%s/%s", t->path, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-    free(p);
-}
-
-static void tmp_rm(tmpdir *t)
-{
-    DIR *d = opendir(t->path);
-    assert_non_null(d);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char *p = zdm_xasprintf("%s/%s", t->path, de->d_name);
-        assert_int_equal(unlink(p), 0);
-        free(p);
-    }
-    closedir(d);
-    assert_int_equal(rmdir(t->path), 0);
 }
 
 static int setup(void **state)

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,43 +72,6 @@ static zdm_plan *load_ok(const char *src)
     assert_non_null(p);
     zdm_diags_free(&d);
     return p;
-}
-
-/* A temporary directory of plan files, removed by tmp_rm. */
-typedef struct tmpdir {
-    char path[64];
-} tmpdir;
-
-static void tmp_make(tmpdir *t)
-{
-    snprintf(t->path, sizeof t->path, "/tmp/zdm-test-plan.XXXXXX");
-    assert_non_null(mkdtemp(t->path));
-}
-
-static void tmp_write(tmpdir *t, const char *name, const char *text)
-{
-    char *p = zdm_xasprintf("%s/%s", t->path, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-    free(p);
-}
-
-static void tmp_rm(tmpdir *t)
-{
-    DIR *d = opendir(t->path);
-    assert_non_null(d);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char *p = zdm_xasprintf("%s/%s", t->path, de->d_name);
-        assert_int_equal(unlink(p), 0);
-        free(p);
-    }
-    closedir(d);
-    assert_int_equal(rmdir(t->path), 0);
 }
 
 /* Loads the directory; asserts rc and the exact messages (each one a
