@@ -3,7 +3,10 @@
 # Idempotent; uses sudo when not run as root.  "--list" prints the
 # packages instead (.ci/run installs them itself with the same list).
 set -euo pipefail
-PACKAGES="ca-certificates build-essential cmake clang pkg-config
+# libclang-rt-14-dev: clang's sanitizer and libFuzzer runtimes.  Bookworm's
+# clang neither depends on it nor recommends it, so without it the ASan
+# build cannot link (libclang_rt.asan-x86_64.a missing).
+PACKAGES="ca-certificates build-essential cmake clang libclang-rt-14-dev pkg-config git
     libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev
     postgresql postgresql-client sqlite3 python3 procps util-linux
     jq curl nginx python3-psycopg2 python3-yaml systemd"

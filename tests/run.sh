@@ -8,6 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 deploy/install-deps.sh
+# Fail now, naming the package, rather than at the ASan link minutes in.
+tests/check-toolchain.sh
 jobs=$(nproc)
 
 echo "== gcc, -Wall -Wextra -Werror"
