@@ -76,11 +76,15 @@ char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const c
         if (quoted || isalpha(ch) || ch == '_') {
             const char *s = p, *name = p;
             size_t len;
+            zdm_buf unq = {0}; /* a quoted name with its "" undoubled */
             if (quoted) {
-                name = ++p;
-                while (*p && *p != '"')
-                    p++;
-                len = (size_t)(p - name);
+                p++;
+                while (*p && !(*p == '"' && p[1] != '"')) {
+                    zdm_buf_putn(&unq, p, 1);
+                    p += *p == '"' ? 2 : 1;
+                }
+                name = unq.data ? unq.data : "";
+                len = unq.len;
                 if (*p)
                     p++;
             } else {
@@ -102,6 +106,7 @@ char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const c
             } else {
                 zdm_buf_putn(&out, s, (size_t)(p - s));
             }
+            zdm_buf_free(&unq);
             prev = 'a';
             continue;
         }
@@ -236,10 +241,15 @@ static void of_columns(zdm_buf *c, zdm_db *db, const zdm_strv *names, const zdm_
 static void pg_function(zdm_buf *c, zdm_db *db, const char *fn, const zdm_assign *a, size_t n,
                         const zdm_strv *cols)
 {
-    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql AS $zdm$\n"
-                      "BEGIN\n", fn);
-    assignments(c, db, a, n, cols, 1);
-    zdm_buf_puts(c, "  RETURN NEW;\nEND\n$zdm$;\n");
+    zdm_buf body = {0};
+    zdm_buf_puts(&body, "\nBEGIN\n");
+    assignments(&body, db, a, n, cols, 1);
+    zdm_buf_puts(&body, "  RETURN NEW;\nEND\n");
+    /* identifiers and expressions are in the body: a tag they lack */
+    char *quoted = zdm_sql_dollar_quote(body.data);
+    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql AS %s;\n", fn, quoted);
+    free(quoted);
+    zdm_buf_free(&body);
 }
 
 /* PostgreSQL: BEFORE ROW triggers whose WHEN clauses decide the direction,
@@ -421,13 +431,6 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
     *create = *drop = NULL;
     if (!plan->backfill || !plan->backfill->nset)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no backfill to dual-write", plan->id);
-    const zdm_backfill *b = plan->backfill;
-    for (size_t i = 0; i < b->nset; i++)
-        if (strstr(b->set[i].expr, "$zdm$"))
-            return zdm_err_set(err, ZDM_EXIT_USAGE, "set.%s may not contain \"$zdm$\"", b->set[i].column);
-    for (size_t i = 0; i < b->nreverse; i++)
-        if (strstr(b->reverse[i].expr, "$zdm$"))
-            return zdm_err_set(err, ZDM_EXIT_USAGE, "reverse.%s may not contain \"$zdm$\"", b->reverse[i].column);
     zdm_strv cols = {0};
     int rc = zdm_dw_columns(db, plan, &cols, err);
     if (rc != 0) {

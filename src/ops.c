@@ -291,7 +291,9 @@ static void sqlite_rule_triggers(const char *table_q, const char *name, const ch
 {
     char *ti = zdm_xasprintf("%s_ins", name), *tu = zdm_xasprintf("%s_upd", name);
     char *qi = zdm_ops_quote(ti, 0), *qu = zdm_ops_quote(tu, 0);
-    char *msg = zdm_xasprintf("'%s violated'", name); /* name is a plain identifier */
+    char *text = zdm_xasprintf("%s violated", name);
+    char *msg = zdm_sql_literal(text);
+    free(text);
     *create = zdm_xasprintf(
         "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN\n"
         "  SELECT RAISE(ABORT, %s) FROM %s WHERE rowid = NEW.rowid AND NOT (%s);\nEND;\n"
@@ -359,17 +361,31 @@ static char *pg_version_view(const zdm_plan *p, const char *table, const char *h
     zdm_ops_version_schema(p, schema, sizeof schema);
     char *qs = zdm_ops_quote(schema, 0), *qt = zdm_ops_quote(table, 1);
     const char *bare = strrchr(table, '.') ? strrchr(table, '.') + 1 : table;
-    char *s = zdm_xasprintf(
-        "CREATE SCHEMA IF NOT EXISTS %s;\n"
-        "DO $zdm$ DECLARE cols text; BEGIN\n"
-        "  SELECT string_agg(CASE WHEN a.attname = '%s' THEN format('%%I AS %%I', a.attname, '%s')\n"
+    /* Names go into the block as literals, and the block's tag is one
+     * they do not contain: any name is data here, never code. */
+    char *l_from = zdm_sql_literal(alias_from ? alias_from : ""), *l_to = zdm_sql_literal(alias_to ? alias_to : "");
+    char *l_qt = zdm_sql_literal(qt), *l_hide = zdm_sql_literal(hide ? hide : "");
+    char *l_schema = zdm_sql_literal(schema), *l_bare = zdm_sql_literal(bare);
+    char *body = zdm_xasprintf(
+        " DECLARE cols text; BEGIN\n"
+        "  SELECT string_agg(CASE WHEN a.attname = %s THEN format('%%I AS %%I', a.attname, %s)\n"
         "                         ELSE format('%%I', a.attname) END, ', ' ORDER BY a.attnum)\n"
         "    INTO cols FROM pg_attribute a\n"
-        "   WHERE a.attrelid = '%s'::regclass AND a.attnum > 0 AND NOT a.attisdropped\n"
-        "     AND a.attname <> '%s';\n"
-        "  EXECUTE format('CREATE OR REPLACE VIEW %%I.%%I AS SELECT %%s FROM %%s', '%s', '%s', cols, '%s'::regclass);\n"
-        "END $zdm$",
-        qs, alias_from ? alias_from : "", alias_to ? alias_to : "", qt, hide ? hide : "", schema, bare, qt);
+        "   WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped\n"
+        "     AND a.attname <> %s;\n"
+        "  EXECUTE format('CREATE OR REPLACE VIEW %%I.%%I AS SELECT %%s FROM %%s', %s, %s, cols, %s::regclass);\n"
+        "END ",
+        l_from, l_to, l_qt, l_hide, l_schema, l_bare, l_qt);
+    char *block = zdm_sql_dollar_quote(body);
+    char *s = zdm_xasprintf("CREATE SCHEMA IF NOT EXISTS %s;\nDO %s", qs, block);
+    free(block);
+    free(body);
+    free(l_from);
+    free(l_to);
+    free(l_qt);
+    free(l_hide);
+    free(l_schema);
+    free(l_bare);
     free(qs);
     free(qt);
     return s;
@@ -764,24 +780,44 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
  *    nothing.  (SQLite: NOT NULL needs a table rebuild; it is not carried
  *    over there.) */
 
+/* "DO $tag$ body $tag$" with a tag that is not in the body; takes body. */
+static char *do_block(char *body)
+{
+    char *block = zdm_sql_dollar_quote(body);
+    char *s = zdm_xasprintf("DO %s", block);
+    free(block);
+    free(body);
+    return s;
+}
+
 static char *pg_guard_dependents(const char *tq, const char *table, const char *col, const char *op,
                                  int default_ok)
 {
-    return zdm_xasprintf(
-        "DO $zdm$ DECLARE lost text; BEGIN\n"
+    /* The names reach RAISE as a parameter, not in its format string, so
+     * a '%' in a name is text. */
+    char *what = zdm_xasprintf("%s: contract drops the old column %s.%s", op, table, col);
+    char *l_tq = zdm_sql_literal(tq), *l_col = zdm_sql_literal(col), *l_what = zdm_sql_literal(what);
+    char *body = zdm_xasprintf(
+        " DECLARE lost text; BEGIN\n"
         "  SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid), ', ')\n"
         "    INTO lost FROM pg_depend d\n"
         "    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid\n"
-        "   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = '%s'::regclass\n"
-        "     AND a.attname = '%s' AND d.deptype IN ('n', 'a')%s\n"
+        "   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %s::regclass\n"
+        "     AND a.attname = %s AND d.deptype IN ('n', 'a')%s\n"
         "     AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE d.classid = 'pg_class'::regclass\n"
         "                        AND i.indexrelid = d.objid AND NOT i.indisunique);\n"
         "  IF lost IS NOT NULL THEN\n"
-        "    RAISE EXCEPTION '%s: contract drops the old column %s.%s, and with it: %%', lost\n"
+        "    RAISE EXCEPTION '%%, and with it: %%', %s, lost\n"
         "      USING HINT = 'drop these in an earlier plan and create them for the new column in a later one';\n"
         "  END IF;\n"
-        "END $zdm$",
-        tq, col, default_ok ? "\n     AND d.classid <> 'pg_attrdef'::regclass" : "", op, table, col);
+        "END ",
+        l_tq, l_col, default_ok ? "\n     AND d.classid <> 'pg_attrdef'::regclass" : "", l_what);
+    char *s = do_block(body);
+    free(l_tq);
+    free(l_col);
+    free(l_what);
+    free(what);
+    return s;
 }
 
 /* Adds the contract steps that give `newcol` the NOT NULL of `col` (when
@@ -795,18 +831,19 @@ static char *pg_carry_not_null(opctx *o, gen *ct, const char *table, const char 
     char *cname = auto_name(table, &cols, "not_null");
     zdm_strv_free(&cols);
     char *ccq = zdm_ops_quote(cname, 0), *nq = zdm_ops_quote(newcol, 0);
-    char *has_check = zdm_xasprintf("EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '%s'::regclass "
-                                    "AND conname = '%s')", tq, cname);
+    char *l_tq = zdm_sql_literal(tq), *l_cname = zdm_sql_literal(cname), *l_col = zdm_sql_literal(col);
+    char *has_check = zdm_xasprintf("EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass "
+                                    "AND conname = %s)", l_tq, l_cname);
     char name[200];
     snprintf(name, sizeof name, "%s.%s NOT NULL (when %s is) as a CHECK (not yet validated)", table, newcol, col);
     zdm_step *s = add(ct, o->s, name,
-                      zdm_xasprintf("DO $zdm$ BEGIN\n"
-                                    "  IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = '%s'::regclass AND attname = '%s')\n"
+                      do_block(zdm_xasprintf(" BEGIN\n"
+                                    "  IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s)\n"
                                     "     AND NOT %s THEN\n"
                                     "    ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
                                     "  END IF;\n"
-                                    "END $zdm$",
-                                    tq, col, has_check, tq, ccq, nq),
+                                    "END ",
+                                    l_tq, l_col, has_check, tq, ccq, nq)),
                       zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, ccq),
                       why_sqlite ? NULL : zdm_xstrdup("SELECT 1 /* SQLite: NOT NULL needs a table rebuild */"),
                       why_sqlite ? NULL : zdm_xstrdup("SELECT 1"));
@@ -814,24 +851,29 @@ static char *pg_carry_not_null(opctx *o, gen *ct, const char *table, const char 
         no_sqlite(s, why_sqlite);
     snprintf(name, sizeof name, "validate %s.%s NOT NULL as a CHECK (when added)", table, newcol);
     s = add(ct, o->s, name,
-            zdm_xasprintf("DO $zdm$ BEGIN\n"
+            do_block(zdm_xasprintf(" BEGIN\n"
                           "  IF %s THEN\n"
                           "    ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
                           "  END IF;\n"
-                          "END $zdm$",
-                          has_check, tq, ccq),
+                          "END ",
+                          has_check, tq, ccq)),
             zdm_xstrdup("SELECT 1 /* the previous step's down drops the constraint */"),
             why_sqlite ? NULL : zdm_xstrdup("SELECT 1"), why_sqlite ? NULL : zdm_xstrdup("SELECT 1"));
     if (why_sqlite)
         no_sqlite(s, why_sqlite);
-    char *set = zdm_xasprintf("DO $zdm$ BEGIN\n"
+    char *set_block = do_block(zdm_xasprintf(" BEGIN\n"
                               "  IF %s THEN\n"
                               "    ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
                               "    ALTER TABLE %s DROP CONSTRAINT %s;\n"
                               "  END IF;\n"
-                              "END $zdm$;\n",
-                              has_check, tq, nq, tq, ccq);
+                              "END ",
+                              has_check, tq, nq, tq, ccq));
+    char *set = zdm_xasprintf("%s;\n", set_block);
+    free(set_block);
     free(has_check);
+    free(l_tq);
+    free(l_cname);
+    free(l_col);
     free(ccq);
     free(nq);
     free(cname);
@@ -856,16 +898,18 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
      * hide the old application's inserts from the dual-write trigger,
      * which copies into the new column when it is NULL. */
     char *guard = pg_guard_dependents(tq, table, col, "rename_column", 1);
-    char *typesql = type ? zdm_xasprintf("'%s'", type) /* a plain type name: no quote in it (checked below) */
+    char *l_tq = zdm_sql_literal(tq), *l_col = zdm_sql_literal(col), *l_to = zdm_sql_literal(to);
+    char *typesql = type ? zdm_sql_literal(type) /* a plain type name: no quote in it (checked below) */
                          : zdm_xasprintf("(SELECT format_type(atttypid, atttypmod) FROM pg_attribute\n"
-                                         "      WHERE attrelid = '%s'::regclass AND attname = '%s' AND NOT attisdropped)",
-                                         tq, col);
-    char *pg = zdm_xasprintf("%s;\n"
-                             "DO $zdm$ BEGIN\n"
-                             "  EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', '%s'::regclass, '%s',\n"
+                                         "      WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped)",
+                                         l_tq, l_col);
+    char *add_block = do_block(zdm_xasprintf(" BEGIN\n"
+                             "  EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', %s::regclass, %s,\n"
                              "    %s);\n"
-                             "END $zdm$",
-                             guard, tq, to, typesql);
+                             "END ",
+                             l_tq, l_to, typesql));
+    char *pg = zdm_xasprintf("%s;\n%s", guard, add_block);
+    free(add_block);
     free(guard);
     free(typesql);
     if (type && strchr(type, '\''))
@@ -881,19 +925,23 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
         zdm_xstrdup("SELECT 1 /* SQLite: the new application uses the new column directly */"), zdm_xstrdup("SELECT 1"));
     char *set_nn = pg_carry_not_null(o, ct, table, tq, col, to, NULL);
     snprintf(name, sizeof name, "drop the old column %s.%s (its default and NOT NULL go to %s)", table, col, to);
-    add(ct, o->s, name,
-        zdm_xasprintf("DO $zdm$ DECLARE dflt text; BEGIN\n"
+    char *dflt_block = do_block(zdm_xasprintf(" DECLARE dflt text; BEGIN\n"
                       "  SELECT pg_get_expr(d.adbin, d.adrelid) INTO dflt FROM pg_attrdef d\n"
                       "    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum\n"
-                      "   WHERE d.adrelid = '%s'::regclass AND a.attname = '%s';\n"
+                      "   WHERE d.adrelid = %s::regclass AND a.attname = %s;\n"
                       "  IF dflt IS NOT NULL THEN\n"
-                      "    EXECUTE format('ALTER TABLE %%s ALTER COLUMN %%I SET DEFAULT %%s', '%s'::regclass, '%s', dflt);\n"
+                      "    EXECUTE format('ALTER TABLE %%s ALTER COLUMN %%I SET DEFAULT %%s', %s::regclass, %s, dflt);\n"
                       "  END IF;\n"
-                      "END $zdm$;\n"
-                      "%sALTER TABLE %s DROP COLUMN %s",
-                      tq, col, tq, to, set_nn, tq, cq),
+                      "END ",
+                      l_tq, l_col, l_tq, l_to));
+    add(ct, o->s, name,
+        zdm_xasprintf("%s;\n%sALTER TABLE %s DROP COLUMN %s", dflt_block, set_nn, tq, cq),
         NULL, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+    free(dflt_block);
     free(set_nn);
+    free(l_tq);
+    free(l_col);
+    free(l_to);
     contract_version_schema(o, ct, table, 1);
     free(cq);
     free(toq);

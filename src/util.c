@@ -477,3 +477,36 @@ int zdm_read_file(const char *path, char **out, size_t *len, zdm_err *err)
     *out = zdm_buf_take(&b);
     return 0;
 }
+
+char *zdm_sql_dollar_quote(const char *body)
+{
+    char tag[32];
+    for (unsigned n = 0;; n++) {
+        if (n == 0)
+            snprintf(tag, sizeof tag, "$zdm$");
+        else
+            snprintf(tag, sizeof tag, "$zdm_%u$", n);
+        /* Searched in body + tag, not body alone: a body ending in "$zdm"
+         * would otherwise complete the closing delimiter early. */
+        char *all = zdm_xasprintf("%s%s", body, tag);
+        const char *hit = strstr(all, tag);
+        int clean = (size_t)(hit - all) == strlen(body);
+        free(all);
+        if (clean)
+            return zdm_xasprintf("%s%s%s", tag, body, tag);
+    }
+}
+
+char *zdm_sql_literal(const char *s)
+{
+    zdm_buf b = {0};
+    zdm_buf_putn(&b, "'", 1);
+    for (; *s; s++) {
+        if (*s == '\'')
+            zdm_buf_putn(&b, "''", 2);
+        else
+            zdm_buf_putn(&b, s, 1);
+    }
+    zdm_buf_putn(&b, "'", 1);
+    return zdm_buf_take(&b);
+}

@@ -67,6 +67,15 @@ const char *zdm_format_time(int64_t epoch_ms, char *buf, size_t size);
 /* Parses ISO-8601 "YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]" (no zone = UTC). */
 int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err);
 
+/* PostgreSQL dollar quoting: "$tag$" + body + "$tag$" with a tag ("zdm",
+ * then "zdm_1", "zdm_2", ...) whose delimiter occurs nowhere in the body,
+ * so no identifier or expression pasted into the body can end it early. */
+char *zdm_sql_dollar_quote(const char *body);
+/* A '...' SQL literal of s (quotes doubled), for text pasted into
+ * generated code such as a DO block; values sent to the server go as
+ * parameters instead. */
+char *zdm_sql_literal(const char *s);
+
 /* Reads a whole file (NUL-terminated, len excludes it). */
 int zdm_read_file(const char *path, char **out, size_t *len, zdm_err *err) ZDM_MUST_CHECK;
 
