@@ -22,12 +22,20 @@
 #   ZDM_DATABASE_URL, ZDM_DIALECT, ZDM_PLAN, ZDM_EVENT   set by zdm
 #   BACKUP_DIR          PostgreSQL dumps go here (default /var/backups/zdm;
 #                       created with mode 0700)
-#   BACKUP_KEEP         keep only the newest N dumps of this plan (optional)
+#   BACKUP_KEEP         keep only the newest N dumps of this plan (optional):
+#                       exactly the files this hook wrote for ZDM_PLAN,
+#                       PLAN-EVENT-STAMP.dump; plan p01 never touches the
+#                       dumps of plan p01-hotfix, nor files it did not write
 #   PGPASSWORD_FILE     a file holding just the password, for pg_dump (e.g. a
 #                       Kubernetes Secret mounted group-readable, which libpq
 #                       would refuse as a PGPASSFILE)
 #   SQLITE_BACKUP_DIR   SQLite: copy the database file here too (optional)
 #   PG_DUMP, PG_RESTORE, SQLITE3   the programs (default from PATH)
+#
+# A dump is written as NAME.dump.part and renamed once verified.  Killed
+# (zdm's hook timeout sends SIGTERM to the hook's process group), the hook
+# removes its .part file; one left by a SIGKILL is removed by the plan's
+# next backup.
 #
 # Prints the backup's path and size (zdm keeps the last lines in history).
 # Exit status: 0 backed up (or nothing to do), 1 the backup failed or did
@@ -86,6 +94,30 @@ dump="$dir/$base.dump"
 pg_dump=${PG_DUMP:-pg_dump}
 pg_restore=${PG_RESTORE:-pg_restore}
 command -v "$pg_dump" >/dev/null 2>&1 || { echo "$me: $pg_dump not found (install postgresql-client)" >&2; exit 1; }
+command -v "$pg_restore" >/dev/null 2>&1 || { echo "$me: $pg_restore not found (install postgresql-client)" >&2; exit 1; }
+
+# own NAME: NAME is a dump (or .part) this hook wrote for this plan:
+# PLAN-EVENT-YYYYmmddTHHMMSSZ.dump, where EVENT has no "-" (zdm's event
+# names have none), so plan p01 never matches p01-hotfix-... .
+plan=${ZDM_PLAN:-manual}
+own() {
+    case $1 in "$plan"-*) ;; *) return 1 ;; esac
+    rest=${1#"$plan"-}
+    case $rest in *-*-*) return 1 ;; esac
+    case $rest in
+    [a-z]*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.dump) return 0 ;;
+    [a-z]*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.dump.part) return 0 ;;
+    esac
+    return 1
+}
+
+# A .part of this plan is what a killed run left: zdm runs one contract
+# of a plan at a time (the plan's lock), so none is being written now.
+for f in "$dir"/*.dump.part; do
+    [ -f "$f" ] && own "${f##*/}" && rm -f "$f" && echo "$me: removed $f, left by an interrupted backup"
+done
+trap 'rm -f "$dump.part"' EXIT
+trap 'rm -f "$dump.part"; echo "$me: interrupted; removed $dump.part" >&2; exit 143' TERM INT HUP
 
 if [ -n "${PGPASSWORD_FILE:-}" ]; then
     [ -r "$PGPASSWORD_FILE" ] || { echo "$me: cannot read PGPASSWORD_FILE=$PGPASSWORD_FILE" >&2; exit 1; }
@@ -115,10 +147,15 @@ mv -f "$dump.part" "$dump" || exit 1
 echo "$me: PostgreSQL backup $dump ($(size_of "$dump") bytes, $entries entries, $tables tables with data), verified with pg_restore --list"
 
 if [ -n "${BACKUP_KEEP:-}" ]; then
-    case $BACKUP_KEEP in *[!0-9]* | 0) echo "$me: BACKUP_KEEP must be a positive number" >&2; exit 0 ;; esac
-    # shellcheck disable=SC2012  # our own file names: no newlines in them
-    ls -1t "$dir/${ZDM_PLAN:-manual}"-*.dump 2>/dev/null | tail -n +"$((BACKUP_KEEP + 1))" |
-        while IFS= read -r old; do
+    case $BACKUP_KEEP in '' | *[!0-9]* | 0) echo "$me: BACKUP_KEEP must be a positive number" >&2; exit 0 ;; esac
+    # Newest first by the time stamp in the name (not the file's mtime,
+    # which a copy or restore changes).
+    for f in "$dir"/*.dump; do
+        [ -f "$f" ] && own "${f##*/}" || continue
+        n=${f%.dump}
+        printf '%s %s\n' "${n##*-}" "$f"
+    done | sort -r | tail -n +"$((BACKUP_KEEP + 1))" |
+        while read -r _ old; do
             rm -f "$old" && echo "$me: removed old backup $old"
         done
 fi

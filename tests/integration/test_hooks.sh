@@ -23,9 +23,10 @@
 #  * PostgreSQL: the hook's ZDM_DATABASE_URL has no password (URL and
 #    conninfo forms) and works; hooks/backup.sh makes a dump that
 #    pg_restore can read;
-#  * hooks/notify.sh, hooks/smoke-check.sh (curl and python3), hooks/backup.sh
-#    (SQLite) and hooks/blue-green-switch.sh (against a stand-in nginx: its
-#    restore paths; the real nginx is in test_e2e_bluegreen.sh).
+#  * hooks/backup.sh (SQLite) and hooks/blue-green-switch.sh (against a
+#    stand-in nginx: its restore paths; the real nginx is in
+#    test_e2e_bluegreen.sh); notify.sh and smoke-check.sh are tested in
+#    test_example_hooks.sh, the deploy/ files in test_deploy.sh.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -421,80 +422,14 @@ for p in "${CPLANS[@]}"; do
                     AND to_phase = 'complete' AND outcome = 'ok'")"
 done
 
-# ---------------------------------------------------------------------------
-t_section "hooks/notify.sh"
-export ZDM_PLAN=p1 ZDM_EVENT=after_expand ZDM_PHASE=expanded ZDM_NEXT_PHASE=expanded \
-    ZDM_DATABASE_URL="postgresql://app@db1/prod"
-out=$("$HOOKS/notify.sh" release 42 2>&1)
-t_eq "notify.sh: exit 0 on stdout" 0 $?
-t_match "notify.sh: the message" \
-    "^zdm: p1 after_expand \(expanded\) on postgresql://app@db1/prod by [^@ ]+@[^ ]+: release 42$" "$out"
-NOTIFY_LOG=$T_DIR/notify.log "$HOOKS/notify.sh" >/dev/null
-t_match "notify.sh: NOTIFY_LOG gets a timestamped line" \
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z zdm: p1 after_expand" "$(cat "$T_DIR/notify.log")"
-if [ -n "$PY" ] && command -v curl >/dev/null 2>&1; then
-    "$PY" "$ZDM_SRC/tests/e2e/stub_http.py" --port-file "$T_DIR/hook.port" --record "$T_DIR/hook.body" &
-    T_BG_PIDS+=("$!")
-    disown
-    t_wait_for "the webhook stub" 10 "[ -s '$T_DIR/hook.port' ]"
-    ZDM_EVENT='on_failure "quoted" \ back' NOTIFY_URL="http://127.0.0.1:$(cat "$T_DIR/hook.port")/hook" \
-        "$HOOKS/notify.sh" >/dev/null
-    t_eq "notify.sh: the webhook got valid JSON with the message" 'zdm: p1 on_failure "quoted" \ back (expanded)' \
-        "$(head -n 1 "$T_DIR/hook.body" | jq -r .text | sed 's/ on postgresql.*//')"
-    NOTIFY_URL="http://127.0.0.1:1/nothing" "$HOOKS/notify.sh" >/dev/null
-    t_eq "notify.sh: a dead webhook warns but does not fail" 0 $?
-    NOTIFY_STRICT=1 NOTIFY_URL="http://127.0.0.1:1/nothing" "$HOOKS/notify.sh" >/dev/null
-    t_eq "notify.sh: NOTIFY_STRICT=1 fails on a dead webhook" 1 $?
-else
-    T_SKIPPED="$T_SKIPPED notify-webhook(no python3/curl)"
-fi
-unset ZDM_PLAN ZDM_EVENT ZDM_PHASE ZDM_NEXT_PHASE ZDM_DATABASE_URL
-
-# ---------------------------------------------------------------------------
-t_section "hooks/smoke-check.sh"
+# hooks/notify.sh and hooks/smoke-check.sh: test_example_hooks.sh.  The
+# blue-green switch below checks its health URL against this stub.
 if [ -n "$PY" ]; then
     "$PY" "$ZDM_SRC/tests/e2e/stub_http.py" --port-file "$T_DIR/ok.port" --say green &
     T_BG_PIDS+=("$!")
     disown
-    "$PY" "$ZDM_SRC/tests/e2e/stub_http.py" --port-file "$T_DIR/bad.port" --status 503 &
-    T_BG_PIDS+=("$!")
-    disown
-    t_wait_for "the smoke stubs" 10 "[ -s '$T_DIR/ok.port' ] && [ -s '$T_DIR/bad.port' ]"
+    t_wait_for "the health stub" 10 "[ -s '$T_DIR/ok.port' ]"
     ok_url="http://127.0.0.1:$(cat "$T_DIR/ok.port")/health"
-    bad_url="http://127.0.0.1:$(cat "$T_DIR/bad.port")/health"
-    # python3 only: a PATH without curl.
-    mkdir -p "$T_DIR/nocurl"
-    for tool in sh sed grep tail head cat sleep tr; do
-        ln -sf "$(command -v "$tool")" "$T_DIR/nocurl/$tool"
-    done
-    ln -sf "$PY" "$T_DIR/nocurl/python3"
-    for how in curl python3; do
-        if [ "$how" = curl ]; then
-            command -v curl >/dev/null 2>&1 || continue
-            P=$PATH
-        else
-            P=$T_DIR/nocurl
-        fi
-        out=$(PATH=$P "$HOOKS/smoke-check.sh" "$ok_url" 3 0.1 2>&1)
-        t_eq "smoke-check ($how): healthy URL" "0 smoke-check: $ok_url healthy (try 1 of 3)" "$? $out"
-        out=$(SMOKE_EXPECT=green PATH=$P "$HOOKS/smoke-check.sh" "$ok_url" 2 0.1 2>&1)
-        t_eq "smoke-check ($how): SMOKE_EXPECT found" 0 $?
-        out=$(SMOKE_EXPECT=blue PATH=$P "$HOOKS/smoke-check.sh" "$ok_url" 2 0.1 2>&1)
-        t_eq "smoke-check ($how): SMOKE_EXPECT missing fails" 1 $?
-        t_has "smoke-check ($how): says what is missing" 'answer lacks "blue"' "$out"
-        out=$(PATH=$P "$HOOKS/smoke-check.sh" "$bad_url" 3 0.1 2>&1)
-        t_eq "smoke-check ($how): a 503 fails" 1 $?
-        t_eq "smoke-check ($how): three tries, then the verdict" 4 "$(wc -l <<<"$out")"
-        t_has "smoke-check ($how): the verdict" "NOT healthy after 3 tries" "$out"
-        out=$(PATH=$P "$HOOKS/smoke-check.sh" "http://127.0.0.1:1/" 2 0.1 2>&1)
-        t_eq "smoke-check ($how): nothing listening fails" 1 $?
-    done
-    "$HOOKS/smoke-check.sh" >/dev/null 2>&1
-    t_eq "smoke-check: no URL is a usage error" 2 $?
-    "$HOOKS/smoke-check.sh" "$ok_url" many >/dev/null 2>&1
-    t_eq "smoke-check: tries must be a number" 2 $?
-else
-    T_SKIPPED="$T_SKIPPED smoke-check(no python3)"
 fi
 
 # ---------------------------------------------------------------------------
@@ -601,59 +536,7 @@ t_eq "switch: no temporary files left" "upstream.inc upstream.inc.lock" \
     "$(cd "$T_DIR/ngx" && ls upstream.inc* | tr '\n' ' ' | sed 's/ $//')"
 unset NGINX_BIN NGINX_CONF NGINX_PREFIX NGINX_UPSTREAM_FILE NGINX_BLUE NGINX_GREEN
 
-# ---------------------------------------------------------------------------
-t_section "the example hooks and deploy/ files are well-formed"
-for f in "$HOOKS"/*.sh; do
-    sh -n "$f"
-    t_eq "sh -n $(basename "$f")" 0 $?
-    t_eq "$(basename "$f") is executable" yes "$([ -x "$f" ] && echo yes || echo no)"
-    t_match "$(basename "$f") starts with a header comment" '^# [a-z-]+\.sh -- ' "$(sed -n 2p "$f")"
-done
-if command -v systemd-analyze >/dev/null 2>&1; then
-    # verify wants the ExecStart binary to exist: point it at this build.
-    mkdir -p "$T_DIR/units"
-    for u in "$ZDM_SRC"/deploy/systemd/zdm-*; do
-        sed "s|/usr/local/bin/zdm|$ZDM|" "$u" >"$T_DIR/units/$(basename "$u")"
-    done
-    cp "$T_DIR/units/zdm-backfill@.service" "$T_DIR/units/zdm-backfill@0007_event_project_slug.service"
-    out=$(cd "$T_DIR/units" && systemd-analyze verify ./zdm-backfill@0007_event_project_slug.service \
-        ./zdm-run-due.service ./zdm-run-due.timer 2>&1)
-    t_eq "systemd-analyze verify: exit 0" 0 $?
-    t_eq "systemd-analyze verify: no complaint" "" "$out"
-else
-    T_SKIPPED="$T_SKIPPED systemd-analyze"
-fi
-YPY=
-for p in /usr/bin/python3 "$PY"; do
-    [ -n "$p" ] && "$p" -c 'import yaml' 2>/dev/null && { YPY=$p; break; }
-done
-if [ -n "$YPY" ]; then
-    out=$("$YPY" - "$ZDM_SRC/deploy/k8s" <<'PY' 2>&1
-import sys, yaml, glob, os
-docs = {}
-for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
-    for d in yaml.safe_load_all(open(f)):
-        docs[d["kind"]] = d
-job, cron, sec = docs["Job"], docs["CronJob"], docs["Secret"]
-def pod(spec): return spec["template"]["spec"]
-def url_from_secret(c):
-    return any(e["name"] == "ZDM_DATABASE_URL" and e["valueFrom"]["secretKeyRef"]["name"] == sec["metadata"]["name"]
-               for e in c["env"])
-jc = pod(job["spec"])["containers"][0]
-cc = pod(cron["spec"]["jobTemplate"]["spec"])["containers"][0]
-print("job", job["apiVersion"], job["spec"]["parallelism"], job["spec"]["backoffLimit"] > 0,
-      pod(job["spec"])["restartPolicy"], jc["args"][-4:-2], url_from_secret(jc))
-print("cron", cron["apiVersion"], cron["spec"]["schedule"], cron["spec"]["concurrencyPolicy"],
-      cc["args"][-1], url_from_secret(cc))
-PY
-)
-    t_eq "k8s: the Job runs N backfill workers, OnFailure, URL from the Secret" \
-        "job batch/v1 4 True OnFailure ['backfill', 'PLAN_ID'] True" "$(sed -n 1p <<<"$out")"
-    t_eq "k8s: the CronJob runs run-due every 5 minutes, Forbid, URL from the Secret" \
-        "cron batch/v1 */5 * * * * Forbid run-due True" "$(sed -n 2p <<<"$out")"
-else
-    T_SKIPPED="$T_SKIPPED k8s-yaml(no python3-yaml)"
-fi
+# The example hooks and deploy/ files are checked by test_deploy.sh.
 
 # ---------------------------------------------------------------------------
 if t_pg_available; then
