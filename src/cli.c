@@ -26,6 +26,10 @@ enum {
     OPT_WORKERS = 1 << 8,
     OPT_ALLOW = 1 << 9,
     OPT_LISTEN = 1 << 10,
+    OPT_ALL = 1 << 11,
+    OPT_TO = 1 << 12,
+    OPT_DOT = 1 << 13,
+    OPT_OP = 1 << 14,
 };
 
 typedef struct cmd {
@@ -56,6 +60,29 @@ static const cmd commands[] = {
      "Creates zdm's own tables (PostgreSQL: schema zdm; SQLite: zdm_* tables),\n"
      "or upgrades them.  Every other command does this on first use too.\n",
      0, 0, 0, zdm_cmd_init},
+    {"plan", "graph", "", "the requires graph, each plan's phase, heads marked",
+     "Prints every plan in --plans in requires order with its phase (from --db\n"
+     "when given, else without phases), the plans it requires, and marks the\n"
+     "heads: plans no other plan requires (what a new plan requires; Alembic's\n"
+     "heads).  --dot prints a Graphviz digraph instead; --json prints\n"
+     "{\"plans\": [{\"id\", \"phase\", \"requires\", \"head\"}], \"heads\": [...]}.\n",
+     OPT_DOT, 0, 0, zdm_cmd_plan_graph},
+    {NULL, "new", "NAME", "write plans/NNNN_NAME.toml, requiring the current heads",
+     "Writes a new plan file in --plans named with the next 4-digit number,\n"
+     "with requires set to the current heads and a commented template of every\n"
+     "section; with --op OP (repeatable), the skeleton of those operations\n"
+     "instead (required fields left empty for you to fill).  Prints the path.\n"
+     "Refuses (exit 2) a NAME a plan already has.  (Alembic: revision.)\n",
+     OPT_OP, 1, 1, zdm_cmd_new},
+    {NULL, "baseline", "[NAME]", "adopt an existing database: write and stamp a baseline plan",
+     "Reads the schema of --db (tables, indexes, constraints; PostgreSQL or\n"
+     "SQLite; zdm's own objects left out) and writes plans/NNNN_NAME.toml\n"
+     "(NAME default: baseline) with baseline = true and one expand step per\n"
+     "table that recreates it on an empty database, then stamps it complete in\n"
+     "--db.  When the database has an alembic_version table, its revision goes\n"
+     "into the plan's description and the history row.  An empty database\n"
+     "gives an empty baseline, which is legal.\n",
+     0, 0, 1, zdm_cmd_baseline},
     {NULL, "advance", "PLAN", "move a plan one phase forward",
      "pending -> expanded -> backfilled -> cut_over -> complete.\n"
      "Expand and contract run their steps in order, each in its own transaction\n"
@@ -65,8 +92,12 @@ static const cmd commands[] = {
      "when required plans are not complete, when the file changed since it was\n"
      "applied, or before the contract is due.  Before expand and contract it runs\n"
      "zdm lint and refuses (exit 3) on an error the plan's allow_unsafe or\n"
-     "--allow RULE[,RULE] does not allow.\n",
-     OPT_DRY_RUN | OPT_NO_BACKUP | OPT_HOOKS_ONLY | OPT_ALLOW, 1, 1, zdm_cmd_advance},
+     "--allow RULE[,RULE] does not allow.\n"
+     "--all advances every plan, in requires order, as far as --to PHASE\n"
+     "(default complete) or the first gate it meets, and prints one summary:\n"
+     "exit 0 when every plan reached PHASE, 3 when some stopped at a gate (each\n"
+     "listed with why), 1 on a failure.  (Alembic: upgrade head.)\n",
+     OPT_DRY_RUN | OPT_NO_BACKUP | OPT_HOOKS_ONLY | OPT_ALLOW | OPT_ALL | OPT_TO, 0, 1, zdm_cmd_advance},
     {NULL, "rollback", "PLAN", "undo expand (or contract, when it has downs)",
      "Before contract: runs the down of every applied expand step, newest first,\n"
      "and marks the plan rolled_back.  Refuses before changing anything when an\n"
@@ -214,6 +245,11 @@ static void print_cmd_help(FILE *f, const cmd *c)
         {OPT_AFTER, "  --after DUR     a duration from now: 90s, 30m, 24h, 7d\n"},
         {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
         {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
+        {OPT_ALL, "  --all           every plan, in requires order\n"},
+        {OPT_TO, "  --to PHASE      with --all: stop at expanded, backfilled, cut_over or complete\n"},
+        {OPT_DOT, "  --dot           Graphviz output (dot -Tsvg)\n"},
+        {OPT_OP, "  --op OP         start from operation OP's skeleton (repeatable): sql,\n"
+                 "                  create_table, add_column, rename_column, change_type, ...\n"},
         {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
                      "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
     };
@@ -254,6 +290,61 @@ static void print_err(FILE *errs, const zdm_err *err)
         fprintf(errs, "  -> %s\n", err->detail);
 }
 
+/* Alembic and Flask-Migrate verbs a newcomer types first, and the zdm
+ * command that does that job. */
+static const struct { const char *verb, *zdm; } verb_pointers[] = {
+    {"upgrade", "zdm advance PLAN moves one plan one phase; zdm advance --all takes every plan "
+                "as far as it can go (upgrade head)"},
+    {"downgrade", "zdm rollback PLAN undoes a plan's expand (or its contract, when it has downs)"},
+    {"current", "zdm status shows where every plan stands"},
+    {"revision", "zdm new NAME writes the next plan file"},
+    {"migrate", "zdm new NAME writes the next plan file (zdm does not autogenerate: write the "
+                "expand and contract steps, or --op OP skeletons)"},
+    {"heads", "zdm plan graph shows the requires graph and marks the heads"},
+    {"branches", "zdm plan graph shows the requires graph and marks the heads"},
+    {"merge", "zdm new NAME writes a plan that requires every current head"},
+    {"show", "zdm plan show PLAN"},
+    {"edit", "edit the plan file itself (zdm plan show PLAN names it)"},
+};
+
+static void unknown_command(const char *const *words, int nwords, zdm_err *err)
+{
+    if (is_group(words[0])) {
+        /* "zdm plan new": the word may be a top-level command or a
+         * misspelt subcommand. */
+        const char *sub = nwords > 1 ? words[1] : NULL;
+        const char *names[NCOMMANDS];
+        size_t n = 0;
+        for (size_t i = 0; i < NCOMMANDS; i++)
+            if (commands[i].group && strcmp(commands[i].group, words[0]) == 0)
+                names[n++] = commands[i].name;
+        const char *hint = sub ? zdm_did_you_mean(sub, names, n) : NULL;
+        zdm_err_set(err, ZDM_EXIT_USAGE, "\"zdm %s\" needs a subcommand%s%s%s%s%s", words[0],
+                    sub ? ", not " : "", sub ? sub : "", hint ? " (did you mean \"" : "",
+                    hint ? hint : "", hint ? "\"?)" : "");
+        if (sub && !hint && find_cmd(sub, NULL))
+            zdm_err_detail(err, "\"%s\" is a command of its own: zdm %s", sub, sub);
+        else
+            zdm_err_detail(err, "run \"zdm help %s\"", words[0]);
+        return;
+    }
+    for (size_t i = 0; i < sizeof verb_pointers / sizeof verb_pointers[0]; i++)
+        if (strcmp(words[0], verb_pointers[i].verb) == 0) {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "unknown command \"%s\": %s", words[0], verb_pointers[i].zdm);
+            zdm_err_detail(err, "docs/coming-from-alembic.md maps every Alembic command to zdm's; "
+                                "\"zdm --help\" lists them all");
+            return;
+        }
+    const char *names[NCOMMANDS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        names[n++] = commands[i].group ? commands[i].group : commands[i].name;
+    const char *hint = zdm_did_you_mean(words[0], names, n);
+    zdm_err_set(err, ZDM_EXIT_USAGE, "unknown command \"%s\"%s%s%s", words[0],
+                hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+    zdm_err_detail(err, "run \"zdm --help\" for the list of commands");
+}
+
 int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
 {
     zdm_cli cli;
@@ -271,11 +362,13 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         {"--dialect", OPT_DIALECT, &cli.dialect}, {"--at", OPT_AT, &cli.at},
         {"--after", OPT_AFTER, &cli.after},       {"--workers", OPT_WORKERS, &cli.workers},
         {"--allow", OPT_ALLOW, &cli.allow},       {"--listen", OPT_LISTEN, &cli.listen},
+        {"--to", OPT_TO, &cli.to},
     };
     struct { const char *name; unsigned bit; int *dst; } flagopts[] = {
         {"--dry-run", OPT_DRY_RUN, &cli.dry_run},     {"--no-backup", OPT_NO_BACKUP, &cli.no_backup},
         {"--hooks-only", OPT_HOOKS_ONLY, &cli.hooks_only}, {"--force", OPT_FORCE, &cli.force},
-        {"--sql", OPT_SQL, &cli.sql},
+        {"--sql", OPT_SQL, &cli.sql},                 {"--all", OPT_ALL, &cli.all},
+        {"--dot", OPT_DOT, &cli.dot},
     };
 
     for (int i = 1; i < argc; i++) {
@@ -302,6 +395,18 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
             if (r < 0)
                 goto fail;
             cli.plans_given = 1;
+            continue;
+        }
+        const char *opv = NULL;
+        if ((r = opt_value(argc, argv, &i, "--op", &opv, &err)) != 0) {
+            if (r < 0)
+                goto fail;
+            if (cli.nops >= ZDM_CLI_MAX_POS) {
+                zdm_err_set(&err, ZDM_EXIT_USAGE, "too many --op options");
+                goto fail;
+            }
+            cli.ops[cli.nops++] = opv;
+            seen |= OPT_OP;
             continue;
         }
         if (strcmp(a, "--json") == 0) {
@@ -374,20 +479,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     const cmd *c = find_cmd(words[0], nwords > 1 ? words[1] : NULL);
     int used = c ? (c->group ? 2 : 1) : 0;
     if (!c) {
-        if (is_group(words[0])) {
-            zdm_err_set(&err, ZDM_EXIT_USAGE, "\"zdm %s\" needs a subcommand%s%s", words[0],
-                        nwords > 1 ? ", not " : "", nwords > 1 ? words[1] : "");
-            zdm_err_detail(&err, "run \"zdm help %s\"", words[0]);
-        } else {
-            const char *names[NCOMMANDS + 1];
-            size_t n = 0;
-            for (size_t i = 0; i < NCOMMANDS; i++)
-                names[n++] = commands[i].group ? commands[i].group : commands[i].name;
-            const char *hint = zdm_did_you_mean(words[0], names, n);
-            zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown command \"%s\"%s%s%s", words[0],
-                        hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
-            zdm_err_detail(&err, "run \"zdm --help\" for the list of commands");
-        }
+        unknown_command(words, nwords, &err);
         goto fail;
     }
     if (want_help) {

@@ -35,6 +35,11 @@ typedef struct zdm_cli {
     const char *workers;     /* --workers N */
     const char *allow;       /* --allow RULE[,RULE] */
     const char *listen;      /* --listen [HOST:]PORT */
+    int all;                 /* --all (advance) */
+    const char *to;          /* --to PHASE (advance --all) */
+    int dot;                 /* --dot (plan graph) */
+    const char *ops[ZDM_CLI_MAX_POS]; /* --op OP, repeatable (new) */
+    int nops;
     /* positionals after the command words */
     const char *pos[ZDM_CLI_MAX_POS];
     int npos;
@@ -67,6 +72,10 @@ int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_lint(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_new(zdm_cli *cli, zdm_err *err);            /* cli_new.c */
+int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err);     /* cli_graph.c */
+int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err);    /* cli_graph.c */
+int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err);       /* cli_baseline.c */
 
 #endif
 

@@ -82,6 +82,13 @@ int zdm_cmd_init(zdm_cli *cli, zdm_err *err)
 
 int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
 {
+    if (cli->all || cli->to)
+        return zdm_cmd_advance_all(cli, err); /* cli_graph.c */
+    if (cli->npos != 1) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "usage: zdm advance PLAN");
+        zdm_err_detail(err, "or zdm advance --all [--to PHASE] for every plan");
+        return ZDM_EXIT_USAGE;
+    }
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {

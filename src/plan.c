@@ -796,7 +796,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
 
     static const char *const top_keys[] = {
         "id", "description", "requires", "lock_timeout", "statement_timeout", "lock_retries",
-        "allow_unsafe", "expand", "backfill", "contract", "hooks", NULL};
+        "allow_unsafe", "expand", "backfill", "contract", "hooks", "baseline", NULL};
     check_keys(&c, doc, "the plan", top_keys);
 
     p->id = want_str(&c, doc, "id", "the plan", 0);
@@ -815,6 +815,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
             "plan id \"%s\" may only use letters, digits, '_', '-' and '.'%s", p->id,
             idkv ? "" : " (the id defaults to the file name; set id = \"...\" to choose another)");
     p->description = want_str(&c, doc, "description", "the plan", 0);
+    p->baseline = want_bool(&c, doc, "baseline", "the plan", 0);
     want_strv(&c, doc, "requires", "the plan", &p->requires, &p->requires_line, &p->requires_col);
     p->lock_timeout_ms = want_duration(&c, doc, "lock_timeout", "the plan", p->lock_timeout_ms);
     p->statement_timeout_ms = want_duration(&c, doc, "statement_timeout", "the plan", 0);
@@ -849,7 +850,9 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     if (!c.errors)
         c.errors += zdm_ops_expand(p, diags);
 
-    if (!c.errors && !p->nexpand && !p->backfill && !p->ncontract)
+    /* A baseline records a schema that already exists: an empty database
+     * has an empty one. */
+    if (!c.errors && !p->nexpand && !p->backfill && !p->ncontract && !p->baseline)
         bad(&c, 1, 1, "the plan does nothing: add [[expand.steps]], [backfill] or [[contract.steps]]");
 
     if (c.errors) {

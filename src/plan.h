@@ -141,6 +141,7 @@ typedef struct zdm_plan {
     size_t nallow;
     char checksum[65];          /* SHA-256 of the file bytes */
     int version_schema;         /* ops give the new app a view schema (PostgreSQL) */
+    int baseline;               /* baseline = true: describes a schema that exists (zdm baseline); may be empty */
     int id_line, id_col;
     toml_value *doc;
 } zdm_plan;

@@ -250,7 +250,14 @@ static void test_unknown_command(void **state)
     expect(zdm("plan", NULL), 2, "",
            "zdm: \"zdm plan\" needs a subcommand\n  -> run \"zdm help plan\"\n");
     expect(zdm("plan", "shwo", NULL), 2, "",
-           "zdm: \"zdm plan\" needs a subcommand, not shwo\n  -> run \"zdm help plan\"\n");
+           "zdm: \"zdm plan\" needs a subcommand, not shwo (did you mean \"show\"?)\n  -> run \"zdm help plan\"\n");
+    /* Alembic verbs point at zdm's; a subcommand that is a command of its own too. */
+    expect(zdm("upgrade", NULL), 2, "",
+           "zdm: unknown command \"upgrade\": zdm advance PLAN moves one plan one phase; zdm advance --all "
+           "takes every plan as far as it can go (upgrade head)\n"
+           "  -> docs/coming-from-alembic.md maps every Alembic command to zdm's; \"zdm --help\" lists them all\n");
+    expect(zdm("plan", "new", "x", NULL), 2, "",
+           "zdm: \"zdm plan\" needs a subcommand, not new\n  -> \"new\" is a command of its own: zdm new\n");
 }
 
 static void test_unknown_option(void **state)
@@ -279,7 +286,8 @@ static void test_option_not_for_command(void **state)
 static void test_missing_argument(void **state)
 {
     (void)state;
-    expect(zdm("advance", NULL), 2, "", "zdm: usage: zdm advance PLAN\n");
+    expect(zdm("advance", NULL), 2, "",
+           "zdm: usage: zdm advance PLAN\n  -> or zdm advance --all [--to PHASE] for every plan\n");
     expect(zdm("stamp", "0001_baseline", NULL), 2, "", "zdm: usage: zdm stamp PLAN PHASE\n");
     expect(zdm("plan", "show", NULL), 2, "", "zdm: usage: zdm plan show PLAN\n");
     expect(zdm("status", "a", "b", NULL), 2, "", "zdm: usage: zdm status [PLAN]\n");
