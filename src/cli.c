@@ -30,6 +30,7 @@ enum {
     OPT_TO = 1 << 12,
     OPT_DOT = 1 << 13,
     OPT_OP = 1 << 14,
+    OPT_FORMAT = 1 << 15,
 };
 
 typedef struct cmd {
@@ -155,20 +156,33 @@ static const cmd commands[] = {
      "For a systemd timer or cron: advances every cut-over plan whose contract is\n"
      "due.  Safe when several hosts run it at once: each plan is contracted once.\n",
      OPT_NO_BACKUP, 0, 0, zdm_cmd_run_due},
-    {NULL, "lint", "[PLAN|PATH...]", "find SQL that would lock or break the running application",
-     "Parses the PostgreSQL SQL of every raw step (sql.pg, else sql; SQLite-only\n"
-     "steps are skipped) with PostgreSQL's own grammar and reports, as\n"
-     "FILE:LINE: error[RULE]: why -- the safe alternative:\n"
-     "  parse-error, index-not-concurrent, add-column-volatile-default,\n"
-     "  alter-type-rewrite, set-not-null, constraint-not-valid,\n"
-     "  destructive-in-expand, heavy-lock, mass-dml-in-expand,\n"
-     "  multi-ddl-no-transaction (errors); missing-down, allow-unknown-rule\n"
-     "  (warnings); sqlite-only (info).\n"
-     "A plan allows a rule with allow_unsafe = [\"RULE\"] or\n"
-     "[{rule = \"RULE\", reason = \"...\"}].  Default: every plan in --plans.\n"
-     "Exit 0 when no error remains (warnings are fine), 3 when one does, 2 when\n"
-     "a plan is invalid.  --json prints {\"findings\": [...], \"errors\": N}.\n",
-     OPT_ALLOW, 0, ZDM_CLI_MAX_POS, zdm_cmd_lint},
+    {NULL, "lint", "[PLAN|PATH|FILE.sql|-...]", "find SQL that would lock or break the running application",
+     "Lints the SQL of every raw step of the plans (default: every plan in\n"
+     "--plans; or the plan ids, plan files and directories named), and plain\n"
+     "SQL files (FILE.sql, or - for stdin, e.g. Alembic's upgrade --sql).\n"
+     "PostgreSQL SQL is parsed with PostgreSQL's own grammar; SQLite SQL is\n"
+     "tokenized and checked with the SQLite rules.  Which SQL: with --dialect or\n"
+     "--db (the URL's kind; nothing is connected), the SQL that dialect runs\n"
+     "(sql.<dialect>, else sql); without, sql.pg/sql with the PostgreSQL rules\n"
+     "and sql.sqlite with the SQLite rules.  Reports FILE:LINE:COL:\n"
+     "error[RULE]: why -- the safe alternative.  Rules (the README's table says\n"
+     "what each catches): parse-error, index-not-concurrent, add-column-volatile-default,\n"
+     "  alter-type-rewrite, set-not-null, constraint-not-valid, destructive-in-expand,\n"
+     "  heavy-lock, mass-dml-in-expand, multi-ddl-no-transaction,\n"
+     "  add-column-not-null-no-default, drop-index-not-concurrent, drop-database,\n"
+     "  transaction-control, concurrent-in-transaction, validate-in-same-transaction,\n"
+     "  detach-partition-not-concurrent, domain-constraint, allow-no-reason,\n"
+     "  sqlite-alter-unsupported, sqlite-table-rebuild, sqlite-vacuum (errors);\n"
+     "  missing-down, drop-not-null, not-idempotent, type-int-primary-key, type-serial,\n"
+     "  type-varchar-length, type-char, type-timestamp, sqlite-pragma-in-transaction,\n"
+     "  allow-unknown-rule (warnings); sqlite-only (info).\n"
+     "Allow a rule in a plan with allow_unsafe = [{rule = \"RULE\", reason =\n"
+     "\"...\"}], on the command line with --allow RULE[,RULE], or in the SQL\n"
+     "with a comment on or above the statement: -- zdm:allow RULE reason (the\n"
+     "reason is required).  Exit 0 when no error remains (warnings are fine), 3\n"
+     "when one does, 2 when a plan is invalid or a statement is over the size or\n"
+     "depth limit.  --json prints {\"findings\": [...], \"errors\": N}.\n",
+     OPT_ALLOW | OPT_DIALECT | OPT_FORMAT, 0, ZDM_CLI_MAX_POS, zdm_cmd_lint},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -250,6 +264,8 @@ static void print_cmd_help(FILE *f, const cmd *c)
         {OPT_DOT, "  --dot           Graphviz output (dot -Tsvg)\n"},
         {OPT_OP, "  --op OP         start from operation OP's skeleton (repeatable): sql,\n"
                  "                  create_table, add_column, rename_column, change_type, ...\n"},
+        {OPT_FORMAT, "  --format F      text (default), json (the same as --json), github (workflow\n"
+                     "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
         {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
                      "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
     };
@@ -363,6 +379,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         {"--after", OPT_AFTER, &cli.after},       {"--workers", OPT_WORKERS, &cli.workers},
         {"--allow", OPT_ALLOW, &cli.allow},       {"--listen", OPT_LISTEN, &cli.listen},
         {"--to", OPT_TO, &cli.to},
+        {"--format", OPT_FORMAT, &cli.format},
     };
     struct { const char *name; unsigned bit; int *dst; } flagopts[] = {
         {"--dry-run", OPT_DRY_RUN, &cli.dry_run},     {"--no-backup", OPT_NO_BACKUP, &cli.no_backup},

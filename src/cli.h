@@ -40,6 +40,7 @@ typedef struct zdm_cli {
     int dot;                 /* --dot (plan graph) */
     const char *ops[ZDM_CLI_MAX_POS]; /* --op OP, repeatable (new) */
     int nops;
+    const char *format;      /* --format text|json|github|sarif (lint) */
     /* positionals after the command words */
     const char *pos[ZDM_CLI_MAX_POS];
     int npos;

@@ -1,9 +1,11 @@
 /*
- * cli_lint.c -- "zdm lint [PLAN|PATH...]": the linter's findings for every
- * plan in --plans, or the plans, files and directories named.
+ * cli_lint.c -- "zdm lint [PLAN|PATH|FILE.sql|-...]": the linter's
+ * findings for every plan in --plans, or the plans, files and directories
+ * named, and plain SQL files or stdin; printed as text, JSON, GitHub
+ * workflow annotations or SARIF.
  *
  * Exit 0 when no error remains (warnings are fine), 3 when one does, 2
- * when a plan is invalid.
+ * when a plan is invalid or a SQL file holds a statement over the bounds.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "db.h"
+#include "sqlscan.h"
 #include "lint.h"
 #include "util.h"
 
@@ -20,7 +24,15 @@ typedef struct target {
     size_t set;          /* index in lint_load.sets (which may move while loading) */
 } target;
 
+/* A plain SQL file (or stdin) to lint. */
+typedef struct sqlfile {
+    char *name;          /* as given; "<stdin>" for - */
+    char *text;
+} sqlfile;
+
 typedef struct lint_load {
+    sqlfile *files;
+    size_t nfiles;
     zdm_plan_set *sets;  /* every set loaded, freed at the end */
     size_t nsets;
     int have_dflt;       /* --plans is loaded (once, when a PLAN id is named) */
@@ -44,6 +56,46 @@ static void add_target(lint_load *L, const zdm_plan *p, size_t set_index)
     L->nt++;
 }
 
+static int is_sql_file(const char *arg)
+{
+    size_t n = strlen(arg);
+    return strcmp(arg, "-") == 0 || !(n >= 5 && strcmp(arg + n - 5, ".toml") == 0);
+}
+
+static int read_sql(zdm_cli *cli, lint_load *L, const char *arg, zdm_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (strcmp(arg, "-") == 0) {
+        zdm_buf b = {0};
+        char chunk[65536];
+        size_t n;
+        zdm_buf_puts(&b, "");
+        while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+            zdm_buf_putn(&b, chunk, n);
+        if (ferror(stdin)) {
+            zdm_buf_free(&b);
+            return zdm_err_set(err, ZDM_EXIT_FAIL, "cannot read the SQL from stdin");
+        }
+        len = b.len;
+        text = zdm_buf_take(&b);
+    } else {
+        int rc = zdm_read_file(arg, &text, &len, err);
+        if (rc != 0)
+            return rc;
+    }
+    (void)cli;
+    if (strlen(text) != len) {
+        free(text);
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "%s: the SQL contains a NUL byte", arg);
+    }
+    L->files = zdm_xrealloc(L->files, (L->nfiles + 1) * sizeof *L->files);
+    L->files[L->nfiles].name = zdm_xstrdup(strcmp(arg, "-") == 0 ? "<stdin>" : arg);
+    L->files[L->nfiles].text = text;
+    L->nfiles++;
+    return 0;
+}
+
 static int load_targets(zdm_cli *cli, lint_load *L, zdm_err *err)
 {
     if (cli->npos == 0) {
@@ -60,7 +112,11 @@ static int load_targets(zdm_cli *cli, lint_load *L, zdm_err *err)
     for (int a = 0; a < cli->npos; a++) {
         const char *arg = cli->pos[a];
         struct stat st;
-        if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) {
+        if (strcmp(arg, "-") == 0 || (stat(arg, &st) == 0 && S_ISREG(st.st_mode) && is_sql_file(arg))) {
+            int rc = read_sql(cli, L, arg, err);
+            if (rc != 0)
+                return rc;
+        } else if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) {
             /* One file: the plans it requires need not be beside it. */
             zdm_diags d = {0};
             zdm_plan *p = NULL;
@@ -127,7 +183,111 @@ static json_t *finding_json(const zdm_lint_finding *f)
     json_object_set_new(o, "allowed", json_boolean(f->allowed));
     if (f->allowed)
         json_object_set_new(o, "allowed_by", json_string(f->allowed_by ? f->allowed_by : ""));
+    json_object_set_new(o, "column", f->col > 0 ? json_integer(f->col) : json_null());
+    json_object_set_new(o, "dialect", json_string(f->dialect == ZDM_LINT_DIALECT_SQLITE ? "sqlite" : "pg"));
     return o;
+}
+
+/* GitHub workflow commands: % CR LF escaped in the message, and , : too
+ * in properties. */
+static void gh_escape(FILE *out, const char *s, int property)
+{
+    for (; *s; s++) {
+        if (*s == '%')
+            fputs("%25", out);
+        else if (*s == '\r')
+            fputs("%0D", out);
+        else if (*s == '\n')
+            fputs("%0A", out);
+        else if (property && *s == ':')
+            fputs("%3A", out);
+        else if (property && *s == ',')
+            fputs("%2C", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+static void print_github(FILE *out, const zdm_lint_result *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const zdm_lint_finding *f = &r->v[i];
+        if (f->allowed)
+            continue;
+        fprintf(out, "::%s file=", f->severity == ZDM_LINT_ERROR     ? "error"
+                                   : f->severity == ZDM_LINT_WARNING ? "warning"
+                                                                     : "notice");
+        gh_escape(out, f->file ? f->file : "<sql>", 1);
+        if (f->line > 0)
+            fprintf(out, ",line=%d", f->line);
+        if (f->col > 0)
+            fprintf(out, ",col=%d", f->col);
+        fputs(",title=", out);
+        zdm_buf t = {0};
+        zdm_buf_printf(&t, "zdm lint %s", f->rule);
+        gh_escape(out, t.data, 1);
+        zdm_buf_free(&t);
+        fputs("::", out);
+        zdm_buf m = {0};
+        zdm_buf_printf(&m, "%s", f->message);
+        if (f->hint)
+            zdm_buf_printf(&m, " -- %s", f->hint);
+        gh_escape(out, m.data, 0);
+        zdm_buf_free(&m);
+        fputc('\n', out);
+    }
+}
+
+static const char *sarif_level(zdm_lint_severity s)
+{
+    return s == ZDM_LINT_ERROR ? "error" : s == ZDM_LINT_WARNING ? "warning" : "note";
+}
+
+static void print_sarif(FILE *out, const zdm_lint_result *r)
+{
+    json_t *rules = json_array();
+    size_t n;
+    const zdm_lint_rule *all = zdm_lint_rules(&n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *ru = json_pack("{s:s, s:{s:s}, s:{s:s}}", "id", all[i].id, "shortDescription", "text",
+                               all[i].summary, "defaultConfiguration", "level",
+                               sarif_level(all[i].severity));
+        json_array_append_new(rules, ru);
+    }
+    json_t *results = json_array();
+    for (size_t i = 0; i < r->n; i++) {
+        const zdm_lint_finding *f = &r->v[i];
+        size_t idx = 0;
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(all[k].id, f->rule) == 0)
+                idx = k;
+        zdm_buf m = {0};
+        zdm_buf_printf(&m, "%s", f->message);
+        if (f->hint)
+            zdm_buf_printf(&m, " -- %s", f->hint);
+        json_t *region = json_object();
+        if (f->line > 0)
+            json_object_set_new(region, "startLine", json_integer(f->line));
+        if (f->col > 0)
+            json_object_set_new(region, "startColumn", json_integer(f->col));
+        json_t *res = json_pack("{s:s, s:I, s:s, s:{s:s}, s:[{s:{s:{s:s}, s:o}}]}", "ruleId", f->rule,
+                                "ruleIndex", (json_int_t)idx, "level", sarif_level(f->severity), "message",
+                                "text", m.data, "locations", "physicalLocation", "artifactLocation", "uri",
+                                f->file ? f->file : "<sql>", "region", region);
+        zdm_buf_free(&m);
+        if (f->allowed)
+            json_object_set_new(res, "suppressions",
+                                json_pack("[{s:s, s:s}]", "kind", "inSource", "justification",
+                                          f->allowed_by ? f->allowed_by : ""));
+        json_array_append_new(results, res);
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:[{s:{s:{s:s, s:s, s:o}}, s:o}]}", "$schema",
+                            "https://json.schemastore.org/sarif-2.1.0.json", "version", "2.1.0", "runs", "tool",
+                            "driver", "name", "zdm lint", "version", ZDM_VERSION, "rules", rules, "results",
+                            results);
+    json_dumpf(doc, out, JSON_INDENT(2));
+    fputc('\n', out);
+    json_decref(doc);
 }
 
 int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
@@ -135,10 +295,54 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
     lint_load L;
     memset(&L, 0, sizeof L);
     zdm_lint_result r = {0};
+    int fmt_json = cli->json, fmt_github = 0, fmt_sarif = 0;
+    if (cli->format) {
+        if (strcmp(cli->format, "json") == 0)
+            fmt_json = 1;
+        else if (strcmp(cli->format, "github") == 0)
+            fmt_github = 1;
+        else if (strcmp(cli->format, "sarif") == 0)
+            fmt_sarif = 1;
+        else if (strcmp(cli->format, "text") != 0)
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "--format %s: not text, json, github or sarif", cli->format);
+    }
+    /* Which SQL and rules: --dialect, else the kind of --db (not connected). */
+    int mode = 0;
+    if (cli->dialect) {
+        if (strcmp(cli->dialect, "pg") == 0 || strcmp(cli->dialect, "postgresql") == 0)
+            mode = ZDM_LINT_DIALECT_PG;
+        else if (strcmp(cli->dialect, "sqlite") == 0)
+            mode = ZDM_LINT_DIALECT_SQLITE;
+        else
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "--dialect %s: not pg or sqlite", cli->dialect);
+    } else if (cli->db_url) {
+        zdm_db_kind k = zdm_db_kind_of_url(cli->db_url);
+        mode = k == ZDM_DB_SQLITE ? ZDM_LINT_DIALECT_SQLITE : k == ZDM_DB_PG ? ZDM_LINT_DIALECT_PG : 0;
+    }
     int rc = load_targets(cli, &L, err);
+    /* A statement over the bounds is refused like an invalid plan (exit 2). */
+    for (size_t i = 0; rc == 0 && i < L.nfiles; i++) {
+        int line, col;
+        zdm_buf why = {0};
+        int sd = mode == ZDM_LINT_DIALECT_SQLITE ? ZDM_SQL_SQLITE : ZDM_SQL_PG;
+        if (zdm_sql_check_limits(L.files[i].text, sd, &line, &col, &why) != 0) {
+            fprintf(cli->errs, "%s:%d:%d: %s\n", L.files[i].name, line, col, why.data);
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "%s holds a statement over zdm's limits; nothing was linted",
+                             L.files[i].name);
+        }
+        zdm_buf_free(&why);
+    }
     if (rc == 0) {
         for (size_t i = 0; i < L.nt; i++)
-            zdm_lint_plan(L.t[i].plan, &L.sets[L.t[i].set], NULL, &r);
+            zdm_lint_plan_dialect(L.t[i].plan, &L.sets[L.t[i].set], NULL, mode, &r);
+        for (size_t i = 0; i < L.nfiles; i++) {
+            zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+            size_t from = r.n;
+            zdm_lint_sql_file(ctx, L.files[i].text, mode ? mode : ZDM_LINT_DIALECT_PG, &r);
+            for (size_t k = from; k < r.n; k++)
+                r.v[k].file = L.files[i].name;
+            zdm_lint_ctx_free(ctx);
+        }
         rc = zdm_lint_allow_list(&r, cli->allow, err);
     }
     if (rc == 0) {
@@ -147,7 +351,11 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
         size_t nallowed = 0;
         for (size_t i = 0; i < r.n; i++)
             nallowed += r.v[i].allowed != 0;
-        if (cli->json) {
+        if (fmt_github) {
+            print_github(cli->out, &r);
+        } else if (fmt_sarif) {
+            print_sarif(cli->out, &r);
+        } else if (fmt_json) {
             json_t *o = json_object(), *a = json_array();
             for (size_t i = 0; i < r.n; i++)
                 json_array_append_new(a, finding_json(&r.v[i]));
@@ -156,6 +364,7 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
             json_object_set_new(o, "warnings", json_integer((json_int_t)nwarn));
             json_object_set_new(o, "allowed", json_integer((json_int_t)nallowed));
             json_object_set_new(o, "plans", json_integer((json_int_t)L.nt));
+            json_object_set_new(o, "files", json_integer((json_int_t)L.nfiles));
             json_dumpf(o, cli->out, JSON_INDENT(2));
             fputc('\n', cli->out);
             json_decref(o);
@@ -169,21 +378,31 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
                 fprintf(cli->out, "%s\n", b.data);
                 zdm_buf_free(&b);
             }
-            if (cli->verbosity >= 0)
+            if (cli->verbosity >= 0 && L.nfiles == 0)
                 fprintf(cli->out, "%zu plan%s linted: %zu error%s, %zu warning%s, %zu allowed\n", L.nt,
                         L.nt == 1 ? "" : "s", nerr, nerr == 1 ? "" : "s", nwarn, nwarn == 1 ? "" : "s",
                         nallowed);
+            else if (cli->verbosity >= 0)
+                fprintf(cli->out, "%zu plan%s and %zu SQL file%s linted: %zu error%s, %zu warning%s, %zu allowed\n",
+                        L.nt, L.nt == 1 ? "" : "s", L.nfiles, L.nfiles == 1 ? "" : "s", nerr,
+                        nerr == 1 ? "" : "s", nwarn, nwarn == 1 ? "" : "s", nallowed);
         }
         if (nerr) {
             zdm_err_set(err, ZDM_EXIT_REFUSED, "zdm lint found %zu error%s", nerr, nerr == 1 ? "" : "s");
-            zdm_err_detail(err, "make the SQL safe, or when it is safe here, allow the rule in the plan: "
-                                "allow_unsafe = [{rule = \"RULE\", reason = \"...\"}]");
+            zdm_err_detail(err, "make the SQL safe, or when it is safe here, allow the rule: in the plan "
+                                "allow_unsafe = [{rule = \"RULE\", reason = \"...\"}], or in the SQL a "
+                                "comment \"-- zdm:allow RULE reason\" on or above the statement");
             rc = ZDM_EXIT_REFUSED;
         }
     }
     zdm_lint_result_free(&r);
     for (size_t i = 0; i < L.nsets; i++)
         zdm_plan_set_free(&L.sets[i]);
+    for (size_t i = 0; i < L.nfiles; i++) {
+        free(L.files[i].name);
+        free(L.files[i].text);
+    }
+    free(L.files);
     free(L.sets);
     free(L.t);
     return rc;

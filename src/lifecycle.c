@@ -380,7 +380,7 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
     /* Gates first: a refusal changes nothing.  The linter comes first. */
     if (to == ZDM_EXPANDED || to == ZDM_COMPLETE) {
         rc = zdm_lint_gate(p, set, to == ZDM_EXPANDED ? ZDM_PHASE_EXPAND : ZDM_PHASE_CONTRACT,
-                           c->o->allow, err);
+                           c->o->allow, (int)zdm_db_kind_of(c->db), err);
         if (rc != 0)
             return c->o->dry_run || rc != ZDM_EXIT_REFUSED ? rc : refuse(c, "advance", to, err);
     }

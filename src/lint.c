@@ -15,28 +15,64 @@
 #include <pg_query.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
+#include "sqlscan.h"
 
 /* ---- rules ---- */
 
+#define PG ZDM_LINT_DIALECT_PG
+#define SL ZDM_LINT_DIALECT_SQLITE
+#define BOTH (PG | SL)
+
 static const zdm_lint_rule rules[] = {
-    {"parse-error", ZDM_LINT_ERROR, "the SQL does not parse as PostgreSQL"},
+    {"parse-error", ZDM_LINT_ERROR, "the SQL does not parse (PostgreSQL), or a string, comment or parenthesis "
+                                    "never closes (SQLite)", BOTH},
     {"index-not-concurrent", ZDM_LINT_ERROR,
-     "CREATE INDEX (or ADD UNIQUE / PRIMARY KEY) on an existing table without CONCURRENTLY"},
+     "CREATE INDEX (or ADD UNIQUE / PRIMARY KEY) on an existing table without CONCURRENTLY", PG},
     {"add-column-volatile-default", ZDM_LINT_ERROR,
-     "ADD COLUMN whose value is computed per row (volatile default, serial, identity, stored)"},
-    {"alter-type-rewrite", ZDM_LINT_ERROR, "ALTER COLUMN TYPE that rewrites the table"},
-    {"set-not-null", ZDM_LINT_ERROR, "SET NOT NULL without a validated CHECK (col IS NOT NULL) first"},
-    {"constraint-not-valid", ZDM_LINT_ERROR, "ADD FOREIGN KEY / CHECK without NOT VALID"},
-    {"destructive-in-expand", ZDM_LINT_ERROR, "DROP / RENAME / TRUNCATE in expand, while the old application runs"},
-    {"heavy-lock", ZDM_LINT_ERROR, "VACUUM FULL, CLUSTER, LOCK TABLE, REINDEX without CONCURRENTLY"},
-    {"missing-down", ZDM_LINT_WARNING, "an expand step without down: it cannot be rolled back"},
-    {"mass-dml-in-expand", ZDM_LINT_ERROR, "UPDATE or DELETE of a whole table in expand"},
+     "ADD COLUMN whose value is computed per row (volatile default, serial, identity, stored)", PG},
+    {"alter-type-rewrite", ZDM_LINT_ERROR, "ALTER COLUMN TYPE that rewrites the table", PG},
+    {"set-not-null", ZDM_LINT_ERROR, "SET NOT NULL without a validated CHECK (col IS NOT NULL) first", PG},
+    {"constraint-not-valid", ZDM_LINT_ERROR, "ADD FOREIGN KEY / CHECK without NOT VALID", PG},
+    {"destructive-in-expand", ZDM_LINT_ERROR, "DROP / RENAME / TRUNCATE in expand, while the old application runs",
+     BOTH},
+    {"heavy-lock", ZDM_LINT_ERROR, "VACUUM FULL, CLUSTER, LOCK TABLE, REINDEX without CONCURRENTLY", PG},
+    {"missing-down", ZDM_LINT_WARNING, "an expand step without down: it cannot be rolled back", BOTH},
+    {"mass-dml-in-expand", ZDM_LINT_ERROR, "UPDATE or DELETE of a whole table in expand", BOTH},
     {"multi-ddl-no-transaction", ZDM_LINT_ERROR,
-     "several DDL statements on one table in a step that runs without a transaction"},
-    {"allow-unknown-rule", ZDM_LINT_WARNING, "allow_unsafe names a rule zdm lint does not have"},
-    {"sqlite-only", ZDM_LINT_INFO, "the step has SQL for SQLite only: not linted"},
+     "several DDL statements on one table in a step that runs without a transaction", PG},
+    {"allow-unknown-rule", ZDM_LINT_WARNING, "allow_unsafe or zdm:allow names a rule zdm lint does not have", BOTH},
+    {"sqlite-only", ZDM_LINT_INFO, "the step has SQL for SQLite only: not linted for PostgreSQL", PG},
+    /* added with dialects, plain SQL files and inline exceptions */
+    {"allow-no-reason", ZDM_LINT_ERROR, "a -- zdm:allow comment without a reason (it allows nothing)", BOTH},
+    {"add-column-not-null-no-default", ZDM_LINT_ERROR,
+     "ADD COLUMN ... NOT NULL without a DEFAULT on an existing table", PG},
+    {"drop-index-not-concurrent", ZDM_LINT_ERROR, "DROP INDEX without CONCURRENTLY", PG},
+    {"drop-database", ZDM_LINT_ERROR, "DROP DATABASE", PG},
+    {"transaction-control", ZDM_LINT_ERROR, "BEGIN / COMMIT / ROLLBACK inside a step (zdm owns the transaction)",
+     BOTH},
+    {"concurrent-in-transaction", ZDM_LINT_ERROR,
+     "CONCURRENTLY (or VACUUM) in a step that runs inside a transaction", PG},
+    {"validate-in-same-transaction", ZDM_LINT_ERROR,
+     "ADD CONSTRAINT ... NOT VALID and its VALIDATE in one transaction", PG},
+    {"detach-partition-not-concurrent", ZDM_LINT_ERROR, "DETACH PARTITION without CONCURRENTLY", PG},
+    {"domain-constraint", ZDM_LINT_ERROR, "CREATE DOMAIN ... CHECK, ALTER DOMAIN ... ADD CONSTRAINT", PG},
+    {"drop-not-null", ZDM_LINT_WARNING, "DROP NOT NULL in expand: the old application may rely on it", PG},
+    {"not-idempotent", ZDM_LINT_WARNING,
+     "CREATE without IF NOT EXISTS / DROP without IF EXISTS in a step run without a transaction", PG},
+    {"type-int-primary-key", ZDM_LINT_WARNING, "an integer (int4/int2/serial) primary key: it runs out", PG},
+    {"type-serial", ZDM_LINT_WARNING, "serial / bigserial instead of GENERATED ... AS IDENTITY", PG},
+    {"type-varchar-length", ZDM_LINT_WARNING, "varchar(n): raising n later is free, lowering it rewrites", PG},
+    {"type-char", ZDM_LINT_WARNING, "char(n): blank-padded, slower than text", PG},
+    {"type-timestamp", ZDM_LINT_WARNING, "timestamp without time zone", PG},
+    {"sqlite-alter-unsupported", ZDM_LINT_ERROR, "an ALTER TABLE form SQLite refuses", SL},
+    {"sqlite-table-rebuild", ZDM_LINT_ERROR,
+     "a copy of a whole existing table (INSERT ... SELECT, CREATE TABLE AS) holding the write lock", SL},
+    {"sqlite-vacuum", ZDM_LINT_ERROR, "VACUUM in a step: rewrites the whole database file under a lock", SL},
+    {"sqlite-pragma-in-transaction", ZDM_LINT_WARNING,
+     "PRAGMA foreign_keys / journal_mode inside a transaction, where it does nothing or fails", SL},
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
@@ -88,8 +124,10 @@ static zdm_lint_finding *add_finding(zdm_lint_result *r, const char *rule, int l
 
 void zdm_lint_result_free(zdm_lint_result *r)
 {
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
         free(r->v[i].message);
+        free(r->v[i].reason);
+    }
     free(r->v);
     memset(r, 0, sizeof *r);
 }
@@ -176,8 +214,9 @@ void zdm_lint_ctx_free(zdm_lint_ctx *c)
 
 void zdm_lint_ctx_next_plan(zdm_lint_ctx *c)
 {
+    /* Checks stay: a CHECK (col IS NOT NULL) validated by an earlier plan
+     * still lets SET NOT NULL skip its scan. */
     c->gen++;
-    checks_clear(c);
 }
 
 static ltable *table_find(zdm_lint_ctx *c, const char *name)
@@ -430,19 +469,51 @@ static int type_change_in_place(const lcol *k, const ltype *t)
     return 1;
 }
 
-/* Functions whose value differs per row: a default using one is computed
- * for every existing row, which rewrites the table. */
+/* Functions whose value differs per row: named in messages as volatile
+ * for sure.  Any function not in nonvolatile_funcs counts as volatile too
+ * (a user's function may be), unless --db says otherwise. */
 static const char *const volatile_funcs[] = {
     "random", "random_normal", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid",
     "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "gen_random_bytes", "nextval",
-    "txid_current", "pg_current_xact_id", NULL};
+    "txid_current", "pg_current_xact_id", "uuidv4", "uuidv7", NULL};
 
-/* The first volatile function called anywhere in an expression. */
-static const char *find_volatile(const json_t *e)
+/* Built-ins PostgreSQL marks immutable or stable: a default calling only
+ * these is evaluated once, and ADD COLUMN stores it without a rewrite. */
+static const char *const nonvolatile_funcs[] = {
+    "now", "statement_timestamp", "transaction_timestamp", "current_timestamp", "localtimestamp",
+    "current_date", "lower", "upper", "length", "char_length", "octet_length", "abs", "round", "floor",
+    "ceil", "ceiling", "trunc", "mod", "power", "sqrt", "concat", "concat_ws", "substr", "substring",
+    "replace", "btrim", "ltrim", "rtrim", "trim", "lpad", "rpad", "left", "right", "md5", "sha256",
+    "to_char", "to_date", "to_timestamp", "to_number", "make_date", "make_time", "make_timestamp",
+    "make_timestamptz", "make_interval", "date_trunc", "date_part", "extract", "age", "json_build_object",
+    "jsonb_build_object", "json_build_array", "jsonb_build_array", "to_json", "to_jsonb", "array_length",
+    "cardinality", "coalesce", "nullif", "greatest", "least", "int4", "int8", "text", "numeric",
+    "current_setting", "current_user", "current_schema", "session_user", "format", "initcap",
+    "timezone", "jsonb_set", "array_append", "array_prepend", "string_to_array", "array_to_string",
+    "regexp_replace", "split_part", "position", "strpos", "bool", "float8", "float4", "inet", NULL};
+
+/* Is `name` volatile as far as zdm knows: in volatile_funcs, or in
+ * neither list (*unknown set)? */
+static int func_volatile(const char *name, int *unknown)
+{
+    *unknown = 0;
+    for (size_t i = 0; volatile_funcs[i]; i++)
+        if (strcmp(name, volatile_funcs[i]) == 0)
+            return 1;
+    for (size_t i = 0; nonvolatile_funcs[i]; i++)
+        if (strcmp(name, nonvolatile_funcs[i]) == 0)
+            return 0;
+    *unknown = 1;
+    return 1;
+}
+
+/* The first function called anywhere in an expression that zdm cannot
+ * show to be non-volatile (*unknown: not known to be volatile either). */
+static const char *find_volatile(const json_t *e, int *unknown)
 {
     if (json_is_array(e)) {
         for (size_t i = 0; i < json_array_size(e); i++) {
-            const char *f = find_volatile(json_array_get(e, i));
+            const char *f = find_volatile(json_array_get(e, i), unknown);
             if (f)
                 return f;
         }
@@ -453,14 +524,13 @@ static const char *find_volatile(const json_t *e)
     const json_t *fc = node_as(e, "FuncCall");
     if (fc) {
         const char *name = str_list_at(jget(fc, "funcname"), -1);
-        for (size_t i = 0; name && volatile_funcs[i]; i++)
-            if (strcmp(name, volatile_funcs[i]) == 0)
-                return volatile_funcs[i];
+        if (name && func_volatile(name, unknown))
+            return name;
     }
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)e, key, v) {
-        const char *f = find_volatile(v);
+        const char *f = find_volatile(v, unknown);
         if (f)
             return f;
     }
@@ -544,6 +614,25 @@ static const char *const H_MASS_DML =
     "change existing rows in [backfill] (batched, throttled, resumable), or restrict it with WHERE";
 static const char *const H_MULTI_DDL =
     "one statement per step when the step cannot run in a transaction (or set transaction = true)";
+static const char *const H_NOT_NULL_NO_DEFAULT =
+    "add the column nullable (or with a constant DEFAULT), fill it in [backfill], then ADD CONSTRAINT "
+    "... CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, and SET NOT NULL";
+static const char *const H_DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS, in a step of its own";
+static const char *const H_DROP_DB = "drop databases out of band, never from a migration";
+static const char *const H_TX =
+    "remove BEGIN/COMMIT: zdm runs each step in its own transaction (transaction = false for none)";
+static const char *const H_CONC_TX =
+    "put it in a step of its own without transaction = true: zdm then runs it outside a transaction";
+static const char *const H_VALIDATE_SAME =
+    "VALIDATE CONSTRAINT in a later step (or a later plan): each step commits, so the short lock of "
+    "NOT VALID is released before the long scan";
+static const char *const H_DETACH = "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY, in a step of its own";
+static const char *const H_DOMAIN =
+    "a CHECK constraint on the table's column (ADD CONSTRAINT ... NOT VALID, then VALIDATE)";
+static const char *const H_DROP_NOT_NULL =
+    "make sure the old application never reads the column as non-null, or drop NOT NULL in contract";
+static const char *const H_IDEMPOTENT =
+    "IF NOT EXISTS / IF EXISTS, so a retry after a crash half-way through the step succeeds";
 static const char *const H_PARSE =
     "fix the SQL; SQL for SQLite alone belongs in sql.sqlite, with PostgreSQL's in sql.pg";
 
@@ -561,7 +650,18 @@ typedef struct lint_run {
      * keeps the old application working. */
     zdm_strv renamed, views;
     size_t *renamed_finding;
+    size_t off;          /* byte offset of the current statement */
+    size_t *ddl_off;
+    int in_tx;           /* zdm runs the step in a transaction */
+    int explicit_tx;     /* after a BEGIN in the SQL itself */
+    zdm_strv not_valid;  /* "table\nconstraint" added NOT VALID by this SQL */
 } lint_run;
+
+/* Runs in a transaction now: the step's own, or one the SQL opened. */
+static int in_tx(const lint_run *r)
+{
+    return r->in_tx || r->explicit_tx;
+}
 
 static int is_new(const lint_run *r, const char *table)
 {
@@ -582,6 +682,8 @@ static void note_ddl(lint_run *r, const char *table)
             r->ddl_line = zdm_xrealloc(r->ddl_line, r->ddl_cap * sizeof *r->ddl_line);
         }
         r->ddl_line[r->ddl.n] = r->line;
+        r->ddl_off = zdm_xrealloc(r->ddl_off, r->ddl_cap * sizeof *r->ddl_off);
+        r->ddl_off[r->ddl.n] = r->off;
         zdm_strv_push(&r->ddl, table);
     }
     free(key);
@@ -608,12 +710,64 @@ static int is_serial(const char *type)
     return 0;
 }
 
+/* Warnings about a column's type (CREATE TABLE, ADD COLUMN). */
+static void type_hygiene(lint_run *r, const char *table, const json_t *cd, const ltype *ty)
+{
+    const char *col = jstr(cd, "colname");
+    int pk = 0;
+    const json_t *cs = jget(cd, "constraints");
+    for (size_t i = 0; i < json_array_size(cs); i++) {
+        const char *ct = jstr(node_as(json_array_get(cs, i), "Constraint"), "contype");
+        pk |= ct && strcmp(ct, "CONSTR_PRIMARY") == 0;
+    }
+    if (ty->array)
+        return;
+    if (pk && (strcmp(ty->name, "int4") == 0 || strcmp(ty->name, "int2") == 0 || strcmp(ty->name, "serial") == 0 ||
+               strcmp(ty->name, "serial4") == 0 || strcmp(ty->name, "smallserial") == 0 ||
+               strcmp(ty->name, "serial2") == 0))
+        add_finding(r->out, "type-int-primary-key", r->line, "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                    "%s.%s: a primary key of type %s runs out at %s rows; widening it later rewrites the table",
+                    table, col, type_display(ty->name), strstr(ty->name, "2") || strstr(ty->name, "small") ?
+                    "32,767" : "2,147,483,647");
+    if (is_serial(ty->name))
+        add_finding(r->out, "type-serial", r->line, "bigint GENERATED ALWAYS AS IDENTITY",
+                    "%s.%s %s: a serial's sequence is a separate object with its own owner and grants",
+                    table, col, ty->name);
+    else if (strcmp(ty->name, "varchar") == 0 && ty->nmods > 0)
+        add_finding(r->out, "type-varchar-length", r->line,
+                    "text, with a CHECK (length(col) <= n) NOT VALID when a limit matters",
+                    "%s.%s varchar(%d): lowering the limit later rewrites the table", table, col, ty->mods[0]);
+    else if (strcmp(ty->name, "bpchar") == 0)
+        add_finding(r->out, "type-char", r->line, "text (or varchar without a length)",
+                    "%s.%s char(n) pads with blanks and compares surprisingly; it is no faster than text",
+                    table, col);
+    else if (strcmp(ty->name, "timestamp") == 0)
+        add_finding(r->out, "type-timestamp", r->line, "timestamptz (timestamp with time zone)",
+                    "%s.%s timestamp without time zone stores a wall-clock time with no zone: the same "
+                    "value means different instants on servers with different TimeZone settings", table, col);
+}
+
 static void add_column(lint_run *r, const char *table, const json_t *cd)
 {
     const char *col = jstr(cd, "colname");
     ltype ty;
     type_of(jget(cd, "typeName"), &ty);
+    type_hygiene(r, table, cd, &ty);
     if (!is_new(r, table)) {
+        int notnull = 0, has_default = 0;
+        const json_t *cs = jget(cd, "constraints");
+        for (size_t i = 0; i < json_array_size(cs); i++) {
+            const char *ct = jstr(node_as(json_array_get(cs, i), "Constraint"), "contype");
+            if (!ct)
+                continue;
+            notnull |= strcmp(ct, "CONSTR_NOTNULL") == 0 || strcmp(ct, "CONSTR_PRIMARY") == 0;
+            has_default |= strcmp(ct, "CONSTR_DEFAULT") == 0 || strcmp(ct, "CONSTR_IDENTITY") == 0 ||
+                           strcmp(ct, "CONSTR_GENERATED") == 0;
+        }
+        if (notnull && !has_default && !is_serial(ty.name))
+            add_finding(r->out, "add-column-not-null-no-default", r->line, H_NOT_NULL_NO_DEFAULT,
+                        "ADD COLUMN %s.%s NOT NULL without a DEFAULT fails on a table with rows, and the "
+                        "old application's INSERTs, which do not name the column, fail too", table, col);
         if (is_serial(ty.name))
             add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
                         "ADD COLUMN %s.%s %s fills every existing row from a sequence, rewriting the "
@@ -625,11 +779,13 @@ static void add_column(lint_run *r, const char *table, const json_t *cd)
             if (!ct)
                 continue;
             const char *vf;
-            if (strcmp(ct, "CONSTR_DEFAULT") == 0 && (vf = find_volatile(jget(k, "raw_expr"))))
+            int unknown = 0;
+            if (strcmp(ct, "CONSTR_DEFAULT") == 0 && (vf = find_volatile(jget(k, "raw_expr"), &unknown)))
                 add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
-                            "ADD COLUMN %s.%s with DEFAULT calling %s() (volatile) computes it for "
+                            "ADD COLUMN %s.%s with DEFAULT calling %s()%s computes it for "
                             "every existing row, rewriting the table under an ACCESS EXCLUSIVE lock",
-                            table, col, vf);
+                            table, col, vf,
+                            unknown ? ", which zdm does not know to be immutable or stable," : " (volatile)");
             else if (strcmp(ct, "CONSTR_IDENTITY") == 0)
                 add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
                             "ADD COLUMN %s.%s GENERATED AS IDENTITY numbers every existing row, "
@@ -667,6 +823,10 @@ static void add_constraint(lint_run *r, const char *table, const json_t *k)
         const char *col = not_null_column(jget(k, "raw_expr"));
         if (col)
             check_add(r->c, name, table, col, !not_valid);
+    }
+    if (not_valid && name) {
+        char *key = zdm_xasprintf("%s\n%s", table, name);
+        zdm_strv_push_owned(&r->not_valid, key);
     }
     if (fresh)
         return;
@@ -706,6 +866,10 @@ static void alter_table(lint_run *r, const json_t *s)
             const json_t *cd = node_as(jget(cmd, "def"), "ColumnDef");
             if (cd && jstr(cd, "colname"))
                 add_column(r, table, cd);
+            if (cd && !in_tx(r) && !jtrue(cmd, "missing_ok"))
+                add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                            "ADD COLUMN %s.%s without IF NOT EXISTS in a step run without a transaction: "
+                            "a retry after a crash fails", table, jstr(cd, "colname") ? jstr(cd, "colname") : "?");
         } else if (strcmp(sub, "AT_AlterColumnType") == 0 && name) {
             const json_t *cd = node_as(jget(cmd, "def"), "ColumnDef");
             ltype ty;
@@ -740,6 +904,18 @@ static void alter_table(lint_run *r, const json_t *s)
             if (k)
                 add_constraint(r, table, k);
         } else if (strcmp(sub, "AT_ValidateConstraint") == 0 && name) {
+            if (in_tx(r)) {
+                char *key = zdm_xasprintf("%s\n%s", table, name);
+                for (size_t j = 0; j < r->not_valid.n; j++)
+                    if (strcmp(r->not_valid.v[j], key) == 0) {
+                        add_finding(r->out, "validate-in-same-transaction", r->line, H_VALIDATE_SAME,
+                                    "VALIDATE CONSTRAINT %s in the transaction that added it NOT VALID: the "
+                                    "ACCESS EXCLUSIVE lock of ADD CONSTRAINT is still held while VALIDATE scans "
+                                    "%s, so NOT VALID gains nothing", name, table);
+                        break;
+                    }
+                free(key);
+            }
             for (size_t j = 0; j < r->c->nck; j++)
                 if (strcmp(r->c->ck[j].name, name) == 0 && strcmp(r->c->ck[j].table, table) == 0)
                     r->c->ck[j].validated = 1;
@@ -747,7 +923,28 @@ static void alter_table(lint_run *r, const json_t *s)
             for (size_t j = 0; j < r->c->nck; j++)
                 if (strcmp(r->c->ck[j].name, name) == 0 && strcmp(r->c->ck[j].table, table) == 0)
                     r->c->ck[j].validated = 0;
+        } else if (strcmp(sub, "AT_DetachPartition") == 0) {
+            const json_t *pc = node_as(jget(cmd, "def"), "PartitionCmd");
+            if (!jtrue(pc, "concurrent")) {
+                char *part = rel_name(jget(pc, "name"));
+                add_finding(r->out, "detach-partition-not-concurrent", r->line, H_DETACH,
+                            "DETACH PARTITION %s from %s takes an ACCESS EXCLUSIVE lock on %s: reads and "
+                            "writes of every partition wait", part ? part : "?", table, table);
+                free(part);
+            } else if (in_tx(r)) {
+                add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                            "DETACH PARTITION ... CONCURRENTLY cannot run inside a transaction block");
+            }
+        } else if (strcmp(sub, "AT_DropNotNull") == 0 && name) {
+            if (r->phase == ZDM_PHASE_EXPAND && !fresh)
+                add_finding(r->out, "drop-not-null", r->line, H_DROP_NOT_NULL,
+                            "DROP NOT NULL on %s.%s in expand: the old application, running until cutover, "
+                            "may read the column assuming it is never null", table, name);
         } else if (strcmp(sub, "AT_DropColumn") == 0 && name) {
+            if (!in_tx(r) && !jtrue(cmd, "missing_ok"))
+                add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                            "DROP COLUMN %s.%s without IF EXISTS in a step run without a transaction: a "
+                            "retry after a crash fails", table, name);
             if (r->phase == ZDM_PHASE_EXPAND && !fresh)
                 add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
                             "DROP COLUMN %s.%s in expand: the old application, still running until "
@@ -818,6 +1015,33 @@ static void rename_stmt(lint_run *r, const json_t *s)
 static void drop_stmt(lint_run *r, const json_t *s)
 {
     const char *kind = jstr(s, "removeType");
+    if (kind && !in_tx(r) && !jtrue(s, "missing_ok") &&
+        (strcmp(kind, "OBJECT_TABLE") == 0 || strcmp(kind, "OBJECT_INDEX") == 0 ||
+         strcmp(kind, "OBJECT_VIEW") == 0))
+        add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                    "DROP %s without IF EXISTS in a step run without a transaction: a retry after a crash "
+                    "fails", kind + 7);
+    if (kind && strcmp(kind, "OBJECT_INDEX") == 0) {
+        const json_t *objs = jget(s, "objects");
+        for (size_t i = 0; i < json_array_size(objs); i++) {
+            char *idx = list_name(jget(node_as(json_array_get(objs, i), "List"), "items"));
+            if (!idx)
+                continue;
+            char *key = zdm_xasprintf("\001index %s", idx);
+            int fresh = is_new(r, key);
+            table_drop(r->c, key);
+            if (jtrue(s, "concurrent") && in_tx(r))
+                add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                            "DROP INDEX CONCURRENTLY %s cannot run inside a transaction block", idx);
+            else if (!jtrue(s, "concurrent") && !fresh)
+                add_finding(r->out, "drop-index-not-concurrent", r->line, H_DROP_INDEX,
+                            "DROP INDEX %s without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: "
+                            "reads and writes wait, and wait behind any long query", idx);
+            free(key);
+            free(idx);
+        }
+        return;
+    }
     if (!kind || (strcmp(kind, "OBJECT_TABLE") != 0 && strcmp(kind, "OBJECT_VIEW") != 0 &&
                   strcmp(kind, "OBJECT_MATVIEW") != 0))
         return;
@@ -848,9 +1072,22 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         if (!table)
             return;
         note_ddl(r, table);
+        if (!in_tx(r) && !jtrue(s, "if_not_exists"))
+            add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                        "CREATE TABLE %s without IF NOT EXISTS in a step run without a transaction: a retry "
+                        "after a crash fails", table);
+        const json_t *elts = jget(s, "tableElts");
+        for (size_t i = 0; i < json_array_size(elts); i++) {
+            const json_t *cd = node_as(json_array_get(elts, i), "ColumnDef");
+            if (cd && jstr(cd, "colname")) {
+                ltype ty;
+                type_of(jget(cd, "typeName"), &ty);
+                type_hygiene(r, table, cd, &ty);
+            }
+        }
         if (!(jtrue(s, "if_not_exists") && table_find(r->c, table))) {
             ltable *t = table_add(r->c, table, r->c->gen, (int)r->phase);
-            columns_from(t, jget(s, "tableElts"));
+            columns_from(t, elts);
         }
         free(table);
     } else if (strcmp(type, "CreateTableAsStmt") == 0 || strcmp(type, "ViewStmt") == 0) {
@@ -867,6 +1104,20 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         if (!table)
             return;
         note_ddl(r, table);
+        if (jstr(s, "idxname")) {
+            char *key = zdm_xasprintf("\001index %s", jstr(s, "idxname"));
+            if (!(jtrue(s, "if_not_exists") && table_find(r->c, key)))
+                table_add(r->c, key, r->c->gen, (int)r->phase);
+            free(key);
+        }
+        if (jtrue(s, "concurrent") && in_tx(r))
+            add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                        "CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the step fails");
+        if (!in_tx(r) && !jtrue(s, "if_not_exists"))
+            add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                        "CREATE INDEX%s%s without IF NOT EXISTS in a step run without a transaction: a retry "
+                        "after a crash fails (zdm drops an INVALID index first, not a finished one)",
+                        jstr(s, "idxname") ? " " : "", jstr(s, "idxname") ? jstr(s, "idxname") : "");
         if (!jtrue(s, "concurrent") && !is_new(r, table))
             add_finding(r->out, "index-not-concurrent", r->line, H_INDEX,
                         "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the "
@@ -901,6 +1152,9 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
             full = !arg || (v && strcmp(v, "false") != 0 && strcmp(v, "off") != 0) ||
                    (iv && json_integer_value(jget(iv, "ival")) != 0);
         }
+        if (in_tx(r))
+            add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                        "VACUUM cannot run inside a transaction block: the step fails");
         if (full) {
             const json_t *rels = jget(s, "rels");
             char *table = NULL;
@@ -940,12 +1194,61 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
             const char *d = jstr(node_as(json_array_get(params, i), "DefElem"), "defname");
             conc |= d && strcmp(d, "concurrently") == 0;
         }
+        if (conc && in_tx(r))
+            add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                        "REINDEX CONCURRENTLY cannot run inside a transaction block: the step fails");
         if (!conc) {
             char *what = rel_name(jget(s, "relation"));
             add_finding(r->out, "heavy-lock", r->line, H_REINDEX,
                         "REINDEX%s%s without CONCURRENTLY blocks writes (and reads using the index) "
                         "until it ends", what ? " " : "", what ? what : "");
             free(what);
+        }
+    } else if (strcmp(type, "TransactionStmt") == 0) {
+        const char *k = jstr(s, "kind");
+        if (!k)
+            return;
+        int begin = strcmp(k, "TRANS_STMT_BEGIN") == 0 || strcmp(k, "TRANS_STMT_START") == 0;
+        int end = strcmp(k, "TRANS_STMT_COMMIT") == 0 || strcmp(k, "TRANS_STMT_ROLLBACK") == 0 ||
+                  strcmp(k, "TRANS_STMT_PREPARE") == 0 || strcmp(k, "TRANS_STMT_COMMIT_PREPARED") == 0 ||
+                  strcmp(k, "TRANS_STMT_ROLLBACK_PREPARED") == 0;
+        if (begin || end)
+            add_finding(r->out, "transaction-control", r->line, H_TX,
+                        "%s inside a step: zdm owns the step's transaction, and %s", k + 11,
+                        begin ? "a BEGIN of its own breaks zdm's lock_timeout and retry, and its record of "
+                                "the step"
+                              : "a COMMIT or ROLLBACK in the middle leaves the step half-applied and "
+                                "recorded as neither done nor undone");
+        if (begin)
+            r->explicit_tx = 1;
+        else if (end)
+            r->explicit_tx = 0;
+    } else if (strcmp(type, "DropdbStmt") == 0) {
+        add_finding(r->out, "drop-database", r->line, H_DROP_DB,
+                    "DROP DATABASE %s: irreversible, and no schema change needs it",
+                    jstr(s, "dbname") ? jstr(s, "dbname") : "?");
+    } else if (strcmp(type, "CreateDomainStmt") == 0) {
+        const json_t *cs = jget(s, "constraints");
+        for (size_t i = 0; i < json_array_size(cs); i++) {
+            const char *ct = jstr(node_as(json_array_get(cs, i), "Constraint"), "contype");
+            if (ct && strcmp(ct, "CONSTR_CHECK") == 0) {
+                char *d = list_name(jget(s, "domainname"));
+                add_finding(r->out, "domain-constraint", r->line, H_DOMAIN,
+                            "CREATE DOMAIN %s with a CHECK: changing that check later scans every column of "
+                            "the domain in every table, under locks, with no NOT VALID way round",
+                            d ? d : "?");
+                free(d);
+                break;
+            }
+        }
+    } else if (strcmp(type, "AlterDomainStmt") == 0) {
+        const char *st = jstr(s, "subtype");
+        if (st && strcmp(st, "C") == 0) {
+            char *d = list_name(jget(s, "typeName"));
+            add_finding(r->out, "domain-constraint", r->line, H_DOMAIN,
+                        "ALTER DOMAIN %s ADD CONSTRAINT checks every column of the domain in every table "
+                        "while holding locks that block writes", d ? d : "?");
+            free(d);
         }
     } else if (strcmp(type, "CreateTrigStmt") == 0) {
         char *table = rel_name(jget(s, "relation"));
@@ -1009,9 +1312,10 @@ static json_t *parse(const char *sql, zdm_lint_result *out)
     json_t *tree = NULL;
     if (pr.error) {
         int cur = pr.error->cursorpos;
-        int line = cur > 0 ? line_at(sql, char_to_byte(sql, (size_t)cur - 1)) : 1;
+        size_t off = cur > 0 ? char_to_byte(sql, (size_t)cur - 1) : 0;
+        int line = line_at(sql, off);
         add_finding(out, "parse-error", line, H_PARSE, "not valid PostgreSQL: %s",
-                    pr.error->message ? pr.error->message : "syntax error");
+                    pr.error->message ? pr.error->message : "syntax error")->offset = off;
     } else {
         json_error_t je;
         tree = json_loads(pr.parse_tree, 0, &je);
@@ -1022,8 +1326,20 @@ static json_t *parse(const char *sql, zdm_lint_result *out)
     return tree;
 }
 
-int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
-                 zdm_lint_result *out)
+static void run_free(lint_run *r)
+{
+    zdm_buf_free(&r->stmt_tables);
+    zdm_strv_free(&r->ddl);
+    free(r->ddl_line);
+    free(r->ddl_off);
+    zdm_strv_free(&r->renamed);
+    zdm_strv_free(&r->views);
+    zdm_strv_free(&r->not_valid);
+    free(r->renamed_finding);
+}
+
+static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
+                   zdm_lint_result *out)
 {
     json_t *tree = parse(sql, out);
     if (!tree)
@@ -1033,14 +1349,19 @@ int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int i
     r.c = ctx;
     r.out = out;
     r.phase = phase;
+    r.in_tx = in_transaction;
     const json_t *stmts = jget(tree, "stmts");
     for (size_t i = 0; i < json_array_size(stmts); i++) {
         const json_t *raw = json_array_get(stmts, i);
         json_int_t loc = json_integer_value(jget(raw, "stmt_location"));
         size_t len = strlen(sql);
-        r.line = line_at(sql, skip_blanks(sql, loc > 0 && (size_t)loc < len ? (size_t)loc : 0));
+        r.off = skip_blanks(sql, loc > 0 && (size_t)loc < len ? (size_t)loc : 0);
+        r.line = line_at(sql, r.off);
         zdm_buf_free(&r.stmt_tables);
+        size_t k0 = out->n;
         lint_stmt(&r, jget(raw, "stmt"));
+        for (size_t k = k0; k < out->n; k++)
+            out->v[k].offset = r.off;
     }
     /* ALTER TABLE a RENAME TO b; CREATE VIEW a AS SELECT * FROM b: the
      * old application reads and writes through the view. */
@@ -1072,17 +1393,521 @@ int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int i
                 add_finding(out, "multi-ddl-no-transaction", r.ddl_line[second], H_MULTI_DDL,
                             "%zu DDL statements on %s in one step that runs without a transaction: a "
                             "failure half-way leaves some applied and the retry starts over", count,
-                            r.ddl.v[i]);
+                            r.ddl.v[i])->offset = r.ddl_off[second];
         }
     }
-    zdm_buf_free(&r.stmt_tables);
-    zdm_strv_free(&r.ddl);
-    free(r.ddl_line);
-    zdm_strv_free(&r.renamed);
-    zdm_strv_free(&r.views);
-    free(r.renamed_finding);
+    run_free(&r);
     json_decref(tree);
     return 0;
+}
+
+/* ---- SQLite: rules over tokens ---- */
+
+typedef struct sl_stmt {
+    const char *sql;
+    const zdm_tok *t;
+    size_t n;
+} sl_stmt;
+
+static int K(const sl_stmt *x, size_t i, const char *kw)
+{
+    return i < x->n && zdm_tok_is(x->sql, &x->t[i], kw);
+}
+
+/* A name at token i ("a", "s"."a", [a], `a`): its last part, unquoted,
+ * into a new string; *next: the token after it. */
+static char *sl_name(const sl_stmt *x, size_t i, size_t *next)
+{
+    char *name = NULL;
+    for (;;) {
+        if (i >= x->n || (x->t[i].kind != ZDM_TOK_WORD && x->t[i].kind != ZDM_TOK_QIDENT &&
+                          x->t[i].kind != ZDM_TOK_STRING))
+            break;
+        const zdm_tok *t = &x->t[i];
+        free(name);
+        if (t->kind == ZDM_TOK_WORD)
+            name = zdm_xstrndup(x->sql + t->off, t->len);
+        else
+            name = zdm_xstrndup(x->sql + t->off + 1, t->len >= 2 ? t->len - 2 : 0);
+        i++;
+        if (i < x->n && x->t[i].kind == ZDM_TOK_OP && x->t[i].len == 1 && x->sql[x->t[i].off] == '.')
+            i++;
+        else
+            break;
+    }
+    if (next)
+        *next = i;
+    return name;
+}
+
+/* Index of keyword kw at parenthesis depth 0 from token i, or x->n. */
+static size_t sl_find(const sl_stmt *x, size_t i, const char *kw)
+{
+    int depth = 0;
+    for (; i < x->n; i++) {
+        if (x->t[i].kind == ZDM_TOK_LPAREN)
+            depth++;
+        else if (x->t[i].kind == ZDM_TOK_RPAREN)
+            depth--;
+        else if (depth == 0 && zdm_tok_is(x->sql, &x->t[i], kw))
+            return i;
+    }
+    return x->n;
+}
+
+static const char *const H_SL_ALTER =
+    "rebuild the table the SQLite way (new table, copy, swap) in [backfill]-sized steps, or use a "
+    "structured operation (op = ...), which zdm knows how to run on SQLite";
+static const char *const H_SL_REBUILD =
+    "copy rows in [backfill] (batched, resumable, short write locks) instead of one INSERT ... SELECT";
+static const char *const H_SL_VACUUM =
+    "run VACUUM out of band in a quiet hour, or use PRAGMA auto_vacuum = INCREMENTAL with "
+    "incremental_vacuum";
+static const char *const H_SL_PRAGMA =
+    "set it on the connection outside the step (PRAGMA foreign_keys is a no-op inside a transaction)";
+
+static void sl_add_column(lint_run *r, const sl_stmt *x, size_t i, const char *table)
+{
+    size_t next;
+    char *col = sl_name(x, i, &next);
+    int depth = 0, notnull = 0, has_default = 0, default_null = 0, nonconst = 0, stored = 0, key = 0;
+    for (size_t k = next; k < x->n; k++) {
+        if (x->t[k].kind == ZDM_TOK_LPAREN) {
+            depth++;
+            continue;
+        }
+        if (x->t[k].kind == ZDM_TOK_RPAREN) {
+            depth--;
+            continue;
+        }
+        if (depth != 0)
+            continue;
+        if (K(x, k, "NOT") && K(x, k + 1, "NULL"))
+            notnull = 1, k++;
+        else if (K(x, k, "PRIMARY") || K(x, k, "UNIQUE"))
+            key = 1;
+        else if (K(x, k, "STORED"))
+            stored = 1;
+        else if (K(x, k, "DEFAULT")) {
+            has_default = 1;
+            size_t d = k + 1;
+            if (d < x->n && x->t[d].kind == ZDM_TOK_LPAREN)
+                nonconst = 1;
+            else if (K(x, d, "CURRENT_TIME") || K(x, d, "CURRENT_DATE") || K(x, d, "CURRENT_TIMESTAMP"))
+                nonconst = 1;
+            else if (K(x, d, "NULL"))
+                default_null = 1;
+        }
+    }
+    int fresh = is_new(r, table);
+    if (key)
+        add_finding(r->out, "sqlite-alter-unsupported", r->line, H_SL_ALTER,
+                    "SQLite refuses ADD COLUMN %s.%s with PRIMARY KEY or UNIQUE (\"Cannot add a PRIMARY KEY "
+                    "column\" / \"Cannot add a UNIQUE column\")", table, col ? col : "?");
+    if (stored)
+        add_finding(r->out, "sqlite-alter-unsupported", r->line, H_SL_ALTER,
+                    "SQLite refuses ADD COLUMN %s.%s ... STORED (\"cannot add a STORED column\"); a VIRTUAL "
+                    "generated column can be added", table, col ? col : "?");
+    if (!fresh && notnull && (!has_default || default_null))
+        add_finding(r->out, "sqlite-alter-unsupported", r->line, H_SL_ALTER,
+                    "SQLite refuses ADD COLUMN %s.%s NOT NULL without a non-null DEFAULT on a table with "
+                    "rows (\"Cannot add a NOT NULL column with default value NULL\")", table, col ? col : "?");
+    if (!fresh && nonconst)
+        add_finding(r->out, "sqlite-alter-unsupported", r->line, H_SL_ALTER,
+                    "SQLite refuses ADD COLUMN %s.%s with a non-constant DEFAULT (an expression in "
+                    "parentheses or CURRENT_*) on a table with rows (\"Cannot add a column with "
+                    "non-constant default\")", table, col ? col : "?");
+    ltable *t = table_find(r->c, table);
+    if (!t)
+        t = table_add(r->c, table, 0, 0);
+    if (col)
+        col_add(t, col);
+    free(col);
+}
+
+static void sl_alter(lint_run *r, const sl_stmt *x)
+{
+    size_t i;
+    char *table = sl_name(x, 2, &i);
+    if (!table)
+        return;
+    int fresh = is_new(r, table);
+    /* SQLite's ALTER TABLE does one thing. */
+    int depth = 0;
+    for (size_t k = i; k < x->n; k++) {
+        depth += x->t[k].kind == ZDM_TOK_LPAREN ? 1 : x->t[k].kind == ZDM_TOK_RPAREN ? -1 : 0;
+        if (depth == 0 && x->t[k].kind == ZDM_TOK_COMMA) {
+            add_finding(r->out, "sqlite-alter-unsupported", r->line, H_SL_ALTER,
+                        "SQLite's ALTER TABLE %s makes one change per statement: this one lists several",
+                        table);
+            break;
+        }
+    }
+    if (K(x, i, "RENAME") && K(x, i + 1, "TO")) {
+        char *to = sl_name(x, i + 2, NULL);
+        if (r->phase == ZDM_PHASE_EXPAND && !fresh)
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "RENAME %s TO %s in expand: the old application, still running until cutover, "
+                        "uses the old name", table, to ? to : "?");
+        ltable *t = table_find(r->c, table);
+        if (t && to) {
+            table_drop(r->c, to);
+            t = table_find(r->c, table);
+            if (t) {
+                free(t->name);
+                t->name = zdm_xstrdup(to);
+            }
+        }
+        free(to);
+    } else if (K(x, i, "RENAME")) {
+        size_t c = K(x, i + 1, "COLUMN") ? i + 2 : i + 1;
+        char *from = sl_name(x, c, NULL);
+        if (r->phase == ZDM_PHASE_EXPAND && !fresh)
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "RENAME COLUMN %s.%s in expand: the old application, still running until cutover, "
+                        "uses the old name", table, from ? from : "?");
+        free(from);
+    } else if (K(x, i, "ADD") && !K(x, i + 1, "CONSTRAINT") && !K(x, i + 1, "PRIMARY") &&
+               !K(x, i + 1, "UNIQUE") && !K(x, i + 1, "CHECK") && !K(x, i + 1, "FOREIGN")) {
+        sl_add_column(r, x, K(x, i + 1, "COLUMN") ? i + 2 : i + 1, table);
+    } else if (K(x, i, "DROP") && !K(x, i + 1, "CONSTRAINT")) {
+        size_t c = K(x, i + 1, "COLUMN") ? i + 2 : i + 1;
+        char *col = sl_name(x, c, NULL);
+        if (r->phase == ZDM_PHASE_EXPAND && !fresh)
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "DROP COLUMN %s.%s in expand: the old application, still running until cutover, "
+                        "may read or write it", table, col ? col : "?");
+        if (col)
+            col_drop(table_find(r->c, table), col);
+        free(col);
+    } else {
+        char *what = i < x->n ? zdm_xstrndup(x->sql + x->t[i].off, x->t[i].len) : zdm_xstrdup("");
+        add_finding(r->out, "sqlite-alter-unsupported", r->line, H_SL_ALTER,
+                    "SQLite refuses ALTER TABLE %s %s%s: its ALTER TABLE only renames the table or a column, "
+                    "adds a column, or drops one (no ALTER COLUMN, no ADD/DROP CONSTRAINT)", table, what,
+                    K(x, i + 1, "COLUMN") || K(x, i + 1, "CONSTRAINT") ? " ..." : "");
+        free(what);
+    }
+    free(table);
+}
+
+/* A SELECT reading a whole existing table: its name, or NULL. */
+static char *sl_copies_table(lint_run *r, const sl_stmt *x, size_t from)
+{
+    size_t sel = sl_find(x, from, "SELECT");
+    if (sel >= x->n)
+        return NULL;
+    size_t f = sl_find(x, sel, "FROM");
+    if (f >= x->n || sl_find(x, f, "WHERE") < x->n || sl_find(x, f, "LIMIT") < x->n)
+        return NULL;
+    char *src = sl_name(x, f + 1, NULL);
+    /* WITH src [(cols)] AS (...): a CTE, not a table. */
+    for (size_t k = 0; src && k + 2 < x->n; k++) {
+        if (x->t[k].kind != ZDM_TOK_WORD || x->t[k].len != strlen(src) ||
+            strncasecmp(x->sql + x->t[k].off, src, x->t[k].len) != 0)
+            continue;
+        size_t a = k + 1;
+        if (x->t[a].kind == ZDM_TOK_LPAREN)
+            while (a < x->n && x->t[a].kind != ZDM_TOK_RPAREN)
+                a++;
+        if (a < x->n && x->t[a].kind == ZDM_TOK_RPAREN)
+            a++;
+        if (K(x, a, "AS") && a + 1 < x->n && x->t[a + 1].kind == ZDM_TOK_LPAREN) {
+            free(src);
+            return NULL;
+        }
+    }
+    if (src && is_new(r, src)) {
+        free(src);
+        return NULL;
+    }
+    return src;
+}
+
+static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
+{
+    if (x->n == 0)
+        return;
+    if (K(x, 0, "BEGIN") || K(x, 0, "COMMIT") || K(x, 0, "END") ||
+        (K(x, 0, "ROLLBACK") && sl_find(x, 1, "TO") >= x->n)) {
+        char *w = zdm_xstrndup(x->sql + x->t[0].off, x->t[0].len);
+        int begin = K(x, 0, "BEGIN");
+        r->explicit_tx = begin;
+        add_finding(r->out, "transaction-control", r->line, H_TX,
+                    "%s inside a step: zdm owns the step's transaction, and %s", w,
+                    begin ? "SQLite refuses a BEGIN inside it (\"cannot start a transaction within a "
+                            "transaction\")"
+                          : "a COMMIT or ROLLBACK in the middle leaves the step half-applied and recorded "
+                            "as neither done nor undone");
+        free(w);
+    } else if (K(x, 0, "VACUUM")) {
+        add_finding(r->out, "sqlite-vacuum", r->line, H_SL_VACUUM,
+                    "VACUUM rewrites the whole database file, blocking every writer (and, in rollback-journal "
+                    "mode, every reader) until it ends; it cannot run inside a transaction");
+    } else if (K(x, 0, "PRAGMA") && in_tx(r)) {
+        size_t i = 1;
+        char *name = sl_name(x, i, &i);
+        if (name && (strcasecmp(name, "foreign_keys") == 0 || strcasecmp(name, "journal_mode") == 0) &&
+            i < x->n)
+            add_finding(r->out, "sqlite-pragma-in-transaction", r->line, H_SL_PRAGMA,
+                        "PRAGMA %s inside the step's transaction %s", name,
+                        strcasecmp(name, "foreign_keys") == 0 ? "does nothing (SQLite ignores it there)"
+                                                              : "fails or does nothing");
+        free(name);
+    } else if (K(x, 0, "ALTER") && K(x, 1, "TABLE")) {
+        sl_alter(r, x);
+    } else if (K(x, 0, "CREATE")) {
+        size_t i = 1;
+        if (K(x, i, "TEMP") || K(x, i, "TEMPORARY"))
+            i++;
+        int view = K(x, i, "VIEW");
+        if (!K(x, i, "TABLE") && !view)
+            return;
+        i++;
+        int ine = K(x, i, "IF") && K(x, i + 1, "NOT") && K(x, i + 2, "EXISTS");
+        if (ine)
+            i += 3;
+        char *table = sl_name(x, i, &i);
+        if (!table)
+            return;
+        if (!view && K(x, i, "AS")) {
+            char *src = sl_copies_table(r, x, i);
+            if (src)
+                add_finding(r->out, "sqlite-table-rebuild", r->line, H_SL_REBUILD,
+                            "CREATE TABLE %s AS SELECT ... FROM %s copies every row of %s in one statement, "
+                            "holding SQLite's write lock (every writer waits) until it ends", table, src, src);
+            free(src);
+        }
+        if (!(ine && table_find(r->c, table)))
+            table_add(r->c, table, r->c->gen, (int)r->phase);
+        free(table);
+    } else if (K(x, 0, "DROP") && (K(x, 1, "TABLE") || K(x, 1, "VIEW"))) {
+        size_t i = 2;
+        if (K(x, i, "IF") && K(x, i + 1, "EXISTS"))
+            i += 2;
+        char *table = sl_name(x, i, NULL);
+        if (!table)
+            return;
+        if (r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "DROP %s %s in expand: the old application, still running until cutover, may use it",
+                        K(x, 1, "TABLE") ? "TABLE" : "VIEW", table);
+        table_drop(r->c, table);
+        free(table);
+    } else if (K(x, 0, "INSERT") || K(x, 0, "REPLACE")) {
+        size_t into = sl_find(x, 0, "INTO");
+        if (into >= x->n)
+            return;
+        size_t i;
+        char *dst = sl_name(x, into + 1, &i);
+        char *src = sl_copies_table(r, x, i);
+        if (src)
+            add_finding(r->out, "sqlite-table-rebuild", r->line, H_SL_REBUILD,
+                        "INSERT INTO %s SELECT ... FROM %s copies every row of %s in one statement, holding "
+                        "SQLite's write lock (every writer waits) until it ends", dst ? dst : "?", src, src);
+        free(src);
+        free(dst);
+    } else if (K(x, 0, "UPDATE") || K(x, 0, "DELETE")) {
+        size_t i = 1;
+        if (K(x, 0, "DELETE") && K(x, i, "FROM"))
+            i++;
+        if (K(x, i, "OR"))
+            i += 2;
+        char *table = sl_name(x, i, NULL);
+        if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table) && sl_find(x, i, "WHERE") >= x->n)
+            add_finding(r->out, "mass-dml-in-expand", r->line, H_MASS_DML,
+                        "%s of every row of %s in expand: one long write transaction holding SQLite's write "
+                        "lock, while the application runs", K(x, 0, "UPDATE") ? "UPDATE" : "DELETE", table);
+        free(table);
+    }
+}
+
+static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *sc, zdm_phase_kind phase,
+                       int in_transaction, zdm_lint_result *out)
+{
+    if (sc->unterminated) {
+        zdm_lint_finding *f = add_finding(out, "parse-error", sc->un_line, H_PARSE,
+                                          "not valid SQLite: a string, quoted name or comment never ends");
+        int l;
+        zdm_sql_pos(sql, 0, &l, &f->col);
+        return -1;
+    }
+    lint_run r;
+    memset(&r, 0, sizeof r);
+    r.c = ctx;
+    r.out = out;
+    r.phase = phase;
+    r.in_tx = in_transaction;
+    int bad = 0;
+    for (size_t j = 0; j < sc->nstmts; j++) {
+        const zdm_sql_stmt *st = &sc->stmts[j];
+        sl_stmt x = {sql, sc->toks + st->tok, st->ntok};
+        r.line = st->line;
+        r.off = st->off;
+        size_t k0 = out->n;
+        int depth = 0, neg = 0;
+        for (size_t k = 0; k < x.n; k++) {
+            depth += x.t[k].kind == ZDM_TOK_LPAREN ? 1 : x.t[k].kind == ZDM_TOK_RPAREN ? -1 : 0;
+            neg |= depth < 0;
+        }
+        if (depth != 0 || neg) {
+            add_finding(out, "parse-error", st->line, H_PARSE,
+                        "not valid SQLite: the parentheses of this statement do not balance");
+            bad = 1;
+        } else {
+            sl_stmt_lint(&r, &x);
+        }
+        for (size_t k = k0; k < out->n; k++)
+            out->v[k].offset = st->off;
+    }
+    run_free(&r);
+    return bad ? -1 : 0;
+}
+
+/* ---- one SQL text ---- */
+
+static const char *const H_LIMIT = "split the statement; zdm refuses it before any parser sees it";
+
+/* Does the comma-separated list name rule id? */
+static int list_has(const char *list, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, id, n) == 0)
+            return 1;
+        p += len + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Findings [from, out->n) of sql: dialect, column, and the zdm:allow
+ * comments of the statement each is about. */
+static void finish_findings(const char *sql, const zdm_sql_scan *sc, int dialect, zdm_lint_result *out,
+                            size_t from, int report_allows)
+{
+    size_t end = out->n;
+    for (size_t k = from; k < end; k++) {
+        zdm_lint_finding *f = &out->v[k];
+        f->dialect = dialect;
+        if (!f->col) {
+            int l;
+            zdm_sql_pos(sql, f->offset, &l, &f->col);
+        }
+    }
+    for (size_t a = 0; a < sc->nallows; a++) {
+        const zdm_sql_allow *al = &sc->allows[a];
+        int ok = 1;
+        if (report_allows) {
+            for (const char *p = al->rules; *p;) {
+                const char *e = strchr(p, ',');
+                size_t len = e ? (size_t)(e - p) : strlen(p);
+                char *id = zdm_xstrndup(p, len);
+                if (!zdm_lint_rule_find(id)) {
+                    zdm_lint_finding *f = add_finding(out, "allow-unknown-rule", al->line,
+                                                      "use one of the rule ids \"zdm help lint\" lists",
+                                                      "zdm:allow names \"%s\", which is not a lint rule", id);
+                    f->col = al->col;
+                    f->dialect = dialect;
+                }
+                free(id);
+                p += len + (e ? 1 : 0);
+            }
+        }
+        if (!al->reason[0]) {
+            ok = 0;
+            if (report_allows) {
+                zdm_lint_finding *f = add_finding(
+                    out, "allow-no-reason", al->line, "write why it is safe: -- zdm:allow RULE the reason",
+                    "\"-- zdm:allow %s\" gives no reason: it allows nothing", al->rules);
+                f->col = al->col;
+                f->dialect = dialect;
+            }
+        }
+        if (!ok || al->stmt >= sc->nstmts)
+            continue;
+        const zdm_sql_stmt *st = &sc->stmts[al->stmt];
+        size_t next_off = al->stmt + 1 < sc->nstmts ? sc->stmts[al->stmt + 1].off : (size_t)-1;
+        for (size_t k = from; k < end; k++) {
+            zdm_lint_finding *f = &out->v[k];
+            if (f->allowed || f->offset < st->off || f->offset >= next_off || !list_has(al->rules, f->rule))
+                continue;
+            f->allowed = 1;
+            free(f->reason);
+            f->reason = zdm_xstrdup(al->reason);
+            f->allowed_by = f->reason;
+        }
+    }
+}
+
+/* A plain SQL file runs as it is, statement by statement (psql, sqlite3):
+ * its BEGIN/COMMIT are its own, and it is not a zdm step that can be
+ * retried.  Only the rules about zdm's steps are left out. */
+static int plain_skips(const char *rule)
+{
+    return strcmp(rule, "transaction-control") == 0 || strcmp(rule, "not-idempotent") == 0 ||
+           strcmp(rule, "multi-ddl-no-transaction") == 0 || strcmp(rule, "missing-down") == 0;
+}
+
+static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase, int in_transaction,
+                     zdm_lint_result *out, int report_allows, int plain);
+
+int zdm_lint_sql_file(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_lint_result *out)
+{
+    size_t from = out->n;
+    int rc = lint_text(ctx, sql, dialect, ZDM_PHASE_EXPAND, 0, out, 1, 1);
+    size_t w = from;
+    for (size_t k = from; k < out->n; k++) {
+        if (plain_skips(out->v[k].rule)) {
+            free(out->v[k].message);
+            free(out->v[k].reason);
+            continue;
+        }
+        out->v[w++] = out->v[k];
+    }
+    out->n = w;
+    for (size_t k = from; k < out->n; k++)
+        if (out->v[k].allowed_by && out->v[k].reason)
+            out->v[k].allowed_by = out->v[k].reason; /* moved with the finding */
+    return rc;
+}
+
+static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase, int in_transaction,
+                     zdm_lint_result *out, int report_allows, int plain)
+{
+    (void)plain;
+    size_t from = out->n;
+    int line = 0, col = 0;
+    zdm_buf why = {0};
+    int sd = dialect == ZDM_LINT_DIALECT_SQLITE ? ZDM_SQL_SQLITE : ZDM_SQL_PG;
+    if (zdm_sql_check_limits(sql, sd, &line, &col, &why) != 0) {
+        /* Never handed to a parser; plan validation refuses it before. */
+        zdm_lint_finding *f = add_finding(out, "parse-error", line, H_LIMIT, "%s", why.data);
+        f->col = col;
+        f->dialect = dialect;
+        zdm_buf_free(&why);
+        return -1;
+    }
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(sql, sd, &sc);
+    int rc = sd == ZDM_SQL_SQLITE ? lint_sqlite(ctx, sql, &sc, phase, in_transaction, out)
+                                  : lint_pg(ctx, sql, phase, in_transaction, out);
+    finish_findings(sql, &sc, dialect, out, from, report_allows);
+    zdm_sql_scan_free(&sc);
+    return rc;
+}
+
+int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
+                 zdm_lint_result *out)
+{
+    return lint_text(ctx, sql, ZDM_LINT_DIALECT_PG, phase, in_transaction, out, 1, 0);
+}
+
+int zdm_lint_sql_dialect(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase,
+                         int in_transaction, zdm_lint_result *out)
+{
+    return lint_text(ctx, sql, dialect, phase, in_transaction, out, 1, 0);
 }
 
 /* ---- plans ---- */
@@ -1108,13 +1933,36 @@ static int text_first_line(const toml_value *v, const char *src, const char *tex
     return v->line;
 }
 
-/* The TOML value holding a step's sql (or down) for PostgreSQL. */
-static const toml_value *sql_value(const zdm_step *s, const char *key, int has_pg)
+/* The TOML value holding a step's sql (or down) for a dialect. */
+static const toml_value *sql_value(const zdm_step *s, const char *key, int dialect)
 {
     const toml_value *v = toml_get(s->fields, key);
-    if (v && v->type == TOML_TABLE)
-        v = has_pg ? toml_get(v, "pg") : NULL;
+    if (v && v->type == TOML_TABLE) {
+        const toml_value *d = toml_get(v, dialect == ZDM_LINT_DIALECT_SQLITE ? "sqlite" : "pg");
+        v = d ? d : toml_get(v, "sql"); /* (no generic key inside the table: d or nothing) */
+    }
     return v && v->type == TOML_STRING ? v : NULL;
+}
+
+/* Column in the file of column `col` on line `line` of a value's text:
+ * the same, except on the value's own first line, after its quotes. */
+static int file_col(const toml_value *v, const char *src, const char *text, int line, int col)
+{
+    if (!v || col <= 0 || line != 1 || text_first_line(v, src, text) != v->line)
+        return col;
+    int quote = 1;
+    if (src) {
+        const char *p = src;
+        for (int l = 1; l < v->line && p; l++) {
+            p = strchr(p, '\n');
+            if (p)
+                p++;
+        }
+        if (p && (size_t)(v->col - 1) <= strlen(p) &&
+            (strncmp(p + v->col - 1, "\"\"\"", 3) == 0 || strncmp(p + v->col - 1, "\'\'\'", 3) == 0))
+            quote = 3;
+    }
+    return v->col + quote + col - 1;
 }
 
 /* Line of the statement at `line` (1-based in the text) of a value. */
@@ -1138,61 +1986,88 @@ static int file_line(const toml_value *v, const char *src, const char *text, int
     return first + line - 1;
 }
 
-static void lint_steps(zdm_lint_ctx *ctx, const zdm_plan *p, const zdm_step *steps, size_t n,
-                       zdm_phase_kind phase, const char *src, zdm_lint_result *out, int report)
+/* The SQL of step s to lint for `dialect`, given the plan-wide mode
+ * (0: PostgreSQL's SQL with PostgreSQL rules, and sql.sqlite with the
+ * SQLite rules; else the target's SQL only). */
+static const char *step_text(const zdm_step *s, int mode, int dialect)
+{
+    if (mode == 0 && dialect == ZDM_LINT_DIALECT_SQLITE)
+        return s->sql_for[1];
+    return zdm_step_sql(s, dialect);
+}
+
+static void lint_steps(zdm_lint_ctx *const ctxs[2], const zdm_plan *p, const zdm_step *steps, size_t n,
+                       zdm_phase_kind phase, const char *src, zdm_lint_result *out, int report, int mode)
 {
     for (size_t i = 0; i < n; i++) {
         const zdm_step *s = &steps[i];
         if (s->op)
             continue; /* zdm writes the SQL of structured operations itself */
-        if (s->from_op) {
-            /* The same for the steps an operation became once the plan was
-             * loaded (op is NULL by then, from_op names the operation):
-             * rename_table's RENAME is followed by a view under the old
-             * name, which the rules cannot see, and was refused as
-             * destructive-in-expand.  The schema model still follows the
-             * SQL, so later raw steps are judged against it. */
-            const char *osql = zdm_step_sql(s, 1);
-            if (osql) {
-                zdm_lint_result quiet = {0};
-                zdm_lint_sql(ctx, osql, phase, zdm_step_in_transaction(s, osql), &quiet);
-                zdm_lint_result_free(&quiet);
-            }
-            continue;
-        }
-        const char *sql = zdm_step_sql(s, 1);
         size_t before = out->n;
-        if (!sql) {
-            if (report)
-                add_finding(out, "sqlite-only", s->line, "add sql.pg to have the PostgreSQL SQL checked",
-                            "%s step %d has SQL for SQLite only: not linted (zdm lint reads "
-                            "PostgreSQL's grammar)", phase == ZDM_PHASE_EXPAND ? "expand" : "contract",
-                            s->index);
-        } else {
-            zdm_lint_sql(ctx, sql, phase, zdm_step_in_transaction(s, sql), out);
-            const toml_value *v = sql_value(s, "sql", s->sql_for[0] != NULL);
-            for (size_t k = before; k < out->n; k++)
-                out->v[k].line = file_line(v, src, sql, out->v[k].line, s->line);
-            if (report && phase == ZDM_PHASE_EXPAND && !zdm_step_down(s, 1))
-                add_finding(out, "missing-down", s->line,
-                            "add down = \"...\" undoing the step (\"SELECT 1\" when there is nothing to undo)",
-                            "expand step %d has no down: \"zdm rollback\" of the plan will be refused "
-                            "once it ran", s->index);
-            const char *down = zdm_step_down(s, 1);
-            if (report && down) {
+        int any = 0;
+        for (int d = 0; d < 2; d++) {
+            int dialect = d == 0 ? ZDM_LINT_DIALECT_PG : ZDM_LINT_DIALECT_SQLITE;
+            if (mode && mode != dialect)
+                continue;
+            zdm_lint_ctx *ctx = ctxs[d];
+            const char *sql = step_text(s, mode, dialect);
+            if (s->from_op) {
+                /* The same for the steps an operation became once the plan
+                 * was loaded (op is NULL by then, from_op names the
+                 * operation): rename_table's RENAME is followed by a view
+                 * under the old name, which the rules cannot see, and was
+                 * refused as destructive-in-expand.  The schema model
+                 * still follows the SQL, so later raw steps are judged
+                 * against it. */
+                if (sql) {
+                    zdm_lint_result quiet = {0};
+                    lint_text(ctx, sql, dialect, phase, zdm_step_in_transaction(s, sql), &quiet, 0, 0);
+                    zdm_lint_result_free(&quiet);
+                }
+                continue;
+            }
+            if (!sql)
+                continue;
+            any = 1;
+            size_t b1 = out->n;
+            /* (Each text is linted once: for its dialect, or the target's.) */
+            lint_text(ctx, sql, dialect, phase, zdm_step_in_transaction(s, sql), out, 1, 0);
+            const toml_value *v = sql_value(s, "sql", dialect);
+            for (size_t k = b1; k < out->n; k++) {
+                int l = out->v[k].line;
+                out->v[k].line = file_line(v, src, sql, l, s->line);
+                out->v[k].col = file_col(v, src, sql, l, out->v[k].col);
+            }
+            const char *down = zdm_step_down(s, dialect);
+            if (report && down && dialect == ZDM_LINT_DIALECT_PG) {
                 size_t b2 = out->n;
                 json_t *t = parse(down, out);
                 json_decref(t);
-                const toml_value *dv = sql_value(s, "down", s->down_for[0] != NULL);
+                const toml_value *dv = sql_value(s, "down", dialect);
                 for (size_t k = b2; k < out->n; k++) {
                     out->v[k].line = file_line(dv, src, down, out->v[k].line, s->line);
+                    out->v[k].dialect = dialect;
                     char *m = zdm_xasprintf("down of the step: %s", out->v[k].message);
                     free(out->v[k].message);
                     out->v[k].message = m;
                 }
             }
         }
+        if (s->from_op)
+            continue;
+        if (report && mode == ZDM_LINT_DIALECT_PG && !any)
+            add_finding(out, "sqlite-only", s->line, "add sql.pg to have the PostgreSQL SQL checked",
+                        "%s step %d has SQL for SQLite only: it cannot run on PostgreSQL",
+                        phase == ZDM_PHASE_EXPAND ? "expand" : "contract", s->index);
+        int dd = mode ? mode : s->sql || s->sql_for[0] ? ZDM_LINT_DIALECT_PG : ZDM_LINT_DIALECT_SQLITE;
+        if (report && any && phase == ZDM_PHASE_EXPAND && !zdm_step_down(s, dd))
+            add_finding(out, "missing-down", s->line,
+                        "add down = \"...\" undoing the step (\"SELECT 1\" when there is nothing to undo)",
+                        "expand step %d has no down: \"zdm rollback\" of the plan will be refused "
+                        "once it ran", s->index)->dialect = dd;
         for (size_t k = before; k < out->n; k++) {
+            if (!out->v[k].dialect)
+                out->v[k].dialect = mode ? mode : ZDM_LINT_DIALECT_PG;
             out->v[k].plan = p->id;
             out->v[k].file = p->path;
             out->v[k].step = s->index;
@@ -1201,23 +2076,26 @@ static void lint_steps(zdm_lint_ctx *ctx, const zdm_plan *p, const zdm_step *ste
     }
 }
 
-void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *src,
-                   zdm_lint_result *out)
+void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const char *src, int mode,
+                           zdm_lint_result *out)
 {
-    zdm_lint_ctx *ctx = zdm_lint_ctx_new();
-    /* The plans before this one: what they create, and the column types. */
+    zdm_lint_ctx *ctxs[2] = {zdm_lint_ctx_new(), zdm_lint_ctx_new()};
+    /* The plans before this one, in requires order: what they create, the
+     * column types, the checks they validate. */
     for (size_t i = 0; set && i < set->n && set->plans[i] != plan; i++) {
         if (strcmp(set->plans[i]->id, plan->id) == 0)
             break;
         zdm_lint_result scratch = {0};
-        lint_steps(ctx, set->plans[i], set->plans[i]->expand, set->plans[i]->nexpand, ZDM_PHASE_EXPAND,
-                   NULL, &scratch, 0);
-        lint_steps(ctx, set->plans[i], set->plans[i]->contract, set->plans[i]->ncontract,
-                   ZDM_PHASE_CONTRACT, NULL, &scratch, 0);
+        lint_steps(ctxs, set->plans[i], set->plans[i]->expand, set->plans[i]->nexpand, ZDM_PHASE_EXPAND,
+                   NULL, &scratch, 0, mode);
+        lint_steps(ctxs, set->plans[i], set->plans[i]->contract, set->plans[i]->ncontract,
+                   ZDM_PHASE_CONTRACT, NULL, &scratch, 0, mode);
         zdm_lint_result_free(&scratch);
-        zdm_lint_ctx_next_plan(ctx);
+        zdm_lint_ctx_next_plan(ctxs[0]);
+        zdm_lint_ctx_next_plan(ctxs[1]);
     }
-    zdm_lint_ctx_next_plan(ctx);
+    zdm_lint_ctx_next_plan(ctxs[0]);
+    zdm_lint_ctx_next_plan(ctxs[1]);
 
     char *owned = NULL;
     if (!src && plan->path) {
@@ -1228,8 +2106,8 @@ void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *sr
             src = owned;
     }
     size_t before = out->n;
-    lint_steps(ctx, plan, plan->expand, plan->nexpand, ZDM_PHASE_EXPAND, src, out, 1);
-    lint_steps(ctx, plan, plan->contract, plan->ncontract, ZDM_PHASE_CONTRACT, src, out, 1);
+    lint_steps(ctxs, plan, plan->expand, plan->nexpand, ZDM_PHASE_EXPAND, src, out, 1, mode);
+    lint_steps(ctxs, plan, plan->contract, plan->ncontract, ZDM_PHASE_CONTRACT, src, out, 1, mode);
 
     /* allow_unsafe: rule ids zdm knows, marking what they allow. */
     const toml_value *av = plan->doc ? toml_get(plan->doc, "allow_unsafe") : NULL;
@@ -1264,7 +2142,13 @@ void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *sr
             }
     }
     free(owned);
-    zdm_lint_ctx_free(ctx);
+    zdm_lint_ctx_free(ctxs[0]);
+    zdm_lint_ctx_free(ctxs[1]);
+}
+
+void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *src, zdm_lint_result *out)
+{
+    zdm_lint_plan_dialect(plan, set, src, 0, out);
 }
 
 int zdm_lint_allow_list(zdm_lint_result *r, const char *list, zdm_err *err)
@@ -1312,6 +2196,8 @@ void zdm_lint_format(const zdm_lint_finding *f, zdm_buf *out)
     zdm_buf_printf(out, "%s:", f->file ? f->file : "<sql>");
     if (f->line > 0)
         zdm_buf_printf(out, "%d:", f->line);
+    if (f->line > 0 && f->col > 0)
+        zdm_buf_printf(out, "%d:", f->col);
     zdm_buf_printf(out, " %s[%s]: %s", zdm_lint_severity_name(f->severity), f->rule, f->message);
     if (f->hint)
         zdm_buf_printf(out, " -- %s", f->hint);
@@ -1320,10 +2206,10 @@ void zdm_lint_format(const zdm_lint_finding *f, zdm_buf *out)
 }
 
 int zdm_lint_gate(const zdm_plan *plan, const zdm_plan_set *set, zdm_phase_kind phase,
-                  const char *allow, zdm_err *err)
+                  const char *allow, int dialect, zdm_err *err)
 {
     zdm_lint_result r = {0};
-    zdm_lint_plan(plan, set, NULL, &r);
+    zdm_lint_plan_dialect(plan, set, NULL, dialect, &r);
     int rc = zdm_lint_allow_list(&r, allow, err);
     if (rc != 0) {
         zdm_lint_result_free(&r);

@@ -42,10 +42,15 @@ typedef enum zdm_lint_severity {
 
 const char *zdm_lint_severity_name(zdm_lint_severity s); /* "info", "warning", "error" */
 
+/* Dialects a rule applies to (a mask). */
+#define ZDM_LINT_DIALECT_PG 1
+#define ZDM_LINT_DIALECT_SQLITE 2
+
 typedef struct zdm_lint_rule {
     const char *id;
     zdm_lint_severity severity;
     const char *summary; /* one line, for help and docs */
+    unsigned dialects;   /* ZDM_LINT_DIALECT_* mask */
 } zdm_lint_rule;
 
 /* Every rule, in a stable order; *n receives the count. */
@@ -63,7 +68,11 @@ typedef struct zdm_lint_finding {
     int step;                /* 1-based step index, 0 when not about one step */
     zdm_phase_kind phase;
     int allowed;             /* allowed by allow_unsafe or --allow */
-    const char *allowed_by;  /* borrowed: the allow_unsafe reason, "allow_unsafe" or "--allow" */
+    const char *allowed_by;  /* the allow_unsafe or zdm:allow reason, "allow_unsafe" or "--allow" */
+    int col;                 /* 1-based column of the statement in the SQL (0: unknown) */
+    int dialect;             /* ZDM_LINT_DIALECT_PG or _SQLITE: which SQL and rules */
+    size_t offset;           /* byte offset of the statement in the SQL linted */
+    char *reason;            /* owned copy of a zdm:allow reason (allowed_by points here) */
 } zdm_lint_finding;
 
 typedef struct zdm_lint_result {
@@ -92,6 +101,15 @@ void zdm_lint_ctx_next_plan(zdm_lint_ctx *c);
 int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
                  zdm_lint_result *out);
 
+/* The same for one dialect (ZDM_LINT_DIALECT_PG or _SQLITE): SQLite's SQL
+ * is tokenized, not parsed, and checked with the SQLite rules. */
+int zdm_lint_sql_dialect(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase,
+                         int in_transaction, zdm_lint_result *out);
+
+/* Lints a plain SQL file (not a zdm step: run as it is, its own BEGIN and
+ * COMMIT included), as if in expand with the application running. */
+int zdm_lint_sql_file(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_lint_result *out);
+
 /* Lints every raw step of a plan, expand then contract: the PostgreSQL
  * SQL of each (sql.pg, else sql; SQLite-only steps get an info note), and
  * each step's down for parse errors.  `set` (may be NULL) supplies the
@@ -101,18 +119,26 @@ int zdm_lint_sql(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int i
 void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *src,
                    zdm_lint_result *out);
 
+/* The same for one target dialect: mode ZDM_LINT_DIALECT_PG or _SQLITE
+ * lints the SQL that dialect runs (sql.<dialect>, else sql) with its
+ * rules; mode 0 (zdm_lint_plan) lints sql.pg/sql with the PostgreSQL
+ * rules and sql.sqlite with the SQLite rules. */
+void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const char *src, int mode,
+                           zdm_lint_result *out);
+
 /* Marks findings allowed by a comma-separated list of rule ids (--allow).
  * Returns 0, or ZDM_EXIT_USAGE for an unknown rule id. */
 int zdm_lint_allow_list(zdm_lint_result *r, const char *list, zdm_err *err) ZDM_MUST_CHECK;
 
-/* "file:line: error[rule]: message -- hint" (+ " (allowed: why)"). */
+/* "file:line:col: error[rule]: message -- hint" (+ " (allowed: why)"). */
 void zdm_lint_format(const zdm_lint_finding *f, zdm_buf *out);
 
 /* The gate of zdm advance: lints the plan and refuses (ZDM_EXIT_REFUSED)
  * when an error not allowed remains.  Before expand every error of the
  * plan counts (the file cannot change once expand ran); before contract
- * only the contract's.  Findings are logged. */
+ * only the contract's.  Findings are logged.  `dialect`: the target's
+ * (ZDM_LINT_DIALECT_PG or _SQLITE): its SQL, with its rules. */
 int zdm_lint_gate(const zdm_plan *plan, const zdm_plan_set *set, zdm_phase_kind phase,
-                  const char *allow, zdm_err *err) ZDM_MUST_CHECK;
+                  const char *allow, int dialect, zdm_err *err) ZDM_MUST_CHECK;
 
 #endif

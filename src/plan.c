@@ -8,6 +8,7 @@
  */
 #include "plan.h"
 #include "ops.h"
+#include "sqlscan.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -177,6 +178,28 @@ static char *want_str(chk *c, const toml_value *t, const char *key, const char *
     return zdm_xstrdup(v->u.str.ptr);
 }
 
+/* A string holding SQL: also within the size and depth bounds every
+ * statement must keep (sqlscan.h), so no parser downstream (lint's
+ * libpg_query) is handed a statement that could exhaust its stack. */
+static void sql_bounds(chk *c, const toml_value *v, const char *text, const char *where,
+                       const char *key, int dialect)
+{
+    int line = 0, col = 0;
+    zdm_buf why = {0};
+    if (text && zdm_sql_check_limits(text, dialect, &line, &col, &why) != 0)
+        bad(c, v->line, v->col, "%s.%s: line %d of the SQL: %s", where, key, line, why.data);
+    zdm_buf_free(&why);
+}
+
+static char *want_sql(chk *c, const toml_value *t, const char *key, const char *where, int required,
+                      int dialect)
+{
+    char *s = want_str(c, t, key, where, required);
+    if (s)
+        sql_bounds(c, toml_get(t, key), s, where, key, dialect);
+    return s;
+}
+
 static int64_t want_int(chk *c, const toml_value *t, const char *key, const char *where,
                         int64_t dflt, int64_t min, int64_t max)
 {
@@ -303,7 +326,7 @@ static void load_sqltext(chk *c, const toml_value *t, const char *key, const cha
     }
     const toml_value *v = kv->value;
     if (v->type == TOML_STRING) {
-        *all = want_str(c, t, key, where, required);
+        *all = want_sql(c, t, key, where, required, ZDM_SQL_PG);
         if (*all && blank(*all))
             bad(c, v->line, v->col, "%s has an empty \"%s\"", where, key);
         return;
@@ -318,7 +341,7 @@ static void load_sqltext(chk *c, const toml_value *t, const char *key, const cha
     snprintf(w2, sizeof w2, "%s.%s", where, key);
     check_keys(c, v, w2, dkeys);
     for (int k = 0; k < 2; k++) {
-        per[k] = want_str(c, v, dkeys[k], w2, 0);
+        per[k] = want_sql(c, v, dkeys[k], w2, 0, k == 0 ? ZDM_SQL_PG : ZDM_SQL_SQLITE);
         if (per[k] && blank(per[k])) {
             const toml_value *x = toml_get(v, dkeys[k]);
             bad(c, x->line, x->col, "%s has an empty \"%s\"", w2, dkeys[k]);
@@ -469,6 +492,9 @@ static void load_assigns(chk *c, const toml_value *t, const char *key, const cha
                 kv->key);
             continue;
         }
+        char w2[96];
+        snprintf(w2, sizeof w2, "%s.%s", where, key);
+        sql_bounds(c, kv->value, kv->value->u.str.ptr, w2, kv->key, ZDM_SQL_PG);
         zdm_assign *a = &(*out)[(*n)++];
         a->column = zdm_xstrdup(kv->key);
         a->expr = zdm_xstrdup(kv->value->u.str.ptr);
@@ -494,7 +520,7 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
     th->max_rows_per_second = want_int(c, t, "max_rows_per_second", w, 0, 0, big);
     th->sleep_ms = want_int(c, t, "sleep_ms", w, 0, 0, 3600000);
     th->max_replication_lag_ms = want_int(c, t, "max_replication_lag_ms", w, 0, 0, big);
-    th->pause_query = want_str(c, t, "pause_query", w, 0);
+    th->pause_query = want_sql(c, t, "pause_query", w, 0, ZDM_SQL_PG);
     th->check_autovacuum = want_bool(c, t, "check_autovacuum", w, th->check_autovacuum);
     th->check_wal_archive = want_bool(c, t, "check_wal_archive", w, th->check_wal_archive);
     th->max_wal_archive_ready = want_int(c, t, "max_wal_archive_ready", w, th->max_wal_archive_ready, 1, big);
@@ -524,7 +550,7 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
             const toml_value *v = toml_get(t, "key");
             bad(c, v->line, v->col, "[backfill] key column \"%s\" is not a valid column name", b->key.v[i]);
         }
-    b->where = want_str(c, t, "where", w, 0);
+    b->where = want_sql(c, t, "where", w, 0, ZDM_SQL_PG);
     load_assigns(c, t, "set", w, &b->set, &b->nset);
     const toml_value *setv = toml_get(t, "set");
     if (!setv || (setv->type == TOML_TABLE && setv->u.table.len == 0)) /* absent or set = {} */
@@ -839,7 +865,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
         p->not_before = want_str(&c, ct, "not_before", "[contract]", 0);
         if (p->not_before)
             parse_not_before(&c, p, toml_get(ct, "not_before"));
-        p->verify = want_str(&c, ct, "verify", "[contract]", 0);
+        p->verify = want_sql(&c, ct, "verify", "[contract]", 0, ZDM_SQL_PG);
     }
     const toml_value *hk = want(&c, doc, "hooks", TOML_TABLE, "the plan");
     if (hk)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test_lint.sh -- zdm lint, and the lint gate of zdm advance (on SQLite:
-# the linter reads the PostgreSQL SQL of a step, sql.pg or the generic sql,
-# whatever the target).
+# the SQL SQLite runs, sql.sqlite or the generic sql, with the SQLite
+# rules: a plain CREATE INDEX advances).
 #
-#   - the example plans are clean; --json parses
+#   - the example plans have no error; --json parses
 #   - a plan with unsafe SQL: exit 3, FILE:LINE: error[RULE], --json
 #   - an invalid plan: exit 2; PLAN ids, files and directories as arguments
 #   - advance refuses (exit 3, nothing changed, a refusal in history), and
@@ -12,20 +12,32 @@ set -u
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init test_lint
 
+# zdm lint without --db: no target dialect (zdm_run always passes --db).
+lint_run() {
+    ZRC=0
+    "$ZDM" --plans "$T_PLANS" "$@" >"$T_DIR/last.out" 2>"$T_DIR/last.err" || ZRC=$?
+    ZOUT=$(cat "$T_DIR/last.out")
+    ZERR=$(cat "$T_DIR/last.err")
+}
+
 # ---------------------------------------------------------------- zdm lint
-t_section "the example plans are clean"
+t_section "the example plans have no error"
 db_new sqlite lint
 T_PLANS="$ZDM_SRC/plans"
-zdm_run lint
+lint_run lint
 t_rc "zdm lint plans/" 0
-t_has "summary" " linted: 0 errors, 0 warnings, 0 allowed" "$ZOUT"
-t_lacks "no finding" "error[" "$ZOUT"
-zdm_run lint --json
+t_has "summary" " linted: 0 errors, 3 warnings, 0 allowed" "$ZOUT"
+t_lacks "no error" "error[" "$ZOUT"
+lint_run lint --json
 t_rc "zdm lint --json" 0
 t_eq "--json: errors" 0 "$(jq -r '.errors' <<<"$ZOUT")"
-t_eq "--json: findings" 0 "$(jq -r '.findings | length' <<<"$ZOUT")"
+t_eq "--json: findings are warnings" "warning" "$(jq -r '[.findings[].severity] | unique | join(" ")' <<<"$ZOUT")"
 t_eq "--json: plans" "$(ls "$ZDM_SRC"/plans/*.toml | wc -l)" "$(jq -r '.plans' <<<"$ZOUT")"
-zdm_run help lint
+for d in pg sqlite; do
+  lint_run lint --dialect $d
+  t_rc "zdm lint --dialect $d plans/" 0
+done
+lint_run help lint
 t_rc "zdm help lint" 0
 t_has "help names the rules" "index-not-concurrent, add-column-volatile-default" "$ZOUT"
 
@@ -46,134 +58,163 @@ sql.sqlite = "SELECT 1"
 
 [[contract.steps]]
 sql = "ALTER TABLE events DROP COLUMN legacy_flag"'
-zdm_run lint
+lint_run lint
 t_rc "zdm lint with unsafe SQL" 3
-t_has "index rule, file:line" "$T_PLANS/0002_unsafe.toml:5: error[index-not-concurrent]: " "$ZOUT"
+t_has "index rule, file:line:col" "$T_PLANS/0002_unsafe.toml:5:8: error[index-not-concurrent]: " "$ZOUT"
 t_has "safe alternative" " -- CREATE INDEX CONCURRENTLY" "$ZOUT"
-t_has "volatile default, line of the statement" "0002_unsafe.toml:10: error[add-column-volatile-default]" "$ZOUT"
-t_has "mass update" "0002_unsafe.toml:11: error[mass-dml-in-expand]" "$ZOUT"
+t_has "volatile default, line of the statement" "0002_unsafe.toml:10:1: error[add-column-volatile-default]" "$ZOUT"
+t_has "mass update" "0002_unsafe.toml:11:1: error[mass-dml-in-expand]" "$ZOUT"
 t_has "missing down" "0002_unsafe.toml:8: warning[missing-down]" "$ZOUT"
 t_lacks "DROP COLUMN in contract is fine" "destructive-in-expand" "$ZOUT"
 t_has "summary" "2 plans linted: 3 errors, 1 warning, 0 allowed" "$ZOUT"
 t_has "the error" "zdm lint found 3 errors" "$ZERR"
 
-zdm_run lint --json
+lint_run lint --json
 t_rc "zdm lint --json with unsafe SQL" 3
 t_eq "--json parses, errors" 3 "$(jq -r '.errors' <<<"$ZOUT")"
 t_eq "--json: rules" "index-not-concurrent add-column-volatile-default mass-dml-in-expand missing-down" \
     "$(jq -r '[.findings[].rule] | join(" ")' <<<"$ZOUT")"
-t_eq "--json: every field" "plan file line step phase rule severity message hint allowed" \
+t_eq "--json: every field" "plan file line step phase rule severity message hint allowed column dialect" \
     "$(jq -r '.findings[0] | keys_unsorted | join(" ")' <<<"$ZOUT")"
 t_eq "--json: first finding" "0002_unsafe 5 1 expand error false" \
     "$(jq -r '.findings[0] | "\(.plan) \(.line) \(.step) \(.phase) \(.severity) \(.allowed)"' <<<"$ZOUT")"
 
-zdm_run lint --allow index-not-concurrent,mass-dml-in-expand
+lint_run lint --allow index-not-concurrent,mass-dml-in-expand
 t_rc "zdm lint --allow two rules" 3
 t_has "allowed, said so" "error[index-not-concurrent]: CREATE INDEX events_pn" "$ZOUT"
 t_has "allowed, said so" "(allowed: --allow)" "$ZOUT"
 t_has "one error left" "1 error, 1 warning, 2 allowed" "$ZOUT"
-zdm_run lint --allow index-not-concurent
+lint_run lint --allow index-not-concurent
 t_rc "zdm lint --allow with a misspelt rule" 2
 t_has "did you mean" 'did you mean "index-not-concurrent"' "$ZERR"
 
 t_section "arguments: plan ids, files, directories; invalid plans"
-zdm_run lint 0001_baseline
+lint_run lint 0001_baseline
 t_rc "zdm lint PLAN (clean)" 0
 t_has "one plan" "1 plan linted: 0 errors" "$ZOUT"
-zdm_run lint "$T_PLANS/0002_unsafe.toml"
+lint_run lint "$T_PLANS/0002_unsafe.toml"
 t_rc "zdm lint FILE (requires not beside it is fine)" 3
-zdm_run lint "$ZDM_SRC/plans"
+lint_run lint "$ZDM_SRC/plans"
 t_rc "zdm lint DIR" 0
-zdm_run lint 0003_nope
+lint_run lint 0003_nope
 t_rc "zdm lint unknown PLAN" 2
 printf 'description = 1\n' >"$T_DIR/bad.toml"
-zdm_run lint "$T_DIR/bad.toml"
+lint_run lint "$T_DIR/bad.toml"
 t_rc "zdm lint of an invalid plan" 2
 printf '[[expand.steps]]\nsql = """\nSELECT 1;\nSELEC 2"""\ndown = "SELECT 1"\n' >"$T_DIR/0009_syntax.toml"
-zdm_run lint "$T_DIR/0009_syntax.toml"
+lint_run lint "$T_DIR/0009_syntax.toml"
 t_rc "zdm lint of SQL that does not parse" 3
-t_has "parse error at its line" "0009_syntax.toml:4: error[parse-error]: not valid PostgreSQL: syntax error at or near \"SELEC\"" "$ZOUT"
+t_has "parse error at its line" "0009_syntax.toml:4:1: error[parse-error]: not valid PostgreSQL: syntax error at or near \"SELEC\"" "$ZOUT"
 
 # ------------------------------------------------------------ zdm advance
-t_section "advance on SQLite refuses unsafe (PostgreSQL) SQL"
+t_section "advance on SQLite: SQLite's rules; a plain CREATE INDEX advances"
 db_new sqlite adv
 plans_copy 0001_baseline
-plan_write 0002_index 'description = "an index, the blocking way"
+plan_write 0002_index 'description = "a plain index: fine on SQLite"
 requires = ["0001_baseline"]
 [[expand.steps]]
 sql = "CREATE INDEX events_pn ON events (project_name)"
 down = "DROP INDEX events_pn"'
 zdm_complete 0001_baseline
 zdm_run advance 0002_index
-t_rc "advance with a lint error" 3
-t_has "names the rule and the line" "0002_index.toml:4: error[index-not-concurrent]" "$ZERR"
-t_has "says how to allow it" "--allow index-not-concurrent" "$ZERR"
-t_eq "nothing changed: no index" 0 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE name = 'events_pn'")"
-t_eq "still pending" 0 "$(db_sql "SELECT count(*) FROM zdm_plans WHERE id = '0002_index' AND phase <> 'pending'")"
-zdm_run history 0002_index
-t_has "the refusal is in history" "refused" "$ZOUT"
-t_has "with the rule" "index-not-concurrent" "$ZOUT"
-zdm_run advance 0002_index --dry-run
-t_rc "advance --dry-run with a lint error" 3
-zdm_run advance 0002_index --allow heavy-lock
-t_rc "advance --allow of another rule" 3
-zdm_run advance 0002_index --allow nope
-t_rc "advance --allow of an unknown rule" 2
-zdm_run advance 0002_index --allow index-not-concurrent
-t_rc "advance --allow index-not-concurrent" 0
+t_rc "advance of a plain CREATE INDEX on SQLite" 0
 t_has "expanded" "0002_index: pending -> expanded" "$ZOUT"
 t_eq "the index exists" 1 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE name = 'events_pn'")"
 
-t_section "allow_unsafe in the plan; sql.pg is what is linted"
-plan_write 0003_allowed 'description = "allowed in the plan"
+plan_write 0003_rebuild 'description = "a whole-table copy holds the write lock"
 requires = ["0001_baseline"]
-allow_unsafe = [{rule = "index-not-concurrent", reason = "events is tiny"}]
 [[expand.steps]]
-sql = "CREATE INDEX events_ca ON events (created_at)"
-down = "DROP INDEX events_ca"'
-zdm_run advance 0003_allowed
+sql = """
+CREATE TABLE events_copy (id integer PRIMARY KEY, project_name text);
+INSERT INTO events_copy SELECT id, project_name FROM events"""
+down = "DROP TABLE events_copy"'
+zdm_run advance 0003_rebuild
+t_rc "advance with a SQLite lint error" 3
+t_has "names the rule, line and column" "0003_rebuild.toml:6:1: error[sqlite-table-rebuild]" "$ZERR"
+t_has "says how to allow it" "--allow sqlite-table-rebuild" "$ZERR"
+t_eq "nothing changed: no table" 0 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE name = 'events_copy'")"
+t_eq "still pending" 0 "$(db_sql "SELECT count(*) FROM zdm_plans WHERE id = '0003_rebuild' AND phase <> 'pending'")"
+zdm_run history 0003_rebuild
+t_has "the refusal is in history" "refused" "$ZOUT"
+t_has "with the rule" "sqlite-table-rebuild" "$ZOUT"
+zdm_run advance 0003_rebuild --dry-run
+t_rc "advance --dry-run with a lint error" 3
+zdm_run advance 0003_rebuild --allow heavy-lock
+t_rc "advance --allow of another rule" 3
+zdm_run advance 0003_rebuild --allow nope
+t_rc "advance --allow of an unknown rule" 2
+zdm_run advance 0003_rebuild --allow sqlite-table-rebuild
+t_rc "advance --allow sqlite-table-rebuild" 0
+t_eq "the copy exists" 1 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE name = 'events_copy'")"
+
+t_section "allow_unsafe and zdm:allow; the SQL SQLite runs is what is linted"
+plan_write 0004_allowed 'description = "allowed in the plan"
+requires = ["0001_baseline"]
+allow_unsafe = [{rule = "mass-dml-in-expand", reason = "events is tiny"}]
+[[expand.steps]]
+sql = "UPDATE events SET legacy_flag = legacy_flag"
+down = "SELECT 1"'
+zdm_run advance 0004_allowed
 t_rc "advance with allow_unsafe" 0
 t_has "the allowed finding is logged" "(allowed: events is tiny)" "$ZERR"
-plan_write 0004_pg_variant 'description = "the pg variant is unsafe, the sqlite one fine"
+plan_write 0005_inline 'description = "allowed in the SQL"
+requires = ["0001_baseline"]
+[[expand.steps]]
+sql = """
+-- zdm:allow mass-dml-in-expand a few rows only
+UPDATE events SET legacy_flag = legacy_flag"""
+down = "SELECT 1"'
+zdm_run advance 0005_inline
+t_rc "advance with -- zdm:allow RULE reason" 0
+t_has "the reason is logged" "(allowed: a few rows only)" "$ZERR"
+plan_write 0006_noreason 'description = "an allow without a reason"
+requires = ["0001_baseline"]
+[[expand.steps]]
+sql = """
+UPDATE events SET legacy_flag = legacy_flag -- zdm:allow mass-dml-in-expand
+"""
+down = "SELECT 1"'
+zdm_run advance 0006_noreason
+t_rc "advance with a zdm:allow without a reason" 3
+t_has "allow-no-reason" "error[allow-no-reason]" "$ZERR"
+plan_write 0007_pg_variant 'description = "the pg variant is unsafe, the sqlite one fine"
 requires = ["0001_baseline"]
 [[expand.steps]]
 sql.pg = "ALTER TABLE employees ALTER COLUMN name TYPE varchar(10)"
 sql.sqlite = "SELECT 1"
 down = "SELECT 1"'
-zdm_run advance 0004_pg_variant
-t_rc "advance on SQLite of a plan whose sql.pg is unsafe" 3
-t_has "alter-type-rewrite" "error[alter-type-rewrite]" "$ZERR"
-plan_write 0005_sqlite_only 'description = "SQLite-only SQL is not linted"
-requires = ["0001_baseline"]
-[[expand.steps]]
-sql.sqlite = "CREATE INDEX events_x ON events (legacy_flag)"
-down.sqlite = "DROP INDEX events_x"'
-zdm_run -v advance 0005_sqlite_only
-t_rc "advance of a SQLite-only step" 0
+zdm_run advance 0007_pg_variant
+t_rc "advance on SQLite of a plan whose sql.pg only is unsafe" 0
+lint_run lint 0007_pg_variant
+t_rc "zdm lint (no target) still flags sql.pg" 3
+t_has "alter-type-rewrite" "error[alter-type-rewrite]" "$ZOUT"
+lint_run lint --db "sqlite:$T_DIR/x.db" 0007_pg_variant
+t_rc "zdm lint --db sqlite:... lints what SQLite runs" 0
+t_eq "--db did not create a file" "no" "$([ -e "$T_DIR/x.db" ] && echo yes || echo no)"
 
 t_section "contract is gated too"
-plan_write 0006_contract 'description = "contract with SET NOT NULL"
+plan_write 0008_contract 'description = "contract with a whole-table copy"
 requires = ["0001_baseline"]
 [[expand.steps]]
 sql = "SELECT 1"
 down = "SELECT 1"
 [[contract.steps]]
-sql.pg = "ALTER TABLE employees ALTER COLUMN email SET NOT NULL"
-sql.sqlite = "SELECT 1"'
-zdm_run advance 0006_contract
+sql.pg = "SELECT 1"
+sql.sqlite = "CREATE TABLE employees_copy AS SELECT * FROM employees"'
+zdm_run advance 0008_contract
 t_rc "expand: the contract error counts already" 3
-t_has "set-not-null" "error[set-not-null]" "$ZERR"
-zdm_run advance 0006_contract --allow set-not-null
+t_has "sqlite-table-rebuild" "error[sqlite-table-rebuild]" "$ZERR"
+zdm_run advance 0008_contract --allow sqlite-table-rebuild
 t_rc "expand with --allow" 0
-zdm_run advance 0006_contract
+zdm_run advance 0008_contract
 t_rc "backfill: no lint" 0
-zdm_run advance 0006_contract
+zdm_run advance 0008_contract
 t_rc "cutover: no lint" 0
-zdm_run advance 0006_contract
+zdm_run advance 0008_contract
 t_rc "contract refused" 3
 t_has "in contract" "zdm lint found 1 error in contract" "$ZERR"
-zdm_run advance 0006_contract --allow set-not-null
+zdm_run advance 0008_contract --allow sqlite-table-rebuild
 t_rc "contract with --allow" 0
-t_has "complete" "0006_contract: cut_over -> complete" "$ZOUT"
+t_has "complete" "0008_contract: cut_over -> complete" "$ZOUT"
 
 t_finish

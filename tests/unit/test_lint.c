@@ -61,7 +61,7 @@ typedef struct lint_case {
 static const lint_case cases[] = {
     /* ---- safe ---- */
     {E, 1, NULL, NULL, "CREATE TABLE t (id bigint PRIMARY KEY, a text)", ""},
-    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a)", ""},
+    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a)", ""},
     {E, 0, NULL, NULL, "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a)", ""},
     {E, 1, NULL, "CREATE TABLE n (a int)", "CREATE INDEX n_a ON n (a)", ""},
     {E, 1, NULL, NULL, "CREATE TABLE n (a int); CREATE INDEX n_a ON n (a); UPDATE n SET a = 1", ""},
@@ -93,8 +93,8 @@ static const lint_case cases[] = {
     {E, 0, NULL, NULL, "REINDEX INDEX CONCURRENTLY t_a", ""},
     {E, 1, NULL, NULL, "CREATE TABLE x AS SELECT 1 AS a; UPDATE x SET a = 2", ""},
     {E, 1, NULL, NULL, "SELECT 1; INSERT INTO t (a) VALUES ('x')", ""},
-    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a); CREATE INDEX CONCURRENTLY u_b ON u (b)", ""},
-    {E, 1, NULL, NULL, "ALTER TABLE t ALTER COLUMN a DROP NOT NULL", ""},
+    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a); CREATE INDEX CONCURRENTLY IF NOT EXISTS u_b ON u (b)", ""},
+    {C, 1, NULL, NULL, "ALTER TABLE t ALTER COLUMN a DROP NOT NULL", ""},
     {E, 1, NULL, NULL, "CREATE VIEW v AS SELECT * FROM t", ""},
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c uuid; ALTER TABLE t ALTER COLUMN c SET DEFAULT gen_random_uuid()", ""},
     {E, 0, NULL, NULL, "DROP INDEX CONCURRENTLY IF EXISTS t_a", ""},
@@ -115,7 +115,7 @@ static const lint_case cases[] = {
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT clock_timestamp()", "add-column-volatile-default"},
     {E, 1, NULL, NULL, "ALTER TABLE t ADD c uuid NOT NULL DEFAULT gen_random_uuid()", "add-column-volatile-default"},
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int DEFAULT (pg_catalog.random() * 10)::int", "add-column-volatile-default"},
-    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c bigserial", "add-column-volatile-default"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c bigserial", "add-column-volatile-default,type-serial"},
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c bigint GENERATED ALWAYS AS IDENTITY", "add-column-volatile-default"},
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a * 2) STORED", "add-column-volatile-default"},
     /* ---- alter-type-rewrite ---- */
@@ -164,15 +164,15 @@ static const lint_case cases[] = {
     {E, 1, NULL, NULL, "UPDATE t SET a = 'x' WHERE 1 = 1", "mass-dml-in-expand"},
     {E, 1, NULL, NULL, "DELETE FROM t WHERE true", "mass-dml-in-expand"},
     /* ---- multi-ddl-no-transaction ---- */
-    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a); CREATE INDEX CONCURRENTLY t_b ON t (b)",
-     "multi-ddl-no-transaction"},
-    {E, 0, NULL, NULL, "ALTER TABLE t ADD COLUMN c int; CREATE INDEX CONCURRENTLY t_c ON t (c)",
+    {E, 0, NULL, NULL, "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a); "
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_b ON t (b)", "multi-ddl-no-transaction"},
+    {E, 0, NULL, NULL, "ALTER TABLE t ADD COLUMN IF NOT EXISTS c int; CREATE INDEX CONCURRENTLY IF NOT EXISTS t_c ON t (c)",
      "multi-ddl-no-transaction"},
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int; CREATE INDEX t_c ON t (c)", "index-not-concurrent"},
     /* ---- several at once ---- */
     {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c int DEFAULT random()::int, ALTER COLUMN a SET NOT NULL",
      "add-column-volatile-default,set-not-null"},
-    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c serial UNIQUE", "add-column-volatile-default,index-not-concurrent"},
+    {E, 1, NULL, NULL, "ALTER TABLE t ADD COLUMN c serial UNIQUE", "add-column-volatile-default,index-not-concurrent,type-serial"},
     {E, 1, NULL, NULL, "CREATE INDEX t_a ON t (a); UPDATE t SET a = 0; DROP TABLE u",
      "destructive-in-expand,index-not-concurrent,mass-dml-in-expand"},
     /* ---- parse-error ---- */
@@ -267,8 +267,8 @@ static void test_lines_in_sql(void **state)
     zdm_lint_result_free(&r);
 
     /* The second DDL on the table is where a transaction-less step goes wrong. */
-    assert_int_equal(zdm_lint_sql(ctx, "CREATE INDEX CONCURRENTLY a ON t (a);\n"
-                                       "CREATE INDEX CONCURRENTLY b ON t (b);", E, 0, &r), 0);
+    assert_int_equal(zdm_lint_sql(ctx, "CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (a);\n"
+                                       "CREATE INDEX CONCURRENTLY IF NOT EXISTS b ON t (b);", E, 0, &r), 0);
     assert_int_equal(r.n, 1);
     assert_string_equal(r.v[0].rule, "multi-ddl-no-transaction");
     assert_int_equal(r.v[0].line, 2);
@@ -376,7 +376,7 @@ static void test_plan_lines(void **state)
 
     zdm_buf b = {0};
     zdm_lint_format(find(&r, "index-not-concurrent", 0), &b);
-    assert_string_equal(b.data, "plans/0009_lines.toml:4: error[index-not-concurrent]: CREATE INDEX a on t "
+    assert_string_equal(b.data, "plans/0009_lines.toml:4:8: error[index-not-concurrent]: CREATE INDEX a on t "
                                 "without CONCURRENTLY blocks writes to t until the index is built -- CREATE "
                                 "INDEX CONCURRENTLY in a step of its own (zdm runs it outside a transaction)");
     zdm_buf_free(&b);
@@ -447,7 +447,7 @@ static void test_allow_unsafe(void **state)
 static const char *const DIALECT_PLAN =
     "description = \"dialects\"\n"
     "[[expand.steps]]\n"
-    "sql.sqlite = \"CREATE INDEX a ON t (a)\"\n"  /* SQLite only: not linted */
+    "sql.sqlite = \"CREATE INDEX a ON t (a)\"\n"  /* SQLite only: SQLite rules (fine there) */
     "down.sqlite = \"DROP INDEX a\"\n"
     "[[expand.steps]]\n"
     "sql.sqlite = \"CREATE INDEX b ON t (b)\"\n"   /* the pg variant is the one linted */
@@ -463,9 +463,22 @@ static void test_dialects_and_downs(void **state)
     (void)state;
     zdm_plan *p = load("plans/0011_dialects.toml", DIALECT_PLAN);
     zdm_lint_result r = {0};
-    zdm_lint_plan(p, NULL, DIALECT_PLAN, &r);
+    /* A target of each dialect: its SQL with its rules. */
+    zdm_lint_plan_dialect(p, NULL, DIALECT_PLAN, ZDM_LINT_DIALECT_SQLITE, &r);
     char *got = rules_of(&r, 0);
-    assert_string_equal(got, "missing-down,parse-error,sqlite-only");
+    assert_string_equal(got, "missing-down"); /* the plain CREATE INDEX is fine on SQLite */
+    free(got);
+    assert_int_equal(r.v[0].dialect, ZDM_LINT_DIALECT_SQLITE);
+    zdm_lint_result_free(&r);
+    /* No target: sql.pg / sql with PostgreSQL's rules, sql.sqlite with SQLite's. */
+    zdm_lint_plan(p, NULL, DIALECT_PLAN, &r);
+    got = rules_of(&r, 0);
+    assert_string_equal(got, "missing-down,not-idempotent,parse-error");
+    free(got);
+    zdm_lint_result_free(&r);
+    zdm_lint_plan_dialect(p, NULL, DIALECT_PLAN, ZDM_LINT_DIALECT_PG, &r);
+    got = rules_of(&r, 0);
+    assert_string_equal(got, "missing-down,not-idempotent,parse-error,sqlite-only");
     free(got);
     const zdm_lint_finding *f = find(&r, "sqlite-only", 0);
     assert_int_equal(f->severity, ZDM_LINT_INFO);
@@ -515,12 +528,15 @@ static void test_types_from_earlier_plans(void **state)
 
     /* The table of an earlier plan exists: an index on it is not "new". */
     zdm_lint_plan(set.plans[0], &set, a, &r);
-    assert_int_equal(r.n, 0);
+    got = rules_of(&r, 0);
+    assert_string_equal(got, "type-varchar-length");
+    free(got);
     zdm_lint_result_free(&r);
     zdm_plan_set_free(&set);
 }
 
-/* The example plans are clean, 0004's SET NOT NULL included. */
+/* The example plans have no error, 0004's SET NOT NULL included (type
+ * and DROP NOT NULL warnings are fine), for every target. */
 static void test_example_plans_clean(void **state)
 {
     (void)state;
@@ -531,16 +547,20 @@ static void test_example_plans_clean(void **state)
     zdm_diags_free(&d);
     assert_true(set.n >= 6);
     for (size_t i = 0; i < set.n; i++) {
-        zdm_lint_result r = {0};
-        zdm_lint_plan(set.plans[i], &set, NULL, &r);
-        for (size_t k = 0; k < r.n; k++) {
-            zdm_buf b = {0};
-            zdm_lint_format(&r.v[k], &b);
-            fprintf(stderr, "unexpected: %s\n", b.data);
-            zdm_buf_free(&b);
+        for (int mode = 0; mode <= 2; mode++) {
+            zdm_lint_result r = {0};
+            zdm_lint_plan_dialect(set.plans[i], &set, NULL, mode, &r);
+            for (size_t k = 0; k < r.n; k++) {
+                if (r.v[k].severity != ZDM_LINT_ERROR)
+                    continue;
+                zdm_buf b = {0};
+                zdm_lint_format(&r.v[k], &b);
+                fprintf(stderr, "unexpected (mode %d): %s\n", mode, b.data);
+                zdm_buf_free(&b);
+            }
+            assert_int_equal(zdm_lint_count(&r, ZDM_LINT_ERROR, -1), 0);
+            zdm_lint_result_free(&r);
         }
-        assert_int_equal(r.n, 0);
-        zdm_lint_result_free(&r);
     }
     zdm_plan_set_free(&set);
 }
@@ -562,14 +582,14 @@ static void test_gate(void **state)
     zdm_plan *p = load("/nonexistent/0012_gate.toml", src);
     zdm_err err;
     zdm_err_clear(&err);
-    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, &err), ZDM_EXIT_REFUSED);
+    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, ZDM_LINT_DIALECT_PG, &err), ZDM_EXIT_REFUSED);
     assert_non_null(strstr(err.msg, "plan 0012_gate: zdm lint found 1 error; the first: "
-                                    "/nonexistent/0012_gate.toml:3: error[index-not-concurrent]"));
+                                    "/nonexistent/0012_gate.toml:3:8: error[index-not-concurrent]"));
     assert_non_null(strstr(err.detail, "--allow index-not-concurrent"));
     zdm_err_clear(&err);
-    assert_int_equal(zdm_lint_gate(p, NULL, E, "index-not-concurrent", &err), 0);
-    assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, &err), 0); /* DROP COLUMN in contract: fine */
-    assert_int_equal(zdm_lint_gate(p, NULL, E, "nope", &err), ZDM_EXIT_USAGE);
+    assert_int_equal(zdm_lint_gate(p, NULL, E, "index-not-concurrent", ZDM_LINT_DIALECT_PG, &err), 0);
+    assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, ZDM_LINT_DIALECT_PG, &err), 0); /* DROP COLUMN in contract: fine */
+    assert_int_equal(zdm_lint_gate(p, NULL, E, "nope", ZDM_LINT_DIALECT_PG, &err), ZDM_EXIT_USAGE);
     zdm_plan_free(p);
 
     const char *src2 = "description = \"gate\"\n"
@@ -581,12 +601,12 @@ static void test_gate(void **state)
                        "sql = \"CLUSTER t; ALTER TABLE t ALTER a SET NOT NULL\"\n";
     p = load("/nonexistent/0013_gate.toml", src2);
     zdm_err_clear(&err);
-    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, &err), ZDM_EXIT_REFUSED); /* the contract's error counts */
+    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, ZDM_LINT_DIALECT_PG, &err), ZDM_EXIT_REFUSED); /* the contract's error counts */
     assert_non_null(strstr(err.msg, "error[set-not-null]"));
     zdm_err_clear(&err);
-    assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, &err), ZDM_EXIT_REFUSED);
+    assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, ZDM_LINT_DIALECT_PG, &err), ZDM_EXIT_REFUSED);
     assert_non_null(strstr(err.msg, "1 error in contract"));
-    assert_int_equal(zdm_lint_gate(p, NULL, C, "set-not-null", &err), 0);
+    assert_int_equal(zdm_lint_gate(p, NULL, C, "set-not-null", ZDM_LINT_DIALECT_PG, &err), 0);
     zdm_plan_free(p);
     zdm_log_set_stream(stderr);
     fclose(devnull);

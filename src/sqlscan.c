@@ -1,0 +1,552 @@
+/*
+ * sqlscan.c -- tokens, statements, inline exceptions and bounds of SQL
+ * text (see sqlscan.h).
+ *
+ * One pass over the text, constant stack: the tokenizer never recurses,
+ * and the depth estimate keeps its per-parenthesis counters in an array
+ * bounded by ZDM_SQL_MAX_DEPTH.
+ */
+#include "sqlscan.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TOK_COMMENT 100 /* internal: a comment (line or block) */
+
+static int ident_start(unsigned char c)
+{
+    return isalpha(c) || c == '_' || c >= 0x80;
+}
+
+static int ident_char(unsigned char c)
+{
+    return isalnum(c) || c == '_' || c == '$' || c >= 0x80;
+}
+
+/* Skips a quoted run starting at s[*i] (the opening quote) that ends at
+ * `close`; a doubled close stands for itself; `bs`: backslash escapes.
+ * Returns 0 when it never ends (*i at the end). */
+static int skip_quoted(const char *s, size_t *i, char close, int bs)
+{
+    size_t k = *i + 1;
+    for (;;) {
+        if (!s[k]) {
+            *i = k;
+            return 0;
+        }
+        if (bs && s[k] == '\\' && s[k + 1]) {
+            k += 2;
+            continue;
+        }
+        if (s[k] == close) {
+            if (s[k + 1] == close && close != ']') {
+                k += 2;
+                continue;
+            }
+            *i = k + 1;
+            return 1;
+        }
+        k++;
+    }
+}
+
+/* PostgreSQL's $tag$ opening a dollar-quoted string at s[i], its length
+ * (0 when s[i] does not start one). */
+static size_t dollar_tag(const char *s, size_t i)
+{
+    if (s[i] != '$')
+        return 0;
+    size_t k = i + 1;
+    if (s[k] == '$')
+        return 2;
+    if (!ident_start((unsigned char)s[k]))
+        return 0;
+    while (ident_char((unsigned char)s[k]) && s[k] != '$')
+        k++;
+    return s[k] == '$' ? k - i + 1 : 0;
+}
+
+/* The next token or comment from s[*i]; blanks skipped.  Returns 1 with
+ * *t filled (t->kind may be TOK_COMMENT), 0 at the end, -1 when a
+ * string, identifier or comment never ends (t->off: where it starts). */
+static int next_tok(const char *s, size_t *i, int dialect, zdm_tok *t)
+{
+    size_t k = *i;
+    while (s[k] && isspace((unsigned char)s[k]))
+        k++;
+    if (!s[k]) {
+        *i = k;
+        return 0;
+    }
+    unsigned char c = (unsigned char)s[k];
+    t->off = k;
+    int ok = 1;
+    if (c == '-' && s[k + 1] == '-') {
+        while (s[k] && s[k] != '\n')
+            k++;
+        t->kind = TOK_COMMENT;
+    } else if (c == '/' && s[k + 1] == '*') {
+        /* PostgreSQL nests block comments; SQLite does not. */
+        int level = 1;
+        k += 2;
+        while (s[k] && level > 0) {
+            if (s[k] == '*' && s[k + 1] == '/') {
+                level--;
+                k += 2;
+            } else if (dialect == ZDM_SQL_PG && s[k] == '/' && s[k + 1] == '*') {
+                level++;
+                k += 2;
+            } else {
+                k++;
+            }
+        }
+        ok = level == 0;
+        t->kind = TOK_COMMENT;
+    } else if (c == '\'') {
+        ok = skip_quoted(s, &k, '\'', 0);
+        t->kind = ZDM_TOK_STRING;
+    } else if ((c == 'E' || c == 'e') && s[k + 1] == '\'' && dialect == ZDM_SQL_PG) {
+        k++;
+        ok = skip_quoted(s, &k, '\'', 1);
+        t->kind = ZDM_TOK_STRING;
+    } else if ((c == 'X' || c == 'x' || c == 'B' || c == 'b' || c == 'N' || c == 'n') && s[k + 1] == '\'') {
+        k++;
+        ok = skip_quoted(s, &k, '\'', 0);
+        t->kind = ZDM_TOK_STRING;
+    } else if ((c == 'U' || c == 'u') && s[k + 1] == '&' && (s[k + 2] == '\'' || s[k + 2] == '"')) {
+        k += 2;
+        t->kind = s[k] == '\'' ? ZDM_TOK_STRING : ZDM_TOK_QIDENT;
+        ok = skip_quoted(s, &k, s[k], 0);
+    } else if (c == '"') {
+        ok = skip_quoted(s, &k, '"', 0);
+        t->kind = ZDM_TOK_QIDENT;
+    } else if (dialect == ZDM_SQL_SQLITE && c == '`') {
+        ok = skip_quoted(s, &k, '`', 0);
+        t->kind = ZDM_TOK_QIDENT;
+    } else if (dialect == ZDM_SQL_SQLITE && c == '[') {
+        ok = skip_quoted(s, &k, ']', 0);
+        t->kind = ZDM_TOK_QIDENT;
+    } else if (dialect == ZDM_SQL_PG && c == '$' && dollar_tag(s, k)) {
+        size_t tl = dollar_tag(s, k);
+        const char *tag = s + k;
+        k += tl;
+        for (;;) {
+            const char *e = strchr(s + k, '$');
+            if (!e) {
+                k += strlen(s + k);
+                ok = 0;
+                break;
+            }
+            k = (size_t)(e - s);
+            if (strncmp(e, tag, tl) == 0) {
+                k += tl;
+                break;
+            }
+            k++;
+        }
+        t->kind = ZDM_TOK_STRING;
+    } else if (ident_start(c)) {
+        while (s[k] && ident_char((unsigned char)s[k]))
+            k++;
+        t->kind = ZDM_TOK_WORD;
+    } else if (isdigit(c) || (c == '.' && isdigit((unsigned char)s[k + 1]))) {
+        while (isalnum((unsigned char)s[k]) || s[k] == '.' || s[k] == '_' ||
+               ((s[k] == '+' || s[k] == '-') && (s[k - 1] == 'e' || s[k - 1] == 'E')))
+            k++;
+        t->kind = ZDM_TOK_NUMBER;
+    } else if ((c == '$' || c == '?' || c == ':' || c == '@') && isdigit((unsigned char)s[k + 1])) {
+        k++;
+        while (isdigit((unsigned char)s[k]))
+            k++;
+        t->kind = ZDM_TOK_PARAM;
+    } else if (c == '?' && dialect == ZDM_SQL_SQLITE) {
+        k++;
+        t->kind = ZDM_TOK_PARAM;
+    } else if (c == '(' || c == ')' || c == ',' || c == ';') {
+        k++;
+        t->kind = c == '(' ? ZDM_TOK_LPAREN : c == ')' ? ZDM_TOK_RPAREN : c == ',' ? ZDM_TOK_COMMA : ZDM_TOK_SEMI;
+    } else {
+        /* Operators: a run of operator characters (PostgreSQL's rule,
+         * close enough for SQLite's fixed set). */
+        static const char opchars[] = "+-*/<>=~!@#%^&|`?:.[]";
+        if (strchr(opchars, c) && c) {
+            k++;
+            while (s[k] && strchr("+-*/<>=~!@#%^&|?", s[k]) && !(s[k] == '-' && s[k + 1] == '-') &&
+                   !(s[k] == '/' && s[k + 1] == '*') && c != '.' && c != '[' && c != ']')
+                k++;
+        } else {
+            k++; /* any other byte stands alone */
+            while ((s[k] & 0xC0) == 0x80)
+                k++;
+        }
+        t->kind = ZDM_TOK_OP;
+    }
+    t->len = k - t->off;
+    *i = k;
+    return ok ? 1 : -1;
+}
+
+int zdm_tok_is(const char *sql, const zdm_tok *t, const char *kw)
+{
+    size_t n = strlen(kw);
+    return t->kind == ZDM_TOK_WORD && t->len == n && strncasecmp(sql + t->off, kw, n) == 0;
+}
+
+void zdm_sql_pos(const char *sql, size_t off, int *line, int *col)
+{
+    int l = 1;
+    size_t start = 0;
+    for (size_t i = 0; i < off && sql[i]; i++)
+        if (sql[i] == '\n') {
+            l++;
+            start = i + 1;
+        }
+    int c = 1;
+    for (size_t i = start; i < off && sql[i]; i++)
+        if ((sql[i] & 0xC0) != 0x80)
+            c++;
+    *line = l;
+    *col = c;
+}
+
+/* ---- the one pass ---- */
+
+typedef struct depth_state {
+    int level;                 /* parenthesis depth (may exceed the arrays) */
+    int chain[ZDM_SQL_MAX_DEPTH + 2];
+    int sum;                   /* of chain[0..level] */
+    int max;
+} depth_state;
+
+static void depth_reset(depth_state *d)
+{
+    d->level = 0;
+    d->chain[0] = 0;
+    d->sum = 0;
+    d->max = 0;
+}
+
+static void depth_note(depth_state *d)
+{
+    int cur = d->level + d->sum;
+    if (cur > d->max)
+        d->max = cur;
+}
+
+/* Keywords after which an operand starts a new, flat list element: the
+ * parser keeps these as lists (AND/OR are flattened), so they do not nest. */
+static int resets_chain(const char *s, const zdm_tok *t)
+{
+    static const char *const kw[] = {"AND", "OR", "WHEN", "THEN", "ELSE", "SELECT", "FROM", "WHERE", "SET",
+                                     "VALUES", "ON", "RETURNING", "LIMIT", "OFFSET", "GROUP", "ORDER",
+                                     "HAVING", "BY", "DEFAULT", "CHECK", "USING", NULL};
+    if (t->kind != ZDM_TOK_WORD || t->len > 9)
+        return 0;
+    for (size_t i = 0; kw[i]; i++)
+        if (zdm_tok_is(s, t, kw[i]))
+            return 1;
+    return 0;
+}
+
+static void depth_tok(depth_state *d, const char *s, const zdm_tok *t)
+{
+    int in = d->level <= ZDM_SQL_MAX_DEPTH;
+    switch (t->kind) {
+    case ZDM_TOK_LPAREN:
+        d->level++;
+        if (d->level <= ZDM_SQL_MAX_DEPTH)
+            d->chain[d->level] = 0;
+        break;
+    case ZDM_TOK_RPAREN:
+        if (d->level == 0)
+            break;
+        if (in)
+            d->sum -= d->chain[d->level];
+        d->level--;
+        break;
+    case ZDM_TOK_COMMA:
+        if (in) {
+            d->sum -= d->chain[d->level];
+            d->chain[d->level] = 0;
+        }
+        break;
+    case ZDM_TOK_OP:
+        if (in && !(t->len == 1 && s[t->off] == '.')) {
+            d->chain[d->level]++;
+            d->sum++;
+        }
+        break;
+    case ZDM_TOK_WORD:
+        if (!in)
+            break;
+        if (resets_chain(s, t)) {
+            d->sum -= d->chain[d->level];
+            d->chain[d->level] = 0;
+        } else if (zdm_tok_is(s, t, "NOT") || zdm_tok_is(s, t, "IS") || zdm_tok_is(s, t, "COLLATE")) {
+            d->chain[d->level]++;
+            d->sum++;
+        } else if (zdm_tok_is(s, t, "UNION") || zdm_tok_is(s, t, "INTERSECT") || zdm_tok_is(s, t, "EXCEPT")) {
+            /* A chain of UNIONs nests its left operand; the SELECT after
+             * it resets the operand's chain, so it counts as a level. */
+            d->level++;
+            if (d->level <= ZDM_SQL_MAX_DEPTH)
+                d->chain[d->level] = 0;
+        }
+        break;
+    default:
+        break;
+    }
+    depth_note(d);
+}
+
+/* Statement-splitting state: a trigger body (BEGIN ... END) and BEGIN
+ * ATOMIC keep their semicolons. */
+typedef struct split_state {
+    int nwords;      /* words seen in the statement (up to 6) */
+    int create;      /* first word CREATE */
+    int trigger;     /* CREATE [TEMP] TRIGGER */
+    int routine;     /* CREATE [OR REPLACE] FUNCTION/PROCEDURE */
+    int block;       /* BEGIN ... END nesting (CASE counts too) */
+    int prev_begin;  /* the previous token was BEGIN */
+} split_state;
+
+static void split_word(split_state *st, const char *s, const zdm_tok *t, int dialect)
+{
+    if (t->kind != ZDM_TOK_WORD) {
+        st->prev_begin = 0;
+        return;
+    }
+    if (st->nwords < 6) {
+        if (st->nwords == 0)
+            st->create = zdm_tok_is(s, t, "CREATE");
+        else if (st->create && (zdm_tok_is(s, t, "TRIGGER")))
+            st->trigger = 1;
+        else if (st->create && (zdm_tok_is(s, t, "FUNCTION") || zdm_tok_is(s, t, "PROCEDURE")))
+            st->routine = 1;
+        st->nwords++;
+    }
+    if (dialect == ZDM_SQL_SQLITE && st->trigger) {
+        if (zdm_tok_is(s, t, "BEGIN") || (st->block > 0 && zdm_tok_is(s, t, "CASE")))
+            st->block++;
+        else if (st->block > 0 && zdm_tok_is(s, t, "END"))
+            st->block--;
+    } else if (dialect == ZDM_SQL_PG && st->routine) {
+        if (st->prev_begin && zdm_tok_is(s, t, "ATOMIC"))
+            st->block++;
+        else if (st->block > 0 && zdm_tok_is(s, t, "CASE"))
+            st->block++;
+        else if (st->block > 0 && zdm_tok_is(s, t, "END"))
+            st->block--;
+    }
+    st->prev_begin = zdm_tok_is(s, t, "BEGIN");
+}
+
+/* "-- zdm:allow RULES reason": fills a (rules, reason), or returns 0. */
+static int parse_allow(const char *s, const zdm_tok *t, zdm_sql_allow *a)
+{
+    const char *p = s + t->off, *end = s + t->off + t->len;
+    if (p[0] == '-')
+        p += 2;
+    else {
+        p += 2;
+        end -= 2; /* the closing star-slash */
+    }
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if ((size_t)(end - p) < 9 || strncmp(p, "zdm:allow", 9) != 0)
+        return 0;
+    p += 9;
+    if (p < end && !isspace((unsigned char)*p))
+        return 0;
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    const char *r = p;
+    while (p < end && !isspace((unsigned char)*p))
+        p++;
+    a->rules = zdm_xstrndup(r, (size_t)(p - r));
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    const char *e = end;
+    while (e > p && isspace((unsigned char)e[-1]))
+        e--;
+    a->reason = zdm_xstrndup(p, (size_t)(e - p));
+    return 1;
+}
+
+typedef struct limits {
+    int bad;
+    size_t off;        /* statement that broke a bound */
+    size_t bytes;
+    int depth;
+} limits;
+
+static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
+{
+    depth_state *dp = zdm_xmalloc(sizeof *dp); /* 4 KB: off the stack */
+    depth_reset(dp);
+    split_state st;
+    memset(&st, 0, sizeof st);
+    size_t i = 0, cap_tok = 0, cap_st = 0, cap_al = 0;
+    int open = 0;            /* a statement has tokens */
+    size_t st_off = 0, st_tok = 0, last_end = 0;
+    int last_stmt_line = -1; /* line of the ';' or last token of the previous statement */
+    size_t pending_from = 0; /* allows waiting for the next statement: [pending_from, nallows) */
+    zdm_tok t;
+    int line = 1;
+    size_t line_pos = 0;     /* bytes counted into `line` */
+    for (;;) {
+        int rc = next_tok(s, &i, dialect, &t);
+        if (rc == 0)
+            break;
+        for (; line_pos < t.off; line_pos++)
+            line += s[line_pos] == '\n';
+        int tline = line;
+        if (rc < 0) {
+            if (out && !out->unterminated) {
+                out->unterminated = 1;
+                zdm_sql_pos(s, t.off, &out->un_line, &out->un_col);
+            }
+            if (t.kind == TOK_COMMENT)
+                break;
+        }
+        if (t.kind == TOK_COMMENT) {
+            if (!out)
+                continue;
+            zdm_sql_allow a;
+            memset(&a, 0, sizeof a);
+            if (!parse_allow(s, &t, &a))
+                continue;
+            if (out->nallows == cap_al) {
+                cap_al = cap_al ? cap_al * 2 : 4;
+                out->allows = zdm_xrealloc(out->allows, cap_al * sizeof *out->allows);
+            }
+            zdm_sql_pos(s, t.off, &a.line, &a.col);
+            if (open)
+                a.stmt = out->nstmts; /* inside the statement being read */
+            else if (out->nstmts > 0 && tline == last_stmt_line)
+                a.stmt = out->nstmts - 1; /* after the previous one, on its line */
+            else
+                a.stmt = SIZE_MAX; /* the next one, when it comes */
+            out->allows[out->nallows++] = a;
+            continue;
+        }
+        int ends = t.kind == ZDM_TOK_SEMI && st.block == 0;
+        if (!ends) {
+            if (!open) {
+                open = 1;
+                st_off = t.off;
+                st_tok = out ? out->ntoks : 0;
+            }
+            split_word(&st, s, &t, dialect);
+            depth_tok(dp, s, &t);
+            last_end = t.off + t.len;
+            if (out) {
+                if (out->ntoks == cap_tok) {
+                    cap_tok = cap_tok ? cap_tok * 2 : 64;
+                    out->toks = zdm_xrealloc(out->toks, cap_tok * sizeof *out->toks);
+                }
+                out->toks[out->ntoks++] = t;
+            }
+            if (L && !L->bad && (dp->max > ZDM_SQL_MAX_DEPTH || last_end - st_off > ZDM_SQL_MAX_BYTES)) {
+                L->bad = 1;
+                L->off = st_off;
+                L->depth = dp->max;
+                L->bytes = last_end - st_off;
+            }
+            if (L && L->bad && !out)
+                break;
+            if (rc < 0)
+                ends = 1; /* an unterminated string ends the text */
+            else
+                continue;
+        }
+        last_stmt_line = tline;
+        if (!open)
+            continue; /* an empty statement */
+        if (out) {
+            if (out->nstmts == cap_st) {
+                cap_st = cap_st ? cap_st * 2 : 8;
+                out->stmts = zdm_xrealloc(out->stmts, cap_st * sizeof *out->stmts);
+            }
+            zdm_sql_stmt *x = &out->stmts[out->nstmts];
+            x->off = st_off;
+            x->end = last_end;
+            x->tok = st_tok;
+            x->ntok = out->ntoks - st_tok;
+            x->depth = dp->max;
+            zdm_sql_pos(s, st_off, &x->line, &x->col);
+            x->end_line = tline;
+            for (size_t k = pending_from; k < out->nallows; k++)
+                if (out->allows[k].stmt == SIZE_MAX)
+                    out->allows[k].stmt = out->nstmts;
+            pending_from = out->nallows;
+            out->nstmts++;
+        }
+        open = 0;
+        memset(&st, 0, sizeof st);
+        depth_reset(dp);
+        if (rc < 0)
+            break;
+    }
+    if (open && out) {
+        /* The last statement, without a ';'. */
+        if (out->nstmts == cap_st) {
+            cap_st = cap_st ? cap_st * 2 : 8;
+            out->stmts = zdm_xrealloc(out->stmts, cap_st * sizeof *out->stmts);
+        }
+        zdm_sql_stmt *x = &out->stmts[out->nstmts];
+        x->off = st_off;
+        x->end = last_end;
+        x->tok = st_tok;
+        x->ntok = out->ntoks - st_tok;
+        x->depth = dp->max;
+        zdm_sql_pos(s, st_off, &x->line, &x->col);
+        int cl;
+        zdm_sql_pos(s, last_end, &x->end_line, &cl);
+        for (size_t k = pending_from; k < out->nallows; k++)
+            if (out->allows[k].stmt == SIZE_MAX)
+                out->allows[k].stmt = out->nstmts;
+        out->nstmts++;
+    }
+    free(dp);
+}
+
+void zdm_sql_scan_text(const char *sql, int dialect, zdm_sql_scan *out)
+{
+    memset(out, 0, sizeof *out);
+    run(sql ? sql : "", dialect, out, NULL);
+}
+
+void zdm_sql_scan_free(zdm_sql_scan *s)
+{
+    for (size_t i = 0; i < s->nallows; i++) {
+        free(s->allows[i].rules);
+        free(s->allows[i].reason);
+    }
+    free(s->allows);
+    free(s->toks);
+    free(s->stmts);
+    memset(s, 0, sizeof *s);
+}
+
+int zdm_sql_check_limits(const char *sql, int dialect, int *line, int *col, zdm_buf *why)
+{
+    limits L;
+    memset(&L, 0, sizeof L);
+    run(sql ? sql : "", dialect, NULL, &L);
+    if (!L.bad)
+        return 0;
+    zdm_sql_pos(sql, L.off, line, col);
+    if (L.bytes > ZDM_SQL_MAX_BYTES)
+        zdm_buf_printf(why, "a statement longer than %d bytes (the limit); split it into smaller statements",
+                       ZDM_SQL_MAX_BYTES);
+    else
+        zdm_buf_printf(why,
+                       "a statement nesting deeper than %d levels (operators chained or parentheses "
+                       "nested): zdm refuses it rather than risk the parser's stack; split the expression",
+                       ZDM_SQL_MAX_DEPTH);
+    return ZDM_EXIT_USAGE;
+}
