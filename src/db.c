@@ -71,6 +71,8 @@ typedef struct redactor {
     char **secrets;
     size_t nsecrets, cap;
     int oom;
+    int drop;      /* leave secrets out entirely (hook URL) instead of "*****" */
+    int malformed; /* a conninfo word that is not keyword=value, or an open quote */
 } redactor;
 
 static void add_secret(redactor *r, const char *s, size_t n)
@@ -203,9 +205,15 @@ static void redact_uri(redactor *r, const char *s, size_t n)
     if (at) {
         const char *colon = memchr(auth, ':', (size_t)(at - auth));
         if (colon) {
-            sb_addn(&r->out, s, (size_t)(colon + 1 - s));
-            sb_adds(&r->out, REDACTED);
+            sb_addn(&r->out, s, (size_t)((r->drop ? colon : colon + 1) - s));
+            if (!r->drop)
+                sb_adds(&r->out, REDACTED);
             add_secret_decoded(r, colon + 1, (size_t)(at - colon - 1));
+            /* libpq ends the user-info at the FIRST '@': the rest of such a
+             * password becomes the host name and is quoted in its errors. */
+            for (const char *a = colon + 1; a < at; a++)
+                if (*a == '@')
+                    add_secret_decoded(r, a + 1, (size_t)(at - a - 1));
             s = at;
         }
         rest = at;
@@ -215,23 +223,29 @@ static void redact_uri(redactor *r, const char *s, size_t n)
         sb_addn(&r->out, s, (size_t)(end - s));
         return;
     }
-    sb_addn(&r->out, s, (size_t)(q + 1 - s));
+    sb_addn(&r->out, s, (size_t)(q - s));
     const char *p = q + 1;
+    int kept = 0;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *pe = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(pe - p));
-        if (eq && is_secret_uri_key(r, p, (size_t)(eq - p))) {
-            sb_addn(&r->out, p, (size_t)(eq + 1 - p));
-            sb_adds(&r->out, REDACTED);
+        int secret = eq && is_secret_uri_key(r, p, (size_t)(eq - p));
+        if (secret)
             add_secret_decoded(r, eq + 1, (size_t)(pe - eq - 1));
-        } else {
-            sb_addn(&r->out, p, (size_t)(pe - p));
+        if (!secret || !r->drop) {
+            sb_addn(&r->out, kept++ ? "&" : "?", 1);
+            if (secret) {
+                sb_addn(&r->out, p, (size_t)(eq + 1 - p));
+                sb_adds(&r->out, REDACTED);
+            } else {
+                sb_addn(&r->out, p, (size_t)(pe - p));
+            }
         }
-        if (amp)
-            sb_addn(&r->out, "&", 1);
         p = amp ? amp + 1 : end;
     }
+    if (!kept && !r->drop)
+        sb_addn(&r->out, "?", 1); /* "...db?" stays as written */
 }
 
 /* Removes conninfo backslash escapes from s[0..n). */
@@ -269,11 +283,21 @@ static void redact_conninfo(redactor *r, const char *s)
         while (*p && !isspace((unsigned char)*p) && *p != '=')
             p++;
         size_t kwlen = (size_t)(p - kw);
-        sb_addn(&r->out, kw, kwlen);
+        const char *after_kw = p;
         while (isspace((unsigned char)*p))
-            sb_addn(&r->out, p++, 1);
-        if (*p != '=')
+            p++;
+        if (*p != '=') {
+            /* Not keyword=value: libpq would refuse it quoting the word,
+             * which may be a password written without its keyword. */
+            r->malformed = 1;
+            sb_adds(&r->out, REDACTED);
+            add_secret_unescaped(r, kw, kwlen);
+            p = after_kw;
             continue;
+        }
+        size_t out_mark = r->out.len; /* where this pair starts in out */
+        sb_addn(&r->out, kw, kwlen);
+        sb_addn(&r->out, after_kw, (size_t)(p - after_kw));
         sb_addn(&r->out, p++, 1);
         while (isspace((unsigned char)*p))
             sb_addn(&r->out, p++, 1);
@@ -288,8 +312,25 @@ static void redact_conninfo(redactor *r, const char *s)
         }
         int closed = quoted && *q == '\'';
         const char *tok_end = closed ? q + 1 : q;
+        if (quoted && !closed)
+            r->malformed = 1;
 
         if (is_secret_key(kw, kwlen)) {
+            add_secret_unescaped(r, v, (size_t)(q - v));
+            if (r->drop) {
+                /* the pair and the white space before it */
+                while (out_mark > 0 && r->out.p && isspace((unsigned char)r->out.p[out_mark - 1]))
+                    out_mark--;
+                r->out.len = out_mark;
+                if (r->out.p)
+                    r->out.p[out_mark] = '\0';
+                p = tok_end;
+                continue;
+            }
+            sb_adds(&r->out, REDACTED);
+        } else if (quoted && !closed) {
+            /* An open quote runs to the end: libpq refuses the string, and
+             * whatever follows may be a password. */
             sb_adds(&r->out, REDACTED);
             add_secret_unescaped(r, v, (size_t)(q - v));
         } else if (memstr(v, (size_t)(q - v), "://")) {
@@ -321,9 +362,10 @@ static int looks_like_uri(const char *s)
     return strncmp(s, "://", 3) == 0;
 }
 
-static int redact(const char *url, redactor *r)
+static int redact(const char *url, redactor *r, int drop)
 {
     memset(r, 0, sizeof *r);
+    r->drop = drop;
     if (has_prefix_ci(url, "sqlite:"))
         sb_adds(&r->out, url); /* a file path: nothing secret */
     else if (looks_like_uri(url))
@@ -344,10 +386,28 @@ char *zdm_db_redact_url(const char *url)
     if (!url)
         return NULL;
     redactor r;
-    if (redact(url, &r) != 0)
+    if (redact(url, &r, 0) != 0)
         return NULL;
     char *s = r.out.p;
     r.out.p = NULL;
+    redactor_free(&r);
+    return s;
+}
+
+char *zdm_db_url_without_password(const char *url)
+{
+    if (!url)
+        return NULL;
+    redactor r;
+    if (redact(url, &r, 1) != 0)
+        return NULL;
+    char *s = r.out.p;
+    r.out.p = NULL;
+    /* A conninfo that loses its only pair would be "": libpq reads that
+     * as "all defaults", which is what the pair-less form means anyway. */
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
     redactor_free(&r);
     return s;
 }
@@ -385,7 +445,9 @@ zdm_db_kind zdm_db_kind_of_url(const char *url)
 {
     if (!url || !*url)
         return 0;
-    if (has_prefix_ci(url, "postgres://") || has_prefix_ci(url, "postgresql://"))
+    /* libpq matches its URI prefixes case-sensitively: "POSTGRESQL://..."
+     * would be a database NAME to it, password and all. */
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
         return ZDM_DB_PG;
     if (has_prefix_ci(url, "sqlite:"))
         return ZDM_DB_SQLITE;
@@ -403,28 +465,85 @@ zdm_db_kind zdm_db_kind_of_url(const char *url)
     return *p == '=' ? ZDM_DB_PG : 0;
 }
 
+/* What is wrong with a URL zdm refuses, in words that quote none of it
+ * (a scheme name is quoted only when it is a plain short word). */
+static void describe_bad_url(const char *url, zdm_db_kind kind, int malformed, char *why, size_t size)
+{
+    size_t n = strlen(url);
+    const char *p = url;
+    if (!*url) {
+        snprintf(why, size, "it is empty");
+        return;
+    }
+    if (kind == ZDM_DB_PG && malformed) {
+        snprintf(why, size, "the conninfo is not a list of keyword=value pairs (a word without \"=\", "
+                            "or an unterminated quote)");
+        return;
+    }
+    if (isspace((unsigned char)url[0]) || isspace((unsigned char)url[n - 1])) {
+        snprintf(why, size, "it starts or ends with white space");
+        return;
+    }
+    if ((url[0] == '"' || url[0] == '\'') && n >= 2 && url[n - 1] == url[0]) {
+        snprintf(why, size, "it is wrapped in quotes (as some env files keep them); remove them");
+        return;
+    }
+    size_t scheme = 0;
+    while (isalnum((unsigned char)p[scheme]) || p[scheme] == '+' || p[scheme] == '-' || p[scheme] == '.')
+        scheme++;
+    int pgish = (scheme == 8 && strncasecmp(p, "postgres", 8) == 0) ||
+                (scheme == 10 && strncasecmp(p, "postgresql", 10) == 0);
+    if (pgish && strncmp(p + scheme, "://", 3) == 0) {
+        snprintf(why, size, "write the scheme \"postgresql://\" or \"postgres://\" in lower case "
+                            "(libpq would take the whole string for a database name)");
+    } else if (pgish && p[scheme] == ':') {
+        snprintf(why, size, "\"//\" is missing after \"%.*s:\"", (int)scheme, p);
+    } else if (pgish && p[scheme] == '/') {
+        snprintf(why, size, "\":\" is missing before \"//\"");
+    } else if (scheme > 0 && scheme <= 16 && strncmp(p + scheme, "://", 3) == 0) {
+        snprintf(why, size, "scheme \"%.*s\" is not one zdm knows", (int)scheme, p);
+    } else {
+        snprintf(why, size, "it is neither a postgresql:// URL, a keyword=value conninfo, nor sqlite:PATH");
+    }
+}
+
 int zdm_db_open(const char *url, zdm_db **out, zdm_err *err)
 {
     *out = NULL;
     if (!url)
         url = "";
     redactor r;
-    if (redact(url, &r) != 0) {
+    if (redact(url, &r, 0) != 0) {
         set_sqlstate(err, "");
         return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory opening a database connection");
     }
 
+    /* From here on no message may carry these, whatever quotes them. */
+    for (size_t i = 0; i < r.nsecrets; i++)
+        zdm_err_add_secret(r.secrets[i], strlen(r.secrets[i]));
+
     const zdm_db_ops *ops = NULL;
-    switch (zdm_db_kind_of_url(url)) {
+    zdm_db_kind kind = zdm_db_kind_of_url(url);
+    switch (kind) {
     case ZDM_DB_PG: ops = &zdm_db_pg_ops; break;
     case ZDM_DB_SQLITE: ops = &zdm_db_sqlite_ops; break;
     default: break;
     }
+    if (ops && kind == ZDM_DB_PG && !looks_like_uri(url) && r.malformed)
+        ops = NULL; /* a conninfo libpq would refuse quoting a piece of it */
+    if (ops && kind == ZDM_DB_PG && looks_like_uri(url) && isspace((unsigned char)url[strlen(url) - 1]))
+        ops = NULL; /* libpq would keep the space in the last value: a pasting mistake */
     if (!ops) {
-        zdm_err_set(err, ZDM_EXIT_USAGE, "unrecognised database URL \"%s\"", r.out.p);
+        /* Redact first, then complain, and even then describe the string
+         * rather than quote it: a string zdm cannot parse is one whose
+         * password zdm cannot be sure to have found. */
+        char why[400];
+        describe_bad_url(url, kind, r.malformed, why, sizeof why);
+        zdm_err_set(err, ZDM_EXIT_USAGE, "unrecognised database URL (not shown: it may hold a password): %s", why);
         set_sqlstate(err, "");
         zdm_err_detail(err, "use postgresql://user@host/dbname, a libpq conninfo "
-                            "such as \"host=... dbname=...\", or sqlite:PATH");
+                            "such as \"host=... dbname=...\", or sqlite:PATH; pass the password "
+                            "in PGPASSFILE or PGPASSWORD rather than in the URL");
         redactor_free(&r);
         return ZDM_EXIT_USAGE;
     }

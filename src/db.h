@@ -36,8 +36,16 @@ int zdm_db_reopen(zdm_db *db, const char *url, zdm_err *err) ZDM_MUST_CHECK;
 
 /* Which driver a URL selects, without connecting (0 when unrecognised). */
 zdm_db_kind zdm_db_kind_of_url(const char *url);
-/* The URL or conninfo with any password replaced by "*****"; malloc'd. */
+/* The URL or conninfo with any password replaced by "*****"; malloc'd.
+ * The one printable form: every message, log line and history row that
+ * names a database uses it (and zdm_db_open registers the passwords it
+ * finds with zdm_err_add_secret, so anything quoting them is scrubbed). */
 char *zdm_db_redact_url(const char *url);
+/* The same URL or conninfo with its passwords left out entirely (no
+ * "*****", which a tool would send as the password): the form handed to
+ * hooks as ZDM_DATABASE_URL, accepted by libpq wherever the input was.
+ * A tool then finds the password in PGPASSFILE / ~/.pgpass. */
+char *zdm_db_url_without_password(const char *url);
 
 zdm_db_kind zdm_db_kind_of(const zdm_db *db);
 const char *zdm_db_dialect_name(const zdm_db *db); /* "postgresql" | "sqlite" */

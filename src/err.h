@@ -47,4 +47,19 @@ void zdm_err_detail(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
 /* Prepends context ("expand step 2: ") to an existing message. */
 void zdm_err_prefix(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
 
+/* Secrets (database passwords) that no message may carry.  zdm_db_open
+ * registers every password it finds in a URL, as written and decoded;
+ * from then on every zdm_err message and detail, every log line and every
+ * history row is passed through zdm_err_scrub, which replaces each
+ * registered secret by "*****".  Secrets shorter than 4 bytes are not
+ * registered (scrubbing them would mangle every message); the URL itself
+ * is still redacted by the URL parser whatever the length.  Copies. */
+void zdm_err_add_secret(const char *s, size_t n);
+/* In place; truncates to size (on a UTF-8 boundary) when the result grows. */
+void zdm_err_scrub(char *buf, size_t size);
+/* Cuts a NUL-terminated string back to the last whole UTF-8 character, so
+ * a message truncated at a byte limit is still valid UTF-8 (PostgreSQL
+ * refuses a text parameter that is not). */
+void zdm_err_utf8_trim(char *s);
+
 #endif

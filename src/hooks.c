@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "log.h"
 #include "util.h"
 
@@ -91,28 +92,12 @@ void zdm_project_free(zdm_project *p)
 
 char *zdm_url_without_password(const char *safe_url)
 {
-    /* safe_url has "*****" where the password was: drop it entirely, so a
-     * hook's libpq falls back to PGPASSWORD or ~/.pgpass. */
-    zdm_buf b = {0};
-    const char *p = safe_url;
-    while (*p) {
-        if (strncmp(p, ":*****@", 7) == 0) {
-            zdm_buf_puts(&b, "@");
-            p += 7;
-        } else if (strncmp(p, "password=*****", 14) == 0) {
-            p += 14;
-            while (*p == ' ' || *p == '&')
-                p++;
-        } else {
-            zdm_buf_putn(&b, p, 1);
-            p++;
-        }
-    }
-    char *s = zdm_buf_take(&b);
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '&' || s[n - 1] == '?'))
-        s[--n] = '\0';
-    return s;
+    /* The db module's own parser, in the mode that leaves passwords out
+     * (a "*****" would be sent as the password): the same key rules as the
+     * redaction (sslpassword, %-encoded keys), so the result is the input's
+     * form, accepted by libpq, minus its secrets. */
+    char *s = zdm_db_url_without_password(safe_url ? safe_url : "");
+    return s ? s : zdm_xstrdup("");
 }
 
 size_t zdm_hooks_count(const zdm_project *proj, const zdm_plan *plan, zdm_hook_event ev)

@@ -560,7 +560,9 @@ static void test_kind_of_url(void **state)
     (void)state;
     assert_int_equal(zdm_db_kind_of_url("postgres://h/db"), ZDM_DB_PG);
     assert_int_equal(zdm_db_kind_of_url("postgresql:///db?host=/tmp"), ZDM_DB_PG);
-    assert_int_equal(zdm_db_kind_of_url("PostgreSQL://h/db"), ZDM_DB_PG);
+    /* libpq's prefixes are case-sensitive: it would read this as a database name */
+    assert_int_equal(zdm_db_kind_of_url("PostgreSQL://h/db"), 0);
+    assert_int_equal(zdm_db_kind_of_url("POSTGRES://h/db"), 0);
     assert_int_equal(zdm_db_kind_of_url("host=localhost dbname=app"), ZDM_DB_PG);
     assert_int_equal(zdm_db_kind_of_url("  dbname = app"), ZDM_DB_PG);
     assert_int_equal(zdm_db_kind_of_url("sqlite:app.db"), ZDM_DB_SQLITE);
@@ -612,6 +614,29 @@ static void test_redaction(void **state)
         free(got);
     }
     assert_null(zdm_db_redact_url(NULL));
+
+    /* Without the password: the form hooks get. */
+    static const char *const drop[][2] = {
+        {"postgres://user:secret@host/db", "postgres://user@host/db"},
+        {"postgresql://u:se@cret@h:5432,h2/db?sslmode=require&password=secret2&sslpassword=s3&application_name=x",
+         "postgresql://u@h:5432,h2/db?sslmode=require&application_name=x"},
+        {"postgresql:///db?pass%77ord=secret", "postgresql:///db"},
+        {"postgresql:///db?sslpassword=secret&host=/tmp", "postgresql:///db?host=/tmp"},
+        {"postgresql://u:*****@h/db?password=*****", "postgresql://u@h/db"},
+        {"host=x password=secret dbname=y", "host=x dbname=y"},
+        {"password='a b\\' c' host=x sslpassword=k", " host=x"},
+        {"host=x sslpassword=secret sslmode=require", "host=x sslmode=require"},
+        {"dbname=postgresql://u:secret@h/db", "dbname=postgresql://u@h/db"},
+        {"host=x dbname=y", "host=x dbname=y"},
+        {"sqlite:app.db", "sqlite:app.db"},
+    };
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        char *got = zdm_db_url_without_password(drop[i][0]);
+        assert_non_null(got);
+        if (strcmp(got, drop[i][1]) != 0)
+            fail_msg("without_password(%s) = %s, want %s", drop[i][0], got, drop[i][1]);
+        free(got);
+    }
 }
 
 static void test_open_bad_url(void **state)
@@ -621,8 +646,25 @@ static void test_open_bad_url(void **state)
     MUST_FAIL(zdm_db_open("mysql://u:hunter2@h/db", &db, &E));
     assert_null(db);
     assert_int_equal(E.code, ZDM_EXIT_USAGE);
-    assert_contains(E.msg, "mysql://u:*****@h/db");
+    assert_contains(E.msg, "scheme \"mysql\"");
     assert_not_contains(E.msg, "hunter2");
+    assert_not_contains(E.msg, "u:");
+    /* Forms libpq refuses or misreads: described, never quoted. */
+    static const char *const bad[] = {
+        "postgresql:u:hunter2@h/db", "postgresql//u:hunter2@h/db", " postgresql://u:hunter2@h/db",
+        "\"postgresql://u:hunter2@h/db\"", "'postgresql://u:hunter2@h/db'", "POSTGRESQL://u:hunter2@h/db",
+        "Postgres://u:hunter2@h/db", "host=h hunter2", "host=h password='hunter2", "hunter2",
+        "host=h dbname=x postgresql://u:hunter2@h/db",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        db = (zdm_db *)&db;
+        MUST_FAIL(zdm_db_open(bad[i], &db, &E));
+        assert_null(db);
+        assert_int_equal(E.code, ZDM_EXIT_USAGE);
+        assert_contains(E.msg, "not shown");
+        assert_not_contains(E.msg, "hunter2");
+        assert_not_contains(E.detail, "hunter2");
+    }
     MUST_FAIL(zdm_db_open("app.db", &db, &E));
     assert_int_equal(E.code, ZDM_EXIT_USAGE);
     assert_contains(E.detail, "sqlite:PATH");
