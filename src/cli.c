@@ -31,6 +31,7 @@ enum {
     OPT_DOT = 1 << 13,
     OPT_OP = 1 << 14,
     OPT_FORMAT = 1 << 15,
+    OPT_UPGRADE = 1 << 20,
 };
 
 typedef struct cmd {
@@ -58,9 +59,12 @@ static const cmd commands[] = {
      "structured operations (op = ...) turn into.\n",
      OPT_SQL | OPT_DIALECT, 1, 1, zdm_cmd_plan_show},
     {NULL, "init", "", "create zdm's state tables in the database (idempotent)",
-     "Creates zdm's own tables (PostgreSQL: schema zdm; SQLite: zdm_* tables),\n"
-     "or upgrades them.  Every other command does this on first use too.\n",
-     0, 0, 0, zdm_cmd_init},
+     "Creates zdm's own tables (PostgreSQL: schema zdm; SQLite: zdm_* tables).\n"
+     "Every other command does this on first use too.  A layout written by an\n"
+     "older zdm is refused by every command (exit 5) until \"zdm init --upgrade\"\n"
+     "moves it to this zdm's layout, once, from one host; a newer or damaged one\n"
+     "is refused too.\n",
+     OPT_UPGRADE, 0, 0, zdm_cmd_init},
     {"plan", "graph", "", "the requires graph, each plan's phase, heads marked",
      "Prints every plan in --plans in requires order with its phase (from --db\n"
      "when given, else without phases), the plans it requires, and marks the\n"
@@ -268,6 +272,8 @@ static void print_cmd_help(FILE *f, const cmd *c)
                      "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
         {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
                      "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
+        {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
+                      "                  zdm's (recorded in history); nothing else does\n"},
     };
     int any = 0;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
@@ -386,6 +392,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         {"--hooks-only", OPT_HOOKS_ONLY, &cli.hooks_only}, {"--force", OPT_FORCE, &cli.force},
         {"--sql", OPT_SQL, &cli.sql},                 {"--all", OPT_ALL, &cli.all},
         {"--dot", OPT_DOT, &cli.dot},
+        {"--upgrade", OPT_UPGRADE, &cli.upgrade},
     };
 
     for (int i = 1; i < argc; i++) {

@@ -28,6 +28,7 @@ typedef struct zdm_cli {
     int no_backup;           /* --no-backup */
     int hooks_only;          /* --hooks-only */
     int force;               /* --force */
+    int upgrade;             /* --upgrade (init) */
     int sql;                 /* --sql */
     const char *dialect;     /* --dialect */
     const char *at;          /* --at TIME */

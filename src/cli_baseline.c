@@ -200,6 +200,8 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
     if (rc == 0)
         rc = zdm_db_open(cli->db_url, &db, err);
     if (rc == 0)
+        rc = zdm_state_check(db, err);
+    if (rc == 0)
         rc = alembic_revision(db, rev, sizeof rev, err);
     if (rc == 0)
         rc = zdm_new_plan_path(cli->plans_dir, name, &path, err);

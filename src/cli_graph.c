@@ -80,6 +80,8 @@ int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err)
     /* Phases only when a database is given: the graph itself is the files'. */
     if (cli->db_url)
         rc = zdm_db_open(cli->db_url, &db, err);
+    if (rc == 0 && db)
+        rc = zdm_state_check(db, err); /* a layout it cannot read: exit 5, not "pending" */
     zdm_phase *ph = zdm_xcalloc(set.n ? set.n : 1, sizeof *ph);
     if (rc == 0)
         rc = read_phases(db, &set, ph, err);

@@ -50,7 +50,10 @@ static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err
         if (!s->plan)
             return err->code;
     }
-    return open_db(cli, &s->db, err);
+    int rc2 = open_db(cli, &s->db, err);
+    /* Every command, read-only ones too, refuses a layout it cannot read
+     * rather than show plans as pending. */
+    return rc2 == 0 ? zdm_state_check(s->db, err) : rc2;
 }
 
 static void close_session(session *s)
@@ -65,12 +68,20 @@ int zdm_cmd_init(zdm_cli *cli, zdm_err *err)
 {
     zdm_db *db = NULL;
     int rc = open_db(cli, &db, err);
+    int from = ZDM_STATE_VERSION;
     if (rc == 0)
-        rc = zdm_state_init(db, err);
+        rc = cli->upgrade ? zdm_state_upgrade(db, &from, err) : zdm_state_init(db, err);
     if (rc == 0) {
-        if (cli->json)
+        int upgraded = from > 0 && from < ZDM_STATE_VERSION;
+        if (cli->json && upgraded)
+            fprintf(cli->out, "{\"ok\": true, \"database\": \"%s\", \"state_version\": %d, \"upgraded_from\": %d}\n",
+                    zdm_db_dialect_name(db), ZDM_STATE_VERSION, from);
+        else if (cli->json)
             fprintf(cli->out, "{\"ok\": true, \"database\": \"%s\", \"state_version\": %d}\n",
                     zdm_db_dialect_name(db), ZDM_STATE_VERSION);
+        else if (upgraded)
+            fprintf(cli->out, "zdm state in %s (%s) upgraded from layout %d to %d\n", zdm_db_safe_url(db),
+                    zdm_db_dialect_name(db), from, ZDM_STATE_VERSION);
         else
             fprintf(cli->out, "zdm state ready in %s (%s, layout version %d)\n", zdm_db_safe_url(db),
                     zdm_db_dialect_name(db), ZDM_STATE_VERSION);
@@ -290,8 +301,13 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
 {
     zdm_db *db = NULL;
     int rc = open_db(cli, &db, err);
-    if (rc != 0)
+    if (rc == 0)
+        rc = zdm_state_check(db, err);
+    if (rc != 0) {
+        if (db)
+            zdm_db_close(db);
         return rc;
+    }
     zdm_rows *r = NULL;
     if (zdm_state_exists(db)) {
         char sql[400];

@@ -17,7 +17,10 @@ enum {
     ZDM_EXIT_FAIL = 1,        /* runtime failure */
     ZDM_EXIT_USAGE = 2,       /* usage error or invalid plan */
     ZDM_EXIT_REFUSED = 3,     /* refused by a gate: hook, not due, lock held, lint */
-    ZDM_EXIT_INTERRUPTED = 4  /* interrupted, safe to resume */
+    ZDM_EXIT_INTERRUPTED = 4, /* interrupted, safe to resume */
+    ZDM_EXIT_STATE = 5        /* zdm's state in the database has a layout this
+                                 zdm cannot use (newer, older and not yet
+                                 upgraded, or damaged): nothing was done */
 };
 
 #define ZDM_ERR_MSG 2048

@@ -48,7 +48,8 @@ static const char pg_ddl[] =
     "CREATE TABLE IF NOT EXISTS zdm.plans (\n"
     "  id text PRIMARY KEY, phase text NOT NULL, checksum text NOT NULL,\n"
     "  phase_since_ms bigint NOT NULL, created_ms bigint NOT NULL,\n"
-    "  cutover_at_ms bigint, contract_after_ms bigint);\n"
+    "  cutover_at_ms bigint, contract_after_ms bigint,\n"
+    "  attempts integer NOT NULL DEFAULT 0, last_error text, last_attempt_ms bigint, failed_ms bigint);\n"
     "CREATE TABLE IF NOT EXISTS zdm.steps (\n"
     "  plan_id text NOT NULL, phase text NOT NULL, step_index integer NOT NULL,\n"
     "  status text NOT NULL, updated_ms bigint NOT NULL,\n"
@@ -76,7 +77,8 @@ static const char sqlite_ddl[] =
     "CREATE TABLE IF NOT EXISTS zdm_plans (\n"
     "  id text PRIMARY KEY, phase text NOT NULL, checksum text NOT NULL,\n"
     "  phase_since_ms integer NOT NULL, created_ms integer NOT NULL,\n"
-    "  cutover_at_ms integer, contract_after_ms integer);\n"
+    "  cutover_at_ms integer, contract_after_ms integer,\n"
+    "  attempts integer NOT NULL DEFAULT 0, last_error text, last_attempt_ms integer, failed_ms integer);\n"
     "CREATE TABLE IF NOT EXISTS zdm_steps (\n"
     "  plan_id text NOT NULL, phase text NOT NULL, step_index integer NOT NULL,\n"
     "  status text NOT NULL, updated_ms integer NOT NULL,\n"
@@ -100,111 +102,239 @@ static const char sqlite_ddl[] =
     "  PRIMARY KEY (plan_id, range_id));\n"
     "CREATE TABLE IF NOT EXISTS zdm_guard (plan_id text PRIMARY KEY);\n";
 
-/* Upgrades from version N to N+1, in order.  Empty for now: version 1 is
- * the first layout.  A new layout appends its ALTERs here. */
-static const char *const upgrades_pg[] = {NULL};
-static const char *const upgrades_sqlite[] = {NULL};
+/* Upgrades from version N to N+1, in order: upgrades_*[N - 1].  Run only
+ * by zdm_state_upgrade ("zdm init --upgrade"), never behind an operator's
+ * back by whichever host runs a newer zdm first. */
+static const char *const upgrades_pg[] = {
+    /* 1 -> 2: the failure policy of run-due */
+    "ALTER TABLE zdm.plans ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,\n"
+    "  ADD COLUMN IF NOT EXISTS last_error text, ADD COLUMN IF NOT EXISTS last_attempt_ms bigint,\n"
+    "  ADD COLUMN IF NOT EXISTS failed_ms bigint;\n",
+};
+static const char *const upgrades_sqlite[] = {
+    "ALTER TABLE zdm_plans ADD COLUMN attempts integer NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE zdm_plans ADD COLUMN last_error text;\n"
+    "ALTER TABLE zdm_plans ADD COLUMN last_attempt_ms integer;\n"
+    "ALTER TABLE zdm_plans ADD COLUMN failed_ms integer;\n",
+};
+_Static_assert(sizeof upgrades_pg / sizeof *upgrades_pg == ZDM_STATE_VERSION - 1, "one upgrade per version");
+_Static_assert(sizeof upgrades_sqlite / sizeof *upgrades_sqlite == ZDM_STATE_VERSION - 1, "one upgrade per version");
 
-static int read_version(zdm_db *db, int *version, zdm_err *err)
+/* "2" -> 2; anything but a plain positive number ("", "0", "abc", "2x") -> -1. */
+static int parse_version(const char *v)
 {
+    if (!v || !*v || strlen(v) > 6)
+        return -1;
+    for (const char *p = v; *p; p++)
+        if (*p < '0' || *p > '9')
+            return -1;
+    int n = atoi(v);
+    return n >= 1 ? n : -1;
+}
+
+int zdm_state_layout_read(zdm_db *db, zdm_state_layout *out, zdm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->version = -1;
     /* Ask the catalog first, so a first run does not leave "relation does
-     * not exist" errors in the server's log. */
+     * not exist" errors in the server's log.  Any of zdm's tables counts:
+     * a meta table dropped by hand beside the others is damage, not a
+     * fresh database. */
     char *there = NULL;
-    int rc0 = zdm_db_query_value(db, zdm_db_kind_of(db) == ZDM_DB_PG
-                                         ? "SELECT to_regclass('zdm.meta') IS NOT NULL"
-                                         : "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'zdm_meta'",
-                                 0, NULL, &there, err);
-    if (rc0 != 0)
-        return rc0;
-    int exists = there && (there[0] == 't' || there[0] == '1');
-    free(there);
-    if (!exists) {
-        *version = 0;
-        return 0;
-    }
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT value FROM %s WHERE key = 'schema_version'",
-             zdm_state_table(db, "meta"));
-    char *v = NULL;
-    int rc = zdm_db_query_value(db, sql, 0, NULL, &v, err);
+    int rc = zdm_db_query_value(db, zdm_db_kind_of(db) == ZDM_DB_PG
+                                        ? "SELECT (to_regclass('zdm.meta') IS NOT NULL)::int"
+                                          " + (to_regclass('zdm.plans') IS NOT NULL)::int"
+                                        : "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                          "AND name IN ('zdm_meta', 'zdm_plans')",
+                                0, NULL, &there, err);
     if (rc != 0)
         return rc;
-    *version = v ? atoi(v) : 0;
-    free(v);
+    int ntables = there ? atoi(there) : 0;
+    free(there);
+    if (ntables == 0)
+        return 0;
+    out->exists = 1;
+    char *meta = NULL;
+    rc = zdm_db_query_value(db, zdm_db_kind_of(db) == ZDM_DB_PG
+                                    ? "SELECT (to_regclass('zdm.meta') IS NOT NULL)::int"
+                                    : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'zdm_meta'",
+                            0, NULL, &meta, err);
+    if (rc != 0)
+        return rc;
+    int have_meta = meta && atoi(meta) > 0;
+    free(meta);
+    if (!have_meta)
+        return 0;
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT key, value FROM %s WHERE key IN ('schema_version', 'layout_written_by')",
+             zdm_state_table(db, "meta"));
+    zdm_rows *r = NULL;
+    rc = zdm_db_query(db, sql, 0, NULL, &r, err);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < zdm_rows_count(r); i++) {
+        const char *k = zdm_rows_get(r, i, 0), *v = zdm_rows_get(r, i, 1);
+        if (strcmp(k, "schema_version") == 0) {
+            snprintf(out->raw, sizeof out->raw, "%s", v ? v : "");
+            out->version = parse_version(v);
+        } else {
+            snprintf(out->written_by, sizeof out->written_by, "%s", v ? v : "");
+        }
+    }
+    zdm_rows_free(r);
     return 0;
 }
 
 int zdm_state_exists(zdm_db *db)
 {
-    int version = 0;
+    zdm_state_layout l;
     zdm_err probe;
     zdm_err_clear(&probe);
-    return read_version(db, &version, &probe) == 0 && version > 0;
+    return zdm_state_layout_read(db, &l, &probe) == 0 && l.exists;
+}
+
+/* The refusal for a layout this zdm cannot use, or 0. */
+static int refuse_layout(zdm_db *db, const zdm_state_layout *l, zdm_err *err)
+{
+    if (!l->exists || l->version == ZDM_STATE_VERSION)
+        return 0;
+    const char *url = zdm_db_safe_url(db);
+    if (l->version < 0) {
+        zdm_err_set(err, ZDM_EXIT_STATE,
+                    "zdm's state in %s is damaged: its layout version (%s) is %s%s%s; nothing was done", url,
+                    zdm_state_table(db, "meta"), l->raw[0] ? "\"" : "missing", l->raw[0] ? l->raw : "",
+                    l->raw[0] ? "\", not a version number" : "");
+        zdm_err_detail(err, "zdm will not guess: restore %s from a backup, or, if you know which zdm wrote "
+                            "it, set key schema_version to its layout (this zdm %s writes %d)",
+                       zdm_state_table(db, "meta"), ZDM_VERSION, ZDM_STATE_VERSION);
+        return ZDM_EXIT_STATE;
+    }
+    if (l->version > ZDM_STATE_VERSION) {
+        zdm_err_set(err, ZDM_EXIT_STATE,
+                    "zdm's state in %s is at layout %d, written by zdm %s; this zdm %s knows layouts up to %d; "
+                    "nothing was done", url, l->version, l->written_by[0] ? l->written_by : "(unknown version)",
+                    ZDM_VERSION, ZDM_STATE_VERSION);
+        zdm_err_detail(err, "run zdm %s or newer on this host (every host that runs zdm on this database)",
+                       l->written_by[0] ? l->written_by : "of the same release as the other hosts");
+        return ZDM_EXIT_STATE;
+    }
+    zdm_err_set(err, ZDM_EXIT_STATE,
+                "zdm's state in %s is at layout %d (written by zdm %s); this zdm %s needs layout %d; "
+                "nothing was done", url, l->version, l->written_by[0] ? l->written_by : "0.1.0 or older",
+                ZDM_VERSION, ZDM_STATE_VERSION);
+    zdm_err_detail(err, "upgrade it once, from one host, with \"zdm init --upgrade\" (older zdm versions "
+                        "then refuse the database: upgrade them all)");
+    return ZDM_EXIT_STATE;
+}
+
+int zdm_state_check(zdm_db *db, zdm_err *err)
+{
+    zdm_state_layout l;
+    int rc = zdm_state_layout_read(db, &l, err);
+    if (rc != 0)
+        return rc;
+    return refuse_layout(db, &l, err);
+}
+
+static int set_meta(zdm_db *db, const char *key, const char *value, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+             zdm_state_table(db, "meta"));
+    const char *params[] = {key, value};
+    return zdm_db_query(db, sql, 2, params, NULL, err);
+}
+
+/* Creates (version 0) or upgrades, inside the caller's transaction. */
+static int create_or_upgrade(zdm_db *db, int from, zdm_err *err)
+{
+    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    int rc = 0;
+    if (from == 0) {
+        rc = zdm_db_exec_script(db, pg ? pg_ddl : sqlite_ddl, err);
+    } else {
+        const char *const *up = pg ? upgrades_pg : upgrades_sqlite;
+        for (int v = from; rc == 0 && v < ZDM_STATE_VERSION; v++)
+            rc = zdm_db_exec_script(db, up[v - 1], err);
+    }
+    char v[16];
+    snprintf(v, sizeof v, "%d", ZDM_STATE_VERSION);
+    if (rc == 0)
+        rc = set_meta(db, "schema_version", v, err);
+    if (rc == 0)
+        rc = set_meta(db, "layout_written_by", ZDM_VERSION, err);
+    return rc;
+}
+
+static int begin_locked(zdm_db *db, zdm_err *err)
+{
+    int rc = zdm_db_begin(db, err);
+    if (rc == 0 && zdm_db_kind_of(db) == ZDM_DB_PG) {
+        /* Two first runs (or upgrades) at once must not both create. */
+        rc = zdm_db_query(db, "SELECT pg_advisory_xact_lock(4242, 0)", 0, NULL, NULL, err);
+        if (rc != 0)
+            zdm_db_rollback(db);
+    }
+    return rc;
 }
 
 int zdm_state_init(zdm_db *db, zdm_err *err)
 {
-    int version = 0;
-    zdm_err probe;
-    zdm_err_clear(&probe);
-    /* Fast path: the tables exist at the current version. */
-    if (read_version(db, &version, &probe) == 0 && version == ZDM_STATE_VERSION)
-        return 0;
-    if (version > ZDM_STATE_VERSION) {
-        zdm_err_set(err, ZDM_EXIT_FAIL,
-                    "zdm's state tables are at version %d, newer than this zdm understands (%d)",
-                    version, ZDM_STATE_VERSION);
-        zdm_err_detail(err, "upgrade zdm on this machine to the version that last wrote the database");
-        return ZDM_EXIT_FAIL;
-    }
-    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
-    int rc = zdm_db_begin(db, err);
+    zdm_state_layout l;
+    int rc = zdm_state_layout_read(db, &l, err);
     if (rc != 0)
         return rc;
-    if (pg) {
-        /* Two first runs at once must not both CREATE SCHEMA. */
-        rc = zdm_db_query(db, "SELECT pg_advisory_xact_lock(4242, 0)", 0, NULL, NULL, err);
-        if (rc != 0)
-            goto fail;
+    if (l.exists)
+        return refuse_layout(db, &l, err);
+    rc = begin_locked(db, err);
+    if (rc != 0)
+        return rc;
+    /* Another run may have created them while we waited for the lock. */
+    rc = zdm_state_layout_read(db, &l, err);
+    if (rc == 0 && l.exists) {
+        zdm_db_rollback(db);
+        return refuse_layout(db, &l, err);
     }
-    rc = zdm_db_exec_script(db, pg ? pg_ddl : sqlite_ddl, err);
-    if (rc != 0)
-        goto fail;
-    rc = read_version(db, &version, err);
-    if (rc != 0)
-        goto fail;
-    if (version == 0) {
-        char sql[200], v[16];
-        snprintf(sql, sizeof sql, "INSERT INTO %s (key, value) VALUES ('schema_version', $1)",
-                 zdm_state_table(db, "meta"));
-        snprintf(v, sizeof v, "%d", ZDM_STATE_VERSION);
-        const char *params[] = {v};
-        rc = zdm_db_query(db, sql, 1, params, NULL, err);
-        if (rc != 0)
-            goto fail;
-    } else {
-        const char *const *up = pg ? upgrades_pg : upgrades_sqlite;
-        for (int v = version; v >= 1 && v < ZDM_STATE_VERSION; v++) {
-            if (!up[v - 1])
-                continue;
-            rc = zdm_db_exec_script(db, up[v - 1], err);
-            if (rc != 0)
-                goto fail;
-        }
-        char sql[200], v[16];
-        snprintf(sql, sizeof sql, "UPDATE %s SET value = $1 WHERE key = 'schema_version'",
-                 zdm_state_table(db, "meta"));
-        snprintf(v, sizeof v, "%d", ZDM_STATE_VERSION);
-        const char *params[] = {v};
-        rc = zdm_db_query(db, sql, 1, params, NULL, err);
-        if (rc != 0)
-            goto fail;
+    if (rc == 0)
+        rc = create_or_upgrade(db, 0, err);
+    if (rc != 0) {
+        zdm_db_rollback(db);
+        zdm_err_prefix(err, "creating zdm's state tables: ");
+        return rc;
     }
     return zdm_db_commit(db, err);
-fail:
-    zdm_db_rollback(db);
-    zdm_err_prefix(err, "creating zdm's state tables: ");
-    return rc;
+}
+
+int zdm_state_upgrade(zdm_db *db, int *from, zdm_err *err)
+{
+    *from = ZDM_STATE_VERSION;
+    int rc = begin_locked(db, err);
+    if (rc != 0)
+        return rc;
+    zdm_state_layout l;
+    rc = zdm_state_layout_read(db, &l, err);
+    if (rc == 0 && l.exists && (l.version < 0 || l.version > ZDM_STATE_VERSION))
+        rc = refuse_layout(db, &l, err);
+    if (rc != 0 || (l.exists && l.version == ZDM_STATE_VERSION)) {
+        zdm_db_rollback(db);
+        return rc;
+    }
+    *from = l.exists ? l.version : 0;
+    rc = create_or_upgrade(db, *from, err);
+    if (rc == 0 && *from > 0) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "state layout %d (written by zdm %s) -> %d by zdm %s", *from,
+                 l.written_by[0] ? l.written_by : "0.1.0 or older", ZDM_STATE_VERSION, ZDM_VERSION);
+        zdm_history_entry h = {"(state)", "upgrade", NULL, NULL, "ok", detail};
+        rc = zdm_state_history_add(db, &h, NULL, err);
+    }
+    if (rc != 0) {
+        zdm_db_rollback(db);
+        zdm_err_prefix(err, "upgrading zdm's state tables: ");
+        return rc;
+    }
+    return zdm_db_commit(db, err);
 }
 
 static int64_t to_i64(const char *s)
@@ -232,9 +362,14 @@ int zdm_state_get(zdm_db *db, const char *plan_id, zdm_plan_state *out, zdm_err 
         out->phase_since_ms = to_i64(zdm_rows_get(r, 0, 2));
         out->cutover_at_ms = to_i64(zdm_rows_get(r, 0, 3));
         out->contract_after_ms = to_i64(zdm_rows_get(r, 0, 4));
-        if (ph < 0)
-            rc = zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has unknown phase \"%s\" in the state table",
-                             plan_id, zdm_rows_get(r, 0, 0));
+        if (ph < 0) {
+            /* Never read a garbled row as pending: that invites a re-run. */
+            rc = zdm_err_set(err, ZDM_EXIT_STATE, "zdm's state is damaged: plan %s has phase \"%s\" in %s, "
+                             "which no zdm writes; nothing was done", plan_id, zdm_rows_get(r, 0, 0),
+                             zdm_state_table(db, "plans"));
+            zdm_err_detail(err, "find the phase in \"zdm history %s\" and record it with \"zdm stamp %s PHASE\"",
+                           plan_id, plan_id);
+        }
     }
     zdm_rows_free(r);
     return rc;

@@ -3,8 +3,11 @@
  *
  * PostgreSQL: schema "zdm" (zdm.plans, zdm.steps, ...); SQLite: tables
  * named zdm_plans, zdm_steps, ...  The layout carries a version in
- * meta(key='schema_version') and zdm_state_init() upgrades older layouts
- * in place, inside one transaction.
+ * meta(key='schema_version') and the zdm version that created or last
+ * upgraded it in meta(key='layout_written_by').  Every command checks the
+ * layout first (zdm_state_check): a newer, older or garbled one is refused
+ * with ZDM_EXIT_STATE, and only zdm_state_upgrade() ("zdm init --upgrade")
+ * moves an older one forward, in one transaction, with a history row.
  *
  * Owns: plan phases and their checksums, applied steps (so a crash between
  * steps resumes at the right one), the history of every transition and
@@ -19,7 +22,9 @@
 #include "db.h"
 #include "err.h"
 
-#define ZDM_STATE_VERSION 1
+/* 2: plans.attempts, last_error, last_attempt_ms, failed_ms (the failure
+ * policy of run-due); meta layout_written_by. */
+#define ZDM_STATE_VERSION 2
 
 /* Phases: names are a contract (CLI, --json, history); never rename. */
 typedef enum zdm_phase {
@@ -43,8 +48,30 @@ const char *zdm_state_table(const zdm_db *db, const char *base);
 /* 1 when zdm's tables exist (at any version), without creating them. */
 int zdm_state_exists(zdm_db *db);
 
-/* Creates or upgrades zdm's tables (idempotent). */
+/* What meta says about the layout. */
+typedef struct zdm_state_layout {
+    int exists;             /* zdm's tables are there */
+    int version;            /* the layout version; -1 when missing or garbled */
+    char raw[64];           /* schema_version as stored ("" when missing) */
+    char written_by[64];    /* zdm version that created or upgraded it, "" when unknown */
+} zdm_state_layout;
+int zdm_state_layout_read(zdm_db *db, zdm_state_layout *out, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Refuses (ZDM_EXIT_STATE, saying what to do) a layout this zdm cannot
+ * use: newer, older (not yet upgraded), or missing/garbled version rows.
+ * No tables at all is fine.  Changes nothing; every command runs it. */
+int zdm_state_check(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Creates zdm's tables when there are none (idempotent); refuses like
+ * zdm_state_check otherwise.  Never upgrades. */
 int zdm_state_init(zdm_db *db, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Creates the tables, or upgrades an older layout to ZDM_STATE_VERSION in
+ * one transaction and records it in history (plan "(state)", action
+ * "upgrade").  *from gets the version found (0: created; ==
+ * ZDM_STATE_VERSION: nothing to do).  A newer or garbled layout is
+ * refused. */
+int zdm_state_upgrade(zdm_db *db, int *from, zdm_err *err) ZDM_MUST_CHECK;
 
 typedef struct zdm_plan_state {
     int known;               /* 0: the database has never seen the plan */

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# test_layout.sh -- the layout version of zdm's state, on SQLite and
+# PostgreSQL:
+#  * a fresh state records its layout version and the zdm version that
+#    wrote it;
+#  * a layout version row that is 0, empty, not a number, missing, or a
+#    meta table that is gone: every command (read-only ones included:
+#    status, history, check, --dry-run) exits 5 saying the state is
+#    damaged, and changes nothing -- a backfilled plan is never shown as
+#    pending; a plan row with a phase no zdm writes: the same;
+#  * a newer layout: every command exits 5 naming the zdm version that
+#    wrote it;
+#  * an older layout (1, as zdm 0.1.0 wrote it): every command exits 5,
+#    plain "zdm init" too, pointing at "zdm init --upgrade"; that upgrades
+#    once, keeps every plan's phase, and is recorded in history; run again,
+#    it does nothing; two at once on PostgreSQL upgrade once.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init layout
+ZVER=$("$ZDM" --version | awk '{print $2}')
+
+meta() { if [ "$T_DIALECT" = pg ]; then echo zdm.meta; else echo zdm_meta; fi; }
+plans_t() { if [ "$T_DIALECT" = pg ]; then echo zdm.plans; else echo zdm_plans; fi; }
+hist_t() { if [ "$T_DIALECT" = pg ]; then echo zdm.history; else echo zdm_history; fi; }
+
+# every_command_refuses WHAT PATTERN: each command exits 5 with PATTERN in
+# its message, and the state (plans and history) is unchanged.
+every_command_refuses() {
+    local what=$1 pat=$2 before after
+    before=$(db_sql "SELECT id, phase, phase_since_ms FROM $(plans_t) ORDER BY id"; db_sql "SELECT count(*) FROM $(hist_t)")
+    local -a cmds=("status" "--json status" "status p_bf" "history" "--json history p_bf" "check"
+        "advance p_bf --dry-run" "advance p_bf" "advance p_new" "rollback p_bf --dry-run" "run-due"
+        "schedule p_bf --after 1h" "stamp p_bf complete" "unlock p_bf" "pause p_bf" "resume p_bf"
+        "backfill p_bf" "cutover p_bf" "init" "plan graph" "advance --all" "baseline bl")
+    local c
+    for c in "${cmds[@]}"; do
+        # shellcheck disable=SC2086
+        zdm_run $c
+        t_eq "$what: zdm $c exits 5" 5 "$ZRC"
+        t_has "$what: zdm $c says why" "$pat" "$ZERR"
+    done
+    after=$(db_sql "SELECT id, phase, phase_since_ms FROM $(plans_t) ORDER BY id"; db_sql "SELECT count(*) FROM $(hist_t)")
+    t_eq "$what: nothing changed" "$before" "$after"
+}
+
+# The v2 columns, dropped: the layout zdm 0.1.0 (layout 1) wrote.
+make_v1() {
+    local c
+    for c in attempts last_error last_attempt_ms failed_ms; do
+        db_sql "ALTER TABLE $(plans_t) DROP COLUMN $c" >/dev/null
+    done
+    db_sql "UPDATE $(meta) SET value = '1' WHERE key = 'schema_version'" >/dev/null
+    db_sql "DELETE FROM $(meta) WHERE key = 'layout_written_by'" >/dev/null
+}
+
+run_dialect() {
+    local d=$1
+    t_section "$d: a fresh state records its layout and zdm's version"
+    db_new "$d" layout_$d
+    plans_empty
+    plan_write p_bf '[[expand.steps]]
+sql  = "CREATE TABLE t_bf (id integer PRIMARY KEY, v integer)"
+down = "DROP TABLE t_bf"
+[backfill]
+table = "t_bf"
+set.v = "id"'
+    plan_write p_new '[[expand.steps]]
+sql  = "CREATE TABLE t_new (id integer PRIMARY KEY)"
+down = "DROP TABLE t_new"'
+    zdm_run init
+    t_rc "init" 0
+    t_eq "meta: layout version 2, written by this zdm" "layout_written_by|$ZVER schema_version|2" \
+        "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
+    zdm_run advance p_bf
+    zdm_run advance p_bf
+    t_eq "p_bf is backfilled" backfilled "$(zdm_phase_of p_bf)"
+    local good
+    good=$(db_sql "SELECT value FROM $(meta) WHERE key = 'schema_version'")
+
+    t_section "$d: a damaged layout version is refused by every command"
+    local v
+    for v in 0 "" abc 2x -1; do
+        db_sql "UPDATE $(meta) SET value = '$v' WHERE key = 'schema_version'" >/dev/null
+        every_command_refuses "version '$v'" "is damaged"
+    done
+    db_sql "DELETE FROM $(meta) WHERE key = 'schema_version'" >/dev/null
+    every_command_refuses "version row missing" "layout version ($(meta)) is missing"
+    db_sql "INSERT INTO $(meta) (key, value) VALUES ('schema_version', '$good')" >/dev/null
+    zdm_run status p_bf
+    t_rc "version restored: status works" 0
+    t_has "version restored: p_bf is backfilled" backfilled "$ZOUT"
+    db_sql "DROP TABLE $(meta)" >/dev/null
+    every_command_refuses "meta table gone" "is damaged"
+    db_sql "CREATE TABLE $(meta) (key text PRIMARY KEY, value text NOT NULL)" >/dev/null
+    db_sql "INSERT INTO $(meta) (key, value) VALUES ('schema_version', '$good'), ('layout_written_by', '$ZVER')" >/dev/null
+    db_sql "UPDATE $(plans_t) SET phase = 'backfiled' WHERE id = 'p_bf'" >/dev/null
+    zdm_run status p_bf
+    t_eq "a garbled phase: status exits 5" 5 "$ZRC"
+    t_lacks "a garbled phase: not shown as pending" pending "$ZOUT"
+    t_has "a garbled phase: says which" 'phase "backfiled"' "$ZERR"
+    zdm_run advance p_bf
+    t_eq "a garbled phase: advance exits 5" 5 "$ZRC"
+    db_sql "UPDATE $(plans_t) SET phase = 'backfilled' WHERE id = 'p_bf'" >/dev/null
+
+    t_section "$d: a newer layout is refused by every command, naming who wrote it"
+    db_sql "UPDATE $(meta) SET value = '3' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '9.9.9' WHERE key = 'layout_written_by'" >/dev/null
+    every_command_refuses "layout 3" "at layout 3, written by zdm 9.9.9"
+    zdm_run init --upgrade
+    t_eq "layout 3: init --upgrade refuses too" 5 "$ZRC"
+    t_has "layout 3: says which zdm to run" "run zdm 9.9.9 or newer" "$ZERR"
+
+    t_section "$d: an older layout: refused until zdm init --upgrade"
+    db_sql "UPDATE $(meta) SET value = '$good' WHERE key = 'schema_version'" >/dev/null
+    make_v1
+    every_command_refuses "layout 1" "zdm init --upgrade"
+    local hist_before
+    hist_before=$(db_sql "SELECT count(*) FROM $(hist_t)")
+    zdm_run init --upgrade
+    t_rc "init --upgrade" 0
+    t_has "init --upgrade says so" "upgraded from layout 1 to 2" "$ZOUT"
+    t_eq "meta after the upgrade" "layout_written_by|$ZVER schema_version|2" \
+        "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
+    t_eq "history: one upgrade row" "(state)|upgrade|ok|state layout 1 (written by zdm 0.1.0 or older) -> 2 by zdm $ZVER" \
+        "$(db_sql "SELECT plan_id, action, outcome, detail FROM $(hist_t) WHERE action = 'upgrade'")"
+    t_eq "history: nothing else written" "$((hist_before + 1))" "$(db_sql "SELECT count(*) FROM $(hist_t)")"
+    t_eq "p_bf is still backfilled" backfilled "$(zdm_phase_of p_bf)"
+    zdm_run --json init --upgrade
+    t_rc "init --upgrade again" 0
+    t_eq "init --upgrade again: nothing to do" '{"ok": true, "database": "'"$( [ "$d" = pg ] && echo postgresql || echo sqlite)"'", "state_version": 2}' "$ZOUT"
+    t_eq "init --upgrade again: no second history row" 1 \
+        "$(db_sql "SELECT count(*) FROM $(hist_t) WHERE action = 'upgrade'")"
+    zdm_run advance p_bf
+    t_rc "after the upgrade, the plan goes on" 0
+    t_eq "after the upgrade: cut_over" cut_over "$(zdm_phase_of p_bf)"
+}
+
+run_dialect sqlite
+if t_pg_available; then
+    t_pg_start
+    run_dialect pg
+    t_section "pg: two init --upgrade at once upgrade once"
+    make_v1
+    zdm_bg "$T_DIR/up1" init --upgrade
+    j1=$ZBG_JOB
+    zdm_bg "$T_DIR/up2" init --upgrade
+    j2=$ZBG_JOB
+    t_wait_exit "$j1" 60
+    r1=$WAIT_RC
+    t_wait_exit "$j2" 60
+    r2=$WAIT_RC
+    t_eq "both exit 0" "0 0" "$r1 $r2"
+    t_eq "one upgrade row per upgrade" 2 "$(db_sql "SELECT count(*) FROM zdm.history WHERE action = 'upgrade'")"
+    t_eq "the layout is 2" 2 "$(db_sql "SELECT value FROM zdm.meta WHERE key = 'schema_version'")"
+else
+    T_SKIPPED="$T_SKIPPED postgresql"
+fi
+
+t_finish
