@@ -2,7 +2,7 @@
 # run.sh FUZZER_BINARY NAME -- runs one libFuzzer target for a bounded time.
 #
 # Seeds a fresh corpus with every .toml under ${ZDM_SHARED:-$ZDM_SRC/../shared}/toml-test
-# and $ZDM_SRC/plans (those that exist), runs for ${ZDM_FUZZ_SECONDS:-60}s with
+# and $ZDM_SRC/plans (those that exist), and tests/fuzz/seeds/NAME/*, runs for ${ZDM_FUZZ_SECONDS:-60}s with
 # -max_len=4096, leak detection on, and exits non-zero on any crash, leak,
 # timeout or sanitizer report.  Crash artifacts stay in a temporary folder
 # whose path is printed; on success that folder is removed.
@@ -31,6 +31,14 @@ for dir in "$shared/toml-test" "$src/plans"; do
     cp "$f" "$corpus/seed-$n-$(basename "$f")"
   done < <(find "$dir" -type f -name '*.toml' -print0)
 done
+# A target's own seeds (e.g. SQL for fuzz_lint), when it has any.
+if [ -d "$src/tests/fuzz/seeds/$name" ]; then
+  for f in "$src/tests/fuzz/seeds/$name"/*; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    cp "$f" "$corpus/seed-$n-$(basename "$f")"
+  done
+fi
 echo "fuzz $name: $n seed files, ${secs}s, work folder $work"
 
 # ASan reports leaks by default under libFuzzer; make sure nothing turns it off.

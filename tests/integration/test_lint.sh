@@ -106,6 +106,68 @@ lint_run lint "$T_DIR/0009_syntax.toml"
 t_rc "zdm lint of SQL that does not parse" 3
 t_has "parse error at its line" "0009_syntax.toml:4:1: error[parse-error]: not valid PostgreSQL: syntax error at or near \"SELEC\"" "$ZOUT"
 
+t_section "plain SQL files and stdin: FILE:LINE:COL, zdm:allow, formats"
+cat >"$T_DIR/mig.sql" <<'SQL'
+BEGIN;
+CREATE TABLE audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz);
+  ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();
+-- zdm:allow index-not-concurrent users has 40 rows
+CREATE INDEX users_a ON users (a);
+CREATE INDEX users_b ON users (b); -- zdm:allow index-not-concurrent
+COMMIT;
+SQL
+lint_run lint "$T_DIR/mig.sql"
+t_rc "zdm lint FILE.sql" 3
+t_has "line and column" "$T_DIR/mig.sql:3:3: error[add-column-volatile-default]" "$ZOUT"
+t_has "allowed with its reason" "$T_DIR/mig.sql:5:1: error[index-not-concurrent]: CREATE INDEX users_a" "$ZOUT"
+t_has "the reason" "(allowed: users has 40 rows)" "$ZOUT"
+t_has "an allow without a reason allows nothing" "$T_DIR/mig.sql:6:36: error[allow-no-reason]" "$ZOUT"
+t_lacks "the file's own BEGIN/COMMIT are fine" "transaction-control" "$ZOUT"
+t_has "summary" "0 plans and 1 SQL file linted: 3 errors, 0 warnings, 1 allowed" "$ZOUT"
+ZRC=0
+printf 'SELECT 1;\nDROP INDEX users_a;\n' | "$ZDM" lint - >"$T_DIR/last.out" 2>&1 || ZRC=$?
+ZOUT=$(cat "$T_DIR/last.out")
+t_rc "zdm lint - (stdin)" 3
+t_has "stdin positions" "<stdin>:2:1: error[drop-index-not-concurrent]" "$ZOUT"
+ZRC=0
+printf 'CREATE INDEX i ON t (a);\nVACUUM;\n' | "$ZDM" lint --dialect sqlite - >"$T_DIR/last.out" 2>&1 || ZRC=$?
+ZOUT=$(cat "$T_DIR/last.out")
+t_rc "zdm lint --dialect sqlite -" 3
+t_lacks "CREATE INDEX is fine on SQLite" "index-not-concurrent" "$ZOUT"
+t_has "VACUUM is not" "<stdin>:2:1: error[sqlite-vacuum]" "$ZOUT"
+lint_run lint --format github "$T_DIR/mig.sql"
+t_rc "--format github" 3
+t_has "a workflow annotation" "::error file=$T_DIR/mig.sql,line=3,col=3,title=zdm lint add-column-volatile-default::ADD COLUMN users.token" "$ZOUT"
+t_lacks "allowed findings are not annotated" "users_a" "$ZOUT"
+lint_run lint --format sarif "$T_DIR/mig.sql"
+t_rc "--format sarif" 3
+t_eq "sarif: version" "2.1.0" "$(jq -r '.version' <<<"$ZOUT")"
+t_eq "sarif: results" 4 "$(jq -r '.runs[0].results | length' <<<"$ZOUT")"
+t_eq "sarif: first result" "add-column-volatile-default error 3 3" \
+    "$(jq -r '.runs[0].results[0] | "\(.ruleId) \(.level) \(.locations[0].physicalLocation.region.startLine) \(.locations[0].physicalLocation.region.startColumn)"' <<<"$ZOUT")"
+t_eq "sarif: the allowed one is suppressed" "users has 40 rows" \
+    "$(jq -r '[.runs[0].results[] | select(.suppressions) | .suppressions[0].justification] | join(",")' <<<"$ZOUT")"
+t_eq "sarif: ruleIndex points at the rule" "add-column-volatile-default" \
+    "$(jq -r '.runs[0].tool.driver.rules[.runs[0].results[0].ruleIndex].id' <<<"$ZOUT")"
+lint_run lint --format nope "$T_DIR/mig.sql"
+t_rc "--format nope" 2
+
+t_section "a statement over the depth bound: exit 2 at validate, lint and advance, no crash"
+python3 -c "print('[[expand.steps]]\nsql = \"\"\"SELECT ' + ' + '.join(['1'] * 200000) + '\"\"\"\ndown = \"SELECT 1\"')" \
+    >"$T_DIR/0099_deep.toml"
+python3 -c "print('SELECT 1;\n  SELECT ' + ' + '.join(['1'] * 200000) + ';')" >"$T_DIR/deep.sql"
+lint_run plan validate "$T_DIR/0099_deep.toml"
+t_rc "plan validate" 2
+t_has "says why, where" "0099_deep.toml:2:7: expand step 1.sql: line 1 of the SQL: a statement nesting deeper than 1000 levels" "$ZERR"
+lint_run lint "$T_DIR/0099_deep.toml"
+t_rc "zdm lint of the plan" 2
+lint_run lint "$T_DIR/deep.sql"
+t_rc "zdm lint of the SQL file" 2
+t_has "file:line:col" "deep.sql:2:3: a statement nesting deeper than 1000 levels" "$ZERR"
+ZRC=0
+"$ZDM" lint - <"$T_DIR/deep.sql" >"$T_DIR/last.out" 2>&1 || ZRC=$?
+t_rc "zdm lint - of it" 2
+
 # ------------------------------------------------------------ zdm advance
 t_section "advance on SQLite: SQLite's rules; a plain CREATE INDEX advances"
 db_new sqlite adv
@@ -191,6 +253,13 @@ t_has "alter-type-rewrite" "error[alter-type-rewrite]" "$ZOUT"
 lint_run lint --db "sqlite:$T_DIR/x.db" 0007_pg_variant
 t_rc "zdm lint --db sqlite:... lints what SQLite runs" 0
 t_eq "--db did not create a file" "no" "$([ -e "$T_DIR/x.db" ] && echo yes || echo no)"
+
+t_section "advance of a plan over the depth bound: exit 2, nothing changed"
+cp "$T_DIR/0099_deep.toml" "$T_PLANS/0099_deep.toml"
+zdm_run advance 0099_deep
+t_rc "advance" 2
+t_eq "no state row" 0 "$(db_sql "SELECT count(*) FROM zdm_plans WHERE id = '0099_deep'")"
+rm "$T_PLANS/0099_deep.toml"
 
 t_section "contract is gated too"
 plan_write 0008_contract 'description = "contract with a whole-table copy"

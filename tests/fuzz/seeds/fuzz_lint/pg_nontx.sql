@@ -1,0 +1,3 @@
+CREATE INDEX CONCURRENTLY i ON t (a); DROP INDEX i; ALTER TABLE t DETACH PARTITION p;
+CREATE DOMAIN d AS int CHECK (VALUE > 0);
+CREATE TABLE x (id serial PRIMARY KEY, t timestamp, c char(3), v varchar(9));

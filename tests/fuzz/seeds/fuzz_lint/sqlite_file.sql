@@ -1,0 +1,1 @@
+BEGIN; ALTER TABLE t ALTER COLUMN a TYPE int; COMMIT; -- zdm:allow sqlite-alter-unsupported
