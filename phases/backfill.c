@@ -934,12 +934,16 @@ static void progress(worker *w, int final)
         for (int i = 0; i < width; i++)
             bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "\r%s [%s] %5.1f%% %lld/%lld rows %lld rows/s ETA %s %s%s\033[K", w->plan->id, bar,
-                pct, (long long)pr.rows_done, (long long)total, (long long)rate, eta,
-                w->pause_reason[0] ? "PAUSED: " : "", w->pause_reason);
+        /* The bar owns the last line: log lines print above it (log.c),
+         * and it is cleared once the work ends. */
+        char line[1024];
+        snprintf(line, sizeof line, "%.200s [%s] %5.1f%% %lld/%lld rows %lld rows/s ETA %s %s%s", w->plan->id, bar,
+                 pct, (long long)pr.rows_done, (long long)total, (long long)rate, eta,
+                 w->pause_reason[0] ? "PAUSED: " : "", w->pause_reason);
         if (final)
-            fputc('\n', stderr);
-        fflush(stderr);
+            zdm_progress_end();
+        else
+            zdm_progress_show(line);
     } else {
         zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
                 "%lld of ~%lld rows (%.1f%%), %lld rows/s, ETA %s, ranges %d/%d done, batch %lld rows%s%s",

@@ -213,7 +213,10 @@ static void usage(FILE *f)
             "                  conninfo (\"host=... dbname=...\"), or sqlite:PATH;\n"
             "                  default: $ZDM_DATABASE_URL\n"
             "  --plans DIR     directory of plan files (default: ./plans)\n"
-            "  --json          machine-readable output\n"
+            "  --json          JSON on stdout, errors included; commands that change\n"
+            "                  state print one JSON object per event (NDJSON)\n"
+            "  --log-format F  stderr log lines as text (default), kv (key=value) or\n"
+            "                  json; default: $ZDM_LOG_FORMAT\n"
             "  -v, --verbose   more log detail;  -q, --quiet: warnings and errors only\n"
             "  -h, --help      this help;  --version: print the version\n"
             "\n"
@@ -305,11 +308,42 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
     return 0;
 }
 
-static void print_err(FILE *errs, const zdm_err *err)
+/* The final error: on stderr in the log format, and under --json on
+ * stdout too, as the last JSON line, so a script reading stdout alone
+ * learns why. */
+static void print_err(FILE *errs, FILE *json_out, int code, const zdm_err *err)
 {
-    fprintf(errs, "zdm: %s\n", err->msg);
-    if (err->detail[0])
-        fprintf(errs, "  -> %s\n", err->detail);
+    zdm_log_final_error(errs, err);
+    if (!json_out)
+        return;
+    char ts[40];
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("error"));
+    json_object_set_new(o, "time", json_string(zdm_format_time(zdm_now_ms(), ts, sizeof ts)));
+    json_object_set_new(o, "exit_code", json_integer(code));
+    json_object_set_new(o, "message", json_string(err->msg));
+    json_object_set_new(o, "detail", err->detail[0] ? json_string(err->detail) : json_null());
+    json_object_set_new(o, "sqlstate", err->sqlstate[0] ? json_string(err->sqlstate) : json_null());
+    if (err->line)
+        json_object_set_new(o, "line", json_integer(err->line));
+    json_dumpf(o, json_out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fputc('\n', json_out);
+    fflush(json_out);
+    json_decref(o);
+}
+
+/* Commands that change state: under --json they stream their events
+ * (log lines, results) on stdout, one JSON object per line. */
+static int streams_events(const cmd *c)
+{
+    static const char *const names[] = {"init", "advance", "rollback", "stamp", "unlock", "backfill", "pause",
+                                        "resume", "set", "cutover", "schedule", "run-due", "new", "baseline"};
+    if (c->group)
+        return 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(c->name, names[i]) == 0)
+            return 1;
+    return 0;
 }
 
 /* Alembic and Flask-Migrate verbs a newcomer types first, and the zdm
@@ -378,6 +412,8 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     zdm_err_clear(&err);
 
     const char *words[ZDM_CLI_MAX_POS + 2];
+    const char *log_format = getenv("ZDM_LOG_FORMAT");
+    zdm_log_set_format(ZDM_LOGF_TEXT);
     int nwords = 0, want_help = 0, want_version = 0, rest = 0;
     unsigned seen = 0;
     struct { const char *name; unsigned bit; const char **dst; } valopts[] = {
@@ -433,6 +469,13 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
             seen |= OPT_OP;
             continue;
         }
+        const char *lf = NULL;
+        if ((r = opt_value(argc, argv, &i, "--log-format", &lf, &err)) != 0) {
+            if (r < 0)
+                goto fail;
+            log_format = lf;
+            continue;
+        }
         if (strcmp(a, "--json") == 0) {
             cli.json = 1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
@@ -468,6 +511,15 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         }
     }
 
+    if (log_format && *log_format) {
+        int lf = zdm_log_parse_format(log_format);
+        if (lf < 0) {
+            zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown log format \"%s\"", log_format);
+            zdm_err_detail(&err, "--log-format (or ZDM_LOG_FORMAT) is text, kv or json");
+            goto fail;
+        }
+        zdm_log_set_format((zdm_log_format)lf);
+    }
     if (want_version) {
         fprintf(out, "zdm %s\n", ZDM_VERSION);
         return 0;
@@ -542,16 +594,30 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     zdm_log_set_level(cli.verbosity < 0 ? ZDM_LOG_WARN
                       : cli.verbosity > 0 ? ZDM_LOG_DEBUG
                                           : ZDM_LOG_INFO);
+    /* --json: stdout carries JSON only.  A command's own JSON document
+     * passes through; its text lines become {"event": "output"} lines;
+     * a state-changing command's log events are JSON lines too. */
+    FILE *jout = NULL;
+    if (cli.json) {
+        jout = zdm_json_out_open(out);
+        if (jout)
+            cli.out = jout;
+        if (streams_events(c))
+            zdm_log_set_events(out);
+    }
     int rc = c->fn(&cli, &err);
+    if (jout)
+        fclose(jout);
+    zdm_log_set_events(NULL);
     if (rc == 0)
         return 0;
     if (err.msg[0]) {
         /* The command's status is the exit code, whatever err.code says. */
-        print_err(errs, &err);
+        print_err(errs, cli.json ? out : NULL, rc, &err);
     }
     return rc;
 
 fail:
-    print_err(errs, &err);
+    print_err(errs, cli.json ? out : NULL, err.code ? err.code : ZDM_EXIT_USAGE, &err);
     return err.code ? err.code : ZDM_EXIT_USAGE;
 }
