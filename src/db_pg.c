@@ -210,9 +210,19 @@ static int pg_connect(zdm_db *db, const char *url, zdm_err *err)
 {
     /* The URL/conninfo goes in as "dbname" with expand_dbname, so it is
      * parsed exactly as PQconnectdb would; fallback_application_name names
-     * us in pg_stat_activity unless the URL or PGAPPNAME already does. */
-    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *const vals[] = {url, "zdm", NULL};
+     * us in pg_stat_activity unless the URL or PGAPPNAME already does.
+     *
+     * A worker cut off from the server without a FIN or RST (a partition,
+     * a dead NAT entry) must find out in seconds, not after the kernel's
+     * two-hour keepalive or fifteen minutes of retransmissions: TCP
+     * keepalives (5 s idle, then 3 probes 2 s apart) catch a silent idle
+     * link, tcp_user_timeout (10 s) one with unacknowledged data, and
+     * connect_timeout bounds each reconnection try.  These come before
+     * "dbname", so the URL's own values win (libpq keeps the last one). */
+    const char *const keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "connect_timeout",
+                                "dbname", "fallback_application_name", NULL};
+    const char *const vals[] = {"1", "5", "2", "3", "10000", "10", url, "zdm", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (!conn) {
         zdm_err_set(err, ZDM_EXIT_FAIL, "postgresql: out of memory connecting to %s",
@@ -239,11 +249,24 @@ static int pg_connect(zdm_db *db, const char *url, zdm_err *err)
      * an operator's terminal; WARNINGs still reach stderr. */
     /* A zdm killed mid-statement should not leave its server session
      * running the statement (and holding the plan's advisory lock) until
-     * it ends: PostgreSQL 14+ can notice the client is gone. */
-    PGresult *res = PQexec(conn, PQserverVersion(conn) >= 140000
+     * it ends: PostgreSQL 14+ can notice the client is gone.  The same on
+     * the server's side of a silent partition: its keepalives end the
+     * session of a worker that can no longer answer, which frees the
+     * worker's range and row locks for a worker on another host (the
+     * settings do nothing on a unix socket). */
+    int v = PQserverVersion(conn);
+    PGresult *res = PQexec(conn, v >= 140000
                                      ? "SET client_min_messages = warning; "
-                                       "SET client_connection_check_interval = '2s'"
-                                     : "SET client_min_messages = warning");
+                                       "SET client_connection_check_interval = '2s'; "
+                                       "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+                                       "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000"
+                           : v >= 120000
+                                     ? "SET client_min_messages = warning; "
+                                       "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+                                       "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000"
+                                     : "SET client_min_messages = warning; "
+                                       "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+                                       "SET tcp_keepalives_count = 3");
     int rc = pg_take(db, res, NULL, NULL, err);
     if (rc != ZDM_OK) {
         zdm_err_prefix(err, "setting up the session on %s: ", db->safe_url);
