@@ -31,6 +31,7 @@
 #include "backfill.h"
 #include "httpstat.h"
 #include "log.h"
+#include "mutant.h"
 #include "pacer.h"
 #include "state.h"
 
@@ -616,9 +617,13 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     if (rc != 0)
         return rc;
     /* The cursor, read under the range's row lock: a second worker that
-     * believes it owns the range waits here and then sees our cursor. */
+     * believes it owns the range waits here and then sees our cursor.  The
+     * owner is read under the same lock (fencing): a worker that was cut
+     * off or stalled long enough for another to take its range over finds
+     * that out here, in the batch's own transaction, and never commits a
+     * batch of a range that is no longer its own. */
     if (w->pg) {
-        snprintf(sql, sizeof sql, "SELECT cursor, done, set_config('zdm.backfill', $3, true) FROM %s "
+        snprintf(sql, sizeof sql, "SELECT cursor, done, owner, set_config('zdm.backfill', $3, true) FROM %s "
                                   "WHERE plan_id = $1 AND range_id = $2 FOR UPDATE", T(w, "ranges"));
         const char *p[] = {id, rid, id};
         rc = zdm_db_query(w->db, sql, 3, p, &r, err);
@@ -627,7 +632,8 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
         const char *pg_[] = {id};
         rc = zdm_db_query(w->db, sql, 1, pg_, NULL, err);
         if (rc == 0) {
-            snprintf(sql, sizeof sql, "SELECT cursor, done FROM %s WHERE plan_id = $1 AND range_id = $2", T(w, "ranges"));
+            snprintf(sql, sizeof sql, "SELECT cursor, done, owner FROM %s WHERE plan_id = $1 AND range_id = $2",
+                     T(w, "ranges"));
             const char *p[] = {id, rid};
             rc = zdm_db_query(w->db, sql, 2, p, &r, err);
         }
@@ -639,6 +645,13 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     if (atoi(zdm_rows_get(r, 0, 1))) { /* finished by someone else */
         *range_done = 1;
         goto out;
+    }
+    if (!zdm_rows_get(r, 0, 2) || strcmp(zdm_rows_get(r, 0, 2), w->me) != 0) {
+        zdm_log(ZDM_LOG_WARN, id, "backfill", "range %d was taken over by %s while this worker was away; "
+                "leaving it (no batch of it committed) and claiming another",
+                w->range_id, zdm_rows_get(r, 0, 2) ? zdm_rows_get(r, 0, 2) : "nobody (released)");
+        w->range_id = -1;
+        goto out; /* rolled back: rc is 0 and nothing was written */
     }
     cursor = zdm_rows_get(r, 0, 0) ? zdm_xstrdup(zdm_rows_get(r, 0, 0)) : NULL;
     zdm_rows_free(r);
@@ -700,6 +713,13 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
         }
     }
 record:
+    if (zdm_mutant("checkpoint_split")) { /* the batch commits before its checkpoint */
+        rc = zdm_db_commit(w->db, err);
+        if (rc == 0)
+            rc = zdm_db_begin(w->db, err);
+        if (rc != 0)
+            goto out;
+    }
     if (!w->pg) {
         const char *pg_[] = {id};
         rc = zdm_db_query(w->db, "DELETE FROM zdm_guard WHERE plan_id = $1", 1, pg_, NULL, err);
@@ -725,7 +745,7 @@ record:
         last = NULL;
     }
 out:
-    if (rc != 0)
+    if (rc != 0 || zdm_db_in_transaction(w->db)) /* an error, fenced, or done by another */
         zdm_db_rollback(w->db);
     zdm_rows_free(r);
     json_decref(jc);
@@ -891,12 +911,14 @@ static void heartbeat(worker *w, const char *throttle)
     zdm_err e;
     zdm_err_clear(&e);
     char sql[200], rid[16], now[32];
-    snprintf(sql, sizeof sql, "UPDATE %s SET heartbeat_ms = $3, throttle = $4 WHERE plan_id = $1 AND range_id = $2",
-             T(w, "ranges"));
+    /* Only while the range is still ours: a heartbeat must not keep alive
+     * a range another worker took over. */
+    snprintf(sql, sizeof sql, "UPDATE %s SET heartbeat_ms = $3, throttle = $4 WHERE plan_id = $1 AND range_id = $2 "
+             "AND owner = $5", T(w, "ranges"));
     snprintf(rid, sizeof rid, "%d", w->range_id);
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
-    const char *p[] = {w->plan->id, rid, now, throttle};
-    if (zdm_db_query(w->db, sql, 4, p, NULL, &e) != 0)
+    const char *p[] = {w->plan->id, rid, now, throttle, w->me};
+    if (zdm_db_query(w->db, sql, 5, p, NULL, &e) != 0)
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "heartbeat failed: %s", e.msg);
 }
 
@@ -1096,6 +1118,9 @@ static int finish(worker *w, int *all_done, int *others, zdm_err *err)
         return rc;
     snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1 AND phase = 'expanded'",
              T(w, "plans"));
+    if (zdm_mutant("phase_unlocked")) /* trusts a phase it did not read under the row's lock */
+        snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1",
+                 T(w, "plans"));
     const char *pu[] = {w->plan->id, now};
     rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
     if (rc == 0 && zdm_db_changes(w->db) == 1) {
