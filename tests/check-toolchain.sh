@@ -53,6 +53,7 @@ py=/usr/bin/python3
 if have_cmd "$py"; then
     "$py" -c 'import psycopg2' 2>/dev/null || need python3-psycopg2 "python module psycopg2"
     "$py" -c 'import yaml' 2>/dev/null || need python3-yaml "python module yaml"
+    "$py" -c 'import alembic' 2>/dev/null || need python3-alembic "python module alembic (docs/coming-from-alembic.md test)"
 fi
 
 # clang itself, then its runtime: link a program with each sanitizer the
