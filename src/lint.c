@@ -1338,6 +1338,25 @@ static void run_free(lint_run *r)
     free(r->renamed_finding);
 }
 
+/* ALTER TABLE a RENAME TO b; CREATE VIEW a AS SELECT * FROM b: the old
+ * application reads and writes through the view, so the rename's
+ * destructive-in-expand finding goes. */
+static void drop_covered_renames(lint_run *r, zdm_lint_result *out)
+{
+    for (size_t i = r->renamed.n; i-- > 0;) {
+        int covered = 0;
+        for (size_t j = 0; j < r->views.n && !covered; j++)
+            covered = strcmp(r->views.v[j], r->renamed.v[i]) == 0;
+        if (!covered)
+            continue;
+        size_t k = r->renamed_finding[i];
+        free(out->v[k].message);
+        free(out->v[k].reason);
+        memmove(&out->v[k], &out->v[k + 1], (out->n - k - 1) * sizeof *out->v);
+        out->n--;
+    }
+}
+
 static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
                    zdm_lint_result *out)
 {
@@ -1363,19 +1382,7 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
         for (size_t k = k0; k < out->n; k++)
             out->v[k].offset = r.off;
     }
-    /* ALTER TABLE a RENAME TO b; CREATE VIEW a AS SELECT * FROM b: the
-     * old application reads and writes through the view. */
-    for (size_t i = r.renamed.n; i-- > 0;) {
-        int covered = 0;
-        for (size_t j = 0; j < r.views.n && !covered; j++)
-            covered = strcmp(r.views.v[j], r.renamed.v[i]) == 0;
-        if (!covered)
-            continue;
-        size_t k = r.renamed_finding[i];
-        free(out->v[k].message);
-        memmove(&out->v[k], &out->v[k + 1], (out->n - k - 1) * sizeof *out->v);
-        out->n--;
-    }
+    drop_covered_renames(&r, out);
     if (!in_transaction) {
         /* A step outside a transaction that stops half-way leaves part of
          * its DDL applied: more than one change to a table is a problem. */
@@ -1545,10 +1552,15 @@ static void sl_alter(lint_run *r, const sl_stmt *x)
     }
     if (K(x, i, "RENAME") && K(x, i + 1, "TO")) {
         char *to = sl_name(x, i + 2, NULL);
-        if (r->phase == ZDM_PHASE_EXPAND && !fresh)
+        if (r->phase == ZDM_PHASE_EXPAND && !fresh) {
             add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
                         "RENAME %s TO %s in expand: the old application, still running until cutover, "
-                        "uses the old name", table, to ? to : "?");
+                        "uses the old name (unless a view takes it in the same step)", table, to ? to : "?");
+            r->renamed_finding = zdm_xrealloc(r->renamed_finding,
+                                              (r->renamed.n + 1) * sizeof *r->renamed_finding);
+            r->renamed_finding[r->renamed.n] = r->out->n - 1;
+            zdm_strv_push(&r->renamed, table);
+        }
         ltable *t = table_find(r->c, table);
         if (t && to) {
             table_drop(r->c, to);
@@ -1680,6 +1692,8 @@ static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
         }
         if (!(ine && table_find(r->c, table)))
             table_add(r->c, table, r->c->gen, (int)r->phase);
+        if (view)
+            zdm_strv_push(&r->views, table);
         free(table);
     } else if (K(x, 0, "DROP") && (K(x, 1, "TABLE") || K(x, 1, "VIEW"))) {
         size_t i = 2;
@@ -1760,6 +1774,7 @@ static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *s
         for (size_t k = k0; k < out->n; k++)
             out->v[k].offset = st->off;
     }
+    drop_covered_renames(&r, out);
     run_free(&r);
     return bad ? -1 : 0;
 }
