@@ -168,7 +168,11 @@ static const cmd commands[] = {
      "tokenized and checked with the SQLite rules.  Which SQL: with --dialect or\n"
      "--db (the URL's kind; nothing is connected), the SQL that dialect runs\n"
      "(sql.<dialect>, else sql); without, sql.pg/sql with the PostgreSQL rules\n"
-     "and sql.sqlite with the SQLite rules.  Reports FILE:LINE:COL:\n"
+     "and sql.sqlite with the SQLite rules.  --db URL on the command line also\n"
+     "reads the database (read-only): table sizes set the severity, pg_proc the\n"
+     "volatility of functions, existing checks clear SET NOT NULL, and\n"
+     "long-transaction names a session holding a lock on a table the SQL\n"
+     "changes.  Reports FILE:LINE:COL:\n"
      "error[RULE]: why -- the safe alternative.  Rules (the README's table says\n"
      "what each catches): parse-error, index-not-concurrent, add-column-volatile-default,\n"
      "  alter-type-rewrite, set-not-null, constraint-not-valid, destructive-in-expand,\n"
@@ -179,7 +183,7 @@ static const cmd commands[] = {
      "  sqlite-alter-unsupported, sqlite-table-rebuild, sqlite-vacuum (errors);\n"
      "  missing-down, drop-not-null, not-idempotent, type-int-primary-key, type-serial,\n"
      "  type-varchar-length, type-char, type-timestamp, sqlite-pragma-in-transaction,\n"
-     "  allow-unknown-rule (warnings); sqlite-only (info).\n"
+     "  long-transaction, allow-unknown-rule (warnings); sqlite-only (info).\n"
      "Allow a rule in a plan with allow_unsafe = [{rule = \"RULE\", reason =\n"
      "\"...\"}], on the command line with --allow RULE[,RULE], or in the SQL\n"
      "with a comment on or above the statement: -- zdm:allow RULE reason (the\n"
@@ -449,6 +453,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         if ((r = opt_value(argc, argv, &i, "--db", &cli.db_url, &err)) != 0) {
             if (r < 0)
                 goto fail;
+            cli.db_given = 1;
             continue;
         }
         if ((r = opt_value(argc, argv, &i, "--plans", &cli.plans_dir, &err)) != 0) {

@@ -19,6 +19,7 @@
 typedef struct zdm_cli {
     /* global options */
     const char *db_url;      /* --db, else ZDM_DATABASE_URL, else NULL */
+    int db_given;            /* --db was on the command line (not only $ZDM_DATABASE_URL) */
     const char *plans_dir;   /* --plans, default "plans" */
     int plans_given;         /* --plans was on the command line */
     int json;                /* --json */

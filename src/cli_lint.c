@@ -290,6 +290,36 @@ static void print_sarif(FILE *out, const zdm_lint_result *r)
     json_decref(doc);
 }
 
+/* --db on the command line: the database's sizes, catalog and current
+ * transactions adjust the findings (read-only; a SQLite file must exist). */
+static int with_db(zdm_cli *cli, lint_load *L, zdm_lint_result *r, zdm_err *err)
+{
+    if (zdm_db_kind_of_url(cli->db_url) == ZDM_DB_SQLITE) {
+        const char *path = cli->db_url + strlen("sqlite:");
+        if (strncmp(path, "///", 3) == 0)
+            path += 2;
+        else if (strncmp(path, "//", 2) == 0)
+            path += 2;
+        struct stat st;
+        if (stat(path, &st) != 0)
+            return zdm_err_set(err, ZDM_EXIT_USAGE,
+                               "--db: no SQLite database at %s; zdm lint reads a database, never creates one", path);
+    }
+    zdm_db *db = NULL;
+    int rc = zdm_db_open(cli->db_url, &db, err);
+    if (rc != 0)
+        return rc;
+    /* The plans' lock_timeout (the smallest): a transaction older than that
+     * holding a lock makes the step wait; plain SQL: zdm's default. */
+    int64_t lt = 0;
+    for (size_t i = 0; i < L->nt; i++)
+        if (L->t[i].plan->lock_timeout_ms > 0 && (lt == 0 || L->t[i].plan->lock_timeout_ms < lt))
+            lt = L->t[i].plan->lock_timeout_ms;
+    rc = zdm_lint_with_db(r, db, lt ? lt : 2000, err);
+    zdm_db_close(db);
+    return rc;
+}
+
 int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
 {
     lint_load L;
@@ -341,9 +371,15 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
             zdm_lint_sql_file(ctx, L.files[i].text, mode ? mode : ZDM_LINT_DIALECT_PG, &r);
             for (size_t k = from; k < r.n; k++)
                 r.v[k].file = L.files[i].name;
+            for (size_t k = 0; k < r.nddl; k++)
+                if (!r.ddl[k].file)
+                    r.ddl[k].file = L.files[i].name;
             zdm_lint_ctx_free(ctx);
         }
-        rc = zdm_lint_allow_list(&r, cli->allow, err);
+        if (cli->db_given)
+            rc = with_db(cli, &L, &r, err);
+        if (rc == 0)
+            rc = zdm_lint_allow_list(&r, cli->allow, err);
     }
     if (rc == 0) {
         size_t nerr = zdm_lint_count(&r, ZDM_LINT_ERROR, -1);

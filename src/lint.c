@@ -17,7 +17,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "db.h"
 #include "log.h"
+#include "ops.h"
 #include "sqlscan.h"
 
 /* ---- rules ---- */
@@ -71,6 +73,8 @@ static const zdm_lint_rule rules[] = {
     {"sqlite-table-rebuild", ZDM_LINT_ERROR,
      "a copy of a whole existing table (INSERT ... SELECT, CREATE TABLE AS) holding the write lock", SL},
     {"sqlite-vacuum", ZDM_LINT_ERROR, "VACUUM in a step: rewrites the whole database file under a lock", SL},
+    {"long-transaction", ZDM_LINT_WARNING,
+     "--db: a transaction open longer than lock_timeout holds a lock on a table the SQL changes", PG},
     {"sqlite-pragma-in-transaction", ZDM_LINT_WARNING,
      "PRAGMA foreign_keys / journal_mode inside a transaction, where it does nothing or fails", SL},
 };
@@ -127,7 +131,12 @@ void zdm_lint_result_free(zdm_lint_result *r)
     for (size_t i = 0; i < r->n; i++) {
         free(r->v[i].message);
         free(r->v[i].reason);
+        free(r->v[i].table);
+        free(r->v[i].object);
     }
+    for (size_t i = 0; i < r->nddl; i++)
+        free(r->ddl[i].table);
+    free(r->ddl);
     free(r->v);
     memset(r, 0, sizeof *r);
 }
@@ -655,7 +664,26 @@ typedef struct lint_run {
     int in_tx;           /* zdm runs the step in a transaction */
     int explicit_tx;     /* after a BEGIN in the SQL itself */
     zdm_strv not_valid;  /* "table\nconstraint" added NOT VALID by this SQL */
+    char *cur_table;     /* the table the current statement is about (first seen) */
 } lint_run;
+
+static void note_table(lint_run *r, const char *table)
+{
+    if (table && !r->cur_table)
+        r->cur_table = zdm_xstrdup(table);
+}
+
+/* Findings [k0, out->n) of the statement just linted: its offset and table. */
+static void stmt_done(lint_run *r, size_t k0)
+{
+    for (size_t k = k0; k < r->out->n; k++) {
+        r->out->v[k].offset = r->off;
+        if (!r->out->v[k].table && r->cur_table)
+            r->out->v[k].table = zdm_xstrdup(r->cur_table);
+    }
+    free(r->cur_table);
+    r->cur_table = NULL;
+}
 
 /* Runs in a transaction now: the step's own, or one the SQL opened. */
 static int in_tx(const lint_run *r)
@@ -673,6 +701,7 @@ static void note_ddl(lint_run *r, const char *table)
 {
     if (!table)
         return;
+    note_table(r, table);
     char *key = zdm_xasprintf("\n%s\n", table);
     int seen = r->stmt_tables.data && strstr(r->stmt_tables.data, key);
     if (!seen) {
@@ -785,7 +814,8 @@ static void add_column(lint_run *r, const char *table, const json_t *cd)
                             "ADD COLUMN %s.%s with DEFAULT calling %s()%s computes it for "
                             "every existing row, rewriting the table under an ACCESS EXCLUSIVE lock",
                             table, col, vf,
-                            unknown ? ", which zdm does not know to be immutable or stable," : " (volatile)");
+                            unknown ? ", which zdm does not know to be immutable or stable," : " (volatile)")
+                    ->object = unknown ? zdm_xstrdup(vf) : NULL;
             else if (strcmp(ct, "CONSTR_IDENTITY") == 0)
                 add_finding(r->out, "add-column-volatile-default", r->line, H_VOLATILE,
                             "ADD COLUMN %s.%s GENERATED AS IDENTITY numbers every existing row, "
@@ -898,7 +928,7 @@ static void alter_table(lint_run *r, const json_t *s)
             if (!fresh && !not_null_validated(r->c, table, name))
                 add_finding(r->out, "set-not-null", r->line, H_NOT_NULL,
                             "SET NOT NULL on %s.%s scans the whole table under an ACCESS EXCLUSIVE lock",
-                            table, name);
+                            table, name)->object = zdm_xstrdup(name);
         } else if (strcmp(sub, "AT_AddConstraint") == 0) {
             const json_t *k = node_as(jget(cmd, "def"), "Constraint");
             if (k)
@@ -1134,6 +1164,7 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         const json_t *rels = jget(s, "relations");
         for (size_t i = 0; i < json_array_size(rels); i++) {
             char *table = rel_name(json_array_get(rels, i));
+            note_table(r, table);
             if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
                 add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
                             "TRUNCATE %s in expand empties a table the old application uses", table);
@@ -1182,6 +1213,7 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         json_int_t mode = json_integer_value(jget(s, "mode"));
         if (mode >= 5 && mode <= 8) {
             char *table = rel_name(json_array_get(jget(s, "relations"), 0));
+            note_table(r, table);
             add_finding(r->out, "heavy-lock", r->line, H_LOCK,
                         "LOCK TABLE %s IN %s MODE blocks %s for as long as the transaction lasts",
                         table ? table : "?", modes[mode], mode == 8 ? "reads and writes" : "writes");
@@ -1256,6 +1288,7 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         free(table);
     } else if (strcmp(type, "UpdateStmt") == 0 || strcmp(type, "DeleteStmt") == 0) {
         char *table = rel_name(jget(s, "relation"));
+        note_table(r, table);
         if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table) &&
             where_is_everything(jget(s, "whereClause")))
             add_finding(r->out, "mass-dml-in-expand", r->line, H_MASS_DML,
@@ -1328,6 +1361,7 @@ static json_t *parse(const char *sql, zdm_lint_result *out)
 
 static void run_free(lint_run *r)
 {
+    free(r->cur_table);
     zdm_buf_free(&r->stmt_tables);
     zdm_strv_free(&r->ddl);
     free(r->ddl_line);
@@ -1352,6 +1386,8 @@ static void drop_covered_renames(lint_run *r, zdm_lint_result *out)
         size_t k = r->renamed_finding[i];
         free(out->v[k].message);
         free(out->v[k].reason);
+        free(out->v[k].table);
+        free(out->v[k].object);
         memmove(&out->v[k], &out->v[k + 1], (out->n - k - 1) * sizeof *out->v);
         out->n--;
     }
@@ -1379,10 +1415,25 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
         zdm_buf_free(&r.stmt_tables);
         size_t k0 = out->n;
         lint_stmt(&r, jget(raw, "stmt"));
-        for (size_t k = k0; k < out->n; k++)
-            out->v[k].offset = r.off;
+        stmt_done(&r, k0);
     }
     drop_covered_renames(&r, out);
+    for (size_t i = 0; i < r.ddl.n; i++) {
+        size_t j;
+        for (j = 0; j < i && strcmp(r.ddl.v[j], r.ddl.v[i]) != 0; j++)
+            ;
+        if (j < i)
+            continue;
+        if (out->nddl == out->capddl) {
+            out->capddl = out->capddl ? out->capddl * 2 : 8;
+            out->ddl = zdm_xrealloc(out->ddl, out->capddl * sizeof *out->ddl);
+        }
+        zdm_lint_ddl *d = &out->ddl[out->nddl++];
+        memset(d, 0, sizeof *d);
+        d->table = zdm_xstrdup(r.ddl.v[i]);
+        zdm_sql_pos(sql, r.ddl_off[i], &d->line, &d->col);
+        d->dialect = ZDM_LINT_DIALECT_PG;
+    }
     if (!in_transaction) {
         /* A step outside a transaction that stops half-way leaves part of
          * its DDL applied: more than one change to a table is a problem. */
@@ -1538,6 +1589,7 @@ static void sl_alter(lint_run *r, const sl_stmt *x)
     char *table = sl_name(x, 2, &i);
     if (!table)
         return;
+    note_table(r, table);
     int fresh = is_new(r, table);
     /* SQLite's ALTER TABLE does one thing. */
     int depth = 0;
@@ -1684,6 +1736,7 @@ static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
             return;
         if (!view && K(x, i, "AS")) {
             char *src = sl_copies_table(r, x, i);
+            note_table(r, src);
             if (src)
                 add_finding(r->out, "sqlite-table-rebuild", r->line, H_SL_REBUILD,
                             "CREATE TABLE %s AS SELECT ... FROM %s copies every row of %s in one statement, "
@@ -1715,6 +1768,7 @@ static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
         size_t i;
         char *dst = sl_name(x, into + 1, &i);
         char *src = sl_copies_table(r, x, i);
+        note_table(r, src);
         if (src)
             add_finding(r->out, "sqlite-table-rebuild", r->line, H_SL_REBUILD,
                         "INSERT INTO %s SELECT ... FROM %s copies every row of %s in one statement, holding "
@@ -1728,6 +1782,7 @@ static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
         if (K(x, i, "OR"))
             i += 2;
         char *table = sl_name(x, i, NULL);
+        note_table(r, table);
         if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table) && sl_find(x, i, "WHERE") >= x->n)
             add_finding(r->out, "mass-dml-in-expand", r->line, H_MASS_DML,
                         "%s of every row of %s in expand: one long write transaction holding SQLite's write "
@@ -1771,8 +1826,7 @@ static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *s
         } else {
             sl_stmt_lint(&r, &x);
         }
-        for (size_t k = k0; k < out->n; k++)
-            out->v[k].offset = st->off;
+        stmt_done(&r, k0);
     }
     drop_covered_renames(&r, out);
     run_free(&r);
@@ -1877,6 +1931,8 @@ int zdm_lint_sql_file(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_lint_
         if (plain_skips(out->v[k].rule)) {
             free(out->v[k].message);
             free(out->v[k].reason);
+            free(out->v[k].table);
+            free(out->v[k].object);
             continue;
         }
         out->v[w++] = out->v[k];
@@ -2035,8 +2091,24 @@ static void lint_steps(zdm_lint_ctx *const ctxs[2], const zdm_plan *p, const zdm
                  * still follows the SQL, so later raw steps are judged
                  * against it. */
                 if (sql) {
+                    /* Its tables still count for --db's long transactions. */
                     zdm_lint_result quiet = {0};
                     lint_text(ctx, sql, dialect, phase, zdm_step_in_transaction(s, sql), &quiet, 0, 0);
+                    for (size_t k = 0; report && k < quiet.nddl; k++) {
+                        if (out->nddl == out->capddl) {
+                            out->capddl = out->capddl ? out->capddl * 2 : 8;
+                            out->ddl = zdm_xrealloc(out->ddl, out->capddl * sizeof *out->ddl);
+                        }
+                        zdm_lint_ddl *dd = &out->ddl[out->nddl++];
+                        *dd = quiet.ddl[k];
+                        quiet.ddl[k].table = NULL;
+                        dd->line = s->line;
+                        dd->col = s->col;
+                        dd->plan = p->id;
+                        dd->file = p->path;
+                        dd->step = s->index;
+                        dd->phase = phase;
+                    }
                     zdm_lint_result_free(&quiet);
                 }
                 continue;
@@ -2044,7 +2116,7 @@ static void lint_steps(zdm_lint_ctx *const ctxs[2], const zdm_plan *p, const zdm
             if (!sql)
                 continue;
             any = 1;
-            size_t b1 = out->n;
+            size_t b1 = out->n, d1 = out->nddl;
             /* (Each text is linted once: for its dialect, or the target's.) */
             lint_text(ctx, sql, dialect, phase, zdm_step_in_transaction(s, sql), out, 1, 0);
             const toml_value *v = sql_value(s, "sql", dialect);
@@ -2052,6 +2124,16 @@ static void lint_steps(zdm_lint_ctx *const ctxs[2], const zdm_plan *p, const zdm
                 int l = out->v[k].line;
                 out->v[k].line = file_line(v, src, sql, l, s->line);
                 out->v[k].col = file_col(v, src, sql, l, out->v[k].col);
+            }
+            for (size_t k = d1; k < out->nddl; k++) {
+                zdm_lint_ddl *dd = &out->ddl[k];
+                int l = dd->line;
+                dd->line = file_line(v, src, sql, l, s->line);
+                dd->col = file_col(v, src, sql, l, dd->col);
+                dd->plan = p->id;
+                dd->file = p->path;
+                dd->step = s->index;
+                dd->phase = phase;
             }
             const char *down = zdm_step_down(s, dialect);
             if (report && down && dialect == ZDM_LINT_DIALECT_PG) {
@@ -2273,4 +2355,285 @@ int zdm_lint_gate(const zdm_plan *plan, const zdm_plan_set *set, zdm_phase_kind 
     zdm_buf_free(&ids);
     zdm_lint_result_free(&r);
     return rc;
+}
+
+/* ---- --db ---- */
+
+/* Rules whose cost grows with the table: an empty table makes them
+ * harmless, a small one brief. */
+static int size_matters(const char *rule)
+{
+    static const char *const r[] = {"index-not-concurrent", "add-column-volatile-default", "alter-type-rewrite",
+                                    "set-not-null", "constraint-not-valid", "heavy-lock", "mass-dml-in-expand",
+                                    "add-column-not-null-no-default", "validate-in-same-transaction",
+                                    "sqlite-table-rebuild", NULL};
+    for (size_t i = 0; r[i]; i++)
+        if (strcmp(rule, r[i]) == 0)
+            return 1;
+    return 0;
+}
+
+#define SMALL_ROWS 10000
+#define SMALL_BYTES (16 * 1024 * 1024)
+
+/* "schema.rel" or "rel" as the two parameters of the pg queries below. */
+static void split_name(const char *table, char **schema, char **rel)
+{
+    const char *dot = strchr(table, '.');
+    *schema = dot ? zdm_xstrndup(table, (size_t)(dot - table)) : zdm_xstrdup("");
+    *rel = zdm_xstrdup(dot ? dot + 1 : table);
+}
+
+/* The table's oid (pg), "" when it does not exist. */
+static int pg_oid(zdm_db *db, const char *table, char **oid, zdm_err *err)
+{
+    char *schema, *rel;
+    split_name(table, &schema, &rel);
+    const char *params[2] = {rel, schema};
+    int rc = zdm_db_query_value(db,
+                                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                "WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'm') AND "
+                                "(($2 = '' AND pg_table_is_visible(c.oid)) OR n.nspname = $2)",
+                                2, params, oid, err);
+    free(schema);
+    free(rel);
+    return rc;
+}
+
+/* Size of a table: *rows (estimate on pg), *bytes; *exists 0 when not there. */
+static int table_size(zdm_db *db, const char *table, int *exists, double *rows, double *bytes, zdm_err *err)
+{
+    *exists = 0;
+    *rows = *bytes = 0;
+    if (zdm_db_kind_of(db) == ZDM_DB_SQLITE) {
+        char *q = zdm_ops_quote(table, 1);
+        char *sql = zdm_xasprintf("SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %d)", q, SMALL_ROWS);
+        char *v = NULL;
+        const char *p1[1] = {table};
+        char *found = NULL;
+        int rc = zdm_db_query_value(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1", 1, p1,
+                                    &found, err);
+        if (rc == 0 && found)
+            rc = zdm_db_query_value(db, sql, 0, NULL, &v, err);
+        if (rc == 0 && found && v) {
+            *exists = 1;
+            *rows = atof(v);
+            *bytes = *rows > 0 ? 1 : 0;
+        }
+        free(found);
+        free(v);
+        free(sql);
+        free(q);
+        return rc;
+    }
+    char *oid = NULL;
+    int rc = pg_oid(db, table, &oid, err);
+    if (rc != 0 || !oid) {
+        free(oid);
+        return rc;
+    }
+    const char *params[1] = {oid};
+    zdm_rows *rs = NULL;
+    rc = zdm_db_query(db,
+                      "SELECT greatest(c.reltuples, 0)::bigint, pg_relation_size(c.oid), "
+                      "pg_total_relation_size(c.oid) FROM pg_class c WHERE c.oid = $1::oid",
+                      1, params, &rs, err);
+    if (rc == 0 && zdm_rows_count(rs) == 1) {
+        *exists = 1;
+        double heap = atof(zdm_rows_get(rs, 0, 1));
+        *rows = atof(zdm_rows_get(rs, 0, 0));
+        *bytes = heap == 0 ? 0 : atof(zdm_rows_get(rs, 0, 2));
+        /* Never analyzed (reltuples 0 or -1) but not empty: count up to the bound. */
+        if (heap > 0 && *rows == 0) {
+            char *q = zdm_ops_quote(table, 1);
+            char *sql = zdm_xasprintf("SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %d) s", q, SMALL_ROWS);
+            char *v = NULL;
+            if (zdm_db_query_value(db, sql, 0, NULL, &v, err) == 0 && v)
+                *rows = atof(v);
+            free(v);
+            free(sql);
+            free(q);
+        }
+    }
+    zdm_rows_free(rs);
+    free(oid);
+    return rc;
+}
+
+static void append(zdm_lint_finding *f, const char *fmt, ...) ZDM_PRINTF(2, 3);
+static void append(zdm_lint_finding *f, const char *fmt, ...)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, f->message);
+    va_list ap;
+    va_start(ap, fmt);
+    zdm_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    free(f->message);
+    f->message = zdm_buf_take(&b);
+}
+
+static void human_bytes(double b, char *out, size_t n)
+{
+    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) {
+        b /= 1024;
+        i++;
+    }
+    snprintf(out, n, "%.0f %s", b, u[i]);
+}
+
+/* Is pg's set-not-null already covered: the column NOT NULL, or a
+ * validated CHECK (col IS NOT NULL) on the table? */
+static int pg_not_null_covered(zdm_db *db, const char *table, const char *col, int *covered, zdm_err *err)
+{
+    *covered = 0;
+    char *oid = NULL;
+    int rc = pg_oid(db, table, &oid, err);
+    if (rc != 0 || !oid) {
+        free(oid);
+        return rc;
+    }
+    const char *params[2] = {oid, col};
+    char *v = NULL;
+    rc = zdm_db_query_value(db,
+                            "SELECT coalesce((SELECT a.attnotnull FROM pg_attribute a WHERE a.attrelid = $1::oid "
+                            "AND a.attname = $2), false) OR EXISTS (SELECT 1 FROM pg_constraint k WHERE "
+                            "k.conrelid = $1::oid AND k.contype = 'c' AND k.convalidated AND "
+                            "replace(replace(pg_get_constraintdef(k.oid), '(', ''), ')', '') = "
+                            "'CHECK ' || quote_ident($2) || ' IS NOT NULL')",
+                            2, params, &v, err);
+    *covered = rc == 0 && v && strcmp(v, "t") == 0;
+    free(v);
+    free(oid);
+    return rc;
+}
+
+static void remove_finding(zdm_lint_result *r, size_t k)
+{
+    zdm_lint_finding *f = &r->v[k];
+    free(f->message);
+    free(f->reason);
+    free(f->table);
+    free(f->object);
+    memmove(&r->v[k], &r->v[k + 1], (r->n - k - 1) * sizeof *r->v);
+    r->n--;
+}
+
+int zdm_lint_with_db(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zdm_err *err)
+{
+    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    int want = pg ? ZDM_LINT_DIALECT_PG : ZDM_LINT_DIALECT_SQLITE;
+    for (size_t k = 0; k < r->n;) {
+        zdm_lint_finding *f = &r->v[k];
+        if (f->dialect != want) {
+            k++;
+            continue;
+        }
+        /* A function the catalog says is immutable or stable. */
+        if (pg && strcmp(f->rule, "add-column-volatile-default") == 0 && f->object) {
+            const char *params[1] = {f->object};
+            char *v = NULL;
+            int rc = zdm_db_query_value(db,
+                                        "SELECT count(*) > 0 AND bool_and(provolatile IN ('i', 's')) FROM pg_proc "
+                                        "WHERE proname = $1",
+                                        1, params, &v, err);
+            int nonvolatile = rc == 0 && v && strcmp(v, "t") == 0;
+            free(v);
+            if (rc != 0)
+                return rc;
+            if (nonvolatile) {
+                remove_finding(r, k);
+                continue;
+            }
+            append(f, " (pg_proc: %s() is volatile or unknown)", f->object);
+        }
+        if (pg && strcmp(f->rule, "set-not-null") == 0 && f->table && f->object) {
+            int covered = 0;
+            int rc = pg_not_null_covered(db, f->table, f->object, &covered, err);
+            if (rc != 0)
+                return rc;
+            if (covered) {
+                remove_finding(r, k);
+                continue;
+            }
+        }
+        if (size_matters(f->rule) && f->table) {
+            int exists;
+            double rows, bytes;
+            int rc = table_size(db, f->table, &exists, &rows, &bytes, err);
+            if (rc != 0)
+                return rc;
+            char hb[32];
+            human_bytes(bytes, hb, sizeof hb);
+            if (exists && bytes == 0) {
+                f->severity = ZDM_LINT_INFO;
+                append(f, " -- but %s is empty in the database (--db): harmless now", f->table);
+            } else if (exists && rows < SMALL_ROWS && bytes < SMALL_BYTES) {
+                if (f->severity == ZDM_LINT_ERROR)
+                    f->severity = ZDM_LINT_WARNING;
+                append(f, " -- %s is small in the database (--db: about %.0f rows, %s): a short lock", f->table,
+                       rows, hb);
+            } else if (exists) {
+                append(f, " (--db: %s holds about %.0f rows, %s)", f->table, rows, hb);
+            }
+        }
+        k++;
+    }
+    if (!pg)
+        return 0;
+    /* Transactions holding a lock on a table the SQL changes, open longer
+     * than lock_timeout: the DDL would wait behind them, and every query on
+     * the table behind the DDL. */
+    char ms[32];
+    snprintf(ms, sizeof ms, "%lld", (long long)(lock_timeout_ms > 0 ? lock_timeout_ms : 2000));
+    for (size_t i = 0; i < r->nddl; i++) {
+        zdm_lint_ddl *d = &r->ddl[i];
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = strcmp(r->ddl[j].table, d->table) == 0;
+        if (dup || d->dialect != ZDM_LINT_DIALECT_PG)
+            continue;
+        char *oid = NULL;
+        int rc = pg_oid(db, d->table, &oid, err);
+        if (rc != 0)
+            return rc;
+        if (!oid)
+            continue;
+        const char *params[2] = {oid, ms};
+        zdm_rows *rs = NULL;
+        rc = zdm_db_query(db,
+                          "SELECT a.pid, coalesce(a.usename, ''), coalesce(a.application_name, ''), "
+                          "coalesce(a.state, ''), floor(extract(epoch FROM now() - a.xact_start))::bigint "
+                          "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                          "WHERE l.locktype = 'relation' AND l.relation = $1::oid AND a.pid <> pg_backend_pid() "
+                          "AND a.xact_start < now() - $2::bigint * interval '1 millisecond' "
+                          "ORDER BY a.xact_start LIMIT 1",
+                          2, params, &rs, err);
+        free(oid);
+        if (rc != 0)
+            return rc;
+        if (zdm_rows_count(rs) == 1) {
+            char dur[32];
+            zdm_format_duration(atoll(zdm_rows_get(rs, 0, 4)) * 1000, dur, sizeof dur);
+            zdm_lint_finding *f = add_finding(
+                r, "long-transaction", d->line,
+                "wait for it to finish (or end it: pg_terminate_backend(pid)) before zdm advance; zdm's "
+                "lock_timeout and retries keep the application running meanwhile, but the step will not pass",
+                "right now pid %s (user %s%s%s, %s) has had a transaction open for %s holding a lock on %s: DDL "
+                "on %s waits behind it, and every query on %s waits behind the DDL",
+                zdm_rows_get(rs, 0, 0), zdm_rows_get(rs, 0, 1), zdm_rows_get(rs, 0, 2)[0] ? ", " : "",
+                zdm_rows_get(rs, 0, 2), zdm_rows_get(rs, 0, 3), dur, d->table, d->table, d->table);
+            f->col = d->col;
+            f->plan = d->plan;
+            f->file = d->file;
+            f->step = d->step;
+            f->phase = d->phase;
+            f->dialect = ZDM_LINT_DIALECT_PG;
+            f->table = zdm_xstrdup(d->table);
+        }
+        zdm_rows_free(rs);
+    }
+    return 0;
 }

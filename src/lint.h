@@ -73,11 +73,24 @@ typedef struct zdm_lint_finding {
     int dialect;             /* ZDM_LINT_DIALECT_PG or _SQLITE: which SQL and rules */
     size_t offset;           /* byte offset of the statement in the SQL linted */
     char *reason;            /* owned copy of a zdm:allow reason (allowed_by points here) */
+    char *table;             /* owned: the table the statement is about, or NULL */
+    char *object;            /* owned: the function (volatile default) or column (SET NOT NULL) */
 } zdm_lint_finding;
+
+/* A table some statement takes a lock on for DDL (for --db: who holds it). */
+typedef struct zdm_lint_ddl {
+    char *table;             /* owned */
+    const char *plan, *file; /* as in findings */
+    int line, col, step;
+    zdm_phase_kind phase;
+    int dialect;
+} zdm_lint_ddl;
 
 typedef struct zdm_lint_result {
     zdm_lint_finding *v;
     size_t n, cap;
+    zdm_lint_ddl *ddl;
+    size_t nddl, capddl;
 } zdm_lint_result;
 
 void zdm_lint_result_free(zdm_lint_result *r);
@@ -125,6 +138,18 @@ void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *sr
  * rules and sql.sqlite with the SQLite rules. */
 void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const char *src, int mode,
                            zdm_lint_result *out);
+
+/* --db: what the database holds changes the findings.  Table sizes set
+ * the severity of the rules about locks and rewrites (an empty table:
+ * info; a small one: warning); pg_proc's volatility clears a default zdm
+ * did not know; a validated CHECK (col IS NOT NULL) or a column already
+ * NOT NULL clears set-not-null; and a transaction open longer than
+ * `lock_timeout_ms` holding a lock on a table the SQL changes is reported
+ * (long-transaction), since the DDL would queue behind it right now.
+ * Read-only queries.  Returns 0, or the error of a failed query. */
+struct zdm_db;
+int zdm_lint_with_db(zdm_lint_result *r, struct zdm_db *db, int64_t lock_timeout_ms,
+                     zdm_err *err) ZDM_MUST_CHECK;
 
 /* Marks findings allowed by a comma-separated list of rule ids (--allow).
  * Returns 0, or ZDM_EXIT_USAGE for an unknown rule id. */

@@ -250,9 +250,12 @@ t_rc "advance on SQLite of a plan whose sql.pg only is unsafe" 0
 lint_run lint 0007_pg_variant
 t_rc "zdm lint (no target) still flags sql.pg" 3
 t_has "alter-type-rewrite" "error[alter-type-rewrite]" "$ZOUT"
-lint_run lint --db "sqlite:$T_DIR/x.db" 0007_pg_variant
-t_rc "zdm lint --db sqlite:... lints what SQLite runs" 0
-t_eq "--db did not create a file" "no" "$([ -e "$T_DIR/x.db" ] && echo yes || echo no)"
+lint_run lint --dialect sqlite 0007_pg_variant
+t_rc "zdm lint --dialect sqlite lints what SQLite runs" 0
+ZRC=0
+ZDM_DATABASE_URL="sqlite:$T_DIR/x.db" "$ZDM" --plans "$T_PLANS" lint 0007_pg_variant >/dev/null 2>&1 || ZRC=$?
+t_rc "\$ZDM_DATABASE_URL=sqlite:... picks the dialect" 0
+t_eq "and does not create a file" "no" "$([ -e "$T_DIR/x.db" ] && echo yes || echo no)"
 
 t_section "advance of a plan over the depth bound: exit 2, nothing changed"
 cp "$T_DIR/0099_deep.toml" "$T_PLANS/0099_deep.toml"
