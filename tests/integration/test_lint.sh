@@ -71,13 +71,13 @@ t_has "the error" "zdm lint found 3 errors" "$ZERR"
 
 lint_run lint --json
 t_rc "zdm lint --json with unsafe SQL" 3
-t_eq "--json parses, errors" 3 "$(jq -r '.errors' <<<"$ZOUT")"
+t_eq "--json parses, errors" 3 "$(jq -r -s '.[0] | .errors' <<<"$ZOUT")"
 t_eq "--json: rules" "index-not-concurrent add-column-volatile-default mass-dml-in-expand missing-down" \
-    "$(jq -r '[.findings[].rule] | join(" ")' <<<"$ZOUT")"
+    "$(jq -r -s '.[0] | [.findings[].rule] | join(" ")' <<<"$ZOUT")"
 t_eq "--json: every field" "plan file line step phase rule severity message hint allowed column dialect" \
-    "$(jq -r '.findings[0] | keys_unsorted | join(" ")' <<<"$ZOUT")"
+    "$(jq -r -s '.[0] | .findings[0] | keys_unsorted | join(" ")' <<<"$ZOUT")"
 t_eq "--json: first finding" "0002_unsafe 5 1 expand error false" \
-    "$(jq -r '.findings[0] | "\(.plan) \(.line) \(.step) \(.phase) \(.severity) \(.allowed)"' <<<"$ZOUT")"
+    "$(jq -r -s '.[0] | .findings[0] | "\(.plan) \(.line) \(.step) \(.phase) \(.severity) \(.allowed)"' <<<"$ZOUT")"
 
 lint_run lint --allow index-not-concurrent,mass-dml-in-expand
 t_rc "zdm lint --allow two rules" 3

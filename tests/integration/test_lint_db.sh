@@ -57,7 +57,7 @@ t_rc "--db, 30,100 rows" 3
 t_has "an error with the size" "error[index-not-concurrent]" "$ZOUT"
 t_has "the size" "(--db: events holds about 30100 rows" "$ZOUT"
 lint_db --json 0002_index
-t_eq "--json: severity" "error" "$(jq -r '.findings[0].severity' <<<"$ZOUT")"
+t_eq "--json: severity" "error" "$(jq -r -s '.[0] | .findings[0].severity' <<<"$ZOUT")"
 printf 'CREATE INDEX e2 ON events (created_at);\nCREATE INDEX z ON nosuch (a);\n' >"$T_DIR/m.sql"
 lint_db "$T_DIR/m.sql"
 t_rc "a SQL file with --db" 3
