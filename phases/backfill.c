@@ -732,7 +732,7 @@ record:
         snprintf(upd, sizeof upd, "%lld", (long long)*updated);
         snprintf(sql, sizeof sql,
                  "UPDATE %s SET cursor = COALESCE($3, cursor), rows_done = rows_done + $4, batches = batches + 1, "
-                 "done = $5, heartbeat_ms = $6, throttle = NULL WHERE plan_id = $1 AND range_id = $2",
+                 "done = $5, heartbeat_ms = $6, last_batch_ms = $6, throttle = NULL WHERE plan_id = $1 AND range_id = $2",
                  T(w, "ranges"));
         const char *p[] = {id, rid, last, upd, *range_done ? "1" : "0", now};
         rc = zdm_db_query(w->db, sql, 6, p, NULL, err);
@@ -1534,12 +1534,24 @@ int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_er
 {
     char sql[400], fresh[32];
     snprintf(sql, sizeof sql,
-             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle FROM %s WHERE plan_id = $1 "
+             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms FROM %s WHERE plan_id = $1 "
              "AND owner IS NOT NULL AND done = 0 AND heartbeat_ms > $2 ORDER BY owner, range_id",
              zdm_state_table(db, "ranges"));
     snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
     const char *p[] = {plan_id, fresh};
     return zdm_db_query(db, sql, 2, p, out, err);
+}
+
+int zdm_backfill_last_progress(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT max(last_batch_ms) FROM %s WHERE plan_id = $1", zdm_state_table(db, "ranges"));
+    const char *p[] = {plan_id};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, sql, 1, p, &v, err);
+    *last_ms = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return rc;
 }
 
 int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out, zdm_err *err)

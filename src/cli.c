@@ -32,6 +32,7 @@ enum {
     OPT_OP = 1 << 14,
     OPT_FORMAT = 1 << 15,
     OPT_UPGRADE = 1 << 20,
+    OPT_CANCEL = 1 << 21,
 };
 
 typedef struct cmd {
@@ -153,9 +154,11 @@ static const cmd commands[] = {
      "nothing) and records the cutover time, from which not_before counts.\n",
      OPT_DRY_RUN, 1, 1, zdm_cmd_cutover},
     {NULL, "schedule", "PLAN [contract]", "set the earliest contract time",
-     "--at TIME or --after DURATION.  The later of this and the plan's not_before\n"
-     "(counted from cutover) wins.  zdm advance refuses contract before then.\n",
-     OPT_AT | OPT_AFTER, 1, 2, zdm_cmd_schedule},
+     "--at TIME, --after DURATION, or --cancel.  The later of this and the plan's\n"
+     "not_before (counted from cutover) wins.  zdm advance refuses contract before\n"
+     "then; zdm run-due contracts only plans with a due time.  A time in the past\n"
+     "is refused unless --force.  A rollback removes the schedule.\n",
+     OPT_AT | OPT_AFTER | OPT_CANCEL | OPT_FORCE, 1, 2, zdm_cmd_schedule},
     {NULL, "run-due", "", "contract every plan whose contract is due",
      "For a systemd timer or cron: advances every cut-over plan whose contract is\n"
      "due.  Safe when several hosts run it at once: each plan is contracted once.\n",
@@ -266,8 +269,10 @@ static void print_cmd_help(FILE *f, const cmd *c)
         {OPT_FORCE, "  --force         override a safety refusal (see the message that asked)\n"},
         {OPT_SQL, "  --sql           print the SQL each step runs\n"},
         {OPT_DIALECT, "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n"},
-        {OPT_AT, "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z\n"},
-        {OPT_AFTER, "  --after DUR     a duration from now: 90s, 30m, 24h, 7d\n"},
+        {OPT_AT, "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z or ...T03:00+01:00;\n"
+                 "                  without Z or an offset: local time (TZ), and zdm prints\n"
+                 "                  the UTC time it stored\n"},
+        {OPT_AFTER, "  --after DUR     a duration from now, with its unit: 90s, 30m, 24h, 7d\n"},
         {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
         {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
         {OPT_ALL, "  --all           every plan, in requires order\n"},
@@ -279,6 +284,7 @@ static void print_cmd_help(FILE *f, const cmd *c)
                      "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
         {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
                      "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
+        {OPT_CANCEL, "  --cancel        remove the time set with --at or --after\n"},
         {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
                       "                  zdm's (recorded in history); nothing else does\n"},
     };
@@ -432,7 +438,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         {"--hooks-only", OPT_HOOKS_ONLY, &cli.hooks_only}, {"--force", OPT_FORCE, &cli.force},
         {"--sql", OPT_SQL, &cli.sql},                 {"--all", OPT_ALL, &cli.all},
         {"--dot", OPT_DOT, &cli.dot},
-        {"--upgrade", OPT_UPGRADE, &cli.upgrade},
+        {"--upgrade", OPT_UPGRADE, &cli.upgrade},     {"--cancel", OPT_CANCEL, &cli.cancel},
     };
 
     for (int i = 1; i < argc; i++) {

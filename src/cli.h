@@ -30,6 +30,7 @@ typedef struct zdm_cli {
     int hooks_only;          /* --hooks-only */
     int force;               /* --force */
     int upgrade;             /* --upgrade (init) */
+    int cancel;              /* --cancel (schedule) */
     int sql;                 /* --sql */
     const char *dialect;     /* --dialect */
     const char *at;          /* --at TIME */

@@ -253,6 +253,7 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
         rc = zdm_err_set(err, ZDM_EXIT_USAGE, "the project file zdm.toml is invalid; nothing was changed");
         goto out;
     }
+    zdm_project_apply_defaults(&project, &set);
     if ((rc = zdm_db_open(cli->db_url, &db, err)) != 0 || (rc = zdm_state_init(db, err)) != 0)
         goto out;
 

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backfill.h"
 #include "cli.h"
@@ -45,6 +46,7 @@ static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err
     zdm_diags_free(&d);
     if (rc != 0)
         return zdm_err_set(err, ZDM_EXIT_USAGE, "the project file zdm.toml is invalid; nothing was changed");
+    zdm_project_apply_defaults(&s->project, &s->set);
     if (plan_name) {
         s->plan = zdm_cli_find_plan(cli, &s->set, plan_name, err);
         if (!s->plan)
@@ -212,7 +214,16 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         if (changed)
             snprintf(next, sizeof next, "plan file changed since %s: restore it or zdm stamp %s %s",
                      zdm_phase_name(ph), p->id, zdm_phase_name(ph));
-        int64_t due = ph == ZDM_CUT_OVER ? zdm_life_contract_due_ms(p, &st) : 0;
+        /* contract_due: whenever a due time exists (before cutover only a
+         * schedule gives one); overdue: run-due (every 5 min) should have
+         * contracted it by now -- 15 min of grace. */
+        int64_t due = st.known && ph != ZDM_COMPLETE ? zdm_life_contract_due_ms(p, &st) : 0;
+        int64_t now = zdm_now_ms();
+        int waiting = ph == ZDM_CUT_OVER && !due;
+        int overdue = ph == ZDM_CUT_OVER && due && now > due + 15 * 60 * 1000;
+        char holder[300] = "";
+        if (have_state && st.known && (rc = zdm_state_lock_holder(s.db, p->id, holder, sizeof holder, err)) != 0)
+            break;
         zdm_backfill_progress bp;
         memset(&bp, 0, sizeof bp);
         if (have_state && p->backfill && (rc = zdm_backfill_progress_get(s.db, p->id, &bp, err)) != 0)
@@ -226,6 +237,10 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                      bp.throttle);
             strncat(next, extra, sizeof next - strlen(next) - 1);
         }
+        int64_t last_progress = 0;
+        if (have_state && p->backfill && bp.started &&
+            (rc = zdm_backfill_last_progress(s.db, p->id, &last_progress, err)) != 0)
+            break;
         if (cli->json) {
             json_t *o = json_object();
             json_object_set_new(o, "id", json_string(p->id));
@@ -236,6 +251,13 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
             json_object_set_new(o, "checksum_ok", json_boolean(!changed));
             json_object_set_new(o, "cutover_at", jtime(st.cutover_at_ms));
             json_object_set_new(o, "contract_due", jtime(due));
+            json_object_set_new(o, "waiting_for_schedule", json_boolean(waiting));
+            json_object_set_new(o, "overdue", json_boolean(overdue));
+            json_object_set_new(o, "attempts", json_integer(st.attempts));
+            json_object_set_new(o, "last_error", st.last_error[0] ? json_string(st.last_error) : json_null());
+            json_object_set_new(o, "last_attempt_at", jtime(st.last_attempt_ms));
+            json_object_set_new(o, "failed_at", jtime(st.failed_ms));
+            json_object_set_new(o, "lock_holder", holder[0] ? json_string(holder) : json_null());
             if (p->backfill) {
                 json_t *b = json_object();
                 json_t *wl = json_array();
@@ -249,6 +271,8 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                         json_object_set_new(wo, "heartbeat", jtime(strtoll(zdm_rows_get(wr, k, 3), NULL, 10)));
                         const char *thr = zdm_rows_get(wr, k, 4);
                         json_object_set_new(wo, "throttle", thr ? json_string(thr) : json_null());
+                        const char *lb = zdm_rows_get(wr, k, 5);
+                        json_object_set_new(wo, "last_batch_at", jtime(lb ? strtoll(lb, NULL, 10) : 0));
                         json_array_append_new(wl, wo);
                     }
                 }
@@ -262,6 +286,7 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                 json_object_set_new(b, "workers", json_integer(bp.workers));
                 json_object_set_new(b, "paused", json_boolean(bp.paused));
                 json_object_set_new(b, "throttle", json_string(bp.throttle));
+                json_object_set_new(b, "last_progress_at", jtime(last_progress));
                 json_object_set_new(o, "backfill", b);
             }
             json_array_append_new(arr, o);
@@ -531,43 +556,84 @@ int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err)
     return rc;
 }
 
+/* "2026-12-01T03:00 EST (-0500)": how a zone-less --at was read. */
+static void local_reading(int64_t at_ms, char *buf, size_t size)
+{
+    time_t t = (time_t)(at_ms / 1000);
+    struct tm tm;
+    if (!localtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%S %Z (%z)", &tm))
+        snprintf(buf, size, "local time");
+}
+
 int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err)
 {
     if (cli->npos == 2 && strcmp(cli->pos[1], "contract") != 0)
         return zdm_err_set(err, ZDM_EXIT_USAGE, "only contract can be scheduled, not \"%s\"", cli->pos[1]);
-    if (!!cli->at == !!cli->after) {
-        zdm_err_set(err, ZDM_EXIT_USAGE, "give exactly one of --at TIME or --after DURATION");
+    if (!!cli->at + !!cli->after + !!cli->cancel != 1) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "give exactly one of --at TIME, --after DURATION or --cancel");
         zdm_err_detail(err, "e.g. zdm schedule %s --after 24h, or --at 2026-11-22T03:00:00Z", cli->pos[0]);
         return ZDM_EXIT_USAGE;
     }
-    int64_t at = 0;
+    int64_t at = 0, now = zdm_now_ms();
+    int had_zone = 1;
+    char ts[40], ts2[40], local[80] = "";
     if (cli->at) {
-        if (zdm_parse_time(cli->at, &at, err) != 0)
+        if (zdm_parse_time_zone(cli->at, 1, &at, &had_zone, err) != 0)
             return ZDM_EXIT_USAGE;
-    } else {
+        if (!had_zone)
+            local_reading(at, local, sizeof local);
+    } else if (cli->after) {
+        /* "--after 90" once meant 90 seconds without a word: a unit is required. */
+        size_t n = strlen(cli->after);
+        if (n && cli->after[n - 1] >= '0' && cli->after[n - 1] <= '9') {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "--after %s: give a unit", cli->after);
+            zdm_err_detail(err, "e.g. --after %ss, %sm, %sh or %sd", cli->after, cli->after, cli->after, cli->after);
+            return ZDM_EXIT_USAGE;
+        }
         int64_t ms;
         if (zdm_parse_duration_ms(cli->after, 1000, &ms, err) != 0)
             return ZDM_EXIT_USAGE;
-        at = zdm_now_ms() + ms;
+        at = now + ms;
+    }
+    if (!cli->cancel && at < now && !cli->force) {
+        char d[32];
+        zdm_err_set(err, ZDM_EXIT_USAGE, "--at %s is %s in the past (%s)%s%s", cli->at,
+                    zdm_format_duration(now - at, d, sizeof d), zdm_format_time(at, ts, sizeof ts),
+                    local[0] ? ", read as local time " : "", local);
+        zdm_err_detail(err, "give a later time, or add --force to make the contract due at once");
+        return ZDM_EXIT_USAGE;
     }
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0)
-        rc = zdm_life_schedule(s.db, s.plan, at, err);
+        rc = zdm_life_schedule(s.db, s.plan, cli->cancel ? 0 : at, err);
     if (rc == 0) {
         zdm_plan_state st;
         rc = zdm_state_get(s.db, s.plan->id, &st, err);
-        char ts[40], ts2[40];
         if (rc == 0) {
             int64_t due = zdm_life_contract_due_ms(s.plan, &st);
-            if (cli->json)
-                fprintf(cli->out, "{\"id\": \"%s\", \"contract_after\": \"%s\", \"contract_due\": %s%s%s}\n",
-                        s.plan->id, zdm_format_time(at, ts, sizeof ts), due ? "\"" : "",
-                        due ? zdm_format_time(due, ts2, sizeof ts2) : "null", due ? "\"" : "");
-            else
-                fprintf(cli->out, "%s: contract not before %s%s%s\n", s.plan->id, zdm_format_time(at, ts, sizeof ts),
-                        due > at ? "; the plan's not_before makes it due at " : "",
+            if (cli->json) {
+                json_t *o = json_object();
+                json_object_set_new(o, "id", json_string(s.plan->id));
+                json_object_set_new(o, "contract_after", at && !cli->cancel ? json_string(zdm_format_time(at, ts, sizeof ts)) : json_null());
+                json_object_set_new(o, "contract_due", due ? json_string(zdm_format_time(due, ts2, sizeof ts2)) : json_null());
+                json_object_set_new(o, "cancelled", json_boolean(cli->cancel));
+                if (local[0])
+                    json_object_set_new(o, "read_as_local_time", json_string(local));
+                char *j = json_dumps(o, 0);
+                fprintf(cli->out, "%s\n", j);
+                free(j);
+                json_decref(o);
+            } else if (cli->cancel) {
+                fprintf(cli->out, "%s: schedule cancelled; %s%s\n", s.plan->id,
+                        due ? "contract due at " : "contract waits for a schedule (zdm schedule) or an operator's zdm advance",
+                        due ? zdm_format_time(due, ts2, sizeof ts2) : "");
+            } else {
+                fprintf(cli->out, "%s: contract not before %s%s%s%s%s%s\n", s.plan->id,
+                        zdm_format_time(at, ts, sizeof ts), local[0] ? " (UTC; given as local time " : "", local,
+                        local[0] ? ")" : "", due > at ? "; the plan's not_before makes it due at " : "",
                         due > at ? zdm_format_time(due, ts2, sizeof ts2) : "");
+            }
         }
     }
     close_session(&s);

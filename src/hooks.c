@@ -41,6 +41,7 @@ int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
     memset(out, 0, sizeof *out);
     out->hooks.timeout_ms = 300000;
     out->hooks.inherit = 1;
+    out->not_before_ms = -1;
     /* zdm.toml lives beside the plans directory: in its parent. */
     char *dir = zdm_xstrdup(plans_dir);
     size_t n = strlen(dir);
@@ -71,15 +72,28 @@ int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
         return ZDM_EXIT_USAGE;
     }
     int rc = zdm_hooks_load_doc(path, doc, &out->hooks, diags);
+    int rc2 = zdm_project_contract_load(path, doc, &out->not_before_ms, diags);
+    if (rc == 0 && rc2 != 0) {
+        zdm_hooks_free(&out->hooks);
+        rc = rc2;
+    }
     if (rc != 0) {
         toml_free(doc);
         free(path);
         memset(out, 0, sizeof *out);
+        out->not_before_ms = -1;
         return rc;
     }
     out->doc = doc;
     out->path = path;
     return 0;
+}
+
+void zdm_project_apply_defaults(const zdm_project *proj, zdm_plan_set *set)
+{
+    for (size_t i = 0; proj->not_before_ms >= 0 && i < set->n; i++)
+        if (set->plans[i]->not_before_ms < 0)
+            set->plans[i]->not_before_ms = proj->not_before_ms;
 }
 
 void zdm_project_free(zdm_project *p)

@@ -17,11 +17,14 @@
  * file is not an error (*out gets an empty project). */
 typedef struct zdm_project {
     zdm_hooks hooks;
+    int64_t not_before_ms;  /* [contract] not_before: default soak after cutover, -1 when none */
     char *path;         /* NULL when there is no zdm.toml */
     toml_value *doc;
 } zdm_project;
 
 int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags) ZDM_MUST_CHECK;
+/* Gives every plan without a not_before of its own the project's. */
+void zdm_project_apply_defaults(const zdm_project *proj, zdm_plan_set *set);
 void zdm_project_free(zdm_project *p);
 
 /* What a hook is told about the moment it runs in. */

@@ -703,7 +703,10 @@ const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st,
     case ZDM_CUT_OVER: {
         int64_t due = zdm_life_contract_due_ms(plan, st);
         char ts[40];
-        if (due > zdm_now_ms())
+        if (!due)
+            snprintf(buf, size, "waiting for a schedule: zdm schedule %s --after DURATION (run-due contracts "
+                     "only plans with a due time), or zdm advance %s to contract now", plan->id, plan->id);
+        else if (due > zdm_now_ms())
             snprintf(buf, size, "zdm advance %s (contract) after %s", plan->id,
                      zdm_format_time(due, ts, sizeof ts));
         else
@@ -733,8 +736,20 @@ int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *
                 rc = set_phase(&c, ZDM_PENDING, err);
             if (rc == 0)
                 rc = zdm_state_set_contract_after(db, plan->id, at_ms, err);
-            char ts[40], detail[120];
-            snprintf(detail, sizeof detail, "contract not before %s", zdm_format_time(at_ms, ts, sizeof ts));
+            /* The row says what is now in force and what it replaced:
+             * the requested time alone does not tell when contract runs. */
+            int64_t prev = c.st.contract_after_ms;
+            zdm_plan_state now_st = c.st;
+            now_st.contract_after_ms = at_ms;
+            int64_t due = zdm_life_contract_due_ms(plan, &now_st);
+            char ts[40], pts[40], dts[40], detail[300];
+            snprintf(detail, sizeof detail, "%s%s (was %s); contract due: %s",
+                     at_ms ? "contract not before " : "schedule cancelled",
+                     at_ms ? zdm_format_time(at_ms, ts, sizeof ts) : "",
+                     prev ? zdm_format_time(prev, pts, sizeof pts) : "not scheduled",
+                     due ? zdm_format_time(due, dts, sizeof dts)
+                         : (ph != ZDM_CUT_OVER && plan->not_before_ms >= 0 ? "counted from cutover (not_before)"
+                                                                            : "none, waiting for a schedule"));
             zdm_history_entry h = {plan->id, "schedule", zdm_phase_name(ph), NULL, "ok", detail};
             if (rc == 0)
                 rc = zdm_state_history_add(db, &h, NULL, err);
@@ -761,6 +776,13 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
         if (!st.known || st.phase != ZDM_CUT_OVER)
             continue;
         int64_t due = zdm_life_contract_due_ms(p, &st);
+        if (!due) {
+            /* No soak time anywhere (plan, zdm.toml, zdm schedule): run-due
+             * never picks the moment on its own. */
+            zdm_log(ZDM_LOG_INFO, p->id, "contract",
+                    "waiting for a schedule: no not_before and no zdm schedule; not contracted");
+            continue;
+        }
         if (due > zdm_now_ms()) {
             char ts[40];
             zdm_log(ZDM_LOG_INFO, p->id, "contract", "not due until %s", zdm_format_time(due, ts, sizeof ts));

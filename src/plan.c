@@ -692,7 +692,7 @@ int zdm_hooks_load_doc(const char *path, const toml_value *doc, zdm_hooks *h, zd
     memset(h, 0, sizeof *h);
     h->timeout_ms = 300000;
     h->inherit = 1;
-    static const char *const keys[] = {"hooks", NULL};
+    static const char *const keys[] = {"hooks", "contract", NULL};
     check_keys(&c, doc, "zdm.toml", keys);
     const toml_value *hk = want(&c, doc, "hooks", TOML_TABLE, "zdm.toml");
     if (hk)
@@ -706,10 +706,11 @@ int zdm_hooks_load_doc(const char *path, const toml_value *doc, zdm_hooks *h, zd
 
 /* ---- the plan ---- */
 
-static void parse_not_before(chk *c, zdm_plan *p, const toml_value *v)
+/* "cutover + 24h", "cutover" or "24h" (after cutover) into *out; `what`
+ * names the key in messages. */
+static void parse_soak(chk *c, const char *text, const toml_value *v, const char *what, int64_t *out)
 {
-    /* Accepted: "cutover + 24h", "24h" (after cutover). */
-    const char *s = p->not_before;
+    const char *s = text;
     while (isspace((unsigned char)*s))
         s++;
     if (strncmp(s, "cutover", 7) == 0) {
@@ -717,20 +718,46 @@ static void parse_not_before(chk *c, zdm_plan *p, const toml_value *v)
         while (isspace((unsigned char)*s))
             s++;
         if (!*s) {
-            p->not_before_ms = 0;
+            *out = 0;
             return;
         }
         if (*s != '+') {
-            bad(c, v->line, v->col, "contract.not_before = \"%s\": expected \"cutover + DURATION\" such as \"cutover + 24h\"",
-                p->not_before);
+            bad(c, v->line, v->col, "%s = \"%s\": expected \"cutover + DURATION\" such as \"cutover + 24h\"",
+                what, text);
             return;
         }
         s++;
     }
     zdm_err e;
     zdm_err_clear(&e);
-    if (zdm_parse_duration_ms(s, 1000, &p->not_before_ms, &e) != 0)
-        bad(c, v->line, v->col, "contract.not_before = \"%s\": %s", p->not_before, e.msg);
+    if (zdm_parse_duration_ms(s, 1000, out, &e) != 0)
+        bad(c, v->line, v->col, "%s = \"%s\": %s", what, text, e.msg);
+}
+
+static void parse_not_before(chk *c, zdm_plan *p, const toml_value *v)
+{
+    parse_soak(c, p->not_before, v, "contract.not_before", &p->not_before_ms);
+}
+
+int zdm_project_contract_load(const char *path, const toml_value *doc, int64_t *not_before_ms, zdm_diags *diags)
+{
+    chk c = {path, diags, 0};
+    *not_before_ms = -1;
+    const toml_value *ct = toml_get(doc, "contract");
+    if (!ct)
+        return 0;
+    if (ct->type != TOML_TABLE) {
+        bad(&c, ct->line, ct->col, "contract in zdm.toml must be a table: [contract]");
+        return ZDM_EXIT_USAGE;
+    }
+    static const char *const keys[] = {"not_before", NULL};
+    check_keys(&c, ct, "[contract] of zdm.toml", keys);
+    const toml_value *v = toml_get(ct, "not_before");
+    if (v && v->type != TOML_STRING)
+        bad(&c, v->line, v->col, "contract.not_before must be a string such as \"cutover + 24h\"");
+    else if (v)
+        parse_soak(&c, v->u.str.ptr, v, "contract.not_before (zdm.toml)", not_before_ms);
+    return c.errors ? ZDM_EXIT_USAGE : 0;
 }
 
 static void load_allow(chk *c, const toml_value *t, zdm_plan *p)

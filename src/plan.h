@@ -154,7 +154,12 @@ void zdm_diag_add(zdm_diags *d, const char *file, int line, int col,
                   const char *fmt, ...) ZDM_PRINTF(5, 6);
 void zdm_diags_free(zdm_diags *d);
 
-/* Validates a project file's document (only [hooks]) into h. */
+/* The project's default soak time, [contract] not_before in zdm.toml, as
+ * a delay after cutover into *not_before_ms (-1 when not set). */
+int zdm_project_contract_load(const char *path, const toml_value *doc, int64_t *not_before_ms,
+                              zdm_diags *diags) ZDM_MUST_CHECK;
+/* Validates a project file's document ([hooks]; [contract] is read by
+ * zdm_project_contract_load) into h. */
 int zdm_hooks_load_doc(const char *path, const toml_value *doc, zdm_hooks *h,
                        zdm_diags *diags) ZDM_MUST_CHECK;
 void zdm_hooks_free(zdm_hooks *h);

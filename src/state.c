@@ -69,7 +69,7 @@ static const char pg_ddl[] =
     "  plan_id text NOT NULL, range_id integer NOT NULL, lo text, hi text, cursor text,\n"
     "  done integer NOT NULL DEFAULT 0, rows_done bigint NOT NULL DEFAULT 0,\n"
     "  batches bigint NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
-    "  owner_backend integer, heartbeat_ms bigint, throttle text,\n"
+    "  owner_backend integer, heartbeat_ms bigint, throttle text, last_batch_ms bigint,\n"
     "  PRIMARY KEY (plan_id, range_id));\n";
 
 static const char sqlite_ddl[] =
@@ -98,7 +98,7 @@ static const char sqlite_ddl[] =
     "  plan_id text NOT NULL, range_id integer NOT NULL, lo text, hi text, cursor text,\n"
     "  done integer NOT NULL DEFAULT 0, rows_done integer NOT NULL DEFAULT 0,\n"
     "  batches integer NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
-    "  owner_backend integer, heartbeat_ms integer, throttle text,\n"
+    "  owner_backend integer, heartbeat_ms integer, throttle text, last_batch_ms integer,\n"
     "  PRIMARY KEY (plan_id, range_id));\n"
     "CREATE TABLE IF NOT EXISTS zdm_guard (plan_id text PRIMARY KEY);\n";
 
@@ -109,13 +109,15 @@ static const char *const upgrades_pg[] = {
     /* 1 -> 2: the failure policy of run-due */
     "ALTER TABLE zdm.plans ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,\n"
     "  ADD COLUMN IF NOT EXISTS last_error text, ADD COLUMN IF NOT EXISTS last_attempt_ms bigint,\n"
-    "  ADD COLUMN IF NOT EXISTS failed_ms bigint;\n",
+    "  ADD COLUMN IF NOT EXISTS failed_ms bigint;\n"
+    "ALTER TABLE zdm.ranges ADD COLUMN IF NOT EXISTS last_batch_ms bigint;\n",
 };
 static const char *const upgrades_sqlite[] = {
     "ALTER TABLE zdm_plans ADD COLUMN attempts integer NOT NULL DEFAULT 0;\n"
     "ALTER TABLE zdm_plans ADD COLUMN last_error text;\n"
     "ALTER TABLE zdm_plans ADD COLUMN last_attempt_ms integer;\n"
-    "ALTER TABLE zdm_plans ADD COLUMN failed_ms integer;\n",
+    "ALTER TABLE zdm_plans ADD COLUMN failed_ms integer;\n"
+    "ALTER TABLE zdm_ranges ADD COLUMN last_batch_ms integer;\n",
 };
 _Static_assert(sizeof upgrades_pg / sizeof *upgrades_pg == ZDM_STATE_VERSION - 1, "one upgrade per version");
 _Static_assert(sizeof upgrades_sqlite / sizeof *upgrades_sqlite == ZDM_STATE_VERSION - 1, "one upgrade per version");
@@ -347,7 +349,8 @@ int zdm_state_get(zdm_db *db, const char *plan_id, zdm_plan_state *out, zdm_err 
     memset(out, 0, sizeof *out);
     char sql[256];
     snprintf(sql, sizeof sql,
-             "SELECT phase, checksum, phase_since_ms, cutover_at_ms, contract_after_ms "
+             "SELECT phase, checksum, phase_since_ms, cutover_at_ms, contract_after_ms, "
+             "attempts, last_error, last_attempt_ms, failed_ms "
              "FROM %s WHERE id = $1", zdm_state_table(db, "plans"));
     const char *params[] = {plan_id};
     zdm_rows *r = NULL;
@@ -362,6 +365,10 @@ int zdm_state_get(zdm_db *db, const char *plan_id, zdm_plan_state *out, zdm_err 
         out->phase_since_ms = to_i64(zdm_rows_get(r, 0, 2));
         out->cutover_at_ms = to_i64(zdm_rows_get(r, 0, 3));
         out->contract_after_ms = to_i64(zdm_rows_get(r, 0, 4));
+        out->attempts = (int)to_i64(zdm_rows_get(r, 0, 5));
+        snprintf(out->last_error, sizeof out->last_error, "%s", zdm_rows_get(r, 0, 6) ? zdm_rows_get(r, 0, 6) : "");
+        out->last_attempt_ms = to_i64(zdm_rows_get(r, 0, 7));
+        out->failed_ms = to_i64(zdm_rows_get(r, 0, 8));
         if (ph < 0) {
             /* Never read a garbled row as pending: that invites a re-run. */
             rc = zdm_err_set(err, ZDM_EXIT_STATE, "zdm's state is damaged: plan %s has phase \"%s\" in %s, "
@@ -378,14 +385,29 @@ int zdm_state_get(zdm_db *db, const char *plan_id, zdm_plan_state *out, zdm_err 
 int zdm_state_set_phase(zdm_db *db, const char *plan_id, zdm_phase phase, const char *checksum,
                         zdm_err *err)
 {
-    char sql[512], now[32];
+    char now[32];
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    /* A step back (rollback, or a stamp to an earlier phase) ends the
+     * cutover a schedule and a run of contract failures belonged to: the
+     * next cutover starts with neither, so an old time cannot contract
+     * the plan by surprise.  rolled_back ranks below pending. */
+#define RANK(x) "CASE " x " WHEN 'rolled_back' THEN -1 WHEN 'pending' THEN 0 WHEN 'expanded' THEN 1 " \
+                "WHEN 'backfilled' THEN 2 WHEN 'cut_over' THEN 3 WHEN 'complete' THEN 4 ELSE 5 END"
+#define BACK "(" RANK("excluded.phase") " < " RANK("%s.phase") ")"
+    const char *t = zdm_state_table(db, "plans");
+    const char *bare = zdm_db_kind_of(db) == ZDM_DB_PG ? "plans" : t;
+    char sql[2048];
     snprintf(sql, sizeof sql,
              "INSERT INTO %s (id, phase, checksum, phase_since_ms, created_ms) "
              "VALUES ($1, $2, $3, $4, $4) "
              "ON CONFLICT (id) DO UPDATE SET phase = excluded.phase, "
-             "checksum = excluded.checksum, phase_since_ms = excluded.phase_since_ms",
-             zdm_state_table(db, "plans"));
+             "checksum = excluded.checksum, phase_since_ms = excluded.phase_since_ms, "
+             "contract_after_ms = CASE WHEN " BACK " THEN NULL ELSE %s.contract_after_ms END, "
+             "attempts = CASE WHEN " BACK " THEN 0 ELSE %s.attempts END, "
+             "failed_ms = CASE WHEN " BACK " THEN NULL ELSE %s.failed_ms END",
+             t, bare, bare, bare, bare, bare, bare);
+#undef BACK
+#undef RANK
     const char *params[] = {plan_id, zdm_phase_name(phase), checksum, now};
     return zdm_db_query(db, sql, 4, params, NULL, err);
 }
@@ -522,6 +544,24 @@ static int describe_holder(zdm_db *db, const char *plan_id, char *holder, size_t
     }
     zdm_rows_free(r);
     return 0;
+}
+
+int zdm_state_lock_holder(zdm_db *db, const char *plan_id, char *holder, size_t size, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT holder, pid, since_ms FROM %s WHERE plan_id = $1",
+             zdm_state_table(db, "locks"));
+    const char *params[] = {plan_id};
+    zdm_rows *r = NULL;
+    holder[0] = '\0';
+    int rc = zdm_db_query(db, sql, 1, params, &r, err);
+    if (rc == 0 && zdm_rows_count(r) == 1) {
+        char ts[40];
+        snprintf(holder, size, "%s pid %s since %s", zdm_rows_get(r, 0, 0), zdm_rows_get(r, 0, 1),
+                 zdm_format_time(to_i64(zdm_rows_get(r, 0, 2)), ts, sizeof ts));
+    }
+    zdm_rows_free(r);
+    return rc;
 }
 
 static int write_holder(zdm_db *db, const char *plan_id, int upsert, int *inserted, zdm_err *err)

@@ -23,7 +23,8 @@
 #include "err.h"
 
 /* 2: plans.attempts, last_error, last_attempt_ms, failed_ms (the failure
- * policy of run-due); meta layout_written_by. */
+ * policy of run-due); ranges.last_batch_ms (last progress); meta
+ * layout_written_by. */
 #define ZDM_STATE_VERSION 2
 
 /* Phases: names are a contract (CLI, --json, history); never rename. */
@@ -80,6 +81,10 @@ typedef struct zdm_plan_state {
     int64_t phase_since_ms;
     int64_t cutover_at_ms;   /* 0 when none */
     int64_t contract_after_ms; /* scheduled by `zdm schedule`, 0 when none */
+    int attempts;            /* contract attempts by run-due since the last success or retry */
+    char last_error[512];    /* the last contract failure or refusal, "" when none */
+    int64_t last_attempt_ms; /* 0 when none */
+    int64_t failed_ms;       /* when run-due gave up (state "failed"), 0 when not */
 } zdm_plan_state;
 
 int zdm_state_get(zdm_db *db, const char *plan_id, zdm_plan_state *out, zdm_err *err) ZDM_MUST_CHECK;
@@ -88,6 +93,10 @@ int zdm_state_set_phase(zdm_db *db, const char *plan_id, zdm_phase phase,
                         const char *checksum, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_state_set_cutover(zdm_db *db, const char *plan_id, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_state_set_contract_after(zdm_db *db, const char *plan_id, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
+
+/* Who holds the plan's lock ("alice@web1 pid 4242 since ..."), or "" when
+ * nobody does.  Reads the holder row only; takes nothing. */
+int zdm_state_lock_holder(zdm_db *db, const char *plan_id, char *holder, size_t size, zdm_err *err) ZDM_MUST_CHECK;
 
 /* Applied steps: phase is "expand" or "contract"; status "running" (a
  * non-transactional step started), "done", or absent. */

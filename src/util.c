@@ -402,6 +402,13 @@ static int digits(const char *s, int n, int *out)
 
 int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err)
 {
+    int had_zone;
+    return zdm_parse_time_zone(s, 0, out_ms, &had_zone, err);
+}
+
+int zdm_parse_time_zone(const char *s, int local_default, int64_t *out_ms, int *had_zone, zdm_err *err)
+{
+    *had_zone = 0;
     static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int y, mo, d, h = 0, mi = 0, sec = 0;
     const char *p = s;
@@ -436,6 +443,7 @@ int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err)
         }
     }
     int off = 0;
+    *had_zone = 1;
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
@@ -444,12 +452,34 @@ int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err)
             goto bad;
         off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
         p += 6;
+    } else {
+        *had_zone = 0;
     }
     if (*p || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60)
         goto bad;
     int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (d > mdays[mo - 1] + (mo == 2 && leap))
         goto bad;
+    if (!*had_zone && local_default) {
+        /* The wall-clock time in TZ (or the system's zone).  A time that
+         * does not exist there (skipped by a DST change) is refused rather
+         * than moved; mktime normalises it, so compare the fields back. */
+        struct tm tm = {0};
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec > 59 ? 59 : sec;
+        tm.tm_isdst = -1;
+        time_t t = mktime(&tm);
+        if (t == (time_t)-1 || tm.tm_hour != h || tm.tm_min != mi || tm.tm_mday != d)
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "time \"%s\" does not exist in the local time zone%s%s "
+                               "(a daylight-saving change skips it); give an offset or Z", s,
+                               getenv("TZ") ? " TZ=" : "", getenv("TZ") ? getenv("TZ") : "");
+        *out_ms = (int64_t)t * 1000 + ms;
+        return 0;
+    }
     *out_ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - off * 60) * 1000 + ms;
     return 0;
 bad:

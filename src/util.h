@@ -66,6 +66,10 @@ int64_t zdm_mono_ms(void);
 const char *zdm_format_time(int64_t epoch_ms, char *buf, size_t size);
 /* Parses ISO-8601 "YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]" (no zone = UTC). */
 int zdm_parse_time(const char *s, int64_t *out_ms, zdm_err *err);
+/* The same; a time without a zone is local time (TZ, else the system's)
+ * when local_default is set, else UTC.  *had_zone says whether s had Z or
+ * an offset. */
+int zdm_parse_time_zone(const char *s, int local_default, int64_t *out_ms, int *had_zone, zdm_err *err);
 
 /* PostgreSQL dollar quoting: "$tag$" + body + "$tag$" with a tag ("zdm",
  * then "zdm_1", "zdm_2", ...) whose delimiter occurs nowhere in the body,

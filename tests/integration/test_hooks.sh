@@ -376,8 +376,12 @@ t_cmp "the contract ran after the scheduled time" "$done_ms" -ge "$sched_ms"
 # ---------------------------------------------------------------------------
 t_section "run-due contracts only the due plans"
 scen due
+# Each with an explicit soak ("cutover": due at once): run-due never
+# contracts a plan that has no due time (test_schedule.sh).
 for p in r_due r_later r_back; do
-    table_plan "$p" "[hooks]
+    table_plan "$p" "[contract]
+not_before = \"cutover\"
+[hooks]
 after_contract = \"$REC contract-$p\""
 done
 for _ in 1 2 3; do zdm_run advance r_due; zdm_run advance r_later; done
@@ -398,7 +402,9 @@ t_section "two run-due at once contract each plan once"
 scen due2
 CPLANS=(c1 c2 c3 c4)
 for p in "${CPLANS[@]}"; do
-    table_plan "$p" "[hooks]
+    table_plan "$p" "[contract]
+not_before = \"cutover\"
+[hooks]
 before_contract = [[\"sh\", \"-c\", \"sleep 0.3\"]]
 after_contract = \"$REC contract-$p\""
     for _ in 1 2 3; do zdm_run advance "$p"; done

@@ -52,6 +52,11 @@ make_v1() {
     for c in attempts last_error last_attempt_ms failed_ms; do
         db_sql "ALTER TABLE $(plans_t) DROP COLUMN $c" >/dev/null
     done
+    if [ "$T_DIALECT" = pg ]; then
+        db_sql "ALTER TABLE zdm.ranges DROP COLUMN last_batch_ms" >/dev/null
+    else
+        db_sql "ALTER TABLE zdm_ranges DROP COLUMN last_batch_ms" >/dev/null
+    fi
     db_sql "UPDATE $(meta) SET value = '1' WHERE key = 'schema_version'" >/dev/null
     db_sql "DELETE FROM $(meta) WHERE key = 'layout_written_by'" >/dev/null
 }
