@@ -73,6 +73,8 @@ static const zdm_lint_rule rules[] = {
     {"sqlite-table-rebuild", ZDM_LINT_ERROR,
      "a copy of a whole existing table (INSERT ... SELECT, CREATE TABLE AS) holding the write lock", SL},
     {"sqlite-vacuum", ZDM_LINT_ERROR, "VACUUM in a step: rewrites the whole database file under a lock", SL},
+    {"missing-lock-timeout", ZDM_LINT_WARNING,
+     "a plain SQL file: DDL on an existing table with no SET lock_timeout before it", PG},
     {"long-transaction", ZDM_LINT_WARNING,
      "--db: a transaction open longer than lock_timeout holds a lock on a table the SQL changes", PG},
     {"sqlite-pragma-in-transaction", ZDM_LINT_WARNING,
@@ -630,6 +632,8 @@ static const char *const H_DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS, in a
 static const char *const H_DROP_DB = "drop databases out of band, never from a migration";
 static const char *const H_TX =
     "remove BEGIN/COMMIT: zdm runs each step in its own transaction (transaction = false for none)";
+static const char *const H_PLAIN_TX =
+    "one transaction at a time: COMMIT (or ROLLBACK) before the next BEGIN, and end every BEGIN";
 static const char *const H_CONC_TX =
     "put it in a step of its own without transaction = true: zdm then runs it outside a transaction";
 static const char *const H_VALIDATE_SAME =
@@ -665,7 +669,17 @@ typedef struct lint_run {
     int explicit_tx;     /* after a BEGIN in the SQL itself */
     zdm_strv not_valid;  /* "table\nconstraint" added NOT VALID by this SQL */
     char *cur_table;     /* the table the current statement is about (first seen) */
+    int plain;           /* a plain SQL file: its BEGIN/COMMIT are its own */
+    int begin_line;      /* plain: line of the BEGIN still open, 0 when none */
+    size_t begin_off;
+    int lock_timeout_set; /* plain: SET lock_timeout seen */
+    int lock_timeout_told;
 } lint_run;
+
+static const char *const H_LOCK_TIMEOUT =
+    "SET lock_timeout = '2s' (and retry on failure) before the DDL, or run it as a zdm plan, which does "
+    "both";
+
 
 static void note_table(lint_run *r, const char *table)
 {
@@ -695,6 +709,19 @@ static int is_new(const lint_run *r, const char *table)
 {
     const ltable *t = table_find(r->c, table);
     return t && t->gen == r->c->gen && t->phase == (int)r->phase;
+}
+
+/* Plain files: DDL that takes a strong lock, with no lock_timeout set
+ * before it, queues behind any long transaction and blocks every query
+ * on the table behind it for as long as it waits. */
+static void plain_lock_timeout(lint_run *r, const char *table)
+{
+    if (!r->plain || r->lock_timeout_set || r->lock_timeout_told || !table || is_new(r, table))
+        return;
+    r->lock_timeout_told = 1;
+    add_finding(r->out, "missing-lock-timeout", r->line, H_LOCK_TIMEOUT,
+                "DDL on %s with no lock_timeout set first: if a long transaction holds %s, this statement "
+                "waits for it, and every query on %s waits behind this statement", table, table, table);
 }
 
 static void note_ddl(lint_run *r, const char *table)
@@ -883,6 +910,7 @@ static void alter_table(lint_run *r, const json_t *s)
         return;
     }
     note_ddl(r, table);
+    plain_lock_timeout(r, table);
     const json_t *cmds = jget(s, "cmds");
     for (size_t i = 0; i < json_array_size(cmds); i++) {
         const json_t *cmd = node_as(json_array_get(cmds, i), "AlterTableCmd");
@@ -1003,6 +1031,7 @@ static void rename_stmt(lint_run *r, const json_t *s)
         return;
     }
     note_ddl(r, table);
+    plain_lock_timeout(r, table);
     if (r->phase == ZDM_PHASE_EXPAND && !is_new(r, table)) {
         if (is_col)
             add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
@@ -1082,6 +1111,7 @@ static void drop_stmt(lint_run *r, const json_t *s)
         if (!table)
             continue;
         note_ddl(r, table);
+        plain_lock_timeout(r, table);
         if (r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
             add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
                         "DROP %s %s in expand: the old application, still running until cutover, may "
@@ -1148,6 +1178,8 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
                         "CREATE INDEX%s%s without IF NOT EXISTS in a step run without a transaction: a retry "
                         "after a crash fails (zdm drops an INVALID index first, not a finished one)",
                         jstr(s, "idxname") ? " " : "", jstr(s, "idxname") ? jstr(s, "idxname") : "");
+        if (!jtrue(s, "concurrent"))
+            plain_lock_timeout(r, table);
         if (!jtrue(s, "concurrent") && !is_new(r, table))
             add_finding(r->out, "index-not-concurrent", r->line, H_INDEX,
                         "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the "
@@ -1244,7 +1276,19 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         int end = strcmp(k, "TRANS_STMT_COMMIT") == 0 || strcmp(k, "TRANS_STMT_ROLLBACK") == 0 ||
                   strcmp(k, "TRANS_STMT_PREPARE") == 0 || strcmp(k, "TRANS_STMT_COMMIT_PREPARED") == 0 ||
                   strcmp(k, "TRANS_STMT_ROLLBACK_PREPARED") == 0;
-        if (begin || end)
+        if (r->plain) {
+            if (begin && r->explicit_tx)
+                add_finding(r->out, "transaction-control", r->line, H_PLAIN_TX,
+                            "%s while the transaction begun on line %d is still open: PostgreSQL warns and "
+                            "ignores it, so its COMMIT commits the earlier statements too", k + 11,
+                            r->begin_line);
+            if (begin) {
+                r->begin_line = r->line;
+                r->begin_off = r->off;
+            } else if (end) {
+                r->begin_line = 0;
+            }
+        } else if (begin || end)
             add_finding(r->out, "transaction-control", r->line, H_TX,
                         "%s inside a step: zdm owns the step's transaction, and %s", k + 11,
                         begin ? "a BEGIN of its own breaks zdm's lock_timeout and retry, and its record of "
@@ -1255,6 +1299,10 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
             r->explicit_tx = 1;
         else if (end)
             r->explicit_tx = 0;
+    } else if (strcmp(type, "VariableSetStmt") == 0) {
+        const char *name = jstr(s, "name");
+        if (name && strcmp(name, "lock_timeout") == 0)
+            r->lock_timeout_set = 1;
     } else if (strcmp(type, "DropdbStmt") == 0) {
         add_finding(r->out, "drop-database", r->line, H_DROP_DB,
                     "DROP DATABASE %s: irreversible, and no schema change needs it",
@@ -1394,7 +1442,7 @@ static void drop_covered_renames(lint_run *r, zdm_lint_result *out)
 }
 
 static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
-                   zdm_lint_result *out)
+                   zdm_lint_result *out, int plain)
 {
     json_t *tree = parse(sql, out);
     if (!tree)
@@ -1405,6 +1453,7 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
     r.out = out;
     r.phase = phase;
     r.in_tx = in_transaction;
+    r.plain = plain;
     const json_t *stmts = jget(tree, "stmts");
     for (size_t i = 0; i < json_array_size(stmts); i++) {
         const json_t *raw = json_array_get(stmts, i);
@@ -1418,6 +1467,10 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
         stmt_done(&r, k0);
     }
     drop_covered_renames(&r, out);
+    if (plain && r.begin_line)
+        add_finding(out, "transaction-control", r.begin_line, H_PLAIN_TX,
+                    "BEGIN is never committed or rolled back: psql rolls it back at the end, other tools "
+                    "leave it open holding every lock it took")->offset = r.begin_off;
     for (size_t i = 0; i < r.ddl.n; i++) {
         size_t j;
         for (j = 0; j < i && strcmp(r.ddl.v[j], r.ddl.v[i]) != 0; j++)
@@ -1696,6 +1749,21 @@ static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
         (K(x, 0, "ROLLBACK") && sl_find(x, 1, "TO") >= x->n)) {
         char *w = zdm_xstrndup(x->sql + x->t[0].off, x->t[0].len);
         int begin = K(x, 0, "BEGIN");
+        if (r->plain) {
+            if (begin && r->explicit_tx)
+                add_finding(r->out, "transaction-control", r->line, H_PLAIN_TX,
+                            "BEGIN while the transaction begun on line %d is still open: SQLite refuses it "
+                            "(\"cannot start a transaction within a transaction\")", r->begin_line);
+            if (begin) {
+                r->begin_line = r->line;
+                r->begin_off = r->off;
+            } else {
+                r->begin_line = 0;
+            }
+            r->explicit_tx = begin;
+            free(w);
+            return;
+        }
         r->explicit_tx = begin;
         add_finding(r->out, "transaction-control", r->line, H_TX,
                     "%s inside a step: zdm owns the step's transaction, and %s", w,
@@ -1792,7 +1860,7 @@ static void sl_stmt_lint(lint_run *r, const sl_stmt *x)
 }
 
 static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *sc, zdm_phase_kind phase,
-                       int in_transaction, zdm_lint_result *out)
+                       int in_transaction, zdm_lint_result *out, int plain)
 {
     if (sc->unterminated) {
         zdm_lint_finding *f = add_finding(out, "parse-error", sc->un_line, H_PARSE,
@@ -1807,6 +1875,7 @@ static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *s
     r.out = out;
     r.phase = phase;
     r.in_tx = in_transaction;
+    r.plain = plain;
     int bad = 0;
     for (size_t j = 0; j < sc->nstmts; j++) {
         const zdm_sql_stmt *st = &sc->stmts[j];
@@ -1829,6 +1898,10 @@ static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *s
         stmt_done(&r, k0);
     }
     drop_covered_renames(&r, out);
+    if (plain && r.begin_line)
+        add_finding(out, "transaction-control", r.begin_line, H_PLAIN_TX,
+                    "BEGIN is never committed or rolled back: the sqlite3 shell leaves it open, holding the "
+                    "database's write lock")->offset = r.begin_off;
     run_free(&r);
     return bad ? -1 : 0;
 }
@@ -1911,12 +1984,13 @@ static void finish_findings(const char *sql, const zdm_sql_scan *sc, int dialect
 }
 
 /* A plain SQL file runs as it is, statement by statement (psql, sqlite3):
- * its BEGIN/COMMIT are its own, and it is not a zdm step that can be
- * retried.  Only the rules about zdm's steps are left out. */
+ * its BEGIN/COMMIT are its own (transaction-control then reports a nested
+ * or unfinished BEGIN), and it is not a zdm step that can be retried.  The
+ * rules about zdm's steps are left out. */
 static int plain_skips(const char *rule)
 {
-    return strcmp(rule, "transaction-control") == 0 || strcmp(rule, "not-idempotent") == 0 ||
-           strcmp(rule, "multi-ddl-no-transaction") == 0 || strcmp(rule, "missing-down") == 0;
+    return strcmp(rule, "not-idempotent") == 0 || strcmp(rule, "multi-ddl-no-transaction") == 0 ||
+           strcmp(rule, "missing-down") == 0;
 }
 
 static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase, int in_transaction,
@@ -1947,7 +2021,6 @@ int zdm_lint_sql_file(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_lint_
 static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase, int in_transaction,
                      zdm_lint_result *out, int report_allows, int plain)
 {
-    (void)plain;
     size_t from = out->n;
     int line = 0, col = 0;
     zdm_buf why = {0};
@@ -1962,8 +2035,8 @@ static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_
     }
     zdm_sql_scan sc;
     zdm_sql_scan_text(sql, sd, &sc);
-    int rc = sd == ZDM_SQL_SQLITE ? lint_sqlite(ctx, sql, &sc, phase, in_transaction, out)
-                                  : lint_pg(ctx, sql, phase, in_transaction, out);
+    int rc = sd == ZDM_SQL_SQLITE ? lint_sqlite(ctx, sql, &sc, phase, in_transaction, out, plain)
+                                  : lint_pg(ctx, sql, phase, in_transaction, out, plain);
     finish_findings(sql, &sc, dialect, out, from, report_allows);
     zdm_sql_scan_free(&sc);
     return rc;

@@ -123,7 +123,8 @@ t_has "allowed with its reason" "$T_DIR/mig.sql:5:1: error[index-not-concurrent]
 t_has "the reason" "(allowed: users has 40 rows)" "$ZOUT"
 t_has "an allow without a reason allows nothing" "$T_DIR/mig.sql:6:36: error[allow-no-reason]" "$ZOUT"
 t_lacks "the file's own BEGIN/COMMIT are fine" "transaction-control" "$ZOUT"
-t_has "summary" "0 plans and 1 SQL file linted: 3 errors, 0 warnings, 1 allowed" "$ZOUT"
+t_has "summary" "0 plans and 1 SQL file linted: 3 errors, 1 warning, 1 allowed" "$ZOUT"
+t_has "no lock_timeout before the DDL" "$T_DIR/mig.sql:3:3: warning[missing-lock-timeout]" "$ZOUT"
 ZRC=0
 printf 'SELECT 1;\nDROP INDEX users_a;\n' | "$ZDM" lint - >"$T_DIR/last.out" 2>&1 || ZRC=$?
 ZOUT=$(cat "$T_DIR/last.out")
@@ -142,13 +143,13 @@ t_lacks "allowed findings are not annotated" "users_a" "$ZOUT"
 lint_run lint --format sarif "$T_DIR/mig.sql"
 t_rc "--format sarif" 3
 t_eq "sarif: version" "2.1.0" "$(jq -r '.version' <<<"$ZOUT")"
-t_eq "sarif: results" 4 "$(jq -r '.runs[0].results | length' <<<"$ZOUT")"
-t_eq "sarif: first result" "add-column-volatile-default error 3 3" \
-    "$(jq -r '.runs[0].results[0] | "\(.ruleId) \(.level) \(.locations[0].physicalLocation.region.startLine) \(.locations[0].physicalLocation.region.startColumn)"' <<<"$ZOUT")"
+t_eq "sarif: results" 5 "$(jq -r '.runs[0].results | length' <<<"$ZOUT")"
+t_eq "sarif: the results" "missing-lock-timeout warning 3 3,add-column-volatile-default error 3 3" \
+    "$(jq -r '[.runs[0].results[0,1] | "\(.ruleId) \(.level) \(.locations[0].physicalLocation.region.startLine) \(.locations[0].physicalLocation.region.startColumn)"] | join(",")' <<<"$ZOUT")"
 t_eq "sarif: the allowed one is suppressed" "users has 40 rows" \
     "$(jq -r '[.runs[0].results[] | select(.suppressions) | .suppressions[0].justification] | join(",")' <<<"$ZOUT")"
-t_eq "sarif: ruleIndex points at the rule" "add-column-volatile-default" \
-    "$(jq -r '.runs[0].tool.driver.rules[.runs[0].results[0].ruleIndex].id' <<<"$ZOUT")"
+t_eq "sarif: ruleIndex points at the rule" "missing-lock-timeout add-column-volatile-default" \
+    "$(jq -r '. as $d | [.runs[0].results[0,1].ruleIndex | $d.runs[0].tool.driver.rules[.].id] | join(" ")' <<<"$ZOUT")"
 lint_run lint --format nope "$T_DIR/mig.sql"
 t_rc "--format nope" 2
 

@@ -368,6 +368,46 @@ static const dcase dcases[] = {
     {S, E, 1, NULL, "-- zdm:allow mass-dml-in-expand\nDELETE FROM t", "allow-no-reason,mass-dml-in-expand"},
 };
 
+/* Plain SQL files (zdm lint FILE.sql): their own BEGIN/COMMIT, no step rules. */
+static const dcase pcases[] = {
+    {P, E, 0, NULL, "BEGIN; ALTER TABLE t ADD COLUMN c int; COMMIT", "missing-lock-timeout"},
+    {P, E, 0, NULL, "SET lock_timeout = '2s'; BEGIN; ALTER TABLE t ADD COLUMN c int; COMMIT", ""},
+    {P, E, 0, NULL, "SET lock_timeout TO 1000; DROP TABLE t", "destructive-in-expand"},
+    {P, E, 0, NULL, "CREATE TABLE n (a int); CREATE INDEX n_a ON n (a); ALTER TABLE n ADD COLUMN b int", ""},
+    {P, E, 0, NULL, "CREATE INDEX CONCURRENTLY t_a ON t (a)", ""},
+    {P, E, 0, NULL, "BEGIN; CREATE INDEX CONCURRENTLY t_a ON t (a); COMMIT", "concurrent-in-transaction"},
+    {P, E, 0, NULL, "SET lock_timeout = '1s'; BEGIN; SELECT 1; BEGIN; COMMIT", "transaction-control"},
+    {P, E, 0, NULL, "SET lock_timeout = '1s';\nBEGIN;\nALTER TABLE t ADD COLUMN c int", "transaction-control"},
+    {P, E, 0, NULL, "SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN c int; ALTER TABLE t ADD COLUMN d int", ""},
+    {S, E, 0, NULL, "BEGIN; CREATE INDEX i ON t (a); COMMIT", ""},
+    {S, E, 0, NULL, "BEGIN; BEGIN; COMMIT", "transaction-control"},
+    {S, E, 0, NULL, "BEGIN IMMEDIATE; UPDATE t SET a = 1 WHERE id = 1", "transaction-control"},
+    {S, E, 0, NULL, "BEGIN; PRAGMA foreign_keys = OFF; COMMIT", "sqlite-pragma-in-transaction"},
+    {S, E, 0, NULL, "PRAGMA foreign_keys = OFF; BEGIN; COMMIT", ""},
+};
+
+static void test_plain_table(void **state)
+{
+    (void)state;
+    int failed = 0;
+    for (size_t i = 0; i < sizeof pcases / sizeof pcases[0]; i++) {
+        const dcase *c = &pcases[i];
+        zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+        zdm_lint_result r = {0};
+        zdm_lint_ctx_next_plan(ctx);
+        zdm_lint_sql_file(ctx, c->sql, c->dialect, &r);
+        char *got = rules_of(&r, 0);
+        if (strcmp(got, c->want) != 0) {
+            fprintf(stderr, "pcase %zu: %s\n  want: \"%s\"\n  got:  \"%s\"\n", i, c->sql, c->want, got);
+            failed++;
+        }
+        free(got);
+        zdm_lint_result_free(&r);
+        zdm_lint_ctx_free(ctx);
+    }
+    assert_int_equal(failed, 0);
+}
+
 /* Each statement for its dialect: the rule ids it must raise ("" when it
  * must be accepted).  Findings a zdm:allow comment allows still count
  * here; test_inline_allow checks they are marked allowed. */
@@ -428,6 +468,8 @@ static void test_every_rule_tested(void **state)
             seen = strstr(cases[k].want, id) != NULL;
         for (size_t k = 0; k < sizeof dcases / sizeof dcases[0] && !seen; k++)
             seen = strstr(dcases[k].want, id) != NULL;
+        for (size_t k = 0; k < sizeof pcases / sizeof pcases[0] && !seen; k++)
+            seen = strstr(pcases[k].want, id) != NULL;
         /* Plan-level rules are tested with plans below. */
         /* (long-transaction needs a database: test_lint_db.sh.) */
         if (!seen && strcmp(id, "missing-down") != 0 && strcmp(id, "sqlite-only") != 0 &&
@@ -823,6 +865,51 @@ static void test_example_plans_clean(void **state)
     zdm_plan_set_free(&set);
 }
 
+/* Plans read in requires order: a CHECK (col IS NOT NULL) added NOT VALID
+ * by one plan and validated by the next lets a third's SET NOT NULL pass;
+ * a VALIDATE of an earlier plan's constraint is fine; NOT VALID and its
+ * VALIDATE in one step are not. */
+static void test_checks_from_earlier_plans(void **state)
+{
+    (void)state;
+    const char *a = "description = \"a\"\n[[expand.steps]]\n"
+                    "sql = \"ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID\"\n"
+                    "down = \"ALTER TABLE t DROP CONSTRAINT t_a_nn\"\n";
+    const char *b = "description = \"b\"\nrequires = [\"0001_a\"]\n[[expand.steps]]\n"
+                    "sql = \"ALTER TABLE t VALIDATE CONSTRAINT t_a_nn\"\n"
+                    "down = \"SELECT 1\"\n";
+    const char *c = "description = \"c\"\nrequires = [\"0002_b\"]\n[[contract.steps]]\n"
+                    "sql = \"ALTER TABLE t ALTER COLUMN a SET NOT NULL\"\n";
+    const char *d = "description = \"d\"\n[[expand.steps]]\n"
+                    "sql = \"\"\"\nALTER TABLE t ADD CONSTRAINT t_b_nn CHECK (b IS NOT NULL) NOT VALID;\n"
+                    "ALTER TABLE t VALIDATE CONSTRAINT t_b_nn\"\"\"\n"
+                    "down = \"ALTER TABLE t DROP CONSTRAINT t_b_nn\"\n";
+    zdm_plan_set set = {0};
+    set.plans = zdm_xcalloc(5, sizeof *set.plans);
+    set.plans[0] = load("p/0001_a.toml", a);
+    set.plans[1] = load("p/0002_b.toml", b);
+    set.plans[2] = load("p/0003_c.toml", c);
+    set.plans[3] = load("p/0004_d.toml", d);
+    set.n = 4;
+    zdm_lint_result r = {0};
+    zdm_lint_plan(set.plans[1], &set, b, &r);
+    assert_int_equal(r.n, 0); /* VALIDATE of a constraint from an earlier plan */
+    zdm_lint_plan(set.plans[2], &set, c, &r);
+    assert_int_equal(r.n, 0); /* SET NOT NULL after the earlier plans' validated check */
+    zdm_lint_plan(set.plans[2], NULL, c, &r);
+    char *got = rules_of(&r, 0);
+    assert_string_equal(got, "set-not-null"); /* alone, the plan cannot know */
+    free(got);
+    zdm_lint_result_free(&r);
+    zdm_lint_plan(set.plans[3], &set, d, &r);
+    got = rules_of(&r, 0);
+    assert_string_equal(got, "validate-in-same-transaction");
+    free(got);
+    assert_int_equal(r.v[0].line, 5);
+    zdm_lint_result_free(&r);
+    zdm_plan_set_free(&set);
+}
+
 /* ---- the SQL zdm generates for structured operations ---- */
 
 static const char *const OPS_BASE =
@@ -951,6 +1038,9 @@ static void test_gate(void **state)
     assert_non_null(strstr(err.detail, "--allow index-not-concurrent"));
     zdm_err_clear(&err);
     assert_int_equal(zdm_lint_gate(p, NULL, E, "index-not-concurrent", ZDM_LINT_DIALECT_PG, &err), 0);
+    /* On SQLite the same plain CREATE INDEX is fine. */
+    zdm_err_clear(&err);
+    assert_int_equal(zdm_lint_gate(p, NULL, E, NULL, ZDM_LINT_DIALECT_SQLITE, &err), 0);
     assert_int_equal(zdm_lint_gate(p, NULL, C, NULL, ZDM_LINT_DIALECT_PG, &err), 0); /* DROP COLUMN in contract: fine */
     assert_int_equal(zdm_lint_gate(p, NULL, E, "nope", ZDM_LINT_DIALECT_PG, &err), ZDM_EXIT_USAGE);
     zdm_plan_free(p);
@@ -980,6 +1070,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_statement_table),
         cmocka_unit_test(test_dialect_table),
+        cmocka_unit_test(test_plain_table),
         cmocka_unit_test(test_every_rule_tested),
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_lines_in_sql),
@@ -988,6 +1079,7 @@ int main(void)
         cmocka_unit_test(test_dialects_and_downs),
         cmocka_unit_test(test_types_from_earlier_plans),
         cmocka_unit_test(test_example_plans_clean),
+        cmocka_unit_test(test_checks_from_earlier_plans),
         cmocka_unit_test(test_generated_sql),
         cmocka_unit_test(test_gate),
     };
