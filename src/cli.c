@@ -33,6 +33,7 @@ enum {
     OPT_FORMAT = 1 << 15,
     OPT_UPGRADE = 1 << 20,
     OPT_CANCEL = 1 << 21,
+    OPT_HISTORY_FILTERS = 1 << 22,
 };
 
 typedef struct cmd {
@@ -117,8 +118,8 @@ static const cmd commands[] = {
      0, 0, 1, zdm_cmd_status},
     {NULL, "history", "[PLAN]", "every transition, refusal and stamp, newest last",
      "Prints the history rows: when, plan, action, phases, outcome, who (user@host\n"
-     "and pid) and detail.  --json prints {\"history\": [...]}.\n",
-     0, 0, 1, zdm_cmd_history},
+     "and pid) and detail.  --json prints {\"history\": [...]}.  Filters combine.\n",
+     OPT_HISTORY_FILTERS, 0, 1, zdm_cmd_history},
     {NULL, "stamp", "PLAN PHASE", "record a phase without running anything",
      "For databases changed by hand: records PHASE (pending, expanded, backfilled,\n"
      "cut_over, complete, rolled_back) and the plan file's current checksum.\n",
@@ -285,6 +286,13 @@ static void print_cmd_help(FILE *f, const cmd *c)
                      "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
         {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
                      "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
+        {OPT_HISTORY_FILTERS, "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
+                              "                  (every hook row), upgrade, ...\n"
+                              "  --outcome O     only ok, failed, refused, running or interrupted rows\n"
+                              "  --since T       rows at or after T: a time (2026-11-22T03:00:00Z) or a\n"
+                              "                  duration back from now (24h)\n"
+                              "  --until T       rows at or before T (same forms)\n"
+                              "  --limit N       the newest N rows (printed oldest first)\n"},
         {OPT_CANCEL, "  --cancel        remove the time set with --at or --after\n"},
         {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
                       "                  zdm's (recorded in history); nothing else does\n"},
@@ -430,6 +438,9 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     struct { const char *name; unsigned bit; const char **dst; } valopts[] = {
         {"--dialect", OPT_DIALECT, &cli.dialect}, {"--at", OPT_AT, &cli.at},
         {"--after", OPT_AFTER, &cli.after},       {"--workers", OPT_WORKERS, &cli.workers},
+        {"--event", OPT_HISTORY_FILTERS, &cli.event}, {"--outcome", OPT_HISTORY_FILTERS, &cli.outcome},
+        {"--since", OPT_HISTORY_FILTERS, &cli.since}, {"--until", OPT_HISTORY_FILTERS, &cli.until},
+        {"--limit", OPT_HISTORY_FILTERS, &cli.limit},
         {"--allow", OPT_ALLOW, &cli.allow},       {"--listen", OPT_LISTEN, &cli.listen},
         {"--to", OPT_TO, &cli.to},
         {"--format", OPT_FORMAT, &cli.format},

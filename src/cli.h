@@ -31,6 +31,11 @@ typedef struct zdm_cli {
     int force;               /* --force */
     int upgrade;             /* --upgrade (init) */
     int cancel;              /* --cancel (schedule) */
+    const char *event;       /* --event ACTION (history) */
+    const char *outcome;     /* --outcome OUTCOME (history) */
+    const char *since;       /* --since TIME|DURATION (history) */
+    const char *until;       /* --until TIME|DURATION (history) */
+    const char *limit;       /* --limit N (history) */
     int sql;                 /* --sql */
     const char *dialect;     /* --dialect */
     const char *at;          /* --at TIME */

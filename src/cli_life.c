@@ -333,15 +333,66 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
             zdm_db_close(db);
         return rc;
     }
+    /* Filters: --event ACTION ("hook" matches every "hook EVENT" row),
+     * --outcome, --since/--until (a time, or a duration back from now),
+     * --limit N (the newest N, still printed oldest first). */
+    static const char *const outcomes[] = {"ok", "failed", "refused", "running", "interrupted", NULL};
+    char since[32] = "", until[32] = "", limit[32] = "";
+    if (cli->outcome) {
+        int known = 0;
+        for (int k = 0; outcomes[k]; k++)
+            known |= strcmp(outcomes[k], cli->outcome) == 0;
+        if (!known) {
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "--outcome %s: not an outcome", cli->outcome);
+            zdm_err_detail(err, "use ok, failed, refused, running or interrupted");
+        }
+    }
+    const char *tv[2] = {cli->since, cli->until};
+    char *tout[2] = {since, until};
+    for (int k = 0; rc == 0 && k < 2; k++) {
+        if (!tv[k])
+            continue;
+        int64_t ms, dur;
+        int zone;
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_parse_time_zone(tv[k], 1, &ms, &zone, &e) != 0) {
+            size_t len = strlen(tv[k]);
+            if (!len || (tv[k][len - 1] >= '0' && tv[k][len - 1] <= '9') ||
+                zdm_parse_duration_ms(tv[k], 1000, &dur, &e) != 0 || dur <= 0) {
+                rc = zdm_err_set(err, ZDM_EXIT_USAGE, "--%s %s: expected a time (2026-11-22T03:00:00Z) or a "
+                                 "duration back from now (24h)", k ? "until" : "since", tv[k]);
+                break;
+            }
+            ms = zdm_now_ms() - dur;
+        }
+        snprintf(tout[k], 32, "%lld", (long long)ms);
+    }
+    if (rc == 0 && cli->limit) {
+        char *end;
+        long n = strtol(cli->limit, &end, 10);
+        if (*end || n < 1)
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "--limit %s: expected a positive number", cli->limit);
+        else
+            snprintf(limit, sizeof limit, "%ld", n);
+    }
     zdm_rows *r = NULL;
-    if (zdm_state_exists(db)) {
-        char sql[400];
+    if (rc == 0 && zdm_state_exists(db)) {
+        char sql[1200];
+        const char *t = zdm_state_table(db, "history");
         snprintf(sql, sizeof sql,
-                 "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail "
-                 "FROM %s WHERE (CAST($1 AS text) IS NULL OR plan_id = CAST($1 AS text)) ORDER BY id",
-                 zdm_state_table(db, "history"));
-        const char *params[] = {cli->npos ? cli->pos[0] : NULL};
-        rc = zdm_db_query(db, sql, 1, params, &r, err);
+                 "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail FROM ("
+                 "SELECT * FROM %s WHERE (CAST($1 AS text) IS NULL OR plan_id = CAST($1 AS text)) "
+                 "AND (CAST($2 AS text) IS NULL OR action = CAST($2 AS text) "
+                 "     OR substr(action, 1, length(CAST($2 AS text)) + 1) = CAST($2 AS text) || ' ') "
+                 "AND (CAST($3 AS text) IS NULL OR outcome = CAST($3 AS text)) "
+                 "AND (CAST($4 AS text) IS NULL OR at_ms >= CAST(CAST($4 AS text) AS bigint)) "
+                 "AND (CAST($5 AS text) IS NULL OR at_ms <= CAST(CAST($5 AS text) AS bigint)) "
+                 "ORDER BY id DESC%s) h ORDER BY id",
+                 t, limit[0] ? " LIMIT CAST(CAST($6 AS text) AS bigint)" : "");
+        const char *params[] = {cli->npos ? cli->pos[0] : NULL, cli->event, cli->outcome,
+                                since[0] ? since : NULL, until[0] ? until : NULL, limit};
+        rc = zdm_db_query(db, sql, limit[0] ? 6 : 5, params, &r, err);
     }
     if (rc == 0) {
         int n = r ? zdm_rows_count(r) : 0;
@@ -381,7 +432,8 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
             fputc('\n', cli->out);
             json_decref(o);
         } else if (n == 0) {
-            fprintf(cli->out, "no history yet\n");
+            int filtered = cli->npos || cli->event || cli->outcome || cli->since || cli->until;
+            fprintf(cli->out, "%s\n", filtered ? "no history rows match" : "no history yet");
         }
         json_decref(arr);
     }

@@ -13,7 +13,8 @@
 #    the effective due time and the previous one;
 #  * a rollback removes the schedule: the next cutover does not inherit it;
 #  * status --json carries attempts, last_error, last_attempt_at,
-#    failed_at, lock_holder, overdue, and the backfill's last_progress_at.
+#    failed_at, lock_holder, overdue, and the backfill's last_progress_at;
+#  * history filters by plan, event, outcome, time and count.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -170,5 +171,55 @@ db_sql "INSERT INTO t_bf (id) VALUES (1), (2), (3)"
 zdm_run backfill bf
 t_rc "backfill bf" 0
 t_match "backfill.last_progress_at is set" '^20[0-9]{2}-' "$(sjson bf backfill.last_progress_at)"
+
+# ---------------------------------------------------------------------------
+t_section "history filters: plan, event, outcome, time, limit"
+hj() { zdm_run --json history "$@"; printf '%s' "$ZOUT"; }
+zdm_run schedule bf --after 1h
+zdm_run advance bf
+zdm_run advance bf
+t_eq "a contract before its time: refused" 3 "$ZRC"
+all=$(hj)
+t_ne "history has rows of several plans" 1 "$(jq '[.history[].plan] | unique | length' <<<"$all")"
+t_eq "PLAN: only its rows" '["rb"]' "$(hj rb | jq -c '[.history[].plan] | unique')"
+t_eq "--event schedule: only schedule rows" '["schedule"]' "$(hj --event schedule | jq -c '[.history[].action] | unique')"
+t_eq "--event schedule: every one of them" "$(jq '[.history[] | select(.action == "schedule")] | length' <<<"$all")" \
+    "$(hj --event schedule | jq '.history | length')"
+t_eq "--event advance --outcome ok: rb's successful advances" \
+    "$(jq '[.history[] | select(.plan == "rb" and .action == "advance" and .outcome == "ok")] | length' <<<"$all")" \
+    "$(hj rb --event advance --outcome ok | jq '.history | length')"
+t_eq "--outcome refused: only refusals" '["refused"]' "$(hj --outcome refused | jq -c '[.history[].outcome] | unique')"
+t_eq "--since 1h: every row" "$(jq '.history | length' <<<"$all")" "$(hj --since 1h | jq '.history | length')"
+t_eq "--until a past time: none" 0 "$(hj --until 2020-01-01T00:00:00Z | jq '.history | length')"
+t_eq "--limit 2: the newest two, oldest first" "$(jq -c '[.history[-2:][].id]' <<<"$all")" \
+    "$(hj --limit 2 | jq -c '[.history[].id]')"
+zdm_run history --until 2020-01-01T00:00:00Z
+t_eq "nothing matches: says so" "no history rows match" "$ZOUT"
+for bad in "--outcome okay" "--since 5" "--limit 0" "--since yesterday"; do
+    # shellcheck disable=SC2086
+    zdm_run history $bad
+    t_eq "history $bad: exit 2" 2 "$ZRC"
+done
+
+if t_pg_available; then
+    t_pg_start
+    t_section "PostgreSQL: schedule, rollback, status fields and history filters"
+    db_new pg sched
+    simple pgp
+    to_cut_over pgp
+    zdm_run run-due
+    t_eq "pg: no due time: not contracted" "cut_over true" "$(zdm_phase_of pgp) $(sjson pgp waiting_for_schedule)"
+    zdm_run schedule pgp --after 1h
+    t_ne "pg: scheduled" null "$(sjson pgp contract_due)"
+    zdm_run rollback pgp --force
+    zdm_run rollback pgp --force
+    zdm_run rollback pgp
+    t_eq "pg: rolled back, schedule gone" "rolled_back null" "$(zdm_phase_of pgp) $(sjson pgp contract_due)"
+    t_eq "pg: history, every filter at once" 1 \
+        "$(hj pgp --event advance --outcome ok --since 1h --until 2099-01-01T00:00:00Z --limit 1 | jq '.history | length')"
+    t_eq "pg: --event schedule" '["schedule"]' "$(hj --event schedule | jq -c '[.history[].action] | unique')"
+else
+    T_SKIPPED="$T_SKIPPED postgresql"
+fi
 
 t_finish
