@@ -81,6 +81,15 @@ static const cmd commands[] = {
      "instead (required fields left empty for you to fill).  Prints the path.\n"
      "Refuses (exit 2) a NAME a plan already has.  (Alembic: revision.)\n",
      OPT_OP, 1, 1, zdm_cmd_new},
+    {NULL, "completion", "bash|zsh", "print the shell completion script",
+     "Prints a completion script for bash or zsh, generated from this command\n"
+     "table (installed by cmake --install and the .deb).  To try it:\n"
+     "  source <(zdm completion bash)\n",
+     0, 1, 1, zdm_cmd_completion},
+    {NULL, "manpage", "", "print the zdm(1) man page (roff)",
+     "Prints the zdm(1) man page, generated from this command table (installed\n"
+     "by cmake --install and the .deb).  To read it: zdm manpage | man -l -\n",
+     0, 0, 0, zdm_cmd_manpage},
     {NULL, "baseline", "[NAME]", "adopt an existing database: write and stamp a baseline plan",
      "Reads the schema of --db (tables, indexes, constraints; PostgreSQL or\n"
      "SQLite; zdm's own objects left out) and writes plans/NNNN_NAME.toml\n"
@@ -199,6 +208,25 @@ static const cmd commands[] = {
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
+/* Shared by --help and the generated man page and completions. */
+static const char global_options_text[] =
+    "  --db URL        target database: postgres://..., postgresql://..., a libpq\n"
+    "                  conninfo (\"host=... dbname=...\"), or sqlite:PATH;\n"
+    "                  default: $ZDM_DATABASE_URL\n"
+    "  --plans DIR     directory of plan files (default: ./plans)\n"
+    "  --json          JSON on stdout, errors included; commands that change\n"
+    "                  state print one JSON object per event (NDJSON)\n"
+    "  --log-format F  stderr log lines as text (default), kv (key=value) or\n"
+    "                  json; default: $ZDM_LOG_FORMAT\n"
+    "  -v, --verbose   more log detail;  -q, --quiet: warnings and errors only\n"
+    "  -h, --help      this help;  --version: print the version\n";
+static const char exit_codes_text[] =
+    "  0  success\n"
+    "  1  runtime failure (database error, hook crashed, ...)\n"
+    "  2  usage error or invalid plan\n"
+    "  3  refused by a gate: a hook said no, not yet due, lock held, lint error\n"
+    "  4  interrupted, safe to resume\n";
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -214,28 +242,8 @@ static void usage(FILE *f)
                  commands[i].group ? " " : "", commands[i].name, commands[i].args);
         fprintf(f, "  %-26s %s\n", head, commands[i].summary);
     }
-    fprintf(f,
-            "  %-26s %s\n"
-            "\n"
-            "Options:\n"
-            "  --db URL        target database: postgres://..., postgresql://..., a libpq\n"
-            "                  conninfo (\"host=... dbname=...\"), or sqlite:PATH;\n"
-            "                  default: $ZDM_DATABASE_URL\n"
-            "  --plans DIR     directory of plan files (default: ./plans)\n"
-            "  --json          JSON on stdout, errors included; commands that change\n"
-            "                  state print one JSON object per event (NDJSON)\n"
-            "  --log-format F  stderr log lines as text (default), kv (key=value) or\n"
-            "                  json; default: $ZDM_LOG_FORMAT\n"
-            "  -v, --verbose   more log detail;  -q, --quiet: warnings and errors only\n"
-            "  -h, --help      this help;  --version: print the version\n"
-            "\n"
-            "Exit codes:\n"
-            "  0  success\n"
-            "  1  runtime failure (database error, hook crashed, ...)\n"
-            "  2  usage error or invalid plan\n"
-            "  3  refused by a gate: a hook said no, not yet due, lock held, lint error\n"
-            "  4  interrupted, safe to resume\n",
-            "help COMMAND", "help for one command");
+    fprintf(f, "  %-26s %s\n\nOptions:\n%s\nExit codes:\n%s", "help COMMAND", "help for one command",
+            global_options_text, exit_codes_text);
 }
 
 static const cmd *find_cmd(const char *group_or_name, const char *name)
@@ -260,43 +268,45 @@ static int is_group(const char *word)
     return 0;
 }
 
+/* Each command option's help line(s), in --help order. */
+static const struct { unsigned bit; const char *text; } flags[] = {
+    {OPT_DRY_RUN, "  --dry-run       print every statement it would run; change nothing\n"},
+    {OPT_NO_BACKUP, "  --no-backup     sqlite: skip the backup taken before contract\n"},
+    {OPT_HOOKS_ONLY, "  --hooks-only    re-run the after_* hooks of the current phase\n"},
+    {OPT_FORCE, "  --force         override a safety refusal (see the message that asked)\n"},
+    {OPT_SQL, "  --sql           print the SQL each step runs\n"},
+    {OPT_DIALECT, "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n"},
+    {OPT_AT, "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z or ...T03:00+01:00;\n"
+             "                  without Z or an offset: local time (TZ), and zdm prints\n"
+             "                  the UTC time it stored\n"},
+    {OPT_AFTER, "  --after DUR     a duration from now, with its unit: 90s, 30m, 24h, 7d\n"},
+    {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
+    {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
+    {OPT_ALL, "  --all           every plan, in requires order\n"},
+    {OPT_TO, "  --to PHASE      with --all: stop at expanded, backfilled, cut_over or complete\n"},
+    {OPT_DOT, "  --dot           Graphviz output (dot -Tsvg)\n"},
+    {OPT_OP, "  --op OP         start from operation OP's skeleton (repeatable): sql,\n"
+             "                  create_table, add_column, rename_column, change_type, ...\n"},
+    {OPT_FORMAT, "  --format F      text (default), json (the same as --json), github (workflow\n"
+                 "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
+    {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
+                 "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
+    {OPT_HISTORY_FILTERS, "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
+                          "                  (every hook row), upgrade, ...\n"
+                          "  --outcome O     only ok, failed, refused, running or interrupted rows\n"
+                          "  --since T       rows at or after T: a time (2026-11-22T03:00:00Z) or a\n"
+                          "                  duration back from now (24h)\n"
+                          "  --until T       rows at or before T (same forms)\n"
+                          "  --limit N       the newest N rows (printed oldest first)\n"},
+    {OPT_CANCEL, "  --cancel        remove the time set with --at or --after\n"},
+    {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
+                  "                  zdm's (recorded in history); nothing else does\n"},
+};
+
 static void print_cmd_help(FILE *f, const cmd *c)
 {
     fprintf(f, "usage: zdm [global options] %s%s%s%s%s\n\n%s", c->group ? c->group : "",
             c->group ? " " : "", c->name, c->args[0] ? " " : "", c->args, c->help);
-    static const struct { unsigned bit; const char *text; } flags[] = {
-        {OPT_DRY_RUN, "  --dry-run       print every statement it would run; change nothing\n"},
-        {OPT_NO_BACKUP, "  --no-backup     sqlite: skip the backup taken before contract\n"},
-        {OPT_HOOKS_ONLY, "  --hooks-only    re-run the after_* hooks of the current phase\n"},
-        {OPT_FORCE, "  --force         override a safety refusal (see the message that asked)\n"},
-        {OPT_SQL, "  --sql           print the SQL each step runs\n"},
-        {OPT_DIALECT, "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n"},
-        {OPT_AT, "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z or ...T03:00+01:00;\n"
-                 "                  without Z or an offset: local time (TZ), and zdm prints\n"
-                 "                  the UTC time it stored\n"},
-        {OPT_AFTER, "  --after DUR     a duration from now, with its unit: 90s, 30m, 24h, 7d\n"},
-        {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
-        {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
-        {OPT_ALL, "  --all           every plan, in requires order\n"},
-        {OPT_TO, "  --to PHASE      with --all: stop at expanded, backfilled, cut_over or complete\n"},
-        {OPT_DOT, "  --dot           Graphviz output (dot -Tsvg)\n"},
-        {OPT_OP, "  --op OP         start from operation OP's skeleton (repeatable): sql,\n"
-                 "                  create_table, add_column, rename_column, change_type, ...\n"},
-        {OPT_FORMAT, "  --format F      text (default), json (the same as --json), github (workflow\n"
-                     "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
-        {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
-                     "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
-        {OPT_HISTORY_FILTERS, "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
-                              "                  (every hook row), upgrade, ...\n"
-                              "  --outcome O     only ok, failed, refused, running or interrupted rows\n"
-                              "  --since T       rows at or after T: a time (2026-11-22T03:00:00Z) or a\n"
-                              "                  duration back from now (24h)\n"
-                              "  --until T       rows at or before T (same forms)\n"
-                              "  --limit N       the newest N rows (printed oldest first)\n"},
-        {OPT_CANCEL, "  --cancel        remove the time set with --at or --after\n"},
-        {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
-                      "                  zdm's (recorded in history); nothing else does\n"},
-    };
     int any = 0;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (c->opts & flags[i].bit) {
@@ -643,4 +653,39 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
 fail:
     print_err(errs, cli.json ? out : NULL, err.code ? err.code : ZDM_EXIT_USAGE, &err);
     return err.code ? err.code : ZDM_EXIT_USAGE;
+}
+
+/* ---- the command table, for cli_gen.c (man page, completions) ---- */
+
+size_t zdm_cli_command_count(void)
+{
+    return NCOMMANDS;
+}
+
+void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v)
+{
+    const cmd *c = &commands[i];
+    memset(v, 0, sizeof *v);
+    v->group = c->group;
+    v->name = c->name;
+    v->args = c->args;
+    v->summary = c->summary;
+    v->help = c->help;
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+        if (c->opts & flags[k].bit) {
+            zdm_buf_puts(&v->options, flags[k].text);
+            /* the option's name: "  --name ..." */
+            const char *n = flags[k].text + 2;
+            zdm_buf_printf(&v->option_names, "%s%.*s", v->option_names.len ? " " : "", (int)strcspn(n, " \n"), n);
+        }
+}
+
+const char *zdm_cli_global_options(void)
+{
+    return global_options_text;
+}
+
+const char *zdm_cli_exit_codes(void)
+{
+    return exit_codes_text;
 }

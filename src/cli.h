@@ -88,6 +88,21 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err);       /* cli_baseline.c */
 
 #endif
 
+/* The command table, read by cli_gen.c (man page, completions).  The
+ * zdm_buf members are filled; free them with zdm_buf_free. */
+#include "util.h"
+typedef struct zdm_cli_cmd_view {
+    const char *group, *name, *args, *summary, *help;
+    zdm_buf options;      /* help lines of the command's own options */
+    zdm_buf option_names; /* "--dry-run --allow ..." */
+} zdm_cli_cmd_view;
+size_t zdm_cli_command_count(void);
+void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v);
+const char *zdm_cli_global_options(void); /* the --help "Options:" lines */
+const char *zdm_cli_exit_codes(void);     /* the --help "Exit codes:" lines */
+int zdm_cmd_completion(zdm_cli *cli, zdm_err *err); /* cli_gen.c */
+int zdm_cmd_manpage(zdm_cli *cli, zdm_err *err);    /* cli_gen.c */
+
 /* Shared by commands (cli_common.c) */
 #include "plan.h"
 /* Loads --plans (or the given paths) and prints every problem to cli->errs;
