@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES="ca-certificates build-essential cmake clang libclang-rt-14-dev pkg-config git
     libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev
     postgresql postgresql-client sqlite3 python3 procps util-linux
-    jq curl nginx python3-psycopg2 python3-yaml python3-alembic systemd"
+    jq curl nginx python3-psycopg2 python3-yaml python3-alembic zsh systemd"
 if [ "${1:-}" = --list ]; then
     echo $PACKAGES
     exit 0

@@ -225,9 +225,9 @@ static void bash_script(FILE *f, table *t)
             "              fi\n"
             "              cmd=\"plan $sub\" ;;\n"
             "    esac\n"
-            "    case \"$cmd\" in\n%s"
+            "    case \"$cmd\" in\n"
             "        completion) COMPREPLY=($(compgen -W 'bash zsh' -- \"$cur\")); return ;;\n"
-            "        help) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return ;;\n"
+            "        help) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return ;;\n%s"
             "    esac\n"
             "    if [[ $cur == -* ]]; then\n"
             "        COMPREPLY=($(compgen -W \"$opts %s\" -- \"$cur\"))\n"
@@ -235,7 +235,7 @@ static void bash_script(FILE *f, table *t)
             "        COMPREPLY=($(compgen -W \"$(_zdm_plans)\" -- \"$cur\"))\n"
             "    fi\n"
             "}\n",
-            t->top.data, globals, t->cases.data, t->top.data, globals);
+            t->top.data, globals, t->top.data, t->cases.data, globals);
     /* the groups' subcommands */
     fputs("_zdm_subcommands() {\n    case $1 in\n", f);
     size_t n = zdm_cli_command_count();
@@ -307,8 +307,8 @@ static void zsh_script(FILE *f, table *t)
             "    (( $#words2 == 1 )) && { compadd ${=$(_zdm_sub plan)}; return; }\n"
             "    cmd=\"plan $words2[2]\"\n"
             "  fi\n"
-            "  case $cmd in\n%s"
-            "    completion) compadd bash zsh; return ;;\n"
+            "  case $cmd in\n"
+            "    completion) compadd bash zsh; return ;;\n%s"
             "  esac\n"
             "  if [[ $PREFIX == -* ]]; then compadd -a opts; compadd -a globals\n"
             "  elif (( plan )); then _zdm_plans\n"
