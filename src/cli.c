@@ -225,7 +225,9 @@ static const char exit_codes_text[] =
     "  1  runtime failure (database error, hook crashed, ...)\n"
     "  2  usage error or invalid plan\n"
     "  3  refused by a gate: a hook said no, not yet due, lock held, lint error\n"
-    "  4  interrupted, safe to resume\n";
+    "  4  interrupted, safe to resume\n"
+    "  5  zdm's state in the database has a layout this zdm cannot use (newer,\n"
+    "     older and not yet upgraded with zdm init --upgrade, or damaged)\n";
 
 static void usage(FILE *f)
 {
