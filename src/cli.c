@@ -676,9 +676,17 @@ void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v)
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
         if (c->opts & flags[k].bit) {
             zdm_buf_puts(&v->options, flags[k].text);
-            /* the option's name: "  --name ..." */
-            const char *n = flags[k].text + 2;
-            zdm_buf_printf(&v->option_names, "%s%.*s", v->option_names.len ? " " : "", (int)strcspn(n, " \n"), n);
+            /* every option the entry describes: lines "  --name [ARG] ..." */
+            for (const char *l = flags[k].text; *l; l += strcspn(l, "\n"), l += *l == '\n') {
+                if (strncmp(l, "  -", 3) != 0)
+                    continue;
+                const char *n = l + 2;
+                int len = (int)strcspn(n, " \n");
+                zdm_buf_printf(&v->option_names, "%s%.*s", v->option_names.len ? " " : "", len, n);
+                const char *arg = n + len + (n[len] == ' ');
+                if (*arg >= 'A' && *arg <= 'Z')
+                    zdm_buf_printf(&v->value_option_names, "%s%.*s", v->value_option_names.len ? " " : "", len, n);
+            }
         }
 }
 

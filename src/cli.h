@@ -95,6 +95,7 @@ typedef struct zdm_cli_cmd_view {
     const char *group, *name, *args, *summary, *help;
     zdm_buf options;      /* help lines of the command's own options */
     zdm_buf option_names; /* "--dry-run --allow ..." */
+    zdm_buf value_option_names; /* those of them that take a value */
 } zdm_cli_cmd_view;
 size_t zdm_cli_command_count(void);
 void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v);

@@ -86,6 +86,7 @@ int zdm_cmd_manpage(zdm_cli *cli, zdm_err *err)
         fputs(".fi\n", f);
         zdm_buf_free(&v.options);
         zdm_buf_free(&v.option_names);
+        zdm_buf_free(&v.value_option_names);
     }
     fputs(".SH OPTIONS\nGlobal options may appear anywhere after the program name.\n", f);
     roff_block(f, zdm_cli_global_options());
@@ -110,6 +111,7 @@ typedef struct table {
     zdm_buf cases;    /* bash: case arms */
     zdm_buf zsh_cmds; /* zsh: 'name:summary' */
     zdm_buf zsh_case; /* zsh: case arms */
+    zdm_buf valopts;  /* options that take a value, "|"-separated */
 } table;
 
 static int seen_word(const zdm_buf *b, const char *w)
@@ -157,6 +159,14 @@ static void build(table *t)
             zdm_buf_puts(&t->zsh_cmds, "'\n");
         }
         const char *names = v.option_names.data ? v.option_names.data : "";
+        for (const char *o = v.value_option_names.data; o && *o; o += strcspn(o, " "), o += *o == ' ') {
+            char one[64];
+            snprintf(one, sizeof one, "%.*s", (int)strcspn(o, " "), o);
+            char pat[70];
+            snprintf(pat, sizeof pat, "|%s|", one);
+            if (!t->valopts.data || !strstr(t->valopts.data, pat))
+                zdm_buf_printf(&t->valopts, "%s%s|", t->valopts.len ? "" : "|", one);
+        }
         if (v.group) {
             zdm_buf_printf(&t->cases, "        \"%s %s\") opts=\"%s\"; plan=%d ;;\n", v.group, v.name, names,
                            takes_plan(&v));
@@ -168,6 +178,7 @@ static void build(table *t)
         }
         zdm_buf_free(&v.options);
         zdm_buf_free(&v.option_names);
+        zdm_buf_free(&v.value_option_names);
     }
 }
 
@@ -177,6 +188,17 @@ static void table_free(table *t)
     zdm_buf_free(&t->cases);
     zdm_buf_free(&t->zsh_cmds);
     zdm_buf_free(&t->zsh_case);
+    zdm_buf_free(&t->valopts);
+}
+
+/* "|--at|--after..." for a case pattern (the table ends it with '|'). */
+static const char *valopts_alt(table *t)
+{
+    if (!t->valopts.data)
+        return "";
+    if (t->valopts.len && t->valopts.data[t->valopts.len - 1] == '|')
+        t->valopts.data[--t->valopts.len] = 0;
+    return t->valopts.data;
 }
 
 static const char globals[] = "--db --plans --json --log-format -v --verbose -q --quiet -h --help --version";
@@ -201,16 +223,16 @@ static void bash_script(FILE *f, table *t)
             "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}\n"
             "    local i w cmd= sub= opts= plan=0\n"
             "    case $prev in\n"
-            "        --db|--at|--after|--workers|--allow|--listen|--op) return ;;\n"
             "        --plans) COMPREPLY=($(compgen -d -- \"$cur\")); return ;;\n"
             "        --log-format) COMPREPLY=($(compgen -W 'text kv json' -- \"$cur\")); return ;;\n"
             "        --dialect) COMPREPLY=($(compgen -W 'pg sqlite' -- \"$cur\")); return ;;\n"
             "        --to) COMPREPLY=($(compgen -W 'expanded backfilled cut_over complete' -- \"$cur\")); return ;;\n"
+            "        --db%s) return ;;\n"
             "    esac\n"
             "    for ((i = 1; i < COMP_CWORD; i++)); do\n"
             "        w=${COMP_WORDS[i]}\n"
             "        case $w in\n"
-            "            --db|--plans|--log-format|--dialect|--at|--after|--workers|--allow|--listen|--to|--op) ((i++)) ;;\n"
+            "            --db|--plans|--log-format%s) ((i++)) ;;\n"
             "            -*) ;;\n"
             "            *) if [ -z \"$cmd\" ]; then cmd=$w; elif [ -z \"$sub\" ]; then sub=$w; fi ;;\n"
             "        esac\n"
@@ -235,7 +257,7 @@ static void bash_script(FILE *f, table *t)
             "        COMPREPLY=($(compgen -W \"$(_zdm_plans)\" -- \"$cur\"))\n"
             "    fi\n"
             "}\n",
-            t->top.data, globals, t->top.data, t->cases.data, globals);
+            valopts_alt(t), valopts_alt(t), t->top.data, globals, t->top.data, t->cases.data, globals);
     /* the groups' subcommands */
     fputs("_zdm_subcommands() {\n    case $1 in\n", f);
     size_t n = zdm_cli_command_count();
@@ -245,6 +267,7 @@ static void bash_script(FILE *f, table *t)
         zdm_cli_command_view(i, &v);
         zdm_buf_free(&v.options);
         zdm_buf_free(&v.option_names);
+        zdm_buf_free(&v.value_option_names);
         if (!v.group || seen_word(&groups, v.group))
             continue;
         zdm_buf_printf(&groups, "%s%s", groups.len ? " " : "", v.group);
@@ -257,6 +280,7 @@ static void bash_script(FILE *f, table *t)
                 fprintf(f, "%s%s", first ? "" : " ", w.name), first = 0;
             zdm_buf_free(&w.options);
             zdm_buf_free(&w.option_names);
+            zdm_buf_free(&w.value_option_names);
         }
         fputs("\" ;;\n", f);
     }
@@ -287,13 +311,13 @@ static void zsh_script(FILE *f, table *t)
             "    --log-format) compadd text kv json; return ;;\n"
             "    --dialect) compadd pg sqlite; return ;;\n"
             "    --to) compadd expanded backfilled cut_over complete; return ;;\n"
-            "    --db|--at|--after|--workers|--allow|--listen|--op) return ;;\n"
+            "    --db%s) return ;;\n"
             "  esac\n"
             "  for ((i = 2; i < CURRENT; i++)); do\n"
             "    w=$words[i]\n"
             "    if ((skip)); then skip=0; continue; fi\n"
             "    case $w in\n"
-            "      --db|--plans|--log-format|--dialect|--at|--after|--workers|--allow|--listen|--to|--op) skip=1 ;;\n"
+            "      --db|--plans|--log-format%s) skip=1 ;;\n"
             "      -*) ;;\n"
             "      *) words2+=($w) ;;\n"
             "    esac\n"
@@ -314,7 +338,7 @@ static void zsh_script(FILE *f, table *t)
             "  elif (( plan )); then _zdm_plans\n"
             "  fi\n"
             "}\n",
-            globals, t->zsh_cmds.data, t->zsh_case.data);
+            globals, t->zsh_cmds.data, valopts_alt(t), valopts_alt(t), t->zsh_case.data);
     fputs("_zdm_sub() {\n  case $1 in\n", f);
     size_t n = zdm_cli_command_count();
     fputs("    plan) echo \"", f);
@@ -326,6 +350,7 @@ static void zsh_script(FILE *f, table *t)
             fprintf(f, "%s%s", first ? "" : " ", w.name), first = 0;
         zdm_buf_free(&w.options);
         zdm_buf_free(&w.option_names);
+        zdm_buf_free(&w.value_option_names);
     }
     fputs("\" ;;\n  esac\n}\n_zdm \"$@\"\n", f);
 }

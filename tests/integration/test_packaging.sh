@@ -35,6 +35,9 @@ t_has "zdm advance <TAB> offers plan ids" "0006_event_category" "$(complete_word
 t_has "zdm advance --<TAB> offers --all" "--all" "$(complete_words zdm advance --)"
 t_has "and the global options" "--json" "$(complete_words zdm advance --)"
 t_eq "--to <TAB>" "backfilled complete cut_over expanded " "$(complete_words zdm advance --all --to '')"
+t_has "an entry describing several options gives each" "--outcome" "$(complete_words zdm history --)"
+t_has "a global option's value is not the command" "0006_event_category" "$(complete_words zdm --plans plans advance '')"
+t_has "nor a command option's" "0006_event_category" "$(complete_words zdm advance --allow heavy-lock '')"
 t_eq "zdm completion <TAB>" "bash zsh " "$(complete_words zdm completion '')"
 t_lacks "zdm status <TAB> offers no option of another command" "--dry-run" "$(complete_words zdm status --)"
 t_eq "every top-level command completes" "$(awk '{print $1}' <<<"$cmds" | sort -u | tr '\n' ' ')" \
