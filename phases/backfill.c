@@ -355,21 +355,30 @@ static int init_ranges(worker *w, zdm_err *err)
             const char *h0 = zdm_rows_get(hi, 0, 0), *l0 = zdm_rows_get(lo, 0, 0);
             if (w->key.n == 1 && is_int(h0) && is_int(l0)) {
                 long long lov = strtoll(l0, NULL, 10), hiv = strtoll(h0, NULL, 10);
+                /* In unsigned arithmetic: hiv - lov overflows a signed
+                 * 64-bit integer for keys spread over the whole bigint
+                 * range (-9e18 .. 9e18), and hiv - lov + 1 wraps to 0 for
+                 * the very ends.  ukeys is the number of key values minus
+                 * one, which always fits. */
+                unsigned long long ukeys = (unsigned long long)hiv - (unsigned long long)lov;
                 if (est <= 0)
-                    est = hiv - lov + 1;
+                    est = ukeys >= (unsigned long long)INT64_MAX ? INT64_MAX : (int64_t)ukeys + 1;
                 /* Enough ranges for several workers, few enough that
                  * claiming is cheap: about 10,000 rows each, 1..64. */
                 long long want = est / 10000;
                 want = want < 1 ? 1 : want > 64 ? 64 : want;
-                long long span = hiv - lov + 1;
-                if (want > span)
-                    want = span;
-                long long width = (span + want - 1) / want;
+                if ((unsigned long long)(want - 1) > ukeys)
+                    want = (long long)ukeys + 1;
+                /* want * width >= ukeys + 1: the ranges cover every key */
+                unsigned long long width = ukeys / (unsigned long long)want + 1;
                 char prev[96] = "";
                 for (long long i = 0; rc == 0 && i < want; i++) {
-                    long long top = i == want - 1 ? hiv : lov + (i + 1) * width - 1;
-                    if (top > hiv)
-                        top = hiv;
+                    long long top = hiv;
+                    if (i < want - 1) {
+                        unsigned long long off = (unsigned long long)(i + 1) * width - 1;
+                        if (off < ukeys)
+                            top = (long long)((unsigned long long)lov + off);
+                    }
                     char hib[96], rid[16];
                     snprintf(hib, sizeof hib, "[\"%lld\"]", top);
                     snprintf(rid, sizeof rid, "%lld", i);
@@ -536,7 +545,8 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
     long long c, h;
     if (!w->span_sql || !int_key(cursor, &c) || !int_key(w->hi, &h))
         return -1;
-    long long e = (h - c > size) ? c + (long long)size : h;
+    /* unsigned: h - c overflows for keys at both ends of bigint */
+    long long e = ((unsigned long long)h - (unsigned long long)c > (unsigned long long)size) ? c + (long long)size : h;
     char cs[32], es[32], hs[32];
     snprintf(cs, sizeof cs, "%lld", c);
     snprintf(es, sizeof es, "%lld", e);
@@ -554,11 +564,13 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
         rc = zdm_db_query_value(w->db, w->next_key_sql, 2, p2, &v, err);
         if (rc != 0)
             return rc;
-        long long next = v ? strtoll(v, NULL, 10) : h + 1;
+        /* no key left up to h: the span ends the range (h + 1 would
+         * overflow at the top of bigint) */
+        long long next_m1 = v ? strtoll(v, NULL, 10) - 1 : h;
         free(v);
-        e = next - 1 > h ? h : next - 1 > e ? next - 1 : e;
+        e = next_m1 > h ? h : next_m1 > e ? next_m1 : e;
     }
-    *scanned = e - c >= size ? size : e - c;
+    *scanned = (unsigned long long)e - (unsigned long long)c >= (unsigned long long)size ? size : e - c;
     *range_done = e >= h;
     *last = zdm_xasprintf("[\"%lld\"]", e);
     return 0;
@@ -1069,6 +1081,96 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
 
 /* ---- finishing ---- */
 
+/* " WHERE [(where) AND] (t1 IS DISTINCT FROM (e1) OR ...)": the rows that
+ * still need conversion under the row rule.  A row matching `where` whose
+ * targets already hold their values needs nothing, so a `where` that
+ * selects rows (rather than naming the work left) still lets the check
+ * pass once they are converted.  With a `where`, a target still NULL
+ * counts as not converted even when its expression gives NULL: that is
+ * the "where = new IS NULL, set gives NULL for some rows" mistake, which
+ * would leave the rows to the contract's verify or NOT NULL. */
+static void needs_conversion(worker *w, zdm_buf *b)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    zdm_buf_puts(b, " WHERE ");
+    if (bf->where)
+        zdm_buf_printf(b, "(%s) AND ", bf->where);
+    zdm_buf_puts(b, "(");
+    for (size_t i = 0; i < bf->nset; i++) {
+        char *q = zdm_db_ident(w->db, bf->set[i].column);
+        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->pg ? "IS DISTINCT FROM" : "IS NOT",
+                       bf->set[i].expr);
+        if (bf->where)
+            zdm_buf_printf(b, " OR %s IS NULL", q);
+        free(q);
+    }
+    zdm_buf_puts(b, ")");
+}
+
+/* Before the plan may become backfilled: no row of the table still needs
+ * conversion (a key range computed wrong, a row the walk missed, set
+ * expressions that leave `where` true).  Refuses with the count and the
+ * first few keys. */
+static int final_check(worker *w, zdm_err *err)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    /* set.n = "n + 1" without a where: every row differs from its
+     * expression forever, converted or not; the check cannot tell, and
+     * the cursors (committed with each batch) are all there is. */
+    for (size_t i = 0; !bf->where && i < bf->nset; i++)
+        if (zdm_dw_names(bf->set[i].expr, bf->set[i].column)) {
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                    "final check skipped: set.%s reads its own target, so a converted row cannot be told "
+                    "from one still to convert (give a where to have it checked)",
+                    bf->set[i].column);
+            return 0;
+        }
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "SELECT count(*) FROM %s", w->tbl);
+    needs_conversion(w, &b);
+    char *v = NULL;
+    int rc = zdm_db_query_value(w->db, b.data, 0, NULL, &v, err);
+    zdm_buf_free(&b);
+    long long left = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    if (rc != 0) {
+        zdm_err_prefix(err, "final check of the backfill of %s: ", w->plan->id);
+        return rc;
+    }
+    if (left == 0)
+        return 0;
+    zdm_buf_puts(&b, "SELECT ");
+    cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s", w->tbl);
+    needs_conversion(w, &b);
+    zdm_buf_puts(&b, " ORDER BY ");
+    cols_list(w, &b, "");
+    zdm_buf_puts(&b, " LIMIT 5");
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    zdm_buf keys = {0};
+    if (zdm_db_query(w->db, b.data, 0, NULL, &r, &e) == 0)
+        for (int i = 0; i < zdm_rows_count(r); i++) {
+            char *k = key_json(r, i, (int)w->key.n);
+            zdm_buf_printf(&keys, "%s%s", i ? ", " : "", k);
+            free(k);
+        }
+    zdm_rows_free(r);
+    zdm_buf_free(&b);
+    zdm_err_set(err, ZDM_EXIT_FAIL,
+                "backfill of %s walked every range but %lld row%s of %s still need%s conversion%s%s%s (keys %s%s)",
+                w->plan->id, left, left == 1 ? "" : "s", bf->table, left == 1 ? "s" : "",
+                bf->where ? " (match where " : "", bf->where ? bf->where : "", bf->where ? ")" : "",
+                keys.data ? keys.data : "?", left > 5 ? ", ..." : "");
+    zdm_buf_free(&keys);
+    zdm_err_detail(err, "the plan stays expanded; the set expressions may leave those rows unconverted "
+                        "(e.g. they return NULL, or are volatile), or rows were changed behind the triggers' "
+                        "back: fix the data or the plan, then run \"zdm backfill %s\" again",
+                   w->plan->id);
+    return ZDM_EXIT_FAIL;
+}
+
 /* When every range is done (and no row still matches `where`), moves the
  * plan to backfilled -- once, whichever worker gets here first. */
 static int finish(worker *w, int *all_done, int *others, zdm_err *err)
@@ -1088,26 +1190,9 @@ static int finish(worker *w, int *all_done, int *others, zdm_err *err)
     *others = (int)(n - done);
     if (!*all_done)
         return 0;
-    const zdm_backfill *bf = w->plan->backfill;
-    if (bf->where) {
-        char *q = zdm_xasprintf("SELECT count(*) FROM %s WHERE (%s)", w->tbl, bf->where);
-        char *v = NULL;
-        rc = zdm_db_query_value(w->db, q, 0, NULL, &v, err);
-        free(q);
-        long long left = v ? strtoll(v, NULL, 10) : 0;
-        free(v);
-        if (rc != 0)
-            return rc;
-        if (left > 0) {
-            zdm_err_set(err, ZDM_EXIT_FAIL,
-                        "backfill of %s walked every range but %lld row%s of %s still match where (%s)",
-                        w->plan->id, left, left == 1 ? "" : "s", bf->table, bf->where);
-            zdm_err_detail(err, "the set expressions leave those rows unconverted (e.g. they return NULL); "
-                                "fix the data or the plan, then \"zdm rollback %s\" and expand again",
-                           w->plan->id);
-            return ZDM_EXIT_FAIL;
-        }
-    }
+    rc = final_check(w, err);
+    if (rc != 0)
+        return rc;
     char now[32], detail[200];
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
     char d[32];

@@ -28,6 +28,21 @@ char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const c
  * plan's set/reverse targets and sources (which expand may be adding). */
 int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err) ZDM_MUST_CHECK;
 
+/* An in-place fix: a `where` and no [backfill.dual_write] sources or
+ * reverse.  Its triggers convert every inserted or updated row that
+ * matches `where`, whoever wrote it; the other kinds decide a direction
+ * from what the statement wrote, then apply `where` the same way. */
+int zdm_dw_in_place(const zdm_backfill *b);
+
+/* Does SQL text `expr` name column `col` (a whole word, case folded)?  A
+ * lexical look: good for a warning, or to spot `set.n = "n + 1"`. */
+int zdm_dw_names(const char *expr, const char *col);
+
+/* "off", "in_place", "one_way" or "two_way" (plan show, --json). */
+const char *zdm_dw_mode(const zdm_backfill *b);
+/* What the triggers do, one sentence per line, for plan show. */
+void zdm_dw_describe(const zdm_backfill *b, zdm_strv *lines);
+
 /* SQL creating / dropping the plan's triggers (one script each); the
  * names are zdm's own, per plan, so drop removes exactly them.  `key` is
  * the row identity used by SQLite's AFTER triggers. */

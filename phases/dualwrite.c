@@ -206,6 +206,83 @@ static void key_match(zdm_buf *b, zdm_db *db, const zdm_strv *key)
     }
 }
 
+/* SQLite: " AND (where)" in the UPDATE a trigger makes.  The AFTER
+ * trigger's row is already in the table, so `where` is evaluated on the
+ * new row exactly as the backfill's UPDATE evaluates it. */
+static void where_match(zdm_buf *b, const zdm_backfill *bf)
+{
+    if (bf->where)
+        zdm_buf_printf(b, " AND (%s)", bf->where);
+}
+
+int zdm_dw_in_place(const zdm_backfill *b)
+{
+    return b->where && !b->nreverse && !b->dw_sources.n;
+}
+
+const char *zdm_dw_mode(const zdm_backfill *b)
+{
+    if (!b->dual_write)
+        return "off";
+    if (zdm_dw_in_place(b))
+        return "in_place";
+    return b->nreverse ? "two_way" : "one_way";
+}
+
+int zdm_dw_names(const char *where, const char *col)
+{
+    size_t n = strlen(col);
+    for (const char *p = where; *p; p++) {
+        if (strncasecmp(p, col, n) != 0)
+            continue;
+        int before = p == where || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        int after = !(isalnum((unsigned char)p[n]) || p[n] == '_');
+        if (before && after)
+            return 1;
+    }
+    return 0;
+}
+
+void zdm_dw_describe(const zdm_backfill *b, zdm_strv *lines)
+{
+    const char *mode = zdm_dw_mode(b);
+    const char *rows = b->where ? "a row whose new values match where" : "a row";
+    if (strcmp(mode, "off") == 0) {
+        zdm_strv_push(lines, "no triggers: rows the applications write during the backfill are converted "
+                             "only if the backfill reaches them after the write");
+        return;
+    }
+    char line[512];
+    if (strcmp(mode, "in_place") == 0) {
+        zdm_strv_push(lines, "in-place fix: every INSERT and UPDATE whose new row matches where is converted "
+                             "by the trigger, whoever wrote it");
+    } else {
+        snprintf(line, sizeof line, "forward: %s is converted when an INSERT leaves the targets NULL, or an "
+                                    "UPDATE%s%s leaves them unchanged",
+                 rows, b->dw_sources.n ? " of the sources" : "", b->dw_sources.n ? "" : " of any column");
+        zdm_strv_push(lines, line);
+        if (!strcmp(mode, "two_way")) {
+            snprintf(line, sizeof line, "reverse: when a write gives the targets, %s gets its reverse.* "
+                                        "columns derived from them", rows);
+            zdm_strv_push(lines, line);
+        } else {
+            zdm_strv_push(lines, "a write that gives the targets itself keeps them (one-way: no reverse.*)");
+        }
+    }
+    if (b->where) {
+        zdm_strv_push(lines, "rows outside where are never written by zdm, whatever the applications do");
+        for (size_t i = 0; strcmp(mode, "in_place") != 0 && i < b->nset; i++)
+            if (zdm_dw_names(b->where, b->set[i].column)) {
+                snprintf(line, sizeof line,
+                         "note: where names the target %s: once converted, a row leaves where and later "
+                         "writes to it are no longer followed; leave where out to follow every write",
+                         b->set[i].column);
+                zdm_strv_push(lines, line);
+                break;
+            }
+    }
+}
+
 static char *sql_literal(const char *s)
 {
     zdm_buf b = {0};
@@ -237,12 +314,31 @@ static void of_columns(zdm_buf *c, zdm_db *db, const zdm_strv *names, const zdm_
     zdm_strv_free(&all);
 }
 
-/* One trigger function: assigns `a` to NEW and returns it. */
+/* The bare table name, quoted: the alias under which `where` sees NEW. */
+static char *bare_alias(zdm_db *db, const char *table)
+{
+    const char *dot = strrchr(table, '.');
+    return zdm_db_ident(db, dot ? dot + 1 : table);
+}
+
+/* One trigger function: assigns `a` to NEW and returns it.  With a
+ * `where`, a row that does not match it is returned untouched: the
+ * predicate is evaluated on NEW, seen as a one-row table under the
+ * table's own name, so the plan's `where` means exactly what it means in
+ * the backfill's UPDATE (subqueries over the real table included; a
+ * trigger's WHEN clause cannot hold a subquery, hence the function). */
 static void pg_function(zdm_buf *c, zdm_db *db, const char *fn, const zdm_assign *a, size_t n,
-                        const zdm_strv *cols)
+                        const zdm_strv *cols, const zdm_backfill *b)
 {
     zdm_buf body = {0};
     zdm_buf_puts(&body, "\nBEGIN\n");
+    if (b->where) {
+        char *alias = bare_alias(db, b->table);
+        zdm_buf_printf(&body, "  IF NOT EXISTS (SELECT 1 FROM (SELECT NEW.*) AS %s WHERE (%s)) THEN\n"
+                              "    RETURN NEW;  -- outside the plan's where: never written by zdm\n"
+                              "  END IF;\n", alias, b->where);
+        free(alias);
+    }
     assignments(&body, db, a, n, cols, 1);
     zdm_buf_puts(&body, "  RETURN NEW;\nEND\n");
     /* identifiers and expressions are in the body: a tag they lack */
@@ -280,9 +376,9 @@ static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const
     char guard[200];
     snprintf(guard, sizeof guard, "current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit);
 
-    pg_function(c, db, fwd, b->set, b->nset, cols);
+    pg_function(c, db, fwd, b->set, b->nset, cols, b);
     if (b->nreverse)
-        pg_function(c, db, rev, b->reverse, b->nreverse, cols);
+        pg_function(c, db, rev, b->reverse, b->nreverse, cols, b);
     for (int i = 0; i < 4; i++)
         zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
 
@@ -309,17 +405,27 @@ static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const
         each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
         zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
     }
+    /* An in-place fix converts whatever row ends up matching `where`,
+     * whoever wrote it: every insert and update goes to the function,
+     * which tests `where` on NEW. */
+    int in_place = zdm_dw_in_place(b);
     /* old application inserts: targets empty */
-    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s AND ", trg[2], tbl, guard);
-    each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s", trg[2], tbl, guard);
+    if (!in_place) {
+        zdm_buf_puts(c, " AND ");
+        each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    }
     zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
     /* old application updates: targets untouched, sources written.
      * Only statements that write a source column fire it at all. */
     zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[3]);
     if (b->dw_sources.n)
         of_columns(c, db, &b->dw_sources, NULL, 0);
-    zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s AND ", tbl, guard);
-    each_col(c, db, b->set, b->nset, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+    zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guard);
+    if (!in_place) {
+        zdm_buf_puts(c, " AND ");
+        each_col(c, db, b->set, b->nset, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+    }
     if (b->dw_sources.n) {
         zdm_buf_puts(c, " AND (");
         for (size_t i = 0; i < b->dw_sources.n; i++) {
@@ -357,13 +463,18 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         snprintf(n, sizeof n, "%s%s", base, sfx[i]);
         names[i] = zdm_db_ident(db, n);
     }
+    int in_place = zdm_dw_in_place(b);
     /* forward, insert */
-    zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND ", names[0], tbl, guard);
-    each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s", names[0], tbl, guard);
+    if (!in_place) {
+        zdm_buf_puts(c, " AND ");
+        each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    }
     zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
     assignments(c, db, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
     key_match(c, db, key);
+    where_match(c, b);
     zdm_buf_puts(c, "; END;\n");
     /* forward, update */
     zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE", names[1]);
@@ -376,13 +487,16 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         }
     }
     zdm_buf_printf(c, " ON %s\nWHEN %s AND ", tbl, guard);
-    each_col(c, db, b->set, b->nset, "NEW.%s IS OLD.%s", " AND ");
-    zdm_buf_puts(c, " AND ");
+    if (!in_place) {
+        each_col(c, db, b->set, b->nset, "NEW.%s IS OLD.%s", " AND ");
+        zdm_buf_puts(c, " AND ");
+    }
     inconsistent(c, db, b->set, b->nset, cols);
     zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
     assignments(c, db, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
     key_match(c, db, key);
+    where_match(c, b);
     zdm_buf_puts(c, "; END;\n");
     if (b->nreverse) {
         /* reverse, insert: the new application wrote the targets */
@@ -397,6 +511,7 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         assignments(c, db, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");
         key_match(c, db, key);
+        where_match(c, b);
         zdm_buf_puts(c, "; END;\n");
         /* reverse, update */
         zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE OF ", names[3]);
@@ -415,6 +530,7 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         assignments(c, db, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");
         key_match(c, db, key);
+        where_match(c, b);
         zdm_buf_puts(c, "; END;\n");
     }
     for (int i = 0; i < 4; i++) {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backfill.h"
 #include "cli.h"
 #include "util.h"
 
@@ -218,6 +219,11 @@ static json_t *json_plan(const zdm_plan *p)
         json_object_set_new(dw, "enabled", json_boolean(b->dual_write));
         json_object_set_new(dw, "sources", json_strv(&b->dw_sources));
         json_object_set_new(dw, "reverse", json_assigns(b->reverse, b->nreverse));
+        json_object_set_new(dw, "mode", json_string(zdm_dw_mode(b)));
+        zdm_strv sem = {0};
+        zdm_dw_describe(b, &sem);
+        json_object_set_new(dw, "semantics", json_strv(&sem));
+        zdm_strv_free(&sem);
         json_object_set_new(bo, "dual_write", dw);
         const zdm_throttle *t = &b->throttle;
         json_t *th = json_object();
@@ -374,6 +380,11 @@ static void print_plan(FILE *f, const zdm_plan *p)
         fputc('\n', f);
         for (size_t i = 0; i < b->nreverse; i++)
             fprintf(f, "  reverse %s = %s\n", b->reverse[i].column, b->reverse[i].expr);
+        zdm_strv sem = {0};
+        zdm_dw_describe(b, &sem);
+        for (size_t i = 0; i < sem.n; i++)
+            fprintf(f, "    %s\n", sem.v[i]);
+        zdm_strv_free(&sem);
         const zdm_throttle *t = &b->throttle;
         fprintf(f, "  throttle batch %lld (aim %lld ms, %lld..%lld), ", (long long)t->batch_size,
                 (long long)t->target_batch_ms, (long long)t->min_batch_size, (long long)t->max_batch_size);

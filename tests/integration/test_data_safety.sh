@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# test_data_safety.sh -- never lose a row, never break the running
+# application (issue 11), on real SQLite files and a real PostgreSQL:
+#
+#  rowrule   an in-place data fix ([backfill] where + set, no dual_write
+#            table) while the application updates and inserts rows the
+#            whole time: rows outside `where` keep their value byte for
+#            byte, rows inside are converted, inserts matching `where` are
+#            converted, and the application sees no error.  (Before: the
+#            triggers ignored `where` and overwrote every row the
+#            application touched.)
+#  extremes  integer keys at both ends of int2/int4/int8 (SQLite: the
+#            64-bit ends): every row converted, the plan backfilled.
+#            (Before: the range arithmetic overflowed, "0 ranges", exit 0
+#            with every row unconverted.)
+#  final     a plan becomes backfilled only when no row still needs
+#            conversion: set expressions that leave rows inside `where`
+#            fail with exit 1, the count and the keys; the plan stays
+#            expanded.
+# ctest passes ZDM and ZDM_SRC.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init test_data_safety
+
+DIALECTS="sqlite"
+if t_pg_available; then
+    t_pg_start
+    DIALECTS="sqlite pg"
+else
+    T_SKIPPED="PostgreSQL (not installed)"
+fi
+ONLY=${DS_ONLY:-}
+
+# ---------------------------------------------------------------- the app
+
+# app_start FILE SQL...: the application, in the background, running the
+# statements (":N" in them is replaced by a fresh number each round) over
+# and over until app_stop; every failure is appended to FILE.err.  Bounded:
+# 2000 rounds at most.
+app_start() {
+    local f=$1
+    shift
+    : >"$f.err"
+    rm -f "$f.stop"
+    (
+        local i=0 s
+        while [ ! -e "$f.stop" ] && [ "$i" -lt 2000 ]; do
+            i=$((i + 1))
+            for s in "$@"; do
+                s=${s//:N/$i}
+                if [ "$T_DIALECT" = sqlite ]; then
+                    sqlite3 -batch -bail -cmd '.timeout 10000' "$T_SQLITE_FILE" "$s" >/dev/null 2>>"$f.err" ||
+                        echo "round $i failed: $s" >>"$f.err"
+                else
+                    pg_psql -q -v ON_ERROR_STOP=1 -d "$T_PG_URL" -c "$s" >/dev/null 2>>"$f.err" ||
+                        echo "round $i failed: $s" >>"$f.err"
+                fi
+            done
+            echo "$i" >"$f.rounds"
+        done
+    ) &
+    APP_PID=$!
+    T_BG_PIDS+=("$APP_PID")
+}
+
+app_stop() {
+    touch "$1.stop"
+    wait "$APP_PID" 2>/dev/null
+    t_eq "the application saw no error" "" "$(cat "$1.err")"
+    t_cmp "the application wrote during the run (rounds)" "$(cat "$1.rounds" 2>/dev/null || echo 0)" -ge 1
+}
+
+# ---------------------------------------------------------------- rowrule
+
+case_rowrule() {
+    local d=$1
+    t_section "$d: rowrule (in-place fix: where on the backfill and the triggers)"
+    db_new "$d" rowrule_$d
+    T_PLANS="$T_DIR/plans_rowrule_$d"
+    mkdir -p "$T_PLANS"
+    local gen
+    if [ "$d" = sqlite ]; then
+        gen="WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 3000) SELECT i FROM g"
+    else
+        gen="SELECT i FROM generate_series(1, 3000) i"
+    fi
+    db_sql "CREATE TABLE users (id integer PRIMARY KEY, email text, score integer NOT NULL DEFAULT 0)" >/dev/null
+    # every 10th email missing, every 7th a placeholder of the bad import, the rest good
+    db_sql "INSERT INTO users (id, email) SELECT i, CASE WHEN i % 10 = 0 THEN NULL
+              WHEN i % 7 = 0 THEN 'x' || i || '@dup.example' ELSE 'u' || i || '@good.example' END FROM ($gen) s" >/dev/null
+    db_sql "SELECT id, email FROM users WHERE NOT (email IS NULL OR email LIKE '%@dup.example') ORDER BY id" >"$T_DIR/outside.before"
+    db_sql "SELECT id FROM users WHERE email IS NULL OR email LIKE '%@dup.example' ORDER BY id" >"$T_DIR/inside.ids"
+    plan_write 0001_fix_emails '
+[backfill]
+table = "users"
+where = "email IS NULL OR email LIKE '"'"'%@dup.example'"'"'"
+set.email = "'"'"'user'"'"' || id || '"'"'@invalid.example'"'"'"
+[backfill.throttle]
+batch_size = 100
+target_batch_ms = 0
+sleep_ms = 20
+'
+    # the old application: touches every kind of row, inserts good and bad rows
+    app_start "$T_DIR/app_$d" \
+        "UPDATE users SET score = score + 1 WHERE id % 50 = :N % 50" \
+        "INSERT INTO users (id, email) VALUES (100000 + :N, 'new:N@good.example')" \
+        "INSERT INTO users (id, email) VALUES (200000 + :N, NULL)"
+    zdm_run advance 0001_fix_emails
+    t_rc "expand" 0
+    zdm_run advance 0001_fix_emails
+    t_rc "backfill" 0
+    app_stop "$T_DIR/app_$d"
+    zdm_run status 0001_fix_emails
+    t_has "the plan is backfilled" "backfilled" "$ZOUT"
+
+    # outside where: byte for byte as before (new good inserts untouched too)
+    db_sql "SELECT id, email FROM users WHERE id < 100000 AND id NOT IN (SELECT id FROM users WHERE email LIKE '%@invalid.example') ORDER BY id" >"$T_DIR/outside.after"
+    t_same_file "rows outside where are untouched" "$T_DIR/outside.before" "$T_DIR/outside.after"
+    t_eq "no converted row outside where" "0" \
+        "$(db_sql "SELECT count(*) FROM users WHERE email LIKE '%@invalid.example' AND id < 100000 AND id NOT IN ($(paste -sd, "$T_DIR/inside.ids"))")"
+    t_eq "every row inside where converted" "0" \
+        "$(db_sql "SELECT count(*) FROM users WHERE id IN ($(paste -sd, "$T_DIR/inside.ids")) AND (email IS NULL OR email <> ('user' || id || '@invalid.example'))")"
+    t_eq "good inserts kept their email" "0" \
+        "$(db_sql "SELECT count(*) FROM users WHERE id BETWEEN 100000 AND 199999 AND email NOT LIKE '%@good.example'")"
+    t_eq "inserts matching where converted by the trigger" "0" \
+        "$(db_sql "SELECT count(*) FROM users WHERE id >= 200000 AND (email IS NULL OR email <> 'user' || id || '@invalid.example')")"
+    t_cmp "the application inserted rows" "$(db_sql "SELECT count(*) FROM users WHERE id >= 200000")" -ge 1
+
+    # after the backfill the triggers still hold the rule: an update that
+    # makes a row match is converted, one that does not is left alone
+    db_sql "UPDATE users SET email = NULL WHERE id = 1" >/dev/null
+    db_sql "UPDATE users SET email = 'fine@good.example' WHERE id = 2" >/dev/null
+    t_eq "update into where: converted" "user1@invalid.example" "$(db_sql "SELECT email FROM users WHERE id = 1")"
+    t_eq "update outside where: kept" "fine@good.example" "$(db_sql "SELECT email FROM users WHERE id = 2")"
+}
+
+# ---------------------------------------------------------------- extremes
+
+case_extremes() {
+    local d=$1 ty=$2 lo=$3 hi=$4
+    t_section "$d: extremes ($ty keys from $lo to $hi)"
+    db_new "$d" "ext_${d}_$ty"
+    T_PLANS="$T_DIR/plans_ext_${d}_$ty"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id $ty PRIMARY KEY, v integer, w integer)" >/dev/null
+    # both ends, around zero, and a few in between
+    local k vals=""
+    for k in "$lo" "$((lo + 1))" "$((lo + 2))" -2 -1 0 1 2 "$((hi - 2))" "$((hi - 1))" "$hi"; do
+        vals="$vals${vals:+, }($k, 1)"
+    done
+    db_sql "INSERT INTO t (id, v) VALUES $vals" >/dev/null
+    local n
+    n=$(db_sql "SELECT count(*) FROM t")
+    plan_write 0001_ext '
+[backfill]
+table = "t"
+set.w = "v + 1"
+dual_write = false
+[backfill.throttle]
+batch_size = 3
+target_batch_ms = 0
+'
+    zdm_run advance 0001_ext
+    t_rc "expand" 0
+    zdm_run advance 0001_ext
+    t_rc "backfill" 0
+    t_eq "every row converted" "$n" "$(db_sql "SELECT count(*) FROM t WHERE w = 2")"
+    zdm_run status 0001_ext
+    t_has "the plan is backfilled" "backfilled" "$ZOUT"
+}
+
+# ---------------------------------------------------------------- final check
+
+case_final() {
+    local d=$1
+    t_section "$d: final check (rows left inside where: exit 1, keys named)"
+    db_new "$d" final_$d
+    T_PLANS="$T_DIR/plans_final_$d"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
+    db_sql "INSERT INTO t (id, v) VALUES (1, 1), (2, NULL), (3, 3), (4, NULL)" >/dev/null
+    plan_write 0001_final '
+[backfill]
+table = "t"
+where = "w IS NULL"
+set.w = "v * 10"
+dual_write = false
+'
+    zdm_run advance 0001_final
+    t_rc "expand" 0
+    zdm_run advance 0001_final
+    t_rc "backfill with rows the expressions cannot convert" 1
+    t_has "the count is named" "2 rows of t still need conversion" "$ZERR"
+    t_has "the keys are named" '["2"], ["4"]' "$ZERR"
+    zdm_run status 0001_final
+    t_lacks "the plan is not backfilled" "backfilled" "$ZOUT"
+}
+
+run_case() {
+    if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
+        return 0
+    fi
+    "$@"
+}
+
+for d in $DIALECTS; do
+    run_case case_rowrule "$d"
+    run_case case_final "$d"
+    if [ "$d" = pg ]; then
+        run_case case_extremes pg smallint -32768 32767
+        run_case case_extremes pg integer -2147483648 2147483647
+        run_case case_extremes pg bigint -9223372036854775808 9223372036854775807
+    else
+        run_case case_extremes sqlite integer -9223372036854775808 9223372036854775807
+    fi
+done
+
+t_finish
