@@ -63,70 +63,24 @@ static int64_t backoff_ms(int attempt)
     return base + (int64_t)(rand() % (int)(base / 2 + 1));
 }
 
-/* The index a "CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name"
- * statement builds, or NULL. */
-static char *cic_index_name(const char *sql)
-{
-    const char *words[] = {"CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", "IF", "NOT", "EXISTS"};
-    const char *p = sql;
-    int saw_cic = 0;
-    for (;;) {
-        while (isspace((unsigned char)*p))
-            p++;
-        int matched = 0;
-        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-            size_t n = strlen(words[i]);
-            if (strncasecmp(p, words[i], n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_') {
-                if (i == 3)
-                    saw_cic = 1;
-                p += n;
-                matched = 1;
-                break;
-            }
-        }
-        if (!matched)
-            break;
-    }
-    if (!saw_cic)
-        return NULL;
-    const char *start = p;
-    if (*p == '"') {
-        p++;
-        start = p;
-        while (*p && *p != '"')
-            p++;
-        return zdm_xstrndup(start, (size_t)(p - start));
-    }
-    while (isalnum((unsigned char)*p) || *p == '_' || *p == '$' || *p == '.')
-        p++;
-    if (p == start || strncasecmp(start, "ON", 2) == 0)
-        return NULL;
-    /* Unquoted names fold to lower case in PostgreSQL. */
-    char *name = zdm_xstrndup(start, (size_t)(p - start));
-    for (char *q = name; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
-    return name;
-}
-
 /* A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind that
  * blocks the retry; drop it (concurrently, so no table lock). */
 static int drop_invalid_index(zdm_run *r, const char *sql, zdm_err *err)
 {
     if (zdm_db_kind_of(r->db) != ZDM_DB_PG)
         return 0;
-    char *name = cic_index_name(sql);
-    if (!name)
+    char *schema = NULL, *name = NULL;
+    if (!zdm_sql_concurrent_index(sql, &schema, &name))
         return 0;
-    const char *bare = strrchr(name, '.') ? strrchr(name, '.') + 1 : name;
-    const char *params[] = {bare};
+    const char *params[] = {name, schema};
     zdm_rows *rows = NULL;
     int rc = zdm_db_query(r->db,
                           "SELECT n.nspname, c.relname FROM pg_index i "
                           "JOIN pg_class c ON c.oid = i.indexrelid "
                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
                           "WHERE c.relname = $1 AND NOT i.indisvalid "
-                          "AND n.nspname = ANY (current_schemas(false))",
-                          1, params, &rows, err);
+                          "AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(false))))",
+                          2, params, &rows, err);
     for (int i = 0; rc == 0 && i < zdm_rows_count(rows); i++) {
         char *qs = zdm_db_ident(r->db, zdm_rows_get(rows, i, 0));
         char *qn = zdm_db_ident(r->db, zdm_rows_get(rows, i, 1));
@@ -140,6 +94,34 @@ static int drop_invalid_index(zdm_run *r, const char *sql, zdm_err *err)
         free(qn);
     }
     zdm_rows_free(rows);
+    free(schema);
+    free(name);
+    return rc;
+}
+
+/* A run killed after its CREATE INDEX CONCURRENTLY finished but before
+ * the step was recorded: the index is there and valid, so building it
+ * again fails ("already exists").  *built = 1 when the step is exactly
+ * that one statement and its index exists and is valid. */
+static int index_already_built(zdm_run *r, const char *sql, int *built, zdm_err *err)
+{
+    *built = 0;
+    if (zdm_db_kind_of(r->db) != ZDM_DB_PG)
+        return 0;
+    char *schema = NULL, *name = NULL;
+    if (!zdm_sql_concurrent_index(sql, &schema, &name))
+        return 0;
+    const char *params[] = {name, schema};
+    char *v = NULL;
+    int rc = zdm_db_query_value(r->db,
+                                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                "WHERE c.relname = $1 AND i.indisvalid AND i.indisready "
+                                "AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(false))))",
+                                2, params, &v, err);
+    *built = rc == 0 && v && atoi(v) > 0;
+    free(v);
+    free(schema);
     free(name);
     return rc;
 }
@@ -200,7 +182,17 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
             if (rc != 0)
                 zdm_db_rollback(r->db);
         } else {
-            if (strcmp(was, "running") == 0 || attempt > 1)
+            int built = 0;
+            if (strcmp(was, "running") == 0 && strcmp(mark, "done") == 0 && attempt == 1)
+                rc = index_already_built(r, sql, &built, err);
+            if (rc == 0 && built) {
+                zdm_log(ZDM_LOG_INFO, id, phase,
+                        "step %d: its index was built by an interrupted run and is valid; recorded as done",
+                        s->index);
+                rc = zdm_state_step_mark(r->db, id, phase, s->index, mark, err);
+                break;
+            }
+            if (rc == 0 && (strcmp(was, "running") == 0 || attempt > 1))
                 rc = drop_invalid_index(r, sql, err);
             if (rc == 0 && strcmp(mark, "done") == 0)
                 rc = zdm_state_step_mark(r->db, id, phase, s->index, "running", err);

@@ -1250,48 +1250,6 @@ void zdm_plan_set_free(zdm_plan_set *s)
 
 /* ---- SQL classification ---- */
 
-/* Case-insensitive search for a whole word outside quotes and comments. */
-static int sql_has_word(const char *sql, const char *word)
-{
-    size_t wl = strlen(word);
-    const char *p = sql;
-    while (*p) {
-        if (*p == '\'' || *p == '"') {
-            char q = *p++;
-            while (*p && *p != q)
-                p++;
-            if (*p)
-                p++;
-            continue;
-        }
-        if (p[0] == '-' && p[1] == '-') {
-            while (*p && *p != '\n')
-                p++;
-            continue;
-        }
-        if (p[0] == '/' && p[1] == '*') {
-            const char *e = strstr(p + 2, "*/");
-            p = e ? e + 2 : p + strlen(p);
-            continue;
-        }
-        if ((p == sql || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
-            strncasecmp(p, word, wl) == 0 &&
-            !(isalnum((unsigned char)p[wl]) || p[wl] == '_'))
-            return 1;
-        p++;
-    }
-    return 0;
-}
-
-int zdm_sql_needs_autocommit(const char *sql)
-{
-    if (!sql)
-        return 0;
-    return sql_has_word(sql, "CONCURRENTLY") || sql_has_word(sql, "VACUUM") ||
-           (sql_has_word(sql, "ALTER") && sql_has_word(sql, "SYSTEM")) ||
-           (sql_has_word(sql, "CREATE") && sql_has_word(sql, "DATABASE"));
-}
-
 int zdm_step_in_transaction(const zdm_step *s, const char *sql)
 {
     if (s->transaction >= 0)

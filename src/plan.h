@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "sqlkind.h"
 #include "toml.h"
 #include "util.h"
 
@@ -206,8 +207,6 @@ int zdm_split_command(const char *line, zdm_strv *argv, zdm_err *err) ZDM_MUST_C
 const char *zdm_step_sql(const zdm_step *s, int dialect);
 const char *zdm_step_down(const zdm_step *s, int dialect);
 
-/* Does SQL need to run outside a transaction (CONCURRENTLY, VACUUM...)? */
-int zdm_sql_needs_autocommit(const char *sql);
 /* Whether `sql` runs in a transaction: the step's transaction key, else
  * detected from the SQL. */
 int zdm_step_in_transaction(const zdm_step *s, const char *sql);

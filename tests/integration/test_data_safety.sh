@@ -199,6 +199,45 @@ dual_write = false
     t_lacks "the plan is not backfilled" "backfilled" "$ZOUT"
 }
 
+# ---------------------------------------------------------------- cic resume
+
+# kill -9 after CREATE INDEX CONCURRENTLY finished but before zdm recorded
+# it: the state says "running" and the index exists.  Valid: recorded as
+# done; INVALID: dropped and built again.  (Before: "already exists" on
+# every re-run.)
+case_cic_resume() {
+    local valid=$1
+    t_section "pg: a crash after CREATE INDEX CONCURRENTLY (index left $valid)"
+    db_new pg "cic_$valid"
+    T_PLANS="$T_DIR/plans_cic_$valid"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
+    db_sql "INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 1000) i" >/dev/null
+    plan_write 0001_idx '
+[[expand.steps]]
+sql  = "CREATE INDEX CONCURRENTLY t_a_idx ON t (a)"
+down = "DROP INDEX CONCURRENTLY IF EXISTS t_a_idx"
+'
+    zdm_run init
+    db_sql "CREATE INDEX t_a_idx ON t (a)" >/dev/null
+    if [ "$valid" = invalid ]; then
+        db_sql "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 't_a_idx'::regclass" >/dev/null
+    fi
+    db_sql "INSERT INTO zdm.steps (plan_id, phase, step_index, status, updated_ms)
+            VALUES ('0001_idx', 'expand', 1, 'running', 0)" >/dev/null
+    zdm_run advance 0001_idx
+    t_rc "the re-run" 0
+    t_eq "the step is recorded done" done \
+        "$(db_sql "SELECT status FROM zdm.steps WHERE plan_id = '0001_idx' AND step_index = 1")"
+    t_eq "the index is there and valid" t \
+        "$(db_sql "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a_idx'::regclass")"
+    if [ "$valid" = valid ]; then
+        t_has "says it found the index" "built by an interrupted run and is valid" "$ZERR"
+    else
+        t_has "drops the INVALID one" "dropping INVALID index public.t_a_idx" "$ZERR"
+    fi
+}
+
 run_case() {
     if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
         return 0
@@ -210,6 +249,8 @@ for d in $DIALECTS; do
     run_case case_rowrule "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then
+        run_case case_cic_resume valid
+        run_case case_cic_resume invalid
         run_case case_extremes pg smallint -32768 32767
         run_case case_extremes pg integer -2147483648 2147483647
         run_case case_extremes pg bigint -9223372036854775808 9223372036854775807

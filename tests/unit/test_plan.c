@@ -1111,6 +1111,24 @@ static void test_sql_needs_autocommit(void **state)
     assert_int_equal(zdm_sql_needs_autocommit("SELECT 'unterminated VACUUM"), 0);
     assert_int_equal(zdm_sql_needs_autocommit("ALTER TABLE system_x ADD c int"), 0);
     assert_int_equal(zdm_sql_needs_autocommit("SELECT 1; VACUUM"), 1);
+    /* from the parse tree, not words: a column named database, ANALYZE */
+    assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE accounts (id int, database text)"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("ALTER TABLE t ADD COLUMN system text; CREATE VIEW v AS SELECT 1"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("ANALYZE t"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("REINDEX (CONCURRENTLY) INDEX i"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE vacuum_log (a int)"), 0);
+    /* SQLite dialect (not PostgreSQL grammar): only VACUUM */
+    assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE t (a) STRICT; VACUUM"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE t (a) STRICT"), 0);
+    char *sch = NULL, *nm = NULL;
+    assert_int_equal(zdm_sql_concurrent_index("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"Idx\" ON app.t (a)",
+                                              &sch, &nm), 1);
+    assert_string_equal(nm, "Idx");
+    assert_string_equal(sch, "app");
+    free(sch);
+    free(nm);
+    assert_int_equal(zdm_sql_concurrent_index("CREATE INDEX i ON t (a)", &sch, &nm), 0);
+    assert_null(nm);
 }
 
 static void test_parse_duration(void **state)
