@@ -192,6 +192,8 @@ static void update_filter(worker *w, zdm_buf *b)
     zdm_buf_puts(b, ")");
 }
 
+static void needs_conversion(worker *w, zdm_buf *b);
+
 static void build_sql(worker *w)
 {
     int n = (int)w->key.n, multi = n > 1;
@@ -264,6 +266,34 @@ static void build_sql(worker *w)
         update_filter(w, &b);
         w->update_sql[with_cursor] = zdm_buf_take(&b);
     }
+}
+
+int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out)
+{
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.db = db;
+    w.plan = plan;
+    w.pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    for (size_t i = 0; i < key->n; i++)
+        zdm_strv_push(&w.key, key->v[i]);
+    w.tbl = zdm_db_ident_path(db, plan->backfill->table);
+    build_sql(&w);
+    char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
+                   w.update_sql[1], w.span_sql, w.next_key_sql};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (all[i])
+            zdm_strv_push(out, all[i]);
+        free(all[i]);
+    }
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "SELECT count(*) FROM %s", w.tbl);
+    needs_conversion(&w, &b);
+    zdm_strv_push(out, b.data);
+    zdm_buf_free(&b);
+    free(w.tbl);
+    zdm_strv_free(&w.key);
+    return 0;
 }
 
 /* ---- initialisation: the ranges ---- */

@@ -16,6 +16,7 @@
 #include "backfill.h"
 #include "lint.h"
 #include "phase.h"
+#include "preflight.h"
 #include "util.h"
 
 typedef struct ctx {
@@ -394,6 +395,9 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
             rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
         if (rc == 0)
             rc = gate_backfill_key(c, err);
+        /* Every expression compiled by the database, before anything goes live. */
+        if (rc == 0 && !c->o->dry_run)
+            rc = zdm_preflight(c->db, p, err);
     } else if (to == ZDM_COMPLETE) {
         rc = gate_contract(c, err);
         if (rc == 0)

@@ -199,6 +199,61 @@ dual_write = false
     t_lacks "the plan is not backfilled" "backfilled" "$ZOUT"
 }
 
+# ---------------------------------------------------------------- preflight
+
+# A typo in an expression: refused (exit 3) before expand changes
+# anything, naming file:line, the expression and the database's message;
+# the schema is byte-identical and the application's writes go through.
+# (Before: exit 0, and every INSERT/UPDATE of the table failed.)
+case_preflight() {
+    local d=$1 name=$2 line=$3 body=$4 needle=$5
+    t_section "$d: preflight refuses $name"
+    db_new "$d" "pf_${d}_$name"
+    T_PLANS="$T_DIR/plans_pf_${d}_$name"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE events (id integer PRIMARY KEY, project_name text NOT NULL)" >/dev/null
+    db_sql "INSERT INTO events VALUES (1, 'Core billing'), (2, 'web')" >/dev/null
+    db_dump "$T_DIR/pf.before"
+    plan_write 0001_pf "$body"
+    zdm_run advance 0001_pf
+    t_rc "expand with $name" 3
+    t_has "names the file and line" "0001_pf.toml:$line:" "$ZERR"
+    t_has "names the problem" "$needle" "$ZERR"
+    db_dump "$T_DIR/pf.after"
+    t_same_file "the schema is unchanged" "$T_DIR/pf.before" "$T_DIR/pf.after"
+    zdm_run status 0001_pf
+    t_lacks "the plan is not expanded" "expanded" "$ZOUT"
+    t_eq "the application still writes" "" "$(db_sql "UPDATE events SET project_name = 'x' WHERE id = 2" 2>&1;
+        db_sql "INSERT INTO events VALUES (3, 'new')" 2>&1)"
+}
+
+PF_HEAD='
+[[expand.steps]]
+sql  = "ALTER TABLE events ADD COLUMN category text"
+down = "ALTER TABLE events DROP COLUMN category"
+
+[backfill]
+table = "events"'
+
+preflight_cases() {
+    local d=$1
+    run_case case_preflight "$d" column_typo 8 "$PF_HEAD
+set.category = \"CASE WHEN project_nam LIKE '%Core%' THEN 'core' ELSE 'other' END\"
+[backfill.dual_write]
+sources = [\"project_name\"]" 'set.category = "CASE WHEN project_nam'
+    run_case case_preflight "$d" target_typo 8 "$PF_HEAD
+set.categroy = \"upper(project_name)\"" 'set.categroy'
+    run_case case_preflight "$d" function_typo 8 "$PF_HEAD
+set.category = \"lpadd(project_name, 3)\"" 'lpadd'
+    run_case case_preflight "$d" where_typo 8 "$PF_HEAD
+where = \"categry IS NULL\"
+set.category = \"upper(project_name)\"" 'where = "categry IS NULL"'
+    run_case case_preflight "$d" verify_typo 10 "$PF_HEAD
+set.category = \"upper(project_name)\"
+[contract]
+verify = \"SELECT NOT EXISTS (SELECT 1 FROM events WHERE categori IS NULL)\"" 'verify'
+}
+
 # ---------------------------------------------------------------- cic resume
 
 # kill -9 after CREATE INDEX CONCURRENTLY finished but before zdm recorded
@@ -246,6 +301,7 @@ run_case() {
 }
 
 for d in $DIALECTS; do
+    preflight_cases "$d"
     run_case case_rowrule "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then
