@@ -322,6 +322,35 @@ static int gate_backfill_key(ctx *c, zdm_err *err)
     return rc;
 }
 
+/* Expand is atomic by default: when a step fails, the steps this run
+ * applied are undone (their down, newest first), so the schema is as it
+ * was and nothing half-made (a NOT VALID constraint the application's
+ * writes trip on) stays live.  on_failure = "stop" keeps them instead.
+ * err keeps the failure; its detail says what was done about it. */
+static void undo_failed_expand(ctx *c, zdm_run *run, const zdm_step *fresh, size_t n, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    if (p->expand_keep_partial) {
+        zdm_err_detail(err, "on_failure = \"stop\": the steps applied so far stay (the plan stays pending); "
+                            "fix the cause and run \"zdm advance %s\" to resume, or \"zdm rollback %s\"",
+                       p->id, p->id);
+        return;
+    }
+    zdm_err e;
+    zdm_err_clear(&e);
+    zdm_log(ZDM_LOG_WARN, p->id, "expand", "expand failed: undoing the steps this run applied");
+    int rc = zdm_steps_undo(run, "expand", fresh, n, &e);
+    if (rc == 0) {
+        zdm_err_detail(err, "expand undone: the steps this run applied were rolled back with their down, the "
+                            "schema is as before and the plan stays pending; fix the cause and run \"zdm advance "
+                            "%s\" again", p->id);
+    } else {
+        zdm_log(ZDM_LOG_ERROR, p->id, "expand", "could not undo the failed expand: %s", e.msg);
+        zdm_err_detail(err, "expand failed and could not be undone (%s); the steps applied so far stay: run "
+                            "\"zdm rollback %s\" once that is fixed", e.msg, p->id);
+    }
+}
+
 static zdm_phase next_phase(zdm_phase p)
 {
     switch (p) {
@@ -437,18 +466,33 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
          * while expand is half-done is caught (open_ctx). */
         if (!c->o->dry_run)
             rc = set_phase(c, ZDM_PENDING, err);
-        if (rc == 0)
-            rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
-        if (rc == 0 && p->backfill && p->backfill->dual_write) {
-            /* After the plan's steps: the trigger reads their new columns. */
-            rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
-            if (rc == 0)
-                rc = zdm_steps_apply(&run, "expand", &steps[nsteps - 1], 1, err);
-            else if (c->o->dry_run) {
-                fprintf(c->o->out, "-- then the dual-write triggers (their SQL needs the table first: %s)\n", err->msg);
-                zdm_err_clear(err);
-                rc = 0;
+        {
+            /* The steps still to do before this run: a failed expand undoes
+             * exactly those (unless on_failure = "stop"). */
+            zdm_step *fresh = zdm_xcalloc(p->nexpand + 1, sizeof *fresh);
+            size_t nfresh = 0;
+            for (size_t i = 0; rc == 0 && !c->o->dry_run && i < p->nexpand; i++) {
+                char st[16] = "";
+                rc = zdm_state_step_status(c->db, p->id, "expand", p->expand[i].index, st, err);
+                if (rc == 0 && strcmp(st, "done") != 0)
+                    fresh[nfresh++] = p->expand[i];
             }
+            if (rc == 0)
+                rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
+            if (rc == 0 && p->backfill && p->backfill->dual_write) {
+                /* After the plan's steps: the trigger reads their new columns. */
+                rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
+                if (rc == 0)
+                    rc = zdm_steps_apply(&run, "expand", &steps[nsteps - 1], 1, err);
+                else if (c->o->dry_run) {
+                    fprintf(c->o->out, "-- then the dual-write triggers (their SQL needs the table first: %s)\n", err->msg);
+                    zdm_err_clear(err);
+                    rc = 0;
+                }
+            }
+            if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED && !c->o->dry_run)
+                undo_failed_expand(c, &run, fresh, nfresh, err);
+            free(fresh);
         }
         break;
     case ZDM_BACKFILLED:

@@ -723,9 +723,10 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
     char *down = zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq);
     add(g, o->s, name, zdm_xstrdup(sql), zdm_xstrdup(down), sql, down);
     if (up) {
-        char *where = zdm_xasprintf("%s IS NULL", cq);
-        set_backfill(o, table, col, up, where, NULL, NULL, NULL);
-        free(where);
+        /* No where: under the row rule a `where = "col IS NULL"` would stop
+         * the triggers from following a converted row when the old
+         * application later changes what `up` reads. */
+        set_backfill(o, table, col, up, NULL, NULL, NULL, NULL);
     }
     if (!nullable && !dflt) {
         /* contract: NOT NULL the safe way, once every row is filled */

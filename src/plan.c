@@ -849,7 +849,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
 
     static const char *const top_keys[] = {
         "id", "description", "requires", "lock_timeout", "statement_timeout", "lock_retries",
-        "allow_unsafe", "expand", "backfill", "contract", "hooks", "baseline", NULL};
+        "allow_unsafe", "expand", "backfill", "contract", "hooks", "baseline", "on_failure", NULL};
     check_keys(&c, doc, "the plan", top_keys);
 
     p->id = want_str(&c, doc, "id", "the plan", 0);
@@ -874,6 +874,17 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     p->statement_timeout_ms = want_duration(&c, doc, "statement_timeout", "the plan", 0);
     p->lock_retries = (int)want_int(&c, doc, "lock_retries", "the plan", 10, 0, 1000);
     load_allow(&c, doc, p);
+    {
+        /* what a failed expand leaves: "rollback" (default) or "stop" */
+        char *of = want_str(&c, doc, "on_failure", "the plan", 0);
+        if (of && strcmp(of, "stop") == 0) {
+            p->expand_keep_partial = 1;
+        } else if (of && strcmp(of, "rollback") != 0) {
+            const toml_value *v = toml_get(doc, "on_failure");
+            bad(&c, v->line, v->col, "on_failure = \"%s\": expected \"rollback\" (the default) or \"stop\"", of);
+        }
+        free(of);
+    }
 
     const toml_value *ex = want(&c, doc, "expand", TOML_TABLE, "the plan");
     if (ex) {

@@ -143,6 +143,7 @@ typedef struct zdm_plan {
     char checksum[65];          /* SHA-256 of the file bytes */
     int version_schema;         /* ops give the new app a view schema (PostgreSQL) */
     int baseline;               /* baseline = true: describes a schema that exists (zdm baseline); may be empty */
+    int expand_keep_partial;    /* on_failure = "stop": a failed expand keeps the steps it applied */
     int id_line, id_col;
     toml_value *doc;
 } zdm_plan;

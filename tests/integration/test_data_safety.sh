@@ -254,6 +254,50 @@ set.category = \"upper(project_name)\"
 verify = \"SELECT NOT EXISTS (SELECT 1 FROM events WHERE categori IS NULL)\"" 'verify'
 }
 
+# ---------------------------------------------------------------- atomic expand
+
+# A constraint whose validation fails half-way through expand: the steps
+# this run applied are undone, the schema is exactly as before, the plan
+# stays pending, and the application's writes of the violating rows go
+# through.  With on_failure = "stop" the applied steps stay.  (Before: the
+# NOT VALID constraint stayed and the old application's UPDATEs of those
+# rows failed until someone rolled back.)
+case_atomic() {
+    local d=$1 mode=$2
+    t_section "$d: atomic expand ($mode)"
+    db_new "$d" "atomic_${d}_$mode"
+    T_PLANS="$T_DIR/plans_atomic_${d}_$mode"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
+    db_sql "INSERT INTO acct VALUES (1, 'a', 1), (2, NULL, 2), (3, 'c', 3)" >/dev/null
+    db_dump "$T_DIR/atomic.before"
+    local extra=""
+    [ "$mode" = stop ] && extra='on_failure = "stop"'
+    plan_write 0001_atomic "$extra
+[[expand.steps]]
+sql  = \"ALTER TABLE acct ADD COLUMN flag integer\"
+down = \"ALTER TABLE acct DROP COLUMN flag\"
+
+[[expand.steps]]
+op = \"set_not_null\"
+table = \"acct\"
+column = \"note\"
+"
+    zdm_run advance 0001_atomic
+    t_rc "expand over a NULL" 1
+    zdm_run status 0001_atomic
+    t_has "the plan stays pending" "pending" "$ZOUT"
+    db_dump "$T_DIR/atomic.after"
+    if [ "$mode" = default ]; then
+        t_same_file "the schema is exactly as before" "$T_DIR/atomic.before" "$T_DIR/atomic.after"
+        t_eq "the application updates the NULL row" "" "$(db_sql "UPDATE acct SET amount = 20 WHERE id = 2" 2>&1)"
+        t_eq "the application inserts a NULL" "" "$(db_sql "INSERT INTO acct (id, note) VALUES (4, NULL)" 2>&1)"
+    else
+        t_ne "on_failure = stop keeps the applied steps" "$(cat "$T_DIR/atomic.before")" "$(cat "$T_DIR/atomic.after")"
+        t_has "the added column stays" flag "$(db_columns acct)"
+    fi
+}
+
 # ---------------------------------------------------------------- cic resume
 
 # kill -9 after CREATE INDEX CONCURRENTLY finished but before zdm recorded
@@ -302,6 +346,8 @@ run_case() {
 
 for d in $DIALECTS; do
     preflight_cases "$d"
+    run_case case_atomic "$d" default
+    run_case case_atomic "$d" stop
     run_case case_rowrule "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then
