@@ -34,11 +34,15 @@
 
 /* Is every statement in sql one that only adds (CREATE TABLE / SCHEMA,
  * ALTER TABLE ... ADD COLUMN, COMMENT)?  Those are the steps the checks
- * need and cheap to run: nothing is scanned or rewritten. */
-static int only_adds(const char *sql)
+ * need and cheap to run: nothing is scanned or rewritten.  `zdm_do`: the
+ * step was written by zdm from an operation, whose DO blocks add a column
+ * or a view (anything slow they do is in steps of other kinds).
+ * `sqlite`: SQL the PostgreSQL grammar rejects is SQLite's own (ADD COLUMN
+ * without a type, CREATE TRIGGER ... BEGIN): cheap there, so it runs. */
+static int only_adds(const char *sql, int zdm_do, int sqlite)
 {
     PgQueryParseResult pr = pg_query_parse(sql);
-    int ok = 0;
+    int ok = pr.error && sqlite;
     if (!pr.error) {
         json_error_t je;
         json_t *tree = json_loads(pr.parse_tree, 0, &je);
@@ -49,7 +53,8 @@ static int only_adds(const char *sql)
             void *it = json_object_iter(st);
             const char *k = it ? json_object_iter_key(it) : "";
             json_t *in = it ? json_object_iter_value(it) : NULL;
-            if (!strcmp(k, "CreateStmt") || !strcmp(k, "CreateSchemaStmt") || !strcmp(k, "CommentStmt"))
+            if (!strcmp(k, "CreateStmt") || !strcmp(k, "CreateSchemaStmt") || !strcmp(k, "CommentStmt") ||
+                (zdm_do && (!strcmp(k, "DoStmt") || !strcmp(k, "ViewStmt"))) || (sqlite && !strcmp(k, "SelectStmt")))
                 continue;
             if (strcmp(k, "AlterTableStmt") != 0) {
                 ok = 0;
@@ -66,6 +71,38 @@ static int only_adds(const char *sql)
     }
     pg_query_free_parse_result(pr);
     return ok;
+}
+
+/* Could sql create a name an expression reads (a table, a column, a
+ * function)?  For steps the check does not run. */
+static int may_add_names(const char *sql)
+{
+    PgQueryParseResult pr = pg_query_parse(sql);
+    int may = pr.error != NULL;
+    if (!pr.error) {
+        static const char *const kinds[] = {"DoStmt", "CreateStmt", "CreateTableAsStmt", "ViewStmt", "RenameStmt",
+                                            "CreateFunctionStmt", "CreateSchemaStmt", "CompositeTypeStmt",
+                                            "CreateDomainStmt", "CreateEnumStmt", NULL};
+        json_error_t je;
+        json_t *tree = json_loads(pr.parse_tree, 0, &je);
+        const json_t *stmts = json_object_get(tree, "stmts");
+        for (size_t i = 0; !may && i < json_array_size(stmts); i++) {
+            json_t *st = json_object_get(json_array_get(stmts, i), "stmt");
+            void *it = json_object_iter(st);
+            const char *k = it ? json_object_iter_key(it) : "";
+            for (size_t j = 0; kinds[j] && !may; j++)
+                may = !strcmp(k, kinds[j]);
+            const json_t *cmds = !strcmp(k, "AlterTableStmt") ? json_object_get(json_object_iter_value(it), "cmds") : NULL;
+            for (size_t j = 0; !may && j < json_array_size(cmds); j++) {
+                const char *sub = json_string_value(
+                    json_object_get(json_object_get(json_array_get(cmds, j), "AlterTableCmd"), "subtype"));
+                may = sub && !strcmp(sub, "AT_AddColumn");
+            }
+        }
+        json_decref(tree);
+    }
+    pg_query_free_parse_result(pr);
+    return may;
 }
 
 /* The highest $N in sql (placeholders), outside quotes. */
@@ -94,6 +131,7 @@ typedef struct pf {
     const zdm_plan *plan;
     int pg;
     int n_sp;
+    int skipped;            /* expand steps not run here: names they add may be missing */
 } pf;
 
 /* Runs sql (with NULL for every placeholder) under a savepoint; on error
@@ -151,6 +189,19 @@ static int refuse(pf *c, int line, const char *what, const char *expr, zdm_err *
     return ZDM_EXIT_REFUSED;
 }
 
+/* An undefined column or table, when an expand step the check could not
+ * run may be what adds it, is not proof of a mistake: warn, clear, 1. */
+static int lenient(pf *c, const char *what, zdm_err *err)
+{
+    if (!c->skipped || !(!strcmp(err->sqlstate, "42703") || !strcmp(err->sqlstate, "42P01")))
+        return 0;
+    zdm_log(ZDM_LOG_WARN, c->plan->id, "expand",
+            "preflight could not check %s (%s): an expand step it does not run may add what it names", what,
+            err->msg);
+    zdm_err_clear(err);
+    return 1;
+}
+
 static int check_expr(pf *c, const char *sql, int line, const char *what, const char *expr, zdm_err *err)
 {
     int rc = try_sql(c, sql, 1, err);
@@ -158,6 +209,8 @@ static int check_expr(pf *c, const char *sql, int line, const char *what, const 
         return 0;
     if (err->code == ZDM_EXIT_INTERRUPTED)
         return rc;
+    if (lenient(c, what, err))
+        return 0;
     return refuse(c, line, what, expr, err);
 }
 
@@ -241,11 +294,17 @@ static int check_backfill(pf *c, zdm_err *err)
     if (rc == 0 && b->dual_write) {
         char *create = NULL, *drop = NULL;
         rc = zdm_dw_sql(c->db, p, &key, &create, &drop, err);
-        if (rc == 0 && (rc = try_sql(c, create, 0, err)) != 0 && err->code != ZDM_EXIT_INTERRUPTED)
-            rc = refuse(c, b->line, "[backfill] dual-write trigger of", b->table, err);
+        int created = 0;
+        if (rc == 0) {
+            rc = try_sql(c, create, 0, err);
+            created = rc == 0;
+            if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED)
+                rc = lenient(c, "the dual-write triggers", err) ? 0
+                     : refuse(c, b->line, "[backfill] dual-write trigger of", b->table, err);
+        }
         /* SQLite compiles trigger bodies into the statements that fire
          * them: compile an UPDATE and an INSERT of the table */
-        if (rc == 0 && !c->pg) {
+        if (rc == 0 && created && !c->pg) {
             char *q = zdm_db_ident(c->db, b->set[0].column);
             sql = zdm_xasprintf("UPDATE %s SET %s = %s", tbl, q, q);
             rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
@@ -274,10 +333,186 @@ static int check_backfill(pf *c, zdm_err *err)
     return rc;
 }
 
+/* ---- constraint operations: the rows that would fail them ---- */
+
+static const char *field(const zdm_step *s, const char *k)
+{
+    const toml_value *v = s->fields ? toml_get(s->fields, k) : NULL;
+    return v && v->type == TOML_STRING ? v->u.str.ptr : NULL;
+}
+
+/* "a, b" (quoted) from a field that is a name or a list of names. */
+static char *field_cols(pf *c, const zdm_step *s, const char *k, const char *prefix)
+{
+    const toml_value *v = s->fields ? toml_get(s->fields, k) : NULL;
+    zdm_buf b = {0};
+    size_t n = v && v->type == TOML_ARRAY ? v->u.array.len : v && v->type == TOML_STRING ? 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        const toml_value *it = v->type == TOML_ARRAY ? v->u.array.items[i] : v;
+        if (it->type != TOML_STRING)
+            continue;
+        char *q = zdm_db_ident(c->db, it->u.str.ptr);
+        zdm_buf_printf(&b, "%s%s%s", b.len ? ", " : "", prefix, q);
+        free(q);
+    }
+    return zdm_buf_take(&b);
+}
+
+/* How to name a row of `table` in a message: its primary key, else ctid
+ * (PostgreSQL) / rowid (SQLite). */
+static char *row_label(pf *c, const char *table, const char *alias)
+{
+    zdm_buf b = {0};
+    if (c->pg) {
+        char *q = zdm_db_ident_path(c->db, table);
+        const char *params[] = {q};
+        zdm_rows *r = NULL;
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_query(c->db,
+                         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                         "AND a.attnum = ANY (i.indkey) WHERE i.indrelid = to_regclass($1) AND i.indisprimary "
+                         "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                         1, params, &r, &e) == 0)
+            for (int i = 0; i < zdm_rows_count(r); i++) {
+                char *k = zdm_db_ident(c->db, zdm_rows_get(r, i, 0));
+                zdm_buf_printf(&b, "%s%s.%s::text", i ? " || ',' || " : "", alias, k);
+                free(k);
+            }
+        zdm_rows_free(r);
+        free(q);
+        if (!b.len)
+            zdm_buf_printf(&b, "%s.ctid::text", alias);
+    } else {
+        zdm_buf_printf(&b, "%s.rowid", alias);
+    }
+    return zdm_buf_take(&b);
+}
+
+/* One constraint operation: count the rows that violate it now; refuse
+ * with the count and up to five of them, before any DDL. */
+static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
+{
+    const char *table = field(s, "table");
+    if (!table)
+        return 0;
+    char *tq = zdm_db_ident_path(c->db, table);
+    char *bad = NULL, *what = NULL;
+    if (!strcmp(s->from_op, "set_not_null") && field(s, "column")) {
+        char *col = zdm_db_ident(c->db, field(s, "column"));
+        bad = zdm_xasprintf("FROM %s AS zdm_t WHERE zdm_t.%s IS NULL", tq, col);
+        what = zdm_xasprintf("set_not_null on %s.%s: %%lld row%%s hold%%s NULL", table, field(s, "column"));
+        free(col);
+    } else if (!strcmp(s->from_op, "add_check") && field(s, "check")) {
+        bad = zdm_xasprintf("FROM %s AS zdm_t WHERE NOT COALESCE((%s), true)", tq, field(s, "check"));
+        what = zdm_xasprintf("add_check (%s) on %s: %%lld row%%s violate%%s it", field(s, "check"), table);
+    } else if (!strcmp(s->from_op, "add_foreign_key") && field(s, "references")) {
+        char *cols = field_cols(c, s, "columns", "zdm_t."), *rcols = field_cols(c, s, "references_columns", "");
+        char *rq = zdm_db_ident_path(c->db, field(s, "references"));
+        const toml_value *cv = toml_get(s->fields, "columns");
+        size_t n = cv && cv->type == TOML_ARRAY ? cv->u.array.len : 1;
+        zdm_buf nn = {0};
+        for (size_t i = 0; i < n; i++) {
+            const toml_value *it = cv && cv->type == TOML_ARRAY ? cv->u.array.items[i] : cv;
+            if (!it || it->type != TOML_STRING)
+                continue;
+            char *q = zdm_db_ident(c->db, it->u.str.ptr);
+            zdm_buf_printf(&nn, "%szdm_t.%s IS NOT NULL", nn.len ? " AND " : "", q);
+            free(q);
+        }
+        bad = zdm_xasprintf("FROM %s AS zdm_t WHERE %s AND (%s) NOT IN (SELECT %s FROM %s WHERE (%s) IS NOT NULL)", tq,
+                            nn.data ? nn.data : "true", cols, rcols, rq, rcols);
+        what = zdm_xasprintf("add_foreign_key on %s referencing %s: %%lld row%%s point%%s at no row", table,
+                             field(s, "references"));
+        zdm_buf_free(&nn);
+        free(cols);
+        free(rcols);
+        free(rq);
+    }
+    int rc = 0;
+    if (bad) {
+        char *q = zdm_xasprintf("SELECT count(*) %s", bad);
+        zdm_rows *r = NULL;
+        zdm_err e;
+        zdm_err_clear(&e);
+        /* under a savepoint: a column expand adds later is not an error here */
+        char sp[64];
+        snprintf(sp, sizeof sp, "SAVEPOINT zdm_preflight_count_%d", ++c->n_sp);
+        if (zdm_db_exec_script(c->db, sp, &e) == 0) {
+            int qr = zdm_db_query(c->db, q, 0, NULL, &r, &e);
+            snprintf(sp, sizeof sp, qr == 0 ? "RELEASE SAVEPOINT zdm_preflight_count_%d" :
+                                              "ROLLBACK TO SAVEPOINT zdm_preflight_count_%d", c->n_sp);
+            zdm_err e2;
+            zdm_err_clear(&e2);
+            if (zdm_db_exec_script(c->db, sp, &e2) != 0)
+                zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: %s", e2.msg);
+            long long n = qr == 0 && zdm_rows_count(r) == 1 ? strtoll(zdm_rows_get(r, 0, 0), NULL, 10) : 0;
+            if (qr != 0)
+                zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows (%s)", e.msg);
+            if (n > 0) {
+                char *label = row_label(c, table, "zdm_t");
+                char *sq = zdm_xasprintf("SELECT %s %s LIMIT 5", label, bad);
+                zdm_rows *sr = NULL;
+                zdm_buf keys = {0};
+                if (zdm_db_query(c->db, sq, 0, NULL, &sr, &e) == 0)
+                    for (int i = 0; i < zdm_rows_count(sr); i++)
+                        zdm_buf_printf(&keys, "%s%s", i ? "; " : "", zdm_rows_get(sr, i, 0) ? zdm_rows_get(sr, i, 0) : "?");
+                zdm_rows_free(sr);
+                char head[600];
+                snprintf(head, sizeof head, what, n, n == 1 ? "" : "s", n == 1 ? "s" : "");
+                zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s (e.g. %s%s)", c->plan->path, s->line, head,
+                            keys.data ? keys.data : "?", n > 5 ? "; ..." : "");
+                zdm_err_detail(err, "expand refused before any DDL: fix those rows first (or add the constraint "
+                                    "in a later plan), then run \"zdm advance %s\" again", c->plan->id);
+                rc = ZDM_EXIT_REFUSED;
+                zdm_buf_free(&keys);
+                free(sq);
+                free(label);
+            }
+        }
+        zdm_rows_free(r);
+        free(q);
+    }
+    free(bad);
+    free(what);
+    free(tq);
+    return rc;
+}
+
+static int check_constraint_ops(pf *c, zdm_err *err)
+{
+    const toml_value *seen[64];
+    size_t nseen = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < c->plan->nexpand; i++) {
+        const zdm_step *s = &c->plan->expand[i];
+        if (!s->from_op || !s->fields)
+            continue;
+        if (strcmp(s->from_op, "set_not_null") && strcmp(s->from_op, "add_check") &&
+            strcmp(s->from_op, "add_foreign_key"))
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < nseen && !dup; j++)
+            dup = seen[j] == s->fields; /* the generated steps of one op share it */
+        if (dup)
+            continue;
+        if (nseen < sizeof seen / sizeof seen[0])
+            seen[nseen++] = s->fields;
+        /* SQLite cannot add a foreign key: its step is refused elsewhere */
+        if (!zdm_step_sql(s, zdm_db_kind_of(c->db)))
+            continue;
+        rc = check_violations(c, s, err);
+    }
+    return rc;
+}
+
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
-    pf c = {db, plan, zdm_db_kind_of(db) == ZDM_DB_PG, 0};
-    if (!plan->backfill && !plan->verify)
+    pf c = {db, plan, zdm_db_kind_of(db) == ZDM_DB_PG, 0, 0};
+    int constraint_ops = 0;
+    for (size_t i = 0; i < plan->nexpand; i++)
+        constraint_ops |= plan->expand[i].from_op != NULL;
+    if (!plan->backfill && !plan->verify && !constraint_ops)
         return 0;
     int rc = zdm_db_begin(db, err);
     if (rc != 0)
@@ -292,8 +527,13 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
     int dialect = zdm_db_kind_of(db);
     for (size_t i = 0; rc == 0 && i < plan->nexpand; i++) {
         const char *sql = zdm_step_sql(&plan->expand[i], dialect);
-        if (!sql || !zdm_step_in_transaction(&plan->expand[i], sql) || !only_adds(sql))
+        if (!sql)
             continue;
+        if (!zdm_step_in_transaction(&plan->expand[i], sql) ||
+            !only_adds(sql, plan->expand[i].from_op != NULL, !c.pg)) {
+            c.skipped += may_add_names(sql);
+            continue;
+        }
         zdm_err e;
         zdm_err_clear(&e);
         if (try_sql(&c, sql, 0, &e) != 0) {
@@ -301,11 +541,14 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
                 *err = e;
                 rc = e.code;
             } else {
+                c.skipped += may_add_names(sql);
                 zdm_log(ZDM_LOG_DEBUG, plan->id, "expand", "preflight: expand step %d skipped (%s)",
                         plan->expand[i].index, e.msg);
             }
         }
     }
+    if (rc == 0)
+        rc = check_constraint_ops(&c, err);
     if (rc == 0 && plan->backfill)
         rc = check_backfill(&c, err);
     if (rc == 0 && plan->verify)

@@ -273,15 +273,24 @@ case_atomic() {
     db_dump "$T_DIR/atomic.before"
     local extra=""
     [ "$mode" = stop ] && extra='on_failure = "stop"'
+    # raw steps: the structured operations count violating rows before
+    # any DDL (case_violations); this is what a hand-written plan does
     plan_write 0001_atomic "$extra
 [[expand.steps]]
 sql  = \"ALTER TABLE acct ADD COLUMN flag integer\"
 down = \"ALTER TABLE acct DROP COLUMN flag\"
 
 [[expand.steps]]
-op = \"set_not_null\"
-table = \"acct\"
-column = \"note\"
+sql.pg  = \"ALTER TABLE acct ADD CONSTRAINT acct_note_nn CHECK (note IS NOT NULL) NOT VALID\"
+down.pg = \"ALTER TABLE acct DROP CONSTRAINT IF EXISTS acct_note_nn\"
+sql.sqlite  = \"CREATE TRIGGER acct_note_nn BEFORE UPDATE ON acct WHEN NEW.note IS NULL BEGIN SELECT RAISE(ABORT, 'note is NULL'); END\"
+down.sqlite = \"DROP TRIGGER IF EXISTS acct_note_nn\"
+
+[[expand.steps]]
+sql.pg  = \"ALTER TABLE acct VALIDATE CONSTRAINT acct_note_nn\"
+down.pg = \"SELECT 1\"
+sql.sqlite  = \"INSERT INTO acct (id, note) SELECT id, 'copy' FROM acct WHERE note IS NULL\"
+down.sqlite = \"SELECT 1\"
 "
     zdm_run advance 0001_atomic
     t_rc "expand over a NULL" 1
@@ -296,6 +305,35 @@ column = \"note\"
         t_ne "on_failure = stop keeps the applied steps" "$(cat "$T_DIR/atomic.before")" "$(cat "$T_DIR/atomic.after")"
         t_has "the added column stays" flag "$(db_columns acct)"
     fi
+}
+
+# ---------------------------------------------------------------- violations
+
+# Constraint operations count the rows that violate them before any DDL:
+# refused (exit 3) with the count and up to five keys; nothing changed.
+case_violations() {
+    local d=$1 op=$2 fields=$3 needle=$4
+    t_section "$d: $op over violating rows is refused before any DDL"
+    db_new "$d" "viol_${d}_$op"
+    T_PLANS="$T_DIR/plans_viol_${d}_$op"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
+    db_sql "INSERT INTO acct VALUES (1, 'a', 1), (2, NULL, -2), (3, 'c', 3), (4, NULL, -4), (5, NULL, 5),
+            (6, NULL, -6), (7, NULL, -7), (8, NULL, -8), (9, NULL, -9)" >/dev/null
+    db_dump "$T_DIR/viol.before"
+    plan_write 0001_viol "
+[[expand.steps]]
+op = \"$op\"
+table = \"acct\"
+$fields
+"
+    zdm_run advance 0001_viol
+    t_rc "expand" 3
+    t_has "names the count" "$needle" "$ZERR"
+    t_has "names up to five keys" "(e.g. 2; 4; " "$ZERR"
+    t_has "and says there are more" "; ...)" "$ZERR"
+    db_dump "$T_DIR/viol.after"
+    t_same_file "the schema is unchanged" "$T_DIR/viol.before" "$T_DIR/viol.after"
 }
 
 # ---------------------------------------------------------------- cic resume
@@ -348,6 +386,8 @@ for d in $DIALECTS; do
     preflight_cases "$d"
     run_case case_atomic "$d" default
     run_case case_atomic "$d" stop
+    run_case case_violations "$d" set_not_null 'column = "note"' "set_not_null on acct.note: 7 rows hold NULL"
+    run_case case_violations "$d" add_check 'check = "amount >= 0"' "add_check (amount >= 0) on acct: 6 rows violate it"
     run_case case_rowrule "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then

@@ -25,7 +25,6 @@ MSG[status_null]='null value in column "status" of relation "acct" violates not-
 MSG[cents_null]='null value in column "cents" of relation "acct" violates not-null constraint'
 MSG[note_null]='new row for relation "acct" violates check constraint "acct_note_not_null"'
 MSG[note_null_final]='null value in column "note" of relation "acct" violates not-null constraint'
-MSG[note_validate]='check constraint "acct_note_not_null" of relation "acct" is violated by some row'
 MSG[check]='violates check constraint "acct_amount_nonneg"'
 MSG[unique]='duplicate key value violates unique constraint "acct_name_key"'
 

@@ -30,7 +30,6 @@ MSG[status_null]='NOT NULL constraint failed: acct.status'
 MSG[cents_null]='acct_cents_not_null violated'
 MSG[note_null]='acct_note_not_null violated'
 MSG[note_null_final]='acct_note_not_null violated'
-MSG[note_validate]='acct_note_not_null: existing rows violate it'
 MSG[check]='acct_amount_nonneg violated'
 MSG[unique]='UNIQUE constraint failed: acct.name'
 

@@ -759,18 +759,20 @@ column = "note"'
         "INSERT INTO acct (id, name, amount) VALUES (100002, 'old', 1)"
     ops_rollback_exact expanded
 
-    t_section "$OPS_DIALECT: set_not_null: existing NULLs fail the validation, rollback restores"
+    # Existing NULLs are counted before any DDL (issue 11): refused with
+    # the count and the row's key, the catalog untouched.
+    t_section "$OPS_DIALECT: set_not_null: existing NULLs refused before any DDL"
     ops_fresh set_not_null_bad
     ops_plan 0002_set_not_null "$OPS_PLAN_TEXT"
     db_sql "UPDATE acct SET note = NULL WHERE id = 7" >/dev/null
     db_dump "$T_DIR/nn-before.dump"
     zdm_run advance 0002_set_not_null
-    t_rc "expand with a NULL note in the table" 1
-    t_has "the reason" "${MSG[note_validate]}" "$ZERR"
-    zdm_run rollback 0002_set_not_null
-    t_rc "rollback of the half-done expand" 0
+    t_rc "expand with a NULL note in the table" 3
+    t_has "the reason" "set_not_null on acct.note: 1 row holds NULL (e.g. 7)" "$ZERR"
     db_dump "$T_DIR/nn-after.dump"
-    t_same_file "dump after rollback vs before expand" "$T_DIR/nn-before.dump" "$T_DIR/nn-after.dump"
+    t_same_file "dump after the refusal vs before expand" "$T_DIR/nn-before.dump" "$T_DIR/nn-after.dump"
+    zdm_run rollback 0002_set_not_null
+    t_rc "rollback has nothing to do" 0
 }
 
 # ------------------------------------------------------------ add_check
