@@ -391,8 +391,10 @@ static int init_ranges(worker *w, zdm_err *err)
                  * the very ends.  ukeys is the number of key values minus
                  * one, which always fits. */
                 unsigned long long ukeys = (unsigned long long)hiv - (unsigned long long)lov;
+                /* no statistics yet: the key span, capped so that the
+                 * progress arithmetic (rows * 1000 / rate) cannot overflow */
                 if (est <= 0)
-                    est = ukeys >= (unsigned long long)INT64_MAX ? INT64_MAX : (int64_t)ukeys + 1;
+                    est = ukeys >= 1000000000000ULL ? 1000000000000LL : (int64_t)ukeys + 1;
                 /* Enough ranges for several workers, few enough that
                  * claiming is cheap: about 10,000 rows each, 1..64. */
                 long long want = est / 10000;
