@@ -1,26 +1,66 @@
 /*
  * httpstat.h -- the backfill worker's read-only HTTP endpoint:
- *   GET /status   JSON
- *   GET /metrics  Prometheus text exposition
- * served by libevent's HTTP server on the worker's own event loop, so it
- * answers between batches without threads.  Loopback unless told otherwise.
+ *   GET|HEAD /status   JSON
+ *   GET|HEAD /metrics  Prometheus text exposition
+ * served on the worker's own event loop, so it answers between batches
+ * without threads.  Loopback unless told otherwise.
+ *
+ * Bounded by construction (an endpoint on a worker must never hurt the
+ * worker): each limit below has a default, documented in the README's
+ * security section.  One request per connection (Connection: close).
  */
 #ifndef ZDM_HTTPSTAT_H
 #define ZDM_HTTPSTAT_H
 
 #include <event2/event.h>
+#include <stddef.h>
 
 #include "err.h"
 #include "util.h"
+
+/* Request line plus headers; more is answered 431 and the connection
+ * closed, without reading further. */
+#define ZDM_HTTP_MAX_HEADER 8192
+/* The request target (path and query); longer is 414. */
+#define ZDM_HTTP_MAX_TARGET 1024
+/* Requests carry no body here: any Content-Length above this, or any
+ * Transfer-Encoding, is 413. */
+#define ZDM_HTTP_MAX_BODY 0
+/* Connections open at once; while full, the listener stops accepting
+ * (new clients wait in the kernel's backlog) until one closes. */
+#define ZDM_HTTP_MAX_CONNS 32
+/* A connection that sends nothing (or reads nothing) for this long is
+ * closed: slow clients cannot pin a slot. */
+#define ZDM_HTTP_IDLE_MS 5000
+/* After an accept() error (EMFILE, ENFILE, ENOBUFS, ...) the listener
+ * pauses, from 100 ms doubling up to this, and logs one line per
+ * ZDM_HTTP_LOG_EVERY_MS with the count of errors since the last line. */
+#define ZDM_HTTP_BACKOFF_MAX_MS 2000
+#define ZDM_HTTP_LOG_EVERY_MS 10000
 
 typedef struct zdm_httpstat zdm_httpstat;
 
 /* Fills json (for /status) or metrics text (for /metrics). */
 typedef void (*zdm_httpstat_fill)(void *arg, int metrics, zdm_buf *out);
 
-/* listen: "PORT" (127.0.0.1) or "HOST:PORT". */
+/* listen: "PORT" (127.0.0.1), "HOST:PORT", or "[IPv6]:PORT" such as
+ * "[::1]:9187".  Errors are usage errors (exit 2) for a malformed value
+ * and ZDM_EXIT_FAIL, naming the system's reason, when binding fails. */
 int zdm_httpstat_start(struct event_base *base, const char *listen, zdm_httpstat_fill fill, void *arg,
                        zdm_httpstat **out, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_httpstat_stop(zdm_httpstat *h);
+
+/* The request parser, on its own so that it can be fuzzed
+ * (tests/fuzz/fuzz_http.c).  Looks at buf[0..len): */
+typedef enum zdm_http_route { ZDM_HTTP_STATUS = 1, ZDM_HTTP_METRICS = 2 } zdm_http_route;
+typedef struct zdm_http_req {
+    int head;             /* HEAD: headers only */
+    zdm_http_route route; /* 0 when the path is neither: 404 */
+} zdm_http_req;
+/* Returns 0 when more bytes are needed, 200 when a whole request was read
+ * (req filled), or the HTTP status to answer with: 400 malformed, 405
+ * method, 413 body, 414 target too long, 431 headers too large, 505
+ * version. */
+int zdm_http_parse(const char *buf, size_t len, zdm_http_req *req);
 
 #endif
