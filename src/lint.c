@@ -73,6 +73,7 @@ static const zdm_lint_rule rules[] = {
     {"sqlite-table-rebuild", ZDM_LINT_ERROR,
      "a copy of a whole existing table (INSERT ... SELECT, CREATE TABLE AS) holding the write lock", SL},
     {"sqlite-vacuum", ZDM_LINT_ERROR, "VACUUM in a step: rewrites the whole database file under a lock", SL},
+    {"truncate-cascade", ZDM_LINT_ERROR, "TRUNCATE ... CASCADE: empties every table that references it too", PG},
     {"missing-lock-timeout", ZDM_LINT_WARNING,
      "a plain SQL file: DDL on an existing table with no SET lock_timeout before it", PG},
     {"long-transaction", ZDM_LINT_WARNING,
@@ -1194,6 +1195,14 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
         drop_stmt(r, s);
     } else if (strcmp(type, "TruncateStmt") == 0) {
         const json_t *rels = jget(s, "relations");
+        if (jstr(s, "behavior") && strcmp(jstr(s, "behavior"), "DROP_CASCADE") == 0) {
+            char *first = rel_name(json_array_get(rels, 0));
+            add_finding(r->out, "truncate-cascade", r->line,
+                        "name every table to empty (TRUNCATE a, b) and leave CASCADE out",
+                        "TRUNCATE %s CASCADE also empties every table with a foreign key to it, and every "
+                        "table referencing those, whatever this migration meant", first ? first : "?");
+            free(first);
+        }
         for (size_t i = 0; i < json_array_size(rels); i++) {
             char *table = rel_name(json_array_get(rels, i));
             note_table(r, table);

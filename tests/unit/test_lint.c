@@ -293,6 +293,11 @@ static const dcase dcases[] = {
     {P, E, 1, NULL, "ALTER TABLE t ADD COLUMN at timestamp", "type-timestamp"},
     {P, E, 1, NULL, "ALTER TABLE t ADD COLUMN code varchar(3)", "type-varchar-length"},
     {P, E, 1, NULL, "CREATE TABLE x (tags varchar(10)[])", ""},
+    /* truncate-cascade */
+    {P, C, 1, NULL, "TRUNCATE audit CASCADE", "truncate-cascade"},
+    {P, E, 1, NULL, "TRUNCATE t CASCADE", "destructive-in-expand,truncate-cascade"},
+    {P, C, 1, NULL, "TRUNCATE audit, audit_detail", ""},
+    {P, C, 1, NULL, "TRUNCATE audit RESTRICT", ""},
     /* zdm:allow */
     {P, E, 1, NULL, "-- zdm:allow index-not-concurrent t has 10 rows\nCREATE INDEX t_a ON t (a)", "index-not-concurrent"},
     {P, E, 1, NULL, "CREATE INDEX t_a ON t (a); -- zdm:allow index-not-concurrent\n", "allow-no-reason,index-not-concurrent"},
