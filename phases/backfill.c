@@ -38,6 +38,9 @@
 #define STALE_OWNER_MS (60 * 1000)
 #define PAUSE_RECHECK_MS 1000
 #define HEALTH_EVERY_MS 1000
+/* No batch committed for this long, with nothing pausing the worker: the
+ * stalled flag of /metrics. */
+#define STALL_MS (5 * 60 * 1000)
 
 static volatile sig_atomic_t stop_signals;
 
@@ -77,6 +80,7 @@ typedef struct worker {
     char pause_reason[512];
     int tty;
     int64_t last_batch_ms, replica_lag_ms;
+    int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
     int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
     int finished_plan;      /* this worker made the backfilled transition */
     /* outcome */
@@ -1109,6 +1113,23 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
                    (long long)rate, id, (long long)w->last_batch_ms, id, (long long)w->pacer.size, id,
                    reason.data ? reason.data : "", w->pause_reason[0] != 0, id, (long long)w->replica_lag_ms);
     zdm_buf_free(&reason);
+    /* Last progress: the newest batch any worker committed (the state, so
+     * a worker that answers while another is stuck still tells).  Stalled:
+     * none for STALL_MS while this worker is neither paused nor held by a
+     * throttle signal -- a batch blocked on a lock, a dead database. */
+    int64_t last = 0;
+    if (w->db && zdm_backfill_last_progress(w->db, id, &last, &e) != 0)
+        last = 0;
+    int64_t since = last > w->start_wall_ms ? last : w->start_wall_ms;
+    int stalled = !w->pause_reason[0] && zdm_now_ms() - since > STALL_MS;
+    zdm_buf_printf(out,
+                   "# HELP zdm_backfill_last_progress_timestamp_seconds When the plan's last batch committed (any worker); 0 before the first.\n"
+                   "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n"
+                   "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n"
+                   "# HELP zdm_backfill_stalled 1 when no batch has committed for %d s and nothing pauses this worker.\n"
+                   "# TYPE zdm_backfill_stalled gauge\n"
+                   "zdm_backfill_stalled{plan=\"%s\"} %d\n",
+                   id, (double)last / 1000.0, STALL_MS / 1000, id, stalled);
 }
 
 /* ---- finishing ---- */
@@ -1462,6 +1483,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     w.pg = zdm_db_kind_of(db) == ZDM_DB_PG;
     w.range_id = -1;
     w.start_ms = zdm_mono_ms();
+    w.start_wall_ms = zdm_now_ms();
     w.tty = o->progress_tty >= 0 ? o->progress_tty : isatty(2);
     snprintf(w.me, sizeof w.me, "%s pid %d", zdm_whoami(), (int)getpid());
     w.th = plan->backfill->throttle;

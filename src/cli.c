@@ -123,8 +123,11 @@ static const cmd commands[] = {
     {NULL, "status", "[PLAN]", "where every plan stands and what to run next",
      "Lists every plan in --plans with its phase (pending when the database has\n"
      "not seen it), since when, and the next action.  --json prints\n"
-     "{\"plans\": [{\"id\", \"phase\", \"since\", \"next\", ...}]}.\n",
-     0, 0, 1, zdm_cmd_status},
+     "{\"plans\": [{\"id\", \"phase\", \"since\", \"next\", ...}]}.  --format prometheus\n"
+     "prints the plans' state as Prometheus metrics (for node_exporter's textfile\n"
+     "collector): phase, contract due and overdue, waiting for a schedule, failed,\n"
+     "contract attempts, lock held, last backfill progress.\n",
+     OPT_FORMAT, 0, 1, zdm_cmd_status},
     {NULL, "history", "[PLAN]", "every transition, refusal and stamp, newest last",
      "Prints the history rows: when, plan, action, phases, outcome, who (user@host\n"
      "and pid) and detail.  --json prints {\"history\": [...]}.  Filters combine.\n",

@@ -179,8 +179,33 @@ static json_t *jtime(int64_t ms)
     return ms ? json_string(zdm_format_time(ms, ts, sizeof ts)) : json_null();
 }
 
+/* Prometheus families of "status --format prometheus", in output order. */
+enum { PM_PHASE, PM_DUE, PM_OVERDUE, PM_WAITING, PM_FAILED, PM_ATTEMPTS, PM_LOCKED, PM_PROGRESS, PM__N };
+static const char *const pm_head[PM__N] = {
+    "# HELP zdm_plan_phase The plan's phase (1 for the current one).\n# TYPE zdm_plan_phase gauge\n",
+    "# HELP zdm_plan_contract_due_timestamp_seconds When contract is due; 0 when no due time.\n"
+    "# TYPE zdm_plan_contract_due_timestamp_seconds gauge\n",
+    "# HELP zdm_plan_contract_overdue 1 when a cut-over plan is more than 15 min past its due time.\n"
+    "# TYPE zdm_plan_contract_overdue gauge\n",
+    "# HELP zdm_plan_waiting_for_schedule 1 when a cut-over plan has no due time.\n"
+    "# TYPE zdm_plan_waiting_for_schedule gauge\n",
+    "# HELP zdm_plan_failed 1 when run-due gave up on the plan's contract (zdm retry PLAN clears it).\n"
+    "# TYPE zdm_plan_failed gauge\n",
+    "# HELP zdm_plan_contract_attempts Contract attempts by run-due since the last success or retry.\n"
+    "# TYPE zdm_plan_contract_attempts gauge\n",
+    "# HELP zdm_plan_lock_held 1 while a run holds the plan's lock.\n# TYPE zdm_plan_lock_held gauge\n",
+    "# HELP zdm_backfill_last_progress_timestamp_seconds When the plan's last batch committed; 0 before the first.\n"
+    "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n",
+};
+
 int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
 {
+    int prom = cli->format && strcmp(cli->format, "prometheus") == 0;
+    if (cli->format && !prom && strcmp(cli->format, "text") != 0)
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "--format %s: status knows text and prometheus (or --json)",
+                           cli->format);
+    zdm_buf pm[PM__N];
+    memset(pm, 0, sizeof pm);
     session s;
     int rc = open_session(cli, &s, cli->npos ? cli->pos[0] : NULL, err);
     int have_state = 0;
@@ -241,7 +266,22 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         if (have_state && p->backfill && bp.started &&
             (rc = zdm_backfill_last_progress(s.db, p->id, &last_progress, err)) != 0)
             break;
-        if (cli->json) {
+        if (prom) {
+            const char *id = p->id; /* plan ids are file names: no quotes or newlines */
+            for (int k = 0; k < ZDM_PHASE__COUNT; k++)
+                zdm_buf_printf(&pm[PM_PHASE], "zdm_plan_phase{plan=\"%s\",phase=\"%s\"} %d\n", id,
+                               zdm_phase_name((zdm_phase)k), k == (int)ph);
+            zdm_buf_printf(&pm[PM_DUE], "zdm_plan_contract_due_timestamp_seconds{plan=\"%s\"} %.3f\n", id,
+                           (double)due / 1000.0);
+            zdm_buf_printf(&pm[PM_OVERDUE], "zdm_plan_contract_overdue{plan=\"%s\"} %d\n", id, overdue);
+            zdm_buf_printf(&pm[PM_WAITING], "zdm_plan_waiting_for_schedule{plan=\"%s\"} %d\n", id, waiting);
+            zdm_buf_printf(&pm[PM_FAILED], "zdm_plan_failed{plan=\"%s\"} %d\n", id, st.failed_ms != 0);
+            zdm_buf_printf(&pm[PM_ATTEMPTS], "zdm_plan_contract_attempts{plan=\"%s\"} %d\n", id, st.attempts);
+            zdm_buf_printf(&pm[PM_LOCKED], "zdm_plan_lock_held{plan=\"%s\"} %d\n", id, holder[0] != 0);
+            if (p->backfill)
+                zdm_buf_printf(&pm[PM_PROGRESS], "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n",
+                               id, (double)last_progress / 1000.0);
+        } else if (cli->json) {
             json_t *o = json_object();
             json_object_set_new(o, "id", json_string(p->id));
             json_object_set_new(o, "phase", json_string(zdm_phase_name(ph)));
@@ -308,7 +348,11 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
             zdm_rows_free(wr);
         }
     }
-    if (rc == 0 && cli->json) {
+    if (rc == 0 && prom) {
+        for (int k = 0; k < PM__N; k++)
+            if (pm[k].len)
+                fprintf(cli->out, "%s%s", pm_head[k], pm[k].data);
+    } else if (rc == 0 && cli->json) {
         json_t *o = json_object();
         json_object_set(o, "plans", arr);
         json_dumpf(o, cli->out, JSON_INDENT(2));
@@ -317,6 +361,8 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
     } else if (rc == 0 && s.set.n == 0) {
         fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
     }
+    for (int k = 0; k < PM__N; k++)
+        zdm_buf_free(&pm[k]);
     json_decref(arr);
     close_session(&s);
     return rc;
