@@ -46,8 +46,8 @@ static char *expand(const uint8_t *data, size_t size, size_t *len)
     size_t sl = b ? tl - (size_t)(b + 1 - t) : 0;
     if (ul == 0)
         n = 0;
-    if (ul > 0 && n > (8u << 20) / ul)
-        n = (8u << 20) / ul; /* at most 8 MB */
+    if (ul > 0 && n > (2u << 20) / ul)
+        n = (2u << 20) / ul; /* at most 2 MB: deep enough, and fast */
     size_t total = pl + n * ul + sl;
     char *s = malloc(total + 1);
     check(s != NULL);
