@@ -1,12 +1,16 @@
 /*
  * lint.c -- zdm lint (see lint.h).
  *
- * Each step's SQL goes through libpg_query, which returns the PostgreSQL
+ * PostgreSQL: each step's SQL goes through libpg_query, which returns the
  * parse tree as JSON: {"stmts": [{"stmt": {"IndexStmt": {...}},
  * "stmt_location": N}, ...]}.  The rules read that tree with jansson, one
  * statement at a time, while a small model of the schema (tables, column
- * types, validated NOT NULL checks) follows along so that a rule can tell
- * a table created a moment ago from one the application is using.
+ * types, indexes, validated NOT NULL checks) follows along so that a rule
+ * can tell a table created a moment ago from one the application is using.
+ * SQLite: no parser is at hand, so the rules read sqlscan's tokens, one
+ * statement at a time, with the same model.  Before either, sqlscan's
+ * bounds keep a statement too deep for libpg_query's recursive output
+ * away from it.
  */
 #include "lint.h"
 

@@ -1,26 +1,19 @@
 /*
- * lint.h -- zdm lint: finds SQL in plans that would block the running
- * application (long locks, table rewrites) or break it (destructive
- * changes in expand).
+ * lint.h -- zdm lint: finds SQL in plans and plain SQL files that would
+ * block the running application (long locks, table rewrites) or break it
+ * (destructive changes in expand), per dialect.
  *
- * Owns: parsing each raw step's PostgreSQL SQL with libpg_query (the real
- * PostgreSQL grammar), the rules below, the allow list (allow_unsafe in
- * the plan, --allow on the command line), and the gate zdm advance passes
- * before expand and contract.
+ * Owns: parsing PostgreSQL SQL with libpg_query (the real PostgreSQL
+ * grammar) and checking SQLite SQL over sqlscan's tokens; the rules and
+ * which dialects each applies to (the table in lint.c, documented in the
+ * README); the schema model that follows plans in requires order; inline
+ * exceptions (-- zdm:allow RULE reason), the allow list (allow_unsafe in
+ * the plan, --allow on the command line); the --db adjustments (sizes,
+ * volatility, existing checks, long transactions); and the gate zdm
+ * advance passes before expand and contract.
  *
- * Rules (ids are a contract with plans' allow_unsafe: never rename):
- *   parse-error                  the SQL does not parse as PostgreSQL
- *   index-not-concurrent         CREATE INDEX (or ADD UNIQUE/PRIMARY KEY) on an existing table
- *   add-column-volatile-default  ADD COLUMN whose value is computed per row (random(), serial...)
- *   alter-type-rewrite           ALTER COLUMN TYPE that rewrites the table
- *   set-not-null                 SET NOT NULL without a validated CHECK earlier in the plan
- *   constraint-not-valid         ADD FOREIGN KEY / CHECK without NOT VALID
- *   destructive-in-expand        DROP COLUMN / DROP TABLE / RENAME in expand
- *   heavy-lock                   VACUUM FULL, CLUSTER, LOCK TABLE, REINDEX
- *   missing-down                 an expand step without down (warning)
- *   mass-dml-in-expand           UPDATE / DELETE of a whole table in expand
- *   multi-ddl-no-transaction     several DDL on one table in a step run without a transaction
- *   sqlite-only                  the step has no PostgreSQL SQL: not linted (info)
+ * Rule ids are a contract with plans' allow_unsafe and zdm:allow comments:
+ * add freely, never rename.  zdm_lint_rules() lists them.
  *
  * Tables created earlier in the same plan and phase are empty and unknown
  * to the running application: the lock rules do not apply to them.
