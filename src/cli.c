@@ -166,8 +166,9 @@ static const cmd commands[] = {
      "(the blue-green switch; a failing hook refuses with exit 3 and changes\n"
      "nothing) and records the cutover time, from which not_before counts.\n",
      OPT_DRY_RUN, 1, 1, zdm_cmd_cutover},
-    {NULL, "schedule", "PLAN [contract]", "set the earliest contract time",
-     "--at TIME, --after DURATION, or --cancel.  The later of this and the plan's\n"
+    {NULL, "schedule", "PLAN", "set the earliest contract time",
+     "Contract is the one phase zdm schedules (\"zdm schedule PLAN contract\" is\n"
+     "accepted too).  --at TIME, --after DURATION, or --cancel.  The later of this and the plan's\n"
      "not_before (counted from cutover) wins.  zdm advance refuses contract before\n"
      "then; zdm run-due contracts only plans with a due time.  A time in the past\n"
      "is refused unless --force.  A rollback removes the schedule.\n",

@@ -9,6 +9,7 @@
 
 #include "backfill.h"
 #include "cli.h"
+#include "hooks.h"
 #include "util.h"
 
 int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
@@ -55,7 +56,23 @@ int zdm_cmd_plan_validate(zdm_cli *cli, zdm_err *err)
 {
     zdm_plan_set set;
     int rc = zdm_cli_load_plans(cli, cli->pos, (size_t)cli->npos, &set, err);
-    if (rc == 0) {
+    /* The project file beside --plans is part of what advance loads: a
+     * misspelt key there is as much an error as one in a plan. */
+    if (rc == 0 && cli->npos == 0) {
+        zdm_project proj;
+        zdm_diags d = {0};
+        if (zdm_project_load(cli->plans_dir, &proj, &d) != 0) {
+            for (size_t i = 0; i < d.msgs.n; i++)
+                fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "the project file zdm.toml is invalid");
+        } else {
+            zdm_project_free(&proj);
+        }
+        zdm_diags_free(&d);
+    }
+    if (rc == 0 && cli->verbosity < 0 && !cli->json) {
+        /* -q: the exit status says it */
+    } else if (rc == 0) {
         if (cli->json) {
             json_t *o = json_object();
             json_t *ids = json_array();
@@ -339,8 +356,12 @@ static void print_argv(FILE *f, const zdm_strv *argv)
     }
 }
 
-static void print_plan(FILE *f, const zdm_plan *p)
+/* proj: zdm.toml's hooks, which the plan runs too unless inherit = false
+ * (NULL when there is no project file). */
+static void print_plan(FILE *f, const zdm_plan *p, const zdm_hooks *proj)
 {
+    if (proj && !p->hooks.inherit)
+        proj = NULL;
     char d[32];
     fprintf(f, "plan %s%s%s\n", p->id, p->description ? ": " : "", p->description ? p->description : "");
     fprintf(f, "  file     %s (sha256 %.12s)\n", p->path, p->checksum);
@@ -402,8 +423,13 @@ static void print_plan(FILE *f, const zdm_plan *p)
     }
 
     fprintf(f, "\ncutover\n");
-    if (!p->hooks.n[ZDM_HOOK_CUTOVER])
+    if (!p->hooks.n[ZDM_HOOK_CUTOVER] && !(proj && proj->n[ZDM_HOOK_CUTOVER]))
         fprintf(f, "  (no cutover hooks: the cutover is a recorded step)\n");
+    for (size_t i = 0; proj && i < proj->n[ZDM_HOOK_CUTOVER]; i++) {
+        fprintf(f, "  run");
+        print_argv(f, &proj->cmds[ZDM_HOOK_CUTOVER][i].argv);
+        fprintf(f, "  (zdm.toml)\n");
+    }
     for (size_t i = 0; i < p->hooks.n[ZDM_HOOK_CUTOVER]; i++) {
         fprintf(f, "  run");
         print_argv(f, &p->hooks.cmds[ZDM_HOOK_CUTOVER][i].argv);
@@ -420,6 +446,13 @@ static void print_plan(FILE *f, const zdm_plan *p)
 
     int any = 0;
     for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
+        for (size_t i = 0; proj && i < proj->n[e]; i++) {
+            if (!any++)
+                fprintf(f, "\nhooks (timeout %s each)\n", zdm_format_duration(p->hooks.timeout_ms, d, sizeof d));
+            fprintf(f, "  %-16s", zdm_hook_event_name(e));
+            print_argv(f, &proj->cmds[e][i].argv);
+            fprintf(f, "  (zdm.toml)\n");
+        }
         for (size_t i = 0; i < p->hooks.n[e]; i++) {
             if (!any++)
                 fprintf(f, "\nhooks (timeout %s each)\n", zdm_format_duration(p->hooks.timeout_ms, d, sizeof d));
@@ -503,7 +536,14 @@ int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
             fputc('\n', cli->out);
             json_decref(o);
         } else {
-            print_plan(cli->out, p);
+            /* what the plan runs includes zdm.toml's hooks */
+            zdm_project proj;
+            zdm_diags d = {0};
+            int have = zdm_project_load(cli->plans_dir, &proj, &d) == 0;
+            zdm_diags_free(&d);
+            print_plan(cli->out, p, have ? &proj.hooks : NULL);
+            if (have)
+                zdm_project_free(&proj);
         }
     }
     zdm_plan_set_free(&set);

@@ -310,7 +310,7 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
         }
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] == '\n') {
-                zdm_log(ZDM_LOG_INFO, plan->id, tag, "%s", line.data ? line.data : "");
+                zdm_log(ZDM_LOG_INFO, plan->id, tag, "  | %s", line.data ? line.data : ""); /* the hook's own words, set apart from zdm's */
                 ring_push(ring, line.data ? line.data : "");
                 line.len = 0;
                 if (line.data)
@@ -321,7 +321,7 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
         }
     }
     if (line.len) {
-        zdm_log(ZDM_LOG_INFO, plan->id, tag, "%s", line.data);
+        zdm_log(ZDM_LOG_INFO, plan->id, tag, "  | %s", line.data);
         ring_push(ring, line.data);
     }
     zdm_buf_free(&line);

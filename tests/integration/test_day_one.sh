@@ -89,6 +89,29 @@ t_rc "a contract not yet due" 3
 t_match "the summary lists the gated plan" '0009_gated +pending -> cut_over +stopped: ' "$ZOUT"
 t_eq "the others complete" "8" "$(db_sql "SELECT count(*) FROM zdm_plans WHERE phase = 'complete'")"
 
+t_section "validate and show read zdm.toml; -q is quiet; hook output set apart"
+mkdir -p "$T_DIR/proj/plans"
+T_PLANS=$T_DIR/proj/plans
+cp "$ZDM_SRC/plans/0001_baseline.toml" "$T_PLANS/"
+printf '[hooks]\ncutovr = ["true"]\n' >"$T_DIR/proj/zdm.toml"
+zdm_run plan validate
+t_rc "a misspelt key in zdm.toml" 2
+t_has "named with file:line and a suggestion" 'zdm.toml:2:1: unknown key "cutovr" in [hooks] (did you mean "cutover"?)' "$ZERR"
+printf '[hooks]\ncutover = ["echo switched to green"]\n' >"$T_DIR/proj/zdm.toml"
+zdm_run plan show 0001_baseline
+t_lacks "plan show does not say there is no cutover hook" "no cutover hooks" "$ZOUT"
+t_has "it shows zdm.toml's" "run echo switched to green  (zdm.toml)" "$ZOUT"
+zdm_run -q plan validate
+t_rc "validate -q" 0
+t_eq "validate -q prints nothing" "" "$ZOUT$ZERR"
+db_new sqlite hooks
+zdm_run advance --all
+t_rc "advance --all with a cutover hook" 0
+t_match "hook output is set apart" 'hook cutover\[echo\]:   \| switched to green' "$ZERR"
+zdm_run help schedule
+t_lacks "help does not show a [contract] argument" "schedule PLAN [contract]" "$ZOUT"
+rm -f "$T_DIR/proj/zdm.toml"
+
 baseline_checks() {   # DIALECT
     local d=$1
     t_section "baseline on $d with alembic_version"
