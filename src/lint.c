@@ -1998,12 +1998,13 @@ static void finish_findings(const char *sql, const zdm_sql_scan *sc, int dialect
 
 /* A plain SQL file runs as it is, statement by statement (psql, sqlite3):
  * its BEGIN/COMMIT are its own (transaction-control then reports a nested
- * or unfinished BEGIN), and it is not a zdm step that can be retried.  The
- * rules about zdm's steps are left out. */
+ * or unfinished BEGIN; not-idempotent applies outside them, where a rerun
+ * after a failure half-way must not trip on what the first run did).  The
+ * rules about zdm's steps (a step's down, a step's statements on one
+ * table) are left out. */
 static int plain_skips(const char *rule)
 {
-    return strcmp(rule, "not-idempotent") == 0 || strcmp(rule, "multi-ddl-no-transaction") == 0 ||
-           strcmp(rule, "missing-down") == 0;
+    return strcmp(rule, "multi-ddl-no-transaction") == 0 || strcmp(rule, "missing-down") == 0;
 }
 
 static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_kind phase, int in_transaction,
