@@ -947,7 +947,10 @@ static void alter_table(lint_run *r, const json_t *s)
                     add_finding(r->out, "alter-type-rewrite", r->line, H_TYPE,
                                 "ALTER COLUMN %s.%s TYPE %s rewrites the table and its indexes under an "
                                 "ACCESS EXCLUSIVE lock (zdm cannot tell the column's current type from the "
-                                "plans)", table, name, type_display(ty.name));
+                                "plans)", table, name, type_display(ty.name))
+                        /* --db reads the current type: column and new type. */
+                        ->object = zdm_xasprintf("%s\t%s\t%d\t%d\t%d\t%d", name, ty.name, ty.nmods, ty.mods[0],
+                                                 ty.mods[1], ty.array);
                 else if (!type_change_in_place(k, &ty))
                     add_finding(r->out, "alter-type-rewrite", r->line, H_TYPE,
                                 "ALTER COLUMN %s.%s TYPE %s (from %s) rewrites the table and its indexes "
@@ -1100,7 +1103,8 @@ static void drop_stmt(lint_run *r, const json_t *s)
             else if (!jtrue(s, "concurrent") && !fresh)
                 add_finding(r->out, "drop-index-not-concurrent", r->line, H_DROP_INDEX,
                             "DROP INDEX %s without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: "
-                            "reads and writes wait, and wait behind any long query", idx);
+                            "reads and writes wait, and wait behind any long query", idx)
+                    ->object = zdm_xstrdup(idx); /* --db finds its table */
             free(key);
             free(idx);
         }
@@ -1185,11 +1189,16 @@ static void lint_stmt(lint_run *r, const json_t *stmt)
                         jstr(s, "idxname") ? " " : "", jstr(s, "idxname") ? jstr(s, "idxname") : "");
         if (!jtrue(s, "concurrent"))
             plain_lock_timeout(r, table);
-        if (!jtrue(s, "concurrent") && !is_new(r, table))
-            add_finding(r->out, "index-not-concurrent", r->line, H_INDEX,
-                        "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the "
-                        "index is built", jtrue(s, "unique") ? "UNIQUE " : "", jstr(s, "idxname") ? " " : "",
-                        jstr(s, "idxname") ? jstr(s, "idxname") : "", table, table);
+        if (!jtrue(s, "concurrent") && !is_new(r, table)) {
+            zdm_lint_finding *f = add_finding(
+                r->out, "index-not-concurrent", r->line, H_INDEX,
+                "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the index is built",
+                jtrue(s, "unique") ? "UNIQUE " : "", jstr(s, "idxname") ? " " : "",
+                jstr(s, "idxname") ? jstr(s, "idxname") : "", table, table);
+            /* --db: IF NOT EXISTS of an index the database has does nothing. */
+            if (jtrue(s, "if_not_exists") && jstr(s, "idxname"))
+                f->object = zdm_xstrdup(jstr(s, "idxname"));
+        }
         free(table);
     } else if (strcmp(type, "AlterTableStmt") == 0) {
         alter_table(r, s);
@@ -2453,7 +2462,7 @@ static int size_matters(const char *rule)
     static const char *const r[] = {"index-not-concurrent", "add-column-volatile-default", "alter-type-rewrite",
                                     "set-not-null", "constraint-not-valid", "heavy-lock", "mass-dml-in-expand",
                                     "add-column-not-null-no-default", "validate-in-same-transaction",
-                                    "sqlite-table-rebuild", NULL};
+                                    "sqlite-table-rebuild", "drop-index-not-concurrent", NULL};
     for (size_t i = 0; r[i]; i++)
         if (strcmp(rule, r[i]) == 0)
             return 1;
@@ -2597,6 +2606,62 @@ static int pg_not_null_covered(zdm_db *db, const char *table, const char *col, i
     return rc;
 }
 
+/* alter-type-rewrite's object is "col\tnewtype\tnmods\tm0\tm1\tarray":
+ * does the catalog's current type change to it in place? */
+static int pg_type_in_place(zdm_db *db, zdm_lint_finding *f, int *inplace, zdm_err *err)
+{
+    *inplace = 0;
+    char col[256], tname[128];
+    int nmods = 0, m0 = 0, m1 = 0, arr = 0;
+    if (sscanf(f->object, "%255[^\t]\t%127[^\t]\t%d\t%d\t%d\t%d", col, tname, &nmods, &m0, &m1, &arr) != 6)
+        return 0;
+    char *oid = NULL;
+    int rc = pg_oid(db, f->table, &oid, err);
+    if (rc != 0 || !oid) {
+        free(oid);
+        return rc;
+    }
+    const char *params[2] = {oid, col};
+    zdm_rows *rs = NULL;
+    rc = zdm_db_query(db,
+                      "SELECT t.typname, a.atttypmod, a.attndims, format_type(a.atttypid, a.atttypmod) "
+                      "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                      "WHERE a.attrelid = $1::oid AND a.attname = $2 AND NOT a.attisdropped",
+                      2, params, &rs, err);
+    free(oid);
+    if (rc != 0 || zdm_rows_count(rs) != 1) {
+        zdm_rows_free(rs);
+        return rc;
+    }
+    lcol k;
+    memset(&k, 0, sizeof k);
+    const char *typname = zdm_rows_get(rs, 0, 0);
+    int typmod = atoi(zdm_rows_get(rs, 0, 1));
+    int dims = atoi(zdm_rows_get(rs, 0, 2));
+    k.type = zdm_xasprintf("%s%s", typname, dims > 0 || typname[0] == '_' ? "[]" : "");
+    if (typmod >= 4 && (strcmp(typname, "varchar") == 0 || strcmp(typname, "bpchar") == 0)) {
+        k.mods[0] = typmod - 4;
+        k.nmods = 1;
+    } else if (typmod >= 4 && strcmp(typname, "numeric") == 0) {
+        k.mods[0] = ((typmod - 4) >> 16) & 0xffff;
+        k.mods[1] = (typmod - 4) & 0xffff;
+        k.nmods = 2;
+    }
+    ltype t;
+    memset(&t, 0, sizeof t);
+    t.name = tname;
+    t.nmods = nmods;
+    t.mods[0] = m0;
+    t.mods[1] = m1;
+    t.array = arr;
+    *inplace = type_change_in_place(&k, &t);
+    if (!*inplace)
+        append(f, " (--db: the column is %s now)", zdm_rows_get(rs, 0, 3));
+    free(k.type);
+    zdm_rows_free(rs);
+    return 0;
+}
+
 static void remove_finding(zdm_lint_result *r, size_t k)
 {
     zdm_lint_finding *f = &r->v[k];
@@ -2636,6 +2701,17 @@ int zdm_lint_with_db(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zd
             }
             append(f, " (pg_proc: %s() is volatile or unknown)", f->object);
         }
+        /* A type change zdm could not judge: the catalog has the type. */
+        if (pg && strcmp(f->rule, "alter-type-rewrite") == 0 && f->table && f->object) {
+            int inplace = 0;
+            int rc = pg_type_in_place(db, f, &inplace, err);
+            if (rc != 0)
+                return rc;
+            if (inplace) {
+                remove_finding(r, k);
+                continue;
+            }
+        }
         if (pg && strcmp(f->rule, "set-not-null") == 0 && f->table && f->object) {
             int covered = 0;
             int rc = pg_not_null_covered(db, f->table, f->object, &covered, err);
@@ -2645,6 +2721,39 @@ int zdm_lint_with_db(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zd
                 remove_finding(r, k);
                 continue;
             }
+        }
+        /* Existing indexes: CREATE INDEX IF NOT EXISTS of one the database
+         * has is a no-op; DROP INDEX is about the index's table. */
+        if (pg && f->object && (strcmp(f->rule, "index-not-concurrent") == 0 ||
+                                strcmp(f->rule, "drop-index-not-concurrent") == 0)) {
+            char *schema, *rel;
+            split_name(f->object, &schema, &rel);
+            const char *params[2] = {rel, schema};
+            char *owner = NULL;
+            int rc = zdm_db_query_value(db,
+                                        "SELECT CASE WHEN pg_table_is_visible(t.oid) THEN t.relname "
+                                        "ELSE n.nspname || '.' || t.relname END FROM pg_class ic "
+                                        "JOIN pg_namespace icn ON icn.oid = ic.relnamespace "
+                                        "JOIN pg_index i ON i.indexrelid = ic.oid JOIN pg_class t ON t.oid = "
+                                        "i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+                                        "WHERE ic.relname = $1 AND (($2 = '' AND pg_table_is_visible(ic.oid)) OR "
+                                        "icn.nspname = $2)",
+                                        2, params, &owner, err);
+            free(schema);
+            free(rel);
+            if (rc != 0)
+                return rc;
+            if (owner && f->rule[0] == 'i') {
+                free(owner);
+                remove_finding(r, k);
+                continue;
+            }
+            if (f->rule[0] == 'd') {
+                free(f->table);
+                f->table = owner; /* NULL: no such index, nothing to size */
+                owner = NULL;
+            }
+            free(owner);
         }
         if (size_matters(f->rule) && f->table) {
             int exists;

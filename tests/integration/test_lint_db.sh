@@ -7,6 +7,9 @@
 #   - pg_proc's volatility: a STABLE function's default passes, a VOLATILE
 #     one stays an error
 #   - SET NOT NULL covered by a validated CHECK made by hand passes
+#   - CREATE INDEX IF NOT EXISTS of an index the database has is a no-op;
+#     DROP INDEX is sized by the index's table
+#   - ALTER COLUMN TYPE judged against the catalog's current type
 #   - a transaction holding a lock on a table the SQL changes, open longer
 #     than lock_timeout: long-transaction names its pid; gone once it ends
 #   - SQLite: an empty table is harmless; a missing file is refused and not
@@ -63,6 +66,47 @@ lint_db "$T_DIR/m.sql"
 t_rc "a SQL file with --db" 3
 t_has "its table sized" "m.sql:1:1: error[index-not-concurrent]" "$ZOUT"
 t_has "a table the database lacks stays as it was" "m.sql:2:1: error[index-not-concurrent]: CREATE INDEX z on nosuch without CONCURRENTLY blocks writes to nosuch until the index is built -- CREATE" "$ZOUT"
+
+t_section "pg: existing indexes"
+plan_write 0007_ine 'description = "an index that may exist"
+requires = ["0001_baseline"]
+[[expand.steps]]
+sql = "CREATE INDEX IF NOT EXISTS events_pn2 ON events (project_name)"
+down = "SELECT 1"
+[[contract.steps]]
+sql = "DROP INDEX IF EXISTS events_gone"'
+lint_db 0007_ine
+t_rc "the index does not exist yet: the build blocks" 3
+t_has "index-not-concurrent" "error[index-not-concurrent]" "$ZOUT"
+t_has "DROP INDEX of an index the database lacks: not sized" "error[drop-index-not-concurrent]: DROP INDEX events_gone without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes wait, and wait behind any long query -- DROP" "$ZOUT"
+db_sql "CREATE INDEX events_pn2 ON events (project_name); CREATE INDEX events_gone ON employees (name)" >/dev/null
+lint_db 0007_ine
+t_lacks "IF NOT EXISTS of an index the database has: a no-op" "[index-not-concurrent]" "$ZOUT"
+t_has "DROP INDEX sized by its table (employees, empty)" "info[drop-index-not-concurrent]" "$ZOUT"
+t_has "names the table" "but employees is empty in the database" "$ZOUT"
+
+t_section "pg: a type change judged from the catalog's type"
+db_sql "CREATE TABLE vc (id bigint PRIMARY KEY, v varchar(20), n numeric(10,2), w varchar(20));
+        INSERT INTO vc SELECT g, 'v', g, 'w' FROM generate_series(1, 20000) g; ANALYZE vc" >/dev/null
+plan_write 0008_widen 'description = "widen"
+requires = ["0001_baseline"]
+[[expand.steps]]
+sql = "ALTER TABLE vc ALTER COLUMN v TYPE varchar(40), ALTER COLUMN n TYPE numeric(12,2)"
+down = "SELECT 1"'
+plan_write 0009_narrow 'description = "narrow"
+requires = ["0001_baseline"]
+[[expand.steps]]
+sql = "ALTER TABLE vc ALTER COLUMN w TYPE varchar(10)"
+down = "SELECT 1"'
+lint_nodb pg 0008_widen
+t_rc "without --db: the current types are unknown" 3
+t_has "says so" "zdm cannot tell the column's current type from the plans" "$ZOUT"
+lint_db 0008_widen
+t_rc "--db: varchar(20) -> varchar(40) and numeric(10,2) -> numeric(12,2) are in place" 0
+t_lacks "no finding" "alter-type-rewrite" "$ZOUT"
+lint_db 0009_narrow
+t_rc "--db: varchar(20) -> varchar(10) rewrites" 3
+t_has "with the catalog's type" "(--db: the column is character varying(20) now)" "$ZOUT"
 
 t_section "pg: volatility from pg_proc"
 db_sql "CREATE FUNCTION stable_code() RETURNS text LANGUAGE sql STABLE AS \$\$ SELECT 'x' \$\$;
