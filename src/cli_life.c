@@ -443,6 +443,17 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
     if (rc == 0) {
         int n = r ? zdm_rows_count(r) : 0;
         json_t *arr = json_array();
+        /* Columns as wide as their longest value, so long plan ids and
+         * actions do not push the rest out of line. */
+        int wplan = 4, waction = 6, wmove = 0;
+        for (int i = 0; i < n; i++) {
+            const char *f = zdm_rows_get(r, i, 6), *t2 = zdm_rows_get(r, i, 7);
+            int lp = (int)strlen(zdm_rows_get(r, i, 1)), la = (int)strlen(zdm_rows_get(r, i, 5));
+            int lm = (int)((f ? strlen(f) : 0) + (f || t2 ? 4 : 0) + (t2 ? strlen(t2) : 0));
+            wplan = lp > wplan ? lp : wplan;
+            waction = la > waction ? la : waction;
+            wmove = lm > wmove ? lm : wmove;
+        }
         for (int i = 0; i < n; i++) {
             char ts[40];
             const char *id = zdm_rows_get(r, i, 0), *plan = zdm_rows_get(r, i, 1);
@@ -465,10 +476,11 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
                 json_object_set_new(o, "detail", detail ? json_string(detail) : json_null());
                 json_array_append_new(arr, o);
             } else {
-                fprintf(cli->out, "%s  %-24s %-9s %s%s%s  %-8s %s pid %s%s%s\n",
-                        zdm_format_time(at, ts, sizeof ts), plan, action, from ? from : "",
-                        from || to ? " -> " : "", to ? to : "", outcome, who, pid,
-                        detail ? "\n      " : "", detail ? detail : "");
+                char move[64];
+                snprintf(move, sizeof move, "%s%s%s", from ? from : "", from || to ? " -> " : "", to ? to : "");
+                fprintf(cli->out, "%s  %-*s  %-*s  %-*s  %-8s %s pid %s%s%s\n",
+                        zdm_format_time(at, ts, sizeof ts), wplan, plan, waction, action, wmove, move, outcome,
+                        who, pid, detail ? "\n      " : "", detail ? detail : "");
             }
         }
         if (cli->json) {

@@ -76,7 +76,7 @@ t_rc "--to pending" 2
 t_section "advance --all stops at a gate (exit 3)"
 plans_copy
 db_new sqlite gate
-plan_write 0009_gated 'requires = ["0008_employee_full_name"]
+plan_write 0009_gated_with_an_identifier_longer_than_the_old_column 'requires = ["0008_employee_full_name"]
 [[expand.steps]]
 sql = "CREATE TABLE gated (id integer)"
 down = "DROP TABLE gated"
@@ -86,8 +86,11 @@ not_before = "cutover + 1h"
 sql = "DROP TABLE gated"'
 zdm_run advance --all
 t_rc "a contract not yet due" 3
-t_match "the summary lists the gated plan" '0009_gated +pending -> cut_over +stopped: ' "$ZOUT"
+t_match "the summary lists the gated plan" '0009_gated_with_an_identifier_longer_than_the_old_column +pending -> cut_over +stopped: ' "$ZOUT"
 t_eq "the others complete" "8" "$(db_sql "SELECT count(*) FROM zdm_plans WHERE phase = 'complete'")"
+zdm_run history
+# every row's outcome column starts at the same place, long ids or not
+t_eq "history columns line up" 1 "$(grep -E '^[0-9]{4}-' <<<"$ZOUT" | awk '{ print index($0, "@") }' | sort -u | wc -l)"
 
 t_section "validate and show read zdm.toml; -q is quiet; hook output set apart"
 mkdir -p "$T_DIR/proj/plans"
