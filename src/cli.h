@@ -49,6 +49,7 @@ typedef struct zdm_cli {
     const char *ops[ZDM_CLI_MAX_POS]; /* --op OP, repeatable (new) */
     int nops;
     const char *format;      /* --format text|json|github|sarif (lint) */
+    int db_may_create;       /* init (2, quietly), advance and stamp (1, saying so): a missing sqlite file may be created */
     /* positionals after the command words */
     const char *pos[ZDM_CLI_MAX_POS];
     int npos;

@@ -22,7 +22,18 @@ static int open_db(zdm_cli *cli, zdm_db **db, zdm_err *err)
         zdm_err_detail(err, "pass --db URL (postgres://..., a conninfo, or sqlite:PATH) or set ZDM_DATABASE_URL");
         return ZDM_EXIT_USAGE;
     }
-    return zdm_db_open(cli->db_url, db, err);
+    /* Only init and a real advance may create a SQLite file: anything else
+     * on a mistyped path must fail, not leave an empty database behind. */
+    int flags = cli->db_may_create && !cli->dry_run ? 0 : ZDM_DB_MUST_EXIST;
+    if (cli->dry_run)
+        flags |= ZDM_DB_MISSING_EMPTY;
+    int rc = zdm_db_open_ex(cli->db_url, flags, db, err);
+    if (rc == 0 && zdm_db_created(*db) && cli->db_may_create == 1) /* say so: a mistyped path shows here */
+        fprintf(cli->errs, "zdm: no database file was at %s; created a new, empty one\n", zdm_db_safe_url(*db));
+    if (rc == 0 && zdm_db_missing(*db))
+        fprintf(cli->errs, "zdm: no database file at %s: the dry run shows what would run on a new, empty "
+                           "database; no file is created\n", zdm_db_safe_url(*db));
+    return rc;
 }
 
 /* Plans + database + the named plan, the start of most commands. */
@@ -69,6 +80,7 @@ static void close_session(session *s)
 int zdm_cmd_init(zdm_cli *cli, zdm_err *err)
 {
     zdm_db *db = NULL;
+    cli->db_may_create = 2; /* quietly: creating it is init's job */
     int rc = open_db(cli, &db, err);
     int from = ZDM_STATE_VERSION;
     if (rc == 0)
@@ -103,6 +115,7 @@ int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
         return ZDM_EXIT_USAGE;
     }
     session s;
+    cli->db_may_create = 1;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
         zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &s.project, cli->hooks_only,
@@ -134,6 +147,7 @@ int zdm_cmd_stamp(zdm_cli *cli, zdm_err *err)
         return ZDM_EXIT_USAGE;
     }
     session s;
+    cli->db_may_create = 1; /* adopting a database built by hand starts here */
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0)
         rc = zdm_life_stamp(s.db, s.plan, (zdm_phase)ph, err);

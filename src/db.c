@@ -509,6 +509,14 @@ static void describe_bad_url(const char *url, zdm_db_kind kind, int malformed, c
 
 int zdm_db_open(const char *url, zdm_db **out, zdm_err *err)
 {
+    return zdm_db_open_ex(url, 0, out, err);
+}
+
+int zdm_db_created(const zdm_db *db) { return db && db->created; }
+int zdm_db_missing(const zdm_db *db) { return db && db->missing; }
+
+int zdm_db_open_ex(const char *url, int flags, zdm_db **out, zdm_err *err)
+{
     *out = NULL;
     if (!url)
         url = "";
@@ -555,6 +563,7 @@ int zdm_db_open(const char *url, zdm_db **out, zdm_err *err)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory opening a database connection");
     }
     db->ops = ops;
+    db->flags = flags;
     db->safe_url = r.out.p;
     r.out.p = NULL;
 
@@ -591,7 +600,8 @@ void zdm_db_close(zdm_db *db)
 int zdm_db_reopen(zdm_db *db, const char *url, zdm_err *err)
 {
     zdm_db *fresh = NULL;
-    int rc = zdm_db_open(url, &fresh, err);
+    /* A reconnect never creates: the file was there a moment ago. */
+    int rc = zdm_db_open_ex(url, db->flags | ZDM_DB_MUST_EXIST, &fresh, err);
     if (rc != ZDM_OK)
         return rc;
     zdm_db old = *db;

@@ -29,6 +29,18 @@ typedef struct zdm_rows zdm_rows;
  * foreign_keys = ON and a 5000 ms busy timeout.  A failed connection is
  * SQLSTATE 08001, with any password scrubbed from the message. */
 int zdm_db_open(const char *url, zdm_db **out, zdm_err *err) ZDM_MUST_CHECK;
+/* zdm_db_open with flags.  ZDM_DB_MUST_EXIST: sqlite refuses a missing
+ * file (naming the path) instead of creating an empty database there --
+ * for every command but init and advance, so a mistyped path is an error,
+ * not a new file.  pg ignores it. */
+enum { ZDM_DB_MUST_EXIST = 1, ZDM_DB_MISSING_EMPTY = 2 };
+/* ZDM_DB_MISSING_EMPTY (with MUST_EXIST): a missing sqlite file opens as an
+ * empty in-memory database instead, and zdm_db_missing() says so -- a dry
+ * run shows what would run on a new database and creates nothing. */
+int zdm_db_open_ex(const char *url, int flags, zdm_db **out, zdm_err *err) ZDM_MUST_CHECK;
+/* sqlite: 1 when the last open created the file (else 0). */
+int zdm_db_created(const zdm_db *db);
+int zdm_db_missing(const zdm_db *db);
 void zdm_db_close(zdm_db *db);
 /* Replaces db's connection with a new one to url, in place: pointers to db
  * stay valid (its open transaction, if any, is lost with the old one). */
@@ -132,6 +144,10 @@ struct zdm_db {
     void *conn;       /* PGconn * or sqlite3 * */
     char *safe_url;   /* redacted */
     char *path;       /* sqlite: file path; pg: NULL */
+    int flags;        /* ZDM_DB_MUST_EXIST ..., read by connect */
+    int created;      /* sqlite: connect created the file */
+    int missing;      /* sqlite: no file; an empty in-memory stand-in (ZDM_DB_MISSING_EMPTY) */
+    void *drv;        /* driver-private state (sqlite: busy-wait policy) */
     int in_tx;
     long long changes; /* rows changed by the last statement (INSERT/UPDATE/DELETE) */
 };

@@ -8,17 +8,72 @@
  * sqlite3 has no SQLSTATE.  err->sqlstate stays "" except for a lock wait
  * that gave up (SQLITE_BUSY, SQLITE_LOCKED): those get the marker "SQLBU"
  * so zdm_db_err_is_lock_timeout() answers the same for both dialects.
+ *
+ * Also owns what a connection refuses: a library older than
+ * ZDM_SQLITE_MIN_VERSION, in-memory and temporary databases (nothing
+ * would be kept), and -- with ZDM_DB_MUST_EXIST -- a missing file.
+ *
+ * Busy waits.  Waiting for the write lock (BEGIN IMMEDIATE takes RESERVED)
+ * hurts nobody: readers go on.  Waiting to *commit* does: in rollback-
+ * journal mode the committer holds PENDING while it waits for the readers
+ * to leave, and no new reader gets in meanwhile.  So a commit -- COMMIT,
+ * or a write statement outside a transaction -- waits at most
+ * ZDM_SQLITE_COMMIT_WAIT_MS for the lock, then lets PENDING go (rolls
+ * back).  A write statement outside a transaction is then retried here
+ * with backoff and jitter until the connection's lock timeout has passed;
+ * a COMMIT fails as a lock timeout (SQLBU) and the caller retries its
+ * transaction under its own lock_timeout/lock_retries.
  */
 #include "db.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+/* RETURNING (zdm's state SQL) and ALTER TABLE DROP COLUMN (contract) came
+ * in 3.35.0; RENAME COLUMN in 3.25.0. */
+#define ZDM_SQLITE_MIN_VERSION 3035000
+#define ZDM_SQLITE_MIN_VERSION_TEXT "3.35.0"
+#define ZDM_SQLITE_NEEDS "RETURNING in zdm's state tables, ALTER TABLE DROP COLUMN in contract"
+#if SQLITE_VERSION_NUMBER < ZDM_SQLITE_MIN_VERSION
+#error "zdm needs SQLite 3.35.0 or later (RETURNING, ALTER TABLE DROP COLUMN)"
+#endif
 
 #define ZDM_SQLITE_BUSY_MS 5000
+#define ZDM_SQLITE_COMMIT_WAIT_MS 25
 #define LOCK_WAIT_MARKER "SQLBU" /* see zdm_db_err_is_lock_timeout() */
+
+typedef struct sq_drv {
+    int lock_ms;        /* how long a lock wait may last; 0 = as long as it takes */
+    int committing;     /* the running statement commits: wait briefly */
+    int64_t wait_start; /* of the current busy wait */
+} sq_drv;
+
+static int busy_cb(void *arg, int count)
+{
+    sq_drv *d = arg;
+    int64_t now = zdm_mono_ms();
+    if (count == 0)
+        d->wait_start = now;
+    int64_t waited = now - d->wait_start;
+    int64_t budget = d->committing ? ZDM_SQLITE_COMMIT_WAIT_MS : d->lock_ms;
+    if (budget > 0 && waited >= budget)
+        return 0;
+    /* Short sleeps first: most locks are held for a few milliseconds. */
+    int64_t step = count < 4 ? 1 : count < 10 ? 5 : 20;
+    if (budget > 0 && step > budget - waited)
+        step = budget - waited;
+    sqlite3_sleep((int)step);
+    return 1;
+}
 
 static void set_sqlstate(zdm_err *err, const char *state)
 {
@@ -93,6 +148,34 @@ static const char *url_path(const char *url)
     return p;
 }
 
+/* The library zdm runs with, not only the headers it was built against:
+ * a distribution may ship an older shared library. */
+static int check_version(zdm_err *err)
+{
+    if (sqlite3_libversion_number() >= ZDM_SQLITE_MIN_VERSION)
+        return ZDM_OK;
+    zdm_err_set(err, ZDM_EXIT_FAIL, "sqlite: the SQLite library is %s; zdm needs %s or later (%s)",
+                sqlite3_libversion(), ZDM_SQLITE_MIN_VERSION_TEXT, ZDM_SQLITE_NEEDS);
+    set_sqlstate(err, "");
+    zdm_err_detail(err, "install a newer libsqlite3 (Debian 12 ships 3.40) or build zdm against one");
+    return ZDM_EXIT_FAIL;
+}
+
+/* :memory:, "file::memory:", "file:x?mode=memory" and "" (a temporary
+ * database) all keep nothing after zdm exits; sqlite3_db_filename() says
+ * so for every spelling: an empty name. */
+static int refuse_memory(zdm_db *db, sqlite3 *conn, zdm_err *err)
+{
+    const char *fn = sqlite3_db_filename(conn, "main");
+    if (fn && *fn)
+        return ZDM_OK;
+    zdm_err_set(err, ZDM_EXIT_USAGE, "sqlite: \"%s\" is an in-memory or temporary database: "
+                "zdm's state and the migration would vanish when zdm exits", db->safe_url);
+    set_sqlstate(err, "");
+    zdm_err_detail(err, "name a database file: sqlite:PATH");
+    return ZDM_EXIT_USAGE;
+}
+
 static int sq_connect(zdm_db *db, const char *url, zdm_err *err)
 {
     const char *path = url_path(url);
@@ -102,24 +185,60 @@ static int sq_connect(zdm_db *db, const char *url, zdm_err *err)
         zdm_err_detail(err, "write sqlite:FILE, sqlite://relative/file or sqlite:///absolute/file");
         return ZDM_EXIT_USAGE;
     }
+    if (check_version(err) != ZDM_OK)
+        return ZDM_EXIT_FAIL;
     db->path = strdup(path);
-    if (!db->path)
+    sq_drv *drv = calloc(1, sizeof *drv);
+    if (!db->path || !drv) {
+        free(drv);
         return sq_misuse(err, "out of memory opening ", path);
+    }
+    drv->lock_ms = ZDM_SQLITE_BUSY_MS;
 
+    /* Whether the file is there: without CREATE first, so that a command
+     * that must not create one never does, and one that may can say so. */
     sqlite3 *conn = NULL;
-    int rc = sqlite3_open_v2(path, &conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    int rc = sqlite3_open_v2(path, &conn, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_CANTOPEN && !(db->flags & ZDM_DB_MUST_EXIST)) {
+        struct stat st;
+        int missing = stat(path, &st) != 0 && errno == ENOENT;
+        sqlite3_close(conn);
+        conn = NULL;
+        rc = sqlite3_open_v2(path, &conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+        db->created = rc == SQLITE_OK && missing;
+    }
+    struct stat st;
+    if (rc == SQLITE_CANTOPEN && (db->flags & ZDM_DB_MISSING_EMPTY) && stat(path, &st) != 0 && errno == ENOENT) {
+        sqlite3_close(conn);
+        conn = NULL;
+        rc = sqlite3_open_v2(":memory:", &conn, SQLITE_OPEN_READWRITE, NULL);
+        db->missing = rc == SQLITE_OK;
+    }
     if (rc != SQLITE_OK) {
         char buf[32];
-        zdm_err_set(err, ZDM_EXIT_FAIL, "sqlite: cannot open %s: %s (%s)", path,
-                    conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc),
-                    code_name(rc, buf, sizeof buf));
+        if (rc == SQLITE_CANTOPEN && (db->flags & ZDM_DB_MUST_EXIST) && stat(path, &st) != 0 &&
+            errno == ENOENT) {
+            zdm_err_set(err, ZDM_EXIT_FAIL, "sqlite: no database file at %s", path);
+            zdm_err_detail(err, "check the path in --db / ZDM_DATABASE_URL; to start a new database "
+                                "there, run \"zdm init\" first");
+        } else {
+            zdm_err_set(err, ZDM_EXIT_FAIL, "sqlite: cannot open %s: %s (%s)", path,
+                        conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc), code_name(rc, buf, sizeof buf));
+        }
         set_sqlstate(err, "");
         sqlite3_close(conn); /* the handle exists even when open failed */
+        free(drv);
         return ZDM_EXIT_FAIL;
     }
+    if (!db->missing && refuse_memory(db, conn, err) != ZDM_OK) {
+        sqlite3_close(conn);
+        free(drv);
+        return ZDM_EXIT_USAGE;
+    }
     db->conn = conn;
+    db->drv = drv;
     sqlite3_extended_result_codes(conn, 1);
-    sqlite3_busy_timeout(conn, ZDM_SQLITE_BUSY_MS);
+    sqlite3_busy_handler(conn, busy_cb, drv);
 
     /* Foreign keys are off by default in SQLite, for compatibility only.
      * Reading the schema makes a file that is not a database fail here,
@@ -133,6 +252,8 @@ static int sq_connect(zdm_db *db, const char *url, zdm_err *err)
         sqlite3_free(msg);
         sqlite3_close(conn);
         db->conn = NULL;
+        db->drv = NULL;
+        free(drv);
         return ZDM_EXIT_FAIL;
     }
     return ZDM_OK;
@@ -143,6 +264,8 @@ static void sq_close(zdm_db *db)
     /* _v2: never leaves the handle open because of a forgotten statement. */
     sqlite3_close_v2(db->conn);
     db->conn = NULL;
+    free(db->drv);
+    db->drv = NULL;
 }
 
 /* "$N" or "?N" -> N, else 0. */
@@ -181,6 +304,31 @@ static int bind_params(zdm_db *db, sqlite3_stmt *stmt, int nparams,
                    : sqlite3_bind_null(stmt, j);
         if (rc != SQLITE_OK)
             return sq_error(db, rc, NULL, err);
+    }
+    return ZDM_OK;
+}
+
+/* COMMIT or END: the statement that needs the exclusive lock. */
+static int is_commit(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n')
+        sql++;
+    return (strncasecmp(sql, "COMMIT", 6) == 0 || strncasecmp(sql, "END", 3) == 0);
+}
+
+static int read_row(sqlite3_stmt *stmt, int ncols, const char **vals)
+{
+    for (int c = 0; c < ncols; c++) {
+        if (sqlite3_column_type(stmt, c) == SQLITE_NULL) {
+            vals[c] = NULL;
+            continue;
+        }
+        vals[c] = (const char *)sqlite3_column_text(stmt, c);
+        if (!vals[c]) {
+            if (sqlite3_errcode(sqlite3_db_handle(stmt)) == SQLITE_NOMEM)
+                return ZDM_EXIT_FAIL;
+            vals[c] = ""; /* a zero-length BLOB */
+        }
     }
     return ZDM_OK;
 }
@@ -229,28 +377,48 @@ static int sq_query(zdm_db *db, const char *sql, int nparams,
     if (status != ZDM_OK)
         goto done;
 
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (!rows)
-            continue;
-        for (int c = 0; c < ncols; c++) {
-            if (sqlite3_column_type(stmt, c) == SQLITE_NULL) {
-                vals[c] = NULL;
+    sq_drv *drv = db->drv;
+    /* See the header: a commit waits briefly, and a write outside a
+     * transaction is retried whole after letting its locks go. */
+    int autocommit_write = sqlite3_get_autocommit(conn) && !sqlite3_stmt_readonly(stmt);
+    drv->committing = autocommit_write || is_commit(sql);
+    int64_t deadline = drv->lock_ms > 0 ? zdm_mono_ms() + drv->lock_ms : INT64_MAX;
+    for (int attempt = 1;; attempt++) {
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            if (!rows)
                 continue;
-            }
-            vals[c] = (const char *)sqlite3_column_text(stmt, c);
-            if (!vals[c]) {
-                if (sqlite3_errcode(conn) == SQLITE_NOMEM) {
-                    status = sq_misuse(err, "out of memory reading a result", NULL);
-                    goto done;
-                }
-                vals[c] = ""; /* a zero-length BLOB */
+            if (read_row(stmt, ncols, vals) != ZDM_OK || zdm_rows_add(rows, vals) != ZDM_OK) {
+                drv->committing = 0;
+                status = sq_misuse(err, "out of memory reading a result", NULL);
+                goto done;
             }
         }
-        if (zdm_rows_add(rows, vals) != ZDM_OK) {
-            status = sq_misuse(err, "out of memory reading a result", NULL);
-            goto done;
+        if ((rc & 0xff) != SQLITE_BUSY || !autocommit_write)
+            break;
+        int64_t now = zdm_mono_ms();
+        if (now >= deadline)
+            break;
+        /* Nothing of the statement was committed: let every lock go and
+         * start it again, with rows read so far discarded. */
+        sqlite3_reset(stmt);
+        if (!sqlite3_get_autocommit(conn))
+            (void)sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);
+        if (rows) {
+            zdm_rows_free(rows);
+            rows = zdm_rows_new(ncols);
+            if (!rows) {
+                drv->committing = 0;
+                status = sq_misuse(err, "out of memory reading a result", NULL);
+                goto done;
+            }
         }
+        int64_t wait = attempt < 6 ? (int64_t)5 << attempt : 200;
+        wait += rand() % (wait / 2 + 1); /* jitter: waiting writers do not retry in step */
+        if (wait > deadline - now)
+            wait = deadline - now;
+        sqlite3_sleep((int)wait);
     }
+    drv->committing = 0;
     if (rc != SQLITE_DONE)
         status = sq_error(db, rc, NULL, err);
     else
@@ -300,7 +468,7 @@ static int sq_set_timeouts(zdm_db *db, int lock_ms, int stmt_ms, zdm_err *err)
      * per-connection state (a deadline for sqlite3_progress_handler) that
      * struct zdm_db has no place for. */
     (void)stmt_ms;
-    sqlite3_busy_timeout(db->conn, lock_ms > 0 ? lock_ms : INT_MAX);
+    ((sq_drv *)db->drv)->lock_ms = lock_ms > 0 ? lock_ms : 0;
     return ZDM_OK;
 }
 

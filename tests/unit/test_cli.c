@@ -658,7 +658,15 @@ static void test_database_url_env(void **state)
     tmp_make(&t);
     char *url = zdm_xasprintf("sqlite:%s/state.db", t.path);
     setenv("ZDM_DATABASE_URL", url, 1);
-    run r = zdm("--plans", PLANS, "--json", "status", NULL);
+    /* status never creates a database file (a mistyped path must fail) */
+    run r = zdm("--plans", PLANS, "status", NULL);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "no database file at"));
+    run_free(&r);
+    r = zdm("init", NULL);
+    assert_int_equal(r.rc, 0);
+    run_free(&r);
+    r = zdm("--plans", PLANS, "--json", "status", NULL);
     unsetenv("ZDM_DATABASE_URL");
     if (r.rc != 0)
         fprintf(stderr, "%s", r.err);
