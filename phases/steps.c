@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mutant.h"
 #include "phase.h"
+#include "sqlite_deps.h"
 #include "util.h"
 
 /* 10 minutes bounds a transactional DDL step holding its lock when the
@@ -173,6 +174,8 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
         int64_t t0 = zdm_mono_ms();
         if (c.in_tx) {
             rc = zdm_db_begin(r->db, err);
+            if (rc == 0) /* SQLite: plain indexes go with a dropped column */
+                rc = zdm_sqdeps_before_drop(r->db, id, sql, err);
             if (rc == 0)
                 rc = zdm_db_exec_script(r->db, sql, err);
             if (rc == 0)

@@ -17,6 +17,7 @@
 #include "lint.h"
 #include "phase.h"
 #include "preflight.h"
+#include "sqlite_deps.h"
 #include "util.h"
 
 typedef struct ctx {
@@ -422,6 +423,8 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
          * after cutover: refuse it now, before anything changes. */
         if (rc == 0)
             rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
+        if (rc == 0) /* SQLite: what the DROP COLUMNs to come would trip on */
+            rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_EXPAND, run.no_state, err);
         if (rc == 0)
             rc = gate_backfill_key(c, err);
         /* Every expression compiled by the database, before anything goes live. */
@@ -431,6 +434,8 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         rc = gate_contract(c, err);
         if (rc == 0)
             rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
+        if (rc == 0)
+            rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_CONTRACT, run.no_state, err);
     }
     if (rc != 0)
         return c->o->dry_run ? rc : refuse(c, "advance", to, err);
@@ -656,6 +661,14 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
                 close_ctx(&c);
                 return rc;
             }
+    }
+    /* SQLite: a down that drops a column must not stop half-way. */
+    rc = zdm_sqdeps_gate(db, plan, undo_contract ? ZDM_SQDEPS_ROLLBACK_CONTRACT : ZDM_SQDEPS_ROLLBACK_EXPAND,
+                         run.no_state, err);
+    if (rc != 0) {
+        rc = o->dry_run || rc != ZDM_EXIT_REFUSED ? rc : refuse(&c, "rollback", to, err);
+        close_ctx(&c);
+        return rc;
     }
     if (o->dry_run)
         fprintf(o->out, "-- zdm rollback %s --dry-run on %s: %s -> %s\n\n", plan->id,
