@@ -36,6 +36,7 @@ for args in "advance 0001_baseline --dry-run" "rollback 0001_baseline --dry-run"
 done
 
 t_section "advance on a missing file says it created one; init is quiet"
+rm -f "$T_SQLITE_FILE"
 zdm_run advance 0001_baseline
 t_rc "advance on a new file" 0
 t_has "advance says so" "no database file was at $T_DB; created a new, empty one" "$ZERR"

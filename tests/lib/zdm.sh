@@ -327,6 +327,9 @@ db_new() {
     sqlite)
         T_SQLITE_FILE="$T_DIR/$2.db"
         rm -f -- "$T_SQLITE_FILE"
+        # A fresh, empty database exists, as on pg: zdm creates a file
+        # only on init and advance.
+        : >"$T_SQLITE_FILE"
         T_DB="sqlite:$T_SQLITE_FILE"
         ;;
     pg)
