@@ -842,6 +842,8 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     p->lock_timeout_ms = 2000;
     p->statement_timeout_ms = 0;
     p->lock_retries = 10;
+    p->backup_keep = 3;
+    p->backup_timeout_ms = 600000;
     p->not_before_ms = -1;
     p->hooks.timeout_ms = 300000;
     p->hooks.inherit = 1;
@@ -849,7 +851,8 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
 
     static const char *const top_keys[] = {
         "id", "description", "requires", "lock_timeout", "statement_timeout", "lock_retries",
-        "allow_unsafe", "expand", "backfill", "contract", "hooks", "baseline", "on_failure", NULL};
+        "allow_unsafe", "expand", "backfill", "contract", "hooks", "baseline", "on_failure", "backup_keep",
+        "backup_timeout", NULL};
     check_keys(&c, doc, "the plan", top_keys);
 
     p->id = want_str(&c, doc, "id", "the plan", 0);
@@ -873,6 +876,8 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     p->lock_timeout_ms = want_duration(&c, doc, "lock_timeout", "the plan", p->lock_timeout_ms);
     p->statement_timeout_ms = want_duration(&c, doc, "statement_timeout", "the plan", 0);
     p->lock_retries = (int)want_int(&c, doc, "lock_retries", "the plan", 10, 0, 1000);
+    p->backup_keep = (int)want_int(&c, doc, "backup_keep", "the plan", 3, 0, 1000);
+    p->backup_timeout_ms = want_duration(&c, doc, "backup_timeout", "the plan", p->backup_timeout_ms);
     load_allow(&c, doc, p);
     {
         /* what a failed expand leaves: "rollback" (default) or "stop" */

@@ -138,6 +138,8 @@ typedef struct zdm_plan {
     int64_t lock_timeout_ms;        /* 2000 */
     int64_t statement_timeout_ms;   /* 0 = none */
     int lock_retries;               /* 10 */
+    int backup_keep;                /* sqlite: contract backups kept per plan (3; 0 = all) */
+    int64_t backup_timeout_ms;      /* sqlite: the contract backup gives up after (10 min) */
     zdm_allow *allow;
     size_t nallow;
     char checksum[65];          /* SHA-256 of the file bytes */

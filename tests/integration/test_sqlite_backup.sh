@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# test_sqlite_backup.sh -- the SQLite backup taken before contract.
+#
+#  * WAL and rollback-journal mode, an application process writing all
+#    along: contract finishes; the backup is a sound database
+#    (integrity_check), has the database's permissions (0600), is named in
+#    history, and no temporary file is left;
+#  * restore, as the README says (stop writers, remove -wal/-shm, copy the
+#    backup over, zdm status): the state and the schema agree -- the plan
+#    is cut_over again and the dropped column and the dual-write triggers
+#    are back, and advancing contracts again;
+#  * a file: URI with a query (?mode=rw&cache=shared): the backup lands
+#    beside the real file;
+#  * retention: with backup_keep = 2, five contracts leave the two newest;
+#  * a failed backup (backup_timeout too short for the copy) exits 1,
+#    leaves earlier backups untouched and no partial file;
+#  * SIGTERM during the copy exits 4 and removes the partial copy; the
+#    plan is still cut_over and contracts on the next run.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init sqlite_backup
+
+PLAN='[[expand.steps]]
+op = "rename_column"
+table = "emp"
+column = "name"
+to = "full_name"
+type = "text"'
+
+backups() { ls -1 "$T_SQLITE_FILE".zdm-backup-* 2>/dev/null; }
+leftovers() { ls -1d "$(dirname "$T_SQLITE_FILE")"/.zdm-backup-tmp-* 2>/dev/null; }
+
+app_start() {
+    rm -f "$T_DIR/stop"
+    (
+        i=0
+        while [ ! -e "$T_DIR/stop" ]; do
+            i=$((i + 1))
+            sqlite3 -cmd '.timeout 5000' "$T_SQLITE_FILE" "INSERT INTO emp(name, email) VALUES ('w$i', 'w$i@x')" \
+                2>/dev/null
+        done
+    ) &
+    APP=$!
+    T_BG_PIDS+=("$APP")
+}
+app_stop() {
+    touch "$T_DIR/stop"
+    wait "$APP"
+}
+
+for mode in wal delete; do
+    t_section "$mode: contract under writes; the backup; restore"
+    db_new sqlite "bk_$mode"
+    plans_empty
+    plan_write 0001_ren "$PLAN"
+    db_sql "PRAGMA journal_mode=$mode;
+            CREATE TABLE emp(id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+            WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
+            INSERT INTO emp(name, email) SELECT 'n' || i, hex(randomblob(100)) FROM c;" >/dev/null
+    chmod 600 "$T_SQLITE_FILE"
+    for ph in expanded backfilled cut_over; do
+        zdm_run advance 0001_ren
+        t_rc "$mode: advance to $ph" 0
+    done
+    app_start
+    sleep 0.5
+    zdm_run advance 0001_ren
+    t_rc "$mode: contract under writes" 0
+    app_stop
+    b=$(backups)
+    t_eq "$mode: one backup" 1 "$(grep -c . <<<"$b")"
+    t_eq "$mode: the backup is sound" ok "$(sqlite3 "$b" 'PRAGMA integrity_check')"
+    t_eq "$mode: the database's permissions" 600 "$(stat -c %a "$b")"
+    zdm_run --json history 0001_ren
+    t_has "$mode: history names it" "backup: $b" "$ZOUT"
+    t_eq "$mode: no temporary left" "" "$(leftovers)"
+
+    # Restore: writers stopped; -wal/-shm removed; the copy put in place.
+    rm -f "$T_SQLITE_FILE-wal" "$T_SQLITE_FILE-shm" "$T_SQLITE_FILE-journal"
+    cp "$b" "$T_SQLITE_FILE"
+    t_eq "$mode: restored: cut_over again" cut_over "$(zdm_phase_of 0001_ren)"
+    t_eq "$mode: restored: the old column is back" 1 \
+        "$(db_sql "SELECT count(*) FROM pragma_table_info('emp') WHERE name = 'name'")"
+    t_eq "$mode: restored: dual-write triggers are back" 4 \
+        "$(db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'zdm_dw_%'")"
+    t_eq "$mode: restored: every row" 0 "$(db_sql "SELECT count(*) FROM emp WHERE full_name IS NOT name")"
+    zdm_run advance 0001_ren --no-backup
+    t_rc "$mode: contract again after the restore" 0
+    t_eq "$mode: complete" complete "$(zdm_phase_of 0001_ren)"
+done
+
+t_section "file: URI with a query; retention; a failed retry; SIGTERM"
+db_new sqlite keep
+plans_empty
+plan_write 0002_idx '
+backup_keep = 2
+[[contract.steps]]
+sql  = "DROP INDEX emp_email"
+down = "CREATE INDEX emp_email ON emp(email)"'
+db_sql "CREATE TABLE emp(id INTEGER PRIMARY KEY, name TEXT, email TEXT); CREATE INDEX emp_email ON emp(email);
+        WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
+        INSERT INTO emp(name, email) SELECT 'n' || i, hex(randomblob(1000)) FROM c;"
+for ph in expanded backfilled cut_over; do zdm_run advance 0002_idx; done
+uri="sqlite:file:$T_SQLITE_FILE?mode=rw&cache=shared"
+for i in 1 2 3 4 5; do
+    T_DB=$uri zdm_run advance 0002_idx
+    t_rc "contract $i through a file: URI" 0
+    [ "$i" = 1 ] && first=$(backups)
+    t_match "contract $i: backup beside the real file" "^$T_SQLITE_FILE\.zdm-backup-0002_idx-[0-9]{8}T[0-9]{6}\.[0-9]{3}Z\$" \
+        "$(backups | tail -n 1)"
+    zdm_run rollback 0002_idx
+    t_rc "rollback $i" 0
+done
+t_eq "backup_keep = 2: two left" 2 "$(backups | grep -c .)"
+t_eq "the first one was removed" no "$([ -e "$first" ] && echo yes || echo no)"
+kept=$(backups)
+
+# A retry whose backup fails (deadline far shorter than the copy).
+sed -i 's/^backup_keep = 2$/backup_keep = 2\nbackup_timeout = 1/' "$T_PLANS/0002_idx.toml"
+zdm_run stamp 0002_idx cut_over # accept the edited file
+zdm_run advance 0002_idx
+t_rc "a backup past backup_timeout fails" 1
+t_has "says so" "backup did not finish within backup_timeout" "$ZERR"
+t_eq "earlier backups untouched" "$kept" "$(backups)"
+t_eq "no partial left" "" "$(leftovers)"
+t_eq "still cut_over" cut_over "$(zdm_phase_of 0002_idx)"
+
+# SIGTERM while the copy runs (a 60 MB database; zdm's private directory
+# appearing marks the copy's start).
+sed -i '/^backup_timeout = 1$/d' "$T_PLANS/0002_idx.toml"
+zdm_run stamp 0002_idx cut_over
+db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 30000)
+        INSERT INTO emp(name, email) SELECT 'm' || i, hex(randomblob(1000)) FROM c;"
+zdm_bg "$T_DIR/term" advance 0002_idx
+t_wait_for "the copy to start" 60 '[ -n "$(leftovers)" ]'
+kill -TERM "$ZBG_PID"
+t_wait_exit "$ZBG_JOB" 60
+zdm_bg_collect "$T_DIR/term"
+t_eq "exit 4" 4 "$WAIT_RC"
+t_has "says the backup was interrupted" "backup interrupted by signal 15" "$ZERR"
+t_eq "partial copy removed" "" "$(leftovers)"
+t_eq "earlier backups untouched" "$kept" "$(backups)"
+t_eq "still cut_over" cut_over "$(zdm_phase_of 0002_idx)"
+zdm_run advance 0002_idx
+t_rc "contract on the next run" 0
+
+t_finish
