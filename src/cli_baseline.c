@@ -198,7 +198,7 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
                  ? zdm_err_set(err, ZDM_EXIT_USAGE, "a plan with id %s exists already", name)
                  : 0;
     if (rc == 0)
-        rc = zdm_db_open(cli->db_url, &db, err);
+        rc = zdm_db_open_ex(cli->db_url, ZDM_DB_MUST_EXIST, &db, err); /* adopts a database that exists */
     if (rc == 0)
         rc = zdm_state_check(db, err);
     if (rc == 0)

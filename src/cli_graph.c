@@ -79,7 +79,7 @@ int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err)
     zdm_db *db = NULL;
     /* Phases only when a database is given: the graph itself is the files'. */
     if (cli->db_url)
-        rc = zdm_db_open(cli->db_url, &db, err);
+        rc = zdm_db_open_ex(cli->db_url, ZDM_DB_MUST_EXIST, &db, err); /* reads only: never creates a file */
     if (rc == 0 && db)
         rc = zdm_state_check(db, err); /* a layout it cannot read: exit 5, not "pending" */
     zdm_phase *ph = zdm_xcalloc(set.n ? set.n : 1, sizeof *ph);
@@ -256,6 +256,8 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
     zdm_project_apply_defaults(&project, &set);
     if ((rc = zdm_db_open(cli->db_url, &db, err)) != 0 || (rc = zdm_state_init(db, err)) != 0)
         goto out;
+    if (zdm_db_created(db)) /* as advance: a mistyped path shows here */
+        fprintf(cli->errs, "zdm: no database file was at %s; created a new, empty one\n", zdm_db_safe_url(db));
 
     w = zdm_xcalloc(set.n ? set.n : 1, sizeof *w);
     zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &project, 0, cli->allow};
