@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -281,7 +282,7 @@ static int begin_locked(zdm_db *db, zdm_err *err)
     return rc;
 }
 
-int zdm_state_init(zdm_db *db, zdm_err *err)
+static int state_init_once(zdm_db *db, zdm_err *err)
 {
     zdm_state_layout l;
     int rc = zdm_state_layout_read(db, &l, err);
@@ -306,6 +307,22 @@ int zdm_state_init(zdm_db *db, zdm_err *err)
         return rc;
     }
     return zdm_db_commit(db, err);
+}
+
+int zdm_state_init(zdm_db *db, zdm_err *err)
+{
+    /* SQLite gives the commit's lock up quickly (db_sqlite.c) rather than
+     * hold readers off; the whole transaction is retried instead, for up
+     * to 5 s as the busy wait used to allow. */
+    int64_t t0 = zdm_mono_ms();
+    for (int attempt = 1;; attempt++) {
+        int rc = state_init_once(db, err);
+        if (rc == 0 || !zdm_db_err_is_lock_timeout(err) || zdm_mono_ms() - t0 > 5000)
+            return rc;
+        zdm_err_clear(err);
+        struct timespec ts = {0, (attempt < 5 ? 20L << attempt : 500L) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int zdm_state_upgrade(zdm_db *db, int *from, zdm_err *err)
