@@ -78,8 +78,14 @@ int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err)
         return rc;
     zdm_db *db = NULL;
     /* Phases only when a database is given: the graph itself is the files'. */
-    if (cli->db_url)
-        rc = zdm_db_open_ex(cli->db_url, ZDM_DB_MUST_EXIST, &db, err); /* reads only: never creates a file */
+    if (cli->db_url) {
+        /* Reads only: never creates a file; a missing one shows every
+         * plan pending, and says so. */
+        rc = zdm_db_open_ex(cli->db_url, ZDM_DB_MUST_EXIST | ZDM_DB_MISSING_EMPTY, &db, err);
+        if (rc == 0 && zdm_db_missing(db))
+            fprintf(cli->errs, "zdm: no database file at %s: every plan is shown pending; no file is created\n",
+                    zdm_db_safe_url(db));
+    }
     if (rc == 0 && db)
         rc = zdm_state_check(db, err); /* a layout it cannot read: exit 5, not "pending" */
     zdm_phase *ph = zdm_xcalloc(set.n ? set.n : 1, sizeof *ph);
