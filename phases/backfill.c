@@ -31,6 +31,7 @@
 #include "backfill.h"
 #include "httpstat.h"
 #include "log.h"
+#include "metrics.h"
 #include "mutant.h"
 #include "pacer.h"
 #include "state.h"
@@ -81,6 +82,8 @@ typedef struct worker {
     int tty;
     int64_t last_batch_ms, replica_lag_ms;
     int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
+    zdm_histogram batch_hist; /* batch durations, seconds, for /metrics */
+    int64_t probe_ms;         /* the last check_throttle, for /metrics */
     int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
     int finished_plan;      /* this worker made the backfilled transition */
     /* outcome */
@@ -1055,7 +1058,7 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
     if (!w->db || zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
         memset(&pr, 0, sizeof pr);
     int64_t rate = recent_rate(w);
-    if (!metrics) {
+    if (!(metrics & ZDM_HTTP_FILL_METRICS)) {
         json_t *o = json_object();
         json_object_set_new(o, "plan", json_string(w->plan->id));
         json_object_set_new(o, "worker", json_string(w->me));
@@ -1079,57 +1082,33 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
         json_decref(o);
         return;
     }
-    /* label values: the plan id is [A-Za-z0-9_.-]; the reason may hold quotes */
-    zdm_buf reason = {0};
-    for (const char *p = w->pause_reason; *p; p++)
-        zdm_buf_putn(&reason, *p == '"' || *p == '\\' || *p == '\n' ? "_" : p, 1);
-    const char *id = w->plan->id;
-    zdm_buf_printf(out,
-                   "# HELP zdm_backfill_rows_done Rows converted by every worker of the plan.\n"
-                   "# TYPE zdm_backfill_rows_done counter\n"
-                   "zdm_backfill_rows_done{plan=\"%s\"} %lld\n"
-                   "# HELP zdm_backfill_rows_total_estimate Rows to convert, estimated at the start.\n"
-                   "# TYPE zdm_backfill_rows_total_estimate gauge\n"
-                   "zdm_backfill_rows_total_estimate{plan=\"%s\"} %lld\n"
-                   "# HELP zdm_backfill_worker_rows_done Rows converted by this worker.\n"
-                   "# TYPE zdm_backfill_worker_rows_done counter\n"
-                   "zdm_backfill_worker_rows_done{plan=\"%s\"} %lld\n"
-                   "# HELP zdm_backfill_rows_per_second This worker's recent rate.\n"
-                   "# TYPE zdm_backfill_rows_per_second gauge\n"
-                   "zdm_backfill_rows_per_second{plan=\"%s\"} %lld\n"
-                   "# HELP zdm_backfill_batch_duration_ms Duration of the last batch.\n"
-                   "# TYPE zdm_backfill_batch_duration_ms gauge\n"
-                   "zdm_backfill_batch_duration_ms{plan=\"%s\"} %lld\n"
-                   "# HELP zdm_backfill_batch_size Rows in the next batch.\n"
-                   "# TYPE zdm_backfill_batch_size gauge\n"
-                   "zdm_backfill_batch_size{plan=\"%s\"} %lld\n"
-                   "# HELP zdm_backfill_throttled 1 while a throttle signal holds the worker.\n"
-                   "# TYPE zdm_backfill_throttled gauge\n"
-                   "zdm_backfill_throttled{plan=\"%s\",reason=\"%s\"} %d\n"
-                   "# HELP zdm_backfill_replica_lag_ms Largest replica replay lag at the last reading.\n"
-                   "# TYPE zdm_backfill_replica_lag_ms gauge\n"
-                   "zdm_backfill_replica_lag_ms{plan=\"%s\"} %lld\n",
-                   id, (long long)pr.rows_done, id, (long long)pr.total_est, id, (long long)w->rows_mine, id,
-                   (long long)rate, id, (long long)w->last_batch_ms, id, (long long)w->pacer.size, id,
-                   reason.data ? reason.data : "", w->pause_reason[0] != 0, id, (long long)w->replica_lag_ms);
-    zdm_buf_free(&reason);
     /* Last progress: the newest batch any worker committed (the state, so
      * a worker that answers while another is stuck still tells).  Stalled:
      * none for STALL_MS while this worker is neither paused nor held by a
      * throttle signal -- a batch blocked on a lock, a dead database. */
     int64_t last = 0;
-    if (w->db && zdm_backfill_last_progress(w->db, id, &last, &e) != 0)
+    if (w->db && zdm_backfill_last_progress(w->db, w->plan->id, &last, &e) != 0)
         last = 0;
     int64_t since = last > w->start_wall_ms ? last : w->start_wall_ms;
-    int stalled = !w->pause_reason[0] && zdm_now_ms() - since > STALL_MS;
-    zdm_buf_printf(out,
-                   "# HELP zdm_backfill_last_progress_timestamp_seconds When the plan's last batch committed (any worker); 0 before the first.\n"
-                   "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n"
-                   "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n"
-                   "# HELP zdm_backfill_stalled 1 when no batch has committed for %d s and nothing pauses this worker.\n"
-                   "# TYPE zdm_backfill_stalled gauge\n"
-                   "zdm_backfill_stalled{plan=\"%s\"} %d\n",
-                   id, (double)last / 1000.0, STALL_MS / 1000, id, stalled);
+    zdm_backfill_metrics m = {
+        .plan = w->plan->id,
+        .rows_done = pr.rows_done,
+        .rows_estimate = pr.total_est,
+        .worker_rows_done = w->rows_mine,
+        .rows_per_second = rate,
+        .last_batch_ms = w->last_batch_ms,
+        .batch_size = w->pacer.size,
+        .batch_seconds = &w->batch_hist,
+        .throttled = w->pause_reason[0] != 0,
+        .throttle_reason = w->pause_reason,
+        .throttled_for_ms = w->pause_reason[0] ? zdm_mono_ms() - w->pause_since_ms : 0,
+        .replica_lag_ms = w->replica_lag_ms,
+        .probe_ms = w->probe_ms,
+        .last_progress_ms = last,
+        .stalled = !w->pause_reason[0] && zdm_now_ms() - since > STALL_MS,
+        .stall_after_ms = STALL_MS,
+    };
+    zdm_metrics_backfill(&m, !(metrics & ZDM_HTTP_FILL_NO_DEPRECATED), out);
 }
 
 /* ---- finishing ---- */
@@ -1423,7 +1402,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     char why[512];
+    int64_t probe_t0 = zdm_mono_ms();
     int rc = check_throttle(w, why, sizeof why, err);
+    w->probe_ms = zdm_mono_ms() - probe_t0;
     if (rc != 0) {
         failed(w, rc);
         return;
@@ -1461,6 +1442,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     w->busy_retries = 0;
     zdm_pacer_record(&w->pacer, scanned, t1 - t0, t1);
     w->last_batch_ms = t1 - t0;
+    zdm_histogram_observe(&w->batch_hist, (double)(t1 - t0) / 1000.0);
     note_rows(w, updated);
     zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld",
             w->range_id, (long long)scanned, (long long)updated, (long long)(t1 - t0), (long long)w->pacer.size);
@@ -1484,6 +1466,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     w.range_id = -1;
     w.start_ms = zdm_mono_ms();
     w.start_wall_ms = zdm_now_ms();
+    zdm_histogram_init_batch(&w.batch_hist);
     w.tty = o->progress_tty >= 0 ? o->progress_tty : isatty(2);
     snprintf(w.me, sizeof w.me, "%s pid %d", zdm_whoami(), (int)getpid());
     w.th = plan->backfill->throttle;

@@ -157,6 +157,11 @@ int zdm_http_parse(const char *buf, size_t len, zdm_http_req *req)
     const char *q = memchr(tgt, '?', tlen);
     if (q)
         plen = (size_t)(q - tgt);
+    for (const char *a = q; a && a < tgt + tlen; a = memchr(a + 1, '&', (size_t)(tgt + tlen - a - 1))) {
+        size_t rest = (size_t)(tgt + tlen - a - 1);
+        if (rest >= 12 && memcmp(a + 1, "deprecated=0", 12) == 0 && (rest == 12 || a[13] == '&'))
+            req->no_deprecated = 1;
+    }
     if (plen == 7 && memcmp(tgt, "/status", 7) == 0)
         req->route = ZDM_HTTP_STATUS;
     else if (plen == 8 && memcmp(tgt, "/metrics", 8) == 0)
@@ -216,7 +221,8 @@ static void respond(conn *c, int status, const zdm_http_req *req)
         status = 404;
     if (status == 200) {
         int metrics = req->route == ZDM_HTTP_METRICS;
-        h->fill(h->arg, metrics, &body);
+        h->fill(h->arg, metrics ? ZDM_HTTP_FILL_METRICS | (req->no_deprecated ? ZDM_HTTP_FILL_NO_DEPRECATED : 0) : 0,
+                &body);
         type = metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json";
     } else if (status == 404) {
         zdm_buf_puts(&body, "not found: try /status or /metrics\n");

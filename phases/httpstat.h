@@ -40,8 +40,12 @@
 
 typedef struct zdm_httpstat zdm_httpstat;
 
-/* Fills json (for /status) or metrics text (for /metrics). */
-typedef void (*zdm_httpstat_fill)(void *arg, int metrics, zdm_buf *out);
+/* Fills json (for /status: what is 0) or metrics text (for /metrics:
+ * what has ZDM_HTTP_FILL_METRICS, and ZDM_HTTP_FILL_NO_DEPRECATED when the
+ * scrape asked /metrics?deprecated=0). */
+#define ZDM_HTTP_FILL_METRICS 1
+#define ZDM_HTTP_FILL_NO_DEPRECATED 2
+typedef void (*zdm_httpstat_fill)(void *arg, int what, zdm_buf *out);
 
 /* listen: "PORT" (127.0.0.1), "HOST:PORT", or "[IPv6]:PORT" such as
  * "[::1]:9187".  Errors are usage errors (exit 2) for a malformed value
@@ -56,6 +60,7 @@ typedef enum zdm_http_route { ZDM_HTTP_STATUS = 1, ZDM_HTTP_METRICS = 2 } zdm_ht
 typedef struct zdm_http_req {
     int head;             /* HEAD: headers only */
     zdm_http_route route; /* 0 when the path is neither: 404 */
+    int no_deprecated;    /* the query has deprecated=0 */
 } zdm_http_req;
 /* Returns 0 when more bytes are needed, 200 when a whole request was read
  * (req filled), or the HTTP status to answer with: 400 malformed, 405

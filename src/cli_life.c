@@ -187,6 +187,35 @@ int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err)
     return rc;
 }
 
+/* A JSON string of stored text.  Rows written before messages were cut on
+ * a character boundary (and hook output, which is any bytes) may hold
+ * invalid UTF-8, which jansson refuses: such bytes become '?' instead of
+ * the whole value vanishing from the output. */
+static json_t *jtext(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = zdm_xstrdup(s);
+    unsigned char *p = (unsigned char *)copy;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = n > 0;
+        for (int i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xC0) == 0x80;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+    j = json_string(copy);
+    free(copy);
+    return j ? j : json_null();
+}
+
 static json_t *jtime(int64_t ms)
 {
     char ts[40];
@@ -487,7 +516,7 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
                 json_object_set_new(o, "from", from ? json_string(from) : json_null());
                 json_object_set_new(o, "to", to ? json_string(to) : json_null());
                 json_object_set_new(o, "outcome", json_string(outcome));
-                json_object_set_new(o, "detail", detail ? json_string(detail) : json_null());
+                json_object_set_new(o, "detail", jtext(detail));
                 json_array_append_new(arr, o);
             } else {
                 char move[64];

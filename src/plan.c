@@ -571,6 +571,32 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
     const toml_value *th = want(c, t, "throttle", TOML_TABLE, w);
     if (th)
         load_throttle(c, th, &b->throttle);
+    /* dual_write.sources name the columns whose writes fire the forward
+     * trigger: plain column names, each once, never a column the forward
+     * direction itself writes (set.*).  A reverse target may be a source:
+     * rename_column's old column is both, the WHEN clauses keep the two
+     * directions apart. */
+    const toml_value *srcv = dw && dw->type == TOML_TABLE ? toml_get(dw, "sources") : NULL;
+    for (size_t i = 0; srcv && i < b->dw_sources.n; i++) {
+        const char *src = b->dw_sources.v[i];
+        const toml_value *at = srcv->type == TOML_ARRAY && i < srcv->u.array.len ? srcv->u.array.items[i] : srcv;
+        if (!ident_ok(src, 0)) {
+            bad(c, at->line, at->col, "[backfill.dual_write] sources: \"%s\" is not a valid column name", src);
+            continue;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(b->dw_sources.v[j], src) == 0)
+                bad(c, at->line, at->col, "[backfill.dual_write] sources: \"%s\" is listed twice", src);
+        for (size_t j = 0; j < b->nset; j++)
+            if (strcmp(b->set[j].column, src) == 0)
+                bad(c, at->line, at->col,
+                    "[backfill.dual_write] sources: \"%s\" is a backfill target (set.%s); sources are the "
+                    "columns the old application writes, from which the targets are computed", src, src);
+    }
+    if (srcv && srcv->type == TOML_ARRAY && srcv->u.array.len == 0)
+        bad(c, srcv->line, srcv->col,
+            "[backfill.dual_write] sources is empty: list the columns whose writes must update the targets, "
+            "or leave sources out (every UPDATE then fires the trigger)");
     /* A column written by both directions would loop; refuse early. */
     for (size_t i = 0; i < b->nreverse; i++)
         for (size_t j = 0; j < b->nset; j++)

@@ -157,6 +157,22 @@ static void test_unknown_key_in_dual_write(void **state)
            "plans/0002.toml:5:1: unknown key \"source\" in [backfill.dual_write] (did you mean \"sources\"?)");
 }
 
+/* dual_write.sources: plain column names, each once, never a target. */
+static void test_dual_write_sources_checked(void **state)
+{
+    (void)state;
+    EXPECT("[backfill]\ntable = \"events\"\nset.a = \"b\"\nreverse_ok = 1\n"
+           "[backfill.dual_write]\nsources = [\"b\", \"x y\", \"b\", \"a\", \"r\"]\nreverse.r = \"a\"\n",
+           "plans/0002.toml:4:1: unknown key \"reverse_ok\" in [backfill]",
+           "plans/0002.toml:6:17: [backfill.dual_write] sources: \"x y\" is not a valid column name",
+           "plans/0002.toml:6:24: [backfill.dual_write] sources: \"b\" is listed twice",
+           "plans/0002.toml:6:29: [backfill.dual_write] sources: \"a\" is a backfill target (set.a); sources are "
+           "the columns the old application writes, from which the targets are computed");
+    EXPECT("[backfill]\ntable = \"events\"\nset.a = \"b\"\n[backfill.dual_write]\nsources = []\n",
+           "plans/0002.toml:5:11: [backfill.dual_write] sources is empty: list the columns whose writes must "
+           "update the targets, or leave sources out (every UPDATE then fires the trigger)");
+}
+
 static void test_unknown_key_in_contract(void **state)
 {
     (void)state;
@@ -1314,6 +1330,7 @@ int main(void)
         cmocka_unit_test(test_unknown_key_in_backfill),
         cmocka_unit_test(test_unknown_key_in_throttle),
         cmocka_unit_test(test_unknown_key_in_dual_write),
+        cmocka_unit_test(test_dual_write_sources_checked),
         cmocka_unit_test(test_unknown_key_in_contract),
         cmocka_unit_test(test_unknown_key_in_hooks),
         cmocka_unit_test(test_unknown_key_in_step),
