@@ -69,8 +69,8 @@ t_section "alert rules"
 block yaml >"$T_DIR/rules.yml"
 t_has "the rules are there" "ZdmContractOverdue" "$(cat "$T_DIR/rules.yml")"
 # Every metric a rule names is exported by zdm: status --format prometheus
-# or a worker's /metrics (backfill.c).
-exported=$(cat "$P/zdm.prom"; grep -o 'zdm_backfill_[a-z_]*' "$ZDM_SRC/phases/backfill.c")
+# or a worker's /metrics (phases/metrics.c).
+exported=$(cat "$P/zdm.prom"; grep -o 'zdm_backfill_[a-z_]*' "$ZDM_SRC/phases/metrics.c")
 for m in $(grep -o 'zdm_[a-z_]*' "$T_DIR/rules.yml" | sort -u); do
     t_has "the rules' metric $m is exported" "$m" "$exported"
 done
