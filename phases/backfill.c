@@ -398,6 +398,8 @@ static int init_ranges(worker *w, zdm_err *err)
                  * the very ends.  ukeys is the number of key values minus
                  * one, which always fits. */
                 unsigned long long ukeys = (unsigned long long)hiv - (unsigned long long)lov;
+                if (zdm_mutant("range_overflow")) /* the span in signed 64 bits */
+                    ukeys = (unsigned long long)(hiv - lov);
                 /* no statistics yet: the key span, capped so that the
                  * progress arithmetic (rows * 1000 / rate) cannot overflow */
                 if (est <= 0)

@@ -111,8 +111,8 @@ class PgServer:
 
     def start(self):
         self._owner([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
-                     f"-p 5432 -k '{self.dir}' -c listen_addresses='' -c fsync=off -c max_connections=100 "
-                     "-c synchronous_commit=off", "start"])
+                     f"-p 5432 -k '{self.dir}' -c listen_addresses='' -c fsync=off -c max_connections=100",
+                     "start"])  # commits must survive an immediate restart: no synchronous_commit=off
 
     def restart(self, mode):
         self._owner([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop"], check=False)
@@ -210,6 +210,10 @@ class Gen:
         self.kind, self.focus = kind, focus
         keys = ["int", "int", "composite", "text", "edge"] + (["rowid"] if kind == "sqlite" else [])
         self.key = rng.choice(keys)
+        if focus == "overflow":
+            self.key = "edge"
+        if focus == "kill":
+            self.batch, self.workers, self.max_rps, self.nrows = 37, 3, 0, 9000
         self.nrows = rng.randint(2000, 9000)
         # The row rule (README): a row is converted iff it matches where,
         # which the triggers evaluate on the new row.  "grp <> 0" selects
@@ -217,6 +221,8 @@ class Gen:
         # converted row leave the rule, so later writes of src are no
         # longer followed (dst keeps f of some earlier src of the row).
         self.where = rng.choice([None, "dst IS NULL", "grp <> 0"])
+        if focus == "where":
+            self.where = "grp <> 0"
         # a two-way plan whose where names the target stops following both
         # directions once a row is converted (zdm plan show says so): not a
         # plan anyone should run, so not generated
@@ -697,10 +703,11 @@ class Run:
         workers = [self.start("backfill", self.plan) for _ in range(g.workers)]
         deadline = time.time() + 40
         restarts = 0
+        storm = g.focus == "kill"  # kill -9 after kill -9, workers restarted each time
         while time.time() < deadline and any(p.poll() is None for p in workers):
-            time.sleep(rng.uniform(0.02, 0.5))
+            time.sleep(rng.uniform(0.01, 0.12) if storm else rng.uniform(0.02, 0.5))
             alive = [p for p in workers if p.poll() is None]
-            a = rng.random()
+            a = rng.random() * (0.25 if storm else 1)
             if not alive:
                 break
             if a < 0.25:
@@ -718,8 +725,6 @@ class Run:
             elif a < 0.55 and self.kind == "pg" and restarts < 1:
                 restarts += 1
                 self.pg_restart()
-            elif a < 0.6:
-                workers.append(self.start("advance", self.plan))  # runs a worker in-process
         for p in workers:
             try:
                 p.wait(timeout=max(1, deadline - time.time()) + 60)
@@ -941,9 +946,11 @@ class Run:
 
 MUTANTS = {
     # name: (database, focus, seeds to try)
-    "checkpoint_split": ("pg", None, 12),
+    "checkpoint_split": ("pg", "kill", 6),
     "rollback_keeps_steps": ("both", "rollback", 8),
     "phase_unlocked": ("both", "phase", 6),
+    "trigger_no_where": ("both", "where", 6),
+    "range_overflow": ("both", "overflow", 6),
 }
 
 
