@@ -765,9 +765,18 @@ int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err)
         rc = zdm_state_get(s.db, s.plan->id, &st, err);
         if (rc == 0) {
             int64_t due = zdm_life_contract_due_ms(s.plan, &st);
+            zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
+            /* Scheduling ahead is allowed, but never silently: the time
+             * only matters once the plan is cut over. */
+            if (!cli->cancel && ph != ZDM_CUT_OVER)
+                zdm_log(ZDM_LOG_WARN, s.plan->id, NULL,
+                        "the plan is %s, not cut over: %s", zdm_phase_name(ph),
+                        ph == ZDM_ROLLED_BACK ? "the schedule counts only if it is advanced and cut over again"
+                                                 : "the schedule counts once it is cut over");
             if (cli->json) {
                 json_t *o = json_object();
                 json_object_set_new(o, "id", json_string(s.plan->id));
+                json_object_set_new(o, "phase", json_string(zdm_phase_name(ph)));
                 json_object_set_new(o, "contract_after", at && !cli->cancel ? json_string(zdm_format_time(at, ts, sizeof ts)) : json_null());
                 json_object_set_new(o, "contract_due", due ? json_string(zdm_format_time(due, ts2, sizeof ts2)) : json_null());
                 json_object_set_new(o, "cancelled", json_boolean(cli->cancel));

@@ -111,6 +111,13 @@ db_new sqlite hooks
 zdm_run advance --all
 t_rc "advance --all with a cutover hook" 0
 t_match "hook output is set apart" 'hook cutover\[echo\]:   \| switched to green' "$ZERR"
+plan_write 0002_later 'requires = ["0001_baseline"]
+[[expand.steps]]
+sql = "CREATE TABLE later (id integer)"
+down = "DROP TABLE later"'
+zdm_run schedule 0002_later --after 1h
+t_rc "scheduling ahead" 0
+t_has "scheduling a plan that is not cut over says so" "the plan is pending, not cut over" "$ZERR"
 zdm_run help schedule
 t_lacks "help does not show a [contract] argument" "schedule PLAN [contract]" "$ZOUT"
 rm -f "$T_DIR/proj/zdm.toml"
