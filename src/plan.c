@@ -944,6 +944,31 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
      * fields are known to be well-formed. */
     if (!c.errors)
         c.errors += zdm_ops_expand(p, diags);
+    /* The SQL an operation became keeps the same bounds as hand-written
+     * SQL: a deep `check` or `up` expression is refused here, not later. */
+    int told_line = 0, told_col = 0; /* one message per op, whatever it became */
+    for (int ph = 0; !c.errors && ph < 2; ph++) {
+        const zdm_step *st = ph == 0 ? p->expand : p->contract;
+        size_t n = ph == 0 ? p->nexpand : p->ncontract;
+        for (size_t i = 0; i < n; i++) {
+            if (!st[i].from_op || (st[i].line == told_line && st[i].col == told_col))
+                continue;
+            for (int k = 0; k < 4; k++) {
+                const char *text = k & 1 ? st[i].down_for[k / 2] : st[i].sql_for[k / 2];
+                int line = 0, col = 0;
+                zdm_buf why = {0};
+                if (text && zdm_sql_check_limits(text, k / 2 == 0 ? ZDM_SQL_PG : ZDM_SQL_SQLITE, &line, &col,
+                                                 &why) != 0) {
+                    bad(&c, st[i].line, st[i].col, "%s step (op \"%s\"): the SQL it becomes holds %s",
+                        ph == 0 ? "expand" : "contract", st[i].from_op, why.data);
+                    told_line = st[i].line;
+                    told_col = st[i].col;
+                    k = 4;
+                }
+                zdm_buf_free(&why);
+            }
+        }
+    }
 
     /* A baseline records a schema that already exists: an empty database
      * has an empty one. */

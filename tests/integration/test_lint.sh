@@ -168,6 +168,12 @@ t_has "file:line:col" "deep.sql:2:3: a statement nesting deeper than 1000 levels
 ZRC=0
 "$ZDM" lint - <"$T_DIR/deep.sql" >"$T_DIR/last.out" 2>&1 || ZRC=$?
 t_rc "zdm lint - of it" 2
+python3 -c "print('description = \"deep check\"\n[[expand.steps]]\nop = \"add_check\"\ntable = \"t\"\ncheck = \"' + ' + '.join(['a'] * 5000) + ' > 0\"')" \
+    >"$T_DIR/0098_deep_op.toml"
+lint_run plan validate "$T_DIR/0098_deep_op.toml"
+t_rc "plan validate of an operation whose SQL would be too deep" 2
+t_has "one message, at the op" "0098_deep_op.toml:2:1: expand step (op \"add_check\"): the SQL it becomes holds a statement nesting deeper than 1000 levels" "$ZERR"
+t_has "once" "1 problem found" "$ZERR"
 
 # ------------------------------------------------------------ zdm advance
 t_section "advance on SQLite: SQLite's rules; a plain CREATE INDEX advances"
