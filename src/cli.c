@@ -349,7 +349,8 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
  * learns why. */
 static void print_err(FILE *errs, FILE *json_out, int code, const zdm_err *err)
 {
-    zdm_log_final_error(errs, err);
+    if (errs)
+        zdm_log_final_error(errs, err);
     if (!json_out)
         return;
     char ts[40];
@@ -561,7 +562,10 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         zdm_log_set_format((zdm_log_format)lf);
     }
     if (want_version) {
-        fprintf(out, "zdm %s\n", ZDM_VERSION);
+        if (cli.json)
+            fprintf(out, "{\"version\": \"%s\"}\n", ZDM_VERSION);
+        else
+            fprintf(out, "zdm %s\n", ZDM_VERSION);
         return 0;
     }
     if (nwords == 0) {
@@ -570,6 +574,11 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
             return 0;
         }
         usage(errs);
+        if (cli.json) {
+            zdm_err_set(&err, ZDM_EXIT_USAGE, "no command given");
+            zdm_err_detail(&err, "run \"zdm --help\" for the list of commands");
+            print_err(NULL, out, ZDM_EXIT_USAGE, &err);
+        }
         return ZDM_EXIT_USAGE;
     }
     if (strcmp(words[0], "help") == 0) {

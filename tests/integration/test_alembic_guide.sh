@@ -83,6 +83,8 @@ zdm_run plan validate
 t_rc "plan validate" 0
 zdm_run lint
 t_rc "lint" 0
+zdm_run advance --all --to backfilled
+t_rc "advance --all --to backfilled" 0
 zdm_run advance --all --to cut_over
 t_rc "advance --all --to cut_over" 0
 sqlite3 app.db "INSERT INTO users (email) VALUES ('Old@App.example')"

@@ -70,6 +70,10 @@ t_rc "no database" 2
 all_json "usage error" "$out"
 t_eq "usage error as JSON" "no database given" "$(jq -r .message <<<"$out")"
 
+out=$("$ZDM" --json --version); t_eq "--json --version" '"0.1.0"' "$(jq .version <<<"$out" | sed 's/[0-9][0-9.]*/0.1.0/')"
+out=$("$ZDM" --json 2>/dev/null); all_json "no command" "$out"
+t_eq "no command: an error event" error "$(jq -r .event <<<"$out")"
+
 t_section "--log-format kv and json"
 db_new sqlite fmt
 zdm_run --log-format kv advance 0001_t
