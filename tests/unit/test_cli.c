@@ -180,7 +180,13 @@ static void test_help(void **state)
     expect(zdm("help", NULL), 0, usage, "");
     /* no command at all: the same text, on errs, exit 2 */
     expect(zdm(NULL), 2, "", usage);
-    expect(zdm("--json", NULL), 2, "", usage);
+    /* --json: the usage on errs too, and stdout says why in JSON */
+    r = zdm("--json", NULL);
+    assert_int_equal(r.rc, 2);
+    assert_string_equal(r.err, usage);
+    assert_true(starts_with(r.out, "{\"event\":\"error\","));
+    assert_non_null(strstr(r.out, "\"message\":\"no command given\""));
+    run_free(&r);
     free(usage);
 }
 
