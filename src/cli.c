@@ -173,6 +173,11 @@ static const cmd commands[] = {
      "then; zdm run-due contracts only plans with a due time.  A time in the past\n"
      "is refused unless --force.  A rollback removes the schedule.\n",
      OPT_AT | OPT_AFTER | OPT_CANCEL | OPT_FORCE, 1, 2, zdm_cmd_schedule},
+    {NULL, "retry", "PLAN", "clear a plan's failed contract state so run-due tries again",
+     "run-due gives up on a plan's contract after [contract] max_attempts\n"
+     "failures (zdm.toml, default 3): the plan is failed and run-due skips it\n"
+     "(exit 3) until an operator runs this, or zdm rollback.  Records it in history.\n",
+     0, 1, 1, zdm_cmd_retry},
     {NULL, "run-due", "", "contract every plan whose contract is due",
      "For a systemd timer or cron: advances every cut-over plan whose contract is\n"
      "due.  Safe when several hosts run it at once: each plan is contracted once.\n",

@@ -81,6 +81,7 @@ int zdm_cmd_set(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err);
+int zdm_cmd_retry(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_lint(zdm_cli *cli, zdm_err *err);
 int zdm_cmd_new(zdm_cli *cli, zdm_err *err);            /* cli_new.c */
 int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err);     /* cli_graph.c */

@@ -802,6 +802,33 @@ int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err)
     return rc;
 }
 
+int zdm_cmd_retry(zdm_cli *cli, zdm_err *err)
+{
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    zdm_plan_state st;
+    memset(&st, 0, sizeof st);
+    if (rc == 0 && zdm_state_exists(s.db))
+        rc = zdm_state_get(s.db, s.plan->id, &st, err);
+    if (rc == 0 && !st.failed_ms && !st.attempts) {
+        fprintf(cli->out, "%s: not failed; nothing to clear\n", s.plan->id);
+    } else if (rc == 0) {
+        int was_failed = 0;
+        rc = zdm_state_contract_retry(s.db, s.plan->id, &was_failed, err);
+        char detail[700];
+        snprintf(detail, sizeof detail, "%s after %d contract attempt%s; last error: %s",
+                 was_failed ? "failed state cleared" : "attempt count cleared", st.attempts,
+                 st.attempts == 1 ? "" : "s", st.last_error[0] ? st.last_error : "(none)");
+        zdm_history_entry h = {s.plan->id, "retry", zdm_phase_name(st.phase), NULL, "ok", detail};
+        if (rc == 0)
+            rc = zdm_state_history_add(s.db, &h, NULL, err);
+        if (rc == 0)
+            fprintf(cli->out, "%s: %s; the next zdm run-due tries contract again\n", s.plan->id, detail);
+    }
+    close_session(&s);
+    return rc;
+}
+
 int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err)
 {
     session s;

@@ -41,7 +41,7 @@ int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
     memset(out, 0, sizeof *out);
     out->hooks.timeout_ms = 300000;
     out->hooks.inherit = 1;
-    out->not_before_ms = -1;
+    zdm_contract_defaults_init(&out->contract);
     /* zdm.toml lives beside the plans directory: in its parent. */
     char *dir = zdm_xstrdup(plans_dir);
     size_t n = strlen(dir);
@@ -72,7 +72,7 @@ int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
         return ZDM_EXIT_USAGE;
     }
     int rc = zdm_hooks_load_doc(path, doc, &out->hooks, diags);
-    int rc2 = zdm_project_contract_load(path, doc, &out->not_before_ms, diags);
+    int rc2 = zdm_project_contract_load(path, doc, &out->contract, diags);
     if (rc == 0 && rc2 != 0) {
         zdm_hooks_free(&out->hooks);
         rc = rc2;
@@ -81,7 +81,7 @@ int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
         toml_free(doc);
         free(path);
         memset(out, 0, sizeof *out);
-        out->not_before_ms = -1;
+        zdm_contract_defaults_init(&out->contract);
         return rc;
     }
     out->doc = doc;
@@ -91,9 +91,9 @@ int zdm_project_load(const char *plans_dir, zdm_project *out, zdm_diags *diags)
 
 void zdm_project_apply_defaults(const zdm_project *proj, zdm_plan_set *set)
 {
-    for (size_t i = 0; proj->not_before_ms >= 0 && i < set->n; i++)
+    for (size_t i = 0; proj->contract.not_before_ms >= 0 && i < set->n; i++)
         if (set->plans[i]->not_before_ms < 0)
-            set->plans[i]->not_before_ms = proj->not_before_ms;
+            set->plans[i]->not_before_ms = proj->contract.not_before_ms;
 }
 
 void zdm_project_free(zdm_project *p)
@@ -217,6 +217,15 @@ static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event 
     setenv("ZDM_DIALECT", env->dialect ? env->dialect : "", 1);
     setenv("ZDM_DATABASE_URL", db_url, 1);
     setenv("ZDM_HISTORY_ID", hid, 1);
+    if (env->error) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", env->exit_code);
+        setenv("ZDM_ERROR", env->error, 1);
+        setenv("ZDM_EXIT_CODE", code, 1);
+    } else {
+        unsetenv("ZDM_ERROR");
+        unsetenv("ZDM_EXIT_CODE");
+    }
     setenv("ZDM_PLAN_FILE", plan_file, 1);
     /* The parent may hold a password in its environment: never pass it on. */
     unsetenv("PGPASSWORD");

@@ -17,7 +17,7 @@
  * file is not an error (*out gets an empty project). */
 typedef struct zdm_project {
     zdm_hooks hooks;
-    int64_t not_before_ms;  /* [contract] not_before: default soak after cutover, -1 when none */
+    zdm_contract_defaults contract; /* [contract]: default soak, run-due's failure policy */
     char *path;         /* NULL when there is no zdm.toml */
     toml_value *doc;
 } zdm_project;
@@ -34,6 +34,11 @@ typedef struct zdm_hook_env {
     const char *dialect;     /* "postgresql" | "sqlite" */
     const char *db_url;      /* URL with the password already removed */
     long long history_id;    /* the history row of the transition (0 when none) */
+    /* on_failure: what failed (ZDM_ERROR, one line, passwords already
+     * scrubbed) and the exit code it gives (ZDM_EXIT_CODE); NULL / 0
+     * for the other events, which get neither variable. */
+    const char *error;
+    int exit_code;
 } zdm_hook_env;
 
 /* Runs every command for `ev`: the project's first, then the plan's

@@ -26,6 +26,8 @@ typedef struct ctx {
     const zdm_life_opts *o;
     int locked;
     zdm_plan_state st;
+    const zdm_err *failure;  /* what on_failure hooks are told (ZDM_ERROR, ZDM_EXIT_CODE) */
+    int64_t refused_hid;     /* the history row refuse() wrote, 0 when none */
 } ctx;
 
 static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
@@ -36,7 +38,7 @@ static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
         zdm_err_clear(&e2);
         zdm_history_entry h = {c->plan->id, action, zdm_phase_name(c->st.phase),
                                zdm_phase_name(to), "refused", err->msg};
-        if (zdm_state_history_add(c->db, &h, NULL, &e2) != 0)
+        if (zdm_state_history_add(c->db, &h, &c->refused_hid, &e2) != 0)
             zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not record the refusal in history: %s", e2.msg);
     }
     return err->code;
@@ -171,7 +173,11 @@ static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next,
     }
     char *url = zdm_url_without_password(zdm_db_safe_url(c->db));
     zdm_hook_env env = {zdm_phase_name(phase), zdm_phase_name(next), zdm_db_dialect_name(c->db), url,
-                        (long long)hid};
+                        (long long)hid, NULL, 0};
+    if (ev == ZDM_HOOK_ON_FAILURE && c->failure) {
+        env.error = c->failure->msg;
+        env.exit_code = c->failure->code;
+    }
     zdm_buf tail = {0};
     int ran = 0;
     int rc = zdm_hooks_run(c->o->project, p, ev, &env, &ran, &tail, err);
@@ -186,6 +192,22 @@ static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next,
         zdm_log(ZDM_LOG_WARN, p->id, NULL, "could not record the hook run in history: %s", e2.msg);
     zdm_buf_free(&tail);
     return rc;
+}
+
+/* The on_failure hooks of a transition that failed or was refused, told
+ * why (ZDM_ERROR, ZDM_EXIT_CODE) and pointed at its history row, which
+ * is closed by then.  err is left as it was. */
+static void on_failure(ctx *c, zdm_phase from, zdm_phase to, int64_t hid, zdm_err *err)
+{
+    if (c->o->dry_run || err->code == ZDM_EXIT_INTERRUPTED)
+        return;
+    zdm_err keep = *err, e2;
+    zdm_err_clear(&e2);
+    c->failure = &keep;
+    if (run_hooks(c, ZDM_HOOK_ON_FAILURE, from, to, hid, &e2) != 0)
+        zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "on_failure hook failed too: %s", e2.msg);
+    c->failure = NULL;
+    *err = keep;
 }
 
 static int check_requires(ctx *c, const zdm_plan_set *set, zdm_err *err)
@@ -412,8 +434,13 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
     if (to == ZDM_EXPANDED || to == ZDM_COMPLETE) {
         rc = zdm_lint_gate(p, set, to == ZDM_EXPANDED ? ZDM_PHASE_EXPAND : ZDM_PHASE_CONTRACT,
                            c->o->allow, (int)zdm_db_kind_of(c->db), err);
-        if (rc != 0)
-            return c->o->dry_run || rc != ZDM_EXIT_REFUSED ? rc : refuse(c, "advance", to, err);
+        if (rc != 0) {
+            if (c->o->dry_run || rc != ZDM_EXIT_REFUSED)
+                return rc;
+            rc = refuse(c, "advance", to, err);
+            on_failure(c, from, to, c->refused_hid, err);
+            return rc;
+        }
     }
     if (to == ZDM_EXPANDED) {
         rc = check_requires(c, set, err);
@@ -437,8 +464,13 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         if (rc == 0)
             rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_CONTRACT, run.no_state, err);
     }
-    if (rc != 0)
-        return c->o->dry_run ? rc : refuse(c, "advance", to, err);
+    if (rc != 0) {
+        if (c->o->dry_run)
+            return rc;
+        rc = refuse(c, "advance", to, err);
+        on_failure(c, from, to, c->refused_hid, err);
+        return rc;
+    }
 
     int64_t hid = c->o->dry_run ? 0 : begin_history(c, "advance", to);
     char detail[1200] = "";
@@ -459,6 +491,7 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
         zdm_err_detail(err, "nothing was changed; fix what the hook checks (or the hook), then run "
                             "\"zdm advance %s\" again", p->id);
         end_history(c, hid, rc, err, NULL);
+        on_failure(c, from, to, hid, err);
         return rc;
     }
 
@@ -582,13 +615,10 @@ static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
             zdm_err_detail(err, "the plan stays %s and every completed step is recorded; fix the cause "
                                 "and run \"zdm advance %s\" again to resume, or \"zdm rollback %s\"",
                            zdm_phase_name(from), p->id, p->id);
-        if (rc != ZDM_EXIT_INTERRUPTED) {
-            zdm_err keep = *err, e2;
-            zdm_err_clear(&e2);
-            if (run_hooks(c, ZDM_HOOK_ON_FAILURE, from, to, hid, &e2) != 0)
-                zdm_log(ZDM_LOG_WARN, p->id, pname, "on_failure hook failed too: %s", e2.msg);
-            *err = keep;
-        }
+        /* The row first: the hook is pointed at it, closed. */
+        end_history(c, hid, rc, err, detail[0] ? detail : NULL);
+        on_failure(c, from, to, hid, err);
+        return rc;
     }
     end_history(c, hid, rc, err, detail[0] ? detail : NULL);
     return rc;
@@ -828,6 +858,14 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
     int failures = 0;
     zdm_err first;
     zdm_err_clear(&first);
+    /* The failure policy (zdm.toml [contract]): after a failed or refused
+     * contract, wait retry_after, then twice that, ...; after
+     * max_attempts, the plan is failed and waits for "zdm retry".  So a
+     * broken contract does not run its before_contract backup every 5
+     * minutes forever. */
+    const zdm_contract_defaults *cd = o->project ? &o->project->contract : NULL;
+    int max_attempts = cd && cd->max_attempts > 0 ? cd->max_attempts : 3;
+    int64_t retry_after = cd && cd->retry_after_ms > 0 ? cd->retry_after_ms : 10 * 60 * 1000;
     for (size_t i = 0; rc == 0 && i < set->n; i++) {
         const zdm_plan *p = set->plans[i];
         zdm_plan_state st;
@@ -851,6 +889,27 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
         }
         zdm_err e;
         zdm_err_clear(&e);
+        if (st.failed_ms) {
+            /* Parked: a person must look.  Exit 3 every run until then, but
+             * no new history row each time: status and history say it. */
+            zdm_err_set(&e, ZDM_EXIT_REFUSED, "contract of %s failed %d time%s and is not tried again (last: %s)",
+                        p->id, st.attempts, st.attempts == 1 ? "" : "s", st.last_error);
+            zdm_err_detail(&e, "fix the cause, then \"zdm retry %s\" (or \"zdm rollback %s\")", p->id, p->id);
+            zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", e.msg);
+            if (!failures++)
+                first = e;
+            continue;
+        }
+        if (st.attempts > 0) {
+            int shift = st.attempts - 1 < 20 ? st.attempts - 1 : 20;
+            int64_t next = st.last_attempt_ms + (retry_after << shift);
+            if (zdm_now_ms() < next) {
+                char ts[40];
+                zdm_log(ZDM_LOG_INFO, p->id, "contract", "attempt %d of %d failed (%s); next try after %s",
+                        st.attempts, max_attempts, st.last_error, zdm_format_time(next, ts, sizeof ts));
+                continue;
+            }
+        }
         int r = zdm_life_advance(db, set, p, o, &e);
         if (r == 0) {
             /* Another host may have contracted it between our read and our
@@ -865,11 +924,40 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
             if (zdm_db_query_value(db, sql, 2, params, &v, &e) == 0 && v && atoi(v) > 0)
                 (*advanced)++;
             free(v);
+            int n, failed_now;
+            zdm_err e2;
+            zdm_err_clear(&e2);
+            if ((st.attempts || st.last_error[0]) && zdm_state_contract_attempt(db, p->id, 1, NULL, max_attempts, &n, &failed_now, &e2) != 0)
+                zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not clear the attempt count: %s", e2.msg);
         } else if (r == ZDM_EXIT_REFUSED && strstr(e.msg, "is locked by")) {
             /* another host got there first: it does the contract */
             zdm_log(ZDM_LOG_INFO, p->id, "contract", "skipped: %s", e.msg);
+        } else if (r == ZDM_EXIT_INTERRUPTED) {
+            /* stopped by a signal: not the contract's fault */
+            if (!failures++)
+                first = e;
+            break;
         } else {
             zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", e.msg);
+            int n = 0, failed_now = 0;
+            zdm_err e2;
+            zdm_err_clear(&e2);
+            if (zdm_state_contract_attempt(db, p->id, 0, e.msg, max_attempts, &n, &failed_now, &e2) != 0) {
+                zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not record the attempt: %s", e2.msg);
+            } else if (failed_now) {
+                char detail[ZDM_ERR_MSG + 100];
+                snprintf(detail, sizeof detail, "contract failed %d times; run-due stops trying until "
+                         "\"zdm retry %s\"; last error: %s", n, p->id, e.msg);
+                zdm_history_entry h = {p->id, "failed", zdm_phase_name(ZDM_CUT_OVER), NULL, "failed", detail};
+                if (zdm_state_history_add(db, &h, NULL, &e2) != 0)
+                    zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not record the failed state: %s", e2.msg);
+                zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", detail);
+            } else {
+                char ts[40];
+                int shift = n - 1 < 20 ? n - 1 : 20;
+                zdm_log(ZDM_LOG_INFO, p->id, "contract", "attempt %d of %d failed; next try after %s", n,
+                        max_attempts, zdm_format_time(zdm_now_ms() + (retry_after << shift), ts, sizeof ts));
+            }
             if (!failures++)
                 first = e;
         }
@@ -877,7 +965,7 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
     if (rc == 0 && failures) {
         *err = first;
         zdm_err_prefix(err, "%d due plan%s could not be contracted; first: ", failures, failures == 1 ? "" : "s");
-        rc = first.code == ZDM_EXIT_REFUSED ? ZDM_EXIT_REFUSED : ZDM_EXIT_FAIL;
+        rc = first.code == ZDM_EXIT_REFUSED || first.code == ZDM_EXIT_INTERRUPTED ? first.code : ZDM_EXIT_FAIL;
         err->code = rc;
     }
     return rc;

@@ -765,10 +765,18 @@ static void parse_not_before(chk *c, zdm_plan *p, const toml_value *v)
     parse_soak(c, p->not_before, v, "contract.not_before", &p->not_before_ms);
 }
 
-int zdm_project_contract_load(const char *path, const toml_value *doc, int64_t *not_before_ms, zdm_diags *diags)
+void zdm_contract_defaults_init(zdm_contract_defaults *d)
+{
+    d->not_before_ms = -1;
+    d->max_attempts = 3;
+    d->retry_after_ms = 10 * 60 * 1000;
+}
+
+int zdm_project_contract_load(const char *path, const toml_value *doc, zdm_contract_defaults *out,
+                              zdm_diags *diags)
 {
     chk c = {path, diags, 0};
-    *not_before_ms = -1;
+    zdm_contract_defaults_init(out);
     const toml_value *ct = toml_get(doc, "contract");
     if (!ct)
         return 0;
@@ -776,13 +784,27 @@ int zdm_project_contract_load(const char *path, const toml_value *doc, int64_t *
         bad(&c, ct->line, ct->col, "contract in zdm.toml must be a table: [contract]");
         return ZDM_EXIT_USAGE;
     }
-    static const char *const keys[] = {"not_before", NULL};
+    static const char *const keys[] = {"not_before", "max_attempts", "retry_after", NULL};
     check_keys(&c, ct, "[contract] of zdm.toml", keys);
     const toml_value *v = toml_get(ct, "not_before");
     if (v && v->type != TOML_STRING)
         bad(&c, v->line, v->col, "contract.not_before must be a string such as \"cutover + 24h\"");
     else if (v)
-        parse_soak(&c, v->u.str.ptr, v, "contract.not_before (zdm.toml)", not_before_ms);
+        parse_soak(&c, v->u.str.ptr, v, "contract.not_before (zdm.toml)", &out->not_before_ms);
+    v = toml_get(ct, "max_attempts");
+    if (v && (v->type != TOML_INTEGER || v->u.integer < 1 || v->u.integer > 100))
+        bad(&c, v->line, v->col, "contract.max_attempts must be a number from 1 to 100");
+    else if (v)
+        out->max_attempts = (int)v->u.integer;
+    v = toml_get(ct, "retry_after");
+    if (v && v->type != TOML_STRING) {
+        bad(&c, v->line, v->col, "contract.retry_after must be a duration such as \"10m\"");
+    } else if (v) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_parse_duration_ms(v->u.str.ptr, 1000, &out->retry_after_ms, &e) != 0)
+            bad(&c, v->line, v->col, "contract.retry_after = \"%s\": %s", v->u.str.ptr, e.msg);
+    }
     return c.errors ? ZDM_EXIT_USAGE : 0;
 }
 

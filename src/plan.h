@@ -158,10 +158,15 @@ void zdm_diag_add(zdm_diags *d, const char *file, int line, int col,
                   const char *fmt, ...) ZDM_PRINTF(5, 6);
 void zdm_diags_free(zdm_diags *d);
 
-/* The project's default soak time, [contract] not_before in zdm.toml, as
- * a delay after cutover into *not_before_ms (-1 when not set). */
-int zdm_project_contract_load(const char *path, const toml_value *doc, int64_t *not_before_ms,
+/* [contract] of zdm.toml: the project's defaults for contract. */
+typedef struct zdm_contract_defaults {
+    int64_t not_before_ms;   /* default soak after cutover; -1 when not set */
+    int max_attempts;        /* run-due tries before the plan is failed (default 3) */
+    int64_t retry_after_ms;  /* run-due's wait after the first failure, doubling (default 10 min) */
+} zdm_contract_defaults;
+int zdm_project_contract_load(const char *path, const toml_value *doc, zdm_contract_defaults *out,
                               zdm_diags *diags) ZDM_MUST_CHECK;
+void zdm_contract_defaults_init(zdm_contract_defaults *d);
 /* Validates a project file's document ([hooks]; [contract] is read by
  * zdm_project_contract_load) into h. */
 int zdm_hooks_load_doc(const char *path, const toml_value *doc, zdm_hooks *h,

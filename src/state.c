@@ -563,6 +563,54 @@ static int describe_holder(zdm_db *db, const char *plan_id, char *holder, size_t
     return 0;
 }
 
+int zdm_state_contract_attempt(zdm_db *db, const char *plan_id, int ok, const char *error, int max_attempts,
+                               int *attempts, int *failed_now, zdm_err *err)
+{
+    char sql[600], now[32], max[16];
+    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    snprintf(max, sizeof max, "%d", max_attempts);
+    *attempts = 0;
+    *failed_now = 0;
+    if (ok) {
+        snprintf(sql, sizeof sql,
+                 "UPDATE %s SET attempts = 0, last_error = NULL, failed_ms = NULL, last_attempt_ms = "
+                 "CAST(CAST($2 AS text) AS bigint) WHERE id = $1", zdm_state_table(db, "plans"));
+        const char *params[] = {plan_id, now};
+        return zdm_db_query(db, sql, 2, params, NULL, err);
+    }
+    /* One statement: two hosts failing at once both count. */
+    snprintf(sql, sizeof sql,
+             "UPDATE %s SET attempts = attempts + 1, last_error = $2, "
+             "last_attempt_ms = CAST(CAST($3 AS text) AS bigint), "
+             "failed_ms = CASE WHEN failed_ms IS NULL AND attempts + 1 >= CAST(CAST($4 AS text) AS integer) "
+             "THEN CAST(CAST($3 AS text) AS bigint) ELSE failed_ms END "
+             "WHERE id = $1 RETURNING attempts, failed_ms", zdm_state_table(db, "plans"));
+    const char *params[] = {plan_id, error, now, max};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 4, params, &r, err);
+    if (rc == 0 && zdm_rows_count(r) == 1) {
+        *attempts = (int)to_i64(zdm_rows_get(r, 0, 0));
+        *failed_now = to_i64(zdm_rows_get(r, 0, 1)) == to_i64(now);
+    }
+    zdm_rows_free(r);
+    return rc;
+}
+
+int zdm_state_contract_retry(zdm_db *db, const char *plan_id, int *was_failed, zdm_err *err)
+{
+    char q[200];
+    snprintf(q, sizeof q, "SELECT failed_ms FROM %s WHERE id = $1", zdm_state_table(db, "plans"));
+    const char *params[] = {plan_id};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, q, 1, params, &v, err);
+    *was_failed = v != NULL && to_i64(v) != 0;
+    free(v);
+    if (rc != 0)
+        return rc;
+    snprintf(q, sizeof q, "UPDATE %s SET attempts = 0, failed_ms = NULL WHERE id = $1", zdm_state_table(db, "plans"));
+    return zdm_db_query(db, q, 1, params, NULL, err);
+}
+
 int zdm_state_lock_holder(zdm_db *db, const char *plan_id, char *holder, size_t size, zdm_err *err)
 {
     char sql[200];

@@ -94,6 +94,16 @@ int zdm_state_set_phase(zdm_db *db, const char *plan_id, zdm_phase phase,
 int zdm_state_set_cutover(zdm_db *db, const char *plan_id, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_state_set_contract_after(zdm_db *db, const char *plan_id, int64_t at_ms, zdm_err *err) ZDM_MUST_CHECK;
 
+/* run-due's contract bookkeeping.  ok: attempts back to 0, last_error
+ * cleared.  Not ok: attempts + 1, last_error = error, and when attempts
+ * reach max_attempts the plan is failed (failed_ms = now; *failed_now =
+ * 1).  last_attempt_ms = now either way. */
+int zdm_state_contract_attempt(zdm_db *db, const char *plan_id, int ok, const char *error, int max_attempts,
+                               int *attempts, int *failed_now, zdm_err *err) ZDM_MUST_CHECK;
+/* "zdm retry": clears the failed state and the attempt count (last_error
+ * stays, for the record).  *was_failed says whether it was failed. */
+int zdm_state_contract_retry(zdm_db *db, const char *plan_id, int *was_failed, zdm_err *err) ZDM_MUST_CHECK;
+
 /* Who holds the plan's lock ("alice@web1 pid 4242 since ..."), or "" when
  * nobody does.  Reads the holder row only; takes nothing. */
 int zdm_state_lock_holder(zdm_db *db, const char *plan_id, char *holder, size_t size, zdm_err *err) ZDM_MUST_CHECK;

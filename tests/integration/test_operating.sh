@@ -23,7 +23,10 @@ PROMTOOL=$(command -v promtool || true)
 sect=$(awk '/^## Operating zdm/ {on=1; next} on && /^## / {exit} on' "$ZDM_SRC/README.md")
 t_ne "README has an Operating zdm section" "" "$sect"
 cmds=$(sed -n 's/^    \(\(TZ=[^ ]* \)\{0,1\}zdm .*\)$/\1/p' <<<"$sect")
+# block LANG: the first ```LANG block of the section.
 block() { awk -v lang="$1" '$0 == "```" lang {on=1; next} on && /^```/ {exit} on' <<<"$sect"; }
+# blocks LANG: every ```LANG block of the section, one after the other.
+blocks() { awk -v lang="$1" '$0 == "```" lang {on=1; next} on && /^```/ {on=0; print "#--"; next} on' <<<"$sect"; }
 t_match "the section has commands" '^[5-9]|[1-9][0-9]+$' "$(wc -l <<<"$cmds")"
 
 # ---------------------------------------------------------------------------
@@ -33,6 +36,17 @@ mkdir -p "$P/plans" "$T_DIR/bin"
 ln -s "$ZDM" "$T_DIR/bin/zdm"
 block toml >"$P/zdm.toml"
 t_has "the zdm.toml example sets a default soak" "not_before" "$(cat "$P/zdm.toml")"
+# every TOML example of the section is a valid zdm.toml
+i=0
+while IFS= read -r -d '@' doc; do
+    [ -n "$(tr -d '[:space:]' <<<"$doc")" ] || continue
+    i=$((i + 1))
+    mkdir -p "$T_DIR/toml$i/plans"
+    printf '%s\n' "$doc" >"$T_DIR/toml$i/zdm.toml"
+    out=$("$ZDM" --plans "$T_DIR/toml$i/plans" plan validate 2>&1)
+    t_eq "README zdm.toml example $i is valid" 0 "$?"
+done < <(blocks toml | sed 's/^#--$/@/'; printf '@')
+t_ne "README has zdm.toml examples" 0 "$i"
 cat >"$P/plans/0007_event_project_slug.toml" <<'EOF'
 [[expand.steps]]
 sql  = "CREATE TABLE events (id integer PRIMARY KEY, project_name text)"
@@ -77,7 +91,7 @@ done
 if [ -n "$PROMTOOL" ]; then
     out=$("$PROMTOOL" check rules "$T_DIR/rules.yml" 2>&1)
     t_eq "promtool check rules" 0 $?
-    t_has "promtool found every rule" "SUCCESS: 4 rules found" "$out"
+    t_has "promtool found every rule" "SUCCESS: 5 rules found" "$out"
     out=$("$PROMTOOL" check metrics <"$P/zdm.prom" 2>&1)
     t_eq "promtool check metrics: zdm status --format prometheus" "0 " "$? $out"
     cat >"$T_DIR/rules-test.yml" <<'EOF'
@@ -92,6 +106,10 @@ tests:
         values: '0x22'
       - series: 'zdm_plan_contract_overdue{plan="p_late"}'
         values: '1x10'
+      - series: 'zdm_plan_failed{plan="p_broken"}'
+        values: '1x10'
+      - series: 'zdm_plan_failed{plan="p_fine"}'
+        values: '0x10'
       - series: 'zdm_plan_phase{plan="p_idle",phase="expanded"}'
         values: '1x60'
       - series: 'zdm_backfill_last_progress_timestamp_seconds{plan="p_idle"}'
@@ -111,6 +129,13 @@ tests:
             exp_annotations:
               summary: "contract of p_late is overdue: run-due is not running or keeps failing"
               runbook: "zdm status --json p_late (last_error); journalctl -u zdm-run-due"
+      - eval_time: 1m
+        alertname: ZdmPlanFailed
+        exp_alerts:
+          - exp_labels: {plan: p_broken, severity: page}
+            exp_annotations:
+              summary: "run-due gave up on contract of p_broken"
+              runbook: "zdm status --json p_broken; fix the cause, then zdm retry p_broken"
       - eval_time: 20m
         alertname: ZdmBackfillNoProgress
         exp_alerts: []

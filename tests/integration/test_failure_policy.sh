@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# test_failure_policy.sh -- run-due's failure policy for contract (SQLite):
+#  * a refused contract (verify false) counts an attempt: status shows
+#    attempts, last_error, last_attempt_at; on_failure runs with ZDM_ERROR,
+#    ZDM_EXIT_CODE and ZDM_HISTORY_ID naming the closed (refused) row;
+#  * within the backoff window (zdm.toml [contract] retry_after, doubling)
+#    run-due does not try again: no second before_contract backup, no
+#    second on_failure;
+#  * after max_attempts the plan is failed: one "failed" history row, exit
+#    3 on every later run-due with no new hook run and no new row;
+#    status --json failed_at and zdm_plan_failed 1; "zdm retry" clears it
+#    (history row "retry") and a contract that now passes resets the
+#    count;
+#  * a contract step that fails and a before_contract hook that fails both
+#    run on_failure, told why, pointed at a history row that is closed;
+#  * a rollback clears the failed state.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init failure_policy
+
+P=$T_DIR/proj
+mkdir -p "$P/plans"
+T_PLANS=$P/plans
+db_new sqlite fp
+LOG=$T_DIR/hooks.log
+: >"$LOG"
+# rec.sh TAG: one line per run with what the hook was told, and the
+# outcome of the history row it was pointed at, read while it runs.
+cat >"$T_DIR/rec.sh" <<EOF
+#!/bin/sh
+row=\$(sqlite3 -batch -noheader -cmd '.timeout 5000' "$T_SQLITE_FILE" "SELECT outcome FROM zdm_history WHERE id = \${ZDM_HISTORY_ID:-0}")
+printf '%s|%s|code=%s|hid=%s|row=%s|err=%s\n' "\$1" "\$ZDM_EVENT" "\${ZDM_EXIT_CODE-unset}" "\${ZDM_HISTORY_ID-unset}" "\$row" "\${ZDM_ERROR-unset}" >>"$LOG"
+EOF
+chmod +x "$T_DIR/rec.sh"
+count() { grep -c "^$1|$2|" "$LOG"; }
+sj() { zdm_run --json status "$1"; jq -r ".plans[0].$2" <<<"$ZOUT"; }
+
+# A window of an hour first (a slow machine cannot outrun it), then 1 s.
+printf '[contract]\nretry_after = "1h"\nmax_attempts = 3\n' >"$P/zdm.toml"
+plan_write v "[[expand.steps]]
+sql  = \"CREATE TABLE t_v (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_v\"
+[contract]
+not_before = \"cutover\"
+verify = \"SELECT count(*) > 0 FROM ok_flag\"
+[[contract.steps]]
+sql = \"CREATE TABLE v_done (id integer)\"
+[hooks]
+before_contract = \"$T_DIR/rec.sh backup\"
+on_failure = \"$T_DIR/rec.sh fail\""
+db_sql "CREATE TABLE ok_flag (id integer)"
+for _ in 1 2 3; do zdm_run advance v; done
+t_eq "v is cut over" cut_over "$(zdm_phase_of v)"
+
+# ---------------------------------------------------------------------------
+t_section "a refused contract counts an attempt and runs on_failure"
+zdm_run run-due
+t_eq "run-due: refused, exit 3" 3 "$ZRC"
+t_eq "attempts 1" 1 "$(sj v attempts)"
+t_has "last_error says why" "verify query returned 0" "$(sj v last_error)"
+t_match "last_attempt_at" '^20[0-9]{2}-' "$(sj v last_attempt_at)"
+t_eq "on_failure ran once" 1 "$(count fail on_failure)"
+line=$(grep '^fail|' "$LOG" | tail -n 1)
+t_has "on_failure: ZDM_EXIT_CODE" "code=3" "$line"
+t_has "on_failure: ZDM_ERROR" "err=contract of v refused: the verify query returned 0" "$line"
+t_has "on_failure: its history row is closed" "row=refused" "$line"
+
+t_section "within the backoff window: no new try, no new backup"
+zdm_run run-due
+t_eq "run-due in the window: exit 0" 0 "$ZRC"
+t_has "run-due says when it tries next" "next try after" "$ZERR"
+t_eq "still 1 attempt" 1 "$(sj v attempts)"
+t_eq "no second on_failure" 1 "$(count fail on_failure)"
+t_eq "verify refused before the backup hook: none ran" 0 "$(count backup before_contract)"
+
+t_section "after max_attempts: failed, until zdm retry"
+printf '[contract]\nretry_after = "1s"\nmax_attempts = 3\n' >"$P/zdm.toml"
+sleep 1.1
+zdm_run run-due
+t_eq "attempt 2" 2 "$(sj v attempts)"
+sleep 2.1
+zdm_run run-due
+t_eq "attempt 3: exit 3" 3 "$ZRC"
+t_match "failed_at is set" '^20[0-9]{2}-' "$(sj v failed_at)"
+t_eq "one failed history row" 1 "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = 'v' AND action = 'failed'")"
+zdm_run status v --format prometheus
+t_has "zdm_plan_failed 1" 'zdm_plan_failed{plan="v"} 1' "$ZOUT"
+rows=$(db_sql "SELECT count(*) FROM zdm_history")
+fails=$(count fail on_failure)
+sleep 4.1
+zdm_run run-due
+t_eq "failed: run-due exits 3" 3 "$ZRC"
+t_has "failed: says zdm retry" "zdm retry v" "$ZERR"
+t_eq "failed: not tried (still 3 attempts)" 3 "$(sj v attempts)"
+t_eq "failed: no new history row" "$rows" "$(db_sql "SELECT count(*) FROM zdm_history")"
+t_eq "failed: no new on_failure" "$fails" "$(count fail on_failure)"
+zdm_run retry v
+t_rc "zdm retry" 0
+t_eq "retry: not failed, 0 attempts" "null 0" "$(sj v failed_at) $(sj v attempts)"
+t_has "retry: a history row" "failed state cleared after 3 contract attempts" \
+    "$(db_sql "SELECT detail FROM zdm_history WHERE plan_id = 'v' AND action = 'retry'")"
+db_sql "INSERT INTO ok_flag VALUES (1)"
+zdm_run run-due
+t_rc "run-due after the fix" 0
+t_eq "v complete" complete "$(zdm_phase_of v)"
+t_eq "the backup ran once, for the contract that passed" 1 "$(count backup before_contract)"
+t_eq "attempts back to 0, no last_error" "0 null" "$(sj v attempts) $(sj v last_error)"
+
+# ---------------------------------------------------------------------------
+t_section "a failing contract step and a failing before_contract hook run on_failure"
+plan_write s "[[expand.steps]]
+sql  = \"CREATE TABLE t_s (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_s\"
+[contract]
+not_before = \"cutover\"
+[[contract.steps]]
+sql = \"DROP TABLE no_such_table\"
+[hooks]
+on_failure = \"$T_DIR/rec.sh stepfail\""
+for _ in 1 2 3; do zdm_run advance s; done
+zdm_run run-due
+t_eq "a failing step: exit 1" 1 "$ZRC"
+line=$(grep '^stepfail|' "$LOG" | tail -n 1)
+t_has "step failure: ZDM_EXIT_CODE 1" "code=1" "$line"
+t_has "step failure: ZDM_ERROR names the table" "no_such_table" "$line"
+t_has "step failure: the history row is closed (failed)" "row=failed" "$line"
+t_eq "step failure: on_failure ran once" 1 "$(count stepfail on_failure)"
+plan_write h "[[expand.steps]]
+sql  = \"CREATE TABLE t_h (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_h\"
+[contract]
+not_before = \"cutover\"
+[hooks]
+before_contract = [[\"sh\", \"-c\", \"exit 7\"]]
+on_failure = \"$T_DIR/rec.sh hookfail\""
+for _ in 1 2 3; do zdm_run advance h; done
+zdm_run advance h
+t_eq "a failing before_contract: refused" 3 "$ZRC"
+line=$(grep '^hookfail|' "$LOG" | tail -n 1)
+t_has "hook refusal: on_failure told exit 3" "code=3" "$line"
+t_has "hook refusal: its row is closed (refused)" "row=refused" "$line"
+
+# ---------------------------------------------------------------------------
+t_section "a rollback clears the failed state"
+printf '[contract]\nretry_after = "1s"\nmax_attempts = 1\n' >"$P/zdm.toml"
+sleep 1.2
+zdm_run run-due
+t_match "s failed after one attempt (max_attempts = 1)" '^20[0-9]{2}-' "$(sj s failed_at)"
+zdm_run rollback s --force
+[ "$ZRC" = 2 ] && zdm_run rollback s
+t_rc "rollback s" 0
+t_eq "after the rollback: not failed, 0 attempts" "null 0" "$(sj s failed_at) $(sj s attempts)"
+
+t_finish
