@@ -98,6 +98,33 @@ static void remove_private(const char *tmpdir)
     (void)rmdir(tmpdir);
 }
 
+/* Private directories of backups whose process is gone (kill -9, power
+ * loss): "<dir>/.zdm-backup-tmp-<pid>-XXXXXX".  Another zdm's copy in
+ * progress (its pid alive) is left alone. */
+static void remove_stale(const char *dir, const char *plan)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    static const char pre[] = ".zdm-backup-tmp-";
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, pre, sizeof pre - 1) != 0)
+            continue;
+        char *end = NULL;
+        long pid = strtol(e->d_name + sizeof pre - 1, &end, 10);
+        if (pid <= 0 || !end || *end != '-' || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s%s", dir, e->d_name) >= (int)sizeof p)
+            continue;
+        remove_private(p);
+        zdm_log(ZDM_LOG_WARN, plan, "contract", "removed %s, left by a backup whose process (pid %ld) is gone", p,
+                pid);
+    }
+    closedir(d);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -232,9 +259,13 @@ int zdm_backup_sqlite(zdm_run *r, zdm_err *err)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "cannot find the database file to back up (%s)",
                            dbfile && *dbfile ? strerror(errno) : "no file name");
     const char *slash = strrchr(dbfile, '/');
-    char tmpdir[PATH_MAX];
-    snprintf(tmpdir, sizeof tmpdir, "%.*s.zdm-backup-tmp-XXXXXX", slash ? (int)(slash - dbfile + 1) : 0, dbfile);
-    if (!mkdtemp(tmpdir)) {
+    char dir[PATH_MAX], tmpdir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - dbfile + 1) : 2, slash ? dbfile : "./");
+    remove_stale(dir, r->plan->id);
+    /* The pid in the name lets a later run remove what a killed one left. */
+    if (snprintf(tmpdir, sizeof tmpdir, "%s.zdm-backup-tmp-%ld-XXXXXX", dir, (long)getpid()) >=
+            (int)sizeof tmpdir ||
+        !mkdtemp(tmpdir)) {
         zdm_err_set(err, ZDM_EXIT_FAIL, "cannot create a directory for the backup beside %s: %s", dbfile,
                     strerror(errno));
         zdm_err_detail(err, "free disk space or fix permissions beside the database, or pass --no-backup "

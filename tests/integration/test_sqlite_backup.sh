@@ -15,7 +15,8 @@
 #  * a failed backup (backup_timeout too short for the copy) exits 1,
 #    leaves earlier backups untouched and no partial file;
 #  * SIGTERM during the copy exits 4 and removes the partial copy; the
-#    plan is still cut_over and contracts on the next run.
+#    plan is still cut_over and contracts on the next run;
+#  * kill -9 during the copy: the next backup removes what it left.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -146,5 +147,20 @@ t_eq "earlier backups untouched" "$kept" "$(backups)"
 t_eq "still cut_over" cut_over "$(zdm_phase_of 0002_idx)"
 zdm_run advance 0002_idx
 t_rc "contract on the next run" 0
+
+# kill -9 during the copy leaves zdm's private directory; the next backup
+# removes it (its process is gone) and goes on.
+zdm_run rollback 0002_idx
+t_rc "rollback before the kill -9 run" 0
+zdm_bg "$T_DIR/kill" advance 0002_idx
+t_wait_for "the copy to start" 60 '[ -n "$(leftovers)" ]'
+kill -9 "$ZBG_PID"
+t_wait_exit "$ZBG_JOB" 60
+left=$(leftovers)
+t_ne "kill -9: the private directory is left" "" "$left"
+zdm_run advance 0002_idx
+t_rc "the next contract" 0
+t_has "says it removed what the killed run left" "removed $left, left by a backup whose process" "$ZERR"
+t_eq "nothing left" "" "$(leftovers)"
 
 t_finish
