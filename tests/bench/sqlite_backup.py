@@ -13,7 +13,8 @@ Meanwhile the backup is taken in one of these ways:
                  transaction of the source connection (zdm now)
   vacuum-into    VACUUM INTO a new file
   zdm            zdm itself: `zdm advance` of a plan whose contract drops
-                 an index (needs ZDM=path/to/zdm)
+                 an index (needs ZDM=path/to/zdm); the seconds are the
+                 whole contract, zdm's log line gives the backup's own
 
 For each journal mode (wal, delete) and way it prints the backup's
 duration (or that it gave up at the deadline), and the application's p50,
@@ -125,11 +126,18 @@ def zdm_prepare(zdm, work, db):
 
 def zdm_contract(base):
     for _ in range(1):
-        r = subprocess.run(base + ["advance", "0001_drop_idx"], capture_output=True, text=True)
+        r = subprocess.run([a for a in base if a != "-q"] + ["advance", "0001_drop_idx"], capture_output=True,
+                           text=True)
         if r.returncode != 0:
             print(f"zdm failed: {r.stderr.strip()}", file=sys.stderr)
             return False
+        for line in r.stderr.splitlines():
+            if "backup written to" in line:
+                ZDM_NOTES.append("zdm's own log: " + line.split("contract: ", 1)[-1])
     return True
+
+
+ZDM_NOTES = []
 
 
 def run_one(args, mode, way, work):
@@ -198,6 +206,8 @@ def main():
                       f"{pct(during, .5) * 1000:11.1f} {pct(during, .99) * 1000:11.1f} "
                       f"{(max(during) if during else float('nan')) * 1000:11.1f} {failed:7d} "
                       f"{pct(outside, .99) * 1000:15.1f}", flush=True)
+                while ZDM_NOTES:
+                    print("        " + ZDM_NOTES.pop(0), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
