@@ -236,9 +236,14 @@ class Gen:
         self.workers = rng.randint(1, 3)
         self.rollback = rng.random() < (0.6 if focus == "rollback" else 0.2)
         self.late_worker = rng.random() < (0.9 if focus == "phase" else 0.4)
-        self.dup_cutover = rng.random() < 0.3
+        self.dup_cutover = rng.random() < (1.0 if focus == "phase" else 0.3)
+        self.dup_advance = rng.random() < (1.0 if focus == "phase" else 0.3)
         self.hook_fails = rng.random() < 0.25
         self.run_due = rng.random() < 0.5
+        # the structured rename_column: name becomes full_name, two-way
+        # dual-write, a backfill zdm writes, the new version through the
+        # view schema on PostgreSQL
+        self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill")
         for kv in force or []:
             # --force name=value pins one choice: regression cases keep
             # their scenario when the generator changes
@@ -281,6 +286,16 @@ class Gen:
         return "CREATE TABLE t (" + ", ".join(parts) + ")"
 
     def plan_toml(self):
+        if self.rename:
+            L = ['description = "torture: rename_column"', "", "[[expand.steps]]", 'op = "rename_column"',
+                 'table = "t"', 'column = "name"', 'to = "full_name"', "", "[contract]",
+                 "verify = \"SELECT NOT EXISTS (SELECT 1 FROM t WHERE COALESCE(full_name, '~') <> "
+                 "COALESCE(name, '~'))\"", "", "[[contract.steps]]", 'sql = "ALTER TABLE t DROP COLUMN junk"']
+            if self.contract_down:
+                L.append('down = "ALTER TABLE t ADD COLUMN junk integer"')
+            if self.hook_fails:
+                L += ["", "[hooks]", 'before_contract = "../hook.sh"', 'timeout = "3s"']
+            return "\n".join(L) + "\n"
         L = ['description = "torture"', "", "[[expand.steps]]",
              'sql  = "ALTER TABLE t ADD COLUMN dst bigint"', 'down = "ALTER TABLE t DROP COLUMN dst"', "",
              "[backfill]", 'table = "t"']
@@ -328,6 +343,7 @@ class Writer(threading.Thread):
         self.errors = []
         self.lost = 0
         self.writes = 0
+        self.path_set = False
         self.gate = threading.Lock()  # held for one write; checks take every writer's
 
     def mine(self):
@@ -335,6 +351,7 @@ class Writer(threading.Thread):
         return [k for k in list(m.keys()) if k % self.n == self.idx and not m[k]["deleted"]]
 
     def connect(self):
+        self.path_set = False
         for _ in range(200):
             try:
                 self.conn = self.run_.t.connect()
@@ -382,18 +399,28 @@ class Writer(threading.Thread):
         t, m, rng = self.run_.t, self.run_.model, self.rng
         cur = self.conn.cursor()
         op = rng.random()
+        g = self.run_.gen
         new = self.version == "new" and self.run_.dst_exists
+        ncol = "name"
+        if g.rename and self.version != "old" and self.run_.dst_exists:
+            # the new version: full_name, through the view schema on
+            # PostgreSQL (which zdm drops at contract; the search path then
+            # finds the table itself, renamed)
+            ncol = "full_name"
+            if t.kind == "pg" and not self.path_set:
+                cur.execute(f'SET search_path = "zdm_v_{self.run_.plan}", public')
+                self.path_set = True
         if op < 0.15 or not keys:
             k = self.next_k
             self.next_k += self.n
             grp, src = k % 4, (None if rng.random() < self.run_.gen.null_src else rng.randint(0, 100000))
             pk = self.run_.gen.pk_of(k)
-            cols = self.run_.gen.pk_cols() + ["k", "grp", "src", "name", "other"]
+            cols = self.run_.gen.pk_cols() + ["k", "grp", "src", ncol, "other"]
             vals = list(pk) + [k, grp, src, "n%d" % k, 0]
             rec = {"src": src, "other": 0, "name": "n%d" % k, "deleted": False, "uncertain": True, "grp": grp,
                    "hist": {src}}
             m[k] = rec
-            if self.version == "final" and self.run_.dst_exists:
+            if self.version == "final" and self.run_.dst_exists and not g.rename:
                 cols = cols + ["dst"]
                 vals = vals + [f_model(src) if self.run_.gen.in_scope(grp) else None]
             cur.execute(t.q(f"INSERT INTO t ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"), vals)
@@ -406,8 +433,9 @@ class Writer(threading.Thread):
                 src = None if rng.random() < self.run_.gen.null_src / 2 else rng.randint(0, 100000)
                 rec["uncertain"] = True
                 rec["hist"].add(src)
-                g = self.run_.gen
-                if self.version == "final" and self.run_.dst_exists:
+                if g.rename:
+                    cur.execute(t.q("UPDATE t SET src = %s WHERE k = %s"), (src, k))
+                elif self.version == "final" and self.run_.dst_exists:
                     # contract removes the triggers: the application now
                     # keeps both columns itself
                     dst = f_model(src) if g.in_scope(rec["grp"]) else None
@@ -429,7 +457,7 @@ class Writer(threading.Thread):
             elif op < 0.9:
                 v = "x%d" % rng.randint(0, 1000)
                 rec["uncertain"] = True
-                cur.execute(t.q("UPDATE t SET name = %s WHERE k = %s"), (v, k))
+                cur.execute(t.q(f"UPDATE t SET {ncol} = %s WHERE k = %s"), (v, k))
                 rec["name"] = v
             else:
                 rec["uncertain"] = True
@@ -549,15 +577,25 @@ class Run:
     def check_catalog(self, when):
         ph = self.phase()
         cols, trg = self.t.columns(), self.t.triggers()
-        self.dst_exists = "dst" in cols
+        if self.gen.rename:
+            self.dst_exists = "full_name" in cols
+            new, old = "full_name", "name"
+        else:
+            self.dst_exists = "dst" in cols
+            new, old = "dst", None
         live = ph in ("expanded", "backfilled", "cut_over")
-        if live and (not trg or "dst" not in cols):
+        if live and (not trg or new not in cols or (old and old not in cols)):
             raise Failure(f"{when}: phase {ph} but triggers {sorted(trg)} and columns {sorted(cols)}")
         if not live and trg:
             raise Failure(f"{when}: phase {ph} but dual-write triggers remain: {sorted(trg)}")
-        if ph in ("pending", "rolled_back") and "dst" in cols:
-            raise Failure(f"{when}: phase {ph} but column dst exists")
-        if ph == "complete" and ("junk" in cols or "dst" not in cols):
+        if ph in ("pending", "rolled_back") and (new in cols or (old and old not in cols)):
+            raise Failure(f"{when}: phase {ph} but the columns are {sorted(cols)}")
+        if self.kind == "pg" and self.gen.rename:
+            views = self.t.rows("SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s",
+                                ("zdm_v_" + self.plan,))[0][0]
+            if views != (1 if live else 0):
+                raise Failure(f"{when}: phase {ph} but the view schema zdm_v_{self.plan} exists {views} times")
+        if ph == "complete" and ("junk" in cols or new not in cols or (old and old in cols)):
             raise Failure(f"{when}: phase complete but columns are {sorted(cols)}")
         if ph != "complete" and "junk" not in cols:
             raise Failure(f"{when}: phase {ph} but the contract step's column junk is gone")
@@ -597,7 +635,13 @@ class Run:
     def _check_data(self, when, converted):
         g = self.gen
         cols = self.t.columns()
-        sel = "k, grp, src, name, other" + (", dst" if "dst" in cols else "")
+        if g.rename:
+            # the logical name: the old column until contract drops it;
+            # full_name must equal it wherever the backfill is done
+            nm = "name" if "name" in cols else "full_name"
+            sel = f"k, grp, src, {nm}, other" + (", full_name" if "full_name" in cols and nm == "name" else "")
+        else:
+            sel = "k, grp, src, name, other" + (", dst" if "dst" in cols else "")
         got = {r[0]: r for r in self.t.rows(f"SELECT {sel} FROM t")}
         bad = []
         for k, rec in list(self.model.items()):
@@ -617,6 +661,10 @@ class Run:
         for k, r in got.items():
             if k not in self.model:
                 bad.append(f"k={k} present but never written")
+            if g.rename:
+                if len(r) > 5 and (converted or r[5] is not None) and r[5] != r[3]:
+                    bad.append(f"k={k} has full_name={r[5]!r}, name={r[3]!r}")
+                continue
             if "dst" not in cols:
                 continue
             dst = r[5]
@@ -667,7 +715,7 @@ class Run:
         for hid, action, fr, to, at in hist:
             if action.startswith("hook"):
                 continue
-            if (fr, to) == last and to == prev:
+            if (fr, to) == last == ("expanded", "backfilled") and to == prev:
                 # An advance that ran a worker and a zdm backfill worker
                 # both report the same expanded -> backfilled: the history
                 # id is taken when a run starts, so the two may come in
@@ -811,7 +859,7 @@ class Run:
     def expand(self):
         if self.kind == "pg":
             self.t.execute("TRUNCATE torture_audit")
-        if self.rng.random() < 0.3:
+        if self.rng.random() < 0.3 or self.gen.dup_advance:
             a, b = self.start("advance", self.plan), self.start("advance", self.plan)
             for p in (a, b):
                 p.wait(timeout=300)
@@ -937,7 +985,9 @@ class Run:
 
     def describe(self):
         g = self.gen
-        return (f"key={g.key} rows={g.nrows} where={g.where or '-'} {'two-way' if g.two_way else 'one-way'} "
+        plan = "op=rename_column" if g.rename else \
+            f"where={g.where or '-'} {'two-way' if g.two_way else 'one-way'}"
+        return (f"key={g.key} rows={g.nrows} {plan} "
                 f"batch={g.batch} workers={g.workers} writers={g.writers}"
                 f"{' rollback' if g.rollback else ''}{' hook-fails' if g.hook_fails else ''}")
 
