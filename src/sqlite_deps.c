@@ -310,6 +310,23 @@ static int mentions(const char *sql, const char *col)
     return found;
 }
 
+/* Does a trigger's "UPDATE OF a, b ON" list name col?  SQLite lets DROP
+ * COLUMN through such a trigger, which then never fires for it again. */
+static int update_of_names(const char *sql, const char *col)
+{
+    size_t n = 0;
+    tok *t = tokenize(sql, &n);
+    int found = 0;
+    for (size_t i = 0; i + 2 < n && !found; i++) {
+        if (!kw(&t[i], "UPDATE") || !kw(&t[i + 1], "OF"))
+            continue;
+        for (size_t j = i + 2; j < n && !kw(&t[j], "ON") && !found; j++)
+            found = t[j].text && strcasecmp(t[j].text, col) == 0;
+    }
+    toks_free(t, n);
+    return found;
+}
+
 /* An in-memory database with the objects of s that `keep` allows. */
 static sqlite3 *mem_open_some(const schema *s, const char *keep)
 {
@@ -370,8 +387,15 @@ static void list_blockers(sqlite3 *m, const char *table, const char *col, const 
                 continue;
             free(why);
             why = NULL;
-            if (!blocks(base, s.v[i].sql, table, col, &why))
+            if (!blocks(base, s.v[i].sql, table, col, &why)) {
+                if (strcmp(s.v[i].type, "trigger") == 0 && strcasecmp(s.v[i].tbl, table) == 0 &&
+                    update_of_names(s.v[i].sql, col)) {
+                    note(f, table, col, "trigger %s: fires on UPDATE OF it, and would silently never fire for it "
+                                        "again%s", s.v[i].name, NULL);
+                    gone[i] = 1;
+                }
                 continue;
+            }
             const char *kind = strcmp(s.v[i].type, "index") == 0
                                    ? "index %s (unique, partial or on an expression): %s"
                                : strcmp(s.v[i].type, "view") == 0 ? "view %s: %s"

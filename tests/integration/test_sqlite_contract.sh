@@ -4,7 +4,7 @@
 #
 #  * rename_column emp.name -> full_name with, on the old column, each of:
 #    a unique index, a partial index, an expression index, a view, a
-#    trigger, a CHECK of the table, a generated column, a foreign key of
+#    trigger (also one that only fires on UPDATE OF it), a CHECK of the table, a generated column, a foreign key of
 #    another table: expand refuses (exit 3) naming the object, and the
 #    schema and state are exactly as before;
 #  * the same dependency created after expand (the application did it):
@@ -52,9 +52,10 @@ DEP[partial_index]="CREATE INDEX emp_email_p ON emp(email) WHERE name IS NOT NUL
 DEP[expr_index]="CREATE INDEX emp_lower ON emp(lower(name))|index emp_lower"
 DEP[view]="CREATE VIEW v_names AS SELECT id, name FROM emp|view v_names"
 DEP[trigger]="CREATE TABLE audit(x); CREATE TRIGGER emp_audit AFTER INSERT ON emp BEGIN INSERT INTO audit VALUES (new.name); END|trigger emp_audit"
+DEP[update_of]="CREATE TABLE audit2(x); CREATE TRIGGER emp_upd AFTER UPDATE OF email, name ON emp BEGIN INSERT INTO audit2 VALUES (1); END|trigger emp_upd: fires on UPDATE OF it"
 DEP[other_fk]="CREATE TABLE badge(id INTEGER PRIMARY KEY, owner TEXT REFERENCES emp(name))|a FOREIGN KEY of table badge references it"
 
-for k in unique_index partial_index expr_index view trigger other_fk; do
+for k in unique_index partial_index expr_index view trigger update_of other_fk; do
     t_section "expand refused: $k on the old column"
     base_db "dep_$k"
     db_sql "${DEP[$k]%%|*}"
