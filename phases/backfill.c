@@ -34,6 +34,7 @@
 #include "metrics.h"
 #include "mutant.h"
 #include "pacer.h"
+#include "sig.h"
 #include "state.h"
 
 #define STALE_OWNER_MS (60 * 1000)
@@ -43,15 +44,10 @@
  * stalled flag of /metrics. */
 #define STALL_MS (5 * 60 * 1000)
 
-static volatile sig_atomic_t stop_signals;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_signals++;
-    if (stop_signals >= 2)
-        zdm_db_cancel_now();
-}
+/* SIGINT/SIGTERM are the command's (sig.c): the count says whether one
+ * came, and the loop also watches its descriptor, so a signal ends a
+ * pacing sleep or a pause at once instead of when the timer fires. */
+static void on_sig_event(evutil_socket_t fd, short what, void *arg);
 
 typedef struct worker {
     zdm_db *db;
@@ -1279,7 +1275,7 @@ static int reconnect(worker *w, zdm_err *err)
     zdm_db_close(w->db);
     w->db = NULL;
     w->range_id = -1;
-    for (int attempt = 1; !stop_signals; attempt++) {
+    for (int attempt = 1; !zdm_sig_caught(); attempt++) {
         zdm_err e;
         zdm_err_clear(&e);
         if (zdm_db_open(w->o->url, &w->db, &e) == 0) {
@@ -1291,8 +1287,7 @@ static int reconnect(worker *w, zdm_err *err)
         }
         zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "database unreachable (%s); retrying in %lld ms",
                 e.msg, (long long)wait);
-        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        zdm_sig_sleep_ms(wait);
         wait = wait * 2 > 30000 ? 30000 : wait * 2;
     }
     return ZDM_EXIT_INTERRUPTED;
@@ -1337,7 +1332,7 @@ static void stop(worker *w, int rc)
  * and the worker owns its connection; stop otherwise. */
 static void failed(worker *w, int rc)
 {
-    if (stop_signals) {
+    if (zdm_sig_caught()) {
         zdm_err_clear(w->err);
         stop(w, ZDM_EXIT_INTERRUPTED);
         return;
@@ -1367,13 +1362,20 @@ static void failed(worker *w, int rc)
     stop(w, rc);
 }
 
+static void on_sig_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    stop(arg, ZDM_EXIT_INTERRUPTED);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     worker *w = arg;
     zdm_err *err = w->err;
-    if (stop_signals) {
+    if (zdm_sig_caught()) {
         stop(w, ZDM_EXIT_INTERRUPTED);
         return;
     }
@@ -1496,17 +1498,15 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     }
     build_sql(&w);
 
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    stop_signals = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    int own_sig = zdm_sig_fd() < 0; /* called outside a command (tests) */
+    if (own_sig)
+        zdm_sig_install();
     zdm_db_cancel_arm(w.db);
 
     w.base = event_base_new();
     w.tick = evtimer_new(w.base, on_tick, &w);
+    struct event *sigev = event_new(w.base, zdm_sig_fd(), EV_READ | EV_PERSIST, on_sig_event, &w);
+    event_add(sigev, NULL);
     zdm_httpstat *http = NULL;
     if (o->listen) {
         rc = zdm_httpstat_start(w.base, o->listen, fill_http, &w, &http, err);
@@ -1522,8 +1522,9 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     zdm_httpstat_stop(http);
 
     zdm_db_cancel_disarm();
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    event_free(sigev);
+    if (own_sig)
+        zdm_sig_restore();
     if (w.db && w.range_id >= 0)
         release(&w);
     if (w.db)
@@ -1637,6 +1638,14 @@ int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const ch
     }
     free(txt);
     return rc;
+}
+
+int zdm_backfill_settings_reset(zdm_db *db, const char *plan_id, zdm_err *err)
+{
+    char sql[200];
+    const char *p[] = {plan_id};
+    snprintf(sql, sizeof sql, "UPDATE %s SET settings = '{}' WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+    return zdm_db_query(db, sql, 1, p, NULL, err);
 }
 
 int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err)

@@ -29,6 +29,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "sig.h"
 #include "util.h"
 
 #define TAIL_LINES 20
@@ -273,7 +274,7 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
      * its own), so the output is read only DRAIN_MS longer.  A hook that
      * closed its output still runs until it exits or times out. */
     int64_t deadline = zdm_mono_ms() + timeout_ms, kill_at = 0, drain_until = 0;
-    int timed_out = 0, out_open = 1, reaped = 0, wstatus = 0;
+    int timed_out = 0, interrupted = 0, out_open = 1, reaped = 0, wstatus = 0;
     zdm_buf line = {0};
     char buf[4096];
     for (;;) {
@@ -287,7 +288,14 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
         }
         if (reaped && (!out_open || now >= drain_until))
             break;
-        if (!reaped && !timed_out && now >= deadline) {
+        /* zdm itself was asked to stop: so is the hook, whole group, with
+         * the same grace as a timeout, so it cannot finish a switch that
+         * zdm would not record. */
+        if (!reaped && !timed_out && zdm_sig_caught()) {
+            timed_out = interrupted = 1;
+            kill_group(pid, SIGTERM);
+            kill_at = now + KILL_GRACE_MS;
+        } else if (!reaped && !timed_out && now >= deadline) {
             timed_out = 1;
             kill_group(pid, SIGTERM);
             kill_at = now + KILL_GRACE_MS;
@@ -340,6 +348,11 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
     if (timed_out)
         kill(-pid, SIGKILL);
     char d[32];
+    if (interrupted) {
+        snprintf(status, status_size, "stopped: zdm got signal %d (its process group got SIGTERM%s)",
+                 zdm_sig_first(), WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL ? ", then SIGKILL" : "");
+        return -2;
+    }
     if (timed_out) {
         snprintf(status, status_size, "timed out after %s and was killed",
                  zdm_format_duration(timeout_ms, d, sizeof d));
@@ -380,6 +393,9 @@ int zdm_hooks_run(const zdm_project *proj, const zdm_plan *plan, zdm_hook_event 
             const zdm_hook_cmd *cmd = &sets[s]->cmds[ev][i];
             char text[512], status[160];
             argv_text(cmd, text, sizeof text);
+            if (zdm_sig_caught())
+                return zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "%s hook \"%s\" not started: zdm got signal %d",
+                                   zdm_hook_event_name(ev), text, zdm_sig_first());
             zdm_log(ZDM_LOG_INFO, plan->id, zdm_hook_event_name(ev), "running hook: %s", text);
             tail_ring ring;
             memset(&ring, 0, sizeof ring);
@@ -400,6 +416,12 @@ int zdm_hooks_run(const zdm_project *proj, const zdm_plan *plan, zdm_hook_event 
             zdm_buf last = {0};
             ring_dump(&ring, &last);
             ring_free(&ring);
+            if (rc == -2) {
+                zdm_buf_free(&last);
+                zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "%s hook \"%s\" %s", zdm_hook_event_name(ev), text,
+                            status);
+                return ZDM_EXIT_INTERRUPTED;
+            }
             zdm_err_set(err, ZDM_EXIT_FAIL, "%s hook \"%s\" failed: %s%s%s", zdm_hook_event_name(ev), text,
                         status, last.len ? "; last output:\n" : " (no output)", last.len ? last.data : "");
             /* drop the trailing newline of the last line */

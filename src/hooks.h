@@ -43,6 +43,8 @@ typedef struct zdm_hook_env {
 
 /* Runs every command for `ev`: the project's first, then the plan's
  * (unless the plan says inherit = false).  Stops at the first failure.
+ * After SIGINT/SIGTERM (sig.h) no hook starts, and a running one's group
+ * gets SIGTERM, then SIGKILL after the grace: ZDM_EXIT_INTERRUPTED.
  * Returns 0, or ZDM_EXIT_FAIL with err naming the hook, its exit status
  * and its last output lines.  *ran counts the commands run; `tail` (may be
  * NULL) receives the last output lines of every hook. */
