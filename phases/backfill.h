@@ -91,6 +91,8 @@ int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_er
 int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value,
                      zdm_err *err) ZDM_MUST_CHECK;
 /* Forgets a plan's ranges and cursors (rollback). */
+/* Forgets the zdm set overrides of a plan (rollback; zdm set --reset). */
+int zdm_backfill_settings_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
 
 /* Progress for status: rows done, estimated total, ranges done/all,

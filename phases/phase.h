@@ -24,6 +24,12 @@ typedef struct zdm_run {
     int no_backup;      /* sqlite: skip the pre-contract backup */
     int no_state;       /* dry run on a database without zdm's tables: all steps pending */
     char backup_path[1024]; /* set when a backup was taken */
+    /* Called before each step that is about to run (not for skipped or
+     * dry-run steps); non-zero stops the phase there with that status.
+     * The lifecycle checks here that it still holds the plan's lock and
+     * that no signal asked it to stop.  May be NULL. */
+    int (*before_step)(void *arg, zdm_err *err);
+    void *before_step_arg;
 } zdm_run;
 
 /* Runs the steps of one phase in order ("expand" or "contract"), skipping

@@ -18,6 +18,7 @@
 #include "mutant.h"
 #include "phase.h"
 #include "sqlite_deps.h"
+#include "sig.h"
 #include "util.h"
 
 /* 10 minutes bounds a transactional DDL step holding its lock when the
@@ -45,11 +46,9 @@ static step_cfg cfg_of(const zdm_plan *p, const zdm_step *s, const char *sql)
     return c;
 }
 
-static void sleep_ms(int64_t ms)
+static int before_step(zdm_run *r, zdm_err *err)
 {
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
+    return r->before_step ? r->before_step(r->before_step_arg, err) : 0;
 }
 
 /* Backoff before try n+1: 250 ms doubling, capped at 30 s, plus up to
@@ -236,7 +235,10 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
                 "step %d: lock not granted within %s (try %d of %d: %s); retrying in %lld ms",
                 s->index, zdm_format_duration(c.lock_ms, d, sizeof d), attempt, c.tries, err->msg,
                 (long long)wait);
-        sleep_ms(wait);
+        if (zdm_sig_sleep_ms(wait)) { /* a signal: stop retrying, the step is not done */
+            rc = zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "interrupted while waiting to retry the lock");
+            break;
+        }
     }
     zdm_err e3;
     zdm_err_clear(&e3);
@@ -306,6 +308,9 @@ int zdm_steps_apply(zdm_run *r, const char *phase, const zdm_step *steps, size_t
             print_dry(r, phase, s, sql, &c, "");
             continue;
         }
+        rc = before_step(r, err);
+        if (rc != 0)
+            return rc;
         if (strcmp(status, "running") == 0)
             zdm_log(ZDM_LOG_WARN, r->plan->id, phase,
                     "step %d was interrupted during a previous run; running it again", s->index);
@@ -346,7 +351,9 @@ int zdm_steps_undo(zdm_run *r, const char *phase, const zdm_step *steps, size_t 
             print_dry(r, phase, s, down, &c, " (down)");
             continue;
         }
-        rc = run_with_retries(r, phase, s, down, "undone", status[k], err);
+        rc = before_step(r, err);
+        if (rc == 0)
+            rc = run_with_retries(r, phase, s, down, "undone", status[k], err);
     }
     free(status);
     return rc;

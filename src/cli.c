@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sig.h"
 #include "util.h"
 
 /* Option flags a command may accept. */
@@ -118,8 +119,10 @@ static const cmd commands[] = {
      "Before contract: runs the down of every applied expand step, newest first,\n"
      "and marks the plan rolled_back.  Refuses before changing anything when an\n"
      "applied step has no down.  After contract: undoes contract back to cut_over\n"
-     "only when every contract step has a down.\n",
-     OPT_DRY_RUN, 1, 1, zdm_cmd_rollback},
+     "only when every contract step has a down.  Refused (exit 3) while a plan\n"
+     "that requires it is applied, and on a cut_over plan (traffic already moved)\n"
+     "unless --force: then on_rollback (the switch back) runs first.\n",
+     OPT_DRY_RUN | OPT_FORCE, 1, 1, zdm_cmd_rollback},
     {NULL, "status", "[PLAN]", "where every plan stands and what to run next",
      "Lists every plan in --plans with its phase (pending when the database has\n"
      "not seen it), since when, and the next action.  --json prints\n"
@@ -659,10 +662,22 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         if (streams_events(c))
             zdm_log_set_events(out);
     }
+    /* Every command stops on SIGINT/SIGTERM at its next safe point and
+     * exits 4; one that finished anyway still says it was interrupted. */
+    zdm_sig_install();
     int rc = c->fn(&cli, &err);
+    int sig = zdm_sig_caught() ? zdm_sig_first() : 0;
+    zdm_sig_restore();
     if (jout)
         fclose(jout);
     zdm_log_set_events(NULL);
+    if (sig && rc != ZDM_EXIT_INTERRUPTED) {
+        if (rc == 0 || !err.msg[0]) {
+            zdm_err_clear(&err);
+            zdm_err_set(&err, ZDM_EXIT_INTERRUPTED, "interrupted by signal %d", sig);
+        }
+        rc = ZDM_EXIT_INTERRUPTED;
+    }
     if (rc == 0)
         return 0;
     if (err.msg[0]) {

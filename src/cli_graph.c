@@ -266,7 +266,7 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
         fprintf(cli->errs, "zdm: no database file was at %s; created a new, empty one\n", zdm_db_safe_url(db));
 
     w = zdm_xcalloc(set.n ? set.n : 1, sizeof *w);
-    zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &project, 0, cli->allow};
+    zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &project, 0, cli->allow, 0};
     size_t i;
     for (i = 0; i < set.n; i++) {
         zdm_plan *p = set.plans[i];

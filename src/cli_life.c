@@ -119,7 +119,7 @@ int zdm_cmd_advance(zdm_cli *cli, zdm_err *err)
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
         zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &s.project, cli->hooks_only,
-                           cli->allow};
+                           cli->allow, 0};
         rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
     }
     close_session(&s);
@@ -131,8 +131,8 @@ int zdm_cmd_rollback(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0) {
-        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0, NULL};
-        rc = zdm_life_rollback(s.db, s.plan, &o, err);
+        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0, NULL, cli->force};
+        rc = zdm_life_rollback(s.db, &s.set, s.plan, &o, err);
     }
     close_session(&s);
     return rc;
@@ -617,7 +617,7 @@ int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
             rc = zdm_backfill_run(s.db, s.plan, &o, err);
             if (rc == 0 && o.finished_plan) {
                 /* the worker that finished the backfill runs after_backfill */
-                zdm_life_opts lo = {0, 0, cli->out, cli->db_url, &s.project, 0, NULL};
+                zdm_life_opts lo = {0, 0, cli->out, cli->db_url, &s.project, 0, NULL, 0};
                 rc = zdm_life_after_backfill(s.db, s.plan, &lo, err);
             }
             if (rc == 0) {
@@ -687,23 +687,12 @@ int zdm_cmd_cutover(zdm_cli *cli, zdm_err *err)
 {
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
-    zdm_plan_state st;
-    if (rc == 0)
-        rc = zdm_state_init(s.db, err);
-    if (rc == 0)
-        rc = zdm_state_get(s.db, s.plan->id, &st, err);
     if (rc == 0) {
-        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
-        if (ph != ZDM_BACKFILLED) {
-            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; cutover follows backfilled", s.plan->id,
-                             zdm_phase_name(ph));
-            zdm_err_detail(err, "%s", ph == ZDM_CUT_OVER || ph == ZDM_COMPLETE
-                                          ? "the cutover already happened (zdm history shows when)"
-                                          : "advance the plan to backfilled first");
-        } else {
-            zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0, NULL};
-            rc = zdm_life_advance(s.db, &s.set, s.plan, &o, err);
-        }
+        /* The phase is checked by the lifecycle under the plan's lock: a
+         * check here, before the lock, let a concurrent cutover go on to
+         * contract. */
+        zdm_life_opts o = {cli->dry_run, 0, cli->out, cli->db_url, &s.project, 0, NULL, 0};
+        rc = zdm_life_cutover(s.db, &s.set, s.plan, &o, err);
     }
     close_session(&s);
     return rc;
@@ -835,7 +824,7 @@ int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err)
     int rc = open_session(cli, &s, NULL, err);
     int advanced = 0;
     if (rc == 0) {
-        zdm_life_opts o = {0, cli->no_backup, cli->out, cli->db_url, &s.project, 0, NULL};
+        zdm_life_opts o = {0, cli->no_backup, cli->out, cli->db_url, &s.project, 0, NULL, 0};
         rc = zdm_life_run_due(s.db, &s.set, &o, &advanced, err);
     }
     if (rc == 0 || advanced) {

@@ -18,16 +18,21 @@
 #include "phase.h"
 #include "preflight.h"
 #include "sqlite_deps.h"
+#include "sig.h"
 #include "util.h"
 
 typedef struct ctx {
     zdm_db *db;
+    const zdm_plan_set *set; /* may be NULL: no requires/dependents known */
     const zdm_plan *plan;
     const zdm_life_opts *o;
     int locked;
+    int lock_lost;           /* guard() found the lock gone: run nothing more */
     zdm_plan_state st;
     const zdm_err *failure;  /* what on_failure hooks are told (ZDM_ERROR, ZDM_EXIT_CODE) */
     int64_t refused_hid;     /* the history row refuse() wrote, 0 when none */
+    zdm_run run;             /* what the phase's steps run with */
+    char detail[1200];       /* the transition's history detail (contract: the backup) */
 } ctx;
 
 static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
@@ -44,10 +49,12 @@ static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
     return err->code;
 }
 
-static void ctx_init(ctx *c, zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o)
+static void ctx_init(ctx *c, zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
+                     const zdm_life_opts *o)
 {
     memset(c, 0, sizeof *c);
     c->db = db;
+    c->set = set;
     c->plan = plan;
     c->o = o;
 }
@@ -78,6 +85,7 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         return refuse(c, action, c->st.phase, err);
     }
     c->locked = 1;
+    zdm_db_cancel_arm(c->db); /* a second signal cancels the running statement */
     /* Only a holder of this lock writes "running" history rows, so any left
      * now belong to a run that died (kill -9, power loss): say so. */
     {
@@ -121,6 +129,8 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
 static void close_ctx(ctx *c)
 {
     if (c->locked)
+        zdm_db_cancel_disarm();
+    if (c->locked)
         zdm_state_unlock(c->db, c->plan->id);
     c->locked = 0;
 }
@@ -143,7 +153,10 @@ static void end_history(ctx *c, int64_t id, int rc, const zdm_err *err, const ch
         return;
     zdm_err e;
     zdm_err_clear(&e);
-    const char *outcome = rc == 0 ? "ok" : rc == ZDM_EXIT_REFUSED ? "refused" : "failed";
+    const char *outcome = rc == 0                      ? "ok"
+                          : rc == ZDM_EXIT_REFUSED     ? "refused"
+                          : rc == ZDM_EXIT_INTERRUPTED ? "interrupted"
+                                                       : "failed";
     if (zdm_state_history_update(c->db, id, outcome, rc == 0 ? detail : err->msg, &e) != 0)
         zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not update history row %lld: %s",
                 (long long)id, e.msg);
@@ -185,7 +198,7 @@ static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next,
     char action[64];
     snprintf(action, sizeof action, "hook %s", zdm_hook_event_name(ev));
     zdm_history_entry h = {p->id, action, zdm_phase_name(phase), zdm_phase_name(next),
-                           rc == 0 ? "ok" : "failed", tail.data};
+                           rc == 0 ? "ok" : rc == ZDM_EXIT_INTERRUPTED ? "interrupted" : "failed", tail.data};
     zdm_err e2;
     zdm_err_clear(&e2);
     if (zdm_state_history_add(c->db, &h, NULL, &e2) != 0)
@@ -374,253 +387,420 @@ static void undo_failed_expand(ctx *c, zdm_run *run, const zdm_step *fresh, size
     }
 }
 
-static zdm_phase next_phase(zdm_phase p)
+/* ---- the phases ----
+ *
+ * Each phase is a row of `phases` below: the phase it starts from and the
+ * one it records, its hooks, a gate (refuses before anything changes), a
+ * run, a dry run, and the undo that rollback calls.  transition() is the
+ * only code that runs them and the only code that records a new phase
+ * after advance or cutover. */
+
+typedef struct phase_def {
+    const char *name;        /* log tag: expand, backfill, cutover, contract */
+    zdm_phase from, to;
+    int before;              /* zdm_hook_event before anything changes (a failure refuses) */
+    int after;               /* zdm_hook_event after the phase is recorded, -1 for none */
+    int (*gate)(ctx *c, zdm_err *err);
+    int (*run)(ctx *c, zdm_err *err);
+    int (*dry_run)(ctx *c, zdm_err *err);
+    int (*undo)(ctx *c, zdm_err *err);
+} phase_def;
+
+/* Before each step, and before recording the phase: the run still holds
+ * the plan's lock (a PostgreSQL restart takes the advisory lock with the
+ * session; zdm unlock takes an SQLite lock row away) and no signal asked
+ * it to stop.  A run that lost its lock never goes on. */
+static int guard(void *arg, zdm_err *err)
 {
-    switch (p) {
-    case ZDM_PENDING:
-    case ZDM_ROLLED_BACK:
-        return ZDM_EXPANDED;
-    case ZDM_EXPANDED:
-        return ZDM_BACKFILLED;
-    case ZDM_BACKFILLED:
-        return ZDM_CUT_OVER;
-    case ZDM_CUT_OVER:
-    case ZDM_COMPLETE:
-    default:
-        return ZDM_COMPLETE;
-    }
+    ctx *c = arg;
+    if (c->o->dry_run)
+        return 0;
+    if (zdm_sig_caught())
+        return zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "plan %s: stopped by signal %d before the next step",
+                           c->plan->id, zdm_sig_first());
+    int held = 0;
+    zdm_err e;
+    zdm_err_clear(&e);
+    int rc = zdm_state_lock_held(c->db, c->plan->id, &held, &e);
+    if (rc == 0 && held)
+        return 0;
+    zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s: this run no longer holds the plan's lock (%s); stopped before "
+                "the next step", c->plan->id,
+                rc != 0 ? e.msg : "the database session that held it is gone, e.g. the server restarted, "
+                                  "or zdm unlock removed it");
+    zdm_err_detail(err, "another run may hold the plan now: check \"zdm status %s\" and \"zdm history %s\", "
+                        "then run the command again", c->plan->id, c->plan->id);
+    c->lock_lost = 1;
+    return ZDM_EXIT_FAIL;
 }
 
-static int do_advance(ctx *c, const zdm_plan_set *set, zdm_err *err)
+static void run_init(ctx *c)
 {
+    zdm_run *r = &c->run;
+    memset(r, 0, sizeof *r);
+    r->db = c->db;
+    r->plan = c->plan;
+    r->dry_run = c->o->dry_run;
+    r->out = c->o->out;
+    r->no_backup = c->o->no_backup;
+    r->no_state = c->o->dry_run && !zdm_state_exists(c->db);
+    r->before_step = guard;
+    r->before_step_arg = c;
+}
+
+static int gate_expand(ctx *c, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    int rc = zdm_lint_gate(p, c->set, ZDM_PHASE_EXPAND, c->o->allow, (int)zdm_db_kind_of(c->db), err);
+    if (rc == 0)
+        rc = check_requires(c, c->set, err);
+    if (rc == 0)
+        rc = zdm_steps_check_runnable(&c->run, "expand", p->expand, p->nexpand, err);
+    /* A contract step this database cannot run would strand the plan
+     * after cutover: refuse it now, before anything changes. */
+    if (rc == 0)
+        rc = zdm_steps_check_runnable(&c->run, "contract", p->contract, p->ncontract, err);
+    if (rc == 0) /* SQLite: what the DROP COLUMNs to come would trip on */
+        rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_EXPAND, c->run.no_state, err);
+    if (rc == 0)
+        rc = gate_backfill_key(c, err);
+    /* Every expression compiled by the database, before anything goes live. */
+    if (rc == 0 && !c->o->dry_run)
+        rc = zdm_preflight(c->db, p, err);
+    return rc;
+}
+
+static int gate_contract_all(ctx *c, zdm_err *err)
+{
+    int rc = zdm_lint_gate(c->plan, c->set, ZDM_PHASE_CONTRACT, c->o->allow, (int)zdm_db_kind_of(c->db), err);
+    if (rc == 0)
+        rc = gate_contract(c, err);
+    if (rc == 0)
+        rc = zdm_steps_check_runnable(&c->run, "contract", c->plan->contract, c->plan->ncontract, err);
+    if (rc == 0)
+        rc = zdm_sqdeps_gate(c->db, c->plan, ZDM_SQDEPS_CONTRACT, c->run.no_state, err);
+    return rc;
+}
+
+static int run_expand(ctx *c, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    int rc = 0;
+    /* Record the file's checksum before the first step, so an edit made
+     * while expand is half-done is caught (open_ctx). */
+    if (!c->o->dry_run)
+        rc = set_phase(c, ZDM_PENDING, err);
+    /* The steps still to do before this run: a failed expand undoes
+     * exactly those (unless on_failure = "stop"). */
+    zdm_step *fresh = zdm_xcalloc(p->nexpand + 1, sizeof *fresh);
+    size_t nfresh = 0;
+    for (size_t i = 0; rc == 0 && !c->o->dry_run && i < p->nexpand; i++) {
+        char st[16] = "";
+        rc = zdm_state_step_status(c->db, p->id, "expand", p->expand[i].index, st, err);
+        if (rc == 0 && strcmp(st, "done") != 0)
+            fresh[nfresh++] = p->expand[i];
+    }
+    if (rc == 0)
+        rc = zdm_steps_apply(&c->run, "expand", p->expand, p->nexpand, err);
+    if (rc == 0 && p->backfill && p->backfill->dual_write) {
+        /* After the plan's steps: the trigger reads their new columns. */
+        zdm_step *steps = NULL, dw;
+        size_t nsteps = 0;
+        rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
+        if (rc == 0)
+            rc = zdm_steps_apply(&c->run, "expand", &steps[nsteps - 1], 1, err);
+        else if (c->o->dry_run) {
+            fprintf(c->o->out, "-- then the dual-write triggers (their SQL needs the table first: %s)\n", err->msg);
+            zdm_err_clear(err);
+            rc = 0;
+        }
+        free(steps);
+        zdm_dw_step_free(&dw);
+    }
+    /* Never undo without the lock or after a signal: the next run resumes. */
+    if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED && !c->lock_lost && !c->o->dry_run)
+        undo_failed_expand(c, &c->run, fresh, nfresh, err);
+    free(fresh);
+    return rc;
+}
+
+static int run_backfill(ctx *c, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    if (!p->backfill)
+        return 0;
+    zdm_backfill_opts bo = {1, -1, NULL, c->o->url, 0};
+    int rc = zdm_backfill_run(c->db, p, &bo, err);
+    zdm_db_cancel_arm(c->db); /* the worker armed its own connection */
+    if (rc == 0) {
+        zdm_plan_state st;
+        rc = zdm_state_get(c->db, p->id, &st, err);
+        if (rc == 0 && st.phase != ZDM_BACKFILLED)
+            rc = zdm_err_set(err, ZDM_EXIT_FAIL, "backfill of %s ended but the plan is still %s",
+                             p->id, zdm_phase_name(st.phase));
+    }
+    return rc;
+}
+
+static int dry_backfill(ctx *c, zdm_err *err)
+{
+    (void)err;
+    const zdm_plan *p = c->plan;
+    if (!p->backfill) {
+        fprintf(c->o->out, "-- no [backfill]: the plan passes backfilled at once\n");
+        return 0;
+    }
+    fprintf(c->o->out, "-- backfill of %s in keyset batches of %lld rows (adaptive), each:\n"
+                       "UPDATE %s SET ", p->id, (long long)p->backfill->throttle.batch_size,
+            p->backfill->table);
+    for (size_t i = 0; i < p->backfill->nset; i++)
+        fprintf(c->o->out, "%s%s = (%s)", i ? ", " : "", p->backfill->set[i].column, p->backfill->set[i].expr);
+    fprintf(c->o->out, "\n  WHERE key > cursor AND key <= batch_end%s%s%s;\n",
+            p->backfill->where ? " AND (" : "", p->backfill->where ? p->backfill->where : "",
+            p->backfill->where ? ")" : "");
+    return 0;
+}
+
+static int run_cutover(ctx *c, zdm_err *err)
+{
+    c->st.cutover_at_ms = zdm_now_ms();
+    return zdm_state_set_cutover(c->db, c->plan->id, c->st.cutover_at_ms, err);
+}
+
+static int dry_cutover(ctx *c, zdm_err *err)
+{
+    (void)err;
+    fprintf(c->o->out, "-- cutover: no statements; the cutover time is recorded\n");
+    return 0;
+}
+
+static int run_contract(ctx *c, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    int rc = 0;
+    if (p->ncontract) /* nothing to lose when contract removes nothing */
+        rc = zdm_backup_sqlite(&c->run, err);
+    if (rc == 0 && c->run.backup_path[0])
+        snprintf(c->detail, sizeof c->detail, "backup: %s", c->run.backup_path);
+    zdm_step *steps = NULL, dw;
+    size_t nsteps = 0;
+    memset(&dw, 0, sizeof dw);
+    if (rc == 0)
+        rc = phase_steps(c, 1, &steps, &nsteps, &dw, err);
+    if (rc == 0)
+        rc = zdm_steps_apply(&c->run, "contract", steps, nsteps, err);
+    free(steps);
+    zdm_dw_step_free(&dw);
+    return rc;
+}
+
+/* Undoes the applied steps of one phase ("expand" or "contract", with the
+ * dual-write step zdm adds) and then forgets their records, so a later
+ * advance runs them all again. */
+static int undo_steps(ctx *c, int contract, zdm_err *err)
+{
+    zdm_step *steps = NULL, dw;
+    size_t nsteps = 0;
+    const char *ph = contract ? "contract" : "expand";
+    int rc = phase_steps(c, contract, &steps, &nsteps, &dw, err);
+    if (rc == 0)
+        rc = zdm_steps_undo(&c->run, ph, steps, nsteps, err);
+    free(steps);
+    zdm_dw_step_free(&dw);
+    if (rc == 0 && !c->o->dry_run)
+        rc = zdm_state_steps_clear(c->db, c->plan->id, ph, err);
+    return rc;
+}
+
+static int undo_contract(ctx *c, zdm_err *err)
+{
+    return undo_steps(c, 1, err);
+}
+
+/* Expand's undo also undoes what a failed contract did first (it may have
+ * removed the dual-write triggers that expand's own undo drops). */
+static int undo_expand(ctx *c, zdm_err *err)
+{
+    int rc = undo_steps(c, 1, err);
+    if (rc == 0)
+        rc = undo_steps(c, 0, err);
+    return rc;
+}
+
+static int undo_backfill(ctx *c, zdm_err *err)
+{
+    if (c->o->dry_run || !c->plan->backfill)
+        return 0;
+    return zdm_backfill_reset(c->db, c->plan->id, err);
+}
+
+static int undo_cutover(ctx *c, zdm_err *err)
+{
+    /* on_rollback, the switch back, already ran (rollback runs it first). */
+    if (c->o->dry_run)
+        return 0;
+    c->st.cutover_at_ms = 0;
+    return zdm_state_set_cutover(c->db, c->plan->id, 0, err);
+}
+
+static const phase_def phases[] = {
+    {"expand", ZDM_PENDING, ZDM_EXPANDED, ZDM_HOOK_BEFORE_EXPAND, ZDM_HOOK_AFTER_EXPAND, gate_expand,
+     run_expand, run_expand, undo_expand},
+    {"backfill", ZDM_EXPANDED, ZDM_BACKFILLED, ZDM_HOOK_BEFORE_BACKFILL, ZDM_HOOK_AFTER_BACKFILL, NULL,
+     run_backfill, dry_backfill, undo_backfill},
+    {"cutover", ZDM_BACKFILLED, ZDM_CUT_OVER, ZDM_HOOK_CUTOVER, -1, NULL, run_cutover, dry_cutover,
+     undo_cutover},
+    {"contract", ZDM_CUT_OVER, ZDM_COMPLETE, ZDM_HOOK_BEFORE_CONTRACT, ZDM_HOOK_AFTER_CONTRACT,
+     gate_contract_all, run_contract, run_contract, undo_contract},
+};
+#define NPHASES (sizeof phases / sizeof phases[0])
+
+/* The phase that starts from `from` (a rolled back plan expands again). */
+static const phase_def *phase_from(zdm_phase from)
+{
+    if (from == ZDM_ROLLED_BACK)
+        from = ZDM_PENDING;
+    for (size_t i = 0; i < NPHASES; i++)
+        if (phases[i].from == from)
+            return &phases[i];
+    return NULL;
+}
+
+/* The phase that records `to`. */
+static const phase_def *phase_to(zdm_phase to)
+{
+    for (size_t i = 0; i < NPHASES; i++)
+        if (phases[i].to == to)
+            return &phases[i];
+    return NULL;
+}
+
+static int hooks_only(ctx *c, zdm_phase from, zdm_err *err)
+{
+    const phase_def *d = phase_to(from);
+    if (!d || d->after < 0) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s is %s: there are no after_* hooks to re-run", c->plan->id,
+                    zdm_phase_name(from));
+        return ZDM_EXIT_USAGE;
+    }
+    zdm_hook_event ev = (zdm_hook_event)d->after;
+    int rc = run_hooks(c, ev, from, from, 0, err);
+    if (rc == 0)
+        fprintf(c->o->out, "%s: %zu %s hook%s ran\n", c->plan->id, zdm_hooks_count(c->o->project, c->plan, ev),
+                zdm_hook_event_name(ev), zdm_hooks_count(c->o->project, c->plan, ev) == 1 ? "" : "s");
+    return rc;
+}
+
+/*
+ * The one transition function: every phase change by advance, cutover or
+ * run-due comes through here.  Under the plan's lock (open_ctx) it reads
+ * the phase again, checks that it is `want_from` when the caller asked for
+ * one transition only (cutover: backfilled -> cut_over, never anything
+ * else), gates, runs the before hooks and the phase with a guard before
+ * every step, guards once more, records the phase and the history row,
+ * and runs the after hooks.  The caller releases the lock (close_ctx).
+ */
+static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
     zdm_phase from = c->st.known ? c->st.phase : ZDM_PENDING;
     c->st.phase = from;
-    zdm_phase to = next_phase(from);
-    const zdm_plan *p = c->plan;
-    zdm_run run;
-    memset(&run, 0, sizeof run);
-    run.db = c->db;
-    run.plan = p;
-    run.dry_run = c->o->dry_run;
-    run.out = c->o->out;
-    run.no_backup = c->o->no_backup;
-    run.no_state = c->o->dry_run && !zdm_state_exists(c->db);
-
-    if (c->o->hooks_only) {
-        zdm_hook_event ev = from == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
-                            : from == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL
-                            : from == ZDM_COMPLETE ? ZDM_HOOK_AFTER_CONTRACT : ZDM_HOOK__COUNT;
-        if (ev == ZDM_HOOK__COUNT) {
-            zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s is %s: there are no after_* hooks to re-run", p->id,
-                        zdm_phase_name(from));
-            return ZDM_EXIT_USAGE;
-        }
-        int rc = run_hooks(c, ev, from, from, 0, err);
-        if (rc == 0)
-            fprintf(c->o->out, "%s: %zu %s hook%s ran\n", p->id, zdm_hooks_count(c->o->project, p, ev),
-                    zdm_hook_event_name(ev), zdm_hooks_count(c->o->project, p, ev) == 1 ? "" : "s");
-        return rc;
+    run_init(c);
+    if (c->o->hooks_only)
+        return hooks_only(c, from, err);
+    if (want_from >= 0 && from != (zdm_phase)want_from) {
+        const phase_def *w = phase_from((zdm_phase)want_from);
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; %s follows %s", p->id, zdm_phase_name(from),
+                    w ? w->name : action, zdm_phase_name((zdm_phase)want_from));
+        if (from > (zdm_phase)want_from && from != ZDM_ROLLED_BACK)
+            zdm_err_detail(err, "the %s already happened (zdm history %s shows when)", w ? w->name : action, p->id);
+        else
+            zdm_err_detail(err, "advance the plan to %s first", zdm_phase_name((zdm_phase)want_from));
+        return c->o->dry_run ? err->code : refuse(c, action, w ? w->to : from, err);
     }
     if (from == ZDM_COMPLETE) {
         fprintf(c->o->out, "plan %s is already complete; nothing to do\n", p->id);
         return 0;
     }
+    const phase_def *d = phase_from(from);
+    if (!d)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s: no phase starts from %s", p->id, zdm_phase_name(from));
+    zdm_phase to = d->to;
     if (c->o->dry_run)
-        fprintf(c->o->out, "-- zdm advance %s --dry-run on %s: %s -> %s\n\n", p->id,
+        fprintf(c->o->out, "-- zdm %s %s --dry-run on %s: %s -> %s\n\n", action, p->id,
                 zdm_db_dialect_name(c->db), zdm_phase_name(from), zdm_phase_name(to));
 
-    int rc = 0;
-    /* Gates first: a refusal changes nothing.  The linter comes first. */
-    if (to == ZDM_EXPANDED || to == ZDM_COMPLETE) {
-        rc = zdm_lint_gate(p, set, to == ZDM_EXPANDED ? ZDM_PHASE_EXPAND : ZDM_PHASE_CONTRACT,
-                           c->o->allow, (int)zdm_db_kind_of(c->db), err);
-        if (rc != 0) {
-            if (c->o->dry_run || rc != ZDM_EXIT_REFUSED)
-                return rc;
-            rc = refuse(c, "advance", to, err);
-            on_failure(c, from, to, c->refused_hid, err);
-            return rc;
-        }
-    }
-    if (to == ZDM_EXPANDED) {
-        rc = check_requires(c, set, err);
-        if (rc == 0)
-            rc = zdm_steps_check_runnable(&run, "expand", p->expand, p->nexpand, err);
-        /* A contract step this database cannot run would strand the plan
-         * after cutover: refuse it now, before anything changes. */
-        if (rc == 0)
-            rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
-        if (rc == 0) /* SQLite: what the DROP COLUMNs to come would trip on */
-            rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_EXPAND, run.no_state, err);
-        if (rc == 0)
-            rc = gate_backfill_key(c, err);
-        /* Every expression compiled by the database, before anything goes live. */
-        if (rc == 0 && !c->o->dry_run)
-            rc = zdm_preflight(c->db, p, err);
-    } else if (to == ZDM_COMPLETE) {
-        rc = gate_contract(c, err);
-        if (rc == 0)
-            rc = zdm_steps_check_runnable(&run, "contract", p->contract, p->ncontract, err);
-        if (rc == 0)
-            rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_CONTRACT, run.no_state, err);
-    }
+    /* Gates first: a refusal changes nothing. */
+    int rc = d->gate ? d->gate(c, err) : 0;
     if (rc != 0) {
-        if (c->o->dry_run)
+        if (c->o->dry_run || rc != ZDM_EXIT_REFUSED)
             return rc;
-        rc = refuse(c, "advance", to, err);
+        rc = refuse(c, action, to, err);
         on_failure(c, from, to, c->refused_hid, err);
         return rc;
     }
 
-    int64_t hid = c->o->dry_run ? 0 : begin_history(c, "advance", to);
-    char detail[1200] = "";
+    int64_t hid = c->o->dry_run ? 0 : begin_history(c, action, to);
     int64_t t0 = zdm_mono_ms();
-    const char *pname = to == ZDM_EXPANDED ? "expand" : to == ZDM_BACKFILLED ? "backfill"
-                        : to == ZDM_CUT_OVER ? "cutover" : "contract";
     if (!c->o->dry_run)
-        zdm_log(ZDM_LOG_INFO, p->id, pname, "starting: %s -> %s", zdm_phase_name(from), zdm_phase_name(to));
+        zdm_log(ZDM_LOG_INFO, p->id, d->name, "starting: %s -> %s", zdm_phase_name(from), zdm_phase_name(to));
 
     /* A failing before_* (or cutover) hook refuses the transition: it runs
      * before anything changes. */
-    zdm_hook_event before = to == ZDM_EXPANDED ? ZDM_HOOK_BEFORE_EXPAND
-                            : to == ZDM_BACKFILLED ? ZDM_HOOK_BEFORE_BACKFILL
-                            : to == ZDM_CUT_OVER ? ZDM_HOOK_CUTOVER : ZDM_HOOK_BEFORE_CONTRACT;
-    rc = run_hooks(c, before, from, to, hid, err);
+    rc = run_hooks(c, (zdm_hook_event)d->before, from, to, hid, err);
     if (rc != 0) {
-        err->code = rc = ZDM_EXIT_REFUSED;
-        zdm_err_detail(err, "nothing was changed; fix what the hook checks (or the hook), then run "
-                            "\"zdm advance %s\" again", p->id);
+        if (rc != ZDM_EXIT_INTERRUPTED) {
+            err->code = rc = ZDM_EXIT_REFUSED;
+            zdm_err_detail(err, "nothing was changed; fix what the hook checks (or the hook), then run "
+                                "\"zdm %s %s\" again", action, p->id);
+        } else {
+            zdm_err_detail(err, "nothing was recorded; run \"zdm %s %s\" again", action, p->id);
+        }
         end_history(c, hid, rc, err, NULL);
         on_failure(c, from, to, hid, err);
         return rc;
     }
-
-    zdm_step *steps = NULL, dw;
-    size_t nsteps = 0;
-    memset(&dw, 0, sizeof dw);
-    switch (to) {
-    case ZDM_EXPANDED:
-        /* Record the file's checksum before the first step, so an edit made
-         * while expand is half-done is caught (open_ctx). */
-        if (!c->o->dry_run)
-            rc = set_phase(c, ZDM_PENDING, err);
-        {
-            /* The steps still to do before this run: a failed expand undoes
-             * exactly those (unless on_failure = "stop"). */
-            zdm_step *fresh = zdm_xcalloc(p->nexpand + 1, sizeof *fresh);
-            size_t nfresh = 0;
-            for (size_t i = 0; rc == 0 && !c->o->dry_run && i < p->nexpand; i++) {
-                char st[16] = "";
-                rc = zdm_state_step_status(c->db, p->id, "expand", p->expand[i].index, st, err);
-                if (rc == 0 && strcmp(st, "done") != 0)
-                    fresh[nfresh++] = p->expand[i];
-            }
-            if (rc == 0)
-                rc = zdm_steps_apply(&run, "expand", p->expand, p->nexpand, err);
-            if (rc == 0 && p->backfill && p->backfill->dual_write) {
-                /* After the plan's steps: the trigger reads their new columns. */
-                rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
-                if (rc == 0)
-                    rc = zdm_steps_apply(&run, "expand", &steps[nsteps - 1], 1, err);
-                else if (c->o->dry_run) {
-                    fprintf(c->o->out, "-- then the dual-write triggers (their SQL needs the table first: %s)\n", err->msg);
-                    zdm_err_clear(err);
-                    rc = 0;
-                }
-            }
-            if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED && !c->o->dry_run)
-                undo_failed_expand(c, &run, fresh, nfresh, err);
-            free(fresh);
-        }
-        break;
-    case ZDM_BACKFILLED:
-        if (!p->backfill) {
-            if (c->o->dry_run)
-                fprintf(c->o->out, "-- no [backfill]: the plan passes backfilled at once\n");
-        } else if (c->o->dry_run) {
-            fprintf(c->o->out, "-- backfill of %s in keyset batches of %lld rows (adaptive), each:\n"
-                               "UPDATE %s SET ", p->id, (long long)p->backfill->throttle.batch_size,
-                    p->backfill->table);
-            for (size_t i = 0; i < p->backfill->nset; i++)
-                fprintf(c->o->out, "%s%s = (%s)", i ? ", " : "", p->backfill->set[i].column, p->backfill->set[i].expr);
-            fprintf(c->o->out, "\n  WHERE key > cursor AND key <= batch_end%s%s%s;\n",
-                    p->backfill->where ? " AND (" : "", p->backfill->where ? p->backfill->where : "",
-                    p->backfill->where ? ")" : "");
-        } else {
-            zdm_backfill_opts bo = {1, -1, NULL, c->o->url, 0};
-            rc = zdm_backfill_run(c->db, p, &bo, err);
-            if (rc == 0) {
-                zdm_plan_state st;
-                rc = zdm_state_get(c->db, p->id, &st, err);
-                if (rc == 0 && st.phase != ZDM_BACKFILLED)
-                    rc = zdm_err_set(err, ZDM_EXIT_FAIL, "backfill of %s ended but the plan is still %s",
-                                     p->id, zdm_phase_name(st.phase));
-            }
-        }
-        break;
-    case ZDM_CUT_OVER:
-        if (c->o->dry_run) {
-            fprintf(c->o->out, "-- cutover: no statements; the cutover time is recorded\n");
-        } else {
-            rc = zdm_state_set_cutover(c->db, p->id, zdm_now_ms(), err);
-            c->st.cutover_at_ms = zdm_now_ms();
-        }
-        break;
-    case ZDM_COMPLETE:
-        if (p->ncontract) /* nothing to lose when contract removes nothing */
-            rc = zdm_backup_sqlite(&run, err);
-        if (rc == 0 && run.backup_path[0])
-            snprintf(detail, sizeof detail, "backup: %s", run.backup_path);
-        if (rc == 0)
-            rc = phase_steps(c, 1, &steps, &nsteps, &dw, err);
-        if (rc == 0)
-            rc = zdm_steps_apply(&run, "contract", steps, nsteps, err);
-        break;
-    default:
-        break;
-    }
-    free(steps);
-    zdm_dw_step_free(&dw);
     if (c->o->dry_run) {
-        if (rc == 0 && to != ZDM_CUT_OVER)
-            rc = run_hooks(c, to == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
-                              : to == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL : ZDM_HOOK_AFTER_CONTRACT,
-                           from, to, 0, err);
+        rc = d->dry_run(c, err);
+        if (rc == 0 && d->after >= 0)
+            rc = run_hooks(c, (zdm_hook_event)d->after, from, to, 0, err);
         return rc;
     }
+    rc = guard(c, err);
+    if (rc == 0)
+        rc = d->run(c, err);
+    if (rc == 0)
+        rc = guard(c, err);
     if (rc == 0)
         rc = set_phase(c, to, err);
-    char d[32];
+    char dur[32];
     if (rc == 0) {
-        zdm_log(ZDM_LOG_INFO, p->id, pname, "done: %s in %s", zdm_phase_name(to),
-                zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d));
+        zdm_log(ZDM_LOG_INFO, p->id, d->name, "done: %s in %s", zdm_phase_name(to),
+                zdm_format_duration(zdm_mono_ms() - t0, dur, sizeof dur));
         fprintf(c->o->out, "%s: %s -> %s\n", p->id, zdm_phase_name(from), zdm_phase_name(to));
-        end_history(c, hid, rc, err, detail[0] ? detail : NULL);
-        int64_t done_hid = hid; /* the after hooks are told which transition */
-        hid = 0;
+        end_history(c, hid, rc, err, c->detail[0] ? c->detail : NULL);
         /* After hooks: the phase is done whatever they say; a failure is
-         * reported (exit 1) and they can be re-run with --hooks-only. */
-        if (to != ZDM_CUT_OVER) {
-            zdm_hook_event after = to == ZDM_EXPANDED ? ZDM_HOOK_AFTER_EXPAND
-                                   : to == ZDM_BACKFILLED ? ZDM_HOOK_AFTER_BACKFILL : ZDM_HOOK_AFTER_CONTRACT;
-            rc = run_hooks(c, after, to, to, done_hid, err);
-            if (rc != 0)
+         * reported (exit 1) and they can be re-run with --hooks-only.  They
+         * are told which transition (its history row). */
+        if (d->after >= 0) {
+            rc = run_hooks(c, (zdm_hook_event)d->after, to, to, hid, err);
+            if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED)
                 zdm_err_detail(err, "the plan is %s all the same; re-run the hooks with "
                                     "\"zdm advance %s --hooks-only\"", zdm_phase_name(to), p->id);
         }
-    } else {
-        zdm_log(ZDM_LOG_ERROR, p->id, pname, "failed after %s: %s",
-                zdm_format_duration(zdm_mono_ms() - t0, d, sizeof d), err->msg);
-        if (!err->detail[0])
-            zdm_err_detail(err, "the plan stays %s and every completed step is recorded; fix the cause "
-                                "and run \"zdm advance %s\" again to resume, or \"zdm rollback %s\"",
-                           zdm_phase_name(from), p->id, p->id);
-        /* The row first: the hook is pointed at it, closed. */
-        end_history(c, hid, rc, err, detail[0] ? detail : NULL);
-        on_failure(c, from, to, hid, err);
         return rc;
     }
-    end_history(c, hid, rc, err, detail[0] ? detail : NULL);
+    zdm_log(ZDM_LOG_ERROR, p->id, d->name, "failed after %s: %s",
+            zdm_format_duration(zdm_mono_ms() - t0, dur, sizeof dur), err->msg);
+    if (!err->detail[0])
+        zdm_err_detail(err, "the plan stays %s and every completed step is recorded; fix the cause "
+                            "and run \"zdm advance %s\" again to resume, or \"zdm rollback %s\"",
+                       zdm_phase_name(from), p->id, p->id);
+    /* The row first: the hook is pointed at it, closed.  A run that lost
+     * its lock runs nothing more, hooks included. */
+    end_history(c, hid, rc, err, c->detail[0] ? c->detail : NULL);
+    if (!c->lock_lost)
+        on_failure(c, from, to, hid, err);
     return rc;
 }
 
@@ -628,58 +808,84 @@ int zdm_life_advance(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
                      const zdm_life_opts *o, zdm_err *err)
 {
     ctx c;
-    ctx_init(&c, db, plan, o);
+    ctx_init(&c, db, set, plan, o);
     int rc = open_ctx(&c, "advance", 1, err);
     if (rc == 0)
-        rc = do_advance(&c, set, err);
+        rc = transition(&c, "advance", -1, err);
     close_ctx(&c);
     return rc;
 }
 
-int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, zdm_err *err)
+int zdm_life_cutover(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
+                     const zdm_life_opts *o, zdm_err *err)
 {
     ctx c;
-    ctx_init(&c, db, plan, o);
-    int rc = open_ctx(&c, "rollback", 1, err);
-    if (rc != 0) {
-        close_ctx(&c);
+    ctx_init(&c, db, set, plan, o);
+    /* Recorded as "advance", as before: history's action names are kept. */
+    int rc = open_ctx(&c, "advance", 1, err);
+    if (rc == 0)
+        rc = transition(&c, "advance", ZDM_BACKFILLED, err);
+    close_ctx(&c);
+    return rc;
+}
+
+/* The applied plans that require this one (rollback would pull the
+ * ground from under them): a comma-separated list in *out. */
+static int dependents(ctx *c, zdm_buf *out, zdm_err *err)
+{
+    if (!c->set || (c->o->dry_run && !zdm_state_exists(c->db)))
+        return 0;
+    for (size_t i = 0; i < c->set->n; i++) {
+        const zdm_plan *q = c->set->plans[i];
+        int needs = 0;
+        for (size_t k = 0; k < q->requires.n && !needs; k++)
+            needs = strcmp(q->requires.v[k], c->plan->id) == 0;
+        if (!needs)
+            continue;
+        zdm_plan_state st;
+        int rc = zdm_state_get(c->db, q->id, &st, err);
+        if (rc != 0)
+            return rc;
+        int applied = st.known && st.phase != ZDM_PENDING && st.phase != ZDM_ROLLED_BACK;
+        if (st.known && !applied) {
+            int n = 0;
+            rc = zdm_state_steps_applied(c->db, q->id, &n, err);
+            if (rc != 0)
+                return rc;
+            applied = n > 0;
+        }
+        if (applied)
+            zdm_buf_printf(out, "%s%s (%s)", out->len ? ", " : "", q->id, zdm_phase_name(st.phase));
+    }
+    return 0;
+}
+
+/* Refusals of rollback, checked under the lock before anything runs. */
+static int gate_rollback(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
+{
+    const zdm_plan *plan = c->plan;
+    zdm_buf deps = {0};
+    int rc = dependents(c, &deps, err);
+    if (rc == 0 && deps.len) {
+        rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "rollback of %s refused: applied plans require it: %s", plan->id,
+                         deps.data);
+        zdm_err_detail(err, "roll those plans back first (newest first), then roll back %s", plan->id);
+    }
+    zdm_buf_free(&deps);
+    if (rc != 0)
         return rc;
+    if (from == ZDM_CUT_OVER && !c->o->force) {
+        zdm_err_set(err, ZDM_EXIT_REFUSED,
+                    "rollback of %s refused: it is cut_over, so traffic already runs on the new version",
+                    plan->id);
+        zdm_err_detail(err, "switch traffic back first, or run \"zdm rollback %s --force\": it runs the "
+                            "on_rollback hooks (the switch back) first and undoes expand only if they pass",
+                       plan->id);
+        return ZDM_EXIT_REFUSED;
     }
-    zdm_phase from = c.st.known ? c.st.phase : ZDM_PENDING;
-    zdm_run run;
-    memset(&run, 0, sizeof run);
-    run.db = db;
-    run.plan = plan;
-    run.dry_run = o->dry_run;
-    run.out = o->out;
-    run.no_state = o->dry_run && !zdm_state_exists(db);
-    if (from == ZDM_PENDING || from == ZDM_ROLLED_BACK) {
-        /* Fixed: an expand that failed part way (a validation that found
-         * bad rows) leaves the plan pending with the steps it finished
-         * recorded as done, and its message says to run zdm rollback --
-         * which answered "nothing to roll back" and left them in place.
-         * Those steps are undone like any others. */
-        int partial = 0;
-        for (size_t i = 0; i < plan->nexpand && !partial && !run.no_state; i++) {
-            char st[16] = "";
-            if (zdm_state_step_status(db, plan->id, "expand", plan->expand[i].index, st, err) != 0) {
-                close_ctx(&c);
-                return err->code;
-            }
-            partial = strcmp(st, "done") == 0 || strcmp(st, "running") == 0;
-        }
-        if (!partial) {
-            fprintf(o->out, "plan %s is %s; nothing to roll back\n", plan->id, zdm_phase_name(from));
-            close_ctx(&c);
-            return 0;
-        }
-    }
-    /* After contract, undo contract (back to cut_over); otherwise undo expand. */
-    int undo_contract = from == ZDM_COMPLETE;
-    zdm_phase to = undo_contract ? ZDM_CUT_OVER : ZDM_ROLLED_BACK;
-    if (undo_contract && plan->ncontract) {
+    if (to == ZDM_CUT_OVER && plan->ncontract) {
         for (size_t i = 0; i < plan->ncontract; i++)
-            if (!zdm_step_down(&plan->contract[i], zdm_db_kind_of(db)) || plan->contract[i].op) {
+            if (!zdm_step_down(&plan->contract[i], zdm_db_kind_of(c->db)) || plan->contract[i].op) {
                 zdm_err_set(err, ZDM_EXIT_REFUSED,
                             "plan %s is complete and contract step %d (%s:%d) has no \"down\": "
                             "the removed structure cannot be restored; rollback refused",
@@ -687,14 +893,61 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
                 zdm_err_detail(err, "restore from the backup taken before contract (zdm history %s shows "
                                     "its path), or write a new plan that adds the structure back",
                                plan->id);
-                rc = o->dry_run ? err->code : refuse(&c, "rollback", to, err);
-                close_ctx(&c);
-                return rc;
+                return ZDM_EXIT_REFUSED;
             }
     }
     /* SQLite: a down that drops a column must not stop half-way. */
-    rc = zdm_sqdeps_gate(db, plan, undo_contract ? ZDM_SQDEPS_ROLLBACK_CONTRACT : ZDM_SQDEPS_ROLLBACK_EXPAND,
-                         run.no_state, err);
+    return zdm_sqdeps_gate(c->db, plan, to == ZDM_CUT_OVER ? ZDM_SQDEPS_ROLLBACK_CONTRACT : ZDM_SQDEPS_ROLLBACK_EXPAND,
+                           c->run.no_state, err);
+}
+
+/* Undoes the phases between `to` and `from`, newest first, through the
+ * phase table: complete -> cut_over undoes contract; anything else goes
+ * back to rolled_back by undoing cutover, backfill and expand. */
+static int undo_to(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
+{
+    int rc = 0;
+    for (size_t k = NPHASES; rc == 0 && k-- > 0;) {
+        const phase_def *d = &phases[k];
+        if (to == ZDM_CUT_OVER ? d->to != ZDM_COMPLETE : (d->to == ZDM_COMPLETE || d->from > from))
+            continue;
+        rc = guard(c, err);
+        if (rc == 0)
+            rc = d->undo(c, err);
+    }
+    return rc;
+}
+
+int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan, const zdm_life_opts *o,
+                      zdm_err *err)
+{
+    ctx c;
+    ctx_init(&c, db, set, plan, o);
+    int rc = open_ctx(&c, "rollback", 1, err);
+    if (rc != 0) {
+        close_ctx(&c);
+        return rc;
+    }
+    run_init(&c);
+    zdm_phase from = c.st.known ? c.st.phase : ZDM_PENDING;
+    if (from == ZDM_PENDING || from == ZDM_ROLLED_BACK) {
+        /* An expand that failed part way (a validation that found bad
+         * rows) leaves the plan pending with the steps it finished recorded
+         * as done, and its message says to run zdm rollback: those steps
+         * are undone like any others. */
+        int partial = 0;
+        if (!c.run.no_state && (rc = zdm_state_steps_applied(db, plan->id, &partial, err)) != 0) {
+            close_ctx(&c);
+            return rc;
+        }
+        if (!partial) {
+            fprintf(o->out, "plan %s is %s; nothing to roll back\n", plan->id, zdm_phase_name(from));
+            close_ctx(&c);
+            return 0;
+        }
+    }
+    zdm_phase to = from == ZDM_COMPLETE ? ZDM_CUT_OVER : ZDM_ROLLED_BACK;
+    rc = gate_rollback(&c, from, to, err);
     if (rc != 0) {
         rc = o->dry_run || rc != ZDM_EXIT_REFUSED ? rc : refuse(&c, "rollback", to, err);
         close_ctx(&c);
@@ -703,30 +956,34 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
     if (o->dry_run)
         fprintf(o->out, "-- zdm rollback %s --dry-run on %s: %s -> %s\n\n", plan->id,
                 zdm_db_dialect_name(db), zdm_phase_name(from), zdm_phase_name(to));
-    zdm_step *steps = NULL, dw;
-    size_t nsteps = 0;
-    rc = phase_steps(&c, undo_contract, &steps, &nsteps, &dw, err);
-    if (rc != 0) {
-        close_ctx(&c);
-        return rc;
-    }
     int64_t hid = o->dry_run ? 0 : begin_history(&c, "rollback", to);
-    rc = zdm_steps_undo(&run, undo_contract ? "contract" : "expand", steps, nsteps, err);
-    free(steps);
-    zdm_dw_step_free(&dw);
-    if (rc == 0 && !o->dry_run && !undo_contract && plan->backfill)
-        rc = zdm_backfill_reset(db, plan->id, err);
+    /* After cutover the switch back comes first: undoing expand under live
+     * traffic on the new version would break it. */
+    int switched_back = from == ZDM_CUT_OVER;
+    if (switched_back) {
+        rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, from, to, hid, err);
+        if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED)
+            zdm_err_detail(err, "nothing was undone: traffic may still be on the new version; fix the "
+                                "switch back, then run \"zdm rollback %s --force\" again", plan->id);
+    }
+    if (rc == 0)
+        rc = undo_to(&c, from, to, err);
+    if (rc == 0 && !o->dry_run && plan->backfill)
+        rc = zdm_backfill_settings_reset(db, plan->id, err); /* overrides were for this run of the plan */
     if (!o->dry_run) {
+        if (rc == 0)
+            rc = guard(&c, err);
         if (rc == 0)
             rc = set_phase(&c, to, err);
         if (rc == 0) {
             fprintf(o->out, "%s: %s -> %s\n", plan->id, zdm_phase_name(from), zdm_phase_name(to));
-            if (undo_contract)
-                fprintf(o->out, "contract undone; run \"zdm rollback %s\" again to undo expand\n", plan->id);
+            if (to == ZDM_CUT_OVER)
+                fprintf(o->out, "contract undone; run \"zdm rollback %s\" again to undo expand, with --force: "
+                                "the plan is cut_over, so on_rollback switches traffic back first\n", plan->id);
             end_history(&c, hid, rc, err, NULL);
-            int64_t done_hid = hid;
+            if (!switched_back)
+                rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, to, to, hid, err);
             hid = 0;
-            rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, to, to, done_hid, err);
         } else if (!err->detail[0] && rc != ZDM_EXIT_REFUSED) {
             zdm_err_detail(err, "the steps undone so far are recorded; fix the cause and run "
                                 "\"zdm rollback %s\" again to continue", plan->id);
@@ -739,9 +996,9 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
 
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err)
 {
-    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL};
+    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL, 0};
     ctx c;
-    ctx_init(&c, db, plan, &o);
+    ctx_init(&c, db, NULL, plan, &o);
     int rc = open_ctx(&c, "stamp", 0, err);
     if (rc == 0) {
         zdm_phase from = c.st.known ? c.st.phase : ZDM_PENDING;
@@ -814,9 +1071,9 @@ const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st,
 
 int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *err)
 {
-    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL};
+    zdm_life_opts o = {0, 0, stdout, NULL, NULL, 0, NULL, 0};
     ctx c;
-    ctx_init(&c, db, plan, &o);
+    ctx_init(&c, db, NULL, plan, &o);
     int rc = open_ctx(&c, "schedule", 1, err);
     if (rc == 0) {
         zdm_phase ph = c.st.known ? c.st.phase : ZDM_PENDING;
@@ -910,7 +1167,16 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
                 continue;
             }
         }
-        int r = zdm_life_advance(db, set, p, o, &e);
+        /* cut_over -> complete only: the phase read above may be stale by
+         * the time the lock is ours (rolled back meanwhile). */
+        ctx c;
+        ctx_init(&c, db, set, p, o);
+        int r = open_ctx(&c, "advance", 1, &e);
+        if (r == 0 && c.st.phase == ZDM_COMPLETE)
+            fprintf(o->out, "plan %s is already complete; nothing to do\n", p->id);
+        else if (r == 0)
+            r = transition(&c, "advance", ZDM_CUT_OVER, &e);
+        close_ctx(&c);
         if (r == 0) {
             /* Another host may have contracted it between our read and our
              * lock ("already complete"): count only what this process did. */
@@ -974,7 +1240,7 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
 int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, zdm_err *err)
 {
     ctx c;
-    ctx_init(&c, db, plan, o);
+    ctx_init(&c, db, NULL, plan, o);
     int rc = run_hooks(&c, ZDM_HOOK_AFTER_BACKFILL, ZDM_BACKFILLED, ZDM_BACKFILLED, 0, err);
     if (rc != 0)
         zdm_err_detail(err, "the plan is backfilled all the same; re-run the hooks with "

@@ -4,8 +4,10 @@
  *   pending -> expanded -> backfilled -> cut_over -> complete
  *        \________\____________\___________\--> rolled_back
  *
- * Owns: which phase runs next, the gates in front of it (lock, checksum,
- * requires, schedule, verify), the history row of every transition and
+ * Owns: the phase table (each phase's hooks, gate, run, dry run and undo),
+ * the one transition function through which every phase changes (lock,
+ * phase read again under the lock, gate, run with a lock-and-signal guard
+ * before every step, record), the history row of every transition and
  * refusal, and calling the phase modules in phases/.
  */
 #ifndef ZDM_LIFECYCLE_H
@@ -26,13 +28,23 @@ typedef struct zdm_life_opts {
     const zdm_project *project; /* zdm.toml defaults (hooks), may be NULL */
     int hooks_only;  /* advance: re-run the after_* hooks of the current phase */
     const char *allow; /* advance: lint rule ids allowed (--allow), comma-separated, or NULL */
+    int force;       /* rollback: a cut_over plan too (--force) */
 } zdm_life_opts;
 
 /* Moves the plan one phase forward. */
 int zdm_life_advance(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
                      const zdm_life_opts *o, zdm_err *err) ZDM_MUST_CHECK;
-/* Undoes expand (before contract) or contract (when it has downs). */
-int zdm_life_rollback(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o,
+/* backfilled -> cut_over, and nothing else: the phase is read again under
+ * the plan's lock, and any other phase is refused (exit 3). */
+int zdm_life_cutover(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
+                     const zdm_life_opts *o, zdm_err *err) ZDM_MUST_CHECK;
+/* Undoes contract (complete -> cut_over, when its steps have downs), or
+ * everything back to rolled_back: the applied steps of contract and expand
+ * are undone and their records forgotten, the backfill's ranges and the
+ * zdm set overrides cleared.  Refused (exit 3) while an applied plan of
+ * `set` requires this one, and on a cut_over plan unless o->force: then
+ * on_rollback runs first and nothing is undone if it fails. */
+int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan, const zdm_life_opts *o,
                       zdm_err *err) ZDM_MUST_CHECK;
 /* Runs the plans whose contract is due (run-due): each is advanced under
  * its lock, so several hosts may run this at once. *advanced counts them. */

@@ -737,3 +737,29 @@ void zdm_state_unlock(zdm_db *db, const char *plan_id)
             return;
     }
 }
+
+int zdm_state_lock_held(zdm_db *db, const char *plan_id, int *held, zdm_err *err)
+{
+    *held = 0;
+    char sql[400], pid[16];
+    const char *params[] = {plan_id, pid, host_part()};
+    int n = 1;
+    if (zdm_db_kind_of(db) == ZDM_DB_PG) {
+        /* A two-key advisory lock shows as classid = key1, objid = key2
+         * (as an unsigned oid), objsubid = 2. */
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                 "AND pid = pg_backend_pid() AND classid = CAST(4242 AS oid) "
+                 "AND objid = CAST(CAST(hashtext($1) AS bigint) & 4294967295 AS oid) AND objsubid = 2");
+    } else {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE plan_id = $1 AND pid = $2 AND host = $3",
+                 zdm_state_table(db, "locks"));
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        n = 3;
+    }
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, sql, n, params, &v, err);
+    *held = rc == 0 && v && atoi(v) > 0;
+    free(v);
+    return rc;
+}

@@ -141,5 +141,10 @@ int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const 
 int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size_t holder_size,
                    zdm_err *err) ZDM_MUST_CHECK;
 void zdm_state_unlock(zdm_db *db, const char *plan_id);
+/* *held = 1 while this process still holds the plan's lock.  PostgreSQL:
+ * the session's advisory lock (a server restart or a reset connection
+ * loses it); SQLite: the lock row still names this process (zdm unlock
+ * removes it). */
+int zdm_state_lock_held(zdm_db *db, const char *plan_id, int *held, zdm_err *err) ZDM_MUST_CHECK;
 
 #endif

@@ -47,7 +47,12 @@ rollback_exact() {
     t_has "$d: rollback 0002 from complete goes to cut_over" "0002_event_type: complete -> cut_over" "$ZOUT"
     t_has "$d: and says how to go on" 'run "zdm rollback 0002_event_type" again to undo expand' "$ZOUT"
     t_has "$d: contract undo changes no column" "event_type" "$(db_columns events)"
+    # cut_over: traffic is on the new version; only --force undoes expand.
     zdm_run rollback 0002_event_type
+    t_rc "$d: rollback 0002 from cut_over without --force" 3
+    t_has "$d: the refusal says why" "it is cut_over, so traffic already runs on the new version" "$ZERR"
+    t_eq "$d: still cut_over" cut_over "$(zdm_phase_of 0002_event_type)"
+    zdm_run rollback 0002_event_type --force
     t_rc "$d: rollback 0002 from cut_over" 0
     t_has "$d: rollback 0002 output" "0002_event_type: cut_over -> rolled_back" "$ZOUT"
 
