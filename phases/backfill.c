@@ -1585,16 +1585,22 @@ int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_er
     return rc;
 }
 
-int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value, zdm_err *err)
+static const char *const live_keys[] = {"batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
+                                        "max_rows_per_second", "sleep_ms", "max_replication_lag_ms"};
+#define NLIVE (sizeof live_keys / sizeof live_keys[0])
+
+static int parse_setting(const char *kv, char *key, size_t ksize, long long *v, zdm_err *err)
 {
-    static const char *const keys[] = {"batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
-                                       "max_rows_per_second", "sleep_ms", "max_replication_lag_ms"};
-    size_t nk = sizeof keys / sizeof keys[0];
+    const char *eq = strchr(kv, '=');
+    if (!eq)
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "expected KEY=VALUE, got \"%s\"", kv);
+    snprintf(key, ksize, "%.*s", (int)(eq - kv), kv);
+    const char *value = eq + 1;
     int known = 0;
-    for (size_t i = 0; i < nk; i++)
-        known |= strcmp(keys[i], key) == 0;
+    for (size_t i = 0; i < NLIVE; i++)
+        known |= strcmp(live_keys[i], key) == 0;
     if (!known) {
-        const char *hint = zdm_did_you_mean(key, keys, nk);
+        const char *hint = zdm_did_you_mean(key, live_keys, NLIVE);
         zdm_err_set(err, ZDM_EXIT_USAGE, "\"%s\" cannot be changed live%s%s%s", key,
                     hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
         zdm_err_detail(err, "live settings: batch_size, target_batch_ms, min_batch_size, max_batch_size, "
@@ -1603,40 +1609,124 @@ int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const ch
     }
     char *end;
     errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (*end || errno || v < 0 || (v == 0 && (strcmp(key, "batch_size") == 0 || strstr(key, "_batch_size")))) {
+    *v = strtoll(value, &end, 10);
+    if (!*value || *end || errno || *v < 0 || (*v == 0 && strstr(key, "batch_size"))) {
         zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected a %s integer", key, value,
                     strstr(key, "batch_size") ? "positive" : "non-negative");
         return ZDM_EXIT_USAGE;
     }
+    return 0;
+}
+
+static long long eff(const json_t *o, const char *key, long long plan_value)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : plan_value;
+}
+
+/* The plan's settings with the overrides in o must still make sense. */
+static int check_effective(const zdm_plan *plan, const json_t *o, zdm_err *err)
+{
+    const zdm_throttle *t = &plan->backfill->throttle;
+    long long mn = eff(o, "min_batch_size", t->min_batch_size), mx = eff(o, "max_batch_size", t->max_batch_size);
+    long long bs = eff(o, "batch_size", t->batch_size);
+    if (mn > mx) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "min_batch_size (%lld) would be larger than max_batch_size (%lld)", mn, mx);
+        zdm_err_detail(err, "nothing was changed; set both in one command, e.g. zdm set %s min_batch_size=%lld "
+                            "max_batch_size=%lld", plan->id, mx, mn);
+        return ZDM_EXIT_USAGE;
+    }
+    if (bs < mn || bs > mx) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "batch_size (%lld) would be outside min_batch_size..max_batch_size (%lld..%lld)",
+                    bs, mn, mx);
+        zdm_err_detail(err, "nothing was changed; set the bounds and batch_size together");
+        return ZDM_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *kv, int n, int reset,
+                          zdm_err *err)
+{
+    /* Parse everything first: a bad value changes nothing. */
+    char key[64];
+    long long v;
+    for (int i = 0; i < n; i++)
+        if (parse_setting(kv[i], key, sizeof key, &v, err) != 0)
+            return err->code;
     int rc = ensure_row(db, plan->id, err);
     if (rc != 0)
         return rc;
+    /* Read, merge, write in one transaction with the row locked (SQLite:
+     * BEGIN IMMEDIATE holds the write lock), so two zdm set at once never
+     * lose one of the changes. */
+    rc = zdm_db_begin(db, err);
+    if (rc != 0)
+        return rc;
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT settings FROM %s WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+    snprintf(sql, sizeof sql, "SELECT settings FROM %s WHERE plan_id = $1%s", zdm_state_table(db, "backfills"),
+             zdm_db_kind_of(db) == ZDM_DB_PG ? " FOR UPDATE" : "");
     const char *p[] = {plan->id};
     char *cur = NULL;
     rc = zdm_db_query_value(db, sql, 1, p, &cur, err);
-    if (rc != 0)
-        return rc;
-    json_error_t je;
-    json_t *o = json_loads(cur ? cur : "{}", 0, &je);
-    free(cur);
-    if (!o)
-        o = json_object();
-    json_object_set_new(o, key, json_integer(v));
-    char *txt = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    snprintf(sql, sizeof sql, "UPDATE %s SET settings = $2 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
-    const char *pu[] = {plan->id, txt};
-    rc = zdm_db_query(db, sql, 2, pu, NULL, err);
+    json_t *o = NULL;
     if (rc == 0) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "%s=%lld", key, v);
-        zdm_history_entry h = {plan->id, "set", NULL, NULL, "ok", detail};
+        json_error_t je;
+        o = reset ? NULL : json_loads(cur ? cur : "{}", 0, &je);
+        if (!o)
+            o = json_object();
+    }
+    free(cur);
+    zdm_buf detail = {0};
+    if (reset)
+        zdm_buf_printf(&detail, "--reset");
+    for (int i = 0; rc == 0 && i < n; i++) {
+        rc = parse_setting(kv[i], key, sizeof key, &v, err);
+        if (rc == 0) {
+            json_object_set_new(o, key, json_integer(v));
+            zdm_buf_printf(&detail, "%s%s=%lld", detail.len ? " " : "", key, v);
+        }
+    }
+    if (rc == 0)
+        rc = check_effective(plan, o, err);
+    char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    if (rc == 0) {
+        snprintf(sql, sizeof sql, "UPDATE %s SET settings = $2 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+        const char *pu[] = {plan->id, txt};
+        rc = zdm_db_query(db, sql, 2, pu, NULL, err);
+    }
+    if (rc == 0) {
+        zdm_history_entry h = {plan->id, "set", NULL, NULL, "ok", detail.data};
         rc = zdm_state_history_add(db, &h, NULL, err);
     }
+    if (rc == 0)
+        rc = zdm_db_commit(db, err);
+    else
+        zdm_db_rollback(db);
     free(txt);
+    zdm_buf_free(&detail);
+    return rc;
+}
+
+int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value, zdm_err *err)
+{
+    char *kv = zdm_xasprintf("%s=%s", key, value);
+    const char *one[] = {kv};
+    int rc = zdm_backfill_set_many(db, plan, one, 1, 0, err);
+    free(kv);
+    return rc;
+}
+
+int zdm_backfill_overrides(zdm_db *db, const char *plan_id, char **json, zdm_err *err)
+{
+    *json = NULL;
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT settings FROM %s WHERE plan_id = $1", zdm_state_table(db, "backfills"));
+    const char *p[] = {plan_id};
+    int rc = zdm_db_query_value(db, sql, 1, p, json, err);
+    if (rc == 0 && !*json)
+        *json = zdm_xstrdup("{}");
     return rc;
 }
 
@@ -1663,16 +1753,48 @@ int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err)
     return rc;
 }
 
+/* A worker is live while its heartbeat is fresh and its session
+ * (PostgreSQL: the backend in pg_stat_activity) or its process (SQLite,
+ * same host) still exists: one killed with kill -9 is gone at once. */
 int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err)
 {
-    char sql[400], fresh[32];
+    *out = NULL;
+    char sql[700], fresh[32];
     snprintf(sql, sizeof sql,
-             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms FROM %s WHERE plan_id = $1 "
-             "AND owner IS NOT NULL AND done = 0 AND heartbeat_ms > $2 ORDER BY owner, range_id",
+             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms, owner_host, owner_pid, %s "
+             "FROM %s r WHERE plan_id = $1 AND owner IS NOT NULL AND done = 0 AND heartbeat_ms > $2 "
+             "ORDER BY owner, range_id",
+             zdm_db_kind_of(db) == ZDM_DB_PG
+                 ? "CASE WHEN r.owner_backend IS NULL OR EXISTS (SELECT 1 FROM pg_stat_activity a "
+                   "WHERE a.pid = r.owner_backend) THEN 1 ELSE 0 END"
+                 : "1",
              zdm_state_table(db, "ranges"));
     snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
     const char *p[] = {plan_id, fresh};
-    return zdm_db_query(db, sql, 2, p, out, err);
+    zdm_rows *all = NULL;
+    int rc = zdm_db_query(db, sql, 2, p, &all, err);
+    if (rc != 0)
+        return rc;
+    zdm_rows *live = zdm_rows_new(6);
+    for (int i = 0; i < zdm_rows_count(all); i++) {
+        const char *host = zdm_rows_get(all, i, 6), *pid = zdm_rows_get(all, i, 7);
+        int alive = atoi(zdm_rows_get(all, i, 8));
+        if (alive && host && pid && strcmp(host, host_of()) == 0 && atoi(pid) > 0 &&
+            kill(atoi(pid), 0) != 0 && errno == ESRCH)
+            alive = 0;
+        if (!alive)
+            continue;
+        const char *v[6] = {zdm_rows_get(all, i, 0), zdm_rows_get(all, i, 1), zdm_rows_get(all, i, 2),
+                            zdm_rows_get(all, i, 3), zdm_rows_get(all, i, 4), zdm_rows_get(all, i, 5)};
+        if (zdm_rows_add(live, v) != 0) {
+            zdm_rows_free(live);
+            zdm_rows_free(all);
+            return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory listing workers");
+        }
+    }
+    zdm_rows_free(all);
+    *out = live;
+    return 0;
 }
 
 int zdm_backfill_last_progress(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err)
@@ -1717,5 +1839,10 @@ int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_prog
         snprintf(out->throttle, sizeof out->throttle, "%s", zdm_rows_get(r, 0, 7) ? zdm_rows_get(r, 0, 7) : "");
     }
     zdm_rows_free(r);
+    /* Only live workers count: a dead one's range waits for a new worker. */
+    zdm_rows *lw = NULL;
+    if (rc == 0 && out->workers > 0 && (rc = zdm_backfill_workers(db, plan_id, &lw, err)) == 0)
+        out->workers = zdm_rows_count(lw);
+    zdm_rows_free(lw);
     return rc;
 }

@@ -90,9 +90,18 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o,
 int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value,
                      zdm_err *err) ZDM_MUST_CHECK;
-/* Forgets a plan's ranges and cursors (rollback). */
+/* zdm set: every "KEY=VALUE" of kv[0..n) (after clearing every override
+ * when reset) in one transaction with the settings row locked, so
+ * concurrent runs lose nothing.  Refused (ZDM_EXIT_USAGE, nothing changed)
+ * for an unknown key, a bad value, or settings that contradict each other
+ * with the plan's (min_batch_size above max_batch_size).  One history row. */
+int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *kv, int n, int reset,
+                          zdm_err *err) ZDM_MUST_CHECK;
+/* The overrides as JSON text ("{}" when none); *json is malloc'd. */
+int zdm_backfill_overrides(zdm_db *db, const char *plan_id, char **json, zdm_err *err) ZDM_MUST_CHECK;
 /* Forgets the zdm set overrides of a plan (rollback; zdm set --reset). */
 int zdm_backfill_settings_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
+/* Forgets a plan's ranges and cursors (rollback). */
 int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
 
 /* Progress for status: rows done, estimated total, ranges done/all,

@@ -35,6 +35,7 @@ enum {
     OPT_UPGRADE = 1 << 20,
     OPT_CANCEL = 1 << 21,
     OPT_HISTORY_FILTERS = 1 << 22,
+    OPT_RESET = 1 << 24,
 };
 
 typedef struct cmd {
@@ -159,11 +160,15 @@ static const cmd commands[] = {
      "Every worker, on every host, stops before its next batch until resumed.\n",
      0, 1, 1, zdm_cmd_pause},
     {NULL, "resume", "PLAN", "resume a paused backfill", "Undoes zdm pause.\n", 0, 1, 1, zdm_cmd_resume},
-    {NULL, "set", "PLAN KEY=VALUE...", "change a backfill throttle setting live",
+    {NULL, "set", "PLAN [--reset] KEY=VALUE...", "change a backfill throttle setting live",
      "Keys: batch_size, target_batch_ms, min_batch_size, max_batch_size,\n"
      "max_rows_per_second, sleep_ms, max_replication_lag_ms.  Workers read them\n"
-     "before every batch.\n",
-     0, 2, ZDM_CLI_MAX_POS, zdm_cmd_set},
+     "before every batch.  All the keys of one command change together, or none\n"
+     "(exit 2 when they contradict each other or the plan, e.g. min_batch_size\n"
+     "above max_batch_size).  --reset drops every override first (alone: back to\n"
+     "the plan's settings); a rollback drops them too.  zdm status and plan show\n"
+     "--db show the overrides.\n",
+     OPT_RESET, 1, ZDM_CLI_MAX_POS, zdm_cmd_set},
     {NULL, "cutover", "PLAN", "switch traffic: run the cutover hooks, record the time",
      "The same as \"zdm advance PLAN\" on a backfilled plan: runs the cutover hooks\n"
      "(the blue-green switch; a failing hook refuses with exit 3 and changes\n"
@@ -314,6 +319,7 @@ static const struct { unsigned bit; const char *text; } flags[] = {
                           "  --until T       rows at or before T (same forms)\n"
                           "  --limit N       the newest N rows (printed oldest first)\n"},
     {OPT_CANCEL, "  --cancel        remove the time set with --at or --after\n"},
+    {OPT_RESET, "  --reset         drop every zdm set override of the plan first\n"},
     {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
                   "                  zdm's (recorded in history); nothing else does\n"},
 };
@@ -477,6 +483,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         {"--sql", OPT_SQL, &cli.sql},                 {"--all", OPT_ALL, &cli.all},
         {"--dot", OPT_DOT, &cli.dot},
         {"--upgrade", OPT_UPGRADE, &cli.upgrade},     {"--cancel", OPT_CANCEL, &cli.cancel},
+        {"--reset", OPT_RESET, &cli.reset},
     };
 
     for (int i = 1; i < argc; i++) {

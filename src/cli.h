@@ -29,6 +29,7 @@ typedef struct zdm_cli {
     int no_backup;           /* --no-backup */
     int hooks_only;          /* --hooks-only */
     int force;               /* --force */
+    int reset;               /* --reset (zdm set) */
     int upgrade;             /* --upgrade (init) */
     int cancel;              /* --cancel (schedule) */
     const char *event;       /* --event ACTION (history) */

@@ -44,12 +44,22 @@ typedef struct session {
     zdm_plan *plan;
 } session;
 
-static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err *err)
+/* invalid: NULL, or status's list of plan-file problems: then an invalid
+ * plan file does not stop the command, the valid plans are loaded. */
+static int open_session_with(zdm_cli *cli, session *s, const char *plan_name, zdm_strv *invalid, zdm_err *err)
 {
     memset(s, 0, sizeof *s);
-    int rc = zdm_cli_load_plans(cli, NULL, 0, &s->set, err);
-    if (rc != 0)
+    int rc;
+    if (invalid) {
+        const char *dirs[] = {cli->plans_dir};
+        zdm_diags pd = {0};
+        if (zdm_plan_set_load(dirs, 1, &s->set, &pd) != 0)
+            for (size_t i = 0; i < pd.msgs.n; i++)
+                zdm_strv_push(invalid, pd.msgs.v[i]);
+        zdm_diags_free(&pd);
+    } else if ((rc = zdm_cli_load_plans(cli, NULL, 0, &s->set, err)) != 0) {
         return rc;
+    }
     zdm_diags d = {0};
     rc = zdm_project_load(cli->plans_dir, &s->project, &d);
     for (size_t i = 0; i < d.msgs.n; i++)
@@ -67,6 +77,11 @@ static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err
     /* Every command, read-only ones too, refuses a layout it cannot read
      * rather than show plans as pending. */
     return rc2 == 0 ? zdm_state_check(s->db, err) : rc2;
+}
+
+static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err *err)
+{
+    return open_session_with(cli, s, plan_name, NULL, err);
 }
 
 static void close_session(session *s)
@@ -240,6 +255,58 @@ static const char *const pm_head[PM__N] = {
     "# HELP zdm_backfill_last_progress_timestamp_seconds When the plan's last batch committed; 0 before the first.\n"
     "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n",
 };
+/* The plan's throttle with the zdm set overrides applied (what workers use). */
+static json_t *effective_settings(const zdm_plan *p, const json_t *ov)
+{
+    const zdm_throttle *t = &p->backfill->throttle;
+    struct { const char *k; int64_t v; } plan[] = {
+        {"batch_size", t->batch_size}, {"target_batch_ms", t->target_batch_ms},
+        {"min_batch_size", t->min_batch_size}, {"max_batch_size", t->max_batch_size},
+        {"max_rows_per_second", t->max_rows_per_second}, {"sleep_ms", t->sleep_ms},
+        {"max_replication_lag_ms", t->max_replication_lag_ms},
+    };
+    json_t *o = json_object();
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        json_t *v = json_object_get(ov, plan[i].k);
+        json_object_set_new(o, plan[i].k, json_is_integer(v) ? json_copy(v) : json_integer(plan[i].v));
+    }
+    return o;
+}
+
+/* NEXT for an expand that stopped half-way: how many steps are done, and
+ * which one failed when the last run failed (rather than counting a step
+ * that failed, or was left "running", as done). */
+static int half_done_expand(session *s, const zdm_plan *p, char *next, size_t size, zdm_err *err)
+{
+    int done = 0, first_open = -1;
+    for (size_t i = 0; i < p->nexpand; i++) {
+        char st[16] = "";
+        int rc = zdm_state_step_status(s->db, p->id, "expand", p->expand[i].index, st, err);
+        if (rc != 0)
+            return rc;
+        if (strcmp(st, "done") == 0)
+            done++;
+        else if (first_open < 0)
+            first_open = p->expand[i].index;
+    }
+    char outcome[16] = "";
+    char *detail = NULL;
+    int rc = zdm_state_history_last(s->db, p->id, "advance", outcome, &detail, err);
+    if (rc != 0)
+        return rc;
+    if (strcmp(outcome, "failed") == 0 && first_open >= 0) {
+        char line[160];
+        snprintf(line, sizeof line, "%s", detail ? detail : "");
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(next, size, "expand step %d failed (%d of %zu done): %s -- fix it, then zdm advance %s resumes, "
+                 "zdm rollback %s undoes", first_open, done, p->nexpand, line, p->id, p->id);
+    } else {
+        snprintf(next, size, "expand stopped after %d of %zu steps: zdm advance %s resumes it, "
+                 "zdm rollback %s undoes it", done, p->nexpand, p->id, p->id);
+    }
+    free(detail);
+    return 0;
+}
 
 int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
 {
@@ -250,7 +317,8 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
     zdm_buf pm[PM__N];
     memset(pm, 0, sizeof pm);
     session s;
-    int rc = open_session(cli, &s, cli->npos ? cli->pos[0] : NULL, err);
+    zdm_strv invalid = {0};
+    int rc = open_session_with(cli, &s, cli->npos ? cli->pos[0] : NULL, &invalid, err);
     int have_state = 0;
     if (rc == 0)
         have_state = zdm_state_exists(s.db);
@@ -276,9 +344,8 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         if (have_state && st.known && (ph == ZDM_PENDING || ph == ZDM_ROLLED_BACK) &&
             (rc = zdm_state_steps_applied(s.db, p->id, &applied, err)) != 0)
             break;
-        if (applied)
-            snprintf(next, sizeof next, "expand stopped after %d of %zu steps: zdm advance %s resumes it, "
-                     "zdm rollback %s undoes it", applied, p->nexpand, p->id, p->id);
+        if (applied && (rc = half_done_expand(&s, p, next, sizeof next, err)) != 0)
+            break;
         if (changed)
             snprintf(next, sizeof next, "plan file changed since %s: restore it or zdm stamp %s %s",
                      zdm_phase_name(ph), p->id, zdm_phase_name(ph));
@@ -296,6 +363,20 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         memset(&bp, 0, sizeof bp);
         if (have_state && p->backfill && (rc = zdm_backfill_progress_get(s.db, p->id, &bp, err)) != 0)
             break;
+        json_t *ov = NULL; /* zdm set overrides */
+        if (have_state && p->backfill) {
+            char *txt = NULL;
+            if ((rc = zdm_backfill_overrides(s.db, p->id, &txt, err)) != 0)
+                break;
+            json_error_t je;
+            ov = json_loads(txt, 0, &je);
+            free(txt);
+        }
+        if (!ov)
+            ov = json_object();
+        if (ph == ZDM_EXPANDED && bp.workers > 0 && !changed)
+            snprintf(next, sizeof next, "wait: %d live backfill worker%s on it; the last one moves the plan to "
+                     "backfilled", bp.workers, bp.workers == 1 ? " is" : "s are");
         if (ph == ZDM_EXPANDED && bp.started) {
             int64_t total = bp.total_est > bp.rows_done ? bp.total_est : bp.rows_done;
             char extra[400];
@@ -307,8 +388,10 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         }
         int64_t last_progress = 0;
         if (have_state && p->backfill && bp.started &&
-            (rc = zdm_backfill_last_progress(s.db, p->id, &last_progress, err)) != 0)
+            (rc = zdm_backfill_last_progress(s.db, p->id, &last_progress, err)) != 0) {
+            json_decref(ov);
             break;
+        }
         if (prom) {
             const char *id = p->id; /* plan ids are file names: no quotes or newlines */
             for (int k = 0; k < ZDM_PHASE__COUNT; k++)
@@ -370,6 +453,8 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                 json_object_set_new(b, "paused", json_boolean(bp.paused));
                 json_object_set_new(b, "throttle", json_string(bp.throttle));
                 json_object_set_new(b, "last_progress_at", jtime(last_progress));
+                json_object_set_new(b, "settings", effective_settings(p, ov));
+                json_object_set(b, "overrides", ov);
                 json_object_set_new(o, "backfill", b);
             }
             json_array_append_new(arr, o);
@@ -389,7 +474,16 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
                 }
             }
             zdm_rows_free(wr);
+            if (json_object_size(ov)) {
+                const char *k;
+                json_t *v;
+                fprintf(cli->out, "    zdm set overrides:");
+                json_object_foreach(ov, k, v)
+                    fprintf(cli->out, " %s=%lld", k, (long long)json_integer_value(v));
+                fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
+            }
         }
+        json_decref(ov);
     }
     if (rc == 0 && prom) {
         for (int k = 0; k < PM__N; k++)
@@ -398,14 +492,29 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
     } else if (rc == 0 && cli->json) {
         json_t *o = json_object();
         json_object_set(o, "plans", arr);
+        json_t *inv = json_array();
+        for (size_t k = 0; k < invalid.n; k++)
+            json_array_append_new(inv, json_string(invalid.v[k]));
+        json_object_set_new(o, "invalid", inv);
         json_dumpf(o, cli->out, JSON_INDENT(2));
         fputc('\n', cli->out);
         json_decref(o);
-    } else if (rc == 0 && s.set.n == 0) {
+    } else if (rc == 0 && s.set.n == 0 && !invalid.n) {
         fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
+    } else if (rc == 0) {
+        for (size_t k = 0; k < invalid.n; k++)
+            fprintf(cli->out, "INVALID %s\n", invalid.v[k]);
     }
     for (int k = 0; k < PM__N; k++)
         zdm_buf_free(&pm[k]);
+    /* Every valid plan was listed; the exit status still says a plan file
+     * is invalid (2), as every other command does. */
+    if (rc == 0 && invalid.n) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "%zu problem%s in the plan files (shown above); the other plans are listed",
+                    invalid.n, invalid.n == 1 ? "" : "s");
+        rc = ZDM_EXIT_USAGE;
+    }
+    zdm_strv_free(&invalid);
     json_decref(arr);
     close_session(&s);
     return rc;
@@ -557,12 +666,18 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
         if (have_state && (rc = zdm_state_get(s.db, s.set.plans[i]->id, &st, err)) != 0)
             break;
         zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
-        if (ph != ZDM_COMPLETE) {
+        /* An applied plan whose file changed since is not what the
+         * database holds: as bad as an incomplete one (status says so too). */
+        int changed = st.known && ph != ZDM_PENDING && ph != ZDM_ROLLED_BACK &&
+                      strcmp(st.checksum, s.set.plans[i]->checksum) != 0;
+        if (ph != ZDM_COMPLETE || changed) {
             nbad++;
-            zdm_buf_printf(&bad, "  %-28s %s\n", s.set.plans[i]->id, zdm_phase_name(ph));
+            zdm_buf_printf(&bad, "  %-28s %s%s\n", s.set.plans[i]->id, zdm_phase_name(ph),
+                           changed ? " (plan file changed since it was applied)" : "");
             json_t *o = json_object();
             json_object_set_new(o, "id", json_string(s.set.plans[i]->id));
             json_object_set_new(o, "phase", json_string(zdm_phase_name(ph)));
+            json_object_set_new(o, "checksum_ok", json_boolean(!changed));
             json_array_append_new(arr, o);
         }
     }
@@ -577,7 +692,7 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
         } else if (nbad == 0) {
             fprintf(cli->out, "all %zu plans complete\n", s.set.n);
         } else {
-            fprintf(cli->out, "%zu of %zu plans not complete:\n%s", nbad, s.set.n, bad.data);
+            fprintf(cli->out, "%zu of %zu plans not complete or changed:\n%s", nbad, s.set.n, bad.data);
         }
         if (nbad)
             rc = ZDM_EXIT_REFUSED;
@@ -661,23 +776,25 @@ int zdm_cmd_resume(zdm_cli *cli, zdm_err *err)
 
 int zdm_cmd_set(zdm_cli *cli, zdm_err *err)
 {
+    if (cli->npos < 2 && !cli->reset) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "usage: zdm set PLAN [--reset] KEY=VALUE...");
+        zdm_err_detail(err, "give at least one KEY=VALUE, or --reset to go back to the plan's settings");
+        return ZDM_EXIT_USAGE;
+    }
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0)
         rc = zdm_state_init(s.db, err);
     if (rc == 0 && !s.plan->backfill)
         rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill] to tune", s.plan->id);
+    if (rc == 0)
+        rc = zdm_backfill_set_many(s.db, s.plan, &cli->pos[1], cli->npos - 1, cli->reset, err);
+    if (rc == 0 && cli->reset)
+        fprintf(cli->out, "%s: every zdm set override dropped\n", s.plan->id);
     for (int i = 1; rc == 0 && i < cli->npos; i++) {
         const char *eq = strchr(cli->pos[i], '=');
-        if (!eq) {
-            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "expected KEY=VALUE, got \"%s\"", cli->pos[i]);
-            break;
-        }
-        char *key = zdm_xstrndup(cli->pos[i], (size_t)(eq - cli->pos[i]));
-        rc = zdm_backfill_set(s.db, s.plan, key, eq + 1, err);
-        if (rc == 0)
-            fprintf(cli->out, "%s: %s = %s (workers apply it before their next batch)\n", s.plan->id, key, eq + 1);
-        free(key);
+        fprintf(cli->out, "%s: %.*s = %s (workers apply it before their next batch)\n", s.plan->id,
+                (int)(eq - cli->pos[i]), cli->pos[i], eq + 1);
     }
     close_session(&s);
     return rc;

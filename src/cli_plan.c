@@ -10,6 +10,7 @@
 #include "backfill.h"
 #include "cli.h"
 #include "hooks.h"
+#include "lifecycle.h"
 #include "util.h"
 
 int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
@@ -530,8 +531,19 @@ int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
     if (rc == 0 && cli->sql) {
         print_sql(cli->out, p, dialect);
     } else if (rc == 0) {
+        /* With --db: the zdm set overrides in force (they beat the file). */
+        char *ovtxt = NULL;
+        zdm_err e2;
+        zdm_err_clear(&e2);
+        if (cli->db_url && p->backfill && zdm_life_overrides(cli->db_url, p, &ovtxt, &e2) != 0)
+            fprintf(cli->errs, "zdm: the plan as written; its zdm set overrides are unknown: %s\n", e2.msg);
+        json_error_t je;
+        json_t *ov = ovtxt ? json_loads(ovtxt, 0, &je) : NULL;
+        free(ovtxt);
         if (cli->json) {
             json_t *o = json_plan(p);
+            if (ov && json_is_object(json_object_get(o, "backfill")))
+                json_object_set(json_object_get(o, "backfill"), "overrides", ov);
             json_dumpf(o, cli->out, JSON_INDENT(2));
             fputc('\n', cli->out);
             json_decref(o);
@@ -544,7 +556,16 @@ int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
             print_plan(cli->out, p, have ? &proj.hooks : NULL);
             if (have)
                 zdm_project_free(&proj);
+            if (ov && json_object_size(ov)) {
+                const char *k;
+                json_t *v;
+                fprintf(cli->out, "\nzdm set overrides in the database:");
+                json_object_foreach(ov, k, v)
+                    fprintf(cli->out, " %s=%lld", k, (long long)json_integer_value(v));
+                fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
+            }
         }
+        json_decref(ov);
     }
     zdm_plan_set_free(&set);
     return rc;

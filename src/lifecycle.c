@@ -15,6 +15,7 @@
 #include "log.h"
 #include "backfill.h"
 #include "lint.h"
+#include "mutant.h"
 #include "phase.h"
 #include "preflight.h"
 #include "sqlite_deps.h"
@@ -607,7 +608,7 @@ static int undo_steps(ctx *c, int contract, zdm_err *err)
         rc = zdm_steps_undo(&c->run, ph, steps, nsteps, err);
     free(steps);
     zdm_dw_step_free(&dw);
-    if (rc == 0 && !c->o->dry_run)
+    if (rc == 0 && !c->o->dry_run && !zdm_mutant("rollback_keeps_steps"))
         rc = zdm_state_steps_clear(c->db, c->plan->id, ph, err);
     return rc;
 }
@@ -1245,5 +1246,19 @@ int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opt
     if (rc != 0)
         zdm_err_detail(err, "the plan is backfilled all the same; re-run the hooks with "
                             "\"zdm advance %s --hooks-only\"", plan->id);
+    return rc;
+}
+
+int zdm_life_overrides(const char *url, const zdm_plan *plan, char **json, zdm_err *err)
+{
+    *json = NULL;
+    if (!plan->backfill)
+        return 0;
+    zdm_db *db = NULL;
+    int rc = zdm_db_open(url, &db, err);
+    if (rc == 0 && zdm_state_exists(db))
+        rc = zdm_backfill_overrides(db, plan->id, json, err);
+    if (db)
+        zdm_db_close(db);
     return rc;
 }

@@ -60,6 +60,10 @@ int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opt
 int zdm_life_stamp(zdm_db *db, const zdm_plan *plan, zdm_phase phase, zdm_err *err) ZDM_MUST_CHECK;
 /* Earliest contract time of a cut-over plan (0 when due now or no rule). */
 int64_t zdm_life_contract_due_ms(const zdm_plan *plan, const zdm_plan_state *st);
+/* The zdm set overrides of a plan in the database at url, as JSON text
+ * (malloc'd; NULL when the plan has no backfill or the database has no
+ * zdm state yet). */
+int zdm_life_overrides(const char *url, const zdm_plan *plan, char **json, zdm_err *err) ZDM_MUST_CHECK;
 /* What an operator runs next, for status output. */
 const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st, char *buf, size_t size);
 

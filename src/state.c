@@ -763,3 +763,24 @@ int zdm_state_lock_held(zdm_db *db, const char *plan_id, int *held, zdm_err *err
     free(v);
     return rc;
 }
+
+int zdm_state_history_last(zdm_db *db, const char *plan_id, const char *action, char outcome[16],
+                           char **detail, zdm_err *err)
+{
+    outcome[0] = '\0';
+    *detail = NULL;
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT outcome, detail FROM %s WHERE plan_id = $1 AND action = $2 ORDER BY id DESC LIMIT 1",
+             zdm_state_table(db, "history"));
+    const char *params[] = {plan_id, action};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 2, params, &r, err);
+    if (rc == 0 && zdm_rows_count(r) == 1) {
+        snprintf(outcome, 16, "%s", zdm_rows_get(r, 0, 0));
+        if (zdm_rows_get(r, 0, 1))
+            *detail = zdm_xstrdup(zdm_rows_get(r, 0, 1));
+    }
+    zdm_rows_free(r);
+    return rc;
+}

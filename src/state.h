@@ -133,6 +133,11 @@ int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, z
 int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const char *detail,
                              zdm_err *err) ZDM_MUST_CHECK;
 
+/* The outcome ("ok", "failed", ...; "" when none) and detail (malloc'd or
+ * NULL) of the newest history row of plan_id with this action. */
+int zdm_state_history_last(zdm_db *db, const char *plan_id, const char *action, char outcome[16],
+                           char **detail, zdm_err *err) ZDM_MUST_CHECK;
+
 /* The per-plan lock.  On success *got is 1; when another run holds it *got
  * is 0 and `holder` describes it ("alice@web1 pid 4242 since
  * 2026-11-21T23:40:00Z").  PostgreSQL: a session advisory lock plus a
