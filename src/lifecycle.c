@@ -44,7 +44,7 @@ static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
         zdm_err_clear(&e2);
         zdm_history_entry h = {c->plan->id, action, zdm_phase_name(c->st.phase),
                                zdm_phase_name(to), "refused", err->msg};
-        if (zdm_state_history_add(c->db, &h, &c->refused_hid, &e2) != 0)
+        if (zdm_state_history_add_now_or_later(c->db, &h, &c->refused_hid, &e2) != 0)
             zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not record the refusal in history: %s", e2.msg);
     }
     return err->code;

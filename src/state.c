@@ -8,6 +8,8 @@
 #include "state.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,9 @@
 #include <unistd.h>
 
 #include "util.h"
+
+/* How long a deferred refusal record waits for the write lock. */
+#define ZDM_REFUSAL_WAIT_MS (10 * 60 * 1000)
 
 static const char *const phase_names[ZDM_PHASE__COUNT] = {
     "pending", "expanded", "backfilled", "cut_over", "complete", "rolled_back"};
@@ -501,7 +506,7 @@ int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zd
     return zdm_db_query(db, sql, 2, params, NULL, err);
 }
 
-int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err)
+static int history_add_as(zdm_db *db, const zdm_history_entry *h, int as_pid, int64_t *id, zdm_err *err)
 {
     char sql[400], now[32], pid[16];
     snprintf(sql, sizeof sql,
@@ -509,7 +514,7 @@ int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, z
              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
              zdm_state_table(db, "history"));
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(pid, sizeof pid, "%d", as_pid);
     const char *params[] = {h->plan_id, now, zdm_whoami(), pid, h->action, h->from_phase,
                             h->to_phase, h->outcome, h->detail};
     char *v = NULL;
@@ -518,6 +523,73 @@ int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, z
         *id = to_i64(v);
     free(v);
     return rc;
+}
+
+int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err)
+{
+    return history_add_as(db, h, (int)getpid(), id, err);
+}
+
+/* SQLite: a refusal while the plan's holder has the database's write lock
+ * (a step in its transaction) must neither wait (the busy timeout, 5 s)
+ * nor go unrecorded: try once without waiting, else hand the row to a
+ * detached process that writes it, as this pid, once the lock is free. */
+int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err)
+{
+    if (id)
+        *id = 0;
+    if (zdm_db_kind_of(db) != ZDM_DB_SQLITE || !db->path)
+        return zdm_state_history_add(db, h, id, err);
+    zdm_err e;
+    zdm_err_clear(&e);
+    int rc = zdm_db_set_timeouts(db, 1, 0, &e);
+    if (rc == 0)
+        rc = zdm_state_history_add(db, h, id, &e);
+    zdm_err e2;
+    zdm_err_clear(&e2);
+    if (zdm_db_set_timeouts(db, 5000 /* the connection's default (db.h) */, 0, &e2) != 0 && rc == 0)
+        rc = e2.code, e = e2;
+    if (rc == 0 || !zdm_db_err_is_lock_timeout(&e)) {
+        if (rc != 0)
+            *err = e;
+        return rc;
+    }
+    int me = (int)getpid();
+    char *url = zdm_xasprintf("sqlite:%s", db->path);
+    fflush(NULL);
+    pid_t child = fork();
+    if (child < 0) {
+        free(url);
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "could not record the refusal: fork: %s", strerror(errno));
+    }
+    if (child == 0) {
+        /* The middle process exits at once; the grandchild, reparented and
+         * in a session of its own, holds no terminal and none of our
+         * output, so nobody waits for it. */
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        zdm_db *mine = NULL;
+        zdm_err ce;
+        zdm_err_clear(&ce);
+        int crc = zdm_db_open(url, &mine, &ce);
+        if (crc == 0)
+            crc = zdm_db_set_timeouts(mine, ZDM_REFUSAL_WAIT_MS, 0, &ce);
+        if (crc == 0)
+            crc = history_add_as(mine, h, me, NULL, &ce);
+        _exit(crc == 0 ? 0 : 1);
+    }
+    free(url);
+    int st = 0;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+        ;
+    return 0;
 }
 
 int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const char *detail,

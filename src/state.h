@@ -130,6 +130,11 @@ typedef struct zdm_history_entry {
     const char *detail;      /* may be NULL */
 } zdm_history_entry;
 int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err) ZDM_MUST_CHECK;
+/* A refusal's row, without waiting: SQLite, when another run holds the
+ * write lock, gets it written by a detached process once the lock is free
+ * (within 10 minutes; *id is 0 then).  PostgreSQL: zdm_state_history_add. */
+int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, int64_t *id,
+                                       zdm_err *err) ZDM_MUST_CHECK;
 int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const char *detail,
                              zdm_err *err) ZDM_MUST_CHECK;
 

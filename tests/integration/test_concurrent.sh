@@ -97,13 +97,23 @@ sql = \"CREATE TABLE h2 (x integer); $FOREVER_CTE\"
     job=$ZBG_JOB
     t_wait_for "the holder to be in its step" 60 \
         'log_has "$T_DIR/holdtx.err" "starting:" && [ -e "$T_SQLITE_FILE-journal" ]'
-    second_runs_refused "$d" 0401_hold_tx "$holder"
-    kill -9 "$holder"
-    t_wait_exit "$job" 30
-    # Written only now: the holder had the write lock when they were refused.
+    # The holder has the database's write lock: the refusals still come at
+    # once (no busy wait), and are recorded once the lock is free.
+    second_runs_refused "$d" 0401_hold_tx "$holder" quick
     zdm_run --json history 0401_hold_tx
     t_eq "$d: no refusal could be recorded while the holder had the write lock" 0 \
         "$(jq '[.history[] | select(.outcome == "refused")] | length' <<<"$ZOUT")"
+    kill -9 "$holder"
+    t_wait_exit "$job" 30
+    t_wait_for "the refusals recorded once the write lock is free" 30 \
+        "[ \"\$(zdm_run --json history 0401_hold_tx; jq '[.history[] | select(.outcome == \"refused\")] | length' <<<\"\$ZOUT\")\" = 3 ]"
+    # (written by three waiting processes: in any order)
+    zdm_run --json history 0401_hold_tx
+    t_eq "$d: 0401_hold_tx: history has the refused advance, stamp, rollback" \
+        "advance refused|rollback refused|stamp refused" \
+        "$(jq -r '.history[] | select(.outcome == "refused") | "\(.action) \(.outcome)"' <<<"$ZOUT" | sort | paste -sd'|')"
+    t_eq "$d: 0401_hold_tx: each naming the holder" 3 \
+        "$(jq -r --arg h "locked by $ME pid $holder" '[.history[] | select(.outcome == "refused" and .pid != '"$holder"' and (.detail | contains($h)))] | length' <<<"$ZOUT")"
 }
 
 pg_cases() {
