@@ -55,7 +55,10 @@ failed_step() {
     t_section "$d: a failed expand step is shown failed"
     db_new "$d" st_fail
     plans_empty
+    # on_failure = "stop" keeps what a failed expand applied (the default
+    # undoes it): that half-done state is what status must describe.
     plan_write p_fs '
+on_failure = "stop"
 [[expand.steps]]
 sql  = "INSERT INTO no_such_table VALUES (1)"
 transaction = false
