@@ -291,7 +291,8 @@ void zdm_progress_end(void)
 
 typedef struct json_out {
     FILE *real;
-    zdm_buf pend; /* a JSON document in progress, or a partial line */
+    zdm_buf pend;   /* a JSON document in progress, or a partial line */
+    size_t scanned; /* pend[0..scanned) holds no line end worth a parse */
 } json_out;
 
 static int starts_document(const char *s)
@@ -328,40 +329,59 @@ static void emit_lines(json_out *j, const char *s, size_t n)
     fflush(j->real);
 }
 
+static void pend_consume(json_out *j, size_t used)
+{
+    memmove(j->pend.data, j->pend.data + used, j->pend.len - used + 1);
+    j->pend.len -= used;
+    j->scanned = 0;
+}
+
 /* Moves every finished unit of pend out: whole JSON documents as they are,
- * whole text lines as events. */
+ * whole text lines as events.  Linear in the output: a document is parsed
+ * only at a line that can end it (one starting with '}' or ']', as
+ * json_dumpf's indented form ends, or its first line, for a compact one). */
 static void json_out_drain(json_out *j, int at_close)
 {
     while (j->pend.len) {
-        char *nl = memchr(j->pend.data, '\n', j->pend.len);
         if (starts_document(j->pend.data)) {
-            json_error_t e;
-            /* Try at each line end: a pretty-printed document ends on one. */
-            json_t *doc = nl || at_close ? json_loadb(j->pend.data, j->pend.len, JSON_DISABLE_EOF_CHECK, &e)
-                                         : NULL;
+            size_t used = 0;
+            json_t *doc = NULL;
+            while (!doc) {
+                char *nl = memchr(j->pend.data + j->scanned, '\n', j->pend.len - j->scanned);
+                size_t end = nl ? (size_t)(nl - j->pend.data) + 1 : j->pend.len;
+                if (!nl && !at_close)
+                    break;
+                size_t line = j->scanned; /* where the line just ended began */
+                char c = j->pend.data[line];
+                if (line == 0 || c == '}' || c == ']' || !nl) {
+                    json_error_t e;
+                    doc = json_loadb(j->pend.data, end, JSON_DISABLE_EOF_CHECK, &e);
+                    if (doc)
+                        used = end;
+                }
+                j->scanned = end;
+                if (!nl)
+                    break;
+            }
             if (doc) {
-                size_t used = e.position;
-                while (used < j->pend.len && (j->pend.data[used] == '\n' || j->pend.data[used] == ' '))
-                    used++;
                 fwrite(j->pend.data, 1, used, j->real);
                 if (j->pend.data[used - 1] != '\n')
                     fputc('\n', j->real);
                 fflush(j->real);
                 json_decref(doc);
-                memmove(j->pend.data, j->pend.data + used, j->pend.len - used + 1);
-                j->pend.len -= used;
+                pend_consume(j, used);
                 continue;
             }
             if (!at_close && j->pend.len < (16u << 20))
                 return; /* more of the document to come */
             /* not JSON after all: plain lines */
         }
+        char *nl = memchr(j->pend.data, '\n', j->pend.len);
         if (!nl && !at_close)
             return;
         size_t len = nl ? (size_t)(nl - j->pend.data) + 1 : j->pend.len;
         emit_lines(j, j->pend.data, len);
-        memmove(j->pend.data, j->pend.data + len, j->pend.len - len + 1);
-        j->pend.len -= len;
+        pend_consume(j, len);
     }
 }
 

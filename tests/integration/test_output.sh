@@ -74,6 +74,14 @@ out=$("$ZDM" --json --version); t_eq "--json --version" '"0.1.0"' "$(jq .version
 out=$("$ZDM" --json 2>/dev/null); all_json "no command" "$out"
 t_eq "no command: an error event" error "$(jq -r .event <<<"$out")"
 
+# A large document passes through whole, in time linear in its size (a
+# parse at every line end took hours for this; zdm_run bounds it).
+db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
+        INSERT INTO zdm_history (plan_id, at_ms, who, pid, action, outcome) SELECT 'p' || i, 1, 'x@y', 1, 'advance', 'ok' FROM c" >/dev/null
+zdm_run --json history
+t_rc "a large --json history" 0
+t_eq "every row in one document" 1 "$(jq '[.history[] | select(.plan | startswith("p"))] | length >= 20000' <<<"$ZOUT" | grep -c true)"
+
 t_section "--log-format kv and json"
 db_new sqlite fmt
 zdm_run --log-format kv advance 0001_t
