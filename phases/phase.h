@@ -51,6 +51,17 @@ int zdm_steps_undo(zdm_run *r, const char *phase, const zdm_step *steps, size_t 
 int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *steps, size_t n,
                              zdm_err *err) ZDM_MUST_CHECK;
 
+/* SQLite: how long zdm's own writes (state, history, the plan's lock) may
+ * wait for the write lock while a command works on plan p: the plan's
+ * lock_timeout times its lock_retries, the budget a step gets, capped at
+ * 10 minutes.  (Waiting for the write lock holds no reader off; a commit
+ * gives its lock up after 25 ms and retries -- see db_sqlite.c.) */
+static inline int zdm_run_sqlite_wait_ms(const zdm_plan *p)
+{
+    int64_t ms = p->lock_timeout_ms * (p->lock_retries > 1 ? p->lock_retries : 1);
+    return ms <= 0 ? 5000 : ms > 600000 ? 600000 : (int)ms;
+}
+
 /* SQLite: online backup of the database file before contract (sqlite3
  * backup API); sets r->backup_path.  PostgreSQL: no-op (use a hook). */
 int zdm_backup_sqlite(zdm_run *r, zdm_err *err) ZDM_MUST_CHECK;

@@ -242,8 +242,9 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
     }
     zdm_err e3;
     zdm_err_clear(&e3);
-    /* Back to the session defaults: none on PostgreSQL, SQLite's 5 s busy wait. */
-    int idle_lock_ms = zdm_db_kind_of(r->db) == ZDM_DB_SQLITE ? 5000 : 0;
+    /* Back to the session defaults: none on PostgreSQL; on SQLite the
+     * plan's budget for zdm's own writes. */
+    int idle_lock_ms = zdm_db_kind_of(r->db) == ZDM_DB_SQLITE ? zdm_run_sqlite_wait_ms(r->plan) : 0;
     if (zdm_db_set_timeouts(r->db, idle_lock_ms, 0, &e3) != 0 && rc == 0)
         *err = e3, rc = e3.code;
     if (rc != 0)

@@ -58,6 +58,15 @@ static void ctx_init(ctx *c, zdm_db *db, const zdm_plan_set *set, const zdm_plan
     c->set = set;
     c->plan = plan;
     c->o = o;
+    /* SQLite: zdm's own writes (the lock row, state, history) wait for the
+     * write lock under the plan's lock_timeout/lock_retries, not a fixed
+     * 5 s. */
+    if (zdm_db_kind_of(db) == ZDM_DB_SQLITE) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_set_timeouts(db, zdm_run_sqlite_wait_ms(plan), 0, &e) != 0) /* sqlite: cannot fail */
+            zdm_log(ZDM_LOG_WARN, plan->id, NULL, "%s", e.msg);
+    }
 }
 
 /* Lock, state, checksum: the gates every changing command passes. */
