@@ -1061,7 +1061,10 @@ const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st,
     case ZDM_CUT_OVER: {
         int64_t due = zdm_life_contract_due_ms(plan, st);
         char ts[40];
-        if (!due)
+        if (st->failed_ms)
+            snprintf(buf, size, "contract FAILED %d times (%s): fix the cause, then zdm retry %s", st->attempts,
+                     st->last_error, plan->id);
+        else if (!due)
             snprintf(buf, size, "waiting for a schedule: zdm schedule %s --after DURATION (run-due contracts "
                      "only plans with a due time), or zdm advance %s to contract now", plan->id, plan->id);
         else if (due > zdm_now_ms())

@@ -506,8 +506,61 @@ int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zd
     return zdm_db_query(db, sql, 2, params, NULL, err);
 }
 
+/* A refusal identical to the plan's newest row (same action, phases and
+ * message) is folded into that row: "[repeated N times, last at T]" at
+ * the end of its detail, so three hosts' run-due colliding on a lock every
+ * 5 minutes leave one row, not one per collision.  1 when folded. */
+static int fold_refusal(zdm_db *db, const zdm_history_entry *h, int as_pid, int64_t *id, zdm_err *err)
+{
+    if (!h->outcome || strcmp(h->outcome, "refused") != 0 || !h->detail)
+        return 0;
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT id, action, from_phase, to_phase, outcome, detail FROM %s WHERE plan_id = $1 "
+             "ORDER BY id DESC LIMIT 1", zdm_state_table(db, "history"));
+    const char *params[] = {h->plan_id};
+    zdm_rows *r = NULL;
+    if (zdm_db_query(db, sql, 1, params, &r, err) != 0 || zdm_rows_count(r) != 1) {
+        zdm_rows_free(r);
+        zdm_err_clear(err);
+        return 0;
+    }
+#define SAME(a, b) ((!(a) && !(b)) || ((a) && (b) && strcmp((a), (b)) == 0))
+    const char *d = zdm_rows_get(r, 0, 5);
+    size_t n = strlen(h->detail);
+    static const char mark[] = " [repeated ";
+    int same = SAME(zdm_rows_get(r, 0, 1), h->action) && SAME(zdm_rows_get(r, 0, 2), h->from_phase) &&
+               SAME(zdm_rows_get(r, 0, 3), h->to_phase) && SAME(zdm_rows_get(r, 0, 4), "refused") && d &&
+               strncmp(d, h->detail, n) == 0 && (d[n] == '\0' || strncmp(d + n, mark, sizeof mark - 1) == 0);
+#undef SAME
+    if (!same) {
+        zdm_rows_free(r);
+        return 0;
+    }
+    long times = d[n] ? strtol(d + n + sizeof mark - 1, NULL, 10) : 1;
+    char ts[40], ids[32];
+    snprintf(ids, sizeof ids, "%s", zdm_rows_get(r, 0, 0));
+    zdm_rows_free(r);
+    char *detail = zdm_xasprintf("%s%s%ld times, last at %s by %s pid %d]", h->detail, mark, times + 1,
+                                 zdm_format_time(zdm_now_ms(), ts, sizeof ts), zdm_whoami(), as_pid);
+    snprintf(sql, sizeof sql, "UPDATE %s SET detail = $2 WHERE id = CAST(CAST($1 AS text) AS bigint)",
+             zdm_state_table(db, "history"));
+    const char *p2[] = {ids, detail};
+    int rc = zdm_db_query(db, sql, 2, p2, NULL, err);
+    free(detail);
+    if (rc != 0) {
+        zdm_err_clear(err);
+        return 0;
+    }
+    if (id)
+        *id = to_i64(ids);
+    return 1;
+}
+
 static int history_add_as(zdm_db *db, const zdm_history_entry *h, int as_pid, int64_t *id, zdm_err *err)
 {
+    if (fold_refusal(db, h, as_pid, id, err))
+        return 0;
     char sql[400], now[32], pid[16];
     snprintf(sql, sizeof sql,
              "INSERT INTO %s (plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail) "

@@ -154,4 +154,47 @@ zdm_run rollback s --force
 t_rc "rollback s" 0
 t_eq "after the rollback: not failed, 0 attempts" "null 0" "$(sj s failed_at) $(sj s attempts)"
 
+# ---------------------------------------------------------------------------
+t_section "one history row per distinct refusal"
+plan_write q "[[expand.steps]]
+sql  = \"CREATE TABLE t_q (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_q\"
+[contract]
+verify = \"SELECT count(*) > 0 FROM q_flag\""
+db_sql "CREATE TABLE q_flag (id integer)"
+for _ in 1 2 3; do zdm_run advance q; done
+for _ in 1 2 3 4; do zdm_run advance q; done
+t_eq "four refusals of the same kind: exit 3" 3 "$ZRC"
+t_eq "one refused row" 1 "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = 'q' AND outcome = 'refused'")"
+t_match "it says how often and when last" "\\[repeated 4 times, last at 20[0-9-]+T[0-9:]+Z by [^ ]+ pid [0-9]+\\]$" \
+    "$(db_sql "SELECT detail FROM zdm_history WHERE plan_id = 'q' AND outcome = 'refused'")"
+zdm_run schedule q --after 1h
+zdm_run advance q
+t_eq "a different refusal gets its own row" 2 \
+    "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = 'q' AND outcome = 'refused'")"
+# Three run-due at once on plans whose contract holds the lock for a while:
+# the hosts that find a plan locked leave at most one row for it.
+for c in c1 c2 c3; do
+    plan_write "$c" "[[expand.steps]]
+sql  = \"CREATE TABLE t_$c (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_$c\"
+[contract]
+not_before = \"cutover\"
+[hooks]
+before_contract = [[\"sh\", \"-c\", \"sleep 1\"]]"
+    for _ in 1 2 3; do zdm_run advance "$c"; done
+done
+zdm_bg "$T_DIR/d1" run-due
+j1=$ZBG_JOB
+zdm_bg "$T_DIR/d2" run-due
+j2=$ZBG_JOB
+zdm_bg "$T_DIR/d3" run-due
+j3=$ZBG_JOB
+for j in $j1 $j2 $j3; do t_wait_exit "$j" 120; done
+for c in c1 c2 c3; do
+    t_eq "$c complete" complete "$(zdm_phase_of "$c")"
+    t_match "$c: at most one refused row" '^[01]$' \
+        "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = '$c' AND outcome = 'refused'")"
+done
+
 t_finish
