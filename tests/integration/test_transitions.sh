@@ -111,8 +111,11 @@ down = "ALTER TABLE ta DROP COLUMN w"'
     zdm_run rollback a_tbl --force
     t_rc "$d: --force does not override a dependent" 3
     t_eq "$d: rows kept" 3 "$(db_sql 'SELECT count(*) FROM ta')"
-    t_eq "$d: the refusal is in history" 2 \
+    # Both refusals say the same: one row, folded ("[repeated 2 times ...]").
+    t_eq "$d: the refusal is in history" 1 \
         "$(db_sql "SELECT count(*) FROM $(hist) WHERE plan_id = 'a_tbl' AND action = 'rollback' AND outcome = 'refused'")"
+    t_has "$d: both refusals are in it" "[repeated 2 times" \
+        "$(db_sql "SELECT detail FROM $(hist) WHERE plan_id = 'a_tbl' AND action = 'rollback' AND outcome = 'refused'")"
     # Once the dependent is rolled back, the plan may follow.
     zdm_run rollback b_col
     t_rc "$d: rollback b_col (complete -> cut_over)" 0
