@@ -210,6 +210,16 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
                     (long long)(zdm_mono_ms() - t0), attempt > 1 ? " (after retries)" : "");
             break;
         }
+        if (strcmp(err->sqlstate, "2BP01") == 0) {
+            /* PostgreSQL's own hint says to use CASCADE, which would drop
+             * whatever depends on the object: another plan's view schema
+             * (zdm_v_*), the new application's way in. */
+            zdm_err_detail(err, "other objects depend on what this step removes (the DETAIL names them); do not "
+                                "add CASCADE: a zdm_v_<plan> view schema belongs to another plan in flight -- "
+                                "contract or roll back that plan first, or drop the dependent objects you own in "
+                                "an earlier step; this step was not applied");
+            break;
+        }
         if (!zdm_db_err_is_lock_timeout(err) || attempt == c.tries) {
             if (zdm_db_err_is_lock_timeout(err)) {
                 zdm_err_prefix(err, "gave up after %d tries of %s lock_timeout: ", c.tries,

@@ -342,11 +342,39 @@ static int phase_steps(ctx *c, int contract, zdm_step **list, size_t *n, zdm_ste
             *list = NULL;
             return rc;
         }
-        if (contract)
-            (*list)[(*n)++] = *dw;
     }
-    for (size_t i = 0; i < ns; i++)
-        (*list)[(*n)++] = src[i];
+    /* Contract: the triggers go in the same transaction as the first
+     * step that runs in one (the first that can remove what they write),
+     * so a contract that fails there leaves dual-write in place; undoing
+     * that step puts them back after its own down.  Without such a step
+     * they are a step of their own, first. */
+    int kind = zdm_db_kind_of(c->db);
+    size_t merge_at = ns;
+    for (size_t i = 0; with_dw && contract && i < ns && merge_at == ns; i++) {
+        const char *sql = zdm_step_sql(&src[i], kind);
+        if (sql && zdm_step_in_transaction(&src[i], sql))
+            merge_at = i;
+    }
+    if (with_dw && contract && merge_at == ns)
+        (*list)[(*n)++] = *dw;
+    for (size_t i = 0; i < ns; i++) {
+        zdm_step st = src[i];
+        if (i == merge_at) {
+            const char *sql = zdm_step_sql(&src[i], kind), *down = zdm_step_down(&src[i], kind);
+            char *msql = zdm_xasprintf("%s\n%s", dw->sql, sql);
+            char *mdown = down ? zdm_xasprintf("%s;\n%s", down, dw->down) : NULL;
+            free(dw->sql);
+            free(dw->down);
+            dw->sql = msql; /* owned by dw, freed with it */
+            dw->down = mdown;
+            st.sql = msql;
+            st.down = mdown;
+            st.sql_for[0] = st.sql_for[1] = NULL;
+            st.down_for[0] = st.down_for[1] = NULL;
+            st.transaction = 1;
+        }
+        (*list)[(*n)++] = st;
+    }
     if (with_dw && !contract)
         (*list)[(*n)++] = *dw;
     return 0;

@@ -336,6 +336,64 @@ $fields
     t_same_file "the schema is unchanged" "$T_DIR/viol.before" "$T_DIR/viol.after"
 }
 
+# ---------------------------------------------------------------- two plans
+
+# Plan A derives users.display from name and drops name at contract; plan
+# B renames users.email, and its view schema zdm_v_B shows every column,
+# name included.  A's contract cannot drop name while B's view shows it:
+# it fails, but in the same transaction as the removal of A's dual-write
+# triggers, so they stay and the old application's writes still derive
+# display; the message does not suggest CASCADE (which would drop B's
+# view, the new application's way in).  (Before: the triggers were
+# removed in a transaction of their own first, and PostgreSQL's hint said
+# "Use DROP ... CASCADE".)
+case_two_plans() {
+    t_section "pg: two plans on one table (contract blocked by another plan's view schema)"
+    db_new pg two_plans
+    T_PLANS="$T_DIR/plans_two"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE users (id integer PRIMARY KEY, name text, email text)" >/dev/null
+    db_sql "INSERT INTO users SELECT i, 'n' || i, 'e' || i FROM generate_series(1, 200) i" >/dev/null
+    plan_write 0001_a '
+[[expand.steps]]
+sql  = "ALTER TABLE users ADD COLUMN display text"
+down = "ALTER TABLE users DROP COLUMN display"
+[backfill]
+table = "users"
+set.display = "upper(name)"
+[backfill.dual_write]
+sources = ["name"]
+[[contract.steps]]
+sql = "ALTER TABLE users DROP COLUMN name"
+'
+    plan_write 0002_b '
+[[expand.steps]]
+op = "rename_column"
+table = "users"
+column = "email"
+to = "mail"
+'
+    zdm_run advance 0001_a
+    t_rc "A: expand" 0
+    zdm_run advance 0002_b
+    t_rc "B: expand" 0
+    zdm_run advance 0001_a
+    t_rc "A: backfill" 0
+    zdm_run advance 0001_a
+    t_rc "A: cutover" 0
+    zdm_run advance 0001_a
+    t_rc "A: contract blocked by B's view" 1
+    t_lacks "no CASCADE suggested" "Use DROP ... CASCADE" "$ZERR"
+    t_has "says not to CASCADE" "do not add CASCADE" "$ZERR"
+    t_eq "A's dual-write triggers are still there" 2 \
+        "$(db_sql "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm_dw_0001_a%'")"
+    db_sql "UPDATE users SET name = 'changed' WHERE id = 7" >/dev/null
+    t_eq "the old application's write is still followed" CHANGED "$(db_sql "SELECT display FROM users WHERE id = 7")"
+    t_eq "B's view still answers" 200 "$(db_sql "SELECT count(*) FROM zdm_v_0002_b.users")"
+    zdm_run status 0001_a
+    t_has "A stays cut over" "cut_over" "$ZOUT"
+}
+
 # ---------------------------------------------------------------- cic resume
 
 # kill -9 after CREATE INDEX CONCURRENTLY finished but before zdm recorded
@@ -391,6 +449,7 @@ for d in $DIALECTS; do
     run_case case_rowrule "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then
+        run_case case_two_plans
         run_case case_cic_resume valid
         run_case case_cic_resume invalid
         run_case case_extremes pg smallint -32768 32767
