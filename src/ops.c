@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lint.h"
 #include "util.h"
 
 enum { PG = 0, SQ = 1 };
@@ -687,6 +688,53 @@ static void op_index(opctx *o, gen *g, const char *table, const char *tq, int un
     zdm_strv_free(&raw);
 }
 
+/* Contract: NOT NULL the safe way, once every row is filled: a CHECK
+ * NOT VALID, validated, SET NOT NULL (which uses it), the CHECK dropped. */
+static void contract_not_null(opctx *o, gen *ct, const char *table, const char *tq, const char *col,
+                              const char *cq)
+{
+    zdm_strv cols = {0};
+    zdm_strv_push(&cols, col);
+    char *cname = auto_name(table, &cols, "not_null");
+    zdm_strv_free(&cols);
+    char *rule = zdm_xasprintf("%s IS NOT NULL", cq);
+    char what[200];
+    snprintf(what, sizeof what, "%s.%s NOT NULL as a CHECK", table, col);
+    constraint_steps(o, ct, tq, cname, rule, what);
+    char *ccq = zdm_ops_quote(cname, 0);
+    snprintf(what, sizeof what, "%s.%s SET NOT NULL (uses the validated check)", table, col);
+    add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tq, cq),
+        zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", tq, cq),
+        zdm_xstrdup("SELECT 1 /* SQLite keeps the triggers: NOT NULL itself needs a table rebuild */"),
+        zdm_xstrdup("SELECT 1"));
+    snprintf(what, sizeof what, "drop the helper check %s", cname);
+    add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, ccq),
+        zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", tq, ccq, rule),
+        zdm_xstrdup("SELECT 1"), zdm_xstrdup("SELECT 1"));
+    free(ccq);
+    free(rule);
+    free(cname);
+}
+
+/* Would PostgreSQL compute this default per row (and so rewrite the
+ * table)?  Asked of the linter, whose add-column-volatile-default rule
+ * knows the volatile functions. */
+static int volatile_default(const char *tq, const char *cq, const char *type, const char *dflt)
+{
+    char *sql = zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s DEFAULT %s", tq, cq, type, dflt);
+    zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+    zdm_lint_result r;
+    memset(&r, 0, sizeof r);
+    (void)zdm_lint_sql(ctx, sql, ZDM_PHASE_EXPAND, 1, &r);
+    int v = 0;
+    for (size_t i = 0; i < r.n; i++)
+        v |= strcmp(r.v[i].rule, "add-column-volatile-default") == 0;
+    zdm_lint_result_free(&r);
+    zdm_lint_ctx_free(ctx);
+    free(sql);
+    return v;
+}
+
 static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq)
 {
     const char *col = fstr(o, "column"), *type = fstr(o, "type"), *up = fstr(o, "up");
@@ -712,6 +760,38 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
         return;
     }
     char *cq = zdm_ops_quote(col, 0);
+    if (dflt && volatile_default(tq, cq, type, dflt)) {
+        /* A default computed per row (random(), clock_timestamp(), ...)
+         * makes ADD COLUMN rewrite the whole table under an exclusive
+         * lock.  Instead: a nullable column, the default for new rows
+         * (no rewrite), a backfill of the existing rows, and NOT NULL at
+         * contract through a validated CHECK. */
+        if (up)
+            bad(o, "give either a volatile default or up, not both%s%s", NULL, NULL);
+        char name[200];
+        snprintf(name, sizeof name, "add column %s.%s (nullable; its volatile default is filled in by the backfill)",
+                 table, col);
+        zdm_step *st = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD COLUMN %s %s", tq, cq, type),
+                           zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL, NULL);
+        /* SQLite has no ALTER COLUMN ... SET DEFAULT: new rows would get
+         * no value once contract removes the triggers */
+        no_sqlite(st, "SQLite gives an existing table a column with a non-constant default only by rebuilding it");
+        snprintf(name, sizeof name, "default of %s.%s for new rows", table, col);
+        st = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", tq, cq, dflt),
+                 zdm_xstrdup("SELECT 1 /* the previous step's down drops the column */"), NULL, NULL);
+        no_sqlite(st, "SQLite gives an existing table a column with a non-constant default only by rebuilding it");
+        /* where col IS NULL: a row keeps the value it got (an in-place
+         * fill: every write leaving the column NULL gets one) */
+        char *where = zdm_xasprintf("%s IS NULL", cq);
+        if (!up)
+            set_backfill(o, table, col, dflt, where, NULL, NULL, NULL);
+        free(where);
+        if (!nullable)
+            contract_not_null(o, ct, table, tq, col, cq);
+        free(cq);
+        free(dflt);
+        return;
+    }
     /* NOT NULL with a default is one instant statement (PostgreSQL 11+, SQLite);
      * NOT NULL filled by `up` is added nullable, backfilled, then
      * constrained the safe way in contract. */
@@ -728,30 +808,8 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
          * application later changes what `up` reads. */
         set_backfill(o, table, col, up, NULL, NULL, NULL, NULL);
     }
-    if (!nullable && !dflt) {
-        /* contract: NOT NULL the safe way, once every row is filled */
-        zdm_strv cols = {0};
-        zdm_strv_push(&cols, col);
-        char *cname = auto_name(table, &cols, "not_null");
-        zdm_strv_free(&cols);
-        char *rule = zdm_xasprintf("%s IS NOT NULL", cq);
-        char what[200];
-        snprintf(what, sizeof what, "%s.%s NOT NULL as a CHECK", table, col);
-        constraint_steps(o, ct, tq, cname, rule, what);
-        char *ccq = zdm_ops_quote(cname, 0);
-        snprintf(what, sizeof what, "%s.%s SET NOT NULL (uses the validated check)", table, col);
-        add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tq, cq),
-            zdm_xasprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", tq, cq),
-            zdm_xstrdup("SELECT 1 /* SQLite keeps the triggers: NOT NULL itself needs a table rebuild */"),
-            zdm_xstrdup("SELECT 1"));
-        snprintf(what, sizeof what, "drop the helper check %s", cname);
-        add(ct, o->s, what, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, ccq),
-            zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", tq, ccq, rule),
-            zdm_xstrdup("SELECT 1"), zdm_xstrdup("SELECT 1"));
-        free(ccq);
-        free(rule);
-        free(cname);
-    }
+    if (!nullable && !dflt)
+        contract_not_null(o, ct, table, tq, col, cq);
     free(cq);
     free(dflt);
 }
@@ -881,6 +939,31 @@ static char *pg_carry_not_null(opctx *o, gen *ct, const char *table, const char 
     return set;
 }
 
+/* PostgreSQL: what hangs on the old column and is not part of its type
+ * goes to the new one at expand, read from the catalog when the step runs:
+ * its comment, its statistics target and its column privileges (GRANT
+ * ... (col)).  The column is dropped at contract, and with it all three. */
+static char *pg_carry_attributes(const char *l_tq, const char *l_old, const char *l_new)
+{
+    return do_block(zdm_xasprintf(
+        " DECLARE cmt text; st int; r record; BEGIN\n"
+        "  SELECT col_description(a.attrelid, a.attnum), a.attstattarget INTO cmt, st FROM pg_attribute a\n"
+        "   WHERE a.attrelid = %s::regclass AND a.attname = %s AND NOT a.attisdropped;\n"
+        "  IF cmt IS NOT NULL THEN\n"
+        "    EXECUTE format('COMMENT ON COLUMN %%s.%%I IS %%L', %s::regclass, %s, cmt);\n"
+        "  END IF;\n"
+        "  IF st IS NOT NULL AND st >= 0 THEN\n"
+        "    EXECUTE format('ALTER TABLE %%s ALTER COLUMN %%I SET STATISTICS %%s', %s::regclass, %s, st);\n"
+        "  END IF;\n"
+        "  FOR r IN SELECT (aclexplode(a.attacl)).* FROM pg_attribute a\n"
+        "            WHERE a.attrelid = %s::regclass AND a.attname = %s AND a.attacl IS NOT NULL LOOP\n"
+        "    EXECUTE format('GRANT %%s (%%I) ON %%s TO %%s', r.privilege_type, %s, %s::regclass,\n"
+        "      CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);\n"
+        "  END LOOP;\n"
+        "END ",
+        l_tq, l_old, l_tq, l_new, l_tq, l_new, l_tq, l_old, l_new, l_tq));
+}
+
 static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq)
 {
     const char *col = fstr(o, "column"), *to = fstr(o, "to"), *type = fstr(o, "type");
@@ -900,16 +983,24 @@ static void op_rename_column(opctx *o, gen *g, gen *ct, const char *table, const
      * which copies into the new column when it is NULL. */
     char *guard = pg_guard_dependents(tq, table, col, "rename_column", 1);
     char *l_tq = zdm_sql_literal(tq), *l_col = zdm_sql_literal(col), *l_to = zdm_sql_literal(to);
+    /* the old column's type, and its collation when not the type's own */
     char *typesql = type ? zdm_sql_literal(type) /* a plain type name: no quote in it (checked below) */
-                         : zdm_xasprintf("(SELECT format_type(atttypid, atttypmod) FROM pg_attribute\n"
-                                         "      WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped)",
+                         : zdm_xasprintf("(SELECT format_type(a.atttypid, a.atttypmod) ||\n"
+                                         "        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation\n"
+                                         "             THEN format(' COLLATE %%I.%%I', cn.nspname, c.collname) ELSE '' END\n"
+                                         "   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid\n"
+                                         "   LEFT JOIN pg_collation c ON c.oid = a.attcollation\n"
+                                         "   LEFT JOIN pg_namespace cn ON cn.oid = c.collnamespace\n"
+                                         "  WHERE a.attrelid = %s::regclass AND a.attname = %s AND NOT a.attisdropped)",
                                          l_tq, l_col);
     char *add_block = do_block(zdm_xasprintf(" BEGIN\n"
                              "  EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', %s::regclass, %s,\n"
                              "    %s);\n"
                              "END ",
                              l_tq, l_to, typesql));
-    char *pg = zdm_xasprintf("%s;\n%s", guard, add_block);
+    char *carry = pg_carry_attributes(l_tq, l_col, l_to);
+    char *pg = zdm_xasprintf("%s;\n%s;\n%s", guard, add_block, carry);
+    free(carry);
     free(add_block);
     free(guard);
     free(typesql);
@@ -965,8 +1056,15 @@ static void op_change_type(opctx *o, gen *g, gen *ct, const char *table, const c
     char name[200];
     snprintf(name, sizeof name, "add column %s.%s of type %s (becomes %s at contract)", table, tmp, type, col);
     char *guard = pg_guard_dependents(tq, table, col, "change_type", 0);
-    zdm_step *s = add(g, o->s, name, zdm_xasprintf("%s;\nALTER TABLE %s ADD COLUMN %s %s", guard, tq, tmpq, type),
+    char *l_tq = zdm_sql_literal(tq), *l_col = zdm_sql_literal(col), *l_tmp = zdm_sql_literal(tmp);
+    char *carry = pg_carry_attributes(l_tq, l_col, l_tmp);
+    zdm_step *s = add(g, o->s, name,
+                      zdm_xasprintf("%s;\nALTER TABLE %s ADD COLUMN %s %s;\n%s", guard, tq, tmpq, type, carry),
                       zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, tmpq), NULL, NULL);
+    free(carry);
+    free(l_tq);
+    free(l_col);
+    free(l_tmp);
     free(guard);
     no_sqlite(s, why);
     /* `down` is written with the column's name for the new value. */

@@ -336,6 +336,126 @@ $fields
     t_same_file "the schema is unchanged" "$T_DIR/viol.before" "$T_DIR/viol.after"
 }
 
+# ---------------------------------------------------------------- volatile default
+
+# add_column with a volatile default, NOT NULL: no single rewriting ADD
+# COLUMN ... DEFAULT volatile NOT NULL; a nullable column, the default for
+# new rows, a backfill, NOT NULL at contract; the op's SQL passes lint.
+# The application inserts the whole time without naming the column.
+case_volatile_default() {
+    local d=$1 expr=$2
+    t_section "$d: add_column with a volatile default"
+    db_new "$d" "vol_$d"
+    T_PLANS="$T_DIR/plans_vol_$d"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer)" >/dev/null
+    if [ "$d" = pg ]; then
+        db_sql "INSERT INTO t SELECT i, i FROM generate_series(1, 2000) i" >/dev/null
+    else
+        db_sql "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 2000) INSERT INTO t SELECT i, i FROM g" >/dev/null
+    fi
+    plan_write 0001_vol "
+[[expand.steps]]
+op = \"add_column\"
+table = \"t\"
+column = \"r\"
+type = \"integer\"
+default = \"$expr\"
+nullable = false
+"
+    zdm_run lint
+    t_rc "zdm lint over the op's SQL" 0
+    if [ "$d" = sqlite ]; then
+        # SQLite cannot give a column a default after the fact: refused
+        db_dump "$T_DIR/vol.before"
+        zdm_run advance 0001_vol
+        t_rc "expand on SQLite" 3
+        t_has "says why" "non-constant default only by rebuilding it" "$ZERR"
+        db_dump "$T_DIR/vol.after"
+        t_same_file "nothing changed" "$T_DIR/vol.before" "$T_DIR/vol.after"
+        return
+    fi
+    zdm_run plan show 0001_vol --sql --dialect "$d"
+    t_lacks "no ADD COLUMN with the volatile default" "ADD COLUMN \"r\" integer DEFAULT" "$ZOUT"
+    app_start "$T_DIR/vol_$d" "INSERT INTO t (id, v) VALUES (100000 + :N, 1)" "UPDATE t SET v = v + 1 WHERE id = :N"
+    local step
+    for step in expand backfill cutover contract; do
+        zdm_run advance 0001_vol
+        t_rc "$step" 0
+    done
+    app_stop "$T_DIR/vol_$d"
+    t_eq "no row without a value" 0 "$(db_sql "SELECT count(*) FROM t WHERE r IS NULL")"
+    t_cmp "the application inserted rows" "$(db_sql "SELECT count(*) FROM t WHERE id > 100000")" -ge 1
+    if [ "$d" = pg ]; then
+        t_eq "the column is NOT NULL" t "$(db_sql "SELECT attnotnull FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'r'")"
+        t_ne "values differ per row (volatile)" 1 "$(db_sql "SELECT count(DISTINCT r) FROM t")"
+    fi
+}
+
+# ---------------------------------------------------------------- carried attributes
+
+# rename_column and change_type keep what hangs on the column: its
+# comment, collation (rename), statistics target and column privileges
+# end up on the column that has the name after contract.
+case_carry() {
+    local op=$1
+    t_section "pg: $op carries comment, collation, statistics target, privileges"
+    db_new pg "carry_$op"
+    T_PLANS="$T_DIR/plans_carry_$op"
+    mkdir -p "$T_PLANS"
+    db_sql "DO \$\$ BEGIN CREATE ROLE zdm_reader; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+    db_sql "CREATE TABLE people (id integer PRIMARY KEY, name text COLLATE \"C\", age integer)" >/dev/null
+    db_sql "INSERT INTO people SELECT i, 'p' || i, i FROM generate_series(1, 300) i" >/dev/null
+    db_sql "COMMENT ON COLUMN people.name IS 'the name'; COMMENT ON COLUMN people.age IS 'in years';
+            ALTER TABLE people ALTER COLUMN name SET STATISTICS 500; ALTER TABLE people ALTER COLUMN age SET STATISTICS 300;
+            GRANT SELECT (name, age), UPDATE (name) ON people TO zdm_reader" >/dev/null
+    local col newcol
+    if [ "$op" = rename_column ]; then
+        col=name newcol=full_name
+        plan_write 0001_carry '
+[[expand.steps]]
+op = "rename_column"
+table = "people"
+column = "name"
+to = "full_name"
+'
+    else
+        col=age newcol=age
+        plan_write 0001_carry '
+[[expand.steps]]
+op = "change_type"
+table = "people"
+column = "age"
+type = "bigint"
+up = "age::bigint"
+down = "age::integer"
+'
+    fi
+    # the old application writes until cutover (contract removes its name)
+    app_start "$T_DIR/carry_$op" "UPDATE people SET $col = $col WHERE id = :N % 300 + 1"
+    local step
+    for step in expand backfill cutover; do
+        zdm_run advance 0001_carry
+        t_rc "$step" 0
+    done
+    app_stop "$T_DIR/carry_$op"
+    zdm_run advance 0001_carry
+    t_rc "contract" 0
+    local attr="attrelid = 'people'::regclass AND attname = '$newcol'"
+    if [ "$op" = rename_column ]; then
+        t_eq "comment" "the name" "$(db_sql "SELECT col_description('people'::regclass, attnum) FROM pg_attribute WHERE $attr")"
+        t_eq "collation" "C" "$(db_sql "SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation WHERE $attr")"
+        t_eq "statistics target" 500 "$(db_sql "SELECT attstattarget FROM pg_attribute WHERE $attr")"
+        t_eq "column privileges" "t|t" "$(db_sql "SELECT has_column_privilege('zdm_reader', 'people', '$newcol', 'SELECT'),
+                                                         has_column_privilege('zdm_reader', 'people', '$newcol', 'UPDATE')")"
+    else
+        t_eq "comment" "in years" "$(db_sql "SELECT col_description('people'::regclass, attnum) FROM pg_attribute WHERE $attr")"
+        t_eq "the new type" bigint "$(db_sql "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE $attr")"
+        t_eq "statistics target" 300 "$(db_sql "SELECT attstattarget FROM pg_attribute WHERE $attr")"
+        t_eq "column privileges" "t" "$(db_sql "SELECT has_column_privilege('zdm_reader', 'people', '$newcol', 'SELECT')")"
+    fi
+}
+
 # ---------------------------------------------------------------- two plans
 
 # Plan A derives users.display from name and drops name at contract; plan
@@ -442,6 +562,11 @@ run_case() {
 
 for d in $DIALECTS; do
     preflight_cases "$d"
+    if [ "$d" = pg ]; then
+        run_case case_volatile_default pg "(random() * 1000)::int"
+    else
+        run_case case_volatile_default sqlite "abs(random()) % 1000"
+    fi
     run_case case_atomic "$d" default
     run_case case_atomic "$d" stop
     run_case case_violations "$d" set_not_null 'column = "note"' "set_not_null on acct.note: 7 rows hold NULL"
@@ -450,6 +575,8 @@ for d in $DIALECTS; do
     run_case case_final "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
+        run_case case_carry rename_column
+        run_case case_carry change_type
         run_case case_cic_resume valid
         run_case case_cic_resume invalid
         run_case case_extremes pg smallint -32768 32767
