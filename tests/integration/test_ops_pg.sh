@@ -31,7 +31,7 @@ MSG[unique]='duplicate key value violates unique constraint "acct_name_key"'
 # ---- what plan show --sql --dialect pg must print
 
 MSG[show_not_null_cents]='ALTER TABLE "acct" ALTER COLUMN "cents" SET NOT NULL'
-MSG[show_rename_column]="format_type(atttypid, atttypmod)"
+MSG[show_rename_column]="format_type(a.atttypid, a.atttypmod)"
 MSG[show_set_not_null]='ALTER TABLE "acct" ADD CONSTRAINT "acct_note_not_null" CHECK ("note" IS NOT NULL) NOT VALID;
 --   down: ALTER TABLE "acct" DROP CONSTRAINT IF EXISTS "acct_note_not_null"
 -- step 2: validate acct.note NOT NULL as a CHECK
