@@ -16,6 +16,7 @@
 #include "backfill.h"
 #include "lint.h"
 #include "mutant.h"
+#include "ops.h"
 #include "phase.h"
 #include "preflight.h"
 #include "sqlite_deps.h"
@@ -34,6 +35,7 @@ typedef struct ctx {
     int64_t refused_hid;     /* the history row refuse() wrote, 0 when none */
     zdm_run run;             /* what the phase's steps run with */
     char detail[1200];       /* the transition's history detail (contract: the backup) */
+    zdm_strv owned;     /* SQL built for the phase's steps (phase_steps) */
 } ctx;
 
 static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
@@ -143,6 +145,7 @@ static void close_ctx(ctx *c)
     if (c->locked)
         zdm_state_unlock(c->db, c->plan->id);
     c->locked = 0;
+    zdm_strv_free(&c->owned);
 }
 
 static int64_t begin_history(ctx *c, const char *action, zdm_phase to)
@@ -359,20 +362,41 @@ static int phase_steps(ctx *c, int contract, zdm_step **list, size_t *n, zdm_ste
         (*list)[(*n)++] = *dw;
     for (size_t i = 0; i < ns; i++) {
         zdm_step st = src[i];
-        if (i == merge_at) {
-            const char *sql = zdm_step_sql(&src[i], kind), *down = zdm_step_down(&src[i], kind);
-            char *msql = zdm_xasprintf("%s\n%s", dw->sql, sql);
-            char *mdown = down ? zdm_xasprintf("%s;\n%s", down, dw->down) : NULL;
-            free(dw->sql);
-            free(dw->down);
-            dw->sql = msql; /* owned by dw, freed with it */
-            dw->down = mdown;
-            st.sql = msql;
-            st.down = mdown;
+        /* PostgreSQL: a contract step that drops a column first rebuilds,
+         * in its own transaction, the view schemas (any plan's) that show
+         * it, so another plan in flight on the table never blocks it. */
+        zdm_strv tabs = {0}, cols = {0};
+        const char *ssql = zdm_step_sql(&src[i], kind);
+        zdm_buf prefix = {0};
+        if (contract && kind == ZDM_DB_PG && ssql && zdm_step_in_transaction(&src[i], ssql) &&
+            zdm_sql_dropped_columns(ssql, &tabs, &cols)) {
+            for (size_t k = 0; k < cols.n; k++) {
+                char *blk = zdm_ops_pg_rebuild_views(tabs.v[k], cols.v[k]);
+                zdm_buf_puts(&prefix, blk);
+                free(blk);
+            }
+        }
+        zdm_strv_free(&tabs);
+        zdm_strv_free(&cols);
+        /* The views first: a query through a view locks the view, then the
+         * table; taking them in the same order cannot deadlock with it. */
+        if (prefix.len || i == merge_at) {
+            const char *down = zdm_step_down(&src[i], kind);
+            char *full = zdm_xasprintf("%s%s%s%s", prefix.len ? prefix.data : "", i == merge_at ? dw->sql : "",
+                                       i == merge_at ? "\n" : "", ssql);
+            zdm_strv_push_owned(&c->owned, full);
+            st.sql = full;
+            st.down = (char *)down; /* borrowed, like the rest of st */
+            if (i == merge_at && down) {
+                char *mdown = zdm_xasprintf("%s;\n%s", down, dw->down);
+                zdm_strv_push_owned(&c->owned, mdown);
+                st.down = mdown;
+            }
             st.sql_for[0] = st.sql_for[1] = NULL;
             st.down_for[0] = st.down_for[1] = NULL;
             st.transaction = 1;
         }
+        zdm_buf_free(&prefix);
         (*list)[(*n)++] = st;
     }
     if (with_dw && !contract)

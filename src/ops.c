@@ -375,8 +375,12 @@ static char *pg_version_view(const zdm_plan *p, const char *table, const char *h
         "   WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped\n"
         "     AND a.attname <> %s;\n"
         "  EXECUTE format('CREATE OR REPLACE VIEW %%I.%%I AS SELECT %%s FROM %%s', %s, %s, cols, %s::regclass);\n"
+        /* how it was built, for a later contract that must rebuild it
+         * without a column (zdm_ops_pg_rebuild_views) */
+        "  EXECUTE format('COMMENT ON VIEW %%I.%%I IS %%L', %s, %s,\n"
+        "                 'zdm version view' || chr(31) || %s || chr(31) || %s || chr(31) || %s);\n"
         "END ",
-        l_from, l_to, l_qt, l_hide, l_schema, l_bare, l_qt);
+        l_from, l_to, l_qt, l_hide, l_schema, l_bare, l_qt, l_schema, l_bare, l_hide, l_from, l_to);
     char *block = zdm_sql_dollar_quote(body);
     char *s = zdm_xasprintf("CREATE SCHEMA IF NOT EXISTS %s;\nDO %s", qs, block);
     free(block);
@@ -388,6 +392,47 @@ static char *pg_version_view(const zdm_plan *p, const char *table, const char *h
     free(l_schema);
     free(l_bare);
     free(qs);
+    free(qt);
+    return s;
+}
+
+char *zdm_ops_pg_rebuild_views(const char *table, const char *column)
+{
+    char *qt = zdm_ops_quote(table, 1);
+    char *l_qt = zdm_sql_literal(qt), *l_col = zdm_sql_literal(column);
+    char *body = zdm_xasprintf(
+        " DECLARE v record; r record; part text[]; cols text; acl aclitem[]; BEGIN\n"
+        "  FOR v IN SELECT DISTINCT c.oid, n.nspname, c.relname, obj_description(c.oid, 'pg_class') AS note\n"
+        "      FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid\n"
+        "      JOIN pg_class c ON c.oid = w.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+        "      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid\n"
+        "     WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass AND a.attname = %s\n"
+        "       AND starts_with(n.nspname, 'zdm_v_')\n"
+        "       AND starts_with(obj_description(c.oid, 'pg_class'), 'zdm version view' || chr(31))\n"
+        "  LOOP\n"
+        "    part := string_to_array(v.note, chr(31));  -- note, hidden column, alias from, alias to\n"
+        "    SELECT string_agg(CASE WHEN a.attname = part[3] THEN format('%%I AS %%I', a.attname, part[4])\n"
+        "                           ELSE format('%%I', a.attname) END, ', ' ORDER BY a.attnum)\n"
+        "      INTO cols FROM pg_attribute a\n"
+        "     WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped\n"
+        "       AND a.attname <> part[2] AND a.attname <> %s;\n"
+        "    SELECT c.relacl INTO acl FROM pg_class c WHERE c.oid = v.oid;\n"
+        "    EXECUTE format('DROP VIEW %%I.%%I', v.nspname, v.relname);\n"
+        "    EXECUTE format('CREATE VIEW %%I.%%I AS SELECT %%s FROM %%s', v.nspname, v.relname, cols, %s::regclass);\n"
+        "    EXECUTE format('COMMENT ON VIEW %%I.%%I IS %%L', v.nspname, v.relname, v.note);\n"
+        "    FOR r IN SELECT * FROM aclexplode(acl) WHERE acl IS NOT NULL LOOP\n"
+        "      EXECUTE format('GRANT %%s ON %%I.%%I TO %%s', r.privilege_type, v.nspname, v.relname,\n"
+        "        CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);\n"
+        "    END LOOP;\n"
+        "  END LOOP;\n"
+        "END ",
+        l_qt, l_col, l_qt, l_col, l_qt);
+    char *block = zdm_sql_dollar_quote(body);
+    char *s = zdm_xasprintf("DO %s;\n", block);
+    free(block);
+    free(body);
+    free(l_qt);
+    free(l_col);
     free(qt);
     return s;
 }

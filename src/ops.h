@@ -31,4 +31,11 @@ char *zdm_ops_quote(const char *name, int path);
  * names during a rename or type change (PostgreSQL): "zdm_v_<plan>". */
 void zdm_ops_version_schema(const zdm_plan *p, char *out, size_t size);
 
+/* PostgreSQL: a DO block that rebuilds, without `column`, every view of
+ * a zdm view schema (any plan's zdm_v_*) that shows table.column, with
+ * its comment and privileges.  Runs before a DROP COLUMN, in its
+ * transaction, so another plan's view schema never blocks a contract.
+ * malloc'd. */
+char *zdm_ops_pg_rebuild_views(const char *table, const char *column);
+
 #endif

@@ -150,3 +150,36 @@ int zdm_sql_concurrent_index(const char *sql, char **schema, char **name)
     json_decref(tree);
     return *name != NULL;
 }
+
+int zdm_sql_dropped_columns(const char *sql, zdm_strv *tables, zdm_strv *cols)
+{
+    json_t *tree = sql ? parse_tree(sql) : NULL;
+    if (!tree)
+        return 0;
+    int found = 0;
+    const json_t *stmts = json_object_get(tree, "stmts");
+    for (size_t i = 0; i < json_array_size(stmts); i++) {
+        json_t *in;
+        if (strcmp(node(json_object_get(json_array_get(stmts, i), "stmt"), &in), "AlterTableStmt") != 0)
+            continue;
+        const json_t *rel = json_object_get(in, "relation");
+        const char *sch = json_string_value(json_object_get(rel, "schemaname"));
+        const char *tbl = json_string_value(json_object_get(rel, "relname"));
+        const json_t *cmds = json_object_get(in, "cmds");
+        for (size_t j = 0; tbl && j < json_array_size(cmds); j++) {
+            json_t *c;
+            if (strcmp(node(json_array_get(cmds, j), &c), "AlterTableCmd") != 0)
+                continue;
+            const char *sub = json_string_value(json_object_get(c, "subtype"));
+            const char *name = json_string_value(json_object_get(c, "name"));
+            if (!sub || strcmp(sub, "AT_DropColumn") != 0 || !name)
+                continue;
+            char *t = sch ? zdm_xasprintf("%s.%s", sch, tbl) : zdm_xstrdup(tbl);
+            zdm_strv_push_owned(tables, t);
+            zdm_strv_push(cols, name);
+            found++;
+        }
+    }
+    json_decref(tree);
+    return found;
+}
