@@ -1463,6 +1463,16 @@ static void drop_covered_renames(lint_run *r, zdm_lint_result *out)
     }
 }
 
+/* qsort has no context argument in C11: the names being sorted. */
+static const char *const *ddl_sort_names;
+
+static int ddl_cmp(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(ddl_sort_names[x], ddl_sort_names[y]);
+    return c ? c : (x > y) - (x < y); /* ties in statement order */
+}
+
 static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
                    zdm_lint_result *out, int plain)
 {
@@ -1477,12 +1487,20 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
     r.in_tx = in_transaction;
     r.plain = plain;
     const json_t *stmts = jget(tree, "stmts");
+    size_t len = strlen(sql);
+    size_t line_off = 0; /* statements come in order: count lines on from the last one */
+    int line_no = 1;
     for (size_t i = 0; i < json_array_size(stmts); i++) {
         const json_t *raw = json_array_get(stmts, i);
         json_int_t loc = json_integer_value(jget(raw, "stmt_location"));
-        size_t len = strlen(sql);
         r.off = skip_blanks(sql, loc > 0 && (size_t)loc < len ? (size_t)loc : 0);
-        r.line = line_at(sql, r.off);
+        if (r.off < line_off) {
+            line_off = 0;
+            line_no = 1;
+        }
+        for (; line_off < r.off; line_off++)
+            line_no += sql[line_off] == '\n';
+        r.line = line_no;
         zdm_buf_free(&r.stmt_tables);
         size_t k0 = out->n;
         lint_stmt(&r, jget(raw, "stmt"));
@@ -1493,11 +1511,27 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
         add_finding(out, "transaction-control", r.begin_line, H_PLAIN_TX,
                     "BEGIN is never committed or rolled back: psql rolls it back at the end, other tools "
                     "leave it open holding every lock it took")->offset = r.begin_off;
-    for (size_t i = 0; i < r.ddl.n; i++) {
-        size_t j;
-        for (j = 0; j < i && strcmp(r.ddl.v[j], r.ddl.v[i]) != 0; j++)
-            ;
-        if (j < i)
+    /* Group the DDL statements by table in n log n (a file of thousands
+     * of statements must not take minutes): first[i] is the index of the
+     * first statement on i's table, count and second kept at that index. */
+    size_t n = r.ddl.n;
+    size_t *order = zdm_xmalloc((n ? n : 1) * sizeof *order);
+    size_t *first = zdm_xmalloc((n ? n : 1) * sizeof *first);
+    size_t *count = zdm_xcalloc(n ? n : 1, sizeof *count);
+    size_t *second = zdm_xcalloc(n ? n : 1, sizeof *second);
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    ddl_sort_names = (const char *const *)r.ddl.v;
+    qsort(order, n, sizeof *order, ddl_cmp);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
+        first[i] = k > 0 && strcmp(r.ddl.v[order[k - 1]], r.ddl.v[i]) == 0 ? first[order[k - 1]] : i;
+        if (++count[first[i]] == 2)
+            second[first[i]] = i;
+    }
+    zdm_sql_cursor cur = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        if (first[i] != i)
             continue;
         if (out->nddl == out->capddl) {
             out->capddl = out->capddl ? out->capddl * 2 : 8;
@@ -1506,29 +1540,25 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
         zdm_lint_ddl *d = &out->ddl[out->nddl++];
         memset(d, 0, sizeof *d);
         d->table = zdm_xstrdup(r.ddl.v[i]);
-        zdm_sql_pos(sql, r.ddl_off[i], &d->line, &d->col);
+        zdm_sql_pos_next(&cur, sql, r.ddl_off[i], &d->line, &d->col);
         d->dialect = ZDM_LINT_DIALECT_PG;
     }
     if (!in_transaction) {
         /* A step outside a transaction that stops half-way leaves part of
          * its DDL applied: more than one change to a table is a problem. */
-        for (size_t i = 0; i < r.ddl.n; i++) {
-            size_t count = 0, second = 0, j;
-            for (j = 0; j < i; j++)
-                if (strcmp(r.ddl.v[j], r.ddl.v[i]) == 0)
-                    break;
-            if (j < i)
+        for (size_t i = 0; i < n; i++) {
+            if (first[i] != i || count[i] < 2)
                 continue; /* counted at its first statement */
-            for (j = i; j < r.ddl.n; j++)
-                if (strcmp(r.ddl.v[j], r.ddl.v[i]) == 0 && ++count == 2)
-                    second = j;
-            if (count >= 2)
-                add_finding(out, "multi-ddl-no-transaction", r.ddl_line[second], H_MULTI_DDL,
-                            "%zu DDL statements on %s in one step that runs without a transaction: a "
-                            "failure half-way leaves some applied and the retry starts over", count,
-                            r.ddl.v[i])->offset = r.ddl_off[second];
+            add_finding(out, "multi-ddl-no-transaction", r.ddl_line[second[i]], H_MULTI_DDL,
+                        "%zu DDL statements on %s in one step that runs without a transaction: a "
+                        "failure half-way leaves some applied and the retry starts over", count[i],
+                        r.ddl.v[i])->offset = r.ddl_off[second[i]];
         }
     }
+    free(order);
+    free(first);
+    free(count);
+    free(second);
     run_free(&r);
     json_decref(tree);
     return 0;
@@ -1952,12 +1982,13 @@ static void finish_findings(const char *sql, const zdm_sql_scan *sc, int dialect
                             size_t from, int report_allows)
 {
     size_t end = out->n;
+    zdm_sql_cursor cur = {0, 0, 0}; /* findings come mostly in text order */
     for (size_t k = from; k < end; k++) {
         zdm_lint_finding *f = &out->v[k];
         f->dialect = dialect;
         if (!f->col) {
             int l;
-            zdm_sql_pos(sql, f->offset, &l, &f->col);
+            zdm_sql_pos_next(&cur, sql, f->offset, &l, &f->col);
         }
     }
     for (size_t a = 0; a < sc->nallows; a++) {

@@ -212,6 +212,32 @@ void zdm_sql_pos(const char *sql, size_t off, int *line, int *col)
     *col = c;
 }
 
+/* Line and column of increasing offsets in one pass: the scanner asks for
+ * the position of every statement and comment in order, and recounting
+ * from the start each time made a text of many statements quadratic (the
+ * fuzzer's timeout).  An offset behind the cursor starts over. */
+void zdm_sql_pos_next(zdm_sql_cursor *c, const char *s, size_t off, int *line, int *col)
+{
+    if (c->line == 0) {
+        c->off = 0;
+        c->line = c->col = 1;
+    }
+    if (off < c->off) {
+        c->off = 0;
+        c->line = c->col = 1;
+    }
+    for (; c->off < off && s[c->off]; c->off++) {
+        if (s[c->off] == '\n') {
+            c->line++;
+            c->col = 1;
+        } else if ((s[c->off] & 0xC0) != 0x80) {
+            c->col++;
+        }
+    }
+    *line = c->line;
+    *col = c->col;
+}
+
 /* ---- the one pass ---- */
 
 typedef struct depth_state {
@@ -395,6 +421,8 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
     int last_stmt_line = -1; /* line of the ';' or last token of the previous statement */
     size_t pending_from = 0; /* allows waiting for the next statement: [pending_from, nallows) */
     zdm_tok t;
+    zdm_sql_cursor pc = {0, 0, 0};
+    int st_line = 1, st_col = 1; /* where the open statement starts */
     int line = 1;
     size_t line_pos = 0;     /* bytes counted into `line` */
     for (;;) {
@@ -407,7 +435,7 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
         if (rc < 0) {
             if (out && !out->unterminated) {
                 out->unterminated = 1;
-                zdm_sql_pos(s, t.off, &out->un_line, &out->un_col);
+                zdm_sql_pos_next(&pc, s, t.off, &out->un_line, &out->un_col);
             }
             if (t.kind == TOK_COMMENT)
                 break;
@@ -423,7 +451,7 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
                 cap_al = cap_al ? cap_al * 2 : 4;
                 out->allows = zdm_xrealloc(out->allows, cap_al * sizeof *out->allows);
             }
-            zdm_sql_pos(s, t.off, &a.line, &a.col);
+            zdm_sql_pos_next(&pc, s, t.off, &a.line, &a.col);
             if (open)
                 a.stmt = out->nstmts; /* inside the statement being read */
             else if (out->nstmts > 0 && tline == last_stmt_line)
@@ -438,6 +466,7 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
             if (!open) {
                 open = 1;
                 st_off = t.off;
+                zdm_sql_pos_next(&pc, s, st_off, &st_line, &st_col);
                 st_tok = out ? out->ntoks : 0;
             }
             split_word(&st, s, &t, dialect);
@@ -477,7 +506,8 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
             x->tok = st_tok;
             x->ntok = out->ntoks - st_tok;
             x->depth = dp->max;
-            zdm_sql_pos(s, st_off, &x->line, &x->col);
+            x->line = st_line;
+            x->col = st_col;
             x->end_line = tline;
             for (size_t k = pending_from; k < out->nallows; k++)
                 if (out->allows[k].stmt == SIZE_MAX)
@@ -503,9 +533,10 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
         x->tok = st_tok;
         x->ntok = out->ntoks - st_tok;
         x->depth = dp->max;
-        zdm_sql_pos(s, st_off, &x->line, &x->col);
+        x->line = st_line;
+        x->col = st_col;
         int cl;
-        zdm_sql_pos(s, last_end, &x->end_line, &cl);
+        zdm_sql_pos_next(&pc, s, last_end, &x->end_line, &cl);
         for (size_t k = pending_from; k < out->nallows; k++)
             if (out->allows[k].stmt == SIZE_MAX)
                 out->allows[k].stmt = out->nstmts;

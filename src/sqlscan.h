@@ -84,6 +84,14 @@ void zdm_sql_scan_free(zdm_sql_scan *s);
 
 /* 1-based line and column (in characters) of byte `off` of sql. */
 void zdm_sql_pos(const char *sql, size_t off, int *line, int *col);
+/* The same for offsets asked in increasing order, in one pass over the
+ * text: a cursor zeroed before the first call remembers where it is (an
+ * offset behind it starts over). */
+typedef struct {
+    size_t off;
+    int line, col;
+} zdm_sql_cursor;
+void zdm_sql_pos_next(zdm_sql_cursor *c, const char *sql, size_t off, int *line, int *col);
 
 /* Is token t the keyword `kw` (case-insensitive)? */
 int zdm_tok_is(const char *sql, const zdm_tok *t, const char *kw);
