@@ -1233,9 +1233,6 @@ static int finish(worker *w, int *all_done, int *others, zdm_err *err)
         return rc;
     snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1 AND phase = 'expanded'",
              T(w, "plans"));
-    if (zdm_mutant("phase_unlocked")) /* trusts a phase it did not read under the row's lock */
-        snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1",
-                 T(w, "plans"));
     const char *pu[] = {w->plan->id, now};
     rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
     if (rc == 0 && zdm_db_changes(w->db) == 1) {

@@ -909,9 +909,9 @@ class Run:
         # retried CI job): exactly one moves the plan, and to cut_over only
         if g.dup_cutover:
             ps = []
-            for _ in range(rng.randint(2, 4)):
+            for _ in range(6 if g.focus == "phase" else rng.randint(2, 4)):
                 ps.append(self.start("cutover", self.plan))
-                time.sleep(rng.uniform(0, 0.02))
+                time.sleep(rng.uniform(0, 0.01 if g.focus == "phase" else 0.02))
             for p in ps:
                 p.wait(timeout=120)
             rcs = sorted(p.returncode for p in ps)
