@@ -93,10 +93,11 @@ static const cmd commands[] = {
      "by cmake --install and the .deb).  To read it: zdm manpage | man -l -\n",
      0, 0, 0, zdm_cmd_manpage},
     {NULL, "baseline", "[NAME]", "adopt an existing database: write and stamp a baseline plan",
-     "Reads the schema of --db (tables, indexes, constraints; PostgreSQL or\n"
-     "SQLite; zdm's own objects left out) and writes plans/NNNN_NAME.toml\n"
-     "(NAME default: baseline) with baseline = true and one expand step per\n"
-     "table that recreates it on an empty database, then stamps it complete in\n"
+     "Reads the schema of --db (tables, indexes, constraints, views; on\n"
+     "PostgreSQL also extensions and enum types; zdm's own objects left out)\n"
+     "and writes plans/NNNN_NAME.toml (NAME default: baseline) with baseline =\n"
+     "true and one expand step per object that recreates it on an empty\n"
+     "database, then stamps it complete in\n"
      "--db.  When the database has an alembic_version table, its revision goes\n"
      "into the plan's description and the history row.  An empty database\n"
      "gives an empty baseline, which is legal.\n",

@@ -4,7 +4,7 @@
  *
  * Owns: reading the application's schema from the catalog (PostgreSQL:
  * sequences, tables with their columns, defaults and identity,
- * constraints, indexes, views; SQLite: the CREATE statements of tables,
+ * constraints, indexes, views, extensions, enum types; SQLite: the CREATE statements of tables,
  * indexes, views and triggers) into a plan whose expand steps recreate it
  * on an empty database, marked `baseline = true` (so an empty schema
  * gives a legal, empty plan), and stamping that plan complete.  zdm's own
@@ -12,8 +12,10 @@
  * triggers) and Alembic's alembic_version table are left out; the Alembic
  * revision found there goes into the description and the history.
  *
+ * PostgreSQL extensions and enum types are carried (CREATE EXTENSION IF
+ * NOT EXISTS, CREATE TYPE ... AS ENUM), objects extensions own are not.
  * Not carried (said in the file it writes): PostgreSQL functions,
- * triggers, types, extensions, grants and comments.
+ * triggers, domains and composite types, grants and comments.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +42,7 @@ static const char pg_sequences[] =
     "SELECT 'sequence ' || s.oid::regclass::text, format('CREATE SEQUENCE %s', s.oid::regclass) "
     "FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
     "WHERE s.relkind = 'S' AND " PG_APP_NS " AND s.relname NOT LIKE 'zdm\\_%' "
-    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = s.oid AND d.deptype = 'i') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = s.oid AND d.deptype IN ('i', 'e')) "
     "ORDER BY 1";
 
 static const char pg_tables[] =
@@ -56,6 +58,7 @@ static const char pg_tables[] =
     "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
     "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND " PG_APP_NS
     " AND c.relname NOT LIKE 'zdm\\_%' AND NOT (c.relname = 'alembic_version') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.objid = c.oid AND x.deptype = 'e') "
     "GROUP BY c.oid ORDER BY 1";
 
 /* Foreign keys last: they need the tables they point at. */
@@ -91,6 +94,21 @@ static const char pg_views[] =
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind IN ('v', 'm') AND " PG_APP_NS " AND c.relname NOT LIKE 'zdm\\_%' "
     "ORDER BY c.oid";
+
+/* Extensions first (their types may be used by columns), then enum types
+ * (SQLAlchemy's Enum makes one per column type on PostgreSQL). */
+static const char pg_extensions[] =
+    "SELECT 'extension ' || quote_ident(extname), format('CREATE EXTENSION IF NOT EXISTS %I', extname) "
+    "FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1";
+
+static const char pg_enums[] =
+    "SELECT 'type ' || format_type(t.oid, NULL), "
+    "  format('CREATE TYPE %s AS ENUM (%s)', format_type(t.oid, NULL), "
+    "         string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)) "
+    "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid "
+    "WHERE t.typtype = 'e' AND " PG_APP_NS " "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e') "
+    "GROUP BY t.oid ORDER BY 1";
 
 /* Non-public schemas the objects above live in (created first). */
 static const char pg_schemas[] =
@@ -214,7 +232,8 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
     zdm_plan_heads(&set, &heads);
     zdm_buf body = {0};
     if (pg) {
-        const char *const q[] = {pg_schemas, pg_sequences, pg_tables, pg_constraints, pg_indexes, pg_foreign_keys, pg_views};
+        const char *const q[] = {pg_schemas,     pg_extensions, pg_enums,        pg_sequences,
+                                 pg_tables,      pg_constraints, pg_indexes,     pg_foreign_keys, pg_views};
         for (size_t i = 0; rc == 0 && i < sizeof q / sizeof q[0]; i++)
             rc = add_steps(db, q[i], "sql.pg", &body, &n, err);
     } else {
@@ -230,7 +249,7 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
                      "# complete there: nothing in it runs on that database.  On an empty database\n"
                      "# (a new environment) zdm advance recreates the schema from these steps.\n");
     if (pg)
-        zdm_buf_puts(&b, "# Not carried: functions, triggers, types, extensions, grants, comments.\n");
+        zdm_buf_puts(&b, "# Not carried: functions, triggers, domains and composite types, grants, comments.\n");
     zdm_buf_puts(&b, "# zdm's own objects and Alembic's alembic_version table are left out.\n");
     zdm_buf_puts(&b, "baseline = true\ndescription = ");
     char desc[700];
