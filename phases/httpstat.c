@@ -231,6 +231,13 @@ static void respond(conn *c, int status, const zdm_http_req *req)
     } else {
         zdm_buf_printf(&body, "%s\n", reason_of(status));
     }
+    /* The body passes the one scrub of registered passwords (err.h). */
+    char *clean = zdm_err_scrub_dup(body.data ? body.data : "");
+    if (clean) {
+        zdm_buf_free(&body);
+        zdm_buf_puts(&body, clean);
+        free(clean);
+    }
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"

@@ -172,6 +172,20 @@ static int is_secret_uri_key(redactor *r, const char *k, size_t n)
     return yes;
 }
 
+/* A URI query key libpq accepts: a connection keyword (%-decoded), or the
+ * URI-only alias "ssl". */
+static int uri_key_known(redactor *r, const char *k, size_t n)
+{
+    char *d = pct_decode(k, n);
+    if (!d) {
+        r->oom = 1;
+        return 0;
+    }
+    int yes = strcmp(d, "ssl") == 0 || zdm_db_pg_keyword_known(d, strlen(d));
+    free(d);
+    return yes;
+}
+
 static const char *memstr(const char *s, size_t n, const char *needle)
 {
     size_t m = strlen(needle);
@@ -233,6 +247,15 @@ static void redact_uri(redactor *r, const char *s, size_t n)
         int secret = eq && is_secret_uri_key(r, p, (size_t)(eq - p));
         if (secret)
             add_secret_decoded(r, eq + 1, (size_t)(pe - eq - 1));
+        if (!secret && pe > p && !uri_key_known(r, p, eq ? (size_t)(eq - p) : (size_t)(pe - p))) {
+            /* libpq quotes an unknown query key in its error */
+            r->malformed = 1;
+            add_secret_decoded(r, p, (size_t)(pe - p));
+            sb_addn(&r->out, kept++ ? "&" : "?", 1);
+            sb_adds(&r->out, REDACTED);
+            p = amp ? amp + 1 : end;
+            continue;
+        }
         if (!secret || !r->drop) {
             sb_addn(&r->out, kept++ ? "&" : "?", 1);
             if (secret) {
@@ -315,6 +338,19 @@ static void redact_conninfo(redactor *r, const char *s)
         if (quoted && !closed)
             r->malformed = 1;
 
+        if (!is_secret_key(kw, kwlen) && !zdm_db_pg_keyword_known(kw, kwlen)) {
+            /* libpq would refuse it quoting the word, which may be a
+             * password written without its keyword ("...pw=" ends in "="). */
+            r->malformed = 1;
+            r->out.len = out_mark;
+            if (r->out.p)
+                r->out.p[out_mark] = '\0';
+            sb_adds(&r->out, REDACTED);
+            add_secret_unescaped(r, kw, kwlen);
+            add_secret_unescaped(r, v, (size_t)(q - v));
+            p = tok_end;
+            continue;
+        }
         if (is_secret_key(kw, kwlen)) {
             add_secret_unescaped(r, v, (size_t)(q - v));
             if (r->drop) {
@@ -476,8 +512,10 @@ static void describe_bad_url(const char *url, zdm_db_kind kind, int malformed, c
         return;
     }
     if (kind == ZDM_DB_PG && malformed) {
-        snprintf(why, size, "the conninfo is not a list of keyword=value pairs (a word without \"=\", "
-                            "or an unterminated quote)");
+        snprintf(why, size, looks_like_uri(url)
+                                ? "a query parameter is not a connection option libpq knows (invalid keyword)"
+                                : "the conninfo is not a list of keyword=value pairs libpq knows (a word without "
+                                  "\"=\", an invalid keyword, or an unterminated quote)");
         return;
     }
     if (isspace((unsigned char)url[0]) || isspace((unsigned char)url[n - 1])) {
@@ -537,8 +575,8 @@ int zdm_db_open_ex(const char *url, int flags, zdm_db **out, zdm_err *err)
     case ZDM_DB_SQLITE: ops = &zdm_db_sqlite_ops; break;
     default: break;
     }
-    if (ops && kind == ZDM_DB_PG && !looks_like_uri(url) && r.malformed)
-        ops = NULL; /* a conninfo libpq would refuse quoting a piece of it */
+    if (ops && kind == ZDM_DB_PG && r.malformed)
+        ops = NULL; /* a string libpq would refuse quoting a piece of it */
     if (ops && kind == ZDM_DB_PG && looks_like_uri(url) && isspace((unsigned char)url[strlen(url) - 1]))
         ops = NULL; /* libpq would keep the space in the last value: a pasting mistake */
     if (!ops) {

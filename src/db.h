@@ -157,6 +157,9 @@ zdm_rows *zdm_rows_new(int ncols);
 int zdm_rows_add(zdm_rows *r, const char *const *values); /* copies; NULL entries allowed */
 
 extern const zdm_db_ops zdm_db_pg_ops;
+/* 1 when libpq knows the connection keyword kw[0..n) (PQconndefaults),
+ * or cannot tell; 0 when it would refuse it quoting the word. */
+int zdm_db_pg_keyword_known(const char *kw, size_t n);
 extern const zdm_db_ops zdm_db_sqlite_ops;
 
 #endif

@@ -308,6 +308,21 @@ static int pg_set_timeouts(zdm_db *db, int lock_ms, int stmt_ms, zdm_err *err)
                     2, params, NULL, err);
 }
 
+int zdm_db_pg_keyword_known(const char *kw, size_t n)
+{
+    /* libpq's own list, so a keyword a newer libpq adds is known too;
+     * read once (reachable until exit). */
+    static PQconninfoOption *defs;
+    if (!defs)
+        defs = PQconndefaults();
+    if (!defs)
+        return 1;
+    for (const PQconninfoOption *o = defs; o->keyword; o++)
+        if (strlen(o->keyword) == n && memcmp(o->keyword, kw, n) == 0)
+            return 1;
+    return 0;
+}
+
 const zdm_db_ops zdm_db_pg_ops = {
     .kind = ZDM_DB_PG,
     .name = "postgresql",

@@ -106,6 +106,28 @@ void zdm_err_scrub(char *buf, size_t size)
     zdm_err_utf8_trim(buf);
 }
 
+char *zdm_err_scrub_dup(const char *s)
+{
+    if (!s)
+        s = "";
+    size_t len = strlen(s), rlen = strlen(REDACTED);
+    /* Room for the worst case: every byte starting a replaced secret. */
+    size_t size = len + 1;
+    for (size_t k = 0; k < nsecrets; k++) {
+        size_t count = 0, slen = strlen(secrets[k]);
+        for (const char *p = s; (p = strstr(p, secrets[k])) != NULL; p += slen)
+            count++;
+        size += count * rlen;
+    }
+    char *out = malloc(size);
+    if (!out)
+        return NULL;
+    memcpy(out, s, len + 1);
+    if (nsecrets)
+        zdm_err_scrub(out, size);
+    return out;
+}
+
 static void finish(char *buf, size_t size)
 {
     zdm_err_utf8_trim(buf);

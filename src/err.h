@@ -60,6 +60,10 @@ void zdm_err_prefix(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
 void zdm_err_add_secret(const char *s, size_t n);
 /* In place; truncates to size (on a UTF-8 boundary) when the result grows. */
 void zdm_err_scrub(char *buf, size_t size);
+/* A malloc'd copy of s with every registered secret replaced, of any
+ * length (for log lines, history details, HTTP bodies); NULL only when
+ * out of memory. */
+char *zdm_err_scrub_dup(const char *s);
 /* Cuts a NUL-terminated string back to the last whole UTF-8 character, so
  * a message truncated at a byte limit is still valid UTF-8 (PostgreSQL
  * refuses a text parameter that is not). */

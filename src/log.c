@@ -150,7 +150,9 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
     va_start(ap, fmt);
     zdm_buf_vprintf(&msg, fmt, ap);
     va_end(ap);
-    const char *m = msg.data ? msg.data : "";
+    /* Every log line passes the one scrub of registered passwords (err.h). */
+    char *scrubbed = zdm_err_scrub_dup(msg.data ? msg.data : "");
+    const char *m = scrubbed ? scrubbed : "(message withheld: out of memory)";
 
     char ts[40];
     zdm_format_time(zdm_now_ms(), ts, sizeof ts);
@@ -213,6 +215,7 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
     progress_draw(f);
     fflush(f);
     zdm_buf_free(&b);
+    free(scrubbed);
 
     if (events) {
         json_t *fl = json_object();

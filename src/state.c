@@ -568,10 +568,13 @@ static int history_add_as(zdm_db *db, const zdm_history_entry *h, int as_pid, in
              zdm_state_table(db, "history"));
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
     snprintf(pid, sizeof pid, "%d", as_pid);
+    /* A detail may quote anything (a hook's output): the one scrub first. */
+    char *detail = h->detail ? zdm_err_scrub_dup(h->detail) : NULL;
     const char *params[] = {h->plan_id, now, zdm_whoami(), pid, h->action, h->from_phase,
-                            h->to_phase, h->outcome, h->detail};
+                            h->to_phase, h->outcome, detail};
     char *v = NULL;
     int rc = zdm_db_query_value(db, sql, 9, params, &v, err);
+    free(detail);
     if (rc == 0 && id)
         *id = to_i64(v);
     free(v);
@@ -652,8 +655,11 @@ int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const 
     snprintf(sql, sizeof sql, "UPDATE %s SET outcome = $2, detail = $3 WHERE id = $1",
              zdm_state_table(db, "history"));
     snprintf(ids, sizeof ids, "%lld", (long long)id);
-    const char *params[] = {ids, outcome, detail};
-    return zdm_db_query(db, sql, 3, params, NULL, err);
+    char *clean = detail ? zdm_err_scrub_dup(detail) : NULL;
+    const char *params[] = {ids, outcome, clean};
+    int rc = zdm_db_query(db, sql, 3, params, NULL, err);
+    free(clean);
+    return rc;
 }
 
 static const char *host_part(void)

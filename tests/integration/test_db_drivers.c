@@ -707,9 +707,15 @@ static void test_connect_failure_hides_password(void **state)
             fail_msg("connected to %s", urls[i]);
         }
         assert_null(db);
-        assert_int_equal(rc, ZDM_EXIT_FAIL);
-        assert_true(strncmp(E.msg, "postgresql: ", 12) == 0);
-        assert_string_equal(E.sqlstate, "08001");
+        if (rc == ZDM_EXIT_USAGE) {
+            /* an option libpq does not know: refused before libpq quotes it */
+            assert_non_null(strstr(urls[i], "bogus"));
+            assert_contains(E.msg, "not shown");
+        } else {
+            assert_int_equal(rc, ZDM_EXIT_FAIL);
+            assert_true(strncmp(E.msg, "postgresql: ", 12) == 0);
+            assert_string_equal(E.sqlstate, "08001");
+        }
         if (strstr(E.msg, "S3cr") || strstr(E.detail, "S3cr") || strstr(E.msg, "PW") ||
             strstr(E.msg, "%ZZ")) {
             dup2(saved, 2);

@@ -13,7 +13,11 @@
 #     $ZDM_DATABASE_URL: the hook must reach the database (libpq accepts
 #     the password-free URL) and see no password;
 #   * forms pointing at a database that does not exist: the error;
+#   * an unescaped "@" in the password, which libpq quotes as part of a
+#     host name in its error: the error;
 #   * refused forms: exit 2, and nothing quoted.
+# The hook also prints the password (read from a file): its output, kept
+# in history, must not keep it.
 # Then, for some forms, a backfill worker with --listen: /status and
 # /metrics bodies, and /proc/PID/cmdline while it runs.
 # Nowhere -- output, log line, history row, hook environment, HTTP body,
@@ -110,7 +114,14 @@ def refused(pw):
 for i in range(n):
     pw, pw2 = password(), password()
     r = rnd.random()
-    if r < 0.2:
+    if r < 0.1:
+        # An unescaped "@" in the password: libpq ends the user-info at the
+        # first one and quotes the rest as a host name it cannot resolve.
+        pre = "".join(rnd.choice("abcXYZ019") for _ in range(rnd.randint(1, 4)))
+        pw = pre + "@" + mark + rnd.choice(["", "x", "@y"])
+        s = f"postgresql://zdm_app:{pw}@localhost:1/secforms"
+        written = [pw]; kind = "badhost"
+    elif r < 0.25:
         s, written = refused(pw); kind = "refused"
     else:
         kind = "ok" if r < 0.8 else "nodb"
@@ -118,7 +129,7 @@ for i in range(n):
         s, written = (uri if rnd.random() < 0.55 else conninfo)(db, pw, pw2)
     secrets = set(written) | {pw, pw2, mark}
     secrets = [x for x in secrets if len(x) >= 4 and mark in urllib.parse.unquote(x)] + [mark]
-    print(kind + "\t" + s + "\t" + "\x1f".join(sorted(set(secrets))))
+    print(kind + "\t" + s + "\t" + "\x1f".join(sorted(set(secrets))) + "\t" + pw)
 PY
 t_cmp "cases generated" "$(wc -l <"$T_DIR/cases.tsv")" -eq "$N"
 
@@ -128,8 +139,10 @@ cat >"$T_DIR/hook.sh" <<EOF
 got=\$(psql -X -qAt -d "\$ZDM_DATABASE_URL" -c 'SELECT current_database()' 2>&1)
 { echo "=== hook"; env; echo "psql: \$got"; } >>"$T_DIR/hook.log"
 printf '%s\n' "\$got" >"$T_DIR/hook.db"
+echo "a hook that prints the password:"; cat "$T_DIR/pw.txt"
 EOF
 chmod +x "$T_DIR/hook.sh"
+: >"$T_DIR/pw.txt"
 plans_empty
 cat >"$T_PLANS/0001_t.toml" <<EOF
 [[expand.steps]]
@@ -158,7 +171,7 @@ t_rc "setup: pause 0002_b (the worker below waits, serving /status)" 0
 # ---- every generated string
 declare -a OK_URLS=()
 i=0
-while IFS=$'\t' read -r kind url secrets; do
+while IFS=$'\t' read -r kind url secrets pw; do
     i=$((i + 1))
     T_DB=$url
     case $kind in
@@ -169,6 +182,7 @@ while IFS=$'\t' read -r kind url secrets; do
         zdm_run -v --json history
         t_rc "case $i: history --json" 0
         rm -f "$T_DIR/hook.db"
+        printf '%s\n' "$pw" >"$T_DIR/pw.txt" # the hook prints it: history must not keep it
         zdm_run -v advance 0001_t --hooks-only
         t_rc "case $i: the hook runs" 0
         t_eq "case $i: the hook connects with \$ZDM_DATABASE_URL" secforms "$(cat "$T_DIR/hook.db" 2>/dev/null)" ||
@@ -178,6 +192,11 @@ while IFS=$'\t' read -r kind url secrets; do
         zdm_run -v status
         t_rc "case $i ($kind): status on a missing database" 1
         t_has "case $i: the error says why" 'does not exist' "$ZERR"
+        ;;
+    badhost)
+        zdm_run -v status
+        t_rc "case $i ($kind): status on a host name libpq cannot resolve" 1
+        t_has "case $i: the error names the problem" "could not translate host name" "$ZERR"
         ;;
     refused)
         zdm_run -v status

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -85,6 +86,12 @@ static void test_secrets_scrubbed(void **state)
     assert_string_equal(e.msg, "*****: tail");
     zdm_err_set(&e, 1, "abc stays");
     assert_string_equal(e.msg, "abc stays");
+    char *d = zdm_err_scrub_dup("hunter2-pwhunter2-pw, hunter2-p");
+    assert_string_equal(d, "**********, hunter2-p");
+    free(d);
+    d = zdm_err_scrub_dup(NULL);
+    assert_string_equal(d, "");
+    free(d);
     char buf[16] = "a hunter2-pw b";
     zdm_err_scrub(buf, sizeof buf);
     assert_string_equal(buf, "a ***** b");
