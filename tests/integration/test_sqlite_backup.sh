@@ -16,7 +16,8 @@
 #    leaves earlier backups untouched and no partial file;
 #  * SIGTERM during the copy exits 4 and removes the partial copy; the
 #    plan is still cut_over and contracts on the next run;
-#  * kill -9 during the copy: the next backup removes what it left.
+#  * kill -9 during the copy: the next backup removes what it left;
+#  * symlinks planted at every name the backup could take: none followed.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -162,5 +163,36 @@ zdm_run advance 0002_idx
 t_rc "the next contract" 0
 t_has "says it removed what the killed run left" "removed $left, left by a backup whose process" "$ZERR"
 t_eq "nothing left" "" "$(leftovers)"
+
+# Symlinks planted at every name the next backup could take in the coming
+# 10 s (zdm's millisecond names, and the one-second names of before) all
+# point at a victim file: none is followed, the backup is a regular file.
+zdm_run rollback 0002_idx
+t_rc "rollback before the symlink run" 0
+: >"$T_DIR/victim" # empty: SQLite would happily write a database into it
+python3 - "$T_SQLITE_FILE" "$T_DIR/victim" <<'PY'
+import os, sys, time
+db, victim = sys.argv[1], sys.argv[2]
+now = time.time()
+for ms in range(0, 10000):
+    t = now + ms / 1000
+    st = time.gmtime(t)
+    names = [time.strftime("%Y%m%dT%H%M%S", st) + ".%03dZ" % int((t * 1000) % 1000)]
+    if ms % 1000 == 0:
+        names.append(time.strftime("%Y-%m-%dT%H-%M-%SZ", st))
+    for n in names:
+        try:
+            os.symlink(victim, f"{db}.zdm-backup-0002_idx-{n}")
+        except FileExistsError:
+            pass
+PY
+zdm_run advance 0002_idx
+t_rc "contract with symlinks planted" 0
+t_eq "the victim is untouched" 0 "$(stat -c %s "$T_DIR/victim")"
+b=$(zdm_run --json history 0002_idx; jq -r '[.history[] | select(.detail != null) | .detail
+     | select(startswith("backup: "))] | last | sub("^backup: "; "")' <<<"$ZOUT")
+t_eq "the backup is a regular file" yes "$([ -f "$b" ] && [ ! -L "$b" ] && echo yes || echo no)"
+t_eq "and a database" ok "$(sqlite3 "$b" 'PRAGMA integrity_check')"
+find "$(dirname "$T_SQLITE_FILE")" -maxdepth 1 -type l -name '*.zdm-backup-*' -delete
 
 t_finish
