@@ -215,7 +215,6 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
     progress_draw(f);
     fflush(f);
     zdm_buf_free(&b);
-    free(scrubbed);
 
     if (events) {
         json_t *fl = json_object();
@@ -223,6 +222,7 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
         json_object_set_new(fl, "message", jtext(m));
         zdm_log_event("log", plan, phase, fl);
     }
+    free(scrubbed); /* m points into it: freed after its last use */
     zdm_buf_free(&msg);
 }
 
