@@ -449,6 +449,24 @@ static void pg_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols, const
     free(lit);
 }
 
+/* SQLite: " BEGIN <guard row> UPDATE t SET ": a trigger's own UPDATE
+ * fires the other direction's AFTER UPDATE trigger (recursive_triggers
+ * only stops a trigger re-firing itself), and a reverse that is not an
+ * exact inverse of set (text '007' -> 7 -> '7') would then rewrite the
+ * value the application just wrote.  The body holds the plan's guard row
+ * (the backfill's mark, seen only by this transaction) for the length of
+ * its UPDATE, so one application write converts in one direction only, as
+ * PostgreSQL's BEFORE triggers do. */
+static void sqlite_body_open(zdm_buf *c, const char *tbl, const char *lit)
+{
+    zdm_buf_printf(c, "\nBEGIN INSERT INTO zdm_guard (plan_id) VALUES (%s); UPDATE %s SET ", lit, tbl);
+}
+
+static void sqlite_body_close(zdm_buf *c, const char *lit)
+{
+    zdm_buf_printf(c, "; DELETE FROM zdm_guard WHERE plan_id = %s; END;\n", lit);
+}
+
 static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
                        const zdm_strv *key, const char *base, zdm_buf *c, zdm_buf *d)
 {
@@ -471,12 +489,12 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         zdm_buf_puts(c, " AND ");
         each_col(c, db, b->set, b->nset, "NEW.%s IS NULL", " AND ");
     }
-    zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+    sqlite_body_open(c, tbl, lit);
     assignments(c, db, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
     key_match(c, db, key);
     where_match(c, b);
-    zdm_buf_puts(c, "; END;\n");
+    sqlite_body_close(c, lit);
     /* forward, update */
     zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE", names[1]);
     if (b->dw_sources.n) {
@@ -493,12 +511,12 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         zdm_buf_puts(c, " AND ");
     }
     inconsistent(c, db, b->set, b->nset, cols);
-    zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+    sqlite_body_open(c, tbl, lit);
     assignments(c, db, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
     key_match(c, db, key);
     where_match(c, b);
-    zdm_buf_puts(c, "; END;\n");
+    sqlite_body_close(c, lit);
     if (b->nreverse) {
         /* reverse, insert: the new application wrote the targets */
         zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND NOT (", names[2], tbl, guard);
@@ -508,12 +526,12 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
             zdm_buf_puts(c, " AND ");
             each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
         }
-        zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+        sqlite_body_open(c, tbl, lit);
         assignments(c, db, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");
         key_match(c, db, key);
         where_match(c, b);
-        zdm_buf_puts(c, "; END;\n");
+        sqlite_body_close(c, lit);
         /* reverse, update */
         zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE OF ", names[3]);
         for (size_t i = 0; i < b->nset; i++) {
@@ -527,12 +545,12 @@ static void sqlite_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *cols,
         each_col(c, db, b->reverse, b->nreverse, "NEW.%s IS OLD.%s", " AND ");
         zdm_buf_puts(c, " AND ");
         inconsistent(c, db, b->reverse, b->nreverse, cols);
-        zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+        sqlite_body_open(c, tbl, lit);
         assignments(c, db, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");
         key_match(c, db, key);
         where_match(c, b);
-        zdm_buf_puts(c, "; END;\n");
+        sqlite_body_close(c, lit);
     }
     for (int i = 0; i < 4; i++) {
         zdm_buf_printf(d, "DROP TRIGGER IF EXISTS %s;\n", names[i]);

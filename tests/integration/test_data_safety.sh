@@ -579,6 +579,49 @@ down = "DROP INDEX CONCURRENTLY IF EXISTS t_a_idx"
     fi
 }
 
+# ---------------------------------------------------------------- two-way loop
+
+# Two-way dual-write whose reverse is not an exact inverse (text '007' ->
+# integer 7 -> text '7'): one application write converts in one
+# direction only, so the old application's own value is kept as written.
+# (Before, SQLite: the forward trigger's UPDATE fired the reverse trigger,
+# which overwrote the old application's '0042' with '42'.)
+case_twoway() {
+    local d=$1
+    t_section "$d: two-way loop (a lossy reverse never rewrites what the application wrote)"
+    db_new "$d" "twoway_$d"
+    T_PLANS="$T_DIR/plans_twoway_$d"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a text)" >/dev/null
+    db_sql "INSERT INTO t VALUES (1, '007'), (2, '10')" >/dev/null
+    plan_write 0001_twoway '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN b integer"
+down = "ALTER TABLE t DROP COLUMN b"
+
+[backfill]
+table = "t"
+set.b = "CAST(a AS integer)"
+[backfill.dual_write]
+sources = ["a"]
+reverse.a = "CAST(b AS text)"
+'
+    zdm_run advance 0001_twoway
+    t_rc "expand" 0
+    zdm_run advance 0001_twoway
+    t_rc "backfill" 0
+    t_eq "the backfill keeps the sources" "1|007|7 2|10|10" \
+        "$(db_sql "SELECT id || '|' || a || '|' || b FROM t ORDER BY id" | paste -sd' ')"
+    db_sql "UPDATE t SET a = '0042' WHERE id = 2" >/dev/null
+    db_sql "INSERT INTO t (id, a) VALUES (3, '0099')" >/dev/null
+    t_eq "old application: its value kept, the target derived" "2|0042|42 3|0099|99" \
+        "$(db_sql "SELECT id || '|' || a || '|' || b FROM t WHERE id IN (2, 3) ORDER BY id" | paste -sd' ')"
+    db_sql "UPDATE t SET b = 8 WHERE id = 1" >/dev/null
+    db_sql "INSERT INTO t (id, b) VALUES (4, 5)" >/dev/null
+    t_eq "new application: its value kept, the source derived" "1|8|8 4|5|5" \
+        "$(db_sql "SELECT id || '|' || a || '|' || b FROM t WHERE id IN (1, 4) ORDER BY id" | paste -sd' ')"
+}
+
 run_case() {
     if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
         return 0
@@ -598,6 +641,7 @@ for d in $DIALECTS; do
     run_case case_violations "$d" set_not_null 'column = "note"' "set_not_null on acct.note: 7 rows hold NULL"
     run_case case_violations "$d" add_check 'check = "amount >= 0"' "add_check (amount >= 0) on acct: 6 rows violate it"
     run_case case_rowrule "$d"
+    run_case case_twoway "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
