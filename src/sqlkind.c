@@ -63,10 +63,29 @@ static int stmt_needs_autocommit(const json_t *stmt)
                 !strcasecmp(json_string_value(json_object_get(d, "defname")) ?: "", "concurrently"))
                 return 1;
         }
+    }
+    if (!strcmp(t, "ReindexStmt") || !strcmp(t, "ClusterStmt")) {
+        /* REINDEX SYSTEM/DATABASE and a CLUSTER of every table commit per table */
+        const char *kind = json_string_value(json_object_get(in, "kind"));
+        if (!strcmp(t, "ClusterStmt"))
+            return !json_object_get(in, "relation");
+        if (kind && (!strcmp(kind, "REINDEX_OBJECT_SYSTEM") || !strcmp(kind, "REINDEX_OBJECT_DATABASE")))
+            return 1;
+    }
+    if (!strcmp(t, "AlterTableStmt")) { /* DETACH PARTITION ... CONCURRENTLY */
+        const json_t *cmds = json_object_get(in, "cmds");
+        for (size_t i = 0; i < json_array_size(cmds); i++) {
+            json_t *c, *pc;
+            if (!strcmp(node(json_array_get(cmds, i), &c), "AlterTableCmd") &&
+                !strcmp(node(json_object_get(c, "def"), &pc), "PartitionCmd") && has_true(pc, "concurrent"))
+                return 1;
+        }
         return 0;
     }
     return !strcmp(t, "CreatedbStmt") || !strcmp(t, "DropdbStmt") || !strcmp(t, "AlterSystemStmt") ||
-           !strcmp(t, "CreateTableSpaceStmt") || !strcmp(t, "DropTableSpaceStmt");
+           !strcmp(t, "CreateTableSpaceStmt") || !strcmp(t, "DropTableSpaceStmt") ||
+           !strcmp(t, "CreateSubscriptionStmt") || !strcmp(t, "AlterSubscriptionStmt") ||
+           !strcmp(t, "DropSubscriptionStmt");
 }
 
 /* Unparseable as PostgreSQL: a statement starting with VACUUM (SQLite). */

@@ -1133,6 +1133,18 @@ static void test_sql_needs_autocommit(void **state)
     assert_int_equal(zdm_sql_needs_autocommit("ANALYZE t"), 0);
     assert_int_equal(zdm_sql_needs_autocommit("REINDEX (CONCURRENTLY) INDEX i"), 1);
     assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE vacuum_log (a int)"), 0);
+    /* every statement PostgreSQL refuses inside a transaction block */
+    assert_int_equal(zdm_sql_needs_autocommit("ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("ALTER TABLE p DETACH PARTITION p1"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("ALTER TABLE p ADD c int, DETACH PARTITION p1 FINALIZE"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("REINDEX DATABASE app"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("REINDEX SYSTEM app"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("REINDEX TABLE t"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("CLUSTER"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("CLUSTER t USING t_pkey"), 0);
+    assert_int_equal(zdm_sql_needs_autocommit("CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("ALTER SUBSCRIPTION s REFRESH PUBLICATION"), 1);
+    assert_int_equal(zdm_sql_needs_autocommit("DROP SUBSCRIPTION s"), 1);
     /* SQLite dialect (not PostgreSQL grammar): only VACUUM */
     assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE t (a) STRICT; VACUUM"), 1);
     assert_int_equal(zdm_sql_needs_autocommit("CREATE TABLE t (a) STRICT"), 0);
