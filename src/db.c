@@ -13,6 +13,7 @@
  * small test programs on its own.
  */
 #include "db.h"
+#include "mutant.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -665,11 +666,19 @@ int zdm_db_query(zdm_db *db, const char *sql, int nparams,
         return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: bad parameter list (%d)",
                            db->ops->name, nparams);
     }
+    if (zdm_crashpoint()) {
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: injected failure (ZDM_CRASH_AT)", db->ops->name);
+    }
     return db->ops->query(db, sql, nparams, params, out, err);
 }
 
 int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err)
 {
+    if (zdm_crashpoint()) {
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: injected failure (ZDM_CRASH_AT)", db->ops->name);
+    }
     return db->ops->exec_script(db, sql, err);
 }
 
@@ -697,6 +706,11 @@ int zdm_db_begin(zdm_db *db, zdm_err *err)
 
 int zdm_db_commit(zdm_db *db, zdm_err *err)
 {
+    if (db->in_tx && zdm_crashpoint()) { /* the transaction is lost, as with a failed COMMIT */
+        zdm_db_rollback(db);
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: injected failure at COMMIT (ZDM_CRASH_AT)", db->ops->name);
+    }
     if (!db->in_tx) {
         zdm_err_set(err, ZDM_EXIT_FAIL, "%s: COMMIT without a transaction", db->ops->name);
         set_sqlstate(err, "25P01");

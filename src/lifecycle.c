@@ -176,7 +176,10 @@ static void end_history(ctx *c, int64_t id, int rc, const zdm_err *err, const ch
                           : rc == ZDM_EXIT_REFUSED     ? "refused"
                           : rc == ZDM_EXIT_INTERRUPTED ? "interrupted"
                                                        : "failed";
-    if (zdm_state_history_update(c->db, id, outcome, rc == 0 ? detail : err->msg, &e) != 0)
+    /* Once more on failure: a row left "running" stays so until the next
+     * run that takes the lock. */
+    if (zdm_state_history_update(c->db, id, outcome, rc == 0 ? detail : err->msg, &e) != 0 &&
+        (zdm_err_clear(&e), zdm_state_history_update(c->db, id, outcome, rc == 0 ? detail : err->msg, &e)) != 0)
         zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not update history row %lld: %s",
                 (long long)id, e.msg);
 }

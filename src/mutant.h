@@ -16,8 +16,15 @@
 
 #ifdef ZDM_MUTANTS
 int zdm_mutant(const char *name);
+/* Crash-point injection for tests/integration/test_crashpoints.sh: with
+ * ZDM_CRASH_AT=N, the N-th database call of this process (a query, a
+ * script, BEGIN or COMMIT) fails (ZDM_CRASH_MODE=fail, the default:
+ * returns 1 and the driver layer fails the call) or the process ends
+ * there with _exit(137) (ZDM_CRASH_MODE=exit), as kill -9 would. */
+int zdm_crashpoint(void);
 #else
 #define zdm_mutant(name) 0
+#define zdm_crashpoint() 0
 #endif
 
 #endif
