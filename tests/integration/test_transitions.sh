@@ -6,8 +6,8 @@
 #    written by every step counts each step's runs);
 #  * rollback is refused (exit 3, naming them) while an applied plan
 #    requires the plan; the rows stay;
-#  * contract fails after its first step (dual-write triggers removed);
-#    rollback --force; fix; advance to complete: the dual-write triggers and
+#  * contract fails at its first step after the dual-write one; rollback
+#    --force; fix; advance to complete: the dual-write triggers and
 #    functions are gone (the step records of the undone phases were reset);
 #  * rollback of a cut_over plan: refused without --force; with --force
 #    on_rollback runs first, told cut_over -> rolled_back, and a failing
@@ -154,7 +154,9 @@ down = "DELETE FROM must_exist"'
     t_rc "$d: cutover" 0
     zdm_run advance p_dw
     t_rc "$d: contract fails at its step 1" 1
-    t_eq "$d: the triggers went with contract step 0" 0 "$(dw_objects)"
+    # (the triggers go in the same transaction as contract's first
+    # destructive step, so a failed contract leaves them in place)
+    t_ne "$d: the failed contract left the triggers" 0 "$(dw_objects)"
     zdm_run rollback p_dw
     t_rc "$d: rollback of cut_over without --force" 3
     zdm_run rollback p_dw --force
