@@ -413,6 +413,15 @@ static int split_listen(const char *listen, char *host, size_t hsize, char *port
     return 0;
 }
 
+int zdm_httpstat_check_listen(const char *listen, zdm_err *err)
+{
+    char host[256], port[16];
+    int rc = split_listen(listen, host, sizeof host, port, sizeof port, err);
+    if (rc != 0)
+        zdm_err_detail(err, "--listen PORT serves on 127.0.0.1; HOST:PORT or [::1]:PORT for another address");
+    return rc;
+}
+
 int zdm_httpstat_start(struct event_base *base, const char *listen, zdm_httpstat_fill fill, void *arg,
                        zdm_httpstat **out, zdm_err *err)
 {

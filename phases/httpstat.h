@@ -53,6 +53,8 @@ typedef void (*zdm_httpstat_fill)(void *arg, int what, zdm_buf *out);
 int zdm_httpstat_start(struct event_base *base, const char *listen, zdm_httpstat_fill fill, void *arg,
                        zdm_httpstat **out, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_httpstat_stop(zdm_httpstat *h);
+/* Checks the form of a --listen value without binding (usage error). */
+int zdm_httpstat_check_listen(const char *listen, zdm_err *err) ZDM_MUST_CHECK;
 
 /* The request parser, on its own so that it can be fuzzed
  * (tests/fuzz/fuzz_http.c).  Looks at buf[0..len): */

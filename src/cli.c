@@ -311,7 +311,7 @@ static const struct { unsigned bit; const char *text; } flags[] = {
     {OPT_FORMAT, "  --format F      text (default), json (the same as --json), github (workflow\n"
                  "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
     {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
-                 "                  PORT (127.0.0.1) or HOST:PORT, read-only\n"},
+                 "                  PORT (127.0.0.1), HOST:PORT or [IPV6]:PORT, read-only\n"},
     {OPT_HISTORY_FILTERS, "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
                           "                  (every hook row), upgrade, ...\n"
                           "  --outcome O     only ok, failed, refused, running or interrupted rows\n"

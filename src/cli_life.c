@@ -10,6 +10,7 @@
 #include "backfill.h"
 #include "cli.h"
 #include "db.h"
+#include "httpstat.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "state.h"
@@ -705,6 +706,9 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
 
 int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
 {
+    /* A malformed --listen is a usage error before anything is opened. */
+    if (cli->listen && zdm_httpstat_check_listen(cli->listen, err) != 0)
+        return err->code;
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0)
