@@ -198,6 +198,8 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
                 rc = drop_invalid_index(r, sql, err);
             if (rc == 0 && strcmp(mark, "done") == 0)
                 rc = zdm_state_step_mark(r->db, id, phase, s->index, "running", err);
+            if (rc == 0) /* SQLite: as above, though not atomically here */
+                rc = zdm_sqdeps_before_drop(r->db, id, sql, err);
             if (rc == 0)
                 rc = zdm_db_exec_script(r->db, sql, err);
             if (rc == 0)

@@ -12,7 +12,8 @@
 #    there and working (a write by the new application to full_name
 #    reaches name, while an application process keeps writing);
 #  * plain indexes on the old column (alone or with another column) go
-#    with it at contract, as on PostgreSQL;
+#    with it at contract, as on PostgreSQL, also for raw SQL steps, in a
+#    transaction or not;
 #  * rollback of expand with a unique index on the new column refuses with
 #    dual-write intact; with a plain one it drops it and completes.
 set -u -o pipefail
@@ -123,6 +124,25 @@ t_eq "every write the application saw succeed is there" "$(sort "$T_DIR/app.ok")
 t_cmp "the application wrote during the test" "$(wc -l <"$T_DIR/app.ok")" -gt 0
 t_eq "no row without full_name" "" "$(db_sql "SELECT * FROM emp WHERE full_name IS NULL")"
 t_has "history: complete" complete "$(zdm_phase_of 0001_ren)"
+
+t_section "raw SQL contract steps: plain indexes go with the column (in a transaction or not)"
+db_new sqlite raw
+plans_empty
+plan_write 0002_raw '
+[[contract.steps]]
+sql = "ALTER TABLE emp DROP COLUMN legacy"
+
+[[contract.steps]]
+sql = "ALTER TABLE emp DROP COLUMN old_code"
+transaction = false'
+db_sql "CREATE TABLE emp(id INTEGER PRIMARY KEY, name TEXT, legacy TEXT, old_code INT);
+        CREATE INDEX emp_legacy ON emp(name, legacy); CREATE INDEX emp_code ON emp(old_code);"
+for ph in expanded backfilled cut_over complete; do
+    zdm_run advance 0002_raw --no-backup
+    t_rc "raw: advance to $ph" 0
+done
+t_eq "raw: both columns gone" "id name" "$(db_sql "SELECT name FROM pragma_table_info('emp')" | paste -sd' ')"
+t_eq "raw: their plain indexes too" 0 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'emp'")"
 
 t_section "rollback of expand: a unique index on the new column"
 base_db rb
