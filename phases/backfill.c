@@ -43,6 +43,8 @@
 /* No batch committed for this long, with nothing pausing the worker: the
  * stalled flag of /metrics. */
 #define STALL_MS (5 * 60 * 1000)
+/* How long one batch waits for a lock before it is rolled back and retried. */
+#define BATCH_LOCK_TIMEOUT "5s"
 
 /* SIGINT/SIGTERM are the command's (sig.c): the count says whether one
  * came, and the loop also watches its descriptor, so a signal ends a
@@ -665,6 +667,17 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     int rc = zdm_db_begin(w->db, err);
     if (rc != 0)
         return rc;
+    /* A batch never waits long for a lock (a table locked by another
+     * session): it gives up after BATCH_LOCK_TIMEOUT, the wait is logged
+     * and retried with backoff (fail()), and a worker told to stop meanwhile
+     * stops -- a stuck batch would hold SIGTERM and /metrics hostage. */
+    if (w->pg)
+        rc = zdm_db_query(w->db, "SELECT set_config('lock_timeout', '" BATCH_LOCK_TIMEOUT "', true)", 0, NULL,
+                          NULL, err);
+    if (rc != 0) {
+        zdm_db_rollback(w->db);
+        return rc;
+    }
     /* The cursor, read under the range's row lock: a second worker that
      * believes it owns the range waits here and then sees our cursor.  The
      * owner is read under the same lock (fencing): a worker that was cut

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# test_stalled_batch.sh -- a backfill batch blocked by a table lock held by
+# another session (PostgreSQL):
+#  * the batch gives up after its lock timeout, the wait is logged, and the
+#    batch is retried (nothing is lost: the backfill finishes once the
+#    lock goes);
+#  * meanwhile /metrics answers, with the plan's last-progress time;
+#  * SIGTERM stops the blocked worker (exit 4) instead of waiting for the
+#    other session.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init stalled_batch
+PY=$(command -v python3 || true)
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+if ! t_pg_available || [ -z "$PY" ]; then
+    echo "needs PostgreSQL and python3: skipping"
+    exit 77
+fi
+t_pg_start
+db_new pg stall
+plans_empty
+plan_write bf '[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN v integer"
+down = "ALTER TABLE t DROP COLUMN v"
+[backfill]
+table = "t"
+where = "v IS NULL"
+set.v = "id"
+[backfill.throttle]
+batch_size = 20
+min_batch_size = 20
+max_batch_size = 20
+max_rows_per_second = 100'
+db_sql "CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 2000)" >/dev/null
+zdm_run advance bf
+t_rc "expand" 0
+fetch() { "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$1" 2>/dev/null; }
+
+t_section "a batch blocked by a table lock: logged, retried, metrics answer, SIGTERM stops it"
+port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+zdm_bg "$T_DIR/w1" backfill bf --listen "127.0.0.1:$port"
+job=$ZBG_JOB
+pid=$ZBG_PID
+t_wait_for "the worker commits batches" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE v IS NOT NULL')\" -gt 0 ]"
+pg_session_start locker
+pg_session_send locker "BEGIN; LOCK TABLE t IN SHARE MODE; SELECT 'locked';"
+t_wait_for "the other session holds the lock" 10 "grep -q locked '$T_DIR/locker.log'"
+t_wait_for "the blocked batch gives up and the wait is logged" 60 "grep -q 'database busy' '$T_DIR/w1.err'"
+t_has "the log names the lock timeout" "lock timeout" "$(grep 'database busy' "$T_DIR/w1.err" | head -n 1)"
+# A blocked batch holds the worker's loop for at most its lock timeout
+# (5 s); between the retries /metrics answers.
+t_wait_for "/metrics answers while the table is locked" 60 \
+    "fetch http://127.0.0.1:$port/metrics | grep -q '^zdm_backfill_last_progress_timestamp_seconds{plan=\"bf\"} [1-9]'"
+done_before=$(db_sql 'SELECT count(*) FROM t WHERE v IS NOT NULL')
+kill -TERM "$pid"
+t_wait_exit "$job" 30
+t_eq "SIGTERM: the worker stops although the lock is still held (exit 4)" 4 "$WAIT_RC"
+pg_session_end locker
+t_eq "rows converted before the lock stay converted" "$done_before" "$(db_sql 'SELECT count(*) FROM t WHERE v IS NOT NULL')"
+zdm_run backfill bf
+t_rc "once the lock is gone, a worker finishes the backfill" 0
+t_eq "every row converted" 0 "$(db_sql 'SELECT count(*) FROM t WHERE v IS NULL')"
+
+t_finish
