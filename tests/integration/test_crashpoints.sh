@@ -3,8 +3,9 @@
 # Needs a zdm built with -DZDM_MUTANTS=ON (test builds only: ZDM_CRASH_AT
 # does nothing elsewhere, and this test is skipped).
 #
-# For each command of a plan's life (advance x4, rollback from complete,
-# rollback --force from cut_over) and each N, the N-th database call of
+# For each command of a plan's life (advance: expand, advance: backfill,
+# zdm cutover, advance: contract, rollback from complete, rollback --force
+# from cut_over) and each N, the N-th database call of
 # that command fails, or the process ends there with _exit(137) (as kill -9
 # would).  The same command is run again until it passes, then the rest of
 # the life.  Then:
@@ -42,7 +43,7 @@ dw_triggers() {
     fi
 }
 
-LIFE=("advance p_c" "advance p_c" "advance p_c" "advance p_c" "rollback p_c" "rollback --force p_c")
+LIFE=("advance p_c" "advance p_c" "cutover p_c" "advance p_c" "rollback p_c" "rollback --force p_c")
 PHASES=(expanded backfilled cut_over complete cut_over rolled_back)
 
 fresh_db() {
