@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@
  * short enough to notice a signal or the deadline quickly. */
 #define BACKUP_STEP_PAGES 1024
 #define PROGRESS_EVERY_MS 5000
+#define RENAME_NOREPLACE_FLAG 1 /* linux/fs.h RENAME_NOREPLACE */
 
 static volatile sig_atomic_t backup_signal;
 
@@ -309,6 +311,13 @@ int zdm_backup_sqlite(zdm_run *r, zdm_err *err)
         }
         if (link(tmpfile, r->backup_path) == 0)
             break;
+        /* A file system without hard links (vfat, some network mounts):
+         * a rename that refuses to replace does the same. */
+#ifdef SYS_renameat2
+        if ((errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) &&
+            syscall(SYS_renameat2, AT_FDCWD, tmpfile, AT_FDCWD, r->backup_path, RENAME_NOREPLACE_FLAG) == 0)
+            break;
+#endif
         if (errno != EEXIST || n >= 1000) {
             rc = zdm_err_set(err, ZDM_EXIT_FAIL, "cannot name the backup %s: %s", r->backup_path, strerror(errno));
             break;
