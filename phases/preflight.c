@@ -249,7 +249,8 @@ static int check_backfill(pf *c, zdm_err *err)
     }
     for (size_t i = 0; rc == 0 && i < b->dw_sources.n; i++) {
         char *q = zdm_db_ident(c->db, b->dw_sources.v[i]);
-        sql = zdm_xasprintf("SELECT %s FROM %s", q, tbl);
+        /* qualified: SQLite reads an unknown "name" alone as a string */
+        sql = zdm_xasprintf("SELECT zdm_t.%s FROM %s AS zdm_t", q, tbl);
         snprintf(what, sizeof what, "[backfill.dual_write] sources");
         rc = check_expr(c, sql, line_of(p, "backfill", "dual_write", "sources", b->line), what, b->dw_sources.v[i],
                         err);

@@ -248,6 +248,12 @@ set.category = \"lpadd(project_name, 3)\"" 'lpadd'
     run_case case_preflight "$d" where_typo 8 "$PF_HEAD
 where = \"categry IS NULL\"
 set.category = \"upper(project_name)\"" 'where = "categry IS NULL"'
+    # SQLite reads an unknown "quoted" name as a string: a typo in
+    # sources used to pass, and the trigger then ignored every update
+    run_case case_preflight "$d" sources_typo 10 "$PF_HEAD
+set.category = \"upper(project_name)\"
+[backfill.dual_write]
+sources = [\"project_nam\"]" 'sources = "project_nam"'
     run_case case_preflight "$d" verify_typo 10 "$PF_HEAD
 set.category = \"upper(project_name)\"
 [contract]
