@@ -173,8 +173,34 @@ static int line_of(const zdm_plan *p, const char *a, const char *b, const char *
     return v ? v->line : dflt;
 }
 
+/* A lock the check could not get within lock_timeout says nothing about
+ * the plan: an application transaction holds the table.  Said as such,
+ * exit 1 (try again), never as an expression that "does not work". */
+static int lock_busy(pf *c, const char *what, const char *expr, zdm_err *err)
+{
+    char dbmsg[ZDM_ERR_MSG], d[32];
+    snprintf(dbmsg, sizeof dbmsg, "%s", err->msg);
+    char sqlstate[6];
+    memcpy(sqlstate, err->sqlstate, sizeof sqlstate);
+    zdm_err_clear(err);
+    int64_t ms = c->plan->lock_timeout_ms > 0 ? c->plan->lock_timeout_ms : 2000;
+    zdm_err_set(err, ZDM_EXIT_FAIL,
+                "preflight of %s could not get a lock within lock_timeout %s while checking %s%s%s%s: another "
+                "session holds a conflicting lock (%s)",
+                c->plan->id, zdm_format_duration(ms, d, sizeof d), what, expr ? " \"" : "", expr ? expr : "",
+                expr ? "\"" : "", dbmsg);
+    memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
+    zdm_err_detail(err, "nothing was changed (the check ran in a transaction that was rolled back); find the "
+                        "session in pg_stat_activity / pg_locks, let it finish, then run \"zdm advance %s\" "
+                        "again (or raise lock_timeout in the plan)",
+                   c->plan->id);
+    return ZDM_EXIT_FAIL;
+}
+
 static int refuse(pf *c, int line, const char *what, const char *expr, zdm_err *err)
 {
+    if (zdm_db_err_is_lock_timeout(err))
+        return lock_busy(c, what, expr, err);
     char dbmsg[ZDM_ERR_MSG];
     snprintf(dbmsg, sizeof dbmsg, "%s", err->msg);
     char sqlstate[6];
@@ -448,7 +474,10 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
             if (zdm_db_exec_script(c->db, sp, &e2) != 0)
                 zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: %s", e2.msg);
             long long n = qr == 0 && zdm_rows_count(r) == 1 ? strtoll(zdm_rows_get(r, 0, 0), NULL, 10) : 0;
-            if (qr != 0)
+            if (qr != 0 && zdm_db_err_is_lock_timeout(&e)) {
+                *err = e;
+                rc = lock_busy(c, "the rows that violate", s->from_op, err);
+            } else if (qr != 0)
                 zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows (%s)", e.msg);
             if (n > 0) {
                 char *label = row_label(c, table, "zdm_t");
@@ -541,6 +570,11 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
             if (e.code == ZDM_EXIT_INTERRUPTED) {
                 *err = e;
                 rc = e.code;
+            } else if (zdm_db_err_is_lock_timeout(&e)) {
+                char what[64];
+                snprintf(what, sizeof what, "expand step %d", plan->expand[i].index);
+                *err = e;
+                rc = lock_busy(&c, what, NULL, err);
             } else {
                 c.skipped += may_add_names(sql);
                 zdm_log(ZDM_LOG_DEBUG, plan->id, "expand", "preflight: expand step %d skipped (%s)",

@@ -628,6 +628,50 @@ reverse.a = "CAST(b AS text)"
         "$(db_sql "SELECT id || '|' || a || '|' || b FROM t WHERE id IN (1, 4) ORDER BY id" | paste -sd' ')"
 }
 
+# ---------------------------------------------------------------- preflight lock
+
+# The application holds a row lock on the table (an open UPDATE): the
+# preflight's trigger creation cannot get its lock within lock_timeout.
+# That is said as a lock timeout with what to do, exit 1, nothing changed.
+# (Before: exit 3, "... does not work on this database: canceling
+# statement due to lock timeout", as if the plan were wrong.)
+case_preflight_lock() {
+    t_section "pg: a lock timeout in the preflight is a lock timeout"
+    db_new pg pflock
+    T_PLANS="$T_DIR/plans_pflock"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE events (id integer PRIMARY KEY, project_name text NOT NULL, category text)" >/dev/null
+    db_sql "INSERT INTO events VALUES (1, 'Core billing', NULL), (2, 'web', NULL)" >/dev/null
+    db_dump "$T_DIR/pflock.before"
+    plan_write 0001_pflock '
+lock_timeout = "100ms"
+lock_retries = 1
+
+[backfill]
+table = "events"
+set.category = "upper(project_name)"
+'
+    zdm_run init
+    # the application: an UPDATE left open (bounded: 60 s, killed below)
+    pg_psql -q -d "$T_PG_URL" -c "BEGIN" -c "UPDATE events SET project_name = project_name WHERE id = 1" \
+        -c "SELECT pg_sleep(60)" -c "COMMIT" >/dev/null 2>&1 &
+    local holder=$!
+    T_BG_PIDS+=("$holder")
+    t_wait_for "the application to hold its row lock" 30 \
+        '[ "$(db_sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '\''%pg_sleep(60)%'\'' AND state = '\''active'\'' AND pid <> pg_backend_pid()")" = 1 ]'
+    zdm_run advance 0001_pflock
+    t_rc "expand while the application holds a lock" 1
+    t_has "says it is a lock timeout" "could not get a lock within lock_timeout 100ms" "$ZERR"
+    t_has "says what to do" "let it finish, then run" "$ZERR"
+    t_lacks "does not blame the plan" "does not work on this database" "$ZERR"
+    db_sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
+    wait "$holder" 2>/dev/null
+    db_dump "$T_DIR/pflock.after"
+    t_same_file "the schema is unchanged" "$T_DIR/pflock.before" "$T_DIR/pflock.after"
+    zdm_run advance 0001_pflock
+    t_rc "expand once the lock is free" 0
+}
+
 run_case() {
     if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
         return 0
@@ -651,6 +695,7 @@ for d in $DIALECTS; do
     run_case case_final "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
+        run_case case_preflight_lock
         run_case case_carry rename_column
         run_case case_carry change_type
         run_case case_cic_resume valid
