@@ -456,6 +456,39 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
         free(rcols);
         free(rq);
     }
+    char *label = NULL;
+    const toml_value *uv = s->fields ? toml_get(s->fields, "unique") : NULL;
+    int unique_index = !strcmp(s->from_op, "add_index") && uv && uv->type == TOML_BOOL && uv->u.boolean;
+    if ((!strcmp(s->from_op, "add_unique") || unique_index) && toml_get(s->fields, "columns")) {
+        /* the values more than one row holds (NULLs never clash); the
+         * sample names each value and how many rows hold it */
+        char *cols = field_cols(c, s, "columns", "zdm_t.");
+        const char *where = unique_index ? field(s, "where") : NULL;
+        const toml_value *cv = toml_get(s->fields, "columns");
+        size_t ncols = cv->type == TOML_ARRAY ? cv->u.array.len : 1;
+        zdm_buf nn = {0}, lb = {0}, names = {0};
+        for (size_t i = 0; i < ncols; i++) {
+            const toml_value *it = cv->type == TOML_ARRAY ? cv->u.array.items[i] : cv;
+            if (it->type != TOML_STRING)
+                continue;
+            zdm_buf_printf(&names, "%s%s", names.len ? ", " : "", it->u.str.ptr);
+            char *q = zdm_db_ident(c->db, it->u.str.ptr);
+            zdm_buf_printf(&nn, "%szdm_t.%s IS NOT NULL", nn.len ? " AND " : "", q);
+            zdm_buf_printf(&lb, "%sCAST(zdm_d.%s AS text)", lb.len ? " || ',' || " : "", q);
+            free(q);
+        }
+        zdm_buf_printf(&lb, " || ' (' || zdm_d.zdm_n || ' rows)'");
+        bad = zdm_xasprintf("FROM (SELECT %s, count(*) AS zdm_n FROM %s AS zdm_t WHERE %s%s%s%s GROUP BY %s "
+                            "HAVING count(*) > 1) AS zdm_d",
+                            cols, tq, nn.data ? nn.data : "true", where ? " AND (" : "", where ? where : "",
+                            where ? ")" : "", cols);
+        label = zdm_buf_take(&lb);
+        what = zdm_xasprintf("%s (%s) on %s: %%lld value%%s occur%%s in more than one row",
+                             unique_index ? "add_index unique" : "add_unique", names.data ? names.data : "", table);
+        zdm_buf_free(&nn);
+        zdm_buf_free(&names);
+        free(cols);
+    }
     int rc = 0;
     if (bad) {
         char *q = zdm_xasprintf("SELECT count(*) %s", bad);
@@ -480,8 +513,11 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
             } else if (qr != 0)
                 zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows (%s)", e.msg);
             if (n > 0) {
-                char *label = row_label(c, table, "zdm_t");
-                char *sq = zdm_xasprintf("SELECT %s %s LIMIT 5", label, bad);
+                char *sq = label ? zdm_xasprintf("SELECT %s %s ORDER BY 1 LIMIT 5", label, bad) : NULL;
+                if (!label) {
+                    label = row_label(c, table, "zdm_t");
+                    sq = zdm_xasprintf("SELECT %s %s LIMIT 5", label, bad);
+                }
                 zdm_rows *sr = NULL;
                 zdm_buf keys = {0};
                 if (zdm_db_query(c->db, sq, 0, NULL, &sr, &e) == 0)
@@ -497,12 +533,12 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
                 rc = ZDM_EXIT_REFUSED;
                 zdm_buf_free(&keys);
                 free(sq);
-                free(label);
             }
         }
         zdm_rows_free(r);
         free(q);
     }
+    free(label);
     free(bad);
     free(what);
     free(tq);
@@ -519,7 +555,8 @@ static int check_constraint_ops(pf *c, zdm_err *err)
         if (!s->from_op || !s->fields)
             continue;
         if (strcmp(s->from_op, "set_not_null") && strcmp(s->from_op, "add_check") &&
-            strcmp(s->from_op, "add_foreign_key"))
+            strcmp(s->from_op, "add_foreign_key") && strcmp(s->from_op, "add_unique") &&
+            strcmp(s->from_op, "add_index"))
             continue;
         int dup = 0;
         for (size_t j = 0; j < nseen && !dup; j++)
