@@ -392,7 +392,8 @@ class Writer(threading.Thread):
         if isinstance(e, psycopg2.InterfaceError) or self.conn.closed:
             return True
         code = getattr(e, "pgcode", None)
-        return isinstance(e, psycopg2.OperationalError) and (
+        # no SQLSTATE: libpq's own error (the server closed the connection)
+        return isinstance(e, psycopg2.DatabaseError) and (
             code is None or code.startswith("08") or code in ("57P01", "57P02", "57P03"))
 
     def one(self, keys):
