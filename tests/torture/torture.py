@@ -244,6 +244,8 @@ class Gen:
         # dual-write, a backfill zdm writes, the new version through the
         # view schema on PostgreSQL
         self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill")
+        # a before_contract hook that hangs until zdm's timeout kills it
+        self.hook_hangs = rng.random() < 0.15
         for kv in force or []:
             # --force name=value pins one choice: regression cases keep
             # their scenario when the generator changes
@@ -293,7 +295,7 @@ class Gen:
                  "COALESCE(name, '~'))\"", "", "[[contract.steps]]", 'sql = "ALTER TABLE t DROP COLUMN junk"']
             if self.contract_down:
                 L.append('down = "ALTER TABLE t ADD COLUMN junk integer"')
-            if self.hook_fails:
+            if self.hook_fails or self.hook_hangs:
                 L += ["", "[hooks]", 'before_contract = "../hook.sh"', 'timeout = "3s"']
             return "\n".join(L) + "\n"
         L = ['description = "torture"', "", "[[expand.steps]]",
@@ -315,7 +317,7 @@ class Gen:
         L += ["", "[[contract.steps]]", 'sql = "ALTER TABLE t DROP COLUMN junk"']
         if self.contract_down:
             L.append('down = "ALTER TABLE t ADD COLUMN junk integer"')
-        if self.hook_fails:
+        if self.hook_fails or self.hook_hangs:
             L += ["", "[hooks]", 'before_contract = "../hook.sh"', 'timeout = "3s"']
         return "\n".join(L) + "\n"
 
@@ -825,10 +827,13 @@ class Run:
         with open(os.path.join(self.dir, "hook.sh"), "w") as fh:
             # fails while the flag file exists
             fh.write("#!/bin/sh\n[ -e \"$(dirname \"$0\")/hook-fail\" ] && { echo failing on purpose; exit 1; }\n"
+                     "[ -e \"$(dirname \"$0\")/hook-hang\" ] && { echo hanging on purpose; sleep 60; }\n"
                      "exit 0\n")
         os.chmod(os.path.join(self.dir, "hook.sh"), 0o755)
         if g.hook_fails:
             open(os.path.join(self.dir, "hook-fail"), "w").close()
+        if g.hook_hangs:
+            open(os.path.join(self.dir, "hook-hang"), "w").close()
 
     def scenario(self):
         g, rng = self.gen, self.rng
@@ -939,11 +944,16 @@ class Run:
         with self.quiet_writers():
             for w in writers:
                 w.version = "final"
-        if g.hook_fails:
-            self.zdm("advance", self.plan, ok=(3,))
+        if g.hook_fails or g.hook_hangs:
+            t0 = time.time()
+            self.zdm("advance", self.plan, ok=(3,), timeout=60)
+            if g.hook_hangs and not g.hook_fails and time.time() - t0 > 20:
+                raise Failure(f"a hook with a 3 s timeout held contract for {time.time() - t0:.0f} s")
             self.expect_phase("cut_over")
             self.check_catalog("contract refused by its hook")
-            os.unlink(os.path.join(self.dir, "hook-fail"))
+            for f in ("hook-fail", "hook-hang"):
+                if os.path.exists(os.path.join(self.dir, f)):
+                    os.unlink(os.path.join(self.dir, f))
         if g.run_due:
             a = self.start("run-due")
             b = self.start("run-due") if rng.random() < 0.5 else None
@@ -990,7 +1000,8 @@ class Run:
             f"where={g.where or '-'} {'two-way' if g.two_way else 'one-way'}"
         return (f"key={g.key} rows={g.nrows} {plan} "
                 f"batch={g.batch} workers={g.workers} writers={g.writers}"
-                f"{' rollback' if g.rollback else ''}{' hook-fails' if g.hook_fails else ''}")
+                f"{' rollback' if g.rollback else ''}{' hook-fails' if g.hook_fails else ''}"
+                f"{' hook-hangs' if g.hook_hangs else ''}")
 
 
 # ------------------------------------------------------------ main
