@@ -110,8 +110,11 @@ static int max_param(const char *sql)
 {
     int max = 0;
     for (const char *p = sql; *p; p++) {
-        if (*p == '\'') {
-            for (p++; *p && *p != '\''; p++)
+        if (*p == '\'' || *p == '"') {
+            /* a string or a quoted name: a quote inside either (a hostile
+             * column name) must not swallow the placeholders after it */
+            char q = *p;
+            for (p++; *p && *p != q; p++)
                 ;
             if (!*p)
                 break;

@@ -74,8 +74,10 @@ down = "DROP TABLE fresh"
     t_has "$d: from rolled_back" "0010_fresh: rolled_back -> expanded" "$ZOUT"
 
     t_section "$d: a file edited while expand is half-done"
+    # on_failure = "stop": an atomic expand (the default) would undo step 1
     plan_write 0011_half '
 requires = ["0001_baseline"]
+on_failure = "stop"
 [[expand.steps]]
 sql  = "CREATE TABLE half_a (x integer)"
 down = "DROP TABLE half_a"
