@@ -942,12 +942,24 @@ int zdm_cmd_retry(zdm_cli *cli, zdm_err *err)
 int zdm_cmd_run_due(zdm_cli *cli, zdm_err *err)
 {
     session s;
-    int rc = open_session(cli, &s, NULL, err);
+    /* One broken plan file must not hold every other plan's contract
+     * back: the valid plans are handled, the run still exits 2 naming
+     * the problems.  A plan whose file is broken is not contracted. */
+    zdm_strv invalid = {0};
+    int rc = open_session_with(cli, &s, NULL, &invalid, err);
     int advanced = 0;
+    for (size_t k = 0; k < invalid.n; k++)
+        fprintf(cli->errs, "%s\n", invalid.v[k]);
     if (rc == 0) {
         zdm_life_opts o = {0, cli->no_backup, cli->out, cli->db_url, &s.project, 0, NULL, 0};
         rc = zdm_life_run_due(s.db, &s.set, &o, &advanced, err);
     }
+    if (rc == 0 && invalid.n) {
+        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "%zu problem%s in the plan files; the valid plans were handled, "
+                         "the plans with problems were not", invalid.n, invalid.n == 1 ? "" : "s");
+        zdm_err_detail(err, "fix them (zdm plan validate lists them)");
+    }
+    zdm_strv_free(&invalid);
     if (rc == 0 || advanced) {
         if (cli->json)
             fprintf(cli->out, "{\"contracted\": %d}\n", advanced);
