@@ -27,6 +27,7 @@
 #include "backfill.h"
 #include "log.h"
 #include "sqlkind.h"
+#include "state.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -630,5 +631,112 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         rc = check_expr(&c, plan->verify, line_of(plan, "contract", NULL, "verify", 0), "[contract] verify",
                         plan->verify, err);
     zdm_db_rollback(db);
+    return rc;
+}
+
+/* ---- plans in flight on the same table ---- */
+
+/* One table under two spellings: "public.users" and "users" (PostgreSQL),
+ * "main.users" and "users" (SQLite), any case. */
+static int same_table(const char *a, const char *b)
+{
+    const char *pre[] = {"public.", "main."};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(pre[i]);
+        if (!strncasecmp(a, pre[i], n))
+            a += n;
+        if (!strncasecmp(b, pre[i], n))
+            b += n;
+    }
+    return strcasecmp(a, b) == 0;
+}
+
+/* Does the backfill (its triggers) write or read column `col`?  The
+ * expressions are matched by word: a false match refuses a plan that
+ * could have run, never the other way round. */
+static int backfill_uses(const zdm_backfill *b, const char *col)
+{
+    for (size_t i = 0; i < b->nset; i++)
+        if (!strcasecmp(b->set[i].column, col) || zdm_dw_names(b->set[i].expr, col))
+            return 1;
+    for (size_t i = 0; i < b->nreverse; i++)
+        if (!strcasecmp(b->reverse[i].column, col) || zdm_dw_names(b->reverse[i].expr, col))
+            return 1;
+    for (size_t i = 0; i < b->dw_sources.n; i++)
+        if (!strcasecmp(b->dw_sources.v[i], col))
+            return 1;
+    for (size_t i = 0; i < b->key.n; i++)
+        if (!strcasecmp(b->key.v[i], col))
+            return 1;
+    return b->where && zdm_dw_names(b->where, col);
+}
+
+/* A step of `p` that drops a column q's triggers use: refused. */
+static int drops_used(const zdm_plan *p, const zdm_step *steps, size_t n, const char *phase, int dialect,
+                      const zdm_plan *q, zdm_phase qphase, zdm_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        zdm_strv tables = {0}, cols = {0};
+        zdm_sql_dropped_columns(zdm_step_sql(&steps[i], dialect), &tables, &cols);
+        for (size_t j = 0; rc == 0 && j < cols.n; j++) {
+            if (!same_table(tables.v[j], q->backfill->table) || !backfill_uses(q->backfill, cols.v[j]))
+                continue;
+            zdm_err_set(err, ZDM_EXIT_REFUSED,
+                        "%s:%d: %s step %d of %s drops %s.%s, which the dual-write triggers of plan %s (in flight: "
+                        "%s) use: every write of the table would then fail in them",
+                        p->path, steps[i].line, phase, steps[i].index, p->id, tables.v[j], cols.v[j], q->id,
+                        zdm_phase_name(qphase));
+            zdm_err_detail(err, "finish plan %s first (its contract removes its triggers) or roll it back, then "
+                                "run \"zdm advance %s\" again; nothing was changed",
+                           q->id, p->id);
+            rc = ZDM_EXIT_REFUSED;
+        }
+        zdm_strv_free(&tables);
+        zdm_strv_free(&cols);
+    }
+    return rc;
+}
+
+int zdm_preflight_shared(zdm_db *db, const zdm_plan *p, const zdm_plan_set *set, int contract, zdm_err *err)
+{
+    int dialect = zdm_db_kind_of(db);
+    int rc = 0;
+    for (size_t i = 0; set && rc == 0 && i < set->n; i++) {
+        const zdm_plan *q = set->plans[i];
+        if (q == p || !strcmp(q->id, p->id) || !q->backfill || !q->backfill->dual_write || !q->backfill->nset)
+            continue;
+        zdm_plan_state st;
+        rc = zdm_state_get(db, q->id, &st, err);
+        if (rc != 0)
+            break;
+        if (!st.known || st.phase < ZDM_EXPANDED || st.phase > ZDM_CUT_OVER)
+            continue; /* its triggers are not installed */
+        if (contract) {
+            rc = drops_used(p, p->contract, p->ncontract, "contract", dialect, q, st.phase, err);
+            continue;
+        }
+        const zdm_backfill *b = p->backfill;
+        for (size_t k = 0; b && b->dual_write && same_table(b->table, q->backfill->table) && k < b->nset; k++)
+            for (size_t m = 0; rc == 0 && m < q->backfill->nset; m++) {
+                if (strcasecmp(b->set[k].column, q->backfill->set[m].column) != 0)
+                    continue;
+                zdm_err_set(err, ZDM_EXIT_REFUSED,
+                            "%s:%d: set.%s: the dual-write triggers of plan %s (in flight: %s) already write "
+                            "%s.%s; two plans' triggers writing one column overwrite each other",
+                            p->path, b->set[k].line, b->set[k].column, q->id, zdm_phase_name(st.phase), b->table,
+                            b->set[k].column);
+                zdm_err_detail(err, "finish plan %s first (contract) or roll it back, or fold this change into "
+                                    "it; nothing was changed",
+                               q->id);
+                rc = ZDM_EXIT_REFUSED;
+            }
+        if (rc == 0)
+            rc = drops_used(p, p->expand, p->nexpand, "expand", dialect, q, st.phase, err);
+        if (rc == 0 && b && same_table(b->table, q->backfill->table))
+            zdm_log(ZDM_LOG_INFO, p->id, "expand",
+                    "table %s is shared with plan %s (in flight: %s): both plans' triggers fire on each write",
+                    b->table, q->id, zdm_phase_name(st.phase));
+    }
     return rc;
 }

@@ -538,6 +538,8 @@ static int gate_expand(ctx *c, zdm_err *err)
     /* Every expression compiled by the database, before anything goes live. */
     if (rc == 0 && !c->o->dry_run)
         rc = zdm_preflight(c->db, p, err);
+    if (rc == 0 && !c->o->dry_run) /* the other plans in flight on its table */
+        rc = zdm_preflight_shared(c->db, p, c->set, 0, err);
     return rc;
 }
 
@@ -550,6 +552,8 @@ static int gate_contract_all(ctx *c, zdm_err *err)
         rc = zdm_steps_check_runnable(&c->run, "contract", c->plan->contract, c->plan->ncontract, err);
     if (rc == 0)
         rc = zdm_sqdeps_gate(c->db, c->plan, ZDM_SQDEPS_CONTRACT, c->run.no_state, err);
+    if (rc == 0 && !c->o->dry_run) /* a column another plan's triggers use */
+        rc = zdm_preflight_shared(c->db, c->plan, c->set, 1, err);
     return rc;
 }
 

@@ -685,6 +685,63 @@ set.category = "upper(project_name)"
     t_rc "expand once the lock is free" 0
 }
 
+# ---------------------------------------------------------------- shared table
+
+# Plans in flight on one table know each other.  Expand: a second plan
+# whose triggers would write a column another in-flight plan's triggers
+# write is refused (they would overwrite each other).  Contract (PG): a
+# plan that drops a column another in-flight plan's triggers read is
+# refused before anything changes.  (Before: B's contract dropped
+# users.name, and from then on every write of the table failed in A's
+# trigger function: "record new has no field name".)
+case_shared() {
+    local d=$1
+    t_section "$d: plans in flight on one table know each other"
+    db_new "$d" "shared_$d"
+    T_PLANS="$T_DIR/plans_shared_$d"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE users (id integer PRIMARY KEY, name text, email text)" >/dev/null
+    db_sql "INSERT INTO users VALUES (1, 'Ann', 'a@x'), (2, 'Bob', 'b@x')" >/dev/null
+    plan_write 0001_a '
+[[expand.steps]]
+sql  = "ALTER TABLE users ADD COLUMN nick text"
+down = "ALTER TABLE users DROP COLUMN nick"
+[backfill]
+table = "users"
+set.nick = "lower(name)"
+'
+    plan_write 0002_c '
+[backfill]
+table = "users"
+set.nick = "upper(email)"
+'
+    zdm_run advance 0001_a
+    t_rc "A: expand" 0
+    db_dump "$T_DIR/shared.before"
+    zdm_run advance 0002_c
+    t_rc "C: expand writing A's target" 3
+    t_has "C: names the other plan and the column" "0001_a" "$ZERR"
+    t_has "C: names the column" "nick" "$ZERR"
+    db_dump "$T_DIR/shared.after"
+    t_same_file "C: nothing changed" "$T_DIR/shared.before" "$T_DIR/shared.after"
+    rm -f "$T_PLANS/0002_c.toml"
+    [ "$d" = pg ] || return 0
+    plan_write 0003_b '
+[[contract.steps]]
+sql = "ALTER TABLE users DROP COLUMN name"
+'
+    local i
+    for i in 1 2 3 4; do
+        zdm_run advance 0003_b
+        [ "$ZRC" = 0 ] || break
+        case "$ZOUT" in *"-> complete"*) break ;; esac
+    done
+    t_rc "B: contract dropping a column A's triggers read" 3
+    t_has "B: names the plan that reads it" "0001_a" "$ZERR"
+    t_has "B: users.name is still there" name "$(db_columns users)"
+    t_eq "the application still writes" "" "$(db_sql "UPDATE users SET email = 'c@x' WHERE id = 1" 2>&1)"
+}
+
 run_case() {
     if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
         return 0
@@ -710,6 +767,7 @@ unique = true
 where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more than one row"
     run_case case_rowrule "$d"
     run_case case_twoway "$d"
+    run_case case_shared "$d"
     run_case case_final "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
