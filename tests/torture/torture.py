@@ -1052,7 +1052,8 @@ def main():
         start = args.seed if args.seed is not None else int(time.time()) % 1000000
         if args.seed is None:
             print(f"torture: seeds start at {start} (from the clock)")
-        n = args.seeds if args.seeds is not None else (1 if args.seed is not None and args.minutes is None else 10 ** 9)
+        # --seeds N, or as many as --minutes allows, or one
+        n = args.seeds if args.seeds is not None else (10 ** 9 if args.minutes else 1)
         until = time.time() + args.minutes * 60 if args.minutes else None
         passed, failed = 0, []
         for i in range(n):
