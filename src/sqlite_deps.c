@@ -248,6 +248,44 @@ static int blocks(sqlite3 *m, const char *extra, const char *table, const char *
     return blocked;
 }
 
+/* Does `extra` name table.col in double quotes only SQLite's misfeature
+ * saves?  Once the column is gone, SQLite reads "col" in a view or
+ * trigger as the string 'col' and lets DROP COLUMN through: the view
+ * silently returns that string, the trigger compares with it.  With
+ * double-quoted strings off (SQLITE_DBCONFIG_DQS_DML, which its check
+ * after DROP COLUMN follows) the drop fails instead.  An object that uses
+ * double-quoted strings of its own fails any drop: dropping a column made
+ * for the probe tells the two apart.  m holds tables only.  Leaves m as
+ * it was. */
+static int blocks_dqs(sqlite3 *m, const char *extra, const char *table, const char *col, char **why)
+{
+    *why = NULL;
+    if (sqlite3_exec(m, "SAVEPOINT zdm_dqs", NULL, NULL, NULL) != SQLITE_OK)
+        return 0;
+    int blocked = 0;
+    if (sqlite3_exec(m, extra, NULL, NULL, NULL) == SQLITE_OK) {
+        (void)sqlite3_db_config(m, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
+        char *add = sqlite3_mprintf("ALTER TABLE \"%w\" ADD COLUMN zdm_dqs_probe", table);
+        char *dp = drop_sql(table, "zdm_dqs_probe");
+        int own_dqs = !add || sqlite3_exec(m, add, NULL, NULL, NULL) != SQLITE_OK ||
+                      sqlite3_exec(m, dp, NULL, NULL, NULL) != SQLITE_OK;
+        if (!own_dqs) {
+            char *d = drop_sql(table, col), *msg = NULL;
+            if (sqlite3_exec(m, d, NULL, NULL, &msg) != SQLITE_OK) {
+                blocked = 1;
+                *why = zdm_xstrdup(msg ? msg : "refused");
+            }
+            sqlite3_free(msg);
+            free(d);
+        }
+        sqlite3_free(add);
+        free(dp);
+        (void)sqlite3_db_config(m, SQLITE_DBCONFIG_DQS_DML, 1, (int *)NULL);
+    }
+    (void)sqlite3_exec(m, "ROLLBACK TO zdm_dqs; RELEASE zdm_dqs", NULL, NULL, NULL);
+    return blocked;
+}
+
 /* A plain index: made by CREATE INDEX, not unique, not partial, every
  * key a column (no expression), one of them `col`. */
 static int plain_index_on(sqlite3 *m, const char *index, const char *table, const char *col)
@@ -388,6 +426,19 @@ static void list_blockers(sqlite3 *m, const char *table, const char *col, const 
             free(why);
             why = NULL;
             if (!blocks(base, s.v[i].sql, table, col, &why)) {
+                free(why);
+                why = NULL;
+                if (t && strcmp(s.v[i].type, "index") != 0 && blocks_dqs(t, s.v[i].sql, table, col, &why)) {
+                    note(f, table, col, strcmp(s.v[i].type, "view") == 0
+                                            ? "view %s: names it in double quotes; once it is gone SQLite would "
+                                              "read that as a string and the view would silently return it (%s)"
+                                            : "trigger %s: names it in double quotes; once it is gone SQLite "
+                                              "would read that as a string and the trigger would silently use "
+                                              "it (%s)",
+                         s.v[i].name, why);
+                    gone[i] = 1;
+                    continue;
+                }
                 if (strcmp(s.v[i].type, "trigger") == 0 && strcasecmp(s.v[i].tbl, table) == 0 &&
                     update_of_names(s.v[i].sql, col)) {
                     note(f, table, col, "trigger %s: fires on UPDATE OF it, and would silently never fire for it "

@@ -5,7 +5,7 @@
 #  * rename_column emp.name -> full_name with, on the old column, each of:
 #    a unique index, a partial index, an expression index, a view, a
 #    trigger (also one that only fires on UPDATE OF it), a CHECK of the table, a generated column, a foreign key of
-#    another table: expand refuses (exit 3) naming the object, and the
+#    another table, a view or trigger naming it in double quotes: expand refuses (exit 3) naming the object, and the
 #    schema and state are exactly as before;
 #  * the same dependency created after expand (the application did it):
 #    contract refuses, names it, and the dual-write triggers are still
@@ -55,8 +55,12 @@ DEP[view]="CREATE VIEW v_names AS SELECT id, name FROM emp|view v_names"
 DEP[trigger]="CREATE TABLE audit(x); CREATE TRIGGER emp_audit AFTER INSERT ON emp BEGIN INSERT INTO audit VALUES (new.name); END|trigger emp_audit"
 DEP[update_of]="CREATE TABLE audit2(x); CREATE TRIGGER emp_upd AFTER UPDATE OF email, name ON emp BEGIN INSERT INTO audit2 VALUES (1); END|trigger emp_upd: fires on UPDATE OF it"
 DEP[other_fk]="CREATE TABLE badge(id INTEGER PRIMARY KEY, owner TEXT REFERENCES emp(name))|a FOREIGN KEY of table badge references it"
+# Double-quoted: once the column is gone SQLite reads "name" as a string
+# and lets DROP COLUMN through (the view then returns 'name' silently).
+DEP[view_dq]='CREATE VIEW v_dq AS SELECT id, "name" AS n FROM emp|view v_dq: names it in double quotes'
+DEP[trigger_dq]='CREATE TABLE log(x); CREATE TRIGGER log_ins AFTER INSERT ON log BEGIN UPDATE emp SET email = 1 WHERE "name" = new.x; END|trigger log_ins: names it in double quotes'
 
-for k in unique_index partial_index expr_index view trigger update_of other_fk; do
+for k in unique_index partial_index expr_index view trigger update_of other_fk view_dq trigger_dq; do
     t_section "expand refused: $k on the old column"
     base_db "dep_$k"
     db_sql "${DEP[$k]%%|*}"
@@ -68,6 +72,13 @@ for k in unique_index partial_index expr_index view trigger update_of other_fk; 
     t_eq "$k: schema unchanged" "$before" "$(schema)"
     t_eq "$k: still pending" pending "$(zdm_phase_of 0001_ren)"
 done
+
+t_section "a view with a double-quoted string of its own is no blocker"
+base_db dq_legit
+# (a view of another table with its own name column)
+db_sql 'CREATE TABLE club(id INTEGER PRIMARY KEY, name TEXT); CREATE VIEW v_lit AS SELECT name, "hello" AS h FROM club'
+zdm_run advance 0001_ren
+t_rc "dq_legit: expand" 0
 
 # Dependencies in the table's own definition.
 for k in check generated; do
