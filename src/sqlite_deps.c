@@ -321,6 +321,8 @@ static int plain_index_on(sqlite3 *m, const char *index, const char *table, cons
 typedef struct finding {
     zdm_buf list; /* "\n  - ..." lines */
     int count;
+    const char *plan_id;
+    int warn_plain; /* say which plain indexes go with a column (expand) */
 } finding;
 
 static void note(finding *f, const char *table, const char *col, const char *fmt, const char *a, const char *b)
@@ -399,9 +401,16 @@ static void list_blockers(sqlite3 *m, const char *table, const char *col, const 
         else if (strcmp(o->type, "trigger") == 0 && dw_trigger(o->name, dw_prefix))
             gone[i] = 1; /* zdm drops it first */
         else if (strcmp(o->type, "index") == 0 && strcasecmp(o->tbl, table) == 0 &&
-                 plain_index_on(m, o->name, table, col))
+                 plain_index_on(m, o->name, table, col)) {
             gone[i] = 1; /* goes with the column (zdm_sqdeps_before_drop) */
-        else if (mentions(o->sql, col))
+            /* Not carried over to the new column (yet): said at expand,
+             * while the operator can still add it with add_index. */
+            if (f->warn_plain)
+                zdm_log(ZDM_LOG_WARN, f->plan_id, NULL,
+                        "index %s on %s.%s goes with the column at contract and is not carried over to a new "
+                        "column: if queries need it there, add it with add_index (a later plan)",
+                        o->name, table, col);
+        } else if (mentions(o->sql, col))
             cand[i] = 1;
         else
             keep[i] = 1;
@@ -561,7 +570,7 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
     char dw[128] = "";
     if (p->backfill && p->backfill->dual_write)
         dw_prefix_of(p, dw, sizeof dw);
-    finding f = {{0}, 0};
+    finding f = {{0}, 0, p->id, what == ZDM_SQDEPS_EXPAND};
     for (size_t i = 0; i < sqls.n; i++) {
         zdm_strv d = {0};
         zdm_sqdeps_drops(sqls.v[i], &d);

@@ -12,7 +12,7 @@
 #    there and working (a write by the new application to full_name
 #    reaches name, while an application process keeps writing);
 #  * plain indexes on the old column (alone or with another column) go
-#    with it at contract, as on PostgreSQL, also for raw SQL steps, in a
+#    with it at contract (expand warns that they will), as on PostgreSQL, also for raw SQL steps, in a
 #    transaction or not;
 #  * rollback of expand with a unique index on the new column refuses with
 #    dual-write intact; with a plain one it drops it and completes.
@@ -75,8 +75,9 @@ done
 
 t_section "a view with a double-quoted string of its own is no blocker"
 base_db dq_legit
-# (a view of another table with its own name column)
-db_sql 'CREATE TABLE club(id INTEGER PRIMARY KEY, name TEXT); CREATE VIEW v_lit AS SELECT name, "hello" AS h FROM club'
+# (a view joining emp that reads another table's name column)
+db_sql 'CREATE TABLE club(id INTEGER PRIMARY KEY, name TEXT);
+        CREATE VIEW v_lit AS SELECT club.name, "hello" AS h FROM emp JOIN club ON club.id = emp.id'
 zdm_run advance 0001_ren
 t_rc "dq_legit: expand" 0
 
@@ -102,6 +103,10 @@ db_sql "CREATE INDEX emp_name_i ON emp(name); CREATE INDEX emp_email_name ON emp
 for ph in expanded backfilled cut_over; do
     zdm_run advance 0001_ren
     t_rc "advance to $ph" 0
+    if [ $ph = expanded ]; then
+        t_has "expand says the plain index goes" "index emp_name_i on emp.name goes with the column at contract" "$ZERR"
+        t_has "expand says the two-column one goes" "index emp_email_name on emp.name goes with the column" "$ZERR"
+    fi
 done
 # The new application writing all along (after cutover); each insert it
 # saw succeed is logged, and must be there at the end.
