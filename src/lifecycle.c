@@ -37,7 +37,23 @@ typedef struct ctx {
     zdm_run run;             /* what the phase's steps run with */
     char detail[1200];       /* the transition's history detail (contract: the backup) */
     zdm_strv owned;     /* SQL built for the phase's steps (phase_steps) */
+    const struct due_policy *due; /* run-due: its decision, taken again under the lock */
+    int due_skip;            /* run-due: not due after all (another host tried meanwhile) */
+    int due_parked;          /* run-due: failed meanwhile: refused, no attempt counted */
 } ctx;
+
+/* run-due's failure policy (zdm.toml [contract]). */
+typedef struct due_policy {
+    int max_attempts;
+    int64_t retry_after_ms;
+} due_policy;
+
+enum { DUE_GO, DUE_WAIT, DUE_PARKED };
+
+/* Whether run-due contracts this cut-over plan now, from the state st
+ * says.  DUE_WAIT logs why unless quiet; DUE_PARKED fills e. */
+static int due_decision(const zdm_plan *p, const zdm_plan_state *st, const due_policy *pol, int quiet,
+                        zdm_err *e);
 
 static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
 {
@@ -793,6 +809,20 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
             zdm_err_detail(err, "advance the plan to %s first", zdm_phase_name((zdm_phase)want_from));
         return c->o->dry_run ? err->code : refuse(c, action, w ? w->to : from, err);
     }
+    /* run-due decided from state read before the lock; another host may
+     * have tried (and failed) since.  Decide again from the state read
+     * under the lock, so one backoff window sees one attempt. */
+    if (c->due && from == ZDM_CUT_OVER) {
+        int dd = due_decision(p, &c->st, c->due, 1, err);
+        if (dd == DUE_WAIT) {
+            c->due_skip = 1;
+            return 0;
+        }
+        if (dd == DUE_PARKED) {
+            c->due_parked = 1;
+            return err->code;
+        }
+    }
     if (from == ZDM_COMPLETE) {
         fprintf(c->o->out, "plan %s is already complete; nothing to do\n", p->id);
         return 0;
@@ -1185,6 +1215,46 @@ int zdm_life_schedule(zdm_db *db, const zdm_plan *plan, int64_t at_ms, zdm_err *
     return rc;
 }
 
+static int due_decision(const zdm_plan *p, const zdm_plan_state *st, const due_policy *pol, int quiet,
+                        zdm_err *e)
+{
+    int64_t due = zdm_life_contract_due_ms(p, st);
+    if (!due) {
+        /* No soak time anywhere (plan, zdm.toml, zdm schedule): run-due
+         * never picks the moment on its own. */
+        if (!quiet)
+            zdm_log(ZDM_LOG_INFO, p->id, "contract",
+                    "waiting for a schedule: no not_before and no zdm schedule; not contracted");
+        return DUE_WAIT;
+    }
+    if (due > zdm_now_ms()) {
+        char ts[40];
+        if (!quiet)
+            zdm_log(ZDM_LOG_INFO, p->id, "contract", "not due until %s", zdm_format_time(due, ts, sizeof ts));
+        return DUE_WAIT;
+    }
+    if (st->failed_ms) {
+        /* Parked: a person must look.  Exit 3 every run until then, but
+         * no new history row each time: status and history say it. */
+        zdm_err_set(e, ZDM_EXIT_REFUSED, "contract of %s failed %d time%s and is not tried again (last: %s)",
+                    p->id, st->attempts, st->attempts == 1 ? "" : "s", st->last_error);
+        zdm_err_detail(e, "fix the cause, then \"zdm retry %s\" (or \"zdm rollback %s\")", p->id, p->id);
+        return DUE_PARKED;
+    }
+    if (st->attempts > 0) {
+        int shift = st->attempts - 1 < 20 ? st->attempts - 1 : 20;
+        int64_t next = st->last_attempt_ms + (pol->retry_after_ms << shift);
+        if (zdm_now_ms() < next) {
+            char ts[40];
+            if (!quiet)
+                zdm_log(ZDM_LOG_INFO, p->id, "contract", "attempt %d of %d failed (%s); next try after %s",
+                        st->attempts, pol->max_attempts, st->last_error, zdm_format_time(next, ts, sizeof ts));
+            return DUE_WAIT;
+        }
+    }
+    return DUE_GO;
+}
+
 int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o, int *advanced,
                      zdm_err *err)
 {
@@ -1199,8 +1269,10 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
      * broken contract does not run its before_contract backup every 5
      * minutes forever. */
     const zdm_contract_defaults *cd = o->project ? &o->project->contract : NULL;
-    int max_attempts = cd && cd->max_attempts > 0 ? cd->max_attempts : 3;
-    int64_t retry_after = cd && cd->retry_after_ms > 0 ? cd->retry_after_ms : 10 * 60 * 1000;
+    due_policy pol;
+    pol.max_attempts = cd && cd->max_attempts > 0 ? cd->max_attempts : 3;
+    pol.retry_after_ms = cd && cd->retry_after_ms > 0 ? cd->retry_after_ms : 10 * 60 * 1000;
+    int max_attempts = pol.max_attempts;
     for (size_t i = 0; rc == 0 && i < set->n; i++) {
         const zdm_plan *p = set->plans[i];
         zdm_plan_state st;
@@ -1209,53 +1281,49 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
             break;
         if (!st.known || st.phase != ZDM_CUT_OVER)
             continue;
-        int64_t due = zdm_life_contract_due_ms(p, &st);
-        if (!due) {
-            /* No soak time anywhere (plan, zdm.toml, zdm schedule): run-due
-             * never picks the moment on its own. */
-            zdm_log(ZDM_LOG_INFO, p->id, "contract",
-                    "waiting for a schedule: no not_before and no zdm schedule; not contracted");
-            continue;
-        }
-        if (due > zdm_now_ms()) {
-            char ts[40];
-            zdm_log(ZDM_LOG_INFO, p->id, "contract", "not due until %s", zdm_format_time(due, ts, sizeof ts));
-            continue;
-        }
         zdm_err e;
         zdm_err_clear(&e);
-        if (st.failed_ms) {
-            /* Parked: a person must look.  Exit 3 every run until then, but
-             * no new history row each time: status and history say it. */
-            zdm_err_set(&e, ZDM_EXIT_REFUSED, "contract of %s failed %d time%s and is not tried again (last: %s)",
-                        p->id, st.attempts, st.attempts == 1 ? "" : "s", st.last_error);
-            zdm_err_detail(&e, "fix the cause, then \"zdm retry %s\" (or \"zdm rollback %s\")", p->id, p->id);
+        /* A first look without the lock, so plans not due take no lock
+         * (and leave no "locked" refusal); transition() decides again
+         * under the lock. */
+        int dd = due_decision(p, &st, &pol, 0, &e);
+        if (dd == DUE_WAIT)
+            continue;
+        if (dd == DUE_PARKED) {
             zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", e.msg);
             if (!failures++)
                 first = e;
             continue;
         }
-        if (st.attempts > 0) {
-            int shift = st.attempts - 1 < 20 ? st.attempts - 1 : 20;
-            int64_t next = st.last_attempt_ms + (retry_after << shift);
-            if (zdm_now_ms() < next) {
-                char ts[40];
-                zdm_log(ZDM_LOG_INFO, p->id, "contract", "attempt %d of %d failed (%s); next try after %s",
-                        st.attempts, max_attempts, st.last_error, zdm_format_time(next, ts, sizeof ts));
-                continue;
-            }
-        }
         /* cut_over -> complete only: the phase read above may be stale by
          * the time the lock is ours (rolled back meanwhile). */
         ctx c;
         ctx_init(&c, db, set, p, o);
+        c.due = &pol;
         int r = open_ctx(&c, "advance", 1, &e);
+        /* the one refusal open_ctx returns before holding the lock */
+        int lock_busy = r == ZDM_EXIT_REFUSED && !c.locked;
         if (r == 0 && c.st.phase == ZDM_COMPLETE)
             fprintf(o->out, "plan %s is already complete; nothing to do\n", p->id);
         else if (r == 0)
             r = transition(&c, "advance", ZDM_CUT_OVER, &e);
+        /* The attempt is counted before the lock is released: a host that
+         * takes the lock next reads it, and waits out the backoff. */
+        int counted = 0, n = 0, failed_now = 0;
+        zdm_err e2;
+        zdm_err_clear(&e2);
+        if (r != 0 && !lock_busy && !c.due_parked && r != ZDM_EXIT_INTERRUPTED) {
+            if (zdm_state_contract_attempt(db, p->id, 0, e.msg, max_attempts, &n, &failed_now, &e2) != 0)
+                zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not record the attempt: %s", e2.msg);
+            else
+                counted = 1;
+        }
+        zdm_plan_state locked_st = c.st;
+        int skipped = c.due_skip, parked = c.due_parked;
         close_ctx(&c);
-        if (r == 0) {
+        if (r == 0 && skipped) {
+            zdm_log(ZDM_LOG_INFO, p->id, "contract", "not contracted: another run tried it meanwhile");
+        } else if (r == 0) {
             /* Another host may have contracted it between our read and our
              * lock ("already complete"): count only what this process did. */
             char sql[300], pid[16];
@@ -1268,12 +1336,10 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
             if (zdm_db_query_value(db, sql, 2, params, &v, &e) == 0 && v && atoi(v) > 0)
                 (*advanced)++;
             free(v);
-            int n, failed_now;
-            zdm_err e2;
-            zdm_err_clear(&e2);
-            if ((st.attempts || st.last_error[0]) && zdm_state_contract_attempt(db, p->id, 1, NULL, max_attempts, &n, &failed_now, &e2) != 0)
+            if ((locked_st.attempts || locked_st.last_error[0]) &&
+                zdm_state_contract_attempt(db, p->id, 1, NULL, max_attempts, &n, &failed_now, &e2) != 0)
                 zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not clear the attempt count: %s", e2.msg);
-        } else if (r == ZDM_EXIT_REFUSED && strstr(e.msg, "is locked by")) {
+        } else if (lock_busy) {
             /* another host got there first: it does the contract */
             zdm_log(ZDM_LOG_INFO, p->id, "contract", "skipped: %s", e.msg);
         } else if (r == ZDM_EXIT_INTERRUPTED) {
@@ -1281,14 +1347,13 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
             if (!failures++)
                 first = e;
             break;
+        } else if (parked) {
+            zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", e.msg);
+            if (!failures++)
+                first = e;
         } else {
             zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", e.msg);
-            int n = 0, failed_now = 0;
-            zdm_err e2;
-            zdm_err_clear(&e2);
-            if (zdm_state_contract_attempt(db, p->id, 0, e.msg, max_attempts, &n, &failed_now, &e2) != 0) {
-                zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not record the attempt: %s", e2.msg);
-            } else if (failed_now) {
+            if (counted && failed_now) {
                 char detail[ZDM_ERR_MSG + 100];
                 snprintf(detail, sizeof detail, "contract failed %d times; run-due stops trying until "
                          "\"zdm retry %s\"; last error: %s", n, p->id, e.msg);
@@ -1296,11 +1361,11 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
                 if (zdm_state_history_add(db, &h, NULL, &e2) != 0)
                     zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not record the failed state: %s", e2.msg);
                 zdm_log(ZDM_LOG_ERROR, p->id, "contract", "%s", detail);
-            } else {
+            } else if (counted) {
                 char ts[40];
                 int shift = n - 1 < 20 ? n - 1 : 20;
                 zdm_log(ZDM_LOG_INFO, p->id, "contract", "attempt %d of %d failed; next try after %s", n,
-                        max_attempts, zdm_format_time(zdm_now_ms() + (retry_after << shift), ts, sizeof ts));
+                        max_attempts, zdm_format_time(zdm_now_ms() + (pol.retry_after_ms << shift), ts, sizeof ts));
             }
             if (!failures++)
                 first = e;
