@@ -16,6 +16,14 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->size = start_size;
     p->nsamples = 0;
     p->next_allowed_ms = 0;
+    p->ncost = p->cost_pos = 0;
+    p->latency_pct = p->max_lock_ms = 0;
+    p->single_writer = 0;
+    p->baseline_us = 0;
+    p->nprobes = 0;
+    p->last_probe_us = p->probe_p99_us = 0;
+    p->lat_gap_ms = p->last_batch_ms = 0;
+    p->state = ZDM_PACER_GROWING;
     zdm_pacer_update(p, min_size, max_size, target_ms, max_rows_per_second, sleep_ms);
 }
 
@@ -32,6 +40,41 @@ void zdm_pacer_update(zdm_pacer *p, int64_t min_size, int64_t max_size, int64_t 
      * burst past it. */
     if (p->max_rows_per_second && p->size > p->max_rows_per_second)
         p->size = p->max_rows_per_second < p->min_size ? p->min_size : p->max_rows_per_second;
+}
+
+void zdm_pacer_latency(zdm_pacer *p, int64_t latency_pct, int64_t max_lock_ms, int single_writer)
+{
+    p->latency_pct = latency_pct < 0 ? 0 : latency_pct;
+    p->max_lock_ms = max_lock_ms < 0 ? 0 : max_lock_ms;
+    p->single_writer = single_writer != 0;
+    if (!p->latency_pct) {
+        p->lat_gap_ms = 0;
+        if (p->state == ZDM_PACER_LATENCY)
+            p->state = ZDM_PACER_STEADY;
+    }
+}
+
+void zdm_pacer_baseline(zdm_pacer *p, int64_t us)
+{
+    p->baseline_us = us < 1 ? 1 : us;
+    p->nprobes = 0;
+}
+
+int64_t zdm_pacer_bound_us(const zdm_pacer *p)
+{
+    if (!p->latency_pct || !p->baseline_us)
+        return 0;
+    int64_t b = p->baseline_us * p->latency_pct / 100;
+    /* A bound tighter than 1 ms above an idle round trip would trip on
+     * the scheduler's noise alone on a busy host. */
+    return b > p->baseline_us + 1000 ? b : p->baseline_us + 1000;
+}
+
+int64_t zdm_pacer_target(const zdm_pacer *p)
+{
+    if (p->max_lock_ms > 0 && (p->target_ms == 0 || p->max_lock_ms < p->target_ms))
+        return p->target_ms == 0 ? 0 : p->max_lock_ms;
+    return p->target_ms;
 }
 
 static int cmp64(const void *a, const void *b)
@@ -52,23 +95,122 @@ static void resize(zdm_pacer *p, int64_t size)
     }
 }
 
+/* Least squares of ms = a + b x rows over the cost window; a in ms, b in
+ * ms per row.  Needs two different sizes. */
+static int fit(const zdm_pacer *p, double *a, double *b)
+{
+    if (p->ncost < 2)
+        return 0;
+    double mr = 0, mm = 0;
+    for (int i = 0; i < p->ncost; i++) {
+        mr += (double)p->cost_rows[i];
+        mm += (double)p->cost_ms[i];
+    }
+    mr /= p->ncost;
+    mm /= p->ncost;
+    double var = 0, cov = 0;
+    for (int i = 0; i < p->ncost; i++) {
+        double dr = (double)p->cost_rows[i] - mr;
+        var += dr * dr;
+        cov += dr * ((double)p->cost_ms[i] - mm);
+    }
+    /* sizes within 5% of each other say nothing about the slope */
+    if (var <= (mr * 0.05) * (mr * 0.05) * p->ncost)
+        return 0;
+    double slope = cov / var;
+    if (slope < 0)
+        slope = 0;
+    double fixed = mm - slope * mr;
+    if (fixed < 0) { /* noise: a line through the origin instead */
+        fixed = 0;
+        slope = mr > 0 ? mm / mr : 0;
+    }
+    *a = fixed;
+    *b = slope;
+    return 1;
+}
+
+int zdm_pacer_cost(const zdm_pacer *p, int64_t *fixed_us, int64_t *per_row_ns)
+{
+    double a, b;
+    if (!fit(p, &a, &b))
+        return 0;
+    *fixed_us = (int64_t)(a * 1000.0);
+    *per_row_ns = (int64_t)(b * 1000000.0);
+    return 1;
+}
+
+void zdm_pacer_probe(zdm_pacer *p, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    p->last_probe_us = us;
+    if (p->nprobes < ZDM_PACER_PROBES)
+        p->probes[p->nprobes++] = us;
+    else {
+        for (int i = 1; i < ZDM_PACER_PROBES; i++)
+            p->probes[i - 1] = p->probes[i];
+        p->probes[ZDM_PACER_PROBES - 1] = us;
+    }
+    int64_t sorted[ZDM_PACER_PROBES];
+    for (int i = 0; i < p->nprobes; i++)
+        sorted[i] = p->probes[i];
+    qsort(sorted, (size_t)p->nprobes, sizeof sorted[0], cmp64);
+    p->probe_p99_us = sorted[(p->nprobes * 99 - 1) / 100];
+    int64_t bound = zdm_pacer_bound_us(p);
+    if (!bound)
+        return;
+    if (p->nprobes >= 3 && p->probe_p99_us > bound) {
+        /* The application waits longer than the bound: less work per
+         * batch, more room between batches, judged again on fresh probes. */
+        resize(p, p->size / 2);
+        int64_t gap = p->lat_gap_ms * 2;
+        if (gap < p->last_batch_ms)
+            gap = p->last_batch_ms;
+        p->lat_gap_ms = clamp(gap, 10, 5000);
+        p->state = ZDM_PACER_LATENCY;
+        p->nprobes = 0;
+    } else if (p->nprobes >= 5 && p->probe_p99_us <= bound) {
+        p->lat_gap_ms /= 2;
+        if (p->lat_gap_ms < 5)
+            p->lat_gap_ms = 0;
+        if (!p->lat_gap_ms && p->state == ZDM_PACER_LATENCY)
+            p->state = ZDM_PACER_STEADY;
+        p->nprobes = 0;
+    }
+}
+
 void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms)
 {
     if (ms < 0)
         ms = 0;
+    p->last_batch_ms = ms;
     /* Rate limit: the next batch starts no earlier than rows/R after the
      * later of this batch's end and the previous allowance. */
     if (p->max_rows_per_second > 0) {
         int64_t base = p->next_allowed_ms > now_ms - ms ? p->next_allowed_ms : now_ms - ms;
         p->next_allowed_ms = base + rows * 1000 / p->max_rows_per_second;
+        if (p->next_allowed_ms > now_ms && p->state != ZDM_PACER_LATENCY)
+            p->state = ZDM_PACER_RATE;
     }
-    if (p->target_ms <= 0)
+    int64_t target = zdm_pacer_target(p);
+    if (target <= 0)
         return;
     /* A batch that was cut short by the end of a range says little about
      * the cost of a full one. */
     if (rows < p->size / 2)
         return;
-    if (ms > 5 * p->target_ms) { /* far too slow: back off at once */
+    p->cost_rows[p->cost_pos] = rows;
+    p->cost_ms[p->cost_pos] = ms;
+    p->cost_pos = (p->cost_pos + 1) % ZDM_PACER_COST_WINDOW;
+    if (p->ncost < ZDM_PACER_COST_WINDOW)
+        p->ncost++;
+    double a = 0, b = 0;
+    int have_fit = fit(p, &a, &b);
+    /* the fixed part alone is half the target: shrinking cannot help */
+    int fixed_dominates = have_fit && a * 2 >= (double)target;
+    int held = p->state == ZDM_PACER_LATENCY;
+    if (ms > 5 * target && !fixed_dominates) { /* far too slow: back off at once */
         resize(p, p->size / 4);
         return;
     }
@@ -83,7 +225,7 @@ void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms)
      * enough to grow, still by at most x1.5: the start from a small
      * batch_size takes a few batches, not dozens.  Anything closer waits
      * for three samples of the current size. */
-    if (p->nsamples < 3 && !(p->nsamples >= 1 && ms * 2 < p->target_ms))
+    if (p->nsamples < 3 && !(p->nsamples >= 1 && ms * 2 < target))
         return;
     int64_t sorted[ZDM_PACER_WINDOW];
     for (int i = 0; i < p->nsamples; i++)
@@ -92,13 +234,32 @@ void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms)
     int64_t p90 = sorted[(p->nsamples * 9 - 1) / 10];
     if (p90 < 1)
         p90 = 1;
-    /* Dead band of +-20% around the target: close enough, keep the size. */
-    if (p90 * 10 < p->target_ms * 8) {
-        int64_t want = p->size * p->target_ms / p90;
+    int in_band = p90 * 10 >= target * 8 && p90 * 10 <= target * 12;
+    if (in_band && !fixed_dominates) {
+        if (!held && p->state != ZDM_PACER_RATE)
+            p->state = ZDM_PACER_STEADY;
+        return; /* dead band of +-20% around the target: keep the size */
+    }
+    int64_t want;
+    if (have_fit) {
+        /* When the fixed part dominates, the target bounds the per-row
+         * part: bigger batches pay the fixed cost over more rows. */
+        double budget = fixed_dominates ? (double)target : (double)target - a;
+        want = b > 0 ? (int64_t)(budget / b) : p->size * 2;
+    } else {
+        want = p->size * target / p90;
+    }
+    if (want > p->size) {
+        if (held)
+            return; /* latency over the bound: no growth */
         int64_t cap = p->size + p->size / 2;
         resize(p, want < cap ? want : cap);
-    } else if (p90 * 10 > p->target_ms * 12) {
-        resize(p, p->size * p->target_ms / p90);
+        if (p->state != ZDM_PACER_RATE)
+            p->state = ZDM_PACER_GROWING;
+    } else if (want < p->size && !(fixed_dominates && in_band)) {
+        resize(p, want);
+        if (!held && p->state != ZDM_PACER_RATE)
+            p->state = ZDM_PACER_STEADY;
     }
 }
 
@@ -107,5 +268,25 @@ int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms)
     int64_t wait = p->sleep_ms;
     if (p->max_rows_per_second > 0 && p->next_allowed_ms - now_ms > wait)
         wait = p->next_allowed_ms - now_ms;
+    if (p->lat_gap_ms > wait)
+        wait = p->lat_gap_ms;
+    if (p->single_writer && p->latency_pct) {
+        /* one writer: hand the write lock to whoever waited through the
+         * batch (SQLite's busy handler retries within 100 ms) */
+        int64_t gap = clamp(p->last_batch_ms, 5, 100);
+        if (gap > wait)
+            wait = gap;
+    }
     return wait < 0 ? 0 : wait;
+}
+
+const char *zdm_pacer_state_name(zdm_pacer_state s)
+{
+    switch (s) {
+    case ZDM_PACER_STEADY: return "steady";
+    case ZDM_PACER_GROWING: return "growing";
+    case ZDM_PACER_LATENCY: return "latency";
+    case ZDM_PACER_RATE: return "rate";
+    }
+    return "?";
 }

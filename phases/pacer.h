@@ -1,13 +1,33 @@
 /*
- * pacer.h -- batch sizing and rate limiting for the backfill, pure
- * arithmetic with no I/O so it can be unit-tested.
+ * pacer.h -- batch sizing, rate limiting and latency pacing for the
+ * backfill, pure arithmetic with no I/O so it can be unit-tested.
  *
- * Sizing aims the 90th percentile of recent batch durations at
- * target_batch_ms.  It grows by at most x1.5 per decision, shrinks in
- * proportion, cuts by 4 at once when one batch takes over 5x the target,
- * and waits for a few fresh samples after every change, so it settles
- * instead of oscillating.  The rate limit spaces batches so rows/s never
- * exceeds max_rows_per_second over any window longer than one batch.
+ * Sizing aims the 90th percentile of recent batch durations at the
+ * target: target_batch_ms, or max_lock_ms when that is smaller (a batch
+ * holds its row locks, on SQLite the one write lock, until it commits).
+ * A batch's cost is modelled as fixed + per_row x rows, fitted by least
+ * squares over the last batches of any size; the next size is the one
+ * whose modelled cost meets the target.  When the fixed part dominates
+ * (a costly `where` scans whatever the batch size) a smaller batch would
+ * cost as much and convert less, so the pacer grows the batch instead:
+ * the target then bounds the per-row part only.  Sizes change by at most
+ * x1.5 up per decision, are cut by 4 at once when one batch takes over
+ * 5x the target and the cost is not fixed, and wait for a few fresh
+ * samples after every change, so they settle instead of oscillating.
+ *
+ * Latency: the worker measures a probe (a round trip; on SQLite a write
+ * lock taken and released) before its first batch -- the baseline -- and
+ * between batches.  While the p99 of the recent probes exceeds
+ * max_latency_factor x baseline (never tighter than baseline + 1 ms, the
+ * scheduling noise of a loaded host), the pacer halves the batch and
+ * doubles a gap between batches (up to 5 s), and grows nothing; quiet
+ * probes shrink the gap again.  With one writer (SQLite) it also leaves
+ * the write lock free after every batch for as long as the batch held it
+ * (5 to 100 ms: SQLite's busy handler sleeps in steps of up to 100 ms, a
+ * writer that waited through a batch retries within that time).
+ *
+ * The rate limit spaces batches so rows/s never exceeds
+ * max_rows_per_second over any window longer than one batch.
  */
 #ifndef ZDM_PACER_H
 #define ZDM_PACER_H
@@ -15,6 +35,16 @@
 #include <stdint.h>
 
 #define ZDM_PACER_WINDOW 8
+#define ZDM_PACER_COST_WINDOW 16
+#define ZDM_PACER_PROBES 20
+
+/* What holds the worker back now (/metrics zdm_backfill_pacer_state). */
+typedef enum zdm_pacer_state {
+    ZDM_PACER_STEADY = 0,  /* at the target size */
+    ZDM_PACER_GROWING = 1, /* below the target, growing */
+    ZDM_PACER_LATENCY = 2, /* probe latency over the bound: backing off */
+    ZDM_PACER_RATE = 3,    /* max_rows_per_second spaces the batches */
+} zdm_pacer_state;
 
 typedef struct zdm_pacer {
     int64_t size;                 /* rows for the next batch */
@@ -25,6 +55,20 @@ typedef struct zdm_pacer {
     int64_t samples[ZDM_PACER_WINDOW];
     int nsamples;                 /* since the last size change */
     int64_t next_allowed_ms;      /* rate limit: earliest start of the next batch */
+    /* cost model: the last full batches, whatever their size */
+    int64_t cost_rows[ZDM_PACER_COST_WINDOW], cost_ms[ZDM_PACER_COST_WINDOW];
+    int ncost, cost_pos;
+    /* latency pacing */
+    int64_t latency_pct;          /* max_latency_factor x 100; 0: off */
+    int64_t max_lock_ms;          /* bound on one batch's duration; 0: none */
+    int single_writer;            /* SQLite: leave the write lock free between batches */
+    int64_t baseline_us;          /* idle probe; 0 until measured */
+    int64_t probes[ZDM_PACER_PROBES];
+    int nprobes;                  /* since the last latency decision */
+    int64_t last_probe_us, probe_p99_us;
+    int64_t lat_gap_ms;           /* extra pause while latency is over the bound */
+    int64_t last_batch_ms;
+    zdm_pacer_state state;
 } zdm_pacer;
 
 void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t max_size,
@@ -32,9 +76,26 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
 /* Applies live setting changes without losing the learned size. */
 void zdm_pacer_update(zdm_pacer *p, int64_t min_size, int64_t max_size, int64_t target_ms,
                       int64_t max_rows_per_second, int64_t sleep_ms);
+/* Latency settings (live too): factor in percent (150 = 1.5x, 0 = off),
+ * max_lock_ms (0 = none), single_writer (SQLite). */
+void zdm_pacer_latency(zdm_pacer *p, int64_t latency_pct, int64_t max_lock_ms, int single_writer);
+/* The idle probe time, measured before the first batch. */
+void zdm_pacer_baseline(zdm_pacer *p, int64_t us);
+/* A probe taken between batches. */
+void zdm_pacer_probe(zdm_pacer *p, int64_t us);
+/* The latency bound in microseconds (0 while off or without a baseline). */
+int64_t zdm_pacer_bound_us(const zdm_pacer *p);
+/* The size target: target_ms, or max_lock_ms when smaller. */
+int64_t zdm_pacer_target(const zdm_pacer *p);
+/* The fitted cost model: fixed cost in microseconds per batch and per-row
+ * cost in nanoseconds.  0 (and both untouched) until batches of at least
+ * two different sizes were seen. */
+int zdm_pacer_cost(const zdm_pacer *p, int64_t *fixed_us, int64_t *per_row_ns);
 /* Records a finished batch of `rows` that took `ms`, ending at `now_ms`. */
 void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms);
 /* Milliseconds to wait before the next batch may start. */
 int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms);
+/* "steady", "growing", "latency", "rate". */
+const char *zdm_pacer_state_name(zdm_pacer_state s);
 
 #endif

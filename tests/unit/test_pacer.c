@@ -1,5 +1,6 @@
 /*
- * test_pacer.c -- batch sizing and rate limiting arithmetic.
+ * test_pacer.c -- batch sizing, cost model, latency pacing and rate
+ * limiting arithmetic.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,12 +46,133 @@ static void test_slow_batch_cuts_at_once(void **state)
     (void)state;
     zdm_pacer p;
     zdm_pacer_init(&p, 8000, 10, 100000, 100, 0, 0);
-    zdm_pacer_record(&p, 8000, 600, 600); /* 6x the target */
+    zdm_pacer_record(&p, 8000, 2400, 2400); /* 24x the target */
     assert_int_equal(p.size, 2000);
-    zdm_pacer_record(&p, 2000, 501, 1200);
+    /* cost proportional to the rows: cut again */
+    zdm_pacer_record(&p, 2000, 600, 3000);
     assert_int_equal(p.size, 500);
-    zdm_pacer_record(&p, 500, 5000, 7000);
-    assert_int_equal(p.size, 125);
+}
+
+static void test_cost_model_separates_fixed_cost(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 1000000, 200, 0, 0);
+    int64_t fixed = 0, per_row = 0;
+    assert_false(zdm_pacer_cost(&p, &fixed, &per_row));
+    /* 40 ms per batch + 0.02 ms per row */
+    zdm_pacer_record(&p, 1000, 60, 100);
+    assert_false(zdm_pacer_cost(&p, &fixed, &per_row)); /* one size says nothing */
+    zdm_pacer_record(&p, 3000, 100, 200);
+    assert_true(zdm_pacer_cost(&p, &fixed, &per_row));
+    assert_int_equal(fixed, 40000);
+    assert_int_equal(per_row, 20000);
+}
+
+static void test_fixed_cost_grows_the_batch(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    /* a costly `where`: every batch scans for 300 ms, a row costs 0.01 ms;
+     * shrinking (what a duration-only pacer does) never meets the target */
+    zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
+    int64_t now = 0;
+    for (int i = 0; i < 60; i++) {
+        int64_t ms = 300 + p.size / 100;
+        now += ms;
+        zdm_pacer_record(&p, p.size, ms, now);
+        assert_true(p.size >= 10);
+    }
+    /* grown until the per-row part (size x 0.01 ms) fills the target */
+    assert_true(p.size >= 10000);
+    assert_true(p.size <= 20000 * 3 / 2);
+}
+
+static void test_max_lock_ms_bounds_batches(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 100, 10, 1000000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 50, 0);
+    assert_int_equal(zdm_pacer_target(&p), 50);
+    int64_t now = 0;
+    for (int i = 0; i < 200; i++) { /* 0.05 ms a row: 1000 rows in 50 ms */
+        int64_t ms = p.size / 20;
+        now += ms;
+        zdm_pacer_record(&p, p.size, ms, now);
+    }
+    assert_true(p.size >= 800);
+    assert_true(p.size <= 1200);
+}
+
+static void test_latency_over_bound_backs_off(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 4000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 0);
+    assert_int_equal(zdm_pacer_bound_us(&p), 0); /* no baseline yet */
+    zdm_pacer_baseline(&p, 4000); /* 4 ms idle: bound 6 ms */
+    assert_int_equal(zdm_pacer_bound_us(&p), 6000);
+    zdm_pacer_record(&p, 4000, 100, 100);
+    zdm_pacer_probe(&p, 4000);
+    zdm_pacer_probe(&p, 5000);
+    assert_int_equal(p.size, 4000); /* under the bound */
+    zdm_pacer_probe(&p, 9000);      /* p99 over the bound */
+    assert_int_equal(p.size, 2000);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+    assert_true(zdm_pacer_delay(&p, 1000) >= 100); /* at least the batch's length */
+    int64_t gap = zdm_pacer_delay(&p, 1000);
+    /* while held, fast batches do not grow the size */
+    for (int i = 0; i < 10; i++)
+        zdm_pacer_record(&p, p.size, 5, 2000 + i);
+    assert_int_equal(p.size, 2000);
+    /* still slow: smaller, longer gap */
+    for (int i = 0; i < 3; i++)
+        zdm_pacer_probe(&p, 20000);
+    assert_int_equal(p.size, 1000);
+    assert_true(zdm_pacer_delay(&p, 1000) > gap);
+    /* quiet again: the gap shrinks away and growth resumes */
+    for (int i = 0; i < 100; i++)
+        zdm_pacer_probe(&p, 4000);
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 0);
+    assert_int_not_equal(p.state, ZDM_PACER_LATENCY);
+    zdm_pacer_record(&p, p.size, 5, 5000);
+    assert_true(p.size > 1000);
+}
+
+static void test_latency_bound_floor_and_off(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 0);
+    zdm_pacer_baseline(&p, 100); /* 0.1 ms: x1.5 is below scheduler noise */
+    assert_int_equal(zdm_pacer_bound_us(&p), 1100);
+    for (int i = 0; i < 10; i++)
+        zdm_pacer_probe(&p, 1000);
+    assert_int_equal(p.size, 1000);
+    zdm_pacer_latency(&p, 0, 0, 0); /* unthrottled: probes change nothing */
+    for (int i = 0; i < 10; i++)
+        zdm_pacer_probe(&p, 1000000);
+    assert_int_equal(p.size, 1000);
+    assert_int_equal(zdm_pacer_delay(&p, 0), 0);
+}
+
+static void test_single_writer_leaves_lock_free(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 1);
+    zdm_pacer_record(&p, 1000, 30, 30);
+    assert_int_equal(zdm_pacer_delay(&p, 30), 30); /* as long as the batch held it */
+    zdm_pacer_record(&p, 1000, 1, 31);
+    assert_int_equal(zdm_pacer_delay(&p, 31), 5);
+    zdm_pacer_record(&p, 1000, 900, 931);
+    assert_int_equal(zdm_pacer_delay(&p, 931), 100); /* SQLite's longest busy sleep */
+    zdm_pacer_latency(&p, 0, 0, 1);                  /* pacing off */
+    assert_int_equal(zdm_pacer_delay(&p, 931), 0);
 }
 
 static void test_converges_without_oscillating(void **state)
@@ -135,6 +257,12 @@ int main(void)
         cmocka_unit_test(test_init_clamps),
         cmocka_unit_test(test_growth_is_capped),
         cmocka_unit_test(test_slow_batch_cuts_at_once),
+        cmocka_unit_test(test_cost_model_separates_fixed_cost),
+        cmocka_unit_test(test_fixed_cost_grows_the_batch),
+        cmocka_unit_test(test_max_lock_ms_bounds_batches),
+        cmocka_unit_test(test_latency_over_bound_backs_off),
+        cmocka_unit_test(test_latency_bound_floor_and_off),
+        cmocka_unit_test(test_single_writer_leaves_lock_free),
         cmocka_unit_test(test_converges_without_oscillating),
         cmocka_unit_test(test_short_batches_do_not_steer),
         cmocka_unit_test(test_fixed_size_when_no_target),
