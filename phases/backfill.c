@@ -853,12 +853,54 @@ static void apply_settings(worker *w, const char *json, int workers)
             t->sleep_ms = n;
         else if (strcmp(k, "max_replication_lag_ms") == 0)
             t->max_replication_lag_ms = n;
+        else if (strcmp(k, "max_latency_factor") == 0 && json_is_number(v))
+            t->max_latency_pct = (int64_t)(json_number_value(v) * 100 + 0.5);
+        else if (strcmp(k, "max_lock_ms") == 0)
+            t->max_lock_ms = n;
     }
     json_decref(o);
     int64_t rate = t->max_rows_per_second;
     if (rate > 0 && workers > 1)
         rate = rate / workers > 0 ? rate / workers : 1;
     zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms, rate, t->sleep_ms);
+    zdm_pacer_latency(&w->pacer, t->max_latency_pct, t->max_lock_ms, !w->pg);
+}
+
+/* The latency probe: before the first batch (the idle baseline, median
+ * of five) and before every batch after it. */
+static int probe_latency(worker *w, int baseline, zdm_err *err)
+{
+    if (!w->pacer.latency_pct)
+        return 0;
+    long long us = 0;
+    if (!baseline) {
+        int rc = zdm_db_probe(w->db, w->th.probe_query, &us, err);
+        if (rc == 0)
+            zdm_pacer_probe(&w->pacer, us);
+        return rc;
+    }
+    long long v[5];
+    for (int i = 0; i < 5; i++) {
+        int rc = zdm_db_probe(w->db, w->th.probe_query, &v[i], err);
+        if (rc != 0) {
+            zdm_err_detail(err, "the latency probe%s failed before the first batch; fix probe_query, or set "
+                                "max_latency_factor = 0 to run without latency pacing",
+                           w->th.probe_query ? " (probe_query)" : "");
+            return rc;
+        }
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            long long x = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = x;
+        }
+        zdm_sig_sleep_ms(10);
+    }
+    zdm_pacer_baseline(&w->pacer, v[2]);
+    zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+            "latency probe idle: %.2f ms; batches keep its p99 under %.2f ms (max_latency_factor %.2g)%s",
+            (double)v[2] / 1000.0, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0,
+            (double)w->pacer.latency_pct / 100.0, w->pg ? "" : ", the write lock left free between batches");
+    return 0;
 }
 
 static int truthy(const char *v)
@@ -1086,6 +1128,10 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
         json_object_set_new(o, "throttled", json_boolean(w->pause_reason[0] != 0));
         json_object_set_new(o, "throttle_reason", json_string(w->pause_reason));
         json_object_set_new(o, "replica_lag_ms", json_integer(w->replica_lag_ms));
+        json_object_set_new(o, "pacer_state", json_string(zdm_pacer_state_name(w->pacer.state)));
+        json_object_set_new(o, "latency_probe_us", json_integer(w->pacer.last_probe_us));
+        json_object_set_new(o, "latency_baseline_us", json_integer(w->pacer.baseline_us));
+        json_object_set_new(o, "latency_bound_us", json_integer(zdm_pacer_bound_us(&w->pacer)));
         char *txt = json_dumps(o, JSON_INDENT(2));
         zdm_buf_puts(out, txt);
         zdm_buf_puts(out, "\n");
@@ -1118,7 +1164,15 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
         .last_progress_ms = last,
         .stalled = !w->pause_reason[0] && zdm_now_ms() - since > STALL_MS,
         .stall_after_ms = STALL_MS,
+        .latency_probe_us = w->pacer.last_probe_us,
+        .latency_p99_us = w->pacer.probe_p99_us,
+        .latency_baseline_us = w->pacer.baseline_us,
+        .latency_bound_us = zdm_pacer_bound_us(&w->pacer),
+        .pacer_state = (int)w->pacer.state,
+        .pacer_state_name = zdm_pacer_state_name(w->pacer.state),
+        .pacer_gap_ms = zdm_pacer_delay(&w->pacer, zdm_mono_ms()),
     };
+    m.have_cost = zdm_pacer_cost(&w->pacer, &m.cost_fixed_us, &m.cost_per_row_ns);
     zdm_metrics_backfill(&m, !(metrics & ZDM_HTTP_FILL_NO_DEPRECATED), out);
 }
 
@@ -1445,6 +1499,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         w->pause_reason[0] = '\0';
         w->last_pause_log_ms = 0;
     }
+    if (w->pacer.baseline_us == 0 && w->pacer.latency_pct)
+        rc = probe_latency(w, 1, err);
+    else
+        rc = probe_latency(w, 0, err);
+    if (rc != 0) {
+        failed(w, rc);
+        return;
+    }
     int range_done = 0;
     int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms();
     rc = batch(w, w->pacer.size, &range_done, &scanned, &updated, err);
@@ -1487,6 +1549,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     const zdm_throttle *t = &plan->backfill->throttle;
     zdm_pacer_init(&w.pacer, t->batch_size, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
                    t->max_rows_per_second, t->sleep_ms);
+    zdm_pacer_latency(&w.pacer, t->max_latency_pct, t->max_lock_ms, !w.pg);
 
     zdm_db *own = NULL, *caller = db;
     if (o->url) {
@@ -1596,7 +1659,8 @@ int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_er
 }
 
 static const char *const live_keys[] = {"batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
-                                        "max_rows_per_second", "sleep_ms", "max_replication_lag_ms"};
+                                        "max_rows_per_second", "sleep_ms", "max_replication_lag_ms",
+                                        "max_latency_factor", "max_lock_ms"};
 #define NLIVE (sizeof live_keys / sizeof live_keys[0])
 
 static int parse_setting(const char *kv, char *key, size_t ksize, long long *v, zdm_err *err)
@@ -1614,11 +1678,23 @@ static int parse_setting(const char *kv, char *key, size_t ksize, long long *v, 
         zdm_err_set(err, ZDM_EXIT_USAGE, "\"%s\" cannot be changed live%s%s%s", key,
                     hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
         zdm_err_detail(err, "live settings: batch_size, target_batch_ms, min_batch_size, max_batch_size, "
-                            "max_rows_per_second, sleep_ms, max_replication_lag_ms");
+                            "max_rows_per_second, sleep_ms, max_replication_lag_ms, max_latency_factor, "
+                            "max_lock_ms");
         return ZDM_EXIT_USAGE;
     }
     char *end;
     errno = 0;
+    if (strcmp(key, "max_latency_factor") == 0) {
+        /* a factor: 0 (no latency pacing) or 1..100, kept x 100 */
+        double f = strtod(value, &end);
+        if (!*value || *end || errno || !(f == 0 || (f >= 1 && f <= 100))) {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected 0 (off) or a number from 1 to 100, e.g. 1.5", key,
+                        value);
+            return ZDM_EXIT_USAGE;
+        }
+        *v = (long long)(f * 100 + 0.5);
+        return 0;
+    }
     *v = strtoll(value, &end, 10);
     if (!*value || *end || errno || *v < 0 || (*v == 0 && strstr(key, "batch_size"))) {
         zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected a %s integer", key, value,
@@ -1692,7 +1768,10 @@ int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *k
         zdm_buf_printf(&detail, "--reset");
     for (int i = 0; rc == 0 && i < n; i++) {
         rc = parse_setting(kv[i], key, sizeof key, &v, err);
-        if (rc == 0) {
+        if (rc == 0 && strcmp(key, "max_latency_factor") == 0) {
+            json_object_set_new(o, key, json_real((double)v / 100.0));
+            zdm_buf_printf(&detail, "%s%s=%g", detail.len ? " " : "", key, (double)v / 100.0);
+        } else if (rc == 0) {
             json_object_set_new(o, key, json_integer(v));
             zdm_buf_printf(&detail, "%s%s=%lld", detail.len ? " " : "", key, v);
         }

@@ -198,6 +198,34 @@ void zdm_metrics_backfill(const zdm_backfill_metrics *m, int with_deprecated, zd
     zdm_metric_gauge(out, "zdm_backfill_throttle_probe_duration_seconds",
                      "Duration of the last throttle check (pause flag, settings, pause_query, health signals).",
                      plan, (double)m->probe_ms / 1000.0);
+    zdm_metric_gauge(out, "zdm_backfill_latency_probe_seconds",
+                     "The last latency probe (a round trip; SQLite: the write lock taken and given back).", plan,
+                     (double)m->latency_probe_us / 1e6);
+    zdm_metric_gauge(out, "zdm_backfill_latency_probe_p99_seconds", "99th percentile of the recent latency probes.",
+                     plan, (double)m->latency_p99_us / 1e6);
+    zdm_metric_gauge(out, "zdm_backfill_latency_baseline_seconds",
+                     "The latency probe measured idle, before the first batch.", plan,
+                     (double)m->latency_baseline_us / 1e6);
+    zdm_metric_gauge(out, "zdm_backfill_latency_bound_seconds",
+                     "max_latency_factor x baseline: the probe p99 the pacer keeps under (0: unthrottled).", plan,
+                     (double)m->latency_bound_us / 1e6);
+    {
+        zdm_buf ls = {0};
+        zdm_buf_puts(&ls, plan);
+        zdm_metric_label(&ls, "state", m->pacer_state_name ? m->pacer_state_name : "");
+        zdm_metric_gauge(out, "zdm_backfill_pacer_state",
+                         "What sizes the batches now: 0 steady, 1 growing, 2 latency over the bound, 3 rate limit "
+                         "(state names it).", ls.data ? ls.data : "", (double)m->pacer_state);
+        zdm_buf_free(&ls);
+    }
+    zdm_metric_gauge(out, "zdm_backfill_pacer_gap_seconds", "Pause before this worker's next batch.", plan,
+                     (double)m->pacer_gap_ms / 1000.0);
+    if (m->have_cost) {
+        zdm_metric_gauge(out, "zdm_backfill_batch_fixed_cost_seconds",
+                         "Fitted fixed cost of one batch, whatever its size.", plan, (double)m->cost_fixed_us / 1e6);
+        zdm_metric_gauge(out, "zdm_backfill_batch_row_cost_seconds", "Fitted cost of one more row in a batch.", plan,
+                         (double)m->cost_per_row_ns / 1e9);
+    }
 
     zdm_metric_gauge(out, "zdm_backfill_last_progress_timestamp_seconds",
                      "When the plan's last batch committed (any worker); 0 before the first.", plan,

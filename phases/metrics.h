@@ -62,6 +62,16 @@ typedef struct zdm_backfill_metrics {
     int64_t last_progress_ms; /* epoch ms of the plan's last committed batch (any worker), 0 before */
     int stalled;              /* no batch for stall_after_ms and nothing pauses this worker */
     int64_t stall_after_ms;
+    /* latency pacing (pacer.h); us, 0 when not measured */
+    int64_t latency_probe_us;    /* the last probe */
+    int64_t latency_p99_us;      /* p99 of the recent probes */
+    int64_t latency_baseline_us; /* idle, before the first batch */
+    int64_t latency_bound_us;    /* max_latency_factor x baseline; 0 = unthrottled */
+    int pacer_state;             /* zdm_pacer_state */
+    const char *pacer_state_name;
+    int64_t pacer_gap_ms;        /* pause before the next batch */
+    int have_cost;               /* the fitted batch cost below is known */
+    int64_t cost_fixed_us, cost_per_row_ns;
 } zdm_backfill_metrics;
 
 /* The whole exposition: zdm_build_info, the backfill families, the

@@ -253,6 +253,9 @@ static json_t *json_plan(const zdm_plan *p)
         json_object_set_new(th, "sleep_ms", json_integer(t->sleep_ms));
         json_object_set_new(th, "max_replication_lag_ms", json_integer(t->max_replication_lag_ms));
         json_object_set_new(th, "pause_query", jstr(t->pause_query));
+        json_object_set_new(th, "max_latency_factor", json_real((double)t->max_latency_pct / 100.0));
+        json_object_set_new(th, "max_lock_ms", json_integer(t->max_lock_ms));
+        json_object_set_new(th, "probe_query", jstr(t->probe_query));
         json_object_set_new(bo, "throttle", th);
         json_object_set_new(o, "backfill", bo);
     } else {
@@ -418,6 +421,12 @@ static void print_plan(FILE *f, const zdm_plan *p, const zdm_hooks *proj)
             fprintf(f, ", sleep %lld ms", (long long)t->sleep_ms);
         if (t->max_replication_lag_ms)
             fprintf(f, ", replica lag < %lld ms", (long long)t->max_replication_lag_ms);
+        if (t->max_latency_pct)
+            fprintf(f, ", probe latency < %.2gx idle", (double)t->max_latency_pct / 100.0);
+        else
+            fprintf(f, ", no latency pacing");
+        if (t->max_lock_ms)
+            fprintf(f, ", locks held < %lld ms", (long long)t->max_lock_ms);
         fputc('\n', f);
         if (t->pause_query)
             fprintf(f, "  pause while: %s\n", t->pause_query);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define REDACTED "*****"
 
@@ -680,6 +681,32 @@ int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: injected failure (ZDM_CRASH_AT)", db->ops->name);
     }
     return db->ops->exec_script(db, sql, err);
+}
+
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err)
+{
+    long long t0 = mono_us();
+    int rc;
+    if (probe_query) {
+        zdm_rows *r = NULL;
+        rc = db->ops->query(db, probe_query, 0, NULL, &r, err);
+        zdm_rows_free(r);
+    } else if (db->ops->kind == ZDM_DB_SQLITE) {
+        rc = db->ops->query(db, "BEGIN IMMEDIATE", 0, NULL, NULL, err);
+        if (rc == ZDM_OK)
+            rc = db->ops->query(db, "ROLLBACK", 0, NULL, NULL, err);
+    } else {
+        rc = db->ops->query(db, "SELECT 1", 0, NULL, NULL, err);
+    }
+    *us = mono_us() - t0;
+    return rc;
 }
 
 /* ---------------------------------------------------------- transactions */

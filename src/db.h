@@ -112,6 +112,14 @@ void zdm_db_cancel_arm(zdm_db *db);
 void zdm_db_cancel_disarm(void);
 void zdm_db_cancel_now(void);
 
+/* The backfill's latency probe, timed in microseconds (*us): what an
+ * application statement would wait for now.  probe_query when given (its
+ * rows are discarded); else pg a round trip (SELECT 1), sqlite the write
+ * lock taken and given back (BEGIN IMMEDIATE; ROLLBACK: one writer at a
+ * time, so the lock wait is what an application write waits).  Never
+ * inside a transaction. */
+int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err) ZDM_MUST_CHECK;
+
 /* Rows inserted, updated or deleted by the last zdm_db_query. */
 long long zdm_db_changes(const zdm_db *db);
 

@@ -91,6 +91,8 @@ void zdm_throttle_defaults(zdm_throttle *t)
     t->check_wal_archive = 1;
     t->max_wal_archive_ready = 100;
     t->check_replica_lag = 1;
+    t->max_latency_pct = 150;
+    t->max_lock_ms = 100;
 }
 
 /* ---- the checker ---- */
@@ -212,6 +214,31 @@ static int64_t want_int(chk *c, const toml_value *t, const char *key, const char
         return dflt;
     }
     return v->u.integer;
+}
+
+/* A latency factor: 0 (off) or a number from 1 to 100, integer or float;
+ * returned x 100. */
+static int64_t want_factor(chk *c, const toml_value *t, const char *key, const char *where, int64_t dflt)
+{
+    const toml_kv *kv = toml_get_kv(t, key);
+    if (!kv)
+        return dflt;
+    const toml_value *v = kv->value;
+    double f;
+    if (v->type == TOML_INTEGER)
+        f = (double)v->u.integer;
+    else if (v->type == TOML_FLOAT)
+        f = v->u.flt;
+    else {
+        bad(c, v->line, v->col, "%s.%s must be a number (e.g. 1.5, or 0 for no latency pacing), not %s %s", where,
+            key, type_article(v->type), toml_type_name(v->type));
+        return dflt;
+    }
+    if (!(f == 0 || (f >= 1 && f <= 100))) {
+        bad(c, v->line, v->col, "%s.%s = %g is out of range (0 for off, else 1 to 100)", where, key, f);
+        return dflt;
+    }
+    return (int64_t)(f * 100 + 0.5);
 }
 
 static int want_bool(chk *c, const toml_value *t, const char *key, const char *where, int dflt)
@@ -509,7 +536,7 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
         "batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
         "max_rows_per_second", "sleep_ms", "max_replication_lag_ms", "pause_query",
         "check_autovacuum", "check_wal_archive", "max_wal_archive_ready", "check_replica_lag",
-        NULL};
+        "max_latency_factor", "max_lock_ms", "probe_query", NULL};
     const char *w = "[backfill.throttle]";
     check_keys(c, t, w, keys);
     const int64_t big = INT64_C(1000000000);
@@ -525,6 +552,9 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
     th->check_wal_archive = want_bool(c, t, "check_wal_archive", w, th->check_wal_archive);
     th->max_wal_archive_ready = want_int(c, t, "max_wal_archive_ready", w, th->max_wal_archive_ready, 1, big);
     th->check_replica_lag = want_bool(c, t, "check_replica_lag", w, th->check_replica_lag);
+    th->max_latency_pct = want_factor(c, t, "max_latency_factor", w, th->max_latency_pct);
+    th->max_lock_ms = want_int(c, t, "max_lock_ms", w, th->max_lock_ms, 0, 3600000);
+    th->probe_query = want_sql(c, t, "probe_query", w, 0, ZDM_SQL_PG);
     if (th->min_batch_size > th->max_batch_size)
         bad(c, t->line, t->col, "[backfill.throttle] min_batch_size (%lld) is larger than max_batch_size (%lld)",
             (long long)th->min_batch_size, (long long)th->max_batch_size);
@@ -1069,6 +1099,7 @@ void zdm_plan_free(zdm_plan *p)
         zdm_strv_free(&b->dw_sources);
         free_assigns(b->reverse, b->nreverse);
         free(b->throttle.pause_query);
+        free(b->throttle.probe_query);
         free(b);
     }
     free(p->not_before);

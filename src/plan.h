@@ -78,6 +78,10 @@ typedef struct zdm_throttle {
     int check_wal_archive;
     int64_t max_wal_archive_ready;  /* .ready WAL files before pausing (100) */
     int check_replica_lag;
+    /* latency pacing (pacer.h) */
+    int64_t max_latency_pct;        /* max_latency_factor x 100 (150); 0 = unthrottled */
+    int64_t max_lock_ms;            /* longest a batch may hold its locks (100); 0 = none */
+    char *probe_query;              /* the latency probe; NULL = a round trip (pg), a write lock (sqlite) */
 } zdm_throttle;
 
 void zdm_throttle_defaults(zdm_throttle *t);
