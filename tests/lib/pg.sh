@@ -9,7 +9,7 @@
 #
 # Owns: one private server per test script, in a fresh temp dir, listening
 # only on a unix socket in that dir (no TCP port to collide with other runs
-# or a system server), with fsync off for speed.  The server and the dir
+# or a system server), with fsync off for speed (ZDM_PG_FSYNC=on: benchmarks).  The server and the dir
 # are removed on exit even when the test fails; on a failing exit the tail
 # of the server log is printed, since that is usually where the reason is.
 #
@@ -127,7 +127,7 @@ pg_start() {
     fi
     # The log file is created by pg_ctl, as the server's user.
     if ! _pg_as_owner "$_PG_BIN/pg_ctl" -D "$_PG_DIR/data" -l "$_PG_DIR/server.log" \
-            -w -t 60 -o "-p $_PG_PORT -k '$_PG_DIR' -c listen_addresses='' -c fsync=off -c max_connections=50 -c max_prepared_transactions=0" \
+            -w -t 60 -o "-p $_PG_PORT -k '$_PG_DIR' -c listen_addresses='' -c fsync=${ZDM_PG_FSYNC:-off} -c max_connections=50 -c max_prepared_transactions=0" \
             start >"$_PG_DIR/pg_ctl.log" 2>&1; then
         echo "pg.sh: the server did not start:" >&2
         cat "$_PG_DIR/pg_ctl.log" >&2
