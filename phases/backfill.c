@@ -75,6 +75,9 @@ typedef struct worker {
     int64_t start_ms, rows_mine, total_est, done_at_start;
     int64_t win_t[16], win_rows[16];
     int win_n;
+    /* every worker's rows (the plan's rows_done) over time, for the ETA */
+    int64_t plan_win_t[16], plan_win_rows[16];
+    int plan_win_n;
     int64_t last_progress_ms, last_health_ms, pause_since_ms, last_pause_log_ms;
     char pause_reason[512];
     int tty;
@@ -1040,9 +1043,23 @@ static void progress(worker *w, int final)
     zdm_err_clear(&e);
     if (zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
         return;
-    /* Rate over the recent window, not since the start. */
+    /* Rate over the recent window, not since the start, of every live
+     * worker together: the plan's rows done, sampled here.  Both windows
+     * restart after a pause (on_tick), so paused time is not in the rate. */
+    if (w->plan_win_n == 16) {
+        memmove(w->plan_win_t, w->plan_win_t + 1, 15 * sizeof w->plan_win_t[0]);
+        memmove(w->plan_win_rows, w->plan_win_rows + 1, 15 * sizeof w->plan_win_rows[0]);
+        w->plan_win_n = 15;
+    }
+    w->plan_win_t[w->plan_win_n] = now;
+    w->plan_win_rows[w->plan_win_n] = pr.rows_done;
+    w->plan_win_n++;
     int64_t rate = 0;
-    if (w->win_n >= 2) {
+    if (w->plan_win_n >= 2 && w->plan_win_t[w->plan_win_n - 1] > w->plan_win_t[0]) {
+        int64_t dt = w->plan_win_t[w->plan_win_n - 1] - w->plan_win_t[0];
+        int64_t dr = w->plan_win_rows[w->plan_win_n - 1] - w->plan_win_rows[0];
+        rate = dr > 0 ? dr * 1000 / dt : 0;
+    } else if (w->win_n >= 2) {
         int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
         int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
         rate = dt > 0 ? dr * 1000 / dt : 0;
@@ -1498,6 +1515,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                 zdm_format_duration(zdm_mono_ms() - w->pause_since_ms, d, sizeof d), w->pause_reason);
         w->pause_reason[0] = '\0';
         w->last_pause_log_ms = 0;
+        w->win_n = w->plan_win_n = 0; /* the pause stays out of the rates */
     }
     if (w->pacer.baseline_us == 0 && w->pacer.latency_pct)
         rc = probe_latency(w, 1, err);
