@@ -802,6 +802,14 @@ record:
         const char *p[] = {id, rid, last, upd, *range_done ? "1" : "0", now};
         rc = zdm_db_query(w->db, sql, 6, p, NULL, err);
     }
+    if (rc == 0 && w->pacer.latency_pct && *updated > 0) {
+        /* the application waiting on this batch's row locks, seen while
+         * they are still held: the pacer backs off */
+        long long blocked = 0;
+        rc = zdm_db_blocked_by_me(w->db, &blocked, err);
+        if (rc == 0)
+            zdm_pacer_blocked(&w->pacer, blocked);
+    }
     if (rc == 0)
         rc = zdm_db_commit(w->db, err);
     if (rc == 0 && last) {
@@ -1188,6 +1196,7 @@ static void fill_http(void *arg, int metrics, zdm_buf *out)
         .pacer_state = (int)w->pacer.state,
         .pacer_state_name = zdm_pacer_state_name(w->pacer.state),
         .pacer_gap_ms = zdm_pacer_delay(&w->pacer, zdm_mono_ms()),
+        .blocked_sessions = w->pacer.blocked_total,
     };
     m.have_cost = zdm_pacer_cost(&w->pacer, &m.cost_fixed_us, &m.cost_per_row_ns);
     zdm_metrics_backfill(&m, !(metrics & ZDM_HTTP_FILL_NO_DEPRECATED), out);

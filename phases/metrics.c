@@ -218,6 +218,9 @@ void zdm_metrics_backfill(const zdm_backfill_metrics *m, int with_deprecated, zd
                          "(state names it).", ls.data ? ls.data : "", (double)m->pacer_state);
         zdm_buf_free(&ls);
     }
+    zdm_metric_counter(out, "zdm_backfill_blocked_sessions_total",
+                       "Sessions seen waiting on a batch's row locks just before it committed (PostgreSQL).", plan,
+                       (double)m->blocked_sessions);
     zdm_metric_gauge(out, "zdm_backfill_pacer_gap_seconds", "Pause before this worker's next batch.", plan,
                      (double)m->pacer_gap_ms / 1000.0);
     if (m->have_cost) {

@@ -70,6 +70,7 @@ typedef struct zdm_backfill_metrics {
     int pacer_state;             /* zdm_pacer_state */
     const char *pacer_state_name;
     int64_t pacer_gap_ms;        /* pause before the next batch */
+    int64_t blocked_sessions;    /* sessions seen waiting on a batch's locks (PostgreSQL) */
     int have_cost;               /* the fitted batch cost below is known */
     int64_t cost_fixed_us, cost_per_row_ns;
 } zdm_backfill_metrics;

@@ -23,6 +23,7 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->nprobes = 0;
     p->last_probe_us = p->probe_p99_us = 0;
     p->lat_gap_ms = p->last_batch_ms = 0;
+    p->blocked_total = 0;
     p->state = ZDM_PACER_GROWING;
     zdm_pacer_update(p, min_size, max_size, target_ms, max_rows_per_second, sleep_ms);
 }
@@ -140,6 +141,28 @@ int zdm_pacer_cost(const zdm_pacer *p, int64_t *fixed_us, int64_t *per_row_ns)
     return 1;
 }
 
+static void back_off(zdm_pacer *p)
+{
+    /* less work per batch, more room between batches, judged again on
+     * fresh probes */
+    resize(p, p->size / 2);
+    int64_t gap = p->lat_gap_ms * 2;
+    if (gap < p->last_batch_ms)
+        gap = p->last_batch_ms;
+    p->lat_gap_ms = clamp(gap, 10, 5000);
+    p->state = ZDM_PACER_LATENCY;
+    p->nprobes = 0;
+}
+
+void zdm_pacer_blocked(zdm_pacer *p, int64_t sessions)
+{
+    if (sessions <= 0)
+        return;
+    p->blocked_total += sessions;
+    if (p->latency_pct)
+        back_off(p);
+}
+
 void zdm_pacer_probe(zdm_pacer *p, int64_t us)
 {
     if (us < 0)
@@ -161,15 +184,7 @@ void zdm_pacer_probe(zdm_pacer *p, int64_t us)
     if (!bound)
         return;
     if (p->nprobes >= 3 && p->probe_p99_us > bound) {
-        /* The application waits longer than the bound: less work per
-         * batch, more room between batches, judged again on fresh probes. */
-        resize(p, p->size / 2);
-        int64_t gap = p->lat_gap_ms * 2;
-        if (gap < p->last_batch_ms)
-            gap = p->last_batch_ms;
-        p->lat_gap_ms = clamp(gap, 10, 5000);
-        p->state = ZDM_PACER_LATENCY;
-        p->nprobes = 0;
+        back_off(p); /* the application waits longer than the bound */
     } else if (p->nprobes >= 5 && p->probe_p99_us <= bound) {
         p->lat_gap_ms /= 2;
         if (p->lat_gap_ms < 5)

@@ -68,6 +68,7 @@ typedef struct zdm_pacer {
     int64_t last_probe_us, probe_p99_us;
     int64_t lat_gap_ms;           /* extra pause while latency is over the bound */
     int64_t last_batch_ms;
+    int64_t blocked_total;        /* sessions seen waiting on a batch, all batches */
     zdm_pacer_state state;
 } zdm_pacer;
 
@@ -83,6 +84,10 @@ void zdm_pacer_latency(zdm_pacer *p, int64_t latency_pct, int64_t max_lock_ms, i
 void zdm_pacer_baseline(zdm_pacer *p, int64_t us);
 /* A probe taken between batches. */
 void zdm_pacer_probe(zdm_pacer *p, int64_t us);
+/* Sessions found waiting on the batch's locks just before it committed
+ * (PostgreSQL): the application waited on the backfill, so back off as
+ * for a slow probe. */
+void zdm_pacer_blocked(zdm_pacer *p, int64_t sessions);
 /* The latency bound in microseconds (0 while off or without a baseline). */
 int64_t zdm_pacer_bound_us(const zdm_pacer *p);
 /* The size target: target_ms, or max_lock_ms when smaller. */

@@ -709,6 +709,20 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
     return rc;
 }
 
+int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err)
+{
+    *sessions = 0;
+    if (db->ops->kind != ZDM_DB_PG)
+        return ZDM_OK;
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                    "AND pg_backend_pid() = ANY (pg_blocking_pids(pid))", 0, NULL, &v, err);
+    if (rc == ZDM_OK && v)
+        *sessions = strtoll(v, NULL, 10);
+    free(v);
+    return rc;
+}
+
 /* ---------------------------------------------------------- transactions */
 
 int zdm_db_begin(zdm_db *db, zdm_err *err)

@@ -120,6 +120,11 @@ void zdm_db_cancel_now(void);
  * inside a transaction. */
 int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err) ZDM_MUST_CHECK;
 
+/* How many other sessions wait on a lock this session holds (pg:
+ * pg_blocking_pids; sqlite cannot tell: 0).  Run inside a transaction to
+ * see who waits on its row locks. */
+int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err) ZDM_MUST_CHECK;
+
 /* Rows inserted, updated or deleted by the last zdm_db_query. */
 long long zdm_db_changes(const zdm_db *db);
 

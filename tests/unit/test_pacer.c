@@ -141,6 +141,27 @@ static void test_latency_over_bound_backs_off(void **state)
     assert_true(p.size > 1000);
 }
 
+static void test_blocked_sessions_back_off(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 4000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 0);
+    zdm_pacer_record(&p, 4000, 200, 200); /* at the target */
+    zdm_pacer_blocked(&p, 0); /* nobody waited: nothing changes */
+    assert_int_equal(p.size, 4000);
+    assert_int_equal(zdm_pacer_delay(&p, 200), 0);
+    zdm_pacer_blocked(&p, 2); /* two sessions waited on the batch's rows */
+    assert_int_equal(p.size, 2000);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+    assert_int_equal(zdm_pacer_delay(&p, 200), 200);
+    assert_int_equal(p.blocked_total, 2);
+    zdm_pacer_latency(&p, 0, 0, 0); /* unthrottled: counted, no back-off */
+    zdm_pacer_blocked(&p, 1);
+    assert_int_equal(p.size, 2000);
+    assert_int_equal(p.blocked_total, 3);
+}
+
 static void test_latency_bound_floor_and_off(void **state)
 {
     (void)state;
@@ -261,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_fixed_cost_grows_the_batch),
         cmocka_unit_test(test_max_lock_ms_bounds_batches),
         cmocka_unit_test(test_latency_over_bound_backs_off),
+        cmocka_unit_test(test_blocked_sessions_back_off),
         cmocka_unit_test(test_latency_bound_floor_and_off),
         cmocka_unit_test(test_single_writer_leaves_lock_free),
         cmocka_unit_test(test_converges_without_oscillating),
