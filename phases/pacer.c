@@ -24,6 +24,7 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->last_probe_us = p->probe_p99_us = 0;
     p->lat_gap_ms = p->last_batch_ms = 0;
     p->blocked_total = 0;
+    p->at_max_gap = p->rebaselined = 0;
     p->state = ZDM_PACER_GROWING;
     zdm_pacer_update(p, min_size, max_size, target_ms, max_rows_per_second, sleep_ms);
 }
@@ -149,7 +150,9 @@ static void back_off(zdm_pacer *p)
     int64_t gap = p->lat_gap_ms * 2;
     if (gap < p->last_batch_ms)
         gap = p->last_batch_ms;
-    p->lat_gap_ms = clamp(gap, 10, 5000);
+    if (gap >= ZDM_PACER_MAX_GAP_MS)
+        p->at_max_gap++;
+    p->lat_gap_ms = clamp(gap, 10, ZDM_PACER_MAX_GAP_MS);
     p->state = ZDM_PACER_LATENCY;
     p->nprobes = 0;
 }
@@ -183,12 +186,31 @@ void zdm_pacer_probe(zdm_pacer *p, int64_t us)
     int64_t bound = zdm_pacer_bound_us(p);
     if (!bound)
         return;
-    if (p->nprobes >= 3 && p->probe_p99_us > bound) {
+    /* Judged on the median of five probes (one slow probe on a busy host
+     * is noise), or at once on one probe over 4x the bound. */
+    if (p->nprobes < 5 && us <= 4 * bound)
+        return;
+    int64_t median = sorted[p->nprobes / 2];
+    if (median > bound || us > 4 * bound) {
+        if (p->at_max_gap >= 5) {
+            /* Still slow after five rounds at the longest gap and the
+             * smallest batches: the worker is hardly running, so the
+             * slowness is the server's new normal, not the backfill's.
+             * Take it as the baseline rather than never finishing. */
+            p->baseline_us = median;
+            p->rebaselined++;
+            p->lat_gap_ms = 0;
+            p->state = ZDM_PACER_STEADY;
+            p->at_max_gap = 0;
+            p->nprobes = 0;
+            return;
+        }
         back_off(p); /* the application waits longer than the bound */
-    } else if (p->nprobes >= 5 && p->probe_p99_us <= bound) {
-        p->lat_gap_ms /= 2;
+    } else {
+        p->lat_gap_ms /= 4;
         if (p->lat_gap_ms < 5)
             p->lat_gap_ms = 0;
+        p->at_max_gap = 0;
         if (!p->lat_gap_ms && p->state == ZDM_PACER_LATENCY)
             p->state = ZDM_PACER_STEADY;
         p->nprobes = 0;

@@ -17,11 +17,14 @@
  *
  * Latency: the worker measures a probe (a round trip; on SQLite a write
  * lock taken and released) before its first batch -- the baseline -- and
- * between batches.  While the p99 of the recent probes exceeds
- * max_latency_factor x baseline (never tighter than baseline + 1 ms, the
- * scheduling noise of a loaded host), the pacer halves the batch and
- * doubles a gap between batches (up to 5 s), and grows nothing; quiet
- * probes shrink the gap again.  With one writer (SQLite) it also leaves
+ * between batches.  While the median of five recent probes (or one probe
+ * over 4x the bound) exceeds max_latency_factor x baseline (never tighter
+ * than baseline + 1 ms, the scheduling noise of a loaded host), the pacer
+ * halves the batch and doubles a gap between batches (up to 1 s), and
+ * grows nothing; quiet probes shrink the gap again.  Still slow after five
+ * back-offs at the longest gap, the worker is hardly running: the
+ * slowness is the server's, and its median becomes the new baseline, so
+ * a backfill on a server that got busier still ends.  With one writer (SQLite) it also leaves
  * the write lock free after every batch for as long as the batch held it
  * (5 to 100 ms: SQLite's busy handler sleeps in steps of up to 100 ms, a
  * writer that waited through a batch retries within that time).
@@ -37,6 +40,7 @@
 #define ZDM_PACER_WINDOW 8
 #define ZDM_PACER_COST_WINDOW 16
 #define ZDM_PACER_PROBES 20
+#define ZDM_PACER_MAX_GAP_MS 1000
 
 /* What holds the worker back now (/metrics zdm_backfill_pacer_state). */
 typedef enum zdm_pacer_state {
@@ -69,6 +73,8 @@ typedef struct zdm_pacer {
     int64_t lat_gap_ms;           /* extra pause while latency is over the bound */
     int64_t last_batch_ms;
     int64_t blocked_total;        /* sessions seen waiting on a batch, all batches */
+    int at_max_gap;               /* back-offs in a row at the longest gap */
+    int rebaselined;              /* times the baseline was taken again */
     zdm_pacer_state state;
 } zdm_pacer;
 

@@ -115,10 +115,15 @@ static void test_latency_over_bound_backs_off(void **state)
     zdm_pacer_baseline(&p, 4000); /* 4 ms idle: bound 6 ms */
     assert_int_equal(zdm_pacer_bound_us(&p), 6000);
     zdm_pacer_record(&p, 4000, 100, 100);
-    zdm_pacer_probe(&p, 4000);
-    zdm_pacer_probe(&p, 5000);
-    assert_int_equal(p.size, 4000); /* under the bound */
-    zdm_pacer_probe(&p, 9000);      /* p99 over the bound */
+    /* one slow probe among quiet ones is noise */
+    int64_t noisy[] = {4000, 5000, 9000, 4000, 5000};
+    for (int i = 0; i < 5; i++)
+        zdm_pacer_probe(&p, noisy[i]);
+    assert_int_equal(p.size, 4000);
+    /* the median over the bound: back off */
+    int64_t slow[] = {7000, 8000, 4000, 9000, 7000};
+    for (int i = 0; i < 5; i++)
+        zdm_pacer_probe(&p, slow[i]);
     assert_int_equal(p.size, 2000);
     assert_int_equal(p.state, ZDM_PACER_LATENCY);
     assert_true(zdm_pacer_delay(&p, 1000) >= 100); /* at least the batch's length */
@@ -127,9 +132,8 @@ static void test_latency_over_bound_backs_off(void **state)
     for (int i = 0; i < 10; i++)
         zdm_pacer_record(&p, p.size, 5, 2000 + i);
     assert_int_equal(p.size, 2000);
-    /* still slow: smaller, longer gap */
-    for (int i = 0; i < 3; i++)
-        zdm_pacer_probe(&p, 20000);
+    /* one probe over 4x the bound acts at once: smaller, longer gap */
+    zdm_pacer_probe(&p, 30000);
     assert_int_equal(p.size, 1000);
     assert_true(zdm_pacer_delay(&p, 1000) > gap);
     /* quiet again: the gap shrinks away and growth resumes */
@@ -139,6 +143,31 @@ static void test_latency_over_bound_backs_off(void **state)
     assert_int_not_equal(p.state, ZDM_PACER_LATENCY);
     zdm_pacer_record(&p, p.size, 5, 5000);
     assert_true(p.size > 1000);
+}
+
+static void test_slower_server_becomes_the_baseline(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 4000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 0);
+    zdm_pacer_baseline(&p, 2000);
+    zdm_pacer_record(&p, 4000, 50, 50);
+    /* the server got slower for its own reasons: every probe 20 ms,
+     * however little the worker does */
+    int i;
+    for (i = 0; i < 1000 && p.rebaselined == 0; i++) {
+        zdm_pacer_probe(&p, 20000);
+        assert_true(zdm_pacer_delay(&p, 0) <= ZDM_PACER_MAX_GAP_MS);
+    }
+    assert_int_equal(p.rebaselined, 1); /* the backfill still ends */
+    assert_int_equal(p.baseline_us, 20000);
+    assert_int_equal(zdm_pacer_delay(&p, 0), 0);
+    /* and the new normal holds it no more */
+    for (int j = 0; j < 20; j++)
+        zdm_pacer_probe(&p, 20000);
+    assert_int_not_equal(p.state, ZDM_PACER_LATENCY);
+    assert_int_equal(p.rebaselined, 1);
 }
 
 static void test_blocked_sessions_back_off(void **state)
@@ -282,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_fixed_cost_grows_the_batch),
         cmocka_unit_test(test_max_lock_ms_bounds_batches),
         cmocka_unit_test(test_latency_over_bound_backs_off),
+        cmocka_unit_test(test_slower_server_becomes_the_baseline),
         cmocka_unit_test(test_blocked_sessions_back_off),
         cmocka_unit_test(test_latency_bound_floor_and_off),
         cmocka_unit_test(test_single_writer_leaves_lock_free),
