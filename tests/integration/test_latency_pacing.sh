@@ -93,4 +93,22 @@ zdm_run advance p_ok
 t_rc "backfilled" 0
 t_match "logs the idle probe and the bound" "latency probe idle: [0-9.]+ ms; batches keep its p99 under [0-9.]+ ms \\(max_latency_factor 1.5\\), the write lock left free" "$ZERR"
 t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS DISTINCT FROM a")"
+
+t_section "PostgreSQL: the round-trip probe, and the blocked-session count in every batch"
+if t_pg_available; then
+    t_pg_start
+    db_new pg lat_pg
+    plans_empty
+    plan_write p_pg "$(plan_body '')"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
+    db_sql "INSERT INTO t SELECT i, i FROM generate_series(1, 3000) i" >/dev/null
+    zdm_run advance p_pg
+    t_rc "expand" 0
+    zdm_run -v advance p_pg
+    t_rc "backfilled" 0
+    t_match "logs the idle probe and the bound" "latency probe idle: [0-9.]+ ms; batches keep its p99 under [0-9.]+ ms \\(max_latency_factor 1.5\\)" "$ZERR"
+    t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS DISTINCT FROM a")"
+else
+    t_note "no PostgreSQL server binaries: PostgreSQL part skipped"
+fi
 t_finish
