@@ -146,7 +146,8 @@ static void back_off(zdm_pacer *p)
 {
     /* less work per batch, more room between batches, judged again on
      * fresh probes */
-    resize(p, p->size / 2);
+    if (p->target_ms > 0) /* target_batch_ms = 0: the size is fixed, only the gap moves */
+        resize(p, p->size / 2);
     int64_t gap = p->lat_gap_ms * 2;
     if (gap < p->last_batch_ms)
         gap = p->last_batch_ms;

@@ -185,6 +185,14 @@ static void test_blocked_sessions_back_off(void **state)
     assert_int_equal(p.state, ZDM_PACER_LATENCY);
     assert_int_equal(zdm_pacer_delay(&p, 200), 200);
     assert_int_equal(p.blocked_total, 2);
+    /* a fixed size (target_batch_ms = 0) stays fixed: only the gap grows */
+    zdm_pacer q;
+    zdm_pacer_init(&q, 200, 10, 100000, 0, 0, 0);
+    zdm_pacer_latency(&q, 150, 0, 0);
+    zdm_pacer_record(&q, 200, 30, 30);
+    zdm_pacer_blocked(&q, 1);
+    assert_int_equal(q.size, 200);
+    assert_int_equal(zdm_pacer_delay(&q, 30), 30);
     zdm_pacer_latency(&p, 0, 0, 0); /* unthrottled: counted, no back-off */
     zdm_pacer_blocked(&p, 1);
     assert_int_equal(p.size, 2000);
