@@ -193,8 +193,8 @@ void zdm_pacer_probe(zdm_pacer *p, int64_t us)
         return;
     int64_t median = sorted[p->nprobes / 2];
     if (median > bound || us > 4 * bound) {
-        if (p->at_max_gap >= 5) {
-            /* Still slow after five rounds at the longest gap and the
+        if (p->at_max_gap >= 3) {
+            /* Still slow after three rounds at the longest gap and the
              * smallest batches: the worker is hardly running, so the
              * slowness is the server's new normal, not the backfill's.
              * Take it as the baseline rather than never finishing. */

@@ -20,8 +20,8 @@
  * between batches.  While the median of five recent probes (or one probe
  * over 4x the bound) exceeds max_latency_factor x baseline (never tighter
  * than baseline + 1 ms, the scheduling noise of a loaded host), the pacer
- * halves the batch and doubles a gap between batches (up to 1 s), and
- * grows nothing; quiet probes shrink the gap again.  Still slow after five
+ * halves the batch and doubles a gap between batches (up to 0.5 s), and
+ * grows nothing; quiet probes shrink the gap again.  Still slow after three
  * back-offs at the longest gap, the worker is hardly running: the
  * slowness is the server's, and its median becomes the new baseline, so
  * a backfill on a server that got busier still ends.  With one writer (SQLite) it also leaves
@@ -40,7 +40,7 @@
 #define ZDM_PACER_WINDOW 8
 #define ZDM_PACER_COST_WINDOW 16
 #define ZDM_PACER_PROBES 20
-#define ZDM_PACER_MAX_GAP_MS 1000
+#define ZDM_PACER_MAX_GAP_MS 500
 
 /* What holds the worker back now (/metrics zdm_backfill_pacer_state). */
 typedef enum zdm_pacer_state {

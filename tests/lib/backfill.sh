@@ -398,8 +398,11 @@ bf_case_kill9() {
     local rows=$1
     bf_case "exactly once under kill -9 ($rows rows)"
     bf_db kill9
+    # latency pacing off: 20 kills must land within the run, and the
+    # loaded test host would stretch it (test_latency_pacing covers pacing)
     bf_inc_setup "$rows" "batch_size = 200
 target_batch_ms = 0
+max_latency_factor = 0
 $2" "$3"
     local kills=0 inv conv chk twice i
     for i in $(seq 1 20); do
@@ -674,8 +677,11 @@ bf_case_rate() {
     local rows=10000 limit=2000
     bf_case "max_rows_per_second = $limit on $rows rows"
     bf_db rate
+    # latency pacing off: the loaded test host would hold the worker below
+    # the limit (test_latency_pacing covers it)
     bf_inc_setup "$rows" "batch_size = 200
 target_batch_ms = 0
+max_latency_factor = 0
 max_rows_per_second = $limit"
     bf_bg "$BF_DIR/rate" backfill 0002_inc
     local worker=$BF_PID t0=0 t1 r0=0
