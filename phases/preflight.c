@@ -596,6 +596,7 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         rc = zdm_db_exec_script(db, q, err);
     }
     int dialect = zdm_db_kind_of(db);
+    char *ran = zdm_xcalloc(plan->nexpand + 1, 1); /* the steps run here */
     for (size_t i = 0; rc == 0 && i < plan->nexpand; i++) {
         const char *sql = zdm_step_sql(&plan->expand[i], dialect);
         if (!sql)
@@ -607,7 +608,9 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         }
         zdm_err e;
         zdm_err_clear(&e);
+        ran[i] = 1;
         if (try_sql(&c, sql, 0, &e) != 0) {
+            ran[i] = 0;
             if (e.code == ZDM_EXIT_INTERRUPTED) {
                 *err = e;
                 rc = e.code;
@@ -623,6 +626,9 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
             }
         }
     }
+    /* the schema as the expand steps leave it, for their downs below */
+    if (rc == 0)
+        rc = zdm_db_exec_script(db, "SAVEPOINT zdm_preflight_steps", err);
     if (rc == 0)
         rc = check_constraint_ops(&c, err);
     if (rc == 0 && plan->backfill)
@@ -630,6 +636,21 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
     if (rc == 0 && plan->verify)
         rc = check_expr(&c, plan->verify, line_of(plan, "contract", NULL, "verify", 0), "[contract] verify",
                         plan->verify, err);
+    /* The downs of the steps run here, newest first, as a failed expand
+     * runs them: one that cannot undo its step (a misspelt column) would
+     * leave the schema changed after a failure.  Written steps only: an
+     * operation's down is zdm's own. */
+    if (rc == 0)
+        rc = zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT zdm_preflight_steps", err);
+    for (size_t i = plan->nexpand; rc == 0 && i-- > 0;) {
+        const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], dialect) : NULL;
+        if (!down || try_sql(&c, down, 0, err) == 0)
+            continue;
+        char what[64];
+        snprintf(what, sizeof what, "down of expand step %d", plan->expand[i].index);
+        rc = err->code == ZDM_EXIT_INTERRUPTED ? err->code : refuse(&c, plan->expand[i].line, what, down, err);
+    }
+    free(ran);
     zdm_db_rollback(db);
     return rc;
 }

@@ -248,6 +248,16 @@ set.category = \"lpadd(project_name, 3)\"" 'lpadd'
     run_case case_preflight "$d" where_typo 8 "$PF_HEAD
 where = \"categry IS NULL\"
 set.category = \"upper(project_name)\"" 'where = "categry IS NULL"'
+    # a down that cannot undo its step: the atomic expand could not
+    # restore the schema, so it is refused before anything changes
+    run_case case_preflight "$d" down_typo 2 "
+[[expand.steps]]
+sql  = \"ALTER TABLE events ADD COLUMN category text\"
+down = \"ALTER TABLE events DROP COLUMN categroy\"
+
+[backfill]
+table = \"events\"
+set.category = \"upper(project_name)\"" 'down of expand step 1 = "ALTER TABLE events DROP COLUMN categroy"'
     # SQLite reads an unknown "quoted" name as a string: a typo in
     # sources used to pass, and the trigger then ignored every update
     run_case case_preflight "$d" sources_typo 10 "$PF_HEAD
