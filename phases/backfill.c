@@ -1324,6 +1324,13 @@ static int finish(worker *w, int *all_done, int *others, zdm_err *err)
     rc = zdm_db_begin(w->db, err);
     if (rc != 0)
         return rc;
+    /* Inside the transaction: on SQLite it holds the write lock, so zdm
+     * unlock cannot take the lock row away between this check and the
+     * commit; on PostgreSQL a restart after it fails the commit. */
+    if (w->o->guard && !zdm_mutant("backfill_unguarded") && (rc = w->o->guard(w->o->guard_arg, err)) != 0) {
+        zdm_db_rollback(w->db);
+        return rc;
+    }
     snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1 AND phase = 'expanded'",
              T(w, "plans"));
     const char *pu[] = {w->plan->id, now};
@@ -1468,6 +1475,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (zdm_sig_caught()) {
         stop(w, ZDM_EXIT_INTERRUPTED);
         return;
+    }
+    if (w->o->guard && !zdm_mutant("backfill_unguarded")) {
+        int grc = w->o->guard(w->o->guard_arg, err);
+        if (grc != 0) {
+            stop(w, grc);
+            return;
+        }
     }
     if (w->range_id < 0) {
         int got = 0;

@@ -77,6 +77,13 @@ typedef struct zdm_backfill_opts {
     const char *url;      /* when set, the worker uses its own connection to this
                            * database and reconnects after losing it */
     int finished_plan;    /* OUT: this worker moved the plan to backfilled */
+    /* advance's worker: called before each batch and, in the transaction
+     * that records backfilled, before that record; nonzero (err filled)
+     * stops the worker.  It says whether advance still holds the plan's
+     * lock: a run that lost it (server restart, zdm unlock) records
+     * nothing more.  NULL for zdm backfill workers (they hold no lock). */
+    int (*guard)(void *arg, zdm_err *err);
+    void *guard_arg;
 } zdm_backfill_opts;
 
 /* Runs one worker until no range is left for it.  Returns 0 when the

@@ -732,7 +732,7 @@ int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
                              s.plan->path);
             zdm_err_detail(err, "restore the file as it was, or accept it with \"zdm stamp %s expanded\"", s.plan->id);
         } else {
-            zdm_backfill_opts o = {0, -1, cli->listen, cli->db_url, 0};
+            zdm_backfill_opts o = {0, -1, cli->listen, cli->db_url, 0, NULL, NULL};
             rc = zdm_backfill_run(s.db, s.plan, &o, err);
             if (rc == 0 && o.finished_plan) {
                 /* the worker that finished the backfill runs after_backfill */

@@ -215,6 +215,8 @@ static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event 
     setenv("ZDM_EVENT", zdm_hook_event_name(ev), 1);
     setenv("ZDM_PHASE", env->phase ? env->phase : "", 1);
     setenv("ZDM_NEXT_PHASE", env->next_phase ? env->next_phase : "", 1);
+    setenv("ZDM_FROM_PHASE", env->from_phase ? env->from_phase : "", 1);
+    setenv("ZDM_TO_PHASE", env->to_phase ? env->to_phase : "", 1);
     setenv("ZDM_DIALECT", env->dialect ? env->dialect : "", 1);
     setenv("ZDM_DATABASE_URL", db_url, 1);
     setenv("ZDM_HISTORY_ID", hid, 1);

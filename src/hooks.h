@@ -39,6 +39,12 @@ typedef struct zdm_hook_env {
      * for the other events, which get neither variable. */
     const char *error;
     int exit_code;
+    /* The transition the hook belongs to, for every event
+     * (ZDM_FROM_PHASE, ZDM_TO_PHASE): after_* hooks get ZDM_PHASE = the
+     * phase entered, so these are the only place they learn where the
+     * plan came from. */
+    const char *from_phase;
+    const char *to_phase;
 } zdm_hook_env;
 
 /* Runs every command for `ev`: the project's first, then the plan's

@@ -104,6 +104,7 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
     zdm_plan_state early = c->st;
     if (zdm_mutant("phase_unlocked") && zdm_state_get(c->db, c->plan->id, &early, err) != 0)
         return err->code;
+    zdm_barrier("before_lock"); /* test builds: test_races holds runs here */
     rc = zdm_state_lock(c->db, c->plan->id, &got, holder, sizeof holder, err);
     if (rc != 0)
         return rc;
@@ -211,10 +212,18 @@ static int set_phase(ctx *c, zdm_phase to, zdm_err *err)
 }
 
 /* Runs the hooks of one event and writes a history row with their output.
+ * from/to is the transition the hooks belong to, whatever the event:
+ * ZDM_FROM_PHASE/ZDM_TO_PHASE, and the history row.  ZDM_PHASE and
+ * ZDM_NEXT_PHASE say from -> to too, except for hooks that run once the
+ * plan is in `to` (after_*, on_rollback of a plain rollback), which are
+ * told to -> to, as they always were.
  * Returns 0 or ZDM_EXIT_FAIL (err names the failing hook). */
-static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next, int64_t hid,
+static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase from, zdm_phase to, int64_t hid,
                      zdm_err *err)
 {
+    int after = ev == ZDM_HOOK_AFTER_EXPAND || ev == ZDM_HOOK_AFTER_BACKFILL || ev == ZDM_HOOK_AFTER_CONTRACT ||
+                (ev == ZDM_HOOK_ON_ROLLBACK && c->st.phase == to);
+    zdm_phase phase = after ? to : from, next = to;
     const zdm_plan *p = c->plan;
     if (!zdm_hooks_count(c->o->project, p, ev))
         return 0;
@@ -224,7 +233,7 @@ static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next,
     }
     char *url = zdm_url_without_password(zdm_db_safe_url(c->db));
     zdm_hook_env env = {zdm_phase_name(phase), zdm_phase_name(next), zdm_db_dialect_name(c->db), url,
-                        (long long)hid, NULL, 0};
+                        (long long)hid, NULL, 0, zdm_phase_name(from), zdm_phase_name(to)};
     if (ev == ZDM_HOOK_ON_FAILURE && c->failure) {
         env.error = c->failure->msg;
         env.exit_code = c->failure->code;
@@ -235,7 +244,7 @@ static int run_hooks(ctx *c, zdm_hook_event ev, zdm_phase phase, zdm_phase next,
     free(url);
     char action[64];
     snprintf(action, sizeof action, "hook %s", zdm_hook_event_name(ev));
-    zdm_history_entry h = {p->id, action, zdm_phase_name(phase), zdm_phase_name(next),
+    zdm_history_entry h = {p->id, action, zdm_phase_name(from), zdm_phase_name(to),
                            rc == 0 ? "ok" : rc == ZDM_EXIT_INTERRUPTED ? "interrupted" : "failed", tail.data};
     zdm_err e2;
     zdm_err_clear(&e2);
@@ -620,7 +629,7 @@ static int run_backfill(ctx *c, zdm_err *err)
     const zdm_plan *p = c->plan;
     if (!p->backfill)
         return 0;
-    zdm_backfill_opts bo = {1, -1, NULL, c->o->url, 0};
+    zdm_backfill_opts bo = {1, -1, NULL, c->o->url, 0, guard, c};
     int rc = zdm_backfill_run(c->db, p, &bo, err);
     zdm_db_cancel_arm(c->db); /* the worker armed its own connection */
     if (rc == 0) {
@@ -775,7 +784,7 @@ static int hooks_only(ctx *c, zdm_phase from, zdm_err *err)
         return ZDM_EXIT_USAGE;
     }
     zdm_hook_event ev = (zdm_hook_event)d->after;
-    int rc = run_hooks(c, ev, from, from, 0, err);
+    int rc = run_hooks(c, ev, d->from, from, 0, err);
     if (rc == 0)
         fprintf(c->o->out, "%s: %zu %s hook%s ran\n", c->plan->id, zdm_hooks_count(c->o->project, c->plan, ev),
                 zdm_hook_event_name(ev), zdm_hooks_count(c->o->project, c->plan, ev) == 1 ? "" : "s");
@@ -888,7 +897,7 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
          * reported (exit 1) and they can be re-run with --hooks-only.  They
          * are told which transition (its history row). */
         if (d->after >= 0) {
-            rc = run_hooks(c, (zdm_hook_event)d->after, to, to, hid, err);
+            rc = run_hooks(c, (zdm_hook_event)d->after, from, to, hid, err);
             if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED)
                 zdm_err_detail(err, "the plan is %s all the same; re-run the hooks with "
                                     "\"zdm advance %s --hooks-only\"", zdm_phase_name(to), p->id);
@@ -1087,7 +1096,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
                                 "the plan is cut_over, so on_rollback switches traffic back first\n", plan->id);
             end_history(&c, hid, rc, err, NULL);
             if (!switched_back)
-                rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, to, to, hid, err);
+                rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, from, to, hid, err);
             hid = 0;
         } else if (!err->detail[0] && rc != ZDM_EXIT_REFUSED) {
             zdm_err_detail(err, "the steps undone so far are recorded; fix the cause and run "
@@ -1384,7 +1393,7 @@ int zdm_life_after_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opt
 {
     ctx c;
     ctx_init(&c, db, NULL, plan, o);
-    int rc = run_hooks(&c, ZDM_HOOK_AFTER_BACKFILL, ZDM_BACKFILLED, ZDM_BACKFILLED, 0, err);
+    int rc = run_hooks(&c, ZDM_HOOK_AFTER_BACKFILL, ZDM_EXPANDED, ZDM_BACKFILLED, 0, err);
     if (rc != 0)
         zdm_err_detail(err, "the plan is backfilled all the same; re-run the hooks with "
                             "\"zdm advance %s --hooks-only\"", plan->id);

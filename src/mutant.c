@@ -6,8 +6,10 @@
 #include "mutant.h"
 
 #ifdef ZDM_MUTANTS
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int zdm_mutant(const char *name)
@@ -26,6 +28,23 @@ int zdm_crashpoint(void)
     if (mode && strcmp(mode, "exit") == 0)
         _exit(137);
     return 1;
+}
+
+void zdm_barrier(const char *name)
+{
+    const char *b = getenv("ZDM_BARRIER");
+    size_t n = strlen(name);
+    if (!b || strncmp(b, name, n) != 0 || b[n] != ':')
+        return;
+    const char *path = b + n + 1;
+    char arrived[4096];
+    snprintf(arrived, sizeof arrived, "%s.arrived.%d", path, (int)getpid());
+    FILE *f = fopen(arrived, "w");
+    if (f)
+        fclose(f);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 12000 && access(path, F_OK) != 0; i++)
+        nanosleep(&ts, NULL);
 }
 #else
 /* ISO C forbids an empty translation unit. */

@@ -22,9 +22,16 @@ int zdm_mutant(const char *name);
  * returns 1 and the driver layer fails the call) or the process ends
  * there with _exit(137) (ZDM_CRASH_MODE=exit), as kill -9 would. */
 int zdm_crashpoint(void);
+/* A rendezvous for race tests (tests/integration/test_races.sh): with
+ * ZDM_BARRIER=NAME:PATH, the process reaching zdm_barrier(NAME) creates
+ * PATH.arrived.PID and waits until PATH exists (at most 120 s), so a test
+ * can hold it at exactly this point while other processes move the plan
+ * on -- a race forced every time instead of hoped for. */
+void zdm_barrier(const char *name);
 #else
 #define zdm_mutant(name) 0
 #define zdm_crashpoint() 0
+#define zdm_barrier(name) ((void)0)
 #endif
 
 #endif
