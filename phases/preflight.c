@@ -195,8 +195,9 @@ static int lock_busy(pf *c, const char *what, const char *expr, zdm_err *err)
                 expr ? "\"" : "", dbmsg);
     memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
     zdm_err_detail(err, "nothing was changed (the check ran in a transaction that was rolled back); find the "
-                        "session in pg_stat_activity / pg_locks, let it finish, then run \"zdm advance %s\" "
-                        "again (or raise lock_timeout in the plan)",
+                        "session %s, let it finish, then run \"zdm advance %s\" again (or raise lock_timeout in "
+                        "the plan)",
+                   c->pg ? "in pg_stat_activity / pg_locks" : "that holds the database file's write lock",
                    c->plan->id);
     return ZDM_EXIT_FAIL;
 }

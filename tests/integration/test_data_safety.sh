@@ -17,6 +17,11 @@
 #            conversion: set expressions that leave rows inside `where`
 #            fail with exit 1, the count and the keys; the plan stays
 #            expanded.
+#  and, each above its function: preflight (typos in every expression,
+#  sources and downs), preflight lock timeouts, atomic expand, violation
+#  counts (unique ones too), a two-way loop with a lossy reverse, plans in
+#  flight on one table (expand and contract), volatile defaults, carried
+#  attributes, concurrent index resume.
 # ctest passes ZDM and ZDM_SRC.
 set -u -o pipefail
 
