@@ -381,17 +381,37 @@ static int phase_steps(ctx *c, int contract, zdm_step **list, size_t *n, zdm_ste
         }
     }
     /* Contract: the triggers go in the same transaction as the first
-     * step that runs in one (the first that can remove what they write),
-     * so a contract that fails there leaves dual-write in place; undoing
-     * that step puts them back after its own down.  Without such a step
-     * they are a step of their own, first. */
+     * step that drops a column (what they write), so a contract that
+     * fails before or at it leaves dual-write in place; undoing that step
+     * puts them back after its own down.  Failing that, with the first
+     * step that runs in a transaction; without one, they are a step of
+     * their own, first.  (Merged with the first transactional step, a
+     * rename_column's no-op NOT NULL step removed them, and a DROP COLUMN
+     * that then failed -- SQLITE_FULL -- left the plan cut_over with both
+     * columns and no dual-write.) */
     int kind = zdm_db_kind_of(c->db);
-    size_t merge_at = ns;
+    size_t merge_at = ns, first_tx = ns;
     for (size_t i = 0; with_dw && contract && i < ns && merge_at == ns; i++) {
         const char *sql = zdm_step_sql(&src[i], kind);
-        if (sql && zdm_step_in_transaction(&src[i], sql))
+        if (!sql || !zdm_step_in_transaction(&src[i], sql))
+            continue;
+        if (first_tx == ns)
+            first_tx = i;
+        zdm_strv dt = {0}, dc = {0};
+        int drops = 0;
+        if (kind == ZDM_DB_SQLITE) {
+            zdm_sqdeps_drops(sql, &dt);
+            drops = dt.n > 0;
+        } else {
+            drops = zdm_sql_dropped_columns(sql, &dt, &dc);
+        }
+        zdm_strv_free(&dt);
+        zdm_strv_free(&dc);
+        if (drops)
             merge_at = i;
     }
+    if (merge_at == ns)
+        merge_at = first_tx;
     if (with_dw && contract && merge_at == ns)
         (*list)[(*n)++] = *dw;
     for (size_t i = 0; i < ns; i++) {
