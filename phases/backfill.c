@@ -1772,8 +1772,8 @@ static int check_effective(const zdm_plan *plan, const json_t *o, zdm_err *err)
     return 0;
 }
 
-int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *kv, int n, int reset,
-                          zdm_err *err)
+static int set_many_once(zdm_db *db, const zdm_plan *plan, const char *const *kv, int n, int reset,
+                         zdm_err *err)
 {
     /* Parse everything first: a bad value changes nothing. */
     char key[64];
@@ -1837,6 +1837,28 @@ int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *k
     free(txt);
     zdm_buf_free(&detail);
     return rc;
+}
+
+/* The transaction above again while the database is busy: on SQLite a
+ * commit gives the lock up after a short wait rather than hold PENDING
+ * against the application's readers, so under concurrent zdm set (or a
+ * busy application) one try may lose the race; it changed nothing, and a
+ * later try merges into whatever the others wrote.  Bounded (about 10 s),
+ * and a signal ends the wait. */
+int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *kv, int n, int reset,
+                          zdm_err *err)
+{
+    int64_t t0 = zdm_mono_ms(), pause = 10;
+    for (;;) {
+        int rc = set_many_once(db, plan, kv, n, reset, err);
+        if (rc == 0 || !zdm_db_err_is_lock_timeout(err) || zdm_mono_ms() - t0 > 10000)
+            return rc;
+        if (zdm_sig_sleep_ms(pause + rand() % (pause + 1)))
+            return zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "zdm set interrupted while the database was busy");
+        if (pause < 400)
+            pause *= 2;
+        zdm_err_clear(err);
+    }
 }
 
 int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const char *value, zdm_err *err)
