@@ -286,6 +286,44 @@ static int blocks_dqs(sqlite3 *m, const char *extra, const char *table, const ch
     return blocked;
 }
 
+/* An FTS4/FTS5 table whose external content is table.col: SQLite drops
+ * the column without a word, and the full-text index can then never be
+ * rebuilt or read back ("no such column").  Asked of the copy: a rebuild
+ * that works before the drop and fails after it.  Leaves m as it was. */
+static int has_ci(const char *h, const char *n)
+{
+    size_t nl = strlen(n);
+    for (; *h; h++)
+        if (strncasecmp(h, n, nl) == 0)
+            return 1;
+    return 0;
+}
+
+static int fts_breaks(sqlite3 *m, const obj *o, const char *table, const char *col, char **why)
+{
+    *why = NULL;
+    if (strcmp(o->type, "table") != 0 || !o->sql || strncasecmp(o->sql, "CREATE VIRTUAL TABLE", 20) != 0 ||
+        (!has_ci(o->sql, "fts5") && !has_ci(o->sql, "fts4")) || !has_ci(o->sql, "content"))
+        return 0;
+    char *rebuild = sqlite3_mprintf("INSERT INTO \"%w\"(\"%w\") VALUES ('rebuild')", o->name, o->name);
+    if (!rebuild || sqlite3_exec(m, "SAVEPOINT zdm_fts", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_free(rebuild);
+        return 0;
+    }
+    int broken = 0;
+    char *d = drop_sql(table, col), *msg = NULL;
+    if (sqlite3_exec(m, rebuild, NULL, NULL, NULL) == SQLITE_OK && sqlite3_exec(m, d, NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_exec(m, rebuild, NULL, NULL, &msg) != SQLITE_OK) {
+        broken = 1;
+        *why = zdm_xstrdup(msg ? msg : "rebuild fails");
+    }
+    sqlite3_free(msg);
+    free(d);
+    sqlite3_free(rebuild);
+    (void)sqlite3_exec(m, "ROLLBACK TO zdm_fts; RELEASE zdm_fts", NULL, NULL, NULL);
+    return broken;
+}
+
 /* A plain index: made by CREATE INDEX, not unique, not partial, every
  * key a column (no expression), one of them `col`. */
 static int plain_index_on(sqlite3 *m, const char *index, const char *table, const char *col)
@@ -463,6 +501,13 @@ static void list_blockers(sqlite3 *m, const char *table, const char *col, const 
             note(f, table, col, kind, s.v[i].name, why);
             gone[i] = 1;
         }
+    }
+    for (size_t i = 0; t && i < s.n; i++) {
+        free(why);
+        why = NULL;
+        if (fts_breaks(t, &s.v[i], table, col, &why))
+            note(f, table, col, "full-text table %s: its external content; SQLite would drop the column and the "
+                                "index could no longer be rebuilt or read (%s)", s.v[i].name, why);
     }
     free(why);
     sqlite3_close(t);

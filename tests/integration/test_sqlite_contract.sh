@@ -5,7 +5,8 @@
 #  * rename_column emp.name -> full_name with, on the old column, each of:
 #    a unique index, a partial index, an expression index, a view, a
 #    trigger (also one that only fires on UPDATE OF it), a CHECK of the table, a generated column, a foreign key of
-#    another table, a view or trigger naming it in double quotes: expand refuses (exit 3) naming the object, and the
+#    another table, a view or trigger naming it in double quotes, an
+#    external-content FTS4/FTS5 table over it: expand refuses (exit 3) naming the object, and the
 #    schema and state are exactly as before;
 #  * the same dependency created after expand (the application did it):
 #    contract refuses, names it, and the dual-write triggers are still
@@ -58,9 +59,13 @@ DEP[other_fk]="CREATE TABLE badge(id INTEGER PRIMARY KEY, owner TEXT REFERENCES 
 # Double-quoted: once the column is gone SQLite reads "name" as a string
 # and lets DROP COLUMN through (the view then returns 'name' silently).
 DEP[view_dq]='CREATE VIEW v_dq AS SELECT id, "name" AS n FROM emp|view v_dq: names it in double quotes'
+# External-content full-text tables: SQLite drops the column without a
+# word, and the index can then never be rebuilt or read.
+DEP[fts5_ext]="CREATE VIRTUAL TABLE emp_fts USING fts5(name, email, content='emp', content_rowid='id')|full-text table emp_fts"
+DEP[fts4_ext]="CREATE VIRTUAL TABLE emp_ft4 USING fts4(content='emp', name)|full-text table emp_ft4"
 DEP[trigger_dq]='CREATE TABLE log(x); CREATE TRIGGER log_ins AFTER INSERT ON log BEGIN UPDATE emp SET email = 1 WHERE "name" = new.x; END|trigger log_ins: names it in double quotes'
 
-for k in unique_index partial_index expr_index view trigger update_of other_fk view_dq trigger_dq; do
+for k in unique_index partial_index expr_index view trigger update_of other_fk view_dq trigger_dq fts5_ext fts4_ext; do
     t_section "expand refused: $k on the old column"
     base_db "dep_$k"
     db_sql "${DEP[$k]%%|*}"
@@ -80,6 +85,16 @@ db_sql 'CREATE TABLE club(id INTEGER PRIMARY KEY, name TEXT);
         CREATE VIEW v_lit AS SELECT club.name, "hello" AS h FROM emp JOIN club ON club.id = emp.id'
 zdm_run advance 0001_ren
 t_rc "dq_legit: expand" 0
+
+t_section "a full-text table over the table's other columns is no blocker"
+base_db fts_other
+db_sql "CREATE VIRTUAL TABLE emp_mail USING fts5(email, content='emp', content_rowid='id');
+        INSERT INTO emp_mail(emp_mail) VALUES ('rebuild')"
+for ph in expanded backfilled cut_over complete; do
+    zdm_run advance 0001_ren --no-backup
+    t_rc "fts_other: advance to $ph" 0
+done
+t_eq "fts_other: the full-text index still reads" 1 "$(db_sql "SELECT count(*) FROM emp_mail WHERE emp_mail MATCH 'g'")"
 
 # Dependencies in the table's own definition.
 for k in check generated; do
