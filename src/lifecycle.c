@@ -40,6 +40,7 @@ typedef struct ctx {
     const struct due_policy *due; /* run-due: its decision, taken again under the lock */
     int due_skip;            /* run-due: not due after all (another host tried meanwhile) */
     int due_parked;          /* run-due: failed meanwhile: refused, no attempt counted */
+    zdm_strv req_locked;     /* required plans whose lock this run holds (expand) */
 } ctx;
 
 /* run-due's failure policy (zdm.toml [contract]). */
@@ -168,6 +169,9 @@ static void close_ctx(ctx *c)
     if (c->locked)
         zdm_state_unlock(c->db, c->plan->id);
     c->locked = 0;
+    for (size_t i = 0; i < c->req_locked.n; i++)
+        zdm_state_unlock(c->db, c->req_locked.v[i]);
+    zdm_strv_free(&c->req_locked);
     zdm_strv_free(&c->owned);
 }
 
@@ -268,6 +272,31 @@ static void on_failure(ctx *c, zdm_phase from, zdm_phase to, int64_t hid, zdm_er
         zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "on_failure hook failed too: %s", e2.msg);
     c->failure = NULL;
     *err = keep;
+}
+
+/* Expand holds the lock of every plan it requires until it is recorded:
+ * otherwise a rollback of one of them could run between the check below
+ * and the steps (the plan is not applied yet, so rollback sees no
+ * dependent) and leave this plan expanded on top of a plan that is no
+ * longer complete. */
+static int lock_requires(ctx *c, zdm_err *err)
+{
+    for (size_t i = 0; i < c->plan->requires.n; i++) {
+        const char *req = c->plan->requires.v[i];
+        char holder[512];
+        int got = 0;
+        int rc = zdm_state_lock(c->db, req, &got, holder, sizeof holder, err);
+        if (rc != 0)
+            return rc;
+        if (!got) {
+            zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s requires %s, which is locked by %s", c->plan->id, req,
+                        holder);
+            zdm_err_detail(err, "wait for that run to finish, then run \"zdm advance %s\" again", c->plan->id);
+            return ZDM_EXIT_REFUSED;
+        }
+        zdm_strv_push(&c->req_locked, req);
+    }
+    return 0;
 }
 
 static int check_requires(ctx *c, const zdm_plan_set *set, zdm_err *err)
@@ -568,6 +597,8 @@ static int gate_expand(ctx *c, zdm_err *err)
 {
     const zdm_plan *p = c->plan;
     int rc = zdm_lint_gate(p, c->set, ZDM_PHASE_EXPAND, c->o->allow, (int)zdm_db_kind_of(c->db), err);
+    if (rc == 0 && !c->o->dry_run && !zdm_mutant("requires_unlocked"))
+        rc = lock_requires(c, err);
     if (rc == 0)
         rc = check_requires(c, c->set, err);
     if (rc == 0)
