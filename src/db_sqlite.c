@@ -176,6 +176,36 @@ static int refuse_memory(zdm_db *db, sqlite3 *conn, zdm_err *err)
     return ZDM_EXIT_USAGE;
 }
 
+/* zdm changes a database the application uses at the same time, so its
+ * locks must be the ones the application's connections see.  "nolock=1"
+ * and the unix-none VFS take none; unix-dotfile and unix-flock take locks
+ * the default VFS never looks at; unix-excl holds the file exclusively
+ * (the application waits for zdm's whole run).  Seen: with ?nolock=1 the
+ * whole lifecycle "succeeded" with no lock against the application's
+ * writes, and with ?vfs=unix-dotfile zdm's own second connection found
+ * the database locked by its first. */
+static int refuse_unlocked(zdm_db *db, sqlite3 *conn, zdm_err *err)
+{
+    const char *fn = sqlite3_db_filename(conn, "main");
+    const char *vfs = fn ? sqlite3_uri_parameter(fn, "vfs") : NULL;
+    static const char *const bad[] = {"unix-none", "unix-dotfile", "unix-flock", "unix-excl", "unix-namedsem"};
+    const char *why = NULL;
+    if (fn && sqlite3_uri_boolean(fn, "nolock", 0))
+        why = "nolock";
+    for (size_t i = 0; !why && vfs && i < sizeof bad / sizeof bad[0]; i++)
+        if (strcmp(vfs, bad[i]) == 0)
+            why = "vfs";
+    if (!why)
+        return ZDM_OK;
+    zdm_err_set(err, ZDM_EXIT_USAGE, "sqlite: \"%s\" %s: zdm works beside the application, and with "
+                "locks the application does not see, both would write the file at once (corrupting it)",
+                db->safe_url, strcmp(why, "nolock") == 0 ? "turns locking off (nolock)" : "uses a VFS whose locking "
+                "is not the default one");
+    set_sqlstate(err, "");
+    zdm_err_detail(err, "drop the nolock/vfs parameter: zdm uses the default locking, as the application does");
+    return ZDM_EXIT_USAGE;
+}
+
 static int sq_connect(zdm_db *db, const char *url, zdm_err *err)
 {
     const char *path = url_path(url);
@@ -230,7 +260,7 @@ static int sq_connect(zdm_db *db, const char *url, zdm_err *err)
         free(drv);
         return ZDM_EXIT_FAIL;
     }
-    if (!db->missing && refuse_memory(db, conn, err) != ZDM_OK) {
+    if (!db->missing && (refuse_memory(db, conn, err) != ZDM_OK || refuse_unlocked(db, conn, err) != ZDM_OK)) {
         sqlite3_close(conn);
         free(drv);
         return ZDM_EXIT_USAGE;

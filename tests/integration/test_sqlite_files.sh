@@ -4,7 +4,8 @@
 # create a file: a missing one is an error naming the path, and no file
 # appears.  advance on a missing file says it created one; init creates
 # one quietly.  :memory: and temporary databases are refused in every
-# spelling.  A SQLite library older than the minimum is refused at start,
+# spelling, and so are nolock=1 and VFSes whose locks the application
+# does not see (unix-none, -dotfile, -flock, -excl).  A SQLite library older than the minimum is refused at start,
 # naming the minimum (checked with a shim library reporting 3.34.1).
 set -u -o pipefail
 
@@ -34,6 +35,19 @@ for args in "advance 0001_baseline --dry-run" "rollback 0001_baseline --dry-run"
     t_has "$args: says there is no file" "no database file at sqlite:$typo: the dry run shows" "$ZERR"
     t_eq "$args: no file created" no "$([ -e "$typo" ] && echo yes || echo no)"
 done
+
+t_section "locking the application does not see is refused"
+db_new sqlite locks
+plans_copy 0001_baseline
+lf=$T_SQLITE_FILE
+for q in "nolock=1" "nolock=yes" "vfs=unix-none" "vfs=unix-dotfile" "vfs=unix-excl"; do
+    T_DB="sqlite:file:$lf?$q" zdm_run advance 0001_baseline
+    t_rc "$q: refused" 2
+    t_has "$q: says why" "would write the file at once" "$ZERR"
+    t_eq "$q: nothing written" 0 "$(stat -c %s "$lf")"
+done
+T_DB="sqlite:file:$lf?vfs=unix" zdm_run advance 0001_baseline
+t_rc "vfs=unix (the default): accepted" 0
 
 t_section "advance on a missing file says it created one; init is quiet"
 rm -f "$T_SQLITE_FILE"
