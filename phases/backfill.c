@@ -413,14 +413,34 @@ static int init_ranges(worker *w, zdm_err *err)
                     want = (long long)ukeys + 1;
                 /* want * width >= ukeys + 1: the ranges cover every key */
                 unsigned long long width = ukeys / (unsigned long long)want + 1;
+                /* Split by the rows the keys hold, not by equal widths of
+                 * the key span: the driver's quantiles of the key (pg:
+                 * the column's statistics), when it has them.  Skewed keys
+                 * (1..1e6 and a few near 1e12) otherwise put every row in
+                 * one range, and a second worker has nothing to do. */
+                long long *q = NULL;
+                int nq = 0;
+                if (want > 1 && zdm_db_key_quantiles(w->db, w->plan->backfill->table, w->key.v[0], (int)want,
+                                                     &q, &nq) == 0 && nq > 0)
+                    zdm_log(ZDM_LOG_DEBUG, id, "backfill", "ranges split at %d quantiles of the key", nq);
+                int qi = 0;
                 char prev[96] = "";
+                long long last_top = lov;
                 for (long long i = 0; rc == 0 && i < want; i++) {
                     long long top = hiv;
-                    if (i < want - 1) {
+                    if (nq > 0) {
+                        if (i < want - 1) { /* the last range ends at hiv */
+                            while (qi < nq && q[qi] <= last_top)
+                                qi++;
+                            if (qi < nq && q[qi] < hiv)
+                                top = q[qi++];
+                        }
+                    } else if (i < want - 1) {
                         unsigned long long off = (unsigned long long)(i + 1) * width - 1;
                         if (off < ukeys)
                             top = (long long)((unsigned long long)lov + off);
                     }
+                    last_top = top;
                     char hib[96], rid[16];
                     snprintf(hib, sizeof hib, "[\"%lld\"]", top);
                     snprintf(rid, sizeof rid, "%lld", i);
@@ -433,6 +453,7 @@ static int init_ranges(worker *w, zdm_err *err)
                     if (top == hiv)
                         break;
                 }
+                free(q);
             } else {
                 /* Other keys: one range (split points would need a scan of
                  * the whole key set). */

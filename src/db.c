@@ -723,6 +723,49 @@ int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err)
     return rc;
 }
 
+int zdm_db_key_quantiles(zdm_db *db, const char *table, const char *column, int parts, long long **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (db->ops->kind != ZDM_DB_PG || parts < 2)
+        return ZDM_OK;
+    char *qt = zdm_db_ident_path(db, table);
+    const char *p[] = {qt, column};
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    /* a failure must not abort the caller's transaction */
+    int sp = db->in_tx && db->ops->query(db, "SAVEPOINT zdm_quantiles", 0, NULL, NULL, &e) == ZDM_OK;
+    /* histogram_bounds is anyarray: through text to numeric, which takes
+     * every integer type; a non-integer column fails the cast: no split */
+    int rc = db->ops->query(db,
+                            "SELECT b::bigint FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
+                            "JOIN pg_namespace ns ON ns.oid = c.relnamespace AND ns.nspname = s.schemaname, "
+                            "unnest(s.histogram_bounds::text::numeric[]) WITH ORDINALITY AS u(b, i) "
+                            "WHERE c.oid = to_regclass($1) AND s.attname = $2 ORDER BY i",
+                            2, p, &r, &e);
+    free(qt);
+    if (sp) {
+        zdm_err_clear(&e);
+        (void)db->ops->query(db, rc == ZDM_OK ? "RELEASE SAVEPOINT zdm_quantiles"
+                                              : "ROLLBACK TO SAVEPOINT zdm_quantiles", 0, NULL, NULL, &e);
+    }
+    int nb = rc == ZDM_OK ? zdm_rows_count(r) : 0;
+    if (nb >= 2) {
+        long long *q = malloc(sizeof *q * (size_t)parts);
+        int k = 0;
+        for (int j = 1; q && j < parts; j++) {
+            long long v = strtoll(zdm_rows_get(r, (int)((long long)j * (nb - 1) / parts), 0), NULL, 10);
+            if (k == 0 || v > q[k - 1])
+                q[k++] = v;
+        }
+        *out = q;
+        *n = q ? k : 0;
+    }
+    zdm_rows_free(r);
+    return ZDM_OK;
+}
+
 /* ---------------------------------------------------------- transactions */
 
 int zdm_db_begin(zdm_db *db, zdm_err *err)

@@ -125,6 +125,14 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
  * see who waits on its row locks. */
 int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err) ZDM_MUST_CHECK;
 
+/* Up to parts - 1 split points of an integer column that cut its rows
+ * into `parts` about equal shares, ascending (*out malloc'd, *n of them):
+ * pg from the column's statistics (pg_stats.histogram_bounds, after
+ * ANALYZE); sqlite has none (*n = 0).  Never fails loudly: no statistics
+ * is *n = 0 and the caller splits another way. */
+int zdm_db_key_quantiles(zdm_db *db, const char *table, const char *column, int parts, long long **out,
+                         int *n);
+
 /* Rows inserted, updated or deleted by the last zdm_db_query. */
 long long zdm_db_changes(const zdm_db *db);
 
