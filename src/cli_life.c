@@ -264,13 +264,16 @@ static json_t *effective_settings(const zdm_plan *p, const json_t *ov)
         {"batch_size", t->batch_size}, {"target_batch_ms", t->target_batch_ms},
         {"min_batch_size", t->min_batch_size}, {"max_batch_size", t->max_batch_size},
         {"max_rows_per_second", t->max_rows_per_second}, {"sleep_ms", t->sleep_ms},
-        {"max_replication_lag_ms", t->max_replication_lag_ms},
+        {"max_replication_lag_ms", t->max_replication_lag_ms}, {"max_lock_ms", t->max_lock_ms},
     };
     json_t *o = json_object();
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
         json_t *v = json_object_get(ov, plan[i].k);
         json_object_set_new(o, plan[i].k, json_is_integer(v) ? json_copy(v) : json_integer(plan[i].v));
     }
+    json_t *f = json_object_get(ov, "max_latency_factor");
+    json_object_set_new(o, "max_latency_factor",
+                        json_is_number(f) ? json_real(json_number_value(f)) : json_real((double)t->max_latency_pct / 100.0));
     return o;
 }
 
