@@ -156,6 +156,9 @@ def pg_run(mode, a, work):
             lines.append(f"UPDATE {t} SET category = {EXPR} WHERE id BETWEEN {lo} AND {lo + 1999} "
                          f"AND category IS NULL;")
             lines.append("SELECT pg_sleep(0.08);")
+        # then the application's inserts above the loaded ids (written before
+        # the trigger existed), as a careful human would
+        lines.append(f"UPDATE {t} SET category = {EXPR} WHERE id > {a.rows} AND category IS NULL;")
         subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"],
                        input="\n".join(lines), check=True, text=True)
         left = pg_left()
