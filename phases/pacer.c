@@ -74,9 +74,22 @@ int64_t zdm_pacer_bound_us(const zdm_pacer *p)
 
 int64_t zdm_pacer_target(const zdm_pacer *p)
 {
-    if (p->max_lock_ms > 0 && (p->target_ms == 0 || p->max_lock_ms < p->target_ms))
-        return p->target_ms == 0 ? 0 : p->max_lock_ms;
-    return p->target_ms;
+    int64_t t = p->target_ms;
+    if (t == 0)
+        return 0; /* a fixed size */
+    if (p->max_lock_ms > 0 && p->max_lock_ms < t)
+        t = p->max_lock_ms;
+    /* One writer (SQLite): every application write that arrives during a
+     * batch waits for all of it, so the batch itself is sized to the
+     * latency bound (not under 5 ms, where the fixed cost of a batch
+     * dominates and the busy handler's own sleeps are as long). */
+    int64_t bound_ms = zdm_pacer_bound_us(p) / 1000;
+    if (p->single_writer && bound_ms > 0) {
+        int64_t w = bound_ms < 5 ? 5 : bound_ms;
+        if (w < t)
+            t = w;
+    }
+    return t;
 }
 
 static int cmp64(const void *a, const void *b)

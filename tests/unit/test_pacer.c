@@ -231,6 +231,15 @@ static void test_single_writer_leaves_lock_free(void **state)
     assert_int_equal(zdm_pacer_delay(&p, 931), 100); /* SQLite's longest busy sleep */
     zdm_pacer_latency(&p, 0, 0, 1);                  /* pacing off */
     assert_int_equal(zdm_pacer_delay(&p, 931), 0);
+    /* the batch is sized to the latency bound, not under 5 ms */
+    zdm_pacer_latency(&p, 150, 100, 1);
+    assert_int_equal(zdm_pacer_target(&p), 100); /* no baseline yet */
+    zdm_pacer_baseline(&p, 200);                 /* bound 1.2 ms */
+    assert_int_equal(zdm_pacer_target(&p), 5);
+    zdm_pacer_baseline(&p, 20000); /* bound 30 ms */
+    assert_int_equal(zdm_pacer_target(&p), 30);
+    zdm_pacer_latency(&p, 150, 100, 0); /* PostgreSQL: max_lock_ms */
+    assert_int_equal(zdm_pacer_target(&p), 100);
 }
 
 static void test_converges_without_oscillating(void **state)
