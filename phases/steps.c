@@ -174,7 +174,7 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
         if (c.in_tx) {
             rc = zdm_db_begin(r->db, err);
             if (rc == 0) /* SQLite: plain indexes go with a dropped column */
-                rc = zdm_sqdeps_before_drop(r->db, id, sql, err);
+                rc = zdm_sqdeps_before_drop(r->db, r->plan, sql, err);
             if (rc == 0)
                 rc = zdm_db_exec_script(r->db, sql, err);
             if (rc == 0)
@@ -199,7 +199,7 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
             if (rc == 0 && strcmp(mark, "done") == 0)
                 rc = zdm_state_step_mark(r->db, id, phase, s->index, "running", err);
             if (rc == 0) /* SQLite: as above, though not atomically here */
-                rc = zdm_sqdeps_before_drop(r->db, id, sql, err);
+                rc = zdm_sqdeps_before_drop(r->db, r->plan, sql, err);
             if (rc == 0)
                 rc = zdm_db_exec_script(r->db, sql, err);
             if (rc == 0)

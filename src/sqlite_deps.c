@@ -28,6 +28,7 @@
 
 #include "log.h"
 #include "state.h"
+#include "toml.h"
 #include "util.h"
 
 /* ------------------------------------------------ finding DROP COLUMN */
@@ -356,10 +357,30 @@ static int plain_index_on(sqlite3 *m, const char *index, const char *table, cons
     return has_col && !has_expr;
 }
 
+/* The new name a rename_column of p gives table.col, else NULL. */
+static const char *renamed_to(const zdm_plan *p, const char *table, const char *col)
+{
+    for (int pass = 0; p && pass < 2; pass++) {
+        const zdm_step *v = pass ? p->contract : p->expand;
+        size_t n = pass ? p->ncontract : p->nexpand;
+        for (size_t i = 0; i < n; i++) {
+            const char *op = v[i].op ? v[i].op : v[i].from_op;
+            if (!op || strcmp(op, "rename_column") != 0 || !v[i].fields)
+                continue;
+            const toml_value *t = toml_get(v[i].fields, "table"), *c = toml_get(v[i].fields, "column"),
+                             *to = toml_get(v[i].fields, "to");
+            if (t && c && to && t->type == TOML_STRING && c->type == TOML_STRING && to->type == TOML_STRING &&
+                strcasecmp(t->u.str.ptr, table) == 0 && strcasecmp(c->u.str.ptr, col) == 0)
+                return to->u.str.ptr;
+        }
+    }
+    return NULL;
+}
+
 typedef struct finding {
     zdm_buf list; /* "\n  - ..." lines */
     int count;
-    const char *plan_id;
+    const zdm_plan *plan;
     int warn_plain; /* say which plain indexes go with a column (expand) */
 } finding;
 
@@ -443,8 +464,14 @@ static void list_blockers(sqlite3 *m, const char *table, const char *col, const 
             gone[i] = 1; /* goes with the column (zdm_sqdeps_before_drop) */
             /* Not carried over to the new column (yet): said at expand,
              * while the operator can still add it with add_index. */
-            if (f->warn_plain)
-                zdm_log(ZDM_LOG_WARN, f->plan_id, NULL,
+            const char *to = renamed_to(f->plan, table, col);
+            if (f->warn_plain && to)
+                zdm_log(ZDM_LOG_INFO, f->plan->id, NULL,
+                        "index %s on %s.%s moves to %s at contract: rebuilt on it in contract's DROP COLUMN "
+                        "transaction, which holds SQLite's write lock while it rewrites the table anyway",
+                        o->name, table, col, to);
+            else if (f->warn_plain)
+                zdm_log(ZDM_LOG_WARN, f->plan->id, NULL,
                         "index %s on %s.%s goes with the column at contract and is not carried over to a new "
                         "column: if queries need it there, add it with add_index (a later plan)",
                         o->name, table, col);
@@ -615,7 +642,7 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
     char dw[128] = "";
     if (p->backfill && p->backfill->dual_write)
         dw_prefix_of(p, dw, sizeof dw);
-    finding f = {{0}, 0, p->id, what == ZDM_SQDEPS_EXPAND};
+    finding f = {{0}, 0, p, what == ZDM_SQDEPS_EXPAND};
     for (size_t i = 0; i < sqls.n; i++) {
         zdm_strv d = {0};
         zdm_sqdeps_drops(sqls.v[i], &d);
@@ -659,8 +686,39 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
     return ZDM_EXIT_REFUSED;
 }
 
-int zdm_sqdeps_before_drop(zdm_db *db, const char *plan_id, const char *sql, zdm_err *err)
+/* CREATE INDEX for the plain index `index` of table with column `col`
+ * replaced by `to` (same name, key order, collations and DESC).  NULL
+ * when it cannot be read. */
+static char *moved_index_sql(zdm_db *db, const char *index, const char *table, const char *col, const char *to,
+                             zdm_err *err)
 {
+    const char *params[] = {index};
+    zdm_rows *rows = NULL;
+    if (zdm_db_query(db, "SELECT name, \"desc\", coll FROM pragma_index_xinfo($1) WHERE key ORDER BY seqno", 1,
+                     params, &rows, err) != 0)
+        return NULL;
+    zdm_buf b = {0};
+    char *iq = zdm_db_ident(db, index), *tq = zdm_db_ident(db, table);
+    zdm_buf_printf(&b, "CREATE INDEX %s ON %s(", iq, tq);
+    for (int i = 0; i < zdm_rows_count(rows); i++) {
+        const char *name = zdm_rows_get(rows, i, 0), *coll = zdm_rows_get(rows, i, 2);
+        char *cq = zdm_db_ident(db, strcasecmp(name, col) == 0 ? to : name);
+        char *collq = coll ? zdm_db_ident(db, coll) : NULL;
+        zdm_buf_printf(&b, "%s%s%s%s%s", i ? ", " : "", cq, collq ? " COLLATE " : "", collq ? collq : "",
+                       strcmp(zdm_rows_get(rows, i, 1), "1") == 0 ? " DESC" : "");
+        free(cq);
+        free(collq);
+    }
+    zdm_buf_puts(&b, ")");
+    zdm_rows_free(rows);
+    free(iq);
+    free(tq);
+    return b.data;
+}
+
+int zdm_sqdeps_before_drop(zdm_db *db, const zdm_plan *p, const char *sql, zdm_err *err)
+{
+    const char *plan_id = p->id;
     if (zdm_db_kind_of(db) != ZDM_DB_SQLITE)
         return 0;
     zdm_strv d = {0};
@@ -679,11 +737,25 @@ int zdm_sqdeps_before_drop(zdm_db *db, const char *plan_id, const char *sql, zdm
                           "AND NOT EXISTS (SELECT 1 FROM pragma_index_xinfo(l.name) x WHERE x.key AND x.cid = -2)",
                           2, params, &rows, err);
         for (int i = 0; rc == 0 && i < zdm_rows_count(rows); i++) {
-            char *q = zdm_db_ident(db, zdm_rows_get(rows, i, 0));
+            const char *iname = zdm_rows_get(rows, i, 0);
+            const char *to = renamed_to(p, d.v[j], d.v[j + 1]);
+            char *create = to ? moved_index_sql(db, iname, d.v[j], d.v[j + 1], to, err) : NULL;
+            if (to && !create) {
+                rc = ZDM_EXIT_FAIL;
+                break;
+            }
+            char *q = zdm_db_ident(db, iname);
             char *drop = zdm_xasprintf("DROP INDEX %s", q);
-            zdm_log(ZDM_LOG_INFO, plan_id, NULL, "index %s goes with the column %s.%s it covers",
-                    zdm_rows_get(rows, i, 0), d.v[j], d.v[j + 1]);
+            if (create)
+                zdm_log(ZDM_LOG_INFO, plan_id, NULL, "index %s moves from %s.%s to %s (rebuilt in this transaction)",
+                        iname, d.v[j], d.v[j + 1], to);
+            else
+                zdm_log(ZDM_LOG_INFO, plan_id, NULL, "index %s goes with the column %s.%s it covers", iname, d.v[j],
+                        d.v[j + 1]);
             rc = zdm_db_exec_script(db, drop, err);
+            if (rc == 0 && create)
+                rc = zdm_db_exec_script(db, create, err);
+            free(create);
             free(drop);
             free(q);
         }

@@ -39,8 +39,9 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
 
 /* SQLite, inside the step's transaction, before its SQL: drops the plain
  * indexes on every column `sql` drops, so the column goes with them as on
- * PostgreSQL.  No-op on PostgreSQL. */
-int zdm_sqdeps_before_drop(zdm_db *db, const char *plan_id, const char *sql, zdm_err *err) ZDM_MUST_CHECK;
+ * PostgreSQL; one on a column a rename_column of p replaces is rebuilt on
+ * the new column (same name).  No-op on PostgreSQL. */
+int zdm_sqdeps_before_drop(zdm_db *db, const zdm_plan *p, const char *sql, zdm_err *err) ZDM_MUST_CHECK;
 
 /* The (table, column) pairs `sql` drops with ALTER TABLE ... DROP
  * [COLUMN], unquoted, appended to out as "table" then "column". */

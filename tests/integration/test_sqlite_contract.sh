@@ -12,8 +12,9 @@
 #    contract refuses, names it, and the dual-write triggers are still
 #    there and working (a write by the new application to full_name
 #    reaches name, while an application process keeps writing);
-#  * plain indexes on the old column (alone or with another column) go
-#    with it at contract (expand warns that they will), as on PostgreSQL, also for raw SQL steps, in a
+#  * plain indexes on rename_column's old column (alone or with another
+#    column, DESC) move to the new column at contract (expand says so); on
+#    a column a raw step drops they go with it, as on PostgreSQL, also for raw SQL steps, in a
 #    transaction or not;
 #  * rollback of expand with a unique index on the new column refuses with
 #    dual-write intact; with a plain one it drops it and completes.
@@ -114,13 +115,13 @@ done
 
 t_section "contract refused: a view made after expand; dual-write still works"
 base_db late_view
-db_sql "CREATE INDEX emp_name_i ON emp(name); CREATE INDEX emp_email_name ON emp(email, name)"
+db_sql "CREATE INDEX emp_name_i ON emp(name); CREATE INDEX emp_email_name ON emp(email, name DESC)"
 for ph in expanded backfilled cut_over; do
     zdm_run advance 0001_ren
     t_rc "advance to $ph" 0
     if [ $ph = expanded ]; then
-        t_has "expand says the plain index goes" "index emp_name_i on emp.name goes with the column at contract" "$ZERR"
-        t_has "expand says the two-column one goes" "index emp_email_name on emp.name goes with the column" "$ZERR"
+        t_has "expand says the plain index moves" "index emp_name_i on emp.name moves to full_name at contract" "$ZERR"
+        t_has "expand says the two-column one moves" "index emp_email_name on emp.name moves to full_name" "$ZERR"
     fi
 done
 # The new application writing all along (after cutover); each insert it
@@ -148,7 +149,13 @@ zdm_run advance 0001_ren --no-backup
 t_rc "contract once the view is gone" 0
 touch "$T_DIR/stop"
 wait "$app"
-t_eq "plain indexes went with the column" "" "$(db_sql "SELECT name FROM sqlite_master WHERE name IN ('emp_name_i', 'emp_email_name')")"
+t_eq "plain indexes moved to the new column (same name, key order, DESC)" "emp_email_name:email,full_name:0,1
+emp_name_i:full_name:0" \
+    "$(db_sql "SELECT m.name || ':' || (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_xinfo(m.name)
+                WHERE key ORDER BY seqno)) || ':' || (SELECT group_concat(\"desc\", ',') FROM (SELECT \"desc\"
+                FROM pragma_index_xinfo(m.name) WHERE key ORDER BY seqno))
+               FROM sqlite_master m WHERE m.name IN ('emp_name_i', 'emp_email_name') ORDER BY m.name")"
+t_eq "the moved index is used" 1 "$(db_sql "EXPLAIN QUERY PLAN SELECT id FROM emp WHERE full_name = 'x'" | grep -c 'USING.*INDEX emp_name_i')"
 t_eq "name is gone" 0 "$(db_sql "SELECT count(*) FROM pragma_table_info('emp') WHERE name = 'name'")"
 t_eq "every write the application saw succeed is there" "$(sort "$T_DIR/app.ok")" \
     "$(db_sql "SELECT full_name FROM emp WHERE full_name LIKE 'app%'" | sort)"
