@@ -12,6 +12,7 @@
  * absolute, since the hook runs from the plan's directory.
  */
 #include "hooks.h"
+#include "mutant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -152,7 +156,7 @@ static void ring_free(tail_ring *r)
 }
 
 static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
-                  const zdm_hook_env *env, int out_fd) __attribute__((noreturn));
+                  const zdm_hook_env *env, int out_fd, pid_t parent) __attribute__((noreturn));
 
 /* `path` as seen from `here` (zdm's directory), so that it still names the
  * same file once the hook runs from the plan's directory. */
@@ -187,9 +191,21 @@ static char *hook_db_url(const char *here, const char *url)
 /* In the child: own process group, the plan's directory, the documented
  * environment, output to the pipe, then exec without a shell. */
 static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
-                  const zdm_hook_env *env, int out_fd)
+                  const zdm_hook_env *env, int out_fd, pid_t parent)
 {
     setpgid(0, 0);
+#ifdef __linux__
+    /* zdm killed with SIGKILL cannot stop its hook: the kernel tells the
+     * hook instead (SIGTERM), so a switch does not go on unrecorded.  A
+     * zdm already gone before this line is caught by getppid(). */
+    if (!zdm_mutant("hook_outlives_zdm")) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(143);
+    }
+#else
+    (void)parent;
+#endif
     dup2(out_fd, 1);
     dup2(out_fd, 2);
     close(out_fd);
@@ -254,6 +270,7 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
         return -1;
     }
     fflush(NULL);
+    pid_t self = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -263,7 +280,7 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
     }
     if (pid == 0) {
         close(fds[0]);
-        child(plan, cmd, ev, env, fds[1]);
+        child(plan, cmd, ev, env, fds[1], self);
     }
     setpgid(pid, pid); /* also here, so the group exists before any kill */
     close(fds[1]);

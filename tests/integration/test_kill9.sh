@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test_kill9.sh -- kill -9 of zdm in the middle of things, on SQLite and
+# PostgreSQL, then the dust settles (the next command):
+#  * during the cutover hook: the hook is told (SIGTERM, as zdm can no
+#    longer stop it itself: before, it ran on, possibly finishing its
+#    switch while the plan stayed backfilled); the next cutover goes
+#    through; no history row left running, no lock row;
+#  * during advance's backfill (paused, so it is mid-way every time): the
+#    next advance resumes; every row converted, exactly one "backfilled".
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init kill9
+
+tbl() { [ "$T_DIALECT" = pg ] && echo "zdm.$1" || echo "zdm_$1"; }
+settled() {
+    t_eq "$1: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE outcome = 'running'")"
+    t_eq "$1: no lock row left" 0 "$(db_sql "SELECT count(*) FROM $(tbl locks)")"
+}
+
+kill_in_hook() {
+    local d=$1 log
+    t_section "$d: kill -9 during the cutover hook"
+    db_new "$d" k9hook
+    plans_empty
+    log=$T_DIR/hook$d.log
+    rm -f "$log" "$log.quick"
+    cat >"$T_DIR/hook.sh" <<'HOOK'
+#!/bin/sh
+log=$1
+[ -e "$log.quick" ] && exit 0
+trap 'echo term >>"$log"; exit 143' TERM
+echo "start $$" >>"$log"
+while :; do sleep 1; done
+HOOK
+    chmod +x "$T_DIR/hook.sh"
+    plan_write p_k "
+[[expand.steps]]
+sql  = \"CREATE TABLE tk (id integer)\"
+down = \"DROP TABLE tk\"
+[hooks]
+cutover = [[\"$T_DIR/hook.sh\", \"$log\"]]"
+    zdm_run advance p_k && zdm_run advance p_k
+    t_eq "$d: backfilled" backfilled "$(zdm_phase_of p_k)"
+    zdm_bg "$T_DIR/k$d" cutover p_k
+    t_wait_for "$d: the hook started" 30 "grep -q start '$log'"
+    T_BG_PIDS+=("$(awk '/^start/ {print $2}' "$log")")
+    kill -KILL "$ZBG_PID"
+    t_wait_exit "$ZBG_JOB" 30
+    t_wait_for "$d: the hook got SIGTERM once zdm was gone" 30 "grep -q term '$log'"
+    t_eq "$d: still backfilled" backfilled "$(zdm_phase_of p_k)"
+    touch "$log.quick"
+    zdm_run cutover p_k
+    t_rc "$d: the next cutover goes through" 0
+    t_eq "$d: cut_over" cut_over "$(zdm_phase_of p_k)"
+    settled "$d"
+}
+
+kill_in_backfill() {
+    local d=$1
+    t_section "$d: kill -9 during advance's backfill"
+    db_new "$d" k9bf
+    plans_empty
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
+    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
+    plan_write p_b "
+[[expand.steps]]
+sql  = \"SELECT 1\"
+down = \"SELECT 1\"
+[backfill]
+table = \"t\"
+set.b = \"a\""
+    zdm_run advance p_b
+    zdm_run pause p_b
+    zdm_bg "$T_DIR/b$d" advance p_b
+    t_wait_for "$d: the worker holds a range (paused)" 30 \
+        "[ \"\$(db_sql \"SELECT count(*) FROM $(tbl ranges) WHERE plan_id = 'p_b' AND owner_pid IS NOT NULL\")\" -gt 0 ]"
+    kill -KILL "$ZBG_PID"
+    t_wait_exit "$ZBG_JOB" 30
+    zdm_run resume p_b
+    zdm_run advance p_b
+    t_rc "$d: the next advance resumes the backfill" 0
+    t_eq "$d: backfilled" backfilled "$(zdm_phase_of p_b)"
+    t_eq "$d: every row converted" 0 "$(db_sql 'SELECT count(*) FROM t WHERE b IS NULL')"
+    t_eq "$d: backfilled recorded once (the worker's row, then advance's)" "1 1" \
+        "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'backfill'") $(db_sql "SELECT count(*) FROM $(tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'advance'")"
+    settled "$d"
+}
+
+for d in sqlite pg; do
+    if [ "$d" = pg ]; then
+        t_pg_available || { T_SKIPPED="pg"; continue; }
+        t_pg_start
+    fi
+    kill_in_hook "$d"
+    kill_in_backfill "$d"
+done
+t_finish
