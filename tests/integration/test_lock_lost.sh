@@ -68,6 +68,45 @@ after_backfill = \"$T_DIR/hook.sh\""
     t_eq "$d: after_backfill ran once" after_backfill "$(cat "$T_DIR/hook.log")"
 }
 
+# pg: an immediate restart of the server (not only the lock's session)
+# while advance's worker waits, paused: the worker reconnects, but the
+# run no longer holds the plan's lock, so it records nothing.
+restart_in_backfill() {
+    local how=$1 rc
+    t_section "pg: $how restart during advance's backfill: it records nothing, the next advance finishes"
+    db_new pg rst$how
+    plans_empty
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
+    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
+    plan_write p_r "
+[[expand.steps]]
+sql  = \"SELECT 1\"
+down = \"SELECT 1\"
+[backfill]
+table = \"t\"
+set.b = \"a\""
+    zdm_run advance p_r
+    zdm_run pause p_r
+    zdm_bg "$T_DIR/r$how" advance p_r
+    t_wait_for "$how: the worker holds a range (paused)" 30 \
+        "[ \"\$(db_sql \"SELECT count(*) FROM zdm.ranges WHERE plan_id = 'p_r' AND owner_pid IS NOT NULL\")\" -gt 0 ]"
+    _pg_as_owner "$_PG_BIN/pg_ctl" -D "$_PG_DIR/data" -l "$_PG_DIR/server.log" -m "$how" -w -t 60 restart \
+        >"$T_DIR/pg_ctl.log" 2>&1
+    t_eq "$how: pg_ctl restart" 0 "$?"
+    zdm_run resume p_r
+    t_wait_exit "$ZBG_JOB" 90
+    rc=$WAIT_RC
+    zdm_bg_collect "$T_DIR/r$how" advance
+    t_eq "$how: the run stopped with exit 1" 1 "$rc"
+    t_eq "$how: still expanded" expanded "$(zdm_phase_of p_r)"
+    zdm_run advance p_r
+    t_rc "$how: the next advance finishes the backfill" 0
+    t_eq "$how: backfilled" backfilled "$(zdm_phase_of p_r)"
+    t_eq "$how: every row converted" 0 "$(db_sql 'SELECT count(*) FROM t WHERE b IS NULL')"
+    t_eq "$how: no history row left running" 0 "$(db_sql "SELECT count(*) FROM zdm.history WHERE outcome = 'running'")"
+    t_eq "$how: no lock row left" 0 "$(db_sql "SELECT count(*) FROM zdm.locks")"
+}
+
 rollback_hook_env() {
     local d=$1
     t_section "$d: on_rollback of complete -> cut_over is told ZDM_FROM_PHASE=complete"
@@ -104,5 +143,9 @@ for d in sqlite pg; do
     fi
     backfill_lock_lost "$d"
     rollback_hook_env "$d"
+    if [ "$d" = pg ]; then
+        restart_in_backfill fast
+        restart_in_backfill immediate
+    fi
 done
 t_finish
