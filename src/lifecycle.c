@@ -22,6 +22,7 @@
 #include "preflight.h"
 #include "sqlite_deps.h"
 #include "sig.h"
+#include "toml.h"
 #include "util.h"
 
 typedef struct ctx {
@@ -487,6 +488,46 @@ static int phase_steps(ctx *c, int contract, zdm_step **list, size_t *n, zdm_ste
     return 0;
 }
 
+/* PostgreSQL: the indexes (not unique) on a column that rename_column or
+ * change_type drops at contract go with it -- not carried over.  Said at
+ * expand, while the operator can still add them on the new column with
+ * add_index.  (SQLite moves plain ones itself: sqlite_deps.c.)  Only a
+ * warning: a catalog query that fails here changes nothing. */
+static void warn_pg_lost_indexes(ctx *c)
+{
+    const zdm_plan *p = c->plan;
+    if (zdm_db_kind_of(c->db) != ZDM_DB_PG)
+        return;
+    for (size_t i = 0; i < p->nexpand; i++) {
+        const zdm_step *st = &p->expand[i];
+        const char *op = st->op ? st->op : st->from_op;
+        if (!op || (strcmp(op, "rename_column") != 0 && strcmp(op, "change_type") != 0) || !st->fields)
+            continue;
+        const toml_value *t = toml_get(st->fields, "table"), *col = toml_get(st->fields, "column");
+        if (!t || !col || t->type != TOML_STRING || col->type != TOML_STRING)
+            continue;
+        const char *params[] = {t->u.str.ptr, col->u.str.ptr};
+        zdm_rows *rows = NULL;
+        zdm_err e = {0};
+        if (zdm_db_query(c->db,
+                         "SELECT DISTINCT i.indexrelid::regclass::text FROM pg_index i "
+                         "JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                         " AND (a.attnum = ANY (i.indkey) OR pg_get_indexdef(i.indexrelid) ~ ('\\m' || a.attname || '\\M')) "
+                         "WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND NOT i.indisunique ORDER BY 1",
+                         2, params, &rows, &e) != 0) {
+            zdm_err_clear(&e);
+            continue;
+        }
+        for (int k = 0; k < zdm_rows_count(rows); k++)
+            zdm_log(ZDM_LOG_WARN, p->id, "expand",
+                    "index %s on %s.%s goes with the column at contract and is not carried over to the new "
+                    "column: if queries need it there, add it with add_index (a later plan)",
+                    zdm_rows_get(rows, k, 0), t->u.str.ptr, col->u.str.ptr);
+        zdm_rows_free(rows);
+        zdm_err_clear(&e);
+    }
+}
+
 /* A backfill needs a key it can walk; refuse before expand changes
  * anything, when the table is already there to ask. */
 static int gate_backfill_key(ctx *c, zdm_err *err)
@@ -609,6 +650,8 @@ static int gate_expand(ctx *c, zdm_err *err)
         rc = zdm_steps_check_runnable(&c->run, "contract", p->contract, p->ncontract, err);
     if (rc == 0) /* SQLite: what the DROP COLUMNs to come would trip on */
         rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_EXPAND, c->run.no_state, err);
+    if (rc == 0 && !c->o->dry_run)
+        warn_pg_lost_indexes(c);
     if (rc == 0)
         rc = gate_backfill_key(c, err);
     /* Every expression compiled by the database, before anything goes live. */
