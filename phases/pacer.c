@@ -323,8 +323,8 @@ int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms)
         wait = p->lat_gap_ms;
     if (p->single_writer && p->latency_pct) {
         /* one writer: hand the write lock to whoever waited through the
-         * batch (SQLite's busy handler retries within 100 ms) */
-        int64_t gap = clamp(p->last_batch_ms, 5, 100);
+         * batch; its busy handler sleeps in growing steps (pacer.h) */
+        int64_t gap = clamp(4 * p->last_batch_ms, 10, 200);
         if (gap > wait)
             wait = gap;
     }

@@ -224,11 +224,11 @@ static void test_single_writer_leaves_lock_free(void **state)
     zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
     zdm_pacer_latency(&p, 150, 0, 1);
     zdm_pacer_record(&p, 1000, 30, 30);
-    assert_int_equal(zdm_pacer_delay(&p, 30), 30); /* as long as the batch held it */
+    assert_int_equal(zdm_pacer_delay(&p, 30), 120); /* 4x as long as the batch held it */
     zdm_pacer_record(&p, 1000, 1, 31);
-    assert_int_equal(zdm_pacer_delay(&p, 31), 5);
+    assert_int_equal(zdm_pacer_delay(&p, 31), 10);
     zdm_pacer_record(&p, 1000, 900, 931);
-    assert_int_equal(zdm_pacer_delay(&p, 931), 100); /* SQLite's longest busy sleep */
+    assert_int_equal(zdm_pacer_delay(&p, 931), 200); /* capped */
     zdm_pacer_latency(&p, 0, 0, 1);                  /* pacing off */
     assert_int_equal(zdm_pacer_delay(&p, 931), 0);
     /* the batch is sized to the latency bound, not under 5 ms */
