@@ -1173,6 +1173,10 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
         if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED)
             zdm_err_detail(err, "nothing was undone: traffic may still be on the new version; fix the "
                                 "switch back, then run \"zdm rollback %s --force\" again", plan->id);
+        else if (rc == ZDM_EXIT_INTERRUPTED)
+            zdm_err_detail(err, "nothing was undone and the plan is still cut_over, but the switch back was "
+                                "stopped part-way: check where traffic goes, then run \"zdm rollback %s --force\" "
+                                "again", plan->id);
     }
     if (rc == 0)
         rc = undo_to(&c, from, to, err);

@@ -89,6 +89,41 @@ set.b = \"a\""
     settled "$d"
 }
 
+term_in_switch_back() {
+    local d=$1 log
+    t_section "$d: SIGTERM during on_rollback of rollback --force: nothing undone, and it says so"
+    db_new "$d" k9rb
+    plans_empty
+    log=$T_DIR/rb$d.log
+    rm -f "$log" "$log.quick"
+    plan_write p_s "
+[[expand.steps]]
+sql  = \"CREATE TABLE ts (id integer)\"
+down = \"DROP TABLE ts\"
+[hooks]
+on_rollback = [[\"$T_DIR/hook.sh\", \"$log\"]]"
+    zdm_run advance p_s && zdm_run advance p_s && zdm_run advance p_s
+    t_eq "$d: cut_over" cut_over "$(zdm_phase_of p_s)"
+    zdm_bg "$T_DIR/s$d" rollback --force p_s
+    t_wait_for "$d: the switch back started" 30 "grep -q start '$log'"
+    T_BG_PIDS+=("$(awk '/^start/ {print $2}' "$log")")
+    kill -TERM "$ZBG_PID"
+    t_wait_exit "$ZBG_JOB" 30
+    local rc=$WAIT_RC
+    zdm_bg_collect "$T_DIR/s$d" rollback
+    t_eq "$d: exit 4" 4 "$rc"
+    t_has "$d: the hook got SIGTERM" term "$(cat "$log")"
+    t_has "$d: says nothing was undone" "nothing was undone" "$ZERR"
+    t_lacks "$d: does not claim steps were undone" "steps undone so far" "$ZERR"
+    t_eq "$d: still cut_over" cut_over "$(zdm_phase_of p_s)"
+    t_eq "$d: table kept" 1 "$(db_has_table ts)"
+    settled "$d"
+    touch "$log.quick"
+    zdm_run rollback --force p_s
+    t_rc "$d: the next rollback --force goes through" 0
+    t_eq "$d: rolled_back" rolled_back "$(zdm_phase_of p_s)"
+}
+
 for d in sqlite pg; do
     if [ "$d" = pg ]; then
         t_pg_available || { T_SKIPPED="pg"; continue; }
@@ -96,5 +131,6 @@ for d in sqlite pg; do
     fi
     kill_in_hook "$d"
     kill_in_backfill "$d"
+    term_in_switch_back "$d"
 done
 t_finish
