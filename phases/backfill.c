@@ -691,6 +691,14 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     int rc = zdm_db_begin(w->db, err);
     if (rc != 0)
         return rc;
+    /* Until its commit, the first SIGTERM cancels the batch (rolled back:
+     * the range resumes at its committed cursor).  A signal that came
+     * just before is seen here. */
+    zdm_db_cancel_first(1);
+    if (zdm_sig_caught()) {
+        rc = zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "backfill of %s interrupted before a batch", id);
+        goto out;
+    }
     /* A batch never waits long for a lock (a table locked by another
      * session): it gives up after BATCH_LOCK_TIMEOUT, the wait is logged
      * and retried with backoff (fail()), and a worker told to stop meanwhile
@@ -698,10 +706,8 @@ static int batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     if (w->pg)
         rc = zdm_db_query(w->db, "SELECT set_config('lock_timeout', '" BATCH_LOCK_TIMEOUT "', true)", 0, NULL,
                           NULL, err);
-    if (rc != 0) {
-        zdm_db_rollback(w->db);
-        return rc;
-    }
+    if (rc != 0)
+        goto out;
     /* The cursor, read under the range's row lock: a second worker that
      * believes it owns the range waits here and then sees our cursor.  The
      * owner is read under the same lock (fencing): a worker that was cut
@@ -831,6 +837,7 @@ record:
         if (rc == 0)
             zdm_pacer_blocked(&w->pacer, blocked);
     }
+    zdm_db_cancel_first(0); /* the commit is not cancelled: its outcome would be unknown */
     if (rc == 0)
         rc = zdm_db_commit(w->db, err);
     if (rc == 0 && last) {
@@ -839,6 +846,7 @@ record:
         last = NULL;
     }
 out:
+    zdm_db_cancel_first(0);
     if (rc != 0 || zdm_db_in_transaction(w->db)) /* an error, fenced, or done by another */
         zdm_db_rollback(w->db);
     zdm_rows_free(r);

@@ -111,6 +111,11 @@ int zdm_db_err_is_lock_timeout(const zdm_err *err);
 void zdm_db_cancel_arm(zdm_db *db);
 void zdm_db_cancel_disarm(void);
 void zdm_db_cancel_now(void);
+/* While on, the first signal cancels the armed connection's statement as
+ * well (sig.c), not only the second: set around a backfill batch, whose
+ * transaction a cancel just rolls back. */
+void zdm_db_cancel_first(int on);
+int zdm_db_cancel_is_first(void);
 
 /* The backfill's latency probe, timed in microseconds (*us): what an
  * application statement would wait for now.  probe_query when given (its

@@ -14,6 +14,21 @@
 
 static PGcancel *volatile armed_pg;
 static sqlite3 *volatile armed_sqlite;
+/* A backfill batch in flight: its transaction only rolls back when
+ * cancelled (nothing committed is lost), so the first signal may cancel
+ * it -- a batch blocked on a lock would otherwise hold SIGTERM for its
+ * whole lock timeout. */
+static volatile sig_atomic_t on_first;
+
+void zdm_db_cancel_first(int on)
+{
+    on_first = on ? 1 : 0;
+}
+
+int zdm_db_cancel_is_first(void)
+{
+    return on_first;
+}
 
 void zdm_db_cancel_arm(zdm_db *db)
 {

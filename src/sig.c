@@ -36,7 +36,7 @@ static void on_signal(int sig)
         ssize_t w = write(pipefd[1], &b, 1); /* a full pipe is as good as a written byte */
         (void)w;
     }
-    if (caught >= 2)
+    if (caught >= 2 || zdm_db_cancel_is_first())
         zdm_db_cancel_now();
     errno = saved;
 }

@@ -6,7 +6,10 @@
 #    lock goes);
 #  * meanwhile /metrics answers, with the plan's last-progress time;
 #  * SIGTERM stops the blocked worker (exit 4) instead of waiting for the
-#    other session.
+#    other session;
+#  * the first SIGTERM cancels the blocked batch itself (PostgreSQL logs
+#    "canceling statement due to user request", not a lock timeout): it
+#    rolls back, exit 4, and the range resumes where it stood.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -63,5 +66,45 @@ t_eq "rows converted before the lock stay converted" "$done_before" "$(db_sql 'S
 zdm_run backfill bf
 t_rc "once the lock is gone, a worker finishes the backfill" 0
 t_eq "every row converted" 0 "$(db_sql 'SELECT count(*) FROM t WHERE v IS NULL')"
+
+t_section "the first SIGTERM cancels a batch blocked on a lock"
+plan_write bf2 '[[expand.steps]]
+sql  = "ALTER TABLE t2 ADD COLUMN v integer"
+down = "ALTER TABLE t2 DROP COLUMN v"
+[backfill]
+table = "t2"
+where = "v IS NULL"
+set.v = "id"
+[backfill.throttle]
+batch_size = 20
+min_batch_size = 20
+max_batch_size = 20
+max_rows_per_second = 100'
+db_sql "CREATE TABLE t2 (id integer PRIMARY KEY); INSERT INTO t2 SELECT generate_series(1, 2000)" >/dev/null
+zdm_run advance bf2
+t_rc "expand bf2" 0
+zdm_bg "$T_DIR/w2" backfill bf2
+job=$ZBG_JOB
+pid=$ZBG_PID
+t_wait_for "the worker commits batches" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t2 WHERE v IS NOT NULL')\" -gt 100 ]"
+pg_session_start locker2
+pg_session_send locker2 "BEGIN; LOCK TABLE t2 IN SHARE MODE; SELECT 'locked';"
+t_wait_for "the other session holds the lock" 10 "grep -q locked '$T_DIR/locker2.log'"
+# Blocked now, and not about to give up (its lock timeout is 5 s): the
+# signal lands while the batch waits.
+blocked="SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND state = 'active'
+           AND query NOT LIKE '%pg_stat_activity%' AND now() - query_start < interval '2 seconds'"
+t_wait_for "a batch waits for the lock" 60 "[ \"\$(db_sql \"$blocked\")\" -ge 1 ]"
+cancels() { pg_log | grep -c 'canceling statement due to user request'; }
+before=$(cancels)
+kill -TERM "$pid"
+t_wait_exit "$job" 30
+t_eq "first SIGTERM: exit 4" 4 "$WAIT_RC"
+t_eq "PostgreSQL: the batch was cancelled (one more 'due to user request'), not timed out" \
+    $((before + 1)) "$(cancels)"
+pg_session_end locker2
+zdm_run backfill bf2
+t_rc "the range resumes: a worker finishes the backfill" 0
+t_eq "every row converted" 0 "$(db_sql 'SELECT count(*) FROM t2 WHERE v IS NULL')"
 
 t_finish
