@@ -40,6 +40,8 @@ bf_hold_release() {
 }
 # shellcheck disable=SC2034 # read by bf_case_sigterm
 BF_HOLD_ROWS_AFTER=5200 # the batch 5001..5200 of range 0, finished
+# shellcheck disable=SC2034 # read by bf_case_sigterm
+BF_SIGTERM_CANCELS=1    # the hold blocks the batch's UPDATE: the first SIGTERM cancels it
 
 # ------------------------------------------------------------------ cases
 
