@@ -84,8 +84,9 @@ sleep_ms = 5"
 }
 
 # 4. The server restarts in the middle of a backfill, run by `zdm backfill`
-#    and by `zdm advance` (whose plan lock went with the restart: it stops
-#    with exit 1 rather than go on unlocked, and the next advance goes on).
+#    (reconnects and goes on) and by `zdm advance` (whose plan lock went
+#    with the restart: it stops with exit 1 rather than go on unlocked, and
+#    the next advance resumes and finishes it).
 pg_case_restart() {
     local how=$1
     bf_case "PostgreSQL restarted during zdm $how (100000 rows)"
@@ -108,17 +109,22 @@ sleep_ms = 5"
     local log
     log=$(cat "$BF_DIR/restart.err")
     if [ "$how" = advance ]; then
-        # The restart took advance's advisory lock with its session: it
-        # stops (exit 1) instead of going on unlocked; the worker inside
-        # it finished the rows all the same.
+        # The restart took advance's advisory lock with its session: its
+        # worker stops before the next batch (exit 1) instead of going on
+        # unlocked, records nothing, and the next advance resumes the
+        # backfill where the committed checkpoints say.
         bf_eq "zdm $how exit status after the restart" 1 "$BF_RC"
         bf_has "worker log" "no longer holds the plan's lock" "$log"
+        bf_eq "phase after the lost lock (nothing recorded unlocked)" expanded "$(bf_phase 0002_inc)"
+        bf_zdm advance 0002_inc
+        bf_rc "the next advance resumes the backfill" 0
+        bf_eq "phase after the resumed backfill" backfilled "$(bf_phase 0002_inc)"
     else
         bf_eq "zdm $how exit status after the restart" 0 "$BF_RC"
         bf_lacks "worker log" "zdm: " "$log"
+        bf_has "worker log" "lost the connection" "$log"
+        bf_has "worker log" "reconnected" "$log"
     fi
-    bf_has "worker log" "lost the connection" "$log"
-    bf_has "worker log" "reconnected" "$log"
     bf_check_inc_done "after the restart"
     bf_zdm advance 0002_inc
     bf_rc "cutover after the restarted run (the plan is not left locked)" 0
