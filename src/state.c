@@ -509,7 +509,9 @@ int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zd
 /* A refusal identical to the plan's newest row (same action, phases and
  * message) is folded into that row: "[repeated N times, last at T]" at
  * the end of its detail, so three hosts' run-due colliding on a lock every
- * 5 minutes leave one row, not one per collision.  1 when folded. */
+ * 5 minutes leave one row, not one per collision.  The lock holder's own
+ * row, still running, does not count as newer: it is often written
+ * between two refusals of the same collision.  1 when folded. */
 static int fold_refusal(zdm_db *db, const zdm_history_entry *h, int as_pid, int64_t *id, zdm_err *err)
 {
     if (!h->outcome || strcmp(h->outcome, "refused") != 0 || !h->detail)
@@ -517,7 +519,7 @@ static int fold_refusal(zdm_db *db, const zdm_history_entry *h, int as_pid, int6
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT id, action, from_phase, to_phase, outcome, detail FROM %s WHERE plan_id = $1 "
-             "ORDER BY id DESC LIMIT 1", zdm_state_table(db, "history"));
+             "AND outcome <> 'running' ORDER BY id DESC LIMIT 1", zdm_state_table(db, "history"));
     const char *params[] = {h->plan_id};
     zdm_rows *r = NULL;
     if (zdm_db_query(db, sql, 1, params, &r, err) != 0 || zdm_rows_count(r) != 1) {
