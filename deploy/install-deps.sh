@@ -8,7 +8,7 @@ set -euo pipefail
 # build cannot link (libclang_rt.asan-x86_64.a missing).
 PACKAGES="ca-certificates build-essential cmake clang libclang-rt-14-dev pkg-config git
     libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev
-    postgresql postgresql-client sqlite3 python3 procps util-linux
+    postgresql postgresql-client sqlite3 python3 procps util-linux iproute2
     jq curl nginx python3-psycopg2 python3-yaml python3-alembic zsh systemd"
 if [ "${1:-}" = --list ]; then
     echo $PACKAGES
