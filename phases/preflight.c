@@ -705,7 +705,7 @@ static int drops_used(const zdm_plan *p, const zdm_step *steps, size_t n, const 
             if (!same_table(tables.v[j], q->backfill->table) || !backfill_uses(q->backfill, cols.v[j]))
                 continue;
             zdm_err_set(err, ZDM_EXIT_REFUSED,
-                        "%s:%d: %s step %d of %s drops %s.%s, which the dual-write triggers of plan %s (in flight: "
+                        "%s:%d: %s step %d of %s drops or renames %s.%s, which the dual-write triggers of plan %s (in flight: "
                         "%s) use: every write of the table would then fail in them",
                         p->path, steps[i].line, phase, steps[i].index, p->id, tables.v[j], cols.v[j], q->id,
                         zdm_phase_name(qphase));

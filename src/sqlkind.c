@@ -179,7 +179,22 @@ int zdm_sql_dropped_columns(const char *sql, zdm_strv *tables, zdm_strv *cols)
     const json_t *stmts = json_object_get(tree, "stmts");
     for (size_t i = 0; i < json_array_size(stmts); i++) {
         json_t *in;
-        if (strcmp(node(json_object_get(json_array_get(stmts, i), "stmt"), &in), "AlterTableStmt") != 0)
+        const char *kind = node(json_object_get(json_array_get(stmts, i), "stmt"), &in);
+        if (strcmp(kind, "RenameStmt") == 0) {
+            /* RENAME COLUMN takes the old name away just as a drop does */
+            const char *rt = json_string_value(json_object_get(in, "renameType"));
+            const json_t *rrel = json_object_get(in, "relation");
+            const char *rsch = json_string_value(json_object_get(rrel, "schemaname"));
+            const char *rtbl = json_string_value(json_object_get(rrel, "relname"));
+            const char *old = json_string_value(json_object_get(in, "subname"));
+            if (rt && strcmp(rt, "OBJECT_COLUMN") == 0 && rtbl && old) {
+                zdm_strv_push_owned(tables, rsch ? zdm_xasprintf("%s.%s", rsch, rtbl) : zdm_xstrdup(rtbl));
+                zdm_strv_push(cols, old);
+                found++;
+            }
+            continue;
+        }
+        if (strcmp(kind, "AlterTableStmt") != 0)
             continue;
         const json_t *rel = json_object_get(in, "relation");
         const char *sch = json_string_value(json_object_get(rel, "schemaname"));

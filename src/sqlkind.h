@@ -20,9 +20,10 @@ int zdm_sql_needs_autocommit(const char *sql);
  * 1 and *name (and *schema, the table's schema or NULL), malloc'd; else 0. */
 int zdm_sql_concurrent_index(const char *sql, char **schema, char **name);
 
-/* The columns sql drops (ALTER TABLE ... DROP COLUMN): each table
- * ("schema.table" or "table", as written) and column pushed in step onto
- * tables and cols.  Returns how many; 0 when sql does not parse. */
+/* The columns sql takes away (ALTER TABLE ... DROP COLUMN, and the old
+ * name of ALTER TABLE ... RENAME COLUMN): each table ("schema.table" or
+ * "table", as written) and column pushed in step onto tables and cols.
+ * Returns how many; 0 when sql does not parse. */
 int zdm_sql_dropped_columns(const char *sql, zdm_strv *tables, zdm_strv *cols);
 
 #endif

@@ -755,6 +755,22 @@ sql = "ALTER TABLE users DROP COLUMN name"
     t_has "B: names the plan that reads it" "0001_a" "$ZERR"
     t_has "B: users.name is still there" name "$(db_columns users)"
     t_eq "the application still writes" "" "$(db_sql "UPDATE users SET email = 'c@x' WHERE id = 1" 2>&1)"
+    # a rename takes the name away from A's triggers just as a drop does
+    rm -f "$T_PLANS/0003_b.toml"
+    plan_write 0004_r '
+[[contract.steps]]
+sql = "ALTER TABLE users RENAME COLUMN name TO full_name"
+down = "ALTER TABLE users RENAME COLUMN full_name TO name"
+'
+    for i in 1 2 3 4; do
+        zdm_run advance 0004_r
+        [ "$ZRC" = 0 ] || break
+        case "$ZOUT" in *"-> complete"*) break ;; esac
+    done
+    t_rc "R: contract renaming a column A's triggers read" 3
+    t_has "R: names the plan that reads it" "0001_a" "$ZERR"
+    t_has "R: users.name is still there" name "$(db_columns users)"
+    t_eq "the application still writes after R" "" "$(db_sql "UPDATE users SET email = 'd@x' WHERE id = 1" 2>&1)"
 }
 
 run_case() {
