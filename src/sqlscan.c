@@ -409,6 +409,28 @@ typedef struct limits {
     int depth;
 } limits;
 
+/* Appends statement *x (with its token count, depth and last line) to
+ * out; the allows waiting for a statement, from pending_from on, are its.
+ * Returns the new pending_from. */
+static size_t push_stmt(zdm_sql_scan *out, size_t *cap, const zdm_sql_stmt *x, size_t ntok, int depth,
+                        int end_line, size_t pending_from)
+{
+    if (out->nstmts == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        out->stmts = zdm_xrealloc(out->stmts, *cap * sizeof *out->stmts);
+    }
+    zdm_sql_stmt *y = &out->stmts[out->nstmts];
+    *y = *x;
+    y->ntok = ntok;
+    y->depth = depth;
+    y->end_line = end_line;
+    for (size_t k = pending_from; k < out->nallows; k++)
+        if (out->allows[k].stmt == SIZE_MAX)
+            out->allows[k].stmt = out->nstmts;
+    out->nstmts++;
+    return out->nallows;
+}
+
 static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
 {
     depth_state *dp = zdm_xmalloc(sizeof *dp); /* 4 KB: off the stack */
@@ -496,24 +518,8 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
         if (!open)
             continue; /* an empty statement */
         if (out) {
-            if (out->nstmts == cap_st) {
-                cap_st = cap_st ? cap_st * 2 : 8;
-                out->stmts = zdm_xrealloc(out->stmts, cap_st * sizeof *out->stmts);
-            }
-            zdm_sql_stmt *x = &out->stmts[out->nstmts];
-            x->off = st_off;
-            x->end = last_end;
-            x->tok = st_tok;
-            x->ntok = out->ntoks - st_tok;
-            x->depth = dp->max;
-            x->line = st_line;
-            x->col = st_col;
-            x->end_line = tline;
-            for (size_t k = pending_from; k < out->nallows; k++)
-                if (out->allows[k].stmt == SIZE_MAX)
-                    out->allows[k].stmt = out->nstmts;
-            pending_from = out->nallows;
-            out->nstmts++;
+            zdm_sql_stmt x = {.off = st_off, .end = last_end, .tok = st_tok, .line = st_line, .col = st_col};
+            pending_from = push_stmt(out, &cap_st, &x, out->ntoks - st_tok, dp->max, tline, pending_from);
         }
         open = 0;
         memset(&st, 0, sizeof st);
@@ -523,24 +529,10 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
     }
     if (open && out) {
         /* The last statement, without a ';'. */
-        if (out->nstmts == cap_st) {
-            cap_st = cap_st ? cap_st * 2 : 8;
-            out->stmts = zdm_xrealloc(out->stmts, cap_st * sizeof *out->stmts);
-        }
-        zdm_sql_stmt *x = &out->stmts[out->nstmts];
-        x->off = st_off;
-        x->end = last_end;
-        x->tok = st_tok;
-        x->ntok = out->ntoks - st_tok;
-        x->depth = dp->max;
-        x->line = st_line;
-        x->col = st_col;
-        int cl;
-        zdm_sql_pos_next(&pc, s, last_end, &x->end_line, &cl);
-        for (size_t k = pending_from; k < out->nallows; k++)
-            if (out->allows[k].stmt == SIZE_MAX)
-                out->allows[k].stmt = out->nstmts;
-        out->nstmts++;
+        int end_line, cl;
+        zdm_sql_pos_next(&pc, s, last_end, &end_line, &cl);
+        zdm_sql_stmt x = {.off = st_off, .end = last_end, .tok = st_tok, .line = st_line, .col = st_col};
+        push_stmt(out, &cap_st, &x, out->ntoks - st_tok, dp->max, end_line, pending_from);
     }
     free(dp);
 }
