@@ -87,13 +87,25 @@ static const char pg_foreign_keys[] =
     "WHERE k.contype = 'f' AND " PG_APP_NS " AND c.relname NOT LIKE 'zdm\\_%' "
     "ORDER BY c.oid::regclass::text, k.conname";
 
+/* Each view after the views it reads: creation order (oid) is not enough,
+ * CREATE OR REPLACE VIEW can make an old view read a newer one.  The
+ * depth of a view is the longest chain of views under it (view
+ * dependencies are acyclic, so the recursion ends). */
 static const char pg_views[] =
+    "WITH RECURSIVE reads(v, ref) AS ("
+    "  SELECT DISTINCT r.ev_class, d.refobjid FROM pg_rewrite r "
+    "  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid "
+    "   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class "
+    "  JOIN pg_class rc ON rc.oid = d.refobjid AND rc.relkind IN ('v', 'm')), "
+    "depth(v, n) AS (SELECT c.oid, 0 FROM pg_class c WHERE c.relkind IN ('v', 'm') "
+    "  UNION ALL SELECT reads.v, depth.n + 1 FROM reads JOIN depth ON depth.v = reads.ref) "
     "SELECT 'view ' || c.oid::regclass::text, "
     "  format('CREATE %sVIEW %s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED ' ELSE '' END, "
     "         c.oid::regclass, rtrim(pg_get_viewdef(c.oid), ';')) "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN (SELECT v, max(n) AS n FROM depth GROUP BY v) dv ON dv.v = c.oid "
     "WHERE c.relkind IN ('v', 'm') AND " PG_APP_NS " AND c.relname NOT LIKE 'zdm\\_%' "
-    "ORDER BY c.oid";
+    "ORDER BY dv.n, c.oid";
 
 /* Extensions first (their types may be used by columns), then enum types
  * (SQLAlchemy's Enum makes one per column type on PostgreSQL). */
@@ -215,6 +227,15 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
     int rc = zdm_plan_set_find(&set, name)
                  ? zdm_err_set(err, ZDM_EXIT_USAGE, "a plan with id %s exists already", name)
                  : 0;
+    /* A baseline describes the whole schema, so on top of plans it would
+     * recreate, on a fresh database, the tables those plans created just
+     * before it, and fail there: a baseline only starts a plans directory. */
+    if (rc == 0 && set.n > 0) {
+        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "%s already has %zu plan%s (first: %s); a baseline only starts an empty plans directory",
+                         cli->plans_dir, set.n, set.n == 1 ? "" : "s", set.plans[0]->id);
+        zdm_err_detail(err, "a baseline records the whole schema and would recreate those plans' objects on a fresh "
+                            "database; write a change on top with \"zdm new NAME\"");
+    }
     if (rc == 0)
         rc = zdm_db_open_ex(cli->db_url, ZDM_DB_MUST_EXIST, &db, err); /* adopts a database that exists */
     if (rc == 0)
@@ -232,8 +253,9 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
     zdm_plan_heads(&set, &heads);
     zdm_buf body = {0};
     if (pg) {
-        const char *const q[] = {pg_schemas,     pg_extensions, pg_enums,        pg_sequences,
-                                 pg_tables,      pg_constraints, pg_indexes,     pg_foreign_keys, pg_views};
+        /* Views before indexes: a materialized view can have indexes. */
+        const char *const q[] = {pg_schemas,     pg_extensions, pg_enums,   pg_sequences,   pg_tables,
+                                 pg_constraints, pg_views,      pg_indexes, pg_foreign_keys};
         for (size_t i = 0; rc == 0 && i < sizeof q / sizeof q[0]; i++)
             rc = add_steps(db, q[i], "sql.pg", &body, &n, err);
     } else {

@@ -143,6 +143,13 @@ baseline_checks() {   # DIALECT
                 CREATE SCHEMA reports;
                 CREATE TABLE reports.daily (day date PRIMARY KEY, total numeric(12,2) NOT NULL);
                 CREATE VIEW user_emails AS SELECT id, email FROM users;
+                -- A view redefined on a view made after it (its oid is older
+                -- than what it needs), and an index on a materialized view.
+                CREATE VIEW user_ids AS SELECT id FROM users;
+                CREATE VIEW base_ids AS SELECT id FROM users;
+                CREATE OR REPLACE VIEW user_ids AS SELECT id FROM base_ids;
+                CREATE MATERIALIZED VIEW user_count AS SELECT count(*) AS n FROM users;
+                CREATE UNIQUE INDEX user_count_n ON user_count (n);
                 CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);
                 INSERT INTO alembic_version VALUES ('ae1027a6acf');" >/dev/null
     fi
@@ -163,6 +170,12 @@ baseline_checks() {   # DIALECT
     t_rc "the baseline lints clean" 0
     zdm_run baseline
     t_rc "a second baseline of the same name" 2
+    # A baseline describes the whole schema: written on top of plans, it
+    # would recreate their tables on a fresh database, after them, and fail.
+    zdm_run baseline again
+    t_rc "a baseline on top of existing plans" 2
+    t_has "the refusal names the plans" "0001_baseline" "$ZERR"
+    t_eq "no second baseline file" "" "$(ls "$T_PLANS" | grep again || true)"
     # The baseline recreates the schema on an empty database.
     local adopted=$T_DB adopted_file=$T_SQLITE_FILE adopted_url=$T_PG_URL
     db_new "$d" "fresh_$d"
@@ -176,7 +189,8 @@ baseline_checks() {   # DIALECT
            SELECT extname FROM pg_extension ORDER BY 1;
            SELECT table_schema, table_name, column_name, data_type, udt_name, is_nullable, coalesce(column_default, '') FROM information_schema.columns WHERE table_schema IN ('public', 'reports') AND table_name <> 'alembic_version' ORDER BY 1, 2, 3;
            SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace IN ('public'::regnamespace, 'reports'::regnamespace) AND conname <> 'alembic_version_pkey' ORDER BY 1;
-           SELECT indexdef FROM pg_indexes WHERE schemaname IN ('public', 'reports') AND tablename <> 'alembic_version' ORDER BY 1"
+           SELECT indexdef FROM pg_indexes WHERE schemaname IN ('public', 'reports') AND tablename <> 'alembic_version' ORDER BY 1;
+           SELECT c.relname, c.relkind, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind IN ('v', 'm') AND c.relnamespace = 'public'::regnamespace ORDER BY 1"
     fi
     local fresh
     fresh=$(db_sql "$q")
