@@ -3,7 +3,8 @@
  * exists already (built by hand, by Alembic, by an ORM).
  *
  * Owns: reading the application's schema from the catalog (PostgreSQL:
- * sequences, tables with their columns, defaults and identity,
+ * sequences (type, bounds, owning column), tables with their columns,
+ * defaults and identity, partitions,
  * constraints, indexes, views, extensions, enum types; SQLite: the CREATE statements of tables,
  * indexes, views and triggers) into a plan whose expand steps recreate it
  * on an empty database, marked `baseline = true` (so an empty schema
@@ -38,9 +39,14 @@
     "AND n.nspname NOT LIKE 'zdm\\_v\\_%'"
 
 /* (what, DDL) rows in the order they must run. */
+/* With their type and bounds: a serial's sequence is an integer one, and
+ * a bigint sequence behind an integer column fails past 2^31 elsewhere. */
 static const char pg_sequences[] =
-    "SELECT 'sequence ' || s.oid::regclass::text, format('CREATE SEQUENCE %s', s.oid::regclass) "
-    "FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
+    "SELECT 'sequence ' || s.oid::regclass::text, "
+    "  format('CREATE SEQUENCE %s AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s', "
+    "         s.oid::regclass, format_type(q.seqtypid, NULL), q.seqincrement, q.seqmin, q.seqmax, q.seqstart, "
+    "         q.seqcache, CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END) "
+    "FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence q ON q.seqrelid = s.oid "
     "WHERE s.relkind = 'S' AND " PG_APP_NS " AND s.relname NOT LIKE 'zdm\\_%' "
     "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = s.oid AND d.deptype IN ('i', 'e')) "
     "ORDER BY 1";
@@ -53,38 +59,68 @@ static const char pg_tables[] =
     "    CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(d.adbin, d.adrelid) || ') STORED' "
     "         WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) ELSE '' END, "
     "    CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY a.attnum), '')) "
+    "  || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(c.oid) ELSE '' END "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
     "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
     "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND " PG_APP_NS
     " AND c.relname NOT LIKE 'zdm\\_%' AND NOT (c.relname = 'alembic_version') "
     "AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.objid = c.oid AND x.deptype = 'e') "
-    "GROUP BY c.oid ORDER BY 1";
+    "GROUP BY c.oid, c.relkind ORDER BY 1";
+
+/* A serial's sequence belongs to its column (dropped with it). */
+static const char pg_sequence_owners[] =
+    "SELECT 'sequence ' || s.oid::regclass::text || ' owned by ' || t.oid::regclass::text, "
+    "  format('ALTER SEQUENCE %s OWNED BY %s.%I', s.oid::regclass, t.oid::regclass, a.attname) "
+    "FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
+    "JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype = 'a' "
+    " AND d.refclassid = 'pg_class'::regclass "
+    "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+    "WHERE s.relkind = 'S' AND " PG_APP_NS " AND s.relname NOT LIKE 'zdm\\_%' AND t.relname NOT LIKE 'zdm\\_%' "
+    "ORDER BY 1";
+
+/* Partitions after every table, each after its parent (a partition can
+ * itself be partitioned); their columns come from the parent. */
+static const char pg_partitions[] =
+    "SELECT 'partition ' || c.oid::regclass::text, "
+    "  format('CREATE TABLE %s PARTITION OF %s %s%s', c.oid::regclass, i.inhparent::regclass, "
+    "         pg_get_expr(c.relpartbound, c.oid), "
+    "         CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(c.oid) ELSE '' END) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_inherits i ON i.inhrelid = c.oid "
+    "WHERE c.relkind IN ('r', 'p') AND c.relispartition AND " PG_APP_NS " AND c.relname NOT LIKE 'zdm\\_%' "
+    "ORDER BY (SELECT count(*) FROM pg_partition_ancestors(c.oid)), 1";
 
 /* Foreign keys last: they need the tables they point at. */
 static const char pg_constraints[] =
     "SELECT 'constraint ' || k.conname || ' on ' || c.oid::regclass::text, "
     "  format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.oid::regclass, k.conname, pg_get_constraintdef(k.oid)) "
     "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE k.contype IN ('p', 'u', 'c', 'x') AND k.conislocal AND " PG_APP_NS
+    "WHERE k.contype IN ('p', 'u', 'c', 'x') AND k.conislocal AND k.conparentid = 0 AND " PG_APP_NS
     " AND c.relname NOT LIKE 'zdm\\_%' AND c.relname <> 'alembic_version' "
     "ORDER BY c.oid::regclass::text, k.contype <> 'p', k.conname";
 
+/* An index on a partitioned table is written without ONLY, so it is built
+ * on every partition as it was; the partitions' copies are left out. */
 static const char pg_indexes[] =
-    "SELECT 'index ' || i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) "
+    "SELECT 'index ' || i.indexrelid::regclass::text, "
+    "  CASE WHEN c.relkind = 'p' THEN replace(pg_get_indexdef(i.indexrelid), "
+    "    ' ON ONLY ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING ', "
+    "    ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING ') "
+    "  ELSE pg_get_indexdef(i.indexrelid) END "
     "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
     "JOIN pg_class ic ON ic.oid = i.indexrelid "
     "WHERE c.relkind IN ('r', 'p', 'm') AND " PG_APP_NS
     " AND c.relname NOT LIKE 'zdm\\_%' AND c.relname <> 'alembic_version' AND ic.relname NOT LIKE 'zdm\\_%' "
     "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid "
     "                AND k.contype IN ('p', 'u', 'x')) "
+    "AND NOT EXISTS (SELECT 1 FROM pg_inherits ih WHERE ih.inhrelid = i.indexrelid) "
     "ORDER BY 1";
 
 static const char pg_foreign_keys[] =
     "SELECT 'foreign key ' || k.conname || ' on ' || c.oid::regclass::text, "
     "  format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.oid::regclass, k.conname, pg_get_constraintdef(k.oid)) "
     "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE k.contype = 'f' AND " PG_APP_NS " AND c.relname NOT LIKE 'zdm\\_%' "
+    "WHERE k.contype = 'f' AND k.conparentid = 0 AND " PG_APP_NS " AND c.relname NOT LIKE 'zdm\\_%' "
     "ORDER BY c.oid::regclass::text, k.conname";
 
 /* Each view after the views it reads: creation order (oid) is not enough,
@@ -254,8 +290,9 @@ int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err)
     zdm_buf body = {0};
     if (pg) {
         /* Views before indexes: a materialized view can have indexes. */
-        const char *const q[] = {pg_schemas,     pg_extensions, pg_enums,   pg_sequences,   pg_tables,
-                                 pg_constraints, pg_views,      pg_indexes, pg_foreign_keys};
+        const char *const q[] = {pg_schemas,         pg_extensions, pg_enums,       pg_sequences,
+                                 pg_tables,          pg_partitions, pg_constraints, pg_sequence_owners,
+                                 pg_views,           pg_indexes,    pg_foreign_keys};
         for (size_t i = 0; rc == 0 && i < sizeof q / sizeof q[0]; i++)
             rc = add_steps(db, q[i], "sql.pg", &body, &n, err);
     } else {

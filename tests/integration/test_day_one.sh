@@ -150,6 +150,12 @@ baseline_checks() {   # DIALECT
                 CREATE OR REPLACE VIEW user_ids AS SELECT id FROM base_ids;
                 CREATE MATERIALIZED VIEW user_count AS SELECT count(*) AS n FROM users;
                 CREATE UNIQUE INDEX user_count_n ON user_count (n);
+                -- A partitioned table, a partition, an index on the parent
+                -- (each partition gets its own), and a sequence of another type.
+                CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+                CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+                CREATE INDEX events_at ON events (at);
+                CREATE SEQUENCE small_seq AS smallint INCREMENT BY 5 START WITH 10 CYCLE;
                 CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);
                 INSERT INTO alembic_version VALUES ('ae1027a6acf');" >/dev/null
     fi
@@ -190,7 +196,10 @@ baseline_checks() {   # DIALECT
            SELECT table_schema, table_name, column_name, data_type, udt_name, is_nullable, coalesce(column_default, '') FROM information_schema.columns WHERE table_schema IN ('public', 'reports') AND table_name <> 'alembic_version' ORDER BY 1, 2, 3;
            SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace IN ('public'::regnamespace, 'reports'::regnamespace) AND conname <> 'alembic_version_pkey' ORDER BY 1;
            SELECT indexdef FROM pg_indexes WHERE schemaname IN ('public', 'reports') AND tablename <> 'alembic_version' ORDER BY 1;
-           SELECT c.relname, c.relkind, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind IN ('v', 'm') AND c.relnamespace = 'public'::regnamespace ORDER BY 1"
+           SELECT c.relname, c.relkind, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind IN ('v', 'm') AND c.relnamespace = 'public'::regnamespace ORDER BY 1;
+           SELECT c.relname, c.relkind, coalesce(pg_get_expr(c.relpartbound, c.oid), ''), coalesce(pg_get_partkeydef(c.oid), ''), c.relispartition FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE 'zdm%' AND c.relname NOT LIKE 'alembic%' ORDER BY 1;
+           SELECT seqrelid::regclass, seqtypid::regtype, seqstart, seqincrement, seqmax, seqmin, seqcycle FROM pg_sequence WHERE seqrelid::regclass::text NOT LIKE 'zdm%' ORDER BY seqrelid::regclass::text;
+           SELECT d.objid::regclass, d.refobjid::regclass, d.refobjsubid FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.deptype = 'a' AND d.classid = 'pg_class'::regclass AND d.objid::regclass::text NOT LIKE 'zdm%' ORDER BY d.objid::regclass::text"
     fi
     local fresh
     fresh=$(db_sql "$q")
