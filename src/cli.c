@@ -437,6 +437,17 @@ static void unknown_command(const char *const *words, int nwords, zdm_err *err)
             zdm_err_detail(err, "run \"zdm help %s\"", words[0]);
         return;
     }
+    /* "zdm db upgrade": Flask-Migrate's commands live under "flask db". */
+    if (strcmp(words[0], "db") == 0 && nwords > 1) {
+        const cmd *c = find_cmd(words[1], nwords > 2 ? words[2] : NULL);
+        if (c || is_group(words[1])) {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "unknown command \"db\": zdm has no db group (Flask-Migrate's "
+                        "\"flask db\"): run zdm %s", words[1]);
+            zdm_err_detail(err, "run \"zdm help %s\"", words[1]);
+            return;
+        }
+        words++, nwords--;
+    }
     for (size_t i = 0; i < sizeof verb_pointers / sizeof verb_pointers[0]; i++)
         if (strcmp(words[0], verb_pointers[i].verb) == 0) {
             zdm_err_set(err, ZDM_EXIT_USAGE, "unknown command \"%s\": %s", words[0], verb_pointers[i].zdm);
@@ -561,6 +572,13 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
                     seen |= flagopts[k].bit;
                     matched = 1;
                 }
+            /* "zdm migrate -m x", "zdm downgrade -1": an Alembic command
+             * line as typed; the command is what is wrong, say so. */
+            if (!matched && nwords > 0 && !is_group(words[0]) && strcmp(words[0], "help") != 0 &&
+                !find_cmd(words[0], NULL)) {
+                unknown_command(words, nwords, &err);
+                goto fail;
+            }
             if (!matched) {
                 zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown option \"%s\"", a);
                 zdm_err_detail(&err, "run \"zdm --help\" for the list of options");

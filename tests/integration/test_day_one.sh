@@ -15,6 +15,18 @@ for pair in "upgrade:advance --all" "downgrade:zdm rollback" "current:zdm status
     t_eq "zdm $verb exit" 2 "$rc"
     t_has "zdm $verb points at $want" "$want" "$out"
 done
+# As typed from Alembic and Flask-Migrate habit: with their options, and
+# with Flask's "db" group in front.
+for line in "upgrade head:advance --all" "downgrade -1:zdm rollback" "revision --autogenerate -m add_x:zdm new" \
+            "migrate -m add_x:zdm new" "db upgrade:advance --all" "db migrate -m add_x:zdm new" "db init:zdm init"; do
+    args=${line%%:*}; want=${line#*:}
+    # shellcheck disable=SC2086 # the words of the command line
+    out=$("$ZDM" $args 2>&1); rc=$?
+    t_eq "zdm $args exit" 2 "$rc"
+    t_has "zdm $args points at $want" "$want" "$out"
+done
+out=$("$ZDM" stauts --bogus 2>&1)
+t_has "misspelt command before an unknown option" 'did you mean "status"' "$out"
 out=$("$ZDM" stauts 2>&1)
 t_has "misspelt command" 'did you mean "status"' "$out"
 out=$("$ZDM" plan new x 2>&1)
