@@ -165,10 +165,18 @@ static const char pg_schemas[] =
     "AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid) ORDER BY 1";
 
 /* SQLite keeps each object's CREATE statement: tables first, then what
- * refers to them. */
+ * refers to them.  A virtual table's shadow tables (FTS3/4/5 and R*Tree:
+ * NAME_data, NAME_idx, ...) are left out: creating the virtual table
+ * creates them.  By name, not by pragma table_list's "shadow" type: that
+ * needs SQLite 3.37 and zdm runs on 3.35. */
 static const char sqlite_objects[] =
-    "SELECT type || ' ' || name, sql FROM sqlite_master "
+    "SELECT type || ' ' || name, sql FROM sqlite_master m "
     "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'zdm\\_%' ESCAPE '\\' "
+    "AND NOT (type = 'table' AND EXISTS (SELECT 1 FROM sqlite_master v WHERE v.type = 'table' "
+    "  AND upper(substr(v.sql, 1, 20)) = 'CREATE VIRTUAL TABLE' AND m.name IN (v.name || '_data', "
+    "  v.name || '_idx', v.name || '_content', v.name || '_docsize', v.name || '_config', "
+    "  v.name || '_segments', v.name || '_segdir', v.name || '_stat', v.name || '_node', "
+    "  v.name || '_parent', v.name || '_rowid'))) "
     "AND tbl_name NOT LIKE 'zdm\\_%' ESCAPE '\\' AND tbl_name <> 'alembic_version' "
     "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
 

@@ -143,6 +143,8 @@ baseline_checks() {   # DIALECT
                 CREATE INDEX users_name ON users (name);
                 CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id integer REFERENCES users (id), body text CHECK (length(body) < 500));
                 CREATE VIEW user_emails AS SELECT id, email FROM users;
+                -- A full-text index: its shadow tables come with it.
+                CREATE VIRTUAL TABLE post_search USING fts5(body);
                 CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);
                 INSERT INTO alembic_version VALUES ('ae1027a6acf');" >/dev/null
     else
