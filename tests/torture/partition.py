@@ -262,11 +262,15 @@ def main():
         print("partition: no PostgreSQL server: skipped")
         return 77
     try:
+        # entering the namespace is the part that fails where / is not a
+        # mount point (a chroot): probe that too, not only creating one
         sh("ip", "netns", "add", SRV)
-        sh("ip", "netns", "del", SRV)
+        sh("ip", "-n", SRV, "link", "set", "lo", "up")
     except RuntimeError as e:
         print(f"partition: network namespaces unavailable ({e}): skipped")
         return 77
+    finally:
+        sh("ip", "netns", "del", SRV, check=False)
     work = tempfile.mkdtemp(prefix="zdm-part-w.", dir="/tmp")
     srv = None
     old = signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
