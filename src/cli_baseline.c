@@ -64,14 +64,20 @@ static const char pg_tables[] =
     "    CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(d.adbin, d.adrelid) || ') STORED' "
     "         WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) ELSE '' END, "
     "    CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY a.attnum), '')) "
+    "  || coalesce((SELECT ' INHERITS (' || string_agg(i.inhparent::regclass::text, ', ' ORDER BY i.inhseqno) || ')' "
+    "               FROM pg_inherits i WHERE i.inhrelid = c.oid), '') "
     "  || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(c.oid) ELSE '' END "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+    "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attislocal "
     "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
     "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND " PG_APP_NS
     " AND c.relname NOT LIKE 'zdm\\_%' AND NOT (c.relname = 'alembic_version') "
     "AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.objid = c.oid AND x.deptype = 'e') "
-    "GROUP BY c.oid, c.relkind, c.relpersistence ORDER BY 1";
+    "GROUP BY c.oid, c.relkind, c.relpersistence "
+    /* INHERITS: each table after its parents. */
+    "ORDER BY (WITH RECURSIVE up(r, k) AS (SELECT c.oid, 0 UNION ALL "
+    "          SELECT i.inhparent, up.k + 1 FROM pg_inherits i JOIN up ON i.inhrelid = up.r) "
+    "          SELECT max(k) FROM up), 1";
 
 /* A serial's sequence belongs to its column (dropped with it). */
 static const char pg_sequence_owners[] =

@@ -172,6 +172,9 @@ baseline_checks() {   # DIALECT
                 CREATE SEQUENCE small_seq AS smallint INCREMENT BY 5 START WITH 10 CYCLE;
                 -- An unlogged table, a column with its own collation.
                 CREATE UNLOGGED TABLE cache (k text COLLATE \"C\" PRIMARY KEY, v text);
+                -- Table inheritance, the child named before its parent.
+                CREATE TABLE log_base (at timestamptz NOT NULL DEFAULT now(), CHECK (at > '2000-01-01'));
+                CREATE TABLE audit_log (who text) INHERITS (log_base);
                 CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);
                 INSERT INTO alembic_version VALUES ('ae1027a6acf');" >/dev/null
     fi
@@ -216,7 +219,8 @@ baseline_checks() {   # DIALECT
            SELECT c.relname, c.relkind, coalesce(pg_get_expr(c.relpartbound, c.oid), ''), coalesce(pg_get_partkeydef(c.oid), ''), c.relispartition FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE 'zdm%' AND c.relname NOT LIKE 'alembic%' ORDER BY 1;
            SELECT seqrelid::regclass, seqtypid::regtype, seqstart, seqincrement, seqmax, seqmin, seqcycle FROM pg_sequence WHERE seqrelid::regclass::text NOT LIKE 'zdm%' ORDER BY seqrelid::regclass::text;
            SELECT d.objid::regclass, d.refobjid::regclass, d.refobjsubid FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.deptype = 'a' AND d.classid = 'pg_class'::regclass AND d.objid::regclass::text NOT LIKE 'zdm%' ORDER BY d.objid::regclass::text;
-           SELECT c.relname, c.relpersistence, a.attname, co.collname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 JOIN pg_collation co ON co.oid = a.attcollation WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname <> 'alembic_version' ORDER BY 1, 3"
+           SELECT c.relname, c.relpersistence, a.attname, co.collname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 JOIN pg_collation co ON co.oid = a.attcollation WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname <> 'alembic_version' ORDER BY 1, 3;
+           SELECT inhrelid::regclass, inhparent::regclass, inhseqno FROM pg_inherits ORDER BY inhrelid::regclass::text, inhseqno"
     fi
     local fresh
     fresh=$(db_sql "$q")
