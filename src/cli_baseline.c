@@ -4,7 +4,7 @@
  *
  * Owns: reading the application's schema from the catalog (PostgreSQL:
  * sequences (type, bounds, owning column), tables with their columns,
- * defaults and identity, partitions,
+ * defaults, identity and collations, UNLOGGED, INHERITS, partitions,
  * constraints, indexes, views, extensions, enum types; SQLite: the CREATE statements of tables,
  * indexes, views and triggers) into a plan whose expand steps recreate it
  * on an empty database, marked `baseline = true` (so an empty schema
