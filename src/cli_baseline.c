@@ -233,20 +233,29 @@ static int add_steps(zdm_db *db, const char *sql, const char *key, zdm_buf *b, i
 static int alembic_revision(zdm_db *db, char *out, size_t size, zdm_err *err)
 {
     out[0] = 0;
-    char *exists = NULL;
-    int rc = zdm_db_query_value(db,
-                                zdm_db_kind_of(db) == ZDM_DB_PG
-                                    ? "SELECT to_regclass('alembic_version') IS NOT NULL"
-                                    : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'",
-                                0, NULL, &exists, err);
+    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    /* On PostgreSQL, Alembic's version_table_schema may put the table in
+     * another schema: the one on the search path first, else any. */
+    zdm_rows *found = NULL;
+    int rc = zdm_db_query(db,
+                          pg ? "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                               "WHERE c.relname = 'alembic_version' AND c.relkind IN ('r', 'p') AND " PG_APP_NS
+                               " ORDER BY c.oid <> coalesce(to_regclass('alembic_version')::oid, 0), n.nspname LIMIT 1"
+                             : "SELECT 'main' FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'",
+                          0, NULL, &found, err);
     if (rc != 0)
         return rc;
-    int yes = exists && (strcmp(exists, "t") == 0 || strcmp(exists, "1") == 0 || strcmp(exists, "true") == 0);
-    free(exists);
-    if (!yes)
+    if (zdm_rows_count(found) == 0 || !zdm_rows_get(found, 0, 0)) {
+        zdm_rows_free(found);
         return 0;
+    }
+    char *schema = zdm_db_ident(db, zdm_rows_get(found, 0, 0));
+    zdm_rows_free(found);
+    char *sql = zdm_xasprintf("SELECT version_num FROM %s.alembic_version ORDER BY version_num", schema);
+    free(schema);
     zdm_rows *r = NULL;
-    rc = zdm_db_query(db, "SELECT version_num FROM alembic_version ORDER BY version_num", 0, NULL, &r, err);
+    rc = zdm_db_query(db, sql, 0, NULL, &r, err);
+    free(sql);
     if (rc != 0)
         return rc;
     size_t len = 0;

@@ -241,6 +241,16 @@ baseline_checks sqlite
 if t_pg_available; then
     t_pg_start
     baseline_checks pg
+    t_section "baseline with alembic_version in another schema (version_table_schema)"
+    db_new pg alembic_schema
+    db_sql "CREATE SCHEMA app; CREATE TABLE app.alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);
+            INSERT INTO app.alembic_version VALUES ('5f0c1d2e3a4b'); CREATE TABLE app.items (id int);" >/dev/null
+    T_PLANS=$T_DIR/alembic_schema; mkdir -p "$T_PLANS"
+    zdm_run baseline
+    t_rc "baseline" 0
+    f=$(cat "$T_PLANS/0001_baseline.toml")
+    t_has "its revision in the description" "Alembic revision 5f0c1d2e3a4b" "$f"
+    t_lacks "the table itself left out" "alembic_version (" "$f"
 else
     T_SKIPPED="no PostgreSQL"
 fi
