@@ -1882,7 +1882,8 @@ int zdm_backfill_set_many(zdm_db *db, const zdm_plan *plan, const char *const *k
         int rc = set_many_once(db, plan, kv, n, reset, err);
         if (rc == 0 || !zdm_db_err_is_lock_timeout(err) || zdm_mono_ms() - t0 > 10000)
             return rc;
-        if (zdm_sig_sleep_ms(pause + rand() % (pause + 1)))
+        /* jitter from the pid and the clock: concurrent sets must not retry in step */
+        if (zdm_sig_sleep_ms(pause + (int64_t)(((uint64_t)zdm_mono_ms() * 31u + (uint64_t)getpid()) % (uint64_t)(pause + 1))))
             return zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "zdm set interrupted while the database was busy");
         if (pause < 400)
             pause *= 2;
