@@ -8,23 +8,25 @@
  * and under signals, placing the copy safely beside the database, and
  * keeping the last `backup_keep` copies of each plan.
  *
- * Fixed, all seen on a real database:
- *  - the copy never finished under steady writes: the backup API restarts
- *    whenever another connection writes between two steps.  Now the copy
- *    runs inside one read transaction of zdm's connection, so it reads one
- *    snapshot and never restarts (WAL: writers go on meanwhile; rollback
- *    journal: their commits wait for the copy, which is why it copies in
- *    large steps).  tests/bench/sqlite_backup.py measures the three ways.
- *  - SIGTERM left a partial copy and its journal; now a signal (or the
- *    deadline) ends the copy between steps, removes it, and exits 4 (1).
- *  - names came from appending to the URL (broken by file: URIs with a
- *    query) and had one-second resolution, so a failed retry deleted the
- *    previous good backup; a 0600 database got a 0644 backup and a planted
- *    symlink was followed.  Now the path comes from sqlite3_db_filename();
- *    the copy is written in a private 0700 directory created beside the
- *    database, with the database's permission bits, then hard-linked to
- *    its final name, which never replaces an existing file (a clash takes
- *    the next name).  A failure only ever removes the private directory.
+ * Why it is built this way (each seen on a real database):
+ *  - the backup API restarts whenever another connection writes between
+ *    two steps, so under steady writes a plain copy never finishes.  The
+ *    copy runs inside one read transaction of zdm's connection instead, so
+ *    it reads one snapshot and never restarts (WAL: writers go on
+ *    meanwhile; rollback journal: their commits wait for the copy, which
+ *    is why it copies in large steps).  tests/bench/sqlite_backup.py
+ *    measures the three ways.
+ *  - a signal (or the deadline) ends the copy between steps, removes it,
+ *    and exits 4 (1): SIGTERM must not leave a partial copy and its
+ *    journal behind.
+ *  - the path comes from sqlite3_db_filename(), not from the URL (file:
+ *    URIs carry a query), with sub-second resolution so a failed retry
+ *    never deletes the previous good backup.  The copy is written in a
+ *    private 0700 directory created beside the database, with the
+ *    database's permission bits (a 0600 database gets a 0600 copy), then
+ *    hard-linked to its final name, which never replaces an existing file
+ *    (a clash takes the next name) and follows no planted symlink.  A
+ *    failure only ever removes the private directory.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -338,12 +338,12 @@ static void set_backfill(opctx *o, const char *table, const char *target, const 
         b->reverse[0].column = zdm_xstrdup(rev_col);
         b->reverse[0].expr = zdm_xstrdup(rev_expr);
         b->nreverse = 1;
-        /* Fixed: the new application (through the view schema, which has
-         * no old column) inserting a row gave the old column its default,
-         * and the dual-write trigger, seeing it not NULL, left it at that:
-         * the old application read the default instead of the new value.
-         * Here the old column can only hold its default on such an insert,
-         * so it is always derived (the new column has no default until
+        /* The new application inserts through the view schema, which has
+         * no old column, so such an insert gives the old column its default;
+         * a trigger that kept any non-NULL value would leave that default
+         * there and the old application would read it instead of the new
+         * value.  On an insert the old column can only hold its default, so
+         * it is always derived (the new column has no default until
          * contract, so the old application's inserts still leave it NULL). */
         b->reverse_on_insert = 1;
     }
@@ -451,12 +451,12 @@ static char *pg_drop_version_schema(const zdm_plan *p)
  * (after the old column is dropped / the new one renamed into place, so
  * the new application never sees the old column through public).
  *
- * Fixed: the view schema used to stay after contract.  Its view pins the
- * table's columns, so a later plan dropping or retyping one of them failed
+ * The view schema must not outlive contract: its view pins the table's
+ * columns, so a later plan dropping or retyping one of them would fail
  * ("other objects depend on it"), and the new application, still on
- * search_path zdm_v_<plan>, kept reading a column list frozen at expand.
- * Once the schema is gone that search_path entry is skipped and the
- * application reads the table itself.  No down: the contract of these
+ * search_path zdm_v_<plan>, would keep reading a column list frozen at
+ * expand.  Once the schema is gone that search_path entry is skipped and
+ * the application reads the table itself.  No down: the contract of these
  * operations drops a column, which cannot be undone anyway. */
 static zdm_step *contract_version_schema(opctx *o, gen *ct, const char *table, int sqlite_ok)
 {
@@ -497,11 +497,11 @@ static void op_create_table(opctx *o, gen *ex, const char *table, const char *tq
             }
         }
         const toml_value *nl = toml_get(c, "nullable"), *df = toml_get(c, "default"), *pk = toml_get(c, "primary_key");
-        /* Fixed: a column's `default` that was not a string (default = 0,
-         * default = false) and a non-boolean nullable / primary_key were
-         * dropped without a word, so the table came out without them.
-         * Numbers and booleans are taken as add_column takes them; any
-         * other type is an error. */
+        /* Every type a TOML value can have is either used or refused: a
+         * `default` that is not a string (default = 0, default = false) or
+         * a non-boolean nullable / primary_key skipped in silence would
+         * give a table without them.  Numbers and booleans are taken as
+         * add_column takes them; any other type is an error. */
         if ((nl && nl->type != TOML_BOOL) || (pk && pk->type != TOML_BOOL) ||
             (df && df->type != TOML_STRING && df->type != TOML_INTEGER && df->type != TOML_BOOL)) {
             bad(o, "column \"%s\": nullable and primary_key must be true or false, default a SQL expression in a "
@@ -864,10 +864,11 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
  * Both add a new column in expand and drop the old one at contract.
  * PostgreSQL drops with a column everything that depends on it, so:
  *
- * Fixed: the contract of these operations used to lose, without a word,
- * the old column's NOT NULL, its CHECK / UNIQUE / foreign key constraints
- * (also the foreign keys of other tables pointing at it), its unique
- * indexes and its default -- the plan completed and they were gone.  Now:
+ * left alone, the contract of these operations would lose, without a
+ * word, the old column's NOT NULL, its CHECK / UNIQUE / foreign key
+ * constraints (also the foreign keys of other tables pointing at it), its
+ * unique indexes and its default -- the plan would complete and they would
+ * be gone.  Therefore:
  *  - expand's first step refuses, before it changes anything, when a
  *    constraint, a unique index, a view or rule, an owned sequence or a
  *    trigger depends on the old column, and names them: drop them in an
@@ -1230,13 +1231,13 @@ static void free_op_step(zdm_step *s)
     free(s->from_op);
 }
 
-/* Fixed (new check): rename_table leaves a view under the old name from
- * the moment its expand step runs.  Any other operation of the plan that
- * names the old table after that works on the view: later expand steps,
- * contract operations, the implied contract steps of an earlier op (SET
- * NOT NULL, ...) and the dual-write trigger of a backfill (PostgreSQL
- * refuses row triggers on a view) all failed halfway through a phase.
- * Refused at load instead, with what to do. */
+/* rename_table leaves a view under the old name from the moment its
+ * expand step runs.  Any other operation of the plan that names the old
+ * table after that works on the view: later expand steps, contract
+ * operations, the implied contract steps of an earlier op (SET NOT NULL,
+ * ...) and the dual-write trigger of a backfill (PostgreSQL refuses row
+ * triggers on a view) would fail halfway through a phase.  So such a plan
+ * is refused at load, with what to do. */
 static int later_work(const zdm_step *s)
 {
     if (strcmp(s->op, "set_not_null") == 0 || strcmp(s->op, "rename_column") == 0 ||

@@ -1,13 +1,13 @@
 /*
  * sqlite_deps.c -- DROP COLUMN blockers on SQLite (see sqlite_deps.h).
  *
- * Fixed: contract of a rename_column whose old column had an index, a
- * view, a trigger, a CHECK or a partial index removed the dual-write
- * triggers and then failed at DROP COLUMN ("error in index ... after drop
- * column"), and a rollback with an index on the new column failed the same
- * way half-way.  Now the gate lists every such dependency before the phase
- * starts and refuses (exit 3), and plain indexes are dropped with their
- * column in the step's own transaction.
+ * Why: SQLite's DROP COLUMN fails ("error in index ... after drop column")
+ * when an index, a view, a trigger, a CHECK or a partial index names the
+ * column, and a contract of rename_column (or a rollback with an index on
+ * the new column) that met this half-way would already have removed the
+ * dual-write triggers.  So the gate lists every such dependency before
+ * the phase starts and refuses (exit 3), and plain indexes are dropped
+ * with their column in the step's own transaction.
  *
  * How a dependency is found: the schema (no rows) is copied into an
  * in-memory database; for each object, SQLite is asked to drop the column
