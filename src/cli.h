@@ -13,6 +13,8 @@
 #include <stdio.h>
 
 #include "err.h"
+#include "plan.h"
+#include "util.h"
 
 #define ZDM_CLI_MAX_POS 32
 
@@ -89,26 +91,22 @@ int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err);     /* cli_graph.c */
 int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err);    /* cli_graph.c */
 int zdm_cmd_baseline(zdm_cli *cli, zdm_err *err);       /* cli_baseline.c */
 
-#endif
-
 /* The command table, read by cli_gen.c (man page, completions).  The
  * zdm_buf members are filled; free them with zdm_buf_free. */
-#include "util.h"
 typedef struct zdm_cli_cmd_view {
     const char *group, *name, *args, *summary, *help;
     zdm_buf options;      /* help lines of the command's own options */
     zdm_buf option_names; /* "--dry-run --allow ..." */
     zdm_buf value_option_names; /* those of them that take a value */
 } zdm_cli_cmd_view;
-size_t zdm_cli_command_count(void);
-void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v);
-const char *zdm_cli_global_options(void); /* the --help "Options:" lines */
-const char *zdm_cli_exit_codes(void);     /* the --help "Exit codes:" lines */
+size_t zdm_cli_command_count(void);                /* cli.c */
+void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v); /* cli.c */
+const char *zdm_cli_global_options(void); /* cli.c: the --help "Options:" lines */
+const char *zdm_cli_exit_codes(void);     /* cli.c: the --help "Exit codes:" lines */
 int zdm_cmd_completion(zdm_cli *cli, zdm_err *err); /* cli_gen.c */
 int zdm_cmd_manpage(zdm_cli *cli, zdm_err *err);    /* cli_gen.c */
 
-/* Shared by commands (cli_common.c) */
-#include "plan.h"
+/* Shared by commands (cli_plan.c). */
 /* Loads --plans (or the given paths) and prints every problem to cli->errs;
  * returns ZDM_EXIT_USAGE when any plan is invalid. */
 int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
@@ -116,3 +114,5 @@ int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
 /* Finds PLAN (an id in the set, or a path to a plan file already loaded
  * by path); sets a "no such plan" error naming the known ids. */
 zdm_plan *zdm_cli_find_plan(zdm_cli *cli, zdm_plan_set *set, const char *name, zdm_err *err);
+
+#endif
