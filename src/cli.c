@@ -36,7 +36,11 @@ enum {
     OPT_CANCEL = 1 << 21,
     OPT_HISTORY_FILTERS = 1 << 22,
     OPT_RESET = 1 << 24,
+    OPT_STATUS_FORMAT = 1 << 25, /* status's --format: its own formats and help line */
 };
+/* "--format" is parsed once; each command declares which of these it
+ * takes, so its help lists its own formats. */
+#define OPT_ANY_FORMAT (OPT_FORMAT | OPT_STATUS_FORMAT)
 
 typedef struct cmd {
     const char *group;   /* "plan" for "zdm plan show", NULL for top level */
@@ -132,7 +136,7 @@ static const cmd commands[] = {
      "prints the plans' state as Prometheus metrics (for node_exporter's textfile\n"
      "collector): phase, contract due and overdue, waiting for a schedule, failed,\n"
      "contract attempts, lock held, last backfill progress.\n",
-     OPT_FORMAT, 0, 1, zdm_cmd_status},
+     OPT_STATUS_FORMAT, 0, 1, zdm_cmd_status},
     {NULL, "history", "[PLAN]", "every transition, refusal and stamp, newest last",
      "Prints the history rows: when, plan, action, phases, outcome, who (user@host\n"
      "and pid) and detail.  --json prints {\"history\": [...]}.  Filters combine.\n",
@@ -311,6 +315,8 @@ static const struct { unsigned bit; const char *text; } flags[] = {
              "                  create_table, add_column, rename_column, change_type, ...\n"},
     {OPT_FORMAT, "  --format F      text (default), json (the same as --json), github (workflow\n"
                  "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
+    {OPT_STATUS_FORMAT, "  --format F      text (default) or prometheus (metrics for node_exporter's\n"
+                        "                  textfile collector); JSON is --json\n"},
     {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
                  "                  PORT (127.0.0.1), HOST:PORT or [IPV6]:PORT, read-only\n"},
     {OPT_HISTORY_FILTERS, "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
@@ -488,7 +494,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         {"--limit", OPT_HISTORY_FILTERS, &cli.limit},
         {"--allow", OPT_ALLOW, &cli.allow},       {"--listen", OPT_LISTEN, &cli.listen},
         {"--to", OPT_TO, &cli.to},
-        {"--format", OPT_FORMAT, &cli.format},
+        {"--format", OPT_ANY_FORMAT, &cli.format},
     };
     struct { const char *name; unsigned bit; int *dst; } flagopts[] = {
         {"--dry-run", OPT_DRY_RUN, &cli.dry_run},     {"--no-backup", OPT_NO_BACKUP, &cli.no_backup},
@@ -646,6 +652,8 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         print_cmd_help(out, c);
         return 0;
     }
+    if ((seen & OPT_ANY_FORMAT) && (c->opts & OPT_ANY_FORMAT))
+        seen &= ~OPT_ANY_FORMAT | c->opts; /* --format as this command reads it */
     if (seen & ~c->opts) {
         for (size_t k = 0; k < sizeof valopts / sizeof valopts[0]; k++)
             if (seen & valopts[k].bit & ~c->opts)

@@ -278,6 +278,28 @@ static void test_unknown_option(void **state)
            "zdm: unknown option \"--dry\"\n  -> run \"zdm --help\" for the list of options\n");
 }
 
+/* Each command's --format line says that command's formats: status's
+ * help once showed lint's (github, sarif), which status refuses. */
+static void test_help_format_per_command(void **state)
+{
+    (void)state;
+    run r = zdm("status", "--help", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "\n  --format F      text (default) or prometheus"));
+    assert_null(strstr(r.out, "sarif"));
+    run_free(&r);
+    r = zdm("help", "lint", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "github (workflow\n                  annotations) or sarif"));
+    assert_null(strstr(r.out, "prometheus"));
+    run_free(&r);
+    /* both still take --format; a command with neither refuses it */
+    expect(zdm("status", "--format", "sarif", NULL), 2, "",
+           "zdm: --format sarif: status knows text and prometheus (or --json)\n");
+    expect(zdm("--format=json", "check", NULL), 2, "",
+           "zdm: option --format does not apply to \"check\"\n  -> run \"zdm help check\"\n");
+}
+
 static void test_option_not_for_command(void **state)
 {
     (void)state;
@@ -734,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup(test_unknown_command, setup),
         cmocka_unit_test_setup(test_unknown_option, setup),
         cmocka_unit_test_setup(test_option_not_for_command, setup),
+        cmocka_unit_test_setup(test_help_format_per_command, setup),
         cmocka_unit_test_setup(test_missing_argument, setup),
         cmocka_unit_test_setup(test_too_many_arguments, setup),
         cmocka_unit_test_setup(test_option_forms, setup),
