@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dialect.h"
 #include "log.h"
 #include "mutant.h"
 #include "phase.h"
@@ -267,7 +268,7 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
 int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *steps, size_t n,
                              zdm_err *err)
 {
-    int kind = zdm_db_kind_of(r->db);
+    const zdm_dialect *d = zdm_db_dialect(r->db);
     for (size_t i = 0; i < n; i++) {
         if (steps[i].op) {
             zdm_err_set(err, ZDM_EXIT_REFUSED,
@@ -276,8 +277,8 @@ int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *step
             zdm_err_detail(err, "write the step as raw SQL (sql = \"...\" with down = \"...\"); nothing was changed");
             return ZDM_EXIT_REFUSED;
         }
-        if (!zdm_step_sql(&steps[i], kind)) {
-            const char *why = steps[i].unsupported_for[kind == ZDM_DB_PG ? 0 : 1];
+        if (!zdm_step_sql(&steps[i], d->kind)) {
+            const char *why = steps[i].unsupported_for[d->slot];
             zdm_err_set(err, ZDM_EXIT_REFUSED, "%s step %d (%s:%d) has no SQL for %s%s%s",
                         phase, steps[i].index, r->plan->path, steps[i].line, zdm_db_dialect_name(r->db),
                         why ? ": " : "", why ? why : "");
@@ -286,8 +287,7 @@ int zdm_steps_check_runnable(zdm_run *r, const char *phase, const zdm_step *step
                                     "nothing was changed");
                 return ZDM_EXIT_REFUSED;
             }
-            zdm_err_detail(err, "add sql.%s = \"...\" to the step; nothing was changed",
-                           kind == ZDM_DB_PG ? "pg" : "sqlite");
+            zdm_err_detail(err, "add sql.%s = \"...\" to the step; nothing was changed", d->plan_key);
             return ZDM_EXIT_REFUSED;
         }
     }
