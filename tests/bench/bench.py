@@ -1,12 +1,25 @@
 #!/usr/bin/env python3
-"""The numbers behind tests/bench/run.sh (which starts the server).
+"""The numbers behind tests/bench/run.sh (which starts the server, fsync on).
 
 Environment: ZDM (binary), ZDM_TEST_PG_URL, PGHOST/PGUSER/PGDATABASE for
-psql, PGBENCH.  Arguments: table sizes.  Every comparison runs in this one
-process, on identical tables, one after the other.
+psql, PGBENCH.  Arguments: table sizes (the largest is the one the targets
+speak of; ROWS=... in run.sh).  Every comparison runs in this one process,
+on identical tables, one after the other, so the ratios are side by side
+even when the (shared) machine's load moves.  Nothing fails on a number.
+
+Sections, each with the target of issue 13 it measures:
+  raw speed (PostgreSQL): unthrottled zdm backfill vs one UPDATE (>= 0.9),
+      the psql shell loop people write, worker peak RSS (< 16 MiB);
+  workers: 2 workers vs 1 on evenly spread and on skewed keys (>= 1.6);
+  costly where: a de-duplication predicate that scans, vs one UPDATE of the
+      same rows (>= 0.8; the worker is stopped at a time limit);
+  SQLite (WAL, synchronous=FULL): unthrottled zdm vs one UPDATE (>= 0.8);
+  trigger tax: pgbench TPS and bulk UPDATEs with/without the dual-write
+      triggers (>= 0.85, >= 0.85, >= 0.95).
 """
 import os
-import resource
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -16,22 +29,32 @@ ZDM = os.environ["ZDM"]
 URL = os.environ["ZDM_TEST_PG_URL"]
 PGBENCH = os.environ.get("PGBENCH", "pgbench")
 EXPR = "CASE WHEN project_name LIKE '%Core%' THEN 'core' ELSE 'other' END"
+UNTHROTTLED = "max_latency_factor = 0\nmax_lock_ms = 0\n"
 
 
-def psql(sql, quiet=True):
+def psql(sql):
     out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
                          check=True, capture_output=True, text=True)
     return out.stdout.strip()
 
 
-def make_table(name, rows):
+def load():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def make_table(name, rows, skew=0):
+    """rows rows; with skew, the last `skew` of them have ids near 10^12."""
     psql(f"DROP TABLE IF EXISTS {name} CASCADE")
     psql(f"CREATE TABLE {name} (id bigint PRIMARY KEY, project_name text NOT NULL, "
          f"payload text NOT NULL DEFAULT repeat('x', 40))")
     psql(f"INSERT INTO {name} (id, project_name) SELECT i, CASE WHEN i % 3 = 0 "
-         f"THEN 'Core ' || i ELSE 'App ' || i END FROM generate_series(1, {rows}) i")
+         f"THEN 'Core ' || i ELSE 'App ' || i END FROM generate_series(1, {rows - skew}) i")
+    if skew:
+        psql(f"INSERT INTO {name} (id, project_name) SELECT 1000000000000 + i, 'Core ' || i "
+             f"FROM generate_series(1, {skew}) i")
     psql(f"ALTER TABLE {name} ADD COLUMN category text")
     psql(f"VACUUM ANALYZE {name}")
+    psql("CHECKPOINT")
 
 
 def timed(fn):
@@ -40,8 +63,11 @@ def timed(fn):
     return time.monotonic() - t0
 
 
-def plan_dir(table, tag):
+def plan_dir(table, tag, throttle="", where="category IS NULL", sets=None, dual_write=True):
     d = tempfile.mkdtemp(prefix="zdm-bench-")
+    sets = sets or {"category": EXPR}
+    body = "".join(f'set.{k} = "{v}"\n' for k, v in sets.items())
+    dw = '[backfill.dual_write]\nsources = ["project_name"]\n' if dual_write else ""
     with open(os.path.join(d, f"bf_{table}_{tag}.toml"), "w") as f:
         f.write(f"""
 description = "bench"
@@ -50,47 +76,65 @@ sql = "SELECT 1"
 down = "SELECT 1"
 [backfill]
 table = "{table}"
-where = "category IS NULL"
-set.category = "{EXPR}"
-[backfill.dual_write]
-sources = ["project_name"]
-[backfill.throttle]
-""")
+where = "{where}"
+{body}{dw}[backfill.throttle]
+{throttle}""")
     return d
 
 
-def zdm(plans, *args):
-    return subprocess.run([ZDM, "--db", URL, "--plans", plans, "-q", *args],
+def zdm(db, plans, *args):
+    return subprocess.run([ZDM, "--db", db, "--plans", plans, "-q", *args],
                           check=True, capture_output=True, text=True)
 
 
-def zdm_backfill(table, tag):
-    """Expands (installs the trigger), then times one worker; returns
-    (seconds, peak RSS in KiB of the worker process)."""
-    plans = plan_dir(table, tag)
-    zdm(plans, "advance", f"bf_{table}_{tag}")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run_workers(db, plans, plan, n, limit=None):
+    """n workers of one plan at once; returns (seconds, largest peak RSS in
+    KiB, finished).  Each worker's own rusage (wait4), not the children's
+    maximum so far.  Past `limit` seconds the workers get SIGTERM."""
     t0 = time.monotonic()
-    p = subprocess.run([ZDM, "--db", URL, "--plans", plans, "-q", "backfill", f"bf_{table}_{tag}"],
-                       capture_output=True, text=True)
+    procs = [subprocess.Popen([ZDM, "--db", db, "--plans", plans, "-q", "backfill", plan],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(n)]
+    rss, done, stopped = 0, 0, False
+    pending = {p.pid: p for p in procs}
+    while pending:
+        if limit and not stopped and time.monotonic() - t0 > limit:
+            for p in pending.values():
+                p.send_signal(signal.SIGTERM)
+            stopped = True
+        pid, status, ru = os.wait4(-1, os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.01)
+            continue
+        p = pending.pop(pid, None)
+        if p is None:
+            continue
+        p.returncode = os.waitstatus_to_exitcode(status)
+        rss = max(rss, ru.ru_maxrss)
+        if p.returncode == 0:
+            done += 1
+        elif not stopped:
+            sys.exit(f"zdm backfill failed ({p.returncode}): {p.stderr.read().decode()}")
     secs = time.monotonic() - t0
-    if p.returncode != 0:
-        sys.exit(f"zdm backfill failed: {p.stderr}")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child so far; psql/zdm advance
-    # are smaller than a worker, so a growth here is the worker's.
-    return secs, max(rss, before)
+    for p in procs:
+        p.stderr.close()
+    return secs, rss, done == n
+
+
+def zdm_backfill(table, tag, throttle=UNTHROTTLED, workers=1, limit=None, **kw):
+    plans = plan_dir(table, tag, throttle, **kw)
+    zdm(URL, plans, "advance", f"bf_{table}_{tag}")  # expand: installs the triggers
+    return run_workers(URL, plans, f"bf_{table}_{tag}", workers, limit)
 
 
 def shell_loop(table, rows, batch=1000):
     """What people write by hand: a psql per keyset batch."""
     script = (f"last=0; while [ $last -lt {rows} ]; do "
-              f"psql -X -q -c \"UPDATE {table} SET category = {EXPR.replace(chr(39), chr(39))} "
+              f"psql -X -q -c \"UPDATE {table} SET category = {EXPR} "
               f"WHERE id > $last AND id <= $((last + {batch}))\"; last=$((last + {batch})); done")
     subprocess.run(["bash", "-c", script], check=True)
 
 
-def check_converted(table, rows):
+def check_converted(table):
     bad = psql(f"SELECT count(*) FROM {table} WHERE category IS DISTINCT FROM ({EXPR})")
     if bad != "0":
         sys.exit(f"{table}: {bad} rows not converted")
@@ -111,53 +155,179 @@ def pgbench_tps(table, seconds=8):
     sys.exit("pgbench printed no tps")
 
 
+def section_raw(say, sizes):
+    rates, rss_all = {}, []
+    for n in sizes:
+        say(f"\n== raw speed, PostgreSQL, {n:,} rows (load {load()})")
+        make_table("b_update", n)
+        make_table("b_zdm", n)
+        t_upd = timed(lambda: psql(f"UPDATE b_update SET category = {EXPR}"))
+        t_zdm, rss, _ = zdm_backfill("b_zdm", n)
+        check_converted("b_zdm")
+        rss_all.append(rss)
+        r_upd, r_zdm = n / t_upd, n / t_zdm
+        rates[n] = r_zdm
+        say(f"single UPDATE                 {r_upd:12,.0f} rows/s  ({t_upd:.2f} s)")
+        say(f"zdm backfill, unthrottled     {r_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  "
+            f"ratio to UPDATE {r_zdm / r_upd:.2f}   [target >= 0.9]")
+        if n == sizes[0]:
+            make_table("b_loop", n)
+            t_loop = timed(lambda: shell_loop("b_loop", n))
+            check_converted("b_loop")
+            say(f"psql shell loop (1000 rows)   {n / t_loop:12,.0f} rows/s  ({t_loop:.2f} s)  "
+                f"zdm / loop {t_loop / t_zdm:.1f}")
+        say(f"zdm worker peak RSS           {rss / 1024:12.1f} MiB   [target < 16]")
+        for t in ("b_update", "b_zdm", "b_loop"):
+            psql(f"DROP TABLE IF EXISTS {t} CASCADE")
+    if len(sizes) >= 2:
+        a, b = sizes[0], sizes[-1]
+        say(f"scaling: zdm rows/s at {b:,} / at {a:,} = {rates[b] / rates[a]:.2f}")
+
+
+def section_workers(say, n):
+    say(f"\n== workers, PostgreSQL, {n:,} rows, unthrottled (load {load()})")
+    for label, skew in (("evenly spread keys", 0), (f"skewed keys ({n // 1000:,} ids near 10^12)", n // 1000)):
+        secs = {}
+        for w in (1, 2):
+            make_table(f"b_w{w}", n, skew)
+            secs[w], _, _ = zdm_backfill(f"b_w{w}", f"{w}w{skew}", workers=w)
+            check_converted(f"b_w{w}")
+            psql(f"DROP TABLE b_w{w} CASCADE")
+        say(f"{label:34s} 1 worker {n / secs[1]:10,.0f} rows/s, 2 workers {n / secs[2]:10,.0f} rows/s  "
+            f"2 / 1 = {secs[1] / secs[2]:.2f}   [target >= 1.6]")
+
+
+DEDUP_WHERE = "fixed IS NULL AND k IN (SELECT k FROM {t} GROUP BY k HAVING count(*) > 1)"
+
+
+def dedup_table(t, n):
+    """n rows; 2 % of them in pairs that share k (the duplicates to fix)."""
+    psql(f"DROP TABLE IF EXISTS {t} CASCADE")
+    psql(f"CREATE TABLE {t} (id bigint PRIMARY KEY, k bigint NOT NULL, fixed text)")
+    psql(f"INSERT INTO {t} (id, k) SELECT i, CASE WHEN i % 100 < 2 THEN -(i / 100) ELSE i END "
+         f"FROM generate_series(1, {n}) i")
+    psql(f"CREATE INDEX ON {t} (k)")
+    psql(f"VACUUM ANALYZE {t}")
+
+
+def section_costly_where(say, n):
+    say(f"\n== costly where, PostgreSQL, {n:,} rows, 2 % match (load {load()})")
+    say(f"   where = \"{DEDUP_WHERE.format(t='t')}\"")
+    dedup_table("b_dup_u", n)
+    dedup_table("b_dup_z", n)
+    t_upd = timed(lambda: psql(f"UPDATE b_dup_u SET fixed = 'dup' WHERE {DEDUP_WHERE.format(t='b_dup_u')}"))
+    m = int(psql("SELECT count(*) FROM b_dup_u WHERE fixed = 'dup'"))
+    limit = max(60.0, 100 * t_upd)
+    t_zdm, _, finished = zdm_backfill("b_dup_z", "dup", where=DEDUP_WHERE.format(t="b_dup_z"),
+                                      sets={"fixed": "'dup'"}, dual_write=False, limit=limit)
+    done = int(psql("SELECT count(*) FROM b_dup_z WHERE fixed = 'dup'"))
+    say(f"single UPDATE                 {m:,} rows in {t_upd:.2f} s")
+    if finished:
+        say(f"zdm backfill, unthrottled     {done:,} rows in {t_zdm:.2f} s  ratio to UPDATE {t_upd / t_zdm:.2f}"
+            f"   [target >= 0.8]")
+    else:
+        say(f"zdm backfill, unthrottled     stopped at {limit:.0f} s with {done:,} of {m:,} rows  ratio to "
+            f"UPDATE < {t_upd / t_zdm:.3f}   [target >= 0.8]")
+    for t in ("b_dup_u", "b_dup_z"):
+        psql(f"DROP TABLE {t} CASCADE")
+
+
+def sqlite_table(path, rows):
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    c = sqlite3.connect(path)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE t (id integer PRIMARY KEY, project_name text NOT NULL, "
+              "payload text NOT NULL DEFAULT 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx', category text)")
+    c.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+              "INSERT INTO t (id, project_name) SELECT i, CASE WHEN i % 3 = 0 THEN 'Core ' || i "
+              "ELSE 'App ' || i END FROM n", (rows,))
+    c.commit()
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+
+
+def section_sqlite(say, n):
+    say(f"\n== raw speed, SQLite (WAL, synchronous=FULL), {n:,} rows (load {load()})")
+    work = tempfile.mkdtemp(prefix="zdm-bench-sqlite-")
+    pu, pz = os.path.join(work, "u.db"), os.path.join(work, "z.db")
+    sqlite_table(pu, n)
+    sqlite_table(pz, n)
+    c = sqlite3.connect(pu, isolation_level=None)
+    c.execute("PRAGMA synchronous=FULL")
+    t_upd = timed(lambda: c.execute(f"UPDATE t SET category = {EXPR}"))
+    c.close()
+    plans = plan_dir("t", "s", UNTHROTTLED)
+    zdm(f"sqlite:{pz}", plans, "advance", "bf_t_s")
+    t_zdm, rss, _ = run_workers(f"sqlite:{pz}", plans, "bf_t_s", 1)
+    c = sqlite3.connect(pz)
+    bad = c.execute(f"SELECT count(*) FROM t WHERE category IS NOT ({EXPR})").fetchone()[0]
+    c.close()
+    if bad:
+        sys.exit(f"sqlite: {bad} rows not converted")
+    say(f"single UPDATE                 {n / t_upd:12,.0f} rows/s  ({t_upd:.2f} s)")
+    say(f"zdm backfill, unthrottled     {n / t_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  "
+        f"ratio to UPDATE {t_upd / t_zdm:.2f}   [target >= 0.8]")
+    say(f"zdm worker peak RSS           {rss / 1024:12.1f} MiB   [target < 16]")
+    for p in (pu, pz):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(p + suffix):
+                os.remove(p + suffix)
+
+
+def section_trigger_tax(say):
+    say(f"\n== dual-write trigger tax, PostgreSQL, 100,000 rows (load {load()})")
+    make_table("b_trig", 100000)
+    make_table("b_plain", 100000)
+    zdm(URL, plan_dir("b_trig", "o"), "advance", "bf_b_trig_o")  # installs the trigger
+    psql("UPDATE b_trig SET category = NULL")          # keep tables alike
+    psql("UPDATE b_plain SET category = NULL")
+    tps_plain = pgbench_tps("b_plain")
+    tps_trig = pgbench_tps("b_trig")
+    say(f"pgbench write TPS                        without {tps_plain:10,.0f}  with {tps_trig:10,.0f}  "
+        f"ratio {tps_trig / tps_plain:.2f}   [target >= 0.85]")
+    for col, label, target in (("project_name = project_name || ''", "touching the source column", "0.85"),
+                               ("payload = payload || ''", "not touching it", "0.95")):
+        t_plain = timed(lambda: psql(f"UPDATE b_plain SET {col}"))
+        t_trig = timed(lambda: psql(f"UPDATE b_trig SET {col}"))
+        say(f"bulk UPDATE {label:28s} rows/s without {100000 / t_plain:10,.0f}  with "
+            f"{100000 / t_trig:10,.0f}  ratio {t_plain / t_trig:.2f}   [target >= {target}]")
+    for t in ("b_trig", "b_plain"):
+        psql(f"DROP TABLE {t} CASCADE")
+
+
+SECTIONS = ("raw", "workers", "where", "sqlite", "tax")
+
+
 def main():
-    sizes = [int(x) for a in sys.argv[1:] for x in a.split()]
+    sizes = sorted(int(x) for a in sys.argv[1:] for x in a.split())
+    only = os.environ.get("SECTIONS", ",".join(SECTIONS)).split(",")
     lines = []
 
     def say(s=""):
         print(s, flush=True)
         lines.append(s)
 
-    say(f"zdm backfill benchmark, PostgreSQL {psql('SHOW server_version')}, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}")
-    rates = {}
-    for n in sizes:
-        say(f"\n== {n} rows")
-        make_table("b_update", n)
-        make_table("b_zdm", n)
-        make_table("b_loop", n)
-        t_upd = timed(lambda: psql(f"UPDATE b_update SET category = {EXPR}"))
-        t_zdm, rss = zdm_backfill("b_zdm", n)
-        check_converted("b_zdm", n)
-        t_loop = timed(lambda: shell_loop("b_loop", n))
-        check_converted("b_loop", n)
-        r_upd, r_zdm, r_loop = n / t_upd, n / t_zdm, n / t_loop
-        rates[n] = r_zdm
-        say(f"single UPDATE          {r_upd:12,.0f} rows/s  ({t_upd:.2f} s)")
-        say(f"zdm backfill (trigger) {r_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  ratio to UPDATE {r_zdm / r_upd:.2f}")
-        say(f"psql shell loop        {r_loop:12,.0f} rows/s  ({t_loop:.2f} s)  zdm / loop {r_zdm / r_loop:.2f}")
-        say(f"zdm worker peak RSS    {rss / 1024:12.1f} MiB")
-    if len(sizes) >= 2:
-        a, b = sizes[0], sizes[-1]
-        say(f"\nscaling: rows/s at {b} / rows/s at {a} = {rates[b] / rates[a]:.2f}")
-
-    say("\n== dual-write trigger overhead (100000 rows)")
-    make_table("b_trig", 100000)
-    make_table("b_plain", 100000)
-    zdm(plan_dir("b_trig", "o"), "advance", "bf_b_trig_o")  # installs the trigger
-    psql("UPDATE b_trig SET category = NULL")          # keep tables alike
-    psql("UPDATE b_plain SET category = NULL")
-    tps_plain = pgbench_tps("b_plain")
-    tps_trig = pgbench_tps("b_trig")
-    say(f"pgbench write TPS      without {tps_plain:10,.0f}  with {tps_trig:10,.0f}  ratio {tps_trig / tps_plain:.2f}")
-    for col, label in (("project_name = project_name || ''", "touching the source column"),
-                       ("payload = payload || ''", "not touching it")):
-        t_plain = timed(lambda: psql(f"UPDATE b_plain SET {col}"))
-        t_trig = timed(lambda: psql(f"UPDATE b_trig SET {col}"))
-        say(f"bulk UPDATE {label:27s} rows/s without {100000 / t_plain:10,.0f}  with "
-            f"{100000 / t_trig:10,.0f}  ratio {t_plain / t_trig:.2f}")
-    say("\nreproduce: tests/bench/run.sh " + " ".join(str(s) for s in sizes))
+    say(f"zdm backfill benchmark, PostgreSQL {psql('SHOW server_version')} (fsync {psql('SHOW fsync')}), "
+        f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load average {load()}")
+    big = sizes[-1]
+    if "raw" in only:
+        section_raw(say, sizes)
+    if "workers" in only:
+        section_workers(say, big)
+    if "where" in only:
+        section_costly_where(say, max(big // 2, 1000))
+    if "sqlite" in only:
+        section_sqlite(say, big)
+    if "tax" in only:
+        section_trigger_tax(say)
+    say(f"\nload average at the end: {load()}")
+    say("reproduce: ROWS=" + ",".join(str(s) for s in sizes) + " tests/bench/run.sh")
+    out = os.environ.get("BENCH_OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.txt"))
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
