@@ -180,24 +180,18 @@ int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err)
     if (rc == 0)
         rc = zdm_state_init(s.db, err);
     if (rc == 0) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "DELETE FROM %s WHERE plan_id = $1 RETURNING holder, pid",
-                 zdm_state_table(s.db, "locks"));
-        const char *params[] = {s.plan->id};
-        zdm_rows *r = NULL;
-        rc = zdm_db_query(s.db, sql, 1, params, &r, err);
+        char holder[256], pid[32], detail[400];
+        int removed = 0;
+        rc = zdm_state_lock_remove(s.db, s.plan->id, &removed, holder, sizeof holder, pid, sizeof pid, err);
         if (rc == 0) {
-            char detail[300];
-            if (zdm_rows_count(r))
-                snprintf(detail, sizeof detail, "removed the lock of %s pid %s", zdm_rows_get(r, 0, 0),
-                         zdm_rows_get(r, 0, 1));
+            if (removed)
+                snprintf(detail, sizeof detail, "removed the lock of %s pid %s", holder, pid);
             else
                 snprintf(detail, sizeof detail, "no lock row was held");
             fprintf(cli->out, "%s: %s\n", s.plan->id, detail);
             zdm_history_entry h = {s.plan->id, "unlock", NULL, NULL, "ok", detail};
             rc = zdm_state_history_add(s.db, &h, NULL, err);
         }
-        zdm_rows_free(r);
     }
     close_session(&s);
     return rc;
@@ -524,34 +518,30 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
     return rc;
 }
 
-int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
+/* zdm history's filters: --event ACTION ("hook" matches every "hook EVENT"
+ * row), --outcome, --since/--until (a time, or a duration back from now),
+ * --limit N (the newest N, still printed oldest first). */
+static int history_filter(const zdm_cli *cli, zdm_history_filter *f, zdm_err *err)
 {
-    zdm_db *db = NULL;
-    int rc = open_db(cli, &db, err);
-    if (rc == 0)
-        rc = zdm_state_check(db, err);
-    if (rc != 0) {
-        if (db)
-            zdm_db_close(db);
-        return rc;
-    }
-    /* Filters: --event ACTION ("hook" matches every "hook EVENT" row),
-     * --outcome, --since/--until (a time, or a duration back from now),
-     * --limit N (the newest N, still printed oldest first). */
     static const char *const outcomes[] = {"ok", "failed", "refused", "running", "interrupted", NULL};
-    char since[32] = "", until[32] = "", limit[32] = "";
+    memset(f, 0, sizeof *f);
+    f->plan_id = cli->npos ? cli->pos[0] : NULL;
+    f->action = cli->event;
+    f->outcome = cli->outcome;
     if (cli->outcome) {
         int known = 0;
         for (int k = 0; outcomes[k]; k++)
             known |= strcmp(outcomes[k], cli->outcome) == 0;
         if (!known) {
-            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "--outcome %s: not an outcome", cli->outcome);
+            zdm_err_set(err, ZDM_EXIT_USAGE, "--outcome %s: not an outcome", cli->outcome);
             zdm_err_detail(err, "use ok, failed, refused, running or interrupted");
+            return ZDM_EXIT_USAGE;
         }
     }
     const char *tv[2] = {cli->since, cli->until};
-    char *tout[2] = {since, until};
-    for (int k = 0; rc == 0 && k < 2; k++) {
+    int *has[2] = {&f->has_since, &f->has_until};
+    int64_t *at[2] = {&f->since_ms, &f->until_ms};
+    for (int k = 0; k < 2; k++) {
         if (!tv[k])
             continue;
         int64_t ms, dur;
@@ -561,98 +551,94 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
         if (zdm_parse_time_zone(tv[k], 1, &ms, &zone, &e) != 0) {
             size_t len = strlen(tv[k]);
             if (!len || (tv[k][len - 1] >= '0' && tv[k][len - 1] <= '9') ||
-                zdm_parse_duration_ms(tv[k], 1000, &dur, &e) != 0 || dur <= 0) {
-                rc = zdm_err_set(err, ZDM_EXIT_USAGE, "--%s %s: expected a time (2026-11-22T03:00:00Z) or a "
-                                 "duration back from now (24h)", k ? "until" : "since", tv[k]);
-                break;
-            }
+                zdm_parse_duration_ms(tv[k], 1000, &dur, &e) != 0 || dur <= 0)
+                return zdm_err_set(err, ZDM_EXIT_USAGE, "--%s %s: expected a time (2026-11-22T03:00:00Z) or a "
+                                   "duration back from now (24h)", k ? "until" : "since", tv[k]);
             ms = zdm_now_ms() - dur;
         }
-        snprintf(tout[k], 32, "%lld", (long long)ms);
+        *has[k] = 1;
+        *at[k] = ms;
     }
-    if (rc == 0 && cli->limit) {
+    if (cli->limit) {
         char *end;
         long n = strtol(cli->limit, &end, 10);
         if (*end || n < 1)
-            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "--limit %s: expected a positive number", cli->limit);
-        else
-            snprintf(limit, sizeof limit, "%ld", n);
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "--limit %s: expected a positive number", cli->limit);
+        f->limit = n;
     }
-    zdm_rows *r = NULL;
-    if (rc == 0 && zdm_state_exists(db)) {
-        char sql[1200];
-        const char *t = zdm_state_table(db, "history");
-        snprintf(sql, sizeof sql,
-                 "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail FROM ("
-                 "SELECT * FROM %s WHERE (CAST($1 AS text) IS NULL OR plan_id = CAST($1 AS text)) "
-                 "AND (CAST($2 AS text) IS NULL OR action = CAST($2 AS text) "
-                 "     OR substr(action, 1, length(CAST($2 AS text)) + 1) = CAST($2 AS text) || ' ') "
-                 "AND (CAST($3 AS text) IS NULL OR outcome = CAST($3 AS text)) "
-                 "AND (CAST($4 AS text) IS NULL OR at_ms >= CAST(CAST($4 AS text) AS bigint)) "
-                 "AND (CAST($5 AS text) IS NULL OR at_ms <= CAST(CAST($5 AS text) AS bigint)) "
-                 "ORDER BY id DESC%s) h ORDER BY id",
-                 t, limit[0] ? " LIMIT CAST(CAST($6 AS text) AS bigint)" : "");
-        const char *params[] = {cli->npos ? cli->pos[0] : NULL, cli->event, cli->outcome,
-                                since[0] ? since : NULL, until[0] ? until : NULL, limit};
-        rc = zdm_db_query(db, sql, limit[0] ? 6 : 5, params, &r, err);
+    return 0;
+}
+
+static json_t *history_json(const zdm_history_row *h)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(h->id));
+    json_object_set_new(o, "plan", json_string(h->plan_id));
+    json_object_set_new(o, "at", jtime(h->at_ms));
+    json_object_set_new(o, "who", json_string(h->who));
+    json_object_set_new(o, "pid", json_integer(atoi(h->pid)));
+    json_object_set_new(o, "action", json_string(h->action));
+    json_object_set_new(o, "from", h->from_phase ? json_string(h->from_phase) : json_null());
+    json_object_set_new(o, "to", h->to_phase ? json_string(h->to_phase) : json_null());
+    json_object_set_new(o, "outcome", json_string(h->outcome));
+    json_object_set_new(o, "detail", jtext(h->detail));
+    return o;
+}
+
+/* Columns as wide as their longest value, so long plan ids and actions do
+ * not push the rest out of line. */
+static void history_text(FILE *out, const zdm_history_list *l)
+{
+    int wplan = 4, waction = 6, wmove = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const char *f = l->v[i].from_phase, *t2 = l->v[i].to_phase;
+        int lp = (int)strlen(l->v[i].plan_id), la = (int)strlen(l->v[i].action);
+        int lm = (int)((f ? strlen(f) : 0) + (f || t2 ? 4 : 0) + (t2 ? strlen(t2) : 0));
+        wplan = lp > wplan ? lp : wplan;
+        waction = la > waction ? la : waction;
+        wmove = lm > wmove ? lm : wmove;
     }
-    if (rc == 0) {
-        int n = r ? zdm_rows_count(r) : 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const zdm_history_row *h = &l->v[i];
+        char ts[40], move[64];
+        const char *from = h->from_phase, *to = h->to_phase;
+        snprintf(move, sizeof move, "%s%s%s", from ? from : "", from || to ? " -> " : "", to ? to : "");
+        fprintf(out, "%s  %-*s  %-*s  %-*s  %-8s %s pid %s%s%s\n", zdm_format_time(h->at_ms, ts, sizeof ts), wplan,
+                h->plan_id, waction, h->action, wmove, move, h->outcome, h->who, h->pid, h->detail ? "\n      " : "",
+                h->detail ? h->detail : "");
+    }
+}
+
+int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
+{
+    zdm_db *db = NULL;
+    int rc = open_db(cli, &db, err);
+    if (rc == 0)
+        rc = zdm_state_check(db, err);
+    zdm_history_filter f;
+    if (rc == 0)
+        rc = history_filter(cli, &f, err);
+    zdm_history_list l = {0};
+    if (rc == 0 && zdm_state_exists(db))
+        rc = zdm_state_history_list(db, &f, &l, err);
+    if (rc == 0 && cli->json) {
         json_t *arr = json_array();
-        /* Columns as wide as their longest value, so long plan ids and
-         * actions do not push the rest out of line. */
-        int wplan = 4, waction = 6, wmove = 0;
-        for (int i = 0; i < n; i++) {
-            const char *f = zdm_rows_get(r, i, 6), *t2 = zdm_rows_get(r, i, 7);
-            int lp = (int)strlen(zdm_rows_get(r, i, 1)), la = (int)strlen(zdm_rows_get(r, i, 5));
-            int lm = (int)((f ? strlen(f) : 0) + (f || t2 ? 4 : 0) + (t2 ? strlen(t2) : 0));
-            wplan = lp > wplan ? lp : wplan;
-            waction = la > waction ? la : waction;
-            wmove = lm > wmove ? lm : wmove;
-        }
-        for (int i = 0; i < n; i++) {
-            char ts[40];
-            const char *id = zdm_rows_get(r, i, 0), *plan = zdm_rows_get(r, i, 1);
-            int64_t at = strtoll(zdm_rows_get(r, i, 2), NULL, 10);
-            const char *who = zdm_rows_get(r, i, 3), *pid = zdm_rows_get(r, i, 4);
-            const char *action = zdm_rows_get(r, i, 5), *from = zdm_rows_get(r, i, 6);
-            const char *to = zdm_rows_get(r, i, 7), *outcome = zdm_rows_get(r, i, 8);
-            const char *detail = zdm_rows_get(r, i, 9);
-            if (cli->json) {
-                json_t *o = json_object();
-                json_object_set_new(o, "id", json_integer(strtoll(id, NULL, 10)));
-                json_object_set_new(o, "plan", json_string(plan));
-                json_object_set_new(o, "at", jtime(at));
-                json_object_set_new(o, "who", json_string(who));
-                json_object_set_new(o, "pid", json_integer(atoi(pid)));
-                json_object_set_new(o, "action", json_string(action));
-                json_object_set_new(o, "from", from ? json_string(from) : json_null());
-                json_object_set_new(o, "to", to ? json_string(to) : json_null());
-                json_object_set_new(o, "outcome", json_string(outcome));
-                json_object_set_new(o, "detail", jtext(detail));
-                json_array_append_new(arr, o);
-            } else {
-                char move[64];
-                snprintf(move, sizeof move, "%s%s%s", from ? from : "", from || to ? " -> " : "", to ? to : "");
-                fprintf(cli->out, "%s  %-*s  %-*s  %-*s  %-8s %s pid %s%s%s\n",
-                        zdm_format_time(at, ts, sizeof ts), wplan, plan, waction, action, wmove, move, outcome,
-                        who, pid, detail ? "\n      " : "", detail ? detail : "");
-            }
-        }
-        if (cli->json) {
-            json_t *o = json_object();
-            json_object_set(o, "history", arr);
-            json_dumpf(o, cli->out, JSON_INDENT(2));
-            fputc('\n', cli->out);
-            json_decref(o);
-        } else if (n == 0) {
-            int filtered = cli->npos || cli->event || cli->outcome || cli->since || cli->until;
-            fprintf(cli->out, "%s\n", filtered ? "no history rows match" : "no history yet");
-        }
-        json_decref(arr);
+        for (size_t i = 0; i < l.n; i++)
+            json_array_append_new(arr, history_json(&l.v[i]));
+        json_t *o = json_object();
+        json_object_set_new(o, "history", arr);
+        json_dumpf(o, cli->out, JSON_INDENT(2));
+        fputc('\n', cli->out);
+        json_decref(o);
+    } else if (rc == 0 && l.n == 0) {
+        int filtered = cli->npos || cli->event || cli->outcome || cli->since || cli->until;
+        fprintf(cli->out, "%s\n", filtered ? "no history rows match" : "no history yet");
+    } else if (rc == 0) {
+        history_text(cli->out, &l);
     }
-    zdm_rows_free(r);
-    zdm_db_close(db);
+    zdm_state_history_list_free(&l);
+    if (db)
+        zdm_db_close(db);
     return rc;
 }
 

@@ -123,16 +123,9 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
     zdm_db_cancel_arm(c->db); /* a second signal cancels the running statement */
     /* Only a holder of this lock writes "running" history rows, so any left
      * now belong to a run that died (kill -9, power loss): say so. */
-    {
-        char sql[200];
-        snprintf(sql, sizeof sql,
-                 "UPDATE %s SET outcome = 'interrupted' WHERE plan_id = $1 AND outcome = 'running'",
-                 zdm_state_table(c->db, "history"));
-        const char *params[] = {c->plan->id};
-        rc = zdm_db_query(c->db, sql, 1, params, NULL, err);
-        if (rc != 0)
-            return rc;
-    }
+    rc = zdm_state_history_mark_interrupted(c->db, c->plan->id, err);
+    if (rc != 0)
+        return rc;
     rc = zdm_state_get(c->db, c->plan->id, &c->st, err);
     if (rc != 0)
         return rc;
@@ -1433,16 +1426,9 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
         } else if (r == 0) {
             /* Another host may have contracted it between our read and our
              * lock ("already complete"): count only what this process did. */
-            char sql[300], pid[16];
-            snprintf(sql, sizeof sql,
-                     "SELECT count(*) FROM %s WHERE plan_id = $1 AND pid = $2 AND action = 'advance' "
-                     "AND to_phase = 'complete' AND outcome = 'ok'", zdm_state_table(db, "history"));
-            snprintf(pid, sizeof pid, "%d", (int)getpid());
-            const char *params[] = {p->id, pid};
-            char *v = NULL;
-            if (zdm_db_query_value(db, sql, 2, params, &v, &e) == 0 && v && atoi(v) > 0)
+            int mine = 0;
+            if (zdm_state_history_count_mine(db, p->id, "advance", "complete", "ok", &mine, &e) == 0 && mine > 0)
                 (*advanced)++;
-            free(v);
             if ((locked_st.attempts || locked_st.last_error[0]) &&
                 zdm_state_contract_attempt(db, p->id, 1, NULL, max_attempts, &n, &failed_now, &e2) != 0)
                 zdm_log(ZDM_LOG_WARN, p->id, "contract", "could not clear the attempt count: %s", e2.msg);

@@ -871,6 +871,29 @@ void zdm_state_unlock(zdm_db *db, const char *plan_id)
     }
 }
 
+int zdm_state_lock_remove(zdm_db *db, const char *plan_id, int *removed, char *holder, size_t hsize, char *pid,
+                          size_t psize, zdm_err *err)
+{
+    *removed = 0;
+    if (hsize)
+        holder[0] = '\0';
+    if (psize)
+        pid[0] = '\0';
+    char sql[160];
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE plan_id = $1 RETURNING holder, pid",
+             zdm_state_table(db, "locks"));
+    const char *params[] = {plan_id};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 1, params, &r, err);
+    if (rc == 0 && zdm_rows_count(r)) {
+        *removed = 1;
+        snprintf(holder, hsize, "%s", zdm_rows_get(r, 0, 0) ? zdm_rows_get(r, 0, 0) : "(null)");
+        snprintf(pid, psize, "%s", zdm_rows_get(r, 0, 1) ? zdm_rows_get(r, 0, 1) : "(null)");
+    }
+    zdm_rows_free(r);
+    return rc;
+}
+
 int zdm_state_lock_held(zdm_db *db, const char *plan_id, int *held, zdm_err *err)
 {
     *held = 0;

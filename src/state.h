@@ -11,7 +11,8 @@
  *
  * Owns: plan phases and their checksums, applied steps (so a crash between
  * steps resumes at the right one), the history of every transition and
- * refusal, and the per-plan lock that keeps two runs apart.  Times are
+ * refusal (written in state.c, listed in state_history.c), and the
+ * per-plan lock that keeps two runs apart.  Times are
  * stored as epoch milliseconds (bigint) so both dialects agree exactly.
  */
 #ifndef ZDM_STATE_H
@@ -138,6 +139,35 @@ int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, i
 int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const char *detail,
                              zdm_err *err) ZDM_MUST_CHECK;
 
+/* zdm history: the rows that pass every filter given (NULL / 0: no
+ * filter), oldest first.  action matches the action, and "hook" every
+ * "hook EVENT" row; limit keeps the newest `limit` rows. */
+typedef struct zdm_history_filter {
+    const char *plan_id, *action, *outcome;
+    int has_since, has_until;
+    int64_t since_ms, until_ms; /* at_ms >= since_ms, at_ms <= until_ms */
+    long limit;                 /* 0: every row */
+} zdm_history_filter;
+typedef struct zdm_history_row {
+    int64_t id, at_ms;
+    char *plan_id, *who, *pid, *action, *outcome;
+    char *from_phase, *to_phase, *detail; /* NULL when none */
+} zdm_history_row;
+typedef struct zdm_history_list {
+    zdm_history_row *v;
+    size_t n;
+} zdm_history_list;
+int zdm_state_history_list(zdm_db *db, const zdm_history_filter *f, zdm_history_list *out,
+                           zdm_err *err) ZDM_MUST_CHECK;
+void zdm_state_history_list_free(zdm_history_list *l);
+/* Marks the plan's "running" rows interrupted: called by the new holder
+ * of the plan's lock, so they belong to a run that died. */
+int zdm_state_history_mark_interrupted(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
+/* How many rows this process (its pid) wrote for plan_id with exactly this
+ * action, to_phase and outcome. */
+int zdm_state_history_count_mine(zdm_db *db, const char *plan_id, const char *action, const char *to_phase,
+                                 const char *outcome, int *n, zdm_err *err) ZDM_MUST_CHECK;
+
 /* The outcome ("ok", "failed", ...; "" when none) and detail (malloc'd or
  * NULL) of the newest history row of plan_id with this action. */
 int zdm_state_history_last(zdm_db *db, const char *plan_id, const char *action, char outcome[16],
@@ -151,6 +181,10 @@ int zdm_state_history_last(zdm_db *db, const char *plan_id, const char *action, 
 int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size_t holder_size,
                    zdm_err *err) ZDM_MUST_CHECK;
 void zdm_state_unlock(zdm_db *db, const char *plan_id);
+/* zdm unlock: removes the plan's lock row whoever holds it; *removed says
+ * whether there was one, holder and pid (as stored) name it. */
+int zdm_state_lock_remove(zdm_db *db, const char *plan_id, int *removed, char *holder, size_t hsize, char *pid,
+                          size_t psize, zdm_err *err) ZDM_MUST_CHECK;
 /* *held = 1 while this process still holds the plan's lock.  PostgreSQL:
  * the session's advisory lock (a server restart or a reset connection
  * loses it); SQLite: the lock row still names this process (zdm unlock
