@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "db.h"
+#include "hooks.h"
 #include "sqlscan.h"
 #include "lint.h"
 #include "util.h"
@@ -165,6 +166,28 @@ static int load_targets(zdm_cli *cli, lint_load *L, zdm_err *err)
     if (bad)
         return zdm_err_set(err, ZDM_EXIT_USAGE, "%d of the plans named %s invalid; nothing was linted",
                            bad, bad == 1 ? "is" : "are");
+    return 0;
+}
+
+/* zdm.toml's [contract] not_before (beside each set's directory, as
+ * advance reads it) fills in the plans' soak time, for missing-not-before. */
+static int apply_project(zdm_cli *cli, lint_load *L, zdm_err *err)
+{
+    for (size_t i = 0; i < L->nsets; i++) {
+        zdm_plan_set *s = &L->sets[i];
+        if (s->n == 0)
+            continue;
+        zdm_project proj;
+        zdm_diags d = {0};
+        int rc = zdm_project_load(s->plans[0]->dir, &proj, &d);
+        for (size_t k = 0; k < d.msgs.n; k++)
+            fprintf(cli->errs, "%s\n", d.msgs.v[k]);
+        zdm_diags_free(&d);
+        if (rc != 0)
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "the project file zdm.toml is invalid; nothing was linted");
+        zdm_project_apply_defaults(&proj, s);
+        zdm_project_free(&proj);
+    }
     return 0;
 }
 
@@ -350,6 +373,8 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
         mode = k == ZDM_DB_SQLITE ? ZDM_LINT_DIALECT_SQLITE : k == ZDM_DB_PG ? ZDM_LINT_DIALECT_PG : 0;
     }
     int rc = load_targets(cli, &L, err);
+    if (rc == 0)
+        rc = apply_project(cli, &L, err);
     /* A statement over the bounds is refused like an invalid plan (exit 2). */
     for (size_t i = 0; rc == 0 && i < L.nfiles; i++) {
         int line, col;
@@ -365,6 +390,9 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
     if (rc == 0) {
         for (size_t i = 0; i < L.nt; i++)
             zdm_lint_plan_dialect(L.t[i].plan, &L.sets[L.t[i].set], NULL, mode, &r);
+        /* after the SQL's findings: those come first in every format */
+        for (size_t i = 0; i < L.nt; i++)
+            zdm_lint_plan_soak(L.t[i].plan, mode, &r);
         for (size_t i = 0; i < L.nfiles; i++) {
             zdm_lint_ctx *ctx = zdm_lint_ctx_new();
             size_t from = r.n;

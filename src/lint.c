@@ -84,6 +84,9 @@ static const zdm_lint_rule rules[] = {
      "--db: a transaction open longer than lock_timeout holds a lock on a table the SQL changes", PG},
     {"sqlite-pragma-in-transaction", ZDM_LINT_WARNING,
      "PRAGMA foreign_keys / journal_mode inside a transaction, where it does nothing or fails", SL},
+    {"missing-not-before", ZDM_LINT_WARNING,
+     "a plan with no soak time (no not_before, no [contract] not_before in zdm.toml): run-due never contracts it",
+     BOTH},
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
@@ -2373,6 +2376,29 @@ void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const 
 void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *src, zdm_lint_result *out)
 {
     zdm_lint_plan_dialect(plan, set, src, 0, out);
+}
+
+void zdm_lint_plan_soak(const zdm_plan *plan, int mode, zdm_lint_result *out)
+{
+    /* A baseline is stamped complete: it is never contracted. */
+    if (plan->not_before_ms >= 0 || plan->baseline)
+        return;
+    const toml_value *cv = plan->doc ? toml_get(plan->doc, "contract") : NULL;
+    zdm_lint_finding *f =
+        add_finding(out, "missing-not-before", cv && cv->line > 0 ? cv->line : 1,
+                    "not_before = \"cutover + 24h\" under [contract], a default in zdm.toml's [contract], "
+                    "or \"zdm schedule\" after each cutover",
+                    "plan %s has no soak time (no not_before, here or in zdm.toml): zdm run-due never "
+                    "contracts it; only an operator's zdm advance does", plan->id);
+    f->plan = plan->id;
+    f->file = plan->path;
+    f->phase = ZDM_PHASE_CONTRACT;
+    f->dialect = mode ? mode : ZDM_LINT_DIALECT_PG;
+    for (size_t a = 0; a < plan->nallow; a++)
+        if (strcmp(plan->allow[a].rule, f->rule) == 0) {
+            f->allowed = 1;
+            f->allowed_by = plan->allow[a].reason ? plan->allow[a].reason : "allow_unsafe";
+        }
 }
 
 int zdm_lint_allow_list(zdm_lint_result *r, const char *list, zdm_err *err)

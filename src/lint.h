@@ -132,6 +132,13 @@ void zdm_lint_plan(const zdm_plan *plan, const zdm_plan_set *set, const char *sr
 void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const char *src, int mode,
                            zdm_lint_result *out);
 
+/* missing-not-before: a plan without an explicit soak time, which
+ * run-due never contracts.  plan->not_before_ms must already carry
+ * zdm.toml's default (zdm_project_apply_defaults); `mode` as above (the
+ * finding's dialect only).  zdm lint only: advance does not log it, status
+ * and run-due say "waiting for a schedule" instead. */
+void zdm_lint_plan_soak(const zdm_plan *plan, int mode, zdm_lint_result *out);
+
 /* --db: what the database holds changes the findings.  Table sizes set
  * the severity of the rules about locks and rewrites (an empty table:
  * info; a small one: warning); pg_proc's volatility clears a default zdm

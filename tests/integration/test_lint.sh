@@ -26,7 +26,11 @@ db_new sqlite lint
 T_PLANS="$ZDM_SRC/plans"
 lint_run lint
 t_rc "zdm lint plans/" 0
-t_has "summary" " linted: 0 errors, 3 warnings, 0 allowed" "$ZOUT"
+t_has "summary" " linted: 0 errors, 10 warnings, 0 allowed" "$ZOUT"
+# (seven of them have no not_before, and plans/ has no zdm.toml: run-due
+# would never contract them)
+t_has "no soak time: 0007 warned about" "plans/0007_event_project_slug.toml:54: warning[missing-not-before]: plan 0007_event_project_slug has no soak time" "$ZOUT"
+t_lacks "0005 has its not_before" "plan 0005_drop_legacy_flag has no soak time" "$ZOUT"
 t_lacks "no error" "error[" "$ZOUT"
 lint_run lint --json
 t_rc "zdm lint --json" 0
@@ -66,13 +70,13 @@ t_has "volatile default, line of the statement" "0002_unsafe.toml:10:1: error[ad
 t_has "mass update" "0002_unsafe.toml:11:1: error[mass-dml-in-expand]" "$ZOUT"
 t_has "missing down" "0002_unsafe.toml:8: warning[missing-down]" "$ZOUT"
 t_lacks "DROP COLUMN in contract is fine" "destructive-in-expand" "$ZOUT"
-t_has "summary" "2 plans linted: 3 errors, 1 warning, 0 allowed" "$ZOUT"
+t_has "summary" "2 plans linted: 3 errors, 3 warnings, 0 allowed" "$ZOUT"
 t_has "the error" "zdm lint found 3 errors" "$ZERR"
 
 lint_run lint --json
 t_rc "zdm lint --json with unsafe SQL" 3
 t_eq "--json parses, errors" 3 "$(jq -r -s '.[0] | .errors' <<<"$ZOUT")"
-t_eq "--json: rules" "index-not-concurrent add-column-volatile-default mass-dml-in-expand missing-down" \
+t_eq "--json: rules" "index-not-concurrent add-column-volatile-default mass-dml-in-expand missing-down missing-not-before missing-not-before" \
     "$(jq -r -s '.[0] | [.findings[].rule] | join(" ")' <<<"$ZOUT")"
 t_eq "--json: every field" "plan file line step phase rule severity message hint allowed column dialect" \
     "$(jq -r -s '.[0] | .findings[0] | keys_unsorted | join(" ")' <<<"$ZOUT")"
@@ -83,7 +87,7 @@ lint_run lint --allow index-not-concurrent,mass-dml-in-expand
 t_rc "zdm lint --allow two rules" 3
 t_has "allowed, said so" "error[index-not-concurrent]: CREATE INDEX events_pn" "$ZOUT"
 t_has "allowed, said so" "(allowed: --allow)" "$ZOUT"
-t_has "one error left" "1 error, 1 warning, 2 allowed" "$ZOUT"
+t_has "one error left" "1 error, 3 warnings, 2 allowed" "$ZOUT"
 lint_run lint --allow index-not-concurent
 t_rc "zdm lint --allow with a misspelt rule" 2
 t_has "did you mean" 'did you mean "index-not-concurrent"' "$ZERR"
@@ -295,5 +299,39 @@ t_has "in contract" "zdm lint found 1 error in contract" "$ZERR"
 zdm_run advance 0008_contract --allow sqlite-table-rebuild
 t_rc "contract with --allow" 0
 t_has "complete" "0008_contract: cut_over -> complete" "$ZOUT"
+
+t_section "missing-not-before: a plan without soak time, unless zdm.toml gives one"
+plans_empty
+plan_write 0001_soak '[[expand.steps]]
+sql = "CREATE TABLE soak (id bigint PRIMARY KEY)"
+down = "DROP TABLE soak"
+[contract]
+verify = "SELECT 1"'
+plan_write 0002_own '[[expand.steps]]
+sql = "CREATE TABLE own (id bigint PRIMARY KEY)"
+down = "DROP TABLE own"
+[contract]
+not_before = "cutover + 2h"'
+lint_run lint
+t_rc "a warning only: exit 0" 0
+t_has "the plan without, at its [contract]" "0001_soak.toml:4: warning[missing-not-before]: plan 0001_soak has no soak time" "$ZOUT"
+t_has "what to do" "-- not_before = \"cutover + 24h\" under [contract]" "$ZOUT"
+t_lacks "the plan with its own not_before" "plan 0002_own has no soak" "$ZOUT"
+t_has "summary" "2 plans linted: 0 errors, 1 warning, 0 allowed" "$ZOUT"
+lint_run lint --json 0001_soak
+t_eq "--json: rule, severity, phase" "missing-not-before warning contract" \
+    "$(jq -r -s '.[0] | .findings[0] | "\(.rule) \(.severity) \(.phase)"' <<<"$ZOUT")"
+# the project's default (zdm.toml, in the plans directory's parent)
+printf '[contract]\nnot_before = "cutover + 24h"\n' >"$(dirname "$T_PLANS")/zdm.toml"
+lint_run lint
+t_rc "with zdm.toml's default" 0
+t_lacks "with zdm.toml's default: no warning" "missing-not-before" "$ZOUT"
+lint_run lint "$T_PLANS/0001_soak.toml"
+t_lacks "a plan file named: zdm.toml beside its directory counts" "missing-not-before" "$ZOUT"
+printf '[contract]\nnot_befor = "cutover + 24h"\n' >"$(dirname "$T_PLANS")/zdm.toml"
+lint_run lint
+t_rc "a broken zdm.toml: exit 2" 2
+t_has "a broken zdm.toml: says so" "the project file zdm.toml is invalid" "$ZERR"
+rm -f "$(dirname "$T_PLANS")/zdm.toml"
 
 t_finish

@@ -482,6 +482,7 @@ static void test_every_rule_tested(void **state)
         /* Plan-level rules are tested with plans below. */
         /* (long-transaction needs a database: test_lint_db.sh.) */
         if (!seen && strcmp(id, "missing-down") != 0 && strcmp(id, "sqlite-only") != 0 &&
+            strcmp(id, "missing-not-before") != 0 && /* test_soak */
             strcmp(id, "long-transaction") != 0) {
             fprintf(stderr, "rule %s has no statement in the tables\n", id);
             fail();
@@ -605,6 +606,60 @@ static const zdm_lint_finding *find(const zdm_lint_result *r, const char *rule, 
         if (strcmp(r->v[i].rule, rule) == 0 && nth-- == 0)
             return &r->v[i];
     return NULL;
+}
+
+/* missing-not-before: a plan run-due would never contract (no soak time
+ * of its own, none from zdm.toml) is warned about, at its [contract]
+ * table; a not_before, zdm.toml's default (applied to not_before_ms),
+ * allow_unsafe and a baseline each quiet it. */
+static void test_soak(void **state)
+{
+    (void)state;
+    const char *base = "[[expand.steps]]\nsql = \"CREATE TABLE t (a int)\"\ndown = \"DROP TABLE t\"\n";
+    zdm_plan *p = load("plans/s1.toml", base);
+    zdm_lint_result r = {0};
+    zdm_lint_plan_soak(p, 0, &r);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].rule, "missing-not-before");
+    assert_int_equal(r.v[0].severity, ZDM_LINT_WARNING);
+    assert_int_equal(r.v[0].line, 1);
+    assert_string_equal(r.v[0].file, "plans/s1.toml");
+    assert_non_null(strstr(r.v[0].message, "plan s1 has no soak time"));
+    assert_false(r.v[0].allowed);
+    zdm_lint_result_free(&r);
+    memset(&r, 0, sizeof r);
+    p->not_before_ms = 24 * 3600 * 1000; /* what zdm_project_apply_defaults does */
+    zdm_lint_plan_soak(p, 0, &r);
+    assert_int_equal(r.n, 0);
+    zdm_plan_free(p);
+
+    char *src = zdm_xasprintf("%s\n[contract]\nverify = \"SELECT true\"\n", base);
+    p = load("plans/s2.toml", src);
+    zdm_lint_plan_soak(p, ZDM_LINT_DIALECT_SQLITE, &r);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.v[0].line, 5); /* the [contract] table */
+    assert_int_equal(r.v[0].dialect, ZDM_LINT_DIALECT_SQLITE);
+    zdm_lint_result_free(&r);
+    memset(&r, 0, sizeof r);
+    zdm_plan_free(p);
+    free(src);
+
+    src = zdm_xasprintf("%s\n[contract]\nnot_before = \"cutover + 1h\"\n", base);
+    p = load("plans/s3.toml", src);
+    zdm_lint_plan_soak(p, 0, &r);
+    assert_int_equal(r.n, 0);
+    zdm_plan_free(p);
+    free(src);
+
+    src = zdm_xasprintf("allow_unsafe = [{rule = \"missing-not-before\", reason = \"contracted by hand\"}]\n%s", base);
+    p = load("plans/s4.toml", src);
+    zdm_lint_plan_soak(p, 0, &r);
+    assert_int_equal(r.n, 1);
+    assert_true(r.v[0].allowed);
+    assert_string_equal(r.v[0].allowed_by, "contracted by hand");
+    zdm_lint_result_free(&r);
+    zdm_plan_free(p);
+    free(src);
 }
 
 static const char *const LINES_PLAN =
@@ -1091,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_checks_from_earlier_plans),
         cmocka_unit_test(test_generated_sql),
         cmocka_unit_test(test_gate),
+        cmocka_unit_test(test_soak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
