@@ -723,34 +723,83 @@ int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err)
     return rc;
 }
 
+/* sqlite: a sample of the column in key order, about 4096 values, one
+ * scan (every row drawn with the same odds, so a dense part of the key
+ * space gets as many sampled values as it has rows). */
+#define QUANTILE_SAMPLE 4096
+
+static int sqlite_key_sample(zdm_db *db, const char *qt, const char *qc, zdm_rows **r, zdm_err *e)
+{
+    char *cnt = NULL;
+    size_t len = strlen(qt) + 64;
+    char *sql = malloc(len);
+    if (!sql)
+        return ZDM_EXIT_FAIL;
+    snprintf(sql, len, "SELECT count(*) FROM %s", qt);
+    int rc = zdm_db_query_value(db, sql, 0, NULL, &cnt, e);
+    free(sql);
+    long long rows = rc == ZDM_OK && cnt ? strtoll(cnt, NULL, 10) : 0;
+    free(cnt);
+    if (rc != ZDM_OK || rows < 2)
+        return rc == ZDM_OK ? ZDM_EXIT_FAIL : rc;
+    char every[32];
+    snprintf(every, sizeof every, "%lld", rows > QUANTILE_SAMPLE ? rows / QUANTILE_SAMPLE : 1);
+    len = strlen(qt) + 2 * strlen(qc) + 96;
+    sql = malloc(len);
+    if (!sql)
+        return ZDM_EXIT_FAIL;
+    snprintf(sql, len, "SELECT %s FROM %s WHERE abs(random() %% $1) = 0 ORDER BY %s", qc, qt, qc);
+    const char *p[] = {every};
+    rc = db->ops->query(db, sql, 1, p, r, e);
+    free(sql);
+    return rc;
+}
+
 int zdm_db_key_quantiles(zdm_db *db, const char *table, const char *column, int parts, long long **out, int *n)
 {
     *out = NULL;
     *n = 0;
-    if (db->ops->kind != ZDM_DB_PG || parts < 2)
+    if (parts < 2)
         return ZDM_OK;
     char *qt = zdm_db_ident_path(db, table);
-    const char *p[] = {qt, column};
     zdm_rows *r = NULL;
     zdm_err e;
     zdm_err_clear(&e);
-    /* a failure must not abort the caller's transaction */
-    int sp = db->in_tx && db->ops->query(db, "SAVEPOINT zdm_quantiles", 0, NULL, NULL, &e) == ZDM_OK;
-    /* histogram_bounds is anyarray: through text to numeric, which takes
-     * every integer type; a non-integer column fails the cast: no split */
-    int rc = db->ops->query(db,
+    int rc;
+    if (db->ops->kind == ZDM_DB_SQLITE) {
+        char *qc = db->ops->ident(db, column);
+        rc = qt && qc ? sqlite_key_sample(db, qt, qc, &r, &e) : ZDM_EXIT_FAIL;
+        free(qc);
+    } else {
+        const char *p[] = {qt, column};
+        /* a failure must not abort the caller's transaction */
+        int sp = db->in_tx && db->ops->query(db, "SAVEPOINT zdm_quantiles", 0, NULL, NULL, &e) == ZDM_OK;
+        /* histogram_bounds is anyarray: through text to numeric, which takes
+         * every integer type; a non-integer column fails the cast: no split */
+        rc = db->ops->query(db,
                             "SELECT b::bigint FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
                             "JOIN pg_namespace ns ON ns.oid = c.relnamespace AND ns.nspname = s.schemaname, "
                             "unnest(s.histogram_bounds::text::numeric[]) WITH ORDINALITY AS u(b, i) "
                             "WHERE c.oid = to_regclass($1) AND s.attname = $2 ORDER BY i",
                             2, p, &r, &e);
-    free(qt);
-    if (sp) {
-        zdm_err_clear(&e);
-        (void)db->ops->query(db, rc == ZDM_OK ? "RELEASE SAVEPOINT zdm_quantiles"
-                                              : "ROLLBACK TO SAVEPOINT zdm_quantiles", 0, NULL, NULL, &e);
+        if (sp) {
+            zdm_err_clear(&e);
+            (void)db->ops->query(db, rc == ZDM_OK ? "RELEASE SAVEPOINT zdm_quantiles"
+                                                  : "ROLLBACK TO SAVEPOINT zdm_quantiles", 0, NULL, NULL, &e);
+        }
     }
+    free(qt);
     int nb = rc == ZDM_OK ? zdm_rows_count(r) : 0;
+    /* sqlite: a sample of a column that holds anything but integers (a
+     * text key, NULLs) gives no split */
+    for (int i = 0; i < nb; i++) {
+        const char *v = zdm_rows_get(r, i, 0);
+        char *end = NULL;
+        if (v)
+            (void)strtoll(v, &end, 10);
+        if (!v || end == v || *end)
+            nb = 0;
+    }
     if (nb >= 2) {
         long long *q = malloc(sizeof *q * (size_t)parts);
         int k = 0;

@@ -133,8 +133,9 @@ int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err) ZDM_MUST
 /* Up to parts - 1 split points of an integer column that cut its rows
  * into `parts` about equal shares, ascending (*out malloc'd, *n of them):
  * pg from the column's statistics (pg_stats.histogram_bounds, after
- * ANALYZE); sqlite has none (*n = 0).  Never fails loudly: no statistics
- * is *n = 0 and the caller splits another way. */
+ * ANALYZE); sqlite from a sample of about 4096 of its values (one scan).
+ * Never fails loudly: no statistics, or a column that is not all
+ * integers, is *n = 0 and the caller splits another way. */
 int zdm_db_key_quantiles(zdm_db *db, const char *table, const char *column, int parts, long long **out,
                          int *n);
 
