@@ -1,0 +1,198 @@
+/*
+ * backfill_finish.c -- the end of a backfill, and losing the server.
+ *
+ * Owns: the final check (no row still needs conversion), the move to
+ * backfilled (once, whichever worker gets there first, under advance's
+ * guard), and reconnecting a worker that owns its connection after the
+ * server went away, plus reviving the caller's connection.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backfill_int.h"
+
+/* Before the plan may become backfilled: no row of the table still needs
+ * conversion (a key range computed wrong, a row the walk missed, set
+ * expressions that leave `where` true).  Refuses with the count and the
+ * first few keys. */
+static int final_check(worker *w, zdm_err *err)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    /* set.n = "n + 1" without a where: every row differs from its
+     * expression forever, converted or not; the check cannot tell, and
+     * the cursors (committed with each batch) are all there is. */
+    for (size_t i = 0; !bf->where && i < bf->nset; i++)
+        if (zdm_dw_names(bf->set[i].expr, bf->set[i].column)) {
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                    "final check skipped: set.%s reads its own target, so a converted row cannot be told "
+                    "from one still to convert (give a where to have it checked)",
+                    bf->set[i].column);
+            return 0;
+        }
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "SELECT count(*) FROM %s", w->tbl);
+    zdm_bf_needs_conversion(w, &b);
+    char *v = NULL;
+    int rc = zdm_db_query_value(w->db, b.data, 0, NULL, &v, err);
+    zdm_buf_free(&b);
+    long long left = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    if (rc != 0) {
+        zdm_err_prefix(err, "final check of the backfill of %s: ", w->plan->id);
+        return rc;
+    }
+    if (left == 0)
+        return 0;
+    zdm_buf_puts(&b, "SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s", w->tbl);
+    zdm_bf_needs_conversion(w, &b);
+    zdm_buf_puts(&b, " ORDER BY ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, " LIMIT 5");
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    zdm_buf keys = {0};
+    if (zdm_db_query(w->db, b.data, 0, NULL, &r, &e) == 0)
+        for (int i = 0; i < zdm_rows_count(r); i++) {
+            char *k = zdm_bf_key_json(r, i, (int)w->key.n);
+            zdm_buf_printf(&keys, "%s%s", i ? ", " : "", k);
+            free(k);
+        }
+    zdm_rows_free(r);
+    zdm_buf_free(&b);
+    zdm_err_set(err, ZDM_EXIT_FAIL,
+                "backfill of %s walked every range but %lld row%s of %s still need%s conversion%s%s%s (keys %s%s)",
+                w->plan->id, left, left == 1 ? "" : "s", bf->table, left == 1 ? "s" : "",
+                bf->where ? " (match where " : "", bf->where ? bf->where : "", bf->where ? ")" : "",
+                keys.data ? keys.data : "?", left > 5 ? ", ..." : "");
+    zdm_buf_free(&keys);
+    zdm_err_detail(err, "the plan stays expanded; the set expressions may leave those rows unconverted "
+                        "(e.g. they return NULL, or are volatile), or rows were changed behind the triggers' "
+                        "back: fix the data or the plan, then run \"zdm backfill %s\" again",
+                   w->plan->id);
+    return ZDM_EXIT_FAIL;
+}
+
+/* When every range is done (and no row still matches `where`), moves the
+ * plan to backfilled -- once, whichever worker gets here first. */
+int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql, "SELECT count(*), COALESCE(sum(done), 0), COALESCE(sum(rows_done), 0) FROM %s WHERE plan_id = $1",
+             T(w, "ranges"));
+    const char *p[] = {w->plan->id};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(w->db, sql, 1, p, &r, err);
+    if (rc != 0)
+        return rc;
+    int64_t n = strtoll(zdm_rows_get(r, 0, 0), NULL, 10), done = strtoll(zdm_rows_get(r, 0, 1), NULL, 10);
+    int64_t rows = strtoll(zdm_rows_get(r, 0, 2), NULL, 10);
+    zdm_rows_free(r);
+    *all_done = n == done;
+    *others = (int)(n - done);
+    if (!*all_done)
+        return 0;
+    rc = final_check(w, err);
+    if (rc != 0)
+        return rc;
+    char now[32], detail[200];
+    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
+    char d[32];
+    snprintf(detail, sizeof detail, "backfill finished: %lld rows converted (this worker: %lld in %s)",
+             (long long)rows, (long long)w->rows_mine, zdm_format_duration(zdm_mono_ms() - w->start_ms, d, sizeof d));
+    rc = zdm_db_begin(w->db, err);
+    if (rc != 0)
+        return rc;
+    /* Inside the transaction: on SQLite it holds the write lock, so zdm
+     * unlock cannot take the lock row away between this check and the
+     * commit; on PostgreSQL a restart after it fails the commit. */
+    if (w->o->guard && !zdm_mutant("backfill_unguarded") && (rc = w->o->guard(w->o->guard_arg, err)) != 0) {
+        zdm_db_rollback(w->db);
+        return rc;
+    }
+    snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1 AND phase = 'expanded'",
+             T(w, "plans"));
+    const char *pu[] = {w->plan->id, now};
+    rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
+    if (rc == 0 && zdm_db_changes(w->db) == 1) {
+        zdm_history_entry h = {w->plan->id, "backfill", "expanded", "backfilled", "ok", detail};
+        rc = zdm_state_history_add(w->db, &h, NULL, err);
+        if (rc == 0) {
+            snprintf(sql, sizeof sql, "UPDATE %s SET finished_ms = $2 WHERE plan_id = $1", T(w, "backfills"));
+            rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
+        }
+        if (rc == 0)
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "%s; plan is backfilled", detail);
+        if (rc == 0)
+            w->finished_plan = 1;
+    }
+    if (rc == 0)
+        return zdm_db_commit(w->db, err);
+    zdm_db_rollback(w->db);
+    return rc;
+}
+
+/* ---- losing the server ---- */
+
+int zdm_bf_connection_lost(const zdm_err *err)
+{
+    const char *st = err->sqlstate;
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+           strcmp(st, "57P03") == 0;
+}
+
+/* Reopens the worker's connection, waiting with backoff while the server
+ * is away.  The batch in flight was rolled back by the server; the range
+ * is claimed again like any other. */
+int zdm_bf_reconnect(worker *w, zdm_err *err)
+{
+    int64_t wait = 500;
+    zdm_db_cancel_disarm();
+    zdm_db_close(w->db);
+    w->db = NULL;
+    w->range_id = -1;
+    for (int attempt = 1; !zdm_sig_caught(); attempt++) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_open(w->o->url, &w->db, &e) == 0) {
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "reconnected after %d tr%s", attempt,
+                    attempt == 1 ? "y" : "ies");
+            zdm_db_cancel_arm(w->db);
+            zdm_err_clear(err);
+            return 0;
+        }
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "database unreachable (%s); retrying in %lld ms",
+                e.msg, (long long)wait);
+        zdm_sig_sleep_ms(wait);
+        wait = wait * 2 > 30000 ? 30000 : wait * 2;
+    }
+    return ZDM_EXIT_INTERRUPTED;
+}
+
+/* The worker reconnected its own connection, but the server may have
+ * dropped the caller's with it (a restart mid-backfill): the caller goes
+ * on to read the plan's state, record history and release its lock on that
+ * connection, and failed with "server closed the connection" after a
+ * backfill that had finished.  Give it a live connection, in place. */
+void zdm_bf_revive_caller(zdm_db *db, const char *url, const zdm_plan *plan)
+{
+    if (!db || zdm_db_in_transaction(db))
+        return;
+    zdm_err e;
+    zdm_err_clear(&e);
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, "SELECT 1", 0, NULL, &v, &e);
+    free(v);
+    if (rc == 0 || !zdm_bf_connection_lost(&e))
+        return;
+    zdm_err_clear(&e);
+    if (zdm_db_reopen(db, url, &e) != 0)
+        zdm_log(ZDM_LOG_WARN, plan->id, "backfill", "could not reopen the main connection: %s", e.msg);
+}

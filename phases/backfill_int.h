@@ -1,0 +1,111 @@
+/*
+ * backfill_int.h -- what the backfill worker's files share (private to
+ * phases/backfill*.c; everyone else uses backfill.h).
+ *
+ * Owns: the worker struct (one per zdm_backfill_run: its connection, the
+ * SQL built for it, the claimed range, pacing and progress state) and the
+ * functions the worker's files call in one another.
+ */
+#ifndef ZDM_BACKFILL_INT_H
+#define ZDM_BACKFILL_INT_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "backfill.h"
+#include "log.h"
+#include "metrics.h"
+#include "mutant.h"
+#include "pacer.h"
+#include "sig.h"
+#include "state.h"
+
+#define STALE_OWNER_MS (60 * 1000)
+#define PAUSE_RECHECK_MS 1000
+#define HEALTH_EVERY_MS 1000
+/* No batch committed for this long, with nothing pausing the worker: the
+ * stalled flag of /metrics. */
+#define STALL_MS (5 * 60 * 1000)
+/* How long one batch waits for a lock before it is rolled back and retried. */
+#define BATCH_LOCK_TIMEOUT "5s"
+
+typedef struct worker {
+    zdm_db *db;
+    const zdm_plan *plan;
+    const zdm_backfill_opts *o;
+    int pg;
+    zdm_strv key;
+    char *tbl;              /* quoted table */
+    /* [0] first batch of a range (no cursor), [1] with cursor */
+    char *peek_sql[2];      /* SQLite: the batch's last key and size */
+    char *update_sql[2];    /* SQLite: convert up to that key */
+    char *combo_sql[2];     /* PostgreSQL: both in one statement */
+    char *span_sql;         /* PostgreSQL, one integer key: convert a span of key values */
+    char *next_key_sql;     /* ... and find the next key after an empty span */
+    char me[320];           /* owner id: user@host pid N */
+    zdm_throttle th;        /* plan settings + live overrides */
+    zdm_pacer pacer;
+    /* current range */
+    int range_id;
+    char *cursor;           /* JSON array text, NULL before the first batch */
+    char *hi;
+    /* progress */
+    int64_t start_ms, rows_mine, total_est, done_at_start;
+    int64_t win_t[16], win_rows[16];
+    int win_n;
+    /* every worker's rows (the plan's rows_done) over time, for the ETA */
+    int64_t plan_win_t[16], plan_win_rows[16];
+    int plan_win_n;
+    int64_t last_progress_ms, last_health_ms, pause_since_ms, last_pause_log_ms;
+    char pause_reason[512];
+    int tty;
+    int64_t last_batch_ms, replica_lag_ms;
+    int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
+    zdm_histogram batch_hist; /* batch durations, seconds, for /metrics */
+    int64_t probe_ms;         /* the last check_throttle, for /metrics */
+    int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
+    int finished_plan;      /* this worker made the backfilled transition */
+    /* outcome */
+    int rc;
+    zdm_err *err;
+    struct event_base *base;
+    struct event *tick;
+} worker;
+
+static inline const char *T(worker *w, const char *base)
+{
+    return zdm_state_table(w->db, base);
+}
+
+/* backfill_sql.c */
+char *zdm_bf_key_json(const zdm_rows *r, int row, int ncols);
+int zdm_bf_key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey, zdm_err *err);
+void zdm_bf_cols_list(worker *w, zdm_buf *b, const char *suffix);
+void zdm_bf_batch_keys(worker *w, zdm_buf *b, int with_cursor);
+void zdm_bf_needs_conversion(worker *w, zdm_buf *b);
+void zdm_bf_build_sql(worker *w);
+/* backfill_ranges.c */
+int zdm_bf_init_ranges(worker *w, zdm_err *err);
+const char *zdm_bf_host_of(void);
+int zdm_bf_claim(worker *w, int *got, zdm_err *err);
+void zdm_bf_release(worker *w);
+/* backfill_batch.c */
+int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int64_t *updated, zdm_err *err);
+/* backfill_health.c */
+int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err);
+int zdm_bf_check_throttle(worker *w, char *why, size_t size, zdm_err *err);
+void zdm_bf_heartbeat(worker *w, const char *throttle);
+/* backfill_progress.c */
+void zdm_bf_progress(worker *w, int final);
+void zdm_bf_note_rows(worker *w, int64_t rows);
+void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out);
+/* backfill_finish.c */
+int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err);
+int zdm_bf_connection_lost(const zdm_err *err);
+int zdm_bf_reconnect(worker *w, zdm_err *err);
+void zdm_bf_revive_caller(zdm_db *db, const char *url, const zdm_plan *plan);
+/* backfill_controls.c */
+void zdm_bf_apply_settings(worker *w, const char *json, int workers);
+
+#endif

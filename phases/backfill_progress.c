@@ -1,0 +1,278 @@
+/*
+ * backfill_progress.c -- what a backfill tells the operator.
+ *
+ * Owns: the progress line or bar, the rate windows behind the ETA, the
+ * /status and /metrics answers (httpstat.c serves them, metrics.c formats
+ * them), and the progress, worker and last-batch readings zdm status uses.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "httpstat.h"
+#include "metrics.h"
+
+#include "backfill_int.h"
+
+/* ---- progress ---- */
+
+void zdm_bf_progress(worker *w, int final)
+{
+    int64_t now = zdm_mono_ms();
+    int interval = w->tty ? 250 : 10000;
+    if (!final && now - w->last_progress_ms < interval)
+        return;
+    w->last_progress_ms = now;
+    zdm_backfill_progress pr;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
+        return;
+    /* Rate over the recent window, not since the start, of every live
+     * worker together: the plan's rows done, sampled here.  Both windows
+     * restart after a pause (on_tick), so paused time is not in the rate. */
+    if (w->plan_win_n == 16) {
+        memmove(w->plan_win_t, w->plan_win_t + 1, 15 * sizeof w->plan_win_t[0]);
+        memmove(w->plan_win_rows, w->plan_win_rows + 1, 15 * sizeof w->plan_win_rows[0]);
+        w->plan_win_n = 15;
+    }
+    w->plan_win_t[w->plan_win_n] = now;
+    w->plan_win_rows[w->plan_win_n] = pr.rows_done;
+    w->plan_win_n++;
+    int64_t rate = 0;
+    if (w->plan_win_n >= 2 && w->plan_win_t[w->plan_win_n - 1] > w->plan_win_t[0]) {
+        int64_t dt = w->plan_win_t[w->plan_win_n - 1] - w->plan_win_t[0];
+        int64_t dr = w->plan_win_rows[w->plan_win_n - 1] - w->plan_win_rows[0];
+        rate = dr > 0 ? dr * 1000 / dt : 0;
+    } else if (w->win_n >= 2) {
+        int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
+        int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
+        rate = dt > 0 ? dr * 1000 / dt : 0;
+    }
+    int64_t total = pr.total_est > pr.rows_done ? pr.total_est : pr.rows_done;
+    double pct = total ? 100.0 * (double)pr.rows_done / (double)total : 100.0;
+    if (pct > 100.0)
+        pct = 100.0;
+    char eta[32] = "?";
+    if (rate > 0 && total >= pr.rows_done)
+        zdm_format_duration((total - pr.rows_done) * 1000 / rate, eta, sizeof eta);
+    if (w->tty) {
+        int width = 30, filled = (int)(pct * width / 100.0);
+        char bar[64];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < filled ? '#' : '.';
+        bar[width] = '\0';
+        /* The bar owns the last line: log lines print above it (log.c),
+         * and it is cleared once the work ends. */
+        char line[1024];
+        snprintf(line, sizeof line, "%.200s [%s] %5.1f%% %lld/%lld rows %lld rows/s ETA %s %s%s", w->plan->id, bar,
+                 pct, (long long)pr.rows_done, (long long)total, (long long)rate, eta,
+                 w->pause_reason[0] ? "PAUSED: " : "", w->pause_reason);
+        if (final)
+            zdm_progress_end();
+        else
+            zdm_progress_show(line);
+    } else {
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                "%lld of ~%lld rows (%.1f%%), %lld rows/s, ETA %s, ranges %d/%d done, batch %lld rows%s%s",
+                (long long)pr.rows_done, (long long)total, pct, (long long)rate, eta, pr.ranges_done,
+                pr.ranges, (long long)w->pacer.size, w->pause_reason[0] ? ", paused: " : "",
+                w->pause_reason);
+    }
+}
+
+void zdm_bf_note_rows(worker *w, int64_t rows)
+{
+    w->rows_mine += rows;
+    if (w->win_n == 16) {
+        memmove(w->win_t, w->win_t + 1, 15 * sizeof w->win_t[0]);
+        memmove(w->win_rows, w->win_rows + 1, 15 * sizeof w->win_rows[0]);
+        w->win_n = 15;
+    }
+    w->win_t[w->win_n] = zdm_mono_ms();
+    w->win_rows[w->win_n] = w->rows_mine;
+    w->win_n++;
+}
+
+static int64_t recent_rate(const worker *w)
+{
+    if (w->win_n < 2)
+        return 0;
+    int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
+    int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
+    return dt > 0 ? dr * 1000 / dt : 0;
+}
+
+/* /status and /metrics (httpstat.c), answered between batches. */
+void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
+{
+    worker *w = arg;
+    zdm_backfill_progress pr;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (!w->db || zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
+        memset(&pr, 0, sizeof pr);
+    int64_t rate = recent_rate(w);
+    if (!(metrics & ZDM_HTTP_FILL_METRICS)) {
+        json_t *o = json_object();
+        json_object_set_new(o, "plan", json_string(w->plan->id));
+        json_object_set_new(o, "worker", json_string(w->me));
+        json_object_set_new(o, "range", w->range_id >= 0 ? json_integer(w->range_id) : json_null());
+        json_object_set_new(o, "rows_done", json_integer(pr.rows_done));
+        json_object_set_new(o, "rows_total_estimate", json_integer(pr.total_est));
+        json_object_set_new(o, "rows_done_by_worker", json_integer(w->rows_mine));
+        json_object_set_new(o, "rows_per_second", json_integer(rate));
+        json_object_set_new(o, "batch_size", json_integer(w->pacer.size));
+        json_object_set_new(o, "last_batch_ms", json_integer(w->last_batch_ms));
+        json_object_set_new(o, "ranges", json_integer(pr.ranges));
+        json_object_set_new(o, "ranges_done", json_integer(pr.ranges_done));
+        json_object_set_new(o, "workers", json_integer(pr.workers));
+        json_object_set_new(o, "throttled", json_boolean(w->pause_reason[0] != 0));
+        json_object_set_new(o, "throttle_reason", json_string(w->pause_reason));
+        json_object_set_new(o, "replica_lag_ms", json_integer(w->replica_lag_ms));
+        json_object_set_new(o, "pacer_state", json_string(zdm_pacer_state_name(w->pacer.state)));
+        json_object_set_new(o, "latency_probe_us", json_integer(w->pacer.last_probe_us));
+        json_object_set_new(o, "latency_baseline_us", json_integer(w->pacer.baseline_us));
+        json_object_set_new(o, "latency_bound_us", json_integer(zdm_pacer_bound_us(&w->pacer)));
+        char *txt = json_dumps(o, JSON_INDENT(2));
+        zdm_buf_puts(out, txt);
+        zdm_buf_puts(out, "\n");
+        free(txt);
+        json_decref(o);
+        return;
+    }
+    /* Last progress: the newest batch any worker committed (the state, so
+     * a worker that answers while another is stuck still tells).  Stalled:
+     * none for STALL_MS while this worker is neither paused nor held by a
+     * throttle signal -- a batch blocked on a lock, a dead database. */
+    int64_t last = 0;
+    if (w->db && zdm_backfill_last_progress(w->db, w->plan->id, &last, &e) != 0)
+        last = 0;
+    int64_t since = last > w->start_wall_ms ? last : w->start_wall_ms;
+    zdm_backfill_metrics m = {
+        .plan = w->plan->id,
+        .rows_done = pr.rows_done,
+        .rows_estimate = pr.total_est,
+        .worker_rows_done = w->rows_mine,
+        .rows_per_second = rate,
+        .last_batch_ms = w->last_batch_ms,
+        .batch_size = w->pacer.size,
+        .batch_seconds = &w->batch_hist,
+        .throttled = w->pause_reason[0] != 0,
+        .throttle_reason = w->pause_reason,
+        .throttled_for_ms = w->pause_reason[0] ? zdm_mono_ms() - w->pause_since_ms : 0,
+        .replica_lag_ms = w->replica_lag_ms,
+        .probe_ms = w->probe_ms,
+        .last_progress_ms = last,
+        .stalled = !w->pause_reason[0] && zdm_now_ms() - since > STALL_MS,
+        .stall_after_ms = STALL_MS,
+        .latency_probe_us = w->pacer.last_probe_us,
+        .latency_p99_us = w->pacer.probe_p99_us,
+        .latency_baseline_us = w->pacer.baseline_us,
+        .latency_bound_us = zdm_pacer_bound_us(&w->pacer),
+        .pacer_state = (int)w->pacer.state,
+        .pacer_state_name = zdm_pacer_state_name(w->pacer.state),
+        .pacer_gap_ms = zdm_pacer_delay(&w->pacer, zdm_mono_ms()),
+        .blocked_sessions = w->pacer.blocked_total,
+    };
+    m.have_cost = zdm_pacer_cost(&w->pacer, &m.cost_fixed_us, &m.cost_per_row_ns);
+    zdm_metrics_backfill(&m, !(metrics & ZDM_HTTP_FILL_NO_DEPRECATED), out);
+}
+
+
+/* A worker is live while its heartbeat is fresh and its session
+ * (PostgreSQL: the backend in pg_stat_activity) or its process (SQLite,
+ * same host) still exists: one killed with kill -9 is gone at once. */
+int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err)
+{
+    *out = NULL;
+    char sql[700], fresh[32];
+    snprintf(sql, sizeof sql,
+             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms, owner_host, owner_pid, %s "
+             "FROM %s r WHERE plan_id = $1 AND owner IS NOT NULL AND done = 0 AND heartbeat_ms > $2 "
+             "ORDER BY owner, range_id",
+             zdm_db_kind_of(db) == ZDM_DB_PG
+                 ? "CASE WHEN r.owner_backend IS NULL OR EXISTS (SELECT 1 FROM pg_stat_activity a "
+                   "WHERE a.pid = r.owner_backend) THEN 1 ELSE 0 END"
+                 : "1",
+             zdm_state_table(db, "ranges"));
+    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
+    const char *p[] = {plan_id, fresh};
+    zdm_rows *all = NULL;
+    int rc = zdm_db_query(db, sql, 2, p, &all, err);
+    if (rc != 0)
+        return rc;
+    zdm_rows *live = zdm_rows_new(6);
+    for (int i = 0; i < zdm_rows_count(all); i++) {
+        const char *host = zdm_rows_get(all, i, 6), *pid = zdm_rows_get(all, i, 7);
+        int alive = atoi(zdm_rows_get(all, i, 8));
+        if (alive && host && pid && strcmp(host, zdm_bf_host_of()) == 0 && atoi(pid) > 0 &&
+            kill(atoi(pid), 0) != 0 && errno == ESRCH)
+            alive = 0;
+        if (!alive)
+            continue;
+        const char *v[6] = {zdm_rows_get(all, i, 0), zdm_rows_get(all, i, 1), zdm_rows_get(all, i, 2),
+                            zdm_rows_get(all, i, 3), zdm_rows_get(all, i, 4), zdm_rows_get(all, i, 5)};
+        if (zdm_rows_add(live, v) != 0) {
+            zdm_rows_free(live);
+            zdm_rows_free(all);
+            return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory listing workers");
+        }
+    }
+    zdm_rows_free(all);
+    *out = live;
+    return 0;
+}
+
+int zdm_backfill_last_progress(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT max(last_batch_ms) FROM %s WHERE plan_id = $1", zdm_state_table(db, "ranges"));
+    const char *p[] = {plan_id};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, sql, 1, p, &v, err);
+    *last_ms = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return rc;
+}
+
+int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out, zdm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT b.started_ms, b.total_est, b.paused, "
+             "(SELECT count(*) FROM %s r WHERE r.plan_id = b.plan_id), "
+             "(SELECT COALESCE(sum(done), 0) FROM %s r WHERE r.plan_id = b.plan_id), "
+             "(SELECT COALESCE(sum(rows_done), 0) FROM %s r WHERE r.plan_id = b.plan_id), "
+             "(SELECT count(*) FROM %s r WHERE r.plan_id = b.plan_id AND r.owner IS NOT NULL AND r.done = 0 AND r.heartbeat_ms > $2), "
+             "(SELECT max(throttle) FROM %s r WHERE r.plan_id = b.plan_id AND r.owner IS NOT NULL AND r.heartbeat_ms > $2) "
+             "FROM %s b WHERE b.plan_id = $1",
+             zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"),
+             zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"), zdm_state_table(db, "backfills"));
+    char fresh[32];
+    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
+    const char *p[] = {plan_id, fresh};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 2, p, &r, err);
+    if (rc == 0 && zdm_rows_count(r) == 1) {
+        out->started = strtoll(zdm_rows_get(r, 0, 0), NULL, 10) != 0;
+        out->total_est = strtoll(zdm_rows_get(r, 0, 1), NULL, 10);
+        out->paused = atoi(zdm_rows_get(r, 0, 2));
+        out->ranges = atoi(zdm_rows_get(r, 0, 3));
+        out->ranges_done = atoi(zdm_rows_get(r, 0, 4));
+        out->rows_done = strtoll(zdm_rows_get(r, 0, 5), NULL, 10);
+        out->workers = atoi(zdm_rows_get(r, 0, 6));
+        snprintf(out->throttle, sizeof out->throttle, "%s", zdm_rows_get(r, 0, 7) ? zdm_rows_get(r, 0, 7) : "");
+    }
+    zdm_rows_free(r);
+    /* Only live workers count: a dead one's range waits for a new worker. */
+    zdm_rows *lw = NULL;
+    if (rc == 0 && out->workers > 0 && (rc = zdm_backfill_workers(db, plan_id, &lw, err)) == 0)
+        out->workers = zdm_rows_count(lw);
+    zdm_rows_free(lw);
+    return rc;
+}

@@ -1,0 +1,249 @@
+/*
+ * backfill_sql.c -- the SQL a backfill worker runs against the user's
+ * table, built once per worker.
+ *
+ * Owns: key tuples as JSON arrays of text (the cursor and bound format of
+ * zdm's ranges table), the batch statements of both dialects (PostgreSQL:
+ * one statement that finds and converts a batch; SQLite: a peek at the
+ * batch's last key, then the UPDATE up to it), the integer-span statements,
+ * and the "rows still to convert" filter of the final check.  Values are
+ * always $N parameters; identifiers are quoted by the driver.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backfill_int.h"
+
+/* ---- key tuples as JSON arrays of text ---- */
+
+char *zdm_bf_key_json(const zdm_rows *r, int row, int ncols)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < ncols; i++)
+        json_array_append_new(a, json_string(zdm_rows_get(r, row, i)));
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+/* Appends the values of a JSON key tuple to params (borrowed from j). */
+int zdm_bf_key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey,
+                      zdm_err *err)
+{
+    json_error_t je;
+    *j = json_loads(txt, 0, &je);
+    if (!*j || !json_is_array(*j) || json_array_size(*j) != nkey)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "corrupt key tuple %s in zdm's ranges table", txt);
+    for (size_t i = 0; i < nkey; i++)
+        params[(*np)++] = json_string_value(json_array_get(*j, i));
+    return 0;
+}
+
+/* ---- SQL built once per worker ---- */
+
+void zdm_bf_cols_list(worker *w, zdm_buf *b, const char *suffix)
+{
+    for (size_t i = 0; i < w->key.n; i++) {
+        char *q = zdm_db_ident(w->db, w->key.v[i]);
+        zdm_buf_printf(b, "%s%s%s", i ? ", " : "", q, suffix);
+        free(q);
+    }
+}
+
+/* "(k1, k2) > ($a, $b)" with params starting at `first`. */
+static void key_cmp(worker *w, zdm_buf *b, const char *op, int first)
+{
+    int multi = w->key.n > 1;
+    zdm_buf_puts(b, multi ? "(" : "");
+    zdm_bf_cols_list(w, b, "");
+    zdm_buf_printf(b, "%s %s %s", multi ? ")" : "", op, multi ? "(" : "");
+    for (size_t i = 0; i < w->key.n; i++)
+        zdm_buf_printf(b, "%s$%d", i ? ", " : "", first + (int)i);
+    zdm_buf_puts(b, multi ? ")" : "");
+}
+
+/* "SELECT k FROM t WHERE [k > cursor AND] k <= bound ORDER BY k LIMIT $1":
+ * the keys of the next batch.  Cursor params start at $2. */
+void zdm_bf_batch_keys(worker *w, zdm_buf *b, int with_cursor)
+{
+    zdm_buf_puts(b, "SELECT ");
+    zdm_bf_cols_list(w, b, "");
+    zdm_buf_printf(b, " FROM %s WHERE ", w->tbl);
+    if (with_cursor) {
+        key_cmp(w, b, ">", 2);
+        zdm_buf_puts(b, " AND ");
+    }
+    key_cmp(w, b, "<=", with_cursor ? 2 + (int)w->key.n : 2);
+    zdm_buf_puts(b, " ORDER BY ");
+    zdm_bf_cols_list(w, b, "");
+    zdm_buf_puts(b, " LIMIT $1");
+}
+
+/* "UPDATE t SET c = (expr), ... WHERE " */
+static void update_head(worker *w, zdm_buf *b)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    zdm_buf_printf(b, "UPDATE %s SET ", w->tbl);
+    for (size_t i = 0; i < bf->nset; i++) {
+        char *q = zdm_db_ident(w->db, bf->set[i].column);
+        zdm_buf_printf(b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
+        free(q);
+    }
+    zdm_buf_puts(b, " WHERE ");
+}
+
+/* The rows a batch converts.  With a `where`, the plan names them itself
+ * (typically "target IS NULL", which already leaves out the rows the
+ * triggers converted).  Without one, rows whose targets already equal the
+ * set expressions -- written by the triggers, or by an earlier run -- are
+ * skipped: no dead tuple, no WAL for them.  (Only then is each expression
+ * evaluated twice per row.) */
+static void update_filter(worker *w, zdm_buf *b)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    if (bf->where) {
+        zdm_buf_printf(b, " AND (%s)", bf->where);
+        return;
+    }
+    zdm_buf_puts(b, " AND (");
+    for (size_t i = 0; i < bf->nset; i++) {
+        char *q = zdm_db_ident(w->db, bf->set[i].column);
+        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->pg ? "IS DISTINCT FROM" : "IS NOT",
+                       bf->set[i].expr);
+        free(q);
+    }
+    zdm_buf_puts(b, ")");
+}
+
+/* " WHERE [(where) AND] (t1 IS DISTINCT FROM (e1) OR ...)": the rows that
+ * still need conversion under the row rule.  A row matching `where` whose
+ * targets already hold their values needs nothing, so a `where` that
+ * selects rows (rather than naming the work left) still lets the check
+ * pass once they are converted.  With a `where`, a target still NULL
+ * counts as not converted even when its expression gives NULL: that is
+ * the "where = new IS NULL, set gives NULL for some rows" mistake, which
+ * would leave the rows to the contract's verify or NOT NULL. */
+void zdm_bf_needs_conversion(worker *w, zdm_buf *b)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    zdm_buf_puts(b, " WHERE ");
+    if (bf->where)
+        zdm_buf_printf(b, "(%s) AND ", bf->where);
+    zdm_buf_puts(b, "(");
+    for (size_t i = 0; i < bf->nset; i++) {
+        char *q = zdm_db_ident(w->db, bf->set[i].column);
+        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->pg ? "IS DISTINCT FROM" : "IS NOT",
+                       bf->set[i].expr);
+        if (bf->where)
+            zdm_buf_printf(b, " OR %s IS NULL", q);
+        free(q);
+    }
+    zdm_buf_puts(b, ")");
+}
+
+void zdm_bf_build_sql(worker *w)
+{
+    int n = (int)w->key.n, multi = n > 1;
+    for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
+        zdm_buf b = {0};
+        if (w->pg) {
+            /* One statement: the batch's keys are read once, its rows
+             * converted, and its last key and counts returned.  $1 = batch
+             * size, then the cursor (if any), then the range's bound. */
+            zdm_buf_puts(&b, "WITH zdm_batch AS MATERIALIZED (");
+            zdm_bf_batch_keys(w, &b, with_cursor);
+            zdm_buf_puts(&b, "), zdm_last AS (SELECT ");
+            zdm_bf_cols_list(w, &b, "");
+            zdm_buf_puts(&b, " FROM zdm_batch ORDER BY ");
+            zdm_bf_cols_list(w, &b, " DESC");
+            zdm_buf_puts(&b, " LIMIT 1), zdm_upd AS (");
+            update_head(w, &b);
+            if (with_cursor) {
+                key_cmp(w, &b, ">", 2);
+                zdm_buf_puts(&b, " AND ");
+            }
+            zdm_buf_puts(&b, multi ? "(" : "");
+            zdm_bf_cols_list(w, &b, "");
+            zdm_buf_puts(&b, multi ? ")" : "");
+            zdm_buf_puts(&b, " <= (SELECT ");
+            zdm_bf_cols_list(w, &b, "");
+            zdm_buf_puts(&b, " FROM zdm_last)");
+            update_filter(w, &b);
+            zdm_buf_puts(&b, " RETURNING 1) SELECT ");
+            zdm_bf_cols_list(w, &b, "");
+            zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
+            w->combo_sql[with_cursor] = zdm_buf_take(&b);
+            if (with_cursor && n == 1) {
+                update_head(w, &b);
+                key_cmp(w, &b, ">", 1);
+                zdm_buf_puts(&b, " AND ");
+                key_cmp(w, &b, "<=", 2);
+                update_filter(w, &b);
+                w->span_sql = zdm_buf_take(&b);
+                zdm_buf_puts(&b, "SELECT ");
+                zdm_bf_cols_list(w, &b, "");
+                zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
+                key_cmp(w, &b, ">", 1);
+                zdm_buf_puts(&b, " AND ");
+                key_cmp(w, &b, "<=", 2);
+                zdm_buf_puts(&b, " ORDER BY ");
+                zdm_bf_cols_list(w, &b, "");
+                zdm_buf_puts(&b, " LIMIT 1");
+                w->next_key_sql = zdm_buf_take(&b);
+            }
+            continue;
+        }
+        /* SQLite (no data-modifying CTEs): peek at the batch's last key and
+         * size, then update every row from the cursor up to it. */
+        zdm_buf_puts(&b, "SELECT ");
+        zdm_bf_cols_list(w, &b, "");
+        zdm_buf_puts(&b, ", count(*) OVER () FROM (");
+        zdm_bf_batch_keys(w, &b, with_cursor);
+        zdm_buf_puts(&b, ") zdm_batch ORDER BY ");
+        zdm_bf_cols_list(w, &b, " DESC");
+        zdm_buf_puts(&b, " LIMIT 1");
+        w->peek_sql[with_cursor] = zdm_buf_take(&b);
+
+        update_head(w, &b);
+        if (with_cursor) {
+            key_cmp(w, &b, ">", 1);
+            zdm_buf_puts(&b, " AND ");
+        }
+        key_cmp(w, &b, "<=", with_cursor ? 1 + n : 1);
+        update_filter(w, &b);
+        w->update_sql[with_cursor] = zdm_buf_take(&b);
+    }
+}
+
+int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out)
+{
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.db = db;
+    w.plan = plan;
+    w.pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    for (size_t i = 0; i < key->n; i++)
+        zdm_strv_push(&w.key, key->v[i]);
+    w.tbl = zdm_db_ident_path(db, plan->backfill->table);
+    zdm_bf_build_sql(&w);
+    char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
+                   w.update_sql[1], w.span_sql, w.next_key_sql};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (all[i])
+            zdm_strv_push(out, all[i]);
+        free(all[i]);
+    }
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "SELECT count(*) FROM %s", w.tbl);
+    zdm_bf_needs_conversion(&w, &b);
+    zdm_strv_push(out, b.data);
+    zdm_buf_free(&b);
+    free(w.tbl);
+    zdm_strv_free(&w.key);
+    return 0;
+}
