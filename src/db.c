@@ -709,6 +709,7 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
     return rc;
 }
 
+
 int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err)
 {
     *sessions = 0;
@@ -812,6 +813,116 @@ int zdm_db_key_quantiles(zdm_db *db, const char *table, const char *column, int 
         *n = q ? k : 0;
     }
     zdm_rows_free(r);
+    return ZDM_OK;
+}
+
+/* Split points of a key of any type and any number of columns, from a
+ * sample: pg TABLESAMPLE SYSTEM (whole pages: cheap, about 20,000 rows),
+ * sqlite one scan drawing each row with the same odds. */
+#define SPLIT_SAMPLE 20000
+
+int zdm_db_key_splits(zdm_db *db, const char *table, const char *const *cols, int ncols, int parts,
+                      zdm_rows **out)
+{
+    *out = NULL;
+    if (parts < 2 || ncols < 1)
+        return ZDM_OK;
+    char *qt = zdm_db_ident_path(db, table);
+    size_t clen = 1;
+    char **qc = calloc((size_t)ncols, sizeof *qc);
+    for (int i = 0; qc && i < ncols; i++) {
+        qc[i] = db->ops->ident(db, cols[i]);
+        clen += (qc[i] ? strlen(qc[i]) : 0) + 2;
+    }
+    char *list = qt && qc ? malloc(clen) : NULL;
+    if (list) {
+        list[0] = 0;
+        for (int i = 0; i < ncols; i++) {
+            if (!qc[i]) {
+                free(list);
+                list = NULL;
+                break;
+            }
+            if (i)
+                strcat(list, ", ");
+            strcat(list, qc[i]);
+        }
+    }
+    for (int i = 0; qc && i < ncols; i++)
+        free(qc[i]);
+    free(qc);
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    int rc = ZDM_EXIT_FAIL;
+    char *cnt = NULL;
+    size_t len = list ? strlen(qt) + 2 * strlen(list) + 256 : 0;
+    char *sql = list ? malloc(len) : NULL;
+    if (sql) {
+        int pg = db->ops->kind == ZDM_DB_PG;
+        /* a failure must not abort the caller's transaction */
+        int sp = pg && db->in_tx && db->ops->query(db, "SAVEPOINT zdm_splits", 0, NULL, NULL, &e) == ZDM_OK;
+        if (pg) {
+            const char *p[] = {qt};
+            rc = zdm_db_query_value(db, "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)",
+                                    1, p, &cnt, &e);
+        } else {
+            snprintf(sql, len, "SELECT count(*) FROM %s", qt);
+            rc = zdm_db_query_value(db, sql, 0, NULL, &cnt, &e);
+        }
+        long long rows = rc == ZDM_OK && cnt ? strtoll(cnt, NULL, 10) : 0;
+        if (rc == ZDM_OK && rows >= 2) {
+            char arg[32];
+            if (pg) {
+                double pct = rows > SPLIT_SAMPLE ? 100.0 * SPLIT_SAMPLE / (double)rows : 100.0;
+                snprintf(arg, sizeof arg, "%.6f", pct);
+                snprintf(sql, len, "SELECT %s FROM %s TABLESAMPLE SYSTEM ($1) ORDER BY %s", list, qt, list);
+            } else {
+                snprintf(arg, sizeof arg, "%lld", rows > SPLIT_SAMPLE ? rows / SPLIT_SAMPLE : 1);
+                snprintf(sql, len, "SELECT %s FROM %s WHERE abs(random() %% $1) = 0 ORDER BY %s", list, qt, list);
+            }
+            const char *p[] = {arg};
+            rc = db->ops->query(db, sql, 1, p, &r, &e);
+        } else {
+            rc = ZDM_EXIT_FAIL;
+        }
+        if (sp) {
+            zdm_err_clear(&e);
+            (void)db->ops->query(db, rc == ZDM_OK ? "RELEASE SAVEPOINT zdm_splits" : "ROLLBACK TO SAVEPOINT zdm_splits",
+                                 0, NULL, NULL, &e);
+        }
+    }
+    free(cnt);
+    free(sql);
+    free(list);
+    free(qt);
+    int nb = rc == ZDM_OK ? zdm_rows_count(r) : 0;
+    zdm_rows *o = nb >= 2 ? zdm_rows_new(ncols) : NULL;
+    int last = -1;
+    for (int j = 1; o && j < parts; j++) {
+        int at = (int)((long long)j * (nb - 1) / parts);
+        const char *v[64];
+        int keep = at != last && ncols <= 64;
+        for (int c = 0; keep && c < ncols; c++) {
+            v[c] = zdm_rows_get(r, at, c);
+            keep = v[c] != NULL; /* a NULL in a key: no split there */
+        }
+        /* the sample is sorted: a tuple unlike the last one kept is past it */
+        if (keep && last >= 0) {
+            int same = 1;
+            for (int c = 0; c < ncols && same; c++)
+                same = strcmp(v[c], zdm_rows_get(r, last, c)) == 0;
+            keep = !same;
+        }
+        if (keep && zdm_rows_add(o, v) == ZDM_OK)
+            last = at;
+    }
+    zdm_rows_free(r);
+    if (o && zdm_rows_count(o) == 0) {
+        zdm_rows_free(o);
+        o = NULL;
+    }
+    *out = o;
     return ZDM_OK;
 }
 

@@ -139,6 +139,15 @@ int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err) ZDM_MUST
 int zdm_db_key_quantiles(zdm_db *db, const char *table, const char *column, int parts, long long **out,
                          int *n);
 
+/* Up to parts - 1 split points of a key of any type and any number of
+ * columns (cols[0..ncols)), ascending in the database's order of the key,
+ * as rows of ncols text values (*out, NULL when none): quantiles of a
+ * sample (pg: TABLESAMPLE SYSTEM of about 20,000 rows; sqlite: one scan).
+ * A range between two split points holds about as many rows as another.
+ * Never fails loudly: *out = NULL and the caller keeps one range. */
+int zdm_db_key_splits(zdm_db *db, const char *table, const char *const *cols, int ncols, int parts,
+                      zdm_rows **out);
+
 /* Rows inserted, updated or deleted by the last zdm_db_query. */
 long long zdm_db_changes(const zdm_db *db);
 

@@ -766,6 +766,50 @@ static void test_rows_api(void **state)
     {"sqlite: " #f, f, setup, teardown, &FX_SQLITE},                            \
     {"postgresql: " #f, f, setup, teardown, &FX_PG}
 
+/* Split points of a composite text+integer key: ascending, and the four
+ * ranges they make hold about a quarter of the rows each (the sample is
+ * the whole table at this size: exact quantiles). */
+static void test_key_splits(void **state)
+{
+    zdm_db *db = need_db(state);
+    fx *f = *state;
+    MUST(zdm_db_exec_script(db, "CREATE TABLE ks (a text NOT NULL, b integer NOT NULL, PRIMARY KEY (a, b))", &E));
+    MUST(zdm_db_exec_script(db, f->kind == ZDM_DB_PG
+                                    ? "INSERT INTO ks SELECT 'k' || lpad((i % 40)::text, 2, '0'), i "
+                                      "FROM generate_series(1, 4000) i; ANALYZE ks"
+                                    : "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) "
+                                      "INSERT INTO ks SELECT 'k' || substr('0' || (i % 40), -2), i FROM n",
+                            &E));
+    const char *cols[] = {"a", "b"};
+    zdm_rows *r = NULL;
+    MUST(zdm_db_key_splits(db, "ks", cols, 2, 4, &r));
+    assert_non_null(r);
+    assert_int_equal(zdm_rows_count(r), 3);
+    long long prev = 0;
+    for (int i = 0; i < 3; i++) {
+        const char *p[] = {zdm_rows_get(r, i, 0), zdm_rows_get(r, i, 1)};
+        char *v = NULL;
+        MUST(zdm_db_query_value(db, f->kind == ZDM_DB_PG ? "SELECT count(*) FROM ks WHERE (a, b) <= ($1, $2::integer)"
+                                                         : "SELECT count(*) FROM ks WHERE (a, b) <= ($1, $2)",
+                                2, p, &v, &E));
+        long long upto = strtoll(v, NULL, 10);
+        free(v);
+        /* each range between 15 % and 35 % of the 4000 rows */
+        if (upto - prev < 600 || upto - prev > 1400)
+            fail_msg("range %d holds %lld rows", i, upto - prev);
+        prev = upto;
+    }
+    if (4000 - prev < 600 || 4000 - prev > 1400)
+        fail_msg("the last range holds %lld rows", 4000 - prev);
+    zdm_rows_free(r);
+    /* one part, or a table with nothing to sample: no split, no error */
+    MUST(zdm_db_key_splits(db, "ks", cols, 2, 1, &r));
+    assert_null(r);
+    MUST(zdm_db_exec_script(db, "CREATE TABLE ks_empty (a text PRIMARY KEY)", &E));
+    MUST(zdm_db_key_splits(db, "ks_empty", cols, 1, 4, &r));
+    assert_null(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -783,6 +827,7 @@ int main(void)
         BOTH(test_exec_script),
         BOTH(test_errors),
         BOTH(test_lock_timeout),
+        BOTH(test_key_splits),
         {"sqlite: test_sqlite_session", test_sqlite_session, setup, teardown, &FX_SQLITE},
         {"postgresql: test_pg_session", test_pg_session, setup, teardown, &FX_PG},
         {"postgresql: test_pg_statement_timeout", test_pg_statement_timeout, setup, teardown, &FX_PG},
