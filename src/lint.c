@@ -2337,7 +2337,6 @@ void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const 
     lint_steps(ctxs, plan, plan->contract, plan->ncontract, ZDM_PHASE_CONTRACT, src, out, 1, mode);
 
     /* allow_unsafe: rule ids zdm knows, marking what they allow. */
-    const toml_value *av = plan->doc ? toml_get(plan->doc, "allow_unsafe") : NULL;
     for (size_t a = 0; a < plan->nallow; a++) {
         const char *rule = plan->allow[a].rule;
         if (!zdm_lint_rule_find(rule)) {
@@ -2347,13 +2346,11 @@ void zdm_lint_plan_dialect(const zdm_plan *plan, const zdm_plan_set *set, const 
             for (size_t k = 0; k < nr; k++)
                 ids[k] = all[k].id;
             const char *hint = zdm_did_you_mean(rule, ids, nr);
-            int line = av ? av->line : 0;
-            for (size_t k = 0; av && av->type == TOML_ARRAY && k < av->u.array.len; k++) {
-                const toml_value *it = av->u.array.items[k];
-                const toml_value *rv = it->type == TOML_TABLE ? toml_get(it, "rule") : it;
-                if (rv && rv->type == TOML_STRING && strcmp(rv->u.str.ptr, rule) == 0)
-                    line = rv->line;
-            }
+            /* the last entry naming it, as the file has it */
+            int line = plan->allow[a].line;
+            for (size_t k = a + 1; k < plan->nallow; k++)
+                if (strcmp(plan->allow[k].rule, rule) == 0)
+                    line = plan->allow[k].line;
             zdm_lint_finding *f = add_finding(
                 out, "allow-unknown-rule", line, "use one of the rule ids \"zdm help lint\" lists",
                 "allow_unsafe names \"%s\", which is not a lint rule%s%s%s", rule,

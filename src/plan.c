@@ -39,6 +39,18 @@ void zdm_diags_free(zdm_diags *d)
     zdm_strv_free(&d->msgs);
 }
 
+/* Line of the value of key k in table t; 0 when absent. */
+static int line_of_key(const toml_value *t, const char *k)
+{
+    const toml_value *v = toml_get(t, k);
+    return v ? v->line : 0;
+}
+
+/* The parsed document stays here: op steps' fields borrow from it. */
+struct zdm_plan_tree {
+    toml_value *doc;
+};
+
 /* ---- operations ---- */
 
 #define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -548,6 +560,7 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
     th->sleep_ms = want_int(c, t, "sleep_ms", w, 0, 0, 3600000);
     th->max_replication_lag_ms = want_int(c, t, "max_replication_lag_ms", w, 0, 0, big);
     th->pause_query = want_sql(c, t, "pause_query", w, 0, ZDM_SQL_PG);
+    th->pause_query_line = line_of_key(t, "pause_query");
     th->check_autovacuum = want_bool(c, t, "check_autovacuum", w, th->check_autovacuum);
     th->check_wal_archive = want_bool(c, t, "check_wal_archive", w, th->check_wal_archive);
     th->max_wal_archive_ready = want_int(c, t, "max_wal_archive_ready", w, th->max_wal_archive_ready, 1, big);
@@ -581,6 +594,7 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
             bad(c, v->line, v->col, "[backfill] key column \"%s\" is not a valid column name", b->key.v[i]);
         }
     b->where = want_sql(c, t, "where", w, 0, ZDM_SQL_PG);
+    b->where_line = line_of_key(t, "where");
     load_assigns(c, t, "set", w, &b->set, &b->nset);
     const toml_value *setv = toml_get(t, "set");
     if (!setv || (setv->type == TOML_TABLE && setv->u.table.len == 0)) /* absent or set = {} */
@@ -594,6 +608,7 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
         check_keys(c, dw, "[backfill.dual_write]", dkeys);
         b->dual_write = want_bool(c, dw, "enabled", "[backfill.dual_write]", 1);
         want_strv(c, dw, "sources", "[backfill.dual_write]", &b->dw_sources, NULL, NULL);
+        b->dw_sources_line = line_of_key(dw, "sources");
         load_assigns(c, dw, "reverse", "[backfill.dual_write]", &b->reverse, &b->nreverse);
     } else if (dw) {
         bad(c, dw->line, dw->col, "[backfill] dual_write must be a table or a boolean");
@@ -853,6 +868,8 @@ static void load_allow(chk *c, const toml_value *t, zdm_plan *p)
         zdm_allow *a = &p->allow[p->nallow];
         if (it->type == TOML_STRING) {
             a->rule = zdm_xstrdup(it->u.str.ptr);
+            a->line = it->line;
+            a->col = it->col;
         } else if (it->type == TOML_TABLE) {
             static const char *const keys[] = {"rule", "reason", NULL};
             check_keys(c, it, "allow_unsafe entry", keys);
@@ -863,6 +880,9 @@ static void load_allow(chk *c, const toml_value *t, zdm_plan *p)
                 a->reason = NULL;
                 continue;
             }
+            const toml_value *rv = toml_get(it, "rule");
+            a->line = rv->line;
+            a->col = rv->col;
         } else {
             bad(c, it->line, it->col, "allow_unsafe entries must be rule ids (strings) or tables");
             continue;
@@ -914,7 +934,8 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     }
     chk c = {path, diags, 0};
     zdm_plan *p = zdm_xcalloc(1, sizeof *p);
-    p->doc = doc;
+    p->tree = zdm_xcalloc(1, sizeof *p->tree);
+    p->tree->doc = doc;
     p->path = zdm_xstrdup(path);
     p->dir = dir_of(path);
     p->lock_timeout_ms = 2000;
@@ -987,6 +1008,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
         if (p->not_before)
             parse_not_before(&c, p, toml_get(ct, "not_before"));
         p->verify = want_sql(&c, ct, "verify", "[contract]", 0, ZDM_SQL_PG);
+        p->verify_line = line_of_key(ct, "verify");
     }
     const toml_value *hk = want(&c, doc, "hooks", TOML_TABLE, "the plan");
     if (hk)
@@ -1110,7 +1132,9 @@ void zdm_plan_free(zdm_plan *p)
         free(p->allow[i].reason);
     }
     free(p->allow);
-    toml_free(p->doc);
+    if (p->tree)
+        toml_free(p->tree->doc);
+    free(p->tree);
     free(p);
 }
 

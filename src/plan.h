@@ -5,7 +5,10 @@
  * Owns: loading plan files and directories, validating them (collecting
  * every error of a file, each with file:line:column), and the one data
  * structure every phase reads.  A zdm_plan owns all its strings and the
- * parsed TOML document (op steps point into it); free with zdm_plan_free.
+ * parsed TOML document, which stays private to plan.c: every key a later
+ * module needs is a parsed field here; only op steps' `fields` point into
+ * the document (ops.c expands them; plan show --json prints them).  Free
+ * with zdm_plan_free.
  */
 #ifndef ZDM_PLAN_H
 #define ZDM_PLAN_H
@@ -74,6 +77,7 @@ typedef struct zdm_throttle {
     int64_t sleep_ms;               /* pause between batches (0) */
     int64_t max_replication_lag_ms; /* pg: pause above this replay lag (0 = off) */
     char *pause_query;              /* returns true to pause; NULL = none */
+    int pause_query_line;           /* where it is written; 0: not in the file */
     int check_autovacuum;           /* pg built-in signals, 1 = on */
     int check_wal_archive;
     int64_t max_wal_archive_ready;  /* .ready WAL files before pausing (100) */
@@ -90,10 +94,12 @@ typedef struct zdm_backfill {
     char *table;
     zdm_strv key;               /* empty: primary key (sqlite: rowid when none) */
     char *where;                /* rows still to convert; NULL = all */
+    int where_line;             /* where it is written; 0: not in the file */
     zdm_assign *set;            /* new column = f(old) */
     size_t nset;
     int dual_write;             /* install triggers (default 1 when set is non-empty) */
     zdm_strv dw_sources;        /* old columns whose writes fire the forward trigger */
+    int dw_sources_line;        /* where they are written; 0: not in the file */
     zdm_assign *reverse;        /* old column = g(new) */
     size_t nreverse;
     /* An insert that gives the targets was written by the new application
@@ -121,7 +127,11 @@ typedef struct zdm_hooks {
 typedef struct zdm_allow {
     char *rule;
     char *reason;
+    int line, col;              /* where the rule id is written */
 } zdm_allow;
+
+/* The parsed file behind a plan: private to plan.c. */
+typedef struct zdm_plan_tree zdm_plan_tree;
 
 typedef struct zdm_plan {
     char *id;
@@ -138,6 +148,7 @@ typedef struct zdm_plan {
     char *not_before;           /* "cutover + 24h", a duration, or a time; NULL */
     int64_t not_before_ms;      /* parsed: delay after cutover (or -1) */
     char *verify;               /* SQL returning true, NULL */
+    int verify_line;            /* where it is written; 0: not in the file */
     zdm_hooks hooks;
     int64_t lock_timeout_ms;        /* 2000 */
     int64_t statement_timeout_ms;   /* 0 = none */
@@ -151,7 +162,7 @@ typedef struct zdm_plan {
     int baseline;               /* baseline = true: describes a schema that exists (zdm baseline); may be empty */
     int expand_keep_partial;    /* on_failure = "stop": a failed expand keeps the steps it applied */
     int id_line, id_col;
-    toml_value *doc;
+    zdm_plan_tree *tree;        /* private to plan.c */
 } zdm_plan;
 
 /* Validation messages: every "file:line:col: message" of a load. */
