@@ -13,9 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "db.h"
 #include "hooks.h"
-#include "sqlscan.h"
 #include "lint.h"
 #include "util.h"
 
@@ -317,157 +315,179 @@ static void print_sarif(FILE *out, const zdm_lint_result *r)
  * transactions adjust the findings (read-only; a SQLite file must exist). */
 static int with_db(zdm_cli *cli, lint_load *L, zdm_lint_result *r, zdm_err *err)
 {
-    if (zdm_db_kind_of_url(cli->db_url) == ZDM_DB_SQLITE) {
-        const char *path = cli->db_url + strlen("sqlite:");
-        if (strncmp(path, "///", 3) == 0)
-            path += 2;
-        else if (strncmp(path, "//", 2) == 0)
-            path += 2;
-        struct stat st;
-        if (stat(path, &st) != 0)
-            return zdm_err_set(err, ZDM_EXIT_USAGE,
-                               "--db: no SQLite database at %s; zdm lint reads a database, never creates one", path);
-    }
-    zdm_db *db = NULL;
-    int rc = zdm_db_open(cli->db_url, &db, err);
-    if (rc != 0)
-        return rc;
     /* The plans' lock_timeout (the smallest): a transaction older than that
      * holding a lock makes the step wait; plain SQL: zdm's default. */
     int64_t lt = 0;
     for (size_t i = 0; i < L->nt; i++)
         if (L->t[i].plan->lock_timeout_ms > 0 && (lt == 0 || L->t[i].plan->lock_timeout_ms < lt))
             lt = L->t[i].plan->lock_timeout_ms;
-    rc = zdm_lint_with_db(r, db, lt ? lt : 2000, err);
-    zdm_db_close(db);
+    return zdm_lint_with_url(r, cli->db_url, lt ? lt : 2000, err);
+}
+
+enum { FMT_TEXT, FMT_JSON, FMT_GITHUB, FMT_SARIF };
+
+/* --format and --dialect (else the kind of --db, not connected). */
+static int parse_options(zdm_cli *cli, int *fmt, int *mode, zdm_err *err)
+{
+    *fmt = cli->json ? FMT_JSON : FMT_TEXT;
+    if (cli->format) {
+        if (strcmp(cli->format, "json") == 0)
+            *fmt = FMT_JSON;
+        else if (strcmp(cli->format, "github") == 0)
+            *fmt = FMT_GITHUB;
+        else if (strcmp(cli->format, "sarif") == 0)
+            *fmt = FMT_SARIF;
+        else if (strcmp(cli->format, "text") != 0)
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "--format %s: not text, json, github or sarif", cli->format);
+    }
+    *mode = 0;
+    if (cli->dialect) {
+        if (strcmp(cli->dialect, "pg") == 0 || strcmp(cli->dialect, "postgresql") == 0)
+            *mode = ZDM_LINT_DIALECT_PG;
+        else if (strcmp(cli->dialect, "sqlite") == 0)
+            *mode = ZDM_LINT_DIALECT_SQLITE;
+        else
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "--dialect %s: not pg or sqlite", cli->dialect);
+    } else if (cli->db_url) {
+        *mode = zdm_lint_dialect_of_url(cli->db_url);
+    }
+    return 0;
+}
+
+/* Lints every target and SQL file into r, then --db and --allow. */
+static int lint_all(zdm_cli *cli, lint_load *L, int mode, zdm_lint_result *r, zdm_err *err)
+{
+    /* A statement over the bounds is refused like an invalid plan (exit 2). */
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < L->nfiles; i++) {
+        int line, col;
+        zdm_buf why = {0};
+        if (zdm_lint_sql_limits(L->files[i].text, mode, &line, &col, &why) != 0) {
+            fprintf(cli->errs, "%s:%d:%d: %s\n", L->files[i].name, line, col, why.data);
+            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "%s holds a statement over zdm's limits; nothing was linted",
+                             L->files[i].name);
+        }
+        zdm_buf_free(&why);
+    }
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < L->nt; i++)
+        zdm_lint_plan_dialect(L->t[i].plan, &L->sets[L->t[i].set], NULL, mode, r);
+    /* after the SQL's findings: those come first in every format */
+    for (size_t i = 0; i < L->nt; i++)
+        zdm_lint_plan_soak(L->t[i].plan, mode, r);
+    for (size_t i = 0; i < L->nfiles; i++) {
+        zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+        size_t from = r->n;
+        zdm_lint_sql_file(ctx, L->files[i].text, mode ? mode : ZDM_LINT_DIALECT_PG, r);
+        for (size_t k = from; k < r->n; k++)
+            r->v[k].file = L->files[i].name;
+        for (size_t k = 0; k < r->nddl; k++)
+            if (!r->ddl[k].file)
+                r->ddl[k].file = L->files[i].name;
+        zdm_lint_ctx_free(ctx);
+    }
+    if (cli->db_given)
+        rc = with_db(cli, L, r, err);
+    if (rc == 0)
+        rc = zdm_lint_allow_list(r, cli->allow, err);
     return rc;
+}
+
+static void print_json(FILE *out, const lint_load *L, const zdm_lint_result *r, size_t nerr, size_t nwarn,
+                       size_t nallowed)
+{
+    json_t *o = json_object(), *a = json_array();
+    for (size_t i = 0; i < r->n; i++)
+        json_array_append_new(a, finding_json(&r->v[i]));
+    json_object_set_new(o, "findings", a);
+    json_object_set_new(o, "errors", json_integer((json_int_t)nerr));
+    json_object_set_new(o, "warnings", json_integer((json_int_t)nwarn));
+    json_object_set_new(o, "allowed", json_integer((json_int_t)nallowed));
+    json_object_set_new(o, "plans", json_integer((json_int_t)L->nt));
+    json_object_set_new(o, "files", json_integer((json_int_t)L->nfiles));
+    json_dumpf(o, out, JSON_INDENT(2));
+    fputc('\n', out);
+    json_decref(o);
+}
+
+static void print_text(zdm_cli *cli, const lint_load *L, const zdm_lint_result *r, size_t nerr, size_t nwarn,
+                       size_t nallowed)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const zdm_lint_finding *f = &r->v[i];
+        if (cli->verbosity < 0 && (f->severity != ZDM_LINT_ERROR || f->allowed))
+            continue;
+        zdm_buf b = {0};
+        zdm_lint_format(f, &b);
+        fprintf(cli->out, "%s\n", b.data);
+        zdm_buf_free(&b);
+    }
+    if (cli->verbosity >= 0 && L->nfiles == 0)
+        fprintf(cli->out, "%zu plan%s linted: %zu error%s, %zu warning%s, %zu allowed\n", L->nt,
+                L->nt == 1 ? "" : "s", nerr, nerr == 1 ? "" : "s", nwarn, nwarn == 1 ? "" : "s", nallowed);
+    else if (cli->verbosity >= 0)
+        fprintf(cli->out, "%zu plan%s and %zu SQL file%s linted: %zu error%s, %zu warning%s, %zu allowed\n",
+                L->nt, L->nt == 1 ? "" : "s", L->nfiles, L->nfiles == 1 ? "" : "s", nerr,
+                nerr == 1 ? "" : "s", nwarn, nwarn == 1 ? "" : "s", nallowed);
+}
+
+/* Prints the findings in the format asked; ZDM_EXIT_REFUSED when an error
+ * not allowed remains. */
+static int report(zdm_cli *cli, const lint_load *L, const zdm_lint_result *r, int fmt, zdm_err *err)
+{
+    size_t nerr = zdm_lint_count(r, ZDM_LINT_ERROR, -1);
+    size_t nwarn = zdm_lint_count(r, ZDM_LINT_WARNING, -1);
+    size_t nallowed = 0;
+    for (size_t i = 0; i < r->n; i++)
+        nallowed += r->v[i].allowed != 0;
+    if (fmt == FMT_GITHUB)
+        print_github(cli->out, r);
+    else if (fmt == FMT_SARIF)
+        print_sarif(cli->out, r);
+    else if (fmt == FMT_JSON)
+        print_json(cli->out, L, r, nerr, nwarn, nallowed);
+    else
+        print_text(cli, L, r, nerr, nwarn, nallowed);
+    if (!nerr)
+        return 0;
+    zdm_err_set(err, ZDM_EXIT_REFUSED, "zdm lint found %zu error%s", nerr, nerr == 1 ? "" : "s");
+    zdm_err_detail(err, "make the SQL safe, or when it is safe here, allow the rule: in the plan "
+                        "allow_unsafe = [{rule = \"RULE\", reason = \"...\"}], or in the SQL a "
+                        "comment \"-- zdm:allow RULE reason\" on or above the statement");
+    return ZDM_EXIT_REFUSED;
+}
+
+static void lint_load_free(lint_load *L)
+{
+    for (size_t i = 0; i < L->nsets; i++)
+        zdm_plan_set_free(&L->sets[i]);
+    for (size_t i = 0; i < L->nfiles; i++) {
+        free(L->files[i].name);
+        free(L->files[i].text);
+    }
+    free(L->files);
+    free(L->sets);
+    free(L->t);
 }
 
 int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
 {
+    int fmt, mode;
+    int rc = parse_options(cli, &fmt, &mode, err);
+    if (rc != 0)
+        return rc;
     lint_load L;
     memset(&L, 0, sizeof L);
     zdm_lint_result r = {0};
-    int fmt_json = cli->json, fmt_github = 0, fmt_sarif = 0;
-    if (cli->format) {
-        if (strcmp(cli->format, "json") == 0)
-            fmt_json = 1;
-        else if (strcmp(cli->format, "github") == 0)
-            fmt_github = 1;
-        else if (strcmp(cli->format, "sarif") == 0)
-            fmt_sarif = 1;
-        else if (strcmp(cli->format, "text") != 0)
-            return zdm_err_set(err, ZDM_EXIT_USAGE, "--format %s: not text, json, github or sarif", cli->format);
-    }
-    /* Which SQL and rules: --dialect, else the kind of --db (not connected). */
-    int mode = 0;
-    if (cli->dialect) {
-        if (strcmp(cli->dialect, "pg") == 0 || strcmp(cli->dialect, "postgresql") == 0)
-            mode = ZDM_LINT_DIALECT_PG;
-        else if (strcmp(cli->dialect, "sqlite") == 0)
-            mode = ZDM_LINT_DIALECT_SQLITE;
-        else
-            return zdm_err_set(err, ZDM_EXIT_USAGE, "--dialect %s: not pg or sqlite", cli->dialect);
-    } else if (cli->db_url) {
-        zdm_db_kind k = zdm_db_kind_of_url(cli->db_url);
-        mode = k == ZDM_DB_SQLITE ? ZDM_LINT_DIALECT_SQLITE : k == ZDM_DB_PG ? ZDM_LINT_DIALECT_PG : 0;
-    }
-    int rc = load_targets(cli, &L, err);
+    rc = load_targets(cli, &L, err);
     if (rc == 0)
         rc = apply_project(cli, &L, err);
-    /* A statement over the bounds is refused like an invalid plan (exit 2). */
-    for (size_t i = 0; rc == 0 && i < L.nfiles; i++) {
-        int line, col;
-        zdm_buf why = {0};
-        int sd = mode == ZDM_LINT_DIALECT_SQLITE ? ZDM_SQL_SQLITE : ZDM_SQL_PG;
-        if (zdm_sql_check_limits(L.files[i].text, sd, &line, &col, &why) != 0) {
-            fprintf(cli->errs, "%s:%d:%d: %s\n", L.files[i].name, line, col, why.data);
-            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "%s holds a statement over zdm's limits; nothing was linted",
-                             L.files[i].name);
-        }
-        zdm_buf_free(&why);
-    }
-    if (rc == 0) {
-        for (size_t i = 0; i < L.nt; i++)
-            zdm_lint_plan_dialect(L.t[i].plan, &L.sets[L.t[i].set], NULL, mode, &r);
-        /* after the SQL's findings: those come first in every format */
-        for (size_t i = 0; i < L.nt; i++)
-            zdm_lint_plan_soak(L.t[i].plan, mode, &r);
-        for (size_t i = 0; i < L.nfiles; i++) {
-            zdm_lint_ctx *ctx = zdm_lint_ctx_new();
-            size_t from = r.n;
-            zdm_lint_sql_file(ctx, L.files[i].text, mode ? mode : ZDM_LINT_DIALECT_PG, &r);
-            for (size_t k = from; k < r.n; k++)
-                r.v[k].file = L.files[i].name;
-            for (size_t k = 0; k < r.nddl; k++)
-                if (!r.ddl[k].file)
-                    r.ddl[k].file = L.files[i].name;
-            zdm_lint_ctx_free(ctx);
-        }
-        if (cli->db_given)
-            rc = with_db(cli, &L, &r, err);
-        if (rc == 0)
-            rc = zdm_lint_allow_list(&r, cli->allow, err);
-    }
-    if (rc == 0) {
-        size_t nerr = zdm_lint_count(&r, ZDM_LINT_ERROR, -1);
-        size_t nwarn = zdm_lint_count(&r, ZDM_LINT_WARNING, -1);
-        size_t nallowed = 0;
-        for (size_t i = 0; i < r.n; i++)
-            nallowed += r.v[i].allowed != 0;
-        if (fmt_github) {
-            print_github(cli->out, &r);
-        } else if (fmt_sarif) {
-            print_sarif(cli->out, &r);
-        } else if (fmt_json) {
-            json_t *o = json_object(), *a = json_array();
-            for (size_t i = 0; i < r.n; i++)
-                json_array_append_new(a, finding_json(&r.v[i]));
-            json_object_set_new(o, "findings", a);
-            json_object_set_new(o, "errors", json_integer((json_int_t)nerr));
-            json_object_set_new(o, "warnings", json_integer((json_int_t)nwarn));
-            json_object_set_new(o, "allowed", json_integer((json_int_t)nallowed));
-            json_object_set_new(o, "plans", json_integer((json_int_t)L.nt));
-            json_object_set_new(o, "files", json_integer((json_int_t)L.nfiles));
-            json_dumpf(o, cli->out, JSON_INDENT(2));
-            fputc('\n', cli->out);
-            json_decref(o);
-        } else {
-            for (size_t i = 0; i < r.n; i++) {
-                const zdm_lint_finding *f = &r.v[i];
-                if (cli->verbosity < 0 && (f->severity != ZDM_LINT_ERROR || f->allowed))
-                    continue;
-                zdm_buf b = {0};
-                zdm_lint_format(f, &b);
-                fprintf(cli->out, "%s\n", b.data);
-                zdm_buf_free(&b);
-            }
-            if (cli->verbosity >= 0 && L.nfiles == 0)
-                fprintf(cli->out, "%zu plan%s linted: %zu error%s, %zu warning%s, %zu allowed\n", L.nt,
-                        L.nt == 1 ? "" : "s", nerr, nerr == 1 ? "" : "s", nwarn, nwarn == 1 ? "" : "s",
-                        nallowed);
-            else if (cli->verbosity >= 0)
-                fprintf(cli->out, "%zu plan%s and %zu SQL file%s linted: %zu error%s, %zu warning%s, %zu allowed\n",
-                        L.nt, L.nt == 1 ? "" : "s", L.nfiles, L.nfiles == 1 ? "" : "s", nerr,
-                        nerr == 1 ? "" : "s", nwarn, nwarn == 1 ? "" : "s", nallowed);
-        }
-        if (nerr) {
-            zdm_err_set(err, ZDM_EXIT_REFUSED, "zdm lint found %zu error%s", nerr, nerr == 1 ? "" : "s");
-            zdm_err_detail(err, "make the SQL safe, or when it is safe here, allow the rule: in the plan "
-                                "allow_unsafe = [{rule = \"RULE\", reason = \"...\"}], or in the SQL a "
-                                "comment \"-- zdm:allow RULE reason\" on or above the statement");
-            rc = ZDM_EXIT_REFUSED;
-        }
-    }
+    if (rc == 0)
+        rc = lint_all(cli, &L, mode, &r, err);
+    if (rc == 0)
+        rc = report(cli, &L, &r, fmt, err);
     zdm_lint_result_free(&r);
-    for (size_t i = 0; i < L.nsets; i++)
-        zdm_plan_set_free(&L.sets[i]);
-    for (size_t i = 0; i < L.nfiles; i++) {
-        free(L.files[i].name);
-        free(L.files[i].text);
-    }
-    free(L.files);
-    free(L.sets);
-    free(L.t);
+    lint_load_free(&L);
     return rc;
 }

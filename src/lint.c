@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "db.h"
 #include "log.h"
@@ -1133,242 +1134,334 @@ static void drop_stmt(lint_run *r, const json_t *s)
     }
 }
 
+static void stmt_create(lint_run *r, const json_t *s)
+{
+    char *table = rel_name(jget(s, "relation"));
+    if (!table)
+        return;
+    note_ddl(r, table);
+    if (!in_tx(r) && !jtrue(s, "if_not_exists"))
+        add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                    "CREATE TABLE %s without IF NOT EXISTS in a step run without a transaction: a retry "
+                    "after a crash fails", table);
+    const json_t *elts = jget(s, "tableElts");
+    for (size_t i = 0; i < json_array_size(elts); i++) {
+        const json_t *cd = node_as(json_array_get(elts, i), "ColumnDef");
+        if (cd && jstr(cd, "colname")) {
+            ltype ty;
+            type_of(jget(cd, "typeName"), &ty);
+            type_hygiene(r, table, cd, &ty);
+        }
+    }
+    if (!(jtrue(s, "if_not_exists") && table_find(r->c, table))) {
+        ltable *t = table_add(r->c, table, r->c->gen, (int)r->phase);
+        columns_from(t, elts);
+    }
+    free(table);
+}
+
+/* CREATE TABLE AS, CREATE VIEW (view = 1) */
+static void stmt_create_as(lint_run *r, const json_t *s, int view)
+{
+    char *table = rel_name(view ? jget(s, "view") : jget(jget(s, "into"), "rel"));
+    if (table) {
+        note_ddl(r, table);
+        table_add(r->c, table, r->c->gen, (int)r->phase);
+        if (view)
+            zdm_strv_push(&r->views, table);
+    }
+    free(table);
+}
+
+static void stmt_create_table_as(lint_run *r, const json_t *s)
+{
+    stmt_create_as(r, s, 0);
+}
+
+static void stmt_view(lint_run *r, const json_t *s)
+{
+    stmt_create_as(r, s, 1);
+}
+
+static void stmt_index(lint_run *r, const json_t *s)
+{
+    char *table = rel_name(jget(s, "relation"));
+    if (!table)
+        return;
+    note_ddl(r, table);
+    if (jstr(s, "idxname")) {
+        char *key = zdm_xasprintf("\001index %s", jstr(s, "idxname"));
+        if (!(jtrue(s, "if_not_exists") && table_find(r->c, key)))
+            table_add(r->c, key, r->c->gen, (int)r->phase);
+        free(key);
+    }
+    if (jtrue(s, "concurrent") && in_tx(r))
+        add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                    "CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the step fails");
+    if (!in_tx(r) && !jtrue(s, "if_not_exists"))
+        add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
+                    "CREATE INDEX%s%s without IF NOT EXISTS in a step run without a transaction: a retry "
+                    "after a crash fails (zdm drops an INVALID index first, not a finished one)",
+                    jstr(s, "idxname") ? " " : "", jstr(s, "idxname") ? jstr(s, "idxname") : "");
+    if (!jtrue(s, "concurrent"))
+        plain_lock_timeout(r, table);
+    if (!jtrue(s, "concurrent") && !is_new(r, table)) {
+        zdm_lint_finding *f = add_finding(
+            r->out, "index-not-concurrent", r->line, H_INDEX,
+            "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the index is built",
+            jtrue(s, "unique") ? "UNIQUE " : "", jstr(s, "idxname") ? " " : "",
+            jstr(s, "idxname") ? jstr(s, "idxname") : "", table, table);
+        /* --db: IF NOT EXISTS of an index the database has does nothing. */
+        if (jtrue(s, "if_not_exists") && jstr(s, "idxname"))
+            f->object = zdm_xstrdup(jstr(s, "idxname"));
+    }
+    free(table);
+}
+
+static void stmt_truncate(lint_run *r, const json_t *s)
+{
+    const json_t *rels = jget(s, "relations");
+    if (jstr(s, "behavior") && strcmp(jstr(s, "behavior"), "DROP_CASCADE") == 0) {
+        char *first = rel_name(json_array_get(rels, 0));
+        add_finding(r->out, "truncate-cascade", r->line,
+                    "name every table to empty (TRUNCATE a, b) and leave CASCADE out",
+                    "TRUNCATE %s CASCADE also empties every table with a foreign key to it, and every "
+                    "table referencing those, whatever this migration meant", first ? first : "?");
+        free(first);
+    }
+    for (size_t i = 0; i < json_array_size(rels); i++) {
+        char *table = rel_name(json_array_get(rels, i));
+        note_table(r, table);
+        if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
+            add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
+                        "TRUNCATE %s in expand empties a table the old application uses", table);
+        free(table);
+    }
+}
+
+static void stmt_vacuum(lint_run *r, const json_t *s)
+{
+    const json_t *opts = jget(s, "options");
+    int full = 0;
+    for (size_t i = 0; i < json_array_size(opts); i++) {
+        const json_t *d = node_as(json_array_get(opts, i), "DefElem");
+        if (!jstr(d, "defname") || strcmp(jstr(d, "defname"), "full") != 0)
+            continue;
+        const json_t *arg = jget(d, "arg");
+        const char *v = jstr(node_as(arg, "String"), "sval");
+        const json_t *iv = node_as(arg, "Integer");
+        full = !arg || (v && strcmp(v, "false") != 0 && strcmp(v, "off") != 0) ||
+               (iv && json_integer_value(jget(iv, "ival")) != 0);
+    }
+    if (in_tx(r))
+        add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                    "VACUUM cannot run inside a transaction block: the step fails");
+    if (full) {
+        const json_t *rels = jget(s, "rels");
+        char *table = NULL;
+        for (size_t i = 0; i < json_array_size(rels); i++) {
+            free(table);
+            table = rel_name(jget(node_as(json_array_get(rels, i), "VacuumRelation"), "relation"));
+            note_ddl(r, table);
+        }
+        add_finding(r->out, "heavy-lock", r->line, H_VACUUM_FULL,
+                    "VACUUM FULL%s%s rewrites the table under an ACCESS EXCLUSIVE lock: reads and "
+                    "writes wait until it ends", table ? " " : "", table ? table : "");
+        free(table);
+    }
+}
+
+static void stmt_cluster(lint_run *r, const json_t *s)
+{
+    char *table = rel_name(jget(s, "relation"));
+    note_ddl(r, table);
+    add_finding(r->out, "heavy-lock", r->line, H_CLUSTER,
+                "CLUSTER%s%s rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes "
+                "wait until it ends", table ? " " : "", table ? table : "");
+    free(table);
+}
+
+static void stmt_lock(lint_run *r, const json_t *s)
+{
+    static const char *const modes[] = {"", "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE",
+                                        "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE",
+                                        "EXCLUSIVE", "ACCESS EXCLUSIVE"};
+    json_int_t mode = json_integer_value(jget(s, "mode"));
+    if (mode >= 5 && mode <= 8) {
+        char *table = rel_name(json_array_get(jget(s, "relations"), 0));
+        note_table(r, table);
+        add_finding(r->out, "heavy-lock", r->line, H_LOCK,
+                    "LOCK TABLE %s IN %s MODE blocks %s for as long as the transaction lasts",
+                    table ? table : "?", modes[mode], mode == 8 ? "reads and writes" : "writes");
+        free(table);
+    }
+}
+
+static void stmt_reindex(lint_run *r, const json_t *s)
+{
+    const json_t *params = jget(s, "params");
+    int conc = 0;
+    for (size_t i = 0; i < json_array_size(params); i++) {
+        const char *d = jstr(node_as(json_array_get(params, i), "DefElem"), "defname");
+        conc |= d && strcmp(d, "concurrently") == 0;
+    }
+    if (conc && in_tx(r))
+        add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
+                    "REINDEX CONCURRENTLY cannot run inside a transaction block: the step fails");
+    if (!conc) {
+        char *what = rel_name(jget(s, "relation"));
+        add_finding(r->out, "heavy-lock", r->line, H_REINDEX,
+                    "REINDEX%s%s without CONCURRENTLY blocks writes (and reads using the index) "
+                    "until it ends", what ? " " : "", what ? what : "");
+        free(what);
+    }
+}
+
+static void stmt_transaction(lint_run *r, const json_t *s)
+{
+    const char *k = jstr(s, "kind");
+    if (!k)
+        return;
+    int begin = strcmp(k, "TRANS_STMT_BEGIN") == 0 || strcmp(k, "TRANS_STMT_START") == 0;
+    int end = strcmp(k, "TRANS_STMT_COMMIT") == 0 || strcmp(k, "TRANS_STMT_ROLLBACK") == 0 ||
+              strcmp(k, "TRANS_STMT_PREPARE") == 0 || strcmp(k, "TRANS_STMT_COMMIT_PREPARED") == 0 ||
+              strcmp(k, "TRANS_STMT_ROLLBACK_PREPARED") == 0;
+    if (r->plain) {
+        if (begin && r->explicit_tx)
+            add_finding(r->out, "transaction-control", r->line, H_PLAIN_TX,
+                        "%s while the transaction begun on line %d is still open: PostgreSQL warns and "
+                        "ignores it, so its COMMIT commits the earlier statements too", k + 11,
+                        r->begin_line);
+        if (begin) {
+            r->begin_line = r->line;
+            r->begin_off = r->off;
+        } else if (end) {
+            r->begin_line = 0;
+        }
+    } else if (begin || end)
+        add_finding(r->out, "transaction-control", r->line, H_TX,
+                    "%s inside a step: zdm owns the step's transaction, and %s", k + 11,
+                    begin ? "a BEGIN of its own breaks zdm's lock_timeout and retry, and its record of "
+                            "the step"
+                          : "a COMMIT or ROLLBACK in the middle leaves the step half-applied and "
+                            "recorded as neither done nor undone");
+    if (begin)
+        r->explicit_tx = 1;
+    else if (end)
+        r->explicit_tx = 0;
+}
+
+static void stmt_variable_set(lint_run *r, const json_t *s)
+{
+    const char *name = jstr(s, "name");
+    if (name && strcmp(name, "lock_timeout") == 0)
+        r->lock_timeout_set = 1;
+}
+
+static void stmt_dropdb(lint_run *r, const json_t *s)
+{
+    add_finding(r->out, "drop-database", r->line, H_DROP_DB,
+                "DROP DATABASE %s: irreversible, and no schema change needs it",
+                jstr(s, "dbname") ? jstr(s, "dbname") : "?");
+}
+
+static void stmt_create_domain(lint_run *r, const json_t *s)
+{
+    const json_t *cs = jget(s, "constraints");
+    for (size_t i = 0; i < json_array_size(cs); i++) {
+        const char *ct = jstr(node_as(json_array_get(cs, i), "Constraint"), "contype");
+        if (ct && strcmp(ct, "CONSTR_CHECK") == 0) {
+            char *d = list_name(jget(s, "domainname"));
+            add_finding(r->out, "domain-constraint", r->line, H_DOMAIN,
+                        "CREATE DOMAIN %s with a CHECK: changing that check later scans every column of "
+                        "the domain in every table, under locks, with no NOT VALID way round",
+                        d ? d : "?");
+            free(d);
+            break;
+        }
+    }
+}
+
+static void stmt_alter_domain(lint_run *r, const json_t *s)
+{
+    const char *st = jstr(s, "subtype");
+    if (st && strcmp(st, "C") == 0) {
+        char *d = list_name(jget(s, "typeName"));
+        add_finding(r->out, "domain-constraint", r->line, H_DOMAIN,
+                    "ALTER DOMAIN %s ADD CONSTRAINT checks every column of the domain in every table "
+                    "while holding locks that block writes", d ? d : "?");
+        free(d);
+    }
+}
+
+static void stmt_create_trigger(lint_run *r, const json_t *s)
+{
+    char *table = rel_name(jget(s, "relation"));
+    note_ddl(r, table);
+    free(table);
+}
+
+/* UPDATE (update = 1), DELETE */
+static void stmt_dml(lint_run *r, const json_t *s, int update)
+{
+    char *table = rel_name(jget(s, "relation"));
+    note_table(r, table);
+    if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table) &&
+        where_is_everything(jget(s, "whereClause")))
+        add_finding(r->out, "mass-dml-in-expand", r->line, H_MASS_DML,
+                    "%s of every row of %s in expand: one long transaction locking every row, "
+                    "while the application runs", update ? "UPDATE" : "DELETE", table);
+    free(table);
+}
+
+static void stmt_update(lint_run *r, const json_t *s)
+{
+    stmt_dml(r, s, 1);
+}
+
+static void stmt_delete(lint_run *r, const json_t *s)
+{
+    stmt_dml(r, s, 0);
+}
+
+/* The statements lint looks at, by parse-tree node type. */
+static const struct {
+    const char *type;
+    void (*lint)(lint_run *r, const json_t *s);
+} stmt_linters[] = {
+    {"CreateStmt", stmt_create},
+    {"CreateTableAsStmt", stmt_create_table_as},
+    {"ViewStmt", stmt_view},
+    {"IndexStmt", stmt_index},
+    {"AlterTableStmt", alter_table},
+    {"RenameStmt", rename_stmt},
+    {"DropStmt", drop_stmt},
+    {"TruncateStmt", stmt_truncate},
+    {"VacuumStmt", stmt_vacuum},
+    {"ClusterStmt", stmt_cluster},
+    {"LockStmt", stmt_lock},
+    {"ReindexStmt", stmt_reindex},
+    {"TransactionStmt", stmt_transaction},
+    {"VariableSetStmt", stmt_variable_set},
+    {"DropdbStmt", stmt_dropdb},
+    {"CreateDomainStmt", stmt_create_domain},
+    {"AlterDomainStmt", stmt_alter_domain},
+    {"CreateTrigStmt", stmt_create_trigger},
+    {"UpdateStmt", stmt_update},
+    {"DeleteStmt", stmt_delete},
+};
+
 static void lint_stmt(lint_run *r, const json_t *stmt)
 {
     json_t *s = NULL;
     const char *type = node_type(stmt, &s);
     if (!type)
         return;
-    if (strcmp(type, "CreateStmt") == 0) {
-        char *table = rel_name(jget(s, "relation"));
-        if (!table)
+    for (size_t i = 0; i < sizeof stmt_linters / sizeof stmt_linters[0]; i++)
+        if (strcmp(type, stmt_linters[i].type) == 0) {
+            stmt_linters[i].lint(r, s);
             return;
-        note_ddl(r, table);
-        if (!in_tx(r) && !jtrue(s, "if_not_exists"))
-            add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
-                        "CREATE TABLE %s without IF NOT EXISTS in a step run without a transaction: a retry "
-                        "after a crash fails", table);
-        const json_t *elts = jget(s, "tableElts");
-        for (size_t i = 0; i < json_array_size(elts); i++) {
-            const json_t *cd = node_as(json_array_get(elts, i), "ColumnDef");
-            if (cd && jstr(cd, "colname")) {
-                ltype ty;
-                type_of(jget(cd, "typeName"), &ty);
-                type_hygiene(r, table, cd, &ty);
-            }
         }
-        if (!(jtrue(s, "if_not_exists") && table_find(r->c, table))) {
-            ltable *t = table_add(r->c, table, r->c->gen, (int)r->phase);
-            columns_from(t, elts);
-        }
-        free(table);
-    } else if (strcmp(type, "CreateTableAsStmt") == 0 || strcmp(type, "ViewStmt") == 0) {
-        char *table = rel_name(strcmp(type, "ViewStmt") == 0 ? jget(s, "view") : jget(jget(s, "into"), "rel"));
-        if (table) {
-            note_ddl(r, table);
-            table_add(r->c, table, r->c->gen, (int)r->phase);
-            if (type[0] == 'V')
-                zdm_strv_push(&r->views, table);
-        }
-        free(table);
-    } else if (strcmp(type, "IndexStmt") == 0) {
-        char *table = rel_name(jget(s, "relation"));
-        if (!table)
-            return;
-        note_ddl(r, table);
-        if (jstr(s, "idxname")) {
-            char *key = zdm_xasprintf("\001index %s", jstr(s, "idxname"));
-            if (!(jtrue(s, "if_not_exists") && table_find(r->c, key)))
-                table_add(r->c, key, r->c->gen, (int)r->phase);
-            free(key);
-        }
-        if (jtrue(s, "concurrent") && in_tx(r))
-            add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
-                        "CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the step fails");
-        if (!in_tx(r) && !jtrue(s, "if_not_exists"))
-            add_finding(r->out, "not-idempotent", r->line, H_IDEMPOTENT,
-                        "CREATE INDEX%s%s without IF NOT EXISTS in a step run without a transaction: a retry "
-                        "after a crash fails (zdm drops an INVALID index first, not a finished one)",
-                        jstr(s, "idxname") ? " " : "", jstr(s, "idxname") ? jstr(s, "idxname") : "");
-        if (!jtrue(s, "concurrent"))
-            plain_lock_timeout(r, table);
-        if (!jtrue(s, "concurrent") && !is_new(r, table)) {
-            zdm_lint_finding *f = add_finding(
-                r->out, "index-not-concurrent", r->line, H_INDEX,
-                "CREATE %sINDEX%s%s on %s without CONCURRENTLY blocks writes to %s until the index is built",
-                jtrue(s, "unique") ? "UNIQUE " : "", jstr(s, "idxname") ? " " : "",
-                jstr(s, "idxname") ? jstr(s, "idxname") : "", table, table);
-            /* --db: IF NOT EXISTS of an index the database has does nothing. */
-            if (jtrue(s, "if_not_exists") && jstr(s, "idxname"))
-                f->object = zdm_xstrdup(jstr(s, "idxname"));
-        }
-        free(table);
-    } else if (strcmp(type, "AlterTableStmt") == 0) {
-        alter_table(r, s);
-    } else if (strcmp(type, "RenameStmt") == 0) {
-        rename_stmt(r, s);
-    } else if (strcmp(type, "DropStmt") == 0) {
-        drop_stmt(r, s);
-    } else if (strcmp(type, "TruncateStmt") == 0) {
-        const json_t *rels = jget(s, "relations");
-        if (jstr(s, "behavior") && strcmp(jstr(s, "behavior"), "DROP_CASCADE") == 0) {
-            char *first = rel_name(json_array_get(rels, 0));
-            add_finding(r->out, "truncate-cascade", r->line,
-                        "name every table to empty (TRUNCATE a, b) and leave CASCADE out",
-                        "TRUNCATE %s CASCADE also empties every table with a foreign key to it, and every "
-                        "table referencing those, whatever this migration meant", first ? first : "?");
-            free(first);
-        }
-        for (size_t i = 0; i < json_array_size(rels); i++) {
-            char *table = rel_name(json_array_get(rels, i));
-            note_table(r, table);
-            if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table))
-                add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
-                            "TRUNCATE %s in expand empties a table the old application uses", table);
-            free(table);
-        }
-    } else if (strcmp(type, "VacuumStmt") == 0) {
-        const json_t *opts = jget(s, "options");
-        int full = 0;
-        for (size_t i = 0; i < json_array_size(opts); i++) {
-            const json_t *d = node_as(json_array_get(opts, i), "DefElem");
-            if (!jstr(d, "defname") || strcmp(jstr(d, "defname"), "full") != 0)
-                continue;
-            const json_t *arg = jget(d, "arg");
-            const char *v = jstr(node_as(arg, "String"), "sval");
-            const json_t *iv = node_as(arg, "Integer");
-            full = !arg || (v && strcmp(v, "false") != 0 && strcmp(v, "off") != 0) ||
-                   (iv && json_integer_value(jget(iv, "ival")) != 0);
-        }
-        if (in_tx(r))
-            add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
-                        "VACUUM cannot run inside a transaction block: the step fails");
-        if (full) {
-            const json_t *rels = jget(s, "rels");
-            char *table = NULL;
-            for (size_t i = 0; i < json_array_size(rels); i++) {
-                free(table);
-                table = rel_name(jget(node_as(json_array_get(rels, i), "VacuumRelation"), "relation"));
-                note_ddl(r, table);
-            }
-            add_finding(r->out, "heavy-lock", r->line, H_VACUUM_FULL,
-                        "VACUUM FULL%s%s rewrites the table under an ACCESS EXCLUSIVE lock: reads and "
-                        "writes wait until it ends", table ? " " : "", table ? table : "");
-            free(table);
-        }
-    } else if (strcmp(type, "ClusterStmt") == 0) {
-        char *table = rel_name(jget(s, "relation"));
-        note_ddl(r, table);
-        add_finding(r->out, "heavy-lock", r->line, H_CLUSTER,
-                    "CLUSTER%s%s rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes "
-                    "wait until it ends", table ? " " : "", table ? table : "");
-        free(table);
-    } else if (strcmp(type, "LockStmt") == 0) {
-        static const char *const modes[] = {"", "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE",
-                                            "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE",
-                                            "EXCLUSIVE", "ACCESS EXCLUSIVE"};
-        json_int_t mode = json_integer_value(jget(s, "mode"));
-        if (mode >= 5 && mode <= 8) {
-            char *table = rel_name(json_array_get(jget(s, "relations"), 0));
-            note_table(r, table);
-            add_finding(r->out, "heavy-lock", r->line, H_LOCK,
-                        "LOCK TABLE %s IN %s MODE blocks %s for as long as the transaction lasts",
-                        table ? table : "?", modes[mode], mode == 8 ? "reads and writes" : "writes");
-            free(table);
-        }
-    } else if (strcmp(type, "ReindexStmt") == 0) {
-        const json_t *params = jget(s, "params");
-        int conc = 0;
-        for (size_t i = 0; i < json_array_size(params); i++) {
-            const char *d = jstr(node_as(json_array_get(params, i), "DefElem"), "defname");
-            conc |= d && strcmp(d, "concurrently") == 0;
-        }
-        if (conc && in_tx(r))
-            add_finding(r->out, "concurrent-in-transaction", r->line, H_CONC_TX,
-                        "REINDEX CONCURRENTLY cannot run inside a transaction block: the step fails");
-        if (!conc) {
-            char *what = rel_name(jget(s, "relation"));
-            add_finding(r->out, "heavy-lock", r->line, H_REINDEX,
-                        "REINDEX%s%s without CONCURRENTLY blocks writes (and reads using the index) "
-                        "until it ends", what ? " " : "", what ? what : "");
-            free(what);
-        }
-    } else if (strcmp(type, "TransactionStmt") == 0) {
-        const char *k = jstr(s, "kind");
-        if (!k)
-            return;
-        int begin = strcmp(k, "TRANS_STMT_BEGIN") == 0 || strcmp(k, "TRANS_STMT_START") == 0;
-        int end = strcmp(k, "TRANS_STMT_COMMIT") == 0 || strcmp(k, "TRANS_STMT_ROLLBACK") == 0 ||
-                  strcmp(k, "TRANS_STMT_PREPARE") == 0 || strcmp(k, "TRANS_STMT_COMMIT_PREPARED") == 0 ||
-                  strcmp(k, "TRANS_STMT_ROLLBACK_PREPARED") == 0;
-        if (r->plain) {
-            if (begin && r->explicit_tx)
-                add_finding(r->out, "transaction-control", r->line, H_PLAIN_TX,
-                            "%s while the transaction begun on line %d is still open: PostgreSQL warns and "
-                            "ignores it, so its COMMIT commits the earlier statements too", k + 11,
-                            r->begin_line);
-            if (begin) {
-                r->begin_line = r->line;
-                r->begin_off = r->off;
-            } else if (end) {
-                r->begin_line = 0;
-            }
-        } else if (begin || end)
-            add_finding(r->out, "transaction-control", r->line, H_TX,
-                        "%s inside a step: zdm owns the step's transaction, and %s", k + 11,
-                        begin ? "a BEGIN of its own breaks zdm's lock_timeout and retry, and its record of "
-                                "the step"
-                              : "a COMMIT or ROLLBACK in the middle leaves the step half-applied and "
-                                "recorded as neither done nor undone");
-        if (begin)
-            r->explicit_tx = 1;
-        else if (end)
-            r->explicit_tx = 0;
-    } else if (strcmp(type, "VariableSetStmt") == 0) {
-        const char *name = jstr(s, "name");
-        if (name && strcmp(name, "lock_timeout") == 0)
-            r->lock_timeout_set = 1;
-    } else if (strcmp(type, "DropdbStmt") == 0) {
-        add_finding(r->out, "drop-database", r->line, H_DROP_DB,
-                    "DROP DATABASE %s: irreversible, and no schema change needs it",
-                    jstr(s, "dbname") ? jstr(s, "dbname") : "?");
-    } else if (strcmp(type, "CreateDomainStmt") == 0) {
-        const json_t *cs = jget(s, "constraints");
-        for (size_t i = 0; i < json_array_size(cs); i++) {
-            const char *ct = jstr(node_as(json_array_get(cs, i), "Constraint"), "contype");
-            if (ct && strcmp(ct, "CONSTR_CHECK") == 0) {
-                char *d = list_name(jget(s, "domainname"));
-                add_finding(r->out, "domain-constraint", r->line, H_DOMAIN,
-                            "CREATE DOMAIN %s with a CHECK: changing that check later scans every column of "
-                            "the domain in every table, under locks, with no NOT VALID way round",
-                            d ? d : "?");
-                free(d);
-                break;
-            }
-        }
-    } else if (strcmp(type, "AlterDomainStmt") == 0) {
-        const char *st = jstr(s, "subtype");
-        if (st && strcmp(st, "C") == 0) {
-            char *d = list_name(jget(s, "typeName"));
-            add_finding(r->out, "domain-constraint", r->line, H_DOMAIN,
-                        "ALTER DOMAIN %s ADD CONSTRAINT checks every column of the domain in every table "
-                        "while holding locks that block writes", d ? d : "?");
-            free(d);
-        }
-    } else if (strcmp(type, "CreateTrigStmt") == 0) {
-        char *table = rel_name(jget(s, "relation"));
-        note_ddl(r, table);
-        free(table);
-    } else if (strcmp(type, "UpdateStmt") == 0 || strcmp(type, "DeleteStmt") == 0) {
-        char *table = rel_name(jget(s, "relation"));
-        note_table(r, table);
-        if (table && r->phase == ZDM_PHASE_EXPAND && !is_new(r, table) &&
-            where_is_everything(jget(s, "whereClause")))
-            add_finding(r->out, "mass-dml-in-expand", r->line, H_MASS_DML,
-                        "%s of every row of %s in expand: one long transaction locking every row, "
-                        "while the application runs", type[0] == 'U' ? "UPDATE" : "DELETE", table);
-        free(table);
-    }
 }
 
 /* Byte offset of the `chars`-th character (0-based) of UTF-8 text. */
@@ -2727,115 +2820,108 @@ static void remove_finding(zdm_lint_result *r, size_t k)
     r->n--;
 }
 
-int zdm_lint_with_db(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zdm_err *err)
+/* --db, one PostgreSQL finding: does the catalog clear it?  pg_proc's
+ * volatility of a default's function, a type change done in place, a
+ * NOT NULL already covered, an index IF NOT EXISTS that exists.  A
+ * DROP INDEX finding learns its index's table (for the size). */
+static int db_clears(zdm_db *db, zdm_lint_finding *f, int *clear, zdm_err *err)
 {
-    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
-    int want = pg ? ZDM_LINT_DIALECT_PG : ZDM_LINT_DIALECT_SQLITE;
-    for (size_t k = 0; k < r->n;) {
-        zdm_lint_finding *f = &r->v[k];
-        if (f->dialect != want) {
-            k++;
-            continue;
+    *clear = 0;
+    /* A function the catalog says is immutable or stable. */
+    if (strcmp(f->rule, "add-column-volatile-default") == 0 && f->object) {
+        const char *params[1] = {f->object};
+        char *v = NULL;
+        int rc = zdm_db_query_value(db,
+                                    "SELECT count(*) > 0 AND bool_and(provolatile IN ('i', 's')) FROM pg_proc "
+                                    "WHERE proname = $1",
+                                    1, params, &v, err);
+        int nonvolatile = rc == 0 && v && strcmp(v, "t") == 0;
+        free(v);
+        if (rc != 0)
+            return rc;
+        if (nonvolatile) {
+            *clear = 1;
+            return 0;
         }
-        /* A function the catalog says is immutable or stable. */
-        if (pg && strcmp(f->rule, "add-column-volatile-default") == 0 && f->object) {
-            const char *params[1] = {f->object};
-            char *v = NULL;
-            int rc = zdm_db_query_value(db,
-                                        "SELECT count(*) > 0 AND bool_and(provolatile IN ('i', 's')) FROM pg_proc "
-                                        "WHERE proname = $1",
-                                        1, params, &v, err);
-            int nonvolatile = rc == 0 && v && strcmp(v, "t") == 0;
-            free(v);
-            if (rc != 0)
-                return rc;
-            if (nonvolatile) {
-                remove_finding(r, k);
-                continue;
-            }
-            append(f, " (pg_proc: %s() is volatile or unknown)", f->object);
-        }
-        /* A type change zdm could not judge: the catalog has the type. */
-        if (pg && strcmp(f->rule, "alter-type-rewrite") == 0 && f->table && f->object) {
-            int inplace = 0;
-            int rc = pg_type_in_place(db, f, &inplace, err);
-            if (rc != 0)
-                return rc;
-            if (inplace) {
-                remove_finding(r, k);
-                continue;
-            }
-        }
-        if (pg && strcmp(f->rule, "set-not-null") == 0 && f->table && f->object) {
-            int covered = 0;
-            int rc = pg_not_null_covered(db, f->table, f->object, &covered, err);
-            if (rc != 0)
-                return rc;
-            if (covered) {
-                remove_finding(r, k);
-                continue;
-            }
-        }
-        /* Existing indexes: CREATE INDEX IF NOT EXISTS of one the database
-         * has is a no-op; DROP INDEX is about the index's table. */
-        if (pg && f->object && (strcmp(f->rule, "index-not-concurrent") == 0 ||
-                                strcmp(f->rule, "drop-index-not-concurrent") == 0)) {
-            char *schema, *rel;
-            split_name(f->object, &schema, &rel);
-            const char *params[2] = {rel, schema};
-            char *owner = NULL;
-            int rc = zdm_db_query_value(db,
-                                        "SELECT CASE WHEN pg_table_is_visible(t.oid) THEN t.relname "
-                                        "ELSE n.nspname || '.' || t.relname END FROM pg_class ic "
-                                        "JOIN pg_namespace icn ON icn.oid = ic.relnamespace "
-                                        "JOIN pg_index i ON i.indexrelid = ic.oid JOIN pg_class t ON t.oid = "
-                                        "i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-                                        "WHERE ic.relname = $1 AND (($2 = '' AND pg_table_is_visible(ic.oid)) OR "
-                                        "icn.nspname = $2)",
-                                        2, params, &owner, err);
-            free(schema);
-            free(rel);
-            if (rc != 0)
-                return rc;
-            if (owner && f->rule[0] == 'i') {
-                free(owner);
-                remove_finding(r, k);
-                continue;
-            }
-            if (f->rule[0] == 'd') {
-                free(f->table);
-                f->table = owner; /* NULL: no such index, nothing to size */
-                owner = NULL;
-            }
-            free(owner);
-        }
-        if (size_matters(f->rule) && f->table) {
-            int exists;
-            double rows, bytes;
-            int rc = table_size(db, f->table, &exists, &rows, &bytes, err);
-            if (rc != 0)
-                return rc;
-            char hb[32];
-            human_bytes(bytes, hb, sizeof hb);
-            if (exists && bytes == 0) {
-                f->severity = ZDM_LINT_INFO;
-                append(f, " -- but %s is empty in the database (--db): harmless now", f->table);
-            } else if (exists && rows < SMALL_ROWS && bytes < SMALL_BYTES) {
-                if (f->severity == ZDM_LINT_ERROR)
-                    f->severity = ZDM_LINT_WARNING;
-                append(f, " -- %s is small in the database (--db: about %.0f rows, %s): a short lock", f->table,
-                       rows, hb);
-            } else if (exists) {
-                append(f, " (--db: %s holds about %.0f rows, %s)", f->table, rows, hb);
-            }
-        }
-        k++;
+        append(f, " (pg_proc: %s() is volatile or unknown)", f->object);
     }
-    if (!pg)
-        return 0;
-    /* Transactions holding a lock on a table the SQL changes, open longer
-     * than lock_timeout: the DDL would wait behind them, and every query on
-     * the table behind the DDL. */
+    /* A type change zdm could not judge: the catalog has the type. */
+    if (strcmp(f->rule, "alter-type-rewrite") == 0 && f->table && f->object) {
+        int rc = pg_type_in_place(db, f, clear, err);
+        if (rc != 0 || *clear)
+            return rc;
+    }
+    if (strcmp(f->rule, "set-not-null") == 0 && f->table && f->object) {
+        int rc = pg_not_null_covered(db, f->table, f->object, clear, err);
+        if (rc != 0 || *clear)
+            return rc;
+    }
+    /* Existing indexes: CREATE INDEX IF NOT EXISTS of one the database
+     * has is a no-op; DROP INDEX is about the index's table. */
+    if (f->object && (strcmp(f->rule, "index-not-concurrent") == 0 ||
+                      strcmp(f->rule, "drop-index-not-concurrent") == 0)) {
+        char *schema, *rel;
+        split_name(f->object, &schema, &rel);
+        const char *params[2] = {rel, schema};
+        char *owner = NULL;
+        int rc = zdm_db_query_value(db,
+                                    "SELECT CASE WHEN pg_table_is_visible(t.oid) THEN t.relname "
+                                    "ELSE n.nspname || '.' || t.relname END FROM pg_class ic "
+                                    "JOIN pg_namespace icn ON icn.oid = ic.relnamespace "
+                                    "JOIN pg_index i ON i.indexrelid = ic.oid JOIN pg_class t ON t.oid = "
+                                    "i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+                                    "WHERE ic.relname = $1 AND (($2 = '' AND pg_table_is_visible(ic.oid)) OR "
+                                    "icn.nspname = $2)",
+                                    2, params, &owner, err);
+        free(schema);
+        free(rel);
+        if (rc != 0)
+            return rc;
+        if (owner && f->rule[0] == 'i') {
+            free(owner);
+            *clear = 1;
+            return 0;
+        }
+        if (f->rule[0] == 'd') {
+            free(f->table);
+            f->table = owner; /* NULL: no such index, nothing to size */
+            owner = NULL;
+        }
+        free(owner);
+    }
+    return 0;
+}
+
+/* --db: the size of the finding's table sets the severity of a rule
+ * about locks and rewrites. */
+static int db_sizes(zdm_db *db, zdm_lint_finding *f, zdm_err *err)
+{
+    int exists;
+    double rows, bytes;
+    int rc = table_size(db, f->table, &exists, &rows, &bytes, err);
+    if (rc != 0)
+        return rc;
+    char hb[32];
+    human_bytes(bytes, hb, sizeof hb);
+    if (exists && bytes == 0) {
+        f->severity = ZDM_LINT_INFO;
+        append(f, " -- but %s is empty in the database (--db): harmless now", f->table);
+    } else if (exists && rows < SMALL_ROWS && bytes < SMALL_BYTES) {
+        if (f->severity == ZDM_LINT_ERROR)
+            f->severity = ZDM_LINT_WARNING;
+        append(f, " -- %s is small in the database (--db: about %.0f rows, %s): a short lock", f->table,
+               rows, hb);
+    } else if (exists) {
+        append(f, " (--db: %s holds about %.0f rows, %s)", f->table, rows, hb);
+    }
+    return 0;
+}
+
+/* --db, PostgreSQL: transactions holding a lock on a table the SQL
+ * changes, open longer than lock_timeout: the DDL would wait behind them,
+ * and every query on the table behind the DDL. */
+static int db_long_transactions(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zdm_err *err)
+{
     char ms[32];
     snprintf(ms, sizeof ms, "%lld", (long long)(lock_timeout_ms > 0 ? lock_timeout_ms : 2000));
     for (size_t i = 0; i < r->nddl; i++) {
@@ -2886,4 +2972,65 @@ int zdm_lint_with_db(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zd
         zdm_rows_free(rs);
     }
     return 0;
+}
+
+int zdm_lint_with_db(zdm_lint_result *r, zdm_db *db, int64_t lock_timeout_ms, zdm_err *err)
+{
+    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    int want = pg ? ZDM_LINT_DIALECT_PG : ZDM_LINT_DIALECT_SQLITE;
+    for (size_t k = 0; k < r->n;) {
+        zdm_lint_finding *f = &r->v[k];
+        if (f->dialect != want) {
+            k++;
+            continue;
+        }
+        int clear = 0, rc = pg ? db_clears(db, f, &clear, err) : 0;
+        if (rc != 0)
+            return rc;
+        if (clear) {
+            remove_finding(r, k);
+            continue;
+        }
+        if (size_matters(f->rule) && f->table) {
+            rc = db_sizes(db, f, err);
+            if (rc != 0)
+                return rc;
+        }
+        k++;
+    }
+    return pg ? db_long_transactions(r, db, lock_timeout_ms, err) : 0;
+}
+
+int zdm_lint_with_url(zdm_lint_result *r, const char *url, int64_t lock_timeout_ms, zdm_err *err)
+{
+    if (zdm_db_kind_of_url(url) == ZDM_DB_SQLITE) {
+        const char *path = url + strlen("sqlite:");
+        if (strncmp(path, "///", 3) == 0)
+            path += 2;
+        else if (strncmp(path, "//", 2) == 0)
+            path += 2;
+        struct stat st;
+        if (stat(path, &st) != 0)
+            return zdm_err_set(err, ZDM_EXIT_USAGE,
+                               "--db: no SQLite database at %s; zdm lint reads a database, never creates one", path);
+    }
+    zdm_db *db = NULL;
+    int rc = zdm_db_open(url, &db, err);
+    if (rc != 0)
+        return rc;
+    rc = zdm_lint_with_db(r, db, lock_timeout_ms, err);
+    zdm_db_close(db);
+    return rc;
+}
+
+int zdm_lint_dialect_of_url(const char *url)
+{
+    zdm_db_kind k = zdm_db_kind_of_url(url);
+    return k == ZDM_DB_SQLITE ? ZDM_LINT_DIALECT_SQLITE : k == ZDM_DB_PG ? ZDM_LINT_DIALECT_PG : 0;
+}
+
+int zdm_lint_sql_limits(const char *sql, int mode, int *line, int *col, zdm_buf *why)
+{
+    int sd = mode == ZDM_LINT_DIALECT_SQLITE ? ZDM_SQL_SQLITE : ZDM_SQL_PG;
+    return zdm_sql_check_limits(sql, sd, line, col, why) != 0 ? -1 : 0;
 }

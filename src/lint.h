@@ -151,6 +151,22 @@ struct zdm_db;
 int zdm_lint_with_db(zdm_lint_result *r, struct zdm_db *db, int64_t lock_timeout_ms,
                      zdm_err *err) ZDM_MUST_CHECK;
 
+/* zdm lint --db URL: zdm_lint_with_db on the database at `url`, opened
+ * for this and closed (read-only; a SQLite file must exist: lint never
+ * creates one).  Returns 0, ZDM_EXIT_USAGE, or the error of the open or a
+ * query. */
+int zdm_lint_with_url(zdm_lint_result *r, const char *url, int64_t lock_timeout_ms,
+                      zdm_err *err) ZDM_MUST_CHECK;
+
+/* The lint dialect (ZDM_LINT_DIALECT_PG or _SQLITE) of a --db URL, from
+ * its form alone (nothing is opened); 0 when it names neither. */
+int zdm_lint_dialect_of_url(const char *url);
+
+/* A plain SQL file's statements within zdm's bounds (size, nesting) for
+ * the lint dialect `mode` (0: PostgreSQL)?  0, or -1 with where (line,
+ * col) and why. */
+int zdm_lint_sql_limits(const char *sql, int mode, int *line, int *col, zdm_buf *why);
+
 /* Marks findings allowed by a comma-separated list of rule ids (--allow).
  * Returns 0, or ZDM_EXIT_USAGE for an unknown rule id. */
 int zdm_lint_allow_list(zdm_lint_result *r, const char *list, zdm_err *err) ZDM_MUST_CHECK;
