@@ -14,7 +14,7 @@ set -u -o pipefail
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # shellcheck source=../lib/ops.sh
 source "$ZDM_SRC/tests/lib/ops.sh"
-ops_init test_ops_pg pg
+t_init_dialect test_ops_pg pg
 
 # ---- what the application is told when it breaks a rule
 

@@ -15,7 +15,7 @@ set -u -o pipefail
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # shellcheck source=../lib/ops.sh
 source "$ZDM_SRC/tests/lib/ops.sh"
-ops_init test_ops_sqlite sqlite
+t_init_dialect test_ops_sqlite sqlite
 
 # rename_column: SQLite's step is static SQL (it cannot read the old
 # column's type when it runs), so the plan names the type.

@@ -1,7 +1,7 @@
 # ops.sh -- shared helpers for test_ops_pg.sh and test_ops_sqlite.sh (bash).
 #
 #   source "$ZDM_SRC/tests/lib/ops.sh"
-#   ops_init NAME DIALECT     t_init + (pg) a throwaway server, or exit 77
+#   (start with t_init_dialect NAME DIALECT, from zdm.sh)
 #   ops_fresh DBNAME          a fresh database and plans dir: the baseline
 #                             plan 0001_base complete, $OPS_N rows in acct
 #   ops_plan ID TEXT          writes the plan of the operation under test;
@@ -55,7 +55,6 @@
 source "$ZDM_SRC/tests/lib/zdm.sh"
 
 OPS_N=${OPS_N:-2000}
-OPS_DIALECT=
 OPS_PLAN=
 APP_RC=0
 APP_OUT=
@@ -74,24 +73,13 @@ sql.sqlite = "CREATE INDEX acct_note_idx ON acct (note)"
 down.pg = "DROP INDEX CONCURRENTLY acct_note_idx"
 down.sqlite = "DROP INDEX acct_note_idx"'
 
-ops_init() {
-    t_init "$1"
-    OPS_DIALECT=$2
-    if [ "$OPS_DIALECT" = pg ]; then
-        if ! t_pg_available; then
-            echo "$1: no PostgreSQL server binaries: skipping" >&2
-            exit 77
-        fi
-        t_pg_start
-    fi
-}
 
 ops_fresh() {
-    db_new "$OPS_DIALECT" "$1"
+    db_new "$T_DIALECT" "$1"
     plans_empty
     plan_write 0001_base "$OPS_BASE"
     zdm_complete 0001_base
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         db_sql "INSERT INTO tag SELECT i, 'tag ' || i FROM generate_series(1, 5) i;
                 INSERT INTO acct SELECT i, 'n' || i, i, 'note ' || i, 1 + i % 5, 'l' || i
                   FROM generate_series(1, $OPS_N) i;
@@ -111,7 +99,7 @@ ops_plan() {
 }
 
 ops_catalog() {
-    if [ "$OPS_DIALECT" = sqlite ]; then
+    if [ "$T_DIALECT" = sqlite ]; then
         sqlite3 -batch -noheader "$T_SQLITE_FILE" \
             "SELECT type || ' ' || name || ' on ' || tbl_name || ': ' || replace(coalesce(sql, ''), char(10), ' ')
                FROM sqlite_master
@@ -195,11 +183,11 @@ ops_to() {
 
 app() {
     local who=$1 sql=$2
-    if [ "$OPS_DIALECT" = pg ] && [ "$who" = new ]; then
+    if [ "$T_DIALECT" = pg ] && [ "$who" = new ]; then
         sql="SET search_path = zdm_v_$OPS_PLAN, public; $sql"
     fi
     APP_RC=0
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         pg_psql -At -F'|' -d "$T_PG_URL" -c "$sql" >"$T_DIR/app.out" 2>"$T_DIR/app.err" || APP_RC=$?
     else
         sqlite3 -batch -noheader -cmd '.timeout 20000' "$T_SQLITE_FILE" "$sql" \
@@ -269,7 +257,7 @@ ops_backfill_with_writes() {
 # written again from OPS_PLAN_TEXT), SETUP_FN (if any) runs before the dumps.
 ops_rollback_exact() {
     local upto=$1 setup=${2:-}
-    t_section "$OPS_DIALECT: $OPS_PLAN: rollback from $upto restores the catalog exactly"
+    t_section "$T_DIALECT: $OPS_PLAN: rollback from $upto restores the catalog exactly"
     ops_fresh "rb_${OPS_PLAN,,}"
     ops_plan "$OPS_PLAN" "$OPS_PLAN_TEXT"
     [ -z "$setup" ] || "$setup"
@@ -345,7 +333,7 @@ declare -A EXPECT=() MSG=()
 
 # SQL "a differs from b" with NULLs as values.
 ops_distinct() {
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         echo "$1 IS DISTINCT FROM $2"
     else
         echo "$1 IS NOT $2"
@@ -355,7 +343,7 @@ ops_distinct() {
 # Starts a case: fresh database, the plan written, plan show and lint.
 ops_case_begin() {
     local op=$1
-    t_section "$OPS_DIALECT: $op: lifecycle"
+    t_section "$T_DIALECT: $op: lifecycle"
     ops_fresh "$op"
     ops_plan "0002_$op" "$OPS_PLAN_TEXT"
     ops_lint
@@ -370,7 +358,7 @@ ops_case_contract() {
     ops_catalog "$T_DIR/after.cat"
     t_eq "$op: catalog after contract = catalog before + expected changes" \
         "${EXPECT[$op]}" "$(ops_changes "$T_DIR/before.cat" "$T_DIR/after.cat")"
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         t_eq "$op: view schema after contract" 0 \
             "$(db_sql "SELECT count(*) FROM pg_namespace WHERE nspname = 'zdm_v_$OPS_PLAN'")"
         t_eq "$op: dual-write functions after contract" "" \
@@ -380,7 +368,7 @@ ops_case_contract() {
 }
 
 ops_dw_triggers() {
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         db_sql "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'zdm\_dw\_%'"
     else
         db_sql "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'zdm\_dw\_%' ESCAPE '\'"
@@ -403,7 +391,7 @@ columns = [
 ]
 primary_key = ["id"]'
     ops_case_begin create_table
-    ops_show_sql "$OPS_DIALECT" 'CREATE TABLE "ledger"' '"qty" integer NOT NULL DEFAULT 0' 'DROP TABLE "ledger"'
+    ops_show_sql "$T_DIALECT" 'CREATE TABLE "ledger"' '"qty" integer NOT NULL DEFAULT 0' 'DROP TABLE "ledger"'
     ops_to expanded || return
     app_ok "old application, expanded" old "INSERT INTO acct (id, name, amount) VALUES (100001, 'old', 1)"
     app_ok "new application writes the new table" new "INSERT INTO ledger (id, acct_id) VALUES (1, 100001)"
@@ -428,7 +416,7 @@ requires = ["0001_base"]
 op = "drop_table"
 table = "tag"'
     ops_case_begin drop_table
-    ops_show_sql "$OPS_DIALECT" 'DROP TABLE "tag"'
+    ops_show_sql "$T_DIALECT" 'DROP TABLE "tag"'
     ops_to expanded || return
     app_ok "old application still writes tag" old "INSERT INTO tag VALUES (6, 'six'); UPDATE tag SET label = 'one' WHERE id = 1"
     app_eq "old application reads tag" old "6" "SELECT count(*) FROM tag"
@@ -449,14 +437,14 @@ op = "rename_table"
 table = "acct"
 to = "account"'
     ops_case_begin rename_table
-    ops_show_sql "$OPS_DIALECT" 'ALTER TABLE "acct" RENAME TO "account"' 'CREATE VIEW "acct" AS SELECT * FROM "account"' \
+    ops_show_sql "$T_DIALECT" 'ALTER TABLE "acct" RENAME TO "account"' 'CREATE VIEW "acct" AS SELECT * FROM "account"' \
         'DROP VIEW IF EXISTS "acct"'
     ops_to expanded || return
     app_ok "new application writes the new name" new \
         "INSERT INTO account (id, name, amount) VALUES (200001, 'new', 1); UPDATE account SET name = 'new upd' WHERE id = 2"
     app_eq "the old name shows the new application's writes" old "new|new upd" \
         "SELECT (SELECT name FROM acct WHERE id = 200001) || '|' || (SELECT name FROM acct WHERE id = 2)"
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         # A simple view: PostgreSQL writes through it.
         app_ok "old application writes through the old name (a view)" old \
             "INSERT INTO acct (id, name, amount) VALUES (100001, 'old', 1); UPDATE acct SET name = 'old upd' WHERE id = 1"
@@ -473,7 +461,7 @@ to = "account"'
     app_eq "the old name still reads, backfilled" old "new upd" "SELECT name FROM acct WHERE id = 2"
     ops_case_contract rename_table
     app_refused "the old name after contract" old "${MSG[no_table]}" "SELECT count(*) FROM acct"
-    app_eq "the new name after contract" new "$((OPS_N + ($([ "$OPS_DIALECT" = pg ] && echo 2 || echo 1))))" \
+    app_eq "the new name after contract" new "$((OPS_N + ($([ "$T_DIALECT" = pg ] && echo 2 || echo 1))))" \
         "SELECT count(*) FROM account"
     ops_rollback_exact expanded
 }
@@ -489,7 +477,7 @@ table = "acct"
 column = "flag"
 type = "integer"'
     ops_case_begin add_column_nullable
-    ops_show_sql "$OPS_DIALECT" 'ALTER TABLE "acct" ADD COLUMN "flag" integer;' 'ALTER TABLE "acct" DROP COLUMN "flag"'
+    ops_show_sql "$T_DIALECT" 'ALTER TABLE "acct" ADD COLUMN "flag" integer;' 'ALTER TABLE "acct" DROP COLUMN "flag"'
     ops_to expanded || return
     app_ok "old application, without the column" old "INSERT INTO acct (id, name, amount) VALUES (100001, 'old', 1)"
     app_ok "new application, with it" new "INSERT INTO acct (id, name, amount, flag) VALUES (200001, 'new', 1, 7);
@@ -515,7 +503,7 @@ type = "text"
 default = "'"'"'active'"'"'"
 nullable = false'
     ops_case_begin add_column_default
-    ops_show_sql "$OPS_DIALECT" "ALTER TABLE \"acct\" ADD COLUMN \"status\" text DEFAULT 'active' NOT NULL"
+    ops_show_sql "$T_DIALECT" "ALTER TABLE \"acct\" ADD COLUMN \"status\" text DEFAULT 'active' NOT NULL"
     ops_to expanded || return
     app_eq "existing rows get the default" new "$OPS_N" "SELECT count(*) FROM acct WHERE status = 'active'"
     app_ok "old application, without the column" old "INSERT INTO acct (id, name, amount) VALUES (100001, 'old', 1)"
@@ -554,7 +542,7 @@ type = "integer"
 nullable = false
 up = "amount * 100"'
     ops_case_begin add_column_up
-    ops_show_sql "$OPS_DIALECT" 'ALTER TABLE "acct" ADD COLUMN "cents" integer;' 'SET cents = (amount * 100)' \
+    ops_show_sql "$T_DIALECT" 'ALTER TABLE "acct" ADD COLUMN "cents" integer;' 'SET cents = (amount * 100)' \
         "${MSG[show_not_null_cents]}"
     ops_to expanded || return
     t_ne "dual-write triggers after expand" "" "$(ops_dw_triggers)"
@@ -586,7 +574,7 @@ op = "drop_column"
 table = "acct"
 column = "legacy"'
     ops_case_begin drop_column
-    ops_show_sql "$OPS_DIALECT" 'ALTER TABLE "acct" DROP COLUMN "legacy"'
+    ops_show_sql "$T_DIALECT" 'ALTER TABLE "acct" DROP COLUMN "legacy"'
     ops_to expanded || return
     app_ok "old application still writes legacy" old \
         "INSERT INTO acct (id, name, amount, legacy) VALUES (100001, 'old', 1, 'L'); UPDATE acct SET legacy = 'x' WHERE id = 1"
@@ -626,9 +614,9 @@ column = \"name\"
 to = \"title\"${RC_TYPE:+
 type = \"$RC_TYPE\"}"
     ops_case_begin rename_column
-    ops_show_sql "$OPS_DIALECT" "${MSG[show_rename_column]}" 'SET title = ("name")' 'ALTER TABLE "acct" DROP COLUMN "name"'
+    ops_show_sql "$T_DIALECT" "${MSG[show_rename_column]}" 'SET title = ("name")' 'ALTER TABLE "acct" DROP COLUMN "name"'
     ops_to expanded || return
-    if [ "$OPS_DIALECT" = pg ]; then
+    if [ "$T_DIALECT" = pg ]; then
         app_refused "the new application does not see the old name" new 'column "name" does not exist' \
             "SELECT name FROM acct LIMIT 1"
     fi
@@ -745,7 +733,7 @@ op = "set_not_null"
 table = "acct"
 column = "note"'
     ops_case_begin set_not_null
-    ops_show_sql "$OPS_DIALECT" "${MSG[show_set_not_null]}" 'acct_note_not_null'
+    ops_show_sql "$T_DIALECT" "${MSG[show_set_not_null]}" 'acct_note_not_null'
     ops_to expanded || return
     app_refused "old application inserts a NULL note" old "${MSG[note_null]}" \
         "INSERT INTO acct (id, name, amount) VALUES (100001, 'old', 1)"
@@ -761,7 +749,7 @@ column = "note"'
 
     # Existing NULLs are counted before any DDL (issue 11): refused with
     # the count and the row's key, the catalog untouched.
-    t_section "$OPS_DIALECT: set_not_null: existing NULLs refused before any DDL"
+    t_section "$T_DIALECT: set_not_null: existing NULLs refused before any DDL"
     ops_fresh set_not_null_bad
     ops_plan 0002_set_not_null "$OPS_PLAN_TEXT"
     db_sql "UPDATE acct SET note = NULL WHERE id = 7" >/dev/null
@@ -786,7 +774,7 @@ table = "acct"
 check = "amount >= 0"
 constraint = "acct_amount_nonneg"'
     ops_case_begin add_check
-    ops_show_sql "$OPS_DIALECT" "${MSG[show_add_check]}"
+    ops_show_sql "$T_DIALECT" "${MSG[show_add_check]}"
     ops_to expanded || return
     app_refused "old application writes a negative amount" old "${MSG[check]}" \
         "INSERT INTO acct (id, name, amount) VALUES (100001, 'old', -5)"
@@ -836,7 +824,7 @@ op = "add_unique"
 table = "acct"
 columns = ["name"]'
     ops_case_begin add_unique
-    ops_show_sql "$OPS_DIALECT" "${MSG[show_add_unique]}"
+    ops_show_sql "$T_DIALECT" "${MSG[show_add_unique]}"
     ops_to expanded || return
     app_refused "old application writes a duplicate name" old "${MSG[unique]}" \
         "INSERT INTO acct (id, name, amount) VALUES (100001, 'n5', 1)"
@@ -858,7 +846,7 @@ table = "acct"
 columns = ["tag_id", "amount"]
 where = "amount > 0"'
     ops_case_begin add_index
-    ops_show_sql "$OPS_DIALECT" "${MSG[show_add_index]}"
+    ops_show_sql "$T_DIALECT" "${MSG[show_add_index]}"
     ops_to expanded || return
     app_ok "old application writes" old "INSERT INTO acct (id, name, amount, tag_id) VALUES (100001, 'old', 777777, 2)"
     app_ok "new application writes" new "INSERT INTO acct (id, name, amount, tag_id) VALUES (200001, 'new', 777777, 2)"
@@ -877,7 +865,7 @@ requires = ["0001_base"]
 op = "drop_index"
 index = "acct_note_idx"'
     ops_case_begin drop_index
-    ops_show_sql "$OPS_DIALECT" "${MSG[show_drop_index]}"
+    ops_show_sql "$T_DIALECT" "${MSG[show_drop_index]}"
     ops_to expanded || return
     t_eq "the index is still there, expanded" 1 "$(db_has_index acct_note_idx)"
     ops_to backfilled || return

@@ -3,7 +3,11 @@
 #
 #   source "$ZDM_SRC/tests/lib/zdm.sh"
 #   t_init NAME            temp dir $T_DIR (removed on exit), checks tools
+#   t_init_dialect NAME DIALECT  t_init, and for pg a throwaway server (or
+#                          exit 77 without server binaries); T_DIALECT
 #   t_section TEXT         names the part of the test that follows
+#   t_run FN ARGS...       runs one case; T_ONLY=REGEX (matched against FN)
+#                          runs only the matching ones, when working on one
 #   db_new DIALECT NAME    a fresh database: sqlite file or pg database;
 #                          sets T_DIALECT, T_DB (the --db URL), T_SQLITE_FILE
 #   plans_copy [PLAN...]   copies plans/ (or only the named ones) to a fresh
@@ -14,7 +18,12 @@
 #   zdm_bg FILE ARGS...    the same in the background; ZBG_PID is zdm's own
 #                          pid, ZBG_JOB the job to t_wait_exit; output in
 #                          FILE.out and FILE.err
+#   db_fresh NAME          db_new in T_DIALECT under a name not used yet
+#                          (NAME_<n>), and plans_empty
 #   db_sql SQL             rows of a query, fields separated by '|'
+#   zdm_tbl NAME           zdm's own state table NAME in T_DIALECT
+#                          (zdm.NAME on pg, zdm_NAME on sqlite)
+#   db_phase PLAN          the plan's phase as the state table has it
 #   db_dump FILE           the catalog without zdm's own tables
 #   t_eq / t_ne / t_has / t_lacks / t_match / t_rc / t_same_file
 #                          assertions: print what was expected and what was
@@ -22,6 +31,8 @@
 #   t_wait_for WHAT SECS CMD...  polls CMD (or one string, eval'd each
 #                          time) until it succeeds (a bound on a hang, not a
 #                          timing assertion)
+#   t_alive PID, t_file_has FILE TEXT, t_random_sleep, t_now_ms
+#   zdm_status_field PLAN KEY    .plans[0].KEY of zdm --json status PLAN
 #   t_pg_available, t_pg_start   PostgreSQL via tests/lib/pg.sh
 #   t_finish               exit 1 when an assertion failed, 77 when a part
 #                          was skipped, else 0
@@ -95,9 +106,32 @@ t_init() {
     unset ZDM_DATABASE_URL
 }
 
+# t_init_dialect NAME DIALECT: a test of one dialect (sqlite or pg).
+t_init_dialect() {
+    t_init "$1"
+    T_DIALECT=$2
+    if [ "$T_DIALECT" = pg ]; then
+        if ! t_pg_available; then
+            echo "$1: no PostgreSQL server binaries: skipping" >&2
+            exit 77
+        fi
+        t_pg_start
+    fi
+}
+
 t_section() {
     T_SECTION=$1
-    echo "=== $T_NAME: $1"
+    echo "=== $T_NAME: $1 (at ${SECONDS}s)"
+}
+
+# t_run FN ARGS...: T_ONLY=REGEX runs only the cases whose function
+# matches (BF_ONLY, its older name, too).
+t_run() {
+    local only=${T_ONLY:-${BF_ONLY:-}}
+    if [ -n "$only" ] && ! [[ $1 =~ $only ]]; then
+        return 0
+    fi
+    "$@"
 }
 
 t_note() { echo "    note: $*"; }
@@ -241,6 +275,23 @@ t_wait_exit() {
     { wait "$pid"; } 2>/dev/null || WAIT_RC=$?
 }
 
+t_alive() { kill -0 "$1" 2>/dev/null; }
+
+# t_file_has FILE TEXT: FILE contains TEXT (a fixed string); a condition
+# for t_wait_for, not an assertion.
+t_file_has() { grep -qF -- "$2" "$1"; }
+
+# A random sleep of 0.05 .. 0.5 s.
+t_random_sleep() {
+    local ms=$((50 + RANDOM % 451))
+    sleep "$(printf '0.%03d' "$ms")"
+}
+
+t_now_ms() {
+    local t=${EPOCHREALTIME/./}
+    echo $((t / 1000))
+}
+
 t_finish() {
     echo "=== $T_NAME: $T_CHECKS checks, $T_FAILS failed${T_SKIPPED:+, skipped: $T_SKIPPED}"
     if [ "$T_FAILS" -ne 0 ]; then
@@ -347,6 +398,14 @@ db_new() {
     esac
 }
 
+# db_fresh NAME: a fresh database in T_DIALECT and an empty plans dir.
+T_DBSEQ=0
+db_fresh() {
+    T_DBSEQ=$((T_DBSEQ + 1))
+    db_new "$T_DIALECT" "$1_$T_DBSEQ"
+    plans_empty
+}
+
 db_sql() {
     if [ "$T_DIALECT" = sqlite ]; then
         sqlite3 -batch -noheader -cmd '.timeout 10000' "$T_SQLITE_FILE" "$1"
@@ -415,6 +474,22 @@ db_has_table() {
     fi
 }
 
+# zdm's own state table NAME (history, locks, plans, ranges, steps, ...).
+zdm_tbl() {
+    if [ "$T_DIALECT" = pg ]; then echo "zdm.$1"; else echo "zdm_$1"; fi
+}
+
+# The phase of PLAN as zdm's state table has it (empty: no row).
+db_phase() {
+    db_sql "SELECT phase FROM $(zdm_tbl plans) WHERE id = '$1'"
+}
+
+# .plans[0].KEY of zdm --json status PLAN (KEY may be a jq path: a.b).
+zdm_status_field() {
+    zdm_run --json status "$1"
+    jq -r ".plans[0].$2" <<<"$ZOUT"
+}
+
 # The current phase of PLAN as zdm status --json reports it.
 zdm_phase_of() {
     zdm_run --json status "$1"
@@ -455,6 +530,7 @@ zdm_complete() {
         t_rc "advance $plan ($from -> $to)" 0 || return 1
         t_has "advance $plan output" "$plan: $from -> $to" "$ZOUT" || return 1
     done
+    t_eq "$plan is complete in zdm's state table" complete "$(db_phase "$plan")"
 }
 
 # ------------------------------------------------- psql sessions on the side
