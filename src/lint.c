@@ -2473,9 +2473,8 @@ void zdm_lint_plan_soak(const zdm_plan *plan, int mode, zdm_lint_result *out)
     /* A baseline is stamped complete: it is never contracted. */
     if (plan->not_before_ms >= 0 || plan->baseline)
         return;
-    const toml_value *cv = plan->doc ? toml_get(plan->doc, "contract") : NULL;
     zdm_lint_finding *f =
-        add_finding(out, "missing-not-before", cv && cv->line > 0 ? cv->line : 1,
+        add_finding(out, "missing-not-before", plan->contract_line > 0 ? plan->contract_line : 1,
                     "not_before = \"cutover + 24h\" under [contract], a default in zdm.toml's [contract], "
                     "or \"zdm schedule\" after each cutover",
                     "plan %s has no soak time (no not_before, here or in zdm.toml): zdm run-due never "

@@ -1000,6 +1000,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
     if (bf)
         p->backfill = load_backfill(&c, bf);
     const toml_value *ct = want(&c, doc, "contract", TOML_TABLE, "the plan");
+    p->contract_line = line_of_key(doc, "contract");
     if (ct) {
         static const char *const keys[] = {"steps", "not_before", "verify", NULL};
         check_keys(&c, ct, "[contract]", keys);

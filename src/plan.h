@@ -149,6 +149,7 @@ typedef struct zdm_plan {
     int64_t not_before_ms;      /* parsed: delay after cutover (or -1) */
     char *verify;               /* SQL returning true, NULL */
     int verify_line;            /* where it is written; 0: not in the file */
+    int contract_line;          /* where [contract] starts; 0: not in the file */
     zdm_hooks hooks;
     int64_t lock_timeout_ms;        /* 2000 */
     int64_t statement_timeout_ms;   /* 0 = none */
