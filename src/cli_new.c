@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "cli_new.h"
+#include "ops.h"
 #include "toml.h"
 #include "util.h"
 
@@ -229,9 +230,9 @@ int zdm_cmd_new(zdm_cli *cli, zdm_err *err)
     for (int i = 0; i < cli->nops; i++)
         if (!zdm_op_find(cli->ops[i])) {
             zdm_err_set(err, ZDM_EXIT_USAGE, "unknown operation \"%s\"", cli->ops[i]);
-            zdm_err_detail(err, "operations: sql, create_table, drop_table, rename_table, add_column, "
-                                "drop_constraint, drop_column, rename_column, change_type, set_not_null, "
-                                "add_check, add_foreign_key, add_unique, add_index, drop_index");
+            char *names = zdm_op_names();
+            zdm_err_detail(err, "operations: %s", names);
+            free(names);
             return ZDM_EXIT_USAGE;
         }
     zdm_strv ids = {0}, heads = {0};

@@ -24,7 +24,7 @@
 #include <stddef.h>
 
 #include "err.h"
-#include "plan.h"
+#include "plan_model.h"
 #include "util.h"
 
 typedef enum zdm_lint_severity {

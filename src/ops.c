@@ -1135,74 +1135,189 @@ static void op_change_type(opctx *o, gen *g, gen *ct, const char *table, const c
     free(tmpq);
 }
 
+/* ---- the operations: one table ---- */
+
+/* Expands one op step of `table` (quoted: tq; NULL when the op has none)
+ * into g, and what it implies for contract into ct. */
+typedef void op_expand_fn(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract);
+
+static void x_create_table(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    op_create_table(o, g, table, tq);
+}
+
+static void x_drop_table(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    char name[200];
+    snprintf(name, sizeof name, "drop table %s", table);
+    add(g, o->s, name, zdm_xasprintf("DROP TABLE %s", tq), NULL, zdm_xasprintf("DROP TABLE %s", tq), NULL);
+}
+
+static void x_rename_table(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)in_contract;
+    op_rename_table(o, g, ct, table, tq);
+}
+
+static void x_add_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)in_contract;
+    op_add_column(o, g, ct, table, tq);
+}
+
+static void x_drop_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    char name[200];
+    const char *col = fstr(o, "column");
+    if (col) {
+        char *cq = zdm_ops_quote(col, 0);
+        snprintf(name, sizeof name, "drop column %s.%s", table, col);
+        add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL,
+            zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
+        free(cq);
+    }
+}
+
+static void x_rename_column(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)in_contract;
+    op_rename_column(o, g, ct, table, tq);
+}
+
+static void x_change_type(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)in_contract;
+    op_change_type(o, g, ct, table, tq);
+}
+
+static void x_add_check(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    op_add_check(o, g, table, tq);
+}
+
+static void x_add_foreign_key(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    op_add_foreign_key(o, g, table, tq);
+}
+
+static void x_add_unique(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    op_index(o, g, table, tq, 1);
+}
+
+static void x_add_index(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    op_index(o, g, table, tq, 0);
+}
+
+static void x_drop_index(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)tq, (void)in_contract;
+    char name[200];
+    const char *idx = fstr(o, "index");
+    if (idx) {
+        const char *dot = table ? strrchr(table, '.') : NULL;
+        char *qual = dot ? zdm_xasprintf("%.*s.%s", (int)(dot - table), table, idx) : zdm_xstrdup(idx);
+        char *iq = zdm_ops_quote(qual, 1);
+        snprintf(name, sizeof name, "drop index %s (concurrently on PostgreSQL)", idx);
+        add(g, o->s, name, zdm_xasprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", iq), NULL,
+            zdm_xasprintf("DROP INDEX IF EXISTS %s", iq), NULL);
+        free(iq);
+        free(qual);
+    }
+}
+
+static void x_drop_constraint(opctx *o, gen *g, gen *ct, const char *table, const char *tq, int in_contract)
+{
+    (void)ct, (void)in_contract;
+    char name[200];
+    const char *c = fstr(o, "constraint");
+    if (c) {
+        char *qc = zdm_ops_quote(c, 0);
+        snprintf(name, sizeof name, "drop constraint %s on %s", c, table);
+        zdm_step *s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, qc), NULL,
+                          NULL, NULL);
+        no_sqlite(s, "SQLite drops a table constraint only by rebuilding the table");
+        free(qc);
+    }
+}
+
+#define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+static const char *const no_fields[] = {NULL};
+
+/* Every operation: its name and fields, where it may stand (expand,
+ * contract), and its expansion.  "sql" is a raw step written as an op:
+ * plan.c turns it into one, so it has no expansion.  The README's table
+ * of operations lists the same names (test_readme_ops.sh). */
+static const struct op_def {
+    zdm_op_spec spec;
+    op_expand_fn *expand;
+} op_defs[] = {
+    {{"sql", FIELDS("sql"), FIELDS("down"), 1, 1}, NULL},
+    {{"create_table", FIELDS("table", "columns"), FIELDS("primary_key"), 1, 0}, x_create_table},
+    {{"drop_table", FIELDS("table"), no_fields, 0, 1}, x_drop_table},
+    {{"rename_table", FIELDS("table", "to"), no_fields, 1, 0}, x_rename_table},
+    {{"add_column", FIELDS("table", "column", "type"), FIELDS("default", "nullable", "up"), 1, 0}, x_add_column},
+    {{"drop_constraint", FIELDS("table", "constraint"), no_fields, 0, 1}, x_drop_constraint},
+    {{"drop_column", FIELDS("table", "column"), no_fields, 0, 1}, x_drop_column},
+    {{"rename_column", FIELDS("table", "column", "to"), FIELDS("type"), 1, 0}, x_rename_column},
+    {{"change_type", FIELDS("table", "column", "type", "up", "down"), no_fields, 1, 0}, x_change_type},
+    {{"set_not_null", FIELDS("table", "column"), FIELDS("constraint"), 1, 1}, op_set_not_null},
+    {{"add_check", FIELDS("table", "check"), FIELDS("constraint"), 1, 1}, x_add_check},
+    {{"add_foreign_key", FIELDS("table", "columns", "references", "references_columns"),
+      FIELDS("constraint", "on_delete", "on_update"), 1, 1},
+     x_add_foreign_key},
+    {{"add_unique", FIELDS("table", "columns"), FIELDS("constraint", "index"), 1, 1}, x_add_unique},
+    {{"add_index", FIELDS("table", "columns"), FIELDS("index", "unique", "where", "method"), 1, 1}, x_add_index},
+    {{"drop_index", FIELDS("index"), FIELDS("table"), 0, 1}, x_drop_index},
+};
+
+static const struct op_def *op_def_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof op_defs / sizeof op_defs[0]; i++)
+        if (strcmp(op_defs[i].spec.name, name) == 0)
+            return &op_defs[i];
+    return NULL;
+}
+
+const zdm_op_spec *zdm_op_find(const char *name)
+{
+    const struct op_def *d = op_def_find(name);
+    return d ? &d->spec : NULL;
+}
+
+const zdm_op_spec *zdm_op_at(size_t i)
+{
+    return i < sizeof op_defs / sizeof op_defs[0] ? &op_defs[i].spec : NULL;
+}
+
+char *zdm_op_names(void)
+{
+    zdm_buf b = {0};
+    for (size_t i = 0; i < sizeof op_defs / sizeof op_defs[0]; i++)
+        zdm_buf_printf(&b, "%s%s", i ? ", " : "", op_defs[i].spec.name);
+    return zdm_buf_take(&b);
+}
+
 /* Expands one op step into g (and contract additions into ct). */
 static void expand_op(opctx *o, gen *g, gen *ct, int in_contract)
 {
     const char *op = o->s->op;
-    const char *table = NULL;
-    if (strcmp(op, "drop_index") != 0)
-        table = fstr(o, "table");
-    else
-        table = fstr(o, "table"); /* optional: only qualifies the index */
+    /* drop_index: table is optional, it only qualifies the index */
+    const char *table = fstr(o, "table");
     char *tq = table ? zdm_ops_quote(table, 1) : NULL;
-    char name[200];
-    if (strcmp(op, "create_table") == 0) {
-        op_create_table(o, g, table, tq);
-    } else if (strcmp(op, "drop_table") == 0) {
-        snprintf(name, sizeof name, "drop table %s", table);
-        add(g, o->s, name, zdm_xasprintf("DROP TABLE %s", tq), NULL, zdm_xasprintf("DROP TABLE %s", tq), NULL);
-    } else if (strcmp(op, "rename_table") == 0) {
-        op_rename_table(o, g, ct, table, tq);
-    } else if (strcmp(op, "add_column") == 0) {
-        op_add_column(o, g, ct, table, tq);
-    } else if (strcmp(op, "drop_column") == 0) {
-        const char *col = fstr(o, "column");
-        if (col) {
-            char *cq = zdm_ops_quote(col, 0);
-            snprintf(name, sizeof name, "drop column %s.%s", table, col);
-            add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL,
-                zdm_xasprintf("ALTER TABLE %s DROP COLUMN %s", tq, cq), NULL);
-            free(cq);
-        }
-    } else if (strcmp(op, "rename_column") == 0) {
-        op_rename_column(o, g, ct, table, tq);
-    } else if (strcmp(op, "change_type") == 0) {
-        op_change_type(o, g, ct, table, tq);
-    } else if (strcmp(op, "set_not_null") == 0) {
-        op_set_not_null(o, g, ct, table, tq, in_contract);
-    } else if (strcmp(op, "add_check") == 0) {
-        op_add_check(o, g, table, tq);
-    } else if (strcmp(op, "add_foreign_key") == 0) {
-        op_add_foreign_key(o, g, table, tq);
-    } else if (strcmp(op, "add_unique") == 0) {
-        op_index(o, g, table, tq, 1);
-    } else if (strcmp(op, "add_index") == 0) {
-        op_index(o, g, table, tq, 0);
-    } else if (strcmp(op, "drop_index") == 0) {
-        const char *idx = fstr(o, "index");
-        if (idx) {
-            const char *dot = table ? strrchr(table, '.') : NULL;
-            char *qual = dot ? zdm_xasprintf("%.*s.%s", (int)(dot - table), table, idx) : zdm_xstrdup(idx);
-            char *iq = zdm_ops_quote(qual, 1);
-            snprintf(name, sizeof name, "drop index %s (concurrently on PostgreSQL)", idx);
-            add(g, o->s, name, zdm_xasprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", iq), NULL,
-                zdm_xasprintf("DROP INDEX IF EXISTS %s", iq), NULL);
-            free(iq);
-            free(qual);
-        }
-    } else if (strcmp(op, "drop_constraint") == 0) {
-        const char *c = fstr(o, "constraint");
-        if (c) {
-            char *qc = zdm_ops_quote(c, 0);
-            snprintf(name, sizeof name, "drop constraint %s on %s", c, table);
-            zdm_step *s = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, qc), NULL,
-                              NULL, NULL);
-            no_sqlite(s, "SQLite drops a table constraint only by rebuilding the table");
-            free(qc);
-        }
-    } else {
+    const struct op_def *d = op_def_find(op);
+    if (d && d->expand)
+        d->expand(o, g, ct, table, tq, in_contract);
+    else
         bad(o, "operation \"%s\" has no implementation%s", op, NULL);
-    }
     free(tq);
 }
 

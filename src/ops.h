@@ -16,7 +16,23 @@
 #ifndef ZDM_OPS_H
 #define ZDM_OPS_H
 
-#include "plan.h"
+#include "plan_model.h"
+
+/* One structured operation (op = "NAME" in a step).  One table in ops.c
+ * lists them all, each with its expansion: plan.c checks a step's fields
+ * and phase against it, zdm_ops_expand() runs its expansion, zdm new
+ * writes templates from it, and messages list its names from it. */
+typedef struct zdm_op_spec {
+    const char *name;
+    const char *const *required;  /* NULL-terminated field names */
+    const char *const *optional;  /* NULL-terminated field names */
+    int expand_ok, contract_ok;
+} zdm_op_spec;
+const zdm_op_spec *zdm_op_find(const char *name);
+/* The i-th operation of the table (0-based); NULL past the last. */
+const zdm_op_spec *zdm_op_at(size_t i);
+/* Every operation's name, in table order, ", "-separated.  malloc'd. */
+char *zdm_op_names(void);
 
 /* Expands p's op steps in place; problems go to diags (file:line:col).
  * Returns the number of errors added. */

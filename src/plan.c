@@ -18,26 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- diagnostics ---- */
-
-void zdm_diag_add(zdm_diags *d, const char *file, int line, int col, const char *fmt, ...)
-{
-    zdm_buf b = {0};
-    if (line > 0)
-        zdm_buf_printf(&b, "%s:%d:%d: ", file, line, col);
-    else
-        zdm_buf_printf(&b, "%s: ", file);
-    va_list ap;
-    va_start(ap, fmt);
-    zdm_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    zdm_strv_push_owned(&d->msgs, zdm_buf_take(&b));
-}
-
-void zdm_diags_free(zdm_diags *d)
-{
-    zdm_strv_free(&d->msgs);
-}
 
 /* Line of the value of key k in table t; 0 when absent. */
 static int line_of_key(const toml_value *t, const char *k)
@@ -50,62 +30,6 @@ static int line_of_key(const toml_value *t, const char *k)
 struct zdm_plan_tree {
     toml_value *doc;
 };
-
-/* ---- operations ---- */
-
-#define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
-static const char *const no_fields[] = {NULL};
-
-static const zdm_op_spec op_specs[] = {
-    {"sql", FIELDS("sql"), FIELDS("down"), 1, 1},
-    {"create_table", FIELDS("table", "columns"), FIELDS("primary_key"), 1, 0},
-    {"drop_table", FIELDS("table"), no_fields, 0, 1},
-    {"rename_table", FIELDS("table", "to"), no_fields, 1, 0},
-    {"add_column", FIELDS("table", "column", "type"), FIELDS("default", "nullable", "up"), 1, 0},
-    {"drop_constraint", FIELDS("table", "constraint"), no_fields, 0, 1},
-    {"drop_column", FIELDS("table", "column"), no_fields, 0, 1},
-    {"rename_column", FIELDS("table", "column", "to"), FIELDS("type"), 1, 0},
-    {"change_type", FIELDS("table", "column", "type", "up", "down"), no_fields, 1, 0},
-    {"set_not_null", FIELDS("table", "column"), FIELDS("constraint"), 1, 1},
-    {"add_check", FIELDS("table", "check"), FIELDS("constraint"), 1, 1},
-    {"add_foreign_key", FIELDS("table", "columns", "references", "references_columns"),
-     FIELDS("constraint", "on_delete", "on_update"), 1, 1},
-    {"add_unique", FIELDS("table", "columns"), FIELDS("constraint", "index"), 1, 1},
-    {"add_index", FIELDS("table", "columns"), FIELDS("index", "unique", "where", "method"), 1, 1},
-    {"drop_index", FIELDS("index"), FIELDS("table"), 0, 1},
-};
-
-const zdm_op_spec *zdm_op_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof op_specs / sizeof op_specs[0]; i++)
-        if (strcmp(op_specs[i].name, name) == 0)
-            return &op_specs[i];
-    return NULL;
-}
-
-static const char *const hook_names[ZDM_HOOK__COUNT] = {
-    "before_expand", "after_expand", "before_backfill", "after_backfill", "cutover",
-    "before_contract", "after_contract", "on_failure", "on_rollback"};
-
-const char *zdm_hook_event_name(zdm_hook_event e)
-{
-    return (unsigned)e < ZDM_HOOK__COUNT ? hook_names[e] : "?";
-}
-
-void zdm_throttle_defaults(zdm_throttle *t)
-{
-    memset(t, 0, sizeof *t);
-    t->batch_size = 1000;
-    t->target_batch_ms = 200;
-    t->min_batch_size = 10;
-    t->max_batch_size = 50000;
-    t->check_autovacuum = 1;
-    t->check_wal_archive = 1;
-    t->max_wal_archive_ready = 100;
-    t->check_replica_lag = 1;
-    t->max_latency_pct = 150;
-    t->max_lock_ms = 100;
-}
 
 /* ---- the checker ---- */
 
@@ -430,10 +354,11 @@ static void load_step(chk *c, const toml_value *t, zdm_phase_kind phase, int ind
     const zdm_op_spec *spec = zdm_op_find(s->op);
     const toml_kv *opkv = toml_get_kv(t, "op");
     if (!spec) {
-        const char *names[sizeof op_specs / sizeof op_specs[0]];
-        for (size_t i = 0; i < sizeof op_specs / sizeof op_specs[0]; i++)
-            names[i] = op_specs[i].name;
-        const char *hint = zdm_did_you_mean(s->op, names, sizeof names / sizeof names[0]);
+        const char *names[64];
+        size_t nn = 0;
+        for (const zdm_op_spec *o; nn < 64 && (o = zdm_op_at(nn)) != NULL; nn++)
+            names[nn] = o->name;
+        const char *hint = zdm_did_you_mean(s->op, names, nn);
         bad(c, opkv->value->line, opkv->value->col, "%s: unknown operation \"%s\"%s%s%s", where,
             s->op, hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
         return;
@@ -720,7 +645,7 @@ static void load_hooks(chk *c, const toml_value *t, zdm_hooks *h)
 {
     const char *allowed[ZDM_HOOK__COUNT + 3];
     for (int i = 0; i < ZDM_HOOK__COUNT; i++)
-        allowed[i] = hook_names[i];
+        allowed[i] = zdm_hook_event_name((zdm_hook_event)i);
     allowed[ZDM_HOOK__COUNT] = "timeout";
     allowed[ZDM_HOOK__COUNT + 1] = "inherit";
     allowed[ZDM_HOOK__COUNT + 2] = NULL;
@@ -728,20 +653,20 @@ static void load_hooks(chk *c, const toml_value *t, zdm_hooks *h)
     h->timeout_ms = want_duration(c, t, "timeout", "[hooks]", h->timeout_ms);
     h->inherit = want_bool(c, t, "inherit", "[hooks]", 1);
     for (int e = 0; e < ZDM_HOOK__COUNT; e++) {
-        const toml_value *v = toml_get(t, hook_names[e]);
+        const toml_value *v = toml_get(t, zdm_hook_event_name((zdm_hook_event)e));
         if (!v)
             continue;
         /* One command (string) or a list of commands. */
         if (v->type == TOML_STRING) {
             h->cmds[e] = zdm_xcalloc(1, sizeof(zdm_hook_cmd));
-            load_hook_cmd(c, v, hook_names[e], &h->cmds[e][0]);
+            load_hook_cmd(c, v, zdm_hook_event_name((zdm_hook_event)e), &h->cmds[e][0]);
             h->n[e] = 1;
         } else if (v->type == TOML_ARRAY) {
             h->cmds[e] = zdm_xcalloc(v->u.array.len + 1, sizeof(zdm_hook_cmd));
             for (size_t i = 0; i < v->u.array.len; i++)
-                load_hook_cmd(c, v->u.array.items[i], hook_names[e], &h->cmds[e][h->n[e]++]);
+                load_hook_cmd(c, v->u.array.items[i], zdm_hook_event_name((zdm_hook_event)e), &h->cmds[e][h->n[e]++]);
         } else {
-            bad(c, v->line, v->col, "hooks.%s must be a command string or an array of commands", hook_names[e]);
+            bad(c, v->line, v->col, "hooks.%s must be a command string or an array of commands", zdm_hook_event_name((zdm_hook_event)e));
         }
     }
 }
@@ -1192,13 +1117,6 @@ static int collect_files(const char *const *paths, size_t npaths, zdm_strv *file
     return rc;
 }
 
-zdm_plan *zdm_plan_set_find(const zdm_plan_set *s, const char *id)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->plans[i]->id, id) == 0)
-            return s->plans[i];
-    return NULL;
-}
 
 static size_t plan_index(const zdm_plan_set *s, const char *id)
 {
@@ -1391,25 +1309,4 @@ void zdm_plan_set_free(zdm_plan_set *s)
     free(s->plans);
     s->plans = NULL;
     s->n = 0;
-}
-
-/* ---- SQL classification ---- */
-
-int zdm_step_in_transaction(const zdm_step *s, const char *sql)
-{
-    if (s->transaction >= 0)
-        return s->transaction;
-    return !zdm_sql_needs_autocommit(sql);
-}
-
-const char *zdm_step_sql(const zdm_step *s, int dialect)
-{
-    const char *v = (dialect == 1 || dialect == 2) ? s->sql_for[dialect - 1] : NULL;
-    return v ? v : s->sql;
-}
-
-const char *zdm_step_down(const zdm_step *s, int dialect)
-{
-    const char *v = (dialect == 1 || dialect == 2) ? s->down_for[dialect - 1] : NULL;
-    return v ? v : s->down;
 }

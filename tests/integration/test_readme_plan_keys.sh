@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's plan example is the real plans/0006_event_category.toml, and
 # its "Plan keys" reference names every key the plan loader accepts (the
-# key lists in src/plan.c) and no key it does not.
+# key lists in src/plan.c, the hook names in src/plan_model.c) and no key it
+# does not.
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init readme_plan_keys
 readme=$ZDM_SRC/README.md
@@ -19,7 +20,7 @@ t_ne "the reference exists" "" "$ref"
 keys=$(sed -n '/static const char \*const [a-z_]*keys\[\] = {/,/NULL};/p' "$ZDM_SRC/src/plan.c" |
        grep -o '"[a-z_]*"' | tr -d '"' | sort -u)
 keys="$keys
-$(grep -o '"before_expand", "after_expand".*' "$ZDM_SRC/src/plan.c" | head -n1 | grep -o '"[a-z_]*"' | tr -d '"')
+$(grep -o '"before_expand", "after_expand".*' "$ZDM_SRC/src/plan_model.c" | head -n1 | grep -o '"[a-z_]*"' | tr -d '"')
 $(sed -n '/"timeout"/p;/"inherit"/p' "$ZDM_SRC/src/plan.c" | grep -o '"timeout"\|"inherit"' | tr -d '"' | sort -u)"
 n=0
 for k in $(sort -u <<<"$keys"); do
