@@ -17,10 +17,8 @@
 
 #include "cli.h"
 #include "cli_graph.h"
-#include "db.h"
 #include "lifecycle.h"
 #include "log.h"
-#include "state.h"
 #include "util.h"
 
 int zdm_plan_is_head(const zdm_plan_set *set, const zdm_plan *p)
@@ -43,14 +41,13 @@ void zdm_plan_heads(const zdm_plan_set *set, zdm_strv *out)
  * without zdm's tables). */
 static int read_phases(zdm_db *db, const zdm_plan_set *set, zdm_phase *ph, zdm_err *err)
 {
-    int have = db && zdm_state_exists(db);
+    int have = zdm_life_has_state(db);
     for (size_t i = 0; i < set->n; i++) {
         ph[i] = ZDM_PENDING;
         if (!have)
             continue;
         zdm_plan_state st;
-        memset(&st, 0, sizeof st);
-        int rc = zdm_state_get(db, set->plans[i]->id, &st, err);
+        int rc = zdm_life_plan_state(db, set->plans[i]->id, &st, err);
         if (rc != 0)
             return rc;
         if (st.known)
@@ -81,13 +78,10 @@ int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err)
     if (cli->db_url) {
         /* Reads only: never creates a file; a missing one shows every
          * plan pending, and says so. */
-        rc = zdm_db_open_ex(cli->db_url, ZDM_DB_MUST_EXIST | ZDM_DB_MISSING_EMPTY, &db, err);
-        if (rc == 0 && zdm_db_missing(db))
-            fprintf(cli->errs, "zdm: no database file at %s: every plan is shown pending; no file is created\n",
-                    zdm_db_safe_url(db));
+        /* a layout it cannot read: exit 5, not "pending" */
+        rc = zdm_life_open(cli->db_url, ZDM_LIFE_OPEN_MISSING_EMPTY | ZDM_LIFE_OPEN_CHECK, cli->errs,
+                           "every plan is shown pending; no file is created", &db, err);
     }
-    if (rc == 0 && db)
-        rc = zdm_state_check(db, err); /* a layout it cannot read: exit 5, not "pending" */
     zdm_phase *ph = zdm_xcalloc(set.n ? set.n : 1, sizeof *ph);
     if (rc == 0)
         rc = read_phases(db, &set, ph, err);
@@ -154,8 +148,7 @@ int zdm_cmd_plan_graph(zdm_cli *cli, zdm_err *err)
             fprintf(cli->out, "(* head: no plan requires it; zdm new requires the heads)\n");
     }
     free(ph);
-    if (db)
-        zdm_db_close(db);
+    zdm_life_close(db);
     zdm_plan_set_free(&set);
     return rc;
 }
@@ -260,10 +253,11 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
         goto out;
     }
     zdm_project_apply_defaults(&project, &set);
-    if ((rc = zdm_db_open(cli->db_url, &db, err)) != 0 || (rc = zdm_state_init(db, err)) != 0)
+    /* as advance: a mistyped path shows in the note that the file was created */
+    rc = zdm_life_open(cli->db_url, ZDM_LIFE_OPEN_CREATE | ZDM_LIFE_OPEN_INIT | ZDM_LIFE_OPEN_SAY_CREATED, cli->errs,
+                       NULL, &db, err);
+    if (rc != 0)
         goto out;
-    if (zdm_db_created(db)) /* as advance: a mistyped path shows here */
-        fprintf(cli->errs, "zdm: no database file was at %s; created a new, empty one\n", zdm_db_safe_url(db));
 
     w = zdm_xcalloc(set.n ? set.n : 1, sizeof *w);
     zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &project, 0, cli->allow, 0};
@@ -272,7 +266,7 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
         zdm_plan *p = set.plans[i];
         zdm_plan_state st;
         memset(&st, 0, sizeof st);
-        if ((rc = zdm_state_get(db, p->id, &st, err)) != 0) {
+        if ((rc = zdm_life_plan_state(db, p->id, &st, err)) != 0) {
             w[i].code = rc;
             snprintf(w[i].why, sizeof w[i].why, "%s", err->msg);
             i++;
@@ -318,7 +312,7 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
             }
             zdm_phase before = w[i].now;
             memset(&st, 0, sizeof st);
-            if ((r = zdm_state_get(db, p->id, &st, err)) != 0) {
+            if ((r = zdm_life_plan_state(db, p->id, &st, err)) != 0) {
                 w[i].code = rc = r;
                 snprintf(w[i].why, sizeof w[i].why, "%s", err->msg);
                 break;
@@ -350,8 +344,7 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
     summary(cli, &set, w, i, target, rc);
 out:
     free(w);
-    if (db)
-        zdm_db_close(db);
+    zdm_life_close(db);
     zdm_project_free(&project);
     zdm_plan_set_free(&set);
     return rc;

@@ -1,40 +1,43 @@
 /*
  * cli_life.c -- the lifecycle commands: init, advance, rollback, status,
- * history, stamp, check, unlock.
+ * history, stamp, check, unlock, backfill, pause, resume, set, cutover,
+ * schedule, retry, run-due.
+ *
+ * Owns: each command's arguments, the plans and zdm.toml it loads, and
+ * what it prints (text, --json, prometheus).  The work is the lifecycle's
+ * (lifecycle.h): these commands reach neither the driver nor zdm's tables
+ * nor the phases themselves.
  */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "backfill.h"
 #include "cli.h"
-#include "db.h"
-#include "httpstat.h"
 #include "lifecycle.h"
 #include "log.h"
-#include "state.h"
 #include "util.h"
 
-static int open_db(zdm_cli *cli, zdm_db **db, zdm_err *err)
+/* The database of --db.  Only init and a real advance may create a SQLite
+ * file: anything else on a mistyped path must fail, not leave an empty
+ * database behind.  check: refuse a layout this zdm cannot read. */
+static int open_db(zdm_cli *cli, int check, zdm_db **db, zdm_err *err)
 {
+    *db = NULL;
     if (!cli->db_url) {
         zdm_err_set(err, ZDM_EXIT_USAGE, "no database given");
         zdm_err_detail(err, "pass --db URL (postgres://..., a conninfo, or sqlite:PATH) or set ZDM_DATABASE_URL");
         return ZDM_EXIT_USAGE;
     }
-    /* Only init and a real advance may create a SQLite file: anything else
-     * on a mistyped path must fail, not leave an empty database behind. */
-    int flags = cli->db_may_create && !cli->dry_run ? 0 : ZDM_DB_MUST_EXIST;
+    int flags = check ? ZDM_LIFE_OPEN_CHECK : 0;
+    if (cli->db_may_create && !cli->dry_run)
+        flags |= ZDM_LIFE_OPEN_CREATE;
+    if (cli->db_may_create == 1) /* say so: a mistyped path shows here */
+        flags |= ZDM_LIFE_OPEN_SAY_CREATED;
     if (cli->dry_run)
-        flags |= ZDM_DB_MISSING_EMPTY;
-    int rc = zdm_db_open_ex(cli->db_url, flags, db, err);
-    if (rc == 0 && zdm_db_created(*db) && cli->db_may_create == 1) /* say so: a mistyped path shows here */
-        fprintf(cli->errs, "zdm: no database file was at %s; created a new, empty one\n", zdm_db_safe_url(*db));
-    if (rc == 0 && zdm_db_missing(*db))
-        fprintf(cli->errs, "zdm: no database file at %s: the dry run shows what would run on a new, empty "
-                           "database; no file is created\n", zdm_db_safe_url(*db));
-    return rc;
+        flags |= ZDM_LIFE_OPEN_MISSING_EMPTY;
+    return zdm_life_open(cli->db_url, flags, cli->errs,
+                         "the dry run shows what would run on a new, empty database; no file is created", db, err);
 }
 
 /* Plans + database + the named plan, the start of most commands. */
@@ -74,10 +77,9 @@ static int open_session_with(zdm_cli *cli, session *s, const char *plan_name, zd
         if (!s->plan)
             return err->code;
     }
-    int rc2 = open_db(cli, &s->db, err);
     /* Every command, read-only ones too, refuses a layout it cannot read
      * rather than show plans as pending. */
-    return rc2 == 0 ? zdm_state_check(s->db, err) : rc2;
+    return open_db(cli, 1, &s->db, err);
 }
 
 static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err *err)
@@ -87,8 +89,7 @@ static int open_session(zdm_cli *cli, session *s, const char *plan_name, zdm_err
 
 static void close_session(session *s)
 {
-    if (s->db)
-        zdm_db_close(s->db);
+    zdm_life_close(s->db);
     zdm_project_free(&s->project);
     zdm_plan_set_free(&s->set);
 }
@@ -97,27 +98,26 @@ int zdm_cmd_init(zdm_cli *cli, zdm_err *err)
 {
     zdm_db *db = NULL;
     cli->db_may_create = 2; /* quietly: creating it is init's job */
-    int rc = open_db(cli, &db, err);
-    int from = ZDM_STATE_VERSION;
+    int rc = open_db(cli, 0, &db, err);
+    int from = 0, version = 0;
     if (rc == 0)
-        rc = cli->upgrade ? zdm_state_upgrade(db, &from, err) : zdm_state_init(db, err);
+        rc = zdm_life_init(db, cli->upgrade, &from, &version, err);
     if (rc == 0) {
-        int upgraded = from > 0 && from < ZDM_STATE_VERSION;
+        int upgraded = from > 0 && from < version;
         if (cli->json && upgraded)
             fprintf(cli->out, "{\"ok\": true, \"database\": \"%s\", \"state_version\": %d, \"upgraded_from\": %d}\n",
-                    zdm_db_dialect_name(db), ZDM_STATE_VERSION, from);
+                    zdm_life_db_dialect(db), version, from);
         else if (cli->json)
             fprintf(cli->out, "{\"ok\": true, \"database\": \"%s\", \"state_version\": %d}\n",
-                    zdm_db_dialect_name(db), ZDM_STATE_VERSION);
+                    zdm_life_db_dialect(db), version);
         else if (upgraded)
-            fprintf(cli->out, "zdm state in %s (%s) upgraded from layout %d to %d\n", zdm_db_safe_url(db),
-                    zdm_db_dialect_name(db), from, ZDM_STATE_VERSION);
+            fprintf(cli->out, "zdm state in %s (%s) upgraded from layout %d to %d\n", zdm_life_db_name(db),
+                    zdm_life_db_dialect(db), from, version);
         else
-            fprintf(cli->out, "zdm state ready in %s (%s, layout version %d)\n", zdm_db_safe_url(db),
-                    zdm_db_dialect_name(db), ZDM_STATE_VERSION);
+            fprintf(cli->out, "zdm state ready in %s (%s, layout version %d)\n", zdm_life_db_name(db),
+                    zdm_life_db_dialect(db), version);
     }
-    if (db)
-        zdm_db_close(db);
+    zdm_life_close(db);
     return rc;
 }
 
@@ -177,22 +177,11 @@ int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err)
 {
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
+    char detail[400] = "";
     if (rc == 0)
-        rc = zdm_state_init(s.db, err);
-    if (rc == 0) {
-        char holder[256], pid[32], detail[400];
-        int removed = 0;
-        rc = zdm_state_lock_remove(s.db, s.plan->id, &removed, holder, sizeof holder, pid, sizeof pid, err);
-        if (rc == 0) {
-            if (removed)
-                snprintf(detail, sizeof detail, "removed the lock of %s pid %s", holder, pid);
-            else
-                snprintf(detail, sizeof detail, "no lock row was held");
-            fprintf(cli->out, "%s: %s\n", s.plan->id, detail);
-            zdm_history_entry h = {s.plan->id, "unlock", NULL, NULL, "ok", detail};
-            rc = zdm_state_history_add(s.db, &h, NULL, err);
-        }
-    }
+        rc = zdm_life_unlock(s.db, s.plan, detail, sizeof detail, err);
+    if (detail[0]) /* said even when its history row could not be written */
+        fprintf(cli->out, "%s: %s\n", s.plan->id, detail);
     close_session(&s);
     return rc;
 }
@@ -271,39 +260,126 @@ static json_t *effective_settings(const zdm_plan *p, const json_t *ov)
     return o;
 }
 
-/* NEXT for an expand that stopped half-way: how many steps are done, and
- * which one failed when the last run failed (rather than counting a step
- * that failed, or was left "running", as done). */
-static int half_done_expand(session *s, const zdm_plan *p, char *next, size_t size, zdm_err *err)
+/* One plan's lines of "status --format prometheus", family by family. */
+static void status_prom(zdm_buf pm[PM__N], const zdm_plan *p, const zdm_life_status *i)
 {
-    int done = 0, first_open = -1;
-    for (size_t i = 0; i < p->nexpand; i++) {
-        char st[16] = "";
-        int rc = zdm_state_step_status(s->db, p->id, "expand", p->expand[i].index, st, err);
-        if (rc != 0)
-            return rc;
-        if (strcmp(st, "done") == 0)
-            done++;
-        else if (first_open < 0)
-            first_open = p->expand[i].index;
+    const char *id = p->id; /* plan ids are file names: no quotes or newlines */
+    for (int k = 0; k < ZDM_PHASE__COUNT; k++)
+        zdm_buf_printf(&pm[PM_PHASE], "zdm_plan_phase{plan=\"%s\",phase=\"%s\"} %d\n", id,
+                       zdm_phase_name((zdm_phase)k), k == (int)i->phase);
+    zdm_buf_printf(&pm[PM_DUE], "zdm_plan_contract_due_timestamp_seconds{plan=\"%s\"} %.3f\n", id,
+                   (double)i->due_ms / 1000.0);
+    zdm_buf_printf(&pm[PM_OVERDUE], "zdm_plan_contract_overdue{plan=\"%s\"} %d\n", id, i->overdue);
+    zdm_buf_printf(&pm[PM_WAITING], "zdm_plan_waiting_for_schedule{plan=\"%s\"} %d\n", id, i->waiting);
+    zdm_buf_printf(&pm[PM_FAILED], "zdm_plan_failed{plan=\"%s\"} %d\n", id, i->st.failed_ms != 0);
+    zdm_buf_printf(&pm[PM_ATTEMPTS], "zdm_plan_contract_attempts{plan=\"%s\"} %d\n", id, i->st.attempts);
+    zdm_buf_printf(&pm[PM_LOCKED], "zdm_plan_lock_held{plan=\"%s\"} %d\n", id, i->holder[0] != 0);
+    if (p->backfill)
+        zdm_buf_printf(&pm[PM_PROGRESS], "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n", id,
+                       (double)i->last_progress_ms / 1000.0);
+}
+
+static json_t *status_json_backfill(const zdm_plan *p, const zdm_life_status *i, json_t *ov)
+{
+    json_t *b = json_object();
+    json_t *wl = json_array();
+    for (size_t k = 0; k < i->nworkers; k++) {
+        const zdm_life_worker *w = &i->worker[k];
+        json_t *wo = json_object();
+        json_object_set_new(wo, "worker", json_string(w->owner));
+        json_object_set_new(wo, "range", json_integer(w->range));
+        json_object_set_new(wo, "range_rows_done", json_integer(w->range_rows_done));
+        json_object_set_new(wo, "heartbeat", jtime(w->heartbeat_ms));
+        json_object_set_new(wo, "throttle", w->throttle ? json_string(w->throttle) : json_null());
+        json_object_set_new(wo, "last_batch_at", jtime(w->last_batch_ms));
+        json_array_append_new(wl, wo);
     }
-    char outcome[16] = "";
-    char *detail = NULL;
-    int rc = zdm_state_history_last(s->db, p->id, "advance", outcome, &detail, err);
-    if (rc != 0)
-        return rc;
-    if (strcmp(outcome, "failed") == 0 && first_open >= 0) {
-        char line[160];
-        snprintf(line, sizeof line, "%s", detail ? detail : "");
-        line[strcspn(line, "\n")] = '\0';
-        snprintf(next, size, "expand step %d failed (%d of %zu done): %s -- fix it, then zdm advance %s resumes, "
-                 "zdm rollback %s undoes", first_open, done, p->nexpand, line, p->id, p->id);
+    json_object_set_new(b, "worker_list", wl);
+    json_object_set_new(b, "started", json_boolean(i->bf_started));
+    json_object_set_new(b, "rows_done", json_integer(i->bf_rows_done));
+    json_object_set_new(b, "rows_total_estimate", json_integer(i->bf_total_est));
+    json_object_set_new(b, "ranges", json_integer(i->bf_ranges));
+    json_object_set_new(b, "ranges_done", json_integer(i->bf_ranges_done));
+    json_object_set_new(b, "workers", json_integer(i->bf_workers));
+    json_object_set_new(b, "paused", json_boolean(i->bf_paused));
+    json_object_set_new(b, "throttle", json_string(i->bf_throttle));
+    json_object_set_new(b, "last_progress_at", jtime(i->last_progress_ms));
+    json_object_set_new(b, "settings", effective_settings(p, ov));
+    json_object_set(b, "overrides", ov);
+    return b;
+}
+
+static json_t *status_json(const zdm_plan *p, const zdm_life_status *i, json_t *ov)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(p->id));
+    json_object_set_new(o, "phase", json_string(zdm_phase_name(i->phase)));
+    json_object_set_new(o, "since", jtime(i->st.phase_since_ms));
+    json_object_set_new(o, "next", json_string(i->next));
+    json_object_set_new(o, "file", json_string(p->path));
+    json_object_set_new(o, "checksum_ok", json_boolean(!i->changed));
+    json_object_set_new(o, "cutover_at", jtime(i->st.cutover_at_ms));
+    json_object_set_new(o, "contract_due", jtime(i->due_ms));
+    json_object_set_new(o, "waiting_for_schedule", json_boolean(i->waiting));
+    json_object_set_new(o, "overdue", json_boolean(i->overdue));
+    json_object_set_new(o, "attempts", json_integer(i->st.attempts));
+    json_object_set_new(o, "last_error", i->st.last_error[0] ? json_string(i->st.last_error) : json_null());
+    json_object_set_new(o, "last_attempt_at", jtime(i->st.last_attempt_ms));
+    json_object_set_new(o, "failed_at", jtime(i->st.failed_ms));
+    json_object_set_new(o, "lock_holder", i->holder[0] ? json_string(i->holder) : json_null());
+    if (p->backfill)
+        json_object_set_new(o, "backfill", status_json_backfill(p, i, ov));
+    return o;
+}
+
+static void status_text(zdm_cli *cli, const zdm_plan *p, const zdm_life_status *i, int header, json_t *ov)
+{
+    char ts[40];
+    if (header)
+        fprintf(cli->out, "%-28s %-12s %-21s %s\n", "PLAN", "PHASE", "SINCE", "NEXT");
+    fprintf(cli->out, "%-28s %-12s %-21s %s\n", p->id, zdm_phase_name(i->phase),
+            i->st.phase_since_ms ? zdm_format_time(i->st.phase_since_ms, ts, sizeof ts) : "-", i->next);
+    for (size_t k = 0; i->phase == ZDM_EXPANDED && i->bf_started && k < i->nworkers; k++) {
+        const zdm_life_worker *w = &i->worker[k];
+        fprintf(cli->out, "    worker %s: range %d, %lld rows in it so far, heartbeat %s%s%s\n", w->owner, w->range,
+                (long long)w->range_rows_done, zdm_format_time(w->heartbeat_ms, ts, sizeof ts),
+                w->throttle ? ", " : "", w->throttle ? w->throttle : "");
+    }
+    if (json_object_size(ov)) {
+        const char *k;
+        json_t *v;
+        fprintf(cli->out, "    zdm set overrides:");
+        json_object_foreach(ov, k, v)
+            fprintf(cli->out, " %s=%lld", k, (long long)json_integer_value(v));
+        fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
+    }
+}
+
+/* After every plan: the prometheus families, the --json document, or the
+ * text's closing lines. */
+static void status_end(zdm_cli *cli, const zdm_plan_set *set, zdm_buf pm[PM__N], int prom, json_t *arr,
+                       const zdm_strv *invalid)
+{
+    if (prom) {
+        for (int k = 0; k < PM__N; k++)
+            if (pm[k].len)
+                fprintf(cli->out, "%s%s", pm_head[k], pm[k].data);
+    } else if (cli->json) {
+        json_t *o = json_object();
+        json_object_set(o, "plans", arr);
+        json_t *inv = json_array();
+        for (size_t k = 0; k < invalid->n; k++)
+            json_array_append_new(inv, json_string(invalid->v[k]));
+        json_object_set_new(o, "invalid", inv);
+        json_dumpf(o, cli->out, JSON_INDENT(2));
+        fputc('\n', cli->out);
+        json_decref(o);
+    } else if (set->n == 0 && !invalid->n) {
+        fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
     } else {
-        snprintf(next, size, "expand stopped after %d of %zu steps: zdm advance %s resumes it, "
-                 "zdm rollback %s undoes it", done, p->nexpand, p->id, p->id);
+        for (size_t k = 0; k < invalid->n; k++)
+            fprintf(cli->out, "INVALID %s\n", invalid->v[k]);
     }
-    free(detail);
-    return 0;
 }
 
 int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
@@ -317,192 +393,32 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
     session s;
     zdm_strv invalid = {0};
     int rc = open_session_with(cli, &s, cli->npos ? cli->pos[0] : NULL, &invalid, err);
-    int have_state = 0;
-    if (rc == 0)
-        have_state = zdm_state_exists(s.db);
+    int have_state = rc == 0 && zdm_life_has_state(s.db);
     json_t *arr = json_array();
     for (size_t i = 0; rc == 0 && i < s.set.n; i++) {
         zdm_plan *p = s.set.plans[i];
         if (s.plan && p != s.plan)
             continue;
-        zdm_plan_state st;
-        memset(&st, 0, sizeof st);
-        if (have_state) {
-            rc = zdm_state_get(s.db, p->id, &st, err);
-            if (rc != 0)
-                break;
+        zdm_life_status info;
+        if ((rc = zdm_life_status_of(s.db, have_state, p, &info, err)) != 0) {
+            zdm_life_status_free(&info);
+            break;
         }
-        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
-        int changed = st.known && ph != ZDM_PENDING && ph != ZDM_ROLLED_BACK &&
-                      strcmp(st.checksum, p->checksum) != 0;
-        char next[300], ts[40];
-        zdm_life_next_action(p, &st, next, sizeof next);
-        /* a half-done expand (a step failed, or the run was killed) */
-        int applied = 0;
-        if (have_state && st.known && (ph == ZDM_PENDING || ph == ZDM_ROLLED_BACK) &&
-            (rc = zdm_state_steps_applied(s.db, p->id, &applied, err)) != 0)
-            break;
-        if (applied && (rc = half_done_expand(&s, p, next, sizeof next, err)) != 0)
-            break;
-        if (changed)
-            snprintf(next, sizeof next, "plan file changed since %s: restore it or zdm stamp %s %s",
-                     zdm_phase_name(ph), p->id, zdm_phase_name(ph));
-        /* contract_due: whenever a due time exists (before cutover only a
-         * schedule gives one); overdue: run-due (every 5 min) should have
-         * contracted it by now -- 15 min of grace. */
-        int64_t due = st.known && ph != ZDM_COMPLETE ? zdm_life_contract_due_ms(p, &st) : 0;
-        int64_t now = zdm_now_ms();
-        int waiting = ph == ZDM_CUT_OVER && !due;
-        int overdue = ph == ZDM_CUT_OVER && due && now > due + 15 * 60 * 1000;
-        char holder[300] = "";
-        if (have_state && st.known && (rc = zdm_state_lock_holder(s.db, p->id, holder, sizeof holder, err)) != 0)
-            break;
-        zdm_backfill_progress bp;
-        memset(&bp, 0, sizeof bp);
-        if (have_state && p->backfill && (rc = zdm_backfill_progress_get(s.db, p->id, &bp, err)) != 0)
-            break;
-        json_t *ov = NULL; /* zdm set overrides */
-        if (have_state && p->backfill) {
-            char *txt = NULL;
-            if ((rc = zdm_backfill_overrides(s.db, p->id, &txt, err)) != 0)
-                break;
-            json_error_t je;
-            ov = json_loads(txt, 0, &je);
-            free(txt);
-        }
+        json_error_t je;
+        json_t *ov = info.overrides ? json_loads(info.overrides, 0, &je) : NULL; /* zdm set overrides */
         if (!ov)
             ov = json_object();
-        if (ph == ZDM_EXPANDED && bp.workers > 0 && !changed)
-            snprintf(next, sizeof next, "wait: %d live backfill worker%s on it; the last one moves the plan to "
-                     "backfilled", bp.workers, bp.workers == 1 ? " is" : "s are");
-        if (ph == ZDM_EXPANDED && bp.started) {
-            int64_t total = bp.total_est > bp.rows_done ? bp.total_est : bp.rows_done;
-            char extra[400];
-            snprintf(extra, sizeof extra, " -- backfill %lld/%lld rows, %d/%d ranges, %d worker%s%s%s%s",
-                     (long long)bp.rows_done, (long long)total, bp.ranges_done, bp.ranges, bp.workers,
-                     bp.workers == 1 ? "" : "s", bp.paused ? ", PAUSED" : "", bp.throttle[0] ? ", " : "",
-                     bp.throttle);
-            strncat(next, extra, sizeof next - strlen(next) - 1);
-        }
-        int64_t last_progress = 0;
-        if (have_state && p->backfill && bp.started &&
-            (rc = zdm_backfill_last_progress(s.db, p->id, &last_progress, err)) != 0) {
-            json_decref(ov);
-            break;
-        }
-        if (prom) {
-            const char *id = p->id; /* plan ids are file names: no quotes or newlines */
-            for (int k = 0; k < ZDM_PHASE__COUNT; k++)
-                zdm_buf_printf(&pm[PM_PHASE], "zdm_plan_phase{plan=\"%s\",phase=\"%s\"} %d\n", id,
-                               zdm_phase_name((zdm_phase)k), k == (int)ph);
-            zdm_buf_printf(&pm[PM_DUE], "zdm_plan_contract_due_timestamp_seconds{plan=\"%s\"} %.3f\n", id,
-                           (double)due / 1000.0);
-            zdm_buf_printf(&pm[PM_OVERDUE], "zdm_plan_contract_overdue{plan=\"%s\"} %d\n", id, overdue);
-            zdm_buf_printf(&pm[PM_WAITING], "zdm_plan_waiting_for_schedule{plan=\"%s\"} %d\n", id, waiting);
-            zdm_buf_printf(&pm[PM_FAILED], "zdm_plan_failed{plan=\"%s\"} %d\n", id, st.failed_ms != 0);
-            zdm_buf_printf(&pm[PM_ATTEMPTS], "zdm_plan_contract_attempts{plan=\"%s\"} %d\n", id, st.attempts);
-            zdm_buf_printf(&pm[PM_LOCKED], "zdm_plan_lock_held{plan=\"%s\"} %d\n", id, holder[0] != 0);
-            if (p->backfill)
-                zdm_buf_printf(&pm[PM_PROGRESS], "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n",
-                               id, (double)last_progress / 1000.0);
-        } else if (cli->json) {
-            json_t *o = json_object();
-            json_object_set_new(o, "id", json_string(p->id));
-            json_object_set_new(o, "phase", json_string(zdm_phase_name(ph)));
-            json_object_set_new(o, "since", jtime(st.phase_since_ms));
-            json_object_set_new(o, "next", json_string(next));
-            json_object_set_new(o, "file", json_string(p->path));
-            json_object_set_new(o, "checksum_ok", json_boolean(!changed));
-            json_object_set_new(o, "cutover_at", jtime(st.cutover_at_ms));
-            json_object_set_new(o, "contract_due", jtime(due));
-            json_object_set_new(o, "waiting_for_schedule", json_boolean(waiting));
-            json_object_set_new(o, "overdue", json_boolean(overdue));
-            json_object_set_new(o, "attempts", json_integer(st.attempts));
-            json_object_set_new(o, "last_error", st.last_error[0] ? json_string(st.last_error) : json_null());
-            json_object_set_new(o, "last_attempt_at", jtime(st.last_attempt_ms));
-            json_object_set_new(o, "failed_at", jtime(st.failed_ms));
-            json_object_set_new(o, "lock_holder", holder[0] ? json_string(holder) : json_null());
-            if (p->backfill) {
-                json_t *b = json_object();
-                json_t *wl = json_array();
-                zdm_rows *wr = NULL;
-                if (bp.started && zdm_backfill_workers(s.db, p->id, &wr, err) == 0) {
-                    for (int k = 0; k < zdm_rows_count(wr); k++) {
-                        json_t *wo = json_object();
-                        json_object_set_new(wo, "worker", json_string(zdm_rows_get(wr, k, 0)));
-                        json_object_set_new(wo, "range", json_integer(atoi(zdm_rows_get(wr, k, 1))));
-                        json_object_set_new(wo, "range_rows_done", json_integer(strtoll(zdm_rows_get(wr, k, 2), NULL, 10)));
-                        json_object_set_new(wo, "heartbeat", jtime(strtoll(zdm_rows_get(wr, k, 3), NULL, 10)));
-                        const char *thr = zdm_rows_get(wr, k, 4);
-                        json_object_set_new(wo, "throttle", thr ? json_string(thr) : json_null());
-                        const char *lb = zdm_rows_get(wr, k, 5);
-                        json_object_set_new(wo, "last_batch_at", jtime(lb ? strtoll(lb, NULL, 10) : 0));
-                        json_array_append_new(wl, wo);
-                    }
-                }
-                zdm_rows_free(wr);
-                json_object_set_new(b, "worker_list", wl);
-                json_object_set_new(b, "started", json_boolean(bp.started));
-                json_object_set_new(b, "rows_done", json_integer(bp.rows_done));
-                json_object_set_new(b, "rows_total_estimate", json_integer(bp.total_est));
-                json_object_set_new(b, "ranges", json_integer(bp.ranges));
-                json_object_set_new(b, "ranges_done", json_integer(bp.ranges_done));
-                json_object_set_new(b, "workers", json_integer(bp.workers));
-                json_object_set_new(b, "paused", json_boolean(bp.paused));
-                json_object_set_new(b, "throttle", json_string(bp.throttle));
-                json_object_set_new(b, "last_progress_at", jtime(last_progress));
-                json_object_set_new(b, "settings", effective_settings(p, ov));
-                json_object_set(b, "overrides", ov);
-                json_object_set_new(o, "backfill", b);
-            }
-            json_array_append_new(arr, o);
-        } else {
-            if (i == 0 || (s.plan && p == s.plan))
-                fprintf(cli->out, "%-28s %-12s %-21s %s\n", "PLAN", "PHASE", "SINCE", "NEXT");
-            fprintf(cli->out, "%-28s %-12s %-21s %s\n", p->id, zdm_phase_name(ph),
-                    st.phase_since_ms ? zdm_format_time(st.phase_since_ms, ts, sizeof ts) : "-", next);
-            zdm_rows *wr = NULL;
-            if (ph == ZDM_EXPANDED && bp.started && zdm_backfill_workers(s.db, p->id, &wr, err) == 0) {
-                for (int k = 0; k < zdm_rows_count(wr); k++) {
-                    const char *thr = zdm_rows_get(wr, k, 4);
-                    fprintf(cli->out, "    worker %s: range %s, %s rows in it so far, heartbeat %s%s%s\n",
-                            zdm_rows_get(wr, k, 0), zdm_rows_get(wr, k, 1), zdm_rows_get(wr, k, 2),
-                            zdm_format_time(strtoll(zdm_rows_get(wr, k, 3), NULL, 10), ts, sizeof ts),
-                            thr ? ", " : "", thr ? thr : "");
-                }
-            }
-            zdm_rows_free(wr);
-            if (json_object_size(ov)) {
-                const char *k;
-                json_t *v;
-                fprintf(cli->out, "    zdm set overrides:");
-                json_object_foreach(ov, k, v)
-                    fprintf(cli->out, " %s=%lld", k, (long long)json_integer_value(v));
-                fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
-            }
-        }
+        if (prom)
+            status_prom(pm, p, &info);
+        else if (cli->json)
+            json_array_append_new(arr, status_json(p, &info, ov));
+        else
+            status_text(cli, p, &info, i == 0 || (s.plan && p == s.plan), ov);
         json_decref(ov);
+        zdm_life_status_free(&info);
     }
-    if (rc == 0 && prom) {
-        for (int k = 0; k < PM__N; k++)
-            if (pm[k].len)
-                fprintf(cli->out, "%s%s", pm_head[k], pm[k].data);
-    } else if (rc == 0 && cli->json) {
-        json_t *o = json_object();
-        json_object_set(o, "plans", arr);
-        json_t *inv = json_array();
-        for (size_t k = 0; k < invalid.n; k++)
-            json_array_append_new(inv, json_string(invalid.v[k]));
-        json_object_set_new(o, "invalid", inv);
-        json_dumpf(o, cli->out, JSON_INDENT(2));
-        fputc('\n', cli->out);
-        json_decref(o);
-    } else if (rc == 0 && s.set.n == 0 && !invalid.n) {
-        fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
-    } else if (rc == 0) {
-        for (size_t k = 0; k < invalid.n; k++)
-            fprintf(cli->out, "INVALID %s\n", invalid.v[k]);
-    }
+    if (rc == 0)
+        status_end(cli, &s.set, pm, prom, arr, &invalid);
     for (int k = 0; k < PM__N; k++)
         zdm_buf_free(&pm[k]);
     /* Every valid plan was listed; the exit status still says a plan file
@@ -612,15 +528,13 @@ static void history_text(FILE *out, const zdm_history_list *l)
 int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
 {
     zdm_db *db = NULL;
-    int rc = open_db(cli, &db, err);
-    if (rc == 0)
-        rc = zdm_state_check(db, err);
+    int rc = open_db(cli, 1, &db, err);
     zdm_history_filter f;
     if (rc == 0)
         rc = history_filter(cli, &f, err);
     zdm_history_list l = {0};
-    if (rc == 0 && zdm_state_exists(db))
-        rc = zdm_state_history_list(db, &f, &l, err);
+    if (rc == 0)
+        rc = zdm_life_history(db, &f, &l, err);
     if (rc == 0 && cli->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++)
@@ -636,9 +550,8 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
     } else if (rc == 0) {
         history_text(cli->out, &l);
     }
-    zdm_state_history_list_free(&l);
-    if (db)
-        zdm_db_close(db);
+    zdm_life_history_free(&l);
+    zdm_life_close(db);
     return rc;
 }
 
@@ -646,20 +559,17 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
 {
     session s;
     int rc = open_session(cli, &s, NULL, err);
-    int have_state = rc == 0 && zdm_state_exists(s.db);
     zdm_buf bad = {0};
     size_t nbad = 0;
     json_t *arr = json_array();
     for (size_t i = 0; rc == 0 && i < s.set.n; i++) {
         zdm_plan_state st;
-        memset(&st, 0, sizeof st);
-        if (have_state && (rc = zdm_state_get(s.db, s.set.plans[i]->id, &st, err)) != 0)
+        if ((rc = zdm_life_plan_state(s.db, s.set.plans[i]->id, &st, err)) != 0)
             break;
         zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
         /* An applied plan whose file changed since is not what the
          * database holds: as bad as an incomplete one (status says so too). */
-        int changed = st.known && ph != ZDM_PENDING && ph != ZDM_ROLLED_BACK &&
-                      strcmp(st.checksum, s.set.plans[i]->checksum) != 0;
+        int changed = zdm_life_plan_changed(s.set.plans[i], &st);
         if (ph != ZDM_COMPLETE || changed) {
             nbad++;
             zdm_buf_printf(&bad, "  %-28s %s%s\n", s.set.plans[i]->id, zdm_phase_name(ph),
@@ -696,46 +606,21 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
 int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
 {
     /* A malformed --listen is a usage error before anything is opened. */
-    if (cli->listen && zdm_httpstat_check_listen(cli->listen, err) != 0)
+    if (zdm_life_check_listen(cli->listen, err) != 0)
         return err->code;
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
-    if (rc == 0)
-        rc = zdm_state_init(s.db, err);
-    zdm_plan_state st;
-    if (rc == 0)
-        rc = zdm_state_get(s.db, s.plan->id, &st, err);
+    zdm_life_backfill_result res = ZDM_LIFE_BF_WORKER_DONE;
+    zdm_phase ph = ZDM_PENDING;
     if (rc == 0) {
-        zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
-        if (!s.plan->backfill) {
-            rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill]", s.plan->id);
-        } else if (ph == ZDM_BACKFILLED || ph == ZDM_CUT_OVER || ph == ZDM_COMPLETE) {
-            fprintf(cli->out, "%s: backfill already done (phase %s)\n", s.plan->id, zdm_phase_name(ph));
-        } else if (ph != ZDM_EXPANDED) {
-            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; the backfill runs after expand",
-                             s.plan->id, zdm_phase_name(ph));
-            zdm_err_detail(err, "run \"zdm advance %s\" first: it adds the new columns and the dual-write triggers",
-                           s.plan->id);
-        } else if (strcmp(st.checksum, s.plan->checksum) != 0) {
-            rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s changed after it was expanded (%s)", s.plan->id,
-                             s.plan->path);
-            zdm_err_detail(err, "restore the file as it was, or accept it with \"zdm stamp %s expanded\"", s.plan->id);
-        } else {
-            zdm_backfill_opts o = {0, -1, cli->listen, cli->db_url, 0, NULL, NULL};
-            rc = zdm_backfill_run(s.db, s.plan, &o, err);
-            if (rc == 0 && o.finished_plan) {
-                /* the worker that finished the backfill runs after_backfill */
-                zdm_life_opts lo = {0, 0, cli->out, cli->db_url, &s.project, 0, NULL, 0};
-                rc = zdm_life_after_backfill(s.db, s.plan, &lo, err);
-            }
-            if (rc == 0) {
-                rc = zdm_state_get(s.db, s.plan->id, &st, err);
-                if (rc == 0)
-                    fprintf(cli->out, "%s: %s\n", s.plan->id,
-                            st.phase == ZDM_BACKFILLED ? "backfilled" : "this worker is done; other workers hold the remaining ranges");
-            }
-        }
+        zdm_life_opts o = {0, 0, cli->out, cli->db_url, &s.project, 0, NULL, 0};
+        rc = zdm_life_backfill(s.db, s.plan, &o, cli->listen, &res, &ph, err);
     }
+    if (rc == 0 && res == ZDM_LIFE_BF_ALREADY_DONE)
+        fprintf(cli->out, "%s: backfill already done (phase %s)\n", s.plan->id, zdm_phase_name(ph));
+    else if (rc == 0)
+        fprintf(cli->out, "%s: %s\n", s.plan->id,
+                res == ZDM_LIFE_BF_BACKFILLED ? "backfilled" : "this worker is done; other workers hold the remaining ranges");
     close_session(&s);
     return rc;
 }
@@ -745,11 +630,7 @@ static int pause_resume(zdm_cli *cli, int paused, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0)
-        rc = zdm_state_init(s.db, err);
-    if (rc == 0 && !s.plan->backfill)
-        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill] to %s", s.plan->id, paused ? "pause" : "resume");
-    if (rc == 0)
-        rc = zdm_backfill_set_paused(s.db, s.plan, paused, err);
+        rc = zdm_life_backfill_pause(s.db, s.plan, paused, err);
     if (rc == 0)
         fprintf(cli->out, "%s: backfill %s; every worker obeys before its next batch\n", s.plan->id,
                 paused ? "paused" : "resumed");
@@ -777,11 +658,7 @@ int zdm_cmd_set(zdm_cli *cli, zdm_err *err)
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     if (rc == 0)
-        rc = zdm_state_init(s.db, err);
-    if (rc == 0 && !s.plan->backfill)
-        rc = zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s has no [backfill] to tune", s.plan->id);
-    if (rc == 0)
-        rc = zdm_backfill_set_many(s.db, s.plan, &cli->pos[1], cli->npos - 1, cli->reset, err);
+        rc = zdm_life_backfill_set(s.db, s.plan, &cli->pos[1], cli->npos - 1, cli->reset, err);
     if (rc == 0 && cli->reset)
         fprintf(cli->out, "%s: every zdm set override dropped\n", s.plan->id);
     for (int i = 1; rc == 0 && i < cli->npos; i++) {
@@ -861,7 +738,7 @@ int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err)
         rc = zdm_life_schedule(s.db, s.plan, cli->cancel ? 0 : at, err);
     if (rc == 0) {
         zdm_plan_state st;
-        rc = zdm_state_get(s.db, s.plan->id, &st, err);
+        rc = zdm_life_plan_state(s.db, s.plan->id, &st, err);
         if (rc == 0) {
             int64_t due = zdm_life_contract_due_ms(s.plan, &st);
             zdm_phase ph = st.known ? st.phase : ZDM_PENDING;
@@ -905,25 +782,14 @@ int zdm_cmd_retry(zdm_cli *cli, zdm_err *err)
 {
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
-    zdm_plan_state st;
-    memset(&st, 0, sizeof st);
-    if (rc == 0 && zdm_state_exists(s.db))
-        rc = zdm_state_get(s.db, s.plan->id, &st, err);
-    if (rc == 0 && !st.failed_ms && !st.attempts) {
+    int cleared = 0;
+    char detail[700];
+    if (rc == 0)
+        rc = zdm_life_retry(s.db, s.plan, &cleared, detail, sizeof detail, err);
+    if (rc == 0 && !cleared)
         fprintf(cli->out, "%s: not failed; nothing to clear\n", s.plan->id);
-    } else if (rc == 0) {
-        int was_failed = 0;
-        rc = zdm_state_contract_retry(s.db, s.plan->id, &was_failed, err);
-        char detail[700];
-        snprintf(detail, sizeof detail, "%s after %d contract attempt%s; last error: %s",
-                 was_failed ? "failed state cleared" : "attempt count cleared", st.attempts,
-                 st.attempts == 1 ? "" : "s", st.last_error[0] ? st.last_error : "(none)");
-        zdm_history_entry h = {s.plan->id, "retry", zdm_phase_name(st.phase), NULL, "ok", detail};
-        if (rc == 0)
-            rc = zdm_state_history_add(s.db, &h, NULL, err);
-        if (rc == 0)
-            fprintf(cli->out, "%s: %s; the next zdm run-due tries contract again\n", s.plan->id, detail);
-    }
+    else if (rc == 0)
+        fprintf(cli->out, "%s: %s; the next zdm run-due tries contract again\n", s.plan->id, detail);
     close_session(&s);
     return rc;
 }

@@ -7,9 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "backfill.h"
 #include "cli.h"
-#include "hooks.h"
 #include "lifecycle.h"
 #include "util.h"
 
@@ -237,9 +235,9 @@ static json_t *json_plan(const zdm_plan *p)
         json_object_set_new(dw, "enabled", json_boolean(b->dual_write));
         json_object_set_new(dw, "sources", json_strv(&b->dw_sources));
         json_object_set_new(dw, "reverse", json_assigns(b->reverse, b->nreverse));
-        json_object_set_new(dw, "mode", json_string(zdm_dw_mode(b)));
+        json_object_set_new(dw, "mode", json_string(zdm_life_dual_write_mode(b)));
         zdm_strv sem = {0};
-        zdm_dw_describe(b, &sem);
+        zdm_life_dual_write_describe(b, &sem);
         json_object_set_new(dw, "semantics", json_strv(&sem));
         zdm_strv_free(&sem);
         json_object_set_new(bo, "dual_write", dw);
@@ -406,7 +404,7 @@ static void print_plan(FILE *f, const zdm_plan *p, const zdm_hooks *proj)
         for (size_t i = 0; i < b->nreverse; i++)
             fprintf(f, "  reverse %s = %s\n", b->reverse[i].column, b->reverse[i].expr);
         zdm_strv sem = {0};
-        zdm_dw_describe(b, &sem);
+        zdm_life_dual_write_describe(b, &sem);
         for (size_t i = 0; i < sem.n; i++)
             fprintf(f, "    %s\n", sem.v[i]);
         zdm_strv_free(&sem);

@@ -19,6 +19,7 @@
 #include "hooks.h"
 #include "plan.h"
 #include "state.h"
+#include "util.h"
 
 typedef struct zdm_life_opts {
     int dry_run;
@@ -66,5 +67,110 @@ int64_t zdm_life_contract_due_ms(const zdm_plan *plan, const zdm_plan_state *st)
 int zdm_life_overrides(const char *url, const zdm_plan *plan, char **json, zdm_err *err) ZDM_MUST_CHECK;
 /* What an operator runs next, for status output. */
 const char *zdm_life_next_action(const zdm_plan *plan, const zdm_plan_state *st, char *buf, size_t size);
+
+/* ---- Commands' verbs: what src/cli*.c call instead of the driver, the
+ * state tables or the phases (life_db.c, life_status.c, life_backfill.c,
+ * life_baseline.c). ---- */
+
+/* Opening the database a command names (--db).  Without CREATE a missing
+ * SQLite file is refused (a mistyped path is an error, not a new file). */
+enum {
+    ZDM_LIFE_OPEN_CREATE = 1,        /* a missing SQLite file may be created */
+    ZDM_LIFE_OPEN_SAY_CREATED = 2,   /* ...and a note on `notes` says so */
+    ZDM_LIFE_OPEN_MISSING_EMPTY = 4, /* a missing file reads as an empty database, said on `notes` with
+                                      * missing_note (dry runs, plan graph); no file is created */
+    ZDM_LIFE_OPEN_CHECK = 8,         /* refuse a layout this zdm cannot read (exit 5) */
+    ZDM_LIFE_OPEN_INIT = 16,         /* create zdm's tables when there are none */
+};
+/* On failure *db is NULL. */
+int zdm_life_open(const char *url, int flags, FILE *notes, const char *missing_note, zdm_db **db,
+                  zdm_err *err) ZDM_MUST_CHECK;
+void zdm_life_close(zdm_db *db); /* NULL is fine */
+const char *zdm_life_db_name(const zdm_db *db);    /* the URL, password hidden: the form to print */
+const char *zdm_life_db_dialect(const zdm_db *db); /* "postgresql" | "sqlite" */
+/* 1 when zdm's tables exist (db may be NULL: 0). */
+int zdm_life_has_state(zdm_db *db);
+/* zdm init (upgrade: init --upgrade).  *from: the layout found (0: none;
+ * == *version: nothing to do); *version: the layout this zdm writes. */
+int zdm_life_init(zdm_db *db, int upgrade, int *from, int *version, zdm_err *err) ZDM_MUST_CHECK;
+/* The plan's recorded state; all zero (not known) when zdm's tables are
+ * not there yet. */
+int zdm_life_plan_state(zdm_db *db, const char *plan_id, zdm_plan_state *st, zdm_err *err) ZDM_MUST_CHECK;
+/* 1 when an applied plan's file changed since it was applied. */
+int zdm_life_plan_changed(const zdm_plan *p, const zdm_plan_state *st);
+/* zdm unlock: removes the plan's lock row, whoever holds it, and records
+ * it; detail says what was removed. */
+int zdm_life_unlock(zdm_db *db, const zdm_plan *plan, char *detail, size_t size, zdm_err *err) ZDM_MUST_CHECK;
+/* zdm retry: clears run-due's failed state and attempt count of a plan
+ * and records it (*cleared = 1, detail says what); *cleared = 0 when the
+ * plan was not failed. */
+int zdm_life_retry(zdm_db *db, const zdm_plan *plan, int *cleared, char *detail, size_t size,
+                   zdm_err *err) ZDM_MUST_CHECK;
+/* zdm history: the rows passing the filter, oldest first (none when
+ * zdm's tables are not there yet). */
+int zdm_life_history(zdm_db *db, const zdm_history_filter *f, zdm_history_list *out, zdm_err *err) ZDM_MUST_CHECK;
+void zdm_life_history_free(zdm_history_list *l);
+
+/* One live backfill worker, as status shows it. */
+typedef struct zdm_life_worker {
+    char *owner;
+    int range;
+    int64_t range_rows_done, heartbeat_ms;
+    char *throttle;        /* NULL when not throttled */
+    int64_t last_batch_ms; /* 0 before its first batch */
+} zdm_life_worker;
+/* What zdm status shows of a plan. */
+typedef struct zdm_life_status {
+    zdm_plan_state st;
+    zdm_phase phase;        /* pending when the plan is not known */
+    int changed;            /* the file changed since it was applied */
+    char next[300];         /* what an operator runs next */
+    int64_t due_ms;         /* contract due, 0 when no due time */
+    int waiting, overdue;   /* cut over without a due time; 15 min past it */
+    char holder[300];       /* who holds the plan's lock, "" when nobody */
+    /* the backfill (plans with a [backfill], once zdm's tables exist) */
+    int bf_started, bf_ranges, bf_ranges_done, bf_workers, bf_paused;
+    int64_t bf_rows_done, bf_total_est;
+    char bf_throttle[256];
+    int64_t last_progress_ms; /* the last batch's commit, 0 before the first */
+    char *overrides;          /* zdm set overrides as JSON text, NULL when none read */
+    zdm_life_worker *worker;  /* live workers, once the backfill started */
+    size_t nworkers;
+} zdm_life_status;
+/* have_state: zdm_life_has_state(db), asked once for every plan. */
+int zdm_life_status_of(zdm_db *db, int have_state, const zdm_plan *p, zdm_life_status *out,
+                       zdm_err *err) ZDM_MUST_CHECK;
+void zdm_life_status_free(zdm_life_status *s);
+
+/* A standalone backfill worker (zdm backfill). */
+typedef enum zdm_life_backfill_result {
+    ZDM_LIFE_BF_ALREADY_DONE, /* the plan was past its backfill: nothing ran (*phase says where) */
+    ZDM_LIFE_BF_BACKFILLED,   /* the plan is backfilled now */
+    ZDM_LIFE_BF_WORKER_DONE,  /* this worker is done; other workers hold the remaining ranges */
+} zdm_life_backfill_result;
+/* A malformed --listen is a usage error, found before anything opens. */
+int zdm_life_check_listen(const char *listen, zdm_err *err) ZDM_MUST_CHECK;
+/* Refused unless the plan has a [backfill] and is expanded with its file
+ * unchanged; the worker that finishes the plan runs after_backfill.
+ * listen: [HOST:]PORT of /status and /metrics, or NULL. */
+int zdm_life_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, const char *listen,
+                      zdm_life_backfill_result *res, zdm_phase *phase, zdm_err *err) ZDM_MUST_CHECK;
+/* zdm pause / resume. */
+int zdm_life_backfill_pause(zdm_db *db, const zdm_plan *plan, int paused, zdm_err *err) ZDM_MUST_CHECK;
+/* zdm set PLAN [--reset] KEY=VALUE...: kv[0..n). */
+int zdm_life_backfill_set(zdm_db *db, const zdm_plan *plan, const char *const *kv, int n, int reset,
+                          zdm_err *err) ZDM_MUST_CHECK;
+/* plan show: "off", "in_place", "one_way" or "two_way", and what the
+ * dual-write triggers do, one sentence per line. */
+const char *zdm_life_dual_write_mode(const zdm_backfill *b);
+void zdm_life_dual_write_describe(const zdm_backfill *b, zdm_strv *lines);
+
+/* zdm baseline: the text of a plan file recreating the database's schema
+ * (requiring heads), with the number of objects and the Alembic revision
+ * found ("" when none); then its record (stamped complete, one history
+ * row). */
+int zdm_life_baseline_text(zdm_db *db, const zdm_strv *heads, zdm_buf *text, int *n, char *rev, size_t revsize,
+                           zdm_err *err) ZDM_MUST_CHECK;
+int zdm_life_baseline_record(zdm_db *db, const zdm_plan *plan, int n, const char *rev, zdm_err *err) ZDM_MUST_CHECK;
 
 #endif
