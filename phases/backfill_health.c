@@ -47,9 +47,14 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
         zdm_sig_sleep_ms(10);
     }
     zdm_pacer_baseline(&w->pacer, v[2]);
+    long long app = w->th.probe_query ? -1 : zdm_db_probe_app_us(w->db);
+    char src[96] = "";
+    if (app >= 0)
+        snprintf(src, sizeof src, " (the application's statements, pg_stat_statements: %.2f ms mean)",
+                 (double)app / 1000.0);
     zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
-            "latency probe idle: %.2f ms; batches keep its p99 under %.2f ms (max_latency_factor %.2g)%s",
-            (double)v[2] / 1000.0, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0,
+            "latency probe idle: %.2f ms%s; batches keep its p99 under %.2f ms (max_latency_factor %.2g)%s",
+            (double)v[2] / 1000.0, src, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0,
             (double)w->pacer.latency_pct / 100.0, w->pg ? "" : ", the write lock left free between batches");
     return 0;
 }

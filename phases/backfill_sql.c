@@ -179,13 +179,17 @@ void zdm_bf_build_sql(worker *w)
             zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
             w->combo_sql[with_cursor] = zdm_buf_take(&b);
             if (with_cursor && n == 1) {
+                /* the comment names zdm: the latency probe's reading of
+                 * pg_stat_statements leaves zdm's statements out (the
+                 * statement above names zdm_batch already) */
+                zdm_buf_puts(&b, "/* zdm backfill */ ");
                 update_head(w, &b);
                 key_cmp(w, &b, ">", 1);
                 zdm_buf_puts(&b, " AND ");
                 key_cmp(w, &b, "<=", 2);
                 update_filter(w, &b);
                 w->span_sql = zdm_buf_take(&b);
-                zdm_buf_puts(&b, "SELECT ");
+                zdm_buf_puts(&b, "/* zdm backfill */ SELECT ");
                 zdm_bf_cols_list(w, &b, "");
                 zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
                 key_cmp(w, &b, ">", 1);

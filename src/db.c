@@ -634,6 +634,7 @@ void zdm_db_close(zdm_db *db)
         db->ops->close(db); /* closing discards an open transaction */
     free(db->path);
     free(db->safe_url);
+    free(db->app_sql);
     free(db);
 }
 
@@ -690,6 +691,79 @@ static long long mono_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* An interval needs a few statements for its mean to say anything; fewer
+ * (an idle application) keeps the last mean. */
+#define APP_MIN_CALLS 5
+#define APP_READ_EVERY_US 250000
+
+/* pg_stat_statements, where it is installed and loaded: the application's
+ * own statements' mean execution time (zdm_db_probe_app_us).  Reading the
+ * view reads every statement's text, so not more than every 250 ms.  Any
+ * failure (not in shared_preload_libraries, no privilege, a version before
+ * 1.8 without total_exec_time) turns it off for this connection: the probe
+ * is the round trip alone, as without the extension. */
+static void app_stats_read(zdm_db *db)
+{
+    long long now = mono_us();
+    if (db->app_stats < 0 || (db->app_stats == 1 && now - db->app_read_us < APP_READ_EVERY_US))
+        return;
+    zdm_err e;
+    zdm_err_clear(&e);
+    zdm_rows *r = NULL;
+    int ok = 0;
+    if (db->app_stats == 0) {
+        db->app_stats = -1;
+        db->app_mean_us = -1;
+        if (db->ops->query(db, "SELECT n.nspname, e.extversion FROM pg_extension e JOIN pg_namespace n "
+                               "ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'",
+                           0, NULL, &r, &e) != ZDM_OK || zdm_rows_count(r) != 1) {
+            zdm_rows_free(r);
+            return;
+        }
+        const char *ver = zdm_rows_get(r, 0, 1);
+        int major = 0, minor = 0;
+        if (!ver || sscanf(ver, "%d.%d", &major, &minor) != 2 || major * 100 + minor < 108) {
+            zdm_rows_free(r);
+            return;
+        }
+        char *schema = db->ops->ident(db, zdm_rows_get(r, 0, 0));
+        zdm_rows_free(r);
+        r = NULL;
+        /* 1.9 (PostgreSQL 14) has toplevel: a trigger's statements are
+         * part of the statement that fired it */
+        const char *fmt = "SELECT coalesce(sum(calls), 0)::float8, coalesce(sum(total_exec_time), 0)::float8 "
+                          "FROM %s.pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE "
+                          "datname = current_database()) AND query NOT LIKE '%%zdm%%'%s";
+        const char *top = major * 100 + minor >= 109 ? " AND toplevel" : "";
+        size_t len = strlen(fmt) + strlen(schema) + strlen(top);
+        db->app_sql = malloc(len);
+        if (db->app_sql)
+            snprintf(db->app_sql, len, fmt, schema, top);
+        free(schema);
+        if (!db->app_sql)
+            return;
+    }
+    if (db->ops->query(db, db->app_sql, 0, NULL, &r, &e) == ZDM_OK && zdm_rows_count(r) == 1) {
+        double calls = strtod(zdm_rows_get(r, 0, 0), NULL), ms = strtod(zdm_rows_get(r, 0, 1), NULL);
+        double dc = db->app_stats == 1 ? calls - db->app_calls : calls;
+        double dm = db->app_stats == 1 ? ms - db->app_ms : ms;
+        if (dc >= APP_MIN_CALLS && dm >= 0)
+            db->app_mean_us = (long long)(dm * 1000.0 / dc);
+        else if (dc < 0) /* pg_stat_statements_reset(): start over */
+            db->app_mean_us = calls >= APP_MIN_CALLS ? (long long)(ms * 1000.0 / calls) : db->app_mean_us;
+        db->app_calls = calls;
+        db->app_ms = ms;
+        db->app_read_us = now;
+        db->app_stats = 1;
+        ok = 1;
+    }
+    zdm_rows_free(r);
+    if (!ok) {
+        db->app_stats = -1;
+        db->app_mean_us = -1;
+    }
+}
+
 int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err)
 {
     long long t0 = mono_us();
@@ -703,12 +777,22 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
         if (rc == ZDM_OK)
             rc = db->ops->query(db, "ROLLBACK", 0, NULL, NULL, err);
     } else {
-        rc = db->ops->query(db, "SELECT 1", 0, NULL, NULL, err);
+        /* named, so that pg_stat_statements' reading leaves it out */
+        rc = db->ops->query(db, "SELECT 1 AS zdm_probe", 0, NULL, NULL, err);
     }
     *us = mono_us() - t0;
+    if (rc == ZDM_OK && !probe_query && db->ops->kind == ZDM_DB_PG && !db->in_tx) {
+        app_stats_read(db);
+        if (db->app_mean_us > *us)
+            *us = db->app_mean_us;
+    }
     return rc;
 }
 
+long long zdm_db_probe_app_us(const zdm_db *db)
+{
+    return db->app_stats == 1 ? db->app_mean_us : -1;
+}
 
 int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err)
 {

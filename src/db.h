@@ -124,6 +124,13 @@ int zdm_db_cancel_is_first(void);
  * time, so the lock wait is what an application write waits).  Never
  * inside a transaction. */
 int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err) ZDM_MUST_CHECK;
+/* pg, no probe_query, pg_stat_statements readable: the probe is also at
+ * least the mean execution time of the application's own statements (top
+ * level, in this database, text not naming zdm: the backfill's statements
+ * carry a zdm comment), over the time since the last read (at most every
+ * 250 ms; the first read: since the statistics were reset, the baseline).
+ * This is that mean in microseconds, or -1 when there is none. */
+long long zdm_db_probe_app_us(const zdm_db *db);
 
 /* How many other sessions wait on a lock this session holds (pg:
  * pg_blocking_pids; sqlite cannot tell: 0).  Run inside a transaction to
@@ -186,6 +193,13 @@ struct zdm_db {
     void *drv;        /* driver-private state (sqlite: busy-wait policy) */
     int in_tx;
     long long changes; /* rows changed by the last statement (INSERT/UPDATE/DELETE) */
+    /* pg probe: pg_stat_statements (0 not looked at yet, 1 read, -1 not
+     * available), its totals and time at the last read, and the mean of the
+     * application's statements then (-1: none yet) */
+    int app_stats;
+    char *app_sql;
+    double app_calls, app_ms;
+    long long app_read_us, app_mean_us;
 };
 
 /* Rows are built by the drivers through these. */
