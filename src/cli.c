@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,54 +296,83 @@ static int is_group(const char *word)
     return 0;
 }
 
-/* Each command option's help line(s), in --help order. */
-static const struct { unsigned bit; const char *text; } flags[] = {
-    {OPT_DRY_RUN, "  --dry-run       print every statement it would run; change nothing\n"},
-    {OPT_NO_BACKUP, "  --no-backup     sqlite: skip the backup taken before contract\n"},
-    {OPT_HOOKS_ONLY, "  --hooks-only    re-run the after_* hooks of the current phase\n"},
-    {OPT_FORCE, "  --force         override a safety refusal (see the message that asked)\n"},
-    {OPT_SQL, "  --sql           print the SQL each step runs\n"},
-    {OPT_DIALECT, "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n"},
-    {OPT_AT, "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z or ...T03:00+01:00;\n"
-             "                  without Z or an offset: local time (TZ), and zdm prints\n"
-             "                  the UTC time it stored\n"},
-    {OPT_AFTER, "  --after DUR     a duration from now, with its unit: 90s, 30m, 24h, 7d\n"},
-    {OPT_WORKERS, "  --workers N     number of workers in this process\n"},
-    {OPT_ALLOW, "  --allow RULES   lint rule ids to allow, comma-separated\n"},
-    {OPT_ALL, "  --all           every plan, in requires order\n"},
-    {OPT_TO, "  --to PHASE      with --all: stop at expanded, backfilled, cut_over or complete\n"},
-    {OPT_DOT, "  --dot           Graphviz output (dot -Tsvg)\n"},
-    {OPT_OP, "  --op OP         start from operation OP's skeleton (repeatable): sql,\n"
-             "                  create_table, add_column, rename_column, change_type, ...\n"},
-    {OPT_FORMAT, "  --format F      text (default), json (the same as --json), github (workflow\n"
-                 "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
-    {OPT_STATUS_FORMAT, "  --format F      text (default) or prometheus (metrics for node_exporter's\n"
-                        "                  textfile collector); JSON is --json\n"},
-    {OPT_LISTEN, "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
-                 "                  PORT (127.0.0.1), HOST:PORT or [IPV6]:PORT, read-only\n"},
-    {OPT_HISTORY_FILTERS, "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
-                          "                  (every hook row), upgrade, ...\n"
-                          "  --outcome O     only ok, failed, refused, running or interrupted rows\n"
-                          "  --since T       rows at or after T: a time (2026-11-22T03:00:00Z) or a\n"
-                          "                  duration back from now (24h)\n"
-                          "  --until T       rows at or before T (same forms)\n"
-                          "  --limit N       the newest N rows (printed oldest first)\n"},
-    {OPT_CANCEL, "  --cancel        remove the time set with --at or --after\n"},
-    {OPT_RESET, "  --reset         drop every zdm set override of the plan first\n"},
-    {OPT_UPGRADE, "  --upgrade       move zdm's state tables from an older layout to this\n"
-                  "                  zdm's (recorded in history); nothing else does\n"},
+/* Every command option, in --help order: its name, the OPT_ bit a command
+ * declares in the table above to take it, where its value goes, and its
+ * help line(s).  This one table drives parsing, the "does not apply"
+ * refusal, zdm help COMMAND, the man page and the completions.  An option
+ * listed twice (--format: lint's and status's) is parsed once; a command
+ * takes it when it declares either bit, and its help shows its own entry.
+ *
+ * --workers N is parsed but no command declares it yet: every command
+ * refuses it (exit 2, "does not apply"), as test_cli pins.  One zdm
+ * backfill process is one worker; start several for more (README,
+ * "Backfill workers"). */
+enum { K_FLAG, K_VALUE, K_REPEAT };
+#define F(field) offsetof(zdm_cli, field)
+static const struct opt {
+    const char *name;
+    unsigned bit;
+    int kind;         /* K_FLAG: an int set to 1; K_VALUE: a const char *; K_REPEAT: --op */
+    size_t off;       /* the field of zdm_cli */
+    const char *text; /* help line(s) */
+} options[] = {
+    {"--dry-run", OPT_DRY_RUN, K_FLAG, F(dry_run), "  --dry-run       print every statement it would run; change nothing\n"},
+    {"--no-backup", OPT_NO_BACKUP, K_FLAG, F(no_backup), "  --no-backup     sqlite: skip the backup taken before contract\n"},
+    {"--hooks-only", OPT_HOOKS_ONLY, K_FLAG, F(hooks_only),
+     "  --hooks-only    re-run the after_* hooks of the current phase\n"},
+    {"--force", OPT_FORCE, K_FLAG, F(force), "  --force         override a safety refusal (see the message that asked)\n"},
+    {"--sql", OPT_SQL, K_FLAG, F(sql), "  --sql           print the SQL each step runs\n"},
+    {"--dialect", OPT_DIALECT, K_VALUE, F(dialect),
+     "  --dialect D     pg or sqlite (with --sql; default: from --db, else pg)\n"},
+    {"--at", OPT_AT, K_VALUE, F(at), "  --at TIME       ISO-8601 time, e.g. 2026-11-22T03:00:00Z or ...T03:00+01:00;\n"
+                                     "                  without Z or an offset: local time (TZ), and zdm prints\n"
+                                     "                  the UTC time it stored\n"},
+    {"--after", OPT_AFTER, K_VALUE, F(after), "  --after DUR     a duration from now, with its unit: 90s, 30m, 24h, 7d\n"},
+    {"--workers", OPT_WORKERS, K_VALUE, F(workers), "  --workers N     number of workers in this process\n"},
+    {"--allow", OPT_ALLOW, K_VALUE, F(allow), "  --allow RULES   lint rule ids to allow, comma-separated\n"},
+    {"--all", OPT_ALL, K_FLAG, F(all), "  --all           every plan, in requires order\n"},
+    {"--to", OPT_TO, K_VALUE, F(to), "  --to PHASE      with --all: stop at expanded, backfilled, cut_over or complete\n"},
+    {"--dot", OPT_DOT, K_FLAG, F(dot), "  --dot           Graphviz output (dot -Tsvg)\n"},
+    {"--op", OPT_OP, K_REPEAT, F(ops), "  --op OP         start from operation OP's skeleton (repeatable): sql,\n"
+                                       "                  create_table, add_column, rename_column, change_type, ...\n"},
+    {"--format", OPT_FORMAT, K_VALUE, F(format),
+     "  --format F      text (default), json (the same as --json), github (workflow\n"
+     "                  annotations) or sarif (SARIF 2.1.0, for code scanning)\n"},
+    {"--format", OPT_STATUS_FORMAT, K_VALUE, F(format),
+     "  --format F      text (default) or prometheus (metrics for node_exporter's\n"
+     "                  textfile collector); JSON is --json\n"},
+    {"--listen", OPT_LISTEN, K_VALUE, F(listen),
+     "  --listen ADDR   serve GET /status (JSON) and /metrics (Prometheus) on\n"
+     "                  PORT (127.0.0.1), HOST:PORT or [IPV6]:PORT, read-only\n"},
+    {"--event", OPT_HISTORY_FILTERS, K_VALUE, F(event),
+     "  --event ACTION  only these rows: advance, rollback, schedule, refused, hook\n"
+     "                  (every hook row), upgrade, ...\n"},
+    {"--outcome", OPT_HISTORY_FILTERS, K_VALUE, F(outcome),
+     "  --outcome O     only ok, failed, refused, running or interrupted rows\n"},
+    {"--since", OPT_HISTORY_FILTERS, K_VALUE, F(since),
+     "  --since T       rows at or after T: a time (2026-11-22T03:00:00Z) or a\n"
+     "                  duration back from now (24h)\n"},
+    {"--until", OPT_HISTORY_FILTERS, K_VALUE, F(until), "  --until T       rows at or before T (same forms)\n"},
+    {"--limit", OPT_HISTORY_FILTERS, K_VALUE, F(limit), "  --limit N       the newest N rows (printed oldest first)\n"},
+    {"--cancel", OPT_CANCEL, K_FLAG, F(cancel), "  --cancel        remove the time set with --at or --after\n"},
+    {"--reset", OPT_RESET, K_FLAG, F(reset), "  --reset         drop every zdm set override of the plan first\n"},
+    {"--upgrade", OPT_UPGRADE, K_FLAG, F(upgrade),
+     "  --upgrade       move zdm's state tables from an older layout to this\n"
+     "                  zdm's (recorded in history); nothing else does\n"},
 };
+#undef F
+#define NOPTIONS (sizeof options / sizeof options[0])
 
 static void print_cmd_help(FILE *f, const cmd *c)
 {
     fprintf(f, "usage: zdm [global options] %s%s%s%s%s\n\n%s", c->group ? c->group : "",
             c->group ? " " : "", c->name, c->args[0] ? " " : "", c->args, c->help);
     int any = 0;
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
-        if (c->opts & flags[i].bit) {
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (c->opts & options[i].bit) {
             if (!any++)
                 fprintf(f, "\nOptions:\n");
-            fputs(flags[i].text, f);
+            fputs(options[i].text, f);
         }
 }
 
@@ -472,6 +502,203 @@ static void unknown_command(const char *const *words, int nwords, zdm_err *err)
     zdm_err_detail(err, "run \"zdm --help\" for the list of commands");
 }
 
+/* What the command line holds besides the zdm_cli fields. */
+typedef struct parsed {
+    const char *words[ZDM_CLI_MAX_POS + 2]; /* command words and positionals */
+    int nwords, want_help, want_version, rest;
+    unsigned seen;          /* OPT_ bits of the command options given */
+    const char *log_format; /* --log-format, else $ZDM_LOG_FORMAT */
+} parsed;
+
+/* argv[*i] as a command option of the table: 1 when it is one (its value
+ * stored in cli, its bits added to *seen), 0 when not, -1 on an error. */
+static int command_option(int argc, char **argv, int *i, zdm_cli *cli, unsigned *seen, zdm_err *err)
+{
+    for (size_t k = 0; k < NOPTIONS; k++) {
+        const struct opt *o = &options[k];
+        const char *v = NULL;
+        if (o->kind == K_FLAG) {
+            if (strcmp(argv[*i], o->name) != 0)
+                continue;
+            *(int *)(void *)((char *)cli + o->off) = 1;
+        } else {
+            int r = opt_value(argc, argv, i, o->name, &v, err);
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                continue;
+            if (o->kind == K_VALUE) {
+                *(const char **)(void *)((char *)cli + o->off) = v;
+            } else if (cli->nops >= ZDM_CLI_MAX_POS) {
+                zdm_err_set(err, ZDM_EXIT_USAGE, "too many --op options");
+                return -1;
+            } else {
+                cli->ops[cli->nops++] = v;
+            }
+        }
+        for (size_t n = k; n < NOPTIONS; n++) /* every entry of that name (--format) */
+            if (strcmp(options[n].name, o->name) == 0)
+                *seen |= options[n].bit;
+        return 1;
+    }
+    return 0;
+}
+
+/* argv[*i] as a global option: 1 when it is one, 0 when not, -1 on an error. */
+static int global_option(int argc, char **argv, int *i, zdm_cli *cli, parsed *pa, zdm_err *err)
+{
+    const char *a = argv[*i];
+    int r;
+    if ((r = opt_value(argc, argv, i, "--db", &cli->db_url, err)) != 0) {
+        cli->db_given = r > 0;
+        return r;
+    }
+    if ((r = opt_value(argc, argv, i, "--plans", &cli->plans_dir, err)) != 0) {
+        cli->plans_given = r > 0;
+        return r;
+    }
+    if ((r = opt_value(argc, argv, i, "--log-format", &pa->log_format, err)) != 0)
+        return r;
+    if (strcmp(a, "--json") == 0)
+        cli->json = 1;
+    else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)
+        cli->verbosity++;
+    else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0)
+        cli->verbosity = -1;
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+        pa->want_help = 1;
+    else if (strcmp(a, "--version") == 0)
+        pa->want_version = 1;
+    else
+        return 0;
+    return 1;
+}
+
+/* Options may come anywhere: before, between and after the command words. */
+static int parse_args(int argc, char **argv, zdm_cli *cli, parsed *pa, zdm_err *err)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (pa->rest || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (pa->nwords >= ZDM_CLI_MAX_POS + 2)
+                return zdm_err_set(err, ZDM_EXIT_USAGE, "too many arguments");
+            pa->words[pa->nwords++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            pa->rest = 1;
+            continue;
+        }
+        int r = global_option(argc, argv, &i, cli, pa, err);
+        if (r == 0)
+            r = command_option(argc, argv, &i, cli, &pa->seen, err);
+        if (r < 0)
+            return ZDM_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        /* "zdm migrate -m x", "zdm downgrade -1": an Alembic command line
+         * as typed; the command is what is wrong, say so. */
+        if (pa->nwords > 0 && !is_group(pa->words[0]) && strcmp(pa->words[0], "help") != 0 &&
+            !find_cmd(pa->words[0], NULL)) {
+            unknown_command(pa->words, pa->nwords, err);
+            return ZDM_EXIT_USAGE;
+        }
+        zdm_err_set(err, ZDM_EXIT_USAGE, "unknown option \"%s\"", a);
+        zdm_err_detail(err, "run \"zdm --help\" for the list of options");
+        return ZDM_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* zdm help [GROUP] [COMMAND]: 0, or -1 with err set. */
+static int help_command(FILE *out, const parsed *pa, zdm_err *err)
+{
+    if (pa->nwords == 1) {
+        usage(out);
+        return 0;
+    }
+    const cmd *c = find_cmd(pa->words[1], pa->nwords > 2 ? pa->words[2] : NULL);
+    if (!c && is_group(pa->words[1])) {
+        for (size_t i = 0; i < NCOMMANDS; i++)
+            if (commands[i].group && strcmp(commands[i].group, pa->words[1]) == 0)
+                print_cmd_help(out, &commands[i]), fputc('\n', out);
+        return 0;
+    }
+    if (!c) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "no such command \"%s\"", pa->words[1]);
+        return -1;
+    }
+    print_cmd_help(out, c);
+    return 0;
+}
+
+/* Refuses an option the command does not take, and positionals out of its
+ * range; fills cli->pos.  0, or -1 with err set. */
+static int command_args(const cmd *c, const parsed *pa, zdm_cli *cli, zdm_err *err)
+{
+    unsigned seen = pa->seen;
+    if ((seen & OPT_ANY_FORMAT) && (c->opts & OPT_ANY_FORMAT))
+        seen &= ~OPT_ANY_FORMAT | c->opts; /* --format as this command reads it */
+    if (seen & ~c->opts) {
+        /* named: the last such option of the table, values before flags */
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t k = 0; k < NOPTIONS; k++)
+                if ((options[k].kind == K_FLAG) == pass && (seen & options[k].bit & ~c->opts))
+                    zdm_err_set(err, ZDM_EXIT_USAGE, "option %s does not apply to \"%s\"", options[k].name,
+                                c->name);
+        zdm_err_detail(err, "run \"zdm help %s%s%s\"", c->group ? c->group : "", c->group ? " " : "", c->name);
+        return -1;
+    }
+    int used = c->group ? 2 : 1;
+    if (pa->nwords - used > ZDM_CLI_MAX_POS) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "too many arguments");
+        return -1;
+    }
+    for (int i = used; i < pa->nwords; i++)
+        cli->pos[cli->npos++] = pa->words[i];
+    if (cli->npos < c->min_pos || cli->npos > c->max_pos) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "usage: zdm %s%s%s%s%s", c->group ? c->group : "", c->group ? " " : "",
+                    c->name, c->args[0] ? " " : "", c->args);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs the command with its output streams and signal handlers set up;
+ * returns the exit code, err filled when it is not 0. */
+static int run_command(const cmd *c, zdm_cli *cli, FILE *out, zdm_err *err)
+{
+    zdm_log_set_level(cli->verbosity < 0 ? ZDM_LOG_WARN : cli->verbosity > 0 ? ZDM_LOG_DEBUG : ZDM_LOG_INFO);
+    /* --json: stdout carries JSON only.  A command's own JSON document
+     * passes through; its text lines become {"event": "output"} lines;
+     * a state-changing command's log events are JSON lines too. */
+    FILE *jout = NULL;
+    if (cli->json) {
+        jout = zdm_json_out_open(out);
+        if (jout)
+            cli->out = jout;
+        if (streams_events(c))
+            zdm_log_set_events(out);
+    }
+    /* Every command stops on SIGINT/SIGTERM at its next safe point and
+     * exits 4; one that finished anyway still says it was interrupted. */
+    zdm_sig_install();
+    int rc = c->fn(cli, err);
+    int sig = zdm_sig_caught() ? zdm_sig_first() : 0;
+    zdm_sig_restore();
+    if (jout)
+        fclose(jout);
+    zdm_log_set_events(NULL);
+    if (sig && rc != ZDM_EXIT_INTERRUPTED) {
+        if (rc == 0 || !err->msg[0]) {
+            zdm_err_clear(err);
+            zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "interrupted by signal %d", sig);
+        }
+        rc = ZDM_EXIT_INTERRUPTED;
+    }
+    return rc;
+}
+
 int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
 {
     zdm_cli cli;
@@ -481,137 +708,30 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
     cli.plans_dir = "plans";
     zdm_err err;
     zdm_err_clear(&err);
-
-    const char *words[ZDM_CLI_MAX_POS + 2];
-    const char *log_format = getenv("ZDM_LOG_FORMAT");
+    parsed pa;
+    memset(&pa, 0, sizeof pa);
+    pa.log_format = getenv("ZDM_LOG_FORMAT");
     zdm_log_set_format(ZDM_LOGF_TEXT);
-    int nwords = 0, want_help = 0, want_version = 0, rest = 0;
-    unsigned seen = 0;
-    struct { const char *name; unsigned bit; const char **dst; } valopts[] = {
-        {"--dialect", OPT_DIALECT, &cli.dialect}, {"--at", OPT_AT, &cli.at},
-        {"--after", OPT_AFTER, &cli.after},       {"--workers", OPT_WORKERS, &cli.workers},
-        {"--event", OPT_HISTORY_FILTERS, &cli.event}, {"--outcome", OPT_HISTORY_FILTERS, &cli.outcome},
-        {"--since", OPT_HISTORY_FILTERS, &cli.since}, {"--until", OPT_HISTORY_FILTERS, &cli.until},
-        {"--limit", OPT_HISTORY_FILTERS, &cli.limit},
-        {"--allow", OPT_ALLOW, &cli.allow},       {"--listen", OPT_LISTEN, &cli.listen},
-        {"--to", OPT_TO, &cli.to},
-        {"--format", OPT_ANY_FORMAT, &cli.format},
-    };
-    struct { const char *name; unsigned bit; int *dst; } flagopts[] = {
-        {"--dry-run", OPT_DRY_RUN, &cli.dry_run},     {"--no-backup", OPT_NO_BACKUP, &cli.no_backup},
-        {"--hooks-only", OPT_HOOKS_ONLY, &cli.hooks_only}, {"--force", OPT_FORCE, &cli.force},
-        {"--sql", OPT_SQL, &cli.sql},                 {"--all", OPT_ALL, &cli.all},
-        {"--dot", OPT_DOT, &cli.dot},
-        {"--upgrade", OPT_UPGRADE, &cli.upgrade},     {"--cancel", OPT_CANCEL, &cli.cancel},
-        {"--reset", OPT_RESET, &cli.reset},
-    };
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int r;
-        if (rest || a[0] != '-' || strcmp(a, "-") == 0) {
-            if (nwords >= ZDM_CLI_MAX_POS + 2) {
-                zdm_err_set(&err, ZDM_EXIT_USAGE, "too many arguments");
-                goto fail;
-            }
-            words[nwords++] = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            rest = 1;
-            continue;
-        }
-        if ((r = opt_value(argc, argv, &i, "--db", &cli.db_url, &err)) != 0) {
-            if (r < 0)
-                goto fail;
-            cli.db_given = 1;
-            continue;
-        }
-        if ((r = opt_value(argc, argv, &i, "--plans", &cli.plans_dir, &err)) != 0) {
-            if (r < 0)
-                goto fail;
-            cli.plans_given = 1;
-            continue;
-        }
-        const char *opv = NULL;
-        if ((r = opt_value(argc, argv, &i, "--op", &opv, &err)) != 0) {
-            if (r < 0)
-                goto fail;
-            if (cli.nops >= ZDM_CLI_MAX_POS) {
-                zdm_err_set(&err, ZDM_EXIT_USAGE, "too many --op options");
-                goto fail;
-            }
-            cli.ops[cli.nops++] = opv;
-            seen |= OPT_OP;
-            continue;
-        }
-        const char *lf = NULL;
-        if ((r = opt_value(argc, argv, &i, "--log-format", &lf, &err)) != 0) {
-            if (r < 0)
-                goto fail;
-            log_format = lf;
-            continue;
-        }
-        if (strcmp(a, "--json") == 0) {
-            cli.json = 1;
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            cli.verbosity++;
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            cli.verbosity = -1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            want_help = 1;
-        } else if (strcmp(a, "--version") == 0) {
-            want_version = 1;
-        } else {
-            int matched = 0;
-            for (size_t k = 0; k < sizeof valopts / sizeof valopts[0] && !matched; k++) {
-                r = opt_value(argc, argv, &i, valopts[k].name, valopts[k].dst, &err);
-                if (r < 0)
-                    goto fail;
-                if (r) {
-                    matched = 1;
-                    seen |= valopts[k].bit;
-                }
-            }
-            for (size_t k = 0; k < sizeof flagopts / sizeof flagopts[0] && !matched; k++)
-                if (strcmp(a, flagopts[k].name) == 0) {
-                    *flagopts[k].dst = 1;
-                    seen |= flagopts[k].bit;
-                    matched = 1;
-                }
-            /* "zdm migrate -m x", "zdm downgrade -1": an Alembic command
-             * line as typed; the command is what is wrong, say so. */
-            if (!matched && nwords > 0 && !is_group(words[0]) && strcmp(words[0], "help") != 0 &&
-                !find_cmd(words[0], NULL)) {
-                unknown_command(words, nwords, &err);
-                goto fail;
-            }
-            if (!matched) {
-                zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown option \"%s\"", a);
-                zdm_err_detail(&err, "run \"zdm --help\" for the list of options");
-                goto fail;
-            }
-        }
-    }
-
-    if (log_format && *log_format) {
-        int lf = zdm_log_parse_format(log_format);
+    if (parse_args(argc, argv, &cli, &pa, &err) != 0)
+        goto fail;
+    if (pa.log_format && *pa.log_format) {
+        int lf = zdm_log_parse_format(pa.log_format);
         if (lf < 0) {
-            zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown log format \"%s\"", log_format);
+            zdm_err_set(&err, ZDM_EXIT_USAGE, "unknown log format \"%s\"", pa.log_format);
             zdm_err_detail(&err, "--log-format (or ZDM_LOG_FORMAT) is text, kv or json");
             goto fail;
         }
         zdm_log_set_format((zdm_log_format)lf);
     }
-    if (want_version) {
+    if (pa.want_version) {
         if (cli.json)
             fprintf(out, "{\"version\": \"%s\"}\n", ZDM_VERSION);
         else
             fprintf(out, "zdm %s\n", ZDM_VERSION);
         return 0;
     }
-    if (nwords == 0) {
-        if (want_help) {
+    if (pa.nwords == 0) {
+        if (pa.want_help) {
             usage(out);
             return 0;
         }
@@ -623,103 +743,31 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         }
         return ZDM_EXIT_USAGE;
     }
-    if (strcmp(words[0], "help") == 0) {
-        if (nwords == 1) {
-            usage(out);
-            return 0;
-        }
-        const cmd *c = find_cmd(words[1], nwords > 2 ? words[2] : NULL);
-        if (!c && is_group(words[1])) {
-            for (size_t i = 0; i < NCOMMANDS; i++)
-                if (commands[i].group && strcmp(commands[i].group, words[1]) == 0)
-                    print_cmd_help(out, &commands[i]), fputc('\n', out);
-            return 0;
-        }
-        if (!c) {
-            zdm_err_set(&err, ZDM_EXIT_USAGE, "no such command \"%s\"", words[1]);
+    if (strcmp(pa.words[0], "help") == 0) {
+        if (help_command(out, &pa, &err) != 0)
             goto fail;
-        }
-        print_cmd_help(out, c);
         return 0;
     }
-
-    const cmd *c = find_cmd(words[0], nwords > 1 ? words[1] : NULL);
-    int used = c ? (c->group ? 2 : 1) : 0;
+    const cmd *c = find_cmd(pa.words[0], pa.nwords > 1 ? pa.words[1] : NULL);
     if (!c) {
-        unknown_command(words, nwords, &err);
+        unknown_command(pa.words, pa.nwords, &err);
         goto fail;
     }
-    if (want_help) {
+    if (pa.want_help) {
         print_cmd_help(out, c);
         return 0;
     }
-    if ((seen & OPT_ANY_FORMAT) && (c->opts & OPT_ANY_FORMAT))
-        seen &= ~OPT_ANY_FORMAT | c->opts; /* --format as this command reads it */
-    if (seen & ~c->opts) {
-        for (size_t k = 0; k < sizeof valopts / sizeof valopts[0]; k++)
-            if (seen & valopts[k].bit & ~c->opts)
-                zdm_err_set(&err, ZDM_EXIT_USAGE, "option %s does not apply to \"%s\"",
-                            valopts[k].name, c->name);
-        for (size_t k = 0; k < sizeof flagopts / sizeof flagopts[0]; k++)
-            if (seen & flagopts[k].bit & ~c->opts)
-                zdm_err_set(&err, ZDM_EXIT_USAGE, "option %s does not apply to \"%s\"",
-                            flagopts[k].name, c->name);
-        zdm_err_detail(&err, "run \"zdm help %s%s%s\"", c->group ? c->group : "",
-                       c->group ? " " : "", c->name);
+    if (command_args(c, &pa, &cli, &err) != 0)
         goto fail;
-    }
-    if (nwords - used > ZDM_CLI_MAX_POS) {
-        zdm_err_set(&err, ZDM_EXIT_USAGE, "too many arguments");
-        goto fail;
-    }
-    for (int i = used; i < nwords; i++)
-        cli.pos[cli.npos++] = words[i];
-    if (cli.npos < c->min_pos || cli.npos > c->max_pos) {
-        zdm_err_set(&err, ZDM_EXIT_USAGE, "usage: zdm %s%s%s%s%s", c->group ? c->group : "",
-                    c->group ? " " : "", c->name, c->args[0] ? " " : "", c->args);
-        goto fail;
-    }
     if (!cli.db_url) {
         const char *env = getenv("ZDM_DATABASE_URL");
         if (env && *env)
             cli.db_url = env;
     }
-    zdm_log_set_level(cli.verbosity < 0 ? ZDM_LOG_WARN
-                      : cli.verbosity > 0 ? ZDM_LOG_DEBUG
-                                          : ZDM_LOG_INFO);
-    /* --json: stdout carries JSON only.  A command's own JSON document
-     * passes through; its text lines become {"event": "output"} lines;
-     * a state-changing command's log events are JSON lines too. */
-    FILE *jout = NULL;
-    if (cli.json) {
-        jout = zdm_json_out_open(out);
-        if (jout)
-            cli.out = jout;
-        if (streams_events(c))
-            zdm_log_set_events(out);
-    }
-    /* Every command stops on SIGINT/SIGTERM at its next safe point and
-     * exits 4; one that finished anyway still says it was interrupted. */
-    zdm_sig_install();
-    int rc = c->fn(&cli, &err);
-    int sig = zdm_sig_caught() ? zdm_sig_first() : 0;
-    zdm_sig_restore();
-    if (jout)
-        fclose(jout);
-    zdm_log_set_events(NULL);
-    if (sig && rc != ZDM_EXIT_INTERRUPTED) {
-        if (rc == 0 || !err.msg[0]) {
-            zdm_err_clear(&err);
-            zdm_err_set(&err, ZDM_EXIT_INTERRUPTED, "interrupted by signal %d", sig);
-        }
-        rc = ZDM_EXIT_INTERRUPTED;
-    }
-    if (rc == 0)
-        return 0;
-    if (err.msg[0]) {
-        /* The command's status is the exit code, whatever err.code says. */
+    int rc = run_command(c, &cli, out, &err);
+    /* The command's status is the exit code, whatever err.code says. */
+    if (rc != 0 && err.msg[0])
         print_err(errs, cli.json ? out : NULL, rc, &err);
-    }
     return rc;
 
 fail:
@@ -743,20 +791,13 @@ void zdm_cli_command_view(size_t i, zdm_cli_cmd_view *v)
     v->args = c->args;
     v->summary = c->summary;
     v->help = c->help;
-    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
-        if (c->opts & flags[k].bit) {
-            zdm_buf_puts(&v->options, flags[k].text);
-            /* every option the entry describes: lines "  --name [ARG] ..." */
-            for (const char *l = flags[k].text; *l; l += strcspn(l, "\n"), l += *l == '\n') {
-                if (strncmp(l, "  -", 3) != 0)
-                    continue;
-                const char *n = l + 2;
-                int len = (int)strcspn(n, " \n");
-                zdm_buf_printf(&v->option_names, "%s%.*s", v->option_names.len ? " " : "", len, n);
-                const char *arg = n + len + (n[len] == ' ');
-                if (*arg >= 'A' && *arg <= 'Z')
-                    zdm_buf_printf(&v->value_option_names, "%s%.*s", v->value_option_names.len ? " " : "", len, n);
-            }
+    for (size_t k = 0; k < NOPTIONS; k++)
+        if (c->opts & options[k].bit) {
+            const struct opt *o = &options[k];
+            zdm_buf_puts(&v->options, o->text);
+            zdm_buf_printf(&v->option_names, "%s%s", v->option_names.len ? " " : "", o->name);
+            if (o->kind != K_FLAG)
+                zdm_buf_printf(&v->value_option_names, "%s%s", v->value_option_names.len ? " " : "", o->name);
         }
 }
 

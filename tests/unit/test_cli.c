@@ -309,6 +309,9 @@ static void test_option_not_for_command(void **state)
            "zdm: option --at does not apply to \"validate\"\n  -> run \"zdm help plan validate\"\n");
     expect(zdm("--workers=4", "check", NULL), 2, "",
            "zdm: option --workers does not apply to \"check\"\n  -> run \"zdm help check\"\n");
+    /* --op is named too (it once left the message empty: "zdm: ") */
+    expect(zdm("check", "--op", "sql", NULL), 2, "",
+           "zdm: option --op does not apply to \"check\"\n  -> run \"zdm help check\"\n");
 }
 
 static void test_missing_argument(void **state)
