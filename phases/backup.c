@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dialect.h"
 #include "log.h"
 #include "phase.h"
 #include "util.h"
@@ -253,7 +254,7 @@ static int copy_db(zdm_run *r, sqlite3 *src, const char *dst_path, zdm_err *err)
 int zdm_backup_sqlite(zdm_run *r, zdm_err *err)
 {
     r->backup_path[0] = '\0';
-    if (zdm_db_kind_of(r->db) != ZDM_DB_SQLITE || r->no_backup || r->dry_run)
+    if (!zdm_db_dialect(r->db)->file_backup || r->no_backup || r->dry_run)
         return 0;
     sqlite3 *src = (sqlite3 *)r->db->conn;
     /* The real file, whatever the URL looked like (file: URIs, queries). */

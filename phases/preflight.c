@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "backfill.h"
+#include "dialect.h"
 #include "log.h"
 #include "sqlkind.h"
 #include "state.h"
@@ -133,7 +134,7 @@ static int max_param(const char *sql)
 typedef struct pf {
     zdm_db *db;
     const zdm_plan *plan;
-    int pg;
+    const zdm_dialect *d;
     int n_sp;
     int skipped;            /* expand steps not run here: names they add may be missing */
 } pf;
@@ -194,7 +195,7 @@ static int lock_busy(pf *c, const char *what, const char *expr, zdm_err *err)
     zdm_err_detail(err, "nothing was changed (the check ran in a transaction that was rolled back); find the "
                         "session %s, let it finish, then run \"zdm advance %s\" again (or raise lock_timeout in "
                         "the plan)",
-                   c->pg ? "in pg_stat_activity / pg_locks" : "that holds the database file's write lock",
+                   c->d->lock_holder_hint,
                    c->plan->id);
     return ZDM_EXIT_FAIL;
 }
@@ -295,7 +296,7 @@ static int check_backfill(pf *c, zdm_err *err)
             rc = refuse(c, b->line, "[backfill] table", b->table, err);
     }
     /* the trigger bodies' expressions, rewritten as the functions hold them */
-    if (rc == 0 && b->dual_write && c->pg) {
+    if (rc == 0 && b->dual_write && c->d->dw_body_in_function) {
         zdm_strv cols = {0};
         rc = zdm_dw_columns(c->db, p, &cols, err);
         for (int dir = 0; rc == 0 && dir < 2; dir++) {
@@ -333,7 +334,7 @@ static int check_backfill(pf *c, zdm_err *err)
         }
         /* SQLite compiles trigger bodies into the statements that fire
          * them: compile an UPDATE and an INSERT of the table */
-        if (rc == 0 && created && !c->pg) {
+        if (rc == 0 && created && c->d->dw_compiled_on_write) {
             char *q = zdm_db_ident(c->db, b->set[0].column);
             sql = zdm_xasprintf("UPDATE %s SET %s = %s", tbl, q, q);
             rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
@@ -392,30 +393,64 @@ static char *field_cols(pf *c, const zdm_step *s, const char *k, const char *pre
 static char *row_label(pf *c, const char *table, const char *alias)
 {
     zdm_buf b = {0};
-    if (c->pg) {
-        char *q = zdm_db_ident_path(c->db, table);
-        const char *params[] = {q};
-        zdm_rows *r = NULL;
-        zdm_err e;
-        zdm_err_clear(&e);
-        if (zdm_db_query(c->db,
-                         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                         "AND a.attnum = ANY (i.indkey) WHERE i.indrelid = to_regclass($1) AND i.indisprimary "
-                         "ORDER BY array_position(i.indkey::int2[], a.attnum)",
-                         1, params, &r, &e) == 0)
-            for (int i = 0; i < zdm_rows_count(r); i++) {
-                char *k = zdm_db_ident(c->db, zdm_rows_get(r, i, 0));
-                zdm_buf_printf(&b, "%s%s.%s::text", i ? " || ',' || " : "", alias, k);
-                free(k);
-            }
-        zdm_rows_free(r);
-        free(q);
-        if (!b.len)
-            zdm_buf_printf(&b, "%s.ctid::text", alias);
-    } else {
-        zdm_buf_printf(&b, "%s.rowid", alias);
-    }
+    c->d->row_label(c->db, table, alias, &b);
     return zdm_buf_take(&b);
+}
+
+/* Counts the rows `bad` ("FROM ... WHERE ...") selects; when there are
+ * any, refuses with the count and up to five of them, named by *label
+ * (built from the table's row identity when NULL). */
+static int refuse_violations(pf *c, const zdm_step *s, const char *table, const char *bad, char **label,
+                             const char *what, zdm_err *err)
+{
+    int rc = 0;
+    char *q = zdm_xasprintf("SELECT count(*) %s", bad);
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    /* under a savepoint: a column expand adds later is not an error here */
+    char sp[64];
+    snprintf(sp, sizeof sp, "SAVEPOINT zdm_preflight_count_%d", ++c->n_sp);
+    if (zdm_db_exec_script(c->db, sp, &e) == 0) {
+        int qr = zdm_db_query(c->db, q, 0, NULL, &r, &e);
+        snprintf(sp, sizeof sp, qr == 0 ? "RELEASE SAVEPOINT zdm_preflight_count_%d" :
+                                          "ROLLBACK TO SAVEPOINT zdm_preflight_count_%d", c->n_sp);
+        zdm_err e2;
+        zdm_err_clear(&e2);
+        if (zdm_db_exec_script(c->db, sp, &e2) != 0)
+            zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: %s", e2.msg);
+        long long n = qr == 0 && zdm_rows_count(r) == 1 ? strtoll(zdm_rows_get(r, 0, 0), NULL, 10) : 0;
+        if (qr != 0 && zdm_db_err_is_lock_timeout(&e)) {
+            *err = e;
+            rc = lock_busy(c, "the rows that violate", s->from_op, err);
+        } else if (qr != 0)
+            zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows (%s)", e.msg);
+        if (n > 0) {
+            char *sq = *label ? zdm_xasprintf("SELECT %s %s ORDER BY 1 LIMIT 5", *label, bad) : NULL;
+            if (!*label) {
+                *label = row_label(c, table, "zdm_t");
+                sq = zdm_xasprintf("SELECT %s %s LIMIT 5", *label, bad);
+            }
+            zdm_rows *sr = NULL;
+            zdm_buf keys = {0};
+            if (zdm_db_query(c->db, sq, 0, NULL, &sr, &e) == 0)
+                for (int i = 0; i < zdm_rows_count(sr); i++)
+                    zdm_buf_printf(&keys, "%s%s", i ? "; " : "", zdm_rows_get(sr, i, 0) ? zdm_rows_get(sr, i, 0) : "?");
+            zdm_rows_free(sr);
+            char head[600];
+            snprintf(head, sizeof head, what, n, n == 1 ? "" : "s", n == 1 ? "s" : "");
+            zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s (e.g. %s%s)", c->plan->path, s->line, head,
+                        keys.data ? keys.data : "?", n > 5 ? "; ..." : "");
+            zdm_err_detail(err, "expand refused before any DDL: fix those rows first (or add the constraint "
+                                "in a later plan), then run \"zdm advance %s\" again", c->plan->id);
+            rc = ZDM_EXIT_REFUSED;
+            zdm_buf_free(&keys);
+            free(sq);
+        }
+    }
+    zdm_rows_free(r);
+    free(q);
+    return rc;
 }
 
 /* One constraint operation: count the rows that violate it now; refuse
@@ -491,55 +526,7 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
         zdm_buf_free(&names);
         free(cols);
     }
-    int rc = 0;
-    if (bad) {
-        char *q = zdm_xasprintf("SELECT count(*) %s", bad);
-        zdm_rows *r = NULL;
-        zdm_err e;
-        zdm_err_clear(&e);
-        /* under a savepoint: a column expand adds later is not an error here */
-        char sp[64];
-        snprintf(sp, sizeof sp, "SAVEPOINT zdm_preflight_count_%d", ++c->n_sp);
-        if (zdm_db_exec_script(c->db, sp, &e) == 0) {
-            int qr = zdm_db_query(c->db, q, 0, NULL, &r, &e);
-            snprintf(sp, sizeof sp, qr == 0 ? "RELEASE SAVEPOINT zdm_preflight_count_%d" :
-                                              "ROLLBACK TO SAVEPOINT zdm_preflight_count_%d", c->n_sp);
-            zdm_err e2;
-            zdm_err_clear(&e2);
-            if (zdm_db_exec_script(c->db, sp, &e2) != 0)
-                zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: %s", e2.msg);
-            long long n = qr == 0 && zdm_rows_count(r) == 1 ? strtoll(zdm_rows_get(r, 0, 0), NULL, 10) : 0;
-            if (qr != 0 && zdm_db_err_is_lock_timeout(&e)) {
-                *err = e;
-                rc = lock_busy(c, "the rows that violate", s->from_op, err);
-            } else if (qr != 0)
-                zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows (%s)", e.msg);
-            if (n > 0) {
-                char *sq = label ? zdm_xasprintf("SELECT %s %s ORDER BY 1 LIMIT 5", label, bad) : NULL;
-                if (!label) {
-                    label = row_label(c, table, "zdm_t");
-                    sq = zdm_xasprintf("SELECT %s %s LIMIT 5", label, bad);
-                }
-                zdm_rows *sr = NULL;
-                zdm_buf keys = {0};
-                if (zdm_db_query(c->db, sq, 0, NULL, &sr, &e) == 0)
-                    for (int i = 0; i < zdm_rows_count(sr); i++)
-                        zdm_buf_printf(&keys, "%s%s", i ? "; " : "", zdm_rows_get(sr, i, 0) ? zdm_rows_get(sr, i, 0) : "?");
-                zdm_rows_free(sr);
-                char head[600];
-                snprintf(head, sizeof head, what, n, n == 1 ? "" : "s", n == 1 ? "s" : "");
-                zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s (e.g. %s%s)", c->plan->path, s->line, head,
-                            keys.data ? keys.data : "?", n > 5 ? "; ..." : "");
-                zdm_err_detail(err, "expand refused before any DDL: fix those rows first (or add the constraint "
-                                    "in a later plan), then run \"zdm advance %s\" again", c->plan->id);
-                rc = ZDM_EXIT_REFUSED;
-                zdm_buf_free(&keys);
-                free(sq);
-            }
-        }
-        zdm_rows_free(r);
-        free(q);
-    }
+    int rc = bad ? refuse_violations(c, s, table, bad, &label, what, err) : 0;
     free(label);
     free(bad);
     free(what);
@@ -568,7 +555,7 @@ static int check_constraint_ops(pf *c, zdm_err *err)
         if (nseen < sizeof seen / sizeof seen[0])
             seen[nseen++] = s->fields;
         /* SQLite cannot add a foreign key: its step is refused elsewhere */
-        if (!zdm_step_sql(s, zdm_db_kind_of(c->db)))
+        if (!zdm_step_sql(s, c->d->kind))
             continue;
         rc = check_violations(c, s, err);
     }
@@ -577,7 +564,7 @@ static int check_constraint_ops(pf *c, zdm_err *err)
 
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
-    pf c = {db, plan, zdm_db_kind_of(db) == ZDM_DB_PG, 0, 0};
+    pf c = {db, plan, zdm_db_dialect(db), 0, 0};
     int constraint_ops = 0;
     for (size_t i = 0; i < plan->nexpand; i++)
         constraint_ops |= plan->expand[i].from_op != NULL;
@@ -586,21 +573,18 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
     int rc = zdm_db_begin(db, err);
     if (rc != 0)
         return rc;
-    if (c.pg) {
-        char q[160];
-        /* the checks take the locks expand's own DDL takes, briefly */
-        snprintf(q, sizeof q, "SET LOCAL lock_timeout = %lld; SET LOCAL statement_timeout = 60000",
-                 (long long)(plan->lock_timeout_ms > 0 ? plan->lock_timeout_ms : 2000));
-        rc = zdm_db_exec_script(db, q, err);
-    }
-    int dialect = zdm_db_kind_of(db);
+    /* the checks take the locks expand's own DDL takes, briefly */
+    if (c.d->set_local_timeouts)
+        rc = c.d->set_local_timeouts(db, (long long)(plan->lock_timeout_ms > 0 ? plan->lock_timeout_ms : 2000), 60000,
+                                     err);
+    int dialect = c.d->kind;
     char *ran = zdm_xcalloc(plan->nexpand + 1, 1); /* the steps run here */
     for (size_t i = 0; rc == 0 && i < plan->nexpand; i++) {
         const char *sql = zdm_step_sql(&plan->expand[i], dialect);
         if (!sql)
             continue;
         if (!zdm_step_in_transaction(&plan->expand[i], sql) ||
-            !only_adds(sql, plan->expand[i].from_op != NULL, !c.pg)) {
+            !only_adds(sql, plan->expand[i].from_op != NULL, !c.d->pg_grammar)) {
             c.skipped += may_add_names(sql);
             continue;
         }
@@ -719,7 +703,7 @@ static int drops_used(const zdm_plan *p, const zdm_step *steps, size_t n, const 
 
 int zdm_preflight_shared(zdm_db *db, const zdm_plan *p, const zdm_plan_set *set, int contract, zdm_err *err)
 {
-    int dialect = zdm_db_kind_of(db);
+    int dialect = zdm_db_dialect(db)->kind;
     int rc = 0;
     for (size_t i = 0; set && rc == 0 && i < set->n; i++) {
         const zdm_plan *q = set->plans[i];

@@ -68,20 +68,14 @@ static int64_t backoff_ms(int attempt)
  * blocks the retry; drop it (concurrently, so no table lock). */
 static int drop_invalid_index(zdm_run *r, const char *sql, zdm_err *err)
 {
-    if (zdm_db_kind_of(r->db) != ZDM_DB_PG)
+    const zdm_dialect *d = zdm_db_dialect(r->db);
+    if (!d->invalid_indexes)
         return 0;
     char *schema = NULL, *name = NULL;
     if (!zdm_sql_concurrent_index(sql, &schema, &name))
         return 0;
-    const char *params[] = {name, schema};
     zdm_rows *rows = NULL;
-    int rc = zdm_db_query(r->db,
-                          "SELECT n.nspname, c.relname FROM pg_index i "
-                          "JOIN pg_class c ON c.oid = i.indexrelid "
-                          "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                          "WHERE c.relname = $1 AND NOT i.indisvalid "
-                          "AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(false))))",
-                          2, params, &rows, err);
+    int rc = d->invalid_indexes(r->db, schema, name, &rows, err);
     for (int i = 0; rc == 0 && i < zdm_rows_count(rows); i++) {
         char *qs = zdm_db_ident(r->db, zdm_rows_get(rows, i, 0));
         char *qn = zdm_db_ident(r->db, zdm_rows_get(rows, i, 1));
@@ -107,21 +101,13 @@ static int drop_invalid_index(zdm_run *r, const char *sql, zdm_err *err)
 static int index_already_built(zdm_run *r, const char *sql, int *built, zdm_err *err)
 {
     *built = 0;
-    if (zdm_db_kind_of(r->db) != ZDM_DB_PG)
+    const zdm_dialect *d = zdm_db_dialect(r->db);
+    if (!d->index_built)
         return 0;
     char *schema = NULL, *name = NULL;
     if (!zdm_sql_concurrent_index(sql, &schema, &name))
         return 0;
-    const char *params[] = {name, schema};
-    char *v = NULL;
-    int rc = zdm_db_query_value(r->db,
-                                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                "WHERE c.relname = $1 AND i.indisvalid AND i.indisready "
-                                "AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(false))))",
-                                2, params, &v, err);
-    *built = rc == 0 && v && atoi(v) > 0;
-    free(v);
+    int rc = d->index_built(r->db, schema, name, built, err);
     free(schema);
     free(name);
     return rc;
@@ -134,15 +120,11 @@ static void print_dry(zdm_run *r, const char *phase, const zdm_step *s, const ch
     char d1[32], d2[32];
     fprintf(f, "-- %s step %d%s%s%s (%s)\n", phase, s->index, what, s->name ? ": " : "",
             s->name ? s->name : "", c->in_tx ? "in a transaction" : "outside a transaction");
-    if (zdm_db_kind_of(r->db) == ZDM_DB_PG) {
-        fprintf(f, "SET lock_timeout = '%s';  -- up to %d tries with backoff\n",
-                zdm_format_duration(c->lock_ms, d1, sizeof d1), c->tries);
-        fprintf(f, "SET statement_timeout = '%s';\n",
-                c->stmt_ms ? zdm_format_duration(c->stmt_ms, d2, sizeof d2) : "0");
-    } else {
-        fprintf(f, "-- busy timeout %s, up to %d tries\n",
-                zdm_format_duration(c->lock_ms, d1, sizeof d1), c->tries);
-    }
+    zdm_buf t = {0};
+    zdm_db_dialect(r->db)->dry_timeouts(&t, zdm_format_duration(c->lock_ms, d1, sizeof d1),
+                                        c->stmt_ms ? zdm_format_duration(c->stmt_ms, d2, sizeof d2) : "0", c->tries);
+    fputs(t.data ? t.data : "", f);
+    zdm_buf_free(&t);
     if (c->in_tx)
         fprintf(f, "BEGIN;\n");
     size_t n = strlen(sql);
@@ -257,7 +239,7 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
     zdm_err_clear(&e3);
     /* Back to the session defaults: none on PostgreSQL; on SQLite the
      * plan's budget for zdm's own writes. */
-    int idle_lock_ms = zdm_db_kind_of(r->db) == ZDM_DB_SQLITE ? zdm_run_sqlite_wait_ms(r->plan) : 0;
+    int idle_lock_ms = zdm_db_dialect(r->db)->idle_busy_wait ? zdm_run_sqlite_wait_ms(r->plan) : 0;
     if (zdm_db_set_timeouts(r->db, idle_lock_ms, 0, &e3) != 0 && rc == 0)
         *err = e3, rc = e3.code;
     if (rc != 0)
@@ -315,7 +297,7 @@ int zdm_steps_apply(zdm_run *r, const char *phase, const zdm_step *steps, size_t
                         s->index);
             continue;
         }
-        const char *sql = zdm_step_sql(s, zdm_db_kind_of(r->db));
+        const char *sql = zdm_step_sql(s, zdm_db_dialect(r->db)->kind);
         if (r->dry_run) {
             step_cfg c = cfg_of(r->plan, s, sql);
             print_dry(r, phase, s, sql, &c, "");
@@ -344,7 +326,7 @@ int zdm_steps_undo(zdm_run *r, const char *phase, const zdm_step *steps, size_t 
         if (rc != 0)
             break;
         int applied = strcmp(status[i], "done") == 0 || strcmp(status[i], "running") == 0;
-        if (applied && (steps[i].op || !zdm_step_down(&steps[i], zdm_db_kind_of(r->db)))) {
+        if (applied && (steps[i].op || !zdm_step_down(&steps[i], zdm_db_dialect(r->db)->kind))) {
             rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
                              "%s step %d (%s:%d) has no \"down\": rollback refused, nothing was changed",
                              phase, steps[i].index, r->plan->path, steps[i].line);
@@ -358,7 +340,7 @@ int zdm_steps_undo(zdm_run *r, const char *phase, const zdm_step *steps, size_t 
         if (!applied)
             continue;
         /* The down has its own transaction mode (DROP INDEX CONCURRENTLY). */
-        const char *down = zdm_step_down(s, zdm_db_kind_of(r->db));
+        const char *down = zdm_step_down(s, zdm_db_dialect(r->db)->kind);
         if (r->dry_run) {
             step_cfg c = cfg_of(r->plan, s, down);
             print_dry(r, phase, s, down, &c, " (down)");

@@ -6,7 +6,54 @@
  */
 #include "dialect.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 const zdm_dialect *zdm_db_dialect(const zdm_db *db)
 {
     return zdm_db_kind_of(db) == ZDM_DB_PG ? &zdm_dialect_pg : &zdm_dialect_sqlite;
+}
+
+char *zdm_dialect_quote_std(const char *name)
+{
+    zdm_buf b = {0};
+    zdm_buf_putn(&b, "\"", 1);
+    for (const char *p = name; *p; p++)
+        zdm_buf_putn(&b, *p == '"' ? "\"\"" : p, *p == '"' ? 2 : 1);
+    zdm_buf_putn(&b, "\"", 1);
+    return zdm_buf_take(&b);
+}
+
+char *zdm_dialect_quote_path(const zdm_dialect *d, const char *dotted)
+{
+    zdm_buf b = {0};
+    for (const char *p = dotted;;) {
+        const char *dot = strchr(p, '.');
+        char *part = zdm_xstrndup(p, dot ? (size_t)(dot - p) : strlen(p));
+        char *q = d->quote_ident(part);
+        zdm_buf_puts(&b, q);
+        free(q);
+        free(part);
+        if (!dot)
+            break;
+        zdm_buf_putn(&b, ".", 1);
+        p = dot + 1;
+    }
+    return zdm_buf_take(&b);
+}
+
+void zdm_dialect_join_sorted(const zdm_strv *l, zdm_buf *out)
+{
+    zdm_strv s = {0};
+    for (size_t i = 0; i < l->n; i++)
+        zdm_strv_push(&s, l->v[i]);
+    for (size_t i = 1; i < s.n; i++)
+        for (size_t j = i; j > 0 && strcmp(s.v[j - 1], s.v[j]) > 0; j--) {
+            char *t = s.v[j];
+            s.v[j] = s.v[j - 1];
+            s.v[j - 1] = t;
+        }
+    for (size_t i = 0; i < s.n; i++)
+        zdm_buf_printf(out, "%s%s", i ? "," : "", s.v[i]);
+    zdm_strv_free(&s);
 }

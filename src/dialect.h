@@ -16,6 +16,26 @@
 #define ZDM_DIALECT_H
 
 #include "db.h"
+#include "plan.h"
+#include "util.h"
+
+/* What a plan's dual-write triggers do, as a dialect's trigger builder
+ * needs it (phases/dualwrite.c fills it from the plan). */
+typedef struct zdm_dw_spec {
+    const char *plan_id;   /* the backfill's own-transaction mark the triggers step aside for */
+    const char *table;     /* as the plan names it (PostgreSQL: may be schema.table) */
+    const char *base;      /* trigger and function name base, zdm's own */
+    const zdm_assign *set;
+    size_t nset;
+    const zdm_assign *reverse; /* two-way: the old columns from the new */
+    size_t nreverse;
+    const zdm_strv *sources;   /* [backfill.dual_write] sources, or empty */
+    const char *where;         /* rows the triggers convert; NULL: every row */
+    int in_place;              /* convert every matching write, whoever wrote it */
+    int reverse_on_insert;     /* an INSERT fills the old columns even when given */
+    const zdm_strv *cols;      /* the columns the expressions may name */
+    const zdm_strv *key;       /* the row identity (dialects with dw_needs_key) */
+} zdm_dw_spec;
 
 typedef struct zdm_dialect {
     zdm_db_kind kind;
@@ -28,6 +48,61 @@ typedef struct zdm_dialect {
      * (zdm_step.unsupported_for). */
     int slot;
 
+    /* A quoted identifier, malloc'd (never NULL): what zdm_db_ident
+     * returns, without a connection (plans expand to SQL offline). */
+    char *(*quote_ident)(const char *name);
+
+    /* ---- schema questions ---- */
+    /* The columns of `table` now, in order (none when it does not exist). */
+    int (*table_columns)(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err);
+    /* The backfill key of `table`: `named` when it is NOT NULL with a
+     * unique index on exactly those columns, else (named empty) the
+     * primary key (SQLite: else rowid).  A table that cannot be walked is
+     * not an error: *refused says why (static text), and rc is 0. */
+    int (*key_of)(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key,
+                  const char **refused, zdm_err *err);
+    /* An expression naming one row of `table` under `alias`, appended to
+     * out: for the samples in a refusal (primary key, ctid or rowid). */
+    void (*row_label)(zdm_db *db, const char *table, const char *alias, zdm_buf *out);
+
+    /* ---- running steps ---- */
+    /* The INVALID indexes named schema.name (schema NULL: on the search
+     * path) an interrupted CREATE INDEX CONCURRENTLY left: rows (schema,
+     * name).  NULL when the dialect builds no index concurrently. */
+    int (*invalid_indexes)(zdm_db *db, const char *schema, const char *name, zdm_rows **out,
+                           zdm_err *err);
+    /* *built = 1 when a valid, ready index schema.name exists. */
+    int (*index_built)(zdm_db *db, const char *schema, const char *name, int *built, zdm_err *err);
+    /* A dry run's lines for a step's lock and statement timeouts. */
+    void (*dry_timeouts)(zdm_buf *out, const char *lock, const char *stmt, int tries);
+    /* Between steps zdm's own writes wait for the database's write lock
+     * (SQLite's busy timeout = the plan's budget); else no timeout. */
+    int idle_busy_wait;
+    /* The timeouts of the current transaction only (SET LOCAL); NULL
+     * where the driver's session settings are all there is. */
+    int (*set_local_timeouts)(zdm_db *db, long long lock_ms, long long stmt_ms, zdm_err *err);
+    /* Where the operator finds the session that holds a lock. */
+    const char *lock_holder_hint;
+    /* 1 when libpg_query's grammar is this dialect's: SQL it rejects is
+     * wrong, not the dialect's own syntax. */
+    int pg_grammar;
+    /* contract copies the database file first (zdm_backup_sqlite): the
+     * only undo of a dropped column on a database without PITR. */
+    int file_backup;
+
+    /* ---- dual-write triggers ---- */
+    /* The triggers' SQL addresses rows by the backfill key. */
+    int dw_needs_key;
+    /* The trigger's expressions live in a function compiled only when it
+     * first runs: preflight compiles them on their own. */
+    int dw_body_in_function;
+    /* Trigger bodies are compiled into the statements that fire them:
+     * preflight compiles an UPDATE and an INSERT of the table. */
+    int dw_compiled_on_write;
+    /* The CREATE script (create) and the DROP script (drop) of the
+     * triggers and their functions. */
+    void (*dw_triggers)(const struct zdm_dialect *d, const zdm_dw_spec *s, zdm_buf *create, zdm_buf *drop);
+
     /* ---- backfill ----
      * The batch SQL's differences (lock-row suffix, IS DISTINCT FROM, row
      * estimates, liveness of a worker, the backfill's own-transaction
@@ -39,5 +114,13 @@ extern const zdm_dialect zdm_dialect_sqlite;
 
 /* The dialect of an open database (never NULL). */
 const zdm_dialect *zdm_db_dialect(const zdm_db *db);
+
+/* Quoting shared by dialects that quote as standard SQL does ("a""b"). */
+char *zdm_dialect_quote_std(const char *name);
+/* d's quoting of each dot-separated part ("app"."events"). */
+char *zdm_dialect_quote_path(const zdm_dialect *d, const char *dotted);
+/* "a,b,c": the names of l sorted bytewise, comma-joined (the form the
+ * catalog queries compare an index's columns with). */
+void zdm_dialect_join_sorted(const zdm_strv *l, zdm_buf *out);
 
 #endif

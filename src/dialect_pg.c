@@ -1,15 +1,304 @@
 /*
  * dialect_pg.c -- PostgreSQL's dialect table (see dialect.h).
  *
- * Owns: PostgreSQL's answers to every question dialect.h asks: its SQL
- * templates and catalog queries (pg_index, pg_attribute, ...).
+ * Owns: PostgreSQL's answers to every question dialect.h asks: its
+ * catalog queries (pg_attribute, pg_index), its timeouts, and the
+ * dual-write triggers' DDL (BEFORE ROW triggers calling PL/pgSQL
+ * functions in schema zdm).
  */
 #include "dialect.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dwsql.h"
+
+static char *pg_quote(const char *name) { return zdm_dialect_quote_std(name); }
+
+static int pg_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
+{
+    char *q = zdm_db_ident_path(db, table);
+    const char *params[] = {q};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db,
+                          "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                          "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                          1, params, &r, err);
+    free(q);
+    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
+        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
+    zdm_rows_free(r);
+    return rc;
+}
+
+/* The primary key's columns in key order (none: no primary key). */
+static const char pk_sql[] = "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                             "ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                             "WHERE i.indrelid = to_regclass($1) AND i.indisprimary "
+                             "ORDER BY array_position(i.indkey::int2[], a.attnum)";
+
+static int pg_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key, const char **refused,
+                     zdm_err *err)
+{
+    *refused = NULL;
+    char *q = zdm_db_ident_path(db, table);
+    const char *p1[] = {q};
+    char *exists = NULL;
+    int rc = zdm_db_query_value(db, "SELECT to_regclass($1) IS NOT NULL", 1, p1, &exists, err);
+    if (rc == 0 && !(exists && exists[0] == 't'))
+        *refused = "the table does not exist";
+    free(exists);
+    zdm_rows *r = NULL;
+    if (rc == 0 && !*refused && !named->n) {
+        rc = zdm_db_query(db, pk_sql, 1, p1, &r, err);
+        if (rc == 0 && zdm_rows_count(r) == 0)
+            *refused = "it has no primary key and the plan names no key";
+        for (int i = 0; rc == 0 && !*refused && i < zdm_rows_count(r); i++)
+            zdm_strv_push(key, zdm_rows_get(r, i, 0));
+    } else if (rc == 0 && !*refused) {
+        zdm_buf sorted = {0};
+        zdm_dialect_join_sorted(named, &sorted);
+        const char *p2[] = {q, sorted.data};
+        char *ok = NULL;
+        rc = zdm_db_query_value(db,
+                                "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) "
+                                "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+                                "AND (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text) "
+                                "     FROM pg_attribute a WHERE a.attrelid = i.indrelid "
+                                "     AND a.attnum = ANY (i.indkey)) = $2) "
+                                "AND (SELECT bool_and(attnotnull) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                                "     AND attname::text = ANY (string_to_array($2, ',')))",
+                                2, p2, &ok, err);
+        if (rc == 0 && !(ok && ok[0] == 't'))
+            *refused = "the key columns are not NOT NULL with a unique index on exactly them";
+        free(ok);
+        zdm_buf_free(&sorted);
+        for (size_t i = 0; rc == 0 && !*refused && i < named->n; i++)
+            zdm_strv_push(key, named->v[i]);
+    }
+    zdm_rows_free(r);
+    free(q);
+    return rc;
+}
+
+/* The primary key's columns as text, else the row's ctid. */
+static void pg_row_label(zdm_db *db, const char *table, const char *alias, zdm_buf *b)
+{
+    size_t len0 = b->len;
+    char *q = zdm_db_ident_path(db, table);
+    const char *params[] = {q};
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_db_query(db, pk_sql, 1, params, &r, &e) == 0)
+        for (int i = 0; i < zdm_rows_count(r); i++) {
+            char *k = zdm_db_ident(db, zdm_rows_get(r, i, 0));
+            zdm_buf_printf(b, "%s%s.%s::text", i ? " || ',' || " : "", alias, k);
+            free(k);
+        }
+    zdm_rows_free(r);
+    free(q);
+    if (b->len == len0)
+        zdm_buf_printf(b, "%s.ctid::text", alias);
+}
+
+static int pg_invalid_indexes(zdm_db *db, const char *schema, const char *name, zdm_rows **out, zdm_err *err)
+{
+    const char *params[] = {name, schema};
+    return zdm_db_query(db,
+                        "SELECT n.nspname, c.relname FROM pg_index i "
+                        "JOIN pg_class c ON c.oid = i.indexrelid "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relname = $1 AND NOT i.indisvalid "
+                        "AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(false))))",
+                        2, params, out, err);
+}
+
+static int pg_index_built(zdm_db *db, const char *schema, const char *name, int *built, zdm_err *err)
+{
+    const char *params[] = {name, schema};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db,
+                                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                "WHERE c.relname = $1 AND i.indisvalid AND i.indisready "
+                                "AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(false))))",
+                                2, params, &v, err);
+    *built = rc == 0 && v && atoi(v) > 0;
+    free(v);
+    return rc;
+}
+
+static void pg_dry_timeouts(zdm_buf *out, const char *lock, const char *stmt, int tries)
+{
+    zdm_buf_printf(out, "SET lock_timeout = '%s';  -- up to %d tries with backoff\n", lock, tries);
+    zdm_buf_printf(out, "SET statement_timeout = '%s';\n", stmt);
+}
+
+static int pg_set_local_timeouts(zdm_db *db, long long lock_ms, long long stmt_ms, zdm_err *err)
+{
+    char q[160];
+    snprintf(q, sizeof q, "SET LOCAL lock_timeout = %lld; SET LOCAL statement_timeout = %lld", lock_ms, stmt_ms);
+    return zdm_db_exec_script(db, q, err);
+}
+
+/* ---- dual-write triggers ---- */
+
+/* The bare table name, quoted: the alias under which `where` sees NEW. */
+static char *bare_alias(const zdm_dialect *d, const char *table)
+{
+    const char *dot = strrchr(table, '.');
+    return d->quote_ident(dot ? dot + 1 : table);
+}
+
+/* One trigger function: assigns `a` to NEW and returns it.  With a
+ * `where`, a row that does not match it is returned untouched: the
+ * predicate is evaluated on NEW, seen as a one-row table under the
+ * table's own name, so the plan's `where` means exactly what it means in
+ * the backfill's UPDATE (subqueries over the real table included; a
+ * trigger's WHEN clause cannot hold a subquery, hence the function). */
+static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const zdm_assign *a, size_t n,
+                        const zdm_strv *cols, const zdm_dw_spec *b)
+{
+    zdm_buf body = {0};
+    zdm_buf_puts(&body, "\nBEGIN\n");
+    if (b->where) {
+        char *alias = bare_alias(d, b->table);
+        zdm_buf_printf(&body, "  IF NOT EXISTS (SELECT 1 FROM (SELECT NEW.*) AS %s WHERE (%s)) THEN\n"
+                              "    RETURN NEW;  -- outside the plan's where: never written by zdm\n"
+                              "  END IF;\n", alias, b->where);
+        free(alias);
+    }
+    zdm_dwsql_assignments(&body, d, a, n, cols, 1);
+    zdm_buf_puts(&body, "  RETURN NEW;\nEND\n");
+    /* identifiers and expressions are in the body: a tag they lack */
+    char *quoted = zdm_sql_dollar_quote(body.data);
+    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql AS %s;\n", fn, quoted);
+    free(quoted);
+    zdm_buf_free(&body);
+}
+
+/* PostgreSQL: BEFORE ROW triggers whose WHEN clauses decide the direction,
+ * so PL/pgSQL runs only to compute a value, never to decide whether to:
+ * the conditions are evaluated in the executor, and a row that needs
+ * nothing costs no function call.  The reverse triggers are named to fire
+ * first (PostgreSQL fires them in name order), which keeps the two
+ * directions exclusive: a new application's write sets the old columns
+ * and no longer looks like an old application's write. */
+static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, zdm_buf *drop)
+{
+    const zdm_strv *cols = b->cols;
+    const char *base = b->base;
+    char *tbl = zdm_dialect_quote_path(d, b->table);
+    char *lit = zdm_dwsql_literal(b->plan_id);
+    char name[128];
+    snprintf(name, sizeof name, "%s_fwd", base);
+    char *fwd = d->quote_ident(name);
+    snprintf(name, sizeof name, "%s_rev", base);
+    char *rev = d->quote_ident(name);
+    const char *suffix[4] = {"_1rev_ins", "_1rev_upd", "_2fwd_ins", "_2fwd_upd"};
+    char *trg[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s%s", base, suffix[i]);
+        trg[i] = d->quote_ident(name);
+    }
+    /* the backfill of this plan converts rows itself: the triggers step aside */
+    char guard[200];
+    snprintf(guard, sizeof guard, "current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit);
+
+    pg_function(c, d, fwd, b->set, b->nset, cols, b);
+    if (b->nreverse)
+        pg_function(c, d, rev, b->reverse, b->nreverse, cols, b);
+    for (int i = 0; i < 4; i++)
+        zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
+
+    if (b->nreverse) {
+        /* new application inserts: it wrote the targets */
+        zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s AND NOT (", trg[0], tbl,
+                       guard);
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, ")");
+        if (!b->reverse_on_insert) {
+            /* rename_column / change_type set reverse_on_insert: the new
+             * application cannot write the old columns at all, so what
+             * they hold is a default; otherwise only empty ones are filled */
+            zdm_buf_puts(c, " AND ");
+            zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        }
+        zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
+        /* new application updates: targets written, old columns not */
+        zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[1]);
+        zdm_dwsql_of_columns(c, d, NULL, b->set, b->nset);
+        zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s AND (", tbl, guard);
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS DISTINCT FROM OLD.%s", " OR ");
+        zdm_buf_puts(c, ") AND ");
+        zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+        zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
+    }
+    /* An in-place fix converts whatever row ends up matching `where`,
+     * whoever wrote it: every insert and update goes to the function,
+     * which tests `where` on NEW. */
+    int in_place = b->in_place;
+    /* old application inserts: targets empty */
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s", trg[2], tbl, guard);
+    if (!in_place) {
+        zdm_buf_puts(c, " AND ");
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    }
+    zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
+    /* old application updates: targets untouched, sources written.
+     * Only statements that write a source column fire it at all. */
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[3]);
+    if (b->sources->n)
+        zdm_dwsql_of_columns(c, d, b->sources, NULL, 0);
+    zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guard);
+    if (!in_place) {
+        zdm_buf_puts(c, " AND ");
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+    }
+    if (b->sources->n) {
+        zdm_buf_puts(c, " AND (");
+        for (size_t i = 0; i < b->sources->n; i++) {
+            char *q = d->quote_ident(b->sources->v[i]);
+            zdm_buf_printf(c, "%sNEW.%s IS DISTINCT FROM OLD.%s", i ? " OR " : "", q, q);
+            free(q);
+        }
+        zdm_buf_puts(c, ")");
+    }
+    zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
+
+    for (int i = 0; i < 4; i++)
+        zdm_buf_printf(drop, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
+    zdm_buf_printf(drop, "DROP FUNCTION IF EXISTS zdm.%s();\nDROP FUNCTION IF EXISTS zdm.%s();\n", fwd, rev);
+    for (int i = 0; i < 4; i++)
+        free(trg[i]);
+    free(fwd);
+    free(rev);
+    free(tbl);
+    free(lit);
+}
 
 const zdm_dialect zdm_dialect_pg = {
     .kind = ZDM_DB_PG,
     .name = "postgresql",
     .plan_key = "pg",
     .slot = 0,
+    .quote_ident = pg_quote,
+    .table_columns = pg_columns,
+    .key_of = pg_key_of,
+    .row_label = pg_row_label,
+    .invalid_indexes = pg_invalid_indexes,
+    .index_built = pg_index_built,
+    .dry_timeouts = pg_dry_timeouts,
+    .idle_busy_wait = 0,
+    .set_local_timeouts = pg_set_local_timeouts,
+    .lock_holder_hint = "in pg_stat_activity / pg_locks",
+    .pg_grammar = 1,
+    .file_backup = 0,
+    .dw_needs_key = 0,
+    .dw_body_in_function = 1,
+    .dw_compiled_on_write = 0,
+    .dw_triggers = pg_triggers,
     /* ---- backfill ---- */
 };

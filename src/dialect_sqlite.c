@@ -1,15 +1,271 @@
 /*
  * dialect_sqlite.c -- SQLite's dialect table (see dialect.h).
  *
- * Owns: SQLite's answers to every question dialect.h asks: its SQL
- * templates and catalog queries (pragma_table_info, pragma_index_list, ...).
+ * Owns: SQLite's answers to every question dialect.h asks: its catalog
+ * queries (pragma_table_info, pragma_index_list), its busy timeout, and
+ * the dual-write triggers' DDL (AFTER triggers that UPDATE the row,
+ * guarded by a row in zdm_guard).
  */
 #include "dialect.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dwsql.h"
+
+static char *sq_quote(const char *name) { return zdm_dialect_quote_std(name); }
+
+static int sq_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
+{
+    const char *params[] = {table};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, "SELECT name FROM pragma_table_info($1) ORDER BY cid", 1, params, &r, err);
+    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
+        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
+    zdm_rows_free(r);
+    return rc;
+}
+
+/* A table the backfill cannot walk: not an error of the query. */
+static int refuse(const char **refused, const char *why)
+{
+    *refused = why;
+    return 0;
+}
+
+static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key, const char **refused,
+                     zdm_err *err)
+{
+    *refused = NULL;
+    const char *p1[] = {table};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, "SELECT name, pk, \"notnull\" FROM pragma_table_info($1) ORDER BY pk", 1, p1, &r, err);
+    if (rc != 0)
+        return rc;
+    if (zdm_rows_count(r) == 0) {
+        zdm_rows_free(r);
+        return refuse(refused, "the table does not exist");
+    }
+    if (!named->n) {
+        for (int i = 0; i < zdm_rows_count(r); i++)
+            if (atoi(zdm_rows_get(r, i, 1)) > 0)
+                zdm_strv_push(key, zdm_rows_get(r, i, 0));
+        if (!key->n)
+            zdm_strv_push(key, "rowid"); /* every table without a primary key has one */
+        zdm_rows_free(r);
+        return 0;
+    }
+    for (size_t k = 0; k < named->n; k++) {
+        int found = 0;
+        for (int i = 0; i < zdm_rows_count(r); i++)
+            if (strcasecmp(zdm_rows_get(r, i, 0), named->v[k]) == 0)
+                found = atoi(zdm_rows_get(r, i, 1)) > 0 || atoi(zdm_rows_get(r, i, 2)) > 0 ? 2 : 1;
+        if (found == 0 && !(named->n == 1 && strcasecmp(named->v[k], "rowid") == 0)) {
+            zdm_rows_free(r);
+            return refuse(refused, "a key column does not exist");
+        }
+        if (found == 1) {
+            zdm_rows_free(r);
+            return refuse(refused, "a key column may be NULL");
+        }
+    }
+    zdm_rows_free(r);
+    if (!(named->n == 1 && strcasecmp(named->v[0], "rowid") == 0)) {
+        zdm_buf sorted = {0};
+        zdm_dialect_join_sorted(named, &sorted);
+        const char *p2[] = {table, sorted.data};
+        char *ok = NULL;
+        rc = zdm_db_query_value(db,
+                                "SELECT EXISTS (SELECT 1 FROM pragma_index_list($1) il WHERE il.\"unique\" "
+                                "AND il.partial = 0 AND (SELECT group_concat(name, ',') FROM "
+                                "(SELECT name FROM pragma_index_info(il.name) ORDER BY name)) = $2)",
+                                2, p2, &ok, err);
+        int unique = ok && ok[0] == '1';
+        free(ok);
+        zdm_buf_free(&sorted);
+        if (rc != 0)
+            return rc;
+        if (!unique) {
+            /* An INTEGER PRIMARY KEY is the rowid and has no index entry. */
+            if (named->n != 1)
+                return refuse(refused, "no unique index covers exactly the key columns");
+            const char *p3[] = {table, named->v[0]};
+            char *pk = NULL;
+            rc = zdm_db_query_value(db, "SELECT count(*) FROM pragma_table_info($1) WHERE pk = 1 "
+                                        "AND name = $2 COLLATE NOCASE AND (SELECT count(*) FROM pragma_table_info($1) WHERE pk > 0) = 1",
+                                    2, p3, &pk, err);
+            int is_pk = pk && atoi(pk) == 1;
+            free(pk);
+            if (rc != 0)
+                return rc;
+            if (!is_pk)
+                return refuse(refused, "no unique index covers exactly the key columns");
+        }
+    }
+    for (size_t k = 0; k < named->n; k++)
+        zdm_strv_push(key, named->v[k]);
+    return 0;
+}
+
+
+/* The rowid names the row (as the backfill's default key does). */
+static void sq_row_label(zdm_db *db, const char *table, const char *alias, zdm_buf *b)
+{
+    (void)db;
+    (void)table;
+    zdm_buf_printf(b, "%s.rowid", alias);
+}
+
+static void sq_dry_timeouts(zdm_buf *out, const char *lock, const char *stmt, int tries)
+{
+    (void)stmt; /* not enforced on SQLite */
+    zdm_buf_printf(out, "-- busy timeout %s, up to %d tries\n", lock, tries);
+}
+
+/* ---- dual-write triggers ---- */
+
+/* SQLite: " AND (where)" in the UPDATE a trigger makes.  The AFTER
+ * trigger's row is already in the table, so `where` is evaluated on the
+ * new row exactly as the backfill's UPDATE evaluates it. */
+static void where_match(zdm_buf *b, const zdm_dw_spec *bf)
+{
+    if (bf->where)
+        zdm_buf_printf(b, " AND (%s)", bf->where);
+}
+
+/* SQLite: " BEGIN <guard row> UPDATE t SET ": a trigger's own UPDATE
+ * fires the other direction's AFTER UPDATE trigger (recursive_triggers
+ * only stops a trigger re-firing itself), and a reverse that is not an
+ * exact inverse of set (text '007' -> 7 -> '7') would then rewrite the
+ * value the application just wrote.  The body holds the plan's guard row
+ * (the backfill's mark, seen only by this transaction) for the length of
+ * its UPDATE, so one application write converts in one direction only, as
+ * PostgreSQL's BEFORE triggers do. */
+static void sqlite_body_open(zdm_buf *c, const char *tbl, const char *lit)
+{
+    zdm_buf_printf(c, "\nBEGIN INSERT INTO zdm_guard (plan_id) VALUES (%s); UPDATE %s SET ", lit, tbl);
+}
+
+static void sqlite_body_close(zdm_buf *c, const char *lit)
+{
+    zdm_buf_printf(c, "; DELETE FROM zdm_guard WHERE plan_id = %s; END;\n", lit);
+}
+
+static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, zdm_buf *drop)
+{
+    const zdm_strv *cols = b->cols, *key = b->key;
+    const char *base = b->base;
+    char *tbl = d->quote_ident(b->table);
+    char *lit = zdm_dwsql_literal(b->plan_id);
+    char guard[256];
+    snprintf(guard, sizeof guard, "NOT EXISTS (SELECT 1 FROM zdm_guard WHERE plan_id = %s)", lit);
+    const char *sfx[4] = {"_fi", "_fu", "_ri", "_ru"};
+    char *names[4];
+    for (int i = 0; i < 4; i++) {
+        char n[128];
+        snprintf(n, sizeof n, "%s%s", base, sfx[i]);
+        names[i] = d->quote_ident(n);
+    }
+    int in_place = b->in_place;
+    /* forward, insert */
+    zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s", names[0], tbl, guard);
+    if (!in_place) {
+        zdm_buf_puts(c, " AND ");
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+    }
+    sqlite_body_open(c, tbl, lit);
+    zdm_dwsql_assignments(c, d, b->set, b->nset, cols, 0);
+    zdm_buf_puts(c, " WHERE ");
+    zdm_dwsql_key_match(c, d, key);
+    where_match(c, b);
+    sqlite_body_close(c, lit);
+    /* forward, update */
+    zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE", names[1]);
+    if (b->sources->n) {
+        zdm_buf_puts(c, " OF ");
+        for (size_t i = 0; i < b->sources->n; i++) {
+            char *q = d->quote_ident(b->sources->v[i]);
+            zdm_buf_printf(c, "%s%s", i ? ", " : "", q);
+            free(q);
+        }
+    }
+    zdm_buf_printf(c, " ON %s\nWHEN %s AND ", tbl, guard);
+    if (!in_place) {
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS OLD.%s", " AND ");
+        zdm_buf_puts(c, " AND ");
+    }
+    zdm_dwsql_inconsistent(c, d, b->set, b->nset, cols);
+    sqlite_body_open(c, tbl, lit);
+    zdm_dwsql_assignments(c, d, b->set, b->nset, cols, 0);
+    zdm_buf_puts(c, " WHERE ");
+    zdm_dwsql_key_match(c, d, key);
+    where_match(c, b);
+    sqlite_body_close(c, lit);
+    if (b->nreverse) {
+        /* reverse, insert: the new application wrote the targets */
+        zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND NOT (", names[2], tbl, guard);
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, ")");
+        if (!b->reverse_on_insert) { /* (see dialect_pg.c) */
+            zdm_buf_puts(c, " AND ");
+            zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
+        }
+        sqlite_body_open(c, tbl, lit);
+        zdm_dwsql_assignments(c, d, b->reverse, b->nreverse, cols, 0);
+        zdm_buf_puts(c, " WHERE ");
+        zdm_dwsql_key_match(c, d, key);
+        where_match(c, b);
+        sqlite_body_close(c, lit);
+        /* reverse, update */
+        zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE OF ", names[3]);
+        for (size_t i = 0; i < b->nset; i++) {
+            char *q = d->quote_ident(b->set[i].column);
+            zdm_buf_printf(c, "%s%s", i ? ", " : "", q);
+            free(q);
+        }
+        zdm_buf_printf(c, " ON %s\nWHEN %s AND (", tbl, guard);
+        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NOT OLD.%s", " OR ");
+        zdm_buf_puts(c, ") AND ");
+        zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS OLD.%s", " AND ");
+        zdm_buf_puts(c, " AND ");
+        zdm_dwsql_inconsistent(c, d, b->reverse, b->nreverse, cols);
+        sqlite_body_open(c, tbl, lit);
+        zdm_dwsql_assignments(c, d, b->reverse, b->nreverse, cols, 0);
+        zdm_buf_puts(c, " WHERE ");
+        zdm_dwsql_key_match(c, d, key);
+        where_match(c, b);
+        sqlite_body_close(c, lit);
+    }
+    for (int i = 0; i < 4; i++) {
+        zdm_buf_printf(drop, "DROP TRIGGER IF EXISTS %s;\n", names[i]);
+        free(names[i]);
+    }
+    free(tbl);
+    free(lit);
+}
 
 const zdm_dialect zdm_dialect_sqlite = {
     .kind = ZDM_DB_SQLITE,
     .name = "sqlite",
     .plan_key = "sqlite",
     .slot = 1,
+    .quote_ident = sq_quote,
+    .table_columns = sq_columns,
+    .key_of = sq_key_of,
+    .row_label = sq_row_label,
+    .invalid_indexes = NULL, /* no CREATE INDEX CONCURRENTLY */
+    .index_built = NULL,
+    .dry_timeouts = sq_dry_timeouts,
+    .idle_busy_wait = 1,
+    .set_local_timeouts = NULL,
+    .lock_holder_hint = "that holds the database file's write lock",
+    .pg_grammar = 0,
+    .file_backup = 1,
+    .dw_needs_key = 1,
+    .dw_body_in_function = 0,
+    .dw_compiled_on_write = 1,
+    .dw_triggers = sqlite_triggers,
     /* ---- backfill ---- */
 };

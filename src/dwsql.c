@@ -1,0 +1,183 @@
+/*
+ * dwsql.c -- the dialect-neutral pieces of the dual-write trigger SQL
+ * (see dwsql.h), shared by the dialects' trigger builders.
+ *
+ * Owns: rewriting an expression to read NEW.col, and the small clauses
+ * (column conjunctions, assignments, key matches, OF lists) both
+ * dialects' triggers are made of.  Identifiers are quoted by the
+ * dialect; the only value written in (the plan id) goes through
+ * zdm_dwsql_literal.
+ */
+#include "dwsql.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int zdm_dwsql_in_list(const zdm_strv *l, const char *name, size_t len, int fold)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strlen(l->v[i]) != len)
+            continue;
+        if (fold ? strncasecmp(l->v[i], name, len) == 0 : strncmp(l->v[i], name, len) == 0)
+            return (int)i + 1;
+    }
+    return 0;
+}
+
+char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix)
+{
+    zdm_buf out = {0};
+    const char *p = expr;
+    char prev = 0; /* last non-space character emitted */
+    while (*p) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '\'') { /* string literal, '' escapes */
+            const char *s = p++;
+            while (*p && !(*p == '\'' && p[1] != '\''))
+                p += (*p == '\'' ? 2 : 1);
+            if (*p)
+                p++;
+            zdm_buf_putn(&out, s, (size_t)(p - s));
+            prev = '\'';
+            continue;
+        }
+        if (ch == '-' && p[1] == '-') { /* comment to end of line */
+            const char *s = p;
+            while (*p && *p != '\n')
+                p++;
+            zdm_buf_putn(&out, s, (size_t)(p - s));
+            continue;
+        }
+        int quoted = ch == '"';
+        if (quoted || isalpha(ch) || ch == '_') {
+            const char *s = p, *name = p;
+            size_t len;
+            zdm_buf unq = {0}; /* a quoted name with its "" undoubled */
+            if (quoted) {
+                p++;
+                while (*p && !(*p == '"' && p[1] != '"')) {
+                    zdm_buf_putn(&unq, p, 1);
+                    p += *p == '"' ? 2 : 1;
+                }
+                name = unq.data ? unq.data : "";
+                len = unq.len;
+                if (*p)
+                    p++;
+            } else {
+                while (isalnum((unsigned char)*p) || *p == '_' || *p == '$')
+                    p++;
+                len = (size_t)(p - name);
+            }
+            const char *q = p;
+            while (*q == ' ' || *q == '\t' || *q == '\n')
+                q++;
+            int call = *q == '(' && !quoted;
+            int qualified = prev == '.' || *q == '.';
+            int cast = prev == ':';
+            int idx = (!call && !qualified && !cast) ? zdm_dwsql_in_list(cols, name, len, !quoted) : 0;
+            if (idx) {
+                char *qi = d->quote_ident(cols->v[idx - 1]);
+                zdm_buf_printf(&out, "%s.%s", prefix, qi);
+                free(qi);
+            } else {
+                zdm_buf_putn(&out, s, (size_t)(p - s));
+            }
+            zdm_buf_free(&unq);
+            prev = 'a';
+            continue;
+        }
+        zdm_buf_putn(&out, p, 1);
+        if (!isspace(ch))
+            prev = (char)ch;
+        p++;
+    }
+    return zdm_buf_take(&out);
+}
+
+/* "NEW.a IS NULL AND NEW.b IS NULL" style conjunctions over assignments. */
+void zdm_dwsql_each_col(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n, const char *fmt,
+                        const char *joiner)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *q = d->quote_ident(a[i].column);
+        if (i)
+            zdm_buf_puts(b, joiner);
+        zdm_buf_printf(b, fmt, q, q);
+        free(q);
+    }
+}
+
+/* "NEW.t1 := (e1); NEW.t2 := (e2);" or "t1 = (e1), t2 = (e2)". */
+void zdm_dwsql_assignments(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
+                           const zdm_strv *cols, int plpgsql)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *q = d->quote_ident(a[i].column);
+        if (plpgsql) {
+            char *e = zdm_dwsql_rewrite(d, a[i].expr, cols, "NEW");
+            zdm_buf_printf(b, "    NEW.%s := (%s);\n", q, e);
+            free(e);
+        } else {
+            zdm_buf_printf(b, "%s%s = (%s)", i ? ", " : "", q, a[i].expr);
+        }
+        free(q);
+    }
+}
+
+/* "NOT (NEW.t1 IS (e1') AND ...)": the row is not yet consistent. */
+void zdm_dwsql_inconsistent(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
+                            const zdm_strv *cols)
+{
+    zdm_buf_puts(b, "NOT (");
+    for (size_t i = 0; i < n; i++) {
+        char *q = d->quote_ident(a[i].column);
+        char *e = zdm_dwsql_rewrite(d, a[i].expr, cols, "NEW");
+        zdm_buf_printf(b, "%sNEW.%s IS (%s)", i ? " AND " : "", q, e);
+        free(e);
+        free(q);
+    }
+    zdm_buf_puts(b, ")");
+}
+
+void zdm_dwsql_key_match(zdm_buf *b, const zdm_dialect *d, const zdm_strv *key)
+{
+    for (size_t i = 0; i < key->n; i++) {
+        char *q = d->quote_ident(key->v[i]);
+        zdm_buf_printf(b, "%s%s = NEW.%s", i ? " AND " : "", q, q);
+        free(q);
+    }
+}
+
+char *zdm_dwsql_literal(const char *s)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "'");
+    for (; *s; s++)
+        zdm_buf_putn(&b, *s == '\'' ? "''" : s, *s == '\'' ? 2 : 1);
+    zdm_buf_puts(&b, "'");
+    return zdm_buf_take(&b);
+}
+
+/* " OF a, b" for the given column lists, duplicates skipped. */
+void zdm_dwsql_of_columns(zdm_buf *c, const zdm_dialect *d, const zdm_strv *names, const zdm_assign *a, size_t na)
+{
+    zdm_strv all = {0};
+    for (size_t i = 0; names && i < names->n; i++)
+        zdm_strv_push(&all, names->v[i]);
+    for (size_t i = 0; i < na; i++)
+        zdm_strv_push(&all, a[i].column);
+    zdm_buf_puts(c, " OF ");
+    int first = 1;
+    for (size_t i = 0; i < all.n; i++) {
+        if (zdm_dwsql_in_list(&all, all.v[i], strlen(all.v[i]), 1) != (int)i + 1)
+            continue; /* duplicate */
+        char *q = d->quote_ident(all.v[i]);
+        zdm_buf_printf(c, "%s%s", first ? "" : ", ", q);
+        first = 0;
+        free(q);
+    }
+    zdm_strv_free(&all);
+}

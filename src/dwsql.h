@@ -1,0 +1,39 @@
+/*
+ * dwsql.h -- the dialect-neutral pieces of the dual-write trigger SQL.
+ *
+ * Owns: the clauses both dialects' trigger builders (dialect_pg.c,
+ * dialect_sqlite.c) are made of.  Every function appends to a zdm_buf or
+ * returns malloc'd text; identifiers are quoted by the dialect given.
+ */
+#ifndef ZDM_DWSQL_H
+#define ZDM_DWSQL_H
+
+#include "dialect.h"
+
+/* 1 + the index of name[0..len) in l (case folded when fold), else 0. */
+int zdm_dwsql_in_list(const zdm_strv *l, const char *name, size_t len, int fold);
+
+/* `expr` with every bare reference to a column in `cols` reading
+ * `prefix.column` (e.g. NEW."project_name").  Strings, quoted identifiers
+ * that are not columns, qualified names and function calls are left
+ * alone.  malloc'd. */
+char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix);
+
+/* fmt (two %s: the quoted column) for each assignment's column, joined. */
+void zdm_dwsql_each_col(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n, const char *fmt,
+                        const char *joiner);
+/* "    NEW.t1 := (e1');\n" each (plpgsql), or "t1 = (e1), t2 = (e2)". */
+void zdm_dwsql_assignments(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
+                           const zdm_strv *cols, int plpgsql);
+/* "NOT (NEW.t1 IS (e1') AND ...)": the row is not yet consistent. */
+void zdm_dwsql_inconsistent(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
+                            const zdm_strv *cols);
+/* "k1 = NEW.k1 AND k2 = NEW.k2". */
+void zdm_dwsql_key_match(zdm_buf *b, const zdm_dialect *d, const zdm_strv *key);
+/* " OF a, b" over names then the assignments' columns, duplicates skipped. */
+void zdm_dwsql_of_columns(zdm_buf *c, const zdm_dialect *d, const zdm_strv *names, const zdm_assign *a,
+                          size_t na);
+/* 's' as a SQL string literal ('' doubled), malloc'd. */
+char *zdm_dwsql_literal(const char *s);
+
+#endif
