@@ -1,0 +1,356 @@
+/*
+ * test_dualwrite_sql.c -- the dual-write trigger SQL of both dialects
+ * (dialect_pg.c, dialect_sqlite.c, dwsql.c), built without a database.
+ *
+ * What must hold for every trigger, whatever the plan:
+ *  - the guard: each trigger steps aside for the plan's own backfill
+ *    (PostgreSQL: the zdm.backfill setting; SQLite: the zdm_guard row);
+ *  - the where: with a `where`, every write the triggers make is limited
+ *    to it (PostgreSQL: in each function; SQLite: in each UPDATE), and
+ *    without one, no trigger narrows anything;
+ *  - quoting: every identifier is quoted by the dialect (a hostile name
+ *    never appears unquoted), the plan id goes in as a literal;
+ *  - the shape: one-way has the forward pair only, two-way the reverse
+ *    pair too; SQLite addresses the row by every key column.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dialect.h"
+#include "dwsql.h"
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* The CREATE TRIGGER statements of a script, each up to the next
+ * CREATE (or the end), malloc'd. */
+static int triggers(const char *sql, char **out, int max)
+{
+    int n = 0;
+    for (const char *p = strstr(sql, "CREATE TRIGGER"); p && n < max;) {
+        const char *next = strstr(p + 1, "CREATE ");
+        size_t len = next ? (size_t)(next - p) : strlen(p);
+        out[n++] = zdm_xstrndup(p, len);
+        p = next ? strstr(next, "CREATE TRIGGER") : NULL;
+    }
+    return n;
+}
+
+typedef struct tcase {
+    const zdm_dialect *d;
+    const char *plan_id, *table, *where;
+    zdm_assign set[2], reverse[2];
+    size_t nset, nreverse;
+    const char *keys[3];
+    int in_place;
+} tcase;
+
+static zdm_strv cols, key, sources; /* of the last build */
+
+static void build(const tcase *t, char **create, char **drop)
+{
+    zdm_strv_free(&cols);
+    zdm_strv_free(&key);
+    zdm_strv_free(&sources);
+    for (size_t i = 0; i < t->nset; i++)
+        zdm_strv_push(&cols, t->set[i].column);
+    for (size_t i = 0; i < t->nreverse; i++)
+        zdm_strv_push(&cols, t->reverse[i].column);
+    for (size_t i = 0; i < 3 && t->keys[i]; i++)
+        zdm_strv_push(&key, t->keys[i]);
+    zdm_dw_spec s = {
+        .plan_id = t->plan_id,
+        .table = t->table,
+        .base = "zdm_dw_p",
+        .set = t->set,
+        .nset = t->nset,
+        .reverse = t->reverse,
+        .nreverse = t->nreverse,
+        .sources = &sources,
+        .where = t->where,
+        .in_place = t->in_place,
+        .reverse_on_insert = 0,
+        .cols = &cols,
+        .key = &key,
+    };
+    zdm_buf c = {0}, d = {0};
+    t->d->dw_triggers(t->d, &s, &c, &d);
+    *create = zdm_buf_take(&c);
+    *drop = zdm_buf_take(&d);
+}
+
+
+/* The invariants above, for one case. */
+static void check_case(const tcase *t)
+{
+    char *create, *drop, *trg[8];
+    build(t, &create, &drop);
+    int pg = t->d == &zdm_dialect_pg;
+    int n = triggers(create, trg, 8);
+    assert_int_equal(n, t->nreverse ? 4 : 2);
+    char *lit = zdm_dwsql_literal(t->plan_id);
+    char *guard = pg ? zdm_xasprintf("current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit)
+                     : zdm_xasprintf("NOT EXISTS (SELECT 1 FROM zdm_guard WHERE plan_id = %s)", lit);
+    char *g_ins = zdm_xasprintf("BEGIN INSERT INTO zdm_guard (plan_id) VALUES (%s); UPDATE ", lit);
+    char *g_del = zdm_xasprintf("; DELETE FROM zdm_guard WHERE plan_id = %s; END;", lit);
+    for (int i = 0; i < n; i++) {
+        /* the guard, once, in each trigger's WHEN */
+        assert_int_equal(count(trg[i], guard), 1);
+        assert_non_null(strstr(trg[i], pg ? "WHEN (" : "WHEN "));
+        assert_true(strstr(trg[i], guard) > strstr(trg[i], "WHEN"));
+        if (!pg) {
+            /* the guard row brackets the trigger's own UPDATE */
+            const char *ins = strstr(trg[i], g_ins);
+            const char *del = strstr(trg[i], g_del);
+            assert_non_null(ins);
+            assert_non_null(del);
+            assert_true(ins < del);
+            /* the row by every key column, then the where (or nothing) */
+            zdm_buf w = {0};
+            for (int k = 0; k < 3 && t->keys[k]; k++) {
+                char *q = zdm_dialect_sqlite.quote_ident(t->keys[k]);
+                zdm_buf_printf(&w, "%s%s = NEW.%s", k ? " AND " : " WHERE ", q, q);
+                free(q);
+            }
+            if (t->where)
+                zdm_buf_printf(&w, " AND (%s)", t->where);
+            zdm_buf_puts(&w, "; DELETE FROM zdm_guard");
+            assert_non_null(strstr(trg[i], w.data));
+            zdm_buf_free(&w);
+        } else {
+            assert_non_null(strstr(trg[i], " FOR EACH ROW\n"));
+            assert_non_null(strstr(trg[i], "EXECUTE FUNCTION zdm.\"zdm_dw_p_"));
+        }
+        free(trg[i]);
+    }
+    free(g_ins);
+    free(g_del);
+    free(guard);
+    free(lit);
+    if (pg) {
+        /* one function a direction, each limited to `where` when given */
+        int nfn = t->nreverse ? 2 : 1;
+        assert_int_equal(count(create, "CREATE OR REPLACE FUNCTION zdm."), nfn);
+        assert_int_equal(count(create, "\"zdm_dw_p_rev\"()") > 0, t->nreverse > 0);
+        if (t->where) {
+            char *alias = zdm_dialect_pg.quote_ident(strrchr(t->table, '.') ? strrchr(t->table, '.') + 1 : t->table);
+            char *want = zdm_xasprintf("IF NOT EXISTS (SELECT 1 FROM (SELECT NEW.*) AS %s WHERE (%s)) THEN\n"
+                                       "    RETURN NEW;",
+                                       alias, t->where);
+            assert_int_equal(count(create, want), nfn);
+            free(want);
+            free(alias);
+        } else {
+            assert_int_equal(count(create, "IF NOT EXISTS"), 0);
+        }
+        /* the old triggers go first, so a re-run replaces them */
+        assert_true(strstr(create, "DROP TRIGGER IF EXISTS") < strstr(create, "CREATE TRIGGER"));
+        assert_int_equal(count(drop, "DROP TRIGGER IF EXISTS"), 4);
+        assert_int_equal(count(drop, "DROP FUNCTION IF EXISTS zdm."), 2);
+    } else {
+        assert_int_equal(count(drop, "DROP TRIGGER IF EXISTS"), 4);
+    }
+    free(create);
+    free(drop);
+}
+
+static tcase base_case(const zdm_dialect *d)
+{
+    tcase t;
+    memset(&t, 0, sizeof t);
+    t.d = d;
+    t.plan_id = "p";
+    t.table = "t";
+    t.set[0] = (zdm_assign){"b", "upper(a)", 0, 0};
+    t.nset = 1;
+    t.keys[0] = "id";
+    return t;
+}
+
+/* Every combination: dialect x one/two-way x where x key shape. */
+static void test_every_combination(void **state)
+{
+    (void)state;
+    const zdm_dialect *ds[2] = {&zdm_dialect_pg, &zdm_dialect_sqlite};
+    for (int di = 0; di < 2; di++)
+        for (int twoway = 0; twoway < 2; twoway++)
+            for (int where = 0; where < 2; where++)
+                for (int composite = 0; composite < 2; composite++) {
+                    tcase t = base_case(ds[di]);
+                    if (twoway) {
+                        t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
+                        t.nreverse = 1;
+                    }
+                    t.where = where ? "a IS NOT NULL AND id > 3" : NULL;
+                    if (composite) {
+                        t.keys[0] = "tenant";
+                        t.keys[1] = "id";
+                    }
+                    check_case(&t);
+                }
+}
+
+/* The direction conditions: forward fires on an INSERT that leaves the
+ * target NULL, or an UPDATE that leaves it unchanged; reverse on a write
+ * of the target (PostgreSQL: named to fire first). */
+static void test_directions(void **state)
+{
+    (void)state;
+    tcase t = base_case(&zdm_dialect_pg);
+    t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
+    t.nreverse = 1;
+    char *create, *drop;
+    build(&t, &create, &drop);
+    const char *rev_ins = strstr(create, "CREATE TRIGGER \"zdm_dw_p_1rev_ins\" BEFORE INSERT ON \"t\"");
+    const char *fwd_ins = strstr(create, "CREATE TRIGGER \"zdm_dw_p_2fwd_ins\" BEFORE INSERT ON \"t\"");
+    assert_non_null(rev_ins);
+    assert_non_null(fwd_ins);
+    assert_non_null(strstr(create, "NOT (NEW.\"b\" IS NULL) AND NEW.\"a\" IS NULL)\n  EXECUTE FUNCTION "
+                                   "zdm.\"zdm_dw_p_rev\"()"));
+    assert_non_null(strstr(create, "AND NEW.\"b\" IS NULL)\n  EXECUTE FUNCTION zdm.\"zdm_dw_p_fwd\"()"));
+    assert_non_null(strstr(create, "BEFORE UPDATE OF \"b\" ON \"t\" FOR EACH ROW"));
+    assert_non_null(strstr(create, "AND NEW.\"b\" IS NOT DISTINCT FROM OLD.\"b\")\n  EXECUTE FUNCTION "
+                                   "zdm.\"zdm_dw_p_fwd\"()"));
+    /* the function computes from NEW: a bare column reads NEW.col */
+    assert_non_null(strstr(create, "    NEW.\"b\" := (upper(NEW.\"a\"));\n"));
+    assert_non_null(strstr(create, "    NEW.\"a\" := (lower(NEW.\"b\"));\n"));
+    free(create);
+    free(drop);
+
+    t.d = &zdm_dialect_sqlite;
+    build(&t, &create, &drop);
+    assert_non_null(strstr(create, "CREATE TRIGGER \"zdm_dw_p_fi\" AFTER INSERT ON \"t\"\nWHEN "));
+    assert_non_null(strstr(create, " AND NEW.\"b\" IS NULL\nBEGIN"));
+    assert_non_null(strstr(create, "CREATE TRIGGER \"zdm_dw_p_ru\" AFTER UPDATE OF \"b\" ON \"t\""));
+    /* a row already consistent fires nothing: no trigger loop */
+    assert_non_null(strstr(create, "NOT (NEW.\"b\" IS (upper(NEW.\"a\")))"));
+    assert_non_null(strstr(create, "NOT (NEW.\"a\" IS (lower(NEW.\"b\")))"));
+    /* the UPDATE's SET reads the row as it is (no NEW.) */
+    assert_non_null(strstr(create, "UPDATE \"t\" SET \"b\" = (upper(a)) WHERE \"id\" = NEW.\"id\";"));
+    free(create);
+    free(drop);
+}
+
+/* An in-place fix converts every matching write, whoever wrote it: the
+ * forward triggers carry no "target is NULL / unchanged" condition. */
+static void test_in_place(void **state)
+{
+    (void)state;
+    for (int di = 0; di < 2; di++) {
+        tcase t = base_case(di ? &zdm_dialect_sqlite : &zdm_dialect_pg);
+        t.set[0] = (zdm_assign){"a", "trim(a)", 0, 0};
+        t.where = "a LIKE ' %'";
+        t.in_place = 1;
+        char *create, *drop;
+        build(&t, &create, &drop);
+        assert_int_equal(count(create, "NEW.\"a\" IS NULL"), 0);
+        assert_int_equal(count(create, "IS NOT DISTINCT FROM OLD.\"a\""), 0);
+        assert_int_equal(count(create, "NEW.\"a\" IS OLD.\"a\""), 0);
+        check_case(&t);
+        free(create);
+        free(drop);
+    }
+}
+
+/* Removes every occurrence of `quoted` from s (in place). */
+static void strip(char *s, const char *quoted)
+{
+    size_t n = strlen(quoted);
+    for (char *p; (p = strstr(s, quoted)) != NULL;)
+        memmove(p, p + n, strlen(p + n) + 1);
+}
+
+/* Names with quotes, spaces, dots and $: quoted by the dialect wherever
+ * they appear; once the quoted forms are taken out, nothing of them is
+ * left (no bare, half-quoted or unescaped copy).  The plan id is a
+ * literal with its quote doubled. */
+static void test_hostile_identifiers(void **state)
+{
+    (void)state;
+    for (int di = 0; di < 2; di++) {
+        const zdm_dialect *d = di ? &zdm_dialect_sqlite : &zdm_dialect_pg;
+        tcase t = base_case(d);
+        t.plan_id = "it's";
+        t.table = di ? "we ird\"t" : "s p.we ird\"t";
+        t.set[0] = (zdm_assign){"c\"d e", "upper(\"a b\")", 0, 0};
+        t.reverse[0] = (zdm_assign){"a b", "lower(\"c\"\"d e\")", 0, 0};
+        t.nreverse = 1;
+        t.keys[0] = "k\"1";
+        t.keys[1] = "k 2";
+        t.where = "\"a b\" <> 'x'";
+        char *create, *drop;
+        build(&t, &create, &drop);
+        const char *qtable = di ? "\"we ird\"\"t\"" : "\"s p\".\"we ird\"\"t\"";
+        assert_non_null(strstr(create, qtable));
+        assert_non_null(strstr(drop, di ? "DROP TRIGGER IF EXISTS \"zdm_dw_p_fi\";" : qtable));
+        assert_non_null(strstr(create, "\"c\"\"d e\""));
+        assert_non_null(strstr(create, "'it''s'"));
+        if (!di) {
+            /* the expression's bare column reads NEW."a b" in the function */
+            assert_non_null(strstr(create, "NEW.\"c\"\"d e\" := (upper(NEW.\"a b\"));"));
+            assert_non_null(strstr(create, "NEW.\"a b\" := (lower(NEW.\"c\"\"d e\"));"));
+            /* where sees NEW under the bare table name */
+            assert_non_null(strstr(create, "(SELECT NEW.*) AS \"we ird\"\"t\" WHERE (\"a b\" <> 'x')"));
+        } else {
+            assert_non_null(strstr(create, " WHERE \"k\"\"1\" = NEW.\"k\"\"1\" AND \"k 2\" = NEW.\"k 2\" AND "
+                                           "(\"a b\" <> 'x');"));
+        }
+        char *rest = zdm_xstrdup(create);
+        const char *quoted[] = {"\"we ird\"\"t\"", "\"s p\"", "\"c\"\"d e\"", "\"a b\"", "\"k\"\"1\"", "\"k 2\"",
+                                "'it''s'"};
+        for (size_t i = 0; i < sizeof quoted / sizeof quoted[0]; i++)
+            strip(rest, quoted[i]);
+        assert_null(strstr(rest, "we ird"));
+        assert_null(strstr(rest, "d e"));
+        assert_null(strstr(rest, "a b"));
+        assert_null(strstr(rest, "k 2"));
+        assert_null(strstr(rest, "it's"));
+        free(rest);
+        check_case(&t);
+        free(create);
+        free(drop);
+    }
+}
+
+/* The expression rewrite: bare columns only. */
+static void test_rewrite(void **state)
+{
+    (void)state;
+    zdm_strv cols = {0};
+    zdm_strv_push(&cols, "a");
+    zdm_strv_push(&cols, "Mixed");
+    zdm_strv_push(&cols, "x y");
+    char *e = zdm_dwsql_rewrite(&zdm_dialect_pg,
+                                "a || 'a' || t.a || mixed || \"x y\" || a(1) || \"a\" || b::a -- a\n", &cols, "NEW");
+    assert_string_equal(e, "NEW.\"a\" || 'a' || t.a || NEW.\"Mixed\" || NEW.\"x y\" || a(1) || NEW.\"a\" || "
+                           "b::a -- a\n");
+    free(e);
+    zdm_strv_free(&cols);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_combination),
+        cmocka_unit_test(test_directions),
+        cmocka_unit_test(test_in_place),
+        cmocka_unit_test(test_hostile_identifiers),
+        cmocka_unit_test(test_rewrite),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    zdm_strv_free(&cols);
+    zdm_strv_free(&key);
+    zdm_strv_free(&sources);
+    return rc;
+}
