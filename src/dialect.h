@@ -90,6 +90,15 @@ typedef struct zdm_dialect {
      * only undo of a dropped column on a database without PITR. */
     int file_backup;
 
+    /* ---- zdm's state tables (state.c) ---- */
+    const char *state_prefix;    /* before a state table's name: "zdm." | "zdm_" */
+    const char *state_bigint;    /* a 64-bit integer column */
+    const char *state_serial_pk; /* an auto-numbered 64-bit primary key */
+    const char *state_ddl_head;  /* before the tables (the schema) */
+    const char *state_ddl_tail;  /* after them (tables only this dialect has) */
+    /* ALTER TABLE adding a column, as a format: the table, then the column. */
+    const char *state_add_column;
+
     /* ---- dual-write triggers ---- */
     /* The triggers' SQL addresses rows by the backfill key. */
     int dw_needs_key;

@@ -263,6 +263,13 @@ const zdm_dialect zdm_dialect_sqlite = {
     .lock_holder_hint = "that holds the database file's write lock",
     .pg_grammar = 0,
     .file_backup = 1,
+    .state_prefix = "zdm_",
+    .state_bigint = "integer",
+    .state_serial_pk = "integer PRIMARY KEY AUTOINCREMENT",
+    .state_ddl_head = "",
+    /* the backfill's own-transaction mark the triggers step aside for */
+    .state_ddl_tail = "CREATE TABLE IF NOT EXISTS zdm_guard (plan_id text PRIMARY KEY);\n",
+    .state_add_column = "ALTER TABLE %s ADD COLUMN %s;\n",
     .dw_needs_key = 1,
     .dw_body_in_function = 0,
     .dw_compiled_on_write = 1,

@@ -15,8 +15,9 @@
  *    (and a check of the existing rows); foreign keys and type changes are
  *    refused there, with the reason.
  *
- * Names in plans are plain identifiers (validated in plan.c), so the SQL
- * here quotes them itself, the same way both drivers do.
+ * Names in plans are plain identifiers (validated in plan.c); the SQL
+ * here quotes them as the dialects do (dialect.h), without a connection:
+ * a plan expands to both dialects' SQL before any database is open.
  */
 #include "ops.h"
 
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dialect.h"
 #include "lint.h"
 #include "util.h"
 
@@ -32,18 +34,9 @@ enum { PG = 0, SQ = 1 };
 
 char *zdm_ops_quote(const char *name, int path)
 {
-    zdm_buf b = {0};
-    zdm_buf_putn(&b, "\"", 1);
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            zdm_buf_putn(&b, "\"\"", 2);
-        else if (*p == '.' && path)
-            zdm_buf_putn(&b, "\".\"", 3);
-        else
-            zdm_buf_putn(&b, p, 1);
-    }
-    zdm_buf_putn(&b, "\"", 1);
-    return zdm_buf_take(&b);
+    /* One quoted text serves both dialects' SQL: they quote identifiers
+     * alike (standard SQL double quotes; test_dualwrite_sql checks). */
+    return path ? zdm_dialect_quote_path(&zdm_dialect_pg, name) : zdm_dialect_pg.quote_ident(name);
 }
 
 void zdm_ops_version_schema(const zdm_plan *p, char *out, size_t size)

@@ -1,13 +1,15 @@
 /*
  * state.c -- zdm's tables in the target database (see state.h).
  *
- * The only dialect split here is the DDL (types and the schema); every
- * query below runs unchanged on both, with $N parameters.  Table names are
+ * The DDL is written once; the dialect supplies what differs (the table
+ * prefix, types, the schema, dialect.h).  Every query below runs
+ * unchanged on both, with $N parameters.  Table names are
  * zdm's own constants, never user input, so they are formatted in.
  */
 #include "state.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dialect.h"
 #include "util.h"
 
 /* How long a deferred refusal record waits for the write lock. */
@@ -44,89 +47,84 @@ const char *zdm_state_table(const zdm_db *db, const char *base)
     static char ring[8][64];
     static unsigned next;
     char *b = ring[next++ % 8];
-    snprintf(b, sizeof ring[0], "%s%s", zdm_db_kind_of(db) == ZDM_DB_PG ? "zdm." : "zdm_", base);
+    snprintf(b, sizeof ring[0], "%s%s", zdm_db_dialect(db)->state_prefix, base);
     return b;
 }
 
-static const char pg_ddl[] =
-    "CREATE SCHEMA IF NOT EXISTS zdm;\n"
-    "CREATE TABLE IF NOT EXISTS zdm.meta (key text PRIMARY KEY, value text NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS zdm.plans (\n"
+/* The state tables, written once: "@" + a word is the dialect's (see
+ * zdm_dialect.state_*): @T the table-name prefix (zdm. / zdm_), @BIGINT
+ * a 64-bit integer, @SERIAL an auto-numbered 64-bit primary key.  The
+ * dialect adds what only it has around this (the schema, zdm_guard). */
+static const char state_ddl[] =
+    "CREATE TABLE IF NOT EXISTS @Tmeta (key text PRIMARY KEY, value text NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS @Tplans (\n"
     "  id text PRIMARY KEY, phase text NOT NULL, checksum text NOT NULL,\n"
-    "  phase_since_ms bigint NOT NULL, created_ms bigint NOT NULL,\n"
-    "  cutover_at_ms bigint, contract_after_ms bigint,\n"
-    "  attempts integer NOT NULL DEFAULT 0, last_error text, last_attempt_ms bigint, failed_ms bigint);\n"
-    "CREATE TABLE IF NOT EXISTS zdm.steps (\n"
+    "  phase_since_ms @BIGINT NOT NULL, created_ms @BIGINT NOT NULL,\n"
+    "  cutover_at_ms @BIGINT, contract_after_ms @BIGINT,\n"
+    "  attempts integer NOT NULL DEFAULT 0, last_error text, last_attempt_ms @BIGINT, failed_ms @BIGINT);\n"
+    "CREATE TABLE IF NOT EXISTS @Tsteps (\n"
     "  plan_id text NOT NULL, phase text NOT NULL, step_index integer NOT NULL,\n"
-    "  status text NOT NULL, updated_ms bigint NOT NULL,\n"
+    "  status text NOT NULL, updated_ms @BIGINT NOT NULL,\n"
     "  PRIMARY KEY (plan_id, phase, step_index));\n"
-    "CREATE TABLE IF NOT EXISTS zdm.history (\n"
-    "  id bigserial PRIMARY KEY, plan_id text NOT NULL, at_ms bigint NOT NULL,\n"
+    "CREATE TABLE IF NOT EXISTS @Thistory (\n"
+    "  id @SERIAL, plan_id text NOT NULL, at_ms @BIGINT NOT NULL,\n"
     "  who text NOT NULL, pid integer NOT NULL, action text NOT NULL,\n"
     "  from_phase text, to_phase text, outcome text NOT NULL, detail text);\n"
-    "CREATE TABLE IF NOT EXISTS zdm.locks (\n"
+    "CREATE TABLE IF NOT EXISTS @Tlocks (\n"
     "  plan_id text PRIMARY KEY, holder text NOT NULL, host text NOT NULL,\n"
-    "  pid integer NOT NULL, since_ms bigint NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS zdm.backfills (\n"
-    "  plan_id text PRIMARY KEY, key_cols text NOT NULL, bound text, total_est bigint NOT NULL DEFAULT 0,\n"
-    "  started_ms bigint NOT NULL, finished_ms bigint, paused integer NOT NULL DEFAULT 0,\n"
+    "  pid integer NOT NULL, since_ms @BIGINT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS @Tbackfills (\n"
+    "  plan_id text PRIMARY KEY, key_cols text NOT NULL, bound text, total_est @BIGINT NOT NULL DEFAULT 0,\n"
+    "  started_ms @BIGINT NOT NULL, finished_ms @BIGINT, paused integer NOT NULL DEFAULT 0,\n"
     "  settings text NOT NULL DEFAULT '{}');\n"
-    "CREATE TABLE IF NOT EXISTS zdm.ranges (\n"
+    "CREATE TABLE IF NOT EXISTS @Tranges (\n"
     "  plan_id text NOT NULL, range_id integer NOT NULL, lo text, hi text, cursor text,\n"
-    "  done integer NOT NULL DEFAULT 0, rows_done bigint NOT NULL DEFAULT 0,\n"
-    "  batches bigint NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
-    "  owner_backend integer, heartbeat_ms bigint, throttle text, last_batch_ms bigint,\n"
+    "  done integer NOT NULL DEFAULT 0, rows_done @BIGINT NOT NULL DEFAULT 0,\n"
+    "  batches @BIGINT NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
+    "  owner_backend integer, heartbeat_ms @BIGINT, throttle text, last_batch_ms @BIGINT,\n"
     "  PRIMARY KEY (plan_id, range_id));\n";
 
-static const char sqlite_ddl[] =
-    "CREATE TABLE IF NOT EXISTS zdm_meta (key text PRIMARY KEY, value text NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS zdm_plans (\n"
-    "  id text PRIMARY KEY, phase text NOT NULL, checksum text NOT NULL,\n"
-    "  phase_since_ms integer NOT NULL, created_ms integer NOT NULL,\n"
-    "  cutover_at_ms integer, contract_after_ms integer,\n"
-    "  attempts integer NOT NULL DEFAULT 0, last_error text, last_attempt_ms integer, failed_ms integer);\n"
-    "CREATE TABLE IF NOT EXISTS zdm_steps (\n"
-    "  plan_id text NOT NULL, phase text NOT NULL, step_index integer NOT NULL,\n"
-    "  status text NOT NULL, updated_ms integer NOT NULL,\n"
-    "  PRIMARY KEY (plan_id, phase, step_index));\n"
-    "CREATE TABLE IF NOT EXISTS zdm_history (\n"
-    "  id integer PRIMARY KEY AUTOINCREMENT, plan_id text NOT NULL, at_ms integer NOT NULL,\n"
-    "  who text NOT NULL, pid integer NOT NULL, action text NOT NULL,\n"
-    "  from_phase text, to_phase text, outcome text NOT NULL, detail text);\n"
-    "CREATE TABLE IF NOT EXISTS zdm_locks (\n"
-    "  plan_id text PRIMARY KEY, holder text NOT NULL, host text NOT NULL,\n"
-    "  pid integer NOT NULL, since_ms integer NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS zdm_backfills (\n"
-    "  plan_id text PRIMARY KEY, key_cols text NOT NULL, bound text, total_est integer NOT NULL DEFAULT 0,\n"
-    "  started_ms integer NOT NULL, finished_ms integer, paused integer NOT NULL DEFAULT 0,\n"
-    "  settings text NOT NULL DEFAULT '{}');\n"
-    "CREATE TABLE IF NOT EXISTS zdm_ranges (\n"
-    "  plan_id text NOT NULL, range_id integer NOT NULL, lo text, hi text, cursor text,\n"
-    "  done integer NOT NULL DEFAULT 0, rows_done integer NOT NULL DEFAULT 0,\n"
-    "  batches integer NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
-    "  owner_backend integer, heartbeat_ms integer, throttle text, last_batch_ms integer,\n"
-    "  PRIMARY KEY (plan_id, range_id));\n"
-    "CREATE TABLE IF NOT EXISTS zdm_guard (plan_id text PRIMARY KEY);\n";
-
-/* Upgrades from version N to N+1, in order: upgrades_*[N - 1].  Run only
- * by zdm_state_upgrade ("zdm init --upgrade"), never behind an operator's
+/* Upgrades from version N to N+1, in order: upgrades[N - 1], columns
+ * added with the dialect's ADD COLUMN (same @ words).  Run only by
+ * zdm_state_upgrade ("zdm init --upgrade"), never behind an operator's
  * back by whichever host runs a newer zdm first. */
-static const char *const upgrades_pg[] = {
+typedef struct state_column {
+    const char *table, *column; /* NULL table: end of this version's list */
+} state_column;
+static const state_column upgrades[][6] = {
     /* 1 -> 2: the failure policy of run-due */
-    "ALTER TABLE zdm.plans ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,\n"
-    "  ADD COLUMN IF NOT EXISTS last_error text, ADD COLUMN IF NOT EXISTS last_attempt_ms bigint,\n"
-    "  ADD COLUMN IF NOT EXISTS failed_ms bigint;\n"
-    "ALTER TABLE zdm.ranges ADD COLUMN IF NOT EXISTS last_batch_ms bigint;\n",
+    {{"@Tplans", "attempts integer NOT NULL DEFAULT 0"},
+     {"@Tplans", "last_error text"},
+     {"@Tplans", "last_attempt_ms @BIGINT"},
+     {"@Tplans", "failed_ms @BIGINT"},
+     {"@Tranges", "last_batch_ms @BIGINT"},
+     {NULL, NULL}},
 };
-static const char *const upgrades_sqlite[] = {
-    "ALTER TABLE zdm_plans ADD COLUMN attempts integer NOT NULL DEFAULT 0;\n"
-    "ALTER TABLE zdm_plans ADD COLUMN last_error text;\n"
-    "ALTER TABLE zdm_plans ADD COLUMN last_attempt_ms integer;\n"
-    "ALTER TABLE zdm_plans ADD COLUMN failed_ms integer;\n"
-    "ALTER TABLE zdm_ranges ADD COLUMN last_batch_ms integer;\n",
-};
-_Static_assert(sizeof upgrades_pg / sizeof *upgrades_pg == ZDM_STATE_VERSION - 1, "one upgrade per version");
-_Static_assert(sizeof upgrades_sqlite / sizeof *upgrades_sqlite == ZDM_STATE_VERSION - 1, "one upgrade per version");
+_Static_assert(sizeof upgrades / sizeof *upgrades == ZDM_STATE_VERSION - 1, "one upgrade per version");
+
+/* tmpl with the @ words of dialect d, appended to out. */
+static void state_sql(const zdm_dialect *d, const char *tmpl, zdm_buf *out)
+{
+    static const struct {
+        const char *word;
+        size_t off;
+    } words[] = {
+        {"@T", offsetof(zdm_dialect, state_prefix)},
+        {"@BIGINT", offsetof(zdm_dialect, state_bigint)},
+        {"@SERIAL", offsetof(zdm_dialect, state_serial_pk)},
+    };
+    for (const char *p = tmpl; *p;) {
+        size_t k = 0, n = sizeof words / sizeof words[0];
+        while (k < n && strncmp(p, words[k].word, strlen(words[k].word)) != 0)
+            k++;
+        if (k == n) {
+            zdm_buf_putn(out, p++, 1);
+            continue;
+        }
+        zdm_buf_puts(out, *(const char *const *)((const char *)d + words[k].off));
+        p += strlen(words[k].word);
+    }
+}
 
 /* "2" -> 2; anything but a plain positive number ("", "0", "abc", "2x") -> -1. */
 static int parse_version(const char *v)
@@ -257,15 +255,24 @@ static int set_meta(zdm_db *db, const char *key, const char *value, zdm_err *err
 /* Creates (version 0) or upgrades, inside the caller's transaction. */
 static int create_or_upgrade(zdm_db *db, int from, zdm_err *err)
 {
-    int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
-    int rc = 0;
+    const zdm_dialect *d = zdm_db_dialect(db);
+    zdm_buf sql = {0};
     if (from == 0) {
-        rc = zdm_db_exec_script(db, pg ? pg_ddl : sqlite_ddl, err);
-    } else {
-        const char *const *up = pg ? upgrades_pg : upgrades_sqlite;
-        for (int v = from; rc == 0 && v < ZDM_STATE_VERSION; v++)
-            rc = zdm_db_exec_script(db, up[v - 1], err);
+        zdm_buf_puts(&sql, d->state_ddl_head);
+        state_sql(d, state_ddl, &sql);
+        zdm_buf_puts(&sql, d->state_ddl_tail);
     }
+    for (int v = from; from > 0 && v < ZDM_STATE_VERSION; v++)
+        for (const state_column *c = upgrades[v - 1]; c->table; c++) {
+            zdm_buf table = {0}, column = {0};
+            state_sql(d, c->table, &table);
+            state_sql(d, c->column, &column);
+            zdm_buf_printf(&sql, d->state_add_column, table.data, column.data);
+            zdm_buf_free(&table);
+            zdm_buf_free(&column);
+        }
+    int rc = sql.len ? zdm_db_exec_script(db, sql.data, err) : 0;
+    zdm_buf_free(&sql);
     char v[16];
     snprintf(v, sizeof v, "%d", ZDM_STATE_VERSION);
     if (rc == 0)
