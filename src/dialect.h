@@ -98,6 +98,14 @@ typedef struct zdm_dialect {
     const char *state_ddl_tail;  /* after them (tables only this dialect has) */
     /* ALTER TABLE adding a column, as a format: the table, then the column. */
     const char *state_add_column;
+    /* Taken in the transaction that creates or upgrades the tables, so two
+     * first runs do not both create; NULL when BEGIN already excludes
+     * other writers (SQLite's BEGIN IMMEDIATE). */
+    const char *state_init_lock;
+    /* *exists = 1 when the table (as zdm_state_table names it) exists;
+     * asked of the catalog, so a first run leaves no "relation does not
+     * exist" errors in the server's log. */
+    int (*table_exists)(zdm_db *db, const char *table, int *exists, zdm_err *err);
 
     /* ---- dual-write triggers ---- */
     /* The triggers' SQL addresses rows by the backfill key. */

@@ -143,6 +143,16 @@ static int pg_set_local_timeouts(zdm_db *db, long long lock_ms, long long stmt_m
     return zdm_db_exec_script(db, q, err);
 }
 
+static int pg_table_exists(zdm_db *db, const char *table, int *exists, zdm_err *err)
+{
+    const char *params[] = {table};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, "SELECT (to_regclass($1) IS NOT NULL)::int", 1, params, &v, err);
+    *exists = rc == 0 && v && atoi(v) > 0;
+    free(v);
+    return rc;
+}
+
 /* ---- dual-write triggers ---- */
 
 /* The bare table name, quoted: the alias under which `where` sees NEW. */
@@ -302,6 +312,8 @@ const zdm_dialect zdm_dialect_pg = {
     .state_ddl_head = "CREATE SCHEMA IF NOT EXISTS zdm;\n",
     .state_ddl_tail = "",
     .state_add_column = "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s;\n",
+    .state_init_lock = "SELECT pg_advisory_xact_lock(4242, 0)",
+    .table_exists = pg_table_exists,
     .dw_needs_key = 0,
     .dw_body_in_function = 1,
     .dw_compiled_on_write = 0,

@@ -124,6 +124,17 @@ static void sq_dry_timeouts(zdm_buf *out, const char *lock, const char *stmt, in
     zdm_buf_printf(out, "-- busy timeout %s, up to %d tries\n", lock, tries);
 }
 
+static int sq_table_exists(zdm_db *db, const char *table, int *exists, zdm_err *err)
+{
+    const char *params[] = {table};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1", 1, params,
+                                &v, err);
+    *exists = rc == 0 && v && atoi(v) > 0;
+    free(v);
+    return rc;
+}
+
 /* ---- dual-write triggers ---- */
 
 /* SQLite: " AND (where)" in the UPDATE a trigger makes.  The AFTER
@@ -270,6 +281,8 @@ const zdm_dialect zdm_dialect_sqlite = {
     /* the backfill's own-transaction mark the triggers step aside for */
     .state_ddl_tail = "CREATE TABLE IF NOT EXISTS zdm_guard (plan_id text PRIMARY KEY);\n",
     .state_add_column = "ALTER TABLE %s ADD COLUMN %s;\n",
+    .state_init_lock = NULL,
+    .table_exists = sq_table_exists,
     .dw_needs_key = 1,
     .dw_body_in_function = 0,
     .dw_compiled_on_write = 1,

@@ -146,29 +146,16 @@ int zdm_state_layout_read(zdm_db *db, zdm_state_layout *out, zdm_err *err)
      * not exist" errors in the server's log.  Any of zdm's tables counts:
      * a meta table dropped by hand beside the others is damage, not a
      * fresh database. */
-    char *there = NULL;
-    int rc = zdm_db_query_value(db, zdm_db_kind_of(db) == ZDM_DB_PG
-                                        ? "SELECT (to_regclass('zdm.meta') IS NOT NULL)::int"
-                                          " + (to_regclass('zdm.plans') IS NOT NULL)::int"
-                                        : "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                                          "AND name IN ('zdm_meta', 'zdm_plans')",
-                                0, NULL, &there, err);
+    const zdm_dialect *d = zdm_db_dialect(db);
+    int have_meta = 0, have_plans = 0;
+    int rc = d->table_exists(db, zdm_state_table(db, "meta"), &have_meta, err);
+    if (rc == 0)
+        rc = d->table_exists(db, zdm_state_table(db, "plans"), &have_plans, err);
     if (rc != 0)
         return rc;
-    int ntables = there ? atoi(there) : 0;
-    free(there);
-    if (ntables == 0)
+    if (!have_meta && !have_plans)
         return 0;
     out->exists = 1;
-    char *meta = NULL;
-    rc = zdm_db_query_value(db, zdm_db_kind_of(db) == ZDM_DB_PG
-                                    ? "SELECT (to_regclass('zdm.meta') IS NOT NULL)::int"
-                                    : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'zdm_meta'",
-                            0, NULL, &meta, err);
-    if (rc != 0)
-        return rc;
-    int have_meta = meta && atoi(meta) > 0;
-    free(meta);
     if (!have_meta)
         return 0;
     char sql[200];
@@ -285,9 +272,10 @@ static int create_or_upgrade(zdm_db *db, int from, zdm_err *err)
 static int begin_locked(zdm_db *db, zdm_err *err)
 {
     int rc = zdm_db_begin(db, err);
-    if (rc == 0 && zdm_db_kind_of(db) == ZDM_DB_PG) {
+    const char *lock = zdm_db_dialect(db)->state_init_lock;
+    if (rc == 0 && lock) {
         /* Two first runs (or upgrades) at once must not both create. */
-        rc = zdm_db_query(db, "SELECT pg_advisory_xact_lock(4242, 0)", 0, NULL, NULL, err);
+        rc = zdm_db_query(db, lock, 0, NULL, NULL, err);
         if (rc != 0)
             zdm_db_rollback(db);
     }

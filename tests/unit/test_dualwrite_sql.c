@@ -323,6 +323,26 @@ static void test_hostile_identifiers(void **state)
     }
 }
 
+/* ops.c writes one quoted text for both dialects' SQL: they must quote
+ * alike, and as standard SQL does. */
+static void test_dialects_quote_alike(void **state)
+{
+    (void)state;
+    const char *names[] = {"plain", "a b", "q\"", "\"\"", "it's", "$zdm$", "d.o.t", "\xc3\xa9", ""};
+    const char *want[] = {"\"plain\"", "\"a b\"", "\"q\"\"\"", "\"\"\"\"\"\"", "\"it's\"", "\"$zdm$\"",
+                          "\"d.o.t\"", "\"\xc3\xa9\"", "\"\""};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *p = zdm_dialect_pg.quote_ident(names[i]), *q = zdm_dialect_sqlite.quote_ident(names[i]);
+        assert_string_equal(p, want[i]);
+        assert_string_equal(q, want[i]);
+        free(p);
+        free(q);
+    }
+    char *path = zdm_dialect_quote_path(&zdm_dialect_pg, "s\"x.t y");
+    assert_string_equal(path, "\"s\"\"x\".\"t y\"");
+    free(path);
+}
+
 /* The expression rewrite: bare columns only. */
 static void test_rewrite(void **state)
 {
@@ -346,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_directions),
         cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_hostile_identifiers),
+        cmocka_unit_test(test_dialects_quote_alike),
         cmocka_unit_test(test_rewrite),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
