@@ -9,9 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const zdm_dialect *const dialects[] = {&zdm_dialect_pg, &zdm_dialect_sqlite};
+
 const zdm_dialect *zdm_db_dialect(const zdm_db *db)
 {
-    return zdm_db_kind_of(db) == ZDM_DB_PG ? &zdm_dialect_pg : &zdm_dialect_sqlite;
+    zdm_db_kind kind = zdm_db_kind_of(db);
+    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++)
+        if (dialects[i]->kind == kind)
+            return dialects[i];
+    return dialects[0]; /* unreachable: every driver has its table above */
 }
 
 char *zdm_dialect_quote_std(const char *name)
