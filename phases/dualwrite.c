@@ -212,10 +212,11 @@ void zdm_dw_step_free(zdm_step *step)
 
 /* ---- the backfill key ---- */
 
-static int refuse_key(const zdm_plan *plan, const char *why, zdm_err *err)
+static int refuse_key(const zdm_plan *plan, const zdm_key_refusal *why, zdm_err *err)
 {
     const zdm_backfill *b = plan->backfill;
-    zdm_err_set(err, ZDM_EXIT_REFUSED, "backfill of %s cannot walk table %s: %s", plan->id, b->table, why);
+    zdm_err_set(err, ZDM_EXIT_REFUSED, "backfill of %s cannot walk table %s: %s", plan->id, b->table, why->why);
+    zdm_err_reason(err, why->reason);
     zdm_err_detail(err, "add a primary key (ALTER TABLE %s ADD PRIMARY KEY (id)), or a unique index on "
                         "NOT NULL columns and name them in [backfill] key = [\"...\"]; nothing was changed",
                    b->table);
@@ -226,9 +227,9 @@ int zdm_backfill_key(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *e
 {
     if (!plan->backfill)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no [backfill]", plan->id);
-    const char *refused = NULL;
+    zdm_key_refusal refused;
     int rc = zdm_db_dialect(db)->key_of(db, plan->backfill->table, &plan->backfill->key, key, &refused, err);
-    if (rc == 0 && refused)
-        rc = refuse_key(plan, refused, err);
+    if (rc == 0 && refused.why)
+        rc = refuse_key(plan, &refused, err);
     return rc;
 }

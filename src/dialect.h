@@ -37,6 +37,19 @@ typedef struct zdm_dw_spec {
     const zdm_strv *key;       /* the row identity (dialects with dw_needs_key) */
 } zdm_dw_spec;
 
+/* Why a table's rows cannot be walked by key (zdm_dialect.key_of); the
+ * reason goes into the refusal's zdm_err (zdm_err_reason).  The first two
+ * name something expand may still create. */
+#define ZDM_KEY_NO_TABLE "key_no_table"
+#define ZDM_KEY_NO_COLUMN "key_no_column"
+#define ZDM_KEY_NO_PRIMARY "key_no_primary"
+#define ZDM_KEY_NULLABLE "key_nullable"
+#define ZDM_KEY_NOT_UNIQUE "key_not_unique"
+typedef struct zdm_key_refusal {
+    const char *why;    /* NULL: the key is usable */
+    const char *reason; /* ZDM_KEY_* */
+} zdm_key_refusal;
+
 typedef struct zdm_dialect {
     zdm_db_kind kind;
     /* "postgresql" | "sqlite": how messages name the database. */
@@ -58,9 +71,10 @@ typedef struct zdm_dialect {
     /* The backfill key of `table`: `named` when it is NOT NULL with a
      * unique index on exactly those columns, else (named empty) the
      * primary key (SQLite: else rowid).  A table that cannot be walked is
-     * not an error: *refused says why (static text), and rc is 0. */
+     * not an error: rc is 0 and *refused says why (static text), its kind
+     * one of the ZDM_KEY_* reason codes below. */
     int (*key_of)(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key,
-                  const char **refused, zdm_err *err);
+                  zdm_key_refusal *refused, zdm_err *err);
     /* An expression naming one row of `table` under `alias`, appended to
      * out: for the samples in a refusal (primary key, ctid or rowid). */
     void (*row_label)(zdm_db *db, const char *table, const char *alias, zdm_buf *out);

@@ -38,25 +38,25 @@ static const char pk_sql[] = "SELECT a.attname FROM pg_index i JOIN pg_attribute
                              "WHERE i.indrelid = to_regclass($1) AND i.indisprimary "
                              "ORDER BY array_position(i.indkey::int2[], a.attnum)";
 
-static int pg_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key, const char **refused,
+static int pg_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key, zdm_key_refusal *refused,
                      zdm_err *err)
 {
-    *refused = NULL;
+    refused->why = refused->reason = NULL;
     char *q = zdm_db_ident_path(db, table);
     const char *p1[] = {q};
     char *exists = NULL;
     int rc = zdm_db_query_value(db, "SELECT to_regclass($1) IS NOT NULL", 1, p1, &exists, err);
     if (rc == 0 && !(exists && exists[0] == 't'))
-        *refused = "the table does not exist";
+        *refused = (zdm_key_refusal){"the table does not exist", ZDM_KEY_NO_TABLE};
     free(exists);
     zdm_rows *r = NULL;
-    if (rc == 0 && !*refused && !named->n) {
+    if (rc == 0 && !refused->why && !named->n) {
         rc = zdm_db_query(db, pk_sql, 1, p1, &r, err);
         if (rc == 0 && zdm_rows_count(r) == 0)
-            *refused = "it has no primary key and the plan names no key";
-        for (int i = 0; rc == 0 && !*refused && i < zdm_rows_count(r); i++)
+            *refused = (zdm_key_refusal){"it has no primary key and the plan names no key", ZDM_KEY_NO_PRIMARY};
+        for (int i = 0; rc == 0 && !refused->why && i < zdm_rows_count(r); i++)
             zdm_strv_push(key, zdm_rows_get(r, i, 0));
-    } else if (rc == 0 && !*refused) {
+    } else if (rc == 0 && !refused->why) {
         zdm_buf sorted = {0};
         zdm_dialect_join_sorted(named, &sorted);
         const char *p2[] = {q, sorted.data};
@@ -71,10 +71,11 @@ static int pg_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
                                 "     AND attname::text = ANY (string_to_array($2, ',')))",
                                 2, p2, &ok, err);
         if (rc == 0 && !(ok && ok[0] == 't'))
-            *refused = "the key columns are not NOT NULL with a unique index on exactly them";
+            *refused = (zdm_key_refusal){"the key columns are not NOT NULL with a unique index on exactly them",
+                                         ZDM_KEY_NOT_UNIQUE};
         free(ok);
         zdm_buf_free(&sorted);
-        for (size_t i = 0; rc == 0 && !*refused && i < named->n; i++)
+        for (size_t i = 0; rc == 0 && !refused->why && i < named->n; i++)
             zdm_strv_push(key, named->v[i]);
     }
     zdm_rows_free(r);

@@ -29,16 +29,17 @@ static int sq_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *er
 }
 
 /* A table the backfill cannot walk: not an error of the query. */
-static int refuse(const char **refused, const char *why)
+static int refuse(zdm_key_refusal *refused, const char *why, const char *reason)
 {
-    *refused = why;
+    refused->why = why;
+    refused->reason = reason;
     return 0;
 }
 
-static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key, const char **refused,
+static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_strv *key, zdm_key_refusal *refused,
                      zdm_err *err)
 {
-    *refused = NULL;
+    refused->why = refused->reason = NULL;
     const char *p1[] = {table};
     zdm_rows *r = NULL;
     int rc = zdm_db_query(db, "SELECT name, pk, \"notnull\" FROM pragma_table_info($1) ORDER BY pk", 1, p1, &r, err);
@@ -46,7 +47,7 @@ static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
         return rc;
     if (zdm_rows_count(r) == 0) {
         zdm_rows_free(r);
-        return refuse(refused, "the table does not exist");
+        return refuse(refused, "the table does not exist", ZDM_KEY_NO_TABLE);
     }
     if (!named->n) {
         for (int i = 0; i < zdm_rows_count(r); i++)
@@ -64,11 +65,11 @@ static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
                 found = atoi(zdm_rows_get(r, i, 1)) > 0 || atoi(zdm_rows_get(r, i, 2)) > 0 ? 2 : 1;
         if (found == 0 && !(named->n == 1 && strcasecmp(named->v[k], "rowid") == 0)) {
             zdm_rows_free(r);
-            return refuse(refused, "a key column does not exist");
+            return refuse(refused, "a key column does not exist", ZDM_KEY_NO_COLUMN);
         }
         if (found == 1) {
             zdm_rows_free(r);
-            return refuse(refused, "a key column may be NULL");
+            return refuse(refused, "a key column may be NULL", ZDM_KEY_NULLABLE);
         }
     }
     zdm_rows_free(r);
@@ -90,7 +91,7 @@ static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
         if (!unique) {
             /* An INTEGER PRIMARY KEY is the rowid and has no index entry. */
             if (named->n != 1)
-                return refuse(refused, "no unique index covers exactly the key columns");
+                return refuse(refused, "no unique index covers exactly the key columns", ZDM_KEY_NOT_UNIQUE);
             const char *p3[] = {table, named->v[0]};
             char *pk = NULL;
             rc = zdm_db_query_value(db, "SELECT count(*) FROM pragma_table_info($1) WHERE pk = 1 "
@@ -101,7 +102,7 @@ static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
             if (rc != 0)
                 return rc;
             if (!is_pk)
-                return refuse(refused, "no unique index covers exactly the key columns");
+                return refuse(refused, "no unique index covers exactly the key columns", ZDM_KEY_NOT_UNIQUE);
         }
     }
     for (size_t k = 0; k < named->n; k++)

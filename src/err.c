@@ -147,6 +147,7 @@ int zdm_err_set(zdm_err *err, int code, const char *fmt, ...)
         return code;
     err->code = code;
     err->detail[0] = '\0';
+    err->reason[0] = '\0';
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
@@ -164,6 +165,12 @@ void zdm_err_detail(zdm_err *err, const char *fmt, ...)
     vsnprintf(err->detail, sizeof err->detail, fmt, ap);
     va_end(ap);
     finish(err->detail, sizeof err->detail);
+}
+
+void zdm_err_reason(zdm_err *err, const char *code)
+{
+    if (err)
+        snprintf(err->reason, sizeof err->reason, "%s", code ? code : "");
 }
 
 void zdm_err_prefix(zdm_err *err, const char *fmt, ...)

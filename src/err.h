@@ -32,6 +32,8 @@ typedef struct zdm_err {
     int line, col;               /* source position when the error is about a file, else 0 */
     char msg[ZDM_ERR_MSG];       /* one sentence: what failed, where, why */
     char detail[ZDM_ERR_DETAIL]; /* what the operator should do next, may be "" */
+    char reason[32];             /* a refusal's kind ("lock_held", "not_due", ...), "" when
+                                    unnamed: what history folds repeats by, never the text */
 } zdm_err;
 
 #if defined(__GNUC__)
@@ -47,6 +49,9 @@ void zdm_err_clear(zdm_err *err);
 int zdm_err_set(zdm_err *err, int code, const char *fmt, ...) ZDM_PRINTF(3, 4);
 /* Sets the operator-facing "what to do next" line. */
 void zdm_err_detail(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
+/* Names the kind of failure or refusal (a short snake_case code, kept
+ * in history's reason column).  zdm_err_set clears it. */
+void zdm_err_reason(zdm_err *err, const char *code);
 /* Prepends context ("expand step 2: ") to an existing message. */
 void zdm_err_prefix(zdm_err *err, const char *fmt, ...) ZDM_PRINTF(2, 3);
 

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "backfill.h"
+#include "dialect.h"
 #include "mutant.h"
 #include "lint.h"
 #include "mutant.h"
@@ -530,7 +531,7 @@ static int gate_backfill_key(ctx *c, zdm_err *err)
     zdm_strv key = {0};
     int rc = zdm_backfill_key(c->db, c->plan, &key, err);
     zdm_strv_free(&key);
-    if (rc == ZDM_EXIT_REFUSED && strstr(err->msg, "does not exist")) {
+    if (rc == ZDM_EXIT_REFUSED && (!strcmp(err->reason, ZDM_KEY_NO_TABLE) || !strcmp(err->reason, ZDM_KEY_NO_COLUMN))) {
         zdm_err_clear(err); /* expand creates it */
         return 0;
     }
