@@ -8,6 +8,12 @@ cutover, schedule/run-due, rollback) while faults hit it (kill -9 and
 SIGTERM of workers, PostgreSQL restarts fast and immediate, duplicate
 commands, a hook that fails, workers started late), and the model that
 says what the data, the schema and zdm's own state must be afterwards.
+About one seed in four also has a second plan on the same table (dst2 from
+other), driven by an operator thread of its own through its phases while
+the first plan moves, with its own workers and faults; sometimes it
+requires the first plan (its expand is refused until that one is
+complete), sometimes it is rolled back.  Every invariant below holds for
+each plan on its own.
 
 Everything random comes from random.Random(seed string), so a seed replays
 the same plan, table and schedule (the interleavings with real processes
@@ -58,6 +64,12 @@ except ImportError:  # PostgreSQL runs are skipped without it
 # "dst IS NULL" plan gets a src that is never NULL.
 F_SQL = {False: "COALESCE(src, 0) * 2 + 1", True: "src * 2 + 1"}
 REV_SQL = "(dst - 1) / 2"
+# g, the second plan's set.dst2 (its source, other, is never NULL)
+G_SQL = "COALESCE(other, 0) * 3 + 7"
+
+
+def g_model(other):
+    return (other or 0) * 3 + 7
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
 TWO_WAY = False
 
@@ -70,6 +82,17 @@ def f_model(src):
 
 class Failure(Exception):
     pass
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+NOLOCK = _NoLock()
 
 
 # ------------------------------------------------------------ PostgreSQL
@@ -161,13 +184,30 @@ class Target:
         return sql if self.kind == "pg" else sql.replace("%s", "?")
 
     def rows(self, sql, args=()):
-        c = self.connect()
-        try:
-            cur = c.cursor()
-            cur.execute(self.q(sql), args)
-            return cur.fetchall()
-        finally:
-            c.close()
+        # PostgreSQL: the second plan's operator may read while the first
+        # one restarts the server; a read is retried until it is back
+        for attempt in range(120):
+            try:
+                c = self.connect()
+            except Exception:
+                if self.kind != "pg" or attempt == 119:
+                    raise
+                time.sleep(0.5)
+                continue
+            try:
+                cur = c.cursor()
+                cur.execute(self.q(sql), args)
+                return cur.fetchall()
+            except Exception as e:
+                if self.kind != "pg" or not isinstance(e, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
+                        or attempt == 119:
+                    raise
+                time.sleep(0.5)
+            finally:
+                try:
+                    c.close()
+                except Exception:
+                    pass
 
     def execute(self, sql, args=()):
         c = self.connect()
@@ -194,12 +234,15 @@ class Target:
                                             "WHERE table_schema = 'public' AND table_name = 't'")}
         return {r[1] for r in self.rows("PRAGMA table_info(t)")}
 
-    def triggers(self):
+    def triggers(self, plan):
+        """The dual-write triggers of one plan (zdm_dw_<plan>_...)."""
         if self.kind == "pg":
-            return {r[0] for r in self.rows("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
-                                            "AND tgname LIKE 'zdm_dw_%%'")}
-        return {r[0] for r in self.rows("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                        "AND name LIKE 'zdm_dw_%'")}
+            names = {r[0] for r in self.rows("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                                             "AND tgname LIKE 'zdm_dw_%%'")}
+        else:
+            names = {r[0] for r in self.rows("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                             "AND name LIKE 'zdm_dw_%'")}
+        return {n for n in names if n.startswith(f"zdm_dw_{plan}_")}
 
 
 # ------------------------------------------------------------ generator
@@ -246,6 +289,23 @@ class Gen:
         self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill")
         # a before_contract hook that hangs until zdm's timeout kills it
         self.hook_hangs = rng.random() < 0.15
+        # A second plan in flight on the same table (not beside
+        # rename_column, whose view schema would hide its column from the
+        # new version): dst2 = g(other) for the rows of where2, one-way,
+        # its own workers, faults and rollback, on an operator thread of
+        # its own.  With requires, it may only expand once plan 1 is
+        # complete (refused before); without, both plans' triggers fire on
+        # every write.  Drawn after every other choice, so a seed keeps
+        # the plan 1 it had before the second plan existed.
+        self.second = rng.random() < 0.35 and not self.rename and focus in (None, "second")
+        if focus == "second":
+            self.second = True
+        self.requires = rng.random() < 0.3
+        self.where2 = rng.choice([None, "grp <> 1"])
+        self.batch2 = rng.choice([50, 500, 3000])
+        self.workers2 = rng.randint(1, 2)
+        self.rollback2 = rng.random() < 0.25
+        self.delay2 = rng.uniform(0, 4)
         for kv in force or []:
             # --force name=value pins one choice: regression cases keep
             # their scenario when the generator changes
@@ -254,7 +314,8 @@ class Gen:
                 raise SystemExit(f"torture: --force {kv}: no such choice")
             cur = getattr(self, name)
             setattr(self, name, None if v == "None" else (v in ("1", "True", "true")) if isinstance(cur, bool)
-                    else int(v) if isinstance(cur, int) else v.replace("_", " ") if name == "where" else v)
+                    else int(v) if isinstance(cur, int) else float(v) if isinstance(cur, float)
+                    else v.replace("_", " ") if name in ("where", "where2") else v)
         self.null_src = 0.0 if (self.two_way and self.where) else 0.1
 
     def pk_of(self, k):
@@ -282,7 +343,7 @@ class Gen:
         cols = {"id": "bigint", "a": "integer", "b": "integer", "code": "text"}
         parts = [f"{c} {cols[c]} NOT NULL" for c in self.pk_cols()]
         parts += ["k bigint NOT NULL UNIQUE", "grp integer NOT NULL", "src integer", "name text",
-                  "other integer", "junk integer"]
+                  "other integer", "junk integer", "junk2 integer"]
         if self.pk_cols():
             parts.append("PRIMARY KEY (" + ", ".join(self.pk_cols()) + ")")
         return "CREATE TABLE t (" + ", ".join(parts) + ")"
@@ -327,6 +388,25 @@ class Gen:
     def in_scope(self, grp):
         return not self.scoped() or grp != 0
 
+    def in_scope2(self, grp):
+        return not self.where2 or grp != 1
+
+    def plan2_toml(self, plan1):
+        L = ['description = "torture: second plan on t"']
+        if self.requires:
+            L.append(f'requires = ["{plan1}"]')
+        L += ["", "[[expand.steps]]", 'sql  = "ALTER TABLE t ADD COLUMN dst2 bigint"',
+              'down = "ALTER TABLE t DROP COLUMN dst2"', "", "[backfill]", 'table = "t"']
+        if self.where2:
+            L.append(f'where = "{self.where2}"')
+        L += [f'set.dst2 = "{G_SQL}"', "", "[backfill.dual_write]", 'sources = ["other"]', "",
+              "[backfill.throttle]", f"batch_size = {self.batch2}", "target_batch_ms = 50", "", "[contract]"]
+        scope = "grp <> 1 AND " if self.where2 else ""
+        L.append(f'verify = "SELECT NOT EXISTS (SELECT 1 FROM t WHERE {scope}COALESCE(dst2, -1) <> {G_SQL})"')
+        L += ["", "[[contract.steps]]", 'sql = "ALTER TABLE t DROP COLUMN junk2"',
+              'down = "ALTER TABLE t ADD COLUMN junk2 integer"']
+        return "\n".join(L) + "\n"
+
 
 # ------------------------------------------------------------ application
 
@@ -340,6 +420,7 @@ class Writer(threading.Thread):
         self.rng = random.Random(f"{run.seed}:{run.kind}:w{idx}")
         self.stop_ev = threading.Event()
         self.version = "old"
+        self.v2 = False  # the second plan's new version: writes dst2 itself (from its cutover on)
         self.next_k = run.gen.nrows + 1 + idx
         self.conn = None
         self.errors = []
@@ -426,6 +507,9 @@ class Writer(threading.Thread):
             if self.version == "final" and self.run_.dst_exists and not g.rename:
                 cols = cols + ["dst"]
                 vals = vals + [f_model(src) if self.run_.gen.in_scope(grp) else None]
+            if self.v2:
+                cols = cols + ["dst2"]
+                vals = vals + [g_model(0) if g.in_scope2(grp) else None]
             cur.execute(t.q(f"INSERT INTO t ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"), vals)
             rec["uncertain"] = False
             keys.append(k)
@@ -455,7 +539,13 @@ class Writer(threading.Thread):
             elif op < 0.75:
                 v = rng.randint(0, 1000)
                 rec["uncertain"] = True
-                cur.execute(t.q("UPDATE t SET other = %s WHERE k = %s"), (v, k))
+                if self.v2:
+                    # after the second plan's cutover the application
+                    # keeps dst2 itself (its triggers go at contract)
+                    cur.execute(t.q("UPDATE t SET other = %s, dst2 = %s WHERE k = %s"),
+                                (v, g_model(v) if g.in_scope2(rec["grp"]) else None, k))
+                else:
+                    cur.execute(t.q("UPDATE t SET other = %s WHERE k = %s"), (v, k))
                 rec["other"] = v
             elif op < 0.9:
                 v = "x%d" % rng.randint(0, 1000)
@@ -485,6 +575,19 @@ class Run:
         self.plans = os.path.join(self.dir, "plans")
         os.makedirs(self.plans)
         self.plan = "p%d" % (seed % 100000)
+        self.plan2 = "q%d" % (seed % 100000) if self.gen.second else None
+        self.rng2 = random.Random(f"{seed}:{kind}:ops2")
+        self.op2 = None  # the second plan's operator thread
+        self.op2_error = None
+        self.abort = threading.Event()  # the main operator failed: the second one stops
+        self.main_done = threading.Event()
+        self.cmd_lock = threading.Lock()
+        # zdm advance of a plan that requires plan 1 holds plan 1's lock
+        # (README: expand holds the lock of every plan it requires), so
+        # plan 1's own commands would be refused as locked meanwhile: the
+        # second operator runs it only while the first starts nothing
+        self.q_guard = threading.Lock()
+        self.restarting = 0.0  # when a server restart began (0: none under way)
         self.model = {}
         self.writers = []
         self.dst_exists = False
@@ -509,15 +612,19 @@ class Run:
         return [self.args.zdm, "--db", self.t.url, "--plans", self.plans] + list(a)
 
     def start(self, *a, env_extra=None):
-        self.cmdn += 1
-        out = open(os.path.join(self.dir, "cmd%03d.log" % self.cmdn), "w")
+        with self.cmd_lock:  # two operator threads
+            self.cmdn += 1
+            n = self.cmdn
+        out = open(os.path.join(self.dir, "cmd%03d.log" % n), "w")
         env = self.env()
         env.update(env_extra or {})
-        p = subprocess.Popen(self.argv(*a), stdout=out, stderr=subprocess.STDOUT, env=env,
-                             cwd=self.dir, start_new_session=True)
-        p.name, p.t0, p.logf, p.sig = " ".join(a), time.time(), out.name, None
-        self.procs.append(p)
-        self.say(f"start #{self.cmdn} pid {p.pid}: zdm {p.name}")
+        main = threading.current_thread() is not self.op2
+        with self.q_guard if main and self.plan2 and self.gen.requires else NOLOCK:
+            p = subprocess.Popen(self.argv(*a), stdout=out, stderr=subprocess.STDOUT, env=env,
+                                 cwd=self.dir, start_new_session=True)
+            p.name, p.t0, p.logf, p.sig, p.main = " ".join(a), time.time(), out.name, None, main
+            self.procs.append(p)
+        self.say(f"start #{n} pid {p.pid}: zdm {p.name}")
         return p
 
     def zdm(self, *a, ok=(0,), timeout=180):
@@ -528,10 +635,31 @@ class Run:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             raise Failure(f"zdm {p.name} did not finish in {timeout}s (log {p.logf})")
-        self.say(f"  -> rc {rc}")
+        self.say(f"  -> rc {rc} (zdm {p.name})")
         if ok is not None and rc not in ok:
             raise Failure(f"zdm {p.name} exited {rc}, expected {ok}: {self.tail(p)}")
         return rc
+
+    def zdm_retry(self, *a, ok=(0,), timeout=180):
+        """zdm(), again when a server restart (by the other operator) made
+        it fail: the command's outcome is then unknown, not wrong."""
+        for attempt in range(3):
+            t0 = time.time()
+            p = self.start(*a)
+            try:
+                rc = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                raise Failure(f"zdm {p.name} did not finish in {timeout}s (log {p.logf})")
+            self.say(f"  -> rc {rc} (zdm {p.name})")
+            if rc in ok:
+                return rc
+            if not self.across_restart(t0) or attempt == 2:
+                break
+            self.notes.append(f"zdm {p.name} exited {rc} across a server restart: run again")
+            time.sleep(1)
+        raise Failure(f"zdm {p.name} exited {rc}, expected {ok}: {self.tail(p)}")
 
     def tail(self, p):
         try:
@@ -543,8 +671,14 @@ class Run:
         return " | ".join(san[:2] if san else lines[-4:])
 
     def say(self, msg):
-        self.log.write("%.3f %s\n" % (time.time(), msg))
-        self.log.flush()
+        with self.cmd_lock:
+            self.log.write("%.3f %s%s\n" % (time.time(), "[2] " if threading.current_thread() is self.op2 else "",
+                                              msg))
+            self.log.flush()
+
+    def across_restart(self, t0):
+        """Did a server restart happen (or begin) since t0?"""
+        return bool(self.restarting) or any(b >= t0 for a, b in self.restarts)
 
     def signal(self, p, sig):
         if p.poll() is None:
@@ -563,26 +697,33 @@ class Run:
             return
         # a worker may exit 1 when the server went away hard during its
         # life (it reconnects, but a restart can land mid-start-up)
-        overlap = any(a <= time.time() and b >= p.t0 for a, b in self.restarts)
+        overlap = self.across_restart(p.t0)
         if rc == 1 and overlap:
             self.notes.append(f"worker exit 1 across a server restart: {self.tail(p)}")
             return
         raise Failure(f"worker zdm {p.name} (pid {p.pid}) exited {rc}: {self.tail(p)}")
 
     # -- state
-    def phase(self):
-        r = self.t.rows(f"SELECT phase FROM {self.t.state('plans')} WHERE id = %s", (self.plan,))
+    def phase(self, plan=None):
+        r = self.t.rows(f"SELECT phase FROM {self.t.state('plans')} WHERE id = %s", (plan or self.plan,))
         return r[0][0] if r else "pending"
 
-    def expect_phase(self, want):
-        got = self.phase()
+    def expect_phase(self, want, plan=None):
+        got = self.phase(plan)
         if got != want:
-            raise Failure(f"phase is {got}, expected {want}")
+            raise Failure(f"{plan or self.plan}: phase is {got}, expected {want}")
 
-    def check_catalog(self, when):
-        ph = self.phase()
-        cols, trg = self.t.columns(), self.t.triggers()
-        if self.gen.rename:
+    def check_catalog(self, when, plan=None):
+        """I4 for one plan: its own triggers, columns, contract step and
+        step records (the other plan's are its own business)."""
+        plan = plan or self.plan
+        ph = self.phase(plan)
+        cols, trg = self.t.columns(), self.t.triggers(plan)
+        junk = "junk"
+        when = f"{plan} {when}"
+        if plan != self.plan:
+            new, old, junk = "dst2", None, "junk2"
+        elif self.gen.rename:
             self.dst_exists = "full_name" in cols
             new, old = "full_name", "name"
         else:
@@ -595,18 +736,18 @@ class Run:
             raise Failure(f"{when}: phase {ph} but dual-write triggers remain: {sorted(trg)}")
         if ph in ("pending", "rolled_back") and (new in cols or (old and old not in cols)):
             raise Failure(f"{when}: phase {ph} but the columns are {sorted(cols)}")
-        if self.kind == "pg" and self.gen.rename:
+        if self.kind == "pg" and self.gen.rename and plan == self.plan:
             views = self.t.rows("SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s",
                                 ("zdm_v_" + self.plan,))[0][0]
             if views != (1 if live else 0):
                 raise Failure(f"{when}: phase {ph} but the view schema zdm_v_{self.plan} exists {views} times")
-        if ph == "complete" and ("junk" in cols or new not in cols or (old and old in cols)):
+        if ph == "complete" and (junk in cols or new not in cols or (old and old in cols)):
             raise Failure(f"{when}: phase complete but columns are {sorted(cols)}")
-        if ph != "complete" and "junk" not in cols:
-            raise Failure(f"{when}: phase {ph} but the contract step's column junk is gone")
+        if ph != "complete" and junk not in cols:
+            raise Failure(f"{when}: phase {ph} but the contract step's column {junk} is gone")
         if ph in ("pending", "rolled_back"):
             done = self.t.rows(f"SELECT phase, step_index FROM {self.t.state('steps')} "
-                               "WHERE plan_id = %s AND status IN ('done', 'running')", (self.plan,))
+                               "WHERE plan_id = %s AND status IN ('done', 'running')", (plan,))
             if done:
                 raise Failure(f"{when}: phase {ph} but step records say applied: {done}")
 
@@ -689,33 +830,64 @@ class Run:
         if bad:
             raise Failure(f"{when}: {len(bad)} bad rows, e.g. " + "; ".join(bad[:4]))
 
-    def check_exactly_once(self):
+    def check_data2(self, when, converted):
+        """I1 + I2 for the second plan: dst2 = g(other) inside where2 (all
+        of it once its backfill is done), NULL outside; other equals what
+        the writers committed."""
+        with self.quiet_writers():
+            cols = self.t.columns()
+            if "dst2" not in cols:
+                return
+            got = self.t.rows("SELECT k, grp, other, dst2 FROM t")
+            bad = []
+            for k, grp, other, dst2 in got:
+                rec = self.model.get(k)
+                if rec and not rec["uncertain"] and not rec["deleted"] and other != rec["other"]:
+                    bad.append(f"k={k} has other={other}, the application wrote {rec['other']}")
+                if not self.gen.in_scope2(grp):
+                    if dst2 is not None:
+                        bad.append(f"k={k} outside the rule ({self.gen.where2}) was touched: dst2={dst2}")
+                elif (converted or dst2 is not None) and dst2 != g_model(other):
+                    bad.append(f"k={k} (in the rule) has dst2={dst2}, g(other={other}) = {g_model(other)}")
+        if bad:
+            raise Failure(f"{self.plan2} {when}: {len(bad)} bad rows, e.g. " + "; ".join(bad[:4]))
+
+    def check_exactly_once(self, plan=None):
+        """I6 for one plan: the audit trigger logs (plan, k) for every row
+        a batch updates (zdm.backfill holds the plan's id)."""
+        plan = plan or self.plan
         if self.kind != "pg":
             return
-        dup = self.t.rows("SELECT k, count(*) FROM torture_audit GROUP BY k HAVING count(*) > 1 LIMIT 3")
+        dup = self.t.rows("SELECT k, count(*) FROM torture_audit WHERE plan = %s GROUP BY k HAVING count(*) > 1 "
+                          "LIMIT 3", (plan,))
         if dup:
-            raise Failure(f"I6: the backfill converted rows more than once: {dup}")
-        n = self.t.rows("SELECT count(*) FROM torture_audit")[0][0]
+            raise Failure(f"I6: the backfill of {plan} converted rows more than once: {dup}")
+        n = self.t.rows("SELECT count(*) FROM torture_audit WHERE plan = %s", (plan,))[0][0]
         done = self.t.rows(f"SELECT COALESCE(sum(rows_done), 0) FROM {self.t.state('ranges')} "
-                           "WHERE plan_id = %s", (self.plan,))[0][0]
+                           "WHERE plan_id = %s", (plan,))[0][0]
         if int(done) != int(n):
-            raise Failure(f"I6: ranges record {done} rows converted, the backfill's batches changed {n}")
+            raise Failure(f"I6: ranges of {plan} record {done} rows converted, its batches changed {n}")
 
     def check_state_end(self):
-        running = self.t.rows(f"SELECT id, action FROM {self.t.state('history')} WHERE plan_id = %s "
-                              "AND outcome = 'running'", (self.plan,))
-        if running:
-            raise Failure(f"I5: history rows left running: {running}")
-        locks = self.t.rows(f"SELECT holder FROM {self.t.state('locks')}") if True else []
+        for plan in [self.plan] + ([self.plan2] if self.plan2 else []):
+            self.check_history(plan)
+        locks = self.t.rows(f"SELECT holder FROM {self.t.state('locks')}")
         if locks:
             raise Failure(f"I5: locks left: {locks}")
         if self.kind == "pg":
             adv = self.t.rows("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0]
             if adv:
                 raise Failure(f"I5: {adv} advisory locks still held")
+
+    def check_history(self, plan):
+        running = self.t.rows(f"SELECT id, action FROM {self.t.state('history')} WHERE plan_id = %s "
+                              "AND outcome = 'running'", (plan,))
+        if running:
+            raise Failure(f"I5: history rows of {plan} left running: {running}")
         hist = self.t.rows(f"SELECT id, action, from_phase, to_phase, at_ms FROM {self.t.state('history')} "
                            "WHERE plan_id = %s AND outcome = 'ok' AND from_phase IS NOT NULL AND "
-                           "to_phase IS NOT NULL AND from_phase <> to_phase ORDER BY id", (self.plan,))
+                           "to_phase IS NOT NULL AND from_phase <> to_phase ORDER BY id", (plan,))
+        sched = self.scheduled_ms if plan == self.plan else 0
         prev, cut_ms, last = "pending", None, None
         for hid, action, fr, to, at in hist:
             if action.startswith("hook"):
@@ -731,29 +903,38 @@ class Run:
                 prev = to
                 continue
             if fr != prev:
-                raise Failure(f"I5: history {hid} ({action}) goes {fr} -> {to} but the plan was {prev}: "
+                raise Failure(f"I5: history {hid} ({action}) goes {fr} -> {to} but {plan} was {prev}: "
                               f"{[h[1:4] for h in hist]}")
             prev = to
             if to == "cut_over":
                 cut_ms = at
             if to == "complete":
-                if cut_ms is None or at < cut_ms or at < self.scheduled_ms:
-                    raise Failure(f"I5: contract at {at} before cutover {cut_ms} or schedule {self.scheduled_ms}")
-        if prev != self.phase():
-            raise Failure(f"I5: history ends in {prev}, the plan is {self.phase()}")
+                if cut_ms is None or at < cut_ms or at < sched:
+                    raise Failure(f"I5: contract of {plan} at {at} before cutover {cut_ms} or schedule {sched}")
+        if prev != self.phase(plan):
+            raise Failure(f"I5: history ends in {prev}, {plan} is {self.phase(plan)}")
 
     # -- faults
     def pg_restart(self):
         mode = self.rng.choice(["fast", "immediate"])
         t0 = time.time()
         self.say(f"server restart ({mode})")
-        self.pg.restart(mode)
-        self.restarts.append((t0, time.time()))
+        self.restarting = t0
+        try:
+            self.pg.restart(mode)
+        finally:
+            self.restarts.append((t0, time.time()))
+            self.restarting = 0.0
 
-    def backfill_phase(self):
-        """Workers under faults until the plan is backfilled."""
-        g, rng = self.gen, self.rng
-        workers = [self.start("backfill", self.plan) for _ in range(g.workers)]
+    def backfill_phase(self, plan=None):
+        """Workers under faults until the plan is backfilled.  The second
+        plan's operator kills and pauses its own workers; only the first
+        one restarts the server (either's commands may meet it)."""
+        g = self.gen
+        second = plan is not None and plan != self.plan
+        plan = plan or self.plan
+        rng = self.rng2 if second else self.rng
+        workers = [self.start("backfill", plan) for _ in range(g.workers2 if second else g.workers)]
         deadline = time.time() + 40
         restarts = 0
         storm = g.focus == "kill"  # kill -9 after kill -9, workers restarted each time
@@ -765,17 +946,17 @@ class Run:
                 break
             if a < 0.25:
                 self.signal(rng.choice(alive), signal.SIGKILL)
-                workers.append(self.start("backfill", self.plan))
+                workers.append(self.start("backfill", plan))
             elif a < 0.35:
                 self.signal(rng.choice(alive), signal.SIGTERM)
-                workers.append(self.start("backfill", self.plan))
+                workers.append(self.start("backfill", plan))
             elif a < 0.42:
-                self.zdm("pause", self.plan)
+                self.zdm_retry("pause", plan)
                 time.sleep(rng.uniform(0, 0.3))
-                self.zdm("resume", self.plan)
+                self.zdm_retry("resume", plan)
             elif a < 0.5:
-                self.zdm("set", self.plan, "batch_size=%d" % rng.choice([10, 100, 500, 3000]))
-            elif a < 0.55 and self.kind == "pg" and restarts < 1:
+                self.zdm_retry("set", plan, "batch_size=%d" % rng.choice([10, 100, 500, 3000]))
+            elif a < 0.55 and self.kind == "pg" and restarts < 1 and not second:
                 restarts += 1
                 self.pg_restart()
         for p in workers:
@@ -789,10 +970,10 @@ class Run:
             else:
                 self.check_worker_exit(p)
         for _ in range(4):
-            if self.phase() == "backfilled":
+            if self.phase(plan) == "backfilled":
                 break
-            self.zdm("backfill", self.plan, ok=(0,), timeout=300)
-        self.expect_phase("backfilled")
+            self.zdm_retry("backfill", plan, timeout=300)
+        self.expect_phase("backfilled", plan)
 
     # -- the scenario
     def setup(self):
@@ -800,10 +981,11 @@ class Run:
         self.t = Target(self.kind, self.dir, self.pg, "tort_%s_%d" % (self.kind, self.seed))
         self.t.execute(g.create_sql())
         if self.kind == "pg":
-            self.t.execute("CREATE TABLE torture_audit (k bigint NOT NULL)")
+            self.t.execute("CREATE TABLE torture_audit (k bigint NOT NULL, plan text NOT NULL)")
             self.t.execute("CREATE FUNCTION torture_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                            "IF coalesce(current_setting('zdm.backfill', true), '') <> '' THEN "
-                           "INSERT INTO torture_audit VALUES (NEW.k); END IF; RETURN NULL; END $$")
+                           "INSERT INTO torture_audit VALUES (NEW.k, current_setting('zdm.backfill')); END IF; "
+                           "RETURN NULL; END $$")
             self.t.execute("CREATE TRIGGER torture_audit AFTER UPDATE ON t FOR EACH ROW "
                            "EXECUTE FUNCTION torture_audit()")
         rng = random.Random(f"{self.seed}:{self.kind}:rows")
@@ -826,6 +1008,9 @@ class Run:
         c.close()
         with open(os.path.join(self.plans, self.plan + ".toml"), "w") as fh:
             fh.write(g.plan_toml())
+        if self.plan2:
+            with open(os.path.join(self.plans, self.plan2 + ".toml"), "w") as fh:
+                fh.write(g.plan2_toml(self.plan))
         with open(os.path.join(self.dir, "hook.sh"), "w") as fh:
             # fails while the flag file exists
             fh.write("#!/bin/sh\n[ -e \"$(dirname \"$0\")/hook-fail\" ] && { echo failing on purpose; exit 1; }\n"
@@ -844,13 +1029,32 @@ class Run:
         writers = self.writers = [Writer(self, i, g.writers) for i in range(g.writers)]
         for w in writers:
             w.start()
+        if self.plan2:
+            self.op2 = threading.Thread(target=self.operator2, daemon=True)
+            self.op2.start()
+        ok = False
         try:
             self.lifecycle(writers)
+            self.main_done.set()
+            if self.op2:
+                self.op2.join(timeout=900)
+                if self.op2.is_alive():
+                    raise Failure(f"{self.plan2}: its operator did not finish")
+            ok = True
         finally:
+            if not ok and self.op2:
+                # the first operator failed: stop the second one too
+                self.abort.set()
+                for p in self.procs:
+                    if p.poll() is None:
+                        self.signal(p, signal.SIGKILL)
+                self.op2.join(timeout=60)
             for w in writers:
                 w.stop_ev.set()
             for w in writers:
                 w.join(timeout=30)
+        if self.op2_error:
+            raise self.op2_error
         errs = [e for w in writers for e in w.errors]
         if errs:
             raise Failure(f"I3: application errors: {errs[:3]}")
@@ -862,11 +1066,91 @@ class Run:
         ph = self.phase()
         self.check_catalog("end")
         self.check_data("end", converted=ph == "complete")
+        if self.plan2:
+            self.check_catalog("end", self.plan2)
+            self.check_data2("end", converted=self.phase(self.plan2) == "complete")
         self.check_state_end()
+
+    # -- the second plan
+    def operator2(self):
+        try:
+            self.lifecycle2()
+        except Failure as e:
+            if not self.abort.is_set():
+                self.op2_error = e
+        except Exception as e:  # noqa: BLE001 -- reported by the main thread
+            if not self.abort.is_set():
+                self.say(traceback.format_exc())
+                self.op2_error = Failure(f"{self.plan2} operator: {type(e).__name__}: {e}")
+
+    def lifecycle2(self):
+        """The second plan, on its own thread: expand (with requires,
+        refused until plan 1 is complete), workers under faults, then a
+        rollback or cutover and contract, with the checks at each phase."""
+        g, rng, q = self.gen, self.rng2, self.plan2
+        time.sleep(g.delay2)
+        refused_after = 0
+        while True:
+            if self.abort.is_set():
+                return
+            p1 = self.phase()
+            if g.requires:
+                with self.q_guard:
+                    # the first operator's commands (not its workers, which
+                    # wait for a lock) end before this one takes plan 1's lock
+                    until = time.time() + 120
+                    while time.time() < until and any(
+                            p.main and p.poll() is None and not p.name.startswith("backfill") for p in self.procs):
+                        time.sleep(0.05)
+                    rc = self.zdm_retry("advance", q, ok=(0, 3))
+            else:
+                rc = self.zdm_retry("advance", q)
+            if rc == 0:
+                break
+            # refused: plan 1, which it requires, is not complete yet
+            self.expect_phase("pending", q)
+            self.check_catalog("refused", q)
+            if p1 == "complete":
+                # its lock may have been busy (a late worker of plan 1),
+                # but not for long
+                refused_after += 1
+                if refused_after > 5:
+                    raise Failure(f"{q}: advance refused 6 times though {self.plan} is complete")
+            elif self.main_done.is_set():
+                return  # plan 1 was rolled back for good: q never expands
+            time.sleep(rng.uniform(0.2, 1.0))
+        if g.requires and self.phase() != "complete":
+            raise Failure(f"{q} expanded though it requires {self.plan}, which is {self.phase()}")
+        if self.phase(q) not in ("expanded", "backfilled"):
+            raise Failure(f"after expand {q} is {self.phase(q)}")
+        self.check_catalog("after expand", q)
+        self.check_data2("after expand", converted=False)
+        if self.phase(q) == "expanded":
+            self.backfill_phase(q)
+        self.check_catalog("backfilled", q)
+        self.check_data2("backfilled", converted=True)
+        self.check_exactly_once(q)
+        if g.rollback2:
+            self.zdm_retry("rollback", q)
+            self.expect_phase("rolled_back", q)
+            self.check_catalog("after rollback", q)
+            return
+        self.zdm_retry("cutover", q, ok=(0, 3))
+        self.expect_phase("cut_over", q)
+        # the second plan's new version keeps dst2 itself, before contract
+        # removes its triggers
+        with self.quiet_writers():
+            for w in self.writers:
+                w.v2 = True
+        time.sleep(rng.uniform(0, 0.5))
+        self.zdm_retry("advance", q)
+        self.expect_phase("complete", q)
+        self.check_catalog("complete", q)
+        self.check_data2("complete", converted=True)
 
     def expand(self):
         if self.kind == "pg":
-            self.t.execute("TRUNCATE torture_audit")
+            self.t.execute("DELETE FROM torture_audit WHERE plan = %s", (self.plan,))
         if self.rng.random() < 0.3 or self.gen.dup_advance:
             a, b = self.start("advance", self.plan), self.start("advance", self.plan)
             for p in (a, b):
@@ -1024,7 +1308,9 @@ class Run:
         return (f"key={g.key} rows={g.nrows} {plan} "
                 f"batch={g.batch} workers={g.workers} writers={g.writers}"
                 f"{' rollback' if g.rollback else ''}{' hook-fails' if g.hook_fails else ''}"
-                f"{' hook-hangs' if g.hook_hangs else ''}")
+                f"{' hook-hangs' if g.hook_hangs else ''}"
+                + (f" +plan2(where={g.where2 or '-'}{' requires' if g.requires else ''}"
+                   f"{' rollback' if g.rollback2 else ''})" if g.second else ""))
 
 
 # ------------------------------------------------------------ main
@@ -1055,6 +1341,7 @@ def main():
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--replay", default="tests/torture/run.sh")
     args = ap.parse_args()
+    args.zdm = os.path.abspath(args.zdm)  # the commands run in each seed's directory
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="zdm-torture.", dir="/tmp")
     kinds = ["pg", "sqlite"] if args.db == "both" else [args.db]
     if "pg" in kinds and psycopg2 is None:
