@@ -4,8 +4,8 @@ and a network partition of one of them.
 
 Owns: network namespaces zdmp<pid>-s (the PostgreSQL server) and
 zdmp<pid>-w1..w4 (workers), joined by veth pairs 10.231.N.1 (server side)
-/ 10.231.N.2 (worker N); nothing else on the machine is touched, and all of
-it is removed on exit.  Real TCP between the namespaces; the server also
+/ 10.231.N.2 (worker N), made by netns.py; nothing else on the machine is
+touched, and all of it is removed on exit.  Real TCP between the namespaces; the server also
 listens on a unix socket that this script uses for setup and checks.
 
   1. rows/s with 1, 2 and 4 workers, one per namespace (a ratio to one);
@@ -34,40 +34,15 @@ except ImportError:
     print("partition: python3-psycopg2 missing: skipped")
     sys.exit(77)
 
+from netns import Hosts, sh
+
 ZDM = os.environ.get("ZDM")
 TAG = "zdmp%d" % (os.getpid() % 100000)
-SRV = TAG + "-s"
 NW = 4
+HOSTS = Hosts(TAG, NW)
 LINK_DOWN_S = float(os.environ.get("ZDM_PARTITION_DOWN", "45"))
 BOUND_S = 30
 fails = []
-
-
-def sh(*argv, check=True):
-    r = subprocess.run(argv, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
-    return r
-
-
-def ns_up():
-    sh("ip", "netns", "add", SRV)
-    sh("ip", "-n", SRV, "link", "set", "lo", "up")
-    for i in range(1, NW + 1):
-        w = f"{TAG}-w{i}"
-        sh("ip", "netns", "add", w)
-        sh("ip", "-n", w, "link", "set", "lo", "up")
-        sh("ip", "link", "add", f"{TAG}s{i}", "netns", SRV, "type", "veth", "peer", "name", f"{TAG}w{i}",
-           "netns", w)
-        sh("ip", "-n", SRV, "addr", "add", f"10.231.{i}.1/24", "dev", f"{TAG}s{i}")
-        sh("ip", "-n", w, "addr", "add", f"10.231.{i}.2/24", "dev", f"{TAG}w{i}")
-        sh("ip", "-n", SRV, "link", "set", f"{TAG}s{i}", "up")
-        sh("ip", "-n", w, "link", "set", f"{TAG}w{i}", "up")
-
-
-def ns_down():
-    for n in [SRV] + [f"{TAG}-w{i}" for i in range(1, NW + 1)]:
-        sh("ip", "netns", "del", n, check=False)
 
 
 def bindir():
@@ -90,12 +65,13 @@ class Server:
         self.own(self.bin + "/initdb", "-D", self.data, "--auth=trust", "--nosync", "-U", "postgres", "-E", "UTF8",
                  "--locale=C")
         with open(self.data + "/pg_hba.conf", "a") as fh:
-            fh.write("host all all 10.231.0.0/16 trust\n")
-        addrs = ",".join(f"10.231.{i}.1" for i in range(1, NW + 1))
+            fh.write(f"host all all {HOSTS.subnet()} trust\n")
+        addrs = HOSTS.server_addrs()
         # started inside the server's namespace: it listens on its veths
-        sh("ip", "netns", "exec", SRV, "runuser", "-u", "postgres", "--", self.bin + "/pg_ctl", "-D", self.data,
-           "-l", self.dir + "/server.log", "-w", "-t", "60", "-o",
-           f"-p 5432 -k {self.dir} -c listen_addresses='{addrs}' -c fsync=off -c max_connections=60", "start")
+        sh(*HOSTS.in_server(["runuser", "-u", "postgres", "--", self.bin + "/pg_ctl", "-D", self.data,
+                             "-l", self.dir + "/server.log", "-w", "-t", "60", "-o",
+                             f"-p 5432 -k {self.dir} -c listen_addresses='{addrs}' -c fsync=off "
+                             "-c max_connections=60", "start"]))
 
     def own(self, *argv):
         subprocess.run(["runuser", "-u", "postgres", "--"] + list(argv), cwd=self.dir, check=True,
@@ -156,9 +132,9 @@ def zdm(srv, db, plans, *args):
 
 
 def worker(db, plans, i, log):
-    url = f"postgresql://postgres@10.231.{i}.1:5432/{db}"
-    return subprocess.Popen(["ip", "netns", "exec", f"{TAG}-w{i}", ZDM, "--db", url, "--plans", plans, "-v",
-                             "backfill", "p"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"postgresql://postgres@{HOSTS.server_addr(i)}:5432/{db}"
+    return subprocess.Popen(HOSTS.in_worker(i, [ZDM, "--db", url, "--plans", plans, "-v", "backfill", "p"]),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def throughput(srv, work, n, rows):
@@ -200,7 +176,7 @@ def partition(srv, work):
         return None
     rid, owner, lo, hi = r[0]
     t_cut = time.time()
-    sh("ip", "-n", SRV, "link", "set", f"{TAG}s1", "down")
+    HOSTS.cut(1)
     print(f"partition: cut worker 1 (10.231.1.2) while it held range {rid} ({lo}, {hi}]", flush=True)
     takeover, took_db = None, None
     while time.time() - t_cut < LINK_DOWN_S:
@@ -210,7 +186,7 @@ def partition(srv, work):
             took_db = q(c, "SELECT clock_timestamp()")[0][0]
             print(f"partition: range {rid} taken over after {takeover:.1f} s by {o[0] or '(done)'}", flush=True)
         time.sleep(0.25)
-    sh("ip", "-n", SRV, "link", "set", f"{TAG}s1", "up")
+    HOSTS.heal(1)
     print(f"partition: link back after {time.time() - t_cut:.0f} s", flush=True)
     if takeover is None:
         fails.append(f"range {rid} was not taken over while the link was down ({LINK_DOWN_S:.0f} s)")
@@ -252,8 +228,9 @@ def partition(srv, work):
 
 
 def main():
-    if os.getuid() != 0 or not shutil.which("ip"):
-        print("partition: needs root and ip(8): skipped")
+    why = Hosts.available(TAG)
+    if why:
+        print(f"partition: {why}: skipped")
         return 77
     if not ZDM:
         print("partition: ZDM must name the zdm binary")
@@ -261,21 +238,11 @@ def main():
     if bindir() is None:
         print("partition: no PostgreSQL server: skipped")
         return 77
-    try:
-        # entering the namespace is the part that fails where / is not a
-        # mount point (a chroot): probe that too, not only creating one
-        sh("ip", "netns", "add", SRV)
-        sh("ip", "-n", SRV, "link", "set", "lo", "up")
-    except RuntimeError as e:
-        print(f"partition: network namespaces unavailable ({e}): skipped")
-        return 77
-    finally:
-        sh("ip", "netns", "del", SRV, check=False)
     work = tempfile.mkdtemp(prefix="zdm-part-w.", dir="/tmp")
     srv = None
     old = signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     try:
-        ns_up()
+        HOSTS.up()
         srv = Server()
         rows = int(os.environ.get("ZDM_PARTITION_ROWS", "300000"))
         rates = {}
@@ -289,7 +256,7 @@ def main():
         signal.signal(signal.SIGTERM, old)
         if srv:
             srv.stop()
-        ns_down()
+        HOSTS.down()
         if fails:
             print(f"partition: logs kept in {work}")
         else:

@@ -58,6 +58,8 @@ try:
 except ImportError:  # PostgreSQL runs are skipped without it
     psycopg2 = None
 
+from netns import Hosts
+
 # f, the plan's set.dst.  One-way plans map NULL to 1, so that "dst IS NULL"
 # names exactly the rows left to convert; two-way plans need f invertible
 # (reverse.src undoes it, README), so NULL stays NULL there, and a two-way
@@ -98,9 +100,12 @@ NOLOCK = _NoLock()
 # ------------------------------------------------------------ PostgreSQL
 
 class PgServer:
-    """A throwaway server on a unix socket, run as postgres when root."""
+    """A throwaway server on a unix socket, run as postgres when root.
+    With hosts (netns.py), it runs in the server's namespace and also
+    listens on TCP there, for workers on the other "hosts"."""
 
-    def __init__(self, base):
+    def __init__(self, base, hosts=None):
+        self.hosts = hosts
         self.dir = tempfile.mkdtemp(prefix="zdm-tort-pg.", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.bindir = self._bindir()
@@ -110,6 +115,9 @@ class PgServer:
             shutil.chown(self.dir, "postgres", "postgres")
         self._owner([os.path.join(self.bindir, "initdb"), "-D", self.data, "--auth=trust", "--nosync",
                      "-U", "postgres", "-E", "UTF8", "--locale=C"])
+        if hosts:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as fh:
+                fh.write(f"host all all {hosts.subnet()} trust\n")
         self.start()
 
     @staticmethod
@@ -124,18 +132,22 @@ class PgServer:
             return os.path.dirname(shutil.which("pg_ctl"))
         raise RuntimeError("no PostgreSQL server binaries")
 
-    def _owner(self, argv, check=True):
+    def _owner(self, argv, check=True, in_ns=False):
         if os.getuid() == 0:
             argv = ["runuser", "-u", "postgres", "--"] + argv
+        if in_ns and self.hosts:
+            argv = self.hosts.in_server(argv)
         r = subprocess.run(argv, cwd=self.dir, capture_output=True, text=True)
         if check and r.returncode != 0:
             raise RuntimeError(f"{argv}: {r.stdout}{r.stderr}")
         return r
 
     def start(self):
+        listen = self.hosts.server_addrs() if self.hosts else ""
         self._owner([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
-                     f"-p 5432 -k '{self.dir}' -c listen_addresses='' -c fsync=off -c max_connections=100",
-                     "start"])  # commits must survive an immediate restart: no synchronous_commit=off
+                     f"-p 5432 -k '{self.dir}' -c listen_addresses='{listen}' -c fsync=off "
+                     "-c max_connections=100", "start"],
+                    in_ns=True)  # commits must survive an immediate restart: no synchronous_commit=off
 
     def restart(self, mode):
         self._owner([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop"], check=False)
@@ -148,6 +160,10 @@ class PgServer:
 
     def url(self, db):
         return f"postgresql:///{db}?host={self.dir}&user=postgres"
+
+    def tcp_url(self, db, host):
+        """The URL worker host `host` uses, over TCP from its namespace."""
+        return f"postgresql://postgres@{self.hosts.server_addr(host)}:5432/{db}"
 
     def connect(self, db):
         c = psycopg2.connect(host=self.dir, user="postgres", dbname=db, connect_timeout=10)
@@ -306,6 +322,16 @@ class Gen:
         self.workers2 = rng.randint(1, 2)
         self.rollback2 = rng.random() < 0.25
         self.delay2 = rng.uniform(0, 4)
+        # PostgreSQL: one of plan 1's workers runs on another "host" (a
+        # network namespace, TCP) and its link is cut while it holds a
+        # range: for a few seconds (it comes back before anyone notices)
+        # or for longer than the server's keepalives allow (its session
+        # ends, a worker on this host takes the range over, and when the
+        # link returns it must not commit a batch of it: fencing)
+        self.partition = rng.random() < 0.2 and kind == "pg" and focus in (None, "partition")
+        if focus == "partition":
+            self.partition = True
+        self.cut_s = rng.choice([4, 20, 20])
         for kv in force or []:
             # --force name=value pins one choice: regression cases keep
             # their scenario when the generator changes
@@ -577,6 +603,8 @@ class Run:
         self.plan = "p%d" % (seed % 100000)
         self.plan2 = "q%d" % (seed % 100000) if self.gen.second else None
         self.rng2 = random.Random(f"{seed}:{kind}:ops2")
+        self.hosts = getattr(args, "hosts", None) if kind == "pg" else None
+        self.part = None  # what the partition fault saw
         self.op2 = None  # the second plan's operator thread
         self.op2_error = None
         self.abort = threading.Event()  # the main operator failed: the second one stops
@@ -611,7 +639,7 @@ class Run:
     def argv(self, *a):
         return [self.args.zdm, "--db", self.t.url, "--plans", self.plans] + list(a)
 
-    def start(self, *a, env_extra=None):
+    def start(self, *a, env_extra=None, host=None):
         with self.cmd_lock:  # two operator threads
             self.cmdn += 1
             n = self.cmdn
@@ -620,9 +648,16 @@ class Run:
         env.update(env_extra or {})
         main = threading.current_thread() is not self.op2
         with self.q_guard if main and self.plan2 and self.gen.requires else NOLOCK:
-            p = subprocess.Popen(self.argv(*a), stdout=out, stderr=subprocess.STDOUT, env=env,
+            argv = self.argv(*a)
+            if host:  # a worker on another host: its namespace, TCP
+                argv = self.hosts.in_worker(host, [self.args.zdm, "--db", self.pg.tcp_url(self.t.name, host),
+                                                   "--plans", self.plans] + list(a))
+            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                  cwd=self.dir, start_new_session=True)
             p.name, p.t0, p.logf, p.sig, p.main = " ".join(a), time.time(), out.name, None, main
+            p.remote = host
+            if host:
+                p.name += f" (on host w{host})"
             self.procs.append(p)
         self.say(f"start #{n} pid {p.pid}: zdm {p.name}")
         return p
@@ -934,13 +969,28 @@ class Run:
         second = plan is not None and plan != self.plan
         plan = plan or self.plan
         rng = self.rng2 if second else self.rng
-        workers = [self.start("backfill", plan) for _ in range(g.workers2 if second else g.workers)]
+        workers, cutter = [], None
+        if g.partition and not second and self.part is None:
+            if self.hosts:
+                # the worker on the other host first, slowed down, so that
+                # it holds the range (one range below 10,000 rows) when
+                # its link is cut; the ones here start once it does
+                self.zdm_retry("set", plan, "max_rows_per_second=200")
+                workers.append(self.start("backfill", plan, host=1))
+                claimed = threading.Event()
+                cutter = threading.Thread(target=self.partition_fault, args=(plan, workers, claimed), daemon=True)
+                cutter.start()
+                claimed.wait(timeout=20)
+            else:
+                self.part = {"note": f"partition skipped: {self.args.hosts_why}"}
+        workers += [self.start("backfill", plan) for _ in range(g.workers2 if second else g.workers)]
         deadline = time.time() + 40
         restarts = 0
         storm = g.focus == "kill"  # kill -9 after kill -9, workers restarted each time
         while time.time() < deadline and any(p.poll() is None for p in workers):
             time.sleep(rng.uniform(0.01, 0.12) if storm else rng.uniform(0.02, 0.5))
-            alive = [p for p in workers if p.poll() is None]
+            # the worker cut off is the partition's: no other fault for it
+            alive = [p for p in workers if p.poll() is None and not p.remote]
             a = rng.random() * (0.25 if storm else 1)
             if not alive:
                 break
@@ -959,6 +1009,10 @@ class Run:
             elif a < 0.55 and self.kind == "pg" and restarts < 1 and not second:
                 restarts += 1
                 self.pg_restart()
+        if cutter:
+            cutter.join()
+            if self.part.get("error"):
+                raise Failure(self.part["error"])
         for p in workers:
             try:
                 p.wait(timeout=max(1, deadline - time.time()) + 60)
@@ -975,16 +1029,115 @@ class Run:
             self.zdm_retry("backfill", plan, timeout=300)
         self.expect_phase("backfilled", plan)
 
+    def partition_fault(self, plan, workers, claimed):
+        """Cut the remote worker's host off while it holds a range, for
+        cut_s seconds, and watch whether a worker on this host takes the
+        range over meanwhile (the server's keepalives end the cut session,
+        which frees the range; a worker started here then claims it)."""
+        self.part = {"note": "partition: the remote worker held no range"}
+        try:
+            self._partition_fault(plan, workers, claimed)
+        except Exception as e:  # noqa: BLE001 -- reported by backfill_phase
+            self.say(traceback.format_exc())
+            self.part["error"] = f"partition fault: {type(e).__name__}: {e}"
+            self.hosts.heal(1)
+        finally:
+            claimed.set()
+            if self.part.get("took") is not None:
+                # still slow until the worker cut off is back (a session
+                # from its address) and has tried a batch, so that it
+                # comes back while its range is someone else's (fencing)
+                until = time.time() + 20
+                while time.time() < until and workers[0].poll() is None and not self.t.rows(
+                        "SELECT 1 FROM pg_stat_activity WHERE client_addr = %s", (self.part["addr"],)):
+                    time.sleep(0.2)
+                time.sleep(2)
+            # the plan's own throttle again
+            self.zdm_retry("set", plan, f"max_rows_per_second={self.gen.max_rps}")
+
+    def _partition_fault(self, plan, workers, claimed):
+        g, addr, w = self.gen, self.hosts.worker_addr(1), workers[0]
+        until, held = time.time() + 20, None
+        while time.time() < until and w.poll() is None and not held:
+            held = self.t.rows(f"SELECT r.range_id, r.owner, r.lo, r.hi FROM {self.t.state('ranges')} r "
+                               "JOIN pg_stat_activity a ON a.pid = r.owner_backend WHERE r.plan_id = %s "
+                               "AND r.done = 0 AND a.client_addr = %s", (plan, addr))
+            time.sleep(0.05)
+        if not held:
+            return
+        rid, owner, lo, hi = held[0]
+        t_cut = time.time()
+        cut_db = self.t.rows("SELECT clock_timestamp()")[0][0]
+        self.hosts.cut(1)
+        self.say(f"partition: host w1 ({addr}, pid {w.pid}) cut off while it held range {rid} ({lo}, {hi}]")
+        took, took_db = None, None
+        claimed.set()
+        last = 0.0
+        try:
+            while time.time() - t_cut < g.cut_s:
+                if time.time() - last > 2 and not any(p.poll() is None and not p.remote for p in workers):
+                    # workers here exit when every range is held: an
+                    # operator starts another one now and then
+                    last = time.time()
+                    workers.append(self.start("backfill", plan))
+                o = self.t.rows(f"SELECT owner, done FROM {self.t.state('ranges')} WHERE plan_id = %s "
+                                "AND range_id = %s", (plan, rid))
+                if took is None and o and (o[0][0] != owner or o[0][1]):
+                    took = time.time() - t_cut
+                    took_db = self.t.rows("SELECT clock_timestamp()")[0][0]
+                    self.say(f"partition: range {rid} taken over after {took:.1f} s by {o[0][0] or '(done)'}")
+                time.sleep(0.2)
+        finally:
+            self.hosts.heal(1)
+        self.say(f"partition: link back after {time.time() - t_cut:.1f} s")
+        self.part = {"rid": rid, "owner": owner, "took": took, "cut_db": cut_db, "addr": addr,
+                     "note": f"partition {g.cut_s}s: " + (f"taken over after {took:.0f}s" if took is not None
+                                                         else "not taken over")}
+
+    def check_fencing(self, plan):
+        """The worker cut off never committed a row of a range that was
+        not its own at that moment: each row its address converted after
+        the cut, against the owner the range had then (torture_owner logs
+        every change of owner, in the order the range row's lock gives:
+        a takeover waits for a batch in flight to commit, and a batch
+        reads the owner under that lock)."""
+        pt = self.part
+        if not pt or "cut_db" not in pt:
+            return
+        typ = [int if c in ("id", "a", "b") else str for c in self.gen.pk_cols()]
+
+        def bound(b):
+            return None if b is None else tuple(t(v) for t, v in zip(typ, json.loads(b)))
+        ranges = [(rid, bound(lo), bound(hi)) for rid, lo, hi in self.t.rows(
+            f"SELECT range_id, lo, hi FROM {self.t.state('ranges')} WHERE plan_id = %s", (plan,))]
+        owners = {}
+        for rid, owner, at in self.t.rows("SELECT range_id, owner, at FROM torture_owner WHERE plan = %s "
+                                          "ORDER BY at", (plan,)):
+            owners.setdefault(rid, []).append((at, owner))
+        bad = []
+        for k, at in self.t.rows("SELECT k, at FROM torture_audit WHERE plan = %s AND addr = %s AND at > %s",
+                                 (plan, pt["addr"], pt["cut_db"])):
+            pk = self.gen.pk_of(k)
+            rid = next((r for r, lo, hi in ranges if (lo is None or pk > lo) and (hi is None or pk <= hi)), None)
+            held = [o for t, o in owners.get(rid, []) if t <= at]
+            if not held or held[-1] != pt["owner"]:
+                bad.append(f"k={k} of range {rid} (owner then: {held[-1] if held else None})")
+        if bad:
+            raise Failure(f"fencing: the worker cut off ({pt['owner']}) committed {len(bad)} rows of ranges "
+                          f"it did not hold, e.g. " + "; ".join(bad[:3]))
+
     # -- the scenario
     def setup(self):
         g = self.gen
         self.t = Target(self.kind, self.dir, self.pg, "tort_%s_%d" % (self.kind, self.seed))
         self.t.execute(g.create_sql())
         if self.kind == "pg":
-            self.t.execute("CREATE TABLE torture_audit (k bigint NOT NULL, plan text NOT NULL)")
+            self.t.execute("CREATE TABLE torture_audit (k bigint NOT NULL, plan text NOT NULL, addr inet, "
+                           "at timestamptz NOT NULL DEFAULT clock_timestamp())")
             self.t.execute("CREATE FUNCTION torture_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                            "IF coalesce(current_setting('zdm.backfill', true), '') <> '' THEN "
-                           "INSERT INTO torture_audit VALUES (NEW.k, current_setting('zdm.backfill')); END IF; "
+                           "INSERT INTO torture_audit (k, plan, addr) VALUES (NEW.k, current_setting('zdm.backfill'), "
+                           "inet_client_addr()); END IF; "
                            "RETURN NULL; END $$")
             self.t.execute("CREATE TRIGGER torture_audit AFTER UPDATE ON t FOR EACH ROW "
                            "EXECUTE FUNCTION torture_audit()")
@@ -1026,6 +1179,16 @@ class Run:
         g, rng = self.gen, self.rng
         self.setup()
         self.zdm("init")
+        if self.kind == "pg" and g.partition:
+            # every change of a range's owner, for the fencing check
+            self.t.execute("CREATE TABLE torture_owner (plan text, range_id integer, owner text, "
+                           "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+            self.t.execute("CREATE FUNCTION torture_owner() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                           "IF TG_OP = 'INSERT' OR NEW.owner IS DISTINCT FROM OLD.owner THEN "
+                           "INSERT INTO torture_owner (plan, range_id, owner) VALUES "
+                           "(NEW.plan_id, NEW.range_id, NEW.owner); END IF; RETURN NULL; END $$")
+            self.t.execute("CREATE TRIGGER torture_owner AFTER INSERT OR UPDATE ON zdm.ranges FOR EACH ROW "
+                           "EXECUTE FUNCTION torture_owner()")
         writers = self.writers = [Writer(self, i, g.writers) for i in range(g.writers)]
         for w in writers:
             w.start()
@@ -1192,6 +1355,7 @@ class Run:
         self.check_catalog("backfilled")
         self.check_data("backfilled", converted=True)
         self.check_exactly_once()
+        self.check_fencing(self.plan)
         if g.rollback and rng.random() < 0.5:
             self.zdm("rollback", self.plan)
             self.check_catalog("after rollback")
@@ -1310,7 +1474,8 @@ class Run:
                 f"{' rollback' if g.rollback else ''}{' hook-fails' if g.hook_fails else ''}"
                 f"{' hook-hangs' if g.hook_hangs else ''}"
                 + (f" +plan2(where={g.where2 or '-'}{' requires' if g.requires else ''}"
-                   f"{' rollback' if g.rollback2 else ''})" if g.second else ""))
+                   f"{' rollback' if g.rollback2 else ''})" if g.second else "")
+                + (f" [{self.part['note']}]" if self.part else (" [partition not reached]" if g.partition else "")))
 
 
 # ------------------------------------------------------------ main
@@ -1348,10 +1513,23 @@ def main():
         print("torture: python3-psycopg2 is missing: PostgreSQL runs skipped")
         kinds.remove("pg")
     pg = None
+    args.hosts, args.hosts_why = None, "PostgreSQL runs only"
+    old_term = signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # the finally below cleans up
     try:
         if "pg" in kinds:
+            # the partition fault's "hosts" (network namespaces), when the
+            # machine allows them; seeds that draw it say otherwise
+            tag = "zdmt%d" % (os.getpid() % 100000)
+            args.hosts_why = Hosts.available(tag)
+            if not args.hosts_why:
+                args.hosts = Hosts(tag, 1, net="10.232")
+                try:
+                    args.hosts.up()
+                except RuntimeError as e:
+                    args.hosts.down()
+                    args.hosts, args.hosts_why = None, f"network namespaces unavailable ({e})"
             try:
-                pg = PgServer(args.workdir)
+                pg = PgServer(args.workdir, args.hosts)
             except RuntimeError as e:
                 print(f"torture: no PostgreSQL server ({e}): PostgreSQL runs skipped")
                 kinds.remove("pg")
@@ -1387,6 +1565,9 @@ def main():
     finally:
         if pg:
             pg.stop()
+        if args.hosts:
+            args.hosts.down()
+        signal.signal(signal.SIGTERM, old_term)
         if not args.keep:
             try:
                 os.rmdir(args.workdir)
