@@ -424,13 +424,16 @@ max_rows_per_second = $limit"
 }
 
 # 5. Adaptive batch size: with target_batch_ms the size moves off the start.
+#    max_latency_factor = 0: this case tests the batch cost model, and on a
+#    loaded host the latency probe alone would hold batches at the minimum.
 bf_case_adaptive() {
     local rows=$1
     t_section "adaptive batch size ($rows rows)"
     db_fresh adapt
     bf_inc_setup "$rows" "batch_size = 10
 min_batch_size = 10
-target_batch_ms = 100"
+target_batch_ms = 100
+max_latency_factor = 0"
     zdm_run -v backfill 0002_inc
     t_rc "adaptive worker" 0
     local sizes
