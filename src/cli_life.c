@@ -498,6 +498,7 @@ static json_t *history_json(const zdm_history_row *h)
     json_object_set_new(o, "to", h->to_phase ? json_string(h->to_phase) : json_null());
     json_object_set_new(o, "outcome", json_string(h->outcome));
     json_object_set_new(o, "detail", jtext(h->detail));
+    json_object_set_new(o, "reason", jtext(h->reason));
     return o;
 }
 

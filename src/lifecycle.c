@@ -66,7 +66,7 @@ static int refuse(ctx *c, const char *action, zdm_phase to, zdm_err *err)
         zdm_err_clear(&e2);
         zdm_history_entry h = {c->plan->id, action, zdm_phase_name(c->st.phase),
                                zdm_phase_name(to), "refused", err->msg};
-        if (zdm_state_history_add_now_or_later(c->db, &h, &c->refused_hid, &e2) != 0)
+        if (zdm_state_history_add_now_or_later(c->db, &h, err->reason, &c->refused_hid, &e2) != 0)
             zdm_log(ZDM_LOG_WARN, c->plan->id, NULL, "could not record the refusal in history: %s", e2.msg);
     }
     return err->code;
@@ -116,6 +116,7 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         if (rc != 0)
             return rc;
         zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is locked by %s", c->plan->id, holder);
+        zdm_err_reason(err, "lock_held");
         zdm_err_detail(err, "wait for that run to finish; if its process is gone for good, "
                             "run \"zdm unlock %s\"", c->plan->id);
         return refuse(c, action, c->st.phase, err);
@@ -149,6 +150,7 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
                     "recorded %.12s when it entered %s",
                     c->plan->id, c->plan->path, c->plan->checksum, c->st.checksum,
                     zdm_phase_name(c->st.phase));
+        zdm_err_reason(err, "plan_changed");
         zdm_err_detail(err, "restore the file as it was (git checkout), or, if the database already "
                             "matches the new file, accept it with \"zdm stamp %s %s\"",
                        c->plan->id, zdm_phase_name(c->st.phase));
@@ -286,6 +288,7 @@ static int lock_requires(ctx *c, zdm_err *err)
         if (!got) {
             zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s requires %s, which is locked by %s", c->plan->id, req,
                         holder);
+            zdm_err_reason(err, "required_locked");
             zdm_err_detail(err, "wait for that run to finish, then run \"zdm advance %s\" again", c->plan->id);
             return ZDM_EXIT_REFUSED;
         }
@@ -316,6 +319,7 @@ static int check_requires(ctx *c, const zdm_plan_set *set, zdm_err *err)
         return 0;
     zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s requires plans that are not complete: %s",
                 c->plan->id, missing.data);
+    zdm_err_reason(err, "requires_incomplete");
     zdm_err_detail(err, "advance those plans to complete first (zdm status shows where each stands)");
     zdm_buf_free(&missing);
     return ZDM_EXIT_REFUSED;
@@ -347,6 +351,7 @@ static int gate_contract(ctx *c, zdm_err *err)
             zdm_err_set(err, ZDM_EXIT_REFUSED,
                         "contract of %s refused: the backfill is not finished (%d of %d ranges done, %d worker%s active)",
                         c->plan->id, bp.ranges_done, bp.ranges, bp.workers, bp.workers == 1 ? "" : "s");
+            zdm_err_reason(err, "backfill_unfinished");
             zdm_err_detail(err, "let \"zdm backfill %s\" finish first", c->plan->id);
             return ZDM_EXIT_REFUSED;
         }
@@ -358,6 +363,7 @@ static int gate_contract(ctx *c, zdm_err *err)
         zdm_err_set(err, ZDM_EXIT_REFUSED, "contract of %s is not due until %s (in %s)",
                     c->plan->id, zdm_format_time(due, ts, sizeof ts),
                     zdm_format_duration(due - now, d, sizeof d));
+        zdm_err_reason(err, "not_due");
         zdm_err_detail(err, "the soak time after cutover has not passed; run again after that time "
                             "(\"zdm run-due\" from a timer does it for you)");
         return ZDM_EXIT_REFUSED;
@@ -374,6 +380,7 @@ static int gate_contract(ctx *c, zdm_err *err)
             zdm_err_set(err, ZDM_EXIT_REFUSED,
                         "contract of %s refused: the verify query returned %s, not true",
                         c->plan->id, v ? v : "NULL");
+            zdm_err_reason(err, "verify_false");
             zdm_err_detail(err, "the data is not ready for contract (verify = \"%s\"); "
                                 "fix the rows it checks, then run again", c->plan->verify);
         }
@@ -900,6 +907,7 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
         const phase_def *w = phase_from((zdm_phase)want_from);
         zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; %s follows %s", p->id, zdm_phase_name(from),
                     w ? w->name : action, zdm_phase_name((zdm_phase)want_from));
+        zdm_err_reason(err, "wrong_phase");
         if (from > (zdm_phase)want_from && from != ZDM_ROLLED_BACK)
             zdm_err_detail(err, "the %s already happened (zdm history %s shows when)", w ? w->name : action, p->id);
         else
@@ -1071,6 +1079,7 @@ static int gate_rollback(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
     if (rc == 0 && deps.len) {
         rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "rollback of %s refused: applied plans require it: %s", plan->id,
                          deps.data);
+        zdm_err_reason(err, "dependents_applied");
         zdm_err_detail(err, "roll those plans back first (newest first), then roll back %s", plan->id);
     }
     zdm_buf_free(&deps);
@@ -1080,6 +1089,7 @@ static int gate_rollback(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
         zdm_err_set(err, ZDM_EXIT_REFUSED,
                     "rollback of %s refused: it is cut_over, so traffic already runs on the new version",
                     plan->id);
+        zdm_err_reason(err, "cut_over_needs_force");
         zdm_err_detail(err, "switch traffic back first, or run \"zdm rollback %s --force\": it runs the "
                             "on_rollback hooks (the switch back) first and undoes expand only if they pass",
                        plan->id);
@@ -1092,6 +1102,7 @@ static int gate_rollback(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
                             "plan %s is complete and contract step %d (%s:%d) has no \"down\": "
                             "the removed structure cannot be restored; rollback refused",
                             plan->id, plan->contract[i].index, plan->path, plan->contract[i].line);
+                zdm_err_reason(err, "contract_no_down");
                 zdm_err_detail(err, "restore from the backup taken before contract (zdm history %s shows "
                                     "its path), or write a new plan that adds the structure back",
                                plan->id);

@@ -2591,6 +2591,7 @@ int zdm_lint_gate(const zdm_plan *plan, const zdm_plan_set *set, zdm_phase_kind 
                             "rule: allow_unsafe = [{rule = \"%s\", reason = \"...\"}] in the plan, or "
                             "--allow %s; \"zdm lint %s\" lists every finding",
                        first->rule, ids.data, plan->id);
+        zdm_err_reason(err, "lint");
         zdm_buf_free(&line);
         rc = ZDM_EXIT_REFUSED;
     }

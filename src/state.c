@@ -69,7 +69,7 @@ static const char state_ddl[] =
     "CREATE TABLE IF NOT EXISTS @Thistory (\n"
     "  id @SERIAL, plan_id text NOT NULL, at_ms @BIGINT NOT NULL,\n"
     "  who text NOT NULL, pid integer NOT NULL, action text NOT NULL,\n"
-    "  from_phase text, to_phase text, outcome text NOT NULL, detail text);\n"
+    "  from_phase text, to_phase text, outcome text NOT NULL, detail text, reason text);\n"
     "CREATE TABLE IF NOT EXISTS @Tlocks (\n"
     "  plan_id text PRIMARY KEY, holder text NOT NULL, host text NOT NULL,\n"
     "  pid integer NOT NULL, since_ms @BIGINT NOT NULL);\n"
@@ -98,6 +98,9 @@ static const state_column upgrades[][6] = {
      {"@Tplans", "last_attempt_ms @BIGINT"},
      {"@Tplans", "failed_ms @BIGINT"},
      {"@Tranges", "last_batch_ms @BIGINT"},
+     {NULL, NULL}},
+    /* 2 -> 3: a refusal's kind, which folds repeats */
+    {{"@Thistory", "reason text"},
      {NULL, NULL}},
 };
 _Static_assert(sizeof upgrades / sizeof *upgrades == ZDM_STATE_VERSION - 1, "one upgrade per version");
@@ -501,20 +504,26 @@ int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zd
     return zdm_db_query(db, sql, 2, params, NULL, err);
 }
 
-/* A refusal identical to the plan's newest row (same action, phases and
- * message) is folded into that row: "[repeated N times, last at T]" at
- * the end of its detail, so three hosts' run-due colliding on a lock every
- * 5 minutes leave one row, not one per collision.  The lock holder's own
- * row, still running, does not count as newer: it is often written
- * between two refusals of the same collision.  1 when folded. */
-static int fold_refusal(zdm_db *db, const zdm_history_entry *h, int as_pid, int64_t *id, zdm_err *err)
+static const char fold_mark[] = " [repeated ";
+
+/* A refusal that repeats the plan's newest one is folded into that row:
+ * "[repeated N times, last at T by WHO pid P]" at the end of its detail,
+ * so three hosts' run-due colliding on a lock every 5 minutes leave one
+ * row, not one per collision.  Repeats means the same action and phases
+ * and the same reason code (err.h): "locked by alice pid 4242" and
+ * "locked by bob pid 77" are one kind; a refusal without a code (none
+ * named) repeats only the same text.  The newest row is taken without the
+ * lock holder's rows, which are written between two refusals of the same
+ * collision: its own row while it runs, and its hooks' rows.  1 when
+ * folded. */
+static int fold_refusal(zdm_db *db, const zdm_history_entry *h, const char *reason, int as_pid, int64_t *id,
+                        zdm_err *err)
 {
-    if (!h->outcome || strcmp(h->outcome, "refused") != 0 || !h->detail)
-        return 0;
     char sql[400];
     snprintf(sql, sizeof sql,
-             "SELECT id, action, from_phase, to_phase, outcome, detail FROM %s WHERE plan_id = $1 "
-             "AND outcome <> 'running' ORDER BY id DESC LIMIT 1", zdm_state_table(db, "history"));
+             "SELECT id, action, from_phase, to_phase, outcome, detail, reason FROM %s WHERE plan_id = $1 "
+             "AND outcome <> 'running' AND substr(action, 1, 5) <> 'hook ' ORDER BY id DESC LIMIT 1",
+             zdm_state_table(db, "history"));
     const char *params[] = {h->plan_id};
     zdm_rows *r = NULL;
     if (zdm_db_query(db, sql, 1, params, &r, err) != 0 || zdm_rows_count(r) != 1) {
@@ -523,23 +532,29 @@ static int fold_refusal(zdm_db *db, const zdm_history_entry *h, int as_pid, int6
         return 0;
     }
 #define SAME(a, b) ((!(a) && !(b)) || ((a) && (b) && strcmp((a), (b)) == 0))
-    const char *d = zdm_rows_get(r, 0, 5);
-    size_t n = strlen(h->detail);
-    static const char mark[] = " [repeated ";
+    const char *d = zdm_rows_get(r, 0, 5), *was = zdm_rows_get(r, 0, 6);
     int same = SAME(zdm_rows_get(r, 0, 1), h->action) && SAME(zdm_rows_get(r, 0, 2), h->from_phase) &&
-               SAME(zdm_rows_get(r, 0, 3), h->to_phase) && SAME(zdm_rows_get(r, 0, 4), "refused") && d &&
-               strncmp(d, h->detail, n) == 0 && (d[n] == '\0' || strncmp(d + n, mark, sizeof mark - 1) == 0);
+               SAME(zdm_rows_get(r, 0, 3), h->to_phase) && SAME(zdm_rows_get(r, 0, 4), "refused") && d;
 #undef SAME
+    /* The folded text ends at the last mark; the first refusal's stays. */
+    size_t base = d ? strlen(d) : 0;
+    for (const char *m = d; m && (m = strstr(m, fold_mark)) != NULL; m++)
+        base = (size_t)(m - d);
+    if (same && reason)
+        same = was && strcmp(was, reason) == 0;
+    else if (same)
+        same = (!was || !*was) && base == strlen(h->detail) && strncmp(d, h->detail, base) == 0;
     if (!same) {
         zdm_rows_free(r);
         return 0;
     }
-    long times = d[n] ? strtol(d + n + sizeof mark - 1, NULL, 10) : 1;
+    long times = d[base] ? strtol(d + base + sizeof fold_mark - 1, NULL, 10) : 1;
     char ts[40], ids[32];
     snprintf(ids, sizeof ids, "%s", zdm_rows_get(r, 0, 0));
+    char *detail = zdm_xasprintf("%.*s%s%ld times, last at %s by %s pid %d]", (int)base, d, fold_mark,
+                                 (times > 0 ? times : 1) + 1, zdm_format_time(zdm_now_ms(), ts, sizeof ts),
+                                 zdm_whoami(), as_pid);
     zdm_rows_free(r);
-    char *detail = zdm_xasprintf("%s%s%ld times, last at %s by %s pid %d]", h->detail, mark, times + 1,
-                                 zdm_format_time(zdm_now_ms(), ts, sizeof ts), zdm_whoami(), as_pid);
     snprintf(sql, sizeof sql, "UPDATE %s SET detail = $2 WHERE id = CAST(CAST($1 AS text) AS bigint)",
              zdm_state_table(db, "history"));
     const char *p2[] = {ids, detail};
@@ -554,23 +569,22 @@ static int fold_refusal(zdm_db *db, const zdm_history_entry *h, int as_pid, int6
     return 1;
 }
 
-static int history_add_as(zdm_db *db, const zdm_history_entry *h, int as_pid, int64_t *id, zdm_err *err)
+static int history_insert(zdm_db *db, const zdm_history_entry *h, const char *reason, int as_pid, int64_t *id,
+                          zdm_err *err)
 {
-    if (fold_refusal(db, h, as_pid, id, err))
-        return 0;
     char sql[400], now[32], pid[16];
     snprintf(sql, sizeof sql,
-             "INSERT INTO %s (plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail) "
-             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+             "INSERT INTO %s (plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail, reason) "
+             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
              zdm_state_table(db, "history"));
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
     snprintf(pid, sizeof pid, "%d", as_pid);
     /* A detail may quote anything (a hook's output): the one scrub first. */
     char *detail = h->detail ? zdm_err_scrub_dup(h->detail) : NULL;
     const char *params[] = {h->plan_id, now, zdm_whoami(), pid, h->action, h->from_phase,
-                            h->to_phase, h->outcome, detail};
+                            h->to_phase, h->outcome, detail, reason};
     char *v = NULL;
-    int rc = zdm_db_query_value(db, sql, 9, params, &v, err);
+    int rc = zdm_db_query_value(db, sql, 10, params, &v, err);
     free(detail);
     if (rc == 0 && id)
         *id = to_i64(v);
@@ -578,26 +592,59 @@ static int history_add_as(zdm_db *db, const zdm_history_entry *h, int as_pid, in
     return rc;
 }
 
+/* A refusal: folded into its repeat, or a new row.  In a transaction of
+ * its own (unless the caller's), so two hosts refused at once cannot both
+ * miss the other's row and write two: SQLite's BEGIN IMMEDIATE and, on
+ * PostgreSQL, a per-plan advisory lock serialize the look and the write. */
+static int refusal_add(zdm_db *db, const zdm_history_entry *h, const char *reason, int as_pid, int64_t *id,
+                       zdm_err *err)
+{
+    int own = !zdm_db_in_transaction(db);
+    int rc = own ? zdm_db_begin(db, err) : 0;
+    if (rc == 0 && own && zdm_db_kind_of(db) == ZDM_DB_PG) {
+        const char *params[] = {h->plan_id};
+        rc = zdm_db_query(db, "SELECT pg_advisory_xact_lock(4243, hashtext($1))", 1, params, NULL, err);
+    }
+    if (rc == 0 && !fold_refusal(db, h, reason, as_pid, id, err))
+        rc = history_insert(db, h, reason, as_pid, id, err);
+    if (own && rc == 0)
+        rc = zdm_db_commit(db, err);
+    else if (own && zdm_db_in_transaction(db))
+        zdm_db_rollback(db);
+    return rc;
+}
+
+static int history_add_as(zdm_db *db, const zdm_history_entry *h, const char *reason, int as_pid, int64_t *id,
+                          zdm_err *err)
+{
+    if (reason && !*reason)
+        reason = NULL;
+    if (h->outcome && strcmp(h->outcome, "refused") == 0 && h->detail)
+        return refusal_add(db, h, reason, as_pid, id, err);
+    return history_insert(db, h, reason, as_pid, id, err);
+}
+
 int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err)
 {
-    return history_add_as(db, h, (int)getpid(), id, err);
+    return history_add_as(db, h, NULL, (int)getpid(), id, err);
 }
 
 /* SQLite: a refusal while the plan's holder has the database's write lock
  * (a step in its transaction) must neither wait (the busy timeout, 5 s)
  * nor go unrecorded: try once without waiting, else hand the row to a
  * detached process that writes it, as this pid, once the lock is free. */
-int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err)
+int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, const char *reason,
+                                       int64_t *id, zdm_err *err)
 {
     if (id)
         *id = 0;
     if (zdm_db_kind_of(db) != ZDM_DB_SQLITE || !db->path)
-        return zdm_state_history_add(db, h, id, err);
+        return history_add_as(db, h, reason, (int)getpid(), id, err);
     zdm_err e;
     zdm_err_clear(&e);
     int rc = zdm_db_set_timeouts(db, 1, 0, &e);
     if (rc == 0)
-        rc = zdm_state_history_add(db, h, id, &e);
+        rc = history_add_as(db, h, reason, (int)getpid(), id, &e);
     zdm_err e2;
     zdm_err_clear(&e2);
     if (zdm_db_set_timeouts(db, 5000 /* the connection's default (db.h) */, 0, &e2) != 0 && rc == 0)
@@ -635,7 +682,7 @@ int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, i
         if (crc == 0)
             crc = zdm_db_set_timeouts(mine, ZDM_REFUSAL_WAIT_MS, 0, &ce);
         if (crc == 0)
-            crc = history_add_as(mine, h, me, NULL, &ce);
+            crc = history_add_as(mine, h, reason, me, NULL, &ce);
         _exit(crc == 0 ? 0 : 1);
     }
     free(url);

@@ -25,8 +25,9 @@
 
 /* 2: plans.attempts, last_error, last_attempt_ms, failed_ms (the failure
  * policy of run-due); ranges.last_batch_ms (last progress); meta
- * layout_written_by. */
-#define ZDM_STATE_VERSION 2
+ * layout_written_by.
+ * 3: history.reason (a refusal's kind: repeats fold by it). */
+#define ZDM_STATE_VERSION 3
 
 /* Phases: names are a contract (CLI, --json, history); never rename. */
 typedef enum zdm_phase {
@@ -131,11 +132,15 @@ typedef struct zdm_history_entry {
     const char *detail;      /* may be NULL */
 } zdm_history_entry;
 int zdm_state_history_add(zdm_db *db, const zdm_history_entry *h, int64_t *id, zdm_err *err) ZDM_MUST_CHECK;
-/* A refusal's row, without waiting: SQLite, when another run holds the
- * write lock, gets it written by a detached process once the lock is free
- * (within 10 minutes; *id is 0 then).  PostgreSQL: zdm_state_history_add. */
-int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, int64_t *id,
-                                       zdm_err *err) ZDM_MUST_CHECK;
+/* A refusal's row (outcome "refused"), with its reason code (err.h's
+ * reason; NULL or "": none), without waiting: SQLite, when another run
+ * holds the write lock, gets it written by a detached process once the
+ * lock is free (within 10 minutes; *id is 0 then).  A repeat of the
+ * plan's newest refusal (same action, phases and reason; without a
+ * reason, the same text) is folded into that row instead: "[repeated N
+ * times, last at T by WHO pid P]". */
+int zdm_state_history_add_now_or_later(zdm_db *db, const zdm_history_entry *h, const char *reason,
+                                       int64_t *id, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_state_history_update(zdm_db *db, int64_t id, const char *outcome, const char *detail,
                              zdm_err *err) ZDM_MUST_CHECK;
 
@@ -152,6 +157,7 @@ typedef struct zdm_history_row {
     int64_t id, at_ms;
     char *plan_id, *who, *pid, *action, *outcome;
     char *from_phase, *to_phase, *detail; /* NULL when none */
+    char *reason;                         /* a refusal's kind (err.h), NULL when none */
 } zdm_history_row;
 typedef struct zdm_history_list {
     zdm_history_row *v;

@@ -36,7 +36,7 @@ int zdm_state_history_list(zdm_db *db, const zdm_history_filter *f, zdm_history_
     /* --event ACTION matches the action, and "hook" every "hook EVENT" row;
      * the newest `limit` rows, still returned oldest first. */
     snprintf(sql, sizeof sql,
-             "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail FROM ("
+             "SELECT id, plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail, reason FROM ("
              "SELECT * FROM %s WHERE (CAST($1 AS text) IS NULL OR plan_id = CAST($1 AS text)) "
              "AND (CAST($2 AS text) IS NULL OR action = CAST($2 AS text) "
              "     OR substr(action, 1, length(CAST($2 AS text)) + 1) = CAST($2 AS text) || ' ') "
@@ -66,6 +66,7 @@ int zdm_state_history_list(zdm_db *db, const zdm_history_filter *f, zdm_history_
         h->to_phase = dup_or_null(zdm_rows_get(r, i, 7));
         h->outcome = dup_or_null(zdm_rows_get(r, i, 8));
         h->detail = dup_or_null(zdm_rows_get(r, i, 9));
+        h->reason = dup_or_null(zdm_rows_get(r, i, 10));
     }
     zdm_rows_free(r);
     return 0;
@@ -83,6 +84,7 @@ void zdm_state_history_list_free(zdm_history_list *l)
         free(h->to_phase);
         free(h->outcome);
         free(h->detail);
+        free(h->reason);
     }
     free(l->v);
     memset(l, 0, sizeof *l);

@@ -172,6 +172,40 @@ zdm_run schedule q --after 1h
 zdm_run advance q
 t_eq "a different refusal gets its own row" 2 \
     "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = 'q' AND outcome = 'refused'")"
+# Lock collisions fold by their reason code, not their text: two holders
+# (different text), with the holder's hook row written between them.
+plan_write k "[[expand.steps]]
+sql  = \"CREATE TABLE t_k (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_k\"
+[contract]
+not_before = \"cutover\""
+for _ in 1 2 3; do zdm_run advance k; done
+now_ms=$(($(date +%s) * 1000))
+db_sql "INSERT INTO zdm_locks (plan_id, holder, host, pid, since_ms) VALUES ('k', 'alice@host-a', 'host-a', 4242, $now_ms)"
+zdm_run advance k
+t_eq "k locked by alice: refused" 3 "$ZRC"
+db_sql "UPDATE zdm_locks SET holder = 'bob@host-b', host = 'host-b', pid = 77 WHERE plan_id = 'k'"
+zdm_run run-due
+t_has "run-due met bob's lock" "locked by bob@host-b pid 77" "$ZERR"
+db_sql "INSERT INTO zdm_history (plan_id, at_ms, who, pid, action, from_phase, to_phase, outcome, detail)
+        VALUES ('k', $now_ms, 'bob@host-b', 77, 'hook before_contract', 'cut_over', 'complete', 'ok', '')"
+zdm_run advance k
+t_eq "k locked by bob: refused" 3 "$ZRC"
+t_eq "three collisions, two holders: one refused row" 1 \
+    "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = 'k' AND outcome = 'refused'")"
+t_eq "its reason code" lock_held \
+    "$(db_sql "SELECT reason FROM zdm_history WHERE plan_id = 'k' AND outcome = 'refused'")"
+t_match "the first holder's text, then the count" "^plan k is locked by alice@host-a pid 4242 since .* \\[repeated 3 times, last at [^]]* pid [0-9]+\\]$" \
+    "$(db_sql "SELECT detail FROM zdm_history WHERE plan_id = 'k' AND outcome = 'refused'")"
+zdm_run --json history k --outcome refused
+t_eq "history --json: the reason" "lock_held" "$(jq -r '.history[0].reason' <<<"$ZOUT")"
+db_sql "DELETE FROM zdm_locks WHERE plan_id = 'k'"
+zdm_run cutover k
+t_eq "another reason (the cutover is done): its own row" "lock_held wrong_phase" \
+    "$(db_sql "SELECT reason FROM zdm_history WHERE plan_id = 'k' AND outcome = 'refused' ORDER BY id" | tr '\n' ' ' | sed 's/ $//')"
+zdm_run run-due
+t_eq "once the lock is gone, k is contracted" complete "$(zdm_phase_of k)"
+
 # Three run-due at once on plans whose contract holds the lock for a while:
 # the hosts that find a plan locked leave at most one row for it.
 for c in c1 c2 c3; do

@@ -10,10 +10,11 @@
 #    pending; a plan row with a phase no zdm writes: the same;
 #  * a newer layout: every command exits 5 naming the zdm version that
 #    wrote it;
-#  * an older layout (1, as zdm 0.1.0 wrote it): every command exits 5,
-#    plain "zdm init" too, pointing at "zdm init --upgrade"; that upgrades
-#    once, keeps every plan's phase, and is recorded in history; run again,
-#    it does nothing; two at once on PostgreSQL upgrade once.
+#  * an older layout (1, as zdm 0.1.0 wrote it; 2, before history had a
+#    reason column): every command exits 5, plain "zdm init" too, pointing
+#    at "zdm init --upgrade"; that upgrades once, keeps every plan's phase
+#    and history, and is recorded in history; run again, it does nothing;
+#    two at once on PostgreSQL upgrade once.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -54,9 +55,17 @@ every_command_refuses() {
     t_eq "$what: nothing changed" "$before" "$after"
 }
 
-# The v2 columns, dropped: the layout zdm 0.1.0 (layout 1) wrote.
+# The v3 column dropped: layout 2 (history without a reason).
+make_v2() {
+    db_sql "ALTER TABLE $(hist_t) DROP COLUMN reason" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '2' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '0.2.0' WHERE key = 'layout_written_by'" >/dev/null
+}
+
+# The v2 and v3 columns, dropped: the layout zdm 0.1.0 (layout 1) wrote.
 make_v1() {
     local c
+    db_sql "ALTER TABLE $(hist_t) DROP COLUMN reason" >/dev/null
     for c in attempts last_error last_attempt_ms failed_ms; do
         db_sql "ALTER TABLE $(plans_t) DROP COLUMN $c" >/dev/null
     done
@@ -85,7 +94,7 @@ sql  = "CREATE TABLE t_new (id integer PRIMARY KEY)"
 down = "DROP TABLE t_new"'
     zdm_run init
     t_rc "init" 0
-    t_eq "meta: layout version 2, written by this zdm" "layout_written_by|$ZVER schema_version|2" \
+    t_eq "meta: layout version 3, written by this zdm" "layout_written_by|$ZVER schema_version|3" \
         "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
     zdm_run advance p_bf
     zdm_run advance p_bf
@@ -119,12 +128,37 @@ down = "DROP TABLE t_new"'
     db_sql "UPDATE $(plans_t) SET phase = 'backfilled' WHERE id = 'p_bf'" >/dev/null
 
     t_section "$d: a newer layout is refused by every command, naming who wrote it"
-    db_sql "UPDATE $(meta) SET value = '3' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '4' WHERE key = 'schema_version'" >/dev/null
     db_sql "UPDATE $(meta) SET value = '9.9.9' WHERE key = 'layout_written_by'" >/dev/null
-    every_command_refuses "layout 3" "at layout 3, written by zdm 9.9.9"
+    every_command_refuses "layout 4" "at layout 4, written by zdm 9.9.9"
     zdm_run init --upgrade
-    t_eq "layout 3: init --upgrade refuses too" 5 "$ZRC"
-    t_has "layout 3: says which zdm to run" "run zdm 9.9.9 or newer" "$ZERR"
+    t_eq "layout 4: init --upgrade refuses too" 5 "$ZRC"
+    t_has "layout 4: says which zdm to run" "run zdm 9.9.9 or newer" "$ZERR"
+
+    t_section "$d: layout 2 (history without reasons): refused until zdm init --upgrade"
+    db_sql "UPDATE $(meta) SET value = '$good' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '$ZVER' WHERE key = 'layout_written_by'" >/dev/null
+    make_v2
+    every_command_refuses "layout 2" "zdm init --upgrade"
+    local rows_before
+    rows_before=$(db_sql "SELECT id, action, outcome FROM $(hist_t) ORDER BY id")
+    zdm_run init --upgrade
+    t_rc "init --upgrade from 2" 0
+    t_has "init --upgrade from 2 says so" "upgraded from layout 2 to 3" "$ZOUT"
+    t_eq "from 2: meta" "layout_written_by|$ZVER schema_version|3" \
+        "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
+    t_eq "from 2: the upgrade row" "(state)|upgrade|ok|state layout 2 (written by zdm 0.2.0) -> 3 by zdm $ZVER|" \
+        "$(db_sql "SELECT plan_id, action, outcome, detail, reason FROM $(hist_t) WHERE action = 'upgrade'")"
+    t_eq "from 2: the old rows kept" "$rows_before" \
+        "$(db_sql "SELECT id, action, outcome FROM $(hist_t) WHERE action <> 'upgrade' ORDER BY id")"
+    t_eq "from 2: p_bf is still backfilled" backfilled "$(zdm_phase_of p_bf)"
+    # a refusal now records its reason (the column is there and written)
+    zdm_run cutover p_new
+    t_rc "from 2: a refused cutover" 3
+    t_eq "from 2: the refusal's reason" "wrong_phase" \
+        "$(db_sql "SELECT reason FROM $(hist_t) WHERE plan_id = 'p_new' AND outcome = 'refused'")"
+    # (the section below counts one upgrade row: its own)
+    db_sql "DELETE FROM $(hist_t) WHERE action = 'upgrade'" >/dev/null
 
     t_section "$d: an older layout: refused until zdm init --upgrade"
     db_sql "UPDATE $(meta) SET value = '$good' WHERE key = 'schema_version'" >/dev/null
@@ -134,16 +168,16 @@ down = "DROP TABLE t_new"'
     hist_before=$(db_sql "SELECT count(*) FROM $(hist_t)")
     zdm_run init --upgrade
     t_rc "init --upgrade" 0
-    t_has "init --upgrade says so" "upgraded from layout 1 to 2" "$ZOUT"
-    t_eq "meta after the upgrade" "layout_written_by|$ZVER schema_version|2" \
+    t_has "init --upgrade says so" "upgraded from layout 1 to 3" "$ZOUT"
+    t_eq "meta after the upgrade" "layout_written_by|$ZVER schema_version|3" \
         "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
-    t_eq "history: one upgrade row" "(state)|upgrade|ok|state layout 1 (written by zdm 0.1.0 or older) -> 2 by zdm $ZVER" \
+    t_eq "history: one upgrade row" "(state)|upgrade|ok|state layout 1 (written by zdm 0.1.0 or older) -> 3 by zdm $ZVER" \
         "$(db_sql "SELECT plan_id, action, outcome, detail FROM $(hist_t) WHERE action = 'upgrade'")"
     t_eq "history: nothing else written" "$((hist_before + 1))" "$(db_sql "SELECT count(*) FROM $(hist_t)")"
     t_eq "p_bf is still backfilled" backfilled "$(zdm_phase_of p_bf)"
     zdm_run --json init --upgrade
     t_rc "init --upgrade again" 0
-    t_eq "init --upgrade again: nothing to do" '{"ok": true, "database": "'"$( [ "$d" = pg ] && echo postgresql || echo sqlite)"'", "state_version": 2}' "$ZOUT"
+    t_eq "init --upgrade again: nothing to do" '{"ok": true, "database": "'"$( [ "$d" = pg ] && echo postgresql || echo sqlite)"'", "state_version": 3}' "$ZOUT"
     t_eq "init --upgrade again: no second history row" 1 \
         "$(db_sql "SELECT count(*) FROM $(hist_t) WHERE action = 'upgrade'")"
     zdm_run advance p_bf
@@ -167,7 +201,7 @@ if t_pg_available; then
     r2=$WAIT_RC
     t_eq "both exit 0" "0 0" "$r1 $r2"
     t_eq "one upgrade row per upgrade" 2 "$(db_sql "SELECT count(*) FROM zdm.history WHERE action = 'upgrade'")"
-    t_eq "the layout is 2" 2 "$(db_sql "SELECT value FROM zdm.meta WHERE key = 'schema_version'")"
+    t_eq "the layout is 3" 3 "$(db_sql "SELECT value FROM zdm.meta WHERE key = 'schema_version'")"
 else
     T_SKIPPED="$T_SKIPPED postgresql"
 fi
