@@ -212,7 +212,8 @@ static void summary(zdm_cli *cli, const zdm_plan_set *set, const walk *w, size_t
                 set->n - upto == 1 ? "" : "s");
 }
 
-int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
+/* --to PHASE (default complete), and the options --all does not take. */
+static int advance_all_target(const zdm_cli *cli, zdm_phase *target, zdm_err *err)
 {
     if (!cli->all)
         return zdm_err_set(err, ZDM_EXIT_USAGE, "--to goes with --all: zdm advance --all --to PHASE");
@@ -220,7 +221,7 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
         return zdm_err_set(err, ZDM_EXIT_USAGE, "advance --all takes no plan name (it advances every plan)");
     if (cli->hooks_only)
         return zdm_err_set(err, ZDM_EXIT_USAGE, "--hooks-only applies to one plan: zdm advance PLAN --hooks-only");
-    zdm_phase target = ZDM_COMPLETE;
+    *target = ZDM_COMPLETE;
     if (cli->to) {
         int t = zdm_phase_parse(cli->to);
         if (t < 0 || t == ZDM_PENDING || t == ZDM_ROLLED_BACK) {
@@ -228,19 +229,100 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
             zdm_err_detail(err, "phases: expanded, backfilled, cut_over, complete");
             return ZDM_EXIT_USAGE;
         }
-        target = (zdm_phase)t;
+        *target = (zdm_phase)t;
     }
     if (!cli->db_url) {
         zdm_err_set(err, ZDM_EXIT_USAGE, "no database given");
         zdm_err_detail(err, "pass --db URL (postgres://..., a conninfo, or sqlite:PATH) or set ZDM_DATABASE_URL");
         return ZDM_EXIT_USAGE;
     }
+    return 0;
+}
+
+/* The requires gate, read ahead: a pending plan waits for what it
+ * requires (w[0..i) are the plans before it). */
+static int waits_for_required(const zdm_plan_set *set, walk *w, size_t i)
+{
+    const zdm_plan *p = set->plans[i];
+    for (size_t k = 0; k < p->requires.n; k++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(set->plans[j]->id, p->requires.v[k]) == 0 && w[j].now != ZDM_COMPLETE) {
+                w[i].code = ZDM_EXIT_REFUSED;
+                snprintf(w[i].why, sizeof w[i].why, "waits for %s (%s; required plans must be complete)",
+                         set->plans[j]->id, zdm_phase_name(w[j].now));
+                return 1;
+            }
+    return 0;
+}
+
+/* Advances plan i as far as target or its first gate, filling w[i].
+ * Returns nonzero (err filled) on a failure that stops the whole run. */
+static int walk_plan(zdm_db *db, const zdm_plan_set *set, size_t i, walk *w, const zdm_life_opts *o,
+                     zdm_phase target, zdm_err *err)
+{
+    zdm_plan *p = set->plans[i];
+    zdm_plan_state st;
+    int rc;
+    if ((rc = zdm_life_plan_state(db, p->id, &st, err)) != 0) {
+        w[i].code = rc;
+        snprintf(w[i].why, sizeof w[i].why, "%s", err->msg);
+        return rc;
+    }
+    w[i].from = w[i].now = st.known ? st.phase : ZDM_PENDING;
+    if (w[i].now == ZDM_ROLLED_BACK) {
+        w[i].code = ZDM_EXIT_REFUSED;
+        snprintf(w[i].why, sizeof w[i].why, "rolled back; zdm advance %s starts it again", p->id);
+        return 0;
+    }
+    if (w[i].now == ZDM_PENDING && waits_for_required(set, w, i))
+        return 0;
+    while (phase_rank(w[i].now) < phase_rank(target)) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        int r = zdm_life_advance(db, set, p, o, &e);
+        if (o->dry_run) {
+            /* Nothing moves in a dry run: show the next phase only. */
+            w[i].code = r ? r : ZDM_EXIT_REFUSED;
+            snprintf(w[i].why, sizeof w[i].why, "%s", r ? e.msg : "dry run: next phase shown above");
+            return 0;
+        }
+        if (r != 0) {
+            w[i].code = r;
+            snprintf(w[i].why, sizeof w[i].why, "%s%s%s", e.msg, e.detail[0] ? " -- " : "", e.detail);
+            if (r == ZDM_EXIT_REFUSED)
+                return 0;
+            *err = e;
+            return r;
+        }
+        zdm_phase before = w[i].now;
+        if ((r = zdm_life_plan_state(db, p->id, &st, err)) != 0) {
+            w[i].code = r;
+            snprintf(w[i].why, sizeof w[i].why, "%s", err->msg);
+            return r;
+        }
+        w[i].now = st.known ? st.phase : ZDM_PENDING;
+        if (w[i].now == before) {
+            /* e.g. a backfill that other workers still hold */
+            w[i].code = ZDM_EXIT_REFUSED;
+            snprintf(w[i].why, sizeof w[i].why, "stayed %s after zdm advance", zdm_phase_name(before));
+            return 0;
+        }
+    }
+    return 0;
+}
+
+int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
+{
+    zdm_phase target = ZDM_COMPLETE;
+    int rc = advance_all_target(cli, &target, err);
+    if (rc != 0)
+        return rc;
     zdm_plan_set set = {0};
     zdm_project project;
     memset(&project, 0, sizeof project);
     zdm_db *db = NULL;
     walk *w = NULL;
-    int rc = zdm_cli_load_plans(cli, NULL, 0, &set, err);
+    rc = zdm_cli_load_plans(cli, NULL, 0, &set, err);
     if (rc != 0)
         return rc;
     zdm_diags d = {0};
@@ -262,74 +344,8 @@ int zdm_cmd_advance_all(zdm_cli *cli, zdm_err *err)
     w = zdm_xcalloc(set.n ? set.n : 1, sizeof *w);
     zdm_life_opts o = {cli->dry_run, cli->no_backup, cli->out, cli->db_url, &project, 0, cli->allow, 0};
     size_t i;
-    for (i = 0; i < set.n; i++) {
-        zdm_plan *p = set.plans[i];
-        zdm_plan_state st;
-        memset(&st, 0, sizeof st);
-        if ((rc = zdm_life_plan_state(db, p->id, &st, err)) != 0) {
-            w[i].code = rc;
-            snprintf(w[i].why, sizeof w[i].why, "%s", err->msg);
-            i++;
-            break;
-        }
-        w[i].from = w[i].now = st.known ? st.phase : ZDM_PENDING;
-        if (w[i].now == ZDM_ROLLED_BACK) {
-            w[i].code = ZDM_EXIT_REFUSED;
-            snprintf(w[i].why, sizeof w[i].why, "rolled back; zdm advance %s starts it again", p->id);
-            continue;
-        }
-        /* The requires gate, read ahead: a plan waits for what it requires. */
-        if (w[i].now == ZDM_PENDING) {
-            for (size_t k = 0; k < p->requires.n && !w[i].code; k++)
-                for (size_t j = 0; j < i; j++)
-                    if (strcmp(set.plans[j]->id, p->requires.v[k]) == 0 && w[j].now != ZDM_COMPLETE) {
-                        w[i].code = ZDM_EXIT_REFUSED;
-                        snprintf(w[i].why, sizeof w[i].why, "waits for %s (%s; required plans must be complete)",
-                                 set.plans[j]->id, zdm_phase_name(w[j].now));
-                        break;
-                    }
-            if (w[i].code)
-                continue;
-        }
-        while (phase_rank(w[i].now) < phase_rank(target)) {
-            zdm_err e;
-            zdm_err_clear(&e);
-            int r = zdm_life_advance(db, &set, p, &o, &e);
-            if (cli->dry_run) {
-                /* Nothing moves in a dry run: show the next phase only. */
-                w[i].code = r ? r : ZDM_EXIT_REFUSED;
-                snprintf(w[i].why, sizeof w[i].why, "%s", r ? e.msg : "dry run: next phase shown above");
-                break;
-            }
-            if (r != 0) {
-                w[i].code = r;
-                snprintf(w[i].why, sizeof w[i].why, "%s%s%s", e.msg, e.detail[0] ? " -- " : "", e.detail);
-                if (r != ZDM_EXIT_REFUSED) {
-                    *err = e;
-                    rc = r;
-                }
-                break;
-            }
-            zdm_phase before = w[i].now;
-            memset(&st, 0, sizeof st);
-            if ((r = zdm_life_plan_state(db, p->id, &st, err)) != 0) {
-                w[i].code = rc = r;
-                snprintf(w[i].why, sizeof w[i].why, "%s", err->msg);
-                break;
-            }
-            w[i].now = st.known ? st.phase : ZDM_PENDING;
-            if (w[i].now == before) {
-                /* e.g. a backfill that other workers still hold */
-                w[i].code = ZDM_EXIT_REFUSED;
-                snprintf(w[i].why, sizeof w[i].why, "stayed %s after zdm advance", zdm_phase_name(before));
-                break;
-            }
-        }
-        if (rc != 0) {
-            i++;
-            break;
-        }
-    }
+    for (i = 0; i < set.n && rc == 0; i++)
+        rc = walk_plan(db, &set, i, w, &o, target, err);
     if (rc == 0) {
         for (size_t k = 0; k < set.n; k++)
             if (w[k].code)

@@ -259,10 +259,22 @@ static void kill_group(pid_t pid, int sig)
         kill(pid, sig);
 }
 
-/* Runs one command; *status gets a description of how it ended. */
-static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
-                   const zdm_hook_env *env, int64_t timeout_ms, tail_ring *ring, char *status,
-                   size_t status_size)
+/* A running hook, as run_one watches it. */
+typedef struct hook_run {
+    pid_t pid;
+    int fd;           /* the read end of its output */
+    int out_open, reaped, timed_out, interrupted, wstatus;
+    int64_t deadline, kill_at, drain_until;
+    zdm_buf line;     /* the output line being read */
+    const char *plan_id;
+    char tag[160];
+    tail_ring *ring;
+} hook_run;
+
+/* Forks the hook (its output on a pipe, read non-blocking); -1 with
+ * `status` set when that fails. */
+static int spawn(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev, const zdm_hook_env *env,
+                 hook_run *h, char *status, size_t status_size)
 {
     int fds[2];
     if (pipe(fds) != 0) {
@@ -285,108 +297,148 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
     setpgid(pid, pid); /* also here, so the group exists before any kill */
     close(fds[1]);
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    h->pid = pid;
+    h->fd = fds[0];
+    return 0;
+}
 
-    char tag[160];
-    snprintf(tag, sizeof tag, "hook %s[%s]", zdm_hook_event_name(ev), cmd->argv.v[0]);
-    /* The hook is done when its own process is: a child it left behind
-     * may hold the output open for ever (a daemon, perhaps in a session of
-     * its own), so the output is read only DRAIN_MS longer.  A hook that
-     * closed its output still runs until it exits or times out. */
-    int64_t deadline = zdm_mono_ms() + timeout_ms, kill_at = 0, drain_until = 0;
-    int timed_out = 0, interrupted = 0, out_open = 1, reaped = 0, wstatus = 0;
-    zdm_buf line = {0};
+/* The hook's output, line by line, to the log and the tail ring. */
+static void take_output(hook_run *h, const char *buf, ssize_t n)
+{
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] == '\n') {
+            /* the hook's own words, set apart from zdm's */
+            zdm_log(ZDM_LOG_INFO, h->plan_id, h->tag, "  | %s", h->line.data ? h->line.data : "");
+            ring_push(h->ring, h->line.data ? h->line.data : "");
+            h->line.len = 0;
+            if (h->line.data)
+                h->line.data[0] = '\0';
+        } else if (h->line.len < 4000) {
+            zdm_buf_putn(&h->line, &buf[i], 1);
+        }
+    }
+}
+
+/* zdm itself was asked to stop: so is the hook, whole group, with the same
+ * grace as a timeout, so it cannot finish a switch that zdm would not
+ * record.  Past the deadline: SIGTERM; past the grace: SIGKILL. */
+static void stop_when_due(hook_run *h, int64_t now)
+{
+    if (h->reaped)
+        return;
+    if (!h->timed_out && zdm_sig_caught()) {
+        h->timed_out = h->interrupted = 1;
+        kill_group(h->pid, SIGTERM);
+        h->kill_at = now + KILL_GRACE_MS;
+    } else if (!h->timed_out && now >= h->deadline) {
+        h->timed_out = 1;
+        kill_group(h->pid, SIGTERM);
+        h->kill_at = now + KILL_GRACE_MS;
+    } else if (h->timed_out && h->kill_at && now >= h->kill_at) {
+        kill_group(h->pid, SIGKILL);
+        h->kill_at = 0;
+    }
+}
+
+/* Waits up to wait_ms for output and takes what came. */
+static void read_output(hook_run *h, int64_t wait_ms)
+{
     char buf[4096];
-    for (;;) {
-        int64_t now = zdm_mono_ms();
-        if (!reaped) {
-            pid_t w = waitpid(pid, &wstatus, WNOHANG);
-            if (w == pid || (w < 0 && errno == ECHILD)) {
-                reaped = 1;
-                drain_until = now + DRAIN_MS;
-            }
-        }
-        if (reaped && (!out_open || now >= drain_until))
-            break;
-        /* zdm itself was asked to stop: so is the hook, whole group, with
-         * the same grace as a timeout, so it cannot finish a switch that
-         * zdm would not record. */
-        if (!reaped && !timed_out && zdm_sig_caught()) {
-            timed_out = interrupted = 1;
-            kill_group(pid, SIGTERM);
-            kill_at = now + KILL_GRACE_MS;
-        } else if (!reaped && !timed_out && now >= deadline) {
-            timed_out = 1;
-            kill_group(pid, SIGTERM);
-            kill_at = now + KILL_GRACE_MS;
-        } else if (!reaped && timed_out && kill_at && now >= kill_at) {
-            kill_group(pid, SIGKILL);
-            kill_at = 0;
-        }
-        /* Wake up at least every POLL_MS to see whether the hook ended. */
-        int64_t next = reaped ? drain_until : timed_out ? (kill_at ? kill_at : now + POLL_MS) : deadline;
-        int64_t wait = next - now;
-        wait = wait < 0 ? 0 : wait > POLL_MS ? POLL_MS : wait;
-        if (!out_open) { /* usually the hook is exiting: look again soon */
-            poll(NULL, 0, (int)(wait > 10 ? 10 : wait));
-            continue;
-        }
-        struct pollfd pfd = {fds[0], POLLIN, 0};
-        int pr = poll(&pfd, 1, (int)wait);
-        if (pr < 0 && errno != EINTR)
-            out_open = 0;
-        if (pr <= 0)
-            continue;
-        ssize_t n = read(fds[0], buf, sizeof buf);
-        if (n == 0) {
-            out_open = 0;
-        } else if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                out_open = 0;
-            continue;
-        }
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf[i] == '\n') {
-                zdm_log(ZDM_LOG_INFO, plan->id, tag, "  | %s", line.data ? line.data : ""); /* the hook's own words, set apart from zdm's */
-                ring_push(ring, line.data ? line.data : "");
-                line.len = 0;
-                if (line.data)
-                    line.data[0] = '\0';
-            } else if (line.len < 4000) {
-                zdm_buf_putn(&line, &buf[i], 1);
-            }
-        }
+    struct pollfd pfd = {h->fd, POLLIN, 0};
+    int pr = poll(&pfd, 1, (int)wait_ms);
+    if (pr < 0 && errno != EINTR)
+        h->out_open = 0;
+    if (pr <= 0)
+        return;
+    ssize_t n = read(h->fd, buf, sizeof buf);
+    if (n == 0) {
+        h->out_open = 0;
+    } else if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            h->out_open = 0;
+        return;
     }
-    if (line.len) {
-        zdm_log(ZDM_LOG_INFO, plan->id, tag, "  | %s", line.data);
-        ring_push(ring, line.data);
-    }
-    zdm_buf_free(&line);
-    close(fds[0]);
-    /* After a timeout, nothing the hook started may outlive it (the group
-     * only: the hook's own pid is reaped and may be someone else's now). */
-    if (timed_out)
-        kill(-pid, SIGKILL);
+    take_output(h, buf, n);
+}
+
+/* How the hook ended, in `status`; 0 success, -2 stopped by a signal to
+ * zdm, -1 otherwise. */
+static int end_status(const hook_run *h, int64_t timeout_ms, char *status, size_t status_size)
+{
     char d[32];
-    if (interrupted) {
+    int ws = h->wstatus;
+    if (h->interrupted) {
         snprintf(status, status_size, "stopped: zdm got signal %d (its process group got SIGTERM%s)",
-                 zdm_sig_first(), WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL ? ", then SIGKILL" : "");
+                 zdm_sig_first(), WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL ? ", then SIGKILL" : "");
         return -2;
     }
-    if (timed_out) {
+    if (h->timed_out) {
         snprintf(status, status_size, "timed out after %s and was killed",
                  zdm_format_duration(timeout_ms, d, sizeof d));
         return -1;
     }
-    if (WIFEXITED(wstatus)) {
-        snprintf(status, status_size, "exit status %d", WEXITSTATUS(wstatus));
-        return WEXITSTATUS(wstatus) == 0 ? 0 : -1;
+    if (WIFEXITED(ws)) {
+        snprintf(status, status_size, "exit status %d", WEXITSTATUS(ws));
+        return WEXITSTATUS(ws) == 0 ? 0 : -1;
     }
-    if (WIFSIGNALED(wstatus)) {
-        snprintf(status, status_size, "killed by signal %d", WTERMSIG(wstatus));
+    if (WIFSIGNALED(ws)) {
+        snprintf(status, status_size, "killed by signal %d", WTERMSIG(ws));
         return -1;
     }
     snprintf(status, status_size, "ended abnormally");
     return -1;
+}
+
+/* Runs one command; *status gets a description of how it ended. */
+static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event ev,
+                   const zdm_hook_env *env, int64_t timeout_ms, tail_ring *ring, char *status,
+                   size_t status_size)
+{
+    hook_run h;
+    memset(&h, 0, sizeof h);
+    if (spawn(plan, cmd, ev, env, &h, status, status_size) != 0)
+        return -1;
+    h.plan_id = plan->id;
+    h.ring = ring;
+    h.out_open = 1;
+    snprintf(h.tag, sizeof h.tag, "hook %s[%s]", zdm_hook_event_name(ev), cmd->argv.v[0]);
+    /* The hook is done when its own process is: a child it left behind
+     * may hold the output open for ever (a daemon, perhaps in a session of
+     * its own), so the output is read only DRAIN_MS longer.  A hook that
+     * closed its output still runs until it exits or times out. */
+    h.deadline = zdm_mono_ms() + timeout_ms;
+    for (;;) {
+        int64_t now = zdm_mono_ms();
+        if (!h.reaped) {
+            pid_t w = waitpid(h.pid, &h.wstatus, WNOHANG);
+            if (w == h.pid || (w < 0 && errno == ECHILD)) {
+                h.reaped = 1;
+                h.drain_until = now + DRAIN_MS;
+            }
+        }
+        if (h.reaped && (!h.out_open || now >= h.drain_until))
+            break;
+        stop_when_due(&h, now);
+        /* Wake up at least every POLL_MS to see whether the hook ended. */
+        int64_t next = h.reaped ? h.drain_until : h.timed_out ? (h.kill_at ? h.kill_at : now + POLL_MS) : h.deadline;
+        int64_t wait = next - now;
+        wait = wait < 0 ? 0 : wait > POLL_MS ? POLL_MS : wait;
+        if (!h.out_open) /* usually the hook is exiting: look again soon */
+            poll(NULL, 0, (int)(wait > 10 ? 10 : wait));
+        else
+            read_output(&h, wait);
+    }
+    if (h.line.len) {
+        zdm_log(ZDM_LOG_INFO, plan->id, h.tag, "  | %s", h.line.data);
+        ring_push(ring, h.line.data);
+    }
+    zdm_buf_free(&h.line);
+    close(h.fd);
+    /* After a timeout, nothing the hook started may outlive it (the group
+     * only: the hook's own pid is reaped and may be someone else's now). */
+    if (h.timed_out)
+        kill(-h.pid, SIGKILL);
+    return end_status(&h, timeout_ms, status, status_size);
 }
 
 static void argv_text(const zdm_hook_cmd *cmd, char *out, size_t size)

@@ -846,6 +846,65 @@ static int id_ok(const char *id)
     return 1;
 }
 
+/* The plan's top-level keys (id, description, requires, timeouts,
+ * allow_unsafe). */
+static void load_top(chk *cp, const toml_value *doc, const char *path, zdm_plan *p)
+{
+    p->id = want_str(cp, doc, "id", "the plan", 0);
+    const toml_kv *idkv = toml_get_kv(doc, "id");
+    if (idkv) {
+        p->id_line = idkv->value->line;
+        p->id_col = idkv->value->col;
+    }
+    if (!p->id)
+        p->id = default_id(path);
+    if (strlen(p->id) > 200)
+        bad(cp, p->id_line, p->id_col, "plan id \"%.32s...\" is too long (%zu characters, at most 200)",
+            p->id, strlen(p->id));
+    else if (!id_ok(p->id))
+        bad(cp, p->id_line ? p->id_line : 0, p->id_col,
+            "plan id \"%s\" may only use letters, digits, '_', '-' and '.'%s", p->id,
+            idkv ? "" : " (the id defaults to the file name; set id = \"...\" to choose another)");
+    p->description = want_str(cp, doc, "description", "the plan", 0);
+    p->baseline = want_bool(cp, doc, "baseline", "the plan", 0);
+    want_strv(cp, doc, "requires", "the plan", &p->requires, &p->requires_line, &p->requires_col);
+    p->lock_timeout_ms = want_duration(cp, doc, "lock_timeout", "the plan", p->lock_timeout_ms);
+    p->statement_timeout_ms = want_duration(cp, doc, "statement_timeout", "the plan", 0);
+    p->lock_retries = (int)want_int(cp, doc, "lock_retries", "the plan", 10, 0, 1000);
+    p->backup_keep = (int)want_int(cp, doc, "backup_keep", "the plan", 3, 0, 1000);
+    p->backup_timeout_ms = want_duration(cp, doc, "backup_timeout", "the plan", p->backup_timeout_ms);
+    load_allow(cp, doc, p);
+}
+
+/* The SQL an operation became keeps the same bounds as hand-written SQL:
+ * a deep `check` or `up` expression is refused here, not later. */
+static void check_op_limits(chk *cp, const zdm_plan *p)
+{
+    int told_line = 0, told_col = 0; /* one message per op, whatever it became */
+    for (int ph = 0; !cp->errors && ph < 2; ph++) {
+        const zdm_step *st = ph == 0 ? p->expand : p->contract;
+        size_t n = ph == 0 ? p->nexpand : p->ncontract;
+        for (size_t i = 0; i < n; i++) {
+            if (!st[i].from_op || (st[i].line == told_line && st[i].col == told_col))
+                continue;
+            for (int k = 0; k < 4; k++) {
+                const char *text = k & 1 ? st[i].down_for[k / 2] : st[i].sql_for[k / 2];
+                int line = 0, col = 0;
+                zdm_buf why = {0};
+                if (text && zdm_sql_check_limits(text, k / 2 == 0 ? ZDM_SQL_PG : ZDM_SQL_SQLITE, &line, &col,
+                                                 &why) != 0) {
+                    bad(cp, st[i].line, st[i].col, "%s step (op \"%s\"): the SQL it becomes holds %s",
+                        ph == 0 ? "expand" : "contract", st[i].from_op, why.data);
+                    told_line = st[i].line;
+                    told_col = st[i].col;
+                    k = 4;
+                }
+                zdm_buf_free(&why);
+            }
+        }
+    }
+}
+
 int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan **out,
                          zdm_diags *diags)
 {
@@ -879,30 +938,7 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
         "backup_timeout", NULL};
     check_keys(&c, doc, "the plan", top_keys);
 
-    p->id = want_str(&c, doc, "id", "the plan", 0);
-    const toml_kv *idkv = toml_get_kv(doc, "id");
-    if (idkv) {
-        p->id_line = idkv->value->line;
-        p->id_col = idkv->value->col;
-    }
-    if (!p->id)
-        p->id = default_id(path);
-    if (strlen(p->id) > 200)
-        bad(&c, p->id_line, p->id_col, "plan id \"%.32s...\" is too long (%zu characters, at most 200)",
-            p->id, strlen(p->id));
-    else if (!id_ok(p->id))
-        bad(&c, p->id_line ? p->id_line : 0, p->id_col,
-            "plan id \"%s\" may only use letters, digits, '_', '-' and '.'%s", p->id,
-            idkv ? "" : " (the id defaults to the file name; set id = \"...\" to choose another)");
-    p->description = want_str(&c, doc, "description", "the plan", 0);
-    p->baseline = want_bool(&c, doc, "baseline", "the plan", 0);
-    want_strv(&c, doc, "requires", "the plan", &p->requires, &p->requires_line, &p->requires_col);
-    p->lock_timeout_ms = want_duration(&c, doc, "lock_timeout", "the plan", p->lock_timeout_ms);
-    p->statement_timeout_ms = want_duration(&c, doc, "statement_timeout", "the plan", 0);
-    p->lock_retries = (int)want_int(&c, doc, "lock_retries", "the plan", 10, 0, 1000);
-    p->backup_keep = (int)want_int(&c, doc, "backup_keep", "the plan", 3, 0, 1000);
-    p->backup_timeout_ms = want_duration(&c, doc, "backup_timeout", "the plan", p->backup_timeout_ms);
-    load_allow(&c, doc, p);
+    load_top(&c, doc, path, p);
     {
         /* what a failed expand leaves: "rollback" (default) or "stop" */
         char *of = want_str(&c, doc, "on_failure", "the plan", 0);
@@ -944,31 +980,8 @@ int zdm_plan_load_buffer(const char *path, const char *src, size_t len, zdm_plan
      * fields are known to be well-formed. */
     if (!c.errors)
         c.errors += zdm_ops_expand(p, diags);
-    /* The SQL an operation became keeps the same bounds as hand-written
-     * SQL: a deep `check` or `up` expression is refused here, not later. */
-    int told_line = 0, told_col = 0; /* one message per op, whatever it became */
-    for (int ph = 0; !c.errors && ph < 2; ph++) {
-        const zdm_step *st = ph == 0 ? p->expand : p->contract;
-        size_t n = ph == 0 ? p->nexpand : p->ncontract;
-        for (size_t i = 0; i < n; i++) {
-            if (!st[i].from_op || (st[i].line == told_line && st[i].col == told_col))
-                continue;
-            for (int k = 0; k < 4; k++) {
-                const char *text = k & 1 ? st[i].down_for[k / 2] : st[i].sql_for[k / 2];
-                int line = 0, col = 0;
-                zdm_buf why = {0};
-                if (text && zdm_sql_check_limits(text, k / 2 == 0 ? ZDM_SQL_PG : ZDM_SQL_SQLITE, &line, &col,
-                                                 &why) != 0) {
-                    bad(&c, st[i].line, st[i].col, "%s step (op \"%s\"): the SQL it becomes holds %s",
-                        ph == 0 ? "expand" : "contract", st[i].from_op, why.data);
-                    told_line = st[i].line;
-                    told_col = st[i].col;
-                    k = 4;
-                }
-                zdm_buf_free(&why);
-            }
-        }
-    }
+    if (!c.errors)
+        check_op_limits(&c, p);
 
     /* A baseline records a schema that already exists: an empty database
      * has an empty one. */
