@@ -81,10 +81,5 @@ rowid_case() {
 
 run_cases sqlite
 rowid_case
-if t_pg_available; then
-    t_pg_start
-    run_cases pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg run_cases pg
 t_finish

@@ -96,10 +96,5 @@ down = "SELECT 1"
 }
 
 checksum_case sqlite
-if t_pg_available; then
-    t_pg_start
-    checksum_case pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg checksum_case pg
 t_finish

@@ -18,21 +18,15 @@ t_init concurrent
 ME="$(id -un)@$(hostname)"
 FOREVER_CTE="WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000000) SELECT count(*) FROM c"
 
-log_has() { grep -qF -- "$2" "$1"; }
-steps_table() { [ "$T_DIALECT" = pg ] && echo zdm.steps || echo zdm_steps; }
-step_status() {
-    db_sql "SELECT status FROM $(steps_table) WHERE plan_id = '$1' AND phase = 'expand' AND step_index = $2"
-}
-ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
 # The second run while PLAN is held by pid HOLDER; "quick" when the holder
 # has no database lock, so nothing may make the refusal wait.
 second_runs_refused() {
     local d=$1 plan=$2 holder=$3 quick=${4:-} t0 t1
     db_dump "$T_DIR/$d-$plan-before.sql"
-    t0=$(ms)
+    t0=$(t_now_ms)
     zdm_run advance "$plan"
-    t1=$(ms)
+    t1=$(t_now_ms)
     t_rc "$d: $plan: second advance while held" 3
     t_match "$d: $plan: names the holder (user@host, pid, since)" \
         "plan $plan is locked by $ME pid $holder since [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z" "$ZERR"
@@ -85,7 +79,7 @@ sql = \"CREATE TABLE h2 (x integer); $FOREVER_CTE\"
 "
     zdm_bg "$T_DIR/hold" advance 0400_hold
     local holder=$ZBG_PID job=$ZBG_JOB
-    t_wait_for "the holder to be in step 2" 60 '[ "$(step_status 0400_hold 2)" = running ]'
+    t_wait_for "the holder to be in step 2" 60 '[ "$(db_step_status 0400_hold 2)" = running ]'
     second_runs_refused "$d" 0400_hold "$holder" quick
     refusals_in_history "$d" 0400_hold "$holder"
     kill -9 "$holder"
@@ -96,7 +90,7 @@ sql = \"CREATE TABLE h2 (x integer); $FOREVER_CTE\"
     holder=$ZBG_PID
     job=$ZBG_JOB
     t_wait_for "the holder to be in its step" 60 \
-        'log_has "$T_DIR/holdtx.err" "starting:" && [ -e "$T_SQLITE_FILE-journal" ]'
+        't_file_has "$T_DIR/holdtx.err" "starting:" && [ -e "$T_SQLITE_FILE-journal" ]'
     # The holder has the database's write lock: the refusals still come at
     # once (no busy wait), and are recorded once the lock is free.
     second_runs_refused "$d" 0401_hold_tx "$holder" quick
@@ -152,10 +146,5 @@ sql = "CREATE TABLE h2 (x integer); SELECT pg_sleep((SELECT s FROM knob))"
 }
 
 sqlite_cases
-if t_pg_available; then
-    t_pg_start
-    pg_cases
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg pg_cases
 t_finish

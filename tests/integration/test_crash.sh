@@ -69,14 +69,8 @@ sql  = \"CREATE TABLE e (x integer)\"
 "
 }
 
-steps_table() { [ "$T_DIALECT" = pg ] && echo zdm.steps || echo zdm_steps; }
-locks_table() { [ "$T_DIALECT" = pg ] && echo zdm.locks || echo zdm_locks; }
 
-step_status() {
-    db_sql "SELECT status FROM $(steps_table) WHERE plan_id = '$1' AND phase = 'expand' AND step_index = $2"
-}
 
-log_has() { grep -qF -- "$2" "$1"; }
 sqlite_in_tx() { [ -e "$T_SQLITE_FILE-journal" ]; }
 pg_sleeping() {
     [ "$(db_sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zdm'
@@ -90,7 +84,7 @@ pg_no_zdm_backend() {
 check_dead_lock_row() {
     local d=$1 plan=$2 pid=$3
     t_eq "$d: $plan: the lock row of the killed run names its pid" "$pid" \
-        "$(db_sql "SELECT pid FROM $(locks_table) WHERE plan_id = '$plan'")"
+        "$(db_sql "SELECT pid FROM $(zdm_tbl locks) WHERE plan_id = '$plan'")"
 }
 
 # On PostgreSQL the killed run's backend goes on with its statement until
@@ -120,7 +114,7 @@ crash_in_tx_step() {
     knob long
     zdm_bg "$T_DIR/$d-tx1" advance "$plan"
     local pid=$ZBG_PID job=$ZBG_JOB
-    t_wait_for "step 1 to be applied" 60 log_has "$T_DIR/$d-tx1.err" "step 1 a applied"
+    t_wait_for "step 1 to be applied" 60 t_file_has "$T_DIR/$d-tx1.err" "step 1 a applied"
     if [ "$d" = sqlite ]; then
         t_wait_for "step 2's transaction to write" 60 sqlite_in_tx
     else
@@ -132,8 +126,8 @@ crash_in_tx_step() {
     zdm_bg_collect "$T_DIR/$d-tx1" "advance $plan (killed)"
     check_dead_lock_row "$d" "$plan" "$pid"
     pg_wait_orphan "$d" "$plan"
-    t_eq "$d: step 1 recorded done" "done" "$(step_status $plan 1)"
-    t_eq "$d: step 2 not recorded" "" "$(step_status $plan 2)"
+    t_eq "$d: step 1 recorded done" "done" "$(db_step_status $plan 1)"
+    t_eq "$d: step 2 not recorded" "" "$(db_step_status $plan 2)"
     t_eq "$d: step 2's half (table b) rolled back" 0 "$(db_has_table b)"
     t_eq "$d: plan still pending" pending "$(zdm_phase_of $plan)"
 
@@ -155,8 +149,8 @@ crash_in_tx_step() {
         t_eq "$d: table $t exists" 1 "$(db_has_table $t)"
     done
     t_eq "$d: all three steps done" "1 done|2 done|3 done" \
-        "$(db_sql "SELECT step_index || ' ' || status FROM $(steps_table) WHERE plan_id = '$plan' ORDER BY step_index" | paste -sd'|')"
-    t_eq "$d: the lock row is gone" 0 "$(db_sql "SELECT count(*) FROM $(locks_table) WHERE plan_id = '$plan'")"
+        "$(db_sql "SELECT step_index || ' ' || status FROM $(zdm_tbl steps) WHERE plan_id = '$plan' ORDER BY step_index" | paste -sd'|')"
+    t_eq "$d: the lock row is gone" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks) WHERE plan_id = '$plan'")"
     zdm_run --json history "$plan"
     t_eq "$d: the resumed run is in history as ok" "advance pending->expanded ok" \
         "$(jq -r '.history[-1] | "\(.action) \(.from)->\(.to) \(.outcome)"' <<<"$ZOUT")"
@@ -170,9 +164,9 @@ crash_in_notx_step() {
     knob long
     zdm_bg "$T_DIR/$d-ntx1" advance "$plan"
     local pid=$ZBG_PID job=$ZBG_JOB
-    t_wait_for "step 1 to be applied" 60 log_has "$T_DIR/$d-ntx1.err" "step 1 d applied"
+    t_wait_for "step 1 to be applied" 60 t_file_has "$T_DIR/$d-ntx1.err" "step 1 d applied"
     if [ "$d" = sqlite ]; then
-        t_wait_for "step 2 to be marked running" 60 '[ "$(step_status $plan 2)" = running ]'
+        t_wait_for "step 2 to be marked running" 60 '[ "$(db_step_status $plan 2)" = running ]'
     else
         t_wait_for "step 2 to sleep in pg_sleep" 60 pg_sleeping
     fi
@@ -182,7 +176,7 @@ crash_in_notx_step() {
     zdm_bg_collect "$T_DIR/$d-ntx1" "advance $plan (killed)"
     check_dead_lock_row "$d" "$plan" "$pid"
     pg_wait_orphan "$d" "$plan"
-    t_eq "$d: step 2 left running" running "$(step_status $plan 2)"
+    t_eq "$d: step 2 left running" running "$(db_step_status $plan 2)"
 
     knob short
     zdm_run advance "$plan"
@@ -193,7 +187,7 @@ crash_in_notx_step() {
     t_eq "$d: table d exists" 1 "$(db_has_table d)"
     t_eq "$d: table e exists" 1 "$(db_has_table e)"
     t_eq "$d: all three steps done" "1 done|2 done|3 done" \
-        "$(db_sql "SELECT step_index || ' ' || status FROM $(steps_table) WHERE plan_id = '$plan' ORDER BY step_index" | paste -sd'|')"
+        "$(db_sql "SELECT step_index || ' ' || status FROM $(zdm_tbl steps) WHERE plan_id = '$plan' ORDER BY step_index" | paste -sd'|')"
 }
 
 # PostgreSQL: step 2 waits for a lock another session holds; zdm is killed
@@ -220,15 +214,15 @@ lock_retries = 50
     zdm_bg "$T_DIR/$d-btw" advance "$plan"
     local pid=$ZBG_PID job=$ZBG_JOB
     # The third retry sleeps at least 1 s: the kill lands in that sleep.
-    t_wait_for "the third lock timeout" 60 log_has "$T_DIR/$d-btw.err" "(try 3 of 50"
+    t_wait_for "the third lock timeout" 60 t_file_has "$T_DIR/$d-btw.err" "(try 3 of 50"
     kill -9 "$pid"
     t_wait_exit "$job" 30
     t_eq "$d: the run died of SIGKILL" 137 "$WAIT_RC"
     zdm_bg_collect "$T_DIR/$d-btw" "advance $plan (killed)"
     # The idle session notices the dead client at once.
     t_wait_for "the killed run's session to end" 30 pg_no_zdm_backend
-    t_eq "$d: step 1 done" "done" "$(step_status $plan 1)"
-    t_eq "$d: step 2 not done" "" "$(step_status $plan 2)"
+    t_eq "$d: step 1 done" "done" "$(db_step_status $plan 1)"
+    t_eq "$d: step 2 not done" "" "$(db_step_status $plan 2)"
     pg_session_end blocker
     zdm_run advance "$plan"
     t_rc "$d: advance after the kill (lock free, blocker gone)" 0
@@ -254,10 +248,5 @@ for_dialect() {
 }
 
 for_dialect sqlite
-if t_pg_available; then
-    t_pg_start
-    for_dialect pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg for_dialect pg
 t_finish

@@ -33,7 +33,6 @@ if [ "$rc" != 137 ]; then
     t_finish
 fi
 
-tbl() { [ "$T_DIALECT" = pg ] && echo "zdm.$1" || echo "zdm_$1"; }
 net() { db_sql "SELECT (SELECT count(*) FROM marks WHERE ev = '$1') - (SELECT count(*) FROM marks WHERE ev = 'un$1')"; }
 dw_triggers() {
     if [ "$T_DIALECT" = pg ]; then
@@ -84,7 +83,7 @@ check_state() {
         # takes the plan's lock says "interrupted": one more (a rollback of
         # the rolled back plan changes nothing) has done so by now.
         plain "rollback p_c"
-        got="$got running=$(db_sql "SELECT count(*) FROM $(tbl history) WHERE outcome = 'running'")"
+        got="$got running=$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
         want="$want running=0"
     fi
     if [ "$got" != "$want" ]; then

@@ -153,10 +153,5 @@ dry_run_case() {
 }
 
 dry_run_case sqlite
-if t_pg_available; then
-    t_pg_start
-    dry_run_case pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg dry_run_case pg
 t_finish

@@ -36,32 +36,18 @@ printf '%s|%s|code=%s|hid=%s|row=%s|err=%s\n' "\$1" "\$ZDM_EVENT" "\${ZDM_EXIT_C
 EOF
 chmod +x "$T_DIR/rec.sh"
 count() { grep -c "^$1|$2|" "$LOG"; }
-sj() { zdm_run --json status "$1"; jq -r ".plans[0].$2" <<<"$ZOUT"; }
 
 # A window of an hour first (a slow machine cannot outrun it), then 1 s.
-printf '[contract]\nretry_after = "1h"\nmax_attempts = 3\n' >"$P/zdm.toml"
-plan_write v "[[expand.steps]]
-sql  = \"CREATE TABLE t_v (id integer PRIMARY KEY)\"
-down = \"DROP TABLE t_v\"
-[contract]
-not_before = \"cutover\"
-verify = \"SELECT count(*) > 0 FROM ok_flag\"
-[[contract.steps]]
-sql = \"CREATE TABLE v_done (id integer)\"
-[hooks]
-before_contract = \"$T_DIR/rec.sh backup\"
+zdm_failing_contract "" "before_contract = \"$T_DIR/rec.sh backup\"
 on_failure = \"$T_DIR/rec.sh fail\""
-db_sql "CREATE TABLE ok_flag (id integer)"
-for _ in 1 2 3; do zdm_run advance v; done
-t_eq "v is cut over" cut_over "$(zdm_phase_of v)"
 
 # ---------------------------------------------------------------------------
 t_section "a refused contract counts an attempt and runs on_failure"
 zdm_run run-due
 t_eq "run-due: refused, exit 3" 3 "$ZRC"
-t_eq "attempts 1" 1 "$(sj v attempts)"
-t_has "last_error says why" "verify query returned 0" "$(sj v last_error)"
-t_match "last_attempt_at" '^20[0-9]{2}-' "$(sj v last_attempt_at)"
+t_eq "attempts 1" 1 "$(zdm_status_field v attempts)"
+t_has "last_error says why" "verify query returned 0" "$(zdm_status_field v last_error)"
+t_match "last_attempt_at" '^20[0-9]{2}-' "$(zdm_status_field v last_attempt_at)"
 t_eq "on_failure ran once" 1 "$(count fail on_failure)"
 line=$(grep '^fail|' "$LOG" | tail -n 1)
 t_has "on_failure: ZDM_EXIT_CODE" "code=3" "$line"
@@ -72,7 +58,7 @@ t_section "within the backoff window: no new try, no new backup"
 zdm_run run-due
 t_eq "run-due in the window: exit 0" 0 "$ZRC"
 t_has "run-due says when it tries next" "next try after" "$ZERR"
-t_eq "still 1 attempt" 1 "$(sj v attempts)"
+t_eq "still 1 attempt" 1 "$(zdm_status_field v attempts)"
 t_eq "no second on_failure" 1 "$(count fail on_failure)"
 t_eq "verify refused before the backup hook: none ran" 0 "$(count backup before_contract)"
 
@@ -80,11 +66,11 @@ t_section "after max_attempts: failed, until zdm retry"
 printf '[contract]\nretry_after = "1s"\nmax_attempts = 3\n' >"$P/zdm.toml"
 sleep 1.1
 zdm_run run-due
-t_eq "attempt 2" 2 "$(sj v attempts)"
+t_eq "attempt 2" 2 "$(zdm_status_field v attempts)"
 sleep 2.1
 zdm_run run-due
 t_eq "attempt 3: exit 3" 3 "$ZRC"
-t_match "failed_at is set" '^20[0-9]{2}-' "$(sj v failed_at)"
+t_match "failed_at is set" '^20[0-9]{2}-' "$(zdm_status_field v failed_at)"
 t_eq "one failed history row" 1 "$(db_sql "SELECT count(*) FROM zdm_history WHERE plan_id = 'v' AND action = 'failed'")"
 zdm_run status v --format prometheus
 t_has "zdm_plan_failed 1" 'zdm_plan_failed{plan="v"} 1' "$ZOUT"
@@ -94,12 +80,12 @@ sleep 4.1
 zdm_run run-due
 t_eq "failed: run-due exits 3" 3 "$ZRC"
 t_has "failed: says zdm retry" "zdm retry v" "$ZERR"
-t_eq "failed: not tried (still 3 attempts)" 3 "$(sj v attempts)"
+t_eq "failed: not tried (still 3 attempts)" 3 "$(zdm_status_field v attempts)"
 t_eq "failed: no new history row" "$rows" "$(db_sql "SELECT count(*) FROM zdm_history")"
 t_eq "failed: no new on_failure" "$fails" "$(count fail on_failure)"
 zdm_run retry v
 t_rc "zdm retry" 0
-t_eq "retry: not failed, 0 attempts" "null 0" "$(sj v failed_at) $(sj v attempts)"
+t_eq "retry: not failed, 0 attempts" "null 0" "$(zdm_status_field v failed_at) $(zdm_status_field v attempts)"
 t_has "retry: a history row" "failed state cleared after 3 contract attempts" \
     "$(db_sql "SELECT detail FROM zdm_history WHERE plan_id = 'v' AND action = 'retry'")"
 db_sql "INSERT INTO ok_flag VALUES (1)"
@@ -107,7 +93,7 @@ zdm_run run-due
 t_rc "run-due after the fix" 0
 t_eq "v complete" complete "$(zdm_phase_of v)"
 t_eq "the backup ran once, for the contract that passed" 1 "$(count backup before_contract)"
-t_eq "attempts back to 0, no last_error" "0 null" "$(sj v attempts) $(sj v last_error)"
+t_eq "attempts back to 0, no last_error" "0 null" "$(zdm_status_field v attempts) $(zdm_status_field v last_error)"
 
 # ---------------------------------------------------------------------------
 t_section "a failing contract step and a failing before_contract hook run on_failure"
@@ -148,11 +134,11 @@ t_section "a rollback clears the failed state"
 printf '[contract]\nretry_after = "1s"\nmax_attempts = 1\n' >"$P/zdm.toml"
 sleep 1.2
 zdm_run run-due
-t_match "s failed after one attempt (max_attempts = 1)" '^20[0-9]{2}-' "$(sj s failed_at)"
+t_match "s failed after one attempt (max_attempts = 1)" '^20[0-9]{2}-' "$(zdm_status_field s failed_at)"
 zdm_run rollback s --force
 [ "$ZRC" = 2 ] && zdm_run rollback s
 t_rc "rollback s" 0
-t_eq "after the rollback: not failed, 0 attempts" "null 0" "$(sj s failed_at) $(sj s attempts)"
+t_eq "after the rollback: not failed, 0 attempts" "null 0" "$(zdm_status_field s failed_at) $(zdm_status_field s attempts)"
 
 # ---------------------------------------------------------------------------
 t_section "one history row per distinct refusal"

@@ -90,13 +90,6 @@ history_json() {
     printf '%s' "$ZOUT"
 }
 
-# alive PID: the process exists and is not a zombie.
-alive() {
-    [ -r "/proc/$1/stat" ] || return 1
-    local st
-    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-    [ -n "$st" ] && [ "$st" != Z ]
-}
 
 # ---------------------------------------------------------------------------
 t_section "environment, working directory, project hooks first, inherit = false"
@@ -239,9 +232,9 @@ t_has "the refusal says it timed out" "timed out after 1" "$ZERR"
 bg=$(cat "$T_DIR/bg.pid" 2>/dev/null) fg=$(cat "$T_DIR/fg.pid" 2>/dev/null)
 t_ne "the hook recorded its pids" "" "$bg$fg"
 sleep 0.3
-alive "$fg" && _t_fail "the hook's shell ($fg) still runs after the timeout"
+t_alive "$fg" && _t_fail "the hook's shell ($fg) still runs after the timeout"
 t_ok
-alive "$bg" && { _t_fail "the hook's background child ($bg) still runs after the timeout"; kill -9 "$bg"; }
+t_alive "$bg" && { _t_fail "the hook's background child ($bg) still runs after the timeout"; kill -9 "$bg"; }
 t_ok
 t_eq "nothing changed" "0 pending" "$(db_has_table t_timeout) $(zdm_phase_of h_timeout)"
 t_has "history keeps the output before the kill" "started" \
@@ -261,9 +254,9 @@ t_has "it says it timed out" "timed out after 1" "$ZERR"
 bg=$(cat "$T_DIR/bg2.pid" 2>/dev/null) fg=$(cat "$T_DIR/fg2.pid" 2>/dev/null)
 t_ne "the stubborn hook recorded its pids" "" "$bg$fg"
 sleep 0.3
-alive "$fg" && { _t_fail "the stubborn hook ($fg) survived"; kill -9 "$fg"; }
+t_alive "$fg" && { _t_fail "the stubborn hook ($fg) survived"; kill -9 "$fg"; }
 t_ok
-alive "$bg" && { _t_fail "the stubborn hook's child ($bg) survived"; kill -9 "$bg"; }
+t_alive "$bg" && { _t_fail "the stubborn hook's child ($bg) survived"; kill -9 "$bg"; }
 t_ok
 t_eq "after_expand failing leaves the phase done" expanded "$(zdm_phase_of h_stubborn)"
 # A hook that exits 0 but leaves a daemon holding its output (in a session
@@ -282,7 +275,7 @@ t_has "its output is kept" "daemon started" \
     "$(jq -r '.history[] | select(.action == "hook after_expand") | .detail' <<<"$(history_json h_daemon)")"
 d=$(cat "$T_DIR/daemon.pid" 2>/dev/null)
 t_ne "the daemon recorded its pid" "" "$d"
-[ -n "$d" ] && { alive "$d" || _t_fail "the daemon of a successful hook was killed"; kill -9 "$d" 2>/dev/null; }
+[ -n "$d" ] && { t_alive "$d" || _t_fail "the daemon of a successful hook was killed"; kill -9 "$d" 2>/dev/null; }
 t_ok
 # A hook that closes its output and goes on: the timeout still holds.
 plan_write h_silent "[[expand.steps]]
@@ -299,7 +292,7 @@ t_has "the output before is kept" "going quiet" "$ZERR"
 s_pid=$(cat "$T_DIR/silent.pid" 2>/dev/null)
 t_ne "the silent hook recorded its pid" "" "$s_pid"
 sleep 0.3
-alive "$s_pid" && { _t_fail "the silent hook ($s_pid) survived its timeout"; kill -9 "$s_pid"; }
+t_alive "$s_pid" && { _t_fail "the silent hook ($s_pid) survived its timeout"; kill -9 "$s_pid"; }
 t_ok
 
 # ---------------------------------------------------------------------------

@@ -14,10 +14,9 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init kill9
 
-tbl() { [ "$T_DIALECT" = pg ] && echo "zdm.$1" || echo "zdm_$1"; }
 settled() {
-    t_eq "$1: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE outcome = 'running'")"
-    t_eq "$1: no lock row left" 0 "$(db_sql "SELECT count(*) FROM $(tbl locks)")"
+    t_eq "$1: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
+    t_eq "$1: no lock row left" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")"
 }
 
 kill_in_hook() {
@@ -63,20 +62,11 @@ kill_in_backfill() {
     t_section "$d: kill -9 during advance's backfill"
     db_new "$d" k9bf
     plans_empty
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
-    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
-    plan_write p_b "
-[[expand.steps]]
-sql  = \"SELECT 1\"
-down = \"SELECT 1\"
-[backfill]
-table = \"t\"
-set.b = \"a\""
+    zdm_small_backfill p_b
     zdm_run advance p_b
     zdm_run pause p_b
     zdm_bg "$T_DIR/b$d" advance p_b
-    t_wait_for "$d: the worker holds a range (paused)" 30 \
-        "[ \"\$(db_sql \"SELECT count(*) FROM $(tbl ranges) WHERE plan_id = 'p_b' AND owner_pid IS NOT NULL\")\" -gt 0 ]"
+    zdm_wait_range_held "$d: the worker holds a range (paused)" p_b
     kill -KILL "$ZBG_PID"
     t_wait_exit "$ZBG_JOB" 30
     zdm_run resume p_b
@@ -85,7 +75,7 @@ set.b = \"a\""
     t_eq "$d: backfilled" backfilled "$(zdm_phase_of p_b)"
     t_eq "$d: every row converted" 0 "$(db_sql 'SELECT count(*) FROM t WHERE b IS NULL')"
     t_eq "$d: backfilled recorded once (the worker's row, then advance's)" "1 1" \
-        "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'backfill'") $(db_sql "SELECT count(*) FROM $(tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'advance'")"
+        "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'backfill'") $(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'advance'")"
     settled "$d"
 }
 

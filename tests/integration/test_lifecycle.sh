@@ -193,10 +193,5 @@ lifecycle() {
 }
 
 lifecycle sqlite
-if t_pg_available; then
-    t_pg_start
-    lifecycle pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg lifecycle pg
 t_finish

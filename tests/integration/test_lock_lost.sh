@@ -15,34 +15,23 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init lock_lost
 
-tbl() { [ "$T_DIALECT" = pg ] && echo "zdm.$1" || echo "zdm_$1"; }
 
 backfill_lock_lost() {
     local d=$1 rc
     t_section "$d: advance's backfill loses the plan's lock while paused: it records nothing"
     db_new "$d" lost
     plans_empty
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
-    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
     printf '#!/bin/sh\necho "$ZDM_EVENT" >>"%s/hook.log"\n' "$T_DIR" >"$T_DIR/hook.sh"
     chmod +x "$T_DIR/hook.sh"
     : >"$T_DIR/hook.log"
-    plan_write p_l "
-[[expand.steps]]
-sql  = \"SELECT 1\"
-down = \"SELECT 1\"
-[backfill]
-table = \"t\"
-set.b = \"a\"
-[hooks]
+    zdm_small_backfill p_l "[hooks]
 after_backfill = \"$T_DIR/hook.sh\""
     zdm_run advance p_l
     t_rc "$d: expand" 0
     zdm_run pause p_l
     t_rc "$d: pause" 0
     zdm_bg "$T_DIR/l$d" advance p_l
-    t_wait_for "$d: the worker holds a range (paused)" 30 \
-        "[ \"\$(db_sql \"SELECT count(*) FROM $(tbl ranges) WHERE plan_id = 'p_l' AND owner_pid IS NOT NULL\")\" -gt 0 ]"
+    zdm_wait_range_held "$d: the worker holds a range (paused)" p_l
     if [ "$d" = pg ]; then
         db_sql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242" >/dev/null
     else
@@ -58,9 +47,9 @@ after_backfill = \"$T_DIR/hook.sh\""
     t_has "$d: it says it lost the lock" "no longer holds the plan's lock" "$ZERR"
     t_eq "$d: still expanded" expanded "$(zdm_phase_of p_l)"
     t_eq "$d: no backfilled row in history" 0 \
-        "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE plan_id = 'p_l' AND to_phase = 'backfilled' AND outcome = 'ok'")"
+        "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'p_l' AND to_phase = 'backfilled' AND outcome = 'ok'")"
     t_eq "$d: no after_backfill hook ran" "" "$(cat "$T_DIR/hook.log")"
-    t_eq "$d: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE outcome = 'running'")"
+    t_eq "$d: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
     zdm_run advance p_l
     t_rc "$d: the next advance finishes the backfill" 0
     t_eq "$d: backfilled" backfilled "$(zdm_phase_of p_l)"
@@ -76,20 +65,11 @@ restart_in_backfill() {
     t_section "pg: $how restart during advance's backfill: it records nothing, the next advance finishes"
     db_new pg rst$how
     plans_empty
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
-    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
-    plan_write p_r "
-[[expand.steps]]
-sql  = \"SELECT 1\"
-down = \"SELECT 1\"
-[backfill]
-table = \"t\"
-set.b = \"a\""
+    zdm_small_backfill p_r
     zdm_run advance p_r
     zdm_run pause p_r
     zdm_bg "$T_DIR/r$how" advance p_r
-    t_wait_for "$how: the worker holds a range (paused)" 30 \
-        "[ \"\$(db_sql \"SELECT count(*) FROM zdm.ranges WHERE plan_id = 'p_r' AND owner_pid IS NOT NULL\")\" -gt 0 ]"
+    zdm_wait_range_held "$how: the worker holds a range (paused)" p_r
     _pg_as_owner "$_PG_BIN/pg_ctl" -D "$_PG_DIR/data" -l "$_PG_DIR/server.log" -m "$how" -w -t 60 restart \
         >"$T_DIR/pg_ctl.log" 2>&1
     t_eq "$how: pg_ctl restart" 0 "$?"

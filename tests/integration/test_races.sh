@@ -25,7 +25,6 @@ FORCED=0
 probe_rc=0
 ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || probe_rc=$?
 [ "$probe_rc" = 137 ] && FORCED=1
-tbl() { [ "$T_DIALECT" = pg ] && echo "zdm.$1" || echo "zdm_$1"; }
 net() { db_sql "SELECT (SELECT count(*) FROM marks WHERE ev = '$1') - (SELECT count(*) FROM marks WHERE ev = 'un$1')"; }
 
 race() {
@@ -114,17 +113,17 @@ down = \"INSERT INTO marks VALUES ('uncontract1')\""
                 bad=1
             fi
         done
-        if [ "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE outcome = 'running'")" != 0 ] ||
-            [ "$(db_sql "SELECT count(*) FROM $(tbl locks)")" != 0 ]; then
+        if [ "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")" != 0 ] ||
+            [ "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")" != 0 ]; then
             t_eq "$d: round $r: running history rows and lock rows left" "0 0" \
-                "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE outcome = 'running'") $(db_sql "SELECT count(*) FROM $(tbl locks)")"
+                "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'") $(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")"
             bad=1
         fi
         [ "$bad" = 0 ] || break
     done
     [ "$bad" = 0 ] && t_ok
     t_ne "$d: the plan moved at all (ok transitions in history)" 0 \
-        "$(db_sql "SELECT count(*) FROM $(tbl history) WHERE action IN ('advance', 'rollback') AND outcome = 'ok'")"
+        "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE action IN ('advance', 'rollback') AND outcome = 'ok'")"
 }
 
 for d in sqlite pg; do

@@ -14,12 +14,7 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init rename_indexes
 
-PLAN='[[expand.steps]]
-op = "rename_column"
-table = "emp"
-column = "name"
-to = "full_name"
-type = "text"'
+PLAN=$T_PLAN_RENAME_EMP
 
 for d in sqlite pg; do
     if [ "$d" = pg ]; then

@@ -174,10 +174,5 @@ for_dialect() {
 }
 
 for_dialect sqlite
-if t_pg_available; then
-    t_pg_start
-    for_dialect pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg for_dialect pg
 t_finish

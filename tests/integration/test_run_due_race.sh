@@ -27,7 +27,6 @@ cat >"$T_DIR/rec.sh" <<EOS
 echo "\$ZDM_EVENT" >>"$LOG"
 EOS
 chmod +x "$T_DIR/rec.sh"
-sj() { zdm_run --json status "$1"; jq -r ".plans[0].$2" <<<"$ZOUT"; }
 
 setup() {
     local d=$1
@@ -35,21 +34,7 @@ setup() {
     P=$T_DIR/$d
     mkdir -p "$P/plans"
     T_PLANS=$P/plans
-    # A window no slow machine outruns.
-    printf '[contract]\nretry_after = "1h"\nmax_attempts = 3\n' >"$P/zdm.toml"
-    plan_write v "[[expand.steps]]
-sql  = \"CREATE TABLE t_v (id integer PRIMARY KEY)\"
-down = \"DROP TABLE t_v\"
-[contract]
-not_before = \"cutover\"
-verify = \"SELECT count(*) > 0 FROM ok_flag\"
-[[contract.steps]]
-sql = \"CREATE TABLE v_done (id integer)\"
-[hooks]
-on_failure = \"$T_DIR/rec.sh\""
-    db_sql "CREATE TABLE ok_flag (id integer)" >/dev/null
-    for _ in 1 2 3; do zdm_run advance v; done
-    t_eq "$d: v is cut over" cut_over "$(zdm_phase_of v)"
+    zdm_failing_contract "$d: " "on_failure = \"$T_DIR/rec.sh\""
 }
 
 # N run-due at once; $1: a command run after they started (may be empty)
@@ -68,9 +53,9 @@ round() {
     zdm_run retry v
     before=$(wc -l <"$LOG")
     burst "$hold"
-    t_eq "$d round $r: one attempt in the window" 1 "$(sj v attempts)"
+    t_eq "$d round $r: one attempt in the window" 1 "$(zdm_status_field v attempts)"
     t_eq "$d round $r: on_failure ran once" 1 "$(($(wc -l <"$LOG") - before))"
-    t_eq "$d round $r: not failed" null "$(sj v failed_at)"
+    t_eq "$d round $r: not failed" null "$(zdm_status_field v failed_at)"
 }
 
 t_section "sqlite: runs that read the state before another's failure"

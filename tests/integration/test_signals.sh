@@ -17,9 +17,6 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init signals
 
-hist() { [ "$T_DIALECT" = pg ] && echo zdm.history || echo zdm_history; }
-locks() { [ "$T_DIALECT" = pg ] && echo zdm.locks || echo zdm_locks; }
-alive() { kill -0 "$1" 2>/dev/null; }
 
 # hook.sh LOG [ignore]: records "start" and its child's pid, then waits on
 # a child sleep; on SIGTERM records "term" (unless told to ignore it).
@@ -71,9 +68,9 @@ cutover = [[\"$T_DIR/hook.sh\", \"$log\", \"$mode\"]]"
     t_wait_for "the hook's child is gone" 10 "! kill -0 $child"
     t_eq "$d: still backfilled" backfilled "$(zdm_phase_of p_sc)"
     t_eq "$d: the cutover's history row is interrupted" interrupted \
-        "$(db_sql "SELECT outcome FROM $(hist) WHERE action = 'advance' AND to_phase = 'cut_over' ORDER BY id DESC LIMIT 1")"
-    t_eq "$d: no running row" 0 "$(db_sql "SELECT count(*) FROM $(hist) WHERE outcome = 'running'")"
-    t_eq "$d: the lock row is gone" 0 "$(db_sql "SELECT count(*) FROM $(locks)")"
+        "$(db_sql "SELECT outcome FROM $(zdm_tbl history) WHERE action = 'advance' AND to_phase = 'cut_over' ORDER BY id DESC LIMIT 1")"
+    t_eq "$d: no running row" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
+    t_eq "$d: the lock row is gone" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")"
     touch "$log.quick"
     zdm_run cutover p_sc
     t_rc "$d: the next cutover goes through" 0
@@ -111,8 +108,8 @@ down = \"SELECT 1\""
     t_eq "$d: step 1 ran once" 1 "$(db_sql "SELECT count(*) FROM marks WHERE ev = 'expand1'")"
     t_eq "$d: step 3 never started" 0 "$(db_sql "SELECT count(*) FROM marks WHERE ev = 'expand3'")"
     t_eq "$d: history row interrupted" interrupted \
-        "$(db_sql "SELECT outcome FROM $(hist) WHERE action = 'advance' ORDER BY id DESC LIMIT 1")"
-    t_eq "$d: the lock row is gone" 0 "$(db_sql "SELECT count(*) FROM $(locks)")"
+        "$(db_sql "SELECT outcome FROM $(zdm_tbl history) WHERE action = 'advance' ORDER BY id DESC LIMIT 1")"
+    t_eq "$d: the lock row is gone" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")"
     zdm_run advance p_sa
     t_rc "$d: advance again resumes" 0
     t_eq "$d: step 1 still ran once" 1 "$(db_sql "SELECT count(*) FROM marks WHERE ev = 'expand1'")"
@@ -124,16 +121,7 @@ worker_sleep_signal() {
     t_section "$d: a worker sleeping sleep_ms = 120000 stops at once on SIGTERM"
     db_new "$d" sig_sleep
     plans_empty
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
-    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
-    plan_write p_ws '
-[[expand.steps]]
-sql  = "SELECT 1"
-down = "SELECT 1"
-[backfill]
-table = "t"
-set.b = "a"
-[backfill.throttle]
+    zdm_small_backfill p_ws '[backfill.throttle]
 batch_size = 1
 min_batch_size = 1
 max_batch_size = 1
@@ -141,7 +129,7 @@ sleep_ms = 120000'
     zdm_run advance p_ws
     t_rc "$d: expand" 0
     zdm_bg "$T_DIR/ws" backfill p_ws
-    t_wait_for "the first batch" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE b IS NOT NULL')\" -gt 0 ]"
+    zdm_wait_first_batch
     sleep 0.5
     local t0=$SECONDS
     kill -TERM "$ZBG_PID"

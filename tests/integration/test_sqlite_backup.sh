@@ -25,12 +25,7 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init sqlite_backup
 
-PLAN='[[expand.steps]]
-op = "rename_column"
-table = "emp"
-column = "name"
-to = "full_name"
-type = "text"'
+PLAN=$T_PLAN_RENAME_EMP
 
 backups() { ls -1 "$T_SQLITE_FILE".zdm-backup-* 2>/dev/null; }
 leftovers() { ls -1d "$(dirname "$T_SQLITE_FILE")"/.zdm-backup-tmp-* 2>/dev/null; }

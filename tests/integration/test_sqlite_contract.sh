@@ -25,12 +25,7 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init sqlite_contract
 
-PLAN='[[expand.steps]]
-op = "rename_column"
-table = "emp"
-column = "name"
-to = "full_name"
-type = "text"'
+PLAN=$T_PLAN_RENAME_EMP
 
 base_db() {
     db_new sqlite "$1"

@@ -103,10 +103,5 @@ down = "SELECT 1"
 }
 
 stamp_case sqlite
-if t_pg_available; then
-    t_pg_start
-    stamp_case pg
-else
-    T_SKIPPED="PostgreSQL (no server binaries)"
-fi
+t_with_pg stamp_case pg
 t_finish

@@ -19,16 +19,7 @@ dead_worker() {
     t_section "$d: a worker killed with kill -9 is gone from status; NEXT waits for live ones"
     db_new "$d" st_dead
     plans_empty
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
-    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
-    plan_write p_dw '
-[[expand.steps]]
-sql  = "SELECT 1"
-down = "SELECT 1"
-[backfill]
-table = "t"
-set.b = "a"
-[backfill.throttle]
+    zdm_small_backfill p_dw '[backfill.throttle]
 batch_size = 1
 min_batch_size = 1
 max_batch_size = 1
@@ -36,7 +27,7 @@ sleep_ms = 120000'
     zdm_run advance p_dw
     t_rc "$d: expand" 0
     zdm_bg "$T_DIR/w" backfill p_dw
-    t_wait_for "the first batch" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE b IS NOT NULL')\" -gt 0 ]"
+    zdm_wait_first_batch
     zdm_run --json status p_dw
     t_eq "$d: one live worker" 1 "$(jq -r '.plans[0].backfill.workers' <<<"$ZOUT")"
     t_has "$d: NEXT waits for it" "wait: 1 live backfill worker is on it" "$(jq -r '.plans[0].next' <<<"$ZOUT")"

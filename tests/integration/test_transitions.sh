@@ -23,7 +23,6 @@ source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init transitions
 
 ROUNDS=${T_ROUNDS:-20}
-hist() { [ "$T_DIALECT" = pg ] && echo zdm.history || echo zdm_history; }
 dw_objects() {
     if [ "$T_DIALECT" = pg ]; then
         db_sql "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zdm_dw%')
@@ -57,7 +56,7 @@ cutover_race() {
     zdm_run advance p_cut
     t_rc "$d: backfilled (no backfill)" 0
     local base
-    base=$(db_sql "SELECT max(id) FROM $(hist)")
+    base=$(db_sql "SELECT max(id) FROM $(zdm_tbl history)")
     for r in $(seq 1 "$ROUNDS"); do
         zdm_run stamp p_cut backfilled
         [ "$ZRC" = 0 ] || { t_rc "$d: round $r: stamp backfilled" 0; break; }
@@ -78,12 +77,12 @@ cutover_race() {
     done
     t_eq "$d: no cutover ever ran contract" 0 "$(marks contract1)"
     t_eq "$d: expand ran once" 1 "$(marks expand1)"
-    oks=$(db_sql "SELECT count(*) FROM $(hist) WHERE action = 'advance' AND to_phase = 'cut_over' AND outcome = 'ok'")
+    oks=$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE action = 'advance' AND to_phase = 'cut_over' AND outcome = 'ok'")
     t_eq "$d: one cutover per round moved the plan" "$ROUNDS" "$oks"
     t_eq "$d: no transition but cutover ran (every ok advance went backfilled -> cut_over)" 0 \
-        "$(db_sql "SELECT count(*) FROM $(hist) WHERE action = 'advance' AND outcome = 'ok'
+        "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE action = 'advance' AND outcome = 'ok'
                     AND (from_phase <> 'backfilled' OR to_phase <> 'cut_over') AND id > $base")"
-    t_eq "$d: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(hist) WHERE outcome = 'running'")"
+    t_eq "$d: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
     [ "$bad" = 0 ] && t_ok
 }
 
@@ -113,9 +112,9 @@ down = "ALTER TABLE ta DROP COLUMN w"'
     t_eq "$d: rows kept" 3 "$(db_sql 'SELECT count(*) FROM ta')"
     # Both refusals say the same: one row, folded ("[repeated 2 times ...]").
     t_eq "$d: the refusal is in history" 1 \
-        "$(db_sql "SELECT count(*) FROM $(hist) WHERE plan_id = 'a_tbl' AND action = 'rollback' AND outcome = 'refused'")"
+        "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'a_tbl' AND action = 'rollback' AND outcome = 'refused'")"
     t_has "$d: both refusals are in it" "[repeated 2 times" \
-        "$(db_sql "SELECT detail FROM $(hist) WHERE plan_id = 'a_tbl' AND action = 'rollback' AND outcome = 'refused'")"
+        "$(db_sql "SELECT detail FROM $(zdm_tbl history) WHERE plan_id = 'a_tbl' AND action = 'rollback' AND outcome = 'refused'")"
     # Once the dependent is rolled back, the plan may follow.
     zdm_run rollback b_col
     t_rc "$d: rollback b_col (complete -> cut_over)" 0

@@ -13,6 +13,7 @@
 #   plans_copy [PLAN...]   copies plans/ (or only the named ones) to a fresh
 #                          dir and makes it T_PLANS
 #   plan_write ID TEXT     writes $T_PLANS/ID.toml
+#   T_PLAN_RENAME_EMP      a plan body: rename_column emp.name to full_name
 #   zdm_run ARGS...        $ZDM --db $T_DB --plans $T_PLANS ARGS; sets ZRC,
 #                          ZOUT, ZERR (never hangs: bounded by `timeout`)
 #   zdm_bg FILE ARGS...    the same in the background; ZBG_PID is zdm's own
@@ -33,7 +34,15 @@
 #                          timing assertion)
 #   t_alive PID, t_file_has FILE TEXT, t_random_sleep, t_now_ms
 #   zdm_status_field PLAN KEY    .plans[0].KEY of zdm --json status PLAN
+#   db_step_status PLAN N  the status of expand step N in zdm's steps table
+#   zdm_failing_contract LABEL HOOKS  plan v cut over, its contract refused
+#                          by verify until table ok_flag has a row
+#   zdm_small_backfill PLAN [MORE]  table t (id, a, b), 4 rows; a plan
+#                          whose backfill sets b = a
+#   zdm_wait_range_held WHAT PLAN, zdm_wait_first_batch [WHAT]
 #   t_pg_available, t_pg_start   PostgreSQL via tests/lib/pg.sh
+#   t_with_pg CMD...       CMD with the server (started once), or the part
+#                          noted as skipped when there are no server binaries
 #   t_finish               exit 1 when an assertion failed, 77 when a part
 #                          was skipped, else 0
 #
@@ -275,7 +284,14 @@ t_wait_exit() {
     { wait "$pid"; } 2>/dev/null || WAIT_RC=$?
 }
 
-t_alive() { kill -0 "$1" 2>/dev/null; }
+# t_alive PID: the process exists and is not a zombie (a hook's child
+# nobody has reaped yet counts as gone).
+t_alive() {
+    [ -r "/proc/$1/stat" ] || return 1
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ -n "$st" ] && [ "$st" != Z ]
+}
 
 # t_file_has FILE TEXT: FILE contains TEXT (a fixed string); a condition
 # for t_wait_for, not an assertion.
@@ -288,7 +304,7 @@ t_random_sleep() {
 }
 
 t_now_ms() {
-    local t=${EPOCHREALTIME/./}
+    local t=${EPOCHREALTIME/[.,]/}
     echo $((t / 1000))
 }
 
@@ -369,6 +385,19 @@ t_pg_available() {
 t_pg_start() {
     pg_start
     trap _t_on_exit EXIT
+}
+
+# t_with_pg CMD...: runs CMD with the throwaway PostgreSQL server (started
+# once); without server binaries, notes the part skipped (t_finish: 77).
+t_with_pg() {
+    if ! t_pg_available; then
+        T_SKIPPED="PostgreSQL (no server binaries)"
+        return 0
+    fi
+    if [ "$_PG_RUNNING" != 1 ]; then
+        t_pg_start
+    fi
+    "$@"
 }
 
 # db_new DIALECT NAME
@@ -484,6 +513,59 @@ db_phase() {
     db_sql "SELECT phase FROM $(zdm_tbl plans) WHERE id = '$1'"
 }
 
+# The status of expand step INDEX of PLAN in zdm's steps table.
+db_step_status() {
+    db_sql "SELECT status FROM $(zdm_tbl steps) WHERE plan_id = '$1' AND phase = 'expand' AND step_index = $2"
+}
+
+# zdm_small_backfill PLAN [MORE]: a table t (id, a, b) of 4 rows and a plan
+# PLAN whose expand does nothing (SELECT 1) and whose backfill sets b = a;
+# MORE (plan lines: a [backfill.throttle], [hooks], ...) goes at the end.
+zdm_small_backfill() {
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer)" >/dev/null
+    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3), (4, 4)" >/dev/null
+    plan_write "$1" "
+[[expand.steps]]
+sql  = \"SELECT 1\"
+down = \"SELECT 1\"
+[backfill]
+table = \"t\"
+set.b = \"a\"${2:+
+$2}"
+}
+
+# Waits until a worker holds a range of PLAN (a paused one holds it).
+zdm_wait_range_held() {
+    t_wait_for "$1" 30 \
+        "[ \"\$(db_sql \"SELECT count(*) FROM $(zdm_tbl ranges) WHERE plan_id = '$2' AND owner_pid IS NOT NULL\")\" -gt 0 ]"
+}
+
+# Waits until the backfill of zdm_small_backfill converted a row.
+zdm_wait_first_batch() {
+    t_wait_for "${1:-the first batch}" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE b IS NOT NULL')\" -gt 0 ]"
+}
+
+# zdm_failing_contract LABEL HOOK_LINES: the project file beside T_PLANS
+# says [contract] retry_after = "1h" (no slow machine outruns it),
+# max_attempts = 3; plan v, advanced to cut_over, has a contract that
+# verify refuses while table ok_flag is empty; HOOK_LINES go under [hooks].
+zdm_failing_contract() {
+    printf '[contract]\nretry_after = "1h"\nmax_attempts = 3\n' >"$(dirname "$T_PLANS")/zdm.toml"
+    plan_write v "[[expand.steps]]
+sql  = \"CREATE TABLE t_v (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_v\"
+[contract]
+not_before = \"cutover\"
+verify = \"SELECT count(*) > 0 FROM ok_flag\"
+[[contract.steps]]
+sql = \"CREATE TABLE v_done (id integer)\"
+[hooks]
+$2"
+    db_sql "CREATE TABLE ok_flag (id integer)" >/dev/null
+    for _ in 1 2 3; do zdm_run advance v; done
+    t_eq "${1}v is cut over" cut_over "$(zdm_phase_of v)"
+}
+
 # .plans[0].KEY of zdm --json status PLAN (KEY may be a jq path: a.b).
 zdm_status_field() {
     zdm_run --json status "$1"
@@ -497,6 +579,14 @@ zdm_phase_of() {
 }
 
 # ------------------------------------------------------------------- plans
+
+# A plan body: rename_column emp.name to full_name (text).
+T_PLAN_RENAME_EMP='[[expand.steps]]
+op = "rename_column"
+table = "emp"
+column = "name"
+to = "full_name"
+type = "text"'
 
 plans_copy() {
     T_PLANS=$(mktemp -d "$T_DIR/plans.XXXXXX")
