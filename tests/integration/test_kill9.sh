@@ -14,11 +14,6 @@ ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init kill9
 
-settled() {
-    t_eq "$1: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
-    t_eq "$1: no lock row left" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")"
-}
-
 kill_in_hook() {
     local d=$1 log
     t_section "$d: kill -9 during the cutover hook"
@@ -54,7 +49,7 @@ cutover = [[\"$T_DIR/hook.sh\", \"$log\"]]"
     zdm_run cutover p_k
     t_rc "$d: the next cutover goes through" 0
     t_eq "$d: cut_over" cut_over "$(zdm_phase_of p_k)"
-    settled "$d"
+    zdm_settled "$d"
 }
 
 kill_in_backfill() {
@@ -76,7 +71,7 @@ kill_in_backfill() {
     t_eq "$d: every row converted" 0 "$(db_sql 'SELECT count(*) FROM t WHERE b IS NULL')"
     t_eq "$d: backfilled recorded once (the worker's row, then advance's)" "1 1" \
         "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'backfill'") $(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'p_b' AND to_phase = 'backfilled' AND outcome = 'ok' AND action = 'advance'")"
-    settled "$d"
+    zdm_settled "$d"
 }
 
 term_in_switch_back() {
@@ -107,7 +102,7 @@ on_rollback = [[\"$T_DIR/hook.sh\", \"$log\"]]"
     t_lacks "$d: does not claim steps were undone" "steps undone so far" "$ZERR"
     t_eq "$d: still cut_over" cut_over "$(zdm_phase_of p_s)"
     t_eq "$d: table kept" 1 "$(db_has_table ts)"
-    settled "$d"
+    zdm_settled "$d"
     touch "$log.quick"
     zdm_run rollback --force p_s
     t_rc "$d: the next rollback --force goes through" 0

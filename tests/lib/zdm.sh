@@ -35,6 +35,7 @@
 #   t_alive PID, t_file_has FILE TEXT, t_random_sleep, t_now_ms
 #   zdm_status_field PLAN KEY    .plans[0].KEY of zdm --json status PLAN
 #   db_step_status PLAN N  the status of expand step N in zdm's steps table
+#   zdm_settled LABEL      no history row left running, no lock row
 #   zdm_failing_contract LABEL HOOKS  plan v cut over, its contract refused
 #                          by verify until table ok_flag has a row
 #   zdm_small_backfill PLAN [MORE]  table t (id, a, b), 4 rows; a plan
@@ -511,6 +512,13 @@ zdm_tbl() {
 # The phase of PLAN as zdm's state table has it (empty: no row).
 db_phase() {
     db_sql "SELECT phase FROM $(zdm_tbl plans) WHERE id = '$1'"
+}
+
+# zdm_settled LABEL: after a crash, a kill or a signal, the next command
+# left no history row running and no lock row.
+zdm_settled() {
+    t_eq "$1: no history row left running" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE outcome = 'running'")"
+    t_eq "$1: no lock row left" 0 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks)")"
 }
 
 # The status of expand step INDEX of PLAN in zdm's steps table.
