@@ -343,6 +343,9 @@ class Gen:
                     else int(v) if isinstance(cur, int) else float(v) if isinstance(cur, float)
                     else v.replace("_", " ") if name in ("where", "where2") else v)
         self.null_src = 0.0 if (self.two_way and self.where) else 0.1
+        if self.second and self.rename:
+            raise SystemExit("torture: a second plan beside rename_column is not generated (its view schema "
+                             "hides dst2 from the new version): --force one of them off")
 
     def pk_of(self, k):
         """Physical key values for logical key k (None: rowid)."""
