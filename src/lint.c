@@ -24,7 +24,6 @@
 
 #include "db.h"
 #include "log.h"
-#include "ops.h"
 #include "sqlscan.h"
 
 /* ---- rules ---- */
@@ -2649,7 +2648,7 @@ static int table_size(zdm_db *db, const char *table, int *exists, double *rows, 
     *exists = 0;
     *rows = *bytes = 0;
     if (zdm_db_kind_of(db) == ZDM_DB_SQLITE) {
-        char *q = zdm_ops_quote(table, 1);
+        char *q = zdm_db_ident_path(db, table);
         char *sql = zdm_xasprintf("SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %d)", q, SMALL_ROWS);
         char *v = NULL;
         const char *p1[1] = {table};
@@ -2688,7 +2687,7 @@ static int table_size(zdm_db *db, const char *table, int *exists, double *rows, 
         *bytes = heap == 0 ? 0 : atof(zdm_rows_get(rs, 0, 2));
         /* Never analyzed (reltuples 0 or -1) but not empty: count up to the bound. */
         if (heap > 0 && *rows == 0) {
-            char *q = zdm_ops_quote(table, 1);
+            char *q = zdm_db_ident_path(db, table);
             char *sql = zdm_xasprintf("SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %d) s", q, SMALL_ROWS);
             char *v = NULL;
             if (zdm_db_query_value(db, sql, 0, NULL, &v, err) == 0 && v)
