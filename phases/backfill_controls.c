@@ -1,11 +1,11 @@
 /*
  * backfill_controls.c -- the operator's live controls of a backfill.
  *
- * Owns: zdm pause/resume, zdm set (the live-setting keys, their parsing
- * and the check that the effective settings still make sense, merged in
- * one transaction with the settings row locked), the overrides read back
- * for status, their reset, and applying them to a running worker (read
- * before every batch).
+ * Owns: zdm pause/resume, zdm set (merged in one transaction with the
+ * settings row locked, refused when the effective settings would not
+ * make sense; the keys and their values are src/live_keys.c's), the
+ * overrides read back for status, their reset, and applying them to a
+ * running worker (read before every batch).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "backfill_int.h"
+#include "live_keys.h"
 
 /* ---- controls and health ---- */
 
@@ -29,35 +30,11 @@ void zdm_bf_apply_settings(worker *w, const char *json, int workers)
     json_t *o = json_loads(json ? json : "{}", 0, &je);
     if (!o)
         return;
-    const char *k;
-    json_t *v;
     zdm_throttle *t = &w->th;
-    *t = w->plan->backfill->throttle;
-    t->pause_query = w->plan->backfill->throttle.pause_query;
-    json_object_foreach(o, k, v)
-    {
-        long long n = json_is_integer(v) ? json_integer_value(v) : 0;
-        if (strcmp(k, "batch_size") == 0) {
-            /* a new starting size takes effect at once */
-            if (n > 0 && n != w->pacer.size)
-                w->pacer.size = n;
-        } else if (strcmp(k, "target_batch_ms") == 0)
-            t->target_batch_ms = n;
-        else if (strcmp(k, "min_batch_size") == 0)
-            t->min_batch_size = n;
-        else if (strcmp(k, "max_batch_size") == 0)
-            t->max_batch_size = n;
-        else if (strcmp(k, "max_rows_per_second") == 0)
-            t->max_rows_per_second = n;
-        else if (strcmp(k, "sleep_ms") == 0)
-            t->sleep_ms = n;
-        else if (strcmp(k, "max_replication_lag_ms") == 0)
-            t->max_replication_lag_ms = n;
-        else if (strcmp(k, "max_latency_factor") == 0 && json_is_number(v))
-            t->max_latency_pct = (int64_t)(json_number_value(v) * 100 + 0.5);
-        else if (strcmp(k, "max_lock_ms") == 0)
-            t->max_lock_ms = n;
-    }
+    long long start_size = 0;
+    zdm_live_apply(&w->plan->backfill->throttle, o, t, &start_size);
+    if (start_size > 0 && start_size != w->pacer.size) /* a new starting size takes effect at once */
+        w->pacer.size = start_size;
     json_decref(o);
     int64_t rate = t->max_rows_per_second;
     if (rate > 0 && workers > 1)
@@ -93,52 +70,6 @@ int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_er
     return rc;
 }
 
-static const char *const live_keys[] = {"batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
-                                        "max_rows_per_second", "sleep_ms", "max_replication_lag_ms",
-                                        "max_latency_factor", "max_lock_ms"};
-#define NLIVE (sizeof live_keys / sizeof live_keys[0])
-
-static int parse_setting(const char *kv, char *key, size_t ksize, long long *v, zdm_err *err)
-{
-    const char *eq = strchr(kv, '=');
-    if (!eq)
-        return zdm_err_set(err, ZDM_EXIT_USAGE, "expected KEY=VALUE, got \"%s\"", kv);
-    snprintf(key, ksize, "%.*s", (int)(eq - kv), kv);
-    const char *value = eq + 1;
-    int known = 0;
-    for (size_t i = 0; i < NLIVE; i++)
-        known |= strcmp(live_keys[i], key) == 0;
-    if (!known) {
-        const char *hint = zdm_did_you_mean(key, live_keys, NLIVE);
-        zdm_err_set(err, ZDM_EXIT_USAGE, "\"%s\" cannot be changed live%s%s%s", key,
-                    hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
-        zdm_err_detail(err, "live settings: batch_size, target_batch_ms, min_batch_size, max_batch_size, "
-                            "max_rows_per_second, sleep_ms, max_replication_lag_ms, max_latency_factor, "
-                            "max_lock_ms");
-        return ZDM_EXIT_USAGE;
-    }
-    char *end;
-    errno = 0;
-    if (strcmp(key, "max_latency_factor") == 0) {
-        /* a factor: 0 (no latency pacing) or 1..100, kept x 100 */
-        double f = strtod(value, &end);
-        if (!*value || *end || errno || !(f == 0 || (f >= 1 && f <= 100))) {
-            zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected 0 (off) or a number from 1 to 100, e.g. 1.5", key,
-                        value);
-            return ZDM_EXIT_USAGE;
-        }
-        *v = (long long)(f * 100 + 0.5);
-        return 0;
-    }
-    *v = strtoll(value, &end, 10);
-    if (!*value || *end || errno || *v < 0 || (*v == 0 && strstr(key, "batch_size"))) {
-        zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected a %s integer", key, value,
-                    strstr(key, "batch_size") ? "positive" : "non-negative");
-        return ZDM_EXIT_USAGE;
-    }
-    return 0;
-}
-
 static long long eff(const json_t *o, const char *key, long long plan_value)
 {
     json_t *v = json_object_get(o, key);
@@ -170,10 +101,10 @@ static int set_many_once(zdm_db *db, const zdm_plan *plan, const char *const *kv
                          zdm_err *err)
 {
     /* Parse everything first: a bad value changes nothing. */
-    char key[64];
+    const zdm_live_key *key;
     long long v;
     for (int i = 0; i < n; i++)
-        if (parse_setting(kv[i], key, sizeof key, &v, err) != 0)
+        if (zdm_live_parse(kv[i], &key, &v, err) != 0)
             return err->code;
     int rc = ensure_row(db, plan->id, err);
     if (rc != 0)
@@ -202,14 +133,13 @@ static int set_many_once(zdm_db *db, const zdm_plan *plan, const char *const *kv
     if (reset)
         zdm_buf_printf(&detail, "--reset");
     for (int i = 0; rc == 0 && i < n; i++) {
-        rc = parse_setting(kv[i], key, sizeof key, &v, err);
-        if (rc == 0 && strcmp(key, "max_latency_factor") == 0) {
-            json_object_set_new(o, key, json_real((double)v / 100.0));
-            zdm_buf_printf(&detail, "%s%s=%g", detail.len ? " " : "", key, (double)v / 100.0);
-        } else if (rc == 0) {
-            json_object_set_new(o, key, json_integer(v));
-            zdm_buf_printf(&detail, "%s%s=%lld", detail.len ? " " : "", key, v);
-        }
+        rc = zdm_live_parse(kv[i], &key, &v, err);
+        if (rc == 0 && key->form == ZDM_LIVE_FACTOR)
+            zdm_buf_printf(&detail, "%s%s=%g", detail.len ? " " : "", key->name, (double)v / 100.0);
+        else if (rc == 0)
+            zdm_buf_printf(&detail, "%s%s=%lld", detail.len ? " " : "", key->name, v);
+        if (rc == 0)
+            json_object_set_new(o, key->name, zdm_live_json(key, v));
     }
     if (rc == 0)
         rc = check_effective(plan, o, err);

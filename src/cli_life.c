@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "lifecycle.h"
+#include "live_keys.h"
 #include "log.h"
 #include "util.h"
 
@@ -239,27 +240,6 @@ static const char *const pm_head[PM__N] = {
     "# HELP zdm_backfill_last_progress_timestamp_seconds When the plan's last batch committed; 0 before the first.\n"
     "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n",
 };
-/* The plan's throttle with the zdm set overrides applied (what workers use). */
-static json_t *effective_settings(const zdm_plan *p, const json_t *ov)
-{
-    const zdm_throttle *t = &p->backfill->throttle;
-    struct { const char *k; int64_t v; } plan[] = {
-        {"batch_size", t->batch_size}, {"target_batch_ms", t->target_batch_ms},
-        {"min_batch_size", t->min_batch_size}, {"max_batch_size", t->max_batch_size},
-        {"max_rows_per_second", t->max_rows_per_second}, {"sleep_ms", t->sleep_ms},
-        {"max_replication_lag_ms", t->max_replication_lag_ms}, {"max_lock_ms", t->max_lock_ms},
-    };
-    json_t *o = json_object();
-    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        json_t *v = json_object_get(ov, plan[i].k);
-        json_object_set_new(o, plan[i].k, json_is_integer(v) ? json_copy(v) : json_integer(plan[i].v));
-    }
-    json_t *f = json_object_get(ov, "max_latency_factor");
-    json_object_set_new(o, "max_latency_factor",
-                        json_is_number(f) ? json_real(json_number_value(f)) : json_real((double)t->max_latency_pct / 100.0));
-    return o;
-}
-
 /* One plan's lines of "status --format prometheus", family by family. */
 static void status_prom(zdm_buf pm[PM__N], const zdm_plan *p, const zdm_life_status *i)
 {
@@ -304,7 +284,7 @@ static json_t *status_json_backfill(const zdm_plan *p, const zdm_life_status *i,
     json_object_set_new(b, "paused", json_boolean(i->bf_paused));
     json_object_set_new(b, "throttle", json_string(i->bf_throttle));
     json_object_set_new(b, "last_progress_at", jtime(i->last_progress_ms));
-    json_object_set_new(b, "settings", effective_settings(p, ov));
+    json_object_set_new(b, "settings", zdm_live_effective(&p->backfill->throttle, ov)); /* what workers use */
     json_object_set(b, "overrides", ov);
     return b;
 }
@@ -349,8 +329,11 @@ static void status_text(zdm_cli *cli, const zdm_plan *p, const zdm_life_status *
         const char *k;
         json_t *v;
         fprintf(cli->out, "    zdm set overrides:");
-        json_object_foreach(ov, k, v)
-            fprintf(cli->out, " %s=%lld", k, (long long)json_integer_value(v));
+        json_object_foreach(ov, k, v) {
+            char text[64];
+            zdm_live_text(k, v, text, sizeof text);
+            fprintf(cli->out, " %s=%s", k, text);
+        }
         fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
     }
 }

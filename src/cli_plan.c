@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "lifecycle.h"
+#include "live_keys.h"
 #include "util.h"
 
 int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
@@ -567,8 +568,11 @@ int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
                 const char *k;
                 json_t *v;
                 fprintf(cli->out, "\nzdm set overrides in the database:");
-                json_object_foreach(ov, k, v)
-                    fprintf(cli->out, " %s=%lld", k, (long long)json_integer_value(v));
+                json_object_foreach(ov, k, v) {
+                    char text[64];
+                    zdm_live_text(k, v, text, sizeof text);
+                    fprintf(cli->out, " %s=%s", k, text);
+                }
                 fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
             }
         }

@@ -74,6 +74,10 @@ zdm_run --json status p_lat
 t_eq "overrides" '{"max_latency_factor":2.5,"max_lock_ms":50}' "$(jq -c '.plans[0].backfill.overrides' <<<"$ZOUT")"
 t_eq "effective settings: factor" "2.5" "$(jq -r '.plans[0].backfill.settings.max_latency_factor' <<<"$ZOUT")"
 t_eq "effective settings: max_lock_ms" "50" "$(jq -r '.plans[0].backfill.settings.max_lock_ms' <<<"$ZOUT")"
+zdm_run status p_lat
+t_has "status text: the factor as set (not 0)" "max_latency_factor=2.5 max_lock_ms=50" "$ZOUT"
+zdm_run plan show p_lat
+t_has "plan show --db text: the factor as set" "max_latency_factor=2.5 max_lock_ms=50" "$ZOUT"
 zdm_run backfill p_lat
 t_rc "the probe still fails with a factor of 2.5" 1
 zdm_run set p_lat max_latency_factor=0

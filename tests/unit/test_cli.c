@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "live_keys.h"
 #include "util.h"
 
 #define PLANS "../../plans"
@@ -312,6 +313,21 @@ static void test_option_not_for_command(void **state)
     /* --op is named too (it once left the message empty: "zdm: ") */
     expect(zdm("check", "--op", "sql", NULL), 2, "",
            "zdm: option --op does not apply to \"check\"\n  -> run \"zdm help check\"\n");
+}
+
+/* zdm help set names every key zdm set takes (live_keys.c's one list). */
+static void test_set_help_names_live_keys(void **state)
+{
+    (void)state;
+    run r = zdm("help", "set", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_true(zdm_live_count() >= 9);
+    for (size_t i = 0; i < zdm_live_count(); i++) {
+        const char *name = zdm_live_at(i)->name;
+        if (!strstr(r.out, name))
+            fail_msg("zdm help set does not name the live key %s", name);
+    }
+    run_free(&r);
 }
 
 static void test_missing_argument(void **state)
@@ -767,6 +783,7 @@ int main(void)
         cmocka_unit_test_setup(test_double_dash, setup),
         cmocka_unit_test_setup(test_plan_validate_paths, setup),
         cmocka_unit_test_setup(test_plan_validate_broken, setup),
+        cmocka_unit_test(test_set_help_names_live_keys),
         cmocka_unit_test_setup(test_plan_show_text, setup),
         cmocka_unit_test_setup(test_plan_show_text_full, setup),
         cmocka_unit_test_setup(test_plan_show_json, setup),
