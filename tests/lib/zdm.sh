@@ -1,5 +1,7 @@
 # shellcheck shell=bash
-# zdm.sh -- shared helpers for the lifecycle integration tests (bash).
+# zdm.sh -- the one harness of the integration tests (bash): every
+# tests/integration/test_*.sh sources it (or ops.sh / backfill.sh, the
+# cases two scripts share, which source it); pg.sh runs the server.
 #
 #   source "$ZDM_SRC/tests/lib/zdm.sh"
 #   t_init NAME            temp dir $T_DIR (removed on exit), checks tools
@@ -12,6 +14,7 @@
 #                          sets T_DIALECT, T_DB (the --db URL), T_SQLITE_FILE
 #   plans_copy [PLAN...]   copies plans/ (or only the named ones) to a fresh
 #                          dir and makes it T_PLANS
+#   plans_empty            a fresh, empty T_PLANS
 #   plan_write ID TEXT     writes $T_PLANS/ID.toml
 #   T_PLAN_RENAME_EMP      a plan body: rename_column emp.name to full_name
 #   zdm_run ARGS...        $ZDM --db $T_DB --plans $T_PLANS ARGS; sets ZRC,
@@ -25,6 +28,8 @@
 #   zdm_tbl NAME           zdm's own state table NAME in T_DIALECT
 #                          (zdm.NAME on pg, zdm_NAME on sqlite)
 #   db_phase PLAN          the plan's phase as the state table has it
+#   zdm_phase_of PLAN      the plan's phase as zdm --json status says it
+#   zdm_complete PLAN      advances PLAN to complete, asserting each step
 #   db_dump FILE           the catalog without zdm's own tables
 #   t_eq / t_ne / t_has / t_lacks / t_match / t_rc / t_same_file
 #                          assertions: print what was expected and what was
