@@ -229,9 +229,12 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
         w.db = db = own;
     }
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
+    w.wl_range = -1;
     int rc = zdm_backfill_key(db, plan, &w.key, err);
-    if (rc == 0)
+    if (rc == 0) {
+        zdm_bf_choose_strategy(&w);
         rc = zdm_bf_init_ranges(&w, err);
+    }
     if (rc != 0) {
         zdm_strv_free(&w.key);
         free(w.tbl);
@@ -293,6 +296,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     free(w.tbl);
     free(w.cursor);
     free(w.hi);
+    zdm_bf_worklist_free(&w);
     zdm_strv_free(&w.key);
     if (o->url && w.db)
         zdm_db_close(w.db);

@@ -185,6 +185,12 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     zdm_rows_free(r);
     r = NULL;
 
+    if (w->worklist) {
+        rc = zdm_bf_worklist_batch(w, cursor, size, range_done, scanned, updated, &last, err);
+        if (rc != 0)
+            goto out;
+        goto record;
+    }
     if (w->pg && cursor) {
         int sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
         if (sr == 0)

@@ -66,6 +66,12 @@ typedef struct worker {
     int64_t probe_ms;         /* the last check_throttle, for /metrics */
     int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
     int finished_plan;      /* this worker made the backfilled transition */
+    /* the work-list strategy (backfill_worklist.c): matching keys of the
+     * claimed range after wl_after, with their row versions */
+    int worklist;
+    long long *wl_keys, *wl_xmin, wl_after;
+    int wl_n, wl_range, wl_has_after, wl_complete;
+    int64_t wl_collections, wl_rechecked;
     /* outcome */
     int rc;
     zdm_err *err;
@@ -105,6 +111,11 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err);
 int zdm_bf_connection_lost(const zdm_err *err);
 int zdm_bf_reconnect(worker *w, zdm_err *err);
 void zdm_bf_revive_caller(zdm_db *db, const char *url, const zdm_plan *plan);
+/* backfill_worklist.c */
+void zdm_bf_choose_strategy(worker *w);
+int zdm_bf_worklist_batch(worker *w, const char *cursor, int64_t size, int *range_done, int64_t *scanned,
+                          int64_t *updated, char **last, zdm_err *err);
+void zdm_bf_worklist_free(worker *w);
 /* backfill_controls.c */
 void zdm_bf_apply_settings(worker *w, const char *json, int workers);
 

@@ -99,6 +99,33 @@ int zdm_bf_init_ranges(worker *w, zdm_err *err)
             est = v ? strtoll(v, NULL, 10) : 0;
             free(v);
         }
+        /* Progress counts the rows to convert: with a `where`, those it
+         * matches (pg: the planner's estimate, nothing runs; sqlite: a
+         * count), not the whole table.  Ranges are still cut by the rows
+         * the keys hold (est). */
+        int64_t conv = est;
+        if (rc == 0 && w->plan->backfill->where) {
+            zdm_buf b = {0};
+            zdm_buf_printf(&b, "%s FROM %s WHERE (%s)", w->pg ? "EXPLAIN (FORMAT JSON) SELECT 1" : "SELECT count(*)",
+                           w->tbl, w->plan->backfill->where);
+            char *v = NULL;
+            zdm_err e;
+            zdm_err_clear(&e);
+            if (zdm_db_query_value(w->db, b.data, 0, NULL, &v, &e) == 0 && v) {
+                if (w->pg) {
+                    json_error_t je;
+                    json_t *j = json_loads(v, 0, &je);
+                    json_t *pr = json_object_get(json_object_get(json_array_get(j, 0), "Plan"), "Plan Rows");
+                    if (json_is_number(pr))
+                        conv = (int64_t)json_number_value(pr);
+                    json_decref(j);
+                } else {
+                    conv = strtoll(v, NULL, 10);
+                }
+            }
+            free(v);
+            zdm_buf_free(&b);
+        }
         int nranges = 0;
         if (rc == 0 && zdm_rows_count(hi) == 1) {
             char *hij = zdm_bf_key_json(hi, 0, (int)w->key.n);
@@ -121,6 +148,10 @@ int zdm_bf_init_ranges(worker *w, zdm_err *err)
                  * claiming is cheap: about 10,000 rows each, 1..64. */
                 long long want = est / 10000;
                 want = want < 1 ? 1 : want > 64 ? 64 : want;
+                /* the work list: each range pays one evaluation of the
+                 * costly `where` to collect its keys, so one range */
+                if (w->worklist)
+                    want = 1;
                 if ((unsigned long long)(want - 1) > ukeys)
                     want = (long long)ukeys + 1;
                 /* want * width >= ukeys + 1: the ranges cover every key */
@@ -167,13 +198,36 @@ int zdm_bf_init_ranges(worker *w, zdm_err *err)
                 }
                 free(q);
             } else {
-                /* Other keys: one range (split points would need a scan of
-                 * the whole key set). */
-                snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, 0, NULL, $2, NULL)",
+                /* Other keys (text, composite): split at quantiles of a
+                 * sample of the key (zdm_db_key_splits), about 10,000 rows
+                 * a range as above; one range when there is no sample (pg
+                 * before ANALYZE) or a work list.  Range i holds the keys
+                 * after split i - 1 up to split i, the last one up to the
+                 * table's last key; the cursor starts at the low bound. */
+                long long want = est / 10000;
+                want = want < 1 ? 1 : want > 64 ? 64 : want;
+                zdm_rows *sp = NULL;
+                if (want > 1 && !w->worklist)
+                    (void)zdm_db_key_splits(w->db, w->plan->backfill->table, (const char *const *)w->key.v,
+                                            (int)w->key.n, (int)want, &sp);
+                int ns = sp ? zdm_rows_count(sp) : 0;
+                char *prev = NULL;
+                snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, $2, $3, $4, $3)",
                          T(w, "ranges"));
-                const char *pr[] = {id, hij};
-                rc = zdm_db_query(w->db, sql, 2, pr, NULL, err);
-                nranges = 1;
+                for (int i = 0; rc == 0 && i <= ns; i++) {
+                    char *top = i < ns ? zdm_bf_key_json(sp, i, (int)w->key.n) : zdm_xstrdup(hij);
+                    char rid[16];
+                    snprintf(rid, sizeof rid, "%d", i);
+                    const char *pr[] = {id, rid, prev, top};
+                    rc = zdm_db_query(w->db, sql, 4, pr, NULL, err);
+                    free(prev);
+                    prev = top;
+                    nranges++;
+                }
+                free(prev);
+                zdm_rows_free(sp);
+                if (ns > 0)
+                    zdm_log(ZDM_LOG_DEBUG, id, "backfill", "ranges split at %d sampled keys", ns);
             }
             free(hij);
         }
@@ -184,16 +238,18 @@ int zdm_bf_init_ranges(worker *w, zdm_err *err)
             char *kj = json_dumps(k, JSON_COMPACT);
             json_decref(k);
             char estb[32];
-            snprintf(estb, sizeof estb, "%lld", (long long)(est < 0 ? 0 : est));
+            if (!w->plan->backfill->where || conv < 0)
+                conv = est;
+            snprintf(estb, sizeof estb, "%lld", (long long)(conv < 0 ? 0 : conv));
             snprintf(sql, sizeof sql, "UPDATE %s SET key_cols = $2, started_ms = $3, total_est = $4 WHERE plan_id = $1",
                      T(w, "backfills"));
             const char *pu[] = {id, kj, now, estb};
             rc = zdm_db_query(w->db, sql, 4, pu, NULL, err);
             free(kj);
-            w->total_est = est;
+            w->total_est = conv;
             if (rc == 0)
-                zdm_log(ZDM_LOG_INFO, id, "backfill", "started: about %lld rows of %s in %d range%s, key (%s%s)",
-                        (long long)est, w->plan->backfill->table, nranges, nranges == 1 ? "" : "s",
+                zdm_log(ZDM_LOG_INFO, id, "backfill", "started: about %lld rows of %s to convert in %d range%s, key (%s%s)",
+                        (long long)conv, w->plan->backfill->table, nranges, nranges == 1 ? "" : "s",
                         w->key.v[0], w->key.n > 1 ? ", ..." : "");
         }
         zdm_rows_free(hi);

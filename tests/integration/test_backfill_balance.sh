@@ -22,11 +22,12 @@ set.b = "a"
 [backfill.throttle]
 max_latency_factor = 0'
 
-# bal_check RANGES_TABLE: 4 ranges, each row once, none over 40 %
+# bal_check RANGES_TABLE [ROWS]: 4 ranges, each row once, none over 40 %
 bal_check() {
+    local rows=${2:-40400}
     t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS NULL OR b <> a")"
-    t_eq "4 ranges (40,400 rows / 10,000)" 4 "$(db_sql "SELECT count(*) FROM $1 WHERE plan_id = 'p_bal'")"
-    t_eq "each row counted once" 40400 "$(db_sql "SELECT sum(rows_done) FROM $1 WHERE plan_id = 'p_bal'")"
+    t_eq "4 ranges ($rows rows / 10,000)" 4 "$(db_sql "SELECT count(*) FROM $1 WHERE plan_id = 'p_bal'")"
+    t_eq "each row counted once" "$rows" "$(db_sql "SELECT sum(rows_done) FROM $1 WHERE plan_id = 'p_bal'")"
     local share
     share=$(db_sql "SELECT CAST(max(rows_done) * 100 / sum(rows_done) AS integer) FROM $1 WHERE plan_id = 'p_bal'")
     t_note "largest range: $share % of the rows"
@@ -49,6 +50,47 @@ t_rc "expand" 0
 zdm_run advance p_bal
 t_rc "backfill" 0
 bal_check zdm_ranges
+
+# other_keys DIALECT: a composite (text, integer) key and a text key of
+# 40,000 rows, skewed (most rows under one tenant prefix): 4 ranges cut at
+# sampled keys, none over 40 % of the rows, each row converted once
+other_keys() {
+    local d=$1 gen
+    if [ "$d" = pg ]; then
+        gen="generate_series(1, 40000) g(i)"
+    else
+        gen="(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 40000) SELECT i FROM c) g"
+    fi
+    local rt=zdm_ranges
+    [ "$d" = pg ] && rt=zdm.ranges
+    t_section "$d, composite (text, integer) key: ranges at sampled keys"
+    db_new "$d" bal_ck
+    plans_empty
+    db_sql "CREATE TABLE t (tenant text NOT NULL, id integer NOT NULL, a integer, PRIMARY KEY (tenant, id))" >/dev/null
+    # 99 % of the rows under tenant 'big', the rest spread over 400 tenants
+    db_sql "INSERT INTO t SELECT CASE WHEN i % 100 = 0 THEN 'z' || (i % 400) ELSE 'big' END, i, i FROM $gen" >/dev/null
+    [ "$d" = pg ] && db_sql "ANALYZE t" >/dev/null
+    plan_write p_bal "$bal_plan"
+    zdm_run advance p_bal
+    t_rc "expand" 0
+    zdm_run advance p_bal
+    t_rc "backfill" 0
+    bal_check "$rt" 40000
+    t_section "$d, text key: ranges at sampled keys"
+    db_new "$d" bal_tk
+    plans_empty
+    db_sql "CREATE TABLE t (code text PRIMARY KEY, a integer)" >/dev/null
+    db_sql "INSERT INTO t SELECT 'k' || lpad(i::text, 6, '0'), i FROM $gen" >/dev/null 2>&1 ||
+        db_sql "INSERT INTO t SELECT 'k' || substr('000000' || i, -6), i FROM $gen" >/dev/null
+    [ "$d" = pg ] && db_sql "ANALYZE t" >/dev/null
+    plan_write p_bal "$bal_plan"
+    zdm_run advance p_bal
+    t_rc "expand" 0
+    zdm_run advance p_bal
+    t_rc "backfill" 0
+    bal_check "$rt" 40000
+}
+other_keys sqlite
 
 if ! t_pg_available; then
     t_note "no PostgreSQL server binaries: skipped the PostgreSQL part"
@@ -76,4 +118,5 @@ t_rc "expand" 0
 zdm_run advance p_bal
 t_rc "backfill" 0
 bal_check zdm.ranges
+other_keys pg
 t_finish
