@@ -332,18 +332,21 @@ def plot(db, mode, rel, data, outdir):
     t0 = rel.marks[0][1]
     shades = []
     colours = {"expand": "#ffe0a0", "backfill": "#a0d0ff", "cutover": "#c0ffc0", "contract": "#ffc0c0"}
+    k = 0
     for (n, a), (_, b) in zip(rel.marks, rel.marks[1:]):
         if n in colours:
             shades.append(f"set object rect from {a - t0:.3f}, graph 0 to {max(b - t0, a - t0 + 0.05):.3f}, "
                           f"graph 1 fc rgb '{colours[n]}' fs solid 0.5 noborder behind")
-            shades.append(f"set label '{n}' at {a - t0:.3f}, graph 0.95")
+            # short phases sit close together: their labels step down
+            shades.append(f"set label '{n}' at {a - t0:.3f}, graph {0.95 - 0.07 * (k % 4):.2f} front")
+            k += 1
     script = "\n".join([
         "set terminal pngcairo size 1000,400" if "cairo" in subprocess.run(
             [gp, "-e", "set terminal"], capture_output=True, text=True).stderr + subprocess.run(
             [gp, "-e", "set terminal"], capture_output=True, text=True).stdout else "set terminal png size 1000,400",
         f"set output '{png}'",
         f"set title 'zdm zero-downtime bench: {db}, {mode}'",
-        "set xlabel 'seconds'", "set ylabel 'application latency (ms)'", "set logscale y",
+        "set xlabel 'seconds'", "set ylabel 'application latency (ms)'", "set logscale y", "unset key",
         *shades,
         f"plot '{data}' using 1:2 with points pt 7 ps 0.2 title 'latency'",
     ])
