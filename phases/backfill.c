@@ -59,6 +59,8 @@ static void stop(worker *w, int rc)
 static void failed(worker *w, int rc)
 {
     if (zdm_sig_caught()) {
+        if (w->err->code == ZDM_EXIT_INTERRUPTED) /* the signal cancelled the batch: say where it was */
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "cancelled: %s", w->err->msg);
         zdm_err_clear(w->err);
         stop(w, ZDM_EXIT_INTERRUPTED);
         return;
@@ -169,10 +171,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         w->last_pause_log_ms = 0;
         w->win_n = w->plan_win_n = 0; /* the pause stays out of the rates */
     }
+    /* On SQLite the probe waits for the write lock as a batch does: the
+     * first signal cancels that wait too (it changes nothing). */
+    zdm_db_cancel_first(1);
     if (w->pacer.baseline_us == 0 && w->pacer.latency_pct)
         rc = zdm_bf_probe_latency(w, 1, err);
     else
         rc = zdm_bf_probe_latency(w, 0, err);
+    zdm_db_cancel_first(0);
     if (rc != 0) {
         failed(w, rc);
         return;

@@ -124,13 +124,16 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     zdm_rows *r = NULL;
     char *last = NULL, *cursor = NULL;
 
-    int rc = zdm_db_begin(w->db, err);
-    if (rc != 0)
-        return rc;
     /* Until its commit, the first SIGTERM cancels the batch (rolled back:
-     * the range resumes at its committed cursor).  A signal that came
-     * just before is seen here. */
+     * the range resumes at its committed cursor), from the BEGIN on: on
+     * SQLite that is where a batch waits for the write lock.  A signal
+     * that came just before is seen below. */
     zdm_db_cancel_first(1);
+    int rc = zdm_db_begin(w->db, err);
+    if (rc != 0) {
+        zdm_db_cancel_first(0);
+        return rc;
+    }
     if (zdm_sig_caught()) {
         rc = zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "backfill of %s interrupted before a batch", id);
         goto out;

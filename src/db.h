@@ -116,6 +116,10 @@ void zdm_db_cancel_now(void);
  * transaction a cancel just rolls back. */
 void zdm_db_cancel_first(int on);
 int zdm_db_cancel_is_first(void);
+/* Driver use: the armed connection `conn` (an sqlite3 *) was cancelled, so
+ * a wait for its write lock must end now (SQLite's busy loop ignores
+ * sqlite3_interrupt). */
+int zdm_db_cancel_pending(const void *conn);
 
 /* The backfill's latency probe, timed in microseconds (*us): what an
  * application statement would wait for now.  probe_query when given (its

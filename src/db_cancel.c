@@ -14,6 +14,12 @@
 
 static PGcancel *volatile armed_pg;
 static sqlite3 *volatile armed_sqlite;
+/* The armed SQLite connection was cancelled: sqlite3_interrupt() stops a
+ * running statement, but not a wait for the write lock (SQLite's busy
+ * loop never looks at it), so the driver's busy handler and its retry
+ * loop read this and give up the wait.  Cleared at arm, disarm and the
+ * end of a cancellable batch. */
+static volatile sig_atomic_t sqlite_cancelled;
 /* A backfill batch in flight: its transaction only rolls back when
  * cancelled (nothing committed is lost), so the first signal may cancel
  * it -- a batch blocked on a lock would otherwise hold SIGTERM for its
@@ -23,6 +29,13 @@ static volatile sig_atomic_t on_first;
 void zdm_db_cancel_first(int on)
 {
     on_first = on ? 1 : 0;
+    if (!on)
+        sqlite_cancelled = 0;
+}
+
+int zdm_db_cancel_pending(const void *conn)
+{
+    return sqlite_cancelled && conn && conn == (const void *)armed_sqlite;
 }
 
 int zdm_db_cancel_is_first(void)
@@ -33,6 +46,7 @@ int zdm_db_cancel_is_first(void)
 void zdm_db_cancel_arm(zdm_db *db)
 {
     zdm_db_cancel_disarm();
+    sqlite_cancelled = 0;
     if (!db)
         return;
     if (zdm_db_kind_of(db) == ZDM_DB_PG)
@@ -46,6 +60,7 @@ void zdm_db_cancel_disarm(void)
     PGcancel *c = armed_pg;
     armed_pg = NULL;
     armed_sqlite = NULL;
+    sqlite_cancelled = 0;
     if (c)
         PQfreeCancel(c);
 }
@@ -55,6 +70,8 @@ void zdm_db_cancel_now(void)
     char buf[256];
     if (armed_pg)
         (void)PQcancel(armed_pg, buf, (int)sizeof buf);
-    if (armed_sqlite)
+    if (armed_sqlite) {
+        sqlite_cancelled = 1;
         sqlite3_interrupt(armed_sqlite);
+    }
 }

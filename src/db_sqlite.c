@@ -55,6 +55,7 @@ typedef struct sq_drv {
     int lock_ms;        /* how long a lock wait may last; 0 = as long as it takes */
     int committing;     /* the running statement commits: wait briefly */
     int64_t wait_start; /* of the current busy wait */
+    sqlite3 *conn;      /* whose waits a signal may cancel (zdm_db_cancel_pending) */
 } sq_drv;
 
 static int busy_cb(void *arg, int count)
@@ -67,6 +68,8 @@ static int busy_cb(void *arg, int count)
     int64_t budget = d->committing ? ZDM_SQLITE_COMMIT_WAIT_MS : d->lock_ms;
     if (budget > 0 && waited >= budget)
         return 0;
+    if (zdm_db_cancel_pending(d->conn))
+        return 0; /* a signal cancelled the statement: stop waiting (sq_query says why) */
     /* Short sleeps first: most locks are held for a few milliseconds. */
     int64_t step = count < 4 ? 1 : count < 10 ? 5 : 20;
     if (budget > 0 && step > budget - waited)
@@ -267,6 +270,7 @@ static int sq_connect(zdm_db *db, const char *url, zdm_err *err)
     }
     db->conn = conn;
     db->drv = drv;
+    drv->conn = conn;
     sqlite3_extended_result_codes(conn, 1);
     sqlite3_busy_handler(conn, busy_cb, drv);
 
@@ -423,7 +427,7 @@ static int sq_query(zdm_db *db, const char *sql, int nparams,
                 goto done;
             }
         }
-        if ((rc & 0xff) != SQLITE_BUSY || !autocommit_write)
+        if ((rc & 0xff) != SQLITE_BUSY || !autocommit_write || zdm_db_cancel_pending(conn))
             break;
         int64_t now = zdm_mono_ms();
         if (now >= deadline)
@@ -449,7 +453,15 @@ static int sq_query(zdm_db *db, const char *sql, int nparams,
         sqlite3_sleep((int)wait);
     }
     drv->committing = 0;
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE && ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_INTERRUPT) &&
+        zdm_db_cancel_pending(conn)) {
+        /* As PostgreSQL's 57014 (query_canceled), not a lock timeout to
+         * retry: the caller was told to stop. */
+        status = zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "sqlite: cancelled by a signal while %s",
+                             (rc & 0xff) == SQLITE_BUSY ? "waiting for the database's write lock (another "
+                                                          "connection holds it)" : "running");
+        set_sqlstate(err, "57014");
+    } else if (rc != SQLITE_DONE)
         status = sq_error(db, rc, NULL, err);
     else
         db->changes = sqlite3_changes(conn);
