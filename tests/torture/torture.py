@@ -640,7 +640,8 @@ class Run:
         return e
 
     def argv(self, *a):
-        return [self.args.zdm, "--db", self.t.url, "--plans", self.plans] + list(a)
+        # -v: a failed seed's logs say which statement of a run failed
+        return [self.args.zdm, "-v", "--db", self.t.url, "--plans", self.plans] + list(a)
 
     def start(self, *a, env_extra=None, host=None):
         with self.cmd_lock:  # two operator threads
@@ -653,7 +654,7 @@ class Run:
         with self.q_guard if main and self.plan2 and self.gen.requires else NOLOCK:
             argv = self.argv(*a)
             if host:  # a worker on another host: its namespace, TCP
-                argv = self.hosts.in_worker(host, [self.args.zdm, "--db", self.pg.tcp_url(self.t.name, host),
+                argv = self.hosts.in_worker(host, [self.args.zdm, "-v", "--db", self.pg.tcp_url(self.t.name, host),
                                                    "--plans", self.plans] + list(a))
             p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                  cwd=self.dir, start_new_session=True)
@@ -1511,6 +1512,7 @@ def main():
     args = ap.parse_args()
     args.zdm = os.path.abspath(args.zdm)  # the commands run in each seed's directory
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="zdm-torture.", dir="/tmp")
+    os.makedirs(args.workdir, exist_ok=True)
     kinds = ["pg", "sqlite"] if args.db == "both" else [args.db]
     if "pg" in kinds and psycopg2 is None:
         print("torture: python3-psycopg2 is missing: PostgreSQL runs skipped")
