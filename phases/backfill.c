@@ -204,6 +204,28 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
 }
 
+/* Splitting the keys is a write transaction before the first batch.  On
+ * SQLite a reader (the application) holds its COMMIT off past the short
+ * wait a commit gets (db_sqlite.c), which fails as a lock timeout and is
+ * rolled back: as for a batch (failed()), and as zdm_state_init does, a
+ * reason to try again, not to stop.  Found by the torture checker (seed
+ * 130, SQLite: a worker exited 1 "database is locked" while the other
+ * plan's workers and the application wrote). */
+static int init_ranges_waiting(worker *w, zdm_err *err)
+{
+    int64_t wait = 100;
+    for (int tries = 1;; tries++) {
+        int rc = zdm_bf_init_ranges(w, err);
+        if (rc == 0 || !zdm_db_err_is_lock_timeout(err) || tries >= 30 || zdm_sig_caught())
+            return rc;
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "database busy (%s); retrying in %lld ms (%d in a row)",
+                err->msg, (long long)wait, tries);
+        zdm_err_clear(err);
+        zdm_sig_sleep_ms(wait);
+        wait = wait * 2 > 5000 ? 5000 : wait * 2;
+    }
+}
+
 int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm_err *err)
 {
     if (!plan->backfill)
@@ -239,7 +261,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     int rc = zdm_backfill_key(db, plan, &w.key, err);
     if (rc == 0) {
         zdm_bf_choose_strategy(&w);
-        rc = zdm_bf_init_ranges(&w, err);
+        rc = init_ranges_waiting(&w, err);
     }
     if (rc != 0) {
         zdm_strv_free(&w.key);
