@@ -24,9 +24,6 @@
 #define STALE_OWNER_MS (60 * 1000)
 #define PAUSE_RECHECK_MS 1000
 #define HEALTH_EVERY_MS 1000
-/* No batch committed for this long, with nothing pausing the worker: the
- * stalled flag of /metrics. */
-#define STALL_MS (5 * 60 * 1000)
 /* How long one batch waits for a lock before it is rolled back and retried. */
 #define BATCH_LOCK_TIMEOUT "5s"
 

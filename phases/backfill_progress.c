@@ -146,8 +146,9 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
     }
     /* Last progress: the newest batch any worker committed (the state, so
      * a worker that answers while another is stuck still tells).  Stalled:
-     * none for STALL_MS while this worker is neither paused nor held by a
-     * throttle signal -- a batch blocked on a lock, a dead database. */
+     * none for stall_after_ms ([backfill.throttle], zdm set) while this
+     * worker is neither paused nor held by a throttle signal -- a batch
+     * blocked on a lock, a dead database. */
     int64_t last = 0;
     if (w->db && zdm_backfill_last_progress(w->db, w->plan->id, &last, &e) != 0)
         last = 0;
@@ -167,8 +168,8 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
         .replica_lag_ms = w->replica_lag_ms,
         .probe_ms = w->probe_ms,
         .last_progress_ms = last,
-        .stalled = !w->pause_reason[0] && zdm_now_ms() - since > STALL_MS,
-        .stall_after_ms = STALL_MS,
+        .stalled = !w->pause_reason[0] && zdm_now_ms() - since > w->th.stall_after_ms,
+        .stall_after_ms = w->th.stall_after_ms,
         .latency_probe_us = w->pacer.last_probe_us,
         .latency_p99_us = w->pacer.probe_p99_us,
         .latency_baseline_us = w->pacer.baseline_us,

@@ -255,6 +255,7 @@ static json_t *json_plan(const zdm_plan *p)
         json_object_set_new(th, "max_latency_factor", json_real((double)t->max_latency_pct / 100.0));
         json_object_set_new(th, "max_lock_ms", json_integer(t->max_lock_ms));
         json_object_set_new(th, "probe_query", jstr(t->probe_query));
+        json_object_set_new(th, "stall_after_ms", json_integer(t->stall_after_ms));
         json_object_set_new(bo, "throttle", th);
         json_object_set_new(o, "backfill", bo);
     } else {

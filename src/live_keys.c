@@ -20,6 +20,7 @@ static const zdm_live_key keys[] = {
     {"max_replication_lag_ms", F(max_replication_lag_ms), ZDM_LIVE_NONNEG},
     {"max_latency_factor", F(max_latency_pct), ZDM_LIVE_FACTOR},
     {"max_lock_ms", F(max_lock_ms), ZDM_LIVE_NONNEG},
+    {"stall_after_ms", F(stall_after_ms), ZDM_LIVE_POSITIVE},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -4,7 +4,10 @@
 #  * the batch gives up after its lock timeout, the wait is logged, and the
 #    batch is retried (nothing is lost: the backfill finishes once the
 #    lock goes);
-#  * meanwhile /metrics answers, with the plan's last-progress time;
+#  * meanwhile /metrics answers, with the plan's last-progress time, and
+#    zdm_backfill_stalled flips to 1 once no batch has committed for
+#    stall_after_ms (2 s here, set live with zdm set; 5 min by default;
+#    a [backfill.throttle] key too);
 #  * SIGTERM stops the blocked worker (exit 4) instead of waiting for the
 #    other session;
 #  * the first SIGTERM cancels the blocked batch itself (PostgreSQL logs
@@ -48,6 +51,16 @@ zdm_bg "$T_DIR/w1" backfill bf --listen "127.0.0.1:$port"
 job=$ZBG_JOB
 pid=$ZBG_PID
 t_wait_for "the worker commits batches" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE v IS NOT NULL')\" -gt 0 ]"
+stalled() { fetch "http://127.0.0.1:$port/metrics" | sed -n 's/^zdm_backfill_stalled{plan="bf"} //p'; }
+t_eq "stalled after 5 min by default (its HELP says so)" 1 \
+    "$(fetch "http://127.0.0.1:$port/metrics" | grep -c '^# HELP zdm_backfill_stalled 1 when no batch has committed for 300 s')"
+zdm_run set bf stall_after_ms=2000
+t_rc "zdm set bf stall_after_ms=2000" 0
+zdm_run set bf stall_after_ms=0
+t_rc "stall_after_ms=0 is refused" 2
+t_wait_for "the worker reads it (HELP: 2 s)" 30 \
+    "fetch http://127.0.0.1:$port/metrics | grep -q '^# HELP zdm_backfill_stalled 1 when no batch has committed for 2 s'"
+t_wait_for "not stalled while batches commit" 30 "[ \"\$(stalled)\" = 0 ]"
 pg_session_start locker
 pg_session_send locker "BEGIN; LOCK TABLE t IN SHARE MODE; SELECT 'locked';"
 t_wait_for "the other session holds the lock" 10 "grep -q locked '$T_DIR/locker.log'"
@@ -57,6 +70,7 @@ t_has "the log names the lock timeout" "lock timeout" "$(grep 'database busy' "$
 # (5 s); between the retries /metrics answers.
 t_wait_for "/metrics answers while the table is locked" 60 \
     "fetch http://127.0.0.1:$port/metrics | grep -q '^zdm_backfill_last_progress_timestamp_seconds{plan=\"bf\"} [1-9]'"
+t_wait_for "stalled: no batch for 2 s while the table is locked" 60 "[ \"\$(stalled)\" = 1 ]"
 done_before=$(db_sql 'SELECT count(*) FROM t WHERE v IS NOT NULL')
 kill -TERM "$pid"
 t_wait_exit "$job" 30
@@ -79,7 +93,10 @@ set.v = "id"
 batch_size = 20
 min_batch_size = 20
 max_batch_size = 20
-max_rows_per_second = 100'
+max_rows_per_second = 100
+stall_after_ms = 60000'
+zdm_run plan show bf2 --json
+t_eq "stall_after_ms is a plan key" 60000 "$(jq -r '.backfill.throttle.stall_after_ms' <<<"$ZOUT")"
 db_sql "CREATE TABLE t2 (id integer PRIMARY KEY); INSERT INTO t2 SELECT generate_series(1, 2000)" >/dev/null
 zdm_run advance bf2
 t_rc "expand bf2" 0
