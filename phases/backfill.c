@@ -192,7 +192,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     w->busy_retries = 0;
-    zdm_pacer_record(&w->pacer, scanned, t1 - t0, t1);
+    /* a work list's collection is paid once per range, not per row: the
+     * batch cost model leaves it out */
+    int64_t collect_ms = w->wl_collect_ms < t1 - t0 ? w->wl_collect_ms : t1 - t0;
+    w->wl_collect_ms = 0;
+    zdm_pacer_record(&w->pacer, scanned, t1 - t0 - collect_ms, t1);
     w->last_batch_ms = t1 - t0;
     zdm_histogram_observe(&w->batch_hist, (double)(t1 - t0) / 1000.0);
     zdm_bf_note_rows(w, updated);

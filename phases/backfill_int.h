@@ -69,6 +69,7 @@ typedef struct worker {
     long long *wl_keys, *wl_xmin, wl_after;
     int wl_n, wl_range, wl_has_after, wl_complete;
     int64_t wl_collections, wl_rechecked;
+    int64_t wl_collect_ms;  /* of the last batch: its collection, a one-off the pacer leaves out */
     /* outcome */
     int rc;
     zdm_err *err;

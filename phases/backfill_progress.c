@@ -53,6 +53,10 @@ void zdm_bf_progress(worker *w, int final)
         rate = dt > 0 ? dr * 1000 / dt : 0;
     }
     int64_t total = pr.total_est > pr.rows_done ? pr.total_est : pr.rows_done;
+    /* every range done: the rows converted are the total, whatever the
+     * estimate said (a planner's estimate of a `where` can be far off) */
+    if (pr.ranges > 0 && pr.ranges_done >= pr.ranges)
+        total = pr.rows_done;
     double pct = total ? 100.0 * (double)pr.rows_done / (double)total : 100.0;
     if (pct > 100.0)
         pct = 100.0;

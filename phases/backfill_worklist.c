@@ -243,7 +243,9 @@ int zdm_bf_worklist_batch(worker *w, const char *cursor, int64_t size, int *rang
     if (valid && pos >= w->wl_n && !w->wl_complete)
         valid = 0;
     if (!valid) {
+        int64_t t0 = zdm_mono_ms();
         int rc = collect(w, has_c, c, h, err);
+        w->wl_collect_ms = zdm_mono_ms() - t0;
         if (rc != 0)
             return rc;
         pos = 0;
