@@ -1074,7 +1074,7 @@ class Run:
         cut_db = self.t.rows("SELECT clock_timestamp()")[0][0]
         self.hosts.cut(1)
         self.say(f"partition: host w1 ({addr}, pid {w.pid}) cut off while it held range {rid} ({lo}, {hi}]")
-        took, took_db = None, None
+        took = None
         claimed.set()
         last = 0.0
         try:
@@ -1088,7 +1088,6 @@ class Run:
                                 "AND range_id = %s", (plan, rid))
                 if took is None and o and (o[0][0] != owner or o[0][1]):
                     took = time.time() - t_cut
-                    took_db = self.t.rows("SELECT clock_timestamp()")[0][0]
                     self.say(f"partition: range {rid} taken over after {took:.1f} s by {o[0][0] or '(done)'}")
                 time.sleep(0.2)
         finally:
@@ -1180,7 +1179,7 @@ class Run:
             open(os.path.join(self.dir, "hook-hang"), "w").close()
 
     def scenario(self):
-        g, rng = self.gen, self.rng
+        g = self.gen
         self.setup()
         self.zdm("init")
         if self.kind == "pg" and g.partition:
