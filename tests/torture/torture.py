@@ -619,6 +619,8 @@ class Run:
         # second operator runs it only while the first starts nothing
         self.q_guard = threading.Lock()
         self.restarting = 0.0  # when a server restart began (0: none under way)
+        self.cut_at = 0.0  # when the partition fault cut its worker off (0: no cut under way)
+        self.cuts = []  # (start, end) of partitions, end a few seconds after the link came back
         self.model = {}
         self.writers = []
         self.dst_exists = False
@@ -681,8 +683,9 @@ class Run:
 
     def zdm_retry(self, *a, ok=(0,), timeout=180):
         """zdm(), again when a server restart (by the other operator) made
-        it fail: the command's outcome is then unknown, not wrong."""
-        for attempt in range(3):
+        it fail, whose outcome is then unknown, or a partition held a lock
+        it needed (the cut-off session's, until the server ends it)."""
+        for attempt in range(5):
             t0 = time.time()
             p = self.start(*a)
             try:
@@ -694,10 +697,10 @@ class Run:
             self.say(f"  -> rc {rc} (zdm {p.name})")
             if rc in ok:
                 return rc
-            if not self.across_restart(t0) or attempt == 2:
+            if not (self.across_restart(t0) or self.across_cut(t0)) or attempt == 4:
                 break
-            self.notes.append(f"zdm {p.name} exited {rc} across a server restart: run again")
-            time.sleep(1)
+            self.notes.append(f"zdm {p.name} exited {rc} across a server restart or a partition: run again")
+            time.sleep(2)
         raise Failure(f"zdm {p.name} exited {rc}, expected {ok}: {self.tail(p)}")
 
     def tail(self, p):
@@ -718,6 +721,12 @@ class Run:
     def across_restart(self, t0):
         """Did a server restart happen (or begin) since t0?"""
         return bool(self.restarting) or any(b >= t0 for a, b in self.restarts)
+
+    def across_cut(self, t0):
+        """Was a worker cut off since t0?  Its session keeps its locks on
+        t (an open batch) until the server's keepalives end it, so DDL on
+        t meanwhile gives up at its lock_timeout, as it should."""
+        return bool(self.cut_at) or any(b >= t0 for a, b in self.cuts)
 
     def signal(self, p, sig):
         if p.poll() is None:
@@ -1072,6 +1081,7 @@ class Run:
         rid, owner, lo, hi = held[0]
         t_cut = time.time()
         cut_db = self.t.rows("SELECT clock_timestamp()")[0][0]
+        self.cut_at = t_cut
         self.hosts.cut(1)
         self.say(f"partition: host w1 ({addr}, pid {w.pid}) cut off while it held range {rid} ({lo}, {hi}]")
         took = None
@@ -1092,6 +1102,8 @@ class Run:
                 time.sleep(0.2)
         finally:
             self.hosts.heal(1)
+            self.cuts.append((t_cut, time.time() + 5))
+            self.cut_at = 0.0
         self.say(f"partition: link back after {time.time() - t_cut:.1f} s")
         self.part = {"rid": rid, "owner": owner, "took": took, "cut_db": cut_db, "addr": addr,
                      "note": f"partition {g.cut_s}s: " + (f"taken over after {took:.0f}s" if took is not None
