@@ -141,8 +141,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     char why[512];
+    unsigned hold = 0;
     int64_t probe_t0 = zdm_mono_ms();
-    int rc = zdm_bf_check_throttle(w, why, sizeof why, err);
+    int rc = zdm_bf_check_throttle(w, why, sizeof why, &hold, err);
     w->probe_ms = zdm_mono_ms() - probe_t0;
     if (rc != 0) {
         failed(w, rc);
@@ -153,6 +154,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (!w->pause_reason[0])
             w->pause_since_ms = now;
         snprintf(w->pause_reason, sizeof w->pause_reason, "%s", why);
+        w->hold = hold;
         char d[32], line[600];
         snprintf(line, sizeof line, "%s (waiting %s)", why, zdm_format_duration(now - w->pause_since_ms, d, sizeof d));
         zdm_bf_heartbeat(w, line);
@@ -168,6 +170,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "resuming after %s (%s)",
                 zdm_format_duration(zdm_mono_ms() - w->pause_since_ms, d, sizeof d), w->pause_reason);
         w->pause_reason[0] = '\0';
+        w->hold = 0;
         w->last_pause_log_ms = 0;
         w->win_n = w->plan_win_n = 0; /* the pause stays out of the rates */
     }
@@ -240,7 +243,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     w.plan = plan;
     w.o = o;
     w.err = err;
-    w.pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    w.d = zdm_db_dialect(db);
     w.range_id = -1;
     w.start_ms = zdm_mono_ms();
     w.start_wall_ms = zdm_now_ms();
@@ -251,7 +254,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     const zdm_throttle *t = &plan->backfill->throttle;
     zdm_pacer_init(&w.pacer, t->batch_size, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
                    t->max_rows_per_second, t->sleep_ms);
-    zdm_pacer_latency(&w.pacer, t->max_latency_pct, t->max_lock_ms, !w.pg);
+    zdm_pacer_latency(&w.pacer, t->max_latency_pct, t->max_lock_ms, w.d->one_writer);
 
     zdm_db *own = NULL, *caller = db;
     if (o->url) {
@@ -318,13 +321,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     }
     event_free(w.tick);
     event_base_free(w.base);
-    for (int i = 0; i < 2; i++) {
-        free(w.peek_sql[i]);
-        free(w.update_sql[i]);
-        free(w.combo_sql[i]);
-    }
-    free(w.span_sql);
-    free(w.next_key_sql);
+    zdm_bf_free_sql(&w);
     free(w.tbl);
     free(w.cursor);
     free(w.hi);

@@ -9,18 +9,16 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <stdint.h>
 
 #include "backfill_int.h"
 #include "live_keys.h"
 
-/* ---- controls and health ---- */
-
+/* ---- applied to a running worker ---- */
 
 /* `workers`: live workers of the plan; max_rows_per_second is the plan's
  * limit, so each worker takes its share. */
@@ -40,29 +38,14 @@ void zdm_bf_apply_settings(worker *w, const char *json, int workers)
     if (rate > 0 && workers > 1)
         rate = rate / workers > 0 ? rate / workers : 1;
     zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms, rate, t->sleep_ms);
-    zdm_pacer_latency(&w->pacer, t->max_latency_pct, t->max_lock_ms, !w->pg);
+    zdm_pacer_latency(&w->pacer, t->max_latency_pct, t->max_lock_ms, w->d->one_writer);
 }
 
 /* ---- controls ---- */
 
-static int ensure_row(zdm_db *db, const char *plan_id, zdm_err *err)
-{
-    char sql[200];
-    snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, key_cols, started_ms) VALUES ($1, '', 0) "
-                              "ON CONFLICT (plan_id) DO NOTHING", zdm_state_table(db, "backfills"));
-    const char *p[] = {plan_id};
-    return zdm_db_query(db, sql, 1, p, NULL, err);
-}
-
 int zdm_backfill_set_paused(zdm_db *db, const zdm_plan *plan, int paused, zdm_err *err)
 {
-    int rc = ensure_row(db, plan->id, err);
-    if (rc != 0)
-        return rc;
-    char sql[200];
-    snprintf(sql, sizeof sql, "UPDATE %s SET paused = $2 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
-    const char *p[] = {plan->id, paused ? "1" : "0"};
-    rc = zdm_db_query(db, sql, 2, p, NULL, err);
+    int rc = zdm_state_backfill_set_paused(db, plan->id, paused, err);
     if (rc == 0) {
         zdm_history_entry h = {plan->id, paused ? "pause" : "resume", NULL, NULL, "ok", NULL};
         rc = zdm_state_history_add(db, &h, NULL, err);
@@ -106,7 +89,7 @@ static int set_many_once(zdm_db *db, const zdm_plan *plan, const char *const *kv
     for (int i = 0; i < n; i++)
         if (zdm_live_parse(kv[i], &key, &v, err) != 0)
             return err->code;
-    int rc = ensure_row(db, plan->id, err);
+    int rc = zdm_state_backfill_ensure(db, plan->id, err);
     if (rc != 0)
         return rc;
     /* Read, merge, write in one transaction with the row locked (SQLite:
@@ -115,12 +98,8 @@ static int set_many_once(zdm_db *db, const zdm_plan *plan, const char *const *kv
     rc = zdm_db_begin(db, err);
     if (rc != 0)
         return rc;
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT settings FROM %s WHERE plan_id = $1%s", zdm_state_table(db, "backfills"),
-             zdm_db_kind_of(db) == ZDM_DB_PG ? " FOR UPDATE" : "");
-    const char *p[] = {plan->id};
     char *cur = NULL;
-    rc = zdm_db_query_value(db, sql, 1, p, &cur, err);
+    rc = zdm_state_backfill_settings_lock(db, plan->id, &cur, err);
     json_t *o = NULL;
     if (rc == 0) {
         json_error_t je;
@@ -145,11 +124,8 @@ static int set_many_once(zdm_db *db, const zdm_plan *plan, const char *const *kv
         rc = check_effective(plan, o, err);
     char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
-    if (rc == 0) {
-        snprintf(sql, sizeof sql, "UPDATE %s SET settings = $2 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
-        const char *pu[] = {plan->id, txt};
-        rc = zdm_db_query(db, sql, 2, pu, NULL, err);
-    }
+    if (rc == 0)
+        rc = zdm_state_backfill_settings_put(db, plan->id, txt, err);
     if (rc == 0) {
         zdm_history_entry h = {plan->id, "set", NULL, NULL, "ok", detail.data};
         rc = zdm_state_history_add(db, &h, NULL, err);
@@ -197,35 +173,15 @@ int zdm_backfill_set(zdm_db *db, const zdm_plan *plan, const char *key, const ch
 
 int zdm_backfill_overrides(zdm_db *db, const char *plan_id, char **json, zdm_err *err)
 {
-    *json = NULL;
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT settings FROM %s WHERE plan_id = $1", zdm_state_table(db, "backfills"));
-    const char *p[] = {plan_id};
-    int rc = zdm_db_query_value(db, sql, 1, p, json, err);
-    if (rc == 0 && !*json)
-        *json = zdm_xstrdup("{}");
-    return rc;
+    return zdm_state_backfill_settings_get(db, plan_id, json, err);
 }
 
 int zdm_backfill_settings_reset(zdm_db *db, const char *plan_id, zdm_err *err)
 {
-    char sql[200];
-    const char *p[] = {plan_id};
-    snprintf(sql, sizeof sql, "UPDATE %s SET settings = '{}' WHERE plan_id = $1", zdm_state_table(db, "backfills"));
-    return zdm_db_query(db, sql, 1, p, NULL, err);
+    return zdm_state_backfill_settings_reset(db, plan_id, err);
 }
 
 int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err)
 {
-    char sql[200];
-    const char *p[] = {plan_id};
-    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE plan_id = $1", zdm_state_table(db, "ranges"));
-    int rc = zdm_db_query(db, sql, 1, p, NULL, err);
-    if (rc == 0) {
-        /* keep operator settings and pause; forget the split */
-        snprintf(sql, sizeof sql, "UPDATE %s SET started_ms = 0, finished_ms = NULL, key_cols = '', bound = NULL, "
-                                  "total_est = 0 WHERE plan_id = $1", zdm_state_table(db, "backfills"));
-        rc = zdm_db_query(db, sql, 1, p, NULL, err);
-    }
-    return rc;
+    return zdm_state_ranges_reset(db, plan_id, err);
 }

@@ -6,13 +6,9 @@
  * guard), and reconnecting a worker that owns its connection after the
  * server went away, plus reviving the caller's connection.
  */
-#include <errno.h>
-#include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backfill_int.h"
 
@@ -34,12 +30,10 @@ static int final_check(worker *w, zdm_err *err)
                     bf->set[i].column);
             return 0;
         }
-    zdm_buf b = {0};
-    zdm_buf_printf(&b, "SELECT count(*) FROM %s", w->tbl);
-    zdm_bf_needs_conversion(w, &b);
+    char *sql = zdm_bf_sql_unconverted(w, 0);
     char *v = NULL;
-    int rc = zdm_db_query_value(w->db, b.data, 0, NULL, &v, err);
-    zdm_buf_free(&b);
+    int rc = zdm_db_query_value(w->db, sql, 0, NULL, &v, err);
+    free(sql);
     long long left = v ? strtoll(v, NULL, 10) : 0;
     free(v);
     if (rc != 0) {
@@ -48,25 +42,19 @@ static int final_check(worker *w, zdm_err *err)
     }
     if (left == 0)
         return 0;
-    zdm_buf_puts(&b, "SELECT ");
-    zdm_bf_cols_list(w, &b, "");
-    zdm_buf_printf(&b, " FROM %s", w->tbl);
-    zdm_bf_needs_conversion(w, &b);
-    zdm_buf_puts(&b, " ORDER BY ");
-    zdm_bf_cols_list(w, &b, "");
-    zdm_buf_puts(&b, " LIMIT 5");
+    sql = zdm_bf_sql_unconverted(w, 1);
     zdm_rows *r = NULL;
     zdm_err e;
     zdm_err_clear(&e);
     zdm_buf keys = {0};
-    if (zdm_db_query(w->db, b.data, 0, NULL, &r, &e) == 0)
+    if (zdm_db_query(w->db, sql, 0, NULL, &r, &e) == 0)
         for (int i = 0; i < zdm_rows_count(r); i++) {
             char *k = zdm_bf_key_json(r, i, (int)w->key.n);
             zdm_buf_printf(&keys, "%s%s", i ? ", " : "", k);
             free(k);
         }
     zdm_rows_free(r);
-    zdm_buf_free(&b);
+    free(sql);
     zdm_err_set(err, ZDM_EXIT_FAIL,
                 "backfill of %s walked every range but %lld row%s of %s still need%s conversion%s%s%s (keys %s%s)",
                 w->plan->id, left, left == 1 ? "" : "s", bf->table, left == 1 ? "s" : "",
@@ -84,17 +72,10 @@ static int final_check(worker *w, zdm_err *err)
  * plan to backfilled -- once, whichever worker gets here first. */
 int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
 {
-    char sql[400];
-    snprintf(sql, sizeof sql, "SELECT count(*), COALESCE(sum(done), 0), COALESCE(sum(rows_done), 0) FROM %s WHERE plan_id = $1",
-             T(w, "ranges"));
-    const char *p[] = {w->plan->id};
-    zdm_rows *r = NULL;
-    int rc = zdm_db_query(w->db, sql, 1, p, &r, err);
+    int64_t n = 0, done = 0, rows = 0;
+    int rc = zdm_state_ranges_summary(w->db, w->plan->id, &n, &done, &rows, err);
     if (rc != 0)
         return rc;
-    int64_t n = strtoll(zdm_rows_get(r, 0, 0), NULL, 10), done = strtoll(zdm_rows_get(r, 0, 1), NULL, 10);
-    int64_t rows = strtoll(zdm_rows_get(r, 0, 2), NULL, 10);
-    zdm_rows_free(r);
     *all_done = n == done;
     *others = (int)(n - done);
     if (!*all_done)
@@ -102,9 +83,7 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
     rc = final_check(w, err);
     if (rc != 0)
         return rc;
-    char now[32], detail[200];
-    snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
-    char d[32];
+    char detail[200], d[32];
     snprintf(detail, sizeof detail, "backfill finished: %lld rows converted (this worker: %lld in %s)",
              (long long)rows, (long long)w->rows_mine, zdm_format_duration(zdm_mono_ms() - w->start_ms, d, sizeof d));
     rc = zdm_db_begin(w->db, err);
@@ -117,21 +96,11 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
         zdm_db_rollback(w->db);
         return rc;
     }
-    snprintf(sql, sizeof sql, "UPDATE %s SET phase = 'backfilled', phase_since_ms = $2 WHERE id = $1 AND phase = 'expanded'",
-             T(w, "plans"));
-    const char *pu[] = {w->plan->id, now};
-    rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
-    if (rc == 0 && zdm_db_changes(w->db) == 1) {
-        zdm_history_entry h = {w->plan->id, "backfill", "expanded", "backfilled", "ok", detail};
-        rc = zdm_state_history_add(w->db, &h, NULL, err);
-        if (rc == 0) {
-            snprintf(sql, sizeof sql, "UPDATE %s SET finished_ms = $2 WHERE plan_id = $1", T(w, "backfills"));
-            rc = zdm_db_query(w->db, sql, 2, pu, NULL, err);
-        }
-        if (rc == 0)
-            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "%s; plan is backfilled", detail);
-        if (rc == 0)
-            w->finished_plan = 1;
+    int moved = 0;
+    rc = zdm_state_backfill_complete(w->db, w->plan->id, detail, &moved, err);
+    if (rc == 0 && moved) {
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "%s; plan is backfilled", detail);
+        w->finished_plan = 1;
     }
     if (rc == 0)
         return zdm_db_commit(w->db, err);

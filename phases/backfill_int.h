@@ -14,24 +14,31 @@
 #include <stdint.h>
 
 #include "backfill.h"
+#include "dialect.h"
 #include "log.h"
 #include "metrics.h"
 #include "mutant.h"
 #include "pacer.h"
 #include "sig.h"
 #include "state.h"
+#include "state_ranges.h"
 
-#define STALE_OWNER_MS (60 * 1000)
 #define PAUSE_RECHECK_MS 1000
 #define HEALTH_EVERY_MS 1000
-/* How long one batch waits for a lock before it is rolled back and retried. */
-#define BATCH_LOCK_TIMEOUT "5s"
+
+/* What holds a worker back (bits): the operator's pause, the plan's
+ * pause_query, a health signal (autovacuum, replica lag, WAL archive). */
+enum {
+    ZDM_BF_HOLD_OPERATOR = 1,
+    ZDM_BF_HOLD_PAUSE_QUERY = 2,
+    ZDM_BF_HOLD_HEALTH = 4,
+};
 
 typedef struct worker {
     zdm_db *db;
     const zdm_plan *plan;
     const zdm_backfill_opts *o;
-    int pg;
+    const zdm_dialect *d;   /* what differs between the databases */
     zdm_strv key;
     char *tbl;              /* quoted table */
     /* [0] first batch of a range (no cursor), [1] with cursor */
@@ -56,6 +63,7 @@ typedef struct worker {
     int plan_win_n;
     int64_t last_progress_ms, last_health_ms, pause_since_ms, last_pause_log_ms;
     char pause_reason[512];
+    unsigned hold;          /* ZDM_BF_HOLD_*: what pause_reason is made of */
     int tty;
     int64_t last_batch_ms, replica_lag_ms;
     int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
@@ -77,11 +85,6 @@ typedef struct worker {
     struct event *tick;
 } worker;
 
-static inline const char *T(worker *w, const char *base)
-{
-    return zdm_state_table(w->db, base);
-}
-
 /* backfill_sql.c */
 char *zdm_bf_key_json(const zdm_rows *r, int row, int ncols);
 int zdm_bf_key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey, zdm_err *err);
@@ -89,16 +92,23 @@ void zdm_bf_cols_list(worker *w, zdm_buf *b, const char *suffix);
 void zdm_bf_batch_keys(worker *w, zdm_buf *b, int with_cursor);
 void zdm_bf_needs_conversion(worker *w, zdm_buf *b);
 void zdm_bf_build_sql(worker *w);
+void zdm_bf_free_sql(worker *w);
+/* The batch's last key without converting anything (naming a failed batch). */
+char *zdm_bf_sql_last_key(worker *w, int with_cursor);
+/* The table's first (last = 0) or last key. */
+char *zdm_bf_sql_edge(worker *w, int last);
+/* The rows still to convert: counted (keys = 0) or their first five keys. */
+char *zdm_bf_sql_unconverted(worker *w, int keys);
 /* backfill_ranges.c */
 int zdm_bf_init_ranges(worker *w, zdm_err *err);
-const char *zdm_bf_host_of(void);
 int zdm_bf_claim(worker *w, int *got, zdm_err *err);
 void zdm_bf_release(worker *w);
 /* backfill_batch.c */
 int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int64_t *updated, zdm_err *err);
 /* backfill_health.c */
 int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err);
-int zdm_bf_check_throttle(worker *w, char *why, size_t size, zdm_err *err);
+/* Fills why (and *hold, ZDM_BF_HOLD_*) with every tripped signal. */
+int zdm_bf_check_throttle(worker *w, char *why, size_t size, unsigned *hold, zdm_err *err);
 void zdm_bf_heartbeat(worker *w, const char *throttle);
 /* backfill_progress.c */
 void zdm_bf_progress(worker *w, int final);

@@ -5,13 +5,10 @@
  * /status and /metrics answers (httpstat.c serves them, metrics.c formats
  * them), and the progress, worker and last-batch readings zdm status uses.
  */
-#include <errno.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "httpstat.h"
 #include "metrics.h"
 
@@ -188,96 +185,30 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
 }
 
 
-/* A worker is live while its heartbeat is fresh and its session
- * (PostgreSQL: the backend in pg_stat_activity) or its process (SQLite,
- * same host) still exists: one killed with kill -9 is gone at once. */
+/* A worker is live while its heartbeat is fresh and its session or its
+ * process still exists (state_ranges.c). */
 int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err)
 {
-    *out = NULL;
-    char sql[700], fresh[32];
-    snprintf(sql, sizeof sql,
-             "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms, owner_host, owner_pid, %s "
-             "FROM %s r WHERE plan_id = $1 AND owner IS NOT NULL AND done = 0 AND heartbeat_ms > $2 "
-             "ORDER BY owner, range_id",
-             zdm_db_kind_of(db) == ZDM_DB_PG
-                 ? "CASE WHEN r.owner_backend IS NULL OR EXISTS (SELECT 1 FROM pg_stat_activity a "
-                   "WHERE a.pid = r.owner_backend) THEN 1 ELSE 0 END"
-                 : "1",
-             zdm_state_table(db, "ranges"));
-    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
-    const char *p[] = {plan_id, fresh};
-    zdm_rows *all = NULL;
-    int rc = zdm_db_query(db, sql, 2, p, &all, err);
-    if (rc != 0)
-        return rc;
-    zdm_rows *live = zdm_rows_new(6);
-    for (int i = 0; i < zdm_rows_count(all); i++) {
-        const char *host = zdm_rows_get(all, i, 6), *pid = zdm_rows_get(all, i, 7);
-        int alive = atoi(zdm_rows_get(all, i, 8));
-        if (alive && host && pid && strcmp(host, zdm_bf_host_of()) == 0 && atoi(pid) > 0 &&
-            kill(atoi(pid), 0) != 0 && errno == ESRCH)
-            alive = 0;
-        if (!alive)
-            continue;
-        const char *v[6] = {zdm_rows_get(all, i, 0), zdm_rows_get(all, i, 1), zdm_rows_get(all, i, 2),
-                            zdm_rows_get(all, i, 3), zdm_rows_get(all, i, 4), zdm_rows_get(all, i, 5)};
-        if (zdm_rows_add(live, v) != 0) {
-            zdm_rows_free(live);
-            zdm_rows_free(all);
-            return zdm_err_set(err, ZDM_EXIT_FAIL, "out of memory listing workers");
-        }
-    }
-    zdm_rows_free(all);
-    *out = live;
-    return 0;
+    return zdm_state_ranges_workers(db, plan_id, out, err);
 }
 
 int zdm_backfill_last_progress(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err)
 {
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT max(last_batch_ms) FROM %s WHERE plan_id = $1", zdm_state_table(db, "ranges"));
-    const char *p[] = {plan_id};
-    char *v = NULL;
-    int rc = zdm_db_query_value(db, sql, 1, p, &v, err);
-    *last_ms = v ? strtoll(v, NULL, 10) : 0;
-    free(v);
-    return rc;
+    return zdm_state_ranges_last_batch(db, plan_id, last_ms, err);
 }
 
 int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out, zdm_err *err)
 {
+    zdm_state_progress p;
+    int rc = zdm_state_ranges_progress(db, plan_id, &p, err);
     memset(out, 0, sizeof *out);
-    char sql[600];
-    snprintf(sql, sizeof sql,
-             "SELECT b.started_ms, b.total_est, b.paused, "
-             "(SELECT count(*) FROM %s r WHERE r.plan_id = b.plan_id), "
-             "(SELECT COALESCE(sum(done), 0) FROM %s r WHERE r.plan_id = b.plan_id), "
-             "(SELECT COALESCE(sum(rows_done), 0) FROM %s r WHERE r.plan_id = b.plan_id), "
-             "(SELECT count(*) FROM %s r WHERE r.plan_id = b.plan_id AND r.owner IS NOT NULL AND r.done = 0 AND r.heartbeat_ms > $2), "
-             "(SELECT max(throttle) FROM %s r WHERE r.plan_id = b.plan_id AND r.owner IS NOT NULL AND r.heartbeat_ms > $2) "
-             "FROM %s b WHERE b.plan_id = $1",
-             zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"),
-             zdm_state_table(db, "ranges"), zdm_state_table(db, "ranges"), zdm_state_table(db, "backfills"));
-    char fresh[32];
-    snprintf(fresh, sizeof fresh, "%lld", (long long)(zdm_now_ms() - STALE_OWNER_MS));
-    const char *p[] = {plan_id, fresh};
-    zdm_rows *r = NULL;
-    int rc = zdm_db_query(db, sql, 2, p, &r, err);
-    if (rc == 0 && zdm_rows_count(r) == 1) {
-        out->started = strtoll(zdm_rows_get(r, 0, 0), NULL, 10) != 0;
-        out->total_est = strtoll(zdm_rows_get(r, 0, 1), NULL, 10);
-        out->paused = atoi(zdm_rows_get(r, 0, 2));
-        out->ranges = atoi(zdm_rows_get(r, 0, 3));
-        out->ranges_done = atoi(zdm_rows_get(r, 0, 4));
-        out->rows_done = strtoll(zdm_rows_get(r, 0, 5), NULL, 10);
-        out->workers = atoi(zdm_rows_get(r, 0, 6));
-        snprintf(out->throttle, sizeof out->throttle, "%s", zdm_rows_get(r, 0, 7) ? zdm_rows_get(r, 0, 7) : "");
-    }
-    zdm_rows_free(r);
-    /* Only live workers count: a dead one's range waits for a new worker. */
-    zdm_rows *lw = NULL;
-    if (rc == 0 && out->workers > 0 && (rc = zdm_backfill_workers(db, plan_id, &lw, err)) == 0)
-        out->workers = zdm_rows_count(lw);
-    zdm_rows_free(lw);
+    out->started = p.started;
+    out->rows_done = p.rows_done;
+    out->total_est = p.total_est;
+    out->ranges = p.ranges;
+    out->ranges_done = p.ranges_done;
+    out->workers = p.workers;
+    out->paused = p.paused;
+    snprintf(out->throttle, sizeof out->throttle, "%s", p.throttle);
     return rc;
 }

@@ -3,19 +3,17 @@
  * table, built once per worker.
  *
  * Owns: key tuples as JSON arrays of text (the cursor and bound format of
- * zdm's ranges table), the batch statements of both dialects (PostgreSQL:
- * one statement that finds and converts a batch; SQLite: a peek at the
- * batch's last key, then the UPDATE up to it), the integer-span statements,
- * and the "rows still to convert" filter of the final check.  Values are
- * always $N parameters; identifiers are quoted by the driver.
+ * zdm's ranges table), the batch statements in the two forms a dialect
+ * asks for (batch_one_statement: one statement that finds and converts a
+ * batch; else a peek at the batch's last key, then the UPDATE up to it),
+ * the integer-span statements, the first and last key of the table (the
+ * split), and the "rows still to convert" statements of the final check.
+ * Values are always $N parameters; identifiers are quoted by the driver.
  */
-#include <errno.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backfill_int.h"
 
@@ -113,7 +111,7 @@ static void update_filter(worker *w, zdm_buf *b)
     zdm_buf_puts(b, " AND (");
     for (size_t i = 0; i < bf->nset; i++) {
         char *q = zdm_db_ident(w->db, bf->set[i].column);
-        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->pg ? "IS DISTINCT FROM" : "IS NOT",
+        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->d->distinct,
                        bf->set[i].expr);
         free(q);
     }
@@ -137,7 +135,7 @@ void zdm_bf_needs_conversion(worker *w, zdm_buf *b)
     zdm_buf_puts(b, "(");
     for (size_t i = 0; i < bf->nset; i++) {
         char *q = zdm_db_ident(w->db, bf->set[i].column);
-        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->pg ? "IS DISTINCT FROM" : "IS NOT",
+        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->d->distinct,
                        bf->set[i].expr);
         if (bf->where)
             zdm_buf_printf(b, " OR %s IS NULL", q);
@@ -146,82 +144,154 @@ void zdm_bf_needs_conversion(worker *w, zdm_buf *b)
     zdm_buf_puts(b, ")");
 }
 
+/* One statement: the batch's keys are read once, its rows converted, and
+ * its last key and counts returned.  $1 = batch size, then the cursor (if
+ * any), then the range's bound. */
+static char *one_statement(worker *w, int with_cursor)
+{
+    int multi = w->key.n > 1;
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "WITH zdm_batch AS MATERIALIZED (");
+    zdm_bf_batch_keys(w, &b, with_cursor);
+    zdm_buf_puts(&b, "), zdm_last AS (SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, " FROM zdm_batch ORDER BY ");
+    zdm_bf_cols_list(w, &b, " DESC");
+    zdm_buf_puts(&b, " LIMIT 1), zdm_upd AS (");
+    update_head(w, &b);
+    if (with_cursor) {
+        key_cmp(w, &b, ">", 2);
+        zdm_buf_puts(&b, " AND ");
+    }
+    zdm_buf_puts(&b, multi ? "(" : "");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, multi ? ")" : "");
+    zdm_buf_puts(&b, " <= (SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, " FROM zdm_last)");
+    update_filter(w, &b);
+    zdm_buf_puts(&b, " RETURNING 1) SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
+    return zdm_buf_take(&b);
+}
+
+/* One key column, past a range's first batch: convert the span of key
+ * values ($1, $2], and find the next key after an empty span. */
+static void span_statements(worker *w)
+{
+    zdm_buf b = {0};
+    /* the comment names zdm: the latency probe's reading of
+     * pg_stat_statements leaves zdm's statements out (the one-statement
+     * batch names zdm_batch already) */
+    zdm_buf_puts(&b, "/* zdm backfill */ ");
+    update_head(w, &b);
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    update_filter(w, &b);
+    w->span_sql = zdm_buf_take(&b);
+    zdm_buf_puts(&b, "/* zdm backfill */ SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    zdm_buf_puts(&b, " ORDER BY ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, " LIMIT 1");
+    w->next_key_sql = zdm_buf_take(&b);
+}
+
+/* "SELECT k[, extra] FROM (the batch's keys) zdm_batch ORDER BY k DESC
+ * LIMIT 1": where a batch ends. */
+static char *last_key(worker *w, int with_cursor, const char *extra)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, "%s FROM (", extra);
+    zdm_bf_batch_keys(w, &b, with_cursor);
+    zdm_buf_puts(&b, ") zdm_batch ORDER BY ");
+    zdm_bf_cols_list(w, &b, " DESC");
+    zdm_buf_puts(&b, " LIMIT 1");
+    return zdm_buf_take(&b);
+}
+
+/* Two statements (no data-modifying WITH): peek at the batch's last key
+ * and size, then update every row from the cursor up to it. */
+static void peek_update(worker *w, int with_cursor)
+{
+    w->peek_sql[with_cursor] = last_key(w, with_cursor, ", count(*) OVER ()");
+    zdm_buf b = {0};
+    update_head(w, &b);
+    if (with_cursor) {
+        key_cmp(w, &b, ">", 1);
+        zdm_buf_puts(&b, " AND ");
+    }
+    key_cmp(w, &b, "<=", with_cursor ? 1 + (int)w->key.n : 1);
+    update_filter(w, &b);
+    w->update_sql[with_cursor] = zdm_buf_take(&b);
+}
+
 void zdm_bf_build_sql(worker *w)
 {
-    int n = (int)w->key.n, multi = n > 1;
     for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
-        zdm_buf b = {0};
-        if (w->pg) {
-            /* One statement: the batch's keys are read once, its rows
-             * converted, and its last key and counts returned.  $1 = batch
-             * size, then the cursor (if any), then the range's bound. */
-            zdm_buf_puts(&b, "WITH zdm_batch AS MATERIALIZED (");
-            zdm_bf_batch_keys(w, &b, with_cursor);
-            zdm_buf_puts(&b, "), zdm_last AS (SELECT ");
-            zdm_bf_cols_list(w, &b, "");
-            zdm_buf_puts(&b, " FROM zdm_batch ORDER BY ");
-            zdm_bf_cols_list(w, &b, " DESC");
-            zdm_buf_puts(&b, " LIMIT 1), zdm_upd AS (");
-            update_head(w, &b);
-            if (with_cursor) {
-                key_cmp(w, &b, ">", 2);
-                zdm_buf_puts(&b, " AND ");
-            }
-            zdm_buf_puts(&b, multi ? "(" : "");
-            zdm_bf_cols_list(w, &b, "");
-            zdm_buf_puts(&b, multi ? ")" : "");
-            zdm_buf_puts(&b, " <= (SELECT ");
-            zdm_bf_cols_list(w, &b, "");
-            zdm_buf_puts(&b, " FROM zdm_last)");
-            update_filter(w, &b);
-            zdm_buf_puts(&b, " RETURNING 1) SELECT ");
-            zdm_bf_cols_list(w, &b, "");
-            zdm_buf_puts(&b, ", (SELECT count(*) FROM zdm_batch), (SELECT count(*) FROM zdm_upd) FROM zdm_last");
-            w->combo_sql[with_cursor] = zdm_buf_take(&b);
-            if (with_cursor && n == 1) {
-                /* the comment names zdm: the latency probe's reading of
-                 * pg_stat_statements leaves zdm's statements out (the
-                 * statement above names zdm_batch already) */
-                zdm_buf_puts(&b, "/* zdm backfill */ ");
-                update_head(w, &b);
-                key_cmp(w, &b, ">", 1);
-                zdm_buf_puts(&b, " AND ");
-                key_cmp(w, &b, "<=", 2);
-                update_filter(w, &b);
-                w->span_sql = zdm_buf_take(&b);
-                zdm_buf_puts(&b, "/* zdm backfill */ SELECT ");
-                zdm_bf_cols_list(w, &b, "");
-                zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
-                key_cmp(w, &b, ">", 1);
-                zdm_buf_puts(&b, " AND ");
-                key_cmp(w, &b, "<=", 2);
-                zdm_buf_puts(&b, " ORDER BY ");
-                zdm_bf_cols_list(w, &b, "");
-                zdm_buf_puts(&b, " LIMIT 1");
-                w->next_key_sql = zdm_buf_take(&b);
-            }
+        if (!w->d->batch_one_statement) {
+            peek_update(w, with_cursor);
             continue;
         }
-        /* SQLite (no data-modifying CTEs): peek at the batch's last key and
-         * size, then update every row from the cursor up to it. */
-        zdm_buf_puts(&b, "SELECT ");
-        zdm_bf_cols_list(w, &b, "");
-        zdm_buf_puts(&b, ", count(*) OVER () FROM (");
-        zdm_bf_batch_keys(w, &b, with_cursor);
-        zdm_buf_puts(&b, ") zdm_batch ORDER BY ");
-        zdm_bf_cols_list(w, &b, " DESC");
-        zdm_buf_puts(&b, " LIMIT 1");
-        w->peek_sql[with_cursor] = zdm_buf_take(&b);
-
-        update_head(w, &b);
-        if (with_cursor) {
-            key_cmp(w, &b, ">", 1);
-            zdm_buf_puts(&b, " AND ");
-        }
-        key_cmp(w, &b, "<=", with_cursor ? 1 + n : 1);
-        update_filter(w, &b);
-        w->update_sql[with_cursor] = zdm_buf_take(&b);
+        w->combo_sql[with_cursor] = one_statement(w, with_cursor);
+        if (with_cursor && w->key.n == 1)
+            span_statements(w);
     }
+}
+
+void zdm_bf_free_sql(worker *w)
+{
+    for (int i = 0; i < 2; i++) {
+        free(w->peek_sql[i]);
+        free(w->update_sql[i]);
+        free(w->combo_sql[i]);
+        w->peek_sql[i] = w->update_sql[i] = w->combo_sql[i] = NULL;
+    }
+    free(w->span_sql);
+    free(w->next_key_sql);
+    w->span_sql = w->next_key_sql = NULL;
+}
+
+char *zdm_bf_sql_last_key(worker *w, int with_cursor)
+{
+    return last_key(w, with_cursor, "");
+}
+
+char *zdm_bf_sql_edge(worker *w, int last)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s ORDER BY ", w->tbl);
+    zdm_bf_cols_list(w, &b, last ? " DESC" : "");
+    zdm_buf_puts(&b, " LIMIT 1");
+    return zdm_buf_take(&b);
+}
+
+char *zdm_bf_sql_unconverted(worker *w, int keys)
+{
+    zdm_buf b = {0};
+    if (!keys) {
+        zdm_buf_printf(&b, "SELECT count(*) FROM %s", w->tbl);
+        zdm_bf_needs_conversion(w, &b);
+        return zdm_buf_take(&b);
+    }
+    zdm_buf_puts(&b, "SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s", w->tbl);
+    zdm_bf_needs_conversion(w, &b);
+    zdm_buf_puts(&b, " ORDER BY ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, " LIMIT 5");
+    return zdm_buf_take(&b);
 }
 
 int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out)
@@ -230,23 +300,18 @@ int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key
     memset(&w, 0, sizeof w);
     w.db = db;
     w.plan = plan;
-    w.pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+    w.d = zdm_db_dialect(db);
     for (size_t i = 0; i < key->n; i++)
         zdm_strv_push(&w.key, key->v[i]);
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
     zdm_bf_build_sql(&w);
-    char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
-                   w.update_sql[1], w.span_sql, w.next_key_sql};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    const char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
+                         w.update_sql[1], w.span_sql, w.next_key_sql};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             zdm_strv_push(out, all[i]);
-        free(all[i]);
-    }
-    zdm_buf b = {0};
-    zdm_buf_printf(&b, "SELECT count(*) FROM %s", w.tbl);
-    zdm_bf_needs_conversion(&w, &b);
-    zdm_strv_push(out, b.data);
-    zdm_buf_free(&b);
+    zdm_bf_free_sql(&w);
+    zdm_strv_push_owned(out, zdm_bf_sql_unconverted(&w, 0));
     free(w.tbl);
     zdm_strv_free(&w.key);
     return 0;

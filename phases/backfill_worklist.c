@@ -67,28 +67,6 @@ static void set_list(worker *w, zdm_buf *b)
     }
 }
 
-/* The planner's total cost of `sql` (EXPLAIN, nothing runs), -1 if none. */
-static double plan_cost(worker *w, const char *sql, int np, const char **p)
-{
-    zdm_buf b = {0};
-    zdm_buf_printf(&b, "EXPLAIN (FORMAT JSON) %s", sql);
-    char *v = NULL;
-    zdm_err e;
-    zdm_err_clear(&e);
-    double cost = -1;
-    if (zdm_db_query_value(w->db, b.data, np, p, &v, &e) == 0 && v) {
-        json_error_t je;
-        json_t *j = json_loads(v, 0, &je);
-        json_t *top = json_object_get(json_object_get(json_array_get(j, 0), "Plan"), "Total Cost");
-        if (json_is_number(top))
-            cost = json_number_value(top);
-        json_decref(j);
-    }
-    free(v);
-    zdm_buf_free(&b);
-    return cost;
-}
-
 void zdm_bf_choose_strategy(worker *w)
 {
     const zdm_backfill *bf = w->plan->backfill;
@@ -96,18 +74,9 @@ void zdm_bf_choose_strategy(worker *w)
     const char *why = "one integer key on PostgreSQL and a where are needed for a work list";
     char detail[160] = "";
     char *type = NULL;
-    if (w->pg && bf->where && w->key.n == 1) {
-        char *qt = zdm_db_ident_path(w->db, bf->table);
-        const char *tp[] = {qt, w->key.v[0]};
-        zdm_err e;
-        zdm_err_clear(&e);
-        if (zdm_db_query_value(w->db, "SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = "
-                                      "to_regclass($1) AND attname = $2", 2, tp, &type, &e) != 0) {
-            free(type);
-            type = NULL;
-        }
-        free(qt);
-    }
+    /* the dialect's work-list support: the key's type and planner costs */
+    if (w->d->column_type && w->d->plan_cost && bf->where && w->key.n == 1)
+        type = w->d->column_type(w->db, bf->table, w->key.v[0]);
     if (type && (strcmp(type, "bigint") == 0 || strcmp(type, "integer") == 0 || strcmp(type, "smallint") == 0)) {
         /* one batch's span, with and without `where`, as the planner sees
          * it (UPDATE: the same plan as the batch, not run) */
@@ -120,7 +89,7 @@ void zdm_bf_choose_strategy(worker *w)
         free(k);
         const char *lo = "0", *hi = "1000";
         const char *p[] = {lo, hi};
-        double with = plan_cost(w, a.data, 2, p), without = plan_cost(w, b.data, 2, p);
+        double with = w->d->plan_cost(w->db, a.data, 2, p), without = w->d->plan_cost(w->db, b.data, 2, p);
         zdm_buf_free(&a);
         zdm_buf_free(&b);
         if (with >= 0 && without >= 0) {

@@ -15,6 +15,8 @@
 #ifndef ZDM_DIALECT_H
 #define ZDM_DIALECT_H
 
+#include <stdint.h>
+
 #include "db.h"
 #include "plan.h"
 #include "util.h"
@@ -135,9 +137,58 @@ typedef struct zdm_dialect {
     void (*dw_triggers)(const struct zdm_dialect *d, const zdm_dw_spec *s, zdm_buf *create, zdm_buf *drop);
 
     /* ---- backfill ----
-     * The batch SQL's differences (lock-row suffix, IS DISTINCT FROM, row
-     * estimates, liveness of a worker, the backfill's own-transaction
-     * mark): filled in by the backfill split (phases/backfill_*.c). */
+     * What the backfill worker (phases/backfill_*.c) and its state verbs
+     * (state_ranges.c) need from the database. */
+    /* Appended to a SELECT of one row to hold it until commit: " FOR
+     * UPDATE"; "" where the write transaction already holds the whole
+     * database (SQLite). */
+    const char *lock_row;
+    /* The same, passing over rows another transaction holds (claiming). */
+    const char *lock_row_skip_locked;
+    /* "differs from, NULL equal to NULL": IS DISTINCT FROM | IS NOT. */
+    const char *distinct;
+    /* An expression naming this connection's session that another
+     * session can check (pg_backend_pid()); NULL when sessions cannot be
+     * seen from another connection: then a worker is known by host and
+     * process id. */
+    const char *session_id;
+    /* True while the session in r.owner_backend (zdm's ranges table,
+     * alias r; a session_id) exists: a backend killed with kill -9 is gone
+     * at once.  NULL with session_id. */
+    const char *session_alive;
+    /* The first statement of a batch's transaction, $1 the plan id: the
+     * backfill's own-transaction mark the dual-write triggers step aside
+     * for (and on PostgreSQL the batch's lock timeout, so a batch blocked
+     * by another session's lock gives up and is retried). */
+    const char *batch_begin;
+    /* Undoes the mark before the batch commits; NULL when it is local to
+     * the transaction. */
+    const char *batch_end;
+    /* 1: a batch finds and converts its rows in one statement (a
+     * data-modifying WITH ... RETURNING); 0: it reads its last key, then
+     * updates up to it. */
+    int batch_one_statement;
+    /* One writer at a time: the pacer leaves the write lock free between
+     * batches, so the application's writes get in. */
+    int one_writer;
+    /* Rows of `table` now, estimated (PostgreSQL's statistics) or counted. */
+    int (*row_estimate)(zdm_db *db, const char *table, int64_t *rows, zdm_err *err);
+    /* Rows of `tbl` (quoted) that `where` matches, estimated (the
+     * planner's, nothing runs) or counted; nonzero when unknown. */
+    int (*where_estimate)(zdm_db *db, const char *tbl, const char *where, int64_t *rows);
+    /* The work-list strategy for a costly `where` (backfill_worklist.c;
+     * its statements use PostgreSQL's row versions): NULL where the
+     * dialect has none.  The planner's total cost of `sql` (nothing runs),
+     * -1 when it gives none; the type name of `column` (malloc'd, NULL
+     * when unknown). */
+    double (*plan_cost)(zdm_db *db, const char *sql, int np, const char *const *p);
+    char *(*column_type)(zdm_db *db, const char *table, const char *column);
+    /* The health signals a backfill can pause on (NULL: the database has
+     * none).  *running: autovacuum works on `table`; *ms: the largest
+     * replica replay lag; *files: WAL segments waiting for the archiver. */
+    int (*autovacuum_running)(zdm_db *db, const char *table, int *running, zdm_err *err);
+    int (*replica_lag_ms)(zdm_db *db, int64_t *ms, zdm_err *err);
+    int (*wal_archive_ready)(zdm_db *db, int64_t *files, zdm_err *err);
 } zdm_dialect;
 
 extern const zdm_dialect zdm_dialect_pg;

@@ -8,6 +8,7 @@
  */
 #include "dialect.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +291,124 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
     free(lit);
 }
 
+/* ---- backfill ---- */
+
+/* Value of a one-value query about `table` (quoted here) as text. */
+static int table_value(zdm_db *db, const char *sql, const char *table, char **v, zdm_err *err)
+{
+    char *q = zdm_db_ident_path(db, table);
+    const char *p[] = {q};
+    int rc = zdm_db_query_value(db, sql, 1, p, v, err);
+    free(q);
+    return rc;
+}
+
+static int pg_row_estimate(zdm_db *db, const char *table, int64_t *rows, zdm_err *err)
+{
+    char *v = NULL;
+    int rc = table_value(db, "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", table, &v, err);
+    *rows = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return rc;
+}
+
+/* The planner's row estimate of `where` (nothing runs). */
+static int pg_where_estimate(zdm_db *db, const char *tbl, const char *where, int64_t *rows)
+{
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE (%s)", tbl, where);
+    char *v = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    int rc = -1;
+    if (zdm_db_query_value(db, b.data, 0, NULL, &v, &e) == 0 && v) {
+        json_error_t je;
+        json_t *j = json_loads(v, 0, &je);
+        json_t *pr = json_object_get(json_object_get(json_array_get(j, 0), "Plan"), "Plan Rows");
+        if (json_is_number(pr)) {
+            *rows = (int64_t)json_number_value(pr);
+            rc = 0;
+        }
+        json_decref(j);
+    }
+    free(v);
+    zdm_buf_free(&b);
+    return rc;
+}
+
+static double pg_plan_cost(zdm_db *db, const char *sql, int np, const char *const *p)
+{
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "EXPLAIN (FORMAT JSON) %s", sql);
+    char *v = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    double cost = -1;
+    if (zdm_db_query_value(db, b.data, np, p, &v, &e) == 0 && v) {
+        json_error_t je;
+        json_t *j = json_loads(v, 0, &je);
+        json_t *top = json_object_get(json_object_get(json_array_get(j, 0), "Plan"), "Total Cost");
+        if (json_is_number(top))
+            cost = json_number_value(top);
+        json_decref(j);
+    }
+    free(v);
+    zdm_buf_free(&b);
+    return cost;
+}
+
+static char *pg_column_type(zdm_db *db, const char *table, const char *column)
+{
+    char *qt = zdm_db_ident_path(db, table);
+    const char *tp[] = {qt, column};
+    char *type = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_db_query_value(db, "SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = "
+                               "to_regclass($1) AND attname = $2", 2, tp, &type, &e) != 0) {
+        free(type);
+        type = NULL;
+    }
+    free(qt);
+    return type;
+}
+
+static int pg_autovacuum_running(zdm_db *db, const char *table, int *running, zdm_err *err)
+{
+    char *v = NULL;
+    int rc = table_value(db,
+                         "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_vacuum v JOIN pg_stat_activity a "
+                         "USING (pid) WHERE v.relid = to_regclass($1) AND a.backend_type = 'autovacuum worker')",
+                         table, &v, err);
+    *running = v && (strcmp(v, "t") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+    free(v);
+    return rc;
+}
+
+static int pg_replica_lag_ms(zdm_db *db, int64_t *ms, zdm_err *err)
+{
+    char *v = NULL;
+    int rc = zdm_db_query_value(db,
+                                "SELECT COALESCE(max(extract(epoch FROM replay_lag) * 1000), 0)::bigint "
+                                "FROM pg_stat_replication",
+                                0, NULL, &v, err);
+    *ms = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return rc;
+}
+
+static int pg_wal_archive_ready(zdm_db *db, int64_t *files, zdm_err *err)
+{
+    char *v = NULL;
+    int rc = zdm_db_query_value(db,
+                                "SELECT CASE WHEN current_setting('archive_mode') = 'off' THEN 0 ELSE "
+                                "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') END",
+                                0, NULL, &v, err);
+    *files = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return rc;
+}
+
 const zdm_dialect zdm_dialect_pg = {
     .kind = ZDM_DB_PG,
     .name = "postgresql",
@@ -320,4 +439,22 @@ const zdm_dialect zdm_dialect_pg = {
     .dw_compiled_on_write = 0,
     .dw_triggers = pg_triggers,
     /* ---- backfill ---- */
+    .lock_row = " FOR UPDATE",
+    .lock_row_skip_locked = " FOR UPDATE SKIP LOCKED",
+    .distinct = "IS DISTINCT FROM",
+    .session_id = "pg_backend_pid()",
+    .session_alive = "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.owner_backend)",
+    /* the triggers read zdm.backfill (dualwrite.c); both settings end
+     * with the transaction */
+    .batch_begin = "SELECT set_config('lock_timeout', '5s', true), set_config('zdm.backfill', $1, true)",
+    .batch_end = NULL,
+    .batch_one_statement = 1,
+    .one_writer = 0,
+    .row_estimate = pg_row_estimate,
+    .where_estimate = pg_where_estimate,
+    .plan_cost = pg_plan_cost,
+    .column_type = pg_column_type,
+    .autovacuum_running = pg_autovacuum_running,
+    .replica_lag_ms = pg_replica_lag_ms,
+    .wal_archive_ready = pg_wal_archive_ready,
 };

@@ -258,6 +258,37 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
     free(lit);
 }
 
+/* ---- backfill ---- */
+
+/* No statistics to estimate from: the rows, counted. */
+static int sq_row_estimate(zdm_db *db, const char *table, int64_t *rows, zdm_err *err)
+{
+    char *q = zdm_db_ident_path(db, table);
+    char *sql = zdm_xasprintf("SELECT count(*) FROM %s", q);
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, sql, 0, NULL, &v, err);
+    *rows = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    free(sql);
+    free(q);
+    return rc;
+}
+
+/* The rows `where` matches, counted. */
+static int sq_where_estimate(zdm_db *db, const char *tbl, const char *where, int64_t *rows)
+{
+    char *sql = zdm_xasprintf("SELECT count(*) FROM %s WHERE (%s)", tbl, where);
+    char *v = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    int rc = zdm_db_query_value(db, sql, 0, NULL, &v, &e) == 0 && v ? 0 : -1;
+    if (rc == 0)
+        *rows = strtoll(v, NULL, 10);
+    free(v);
+    free(sql);
+    return rc;
+}
+
 const zdm_dialect zdm_dialect_sqlite = {
     .kind = ZDM_DB_SQLITE,
     .name = "sqlite",
@@ -289,4 +320,22 @@ const zdm_dialect zdm_dialect_sqlite = {
     .dw_compiled_on_write = 1,
     .dw_triggers = sqlite_triggers,
     /* ---- backfill ---- */
+    .lock_row = "", /* BEGIN IMMEDIATE holds the write lock */
+    .lock_row_skip_locked = "",
+    .distinct = "IS NOT",
+    .session_id = NULL,
+    .session_alive = NULL,
+    /* a zdm_guard row only this uncommitted transaction sees: the
+     * triggers (dualwrite.c) step aside while it exists */
+    .batch_begin = "INSERT INTO zdm_guard (plan_id) VALUES ($1)",
+    .batch_end = "DELETE FROM zdm_guard WHERE plan_id = $1",
+    .batch_one_statement = 0, /* no data-modifying WITH */
+    .one_writer = 1,
+    .row_estimate = sq_row_estimate,
+    .where_estimate = sq_where_estimate,
+    .plan_cost = NULL, /* no work list */
+    .column_type = NULL,
+    .autovacuum_running = NULL,
+    .replica_lag_ms = NULL,
+    .wal_archive_ready = NULL,
 };

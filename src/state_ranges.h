@@ -1,0 +1,136 @@
+/*
+ * state_ranges.h -- zdm's backfills and ranges tables.
+ *
+ * Owns: every statement on zdm's `backfills` table (one row per plan: when
+ * its backfill started and finished, its key columns, the row estimate,
+ * the operator's pause and live-setting overrides) and `ranges` table (the
+ * key ranges of a backfill: bounds, the committed cursor, the owner and its
+ * heartbeat, rows done).  The backfill worker (phases/backfill_*.c) and
+ * zdm status call these verbs; nobody else names the tables.
+ *
+ * The verbs that run inside the caller's transaction say so: the batch's
+ * cursor move (zdm_state_ranges_advance) must commit with the batch it
+ * records, so a worker killed at any instant resumes at the first row it
+ * had not committed.  Key tuples (bounds, cursors) are JSON arrays of text.
+ */
+#ifndef ZDM_STATE_RANGES_H
+#define ZDM_STATE_RANGES_H
+
+#include <stdint.h>
+
+#include "db.h"
+#include "err.h"
+#include "util.h"
+
+/* A worker whose heartbeat is older than this is gone: its range is free. */
+#define ZDM_RANGE_STALE_MS (60 * 1000)
+
+/* ---- the backfills row ---- */
+
+/* Creates the plan's backfills row if missing (not started, no settings). */
+int zdm_state_backfill_ensure(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
+
+typedef struct zdm_state_backfill {
+    int64_t started_ms;  /* 0: no worker has split the key space yet */
+    int64_t total_est;   /* rows, estimated when the split was made */
+    zdm_strv key;        /* the key columns of the split (empty before) */
+} zdm_state_backfill;
+void zdm_state_backfill_free(zdm_state_backfill *b);
+
+/* In the caller's transaction: ensures the row and reads it locked until
+ * commit, so only one worker splits the key space. */
+int zdm_state_backfill_lock(zdm_db *db, const char *plan_id, zdm_state_backfill *out,
+                            zdm_err *err) ZDM_MUST_CHECK;
+
+/* In the caller's transaction (after zdm_state_backfill_lock): the split.
+ * Range i covers keys after bounds[i-1] (from the start for i = 0) up to
+ * and including bounds[i]; its cursor starts at its low bound.  Marks the
+ * backfill started now with `key` and the estimate. */
+int zdm_state_ranges_init(zdm_db *db, const char *plan_id, const zdm_strv *key, const zdm_strv *bounds,
+                          int64_t total_est, zdm_err *err) ZDM_MUST_CHECK;
+
+/* In the caller's transaction: the plan moves from expanded to
+ * backfilled (*moved = 1) with its history row and the backfill's
+ * finished time, or nothing happens (*moved = 0: another worker did it). */
+int zdm_state_backfill_complete(zdm_db *db, const char *plan_id, const char *detail, int *moved,
+                                zdm_err *err) ZDM_MUST_CHECK;
+
+/* ---- the operator's controls ---- */
+
+/* Pause flag, the overrides (JSON object text, malloc'd, NULL when the
+ * row is missing) and the live workers; *found = 0 without a row. */
+int zdm_state_backfill_controls(zdm_db *db, const char *plan_id, int *found, int *paused, char **settings,
+                                int *workers, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_backfill_set_paused(zdm_db *db, const char *plan_id, int paused, zdm_err *err) ZDM_MUST_CHECK;
+/* In the caller's transaction: the overrides, read with the row locked
+ * until commit (concurrent zdm set merge instead of losing a change).
+ * *json malloc'd, NULL when none. */
+int zdm_state_backfill_settings_lock(zdm_db *db, const char *plan_id, char **json, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_backfill_settings_put(zdm_db *db, const char *plan_id, const char *json,
+                                    zdm_err *err) ZDM_MUST_CHECK;
+/* The overrides as JSON text, "{}" when none (*json malloc'd). */
+int zdm_state_backfill_settings_get(zdm_db *db, const char *plan_id, char **json, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_backfill_settings_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
+/* Forgets the split (ranges, cursors, start and finish), keeping the
+ * operator's settings and pause (rollback). */
+int zdm_state_ranges_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_CHECK;
+
+/* ---- claiming and working a range ---- */
+
+typedef struct zdm_state_range {
+    int id;
+    char *hi;      /* the range's last key (included) */
+    char *cursor;  /* the last key converted, NULL before the first batch */
+} zdm_state_range;
+void zdm_state_range_free(zdm_state_range *r);
+
+/* The host part of zdm_whoami() (workers on this host are checked by pid). */
+const char *zdm_state_ranges_host(void);
+
+/* Claims the first free range of the plan for `owner` (this process): one
+ * with no owner, its owner's session or process gone, or its heartbeat
+ * stale.  *got = 0 when none is free. */
+int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, int *got, zdm_state_range *out,
+                           zdm_err *err) ZDM_MUST_CHECK;
+/* Gives the range up if `owner` still holds it. */
+int zdm_state_ranges_release(zdm_db *db, const char *plan_id, int range_id, const char *owner,
+                             zdm_err *err) ZDM_MUST_CHECK;
+/* Keeps `owner`'s claim alive (only while it is still its own) and
+ * records why it is held back (NULL: nothing). */
+int zdm_state_ranges_heartbeat(zdm_db *db, const char *plan_id, int range_id, const char *owner,
+                               const char *throttle, zdm_err *err) ZDM_MUST_CHECK;
+
+/* In the batch's transaction: the range's cursor, done flag and owner,
+ * read with its row locked until commit (a second worker that believes it
+ * owns the range waits, then sees the new cursor; the owner check fences a
+ * worker that was taken over).  *cursor and *owner malloc'd or NULL.
+ * Fails (ZDM_EXIT_FAIL) when the range is gone. */
+int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **cursor, int *done, char **owner,
+                          zdm_err *err) ZDM_MUST_CHECK;
+/* In the batch's transaction, after its rows: moves the cursor to `last`
+ * (NULL: unchanged), counts `rows`, marks the range done, beats the heart.
+ * Committed with the batch or not at all. */
+int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, const char *last, int64_t rows,
+                             int done, zdm_err *err) ZDM_MUST_CHECK;
+/* Ranges of the plan, how many are done, rows converted by all. */
+int zdm_state_ranges_summary(zdm_db *db, const char *plan_id, int64_t *ranges, int64_t *done, int64_t *rows,
+                             zdm_err *err) ZDM_MUST_CHECK;
+
+/* ---- for zdm status ---- */
+
+typedef struct zdm_state_progress {
+    int started;
+    int64_t rows_done, total_est;
+    int ranges, ranges_done, workers;
+    int paused;
+    char throttle[256];
+} zdm_state_progress;
+int zdm_state_ranges_progress(zdm_db *db, const char *plan_id, zdm_state_progress *out,
+                              zdm_err *err) ZDM_MUST_CHECK;
+/* The live workers: one row per claimed range with columns owner,
+ * range_id, rows_done, heartbeat_ms, throttle, last_batch_ms. */
+int zdm_state_ranges_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err) ZDM_MUST_CHECK;
+/* When the plan's last batch committed, 0 when none yet. */
+int zdm_state_ranges_last_batch(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err) ZDM_MUST_CHECK;
+
+#endif
