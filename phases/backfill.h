@@ -2,9 +2,10 @@
  * backfill.h -- the backfill phase: dual-write triggers and the batched,
  * resumable, parallel backfill worker.
  *
- * Owns: the trigger SQL of a plan (dualwrite.c), the key ranges and
- * cursors in zdm's backfills/ranges tables, and the worker loop
- * (backfill.c).  A batch's UPDATE and its cursor advance commit in one
+ * Owns: the trigger SQL of a plan (dualwrite.c) and the worker
+ * (backfill.c, the loop, and backfill_*.c, one job each); the key ranges
+ * and cursors in zdm's backfills/ranges tables are state's
+ * (state_ranges.c).  A batch's UPDATE and its cursor advance commit in one
  * transaction, so a worker killed at any moment resumes at the first row
  * it had not committed, and no row is converted twice.
  */
@@ -62,7 +63,7 @@ void zdm_dw_step_free(zdm_step *step);
  * the statement that would add one. */
 int zdm_backfill_key(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *err) ZDM_MUST_CHECK;
 
-/* ---- the worker (backfill.c) ---- */
+/* ---- the worker (backfill*.c) ---- */
 
 /* Every statement a worker would run to convert rows (batch UPDATEs for
  * the first and later batches, the span and next-key statements, the

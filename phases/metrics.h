@@ -1,12 +1,13 @@
 /*
  * metrics.h -- the Prometheus text exposition of a backfill worker's
- * /metrics (served by httpstat.c, filled from backfill.c).
+ * /metrics (served by httpstat.c, filled from backfill_progress.c).
  *
  * Conventions (checked by `promtool check metrics` in
  * tests/integration/test_metrics.sh): counters end in _total, durations
  * are in seconds, every family has HELP and TYPE, label values are escaped.
- * To add a metric: a field in zdm_backfill_metrics, filled in backfill.c's
- * fill_http, and one zdm_metric_gauge/_counter call in metrics.c.
+ * To add a metric: a field in zdm_backfill_metrics, filled in
+ * backfill_progress.c's zdm_bf_fill_http, and one zdm_metric_gauge/_counter
+ * call in metrics.c.
  *
  * The names zdm 0.1 used (zdm_backfill_rows_done, _ms units...) are still
  * served for one release, with "DEPRECATED" in their HELP, unless the
