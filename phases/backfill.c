@@ -107,6 +107,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         stop(w, ZDM_EXIT_INTERRUPTED);
         return;
     }
+    zdm_bf_publish(w, 0); /* for /status and /metrics (their own thread) */
     if (w->o->guard && !zdm_mutant("backfill_unguarded")) {
         int grc = w->o->guard(w->o->guard_arg, err);
         if (grc != 0) {
@@ -288,9 +289,11 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     w.tick = evtimer_new(w.base, on_tick, &w);
     struct event *sigev = event_new(w.base, zdm_sig_fd(), EV_READ | EV_PERSIST, on_sig_event, &w);
     event_add(sigev, NULL);
-    zdm_httpstat *http = NULL;
+    zdm_httpstat_thread *http = NULL;
+    pthread_mutex_init(&w.snap_mu, NULL);
     if (o->listen) {
-        rc = zdm_httpstat_start(w.base, o->listen, zdm_bf_fill_http, &w, &http, err);
+        zdm_bf_publish(&w, 1);
+        rc = zdm_httpstat_start_thread(o->listen, zdm_bf_fill_http, &w, &http, err);
         if (rc == 0)
             zdm_log(ZDM_LOG_INFO, plan->id, "backfill", "serving /status and /metrics on %s", o->listen);
     }
@@ -300,7 +303,9 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
         rc = w.rc;
         o->finished_plan = w.finished_plan;
     }
-    zdm_httpstat_stop(http);
+    zdm_httpstat_stop_thread(http); /* joined: nothing reads the snapshot any more */
+    free(w.snap_status);
+    pthread_mutex_destroy(&w.snap_mu);
 
     zdm_db_cancel_disarm();
     event_free(sigev);

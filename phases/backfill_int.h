@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "backfill.h"
@@ -69,6 +70,17 @@ typedef struct worker {
     int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
     zdm_histogram batch_hist; /* batch durations, seconds, for /metrics */
     int64_t probe_ms;         /* the last check_throttle, for /metrics */
+    /* /status and /metrics answer from their own thread (httpstat.c),
+     * never blocked by a batch: they read what zdm_bf_publish stored
+     * last, under snap_mu; "stalled" is worked out at the scrape. */
+    pthread_mutex_t snap_mu;
+    int snap_ready;
+    char *snap_status;            /* the /status body */
+    zdm_backfill_metrics snap_m;  /* its strings point into the fields below */
+    zdm_histogram snap_hist;
+    char snap_reason[512];
+    int64_t snap_pause_since_ms;  /* monotonic, while throttled */
+    int64_t snap_at_ms;           /* monotonic: when it was published */
     int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
     int finished_plan;      /* this worker made the backfilled transition */
     /* the work-list strategy (backfill_worklist.c): matching keys of the
@@ -113,6 +125,9 @@ void zdm_bf_heartbeat(worker *w, const char *throttle);
 /* backfill_progress.c */
 void zdm_bf_progress(worker *w, int final);
 void zdm_bf_note_rows(worker *w, int64_t rows);
+/* The worker stores what /status and /metrics show (at most once a second
+ * unless forced); zdm_bf_fill_http, on the HTTP thread, reads it. */
+void zdm_bf_publish(worker *w, int force);
 void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out);
 /* backfill_finish.c */
 int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err);

@@ -107,17 +107,23 @@ static int64_t recent_rate(const worker *w)
     return dt > 0 ? dr * 1000 / dt : 0;
 }
 
-/* /status and /metrics (httpstat.c), answered between batches. */
-void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
+/* What /status and /metrics show, read on the worker's thread (its
+ * connection is its own) and stored for the HTTP thread. */
+void zdm_bf_publish(worker *w, int force)
 {
-    worker *w = arg;
+    if (!w->o->listen || (!force && w->snap_ready && zdm_mono_ms() - w->snap_at_ms < 1000))
+        return;
     zdm_backfill_progress pr;
     zdm_err e;
     zdm_err_clear(&e);
-    if (!w->db || zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
+    if (!w->db || zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0) {
+        if (w->snap_ready)
+            return; /* the database did not answer: keep what was shown */
         memset(&pr, 0, sizeof pr);
+    }
     int64_t rate = recent_rate(w);
-    if (!(metrics & ZDM_HTTP_FILL_METRICS)) {
+    char *status = NULL;
+    {
         json_t *o = json_object();
         json_object_set_new(o, "plan", json_string(w->plan->id));
         json_object_set_new(o, "worker", json_string(w->me));
@@ -138,12 +144,8 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
         json_object_set_new(o, "latency_probe_us", json_integer(w->pacer.last_probe_us));
         json_object_set_new(o, "latency_baseline_us", json_integer(w->pacer.baseline_us));
         json_object_set_new(o, "latency_bound_us", json_integer(zdm_pacer_bound_us(&w->pacer)));
-        char *txt = json_dumps(o, JSON_INDENT(2));
-        zdm_buf_puts(out, txt);
-        zdm_buf_puts(out, "\n");
-        free(txt);
+        status = json_dumps(o, JSON_INDENT(2));
         json_decref(o);
-        return;
     }
     /* Last progress: the newest batch any worker committed (the state, so
      * a worker that answers while another is stuck still tells).  Stalled:
@@ -153,7 +155,6 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
     int64_t last = 0;
     if (w->db && zdm_backfill_last_progress(w->db, w->plan->id, &last, &e) != 0)
         last = 0;
-    int64_t since = last > w->start_wall_ms ? last : w->start_wall_ms;
     zdm_backfill_metrics m = {
         .plan = w->plan->id,
         .rows_done = pr.rows_done,
@@ -162,15 +163,13 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
         .rows_per_second = rate,
         .last_batch_ms = w->last_batch_ms,
         .batch_size = w->pacer.size,
-        .batch_seconds = &w->batch_hist,
+        .batch_seconds = NULL, /* the snapshot's copy */
         .throttled = w->pause_reason[0] != 0,
-        .throttle_reason = w->pause_reason,
-        .throttled_for_ms = w->pause_reason[0] ? zdm_mono_ms() - w->pause_since_ms : 0,
+        .throttle_reason = NULL, /* the snapshot's copy */
         .replica_lag_ms = w->replica_lag_ms,
         .probe_ms = w->probe_ms,
         .last_progress_ms = last,
-        .stalled = !w->pause_reason[0] && zdm_now_ms() - since > w->th.stall_after_ms,
-        .stall_after_ms = w->th.stall_after_ms,
+        .stall_after_ms = w->th.stall_after_ms, /* stalled: at the scrape */
         .latency_probe_us = w->pacer.last_probe_us,
         .latency_p99_us = w->pacer.probe_p99_us,
         .latency_baseline_us = w->pacer.baseline_us,
@@ -181,6 +180,44 @@ void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
         .blocked_sessions = w->pacer.blocked_total,
     };
     m.have_cost = zdm_pacer_cost(&w->pacer, &m.cost_fixed_us, &m.cost_per_row_ns);
+    pthread_mutex_lock(&w->snap_mu);
+    free(w->snap_status);
+    w->snap_status = status;
+    w->snap_m = m;
+    w->snap_hist = w->batch_hist;
+    snprintf(w->snap_reason, sizeof w->snap_reason, "%s", w->pause_reason);
+    w->snap_pause_since_ms = w->pause_since_ms;
+    w->snap_at_ms = zdm_mono_ms();
+    w->snap_ready = 1;
+    pthread_mutex_unlock(&w->snap_mu);
+}
+
+/* /status and /metrics, on the HTTP thread: the published snapshot, with
+ * what depends on the clock worked out now -- so a worker whose batch is
+ * blocked (a lock, a database that does not answer) is seen stalled. */
+void zdm_bf_fill_http(void *arg, int metrics, zdm_buf *out)
+{
+    worker *w = arg;
+    pthread_mutex_lock(&w->snap_mu);
+    if (!(metrics & ZDM_HTTP_FILL_METRICS)) {
+        zdm_buf_puts(out, w->snap_status ? w->snap_status : "{}");
+        zdm_buf_puts(out, "\n");
+        pthread_mutex_unlock(&w->snap_mu);
+        return;
+    }
+    zdm_backfill_metrics m = w->snap_m;
+    zdm_histogram hist = w->snap_hist;
+    char reason[sizeof w->snap_reason];
+    memcpy(reason, w->snap_reason, sizeof reason);
+    int64_t pause_since = w->snap_pause_since_ms;
+    pthread_mutex_unlock(&w->snap_mu);
+    m.plan = w->plan->id; /* the plan outlives the worker's thread */
+    m.batch_seconds = &hist;
+    m.throttle_reason = reason;
+    m.throttled = reason[0] != 0;
+    m.throttled_for_ms = m.throttled ? zdm_mono_ms() - pause_since : 0;
+    int64_t since = m.last_progress_ms > w->start_wall_ms ? m.last_progress_ms : w->start_wall_ms;
+    m.stalled = !m.throttled && zdm_now_ms() - since > m.stall_after_ms;
     zdm_metrics_backfill(&m, !(metrics & ZDM_HTTP_FILL_NO_DEPRECATED), out);
 }
 

@@ -17,12 +17,16 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -482,4 +486,91 @@ void zdm_httpstat_stop(zdm_httpstat *h)
     evconnlistener_free(h->lev);
     event_free(h->resume);
     free(h);
+}
+
+/* ---------------------------------------------------------------- thread */
+
+struct zdm_httpstat_thread {
+    struct event_base *base; /* used by the thread alone between start and join */
+    zdm_httpstat *h;
+    struct event *quit;      /* the read end of wake: ends the loop */
+    int wake[2];
+    pthread_t tid;
+};
+
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+static void *serve(void *arg)
+{
+    zdm_httpstat_thread *t = arg;
+    event_base_dispatch(t->base);
+    return NULL;
+}
+
+static void thread_free(zdm_httpstat_thread *t)
+{
+    zdm_httpstat_stop(t->h);
+    if (t->quit)
+        event_free(t->quit);
+    if (t->base)
+        event_base_free(t->base);
+    for (int i = 0; i < 2; i++)
+        if (t->wake[i] >= 0)
+            close(t->wake[i]);
+    free(t);
+}
+
+int zdm_httpstat_start_thread(const char *listen, zdm_httpstat_fill fill, void *arg, zdm_httpstat_thread **out,
+                              zdm_err *err)
+{
+    *out = NULL;
+    zdm_httpstat_thread *t = zdm_xcalloc(1, sizeof *t);
+    t->wake[0] = t->wake[1] = -1;
+    t->base = event_base_new();
+    if (!t->base || pipe(t->wake) != 0) {
+        int e = errno;
+        thread_free(t);
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "--listen: cannot set up the HTTP thread: %s",
+                           e ? strerror(e) : "no event base");
+    }
+    for (int i = 0; i < 2; i++)
+        fcntl(t->wake[i], F_SETFD, FD_CLOEXEC);
+    int rc = zdm_httpstat_start(t->base, listen, fill, arg, &t->h, err);
+    if (rc != 0) {
+        thread_free(t);
+        return rc;
+    }
+    t->quit = event_new(t->base, t->wake[0], EV_READ, on_quit, t->base);
+    event_add(t->quit, NULL);
+    /* The thread starts with SIGINT and SIGTERM blocked: they are the
+     * worker's, whose loop and cancel act on them. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int prc = pthread_create(&t->tid, NULL, serve, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (prc != 0) {
+        thread_free(t);
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "--listen: cannot start the HTTP thread: %s", strerror(prc));
+    }
+    *out = t;
+    return 0;
+}
+
+void zdm_httpstat_stop_thread(zdm_httpstat_thread *t)
+{
+    if (!t)
+        return;
+    char b = 1;
+    ssize_t w = write(t->wake[1], &b, 1);
+    (void)w;
+    pthread_join(t->tid, NULL);
+    thread_free(t);
 }

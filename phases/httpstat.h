@@ -2,8 +2,10 @@
  * httpstat.h -- the backfill worker's read-only HTTP endpoint:
  *   GET|HEAD /status   JSON
  *   GET|HEAD /metrics  Prometheus text exposition
- * served on the worker's own event loop, so it answers between batches
- * without threads.  Loopback unless told otherwise.
+ * served on an event loop of its own: the caller's (zdm_httpstat_start)
+ * or a thread's (zdm_httpstat_start_thread, the backfill worker's: it
+ * answers while a batch waits for a lock).  Loopback unless told
+ * otherwise.
  *
  * Bounded by construction (an endpoint on a worker must never hurt the
  * worker): each limit below has a default, documented in the README's
@@ -53,6 +55,17 @@ typedef void (*zdm_httpstat_fill)(void *arg, int what, zdm_buf *out);
 int zdm_httpstat_start(struct event_base *base, const char *listen, zdm_httpstat_fill fill, void *arg,
                        zdm_httpstat **out, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_httpstat_stop(zdm_httpstat *h);
+/* The same served from a thread of its own, with its own event base, so
+ * that a caller blocked in a database call (a batch waiting for a lock)
+ * never holds an answer up.  fill then runs on that thread: it must only
+ * read what the caller published under its own lock.  Binding errors are
+ * returned here, as above.  SIGINT and SIGTERM stay with the caller's
+ * thread.  _stop_thread ends the thread and frees everything. */
+typedef struct zdm_httpstat_thread zdm_httpstat_thread;
+int zdm_httpstat_start_thread(const char *listen, zdm_httpstat_fill fill, void *arg, zdm_httpstat_thread **out,
+                              zdm_err *err) ZDM_MUST_CHECK;
+void zdm_httpstat_stop_thread(zdm_httpstat_thread *t);
+
 /* Checks the form of a --listen value without binding (usage error). */
 int zdm_httpstat_check_listen(const char *listen, zdm_err *err) ZDM_MUST_CHECK;
 

@@ -4,7 +4,9 @@
 #  * the batch gives up after its lock timeout, the wait is logged, and the
 #    batch is retried (nothing is lost: the backfill finishes once the
 #    lock goes);
-#  * meanwhile /metrics answers, with the plan's last-progress time, and
+#  * meanwhile /metrics answers (from its own thread: while the batch
+#    waits, not only between its tries), with the plan's last-progress
+#    time, and
 #    zdm_backfill_stalled flips to 1 once no batch has committed for
 #    stall_after_ms (2 s here, set live with zdm set; 5 min by default;
 #    a [backfill.throttle] key too);
@@ -71,6 +73,20 @@ t_has "the log names the lock timeout" "lock timeout" "$(grep 'database busy' "$
 t_wait_for "/metrics answers while the table is locked" 60 \
     "fetch http://127.0.0.1:$port/metrics | grep -q '^zdm_backfill_last_progress_timestamp_seconds{plan=\"bf\"} [1-9]'"
 t_wait_for "stalled: no batch for 2 s while the table is locked" 60 "[ \"\$(stalled)\" = 1 ]"
+# /metrics is served from a thread of its own: it answers while a batch is
+# blocked, not only between its tries.  The same waiting batch (backend
+# and start) is seen before and after the scrape; a scrape answered by the
+# worker's loop would have waited for that batch to time out (5 s) first.
+waiting="SELECT pid || ' ' || query_start FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+           AND state = 'active' AND query NOT LIKE '%pg_stat_activity%'"
+t_wait_for "a batch just began to wait for the lock" 60 \
+    "[ -n \"\$(db_sql \"$waiting AND now() - query_start < interval '1 second'\")\" ]"
+before=$(db_sql "$waiting")
+scrape=$(fetch "http://127.0.0.1:$port/metrics")
+after=$(db_sql "$waiting")
+t_has "the scrape answered, stalled" 'zdm_backfill_stalled{plan="bf"} 1' "$scrape"
+t_has "... with the last progress time" 'zdm_backfill_last_progress_timestamp_seconds{plan="bf"} 1' "$scrape"
+t_eq "... while that same batch still waited for the lock" "$before" "$after"
 done_before=$(db_sql 'SELECT count(*) FROM t WHERE v IS NOT NULL')
 kill -TERM "$pid"
 t_wait_exit "$job" 30
