@@ -160,8 +160,12 @@ static const cmd commands[] = {
      "it stopped.  Several workers share the table by claiming key ranges.  The\n"
      "last worker to finish moves the plan to backfilled.  SIGINT/SIGTERM finish\n"
      "the current batch and exit 4 (safe to resume); a second signal cancels the\n"
-     "running statement.\n",
-     OPT_LISTEN, 1, 1, zdm_cmd_backfill},
+     "running statement.\n"
+     "--workers N starts N worker processes, each with its own connection; lines\n"
+     "name the worker (worker 2/4).  The parent passes SIGINT/SIGTERM on to them\n"
+     "and exits 0 when every worker exited 0, else the worst worker's code: 1\n"
+     "(a worker failed or was killed by a signal) before 5, 2, 3, then 4.\n",
+     OPT_LISTEN | OPT_WORKERS, 1, 1, zdm_cmd_backfill},
     {NULL, "pause", "PLAN", "pause every backfill worker of a plan",
      "Every worker, on every host, stops before its next batch until resumed.\n",
      0, 1, 1, zdm_cmd_pause},
@@ -303,10 +307,9 @@ static int is_group(const char *word)
  * listed twice (--format: lint's and status's) is parsed once; a command
  * takes it when it declares either bit, and its help shows its own entry.
  *
- * --workers N is parsed but no command declares it yet: every command
- * refuses it (exit 2, "does not apply"), as test_cli pins.  One zdm
- * backfill process is one worker; start several for more (README,
- * "Backfill workers"). */
+ * --workers N is zdm backfill's alone (N worker processes, life_workers.c);
+ * every other command refuses it (exit 2, "does not apply"), as test_cli
+ * pins. */
 enum { K_FLAG, K_VALUE, K_REPEAT };
 #define F(field) offsetof(zdm_cli, field)
 static const struct opt {
@@ -328,7 +331,9 @@ static const struct opt {
                                      "                  without Z or an offset: local time (TZ), and zdm prints\n"
                                      "                  the UTC time it stored\n"},
     {"--after", OPT_AFTER, K_VALUE, F(after), "  --after DUR     a duration from now, with its unit: 90s, 30m, 24h, 7d\n"},
-    {"--workers", OPT_WORKERS, K_VALUE, F(workers), "  --workers N     number of workers in this process\n"},
+    {"--workers", OPT_WORKERS, K_VALUE, F(workers),
+     "  --workers N     start N worker processes (1-64, default 1); with --listen,\n"
+     "                  worker i serves on PORT+i-1\n"},
     {"--allow", OPT_ALLOW, K_VALUE, F(allow), "  --allow RULES   lint rule ids to allow, comma-separated\n"},
     {"--all", OPT_ALL, K_FLAG, F(all), "  --all           every plan, in requires order\n"},
     {"--to", OPT_TO, K_VALUE, F(to), "  --to PHASE      with --all: stop at expanded, backfilled, cut_over or complete\n"},
@@ -411,6 +416,8 @@ static void print_err(FILE *errs, FILE *json_out, int code, const zdm_err *err)
     json_object_set_new(o, "event", json_string("error"));
     json_object_set_new(o, "time", json_string(zdm_format_time(zdm_now_ms(), ts, sizeof ts)));
     json_object_set_new(o, "exit_code", json_integer(code));
+    if (zdm_log_worker()[0])
+        json_object_set_new(o, "worker", json_string(zdm_log_worker()));
     json_object_set_new(o, "message", json_string(err->msg));
     json_object_set_new(o, "detail", err->detail[0] ? json_string(err->detail) : json_null());
     json_object_set_new(o, "sqlstate", err->sqlstate[0] ? json_string(err->sqlstate) : json_null());

@@ -8,6 +8,7 @@
  * (lifecycle.h): these commands reach neither the driver nor zdm's tables
  * nor the phases themselves.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,25 +588,91 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
     return rc;
 }
 
-int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
+/* --workers N: 1 (the default) to ZDM_LIFE_MAX_WORKERS; 0 with *n set,
+ * or exit 2. */
+static int parse_workers(const char *v, int *n, zdm_err *err)
 {
-    /* A malformed --listen is a usage error before anything is opened. */
-    if (zdm_life_check_listen(cli->listen, err) != 0)
-        return err->code;
+    *n = 1;
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < 1 || x > ZDM_LIFE_MAX_WORKERS) {
+        zdm_err_set(err, ZDM_EXIT_USAGE, "--workers \"%s\": expected a number of workers from 1 to %d", v,
+                    ZDM_LIFE_MAX_WORKERS);
+        zdm_err_detail(err, "for more than %d, start more zdm backfill processes (on this host or others): "
+                            "they share the table by claiming key ranges", ZDM_LIFE_MAX_WORKERS);
+        return ZDM_EXIT_USAGE;
+    }
+    *n = (int)x;
+    return 0;
+}
+
+/* One worker: the whole of zdm backfill without --workers, and each
+ * process of --workers N (index >= 1), which opens its own session. */
+static int backfill_one(zdm_cli *cli, const char *listen, int index, int n, zdm_err *err)
+{
     session s;
     int rc = open_session(cli, &s, cli->pos[0], err);
     zdm_life_backfill_result res = ZDM_LIFE_BF_WORKER_DONE;
     zdm_phase ph = ZDM_PENDING;
     if (rc == 0) {
         zdm_life_opts o = {0, 0, cli->out, cli->db_url, &s.project, 0, NULL, 0};
-        rc = zdm_life_backfill(s.db, s.plan, &o, cli->listen, &res, &ph, err);
+        rc = zdm_life_backfill(s.db, s.plan, &o, listen, &res, &ph, err);
     }
+    char who[48] = "";
+    if (index > 0)
+        snprintf(who, sizeof who, "worker %d/%d: ", index, n);
     if (rc == 0 && res == ZDM_LIFE_BF_ALREADY_DONE)
-        fprintf(cli->out, "%s: backfill already done (phase %s)\n", s.plan->id, zdm_phase_name(ph));
+        fprintf(cli->out, "%s%s: backfill already done (phase %s)\n", who, s.plan->id, zdm_phase_name(ph));
     else if (rc == 0)
-        fprintf(cli->out, "%s: %s\n", s.plan->id,
+        fprintf(cli->out, "%s%s: %s\n", who, s.plan->id,
                 res == ZDM_LIFE_BF_BACKFILLED ? "backfilled" : "this worker is done; other workers hold the remaining ranges");
     close_session(&s);
+    return rc;
+}
+
+int zdm_cmd_backfill(zdm_cli *cli, zdm_err *err)
+{
+    int n;
+    if (parse_workers(cli->workers, &n, err) != 0)
+        return err->code;
+    /* A malformed --listen is a usage error before anything is opened;
+     * with N workers, worker i serves on PORT+i-1: each port is checked. */
+    if (zdm_life_check_listen(cli->listen, err) != 0)
+        return err->code;
+    char addr[ZDM_LIFE_MAX_WORKERS][300];
+    for (int i = 1; cli->listen && i <= n; i++)
+        if (zdm_life_worker_listen(cli->listen, i, addr[i - 1], sizeof addr[i - 1], err) != 0)
+            return err->code;
+    if (n == 1)
+        return backfill_one(cli, cli->listen, 0, 1, err);
+    /* The parent checks the plan, the database and the gates once (one
+     * refusal, not N), closes its connection, then only supervises. */
+    session s;
+    int rc = open_session(cli, &s, cli->pos[0], err);
+    zdm_life_backfill_result res = ZDM_LIFE_BF_WORKER_DONE;
+    zdm_phase ph = ZDM_PENDING;
+    if (rc == 0)
+        rc = zdm_life_backfill_gate(s.db, s.plan, &res, &ph, err);
+    if (rc == 0 && res == ZDM_LIFE_BF_ALREADY_DONE)
+        fprintf(cli->out, "%s: backfill already done (phase %s)\n", s.plan->id, zdm_phase_name(ph));
+    char plan_id[256];
+    snprintf(plan_id, sizeof plan_id, "%s", rc == 0 ? s.plan->id : "");
+    close_session(&s);
+    if (rc != 0 || res == ZDM_LIFE_BF_ALREADY_DONE)
+        return rc;
+    zdm_life_workers w;
+    int index = 0;
+    rc = zdm_life_workers_fork(&w, n, &index, err);
+    if (index > 0) /* a worker process: runs and returns its own status */
+        return backfill_one(cli, cli->listen ? addr[index - 1] : NULL, index, n, err);
+    if (rc != 0)
+        return rc;
+    rc = zdm_life_workers_wait(&w, err);
+    if (rc == 0)
+        fprintf(cli->out, "%s: all %d backfill workers done\n", plan_id, n);
     return rc;
 }
 

@@ -16,14 +16,15 @@
 
 #include "backfill.h"
 #include "httpstat.h"
+#include "log.h"
 
 int zdm_life_check_listen(const char *listen, zdm_err *err)
 {
     return listen ? zdm_httpstat_check_listen(listen, err) : 0;
 }
 
-int zdm_life_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, const char *listen,
-                      zdm_life_backfill_result *res, zdm_phase *phase, zdm_err *err)
+int zdm_life_backfill_gate(zdm_db *db, const zdm_plan *plan, zdm_life_backfill_result *res, zdm_phase *phase,
+                           zdm_err *err)
 {
     *res = ZDM_LIFE_BF_WORKER_DONE;
     zdm_plan_state st;
@@ -51,7 +52,19 @@ int zdm_life_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, 
         zdm_err_detail(err, "restore the file as it was, or accept it with \"zdm stamp %s expanded\"", plan->id);
         return ZDM_EXIT_REFUSED;
     }
-    zdm_backfill_opts bo = {0, -1, listen, o->url, 0, NULL, NULL};
+    return 0;
+}
+
+int zdm_life_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, const char *listen,
+                      zdm_life_backfill_result *res, zdm_phase *phase, zdm_err *err)
+{
+    int rc = zdm_life_backfill_gate(db, plan, res, phase, err);
+    if (rc != 0 || *res == ZDM_LIFE_BF_ALREADY_DONE)
+        return rc;
+    zdm_plan_state st;
+    /* One of several worker processes (--workers) logs lines: N progress
+     * bars on one terminal would draw over each other. */
+    zdm_backfill_opts bo = {0, zdm_log_worker()[0] ? 0 : -1, listen, o->url, 0, NULL, NULL};
     rc = zdm_backfill_run(db, plan, &bo, err);
     if (rc == 0 && bo.finished_plan) /* the worker that finished the backfill runs after_backfill */
         rc = zdm_life_after_backfill(db, plan, o, err);

@@ -155,6 +155,36 @@ int zdm_life_check_listen(const char *listen, zdm_err *err) ZDM_MUST_CHECK;
  * listen: [HOST:]PORT of /status and /metrics, or NULL. */
 int zdm_life_backfill(zdm_db *db, const zdm_plan *plan, const zdm_life_opts *o, const char *listen,
                       zdm_life_backfill_result *res, zdm_phase *phase, zdm_err *err) ZDM_MUST_CHECK;
+/* The gates of zdm backfill alone (zdm_life_backfill runs them too):
+ * 0 with *res ZDM_LIFE_BF_ALREADY_DONE when there is nothing to do, 0
+ * with ZDM_LIFE_BF_WORKER_DONE when a worker may start, else the
+ * refusal. */
+int zdm_life_backfill_gate(zdm_db *db, const zdm_plan *plan, zdm_life_backfill_result *res, zdm_phase *phase,
+                           zdm_err *err) ZDM_MUST_CHECK;
+
+/* Worker processes (life_workers.c): zdm backfill --workers N.
+ * zdm_life_workers_fork starts n processes and returns in each of them
+ * with *index = 1..n (that process runs one ordinary worker, with its own
+ * connection, and returns its status as usual) and in the parent with
+ * *index = 0; the parent then calls zdm_life_workers_wait, which forwards
+ * every SIGINT/SIGTERM it gets to the workers, reaps them all, and
+ * returns 0 when every worker exited 0, else the worst of their codes:
+ * 1 (a failure, or a worker killed by a signal) before 5, 2, 3 and 4. */
+#define ZDM_LIFE_MAX_WORKERS 64
+typedef struct zdm_life_workers {
+    int n, started, start_failed;
+    int pid[ZDM_LIFE_MAX_WORKERS];
+    int reaped[ZDM_LIFE_MAX_WORKERS];
+    int code[ZDM_LIFE_MAX_WORKERS]; /* exit code (1 when killed by a signal) */
+    int sig[ZDM_LIFE_MAX_WORKERS];  /* the signal that killed it, 0 when none */
+} zdm_life_workers;
+int zdm_life_workers_fork(zdm_life_workers *w, int n, int *index, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_life_workers_wait(zdm_life_workers *w, zdm_err *err);
+/* Worker `index` of --listen ADDR serves on PORT+index-1 of ADDR's host
+ * (worker 1 on ADDR itself); out is ADDR with that port.  Exit 2 when
+ * the port would pass 65535. */
+int zdm_life_worker_listen(const char *listen, int index, char *out, size_t size, zdm_err *err) ZDM_MUST_CHECK;
+
 /* zdm pause / resume. */
 int zdm_life_backfill_pause(zdm_db *db, const zdm_plan *plan, int paused, zdm_err *err) ZDM_MUST_CHECK;
 /* zdm set PLAN [--reset] KEY=VALUE...: kv[0..n). */

@@ -18,6 +18,7 @@ static FILE *stream;
 static FILE *events;
 static int journal = -1;
 static char *progress_line; /* the bar currently drawn, NULL when none */
+static char worker_tag[32];  /* "2/4" in a worker of zdm backfill --workers, else "" */
 
 void zdm_log_set_level(zdm_log_level min) { min_level = min; }
 zdm_log_level zdm_log_get_level(void) { return min_level; }
@@ -116,6 +117,16 @@ static void progress_draw(FILE *f)
         fputs(progress_line, f);
 }
 
+void zdm_log_set_worker(const char *tag)
+{
+    snprintf(worker_tag, sizeof worker_tag, "%s", tag ? tag : "");
+}
+
+const char *zdm_log_worker(void)
+{
+    return worker_tag;
+}
+
 void zdm_log_event(const char *event, const char *plan, const char *phase, json_t *fields)
 {
     if (!events) {
@@ -128,6 +139,8 @@ void zdm_log_event(const char *event, const char *plan, const char *phase, json_
     json_object_set_new(o, "time", json_string(zdm_format_time(zdm_now_ms(), ts, sizeof ts)));
     json_object_set_new(o, "plan", jstr_or_null(plan));
     json_object_set_new(o, "phase", jstr_or_null(phase));
+    if (worker_tag[0])
+        json_object_set_new(o, "worker", json_string(worker_tag));
     if (fields)
         json_object_update(o, fields);
     json_decref(fields);
@@ -164,6 +177,8 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
     switch (format) {
     case ZDM_LOGF_KV:
         zdm_buf_printf(&b, "time=%s level=%s pid=%d", ts, level_names[lvl], (int)getpid());
+        if (worker_tag[0])
+            zdm_buf_printf(&b, " worker=%s", worker_tag);
         if (plan) {
             zdm_buf_puts(&b, " plan=");
             kv_value(&b, plan);
@@ -180,6 +195,8 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
         json_object_set_new(o, "time", json_string(ts));
         json_object_set_new(o, "level", json_string(level_names[lvl]));
         json_object_set_new(o, "pid", json_integer(getpid()));
+        if (worker_tag[0])
+            json_object_set_new(o, "worker", json_string(worker_tag));
         json_object_set_new(o, "plan", jstr_or_null(plan));
         json_object_set_new(o, "phase", jstr_or_null(phase));
         json_object_set_new(o, "message", jtext(m));
@@ -197,6 +214,8 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
         zdm_buf_printf(&b, "%s zdm[%d] ", ts, (int)getpid());
         if (plan)
             zdm_buf_printf(&b, "%s%s%s: ", plan, phase ? " " : "", phase ? phase : "");
+        if (worker_tag[0])
+            zdm_buf_printf(&b, "worker %s: ", worker_tag);
         zdm_buf_puts(&b, tags[lvl]);
         /* One event, one line: a message's own line breaks are indented
          * continuation, never a line of its own. */
@@ -234,7 +253,10 @@ void zdm_log_final_error(FILE *f, const zdm_err *err)
     zdm_buf b = {0};
     switch (format) {
     case ZDM_LOGF_KV:
-        zdm_buf_printf(&b, "%stime=%s level=error pid=%d msg=", pri, ts, (int)getpid());
+        zdm_buf_printf(&b, "%stime=%s level=error pid=%d", pri, ts, (int)getpid());
+        if (worker_tag[0])
+            zdm_buf_printf(&b, " worker=%s", worker_tag);
+        zdm_buf_puts(&b, " msg=");
         kv_value(&b, err->msg);
         if (err->detail[0]) {
             zdm_buf_puts(&b, " detail=");
@@ -249,6 +271,8 @@ void zdm_log_final_error(FILE *f, const zdm_err *err)
         json_object_set_new(o, "time", json_string(ts));
         json_object_set_new(o, "level", json_string("error"));
         json_object_set_new(o, "pid", json_integer(getpid()));
+        if (worker_tag[0])
+            json_object_set_new(o, "worker", json_string(worker_tag));
         json_object_set_new(o, "plan", json_null());
         json_object_set_new(o, "phase", json_null());
         json_object_set_new(o, "message", jtext(err->msg));
@@ -261,7 +285,8 @@ void zdm_log_final_error(FILE *f, const zdm_err *err)
         break;
     }
     default:
-        zdm_buf_printf(&b, "%szdm: %s\n", pri, err->msg);
+        zdm_buf_printf(&b, "%szdm: %s%s%s%s\n", pri, worker_tag[0] ? "worker " : "", worker_tag,
+                       worker_tag[0] ? ": " : "", err->msg);
         if (err->detail[0])
             zdm_buf_printf(&b, "%s  -> %s\n", pri, err->detail);
     }
@@ -314,6 +339,8 @@ static void emit_lines(json_out *j, const char *s, size_t n)
             char *line = zdm_xstrndup(s, len);
             json_t *o = json_object();
             json_object_set_new(o, "event", json_string("output"));
+            if (worker_tag[0])
+                json_object_set_new(o, "worker", json_string(worker_tag));
             json_object_set_new(o, "message", jtext(line));
             char *d = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
             if (d) {

@@ -47,6 +47,12 @@ zdm_log_format zdm_log_get_format(void);
 int zdm_log_parse_format(const char *s);
 /* --json: also write each event to f as a JSON line (NULL: off). */
 void zdm_log_set_events(FILE *f);
+/* zdm backfill --workers N: each worker process names itself ("2/4") on
+ * every line it writes: text "PLAN PHASE: worker 2/4: message", kv
+ * worker=2/4, json and --json events "worker": "2/4".  NULL or "" (the
+ * default, and a single worker): no such field, lines as before. */
+void zdm_log_set_worker(const char *tag);
+const char *zdm_log_worker(void); /* "" when not set */
 /* The syslog priority prefix: 1 on, 0 off, -1 (default) when stderr is
  * $JOURNAL_STREAM. */
 void zdm_log_set_journal(int on);

@@ -62,6 +62,31 @@ void zdm_sig_install(void)
     installed = 1;
 }
 
+/* The pipe is shared with the parent after fork(): nothing reads it, so
+ * one signal to either process would leave every later wait of both
+ * returning at once (a busy loop in the one that was not signalled). */
+void zdm_sig_after_fork(void)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return; /* keep the shared pipe: waits may wake early, never late */
+    for (int i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    int old[2] = {pipefd[0], pipefd[1]};
+    pipefd[0] = fds[0];
+    pipefd[1] = fds[1];
+    if (caught) {
+        char b = 1;
+        ssize_t w = write(pipefd[1], &b, 1);
+        (void)w;
+    }
+    for (int i = 0; i < 2; i++)
+        if (old[i] >= 0)
+            close(old[i]);
+}
+
 void zdm_sig_restore(void)
 {
     if (!installed)

@@ -28,5 +28,10 @@ int zdm_sig_fd(void);
 /* Sleeps ms milliseconds or until a signal arrives.  Returns 1 when a
  * signal ended (or preceded) the sleep. */
 int zdm_sig_sleep_ms(int64_t ms);
+/* In a process just forked from one with the handlers installed (zdm
+ * backfill --workers): a self-pipe of its own, so the parent's signals
+ * do not wake its waits nor its own wake the parent's.  The counts
+ * carry over. */
+void zdm_sig_after_fork(void);
 
 #endif
