@@ -27,7 +27,6 @@
 #include <sys/prctl.h>
 #endif
 
-#include "httpstat.h"
 #include "log.h"
 #include "sig.h"
 
@@ -41,10 +40,8 @@ int zdm_life_worker_listen(const char *listen, int index, char *out, size_t size
     const char *port_s = colon ? colon + 1 : listen;
     char *end;
     long port = strtol(port_s, &end, 10);
-    if (!*port_s || *end || port < 1)
-        return zdm_httpstat_check_listen(listen, err) ? err->code
-                                                     : zdm_err_set(err, ZDM_EXIT_USAGE, "--listen \"%s\": bad port",
-                                                                   listen);
+    if (!*port_s || *end || port < 1) /* zdm_life_check_listen refused it already */
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "--listen \"%s\": expected PORT, HOST:PORT or [IPV6]:PORT", listen);
     long mine = port + index - 1;
     if (mine > 65535) {
         zdm_err_set(err, ZDM_EXIT_USAGE, "--listen \"%s\" with worker %d: port %ld is past 65535", listen, index,

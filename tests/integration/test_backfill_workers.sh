@@ -13,6 +13,8 @@
 #            finishes exactly once
 #   kill9    kill -9 of one worker: the parent does not hang and exits
 #            non-zero naming it; a rerun converts what is left, exactly once
+#   parent9  kill -9 of the parent: the workers get SIGTERM (Linux) and
+#            stop; a rerun finishes exactly once
 #   usage    --workers 0, -1, x, 100000, 65 exit 2; --workers on another
 #            command does not apply; --listen ports past 65535 exit 2
 #
@@ -212,6 +214,29 @@ case_kill9() {
     check_exactly_once "$d: after kill -9 and a rerun"
 }
 
+case_parent9() {
+    local d=$1
+    t_section "$d: kill -9 of the parent"
+    setup "$d" "parent9_$d" 2000
+    zdm_bg "$T_DIR/parent9-$d" backfill p --workers 3
+    local parent=$ZBG_PID job=$ZBG_JOB
+    worker_pids "$T_DIR/parent9-$d.err" 3
+    wait_owners "$d" 3
+    kill -9 "$parent"
+    t_wait_exit "$job" 30
+    # Linux: the kernel sends each worker SIGTERM when the parent dies;
+    # they finish their batch and stop, none goes on unsupervised
+    local i
+    for i in 1 2 3; do
+        t_wait_for "$d: worker $i/3 stops after its parent's kill -9" 60 "! t_alive ${WPIDS[i]}"
+    done
+    t_eq "$d: the workers stopped (plan not backfilled)" expanded "$(db_phase p)"
+    zdm_run set p max_rows_per_second=0
+    zdm_run backfill p --workers 2
+    t_rc "$d: the rerun" 0
+    check_exactly_once "$d: after the parent's kill -9 and a rerun"
+}
+
 case_usage() {
     t_section "bad --workers values"
     db_new sqlite usage
@@ -246,5 +271,6 @@ for d in pg sqlite; do
     t_run case_three "$d"
     t_run case_sigterm "$d"
     t_run case_kill9 "$d"
+    t_run case_parent9 "$d"
 done
 t_finish
