@@ -266,6 +266,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     }
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
     w.wl_range = -1;
+    w.wl_left = -1;
     int rc = zdm_backfill_key(db, plan, &w.key, err);
     if (rc == 0) {
         zdm_bf_choose_strategy(&w);

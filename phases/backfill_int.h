@@ -90,6 +90,7 @@ typedef struct worker {
     int wl_n, wl_range, wl_has_after, wl_complete;
     int64_t wl_collections, wl_rechecked;
     int64_t wl_collect_ms;  /* of the last batch: its collection, a one-off the pacer leaves out */
+    int64_t wl_left;        /* matching keys in the list after the last batch (-1: unknown) */
     /* outcome */
     int rc;
     zdm_err *err;

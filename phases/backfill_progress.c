@@ -54,6 +54,10 @@ void zdm_bf_progress(worker *w, int final)
      * estimate said (a planner's estimate of a `where` can be far off) */
     if (pr.ranges > 0 && pr.ranges_done >= pr.ranges)
         total = pr.rows_done;
+    /* a work list that holds every matching key of the only range: what
+     * is left is counted, not estimated */
+    else if (w->worklist && pr.ranges == 1 && w->wl_left >= 0)
+        total = pr.rows_done + w->wl_left;
     double pct = total ? 100.0 * (double)pr.rows_done / (double)total : 100.0;
     if (pct > 100.0)
         pct = 100.0;

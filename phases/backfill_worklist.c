@@ -291,6 +291,9 @@ int zdm_bf_worklist_batch(worker *w, const char *cursor, int64_t size, int *rang
     if (rc != 0)
         return rc;
     *scanned = m;
+    /* what is left to convert is known exactly once the list holds every
+     * matching key of the range (progress) */
+    w->wl_left = w->wl_complete ? w->wl_n - pos - m : -1;
     /* the list's last key with nothing more to collect: the range is done
      * up to its end */
     if (pos + m >= w->wl_n && w->wl_complete) {
