@@ -97,6 +97,38 @@ static void on_sig_event(evutil_socket_t fd, short what, void *arg)
     stop(arg, ZDM_EXIT_INTERRUPTED);
 }
 
+/* A worker without a range claims one; with none left it finishes the
+ * plan (the last worker), waits for the others (advance), or stops.
+ * Returns 1 when the worker holds a range now. */
+static int claim_or_finish(worker *w)
+{
+    zdm_err *err = w->err;
+    int got = 0;
+    int rc = zdm_bf_claim(w, &got, err);
+    if (rc != 0) {
+        failed(w, rc);
+        return 0;
+    }
+    if (got)
+        return 1;
+    int all_done = 0, others = 0;
+    rc = zdm_bf_finish(w, &all_done, &others, err);
+    if (rc != 0 && zdm_bf_connection_lost(err)) {
+        failed(w, rc);
+        return 0;
+    }
+    if (rc != 0 || all_done || !w->o->wait_for_others) {
+        if (rc == 0 && !all_done)
+            zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                    "no range left for this worker; %d range%s still held by other workers", others,
+                    others == 1 ? "" : "s");
+        stop(w, rc);
+        return 0;
+    }
+    schedule(w, PAUSE_RECHECK_MS); /* wait for the other workers */
+    return 0;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -115,32 +147,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             return;
         }
     }
-    if (w->range_id < 0) {
-        int got = 0;
-        int rc = zdm_bf_claim(w, &got, err);
-        if (rc != 0) {
-            failed(w, rc);
-            return;
-        }
-        if (!got) {
-            int all_done = 0, others = 0;
-            rc = zdm_bf_finish(w, &all_done, &others, err);
-            if (rc != 0 && zdm_bf_connection_lost(err)) {
-                failed(w, rc);
-                return;
-            }
-            if (rc != 0 || all_done || !w->o->wait_for_others) {
-                if (rc == 0 && !all_done)
-                    zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
-                            "no range left for this worker; %d range%s still held by other workers", others,
-                            others == 1 ? "" : "s");
-                stop(w, rc);
-                return;
-            }
-            schedule(w, PAUSE_RECHECK_MS); /* wait for the other workers */
-            return;
-        }
-    }
+    if (w->range_id < 0 && !claim_or_finish(w))
+        return;
     char why[512];
     unsigned hold = 0;
     int64_t probe_t0 = zdm_mono_ms();
