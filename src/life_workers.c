@@ -84,8 +84,10 @@ int zdm_life_workers_fork(zdm_life_workers *w, int n, int *index, zdm_err *err)
     /* What the parent buffered must not be written again by every child. */
     fflush(NULL);
     for (int i = 0; i < n; i++) {
-        if (zdm_sig_caught()) /* stopped while starting: start no more */
+        if (zdm_sig_caught()) { /* stopped while starting: start no more */
+            w->interrupted = 1;
             break;
+        }
         pid_t pid = fork();
         if (pid < 0) {
             zdm_err_set(err, ZDM_EXIT_FAIL, "cannot start backfill worker %d/%d: %s", i + 1, n, strerror(errno));
@@ -146,7 +148,7 @@ int zdm_life_workers_wait(zdm_life_workers *w, zdm_err *err)
                 continue;
             int st;
             pid_t r = waitpid(w->pid[i], &st, WNOHANG);
-            if (r == 0)
+            if (r == 0 || (r < 0 && errno == EINTR))
                 continue;
             w->reaped[i] = 1;
             left--;
@@ -195,6 +197,11 @@ int zdm_life_workers_wait(zdm_life_workers *w, zdm_err *err)
     }
     if (w->start_failed && worst == 0)
         worst = ZDM_EXIT_FAIL;
+    if (w->interrupted && worst == 0) {
+        zdm_buf_free(&why);
+        return zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "interrupted while starting backfill workers: %d of %d "
+                           "started, and stopped", w->started, w->n);
+    }
     if (worst != 0 && !(w->start_failed && err->msg[0])) {
         zdm_err_set(err, worst, "%d of %d backfill workers did not finish: %s", nbad, w->n,
                     why.data ? why.data : "");

@@ -172,7 +172,7 @@ int zdm_life_backfill_gate(zdm_db *db, const zdm_plan *plan, zdm_life_backfill_r
  * 1 (a failure, or a worker killed by a signal) before 5, 2, 3 and 4. */
 #define ZDM_LIFE_MAX_WORKERS 64
 typedef struct zdm_life_workers {
-    int n, started, start_failed;
+    int n, started, start_failed, interrupted; /* interrupted: a signal came before all were started */
     int pid[ZDM_LIFE_MAX_WORKERS];
     int reaped[ZDM_LIFE_MAX_WORKERS];
     int code[ZDM_LIFE_MAX_WORKERS]; /* exit code (1 when killed by a signal) */
