@@ -98,13 +98,16 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
     }
     int moved = 0;
     rc = zdm_state_backfill_complete(w->db, w->plan->id, detail, &moved, err);
+    if (rc == 0)
+        rc = zdm_db_commit(w->db, err);
+    else
+        zdm_db_rollback(w->db);
+    /* Said, and the after_backfill hooks owed, once it is so: a commit
+     * that failed (SQLite busy) is rolled back and tried again later. */
     if (rc == 0 && moved) {
         zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "%s; plan is backfilled", detail);
         w->finished_plan = 1;
     }
-    if (rc == 0)
-        return zdm_db_commit(w->db, err);
-    zdm_db_rollback(w->db);
     return rc;
 }
 
