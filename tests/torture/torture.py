@@ -661,6 +661,7 @@ class Run:
             p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                  cwd=self.dir, start_new_session=True)
             p.name, p.t0, p.logf, p.sig, p.main = " ".join(a), time.time(), out.name, None, main
+            p.sigs = set()  # every signal sent: a second one may reach a process the first is still ending
             p.remote = host
             if host:
                 p.name += f" (on host w{host})"
@@ -731,6 +732,7 @@ class Run:
     def signal(self, p, sig):
         if p.poll() is None:
             p.sig = sig
+            p.sigs.add(sig)
             try:
                 os.killpg(p.pid, sig)
             except ProcessLookupError:
@@ -739,7 +741,7 @@ class Run:
 
     def check_worker_exit(self, p):
         rc = p.returncode
-        if rc in (0, 4) or (p.sig and rc == -p.sig):
+        if rc in (0, 4) or (rc is not None and -rc in p.sigs):
             return
         if rc == 4 and p.sig:
             return
@@ -1032,7 +1034,7 @@ class Run:
             except subprocess.TimeoutExpired:
                 raise Failure(f"worker zdm {p.name} still running after the deadline (log {p.logf})")
             if p.name.startswith("advance"):
-                if p.returncode not in (0, 3) and not (p.sig and p.returncode == -p.sig) and p.returncode != 4:
+                if p.returncode not in (0, 3, 4) and -p.returncode not in p.sigs:
                     self.check_worker_exit(p)
             else:
                 self.check_worker_exit(p)
