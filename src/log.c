@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* fopencookie: the --json output stream */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,12 @@ const char *zdm_log_worker(void)
     return worker_tag;
 }
 
-void zdm_log_event(const char *event, const char *plan, const char *phase, json_t *fields)
+/* The backfill's HTTP thread (httpstat.c) may log while the worker logs or
+ * draws its progress bar: one lock keeps lines whole and progress_line
+ * owned by one writer at a time. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_event_locked(const char *event, const char *plan, const char *phase, json_t *fields)
 {
     if (!events) {
         json_decref(fields);
@@ -154,15 +160,31 @@ void zdm_log_event(const char *event, const char *plan, const char *phase, json_
     }
 }
 
+void zdm_log_event(const char *event, const char *plan, const char *phase, json_t *fields)
+{
+    pthread_mutex_lock(&log_mu);
+    log_event_locked(event, plan, phase, fields);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static void log_locked(zdm_log_level lvl, const char *plan, const char *phase, const char *fmt, va_list ap);
+
 void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char *fmt, ...)
 {
     if (lvl < min_level)
         return;
-    zdm_buf msg = {0};
     va_list ap;
     va_start(ap, fmt);
-    zdm_buf_vprintf(&msg, fmt, ap);
+    pthread_mutex_lock(&log_mu);
+    log_locked(lvl, plan, phase, fmt, ap);
+    pthread_mutex_unlock(&log_mu);
     va_end(ap);
+}
+
+static void log_locked(zdm_log_level lvl, const char *plan, const char *phase, const char *fmt, va_list ap)
+{
+    zdm_buf msg = {0};
+    zdm_buf_vprintf(&msg, fmt, ap);
     /* Every log line passes the one scrub of registered passwords (err.h). */
     char *scrubbed = zdm_err_scrub_dup(msg.data ? msg.data : "");
     const char *m = scrubbed ? scrubbed : "(message withheld: out of memory)";
@@ -239,7 +261,7 @@ void zdm_log(zdm_log_level lvl, const char *plan, const char *phase, const char 
         json_t *fl = json_object();
         json_object_set_new(fl, "level", json_string(level_names[lvl]));
         json_object_set_new(fl, "message", jtext(m));
-        zdm_log_event("log", plan, phase, fl);
+        log_event_locked("log", plan, phase, fl);
     }
     free(scrubbed); /* m points into it: freed after its last use */
     zdm_buf_free(&msg);
@@ -300,19 +322,23 @@ void zdm_log_final_error(FILE *f, const zdm_err *err)
 void zdm_progress_show(const char *line)
 {
     FILE *f = zdm_log_stream();
+    pthread_mutex_lock(&log_mu);
     free(progress_line);
     progress_line = zdm_xasprintf("\r%s\033[K", line);
     fputs(progress_line, f);
     fflush(f);
+    pthread_mutex_unlock(&log_mu);
 }
 
 void zdm_progress_end(void)
 {
     FILE *f = zdm_log_stream();
+    pthread_mutex_lock(&log_mu);
     progress_clear(f);
     fflush(f);
     free(progress_line);
     progress_line = NULL;
+    pthread_mutex_unlock(&log_mu);
 }
 
 /* ---- --json: a command's text output as JSON events ---- */
