@@ -105,6 +105,8 @@ static int claim_or_finish(worker *w)
     zdm_err *err = w->err;
     int got = 0;
     int rc = zdm_bf_claim(w, &got, err);
+    if (rc == 0 && !got)
+        rc = zdm_bf_split(w, &got, err);
     if (rc != 0) {
         failed(w, rc);
         return 0;

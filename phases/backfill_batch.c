@@ -185,10 +185,20 @@ static int open_batch(worker *w, char **cursor, int *range_done, int *mine, zdm_
      * off or stalled long enough for another to take its range over finds
      * that out here, in the batch's own transaction, and never commits a
      * batch of a range that is no longer its own. */
-    char *owner = NULL;
+    char *owner = NULL, *hi = NULL;
     int done = 0;
     if (rc == 0)
-        rc = zdm_state_ranges_lock(w->db, id, w->range_id, cursor, &done, &owner, err);
+        rc = zdm_state_ranges_lock(w->db, id, w->range_id, cursor, &done, &owner, &hi, err);
+    /* the range's bound, read under the same lock: an idle worker may have
+     * split the range and taken its upper part (zdm_state_ranges_split) */
+    if (rc == 0 && hi && (!w->hi || strcmp(hi, w->hi) != 0)) {
+        zdm_log(ZDM_LOG_INFO, id, "backfill", "range %d now ends at %s (another worker took the keys after it)",
+                w->range_id, hi);
+        free(w->hi);
+        w->hi = hi;
+        hi = NULL;
+    }
+    free(hi);
     if (rc == 0 && done) { /* finished by someone else */
         *range_done = 1;
     } else if (rc == 0 && (!owner || strcmp(owner, w->me) != 0)) {

@@ -115,6 +115,7 @@ char *zdm_bf_sql_unconverted(worker *w, int keys);
 /* backfill_ranges.c */
 int zdm_bf_init_ranges(worker *w, zdm_err *err);
 int zdm_bf_claim(worker *w, int *got, zdm_err *err);
+int zdm_bf_split(worker *w, int *got, zdm_err *err);
 void zdm_bf_release(worker *w);
 /* backfill_batch.c */
 int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int64_t *updated, zdm_err *err);

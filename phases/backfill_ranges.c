@@ -199,6 +199,33 @@ int zdm_bf_claim(worker *w, int *got, zdm_err *err)
     return rc;
 }
 
+/* An idle worker takes the upper half of the keys left in the busiest
+ * range (integer keys; not with a work list, whose every range costs a
+ * collection), so N workers stay busy to the end. */
+#define SPLIT_MIN_KEYS 2000
+
+int zdm_bf_split(worker *w, int *got, zdm_err *err)
+{
+    *got = 0;
+    if (w->worklist)
+        return 0;
+    zdm_state_range r = {.id = -1};
+    long long from = -1;
+    int rc = zdm_state_ranges_split(w->db, w->plan->id, w->me, SPLIT_MIN_KEYS, got, &r, &from, err);
+    if (rc == 0 && *got) {
+        w->range_id = r.id;
+        free(w->hi);
+        free(w->cursor);
+        w->hi = r.hi;
+        w->cursor = r.cursor;
+        r.hi = r.cursor = NULL;
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "split range %lld: took its keys after %s up to %s as range %d",
+                from, w->cursor, w->hi, w->range_id);
+    }
+    zdm_state_range_free(&r);
+    return rc;
+}
+
 void zdm_bf_release(worker *w)
 {
     zdm_err e;

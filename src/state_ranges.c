@@ -327,12 +327,12 @@ int zdm_state_ranges_heartbeat(zdm_db *db, const char *plan_id, int range_id, co
 }
 
 int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **cursor, int *done, char **owner,
-                          zdm_err *err)
+                          char **hi, zdm_err *err)
 {
-    *cursor = *owner = NULL;
+    *cursor = *owner = *hi = NULL;
     *done = 0;
     char sql[300], rid[16];
-    snprintf(sql, sizeof sql, "SELECT cursor, done, owner FROM %s WHERE plan_id = $1 AND range_id = $2%s",
+    snprintf(sql, sizeof sql, "SELECT cursor, done, owner, hi FROM %s WHERE plan_id = $1 AND range_id = $2%s",
              ranges_t(db), zdm_db_dialect(db)->lock_row);
     snprintf(rid, sizeof rid, "%d", range_id);
     const char *p[] = {plan_id, rid};
@@ -344,8 +344,107 @@ int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **
         *cursor = dup_or_null(zdm_rows_get(r, 0, 0));
         *done = atoi(zdm_rows_get(r, 0, 1));
         *owner = dup_or_null(zdm_rows_get(r, 0, 2));
+        *hi = dup_or_null(zdm_rows_get(r, 0, 3));
     }
     zdm_rows_free(r);
+    return rc;
+}
+
+/* The integer in a one-column key tuple ["123"], if it is one. */
+static int int_tuple(const char *json, long long *out)
+{
+    if (!json || strncmp(json, "[\"", 2) != 0)
+        return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(json + 2, &end, 10);
+    if (errno || end == json + 2 || strcmp(end, "\"]") != 0)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, long long min_keys, int *got,
+                           zdm_state_range *out, long long *from, zdm_err *err)
+{
+    *got = 0;
+    const zdm_dialect *d = zdm_db_dialect(db);
+    int rc = zdm_db_begin(db, err);
+    if (rc != 0)
+        return rc;
+    /* every open range held by another worker, locked: an owner's batch in
+     * flight commits first, so its cursor below is the committed one, and
+     * its next batch reads the new bound under the same lock */
+    zdm_buf sql = {0};
+    zdm_buf_printf(&sql, "SELECT range_id, lo, cursor, hi FROM %s WHERE plan_id = $1 AND done = 0 AND owner IS NOT NULL "
+                         "AND owner <> $2 ORDER BY range_id%s", ranges_t(db), d->lock_row);
+    const char *p[] = {plan_id, owner};
+    zdm_rows *r = NULL;
+    rc = zdm_db_query(db, sql.data, 2, p, &r, err);
+    zdm_buf_free(&sql);
+    int best = -1;
+    unsigned long long widest = 0;
+    long long bc = 0, bh = 0;
+    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++) {
+        long long c, h;
+        const char *cur = zdm_rows_get(r, i, 2) ? zdm_rows_get(r, i, 2) : zdm_rows_get(r, i, 1);
+        if (!int_tuple(cur, &c) || !int_tuple(zdm_rows_get(r, i, 3), &h) || h <= c)
+            continue; /* other keys, or a first range not started: no split */
+        unsigned long long span = (unsigned long long)h - (unsigned long long)c;
+        if (span > widest) {
+            widest = span;
+            best = i;
+            bc = c;
+            bh = h;
+        }
+    }
+    if (rc == 0 && best >= 0 && widest >= (unsigned long long)min_keys) {
+        /* the upper half of what is left: (mid, h] */
+        long long mid = (long long)((unsigned long long)bc + widest / 2);
+        char mids[48], his[48], rid[16], pid[16], now[32];
+        snprintf(mids, sizeof mids, "[\"%lld\"]", mid);
+        snprintf(his, sizeof his, "[\"%lld\"]", bh);
+        snprintf(rid, sizeof rid, "%s", zdm_rows_get(r, best, 0));
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        ms_text(now, sizeof now, zdm_now_ms());
+        zdm_buf_printf(&sql, "UPDATE %s SET hi = $3 WHERE plan_id = $1 AND range_id = $2", ranges_t(db));
+        const char *pu[] = {plan_id, rid, mids};
+        rc = zdm_db_query(db, sql.data, 3, pu, NULL, err);
+        zdm_buf_free(&sql);
+        char *newid = NULL;
+        if (rc == 0) {
+            zdm_buf_printf(&sql, "SELECT max(range_id) + 1 FROM %s WHERE plan_id = $1", ranges_t(db));
+            rc = zdm_db_query_value(db, sql.data, 1, p, &newid, err);
+            zdm_buf_free(&sql);
+        }
+        if (rc == 0 && newid) {
+            zdm_buf_printf(&sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor, owner, owner_host, owner_pid, "
+                                 "%sheartbeat_ms) VALUES ($1, $2, $3, $4, $3, $5, $6, $7, %s%s$8)",
+                           ranges_t(db), d->session_id ? "owner_backend, " : "", d->session_id ? d->session_id : "",
+                           d->session_id ? ", " : "");
+            const char *pi[] = {plan_id, newid, mids, his, owner, zdm_state_ranges_host(), pid, now};
+            rc = zdm_db_query(db, sql.data, 8, pi, NULL, err);
+            zdm_buf_free(&sql);
+        }
+        if (rc == 0 && newid) {
+            *got = 1;
+            free(out->hi);
+            free(out->cursor);
+            out->id = atoi(newid);
+            out->hi = zdm_xstrdup(his);
+            out->cursor = zdm_xstrdup(mids);
+            *from = atoi(rid);
+        }
+        free(newid);
+    }
+    zdm_rows_free(r);
+    if (rc == 0 && *got)
+        rc = zdm_db_commit(db, err);
+    if (rc != 0 || !*got) {
+        zdm_db_rollback(db);
+        if (rc != 0)
+            *got = 0;
+    }
     return rc;
 }
 

@@ -106,7 +106,15 @@ int zdm_state_ranges_heartbeat(zdm_db *db, const char *plan_id, int range_id, co
  * worker that was taken over).  *cursor and *owner malloc'd or NULL.
  * Fails (ZDM_EXIT_FAIL) when the range is gone. */
 int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **cursor, int *done, char **owner,
-                          zdm_err *err) ZDM_MUST_CHECK;
+                          char **hi, zdm_err *err) ZDM_MUST_CHECK;
+/* In its own transaction, for a worker that found no free range: the open
+ * range held by another worker with the most integer keys left (after its
+ * committed cursor, under its row lock) gives up the upper half of them,
+ * (mid, hi], as a new range owned by `owner` (*got = 1, *out, *from the
+ * range split).  Its owner's next batch reads the new bound.  Not below
+ * min_keys keys left, nor for other keys (*got = 0). */
+int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, long long min_keys, int *got,
+                           zdm_state_range *out, long long *from, zdm_err *err) ZDM_MUST_CHECK;
 /* In the batch's transaction, after its rows: moves the cursor to `last`
  * (NULL: unchanged), counts `rows`, marks the range done, beats the heart.
  * Committed with the batch or not at all. */

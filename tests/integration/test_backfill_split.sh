@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# test_backfill_split.sh -- an idle worker splits a busy range, on SQLite
+# and PostgreSQL: 15,000 rows make one range; worker A converts it slowly
+# (max_rows_per_second); worker B, started once A has committed a batch,
+# finds no free range and takes the upper half of the keys A has left (a
+# new range, logged); A's next batch reads its new bound.  Every row is
+# converted exactly once (the set expression is n = n + 1 on rows that
+# start at 0), and both workers converted rows.  No timing is asserted: A
+# takes at least 7 s by its rate limit, B starts within a batch or two.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init backfill_split
+
+a_started() {
+    [ "$(db_sql "SELECT coalesce(sum(rows_done), 0) FROM $SPLIT_RT WHERE plan_id = 'p_split'")" -gt 0 ]
+}
+
+split_case() {
+    local d=$1 rt=zdm_ranges gen
+    [ "$d" = pg ] && rt=zdm.ranges
+    if [ "$d" = pg ]; then
+        gen="generate_series(1, 15000) g(i)"
+    else
+        gen="(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 15000) SELECT i FROM c) g"
+    fi
+    t_section "$d: an idle worker splits the busy range"
+    db_new "$d" split
+    plans_empty
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
+    db_sql "INSERT INTO t (id) SELECT i FROM $gen" >/dev/null
+    plan_write p_split '
+[[expand.steps]]
+sql  = "SELECT 1"
+down = "SELECT 1"
+[backfill]
+table = "t"
+set.n = "n + 1"
+dual_write = false
+[backfill.throttle]
+batch_size = 500
+target_batch_ms = 0
+max_rows_per_second = 2000
+max_latency_factor = 0'
+    zdm_run advance p_split
+    t_rc "expand" 0
+    "$ZDM" --db "$T_DB" --plans "$T_PLANS" backfill p_split >"$T_DIR/a.out" 2>"$T_DIR/a.err" &
+    local a=$!
+    SPLIT_RT=$rt
+    t_wait_for "worker A committed a batch" 60 a_started
+    "$ZDM" --db "$T_DB" --plans "$T_PLANS" backfill p_split >"$T_DIR/b.out" 2>"$T_DIR/b.err"
+    local brc=$?
+    wait "$a"
+    local arc=$?
+    t_eq "worker A exit" 0 "$arc"
+    t_eq "worker B exit" 0 "$brc"
+    t_match "B split A's range" "split range 0: took its keys after \[\"[0-9]+\"\] up to \[\"15000\"\] as range 1" \
+        "$(cat "$T_DIR/b.err")"
+    t_match "A saw its new bound" "range 0 now ends at" "$(cat "$T_DIR/a.err")"
+    t_eq "two ranges or more" 1 "$(db_sql "SELECT CASE WHEN count(*) >= 2 THEN 1 ELSE 0 END FROM $rt WHERE plan_id = 'p_split'")"
+    t_eq "every row converted exactly once" "15000|0" \
+        "$(db_sql "SELECT sum(CASE WHEN n = 1 THEN 1 ELSE 0 END), sum(CASE WHEN n <> 1 THEN 1 ELSE 0 END) FROM t")"
+    t_eq "rows_done adds up" 15000 "$(db_sql "SELECT sum(rows_done) FROM $rt WHERE plan_id = 'p_split'")"
+    t_eq "both workers converted rows" 1 \
+        "$(db_sql "SELECT CASE WHEN min(rows_done) > 0 THEN 1 ELSE 0 END FROM $rt WHERE plan_id = 'p_split'")"
+    t_eq "$d: phase" backfilled "$(zdm_phase_of p_split)"
+}
+
+split_case sqlite
+if t_pg_available; then
+    t_pg_start
+    split_case pg
+else
+    T_SKIPPED="PostgreSQL (no server binaries)"
+fi
+t_finish
