@@ -540,10 +540,16 @@ static int fold_refusal(zdm_db *db, const zdm_history_entry *h, const char *reas
     size_t base = d ? strlen(d) : 0;
     for (const char *m = d; m && (m = strstr(m, fold_mark)) != NULL; m++)
         base = (size_t)(m - d);
+    /* A repeat is the same reason with the same text.  Only a lock
+     * collision folds whatever its text: the text names the holder and its
+     * start, which differ from one collision to the next while the refusal
+     * is the same.  Any other text that changed says something new (a
+     * required plan moved from pending to expanded) and gets its own row. */
+    int same_text = base == strlen(h->detail) && strncmp(d, h->detail, base) == 0;
     if (same && reason)
-        same = was && strcmp(was, reason) == 0;
+        same = was && strcmp(was, reason) == 0 && (same_text || strcmp(reason, "lock_held") == 0);
     else if (same)
-        same = (!was || !*was) && base == strlen(h->detail) && strncmp(d, h->detail, base) == 0;
+        same = (!was || !*was) && same_text;
     if (!same) {
         zdm_rows_free(r);
         return 0;

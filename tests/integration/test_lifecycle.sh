@@ -31,8 +31,12 @@ lifecycle() {
     t_rc "$d: check on a fresh database" 3
     t_has "$d: check lists the incomplete plans" "$NPLANS of $NPLANS plans not complete" "$ZOUT"
 
+    # Every refusal's text, to count the history rows they must leave.
+    local refusal_texts=""
+    note_refusal() { refusal_texts+="$1: $(grep -o 'requires plans that are not complete: .*' <<<"$ZERR" | head -n 1)"$'\n'; }
     zdm_run advance 0002_event_type
     t_rc "$d: advance 0002 before 0001 is complete (requires)" 3
+    note_refusal 0002_event_type
     t_has "$d: the refusal names the missing plan" "0001_baseline (pending)" "$ZERR"
     t_eq "$d: the refused plan is still pending" pending "$(zdm_phase_of 0002_event_type)"
     t_eq "$d: a refused advance creates no table" 0 "$(db_has_table events)"
@@ -58,10 +62,12 @@ lifecycle() {
             # 0003 requires 0002 which is pending: still refused.
             zdm_run advance 0003_event_type_index
             t_rc "$d: advance 0003 while 0002 is pending" 3
+            note_refusal 0003_event_type_index
             t_has "$d: 0003 refusal names 0002" "0002_event_type (pending)" "$ZERR"
             # 0002 requires 0001 complete, not just expanded.
             zdm_run advance 0002_event_type
             t_rc "$d: advance 0002 while 0001 is only expanded" 3
+            note_refusal 0002_event_type
             t_has "$d: 0002 refusal names 0001's phase" "0001_baseline (expanded)" "$ZERR"
         fi
     done
@@ -78,8 +84,6 @@ lifecycle() {
     # Round after round, advance every plan that is not complete; a plan
     # whose requires are not complete yet may be refused (exit 3).
     local round ph
-    # (0002 and 0003 were refused above already)
-    local refused_plans=" 0002_event_type 0003_event_type_index"
     for ((round = 0; round < 4 * NPLANS + 1; round++)); do
         zdm_run check
         [ "$ZRC" = 0 ] && break
@@ -89,7 +93,7 @@ lifecycle() {
             [ "$ph" = complete ] && continue
             zdm_run advance "$plan"
             if [ "$ZRC" = 3 ] && grep -qF "requires plans that are not complete" <<<"$ZERR"; then
-                refused_plans+=" $plan"
+                note_refusal "$plan"
                 continue
             fi
             t_rc "$d: advance $plan from $ph" 0
@@ -179,11 +183,12 @@ lifecycle() {
     rows=$(jq -r '.history[] | select(.outcome == "refused") | "\(.plan) \(.action) \(.from)->\(.to): \(.detail)"' <<<"$hist")
     t_has "$d: refused 0002 recorded" "0002_event_type advance pending->expanded: plan 0002_event_type requires plans that are not complete: 0001_baseline (pending)" "$rows"
     t_has "$d: refused 0003 recorded" "0003_event_type_index advance pending->expanded: plan 0003_event_type_index requires plans that are not complete: 0002_event_type (pending)" "$rows"
-    # Repeats of one refusal (same plan, transition and reason) fold into
-    # one row: one per refused plan here, "[repeated N times ...]".
-    t_eq "$d: exactly the refusals seen, one row per refused plan" \
-        "$(tr ' ' '\n' <<<"$refused_plans" | grep . | sort -u | wc -l)" "$(grep -c . <<<"$rows")"
-    t_has "$d: 0002's refusals (0001 pending, then expanded), folded" "0001_baseline (pending) [repeated " "$rows"
+    # Repeats of one refusal (same plan, transition, reason and text) fold
+    # into one row, "[repeated N times ...]"; a refusal whose text changed
+    # (0001 pending, then expanded) is a row of its own.
+    t_eq "$d: exactly the refusals seen, one row per distinct refusal" \
+        "$(sort -u <<<"$refusal_texts" | grep -c .)" "$(grep -c . <<<"$rows")"
+    t_has "$d: 0002 refused while 0001 was pending" "0001_baseline (pending)" "$rows"
     # The plain form shows the same rows.
     zdm_run history 0001_baseline
     t_rc "$d: history PLAN" 0
