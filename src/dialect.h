@@ -136,6 +136,17 @@ typedef struct zdm_dialect {
      * triggers and their functions. */
     void (*dw_triggers)(const struct zdm_dialect *d, const zdm_dw_spec *s, zdm_buf *create, zdm_buf *drop);
 
+    /* ---- phases (phases/phase.c, expand.c) ---- */
+    /* 1 when a step's SQL drops a column (contract puts the removal of
+     * the dual-write triggers in that step's transaction). */
+    int (*step_drops_columns)(const char *sql);
+    /* A contract step that drops a column first rebuilds the view schemas
+     * (any plan's) that show it (zdm_ops_pg_rebuild_views). */
+    int drop_rebuilds_views;
+    /* The non-unique indexes ($1 table, $2 column) that go with a column
+     * rename_column or change_type drops at contract: expand warns.  NULL
+     * where the dialect carries them over itself (SQLite, sqlite_deps.c). */
+    const char *lost_indexes_sql;
     /* ---- backfill ----
      * What the backfill worker (phases/backfill_*.c) and its state verbs
      * (state_ranges.c) need from the database. */

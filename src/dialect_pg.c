@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dwsql.h"
+#include "sqlkind.h"
 
 static char *pg_quote(const char *name) { return zdm_dialect_quote_std(name); }
 
@@ -409,6 +410,17 @@ static int pg_wal_archive_ready(zdm_db *db, int64_t *files, zdm_err *err)
     return rc;
 }
 
+/* ---- phases ---- */
+
+static int pg_step_drops_columns(const char *sql)
+{
+    zdm_strv t = {0}, c = {0};
+    int drops = zdm_sql_dropped_columns(sql, &t, &c);
+    zdm_strv_free(&t);
+    zdm_strv_free(&c);
+    return drops;
+}
+
 const zdm_dialect zdm_dialect_pg = {
     .kind = ZDM_DB_PG,
     .name = "postgresql",
@@ -426,6 +438,13 @@ const zdm_dialect zdm_dialect_pg = {
     .lock_holder_hint = "in pg_stat_activity / pg_locks",
     .pg_grammar = 1,
     .file_backup = 0,
+    .step_drops_columns = pg_step_drops_columns,
+    .drop_rebuilds_views = 1,
+    .lost_indexes_sql =
+        "SELECT DISTINCT i.indexrelid::regclass::text FROM pg_index i "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        " AND (a.attnum = ANY (i.indkey) OR pg_get_indexdef(i.indexrelid) ~ ('\\m' || a.attname || '\\M')) "
+        "WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND NOT i.indisunique ORDER BY 1",
     .state_prefix = "zdm.",
     .state_bigint = "bigint",
     .state_serial_pk = "bigserial PRIMARY KEY",

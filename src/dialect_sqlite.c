@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "dwsql.h"
+#include "sqlite_deps.h"
 
 static char *sq_quote(const char *name) { return zdm_dialect_quote_std(name); }
 
@@ -289,6 +290,17 @@ static int sq_where_estimate(zdm_db *db, const char *tbl, const char *where, int
     return rc;
 }
 
+/* ---- phases ---- */
+
+static int sqlite_step_drops_columns(const char *sql)
+{
+    zdm_strv t = {0};
+    zdm_sqdeps_drops(sql, &t);
+    int drops = t.n > 0;
+    zdm_strv_free(&t);
+    return drops;
+}
+
 const zdm_dialect zdm_dialect_sqlite = {
     .kind = ZDM_DB_SQLITE,
     .name = "sqlite",
@@ -306,6 +318,9 @@ const zdm_dialect zdm_dialect_sqlite = {
     .lock_holder_hint = "that holds the database file's write lock",
     .pg_grammar = 0,
     .file_backup = 1,
+    .step_drops_columns = sqlite_step_drops_columns,
+    .drop_rebuilds_views = 0,
+    .lost_indexes_sql = NULL,
     .state_prefix = "zdm_",
     .state_bigint = "integer",
     .state_serial_pk = "integer PRIMARY KEY AUTOINCREMENT",

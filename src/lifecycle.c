@@ -5,6 +5,13 @@
  * saying what it is about to do, runs the phase, and then records the new
  * phase and the outcome.  A refusal is written to history too, so the
  * record shows who tried what and why it was refused.
+ *
+ * Owns: transition() (the one function that runs a phase and records the
+ * next one), the plan's lock and the locks of required plans, history
+ * rows, hooks, rollback's sequence and run-due's decision.  What each
+ * phase does (gate, run, dry run, undo) is in phases/ (expand.c,
+ * backfill_phase.c, cutover.c, contract.c, rollback.c), reached through
+ * the phase table (phases/phase.c) with a zdm_phase_ctx.
  */
 #include "lifecycle.h"
 
@@ -12,18 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "backfill.h"
-#include "dialect.h"
+#include "log.h"
 #include "mutant.h"
-#include "lint.h"
-#include "mutant.h"
-#include "ops.h"
 #include "phase.h"
-#include "preflight.h"
-#include "sqlite_deps.h"
 #include "sig.h"
-#include "toml.h"
 #include "util.h"
 
 typedef struct ctx {
@@ -38,7 +38,8 @@ typedef struct ctx {
     int64_t refused_hid;     /* the history row refuse() wrote, 0 when none */
     zdm_run run;             /* what the phase's steps run with */
     char detail[1200];       /* the transition's history detail (contract: the backup) */
-    zdm_strv owned;     /* SQL built for the phase's steps (phase_steps) */
+    zdm_strv owned;     /* SQL built for the phase's steps (zdm_phase_steps) */
+    zdm_phase_ctx pc;        /* what the phases (phases/) receive: run_init */
     const struct due_policy *due; /* run-due: its decision, taken again under the lock */
     int due_skip;            /* run-due: not due after all (another host tried meanwhile) */
     int due_parked;          /* run-due: failed meanwhile: refused, no attempt counted */
@@ -297,301 +298,21 @@ static int lock_requires(ctx *c, zdm_err *err)
     return 0;
 }
 
-static int check_requires(ctx *c, const zdm_plan_set *set, zdm_err *err)
-{
-    zdm_buf missing = {0};
-    for (size_t i = 0; i < c->plan->requires.n; i++) {
-        const char *req = c->plan->requires.v[i];
-        zdm_plan_state st;
-        int rc = c->o->dry_run && !zdm_state_exists(c->db)
-                     ? (memset(&st, 0, sizeof st), 0)
-                     : zdm_state_get(c->db, req, &st, err);
-        if (rc != 0) {
-            zdm_buf_free(&missing);
-            return rc;
-        }
-        if (st.phase != ZDM_COMPLETE)
-            zdm_buf_printf(&missing, "%s%s (%s)", missing.len ? ", " : "", req,
-                           zdm_phase_name(st.known ? st.phase : ZDM_PENDING));
-    }
-    (void)set;
-    if (!missing.len)
-        return 0;
-    zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s requires plans that are not complete: %s",
-                c->plan->id, missing.data);
-    zdm_err_reason(err, "requires_incomplete");
-    zdm_err_detail(err, "advance those plans to complete first (zdm status shows where each stands)");
-    zdm_buf_free(&missing);
-    return ZDM_EXIT_REFUSED;
-}
-
 int64_t zdm_life_contract_due_ms(const zdm_plan *plan, const zdm_plan_state *st)
 {
-    int64_t due = 0;
-    if (plan->not_before_ms >= 0 && st->cutover_at_ms)
-        due = st->cutover_at_ms + plan->not_before_ms;
-    if (st->contract_after_ms > due)
-        due = st->contract_after_ms;
-    return due;
+    return zdm_contract_due_ms(plan, st);
 }
 
-static int truthy(const char *v)
+/* The phases' callbacks (zdm_phase_ctx): what only the lifecycle does. */
+static int record_phase(void *arg, zdm_phase to, zdm_err *err)
 {
-    return v && (strcmp(v, "t") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+    return set_phase(arg, to, err);
 }
 
-static int gate_contract(ctx *c, zdm_err *err)
+static int lock_requires_cb(void *arg, zdm_err *err)
 {
-    if (c->plan->backfill && !c->o->dry_run) {
-        zdm_backfill_progress bp;
-        int rc = zdm_backfill_progress_get(c->db, c->plan->id, &bp, err);
-        if (rc != 0)
-            return rc;
-        if (bp.started && (bp.ranges_done < bp.ranges || bp.workers > 0)) {
-            zdm_err_set(err, ZDM_EXIT_REFUSED,
-                        "contract of %s refused: the backfill is not finished (%d of %d ranges done, %d worker%s active)",
-                        c->plan->id, bp.ranges_done, bp.ranges, bp.workers, bp.workers == 1 ? "" : "s");
-            zdm_err_reason(err, "backfill_unfinished");
-            zdm_err_detail(err, "let \"zdm backfill %s\" finish first", c->plan->id);
-            return ZDM_EXIT_REFUSED;
-        }
-    }
-    int64_t due = zdm_life_contract_due_ms(c->plan, &c->st);
-    int64_t now = zdm_now_ms();
-    if (due > now) {
-        char ts[40], d[32];
-        zdm_err_set(err, ZDM_EXIT_REFUSED, "contract of %s is not due until %s (in %s)",
-                    c->plan->id, zdm_format_time(due, ts, sizeof ts),
-                    zdm_format_duration(due - now, d, sizeof d));
-        zdm_err_reason(err, "not_due");
-        zdm_err_detail(err, "the soak time after cutover has not passed; run again after that time "
-                            "(\"zdm run-due\" from a timer does it for you)");
-        return ZDM_EXIT_REFUSED;
-    }
-    if (c->plan->verify) {
-        char *v = NULL;
-        int rc = zdm_db_query_value(c->db, c->plan->verify, 0, NULL, &v, err);
-        if (rc != 0) {
-            zdm_err_prefix(err, "contract verify query of %s failed: ", c->plan->id);
-            return rc;
-        }
-        int ok = truthy(v);
-        if (!ok) {
-            zdm_err_set(err, ZDM_EXIT_REFUSED,
-                        "contract of %s refused: the verify query returned %s, not true",
-                        c->plan->id, v ? v : "NULL");
-            zdm_err_reason(err, "verify_false");
-            zdm_err_detail(err, "the data is not ready for contract (verify = \"%s\"); "
-                                "fix the rows it checks, then run again", c->plan->verify);
-        }
-        free(v);
-        if (!ok)
-            return ZDM_EXIT_REFUSED;
-    }
-    return 0;
+    return lock_requires(arg, err);
 }
-
-/* The steps of a phase as run: the plan's, plus the dual-write trigger
- * step zdm adds (last in expand, first in contract).  *list is malloc'd
- * (the steps are shallow copies); *dw must be freed with zdm_dw_step_free. */
-static int phase_steps(ctx *c, int contract, zdm_step **list, size_t *n, zdm_step *dw, zdm_err *err)
-{
-    const zdm_plan *p = c->plan;
-    const zdm_step *src = contract ? p->contract : p->expand;
-    size_t ns = contract ? p->ncontract : p->nexpand;
-    memset(dw, 0, sizeof *dw);
-    int with_dw = p->backfill && p->backfill->dual_write;
-    *list = zdm_xcalloc(ns + 2, sizeof **list);
-    *n = 0;
-    if (with_dw) {
-        int rc = zdm_dw_step(c->db, p, contract, dw, err);
-        if (rc != 0) {
-            free(*list);
-            *list = NULL;
-            return rc;
-        }
-    }
-    /* Contract: the triggers go in the same transaction as the first
-     * step that drops a column (what they write), so a contract that
-     * fails before or at it leaves dual-write in place; undoing that step
-     * puts them back after its own down.  Failing that, with the first
-     * step that runs in a transaction; without one, they are a step of
-     * their own, first.  (Merged with the first transactional step, a
-     * rename_column's no-op NOT NULL step removed them, and a DROP COLUMN
-     * that then failed -- SQLITE_FULL -- left the plan cut_over with both
-     * columns and no dual-write.) */
-    int kind = zdm_db_kind_of(c->db);
-    size_t merge_at = ns, first_tx = ns;
-    for (size_t i = 0; with_dw && contract && i < ns && merge_at == ns; i++) {
-        const char *sql = zdm_step_sql(&src[i], kind);
-        if (!sql || !zdm_step_in_transaction(&src[i], sql))
-            continue;
-        if (first_tx == ns)
-            first_tx = i;
-        zdm_strv dt = {0}, dc = {0};
-        int drops = 0;
-        if (kind == ZDM_DB_SQLITE) {
-            zdm_sqdeps_drops(sql, &dt);
-            drops = dt.n > 0;
-        } else {
-            drops = zdm_sql_dropped_columns(sql, &dt, &dc);
-        }
-        zdm_strv_free(&dt);
-        zdm_strv_free(&dc);
-        if (drops)
-            merge_at = i;
-    }
-    if (merge_at == ns)
-        merge_at = first_tx;
-    if (with_dw && contract && merge_at == ns)
-        (*list)[(*n)++] = *dw;
-    for (size_t i = 0; i < ns; i++) {
-        zdm_step st = src[i];
-        /* PostgreSQL: a contract step that drops a column first rebuilds,
-         * in its own transaction, the view schemas (any plan's) that show
-         * it, so another plan in flight on the table never blocks it. */
-        zdm_strv tabs = {0}, cols = {0};
-        const char *ssql = zdm_step_sql(&src[i], kind);
-        zdm_buf prefix = {0};
-        if (contract && kind == ZDM_DB_PG && ssql && zdm_step_in_transaction(&src[i], ssql) &&
-            zdm_sql_dropped_columns(ssql, &tabs, &cols)) {
-            for (size_t k = 0; k < cols.n; k++) {
-                char *blk = zdm_ops_pg_rebuild_views(tabs.v[k], cols.v[k]);
-                zdm_buf_puts(&prefix, blk);
-                free(blk);
-            }
-        }
-        zdm_strv_free(&tabs);
-        zdm_strv_free(&cols);
-        /* The views first: a query through a view locks the view, then the
-         * table; taking them in the same order cannot deadlock with it. */
-        if (prefix.len || i == merge_at) {
-            const char *down = zdm_step_down(&src[i], kind);
-            char *full = zdm_xasprintf("%s%s%s%s", prefix.len ? prefix.data : "", i == merge_at ? dw->sql : "",
-                                       i == merge_at ? "\n" : "", ssql);
-            zdm_strv_push_owned(&c->owned, full);
-            st.sql = full;
-            st.down = (char *)down; /* borrowed, like the rest of st */
-            if (i == merge_at && down) {
-                char *mdown = zdm_xasprintf("%s;\n%s", down, dw->down);
-                zdm_strv_push_owned(&c->owned, mdown);
-                st.down = mdown;
-            }
-            st.sql_for[0] = st.sql_for[1] = NULL;
-            st.down_for[0] = st.down_for[1] = NULL;
-            st.transaction = 1;
-        }
-        zdm_buf_free(&prefix);
-        (*list)[(*n)++] = st;
-    }
-    if (with_dw && !contract)
-        (*list)[(*n)++] = *dw;
-    return 0;
-}
-
-/* PostgreSQL: the indexes (not unique) on a column that rename_column or
- * change_type drops at contract go with it -- not carried over.  Said at
- * expand, while the operator can still add them on the new column with
- * add_index.  (SQLite moves plain ones itself: sqlite_deps.c.)  Only a
- * warning: a catalog query that fails here changes nothing. */
-static void warn_pg_lost_indexes(ctx *c)
-{
-    const zdm_plan *p = c->plan;
-    if (zdm_db_kind_of(c->db) != ZDM_DB_PG)
-        return;
-    for (size_t i = 0; i < p->nexpand; i++) {
-        const zdm_step *st = &p->expand[i];
-        const char *op = st->op ? st->op : st->from_op;
-        if (!op || (strcmp(op, "rename_column") != 0 && strcmp(op, "change_type") != 0) || !st->fields)
-            continue;
-        const toml_value *t = toml_get(st->fields, "table"), *col = toml_get(st->fields, "column");
-        if (!t || !col || t->type != TOML_STRING || col->type != TOML_STRING)
-            continue;
-        const char *params[] = {t->u.str.ptr, col->u.str.ptr};
-        zdm_rows *rows = NULL;
-        zdm_err e = {0};
-        if (zdm_db_query(c->db,
-                         "SELECT DISTINCT i.indexrelid::regclass::text FROM pg_index i "
-                         "JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                         " AND (a.attnum = ANY (i.indkey) OR pg_get_indexdef(i.indexrelid) ~ ('\\m' || a.attname || '\\M')) "
-                         "WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND NOT i.indisunique ORDER BY 1",
-                         2, params, &rows, &e) != 0) {
-            zdm_err_clear(&e);
-            continue;
-        }
-        for (int k = 0; k < zdm_rows_count(rows); k++)
-            zdm_log(ZDM_LOG_WARN, p->id, "expand",
-                    "index %s on %s.%s goes with the column at contract and is not carried over to the new "
-                    "column: if queries need it there, add it with add_index (a later plan)",
-                    zdm_rows_get(rows, k, 0), t->u.str.ptr, col->u.str.ptr);
-        zdm_rows_free(rows);
-        zdm_err_clear(&e);
-    }
-}
-
-/* A backfill needs a key it can walk; refuse before expand changes
- * anything, when the table is already there to ask. */
-static int gate_backfill_key(ctx *c, zdm_err *err)
-{
-    if (!c->plan->backfill)
-        return 0;
-    zdm_strv key = {0};
-    int rc = zdm_backfill_key(c->db, c->plan, &key, err);
-    zdm_strv_free(&key);
-    if (rc == ZDM_EXIT_REFUSED && (!strcmp(err->reason, ZDM_KEY_NO_TABLE) || !strcmp(err->reason, ZDM_KEY_NO_COLUMN))) {
-        zdm_err_clear(err); /* expand creates it */
-        return 0;
-    }
-    return rc;
-}
-
-/* Expand is atomic by default: when a step fails, the steps this run
- * applied are undone (their down, newest first), so the schema is as it
- * was and nothing half-made (a NOT VALID constraint the application's
- * writes trip on) stays live.  on_failure = "stop" keeps them instead.
- * err keeps the failure; its detail says what was done about it. */
-static void undo_failed_expand(ctx *c, zdm_run *run, const zdm_step *fresh, size_t n, zdm_err *err)
-{
-    const zdm_plan *p = c->plan;
-    if (p->expand_keep_partial) {
-        zdm_err_detail(err, "on_failure = \"stop\": the steps applied so far stay (the plan stays pending); "
-                            "fix the cause and run \"zdm advance %s\" to resume, or \"zdm rollback %s\"",
-                       p->id, p->id);
-        return;
-    }
-    zdm_err e;
-    zdm_err_clear(&e);
-    zdm_log(ZDM_LOG_WARN, p->id, "expand", "expand failed: undoing the steps this run applied");
-    int rc = zdm_steps_undo(run, "expand", fresh, n, &e);
-    if (rc == 0) {
-        zdm_err_detail(err, "expand undone: the steps this run applied were rolled back with their down, the "
-                            "schema is as before and the plan stays pending; fix the cause and run \"zdm advance "
-                            "%s\" again", p->id);
-    } else {
-        zdm_log(ZDM_LOG_ERROR, p->id, "expand", "could not undo the failed expand: %s", e.msg);
-        zdm_err_detail(err, "expand failed and could not be undone (%s); the steps applied so far stay: run "
-                            "\"zdm rollback %s\" once that is fixed", e.msg, p->id);
-    }
-}
-
-/* ---- the phases ----
- *
- * Each phase is a row of `phases` below: the phase it starts from and the
- * one it records, its hooks, a gate (refuses before anything changes), a
- * run, a dry run, and the undo that rollback calls.  transition() is the
- * only code that runs them and the only code that records a new phase
- * after advance or cutover. */
-
-typedef struct phase_def {
-    const char *name;        /* log tag: expand, backfill, cutover, contract */
-    zdm_phase from, to;
-    int before;              /* zdm_hook_event before anything changes (a failure refuses) */
-    int after;               /* zdm_hook_event after the phase is recorded, -1 for none */
-    int (*gate)(ctx *c, zdm_err *err);
-    int (*run)(ctx *c, zdm_err *err);
-    int (*dry_run)(ctx *c, zdm_err *err);
-    int (*undo)(ctx *c, zdm_err *err);
-} phase_def;
 
 /* Before each step, and before recording the phase: the run still holds
  * the plan's lock (a PostgreSQL restart takes the advisory lock with the
@@ -633,246 +354,31 @@ static void run_init(ctx *c)
     r->no_state = c->o->dry_run && !zdm_state_exists(c->db);
     r->before_step = guard;
     r->before_step_arg = c;
-}
-
-static int gate_expand(ctx *c, zdm_err *err)
-{
-    const zdm_plan *p = c->plan;
-    int rc = zdm_lint_gate(p, c->set, ZDM_PHASE_EXPAND, c->o->allow, (int)zdm_db_kind_of(c->db), err);
-    if (rc == 0 && !c->o->dry_run && !zdm_mutant("requires_unlocked"))
-        rc = lock_requires(c, err);
-    if (rc == 0)
-        rc = check_requires(c, c->set, err);
-    if (rc == 0)
-        rc = zdm_steps_check_runnable(&c->run, "expand", p->expand, p->nexpand, err);
-    /* A contract step this database cannot run would strand the plan
-     * after cutover: refuse it now, before anything changes. */
-    if (rc == 0)
-        rc = zdm_steps_check_runnable(&c->run, "contract", p->contract, p->ncontract, err);
-    if (rc == 0) /* SQLite: what the DROP COLUMNs to come would trip on */
-        rc = zdm_sqdeps_gate(c->db, p, ZDM_SQDEPS_EXPAND, c->run.no_state, err);
-    if (rc == 0 && !c->o->dry_run)
-        warn_pg_lost_indexes(c);
-    if (rc == 0)
-        rc = gate_backfill_key(c, err);
-    /* Every expression compiled by the database, before anything goes live. */
-    if (rc == 0 && !c->o->dry_run)
-        rc = zdm_preflight(c->db, p, err);
-    if (rc == 0 && !c->o->dry_run) /* the other plans in flight on its table */
-        rc = zdm_preflight_shared(c->db, p, c->set, 0, err);
-    return rc;
-}
-
-static int gate_contract_all(ctx *c, zdm_err *err)
-{
-    int rc = zdm_lint_gate(c->plan, c->set, ZDM_PHASE_CONTRACT, c->o->allow, (int)zdm_db_kind_of(c->db), err);
-    if (rc == 0)
-        rc = gate_contract(c, err);
-    if (rc == 0)
-        rc = zdm_steps_check_runnable(&c->run, "contract", c->plan->contract, c->plan->ncontract, err);
-    if (rc == 0)
-        rc = zdm_sqdeps_gate(c->db, c->plan, ZDM_SQDEPS_CONTRACT, c->run.no_state, err);
-    if (rc == 0 && !c->o->dry_run) /* a column another plan's triggers use */
-        rc = zdm_preflight_shared(c->db, c->plan, c->set, 1, err);
-    return rc;
-}
-
-static int run_expand(ctx *c, zdm_err *err)
-{
-    const zdm_plan *p = c->plan;
-    int rc = 0;
-    /* Record the file's checksum before the first step, so an edit made
-     * while expand is half-done is caught (open_ctx). */
-    if (!c->o->dry_run)
-        rc = set_phase(c, ZDM_PENDING, err);
-    /* The steps still to do before this run: a failed expand undoes
-     * exactly those (unless on_failure = "stop"). */
-    zdm_step *fresh = zdm_xcalloc(p->nexpand + 1, sizeof *fresh);
-    size_t nfresh = 0;
-    for (size_t i = 0; rc == 0 && !c->o->dry_run && i < p->nexpand; i++) {
-        char st[16] = "";
-        rc = zdm_state_step_status(c->db, p->id, "expand", p->expand[i].index, st, err);
-        if (rc == 0 && strcmp(st, "done") != 0)
-            fresh[nfresh++] = p->expand[i];
-    }
-    if (rc == 0)
-        rc = zdm_steps_apply(&c->run, "expand", p->expand, p->nexpand, err);
-    if (rc == 0 && p->backfill && p->backfill->dual_write) {
-        /* After the plan's steps: the trigger reads their new columns. */
-        zdm_step *steps = NULL, dw;
-        size_t nsteps = 0;
-        rc = phase_steps(c, 0, &steps, &nsteps, &dw, err);
-        if (rc == 0)
-            rc = zdm_steps_apply(&c->run, "expand", &steps[nsteps - 1], 1, err);
-        else if (c->o->dry_run) {
-            fprintf(c->o->out, "-- then the dual-write triggers (their SQL needs the table first: %s)\n", err->msg);
-            zdm_err_clear(err);
-            rc = 0;
-        }
-        free(steps);
-        zdm_dw_step_free(&dw);
-    }
-    /* Never undo without the lock or after a signal: the next run resumes. */
-    if (rc != 0 && rc != ZDM_EXIT_INTERRUPTED && !c->lock_lost && !c->o->dry_run)
-        undo_failed_expand(c, &c->run, fresh, nfresh, err);
-    free(fresh);
-    return rc;
-}
-
-static int run_backfill(ctx *c, zdm_err *err)
-{
-    const zdm_plan *p = c->plan;
-    if (!p->backfill)
-        return 0;
-    zdm_backfill_opts bo = {1, -1, NULL, c->o->url, 0, guard, c};
-    int rc = zdm_backfill_run(c->db, p, &bo, err);
-    zdm_db_cancel_arm(c->db); /* the worker armed its own connection */
-    if (rc == 0) {
-        zdm_plan_state st;
-        rc = zdm_state_get(c->db, p->id, &st, err);
-        if (rc == 0 && st.phase != ZDM_BACKFILLED)
-            rc = zdm_err_set(err, ZDM_EXIT_FAIL, "backfill of %s ended but the plan is still %s",
-                             p->id, zdm_phase_name(st.phase));
-    }
-    return rc;
-}
-
-static int dry_backfill(ctx *c, zdm_err *err)
-{
-    (void)err;
-    const zdm_plan *p = c->plan;
-    if (!p->backfill) {
-        fprintf(c->o->out, "-- no [backfill]: the plan passes backfilled at once\n");
-        return 0;
-    }
-    fprintf(c->o->out, "-- backfill of %s in keyset batches of %lld rows (adaptive), each:\n"
-                       "UPDATE %s SET ", p->id, (long long)p->backfill->throttle.batch_size,
-            p->backfill->table);
-    for (size_t i = 0; i < p->backfill->nset; i++)
-        fprintf(c->o->out, "%s%s = (%s)", i ? ", " : "", p->backfill->set[i].column, p->backfill->set[i].expr);
-    fprintf(c->o->out, "\n  WHERE key > cursor AND key <= batch_end%s%s%s;\n",
-            p->backfill->where ? " AND (" : "", p->backfill->where ? p->backfill->where : "",
-            p->backfill->where ? ")" : "");
-    return 0;
-}
-
-static int run_cutover(ctx *c, zdm_err *err)
-{
-    c->st.cutover_at_ms = zdm_now_ms();
-    return zdm_state_set_cutover(c->db, c->plan->id, c->st.cutover_at_ms, err);
-}
-
-static int dry_cutover(ctx *c, zdm_err *err)
-{
-    (void)err;
-    fprintf(c->o->out, "-- cutover: no statements; the cutover time is recorded\n");
-    return 0;
-}
-
-static int run_contract(ctx *c, zdm_err *err)
-{
-    const zdm_plan *p = c->plan;
-    int rc = 0;
-    if (p->ncontract) /* nothing to lose when contract removes nothing */
-        rc = zdm_backup_sqlite(&c->run, err);
-    if (rc == 0 && c->run.backup_path[0])
-        snprintf(c->detail, sizeof c->detail, "backup: %s", c->run.backup_path);
-    zdm_step *steps = NULL, dw;
-    size_t nsteps = 0;
-    memset(&dw, 0, sizeof dw);
-    if (rc == 0)
-        rc = phase_steps(c, 1, &steps, &nsteps, &dw, err);
-    if (rc == 0)
-        rc = zdm_steps_apply(&c->run, "contract", steps, nsteps, err);
-    free(steps);
-    zdm_dw_step_free(&dw);
-    return rc;
-}
-
-/* Undoes the applied steps of one phase ("expand" or "contract", with the
- * dual-write step zdm adds) and then forgets their records, so a later
- * advance runs them all again. */
-static int undo_steps(ctx *c, int contract, zdm_err *err)
-{
-    zdm_step *steps = NULL, dw;
-    size_t nsteps = 0;
-    const char *ph = contract ? "contract" : "expand";
-    int rc = phase_steps(c, contract, &steps, &nsteps, &dw, err);
-    if (rc == 0)
-        rc = zdm_steps_undo(&c->run, ph, steps, nsteps, err);
-    free(steps);
-    zdm_dw_step_free(&dw);
-    if (rc == 0 && !c->o->dry_run && !zdm_mutant("rollback_keeps_steps"))
-        rc = zdm_state_steps_clear(c->db, c->plan->id, ph, err);
-    return rc;
-}
-
-static int undo_contract(ctx *c, zdm_err *err)
-{
-    return undo_steps(c, 1, err);
-}
-
-/* Expand's undo also undoes what a failed contract did first (it may have
- * removed the dual-write triggers that expand's own undo drops). */
-static int undo_expand(ctx *c, zdm_err *err)
-{
-    int rc = undo_steps(c, 1, err);
-    if (rc == 0)
-        rc = undo_steps(c, 0, err);
-    return rc;
-}
-
-static int undo_backfill(ctx *c, zdm_err *err)
-{
-    if (c->o->dry_run || !c->plan->backfill)
-        return 0;
-    return zdm_backfill_reset(c->db, c->plan->id, err);
-}
-
-static int undo_cutover(ctx *c, zdm_err *err)
-{
-    /* on_rollback, the switch back, already ran (rollback runs it first). */
-    if (c->o->dry_run)
-        return 0;
-    c->st.cutover_at_ms = 0;
-    return zdm_state_set_cutover(c->db, c->plan->id, 0, err);
-}
-
-static const phase_def phases[] = {
-    {"expand", ZDM_PENDING, ZDM_EXPANDED, ZDM_HOOK_BEFORE_EXPAND, ZDM_HOOK_AFTER_EXPAND, gate_expand,
-     run_expand, run_expand, undo_expand},
-    {"backfill", ZDM_EXPANDED, ZDM_BACKFILLED, ZDM_HOOK_BEFORE_BACKFILL, ZDM_HOOK_AFTER_BACKFILL, NULL,
-     run_backfill, dry_backfill, undo_backfill},
-    {"cutover", ZDM_BACKFILLED, ZDM_CUT_OVER, ZDM_HOOK_CUTOVER, -1, NULL, run_cutover, dry_cutover,
-     undo_cutover},
-    {"contract", ZDM_CUT_OVER, ZDM_COMPLETE, ZDM_HOOK_BEFORE_CONTRACT, ZDM_HOOK_AFTER_CONTRACT,
-     gate_contract_all, run_contract, run_contract, undo_contract},
-};
-#define NPHASES (sizeof phases / sizeof phases[0])
-
-/* The phase that starts from `from` (a rolled back plan expands again). */
-static const phase_def *phase_from(zdm_phase from)
-{
-    if (from == ZDM_ROLLED_BACK)
-        from = ZDM_PENDING;
-    for (size_t i = 0; i < NPHASES; i++)
-        if (phases[i].from == from)
-            return &phases[i];
-    return NULL;
-}
-
-/* The phase that records `to`. */
-static const phase_def *phase_to(zdm_phase to)
-{
-    for (size_t i = 0; i < NPHASES; i++)
-        if (phases[i].to == to)
-            return &phases[i];
-    return NULL;
+    zdm_phase_ctx *pc = &c->pc;
+    memset(pc, 0, sizeof *pc);
+    pc->db = c->db;
+    pc->set = c->set;
+    pc->plan = c->plan;
+    pc->st = &c->st;
+    pc->run = r;
+    pc->dry_run = c->o->dry_run;
+    pc->out = c->o->out;
+    pc->url = c->o->url;
+    pc->allow = c->o->allow;
+    pc->force = c->o->force;
+    pc->detail = c->detail;
+    pc->detail_size = sizeof c->detail;
+    pc->owned = &c->owned;
+    pc->lock_lost = &c->lock_lost;
+    pc->guard = guard;
+    pc->record_phase = record_phase;
+    pc->lock_requires = lock_requires_cb;
+    pc->arg = c;
 }
 
 static int hooks_only(ctx *c, zdm_phase from, zdm_err *err)
 {
-    const phase_def *d = phase_to(from);
+    const zdm_phase_def *d = zdm_phase_def_to(from);
     if (!d || d->after < 0) {
         zdm_err_set(err, ZDM_EXIT_USAGE, "plan %s is %s: there are no after_* hooks to re-run", c->plan->id,
                     zdm_phase_name(from));
@@ -904,7 +410,7 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
     if (c->o->hooks_only)
         return hooks_only(c, from, err);
     if (want_from >= 0 && from != (zdm_phase)want_from) {
-        const phase_def *w = phase_from((zdm_phase)want_from);
+        const zdm_phase_def *w = zdm_phase_def_from((zdm_phase)want_from);
         zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is %s; %s follows %s", p->id, zdm_phase_name(from),
                     w ? w->name : action, zdm_phase_name((zdm_phase)want_from));
         zdm_err_reason(err, "wrong_phase");
@@ -932,7 +438,7 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
         fprintf(c->o->out, "plan %s is already complete; nothing to do\n", p->id);
         return 0;
     }
-    const phase_def *d = phase_from(from);
+    const zdm_phase_def *d = zdm_phase_def_from(from);
     if (!d)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s: no phase starts from %s", p->id, zdm_phase_name(from));
     zdm_phase to = d->to;
@@ -941,7 +447,7 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
                 zdm_db_dialect_name(c->db), zdm_phase_name(from), zdm_phase_name(to));
 
     /* Gates first: a refusal changes nothing. */
-    int rc = d->gate ? d->gate(c, err) : 0;
+    int rc = d->gate ? d->gate(&c->pc, err) : 0;
     if (rc != 0) {
         if (c->o->dry_run || rc != ZDM_EXIT_REFUSED)
             return rc;
@@ -971,14 +477,14 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
         return rc;
     }
     if (c->o->dry_run) {
-        rc = d->dry_run(c, err);
+        rc = d->dry_run(&c->pc, err);
         if (rc == 0 && d->after >= 0)
             rc = run_hooks(c, (zdm_hook_event)d->after, from, to, 0, err);
         return rc;
     }
     rc = guard(c, err);
     if (rc == 0)
-        rc = d->run(c, err);
+        rc = d->run(&c->pc, err);
     if (rc == 0)
         rc = guard(c, err);
     if (rc == 0)
@@ -1039,98 +545,6 @@ int zdm_life_cutover(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
     return rc;
 }
 
-/* The applied plans that require this one (rollback would pull the
- * ground from under them): a comma-separated list in *out. */
-static int dependents(ctx *c, zdm_buf *out, zdm_err *err)
-{
-    if (!c->set || (c->o->dry_run && !zdm_state_exists(c->db)))
-        return 0;
-    for (size_t i = 0; i < c->set->n; i++) {
-        const zdm_plan *q = c->set->plans[i];
-        int needs = 0;
-        for (size_t k = 0; k < q->requires.n && !needs; k++)
-            needs = strcmp(q->requires.v[k], c->plan->id) == 0;
-        if (!needs)
-            continue;
-        zdm_plan_state st;
-        int rc = zdm_state_get(c->db, q->id, &st, err);
-        if (rc != 0)
-            return rc;
-        int applied = st.known && st.phase != ZDM_PENDING && st.phase != ZDM_ROLLED_BACK;
-        if (st.known && !applied) {
-            int n = 0;
-            rc = zdm_state_steps_applied(c->db, q->id, &n, err);
-            if (rc != 0)
-                return rc;
-            applied = n > 0;
-        }
-        if (applied)
-            zdm_buf_printf(out, "%s%s (%s)", out->len ? ", " : "", q->id, zdm_phase_name(st.phase));
-    }
-    return 0;
-}
-
-/* Refusals of rollback, checked under the lock before anything runs. */
-static int gate_rollback(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
-{
-    const zdm_plan *plan = c->plan;
-    zdm_buf deps = {0};
-    int rc = dependents(c, &deps, err);
-    if (rc == 0 && deps.len) {
-        rc = zdm_err_set(err, ZDM_EXIT_REFUSED, "rollback of %s refused: applied plans require it: %s", plan->id,
-                         deps.data);
-        zdm_err_reason(err, "dependents_applied");
-        zdm_err_detail(err, "roll those plans back first (newest first), then roll back %s", plan->id);
-    }
-    zdm_buf_free(&deps);
-    if (rc != 0)
-        return rc;
-    if (from == ZDM_CUT_OVER && !c->o->force) {
-        zdm_err_set(err, ZDM_EXIT_REFUSED,
-                    "rollback of %s refused: it is cut_over, so traffic already runs on the new version",
-                    plan->id);
-        zdm_err_reason(err, "cut_over_needs_force");
-        zdm_err_detail(err, "switch traffic back first, or run \"zdm rollback %s --force\": it runs the "
-                            "on_rollback hooks (the switch back) first and undoes expand only if they pass",
-                       plan->id);
-        return ZDM_EXIT_REFUSED;
-    }
-    if (to == ZDM_CUT_OVER && plan->ncontract) {
-        for (size_t i = 0; i < plan->ncontract; i++)
-            if (!zdm_step_down(&plan->contract[i], zdm_db_kind_of(c->db)) || plan->contract[i].op) {
-                zdm_err_set(err, ZDM_EXIT_REFUSED,
-                            "plan %s is complete and contract step %d (%s:%d) has no \"down\": "
-                            "the removed structure cannot be restored; rollback refused",
-                            plan->id, plan->contract[i].index, plan->path, plan->contract[i].line);
-                zdm_err_reason(err, "contract_no_down");
-                zdm_err_detail(err, "restore from the backup taken before contract (zdm history %s shows "
-                                    "its path), or write a new plan that adds the structure back",
-                               plan->id);
-                return ZDM_EXIT_REFUSED;
-            }
-    }
-    /* SQLite: a down that drops a column must not stop half-way. */
-    return zdm_sqdeps_gate(c->db, plan, to == ZDM_CUT_OVER ? ZDM_SQDEPS_ROLLBACK_CONTRACT : ZDM_SQDEPS_ROLLBACK_EXPAND,
-                           c->run.no_state, err);
-}
-
-/* Undoes the phases between `to` and `from`, newest first, through the
- * phase table: complete -> cut_over undoes contract; anything else goes
- * back to rolled_back by undoing cutover, backfill and expand. */
-static int undo_to(ctx *c, zdm_phase from, zdm_phase to, zdm_err *err)
-{
-    int rc = 0;
-    for (size_t k = NPHASES; rc == 0 && k-- > 0;) {
-        const phase_def *d = &phases[k];
-        if (to == ZDM_CUT_OVER ? d->to != ZDM_COMPLETE : (d->to == ZDM_COMPLETE || d->from > from))
-            continue;
-        rc = guard(c, err);
-        if (rc == 0)
-            rc = d->undo(c, err);
-    }
-    return rc;
-}
-
 int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan, const zdm_life_opts *o,
                       zdm_err *err)
 {
@@ -1160,7 +574,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
         }
     }
     zdm_phase to = from == ZDM_COMPLETE ? ZDM_CUT_OVER : ZDM_ROLLED_BACK;
-    rc = gate_rollback(&c, from, to, err);
+    rc = zdm_rollback_gate(&c.pc, from, to, err);
     if (rc != 0) {
         rc = o->dry_run || rc != ZDM_EXIT_REFUSED ? rc : refuse(&c, "rollback", to, err);
         close_ctx(&c);
@@ -1184,7 +598,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
                                 "again", plan->id);
     }
     if (rc == 0)
-        rc = undo_to(&c, from, to, err);
+        rc = zdm_rollback_undo(&c.pc, from, to, err);
     if (rc == 0 && !o->dry_run && plan->backfill)
         rc = zdm_backfill_settings_reset(db, plan->id, err); /* overrides were for this run of the plan */
     if (!o->dry_run) {
