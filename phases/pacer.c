@@ -296,7 +296,11 @@ void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms)
         /* When the fixed part dominates, the target bounds the per-row
          * part: bigger batches pay the fixed cost over more rows. */
         double budget = fixed_dominates ? (double)target : (double)target - a;
-        want = b > 0 ? (int64_t)(budget / b) : p->size * 2;
+        /* A per-row cost fitted near 0 makes budget / b huge: clamp it
+         * before the conversion, undefined out of int64's range (UBSan,
+         * torture soak seed 160 PostgreSQL: 1.8e20). */
+        double wd = b > 0 ? budget / b : (double)p->size * 2;
+        want = wd >= 1e15 ? (int64_t)1e15 : wd <= -1e15 ? -(int64_t)1e15 : (int64_t)wd;
     } else {
         want = p->size * target / p90;
     }
