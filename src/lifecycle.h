@@ -4,11 +4,11 @@
  *   pending -> expanded -> backfilled -> cut_over -> complete
  *        \________\____________\___________\--> rolled_back
  *
- * Owns: the phase table (each phase's hooks, gate, run, dry run and undo),
- * the one transition function through which every phase changes (lock,
- * phase read again under the lock, gate, run with a lock-and-signal guard
- * before every step, record), the history row of every transition and
- * refusal, and calling the phase modules in phases/.
+ * Owns: the one transition function through which every phase changes
+ * (lock, phase read again under the lock, gate, run with a lock-and-signal
+ * guard before every step, record), the history row of every transition
+ * and refusal, and calling the phase modules in phases/ through their
+ * table (phases/phase.c: each phase's hooks, gate, run, dry run and undo).
  */
 #ifndef ZDM_LIFECYCLE_H
 #define ZDM_LIFECYCLE_H
