@@ -149,11 +149,17 @@ int zdm_state_layout_read(zdm_db *db, zdm_state_layout *out, zdm_err *err)
      * not exist" errors in the server's log.  Any of zdm's tables counts:
      * a meta table dropped by hand beside the others is damage, not a
      * fresh database. */
+    /* plans before meta: the tables and the version row commit together,
+     * but the two questions see two moments.  Asked the other way round, a
+     * first run committing between them read as "plans without meta", a
+     * damaged state (exit 5 from a concurrent command, test_races).  This
+     * way a commit in between is seen as meta without plans: a layout
+     * with its version. */
     const zdm_dialect *d = zdm_db_dialect(db);
     int have_meta = 0, have_plans = 0;
-    int rc = d->table_exists(db, zdm_state_table(db, "meta"), &have_meta, err);
+    int rc = d->table_exists(db, zdm_state_table(db, "plans"), &have_plans, err);
     if (rc == 0)
-        rc = d->table_exists(db, zdm_state_table(db, "plans"), &have_plans, err);
+        rc = d->table_exists(db, zdm_state_table(db, "meta"), &have_meta, err);
     if (rc != 0)
         return rc;
     if (!have_meta && !have_plans)
