@@ -551,7 +551,7 @@ static int fold_refusal(zdm_db *db, const zdm_history_entry *h, const char *reas
      * start, which differ from one collision to the next while the refusal
      * is the same.  Any other text that changed says something new (a
      * required plan moved from pending to expanded) and gets its own row. */
-    int same_text = base == strlen(h->detail) && strncmp(d, h->detail, base) == 0;
+    int same_text = d && h->detail && base == strlen(h->detail) && strncmp(d, h->detail, base) == 0;
     if (same && reason)
         same = was && strcmp(was, reason) == 0 && (same_text || strcmp(reason, "lock_held") == 0);
     else if (same)
