@@ -326,17 +326,7 @@ static void status_text(zdm_cli *cli, const zdm_plan *p, const zdm_life_status *
                 (long long)w->range_rows_done, zdm_format_time(w->heartbeat_ms, ts, sizeof ts),
                 w->throttle ? ", " : "", w->throttle ? w->throttle : "");
     }
-    if (json_object_size(ov)) {
-        const char *k;
-        json_t *v;
-        fprintf(cli->out, "    zdm set overrides:");
-        json_object_foreach(ov, k, v) {
-            char text[64];
-            zdm_live_text(k, v, text, sizeof text);
-            fprintf(cli->out, " %s=%s", k, text);
-        }
-        fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
-    }
+    zdm_live_print_overrides(cli->out, "    zdm set overrides:", ov, p->id);
 }
 
 /* After every plan: the prometheus families, the --json document, or the

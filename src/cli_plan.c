@@ -565,17 +565,7 @@ int zdm_cmd_plan_show(zdm_cli *cli, zdm_err *err)
             print_plan(cli->out, p, have ? &proj.hooks : NULL);
             if (have)
                 zdm_project_free(&proj);
-            if (ov && json_object_size(ov)) {
-                const char *k;
-                json_t *v;
-                fprintf(cli->out, "\nzdm set overrides in the database:");
-                json_object_foreach(ov, k, v) {
-                    char text[64];
-                    zdm_live_text(k, v, text, sizeof text);
-                    fprintf(cli->out, " %s=%s", k, text);
-                }
-                fprintf(cli->out, " (zdm set %s --reset drops them)\n", p->id);
-            }
+            zdm_live_print_overrides(cli->out, "\nzdm set overrides in the database:", ov, p->id);
         }
         json_decref(ov);
     }

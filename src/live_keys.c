@@ -153,3 +153,18 @@ void zdm_live_text(const char *name, const json_t *v, char *buf, size_t size)
     else
         snprintf(buf, size, "%lld", (long long)json_integer_value(v));
 }
+
+void zdm_live_print_overrides(FILE *f, const char *lead, const json_t *ov, const char *plan_id)
+{
+    if (!ov || !json_object_size(ov))
+        return;
+    const char *k;
+    json_t *v;
+    fputs(lead, f);
+    json_object_foreach((json_t *)ov, k, v) {
+        char text[64];
+        zdm_live_text(k, v, text, sizeof text);
+        fprintf(f, " %s=%s", k, text);
+    }
+    fprintf(f, " (zdm set %s --reset drops them)\n", plan_id);
+}

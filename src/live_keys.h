@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "err.h"
 #include "plan_model.h"
@@ -51,5 +52,8 @@ void zdm_live_apply(const zdm_throttle *plan, const json_t *ov, zdm_throttle *t,
 json_t *zdm_live_effective(const zdm_throttle *plan, const json_t *ov);
 /* One override as text ("1.5", "5000"), for status and plan show. */
 void zdm_live_text(const char *name, const json_t *v, char *buf, size_t size);
+/* The overrides line of status and plan show: `lead`, then " key=value"
+ * for each, then how to drop them; nothing when ov holds none. */
+void zdm_live_print_overrides(FILE *f, const char *lead, const json_t *ov, const char *plan_id);
 
 #endif
