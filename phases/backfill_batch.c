@@ -7,7 +7,6 @@
  * only the uncommitted batch.  Also the integer-span fast path and naming
  * the key range of a failed batch.
  */
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,20 +15,6 @@
 #include "backfill_int.h"
 
 /* ---- one batch ---- */
-
-/* The integer in a one-column key tuple ["123"], if it is one. */
-static int int_key(const char *json, long long *out)
-{
-    if (!json || strncmp(json, "[\"", 2) != 0)
-        return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(json + 2, &end, 10);
-    if (errno || end == json + 2 || strcmp(end, "\"]") != 0)
-        return 0;
-    *out = v;
-    return 1;
-}
 
 /* One key column of integers, past the first batch of a range, where the
  * dialect converts a batch in one statement (span_sql): the batch is the
@@ -42,7 +27,7 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
                       int64_t *updated, char **last, zdm_err *err)
 {
     long long c, h;
-    if (!w->span_sql || !int_key(cursor, &c) || !int_key(w->hi, &h))
+    if (!w->span_sql || !zdm_state_key_int(cursor, &c) || !zdm_state_key_int(w->hi, &h))
         return -1;
     /* unsigned: h - c overflows for keys at both ends of bigint */
     long long e = ((unsigned long long)h - (unsigned long long)c > (unsigned long long)size) ? c + (long long)size : h;

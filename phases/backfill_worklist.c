@@ -26,7 +26,6 @@
  * worker restarted, or a range taken over, collects again from the
  * committed cursor, and a batch that rolled back is simply redone.
  */
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,19 +40,6 @@
  * units: about one page read each). */
 #define WL_FACTOR 10.0
 #define WL_MIN_COST 1000.0
-
-static int int_key1(const char *json, long long *out)
-{
-    if (!json || strncmp(json, "[\"", 2) != 0)
-        return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(json + 2, &end, 10);
-    if (errno || end == json + 2 || strcmp(end, "\"]") != 0)
-        return 0;
-    *out = v;
-    return 1;
-}
 
 /* "UPDATE t SET c = (expr), ..." */
 static void set_list(worker *w, zdm_buf *b)
@@ -201,7 +187,7 @@ int zdm_bf_worklist_batch(worker *w, const char *cursor, int64_t size, int *rang
 {
     long long c = 0, h;
     int has_c = cursor != NULL;
-    if ((has_c && !int_key1(cursor, &c)) || !int_key1(w->hi, &h))
+    if ((has_c && !zdm_state_key_int(cursor, &c)) || !zdm_state_key_int(w->hi, &h))
         return zdm_err_set(err, ZDM_EXIT_FAIL, "work list: range %d's bounds are not integer keys", w->range_id);
     /* the list is valid when it was collected for this range from at or
      * before the committed cursor, and still holds keys past it (or holds

@@ -350,8 +350,7 @@ int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **
     return rc;
 }
 
-/* The integer in a one-column key tuple ["123"], if it is one. */
-static int int_tuple(const char *json, long long *out)
+int zdm_state_key_int(const char *json, long long *out)
 {
     if (!json || strncmp(json, "[\"", 2) != 0)
         return 0;
@@ -388,7 +387,7 @@ int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, l
     for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++) {
         long long c, h;
         const char *cur = zdm_rows_get(r, i, 2) ? zdm_rows_get(r, i, 2) : zdm_rows_get(r, i, 1);
-        if (!int_tuple(cur, &c) || !int_tuple(zdm_rows_get(r, i, 3), &h) || h <= c)
+        if (!zdm_state_key_int(cur, &c) || !zdm_state_key_int(zdm_rows_get(r, i, 3), &h) || h <= c)
             continue; /* other keys, or a first range not started: no split */
         unsigned long long span = (unsigned long long)h - (unsigned long long)c;
         if (span > widest) {

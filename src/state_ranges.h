@@ -25,6 +25,10 @@
 /* A worker whose heartbeat is older than this is gone: its range is free. */
 #define ZDM_RANGE_STALE_MS (60 * 1000)
 
+/* The integer in a one-column key tuple ["123"] (the ranges' cursor and
+ * bound format), if it is one: 1 and *out, else 0. */
+int zdm_state_key_int(const char *json, long long *out);
+
 /* ---- the backfills row ---- */
 
 /* Creates the plan's backfills row if missing (not started, no settings). */
