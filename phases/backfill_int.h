@@ -102,6 +102,8 @@ typedef struct worker {
 char *zdm_bf_key_json(const zdm_rows *r, int row, int ncols);
 int zdm_bf_key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey, zdm_err *err);
 void zdm_bf_cols_list(worker *w, zdm_buf *b, const char *suffix);
+/* "UPDATE t SET c = (expr), ...": the assignments of every batch statement. */
+void zdm_bf_update_set(worker *w, zdm_buf *b);
 void zdm_bf_batch_keys(worker *w, zdm_buf *b, int with_cursor);
 void zdm_bf_needs_conversion(worker *w, zdm_buf *b);
 void zdm_bf_build_sql(worker *w);

@@ -82,8 +82,8 @@ void zdm_bf_batch_keys(worker *w, zdm_buf *b, int with_cursor)
     zdm_buf_puts(b, " LIMIT $1");
 }
 
-/* "UPDATE t SET c = (expr), ... WHERE " */
-static void update_head(worker *w, zdm_buf *b)
+/* "UPDATE t SET c = (expr), ..." */
+void zdm_bf_update_set(worker *w, zdm_buf *b)
 {
     const zdm_backfill *bf = w->plan->backfill;
     zdm_buf_printf(b, "UPDATE %s SET ", w->tbl);
@@ -92,6 +92,12 @@ static void update_head(worker *w, zdm_buf *b)
         zdm_buf_printf(b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
         free(q);
     }
+}
+
+/* "UPDATE t SET c = (expr), ... WHERE " */
+static void update_head(worker *w, zdm_buf *b)
+{
+    zdm_bf_update_set(w, b);
     zdm_buf_puts(b, " WHERE ");
 }
 

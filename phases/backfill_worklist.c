@@ -41,18 +41,6 @@
 #define WL_FACTOR 10.0
 #define WL_MIN_COST 1000.0
 
-/* "UPDATE t SET c = (expr), ..." */
-static void set_list(worker *w, zdm_buf *b)
-{
-    const zdm_backfill *bf = w->plan->backfill;
-    zdm_buf_printf(b, "UPDATE %s SET ", w->tbl);
-    for (size_t i = 0; i < bf->nset; i++) {
-        char *q = zdm_db_ident(w->db, bf->set[i].column);
-        zdm_buf_printf(b, "%s%s = (%s)", i ? ", " : "", q, bf->set[i].expr);
-        free(q);
-    }
-}
-
 void zdm_bf_choose_strategy(worker *w)
 {
     const zdm_backfill *bf = w->plan->backfill;
@@ -68,9 +56,9 @@ void zdm_bf_choose_strategy(worker *w)
          * it (UPDATE: the same plan as the batch, not run) */
         zdm_buf a = {0}, b = {0};
         char *k = zdm_db_ident(w->db, w->key.v[0]);
-        set_list(w, &a);
+        zdm_bf_update_set(w, &a);
         zdm_buf_printf(&a, " WHERE %s > $1 AND %s <= $2 AND (%s)", k, k, bf->where);
-        set_list(w, &b);
+        zdm_bf_update_set(w, &b);
         zdm_buf_printf(&b, " WHERE %s > $1 AND %s <= $2", k, k);
         free(k);
         const char *lo = "0", *hi = "1000";
@@ -224,7 +212,7 @@ int zdm_bf_worklist_batch(worker *w, const char *cursor, int64_t size, int *rang
     char *k = zdm_db_ident(w->db, w->key.v[0]);
     /* by key and row version: no `where` to evaluate */
     zdm_buf_puts(&sql, "/* zdm backfill */ ");
-    set_list(w, &sql);
+    zdm_bf_update_set(w, &sql);
     zdm_buf_printf(&sql, " FROM unnest($1::bigint[], $2::xid[]) AS zdm_wl(zdm_k, zdm_x) WHERE %s.%s = zdm_wl.zdm_k "
                          "AND %s.xmin = zdm_wl.zdm_x RETURNING %s.%s", w->tbl, k, w->tbl, w->tbl, k);
     const char *p[] = {keys.data, xmins.data};
@@ -254,7 +242,7 @@ int zdm_bf_worklist_batch(worker *w, const char *cursor, int64_t size, int *rang
                 zdm_buf_puts(&again, "}");
                 zdm_buf_free(&sql);
                 zdm_buf_puts(&sql, "/* zdm backfill */ ");
-                set_list(w, &sql);
+                zdm_bf_update_set(w, &sql);
                 zdm_buf_printf(&sql, " WHERE %s = ANY ($1::bigint[]) AND (%s)", k, w->plan->backfill->where);
                 const char *p2[] = {again.data};
                 rc = zdm_db_query(w->db, sql.data, 1, p2, NULL, err);
