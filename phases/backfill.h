@@ -117,6 +117,7 @@ int zdm_backfill_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MUST_C
 typedef struct zdm_backfill_progress {
     int started;
     int64_t rows_done, total_est;
+    int64_t rows_left; /* estimated, refined as ranges finish (state_ranges.h) */
     int ranges, ranges_done, workers;
     int paused;
     char throttle[256];
@@ -129,5 +130,10 @@ int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_er
 int zdm_backfill_last_progress(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err) ZDM_MUST_CHECK;
 int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_progress *out,
                               zdm_err *err) ZDM_MUST_CHECK;
+/* The rows to convert in all: done plus the estimate of what is left (never
+ * below the rows done), and the percentage done, which is 100 only once
+ * every range is done (an estimate that ran out early shows 99.9). */
+int64_t zdm_backfill_rows_total(const zdm_backfill_progress *p);
+double zdm_backfill_percent(const zdm_backfill_progress *p, int64_t total);
 
 #endif

@@ -16,6 +16,25 @@
 
 /* ---- progress ---- */
 
+/* Rows per second of every live worker together: the plan's rows done,
+ * sampled by this worker (zdm_bf_progress) over its recent window; this
+ * worker's own rate until it has two samples.  Both windows restart after
+ * a pause (backfill.c), so paused time is not in the rate. */
+static int64_t plan_rate(const worker *w)
+{
+    if (w->plan_win_n >= 2 && w->plan_win_t[w->plan_win_n - 1] > w->plan_win_t[0]) {
+        int64_t dt = w->plan_win_t[w->plan_win_n - 1] - w->plan_win_t[0];
+        int64_t dr = w->plan_win_rows[w->plan_win_n - 1] - w->plan_win_rows[0];
+        return dr > 0 ? dr * 1000 / dt : 0;
+    }
+    if (w->win_n >= 2) {
+        int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
+        int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
+        return dt > 0 ? dr * 1000 / dt : 0;
+    }
+    return 0;
+}
+
 void zdm_bf_progress(worker *w, int final)
 {
     int64_t now = zdm_mono_ms();
@@ -28,9 +47,7 @@ void zdm_bf_progress(worker *w, int final)
     zdm_err_clear(&e);
     if (zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
         return;
-    /* Rate over the recent window, not since the start, of every live
-     * worker together: the plan's rows done, sampled here.  Both windows
-     * restart after a pause (on_tick), so paused time is not in the rate. */
+    /* the plan's rows done, sampled for plan_rate */
     if (w->plan_win_n == 16) {
         memmove(w->plan_win_t, w->plan_win_t + 1, 15 * sizeof w->plan_win_t[0]);
         memmove(w->plan_win_rows, w->plan_win_rows + 1, 15 * sizeof w->plan_win_rows[0]);
@@ -39,28 +56,14 @@ void zdm_bf_progress(worker *w, int final)
     w->plan_win_t[w->plan_win_n] = now;
     w->plan_win_rows[w->plan_win_n] = pr.rows_done;
     w->plan_win_n++;
-    int64_t rate = 0;
-    if (w->plan_win_n >= 2 && w->plan_win_t[w->plan_win_n - 1] > w->plan_win_t[0]) {
-        int64_t dt = w->plan_win_t[w->plan_win_n - 1] - w->plan_win_t[0];
-        int64_t dr = w->plan_win_rows[w->plan_win_n - 1] - w->plan_win_rows[0];
-        rate = dr > 0 ? dr * 1000 / dt : 0;
-    } else if (w->win_n >= 2) {
-        int64_t dt = w->win_t[w->win_n - 1] - w->win_t[0];
-        int64_t dr = w->win_rows[w->win_n - 1] - w->win_rows[0];
-        rate = dt > 0 ? dr * 1000 / dt : 0;
-    }
-    int64_t total = pr.total_est > pr.rows_done ? pr.total_est : pr.rows_done;
-    /* every range done: the rows converted are the total, whatever the
-     * estimate said (a planner's estimate of a `where` can be far off) */
-    if (pr.ranges > 0 && pr.ranges_done >= pr.ranges)
-        total = pr.rows_done;
+    int64_t rate = plan_rate(w);
+    /* the estimate of the rows left, refined as ranges finish (state) */
+    int64_t total = zdm_backfill_rows_total(&pr);
     /* a work list that holds every matching key of the only range: what
      * is left is counted, not estimated */
-    else if (w->worklist && pr.ranges == 1 && w->wl_left >= 0)
+    if (w->worklist && pr.ranges == 1 && pr.ranges_done == 0 && w->wl_left >= 0)
         total = pr.rows_done + w->wl_left;
-    double pct = total ? 100.0 * (double)pr.rows_done / (double)total : 100.0;
-    if (pct > 100.0)
-        pct = 100.0;
+    double pct = zdm_backfill_percent(&pr, total);
     char eta[32] = "?";
     if (rate > 0 && total >= pr.rows_done)
         zdm_format_duration((total - pr.rows_done) * 1000 / rate, eta, sizeof eta);
@@ -136,6 +139,14 @@ void zdm_bf_publish(worker *w, int force)
         json_object_set_new(o, "rows_total_estimate", json_integer(pr.total_est));
         json_object_set_new(o, "rows_done_by_worker", json_integer(w->rows_mine));
         json_object_set_new(o, "rows_per_second", json_integer(rate));
+        /* the plan's: every live worker's rate, the rows left refined as
+         * ranges finish, and the ETA from the two */
+        int64_t total = zdm_backfill_rows_total(&pr), prate = plan_rate(w);
+        json_object_set_new(o, "rows_left_estimate", json_integer(total - pr.rows_done));
+        json_object_set_new(o, "percent_done", json_real(zdm_backfill_percent(&pr, total)));
+        json_object_set_new(o, "plan_rows_per_second", json_integer(prate));
+        json_object_set_new(o, "eta_seconds",
+                            prate > 0 ? json_integer((total - pr.rows_done + prate - 1) / prate) : json_null());
         json_object_set_new(o, "batch_size", json_integer(w->pacer.size));
         json_object_set_new(o, "last_batch_ms", json_integer(w->last_batch_ms));
         json_object_set_new(o, "ranges", json_integer(pr.ranges));
@@ -246,10 +257,30 @@ int zdm_backfill_progress_get(zdm_db *db, const char *plan_id, zdm_backfill_prog
     out->started = p.started;
     out->rows_done = p.rows_done;
     out->total_est = p.total_est;
+    out->rows_left = p.rows_left_est;
     out->ranges = p.ranges;
     out->ranges_done = p.ranges_done;
     out->workers = p.workers;
     out->paused = p.paused;
     snprintf(out->throttle, sizeof out->throttle, "%s", p.throttle);
     return rc;
+}
+
+int64_t zdm_backfill_rows_total(const zdm_backfill_progress *p)
+{
+    /* every range done: the rows converted are the total, whatever the
+     * estimate said (a planner's estimate of a `where` can be far off) */
+    if (p->ranges > 0 && p->ranges_done >= p->ranges)
+        return p->rows_done;
+    return p->rows_done + (p->rows_left > 0 ? p->rows_left : 0);
+}
+
+double zdm_backfill_percent(const zdm_backfill_progress *p, int64_t total)
+{
+    int all_done = p->ranges > 0 && p->ranges_done >= p->ranges;
+    if (all_done)
+        return 100.0;
+    double pct = total > 0 ? 100.0 * (double)p->rows_done / (double)total : 0.0;
+    /* ranges still open have keys to look at: not 100 % before the end */
+    return pct > 99.9 ? 99.9 : pct;
 }

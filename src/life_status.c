@@ -97,6 +97,9 @@ static int backfill_status(zdm_db *db, const zdm_plan *p, zdm_life_status *o, zd
     o->bf_started = bp.started;
     o->bf_rows_done = bp.rows_done;
     o->bf_total_est = bp.total_est;
+    int64_t total = zdm_backfill_rows_total(&bp);
+    o->bf_rows_left = total - bp.rows_done;
+    o->bf_percent = zdm_backfill_percent(&bp, total);
     o->bf_ranges = bp.ranges;
     o->bf_ranges_done = bp.ranges_done;
     o->bf_workers = bp.workers;
@@ -106,10 +109,9 @@ static int backfill_status(zdm_db *db, const zdm_plan *p, zdm_life_status *o, zd
         snprintf(o->next, sizeof o->next, "wait: %d live backfill worker%s on it; the last one moves the plan to "
                  "backfilled", bp.workers, bp.workers == 1 ? " is" : "s are");
     if (o->phase == ZDM_EXPANDED && bp.started) {
-        int64_t total = bp.total_est > bp.rows_done ? bp.total_est : bp.rows_done;
         char extra[400];
-        snprintf(extra, sizeof extra, " -- backfill %lld/%lld rows, %d/%d ranges, %d worker%s%s%s%s",
-                 (long long)bp.rows_done, (long long)total, bp.ranges_done, bp.ranges, bp.workers,
+        snprintf(extra, sizeof extra, " -- backfill %lld/%lld rows (%.1f%%), %d/%d ranges, %d worker%s%s%s%s",
+                 (long long)bp.rows_done, (long long)total, o->bf_percent, bp.ranges_done, bp.ranges, bp.workers,
                  bp.workers == 1 ? "" : "s", bp.paused ? ", PAUSED" : "", bp.throttle[0] ? ", " : "", bp.throttle);
         size_t len = strlen(o->next);
         snprintf(o->next + len, sizeof o->next - len, "%s", extra);

@@ -131,6 +131,8 @@ typedef struct zdm_life_status {
     /* the backfill (plans with a [backfill], once zdm's tables exist) */
     int bf_started, bf_ranges, bf_ranges_done, bf_workers, bf_paused;
     int64_t bf_rows_done, bf_total_est;
+    int64_t bf_rows_left;   /* estimated, refined as ranges finish */
+    double bf_percent;      /* 100 only once every range is done */
     char bf_throttle[256];
     int64_t last_progress_ms; /* the last batch's commit, 0 before the first */
     char *overrides;          /* zdm set overrides as JSON text, NULL when none read */

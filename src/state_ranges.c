@@ -542,6 +542,48 @@ int zdm_state_ranges_last_batch(zdm_db *db, const char *plan_id, int64_t *last_m
     return rc;
 }
 
+/* The estimate of the rows still to convert (zdm_state_progress): a
+ * finished range's actual count replaces its share of the estimate made at
+ * the start, and the open ranges are expected to hold what the finished
+ * ones showed -- a `where` whose planner estimate was off by 10x is right
+ * once the first range is done. */
+static int rows_left(zdm_db *db, const char *plan_id, zdm_state_progress *out, zdm_err *err)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT done, rows_done FROM %s WHERE plan_id = $1", ranges_t(db));
+    const char *p[] = {plan_id};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 1, p, &r, err);
+    if (rc != 0)
+        return rc;
+    int n = zdm_rows_count(r), ndone = 0;
+    int64_t fin = 0;
+    for (int i = 0; i < n; i++)
+        if (atoi(zdm_rows_get(r, i, 0))) {
+            ndone++;
+            fin += strtoll(zdm_rows_get(r, i, 1), NULL, 10);
+        }
+    int64_t left = 0;
+    if (ndone == 0) {
+        left = out->total_est > out->rows_done ? out->total_est - out->rows_done : 0;
+    } else {
+        /* per open range: the finished ranges' mean, less its own rows so
+         * far (rounded up: a range that is not done has rows left to look
+         * at, whatever it found so far) */
+        for (int i = 0; i < n; i++) {
+            if (atoi(zdm_rows_get(r, i, 0)))
+                continue;
+            int64_t own = strtoll(zdm_rows_get(r, i, 1), NULL, 10);
+            int64_t mean_up = (fin + ndone - 1) / ndone;
+            if (mean_up > own)
+                left += mean_up - own;
+        }
+    }
+    out->rows_left_est = left;
+    zdm_rows_free(r);
+    return 0;
+}
+
 int zdm_state_ranges_progress(zdm_db *db, const char *plan_id, zdm_state_progress *out, zdm_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -572,6 +614,8 @@ int zdm_state_ranges_progress(zdm_db *db, const char *plan_id, zdm_state_progres
         snprintf(out->throttle, sizeof out->throttle, "%s", zdm_rows_get(r, 0, 7) ? zdm_rows_get(r, 0, 7) : "");
     }
     zdm_rows_free(r);
+    if (rc == 0)
+        rc = rows_left(db, plan_id, out, err);
     /* Only live workers count: a dead one's range waits for a new worker. */
     zdm_rows *lw = NULL;
     if (rc == 0 && out->workers > 0 && (rc = zdm_state_ranges_workers(db, plan_id, &lw, err)) == 0)

@@ -133,6 +133,12 @@ int zdm_state_ranges_summary(zdm_db *db, const char *plan_id, int64_t *ranges, i
 typedef struct zdm_state_progress {
     int started;
     int64_t rows_done, total_est;
+    /* rows still to convert, refined as ranges finish: an open range is
+     * expected to hold what the finished ones held on average (ranges
+     * are cut to hold about equal rows), less what it converted so far;
+     * before any range finished, total_est less the rows done; never
+     * negative, 0 once every range is done */
+    int64_t rows_left_est;
     int ranges, ranges_done, workers;
     int paused;
     char throttle[256];
