@@ -8,7 +8,8 @@ on identical tables, one after the other, so the ratios are side by side
 even when the (shared) machine's load moves.  Nothing fails on a number.
 
 Sections, each with the target of issue 13 it measures:
-  raw speed (PostgreSQL): unthrottled zdm backfill vs one UPDATE (>= 0.9),
+  raw speed (PostgreSQL): unthrottled zdm backfill vs one UPDATE with the same
+      dual-write triggers in place (>= 0.9; the bare UPDATE for reference),
       the psql shell loop people write, worker peak RSS (< 16 MiB);
   workers: 2 workers vs 1 on evenly spread and on skewed keys (>= 1.6);
   costly where: a de-duplication predicate that scans, vs one UPDATE of the
@@ -120,10 +121,26 @@ def run_workers(db, plans, plan, n, limit=None):
     return secs, rss, done == n
 
 
-def zdm_backfill(table, tag, throttle=UNTHROTTLED, workers=1, limit=None, **kw):
+def zdm_expand(table, tag, throttle=UNTHROTTLED, **kw):
+    """The plan's expand (installs the triggers); returns its plans dir."""
     plans = plan_dir(table, tag, throttle, **kw)
-    zdm(URL, plans, "advance", f"bf_{table}_{tag}")  # expand: installs the triggers
-    return run_workers(URL, plans, f"bf_{table}_{tag}", workers, limit)
+    zdm(URL, plans, "advance", f"bf_{table}_{tag}")
+    _expanded[(table, str(tag))] = plans
+    return plans
+
+
+_expanded = {}
+
+
+def zdm_run(table, tag, workers=1, limit=None):
+    """The backfill of a plan zdm_expand expanded (timed by the caller)."""
+    return run_workers(URL, _expanded[(table, str(tag))], f"bf_{table}_{tag}", workers, limit)
+
+
+def zdm_backfill(table, tag, throttle=UNTHROTTLED, workers=1, limit=None, **kw):
+    zdm_expand(table, tag, throttle, **kw)
+    psql("CHECKPOINT")  # each timed run starts after a checkpoint (section_raw)
+    return zdm_run(table, tag, workers, limit)
 
 
 def shell_loop(table, rows, batch=1000):
@@ -159,17 +176,37 @@ def section_raw(say, sizes):
     rates, rss_all = {}, []
     for n in sizes:
         say(f"\n== raw speed, PostgreSQL, {n:,} rows (load {load()})")
+        # Like with like: the UPDATE a hand-written release runs has the
+        # same dual-write triggers in place as zdm's backfill (without
+        # them the application's writes during it are lost).  A BEFORE
+        # UPDATE row trigger makes PostgreSQL lock each row before it
+        # updates it (two more WAL records a row: 449 against 390 MB for
+        # 1M rows), whatever the trigger's column list or WHEN -- a cost
+        # of dual writing, paid by both.  The UPDATE without triggers is
+        # shown for reference.
+        make_table("b_bare", n)
         make_table("b_update", n)
         make_table("b_zdm", n)
+        zdm(URL, plan_dir("b_update", "u"), "advance", "bf_b_update_u")  # the same triggers
+        zdm_expand("b_zdm", n)
+        # Every timed run starts right after a checkpoint: the full-page
+        # images after one, and a checkpoint forced by the WAL of the run
+        # before, would otherwise fall on the later runs only.
+        psql("CHECKPOINT")
+        t_bare = timed(lambda: psql(f"UPDATE b_bare SET category = {EXPR}"))
+        psql("CHECKPOINT")
         t_upd = timed(lambda: psql(f"UPDATE b_update SET category = {EXPR}"))
-        t_zdm, rss, _ = zdm_backfill("b_zdm", n)
+        psql("CHECKPOINT")
+        t_zdm, rss, _ = zdm_run("b_zdm", n)
         check_converted("b_zdm")
         rss_all.append(rss)
         r_upd, r_zdm = n / t_upd, n / t_zdm
         rates[n] = r_zdm
-        say(f"single UPDATE                 {r_upd:12,.0f} rows/s  ({t_upd:.2f} s)")
+        say(f"single UPDATE, triggers in place {r_upd:9,.0f} rows/s  ({t_upd:.2f} s)")
         say(f"zdm backfill, unthrottled     {r_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  "
             f"ratio to UPDATE {r_zdm / r_upd:.2f}   [target >= 0.9]")
+        say(f"single UPDATE, no triggers    {n / t_bare:12,.0f} rows/s  ({t_bare:.2f} s)  "
+            f"zdm / it {t_bare / t_zdm:.2f} (for reference)")
         if n == sizes[0]:
             make_table("b_loop", n)
             t_loop = timed(lambda: shell_loop("b_loop", n))
@@ -177,7 +214,7 @@ def section_raw(say, sizes):
             say(f"psql shell loop (1000 rows)   {n / t_loop:12,.0f} rows/s  ({t_loop:.2f} s)  "
                 f"zdm / loop {t_loop / t_zdm:.1f}")
         say(f"zdm worker peak RSS           {rss / 1024:12.1f} MiB   [target < 16]")
-        for t in ("b_update", "b_zdm", "b_loop"):
+        for t in ("b_bare", "b_update", "b_zdm", "b_loop"):
             psql(f"DROP TABLE IF EXISTS {t} CASCADE")
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[-1]
@@ -215,6 +252,7 @@ def section_costly_where(say, n):
     say(f"   where = \"{DEDUP_WHERE.format(t='t')}\"")
     dedup_table("b_dup_u", n)
     dedup_table("b_dup_z", n)
+    psql("CHECKPOINT")
     t_upd = timed(lambda: psql(f"UPDATE b_dup_u SET fixed = 'dup' WHERE {DEDUP_WHERE.format(t='b_dup_u')}"))
     m = int(psql("SELECT count(*) FROM b_dup_u WHERE fixed = 'dup'"))
     limit = max(60.0, 100 * t_upd)
