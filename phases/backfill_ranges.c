@@ -62,11 +62,13 @@ static void int_bounds(worker *w, long long lov, long long hiv, int64_t *est, zd
      * span: the driver's quantiles of the key (pg: the column's
      * statistics), when it has them.  Skewed keys (1..1e6 and a few near
      * 1e12) otherwise put every row in one range, and a second worker has
-     * nothing to do. */
+     * nothing to do.  Not where one writer converts at a time (SQLite):
+     * workers take turns whatever their ranges hold, and the sample costs
+     * a scan of the table (a tenth of a 1,000,000-row backfill). */
     long long *q = NULL;
     int nq = 0;
-    if (want > 1 && zdm_db_key_quantiles(w->db, w->plan->backfill->table, w->key.v[0], (int)want, &q, &nq) == 0 &&
-        nq > 0)
+    if (want > 1 && !w->d->one_writer &&
+        zdm_db_key_quantiles(w->db, w->plan->backfill->table, w->key.v[0], (int)want, &q, &nq) == 0 && nq > 0)
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "ranges split at %d quantiles of the key", nq);
     int qi = 0;
     long long last_top = lov;

@@ -224,11 +224,28 @@ static char *last_key(worker *w, int with_cursor, const char *extra)
     return zdm_buf_take(&b);
 }
 
+/* One key column: "SELECT max(k), count(*) FROM (the batch's keys)
+ * zdm_batch HAVING count(*) > 0".  The keys stream through the aggregate
+ * (SQLite: a co-routine), where the window form below stores and sorts
+ * them first: on SQLite a quarter of the peek's time, which was a third
+ * of the whole backfill's.  max() orders as ORDER BY does. */
+static char *last_key_agg(worker *w, int with_cursor)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "SELECT max(");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, "), count(*) FROM (");
+    zdm_bf_batch_keys(w, &b, with_cursor);
+    zdm_buf_puts(&b, ") zdm_batch HAVING count(*) > 0");
+    return zdm_buf_take(&b);
+}
+
 /* Two statements (no data-modifying WITH): peek at the batch's last key
  * and size, then update every row from the cursor up to it. */
 static void peek_update(worker *w, int with_cursor)
 {
-    w->peek_sql[with_cursor] = last_key(w, with_cursor, ", count(*) OVER ()");
+    w->peek_sql[with_cursor] = w->key.n == 1 ? last_key_agg(w, with_cursor)
+                                             : last_key(w, with_cursor, ", count(*) OVER ()");
     zdm_buf b = {0};
     update_head(w, &b);
     if (with_cursor) {
