@@ -88,10 +88,25 @@ def zdm(db, plans, *args):
                           check=True, capture_output=True, text=True)
 
 
+def peak_rss(pid):
+    """The process's own peak RSS in KiB (VmHWM), 0 once it has exited.
+    Not wait4's ru_maxrss: that keeps the peak of the process before its
+    exec too, which for a child of this Python process is Python's own
+    RSS (15 MiB with sqlite3 loaded: /bin/true "used" 15 MiB)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def run_workers(db, plans, plan, n, limit=None):
     """n workers of one plan at once; returns (seconds, largest peak RSS in
-    KiB, finished).  Each worker's own rusage (wait4), not the children's
-    maximum so far.  Past `limit` seconds the workers get SIGTERM."""
+    KiB, finished).  Each worker's own peak (peak_rss, read while it runs;
+    VmHWM only grows).  Past `limit` seconds the workers get SIGTERM."""
     t0 = time.monotonic()
     procs = [subprocess.Popen([ZDM, "--db", db, "--plans", plans, "-q", "backfill", plan],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(n)]
@@ -102,7 +117,9 @@ def run_workers(db, plans, plan, n, limit=None):
             for p in pending.values():
                 p.send_signal(signal.SIGTERM)
             stopped = True
-        pid, status, ru = os.wait4(-1, os.WNOHANG)
+        for q in pending:
+            rss = max(rss, peak_rss(q))
+        pid, status, _ = os.wait4(-1, os.WNOHANG)
         if pid == 0:
             time.sleep(0.01)
             continue
@@ -110,7 +127,6 @@ def run_workers(db, plans, plan, n, limit=None):
         if p is None:
             continue
         p.returncode = os.waitstatus_to_exitcode(status)
-        rss = max(rss, ru.ru_maxrss)
         if p.returncode == 0:
             done += 1
         elif not stopped:
