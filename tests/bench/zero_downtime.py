@@ -29,6 +29,10 @@ ZDM = os.environ["ZDM"]
 PGBENCH = os.environ.get("PGBENCH", "pgbench")
 EXPR = "CASE WHEN project_name LIKE '%Core%' THEN 'core' ELSE 'other' END"
 PHASES = ["idle", "expand", "backfill", "cutover", "contract", "after"]
+# Under this many application transactions a phase's "p99" is the max of a
+# few samples: its ratio is marked, not comparable with the others.
+MIN_SAMPLES = 100
+FEW = " (few)"
 
 
 def psql(sql):
@@ -37,8 +41,9 @@ def psql(sql):
     return out.stdout.strip()
 
 
-def plan_text(table, unthrottled, where_sql):
+def plan_text(table, unthrottled, where_sql, extra=""):
     th = "max_latency_factor = 0\nmax_lock_ms = 0\n" if unthrottled else ""
+    th += "".join(kv.strip() + "\n" for kv in extra.split(";") if kv.strip())
     return f"""description = "zero-downtime bench"
 [[expand.steps]]
 sql = "ALTER TABLE {table} ADD COLUMN category text"
@@ -82,8 +87,16 @@ class Release:
 
 
 def zdm_release(db_url, plans, plan, rel, backfilled):
+    # ZD_ZDM_LOG=DIR: zdm -v, its log lines in DIR/PLAN.log (the pacer's
+    # decisions batch by batch); by default -q
+    logdir = os.environ.get("ZD_ZDM_LOG")
+
     def run(*args):
-        p = subprocess.run([ZDM, "--db", db_url, "--plans", plans, "-q", *args], capture_output=True, text=True)
+        p = subprocess.run([ZDM, "--db", db_url, "--plans", plans, "-v" if logdir else "-q", *args],
+                           capture_output=True, text=True)
+        if logdir:
+            with open(os.path.join(logdir, f"{plan}.log"), "a") as f:
+                f.write(p.stderr)
         if p.returncode != 0:
             sys.exit(f"zdm {' '.join(args)} failed ({p.returncode}): {p.stderr}")
     rel.mark("expand")
@@ -168,7 +181,7 @@ def pg_run(mode, a, work):
     else:
         plans = tempfile.mkdtemp(prefix="zdm-zd-")
         with open(os.path.join(plans, f"{t}.toml"), "w") as f:
-            f.write(plan_text(t, mode == "unthrottled", "SELECT 1"))
+            f.write(plan_text(t, mode == "unthrottled", "SELECT 1", a.throttle if mode == "custom" else ""))
         left = zdm_release(os.environ["ZDM_TEST_PG_URL"], plans, t, rel, pg_left)
     rel.mark("after")
     time.sleep(min(a.idle, 5))
@@ -276,7 +289,7 @@ def sqlite_run(mode, a, work):
     else:
         plans = tempfile.mkdtemp(prefix="zdm-zd-")
         with open(os.path.join(plans, "zd_t.toml"), "w") as f:
-            f.write(plan_text("t", mode == "unthrottled", "SELECT 1"))
+            f.write(plan_text("t", mode == "unthrottled", "SELECT 1", a.throttle if mode == "custom" else ""))
         left = zdm_release(f"sqlite:{path}", plans, "zd_t", rel, sqlite_left)
     rel.mark("after")
     time.sleep(min(a.idle, 5))
@@ -293,7 +306,7 @@ def report(db, mode, rel, samples, errors, left, out, work):
     errs = {p: 0 for p in PHASES}
     for ts, ms in samples:
         ph = rel.phase_of(ts)
-        if ph is None:
+        if ph not in by:  # before the start, or after the end mark (pgbench's last lines)
             continue
         if ms is None:
             errs[ph] += 1
@@ -309,7 +322,8 @@ def report(db, mode, rel, samples, errors, left, out, work):
             continue
         line = (f"| {db} | {mode} | {ph} | {dur.get(ph, 0):.1f} s | {len(xs)} | {pct(xs, 50):.2f} | "
                 f"{pct(xs, 99):.2f} | {max(xs) if xs else float('nan'):.1f} | "
-                f"{pct(xs, 99) / idle99 if idle99 else float('nan'):.2f} | {errs[ph]} |")
+                f"{pct(xs, 99) / idle99 if idle99 else float('nan'):.2f}{FEW if len(xs) < MIN_SAMPLES else ''} | "
+                f"{errs[ph]} |")
         print(line)
         out.append(line)
     line = f"| {db} | {mode} | (whole run) | | | | | | | errors {errors}, unconverted rows at the end of the backfill {left} |"
@@ -361,7 +375,10 @@ def main():
     ap.add_argument("--tps", type=int, default=400, help="pgbench transactions/s")
     ap.add_argument("--writes", type=int, default=300, help="SQLite application writes/s")
     ap.add_argument("--idle", type=float, default=10, help="seconds of idle application before the release")
-    ap.add_argument("--modes", default="defaults,unthrottled,hand")
+    ap.add_argument("--modes", default="defaults,unthrottled,hand",
+                    help="defaults, unthrottled, hand, custom (zdm with --throttle)")
+    ap.add_argument("--throttle", default="",
+                    help="mode custom: [backfill.throttle] lines, ';'-separated (\"batch_size = 200; sleep_ms = 20\")")
     ap.add_argument("--dbs", default="pg,sqlite")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__))))
     a = ap.parse_args()
@@ -383,6 +400,10 @@ def main():
             png = plot(db, mode, rel, data, a.out)
             if png:
                 pngs.append(png)
+    note = (f"{FEW.strip()}: fewer than {MIN_SAMPLES} application transactions in the phase; "
+            f"its p99 is the largest of a few samples")
+    print(note)
+    out.append(note)
     if not shutil.which("gnuplot"):
         print("\nno PNG: gnuplot is not installed (Debian: apt-get install gnuplot-nox)")
     for p in pngs:
