@@ -16,7 +16,8 @@
  *
  * Files: backfill_sql.c (the statements), backfill_ranges.c (split and
  * claim), backfill_batch.c (one batch), backfill_health.c (throttle
- * signals, latency probe, heartbeat), backfill_progress.c (progress,
+ * signals, latency probe, heartbeat), backfill_probe.c (the probe's own
+ * connection and thread, during the batches), backfill_progress.c (progress,
  * /status, /metrics), backfill_finish.c (final check, backfilled,
  * reconnect), backfill_controls.c (pause, resume, set); the worker struct
  * they share is in backfill_int.h.  This file: the loop and zdm_backfill_run.
@@ -216,8 +217,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     w->last_batch_ms = t1 - t0;
     zdm_histogram_observe(&w->batch_hist, (double)(t1 - t0) / 1000.0);
     zdm_bf_note_rows(w, updated);
-    zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld",
-            w->range_id, (long long)scanned, (long long)updated, (long long)(t1 - t0), (long long)w->pacer.size);
+    zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill",
+            "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld, pacer %s (latency gap %lld ms, "
+            "probe p99 %.2f ms)",
+            w->range_id, (long long)scanned, (long long)updated, (long long)(t1 - t0), (long long)w->pacer.size,
+            zdm_pacer_state_name(w->pacer.state), (long long)w->pacer.lat_gap_ms,
+            (double)w->pacer.probe_p99_us / 1000.0);
     if (range_done)
         zdm_bf_release(w);
     zdm_bf_progress(w, 0);
@@ -320,6 +325,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     free(w.snap_status);
     pthread_mutex_destroy(&w.snap_mu);
 
+    zdm_bf_prober_stop(w.prober);
     zdm_db_cancel_disarm();
     event_free(sigev);
     if (own_sig)

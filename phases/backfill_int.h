@@ -70,6 +70,11 @@ typedef struct worker {
     int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
     zdm_histogram batch_hist; /* batch durations, seconds, for /metrics */
     int64_t probe_ms;         /* the last check_throttle, for /metrics */
+    /* the latency probe running during the batches (backfill_probe.c);
+     * NULL before the first probe, on SQLite, without a URL of its own
+     * or after its connection failed (prober_off): probes between batches */
+    struct zdm_bf_prober *prober;
+    int prober_off;
     /* /status and /metrics answer from their own thread (httpstat.c),
      * never blocked by a batch: they read what zdm_bf_publish stored
      * last, under snap_mu; "stalled" is worked out at the scrape. */
@@ -126,6 +131,16 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err);
 /* Fills why (and *hold, ZDM_BF_HOLD_*) with every tripped signal. */
 int zdm_bf_check_throttle(worker *w, char *why, size_t size, unsigned *hold, zdm_err *err);
 void zdm_bf_heartbeat(worker *w, const char *throttle);
+/* backfill_probe.c: a thread timing the probe every every_ms on its own
+ * connection to url, while the batches run. */
+typedef struct zdm_bf_prober zdm_bf_prober;
+int zdm_bf_prober_start(const char *url, const char *probe_query, int64_t every_ms, zdm_bf_prober **out,
+                        zdm_err *err);
+/* Moves up to max queued samples (us, oldest first) to us; returns how
+ * many, or -1 when the thread stopped on an error (then in *err). */
+int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, int max, zdm_err *err);
+void zdm_bf_prober_every(zdm_bf_prober *p, int64_t every_ms);
+void zdm_bf_prober_stop(zdm_bf_prober *p); /* NULL: nothing */
 /* backfill_progress.c */
 void zdm_bf_progress(worker *w, int final);
 void zdm_bf_note_rows(worker *w, int64_t rows);

@@ -193,6 +193,9 @@ void zdm_bf_publish(worker *w, int force)
         .pacer_state_name = zdm_pacer_state_name(w->pacer.state),
         .pacer_gap_ms = zdm_pacer_delay(&w->pacer, zdm_mono_ms()),
         .blocked_sessions = w->pacer.blocked_total,
+        .latency_samples = w->pacer.samples_total,
+        .latency_slow_samples = w->pacer.slow_total,
+        .latency_batch_cap = w->pacer.lat_cap,
     };
     m.have_cost = zdm_pacer_cost(&w->pacer, &m.cost_fixed_us, &m.cost_per_row_ns);
     pthread_mutex_lock(&w->snap_mu);

@@ -199,7 +199,8 @@ void zdm_metrics_backfill(const zdm_backfill_metrics *m, int with_deprecated, zd
                      "Duration of the last throttle check (pause flag, settings, pause_query, health signals).",
                      plan, (double)m->probe_ms / 1000.0);
     zdm_metric_gauge(out, "zdm_backfill_latency_probe_seconds",
-                     "The last latency probe (a round trip; SQLite: the write lock taken and given back).", plan,
+                     "The last latency probe (a round trip; PostgreSQL: a commit on a connection of its own, during "
+                     "the batches too; SQLite: the write lock taken and given back).", plan,
                      (double)m->latency_probe_us / 1e6);
     zdm_metric_gauge(out, "zdm_backfill_latency_probe_p99_seconds", "99th percentile of the recent latency probes.",
                      plan, (double)m->latency_p99_us / 1e6);
@@ -223,6 +224,14 @@ void zdm_metrics_backfill(const zdm_backfill_metrics *m, int with_deprecated, zd
                        (double)m->blocked_sessions);
     zdm_metric_gauge(out, "zdm_backfill_pacer_gap_seconds", "Pause before this worker's next batch.", plan,
                      (double)m->pacer_gap_ms / 1000.0);
+    zdm_metric_counter(out, "zdm_backfill_latency_probe_samples_total",
+                       "Latency probes timed on the probe's own connection, during the batches too (PostgreSQL).",
+                       plan, (double)m->latency_samples);
+    zdm_metric_counter(out, "zdm_backfill_latency_probe_slow_total",
+                       "Of those, the probes over the latency bound.", plan, (double)m->latency_slow_samples);
+    zdm_metric_gauge(out, "zdm_backfill_latency_batch_cap_rows",
+                     "Rows a batch may have since the last latency back-off (0: no cap).", plan,
+                     (double)m->latency_batch_cap);
     if (m->have_cost) {
         zdm_metric_gauge(out, "zdm_backfill_batch_fixed_cost_seconds",
                          "Fitted fixed cost of one batch, whatever its size.", plan, (double)m->cost_fixed_us / 1e6);

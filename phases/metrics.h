@@ -72,6 +72,9 @@ typedef struct zdm_backfill_metrics {
     const char *pacer_state_name;
     int64_t pacer_gap_ms;        /* pause before the next batch */
     int64_t blocked_sessions;    /* sessions seen waiting on a batch's locks (PostgreSQL) */
+    /* the probe running during the batches (PostgreSQL): samples, those
+     * over the bound, and the batch size cap since the last back-off */
+    int64_t latency_samples, latency_slow_samples, latency_batch_cap;
     int have_cost;               /* the fitted batch cost below is known */
     int64_t cost_fixed_us, cost_per_row_ns;
 } zdm_backfill_metrics;

@@ -4,6 +4,7 @@
 #include "pacer.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
 {
@@ -26,6 +27,11 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->blocked_total = 0;
     p->at_max_gap = p->rebaselined = 0;
     p->state = ZDM_PACER_GROWING;
+    p->concurrent = 0;
+    p->table_rows = 0;
+    p->samples_total = p->slow_total = 0;
+    p->lat_cap = 0;
+    p->win_n = p->win_slow = 0;
     zdm_pacer_update(p, min_size, max_size, target_ms, max_rows_per_second, sleep_ms);
 }
 
@@ -103,7 +109,11 @@ static void resize(zdm_pacer *p, int64_t size)
     int64_t cap = p->max_size;
     if (p->max_rows_per_second && p->max_rows_per_second < cap)
         cap = p->max_rows_per_second < p->min_size ? p->min_size : p->max_rows_per_second;
-    size = clamp(size, p->min_size, cap);
+    /* not with target_batch_ms = 0: a fixed size stays fixed */
+    if (p->concurrent && p->latency_pct && p->target_ms > 0 && p->table_rows > 0 &&
+        p->table_rows / ZDM_PACER_LOCK_SHARE < cap)
+        cap = p->table_rows / ZDM_PACER_LOCK_SHARE; /* the row-lock share (pacer.h) */
+    size = clamp(size, p->min_size, cap < p->min_size ? p->min_size : cap);
     if (size != p->size) {
         p->size = size;
         p->nsamples = 0; /* judge the new size on its own batches */
@@ -159,8 +169,12 @@ static void back_off(zdm_pacer *p)
 {
     /* less work per batch, more room between batches, judged again on
      * fresh probes */
-    if (p->target_ms > 0) /* target_batch_ms = 0: the size is fixed, only the gap moves */
+    if (p->target_ms > 0) { /* target_batch_ms = 0: the size is fixed, only the gap moves */
         resize(p, p->size / 2);
+        if (p->concurrent) /* and it grows back no further than this until the probe is quiet */
+            p->lat_cap = p->size;
+    }
+    p->win_n = p->win_slow = 0;
     int64_t gap = p->lat_gap_ms * 2;
     if (gap < p->last_batch_ms)
         gap = p->last_batch_ms;
@@ -304,18 +318,89 @@ void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms)
     } else {
         want = p->size * target / p90;
     }
+    if (p->concurrent && p->lat_cap > 0 && want > p->lat_cap)
+        want = p->lat_cap; /* capped since the last back-off */
     if (want > p->size) {
-        if (held)
+        if (held && !p->concurrent)
             return; /* latency over the bound: no growth */
         int64_t cap = p->size + p->size / 2;
         resize(p, want < cap ? want : cap);
-        if (p->state != ZDM_PACER_RATE)
+        if (p->state != ZDM_PACER_RATE && !held)
             p->state = ZDM_PACER_GROWING;
     } else if (want < p->size && !(fixed_dominates && in_band)) {
         resize(p, want);
         if (!held && p->state != ZDM_PACER_RATE)
             p->state = ZDM_PACER_STEADY;
     }
+}
+
+void zdm_pacer_concurrent(zdm_pacer *p, int on, int64_t table_rows)
+{
+    p->concurrent = on != 0;
+    p->table_rows = table_rows < 0 ? 0 : table_rows;
+    p->lat_cap = 0;
+    p->win_n = p->win_slow = 0;
+    resize(p, p->size);
+}
+
+void zdm_pacer_sample(zdm_pacer *p, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    p->last_probe_us = us;
+    if (p->nprobes < ZDM_PACER_PROBES)
+        p->probes[p->nprobes++] = us;
+    else {
+        memmove(p->probes, p->probes + 1, sizeof p->probes[0] * (ZDM_PACER_PROBES - 1));
+        p->probes[ZDM_PACER_PROBES - 1] = us;
+    }
+    int64_t sorted[ZDM_PACER_PROBES];
+    memcpy(sorted, p->probes, sizeof sorted[0] * (size_t)p->nprobes);
+    qsort(sorted, (size_t)p->nprobes, sizeof sorted[0], cmp64);
+    p->probe_p99_us = sorted[(p->nprobes * 99 - 1) / 100];
+    int64_t bound = zdm_pacer_bound_us(p);
+    if (!bound)
+        return;
+    p->win_n++;
+    p->samples_total++;
+    if (us > bound) {
+        p->win_slow++;
+        p->slow_total++;
+    }
+    if (p->win_slow >= 2 || us > 4 * bound) {
+        if (p->at_max_gap >= 3) {
+            /* three back-offs at the longest gap and still slow: the
+             * server's new normal (zdm_pacer_probe) */
+            p->baseline_us = p->probe_p99_us;
+            p->rebaselined++;
+            p->lat_gap_ms = 0;
+            p->lat_cap = 0;
+            p->at_max_gap = 0;
+            p->win_n = p->win_slow = 0;
+            p->state = ZDM_PACER_STEADY;
+            return;
+        }
+        back_off(p);
+        return;
+    }
+    if (p->win_n < ZDM_PACER_CLEAN)
+        return;
+    if (p->win_slow == 0) {
+        /* quiet: the gap first (duty cycle), then the size cap */
+        if (p->lat_gap_ms > 0) {
+            p->lat_gap_ms = p->lat_gap_ms * 2 / 3;
+            if (p->lat_gap_ms < 10)
+                p->lat_gap_ms = 0;
+        } else if (p->lat_cap > 0) {
+            p->lat_cap += p->lat_cap / 2 > 1 ? p->lat_cap / 2 : 1;
+            if (p->lat_cap >= p->max_size)
+                p->lat_cap = 0;
+        }
+        p->at_max_gap = 0;
+        if (!p->lat_gap_ms && !p->lat_cap && p->state == ZDM_PACER_LATENCY)
+            p->state = ZDM_PACER_STEADY;
+    }
+    p->win_n = p->win_slow = 0;
 }
 
 int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms)

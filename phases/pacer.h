@@ -17,7 +17,8 @@
  *
  * Latency: the worker measures a probe (a round trip; on SQLite a write
  * lock taken and released) before its first batch -- the baseline -- and
- * between batches.  While the median of five recent probes (or one probe
+ * between batches (on PostgreSQL during the batches too: zdm_pacer_sample
+ * below).  While the median of five recent probes (or one probe
  * over 4x the bound) exceeds max_latency_factor x baseline (never tighter
  * than baseline + 1 ms, the scheduling noise of a loaded host), the pacer
  * halves the batch and doubles a gap between batches (up to 0.5 s), and
@@ -78,6 +79,12 @@ typedef struct zdm_pacer {
     int at_max_gap;               /* back-offs in a row at the longest gap */
     int rebaselined;              /* times the baseline was taken again */
     zdm_pacer_state state;
+    /* the probe running during the batches (zdm_pacer_sample) */
+    int concurrent;
+    int64_t lat_cap;              /* rows a batch may have since the last back-off; 0: no cap */
+    int win_n, win_slow;          /* samples, and those over the bound, since the last decision */
+    int64_t table_rows;           /* the table's estimated rows (the row-lock share); 0: unknown */
+    int64_t samples_total, slow_total; /* samples seen, and those over the bound (/metrics) */
 } zdm_pacer;
 
 void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t max_size,
@@ -92,6 +99,33 @@ void zdm_pacer_latency(zdm_pacer *p, int64_t latency_pct, int64_t max_lock_ms, i
 void zdm_pacer_baseline(zdm_pacer *p, int64_t us);
 /* A probe taken between batches. */
 void zdm_pacer_probe(zdm_pacer *p, int64_t us);
+/* Multi-writer databases (PostgreSQL): the probe runs on a connection of
+ * its own all the time, during the batches too, and every sample goes to
+ * zdm_pacer_sample.  Its baseline is the idle probe's p95 (the bound is
+ * then max_latency_factor x the idle p95: the application's target is
+ * its idle p99, the p95 is a steadier estimate of a tail of 100 samples),
+ * and the pacer keeps the share of samples over the bound near 1 %: two
+ * slow samples since the last decision (or one over 4x the bound) halve
+ * the batch, cap its growth there and double the gap between batches
+ * (20 ms to 0.5 s); ZDM_PACER_CLEAN samples with none slow shrink the gap
+ * by a third, and once it is gone raise the cap by half.  Still slow
+ * after three back-offs at the longest gap: the p99 of the recent
+ * samples becomes the baseline, as with zdm_pacer_probe.
+ *
+ * Row locks: an application that writes rows at random meets one of the
+ * batch's locked rows in (batch rows / table rows) of its transactions
+ * while a batch runs; a 2,000-row batch on a 200,000-row table is 1 %,
+ * the whole p99.  The probe cannot see that (it writes no row of the
+ * table), so with latency pacing on a batch holds at most 1/1000 of the
+ * table's rows (never fewer than min_batch_size; a fixed size, target_ms
+ * 0, stays fixed), and sessions seen
+ * waiting on a batch (zdm_pacer_blocked) back off as a slow probe does. */
+#define ZDM_PACER_CLEAN 50
+#define ZDM_PACER_LOCK_SHARE 1000
+/* on: samples come from zdm_pacer_sample; table_rows: the estimate of the
+ * table's rows (0: unknown, no row-lock share cap). */
+void zdm_pacer_concurrent(zdm_pacer *p, int on, int64_t table_rows);
+void zdm_pacer_sample(zdm_pacer *p, int64_t us);
 /* Sessions found waiting on the batch's locks just before it committed
  * (PostgreSQL): the application waited on the backfill, so back off as
  * for a slow probe. */

@@ -789,6 +789,22 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
     return rc;
 }
 
+int zdm_db_probe_commit(zdm_db *db, const char *probe_query, long long *us, zdm_err *err)
+{
+    if (probe_query || db->ops->kind != ZDM_DB_PG || db->in_tx)
+        return zdm_db_probe(db, probe_query, us, err);
+    long long t0 = mono_us();
+    /* named, so that pg_stat_statements' reading leaves it out */
+    int rc = db->ops->query(db, "SELECT txid_current() AS zdm_probe", 0, NULL, NULL, err);
+    *us = mono_us() - t0;
+    if (rc == ZDM_OK) {
+        app_stats_read(db);
+        if (db->app_mean_us > *us)
+            *us = db->app_mean_us;
+    }
+    return rc;
+}
+
 long long zdm_db_probe_app_us(const zdm_db *db)
 {
     return db->app_stats == 1 ? db->app_mean_us : -1;

@@ -128,6 +128,13 @@ int zdm_db_cancel_pending(const void *conn);
  * time, so the lock wait is what an application write waits).  Never
  * inside a transaction. */
 int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err) ZDM_MUST_CHECK;
+/* The probe that runs during the batches (phases/backfill_probe.c): on pg
+ * without a probe_query, a transaction that takes a transaction id and
+ * commits (SELECT txid_current()), so it waits for its WAL flush behind
+ * whatever the batch is writing, as an application's commit does; with
+ * pg_stat_statements it is also at least the application's mean, as
+ * below.  Otherwise zdm_db_probe. */
+int zdm_db_probe_commit(zdm_db *db, const char *probe_query, long long *us, zdm_err *err) ZDM_MUST_CHECK;
 /* pg, no probe_query, pg_stat_statements readable: the probe is also at
  * least the mean execution time of the application's own statements (top
  * level, in this database, text not naming zdm: the backfill's statements

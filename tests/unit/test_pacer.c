@@ -318,6 +318,143 @@ static void test_sleep_between_batches(void **state)
     assert_int_equal(zdm_pacer_delay(&p, 10), 0);
 }
 
+/* The probe running during the batches (zdm_pacer_sample): two samples
+ * over the bound halve the batch, cap its growth and open a gap; a clean
+ * run of samples closes the gap, then lifts the cap. */
+static void test_concurrent_samples_back_off_and_recover(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 4000); /* idle p99 4 ms: bound 6 ms */
+    assert_int_equal(zdm_pacer_bound_us(&p), 6000);
+    /* one slow sample is the 1 % the p99 allows */
+    zdm_pacer_sample(&p, 7000);
+    assert_int_equal(p.size, 8000);
+    assert_int_equal(p.lat_gap_ms, 0);
+    /* the second one backs off */
+    zdm_pacer_sample(&p, 7000);
+    assert_int_equal(p.size, 4000);
+    assert_int_equal(p.lat_cap, 4000);
+    assert_true(p.lat_gap_ms >= 10);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+    /* batches far under the target would grow it, but not past the cap */
+    int64_t now = 0;
+    for (int i = 0; i < 20; i++) {
+        now += 5;
+        zdm_pacer_record(&p, p.size, 5, now);
+        assert_true(p.size <= 4000);
+    }
+    /* quiet samples: the gap closes first, then the cap rises and goes */
+    int64_t gap = p.lat_gap_ms, cap = p.lat_cap;
+    for (int round = 0; round < 40 && (p.lat_gap_ms || p.lat_cap); round++) {
+        for (int i = 0; i < ZDM_PACER_CLEAN; i++)
+            zdm_pacer_sample(&p, 1000);
+        if (gap > 0) {
+            assert_true(p.lat_gap_ms < gap);
+            assert_int_equal(p.lat_cap, cap);
+        } else if (cap > 0) {
+            assert_true(p.lat_cap > cap || p.lat_cap == 0);
+        }
+        gap = p.lat_gap_ms;
+        cap = p.lat_cap;
+    }
+    assert_int_equal(p.lat_gap_ms, 0);
+    assert_int_equal(p.lat_cap, 0);
+    assert_int_equal(p.state, ZDM_PACER_STEADY);
+}
+
+/* A single sample far over the bound backs off at once; samples under
+ * the bound, however many, never back off; one slow sample in each
+ * window of ZDM_PACER_CLEAN holds (neither backs off nor grows). */
+static void test_concurrent_samples_thresholds(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 4000);
+    for (int i = 0; i < 1000; i++)
+        zdm_pacer_sample(&p, 6000); /* at the bound, not over it */
+    assert_int_equal(p.size, 8000);
+    assert_int_equal(p.lat_gap_ms, 0);
+    zdm_pacer_sample(&p, 4 * 6000 + 1);
+    assert_int_equal(p.size, 4000);
+    int64_t gap = p.lat_gap_ms;
+    for (int round = 0; round < 5; round++) {
+        zdm_pacer_sample(&p, 7000);
+        for (int i = 1; i < ZDM_PACER_CLEAN; i++)
+            zdm_pacer_sample(&p, 1000);
+        assert_int_equal(p.lat_gap_ms, gap);
+        assert_int_equal(p.size, 4000);
+    }
+    /* off (max_latency_factor = 0): samples change nothing */
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 4000);
+    for (int i = 0; i < 100; i++)
+        zdm_pacer_sample(&p, 100000);
+    assert_int_equal(p.size, 8000);
+    assert_int_equal(p.lat_gap_ms, 0);
+    assert_int_equal(p.last_probe_us, 100000);
+}
+
+/* Slow with the longest gap, three back-offs running: the server is
+ * slower now, not the backfill: its recent p99 becomes the baseline. */
+static void test_concurrent_rebaselines(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 1000);
+    for (int i = 0; i < 400 && !p.rebaselined; i++)
+        zdm_pacer_sample(&p, 20000);
+    assert_int_equal(p.rebaselined, 1);
+    assert_int_equal(p.baseline_us, 20000);
+    assert_int_equal(p.lat_gap_ms, 0);
+    assert_int_equal(p.lat_cap, 0);
+}
+
+/* With latency pacing and the probe running during batches, a batch
+ * holds at most 1/1000 of the table's rows (never under min_batch_size),
+ * however fast the batches are; unthrottled it grows as before. */
+static void test_concurrent_row_lock_share(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 200000);
+    assert_int_equal(p.size, 200);
+    int64_t now = 0;
+    for (int i = 0; i < 30; i++) {
+        now += 2;
+        zdm_pacer_record(&p, p.size, 2, now);
+        assert_true(p.size <= 200);
+    }
+    zdm_pacer_init(&p, 1000, 50, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 20000); /* 20 rows: min_batch_size wins */
+    assert_int_equal(p.size, 50);
+    zdm_pacer_init(&p, 1000, 10, 50000, 0, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 200000); /* target_batch_ms = 0: a fixed size stays fixed */
+    assert_int_equal(p.size, 1000);
+    zdm_pacer_init(&p, 1000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 0, 0, 0); /* unthrottled: no share cap */
+    zdm_pacer_concurrent(&p, 1, 200000);
+    for (int i = 0; i < 30; i++) {
+        now += 2;
+        zdm_pacer_record(&p, p.size, 2, now);
+    }
+    assert_true(p.size > 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +474,10 @@ int main(void)
         cmocka_unit_test(test_fixed_size_when_no_target),
         cmocka_unit_test(test_rate_limit_spaces_batches),
         cmocka_unit_test(test_sleep_between_batches),
+        cmocka_unit_test(test_concurrent_samples_back_off_and_recover),
+        cmocka_unit_test(test_concurrent_samples_thresholds),
+        cmocka_unit_test(test_concurrent_rebaselines),
+        cmocka_unit_test(test_concurrent_row_lock_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
