@@ -170,7 +170,22 @@ static void back_off(zdm_pacer *p)
     /* less work per batch, more room between batches, judged again on
      * fresh probes */
     if (p->target_ms > 0) { /* target_batch_ms = 0: the size is fixed, only the gap moves */
-        resize(p, p->size / 2);
+        int64_t half = p->size / 2;
+        if (p->concurrent) {
+            /* Not below the size where the fitted fixed cost is as large as
+             * the per-row part: a smaller batch pays about as much (its
+             * commit, its round trips) and converts less, so only the gap
+             * helps there (the bench on a loaded host: 10-row batches at
+             * 1-2 ms each, 75 s for 200,000 rows). */
+            double a, b;
+            if (fit(p, &a, &b) && b > 0) {
+                double even = a / b;
+                int64_t floor_rows = even >= (double)p->max_size ? p->max_size : (int64_t)even;
+                if (half < floor_rows)
+                    half = floor_rows < p->size ? floor_rows : p->size;
+            }
+        }
+        resize(p, half);
         if (p->concurrent) /* and it grows back no further than this until the probe is quiet */
             p->lat_cap = p->size;
     }

@@ -106,7 +106,8 @@ void zdm_pacer_probe(zdm_pacer *p, int64_t us);
  * its idle p99, the p95 is a steadier estimate of a tail of 100 samples),
  * and the pacer keeps the share of samples over the bound near 1 %: two
  * slow samples since the last decision (or one over 4x the bound) halve
- * the batch, cap its growth there and double the gap between batches
+ * the batch (not below the size whose fitted fixed cost equals its
+ * per-row part), cap its growth there and double the gap between batches
  * (20 ms to 0.5 s); ZDM_PACER_CLEAN samples with none slow shrink the gap
  * by a third, and once it is gone raise the cap by half.  Still slow
  * after three back-offs at the longest gap: the p99 of the recent

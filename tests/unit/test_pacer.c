@@ -455,6 +455,39 @@ static void test_concurrent_row_lock_share(void **state)
     assert_true(p.size > 1000);
 }
 
+/* Backing off, the batch is not halved below the size whose fitted
+ * fixed cost equals its per-row part (there a smaller batch costs about
+ * as much and converts less): only the gap grows. */
+static void test_concurrent_backoff_keeps_fixed_cost_floor(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 400, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 1000);
+    /* batches: 2 ms fixed + 0.01 ms a row (200 rows: fixed = per-row) */
+    int64_t now = 0;
+    int64_t sizes[] = {400, 300, 400, 300, 400, 300};
+    for (int i = 0; i < 6; i++) {
+        p.size = sizes[i];
+        now += 10;
+        zdm_pacer_record(&p, sizes[i], 2 + sizes[i] / 100, now);
+    }
+    int64_t fixed_us = 0, per_row_ns = 0;
+    assert_true(zdm_pacer_cost(&p, &fixed_us, &per_row_ns));
+    p.size = 400;
+    int64_t gap = 0;
+    for (int i = 0; i < 8; i++) {
+        zdm_pacer_sample(&p, 50000); /* over 4x the bound: back off */
+        assert_true(p.size >= 150);
+        assert_true(p.lat_gap_ms >= gap);
+        gap = p.lat_gap_ms;
+    }
+    assert_true(p.size < 400);
+    assert_int_equal(p.lat_gap_ms, ZDM_PACER_MAX_GAP_MS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_samples_thresholds),
         cmocka_unit_test(test_concurrent_rebaselines),
         cmocka_unit_test(test_concurrent_row_lock_share),
+        cmocka_unit_test(test_concurrent_backoff_keeps_fixed_cost_floor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
