@@ -37,7 +37,10 @@ static int concurrent_probe(worker *w)
         return 0;
     zdm_err e;
     zdm_err_clear(&e);
-    if (zdm_bf_prober_start(w->o->url, w->th.probe_query, PROBE_IDLE_EVERY_MS, &w->prober, &e) != 0) {
+    /* quick samples for the baseline; at the working pace when it was
+     * measured already (latency pacing turned off and on again live) */
+    int64_t every = w->pacer.baseline_us ? PROBE_EVERY_MS : PROBE_IDLE_EVERY_MS;
+    if (zdm_bf_prober_start(w->o->url, w->th.probe_query, every, &w->prober, &e) != 0) {
         zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill",
                 "the latency probe's own connection failed (%s); probing between batches instead", e.msg);
         w->prober_off = 1;
@@ -120,8 +123,14 @@ static int concurrent_baseline(worker *w, long long *p95)
  * every batch after it (the running probe's samples since the last). */
 int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
 {
-    if (!w->pacer.latency_pct)
+    if (!w->pacer.latency_pct) {
+        if (w->prober) { /* turned off live (zdm set): its commits stop too */
+            zdm_bf_prober_stop(w->prober);
+            w->prober = NULL;
+            zdm_pacer_concurrent(&w->pacer, 0, 0);
+        }
         return 0;
+    }
     if (concurrent_probe(w)) {
         long long med = 0;
         if (!baseline) {
