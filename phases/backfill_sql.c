@@ -224,19 +224,26 @@ static char *last_key(worker *w, int with_cursor, const char *extra)
     return zdm_buf_take(&b);
 }
 
-/* One key column: "SELECT max(k), count(*) FROM (the batch's keys)
- * zdm_batch HAVING count(*) > 0".  The keys stream through the aggregate
- * (SQLite: a co-routine), where the window form below stores and sorts
- * them first: on SQLite a quarter of the peek's time, which was a third
- * of the whole backfill's.  max() orders as ORDER BY does. */
-static char *last_key_agg(worker *w, int with_cursor)
+/* One key column: where the batch's size-th key is, found by stepping
+ * over the keys (LIMIT 1 OFFSET size - 1: SQLite reads no column but the
+ * key, stores and sorts nothing); only where fewer keys are left (the
+ * range's last batch) are they counted, streamed through max()/count()
+ * (the compound's LIMIT 1 stops before that part when the first found
+ * its key).  On SQLite a ninth of the window form's time (1M rows: 0.05
+ * s against 0.49 s), which was a third of the whole backfill's.  max()
+ * orders as ORDER BY does. */
+static char *last_key_one(worker *w, int with_cursor)
 {
     zdm_buf b = {0};
-    zdm_buf_puts(&b, "SELECT max(");
+    zdm_buf_puts(&b, "SELECT * FROM (SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, ", $1 FROM (");
+    zdm_bf_batch_keys(w, &b, with_cursor);
+    zdm_buf_puts(&b, " OFFSET $1 - 1) UNION ALL SELECT max(");
     zdm_bf_cols_list(w, &b, "");
     zdm_buf_puts(&b, "), count(*) FROM (");
     zdm_bf_batch_keys(w, &b, with_cursor);
-    zdm_buf_puts(&b, ") zdm_batch HAVING count(*) > 0");
+    zdm_buf_puts(&b, ") zdm_batch HAVING count(*) > 0) LIMIT 1");
     return zdm_buf_take(&b);
 }
 
@@ -244,7 +251,7 @@ static char *last_key_agg(worker *w, int with_cursor)
  * and size, then update every row from the cursor up to it. */
 static void peek_update(worker *w, int with_cursor)
 {
-    w->peek_sql[with_cursor] = w->key.n == 1 ? last_key_agg(w, with_cursor)
+    w->peek_sql[with_cursor] = w->key.n == 1 ? last_key_one(w, with_cursor)
                                              : last_key(w, with_cursor, ", count(*) OVER ()");
     zdm_buf b = {0};
     update_head(w, &b);
