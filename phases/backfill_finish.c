@@ -80,14 +80,36 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
     *others = (int)(n - done);
     if (!*all_done)
         return 0;
+    /* Workers that run out of ranges together would each run the final
+     * check, a scan of the whole table (and of a costly `where`) at once:
+     * with 2 workers on 1M rows two scans of ~0.35 s side by side, ~9 % of
+     * the backfill.  Where rows lock (PostgreSQL), the first holds the
+     * backfills row through its check and its commit; the next waits
+     * there and finds the plan finished.  (On SQLite that transaction
+     * would hold the one write lock through the scan: not there.) */
+    int serial = w->d->lock_row[0] != '\0';
+    if (serial) {
+        int finished = 0;
+        rc = zdm_db_begin(w->db, err);
+        if (rc == 0)
+            rc = zdm_state_backfill_finish_lock(w->db, w->plan->id, &finished, err);
+        if (rc == 0 && finished)
+            return zdm_db_commit(w->db, err);
+        if (rc != 0) {
+            zdm_db_rollback(w->db);
+            return rc;
+        }
+    }
     rc = final_check(w, err);
-    if (rc != 0)
+    if (rc != 0) {
+        if (serial)
+            zdm_db_rollback(w->db);
         return rc;
+    }
     char detail[200], d[32];
     snprintf(detail, sizeof detail, "backfill finished: %lld rows converted (this worker: %lld in %s)",
              (long long)rows, (long long)w->rows_mine, zdm_format_duration(zdm_mono_ms() - w->start_ms, d, sizeof d));
-    rc = zdm_db_begin(w->db, err);
-    if (rc != 0)
+    if (!serial && (rc = zdm_db_begin(w->db, err)) != 0)
         return rc;
     /* Inside the transaction: on SQLite it holds the write lock, so zdm
      * unlock cannot take the lock row away between this check and the

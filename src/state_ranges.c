@@ -120,6 +120,24 @@ int zdm_state_backfill_complete(zdm_db *db, const char *plan_id, const char *det
     return rc;
 }
 
+int zdm_state_backfill_finish_lock(zdm_db *db, const char *plan_id, int *finished, zdm_err *err)
+{
+    *finished = 0;
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE plan_id = $1%s", backfills_t(db), zdm_db_dialect(db)->lock_row);
+    const char *p[] = {plan_id};
+    int rc = zdm_db_query(db, sql, 1, p, NULL, err);
+    char *phase = NULL;
+    if (rc == 0) {
+        snprintf(sql, sizeof sql, "SELECT phase FROM %s WHERE id = $1", zdm_state_table(db, "plans"));
+        rc = zdm_db_query_value(db, sql, 1, p, &phase, err);
+    }
+    if (rc == 0)
+        *finished = !phase || strcmp(phase, "expanded") != 0;
+    free(phase);
+    return rc;
+}
+
 /* ---- the operator's controls ---- */
 
 int zdm_state_backfill_controls(zdm_db *db, const char *plan_id, int *found, int *paused, char **settings,

@@ -59,6 +59,12 @@ int zdm_state_ranges_init(zdm_db *db, const char *plan_id, const zdm_strv *key, 
 int zdm_state_backfill_complete(zdm_db *db, const char *plan_id, const char *detail, int *moved,
                                 zdm_err *err) ZDM_MUST_CHECK;
 
+/* In the caller's transaction, where the dialect locks rows (PostgreSQL):
+ * the backfills row locked until commit, so that one worker at a time
+ * finishes the plan, and *finished = 1 when the plan is no longer
+ * expanded (another worker finished it meanwhile). */
+int zdm_state_backfill_finish_lock(zdm_db *db, const char *plan_id, int *finished, zdm_err *err) ZDM_MUST_CHECK;
+
 /* ---- the operator's controls ---- */
 
 /* Pause flag, the overrides (JSON object text, malloc'd, NULL when the
