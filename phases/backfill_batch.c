@@ -22,7 +22,16 @@
  * range scan with no separate pass over its keys.  After a span
  * with nothing to convert, the cursor jumps to just before the next
  * existing key, so sparse keys do not cost a batch per gap.  Fills *last
- * (the new cursor); returns -1 when the keys are not integers. */
+ * (the new cursor); returns -1 when the keys are not integers.
+ *
+ * While the pacer is latency-aware (max_latency_factor > 0, the default)
+ * the batch passes over rows another session holds locked (span_skip_sql)
+ * instead of waiting for them: their span, from the batch's cursor to the
+ * last row passed over, becomes a new range in the batch's own commit
+ * (zdm_state_ranges_revisit), so a kill at any instant leaves them on
+ * record and the plan is not backfilled before they are converted.  When
+ * the range's last batch passes over rows, it returns -2: rolled back,
+ * tried again later (the range stays this worker's, not done). */
 static int span_batch(worker *w, const char *cursor, int64_t size, int *range_done, int64_t *scanned,
                       int64_t *updated, char **last, zdm_err *err)
 {
@@ -36,12 +45,56 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
     snprintf(es, sizeof es, "%lld", e);
     snprintf(hs, sizeof hs, "%lld", h);
     const char *p[] = {cs, es};
-    int rc = zdm_db_query(w->db, w->span_sql, 2, p, NULL, err);
+    /* latency-aware (the default): pass over the rows the application
+     * holds locked rather than wait for them (and hold ours meanwhile) */
+    int skip = w->span_skip_sql && w->pacer.latency_pct;
+    zdm_rows *sk = NULL;
+    int rc = zdm_db_query(w->db, skip ? w->span_skip_sql : w->span_sql, 2, p, skip ? &sk : NULL, err);
     if (rc != 0) {
         zdm_err_prefix(err, "batch of range %d, keys after [\"%lld\"] up to [\"%lld\"]: ", w->range_id, c, e);
         return rc;
     }
-    *updated = zdm_db_changes(w->db);
+    if (skip) {
+        int64_t passed = 0;
+        if (zdm_rows_count(sk) == 1) {
+            *updated = strtoll(zdm_rows_get(sk, 0, 0), NULL, 10);
+            passed = strtoll(zdm_rows_get(sk, 0, 1), NULL, 10);
+        }
+        if (passed > 0 && e >= h) {
+            /* the range's last batch passed over rows held locked: the
+             * caller rolls it back and tries it again later, holding
+             * nothing meanwhile.  (A revisit range made of it would be
+             * this batch again: with a `where` that converted rows still
+             * match, made over and over while the lock is held.) */
+            zdm_rows_free(sk);
+            w->locked_wait_ms = w->locked_wait_ms ? w->locked_wait_ms * 2 : 50;
+            if (w->locked_wait_ms > 1000)
+                w->locked_wait_ms = 1000;
+            *last = NULL;
+            return -2;
+        }
+        w->locked_wait_ms = 0;
+        if (passed > 0) {
+            /* left to a new range, recorded in this batch's commit: the
+             * batch's span up to the last row passed over */
+            char *up_to = zdm_xasprintf("[\"%s\"]", zdm_rows_get(sk, 0, 3));
+            int id = -1;
+            rc = zdm_state_ranges_revisit(w->db, w->plan->id, cursor, up_to, &id, err);
+            if (rc == 0) {
+                w->rows_skipped += passed;
+                zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                        "range %d: %lld row%s held locked by another session passed over (keys %s..%s); "
+                        "range %d revisits them", w->range_id, (long long)passed, passed == 1 ? "" : "s",
+                        zdm_rows_get(sk, 0, 2), zdm_rows_get(sk, 0, 3), id);
+            }
+            free(up_to);
+        }
+        zdm_rows_free(sk);
+        if (rc != 0)
+            return rc;
+    } else {
+        *updated = zdm_db_changes(w->db);
+    }
     if (*updated == 0 && e < h) {
         const char *p2[] = {es, hs};
         char *v = NULL;
@@ -254,6 +307,20 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
         sr = zdm_bf_worklist_batch(w, cursor, size, range_done, scanned, updated, &last, err);
     else if (cursor)
         sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
+    if (sr == -2) {
+        /* every row left in the range is held locked by another session:
+         * nothing committed, nothing held while waiting */
+        zdm_db_rollback(w->db);
+        char line[128];
+        snprintf(line, sizeof line, "waiting for rows held locked by another session (range %d)", w->range_id);
+        zdm_bf_heartbeat(w, line);
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "range %d: %s; trying again in %lld ms", w->range_id, line,
+                (long long)w->locked_wait_ms);
+        zdm_db_cancel_first(0);
+        zdm_sig_sleep_ms(w->locked_wait_ms);
+        free(cursor);
+        return 0;
+    }
     if (sr > 0)
         rc = sr;
     else if (sr < 0)

@@ -48,6 +48,9 @@ typedef struct worker {
     char *combo_sql[2];     /* PostgreSQL: both in one statement */
     char *span_sql;         /* PostgreSQL, one integer key: convert a span of key values */
     char *next_key_sql;     /* ... and find the next key after an empty span */
+    char *span_skip_sql;    /* ... passing over rows another session holds locked */
+    int64_t rows_skipped;   /* rows passed over so (left to a revisit range) */
+    int64_t locked_wait_ms; /* back-off while a range's rest is locked rows */
     char me[320];           /* owner id: user@host pid N */
     zdm_throttle th;        /* plan settings + live overrides */
     zdm_pacer pacer;

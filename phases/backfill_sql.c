@@ -182,6 +182,36 @@ static char *one_statement(worker *w, int with_cursor)
     return zdm_buf_take(&b);
 }
 
+/* The span batch that never waits on the application's row locks: the
+ * rows of ($1, $2] to convert are locked with the dialect's SKIP LOCKED
+ * suffix and converted; the rows it passed over (there, in the statement's
+ * snapshot, and not locked by it) are counted with their first and last
+ * key, so the batch can leave them to a revisit range (backfill_batch.c).
+ * Returns: rows converted, rows passed over, their min and max key. */
+static void span_skip_statement(worker *w)
+{
+    zdm_buf b = {0};
+    char *k = zdm_db_ident(w->db, w->key.v[0]);
+    zdm_buf_puts(&b, "/* zdm backfill */ WITH zdm_mine AS MATERIALIZED (SELECT ");
+    zdm_buf_printf(&b, "%s FROM %s WHERE ", k, w->tbl);
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    update_filter(w, &b);
+    zdm_buf_printf(&b, "%s), zdm_upd AS (", w->d->lock_row_skip_locked);
+    zdm_bf_update_set(w, &b);
+    zdm_buf_printf(&b, " WHERE %s IN (SELECT %s FROM zdm_mine) RETURNING 1) ", k, k);
+    zdm_buf_printf(&b, "SELECT (SELECT count(*) FROM zdm_upd), count(*), min(%s), max(%s) FROM %s WHERE ", k, k,
+                   w->tbl);
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    update_filter(w, &b);
+    zdm_buf_printf(&b, " AND %s NOT IN (SELECT %s FROM zdm_mine)", k, k);
+    free(k);
+    w->span_skip_sql = zdm_buf_take(&b);
+}
+
 /* One key column, past a range's first batch: convert the span of key
  * values ($1, $2], and find the next key after an empty span. */
 static void span_statements(worker *w)
@@ -207,6 +237,8 @@ static void span_statements(worker *w)
     zdm_bf_cols_list(w, &b, "");
     zdm_buf_puts(&b, " LIMIT 1");
     w->next_key_sql = zdm_buf_take(&b);
+    if (w->d->lock_row_skip_locked && w->d->lock_row_skip_locked[0])
+        span_skip_statement(w);
 }
 
 /* "SELECT k[, extra] FROM (the batch's keys) zdm_batch ORDER BY k DESC
@@ -287,7 +319,8 @@ void zdm_bf_free_sql(worker *w)
     }
     free(w->span_sql);
     free(w->next_key_sql);
-    w->span_sql = w->next_key_sql = NULL;
+    free(w->span_skip_sql);
+    w->span_sql = w->next_key_sql = w->span_skip_sql = NULL;
 }
 
 char *zdm_bf_sql_last_key(worker *w, int with_cursor)
@@ -336,7 +369,7 @@ int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
     zdm_bf_build_sql(&w);
     const char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
-                         w.update_sql[1], w.span_sql, w.next_key_sql};
+                         w.update_sql[1], w.span_sql, w.next_key_sql, w.span_skip_sql};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             zdm_strv_push(out, all[i]);

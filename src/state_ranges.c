@@ -484,6 +484,38 @@ int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, cons
     return zdm_db_query(db, sql, 6, p, NULL, err);
 }
 
+int zdm_state_ranges_revisit(zdm_db *db, const char *plan_id, const char *after, const char *up_to, int *id,
+                             zdm_err *err)
+{
+    *id = -1;
+    /* The next free range id: another worker's revisit or split may take
+     * the same one at the same time; ON CONFLICT waits for it to commit and
+     * then inserts nothing, and the next id is tried. */
+    char sql[400], rid[16];
+    const char *p[] = {plan_id, NULL, after, up_to};
+    int rc = 0;
+    for (int tries = 0; rc == 0 && *id < 0 && tries < 100; tries++) {
+        char *next = NULL;
+        snprintf(sql, sizeof sql, "SELECT COALESCE(max(range_id), -1) + 1 FROM %s WHERE plan_id = $1", ranges_t(db));
+        rc = zdm_db_query_value(db, sql, 1, p, &next, err);
+        if (rc != 0 || !next) {
+            free(next);
+            break;
+        }
+        snprintf(rid, sizeof rid, "%d", atoi(next) + tries);
+        free(next);
+        p[1] = rid;
+        snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, $2, $3, $4, $3) "
+                                  "ON CONFLICT (plan_id, range_id) DO NOTHING", ranges_t(db));
+        rc = zdm_db_query(db, sql, 4, p, NULL, err);
+        if (rc == 0 && zdm_db_changes(db) == 1)
+            *id = atoi(rid);
+    }
+    if (rc == 0 && *id < 0)
+        rc = zdm_err_set(err, ZDM_EXIT_FAIL, "no free range id for the rows a batch of %s passed over", plan_id);
+    return rc;
+}
+
 int zdm_state_ranges_summary(zdm_db *db, const char *plan_id, int64_t *ranges, int64_t *done, int64_t *rows,
                              zdm_err *err)
 {

@@ -130,6 +130,13 @@ int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, l
  * Committed with the batch or not at all. */
 int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, const char *last, int64_t rows,
                              int done, zdm_err *err) ZDM_MUST_CHECK;
+/* Rows a batch passed over (the application held them locked, SKIP
+ * LOCKED): a new range (after, up_to] of the same plan, unowned and not
+ * done, in the caller's transaction -- the batch's own, so the rows it
+ * left are on record in the same commit as its cursor, and the plan is
+ * not backfilled until a worker has converted them.  *id: the new range. */
+int zdm_state_ranges_revisit(zdm_db *db, const char *plan_id, const char *after, const char *up_to, int *id,
+                             zdm_err *err) ZDM_MUST_CHECK;
 /* Ranges of the plan, how many are done, rows converted by all. */
 int zdm_state_ranges_summary(zdm_db *db, const char *plan_id, int64_t *ranges, int64_t *done, int64_t *rows,
                              zdm_err *err) ZDM_MUST_CHECK;
