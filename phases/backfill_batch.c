@@ -308,8 +308,8 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     else if (cursor)
         sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
     if (sr == -2) {
-        /* every row left in the range is held locked by another session:
-         * nothing committed, nothing held while waiting */
+        /* the range's last batch passed over rows another session holds
+         * locked: nothing committed, nothing held while waiting */
         zdm_db_rollback(w->db);
         char line[128];
         snprintf(line, sizeof line, "waiting for rows held locked by another session (range %d)", w->range_id);
