@@ -16,6 +16,11 @@
 
 /* ---- one batch ---- */
 
+/* Runs of locked rows one batch records as revisit ranges; more, and the
+ * batch waits for them instead (an application that locks every other
+ * row would otherwise make a range per row). */
+#define MAX_REVISITS 16
+
 /* One key column of integers, past the first batch of a range, where the
  * dialect converts a batch in one statement (span_sql): the batch is the
  * span of key values (cursor, cursor + size], converted by one index
@@ -26,8 +31,8 @@
  *
  * While the pacer is latency-aware (max_latency_factor > 0, the default)
  * the batch passes over rows another session holds locked (span_skip_sql)
- * instead of waiting for them: their span, from the batch's cursor to the
- * last row passed over, becomes a new range in the batch's own commit
+ * instead of waiting for them: each run of them (no converted row between)
+ * becomes a new range in the batch's own commit
  * (zdm_state_ranges_revisit), so a kill at any instant leaves them on
  * record and the plan is not backfilled before they are converted.  When
  * the range's last batch passes over rows, it returns -2: rolled back,
@@ -56,16 +61,16 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
     }
     if (skip) {
         int64_t passed = 0;
-        if (zdm_rows_count(sk) == 1) {
-            *updated = strtoll(zdm_rows_get(sk, 0, 0), NULL, 10);
-            passed = strtoll(zdm_rows_get(sk, 0, 1), NULL, 10);
-        }
-        if (passed > 0 && e >= h) {
-            /* the range's last batch passed over rows held locked: the
-             * caller rolls it back and tries it again later, holding
-             * nothing meanwhile.  (A revisit range made of it would be
-             * this batch again: with a `where` that converted rows still
-             * match, made over and over while the lock is held.) */
+        int runs = zdm_rows_count(sk) - 1;
+        if (runs >= 0)
+            *updated = strtoll(zdm_rows_get(sk, 0, 1), NULL, 10);
+        for (int i = 1; i <= runs; i++)
+            passed += strtoll(zdm_rows_get(sk, i, 1), NULL, 10);
+        if (passed > 0 && (e >= h || runs > MAX_REVISITS)) {
+            /* the range's last batch passed over rows held locked (a
+             * revisit range made of it would be this batch again), or
+             * too many runs of them to record: the caller rolls it back
+             * and tries again later, holding nothing meanwhile */
             zdm_rows_free(sk);
             w->locked_wait_ms = w->locked_wait_ms ? w->locked_wait_ms * 2 : 50;
             if (w->locked_wait_ms > 1000)
@@ -74,19 +79,23 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
             return -2;
         }
         w->locked_wait_ms = 0;
-        if (passed > 0) {
-            /* left to a new range, recorded in this batch's commit: the
-             * batch's span up to the last row passed over */
-            char *up_to = zdm_xasprintf("[\"%s\"]", zdm_rows_get(sk, 0, 3));
+        /* each run of rows passed over becomes a range, recorded in this
+         * batch's commit */
+        for (int i = 1; rc == 0 && i <= runs; i++) {
+            long long first = strtoll(zdm_rows_get(sk, i, 2), NULL, 10);
+            char *after = zdm_xasprintf("[\"%lld\"]", first - 1); /* first > c: no overflow */
+            char *up_to = zdm_xasprintf("[\"%s\"]", zdm_rows_get(sk, i, 3));
             int id = -1;
-            rc = zdm_state_ranges_revisit(w->db, w->plan->id, cursor, up_to, &id, err);
+            rc = zdm_state_ranges_revisit(w->db, w->plan->id, after, up_to, &id, err);
             if (rc == 0) {
-                w->rows_skipped += passed;
+                long long n = strtoll(zdm_rows_get(sk, i, 1), NULL, 10);
+                w->rows_skipped += n;
                 zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
                         "range %d: %lld row%s held locked by another session passed over (keys %s..%s); "
-                        "range %d revisits them", w->range_id, (long long)passed, passed == 1 ? "" : "s",
-                        zdm_rows_get(sk, 0, 2), zdm_rows_get(sk, 0, 3), id);
+                        "range %d revisits them", w->range_id, n, n == 1 ? "" : "s", zdm_rows_get(sk, i, 2),
+                        zdm_rows_get(sk, i, 3), id);
             }
+            free(after);
             free(up_to);
         }
         zdm_rows_free(sk);

@@ -184,10 +184,12 @@ static char *one_statement(worker *w, int with_cursor)
 
 /* The span batch that never waits on the application's row locks: the
  * rows of ($1, $2] to convert are locked with the dialect's SKIP LOCKED
- * suffix and converted; the rows it passed over (there, in the statement's
- * snapshot, and not locked by it) are counted with their first and last
- * key, so the batch can leave them to a revisit range (backfill_batch.c).
- * Returns: rows converted, rows passed over, their min and max key. */
+ * suffix and converted.  The rows it passed over (there, in the statement's
+ * snapshot, and not locked by it) come back as runs: keys in a row with no
+ * converted row between them, so a revisit of (first - 1, last] of a run
+ * writes no row this batch converted (exactly once even when converted
+ * rows still match the filter, as with set n = n + 1).  Rows: first
+ * (0, rows converted, NULL, NULL), then one (1, rows, first, last) a run. */
 static void span_skip_statement(worker *w)
 {
     zdm_buf b = {0};
@@ -200,14 +202,17 @@ static void span_skip_statement(worker *w)
     update_filter(w, &b);
     zdm_buf_printf(&b, "%s), zdm_upd AS (", w->d->lock_row_skip_locked);
     zdm_bf_update_set(w, &b);
-    zdm_buf_printf(&b, " WHERE %s IN (SELECT %s FROM zdm_mine) RETURNING 1) ", k, k);
-    zdm_buf_printf(&b, "SELECT (SELECT count(*) FROM zdm_upd), count(*), min(%s), max(%s) FROM %s WHERE ", k, k,
-                   w->tbl);
+    zdm_buf_printf(&b, " WHERE %s IN (SELECT %s FROM zdm_mine) RETURNING 1), ", k, k);
+    zdm_buf_printf(&b, "zdm_seen AS (SELECT %s AS k, %s NOT IN (SELECT %s FROM zdm_mine) AS passed FROM %s WHERE ", k, k,
+                   k, w->tbl);
     key_cmp(w, &b, ">", 1);
     zdm_buf_puts(&b, " AND ");
     key_cmp(w, &b, "<=", 2);
     update_filter(w, &b);
-    zdm_buf_printf(&b, " AND %s NOT IN (SELECT %s FROM zdm_mine)", k, k);
+    zdm_buf_puts(&b, "), zdm_runs AS (SELECT k, passed, count(*) FILTER (WHERE NOT passed) OVER (ORDER BY k) AS run "
+                     "FROM zdm_seen) "
+                     "SELECT 0 AS o, (SELECT count(*) FROM zdm_upd), NULL, NULL UNION ALL "
+                     "SELECT 1, count(*), min(k), max(k) FROM zdm_runs WHERE passed GROUP BY run ORDER BY 1");
     free(k);
     w->span_skip_sql = zdm_buf_take(&b);
 }

@@ -136,8 +136,10 @@ sleep_ms = 5"
 pg_case_two_signals() {
     t_section "a second SIGTERM cancels the waiting batch"
     db_fresh term2
+    # unthrottled: with latency pacing the batch passes over the held row
     bf_inc_setup 30000 "batch_size = 200
-target_batch_ms = 0"
+target_batch_ms = 0
+max_latency_factor = 0"
     bf_hold_prepare
     zdm_bg "$T_DIR/term2" -v backfill 0002_inc
     local worker=$ZBG_PID job=$ZBG_JOB

@@ -459,9 +459,12 @@ bf_case_sigterm() {
     local rows=$1
     t_section "SIGTERM during a batch ($rows rows)"
     db_fresh term
-    # sleep_ms: gaps between batches, where SQLite's lock holder gets in
+    # sleep_ms: gaps between batches, where SQLite's lock holder gets in;
+    # unthrottled: with latency pacing a PostgreSQL batch passes over the
+    # held row (SKIP LOCKED) instead of waiting for it
     bf_inc_setup "$rows" "batch_size = 200
 target_batch_ms = 0
+max_latency_factor = 0
 sleep_ms = 20"
     bf_hold_prepare
     zdm_bg "$T_DIR/term" -v backfill 0002_inc
