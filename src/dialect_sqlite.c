@@ -302,7 +302,9 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
 #define EXACT_SPAN 100000
 
 /* rows and matching (when where) estimated by the sample; nonzero when
- * the sample cannot tell (count instead). */
+ * the sample cannot tell (count instead).  The table keeps its own name
+ * in the sample's join, so a `where` that names it (t.col) reads as in
+ * the backfill. */
 static int sampled(zdm_db *db, const char *tbl, const char *where, int64_t *rows, int64_t *matching)
 {
     zdm_err e;
@@ -327,9 +329,9 @@ static int sampled(zdm_db *db, const char *tbl, const char *where, int64_t *rows
     /* random() & max: abs(random()) fails on the one value without one */
     sql = zdm_xasprintf("WITH RECURSIVE zdm_draw(i, r) AS (SELECT 0, NULL UNION ALL SELECT i + 1, "
                         "$1 + (random() & 9223372036854775807) %% $2 FROM zdm_draw WHERE i < %d) "
-                        "SELECT count(zdm_t.rowid), count(CASE WHEN %s%s%s THEN 1 END) FROM zdm_draw "
-                        "JOIN %s zdm_t ON zdm_t.rowid = zdm_draw.r",
-                        SAMPLE, where ? "(" : "", where ? where : "1", where ? ")" : "", tbl);
+                        "SELECT count(%s.rowid), count(CASE WHEN %s%s%s THEN 1 END) FROM zdm_draw "
+                        "JOIN %s ON %s.rowid = zdm_draw.r",
+                        SAMPLE, tbl, where ? "(" : "", where ? where : "1", where ? ")" : "", tbl, tbl);
     const char *p[] = {los, spans};
     rc = zdm_db_query(db, sql, 2, p, &r, &e);
     free(sql);
