@@ -119,7 +119,7 @@ static int concurrent_baseline(worker *w, long long *p95)
 }
 
 /* The latency probe: before the first batch (the idle baseline, median
- * of five, or of PROBE_IDLE_SAMPLES of the running probe) and before
+ * of five, or the p95 of PROBE_IDLE_SAMPLES of the running probe) and before
  * every batch after it (the running probe's samples since the last). */
 int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
 {
@@ -132,17 +132,17 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
         return 0;
     }
     if (concurrent_probe(w)) {
-        long long med = 0;
+        long long idle = 0;
         if (!baseline) {
             if (concurrent_feed(w) == 0)
                 return 0;
-        } else if (concurrent_baseline(w, &med) == 0) {
-            zdm_pacer_baseline(&w->pacer, med);
+        } else if (concurrent_baseline(w, &idle) == 0) {
+            zdm_pacer_baseline(&w->pacer, idle);
             zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
                     "latency probe idle: %.2f ms; batches keep its p99 under %.2f ms (max_latency_factor %.2g); "
                     "the probe: %s on a connection of its own, every %d ms during the batches too (idle: the "
                     "p95 of %d)%s",
-                    (double)med / 1000.0, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0,
+                    (double)idle / 1000.0, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0,
                     (double)w->pacer.latency_pct / 100.0, w->th.probe_query ? "probe_query" : "a commit",
                     PROBE_EVERY_MS, PROBE_IDLE_SAMPLES,
                     w->th.probe_query ? "" : ", at least the application's mean where pg_stat_statements is");
