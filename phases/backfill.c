@@ -41,6 +41,13 @@
  * pacing sleep or a pause at once instead of when the timer fires. */
 static void on_sig_event(evutil_socket_t fd, short what, void *arg);
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---- the loop ---- */
 
 static void schedule(worker *w, int64_t ms)
@@ -201,9 +208,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int range_done = 0;
-    int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms();
+    int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms(), t0_us = mono_us();
     rc = zdm_bf_batch(w, w->pacer.size, &range_done, &scanned, &updated, err);
     int64_t t1 = zdm_mono_ms();
+    /* one writer: the batch held the write lock from its BEGIN IMMEDIATE
+     * to its commit, in microseconds (the pause after it is 199x that:
+     * a millisecond's rounding would be 0.2 s) */
+    zdm_pacer_lock_held(&w->pacer, mono_us() - t0_us);
     if (rc != 0) {
         failed(w, rc);
         return;
@@ -217,12 +228,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     w->last_batch_ms = t1 - t0;
     zdm_histogram_observe(&w->batch_hist, (double)(t1 - t0) / 1000.0);
     zdm_bf_note_rows(w, updated);
+    char lock[96] = "";
+    int64_t now = zdm_mono_ms();
+    if (w->d->one_writer && w->pacer.latency_pct)
+        snprintf(lock, sizeof lock, " (write lock held %lld us; %s)", (long long)w->pacer.lock_us,
+                 zdm_pacer_writer_quiet(&w->pacer) ? "no other writer" : "another writer seen");
     zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill",
             "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld, pacer %s (latency gap %lld ms, "
-            "probe p99 %.2f ms)",
+            "probe p99 %.2f ms); next in %lld ms%s",
             w->range_id, (long long)scanned, (long long)updated, (long long)(t1 - t0), (long long)w->pacer.size,
             zdm_pacer_state_name(w->pacer.state), (long long)w->pacer.lat_gap_ms,
-            (double)w->pacer.probe_p99_us / 1000.0);
+            (double)w->pacer.probe_p99_us / 1000.0, (long long)zdm_pacer_delay(&w->pacer, now), lock);
     if (range_done)
         zdm_bf_release(w);
     zdm_bf_progress(w, 0);

@@ -156,11 +156,15 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
         int rc = zdm_db_probe(w->db, w->th.probe_query, &us, err);
         if (rc == 0)
             zdm_pacer_probe(&w->pacer, us);
+        if (rc == 0)
+            zdm_pacer_writer_probe(&w->pacer, zdm_db_probe_others_wrote(w->db));
         return rc;
     }
     long long v[5];
     for (int i = 0; i < 5; i++) {
         int rc = zdm_db_probe(w->db, w->th.probe_query, &v[i], err);
+        if (rc == 0)
+            zdm_pacer_writer_probe(&w->pacer, zdm_db_probe_others_wrote(w->db));
         if (rc != 0) {
             zdm_err_detail(err, "the latency probe%s failed before the first batch; fix probe_query, or set "
                                 "max_latency_factor = 0 to run without latency pacing",

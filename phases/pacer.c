@@ -24,6 +24,8 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->nprobes = 0;
     p->last_probe_us = p->probe_p99_us = 0;
     p->lat_gap_ms = p->last_batch_ms = 0;
+    p->lock_us = 0;
+    p->writer_seen = p->quiet_probes = 0;
     p->blocked_total = 0;
     p->at_max_gap = p->rebaselined = 0;
     p->state = ZDM_PACER_GROWING;
@@ -78,6 +80,88 @@ int64_t zdm_pacer_bound_us(const zdm_pacer *p)
     return b > p->baseline_us + 1000 ? b : p->baseline_us + 1000;
 }
 
+/* SQLite's default busy handler (sqliteDefaultBusyCallback): the n-th
+ * retry of a writer that found the lock taken comes this many ms after
+ * its first attempt, then every 100 ms. */
+static const int64_t busy_retry_ms[] = {1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228, 328};
+#define BUSY_RETRIES ((int)(sizeof busy_retry_ms / sizeof busy_retry_ms[0]))
+
+int64_t zdm_pacer_waiter_us(int64_t held_us)
+{
+    if (held_us <= 0)
+        return 0;
+    for (int i = 0; i < BUSY_RETRIES; i++)
+        if (busy_retry_ms[i] * 1000 >= held_us)
+            return busy_retry_ms[i] * 1000;
+    int64_t last = busy_retry_ms[BUSY_RETRIES - 1] * 1000;
+    return last + (held_us - last + 99999) / 100000 * 100000;
+}
+
+static int fit(const zdm_pacer *p, double *a, double *b);
+
+/* The bound a writer's wait is judged against: factor x the idle probe,
+ * without zdm_pacer_bound_us's 1 ms allowance for the probe's own noise
+ * -- on a local database that allowance alone is ten times the
+ * application's p99. */
+static int64_t writer_bound_us(const zdm_pacer *p)
+{
+    return p->latency_pct && p->baseline_us ? p->baseline_us * p->latency_pct / 100 : 0;
+}
+
+/* One writer: the batch a writer that meets it still waits out inside the
+ * bound (the longest retry time within it), but never under 20 ms nor
+ * under 10x the fitted fixed cost of a batch: below that the fixed cost
+ * (BEGIN, state rows, the commit's fsync) is paid over too few rows, and
+ * batches timed in milliseconds steer on noise.  The writer's p99 is kept
+ * by the lock's share instead (zdm_pacer_writer_gap_ms); the batch's
+ * length only bounds the unlucky writer's wait (33 ms for 20). */
+static int64_t single_writer_batch_ms(const zdm_pacer *p)
+{
+    int64_t bound_ms = writer_bound_us(p) / 1000, w = 0;
+    for (int i = 0; i < BUSY_RETRIES && busy_retry_ms[i] <= bound_ms; i++)
+        w = busy_retry_ms[i];
+    double a, b;
+    int64_t floor_ms = 20;
+    if (fit(p, &a, &b) && (int64_t)(a * 10.0) > floor_ms)
+        floor_ms = a * 10.0 >= 1e6 ? 1000000 : (int64_t)(a * 10.0);
+    return w < floor_ms ? floor_ms : w;
+}
+
+void zdm_pacer_lock_held(zdm_pacer *p, int64_t us)
+{
+    p->lock_us = us < 0 ? 0 : us;
+}
+
+void zdm_pacer_writer_probe(zdm_pacer *p, int others_wrote)
+{
+    if (others_wrote) {
+        p->writer_seen = 1;
+        p->quiet_probes = 0;
+    } else if (p->quiet_probes < ZDM_PACER_WRITER_QUIET_PROBES) {
+        p->quiet_probes++;
+    }
+}
+
+int zdm_pacer_writer_quiet(const zdm_pacer *p)
+{
+    return !p->writer_seen || p->quiet_probes >= ZDM_PACER_WRITER_QUIET_PROBES;
+}
+
+int64_t zdm_pacer_writer_gap_ms(const zdm_pacer *p)
+{
+    if (!p->single_writer || !p->latency_pct)
+        return 0;
+    int64_t held = p->lock_us > 0 ? p->lock_us : p->last_batch_ms * 1000;
+    if (held <= 0)
+        return 0;
+    int64_t wait = zdm_pacer_waiter_us(held), bound = writer_bound_us(p), gap_us;
+    if ((bound > 0 && wait <= bound) || zdm_pacer_writer_quiet(p))
+        gap_us = wait; /* a writer that met the batch is inside the bound, or none writes: its turn */
+    else /* the share of writes that wait at all is what the p99 sees */
+        gap_us = held * (1000 - ZDM_PACER_LOCK_SHARE_PM) / ZDM_PACER_LOCK_SHARE_PM;
+    return clamp((gap_us + 999) / 1000, 10, ZDM_PACER_MAX_WRITER_GAP_MS);
+}
+
 int64_t zdm_pacer_target(const zdm_pacer *p)
 {
     int64_t t = p->target_ms;
@@ -85,13 +169,8 @@ int64_t zdm_pacer_target(const zdm_pacer *p)
         return 0; /* a fixed size */
     if (p->max_lock_ms > 0 && p->max_lock_ms < t)
         t = p->max_lock_ms;
-    /* One writer (SQLite): every application write that arrives during a
-     * batch waits for all of it, so the batch itself is sized to the
-     * latency bound (not under 5 ms, where the fixed cost of a batch
-     * dominates and the busy handler's own sleeps are as long). */
-    int64_t bound_ms = zdm_pacer_bound_us(p) / 1000;
-    if (p->single_writer && bound_ms > 0) {
-        int64_t w = bound_ms < 5 ? 5 : bound_ms;
+    if (p->single_writer && zdm_pacer_bound_us(p) > 0) {
+        int64_t w = single_writer_batch_ms(p);
         if (w < t)
             t = w;
     }
@@ -425,13 +504,9 @@ int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms)
         wait = p->next_allowed_ms - now_ms;
     if (p->lat_gap_ms > wait)
         wait = p->lat_gap_ms;
-    if (p->single_writer && p->latency_pct) {
-        /* one writer: hand the write lock to whoever waited through the
-         * batch; its busy handler sleeps in growing steps (pacer.h) */
-        int64_t gap = clamp(4 * p->last_batch_ms, 10, 200);
-        if (gap > wait)
-            wait = gap;
-    }
+    int64_t gap = zdm_pacer_writer_gap_ms(p); /* one writer: pacer.h */
+    if (gap > wait)
+        wait = gap;
     return wait < 0 ? 0 : wait;
 }
 

@@ -25,12 +25,28 @@
  * grows nothing; quiet probes shrink the gap again.  Still slow after three
  * back-offs at the longest gap, the worker is hardly running: the
  * slowness is the server's, and its median becomes the new baseline, so
- * a backfill on a server that got busier still ends.  With one writer (SQLite) it also leaves
- * the write lock free after every batch for four times as long as the
- * batch held it (10 to 200 ms): SQLite's busy handler sleeps in growing
- * steps, and a writer that met two batches in a row already sleeps longer
- * than one batch (measured, 100,000 rows under a 300 writes/s writer:
- * application p99 88 ms with a gap of 1x, 13 ms with 4x).
+ * a backfill on a server that got busier still ends.
+ *
+ * One writer (SQLite).  A writer that finds the write lock taken sleeps
+ * in SQLite's busy-handler steps (retries 1, 3, 8, 18, 33, ... ms after
+ * it first failed), so it pays at least 1 ms -- on a local database ten
+ * times its idle p99 -- however short the batch.  What keeps the
+ * application's p99 is therefore the share of its writes that meet a
+ * batch, which is the share of time the batch holds the lock: the pacer
+ * keeps that share under ZDM_PACER_LOCK_SHARE_PM per mille (half of the
+ * 1 % a p99 allows; the other half is the idle distribution's own tail),
+ * the pause after a batch being its measured lock-holding time x
+ * (1000 - share) / share.  The pause is only the writer's turn (its wait:
+ * the first retry at or after the batch's end) where the bound is loose
+ * enough that a writer meeting a whole batch still finishes inside it,
+ * and once ZDM_PACER_WRITER_QUIET_PROBES probes in a row saw no other
+ * connection commit (the probe reads PRAGMA data_version): nobody waits,
+ * nothing to share.  An application writing every few seconds or more
+ * often is seen within three pauses, and keeps the share.  The batch itself is sized to
+ * the longest such batch, and never under 20 ms nor under 10x the batch's
+ * fitted fixed cost (BEGIN, the state rows, the commit's fsync), which
+ * would otherwise be paid over too few rows; its length bounds how long
+ * one unlucky writer waits, not how many wait.
  *
  * The rate limit spaces batches so rows/s never exceeds
  * max_rows_per_second over any window longer than one batch.
@@ -44,6 +60,14 @@
 #define ZDM_PACER_COST_WINDOW 16
 #define ZDM_PACER_PROBES 20
 #define ZDM_PACER_MAX_GAP_MS 500
+/* one writer: the write lock held at most this many per mille of the time */
+#define ZDM_PACER_LOCK_SHARE_PM 5
+/* one writer: the lock's share is kept until this many probes in a row
+ * saw no other connection's commit (then a writer's turn after each batch
+ * is enough) */
+#define ZDM_PACER_WRITER_QUIET_PROBES 3
+/* one writer: the longest pause after a batch (a batch over 150 ms) */
+#define ZDM_PACER_MAX_WRITER_GAP_MS 30000
 
 /* What holds the worker back now (/metrics zdm_backfill_pacer_state). */
 typedef enum zdm_pacer_state {
@@ -75,6 +99,9 @@ typedef struct zdm_pacer {
     int64_t last_probe_us, probe_p99_us;
     int64_t lat_gap_ms;           /* extra pause while latency is over the bound */
     int64_t last_batch_ms;
+    int64_t lock_us;              /* one writer: how long the last batch held the write lock */
+    int writer_seen;              /* one writer: another connection committed ... */
+    int quiet_probes;             /* ... and this many probes since saw none */
     int64_t blocked_total;        /* sessions seen waiting on a batch, all batches */
     int at_max_gap;               /* back-offs in a row at the longest gap */
     int rebaselined;              /* times the baseline was taken again */
@@ -141,6 +168,22 @@ int64_t zdm_pacer_target(const zdm_pacer *p);
 int zdm_pacer_cost(const zdm_pacer *p, int64_t *fixed_us, int64_t *per_row_ns);
 /* Records a finished batch of `rows` that took `ms`, ending at `now_ms`. */
 void zdm_pacer_record(zdm_pacer *p, int64_t rows, int64_t ms, int64_t now_ms);
+/* One writer: the last batch held the write lock for `us` microseconds
+ * (from its BEGIN IMMEDIATE to its commit). */
+void zdm_pacer_lock_held(zdm_pacer *p, int64_t us);
+/* How long, at worst, a writer waits that finds the write lock taken for
+ * `held_us`, under SQLite's default busy handler (sqlite3_busy_timeout):
+ * its first retry at or after the lock's release. */
+int64_t zdm_pacer_waiter_us(int64_t held_us);
+/* One writer: what a probe found, whether another connection committed
+ * since the probe before (an application writes). */
+void zdm_pacer_writer_probe(zdm_pacer *p, int others_wrote);
+/* One writer: no other writer seen, or not in the last
+ * ZDM_PACER_WRITER_QUIET_PROBES probes. */
+int zdm_pacer_writer_quiet(const zdm_pacer *p);
+/* One writer: the pause after the last batch that leaves the write lock
+ * free long enough (0 while pacing is off or before the first batch). */
+int64_t zdm_pacer_writer_gap_ms(const zdm_pacer *p);
 /* Milliseconds to wait before the next batch may start. */
 int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms);
 /* "steady", "growing", "latency", "rate". */

@@ -764,6 +764,23 @@ static void app_stats_read(zdm_db *db)
     }
 }
 
+/* sqlite: who else writes (zdm_db_probe_others_wrote): the backfill's
+ * pacer leaves the write lock free for a writer it has seen (pacer.h).
+ * An unreadable value changes nothing. */
+static void others_wrote(zdm_db *db)
+{
+    zdm_rows *r = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (db->ops->query(db, "PRAGMA data_version", 0, NULL, &r, &e) == ZDM_OK && zdm_rows_count(r) == 1 &&
+        zdm_rows_get(r, 0, 0)) {
+        long long v = strtoll(zdm_rows_get(r, 0, 0), NULL, 10);
+        db->others_wrote = db->data_version != 0 && v != db->data_version;
+        db->data_version = v;
+    }
+    zdm_rows_free(r);
+}
+
 int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err)
 {
     long long t0 = mono_us();
@@ -775,12 +792,16 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
     } else if (db->ops->kind == ZDM_DB_SQLITE) {
         rc = db->ops->query(db, "BEGIN IMMEDIATE", 0, NULL, NULL, err);
         if (rc == ZDM_OK)
+            others_wrote(db);
+        if (rc == ZDM_OK)
             rc = db->ops->query(db, "ROLLBACK", 0, NULL, NULL, err);
     } else {
         /* named, so that pg_stat_statements' reading leaves it out */
         rc = db->ops->query(db, "SELECT 1 AS zdm_probe", 0, NULL, NULL, err);
     }
     *us = mono_us() - t0;
+    if (rc == ZDM_OK && probe_query && db->ops->kind == ZDM_DB_SQLITE)
+        others_wrote(db); /* after the timed part */
     if (rc == ZDM_OK && !probe_query && db->ops->kind == ZDM_DB_PG && !db->in_tx) {
         app_stats_read(db);
         if (db->app_mean_us > *us)
@@ -803,6 +824,11 @@ int zdm_db_probe_commit(zdm_db *db, const char *probe_query, long long *us, zdm_
             *us = db->app_mean_us;
     }
     return rc;
+}
+
+int zdm_db_probe_others_wrote(const zdm_db *db)
+{
+    return db->others_wrote;
 }
 
 long long zdm_db_probe_app_us(const zdm_db *db)

@@ -143,6 +143,11 @@ int zdm_db_probe_commit(zdm_db *db, const char *probe_query, long long *us, zdm_
  * This is that mean in microseconds, or -1 when there is none. */
 long long zdm_db_probe_app_us(const zdm_db *db);
 
+/* sqlite: whether another connection committed between the last two
+ * probes (PRAGMA data_version, read under the probe's write lock; this
+ * connection's own commits leave it alone).  pg: 0. */
+int zdm_db_probe_others_wrote(const zdm_db *db);
+
 /* How many other sessions wait on a lock this session holds (pg:
  * pg_blocking_pids; sqlite cannot tell: 0).  Run inside a transaction to
  * see who waits on its row locks. */
@@ -211,6 +216,11 @@ struct zdm_db {
     char *app_sql;
     double app_calls, app_ms;
     long long app_read_us, app_mean_us;
+    /* sqlite probe: PRAGMA data_version at the last probe (0: none yet),
+     * and whether it changed since the probe before (another connection
+     * committed) */
+    long long data_version;
+    int others_wrote;
 };
 
 /* Rows are built by the drivers through these. */

@@ -223,20 +223,118 @@ static void test_single_writer_leaves_lock_free(void **state)
     zdm_pacer p;
     zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
     zdm_pacer_latency(&p, 150, 0, 1);
-    zdm_pacer_record(&p, 1000, 30, 30);
-    assert_int_equal(zdm_pacer_delay(&p, 30), 120); /* 4x as long as the batch held it */
-    zdm_pacer_record(&p, 1000, 1, 31);
-    assert_int_equal(zdm_pacer_delay(&p, 31), 10);
-    zdm_pacer_record(&p, 1000, 900, 931);
-    assert_int_equal(zdm_pacer_delay(&p, 931), 200); /* capped */
-    zdm_pacer_latency(&p, 0, 0, 1);                  /* pacing off */
-    assert_int_equal(zdm_pacer_delay(&p, 931), 0);
-    /* the batch is sized to the latency bound, not under 5 ms */
+    zdm_pacer_baseline(&p, 100); /* a local write lock: 0.1 ms, a writer's bound 0.15 ms */
+    assert_int_equal(zdm_pacer_delay(&p, 0), 0); /* no batch yet */
+    zdm_pacer_writer_probe(&p, 1); /* an application writes */
+    /* a batch that held the lock 5 ms: any writer that met it waited >= 1 ms,
+     * far over the bound, so the lock is held 5 per mille of the time */
+    zdm_pacer_record(&p, 1000, 5, 5);
+    zdm_pacer_lock_held(&p, 5000);
+    assert_int_equal(zdm_pacer_writer_gap_ms(&p), 995);
+    assert_int_equal(zdm_pacer_delay(&p, 5), 995);
+    zdm_pacer_lock_held(&p, 20000);
+    assert_int_equal(zdm_pacer_delay(&p, 5), 3980);
+    zdm_pacer_lock_held(&p, 40);                 /* a batch at the end of a range */
+    assert_int_equal(zdm_pacer_delay(&p, 5), 10); /* at least 10 ms */
+    zdm_pacer_lock_held(&p, 900000);
+    assert_int_equal(zdm_pacer_delay(&p, 5), ZDM_PACER_MAX_WRITER_GAP_MS); /* capped */
+    /* the lock time in microseconds wins over the batch's milliseconds */
+    zdm_pacer_lock_held(&p, 0);
+    assert_int_equal(zdm_pacer_delay(&p, 5), 995); /* from last_batch_ms, 5 ms */
+    /* a loose bound (a 20 ms probe_query: writers may take 30 ms): a writer
+     * that meets an 18 ms batch retries 18 ms after it first failed, inside
+     * the bound, so the gap is its turn, not 199x the batch */
+    zdm_pacer_baseline(&p, 20000);
+    zdm_pacer_lock_held(&p, 15000);
+    assert_int_equal(zdm_pacer_delay(&p, 5), 18);
+    zdm_pacer_lock_held(&p, 40000); /* a writer waits 53 ms: over the bound */
+    assert_int_equal(zdm_pacer_delay(&p, 5), 7960);
+    zdm_pacer_latency(&p, 0, 0, 1); /* pacing off: full speed */
+    assert_int_equal(zdm_pacer_writer_gap_ms(&p), 0);
+    assert_int_equal(zdm_pacer_delay(&p, 5), 0);
+    zdm_pacer_latency(&p, 150, 0, 0); /* PostgreSQL: no single-writer gap */
+    assert_int_equal(zdm_pacer_writer_gap_ms(&p), 0);
+}
+
+static void test_single_writer_alone_takes_turns(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 1);
+    zdm_pacer_baseline(&p, 100);
+    zdm_pacer_record(&p, 1000, 20, 20);
+    zdm_pacer_lock_held(&p, 20000);
+    /* nobody else wrote: the lock is left free for a writer's first retry
+     * after a 20 ms batch (33 ms), not for 199x the batch */
+    assert_int_equal(zdm_pacer_delay(&p, 20), 33);
+    zdm_pacer_writer_probe(&p, 0); /* nobody yet */
+    assert_int_equal(zdm_pacer_delay(&p, 20), 33);
+    zdm_pacer_writer_probe(&p, 1);
+    assert_int_equal(zdm_pacer_delay(&p, 20), 3980);
+    for (int i = 1; i < ZDM_PACER_WRITER_QUIET_PROBES; i++) {
+        zdm_pacer_writer_probe(&p, 0);
+        assert_int_equal(zdm_pacer_delay(&p, 20), 3980); /* a writer that writes every few seconds */
+    }
+    zdm_pacer_writer_probe(&p, 0);
+    assert_int_equal(zdm_pacer_delay(&p, 20), 33); /* quiet again */
+}
+
+static void test_waiter_follows_busy_handler(void **state)
+{
+    (void)state;
+    /* sqlite3_busy_timeout's retries: 1, 3, 8, 18, 33, ... ms after the
+     * first failure, then every 100 ms after 328 */
+    assert_int_equal(zdm_pacer_waiter_us(0), 0);
+    assert_int_equal(zdm_pacer_waiter_us(1), 1000); /* even a tiny lock costs 1 ms */
+    assert_int_equal(zdm_pacer_waiter_us(1000), 1000);
+    assert_int_equal(zdm_pacer_waiter_us(1001), 3000);
+    assert_int_equal(zdm_pacer_waiter_us(5000), 8000);
+    assert_int_equal(zdm_pacer_waiter_us(8000), 8000);
+    assert_int_equal(zdm_pacer_waiter_us(100000), 103000);
+    assert_int_equal(zdm_pacer_waiter_us(328000), 328000);
+    assert_int_equal(zdm_pacer_waiter_us(328001), 428000);
+    assert_int_equal(zdm_pacer_waiter_us(1000000), 1028000);
+    /* the lock's share: a batch holding 5 per mille of the time */
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 1);
+    zdm_pacer_baseline(&p, 100);
+    zdm_pacer_writer_probe(&p, 1);
+    for (int64_t held = 1000; held <= 100000; held += 7919) {
+        zdm_pacer_lock_held(&p, held);
+        int64_t gap_us = zdm_pacer_writer_gap_ms(&p) * 1000;
+        assert_true(held * 1000 <= ZDM_PACER_LOCK_SHARE_PM * (held + gap_us));
+        assert_true(held * 1000 > ZDM_PACER_LOCK_SHARE_PM * (held + gap_us - 1000)); /* not more than needed */
+    }
+}
+
+static void test_single_writer_batch_size(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    /* one size allowed: every batch below feeds the cost model */
+    zdm_pacer_init(&p, 1000, 1000, 1000, 200, 0, 0);
     zdm_pacer_latency(&p, 150, 100, 1);
-    assert_int_equal(zdm_pacer_target(&p), 100); /* no baseline yet */
-    zdm_pacer_baseline(&p, 200);                 /* bound 1.2 ms */
-    assert_int_equal(zdm_pacer_target(&p), 5);
-    zdm_pacer_baseline(&p, 20000); /* bound 30 ms */
+    assert_int_equal(zdm_pacer_target(&p), 100); /* no baseline yet: max_lock_ms */
+    zdm_pacer_baseline(&p, 200);                 /* writers' bound 0.3 ms */
+    assert_int_equal(zdm_pacer_target(&p), 20);  /* no batch fits: 20 ms, the share keeps the p99 */
+    zdm_pacer_baseline(&p, 20000);               /* bound 30 ms */
+    assert_int_equal(zdm_pacer_target(&p), 20);
+    zdm_pacer_baseline(&p, 40000);               /* bound 60 ms */
+    assert_int_equal(zdm_pacer_target(&p), 53);  /* a writer meeting 53 ms retries at 53 ms */
+    zdm_pacer_baseline(&p, 200);
+    /* the commit's fsync: a fixed 3 ms a batch, 0.001 ms a row.  Batches
+     * of 20 ms would pay 15 % of their lock time for it: 10x the fixed cost */
+    int64_t now = 0;
+    for (int i = 0; i < 8; i++) {
+        int64_t rows = i % 2 ? 1000 : 3000;
+        now += 3 + rows / 1000;
+        zdm_pacer_record(&p, rows, 3 + rows / 1000, now);
+    }
+    int64_t fixed = 0, per_row = 0;
+    assert_true(zdm_pacer_cost(&p, &fixed, &per_row));
+    assert_int_equal(fixed, 3000);
     assert_int_equal(zdm_pacer_target(&p), 30);
     zdm_pacer_latency(&p, 150, 100, 0); /* PostgreSQL: max_lock_ms */
     assert_int_equal(zdm_pacer_target(&p), 100);
@@ -502,6 +600,9 @@ int main(void)
         cmocka_unit_test(test_blocked_sessions_back_off),
         cmocka_unit_test(test_latency_bound_floor_and_off),
         cmocka_unit_test(test_single_writer_leaves_lock_free),
+        cmocka_unit_test(test_waiter_follows_busy_handler),
+        cmocka_unit_test(test_single_writer_alone_takes_turns),
+        cmocka_unit_test(test_single_writer_batch_size),
         cmocka_unit_test(test_converges_without_oscillating),
         cmocka_unit_test(test_short_batches_do_not_steer),
         cmocka_unit_test(test_fixed_size_when_no_target),
