@@ -197,6 +197,9 @@ void zdm_bf_publish(worker *w, int force)
         .latency_slow_samples = w->pacer.slow_total,
         .latency_batch_cap = w->pacer.lat_cap,
     };
+    m.one_writer = w->d->one_writer && w->pacer.latency_pct;
+    m.write_lock_us = w->pacer.lock_us;
+    m.other_writer = !zdm_pacer_writer_quiet(&w->pacer);
     m.have_cost = zdm_pacer_cost(&w->pacer, &m.cost_fixed_us, &m.cost_per_row_ns);
     pthread_mutex_lock(&w->snap_mu);
     free(w->snap_status);

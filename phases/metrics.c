@@ -232,6 +232,14 @@ void zdm_metrics_backfill(const zdm_backfill_metrics *m, int with_deprecated, zd
     zdm_metric_gauge(out, "zdm_backfill_latency_batch_cap_rows",
                      "Rows a batch may have since the last latency back-off (0: no cap).", plan,
                      (double)m->latency_batch_cap);
+    if (m->one_writer) {
+        zdm_metric_gauge(out, "zdm_backfill_write_lock_held_seconds",
+                         "How long the last batch held the write lock (SQLite).", plan, (double)m->write_lock_us / 1e6);
+        zdm_metric_gauge(out, "zdm_backfill_other_writer",
+                         "1 while the probes see other connections commit: the write lock is then held at most "
+                         "0.5 % of the time (SQLite).",
+                         plan, (double)m->other_writer);
+    }
     if (m->have_cost) {
         zdm_metric_gauge(out, "zdm_backfill_batch_fixed_cost_seconds",
                          "Fitted fixed cost of one batch, whatever its size.", plan, (double)m->cost_fixed_us / 1e6);

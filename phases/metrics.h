@@ -75,6 +75,11 @@ typedef struct zdm_backfill_metrics {
     /* the probe running during the batches (PostgreSQL): samples, those
      * over the bound, and the batch size cap since the last back-off */
     int64_t latency_samples, latency_slow_samples, latency_batch_cap;
+    /* one writer (SQLite): the last batch's hold on the write lock, and
+     * whether other connections' commits were seen (the lock's share kept) */
+    int one_writer;
+    int64_t write_lock_us;
+    int other_writer;
     int have_cost;               /* the fitted batch cost below is known */
     int64_t cost_fixed_us, cost_per_row_ns;
 } zdm_backfill_metrics;

@@ -65,6 +65,11 @@ for g in zdm_backfill_last_batch_duration_seconds zdm_backfill_replica_lag_secon
     zdm_backfill_throttle_probe_duration_seconds zdm_backfill_throttled_seconds; do
     t_has "$g is a gauge in seconds" "# TYPE $g gauge" "$M0"
 done
+# SQLite, latency pacing on: the write lock's hold and whether others write
+t_has "zdm_backfill_write_lock_held_seconds is a gauge" "# TYPE zdm_backfill_write_lock_held_seconds gauge" "$M0"
+lock=$(val 'zdm_backfill_write_lock_held_seconds{plan="0001_m"}' "$M0")
+t_eq "a batch held the write lock a while (seconds, > 0)" yes "$(awk -v v="${lock:-0}" 'BEGIN { print (v > 0 && v < 60) ? "yes" : "no: " v }')"
+t_match "zdm_backfill_other_writer is 0 or 1" '^[01]$' "$(val 'zdm_backfill_other_writer{plan="0001_m"}' "$M0")"
 t_has "the throttle state and its reason" 'zdm_backfill_throttled{plan="0001_m",reason="paused by operator (zdm resume 0001_m)"} 1' "$M0"
 held=$(val 'zdm_backfill_throttled_seconds{plan="0001_m"}' "$M0")
 t_match "held for some time, in seconds" '^[0-9]+(\.[0-9]+)?$' "$held"
