@@ -54,7 +54,18 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
      * holds locked rather than wait for them (and hold ours meanwhile) */
     int skip = w->span_skip_sql && w->pacer.latency_pct;
     zdm_rows *sk = NULL;
-    int rc = zdm_db_query(w->db, skip ? w->span_skip_sql : w->span_sql, 2, p, skip ? &sk : NULL, err);
+    int rc = 0;
+    if (skip) {
+        /* the first look: when it locked every row to convert, the plain
+         * span statement converts them (it meets no lock of another) */
+        rc = zdm_db_query(w->db, w->span_lock_sql, 2, p, &sk, err);
+        if (rc == 0 && zdm_rows_count(sk) == 1 && strcmp(zdm_rows_get(sk, 0, 0), zdm_rows_get(sk, 0, 1)) == 0)
+            skip = 0;
+        zdm_rows_free(sk);
+        sk = NULL;
+    }
+    if (rc == 0)
+        rc = zdm_db_query(w->db, skip ? w->span_skip_sql : w->span_sql, 2, p, skip ? &sk : NULL, err);
     if (rc != 0) {
         zdm_err_prefix(err, "batch of range %d, keys after [\"%lld\"] up to [\"%lld\"]: ", w->range_id, c, e);
         return rc;

@@ -49,6 +49,7 @@ typedef struct worker {
     char *span_sql;         /* PostgreSQL, one integer key: convert a span of key values */
     char *next_key_sql;     /* ... and find the next key after an empty span */
     char *span_skip_sql;    /* ... passing over rows another session holds locked */
+    char *span_lock_sql;    /* ... its first look: lock what is free, count what is not */
     int64_t rows_skipped;   /* rows passed over so (left to a revisit range) */
     int64_t locked_wait_ms; /* back-off while a range's rest is locked rows */
     char me[320];           /* owner id: user@host pid N */

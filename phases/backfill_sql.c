@@ -202,7 +202,13 @@ static void span_skip_statement(worker *w)
     update_filter(w, &b);
     zdm_buf_printf(&b, "%s), zdm_upd AS (", w->d->lock_row_skip_locked);
     zdm_bf_update_set(w, &b);
-    zdm_buf_printf(&b, " WHERE %s IN (SELECT %s FROM zdm_mine) RETURNING 1), ", k, k);
+    /* the span again: the rows are found by the key's index, never by a
+     * scan of the table joined to zdm_mine */
+    zdm_buf_puts(&b, " WHERE ");
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    zdm_buf_printf(&b, " AND %s IN (SELECT %s FROM zdm_mine) RETURNING 1), ", k, k);
     zdm_buf_printf(&b, "zdm_seen AS (SELECT %s AS k, %s NOT IN (SELECT %s FROM zdm_mine) AS passed FROM %s WHERE ", k, k,
                    k, w->tbl);
     key_cmp(w, &b, ">", 1);
@@ -215,6 +221,23 @@ static void span_skip_statement(worker *w)
                      "SELECT 1, count(*), min(k), max(k) FROM zdm_runs WHERE passed GROUP BY run ORDER BY 1");
     free(k);
     w->span_skip_sql = zdm_buf_take(&b);
+    /* The cheap first look: lock the span's rows to convert, passing over
+     * those held, and count both.  Equal (the usual case): every row is
+     * this batch's, and the plain span_sql converts them without waiting;
+     * a join of the UPDATE to the locked keys, as above, doubles a batch. */
+    zdm_buf_puts(&b, "/* zdm backfill */ WITH zdm_mine AS MATERIALIZED (SELECT 1 FROM ");
+    zdm_buf_printf(&b, "%s WHERE ", w->tbl);
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    update_filter(w, &b);
+    zdm_buf_printf(&b, "%s) SELECT (SELECT count(*) FROM zdm_mine), count(*) FROM %s WHERE ", w->d->lock_row_skip_locked,
+                   w->tbl);
+    key_cmp(w, &b, ">", 1);
+    zdm_buf_puts(&b, " AND ");
+    key_cmp(w, &b, "<=", 2);
+    update_filter(w, &b);
+    w->span_lock_sql = zdm_buf_take(&b);
 }
 
 /* One key column, past a range's first batch: convert the span of key
@@ -325,7 +348,8 @@ void zdm_bf_free_sql(worker *w)
     free(w->span_sql);
     free(w->next_key_sql);
     free(w->span_skip_sql);
-    w->span_sql = w->next_key_sql = w->span_skip_sql = NULL;
+    free(w->span_lock_sql);
+    w->span_sql = w->next_key_sql = w->span_skip_sql = w->span_lock_sql = NULL;
 }
 
 char *zdm_bf_sql_last_key(worker *w, int with_cursor)
@@ -374,7 +398,7 @@ int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
     zdm_bf_build_sql(&w);
     const char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
-                         w.update_sql[1], w.span_sql, w.next_key_sql, w.span_skip_sql};
+                         w.update_sql[1], w.span_sql, w.next_key_sql, w.span_skip_sql, w.span_lock_sql};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             zdm_strv_push(out, all[i]);
