@@ -604,7 +604,7 @@ int zdm_state_ranges_last_batch(zdm_db *db, const char *plan_id, int64_t *last_m
 static int rows_left(zdm_db *db, const char *plan_id, zdm_state_progress *out, zdm_err *err)
 {
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT done, rows_done FROM %s WHERE plan_id = $1", ranges_t(db));
+    snprintf(sql, sizeof sql, "SELECT done, rows_done, cursor, hi FROM %s WHERE plan_id = $1", ranges_t(db));
     const char *p[] = {plan_id};
     zdm_rows *r = NULL;
     int rc = zdm_db_query(db, sql, 1, p, &r, err);
@@ -628,9 +628,14 @@ static int rows_left(zdm_db *db, const char *plan_id, zdm_state_progress *out, z
             if (atoi(zdm_rows_get(r, i, 0)))
                 continue;
             int64_t own = strtoll(zdm_rows_get(r, i, 1), NULL, 10);
-            int64_t mean_up = (fin + ndone - 1) / ndone;
-            if (mean_up > own)
-                left += mean_up - own;
+            int64_t mean_up = (fin + ndone - 1) / ndone, mine = mean_up > own ? mean_up - own : 0;
+            /* never more rows than keys left: a range of the rows a batch
+             * passed over (zdm_state_ranges_revisit) or a split's half */
+            long long c, h;
+            if (zdm_state_key_int(zdm_rows_get(r, i, 2), &c) && zdm_state_key_int(zdm_rows_get(r, i, 3), &h) &&
+                h >= c && (unsigned long long)h - (unsigned long long)c < (unsigned long long)mine)
+                mine = (int64_t)((unsigned long long)h - (unsigned long long)c);
+            left += mine;
         }
     }
     out->rows_left_est = left;

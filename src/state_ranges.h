@@ -148,7 +148,8 @@ typedef struct zdm_state_progress {
     int64_t rows_done, total_est;
     /* rows still to convert, refined as ranges finish: an open range is
      * expected to hold what the finished ones held on average (ranges
-     * are cut to hold about equal rows), less what it converted so far;
+     * are cut to hold about equal rows), less what it converted so far, and
+     * never more than its integer keys left;
      * before any range finished, total_est less the rows done; never
      * negative, 0 once every range is done */
     int64_t rows_left_est;

@@ -96,6 +96,11 @@ check_pass() {
     t_note "$what: open ranges: $(db_sql "SELECT range_id || ' ' || COALESCE(cursor, '-') || '..' || hi FROM $(zdm_tbl ranges)
                                     WHERE plan_id = 'p' AND done = 0" | tr '\n' ';')"
     t_eq "$what: the plan is not backfilled while rows are left" expanded "$(db_phase p)"
+    zdm_run --json status p
+    t_eq "$what: status while rows are left: under 100 %, rows left no more than the open ranges' keys" "true true" \
+        "$(jq -r --argjson keys "$(db_sql "SELECT COALESCE(sum((hi::jsonb->>0)::bigint - (cursor::jsonb->>0)::bigint), 0)
+                                           FROM $(zdm_tbl ranges) WHERE plan_id = 'p' AND done = 0")" \
+            '.plans[0].backfill | "\(.percent_done < 100) \(.rows_left_estimate <= $keys)"' <<<"$ZOUT")"
 }
 
 # check_exactly_once WHAT EXPECTED: every row written by the backfill once
