@@ -70,6 +70,7 @@ typedef struct worker {
     char pause_reason[512];
     unsigned hold;          /* ZDM_BF_HOLD_*: what pause_reason is made of */
     int tty;
+    int warned_one_writer;  /* the several-workers-on-one-writer warning was logged */
     int64_t last_batch_ms, replica_lag_ms;
     int64_t start_wall_ms;  /* epoch ms this worker started: "stalled" counts from here at first */
     zdm_histogram batch_hist; /* batch durations, seconds, for /metrics */

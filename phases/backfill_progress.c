@@ -47,6 +47,18 @@ void zdm_bf_progress(worker *w, int final)
     zdm_err_clear(&e);
     if (zdm_backfill_progress_get(w->db, w->plan->id, &pr, &e) != 0)
         return;
+    /* One writer (SQLite): a second worker adds no speed, and with latency
+     * pacing each worker reads the others' commits as an application
+     * writing (PRAGMA data_version cannot tell them apart), so all of
+     * them keep to the lock share meant for a live application. */
+    if (w->d->one_writer && w->pacer.latency_pct && pr.workers > 1 && !w->warned_one_writer) {
+        w->warned_one_writer = 1;
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill",
+                "%d workers on a database with one writer: they add no speed, and with latency pacing each takes "
+                "the others' commits for an application's and holds the write lock at most 0.5 %% of the time; "
+                "run one worker (zdm backfill %s), or set max_latency_factor = 0 if no application writes",
+                pr.workers, w->plan->id);
+    }
     /* the plan's rows done, sampled for plan_rate */
     if (w->plan_win_n == 16) {
         memmove(w->plan_win_t, w->plan_win_t + 1, 15 * sizeof w->plan_win_t[0]);

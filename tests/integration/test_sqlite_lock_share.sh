@@ -10,6 +10,7 @@
 #    right;
 #  * with nobody else writing the worker says so (the pause is then one
 #    busy-handler retry, not 199x);
+#  * two workers: a worker warns that they pace each other;
 #  * unthrottled (max_latency_factor = 0, max_lock_ms = 0) no pause at all.
 set -u -o pipefail
 
@@ -83,6 +84,13 @@ t_rc "backfilled" 0
 t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS NOT a")"
 t_ne "batches logged" "" "$(batches)"
 t_lacks "no other writer seen" "another writer seen" "$(batches)"
+
+t_section "two workers: they cannot tell each other from an application, and say so"
+setup two 20000 ""
+zdm_run backfill p --workers 2
+t_rc "backfilled by two workers" 0
+t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS NOT a")"
+t_has "a worker warns: one writer, several workers" "2 workers on a database with one writer" "$ZERR"
 
 t_section "unthrottled: no pause, no lock accounting"
 setup unthrottled 4000 "max_latency_factor = 0
