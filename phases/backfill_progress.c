@@ -150,6 +150,9 @@ void zdm_bf_publish(worker *w, int force)
         json_object_set_new(o, "rows_done", json_integer(pr.rows_done));
         json_object_set_new(o, "rows_total_estimate", json_integer(pr.total_est));
         json_object_set_new(o, "rows_done_by_worker", json_integer(w->rows_mine));
+        /* rows this worker passed over as held locked (SKIP LOCKED), each
+         * run left to a revisit range */
+        json_object_set_new(o, "rows_passed_over", json_integer(w->rows_skipped));
         json_object_set_new(o, "rows_per_second", json_integer(rate));
         /* the plan's: every live worker's rate, the rows left refined as
          * ranges finish, and the ETA from the two */

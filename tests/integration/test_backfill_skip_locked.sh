@@ -118,9 +118,13 @@ case_pass() {
     t_section "rows held by the application are passed over, then converted"
     setup skip_pass "COALESCE(dst, 0) + 1"
     app_lock
-    zdm_bg "$T_DIR/pass" backfill p
+    local port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    zdm_bg "$T_DIR/pass" backfill p --listen "$port"
     local job=$ZBG_JOB
     check_pass pass
+    t_wait_for "pass: /status counts the rows passed over (at least the 10 held)" 30 \
+        "[ \"\$(python3 -c \"import json, urllib.request; o = json.load(urllib.request.urlopen('http://127.0.0.1:$port/status', timeout=10)); print(1 if o['rows_passed_over'] >= 10 else 0)\" 2>&1)\" = 1 ]"
     t_file_has "$T_DIR/pass.err" "held locked by another session passed over"
     t_eq "pass: the worker says it waits for them (status)" 1 \
         "$(zdm_status_field p 'backfill.worker_list[0].throttle' | grep -c 'rows held locked by another session')"
