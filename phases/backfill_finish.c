@@ -83,21 +83,27 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
     /* Workers that run out of ranges together would each run the final
      * check, a scan of the whole table (and of a costly `where`) at once:
      * with 2 workers on 1M rows two scans of ~0.35 s side by side, ~9 % of
-     * the backfill.  Where rows lock (PostgreSQL), the first holds the
-     * backfills row through its check and its commit; the next waits
-     * there and finds the plan finished.  (On SQLite that transaction
-     * would hold the one write lock through the scan: not there.) */
+     * the backfill.  Where rows lock (PostgreSQL), the first holds a range
+     * row through its check and its commit; the next waits there and
+     * finds the plan finished -- or, after a minute (the holder stalled),
+     * checks and finishes without it.  (On SQLite that transaction would
+     * hold the one write lock through the scan: not there.) */
     int serial = w->d->lock_row[0] != '\0';
     if (serial) {
         int finished = 0;
         rc = zdm_db_begin(w->db, err);
         if (rc == 0)
-            rc = zdm_state_backfill_finish_lock(w->db, w->plan->id, &finished, err);
+            rc = zdm_state_ranges_finish_lock(w->db, w->plan->id, ZDM_RANGE_STALE_MS, &finished, err);
         if (rc == 0 && finished)
             return zdm_db_commit(w->db, err);
         if (rc != 0) {
             zdm_db_rollback(w->db);
-            return rc;
+            if (!zdm_db_err_is_lock_timeout(err))
+                return rc;
+            zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "another worker has been finishing the plan for %d s (%s); "
+                    "running the final check without it", ZDM_RANGE_STALE_MS / 1000, err->msg);
+            zdm_err_clear(err);
+            serial = 0;
         }
     }
     rc = final_check(w, err);

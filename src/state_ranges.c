@@ -120,13 +120,19 @@ int zdm_state_backfill_complete(zdm_db *db, const char *plan_id, const char *det
     return rc;
 }
 
-int zdm_state_backfill_finish_lock(zdm_db *db, const char *plan_id, int *finished, zdm_err *err)
+int zdm_state_ranges_finish_lock(zdm_db *db, const char *plan_id, int64_t wait_ms, int *finished, zdm_err *err)
 {
     *finished = 0;
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE plan_id = $1%s", backfills_t(db), zdm_db_dialect(db)->lock_row);
+    char sql[300], ms[32];
+    ms_text(ms, sizeof ms, wait_ms);
+    const char *pt[] = {ms};
+    int rc = zdm_db_query(db, "SELECT set_config('lock_timeout', $1, true)", 1, pt, NULL, err);
     const char *p[] = {plan_id};
-    int rc = zdm_db_query(db, sql, 1, p, NULL, err);
+    if (rc == 0) {
+        snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE plan_id = $1 AND range_id = (SELECT min(range_id) FROM %s "
+                                  "WHERE plan_id = $1)%s", ranges_t(db), ranges_t(db), zdm_db_dialect(db)->lock_row);
+        rc = zdm_db_query(db, sql, 1, p, NULL, err);
+    }
     char *phase = NULL;
     if (rc == 0) {
         snprintf(sql, sizeof sql, "SELECT phase FROM %s WHERE id = $1", zdm_state_table(db, "plans"));

@@ -59,11 +59,15 @@ int zdm_state_ranges_init(zdm_db *db, const char *plan_id, const zdm_strv *key, 
 int zdm_state_backfill_complete(zdm_db *db, const char *plan_id, const char *detail, int *moved,
                                 zdm_err *err) ZDM_MUST_CHECK;
 
-/* In the caller's transaction, where the dialect locks rows (PostgreSQL):
- * the backfills row locked until commit, so that one worker at a time
- * finishes the plan, and *finished = 1 when the plan is no longer
- * expanded (another worker finished it meanwhile). */
-int zdm_state_backfill_finish_lock(zdm_db *db, const char *plan_id, int *finished, zdm_err *err) ZDM_MUST_CHECK;
+/* In the caller's transaction, PostgreSQL only (row locks): the plan's
+ * first range row locked until commit, waiting at most wait_ms (then a
+ * lock timeout, zdm_db_err_is_lock_timeout), so that one worker at a time
+ * runs the final check; *finished = 1 when the plan is no longer expanded
+ * (another worker finished it meanwhile).  A range row, not the backfills
+ * row: finishing (zdm_state_backfill_complete) does not need it, so a
+ * holder that stalls delays the others by wait_ms at most. */
+int zdm_state_ranges_finish_lock(zdm_db *db, const char *plan_id, int64_t wait_ms, int *finished,
+                                 zdm_err *err) ZDM_MUST_CHECK;
 
 /* ---- the operator's controls ---- */
 
