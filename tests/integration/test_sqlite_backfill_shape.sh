@@ -13,7 +13,13 @@
 #    100,003 apart) take a few batches, not one per row;
 #  - the rows to convert are estimated from rowids drawn at random (no
 #    scan), within a few percent, and counted when the keys are too sparse
-#    for the draws to hit rows.
+#    for the draws to hit rows;
+#  - a one-way plan's bodies write no zdm_guard row (no trigger of the plan
+#    can fire from them): an application UPDATE of a source, or an INSERT,
+#    changes its row and the trigger's UPDATE only (total_changes() + 2,
+#    not + 4), with recursive_triggers on too, and the row is converted;
+#    a two-way plan keeps the row (its reverse trigger would otherwise
+#    rewrite what the application wrote: '007' -> 7 -> '7').
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -62,6 +68,81 @@ t_rc "backfill" 0
 t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE u IS NOT upper(a)")"
 db_sql "UPDATE t SET a = 'late' WHERE id = 10" >/dev/null
 t_eq "after the backfill an UPDATE of a source converts its row" "LATE" "$(db_sql "SELECT u FROM t WHERE id = 10")"
+
+# delta SQL...: total_changes() across the statements, in one connection
+delta() {
+    local sql="SELECT total_changes();"
+    for s in "$@"; do sql="$sql $s;"; done
+    sql="$sql SELECT total_changes();"
+    db_sql "$sql" | awk 'NR == 1 { a = $1 } END { print $1 - a }'
+}
+# guard_writes SQL: how many rows the statement inserts into zdm_guard
+guard_writes() {
+    db_sql "CREATE TEMP TABLE gl (n integer);
+            CREATE TEMP TRIGGER gl_t AFTER INSERT ON main.zdm_guard BEGIN INSERT INTO gl VALUES (1); END;
+            $1; SELECT count(*) FROM gl;" | tail -n 1
+}
+
+t_section "one-way: a body writes no guard row, the application's write costs its row and the trigger's UPDATE"
+db_new sqlite bare
+plans_empty
+db_sql "CREATE TABLE t (id integer PRIMARY KEY, a text NOT NULL, n integer)" >/dev/null
+db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100)
+        INSERT INTO t SELECT i, 'v' || i, 0 FROM c" >/dev/null
+plan_write p_bare '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN u text"
+down = "ALTER TABLE t DROP COLUMN u"
+[backfill]
+table = "t"
+set.u = "upper(a)"
+[backfill.dual_write]
+sources = ["a"]
+[backfill.throttle]
+max_latency_factor = 0'
+zdm_run advance p_bare
+t_rc "expand (installs the triggers)" 0
+t_eq "an UPDATE of a source: its row and the trigger's UPDATE" 2 "$(delta "UPDATE t SET a = 'x1' WHERE id = 1")"
+t_eq "... converts the row" "X1" "$(db_sql "SELECT u FROM t WHERE id = 1")"
+t_eq "with recursive_triggers on: the same two" 2 \
+    "$(delta "PRAGMA recursive_triggers = ON" "UPDATE t SET a = 'x2' WHERE id = 2")"
+t_eq "... converts the row" "X2" "$(db_sql "SELECT u FROM t WHERE id = 2")"
+t_eq "an INSERT: its row and the trigger's UPDATE (which fires no UPDATE trigger)" 2 \
+    "$(delta "PRAGMA recursive_triggers = ON" "INSERT INTO t (id, a, n) VALUES (1000, 'ins', 0)")"
+t_eq "... converts the row" "INS" "$(db_sql "SELECT u FROM t WHERE id = 1000")"
+t_eq "no guard row written by application writes" 0 \
+    "$(guard_writes "UPDATE t SET a = 'x3' WHERE id = 3; INSERT INTO t (id, a, n) VALUES (1001, 'i2', 0)")"
+t_eq "zdm_guard empty" 0 "$(db_sql "SELECT count(*) FROM zdm_guard")"
+zdm_run advance p_bare
+t_rc "backfill" 0
+t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE u IS NOT upper(a)")"
+
+t_section "two-way: the bodies keep the guard row, the reverse never rewrites the application's write"
+db_new sqlite guarded
+plans_empty
+db_sql "CREATE TABLE t (id integer PRIMARY KEY, a text)" >/dev/null
+db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100)
+        INSERT INTO t SELECT i, CAST(i AS text) FROM c" >/dev/null
+plan_write p_two '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN b integer"
+down = "ALTER TABLE t DROP COLUMN b"
+[backfill]
+table = "t"
+set.b = "CAST(a AS integer)"
+[backfill.dual_write]
+sources = ["a"]
+reverse.a = "CAST(b AS text)"
+[backfill.throttle]
+max_latency_factor = 0'
+zdm_run advance p_two
+t_rc "expand (installs the triggers)" 0
+t_eq "an UPDATE of a source: its row, the guard row in and out, the trigger's UPDATE" 4 \
+    "$(delta "PRAGMA recursive_triggers = ON" "UPDATE t SET a = '007' WHERE id = 1")"
+t_eq "... the application's value stays (no ping-pong)" "007|7" "$(db_sql "SELECT a, b FROM t WHERE id = 1")"
+t_ne "guard rows written by a two-way body" 0 "$(guard_writes "UPDATE t SET a = '008' WHERE id = 2")"
+t_eq "... the application's value stays" "008|8" "$(db_sql "SELECT a, b FROM t WHERE id = 2")"
+t_eq "zdm_guard empty" 0 "$(db_sql "SELECT count(*) FROM zdm_guard")"
 
 t_section "a TEXT key of integer-looking values: walked by its keys, every row once"
 db_new sqlite textkey

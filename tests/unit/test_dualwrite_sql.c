@@ -11,7 +11,11 @@
  *  - quoting: every identifier is quoted by the dialect (a hostile name
  *    never appears unquoted), the plan id goes in as a literal;
  *  - the shape: one-way has the forward pair only, two-way the reverse
- *    pair too; SQLite addresses the row by every key column.
+ *    pair too; SQLite addresses the row by every key column;
+ *  - SQLite's guard row: a body brackets its UPDATE with the plan's
+ *    zdm_guard row exactly when that UPDATE could fire a trigger of the
+ *    plan (two-way, in place, a forward UPDATE trigger OF no column or OF
+ *    a target); otherwise the body is the bare UPDATE.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,6 +58,9 @@ typedef struct tcase {
     size_t nset, nreverse;
     const char *keys[3];
     int in_place;
+    const char *srcs[2]; /* dual_write.sources */
+    const char *extra;   /* a table column that is neither target nor reverse */
+    int bare;            /* SQLite: the bodies carry no guard row */
 } tcase;
 
 static zdm_strv cols, key, sources; /* of the last build */
@@ -67,6 +74,10 @@ static void build(const tcase *t, char **create, char **drop)
         zdm_strv_push(&cols, t->set[i].column);
     for (size_t i = 0; i < t->nreverse; i++)
         zdm_strv_push(&cols, t->reverse[i].column);
+    if (t->extra)
+        zdm_strv_push(&cols, t->extra);
+    for (size_t i = 0; i < 2 && t->srcs[i]; i++)
+        zdm_strv_push(&sources, t->srcs[i]);
     for (size_t i = 0; i < 3 && t->keys[i]; i++)
         zdm_strv_push(&key, t->keys[i]);
     zdm_dw_spec s = {
@@ -109,13 +120,20 @@ static void check_case(const tcase *t)
         assert_int_equal(count(trg[i], guard), 1);
         assert_non_null(strstr(trg[i], pg ? "WHEN (" : "WHEN "));
         assert_true(strstr(trg[i], guard) > strstr(trg[i], "WHEN"));
-        if (!pg) {
+        if (!pg && t->bare) {
+            /* no trigger of the plan can fire from the body: no guard row */
+            assert_int_equal(count(trg[i], "INSERT INTO"), 0);
+            assert_int_equal(count(trg[i], "DELETE FROM"), 0);
+            assert_non_null(strstr(trg[i], "\nBEGIN UPDATE "));
+        } else if (!pg) {
             /* the guard row brackets the trigger's own UPDATE */
             const char *ins = strstr(trg[i], g_ins);
             const char *del = strstr(trg[i], g_del);
             assert_non_null(ins);
             assert_non_null(del);
             assert_true(ins < del);
+        }
+        if (!pg) {
             /* the row by every key column, then the where (or nothing) */
             zdm_buf w = {0};
             for (int k = 0; k < 3 && t->keys[k]; k++) {
@@ -125,7 +143,7 @@ static void check_case(const tcase *t)
             }
             if (t->where)
                 zdm_buf_printf(&w, " AND (%s)", t->where);
-            zdm_buf_puts(&w, "; DELETE FROM zdm_guard");
+            zdm_buf_puts(&w, t->bare ? "; END;\n" : "; DELETE FROM zdm_guard");
             assert_non_null(strstr(trg[i], w.data));
             zdm_buf_free(&w);
         } else {
@@ -178,7 +196,11 @@ static tcase base_case(const zdm_dialect *d)
     return t;
 }
 
-/* Every combination: dialect x one/two-way x where x key shape. */
+/* Every combination: dialect x one/two-way x where x key shape x what
+ * the forward UPDATE trigger is OF: 0 no column (the table holds only the
+ * target: any UPDATE fires it), 1 every column but the target, 2 the
+ * sources, 3 a source that is the target in another case (SQLite's names
+ * ignore case; plan.c compares them case-sensitively). */
 static void test_every_combination(void **state)
 {
     (void)state;
@@ -186,19 +208,27 @@ static void test_every_combination(void **state)
     for (int di = 0; di < 2; di++)
         for (int twoway = 0; twoway < 2; twoway++)
             for (int where = 0; where < 2; where++)
-                for (int composite = 0; composite < 2; composite++) {
-                    tcase t = base_case(ds[di]);
-                    if (twoway) {
-                        t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
-                        t.nreverse = 1;
+                for (int composite = 0; composite < 2; composite++)
+                    for (int of = 0; of < 4; of++) {
+                        tcase t = base_case(ds[di]);
+                        if (of == 1)
+                            t.extra = "c";
+                        if (of == 2)
+                            t.srcs[0] = "a";
+                        if (of == 3)
+                            t.srcs[0] = "B";
+                        t.bare = !twoway && (of == 1 || of == 2);
+                        if (twoway) {
+                            t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
+                            t.nreverse = 1;
+                        }
+                        t.where = where ? "a IS NOT NULL AND id > 3" : NULL;
+                        if (composite) {
+                            t.keys[0] = "tenant";
+                            t.keys[1] = "id";
+                        }
+                        check_case(&t);
                     }
-                    t.where = where ? "a IS NOT NULL AND id > 3" : NULL;
-                    if (composite) {
-                        t.keys[0] = "tenant";
-                        t.keys[1] = "id";
-                    }
-                    check_case(&t);
-                }
 }
 
 /* The direction conditions: forward fires on an INSERT that leaves the
@@ -252,6 +282,7 @@ static void test_in_place(void **state)
         t.set[0] = (zdm_assign){"a", "trim(a)", 0, 0};
         t.where = "a LIKE ' %'";
         t.in_place = 1;
+        t.extra = "c"; /* in place every UPDATE fires the forward trigger: the guard row stays */
         char *create, *drop;
         build(&t, &create, &drop);
         assert_int_equal(count(create, "NEW.\"a\" IS NULL"), 0);
