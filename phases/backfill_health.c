@@ -154,7 +154,9 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
     long long us = 0;
     if (!baseline) {
         int rc = zdm_db_probe(w->db, w->th.probe_query, &us, err);
-        if (rc == 0)
+        if (rc == 0 && w->d->one_writer && !w->th.probe_query)
+            zdm_pacer_probe_seen(&w->pacer, us); /* pacer.h: the lock's share steers */
+        else if (rc == 0)
             zdm_pacer_probe(&w->pacer, us);
         if (rc == 0)
             zdm_pacer_writer_probe(&w->pacer, zdm_db_probe_others_wrote(w->db));

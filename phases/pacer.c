@@ -288,7 +288,7 @@ void zdm_pacer_blocked(zdm_pacer *p, int64_t sessions)
         back_off(p);
 }
 
-void zdm_pacer_probe(zdm_pacer *p, int64_t us)
+void zdm_pacer_probe_seen(zdm_pacer *p, int64_t us)
 {
     if (us < 0)
         us = 0;
@@ -305,6 +305,11 @@ void zdm_pacer_probe(zdm_pacer *p, int64_t us)
         sorted[i] = p->probes[i];
     qsort(sorted, (size_t)p->nprobes, sizeof sorted[0], cmp64);
     p->probe_p99_us = sorted[(p->nprobes * 99 - 1) / 100];
+}
+
+void zdm_pacer_probe(zdm_pacer *p, int64_t us)
+{
+    zdm_pacer_probe_seen(p, us);
     int64_t bound = zdm_pacer_bound_us(p);
     if (!bound)
         return;
@@ -312,6 +317,10 @@ void zdm_pacer_probe(zdm_pacer *p, int64_t us)
      * is noise), or at once on one probe over 4x the bound. */
     if (p->nprobes < 5 && us <= 4 * bound)
         return;
+    int64_t sorted[ZDM_PACER_PROBES];
+    for (int i = 0; i < p->nprobes; i++)
+        sorted[i] = p->probes[i];
+    qsort(sorted, (size_t)p->nprobes, sizeof sorted[0], cmp64);
     int64_t median = sorted[p->nprobes / 2];
     if (median > bound || us > 4 * bound) {
         if (p->at_max_gap >= 3) {

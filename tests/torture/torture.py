@@ -396,8 +396,16 @@ class Gen:
         L += [f'set.dst = "{F_SQL[self.two_way]}"', "", "[backfill.dual_write]", 'sources = ["src"]']
         if self.two_way:
             L.append(f'reverse.src = "{REV_SQL}"')
-        L += ["", "[backfill.throttle]", f"batch_size = {self.batch}", f"max_rows_per_second = {self.max_rps}",
-              "target_batch_ms = 50", "", "[contract]"]
+        # the kill storm (every 10-120 ms) must land inside batches:
+        # latency pacing measures an idle baseline for ~0.5 s first, where
+        # a worker killed that often would spend all its life, and an
+        # unthrottled backfill of 9,000 rows is over in 0.1 s
+        rps = 3000 if self.focus == "kill" else self.max_rps
+        L += ["", "[backfill.throttle]", f"batch_size = {self.batch}", f"max_rows_per_second = {rps}",
+              "target_batch_ms = 50"]
+        if self.focus == "kill":
+            L.append("max_latency_factor = 0")
+        L += ["", "[contract]"]
         scope = "grp <> 0 AND " if self.scoped() else ""
         f = F_SQL[self.two_way]
         if self.where == "dst IS NULL":

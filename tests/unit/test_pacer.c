@@ -280,6 +280,29 @@ static void test_single_writer_alone_takes_turns(void **state)
     assert_int_equal(zdm_pacer_delay(&p, 20), 33); /* quiet again */
 }
 
+/* A probe that steers nothing (SQLite's default probe, zdm_pacer_probe_seen)
+ * is recorded for /metrics, and slow ones neither shrink the batch nor
+ * add a gap; the same probes through zdm_pacer_probe back off. */
+static void test_probe_seen_steers_nothing(void **state)
+{
+    (void)state;
+    zdm_pacer p, q;
+    zdm_pacer_init(&p, 1000, 10, 100000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 1);
+    zdm_pacer_baseline(&p, 100);
+    q = p;
+    for (int i = 0; i < 10; i++) {
+        zdm_pacer_probe_seen(&p, 50000); /* 500x the baseline: other writers held the lock */
+        zdm_pacer_probe(&q, 50000);
+    }
+    assert_int_equal(p.last_probe_us, 50000);
+    assert_int_equal(p.probe_p99_us, 50000);
+    assert_int_equal(p.size, 1000);
+    assert_int_equal(p.lat_gap_ms, 0);
+    assert_int_not_equal(p.state, ZDM_PACER_LATENCY);
+    assert_true(q.size < 1000); /* the steering probe backs off */
+}
+
 static void test_waiter_follows_busy_handler(void **state)
 {
     (void)state;
@@ -602,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_single_writer_leaves_lock_free),
         cmocka_unit_test(test_waiter_follows_busy_handler),
         cmocka_unit_test(test_single_writer_alone_takes_turns),
+        cmocka_unit_test(test_probe_seen_steers_nothing),
         cmocka_unit_test(test_single_writer_batch_size),
         cmocka_unit_test(test_converges_without_oscillating),
         cmocka_unit_test(test_short_batches_do_not_steer),
