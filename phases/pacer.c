@@ -450,17 +450,7 @@ void zdm_pacer_sample(zdm_pacer *p, int64_t us)
 {
     if (us < 0)
         us = 0;
-    p->last_probe_us = us;
-    if (p->nprobes < ZDM_PACER_PROBES)
-        p->probes[p->nprobes++] = us;
-    else {
-        memmove(p->probes, p->probes + 1, sizeof p->probes[0] * (ZDM_PACER_PROBES - 1));
-        p->probes[ZDM_PACER_PROBES - 1] = us;
-    }
-    int64_t sorted[ZDM_PACER_PROBES];
-    memcpy(sorted, p->probes, sizeof sorted[0] * (size_t)p->nprobes);
-    qsort(sorted, (size_t)p->nprobes, sizeof sorted[0], cmp64);
-    p->probe_p99_us = sorted[(p->nprobes * 99 - 1) / 100];
+    zdm_pacer_probe_seen(p, us);
     int64_t bound = zdm_pacer_bound_us(p);
     if (!bound)
         return;
