@@ -465,6 +465,7 @@ class Writer(threading.Thread):
         self.writes = 0
         self.path_set = False
         self.gate = threading.Lock()  # held for one write; checks take every writer's
+        self.inflight = None  # the record of the write in flight
 
     def mine(self):
         m = self.run_.model
@@ -492,6 +493,14 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001 -- classified below
                 if self.run_.t.kind == "pg" and self.conn_lost(e):
                     self.lost += 1
+                    # the write may have committed before the server went
+                    # away: its row's values stay unknown for good (a later
+                    # write of another column must not make the model sure
+                    # again of the one this write set; seed 511 pg: other
+                    # 755 committed, the client saw the restart, the model
+                    # kept 0)
+                    if self.inflight is not None:
+                        self.inflight["lost"] = True
                     try:
                         self.conn.close()
                     except Exception:
@@ -541,6 +550,7 @@ class Writer(threading.Thread):
             rec = {"src": src, "other": 0, "name": "n%d" % k, "deleted": False, "uncertain": True, "grp": grp,
                    "hist": {src}}
             m[k] = rec
+            self.inflight = rec
             if self.version == "final" and self.run_.dst_exists and not g.rename:
                 cols = cols + ["dst"]
                 vals = vals + [f_model(src) if self.run_.gen.in_scope(grp) else None]
@@ -553,6 +563,7 @@ class Writer(threading.Thread):
         else:
             k = rng.choice(keys)
             rec = m[k]
+            self.inflight = rec
             if op < 0.45:
                 src = None if rng.random() < self.run_.gen.null_src / 2 else rng.randint(0, 100000)
                 rec["uncertain"] = True
@@ -594,7 +605,8 @@ class Writer(threading.Thread):
                 cur.execute(t.q("DELETE FROM t WHERE k = %s"), (k,))
                 rec["deleted"] = True
                 keys.remove(k)
-            rec["uncertain"] = False
+            rec["uncertain"] = rec.get("lost", False)
+        self.inflight = None
         self.writes += 1
 
 
