@@ -26,6 +26,21 @@
 #define PROBE_IDLE_SAMPLES 100
 #define PROBE_IDLE_EVERY_MS 5
 
+/* The running probe stops: its connection failed (why, logged: the
+ * worker probes between batches from now on) or latency pacing was
+ * turned off live (why NULL: it may start again when turned back on). */
+static void prober_drop(worker *w, const char *why)
+{
+    zdm_bf_prober_stop(w->prober);
+    w->prober = NULL;
+    zdm_pacer_concurrent(&w->pacer, 0, 0);
+    if (why) {
+        w->prober_off = 1;
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill",
+                "the latency probe's own connection failed (%s); probing between batches instead", why);
+    }
+}
+
 /* With more than one writer (PostgreSQL) and a URL to open a connection
  * of its own, the probe runs in a thread during the batches
  * (backfill_probe.c).  Returns 1 when it does. */
@@ -66,12 +81,7 @@ static int concurrent_feed(worker *w)
         for (int i = 0; i < n; i++)
             zdm_pacer_sample(&w->pacer, us[i]);
     if (n < 0) {
-        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill",
-                "the latency probe's own connection failed (%s); probing between batches instead", e.msg);
-        zdm_bf_prober_stop(w->prober);
-        w->prober = NULL;
-        w->prober_off = 1;
-        zdm_pacer_concurrent(&w->pacer, 0, 0);
+        prober_drop(w, e.msg);
         return -1;
     }
     return 0;
@@ -95,12 +105,7 @@ static int concurrent_baseline(worker *w, long long *p95)
             return -1; /* not one answer in 10 s: probe between batches for the baseline */
         int n = zdm_bf_prober_take(w->prober, v + have, PROBE_IDLE_SAMPLES - have, &e);
         if (n < 0) {
-            zdm_bf_prober_stop(w->prober);
-            w->prober = NULL;
-            w->prober_off = 1;
-            zdm_pacer_concurrent(&w->pacer, 0, 0);
-            zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill",
-                    "the latency probe's own connection failed (%s); probing between batches instead", e.msg);
+            prober_drop(w, e.msg);
             return -1;
         }
         have += n;
@@ -124,11 +129,8 @@ static int concurrent_baseline(worker *w, long long *p95)
 int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
 {
     if (!w->pacer.latency_pct) {
-        if (w->prober) { /* turned off live (zdm set): its commits stop too */
-            zdm_bf_prober_stop(w->prober);
-            w->prober = NULL;
-            zdm_pacer_concurrent(&w->pacer, 0, 0);
-        }
+        if (w->prober) /* turned off live (zdm set): its commits stop too */
+            prober_drop(w, NULL);
         return 0;
     }
     if (concurrent_probe(w)) {
