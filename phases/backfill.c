@@ -178,7 +178,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         w->hold = hold;
         char d[32], line[600];
         snprintf(line, sizeof line, "%s (waiting %s)", why, zdm_format_duration(now - w->pause_since_ms, d, sizeof d));
-        zdm_bf_heartbeat(w, line);
+        zdm_bf_heartbeat(w, line, 1);
         if (now - w->last_pause_log_ms >= 10000 || w->last_pause_log_ms == 0) {
             w->last_pause_log_ms = now;
             zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "throttled: %s", line);

@@ -124,7 +124,8 @@ typedef struct zdm_backfill_progress {
 } zdm_backfill_progress;
 /* The live workers of a plan: one row per claimed range with columns
  * owner, range_id, rows_done, heartbeat_ms, throttle (NULL when none),
- * last_batch_ms (NULL before its first batch). */
+ * last_batch_ms (NULL before its first batch), rate_rows, rate_ms (NULL
+ * when its pace is not known: zdm_state_worker_rate). */
 int zdm_backfill_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err) ZDM_MUST_CHECK;
 /* When the plan's last batch committed (any worker), 0 when none yet. */
 int zdm_backfill_last_progress(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err) ZDM_MUST_CHECK;

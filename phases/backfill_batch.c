@@ -286,7 +286,9 @@ static int record(worker *w, const char *last, int64_t updated, int range_done, 
     }
     if (w->d->batch_end && (rc = zdm_db_query(w->db, w->d->batch_end, 1, p, NULL, err)) != 0)
         return rc;
-    rc = zdm_state_ranges_advance(w->db, w->plan->id, w->range_id, last, updated, range_done, err);
+    zdm_state_rate rate;
+    zdm_bf_rate(w, updated, &rate);
+    rc = zdm_state_ranges_advance(w->db, w->plan->id, w->range_id, last, updated, range_done, &rate, err);
     if (rc == 0 && w->pacer.latency_pct && updated > 0) {
         /* the application waiting on this batch's row locks, seen while
          * they are still held: the pacer backs off */
@@ -333,7 +335,7 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
         zdm_db_rollback(w->db);
         char line[128];
         snprintf(line, sizeof line, "waiting for rows held locked by another session (range %d)", w->range_id);
-        zdm_bf_heartbeat(w, line);
+        zdm_bf_heartbeat(w, line, 0);
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "range %d: %s; trying again in %lld ms", w->range_id, line,
                 (long long)w->locked_wait_ms);
         zdm_db_cancel_first(0);

@@ -299,12 +299,15 @@ int zdm_bf_check_throttle(worker *w, char *why, size_t size, unsigned *hold, zdm
     return 0;
 }
 
-void zdm_bf_heartbeat(worker *w, const char *throttle)
+void zdm_bf_heartbeat(worker *w, const char *throttle, int held)
 {
     if (w->range_id < 0)
         return;
     zdm_err e;
     zdm_err_clear(&e);
-    if (zdm_state_ranges_heartbeat(w->db, w->plan->id, w->range_id, w->me, throttle, &e) != 0)
+    zdm_state_rate rate = {0, 0};
+    if (!held)
+        zdm_bf_rate(w, 0, &rate);
+    if (zdm_state_ranges_heartbeat(w->db, w->plan->id, w->range_id, w->me, throttle, &rate, &e) != 0)
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "heartbeat failed: %s", e.msg);
 }

@@ -135,7 +135,10 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
 int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err);
 /* Fills why (and *hold, ZDM_BF_HOLD_*) with every tripped signal. */
 int zdm_bf_check_throttle(worker *w, char *why, size_t size, unsigned *hold, zdm_err *err);
-void zdm_bf_heartbeat(worker *w, const char *throttle);
+/* held: a pause or a throttle signal holds the worker (its pace is not
+ * known until it works again); else it waits within its work (rows
+ * another session holds locked) and its pace so far stands. */
+void zdm_bf_heartbeat(worker *w, const char *throttle, int held);
 /* backfill_probe.c: a thread timing the probe every every_ms on its own
  * connection to url, while the batches run. */
 typedef struct zdm_bf_prober zdm_bf_prober;
@@ -148,6 +151,11 @@ void zdm_bf_prober_every(zdm_bf_prober *p, int64_t every_ms);
 void zdm_bf_prober_stop(zdm_bf_prober *p); /* NULL: nothing */
 /* backfill_progress.c */
 void zdm_bf_progress(worker *w, int final);
+/* This worker's pace for the state (zdm status): the rows of its recent
+ * window, plus more_rows (a batch about to commit), over the wall-clock
+ * time from the window's start to now; not known (ms 0) before two
+ * batches since it started or last resumed. */
+void zdm_bf_rate(const worker *w, int64_t more_rows, zdm_state_rate *out);
 void zdm_bf_note_rows(worker *w, int64_t rows);
 /* The worker stores what /status and /metrics show (at most once a second
  * unless forced); zdm_bf_fill_http, on the HTTP thread, reads it. */

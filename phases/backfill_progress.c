@@ -117,6 +117,15 @@ void zdm_bf_note_rows(worker *w, int64_t rows)
     w->win_n++;
 }
 
+void zdm_bf_rate(const worker *w, int64_t more_rows, zdm_state_rate *out)
+{
+    out->rows = out->ms = 0;
+    if (w->win_n < 1)
+        return;
+    out->rows = w->rows_mine + more_rows - w->win_rows[0];
+    out->ms = zdm_mono_ms() - w->win_t[0];
+}
+
 static int64_t recent_rate(const worker *w)
 {
     if (w->win_n < 2)

@@ -191,7 +191,9 @@ int zdm_bf_init_ranges(worker *w, zdm_err *err)
 int zdm_bf_claim(worker *w, int *got, zdm_err *err)
 {
     zdm_state_range r = {.id = -1};
-    int rc = zdm_state_ranges_claim(w->db, w->plan->id, w->me, got, &r, err);
+    zdm_state_rate rate;
+    zdm_bf_rate(w, 0, &rate);
+    int rc = zdm_state_ranges_claim(w->db, w->plan->id, w->me, &rate, got, &r, err);
     if (rc == 0 && *got) {
         w->range_id = r.id;
         free(w->hi);
@@ -217,7 +219,9 @@ int zdm_bf_split(worker *w, int *got, zdm_err *err)
         return 0;
     zdm_state_range r = {.id = -1};
     long long from = -1;
-    int rc = zdm_state_ranges_split(w->db, w->plan->id, w->me, SPLIT_MIN_KEYS, got, &r, &from, err);
+    zdm_state_rate rate;
+    zdm_bf_rate(w, 0, &rate);
+    int rc = zdm_state_ranges_split(w->db, w->plan->id, w->me, &rate, SPLIT_MIN_KEYS, got, &r, &from, err);
     if (rc == 0 && *got) {
         w->range_id = r.id;
         free(w->hi);

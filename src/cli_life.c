@@ -260,6 +260,13 @@ static void status_prom(zdm_buf pm[PM__N], const zdm_plan *p, const zdm_life_sta
                        (double)i->last_progress_ms / 1000.0);
 }
 
+/* A rate in rows per second, to a tenth (what a reader can use), or null
+ * when not known. */
+static json_t *jrate(int known, double rate)
+{
+    return known ? json_real((double)(long long)(rate * 10.0 + 0.5) / 10.0) : json_null();
+}
+
 static json_t *status_json_backfill(const zdm_plan *p, const zdm_life_status *i, json_t *ov)
 {
     json_t *b = json_object();
@@ -273,6 +280,7 @@ static json_t *status_json_backfill(const zdm_plan *p, const zdm_life_status *i,
         json_object_set_new(wo, "heartbeat", jtime(w->heartbeat_ms));
         json_object_set_new(wo, "throttle", w->throttle ? json_string(w->throttle) : json_null());
         json_object_set_new(wo, "last_batch_at", jtime(w->last_batch_ms));
+        json_object_set_new(wo, "rows_per_second", jrate(w->rate_known, w->rows_per_second));
         json_array_append_new(wl, wo);
     }
     json_object_set_new(b, "worker_list", wl);
@@ -289,6 +297,11 @@ static json_t *status_json_backfill(const zdm_plan *p, const zdm_life_status *i,
     json_object_set_new(b, "paused", json_boolean(i->bf_paused));
     json_object_set_new(b, "throttle", json_string(i->bf_throttle));
     json_object_set_new(b, "last_progress_at", jtime(i->last_progress_ms));
+    /* every live worker's recent rate together, and rows_left_estimate at
+     * that pace: null while paused, with no live worker, or before one has
+     * a rate */
+    json_object_set_new(b, "rows_per_second", jrate(i->bf_rate >= 0, i->bf_rate));
+    json_object_set_new(b, "eta_seconds", i->bf_eta_s >= 0 ? json_integer(i->bf_eta_s) : json_null());
     json_object_set_new(b, "settings", zdm_live_effective(&p->backfill->throttle, ov)); /* what workers use */
     json_object_set(b, "overrides", ov);
     return b;
@@ -324,10 +337,24 @@ static void status_text(zdm_cli *cli, const zdm_plan *p, const zdm_life_status *
         fprintf(cli->out, "%-28s %-12s %-21s %s\n", "PLAN", "PHASE", "SINCE", "NEXT");
     fprintf(cli->out, "%-28s %-12s %-21s %s\n", p->id, zdm_phase_name(i->phase),
             i->st.phase_since_ms ? zdm_format_time(i->st.phase_since_ms, ts, sizeof ts) : "-", i->next);
+    if (i->phase == ZDM_EXPANDED && i->bf_started) {
+        char eta[32] = "unknown";
+        if (i->bf_eta_s >= 0)
+            zdm_format_duration(i->bf_eta_s * 1000, eta, sizeof eta);
+        if (i->bf_rate >= 0)
+            fprintf(cli->out, "    rate %.0f rows/s (%zu live worker%s), ETA %s for ~%lld rows left\n", i->bf_rate,
+                    i->nworkers, i->nworkers == 1 ? "" : "s together", eta, (long long)i->bf_rows_left);
+        else
+            fprintf(cli->out, "    rate - (%s), ETA unknown\n",
+                    i->bf_paused ? "paused" : i->nworkers == 0 ? "no live worker" : "not measured yet");
+    }
     for (size_t k = 0; i->phase == ZDM_EXPANDED && i->bf_started && k < i->nworkers; k++) {
         const zdm_life_worker *w = &i->worker[k];
-        fprintf(cli->out, "    worker %s: range %d, %lld rows in it so far, heartbeat %s%s%s\n", w->owner, w->range,
-                (long long)w->range_rows_done, zdm_format_time(w->heartbeat_ms, ts, sizeof ts),
+        char rate[48] = "";
+        if (w->rate_known)
+            snprintf(rate, sizeof rate, ", %.0f rows/s", w->rows_per_second);
+        fprintf(cli->out, "    worker %s: range %d, %lld rows in it so far%s, heartbeat %s%s%s\n", w->owner, w->range,
+                (long long)w->range_rows_done, rate, zdm_format_time(w->heartbeat_ms, ts, sizeof ts),
                 w->throttle ? ", " : "", w->throttle ? w->throttle : "");
     }
     zdm_live_print_overrides(cli->out, "    zdm set overrides:", ov, p->id);

@@ -6,7 +6,8 @@
  * whether its file changed since, the next action (a half-done expand
  * named step by step, live backfill workers, the backfill's progress),
  * the contract's due time and whether it is overdue, the lock holder, the
- * backfill's progress, live workers and zdm set overrides.  The command
+ * backfill's progress, its live workers' combined rate and the ETA at it,
+ * live workers and zdm set overrides.  The command
  * prints it (text, --json, prometheus).
  */
 #include "lifecycle.h"
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "backfill.h"
+#include "state_ranges.h"
 #include "util.h"
 
 /* NEXT for an expand that stopped half-way: how many steps are done, and
@@ -59,8 +61,9 @@ int zdm_life_plan_changed(const zdm_plan *p, const zdm_plan_state *st)
     return st->known && ph != ZDM_PENDING && ph != ZDM_ROLLED_BACK && strcmp(st->checksum, p->checksum) != 0;
 }
 
-/* The live workers, as status shows them; a failure to read them shows
- * none (the rest of the status still stands). */
+/* The live workers, as status shows them, and their rates together (from
+ * the same reading, so the sum is the sum of the rates listed); a failure
+ * to read them shows none (the rest of the status still stands). */
 static void read_workers(zdm_db *db, const zdm_plan *p, zdm_life_status *o)
 {
     zdm_rows *wr = NULL;
@@ -69,6 +72,7 @@ static void read_workers(zdm_db *db, const zdm_plan *p, zdm_life_status *o)
     if (zdm_backfill_workers(db, p->id, &wr, &e) != 0)
         return;
     int n = zdm_rows_count(wr);
+    int64_t now = zdm_now_ms();
     o->worker = zdm_xcalloc(n ? (size_t)n : 1, sizeof *o->worker);
     o->nworkers = (size_t)n;
     for (int k = 0; k < n; k++) {
@@ -80,8 +84,29 @@ static void read_workers(zdm_db *db, const zdm_plan *p, zdm_life_status *o)
         w->heartbeat_ms = strtoll(zdm_rows_get(wr, k, 3), NULL, 10);
         w->throttle = thr ? zdm_xstrdup(thr) : NULL;
         w->last_batch_ms = lb ? strtoll(lb, NULL, 10) : 0;
+        w->rate_known = zdm_state_worker_rate(wr, k, now, &w->rows_per_second);
     }
+    double rate;
+    if (zdm_state_workers_rate(wr, now, &rate))
+        o->bf_rate = rate;
     zdm_rows_free(wr);
+}
+
+/* The ETA: the rows left (refined as ranges finish) at the live workers'
+ * recent pace, rounded up.  Unknown without a pace, and while the
+ * operator's pause holds the workers: until zdm resume there is no pace
+ * to finish at.  A rate under one row a minute gives none either. */
+static void eta(zdm_life_status *o)
+{
+    if (o->bf_paused)
+        o->bf_rate = -1;
+    if (o->bf_rate * 60.0 < 1.0)
+        return;
+    double s = (double)(o->bf_rows_left > 0 ? o->bf_rows_left : 0) / o->bf_rate;
+    if (s < 1e12) {
+        o->bf_eta_s = (int64_t)s;
+        o->bf_eta_s += (double)o->bf_eta_s < s;
+    }
 }
 
 /* The backfill part of the status, and what it adds to NEXT. */
@@ -120,6 +145,7 @@ static int backfill_status(zdm_db *db, const zdm_plan *p, zdm_life_status *o, zd
         rc = zdm_backfill_last_progress(db, p->id, &o->last_progress_ms, err);
         if (rc == 0)
             read_workers(db, p, o);
+        eta(o);
     }
     return rc;
 }
@@ -127,6 +153,8 @@ static int backfill_status(zdm_db *db, const zdm_plan *p, zdm_life_status *o, zd
 int zdm_life_status_of(zdm_db *db, int have_state, const zdm_plan *p, zdm_life_status *o, zdm_err *err)
 {
     memset(o, 0, sizeof *o);
+    o->bf_rate = -1;
+    o->bf_eta_s = -1;
     int rc;
     if (have_state && (rc = zdm_state_get(db, p->id, &o->st, err)) != 0)
         return rc;

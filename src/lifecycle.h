@@ -118,6 +118,8 @@ typedef struct zdm_life_worker {
     int64_t range_rows_done, heartbeat_ms;
     char *throttle;        /* NULL when not throttled */
     int64_t last_batch_ms; /* 0 before its first batch */
+    int rate_known;        /* its recent pace is known (not held, two batches done) */
+    double rows_per_second;
 } zdm_life_worker;
 /* What zdm status shows of a plan. */
 typedef struct zdm_life_status {
@@ -134,6 +136,10 @@ typedef struct zdm_life_status {
     int64_t bf_rows_left;   /* estimated, refined as ranges finish */
     double bf_percent;      /* 100 only once every range is done */
     char bf_throttle[256];
+    /* every live worker's recent rate together, and the rows left at that
+     * pace; -1 when not known (paused, no live worker, no rate yet) */
+    double bf_rate;
+    int64_t bf_eta_s;
     int64_t last_progress_ms; /* the last batch's commit, 0 before the first */
     char *overrides;          /* zdm set overrides as JSON text, NULL when none read */
     zdm_life_worker *worker;  /* live workers, once the backfill started */

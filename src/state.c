@@ -82,6 +82,7 @@ static const char state_ddl[] =
     "  done integer NOT NULL DEFAULT 0, rows_done @BIGINT NOT NULL DEFAULT 0,\n"
     "  batches @BIGINT NOT NULL DEFAULT 0, owner text, owner_host text, owner_pid integer,\n"
     "  owner_backend integer, heartbeat_ms @BIGINT, throttle text, last_batch_ms @BIGINT,\n"
+    "  rate_rows @BIGINT, rate_ms @BIGINT,\n"
     "  PRIMARY KEY (plan_id, range_id));\n";
 
 /* Upgrades from version N to N+1, in order: upgrades[N - 1], columns
@@ -101,6 +102,10 @@ static const state_column upgrades[][6] = {
      {NULL, NULL}},
     /* 2 -> 3: a refusal's kind, which folds repeats */
     {{"@Thistory", "reason text"},
+     {NULL, NULL}},
+    /* 3 -> 4: each worker's recent rate, for zdm status's rate and ETA */
+    {{"@Tranges", "rate_rows @BIGINT"},
+     {"@Tranges", "rate_ms @BIGINT"},
      {NULL, NULL}},
 };
 _Static_assert(sizeof upgrades / sizeof *upgrades == ZDM_STATE_VERSION - 1, "one upgrade per version");

@@ -26,8 +26,9 @@
 /* 2: plans.attempts, last_error, last_attempt_ms, failed_ms (the failure
  * policy of run-due); ranges.last_batch_ms (last progress); meta
  * layout_written_by.
- * 3: history.reason (a refusal's kind: repeats fold by it). */
-#define ZDM_STATE_VERSION 3
+ * 3: history.reason (a refusal's kind: repeats fold by it).
+ * 4: ranges.rate_rows, rate_ms (each worker's recent rate, for status). */
+#define ZDM_STATE_VERSION 4
 
 /* Phases: names are a contract (CLI, --json, history); never rename. */
 typedef enum zdm_phase {

@@ -25,6 +25,22 @@ static void ms_text(char *buf, size_t size, int64_t ms) { snprintf(buf, size, "%
 
 static char *dup_or_null(const char *s) { return s ? zdm_xstrdup(s) : NULL; }
 
+/* A worker's pace as two statement parameters, both NULL when not known. */
+typedef struct rate_text {
+    char rows[32], ms[32];
+    const char *p_rows, *p_ms;
+} rate_text;
+static void rate_params(const zdm_state_rate *rate, rate_text *t)
+{
+    t->p_rows = t->p_ms = NULL;
+    if (!rate || rate->ms <= 0 || rate->rows < 0)
+        return;
+    ms_text(t->rows, sizeof t->rows, rate->rows);
+    ms_text(t->ms, sizeof t->ms, rate->ms);
+    t->p_rows = t->rows;
+    t->p_ms = t->ms;
+}
+
 /* ---- the backfills row ---- */
 
 int zdm_state_backfill_ensure(zdm_db *db, const char *plan_id, zdm_err *err)
@@ -285,7 +301,8 @@ static void claim_sql(zdm_db *db, zdm_buf *b)
     zdm_buf_printf(b, "UPDATE %s SET owner = $2, owner_host = $3, owner_pid = $4, ", ranges_t(db));
     if (d->session_id)
         zdm_buf_printf(b, "owner_backend = %s, ", d->session_id);
-    zdm_buf_printf(b, "heartbeat_ms = $5, throttle = NULL WHERE plan_id = $1 AND range_id = (SELECT range_id FROM %s r "
+    zdm_buf_printf(b, "heartbeat_ms = $5, throttle = NULL, rate_rows = $7, rate_ms = $8 "
+                      "WHERE plan_id = $1 AND range_id = (SELECT range_id FROM %s r "
                       "WHERE plan_id = $1 AND done = 0 AND (",
                    ranges_t(db));
     if (d->session_id) {
@@ -297,8 +314,8 @@ static void claim_sql(zdm_db *db, zdm_buf *b)
     zdm_buf_printf(b, ") ORDER BY range_id LIMIT 1%s) RETURNING range_id, hi, cursor", d->lock_row_skip_locked);
 }
 
-int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, int *got, zdm_state_range *out,
-                           zdm_err *err)
+int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, const zdm_state_rate *rate, int *got,
+                           zdm_state_range *out, zdm_err *err)
 {
     *got = 0;
     char now[32], stale[32], pid[16];
@@ -310,9 +327,13 @@ int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, i
         return rc;
     zdm_buf sql = {0};
     claim_sql(db, &sql);
-    const char *params[] = {plan_id, owner, zdm_state_ranges_host(), pid, now, stale};
+    /* the worker's pace carries over to its new range (a range it leaves
+     * done no longer counts): status does not lose it between ranges */
+    rate_text rt;
+    rate_params(rate, &rt);
+    const char *params[] = {plan_id, owner, zdm_state_ranges_host(), pid, now, stale, rt.p_rows, rt.p_ms};
     zdm_rows *r = NULL;
-    rc = zdm_db_query(db, sql.data, 6, params, &r, err);
+    rc = zdm_db_query(db, sql.data, 8, params, &r, err);
     zdm_buf_free(&sql);
     if (rc == 0 && zdm_rows_count(r) == 1) {
         *got = 1;
@@ -329,25 +350,28 @@ int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, i
 int zdm_state_ranges_release(zdm_db *db, const char *plan_id, int range_id, const char *owner, zdm_err *err)
 {
     char sql[300], rid[16];
-    snprintf(sql, sizeof sql, "UPDATE %s SET owner = NULL, owner_pid = NULL, owner_backend = NULL, throttle = NULL "
-                              "WHERE plan_id = $1 AND range_id = $2 AND owner = $3", ranges_t(db));
+    snprintf(sql, sizeof sql, "UPDATE %s SET owner = NULL, owner_pid = NULL, owner_backend = NULL, throttle = NULL, "
+                              "rate_rows = NULL, rate_ms = NULL WHERE plan_id = $1 AND range_id = $2 AND owner = $3",
+             ranges_t(db));
     snprintf(rid, sizeof rid, "%d", range_id);
     const char *p[] = {plan_id, rid, owner};
     return zdm_db_query(db, sql, 3, p, NULL, err);
 }
 
 int zdm_state_ranges_heartbeat(zdm_db *db, const char *plan_id, int range_id, const char *owner,
-                               const char *throttle, zdm_err *err)
+                               const char *throttle, const zdm_state_rate *rate, zdm_err *err)
 {
-    char sql[200], rid[16], now[32];
+    char sql[300], rid[16], now[32];
     /* Only while the range is still ours: a heartbeat must not keep alive
      * a range another worker took over. */
-    snprintf(sql, sizeof sql, "UPDATE %s SET heartbeat_ms = $3, throttle = $4 WHERE plan_id = $1 AND range_id = $2 "
-             "AND owner = $5", ranges_t(db));
+    snprintf(sql, sizeof sql, "UPDATE %s SET heartbeat_ms = $3, throttle = $4, rate_rows = $6, rate_ms = $7 "
+             "WHERE plan_id = $1 AND range_id = $2 AND owner = $5", ranges_t(db));
     snprintf(rid, sizeof rid, "%d", range_id);
     ms_text(now, sizeof now, zdm_now_ms());
-    const char *p[] = {plan_id, rid, now, throttle, owner};
-    return zdm_db_query(db, sql, 5, p, NULL, err);
+    rate_text rt;
+    rate_params(rate, &rt);
+    const char *p[] = {plan_id, rid, now, throttle, owner, rt.p_rows, rt.p_ms};
+    return zdm_db_query(db, sql, 7, p, NULL, err);
 }
 
 int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **cursor, int *done, char **owner,
@@ -387,8 +411,8 @@ int zdm_state_key_int(const char *json, long long *out)
     return 1;
 }
 
-int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, long long min_keys, int *got,
-                           zdm_state_range *out, long long *from, zdm_err *err)
+int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, const zdm_state_rate *rate,
+                           long long min_keys, int *got, zdm_state_range *out, long long *from, zdm_err *err)
 {
     *got = 0;
     const zdm_dialect *d = zdm_db_dialect(db);
@@ -442,11 +466,14 @@ int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, l
         }
         if (rc == 0 && newid) {
             zdm_buf_printf(&sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor, owner, owner_host, owner_pid, "
-                                 "%sheartbeat_ms) VALUES ($1, $2, $3, $4, $3, $5, $6, $7, %s%s$8)",
+                                 "%sheartbeat_ms, rate_rows, rate_ms) VALUES ($1, $2, $3, $4, $3, $5, $6, $7, %s%s$8, "
+                                 "$9, $10)",
                            ranges_t(db), d->session_id ? "owner_backend, " : "", d->session_id ? d->session_id : "",
                            d->session_id ? ", " : "");
-            const char *pi[] = {plan_id, newid, mids, his, owner, zdm_state_ranges_host(), pid, now};
-            rc = zdm_db_query(db, sql.data, 8, pi, NULL, err);
+            rate_text rt;
+            rate_params(rate, &rt);
+            const char *pi[] = {plan_id, newid, mids, his, owner, zdm_state_ranges_host(), pid, now, rt.p_rows, rt.p_ms};
+            rc = zdm_db_query(db, sql.data, 10, pi, NULL, err);
             zdm_buf_free(&sql);
         }
         if (rc == 0 && newid) {
@@ -472,7 +499,7 @@ int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, l
 }
 
 int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, const char *last, int64_t rows,
-                             int done, zdm_err *err)
+                             int done, const zdm_state_rate *rate, zdm_err *err)
 {
     char sql[500], rid[16], now[32], upd[32];
     snprintf(rid, sizeof rid, "%d", range_id);
@@ -482,12 +509,17 @@ int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, cons
      * worker's release after it (zdm_state_ranges_release) then changes
      * nothing, and a write that changes nothing commits without a WAL
      * flush -- one fsync less per range (PostgreSQL, fsync on). */
+    /* The worker's pace rides on the statement every batch runs anyway:
+     * no statement of its own on the hot path. */
     snprintf(sql, sizeof sql,
              "UPDATE %s SET cursor = COALESCE($3, cursor), rows_done = rows_done + $4, batches = batches + 1, "
-             "done = $5, heartbeat_ms = $6, last_batch_ms = $6, throttle = NULL%s WHERE plan_id = $1 AND range_id = $2",
+             "done = $5, heartbeat_ms = $6, last_batch_ms = $6, throttle = NULL, rate_rows = $7, rate_ms = $8%s "
+             "WHERE plan_id = $1 AND range_id = $2",
              ranges_t(db), done ? ", owner = NULL, owner_pid = NULL, owner_backend = NULL" : "");
-    const char *p[] = {plan_id, rid, last, upd, done ? "1" : "0", now};
-    return zdm_db_query(db, sql, 6, p, NULL, err);
+    rate_text rt;
+    rate_params(rate, &rt);
+    const char *p[] = {plan_id, rid, last, upd, done ? "1" : "0", now, rt.p_rows, rt.p_ms};
+    return zdm_db_query(db, sql, 8, p, NULL, err);
 }
 
 int zdm_state_ranges_revisit(zdm_db *db, const char *plan_id, const char *after, const char *up_to, int *id,
@@ -551,7 +583,8 @@ int zdm_state_ranges_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zd
     *out = NULL;
     const zdm_dialect *d = zdm_db_dialect(db);
     zdm_buf sql = {0};
-    zdm_buf_puts(&sql, "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms, owner_host, owner_pid, ");
+    zdm_buf_puts(&sql, "SELECT owner, range_id, rows_done, heartbeat_ms, throttle, last_batch_ms, rate_rows, rate_ms, "
+                       "owner_host, owner_pid, ");
     if (d->session_alive) {
         zdm_buf_printf(&sql, "CASE WHEN r.owner_backend IS NULL OR %s THEN 1 ELSE 0 END", d->session_alive);
     } else {
@@ -568,17 +601,18 @@ int zdm_state_ranges_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zd
     zdm_buf_free(&sql);
     if (rc != 0)
         return rc;
-    zdm_rows *live = zdm_rows_new(6);
+    zdm_rows *live = zdm_rows_new(8);
     for (int i = 0; i < zdm_rows_count(all); i++) {
-        const char *host = zdm_rows_get(all, i, 6), *pid = zdm_rows_get(all, i, 7);
-        int alive = atoi(zdm_rows_get(all, i, 8));
+        const char *host = zdm_rows_get(all, i, 8), *pid = zdm_rows_get(all, i, 9);
+        int alive = atoi(zdm_rows_get(all, i, 10));
         if (alive && host && pid && strcmp(host, zdm_state_ranges_host()) == 0 && atoi(pid) > 0 &&
             kill(atoi(pid), 0) != 0 && errno == ESRCH)
             alive = 0;
         if (!alive)
             continue;
-        const char *v[6] = {zdm_rows_get(all, i, 0), zdm_rows_get(all, i, 1), zdm_rows_get(all, i, 2),
-                            zdm_rows_get(all, i, 3), zdm_rows_get(all, i, 4), zdm_rows_get(all, i, 5)};
+        const char *v[8];
+        for (int c = 0; c < 8; c++)
+            v[c] = zdm_rows_get(all, i, c);
         if (zdm_rows_add(live, v) != 0) {
             zdm_rows_free(live);
             zdm_rows_free(all);
@@ -588,6 +622,51 @@ int zdm_state_ranges_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zd
     zdm_rows_free(all);
     *out = live;
     return 0;
+}
+
+int zdm_state_worker_rate(const zdm_rows *workers, int i, int64_t now_ms, double *rate)
+{
+    *rate = 0;
+    const char *rows = zdm_rows_get(workers, i, 6), *ms = zdm_rows_get(workers, i, 7),
+               *end = zdm_rows_get(workers, i, 3);
+    if (!rows || !ms || !end)
+        return 0;
+    int64_t r = strtoll(rows, NULL, 10), w = strtoll(ms, NULL, 10), since = now_ms - strtoll(end, NULL, 10);
+    if (r < 0 || w <= 0)
+        return 0;
+    /* Nothing committed since the window ended (a batch would have
+     * written a newer one): within one window's length that is the gap
+     * before the next batch, which the window already holds; past it, the
+     * worker is slower than its window says, by the time it has gone
+     * without a batch. */
+    if (since > w)
+        w = since;
+    *rate = (double)r * 1000.0 / (double)w;
+    return 1;
+}
+
+int zdm_state_workers_rate(const zdm_rows *live, int64_t now_ms, double *rate)
+{
+    /* one rate per worker: a worker on two rows (which the claim does not
+     * make) counts once, at its newest heartbeat's */
+    *rate = 0;
+    int known = 0, n = zdm_rows_count(live);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        int64_t hb = strtoll(zdm_rows_get(live, i, 3), NULL, 10);
+        for (int j = 0; j < n && !newer; j++) {
+            if (j == i || strcmp(zdm_rows_get(live, i, 0), zdm_rows_get(live, j, 0)) != 0)
+                continue;
+            int64_t hj = strtoll(zdm_rows_get(live, j, 3), NULL, 10);
+            newer = hj > hb || (hj == hb && j < i);
+        }
+        double r;
+        if (!newer && zdm_state_worker_rate(live, i, now_ms, &r)) {
+            known = 1;
+            *rate += r;
+        }
+    }
+    return known;
 }
 
 int zdm_state_ranges_last_batch(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err)

@@ -91,6 +91,17 @@ int zdm_state_ranges_reset(zdm_db *db, const char *plan_id, zdm_err *err) ZDM_MU
 
 /* ---- claiming and working a range ---- */
 
+/* A worker's recent pace, written with every heartbeat it writes (claim,
+ * batch, heartbeat): `rows` converted in the `ms` of wall-clock time that
+ * end at that heartbeat.  The window holds the sleeps between batches
+ * (pacing, max_rows_per_second) but no time the worker was held (zdm
+ * pause, pause_query, a health signal): it starts again after a hold.
+ * ms <= 0 (or a NULL pointer): not known -- held now, or fewer than two
+ * batches since the worker started or resumed. */
+typedef struct zdm_state_rate {
+    int64_t rows, ms;
+} zdm_state_rate;
+
 typedef struct zdm_state_range {
     int id;
     char *hi;      /* the range's last key (included) */
@@ -104,15 +115,15 @@ const char *zdm_state_ranges_host(void);
 /* Claims the first free range of the plan for `owner` (this process): one
  * with no owner, its owner's session or process gone, or its heartbeat
  * stale.  *got = 0 when none is free. */
-int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, int *got, zdm_state_range *out,
-                           zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_ranges_claim(zdm_db *db, const char *plan_id, const char *owner, const zdm_state_rate *rate, int *got,
+                           zdm_state_range *out, zdm_err *err) ZDM_MUST_CHECK;
 /* Gives the range up if `owner` still holds it. */
 int zdm_state_ranges_release(zdm_db *db, const char *plan_id, int range_id, const char *owner,
                              zdm_err *err) ZDM_MUST_CHECK;
 /* Keeps `owner`'s claim alive (only while it is still its own) and
- * records why it is held back (NULL: nothing). */
+ * records why it is held back (NULL: nothing) and its pace. */
 int zdm_state_ranges_heartbeat(zdm_db *db, const char *plan_id, int range_id, const char *owner,
-                               const char *throttle, zdm_err *err) ZDM_MUST_CHECK;
+                               const char *throttle, const zdm_state_rate *rate, zdm_err *err) ZDM_MUST_CHECK;
 
 /* In the batch's transaction: the range's cursor, done flag and owner,
  * read with its row locked until commit (a second worker that believes it
@@ -127,13 +138,14 @@ int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **
  * (mid, hi], as a new range owned by `owner` (*got = 1, *out, *from the
  * range split).  Its owner's next batch reads the new bound.  Not below
  * min_keys keys left, nor for other keys (*got = 0). */
-int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, long long min_keys, int *got,
-                           zdm_state_range *out, long long *from, zdm_err *err) ZDM_MUST_CHECK;
+int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, const zdm_state_rate *rate,
+                           long long min_keys, int *got, zdm_state_range *out, long long *from,
+                           zdm_err *err) ZDM_MUST_CHECK;
 /* In the batch's transaction, after its rows: moves the cursor to `last`
- * (NULL: unchanged), counts `rows`, marks the range done, beats the heart.
- * Committed with the batch or not at all. */
+ * (NULL: unchanged), counts `rows`, marks the range done, beats the heart
+ * with the worker's pace.  Committed with the batch or not at all. */
 int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, const char *last, int64_t rows,
-                             int done, zdm_err *err) ZDM_MUST_CHECK;
+                             int done, const zdm_state_rate *rate, zdm_err *err) ZDM_MUST_CHECK;
 /* Rows a batch passed over (the application held them locked, SKIP
  * LOCKED): a new range (after, up_to] of the same plan, unowned and not
  * done, in the caller's transaction -- the batch's own, so the rows it
@@ -164,8 +176,18 @@ typedef struct zdm_state_progress {
 int zdm_state_ranges_progress(zdm_db *db, const char *plan_id, zdm_state_progress *out,
                               zdm_err *err) ZDM_MUST_CHECK;
 /* The live workers: one row per claimed range with columns owner,
- * range_id, rows_done, heartbeat_ms, throttle, last_batch_ms. */
+ * range_id, rows_done, heartbeat_ms, throttle, last_batch_ms, rate_rows,
+ * rate_ms. */
 int zdm_state_ranges_workers(zdm_db *db, const char *plan_id, zdm_rows **out, zdm_err *err) ZDM_MUST_CHECK;
+/* Rows per second of row i of zdm_state_ranges_workers at now_ms (epoch
+ * ms): its window's rows over its window, or over the time since the
+ * window ended once that is the longer (a worker stuck in a batch fades
+ * to 0, and the rate does not jump when it starts to).  1 and *rate, or 0
+ * when not known. */
+int zdm_state_worker_rate(const zdm_rows *workers, int i, int64_t now_ms, double *rate);
+/* Every worker's rate of zdm_state_ranges_workers' rows together, at
+ * now_ms: 1 and *rate, or 0 when none is known. */
+int zdm_state_workers_rate(const zdm_rows *workers, int64_t now_ms, double *rate);
 /* When the plan's last batch committed, 0 when none yet. */
 int zdm_state_ranges_last_batch(zdm_db *db, const char *plan_id, int64_t *last_ms, zdm_err *err) ZDM_MUST_CHECK;
 

@@ -11,10 +11,11 @@
 #  * a newer layout: every command exits 5 naming the zdm version that
 #    wrote it;
 #  * an older layout (1, as zdm 0.1.0 wrote it; 2, before history had a
-#    reason column): every command exits 5, plain "zdm init" too, pointing
-#    at "zdm init --upgrade"; that upgrades once, keeps every plan's phase
-#    and history, and is recorded in history; run again, it does nothing;
-#    two at once on PostgreSQL upgrade once.
+#    reason column; 3, before ranges had the workers' rates): every command
+#    exits 5, plain "zdm init" too, pointing at "zdm init --upgrade"; that
+#    upgrades once, keeps every plan's phase, history and backfill ranges,
+#    and is recorded in history; run again, it does nothing; two at once on
+#    PostgreSQL upgrade once.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -55,16 +56,31 @@ every_command_refuses() {
     t_eq "$what: nothing changed" "$before" "$after"
 }
 
-# The v3 column dropped: layout 2 (history without a reason).
+ranges_t() { if [ "$T_DIALECT" = pg ]; then echo zdm.ranges; else echo zdm_ranges; fi; }
+
+# The v4 columns dropped: layout 3 (ranges without the workers' rates).
+drop_v4() {
+    db_sql "ALTER TABLE $(ranges_t) DROP COLUMN rate_rows" >/dev/null
+    db_sql "ALTER TABLE $(ranges_t) DROP COLUMN rate_ms" >/dev/null
+}
+make_v3() {
+    drop_v4
+    db_sql "UPDATE $(meta) SET value = '3' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '0.2.0' WHERE key = 'layout_written_by'" >/dev/null
+}
+
+# The v3 and v4 columns dropped: layout 2 (history without a reason).
 make_v2() {
+    drop_v4
     db_sql "ALTER TABLE $(hist_t) DROP COLUMN reason" >/dev/null
     db_sql "UPDATE $(meta) SET value = '2' WHERE key = 'schema_version'" >/dev/null
     db_sql "UPDATE $(meta) SET value = '0.2.0' WHERE key = 'layout_written_by'" >/dev/null
 }
 
-# The v2 and v3 columns, dropped: the layout zdm 0.1.0 (layout 1) wrote.
+# The v2, v3 and v4 columns, dropped: the layout zdm 0.1.0 (layout 1) wrote.
 make_v1() {
     local c
+    drop_v4
     db_sql "ALTER TABLE $(hist_t) DROP COLUMN reason" >/dev/null
     for c in attempts last_error last_attempt_ms failed_ms; do
         db_sql "ALTER TABLE $(plans_t) DROP COLUMN $c" >/dev/null
@@ -94,9 +110,11 @@ sql  = "CREATE TABLE t_new (id integer PRIMARY KEY)"
 down = "DROP TABLE t_new"'
     zdm_run init
     t_rc "init" 0
-    t_eq "meta: layout version 3, written by this zdm" "layout_written_by|$ZVER schema_version|3" \
+    t_eq "meta: layout version 4, written by this zdm" "layout_written_by|$ZVER schema_version|4" \
         "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
     zdm_run advance p_bf
+    # rows for the backfill, so that its ranges have cursors and counts
+    db_sql "INSERT INTO t_bf (id) VALUES (1), (2), (3), (5), (8), (13)" >/dev/null
     zdm_run advance p_bf
     t_eq "p_bf is backfilled" backfilled "$(zdm_phase_of p_bf)"
     local good
@@ -128,12 +146,43 @@ down = "DROP TABLE t_new"'
     db_sql "UPDATE $(plans_t) SET phase = 'backfilled' WHERE id = 'p_bf'" >/dev/null
 
     t_section "$d: a newer layout is refused by every command, naming who wrote it"
-    db_sql "UPDATE $(meta) SET value = '4' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '5' WHERE key = 'schema_version'" >/dev/null
     db_sql "UPDATE $(meta) SET value = '9.9.9' WHERE key = 'layout_written_by'" >/dev/null
-    every_command_refuses "layout 4" "at layout 4, written by zdm 9.9.9"
+    every_command_refuses "layout 5" "at layout 5, written by zdm 9.9.9"
     zdm_run init --upgrade
-    t_eq "layout 4: init --upgrade refuses too" 5 "$ZRC"
-    t_has "layout 4: says which zdm to run" "run zdm 9.9.9 or newer" "$ZERR"
+    t_eq "layout 5: init --upgrade refuses too" 5 "$ZRC"
+    t_has "layout 5: says which zdm to run" "run zdm 9.9.9 or newer" "$ZERR"
+
+    t_section "$d: layout 3 (ranges without the workers' rates): refused until zdm init --upgrade"
+    db_sql "UPDATE $(meta) SET value = '$good' WHERE key = 'schema_version'" >/dev/null
+    db_sql "UPDATE $(meta) SET value = '$ZVER' WHERE key = 'layout_written_by'" >/dev/null
+    # a backfill's ranges as a worker left them: their cursors and counts
+    # must survive the upgrade
+    local ranges_before hist3
+    ranges_before=$(db_sql "SELECT plan_id, range_id, lo, hi, cursor, done, rows_done, batches FROM $(ranges_t) ORDER BY plan_id, range_id")
+    t_ne "layout 3: p_bf has ranges to keep" "" "$ranges_before"
+    make_v3
+    every_command_refuses "layout 3" "zdm init --upgrade"
+    hist3=$(db_sql "SELECT id, action, outcome FROM $(hist_t) ORDER BY id")
+    zdm_run init --upgrade
+    t_rc "init --upgrade from 3" 0
+    t_has "init --upgrade from 3 says so" "upgraded from layout 3 to 4" "$ZOUT"
+    t_eq "from 3: meta" "layout_written_by|$ZVER schema_version|4" \
+        "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
+    t_eq "from 3: the upgrade row" "(state)|upgrade|ok|state layout 3 (written by zdm 0.2.0) -> 4 by zdm $ZVER" \
+        "$(db_sql "SELECT plan_id, action, outcome, detail FROM $(hist_t) WHERE action = 'upgrade'")"
+    t_eq "from 3: the old history kept" "$hist3" \
+        "$(db_sql "SELECT id, action, outcome FROM $(hist_t) WHERE action <> 'upgrade' ORDER BY id")"
+    t_eq "from 3: the ranges kept" "$ranges_before" \
+        "$(db_sql "SELECT plan_id, range_id, lo, hi, cursor, done, rows_done, batches FROM $(ranges_t) ORDER BY plan_id, range_id")"
+    t_eq "from 3: the rates are there, not known" "0" \
+        "$(db_sql "SELECT count(*) FROM $(ranges_t) WHERE rate_rows IS NOT NULL OR rate_ms IS NOT NULL")"
+    t_eq "from 3: p_bf is still backfilled" backfilled "$(zdm_phase_of p_bf)"
+    zdm_run --json status p_bf
+    t_rc "from 3: status works" 0
+    t_eq "from 3: status: no rate, no ETA" "null null" \
+        "$(jq -r '.plans[0].backfill | "\(.rows_per_second) \(.eta_seconds)"' <<<"$ZOUT")"
+    db_sql "DELETE FROM $(hist_t) WHERE action = 'upgrade'" >/dev/null
 
     t_section "$d: layout 2 (history without reasons): refused until zdm init --upgrade"
     db_sql "UPDATE $(meta) SET value = '$good' WHERE key = 'schema_version'" >/dev/null
@@ -144,10 +193,10 @@ down = "DROP TABLE t_new"'
     rows_before=$(db_sql "SELECT id, action, outcome FROM $(hist_t) ORDER BY id")
     zdm_run init --upgrade
     t_rc "init --upgrade from 2" 0
-    t_has "init --upgrade from 2 says so" "upgraded from layout 2 to 3" "$ZOUT"
-    t_eq "from 2: meta" "layout_written_by|$ZVER schema_version|3" \
+    t_has "init --upgrade from 2 says so" "upgraded from layout 2 to 4" "$ZOUT"
+    t_eq "from 2: meta" "layout_written_by|$ZVER schema_version|4" \
         "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
-    t_eq "from 2: the upgrade row" "(state)|upgrade|ok|state layout 2 (written by zdm 0.2.0) -> 3 by zdm $ZVER|" \
+    t_eq "from 2: the upgrade row" "(state)|upgrade|ok|state layout 2 (written by zdm 0.2.0) -> 4 by zdm $ZVER|" \
         "$(db_sql "SELECT plan_id, action, outcome, detail, reason FROM $(hist_t) WHERE action = 'upgrade'")"
     t_eq "from 2: the old rows kept" "$rows_before" \
         "$(db_sql "SELECT id, action, outcome FROM $(hist_t) WHERE action <> 'upgrade' ORDER BY id")"
@@ -168,16 +217,16 @@ down = "DROP TABLE t_new"'
     hist_before=$(db_sql "SELECT count(*) FROM $(hist_t)")
     zdm_run init --upgrade
     t_rc "init --upgrade" 0
-    t_has "init --upgrade says so" "upgraded from layout 1 to 3" "$ZOUT"
-    t_eq "meta after the upgrade" "layout_written_by|$ZVER schema_version|3" \
+    t_has "init --upgrade says so" "upgraded from layout 1 to 4" "$ZOUT"
+    t_eq "meta after the upgrade" "layout_written_by|$ZVER schema_version|4" \
         "$(db_sql "SELECT key, value FROM $(meta) ORDER BY key" | tr '\n' ' ' | sed 's/ $//')"
-    t_eq "history: one upgrade row" "(state)|upgrade|ok|state layout 1 (written by zdm 0.1.0 or older) -> 3 by zdm $ZVER" \
+    t_eq "history: one upgrade row" "(state)|upgrade|ok|state layout 1 (written by zdm 0.1.0 or older) -> 4 by zdm $ZVER" \
         "$(db_sql "SELECT plan_id, action, outcome, detail FROM $(hist_t) WHERE action = 'upgrade'")"
     t_eq "history: nothing else written" "$((hist_before + 1))" "$(db_sql "SELECT count(*) FROM $(hist_t)")"
     t_eq "p_bf is still backfilled" backfilled "$(zdm_phase_of p_bf)"
     zdm_run --json init --upgrade
     t_rc "init --upgrade again" 0
-    t_eq "init --upgrade again: nothing to do" '{"ok": true, "database": "'"$( [ "$d" = pg ] && echo postgresql || echo sqlite)"'", "state_version": 3}' "$ZOUT"
+    t_eq "init --upgrade again: nothing to do" '{"ok": true, "database": "'"$( [ "$d" = pg ] && echo postgresql || echo sqlite)"'", "state_version": 4}' "$ZOUT"
     t_eq "init --upgrade again: no second history row" 1 \
         "$(db_sql "SELECT count(*) FROM $(hist_t) WHERE action = 'upgrade'")"
     zdm_run advance p_bf
@@ -201,7 +250,7 @@ if t_pg_available; then
     r2=$WAIT_RC
     t_eq "both exit 0" "0 0" "$r1 $r2"
     t_eq "one upgrade row per upgrade" 2 "$(db_sql "SELECT count(*) FROM zdm.history WHERE action = 'upgrade'")"
-    t_eq "the layout is 3" 3 "$(db_sql "SELECT value FROM zdm.meta WHERE key = 'schema_version'")"
+    t_eq "the layout is 4" 4 "$(db_sql "SELECT value FROM zdm.meta WHERE key = 'schema_version'")"
 else
     T_SKIPPED="$T_SKIPPED postgresql"
 fi

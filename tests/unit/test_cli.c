@@ -400,11 +400,11 @@ static void test_db_option_forms(void **state)
     tmp_make(&t);
     char *url = zdm_xasprintf("sqlite:%s/state.db", t.path);
     char *eq = zdm_xasprintf("--db=%s", url);
-    char *want = zdm_xasprintf("zdm state ready in %s (sqlite, layout version 3)\n", url);
+    char *want = zdm_xasprintf("zdm state ready in %s (sqlite, layout version 4)\n", url);
     expect(zdm(eq, "init", NULL), 0, want, "");
     expect(zdm("init", "--db", url, NULL), 0, want, "");
     expect(zdm("--json", "init", "--db", url, NULL), 0,
-           "{\"ok\": true, \"database\": \"sqlite\", \"state_version\": 3}\n", "");
+           "{\"ok\": true, \"database\": \"sqlite\", \"state_version\": 4}\n", "");
     /* --db wins over the environment */
     setenv("ZDM_DATABASE_URL", "sqlite:/nonexistent/zdm/x.db", 1);
     expect(zdm("init", "--db", url, NULL), 0, want, "");
