@@ -307,9 +307,22 @@ static void col_drop(ltable *t, const char *name)
     *k = t->cols[--t->ncols];
 }
 
+/* A check equal in name, table and column to one the model has merges
+ * into it (validated if either is): the two would answer every later
+ * question alike, since VALIDATE and DROP CONSTRAINT change both.  The list
+ * then holds each check once, not once per statement adding it, so the
+ * lookups below stay bounded by the distinct checks of the SQL. */
 static void check_add(zdm_lint_ctx *c, const char *name, const char *table, const char *column,
                       int validated)
 {
+    if (!name)
+        name = "";
+    for (size_t i = 0; i < c->nck; i++)
+        if (strcmp(c->ck[i].name, name) == 0 && strcmp(c->ck[i].table, table) == 0 &&
+            strcmp(c->ck[i].column, column) == 0) {
+            c->ck[i].validated |= validated;
+            return;
+        }
     if (c->nck == c->capck) {
         c->capck = c->capck ? c->capck * 2 : 8;
         c->ck = zdm_xrealloc(c->ck, c->capck * sizeof *c->ck);
@@ -671,6 +684,7 @@ typedef struct lint_run {
      * keeps the old application working. */
     zdm_strv renamed, views;
     size_t *renamed_finding;
+    size_t renamed_cap;
     size_t off;          /* byte offset of the current statement */
     size_t *ddl_off;
     int in_tx;           /* zdm runs the step in a transaction */
@@ -741,16 +755,32 @@ static void note_ddl(lint_run *r, const char *table)
     int seen = r->stmt_tables.data && strstr(r->stmt_tables.data, key);
     if (!seen) {
         zdm_buf_puts(&r->stmt_tables, key);
+        /* Both arrays grow together, by doubling: reallocating one per
+         * statement made a file of many DDL statements quadratic (under
+         * ASan every realloc copies; 65,000 DROPs took two minutes). */
         if (r->ddl.n == r->ddl_cap) {
             r->ddl_cap = r->ddl_cap ? r->ddl_cap * 2 : 8;
             r->ddl_line = zdm_xrealloc(r->ddl_line, r->ddl_cap * sizeof *r->ddl_line);
+            r->ddl_off = zdm_xrealloc(r->ddl_off, r->ddl_cap * sizeof *r->ddl_off);
         }
         r->ddl_line[r->ddl.n] = r->line;
-        r->ddl_off = zdm_xrealloc(r->ddl_off, r->ddl_cap * sizeof *r->ddl_off);
         r->ddl_off[r->ddl.n] = r->off;
         zdm_strv_push(&r->ddl, table);
     }
     free(key);
+}
+
+/* The destructive-in-expand finding just added renames `table`; a view
+ * taking the old name in the same SQL withdraws it (drop_covered_renames).
+ * The index array grows by doubling, not by one per rename. */
+static void note_rename(lint_run *r, const char *table)
+{
+    if (r->renamed.n == r->renamed_cap) {
+        r->renamed_cap = r->renamed_cap ? r->renamed_cap * 2 : 8;
+        r->renamed_finding = zdm_xrealloc(r->renamed_finding, r->renamed_cap * sizeof *r->renamed_finding);
+    }
+    r->renamed_finding[r->renamed.n] = r->out->n - 1;
+    zdm_strv_push(&r->renamed, table);
 }
 
 static void columns_from(ltable *t, const json_t *elts)
@@ -890,8 +920,15 @@ static void add_constraint(lint_run *r, const char *table, const json_t *k)
             check_add(r->c, name, table, col, !not_valid);
     }
     if (not_valid && name) {
+        /* Once each: VALIDATE looks the list through. */
         char *key = zdm_xasprintf("%s\n%s", table, name);
-        zdm_strv_push_owned(&r->not_valid, key);
+        int seen = 0;
+        for (size_t j = 0; j < r->not_valid.n && !seen; j++)
+            seen = strcmp(r->not_valid.v[j], key) == 0;
+        if (seen)
+            free(key);
+        else
+            zdm_strv_push_owned(&r->not_valid, key);
     }
     if (fresh)
         return;
@@ -1052,10 +1089,7 @@ static void rename_stmt(lint_run *r, const json_t *s)
             add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
                         "RENAME %s TO %s in expand: the old application, still running until cutover, "
                         "uses the old name (unless a view takes it in the same step)", table, newname);
-            r->renamed_finding = zdm_xrealloc(r->renamed_finding,
-                                              (r->renamed.n + 1) * sizeof *r->renamed_finding);
-            r->renamed_finding[r->renamed.n] = r->out->n - 1;
-            zdm_strv_push(&r->renamed, table);
+            note_rename(r, table);
         }
     }
     ltable *t = table_find(r->c, table);
@@ -1503,17 +1537,23 @@ static size_t skip_blanks(const char *s, size_t i)
     }
 }
 
+/* A parse-error finding for libpg_query's error on sql. */
+static void parse_error(const char *sql, const PgQueryError *e, zdm_lint_result *out)
+{
+    int cur = e->cursorpos;
+    size_t off = cur > 0 ? char_to_byte(sql, (size_t)cur - 1) : 0;
+    int line = line_at(sql, off);
+    add_finding(out, "parse-error", line, H_PARSE, "not valid PostgreSQL: %s",
+                e->message ? e->message : "syntax error")->offset = off;
+}
+
 /* Parses sql; on failure appends a parse-error finding and returns NULL. */
 static json_t *parse(const char *sql, zdm_lint_result *out)
 {
     PgQueryParseResult pr = pg_query_parse(sql);
     json_t *tree = NULL;
     if (pr.error) {
-        int cur = pr.error->cursorpos;
-        size_t off = cur > 0 ? char_to_byte(sql, (size_t)cur - 1) : 0;
-        int line = line_at(sql, off);
-        add_finding(out, "parse-error", line, H_PARSE, "not valid PostgreSQL: %s",
-                    pr.error->message ? pr.error->message : "syntax error")->offset = off;
+        parse_error(sql, pr.error, out);
     } else {
         json_error_t je;
         tree = json_loads(pr.parse_tree, 0, &je);
@@ -1522,6 +1562,42 @@ static json_t *parse(const char *sql, zdm_lint_result *out)
     }
     pg_query_free_parse_result(pr);
     return tree;
+}
+
+/* Can the statement starting at s (blanks and comments skipped) be one a
+ * rule looks at?  Queries, INSERTs and the like are not (their parse
+ * trees are SelectStmt, InsertStmt, ...: no entry in stmt_linters), and
+ * they are what makes an SQL text large: a data load of thousands of rows
+ * turned into a JSON tree of millions of nodes is most of lint's time and
+ * memory (a 300 KB INSERT took 1.5 s and 500 MB under ASan).  Only words
+ * whose statements are never linted are listed, so a rule can miss
+ * nothing. */
+static int may_lint(const char *s)
+{
+    static const char *const never[] = {"SELECT", "INSERT", "VALUES", "TABLE", "MERGE", "COPY", "EXPLAIN",
+                                        "GRANT", "REVOKE", "COMMENT", "CALL", "DO", "SHOW", "EXECUTE",
+                                        "NOTIFY", "LISTEN", NULL};
+    if (*s == '(')
+        return 0; /* (SELECT ...) */
+    size_t n = 0;
+    while (isalpha((unsigned char)s[n]))
+        n++;
+    for (size_t i = 0; never[i]; i++)
+        if (strlen(never[i]) == n && strncasecmp(s, never[i], n) == 0)
+            return 0;
+    return 1;
+}
+
+/* Newlines in s[from, to). */
+static int lines_between(const char *s, size_t from, size_t to)
+{
+    int n = 0;
+    const char *p = s + from, *e = s + to;
+    while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
 }
 
 static void run_free(lint_run *r)
@@ -1537,25 +1613,48 @@ static void run_free(lint_run *r)
     free(r->renamed_finding);
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* ALTER TABLE a RENAME TO b; CREATE VIEW a AS SELECT * FROM b: the old
  * application reads and writes through the view, so the rename's
- * destructive-in-expand finding goes. */
+ * destructive-in-expand finding goes.  In (R + V) log V and one pass over
+ * the findings: comparing every rename with every view and moving the
+ * findings down once per withdrawn one was quadratic in a file of many
+ * renames. */
 static void drop_covered_renames(lint_run *r, zdm_lint_result *out)
 {
-    for (size_t i = r->renamed.n; i-- > 0;) {
-        int covered = 0;
-        for (size_t j = 0; j < r->views.n && !covered; j++)
-            covered = strcmp(r->views.v[j], r->renamed.v[i]) == 0;
-        if (!covered)
+    if (r->renamed.n == 0 || r->views.n == 0)
+        return;
+    char **views = zdm_xmalloc(r->views.n * sizeof *views);
+    memcpy(views, r->views.v, r->views.n * sizeof *views);
+    qsort(views, r->views.n, sizeof *views, str_cmp);
+    unsigned char *drop = zdm_xcalloc(out->n, 1);
+    size_t lo = out->n;
+    for (size_t i = 0; i < r->renamed.n; i++) {
+        if (!bsearch(&r->renamed.v[i], views, r->views.n, sizeof *views, str_cmp))
             continue;
         size_t k = r->renamed_finding[i];
+        drop[k] = 1;
+        if (k < lo)
+            lo = k;
+    }
+    size_t w = lo;
+    for (size_t k = lo; k < out->n; k++) {
+        if (!drop[k]) {
+            out->v[w++] = out->v[k];
+            continue;
+        }
         free(out->v[k].message);
         free(out->v[k].reason);
         free(out->v[k].table);
         free(out->v[k].object);
-        memmove(&out->v[k], &out->v[k + 1], (out->n - k - 1) * sizeof *out->v);
-        out->n--;
     }
+    out->n = w;
+    free(drop);
+    free(views);
 }
 
 /* qsort has no context argument in C11: the names being sorted. */
@@ -1571,9 +1670,17 @@ static int ddl_cmp(const void *a, const void *b)
 static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int in_transaction,
                    zdm_lint_result *out, int plain)
 {
-    json_t *tree = parse(sql, out);
-    if (!tree)
+    /* The whole text goes through the parser once for its errors and the
+     * bounds of its statements (no parse tree is built); then only the
+     * statements a rule may look at are parsed again, one at a time, into
+     * the JSON tree the rules read.  The cost of a text is then its parse
+     * plus the trees of its DDL, not a tree of every row of every INSERT. */
+    PgQuerySplitResult sp = pg_query_split_with_parser(sql);
+    if (sp.error) {
+        parse_error(sql, sp.error, out);
+        pg_query_free_split_result(sp);
         return -1;
+    }
     lint_run r;
     memset(&r, 0, sizeof r);
     r.c = ctx;
@@ -1581,26 +1688,44 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
     r.phase = phase;
     r.in_tx = in_transaction;
     r.plain = plain;
-    const json_t *stmts = jget(tree, "stmts");
+    int rc = 0;
     size_t len = strlen(sql);
     size_t line_off = 0; /* statements come in order: count lines on from the last one */
     int line_no = 1;
-    for (size_t i = 0; i < json_array_size(stmts); i++) {
-        const json_t *raw = json_array_get(stmts, i);
-        json_int_t loc = json_integer_value(jget(raw, "stmt_location"));
-        r.off = skip_blanks(sql, loc > 0 && (size_t)loc < len ? (size_t)loc : 0);
+    for (int i = 0; i < sp.n_stmts; i++) {
+        size_t loc = sp.stmts[i]->stmt_location > 0 ? (size_t)sp.stmts[i]->stmt_location : 0;
+        if (loc >= len)
+            continue;
+        size_t slen = sp.stmts[i]->stmt_len > 0 ? (size_t)sp.stmts[i]->stmt_len : len - loc;
+        if (slen > len - loc)
+            slen = len - loc;
+        r.off = skip_blanks(sql, loc);
         if (r.off < line_off) {
             line_off = 0;
             line_no = 1;
         }
-        for (; line_off < r.off; line_off++)
-            line_no += sql[line_off] == '\n';
+        line_no += lines_between(sql, line_off, r.off);
+        line_off = r.off;
         r.line = line_no;
-        zdm_buf_free(&r.stmt_tables);
-        size_t k0 = out->n;
-        lint_stmt(&r, jget(raw, "stmt"));
-        stmt_done(&r, k0);
+        if (!may_lint(sql + r.off))
+            continue;
+        char *one = zdm_xstrndup(sql + loc, slen);
+        json_t *tree = parse(one, out);
+        free(one);
+        if (!tree) {
+            rc = -1; /* (the whole text parsed: not expected) */
+            continue;
+        }
+        const json_t *stmts = jget(tree, "stmts");
+        for (size_t j = 0; j < json_array_size(stmts); j++) {
+            zdm_buf_free(&r.stmt_tables);
+            size_t k0 = out->n;
+            lint_stmt(&r, jget(json_array_get(stmts, j), "stmt"));
+            stmt_done(&r, k0);
+        }
+        json_decref(tree);
     }
+    pg_query_free_split_result(sp);
     drop_covered_renames(&r, out);
     if (plain && r.begin_line)
         add_finding(out, "transaction-control", r.begin_line, H_PLAIN_TX,
@@ -1655,8 +1780,7 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
     free(count);
     free(second);
     run_free(&r);
-    json_decref(tree);
-    return 0;
+    return rc;
 }
 
 /* ---- SQLite: rules over tokens ---- */
@@ -1808,10 +1932,7 @@ static void sl_alter(lint_run *r, const sl_stmt *x)
             add_finding(r->out, "destructive-in-expand", r->line, H_DESTRUCTIVE,
                         "RENAME %s TO %s in expand: the old application, still running until cutover, "
                         "uses the old name (unless a view takes it in the same step)", table, to ? to : "?");
-            r->renamed_finding = zdm_xrealloc(r->renamed_finding,
-                                              (r->renamed.n + 1) * sizeof *r->renamed_finding);
-            r->renamed_finding[r->renamed.n] = r->out->n - 1;
-            zdm_strv_push(&r->renamed, table);
+            note_rename(r, table);
         }
         ltable *t = table_find(r->c, table);
         if (t && to) {
@@ -1871,9 +1992,15 @@ static char *sl_copies_table(lint_run *r, const sl_stmt *x, size_t from)
             strncasecmp(x->sql + x->t[k].off, src, x->t[k].len) != 0)
             continue;
         size_t a = k + 1;
-        if (x->t[a].kind == ZDM_TOK_LPAREN)
-            while (a < x->n && x->t[a].kind != ZDM_TOK_RPAREN)
+        /* A CTE's column list holds no parentheses: the scan stops at the
+         * next one, so the scans of all the names "src (" in a statement
+         * cover disjoint spans (scanning on to the next ')' made "src(" nested
+         * a thousand deep cost a thousand passes). */
+        if (x->t[a].kind == ZDM_TOK_LPAREN) {
+            a++;
+            while (a < x->n && x->t[a].kind != ZDM_TOK_RPAREN && x->t[a].kind != ZDM_TOK_LPAREN)
                 a++;
+        }
         if (a < x->n && x->t[a].kind == ZDM_TOK_RPAREN)
             a++;
         if (K(x, a, "AS") && a + 1 < x->n && x->t[a + 1].kind == ZDM_TOK_LPAREN) {
@@ -2057,29 +2184,61 @@ static int lint_sqlite(zdm_lint_ctx *ctx, const char *sql, const zdm_sql_scan *s
 
 static const char *const H_LIMIT = "split the statement; zdm refuses it before any parser sees it";
 
-/* Does the comma-separated list name rule id? */
-static int list_has(const char *list, const char *id)
+/* The index of a rule id in rules[], or NRULES. */
+static size_t rule_index(const char *id, size_t len)
 {
-    size_t n = strlen(id);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && strncmp(p, id, n) == 0)
-            return 1;
-        p += len + (e ? 1 : 0);
+    for (size_t i = 0; i < NRULES; i++)
+        if (strlen(rules[i].id) == len && strncmp(rules[i].id, id, len) == 0)
+            return i;
+    return NRULES;
+}
+
+/* qsort has no context argument in C11: the findings being sorted. */
+static const zdm_lint_finding *off_sort_v;
+
+static int off_cmp(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    size_t ox = off_sort_v[x].offset, oy = off_sort_v[y].offset;
+    return ox != oy ? (ox > oy) - (ox < oy) : (x > y) - (x < y);
+}
+
+/* First position in idx[0..n) (sorted by offset) whose finding's offset
+ * is >= off. */
+static size_t first_at(const zdm_lint_finding *v, const size_t *idx, size_t n, size_t off)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[idx[mid]].offset < off)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return 0;
+    return lo;
 }
 
 /* Findings [from, out->n) of sql: dialect, column, and the zdm:allow
- * comments of the statement each is about. */
+ * comments of the statement each is about.
+ *
+ * In n log n: the findings are sorted by offset once; columns are counted
+ * in one pass in that order, and the allows of each statement are merged
+ * into one table (rule -> the first allow naming it) that is applied to
+ * that statement's findings alone.  Matching every allow against every
+ * finding, and counting columns from the start for each finding out of
+ * text order, was quadratic (a file of many "-- zdm:allow" statements). */
 static void finish_findings(const char *sql, const zdm_sql_scan *sc, int dialect, zdm_lint_result *out,
                             size_t from, int report_allows)
 {
-    size_t end = out->n;
-    zdm_sql_cursor cur = {0, 0, 0}; /* findings come mostly in text order */
-    for (size_t k = from; k < end; k++) {
-        zdm_lint_finding *f = &out->v[k];
+    size_t end = out->n, nf = end - from;
+    size_t *idx = zdm_xmalloc((nf ? nf : 1) * sizeof *idx);
+    for (size_t k = 0; k < nf; k++)
+        idx[k] = from + k;
+    off_sort_v = out->v;
+    qsort(idx, nf, sizeof *idx, off_cmp);
+    zdm_sql_cursor cur = {0, 0, 0};
+    for (size_t j = 0; j < nf; j++) {
+        zdm_lint_finding *f = &out->v[idx[j]];
         f->dialect = dialect;
         if (!f->col) {
             int l;
@@ -2088,47 +2247,68 @@ static void finish_findings(const char *sql, const zdm_sql_scan *sc, int dialect
     }
     for (size_t a = 0; a < sc->nallows; a++) {
         const zdm_sql_allow *al = &sc->allows[a];
-        int ok = 1;
         if (report_allows) {
             for (const char *p = al->rules; *p;) {
                 const char *e = strchr(p, ',');
                 size_t len = e ? (size_t)(e - p) : strlen(p);
-                char *id = zdm_xstrndup(p, len);
-                if (!zdm_lint_rule_find(id)) {
+                if (rule_index(p, len) == NRULES) {
+                    char *id = zdm_xstrndup(p, len);
                     zdm_lint_finding *f = add_finding(out, "allow-unknown-rule", al->line,
                                                       "use one of the rule ids \"zdm help lint\" lists",
                                                       "zdm:allow names \"%s\", which is not a lint rule", id);
                     f->col = al->col;
                     f->dialect = dialect;
+                    free(id);
                 }
-                free(id);
                 p += len + (e ? 1 : 0);
             }
         }
-        if (!al->reason[0]) {
-            ok = 0;
-            if (report_allows) {
-                zdm_lint_finding *f = add_finding(
-                    out, "allow-no-reason", al->line, "write why it is safe: -- zdm:allow RULE the reason",
-                    "\"-- zdm:allow %s\" gives no reason: it allows nothing", al->rules);
-                f->col = al->col;
-                f->dialect = dialect;
+        if (!al->reason[0] && report_allows) {
+            zdm_lint_finding *f = add_finding(
+                out, "allow-no-reason", al->line, "write why it is safe: -- zdm:allow RULE the reason",
+                "\"-- zdm:allow %s\" gives no reason: it allows nothing", al->rules);
+            f->col = al->col;
+            f->dialect = dialect;
+        }
+    }
+    /* The allows come in text order, so those of one statement are
+     * (almost always) adjacent; a statement met again later merges anew,
+     * which keeps "the first allow naming the rule wins" since a finding
+     * once allowed stays so. */
+    for (size_t a = 0; a < sc->nallows;) {
+        size_t stmt = sc->allows[a].stmt, b = a;
+        const zdm_sql_allow *first[NRULES];
+        memset(first, 0, sizeof first);
+        for (; b < sc->nallows && sc->allows[b].stmt == stmt; b++) {
+            const zdm_sql_allow *al = &sc->allows[b];
+            if (!al->reason[0])
+                continue; /* without a reason it allows nothing */
+            for (const char *p = al->rules; *p;) {
+                const char *e = strchr(p, ',');
+                size_t len = e ? (size_t)(e - p) : strlen(p);
+                size_t ri = rule_index(p, len);
+                if (ri < NRULES && !first[ri])
+                    first[ri] = al;
+                p += len + (e ? 1 : 0);
             }
         }
-        if (!ok || al->stmt >= sc->nstmts)
+        a = b;
+        if (stmt >= sc->nstmts)
             continue;
-        const zdm_sql_stmt *st = &sc->stmts[al->stmt];
-        size_t next_off = al->stmt + 1 < sc->nstmts ? sc->stmts[al->stmt + 1].off : (size_t)-1;
-        for (size_t k = from; k < end; k++) {
-            zdm_lint_finding *f = &out->v[k];
-            if (f->allowed || f->offset < st->off || f->offset >= next_off || !list_has(al->rules, f->rule))
+        size_t lo = first_at(out->v, idx, nf, sc->stmts[stmt].off);
+        size_t hi = stmt + 1 < sc->nstmts ? first_at(out->v, idx, nf, sc->stmts[stmt + 1].off) : nf;
+        for (size_t j = lo; j < hi; j++) {
+            zdm_lint_finding *f = &out->v[idx[j]];
+            size_t ri = rule_index(f->rule, strlen(f->rule));
+            if (f->allowed || ri == NRULES || !first[ri])
                 continue;
             f->allowed = 1;
             free(f->reason);
-            f->reason = zdm_xstrdup(al->reason);
+            f->reason = zdm_xstrdup(first[ri]->reason);
             f->allowed_by = f->reason;
         }
     }
+    free(idx);
 }
 
 /* A plain SQL file runs as it is, statement by statement (psql, sqlite3):
@@ -2174,7 +2354,8 @@ static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_
     int line = 0, col = 0;
     zdm_buf why = {0};
     int sd = dialect == ZDM_LINT_DIALECT_SQLITE ? ZDM_SQL_SQLITE : ZDM_SQL_PG;
-    if (zdm_sql_check_limits(sql, sd, &line, &col, &why) != 0) {
+    zdm_sql_scan sc;
+    if (zdm_sql_scan_checked(sql, sd, &sc, &line, &col, &why) != 0) {
         /* Never handed to a parser; plan validation refuses it before. */
         zdm_lint_finding *f = add_finding(out, "parse-error", line, H_LIMIT, "%s", why.data);
         f->col = col;
@@ -2182,8 +2363,6 @@ static int lint_text(zdm_lint_ctx *ctx, const char *sql, int dialect, zdm_phase_
         zdm_buf_free(&why);
         return -1;
     }
-    zdm_sql_scan sc;
-    zdm_sql_scan_text(sql, sd, &sc);
     int rc = sd == ZDM_SQL_SQLITE ? lint_sqlite(ctx, sql, &sc, phase, in_transaction, out, plain)
                                   : lint_pg(ctx, sql, phase, in_transaction, out, plain);
     finish_findings(sql, &sc, dialect, out, from, report_allows);

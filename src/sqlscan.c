@@ -16,6 +16,32 @@
 
 #define TOK_COMMENT 100 /* internal: a comment (line or block) */
 
+/* Byte classes, one lookup each in the hot loops (the scanner runs over
+ * every byte of every SQL text; at -O0 under the sanitizers each test of a
+ * byte costs a call): CH_SPACE isspace() in the C locale, CH_IDENT
+ * ident_char(), CH_WORD a byte that starts a word and nothing else (a
+ * letter that may open a string, E'..', X'..', B'..', N'..', U&'..', is
+ * left to the full dispatch). */
+enum { CH_SPACE = 1, CH_IDENT = 2, CH_WORD = 4 };
+static const unsigned char ch_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0,
+    0, 6, 2, 6, 6, 2, 6, 6, 6, 6, 6, 6, 6, 6, 2, 6,
+    6, 6, 6, 6, 6, 2, 6, 6, 2, 6, 6, 0, 0, 0, 0, 6,
+    0, 6, 2, 6, 6, 2, 6, 6, 6, 6, 6, 6, 6, 6, 2, 6,
+    6, 6, 6, 6, 6, 2, 6, 6, 2, 6, 6, 0, 0, 0, 0, 0,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+};
+
 static int ident_start(unsigned char c)
 {
     return isalpha(c) || c == '_' || c >= 0x80;
@@ -75,7 +101,7 @@ static size_t dollar_tag(const char *s, size_t i)
 static int next_tok(const char *s, size_t *i, int dialect, zdm_tok *t)
 {
     size_t k = *i;
-    while (s[k] && isspace((unsigned char)s[k]))
+    while (ch_class[(unsigned char)s[k]] & CH_SPACE)
         k++;
     if (!s[k]) {
         *i = k;
@@ -83,6 +109,29 @@ static int next_tok(const char *s, size_t *i, int dialect, zdm_tok *t)
     }
     unsigned char c = (unsigned char)s[k];
     t->off = k;
+    /* The commonest tokens first, each found with one test: the chain
+     * below tries a dozen prefixes before it reaches them. */
+    switch (c) {
+    case '(':
+    case ')':
+    case ',':
+    case ';':
+        t->kind = c == '(' ? ZDM_TOK_LPAREN : c == ')' ? ZDM_TOK_RPAREN : c == ',' ? ZDM_TOK_COMMA : ZDM_TOK_SEMI;
+        t->len = 1;
+        *i = k + 1;
+        return 1;
+    default:
+        break;
+    }
+    if (ch_class[c] & CH_WORD) {
+        k++;
+        while (ch_class[(unsigned char)s[k]] & CH_IDENT)
+            k++;
+        t->kind = ZDM_TOK_WORD;
+        t->len = k - t->off;
+        *i = k;
+        return 1;
+    }
     int ok = 1;
     if (c == '-' && s[k + 1] == '-') {
         while (s[k] && s[k] != '\n')
@@ -149,7 +198,7 @@ static int next_tok(const char *s, size_t *i, int dialect, zdm_tok *t)
         }
         t->kind = ZDM_TOK_STRING;
     } else if (ident_start(c)) {
-        while (s[k] && ident_char((unsigned char)s[k]))
+        while (ch_class[(unsigned char)s[k]] & CH_IDENT)
             k++;
         t->kind = ZDM_TOK_WORD;
     } else if (isdigit(c) || (c == '.' && isdigit((unsigned char)s[k + 1]))) {
@@ -215,27 +264,84 @@ void zdm_sql_pos(const char *sql, size_t off, int *line, int *col)
 /* Line and column of increasing offsets in one pass: the scanner asks for
  * the position of every statement and comment in order, and recounting
  * from the start each time made a text of many statements quadratic (the
- * fuzzer's timeout).  An offset behind the cursor starts over. */
+ * fuzzer's timeout).  An offset behind the cursor starts over.  Lines are
+ * skipped with memchr; only the bytes of the last line are counted one by
+ * one (for the column). */
 void zdm_sql_pos_next(zdm_sql_cursor *c, const char *s, size_t off, int *line, int *col)
 {
-    if (c->line == 0) {
+    if (c->line == 0 || off < c->off) {
         c->off = 0;
         c->line = c->col = 1;
     }
-    if (off < c->off) {
-        c->off = 0;
-        c->line = c->col = 1;
+    if (off > c->off)
+        off = c->off + strnlen(s + c->off, off - c->off); /* never past the end */
+    for (;;) {
+        const char *nl = c->off < off ? memchr(s + c->off, '\n', off - c->off) : NULL;
+        if (!nl)
+            break;
+        c->line++;
+        c->col = 1;
+        c->off = (size_t)(nl - s) + 1;
     }
-    for (; c->off < off && s[c->off]; c->off++) {
-        if (s[c->off] == '\n') {
-            c->line++;
-            c->col = 1;
-        } else if ((s[c->off] & 0xC0) != 0x80) {
-            c->col++;
-        }
-    }
+    for (; c->off < off; c->off++)
+        c->col += (s[c->off] & 0xC0) != 0x80;
     *line = c->line;
     *col = c->col;
+}
+
+/* Newlines in s[from, to). */
+static int count_lines(const char *s, size_t from, size_t to)
+{
+    int n = 0;
+    const char *p = s + from, *e = s + to;
+    while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+/* The keywords the one pass looks at, found once per word: testing each
+ * word against every keyword in turn (with strlen and strncasecmp each
+ * time) was most of the scanner's time on a large text. */
+enum {
+    KW_NONE,
+    /* after these an operand starts a new, flat list element */
+    KW_AND, KW_OR, KW_WHEN, KW_THEN, KW_ELSE, KW_SELECT, KW_FROM, KW_WHERE, KW_SET, KW_VALUES, KW_ON,
+    KW_RETURNING, KW_LIMIT, KW_OFFSET, KW_GROUP, KW_ORDER, KW_HAVING, KW_BY, KW_DEFAULT, KW_CHECK, KW_USING,
+    KW_LAST_RESET = KW_USING,
+    KW_NOT, KW_IS, KW_COLLATE, KW_UNION, KW_INTERSECT, KW_EXCEPT,
+    KW_CREATE, KW_TRIGGER, KW_FUNCTION, KW_PROCEDURE, KW_BEGIN, KW_ATOMIC, KW_CASE, KW_END
+};
+
+static int word_kw(const char *s, const zdm_tok *t)
+{
+    /* By length, then first letter: a word is compared with the few
+     * keywords of its length alone. */
+#define K_(w, k) {w, k}
+    static const struct {
+        const char *w;
+        int kw;
+    } kws[] = {
+        K_("BY", KW_BY), K_("IS", KW_IS), K_("ON", KW_ON), K_("OR", KW_OR), K_("AND", KW_AND),
+        K_("END", KW_END), K_("NOT", KW_NOT), K_("SET", KW_SET), K_("CASE", KW_CASE), K_("ELSE", KW_ELSE),
+        K_("FROM", KW_FROM), K_("THEN", KW_THEN), K_("WHEN", KW_WHEN), K_("BEGIN", KW_BEGIN),
+        K_("CHECK", KW_CHECK), K_("GROUP", KW_GROUP), K_("LIMIT", KW_LIMIT), K_("ORDER", KW_ORDER),
+        K_("UNION", KW_UNION), K_("USING", KW_USING), K_("WHERE", KW_WHERE), K_("ATOMIC", KW_ATOMIC),
+        K_("CREATE", KW_CREATE), K_("EXCEPT", KW_EXCEPT), K_("HAVING", KW_HAVING), K_("OFFSET", KW_OFFSET),
+        K_("SELECT", KW_SELECT), K_("VALUES", KW_VALUES), K_("COLLATE", KW_COLLATE), K_("DEFAULT", KW_DEFAULT),
+        K_("TRIGGER", KW_TRIGGER), K_("FUNCTION", KW_FUNCTION), K_("INTERSECT", KW_INTERSECT),
+        K_("PROCEDURE", KW_PROCEDURE), K_("RETURNING", KW_RETURNING)};
+#undef K_
+    /* kws[from[n] .. from[n + 1]) have n letters */
+    static const unsigned char from[11] = {0, 0, 0, 4, 8, 13, 21, 28, 31, 32, 35};
+    if (t->kind != ZDM_TOK_WORD || t->len < 2 || t->len > 9)
+        return KW_NONE;
+    unsigned char c0 = (unsigned char)toupper((unsigned char)s[t->off]);
+    for (size_t i = from[t->len]; i < from[t->len + 1]; i++)
+        if ((unsigned char)kws[i].w[0] == c0 && strncasecmp(s + t->off, kws[i].w, t->len) == 0)
+            return kws[i].kw;
+    return KW_NONE;
 }
 
 /* ---- the one pass ---- */
@@ -264,20 +370,12 @@ static void depth_note(depth_state *d)
 
 /* Keywords after which an operand starts a new, flat list element: the
  * parser keeps these as lists (AND/OR are flattened), so they do not nest. */
-static int resets_chain(const char *s, const zdm_tok *t)
+static int resets_chain(int kw)
 {
-    static const char *const kw[] = {"AND", "OR", "WHEN", "THEN", "ELSE", "SELECT", "FROM", "WHERE", "SET",
-                                     "VALUES", "ON", "RETURNING", "LIMIT", "OFFSET", "GROUP", "ORDER",
-                                     "HAVING", "BY", "DEFAULT", "CHECK", "USING", NULL};
-    if (t->kind != ZDM_TOK_WORD || t->len > 9)
-        return 0;
-    for (size_t i = 0; kw[i]; i++)
-        if (zdm_tok_is(s, t, kw[i]))
-            return 1;
-    return 0;
+    return kw >= KW_AND && kw <= KW_LAST_RESET;
 }
 
-static void depth_tok(depth_state *d, const char *s, const zdm_tok *t)
+static void depth_tok(depth_state *d, const char *s, const zdm_tok *t, int kw)
 {
     int in = d->level <= ZDM_SQL_MAX_DEPTH;
     switch (t->kind) {
@@ -308,13 +406,13 @@ static void depth_tok(depth_state *d, const char *s, const zdm_tok *t)
     case ZDM_TOK_WORD:
         if (!in)
             break;
-        if (resets_chain(s, t)) {
+        if (resets_chain(kw)) {
             d->sum -= d->chain[d->level];
             d->chain[d->level] = 0;
-        } else if (zdm_tok_is(s, t, "NOT") || zdm_tok_is(s, t, "IS") || zdm_tok_is(s, t, "COLLATE")) {
+        } else if (kw == KW_NOT || kw == KW_IS || kw == KW_COLLATE) {
             d->chain[d->level]++;
             d->sum++;
-        } else if (zdm_tok_is(s, t, "UNION") || zdm_tok_is(s, t, "INTERSECT") || zdm_tok_is(s, t, "EXCEPT")) {
+        } else if (kw == KW_UNION || kw == KW_INTERSECT || kw == KW_EXCEPT) {
             /* A chain of UNIONs nests its left operand; the SELECT after
              * it resets the operand's chain, so it counts as a level. */
             d->level++;
@@ -339,7 +437,7 @@ typedef struct split_state {
     int prev_begin;  /* the previous token was BEGIN */
 } split_state;
 
-static void split_word(split_state *st, const char *s, const zdm_tok *t, int dialect)
+static void split_word(split_state *st, const zdm_tok *t, int kw, int dialect)
 {
     if (t->kind != ZDM_TOK_WORD) {
         st->prev_begin = 0;
@@ -347,27 +445,27 @@ static void split_word(split_state *st, const char *s, const zdm_tok *t, int dia
     }
     if (st->nwords < 6) {
         if (st->nwords == 0)
-            st->create = zdm_tok_is(s, t, "CREATE");
-        else if (st->create && (zdm_tok_is(s, t, "TRIGGER")))
+            st->create = kw == KW_CREATE;
+        else if (st->create && kw == KW_TRIGGER)
             st->trigger = 1;
-        else if (st->create && (zdm_tok_is(s, t, "FUNCTION") || zdm_tok_is(s, t, "PROCEDURE")))
+        else if (st->create && (kw == KW_FUNCTION || kw == KW_PROCEDURE))
             st->routine = 1;
         st->nwords++;
     }
     if (dialect == ZDM_SQL_SQLITE && st->trigger) {
-        if (zdm_tok_is(s, t, "BEGIN") || (st->block > 0 && zdm_tok_is(s, t, "CASE")))
+        if (kw == KW_BEGIN || (st->block > 0 && kw == KW_CASE))
             st->block++;
-        else if (st->block > 0 && zdm_tok_is(s, t, "END"))
+        else if (st->block > 0 && kw == KW_END)
             st->block--;
     } else if (dialect == ZDM_SQL_PG && st->routine) {
-        if (st->prev_begin && zdm_tok_is(s, t, "ATOMIC"))
+        if (st->prev_begin && kw == KW_ATOMIC)
             st->block++;
-        else if (st->block > 0 && zdm_tok_is(s, t, "CASE"))
+        else if (st->block > 0 && kw == KW_CASE)
             st->block++;
-        else if (st->block > 0 && zdm_tok_is(s, t, "END"))
+        else if (st->block > 0 && kw == KW_END)
             st->block--;
     }
-    st->prev_begin = zdm_tok_is(s, t, "BEGIN");
+    st->prev_begin = kw == KW_BEGIN;
 }
 
 /* "-- zdm:allow RULES reason": fills a (rules, reason), or returns 0. */
@@ -403,6 +501,7 @@ static int parse_allow(const char *s, const zdm_tok *t, zdm_sql_allow *a)
 }
 
 typedef struct limits {
+    int stop;          /* stop at a broken bound even when keeping tokens */
     int bad;
     size_t off;        /* statement that broke a bound */
     size_t bytes;
@@ -451,9 +550,9 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
         int rc = next_tok(s, &i, dialect, &t);
         if (rc == 0)
             break;
-        for (; line_pos < t.off; line_pos++)
-            line += s[line_pos] == '\n';
-        int tline = line;
+        /* The token's line, counted on from the last token asked about
+         * only where it is needed (a comment, a statement's end). */
+#define TLINE() (line += count_lines(s, line_pos, t.off), line_pos = t.off, line)
         if (rc < 0) {
             if (out && !out->unterminated) {
                 out->unterminated = 1;
@@ -476,7 +575,7 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
             zdm_sql_pos_next(&pc, s, t.off, &a.line, &a.col);
             if (open)
                 a.stmt = out->nstmts; /* inside the statement being read */
-            else if (out->nstmts > 0 && tline == last_stmt_line)
+            else if (out->nstmts > 0 && TLINE() == last_stmt_line)
                 a.stmt = out->nstmts - 1; /* after the previous one, on its line */
             else
                 a.stmt = SIZE_MAX; /* the next one, when it comes */
@@ -491,8 +590,9 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
                 zdm_sql_pos_next(&pc, s, st_off, &st_line, &st_col);
                 st_tok = out ? out->ntoks : 0;
             }
-            split_word(&st, s, &t, dialect);
-            depth_tok(dp, s, &t);
+            int kw = word_kw(s, &t);
+            split_word(&st, &t, kw, dialect);
+            depth_tok(dp, s, &t, kw);
             last_end = t.off + t.len;
             if (out) {
                 if (out->ntoks == cap_tok) {
@@ -507,13 +607,14 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
                 L->depth = dp->max;
                 L->bytes = last_end - st_off;
             }
-            if (L && L->bad && !out)
+            if (L && L->bad && (!out || L->stop))
                 break;
             if (rc < 0)
                 ends = 1; /* an unterminated string ends the text */
             else
                 continue;
         }
+        int tline = TLINE();
         last_stmt_line = tline;
         if (!open)
             continue; /* an empty statement */
@@ -527,6 +628,7 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
         if (rc < 0)
             break;
     }
+#undef TLINE
     if (open && out) {
         /* The last statement, without a ';'. */
         int end_line, cl;
@@ -555,15 +657,11 @@ void zdm_sql_scan_free(zdm_sql_scan *s)
     memset(s, 0, sizeof *s);
 }
 
-int zdm_sql_check_limits(const char *sql, int dialect, int *line, int *col, zdm_buf *why)
+/* The refusal of a text that broke a bound (L->bad). */
+static int limits_refuse(const char *sql, const limits *L, int *line, int *col, zdm_buf *why)
 {
-    limits L;
-    memset(&L, 0, sizeof L);
-    run(sql ? sql : "", dialect, NULL, &L);
-    if (!L.bad)
-        return 0;
-    zdm_sql_pos(sql, L.off, line, col);
-    if (L.bytes > ZDM_SQL_MAX_BYTES)
+    zdm_sql_pos(sql, L->off, line, col);
+    if (L->bytes > ZDM_SQL_MAX_BYTES)
         zdm_buf_printf(why, "a statement longer than %d bytes (the limit); split it into smaller statements",
                        ZDM_SQL_MAX_BYTES);
     else
@@ -572,4 +670,25 @@ int zdm_sql_check_limits(const char *sql, int dialect, int *line, int *col, zdm_
                        "nested): zdm refuses it rather than risk the parser's stack; split the expression",
                        ZDM_SQL_MAX_DEPTH);
     return ZDM_EXIT_USAGE;
+}
+
+int zdm_sql_check_limits(const char *sql, int dialect, int *line, int *col, zdm_buf *why)
+{
+    limits L;
+    memset(&L, 0, sizeof L);
+    run(sql ? sql : "", dialect, NULL, &L);
+    return L.bad ? limits_refuse(sql ? sql : "", &L, line, col, why) : 0;
+}
+
+int zdm_sql_scan_checked(const char *sql, int dialect, zdm_sql_scan *out, int *line, int *col, zdm_buf *why)
+{
+    limits L;
+    memset(&L, 0, sizeof L);
+    L.stop = 1;
+    memset(out, 0, sizeof *out);
+    run(sql ? sql : "", dialect, out, &L);
+    if (!L.bad)
+        return 0;
+    zdm_sql_scan_free(out);
+    return limits_refuse(sql ? sql : "", &L, line, col, why);
 }

@@ -102,4 +102,9 @@ int zdm_tok_is(const char *sql, const zdm_tok *t, const char *kw);
  * about 200000 levels deep (the limit is 1000)") in `why`. */
 int zdm_sql_check_limits(const char *sql, int dialect, int *line, int *col, zdm_buf *why);
 
+/* zdm_sql_check_limits and zdm_sql_scan_text in one pass over sql: 0 with
+ * *out filled (free with zdm_sql_scan_free), or what zdm_sql_check_limits
+ * returns, with *out empty. */
+int zdm_sql_scan_checked(const char *sql, int dialect, zdm_sql_scan *out, int *line, int *col, zdm_buf *why);
+
 #endif

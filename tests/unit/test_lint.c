@@ -1129,6 +1129,136 @@ static void test_gate(void **state)
     fclose(devnull);
 }
 
+/* ---- large texts: what the fuzzer's slow units were made of ----
+ * (tests/fuzz/seeds/fuzz_lint/slow_*.bin replay them at full size; these
+ * check that the faster paths give the same answers.  Never timed.) */
+
+/* n copies of unit, with %d in it replaced by the copy's index. */
+static char *repeat(const char *head, const char *unit, size_t n, const char *tail)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, head);
+    for (size_t i = 0; i < n; i++)
+        zdm_buf_printf(&b, unit, (int)i, (int)i, (int)i);
+    zdm_buf_puts(&b, tail);
+    return zdm_buf_take(&b);
+}
+
+static size_t count_rule(const zdm_lint_result *r, const char *rule, int allowed)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++)
+        n += strcmp(r->v[i].rule, rule) == 0 && (allowed < 0 || r->v[i].allowed == allowed);
+    return n;
+}
+
+static void test_large_texts(void **state)
+{
+    (void)state;
+    const int dialects[] = {ZDM_LINT_DIALECT_PG, ZDM_LINT_DIALECT_SQLITE};
+    for (size_t d = 0; d < 2; d++) {
+        /* 3,000 statements, each with two zdm:allow comments: the first
+         * naming the rule wins, a second reason never replaces it (the
+         * first of statement 2 names another rule: its second applies). */
+        char *sql = repeat("", "-- zdm:allow destructive-in-expand reason %d\n"
+                               "-- zdm:allow destructive-in-expand later %d\n"
+                               "DROP TABLE t%d;\n", 3000, "");
+        char *wrong = strstr(sql, "-- zdm:allow destructive-in-expand reason 2\n");
+        memcpy(wrong + 13, "mass-dml-in-expand   ", 21); /* same length: "destructive-in-expand" */
+        zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+        zdm_lint_result r = {0};
+        assert_int_equal(zdm_lint_sql_dialect(ctx, sql, dialects[d], E, 1, &r), 0);
+        assert_int_equal(count_rule(&r, "destructive-in-expand", -1), 3000);
+        assert_int_equal(count_rule(&r, "destructive-in-expand", 1), 3000);
+        for (size_t i = 0; i < r.n; i++) {
+            const zdm_lint_finding *f = &r.v[i];
+            if (strcmp(f->rule, "destructive-in-expand") != 0)
+                continue;
+            int k = f->line / 3 - 1 + (f->line % 3 != 0); /* statement k is on line 3k + 3 */
+            char want[64];
+            snprintf(want, sizeof want, k == 2 ? "later %d" : "reason %d", k);
+            assert_int_equal(f->line, 3 * k + 3);
+            assert_string_equal(f->allowed_by, want);
+        }
+        zdm_lint_result_free(&r);
+        zdm_lint_ctx_free(ctx);
+        free(sql);
+
+        /* 2,000 renames in expand; views take back the old names of the
+         * even ones: only the odd renames' findings stay, in order. */
+        sql = repeat("", "ALTER TABLE a%d RENAME TO b%d;\n", 2000, "");
+        zdm_buf b = {0};
+        zdm_buf_puts(&b, sql);
+        for (int i = 1998; i >= 0; i -= 2)
+            zdm_buf_printf(&b, "CREATE VIEW a%d AS SELECT 1;\n", i);
+        free(sql);
+        sql = zdm_buf_take(&b);
+        ctx = zdm_lint_ctx_new();
+        memset(&r, 0, sizeof r);
+        zdm_lint_sql_dialect(ctx, sql, dialects[d], E, 1, &r);
+        assert_int_equal(count_rule(&r, "destructive-in-expand", -1), 1000);
+        int last = 0;
+        for (size_t i = 0; i < r.n; i++) {
+            if (strcmp(r.v[i].rule, "destructive-in-expand") != 0)
+                continue;
+            assert_true(r.v[i].line > last);
+            assert_int_equal(r.v[i].line % 2, 0); /* a%d with d odd is on line d + 1 */
+            last = r.v[i].line;
+        }
+        zdm_lint_result_free(&r);
+        zdm_lint_ctx_free(ctx);
+        free(sql);
+    }
+
+    /* PostgreSQL: a check added again and again is one check; VALIDATE of
+     * it lets SET NOT NULL skip its scan, DROP CONSTRAINT takes that away. */
+    char *sql = repeat("", "ALTER TABLE t ADD CONSTRAINT c CHECK (a IS NOT NULL) NOT VALID;\n", 1000,
+                       "ALTER TABLE t ALTER a SET NOT NULL;\n"
+                       "ALTER TABLE t VALIDATE CONSTRAINT c;\n"
+                       "ALTER TABLE t ALTER a SET NOT NULL;\n"
+                       "ALTER TABLE t ADD CONSTRAINT c CHECK (a IS NOT NULL) NOT VALID;\n"
+                       "ALTER TABLE t ALTER a SET NOT NULL;\n"
+                       "ALTER TABLE t DROP CONSTRAINT c;\n"
+                       "ALTER TABLE t ALTER a SET NOT NULL;\n");
+    zdm_lint_ctx *ctx = zdm_lint_ctx_new();
+    zdm_lint_result r = {0};
+    assert_int_equal(zdm_lint_sql(ctx, sql, C, 0, &r), 0);
+    int lines[4], n = 0;
+    for (size_t i = 0; i < r.n; i++)
+        if (strcmp(r.v[i].rule, "set-not-null") == 0 && n < 4)
+            lines[n++] = r.v[i].line;
+    assert_int_equal(n, 2);
+    assert_int_equal(lines[0], 1001); /* before VALIDATE */
+    assert_int_equal(lines[1], 1007); /* after DROP CONSTRAINT */
+    zdm_lint_result_free(&r);
+    zdm_lint_ctx_free(ctx);
+    free(sql);
+
+    /* PostgreSQL: large INSERTs and SELECTs between DDL (their parse trees
+     * are never built): the DDL's findings keep their lines, and a syntax
+     * error after them is still found, on its line. */
+    sql = repeat("", "INSERT INTO t VALUES (%d), (1), (2), (3);\nSELECT %d, 'a;b', $$;$$ FROM t;\n"
+                     "CREATE INDEX i%d ON t (a);\n", 500, "");
+    ctx = zdm_lint_ctx_new();
+    memset(&r, 0, sizeof r);
+    assert_int_equal(zdm_lint_sql(ctx, sql, E, 1, &r), 0);
+    assert_int_equal(count_rule(&r, "index-not-concurrent", -1), 500);
+    for (size_t i = 0, k = 0; i < r.n; i++)
+        if (strcmp(r.v[i].rule, "index-not-concurrent") == 0)
+            assert_int_equal(r.v[i].line, 3 * (int)k++ + 3);
+    zdm_lint_result_free(&r);
+    char *bad = zdm_xasprintf("%sSELECT 1;\nINSERT INTO t VALUES (1;\n", sql);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(zdm_lint_sql(ctx, bad, E, 1, &r), -1);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].rule, "parse-error");
+    assert_int_equal(r.v[0].line, 1502);
+    zdm_lint_result_free(&r);
+    zdm_lint_ctx_free(ctx);
+    free(bad);
+    free(sql);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1147,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_generated_sql),
         cmocka_unit_test(test_gate),
         cmocka_unit_test(test_soak),
+        cmocka_unit_test(test_large_texts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
