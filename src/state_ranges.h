@@ -5,7 +5,7 @@
  * its backfill started and finished, its key columns, the row estimate,
  * the operator's pause and live-setting overrides) and `ranges` table (the
  * key ranges of a backfill: bounds, the committed cursor, the owner and its
- * heartbeat, rows done).  The backfill worker (phases/backfill_*.c) and
+ * heartbeat with the owner's recent rate, rows done).  The backfill worker (phases/backfill_*.c) and
  * zdm status call these verbs; nobody else names the tables.
  *
  * The verbs that run inside the caller's transaction say so: the batch's
