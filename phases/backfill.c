@@ -233,6 +233,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (w->d->one_writer && w->pacer.latency_pct)
         snprintf(lock, sizeof lock, " (write lock held %lld us; %s)", (long long)w->pacer.lock_us,
                  zdm_pacer_writer_quiet(&w->pacer) ? "no other writer" : "another writer seen");
+    else if (zdm_pacer_duty_on(&w->pacer))
+        snprintf(lock, sizeof lock, " (another session works: batches at most %lld%% of the time)",
+                 (long long)w->pacer.duty_pct);
     zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill",
             "range %d: %lld keys, %lld rows converted in %lld ms; next batch %lld, pacer %s (latency gap %lld ms, "
             "probe p99 %.2f ms); next in %lld ms%s",
@@ -289,6 +292,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     zdm_pacer_init(&w.pacer, t->batch_size, t->min_batch_size, t->max_batch_size, t->target_batch_ms,
                    t->max_rows_per_second, t->sleep_ms);
     zdm_pacer_latency(&w.pacer, t->max_latency_pct, t->max_lock_ms, w.d->one_writer);
+    zdm_pacer_duty(&w.pacer, t->max_duty_percent);
 
     zdm_db *own = NULL, *caller = db;
     if (o->url) {

@@ -39,6 +39,7 @@ void zdm_bf_apply_settings(worker *w, const char *json, int workers)
         rate = rate / workers > 0 ? rate / workers : 1;
     zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms, rate, t->sleep_ms);
     zdm_pacer_latency(&w->pacer, t->max_latency_pct, t->max_lock_ms, w->d->one_writer);
+    zdm_pacer_duty(&w->pacer, t->max_duty_percent);
 }
 
 /* ---- controls ---- */

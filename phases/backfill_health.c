@@ -80,6 +80,11 @@ static int concurrent_feed(worker *w)
     while ((n = zdm_bf_prober_take(w->prober, us, 64, &e)) > 0)
         for (int i = 0; i < n; i++)
             zdm_pacer_sample(&w->pacer, us[i]);
+    char act[16];
+    int na;
+    while ((na = zdm_bf_prober_activity(w->prober, act, (int)sizeof act)) > 0)
+        for (int i = 0; i < na; i++)
+            zdm_pacer_app_activity(&w->pacer, act[i]);
     if (n < 0) {
         prober_drop(w, e.msg);
         return -1;
@@ -143,11 +148,12 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
             zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
                     "latency probe idle: %.2f ms; batches keep its p99 under %.2f ms (max_latency_factor %.2g); "
                     "the probe: %s on a connection of its own, every %d ms during the batches too (idle: the "
-                    "p95 of %d)%s",
+                    "p95 of %d)%s; while another session works, batches run at most %lld%% of the time",
                     (double)idle / 1000.0, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0,
                     (double)w->pacer.latency_pct / 100.0, w->th.probe_query ? "probe_query" : "a commit",
                     PROBE_EVERY_MS, PROBE_IDLE_SAMPLES,
-                    w->th.probe_query ? "" : ", at least the application's mean where pg_stat_statements is");
+                    w->th.probe_query ? "" : ", at least the application's mean where pg_stat_statements is",
+                    (long long)w->pacer.duty_pct);
             return 0;
         }
         if (zdm_sig_caught())

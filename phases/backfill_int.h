@@ -147,6 +147,9 @@ int zdm_bf_prober_start(const char *url, const char *probe_query, int64_t every_
 /* Moves up to max queued samples (us, oldest first) to us; returns how
  * many, or -1 when the thread stopped on an error (then in *err). */
 int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, int max, zdm_err *err);
+/* Moves up to max queued activity readings (oldest first, 1: another
+ * client session worked) to out; returns how many. */
+int zdm_bf_prober_activity(zdm_bf_prober *p, char *out, int max);
 void zdm_bf_prober_every(zdm_bf_prober *p, int64_t every_ms);
 void zdm_bf_prober_stop(zdm_bf_prober *p); /* NULL: nothing */
 /* backfill_progress.c */

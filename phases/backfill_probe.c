@@ -21,6 +21,10 @@
  * commit writes a commit record and waits for the WAL flush, as an
  * application commit does, so it also pays for the WAL a batch is
  * writing.  Cost: one small commit per interval (every 20 ms).
+ *
+ * Every ZDM_BF_ACTIVITY_EVERY_MS the thread also reads, untimed, whether
+ * another client session works (zdm_db_others_active): the busy share
+ * (pacer.h) applies only while an application does.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +35,8 @@
 #include "backfill_int.h"
 
 #define ZDM_BF_PROBE_QUEUE 512
+#define ZDM_BF_ACTIVITY_EVERY_MS 250
+#define ZDM_BF_ACTIVITY_QUEUE 64
 
 struct zdm_bf_prober {
     pthread_t th;
@@ -45,11 +51,21 @@ struct zdm_bf_prober {
     int64_t q[ZDM_BF_PROBE_QUEUE]; /* samples not taken yet, us */
     int nq;
     int64_t taken;     /* samples ever queued (tests, logs) */
+    char act[ZDM_BF_ACTIVITY_QUEUE]; /* activity readings not taken yet, in order: 1 busy */
+    int nact;
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void *run(void *arg)
 {
     zdm_bf_prober *p = arg;
+    int64_t act_at = 0;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         pthread_mutex_unlock(&p->mu);
@@ -57,7 +73,22 @@ static void *run(void *arg)
         zdm_err e;
         zdm_err_clear(&e);
         int rc = zdm_db_probe_commit(p->db, p->query, &us, &e);
+        int active = -1;
+        if (rc == 0 && now_ms() - act_at >= ZDM_BF_ACTIVITY_EVERY_MS) {
+            act_at = now_ms();
+            zdm_err ae;
+            zdm_err_clear(&ae);
+            if (zdm_db_others_active(p->db, &active, &ae) != 0)
+                active = 1; /* cannot tell: as busy */
+        }
         pthread_mutex_lock(&p->mu);
+        if (active >= 0) {
+            if (p->nact == ZDM_BF_ACTIVITY_QUEUE) {
+                memmove(p->act, p->act + 1, ZDM_BF_ACTIVITY_QUEUE - 1);
+                p->nact--;
+            }
+            p->act[p->nact++] = (char)active;
+        }
         if (rc != 0) {
             p->failed = 1;
             p->err = e;
@@ -133,6 +164,17 @@ int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, int max, zdm_err *err)
         *err = p->err;
     pthread_mutex_unlock(&p->mu);
     return failed ? -1 : n;
+}
+
+int zdm_bf_prober_activity(zdm_bf_prober *p, char *out, int max)
+{
+    pthread_mutex_lock(&p->mu);
+    int n = p->nact < max ? p->nact : max;
+    memcpy(out, p->act, (size_t)n);
+    memmove(p->act, p->act + n, (size_t)(p->nact - n));
+    p->nact -= n;
+    pthread_mutex_unlock(&p->mu);
+    return n;
 }
 
 void zdm_bf_prober_every(zdm_bf_prober *p, int64_t every_ms)

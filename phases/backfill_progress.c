@@ -183,6 +183,8 @@ void zdm_bf_publish(worker *w, int force)
         json_object_set_new(o, "latency_probe_us", json_integer(w->pacer.last_probe_us));
         json_object_set_new(o, "latency_baseline_us", json_integer(w->pacer.baseline_us));
         json_object_set_new(o, "latency_bound_us", json_integer(zdm_pacer_bound_us(&w->pacer)));
+        json_object_set_new(o, "busy_share_percent",
+                            json_integer(zdm_pacer_duty_on(&w->pacer) ? w->pacer.duty_pct : 0));
         status = json_dumps(o, JSON_INDENT(2));
         json_decref(o);
     }
@@ -220,6 +222,7 @@ void zdm_bf_publish(worker *w, int force)
         .latency_samples = w->pacer.samples_total,
         .latency_slow_samples = w->pacer.slow_total,
         .latency_batch_cap = w->pacer.lat_cap,
+        .busy_share_pct = zdm_pacer_duty_on(&w->pacer) ? w->pacer.duty_pct : 0,
     };
     m.one_writer = w->d->one_writer && w->pacer.latency_pct;
     m.write_lock_us = w->pacer.lock_us;

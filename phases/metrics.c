@@ -232,6 +232,10 @@ void zdm_metrics_backfill(const zdm_backfill_metrics *m, int with_deprecated, zd
     zdm_metric_gauge(out, "zdm_backfill_latency_batch_cap_rows",
                      "Rows a batch may have since the last latency back-off (0: no cap).", plan,
                      (double)m->latency_batch_cap);
+    zdm_metric_gauge(out, "zdm_backfill_busy_share_limit",
+                     "While another session works: the largest share of the time this worker spends in batches "
+                     "(max_duty_percent / 100; 0: no limit now, nobody else works or pacing is off; PostgreSQL).",
+                     plan, (double)m->busy_share_pct / 100.0);
     if (m->one_writer) {
         zdm_metric_gauge(out, "zdm_backfill_write_lock_held_seconds",
                          "How long the last batch held the write lock (SQLite).", plan, (double)m->write_lock_us / 1e6);

@@ -75,6 +75,7 @@ typedef struct zdm_backfill_metrics {
     /* the probe running during the batches (PostgreSQL): samples, those
      * over the bound, and the batch size cap since the last back-off */
     int64_t latency_samples, latency_slow_samples, latency_batch_cap;
+    int64_t busy_share_pct; /* the busy share in force (pacer.h), 0: none */
     /* one writer (SQLite): the last batch's hold on the write lock, and
      * whether other connections' commits were seen (the lock's share kept) */
     int one_writer;

@@ -34,6 +34,8 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->samples_total = p->slow_total = 0;
     p->lat_cap = 0;
     p->win_n = p->win_slow = 0;
+    p->duty_pct = 100;
+    p->app_read = p->app_quiet = 0;
     zdm_pacer_update(p, min_size, max_size, target_ms, max_rows_per_second, sleep_ms);
 }
 
@@ -496,6 +498,26 @@ void zdm_pacer_sample(zdm_pacer *p, int64_t us)
     p->win_n = p->win_slow = 0;
 }
 
+void zdm_pacer_duty(zdm_pacer *p, int64_t pct)
+{
+    p->duty_pct = pct < 1 ? 1 : pct > 100 ? 100 : pct;
+}
+
+void zdm_pacer_app_activity(zdm_pacer *p, int active)
+{
+    p->app_read = 1;
+    if (active)
+        p->app_quiet = 0;
+    else if (p->app_quiet < ZDM_PACER_APP_QUIET)
+        p->app_quiet++;
+}
+
+int zdm_pacer_duty_on(const zdm_pacer *p)
+{
+    return p->latency_pct && !p->single_writer && p->duty_pct < 100 &&
+           (!p->app_read || p->app_quiet < ZDM_PACER_APP_QUIET);
+}
+
 int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms)
 {
     int64_t wait = p->sleep_ms;
@@ -506,6 +528,11 @@ int64_t zdm_pacer_delay(const zdm_pacer *p, int64_t now_ms)
     int64_t gap = zdm_pacer_writer_gap_ms(p); /* one writer: pacer.h */
     if (gap > wait)
         wait = gap;
+    if (zdm_pacer_duty_on(p) && p->last_batch_ms > 0) { /* the busy share: pacer.h */
+        gap = p->last_batch_ms * (100 - p->duty_pct) / p->duty_pct;
+        if (gap > wait)
+            wait = gap;
+    }
     return wait < 0 ? 0 : wait;
 }
 

@@ -112,6 +112,10 @@ typedef struct zdm_pacer {
     int win_n, win_slow;          /* samples, and those over the bound, since the last decision */
     int64_t table_rows;           /* the table's estimated rows (the row-lock share); 0: unknown */
     int64_t samples_total, slow_total; /* samples seen, and those over the bound (/metrics) */
+    /* the busy share (ZDM_PACER_APP_QUIET above) */
+    int64_t duty_pct;             /* max_duty_percent; 100: no limit */
+    int app_read;                 /* an activity reading arrived */
+    int app_quiet;                /* readings in a row that saw no other session */
 } zdm_pacer;
 
 void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t max_size,
@@ -156,6 +160,21 @@ void zdm_pacer_probe_seen(zdm_pacer *p, int64_t us);
  * 0, stays fixed), and sessions seen
  * waiting on a batch (zdm_pacer_blocked) back off as a slow probe does. */
 #define ZDM_PACER_CLEAN 50
+/* Busy share (PostgreSQL).  The probe is one round trip; an application
+ * transaction is several (BEGIN, statements, COMMIT), each of which can
+ * meet a batch, so the application's share of slowed transactions is a
+ * multiple of the probe's and a probe kept near its own tail bound let
+ * the application's p99 reach 4x idle.  What the probe cannot resolve the
+ * duty cycle bounds: while an application works, batches run at most
+ * max_duty_percent of the time -- after a batch of T ms the worker waits
+ * T x (100 - pct) / pct -- so at most that share of the application's
+ * transactions overlaps a batch at all.  "An application works": another
+ * client session (not zdm's) ran a statement within the last second, in
+ * any of the last ZDM_PACER_APP_QUIET readings (zdm_pacer_app_activity,
+ * every ZDM_PACER_APP_EVERY_MS on the probe's connection); a database
+ * nobody uses gets full-speed batches, and so does a worker that cannot
+ * tell (no reading yet counts as busy, not as idle). */
+#define ZDM_PACER_APP_QUIET 8
 #define ZDM_PACER_LOCK_SHARE 1000
 /* on: samples come from zdm_pacer_sample; table_rows: the estimate of the
  * table's rows (0: unknown, no row-lock share cap). */
@@ -165,6 +184,14 @@ void zdm_pacer_sample(zdm_pacer *p, int64_t us);
  * (PostgreSQL): the application waited on the backfill, so back off as
  * for a slow probe. */
 void zdm_pacer_blocked(zdm_pacer *p, int64_t sessions);
+/* max_duty_percent (live): 1..100, 100 or more: no limit. */
+void zdm_pacer_duty(zdm_pacer *p, int64_t pct);
+/* An activity reading: whether another client session ran a statement
+ * within the last second (or could not be told apart: counts as 1). */
+void zdm_pacer_app_activity(zdm_pacer *p, int active);
+/* The busy share applies now: latency pacing on, several writers, a
+ * limit under 100 and an application seen recently (or nothing known). */
+int zdm_pacer_duty_on(const zdm_pacer *p);
 /* The latency bound in microseconds (0 while off or without a baseline). */
 int64_t zdm_pacer_bound_us(const zdm_pacer *p);
 /* The size target: target_ms, or max_lock_ms when smaller. */

@@ -173,7 +173,8 @@ static const cmd commands[] = {
     {NULL, "set", "PLAN [--reset] KEY=VALUE...", "change a backfill throttle setting live",
      "Keys: batch_size, target_batch_ms, min_batch_size, max_batch_size,\n"
      "max_rows_per_second, sleep_ms, max_replication_lag_ms, max_latency_factor\n"
-     "(0 or 1..100, e.g. 1.5), max_lock_ms, stall_after_ms.  Workers read them\n"
+     "(0 or 1..100, e.g. 1.5), max_lock_ms, max_duty_percent (1..100),\n"
+     "stall_after_ms.  Workers read them\n"
      "before every batch.  All the keys of one command change together, or none\n"
      "(exit 2 when they contradict each other or the plan, e.g. min_batch_size\n"
      "above max_batch_size).  --reset drops every override first (alone: back to\n"

@@ -254,6 +254,7 @@ static json_t *json_plan(const zdm_plan *p)
         json_object_set_new(th, "pause_query", jstr(t->pause_query));
         json_object_set_new(th, "max_latency_factor", json_real((double)t->max_latency_pct / 100.0));
         json_object_set_new(th, "max_lock_ms", json_integer(t->max_lock_ms));
+        json_object_set_new(th, "max_duty_percent", json_integer(t->max_duty_percent));
         json_object_set_new(th, "probe_query", jstr(t->probe_query));
         json_object_set_new(th, "stall_after_ms", json_integer(t->stall_after_ms));
         json_object_set_new(bo, "throttle", th);
@@ -427,6 +428,8 @@ static void print_plan(FILE *f, const zdm_plan *p, const zdm_hooks *proj)
             fprintf(f, ", no latency pacing");
         if (t->max_lock_ms)
             fprintf(f, ", locks held < %lld ms", (long long)t->max_lock_ms);
+        if (t->max_latency_pct && t->max_duty_percent < 100)
+            fprintf(f, ", batches <= %lld%% of the time while the application works", (long long)t->max_duty_percent);
         fputc('\n', f);
         if (t->pause_query)
             fprintf(f, "  pause while: %s\n", t->pause_query);

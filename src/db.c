@@ -850,6 +850,25 @@ int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err)
     return rc;
 }
 
+int zdm_db_others_active(zdm_db *db, int *active, zdm_err *err)
+{
+    *active = 1;
+    if (db->ops->kind != ZDM_DB_PG)
+        return ZDM_OK;
+    char *v = NULL;
+    /* state_change: an idle session that ended a transaction a moment
+     * ago is an application between two transactions */
+    int rc = zdm_db_query_value(db, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                                    "AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'zdm%' "
+                                    "AND (state IS NULL OR state <> 'idle' OR "
+                                    "state_change > clock_timestamp() - interval '1 second')",
+                                0, NULL, &v, err);
+    if (rc == ZDM_OK && v)
+        *active = strtoll(v, NULL, 10) > 0;
+    free(v);
+    return rc;
+}
+
 /* sqlite: a sample of the column in key order, about 4096 values, one
  * scan (every row drawn with the same odds, so a dense part of the key
  * space gets as many sampled values as it has rows). */

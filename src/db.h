@@ -152,6 +152,11 @@ int zdm_db_probe_others_wrote(const zdm_db *db);
  * pg_blocking_pids; sqlite cannot tell: 0).  Run inside a transaction to
  * see who waits on its row locks. */
 int zdm_db_blocked_by_me(zdm_db *db, long long *sessions, zdm_err *err) ZDM_MUST_CHECK;
+/* PostgreSQL: *active = 1 when a client session other than zdm's
+ * (application_name not starting with "zdm") runs a statement, or ran one
+ * within the last second, or cannot be told (another role's session
+ * without pg_read_all_stats shows no state: counted).  SQLite: 1. */
+int zdm_db_others_active(zdm_db *db, int *active, zdm_err *err) ZDM_MUST_CHECK;
 
 /* Up to parts - 1 split points of an integer column that cut its rows
  * into `parts` about equal shares, ascending (*out malloc'd, *n of them):

@@ -20,6 +20,7 @@ static const zdm_live_key keys[] = {
     {"max_replication_lag_ms", F(max_replication_lag_ms), ZDM_LIVE_NONNEG},
     {"max_latency_factor", F(max_latency_pct), ZDM_LIVE_FACTOR},
     {"max_lock_ms", F(max_lock_ms), ZDM_LIVE_NONNEG},
+    {"max_duty_percent", F(max_duty_percent), ZDM_LIVE_PERCENT},
     {"stall_after_ms", F(stall_after_ms), ZDM_LIVE_POSITIVE},
 };
 #undef F
@@ -92,6 +93,11 @@ int zdm_live_parse(const char *kv, const zdm_live_key **key, long long *v, zdm_e
         return 0;
     }
     *v = strtoll(val, &end, 10);
+    if (k->form == ZDM_LIVE_PERCENT) {
+        if (!*val || *end || errno || *v < 1 || *v > 100)
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected an integer from 1 to 100", name, val);
+        return 0;
+    }
     int positive = k->form == ZDM_LIVE_POSITIVE;
     if (!*val || *end || errno || *v < 0 || (*v == 0 && positive))
         return zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected a %s integer", name, val,

@@ -23,6 +23,7 @@ typedef enum zdm_live_form {
     ZDM_LIVE_POSITIVE, /* an integer above 0 (batch sizes) */
     ZDM_LIVE_NONNEG,   /* an integer, 0 or more */
     ZDM_LIVE_FACTOR,   /* 0 (off) or a number from 1 to 100; the field keeps it x 100 */
+    ZDM_LIVE_PERCENT,  /* an integer from 1 to 100 */
 } zdm_live_form;
 
 typedef struct zdm_live_key {

@@ -473,7 +473,7 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
         "batch_size", "target_batch_ms", "min_batch_size", "max_batch_size",
         "max_rows_per_second", "sleep_ms", "max_replication_lag_ms", "pause_query",
         "check_autovacuum", "check_wal_archive", "max_wal_archive_ready", "check_replica_lag",
-        "max_latency_factor", "max_lock_ms", "probe_query", "stall_after_ms", NULL};
+        "max_latency_factor", "max_lock_ms", "max_duty_percent", "probe_query", "stall_after_ms", NULL};
     const char *w = "[backfill.throttle]";
     check_keys(c, t, w, keys);
     const int64_t big = INT64_C(1000000000);
@@ -492,6 +492,7 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
     th->check_replica_lag = want_bool(c, t, "check_replica_lag", w, th->check_replica_lag);
     th->max_latency_pct = want_factor(c, t, "max_latency_factor", w, th->max_latency_pct);
     th->max_lock_ms = want_int(c, t, "max_lock_ms", w, th->max_lock_ms, 0, 3600000);
+    th->max_duty_percent = want_int(c, t, "max_duty_percent", w, th->max_duty_percent, 1, 100);
     th->probe_query = want_sql(c, t, "probe_query", w, 0, ZDM_SQL_PG);
     th->stall_after_ms = want_int(c, t, "stall_after_ms", w, th->stall_after_ms, 1, INT64_C(604800000));
     if (th->min_batch_size > th->max_batch_size)

@@ -609,6 +609,42 @@ static void test_concurrent_backoff_keeps_fixed_cost_floor(void **state)
     assert_int_equal(p.lat_gap_ms, ZDM_PACER_MAX_GAP_MS);
 }
 
+/* The busy share: while another session works (or before anything is
+ * known), a batch of T ms is followed by T x (100 - pct) / pct; lifted
+ * after ZDM_PACER_APP_QUIET quiet readings, back at the first busy one;
+ * never without latency pacing, never for one writer, never at 100. */
+static void test_busy_share(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 200, 10, 50000, 0, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_duty(&p, 20);
+    zdm_pacer_record(&p, 200, 10, 1000);
+    assert_true(zdm_pacer_duty_on(&p)); /* nothing read yet: as busy */
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 40);
+    zdm_pacer_app_activity(&p, 1);
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 40);
+    for (int i = 0; i < ZDM_PACER_APP_QUIET - 1; i++)
+        zdm_pacer_app_activity(&p, 0);
+    assert_true(zdm_pacer_duty_on(&p));
+    zdm_pacer_app_activity(&p, 0);
+    assert_false(zdm_pacer_duty_on(&p)); /* nobody works: full speed */
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 0);
+    zdm_pacer_app_activity(&p, 1);
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 40);
+    zdm_pacer_duty(&p, 50);
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 10);
+    zdm_pacer_duty(&p, 100);
+    assert_false(zdm_pacer_duty_on(&p));
+    zdm_pacer_duty(&p, 0); /* clamped to 1 */
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 990);
+    zdm_pacer_latency(&p, 0, 100, 0);
+    assert_int_equal(zdm_pacer_delay(&p, 1000), 0);
+    zdm_pacer_latency(&p, 150, 100, 1); /* one writer: the lock's share instead */
+    assert_false(zdm_pacer_duty_on(&p));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_rebaselines),
         cmocka_unit_test(test_concurrent_row_lock_share),
         cmocka_unit_test(test_concurrent_backoff_keeps_fixed_cost_floor),
+        cmocka_unit_test(test_busy_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
