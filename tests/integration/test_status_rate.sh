@@ -2,9 +2,11 @@
 # test_status_rate.sh -- zdm status shows the backfill's rate (every live
 # worker's together) and the ETA at it, on PostgreSQL and SQLite.
 #
-# Table t: 200,000 rows; max_rows_per_second = 2000 for the plan, which
-# --workers 2 share (1000 each), 200-row batches: the backfill lasts
-# minutes, the test reads status while it runs and stops it.
+# Table t: 200,000 rows in 16 ranges; max_rows_per_second = 400 for the
+# plan, which --workers 2 share (200 each), 40-row batches: a range lasts
+# about a minute (a worker between two ranges is not listed, so none ends
+# while the test reads), the backfill much longer; the test reads status
+# while it runs and stops it.
 #   * both workers live: rows_per_second is above one worker's share and
 #     below 3 x the plan's limit (a wide bound: never a timing failure),
 #     equals the sum of the listed workers' rates, and eta_seconds is
@@ -28,8 +30,8 @@ source "$ZDM_SRC/tests/lib/zdm.sh"
 t_init status_rate
 
 ROWS=200000
-LIMIT=2000       # max_rows_per_second of the plan
-SHARE=1000       # one worker's share of it with two live
+LIMIT=400        # max_rows_per_second of the plan
+SHARE=200        # one worker's share of it with two live
 
 setup() {
     local d=$1
@@ -43,8 +45,8 @@ table = \"t\"
 set.dst = \"src + 1\"
 dual_write = false
 [backfill.throttle]
-batch_size = 200
-max_batch_size = 200
+batch_size = 40
+max_batch_size = 40
 max_latency_factor = 0
 max_rows_per_second = $LIMIT"
     if [ "$d" = pg ]; then
