@@ -122,6 +122,11 @@ void zdm_bf_free_sql(worker *w);
 char *zdm_bf_sql_last_key(worker *w, int with_cursor);
 /* The table's first (last = 0) or last key. */
 char *zdm_bf_sql_edge(worker *w, int last);
+/* The keys after a cursor (with_cursor; else from the start) up to a
+ * bound: counted ($cursor..., $bound...), and the one at an offset
+ * ($cursor..., $bound..., $offset). */
+char *zdm_bf_sql_count_keys(worker *w, int with_cursor);
+char *zdm_bf_sql_key_at(worker *w, int with_cursor);
 /* The rows still to convert: counted (keys = 0) or their first five keys. */
 char *zdm_bf_sql_unconverted(worker *w, int keys);
 /* backfill_ranges.c */

@@ -4,10 +4,12 @@
  * Owns: splitting the key space into ranges when the first worker starts
  * (integer keys by the driver's quantiles or equal widths, other keys at
  * quantiles of a sample), claiming a free range (one whose owner is gone
- * or stale), and releasing it.  The ranges themselves are state's
+ * or stale), splitting a busy range for an idle worker (by the rows it has
+ * left), and releasing it.  The ranges themselves are state's
  * (state_ranges.c).
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,32 +209,134 @@ int zdm_bf_claim(worker *w, int *got, zdm_err *err)
     return rc;
 }
 
-/* An idle worker takes the upper half of the keys left in the busiest
- * range (integer keys; not with a work list, whose every range costs a
- * collection), so N workers stay busy to the end. */
-#define SPLIT_MIN_KEYS 2000
+/* An idle worker takes the upper half of the rows left in the busiest
+ * range held by another worker (not with a work list, whose every range
+ * costs a collection), so N workers stay busy to the end.  By rows, not by
+ * the width of the key span: with skewed keys (1..1e6 and a few near
+ * 1e12) half the span holds a thousand rows, and the idle worker would
+ * split again and again for nothing while the owner converts the rest
+ * alone.  Any key, integer or not: the rows are counted and the middle
+ * one found through the key's index. */
+#define SPLIT_MIN_ROWS 2000
+#define SPLIT_TRIES 3
+
+/* The keys after `cursor` (NULL: from the start) up to `hi`: *n counted;
+ * with mid, the key after which the upper half begins (malloc'd). */
+static int range_keys(worker *w, const char *cursor, const char *hi, long long *n, char **mid, zdm_err *err)
+{
+    json_t *jc = NULL, *jh = NULL;
+    const char *params[2 * 8 + 1];
+    int np = 0, rc = 0, with_cursor = cursor != NULL;
+    char off[32];
+    *n = 0;
+    if (mid)
+        *mid = NULL;
+    if (w->key.n > 8)
+        return 0; /* the batches refuse them */
+    if (with_cursor)
+        rc = zdm_bf_key_params(cursor, &jc, params, &np, w->key.n, err);
+    if (rc == 0)
+        rc = zdm_bf_key_params(hi, &jh, params, &np, w->key.n, err);
+    char *v = NULL;
+    if (rc == 0) {
+        char *sql = zdm_bf_sql_count_keys(w, with_cursor);
+        rc = zdm_db_query_value(w->db, sql, np, params, &v, err);
+        free(sql);
+        *n = v ? strtoll(v, NULL, 10) : 0;
+        free(v);
+    }
+    if (rc == 0 && mid && *n >= 2) {
+        /* the lower half, (cursor, mid], keeps n / 2 keys */
+        snprintf(off, sizeof off, "%lld", *n / 2 - 1);
+        params[np++] = off;
+        char *sql = zdm_bf_sql_key_at(w, with_cursor);
+        zdm_rows *r = NULL;
+        rc = zdm_db_query(w->db, sql, np, params, &r, err);
+        free(sql);
+        if (rc == 0 && zdm_rows_count(r) == 1)
+            *mid = zdm_bf_key_json(r, 0, (int)w->key.n);
+        zdm_rows_free(r);
+    }
+    json_decref(jc);
+    json_decref(jh);
+    return rc;
+}
+
+/* One try: the busiest range by rows left (counted without locks), then
+ * under its row lock -- after its owner's batch in flight has committed,
+ * so the cursor is the committed one and the owner's next batch reads the
+ * new bound -- counted again and cut in the middle.  *again: the range
+ * changed hands or was split meanwhile; look again. */
+static int split_once(worker *w, int *got, int *again, zdm_err *err)
+{
+    *got = *again = 0;
+    zdm_rows *busy = NULL;
+    int rc = zdm_state_ranges_busy(w->db, w->plan->id, w->me, &busy, err);
+    int best = -1;
+    long long most = 0;
+    for (int i = 0; rc == 0 && i < zdm_rows_count(busy); i++) {
+        long long n = 0;
+        rc = range_keys(w, zdm_rows_get(busy, i, 1), zdm_rows_get(busy, i, 2), &n, NULL, err);
+        if (rc == 0 && n > most) {
+            most = n;
+            best = i;
+        }
+    }
+    if (rc != 0 || best < 0 || most < SPLIT_MIN_ROWS) {
+        zdm_rows_free(busy);
+        return rc;
+    }
+    int id = atoi(zdm_rows_get(busy, best, 0));
+    char *seen_hi = zdm_xstrdup(zdm_rows_get(busy, best, 2));
+    zdm_rows_free(busy);
+    char *cursor = NULL, *owner = NULL, *hi = NULL, *mid = NULL;
+    int done = 0, nid = -1;
+    long long n = 0;
+    zdm_state_rate rate;
+    zdm_bf_rate(w, 0, &rate);
+    rc = zdm_db_begin(w->db, err);
+    if (rc == 0)
+        rc = zdm_state_ranges_lock(w->db, w->plan->id, id, &cursor, &done, &owner, &hi, err);
+    if (rc == 0 && (done || !owner || strcmp(owner, w->me) == 0 || !hi || strcmp(hi, seen_hi) != 0))
+        *again = 1; /* done, released, or split by another idle worker meanwhile */
+    if (rc == 0 && !*again)
+        rc = range_keys(w, cursor, hi, &n, &mid, err);
+    if (rc == 0 && !*again && n >= SPLIT_MIN_ROWS && mid)
+        rc = zdm_state_ranges_split(w->db, w->plan->id, id, w->me, &rate, mid, hi, &nid, err);
+    else if (rc == 0 && !*again)
+        *again = 1; /* its owner's batch took most of what was left: another range may have more */
+    if (rc == 0 && nid >= 0)
+        rc = zdm_db_commit(w->db, err);
+    if (rc != 0 || nid < 0) {
+        zdm_db_rollback(w->db);
+    } else {
+        *got = 1;
+        w->range_id = nid;
+        free(w->hi);
+        free(w->cursor);
+        w->hi = hi;
+        w->cursor = zdm_xstrdup(mid);
+        hi = NULL;
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                "split range %d: took its keys after %s up to %s as range %d (%lld of its %lld rows left)", id, mid,
+                w->hi, nid, n - n / 2, n);
+    }
+    free(seen_hi);
+    free(cursor);
+    free(owner);
+    free(hi);
+    free(mid);
+    return rc;
+}
 
 int zdm_bf_split(worker *w, int *got, zdm_err *err)
 {
     *got = 0;
     if (w->worklist)
         return 0;
-    zdm_state_range r = {.id = -1};
-    long long from = -1;
-    zdm_state_rate rate;
-    zdm_bf_rate(w, 0, &rate);
-    int rc = zdm_state_ranges_split(w->db, w->plan->id, w->me, &rate, SPLIT_MIN_KEYS, got, &r, &from, err);
-    if (rc == 0 && *got) {
-        w->range_id = r.id;
-        free(w->hi);
-        free(w->cursor);
-        w->hi = r.hi;
-        w->cursor = r.cursor;
-        r.hi = r.cursor = NULL;
-        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "split range %lld: took its keys after %s up to %s as range %d",
-                from, w->cursor, w->hi, w->range_id);
-    }
-    zdm_state_range_free(&r);
+    int again = 1, rc = 0;
+    for (int i = 0; rc == 0 && !*got && again && i < SPLIT_TRIES; i++)
+        rc = split_once(w, got, &again, err);
     return rc;
 }
 

@@ -7,7 +7,9 @@
  * asks for (batch_one_statement: one statement that finds and converts a
  * batch; else a peek at the batch's last key, then the UPDATE up to it),
  * the integer-span statements, the first and last key of the table (the
- * split), and the "rows still to convert" statements of the final check.
+ * split), the keys of a range counted and its middle key (an idle
+ * worker's split), and the "rows still to convert" statements of the
+ * final check.
  * Values are always $N parameters; identifiers are quoted by the driver.
  */
 #include <jansson.h>
@@ -355,6 +357,38 @@ void zdm_bf_free_sql(worker *w)
 char *zdm_bf_sql_last_key(worker *w, int with_cursor)
 {
     return last_key(w, with_cursor, "");
+}
+
+/* "[k > cursor AND] k <= bound": cursor params from $first, then the
+ * bound's. */
+static void key_span(worker *w, zdm_buf *b, int with_cursor, int first)
+{
+    if (with_cursor) {
+        key_cmp(w, b, ">", first);
+        zdm_buf_puts(b, " AND ");
+    }
+    key_cmp(w, b, "<=", with_cursor ? first + (int)w->key.n : first);
+}
+
+char *zdm_bf_sql_count_keys(worker *w, int with_cursor)
+{
+    zdm_buf b = {0};
+    zdm_buf_printf(&b, "SELECT count(*) FROM %s WHERE ", w->tbl);
+    key_span(w, &b, with_cursor, 1);
+    return zdm_buf_take(&b);
+}
+
+char *zdm_bf_sql_key_at(worker *w, int with_cursor)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
+    key_span(w, &b, with_cursor, 1);
+    zdm_buf_puts(&b, " ORDER BY ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " LIMIT 1 OFFSET $%d", (with_cursor ? 2 : 1) * (int)w->key.n + 1);
+    return zdm_buf_take(&b);
 }
 
 char *zdm_bf_sql_edge(worker *w, int last)

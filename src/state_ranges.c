@@ -411,90 +411,79 @@ int zdm_state_key_int(const char *json, long long *out)
     return 1;
 }
 
-int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, const zdm_state_rate *rate,
-                           long long min_keys, int *got, zdm_state_range *out, long long *from, zdm_err *err)
+int zdm_state_ranges_busy(zdm_db *db, const char *plan_id, const char *owner, zdm_rows **out, zdm_err *err)
 {
-    *got = 0;
-    const zdm_dialect *d = zdm_db_dialect(db);
-    int rc = zdm_db_begin(db, err);
-    if (rc != 0)
-        return rc;
-    /* every open range held by another worker, locked: an owner's batch in
-     * flight commits first, so its cursor below is the committed one, and
-     * its next batch reads the new bound under the same lock */
-    zdm_buf sql = {0};
-    zdm_buf_printf(&sql, "SELECT range_id, lo, cursor, hi FROM %s WHERE plan_id = $1 AND done = 0 AND owner IS NOT NULL "
-                         "AND owner <> $2 ORDER BY range_id%s", ranges_t(db), d->lock_row);
+    *out = NULL;
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT range_id, cursor, hi FROM %s WHERE plan_id = $1 AND done = 0 AND owner IS NOT NULL "
+                              "AND owner <> $2 ORDER BY range_id", ranges_t(db));
     const char *p[] = {plan_id, owner};
-    zdm_rows *r = NULL;
-    rc = zdm_db_query(db, sql.data, 2, p, &r, err);
-    zdm_buf_free(&sql);
-    int best = -1;
-    unsigned long long widest = 0;
-    long long bc = 0, bh = 0;
-    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++) {
-        long long c, h;
-        const char *cur = zdm_rows_get(r, i, 2) ? zdm_rows_get(r, i, 2) : zdm_rows_get(r, i, 1);
-        if (!zdm_state_key_int(cur, &c) || !zdm_state_key_int(zdm_rows_get(r, i, 3), &h) || h <= c)
-            continue; /* other keys, or a first range not started: no split */
-        unsigned long long span = (unsigned long long)h - (unsigned long long)c;
-        if (span > widest) {
-            widest = span;
-            best = i;
-            bc = c;
-            bh = h;
-        }
+    return zdm_db_query(db, sql, 2, p, out, err);
+}
+
+/* A new range (after, up_to] of the plan with the next free id, owned by
+ * `owner` (this process) or by nobody (owner NULL).  Another worker's
+ * revisit or split may take the same id at the same time; ON CONFLICT
+ * waits for it to commit and then inserts nothing, and the next id is
+ * tried. */
+static int insert_range(zdm_db *db, const char *plan_id, const char *after, const char *up_to, const char *owner,
+                        const zdm_state_rate *rate, int *id, zdm_err *err)
+{
+    *id = -1;
+    const zdm_dialect *d = zdm_db_dialect(db);
+    char sql[600], rid[16], pid[16], now[32];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    ms_text(now, sizeof now, zdm_now_ms());
+    rate_text rt;
+    rate_params(rate, &rt);
+    const char *p[] = {plan_id, NULL, after, up_to, owner, zdm_state_ranges_host(), pid, now, rt.p_rows, rt.p_ms};
+    int np = 4;
+    if (owner) {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO %s (plan_id, range_id, lo, hi, cursor, owner, owner_host, owner_pid, %sheartbeat_ms, "
+                 "rate_rows, rate_ms) VALUES ($1, $2, $3, $4, $3, $5, $6, $7, %s%s$8, $9, $10) "
+                 "ON CONFLICT (plan_id, range_id) DO NOTHING",
+                 ranges_t(db), d->session_id ? "owner_backend, " : "", d->session_id ? d->session_id : "",
+                 d->session_id ? ", " : "");
+        np = 10;
+    } else {
+        snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, $2, $3, $4, $3) "
+                                  "ON CONFLICT (plan_id, range_id) DO NOTHING", ranges_t(db));
     }
-    if (rc == 0 && best >= 0 && widest >= (unsigned long long)min_keys) {
-        /* the upper half of what is left: (mid, h] */
-        long long mid = (long long)((unsigned long long)bc + widest / 2);
-        char mids[48], his[48], rid[16], pid[16], now[32];
-        snprintf(mids, sizeof mids, "[\"%lld\"]", mid);
-        snprintf(his, sizeof his, "[\"%lld\"]", bh);
-        snprintf(rid, sizeof rid, "%s", zdm_rows_get(r, best, 0));
-        snprintf(pid, sizeof pid, "%d", (int)getpid());
-        ms_text(now, sizeof now, zdm_now_ms());
-        zdm_buf_printf(&sql, "UPDATE %s SET hi = $3 WHERE plan_id = $1 AND range_id = $2", ranges_t(db));
-        const char *pu[] = {plan_id, rid, mids};
-        rc = zdm_db_query(db, sql.data, 3, pu, NULL, err);
-        zdm_buf_free(&sql);
-        char *newid = NULL;
-        if (rc == 0) {
-            zdm_buf_printf(&sql, "SELECT max(range_id) + 1 FROM %s WHERE plan_id = $1", ranges_t(db));
-            rc = zdm_db_query_value(db, sql.data, 1, p, &newid, err);
-            zdm_buf_free(&sql);
+    char next_sql[200];
+    snprintf(next_sql, sizeof next_sql, "SELECT COALESCE(max(range_id), -1) + 1 FROM %s WHERE plan_id = $1",
+             ranges_t(db));
+    int rc = 0;
+    for (int tries = 0; rc == 0 && *id < 0 && tries < 100; tries++) {
+        char *next = NULL;
+        rc = zdm_db_query_value(db, next_sql, 1, p, &next, err);
+        if (rc != 0 || !next) {
+            free(next);
+            break;
         }
-        if (rc == 0 && newid) {
-            zdm_buf_printf(&sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor, owner, owner_host, owner_pid, "
-                                 "%sheartbeat_ms, rate_rows, rate_ms) VALUES ($1, $2, $3, $4, $3, $5, $6, $7, %s%s$8, "
-                                 "$9, $10)",
-                           ranges_t(db), d->session_id ? "owner_backend, " : "", d->session_id ? d->session_id : "",
-                           d->session_id ? ", " : "");
-            rate_text rt;
-            rate_params(rate, &rt);
-            const char *pi[] = {plan_id, newid, mids, his, owner, zdm_state_ranges_host(), pid, now, rt.p_rows, rt.p_ms};
-            rc = zdm_db_query(db, sql.data, 10, pi, NULL, err);
-            zdm_buf_free(&sql);
-        }
-        if (rc == 0 && newid) {
-            *got = 1;
-            free(out->hi);
-            free(out->cursor);
-            out->id = atoi(newid);
-            out->hi = zdm_xstrdup(his);
-            out->cursor = zdm_xstrdup(mids);
-            *from = atoi(rid);
-        }
-        free(newid);
+        snprintf(rid, sizeof rid, "%d", atoi(next) + tries);
+        free(next);
+        p[1] = rid;
+        rc = zdm_db_query(db, sql, np, p, NULL, err);
+        if (rc == 0 && zdm_db_changes(db) == 1)
+            *id = atoi(rid);
     }
-    zdm_rows_free(r);
-    if (rc == 0 && *got)
-        rc = zdm_db_commit(db, err);
-    if (rc != 0 || !*got) {
-        zdm_db_rollback(db);
-        if (rc != 0)
-            *got = 0;
-    }
+    if (rc == 0 && *id < 0)
+        rc = zdm_err_set(err, ZDM_EXIT_FAIL, "no free range id for a new range of %s", plan_id);
+    return rc;
+}
+
+int zdm_state_ranges_split(zdm_db *db, const char *plan_id, int range_id, const char *owner,
+                           const zdm_state_rate *rate, const char *mid, const char *hi, int *id, zdm_err *err)
+{
+    *id = -1;
+    char sql[200], rid[16];
+    snprintf(sql, sizeof sql, "UPDATE %s SET hi = $3 WHERE plan_id = $1 AND range_id = $2", ranges_t(db));
+    snprintf(rid, sizeof rid, "%d", range_id);
+    const char *p[] = {plan_id, rid, mid};
+    int rc = zdm_db_query(db, sql, 3, p, NULL, err);
+    if (rc == 0)
+        rc = insert_range(db, plan_id, mid, hi, owner, rate, id, err);
     return rc;
 }
 
@@ -525,33 +514,7 @@ int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, cons
 int zdm_state_ranges_revisit(zdm_db *db, const char *plan_id, const char *after, const char *up_to, int *id,
                              zdm_err *err)
 {
-    *id = -1;
-    /* The next free range id: another worker's revisit or split may take
-     * the same one at the same time; ON CONFLICT waits for it to commit and
-     * then inserts nothing, and the next id is tried. */
-    char sql[400], rid[16];
-    const char *p[] = {plan_id, NULL, after, up_to};
-    int rc = 0;
-    for (int tries = 0; rc == 0 && *id < 0 && tries < 100; tries++) {
-        char *next = NULL;
-        snprintf(sql, sizeof sql, "SELECT COALESCE(max(range_id), -1) + 1 FROM %s WHERE plan_id = $1", ranges_t(db));
-        rc = zdm_db_query_value(db, sql, 1, p, &next, err);
-        if (rc != 0 || !next) {
-            free(next);
-            break;
-        }
-        snprintf(rid, sizeof rid, "%d", atoi(next) + tries);
-        free(next);
-        p[1] = rid;
-        snprintf(sql, sizeof sql, "INSERT INTO %s (plan_id, range_id, lo, hi, cursor) VALUES ($1, $2, $3, $4, $3) "
-                                  "ON CONFLICT (plan_id, range_id) DO NOTHING", ranges_t(db));
-        rc = zdm_db_query(db, sql, 4, p, NULL, err);
-        if (rc == 0 && zdm_db_changes(db) == 1)
-            *id = atoi(rid);
-    }
-    if (rc == 0 && *id < 0)
-        rc = zdm_err_set(err, ZDM_EXIT_FAIL, "no free range id for the rows a batch of %s passed over", plan_id);
-    return rc;
+    return insert_range(db, plan_id, after, up_to, NULL, NULL, id, err);
 }
 
 int zdm_state_ranges_summary(zdm_db *db, const char *plan_id, int64_t *ranges, int64_t *done, int64_t *rows,

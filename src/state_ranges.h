@@ -132,14 +132,19 @@ int zdm_state_ranges_heartbeat(zdm_db *db, const char *plan_id, int range_id, co
  * Fails (ZDM_EXIT_FAIL) when the range is gone. */
 int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **cursor, int *done, char **owner,
                           char **hi, zdm_err *err) ZDM_MUST_CHECK;
-/* In its own transaction, for a worker that found no free range: the open
- * range held by another worker with the most integer keys left (after its
- * committed cursor, under its row lock) gives up the upper half of them,
- * (mid, hi], as a new range owned by `owner` (*got = 1, *out, *from the
- * range split).  Its owner's next batch reads the new bound.  Not below
- * min_keys keys left, nor for other keys (*got = 0). */
-int zdm_state_ranges_split(zdm_db *db, const char *plan_id, const char *owner, const zdm_state_rate *rate,
-                           long long min_keys, int *got, zdm_state_range *out, long long *from,
+/* For a worker that found no free range: the open ranges other workers
+ * hold (range_id, cursor, hi; cursor NULL before the first range's first
+ * batch), read without locks -- the caller picks one to split, then
+ * locks it (zdm_state_ranges_lock) and looks again. */
+int zdm_state_ranges_busy(zdm_db *db, const char *plan_id, const char *owner, zdm_rows **out,
+                          zdm_err *err) ZDM_MUST_CHECK;
+/* In the caller's transaction, with the range's row locked
+ * (zdm_state_ranges_lock): range_id now ends at mid, and its keys after
+ * mid up to hi become a new range owned by `owner` (its pace `rate`) with
+ * its cursor at mid (*id).  The owner of range_id reads its new bound in
+ * its next batch. */
+int zdm_state_ranges_split(zdm_db *db, const char *plan_id, int range_id, const char *owner,
+                           const zdm_state_rate *rate, const char *mid, const char *hi, int *id,
                            zdm_err *err) ZDM_MUST_CHECK;
 /* In the batch's transaction, after its rows: moves the cursor to `last`
  * (NULL: unchanged), counts `rows`, marks the range done, beats the heart

@@ -2,11 +2,15 @@
 # test_backfill_split.sh -- an idle worker splits a busy range, on SQLite
 # and PostgreSQL: 15,000 rows make one range; worker A converts it slowly
 # (max_rows_per_second); worker B, started once A has committed a batch,
-# finds no free range and takes the upper half of the keys A has left (a
+# finds no free range and takes the upper half of the rows A has left (a
 # new range, logged); A's next batch reads its new bound.  Every row is
 # converted exactly once (the set expression is n = n + 1 on rows that
 # start at 0), and both workers converted rows.  No timing is asserted: A
 # takes at least 7 s by its rate limit, B starts within a batch or two.
+# Three key shapes: integers 1..15000; skewed integers (14,000 dense and
+# 1,000 near 10^12), where the upper half of the key span holds only the
+# 1,000 sparse rows -- split by rows, B's part starts among the dense keys;
+# and a text key, split too.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -19,18 +23,33 @@ a_started() {
 }
 
 split_case() {
-    local d=$1 rt=zdm_ranges gen
+    local d=$1 shape=$2 rt=zdm_ranges gen top=15000 idt=integer
     [ "$d" = pg ] && rt=zdm.ranges
     if [ "$d" = pg ]; then
         gen="generate_series(1, 15000) g(i)"
+        [ "$shape" = skewed ] && idt=bigint
     else
         gen="(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 15000) SELECT i FROM c) g"
     fi
-    t_section "$d: an idle worker splits the busy range"
-    db_new "$d" split
+    t_section "$d, $shape keys: an idle worker splits the busy range"
+    db_new "$d" "split_$shape"
     plans_empty
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
-    db_sql "INSERT INTO t (id) SELECT i FROM $gen" >/dev/null
+    case $shape in
+    even)
+        db_sql "CREATE TABLE t (id integer PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
+        db_sql "INSERT INTO t (id) SELECT i FROM $gen" >/dev/null ;;
+    skewed)
+        top=1000000001000
+        db_sql "CREATE TABLE t (id $idt PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
+        db_sql "INSERT INTO t (id) SELECT CASE WHEN i <= 14000 THEN i ELSE 1000000000000 + i - 14000 END FROM $gen" \
+            >/dev/null
+        # one range (15,000 rows by the statistics), not 16 of the key span
+        [ "$d" = pg ] && db_sql "ANALYZE t" >/dev/null ;;
+    text)
+        db_sql "CREATE TABLE t (id text PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
+        db_sql "INSERT INTO t (id) SELECT 'k' || (10000 + i) FROM $gen" >/dev/null
+        top=k25000 ;;
+    esac
     plan_write p_split '
 [[expand.steps]]
 sql  = "SELECT 1"
@@ -56,8 +75,16 @@ max_latency_factor = 0'
     local arc=$?
     t_eq "worker A exit" 0 "$arc"
     t_eq "worker B exit" 0 "$brc"
-    t_match "B split A's range" "split range 0: took its keys after \[\"[0-9]+\"\] up to \[\"15000\"\] as range 1" \
+    t_match "B split A's range" "split range 0: took its keys after \[\"k?[0-9]+\"\] up to \[\"$top\"\] as range 1" \
         "$(cat "$T_DIR/b.err")"
+    if [ "$shape" = skewed ]; then
+        # by rows: the upper half of what A had left starts among the 14,000
+        # dense keys (by the key span's width it started near 5 x 10^11,
+        # with the 1,000 sparse rows only)
+        local mid
+        mid=$(sed -n 's/.*split range 0: took its keys after \["\([0-9]*\)"\].*/\1/p' "$T_DIR/b.err" | head -n 1)
+        t_eq "B's part starts among the dense keys (after ${mid:-?})" 1 "$([ "${mid:-99999999}" -lt 14000 ] && echo 1)"
+    fi
     t_match "A saw its new bound" "range 0 now ends at" "$(cat "$T_DIR/a.err")"
     t_eq "two ranges or more" 1 "$(db_sql "SELECT CASE WHEN count(*) >= 2 THEN 1 ELSE 0 END FROM $rt WHERE plan_id = 'p_split'")"
     t_eq "every row converted exactly once" "15000|0" \
@@ -68,10 +95,14 @@ max_latency_factor = 0'
     t_eq "$d: phase" backfilled "$(zdm_phase_of p_split)"
 }
 
-split_case sqlite
+for shape in even skewed text; do
+    split_case sqlite $shape
+done
 if t_pg_available; then
     t_pg_start
-    split_case pg
+    for shape in even skewed text; do
+        split_case pg $shape
+    done
 else
     T_SKIPPED="PostgreSQL (no server binaries)"
 fi
