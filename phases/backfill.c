@@ -316,6 +316,8 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
             zdm_db_close(own);
         return rc;
     }
+    /* the key the ranges were split on (an earlier worker's, maybe) */
+    w.int_key = w.key.n == 1 && w.d->integer_key && w.d->integer_key(db, plan->backfill->table, w.key.v[0]);
     zdm_bf_build_sql(&w);
 
     int own_sig = zdm_sig_fd() < 0; /* called outside a command (tests) */

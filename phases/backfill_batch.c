@@ -21,6 +21,10 @@
  * row would otherwise make a range per row). */
 #define MAX_REVISITS 16
 
+/* Spans of integer keys between two looks at how far apart the keys are
+ * (span_density). */
+#define SPAN_LOOK_EVERY 8
+
 /* One key column of integers, past the first batch of a range, where the
  * dialect converts a batch in one statement (span_sql): the batch is the
  * span of key values (cursor, cursor + size], converted by one index
@@ -133,6 +137,31 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
     return 0;
 }
 
+
+/* Where the dialect vouches for integer keys (w->int_key: SQLite's
+ * rowid), spans are the rule, and a batch that looks for its last key
+ * first (convert) measures how the keys are spread: every
+ * SPAN_LOOK_EVERY-th batch of spans, and every batch while they are
+ * sparse -- more than two key values a row, where a span of `size` values
+ * would convert a fraction of `size` rows (ids 1000 apart: 50 rows a
+ * batch).  A span's own count cannot tell: it counts the rows `where`
+ * matched, and a where that matches few rows of dense keys is no reason
+ * to look first. */
+static void span_density(worker *w, const char *cursor, int64_t scanned, const char *last)
+{
+    long long c, l;
+    if (!w->int_key)
+        return;
+    if (!cursor) { /* a range's first batch from its very start: its first key, and so the spread, unknown */
+        w->span_sparse = 1;
+        return;
+    }
+    if (!last || !zdm_state_key_int(cursor, &c) || !zdm_state_key_int(last, &l))
+        return;
+    w->span_batches = 0;
+    /* unsigned: keys at both ends of int64 */
+    w->span_sparse = (unsigned long long)l - (unsigned long long)c > 2 * (unsigned long long)(scanned > 0 ? scanned : 0);
+}
 
 /* A batch found and converted in one statement (batch_one_statement):
  * when that statement fails the batch's last key is not known.  Roll back
@@ -327,8 +356,10 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     int sr = -1;
     if (w->worklist)
         sr = zdm_bf_worklist_batch(w, cursor, size, range_done, scanned, updated, &last, err);
-    else if (cursor)
+    else if (cursor && !(w->int_key && (w->span_sparse || w->span_batches >= SPAN_LOOK_EVERY)))
         sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
+    if (sr == 0)
+        w->span_batches++;
     if (sr == -2) {
         /* the range's last batch passed over rows another session holds
          * locked: nothing committed, nothing held while waiting */
@@ -345,8 +376,8 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     }
     if (sr > 0)
         rc = sr;
-    else if (sr < 0)
-        rc = convert(w, cursor, size, range_done, scanned, updated, &last, err);
+    else if (sr < 0 && (rc = convert(w, cursor, size, range_done, scanned, updated, &last, err)) == 0)
+        span_density(w, cursor, *scanned, last);
     if (rc == 0)
         rc = record(w, last, *updated, *range_done, err);
     if (rc == 0 && last) {

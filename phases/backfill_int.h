@@ -46,7 +46,10 @@ typedef struct worker {
     char *peek_sql[2];      /* SQLite: the batch's last key and size */
     char *update_sql[2];    /* SQLite: convert up to that key */
     char *combo_sql[2];     /* PostgreSQL: both in one statement */
-    char *span_sql;         /* PostgreSQL, one integer key: convert a span of key values */
+    int int_key;            /* the key holds only integers (the dialect's integer_key): spans on SQLite too */
+    int span_sparse;        /* the keys were sparse at the last look: look for the batch's end first */
+    int span_batches;       /* spans since that look (backfill_batch.c span_density) */
+    char *span_sql;         /* one integer key: convert a span of key values */
     char *next_key_sql;     /* ... and find the next key after an empty span */
     char *span_skip_sql;    /* ... passing over rows another session holds locked */
     char *span_lock_sql;    /* ... its first look: lock what is free, count what is not */

@@ -242,6 +242,19 @@ static void span_skip_statement(worker *w)
     w->span_lock_sql = zdm_buf_take(&b);
 }
 
+/* "k > $1 AND k <= $2" of a span statement, each bound in the dialect's
+ * span_param form. */
+static void span_cmp(worker *w, zdm_buf *b)
+{
+    const char *fmt = w->d->span_param ? w->d->span_param : "$%d";
+    char *k = zdm_db_ident(w->db, w->key.v[0]);
+    zdm_buf_printf(b, "%s > ", k);
+    zdm_buf_printf(b, fmt, 1);
+    zdm_buf_printf(b, " AND %s <= ", k);
+    zdm_buf_printf(b, fmt, 2);
+    free(k);
+}
+
 /* One key column, past a range's first batch: convert the span of key
  * values ($1, $2], and find the next key after an empty span. */
 static void span_statements(worker *w)
@@ -252,17 +265,13 @@ static void span_statements(worker *w)
      * batch names zdm_batch already) */
     zdm_buf_puts(&b, "/* zdm backfill */ ");
     update_head(w, &b);
-    key_cmp(w, &b, ">", 1);
-    zdm_buf_puts(&b, " AND ");
-    key_cmp(w, &b, "<=", 2);
+    span_cmp(w, &b);
     update_filter(w, &b);
     w->span_sql = zdm_buf_take(&b);
     zdm_buf_puts(&b, "/* zdm backfill */ SELECT ");
     zdm_bf_cols_list(w, &b, "");
     zdm_buf_printf(&b, " FROM %s WHERE ", w->tbl);
-    key_cmp(w, &b, ">", 1);
-    zdm_buf_puts(&b, " AND ");
-    key_cmp(w, &b, "<=", 2);
+    span_cmp(w, &b);
     zdm_buf_puts(&b, " ORDER BY ");
     zdm_bf_cols_list(w, &b, "");
     zdm_buf_puts(&b, " LIMIT 1");
@@ -329,14 +338,16 @@ static void peek_update(worker *w, int with_cursor)
 void zdm_bf_build_sql(worker *w)
 {
     for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
-        if (!w->d->batch_one_statement) {
+        if (w->d->batch_one_statement)
+            w->combo_sql[with_cursor] = one_statement(w, with_cursor);
+        else
             peek_update(w, with_cursor);
-            continue;
-        }
-        w->combo_sql[with_cursor] = one_statement(w, with_cursor);
-        if (with_cursor && w->key.n == 1)
-            span_statements(w);
     }
+    /* the span of key values: wherever the keys may be integers
+     * (PostgreSQL: their text tells, batch by batch), on SQLite for the
+     * rowid only (w->int_key) */
+    if (w->key.n == 1 && (w->d->batch_one_statement || w->int_key))
+        span_statements(w);
 }
 
 void zdm_bf_free_sql(worker *w)
@@ -430,6 +441,9 @@ int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key
     for (size_t i = 0; i < key->n; i++)
         zdm_strv_push(&w.key, key->v[i]);
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
+    /* every statement a worker may run: the span ones too, whatever the
+     * key (they compile the same) */
+    w.int_key = key->n == 1;
     zdm_bf_build_sql(&w);
     const char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
                          w.update_sql[1], w.span_sql, w.next_key_sql, w.span_skip_sql, w.span_lock_sql};

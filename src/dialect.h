@@ -179,6 +179,17 @@ typedef struct zdm_dialect {
      * data-modifying WITH ... RETURNING); 0: it reads its last key, then
      * updates up to it. */
     int batch_one_statement;
+    /* 1 when `column` of `table` holds only integers, so a batch may be
+     * a span of key values (backfill_batch.c span_batch) rather than a
+     * look for its last key first: SQLite's rowid (or the INTEGER PRIMARY
+     * KEY that names it; any other column may hold text whatever its
+     * declared type).  NULL: spans wherever batch_one_statement (the
+     * keys' text decides, zdm_state_key_int). */
+    int (*integer_key)(zdm_db *db, const char *table, const char *column);
+    /* A span statement's bound $N, as a printf format of N: where a bound
+     * value given as text would be converted again for every row it is
+     * compared with (SQLite, "CAST($%d AS INTEGER)"); NULL: "$%d". */
+    const char *span_param;
     /* One writer at a time: the pacer leaves the write lock free between
      * batches, so the application's writes get in. */
     int one_writer;

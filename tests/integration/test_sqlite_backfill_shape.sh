@@ -6,11 +6,16 @@
 #    compiles no trigger program at all (EXPLAIN shows no Program opcode),
 #    while an application UPDATE of any other column still converts the
 #    row, before and after the backfill;
-#  - a batch is the next batch_size keys in key order (one peek that
-#    streams them through max()/count()), never a span of integer key
-#    values: a TEXT key holding '1'..'40000' (text order: '10000' < '9000')
-#    has every row converted exactly once, and sparse integer keys (ids
-#    100,003 apart) take a few batches, not one per row;
+#  - a batch of the rowid (or the INTEGER PRIMARY KEY that names it, or a
+#    table's implicit rowid) is a span of key values converted by one
+#    UPDATE, with no peek first (1,000-row batches of ids two apart
+#    convert 500 rows each); any other key is walked by the next
+#    batch_size keys in key order (one peek that streams them through
+#    max()/count()): an INT PRIMARY KEY has its own batches of 1,000 rows,
+#    a TEXT key holding '1'..'40000' (text order: '10000' < '9000') has
+#    every row converted exactly once, and sparse integer keys (ids 100,003
+#    apart) take a few batches, not one per row (a look at the keys'
+#    spread every few spans);
 #  - the rows to convert are estimated from rowids drawn at random (no
 #    scan), within a few percent, and counted when the keys are too sparse
 #    for the draws to hit rows;
@@ -195,6 +200,49 @@ T_CHECKS=$((T_CHECKS + 1))
 if [ "${batches:-99999}" -gt 2000 ]; then
     _t_fail "$batches batches: about one per row (batches of key values?)" ""
 fi
+
+# span_case NAME COLUMNS LOW HIGH: 20,000 rows of ids two apart, fixed
+# batches of 1,000 (target_batch_ms = 0: no pacer); the batches taken
+# must lie in LOW..HIGH.  Spans of 1,000 key values hold 500 rows (about
+# 36 batches with the looks at the spread); the keys' own batches hold
+# 1,000 rows (about 21).
+span_case() {
+    db_new sqlite "span_$1"
+    plans_empty
+    db_sql "CREATE TABLE t ($2)" >/dev/null
+    db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
+            INSERT INTO t (rowid, id, a) SELECT 2 * i, 2 * i, i FROM c" >/dev/null
+    plan_write p_span '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN b integer"
+down = "ALTER TABLE t DROP COLUMN b"
+[backfill]
+table = "t"
+set.b = "a"
+[backfill.throttle]
+max_latency_factor = 0
+batch_size = 1000
+max_batch_size = 1000
+target_batch_ms = 0'
+    zdm_run advance p_span
+    t_rc "expand" 0
+    zdm_run advance p_span
+    t_rc "backfill" 0
+    t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE b IS NOT a")"
+    t_eq "each row counted once" 20000 "$(db_sql "SELECT sum(rows_done) FROM zdm_ranges WHERE plan_id = 'p_span'")"
+    local batches
+    batches=$(db_sql "SELECT sum(batches) FROM zdm_ranges WHERE plan_id = 'p_span'")
+    t_note "$1: $batches batches (expected $3..$4)"
+    T_CHECKS=$((T_CHECKS + 1))
+    if [ "${batches:-0}" -lt "$3" ] || [ "${batches:-0}" -gt "$4" ]; then
+        _t_fail "$1: $batches batches outside $3..$4" ""
+    fi
+}
+
+t_section "the rowid is walked in spans of key values; any other integer key by its keys"
+span_case alias "id integer PRIMARY KEY, a integer" 30 45
+span_case implicit_rowid "id integer NOT NULL, a integer" 30 45
+span_case int_pk "id INT PRIMARY KEY, a integer" 18 25
 
 t_section "the rows to convert, estimated by 2,000 rowids drawn at random; counted where a sample cannot tell"
 # est_case ROWS_SQL WHERE LOW HIGH: the plan's total_est after the split
