@@ -224,7 +224,8 @@ static json_t *jtime(int64_t ms)
 }
 
 /* Prometheus families of "status --format prometheus", in output order. */
-enum { PM_PHASE, PM_DUE, PM_OVERDUE, PM_WAITING, PM_FAILED, PM_ATTEMPTS, PM_LOCKED, PM_PROGRESS, PM__N };
+enum { PM_PHASE, PM_DUE, PM_OVERDUE, PM_WAITING, PM_FAILED, PM_ATTEMPTS, PM_LOCKED, PM_PROGRESS, PM_LEFT, PM_RATE,
+       PM_ETA, PM__N };
 static const char *const pm_head[PM__N] = {
     "# HELP zdm_plan_phase The plan's phase (1 for the current one).\n# TYPE zdm_plan_phase gauge\n",
     "# HELP zdm_plan_contract_due_timestamp_seconds When contract is due; 0 when no due time.\n"
@@ -240,6 +241,12 @@ static const char *const pm_head[PM__N] = {
     "# HELP zdm_plan_lock_held 1 while a run holds the plan's lock.\n# TYPE zdm_plan_lock_held gauge\n",
     "# HELP zdm_backfill_last_progress_timestamp_seconds When the plan's last batch committed; 0 before the first.\n"
     "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n",
+    "# HELP zdm_backfill_rows_left_estimate Rows the backfill still has to convert (estimated, refined as ranges "
+    "finish).\n# TYPE zdm_backfill_rows_left_estimate gauge\n",
+    "# HELP zdm_backfill_rows_per_second Every live worker's recent rate together (absent while paused, with no live "
+    "worker, or before a rate is known).\n# TYPE zdm_backfill_rows_per_second gauge\n",
+    "# HELP zdm_backfill_eta_seconds Rows left at that rate (absent when the rate is).\n"
+    "# TYPE zdm_backfill_eta_seconds gauge\n",
 };
 /* One plan's lines of "status --format prometheus", family by family. */
 static void status_prom(zdm_buf pm[PM__N], const zdm_plan *p, const zdm_life_status *i)
@@ -255,9 +262,18 @@ static void status_prom(zdm_buf pm[PM__N], const zdm_plan *p, const zdm_life_sta
     zdm_buf_printf(&pm[PM_FAILED], "zdm_plan_failed{plan=\"%s\"} %d\n", id, i->st.failed_ms != 0);
     zdm_buf_printf(&pm[PM_ATTEMPTS], "zdm_plan_contract_attempts{plan=\"%s\"} %d\n", id, i->st.attempts);
     zdm_buf_printf(&pm[PM_LOCKED], "zdm_plan_lock_held{plan=\"%s\"} %d\n", id, i->holder[0] != 0);
-    if (p->backfill)
-        zdm_buf_printf(&pm[PM_PROGRESS], "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n", id,
-                       (double)i->last_progress_ms / 1000.0);
+    if (!p->backfill)
+        return;
+    zdm_buf_printf(&pm[PM_PROGRESS], "zdm_backfill_last_progress_timestamp_seconds{plan=\"%s\"} %.3f\n", id,
+                   (double)i->last_progress_ms / 1000.0);
+    if (!i->bf_started)
+        return;
+    zdm_buf_printf(&pm[PM_LEFT], "zdm_backfill_rows_left_estimate{plan=\"%s\"} %lld\n", id,
+                   (long long)i->bf_rows_left);
+    if (i->bf_rate >= 0)
+        zdm_buf_printf(&pm[PM_RATE], "zdm_backfill_rows_per_second{plan=\"%s\"} %.1f\n", id, i->bf_rate);
+    if (i->bf_eta_s >= 0)
+        zdm_buf_printf(&pm[PM_ETA], "zdm_backfill_eta_seconds{plan=\"%s\"} %lld\n", id, (long long)i->bf_eta_s);
 }
 
 /* A rate in rows per second, to a tenth (what a reader can use), or null

@@ -108,6 +108,10 @@ case_rate() {
     t_match "$d: text: the rate and the ETA" \
         '    rate [0-9]+ rows/s \(2 live workers together\), ETA [0-9][0-9a-z.]* for ~[0-9]+ rows left' "$ZOUT"
     t_match "$d: text: each worker's rate" 'worker .*: range [0-9]+, [0-9]+ rows in it so far, [0-9]+ rows/s, heartbeat' "$ZOUT"
+    zdm_run status --format prometheus p
+    t_match "$d: prometheus: the rate" 'zdm_backfill_rows_per_second\{plan="p"\} [0-9.]+' "$ZOUT"
+    t_match "$d: prometheus: the ETA" 'zdm_backfill_eta_seconds\{plan="p"\} [0-9]+' "$ZOUT"
+    t_match "$d: prometheus: rows left" 'zdm_backfill_rows_left_estimate\{plan="p"\} [0-9]+' "$ZOUT"
 
     t_section "$d: zdm pause: no rate, no ETA; zdm resume: a rate again"
     zdm_run pause p
@@ -122,6 +126,10 @@ case_rate() {
     t_eq "$d: paused: still two live workers" 2 "$(jq -r '.workers' <<<"$j")"
     zdm_run status p
     t_has "$d: paused: text" "    rate - (paused), ETA unknown" "$ZOUT"
+    zdm_run status --format prometheus p
+    t_lacks "$d: paused: prometheus has no rate" "zdm_backfill_rows_per_second{" "$ZOUT"
+    t_lacks "$d: paused: prometheus has no ETA" "zdm_backfill_eta_seconds{" "$ZOUT"
+    t_has "$d: paused: prometheus still has rows left" 'zdm_backfill_rows_left_estimate{plan="p"}' "$ZOUT"
     zdm_run resume p
     t_rc "$d: resume" 0
     t_wait_for "$d: a rate again after resume" 60 "rates_known 2"
