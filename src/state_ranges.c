@@ -415,8 +415,8 @@ int zdm_state_ranges_busy(zdm_db *db, const char *plan_id, const char *owner, zd
 {
     *out = NULL;
     char sql[300];
-    snprintf(sql, sizeof sql, "SELECT range_id, cursor, hi FROM %s WHERE plan_id = $1 AND done = 0 AND owner IS NOT NULL "
-                              "AND owner <> $2 ORDER BY range_id", ranges_t(db));
+    snprintf(sql, sizeof sql, "SELECT range_id, cursor, hi FROM %s WHERE plan_id = $1 AND done = 0 "
+                              "AND (owner IS NULL OR owner <> $2) ORDER BY range_id", ranges_t(db));
     const char *p[] = {plan_id, owner};
     return zdm_db_query(db, sql, 2, p, out, err);
 }

@@ -135,7 +135,10 @@ int zdm_state_ranges_lock(zdm_db *db, const char *plan_id, int range_id, char **
 /* For a worker that found no free range: the open ranges other workers
  * hold (range_id, cursor, hi; cursor NULL before the first range's first
  * batch), read without locks -- the caller picks one to split, then
- * locks it (zdm_state_ranges_lock) and looks again. */
+ * locks it (zdm_state_ranges_lock) and looks again.  Ranges with no owner
+ * too: one another worker's claim has locked but not committed yet (the
+ * claim passes over it, SKIP LOCKED, and this read does not see the new
+ * owner) -- its lock waits for that claim. */
 int zdm_state_ranges_busy(zdm_db *db, const char *plan_id, const char *owner, zdm_rows **out,
                           zdm_err *err) ZDM_MUST_CHECK;
 /* In the caller's transaction, with the range's row locked
