@@ -499,14 +499,16 @@ int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, cons
      * nothing, and a write that changes nothing commits without a WAL
      * flush -- one fsync less per range (PostgreSQL, fsync on). */
     /* The worker's pace rides on the statement every batch runs anyway:
-     * no statement of its own on the hot path. */
+     * no statement of its own on the hot path.  A range done forgets it
+     * (as the release does: the release must still change nothing; the
+     * worker's next claim carries the pace on). */
     snprintf(sql, sizeof sql,
              "UPDATE %s SET cursor = COALESCE($3, cursor), rows_done = rows_done + $4, batches = batches + 1, "
              "done = $5, heartbeat_ms = $6, last_batch_ms = $6, throttle = NULL, rate_rows = $7, rate_ms = $8%s "
              "WHERE plan_id = $1 AND range_id = $2",
              ranges_t(db), done ? ", owner = NULL, owner_pid = NULL, owner_backend = NULL" : "");
     rate_text rt;
-    rate_params(rate, &rt);
+    rate_params(done ? NULL : rate, &rt);
     const char *p[] = {plan_id, rid, last, upd, done ? "1" : "0", now, rt.p_rows, rt.p_ms};
     return zdm_db_query(db, sql, 8, p, NULL, err);
 }
