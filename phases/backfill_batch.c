@@ -138,8 +138,8 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
 }
 
 
-/* Where the dialect vouches for integer keys (w->int_key: SQLite's
- * rowid), spans are the rule, and a batch that looks for its last key
+/* Where the dialect vouches for integer keys (w->int_key) spans are the
+ * rule; on SQLite (w->span_looks) a batch that looks for its last key
  * first (convert) measures how the keys are spread: every
  * SPAN_LOOK_EVERY-th batch of spans, and every batch while they are
  * sparse -- more than two key values a row, where a span of `size` values
@@ -150,7 +150,7 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
 static void span_density(worker *w, const char *cursor, int64_t scanned, const char *last)
 {
     long long c, l;
-    if (!w->int_key)
+    if (!w->span_looks)
         return;
     if (!cursor) { /* a range's first batch from its very start: its first key, and so the spread, unknown */
         w->span_sparse = 1;
@@ -356,7 +356,7 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     int sr = -1;
     if (w->worklist)
         sr = zdm_bf_worklist_batch(w, cursor, size, range_done, scanned, updated, &last, err);
-    else if (cursor && !(w->int_key && (w->span_sparse || w->span_batches >= SPAN_LOOK_EVERY)))
+    else if (cursor && !(w->span_looks && (w->span_sparse || w->span_batches >= SPAN_LOOK_EVERY)))
         sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
     if (sr == 0)
         w->span_batches++;

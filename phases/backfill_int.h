@@ -46,7 +46,8 @@ typedef struct worker {
     char *peek_sql[2];      /* SQLite: the batch's last key and size */
     char *update_sql[2];    /* SQLite: convert up to that key */
     char *combo_sql[2];     /* PostgreSQL: both in one statement */
-    int int_key;            /* the key holds only integers (the dialect's integer_key): spans on SQLite too */
+    int int_key;            /* the key holds only integers (the dialect's integer_key): batches are spans */
+    int span_looks;         /* ... and every few look at the keys' spread first (SQLite: span_density) */
     int span_sparse;        /* the keys were sparse at the last look: look for the batch's end first */
     int span_batches;       /* spans since that look (backfill_batch.c span_density) */
     char *span_sql;         /* one integer key: convert a span of key values */

@@ -144,7 +144,10 @@ static int split(worker *w, zdm_err *err)
     zdm_strv bounds = {0};
     if (rc == 0 && zdm_rows_count(hi) == 1) {
         const char *h0 = zdm_rows_get(hi, 0, 0), *l0 = zdm_rows_get(lo, 0, 0);
-        if (w->key.n == 1 && is_int(h0) && is_int(l0))
+        /* numbers cut a key's span only where the key orders as numbers
+         * (w->int_key): a text key of digits cut at 6250 and 12500 (text:
+         * '12500' < '6250') had keys in two ranges, converted twice */
+        if (w->key.n == 1 && w->int_key && is_int(h0) && is_int(l0))
             int_bounds(w, strtoll(l0, NULL, 10), strtoll(h0, NULL, 10), &est, &bounds);
         else
             sampled_bounds(w, est, hi, &bounds);

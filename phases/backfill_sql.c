@@ -343,10 +343,9 @@ void zdm_bf_build_sql(worker *w)
         else
             peek_update(w, with_cursor);
     }
-    /* the span of key values: wherever the keys may be integers
-     * (PostgreSQL: their text tells, batch by batch), on SQLite for the
-     * rowid only (w->int_key) */
-    if (w->key.n == 1 && (w->d->batch_one_statement || w->int_key))
+    /* the span of key values: for a key that holds only integers
+     * (w->int_key, the dialect's integer_key) */
+    if (w->key.n == 1 && w->int_key)
         span_statements(w);
 }
 

@@ -181,10 +181,10 @@ typedef struct zdm_dialect {
     int batch_one_statement;
     /* 1 when `column` of `table` holds only integers, so a batch may be
      * a span of key values (backfill_batch.c span_batch) rather than a
-     * look for its last key first: SQLite's rowid (or the INTEGER PRIMARY
-     * KEY that names it; any other column may hold text whatever its
-     * declared type).  NULL: spans wherever batch_one_statement (the
-     * keys' text decides, zdm_state_key_int). */
+     * look for its last key first: PostgreSQL's integer types; SQLite's
+     * rowid (or the INTEGER PRIMARY KEY that names it; any other column
+     * may hold text whatever its declared type).  A text key of digits
+     * orders as text: spans of numbers would walk it out of order. */
     int (*integer_key)(zdm_db *db, const char *table, const char *column);
     /* A span statement's bound $N, as a printf format of N: where a bound
      * value given as text would be converted again for every row it is

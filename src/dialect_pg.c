@@ -484,6 +484,18 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
     return type;
 }
 
+/* A column of an integer type: its batches may be spans of key values.  A
+ * text key whose values read as integers ('1'..'40000') compares as text
+ * ('10000' < '9000'): spans of numbers walked it out of order and left
+ * 38,667 of 40,000 rows to the final check. */
+static int pg_integer_key(zdm_db *db, const char *table, const char *column)
+{
+    char *type = pg_column_type(db, table, column);
+    int yes = type && (strcmp(type, "bigint") == 0 || strcmp(type, "integer") == 0 || strcmp(type, "smallint") == 0);
+    free(type);
+    return yes;
+}
+
 static int pg_autovacuum_running(zdm_db *db, const char *table, int *running, zdm_err *err)
 {
     char *v = NULL;
@@ -583,6 +595,7 @@ const zdm_dialect zdm_dialect_pg = {
     .where_estimate = pg_where_estimate,
     .plan_cost = pg_plan_cost,
     .column_type = pg_column_type,
+    .integer_key = pg_integer_key,
     .autovacuum_running = pg_autovacuum_running,
     .replica_lag_ms = pg_replica_lag_ms,
     .wal_archive_ready = pg_wal_archive_ready,
