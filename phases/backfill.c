@@ -248,6 +248,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
 }
 
+void zdm_bf_session(worker *w)
+{
+    if (!w->d->worker_session)
+        return;
+    zdm_err e;
+    zdm_err_clear(&e);
+    /* a setting that does not take only costs speed */
+    if (zdm_db_exec_script(w->db, w->d->worker_session, &e) != 0)
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "worker session settings: %s", e.msg);
+}
+
 /* Splitting the keys is a write transaction before the first batch.  On
  * SQLite a reader (the application) holds its COMMIT off past the short
  * wait a commit gets (db_sqlite.c), which fails as a lock timeout and is
@@ -300,6 +311,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
         if (orc != 0)
             return orc;
         w.db = db = own;
+        zdm_bf_session(&w);
     }
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
     w.wl_range = -1;

@@ -162,6 +162,7 @@ int zdm_bf_reconnect(worker *w, zdm_err *err)
         zdm_err e;
         zdm_err_clear(&e);
         if (zdm_db_open(w->o->url, &w->db, &e) == 0) {
+            zdm_bf_session(w);
             zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "reconnected after %d tr%s", attempt,
                     attempt == 1 ? "y" : "ies");
             zdm_db_cancel_arm(w->db);

@@ -112,6 +112,8 @@ typedef struct worker {
     struct event *tick;
 } worker;
 
+/* backfill.c: the dialect's worker_session on the worker's own connection */
+void zdm_bf_session(worker *w);
 /* backfill_sql.c */
 char *zdm_bf_key_json(const zdm_rows *r, int row, int ncols);
 int zdm_bf_key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey, zdm_err *err);

@@ -511,6 +511,7 @@ const zdm_dialect zdm_dialect_sqlite = {
      * cast once, the cast of a parameter is computed once per statement */
     .span_param = "CAST($%d AS INTEGER)",
     .one_writer = 1,
+    .worker_session = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000;",
     .row_estimate = sq_row_estimate,
     .where_estimate = sq_where_estimate,
     .plan_cost = NULL, /* no work list */
