@@ -316,9 +316,11 @@ max_latency_factor = 0"
     t_eq "every matching row converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE b IS NOT a AND a % 4 = 0")"
 }
 # 150,000 dense rowids, a where (naming the table) matching 1 row in 4:
-# sampled, within 10 % (the sample's error is about 1 %)
+# sampled, within 20 % (about 2,000 draws of a 1-in-4 share: one
+# standard error is 3.9 %, so 20 % is five of them -- 10 % failed about
+# one run in a hundred; a sample that drew nothing useful is far outside)
 est_case "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 150000)
-          INSERT INTO t SELECT i, i FROM c" "t.b IS NULL AND t.a % 4 = 0" 33750 41250
+          INSERT INTO t SELECT i, i FROM c" "t.b IS NULL AND t.a % 4 = 0" 30000 45000
 # skewed: 150,000 rowids and 100 near 10^12 -- the draws hit no row: counted
 est_case "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 150000)
           INSERT INTO t SELECT i * CASE WHEN i > 149900 THEN 6666666 ELSE 1 END, i FROM c" "a % 4 = 0" 37500 37500
