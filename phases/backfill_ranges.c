@@ -222,6 +222,7 @@ int zdm_bf_claim(worker *w, int *got, zdm_err *err)
  * one found through the key's index. */
 #define SPLIT_MIN_ROWS 2000
 #define SPLIT_TRIES 3
+#define SPLIT_RECOUNT_MAX 200000
 
 /* The keys after `cursor` (NULL: from the start) up to `hi`: *n counted;
  * with mid, the key after which the upper half begins (malloc'd). */
@@ -265,6 +266,34 @@ static int range_keys(worker *w, const char *cursor, const char *hi, long long *
     return rc;
 }
 
+/* *yes = 1 when a key lies after `cursor` (NULL: from the start) up to
+ * `upto`: one index probe, not a count. */
+static int key_after(worker *w, const char *cursor, const char *upto, int *yes, zdm_err *err)
+{
+    json_t *jc = NULL, *jh = NULL;
+    const char *params[2 * 8 + 1];
+    int np = 0, rc = 0, with_cursor = cursor != NULL;
+    *yes = 0;
+    if (w->key.n > 8)
+        return 0;
+    if (with_cursor)
+        rc = zdm_bf_key_params(cursor, &jc, params, &np, w->key.n, err);
+    if (rc == 0)
+        rc = zdm_bf_key_params(upto, &jh, params, &np, w->key.n, err);
+    if (rc == 0) {
+        params[np++] = "0";
+        char *sql = zdm_bf_sql_key_at(w, with_cursor);
+        zdm_rows *r = NULL;
+        rc = zdm_db_query(w->db, sql, np, params, &r, err);
+        free(sql);
+        *yes = rc == 0 && zdm_rows_count(r) == 1;
+        zdm_rows_free(r);
+    }
+    json_decref(jc);
+    json_decref(jh);
+    return rc;
+}
+
 /* One try: the busiest range by rows left (counted without locks), then
  * under its row lock -- after its owner's batch in flight has committed,
  * so the cursor is the committed one and the owner's next batch reads the
@@ -296,19 +325,35 @@ static int split_once(worker *w, int *got, int *again, zdm_err *err)
     }
     int id = atoi(zdm_rows_get(busy, best, 0));
     char *seen_hi = zdm_xstrdup(zdm_rows_get(busy, best, 2));
-    zdm_rows_free(busy);
     char *cursor = NULL, *owner = NULL, *hi = NULL, *mid = NULL;
     int done = 0, nid = -1;
-    long long n = 0;
+    long long n = most;
+    /* A large range is cut where its rows looked halved before the lock
+     * (its owner waits on that lock: counting millions of keys under it
+     * would stall its batches for seconds); its owner's batch in flight
+     * is small beside it.  A smaller one is counted again under the lock,
+     * after that batch, for an even cut at the end of the backfill. */
+    int recount = most <= SPLIT_RECOUNT_MAX;
+    if (!recount)
+        rc = range_keys(w, zdm_rows_get(busy, best, 1), seen_hi, &n, &mid, err);
+    zdm_rows_free(busy);
     zdm_state_rate rate;
     zdm_bf_rate(w, 0, &rate);
-    rc = zdm_db_begin(w->db, err);
+    if (rc == 0)
+        rc = zdm_db_begin(w->db, err);
     if (rc == 0)
         rc = zdm_state_ranges_lock(w->db, w->plan->id, id, &cursor, &done, &owner, &hi, err);
     if (rc == 0 && (done || !owner || strcmp(owner, w->me) == 0 || !hi || strcmp(hi, seen_hi) != 0))
         *again = 1; /* done, released, or split by another idle worker meanwhile */
-    if (rc == 0 && !*again)
+    if (rc == 0 && !*again && recount) {
         rc = range_keys(w, cursor, hi, &n, &mid, err);
+    } else if (rc == 0 && !*again && mid) {
+        /* still a key after the owner's committed cursor up to mid? */
+        int ahead = 0;
+        rc = key_after(w, cursor, mid, &ahead, err);
+        if (rc == 0 && !ahead)
+            n = 0; /* its owner went past mid meanwhile: look again */
+    }
     if (rc == 0 && !*again && n >= SPLIT_MIN_ROWS && mid)
         rc = zdm_state_ranges_split(w->db, w->plan->id, id, w->me, &rate, mid, hi, &nid, err);
     else if (rc == 0 && !*again)
