@@ -84,7 +84,7 @@ typedef struct zdm_throttle {
     /* latency pacing (pacer.h) */
     int64_t max_latency_pct;        /* max_latency_factor x 100 (150); 0 = unthrottled */
     int64_t max_lock_ms;            /* longest a batch may hold its locks (100); 0 = none */
-    int64_t max_duty_percent;       /* share of time in batches while an application works (25); 100 = all */
+    int64_t max_duty_percent;       /* share of time in batches while an application works (20); 100 = all */
     char *probe_query;              /* the latency probe; NULL = a round trip (pg), a write lock (sqlite) */
     /* observability */
     int64_t stall_after_ms;         /* no batch committed for this long: /metrics says stalled (5 min) */
