@@ -1720,18 +1720,6 @@ static int may_lint(const char *s)
     return 1;
 }
 
-/* Newlines in s[from, to). */
-static int lines_between(const char *s, size_t from, size_t to)
-{
-    int n = 0;
-    const char *p = s + from, *e = s + to;
-    while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
-        n++;
-        p++;
-    }
-    return n;
-}
-
 static void run_free(lint_run *r)
 {
     free(r->cur_table);
@@ -1836,7 +1824,7 @@ static int lint_pg(zdm_lint_ctx *ctx, const char *sql, zdm_phase_kind phase, int
             line_off = 0;
             line_no = 1;
         }
-        line_no += lines_between(sql, line_off, r.off);
+        line_no += zdm_sql_count_lines(sql, line_off, r.off);
         line_off = r.off;
         r.line = line_no;
         if (!may_lint(sql + r.off))

@@ -289,8 +289,7 @@ void zdm_sql_pos_next(zdm_sql_cursor *c, const char *s, size_t off, int *line, i
     *col = c->col;
 }
 
-/* Newlines in s[from, to). */
-static int count_lines(const char *s, size_t from, size_t to)
+int zdm_sql_count_lines(const char *s, size_t from, size_t to)
 {
     int n = 0;
     const char *p = s + from, *e = s + to;
@@ -552,7 +551,7 @@ static void run(const char *s, int dialect, zdm_sql_scan *out, limits *L)
             break;
         /* The token's line, counted on from the last token asked about
          * only where it is needed (a comment, a statement's end). */
-#define TLINE() (line += count_lines(s, line_pos, t.off), line_pos = t.off, line)
+#define TLINE() (line += zdm_sql_count_lines(s, line_pos, t.off), line_pos = t.off, line)
         if (rc < 0) {
             if (out && !out->unterminated) {
                 out->unterminated = 1;

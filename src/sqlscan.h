@@ -84,6 +84,9 @@ void zdm_sql_scan_free(zdm_sql_scan *s);
 
 /* 1-based line and column (in characters) of byte `off` of sql. */
 void zdm_sql_pos(const char *sql, size_t off, int *line, int *col);
+/* Newlines in s[from, to) (memchr: callers that count line numbers as
+ * they walk a text pay once per byte). */
+int zdm_sql_count_lines(const char *s, size_t from, size_t to);
 /* The same for offsets asked in increasing order, in one pass over the
  * text: a cursor zeroed before the first call remembers where it is (an
  * offset behind it starts over). */
