@@ -193,6 +193,9 @@ def pg_run(mode, a, work):
         app.kill()
         _, err = app.communicate()
     aborted = err.count("aborted")
+    # pgbench logs when a transaction completed, and (with -R) its latency
+    # from its scheduled start: a sample's time is its start, and it counts
+    # in every phase it was running in (report)
     samples, errors = [], 0
     for fn in os.listdir(logdir):
         with open(os.path.join(logdir, fn)) as f:
@@ -205,7 +208,7 @@ def pg_run(mode, a, work):
                     errors += 1
                     samples.append((ts, None))
                 else:
-                    samples.append((ts, int(p[2]) / 1000.0))
+                    samples.append((ts - int(p[2]) / 1e6, int(p[2]) / 1000.0))
     return rel, samples, errors + aborted, left
 
 
@@ -246,16 +249,16 @@ def sqlite_app(path, rows, rate, stop, samples, errs, fresh=None):
                 conv = c.execute("SELECT category IS NOT NULL FROM t WHERE id = ?", (rid,)).fetchone()[0]
             except sqlite3.OperationalError:
                 conv = None  # no column yet (before expand, after a rollback)
-        t0 = time.monotonic()
+        t0, ts0 = time.monotonic(), time.time()  # a sample's time is its start (as on PostgreSQL)
         try:
             c.execute("UPDATE t SET project_name = ? WHERE id = ?",
                       (("Core " if rid % 3 == 0 else "App ") + f"{rid} #{i}", rid))
-            samples.append((time.time(), (time.monotonic() - t0) * 1000.0))
+            samples.append((ts0, (time.monotonic() - t0) * 1000.0))
             if conv is not None:
                 fresh.append((samples[-1][0], conv, samples[-1][1]))
         except sqlite3.OperationalError:
-            errs.append(time.time())
-            samples.append((time.time(), None))
+            errs.append(ts0)
+            samples.append((ts0, None))
         t_next += 1.0 / rate
         d = t_next - time.monotonic()
         if d > 0:
@@ -273,7 +276,7 @@ def sqlite_split(db, mode, rel, fresh, idle99):
     lines = []
     for flag, what in ((1, "backfill: row converted before the write"),
                        (0, "backfill: the write converts its row (trigger)")):
-        xs = [ms for ts, c, ms in fresh if c == flag and rel.phase_of(ts) == "backfill"]
+        xs = [ms for ts, c, ms in fresh if c == flag and "backfill" in phases_of(rel, ts, ms)]
         if not xs:
             continue
         over = 100.0 * sum(1 for x in xs if x > 1.0) / len(xs)
@@ -337,17 +340,29 @@ def sqlite_run(mode, a, work):
 
 # --------------------------------------------------------------------- report
 
+def phases_of(rel, start, ms):
+    """Every phase a sample was running in, from its start to its end: a
+    transaction that waited out expand's ALTER TABLE into the backfill
+    counts in both, so that no phase hides a slow transaction it saw."""
+    names = [rel.phase_of(start)]
+    end = start + (ms or 0) / 1000.0
+    for name, t0 in rel.marks:
+        if start < t0 <= end and name not in names:
+            names.append(name)
+    return names
+
+
 def report(db, mode, rel, samples, errors, left, out, work):
     by = {p: [] for p in PHASES}
     errs = {p: 0 for p in PHASES}
     for ts, ms in samples:
-        ph = rel.phase_of(ts)
-        if ph not in by:  # before the start, or after the end mark (pgbench's last lines)
-            continue
-        if ms is None:
-            errs[ph] += 1
-        else:
-            by[ph].append(ms)
+        for ph in phases_of(rel, ts, ms):
+            if ph not in by:  # before the start, or after the end mark (pgbench's last lines)
+                continue
+            if ms is None:
+                errs[ph] += 1
+            else:
+                by[ph].append(ms)
     idle99 = pct(by["idle"], 99)
     dur = dict()
     for (n, t0), (_, t1) in zip(rel.marks, rel.marks[1:]):
