@@ -443,6 +443,9 @@ void zdm_pacer_concurrent(zdm_pacer *p, int on, int64_t table_rows)
 {
     p->concurrent = on != 0;
     p->table_rows = table_rows < 0 ? 0 : table_rows;
+    /* the activity readings come with the probe's connection: without it
+     * (it failed) nothing says the application stopped, so the share holds */
+    p->app_read = p->app_quiet = 0;
     p->lat_cap = 0;
     p->win_n = p->win_slow = 0;
     resize(p, p->size);

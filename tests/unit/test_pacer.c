@@ -639,6 +639,12 @@ static void test_busy_share(void **state)
     assert_false(zdm_pacer_duty_on(&p));
     zdm_pacer_duty(&p, 0); /* clamped to 1 */
     assert_int_equal(zdm_pacer_delay(&p, 1000), 990);
+    zdm_pacer_duty(&p, 20);
+    for (int i = 0; i < ZDM_PACER_APP_QUIET; i++)
+        zdm_pacer_app_activity(&p, 0);
+    assert_false(zdm_pacer_duty_on(&p));
+    zdm_pacer_concurrent(&p, 0, 0); /* the probe's connection failed: nothing known any more */
+    assert_true(zdm_pacer_duty_on(&p));
     zdm_pacer_latency(&p, 0, 100, 0);
     assert_int_equal(zdm_pacer_delay(&p, 1000), 0);
     zdm_pacer_latency(&p, 150, 100, 1); /* one writer: the lock's share instead */
