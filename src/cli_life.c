@@ -243,8 +243,8 @@ static const char *const pm_head[PM__N] = {
     "# TYPE zdm_backfill_last_progress_timestamp_seconds gauge\n",
     "# HELP zdm_backfill_rows_left_estimate Rows the backfill still has to convert (estimated, refined as ranges "
     "finish).\n# TYPE zdm_backfill_rows_left_estimate gauge\n",
-    "# HELP zdm_backfill_rows_per_second Every live worker's recent rate together (absent while paused, with no live "
-    "worker, or before a rate is known).\n# TYPE zdm_backfill_rows_per_second gauge\n",
+    "# HELP zdm_backfill_plan_rows_per_second Every live worker's recent rate together (absent while paused, with no live "
+    "worker, or before a rate is known).\n# TYPE zdm_backfill_plan_rows_per_second gauge\n",
     "# HELP zdm_backfill_eta_seconds Rows left at that rate (absent when the rate is).\n"
     "# TYPE zdm_backfill_eta_seconds gauge\n",
 };
@@ -271,7 +271,7 @@ static void status_prom(zdm_buf pm[PM__N], const zdm_plan *p, const zdm_life_sta
     zdm_buf_printf(&pm[PM_LEFT], "zdm_backfill_rows_left_estimate{plan=\"%s\"} %lld\n", id,
                    (long long)i->bf_rows_left);
     if (i->bf_rate >= 0)
-        zdm_buf_printf(&pm[PM_RATE], "zdm_backfill_rows_per_second{plan=\"%s\"} %.1f\n", id, i->bf_rate);
+        zdm_buf_printf(&pm[PM_RATE], "zdm_backfill_plan_rows_per_second{plan=\"%s\"} %.1f\n", id, i->bf_rate);
     if (i->bf_eta_s >= 0)
         zdm_buf_printf(&pm[PM_ETA], "zdm_backfill_eta_seconds{plan=\"%s\"} %lld\n", id, (long long)i->bf_eta_s);
 }

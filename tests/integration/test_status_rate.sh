@@ -109,7 +109,7 @@ case_rate() {
         '    rate [0-9]+ rows/s \(2 live workers together\), ETA [0-9][0-9a-z.]* for ~[0-9]+ rows left' "$ZOUT"
     t_match "$d: text: each worker's rate" 'worker .*: range [0-9]+, [0-9]+ rows in it so far, [0-9]+ rows/s, heartbeat' "$ZOUT"
     zdm_run status --format prometheus p
-    t_match "$d: prometheus: the rate" 'zdm_backfill_rows_per_second\{plan="p"\} [0-9.]+' "$ZOUT"
+    t_match "$d: prometheus: the rate" 'zdm_backfill_plan_rows_per_second\{plan="p"\} [0-9.]+' "$ZOUT"
     t_match "$d: prometheus: the ETA" 'zdm_backfill_eta_seconds\{plan="p"\} [0-9]+' "$ZOUT"
     t_match "$d: prometheus: rows left" 'zdm_backfill_rows_left_estimate\{plan="p"\} [0-9]+' "$ZOUT"
 
@@ -127,7 +127,7 @@ case_rate() {
     zdm_run status p
     t_has "$d: paused: text" "    rate - (paused), ETA unknown" "$ZOUT"
     zdm_run status --format prometheus p
-    t_lacks "$d: paused: prometheus has no rate" "zdm_backfill_rows_per_second{" "$ZOUT"
+    t_lacks "$d: paused: prometheus has no rate" "zdm_backfill_plan_rows_per_second{" "$ZOUT"
     t_lacks "$d: paused: prometheus has no ETA" "zdm_backfill_eta_seconds{" "$ZOUT"
     t_has "$d: paused: prometheus still has rows left" 'zdm_backfill_rows_left_estimate{plan="p"}' "$ZOUT"
     zdm_run resume p
