@@ -12,10 +12,13 @@ set -euo pipefail
 # package: this one is 19 MB to download, 96 MB installed, and on a host
 # running systemd it starts a Prometheus server on :9090, as the
 # postgresql and nginx packages start theirs.
+# strace: tests only, to see what zdm reads and opens (no temporary file
+# for a batch's journal, no table rewrite in expand's preflight); those
+# checks are skipped without it.
 PACKAGES="ca-certificates build-essential cmake clang libclang-rt-14-dev pkg-config git
     libpq-dev libsqlite3-dev libevent-dev libcmocka-dev libpg-query-dev libjansson-dev
     postgresql postgresql-client sqlite3 python3 procps util-linux iproute2
-    jq curl nginx python3-psycopg2 python3-yaml python3-alembic zsh systemd prometheus"
+    jq curl nginx python3-psycopg2 python3-yaml python3-alembic zsh systemd prometheus strace"
 if [ "${1:-}" = --list ]; then
     echo $PACKAGES
     exit 0

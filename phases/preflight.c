@@ -28,6 +28,7 @@
 #include "dialect.h"
 #include "log.h"
 #include "sqlkind.h"
+#include "sqlite_deps.h"
 #include "state.h"
 #include "util.h"
 
@@ -562,6 +563,44 @@ static int check_constraint_ops(pf *c, zdm_err *err)
     return rc;
 }
 
+/* SQLite: the downs of the steps run here tried on a copy of the schema
+ * without rows (sqlite_deps.h says why: a DROP COLUMN on the real file
+ * rewrites the table under the write lock).  *ok = 1 when every down ran
+ * there.  When one fails on the copy, or there is no copy (PostgreSQL,
+ * where DROP COLUMN only changes the catalog), *ok stays 0 and the caller
+ * runs them in the transaction as before: its verdict is the one that
+ * counts, and it names the down at fault. */
+static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
+{
+    const zdm_plan *plan = c->plan;
+    const char **downs = zdm_xcalloc(plan->nexpand + 1, sizeof *downs);
+    size_t n = 0;
+    for (size_t i = plan->nexpand; i-- > 0;) {
+        const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], c->d->kind) : NULL;
+        if (down)
+            downs[n++] = down;
+    }
+    int tried = 0;
+    long failed = -1;
+    zdm_err e;
+    zdm_err_clear(&e);
+    int rc = n ? zdm_sqdeps_try_on_copy(c->db, downs, n, &tried, &failed, &e) : 0;
+    free(downs);
+    if (rc != 0) {
+        if (e.code == ZDM_EXIT_INTERRUPTED) {
+            *err = e;
+            return rc;
+        }
+        zdm_log(ZDM_LOG_DEBUG, plan->id, "expand", "preflight: no schema copy for the downs (%s)", e.msg);
+        return 0;
+    }
+    *ok = n == 0 || (tried && failed < 0);
+    if (tried && failed >= 0)
+        zdm_log(ZDM_LOG_DEBUG, plan->id, "expand", "preflight: a down failed on the schema copy (%s); trying "
+                "the downs in the transaction", e.msg);
+    return 0;
+}
+
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
     pf c = {db, plan, zdm_db_dialect(db), 0, 0};
@@ -624,7 +663,10 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
      * operation's down is zdm's own. */
     if (rc == 0)
         rc = zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT zdm_preflight_steps", err);
-    for (size_t i = plan->nexpand; rc == 0 && i-- > 0;) {
+    int downs_ok = 0;
+    if (rc == 0)
+        rc = downs_on_copy(&c, ran, &downs_ok, err);
+    for (size_t i = plan->nexpand; rc == 0 && !downs_ok && i-- > 0;) {
         const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], dialect) : NULL;
         if (!down || try_sql(&c, down, 0, err) == 0)
             continue;

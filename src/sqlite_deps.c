@@ -686,6 +686,45 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
     return ZDM_EXIT_REFUSED;
 }
 
+int zdm_sqdeps_try_on_copy(zdm_db *db, const char *const *sqls, size_t n, int *tried, long *failed,
+                           zdm_err *err)
+{
+    *tried = 0;
+    *failed = -1;
+    if (zdm_db_kind_of(db) != ZDM_DB_SQLITE)
+        return 0;
+    schema real = {0};
+    int rc = schema_read_db(db, &real, err);
+    if (rc != 0)
+        return rc;
+    sqlite3 *m = mem_open(&real, 0);
+    /* The copy must hold every object of the real schema, or a statement
+     * could fail (or pass) here for want of one: a virtual table of a
+     * module this process lacks, say.  Then nothing is tried. */
+    schema copy = {0};
+    if (m)
+        schema_read_mem(m, &copy);
+    int whole = m && copy.n == real.n;
+    schema_free(&copy);
+    schema_free(&real);
+    if (!whole) {
+        sqlite3_close(m);
+        return 0;
+    }
+    *tried = 1;
+    for (size_t i = 0; i < n; i++) {
+        char *msg = NULL;
+        if (sqlite3_exec(m, sqls[i], NULL, NULL, &msg) != SQLITE_OK) {
+            *failed = (long)i;
+            zdm_err_set(err, ZDM_EXIT_FAIL, "sqlite: %s", msg ? msg : sqlite3_errmsg(m));
+            sqlite3_free(msg);
+            break;
+        }
+    }
+    sqlite3_close(m);
+    return 0;
+}
+
 /* CREATE INDEX for the plain index `index` of table with column `col`
  * replaced by `to` (same name, key order, collations and DESC).  NULL
  * when it cannot be read. */
