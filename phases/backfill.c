@@ -248,15 +248,29 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
 }
 
-void zdm_bf_session(worker *w)
+static void session_sql(worker *w, const char *sql)
 {
-    if (!w->d->worker_session)
-        return;
     zdm_err e;
     zdm_err_clear(&e);
     /* a setting that does not take only costs speed */
-    if (zdm_db_exec_script(w->db, w->d->worker_session, &e) != 0)
+    if (sql && zdm_db_exec_script(w->db, sql, &e) != 0)
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "worker session settings: %s", e.msg);
+}
+
+void zdm_bf_session(worker *w)
+{
+    session_sql(w, w->d->worker_session);
+    w->session_paced = -1;
+    zdm_bf_session_pacing(w);
+}
+
+void zdm_bf_session_pacing(worker *w)
+{
+    int paced = w->pacer.latency_pct > 0;
+    if (!w->o->url || paced == w->session_paced) /* never the caller's connection */
+        return;
+    session_sql(w, paced ? w->d->paced_session : w->d->unpaced_session);
+    w->session_paced = paced;
 }
 
 /* Splitting the keys is a write transaction before the first batch.  On

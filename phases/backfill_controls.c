@@ -40,6 +40,7 @@ void zdm_bf_apply_settings(worker *w, const char *json, int workers)
     zdm_pacer_update(&w->pacer, t->min_batch_size, t->max_batch_size, t->target_batch_ms, rate, t->sleep_ms);
     zdm_pacer_latency(&w->pacer, t->max_latency_pct, t->max_lock_ms, w->d->one_writer);
     zdm_pacer_duty(&w->pacer, t->max_duty_percent);
+    zdm_bf_session_pacing(w);
 }
 
 /* ---- controls ---- */

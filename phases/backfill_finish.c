@@ -32,10 +32,14 @@ static int final_check(worker *w, zdm_err *err)
         }
     char *sql = zdm_bf_sql_unconverted(w, 0);
     char *v = NULL;
+    int64_t t0 = zdm_mono_ms();
     int rc = zdm_db_query_value(w->db, sql, 0, NULL, &v, err);
     free(sql);
     long long left = v ? strtoll(v, NULL, 10) : 0;
     free(v);
+    if (rc == 0)
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert (%lld ms)",
+                left, left == 1 ? "" : "s", bf->table, (long long)(zdm_mono_ms() - t0));
     if (rc != 0) {
         zdm_err_prefix(err, "final check of the backfill of %s: ", w->plan->id);
         return rc;

@@ -47,6 +47,7 @@ typedef struct worker {
     char *update_sql[2];    /* SQLite: convert up to that key */
     char *combo_sql[2];     /* PostgreSQL: both in one statement */
     int int_key;            /* the key holds only integers (the dialect's integer_key): batches are spans */
+    int session_paced;      /* the dialect's paced_session is in effect on w->db (1), unpaced (0), neither (-1) */
     int span_looks;         /* ... and every few look at the keys' spread first (SQLite: span_density) */
     int span_sparse;        /* the keys were sparse at the last look: look for the batch's end first */
     int span_batches;       /* spans since that look (backfill_batch.c span_density) */
@@ -112,8 +113,12 @@ typedef struct worker {
     struct event *tick;
 } worker;
 
-/* backfill.c: the dialect's worker_session on the worker's own connection */
+/* backfill.c: the dialect's worker_session on a worker's own connection,
+ * then zdm_bf_session_pacing(). */
 void zdm_bf_session(worker *w);
+/* The dialect's paced_session or unpaced_session, as latency pacing is
+ * now on or off (zdm set may turn it either way); own connection only. */
+void zdm_bf_session_pacing(worker *w);
 /* backfill_sql.c */
 char *zdm_bf_key_json(const zdm_rows *r, int row, int ncols);
 int zdm_bf_key_params(const char *txt, json_t **j, const char **params, int *np, size_t nkey, zdm_err *err);

@@ -198,6 +198,15 @@ typedef struct zdm_dialect {
      * of a 1M-row backfill).  In memory instead, with a page cache of 1 MB
      * (not 2) so the worker's peak RSS grows by about 2 MiB, not 3.4. */
     const char *worker_session;
+    /* Run on a backfill worker's own connection while latency pacing is
+     * on (paced) and when it is turned off (unpaced); NULL: nothing.
+     * PostgreSQL: no parallel workers for the worker's scans.  The final
+     * check (a scan of the whole table) and the work list's collection
+     * planned as a Parallel Seq Scan: three processes on every core of a
+     * 2-core server for the scan's length, and the application's p99 rose
+     * to 5-15 ms at the end of every paced backfill.  Unthrottled, the
+     * server is the backfill's to use. */
+    const char *paced_session, *unpaced_session;
     /* One writer at a time: the pacer leaves the write lock free between
      * batches, so the application's writes get in. */
     int one_writer;

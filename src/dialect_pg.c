@@ -590,6 +590,8 @@ const zdm_dialect zdm_dialect_pg = {
     .batch_begin = "SELECT set_config('lock_timeout', '5s', true), set_config('zdm.backfill', $1, true)",
     .batch_end = NULL,
     .batch_one_statement = 1,
+    .paced_session = "SET max_parallel_workers_per_gather = 0",
+    .unpaced_session = "RESET max_parallel_workers_per_gather",
     .one_writer = 0,
     .row_estimate = pg_row_estimate,
     .where_estimate = pg_where_estimate,
