@@ -138,6 +138,8 @@ typedef struct pf {
     const zdm_dialect *d;
     int n_sp;
     int skipped;            /* expand steps not run here: names they add may be missing */
+    int in_tx;              /* inside the preflight's transaction (after its DDL) */
+    char *counted;          /* per expand step: its violating rows were counted before the DDL */
 } pf;
 
 /* Runs sql (with NULL for every placeholder) under a savepoint; on error
@@ -402,30 +404,36 @@ static char *row_label(pf *c, const char *table, const char *alias)
  * any, refuses with the count and up to five of them, named by *label
  * (built from the table's row identity when NULL). */
 static int refuse_violations(pf *c, const zdm_step *s, const char *table, const char *bad, char **label,
-                             const char *what, zdm_err *err)
+                             const char *what, int *counted, zdm_err *err)
 {
     int rc = 0;
     char *q = zdm_xasprintf("SELECT count(*) %s", bad);
     zdm_rows *r = NULL;
     zdm_err e;
     zdm_err_clear(&e);
-    /* under a savepoint: a column expand adds later is not an error here */
+    /* in the transaction, under a savepoint: a column expand adds later
+     * is not an error here */
     char sp[64];
     snprintf(sp, sizeof sp, "SAVEPOINT zdm_preflight_count_%d", ++c->n_sp);
-    if (zdm_db_exec_script(c->db, sp, &e) == 0) {
+    if (!c->in_tx || zdm_db_exec_script(c->db, sp, &e) == 0) {
         int qr = zdm_db_query(c->db, q, 0, NULL, &r, &e);
         snprintf(sp, sizeof sp, qr == 0 ? "RELEASE SAVEPOINT zdm_preflight_count_%d" :
                                           "ROLLBACK TO SAVEPOINT zdm_preflight_count_%d", c->n_sp);
         zdm_err e2;
         zdm_err_clear(&e2);
-        if (zdm_db_exec_script(c->db, sp, &e2) != 0)
+        if (c->in_tx && zdm_db_exec_script(c->db, sp, &e2) != 0)
             zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: %s", e2.msg);
+        *counted = qr == 0;
         long long n = qr == 0 && zdm_rows_count(r) == 1 ? strtoll(zdm_rows_get(r, 0, 0), NULL, 10) : 0;
         if (qr != 0 && zdm_db_err_is_lock_timeout(&e)) {
             *err = e;
             rc = lock_busy(c, "the rows that violate", s->from_op, err);
+        } else if (qr == ZDM_EXIT_INTERRUPTED) {
+            *err = e;
+            rc = qr;
         } else if (qr != 0)
-            zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows (%s)", e.msg);
+            zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: could not count violating rows %s(%s)",
+                    c->in_tx ? "" : "before the steps ", e.msg);
         if (n > 0) {
             char *sq = *label ? zdm_xasprintf("SELECT %s %s ORDER BY 1 LIMIT 5", *label, bad) : NULL;
             if (!*label) {
@@ -456,7 +464,7 @@ static int refuse_violations(pf *c, const zdm_step *s, const char *table, const 
 
 /* One constraint operation: count the rows that violate it now; refuse
  * with the count and up to five of them, before any DDL. */
-static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
+static int check_violations(pf *c, const zdm_step *s, int *counted, zdm_err *err)
 {
     const char *table = field(s, "table");
     if (!table)
@@ -527,7 +535,7 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
         zdm_buf_free(&names);
         free(cols);
     }
-    int rc = bad ? refuse_violations(c, s, table, bad, &label, what, err) : 0;
+    int rc = bad ? refuse_violations(c, s, table, bad, &label, what, counted, err) : 0;
     free(label);
     free(bad);
     free(what);
@@ -535,6 +543,13 @@ static int check_violations(pf *c, const zdm_step *s, zdm_err *err)
     return rc;
 }
 
+/* Counts what each constraint operation would trip on.  Before the
+ * transaction (in_tx 0), as plain reads: a count is a scan of the whole
+ * table, and inside the transaction, after an ADD COLUMN step, it ran
+ * while the table was locked (PostgreSQL: ACCESS EXCLUSIVE; SQLite: the
+ * write lock, taken at BEGIN) -- every query of the application waited
+ * for it.  In the transaction only the counts that could not run before,
+ * on a column an expand step adds. */
 static int check_constraint_ops(pf *c, zdm_err *err)
 {
     const toml_value *seen[64];
@@ -556,9 +571,11 @@ static int check_constraint_ops(pf *c, zdm_err *err)
         if (nseen < sizeof seen / sizeof seen[0])
             seen[nseen++] = s->fields;
         /* SQLite cannot add a foreign key: its step is refused elsewhere */
-        if (!zdm_step_sql(s, c->d->kind))
+        if (!zdm_step_sql(s, c->d->kind) || (c->in_tx && c->counted[i]))
             continue;
-        rc = check_violations(c, s, err);
+        int counted = 0;
+        rc = check_violations(c, s, &counted, err);
+        c->counted[i] = (char)counted;
     }
     return rc;
 }
@@ -603,15 +620,21 @@ static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
 
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
-    pf c = {db, plan, zdm_db_dialect(db), 0, 0};
+    pf c = {db, plan, zdm_db_dialect(db), 0, 0, 0, NULL};
     int constraint_ops = 0;
     for (size_t i = 0; i < plan->nexpand; i++)
         constraint_ops |= plan->expand[i].from_op != NULL;
     if (!plan->backfill && !plan->verify && !constraint_ops)
         return 0;
-    int rc = zdm_db_begin(db, err);
-    if (rc != 0)
+    c.counted = zdm_xcalloc(plan->nexpand + 1, 1);
+    int rc = check_constraint_ops(&c, err);
+    if (rc == 0)
+        rc = zdm_db_begin(db, err);
+    if (rc != 0) {
+        free(c.counted);
         return rc;
+    }
+    c.in_tx = 1;
     /* the checks take the locks expand's own DDL takes, briefly */
     if (c.d->set_local_timeouts)
         rc = c.d->set_local_timeouts(db, (long long)(plan->lock_timeout_ms > 0 ? plan->lock_timeout_ms : 2000), 60000,
@@ -675,6 +698,7 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         rc = err->code == ZDM_EXIT_INTERRUPTED ? err->code : refuse(&c, plan->expand[i].line, what, down, err);
     }
     free(ran);
+    free(c.counted);
     zdm_db_rollback(db);
     return rc;
 }

@@ -370,6 +370,55 @@ $fields
     t_same_file "the schema is unchanged" "$T_DIR/viol.before" "$T_DIR/viol.after"
 }
 
+# The counts of violating rows are scans of the whole table.  They ran in
+# the preflight's transaction after its ADD COLUMN steps, so the table
+# stayed locked (ACCESS EXCLUSIVE) for the length of the scan: every query
+# of the application waited.  Now they run before the transaction, as
+# plain reads.  A CHECK that takes 1 ms a row makes the count last ~3 s;
+# the application reads with lock_timeout 500 ms the whole time.
+case_violations_unlocked() {
+    t_section "pg: counting the rows a constraint would trip on does not lock the table"
+    db_new pg viol_unlocked
+    T_PLANS="$T_DIR/plans_viol_unlocked"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
+    db_sql "INSERT INTO acct SELECT i, 'n', i FROM generate_series(1, 3000) i" >/dev/null
+    db_sql "CREATE FUNCTION slow_ok(integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+            'SELECT pg_sleep(0.001) IS NOT NULL AND \$1 >= 0'" >/dev/null
+    plan_write 0001_vu '
+[[expand.steps]]
+sql  = "ALTER TABLE acct ADD COLUMN memo text"
+down = "ALTER TABLE acct DROP COLUMN memo"
+
+[[expand.steps]]
+op = "add_check"
+table = "acct"
+check = "slow_ok(amount)"
+'
+    : >"$T_DIR/vu.app.err"
+    zdm_bg "$T_DIR/vu" advance 0001_vu
+    local zpid=$ZBG_PID reads=0 during=0
+    while kill -0 "$zpid" 2>/dev/null && [ "$reads" -lt 400 ]; do
+        reads=$((reads + 1))
+        if pg_psql -qAt -d "$T_DB" -c "SET lock_timeout = '500ms'" -c "SELECT amount FROM acct WHERE id = 7" \
+            >/dev/null 2>>"$T_DIR/vu.app.err"; then
+            # counted only while the preflight runs (before the steps)
+            [ "$(db_sql "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT count(*) FROM%slow_ok%'")" = 1 ] &&
+                during=$((during + 1))
+        fi
+        sleep 0.05
+    done
+    t_wait_exit "$ZBG_JOB" 120
+    zdm_bg_collect "$T_DIR/vu" advance 0001_vu
+    t_eq "expand exit status" 0 "$WAIT_RC"
+    t_eq "the application's reads that waited past lock_timeout" "" "$(cat "$T_DIR/vu.app.err")"
+    t_note "$reads reads, $during of them while the count ran"
+    if [ "$during" -lt 3 ]; then
+        _t_fail "no read ran while the preflight counted ($during of $reads)" ""
+    fi
+    t_eq "the constraint is there" 1 "$(db_sql "SELECT count(*) FROM pg_constraint WHERE conrelid = 'acct'::regclass AND contype = 'c'")"
+}
+
 # ---------------------------------------------------------------- volatile default
 
 # add_column with a volatile default, NOT NULL: no single rewriting ADD
@@ -847,6 +896,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     if [ "$d" = pg ]; then
         run_case case_two_plans
         run_case case_preflight_lock
+        run_case case_violations_unlocked
         run_case case_carry rename_column
         run_case case_carry change_type
         run_case case_cic_resume valid
