@@ -118,8 +118,9 @@ static void sampled_bounds(worker *w, int64_t est, const zdm_rows *hi, zdm_strv 
 }
 
 /* The first worker bounds the work now: rows above the table's last key
- * arrive after the triggers exist and are theirs. */
-static int split(worker *w, zdm_err *err)
+ * arrive after the triggers exist and are theirs.  Reads only: the
+ * bounds of the ranges and the rows to convert, into *bounds and *conv. */
+static int split_compute(worker *w, zdm_strv *bounds, int64_t *conv_out, zdm_err *err)
 {
     zdm_rows *hi = NULL, *lo = NULL;
     char *sql = zdm_bf_sql_edge(w, 1);
@@ -141,37 +142,64 @@ static int split(worker *w, zdm_err *err)
     if (rc == 0 && bf->where && w->d->where_estimate &&
         w->d->where_estimate(w->db, w->tbl, bf->where, &matching) == 0)
         conv = matching;
-    zdm_strv bounds = {0};
     if (rc == 0 && zdm_rows_count(hi) == 1) {
         const char *h0 = zdm_rows_get(hi, 0, 0), *l0 = zdm_rows_get(lo, 0, 0);
         /* numbers cut a key's span only where the key orders as numbers
          * (w->int_key): a text key of digits cut at 6250 and 12500 (text:
          * '12500' < '6250') had keys in two ranges, converted twice */
         if (w->key.n == 1 && w->int_key && is_int(h0) && is_int(l0))
-            int_bounds(w, strtoll(l0, NULL, 10), strtoll(h0, NULL, 10), &est, &bounds);
+            int_bounds(w, strtoll(l0, NULL, 10), strtoll(h0, NULL, 10), &est, bounds);
         else
-            sampled_bounds(w, est, hi, &bounds);
+            sampled_bounds(w, est, hi, bounds);
     }
     if (!bf->where || conv < 0)
         conv = est;
-    if (rc == 0)
-        rc = zdm_state_ranges_init(w->db, w->plan->id, &w->key, &bounds, conv, err);
-    w->total_est = conv;
-    if (rc == 0)
-        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
-                "started: about %lld rows of %s to convert in %zu range%s, key (%s%s)", (long long)conv, bf->table,
-                bounds.n, bounds.n == 1 ? "" : "s", w->key.v[0], w->key.n > 1 ? ", ..." : "");
-    zdm_strv_free(&bounds);
+    *conv_out = conv;
     zdm_rows_free(hi);
     zdm_rows_free(lo);
     return rc;
 }
 
+/* In the transaction that holds the backfills row: the ranges recorded. */
+static int split_record(worker *w, const zdm_strv *bounds, int64_t conv, zdm_err *err)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    int rc = zdm_state_ranges_init(w->db, w->plan->id, &w->key, bounds, conv, err);
+    w->total_est = conv;
+    if (rc == 0)
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                "started: about %lld rows of %s to convert in %zu range%s, key (%s%s)", (long long)conv, bf->table,
+                bounds->n, bounds->n == 1 ? "" : "s", w->key.v[0], w->key.n > 1 ? ", ..." : "");
+    return rc;
+}
+
+/* The reads that size and cut the ranges run before the transaction, as
+ * plain reads, when no worker has split the key space yet: on SQLite they
+ * can cost a scan of the table (the count of a table whose rowids are
+ * sparse or absent, the count of a `where`, the sample of a text or
+ * composite key, sorted), and the transaction holds the one write lock
+ * from its BEGIN IMMEDIATE -- every write of the application waited for
+ * them (500,000 rows, text key: ~60 ms warm, more from disk).  Two
+ * workers starting at once both read; the one that gets the backfills
+ * row first records its split, the other uses it. */
 int zdm_bf_init_ranges(worker *w, zdm_err *err)
 {
-    int rc = zdm_db_begin(w->db, err);
-    if (rc != 0)
+    zdm_strv bounds = {0};
+    int64_t conv = 0;
+    int cut = 0, rc = 0;
+    zdm_backfill_progress bp;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_backfill_progress_get(w->db, w->plan->id, &bp, &e) != 0 || !bp.started) {
+        rc = split_compute(w, &bounds, &conv, err);
+        cut = rc == 0;
+    }
+    if (rc == 0)
+        rc = zdm_db_begin(w->db, err);
+    if (rc != 0) {
+        zdm_strv_free(&bounds);
         return rc;
+    }
     zdm_state_backfill bf;
     rc = zdm_state_backfill_lock(w->db, w->plan->id, &bf, err);
     if (rc == 0) {
@@ -181,10 +209,16 @@ int zdm_bf_init_ranges(worker *w, zdm_err *err)
             w->key = bf.key;
             memset(&bf.key, 0, sizeof bf.key);
         } else {
-            rc = split(w, err);
+            /* not read before: the ranges were there then (and reset
+             * since, by a stamp), or the read failed */
+            if (!cut)
+                rc = split_compute(w, &bounds, &conv, err);
+            if (rc == 0)
+                rc = split_record(w, &bounds, conv, err);
         }
     }
     zdm_state_backfill_free(&bf);
+    zdm_strv_free(&bounds);
     if (rc == 0)
         return zdm_db_commit(w->db, err);
     zdm_db_rollback(w->db);

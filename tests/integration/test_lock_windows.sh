@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# test_lock_windows.sh -- zdm never does work the size of the user's table
+# while it holds a lock the application's reads or writes wait on (issue
+# 13: the application never waits on zdm), on real SQLite files and a real
+# PostgreSQL.
+#
+#  sqlite_split   the first backfill worker sizes and cuts the key space
+#                 (row estimate, the count of `where`, a sample of a text
+#                 key, sorted) before its BEGIN IMMEDIATE, not under the
+#                 write lock.  Seen as the pages of the database zdm reads
+#                 while it holds SQLite's write lock (strace -y: the WAL
+#                 write lock is byte 120 of the -shm file).
+#
+# ctest passes ZDM and ZDM_SRC.
+set -u -o pipefail
+
+ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../lib/zdm.sh
+source "$ZDM_SRC/tests/lib/zdm.sh"
+t_init test_lock_windows
+
+DIALECTS="sqlite"
+if t_pg_available; then
+    t_pg_start
+    DIALECTS="sqlite pg"
+else
+    T_SKIPPED="PostgreSQL (not installed)"
+fi
+
+# The most pages of the database file (or its WAL) read during any one
+# hold of SQLite's write lock, in strace file $1 of database file $2.
+max_pages_locked() {
+    awk -v db="$2" '
+        /-shm>, F_SETLK, \{l_type=F_WRLCK, l_whence=SEEK_SET, l_start=120, l_len=1\}\) = 0/ { held = 1; n = 0; next }
+        /-shm>, F_SETLK, \{l_type=F_UNLCK, l_whence=SEEK_SET, l_start=120, l_len=1\}\) = 0/ {
+            if (held && n > max) max = n; held = 0; next }
+        held && /pread64\(/ && (index($0, db ">") || index($0, db "-wal>")) { n++ }
+        END { if (held && n > max) max = n; print max + 0 }' "$1"
+}
+
+# $ZDM ARGS under strace: file reads and file locks into $1.
+zdm_strace() {
+    local out=$1
+    shift
+    # (LeakSanitizer cannot run under ptrace: leaks are checked elsewhere)
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -qq -y -e trace=pread64,fcntl \
+        -o "$out" "$ZDM" --db "$T_DB" --plans "$T_PLANS" -q "$@" >"$out.out" 2>&1
+}
+
+# SQLite: the first worker's split read the table under the write lock.
+# A text key: the row estimate and the sample of the key (a scan of its
+# index, sorted) ran inside BEGIN IMMEDIATE; with a long key the index is
+# about half the table.  Small batches, so that a batch reads few pages.
+case_sqlite_split() {
+    t_section "sqlite: the first worker cuts the key space without holding the write lock"
+    if ! command -v strace >/dev/null 2>&1; then
+        t_note "no strace: skipped"
+        return 0
+    fi
+    db_new sqlite split
+    plans_empty
+    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    db_sql "CREATE TABLE ev (code text PRIMARY KEY, name text NOT NULL)" >/dev/null
+    db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 30000)
+            INSERT INTO ev SELECT printf('%0150d', i), printf('p%d', i) FROM c" >/dev/null
+    local pages
+    pages=$(db_sql "PRAGMA page_count")
+    plan_write 0001_split '
+[[expand.steps]]
+sql  = "ALTER TABLE ev ADD COLUMN cat text"
+down = "ALTER TABLE ev DROP COLUMN cat"
+
+[backfill]
+table = "ev"
+set.cat = "upper(name)"
+where = "cat IS NULL"
+
+[backfill.throttle]
+batch_size = 100
+max_batch_size = 100
+'
+    zdm_run init
+    zdm_run advance 0001_split
+    t_rc "expand" 0
+    zdm_strace "$T_DIR/split.strace" backfill 0001_split
+    t_eq "backfill exit status" 0 "$?"
+    local most
+    most=$(max_pages_locked "$T_DIR/split.strace" "$(basename "$T_SQLITE_FILE")")
+    t_note "at most $most pages read while holding the write lock; the database has $pages"
+    if [ "$most" -ge $((pages / 8)) ]; then
+        _t_fail "zdm read $most pages of a database of $pages while holding the write lock" \
+            "$(grep -c . "$T_DIR/split.strace") syscalls in all"
+    fi
+    t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM ev WHERE cat IS NOT upper(name)")"
+    t_eq "the plan is backfilled" backfilled "$(db_phase 0001_split)"
+}
+
+for d in $DIALECTS; do
+    if [ "$d" = sqlite ]; then
+        t_run case_sqlite_split
+    fi
+done
+
+t_finish
