@@ -512,6 +512,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .span_param = "CAST($%d AS INTEGER)",
     .one_writer = 1,
     .worker_session = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000;",
+    .after_batch = "PRAGMA wal_checkpoint(PASSIVE)",
     .row_estimate = sq_row_estimate,
     .where_estimate = sq_where_estimate,
     .plan_cost = NULL, /* no work list */
