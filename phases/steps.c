@@ -156,6 +156,9 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
         int64_t t0 = zdm_mono_ms();
         if (c.in_tx) {
             rc = zdm_db_begin(r->db, err);
+            const char *sb = zdm_db_dialect(r->db)->step_begin;
+            if (rc == 0 && sb)
+                rc = zdm_db_exec_script(r->db, sb, err);
             if (rc == 0) /* SQLite: plain indexes go with a dropped column */
                 rc = zdm_sqdeps_before_drop(r->db, r->plan, sql, err);
             if (rc == 0)

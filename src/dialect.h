@@ -167,6 +167,15 @@ typedef struct zdm_dialect {
      * alias r; a session_id) exists: a backend killed with kill -9 is gone
      * at once.  NULL with session_id. */
     const char *session_alive;
+    /* Run first in the transaction of a step (NULL: nothing).
+     * PostgreSQL: synchronous_commit off.  A step's DDL holds its table
+     * lock (ADD COLUMN, CREATE or DROP TRIGGER) through its commit, and
+     * every query of the application queues behind that lock; not waiting
+     * for the commit's WAL flush shortens the wait by a disk sync.  The
+     * step's state row is in the same commit, so a crash that loses it
+     * loses both and the step runs again; the commit that records the
+     * phase waits as usual and flushes every step before it. */
+    const char *step_begin;
     /* The first statement of a batch's transaction, $1 the plan id: the
      * backfill's own-transaction mark the dual-write triggers step aside
      * for (and on PostgreSQL the batch's lock timeout, so a batch blocked

@@ -587,6 +587,7 @@ const zdm_dialect zdm_dialect_pg = {
     .session_alive = "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.owner_backend)",
     /* the triggers read zdm.backfill (dualwrite.c); both settings end
      * with the transaction */
+    .step_begin = "SET LOCAL synchronous_commit = off",
     /* synchronous_commit off: a batch's commit does not wait for its WAL
      * to reach the disk (the rows and the range's cursor are one commit,
      * so a crash that loses it loses both: the batch is converted again,
