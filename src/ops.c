@@ -266,15 +266,22 @@ static char *rename_ident(const char *expr, const char *from, const char *to)
 
 /* SQLite: a statement that fails, with `message` in the error, when
  * `condition` holds -- SQLite has no ASSERT outside triggers, but a named
- * CHECK on a temporary table says exactly what went wrong. */
-static char *sqlite_assert_none(const char *table_q, const char *bad_rows, const char *message)
+ * CHECK on a temporary table says exactly what went wrong.  The table is
+ * named after the constraint `name` and made only if missing: the step
+ * runs outside a transaction (constraint_steps), so one that failed leaves
+ * it, empty, in the connection for the next run of the same check. */
+static char *sqlite_assert_none(const char *table_q, const char *name, const char *bad_rows, const char *message)
 {
     char *msg = zdm_ops_quote(message, 0);
-    char *s = zdm_xasprintf("CREATE TEMP TABLE zdm_assert (ok integer CONSTRAINT %s CHECK (ok));\n"
-                            "INSERT INTO zdm_assert SELECT NOT EXISTS (SELECT 1 FROM %s WHERE %s);\n"
-                            "DROP TABLE temp.zdm_assert",
-                            msg, table_q, bad_rows);
+    char *t = zdm_xasprintf("zdm_assert_%s", name);
+    char *tq = zdm_ops_quote(t, 0);
+    char *s = zdm_xasprintf("CREATE TEMP TABLE IF NOT EXISTS %s (ok integer CONSTRAINT %s CHECK (ok));\n"
+                            "INSERT INTO temp.%s SELECT NOT EXISTS (SELECT 1 FROM %s WHERE %s);\n"
+                            "DROP TABLE temp.%s",
+                            tq, msg, tq, table_q, bad_rows, tq);
     free(msg);
+    free(t);
+    free(tq);
     return s;
 }
 
@@ -574,9 +581,16 @@ static void constraint_steps(opctx *o, gen *g, const char *tq, const char *cname
     add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", tq, cq, rule),
         zdm_xasprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tq, cq), tr_create, tr_drop);
     snprintf(name, sizeof name, "validate %s", what);
-    add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tq, cq),
-        zdm_xstrdup("SELECT 1 /* nothing to undo: the previous step's down drops the constraint */"),
-        sqlite_assert_none(tq, neg, msg), zdm_xstrdup("SELECT 1"));
+    zdm_step *v = add(g, o->s, name, zdm_xasprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tq, cq),
+                      zdm_xstrdup("SELECT 1 /* nothing to undo: the previous step's down drops the constraint */"),
+                      sqlite_assert_none(tq, cname, neg, msg), zdm_xstrdup("SELECT 1"));
+    /* SQLite: the check of the existing rows reads the whole table and
+     * writes only a temporary table.  In a transaction (BEGIN IMMEDIATE)
+     * it held the write lock through that scan, and every write of the
+     * application waited (300,000 rows: ~30 ms; from disk, or gigabytes:
+     * seconds and more).  Outside one it is a read: the triggers of the
+     * step before already refuse the bad writes that come meanwhile. */
+    v->autocommit_for[SQ] = 1;
     free(neg);
     free(msg);
     free(cq);

@@ -76,6 +76,9 @@ int zdm_step_in_transaction(const zdm_step *s, const char *sql)
 {
     if (s->transaction >= 0)
         return s->transaction;
+    for (int d = 0; d < 2; d++)
+        if (sql && s->autocommit_for[d] && sql == s->sql_for[d])
+            return 0;
     return !zdm_sql_needs_autocommit(sql);
 }
 

@@ -54,6 +54,10 @@ typedef struct zdm_step {
     char *op;                  /* operation name; NULL for raw steps */
     const toml_value *fields;  /* the step's whole table (borrowed from the plan's doc) */
     int transaction;           /* -1 auto (detect CONCURRENTLY), 0 no, 1 yes */
+    /* ops: sql_for[d] runs outside a transaction when `transaction` is -1
+     * (SQLite's check of the existing rows: a scan that needs no write
+     * lock, so it must not hold one; zdm_step_in_transaction). */
+    int autocommit_for[2];
     int64_t lock_timeout_ms;   /* -1: plan default */
     int64_t statement_timeout_ms; /* -1: plan default */
     int lock_retries;          /* -1: plan default */
@@ -190,7 +194,8 @@ const char *zdm_step_sql(const zdm_step *s, int dialect);
 const char *zdm_step_down(const zdm_step *s, int dialect);
 
 /* Whether `sql` runs in a transaction: the step's transaction key, else
- * detected from the SQL. */
+ * a dialect's variant the operation marked autocommit_for (sql is that
+ * very string, as zdm_step_sql returns it), else detected from the SQL. */
 int zdm_step_in_transaction(const zdm_step *s, const char *sql);
 
 #endif

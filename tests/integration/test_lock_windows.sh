@@ -10,6 +10,11 @@
 #                 write lock.  Seen as the pages of the database zdm reads
 #                 while it holds SQLite's write lock (strace -y: the WAL
 #                 write lock is byte 120 of the -shm file).
+#  count_added_column  a constraint on a column an expand step adds is
+#                 still counted (after the step, in the preflight).
+#  sqlite_validate  add_check / set_not_null check the existing rows
+#                 outside a transaction (a read), not under the write
+#                 lock; a violation still fails the step and undoes expand.
 #
 # ctest passes ZDM and ZDM_SRC.
 set -u -o pipefail
@@ -95,9 +100,125 @@ max_batch_size = 100
     t_eq "the plan is backfilled" backfilled "$(db_phase 0001_split)"
 }
 
+# SQLite: add_check / set_not_null check the existing rows in a step of
+# their own (a scan of the table, writing only a temporary table).  Run in
+# a transaction, the scan held the write lock.  Now outside one: the
+# triggers of the step before refuse bad writes meanwhile, and a
+# violation still fails the step (and expand is undone).
+case_sqlite_validate() {
+    t_section "sqlite: checking the existing rows of a constraint does not hold the write lock"
+    if ! command -v strace >/dev/null 2>&1; then
+        t_note "no strace: skipped"
+        return 0
+    fi
+    db_new sqlite validate
+    plans_empty
+    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
+    db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 30000)
+            INSERT INTO acct SELECT i, printf('%0150d', i), i FROM c" >/dev/null
+    local pages
+    pages=$(db_sql "PRAGMA page_count")
+    plan_write 0001_val '
+[[expand.steps]]
+op = "add_check"
+table = "acct"
+check = "amount >= 0"
+
+[[expand.steps]]
+op = "set_not_null"
+table = "acct"
+column = "note"
+'
+    zdm_run init
+    zdm_strace "$T_DIR/val.strace" advance 0001_val
+    t_eq "expand exit status" 0 "$?"
+    local most
+    most=$(max_pages_locked "$T_DIR/val.strace" "$(basename "$T_SQLITE_FILE")")
+    t_note "at most $most pages read while holding the write lock; the database has $pages"
+    if [ "$most" -ge $((pages / 8)) ]; then
+        _t_fail "expand read $most pages of a database of $pages while holding the write lock" \
+            "$(cat "$T_DIR/val.strace.out")"
+    fi
+    t_eq "the plan is expanded" expanded "$(db_phase 0001_val)"
+    t_has "a write breaking the check is refused" "violated" \
+        "$(db_sql "INSERT INTO acct VALUES (0, 'x', -1)" 2>&1)"
+    t_has "a NULL note is refused" "violated" "$(db_sql "INSERT INTO acct VALUES (0, NULL, 1)" 2>&1)"
+
+    # A row that breaks the check by the time its step runs (the check
+    # reads zdm's own step records, which grow as expand goes): the
+    # preflight's count passes, the step's own check fails, expand is
+    # undone and leaves nothing behind; once fixed, expand goes through.
+    db_new sqlite validate_fail
+    plans_empty
+    db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
+    zdm_run init
+    db_sql "INSERT INTO acct VALUES (1, 'a', (SELECT count(*) FROM zdm_steps) + 1)" >/dev/null
+    plan_write 0001_valf '
+[[expand.steps]]
+op = "add_check"
+table = "acct"
+check = "amount > (SELECT count(*) FROM zdm_steps)"
+'
+    zdm_run advance 0001_valf
+    t_rc "expand with a row that breaks the check" 1
+    t_has "the step names the violation" "existing rows violate it" "$ZERR"
+    t_eq "expand undone: no trigger left" 0 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")"
+    t_eq "the plan is pending" pending "$(db_phase 0001_valf)"
+    db_sql "UPDATE acct SET amount = 100" >/dev/null
+    zdm_run advance 0001_valf
+    t_rc "expand once the row is fixed" 0
+    t_eq "the triggers are there" 2 "$(db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")"
+}
+
+# The counts of violating rows run before the preflight's transaction
+# now; a constraint on a column an expand step adds can only be counted
+# after that step (in the transaction): it must still be counted there.
+# set_not_null on a column added without a default: every row is NULL.
+case_count_added_column() {
+    local d=$1
+    t_section "$d: a constraint on a column expand adds is still checked against the rows"
+    db_new "$d" "added_$d"
+    plans_empty
+    db_sql "CREATE TABLE acct (id integer PRIMARY KEY, amount integer)" >/dev/null
+    db_sql "INSERT INTO acct VALUES (1, 1), (2, 2), (3, 3)" >/dev/null
+    zdm_run init
+    plan_write 0001_added '
+[[expand.steps]]
+sql  = "ALTER TABLE acct ADD COLUMN memo text"
+down = "ALTER TABLE acct DROP COLUMN memo"
+
+[[expand.steps]]
+op = "set_not_null"
+table = "acct"
+column = "memo"
+'
+    zdm_run advance 0001_added
+    t_rc "expand refused" 3
+    t_has "the rows are counted after the step" "set_not_null on acct.memo: 3 rows hold NULL" "$ZERR"
+    t_eq "nothing changed: no memo column" 0 "$(db_sql "SELECT count(*) FROM $(
+        [ "$d" = pg ] && echo "information_schema.columns WHERE table_name = 'acct' AND column_name = 'memo'" ||
+            echo "pragma_table_info('acct') WHERE name = 'memo'")")"
+    plan_write 0001_added '
+[[expand.steps]]
+sql  = "ALTER TABLE acct ADD COLUMN memo text DEFAULT '"'"'m'"'"'"
+down = "ALTER TABLE acct DROP COLUMN memo"
+
+[[expand.steps]]
+op = "add_check"
+table = "acct"
+check = "memo <> '"'"'m'"'"' OR amount > 2"
+'
+    zdm_run advance 0001_added
+    t_rc "expand refused (check over the added column)" 3
+    t_has "the rows are counted after the step" "2 rows violate it" "$ZERR"
+}
+
 for d in $DIALECTS; do
+    t_run case_count_added_column "$d"
     if [ "$d" = sqlite ]; then
         t_run case_sqlite_split
+        t_run case_sqlite_validate
     fi
 done
 
