@@ -28,6 +28,7 @@
 #include "dialect.h"
 #include "log.h"
 #include "sqlkind.h"
+#include "sqlscan.h"
 #include "sqlite_deps.h"
 #include "state.h"
 #include "util.h"
@@ -580,6 +581,48 @@ static int check_constraint_ops(pf *c, zdm_err *err)
     return rc;
 }
 
+/* Does every statement of a SQLite `sql` change the schema alone, so that
+ * a copy without rows says whether it runs: DROP, ALTER TABLE without ADD
+ * (DROP COLUMN, RENAME), CREATE TABLE / VIEW / TRIGGER without a SELECT
+ * to fill it, SELECT without FROM (a no-op down).  Not: INSERT, UPDATE,
+ * DELETE, CREATE INDEX (a UNIQUE one fails on duplicate rows), ADD COLUMN
+ * (its CHECK or NOT NULL is tested on every row) -- those can fail on
+ * the real rows only. */
+static int schema_only(const char *sql)
+{
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(sql, ZDM_SQL_SQLITE, &sc);
+    int ok = !sc.unterminated && sc.nstmts > 0;
+    for (size_t i = 0; ok && i < sc.nstmts; i++) {
+        const zdm_sql_stmt *st = &sc.stmts[i];
+        const zdm_tok *t = &sc.toks[st->tok];
+        size_t n = st->ntok;
+        int has_add = 0, has_select = 0, has_from = 0;
+        for (size_t k = 0; k < n; k++) {
+            has_add |= zdm_tok_is(sql, &t[k], "ADD");
+            has_select |= zdm_tok_is(sql, &t[k], "SELECT");
+            has_from |= zdm_tok_is(sql, &t[k], "FROM");
+        }
+        /* CREATE [TEMP|UNIQUE|VIRTUAL] <what>: the first of these words */
+        const char *what = "";
+        static const char *const whats[] = {"TABLE", "VIEW", "TRIGGER", "INDEX", "VIRTUAL"};
+        for (size_t k = 1; k < n && k < 4 && !*what; k++)
+            for (size_t w = 0; w < sizeof whats / sizeof whats[0] && !*what; w++)
+                if (zdm_tok_is(sql, &t[k], whats[w]))
+                    what = whats[w];
+        if (n == 0 || zdm_tok_is(sql, &t[0], "DROP"))
+            continue;
+        if (zdm_tok_is(sql, &t[0], "ALTER"))
+            ok = !has_add;
+        else if (zdm_tok_is(sql, &t[0], "CREATE"))
+            ok = !strcmp(what, "VIEW") || !strcmp(what, "TRIGGER") || (!strcmp(what, "TABLE") && !has_select);
+        else
+            ok = zdm_tok_is(sql, &t[0], "SELECT") && !has_from;
+    }
+    zdm_sql_scan_free(&sc);
+    return ok;
+}
+
 /* SQLite: the downs of the steps run here tried on a copy of the schema
  * without rows (sqlite_deps.h says why: a DROP COLUMN on the real file
  * rewrites the table under the write lock).  *ok = 1 when every down ran
@@ -590,10 +633,19 @@ static int check_constraint_ops(pf *c, zdm_err *err)
 static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
 {
     const zdm_plan *plan = c->plan;
+    if (zdm_db_kind_of(c->db) != ZDM_DB_SQLITE)
+        return 0;
     const char **downs = zdm_xcalloc(plan->nexpand + 1, sizeof *downs);
     size_t n = 0;
     for (size_t i = plan->nexpand; i-- > 0;) {
         const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], c->d->kind) : NULL;
+        if (down && !schema_only(down)) {
+            /* its verdict depends on the rows: the transaction's */
+            zdm_log(ZDM_LOG_DEBUG, plan->id, "expand", "preflight: the down of expand step %d reads or writes "
+                    "rows; trying the downs in the transaction", plan->expand[i].index);
+            free(downs);
+            return 0;
+        }
         if (down)
             downs[n++] = down;
     }

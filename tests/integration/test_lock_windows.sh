@@ -10,6 +10,10 @@
 #                 write lock.  Seen as the pages of the database zdm reads
 #                 while it holds SQLite's write lock (strace -y: the WAL
 #                 write lock is byte 120 of the -shm file).
+#  sqlite_downs   the preflight's downs: one that writes rows is tried on
+#                 the real rows (it can fail there only); one that only
+#                 changes the schema stays on the copy, whatever the
+#                 schema holds (FTS5, statistics, views, odd names).
 #  count_added_column  a constraint on a column an expand step adds is
 #                 still counted (after the step, in the preflight).
 #  sqlite_validate  add_check / set_not_null check the existing rows
@@ -214,11 +218,78 @@ check = "memo <> '"'"'m'"'"' OR amount > 2"
     t_has "the rows are counted after the step" "2 rows violate it" "$ZERR"
 }
 
+# SQLite: the preflight tries the steps' downs on a copy of the schema
+# without rows (a DROP COLUMN on the real file rewrites the table under
+# the write lock).  A down that reads or writes rows can fail on the real
+# rows only: the copy passed it, and a failed expand's undo would then
+# fail.  It is tried in the transaction, as before the copy; a down that
+# only changes the schema stays on the copy, with every kind of object in
+# the schema (AUTOINCREMENT, ANALYZE's statistics, FTS5, views, triggers,
+# odd quoted names).
+case_sqlite_downs() {
+    t_section "sqlite: the downs on the schema copy: rows still count, the schema's objects are copied"
+    if ! command -v strace >/dev/null 2>&1; then
+        t_note "no strace: skipped"
+        return 0
+    fi
+    db_new sqlite downs
+    plans_empty
+    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    db_sql "CREATE TABLE events (id integer PRIMARY KEY AUTOINCREMENT, name text NOT NULL)" >/dev/null
+    db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
+            INSERT INTO events (name) SELECT printf('%0150d', i) FROM c" >/dev/null
+    db_sql 'CREATE TABLE "we""ird tbl" (id integer PRIMARY KEY, "a b" text);
+            CREATE VIEW v AS SELECT "a b" FROM "we""ird tbl";
+            CREATE TABLE log (x text);
+            CREATE TRIGGER tr AFTER UPDATE ON "we""ird tbl" BEGIN INSERT INTO log VALUES (NEW."a b"); END;' >/dev/null
+    db_sql "CREATE VIRTUAL TABLE docs USING fts5(body)" >/dev/null 2>&1 || t_note "no fts5 in this sqlite3"
+    db_sql "ANALYZE" >/dev/null
+    local pages
+    pages=$(db_sql "PRAGMA page_count")
+    plan_write 0001_downs "
+[[expand.steps]]
+sql  = 'ALTER TABLE \"we\"\"ird tbl\" ADD COLUMN \"c d\" text'
+down = 'ALTER TABLE main.\"we\"\"ird tbl\" DROP COLUMN \"c d\"'
+
+[[expand.steps]]
+sql  = \"ALTER TABLE events ADD COLUMN cat text\"
+down = \"ALTER TABLE events DROP COLUMN cat; SELECT 1\"
+
+[backfill]
+table = \"events\"
+set.cat = \"upper(name)\"
+"
+    zdm_run init
+    db_dump "$T_DIR/downs.before"
+    # a down that writes rows: NOT NULL fails on the real rows only
+    sed -i 's/down = "ALTER TABLE events DROP COLUMN cat; SELECT 1"/down = "UPDATE events SET name = NULL; ALTER TABLE events DROP COLUMN cat"/' \
+        "$T_PLANS/0001_downs.toml"
+    zdm_run advance 0001_downs
+    t_rc "expand with a down that fails on the rows" 3
+    t_has "the down at fault is named" "down of expand step 2" "$ZERR"
+    t_has "with the database's reason" "NOT NULL constraint failed" "$ZERR"
+    db_dump "$T_DIR/downs.after"
+    t_same_file "nothing changed" "$T_DIR/downs.before" "$T_DIR/downs.after"
+    sed -i 's/down = "UPDATE events SET name = NULL; ALTER TABLE events DROP COLUMN cat"/down = "ALTER TABLE events DROP COLUMN cat; SELECT 1"/' \
+        "$T_PLANS/0001_downs.toml"
+    zdm_strace "$T_DIR/downs.strace" advance 0001_downs
+    t_eq "expand exit status" 0 "$?"
+    local reads
+    reads=$(grep -c "$(basename "$T_SQLITE_FILE")>" "$T_DIR/downs.strace")
+    t_note "expand read $reads pages of a database of $pages"
+    if [ "$reads" -ge $((pages / 4)) ]; then
+        _t_fail "expand read $reads pages of a database of $pages: a down ran on the real table" \
+            "$(cat "$T_DIR/downs.strace.out")"
+    fi
+    t_eq "the plan is expanded" expanded "$(db_phase 0001_downs)"
+}
+
 for d in $DIALECTS; do
     t_run case_count_added_column "$d"
     if [ "$d" = sqlite ]; then
         t_run case_sqlite_split
         t_run case_sqlite_validate
+        t_run case_sqlite_downs
     fi
 done
 
