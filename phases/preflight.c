@@ -9,7 +9,9 @@
  * rolled back:
  *  1. the expand steps that add tables and columns run (each under a
  *     savepoint; one that fails is skipped, e.g. already applied by a
- *     resumed run), so the expressions can name what expand adds;
+ *     resumed run), so the expressions can name what expand adds -- not
+ *     those that read every row under the table's lock (an added column's
+ *     CHECK, UNIQUE, ...: SQLite's run without its CHECK);
  *  2. the dual-write trigger SQL is created, exactly as expand will;
  *  3. each expression, the batch statements of the backfill exactly as a
  *     worker builds them, and the trigger bodies' expressions (rewritten
@@ -36,9 +38,81 @@
 #include <jansson.h>
 #include <pg_query.h>
 
+/* SQLite: sql without the CHECK constraints of its ALTER TABLE
+ * statements ([CONSTRAINT name] CHECK (...)), or NULL when it has none.
+ * SQLite tests the CHECK of an added column on every row, under the write
+ * lock: the preflight adds the column without it (its names are what the
+ * checks need; the step's own run tests the rows). */
+static char *sqlite_without_checks(const char *sql)
+{
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(sql, ZDM_SQL_SQLITE, &sc);
+    zdm_buf out = {0};
+    size_t from = 0;
+    int cut = 0;
+    for (size_t i = 0; !sc.unterminated && i < sc.nstmts; i++) {
+        const zdm_sql_stmt *st = &sc.stmts[i];
+        const zdm_tok *t = &sc.toks[st->tok];
+        if (!st->ntok || !zdm_tok_is(sql, &t[0], "ALTER"))
+            continue;
+        for (size_t k = 1; k + 1 < st->ntok; k++) {
+            if (!zdm_tok_is(sql, &t[k], "CHECK") || t[k + 1].kind != ZDM_TOK_LPAREN)
+                continue;
+            size_t e = k + 1;
+            for (int depth = 0; e < st->ntok; e++) {
+                depth += t[e].kind == ZDM_TOK_LPAREN ? 1 : t[e].kind == ZDM_TOK_RPAREN ? -1 : 0;
+                if (depth == 0)
+                    break;
+            }
+            if (e >= st->ntok)
+                break;
+            size_t b = k >= 2 && zdm_tok_is(sql, &t[k - 2], "CONSTRAINT") ? k - 2 : k;
+            zdm_buf_putn(&out, sql + from, t[b].off - from);
+            from = t[e].off + t[e].len;
+            cut = 1;
+            k = e;
+        }
+    }
+    zdm_sql_scan_free(&sc);
+    if (!cut) {
+        zdm_buf_free(&out);
+        return NULL;
+    }
+    zdm_buf_puts(&out, sql + from);
+    return zdm_buf_take(&out);
+}
+
+/* Does an ADD COLUMN (its AlterTableCmd) read or rewrite every row of the
+ * table: a CHECK, UNIQUE, PRIMARY KEY or REFERENCES constraint checks or
+ * indexes them (SQLite tests a CHECK on every row too), a stored generated
+ * or identity column or a serial type computes each.  Lint refuses those
+ * on PostgreSQL unless allowed; allowed, the step's own scan is the
+ * user's, but a second one in the preflight held the lock as long again. */
+static int add_column_scans(const json_t *cmd)
+{
+    const json_t *cd = json_object_get(json_object_get(cmd, "def"), "ColumnDef");
+    const json_t *cons = json_object_get(cd, "constraints");
+    for (size_t i = 0; i < json_array_size(cons); i++) {
+        const char *t = json_string_value(json_object_get(json_object_get(json_array_get(cons, i), "Constraint"),
+                                                          "contype"));
+        if (t && (!strcmp(t, "CONSTR_CHECK") || !strcmp(t, "CONSTR_UNIQUE") || !strcmp(t, "CONSTR_PRIMARY") ||
+                  !strcmp(t, "CONSTR_FOREIGN") || !strcmp(t, "CONSTR_GENERATED") || !strcmp(t, "CONSTR_IDENTITY") ||
+                  !strcmp(t, "CONSTR_EXCLUSION")))
+            return 1;
+    }
+    const json_t *names = json_object_get(json_object_get(cd, "typeName"), "names");
+    size_t n = json_array_size(names);
+    const char *type = n ? json_string_value(json_object_get(json_object_get(json_array_get(names, n - 1), "String"),
+                                                             "sval"))
+                         : NULL;
+    return type && (!strcasecmp(type, "serial") || !strcasecmp(type, "bigserial") || !strcasecmp(type, "smallserial") ||
+                    !strcasecmp(type, "serial2") || !strcasecmp(type, "serial4") || !strcasecmp(type, "serial8"));
+}
+
 /* Is every statement in sql one that only adds (CREATE TABLE / SCHEMA,
- * ALTER TABLE ... ADD COLUMN, COMMENT)?  Those are the steps the checks
- * need and cheap to run: nothing is scanned or rewritten.  `zdm_do`: the
+ * ALTER TABLE ... ADD COLUMN without what makes it read every row,
+ * COMMENT)?  Those are the steps the checks need and cheap to run: nothing
+ * is scanned or rewritten.  `zdm_do`: the
  * step was written by zdm from an operation, whose DO blocks add a column
  * or a view (anything slow they do is in steps of other kinds).
  * `sqlite`: SQL the PostgreSQL grammar rejects is SQLite's own (ADD COLUMN
@@ -68,7 +142,7 @@ static int only_adds(const char *sql, int zdm_do, int sqlite)
             for (size_t j = 0; ok && j < json_array_size(cmds); j++) {
                 json_t *c = json_object_get(json_array_get(cmds, j), "AlterTableCmd");
                 const char *sub = json_string_value(json_object_get(c, "subtype"));
-                ok = sub && !strcmp(sub, "AT_AddColumn");
+                ok = sub && !strcmp(sub, "AT_AddColumn") && !add_column_scans(c);
             }
         }
         json_decref(tree);
@@ -697,9 +771,13 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         const char *sql = zdm_step_sql(&plan->expand[i], dialect);
         if (!sql)
             continue;
-        if (!zdm_step_in_transaction(&plan->expand[i], sql) ||
-            !only_adds(sql, plan->expand[i].from_op != NULL, !c.d->pg_grammar)) {
+        char *no_checks = c.d->pg_grammar ? NULL : sqlite_without_checks(sql);
+        int in_tx = zdm_step_in_transaction(&plan->expand[i], sql);
+        if (no_checks)
+            sql = no_checks;
+        if (!in_tx || !only_adds(sql, plan->expand[i].from_op != NULL, !c.d->pg_grammar)) {
             c.skipped += may_add_names(sql);
+            free(no_checks);
             continue;
         }
         zdm_err e;
@@ -721,6 +799,7 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
                         plan->expand[i].index, e.msg);
             }
         }
+        free(no_checks);
     }
     /* the schema as the expand steps leave it, for their downs below */
     if (rc == 0)
