@@ -367,7 +367,11 @@ static int split_once(worker *w, int *got, int *again, zdm_err *err)
      * would stall its batches for seconds); its owner's batch in flight
      * is small beside it.  A smaller one is counted again under the lock,
      * after that batch, for an even cut at the end of the backfill. */
-    int recount = most <= SPLIT_RECOUNT_MAX;
+    /* Where one writer converts at a time (SQLite), the lock is the
+     * database's write lock (BEGIN IMMEDIATE): nothing is counted under
+     * it, the cut is always the one seen before it -- counting 200,000
+     * keys there stalled every writer of the application meanwhile. */
+    int recount = most <= SPLIT_RECOUNT_MAX && !w->d->one_writer;
     if (!recount)
         rc = range_keys(w, zdm_rows_get(busy, best, 1), seen_hi, &n, &mid, err);
     zdm_rows_free(busy);

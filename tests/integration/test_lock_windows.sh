@@ -18,6 +18,8 @@
 #                 ADD COLUMN checks every row (CHECK): the step's own scan
 #                 under the write lock was done twice (SQLite: it runs
 #                 without its CHECK; PostgreSQL: not at all).
+#  sqlite_split_busy  an idle worker splits a busy range without counting
+#                 its keys under the write lock.
 #  count_added_column  a constraint on a column an expand step adds is
 #                 still counted (after the step, in the preflight).
 #  sqlite_validate  add_check / set_not_null check the existing rows
@@ -299,6 +301,64 @@ set.cat = \"upper(name)\"
     t_eq "the plan is expanded" expanded "$(db_phase 0001_downs)"
 }
 
+# SQLite: an idle worker takes the upper half of a busy range.  The keys
+# left in it were counted again under the transaction that cuts it -- on
+# SQLite BEGIN IMMEDIATE, the write lock: a walk of up to 200,000 keys of
+# the index while every writer waited.  Now the cut seen before the lock
+# is kept and only checked (one probe).  Worker A converts slowly; worker
+# B (under strace) splits its range.
+split_a_started() {
+    [ "$(db_sql "SELECT coalesce(sum(rows_done), 0) FROM zdm_ranges WHERE plan_id = 'p_busy'")" -gt 0 ]
+}
+
+case_sqlite_split_busy() {
+    t_section "sqlite: an idle worker splits a busy range without counting under the write lock"
+    if ! command -v strace >/dev/null 2>&1; then
+        t_note "no strace: skipped"
+        return 0
+    fi
+    db_new sqlite split_busy
+    plans_empty
+    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    db_sql "CREATE TABLE t (id text PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
+    db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 15000)
+            INSERT INTO t (id) SELECT printf('k%0200d', i) FROM c" >/dev/null
+    local pages
+    pages=$(db_sql "PRAGMA page_count")
+    plan_write p_busy '
+[[expand.steps]]
+sql  = "SELECT 1"
+down = "SELECT 1"
+[backfill]
+table = "t"
+set.n = "n + 1"
+dual_write = false
+[backfill.throttle]
+batch_size = 200
+target_batch_ms = 0
+max_rows_per_second = 3000
+max_latency_factor = 0'
+    zdm_run init
+    zdm_run advance p_busy
+    t_rc "expand" 0
+    "$ZDM" --db "$T_DB" --plans "$T_PLANS" backfill p_busy >"$T_DIR/busy_a.out" 2>"$T_DIR/busy_a.err" &
+    local a=$!
+    t_wait_for "worker A committed a batch" 60 split_a_started
+    zdm_strace "$T_DIR/busy_b.strace" backfill p_busy
+    t_eq "worker B exit" 0 "$?"
+    wait "$a"
+    t_eq "worker A exit" 0 "$?"
+    t_eq "B split A's range" 1 "$(db_sql "SELECT count(*) >= 2 FROM zdm_ranges WHERE plan_id = 'p_busy'")"
+    local most
+    most=$(max_pages_locked "$T_DIR/busy_b.strace" "$(basename "$T_SQLITE_FILE")")
+    t_note "worker B read at most $most pages while holding the write lock; the database has $pages"
+    if [ "$most" -ge $((pages / 8)) ]; then
+        _t_fail "worker B read $most pages of a database of $pages while holding the write lock" ""
+    fi
+    t_eq "every row converted exactly once" "15000|0" \
+        "$(db_sql "SELECT sum(CASE WHEN n = 1 THEN 1 ELSE 0 END), sum(CASE WHEN n <> 1 THEN 1 ELSE 0 END) FROM t")"
+}
+
 # SQLite: an expand step that adds a column with a CHECK tests it on
 # every row, under the write lock.  That scan is the step's own; the
 # preflight ran the step too (in its transaction, rolled back), a second
@@ -384,6 +444,7 @@ for d in $DIALECTS; do
         t_run case_sqlite_validate
         t_run case_sqlite_downs
         t_run case_sqlite_add_check_column
+        t_run case_sqlite_split_busy
     fi
 done
 
