@@ -244,6 +244,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             (double)w->pacer.probe_p99_us / 1000.0, (long long)zdm_pacer_delay(&w->pacer, now), lock);
     if (range_done)
         zdm_bf_release(w);
+    /* In the pause, out of the batch's timing (the pacer's cost model and
+     * the lock's share would count it as the batch's). */
+    if (updated > 0 && w->pacer.latency_pct && w->d->after_batch) {
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_exec_script(w->db, w->d->after_batch, &e) != 0)
+            zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "after the batch: %s", e.msg);
+    }
     zdm_bf_progress(w, 0);
     schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
 }

@@ -385,13 +385,6 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
         w->cursor = last;
         last = NULL;
     }
-    if (rc == 0 && *updated > 0 && w->pacer.latency_pct && w->d->after_batch) {
-        zdm_db_cancel_first(0);
-        zdm_err e;
-        zdm_err_clear(&e);
-        if (zdm_db_exec_script(w->db, w->d->after_batch, &e) != 0)
-            zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "after the batch: %s", e.msg);
-    }
 out:
     zdm_db_cancel_first(0);
     if (rc != 0 || zdm_db_in_transaction(w->db)) /* an error, fenced, or done by another */
