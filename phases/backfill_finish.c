@@ -12,90 +12,6 @@
 
 #include "backfill_int.h"
 
-/* Rows in key order per chunk of a paced final check. */
-#define CHECK_CHUNK_ROWS 20000
-
-/* Latency pacing on, one key column, key ranges, several writers
- * (PostgreSQL): the final check in chunks of CHECK_CHUNK_ROWS rows in key
- * order, each followed by the busy share's pause.  In one statement it
- * was a scan of the whole table in one go at the end of every backfill: a
- * CPU for its length, and the WAL of pruning every page the batches had
- * left dead rows on, which the application's next commits had to flush
- * -- 25 to 30 of its transactions (0.4 % of the phase) took 3-8 ms at the
- * end of each run of the zero-downtime bench.  Each chunk is its own
- * snapshot: a row the application moves from a chunk not yet read to one
- * already read is passed over, but its write went through the dual-write
- * triggers, which converted it.  *left = -1 when the chunks do not apply
- * or their statement does not compile here (the one statement then runs). */
-static int check_in_chunks(worker *w, long long *left, zdm_err *err)
-{
-    *left = -1;
-    if (!w->pacer.latency_pct || w->d->one_writer || w->key.n != 1 || w->worklist)
-        return 0;
-    char *sql[2] = {zdm_bf_sql_check_chunk(w, 0, CHECK_CHUNK_ROWS), zdm_bf_sql_check_chunk(w, 1, CHECK_CHUNK_ROWS)};
-    char *cursor = NULL;
-    long long sum = 0;
-    int rc = 0, chunks = 0;
-    /* the first chunk under a savepoint when in the finishing transaction:
-     * its failure must leave that transaction usable for the one statement */
-    int sp = zdm_db_in_transaction(w->db);
-    if (sp && (rc = zdm_db_exec_script(w->db, "SAVEPOINT zdm_check", err)) != 0)
-        sp = 0;
-    for (;;) {
-        const char *p[] = {cursor};
-        zdm_rows *r = NULL;
-        int64_t t0 = zdm_mono_ms();
-        rc = zdm_db_query(w->db, sql[cursor != NULL], cursor ? 1 : 0, p, &r, err);
-        if (chunks == 0 && sp) {
-            zdm_err e;
-            zdm_err_clear(&e);
-            int src = zdm_db_exec_script(w->db, rc == 0 ? "RELEASE SAVEPOINT zdm_check" : "ROLLBACK TO SAVEPOINT zdm_check",
-                                         &e);
-            if (src != 0 && rc == 0) {
-                *err = e;
-                rc = src;
-            }
-        }
-        if (rc != 0 || zdm_rows_count(r) != 1) {
-            zdm_rows_free(r);
-            if (rc != 0 && chunks == 0 && err->code != ZDM_EXIT_INTERRUPTED && !zdm_db_err_is_lock_timeout(err) &&
-                zdm_db_in_transaction(w->db) == sp) {
-                /* does not compile as a chunk: the one statement decides */
-                zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check in chunks: %s", err->msg);
-                zdm_err_clear(err);
-                rc = 0;
-            }
-            break;
-        }
-        chunks++;
-        const char *last = zdm_rows_get(r, 0, 0);
-        if (last && cursor && strcmp(last, cursor) == 0) { /* no progress: the one statement decides */
-            zdm_rows_free(r);
-            break;
-        }
-        sum += zdm_rows_get(r, 0, 1) ? strtoll(zdm_rows_get(r, 0, 1), NULL, 10) : 0;
-        free(cursor);
-        cursor = last ? zdm_xstrdup(last) : NULL;
-        zdm_rows_free(r);
-        if (!cursor) { /* past the last key */
-            *left = sum;
-            zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: read in %d chunk%s of up to %d rows",
-                    chunks, chunks == 1 ? "" : "s", CHECK_CHUNK_ROWS);
-            break;
-        }
-        int64_t took = zdm_mono_ms() - t0;
-        if (zdm_pacer_duty_on(&w->pacer) &&
-            zdm_sig_sleep_ms(took * (100 - w->pacer.duty_pct) / w->pacer.duty_pct)) {
-            rc = zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "interrupted during the final check of %s", w->plan->id);
-            break;
-        }
-    }
-    free(cursor);
-    free(sql[0]);
-    free(sql[1]);
-    return rc;
-}
-
 /* Before the plan may become backfilled: no row of the table still needs
  * conversion (a key range computed wrong, a row the walk missed, set
  * expressions that leave `where` true).  Refuses with the count and the
@@ -114,17 +30,13 @@ static int final_check(worker *w, zdm_err *err)
                     bf->set[i].column);
             return 0;
         }
+    char *sql = zdm_bf_sql_unconverted(w, 0);
+    char *v = NULL;
     int64_t t0 = zdm_mono_ms();
-    long long left = -1;
-    int rc = check_in_chunks(w, &left, err);
-    if (rc == 0 && left < 0) {
-        char *sql = zdm_bf_sql_unconverted(w, 0);
-        char *v = NULL;
-        rc = zdm_db_query_value(w->db, sql, 0, NULL, &v, err);
-        free(sql);
-        left = v ? strtoll(v, NULL, 10) : 0;
-        free(v);
-    }
+    int rc = zdm_db_query_value(w->db, sql, 0, NULL, &v, err);
+    free(sql);
+    long long left = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
     if (rc == 0)
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert (%lld ms)",
                 left, left == 1 ? "" : "s", bf->table, (long long)(zdm_mono_ms() - t0));
@@ -134,7 +46,7 @@ static int final_check(worker *w, zdm_err *err)
     }
     if (left == 0)
         return 0;
-    char *sql = zdm_bf_sql_unconverted(w, 1);
+    sql = zdm_bf_sql_unconverted(w, 1);
     zdm_rows *r = NULL;
     zdm_err e;
     zdm_err_clear(&e);

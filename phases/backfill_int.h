@@ -127,10 +127,6 @@ void zdm_bf_cols_list(worker *w, zdm_buf *b, const char *suffix);
 void zdm_bf_update_set(worker *w, zdm_buf *b);
 void zdm_bf_batch_keys(worker *w, zdm_buf *b, int with_cursor);
 void zdm_bf_needs_conversion(worker *w, zdm_buf *b);
-/* The final check of `rows` rows in key order (one key column): returns
- * their last key and how many of them still need conversion; $1 the key
- * after which the chunk starts (with_cursor). */
-char *zdm_bf_sql_check_chunk(worker *w, int with_cursor, int64_t rows);
 void zdm_bf_build_sql(worker *w);
 void zdm_bf_free_sql(worker *w);
 /* The batch's last key without converting anything (naming a failed batch). */

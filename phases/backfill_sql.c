@@ -430,26 +430,6 @@ char *zdm_bf_sql_unconverted(worker *w, int keys)
     return zdm_buf_take(&b);
 }
 
-char *zdm_bf_sql_check_chunk(worker *w, int with_cursor, int64_t rows)
-{
-    const char *t = w->plan->backfill->table, *dot = strrchr(t, '.');
-    char *alias = zdm_db_ident(w->db, dot ? dot + 1 : t);
-    char *k = zdm_db_ident(w->db, w->key.v[0]);
-    zdm_buf b = {0};
-    /* the rows under the table's own name, so that `where` and the set
-     * expressions read them as they read the table */
-    zdm_buf_printf(&b, "WITH zdm_chunk AS MATERIALIZED (SELECT * FROM %s%s%s%s ORDER BY %s LIMIT %lld) "
-                       "SELECT (SELECT %s FROM zdm_chunk ORDER BY %s DESC LIMIT 1), "
-                       "(SELECT count(*) FROM zdm_chunk AS %s",
-                   w->tbl, with_cursor ? " WHERE " : "", with_cursor ? k : "", with_cursor ? " > $1" : "", k,
-                   (long long)rows, k, k, alias);
-    zdm_bf_needs_conversion(w, &b);
-    zdm_buf_puts(&b, ")");
-    free(alias);
-    free(k);
-    return zdm_buf_take(&b);
-}
-
 int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out)
 {
     worker w;

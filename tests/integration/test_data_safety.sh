@@ -204,46 +204,6 @@ dual_write = false
     t_lacks "the plan is not backfilled" "backfilled" "$ZOUT"
 }
 
-# The same over 50,000 rows: on PostgreSQL, with latency pacing on, the
-# check reads the table in chunks of 20,000 rows in key order (paced);
-# rows left at the chunks' edges are each counted once.
-case_final_chunks() {
-    local d=$1
-    t_section "$d: final check over several chunks (rows left at their edges)"
-    db_new "$d" final_chunks_$d
-    T_PLANS="$T_DIR/plans_final_chunks_$d"
-    mkdir -p "$T_PLANS"
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
-    if [ "$d" = pg ]; then
-        db_sql "INSERT INTO t (id, v) SELECT i, i FROM generate_series(1, 50000) i" >/dev/null
-    else
-        db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50000)
-                INSERT INTO t (id, v) SELECT i, i FROM c" >/dev/null
-    fi
-    db_sql "UPDATE t SET v = NULL WHERE id IN (1, 20000, 20001, 40001, 50000)" >/dev/null
-    plan_write 0001_fc '
-[backfill]
-table = "t"
-where = "w IS NULL"
-set.w = "v * 10"
-dual_write = false
-'
-    zdm_run advance 0001_fc
-    t_rc "expand" 0
-    zdm_run -v advance 0001_fc
-    t_rc "backfill with rows the expressions cannot convert" 1
-    t_has "the count is named" "5 rows of t still need conversion" "$ZERR"
-    t_has "the keys are named" '["1"], ["20000"], ["20001"], ["40001"], ["50000"]' "$ZERR"
-    if [ "$d" = pg ]; then
-        # 50,000 rows: 3 chunks, and a last read past the end
-        t_has "read in chunks" "final check: read in 4 chunks of up to 20000 rows" "$ZERR"
-    fi
-    zdm_run -v backfill 0001_fc
-    t_rc "again, once the range walk is done" 1
-    t_has "the count again" "5 rows of t still need conversion" "$ZERR"
-    t_has "the keys again" '["1"], ["20000"], ["20001"], ["40001"], ["50000"]' "$ZERR"
-}
-
 # ---------------------------------------------------------------- preflight
 
 # A typo in an expression: refused (exit 3) before expand changes
@@ -933,7 +893,6 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_twoway "$d"
     run_case case_shared "$d"
     run_case case_final "$d"
-    run_case case_final_chunks "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
         run_case case_preflight_lock
