@@ -204,6 +204,42 @@ dual_write = false
     t_lacks "the plan is not backfilled" "backfilled" "$ZOUT"
 }
 
+# The same over 50,000 rows, rows left at both ends and side by side in
+# the middle: each counted once, the first five keys named in key order,
+# and a second run says the same.
+case_final_many() {
+    local d=$1
+    t_section "$d: final check over 50,000 rows (rows left at both ends and side by side)"
+    db_new "$d" final_many_$d
+    T_PLANS="$T_DIR/plans_final_many_$d"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
+    if [ "$d" = pg ]; then
+        db_sql "INSERT INTO t (id, v) SELECT i, i FROM generate_series(1, 50000) i" >/dev/null
+    else
+        db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50000)
+                INSERT INTO t (id, v) SELECT i, i FROM c" >/dev/null
+    fi
+    db_sql "UPDATE t SET v = NULL WHERE id IN (1, 20000, 20001, 40001, 50000)" >/dev/null
+    plan_write 0001_fm '
+[backfill]
+table = "t"
+where = "w IS NULL"
+set.w = "v * 10"
+dual_write = false
+'
+    zdm_run advance 0001_fm
+    t_rc "expand" 0
+    zdm_run advance 0001_fm
+    t_rc "backfill with rows the expressions cannot convert" 1
+    t_has "the count is named" "5 rows of t still need conversion" "$ZERR"
+    t_has "the keys are named" '["1"], ["20000"], ["20001"], ["40001"], ["50000"]' "$ZERR"
+    zdm_run backfill 0001_fm
+    t_rc "again, once the range walk is done" 1
+    t_has "the count again" "5 rows of t still need conversion" "$ZERR"
+    t_eq "the other rows converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE v IS NOT NULL AND w IS DISTINCT FROM v * 10")"
+}
+
 # ---------------------------------------------------------------- preflight
 
 # A typo in an expression: refused (exit 3) before expand changes
@@ -893,6 +929,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_twoway "$d"
     run_case case_shared "$d"
     run_case case_final "$d"
+    run_case case_final_many "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
         run_case case_preflight_lock
