@@ -215,6 +215,7 @@ typedef struct pf {
     int skipped;            /* expand steps not run here: names they add may be missing */
     int in_tx;              /* inside the preflight's transaction (after its DDL) */
     char *counted;          /* per expand step: its violating rows were counted before the DDL */
+    int dw_done;            /* the dual-write triggers' step is done (a resumed expand) */
 } pf;
 
 /* Runs sql (with NULL for every placeholder) under a savepoint; on error
@@ -403,7 +404,14 @@ static int check_backfill(pf *c, zdm_err *err)
         char *create = NULL, *drop = NULL;
         rc = zdm_dw_sql(c->db, p, &key, &create, &drop, err);
         int created = 0;
-        if (rc == 0) {
+        /* A resumed expand whose triggers are in place (their step done,
+         * a run killed before the phase was recorded): expand does not
+         * create them again, and creating them here failed on SQLite (no
+         * CREATE OR REPLACE TRIGGER: "already exists"), a refusal that
+         * left the plan stuck.  The ones in place are compiled below. */
+        if (rc == 0 && c->dw_done)
+            created = 1;
+        else if (rc == 0) {
             rc = try_sql(c, create, 0, err);
             created = rc == 0;
             if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED)
@@ -746,13 +754,20 @@ static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
 
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
-    pf c = {db, plan, zdm_db_dialect(db), 0, 0, 0, NULL};
+    pf c = {db, plan, zdm_db_dialect(db), 0, 0, 0, NULL, 0};
     int constraint_ops = 0;
     for (size_t i = 0; i < plan->nexpand; i++)
         constraint_ops |= plan->expand[i].from_op != NULL;
     if (!plan->backfill && !plan->verify && !constraint_ops)
         return 0;
     c.counted = zdm_xcalloc(plan->nexpand + 1, 1);
+    if (plan->backfill && plan->backfill->dual_write) { /* read before the transaction: may fail harmlessly */
+        char st[16] = "";
+        zdm_err se;
+        zdm_err_clear(&se);
+        c.dw_done = zdm_state_step_status(db, plan->id, "expand", (int)plan->nexpand + 1, st, &se) == 0 &&
+                    strcmp(st, "done") == 0;
+    }
     int rc = check_constraint_ops(&c, err);
     if (rc == 0)
         rc = zdm_db_begin(db, err);

@@ -230,6 +230,42 @@ lock_retries = 50
     t_eq "$d: blk.y added once" "x y " "$(db_columns blk | tr '\n' ' ')"
 }
 
+# Killed after the dual-write triggers' step committed and before the
+# phase was recorded: the steps are done, the triggers in place, the plan
+# still pending.  The next advance finishes expand.  (Before: its preflight
+# created the triggers again, SQLite said "already exists", and every
+# advance was refused, exit 3.)  The state is made by hand: the phase set
+# back to pending after a whole expand is exactly what the kill leaves.
+crash_after_triggers() {
+    local d=$1 plan=0203_crash_dw
+    t_section "$d: killed after the triggers' step, before the phase's record"
+    db_sql "CREATE TABLE dw (id integer PRIMARY KEY, a integer)" >/dev/null
+    db_sql "INSERT INTO dw VALUES (1, 1), (2, 2)" >/dev/null
+    plan_write "$plan" '
+[[expand.steps]]
+sql  = "ALTER TABLE dw ADD COLUMN b integer"
+down = "ALTER TABLE dw DROP COLUMN b"
+
+[backfill]
+table = "dw"
+set.b = "a * 2"
+[backfill.dual_write]
+sources = ["a"]
+'
+    zdm_run advance "$plan"
+    t_rc "$d: expand" 0
+    db_sql "UPDATE $(zdm_tbl plans) SET phase = 'pending' WHERE id = '$plan'" >/dev/null
+    t_eq "$d: the triggers' step is done" "done" "$(db_step_status $plan 2)"
+    zdm_run advance "$plan"
+    t_rc "$d: advance again" 0
+    t_lacks "$d: no refusal" "already exists" "$ZERR"
+    t_eq "$d: expanded" "expanded" "$(db_phase $plan)"
+    zdm_run advance "$plan"
+    t_rc "$d: backfill" 0
+    db_sql "UPDATE dw SET a = 10 WHERE id = 1" >/dev/null
+    t_eq "$d: the triggers convert the application's write" "20" "$(db_sql "SELECT b FROM dw WHERE id = 1")"
+}
+
 for_dialect() {
     local d=$1
     db_new "$d" crash
@@ -242,6 +278,7 @@ for_dialect() {
     fi
     crash_in_tx_step "$d"
     crash_in_notx_step "$d"
+    crash_after_triggers "$d"
     if [ "$d" = pg ]; then
         crash_between_steps_pg
     fi
