@@ -65,10 +65,15 @@ static int final_check(worker *w, zdm_err *err)
                 bf->where ? " (match where " : "", bf->where ? bf->where : "", bf->where ? ")" : "",
                 keys.data ? keys.data : "?", left > 5 ? ", ..." : "");
     zdm_buf_free(&keys);
+    /* Every range is walked when this runs: a new run checks again but
+     * walks nothing, so "fix the data and run it again" would not convert
+     * these rows (the advice given until the check's own test found it). */
     zdm_err_detail(err, "the plan stays expanded; the set expressions may leave those rows unconverted "
                         "(e.g. they return NULL, or are volatile), or rows were changed behind the triggers' "
-                        "back: fix the data or the plan, then run \"zdm backfill %s\" again",
-                   w->plan->id);
+                        "back. Every range has been walked, so another \"zdm backfill %s\" only checks again: "
+                        "convert those rows yourself (their keys are above) and run it to finish, or fix the "
+                        "plan and \"zdm rollback %s\"",
+                   w->plan->id, w->plan->id);
     return ZDM_EXIT_FAIL;
 }
 

@@ -237,7 +237,13 @@ dual_write = false
     zdm_run backfill 0001_fm
     t_rc "again, once the range walk is done" 1
     t_has "the count again" "5 rows of t still need conversion" "$ZERR"
+    t_has "says a new run walks nothing" "only checks again: convert those rows yourself" "$ZERR"
     t_eq "the other rows converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE v IS NOT NULL AND w IS DISTINCT FROM v * 10")"
+    # what the message says to do: convert them, run it to finish
+    db_sql "UPDATE t SET v = id, w = id * 10 WHERE v IS NULL" >/dev/null
+    zdm_run backfill 0001_fm
+    t_rc "once they are converted by hand" 0
+    t_eq "the plan is backfilled" backfilled "$(db_phase 0001_fm)"
 }
 
 # ---------------------------------------------------------------- preflight
