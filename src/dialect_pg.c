@@ -592,8 +592,8 @@ const zdm_dialect zdm_dialect_pg = {
      * to reach the disk (the rows and the range's cursor are one commit,
      * so a crash that loses it loses both: the batch is converted again,
      * never twice); the commit that makes the plan backfilled waits as
-     * usual, and flushes every batch before it.  Waiting cost a 200-row
-     * batch half its time, in which it held its row locks. */
+     * usual, and flushes every batch before it.  Waiting, a batch held its
+     * row locks through a disk sync at every commit. */
     .batch_begin = "SELECT set_config('lock_timeout', '5s', true), set_config('zdm.backfill', $1, true), "
                    "set_config('synchronous_commit', 'off', true)",
     .batch_end = NULL,

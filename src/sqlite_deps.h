@@ -45,9 +45,11 @@ int zdm_sqdeps_before_drop(zdm_db *db, const zdm_plan *p, const char *sql, zdm_e
 
 /* SQLite: runs `sqls` in order on an in-memory copy of db's schema as this
  * connection sees it now (the changes of its open transaction included),
- * without rows.  *failed: the index of the first statement that failed,
- * or -1 when all ran.  *tried: 0 when nothing was tried (PostgreSQL, or
- * the copy could not be made).  Why: on SQLite, ALTER TABLE ... DROP
+ * without rows.  *failed: the index of the first statement that failed
+ * (SQLite's message in err, the return value still 0), or -1 when all
+ * ran.  *tried: 0 when nothing was tried (PostgreSQL, or the copy could
+ * not be made, or lacks an object of the real schema).  Returns an error
+ * only when the real schema cannot be read.  Why: on SQLite, ALTER TABLE ... DROP
  * COLUMN rewrites every row of the table under the write lock, so trying
  * a step's down on the real file stalls every writer of the application
  * for as long as the rewrite takes (a table of 500,000 rows: 50-130 ms;
