@@ -715,8 +715,6 @@ static int schema_only(const char *sql)
 static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
 {
     const zdm_plan *plan = c->plan;
-    if (zdm_db_kind_of(c->db) != ZDM_DB_SQLITE)
-        return 0;
     const char **downs = zdm_xcalloc(plan->nexpand + 1, sizeof *downs);
     size_t n = 0;
     for (size_t i = plan->nexpand; i-- > 0;) {
