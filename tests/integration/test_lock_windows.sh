@@ -44,6 +44,19 @@ fi
 
 # The most pages of the database file (or its WAL) read during any one
 # hold of SQLite's write lock, in strace file $1 of database file $2.
+# wal_db NAME: a fresh SQLite file NAME in WAL mode (as applications run
+# SQLite) and empty plans; fails (said) when there is no strace to count
+# the reads with
+wal_db() {
+    if ! command -v strace >/dev/null 2>&1; then
+        t_note "no strace: skipped"
+        return 1
+    fi
+    db_new sqlite "$1"
+    plans_empty
+    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+}
+
 max_pages_locked() {
     awk -v db="$2" '
         /-shm>, F_SETLK, \{l_type=F_WRLCK, l_whence=SEEK_SET, l_start=120, l_len=1\}\) = 0/ { held = 1; n = 0; next }
@@ -79,13 +92,7 @@ zdm_strace() {
 # about half the table.  Small batches, so that a batch reads few pages.
 case_sqlite_split() {
     t_section "sqlite: the first worker cuts the key space without holding the write lock"
-    if ! command -v strace >/dev/null 2>&1; then
-        t_note "no strace: skipped"
-        return 0
-    fi
-    db_new sqlite split
-    plans_empty
-    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    wal_db split || return 0
     db_sql "CREATE TABLE ev (code text PRIMARY KEY, name text NOT NULL)" >/dev/null
     db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 30000)
             INSERT INTO ev SELECT printf('%0150d', i), printf('p%d', i) FROM c" >/dev/null
@@ -128,13 +135,7 @@ max_batch_size = 100
 # violation still fails the step (and expand is undone).
 case_sqlite_validate() {
     t_section "sqlite: checking the existing rows of a constraint does not hold the write lock"
-    if ! command -v strace >/dev/null 2>&1; then
-        t_note "no strace: skipped"
-        return 0
-    fi
-    db_new sqlite validate
-    plans_empty
-    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    wal_db validate || return 0
     db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
     db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 30000)
             INSERT INTO acct SELECT i, printf('%0150d', i), i FROM c" >/dev/null
@@ -245,13 +246,7 @@ check = "memo <> '"'"'m'"'"' OR amount > 2"
 # odd quoted names).
 case_sqlite_downs() {
     t_section "sqlite: the downs on the schema copy: rows still count, the schema's objects are copied"
-    if ! command -v strace >/dev/null 2>&1; then
-        t_note "no strace: skipped"
-        return 0
-    fi
-    db_new sqlite downs
-    plans_empty
-    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    wal_db downs || return 0
     db_sql "CREATE TABLE events (id integer PRIMARY KEY AUTOINCREMENT, name text NOT NULL)" >/dev/null
     db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
             INSERT INTO events (name) SELECT printf('%0150d', i) FROM c" >/dev/null
@@ -313,13 +308,7 @@ split_a_started() {
 
 case_sqlite_split_busy() {
     t_section "sqlite: an idle worker splits a busy range without counting under the write lock"
-    if ! command -v strace >/dev/null 2>&1; then
-        t_note "no strace: skipped"
-        return 0
-    fi
-    db_new sqlite split_busy
-    plans_empty
-    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    wal_db split_busy || return 0
     db_sql "CREATE TABLE t (id text PRIMARY KEY, n integer NOT NULL DEFAULT 0)" >/dev/null
     db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 15000)
             INSERT INTO t (id) SELECT printf('k%0200d', i) FROM c" >/dev/null
@@ -365,13 +354,7 @@ max_latency_factor = 0'
 # scan as long under the lock.  Such a step is no longer run there.
 case_sqlite_add_check_column() {
     t_section "sqlite: the preflight does not run an ADD COLUMN that checks every row"
-    if ! command -v strace >/dev/null 2>&1; then
-        t_note "no strace: skipped"
-        return 0
-    fi
-    db_new sqlite addcheck
-    plans_empty
-    db_sql "PRAGMA journal_mode = WAL" >/dev/null
+    wal_db addcheck || return 0
     db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
     db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
             INSERT INTO acct SELECT i, printf('%0150d', i), i FROM c" >/dev/null
