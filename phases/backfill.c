@@ -41,12 +41,6 @@
  * pacing sleep or a pause at once instead of when the timer fires. */
 static void on_sig_event(evutil_socket_t fd, short what, void *arg);
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- the loop ---- */
 
@@ -208,13 +202,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int range_done = 0;
-    int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms(), t0_us = mono_us();
+    int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms(), t0_us = zdm_mono_us();
     rc = zdm_bf_batch(w, w->pacer.size, &range_done, &scanned, &updated, err);
     int64_t t1 = zdm_mono_ms();
     /* one writer: the batch held the write lock from its BEGIN IMMEDIATE
      * to its commit, in microseconds (the pause after it is 199x that:
      * a millisecond's rounding would be 0.2 s) */
-    zdm_pacer_lock_held(&w->pacer, mono_us() - t0_us);
+    zdm_pacer_lock_held(&w->pacer, zdm_mono_us() - t0_us);
     if (rc != 0) {
         failed(w, rc);
         return;

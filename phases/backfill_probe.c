@@ -55,12 +55,6 @@ struct zdm_bf_prober {
     int nact;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *run(void *arg)
 {
@@ -74,8 +68,8 @@ static void *run(void *arg)
         zdm_err_clear(&e);
         int rc = zdm_db_probe_commit(p->db, p->query, &us, &e);
         int active = -1;
-        if (rc == 0 && now_ms() - act_at >= ZDM_BF_ACTIVITY_EVERY_MS) {
-            act_at = now_ms();
+        if (rc == 0 && zdm_mono_ms() - act_at >= ZDM_BF_ACTIVITY_EVERY_MS) {
+            act_at = zdm_mono_ms();
             zdm_err ae;
             zdm_err_clear(&ae);
             if (zdm_db_others_active(p->db, &active, &ae) != 0)

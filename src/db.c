@@ -14,6 +14,7 @@
  */
 #include "db.h"
 #include "mutant.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -684,12 +685,6 @@ int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err)
     return db->ops->exec_script(db, sql, err);
 }
 
-static long long mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* An interval needs a few statements for its mean to say anything; fewer
  * (an idle application) keeps the last mean. */
@@ -704,7 +699,7 @@ static long long mono_us(void)
  * is the round trip alone, as without the extension. */
 static void app_stats_read(zdm_db *db)
 {
-    long long now = mono_us();
+    long long now = zdm_mono_us();
     if (db->app_stats < 0 || (db->app_stats == 1 && now - db->app_read_us < APP_READ_EVERY_US))
         return;
     zdm_err e;
@@ -783,7 +778,7 @@ static void others_wrote(zdm_db *db)
 
 int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *err)
 {
-    long long t0 = mono_us();
+    long long t0 = zdm_mono_us();
     int rc;
     if (probe_query) {
         zdm_rows *r = NULL;
@@ -799,7 +794,7 @@ int zdm_db_probe(zdm_db *db, const char *probe_query, long long *us, zdm_err *er
         /* named, so that pg_stat_statements' reading leaves it out */
         rc = db->ops->query(db, "SELECT 1 AS zdm_probe", 0, NULL, NULL, err);
     }
-    *us = mono_us() - t0;
+    *us = zdm_mono_us() - t0;
     if (rc == ZDM_OK && probe_query && db->ops->kind == ZDM_DB_SQLITE)
         others_wrote(db); /* after the timed part */
     if (rc == ZDM_OK && !probe_query && db->ops->kind == ZDM_DB_PG && !db->in_tx) {
@@ -814,10 +809,10 @@ int zdm_db_probe_commit(zdm_db *db, const char *probe_query, long long *us, zdm_
 {
     if (probe_query || db->ops->kind != ZDM_DB_PG || db->in_tx)
         return zdm_db_probe(db, probe_query, us, err);
-    long long t0 = mono_us();
+    long long t0 = zdm_mono_us();
     /* named, so that pg_stat_statements' reading leaves it out */
     int rc = db->ops->query(db, "SELECT txid_current() AS zdm_probe", 0, NULL, NULL, err);
-    *us = mono_us() - t0;
+    *us = zdm_mono_us() - t0;
     if (rc == ZDM_OK) {
         app_stats_read(db);
         if (db->app_mean_us > *us)

@@ -363,9 +363,14 @@ int64_t zdm_now_ms(void)
 
 int64_t zdm_mono_ms(void)
 {
+    return zdm_mono_us() / 1000;
+}
+
+int64_t zdm_mono_us(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 const char *zdm_format_time(int64_t epoch_ms, char *buf, size_t size)

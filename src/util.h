@@ -62,6 +62,8 @@ const char *zdm_whoami(void);
 /* Milliseconds: wall clock since the epoch, and a monotonic clock. */
 int64_t zdm_now_ms(void);
 int64_t zdm_mono_ms(void);
+/* The same clock in microseconds. */
+int64_t zdm_mono_us(void);
 /* UTC ISO-8601 "2026-11-21T23:32:18Z" (or with .mmm when ms) into buf. */
 const char *zdm_format_time(int64_t epoch_ms, char *buf, size_t size);
 /* Parses ISO-8601 "YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]" (no zone = UTC). */
