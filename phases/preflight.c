@@ -299,13 +299,13 @@ static int refuse(pf *c, int line, const char *what, const char *expr, zdm_err *
 
 /* An undefined column or table, when an expand step the check could not
  * run may be what adds it, is not proof of a mistake: warn, clear, 1. */
-static int lenient(pf *c, const char *what, zdm_err *err)
+static int lenient(pf *c, const char *what, const char *expr, zdm_err *err)
 {
     if (!c->skipped || !(!strcmp(err->sqlstate, "42703") || !strcmp(err->sqlstate, "42P01")))
         return 0;
     zdm_log(ZDM_LOG_WARN, c->plan->id, "expand",
-            "preflight could not check %s (%s): an expand step it does not run may add what it names", what,
-            err->msg);
+            "preflight could not check %s%s%s%s (%s): an expand step it does not run may add what it names", what,
+            expr ? " \"" : "", expr ? expr : "", expr ? "\"" : "", err->msg);
     zdm_err_clear(err);
     return 1;
 }
@@ -317,7 +317,7 @@ static int check_expr(pf *c, const char *sql, int line, const char *what, const 
         return 0;
     if (err->code == ZDM_EXIT_INTERRUPTED)
         return rc;
-    if (lenient(c, what, err))
+    if (lenient(c, what, expr, err))
         return 0;
     return refuse(c, line, what, expr, err);
 }
@@ -415,7 +415,7 @@ static int check_backfill(pf *c, zdm_err *err)
             rc = try_sql(c, create, 0, err);
             created = rc == 0;
             if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED)
-                rc = lenient(c, "the dual-write triggers", err) ? 0
+                rc = lenient(c, "the dual-write triggers", NULL, err) ? 0
                      : refuse(c, b->line, "[backfill] dual-write trigger of", b->table, err);
         }
         /* SQLite compiles trigger bodies into the statements that fire

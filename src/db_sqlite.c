@@ -7,7 +7,9 @@
  *
  * sqlite3 has no SQLSTATE.  err->sqlstate stays "" except for a lock wait
  * that gave up (SQLITE_BUSY, SQLITE_LOCKED): those get the marker "SQLBU"
- * so zdm_db_err_is_lock_timeout() answers the same for both dialects.
+ * so zdm_db_err_is_lock_timeout() answers the same for both dialects; and
+ * "no such column" / "no such table", which get PostgreSQL's 42703 / 42P01
+ * (sqlstate_of).
  *
  * Also owns what a connection refuses: a library older than
  * ZDM_SQLITE_MIN_VERSION, in-memory and temporary databases (nothing
@@ -121,6 +123,24 @@ static const char *code_name(int rc, char *buf, size_t size)
     return buf;
 }
 
+/* The SQLSTATE PostgreSQL gives the same error, for the two errors zdm's
+ * callers tell apart (preflight: a name an expand step it could not run
+ * may add).  SQLite has no code for them, only SQLITE_ERROR and a
+ * message, so here -- the one place that knows SQLite's words -- the
+ * message is read once and turned into the reason code; nothing above
+ * the driver reads a message. */
+static const char *sqlstate_of(int rc, const char *msg)
+{
+    int p = rc & 0xff;
+    if (p == SQLITE_BUSY || p == SQLITE_LOCKED)
+        return LOCK_WAIT_MARKER;
+    if (p == SQLITE_ERROR && msg && strncmp(msg, "no such column:", 15) == 0)
+        return "42703"; /* undefined_column */
+    if (p == SQLITE_ERROR && msg && strncmp(msg, "no such table:", 14) == 0)
+        return "42P01"; /* undefined_table */
+    return "";
+}
+
 /* msg: the text to report, or NULL for the connection's last message. */
 static int sq_error(zdm_db *db, int rc, const char *msg, zdm_err *err)
 {
@@ -129,7 +149,7 @@ static int sq_error(zdm_db *db, int rc, const char *msg, zdm_err *err)
         msg = db->conn ? sqlite3_errmsg(db->conn) : sqlite3_errstr(rc);
     zdm_err_set(err, ZDM_EXIT_FAIL, "sqlite: %s (%s)", msg, code_name(rc, buf, sizeof buf));
     int p = rc & 0xff;
-    set_sqlstate(err, p == SQLITE_BUSY || p == SQLITE_LOCKED ? LOCK_WAIT_MARKER : "");
+    set_sqlstate(err, sqlstate_of(rc, msg));
     if (p == SQLITE_BUSY || p == SQLITE_LOCKED)
         zdm_err_detail(err, "another connection holds a lock on %s; retry later", db->path);
     return ZDM_EXIT_FAIL;

@@ -338,14 +338,17 @@ static void test_errors(void **state)
     int rc = zdm_db_query(db, "SELECT * FROM zdm_missing", 0, NULL, NULL, &E);
     assert_int_equal(rc, ZDM_EXIT_FAIL);
     assert_int_equal(E.code, ZDM_EXIT_FAIL);
-    if (f->kind == ZDM_DB_PG) {
-        assert_string_equal(E.sqlstate, "42P01");
+    /* the same reason code from both drivers (SQLite's from its message) */
+    assert_string_equal(E.sqlstate, "42P01");
+    if (f->kind == ZDM_DB_PG)
         assert_string_equal(E.msg, "postgresql: relation \"zdm_missing\" does not exist");
-    } else {
-        assert_string_equal(E.sqlstate, "");
+    else
         assert_string_equal(E.msg, "sqlite: no such table: zdm_missing (SQLITE_ERROR)");
-    }
     assert_false(zdm_db_err_is_lock_timeout(&E));
+    MUST_FAIL(zdm_db_query(db, "SELECT zdm_no_col FROM (SELECT 1 AS a) s", 0, NULL, NULL, &E));
+    assert_string_equal(E.sqlstate, "42703");
+    MUST_FAIL(zdm_db_query(db, "SELECT 'no such column: x' + ", 0, NULL, NULL, &E)); /* the words, not the error */
+    assert_string_not_equal(E.sqlstate, "42703");
 
     MUST(zdm_db_exec_script(db, "CREATE TABLE u (id integer PRIMARY KEY)", &E));
     const char *one[] = {"1"};
