@@ -12,13 +12,19 @@
 
 #include "backfill_int.h"
 
+/* Rows the final check may convert itself, at most: more is a plan that
+ * converts nothing (one statement would lock them all), said as is. */
+#define SWEEP_MAX 10000
+
 /* Before the plan may become backfilled: no row of the table still needs
  * conversion (a key range computed wrong, a row the walk missed, set
- * expressions that leave `where` true).  Refuses with the count and the
- * first few keys. */
-static int final_check(worker *w, zdm_err *err)
+ * expressions that leave `where` true, a `where` that reads other rows
+ * and so starts to match rows nobody wrote).  *left: how many, 0 when the
+ * check cannot tell (below). */
+static int count_left(worker *w, long long *left, zdm_err *err)
 {
     const zdm_backfill *bf = w->plan->backfill;
+    *left = 0;
     /* set.n = "n + 1" without a where: every row differs from its
      * expression forever, converted or not; the check cannot tell, and
      * the cursors (committed with each batch) are all there is. */
@@ -35,51 +41,123 @@ static int final_check(worker *w, zdm_err *err)
     int64_t t0 = zdm_mono_ms();
     int rc = zdm_db_query_value(w->db, sql, 0, NULL, &v, err);
     free(sql);
-    long long left = v ? strtoll(v, NULL, 10) : 0;
+    *left = v ? strtoll(v, NULL, 10) : 0;
     free(v);
-    if (rc == 0)
-        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert (%lld ms)",
-                left, left == 1 ? "" : "s", bf->table, (long long)(zdm_mono_ms() - t0));
     if (rc != 0) {
         zdm_err_prefix(err, "final check of the backfill of %s: ", w->plan->id);
         return rc;
     }
-    if (left == 0)
-        return 0;
-    sql = zdm_bf_sql_unconverted(w, 1);
+    zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert (%lld ms)",
+            *left, *left == 1 ? "" : "s", bf->table, (long long)(zdm_mono_ms() - t0));
+    return 0;
+}
+
+/* The first few keys of the rows still to convert, for a message. */
+static void left_keys(worker *w, zdm_buf *keys)
+{
+    char *sql = zdm_bf_sql_unconverted(w, 1);
     zdm_rows *r = NULL;
     zdm_err e;
     zdm_err_clear(&e);
-    zdm_buf keys = {0};
     if (zdm_db_query(w->db, sql, 0, NULL, &r, &e) == 0)
         for (int i = 0; i < zdm_rows_count(r); i++) {
             char *k = zdm_bf_key_json(r, i, (int)w->key.n);
-            zdm_buf_printf(&keys, "%s%s", i ? ", " : "", k);
+            zdm_buf_printf(keys, "%s%s", i ? ", " : "", k);
             free(k);
         }
     zdm_rows_free(r);
     free(sql);
+    if (!keys->data)
+        zdm_buf_puts(keys, "?");
+}
+
+/* Refuses with the count and the first few keys. */
+static int left_error(worker *w, long long left, int swept, zdm_err *err)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    zdm_buf keys = {0};
+    left_keys(w, &keys);
     zdm_err_set(err, ZDM_EXIT_FAIL,
-                "backfill of %s walked every range but %lld row%s of %s still need%s conversion%s%s%s (keys %s%s)",
+                "backfill of %s walked every range but %lld row%s of %s still need%s conversion%s%s%s (keys %s%s)%s",
                 w->plan->id, left, left == 1 ? "" : "s", bf->table, left == 1 ? "s" : "",
                 bf->where ? " (match where " : "", bf->where ? bf->where : "", bf->where ? ")" : "",
-                keys.data ? keys.data : "?", left > 5 ? ", ..." : "");
+                keys.data, left > 5 ? ", ..." : "", swept ? ", after this run converted them once" : "");
     zdm_buf_free(&keys);
-    /* Every range is walked when this runs: a new run checks again but
-     * walks nothing, so "fix the data and run it again" would not convert
-     * these rows (the advice given until the check's own test found it). */
-    zdm_err_detail(err, "the plan stays expanded; the set expressions may leave those rows unconverted "
-                        "(e.g. they return NULL, or are volatile), or rows were changed behind the triggers' "
-                        "back. Every range has been walked, so another \"zdm backfill %s\" only checks again: "
-                        "convert those rows yourself (their keys are above) and run it to finish, or fix the "
-                        "plan and \"zdm rollback %s\"",
-                   w->plan->id, w->plan->id);
+    zdm_err_detail(err, "the plan stays expanded; the set expressions leave those rows unconverted (e.g. they "
+                        "return NULL where the where asks for a value, or are volatile)%s. A new \"zdm backfill "
+                        "%s\" converts the rows its check finds (up to %d), once, and checks again: fix the data "
+                        "or the plan so that they can be converted, then run it; or \"zdm rollback %s\"",
+                   left > SWEEP_MAX ? ", or too many rows were left to convert in one statement" : "",
+                   w->plan->id, SWEEP_MAX, w->plan->id);
     return ZDM_EXIT_FAIL;
+}
+
+/* Keys per statement of the sweep: each statement evaluates `where` (a
+ * subquery in it perhaps over the whole table) once. */
+#define SWEEP_CHUNK 500
+
+/* Converts the rows the final check found, by key: their keys are read
+ * first (a plain read: no lock held while `where` is evaluated over the
+ * table), then one batch-like transaction -- the dual-write triggers'
+ * mark, UPDATEs of those keys that still need conversion, a done range
+ * of its own holding their count (so the ranges' rows_done still add up
+ * to the rows the backfill converted), one commit.  A row that a `where`
+ * reading other rows started to match after its range was walked is
+ * converted here, and so is a row whose data was fixed after a failed
+ * check. */
+static int sweep(worker *w, long long left, int64_t *converted, zdm_err *err)
+{
+    const char *id[] = {w->plan->id};
+    zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert after every "
+            "range was walked; converting them now", left, left == 1 ? "" : "s", w->plan->backfill->table);
+    char *sql = zdm_bf_sql_left_keys(w, SWEEP_MAX);
+    zdm_rows *keys = NULL;
+    int rc = zdm_db_query(w->db, sql, 0, NULL, &keys, err);
+    free(sql);
+    int nk = (int)w->key.n, nrows = rc == 0 ? zdm_rows_count(keys) : 0;
+    const char **params = zdm_xcalloc((size_t)SWEEP_CHUNK * (size_t)nk + 1, sizeof *params);
+    int64_t n = 0;
+    if (rc == 0)
+        rc = zdm_db_begin(w->db, err);
+    int in_tx = rc == 0;
+    if (rc == 0)
+        rc = zdm_db_query(w->db, w->d->batch_begin, 1, id, NULL, err);
+    for (int at = 0; rc == 0 && at < nrows; at += SWEEP_CHUNK) {
+        int chunk = nrows - at < SWEEP_CHUNK ? nrows - at : SWEEP_CHUNK;
+        for (int i = 0; i < chunk; i++)
+            for (int c = 0; c < nk; c++)
+                params[i * nk + c] = zdm_rows_get(keys, at + i, c);
+        sql = zdm_bf_sql_sweep(w, chunk);
+        rc = zdm_db_query(w->db, sql, chunk * nk, params, NULL, err);
+        free(sql);
+        if (rc == 0)
+            n += zdm_db_changes(w->db);
+    }
+    if (rc == 0 && w->d->batch_end)
+        rc = zdm_db_query(w->db, w->d->batch_end, 1, id, NULL, err);
+    if (rc == 0 && n > 0)
+        rc = zdm_state_ranges_swept(w->db, w->plan->id, n, err);
+    if (rc == 0 && n > 0)
+        rc = zdm_db_commit(w->db, err);
+    else if (in_tx)
+        zdm_db_rollback(w->db); /* nothing converted: nothing to record */
+    free(params);
+    zdm_rows_free(keys);
+    if (rc != 0) {
+        zdm_err_prefix(err, "converting the rows the final check found: ");
+        return rc;
+    }
+    *converted = n;
+    w->rows_mine += n;
+    if (n > 0)
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "final check: converted %lld row%s; checking again",
+                (long long)n, n == 1 ? "" : "s");
+    return 0;
 }
 
 /* When every range is done (and no row still matches `where`), moves the
  * plan to backfilled -- once, whichever worker gets here first. */
-int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
+static int finish_once(worker *w, int may_sweep, int *swept, int *all_done, int *others, zdm_err *err)
 {
     int64_t n = 0, done = 0, rows = 0;
     int rc = zdm_state_ranges_summary(w->db, w->plan->id, &n, &done, &rows, err);
@@ -115,7 +193,20 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
             serial = 0;
         }
     }
-    rc = final_check(w, err);
+    long long left = 0;
+    rc = count_left(w, &left, err);
+    if (rc == 0 && left > 0) {
+        if (serial)
+            zdm_db_rollback(w->db); /* the sweep is a transaction of its own */
+        if (!may_sweep || left > SWEEP_MAX)
+            return left_error(w, left, !may_sweep, err);
+        int64_t converted = 0;
+        rc = sweep(w, left, &converted, err);
+        if (rc == 0 && converted == 0) /* its expressions convert none of them */
+            return left_error(w, left, 1, err);
+        *swept = rc == 0;
+        return rc;
+    }
     if (rc != 0) {
         if (serial)
             zdm_db_rollback(w->db);
@@ -146,6 +237,19 @@ int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
         w->finished_plan = 1;
     }
     return rc;
+}
+
+/* When every range is done, the final check passes and the plan moves to
+ * backfilled; rows the check finds are converted once, then it checks
+ * again. */
+int zdm_bf_finish(worker *w, int *all_done, int *others, zdm_err *err)
+{
+    for (int round = 0;; round++) {
+        int swept = 0;
+        int rc = finish_once(w, round == 0, &swept, all_done, others, err);
+        if (rc != 0 || !swept)
+            return rc;
+    }
 }
 
 /* ---- losing the server ---- */

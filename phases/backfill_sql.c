@@ -430,6 +430,45 @@ char *zdm_bf_sql_unconverted(worker *w, int keys)
     return zdm_buf_take(&b);
 }
 
+char *zdm_bf_sql_left_keys(worker *w, int limit)
+{
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "SELECT ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " FROM %s", w->tbl);
+    zdm_bf_needs_conversion(w, &b);
+    zdm_buf_puts(&b, " ORDER BY ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_printf(&b, " LIMIT %d", limit);
+    return zdm_buf_take(&b);
+}
+
+char *zdm_bf_sql_sweep(worker *w, int nkeys)
+{
+    const zdm_backfill *bf = w->plan->backfill;
+    int multi = w->key.n > 1, n = 0;
+    zdm_buf b = {0};
+    zdm_buf_puts(&b, "/* zdm backfill */ ");
+    zdm_bf_update_set(w, &b);
+    zdm_bf_needs_conversion(w, &b);
+    /* with a where, a NULL target is still to convert: a row whose
+     * expression gives NULL would be written for nothing */
+    for (size_t i = 0; bf->where && i < bf->nset; i++)
+        zdm_buf_printf(&b, " AND (%s) IS NOT NULL", bf->set[i].expr);
+    zdm_buf_puts(&b, multi ? " AND (" : " AND ");
+    zdm_bf_cols_list(w, &b, "");
+    zdm_buf_puts(&b, multi ? ") IN (" : " IN (");
+    for (int i = 0; i < nkeys; i++) {
+        zdm_buf_puts(&b, i ? ", " : "");
+        zdm_buf_puts(&b, multi ? "(" : "");
+        for (size_t c = 0; c < w->key.n; c++)
+            zdm_buf_printf(&b, "%s$%d", c ? ", " : "", ++n);
+        zdm_buf_puts(&b, multi ? ")" : "");
+    }
+    zdm_buf_puts(&b, ")");
+    return zdm_buf_take(&b);
+}
+
 int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out)
 {
     worker w;

@@ -519,6 +519,24 @@ int zdm_state_ranges_revisit(zdm_db *db, const char *plan_id, const char *after,
     return insert_range(db, plan_id, after, up_to, NULL, NULL, id, err);
 }
 
+int zdm_state_ranges_swept(zdm_db *db, const char *plan_id, int64_t rows, zdm_err *err)
+{
+    int id = -1;
+    int rc = insert_range(db, plan_id, NULL, NULL, NULL, NULL, &id, err);
+    if (rc != 0)
+        return rc;
+    if (id < 0)
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "could not record the rows the final check converted of plan %s",
+                           plan_id);
+    char sql[200], rid[16], n[32];
+    snprintf(sql, sizeof sql, "UPDATE %s SET done = 1, rows_done = $3 WHERE plan_id = $1 AND range_id = $2",
+             ranges_t(db));
+    snprintf(rid, sizeof rid, "%d", id);
+    snprintf(n, sizeof n, "%lld", (long long)rows);
+    const char *p[] = {plan_id, rid, n};
+    return zdm_db_query(db, sql, 3, p, NULL, err);
+}
+
 int zdm_state_ranges_summary(zdm_db *db, const char *plan_id, int64_t *ranges, int64_t *done, int64_t *rows,
                              zdm_err *err)
 {

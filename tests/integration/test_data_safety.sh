@@ -14,9 +14,10 @@
 #            (Before: the range arithmetic overflowed, "0 ranges", exit 0
 #            with every row unconverted.)
 #  final     a plan becomes backfilled only when no row still needs
-#            conversion: set expressions that leave rows inside `where`
-#            fail with exit 1, the count and the keys; the plan stays
-#            expanded.
+#            conversion: rows the check finds are converted once (a
+#            where that reads other rows, data fixed after a failure);
+#            set expressions that leave rows inside `where` fail with
+#            exit 1, the count and the keys; the plan stays expanded.
 #  and, each above its function: preflight (typos in every expression,
 #  sources and downs), preflight lock timeouts, atomic expand, violation
 #  counts (unique ones too), a two-way loop with a lossy reverse, plans in
@@ -238,16 +239,82 @@ max_latency_factor = 0
     t_rc "backfill with rows the expressions cannot convert" 1
     t_has "the count is named" "5 rows of t still need conversion" "$ZERR"
     t_has "the keys are named" '["1"], ["20000"], ["20001"], ["40001"], ["50000"]' "$ZERR"
+    t_has "tried to convert them once" "after this run converted them once" "$ZERR"
     zdm_run backfill 0001_fm
-    t_rc "again, once the range walk is done" 1
+    t_rc "again, with the data as it was" 1
     t_has "the count again" "5 rows of t still need conversion" "$ZERR"
-    t_has "says a new run walks nothing" "only checks again: convert those rows yourself" "$ZERR"
+    t_has "says what a new run does" "converts the rows its check finds" "$ZERR"
     t_eq "the other rows converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE v IS NOT NULL AND w IS DISTINCT FROM v * 10")"
-    # what the message says to do: convert them, run it to finish
-    db_sql "UPDATE t SET v = id, w = id * 10 WHERE v IS NULL" >/dev/null
+    # what the message says to do: fix the data, run it again -- zdm
+    # converts the rows (before: a new run only checked again)
+    db_sql "UPDATE t SET v = id WHERE v IS NULL" >/dev/null
     zdm_run backfill 0001_fm
-    t_rc "once they are converted by hand" 0
+    t_rc "once their data is fixed" 0
+    t_has "says it converted them" "final check: converted 5 rows" "$ZERR"
     t_eq "the plan is backfilled" backfilled "$(db_phase 0001_fm)"
+    t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE w IS DISTINCT FROM v * 10")"
+    # the walk's 50,000 writes (the 5 rows it could not convert among
+    # them) and the 5 converted at the end; the runs that could not
+    # convert them wrote nothing
+    t_eq "each write on record once (rows_done)" 50005 \
+        "$(db_sql "SELECT sum(rows_done) FROM $(state_t "$d" ranges) WHERE plan_id = '0001_fm'")"
+}
+
+# zdm's state table BASE on dialect D
+state_t() { if [ "$1" = pg ]; then echo "zdm.$2"; else echo "zdm_$2"; fi; }
+
+# A where that reads other rows (de-duplication): a row starts to match
+# when another row is written, after its own range was walked, and no
+# trigger fires for it.  The final check finds it and the worker converts
+# it (before: the backfill failed, and a new run only checked again).
+case_final_sweep() {
+    local d=$1
+    t_section "$d: rows a cross-row where starts to match after their range are converted at the end"
+    db_new "$d" final_sweep_$d
+    T_PLANS="$T_DIR/plans_final_sweep_$d"
+    mkdir -p "$T_PLANS"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, k integer NOT NULL, fixed text)" >/dev/null
+    if [ "$d" = pg ]; then
+        db_sql "INSERT INTO t (id, k) SELECT i, i FROM generate_series(1, 3000) i" >/dev/null
+    else
+        db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000)
+                INSERT INTO t (id, k) SELECT i, i FROM c" >/dev/null
+    fi
+    db_sql "UPDATE t SET k = -1 WHERE id IN (2, 3)" >/dev/null # one pair of duplicates from the start
+    plan_write 0001_fs '
+[backfill]
+table = "t"
+where = "fixed IS NULL AND k IN (SELECT k FROM t GROUP BY k HAVING count(*) > 1)"
+set.fixed = "'"'dup'"'"
+[backfill.dual_write]
+sources = ["k"]
+[backfill.throttle]
+max_latency_factor = 0
+batch_size = 100
+target_batch_ms = 0
+max_rows_per_second = 1000
+'
+    zdm_run advance 0001_fs
+    t_rc "expand" 0
+    zdm_bg "$T_DIR/fs" backfill 0001_fs
+    # once the walk is past id 10, a new row duplicates k = 10: row 10 is
+    # left to the final check
+    t_wait_for "the walk past id 10" 60 \
+        "[ \"\$(db_sql \"SELECT count(*) FROM t WHERE id <= 12 AND fixed IS NOT NULL\")\" -ge 2 ] && \
+         [ \"\$(db_sql \"SELECT COALESCE(sum(rows_done), 0) FROM $(state_t "$d" ranges) WHERE plan_id = '0001_fs'\")\" -ge 1 ]"
+    db_sql "INSERT INTO t (id, k) VALUES (9000, 10)" >/dev/null
+    t_wait_exit "$ZBG_JOB" 120
+    zdm_bg_collect "$T_DIR/fs"
+    t_eq "the backfill finished" 0 "$WAIT_RC"
+    # SQLite's AFTER INSERT trigger sees the new row among the duplicates
+    # and converts it; PostgreSQL's BEFORE trigger does not (the row is not
+    # in the table yet): the check finds both there
+    local found="1 row"
+    [ "$d" = pg ] && found="2 rows"
+    t_has "the check found what the triggers could not see" "final check: $found of t still to convert" "$ZERR"
+    t_eq "the plan is backfilled" backfilled "$(db_phase 0001_fs)"
+    t_eq "every duplicate fixed" "2 3 10 9000" "$(db_sql "SELECT id FROM t WHERE fixed = 'dup' ORDER BY id" | tr '\n' ' ' | sed 's/ $//')"
+    t_eq "no other row touched" 0 "$(db_sql "SELECT count(*) FROM t WHERE fixed IS NOT NULL AND id NOT IN (2, 3, 10, 9000)")"
 }
 
 # ---------------------------------------------------------------- preflight
@@ -975,6 +1042,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_shared "$d"
     run_case case_final "$d"
     run_case case_final_many "$d"
+    run_case case_final_sweep "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
         run_case case_preflight_lock

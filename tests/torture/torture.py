@@ -35,7 +35,9 @@ Invariants (checked at phase boundaries and at the end):
      the schedule;
   I6 (PostgreSQL) the backfill converted each row at most once, and the
      ranges' rows_done equals the rows its batches changed (an audit
-     trigger records every row a batch updates);
+     trigger records every row a batch updates); on both databases the
+     range walk left no row to the final check (which converts such rows:
+     every where here reads its own row only);
   I7 a worker exits 0 or 4, or dies by our own signal (or at the database
      call it was told to die at, ZDM_CRASH_AT); a command exits
      with a code its situation allows.
@@ -281,6 +283,8 @@ class Gen:
         self.where = rng.choice([None, "dst IS NULL", "grp <> 0"])
         if focus == "where":
             self.where = "grp <> 0"
+        if focus == "walk":  # spans of integer keys, walked whole
+            self.key, self.where = "int", None
         # a two-way plan whose where names the target stops following both
         # directions once a row is converted (zdm plan show says so): not a
         # plan anyone should run, so not generated
@@ -306,7 +310,7 @@ class Gen:
         # the structured rename_column: name becomes full_name, two-way
         # dual-write, a backfill zdm writes, the new version through the
         # view schema on PostgreSQL
-        self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill")
+        self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill", "walk")
         # a before_contract hook that hangs until zdm's timeout kills it
         self.hook_hangs = rng.random() < 0.15
         # A second plan in flight on the same table (not beside
@@ -945,6 +949,18 @@ class Run:
         if bad:
             raise Failure(f"{self.plan2} {when}: {len(bad)} bad rows, e.g. " + "; ".join(bad[:4]))
 
+    def check_no_sweep(self):
+        """I6 too: the range walk converted every row.  The final check
+        converts rows it finds left (a where that reads other rows makes
+        them legitimately); every where here reads its own row only, so a
+        row left is a row the walk missed, whatever the end result."""
+        for f in sorted(os.listdir(self.dir)):
+            if f.startswith("cmd") and f.endswith(".log"):
+                with open(os.path.join(self.dir, f), errors="replace") as fh:
+                    for line in fh:
+                        if "still to convert after every range was walked" in line:
+                            raise Failure(f"I6: the range walk left rows to the final check ({f}): {line.strip()}")
+
     def check_exactly_once(self, plan=None):
         """I6 for one plan: the audit trigger logs (plan, k) for every row
         a batch updates (zdm.backfill holds the plan's id)."""
@@ -1425,6 +1441,7 @@ class Run:
         self.check_catalog("backfilled")
         self.check_data("backfilled", converted=True)
         self.check_exactly_once()
+        self.check_no_sweep()
         self.check_fencing(self.plan)
         if g.rollback and rng.random() < 0.5:
             self.zdm("rollback", self.plan)
@@ -1557,6 +1574,7 @@ MUTANTS = {
     "phase_unlocked": ("both", "phase", 6),
     "trigger_no_where": ("both", "where", 6),
     "range_overflow": ("both", "overflow", 6),
+    "walk_skips": ("both", "walk", 6),
 }
 
 
