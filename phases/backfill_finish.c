@@ -71,9 +71,17 @@ static void left_keys(worker *w, zdm_buf *keys)
         zdm_buf_puts(keys, "?");
 }
 
+/* Why rows are still left, for left_error. */
+enum left_why { LEFT_TOO_MANY, LEFT_UNCONVERTIBLE, LEFT_AFTER_SWEEP };
+
 /* Refuses with the count and the first few keys. */
-static int left_error(worker *w, long long left, int swept, zdm_err *err)
+static int left_error(worker *w, long long left, enum left_why why, zdm_err *err)
 {
+    static const char *const said[] = {
+        [LEFT_TOO_MANY] = ", too many to convert at the end",
+        [LEFT_UNCONVERTIBLE] = ", none of which its expressions convert as the data stands",
+        [LEFT_AFTER_SWEEP] = ", after this run converted the rows its check found once",
+    };
     const zdm_backfill *bf = w->plan->backfill;
     zdm_buf keys = {0};
     left_keys(w, &keys);
@@ -81,13 +89,13 @@ static int left_error(worker *w, long long left, int swept, zdm_err *err)
                 "backfill of %s walked every range but %lld row%s of %s still need%s conversion%s%s%s (keys %s%s)%s",
                 w->plan->id, left, left == 1 ? "" : "s", bf->table, left == 1 ? "s" : "",
                 bf->where ? " (match where " : "", bf->where ? bf->where : "", bf->where ? ")" : "",
-                keys.data, left > 5 ? ", ..." : "", swept ? ", after this run converted them once" : "");
+                keys.data, left > 5 ? ", ..." : "", said[why]);
     zdm_buf_free(&keys);
     zdm_err_detail(err, "the plan stays expanded; the set expressions leave those rows unconverted (e.g. they "
                         "return NULL where the where asks for a value, or are volatile)%s. A new \"zdm backfill "
                         "%s\" converts the rows its check finds (up to %d), once, and checks again: fix the data "
                         "or the plan so that they can be converted, then run it; or \"zdm rollback %s\"",
-                   left > SWEEP_MAX ? ", or too many rows were left to convert in one statement" : "",
+                   why == LEFT_TOO_MANY ? ", or more rows were left than the end of a run converts" : "",
                    w->plan->id, SWEEP_MAX, w->plan->id);
     return ZDM_EXIT_FAIL;
 }
@@ -199,11 +207,13 @@ static int finish_once(worker *w, int may_sweep, int *swept, int *all_done, int 
         if (serial)
             zdm_db_rollback(w->db); /* the sweep is a transaction of its own */
         if (!may_sweep || left > SWEEP_MAX)
-            return left_error(w, left, !may_sweep, err);
+            return left_error(w, left, may_sweep ? LEFT_TOO_MANY : LEFT_AFTER_SWEEP, err);
         int64_t converted = 0;
         rc = sweep(w, left, &converted, err);
-        if (rc == 0 && converted == 0) /* its expressions convert none of them */
-            return left_error(w, left, 1, err);
+        /* none converted: the expressions cannot, or the rows were
+         * converted by another meanwhile -- counted again to tell */
+        if (rc == 0 && converted == 0 && (rc = count_left(w, &left, err)) == 0 && left > 0)
+            return left_error(w, left, LEFT_UNCONVERTIBLE, err);
         *swept = rc == 0;
         return rc;
     }
