@@ -55,7 +55,7 @@ static int count_left(worker *w, long long *left, zdm_err *err)
 /* The first few keys of the rows still to convert, for a message. */
 static void left_keys(worker *w, zdm_buf *keys)
 {
-    char *sql = zdm_bf_sql_unconverted(w, 1);
+    char *sql = zdm_bf_sql_unconverted(w, 5);
     zdm_rows *r = NULL;
     zdm_err e;
     zdm_err_clear(&e);
@@ -118,7 +118,7 @@ static int sweep(worker *w, long long left, int64_t *converted, zdm_err *err)
     const char *id[] = {w->plan->id};
     zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert after every "
             "range was walked; converting them now", left, left == 1 ? "" : "s", w->plan->backfill->table);
-    char *sql = zdm_bf_sql_left_keys(w, SWEEP_MAX);
+    char *sql = zdm_bf_sql_unconverted(w, SWEEP_MAX);
     zdm_rows *keys = NULL;
     int rc = zdm_db_query(w->db, sql, 0, NULL, &keys, err);
     free(sql);

@@ -138,11 +138,9 @@ char *zdm_bf_sql_edge(worker *w, int last);
  * ($cursor..., $bound..., $offset). */
 char *zdm_bf_sql_count_keys(worker *w, int with_cursor);
 char *zdm_bf_sql_key_at(worker *w, int with_cursor);
-/* The rows still to convert: counted (keys = 0) or their first five keys. */
+/* The rows still to convert: counted (keys = 0) or their first `keys`
+ * keys, in key order. */
 char *zdm_bf_sql_unconverted(worker *w, int keys);
-/* The keys of the rows still to convert, in key order, at most `limit`
- * ($1 none: the count is in the text). */
-char *zdm_bf_sql_left_keys(worker *w, int limit);
 /* "UPDATE t SET ... WHERE <needs conversion> AND (key) IN (<nkeys keys>)":
  * rows the final check found, converted by key (backfill_finish.c). */
 char *zdm_bf_sql_sweep(worker *w, int nkeys);

@@ -426,20 +426,7 @@ char *zdm_bf_sql_unconverted(worker *w, int keys)
     zdm_bf_needs_conversion(w, &b);
     zdm_buf_puts(&b, " ORDER BY ");
     zdm_bf_cols_list(w, &b, "");
-    zdm_buf_puts(&b, " LIMIT 5");
-    return zdm_buf_take(&b);
-}
-
-char *zdm_bf_sql_left_keys(worker *w, int limit)
-{
-    zdm_buf b = {0};
-    zdm_buf_puts(&b, "SELECT ");
-    zdm_bf_cols_list(w, &b, "");
-    zdm_buf_printf(&b, " FROM %s", w->tbl);
-    zdm_bf_needs_conversion(w, &b);
-    zdm_buf_puts(&b, " ORDER BY ");
-    zdm_bf_cols_list(w, &b, "");
-    zdm_buf_printf(&b, " LIMIT %d", limit);
+    zdm_buf_printf(&b, " LIMIT %d", keys);
     return zdm_buf_take(&b);
 }
 

@@ -88,11 +88,7 @@ case_rowrule() {
     T_PLANS="$T_DIR/plans_rowrule_$d"
     mkdir -p "$T_PLANS"
     local gen
-    if [ "$d" = sqlite ]; then
-        gen="WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 3000) SELECT i FROM g"
-    else
-        gen="SELECT i FROM generate_series(1, 3000) i"
-    fi
+    gen=$(seq_sql "$d" 3000)
     db_sql "CREATE TABLE users (id integer PRIMARY KEY, email text, score integer NOT NULL DEFAULT 0)" >/dev/null
     # every 10th email missing, every 7th a placeholder of the bad import, the rest good
     db_sql "INSERT INTO users (id, email) SELECT i, CASE WHEN i % 10 = 0 THEN NULL
@@ -215,12 +211,7 @@ case_final_many() {
     T_PLANS="$T_DIR/plans_final_many_$d"
     mkdir -p "$T_PLANS"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
-    if [ "$d" = pg ]; then
-        db_sql "INSERT INTO t (id, v) SELECT i, i FROM generate_series(1, 50000) i" >/dev/null
-    else
-        db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50000)
-                INSERT INTO t (id, v) SELECT i, i FROM c" >/dev/null
-    fi
+    db_sql "INSERT INTO t (id, v) SELECT i, i FROM ($(seq_sql "$d" 50000)) s" >/dev/null
     db_sql "UPDATE t SET v = NULL WHERE id IN (1, 20000, 20001, 40001, 50000)" >/dev/null
     # unthrottled: the check is what is tested, and a paced walk of 50,000
     # rows beside the rest of the suite under ASan took past the 120 s bound
@@ -263,6 +254,15 @@ max_latency_factor = 0
 # zdm's state table BASE on dialect D
 state_t() { if [ "$1" = pg ]; then echo "zdm.$2"; else echo "zdm_$2"; fi; }
 
+# seq_sql D N: a query of the integers 1..N (column i) on dialect D
+seq_sql() {
+    if [ "$1" = pg ]; then
+        echo "SELECT i FROM generate_series(1, $2) i"
+    else
+        echo "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < $2) SELECT i FROM g"
+    fi
+}
+
 # A where that reads other rows (de-duplication): a row starts to match
 # when another row is written, after its own range was walked, and no
 # trigger fires for it.  The final check finds it and the worker converts
@@ -274,12 +274,7 @@ case_final_sweep() {
     T_PLANS="$T_DIR/plans_final_sweep_$d"
     mkdir -p "$T_PLANS"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, k integer NOT NULL, fixed text)" >/dev/null
-    if [ "$d" = pg ]; then
-        db_sql "INSERT INTO t (id, k) SELECT i, i FROM generate_series(1, 3000) i" >/dev/null
-    else
-        db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000)
-                INSERT INTO t (id, k) SELECT i, i FROM c" >/dev/null
-    fi
+    db_sql "INSERT INTO t (id, k) SELECT i, i FROM ($(seq_sql "$d" 3000)) s" >/dev/null
     db_sql "UPDATE t SET k = -1 WHERE id IN (2, 3)" >/dev/null # one pair of duplicates from the start
     plan_write 0001_fs '
 [backfill]
@@ -579,11 +574,7 @@ case_volatile_default() {
     T_PLANS="$T_DIR/plans_vol_$d"
     mkdir -p "$T_PLANS"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer)" >/dev/null
-    if [ "$d" = pg ]; then
-        db_sql "INSERT INTO t SELECT i, i FROM generate_series(1, 2000) i" >/dev/null
-    else
-        db_sql "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 2000) INSERT INTO t SELECT i, i FROM g" >/dev/null
-    fi
+    db_sql "INSERT INTO t SELECT i, i FROM ($(seq_sql "$d" 2000)) s" >/dev/null
     plan_write 0001_vol "
 [[expand.steps]]
 op = \"add_column\"
