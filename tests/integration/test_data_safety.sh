@@ -84,9 +84,7 @@ app_stop() {
 case_rowrule() {
     local d=$1
     t_section "$d: rowrule (in-place fix: where on the backfill and the triggers)"
-    db_new "$d" rowrule_$d
-    T_PLANS="$T_DIR/plans_rowrule_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" rowrule_$d
     local gen
     gen=$(seq_sql "$d" 3000)
     db_sql "CREATE TABLE users (id integer PRIMARY KEY, email text, score integer NOT NULL DEFAULT 0)" >/dev/null
@@ -144,9 +142,7 @@ sleep_ms = 20
 case_extremes() {
     local d=$1 ty=$2 lo=$3 hi=$4
     t_section "$d: extremes ($ty keys from $lo to $hi)"
-    db_new "$d" "ext_${d}_$ty"
-    T_PLANS="$T_DIR/plans_ext_${d}_$ty"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "ext_${d}_$ty"
     db_sql "CREATE TABLE t (id $ty PRIMARY KEY, v integer, w integer)" >/dev/null
     # both ends, around zero, and a few in between
     local k vals=""
@@ -179,9 +175,7 @@ target_batch_ms = 0
 case_final() {
     local d=$1
     t_section "$d: final check (rows left inside where: exit 1, keys named)"
-    db_new "$d" final_$d
-    T_PLANS="$T_DIR/plans_final_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" final_$d
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
     db_sql "INSERT INTO t (id, v) VALUES (1, 1), (2, NULL), (3, 3), (4, NULL)" >/dev/null
     plan_write 0001_final '
@@ -207,9 +201,7 @@ dual_write = false
 case_final_many() {
     local d=$1
     t_section "$d: final check over 50,000 rows (rows left at both ends and side by side)"
-    db_new "$d" final_many_$d
-    T_PLANS="$T_DIR/plans_final_many_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" final_many_$d
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
     db_sql "INSERT INTO t (id, v) SELECT i, i FROM ($(seq_sql "$d" 50000)) s" >/dev/null
     db_sql "UPDATE t SET v = NULL WHERE id IN (1, 20000, 20001, 40001, 50000)" >/dev/null
@@ -251,6 +243,14 @@ max_latency_factor = 0
         "$(db_sql "SELECT sum(rows_done) FROM $(state_t "$d" ranges) WHERE plan_id = '0001_fm'")"
 }
 
+# case_db D NAME: a fresh database NAME on dialect D and an empty plans
+# directory of its own (T_PLANS)
+case_db() {
+    db_new "$1" "$2"
+    T_PLANS="$T_DIR/plans_$2"
+    mkdir -p "$T_PLANS"
+}
+
 # zdm's state table BASE on dialect D
 state_t() { if [ "$1" = pg ]; then echo "zdm.$2"; else echo "zdm_$2"; fi; }
 
@@ -270,9 +270,7 @@ seq_sql() {
 case_final_sweep() {
     local d=$1
     t_section "$d: rows a cross-row where starts to match after their range are converted at the end"
-    db_new "$d" final_sweep_$d
-    T_PLANS="$T_DIR/plans_final_sweep_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" final_sweep_$d
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, k integer NOT NULL, fixed text)" >/dev/null
     db_sql "INSERT INTO t (id, k) SELECT i, i FROM ($(seq_sql "$d" 3000)) s" >/dev/null
     db_sql "UPDATE t SET k = -1 WHERE id IN (2, 3)" >/dev/null # one pair of duplicates from the start
@@ -321,9 +319,7 @@ max_rows_per_second = 1000
 case_preflight() {
     local d=$1 name=$2 line=$3 body=$4 needle=$5
     t_section "$d: preflight refuses $name"
-    db_new "$d" "pf_${d}_$name"
-    T_PLANS="$T_DIR/plans_pf_${d}_$name"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "pf_${d}_$name"
     db_sql "CREATE TABLE events (id integer PRIMARY KEY, project_name text NOT NULL)" >/dev/null
     db_sql "INSERT INTO events VALUES (1, 'Core billing'), (2, 'web')" >/dev/null
     db_dump "$T_DIR/pf.before"
@@ -391,9 +387,7 @@ verify = \"SELECT NOT EXISTS (SELECT 1 FROM events WHERE categori IS NULL)\"" 'v
 case_preflight_lenient() {
     local d=$1
     t_section "$d: preflight is lenient about a column an untried step adds"
-    db_new "$d" "pfl_$d"
-    T_PLANS="$T_DIR/plans_pfl_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "pfl_$d"
     db_sql "CREATE TABLE events (id integer PRIMARY KEY, project_name text NOT NULL)" >/dev/null
     db_sql "INSERT INTO events VALUES (1, 'Core billing'), (2, 'web')" >/dev/null
     plan_write 0001_pfl '
@@ -428,9 +422,7 @@ set.category = "coalesce(c2, project_name)"'
 case_atomic() {
     local d=$1 mode=$2
     t_section "$d: atomic expand ($mode)"
-    db_new "$d" "atomic_${d}_$mode"
-    T_PLANS="$T_DIR/plans_atomic_${d}_$mode"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "atomic_${d}_$mode"
     db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
     db_sql "INSERT INTO acct VALUES (1, 'a', 1), (2, NULL, 2), (3, 'c', 3)" >/dev/null
     db_dump "$T_DIR/atomic.before"
@@ -477,9 +469,7 @@ down.sqlite = \"SELECT 1\"
 case_violations() {
     local d=$1 op=$2 fields=$3 needle=$4
     t_section "$d: $op over violating rows is refused before any DDL"
-    db_new "$d" "viol_${d}_$op"
-    T_PLANS="$T_DIR/plans_viol_${d}_$op"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "viol_${d}_$op"
     db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
     db_sql "INSERT INTO acct VALUES (1, 'a', 1), (2, NULL, -2), (3, 'c', 3), (4, NULL, -4), (5, NULL, 5),
             (6, NULL, -6), (7, NULL, -7), (8, NULL, -8), (9, NULL, -9)" >/dev/null
@@ -520,9 +510,7 @@ $fields
 # the application reads with lock_timeout 500 ms the whole time.
 case_violations_unlocked() {
     t_section "pg: counting the rows a constraint would trip on does not lock the table"
-    db_new pg viol_unlocked
-    T_PLANS="$T_DIR/plans_viol_unlocked"
-    mkdir -p "$T_PLANS"
+    case_db pg viol_unlocked
     db_sql "CREATE TABLE acct (id integer PRIMARY KEY, note text, amount integer)" >/dev/null
     db_sql "INSERT INTO acct SELECT i, 'n', i FROM generate_series(1, 3000) i" >/dev/null
     db_sql "CREATE FUNCTION slow_ok(integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS
@@ -570,9 +558,7 @@ check = "slow_ok(amount)"
 case_volatile_default() {
     local d=$1 expr=$2
     t_section "$d: add_column with a volatile default"
-    db_new "$d" "vol_$d"
-    T_PLANS="$T_DIR/plans_vol_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "vol_$d"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer)" >/dev/null
     db_sql "INSERT INTO t SELECT i, i FROM ($(seq_sql "$d" 2000)) s" >/dev/null
     plan_write 0001_vol "
@@ -621,9 +607,7 @@ nullable = false
 case_carry() {
     local op=$1
     t_section "pg: $op carries comment, collation, statistics target, privileges"
-    db_new pg "carry_$op"
-    T_PLANS="$T_DIR/plans_carry_$op"
-    mkdir -p "$T_PLANS"
+    case_db pg "carry_$op"
     db_sql "DO \$\$ BEGIN CREATE ROLE zdm_reader; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
     db_sql "CREATE TABLE people (id integer PRIMARY KEY, name text COLLATE \"C\", age integer)" >/dev/null
     db_sql "INSERT INTO people SELECT i, 'p' || i, i FROM generate_series(1, 300) i" >/dev/null
@@ -692,9 +676,7 @@ down = "age::integer"
 # would drop B's view, the new application's way in.)
 case_two_plans() {
     t_section "pg: two plans on one table"
-    db_new pg two_plans
-    T_PLANS="$T_DIR/plans_two"
-    mkdir -p "$T_PLANS"
+    case_db pg two_plans
     db_sql "CREATE TABLE users (id integer PRIMARY KEY, name text, email text)" >/dev/null
     db_sql "INSERT INTO users SELECT i, 'n' || i, 'e' || i FROM generate_series(1, 200) i" >/dev/null
     db_sql "DO \$\$ BEGIN CREATE ROLE zdm_green; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
@@ -770,9 +752,7 @@ to = "mail"
 case_cic_resume() {
     local valid=$1
     t_section "pg: a crash after CREATE INDEX CONCURRENTLY (index left $valid)"
-    db_new pg "cic_$valid"
-    T_PLANS="$T_DIR/plans_cic_$valid"
-    mkdir -p "$T_PLANS"
+    case_db pg "cic_$valid"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
     db_sql "INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 1000) i" >/dev/null
     plan_write 0001_idx '
@@ -810,9 +790,7 @@ down = "DROP INDEX CONCURRENTLY IF EXISTS t_a_idx"
 case_twoway() {
     local d=$1
     t_section "$d: two-way loop (a lossy reverse never rewrites what the application wrote)"
-    db_new "$d" "twoway_$d"
-    T_PLANS="$T_DIR/plans_twoway_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "twoway_$d"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, a text)" >/dev/null
     db_sql "INSERT INTO t VALUES (1, '007'), (2, '10')" >/dev/null
     plan_write 0001_twoway '
@@ -852,9 +830,7 @@ reverse.a = "CAST(b AS text)"
 # statement due to lock timeout", as if the plan were wrong.)
 case_preflight_lock() {
     t_section "pg: a lock timeout in the preflight is a lock timeout"
-    db_new pg pflock
-    T_PLANS="$T_DIR/plans_pflock"
-    mkdir -p "$T_PLANS"
+    case_db pg pflock
     db_sql "CREATE TABLE events (id integer PRIMARY KEY, project_name text NOT NULL, category text)" >/dev/null
     db_sql "INSERT INTO events VALUES (1, 'Core billing', NULL), (2, 'web', NULL)" >/dev/null
     db_dump "$T_DIR/pflock.before"
@@ -899,9 +875,7 @@ case_preflight_no_rewrite() {
         t_note "no strace: skipped"
         return 0
     fi
-    db_new sqlite pfcopy
-    T_PLANS="$T_DIR/plans_pfcopy"
-    mkdir -p "$T_PLANS"
+    case_db sqlite pfcopy
     db_sql "PRAGMA journal_mode = WAL" >/dev/null
     db_sql "CREATE TABLE events (id integer PRIMARY KEY, project_name text NOT NULL)" >/dev/null
     db_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
@@ -943,9 +917,7 @@ sources = [\"project_name\"]"
 case_shared() {
     local d=$1
     t_section "$d: plans in flight on one table know each other"
-    db_new "$d" "shared_$d"
-    T_PLANS="$T_DIR/plans_shared_$d"
-    mkdir -p "$T_PLANS"
+    case_db "$d" "shared_$d"
     db_sql "CREATE TABLE users (id integer PRIMARY KEY, name text, email text)" >/dev/null
     db_sql "INSERT INTO users VALUES (1, 'Ann', 'a@x'), (2, 'Bob', 'b@x')" >/dev/null
     plan_write 0001_a '
