@@ -162,9 +162,9 @@ int zdm_state_ranges_advance(zdm_db *db, const char *plan_id, int range_id, cons
 int zdm_state_ranges_revisit(zdm_db *db, const char *plan_id, const char *after, const char *up_to, int *id,
                              zdm_err *err) ZDM_MUST_CHECK;
 /* Rows the final check found after every range was walked and the
- * finishing worker converted in one statement: a range of their own (no
- * bounds), done, rows_done = rows, in the caller's transaction (the
- * statement's), so the ranges' rows_done still add up to the rows the
+ * finishing worker converted by key: a range of their own (no bounds),
+ * done, rows_done = rows, in the caller's transaction (the one that
+ * converted them), so the ranges' rows_done still add up to the rows the
  * backfill converted. */
 int zdm_state_ranges_swept(zdm_db *db, const char *plan_id, int64_t rows, zdm_err *err) ZDM_MUST_CHECK;
 /* Ranges of the plan, how many are done, rows converted by all. */
