@@ -79,11 +79,16 @@ covered() {
                AND t.id <= (r.hi::jsonb->>0)::bigint)"
 }
 
-# Every row but the application's converted; zdm never waited meanwhile.
+# check_pass WHAT LOG: every row but the application's converted; zdm never
+# waited meanwhile (LOG: the worker's stderr, shown if the wait gives up).
 check_pass() {
-    local what=$1
+    local what=$1 log=$2
+    # (a fresh-check on a fresh machine once saw the worker stop at a
+    # cursor for the whole 120 s; 3 runs side by side here did not: the
+    # worker's last lines say what it waited for if it comes back)
     t_wait_for "$what: every row but the 10 locked ones converted" 120 \
-        "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE dst IS NULL')\" = 10 ]"
+        "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE dst IS NULL')\" = 10 ]" ||
+        tail -n 30 "$log"
     t_eq "$what: the rows left are the application's" "5001-5010" \
         "$(db_sql "SELECT min(id) || '-' || max(id) FROM t WHERE dst IS NULL")"
     local i waits=0
@@ -122,7 +127,7 @@ case_pass() {
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     zdm_bg "$T_DIR/pass" backfill p --listen "$port"
     local job=$ZBG_JOB
-    check_pass pass
+    check_pass pass "$T_DIR/pass.err"
     t_wait_for "pass: /status counts the rows passed over (at least the 10 held)" 30 \
         "[ \"\$(python3 -c \"import json, urllib.request; o = json.load(urllib.request.urlopen('http://127.0.0.1:$port/status', timeout=10)); print(1 if o['rows_passed_over'] >= 10 else 0)\" 2>&1)\" = 1 ]"
     t_file_has "$T_DIR/pass.err" "held locked by another session passed over"
@@ -141,7 +146,7 @@ case_kill9() {
     app_lock
     zdm_bg "$T_DIR/kill" backfill p
     local job=$ZBG_JOB pid=$ZBG_PID
-    check_pass kill9
+    check_pass kill9 "$T_DIR/kill.err"
     kill -9 "$pid"
     t_wait_exit "$job" 30
     t_eq "kill9: the rows left are still covered by open ranges after the kill" 10 "$(covered)"
