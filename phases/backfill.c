@@ -41,7 +41,6 @@
  * pacing sleep or a pause at once instead of when the timer fires. */
 static void on_sig_event(evutil_socket_t fd, short what, void *arg);
 
-
 /* ---- the loop ---- */
 
 static void schedule(worker *w, int64_t ms)

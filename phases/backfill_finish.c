@@ -13,7 +13,8 @@
 #include "backfill_int.h"
 
 /* Rows the final check may convert itself, at most: more is a plan that
- * converts nothing (one statement would lock them all), said as is. */
+ * converts nothing, said as is (their one transaction would hold the
+ * row locks, or SQLite's write lock, for all of them). */
 #define SWEEP_MAX 10000
 
 /* Before the plan may become backfilled: no row of the table still needs

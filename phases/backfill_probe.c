@@ -55,7 +55,6 @@ struct zdm_bf_prober {
     int nact;
 };
 
-
 static void *run(void *arg)
 {
     zdm_bf_prober *p = arg;

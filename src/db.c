@@ -685,7 +685,6 @@ int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err)
     return db->ops->exec_script(db, sql, err);
 }
 
-
 /* An interval needs a few statements for its mean to say anything; fewer
  * (an idle application) keeps the last mean. */
 #define APP_MIN_CALLS 5
