@@ -20,7 +20,8 @@ int zdm_mutant(const char *name)
 
 int zdm_crashpoint(void)
 {
-    static long calls;
+    /* atomic: the latency probe's thread makes database calls too */
+    static _Atomic long calls;
     const char *at = getenv("ZDM_CRASH_AT");
     if (!at || ++calls != atol(at))
         return 0;

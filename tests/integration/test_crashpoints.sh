@@ -17,6 +17,14 @@
 #    again (the one that marks a dead run's row "interrupted").
 # T_CRASH_STRIDE (default 5) tries every STRIDE-th N only (1: all of them,
 # about 10 minutes).
+#
+# Then a backfill whose final check converts the rows it finds (the
+# "sweep", backfill_finish.c), at every database call (stride 1): three
+# rows the walk could not convert, their data fixed, and the run that
+# converts them crashed at call N and run again until it passes.  Each of
+# those rows is written once (zdm's rows_done and an audit of the
+# backfill's committed writes), nothing else is written again, and the
+# plan is backfilled with no range left open.
 set -u -o pipefail
 
 ZDM_SRC=${ZDM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -153,6 +161,125 @@ down = \"INSERT INTO marks VALUES ('uncontract1')\""
     [ "$bad" = 0 ] && t_ok
 }
 
+# ---- the final check's conversion (the sweep) ----
+
+SWEEP_ROWS=40
+# the committed writes of backfill transactions (the mark the dual-write
+# triggers read): a write rolled back with its crashed batch leaves none
+sweep_schema() {
+    db_sql "CREATE TABLE s (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
+    db_sql "CREATE TABLE audit (k integer NOT NULL)" >/dev/null
+    if [ "$1" = pg ]; then
+        db_sql "CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+                  IF COALESCE(current_setting('zdm.backfill', true), '') <> '' THEN
+                    INSERT INTO audit (k) VALUES (NEW.id); END IF;
+                  RETURN NULL; END \$\$;
+                CREATE TRIGGER audit AFTER UPDATE ON s FOR EACH ROW EXECUTE FUNCTION audit();" >/dev/null
+    else
+        db_sql "CREATE TRIGGER audit AFTER UPDATE ON s FOR EACH ROW
+                  WHEN EXISTS (SELECT 1 FROM zdm_guard WHERE plan_id IS NOT NULL)
+                  BEGIN INSERT INTO audit (k) VALUES (NEW.id); END" >/dev/null
+    fi
+    db_sql "INSERT INTO s (id, v) VALUES $(seq -s, 1 "$SWEEP_ROWS" | sed 's/\([0-9]*\)/(\1, \1)/g')" >/dev/null
+    db_sql "UPDATE s SET v = NULL WHERE id IN (3, 17, $SWEEP_ROWS)" >/dev/null
+}
+
+# The database as it is after the walk, the failed final check and the
+# fix, saved once and put back before each crash point.
+sweep_save() {
+    if [ "$1" = sqlite ]; then
+        rm -f "$T_DIR/sweep.snap"
+        sqlite3 "$T_SQLITE_FILE" "VACUUM INTO '$T_DIR/sweep.snap'"
+    else
+        pg_psql -d postgres -c "DROP DATABASE IF EXISTS sweep_snap" >/dev/null 2>&1
+        pg_psql -d postgres -c "CREATE DATABASE sweep_snap TEMPLATE sweep" >/dev/null
+    fi
+}
+sweep_restore() {
+    if [ "$1" = sqlite ]; then
+        rm -f "$T_SQLITE_FILE-wal" "$T_SQLITE_FILE-shm"
+        cp "$T_DIR/sweep.snap" "$T_SQLITE_FILE"
+    else
+        pg_psql -d postgres -c "DROP DATABASE IF EXISTS sweep" >/dev/null 2>&1
+        pg_psql -d postgres -c "CREATE DATABASE sweep TEMPLATE sweep_snap" >/dev/null
+    fi
+}
+
+# sweep_case D MODE [CALLS]: MODE exit finds how many database calls the
+# run makes (the first N it outlives: it ran to the end); MODE fail then
+# fails each of those CALLS (a failed call the run survives ends nothing).
+SWEEP_CALLS=0
+sweep_case() {
+    local d=$1 mode=$2 calls=${3:-0} n=1 r tries points=0 bad=0 last
+    t_section "$d: ZDM_CRASH_MODE=$mode at every database call of a run whose final check converts rows"
+    plans_empty
+    plan_write p_s '
+[backfill]
+table = "s"
+where = "w IS NULL"
+set.w = "v * 10"
+dual_write = false
+[backfill.throttle]
+max_latency_factor = 0
+batch_size = 10'
+    if [ "$d" = sqlite ]; then
+        db_new sqlite sweep
+    else
+        pg_psql -d postgres -c "DROP DATABASE IF EXISTS sweep" >/dev/null 2>&1
+        db_new pg sweep
+    fi
+    zdm_run init
+    sweep_schema "$d"
+    plain "advance p_s"
+    plain "advance p_s" # the walk; the final check finds the 3 rows and converts none
+    t_eq "$d: the walk leaves the 3 rows its expression cannot convert" "expanded 3" \
+        "$(db_phase p_s) $(db_sql "SELECT count(*) FROM s WHERE w IS NULL")"
+    db_sql "UPDATE s SET v = id WHERE v IS NULL; DELETE FROM audit" >/dev/null
+    sweep_save "$d"
+    # the 3 rows written once more (the walk wrote them, with nothing to
+    # show for it), every other row once
+    local want="backfilled 0 $((SWEEP_ROWS + 3)) 3 0 0" got
+    while :; do
+        sweep_restore "$d"
+        r=0
+        ZDM_CRASH_AT=$n ZDM_CRASH_MODE=$mode timeout -k 5 120 "$ZDM" --db "$T_DB" --plans "$T_PLANS" \
+            backfill p_s >"$T_DIR/crash.out" 2>&1 || r=$?
+        points=$((points + 1))
+        last=0
+        if [ "$mode" = exit ]; then
+            [ "$r" != 137 ] && last=1
+        else
+            [ "$n" -ge "$calls" ] && last=1
+        fi
+        tries=0
+        while [ "$(db_phase p_s)" != backfilled ] && [ "$tries" -lt 3 ]; do
+            plain "backfill p_s"
+            tries=$((tries + 1))
+        done
+        got="$(db_phase p_s) $(db_sql "SELECT count(*) FROM s WHERE w IS DISTINCT FROM v * 10")"
+        got="$got $(db_sql "SELECT sum(rows_done) FROM $(zdm_tbl ranges) WHERE plan_id = 'p_s'")"
+        got="$got $(db_sql "SELECT count(*) FROM audit") $(db_sql "SELECT count(*) FROM audit WHERE k NOT IN (3, 17, $SWEEP_ROWS)")"
+        got="$got $(db_sql "SELECT count(*) FROM $(zdm_tbl ranges) WHERE plan_id = 'p_s' AND done = 0")"
+        if [ "$got" != "$want" ]; then
+            t_eq "$d $mode: the sweeping run crashed at call $n, resumed (phase, rows wrong, rows_done, audited writes, of other rows, open ranges)" "$want" "$got"
+            sed 's/^/    | /' "$T_DIR/crash.out" | tail -n 8
+            bad=1
+            break
+        fi
+        [ "$last" = 1 ] && break
+        n=$((n + 1))
+        [ "$n" -gt 200 ] && { t_eq "$d: the sweeping run ends within 200 database calls" yes no; bad=1; break; }
+    done
+    if [ "$mode" = exit ] && [ "$bad" = 0 ]; then
+        SWEEP_CALLS=$((n - 1))
+        t_eq "$d: the run that outlived its crash point converted the 3 rows at the end, exit 0" "0 1" \
+            "$r $(grep -c "final check: converted 3 rows" "$T_DIR/crash.out")"
+        t_eq "$d: a sweeping run makes more than 20 database calls" 1 "$([ "$SWEEP_CALLS" -gt 20 ] && echo 1)"
+    fi
+    echo "    ($points crash points tried)"
+    [ "$bad" = 0 ] && t_ok
+}
+
 for d in sqlite pg; do
     if [ "$d" = pg ]; then
         t_pg_available || { T_SKIPPED="pg"; continue; }
@@ -160,5 +287,7 @@ for d in sqlite pg; do
     fi
     crash_case "$d" exit
     crash_case "$d" fail
+    sweep_case "$d" exit
+    sweep_case "$d" fail "$SWEEP_CALLS"
 done
 t_finish
