@@ -13,8 +13,8 @@
 #include "backfill_int.h"
 
 /* Rows the final check may convert itself, at most: more is a plan that
- * converts nothing, said as is (their one transaction would hold the
- * row locks, or SQLite's write lock, for all of them). */
+ * converts nothing, said as is (SWEEP_MAX / SWEEP_CHUNK statements, each
+ * of which evaluates `where`, perhaps a scan of the table). */
 #define SWEEP_MAX 10000
 
 /* Before the plan may become backfilled: no row of the table still needs
@@ -105,59 +105,97 @@ static int left_error(worker *w, long long left, enum left_why why, zdm_err *err
  * subquery in it perhaps over the whole table) once. */
 #define SWEEP_CHUNK 500
 
-/* Converts the rows the final check found, by key: their keys are read
- * first (a plain read: no lock held while `where` is evaluated over the
- * table), then one batch-like transaction -- the dual-write triggers'
- * mark, UPDATEs of those keys that still need conversion, a done range
- * of its own holding their count (so the ranges' rows_done still add up
- * to the rows the backfill converted), one commit.  A row that a `where`
- * reading other rows started to match after its range was walked is
- * converted here, and so is a row whose data was fixed after a failed
- * check. */
-static int sweep(worker *w, long long left, int64_t *converted, zdm_err *err)
+/* One chunk of the sweep, a batch-like transaction: the dual-write
+ * triggers' mark, an UPDATE of those keys that still need conversion, a
+ * done range of its own holding their count (so the ranges' rows_done
+ * still add up to the rows the backfill converted), one commit.  *n: the
+ * rows converted (0: nothing recorded, rolled back). */
+static int sweep_chunk(worker *w, const zdm_rows *keys, int at, int chunk, const char **params, int64_t *n,
+                       zdm_err *err)
 {
     const char *id[] = {w->plan->id};
+    int nk = (int)w->key.n;
+    *n = 0;
+    for (int i = 0; i < chunk; i++)
+        for (int c = 0; c < nk; c++)
+            params[i * nk + c] = zdm_rows_get(keys, at + i, c);
+    int rc = zdm_db_begin(w->db, err);
+    if (rc != 0)
+        return rc;
+    rc = zdm_db_query(w->db, w->d->batch_begin, 1, id, NULL, err);
+    if (rc == 0) {
+        char *sql = zdm_bf_sql_sweep(w, chunk);
+        rc = zdm_db_query(w->db, sql, chunk * nk, params, NULL, err);
+        free(sql);
+        if (rc == 0)
+            *n = zdm_db_changes(w->db);
+    }
+    if (rc == 0 && w->d->batch_end)
+        rc = zdm_db_query(w->db, w->d->batch_end, 1, id, NULL, err);
+    if (rc == 0 && *n > 0)
+        rc = zdm_state_ranges_swept(w->db, w->plan->id, *n, err);
+    if (rc == 0 && *n > 0)
+        rc = zdm_db_commit(w->db, err);
+    else
+        zdm_db_rollback(w->db); /* nothing converted: nothing to record */
+    if (rc != 0)
+        *n = 0;
+    return rc;
+}
+
+/* Converts the rows the final check found, by key: their keys are read
+ * first (a plain read: no lock held while `where` is evaluated over the
+ * table), then SWEEP_CHUNK keys a transaction (sweep_chunk), each
+ * committed with its count, so a crash loses at most the chunk in
+ * flight and the next run finds only the rows still left.  Between
+ * chunks the write lock (SQLite) is left free as between batches (the
+ * pacer's writer gap): with a `where` that scans the table, each chunk
+ * holds it for a scan.  A row that a `where` reading other rows started
+ * to match after its range was walked is converted here, and so is a row
+ * whose data was fixed after a failed check. */
+static int sweep(worker *w, long long left, int64_t *converted, zdm_err *err)
+{
     zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "final check: %lld row%s of %s still to convert after every "
             "range was walked; converting them now", left, left == 1 ? "" : "s", w->plan->backfill->table);
     char *sql = zdm_bf_sql_unconverted(w, SWEEP_MAX);
     zdm_rows *keys = NULL;
     int rc = zdm_db_query(w->db, sql, 0, NULL, &keys, err);
     free(sql);
-    int nk = (int)w->key.n, nrows = rc == 0 ? zdm_rows_count(keys) : 0;
-    const char **params = zdm_xcalloc((size_t)SWEEP_CHUNK * (size_t)nk + 1, sizeof *params);
+    int nrows = rc == 0 ? zdm_rows_count(keys) : 0;
+    const char **params = zdm_xcalloc((size_t)SWEEP_CHUNK * w->key.n + 1, sizeof *params);
     int64_t n = 0;
-    if (rc == 0)
-        rc = zdm_db_begin(w->db, err);
-    int in_tx = rc == 0;
-    if (rc == 0)
-        rc = zdm_db_query(w->db, w->d->batch_begin, 1, id, NULL, err);
     for (int at = 0; rc == 0 && at < nrows; at += SWEEP_CHUNK) {
+        if (at > 0 && w->d->one_writer && w->pacer.latency_pct) {
+            /* whether the application writes (a run that only sweeps
+             * has not probed yet): the pause is then the lock's share */
+            zdm_err pe;
+            zdm_err_clear(&pe);
+            (void)zdm_bf_probe_latency(w, 0, &pe);
+            int64_t gap = zdm_pacer_writer_gap_ms(&w->pacer);
+            zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: write lock held %lld us; next keys in %lld ms",
+                    (long long)w->pacer.lock_us, (long long)gap);
+            zdm_sig_sleep_ms(gap);
+        }
+        if (zdm_sig_caught()) {
+            rc = zdm_err_set(err, ZDM_EXIT_INTERRUPTED, "interrupted after %lld row%s", (long long)n,
+                             n == 1 ? "" : "s");
+            break;
+        }
         int chunk = nrows - at < SWEEP_CHUNK ? nrows - at : SWEEP_CHUNK;
-        for (int i = 0; i < chunk; i++)
-            for (int c = 0; c < nk; c++)
-                params[i * nk + c] = zdm_rows_get(keys, at + i, c);
-        sql = zdm_bf_sql_sweep(w, chunk);
-        rc = zdm_db_query(w->db, sql, chunk * nk, params, NULL, err);
-        free(sql);
-        if (rc == 0)
-            n += zdm_db_changes(w->db);
+        int64_t c = 0, t0 = zdm_mono_us();
+        rc = sweep_chunk(w, keys, at, chunk, params, &c, err);
+        zdm_pacer_lock_held(&w->pacer, zdm_mono_us() - t0);
+        n += c;
     }
-    if (rc == 0 && w->d->batch_end)
-        rc = zdm_db_query(w->db, w->d->batch_end, 1, id, NULL, err);
-    if (rc == 0 && n > 0)
-        rc = zdm_state_ranges_swept(w->db, w->plan->id, n, err);
-    if (rc == 0 && n > 0)
-        rc = zdm_db_commit(w->db, err);
-    else if (in_tx)
-        zdm_db_rollback(w->db); /* nothing converted: nothing to record */
     free(params);
     zdm_rows_free(keys);
-    if (rc != 0) {
-        zdm_err_prefix(err, "converting the rows the final check found: ");
-        return rc;
-    }
     *converted = n;
     w->rows_mine += n;
+    if (rc != 0) {
+        zdm_err_prefix(err, "converting the rows the final check found (%lld converted and kept): ",
+                       (long long)n);
+        return rc;
+    }
     if (n > 0)
         zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill", "final check: converted %lld row%s; checking again",
                 (long long)n, n == 1 ? "" : "s");

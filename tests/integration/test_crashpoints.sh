@@ -19,9 +19,10 @@
 # about 10 minutes).
 #
 # Then a backfill whose final check converts the rows it finds (the
-# "sweep", backfill_finish.c), at every database call (stride 1): three
-# rows the walk could not convert, their data fixed, and the run that
-# converts them crashed at call N and run again until it passes.  Each of
+# "sweep", backfill_finish.c), at every database call (stride 1): 600
+# rows the walk could not convert (two of the sweep's transactions),
+# their data fixed, and the run that converts them crashed at call N and
+# run again until it passes.  Each of
 # those rows is written once (zdm's rows_done and an audit of the
 # backfill's committed writes), nothing else is written again, and the
 # plan is backfilled with no range left open.
@@ -163,7 +164,7 @@ down = \"INSERT INTO marks VALUES ('uncontract1')\""
 
 # ---- the final check's conversion (the sweep) ----
 
-SWEEP_ROWS=40
+SWEEP_ROWS=1200
 # the committed writes of backfill transactions (the mark the dual-write
 # triggers read): a write rolled back with its crashed batch leaves none
 sweep_schema() {
@@ -181,7 +182,7 @@ sweep_schema() {
                   BEGIN INSERT INTO audit (k) VALUES (NEW.id); END" >/dev/null
     fi
     db_sql "INSERT INTO s (id, v) VALUES $(seq -s, 1 "$SWEEP_ROWS" | sed 's/\([0-9]*\)/(\1, \1)/g')" >/dev/null
-    db_sql "UPDATE s SET v = NULL WHERE id IN (3, 17, $SWEEP_ROWS)" >/dev/null
+    db_sql "UPDATE s SET v = NULL WHERE id % 2 = 0" >/dev/null
 }
 
 # The database as it is after the walk, the failed final check and the
@@ -221,7 +222,7 @@ set.w = "v * 10"
 dual_write = false
 [backfill.throttle]
 max_latency_factor = 0
-batch_size = 10'
+batch_size = 100'
     if [ "$d" = sqlite ]; then
         db_new sqlite sweep
     else
@@ -231,14 +232,15 @@ batch_size = 10'
     zdm_run init
     sweep_schema "$d"
     plain "advance p_s"
-    plain "advance p_s" # the walk; the final check finds the 3 rows and converts none
-    t_eq "$d: the walk leaves the 3 rows its expression cannot convert" "expanded 3" \
+    plain "advance p_s" # the walk; the final check finds the rows left and converts none
+    t_eq "$d: the walk leaves the rows its expression cannot convert" "expanded $((SWEEP_ROWS / 2))" \
         "$(db_phase p_s) $(db_sql "SELECT count(*) FROM s WHERE w IS NULL")"
     db_sql "UPDATE s SET v = id WHERE v IS NULL; DELETE FROM audit" >/dev/null
     sweep_save "$d"
-    # the 3 rows written once more (the walk wrote them, with nothing to
-    # show for it), every other row once
-    local want="backfilled 0 $((SWEEP_ROWS + 3)) 3 0 0" got
+    # the rows left written once more (the walk wrote them, with nothing
+    # to show for it), every other row once
+    local left=$((SWEEP_ROWS / 2)) got
+    local want="backfilled 0 $((SWEEP_ROWS + left)) $left 0 0"
     while :; do
         sweep_restore "$d"
         r=0
@@ -258,7 +260,7 @@ batch_size = 10'
         done
         got="$(db_phase p_s) $(db_sql "SELECT count(*) FROM s WHERE w IS DISTINCT FROM v * 10")"
         got="$got $(db_sql "SELECT sum(rows_done) FROM $(zdm_tbl ranges) WHERE plan_id = 'p_s'")"
-        got="$got $(db_sql "SELECT count(*) FROM audit") $(db_sql "SELECT count(*) FROM audit WHERE k NOT IN (3, 17, $SWEEP_ROWS)")"
+        got="$got $(db_sql "SELECT count(*) FROM audit") $(db_sql "SELECT count(*) FROM audit WHERE k % 2 = 1")"
         got="$got $(db_sql "SELECT count(*) FROM $(zdm_tbl ranges) WHERE plan_id = 'p_s' AND done = 0")"
         if [ "$got" != "$want" ]; then
             t_eq "$d $mode: the sweeping run crashed at call $n, resumed (phase, rows wrong, rows_done, audited writes, of other rows, open ranges)" "$want" "$got"
@@ -272,8 +274,8 @@ batch_size = 10'
     done
     if [ "$mode" = exit ] && [ "$bad" = 0 ]; then
         SWEEP_CALLS=$((n - 1))
-        t_eq "$d: the run that outlived its crash point converted the 3 rows at the end, exit 0" "0 1" \
-            "$r $(grep -c "final check: converted 3 rows" "$T_DIR/crash.out")"
+        t_eq "$d: the run that outlived its crash point converted the rows left at the end, exit 0" "0 1" \
+            "$r $(grep -c "final check: converted $left rows" "$T_DIR/crash.out")"
         t_eq "$d: a sweeping run makes more than 20 database calls" 1 "$([ "$SWEEP_CALLS" -gt 20 ] && echo 1)"
     fi
     echo "    ($points crash points tried)"

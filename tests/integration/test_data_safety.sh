@@ -310,6 +310,68 @@ max_rows_per_second = 1000
     t_eq "no other row touched" 0 "$(db_sql "SELECT count(*) FROM t WHERE fixed IS NOT NULL AND id NOT IN (2, 3, 10, 9000)")"
 }
 
+# 1,200 rows left to the final check: converted 500 keys a transaction,
+# each committed with its own count (a crash keeps what it converted), and
+# on SQLite the write lock left free between them while an application
+# writes (it saw no error; the pauses are logged).
+case_sweep_chunks() {
+    local d=$1
+    t_section "$d: the final check converts many rows a chunk at a time, the write lock free between"
+    case_db "$d" sweep_chunks_$d
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, v integer, w integer)" >/dev/null
+    db_sql "CREATE TABLE app (id integer PRIMARY KEY, n integer)" >/dev/null
+    db_sql "INSERT INTO t (id, v) SELECT i, i FROM ($(seq_sql "$d" 3000)) s" >/dev/null
+    db_sql "UPDATE t SET v = NULL WHERE id % 5 IN (1, 3)" >/dev/null # 1,200 rows
+    plan_write 0001_sc '
+[backfill]
+table = "t"
+where = "w IS NULL"
+set.w = "v * 10"
+dual_write = false
+[backfill.throttle]
+batch_size = 500
+'
+    zdm_run advance 0001_sc
+    t_rc "expand" 0
+    zdm_run advance 0001_sc
+    t_rc "the walk leaves 1,200 rows it cannot convert" 1
+    db_sql "UPDATE t SET v = id WHERE v IS NULL" >/dev/null
+    local app_pid=""
+    if [ "$d" = sqlite ]; then
+        python3 - "$T_SQLITE_FILE" "$T_DIR/app.count" <<'PY' &
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+ok = errors = 0
+deadline = time.time() + 600
+while time.time() < deadline:
+    try:
+        db.execute("INSERT INTO app (n) VALUES (1)")
+        ok += 1
+    except sqlite3.Error:
+        errors += 1
+    with open(sys.argv[2] + ".tmp", "w") as f:
+        f.write(f"{ok} {errors}\n")
+    import os; os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+    time.sleep(0.005)
+PY
+        app_pid=$!
+        t_wait_for "the application writes" 30 "[ -s '$T_DIR/app.count' ]"
+    fi
+    zdm_run -v backfill 0001_sc
+    t_rc "once the data is fixed" 0
+    [ -n "$app_pid" ] && { kill "$app_pid"; wait "$app_pid" 2>/dev/null; }
+    t_has "converted them" "final check: converted 1200 rows" "$ZERR"
+    t_eq "one done range a transaction (500, 500, 200)" "200 500 500" \
+        "$(db_sql "SELECT rows_done FROM $(state_t "$d" ranges) WHERE plan_id = '0001_sc' AND hi IS NULL ORDER BY rows_done" | tr '\n' ' ' | sed 's/ $//')"
+    t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM t WHERE w IS DISTINCT FROM v * 10")"
+    t_eq "the plan is backfilled" backfilled "$(db_phase 0001_sc)"
+    if [ "$d" = sqlite ]; then
+        t_eq "the write lock left free between the transactions (logged)" 2 "$(grep -c 'next keys in' <<<"$ZERR")"
+        t_eq "the application's writes that failed" 0 "$(cut -d' ' -f2 "$T_DIR/app.count")"
+        t_note "application writes meanwhile: $(cut -d' ' -f1 "$T_DIR/app.count")"
+    fi
+}
+
 # ---------------------------------------------------------------- preflight
 
 # A typo in an expression: refused (exit 3) before expand changes
@@ -1007,6 +1069,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_final "$d"
     run_case case_final_many "$d"
     run_case case_final_sweep "$d"
+    run_case case_sweep_chunks "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
         run_case case_preflight_lock
