@@ -202,7 +202,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     int range_done = 0;
     int64_t scanned = 0, updated = 0, t0 = zdm_mono_ms(), t0_us = zdm_mono_us();
+    zdm_bf_prober_batch(w->prober, 1);
     rc = zdm_bf_batch(w, w->pacer.size, &range_done, &scanned, &updated, err);
+    zdm_bf_prober_batch(w->prober, 0);
     int64_t t1 = zdm_mono_ms();
     /* one writer: the batch held the write lock from its BEGIN IMMEDIATE
      * to its commit, in microseconds (the pause after it is 199x that:

@@ -74,12 +74,23 @@ static int concurrent_probe(worker *w)
 static int concurrent_feed(worker *w)
 {
     int64_t us[64];
+    char busy[64];
     zdm_err e;
     zdm_err_clear(&e);
     int n;
-    while ((n = zdm_bf_prober_take(w->prober, us, 64, &e)) > 0)
-        for (int i = 0; i < n; i++)
-            zdm_pacer_sample(&w->pacer, us[i]);
+    int64_t rebaselined = w->pacer.rebaselined;
+    while ((n = zdm_bf_prober_take(w->prober, us, busy, 64, &e)) > 0)
+        for (int i = 0; i < n; i++) {
+            if (busy[i])
+                zdm_pacer_sample(&w->pacer, us[i]);
+            else
+                zdm_pacer_sample_idle(&w->pacer, us[i]);
+        }
+    if (w->pacer.rebaselined != rebaselined)
+        zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
+                "latency probe: the server stays slow while this worker hardly runs (between its batches too): "
+                "its slowness is not the backfill's; new baseline %.2f ms, batches keep the probe under %.2f ms",
+                (double)w->pacer.baseline_us / 1000.0, (double)zdm_pacer_bound_us(&w->pacer) / 1000.0);
     char act[16];
     int na;
     while ((na = zdm_bf_prober_activity(w->prober, act, (int)sizeof act)) > 0)
@@ -108,7 +119,7 @@ static int concurrent_baseline(worker *w, long long *p95)
             break;
         if (waited > 500 * PROBE_EVERY_MS)
             return -1; /* not one answer in 10 s: probe between batches for the baseline */
-        int n = zdm_bf_prober_take(w->prober, v + have, PROBE_IDLE_SAMPLES - have, &e);
+        int n = zdm_bf_prober_take(w->prober, v + have, NULL, PROBE_IDLE_SAMPLES - have, &e);
         if (n < 0) {
             prober_drop(w, e.msg);
             return -1;
@@ -124,6 +135,12 @@ static int concurrent_baseline(worker *w, long long *p95)
             v[j - 1] = x;
         }
     *p95 = v[(have * 95 - 1) / 100];
+    zdm_pacer_baseline(&w->pacer, *p95);
+    /* they start the window of idle samples (pacer.h): spread evenly
+     * over them (sorted), so the window's p95 is theirs */
+    int seed = have < ZDM_PACER_IDLE_WINDOW ? have : ZDM_PACER_IDLE_WINDOW;
+    for (int i = 0; i < seed; i++)
+        zdm_pacer_idle_seen(&w->pacer, v[(int64_t)i * have / seed]);
     zdm_bf_prober_every(w->prober, PROBE_EVERY_MS);
     return 0;
 }
@@ -144,7 +161,6 @@ int zdm_bf_probe_latency(worker *w, int baseline, zdm_err *err)
             if (concurrent_feed(w) == 0)
                 return 0;
         } else if (concurrent_baseline(w, &idle) == 0) {
-            zdm_pacer_baseline(&w->pacer, idle);
             zdm_log(ZDM_LOG_INFO, w->plan->id, "backfill",
                     "latency probe idle: %.2f ms; batches keep its p99 under %.2f ms (max_latency_factor %.2g); "
                     "the probe: %s on a connection of its own, every %d ms during the batches too (idle: the "

@@ -164,9 +164,12 @@ void zdm_bf_heartbeat(worker *w, const char *throttle, int held);
 typedef struct zdm_bf_prober zdm_bf_prober;
 int zdm_bf_prober_start(const char *url, const char *probe_query, int64_t every_ms, zdm_bf_prober **out,
                         zdm_err *err);
-/* Moves up to max queued samples (us, oldest first) to us; returns how
+/* Moves up to max queued samples (us, oldest first) to us, and to busy
+ * (NULL: not wanted) whether a batch ran while each was taken; returns how
  * many, or -1 when the thread stopped on an error (then in *err). */
-int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, int max, zdm_err *err);
+int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, char *busy, int max, zdm_err *err);
+/* The worker's batch begins (on 1) or has ended (0). */
+void zdm_bf_prober_batch(zdm_bf_prober *p, int on);
 /* Moves up to max queued activity readings (oldest first, 1: another
  * client session worked) to out; returns how many. */
 int zdm_bf_prober_activity(zdm_bf_prober *p, char *out, int max);

@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -49,7 +50,12 @@ struct zdm_bf_prober {
     int failed;        /* under mu: the thread ended on an error, in err */
     zdm_err err;
     int64_t q[ZDM_BF_PROBE_QUEUE]; /* samples not taken yet, us */
+    char qbusy[ZDM_BF_PROBE_QUEUE]; /* ... 0: no batch ran while it was taken */
     int nq;
+    /* the worker's batches: one running now, and how many began (a batch
+     * that began and ended inside one probe) */
+    atomic_int in_batch;
+    atomic_long batches;
     int64_t taken;     /* samples ever queued (tests, logs) */
     char act[ZDM_BF_ACTIVITY_QUEUE]; /* activity readings not taken yet, in order: 1 busy */
     int nact;
@@ -65,7 +71,10 @@ static void *run(void *arg)
         long long us = 0;
         zdm_err e;
         zdm_err_clear(&e);
+        long began = atomic_load(&p->batches);
+        int busy = atomic_load(&p->in_batch);
         int rc = zdm_db_probe_commit(p->db, p->query, &us, &e);
+        busy = busy || atomic_load(&p->in_batch) || atomic_load(&p->batches) != began;
         int active = -1;
         if (rc == 0 && zdm_mono_ms() - act_at >= ZDM_BF_ACTIVITY_EVERY_MS) {
             act_at = zdm_mono_ms();
@@ -89,8 +98,10 @@ static void *run(void *arg)
         }
         if (p->nq == ZDM_BF_PROBE_QUEUE) { /* nobody took them: keep the newest */
             memmove(p->q, p->q + 1, sizeof p->q[0] * (ZDM_BF_PROBE_QUEUE - 1));
+            memmove(p->qbusy, p->qbusy + 1, ZDM_BF_PROBE_QUEUE - 1);
             p->nq--;
         }
+        p->qbusy[p->nq] = (char)busy;
         p->q[p->nq++] = us;
         p->taken++;
         /* the next probe ZDM_BF_PROBE_EVERY_MS after this one ended,
@@ -145,12 +156,15 @@ int zdm_bf_prober_start(const char *url, const char *probe_query, int64_t every_
     return 0;
 }
 
-int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, int max, zdm_err *err)
+int zdm_bf_prober_take(zdm_bf_prober *p, int64_t *us, char *busy, int max, zdm_err *err)
 {
     pthread_mutex_lock(&p->mu);
     int n = p->nq < max ? p->nq : max;
     memcpy(us, p->q, sizeof us[0] * (size_t)n);
+    if (busy)
+        memcpy(busy, p->qbusy, (size_t)n);
     memmove(p->q, p->q + n, sizeof p->q[0] * (size_t)(p->nq - n));
+    memmove(p->qbusy, p->qbusy + n, (size_t)(p->nq - n));
     p->nq -= n;
     int failed = p->failed;
     if (failed && err)
@@ -168,6 +182,15 @@ int zdm_bf_prober_activity(zdm_bf_prober *p, char *out, int max)
     p->nact -= n;
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+void zdm_bf_prober_batch(zdm_bf_prober *p, int on)
+{
+    if (!p)
+        return;
+    if (on)
+        atomic_fetch_add(&p->batches, 1);
+    atomic_store(&p->in_batch, on != 0);
 }
 
 void zdm_bf_prober_every(zdm_bf_prober *p, int64_t every_ms)

@@ -32,6 +32,7 @@ void zdm_pacer_init(zdm_pacer *p, int64_t start_size, int64_t min_size, int64_t 
     p->concurrent = 0;
     p->table_rows = 0;
     p->samples_total = p->slow_total = 0;
+    p->nidle = p->idle_pos = 0;
     p->lat_cap = 0;
     p->win_n = p->win_slow = 0;
     p->duty_pct = 100;
@@ -70,6 +71,7 @@ void zdm_pacer_baseline(zdm_pacer *p, int64_t us)
 {
     p->baseline_us = us < 1 ? 1 : us;
     p->nprobes = 0;
+    p->nidle = p->idle_pos = 0;
 }
 
 int64_t zdm_pacer_bound_us(const zdm_pacer *p)
@@ -448,7 +450,34 @@ void zdm_pacer_concurrent(zdm_pacer *p, int on, int64_t table_rows)
     p->app_read = p->app_quiet = 0;
     p->lat_cap = 0;
     p->win_n = p->win_slow = 0;
+    p->nidle = p->idle_pos = 0;
     resize(p, p->size);
+}
+
+/* The p95 of the last ZDM_PACER_IDLE_WINDOW samples taken while no batch
+ * ran; 0 until that many were taken. */
+static int64_t idle_p95(const zdm_pacer *p)
+{
+    if (p->nidle < ZDM_PACER_IDLE_WINDOW)
+        return 0;
+    int64_t sorted[ZDM_PACER_IDLE_WINDOW];
+    memcpy(sorted, p->idle, sizeof sorted);
+    qsort(sorted, ZDM_PACER_IDLE_WINDOW, sizeof sorted[0], cmp64);
+    return sorted[(ZDM_PACER_IDLE_WINDOW * 95 - 1) / 100];
+}
+
+void zdm_pacer_idle_seen(zdm_pacer *p, int64_t us)
+{
+    p->idle[p->idle_pos] = us < 0 ? 0 : us;
+    p->idle_pos = (p->idle_pos + 1) % ZDM_PACER_IDLE_WINDOW;
+    if (p->nidle < ZDM_PACER_IDLE_WINDOW)
+        p->nidle++;
+}
+
+void zdm_pacer_sample_idle(zdm_pacer *p, int64_t us)
+{
+    zdm_pacer_idle_seen(p, us);
+    zdm_pacer_sample(p, us);
 }
 
 void zdm_pacer_sample(zdm_pacer *p, int64_t us)
@@ -466,10 +495,16 @@ void zdm_pacer_sample(zdm_pacer *p, int64_t us)
         p->slow_total++;
     }
     if (p->win_slow >= 2 || us > 4 * bound) {
-        if (p->at_max_gap >= 3) {
-            /* three back-offs at the longest gap and still slow: the
-             * server's new normal (zdm_pacer_probe) */
-            p->baseline_us = p->probe_p99_us;
+        /* Whose slowness (pacer.h): slow between the batches of a
+         * nearly idle worker (its last batch under a tenth of the gap
+         * after it), the server's; under the bound between them, the
+         * backfill's, however long it backs off; not known yet, three
+         * back-offs at the longest gap say it is the server's. */
+        int64_t idle95 = idle_p95(p);
+        int servers = idle95 > bound && p->last_batch_ms * 10 <= p->lat_gap_ms;
+        if (servers || (p->at_max_gap >= 3 && idle95 == 0)) {
+            p->baseline_us = servers ? idle95 : p->probe_p99_us;
+            p->nidle = p->idle_pos = 0;
             p->rebaselined++;
             p->lat_gap_ms = 0;
             p->lat_cap = 0;

@@ -59,6 +59,9 @@
 #define ZDM_PACER_WINDOW 8
 #define ZDM_PACER_COST_WINDOW 16
 #define ZDM_PACER_PROBES 20
+/* samples taken while no batch ran that judge whether the server itself
+ * got slower (about 1.5 s of them at the probe's 20 ms) */
+#define ZDM_PACER_IDLE_WINDOW 64
 #define ZDM_PACER_MAX_GAP_MS 500
 /* one writer: the write lock held at most this many per mille of the time */
 #define ZDM_PACER_LOCK_SHARE_PM 5
@@ -112,6 +115,8 @@ typedef struct zdm_pacer {
     int win_n, win_slow;          /* samples, and those over the bound, since the last decision */
     int64_t table_rows;           /* the table's estimated rows (the row-lock share); 0: unknown */
     int64_t samples_total, slow_total; /* samples seen, and those over the bound (/metrics) */
+    int64_t idle[ZDM_PACER_IDLE_WINDOW]; /* the last samples taken while no batch ran */
+    int nidle, idle_pos;
     /* the busy share (ZDM_PACER_APP_QUIET above) */
     int64_t duty_pct;             /* max_duty_percent; 100: no limit */
     int app_read;                 /* an activity reading arrived */
@@ -151,6 +156,19 @@ void zdm_pacer_probe_seen(zdm_pacer *p, int64_t us);
  * after three back-offs at the longest gap: the p99 of the recent
  * samples becomes the baseline, as with zdm_pacer_probe.
  *
+ * Whose slowness: a sample taken while no batch ran (zdm_pacer_sample_idle,
+ * the probe's thread tells) is also kept apart.  When the probe is slow
+ * between the batches too -- the p95 of the last ZDM_PACER_IDLE_WINDOW
+ * such samples over the bound -- while the worker is nearly idle (its
+ * batches under a tenth of the time), the server got slower for reasons
+ * of its own (other work on the host, a CI machine running tests side by
+ * side): backing off further cannot bring the probe back under the
+ * bound, it only stalls the backfill (10-row batches 300 ms apart, 20,000
+ * rows not done in 120 s).  That p95 becomes the baseline at once.  Under
+ * the bound between the batches, the slowness is the backfill's: no new
+ * baseline, however long it backs off (the rule of three back-offs at the
+ * longest gap applies only while too few such samples were taken).
+ *
  * Row locks: an application that writes rows at random meets one of the
  * batch's locked rows in (batch rows / table rows) of its transactions
  * while a batch runs; a 2,000-row batch on a 200,000-row table is 1 %,
@@ -180,6 +198,13 @@ void zdm_pacer_probe_seen(zdm_pacer *p, int64_t us);
  * table's rows (0: unknown, no row-lock share cap). */
 void zdm_pacer_concurrent(zdm_pacer *p, int on, int64_t table_rows);
 void zdm_pacer_sample(zdm_pacer *p, int64_t us);
+/* A sample taken while no batch ran (between two batches): steers as
+ * zdm_pacer_sample does, and tells the server's own slowness apart. */
+void zdm_pacer_sample_idle(zdm_pacer *p, int64_t us);
+/* An idle sample that steers nothing: the ones the baseline was taken
+ * from (after zdm_pacer_baseline), so that whose slowness it is can be
+ * told from the first batch on. */
+void zdm_pacer_idle_seen(zdm_pacer *p, int64_t us);
 /* Sessions found waiting on the batch's locks just before it committed
  * (PostgreSQL): the application waited on the backfill, so back off as
  * for a slow probe. */

@@ -541,6 +541,73 @@ static void test_concurrent_rebaselines(void **state)
     assert_int_equal(p.lat_cap, 0);
 }
 
+/* The server slower between the batches too, the worker nearly idle
+ * (its batches under a tenth of the gap): not the backfill's doing, the
+ * idle samples' p95 is the baseline at once, long before three back-offs
+ * at the longest gap.  Slow only during the batches: backs off, never
+ * re-baselines.  Slow between the batches of a worker that works much of
+ * the time (its own after-effects, maybe): backs off too. */
+static void test_concurrent_idle_slowness_is_the_servers(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    /* nearly idle: 2 ms batches, a gap of 40 ms or more */
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 1000); /* bound 2 ms */
+    p.lat_gap_ms = 40;
+    p.last_batch_ms = 2;
+    for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
+        zdm_pacer_sample_idle(&p, 1500); /* under the bound */
+    assert_int_equal(p.rebaselined, 0);
+    /* two slow ones: 2 of 64 is under the 5 % a p95 allows: a back-off */
+    zdm_pacer_sample_idle(&p, 3000);
+    zdm_pacer_sample_idle(&p, 3000);
+    assert_int_equal(p.rebaselined, 0);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+    assert_int_equal(p.at_max_gap, 0);
+    /* four: the idle p95 is over the bound, the worker nearly idle */
+    zdm_pacer_sample_idle(&p, 3000);
+    zdm_pacer_sample_idle(&p, 3000);
+    assert_int_equal(p.rebaselined, 1);
+    assert_int_equal(p.baseline_us, 3000);
+    assert_int_equal(p.lat_gap_ms, 0);
+    assert_int_equal(p.at_max_gap, 0);
+
+    /* slow only while the batches run: back-offs, no new baseline */
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 1000);
+    p.lat_gap_ms = 40;
+    p.last_batch_ms = 2;
+    for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
+        zdm_pacer_idle_seen(&p, 900); /* the baseline's own samples */
+    for (int i = 0; i < 200; i++) {
+        zdm_pacer_sample_idle(&p, 1000);
+        zdm_pacer_sample(&p, 3000);
+    }
+    assert_int_equal(p.rebaselined, 0);
+    assert_int_equal(p.baseline_us, 1000);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+    assert_true(p.lat_gap_ms > 40);
+
+    /* slow between batches that fill much of the time: back off */
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 1000);
+    p.last_batch_ms = 200;
+    for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
+        zdm_pacer_idle_seen(&p, 900);
+    for (int i = 0; i < 4 * ZDM_PACER_IDLE_WINDOW; i++)
+        zdm_pacer_sample_idle(&p, 3000);
+    assert_int_equal(p.rebaselined, 0);
+    assert_true(p.size < 8000);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+}
+
 /* With latency pacing and the probe running during batches, a batch
  * holds at most 1/1000 of the table's rows (never under min_batch_size),
  * however fast the batches are; unthrottled it grows as before. */
@@ -677,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_samples_back_off_and_recover),
         cmocka_unit_test(test_concurrent_samples_thresholds),
         cmocka_unit_test(test_concurrent_rebaselines),
+        cmocka_unit_test(test_concurrent_idle_slowness_is_the_servers),
         cmocka_unit_test(test_concurrent_row_lock_share),
         cmocka_unit_test(test_concurrent_backoff_keeps_fixed_cost_floor),
         cmocka_unit_test(test_busy_share),
