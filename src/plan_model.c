@@ -56,7 +56,7 @@ void zdm_throttle_defaults(zdm_throttle *t)
     t->check_replica_lag = 1;
     t->max_latency_pct = 150;
     t->max_lock_ms = 100;
-    t->max_duty_percent = 20;
+    t->max_duty_percent = 5;
     t->stall_after_ms = 5 * 60 * 1000;
 }
 

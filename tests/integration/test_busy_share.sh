@@ -93,7 +93,7 @@ t_rc "101 refused" 2
 rm -f "$T_PLANS/p_bad.toml"
 plan_write p_keys "$(plan_body '')"
 zdm_run --json plan show p_keys
-t_eq "default 20" "20" "$(jq -r '.backfill.throttle.max_duty_percent' <<<"$ZOUT")"
+t_eq "default 5" "5" "$(jq -r '.backfill.throttle.max_duty_percent' <<<"$ZOUT")"
 db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
 zdm_run advance p_keys
 t_rc "expand" 0

@@ -568,7 +568,7 @@ static void test_plan_show_text_full(void **state)
         "    note: where names the target first: once converted, a row leaves where and later writes to it "
         "are no longer followed; leave where out to follow every write\n"
         "  throttle batch 250 (aim 200 ms, 10..50000), max 1000 rows/s, sleep 20 ms, replica lag < 5000 ms, "
-        "probe latency < 1.5x idle, locks held < 100 ms, batches <= 20%% of the time while the application works\n"
+        "probe latency < 1.5x idle, locks held < 100 ms, batches <= 5%% of the time while the application works\n"
         "  pause while: SELECT false\n"
         "\n"
         "cutover\n"
