@@ -172,8 +172,10 @@ static int sweep(worker *w, long long left, int64_t *converted, zdm_err *err)
             zdm_err_clear(&pe);
             (void)zdm_bf_probe_latency(w, 0, &pe);
             int64_t gap = zdm_pacer_writer_gap_ms(&w->pacer);
-            zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "final check: write lock held %lld us; next keys in %lld ms",
-                    (long long)w->pacer.lock_us, (long long)gap);
+            /* a pause of seconds is said (a costly where: 199 x a scan) */
+            zdm_log(gap >= 1000 ? ZDM_LOG_INFO : ZDM_LOG_DEBUG, w->plan->id, "backfill",
+                    "final check: %lld of %d rows converted, write lock held %lld us; next keys in %lld ms",
+                    (long long)n, nrows, (long long)w->pacer.lock_us, (long long)gap);
             zdm_sig_sleep_ms(gap);
         }
         if (zdm_sig_caught()) {
