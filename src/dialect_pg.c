@@ -600,6 +600,7 @@ const zdm_dialect zdm_dialect_pg = {
     .batch_one_statement = 1,
     .paced_session = "SET max_parallel_workers_per_gather = 0",
     .unpaced_session = "RESET max_parallel_workers_per_gather",
+    .probe_session = "SET synchronous_commit = off",
     .one_writer = 0,
     .row_estimate = pg_row_estimate,
     .where_estimate = pg_where_estimate,
