@@ -501,7 +501,7 @@ void zdm_pacer_sample(zdm_pacer *p, int64_t us)
          * backfill's, however long it backs off; not known yet, three
          * back-offs at the longest gap say it is the server's. */
         int64_t idle95 = idle_p95(p);
-        int servers = idle95 > bound && p->last_batch_ms * 10 <= p->lat_gap_ms;
+        int servers = idle95 > bound && p->lat_gap_ms > 0 && p->last_batch_ms * 10 <= p->lat_gap_ms;
         if (servers || (p->at_max_gap >= 3 && idle95 == 0)) {
             p->baseline_us = servers ? idle95 : p->probe_p99_us;
             p->nidle = p->idle_pos = 0;

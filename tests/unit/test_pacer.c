@@ -606,6 +606,21 @@ static void test_concurrent_idle_slowness_is_the_servers(void **state)
     assert_int_equal(p.rebaselined, 0);
     assert_true(p.size < 8000);
     assert_int_equal(p.state, ZDM_PACER_LATENCY);
+
+    /* batches under a millisecond back to back (no gap yet): not idle,
+     * the first slow pair backs off */
+    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 100, 0);
+    zdm_pacer_concurrent(&p, 1, 0);
+    zdm_pacer_baseline(&p, 1000);
+    p.last_batch_ms = 0;
+    for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
+        zdm_pacer_idle_seen(&p, 3000);
+    zdm_pacer_sample_idle(&p, 3000);
+    zdm_pacer_sample_idle(&p, 3000);
+    assert_int_equal(p.rebaselined, 0);
+    assert_int_equal(p.state, ZDM_PACER_LATENCY);
+    assert_true(p.lat_gap_ms > 0);
 }
 
 /* With latency pacing and the probe running during batches, a batch
