@@ -246,7 +246,7 @@ static int finish_once(worker *w, int may_sweep, int *swept, int *all_done, int 
     rc = count_left(w, &left, err);
     if (rc == 0 && left > 0) {
         if (serial)
-            zdm_db_rollback(w->db); /* the sweep is a transaction of its own */
+            zdm_db_rollback(w->db); /* the sweep runs transactions of its own */
         if (!may_sweep || left > SWEEP_MAX)
             return left_error(w, left, may_sweep ? LEFT_TOO_MANY : LEFT_AFTER_SWEEP, err);
         int64_t converted = 0;

@@ -60,7 +60,7 @@
 #define ZDM_PACER_COST_WINDOW 16
 #define ZDM_PACER_PROBES 20
 /* samples taken while no batch ran that judge whether the server itself
- * got slower (about 1.5 s of them at the probe's 20 ms) */
+ * got slower (about 1.3 s of them at the probe's 20 ms) */
 #define ZDM_PACER_IDLE_WINDOW 64
 #define ZDM_PACER_MAX_GAP_MS 500
 /* one writer: the write lock held at most this many per mille of the time */
