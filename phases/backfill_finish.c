@@ -174,8 +174,10 @@ static int sweep(worker *w, long long left, int64_t *converted, zdm_err *err)
             int64_t gap = zdm_pacer_writer_gap_ms(&w->pacer);
             /* a pause of seconds is said (a costly where: 199 x a scan) */
             zdm_log(gap >= 1000 ? ZDM_LOG_INFO : ZDM_LOG_DEBUG, w->plan->id, "backfill",
-                    "final check: %lld of %d rows converted, write lock held %lld us; next keys in %lld ms",
-                    (long long)n, nrows, (long long)w->pacer.lock_us, (long long)gap);
+                    "final check: %lld of %d rows converted; the write lock (held %.1f ms) is left to the "
+                    "application for %.1f s before the next %d",
+                    (long long)n, nrows, (double)w->pacer.lock_us / 1000.0, (double)gap / 1000.0,
+                    nrows - at < SWEEP_CHUNK ? nrows - at : SWEEP_CHUNK);
             zdm_sig_sleep_ms(gap);
         }
         if (zdm_sig_caught()) {

@@ -23,7 +23,7 @@
 #include "preflight.h"
 
 #include <ctype.h>
-#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,7 +217,7 @@ typedef struct pf {
     int in_tx;              /* inside the preflight's transaction (after its DDL) */
     char *counted;          /* per expand step: its violating rows were counted before the DDL */
     int dw_done;            /* the dual-write triggers' step is done (a resumed expand) */
-    uint64_t warned;        /* hash of the last lenient warning: each batch statement would repeat it */
+    char warned[1024];      /* the last lenient warning: each batch statement would repeat it */
 } pf;
 
 /* Runs sql (with NULL for every placeholder) under a savepoint; on error
@@ -305,19 +305,14 @@ static int lenient(pf *c, const char *what, const char *expr, zdm_err *err)
 {
     if (!c->skipped || !(!strcmp(err->sqlstate, "42703") || !strcmp(err->sqlstate, "42P01")))
         return 0;
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a of what, expr and the message */
-    const char *parts[] = {what, expr ? expr : "", err->msg};
-    for (size_t i = 0; i < 3; i++)
-        for (const char *q = parts[i]; ; q++) {
-            h = (h ^ (unsigned char)*q) * 1099511628211ULL;
-            if (!*q)
-                break;
-        }
-    if (h != c->warned)
-        zdm_log(ZDM_LOG_WARN, c->plan->id, "expand",
-                "preflight could not check %s%s%s%s (%s): an expand step it does not run may add what it names",
-                what, expr ? " \"" : "", expr ? expr : "", expr ? "\"" : "", err->msg);
-    c->warned = h;
+    char line[sizeof c->warned];
+    if (snprintf(line, sizeof line, /* a long one cut short is still the same one */
+             "preflight could not check %s%s%s%s (%s): an expand step it does not run may add what it names", what,
+             expr ? " \"" : "", expr ? expr : "", expr ? "\"" : "", err->msg) < 0)
+        line[0] = '\0';
+    if (strcmp(line, c->warned) != 0) /* each batch statement would say it again */
+        zdm_log(ZDM_LOG_WARN, c->plan->id, "expand", "%s", line);
+    memcpy(c->warned, line, sizeof line);
     zdm_err_clear(err);
     return 1;
 }
@@ -764,7 +759,7 @@ static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
 
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
-    pf c = {db, plan, zdm_db_dialect(db), 0, 0, 0, NULL, 0, 0};
+    pf c = {db, plan, zdm_db_dialect(db), 0, 0, 0, NULL, 0, ""};
     int constraint_ops = 0;
     for (size_t i = 0; i < plan->nexpand; i++)
         constraint_ops |= plan->expand[i].from_op != NULL;

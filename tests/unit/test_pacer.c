@@ -541,6 +541,16 @@ static void test_concurrent_rebaselines(void **state)
     assert_int_equal(p.lat_cap, 0);
 }
 
+/* A latency-paced pacer with the probe on its own connection (PostgreSQL)
+ * and an idle baseline of baseline_us. */
+static void concurrent_pacer(zdm_pacer *p, int64_t baseline_us)
+{
+    zdm_pacer_init(p, 8000, 10, 50000, 200, 0, 0);
+    zdm_pacer_latency(p, 150, 100, 0);
+    zdm_pacer_concurrent(p, 1, 0);
+    zdm_pacer_baseline(p, baseline_us);
+}
+
 /* The server slower between the batches too, the worker nearly idle
  * (its batches under a tenth of the gap): not the backfill's doing, the
  * idle samples' p95 is the baseline at once, long before three back-offs
@@ -552,10 +562,7 @@ static void test_concurrent_idle_slowness_is_the_servers(void **state)
     (void)state;
     zdm_pacer p;
     /* nearly idle: 2 ms batches, a gap of 40 ms or more */
-    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
-    zdm_pacer_latency(&p, 150, 100, 0);
-    zdm_pacer_concurrent(&p, 1, 0);
-    zdm_pacer_baseline(&p, 1000); /* bound 2 ms */
+    concurrent_pacer(&p, 1000); /* bound 2 ms */
     p.lat_gap_ms = 40;
     p.last_batch_ms = 2;
     for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
@@ -576,10 +583,7 @@ static void test_concurrent_idle_slowness_is_the_servers(void **state)
     assert_int_equal(p.at_max_gap, 0);
 
     /* slow only while the batches run: back-offs, no new baseline */
-    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
-    zdm_pacer_latency(&p, 150, 100, 0);
-    zdm_pacer_concurrent(&p, 1, 0);
-    zdm_pacer_baseline(&p, 1000);
+    concurrent_pacer(&p, 1000);
     p.lat_gap_ms = 40;
     p.last_batch_ms = 2;
     for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
@@ -594,10 +598,7 @@ static void test_concurrent_idle_slowness_is_the_servers(void **state)
     assert_true(p.lat_gap_ms > 40);
 
     /* slow between batches that fill much of the time: back off */
-    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
-    zdm_pacer_latency(&p, 150, 100, 0);
-    zdm_pacer_concurrent(&p, 1, 0);
-    zdm_pacer_baseline(&p, 1000);
+    concurrent_pacer(&p, 1000);
     p.last_batch_ms = 200;
     for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
         zdm_pacer_idle_seen(&p, 900);
@@ -609,10 +610,7 @@ static void test_concurrent_idle_slowness_is_the_servers(void **state)
 
     /* batches under a millisecond back to back (no gap yet): not idle,
      * the first slow pair backs off */
-    zdm_pacer_init(&p, 8000, 10, 50000, 200, 0, 0);
-    zdm_pacer_latency(&p, 150, 100, 0);
-    zdm_pacer_concurrent(&p, 1, 0);
-    zdm_pacer_baseline(&p, 1000);
+    concurrent_pacer(&p, 1000);
     p.last_batch_ms = 0;
     for (int i = 0; i < ZDM_PACER_IDLE_WINDOW; i++)
         zdm_pacer_idle_seen(&p, 3000);
