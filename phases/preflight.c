@@ -218,34 +218,56 @@ typedef struct pf {
     char *counted;          /* per expand step: its violating rows were counted before the DDL */
     int dw_done;            /* the dual-write triggers' step is done (a resumed expand) */
     char warned[1024];      /* the last lenient warning: each batch statement would repeat it */
+    char sp[40];            /* the savepoint at the transaction's last good state (try_sql) */
 } pf;
 
-/* Runs sql (with NULL for every placeholder) under a savepoint; on error
- * the savepoint is rolled back so the transaction goes on. */
-static int try_sql(pf *c, const char *sql, int explain, zdm_err *err)
+/* Back to the last good state after a failed statement; a failure to
+ * get there replaces the statement's error (the transaction is lost). */
+static void back_to_good(pf *c, zdm_err *err)
 {
-    char sp[64], q[160];
-    snprintf(sp, sizeof sp, "zdm_preflight_%d", ++c->n_sp);
-    snprintf(q, sizeof q, "SAVEPOINT %s", sp);
-    int rc = zdm_db_exec_script(c->db, q, err);
-    if (rc != 0)
-        return rc;
-    int np = max_param(sql);
-    const char **params = zdm_xcalloc((size_t)np + 1, sizeof *params);
-    char *stmt = explain ? zdm_xasprintf("EXPLAIN %s", sql) : zdm_xstrdup(sql);
-    if (explain)
-        rc = zdm_db_query(c->db, stmt, np, params, NULL, err);
-    else
-        rc = zdm_db_exec_script(c->db, stmt, err);
-    free(stmt);
-    free(params);
+    char q[80];
+    snprintf(q, sizeof q, "ROLLBACK TO SAVEPOINT %s", c->sp);
     zdm_err e2;
     zdm_err_clear(&e2);
-    snprintf(q, sizeof q, rc == 0 ? "RELEASE SAVEPOINT %s" : "ROLLBACK TO SAVEPOINT %s", sp);
-    if (zdm_db_exec_script(c->db, q, &e2) != 0 && rc == 0) {
+    if (zdm_db_exec_script(c->db, q, &e2) != 0)
         *err = e2;
-        rc = e2.code;
+}
+
+/* Sets the last good state: a savepoint of this name, made by the caller. */
+static void good_is(pf *c, const char *name)
+{
+    snprintf(c->sp, sizeof c->sp, "%s", name);
+}
+
+/* Runs sql (with NULL for every placeholder, under EXPLAIN when
+ * `explain`).  The transaction keeps a savepoint at its last good state
+ * (c->sp): a statement that changes the schema goes in one round trip
+ * with the next savepoint, an EXPLAIN (which changes nothing) alone, and
+ * one that fails is rolled back to that state so the transaction goes on.
+ * One round trip a check, where a savepoint of its own took three: on
+ * PostgreSQL the first expand step's lock (ACCESS EXCLUSIVE for an ADD
+ * COLUMN) is held until the preflight rolls back, and the application's
+ * statements on the table wait for every round trip under it. */
+static int try_sql(pf *c, const char *sql, int explain, zdm_err *err)
+{
+    int rc;
+    if (explain) {
+        int np = max_param(sql);
+        const char **params = zdm_xcalloc((size_t)np + 1, sizeof *params);
+        char *stmt = zdm_xasprintf("EXPLAIN %s", sql);
+        rc = zdm_db_query(c->db, stmt, np, params, NULL, err);
+        free(stmt);
+        free(params);
+    } else {
+        /* the newline ends a trailing -- comment of sql */
+        char *script = zdm_xasprintf("%s\n;SAVEPOINT zdm_preflight_%d", sql, c->n_sp + 1);
+        rc = zdm_db_exec_script(c->db, script, err);
+        free(script);
+        if (rc == 0)
+            snprintf(c->sp, sizeof c->sp, "zdm_preflight_%d", ++c->n_sp);
     }
+    if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED)
+        back_to_good(c, err);
     return rc;
 }
 
@@ -759,7 +781,7 @@ static int downs_on_copy(pf *c, const char *ran, int *ok, zdm_err *err)
 
 int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
 {
-    pf c = {db, plan, zdm_db_dialect(db), 0, 0, 0, NULL, 0, ""};
+    pf c = {.db = db, .plan = plan, .d = zdm_db_dialect(db)};
     int constraint_ops = 0;
     for (size_t i = 0; i < plan->nexpand; i++)
         constraint_ops |= plan->expand[i].from_op != NULL;
@@ -774,6 +796,12 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
                     strcmp(st, "done") == 0;
     }
     int rc = check_constraint_ops(&c, err);
+    if (rc == 0 && c.d->preflight_warm) {
+        zdm_err we;
+        zdm_err_clear(&we);
+        if (zdm_db_exec_script(db, c.d->preflight_warm, &we) != 0)
+            zdm_log(ZDM_LOG_DEBUG, plan->id, "expand", "preflight: warming up: %s", we.msg);
+    }
     if (rc == 0)
         rc = zdm_db_begin(db, err);
     if (rc != 0) {
@@ -785,6 +813,8 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
     if (c.d->set_local_timeouts)
         rc = c.d->set_local_timeouts(db, (long long)(plan->lock_timeout_ms > 0 ? plan->lock_timeout_ms : 2000), 60000,
                                      err);
+    if (rc == 0 && (rc = zdm_db_exec_script(db, "SAVEPOINT zdm_preflight_0", err)) == 0)
+        good_is(&c, "zdm_preflight_0");
     int dialect = c.d->kind;
     char *ran = zdm_xcalloc(plan->nexpand + 1, 1); /* the steps run here */
     for (size_t i = 0; rc == 0 && i < plan->nexpand; i++) {
@@ -822,8 +852,8 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         free(no_checks);
     }
     /* the schema as the expand steps leave it, for their downs below */
-    if (rc == 0)
-        rc = zdm_db_exec_script(db, "SAVEPOINT zdm_preflight_steps", err);
+    if (rc == 0 && (rc = zdm_db_exec_script(db, "SAVEPOINT zdm_preflight_steps", err)) == 0)
+        good_is(&c, "zdm_preflight_steps");
     if (rc == 0)
         rc = check_constraint_ops(&c, err);
     if (rc == 0 && plan->backfill)
@@ -835,8 +865,8 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
      * runs them: one that cannot undo its step (a misspelt column) would
      * leave the schema changed after a failure.  Written steps only: an
      * operation's down is zdm's own. */
-    if (rc == 0)
-        rc = zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT zdm_preflight_steps", err);
+    if (rc == 0 && (rc = zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT zdm_preflight_steps", err)) == 0)
+        good_is(&c, "zdm_preflight_steps");
     int downs_ok = 0;
     if (rc == 0)
         rc = downs_on_copy(&c, ran, &downs_ok, err);

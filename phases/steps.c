@@ -159,12 +159,15 @@ static int run_with_retries(zdm_run *r, const char *phase, const zdm_step *s, co
             const char *sb = zdm_db_dialect(r->db)->step_begin;
             if (rc == 0 && sb)
                 rc = zdm_db_exec_script(r->db, sb, err);
+            /* the mark before the DDL: the table's lock, taken by the
+             * DDL, is then held for its statement and the commit only,
+             * one round trip less that the application waits */
+            if (rc == 0)
+                rc = zdm_state_step_mark(r->db, id, phase, s->index, mark, err);
             if (rc == 0) /* SQLite: plain indexes go with a dropped column */
                 rc = zdm_sqdeps_before_drop(r->db, r->plan, sql, err);
             if (rc == 0)
                 rc = zdm_db_exec_script(r->db, sql, err);
-            if (rc == 0)
-                rc = zdm_state_step_mark(r->db, id, phase, s->index, mark, err);
             if (rc == 0)
                 rc = zdm_db_commit(r->db, err);
             if (rc != 0)

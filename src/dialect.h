@@ -99,6 +99,10 @@ typedef struct zdm_dialect {
     int (*set_local_timeouts)(zdm_db *db, long long lock_ms, long long stmt_ms, zdm_err *err);
     /* Where the operator finds the session that holds a lock. */
     const char *lock_holder_hint;
+    /* Run before the preflight's transaction, errors ignored: loads what
+     * its first use would otherwise load while the preflight holds the
+     * table's lock (PostgreSQL: PL/pgSQL, ~1.5 ms); NULL: nothing. */
+    const char *preflight_warm;
     /* 1 when libpg_query's grammar is this dialect's: SQL it rejects is
      * wrong, not the dialect's own syntax. */
     int pg_grammar;

@@ -25,6 +25,12 @@
 #  sqlite_validate  add_check / set_not_null check the existing rows
 #                 outside a transaction (a read), not under the write
 #                 lock; a violation still fails the step and undoes expand.
+#  pg_preflight_round_trips  the preflight runs expand's steps in a
+#                 transaction it rolls back, so an ADD COLUMN's ACCESS
+#                 EXCLUSIVE lock is held through all of its checks: each
+#                 check is one round trip there (the application waits
+#                 for every one), not three (a savepoint, the EXPLAIN, a
+#                 release).  Counted in the server's statement log.
 #
 # ctest passes ZDM and ZDM_SRC.
 set -u -o pipefail
@@ -417,10 +423,63 @@ set.c = "amount"
     fi
 }
 
+# PostgreSQL: the round trips of zdm's session from the preflight's first
+# DDL to its ROLLBACK, while it holds the ADD COLUMN's lock (the server
+# logs each one once: a simple query as "statement:", an extended one as
+# "execute"), and how many of them are the checks' EXPLAINs.
+case_pg_preflight_round_trips() {
+    t_section "pg: the preflight holds expand's lock for one round trip per check"
+    db_new pg preflight_rt
+    plans_empty
+    db_sql "CREATE TABLE ev (id bigint PRIMARY KEY, name text NOT NULL)" >/dev/null
+    db_sql "INSERT INTO ev SELECT i, 'n' || i FROM generate_series(1, 1000) i" >/dev/null
+    plan_write 0001_rt '
+[[expand.steps]]
+sql  = "ALTER TABLE ev ADD COLUMN cat text"
+down = "ALTER TABLE ev DROP COLUMN cat"
+
+[backfill]
+table = "ev"
+set.cat = "upper(name)"
+where = "cat IS NULL"
+
+[backfill.dual_write]
+sources = ["name"]
+'
+    zdm_run init
+    local log=$_PG_DIR/server.log from
+    from=$(($(wc -l <"$log") + 1))
+    PGOPTIONS="-c log_statement=all" zdm_run advance 0001_rt
+    t_rc "expand" 0
+    # one backend ran the preflight: the lines of the first one that
+    # altered ev, from that ALTER to its ROLLBACK
+    local counts
+    counts=$(tail -n +"$from" "$log" | awk '
+        !pid && /(statement|execute [^:]*): ALTER TABLE ev ADD COLUMN/ {
+            match($0, /\[[0-9]+\]/); pid = substr($0, RSTART, RLENGTH) }
+        pid && index($0, pid) && /LOG: +(statement|execute [^:]*):/ {
+            n++
+            if (/: EXPLAIN /) e++
+            if (/: ROLLBACK$/) { print n, e + 0; exit } }')
+    t_note "round trips under the preflight's lock, and the EXPLAINs among them: ${counts:-none found}"
+    local n=${counts% *} e=${counts#* }
+    if [ -z "$counts" ] || [ "$e" -lt 5 ]; then
+        _t_fail "the preflight's statements were not found in the server log" "$(tail -n 30 "$log")"
+        return
+    fi
+    # a round trip per EXPLAIN, and a few for the steps, the triggers,
+    # the key and the columns; a savepoint and a release around each
+    # EXPLAIN were 2 x e more
+    if [ "$n" -gt $((e + 12)) ]; then
+        _t_fail "the preflight held expand's lock for $n round trips with $e checks" ""
+    fi
+}
+
 for d in $DIALECTS; do
     t_run case_count_added_column "$d"
     if [ "$d" = pg ]; then
         t_run case_pg_add_check_column
+        t_run case_pg_preflight_round_trips
     fi
     if [ "$d" = sqlite ]; then
         t_run case_sqlite_split
