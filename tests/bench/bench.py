@@ -14,11 +14,13 @@ Sections, each with the target of issue 13 it measures:
   workers: 2 workers vs 1 on evenly spread and on skewed keys (>= 1.6),
       median of WORKER_ROUNDS rounds (default 3);
   costly where: a de-duplication predicate that scans, vs one UPDATE of the
-      same rows (>= 0.8; the worker is stopped at a time limit);
+      same rows (>= 0.8; the worker is stopped at a time limit), with the
+      share of zdm's final check;
   SQLite (WAL, synchronous=FULL): unthrottled zdm vs one UPDATE with the
       same dual-write triggers in place (>= 0.8; the bare UPDATE for reference);
   trigger tax: pgbench TPS and bulk UPDATEs with/without the dual-write
       triggers (>= 0.85, >= 0.85, >= 0.95).
+The last three: median of BENCH_ROUNDS rounds (default 3), see rounds().
 """
 import os
 import signal
@@ -40,6 +42,20 @@ EXPR = "CASE WHEN project_name LIKE '%Core%' THEN 'core' ELSE 'other' END"
 # run turned "2 workers / 1" into 0.95.  The UPDATE compared does not
 # pause either.
 UNTHROTTLED = "max_latency_factor = 0\nmax_lock_ms = 0\ncheck_autovacuum = false\n"
+
+
+def rounds():
+    """BENCH_ROUNDS (default 3): rounds of the sections that compare two
+    single runs (costly where, SQLite, trigger tax), alternating which
+    goes first; their medians are printed, with every round.  One run of
+    each moved a ratio by 0.1 between two runs of the bench (trigger tax:
+    0.91, then 0.79)."""
+    return max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
+
+
+def order(r, a, b):
+    """a then b in even rounds, b then a in odd ones."""
+    return (a, b) if r % 2 == 0 else (b, a)
 
 
 def psql(sql):
@@ -284,27 +300,68 @@ def dedup_table(t, n):
     psql(f"VACUUM ANALYZE {t}")
 
 
+def zdm_timed_log(plans, plan, limit):
+    """One worker with -v: (seconds, finished, the final check's ms from
+    its log or None)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([ZDM, "--db", URL, "--plans", plans, "-v", "backfill", plan],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate()
+    secs = time.monotonic() - t0
+    check = None
+    for line in err.splitlines():
+        if "final check:" in line and " ms)" in line:
+            check = int(line.rsplit("(", 1)[1].split()[0])
+    return secs, p.returncode == 0, check
+
+
 def section_costly_where(say, n):
-    say(f"\n== costly where, PostgreSQL, {n:,} rows, 2 % match (load {load()})")
+    say(f"\n== costly where, PostgreSQL, {n:,} rows, 2 % match, median of {rounds()} round(s) (load {load()})")
     say(f"   where = \"{DEDUP_WHERE.format(t='t')}\"")
-    dedup_table("b_dup_u", n)
-    dedup_table("b_dup_z", n)
-    psql("CHECKPOINT")
-    t_upd = timed(lambda: psql(f"UPDATE b_dup_u SET fixed = 'dup' WHERE {DEDUP_WHERE.format(t='b_dup_u')}"))
-    m = int(psql("SELECT count(*) FROM b_dup_u WHERE fixed = 'dup'"))
-    limit = max(60.0, 100 * t_upd)
-    t_zdm, _, finished = zdm_backfill("b_dup_z", "dup", where=DEDUP_WHERE.format(t="b_dup_z"),
-                                      sets={"fixed": "'dup'"}, dual_write=False, limit=limit)
-    done = int(psql("SELECT count(*) FROM b_dup_z WHERE fixed = 'dup'"))
+    t_upds, t_zdms, checks, m, done, finished = [], [], [], 0, 0, True
+    for r in range(rounds()):
+        dedup_table("b_dup_u", n)
+        dedup_table("b_dup_z", n)
+        plans = plan_dir("b_dup_z", f"dup{r}", UNTHROTTLED, where=DEDUP_WHERE.format(t="b_dup_z"),
+                         sets={"fixed": "'dup'"}, dual_write=False)
+        zdm(URL, plans, "advance", f"bf_b_dup_z_dup{r}")
+        for which in order(r, "update", "zdm"):
+            psql("CHECKPOINT")
+            if which == "update":
+                t_upds.append(timed(lambda: psql(f"UPDATE b_dup_u SET fixed = 'dup' WHERE "
+                                                 f"{DEDUP_WHERE.format(t='b_dup_u')}")))
+            else:
+                limit = max(60.0, 100 * (t_upds[-1] if t_upds else 1.0))
+                t, ok, check = zdm_timed_log(plans, f"bf_b_dup_z_dup{r}", limit)
+                t_zdms.append(t)
+                finished &= ok
+                if check is not None:
+                    checks.append(check / 1000.0)
+        m = int(psql("SELECT count(*) FROM b_dup_u WHERE fixed = 'dup'"))
+        done = int(psql("SELECT count(*) FROM b_dup_z WHERE fixed = 'dup'"))
+        for t in ("b_dup_u", "b_dup_z"):
+            psql(f"DROP TABLE {t} CASCADE")
+    t_upd, t_zdm = statistics.median(t_upds), statistics.median(t_zdms)
     say(f"single UPDATE                 {m:,} rows in {t_upd:.2f} s")
     if finished:
         say(f"zdm backfill, unthrottled     {done:,} rows in {t_zdm:.2f} s  ratio to UPDATE {t_upd / t_zdm:.2f}"
             f"   [target >= 0.8]")
     else:
-        say(f"zdm backfill, unthrottled     stopped at {limit:.0f} s with {done:,} of {m:,} rows  ratio to "
+        say(f"zdm backfill, unthrottled     stopped at the time limit with {done:,} of {m:,} rows  ratio to "
             f"UPDATE < {t_upd / t_zdm:.3f}   [target >= 0.8]")
-    for t in ("b_dup_u", "b_dup_z"):
-        psql(f"DROP TABLE {t} CASCADE")
+    say(f"{'':30s}seconds, UPDATE / zdm: " + ", ".join(f"{a:.2f} / {b:.2f} ({a / b:.2f})"
+                                                      for a, b in zip(t_upds, t_zdms)))
+    if checks:
+        # The final check evaluates `where` once more after the last batch
+        # (the proof that no row is left, data-safety issue): the UPDATE
+        # evaluates it once, zdm twice (the work list, then the proof).
+        c = statistics.median(checks)
+        say(f"{'':30s}of which the final check {c:.2f} s; zdm without it / UPDATE: "
+            f"{t_upd / max(t_zdm - c, 1e-3):.2f} (for reference: the proof is not optional)")
 
 
 def sqlite_table(path, rows):
@@ -334,30 +391,41 @@ def sqlite_update(path, sql):
 
 
 def section_sqlite(say, n):
-    say(f"\n== raw speed, SQLite (WAL, synchronous=FULL), {n:,} rows (load {load()})")
+    say(f"\n== raw speed, SQLite (WAL, synchronous=FULL), {n:,} rows, median of {rounds()} round(s) "
+        f"(load {load()})")
     work = tempfile.mkdtemp(prefix="zdm-bench-sqlite-")
     pb, pu, pz = (os.path.join(work, f) for f in ("b.db", "u.db", "z.db"))
-    for p in (pb, pu, pz):
-        sqlite_table(p, n)
     # Like with like, as in the PostgreSQL section: the UPDATE a release
     # written by hand runs -- the plan's set and where -- after the same
     # expand, so the same dual-write triggers are in place (on SQLite they
     # are UPDATE OF the sources: neither statement fires them).  The bare
     # table's UPDATE without where (the figure before) for reference.
     plans = plan_dir("t", "s", UNTHROTTLED)
-    zdm(f"sqlite:{pu}", plans, "advance", "bf_t_s")
-    zdm(f"sqlite:{pz}", plans, "advance", "bf_t_s")
-    t_upd = sqlite_update(pu, f"UPDATE t SET category = {EXPR} WHERE category IS NULL")
-    t_bare = sqlite_update(pb, f"UPDATE t SET category = {EXPR}")
-    t_zdm, rss, _ = run_workers(f"sqlite:{pz}", plans, "bf_t_s", 1)
-    c = sqlite3.connect(pz)
-    bad = c.execute(f"SELECT count(*) FROM t WHERE category IS NOT ({EXPR})").fetchone()[0]
-    c.close()
-    if bad:
-        sys.exit(f"sqlite: {bad} rows not converted")
+    t_upds, t_zdms, t_bares, rss = [], [], [], 0
+    for r in range(rounds()):
+        for p in (pb, pu, pz):
+            sqlite_table(p, n)
+        zdm(f"sqlite:{pu}", plans, "advance", "bf_t_s")
+        zdm(f"sqlite:{pz}", plans, "advance", "bf_t_s")
+        for which in order(r, "update", "zdm"):
+            if which == "update":
+                t_upds.append(sqlite_update(pu, f"UPDATE t SET category = {EXPR} WHERE category IS NULL"))
+            else:
+                t, rss1, _ = run_workers(f"sqlite:{pz}", plans, "bf_t_s", 1)
+                t_zdms.append(t)
+                rss = max(rss, rss1)
+        t_bares.append(sqlite_update(pb, f"UPDATE t SET category = {EXPR}"))
+        c = sqlite3.connect(pz)
+        bad = c.execute(f"SELECT count(*) FROM t WHERE category IS NOT ({EXPR})").fetchone()[0]
+        c.close()
+        if bad:
+            sys.exit(f"sqlite: {bad} rows not converted")
+    t_upd, t_zdm, t_bare = (statistics.median(x) for x in (t_upds, t_zdms, t_bares))
     say(f"single UPDATE, triggers in place {n / t_upd:9,.0f} rows/s  ({t_upd:.2f} s)")
     say(f"zdm backfill, unthrottled     {n / t_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  "
         f"ratio to UPDATE {t_upd / t_zdm:.2f}   [target >= 0.8]")
+    say(f"{'':30s}seconds, UPDATE / zdm: " + ", ".join(f"{a:.2f} / {b:.2f} ({a / b:.2f})"
+                                                      for a, b in zip(t_upds, t_zdms)))
     say(f"single UPDATE, no triggers    {n / t_bare:12,.0f} rows/s  ({t_bare:.2f} s)  "
         f"zdm / it {t_bare / t_zdm:.2f} (for reference)")
     say(f"zdm worker peak RSS           {rss / 1024:12.1f} MiB   [target < 16]")
@@ -368,22 +436,29 @@ def section_sqlite(say, n):
 
 
 def section_trigger_tax(say):
-    say(f"\n== dual-write trigger tax, PostgreSQL, 100,000 rows (load {load()})")
+    say(f"\n== dual-write trigger tax, PostgreSQL, 100,000 rows, median of {rounds()} round(s) (load {load()})")
     make_table("b_trig", 100000)
     make_table("b_plain", 100000)
     zdm(URL, plan_dir("b_trig", "o"), "advance", "bf_b_trig_o")  # installs the trigger
     psql("UPDATE b_trig SET category = NULL")          # keep tables alike
     psql("UPDATE b_plain SET category = NULL")
-    tps_plain = pgbench_tps("b_plain")
-    tps_trig = pgbench_tps("b_trig")
-    say(f"pgbench write TPS                        without {tps_plain:10,.0f}  with {tps_trig:10,.0f}  "
-        f"ratio {tps_trig / tps_plain:.2f}   [target >= 0.85]")
-    for col, label, target in (("project_name = project_name || ''", "touching the source column", "0.85"),
-                               ("payload = payload || ''", "not touching it", "0.95")):
-        t_plain = timed(lambda: psql(f"UPDATE b_plain SET {col}"))
-        t_trig = timed(lambda: psql(f"UPDATE b_trig SET {col}"))
-        say(f"bulk UPDATE {label:28s} rows/s without {100000 / t_plain:10,.0f}  with "
-            f"{100000 / t_trig:10,.0f}  ratio {t_plain / t_trig:.2f}   [target >= {target}]")
+    cases = (("pgbench write TPS", None, "0.85"),
+             ("bulk UPDATE touching the source column", "project_name = project_name || ''", "0.85"),
+             ("bulk UPDATE not touching it", "payload = payload || ''", "0.95"))
+    for label, col, target in cases:
+        plain, trig = [], []
+        for r in range(rounds()):
+            for t in order(r, "b_plain", "b_trig"):
+                if col is None:
+                    v = pgbench_tps(t)
+                else:
+                    psql("CHECKPOINT")
+                    v = 100000 / timed(lambda: psql(f"UPDATE {t} SET {col}"))
+                (plain if t == "b_plain" else trig).append(v)
+        a, b = statistics.median(plain), statistics.median(trig)
+        unit = "TPS" if col is None else "rows/s"
+        say(f"{label:40s} {unit:6s} without {a:10,.0f}  with {b:10,.0f}  ratio {b / a:.2f}   [target >= {target}]")
+        say(f"{'':40s} rounds: " + ", ".join(f"{y / x:.2f}" for x, y in zip(plain, trig)))
     for t in ("b_trig", "b_plain"):
         psql(f"DROP TABLE {t} CASCADE")
 

@@ -7,6 +7,8 @@
 #   SECTIONS=raw,workers,where,sqlite,tax,zd   a subset
 #   ZD_ARGS="..."         options of tests/bench/zero_downtime.py
 #   WORKER_ROUNDS=3       rounds of 1 and 2 workers (the medians are printed)
+#   BENCH_ROUNDS=3        rounds of the costly where, SQLite and trigger tax
+#                         sections (medians, and every round, printed)
 #
 # Builds zdm (Release), starts a throwaway PostgreSQL with fsync ON (as
 # production runs; tests/lib/pg.sh), and measures side by side in one run:
