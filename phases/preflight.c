@@ -208,6 +208,14 @@ static int max_param(const char *sql)
     return max;
 }
 
+/* A check (an EXPLAIN) waiting to be run with the others (check_expr). */
+typedef struct pf_check {
+    char *sql;        /* without EXPLAIN */
+    int line;
+    char *what;
+    const char *expr; /* the plan's */
+} pf_check;
+
 typedef struct pf {
     zdm_db *db;
     const zdm_plan *plan;
@@ -219,18 +227,24 @@ typedef struct pf {
     int dw_done;            /* the dual-write triggers' step is done (a resumed expand) */
     char warned[1024];      /* the last lenient warning: each batch statement would repeat it */
     char sp[40];            /* the savepoint at the transaction's last good state (try_sql) */
+    int broken;             /* a rollback to it failed: the transaction is lost */
+    pf_check q[ZDM_DB_QUERY_ALL_MAX]; /* checks waiting for flush() */
+    size_t nq;
 } pf;
 
-/* Back to the last good state after a failed statement; a failure to
- * get there replaces the statement's error (the transaction is lost). */
+/* Back to the last good state after a failed statement.  A failure to
+ * get there (the connection lost) replaces the statement's error and
+ * marks the transaction lost: no check is judged on that error. */
 static void back_to_good(pf *c, zdm_err *err)
 {
     char q[80];
     snprintf(q, sizeof q, "ROLLBACK TO SAVEPOINT %s", c->sp);
     zdm_err e2;
     zdm_err_clear(&e2);
-    if (zdm_db_exec_script(c->db, q, &e2) != 0)
+    if (zdm_db_exec_script(c->db, q, &e2) != 0) {
         *err = e2;
+        c->broken = 1;
+    }
 }
 
 /* Sets the last good state: a savepoint of this name, made by the caller. */
@@ -239,34 +253,24 @@ static void good_is(pf *c, const char *name)
     snprintf(c->sp, sizeof c->sp, "%s", name);
 }
 
-/* Runs sql (with NULL for every placeholder, under EXPLAIN when
- * `explain`).  The transaction keeps a savepoint at its last good state
- * (c->sp): a statement that changes the schema goes in one round trip
- * with the next savepoint, an EXPLAIN (which changes nothing) alone, and
- * one that fails is rolled back to that state so the transaction goes on.
- * One round trip a check, where a savepoint of its own took three: on
- * PostgreSQL the first expand step's lock (ACCESS EXCLUSIVE for an ADD
- * COLUMN) is held until the preflight rolls back, and the application's
- * statements on the table wait for every round trip under it. */
-static int try_sql(pf *c, const char *sql, int explain, zdm_err *err)
+/* Runs sql, a statement that changes the schema (an expand step, the
+ * triggers, a down).  The transaction keeps a savepoint at its last good
+ * state (c->sp): sql goes in one round trip with the next one, and when
+ * it fails the transaction is rolled back to the last, so it goes on.
+ * The checks (EXPLAINs, which change nothing) go in pipelines (flush).
+ * Few round trips: on PostgreSQL the first expand step's lock (ACCESS
+ * EXCLUSIVE for an ADD COLUMN) is held until the preflight rolls back,
+ * and the application's statements on the table wait for every round
+ * trip under it. */
+static int try_sql(pf *c, const char *sql, zdm_err *err)
 {
-    int rc;
-    if (explain) {
-        int np = max_param(sql);
-        const char **params = zdm_xcalloc((size_t)np + 1, sizeof *params);
-        char *stmt = zdm_xasprintf("EXPLAIN %s", sql);
-        rc = zdm_db_query(c->db, stmt, np, params, NULL, err);
-        free(stmt);
-        free(params);
-    } else {
-        /* the newline ends a trailing -- comment of sql */
-        char *script = zdm_xasprintf("%s\n;SAVEPOINT zdm_preflight_%d", sql, c->n_sp + 1);
-        rc = zdm_db_exec_script(c->db, script, err);
-        free(script);
-        if (rc == 0)
-            snprintf(c->sp, sizeof c->sp, "zdm_preflight_%d", ++c->n_sp);
-    }
-    if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED)
+    /* the newline ends a trailing -- comment of sql */
+    char *script = zdm_xasprintf("%s\n;SAVEPOINT zdm_preflight_%d", sql, c->n_sp + 1);
+    int rc = zdm_db_exec_script(c->db, script, err);
+    free(script);
+    if (rc == 0)
+        snprintf(c->sp, sizeof c->sp, "zdm_preflight_%d", ++c->n_sp);
+    else if (err->code != ZDM_EXIT_INTERRUPTED)
         back_to_good(c, err);
     return rc;
 }
@@ -339,16 +343,76 @@ static int lenient(pf *c, const char *what, const char *expr, zdm_err *err)
     return 1;
 }
 
-static int check_expr(pf *c, const char *sql, int line, const char *what, const char *expr, zdm_err *err)
+/* What a failed check means: the statement's own error (interrupted, a
+ * lost transaction), a warning (lenient: 0), or a refusal. */
+static int judge(pf *c, int rc, int line, const char *what, const char *expr, zdm_err *err)
 {
-    int rc = try_sql(c, sql, 1, err);
-    if (rc == 0)
-        return 0;
-    if (err->code == ZDM_EXIT_INTERRUPTED)
+    if (err->code == ZDM_EXIT_INTERRUPTED || c->broken)
         return rc;
     if (lenient(c, what, expr, err))
         return 0;
     return refuse(c, line, what, expr, err);
+}
+
+static void drop_checks(pf *c)
+{
+    for (size_t i = 0; i < c->nq; i++) {
+        free(c->q[i].sql);
+        free(c->q[i].what);
+    }
+    c->nq = 0;
+}
+
+/* Runs the checks waiting in the queue, in order, as one pipeline
+ * (zdm_db_query_all): the first that fails is judged as if run alone; a
+ * lenient one (a warning) lets the rest go on in a pipeline of their own.
+ * One round trip for a group of checks under expand's lock, not one
+ * each. */
+static int flush(pf *c, zdm_err *err)
+{
+    int rc = 0;
+    size_t at = 0;
+    while (rc == 0 && at < c->nq) {
+        size_t n = c->nq - at, failed = n;
+        const char *sqls[ZDM_DB_QUERY_ALL_MAX];
+        const char *const *params[ZDM_DB_QUERY_ALL_MAX];
+        int np[ZDM_DB_QUERY_ALL_MAX], most = 0;
+        for (size_t i = 0; i < n; i++) {
+            np[i] = max_param(c->q[at + i].sql);
+            most = np[i] > most ? np[i] : most;
+            sqls[i] = zdm_xasprintf("EXPLAIN %s", c->q[at + i].sql);
+        }
+        const char **nulls = zdm_xcalloc((size_t)most + 1, sizeof *nulls); /* NULL for every placeholder */
+        for (size_t i = 0; i < n; i++)
+            params[i] = nulls;
+        rc = zdm_db_query_all(c->db, n, sqls, np, params, &failed, err);
+        for (size_t i = 0; i < n; i++)
+            free((char *)sqls[i]);
+        free(nulls);
+        if (rc == 0)
+            break;
+        const pf_check *k = &c->q[at + (failed < n ? failed : 0)];
+        if (err->code != ZDM_EXIT_INTERRUPTED)
+            back_to_good(c, err);
+        rc = judge(c, rc, k->line, k->what, k->expr, err);
+        at += (failed < n ? failed : 0) + 1;
+    }
+    drop_checks(c);
+    return rc;
+}
+
+/* An EXPLAIN of sql, queued: it runs with the checks after it at the
+ * next flush(), which the caller makes before anything else reads the
+ * database (so the first failure is still the first in order). */
+static int check_expr(pf *c, const char *sql, int line, const char *what, const char *expr, zdm_err *err)
+{
+    if (c->nq == ZDM_DB_QUERY_ALL_MAX) {
+        int rc = flush(c, err);
+        if (rc != 0)
+            return rc;
+    }
+    c->q[c->nq++] = (pf_check){zdm_xstrdup(sql), line, zdm_xstrdup(what), expr};
+    return 0;
 }
 
 static int check_backfill(pf *c, zdm_err *err)
@@ -398,6 +462,8 @@ static int check_backfill(pf *c, zdm_err *err)
         rc = check_expr(c, b->throttle.pause_query, line_or(b->throttle.pause_query_line, b->line),
                         "pause_query", b->throttle.pause_query, err);
     zdm_strv key = {0};
+    if (rc == 0)
+        rc = flush(c, err);
     if (rc == 0) {
         rc = zdm_backfill_key(c->db, p, &key, err);
         if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && err->code != ZDM_EXIT_REFUSED)
@@ -428,6 +494,8 @@ static int check_backfill(pf *c, zdm_err *err)
         }
         zdm_strv_free(&cols);
     }
+    if (rc == 0)
+        rc = flush(c, err);
     /* the triggers themselves, exactly as expand creates them */
     if (rc == 0 && b->dual_write) {
         char *create = NULL, *drop = NULL;
@@ -441,9 +509,9 @@ static int check_backfill(pf *c, zdm_err *err)
         if (rc == 0 && c->dw_done)
             created = 1;
         else if (rc == 0) {
-            rc = try_sql(c, create, 0, err);
+            rc = try_sql(c, create, err);
             created = rc == 0;
-            if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED)
+            if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && !c->broken)
                 rc = lenient(c, "the dual-write triggers", NULL, err) ? 0
                      : refuse(c, b->line, "[backfill] dual-write trigger of", b->table, err);
         }
@@ -472,6 +540,8 @@ static int check_backfill(pf *c, zdm_err *err)
             rc = check_expr(c, stmts.v[i], b->line, "[backfill] batch statement for", b->table, err);
         zdm_strv_free(&stmts);
     }
+    if (rc == 0)
+        rc = flush(c, err);
     zdm_strv_free(&key);
     free(alias);
     free(tbl);
@@ -833,9 +903,9 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         zdm_err e;
         zdm_err_clear(&e);
         ran[i] = 1;
-        if (try_sql(&c, sql, 0, &e) != 0) {
+        if (try_sql(&c, sql, &e) != 0) {
             ran[i] = 0;
-            if (e.code == ZDM_EXIT_INTERRUPTED) {
+            if (e.code == ZDM_EXIT_INTERRUPTED || c.broken) {
                 *err = e;
                 rc = e.code;
             } else if (zdm_db_err_is_lock_timeout(&e)) {
@@ -851,9 +921,10 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
         }
         free(no_checks);
     }
-    /* the schema as the expand steps leave it, for their downs below */
-    if (rc == 0 && (rc = zdm_db_exec_script(db, "SAVEPOINT zdm_preflight_steps", err)) == 0)
-        good_is(&c, "zdm_preflight_steps");
+    /* the schema as the expand steps leave it, for their downs below:
+     * the last good state now (no round trip of its own) */
+    char steps_sp[sizeof c.sp];
+    memcpy(steps_sp, c.sp, sizeof steps_sp);
     if (rc == 0)
         rc = check_constraint_ops(&c, err);
     if (rc == 0 && plan->backfill)
@@ -861,25 +932,33 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
     if (rc == 0 && plan->verify)
         rc = check_expr(&c, plan->verify, plan->verify_line, "[contract] verify",
                         plan->verify, err);
+    if (rc == 0)
+        rc = flush(&c, err);
     /* The downs of the steps run here, newest first, as a failed expand
      * runs them: one that cannot undo its step (a misspelt column) would
      * leave the schema changed after a failure.  Written steps only: an
      * operation's down is zdm's own. */
-    if (rc == 0 && (rc = zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT zdm_preflight_steps", err)) == 0)
-        good_is(&c, "zdm_preflight_steps");
+    if (rc == 0) {
+        char q[80];
+        snprintf(q, sizeof q, "ROLLBACK TO SAVEPOINT %s", steps_sp);
+        if ((rc = zdm_db_exec_script(db, q, err)) == 0)
+            good_is(&c, steps_sp);
+    }
     int downs_ok = 0;
     if (rc == 0)
         rc = downs_on_copy(&c, ran, &downs_ok, err);
     for (size_t i = plan->nexpand; rc == 0 && !downs_ok && i-- > 0;) {
         const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], dialect) : NULL;
-        if (!down || try_sql(&c, down, 0, err) == 0)
+        if (!down || try_sql(&c, down, err) == 0)
             continue;
         char what[64];
         snprintf(what, sizeof what, "down of expand step %d", plan->expand[i].index);
-        rc = err->code == ZDM_EXIT_INTERRUPTED ? err->code : refuse(&c, plan->expand[i].line, what, down, err);
+        rc = err->code == ZDM_EXIT_INTERRUPTED || c.broken ? err->code
+                                                           : refuse(&c, plan->expand[i].line, what, down, err);
     }
     free(ran);
     free(c.counted);
+    drop_checks(&c);
     zdm_db_rollback(db);
     return rc;
 }

@@ -676,6 +676,37 @@ int zdm_db_query(zdm_db *db, const char *sql, int nparams,
     return db->ops->query(db, sql, nparams, params, out, err);
 }
 
+int zdm_db_query_all(zdm_db *db, size_t n, const char *const *sqls, const int *nparams,
+                     const char *const *const *params, size_t *failed, zdm_err *err)
+{
+    *failed = n;
+    if (n > ZDM_DB_QUERY_ALL_MAX) {
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: %zu statements at once (at most %d)", db->ops->name, n,
+                           ZDM_DB_QUERY_ALL_MAX);
+    }
+    /* each statement is a crash point, as a query of its own would be:
+     * the ones before an injected failure run */
+    size_t upto = n;
+    for (size_t i = 0; i < n && upto == n; i++)
+        if (zdm_crashpoint())
+            upto = i;
+    int rc = 0;
+    if (upto > 0 && db->ops->query_all)
+        rc = db->ops->query_all(db, upto, sqls, nparams, params, failed, err);
+    for (size_t i = 0; upto > 0 && !db->ops->query_all && rc == 0 && i < upto; i++)
+        if ((rc = db->ops->query(db, sqls[i], nparams[i], params[i], NULL, err)) != 0)
+            *failed = i;
+    if (rc == 0 && upto < n) {
+        *failed = upto;
+        set_sqlstate(err, "");
+        return zdm_err_set(err, ZDM_EXIT_FAIL, "%s: injected failure (ZDM_CRASH_AT)", db->ops->name);
+    }
+    if (rc == 0)
+        *failed = n;
+    return rc;
+}
+
 int zdm_db_exec_script(zdm_db *db, const char *sql, zdm_err *err)
 {
     if (zdm_crashpoint()) {

@@ -72,6 +72,16 @@ const char *zdm_db_safe_url(const zdm_db *db);     /* redacted, borrowed */
 int zdm_db_query(zdm_db *db, const char *sql, int nparams,
                  const char *const *params, zdm_rows **out,
                  zdm_err *err) ZDM_MUST_CHECK;
+/* n statements with parameters, run in order in as few round trips as
+ * the driver can (PostgreSQL: one, in libpq's pipeline mode; SQLite: in
+ * process anyway), their rows dropped; the first that fails stops the
+ * rest.  *failed: its index (err as zdm_db_query fills it), n when all
+ * ran.  Inside a transaction a failure leaves it aborted on PostgreSQL:
+ * the caller rolls back to a savepoint.  At most ZDM_DB_QUERY_ALL_MAX
+ * statements of a few kB each (pipeline mode sends before it reads). */
+#define ZDM_DB_QUERY_ALL_MAX 64
+int zdm_db_query_all(zdm_db *db, size_t n, const char *const *sqls, const int *nparams,
+                     const char *const *const *params, size_t *failed, zdm_err *err) ZDM_MUST_CHECK;
 /* Several statements, no parameters (raw plan steps).  Atomicity differs:
  * pg runs the string as one implicit transaction (unless it holds its own
  * BEGIN/COMMIT), so CREATE INDEX CONCURRENTLY must be sent alone; sqlite
@@ -199,6 +209,9 @@ typedef struct zdm_db_ops {
     int (*query)(zdm_db *db, const char *sql, int nparams,
                  const char *const *params, zdm_rows **out, zdm_err *err);
     int (*exec_script)(zdm_db *db, const char *sql, zdm_err *err);
+    /* NULL: zdm_db_query_all runs query n times */
+    int (*query_all)(zdm_db *db, size_t n, const char *const *sqls, const int *nparams,
+                     const char *const *const *params, size_t *failed, zdm_err *err);
     char *(*ident)(zdm_db *db, const char *name);
     int (*set_timeouts)(zdm_db *db, int lock_ms, int stmt_ms, zdm_err *err);
 } zdm_db_ops;

@@ -199,6 +199,60 @@ static int pg_query(zdm_db *db, const char *sql, int nparams,
     return pg_take(db, res, sql, out, err);
 }
 
+/* The statements in one pipeline: all sent, one sync, then their
+ * results read in order.  After a failure the server skips the rest up
+ * to the sync (PGRES_PIPELINE_ABORTED); their results are read and
+ * dropped.  Sending all before reading is safe for the few kB the caller
+ * may send (db.h): the results (EXPLAIN's lines) wait in the socket's
+ * buffer.  A pipeline that cannot start (libpq, connection) fails whole:
+ * *failed = 0. */
+static int pg_query_all(zdm_db *db, size_t n, const char *const *sqls, const int *nparams,
+                        const char *const *const *params, size_t *failed, zdm_err *err)
+{
+    PGconn *conn = db->conn;
+    *failed = n;
+    if (!PQenterPipelineMode(conn)) {
+        *failed = 0;
+        return pg_take(db, NULL, NULL, NULL, err);
+    }
+    size_t sent = 0;
+    while (sent < n && PQsendQueryParams(conn, sqls[sent], nparams[sent], NULL, params[sent], NULL, NULL, 0))
+        sent++;
+    int synced = PQpipelineSync(conn);
+    int rc = 0;
+    for (size_t i = 0; i < sent; i++) {
+        PGresult *res = PQgetResult(conn);
+        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+        if (st == PGRES_PIPELINE_ABORTED || (rc != 0 && st == PGRES_FATAL_ERROR)) {
+            PQclear(res);
+        } else if (rc == 0) {
+            /* pg_take says what failed, as for a query of its own */
+            if ((rc = pg_take(db, res, sqls[i], NULL, err)) != 0)
+                *failed = i;
+        } else {
+            PQclear(res);
+        }
+        if (res) /* the NULL that ends each statement's results */
+            while ((res = PQgetResult(conn)) != NULL)
+                PQclear(res);
+    }
+    if (synced) {
+        PGresult *res;
+        while ((res = PQgetResult(conn)) != NULL && PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+            PQclear(res);
+        PQclear(res);
+    }
+    if (rc == 0 && (sent < n || !synced)) {
+        *failed = sent;
+        rc = pg_take(db, NULL, NULL, NULL, err);
+    }
+    if (!PQexitPipelineMode(conn) && rc == 0) {
+        *failed = n > 0 ? n - 1 : 0;
+        rc = pg_take(db, NULL, NULL, NULL, err);
+    }
+    return rc;
+}
+
 static int pg_exec_script(zdm_db *db, const char *sql, zdm_err *err)
 {
     /* PQexec stops at the first failing statement and returns its error. */
@@ -329,6 +383,7 @@ const zdm_db_ops zdm_db_pg_ops = {
     .connect = pg_connect,
     .close = pg_close,
     .query = pg_query,
+    .query_all = pg_query_all,
     .exec_script = pg_exec_script,
     .ident = pg_ident,
     .set_timeouts = pg_set_timeouts,

@@ -374,6 +374,58 @@ static void test_errors(void **state)
     free(v);
 }
 
+/* zdm_db_query_all: in order, in one pipeline on PostgreSQL; the first
+ * failure stops the rest and says which it was, with its own error; the
+ * connection (and, after a rollback to a savepoint, the transaction)
+ * goes on. */
+static void test_query_all(void **state)
+{
+    zdm_db *db = need_db(state);
+    fx *f = *state;
+    MUST(zdm_db_exec_script(db, "CREATE TABLE qa (id integer PRIMARY KEY, v text)", &E));
+    const char *v1[] = {"1", "a"}, *v2[] = {"2", "b"}, *none[] = {NULL, NULL};
+    const char *ok[] = {"INSERT INTO qa VALUES ($1, $2)", "INSERT INTO qa VALUES ($1, $2)",
+                        "EXPLAIN SELECT v FROM qa WHERE id = $1 AND v = $2"};
+    const int np[] = {2, 2, 2};
+    const char *const *params[] = {v1, v2, none};
+    size_t failed = 99;
+    MUST(zdm_db_begin(db, &E));
+    MUST(zdm_db_query_all(db, 3, ok, np, params, &failed, &E));
+    assert_int_equal(failed, 3);
+    assert_int_equal(count_rows(db, "qa"), 2);
+    MUST(zdm_db_exec_script(db, "SAVEPOINT qa_sp", &E));
+    /* the second fails (a missing column): the third is not run */
+    const char *bad[] = {"EXPLAIN SELECT v FROM qa WHERE id = $1", "EXPLAIN SELECT nosuch_col FROM qa WHERE id = $1",
+                         "INSERT INTO qa VALUES (3, 'c')"};
+    const int np1[] = {1, 1, 0};
+    const char *const *params1[] = {none, none, none};
+    zdm_err_clear(&E);
+    assert_int_equal(zdm_db_query_all(db, 3, bad, np1, params1, &failed, &E), ZDM_EXIT_FAIL);
+    assert_int_equal(failed, 1);
+    assert_string_equal(E.sqlstate, "42703");
+    assert_contains(E.msg, "nosuch_col");
+    MUST(zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT qa_sp", &E));
+    assert_int_equal(count_rows(db, "qa"), 2);
+    /* the first fails: none after it runs */
+    const char *bad0[] = {"INSERT INTO qa VALUES (1, 'dup')", "INSERT INTO qa VALUES (4, 'd')"};
+    const int np0[] = {0, 0};
+    assert_int_equal(zdm_db_query_all(db, 2, bad0, np0, params1, &failed, &E), ZDM_EXIT_FAIL);
+    assert_int_equal(failed, 0);
+    if (f->kind == ZDM_DB_PG)
+        assert_string_equal(E.sqlstate, "23505");
+    MUST(zdm_db_exec_script(db, "ROLLBACK TO SAVEPOINT qa_sp", &E));
+    MUST(zdm_db_commit(db, &E));
+    assert_int_equal(count_rows(db, "qa"), 2);
+    /* none at all, and too many */
+    MUST(zdm_db_query_all(db, 0, ok, np, params, &failed, &E));
+    assert_int_equal(failed, 0);
+    MUST_FAIL(zdm_db_query_all(db, ZDM_DB_QUERY_ALL_MAX + 1, ok, np, params, &failed, &E));
+    char *v = NULL; /* the connection is out of pipeline mode */
+    MUST(zdm_db_query_value(db, "SELECT 7", 0, NULL, &v, &E));
+    assert_string_equal(v, "7");
+    free(v);
+}
+
 /* A second connection to the same database, in the test's schema. */
 static zdm_db *open_second(fx *f)
 {
@@ -829,6 +881,7 @@ int main(void)
         BOTH(test_ident),
         BOTH(test_exec_script),
         BOTH(test_errors),
+        BOTH(test_query_all),
         BOTH(test_lock_timeout),
         BOTH(test_key_splits),
         {"sqlite: test_sqlite_session", test_sqlite_session, setup, teardown, &FX_SQLITE},
