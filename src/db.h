@@ -77,7 +77,9 @@ int zdm_db_query(zdm_db *db, const char *sql, int nparams,
  * process anyway), their rows dropped; the first that fails stops the
  * rest.  *failed: its index (err as zdm_db_query fills it), n when all
  * ran.  Inside a transaction a failure leaves it aborted on PostgreSQL:
- * the caller rolls back to a savepoint.  At most ZDM_DB_QUERY_ALL_MAX
+ * the caller rolls back to a savepoint.  Outside one, PostgreSQL runs
+ * them as one implicit transaction (a failure undoes those before it),
+ * SQLite commits each: callers that write wrap the call in a transaction.  At most ZDM_DB_QUERY_ALL_MAX
  * statements of a few kB each (pipeline mode sends before it reads). */
 #define ZDM_DB_QUERY_ALL_MAX 64
 int zdm_db_query_all(zdm_db *db, size_t n, const char *const *sqls, const int *nparams,
