@@ -222,6 +222,7 @@ static int pg_query_all(zdm_db *db, size_t n, const char *const *sqls, const int
     int rc = 0;
     for (size_t i = 0; i < sent; i++) {
         PGresult *res = PQgetResult(conn);
+        int got = res != NULL; /* res is cleared below */
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (st == PGRES_PIPELINE_ABORTED || (rc != 0 && st == PGRES_FATAL_ERROR)) {
             PQclear(res);
@@ -232,7 +233,7 @@ static int pg_query_all(zdm_db *db, size_t n, const char *const *sqls, const int
         } else {
             PQclear(res);
         }
-        if (res) /* the NULL that ends each statement's results */
+        if (got) /* the NULL that ends each statement's results */
             while ((res = PQgetResult(conn)) != NULL)
                 PQclear(res);
     }
