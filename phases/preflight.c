@@ -235,16 +235,18 @@ typedef struct pf {
 /* Back to the last good state after a failed statement.  A failure to
  * get there (the connection lost) replaces the statement's error and
  * marks the transaction lost: no check is judged on that error. */
-static void back_to_good(pf *c, zdm_err *err)
+static int back_to_good(pf *c, zdm_err *err)
 {
     char q[80];
     snprintf(q, sizeof q, "ROLLBACK TO SAVEPOINT %s", c->sp);
     zdm_err e2;
     zdm_err_clear(&e2);
-    if (zdm_db_exec_script(c->db, q, &e2) != 0) {
+    int rc = zdm_db_exec_script(c->db, q, &e2);
+    if (rc != 0) {
         *err = e2;
         c->broken = 1;
     }
+    return rc;
 }
 
 /* Sets the last good state: a savepoint of this name, made by the caller. */
@@ -264,14 +266,17 @@ static void good_is(pf *c, const char *name)
  * trip under it. */
 static int try_sql(pf *c, const char *sql, zdm_err *err)
 {
+    char sp[40];
+    snprintf(sp, sizeof sp, "zdm_preflight_%d", c->n_sp + 1);
     /* the newline ends a trailing -- comment of sql */
-    char *script = zdm_xasprintf("%s\n;SAVEPOINT zdm_preflight_%d", sql, c->n_sp + 1);
+    char *script = zdm_xasprintf("%s\n;SAVEPOINT %s", sql, sp);
     int rc = zdm_db_exec_script(c->db, script, err);
     free(script);
-    if (rc == 0)
-        snprintf(c->sp, sizeof c->sp, "zdm_preflight_%d", ++c->n_sp);
-    else if (err->code != ZDM_EXIT_INTERRUPTED)
-        back_to_good(c, err);
+    if (rc == 0) {
+        c->n_sp++;
+        good_is(c, sp);
+    } else if (err->code != ZDM_EXIT_INTERRUPTED)
+        (void)back_to_good(c, err);
     return rc;
 }
 
@@ -391,11 +396,11 @@ static int flush(pf *c, zdm_err *err)
         free(nulls);
         if (rc == 0)
             break;
-        const pf_check *k = &c->q[at + (failed < n ? failed : 0)];
+        size_t bad = at + (failed < n ? failed : 0); /* n: a failure before any ran */
         if (err->code != ZDM_EXIT_INTERRUPTED)
-            back_to_good(c, err);
-        rc = judge(c, rc, k->line, k->what, k->expr, err);
-        at += (failed < n ? failed : 0) + 1;
+            (void)back_to_good(c, err);
+        rc = judge(c, rc, c->q[bad].line, c->q[bad].what, c->q[bad].expr, err);
+        at = bad + 1;
     }
     drop_checks(c);
     return rc;
@@ -939,10 +944,8 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err)
      * leave the schema changed after a failure.  Written steps only: an
      * operation's down is zdm's own. */
     if (rc == 0) {
-        char q[80];
-        snprintf(q, sizeof q, "ROLLBACK TO SAVEPOINT %s", steps_sp);
-        if ((rc = zdm_db_exec_script(db, q, err)) == 0)
-            good_is(&c, steps_sp);
+        good_is(&c, steps_sp);
+        rc = back_to_good(&c, err);
     }
     int downs_ok = 0;
     if (rc == 0)
