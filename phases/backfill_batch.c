@@ -223,7 +223,9 @@ static int convert(worker *w, const char *cursor, int64_t size, int *range_done,
     }
     *scanned = strtoll(zdm_rows_get(r, 0, n), NULL, 10);
     *last = zdm_bf_key_json(r, 0, n);
-    *range_done = *scanned < size;
+    /* fewer keys than asked, or the last is the range's bound: a full
+     * batch ending at the bound left an empty one to find that out */
+    *range_done = *scanned < size || (w->hi && strcmp(*last, w->hi) == 0);
     if (one) {
         *updated = strtoll(zdm_rows_get(r, 0, n + 1), NULL, 10);
         goto out;

@@ -28,6 +28,27 @@ static int is_int(const char *s)
     return *end == '\0' && errno == 0;
 }
 
+/* How many ranges for est rows: enough for several workers, few enough
+ * that claiming is cheap: about 10,000 rows each, at most cap.  Each
+ * range costs a claim and at least one batch of its own (a commit each,
+ * an fsync with fsync on): 64 ranges of 15,600 rows for 1M rows cost
+ * ~0.3 s against 3 s of UPDATE.  Fewer, larger ranges cost no balance:
+ * an idle worker splits a busy integer range (zdm_bf_split).  A range
+ * larger than the largest batch holds a whole number of them: 16 ranges
+ * of 62,500 rows took a full batch and a quarter-full one each (32
+ * batches where 20 do; on SQLite 0.1 s of a 0.68 s backfill). */
+static long long ranges_wanted(const worker *w, int64_t est, long long cap)
+{
+    long long want = est / 10000;
+    want = want < 1 ? 1 : want > cap ? cap : want;
+    long long most = w->pacer.max_size, per = (est + want - 1) / want;
+    if (most > 0 && per > most && !zdm_mutant("ranges_unaligned")) {
+        per = (per + most - 1) / most * most;
+        want = (est + per - 1) / per;
+    }
+    return want;
+}
+
 /* One integer key from lov to hiv: the upper bounds of the ranges.  *est
  * (the row estimate) is filled from the key span when there are no
  * statistics. */
@@ -44,22 +65,20 @@ static void int_bounds(worker *w, long long lov, long long hiv, int64_t *est, zd
      * arithmetic (rows * 1000 / rate) cannot overflow */
     if (*est <= 0)
         *est = ukeys >= 1000000000000ULL ? 1000000000000LL : (int64_t)ukeys + 1;
-    /* Enough ranges for several workers, few enough that claiming is
-     * cheap: about 10,000 rows each, 1..16.  Each range costs a claim and
-     * at least one batch of its own (a commit each, an fsync with fsync
-     * on): 64 ranges of 15,600 rows for 1M rows cost ~0.3 s against 3 s
-     * of UPDATE.  Fewer, larger ranges cost no balance: an idle worker
-     * splits a busy integer range (zdm_bf_split). */
-    long long want = *est / 10000;
-    want = want < 1 ? 1 : want > 16 ? 16 : want;
+    long long want = ranges_wanted(w, *est, 16);
     /* the work list: each range pays one evaluation of the costly
      * `where` to collect its keys, so one range */
     if (w->worklist)
         want = 1;
     if ((unsigned long long)(want - 1) > ukeys)
         want = (long long)ukeys + 1;
-    /* want * width >= ukeys + 1: the ranges cover every key */
+    /* want * width >= ukeys + 1: the ranges cover every key; a width
+     * larger than the largest batch is a whole number of them (the span
+     * batches count key values: ranges_wanted) */
     unsigned long long width = ukeys / (unsigned long long)want + 1;
+    unsigned long long most = w->pacer.max_size > 0 ? (unsigned long long)w->pacer.max_size : 0;
+    if (most > 0 && width > most && width <= ~0ULL - most && !zdm_mutant("ranges_unaligned"))
+        width = (width + most - 1) / most * most;
     /* Split by the rows the keys hold, not by equal widths of the key
      * span: the driver's quantiles of the key (pg: the column's
      * statistics), when it has them.  Skewed keys (1..1e6 and a few near
@@ -102,8 +121,7 @@ static void int_bounds(worker *w, long long lov, long long hiv, int64_t *est, zd
  * last range ends at the table's last key, `hi`. */
 static void sampled_bounds(worker *w, int64_t est, const zdm_rows *hi, zdm_strv *bounds)
 {
-    long long want = est / 10000;
-    want = want < 1 ? 1 : want > 64 ? 64 : want;
+    long long want = ranges_wanted(w, est, 64);
     zdm_rows *sp = NULL;
     if (want > 1 && !w->worklist)
         (void)zdm_db_key_splits(w->db, w->plan->backfill->table, (const char *const *)w->key.v, (int)w->key.n,

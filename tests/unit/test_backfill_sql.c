@@ -216,7 +216,10 @@ static void test_sqlite_keys(void **state)
             char buf[300];
             zdm_strv out;
             build(ZDM_DB_SQLITE, keys[k], 1, w ? WHERE : NULL, &out);
-            assert_int_equal(out.n, 7); /* two peeks, two UPDATEs, the span and its next key, the check */
+            /* two peeks and two UPDATEs in each form of the key's bounds
+             * (an integer key's cast once, a text key's as given), the
+             * span and its next key, the check */
+            assert_int_equal(out.n, 11);
             snprintf(buf, sizeof buf, "FROM (SELECT \"%s\" FROM \"app\".\"orders\" WHERE \"%s\" <= $2 ORDER BY \"%s\" "
                                       "LIMIT $1) zdm_batch HAVING count(*) > 0", kn, kn, kn);
             params_dense(find(&out, buf, NULL), 2);
@@ -232,11 +235,18 @@ static void test_sqlite_keys(void **state)
                                       "\"%s\" <= $2 AND (", kn, kn);
             const char *u1 = find(&out, buf, NULL);
             params_dense(u1, 2);
+            /* an integer key's peeks and UPDATEs: bounds cast once */
+            snprintf(buf, sizeof buf, "FROM (SELECT \"%s\" FROM \"app\".\"orders\" WHERE \"%s\" > CAST($2 AS INTEGER) "
+                                      "AND \"%s\" <= CAST($3 AS INTEGER) ORDER BY \"%s\" LIMIT $1) zdm_batch", kn, kn, kn, kn);
+            params_dense(find(&out, buf, NULL), 3);
+            snprintf(buf, sizeof buf, "UPDATE \"app\".\"orders\" SET \"new_total\" = (price * qty) WHERE \"%s\" <= "
+                                      "CAST($1 AS INTEGER) AND (", kn);
+            params_dense(find(&out, buf, NULL), 1);
             /* the span of key values (cursor, end] (the rowid only: the
              * worker asks the dialect): its bounds cast once, not compared
              * as text with every row's key */
-            snprintf(buf, sizeof buf, "UPDATE \"app\".\"orders\" SET \"new_total\" = (price * qty) WHERE \"%s\" > "
-                                      "CAST($1 AS INTEGER) AND \"%s\" <= CAST($2 AS INTEGER) AND (", kn, kn);
+            snprintf(buf, sizeof buf, "/* zdm backfill */ UPDATE \"app\".\"orders\" SET \"new_total\" = (price * qty) "
+                                      "WHERE \"%s\" > CAST($1 AS INTEGER) AND \"%s\" <= CAST($2 AS INTEGER) AND (", kn, kn);
             const char *sp = find(&out, buf, NULL);
             params_dense(sp, 2);
             snprintf(buf, sizeof buf, "SELECT \"%s\" FROM \"app\".\"orders\" WHERE \"%s\" > CAST($1 AS INTEGER) AND "

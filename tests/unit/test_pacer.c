@@ -29,6 +29,7 @@ static void test_growth_is_capped(void **state)
     (void)state;
     zdm_pacer p;
     zdm_pacer_init(&p, 1000, 10, 1000000, 200, 0, 0);
+    zdm_pacer_latency(&p, 150, 0, 0); /* paced: a latency bound */
     int64_t now = 0;
     /* batches 100x faster than the target: grow, but at most x1.5 per step */
     int64_t prev = p.size;
@@ -39,6 +40,36 @@ static void test_growth_is_capped(void **state)
         prev = p.size;
     }
     assert_true(p.size > 1000);
+}
+
+/* Unpaced (no latency bound): a batch under an eighth of the target grows
+ * up to x4, a slower one by x1.5 at most, and the size settles below the
+ * target's worth of rows (1 ms + 1 ms per 1,000 rows: 199,000). */
+static void test_unpaced_growth_is_quick(void **state)
+{
+    (void)state;
+    zdm_pacer p;
+    zdm_pacer_init(&p, 1000, 10, 1000000, 200, 0, 0);
+    int64_t now = 0, prev = p.size;
+    int quick = 0, steps = 0;
+    while (p.size < 150000 && steps < 30) {
+        int64_t ms = 1 + p.size / 1000;
+        now += ms;
+        zdm_pacer_record(&p, p.size, ms, now);
+        assert_true(p.size <= (ms * 8 < 200 ? prev * 4 : prev + prev / 2));
+        quick += p.size > prev + prev / 2;
+        prev = p.size;
+        steps++;
+    }
+    assert_true(quick >= 2);
+    assert_true(steps <= 8); /* x1.5 alone: 12 steps */
+    for (int i = 0; i < 20; i++) {
+        int64_t ms = 1 + p.size / 1000;
+        now += ms;
+        zdm_pacer_record(&p, p.size, ms, now);
+    }
+    assert_true(p.size <= 199000);
+    assert_true(p.size >= 150000);
 }
 
 static void test_slow_batch_cuts_at_once(void **state)
@@ -736,6 +767,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_clamps),
         cmocka_unit_test(test_growth_is_capped),
+        cmocka_unit_test(test_unpaced_growth_is_quick),
         cmocka_unit_test(test_slow_batch_cuts_at_once),
         cmocka_unit_test(test_cost_model_separates_fixed_cost),
         cmocka_unit_test(test_fixed_cost_grows_the_batch),
