@@ -68,8 +68,11 @@ int zdm_backfill_key(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *e
 /* Every statement a worker would run to convert rows (batch UPDATEs for
  * the first and later batches, the span and next-key statements, the
  * final check), exactly as built, with $N placeholders; for the preflight
- * check.  Appends to out. */
-int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out) ZDM_MUST_CHECK;
+ * check.  int_key: the key is one column of integers (the span
+ * statements; on SQLite its bounds are cast once, zdm_dialect.span_param),
+ * as the worker decides.  Appends to out. */
+int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, int int_key,
+                           zdm_strv *out) ZDM_MUST_CHECK;
 
 typedef struct zdm_backfill_opts {
     int wait_for_others;  /* advance: wait until ranges owned by other workers finish */

@@ -463,7 +463,7 @@ char *zdm_bf_sql_sweep(worker *w, int nkeys)
     return zdm_buf_take(&b);
 }
 
-int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, zdm_strv *out)
+int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, int int_key, zdm_strv *out)
 {
     worker w;
     memset(&w, 0, sizeof w);
@@ -473,25 +473,15 @@ int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key
     for (size_t i = 0; i < key->n; i++)
         zdm_strv_push(&w.key, key->v[i]);
     w.tbl = zdm_db_ident_path(db, plan->backfill->table);
-    /* every statement a worker may run: the span ones too, whatever the
-     * key (they compile the same); for one key column where an integer
-     * key's bounds take another form (span_param), the peeks and UPDATEs
-     * of both forms, each statement once */
-    size_t from = out->n;
-    for (int pass = 0; pass < (key->n == 1 && w.d->span_param ? 2 : 1); pass++) {
-        w.int_key = key->n == 1 && pass == 0;
-        zdm_bf_build_sql(&w);
-        const char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
-                             w.update_sql[1], w.span_sql, w.next_key_sql, w.span_skip_sql, w.span_lock_sql};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-            size_t j = from;
-            while (all[i] && j < out->n && strcmp(out->v[j], all[i]) != 0)
-                j++;
-            if (all[i] && j == out->n)
-                zdm_strv_push(out, all[i]);
-        }
-        zdm_bf_free_sql(&w);
-    }
+    /* every statement a worker with this key runs */
+    w.int_key = int_key && key->n == 1;
+    zdm_bf_build_sql(&w);
+    const char *all[] = {w.combo_sql[0], w.combo_sql[1], w.peek_sql[0], w.peek_sql[1], w.update_sql[0],
+                         w.update_sql[1], w.span_sql, w.next_key_sql, w.span_skip_sql, w.span_lock_sql};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i])
+            zdm_strv_push(out, all[i]);
+    zdm_bf_free_sql(&w);
     zdm_strv_push_owned(out, zdm_bf_sql_unconverted(&w, 0));
     free(w.tbl);
     zdm_strv_free(&w.key);
