@@ -686,30 +686,52 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
     return ZDM_EXIT_REFUSED;
 }
 
-int zdm_sqdeps_try_on_copy(zdm_db *db, const char *const *sqls, size_t n, int *tried, long *failed,
-                           zdm_err *err)
+struct zdm_sqdeps_schema {
+    schema s;
+};
+
+int zdm_sqdeps_schema_read(zdm_db *db, zdm_sqdeps_schema **snap, zdm_err *err)
+{
+    *snap = NULL;
+    if (zdm_db_kind_of(db) != ZDM_DB_SQLITE)
+        return 0;
+    zdm_sqdeps_schema *r = zdm_xcalloc(1, sizeof *r);
+    int rc = schema_read_db(db, &r->s, err);
+    if (rc != 0) {
+        free(r);
+        return rc;
+    }
+    *snap = r;
+    return 0;
+}
+
+void zdm_sqdeps_schema_free(zdm_sqdeps_schema *snap)
+{
+    if (!snap)
+        return;
+    schema_free(&snap->s);
+    free(snap);
+}
+
+void zdm_sqdeps_try_on_schema(const zdm_sqdeps_schema *snap, const char *const *sqls, size_t n, int *tried,
+                              long *failed, zdm_err *err)
 {
     *tried = 0;
     *failed = -1;
-    if (zdm_db_kind_of(db) != ZDM_DB_SQLITE)
-        return 0;
-    schema real = {0};
-    int rc = schema_read_db(db, &real, err);
-    if (rc != 0)
-        return rc;
-    sqlite3 *m = mem_open(&real, 0);
+    if (!snap)
+        return;
+    sqlite3 *m = mem_open(&snap->s, 0);
     /* The copy must hold every object of the real schema, or a statement
      * could fail (or pass) here for want of one: a virtual table of a
      * module this process lacks, say.  Then nothing is tried. */
     schema copy = {0};
     if (m)
         schema_read_mem(m, &copy);
-    int whole = m && copy.n == real.n;
+    int whole = m && copy.n == snap->s.n;
     schema_free(&copy);
-    schema_free(&real);
     if (!whole) {
         sqlite3_close(m);
-        return 0;
+        return;
     }
     *tried = 1;
     for (size_t i = 0; i < n; i++) {
@@ -722,7 +744,6 @@ int zdm_sqdeps_try_on_copy(zdm_db *db, const char *const *sqls, size_t n, int *t
         }
     }
     sqlite3_close(m);
-    return 0;
 }
 
 /* CREATE INDEX for the plain index `index` of table with column `col`

@@ -43,19 +43,27 @@ int zdm_sqdeps_gate(zdm_db *db, const zdm_plan *p, zdm_sqdeps_what what, int no_
  * the new column (same name).  No-op on PostgreSQL. */
 int zdm_sqdeps_before_drop(zdm_db *db, const zdm_plan *p, const char *sql, zdm_err *err) ZDM_MUST_CHECK;
 
-/* SQLite: runs `sqls` in order on an in-memory copy of db's schema as this
- * connection sees it now (the changes of its open transaction included),
- * without rows.  *failed: the index of the first statement that failed
- * (SQLite's message in err, the return value still 0), or -1 when all
- * ran.  *tried: 0 when nothing was tried (PostgreSQL, or the copy could
- * not be made, or lacks an object of the real schema).  Returns an error
- * only when the real schema cannot be read.  Why: on SQLite, ALTER TABLE ... DROP
- * COLUMN rewrites every row of the table under the write lock, so trying
- * a step's down on the real file stalls every writer of the application
- * for as long as the rewrite takes (a table of 500,000 rows: 50-130 ms;
- * of gigabytes: minutes).  On the copy it costs nothing. */
-int zdm_sqdeps_try_on_copy(zdm_db *db, const char *const *sqls, size_t n, int *tried, long *failed,
-                           zdm_err *err) ZDM_MUST_CHECK;
+/* SQLite: db's schema as this connection sees it now (the changes of its
+ * open transaction included), without rows, into *snap (free it with
+ * zdm_sqdeps_schema_free).  A read of sqlite_master only: the copy is
+ * made from it later, by zdm_sqdeps_try_on_schema, when no lock need be
+ * held.  *snap stays NULL on PostgreSQL.  Returns an error only when the
+ * schema cannot be read. */
+typedef struct zdm_sqdeps_schema zdm_sqdeps_schema;
+int zdm_sqdeps_schema_read(zdm_db *db, zdm_sqdeps_schema **snap, zdm_err *err) ZDM_MUST_CHECK;
+void zdm_sqdeps_schema_free(zdm_sqdeps_schema *snap);
+
+/* Runs `sqls` in order on an in-memory copy of snap.  *failed: the index
+ * of the first statement that failed (SQLite's message in err), or -1
+ * when all ran.  *tried: 0 when nothing was tried (no snap, or the copy
+ * could not be made, or lacks an object of the real schema).  Why: on
+ * SQLite, ALTER TABLE ... DROP COLUMN rewrites every row of the table
+ * under the write lock, so trying a step's down on the real file stalls
+ * every writer of the application for as long as the rewrite takes (a
+ * table of 500,000 rows: 50-130 ms; of gigabytes: minutes).  On the copy
+ * it costs nothing, and made outside the transaction it holds no lock. */
+void zdm_sqdeps_try_on_schema(const zdm_sqdeps_schema *snap, const char *const *sqls, size_t n, int *tried,
+                              long *failed, zdm_err *err);
 
 /* The (table, column) pairs `sql` drops with ALTER TABLE ... DROP
  * [COLUMN], unquoted, appended to out as "table" then "column". */
