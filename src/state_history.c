@@ -92,10 +92,21 @@ void zdm_state_history_list_free(zdm_history_list *l)
 
 int zdm_state_history_mark_interrupted(zdm_db *db, const char *plan_id, zdm_err *err)
 {
+    /* Read first: almost always no run died, and on SQLite an UPDATE that
+     * changes nothing still takes the write lock the application's
+     * writers wait on.  No race: only the lock's holder (the caller)
+     * writes "running" rows. */
     char sql[200];
-    snprintf(sql, sizeof sql, "UPDATE %s SET outcome = 'interrupted' WHERE plan_id = $1 AND outcome = 'running'",
-             zdm_state_table(db, "history"));
+    const char *t = zdm_state_table(db, "history");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE plan_id = $1 AND outcome = 'running'", t);
     const char *params[] = {plan_id};
+    char *v = NULL;
+    int rc = zdm_db_query_value(db, sql, 1, params, &v, err);
+    int any = rc == 0 && v && strcmp(v, "0") != 0;
+    free(v);
+    if (!any)
+        return rc;
+    snprintf(sql, sizeof sql, "UPDATE %s SET outcome = 'interrupted' WHERE plan_id = $1 AND outcome = 'running'", t);
     return zdm_db_query(db, sql, 1, params, NULL, err);
 }
 
