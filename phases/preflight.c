@@ -843,6 +843,8 @@ static const char **downs_of(const pf *c, const char *ran, size_t *n)
 static int downs_schema(pf *c, const char *ran, zdm_sqdeps_schema **snap, zdm_err *err)
 {
     *snap = NULL;
+    if (c->d->kind != ZDM_DB_SQLITE)
+        return 0;
     size_t n = 0;
     const char **downs = downs_of(c, ran, &n);
     int rows = 0;

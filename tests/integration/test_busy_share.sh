@@ -67,7 +67,7 @@ app_stop() {
     wait "$APP_PID" 2>/dev/null
     APP_PID=
 }
-trap app_stop EXIT
+t_at_exit app_stop
 
 # batch_lines LOG: the -v lines of the batches (LOG: the text)
 batch_lines() { grep -E 'range [0-9]+: [0-9]+ keys, [0-9]+ rows converted in [0-9]+ ms' <<<"$1"; }

@@ -24,7 +24,7 @@ if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=4m tmpfs "$MNT" 2>/dev/null; 
     exit 77
 fi
 # Unmounted before the harness removes T_DIR.
-trap 'umount "$MNT" 2>/dev/null; _t_on_exit' EXIT
+t_at_exit 'umount "$MNT" 2>/dev/null'
 
 dw_count() { db_sql "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'zdm_dw_%'"; }
 

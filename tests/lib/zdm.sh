@@ -82,9 +82,20 @@ ZBG_JOB=
 # shellcheck source=pg.sh
 source "$ZDM_SRC/tests/lib/pg.sh"
 
+# t_at_exit CMD: CMD (evaluated) runs when the test exits, before the
+# harness's own cleanup, and the test's exit status is kept.  A test's own
+# `trap ... EXIT` replaced the harness's: test_busy_share left its
+# PostgreSQL server running after every run, and test_sqlite_disk_full's
+# `umount` before _t_on_exit made a failed run exit 0.
+T_AT_EXIT=()
+t_at_exit() { T_AT_EXIT+=("$1"); }
+
 _t_on_exit() {
     local status=$?
-    local p
+    local p c
+    for c in "${T_AT_EXIT[@]}"; do
+        eval "$c" || true
+    done
     for p in "${T_BG_PIDS[@]}"; do
         kill -9 "$p" 2>/dev/null || true
     done
