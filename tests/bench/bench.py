@@ -60,7 +60,7 @@ def paired(a, b):
     slows both.  The ratio of each side's median paired one round's run
     with another's: on a day this VM's speed varied 2x from one second to
     the next (2026-11-30), SQLite's rounds 0.72, 0.71 and 1.01 printed
-    0.97 that way."""
+    0.97 that way (README: run J)."""
     return statistics.median(x / y for x, y in zip(a, b))
 
 
