@@ -60,24 +60,30 @@ t_eq "each row counted once" 40400 "$(db_sql "SELECT sum(rows_done) FROM zdm_ran
 t_eq "the first of equal widths holds the dense keys" 40000 \
     "$(db_sql "SELECT rows_done FROM zdm_ranges WHERE plan_id = 'p_bal' AND range_id = 0")"
 
+# fixed_batches NAME ROWS: SQLite, keys 1..ROWS, batches of exactly 7,000
+# rows; expand and backfill
+fixed_batches() {
+    db_new sqlite "$1"
+    plans_empty
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
+    db_sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) INSERT INTO t SELECT i, i FROM n" >/dev/null
+    plan_write p_bal "$bal_plan
+batch_size = 7000
+max_batch_size = 7000
+target_batch_ms = 0"
+    zdm_run advance p_bal
+    t_rc "expand" 0
+    zdm_run advance p_bal
+    t_rc "backfill" 0
+    t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS NULL OR b <> a")"
+}
+
 t_section "SQLite, ranges larger than the largest batch hold a whole number of batches"
 # 40,000 keys, batches of 7,000: ranges of 10,000 would take a full batch
 # and a 3,000-row one each (8 batches); of 14,000 they take two full ones
 # (6 batches, the last range 12,000 rows).  Each range a claim and each
 # batch a commit: on SQLite 1M rows took 39 batches where 30 do.
-db_new sqlite bal_al
-plans_empty
-db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
-db_sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000) INSERT INTO t SELECT i, i FROM n" >/dev/null
-plan_write p_bal "$bal_plan
-batch_size = 7000
-max_batch_size = 7000
-target_batch_ms = 0"
-zdm_run advance p_bal
-t_rc "expand" 0
-zdm_run advance p_bal
-t_rc "backfill" 0
-t_eq "every row converted" "0" "$(db_sql "SELECT count(*) FROM t WHERE b IS NULL OR b <> a")"
+fixed_batches bal_al 40000
 t_eq "3 ranges of 14,000 keys (two batches each), not 4 of 10,000" "3|14000" \
     "$(db_sql "SELECT count(*), max(CAST(json_extract(hi, '\$[0]') AS integer) - COALESCE(CAST(json_extract(lo, '\$[0]') AS integer), 0)) FROM zdm_ranges WHERE plan_id = 'p_bal'")"
 t_eq "6 batches, none empty" "6|40000" \
@@ -85,17 +91,7 @@ t_eq "6 batches, none empty" "6|40000" \
 
 # A batch that ends on its range's last key ends the range: 7,000 keys in
 # one range, one batch of 7,000 (not a second, empty one to find out).
-db_new sqlite bal_one
-plans_empty
-db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
-db_sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 7000) INSERT INTO t SELECT i, i FROM n" >/dev/null
-plan_write p_bal "$bal_plan
-batch_size = 7000
-max_batch_size = 7000
-target_batch_ms = 0"
-zdm_run advance p_bal
-zdm_run advance p_bal
-t_rc "backfill" 0
+fixed_batches bal_one 7000
 t_eq "one range, one batch" "1|1|7000" \
     "$(db_sql "SELECT count(*), sum(batches), sum(rows_done) FROM zdm_ranges WHERE plan_id = 'p_bal'")"
 
