@@ -336,7 +336,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
     int rc = zdm_backfill_key(db, plan, &w.key, err);
     if (rc == 0) {
         /* the split cuts integer keys by numbers (backfill_ranges.c) */
-        w.int_key = w.key.n == 1 && w.d->integer_key && w.d->integer_key(db, plan->backfill->table, w.key.v[0]);
+        w.int_key = zdm_backfill_int_key(db, plan->backfill->table, &w.key);
         zdm_bf_choose_strategy(&w);
         rc = init_ranges_waiting(&w, err);
     }
@@ -348,7 +348,7 @@ int zdm_backfill_run(zdm_db *db, const zdm_plan *plan, zdm_backfill_opts *o, zdm
         return rc;
     }
     /* the key the ranges were split on (an earlier worker's, maybe) */
-    w.int_key = w.key.n == 1 && w.d->integer_key && w.d->integer_key(db, plan->backfill->table, w.key.v[0]);
+    w.int_key = zdm_backfill_int_key(db, plan->backfill->table, &w.key);
     /* where a batch that looks first is the old two-statement form
      * (SQLite); PostgreSQL's one-statement spans run as measured */
     w.span_looks = w.int_key && !w.d->batch_one_statement;

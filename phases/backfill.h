@@ -65,6 +65,10 @@ int zdm_backfill_key(zdm_db *db, const zdm_plan *plan, zdm_strv *key, zdm_err *e
 
 /* ---- the worker (backfill*.c) ---- */
 
+/* The key is one column of integers as the dialect vouches (its
+ * integer_key): the worker's span batches and numeric range split. */
+int zdm_backfill_int_key(zdm_db *db, const char *table, const zdm_strv *key);
+
 /* Every statement a worker would run to convert rows (batch UPDATEs for
  * the first and later batches, the span and next-key statements, the
  * final check), exactly as built, with $N placeholders; for the preflight

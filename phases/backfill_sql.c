@@ -463,6 +463,12 @@ char *zdm_bf_sql_sweep(worker *w, int nkeys)
     return zdm_buf_take(&b);
 }
 
+int zdm_backfill_int_key(zdm_db *db, const char *table, const zdm_strv *key)
+{
+    const zdm_dialect *d = zdm_db_dialect(db);
+    return key->n == 1 && d->integer_key && d->integer_key(db, table, key->v[0]);
+}
+
 int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, int int_key, zdm_strv *out)
 {
     worker w;

@@ -544,8 +544,7 @@ static int check_backfill(pf *c, zdm_err *err)
          * whatever the key where they read it as given; where an integer
          * key's bounds take another form (SQLite: a query, no lock
          * window) the key is asked, as the worker asks */
-        const zdm_dialect *d = zdm_db_dialect(c->db);
-        int int_key = key.n == 1 && (!d->span_param || (d->integer_key && d->integer_key(c->db, b->table, key.v[0])));
+        int int_key = key.n == 1 && (!c->d->span_param || zdm_backfill_int_key(c->db, b->table, &key));
         rc = zdm_backfill_batch_sql(c->db, p, &key, int_key, &stmts);
         for (size_t i = 0; rc == 0 && i < stmts.n; i++)
             rc = check_expr(c, stmts.v[i], b->line, "[backfill] batch statement for", b->table, err);
@@ -816,18 +815,33 @@ static int schema_only(const char *sql)
 }
 
 /* The downs of the steps run here, newest first (written steps only: an
- * operation's down is zdm's own), as a failed expand runs them. */
-static const char **downs_of(const pf *c, const char *ran, size_t *n)
+ * operation's down is zdm's own), as a failed expand runs them: sql[k]
+ * is the down of plan->expand[step[k]]. */
+typedef struct pf_downs {
+    const char **sql;
+    size_t *step;
+    size_t n;
+} pf_downs;
+
+static void downs_of(const pf *c, const char *ran, pf_downs *d)
 {
     const zdm_plan *plan = c->plan;
-    const char **downs = zdm_xcalloc(plan->nexpand + 1, sizeof *downs);
-    *n = 0;
+    d->sql = zdm_xcalloc(plan->nexpand + 1, sizeof *d->sql);
+    d->step = zdm_xcalloc(plan->nexpand + 1, sizeof *d->step);
+    d->n = 0;
     for (size_t i = plan->nexpand; i-- > 0;) {
         const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], c->d->kind) : NULL;
-        if (down)
-            downs[(*n)++] = down;
+        if (down) {
+            d->step[d->n] = i;
+            d->sql[d->n++] = down;
+        }
     }
-    return downs;
+}
+
+static void downs_free(pf_downs *d)
+{
+    free(d->sql);
+    free(d->step);
 }
 
 /* SQLite: the downs are tried on a copy of the schema without rows
@@ -840,23 +854,17 @@ static const char **downs_of(const pf *c, const char *ran, size_t *n)
  * when one reads or writes rows (its verdict is the real rows'), on
  * PostgreSQL (DROP COLUMN only changes the catalog), or when the schema
  * cannot be read: the downs then run in the transaction. */
-static int downs_schema(pf *c, const char *ran, zdm_sqdeps_schema **snap, zdm_err *err)
+static int downs_schema(pf *c, const pf_downs *d, zdm_sqdeps_schema **snap, zdm_err *err)
 {
     *snap = NULL;
-    if (c->d->kind != ZDM_DB_SQLITE)
+    if (c->d->kind != ZDM_DB_SQLITE || d->n == 0)
         return 0;
-    size_t n = 0;
-    const char **downs = downs_of(c, ran, &n);
-    int rows = 0;
-    for (size_t i = 0; i < n && !rows; i++)
-        if (!schema_only(downs[i])) {
-            zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: a down of the expand steps reads or "
-                    "writes rows; trying the downs in the transaction");
-            rows = 1;
+    for (size_t k = 0; k < d->n; k++)
+        if (!schema_only(d->sql[k])) {
+            zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: the down of expand step %d reads or writes "
+                    "rows; trying the downs in the transaction", c->plan->expand[d->step[k]].index);
+            return 0;
         }
-    free(downs);
-    if (rows || n == 0)
-        return 0;
     zdm_err e;
     zdm_err_clear(&e);
     if (zdm_sqdeps_schema_read(c->db, snap, &e) != 0) {
@@ -873,19 +881,17 @@ static int downs_schema(pf *c, const char *ran, zdm_sqdeps_schema **snap, zdm_er
  * down ran there; 0 when one failed, or there was no copy: the caller
  * runs them in a transaction as before, whose verdict is the one that
  * counts and names the down at fault. */
-static int downs_on_copy(pf *c, const char *ran, const zdm_sqdeps_schema *snap)
+static int downs_on_copy(pf *c, const pf_downs *d, const zdm_sqdeps_schema *snap)
 {
-    size_t n = 0;
-    const char **downs = downs_of(c, ran, &n);
     int tried = 0;
     long failed = -1;
     zdm_err e;
     zdm_err_clear(&e);
-    zdm_sqdeps_try_on_schema(snap, downs, n, &tried, &failed, &e);
-    free(downs);
+    zdm_sqdeps_try_on_schema(snap, d->sql, d->n, &tried, &failed, &e);
     if (tried && failed >= 0)
-        zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: a down failed on the schema copy (%s); trying "
-                "the downs in the transaction", e.msg);
+        zdm_log(ZDM_LOG_DEBUG, c->plan->id, "expand", "preflight: the down of expand step %d failed on the "
+                "schema copy (%s); trying the downs in the transaction",
+                c->plan->expand[d->step[failed]].index, e.msg);
     return tried && failed < 0;
 }
 
@@ -987,23 +993,25 @@ static int preflight_pass(zdm_db *db, const zdm_plan *plan, int downs_in_tx, int
         good_is(&c, steps_sp);
         rc = back_to_good(&c, err);
     }
+    pf_downs downs;
+    downs_of(&c, ran, &downs);
     zdm_sqdeps_schema *snap = NULL;
     if (rc == 0 && !downs_in_tx)
-        rc = downs_schema(&c, ran, &snap, err);
-    for (size_t i = plan->nexpand; rc == 0 && !snap && i-- > 0;) {
-        const char *down = ran[i] && !plan->expand[i].from_op ? zdm_step_down(&plan->expand[i], dialect) : NULL;
-        if (!down || try_sql(&c, down, err) == 0)
+        rc = downs_schema(&c, &downs, &snap, err);
+    for (size_t k = 0; rc == 0 && !snap && k < downs.n; k++) {
+        if (try_sql(&c, downs.sql[k], err) == 0)
             continue;
+        const zdm_step *s = &plan->expand[downs.step[k]];
         char what[64];
-        snprintf(what, sizeof what, "down of expand step %d", plan->expand[i].index);
-        rc = err->code == ZDM_EXIT_INTERRUPTED || c.broken ? err->code
-                                                           : refuse(&c, plan->expand[i].line, what, down, err);
+        snprintf(what, sizeof what, "down of expand step %d", s->index);
+        rc = err->code == ZDM_EXIT_INTERRUPTED || c.broken ? err->code : refuse(&c, s->line, what, downs.sql[k], err);
     }
     drop_checks(&c);
     zdm_db_rollback(db);
-    if (rc == 0 && snap && !downs_on_copy(&c, ran, snap))
+    if (rc == 0 && snap && !downs_on_copy(&c, &downs, snap))
         *again = 1;
     zdm_sqdeps_schema_free(snap);
+    downs_free(&downs);
     free(ran);
     free(c.counted);
     return rc;
