@@ -10,6 +10,7 @@ even when the (shared) machine's load moves.  Nothing fails on a number.
 Sections, each with the target of issue 13 it measures:
   raw speed (PostgreSQL): unthrottled zdm backfill vs one UPDATE with the same
       dual-write triggers in place (>= 0.9; the bare UPDATE for reference),
+      median of BENCH_ROUNDS rounds,
       the psql shell loop people write, worker peak RSS (< 16 MiB);
   workers: 2 workers vs 1 on evenly spread and on skewed keys (>= 1.6),
       median of WORKER_ROUNDS rounds (default 3);
@@ -225,9 +226,9 @@ def pgbench_tps(table, seconds=8):
 
 
 def section_raw(say, sizes):
-    rates, rss_all = {}, []
+    rates = {}
     for n in sizes:
-        say(f"\n== raw speed, PostgreSQL, {n:,} rows (load {load()})")
+        say(f"\n== raw speed, PostgreSQL, {n:,} rows, median of {rounds()} round(s) (load {load()})")
         # Like with like: the UPDATE a hand-written release runs has the
         # same dual-write triggers in place as zdm's backfill (without
         # them the application's writes during it are lost).  A BEFORE
@@ -235,49 +236,89 @@ def section_raw(say, sizes):
         # updates it (two more WAL records a row: 449 against 390 MB for
         # 1M rows), whatever the trigger's column list or WHEN -- a cost
         # of dual writing, paid by both.  The UPDATE without triggers is
-        # shown for reference.
+        # shown for reference (one run).  Rounds, as the other sections:
+        # one run of each moved this ratio from 1.21 to 0.83 between two
+        # runs of the bench on a noisy day (README: runs J and K).
+        t_upds, t_zdms, rss_all = [], [], []
+        for r in range(rounds()):
+            make_table("b_update", n)
+            make_table("b_zdm", n)
+            zdm(URL, plan_dir("b_update", f"u{r}"), "advance", f"bf_b_update_u{r}")  # the same triggers
+            zdm_expand("b_zdm", f"{n}r{r}")
+            # Every timed run starts right after a checkpoint: the
+            # full-page images after one, and a checkpoint forced by the
+            # WAL of the run before, would otherwise fall on the later
+            # runs only.
+            for which in order(r, "update", "zdm"):
+                psql("CHECKPOINT")
+                if which == "update":
+                    t_upds.append(timed(lambda: psql(f"UPDATE b_update SET category = {EXPR}")))
+                else:
+                    t, rss, _ = zdm_run("b_zdm", f"{n}r{r}")
+                    t_zdms.append(t)
+                    check_converted("b_zdm")
+                    rss_all.append(rss)
+            for t in ("b_update", "b_zdm"):
+                psql(f"DROP TABLE {t} CASCADE")
         make_table("b_bare", n)
-        make_table("b_update", n)
-        make_table("b_zdm", n)
-        zdm(URL, plan_dir("b_update", "u"), "advance", "bf_b_update_u")  # the same triggers
-        zdm_expand("b_zdm", n)
-        # Every timed run starts right after a checkpoint: the full-page
-        # images after one, and a checkpoint forced by the WAL of the run
-        # before, would otherwise fall on the later runs only.
         psql("CHECKPOINT")
         t_bare = timed(lambda: psql(f"UPDATE b_bare SET category = {EXPR}"))
-        psql("CHECKPOINT")
-        t_upd = timed(lambda: psql(f"UPDATE b_update SET category = {EXPR}"))
-        psql("CHECKPOINT")
-        t_zdm, rss, _ = zdm_run("b_zdm", n)
-        check_converted("b_zdm")
-        rss_all.append(rss)
-        r_upd, r_zdm = n / t_upd, n / t_zdm
-        rates[n] = r_zdm
-        say(f"single UPDATE, triggers in place {r_upd:9,.0f} rows/s  ({t_upd:.2f} s)")
-        say(f"zdm backfill, unthrottled     {r_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  "
-            f"ratio to UPDATE {r_zdm / r_upd:.2f}   [target >= 0.9]")
+        t_upd, t_zdm = statistics.median(t_upds), statistics.median(t_zdms)
+        rates[n] = n / t_zdm
+        say(f"single UPDATE, triggers in place {n / t_upd:9,.0f} rows/s  ({t_upd:.2f} s)")
+        say(f"zdm backfill, unthrottled     {n / t_zdm:12,.0f} rows/s  ({t_zdm:.2f} s)  "
+            f"ratio to UPDATE {paired(t_upds, t_zdms):.2f}   [target >= 0.9]")
+        say(f"{'':30s}seconds, UPDATE / zdm: " + ", ".join(f"{a:.2f} / {b:.2f} ({a / b:.2f})"
+                                                          for a, b in zip(t_upds, t_zdms)))
         say(f"single UPDATE, no triggers    {n / t_bare:12,.0f} rows/s  ({t_bare:.2f} s)  "
-            f"zdm / it {t_bare / t_zdm:.2f} (for reference)")
+            f"zdm / it {t_bare / t_zdm:.2f} (for reference, one run)")
         if n == sizes[0]:
             make_table("b_loop", n)
             t_loop = timed(lambda: shell_loop("b_loop", n))
             check_converted("b_loop")
             say(f"psql shell loop (1000 rows)   {n / t_loop:12,.0f} rows/s  ({t_loop:.2f} s)  "
                 f"zdm / loop {t_loop / t_zdm:.1f}")
-        say(f"zdm worker peak RSS           {rss / 1024:12.1f} MiB   [target < 16]")
-        for t in ("b_bare", "b_update", "b_zdm", "b_loop"):
+        say(f"zdm worker peak RSS           {max(rss_all) / 1024:12.1f} MiB   [target < 16]")
+        for t in ("b_bare", "b_loop"):
             psql(f"DROP TABLE IF EXISTS {t} CASCADE")
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[-1]
         say(f"scaling: zdm rows/s at {b:,} / at {a:,} = {rates[b] / rates[a]:.2f}")
 
 
+def two_updates(table, n, r):
+    """The server's own ceiling for two sessions: one UPDATE of the whole
+    table (triggers in place), then, on a fresh copy, two UPDATEs at once,
+    each of half the rows (split at the median key).  Returns (seconds of
+    the one, seconds of the two)."""
+    sql = f"UPDATE {table} SET category = {EXPR}"
+    make_table(table, n)
+    zdm(URL, plan_dir(table, f"one{r}"), "advance", f"bf_{table}_one{r}")  # the same triggers
+    psql("CHECKPOINT")
+    one = timed(lambda: psql(sql))
+    make_table(table, n)
+    zdm(URL, plan_dir(table, f"two{r}"), "advance", f"bf_{table}_two{r}")
+    mid = psql(f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY id) FROM {table}")
+    psql("CHECKPOINT")
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"{sql} WHERE id {op} {mid}"])
+             for op in ("<=", ">")]
+    if any(p.wait() != 0 for p in procs):
+        sys.exit("two UPDATEs at once: psql failed")
+    two = time.monotonic() - t0
+    check_converted(table)
+    psql(f"DROP TABLE {table} CASCADE")
+    return one, two
+
+
 def section_workers(say, n):
     """1 and 2 workers, WORKER_ROUNDS rounds (default 3) alternating which
     goes first, each on a fresh table after a CHECKPOINT; the medians.  One
     run of each varied from 0.95 to 1.49 on a quiet machine: a worker that
-    stops early (or anything else on the host) lands on one run only."""
+    stops early (or anything else on the host) lands on one run only.
+    Then what the server itself gives two sessions on this machine: two
+    UPDATEs of half the rows at once against one UPDATE of all (evenly
+    spread keys; split at the median, the skewed table is the same work)."""
     rounds = max(1, int(os.environ.get("WORKER_ROUNDS", "3")))
     say(f"\n== workers, PostgreSQL, {n:,} rows, unthrottled, median of {rounds} round{'s' if rounds > 1 else ''} "
         f"(load {load()})")
@@ -296,6 +337,17 @@ def section_workers(say, n):
         if rounds > 1:
             say(f"{'':34s} seconds, 1 / 2 workers: " +
                 ", ".join(f"{a:.2f} / {b:.2f} ({a / b:.2f})" for a, b in zip(secs[1], secs[2])))
+    ones, twos = [], []
+    for r in range(rounds):
+        one, two = two_updates("b_half", n, r)
+        ones.append(one)
+        twos.append(two)
+    say(f"{'the server, 2 sessions:':34s} 1 UPDATE {n / statistics.median(ones):10,.0f} rows/s, 2 UPDATEs of half "
+        f"at once {n / statistics.median(twos):10,.0f} rows/s  2 / 1 = {paired(ones, twos):.2f}   "
+        f"(the ceiling on this machine, for reference)")
+    if rounds > 1:
+        say(f"{'':34s} seconds, 1 / 2 UPDATEs: " +
+            ", ".join(f"{a:.2f} / {b:.2f} ({a / b:.2f})" for a, b in zip(ones, twos)))
 
 
 DEDUP_WHERE = "fixed IS NULL AND k IN (SELECT k FROM {t} GROUP BY k HAVING count(*) > 1)"
@@ -446,24 +498,35 @@ def section_sqlite(say, n):
                 os.remove(p + suffix)
 
 
-def section_trigger_tax(say):
-    say(f"\n== dual-write trigger tax, PostgreSQL, 100,000 rows, median of {rounds()} round(s) (load {load()})")
+def tax_tables(tag):
+    """Fresh b_trig (with the dual-write triggers) and b_plain, alike."""
     make_table("b_trig", 100000)
     make_table("b_plain", 100000)
-    zdm(URL, plan_dir("b_trig", "o"), "advance", "bf_b_trig_o")  # installs the trigger
+    zdm(URL, plan_dir("b_trig", tag), "advance", f"bf_b_trig_{tag}")  # installs the triggers
     psql("UPDATE b_trig SET category = NULL")          # keep tables alike
     psql("UPDATE b_plain SET category = NULL")
+    psql("VACUUM ANALYZE b_trig")
+    psql("VACUUM ANALYZE b_plain")
+
+
+def section_trigger_tax(say):
+    """Every round of every case on fresh tables: a pgbench run inserts as
+    many rows as its TPS allows, so tables that carried over into the
+    next case differed in size (by a quarter after three rounds), and the
+    bulk UPDATEs that followed updated different numbers of rows."""
+    say(f"\n== dual-write trigger tax, PostgreSQL, 100,000 rows, median of {rounds()} round(s) (load {load()})")
     cases = (("pgbench write TPS", None, "0.85"),
              ("bulk UPDATE touching the source column", "project_name = project_name || ''", "0.85"),
              ("bulk UPDATE not touching it", "payload = payload || ''", "0.95"))
-    for label, col, target in cases:
+    for i, (label, col, target) in enumerate(cases):
         plain, trig = [], []
         for r in range(rounds()):
+            tax_tables(f"c{i}r{r}")
             for t in order(r, "b_plain", "b_trig"):
+                psql("CHECKPOINT")
                 if col is None:
                     v = pgbench_tps(t)
                 else:
-                    psql("CHECKPOINT")
                     v = 100000 / timed(lambda: psql(f"UPDATE {t} SET {col}"))
                 (plain if t == "b_plain" else trig).append(v)
         a, b = statistics.median(plain), statistics.median(trig)
