@@ -29,6 +29,7 @@
 
 #include "backfill.h"
 #include "dialect.h"
+#include "dwsql.h"
 #include "log.h"
 #include "sqlkind.h"
 #include "sqlscan.h"
@@ -496,6 +497,15 @@ static int check_backfill(pf *c, zdm_err *err)
             rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger)",
                             b->where, err);
             free(sql);
+        }
+        /* a `where` on the row alone is an expression on NEW there (dialect_pg.c) */
+        if (rc == 0 && b->where && zdm_dwsql_row_local(b->where, &cols)) {
+            char *e = zdm_dw_rewrite(c->db, b->where, &cols, "NEW");
+            sql = zdm_xasprintf("SELECT 1 FROM %s AS new WHERE (%s) IS NOT TRUE", tbl, e);
+            rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger)",
+                            b->where, err);
+            free(sql);
+            free(e);
         }
         zdm_strv_free(&cols);
     }

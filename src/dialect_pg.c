@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dwsql.h"
+#include "mutant.h"
 #include "sqlkind.h"
 
 static char *pg_quote(const char *name) { return zdm_dialect_quote_std(name); }
@@ -170,13 +171,29 @@ static char *bare_alias(const zdm_dialect *d, const char *table)
  * predicate is evaluated on NEW, seen as a one-row table under the
  * table's own name, so the plan's `where` means exactly what it means in
  * the backfill's UPDATE (subqueries over the real table included; a
- * trigger's WHEN clause cannot hold a subquery, hence the function). */
+ * trigger's WHEN clause cannot hold a subquery, hence the function).
+ * A `where` that reads the row's own columns only (zdm_dwsql_row_local)
+ * is an expression on NEW instead, as the assignments are: that query
+ * cost each write it fired on 2 to 3 us more than the rest of the
+ * function (EXPLAIN ANALYZE of a 200,000-row UPDATE: trigger time 550 to
+ * 930 ms against 190 to 320).  IS NOT TRUE: a NULL `where` matches
+ * nothing, as in the query. */
 static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const zdm_assign *a, size_t n,
                         const zdm_strv *cols, const zdm_dw_spec *b)
 {
     zdm_buf body = {0};
     zdm_buf_puts(&body, "\nBEGIN\n");
-    if (b->where) {
+    if (b->where && zdm_dwsql_row_local(b->where, cols)) {
+        char *e = zdm_dwsql_rewrite(d, b->where, cols, "NEW");
+        /* trigger_where_null, a mutant: NOT (where), which a NULL `where` passes */
+        if (zdm_mutant("trigger_where_null"))
+            zdm_buf_printf(&body, "  IF NOT (%s) THEN\n", e);
+        else
+            zdm_buf_printf(&body, "  IF (%s) IS NOT TRUE THEN\n", e);
+        zdm_buf_puts(&body, "    RETURN NEW;  -- outside the plan's where: never written by zdm\n"
+                            "  END IF;\n");
+        free(e);
+    } else if (b->where) {
         char *alias = bare_alias(d, b->table);
         zdm_buf_printf(&body, "  IF NOT EXISTS (SELECT 1 FROM (SELECT NEW.*) AS %s WHERE (%s)) THEN\n"
                               "    RETURN NEW;  -- outside the plan's where: never written by zdm\n"

@@ -97,6 +97,128 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
     return zdm_buf_take(&out);
 }
 
+/* Words a row-local `where` may hold besides its columns, function names
+ * and type names after "::": operators spelt as keywords.  Anything else
+ * (SELECT, a table name, a typed literal like date '...', E'...') is not
+ * known to read the row alone. */
+static const char *const row_words[] = {"and", "or", "not", "is", "null", "true", "false", "in", "like", "ilike",
+                                        "similar", "to", "between", "symmetric", "distinct", "from", "case",
+                                        "when", "then", "else", "end", "escape", "any", "all", "some", "unknown",
+                                        "collate", NULL};
+
+static int row_word(const char *name, size_t len)
+{
+    for (int i = 0; row_words[i]; i++)
+        if (strlen(row_words[i]) == len && strncasecmp(row_words[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Columns named name[0..len) as PostgreSQL resolves it: an unquoted name
+ * folded to lower case, a quoted one as is.  1 when exactly one column
+ * is so named and no other column differs from it in case only (the
+ * rewrite matches unquoted names regardless of case). */
+static int one_column(const zdm_strv *cols, const char *name, size_t len, int quoted)
+{
+    int exact = 0, folded = 0;
+    for (size_t i = 0; i < cols->n; i++) {
+        const char *c = cols->v[i];
+        if (strlen(c) != len)
+            continue;
+        folded += strncasecmp(c, name, len) == 0;
+        int same = 1;
+        for (size_t k = 0; k < len && same; k++)
+            same = quoted ? c[k] == name[k] : c[k] == (char)tolower((unsigned char)name[k]);
+        exact += same;
+    }
+    return exact == 1 && folded == 1;
+}
+
+int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
+{
+    const char *p = expr;
+    char prev = 0; /* last non-space character */
+    while (*p) {
+        unsigned char ch = (unsigned char)*p;
+        if (isspace(ch)) {
+            p++;
+            continue;
+        }
+        if (ch == '\'') { /* a plain string literal, '' escapes */
+            p++;
+            while (*p && !(*p == '\'' && p[1] != '\''))
+                p += (*p == '\'' ? 2 : 1);
+            if (!*p)
+                return 0;
+            p++;
+            prev = '\'';
+            continue;
+        }
+        if (isdigit(ch)) { /* a number: digits, a point, an exponent */
+            while (isalnum((unsigned char)*p) || *p == '.')
+                p++;
+            prev = '0';
+            continue;
+        }
+        if (ch == '"' || isalpha(ch) || ch == '_') {
+            const char *name = p;
+            size_t len;
+            int quoted = ch == '"';
+            char buf[256];
+            if (quoted) {
+                len = 0;
+                p++;
+                while (*p && !(*p == '"' && p[1] != '"')) {
+                    if (len + 1 >= sizeof buf)
+                        return 0;
+                    buf[len++] = *p;
+                    p += *p == '"' ? 2 : 1;
+                }
+                if (!*p)
+                    return 0;
+                p++;
+                name = buf;
+            } else {
+                while (isalnum((unsigned char)*p) || *p == '_')
+                    p++;
+                len = (size_t)(p - name);
+                if (*p == '$' || *p == '\'')
+                    return 0; /* E'..', U&'..', a typed literal, name$1 */
+            }
+            const char *q = p;
+            while (isspace((unsigned char)*q))
+                q++;
+            if (prev == '.' || *q == '.')
+                return 0; /* qualified: another table's, or the row's under an alias */
+            /* a function's or a type's name: the rewrite leaves it, as is */
+            int call = *q == '(' && !quoted, cast = prev == ':';
+            int col = zdm_dwsql_in_list(cols, name, len, !quoted) > 0;
+            int word = !quoted && row_word(name, len);
+            if (call || cast)
+                ;
+            else if (col && (word || !one_column(cols, name, len, quoted)))
+                return 0; /* a column named as an operator word, or one of several alike */
+            else if (!col && !word)
+                return 0;
+            prev = 'a';
+            continue;
+        }
+        /* operators and punctuation; no statement ends, comments,
+         * parameters, and ':' only as the cast "::" (the rewrite reads
+         * any name after ':' as a type: a slice's a[1:n] would keep n) */
+        if (ch == ';' || ch == '$' || ch == '\\' || (ch == '-' && p[1] == '-') || (ch == '/' && p[1] == '*'))
+            return 0;
+        if (ch == ':') {
+            if (p[1] != ':')
+                return 0;
+            p++;
+        }
+        prev = (char)ch;
+        p++;
+    }
+    return 1;
+}
+
 /* "NEW.a IS NULL AND NEW.b IS NULL" style conjunctions over assignments. */
 void zdm_dwsql_each_col(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n, const char *fmt,
                         const char *joiner)

@@ -19,6 +19,15 @@ int zdm_dwsql_in_list(const zdm_strv *l, const char *name, size_t len, int fold)
  * alone.  malloc'd. */
 char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix);
 
+/* 1 when `expr` reads the row's own columns and nothing else PostgreSQL
+ * could resolve differently once rewritten to NEW.col: its words are
+ * columns (unqualified, one column each), function names, type names
+ * after "::" and operator keywords (AND, IS, IN, LIKE, CASE ...); no
+ * subquery, qualified name, typed literal, comment or parameter.  Such a
+ * `where` is evaluated in the trigger function as an expression on NEW
+ * (zdm_dwsql_rewrite), not as a query on a one-row table. */
+int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols);
+
 /* fmt (two %s: the quoted column) for each assignment's column, joined. */
 void zdm_dwsql_each_col(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n, const char *fmt,
                         const char *joiner);

@@ -161,7 +161,15 @@ static void check_case(const tcase *t)
         int nfn = t->nreverse ? 2 : 1;
         assert_int_equal(count(create, "CREATE OR REPLACE FUNCTION zdm."), nfn);
         assert_int_equal(count(create, "\"zdm_dw_p_rev\"()") > 0, t->nreverse > 0);
-        if (t->where) {
+        if (t->where && zdm_dwsql_row_local(t->where, &cols)) {
+            /* on the row alone: an expression on NEW, NULL matching nothing */
+            char *e = zdm_dwsql_rewrite(&zdm_dialect_pg, t->where, &cols, "NEW");
+            char *want = zdm_xasprintf("IF (%s) IS NOT TRUE THEN\n    RETURN NEW;", e);
+            assert_int_equal(count(create, want), nfn);
+            assert_int_equal(count(create, "IF NOT EXISTS"), 0);
+            free(want);
+            free(e);
+        } else if (t->where) {
             char *alias = zdm_dialect_pg.quote_ident(strrchr(t->table, '.') ? strrchr(t->table, '.') + 1 : t->table);
             char *want = zdm_xasprintf("IF NOT EXISTS (SELECT 1 FROM (SELECT NEW.*) AS %s WHERE (%s)) THEN\n"
                                        "    RETURN NEW;",
@@ -207,7 +215,7 @@ static void test_every_combination(void **state)
     const zdm_dialect *ds[2] = {&zdm_dialect_pg, &zdm_dialect_sqlite};
     for (int di = 0; di < 2; di++)
         for (int twoway = 0; twoway < 2; twoway++)
-            for (int where = 0; where < 2; where++)
+            for (int where = 0; where < 3; where++)
                 for (int composite = 0; composite < 2; composite++)
                     for (int of = 0; of < 4; of++) {
                         tcase t = base_case(ds[di]);
@@ -222,7 +230,9 @@ static void test_every_combination(void **state)
                             t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
                             t.nreverse = 1;
                         }
-                        t.where = where ? "a IS NOT NULL AND id > 3" : NULL;
+                        /* 1: a query on NEW (id is not among the columns
+                         * given); 2: an expression on NEW */
+                        t.where = where == 1 ? "a IS NOT NULL AND id > 3" : where == 2 ? "a IS NOT NULL" : NULL;
                         if (composite) {
                             t.keys[0] = "tenant";
                             t.keys[1] = "id";
@@ -331,8 +341,8 @@ static void test_hostile_identifiers(void **state)
             /* the expression's bare column reads NEW."a b" in the function */
             assert_non_null(strstr(create, "NEW.\"c\"\"d e\" := (upper(NEW.\"a b\"));"));
             assert_non_null(strstr(create, "NEW.\"a b\" := (lower(NEW.\"c\"\"d e\"));"));
-            /* where sees NEW under the bare table name */
-            assert_non_null(strstr(create, "(SELECT NEW.*) AS \"we ird\"\"t\" WHERE (\"a b\" <> 'x')"));
+            /* a where on the row alone reads NEW."a b" in the function */
+            assert_non_null(strstr(create, "IF (NEW.\"a b\" <> 'x') IS NOT TRUE THEN"));
         } else {
             assert_non_null(strstr(create, " WHERE \"k\"\"1\" = NEW.\"k\"\"1\" AND \"k 2\" = NEW.\"k 2\" AND "
                                            "(\"a b\" <> 'x');"));
@@ -390,6 +400,60 @@ static void test_rewrite(void **state)
     zdm_strv_free(&cols);
 }
 
+/* Which wheres are read as expressions on NEW: the row's own columns,
+ * operator words, calls and casts; nothing that could resolve otherwise
+ * once rewritten. */
+static void test_row_local(void **state)
+{
+    (void)state;
+    zdm_strv cols = {0};
+    const char *names[] = {"a", "b", "x y", "Mixed", "dup", "DUP", "n"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        zdm_strv_push(&cols, names[i]);
+    const char *yes[] = {
+        "a IS NULL",
+        "a IS NULL AND b <> 'it''s'",
+        "\"x y\" LIKE 'q%' OR b IS DISTINCT FROM a",
+        "lower(a) IN ('p', 'q') AND NOT (b BETWEEN 1 AND 2.5e3)",
+        "coalesce(a, b)::int > 3",
+        "CASE WHEN a IS NULL THEN true ELSE b = ANY ('{1,2}'::int[]) END",
+        "\"Mixed\" IS NOT NULL",
+        "a[1] = 'x'",
+        "n % 3 = 0 AND a !~ 'x'",
+    };
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!zdm_dwsql_row_local(yes[i], &cols))
+            fail_msg("row-local, said not: %s", yes[i]);
+    }
+    const char *no[] = {
+        "k IN (SELECT k FROM t GROUP BY k HAVING count(*) > 1)", /* a subquery */
+        "t.a IS NULL",                                          /* qualified */
+        "a = other",                                            /* not a column */
+        "mixed IS NULL",                                        /* folds to "mixed": no such column */
+        "dup IS NULL",                                          /* two columns alike but for case */
+        "a = E'x'",                                             /* a typed literal */
+        "b > date '2020-01-01'",                                /* ... */
+        "a = $1",                                               /* a parameter */
+        "a IS NULL -- x",                                       /* a comment */
+        "a IS NULL /* x */",
+        "a IS NULL; DROP TABLE t",
+        "a[1:n] = 'x'",                                         /* a slice: n after ':' */
+        "a = 'open",                                            /* unterminated */
+        "\"a",
+        "my_check(t)",                                          /* a whole row */
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        if (zdm_dwsql_row_local(no[i], &cols))
+            fail_msg("not row-local, said it was: %s", no[i]);
+    }
+    /* a column named as an operator word: quoted, it is the column; bare,
+     * the rewrite would take the word for it */
+    zdm_strv_push(&cols, "end");
+    assert_true(zdm_dwsql_row_local("\"end\" IS NULL AND a IS NULL", &cols));
+    assert_false(zdm_dwsql_row_local("CASE WHEN a IS NULL THEN 1 END = 1", &cols));
+    zdm_strv_free(&cols);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_hostile_identifiers),
         cmocka_unit_test(test_dialects_quote_alike),
         cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_row_local),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     zdm_strv_free(&cols);
