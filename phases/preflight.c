@@ -475,7 +475,11 @@ static int check_backfill(pf *c, zdm_err *err)
         if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && err->code != ZDM_EXIT_REFUSED)
             rc = refuse(c, b->line, "[backfill] table", b->table, err);
     }
-    /* the trigger bodies' expressions, rewritten as the functions hold them */
+    /* the trigger bodies' expressions, rewritten as the functions hold
+     * them, with the row as one value of the table's type (not a table
+     * under the name new): a column the rewrite left bare resolves to
+     * nothing here, as in the function, where it failed every write of
+     * the application (a name it did not read as one: größe) */
     if (rc == 0 && b->dual_write && c->d->dw_body_in_function) {
         zdm_strv cols = {0};
         rc = zdm_dw_columns(c->db, p, &cols, err);
@@ -483,8 +487,8 @@ static int check_backfill(pf *c, zdm_err *err)
             const zdm_assign *a = dir ? b->reverse : b->set;
             size_t n = dir ? b->nreverse : b->nset;
             for (size_t i = 0; rc == 0 && i < n; i++) {
-                char *e = zdm_dw_rewrite(c->db, a[i].expr, &cols, "NEW");
-                sql = zdm_xasprintf("SELECT (%s) FROM %s AS new", e, tbl);
+                char *e = zdm_dw_rewrite(c->db, a[i].expr, &cols, "(zdm_new)");
+                sql = zdm_xasprintf("SELECT (%s) FROM (SELECT NULL::%s AS zdm_new) AS zdm_row", e, tbl);
                 snprintf(what, sizeof what, "%s.%s (in the dual-write trigger)", dir ? "reverse" : "set",
                          a[i].column);
                 rc = check_expr(c, sql, a[i].line, what, a[i].expr, err);
@@ -500,8 +504,9 @@ static int check_backfill(pf *c, zdm_err *err)
         }
         /* a `where` on the row alone is an expression on NEW there (dialect_pg.c) */
         if (rc == 0 && b->where && zdm_dwsql_row_local(b->where, &cols)) {
-            char *e = zdm_dw_rewrite(c->db, b->where, &cols, "NEW");
-            sql = zdm_xasprintf("SELECT 1 FROM %s AS new WHERE (%s) IS NOT TRUE", tbl, e);
+            char *e = zdm_dw_rewrite(c->db, b->where, &cols, "(zdm_new)");
+            sql = zdm_xasprintf("SELECT 1 FROM (SELECT NULL::%s AS zdm_new) AS zdm_row WHERE (%s) IS NOT TRUE", tbl,
+                                e);
             rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger)",
                             b->where, err);
             free(sql);

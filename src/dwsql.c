@@ -27,20 +27,79 @@ int zdm_dwsql_in_list(const zdm_strv *l, const char *name, size_t len, int fold)
     return 0;
 }
 
+/* PostgreSQL's identifier characters (scan.l: ident_start, ident_cont):
+ * any byte with the high bit set is a letter, so "größe" is one name.
+ * Read as punctuation, its bytes left the name out of the rewrite: the
+ * trigger function then read a bare größe and failed on every write of
+ * the application. */
+static int ident_start(unsigned char c)
+{
+    return isalpha(c) || c == '_' || c >= 0x80;
+}
+
+static int ident_cont(unsigned char c)
+{
+    return ident_start(c) || isdigit(c) || c == '$';
+}
+
+/* The end of a dollar-quoted string starting at p ("$$" or "$tag$"), or
+ * NULL when p starts none (a parameter $1, a lone $). */
+static const char *dollar_end(const char *p)
+{
+    const char *t = p + 1;
+    if (*t != '$' && !(isalpha((unsigned char)*t) || *t == '_' || (unsigned char)*t >= 0x80))
+        return NULL;
+    while (*t != '$') {
+        if (!*t || !ident_cont((unsigned char)*t) || *t == '$')
+            return NULL;
+        t++;
+    }
+    size_t taglen = (size_t)(t - p) + 1; /* "$tag$" */
+    for (const char *q = t + 1; *q; q++)
+        if (*q == '$' && strncmp(q, p, taglen) == 0)
+            return q + taglen;
+    return p + strlen(p); /* unterminated: the rest is the string */
+}
+
+/* The end of a quoted string at p (p[0] == '\''); backslash escapes
+ * count when `esc` (E'...'). */
+static const char *string_end(const char *p, int esc)
+{
+    p++;
+    while (*p) {
+        if (esc && *p == '\\' && p[1]) {
+            p += 2;
+            continue;
+        }
+        if (*p == '\'') {
+            if (p[1] != '\'')
+                return p + 1;
+            p += 2;
+            continue;
+        }
+        p++;
+    }
+    return p;
+}
+
 char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix)
 {
     zdm_buf out = {0};
     const char *p = expr;
-    char prev = 0; /* last non-space character emitted */
+    char prev = 0; /* last non-space character emitted; 'C' after "::" */
     while (*p) {
         unsigned char ch = (unsigned char)*p;
         if (ch == '\'') { /* string literal, '' escapes */
-            const char *s = p++;
-            while (*p && !(*p == '\'' && p[1] != '\''))
-                p += (*p == '\'' ? 2 : 1);
-            if (*p)
-                p++;
+            const char *s = p;
+            p = string_end(p, 0);
             zdm_buf_putn(&out, s, (size_t)(p - s));
+            prev = '\'';
+            continue;
+        }
+        const char *de = ch == '$' ? dollar_end(p) : NULL;
+        if (de) { /* $$...$$, $tag$...$tag$: a string, as is */
+            zdm_buf_putn(&out, p, (size_t)(de - p));
+            p = de;
             prev = '\'';
             continue;
         }
@@ -51,8 +110,16 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
             zdm_buf_putn(&out, s, (size_t)(p - s));
             continue;
         }
+        if (isdigit(ch)) { /* a number, whole: 1e5 holds no name */
+            const char *s = p;
+            while (isalnum((unsigned char)*p) || *p == '.')
+                p++;
+            zdm_buf_putn(&out, s, (size_t)(p - s));
+            prev = '0';
+            continue;
+        }
         int quoted = ch == '"';
-        if (quoted || isalpha(ch) || ch == '_') {
+        if (quoted || ident_start(ch)) {
             const char *s = p, *name = p;
             size_t len;
             zdm_buf unq = {0}; /* a quoted name with its "" undoubled */
@@ -67,17 +134,24 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
                 if (*p)
                     p++;
             } else {
-                while (isalnum((unsigned char)*p) || *p == '_' || *p == '$')
+                while (ident_cont((unsigned char)*p))
                     p++;
                 len = (size_t)(p - name);
+                if (*p == '\'') { /* E'..', B'..', X'..', U&'..'s prefix: the string follows */
+                    p = string_end(p, len == 1 && (*name == 'E' || *name == 'e'));
+                    zdm_buf_putn(&out, s, (size_t)(p - s));
+                    prev = '\'';
+                    continue;
+                }
             }
             const char *q = p;
-            while (*q == ' ' || *q == '\t' || *q == '\n')
+            while (isspace((unsigned char)*q))
                 q++;
             int call = *q == '(' && !quoted;
             int qualified = prev == '.' || *q == '.';
-            int cast = prev == ':';
-            int idx = (!call && !qualified && !cast) ? zdm_dwsql_in_list(cols, name, len, !quoted) : 0;
+            int cast = prev == 'C';
+            int typed = *q == '\''; /* date '2020-01-01': a type's name, never a column */
+            int idx = (!call && !qualified && !cast && !typed) ? zdm_dwsql_in_list(cols, name, len, !quoted) : 0;
             if (idx) {
                 char *qi = d->quote_ident(cols->v[idx - 1]);
                 zdm_buf_printf(&out, "%s.%s", prefix, qi);
@@ -87,6 +161,12 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
             }
             zdm_buf_free(&unq);
             prev = 'a';
+            continue;
+        }
+        if (ch == ':' && p[1] == ':') { /* a cast: the name after it is a type's */
+            zdm_buf_puts(&out, "::");
+            p += 2;
+            prev = 'C';
             continue;
         }
         zdm_buf_putn(&out, p, 1);
@@ -160,7 +240,7 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
             prev = '0';
             continue;
         }
-        if (ch == '"' || isalpha(ch) || ch == '_') {
+        if (ch == '"' || ident_start(ch)) {
             const char *name = p;
             size_t len;
             int quoted = ch == '"';
@@ -179,7 +259,7 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
                 p++;
                 name = buf;
             } else {
-                while (isalnum((unsigned char)*p) || *p == '_')
+                while (ident_start((unsigned char)*p) || isdigit((unsigned char)*p))
                     p++;
                 len = (size_t)(p - name);
                 if (*p == '$' || *p == '\'')
@@ -196,6 +276,8 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
             int word = !quoted && row_word(name, len);
             if (call || cast)
                 ;
+            else if (col && *q == '\'')
+                return 0; /* a column named as a type before its literal: date '2020-01-01' */
             else if (col && (word || !one_column(cols, name, len, quoted)))
                 return 0; /* a column named as an operator word, or one of several alike */
             else if (!col && !word)

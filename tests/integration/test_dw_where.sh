@@ -76,5 +76,37 @@ case_same() {
     t_eq "rows with a NULL score are untouched" 0 "$(db_sql "SELECT count(dst) FROM ta WHERE score IS NULL")"
 }
 
+# A column whose name is not ASCII, unquoted in set and where: the trigger
+# function reads it as NEW."größe".  Its bytes were read as punctuation,
+# the name stayed bare in the function, and every write of the
+# application failed once expand had installed it (column "größe" does
+# not exist); the preflight, which compiled the expression against the
+# table under the name new, resolved the bare name and let it pass.
+case_names() {
+    t_section "a non-ASCII column name in set and where"
+    db_new pg dw_names
+    plans_empty
+    plan_write pc "[[expand.steps]]
+sql = \"CREATE TABLE tc (id bigint PRIMARY KEY, größe text NOT NULL, dst text)\"
+down = \"DROP TABLE tc\"
+[backfill]
+table = \"tc\"
+where = \"größe <> 'skip'\"
+set.dst = \"upper(größe)\"
+[backfill.dual_write]
+sources = [\"größe\"]"
+    zdm_run advance pc
+    t_rc "expand pc" 0
+    t_has "the function reads NEW.\"größe\"" 'upper(NEW."größe")' "$(body pc)"
+    t_has "... and the where is an expression on NEW" 'IF (NEW."größe" <> '"'skip'" "$(body pc)"
+    db_sql "INSERT INTO tc (id, größe) VALUES (1, 'a'), (2, 'skip'), (3, 'c')" >/dev/null
+    t_eq "the application's inserts work" 3 "$(db_sql "SELECT count(*) FROM tc")"
+    db_sql "UPDATE tc SET größe = größe || 'x' WHERE id = 1" >/dev/null
+    t_eq "... and its updates" "ax" "$(db_sql "SELECT größe FROM tc WHERE id = 1")"
+    t_eq "converted where it matches, untouched where not" "1:AX 2: 3:C" \
+        "$(db_sql "SELECT string_agg(id || ':' || coalesce(dst, ''), ' ' ORDER BY id) FROM tc")"
+}
+
 t_with_pg t_run case_same
+t_with_pg t_run case_names
 t_finish

@@ -397,6 +397,33 @@ static void test_rewrite(void **state)
     assert_string_equal(e, "NEW.\"a\" || 'a' || t.a || NEW.\"Mixed\" || NEW.\"x y\" || a(1) || NEW.\"a\" || "
                            "b::a -- a\n");
     free(e);
+    /* what is not a name is left as is: strings of every kind, numbers,
+     * a type's name before its literal; a name of non-ASCII letters is one
+     * name (PostgreSQL's identifier bytes), and a slice's bound after a
+     * single ':' is a column, not a type */
+    zdm_strv_push(&cols, "größe");
+    zdm_strv_push(&cols, "date");
+    zdm_strv_push(&cols, "e5");
+    zdm_strv_push(&cols, "n");
+    const char *in[] = {"upper(größe) || a",
+                        "$$ a $$ || $t$ a $$ a $t$ || a",
+                        "E'it\\'s a' || a",
+                        "date '2020-01-01' < date",
+                        "1e5 + e5",
+                        "a[1:n] || a::text[]",
+                        "x'1f' || a"};
+    const char *want[] = {"upper(NEW.\"größe\") || NEW.\"a\"",
+                          "$$ a $$ || $t$ a $$ a $t$ || NEW.\"a\"",
+                          "E'it\\'s a' || NEW.\"a\"",
+                          "date '2020-01-01' < NEW.\"date\"",
+                          "1e5 + NEW.\"e5\"",
+                          "NEW.\"a\"[1:NEW.\"n\"] || NEW.\"a\"::text[]",
+                          "x'1f' || NEW.\"a\""};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        e = zdm_dwsql_rewrite(&zdm_dialect_pg, in[i], &cols, "NEW");
+        assert_string_equal(e, want[i]);
+        free(e);
+    }
     zdm_strv_free(&cols);
 }
 
@@ -451,6 +478,12 @@ static void test_row_local(void **state)
     zdm_strv_push(&cols, "end");
     assert_true(zdm_dwsql_row_local("\"end\" IS NULL AND a IS NULL", &cols));
     assert_false(zdm_dwsql_row_local("CASE WHEN a IS NULL THEN 1 END = 1", &cols));
+    /* a column named as a type, before a literal of it; non-ASCII names */
+    zdm_strv_push(&cols, "date");
+    zdm_strv_push(&cols, "größe");
+    assert_false(zdm_dwsql_row_local("a < date '2020-01-01'", &cols));
+    assert_true(zdm_dwsql_row_local("date < now() AND größe IS NULL", &cols));
+    assert_false(zdm_dwsql_row_local("grösse IS NULL", &cols));
     zdm_strv_free(&cols);
 }
 
