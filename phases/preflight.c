@@ -421,6 +421,11 @@ static int check_expr(pf *c, const char *sql, int line, const char *what, const 
     return 0;
 }
 
+/* How the trigger function reads an expression's columns, for a refusal
+ * that says a column does not exist when the table has it: a name the
+ * rewrite did not take for one stayed bare, and quoting it is the way out. */
+#define AS_NEW "each column read as NEW.\"column\"; write a name zdm did not take for one \"quoted\""
+
 static int check_backfill(pf *c, zdm_err *err)
 {
     const zdm_plan *p = c->plan;
@@ -489,28 +494,29 @@ static int check_backfill(pf *c, zdm_err *err)
             for (size_t i = 0; rc == 0 && i < n; i++) {
                 char *e = zdm_dw_rewrite(c->db, a[i].expr, &cols, "(zdm_new)");
                 sql = zdm_xasprintf("SELECT (%s) FROM (SELECT NULL::%s AS zdm_new) AS zdm_row", e, tbl);
-                snprintf(what, sizeof what, "%s.%s (in the dual-write trigger)", dir ? "reverse" : "set",
-                         a[i].column);
+                snprintf(what, sizeof what, "%s.%s (in the dual-write trigger, %s)", dir ? "reverse" : "set",
+                         a[i].column, AS_NEW);
                 rc = check_expr(c, sql, a[i].line, what, a[i].expr, err);
                 free(sql);
                 free(e);
             }
         }
-        if (rc == 0 && b->where) {
-            sql = zdm_xasprintf("SELECT 1 FROM (SELECT * FROM %s) AS %s WHERE (%s)", tbl, alias, b->where);
-            rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger)",
-                            b->where, err);
-            free(sql);
-        }
-        /* a `where` on the row alone is an expression on NEW there (dialect_pg.c) */
+        /* the where as the function holds it (dialect_pg.c): on the row
+         * alone, an expression on the row's value; else a query on NEW
+         * seen as a one-row table under the table's name */
         if (rc == 0 && b->where && zdm_dwsql_row_local(b->where, &cols)) {
             char *e = zdm_dw_rewrite(c->db, b->where, &cols, "(zdm_new)");
             sql = zdm_xasprintf("SELECT 1 FROM (SELECT NULL::%s AS zdm_new) AS zdm_row WHERE (%s) IS NOT TRUE", tbl,
                                 e);
-            rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger)",
+            rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger, " AS_NEW ")",
                             b->where, err);
             free(sql);
             free(e);
+        } else if (rc == 0 && b->where) {
+            sql = zdm_xasprintf("SELECT 1 FROM (SELECT * FROM %s) AS %s WHERE (%s)", tbl, alias, b->where);
+            rc = check_expr(c, sql, line_or(b->where_line, b->line), "where (in the dual-write trigger)",
+                            b->where, err);
+            free(sql);
         }
         zdm_strv_free(&cols);
     }

@@ -61,8 +61,8 @@ static const char *dollar_end(const char *p)
     return p + strlen(p); /* unterminated: the rest is the string */
 }
 
-/* The end of a quoted string at p (p[0] == '\''); backslash escapes
- * count when `esc` (E'...'). */
+/* The end of a quoted string at p (p[0] == '\''), '' escapes, and
+ * backslash escapes when `esc` (E'...'); NULL when it does not end. */
 static const char *string_end(const char *p, int esc)
 {
     p++;
@@ -79,6 +79,27 @@ static const char *string_end(const char *p, int esc)
         }
         p++;
     }
+    return NULL;
+}
+
+/* The end of a quoted name at p (p[0] == '"'), its text with "" undoubled
+ * appended to *name; NULL when it does not end. */
+static const char *quoted_end(const char *p, zdm_buf *name)
+{
+    p++;
+    while (*p && !(*p == '"' && p[1] != '"')) {
+        zdm_buf_putn(name, p, 1);
+        p += *p == '"' ? 2 : 1;
+    }
+    return *p ? p + 1 : NULL;
+}
+
+/* The end of a number at p (isdigit(*p)): digits, a point, an exponent;
+ * 1e5 holds no name. */
+static const char *number_end(const char *p)
+{
+    while (isalnum((unsigned char)*p) || *p == '.')
+        p++;
     return p;
 }
 
@@ -90,8 +111,8 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
     while (*p) {
         unsigned char ch = (unsigned char)*p;
         if (ch == '\'') { /* string literal, '' escapes */
-            const char *s = p;
-            p = string_end(p, 0);
+            const char *s = p, *e = string_end(p, 0);
+            p = e ? e : p + strlen(p);
             zdm_buf_putn(&out, s, (size_t)(p - s));
             prev = '\'';
             continue;
@@ -110,10 +131,9 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
             zdm_buf_putn(&out, s, (size_t)(p - s));
             continue;
         }
-        if (isdigit(ch)) { /* a number, whole: 1e5 holds no name */
+        if (isdigit(ch)) {
             const char *s = p;
-            while (isalnum((unsigned char)*p) || *p == '.')
-                p++;
+            p = number_end(p);
             zdm_buf_putn(&out, s, (size_t)(p - s));
             prev = '0';
             continue;
@@ -124,21 +144,17 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
             size_t len;
             zdm_buf unq = {0}; /* a quoted name with its "" undoubled */
             if (quoted) {
-                p++;
-                while (*p && !(*p == '"' && p[1] != '"')) {
-                    zdm_buf_putn(&unq, p, 1);
-                    p += *p == '"' ? 2 : 1;
-                }
+                const char *e = quoted_end(p, &unq);
+                p = e ? e : p + strlen(p);
                 name = unq.data ? unq.data : "";
                 len = unq.len;
-                if (*p)
-                    p++;
             } else {
                 while (ident_cont((unsigned char)*p))
                     p++;
                 len = (size_t)(p - name);
                 if (*p == '\'') { /* E'..', B'..', X'..', U&'..'s prefix: the string follows */
-                    p = string_end(p, len == 1 && (*name == 'E' || *name == 'e'));
+                    const char *e = string_end(p, len == 1 && (*name == 'E' || *name == 'e'));
+                    p = e ? e : p + strlen(p);
                     zdm_buf_putn(&out, s, (size_t)(p - s));
                     prev = '\'';
                     continue;
@@ -224,19 +240,14 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
             p++;
             continue;
         }
-        if (ch == '\'') { /* a plain string literal, '' escapes */
-            p++;
-            while (*p && !(*p == '\'' && p[1] != '\''))
-                p += (*p == '\'' ? 2 : 1);
-            if (!*p)
+        if (ch == '\'') { /* a plain string literal */
+            if (!(p = string_end(p, 0)))
                 return 0;
-            p++;
             prev = '\'';
             continue;
         }
-        if (isdigit(ch)) { /* a number: digits, a point, an exponent */
-            while (isalnum((unsigned char)*p) || *p == '.')
-                p++;
+        if (isdigit(ch)) {
+            p = number_end(p);
             prev = '0';
             continue;
         }
@@ -244,20 +255,15 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
             const char *name = p;
             size_t len;
             int quoted = ch == '"';
-            char buf[256];
+            zdm_buf unq = {0};
             if (quoted) {
-                len = 0;
-                p++;
-                while (*p && !(*p == '"' && p[1] != '"')) {
-                    if (len + 1 >= sizeof buf)
-                        return 0;
-                    buf[len++] = *p;
-                    p += *p == '"' ? 2 : 1;
-                }
-                if (!*p)
+                p = quoted_end(p, &unq);
+                name = unq.data ? unq.data : "";
+                len = unq.len;
+                if (!p) {
+                    zdm_buf_free(&unq);
                     return 0;
-                p++;
-                name = buf;
+                }
             } else {
                 while (ident_start((unsigned char)*p) || isdigit((unsigned char)*p))
                     p++;
@@ -268,19 +274,22 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
             const char *q = p;
             while (isspace((unsigned char)*q))
                 q++;
-            if (prev == '.' || *q == '.')
-                return 0; /* qualified: another table's, or the row's under an alias */
             /* a function's or a type's name: the rewrite leaves it, as is */
             int call = *q == '(' && !quoted, cast = prev == ':';
             int col = zdm_dwsql_in_list(cols, name, len, !quoted) > 0;
             int word = !quoted && row_word(name, len);
-            if (call || cast)
-                ;
-            else if (col && *q == '\'')
-                return 0; /* a column named as a type before its literal: date '2020-01-01' */
-            else if (col && (word || !one_column(cols, name, len, quoted)))
-                return 0; /* a column named as an operator word, or one of several alike */
-            else if (!col && !word)
+            int ok = !(prev == '.' || *q == '.'); /* qualified: another table's, or the row's under an alias */
+            if (ok && !call && !cast) {
+                if (col)
+                    /* a column named as a type before its literal (date
+                     * '2020-01-01'), as an operator word, or one of
+                     * several alike */
+                    ok = *q != '\'' && !word && one_column(cols, name, len, quoted);
+                else
+                    ok = word;
+            }
+            zdm_buf_free(&unq);
+            if (!ok)
                 return 0;
             prev = 'a';
             continue;
