@@ -491,14 +491,21 @@ static int check_backfill(pf *c, zdm_err *err)
         for (int dir = 0; rc == 0 && dir < 2; dir++) {
             const zdm_assign *a = dir ? b->reverse : b->set;
             size_t n = dir ? b->nreverse : b->nset;
+            /* in the function's form (dialect_pg.c): expressions on the
+             * row's value, or a query on NEW under the table's name */
+            int local = zdm_dwsql_assign_row_local(c->d, a, n, &cols, 1);
             for (size_t i = 0; rc == 0 && i < n; i++) {
-                char *e = zdm_dw_rewrite(c->db, a[i].expr, &cols, "(zdm_new)");
-                sql = zdm_xasprintf("SELECT (%s) FROM (SELECT NULL::%s AS zdm_new) AS zdm_row", e, tbl);
-                snprintf(what, sizeof what, "%s.%s (in the dual-write trigger, %s)", dir ? "reverse" : "set",
-                         a[i].column, AS_NEW);
+                if (local) {
+                    char *e = zdm_dw_rewrite(c->db, a[i].expr, &cols, "(zdm_new)");
+                    sql = zdm_xasprintf("SELECT (%s) FROM (SELECT NULL::%s AS zdm_new) AS zdm_row", e, tbl);
+                    free(e);
+                } else {
+                    sql = zdm_xasprintf("SELECT (%s) FROM (SELECT * FROM %s) AS %s", a[i].expr, tbl, alias);
+                }
+                snprintf(what, sizeof what, "%s.%s (in the dual-write trigger%s%s)", dir ? "reverse" : "set",
+                         a[i].column, local ? ", " : "", local ? AS_NEW : "");
                 rc = check_expr(c, sql, a[i].line, what, a[i].expr, err);
                 free(sql);
-                free(e);
             }
         }
         /* the where as the function holds it (dialect_pg.c): on the row

@@ -182,7 +182,10 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
                         const zdm_strv *cols, const zdm_dw_spec *b)
 {
     zdm_buf body = {0};
-    zdm_buf_puts(&body, "\nBEGIN\n");
+    /* A query in the function reads names as the backfill's statements
+     * do: a table column named like one of PL/pgSQL's variables (found,
+     * tg_op) was "ambiguous", and every write of the application failed. */
+    zdm_buf_puts(&body, "\n#variable_conflict use_column\nBEGIN\n");
     if (b->where && zdm_dwsql_row_local(b->where, cols)) {
         char *e = zdm_dwsql_rewrite(d, b->where, cols, "NEW");
         /* trigger_where_null, a mutant: NOT (where), which a NULL `where` passes */
@@ -200,7 +203,29 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
                               "  END IF;\n", alias, b->where);
         free(alias);
     }
-    zdm_dwsql_assignments(&body, d, a, n, cols, 1);
+    if (zdm_dwsql_assign_row_local(d, a, n, cols, 1)) {
+        zdm_dwsql_assignments(&body, d, a, n, cols, 1);
+    } else {
+        /* A subquery's unqualified names, rewritten to NEW."col", read
+         * the row instead of the subquery's own table: "(SELECT name
+         * FROM customers WHERE id = customer_id)" became a comparison of
+         * NEW's own columns, and every write of the application failed
+         * or was silently given another row's value.  As a query on NEW
+         * under the table's name, each name resolves as in the
+         * backfill's UPDATE; all are evaluated on the row as written. */
+        char *alias = bare_alias(d, b->table);
+        zdm_buf_puts(&body, "  SELECT ");
+        for (size_t i = 0; i < n; i++)
+            zdm_buf_printf(&body, "%s(%s)", i ? ", " : "", a[i].expr);
+        zdm_buf_puts(&body, "\n    INTO ");
+        for (size_t i = 0; i < n; i++) {
+            char *q = d->quote_ident(a[i].column);
+            zdm_buf_printf(&body, "%sNEW.%s", i ? ", " : "", q);
+            free(q);
+        }
+        zdm_buf_printf(&body, "\n    FROM (SELECT NEW.*) AS %s;\n", alias);
+        free(alias);
+    }
     zdm_buf_puts(&body, "  RETURN NEW;\nEND\n");
     /* identifiers and expressions are in the body: a tag they lack */
     char *quoted = zdm_sql_dollar_quote(body.data);

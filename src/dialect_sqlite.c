@@ -274,7 +274,7 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
         zdm_buf_puts(c, " AND ");
     }
     zdm_buf_printf(c, "%s AND ", guard);
-    zdm_dwsql_inconsistent(c, d, b->set, b->nset, cols);
+    zdm_dwsql_inconsistent(c, d, b->set, b->nset, cols, tbl, key);
     sqlite_body_open(c, tbl, lit, guarded);
     zdm_dwsql_assignments(c, d, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
@@ -310,7 +310,7 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
         zdm_buf_puts(c, ") AND ");
         zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS OLD.%s", " AND ");
         zdm_buf_printf(c, " AND %s AND ", guard);
-        zdm_dwsql_inconsistent(c, d, b->reverse, b->nreverse, cols);
+        zdm_dwsql_inconsistent(c, d, b->reverse, b->nreverse, cols, tbl, key);
         sqlite_body_open(c, tbl, lit, guarded);
         zdm_dwsql_assignments(c, d, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");

@@ -340,15 +340,40 @@ void zdm_dwsql_assignments(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a
     }
 }
 
-/* "NOT (NEW.t1 IS (e1') AND ...)": the row is not yet consistent. */
-void zdm_dwsql_inconsistent(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
-                            const zdm_strv *cols)
+int zdm_dwsql_assign_row_local(const zdm_dialect *d, const zdm_assign *a, size_t n, const zdm_strv *cols,
+                               int sequential)
 {
-    zdm_buf_puts(b, "NOT (");
+    zdm_strv earlier = {0};
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = zdm_dwsql_row_local(a[i].expr, cols);
+        if (ok && sequential && earlier.n) {
+            /* the rewrite changes only the names it reads as columns */
+            char *e = zdm_dwsql_rewrite(d, a[i].expr, &earlier, "NEW");
+            ok = strcmp(e, a[i].expr) == 0;
+            free(e);
+        }
+        zdm_strv_push(&earlier, a[i].column);
+    }
+    zdm_strv_free(&earlier);
+    return ok;
+}
+
+void zdm_dwsql_inconsistent(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
+                            const zdm_strv *cols, const char *tbl, const zdm_strv *key)
+{
+    int local = zdm_dwsql_assign_row_local(d, a, n, cols, 0);
+    if (local) {
+        zdm_buf_puts(b, "NOT (");
+    } else {
+        zdm_buf_printf(b, "NOT EXISTS (SELECT 1 FROM %s WHERE ", tbl);
+        zdm_dwsql_key_match(b, d, key);
+        zdm_buf_puts(b, " AND ");
+    }
     for (size_t i = 0; i < n; i++) {
         char *q = d->quote_ident(a[i].column);
-        char *e = zdm_dwsql_rewrite(d, a[i].expr, cols, "NEW");
-        zdm_buf_printf(b, "%sNEW.%s IS (%s)", i ? " AND " : "", q, e);
+        char *e = local ? zdm_dwsql_rewrite(d, a[i].expr, cols, "NEW") : zdm_xstrdup(a[i].expr);
+        zdm_buf_printf(b, "%s%s%s IS (%s)", i ? " AND " : "", local ? "NEW." : "", q, e);
         free(e);
         free(q);
     }

@@ -28,15 +28,29 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
  * (zdm_dwsql_rewrite), not as a query on a one-row table. */
 int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols);
 
+/* 1 when every expression of the assignments is row-local
+ * (zdm_dwsql_row_local) and, when `sequential`, none reads a column an
+ * earlier one assigns: then NEW.t1 := (e1'); NEW.t2 := (e2') one after
+ * another compute what the backfill's UPDATE t SET t1 = (e1), t2 = (e2)
+ * does, whose expressions all read the row as it was.  Otherwise the
+ * trigger evaluates them as a query on the row (dialect_pg.c), which
+ * resolves names as that UPDATE does: a subquery's own columns first. */
+int zdm_dwsql_assign_row_local(const zdm_dialect *d, const zdm_assign *a, size_t n, const zdm_strv *cols,
+                               int sequential);
+
 /* fmt (two %s: the quoted column) for each assignment's column, joined. */
 void zdm_dwsql_each_col(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n, const char *fmt,
                         const char *joiner);
 /* "    NEW.t1 := (e1');\n" each (plpgsql), or "t1 = (e1), t2 = (e2)". */
 void zdm_dwsql_assignments(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
                            const zdm_strv *cols, int plpgsql);
-/* "NOT (NEW.t1 IS (e1') AND ...)": the row is not yet consistent. */
+/* The row is not yet consistent: "NOT (NEW.t1 IS (e1') AND ...)" when
+ * the expressions are row-local, else "NOT EXISTS (SELECT 1 FROM tbl
+ * WHERE <key> AND t1 IS (e1) AND ...)", the row read back from the table
+ * (an AFTER trigger's row is in it) so names resolve as in the backfill's
+ * UPDATE.  tbl: quoted. */
 void zdm_dwsql_inconsistent(zdm_buf *b, const zdm_dialect *d, const zdm_assign *a, size_t n,
-                            const zdm_strv *cols);
+                            const zdm_strv *cols, const char *tbl, const zdm_strv *key);
 /* "k1 = NEW.k1 AND k2 = NEW.k2". */
 void zdm_dwsql_key_match(zdm_buf *b, const zdm_dialect *d, const zdm_strv *key);
 /* " OF a, b" over names then the assignments' columns, duplicates skipped. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test_dw_where.sh -- the dual-write trigger's `where` means the same
-# whichever way the function evaluates it (PostgreSQL).
+# test_dw_where.sh -- the dual-write trigger's `where` and `set` mean
+# what they mean in the backfill's UPDATE, whichever way the trigger
+# evaluates them.
 #
 # A `where` that reads the row's own columns only is an expression on NEW
 # in the trigger function; any other (a subquery, say) a query on NEW seen
@@ -107,6 +108,91 @@ sources = [\"größe\"]"
         "$(db_sql "SELECT string_agg(id || ':' || coalesce(dst, ''), ' ' ORDER BY id) FROM tc")"
 }
 
+# A `set` whose subquery names columns of its own table unqualified:
+#   set.cust_name = "(SELECT name FROM customers WHERE id = customer_id)"
+# where orders has id and name too.  The rewrite to NEW."col" took those
+# for the row's: on PostgreSQL the function compared NEW.id with
+# NEW.customer_id (an insert with id = customer_id failed: "more than one
+# row returned by a subquery"; any other got NULL); on SQLite the UPDATE
+# trigger's WHEN ("the row is not yet consistent") computed the same
+# wrong value and, where it equalled the one stored (NULL: a customer that
+# does not exist), skipped the row.  Invariant: after the application's
+# inserts and updates, before and after the backfill, every row holds
+# what the subquery gives, and every write of the application worked.
+case_subquery() {
+    local dialect=$1
+    t_section "$dialect: a set whose subquery names its own table's columns unqualified"
+    db_new "$dialect" dw_subquery
+    plans_empty
+    db_sql "CREATE TABLE customers (id integer PRIMARY KEY, name text);
+            CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer, name text)" >/dev/null
+    db_sql "INSERT INTO customers (id, name) VALUES (1, 'c1'), (2, 'c2'), (3, 'c3'), (4, 'c4'), (5, 'c5');
+            INSERT INTO orders (id, customer_id, name) VALUES
+              (10, 1, 'o10'), (11, 2, 'o11'), (12, 3, 'o12'), (13, 99, 'o13'), (14, 4, 'o14')" >/dev/null
+    plan_write ps "[[expand.steps]]
+sql = \"ALTER TABLE orders ADD COLUMN cust_name text\"
+down = \"ALTER TABLE orders DROP COLUMN cust_name\"
+[backfill]
+table = \"orders\"
+set.cust_name = \"(SELECT name FROM customers WHERE id = customer_id)\"
+[backfill.dual_write]
+sources = [\"customer_id\"]"
+    zdm_run advance ps
+    t_rc "expand" 0 || echo "$ZERR" >&2
+    local wrong="SELECT count(*) FROM orders o
+                 WHERE o.cust_name IS NOT (SELECT c.name FROM customers c WHERE c.id = o.customer_id)"
+    [ "$dialect" = pg ] && wrong=${wrong//IS NOT/IS DISTINCT FROM}
+    # before the backfill: the INSERT trigger (id = customer_id too)
+    t_eq "an insert with id = customer_id works" 0 \
+        "$(db_sql "INSERT INTO orders (id, customer_id, name) VALUES (3, 3, 'o3'), (20, 2, 'o20')" 2>&1 | wc -l)"
+    t_eq "inserted rows hold the subquery's value" "c3 c2" \
+        "$(db_sql "SELECT cust_name FROM orders WHERE id IN (3, 20) ORDER BY id" | tr '\n' ' ' | sed 's/ $//')"
+    zdm_run backfill ps
+    t_rc "backfill" 0
+    t_eq "after the backfill: every row right" 0 "$(db_sql "$wrong")"
+    # after it: the UPDATE trigger; order 13 (customer 99, none: NULL)
+    # moves to customer 4, orders 1..5 to a customer whose id is theirs
+    t_eq "the application's updates work" 0 \
+        "$(db_sql "UPDATE orders SET customer_id = 4 WHERE id = 13;
+                   UPDATE orders SET customer_id = 5 WHERE id = 14;
+                   UPDATE orders SET customer_id = id WHERE id = 3;
+                   INSERT INTO orders (id, customer_id, name) VALUES (5, 5, 'o5'), (30, 7, 'o30');
+                   UPDATE orders SET customer_id = 1 WHERE id = 30" 2>&1 | wc -l)"
+    t_eq "every row holds the subquery's value" 0 "$(db_sql "$wrong")"
+    t_eq "order 13 follows its new customer" "c4" "$(db_sql "SELECT cust_name FROM orders WHERE id = 13")"
+    t_eq "rows written" 9 "$(db_sql "SELECT count(*) FROM orders")"
+}
+
+# Columns named like PL/pgSQL's own variables (found, tg_op), read by
+# the where and the set in their query forms: inside the trigger function
+# the name was "ambiguous" and every write of the application failed.
+# The function now reads a column where the backfill's UPDATE does.
+case_plpgsql_names() {
+    t_section "columns named found and tg_op, read in the trigger's queries"
+    db_new pg dw_plpgsql
+    plans_empty
+    db_sql "CREATE TABLE tv (id integer PRIMARY KEY, src text, found boolean, tg_op text)" >/dev/null
+    plan_write pv "[[expand.steps]]
+sql = \"ALTER TABLE tv ADD COLUMN dst text\"
+down = \"ALTER TABLE tv DROP COLUMN dst\"
+[backfill]
+table = \"tv\"
+where = \"found AND dst IS NULL AND EXISTS (SELECT 1)\"
+set.dst = \"(SELECT upper(src) || coalesce(tg_op, '-'))\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    zdm_run advance pv
+    t_rc "expand" 0 || echo "$ZERR" >&2
+    t_eq "the application's inserts work" 0 \
+        "$(db_sql "INSERT INTO tv (id, src, found, tg_op) VALUES (1, 'a', true, 'x'), (2, 'b', false, 'y'),
+                   (3, 'c', true, NULL)" 2>&1 | wc -l)"
+    t_eq "converted as the backfill would, where found" "1:Ax 2: 3:C-" \
+        "$(db_sql "SELECT string_agg(id || ':' || coalesce(dst, ''), ' ' ORDER BY id) FROM tv")"
+}
+
 t_with_pg t_run case_same
+t_with_pg t_run case_plpgsql_names
 t_with_pg t_run case_names
+t_with_pg t_run case_subquery pg
+t_run case_subquery sqlite
 t_finish

@@ -487,6 +487,89 @@ static void test_row_local(void **state)
     zdm_strv_free(&cols);
 }
 
+/* The trigger SQL of one-way plan `set` on table t (key id), the table's
+ * columns `tcols` (NULL-ended) besides the targets; malloc'd. */
+static char *set_sql(const zdm_dialect *d, const zdm_assign *set, size_t nset, const char *const *tcols)
+{
+    zdm_strv c = {0}, k = {0}, src = {0};
+    for (size_t i = 0; i < nset; i++)
+        zdm_strv_push(&c, set[i].column);
+    for (size_t i = 0; tcols[i]; i++)
+        zdm_strv_push(&c, tcols[i]);
+    zdm_strv_push(&k, "id");
+    zdm_strv_push(&src, "a");
+    zdm_dw_spec s = {.plan_id = "p", .table = "t", .base = "zdm_dw_p", .set = set, .nset = nset,
+                     .sources = &src, .cols = &c, .key = &k};
+    zdm_buf b = {0}, drop = {0};
+    d->dw_triggers(d, &s, &b, &drop);
+    zdm_buf_free(&drop);
+    zdm_strv_free(&c);
+    zdm_strv_free(&k);
+    zdm_strv_free(&src);
+    return zdm_buf_take(&b);
+}
+
+/* How a trigger computes `set`, and how SQLite's UPDATE trigger tells a
+ * row still to convert: on NEW's columns when every expression reads the
+ * row alone, else as a query that resolves names as the backfill's
+ * UPDATE does.  A subquery's unqualified "id" rewritten to NEW."id"
+ * compared the row with itself (PostgreSQL: every insert with id =
+ * customer_id failed; SQLite: a row whose stored value equalled the wrong
+ * one was skipped). */
+static void test_set_forms(void **state)
+{
+    (void)state;
+    const char *tcols[] = {"id", "a", "name", NULL};
+    zdm_assign local[] = {{"b", "upper(a)", 0, 0}};
+    zdm_assign sub[] = {{"b", "(SELECT name FROM c WHERE id = a)", 0, 0}};
+    /* c reads b, which the first assignment writes: the backfill's
+     * UPDATE reads b as it was */
+    zdm_assign chained[] = {{"b", "upper(a)", 0, 0}, {"c", "lower(b)", 0, 0}};
+    zdm_assign apart[] = {{"c", "lower(b)", 0, 0}, {"b", "upper(a)", 0, 0}};
+
+    char *sql = set_sql(&zdm_dialect_pg, local, 1, tcols);
+    assert_non_null(strstr(sql, "    NEW.\"b\" := (upper(NEW.\"a\"));\n"));
+    assert_null(strstr(sql, "INTO NEW."));
+    free(sql);
+    sql = set_sql(&zdm_dialect_pg, sub, 1, tcols);
+    assert_non_null(strstr(sql, "  SELECT ((SELECT name FROM c WHERE id = a))\n    INTO NEW.\"b\"\n"
+                                "    FROM (SELECT NEW.*) AS \"t\";\n"));
+    assert_null(strstr(sql, ":="));
+    assert_null(strstr(sql, "NEW.\"id\""));
+    free(sql);
+    sql = set_sql(&zdm_dialect_pg, chained, 2, tcols);
+    assert_non_null(strstr(sql, "  SELECT (upper(a)), (lower(b))\n    INTO NEW.\"b\", NEW.\"c\"\n"));
+    assert_null(strstr(sql, ":="));
+    free(sql);
+    sql = set_sql(&zdm_dialect_pg, apart, 2, tcols);
+    assert_non_null(strstr(sql, "    NEW.\"c\" := (lower(NEW.\"b\"));\n    NEW.\"b\" := (upper(NEW.\"a\"));\n"));
+    free(sql);
+
+    sql = set_sql(&zdm_dialect_sqlite, local, 1, tcols);
+    assert_non_null(strstr(sql, "NOT (NEW.\"b\" IS (upper(NEW.\"a\")))"));
+    free(sql);
+    sql = set_sql(&zdm_dialect_sqlite, sub, 1, tcols);
+    assert_non_null(strstr(sql, "NOT EXISTS (SELECT 1 FROM \"t\" WHERE \"id\" = NEW.\"id\" AND \"b\" IS "
+                                "((SELECT name FROM c WHERE id = a)))"));
+    assert_null(strstr(sql, "NEW.\"name\""));
+    free(sql);
+    /* SQLite's test reads every expression on the stored row at once:
+     * an expression reading another target is still row-local there */
+    sql = set_sql(&zdm_dialect_sqlite, chained, 2, tcols);
+    assert_non_null(strstr(sql, "NOT (NEW.\"b\" IS (upper(NEW.\"a\")) AND NEW.\"c\" IS (lower(NEW.\"b\")))"));
+    free(sql);
+
+    zdm_strv c = {0};
+    zdm_strv_push(&c, "a");
+    zdm_strv_push(&c, "b");
+    zdm_strv_push(&c, "c");
+    assert_true(zdm_dwsql_assign_row_local(&zdm_dialect_pg, chained, 2, &c, 0));
+    assert_false(zdm_dwsql_assign_row_local(&zdm_dialect_pg, chained, 2, &c, 1));
+    assert_true(zdm_dwsql_assign_row_local(&zdm_dialect_pg, apart, 2, &c, 1));
+    assert_false(zdm_dwsql_assign_row_local(&zdm_dialect_pg, sub, 1, &c, 0));
+    zdm_strv_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_dialects_quote_alike),
         cmocka_unit_test(test_rewrite),
         cmocka_unit_test(test_row_local),
+        cmocka_unit_test(test_set_forms),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     zdm_strv_free(&cols);
