@@ -310,7 +310,7 @@ class Gen:
         # the structured rename_column: name becomes full_name, two-way
         # dual-write, a backfill zdm writes, the new version through the
         # view schema on PostgreSQL
-        self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill", "walk")
+        self.rename = rng.random() < 0.25 and focus not in ("where", "overflow", "kill", "walk", "query")
         # a before_contract hook that hangs until zdm's timeout kills it
         self.hook_hangs = rng.random() < 0.15
         # A second plan in flight on the same table (not beside
@@ -340,6 +340,12 @@ class Gen:
         if focus == "partition":
             self.partition = True
         self.cut_s = rng.choice([4, 20, 20])
+        # set, reverse and where written as queries ("(SELECT f)", "where
+        # AND EXISTS (SELECT 1)"), the same values: the triggers evaluate
+        # them as queries on the row rather than as expressions on NEW
+        # (dialect_pg.c; SQLite's UPDATE trigger reads the stored row).
+        # Drawn last, so a seed keeps every choice it had before.
+        self.query_form = rng.random() < 0.3 or focus == "query"
         for kv in force or []:
             # --force name=value pins one choice: regression cases keep
             # their scenario when the generator changes
@@ -399,11 +405,12 @@ class Gen:
         L = ['description = "torture"', "", "[[expand.steps]]",
              'sql  = "ALTER TABLE t ADD COLUMN dst bigint"', 'down = "ALTER TABLE t DROP COLUMN dst"', "",
              "[backfill]", 'table = "t"']
+        qf = (lambda e: f"(SELECT {e})") if self.query_form else (lambda e: e)
         if self.where:
-            L.append(f'where = "{self.where}"')
-        L += [f'set.dst = "{F_SQL[self.two_way]}"', "", "[backfill.dual_write]", 'sources = ["src"]']
+            L.append(f'where = "{self.where}' + (' AND EXISTS (SELECT 1)"' if self.query_form else '"'))
+        L += [f'set.dst = "{qf(F_SQL[self.two_way])}"', "", "[backfill.dual_write]", 'sources = ["src"]']
         if self.two_way:
-            L.append(f'reverse.src = "{REV_SQL}"')
+            L.append(f'reverse.src = "{qf(REV_SQL)}"')
         # the kill storm (every 10-120 ms) must land inside batches:
         # latency pacing measures an idle baseline for ~0.5 s first, where
         # a worker killed that often would spend all its life, and an
@@ -1559,7 +1566,7 @@ class Run:
         return (f"key={g.key} rows={g.nrows} {plan} "
                 f"batch={g.batch} workers={g.workers} writers={g.writers}"
                 f"{' rollback' if g.rollback else ''}{' hook-fails' if g.hook_fails else ''}"
-                f"{' hook-hangs' if g.hook_hangs else ''}"
+                f"{' hook-hangs' if g.hook_hangs else ''}{' query-form' if g.query_form and not g.rename else ''}"
                 + (f" +plan2(where={g.where2 or '-'}{' requires' if g.requires else ''}"
                    f"{' rollback' if g.rollback2 else ''})" if g.second else "")
                 + (f" [{self.part['note']}]" if self.part else (" [partition not reached]" if g.partition else "")))
