@@ -202,13 +202,43 @@ static const char *const row_words[] = {"and", "or", "not", "is", "null", "true"
                                         "when", "then", "else", "end", "escape", "any", "all", "some", "unknown",
                                         "collate", NULL};
 
-static int row_word(const char *name, size_t len)
+static int in_words(const char *const *words, const char *name, size_t len)
 {
-    for (int i = 0; row_words[i]; i++)
-        if (strlen(row_words[i]) == len && strncasecmp(row_words[i], name, len) == 0)
+    for (int i = 0; words[i]; i++)
+        if (strlen(words[i]) == len && strncasecmp(words[i], name, len) == 0)
             return 1;
     return 0;
 }
+
+static int row_word(const char *name, size_t len)
+{
+    return in_words(row_words, name, len);
+}
+
+/* Words PostgreSQL reads as keywords where an expression names a column
+ * (its reserved, type-or-function and column-name keywords), and the
+ * unreserved ones that are parts of longer syntax (AT TIME ZONE, double
+ * precision, interval '1' day).  A column so named is reached only
+ * quoted; bare, the word is the keyword: "user" is current_user, not
+ * NEW."user" (the rewrite made it the row's column, and the trigger wrote
+ * another value than the backfill). */
+static const char *const keywords[] = {
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "at", "authorization",
+    "between", "bigint", "binary", "bit", "boolean", "both", "case", "cast", "char", "character", "check",
+    "coalesce", "collate", "collation", "column", "concurrently", "constraint", "create", "cross",
+    "current_catalog", "current_date", "current_role", "current_schema", "current_time", "current_timestamp",
+    "current_user", "day", "dec", "decimal", "default", "deferrable", "desc", "distinct", "do", "double",
+    "else", "end", "except", "exists", "extract", "false", "fetch", "float", "for", "foreign", "freeze",
+    "from", "full", "grant", "greatest", "group", "grouping", "having", "hour", "ilike", "in", "initially",
+    "inner", "inout", "int", "integer", "intersect", "interval", "into", "is", "isnull", "join", "json",
+    "lateral", "leading", "least", "left", "like", "limit", "local", "localtime", "localtimestamp", "minute",
+    "month", "national", "natural", "nchar", "none", "normalize", "not", "notnull", "null", "nullif",
+    "numeric", "offset", "on", "only", "or", "order", "out", "outer", "overlaps", "overlay", "placing",
+    "position", "precision", "primary", "real", "references", "returning", "right", "row", "second",
+    "select", "session_user", "setof", "similar", "smallint", "some", "substring", "symmetric",
+    "system_user", "table", "tablesample", "then", "time", "timestamp", "to", "trailing", "treat", "trim",
+    "true", "union", "unique", "user", "using", "values", "varchar", "variadic", "varying", "verbose",
+    "when", "where", "window", "with", "without", "year", "zone", NULL};
 
 /* Columns named name[0..len) as PostgreSQL resolves it: an unquoted name
  * folded to lower case, a quoted one as is.  1 when exactly one column
@@ -269,7 +299,9 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
                     p++;
                 len = (size_t)(p - name);
                 if (*p == '$' || *p == '\'')
-                    return 0; /* E'..', U&'..', a typed literal, name$1 */
+                    return 0; /* E'..', a typed literal, name$1 */
+                if (*p == '&' && (p[1] == '\'' || p[1] == '"'))
+                    return 0; /* U&'..', U&"..": not a column u */
             }
             const char *q = p;
             while (isspace((unsigned char)*q))
@@ -284,7 +316,8 @@ int zdm_dwsql_row_local(const char *expr, const zdm_strv *cols)
                     /* a column named as a type before its literal (date
                      * '2020-01-01'), as an operator word, or one of
                      * several alike */
-                    ok = *q != '\'' && !word && one_column(cols, name, len, quoted);
+                    ok = *q != '\'' && (quoted || (!word && !in_words(keywords, name, len))) &&
+                         one_column(cols, name, len, quoted);
                 else
                     ok = word;
             }
@@ -346,7 +379,12 @@ int zdm_dwsql_assign_row_local(const zdm_dialect *d, const zdm_assign *a, size_t
     zdm_strv earlier = {0};
     int ok = 1;
     for (size_t i = 0; ok && i < n; i++) {
-        ok = zdm_dwsql_row_local(a[i].expr, cols);
+        /* SQLite quotes names in [..] and `..` too, which the rewrite
+         * does not know: "[src]" became "[NEW."src"]", a name that does
+         * not exist, in the UPDATE trigger's WHEN (every application
+         * UPDATE failed).  PostgreSQL has no such quotes. */
+        ok = zdm_dwsql_row_local(a[i].expr, cols) &&
+             (d->pg_grammar || (!strchr(a[i].expr, '[') && !strchr(a[i].expr, '`')));
         if (ok && sequential && earlier.n) {
             /* the rewrite changes only the names it reads as columns */
             char *e = zdm_dwsql_rewrite(d, a[i].expr, &earlier, "NEW");

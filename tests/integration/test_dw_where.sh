@@ -190,7 +190,90 @@ sources = [\"src\"]"
         "$(db_sql "SELECT string_agg(id || ':' || coalesce(dst, ''), ' ' ORDER BY id) FROM tv")"
 }
 
+# The application's session settings: the trigger function runs in it.
+# Under the application's search_path the plan's function slug() was
+# another one (or none: every write failed), under its TimeZone a
+# timestamptz another date.  The function keeps zdm's settings: what the
+# application's writes get is what a session like the backfill's computes.
+case_session() {
+    t_section "the application's search_path and TimeZone do not change what the trigger computes"
+    db_new pg dw_session
+    plans_empty
+    db_sql "CREATE SCHEMA app;
+            CREATE FUNCTION public.slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower(\$1)';
+            CREATE FUNCTION app.slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''APP:'' || upper(\$1)';
+            CREATE TABLE app.customers (id integer PRIMARY KEY, name text);
+            INSERT INTO app.customers VALUES (1, 'Bob');
+            CREATE TABLE app.orders (id integer PRIMARY KEY, customer_id integer, created_at timestamptz)" >/dev/null
+    plan_write pn "[[expand.steps]]
+sql = \"ALTER TABLE app.orders ADD COLUMN cust_slug text, ADD COLUMN created_on date\"
+down = \"ALTER TABLE app.orders DROP COLUMN cust_slug, DROP COLUMN created_on\"
+[backfill]
+table = \"app.orders\"
+set.cust_slug = \"(SELECT slug(name) FROM app.customers c WHERE c.id = customer_id)\"
+set.created_on = \"created_at::date\"
+[backfill.dual_write]
+sources = [\"customer_id\", \"created_at\"]"
+    zdm_run advance pn
+    t_rc "expand" 0 || echo "$ZERR" >&2
+    t_eq "the application's insert works under its own search_path and TimeZone" 0 \
+        "$(db_sql "SET search_path = app, public; SET TimeZone = 'Asia/Tokyo';
+                   INSERT INTO orders (id, customer_id, created_at) VALUES (2, 1, '2024-05-01 23:30+00')" 2>&1 | wc -l)"
+    t_eq "... and gets the value the backfill's session computes" \
+        "$(db_sql "SELECT slug('Bob') || ' ' || '2024-05-01 23:30+00'::timestamptz::date")" \
+        "$(db_sql "SELECT cust_slug || ' ' || created_on FROM app.orders WHERE id = 2")"
+}
+
+# Names the rewrite to NEW."col" must leave alone: a column named user
+# (bare, user is current_user), a column u before a U&'..' string.
+case_keywords() {
+    t_section "columns named like keywords and string prefixes"
+    db_new pg dw_keywords
+    plans_empty
+    db_sql "CREATE TABLE tk (id integer PRIMARY KEY, \"user\" text, u integer, src text)" >/dev/null
+    plan_write pk "[[expand.steps]]
+sql = \"ALTER TABLE tk ADD COLUMN by_whom text, ADD COLUMN dst text\"
+down = \"ALTER TABLE tk DROP COLUMN by_whom, DROP COLUMN dst\"
+[backfill]
+table = \"tk\"
+set.by_whom = \"src || ':' || user\"
+set.dst = \"U&'5' || src\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    zdm_run advance pk
+    t_rc "expand" 0 || echo "$ZERR" >&2
+    db_sql "INSERT INTO tk (id, \"user\", u, src) VALUES (1, 'bob', 3, 'x')" >/dev/null
+    t_eq "user is current_user, U&'5' a string" "x:$(db_sql "SELECT current_user") 5x" \
+        "$(db_sql "SELECT by_whom || ' ' || dst FROM tk WHERE id = 1")"
+}
+
+# SQLite quotes names in [..] and `..`: the UPDATE trigger's test read
+# "[src]" rewritten to "[NEW."src"]", a column that does not exist, and
+# every UPDATE of the application failed.
+case_brackets() {
+    t_section "sqlite: set names a column in [..] and \`..\`"
+    db_new sqlite dw_brackets
+    plans_empty
+    db_sql "CREATE TABLE tq (id integer PRIMARY KEY, src text)" >/dev/null
+    plan_write pq "[[expand.steps]]
+sql = \"ALTER TABLE tq ADD COLUMN dst text\"
+down = \"ALTER TABLE tq DROP COLUMN dst\"
+[backfill]
+table = \"tq\"
+set.dst = \"upper([src]) || lower(\`src\`)\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    zdm_run advance pq
+    t_rc "expand" 0 || echo "$ZERR" >&2
+    t_eq "the application's insert and update work" 0 \
+        "$(db_sql "INSERT INTO tq (id, src) VALUES (1, 'a'); UPDATE tq SET src = 'b' WHERE id = 1" 2>&1 | wc -l)"
+    t_eq "... and the row is converted" "Bb" "$(db_sql "SELECT dst FROM tq WHERE id = 1")"
+}
+
 t_with_pg t_run case_same
+t_with_pg t_run case_session
+t_with_pg t_run case_keywords
+t_run case_brackets
 t_with_pg t_run case_plpgsql_names
 t_with_pg t_run case_names
 t_with_pg t_run case_subquery pg

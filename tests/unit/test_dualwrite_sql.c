@@ -160,6 +160,9 @@ static void check_case(const tcase *t)
         /* one function a direction, each limited to `where` when given */
         int nfn = t->nreverse ? 2 : 1;
         assert_int_equal(count(create, "CREATE OR REPLACE FUNCTION zdm."), nfn);
+        /* the settings of zdm's session, not the application's */
+        assert_int_equal(count(create, "RETURNS trigger LANGUAGE plpgsql\n"
+                                       "  SET search_path FROM CURRENT SET TimeZone FROM CURRENT\n"), nfn);
         assert_int_equal(count(create, "\"zdm_dw_p_rev\"()") > 0, t->nreverse > 0);
         if (t->where && zdm_dwsql_row_local(t->where, &cols)) {
             /* on the row alone: an expression on NEW, NULL matching nothing */
@@ -484,6 +487,20 @@ static void test_row_local(void **state)
     assert_false(zdm_dwsql_row_local("a < date '2020-01-01'", &cols));
     assert_true(zdm_dwsql_row_local("date < now() AND größe IS NULL", &cols));
     assert_false(zdm_dwsql_row_local("grösse IS NULL", &cols));
+    /* columns named like keywords: bare, the word is the keyword (user is
+     * current_user; precision is part of a type), quoted the column; a
+     * column u before &'..' is the U& string's prefix */
+    zdm_strv_push(&cols, "user");
+    zdm_strv_push(&cols, "precision");
+    zdm_strv_push(&cols, "u");
+    zdm_strv_push(&cols, "zone");
+    assert_false(zdm_dwsql_row_local("coalesce(a, '') || user", &cols));
+    assert_true(zdm_dwsql_row_local("coalesce(a, '') || \"user\"", &cols));
+    assert_false(zdm_dwsql_row_local("n::double precision > 1", &cols));
+    assert_false(zdm_dwsql_row_local("U&'5' || a", &cols));
+    assert_false(zdm_dwsql_row_local("u&\"a\" IS NULL", &cols));
+    assert_true(zdm_dwsql_row_local("u & 1 = 0", &cols));
+    assert_false(zdm_dwsql_row_local("a::timestamp AT TIME ZONE zone", &cols));
     zdm_strv_free(&cols);
 }
 
@@ -567,6 +584,13 @@ static void test_set_forms(void **state)
     assert_false(zdm_dwsql_assign_row_local(&zdm_dialect_pg, chained, 2, &c, 1));
     assert_true(zdm_dwsql_assign_row_local(&zdm_dialect_pg, apart, 2, &c, 1));
     assert_false(zdm_dwsql_assign_row_local(&zdm_dialect_pg, sub, 1, &c, 0));
+    /* SQLite's [name] and `name` quotes, which the rewrite does not read:
+     * not row-local there; PostgreSQL's a[1] is a subscript */
+    zdm_assign brackets[] = {{"b", "upper([a])", 0, 0}}, ticks[] = {{"b", "upper(`a`)", 0, 0}};
+    zdm_assign subscript[] = {{"b", "a[1]", 0, 0}};
+    assert_false(zdm_dwsql_assign_row_local(&zdm_dialect_sqlite, brackets, 1, &c, 0));
+    assert_false(zdm_dwsql_assign_row_local(&zdm_dialect_sqlite, ticks, 1, &c, 0));
+    assert_true(zdm_dwsql_assign_row_local(&zdm_dialect_pg, subscript, 1, &c, 0));
     zdm_strv_free(&c);
 }
 
