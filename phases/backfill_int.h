@@ -42,6 +42,10 @@ typedef struct worker {
     const zdm_dialect *d;   /* what differs between the databases */
     zdm_strv key;
     char *tbl;              /* quoted table */
+    /* each set target's declared type (the dialect's column_type, NULL
+     * where unknown): "is it converted?" compares the target with its
+     * expression cast to it, as the UPDATE stores it */
+    char **set_type;
     /* [0] first batch of a range (no cursor), [1] with cursor */
     char *peek_sql[2];      /* SQLite: the batch's last key and size */
     char *update_sql[2];    /* SQLite: convert up to that key */

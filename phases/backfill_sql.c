@@ -110,6 +110,22 @@ static void update_head(worker *w, zdm_buf *b)
     zdm_buf_puts(b, " WHERE ");
 }
 
+/* "(expr)", or "CAST((expr) AS type)" where the target's type is known:
+ * the value the UPDATE stores, which is what a converted row holds.  The
+ * expression as it is compared unequal to it wherever the assignment
+ * converts (a timestamptz stored in a date column, numeric rounded to
+ * numeric(5,2)): every such row looked unconverted to the final check, the
+ * backfill ended "rows still need conversion" with every row right, and
+ * the plan stayed expanded. */
+static void set_value(worker *w, zdm_buf *b, size_t i)
+{
+    const char *expr = w->plan->backfill->set[i].expr;
+    if (w->set_type && w->set_type[i])
+        zdm_buf_printf(b, "CAST((%s) AS %s)", expr, w->set_type[i]);
+    else
+        zdm_buf_printf(b, "(%s)", expr);
+}
+
 /* The rows a batch converts.  With a `where`, the plan names them itself
  * (typically "target IS NULL", which already leaves out the rows the
  * triggers converted).  Without one, rows whose targets already equal the
@@ -126,8 +142,8 @@ static void update_filter(worker *w, zdm_buf *b)
     zdm_buf_puts(b, " AND (");
     for (size_t i = 0; i < bf->nset; i++) {
         char *q = zdm_db_ident(w->db, bf->set[i].column);
-        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->d->distinct,
-                       bf->set[i].expr);
+        zdm_buf_printf(b, "%s%s %s ", i ? " OR " : "", q, w->d->distinct);
+        set_value(w, b, i);
         free(q);
     }
     zdm_buf_puts(b, ")");
@@ -150,8 +166,8 @@ void zdm_bf_needs_conversion(worker *w, zdm_buf *b)
     zdm_buf_puts(b, "(");
     for (size_t i = 0; i < bf->nset; i++) {
         char *q = zdm_db_ident(w->db, bf->set[i].column);
-        zdm_buf_printf(b, "%s%s %s (%s)", i ? " OR " : "", q, w->d->distinct,
-                       bf->set[i].expr);
+        zdm_buf_printf(b, "%s%s %s ", i ? " OR " : "", q, w->d->distinct);
+        set_value(w, b, i);
         if (bf->where)
             zdm_buf_printf(b, " OR %s IS NULL", q);
         free(q);
@@ -344,6 +360,12 @@ static void peek_update(worker *w, int with_cursor)
 
 void zdm_bf_build_sql(worker *w)
 {
+    const zdm_backfill *bf = w->plan->backfill;
+    if (w->d->column_type && !w->set_type) {
+        w->set_type = calloc(bf->nset ? bf->nset : 1, sizeof *w->set_type);
+        for (size_t i = 0; w->set_type && i < bf->nset; i++)
+            w->set_type[i] = w->d->column_type(w->db, bf->table, bf->set[i].column);
+    }
     for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
         if (w->d->batch_one_statement)
             w->combo_sql[with_cursor] = one_statement(w, with_cursor);
@@ -364,6 +386,10 @@ void zdm_bf_free_sql(worker *w)
         free(w->combo_sql[i]);
         w->peek_sql[i] = w->update_sql[i] = w->combo_sql[i] = NULL;
     }
+    for (size_t i = 0; w->set_type && i < w->plan->backfill->nset; i++)
+        free(w->set_type[i]);
+    free(w->set_type);
+    w->set_type = NULL;
     free(w->span_sql);
     free(w->next_key_sql);
     free(w->span_skip_sql);
@@ -487,8 +513,8 @@ int zdm_backfill_batch_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             zdm_strv_push(out, all[i]);
-    zdm_bf_free_sql(&w);
     zdm_strv_push_owned(out, zdm_bf_sql_unconverted(&w, 0));
+    zdm_bf_free_sql(&w);
     free(w.tbl);
     zdm_strv_free(&w.key);
     return 0;

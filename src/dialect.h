@@ -251,8 +251,8 @@ typedef struct zdm_dialect {
     /* The work-list strategy for a costly `where` (backfill_worklist.c;
      * its statements use PostgreSQL's row versions): NULL where the
      * dialect has none.  The planner's total cost of `sql` (nothing runs),
-     * -1 when it gives none; the type name of `column` (malloc'd, NULL
-     * when unknown). */
+     * -1 when it gives none; the type of `column` as declared, with its
+     * modifier (malloc'd, NULL when unknown). */
     double (*plan_cost)(zdm_db *db, const char *sql, int np, const char *const *p);
     char *(*column_type)(zdm_db *db, const char *table, const char *column);
     /* The health signals a backfill can pause on (NULL: the database has

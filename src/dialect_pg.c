@@ -531,8 +531,10 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
     char *type = NULL;
     zdm_err e;
     zdm_err_clear(&e);
-    if (zdm_db_query_value(db, "SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = "
-                               "to_regclass($1) AND attname = $2", 2, tp, &type, &e) != 0) {
+    /* with its modifier (numeric(5,2), character varying(10)), and its
+     * schema where the search_path does not show it */
+    if (zdm_db_query_value(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                               "to_regclass($1) AND attname = $2 AND NOT attisdropped", 2, tp, &type, &e) != 0) {
         free(type);
         type = NULL;
     }

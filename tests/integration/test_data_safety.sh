@@ -1037,6 +1037,39 @@ down = "ALTER TABLE users RENAME COLUMN full_name TO name"
     t_eq "the application still writes after R" "" "$(db_sql "UPDATE users SET email = 'd@x' WHERE id = 1" 2>&1)"
 }
 
+# A set expression whose type is not its target's: the UPDATE stores it
+# converted (a timestamptz in a date column, numeric rounded to
+# numeric(5,2)), and a converted row holds that.  The final check compared
+# the target with the expression as it is, found every such row
+# unconverted, and the backfill failed ("rows still need conversion")
+# with every row right: the plan stayed expanded.
+case_typed() {
+    t_section "pg: a target of another type than its expression: the check compares what the UPDATE stores"
+    case_db pg typed
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, created_at timestamptz, amount numeric)" >/dev/null
+    db_sql "INSERT INTO t SELECT i, timestamptz '2024-05-01 13:45+00' + i * interval '7 hours', i / 1000.0
+            FROM generate_series(1, 500) i" >/dev/null
+    plan_write 0001_ty '
+[[expand.steps]]
+sql = "ALTER TABLE t ADD COLUMN created_on date, ADD COLUMN amount2 numeric(5,2)"
+down = "ALTER TABLE t DROP COLUMN created_on, DROP COLUMN amount2"
+[backfill]
+table = "t"
+set.created_on = "created_at"
+set.amount2 = "amount"
+[backfill.dual_write]
+sources = ["created_at", "amount"]
+'
+    zdm_run advance 0001_ty
+    t_rc "expand" 0
+    zdm_run backfill 0001_ty
+    t_rc "the backfill finishes" 0
+    t_eq "the plan is backfilled" backfilled "$(db_phase 0001_ty)"
+    t_eq "every row holds what the UPDATE stores" 0 \
+        "$(db_sql "SELECT count(*) FROM t WHERE created_on IS DISTINCT FROM created_at::date
+                   OR amount2 IS DISTINCT FROM amount::numeric(5,2)")"
+}
+
 run_case() {
     if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
         return 0
@@ -1070,6 +1103,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_sweep_chunks "$d"
     if [ "$d" = pg ]; then
         run_case case_two_plans
+        run_case case_typed
         run_case case_preflight_lock
         run_case case_violations_unlocked
         run_case case_carry rename_column
