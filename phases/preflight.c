@@ -551,16 +551,29 @@ static int check_backfill(pf *c, zdm_err *err)
         /* SQLite compiles trigger bodies into the statements that fire
          * them: compile an UPDATE and an INSERT of the table */
         if (rc == 0 && created && c->d->dw_compiled_on_write) {
-            char *q = zdm_db_ident(c->db, b->set[0].column);
-            sql = zdm_xasprintf("UPDATE %s SET %s = %s", tbl, q, q);
-            rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
+            /* every column written: each UPDATE trigger fires, whatever
+             * it is OF (setting the target alone left the forward one,
+             * OF the sources, uncompiled: an expression its WHEN could
+             * not read broke every UPDATE of the application) */
+            zdm_strv all = {0};
+            rc = c->d->table_columns(c->db, b->table, &all, err);
+            zdm_buf u = {0};
+            zdm_buf_printf(&u, "UPDATE %s SET ", tbl);
+            for (size_t i = 0; i < all.n; i++) {
+                char *q = zdm_db_ident(c->db, all.v[i]);
+                zdm_buf_printf(&u, "%s%s = %s", i ? ", " : "", q, q);
+                free(q);
+            }
+            zdm_strv_free(&all);
+            sql = zdm_buf_take(&u);
+            if (rc == 0)
+                rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
             free(sql);
             if (rc == 0) {
                 sql = zdm_xasprintf("INSERT INTO %s DEFAULT VALUES", tbl);
                 rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
                 free(sql);
             }
-            free(q);
         }
         free(create);
         free(drop);
