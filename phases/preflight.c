@@ -480,6 +480,36 @@ static int check_backfill(pf *c, zdm_err *err)
         if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && err->code != ZDM_EXIT_REFUSED)
             rc = refuse(c, b->line, "[backfill] table", b->table, err);
     }
+    /* A stored generated column read by set, reverse or where: the BEFORE
+     * trigger saw it NULL (set.total2 = "total * 2" wrote NULL over the
+     * backfilled value; a where on it matched rows outside it) */
+    if (rc == 0)
+        rc = flush(c, err);
+    if (rc == 0 && b->dual_write && c->d->unreadable_generated) {
+        zdm_strv gen = {0};
+        rc = c->d->unreadable_generated(c->db, b->table, &gen, err);
+        for (int dir = 0; rc == 0 && gen.n && dir < 3; dir++) {
+            const zdm_assign *a = dir == 1 ? b->reverse : b->set;
+            size_t n = dir == 2 ? (b->where ? 1 : 0) : dir ? b->nreverse : b->nset;
+            for (size_t i = 0; rc == 0 && i < n; i++) {
+                const char *e = dir == 2 ? b->where : a[i].expr;
+                if (!zdm_dwsql_reads(e, &gen))
+                    continue;
+                if (dir == 2)
+                    snprintf(what, sizeof what, "where");
+                else
+                    snprintf(what, sizeof what, "%s.%s", dir ? "reverse" : "set", a[i].column);
+                rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                                 "%s:%d: %s = \"%s\" reads a generated column of %s, which the dual-write trigger "
+                                 "sees as NULL (it runs before generated columns are computed)",
+                                 p->path, dir == 2 ? line_or(b->where_line, b->line) : a[i].line, what, e, b->table);
+                zdm_err_detail(err, "expand refused before changing anything; compute %s from the columns the "
+                                    "generated one is computed from, then run \"zdm advance %s\" again",
+                               what, p->id);
+            }
+        }
+        zdm_strv_free(&gen);
+    }
     /* the trigger bodies' expressions, rewritten as the functions hold
      * them, with the row as one value of the table's type (not a table
      * under the name new): a column the rewrite left bare resolves to

@@ -255,6 +255,10 @@ typedef struct zdm_dialect {
      * modifier (malloc'd, NULL when unknown). */
     double (*plan_cost)(zdm_db *db, const char *sql, int np, const char *const *p);
     char *(*column_type)(zdm_db *db, const char *table, const char *column);
+    /* The table's generated columns where the dual-write triggers cannot
+     * read them (PostgreSQL: a BEFORE ROW trigger runs before stored
+     * generated columns are computed and sees NULL); NULL where they can. */
+    int (*unreadable_generated)(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err);
     /* The health signals a backfill can pause on (NULL: the database has
      * none).  *running: autovacuum works on `table`; *ms: the largest
      * replica replay lag; *files: WAL segments waiting for the archiver. */

@@ -542,6 +542,20 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
     return type;
 }
 
+static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
+{
+    char *qt = zdm_db_ident_path(db, table);
+    const char *tp[] = {qt};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+                              "AND attgenerated <> '' AND NOT attisdropped ORDER BY attnum", 1, tp, &r, err);
+    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
+        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
+    zdm_rows_free(r);
+    free(qt);
+    return rc;
+}
+
 /* A column of an integer type: its batches may be spans of key values.  A
  * text key whose values read as integers ('1'..'40000') compares as text
  * ('10000' < '9000'): spans of numbers walked it out of order and left
@@ -665,6 +679,7 @@ const zdm_dialect zdm_dialect_pg = {
     .where_estimate = pg_where_estimate,
     .plan_cost = pg_plan_cost,
     .column_type = pg_column_type,
+    .unreadable_generated = pg_unreadable_generated,
     .integer_key = pg_integer_key,
     .autovacuum_running = pg_autovacuum_running,
     .replica_lag_ms = pg_replica_lag_ms,

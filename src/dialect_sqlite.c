@@ -517,6 +517,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .where_estimate = sq_where_estimate,
     .plan_cost = NULL, /* no work list */
     .column_type = NULL,
+    .unreadable_generated = NULL, /* AFTER triggers: the row as stored */
     .autovacuum_running = NULL,
     .replica_lag_ms = NULL,
     .wal_archive_ready = NULL,

@@ -103,7 +103,8 @@ static const char *number_end(const char *p)
     return p;
 }
 
-char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix)
+/* The rewrite; d NULL: only counts in *hits the names it would rewrite. */
+static char *rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix, int *hits)
 {
     zdm_buf out = {0};
     const char *p = expr;
@@ -168,7 +169,9 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
             int cast = prev == 'C';
             int typed = *q == '\''; /* date '2020-01-01': a type's name, never a column */
             int idx = (!call && !qualified && !cast && !typed) ? zdm_dwsql_in_list(cols, name, len, !quoted) : 0;
-            if (idx) {
+            if (idx && !d) {
+                (*hits)++;
+            } else if (idx) {
                 char *qi = d->quote_ident(cols->v[idx - 1]);
                 zdm_buf_printf(&out, "%s.%s", prefix, qi);
                 free(qi);
@@ -191,6 +194,18 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
         p++;
     }
     return zdm_buf_take(&out);
+}
+
+char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix)
+{
+    return rewrite(d, expr, cols, prefix, NULL);
+}
+
+int zdm_dwsql_reads(const char *expr, const zdm_strv *cols)
+{
+    int hits = 0;
+    free(rewrite(NULL, expr, cols, "", &hits));
+    return hits > 0;
 }
 
 /* Words a row-local `where` may hold besides its columns, function names
@@ -385,12 +400,8 @@ int zdm_dwsql_assign_row_local(const zdm_dialect *d, const zdm_assign *a, size_t
          * UPDATE failed).  PostgreSQL has no such quotes. */
         ok = zdm_dwsql_row_local(a[i].expr, cols) &&
              (d->pg_grammar || (!strchr(a[i].expr, '[') && !strchr(a[i].expr, '`')));
-        if (ok && sequential && earlier.n) {
-            /* the rewrite changes only the names it reads as columns */
-            char *e = zdm_dwsql_rewrite(d, a[i].expr, &earlier, "NEW");
-            ok = strcmp(e, a[i].expr) == 0;
-            free(e);
-        }
+        if (ok && sequential && earlier.n)
+            ok = !zdm_dwsql_reads(a[i].expr, &earlier);
         zdm_strv_push(&earlier, a[i].column);
     }
     zdm_strv_free(&earlier);

@@ -19,6 +19,10 @@ int zdm_dwsql_in_list(const zdm_strv *l, const char *name, size_t len, int fold)
  * alone.  malloc'd. */
 char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *cols, const char *prefix);
 
+/* 1 when the rewrite would read a name of `expr` as one of `cols`
+ * (unqualified, not a function's nor a type's name). */
+int zdm_dwsql_reads(const char *expr, const zdm_strv *cols);
+
 /* 1 when `expr` reads the row's own columns and nothing else PostgreSQL
  * could resolve differently once rewritten to NEW.col: its words are
  * columns (unqualified, one column each), function names, type names

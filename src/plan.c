@@ -7,6 +7,7 @@
  * in one round instead of one error per run.
  */
 #include "plan.h"
+#include "dwsql.h"
 #include "ops.h"
 #include "sqlscan.h"
 
@@ -500,6 +501,34 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
             (long long)th->min_batch_size, (long long)th->max_batch_size);
 }
 
+/* An expression that reads a column another one of its direction
+ * writes: the backfill's UPDATE reads that column as it was, its final
+ * check (which converts again what differs) as it is after, and the
+ * dual-write trigger once, on the row as the application wrote it -- so
+ * the application's rows got other values than the backfilled ones
+ * (set.b = "coalesce(a, 'none')" beside set.a: "none" against "A"). */
+static void cross_reads(chk *c, const zdm_assign *a, size_t n, const char *kind)
+{
+    for (size_t i = 0; i < n; i++) {
+        zdm_strv others = {0};
+        for (size_t j = 0; j < n; j++)
+            if (j != i)
+                zdm_strv_push(&others, a[j].column);
+        for (size_t j = 0; j < others.n; j++) {
+            zdm_strv one = {0};
+            zdm_strv_push(&one, others.v[j]);
+            if (zdm_dwsql_reads(a[i].expr, &one))
+                bad(c, a[i].line, a[i].col,
+                    "%s.%s reads \"%s\", which %s.%s writes: the dual-write trigger would compute it from the "
+                    "row as written, the backfill from the row as it was; compute %s.%s from the columns the "
+                    "other is computed from (repeat %s.%s's expression in it)",
+                    kind, a[i].column, others.v[j], kind, others.v[j], kind, a[i].column, kind, others.v[j]);
+            zdm_strv_free(&one);
+        }
+        zdm_strv_free(&others);
+    }
+}
+
 static zdm_backfill *load_backfill(chk *c, const toml_value *t)
 {
     static const char *const keys[] = {"table", "key", "where", "set", "dual_write", "throttle", NULL};
@@ -577,6 +606,10 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
                     "column \"%s\" is both a backfill target (set.%s) and a reverse target; "
                     "a column can only be written in one direction",
                     b->reverse[i].column, b->set[j].column);
+    if (b->dual_write) {
+        cross_reads(c, b->set, b->nset, "set");
+        cross_reads(c, b->reverse, b->nreverse, "reverse");
+    }
     return b;
 }
 

@@ -466,6 +466,24 @@ static void test_reverse_set_conflict(void **state)
            "target; a column can only be written in one direction");
 }
 
+/* An expression that reads a column another of its direction writes:
+ * with dual-write the trigger and the backfill would compute different
+ * values; refused, naming both.  Without dual-write, or a name inside a
+ * string, qualified or called, nothing is said. */
+static void test_set_reads_other_target(void **state)
+{
+    (void)state;
+    EXPECT("[backfill]\ntable = \"t\"\nset.a = \"upper(src)\"\nset.b = \"coalesce(a, 'none') || '!'\"\n",
+           "plans/0002.toml:4:5: set.b reads \"a\", which set.a writes: the dual-write trigger would compute it "
+           "from the row as written, the backfill from the row as it was; compute set.b from the columns the "
+           "other is computed from (repeat set.a's expression in it)");
+    zdm_plan *p = load_ok("[backfill]\ntable = \"t\"\nset.a = \"upper(src)\"\nset.b = \"coalesce(a, 'none')\"\n"
+                          "dual_write = false\n");
+    zdm_plan_free(p);
+    p = load_ok("[backfill]\ntable = \"t\"\nset.a = \"upper(src)\"\nset.b = \"'a' || x.a || a(src)\"\n");
+    zdm_plan_free(p);
+}
+
 static void test_empty_sql(void **state)
 {
     (void)state;
@@ -1356,6 +1374,7 @@ int main(void)
         cmocka_unit_test(test_bad_not_before),
         cmocka_unit_test(test_out_of_range_ints),
         cmocka_unit_test(test_reverse_set_conflict),
+        cmocka_unit_test(test_set_reads_other_target),
         cmocka_unit_test(test_empty_sql),
         cmocka_unit_test(test_per_dialect_sql),
         cmocka_unit_test(test_hook_commands),
