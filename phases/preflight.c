@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backfill.h"
 #include "dialect.h"
@@ -509,6 +510,26 @@ static int check_backfill(pf *c, zdm_err *err)
             }
         }
         zdm_strv_free(&gen);
+    }
+    /* A target with a default: the old application's inserts get it, and
+     * the forward INSERT trigger, which converts rows whose targets are
+     * NULL (an application that writes them is the new one), never
+     * converted them (dst NOT NULL DEFAULT '' stayed '' for good).  Not
+     * in place: there every insert is converted. */
+    for (size_t i = 0; rc == 0 && b->dual_write && !zdm_dw_in_place(b) && c->d->column_default && i < b->nset; i++) {
+        char *def = NULL;
+        rc = c->d->column_default(c->db, b->table, b->set[i].column, &def, err);
+        if (rc == 0 && def && !(strncasecmp(def, "NULL", 4) == 0 && (def[4] == '\0' || def[4] == ':'))) {
+            snprintf(what, sizeof what, "set.%s", b->set[i].column);
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                             "%s:%d: %s: column %s has the default %s, which the old application's inserts get; "
+                             "the dual-write trigger converts the rows whose %s is NULL, so it would never convert them",
+                             p->path, b->set[i].line, what, b->set[i].column, def, b->set[i].column);
+            zdm_err_detail(err, "expand refused before changing anything; add %s without a default (give it one, "
+                                "and NOT NULL, in contract, once it is backfilled), then run \"zdm advance %s\" again",
+                           b->set[i].column, p->id);
+        }
+        free(def);
     }
     /* the trigger bodies' expressions, rewritten as the functions hold
      * them, with the row as one value of the table's type (not a table

@@ -556,6 +556,19 @@ static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols
     return rc;
 }
 
+static int pg_column_default(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err)
+{
+    char *qt = zdm_db_ident_path(db, table);
+    const char *tp[] = {qt, column};
+    *def = NULL;
+    int rc = zdm_db_query_value(db, "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
+                                    "ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE a.attrelid = "
+                                    "to_regclass($1) AND a.attname = $2 AND a.attgenerated = ''",
+                                2, tp, def, err);
+    free(qt);
+    return rc;
+}
+
 /* A column of an integer type: its batches may be spans of key values.  A
  * text key whose values read as integers ('1'..'40000') compares as text
  * ('10000' < '9000'): spans of numbers walked it out of order and left
@@ -680,6 +693,7 @@ const zdm_dialect zdm_dialect_pg = {
     .plan_cost = pg_plan_cost,
     .column_type = pg_column_type,
     .unreadable_generated = pg_unreadable_generated,
+    .column_default = pg_column_default,
     .integer_key = pg_integer_key,
     .autovacuum_running = pg_autovacuum_running,
     .replica_lag_ms = pg_replica_lag_ms,

@@ -30,6 +30,13 @@ static int sq_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *er
     return rc;
 }
 
+static int sq_column_default(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err)
+{
+    const char *p[] = {table, column};
+    *def = NULL;
+    return zdm_db_query_value(db, "SELECT dflt_value FROM pragma_table_info($1) WHERE name = $2", 2, p, def, err);
+}
+
 /* A table the backfill cannot walk: not an error of the query. */
 static int refuse(zdm_key_refusal *refused, const char *why, const char *reason)
 {
@@ -518,6 +525,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .plan_cost = NULL, /* no work list */
     .column_type = NULL,
     .unreadable_generated = NULL, /* AFTER triggers: the row as stored */
+    .column_default = sq_column_default,
     .autovacuum_running = NULL,
     .replica_lag_ms = NULL,
     .wal_archive_ready = NULL,

@@ -302,7 +302,53 @@ set.qty = \"1\""
     t_has "... named" 'where = "total < 10" reads a generated column of tg' "$ZERR"
 }
 
+# A target with a default: the old application's inserts get it, and the
+# INSERT trigger converts rows whose target is NULL: dst NOT NULL DEFAULT
+# '' stayed '' for every row inserted after expand.  Refused, nothing
+# changed; the same target without a default expands.
+case_default() {
+    local dialect=$1
+    t_section "$dialect: a target with a default is refused"
+    db_new "$dialect" dw_default
+    plans_empty
+    db_sql "CREATE TABLE td (id integer PRIMARY KEY, src text)" >/dev/null
+    local body="[backfill]
+table = \"td\"
+set.dst = \"upper(src)\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    plan_write pd1 "[[expand.steps]]
+sql = \"ALTER TABLE td ADD COLUMN dst text NOT NULL DEFAULT ''\"
+down = \"ALTER TABLE td DROP COLUMN dst\"
+$body"
+    zdm_run advance pd1
+    t_rc "expand refused" 3
+    t_has "... saying why" "set.dst: column dst has the default ''" "$ZERR"
+    t_eq "... nothing changed" "id src" "$(db_dump_cols)"
+    plans_empty
+    plan_write pd2 "[[expand.steps]]
+sql = \"ALTER TABLE td ADD COLUMN dst text\"
+down = \"ALTER TABLE td DROP COLUMN dst\"
+$body"
+    zdm_run advance pd2
+    t_rc "without the default: expanded" 0
+    db_sql "INSERT INTO td (id, src) VALUES (1, 'a')" >/dev/null
+    t_eq "... and the application's insert converted" "A" "$(db_sql "SELECT dst FROM td WHERE id = 1")"
+}
+
+# the columns of td, in order
+db_dump_cols() {
+    if [ "$T_DIALECT" = sqlite ]; then
+        db_sql "SELECT name FROM pragma_table_info('td') ORDER BY cid" | tr '\n' ' ' | sed 's/ $//'
+    else
+        db_sql "SELECT column_name FROM information_schema.columns WHERE table_name = 'td' ORDER BY ordinal_position" |
+            tr '\n' ' ' | sed 's/ $//'
+    fi
+}
+
 t_with_pg t_run case_same
+t_with_pg t_run case_default pg
+t_run case_default sqlite
 t_with_pg t_run case_generated
 t_with_pg t_run case_session
 t_with_pg t_run case_keywords
