@@ -511,6 +511,29 @@ static int check_backfill(pf *c, zdm_err *err)
         }
         zdm_strv_free(&gen);
     }
+    /* A target in the partition key: PostgreSQL refuses a BEFORE trigger
+     * that moves the row to another partition, so every write the
+     * trigger converted failed (reverse.region = "lower(region_code)"). */
+    if (rc == 0 && b->dual_write && c->d->partition_key) {
+        zdm_strv pk = {0};
+        rc = c->d->partition_key(c->db, b->table, &pk, err);
+        for (int dir = 0; rc == 0 && pk.n && dir < 2; dir++) {
+            const zdm_assign *a = dir ? b->reverse : b->set;
+            size_t n = dir ? b->nreverse : b->nset;
+            for (size_t i = 0; rc == 0 && i < n; i++) {
+                if (!zdm_dwsql_in_list(&pk, a[i].column, strlen(a[i].column), 0))
+                    continue;
+                rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                                 "%s:%d: %s.%s writes a column of %s's partition key, which a dual-write trigger "
+                                 "cannot change (PostgreSQL refuses a BEFORE trigger that moves a row to another "
+                                 "partition: the application's writes would fail)",
+                                 p->path, a[i].line, dir ? "reverse" : "set", a[i].column, b->table);
+                zdm_err_detail(err, "expand refused before changing anything; keep the partition key out of "
+                                    "the dual-write targets, then run \"zdm advance %s\" again", p->id);
+            }
+        }
+        zdm_strv_free(&pk);
+    }
     /* A target with a default: the old application's inserts get it, and
      * the forward INSERT trigger, which converts rows whose targets are
      * NULL (an application that writes them is the new one), never

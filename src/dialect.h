@@ -259,6 +259,9 @@ typedef struct zdm_dialect {
      * read them (PostgreSQL: a BEFORE ROW trigger runs before stored
      * generated columns are computed and sees NULL); NULL where they can. */
     int (*unreadable_generated)(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err);
+    /* The columns of the table's partition key (NULL where a trigger may
+     * write them: no partitions, or AFTER triggers that update the row). */
+    int (*partition_key)(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err);
     /* The default of `column` as SQL text in *def (malloc'd; NULL when it
      * has none). */
     int (*column_default)(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err);

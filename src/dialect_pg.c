@@ -556,6 +556,21 @@ static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols
     return rc;
 }
 
+static int pg_partition_key(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
+{
+    char *qt = zdm_db_ident_path(db, table);
+    const char *tp[] = {qt};
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, "SELECT a.attname FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = "
+                              "p.partrelid AND a.attnum = ANY (p.partattrs::int2[]) WHERE p.partrelid = "
+                              "to_regclass($1)", 1, tp, &r, err);
+    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
+        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
+    zdm_rows_free(r);
+    free(qt);
+    return rc;
+}
+
 static int pg_column_default(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err)
 {
     char *qt = zdm_db_ident_path(db, table);
@@ -694,6 +709,7 @@ const zdm_dialect zdm_dialect_pg = {
     .column_type = pg_column_type,
     .unreadable_generated = pg_unreadable_generated,
     .column_default = pg_column_default,
+    .partition_key = pg_partition_key,
     .integer_key = pg_integer_key,
     .autovacuum_running = pg_autovacuum_running,
     .replica_lag_ms = pg_replica_lag_ms,

@@ -526,6 +526,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .column_type = NULL,
     .unreadable_generated = NULL, /* AFTER triggers: the row as stored */
     .column_default = sq_column_default,
+    .partition_key = NULL, /* no partitions */
     .autovacuum_running = NULL,
     .replica_lag_ms = NULL,
     .wal_archive_ready = NULL,

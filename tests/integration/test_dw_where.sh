@@ -346,7 +346,34 @@ db_dump_cols() {
     fi
 }
 
+# A dual-write target in the partition key: PostgreSQL refuses a BEFORE
+# trigger that moves a row to another partition, and every insert of the
+# new application failed after expand.  Refused before anything changes.
+case_partition_key() {
+    t_section "pg: a target in the partition key is refused"
+    db_new pg dw_partkey
+    plans_empty
+    db_sql "CREATE TABLE tp (id integer, region text, src text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+            CREATE TABLE tp_eu PARTITION OF tp FOR VALUES IN ('eu');
+            CREATE TABLE tp_other PARTITION OF tp DEFAULT" >/dev/null
+    plan_write pp "[[expand.steps]]
+sql = \"ALTER TABLE tp ADD COLUMN region_code text\"
+down = \"ALTER TABLE tp DROP COLUMN region_code\"
+[backfill]
+table = \"tp\"
+set.region_code = \"upper(region)\"
+[backfill.dual_write]
+sources = [\"region\"]
+reverse.region = \"lower(region_code)\""
+    zdm_run advance pp
+    t_rc "expand refused" 3
+    t_has "... saying why" "reverse.region writes a column of tp's partition key" "$ZERR"
+    t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM information_schema.columns
+                                          WHERE table_name = 'tp' AND column_name = 'region_code'")"
+}
+
 t_with_pg t_run case_same
+t_with_pg t_run case_partition_key
 t_with_pg t_run case_default pg
 t_run case_default sqlite
 t_with_pg t_run case_generated
