@@ -62,9 +62,22 @@ static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
         for (int i = 0; i < zdm_rows_count(r); i++)
             if (atoi(zdm_rows_get(r, i, 1)) > 0)
                 zdm_strv_push(key, zdm_rows_get(r, i, 0));
-        if (!key->n)
-            zdm_strv_push(key, "rowid"); /* every table without a primary key has one */
+        /* every table without a primary key has a rowid, under the first
+         * of its three names that no column takes (a column named rowid
+         * was taken for it: the triggers addressed rows by that column's
+         * values, and wrote rows other than the one written) */
+        static const char *const rowid_names[] = {"rowid", "_rowid_", "oid"};
+        for (int n = 0; !key->n && n < 3; n++) {
+            int taken = 0;
+            for (int i = 0; i < zdm_rows_count(r); i++)
+                taken |= strcasecmp(zdm_rows_get(r, i, 0), rowid_names[n]) == 0;
+            if (!taken)
+                zdm_strv_push(key, rowid_names[n]);
+        }
         zdm_rows_free(r);
+        if (!key->n)
+            return refuse(refused, "the table has no primary key, and columns named rowid, _rowid_ and oid hide "
+                                   "its rowid", ZDM_KEY_NO_PRIMARY);
         return 0;
     }
     for (size_t k = 0; k < named->n; k++) {

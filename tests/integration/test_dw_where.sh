@@ -372,7 +372,35 @@ reverse.region = \"lower(region_code)\""
                                           WHERE table_name = 'tp' AND column_name = 'region_code'")"
 }
 
+# SQLite, a table without a primary key whose column is named rowid: the
+# rowid is reached as _rowid_.  Taken for the key, the column (1 in both
+# rows) made the trigger of one row's write convert both rows, and the
+# other row's own value was overwritten.
+case_rowid_column() {
+    t_section "sqlite: a column named rowid does not stand for the rowid"
+    db_new sqlite dw_rowid
+    plans_empty
+    db_sql "CREATE TABLE tr (rowid integer, src text); INSERT INTO tr VALUES (1, 'a'), (1, 'b')" >/dev/null
+    plan_write pr "[[expand.steps]]
+sql = \"ALTER TABLE tr ADD COLUMN dst text\"
+down = \"ALTER TABLE tr DROP COLUMN dst\"
+[backfill]
+table = \"tr\"
+set.dst = \"upper(src)\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    zdm_run advance pr
+    t_rc "expand" 0
+    zdm_run backfill pr
+    t_rc "backfill" 0
+    t_eq "both rows converted" "A B" "$(db_sql "SELECT dst FROM tr ORDER BY _rowid_" | tr '\n' ' ' | sed 's/ $//')"
+    db_sql "UPDATE tr SET dst = 'manual' WHERE _rowid_ = 1; UPDATE tr SET src = 'bb' WHERE _rowid_ = 2" >/dev/null
+    t_eq "the write converts its own row only" "manual BB" \
+        "$(db_sql "SELECT dst FROM tr ORDER BY _rowid_" | tr '\n' ' ' | sed 's/ $//')"
+}
+
 t_with_pg t_run case_same
+t_run case_rowid_column
 t_with_pg t_run case_partition_key
 t_with_pg t_run case_default pg
 t_run case_default sqlite
