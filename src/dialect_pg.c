@@ -542,13 +542,13 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
     return type;
 }
 
-static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
+/* The names a one-column query about `table` ($1, quoted here) gives. */
+static int table_names(zdm_db *db, const char *sql, const char *table, zdm_strv *cols, zdm_err *err)
 {
     char *qt = zdm_db_ident_path(db, table);
     const char *tp[] = {qt};
     zdm_rows *r = NULL;
-    int rc = zdm_db_query(db, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
-                              "AND attgenerated <> '' AND NOT attisdropped ORDER BY attnum", 1, tp, &r, err);
+    int rc = zdm_db_query(db, sql, 1, tp, &r, err);
     for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
         zdm_strv_push(cols, zdm_rows_get(r, i, 0));
     zdm_rows_free(r);
@@ -556,19 +556,17 @@ static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols
     return rc;
 }
 
+static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
+{
+    return table_names(db, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+                           "AND attgenerated <> '' AND NOT attisdropped ORDER BY attnum", table, cols, err);
+}
+
 static int pg_partition_key(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
 {
-    char *qt = zdm_db_ident_path(db, table);
-    const char *tp[] = {qt};
-    zdm_rows *r = NULL;
-    int rc = zdm_db_query(db, "SELECT a.attname FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = "
-                              "p.partrelid AND a.attnum = ANY (p.partattrs::int2[]) WHERE p.partrelid = "
-                              "to_regclass($1)", 1, tp, &r, err);
-    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
-        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
-    zdm_rows_free(r);
-    free(qt);
-    return rc;
+    return table_names(db, "SELECT a.attname FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = "
+                           "p.partrelid AND a.attnum = ANY (p.partattrs::int2[]) WHERE p.partrelid = "
+                           "to_regclass($1)", table, cols, err);
 }
 
 static int pg_column_default(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err)
