@@ -28,6 +28,8 @@ char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const c
 /* The columns a trigger may reference: the table's columns now, plus the
  * plan's set/reverse targets and sources (which expand may be adding). */
 int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err) ZDM_MUST_CHECK;
+/* cols (the table's), with the plan's targets and sources it lacks */
+void zdm_dw_columns_add(const zdm_plan *plan, zdm_strv *cols);
 
 /* An in-place fix: a `where` and no [backfill.dual_write] sources or
  * reverse.  Its triggers convert every inserted or updated row that

@@ -52,10 +52,15 @@ static int listed(const zdm_strv *l, const char *name)
 
 int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err)
 {
+    int rc = zdm_db_dialect(db)->table_columns(db, plan->backfill->table, cols, err);
+    if (rc == 0)
+        zdm_dw_columns_add(plan, cols);
+    return rc;
+}
+
+void zdm_dw_columns_add(const zdm_plan *plan, zdm_strv *cols)
+{
     const zdm_backfill *b = plan->backfill;
-    int rc = zdm_db_dialect(db)->table_columns(db, b->table, cols, err);
-    if (rc != 0)
-        return rc;
     for (size_t i = 0; i < b->nset; i++)
         if (!listed(cols, b->set[i].column))
             zdm_strv_push(cols, b->set[i].column);
@@ -65,7 +70,6 @@ int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *er
     for (size_t i = 0; i < b->dw_sources.n; i++)
         if (!listed(cols, b->dw_sources.v[i]))
             zdm_strv_push(cols, b->dw_sources.v[i]);
-    return 0;
 }
 
 int zdm_dw_in_place(const zdm_backfill *b)

@@ -481,68 +481,75 @@ static int check_backfill(pf *c, zdm_err *err)
         if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && err->code != ZDM_EXIT_REFUSED)
             rc = refuse(c, b->line, "[backfill] table", b->table, err);
     }
+    /* The table's columns as the dual-write checks below ask about them:
+     * one catalog read (the application waits on expand's lock for every
+     * round trip here). */
+    zdm_column_fact *facts = NULL;
+    size_t nfacts = 0;
+    if (rc == 0)
+        rc = flush(c, err);
+    if (rc == 0 && b->dual_write)
+        rc = c->d->column_facts(c->db, b->table, &facts, &nfacts, err);
+    zdm_strv gen = {0}, pk = {0}, all = {0};
+    for (size_t i = 0; i < nfacts; i++) {
+        zdm_strv_push(&all, facts[i].name);
+        if (facts[i].unreadable_generated)
+            zdm_strv_push(&gen, facts[i].name);
+        if (facts[i].partition_key)
+            zdm_strv_push(&pk, facts[i].name);
+    }
     /* A stored generated column read by set, reverse or where: the BEFORE
      * trigger saw it NULL (set.total2 = "total * 2" wrote NULL over the
      * backfilled value; a where on it matched rows outside it) */
-    if (rc == 0)
-        rc = flush(c, err);
-    if (rc == 0 && b->dual_write && c->d->unreadable_generated) {
-        zdm_strv gen = {0};
-        rc = c->d->unreadable_generated(c->db, b->table, &gen, err);
-        for (int dir = 0; rc == 0 && gen.n && dir < 3; dir++) {
-            const zdm_assign *a = dir == 1 ? b->reverse : b->set;
-            size_t n = dir == 2 ? (b->where ? 1 : 0) : dir ? b->nreverse : b->nset;
-            for (size_t i = 0; rc == 0 && i < n; i++) {
-                const char *e = dir == 2 ? b->where : a[i].expr;
-                if (!zdm_dwsql_reads(e, &gen))
-                    continue;
-                if (dir == 2)
-                    snprintf(what, sizeof what, "where");
-                else
-                    snprintf(what, sizeof what, "%s.%s", dir ? "reverse" : "set", a[i].column);
-                rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
-                                 "%s:%d: %s = \"%s\" reads a generated column of %s, which the dual-write trigger "
-                                 "sees as NULL (it runs before generated columns are computed)",
-                                 p->path, dir == 2 ? line_or(b->where_line, b->line) : a[i].line, what, e, b->table);
-                zdm_err_detail(err, "expand refused before changing anything; compute %s from the columns the "
-                                    "generated one is computed from, then run \"zdm advance %s\" again",
-                               what, p->id);
-            }
+    for (int dir = 0; rc == 0 && gen.n && dir < 3; dir++) {
+        const zdm_assign *a = dir == 1 ? b->reverse : b->set;
+        size_t n = dir == 2 ? (b->where ? 1 : 0) : dir ? b->nreverse : b->nset;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const char *e = dir == 2 ? b->where : a[i].expr;
+            if (!zdm_dwsql_reads(e, &gen))
+                continue;
+            if (dir == 2)
+                snprintf(what, sizeof what, "where");
+            else
+                snprintf(what, sizeof what, "%s.%s", dir ? "reverse" : "set", a[i].column);
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                             "%s:%d: %s = \"%s\" reads a generated column of %s, which the dual-write trigger "
+                             "sees as NULL (it runs before generated columns are computed)",
+                             p->path, dir == 2 ? line_or(b->where_line, b->line) : a[i].line, what, e, b->table);
+            zdm_err_detail(err, "expand refused before changing anything; compute %s from the columns the "
+                                "generated one is computed from, then run \"zdm advance %s\" again",
+                           what, p->id);
         }
-        zdm_strv_free(&gen);
     }
     /* A target in the partition key: PostgreSQL refuses a BEFORE trigger
      * that moves the row to another partition, so every write the
      * trigger converted failed (reverse.region = "lower(region_code)"). */
-    if (rc == 0 && b->dual_write && c->d->partition_key) {
-        zdm_strv pk = {0};
-        rc = c->d->partition_key(c->db, b->table, &pk, err);
-        for (int dir = 0; rc == 0 && pk.n && dir < 2; dir++) {
-            const zdm_assign *a = dir ? b->reverse : b->set;
-            size_t n = dir ? b->nreverse : b->nset;
-            for (size_t i = 0; rc == 0 && i < n; i++) {
-                if (!zdm_dwsql_in_list(&pk, a[i].column, strlen(a[i].column), 0))
-                    continue;
-                rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
-                                 "%s:%d: %s.%s writes a column of %s's partition key, which a dual-write trigger "
-                                 "cannot change (PostgreSQL refuses a BEFORE trigger that moves a row to another "
-                                 "partition: the application's writes would fail)",
-                                 p->path, a[i].line, dir ? "reverse" : "set", a[i].column, b->table);
-                zdm_err_detail(err, "expand refused before changing anything; keep the partition key out of "
-                                    "the dual-write targets, then run \"zdm advance %s\" again", p->id);
-            }
+    for (int dir = 0; rc == 0 && pk.n && dir < 2; dir++) {
+        const zdm_assign *a = dir ? b->reverse : b->set;
+        size_t n = dir ? b->nreverse : b->nset;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            if (!zdm_dwsql_in_list(&pk, a[i].column, strlen(a[i].column), 0))
+                continue;
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                             "%s:%d: %s.%s writes a column of %s's partition key, which a dual-write trigger "
+                             "cannot change (PostgreSQL refuses a BEFORE trigger that moves a row to another "
+                             "partition: the application's writes would fail)",
+                             p->path, a[i].line, dir ? "reverse" : "set", a[i].column, b->table);
+            zdm_err_detail(err, "expand refused before changing anything; keep the partition key out of "
+                                "the dual-write targets, then run \"zdm advance %s\" again", p->id);
         }
-        zdm_strv_free(&pk);
     }
     /* A target with a default: the old application's inserts get it, and
      * the forward INSERT trigger, which converts rows whose targets are
      * NULL (an application that writes them is the new one), never
      * converted them (dst NOT NULL DEFAULT '' stayed '' for good).  Not
      * in place: there every insert is converted. */
-    for (size_t i = 0; rc == 0 && b->dual_write && !zdm_dw_in_place(b) && c->d->column_default && i < b->nset; i++) {
-        char *def = NULL;
-        rc = c->d->column_default(c->db, b->table, b->set[i].column, &def, err);
-        if (rc == 0 && def && !(strncasecmp(def, "NULL", 4) == 0 && (def[4] == '\0' || def[4] == ':'))) {
+    for (size_t i = 0; rc == 0 && b->dual_write && !zdm_dw_in_place(b) && i < b->nset; i++) {
+        const char *def = NULL;
+        for (size_t f = 0; f < nfacts; f++)
+            if (strcmp(facts[f].name, b->set[i].column) == 0)
+                def = facts[f].def;
+        if (def && !(strncasecmp(def, "NULL", 4) == 0 && (def[4] == '\0' || def[4] == ':'))) {
             snprintf(what, sizeof what, "set.%s", b->set[i].column);
             rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
                              "%s:%d: %s: column %s has the default %s, which the old application's inserts get; "
@@ -552,8 +559,10 @@ static int check_backfill(pf *c, zdm_err *err)
                                 "and NOT NULL, in contract, once it is backfilled), then run \"zdm advance %s\" again",
                            b->set[i].column, p->id);
         }
-        free(def);
     }
+    zdm_column_facts_free(facts, nfacts);
+    zdm_strv_free(&gen);
+    zdm_strv_free(&pk);
     /* the trigger bodies' expressions, rewritten as the functions hold
      * them, with the row as one value of the table's type (not a table
      * under the name new): a column the rewrite left bare resolves to
@@ -561,7 +570,9 @@ static int check_backfill(pf *c, zdm_err *err)
      * the application (a name it did not read as one: größe) */
     if (rc == 0 && b->dual_write && c->d->dw_body_in_function) {
         zdm_strv cols = {0};
-        rc = zdm_dw_columns(c->db, p, &cols, err);
+        for (size_t i = 0; i < all.n; i++)
+            zdm_strv_push(&cols, all.v[i]);
+        zdm_dw_columns_add(p, &cols);
         for (int dir = 0; rc == 0 && dir < 2; dir++) {
             const zdm_assign *a = dir ? b->reverse : b->set;
             size_t n = dir ? b->nreverse : b->nset;
@@ -629,8 +640,6 @@ static int check_backfill(pf *c, zdm_err *err)
              * it is OF (setting the target alone left the forward one,
              * OF the sources, uncompiled: an expression its WHEN could
              * not read broke every UPDATE of the application) */
-            zdm_strv all = {0};
-            rc = c->d->table_columns(c->db, b->table, &all, err);
             zdm_buf u = {0};
             zdm_buf_printf(&u, "UPDATE %s SET ", tbl);
             for (size_t i = 0; i < all.n; i++) {
@@ -638,7 +647,6 @@ static int check_backfill(pf *c, zdm_err *err)
                 zdm_buf_printf(&u, "%s%s = %s", i ? ", " : "", q, q);
                 free(q);
             }
-            zdm_strv_free(&all);
             sql = zdm_buf_take(&u);
             if (rc == 0)
                 rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
@@ -667,6 +675,7 @@ static int check_backfill(pf *c, zdm_err *err)
     }
     if (rc == 0)
         rc = flush(c, err);
+    zdm_strv_free(&all);
     zdm_strv_free(&key);
     free(alias);
     free(tbl);

@@ -63,3 +63,12 @@ void zdm_dialect_join_sorted(const zdm_strv *l, zdm_buf *out)
         zdm_buf_printf(out, "%s%s", i ? "," : "", s.v[i]);
     zdm_strv_free(&s);
 }
+
+void zdm_column_facts_free(zdm_column_fact *facts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(facts[i].name);
+        free(facts[i].def);
+    }
+    free(facts);
+}

@@ -52,6 +52,18 @@ typedef struct zdm_key_refusal {
     const char *reason; /* ZDM_KEY_* */
 } zdm_key_refusal;
 
+/* A column as the dual-write preflight sees it (zdm_dialect.column_facts). */
+typedef struct zdm_column_fact {
+    char *name;
+    char *def;                 /* its default as SQL text; NULL: none */
+    int unreadable_generated;  /* generated, and a dual-write trigger sees
+                                * it NULL (PostgreSQL: a BEFORE ROW trigger
+                                * runs before stored ones are computed) */
+    int partition_key;         /* in the partition key (PostgreSQL refuses
+                                * a BEFORE trigger that moves the row) */
+} zdm_column_fact;
+void zdm_column_facts_free(zdm_column_fact *facts, size_t n);
+
 typedef struct zdm_dialect {
     zdm_db_kind kind;
     /* "postgresql" | "sqlite": how messages name the database. */
@@ -255,16 +267,11 @@ typedef struct zdm_dialect {
      * modifier (malloc'd, NULL when unknown). */
     double (*plan_cost)(zdm_db *db, const char *sql, int np, const char *const *p);
     char *(*column_type)(zdm_db *db, const char *table, const char *column);
-    /* The table's generated columns where the dual-write triggers cannot
-     * read them (PostgreSQL: a BEFORE ROW trigger runs before stored
-     * generated columns are computed and sees NULL); NULL where they can. */
-    int (*unreadable_generated)(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err);
-    /* The columns of the table's partition key (NULL where a trigger may
-     * write them: no partitions, or AFTER triggers that update the row). */
-    int (*partition_key)(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err);
-    /* The default of `column` as SQL text in *def (malloc'd; NULL when it
-     * has none). */
-    int (*column_default)(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err);
+    /* What the dual-write preflight asks of each column of `table`, in
+     * order, in one catalog read (it runs under expand's lock, where the
+     * application waits for every round trip): *facts malloc'd, free with
+     * zdm_column_facts_free; none when the table does not exist. */
+    int (*column_facts)(zdm_db *db, const char *table, zdm_column_fact **facts, size_t *n, zdm_err *err);
     /* The health signals a backfill can pause on (NULL: the database has
      * none).  *running: autovacuum works on `table`; *ms: the largest
      * replica replay lag; *files: WAL segments waiting for the archiver. */

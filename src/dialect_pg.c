@@ -543,42 +543,33 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
 }
 
 /* The names a one-column query about `table` ($1, quoted here) gives. */
-static int table_names(zdm_db *db, const char *sql, const char *table, zdm_strv *cols, zdm_err *err)
+/* One catalog read for all of the preflight's questions (zdm_column_fact). */
+static int pg_column_facts(zdm_db *db, const char *table, zdm_column_fact **facts, size_t *n, zdm_err *err)
 {
     char *qt = zdm_db_ident_path(db, table);
     const char *tp[] = {qt};
     zdm_rows *r = NULL;
-    int rc = zdm_db_query(db, sql, 1, tp, &r, err);
-    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++)
-        zdm_strv_push(cols, zdm_rows_get(r, i, 0));
+    *facts = NULL;
+    *n = 0;
+    int rc = zdm_db_query(db,
+                          "SELECT a.attname, CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END, "
+                          "a.attgenerated <> '', COALESCE(a.attnum = ANY (p.partattrs::int2[]), false) "
+                          "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                          "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
+                          "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                          1, tp, &r, err);
+    free(qt);
+    if (rc == 0 && zdm_rows_count(r) > 0) {
+        *n = (size_t)zdm_rows_count(r);
+        *facts = zdm_xcalloc(*n, sizeof **facts);
+        for (int i = 0; i < zdm_rows_count(r); i++) {
+            const char *def = zdm_rows_get(r, i, 1);
+            (*facts)[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,
+                                            strcmp(zdm_rows_get(r, i, 2), "t") == 0,
+                                            strcmp(zdm_rows_get(r, i, 3), "t") == 0};
+        }
+    }
     zdm_rows_free(r);
-    free(qt);
-    return rc;
-}
-
-static int pg_unreadable_generated(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
-{
-    return table_names(db, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
-                           "AND attgenerated <> '' AND NOT attisdropped ORDER BY attnum", table, cols, err);
-}
-
-static int pg_partition_key(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *err)
-{
-    return table_names(db, "SELECT a.attname FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = "
-                           "p.partrelid AND a.attnum = ANY (p.partattrs::int2[]) WHERE p.partrelid = "
-                           "to_regclass($1)", table, cols, err);
-}
-
-static int pg_column_default(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err)
-{
-    char *qt = zdm_db_ident_path(db, table);
-    const char *tp[] = {qt, column};
-    *def = NULL;
-    int rc = zdm_db_query_value(db, "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
-                                    "ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE a.attrelid = "
-                                    "to_regclass($1) AND a.attname = $2 AND a.attgenerated = ''",
-                                2, tp, def, err);
-    free(qt);
     return rc;
 }
 
@@ -705,9 +696,7 @@ const zdm_dialect zdm_dialect_pg = {
     .where_estimate = pg_where_estimate,
     .plan_cost = pg_plan_cost,
     .column_type = pg_column_type,
-    .unreadable_generated = pg_unreadable_generated,
-    .column_default = pg_column_default,
-    .partition_key = pg_partition_key,
+    .column_facts = pg_column_facts,
     .integer_key = pg_integer_key,
     .autovacuum_running = pg_autovacuum_running,
     .replica_lag_ms = pg_replica_lag_ms,

@@ -30,11 +30,25 @@ static int sq_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *er
     return rc;
 }
 
-static int sq_column_default(zdm_db *db, const char *table, const char *column, char **def, zdm_err *err)
+/* The columns as sq_columns lists them, with their defaults: no
+ * partitions, and AFTER triggers read generated columns as stored. */
+static int sq_column_facts(zdm_db *db, const char *table, zdm_column_fact **facts, size_t *n, zdm_err *err)
 {
-    const char *p[] = {table, column};
-    *def = NULL;
-    return zdm_db_query_value(db, "SELECT dflt_value FROM pragma_table_info($1) WHERE name = $2", 2, p, def, err);
+    const char *p[] = {table};
+    zdm_rows *r = NULL;
+    *facts = NULL;
+    *n = 0;
+    int rc = zdm_db_query(db, "SELECT name, dflt_value FROM pragma_table_info($1) ORDER BY cid", 1, p, &r, err);
+    if (rc == 0 && zdm_rows_count(r) > 0) {
+        *n = (size_t)zdm_rows_count(r);
+        *facts = zdm_xcalloc(*n, sizeof **facts);
+        for (int i = 0; i < zdm_rows_count(r); i++) {
+            const char *def = zdm_rows_get(r, i, 1);
+            (*facts)[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL, 0, 0};
+        }
+    }
+    zdm_rows_free(r);
+    return rc;
 }
 
 /* A table the backfill cannot walk: not an error of the query. */
@@ -537,9 +551,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .where_estimate = sq_where_estimate,
     .plan_cost = NULL, /* no work list */
     .column_type = NULL,
-    .unreadable_generated = NULL, /* AFTER triggers: the row as stored */
-    .column_default = sq_column_default,
-    .partition_key = NULL, /* no partitions */
+    .column_facts = sq_column_facts,
     .autovacuum_running = NULL,
     .replica_lag_ms = NULL,
     .wal_archive_ready = NULL,
