@@ -484,19 +484,30 @@ static int check_backfill(pf *c, zdm_err *err)
     /* The table's columns as the dual-write checks below ask about them:
      * one catalog read (the application waits on expand's lock for every
      * round trip here). */
-    zdm_column_fact *facts = NULL;
-    size_t nfacts = 0;
+    zdm_table_facts facts = {0};
     if (rc == 0)
         rc = flush(c, err);
     if (rc == 0 && b->dual_write)
-        rc = c->d->column_facts(c->db, b->table, &facts, &nfacts, err);
+        rc = c->d->table_facts(c->db, b->table, &facts, err);
     zdm_strv gen = {0}, pk = {0}, all = {0};
-    for (size_t i = 0; i < nfacts; i++) {
-        zdm_strv_push(&all, facts[i].name);
-        if (facts[i].unreadable_generated)
-            zdm_strv_push(&gen, facts[i].name);
-        if (facts[i].partition_key)
-            zdm_strv_push(&pk, facts[i].name);
+    for (size_t i = 0; i < facts.ncols; i++) {
+        zdm_strv_push(&all, facts.cols[i].name);
+        if (facts.cols[i].unreadable_generated)
+            zdm_strv_push(&gen, facts.cols[i].name);
+        if (facts.cols[i].partition_key)
+            zdm_strv_push(&pk, facts.cols[i].name);
+    }
+    /* Inheritance children (not partitions): the backfill's UPDATE of the
+     * parent converts their rows, but their writes fire no trigger of the
+     * parent's, so the application's writes there were never converted. */
+    if (rc == 0 && facts.inherited) {
+        rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                         "%s:%d: [backfill] table = \"%s\" has tables that inherit from it: the dual-write "
+                         "triggers would not fire for the application's writes to their rows",
+                         p->path, b->line, b->table);
+        zdm_err_detail(err, "expand refused before changing anything; give each inheriting table a plan of its "
+                            "own (its rows, its triggers), or run this one without [backfill.dual_write], then "
+                            "run \"zdm advance %s\" again", p->id);
     }
     /* A stored generated column read by set, reverse or where: the BEFORE
      * trigger saw it NULL (set.total2 = "total * 2" wrote NULL over the
@@ -546,9 +557,9 @@ static int check_backfill(pf *c, zdm_err *err)
      * in place: there every insert is converted. */
     for (size_t i = 0; rc == 0 && b->dual_write && !zdm_dw_in_place(b) && i < b->nset; i++) {
         const char *def = NULL;
-        for (size_t f = 0; f < nfacts; f++)
-            if (strcmp(facts[f].name, b->set[i].column) == 0)
-                def = facts[f].def;
+        for (size_t f = 0; f < facts.ncols; f++)
+            if (strcmp(facts.cols[f].name, b->set[i].column) == 0)
+                def = facts.cols[f].def;
         if (def && !(strncasecmp(def, "NULL", 4) == 0 && (def[4] == '\0' || def[4] == ':'))) {
             snprintf(what, sizeof what, "set.%s", b->set[i].column);
             rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
@@ -560,7 +571,7 @@ static int check_backfill(pf *c, zdm_err *err)
                            b->set[i].column, p->id);
         }
     }
-    zdm_column_facts_free(facts, nfacts);
+    zdm_table_facts_free(&facts);
     zdm_strv_free(&gen);
     zdm_strv_free(&pk);
     /* the trigger bodies' expressions, rewritten as the functions hold

@@ -64,11 +64,12 @@ void zdm_dialect_join_sorted(const zdm_strv *l, zdm_buf *out)
     zdm_strv_free(&s);
 }
 
-void zdm_column_facts_free(zdm_column_fact *facts, size_t n)
+void zdm_table_facts_free(zdm_table_facts *f)
 {
-    for (size_t i = 0; i < n; i++) {
-        free(facts[i].name);
-        free(facts[i].def);
+    for (size_t i = 0; i < f->ncols; i++) {
+        free(f->cols[i].name);
+        free(f->cols[i].def);
     }
-    free(facts);
+    free(f->cols);
+    *f = (zdm_table_facts){0};
 }

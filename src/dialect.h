@@ -52,7 +52,7 @@ typedef struct zdm_key_refusal {
     const char *reason; /* ZDM_KEY_* */
 } zdm_key_refusal;
 
-/* A column as the dual-write preflight sees it (zdm_dialect.column_facts). */
+/* A table as the dual-write preflight sees it (zdm_dialect.table_facts). */
 typedef struct zdm_column_fact {
     char *name;
     char *def;                 /* its default as SQL text; NULL: none */
@@ -62,7 +62,14 @@ typedef struct zdm_column_fact {
     int partition_key;         /* in the partition key (PostgreSQL refuses
                                 * a BEFORE trigger that moves the row) */
 } zdm_column_fact;
-void zdm_column_facts_free(zdm_column_fact *facts, size_t n);
+typedef struct zdm_table_facts {
+    zdm_column_fact *cols;     /* in order; none when the table does not exist */
+    size_t ncols;
+    int inherited;             /* other tables inherit from it (PostgreSQL's
+                                * INHERITS): its triggers do not fire for
+                                * their rows, which its UPDATE still reaches */
+} zdm_table_facts;
+void zdm_table_facts_free(zdm_table_facts *f);
 
 typedef struct zdm_dialect {
     zdm_db_kind kind;
@@ -267,11 +274,11 @@ typedef struct zdm_dialect {
      * modifier (malloc'd, NULL when unknown). */
     double (*plan_cost)(zdm_db *db, const char *sql, int np, const char *const *p);
     char *(*column_type)(zdm_db *db, const char *table, const char *column);
-    /* What the dual-write preflight asks of each column of `table`, in
-     * order, in one catalog read (it runs under expand's lock, where the
-     * application waits for every round trip): *facts malloc'd, free with
-     * zdm_column_facts_free; none when the table does not exist. */
-    int (*column_facts)(zdm_db *db, const char *table, zdm_column_fact **facts, size_t *n, zdm_err *err);
+    /* What the dual-write preflight asks of `table` and each of its
+     * columns, in one catalog read (it runs under expand's lock, where the
+     * application waits for every round trip): free with
+     * zdm_table_facts_free. */
+    int (*table_facts)(zdm_db *db, const char *table, zdm_table_facts *out, zdm_err *err);
     /* The health signals a backfill can pause on (NULL: the database has
      * none).  *running: autovacuum works on `table`; *ms: the largest
      * replica replay lag; *files: WAL segments waiting for the archiver. */

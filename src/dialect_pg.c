@@ -543,30 +543,32 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
 }
 
 /* The names a one-column query about `table` ($1, quoted here) gives. */
-/* One catalog read for all of the preflight's questions (zdm_column_fact). */
-static int pg_column_facts(zdm_db *db, const char *table, zdm_column_fact **facts, size_t *n, zdm_err *err)
+/* One catalog read for all of the preflight's questions (zdm_table_facts). */
+static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, zdm_err *err)
 {
     char *qt = zdm_db_ident_path(db, table);
     const char *tp[] = {qt};
     zdm_rows *r = NULL;
-    *facts = NULL;
-    *n = 0;
+    *out = (zdm_table_facts){0};
     int rc = zdm_db_query(db,
                           "SELECT a.attname, CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END, "
-                          "a.attgenerated <> '', COALESCE(a.attnum = ANY (p.partattrs::int2[]), false) "
+                          "a.attgenerated <> '', COALESCE(a.attnum = ANY (p.partattrs::int2[]), false), "
+                          "EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
+                          "AND c.relkind = 'r' WHERE i.inhparent = a.attrelid) "
                           "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                           "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                           1, tp, &r, err);
     free(qt);
     if (rc == 0 && zdm_rows_count(r) > 0) {
-        *n = (size_t)zdm_rows_count(r);
-        *facts = zdm_xcalloc(*n, sizeof **facts);
+        out->ncols = (size_t)zdm_rows_count(r);
+        out->cols = zdm_xcalloc(out->ncols, sizeof *out->cols);
+        out->inherited = strcmp(zdm_rows_get(r, 0, 4), "t") == 0;
         for (int i = 0; i < zdm_rows_count(r); i++) {
             const char *def = zdm_rows_get(r, i, 1);
-            (*facts)[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,
-                                            strcmp(zdm_rows_get(r, i, 2), "t") == 0,
-                                            strcmp(zdm_rows_get(r, i, 3), "t") == 0};
+            out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,
+                                             strcmp(zdm_rows_get(r, i, 2), "t") == 0,
+                                             strcmp(zdm_rows_get(r, i, 3), "t") == 0};
         }
     }
     zdm_rows_free(r);
@@ -696,7 +698,7 @@ const zdm_dialect zdm_dialect_pg = {
     .where_estimate = pg_where_estimate,
     .plan_cost = pg_plan_cost,
     .column_type = pg_column_type,
-    .column_facts = pg_column_facts,
+    .table_facts = pg_table_facts,
     .integer_key = pg_integer_key,
     .autovacuum_running = pg_autovacuum_running,
     .replica_lag_ms = pg_replica_lag_ms,

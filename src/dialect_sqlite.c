@@ -3,9 +3,9 @@
  *
  * Owns: SQLite's answers to every question dialect.h asks: its catalog
  * queries (pragma_table_info, pragma_index_list), its busy timeout, and
- * the dual-write triggers' DDL (AFTER triggers that UPDATE the row,
- * guarded by a row in zdm_guard, which a body holds where its UPDATE
- * could fire the plan's other triggers).
+ * the dual-write triggers' DDL (AFTER triggers that UPDATE the row; the
+ * backfill's own writes are told apart by its row in zdm_guard, which
+ * only its uncommitted transaction sees).
  */
 #include "dialect.h"
 
@@ -31,20 +31,20 @@ static int sq_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *er
 }
 
 /* The columns as sq_columns lists them, with their defaults: no
- * partitions, and AFTER triggers read generated columns as stored. */
-static int sq_column_facts(zdm_db *db, const char *table, zdm_column_fact **facts, size_t *n, zdm_err *err)
+ * partitions nor inheritance, and AFTER triggers read generated columns
+ * as stored. */
+static int sq_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, zdm_err *err)
 {
     const char *p[] = {table};
     zdm_rows *r = NULL;
-    *facts = NULL;
-    *n = 0;
+    *out = (zdm_table_facts){0};
     int rc = zdm_db_query(db, "SELECT name, dflt_value FROM pragma_table_info($1) ORDER BY cid", 1, p, &r, err);
     if (rc == 0 && zdm_rows_count(r) > 0) {
-        *n = (size_t)zdm_rows_count(r);
-        *facts = zdm_xcalloc(*n, sizeof **facts);
+        out->ncols = (size_t)zdm_rows_count(r);
+        out->cols = zdm_xcalloc(out->ncols, sizeof *out->cols);
         for (int i = 0; i < zdm_rows_count(r); i++) {
             const char *def = zdm_rows_get(r, i, 1);
-            (*facts)[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL, 0, 0};
+            out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL, 0, 0};
         }
     }
     zdm_rows_free(r);
@@ -183,31 +183,26 @@ static void where_match(zdm_buf *b, const zdm_dw_spec *bf)
         zdm_buf_printf(b, " AND (%s)", bf->where);
 }
 
-/* SQLite: " BEGIN <guard row> UPDATE t SET ": a trigger's own UPDATE
- * fires the other direction's AFTER UPDATE trigger (recursive_triggers
- * only stops a trigger re-firing itself), and a reverse that is not an
- * exact inverse of set (text '007' -> 7 -> '7') would then rewrite the
- * value the application just wrote.  The body holds the plan's guard row
- * (the backfill's mark, seen only by this transaction) for the length of
- * its UPDATE, so one application write converts in one direction only, as
- * PostgreSQL's BEFORE triggers do.  Where no trigger of the plan can fire
- * from a body's UPDATE (guarded == 0: see body_guarded) the body is the
- * bare UPDATE: the row's INSERT and DELETE made an application write cost
- * about ten times a plain one (0.13 against 0.01 ms). */
-static void sqlite_body_open(zdm_buf *c, const char *tbl, const char *lit, int guarded)
+/* SQLite: " BEGIN UPDATE t SET ": a trigger's own UPDATE fires the other
+ * direction's AFTER UPDATE trigger (recursive_triggers only stops a
+ * trigger re-firing itself), and a reverse that is not an exact inverse of
+ * set (text '007' -> 7 -> '7') would then rewrite the value the
+ * application just wrote.  Two-way, each UPDATE trigger therefore also
+ * requires the other direction's relation not to hold (see
+ * sqlite_triggers): right after a body's UPDATE it holds, so one
+ * application write converts in one direction only, as PostgreSQL's
+ * BEFORE triggers do.  The body used to hold a guard row in zdm_guard for
+ * the length of its UPDATE; a statement that failed under OR FAIL (or a
+ * RAISE(FAIL) of the application's own triggers) kept that row, and once
+ * committed it switched dual-write off for every writer, silently. */
+static void sqlite_body_open(zdm_buf *c, const char *tbl)
 {
-    if (guarded)
-        zdm_buf_printf(c, "\nBEGIN INSERT INTO zdm_guard (plan_id) VALUES (%s); UPDATE %s SET ", lit, tbl);
-    else
-        zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
+    zdm_buf_printf(c, "\nBEGIN UPDATE %s SET ", tbl);
 }
 
-static void sqlite_body_close(zdm_buf *c, const char *lit, int guarded)
+static void sqlite_body_close(zdm_buf *c)
 {
-    if (guarded)
-        zdm_buf_printf(c, "; DELETE FROM zdm_guard WHERE plan_id = %s; END;\n", lit);
-    else
-        zdm_buf_puts(c, "; END;\n");
+    zdm_buf_puts(c, "; END;\n");
 }
 
 static int is_target(const zdm_dw_spec *b, const char *col)
@@ -228,29 +223,6 @@ static void of_list(const zdm_dw_spec *b, zdm_strv *of)
     for (size_t i = 0; !b->sources->n && !b->in_place && i < b->cols->n; i++)
         if (!is_target(b, b->cols->v[i]))
             zdm_strv_push(of, b->cols->v[i]);
-}
-
-/* Whether a trigger body's UPDATE (which SETs the targets, or two-way the
- * reverse columns) can fire a trigger of this plan: the reverse triggers
- * are UPDATE OF the targets; in place, or with an empty OF list, the
- * forward UPDATE trigger fires on any UPDATE; a source that names a
- * target (plan.c compares case-sensitively, SQLite does not) would fire
- * it too.  Otherwise (one-way, OF columns none of which is a target) no
- * body fires another trigger of the plan, nor itself under
- * recursive_triggers (no body INSERTs; the UPDATE trigger is not OF what
- * its body writes), and the body needs no guard row.  Other plans'
- * triggers still fire from it: each looks up its own plan's row. */
-static int body_guarded(const zdm_dw_spec *b)
-{
-    if (b->nreverse || b->in_place)
-        return 1;
-    zdm_strv of = {0};
-    of_list(b, &of);
-    int guarded = of.n == 0;
-    for (size_t i = 0; i < of.n; i++)
-        guarded |= is_target(b, of.v[i]);
-    zdm_strv_free(&of);
-    return guarded;
 }
 
 static void of_columns(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b)
@@ -281,19 +253,18 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
         names[i] = d->quote_ident(n);
     }
     int in_place = b->in_place;
-    int guarded = body_guarded(b);
     /* forward, insert */
     zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s", names[0], tbl, guard);
     if (!in_place) {
         zdm_buf_puts(c, " AND ");
         zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
     }
-    sqlite_body_open(c, tbl, lit, guarded);
+    sqlite_body_open(c, tbl);
     zdm_dwsql_assignments(c, d, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
     zdm_dwsql_key_match(c, d, key);
     where_match(c, b);
-    sqlite_body_close(c, lit, guarded);
+    sqlite_body_close(c);
     /* forward, update: OF the sources, or else (not in place) of every
      * column but the targets -- the columns an UPDATE that leaves the
      * targets alone can change.  The backfill writes only targets, so
@@ -309,12 +280,16 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
     }
     zdm_buf_printf(c, "%s AND ", guard);
     zdm_dwsql_inconsistent(c, d, b->set, b->nset, cols, tbl, key);
-    sqlite_body_open(c, tbl, lit, guarded);
+    if (b->nreverse) { /* not from the reverse triggers' own UPDATE */
+        zdm_buf_puts(c, " AND ");
+        zdm_dwsql_inconsistent(c, d, b->reverse, b->nreverse, cols, tbl, key);
+    }
+    sqlite_body_open(c, tbl);
     zdm_dwsql_assignments(c, d, b->set, b->nset, cols, 0);
     zdm_buf_puts(c, " WHERE ");
     zdm_dwsql_key_match(c, d, key);
     where_match(c, b);
-    sqlite_body_close(c, lit, guarded);
+    sqlite_body_close(c);
     if (b->nreverse) {
         /* reverse, insert: the new application wrote the targets */
         zdm_buf_printf(c, "CREATE TRIGGER %s AFTER INSERT ON %s\nWHEN %s AND NOT (", names[2], tbl, guard);
@@ -324,12 +299,12 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
             zdm_buf_puts(c, " AND ");
             zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS NULL", " AND ");
         }
-        sqlite_body_open(c, tbl, lit, guarded);
+        sqlite_body_open(c, tbl);
         zdm_dwsql_assignments(c, d, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");
         zdm_dwsql_key_match(c, d, key);
         where_match(c, b);
-        sqlite_body_close(c, lit, guarded);
+        sqlite_body_close(c);
         /* reverse, update */
         zdm_buf_printf(c, "CREATE TRIGGER %s AFTER UPDATE OF ", names[3]);
         for (size_t i = 0; i < b->nset; i++) {
@@ -345,12 +320,14 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
         zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS OLD.%s", " AND ");
         zdm_buf_printf(c, " AND %s AND ", guard);
         zdm_dwsql_inconsistent(c, d, b->reverse, b->nreverse, cols, tbl, key);
-        sqlite_body_open(c, tbl, lit, guarded);
+        zdm_buf_puts(c, " AND "); /* not from the forward triggers' own UPDATE */
+        zdm_dwsql_inconsistent(c, d, b->set, b->nset, cols, tbl, key);
+        sqlite_body_open(c, tbl);
         zdm_dwsql_assignments(c, d, b->reverse, b->nreverse, cols, 0);
         zdm_buf_puts(c, " WHERE ");
         zdm_dwsql_key_match(c, d, key);
         where_match(c, b);
-        sqlite_body_close(c, lit, guarded);
+        sqlite_body_close(c);
     }
     for (int i = 0; i < 4; i++) {
         zdm_buf_printf(drop, "DROP TRIGGER IF EXISTS %s;\n", names[i]);
@@ -551,7 +528,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .where_estimate = sq_where_estimate,
     .plan_cost = NULL, /* no work list */
     .column_type = NULL,
-    .column_facts = sq_column_facts,
+    .table_facts = sq_table_facts,
     .autovacuum_running = NULL,
     .replica_lag_ms = NULL,
     .wal_archive_ready = NULL,

@@ -372,6 +372,33 @@ reverse.region = \"lower(region_code)\""
                                           WHERE table_name = 'tp' AND column_name = 'region_code'")"
 }
 
+# PostgreSQL: a table others inherit from (INHERITS, not partitions).
+# The backfill's UPDATE of the parent reaches the children's rows, but the
+# children's writes fire none of the parent's triggers: the application's
+# writes there were never converted.  Refused, and a partitioned table
+# (whose triggers do reach every partition) is not.
+case_inherited() {
+    t_section "pg: a table with inheritance children is refused for dual-write"
+    db_new pg dw_inherit
+    plans_empty
+    db_sql "CREATE TABLE ti (id integer PRIMARY KEY, src text);
+            CREATE TABLE ti_child (extra int) INHERITS (ti);
+            INSERT INTO ti VALUES (1, 'a'); INSERT INTO ti_child VALUES (2, 'b', 0)" >/dev/null
+    plan_write pi "[[expand.steps]]
+sql = \"ALTER TABLE ti ADD COLUMN dst text\"
+down = \"ALTER TABLE ti DROP COLUMN dst\"
+[backfill]
+table = \"ti\"
+set.dst = \"upper(src)\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    zdm_run advance pi
+    t_rc "expand refused" 3
+    t_has "... saying why" "has tables that inherit from it" "$ZERR"
+    t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM information_schema.columns
+                                          WHERE table_name = 'ti' AND column_name = 'dst'")"
+}
+
 # SQLite, a table without a primary key whose column is named rowid: the
 # rowid is reached as _rowid_.  Taken for the key, the column (1 in both
 # rows) made the trigger of one row's write convert both rows, and the
@@ -399,9 +426,49 @@ sources = [\"src\"]"
         "$(db_sql "SELECT dst FROM tr ORDER BY _rowid_" | tr '\n' ' ' | sed 's/ $//')"
 }
 
+# SQLite: a statement the application's own rules fail part-way (OR
+# FAIL, a RAISE(FAIL) in its trigger) keeps what it did so far.  A body
+# that held a guard row for its UPDATE kept that row, committed it, and
+# dual-write was off for every writer after: their writes no longer
+# converted, and nothing said so.
+case_failed_write() {
+    t_section "sqlite: a write the application's rules fail part-way leaves dual-write on"
+    db_new sqlite dw_fail
+    plans_empty
+    db_sql "CREATE TABLE tf (id integer PRIMARY KEY, name text);
+            INSERT INTO tf VALUES (1, 'a'), (2, 'b')" >/dev/null
+    plan_write pf "[[expand.steps]]
+sql = \"ALTER TABLE tf ADD COLUMN cat text CHECK (cat IS NULL OR length(cat) < 5)\"
+down = \"ALTER TABLE tf DROP COLUMN cat\"
+[backfill]
+table = \"tf\"
+set.cat = \"upper(name)\"
+[backfill.dual_write]
+sources = [\"name\"]
+reverse.name = \"lower(cat)\""
+    # the application's rule on cat, once cat exists
+    zdm_run advance pf
+    t_rc "expand" 0
+    db_sql "CREATE TRIGGER app_rule BEFORE UPDATE OF cat ON tf WHEN NEW.cat = 'ZZZ'
+            BEGIN SELECT RAISE(FAIL, 'rejected by the application'); END" >/dev/null
+    zdm_run backfill pf
+    t_rc "backfill" 0
+    local out
+    out=$(db_sql "UPDATE OR FAIL tf SET name = 'much too long' WHERE id = 1" 2>&1)
+    t_ne "the CHECK on cat fails the old application's write" 0 "$?"
+    out=$(db_sql "UPDATE tf SET name = 'zzz' WHERE id = 2" 2>&1)
+    t_ne "the application's own trigger fails its write" 0 "$?"
+    t_eq "no guard row left behind" 0 "$(db_sql "SELECT count(*) FROM zdm_guard")"
+    db_sql "INSERT INTO tf (id, name) VALUES (3, 'c'); UPDATE tf SET cat = 'QQ' WHERE id = 2" >/dev/null
+    t_eq "later writes still convert, both ways" "3|c|C 2|qq|QQ" \
+        "$(db_sql "SELECT id || '|' || name || '|' || cat FROM tf WHERE id IN (3, 2) ORDER BY id DESC" | tr '\n' ' ' | sed 's/ $//')"
+}
+
 t_with_pg t_run case_same
+t_run case_failed_write
 t_run case_rowid_column
 t_with_pg t_run case_partition_key
+t_with_pg t_run case_inherited
 t_with_pg t_run case_default pg
 t_run case_default sqlite
 t_with_pg t_run case_generated
