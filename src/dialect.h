@@ -52,6 +52,12 @@ typedef struct zdm_key_refusal {
     const char *reason; /* ZDM_KEY_* */
 } zdm_key_refusal;
 
+/* The settings a PostgreSQL dual-write function keeps from zdm's session
+ * (dialect_pg.c says why). */
+#define ZDM_PG_DW_SETTINGS                                                                                     \
+    "SET search_path FROM CURRENT SET TimeZone FROM CURRENT SET DateStyle FROM CURRENT SET IntervalStyle "   \
+    "FROM CURRENT"
+
 /* A table as the dual-write preflight sees it (zdm_dialect.table_facts). */
 typedef struct zdm_column_fact {
     char *name;

@@ -233,16 +233,21 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
      * settings: under another search_path the plan's functions and
      * tables were not found (every write failed) or were others (another
      * value than the backfill's); under another TimeZone a timestamptz
-     * became another date.  It keeps those of zdm's session at expand,
-     * where the backfill runs too (1 to 2 us a call: EXPLAIN ANALYZE of
-     * 200,000 rows, 330 against 560 to 770 ms of trigger time).  Backslashes
-     * in a string read otherwise under standard_conforming_strings = off
-     * (the body did not compile): kept too where one appears. */
+     * became another date; under another DateStyle '01/02/2024'::date
+     * another day, and a date as text another string (IntervalStyle: an
+     * interval's).  It keeps those of zdm's session at expand, where the
+     * backfill runs too (search_path named schema by schema: see
+     * pg_triggers).  Cost, EXPLAIN ANALYZE of 200,000 rows' trigger time:
+     * about 190 ms bare, 560-680 with search_path and TimeZone, 740-830
+     * with the two date styles too (0.3-0.6 us a setting a call).
+     * Backslashes in a string read otherwise under
+     * standard_conforming_strings = off (the body did not compile): kept
+     * too where one appears. */
     int backslash = b->where && strchr(b->where, '\\');
     for (size_t i = 0; i < n; i++)
         backslash |= strchr(a[i].expr, '\\') != NULL;
     zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql\n"
-                      "  SET search_path FROM CURRENT SET TimeZone FROM CURRENT%s\n  AS %s;\n",
+                      "  " ZDM_PG_DW_SETTINGS "%s\n  AS %s;\n",
                    fn, backslash ? " SET standard_conforming_strings FROM CURRENT" : "", quoted);
     free(quoted);
     zdm_buf_free(&body);
@@ -276,6 +281,13 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
     char guard[200];
     snprintf(guard, sizeof guard, "current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit);
 
+    /* "$user" in zdm's search_path (the default) resolves per caller:
+     * under an application role with a schema of its name, the function
+     * read that schema's tables and functions.  For the length of this
+     * transaction the path is the schemas it resolves to in zdm's session,
+     * by name, and SET search_path FROM CURRENT keeps those. */
+    zdm_buf_puts(c, "SELECT set_config('search_path', coalesce((SELECT string_agg(quote_ident(s), ', ') "
+                    "FROM unnest(current_schemas(false)) AS s), ''), true);\n");
     pg_function(c, d, fwd, b->set, b->nset, cols, b);
     if (b->nreverse)
         pg_function(c, d, rev, b->reverse, b->nreverse, cols, b);

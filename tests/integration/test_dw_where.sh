@@ -193,10 +193,13 @@ sources = [\"src\"]"
 # The application's session settings: the trigger function runs in it.
 # Under the application's search_path the plan's function slug() was
 # another one (or none: every write failed), under its TimeZone a
-# timestamptz another date.  The function keeps zdm's settings: what the
-# application's writes get is what a session like the backfill's computes.
+# timestamptz another date, under its DateStyle a date another string;
+# under its role, "$user" in zdm's own search_path named the role's schema
+# (its slug()).  The function keeps zdm's settings, its search_path schema
+# by schema: what the application's writes get is what a session like the
+# backfill's computes.
 case_session() {
-    t_section "the application's search_path and TimeZone do not change what the trigger computes"
+    t_section "the application's search_path, role, TimeZone and DateStyle do not change what the trigger computes"
     db_new pg dw_session
     plans_empty
     db_sql "CREATE SCHEMA app;
@@ -204,24 +207,36 @@ case_session() {
             CREATE FUNCTION app.slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''APP:'' || upper(\$1)';
             CREATE TABLE app.customers (id integer PRIMARY KEY, name text);
             INSERT INTO app.customers VALUES (1, 'Bob');
-            CREATE TABLE app.orders (id integer PRIMARY KEY, customer_id integer, created_at timestamptz)" >/dev/null
+            CREATE TABLE app.orders (id integer PRIMARY KEY, customer_id integer, created_at timestamptz);
+            SET client_min_messages = warning; DROP ROLE IF EXISTS zdm_dw_app; CREATE ROLE zdm_dw_app;
+            CREATE SCHEMA zdm_dw_app AUTHORIZATION zdm_dw_app;
+            CREATE FUNCTION zdm_dw_app.slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''ROLE:'' || \$1';
+            GRANT USAGE ON SCHEMA app TO zdm_dw_app; GRANT ALL ON ALL TABLES IN SCHEMA app TO zdm_dw_app" >/dev/null
     plan_write pn "[[expand.steps]]
-sql = \"ALTER TABLE app.orders ADD COLUMN cust_slug text, ADD COLUMN created_on date\"
-down = \"ALTER TABLE app.orders DROP COLUMN cust_slug, DROP COLUMN created_on\"
+sql = \"ALTER TABLE app.orders ADD COLUMN cust_slug text, ADD COLUMN created_on date, ADD COLUMN created_day text\"
+down = \"ALTER TABLE app.orders DROP COLUMN cust_slug, DROP COLUMN created_on, DROP COLUMN created_day\"
 [backfill]
 table = \"app.orders\"
 set.cust_slug = \"(SELECT slug(name) FROM app.customers c WHERE c.id = customer_id)\"
 set.created_on = \"created_at::date\"
+set.created_day = \"created_at::date::text\"
 [backfill.dual_write]
 sources = [\"customer_id\", \"created_at\"]"
     zdm_run advance pn
     t_rc "expand" 0 || echo "$ZERR" >&2
-    t_eq "the application's insert works under its own search_path and TimeZone" 0 \
-        "$(db_sql "SET search_path = app, public; SET TimeZone = 'Asia/Tokyo';
+    t_eq "the application's insert works under its own search_path, TimeZone and DateStyle" 0 \
+        "$(db_sql "SET search_path = app, public; SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'German';
                    INSERT INTO orders (id, customer_id, created_at) VALUES (2, 1, '2024-05-01 23:30+00')" 2>&1 | wc -l)"
-    t_eq "... and gets the value the backfill's session computes" \
-        "$(db_sql "SELECT slug('Bob') || ' ' || '2024-05-01 23:30+00'::timestamptz::date")" \
-        "$(db_sql "SELECT cust_slug || ' ' || created_on FROM app.orders WHERE id = 2")"
+    local want
+    want=$(db_sql "SELECT slug('Bob') || ' ' || '2024-05-01 23:30+00'::timestamptz::date || ' ' ||
+                          '2024-05-01 23:30+00'::timestamptz::date::text")
+    t_eq "... and gets the value the backfill's session computes" "$want" \
+        "$(db_sql "SELECT cust_slug || ' ' || created_on || ' ' || created_day FROM app.orders WHERE id = 2")"
+    t_eq "under a role with a schema of its name, a write works" 0 \
+        "$(db_sql "SET ROLE zdm_dw_app; INSERT INTO app.orders (id, customer_id, created_at)
+                   VALUES (3, 1, '2024-05-01 23:30+00')" 2>&1 | wc -l)"
+    t_eq "... and reads zdm's slug(), not the role's" "$want" \
+        "$(db_sql "SELECT cust_slug || ' ' || created_on || ' ' || created_day FROM app.orders WHERE id = 3")"
 }
 
 # Names the rewrite to NEW."col" must leave alone: a column named user

@@ -154,8 +154,9 @@ static void check_case(const tcase *t)
         int nfn = t->nreverse ? 2 : 1;
         assert_int_equal(count(create, "CREATE OR REPLACE FUNCTION zdm."), nfn);
         /* the settings of zdm's session, not the application's */
-        assert_int_equal(count(create, "RETURNS trigger LANGUAGE plpgsql\n"
-                                       "  SET search_path FROM CURRENT SET TimeZone FROM CURRENT\n"), nfn);
+        assert_int_equal(count(create, "RETURNS trigger LANGUAGE plpgsql\n  " ZDM_PG_DW_SETTINGS "\n"), nfn);
+        /* the search_path they keep: zdm's, schema by schema, not "$user" */
+        assert_true(strstr(create, "set_config('search_path'") < strstr(create, "CREATE OR REPLACE FUNCTION"));
         assert_int_equal(count(create, "\"zdm_dw_p_rev\"()") > 0, t->nreverse > 0);
         if (t->where && zdm_dwsql_row_local(t->where, &cols)) {
             /* on the row alone: an expression on NEW, NULL matching nothing */
