@@ -1225,6 +1225,69 @@ static int drops_used(const zdm_plan *p, const zdm_step *steps, size_t n, const 
     return rc;
 }
 
+/* The columns b's triggers write: its set.* and reverse.* targets. */
+static void written_by(const zdm_backfill *b, zdm_strv *cols)
+{
+    for (size_t i = 0; i < b->nset; i++)
+        zdm_strv_push(cols, b->set[i].column);
+    for (size_t i = 0; i < b->nreverse; i++)
+        zdm_strv_push(cols, b->reverse[i].column);
+}
+
+/* The first of b's set.*, reverse.* and where that reads one of cols: 1,
+ * with its name in what and its line; 0 when none does. */
+static int reads_any(const zdm_backfill *b, const zdm_strv *cols, char *what, size_t wn, int *line)
+{
+    for (size_t i = 0; i < b->nset + b->nreverse; i++) {
+        const zdm_assign *a = i < b->nset ? &b->set[i] : &b->reverse[i - b->nset];
+        if (zdm_dwsql_reads(a->expr, cols)) {
+            snprintf(what, wn, "%s.%s", i < b->nset ? "set" : "reverse", a->column);
+            *line = a->line;
+            return 1;
+        }
+    }
+    if (b->where && zdm_dwsql_reads(b->where, cols)) {
+        snprintf(what, wn, "where");
+        *line = line_or(b->where_line, b->line);
+        return 1;
+    }
+    return 0;
+}
+
+/* Two plans' dual-write on one table, where one's expressions read what
+ * the other's triggers write: the triggers fire in an order of their own
+ * (PostgreSQL: by name; SQLite: the other's UPDATE fires it again only OF
+ * its sources), so a write converted from the value the application wrote
+ * or the one the other plan computed, by chance. */
+static int reads_other(const zdm_plan *p, const zdm_plan *q, zdm_phase qphase, zdm_err *err)
+{
+    zdm_strv pw = {0}, qw = {0};
+    written_by(p->backfill, &pw);
+    written_by(q->backfill, &qw);
+    char what[200];
+    int line = 0, rc = 0;
+    const zdm_plan *reader = NULL, *writer = NULL;
+    if (reads_any(p->backfill, &qw, what, sizeof what, &line))
+        reader = p, writer = q;
+    else if (reads_any(q->backfill, &pw, what, sizeof what, &line))
+        reader = q, writer = p;
+    if (reader) {
+        zdm_err_set(err, ZDM_EXIT_REFUSED,
+                    "%s:%d: %s of plan %s reads a column of %s that the dual-write triggers of plan %s write "
+                    "(%s in flight: %s); which plan's trigger runs first on a write is not defined, so it "
+                    "would read the value the application wrote or the one the other plan computed",
+                    reader->path, line, what, reader->id, p->backfill->table, writer->id, q->id,
+                    zdm_phase_name(qphase));
+        zdm_err_detail(err, "finish plan %s first (contract), or fold the two changes into one plan (where "
+                            "set.* may read the sources only); nothing was changed",
+                       q->id);
+        rc = ZDM_EXIT_REFUSED;
+    }
+    zdm_strv_free(&pw);
+    zdm_strv_free(&qw);
+    return rc;
+}
+
 int zdm_preflight_shared(zdm_db *db, const zdm_plan *p, const zdm_plan_set *set, int contract, zdm_err *err)
 {
     int dialect = zdm_db_dialect(db)->kind;
@@ -1258,6 +1321,8 @@ int zdm_preflight_shared(zdm_db *db, const zdm_plan *p, const zdm_plan_set *set,
                                q->id);
                 rc = ZDM_EXIT_REFUSED;
             }
+        if (rc == 0 && b && b->dual_write && same_table(b->table, q->backfill->table))
+            rc = reads_other(p, q, st.phase, err);
         if (rc == 0)
             rc = drops_used(p, p->expand, p->nexpand, "expand", dialect, q, st.phase, err);
         if (rc == 0 && b && same_table(b->table, q->backfill->table))

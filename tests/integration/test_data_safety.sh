@@ -1004,6 +1004,23 @@ set.nick = "upper(email)"
     db_dump "$T_DIR/shared.after"
     t_same_file "C: nothing changed" "$T_DIR/shared.before" "$T_DIR/shared.after"
     rm -f "$T_PLANS/0002_c.toml"
+    # a plan whose set reads A's target: which plan's trigger runs first
+    # on a write decides whether it sees the nick the application wrote or
+    # the one A computed
+    plan_write 0005_l '
+[[expand.steps]]
+sql  = "ALTER TABLE users ADD COLUMN nick_len integer"
+down = "ALTER TABLE users DROP COLUMN nick_len"
+[backfill]
+table = "users"
+set.nick_len = "length(nick)"
+'
+    zdm_run advance 0005_l
+    t_rc "L: expand reading A's target" 3
+    t_has "L: names the expression and the other plan" "set.nick_len of plan 0005_l reads a column of users that the dual-write triggers of plan 0001_a write" "$ZERR"
+    db_dump "$T_DIR/shared.after"
+    t_same_file "L: nothing changed" "$T_DIR/shared.before" "$T_DIR/shared.after"
+    rm -f "$T_PLANS/0005_l.toml"
     [ "$d" = pg ] || return 0
     plan_write 0003_b '
 [[contract.steps]]
