@@ -25,10 +25,9 @@
  * are left alone.  malloc'd. */
 char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const char *prefix);
 
-/* The columns a trigger may reference: the table's columns now, plus the
- * plan's set/reverse targets and sources (which expand may be adding). */
-int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err) ZDM_MUST_CHECK;
-/* cols (the table's), with the plan's targets and sources it lacks */
+/* The columns a trigger may reference: cols (the table's columns now),
+ * plus the plan's set/reverse targets and sources it lacks (which expand
+ * may be adding). */
 void zdm_dw_columns_add(const zdm_plan *plan, zdm_strv *cols);
 
 /* An in-place fix: a `where` and no [backfill.dual_write] sources or

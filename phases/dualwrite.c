@@ -50,14 +50,6 @@ static int listed(const zdm_strv *l, const char *name)
     return zdm_dwsql_in_list(l, name, strlen(name), 1);
 }
 
-int zdm_dw_columns(zdm_db *db, const zdm_plan *plan, zdm_strv *cols, zdm_err *err)
-{
-    int rc = zdm_db_dialect(db)->table_columns(db, plan->backfill->table, cols, err);
-    if (rc == 0)
-        zdm_dw_columns_add(plan, cols);
-    return rc;
-}
-
 void zdm_dw_columns_add(const zdm_plan *plan, zdm_strv *cols)
 {
     const zdm_backfill *b = plan->backfill;
@@ -146,12 +138,15 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
     *create = *drop = NULL;
     if (!plan->backfill || !plan->backfill->nset)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no backfill to dual-write", plan->id);
-    zdm_strv cols = {0};
-    int rc = zdm_dw_columns(db, plan, &cols, err);
-    if (rc != 0) {
-        zdm_strv_free(&cols);
+    /* the table's columns, and its own triggers, in one catalog read */
+    zdm_table_facts facts = {0};
+    int rc = zdm_db_dialect(db)->table_facts(db, plan->backfill->table, &facts, err);
+    if (rc != 0)
         return rc;
-    }
+    zdm_strv cols = {0};
+    for (size_t i = 0; i < facts.ncols; i++)
+        zdm_strv_push(&cols, facts.cols[i].name);
+    zdm_dw_columns_add(plan, &cols);
     char base[80];
     name_base(plan, base, sizeof base);
     const zdm_backfill *b = plan->backfill;
@@ -167,12 +162,14 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
         .where = zdm_mutant("trigger_no_where") ? NULL : b->where,
         .in_place = zdm_dw_in_place(b),
         .reverse_on_insert = b->reverse_on_insert,
+        .any_update = facts.before_update,
         .cols = &cols,
         .key = key,
     };
     zdm_buf c = {0}, d = {0};
     zdm_db_dialect(db)->dw_triggers(zdm_db_dialect(db), &spec, &c, &d);
     zdm_strv_free(&cols);
+    zdm_table_facts_free(&facts);
     *create = zdm_buf_take(&c);
     *drop = zdm_buf_take(&d);
     return 0;

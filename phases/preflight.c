@@ -497,6 +497,14 @@ static int check_backfill(pf *c, zdm_err *err)
         if (facts.cols[i].partition_key)
             zdm_strv_push(&pk, facts.cols[i].name);
     }
+    /* The application's BEFORE triggers named after zdm's fire after
+     * them: one that changes a source leaves the target computed from the
+     * value before it.  Said, not refused: most change something else. */
+    if (rc == 0 && facts.after_ours)
+        zdm_log(ZDM_LOG_WARN, p->id, "expand",
+                "table %s has BEFORE triggers that fire after zdm's dual-write triggers (PostgreSQL fires them in "
+                "name order): %s; if one changes a column set.* reads, rename it to sort before \"zdm_dw\"",
+                b->table, facts.after_ours);
     /* Inheritance children (not partitions): the backfill's UPDATE of the
      * parent converts their rows, but their writes fire no trigger of the
      * parent's, so the application's writes there were never converted. */

@@ -71,5 +71,6 @@ void zdm_table_facts_free(zdm_table_facts *f)
         free(f->cols[i].def);
     }
     free(f->cols);
+    free(f->after_ours);
     *f = (zdm_table_facts){0};
 }

@@ -35,6 +35,9 @@ typedef struct zdm_dw_spec {
     const char *where;         /* rows the triggers convert; NULL: every row */
     int in_place;              /* convert every matching write, whoever wrote it */
     int reverse_on_insert;     /* an INSERT fills the old columns even when given */
+    int any_update;            /* the forward UPDATE trigger fires on every
+                                * UPDATE, its WHEN comparing the sources (an
+                                * application trigger may change them) */
     const zdm_strv *cols;      /* the columns the expressions may name */
     const zdm_strv *key;       /* the row identity (dialects with dw_needs_key) */
 } zdm_dw_spec;
@@ -74,6 +77,11 @@ typedef struct zdm_table_facts {
     int inherited;             /* other tables inherit from it (PostgreSQL's
                                 * INHERITS): its triggers do not fire for
                                 * their rows, which its UPDATE still reaches */
+    int before_update;         /* the application's own BEFORE ROW UPDATE
+                                * triggers are on it: they may change a
+                                * source the statement does not SET */
+    char *after_ours;          /* its BEFORE ROW triggers that fire after
+                                * zdm's (name order), ", "-joined; NULL: none */
 } zdm_table_facts;
 void zdm_table_facts_free(zdm_table_facts *f);
 

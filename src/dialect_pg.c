@@ -329,9 +329,12 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
     }
     zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
     /* old application updates: targets untouched, sources written.
-     * Only statements that write a source column fire it at all. */
+     * Only statements that write a source column fire it at all, unless
+     * an application BEFORE trigger may change one the statement does
+     * not name (UPDATE OF sees the statement's SET list only): then every
+     * UPDATE, and the WHEN compares the sources. */
     zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[3]);
-    if (b->sources->n)
+    if (b->sources->n && !b->any_update)
         zdm_dwsql_of_columns(c, d, b->sources, NULL, 0);
     zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guard);
     if (!in_place) {
@@ -566,7 +569,14 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
                           "SELECT a.attname, CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END, "
                           "a.attgenerated <> '', COALESCE(a.attnum = ANY (p.partattrs::int2[]), false), "
                           "EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
-                          "AND c.relkind = 'r' WHERE i.inhparent = a.attrelid) "
+                          "AND c.relkind = 'r' WHERE i.inhparent = a.attrelid), "
+                          /* the application's BEFORE ROW (tgtype 1|2) triggers: on UPDATE (16),
+                           * and those named after zdm's, which fire after them */
+                          "EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal "
+                          "AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND t.tgtype & 19 = 19 AND t.tgenabled <> 'D'), "
+                          "(SELECT string_agg(t.tgname, ', ' ORDER BY t.tgname) FROM pg_trigger t WHERE t.tgrelid = "
+                          "to_regclass($1) AND NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
+                          "t.tgtype & 3 = 3 AND t.tgenabled <> 'D' AND t.tgname COLLATE \"C\" > 'zdm_dw') "
                           "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                           "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -576,6 +586,8 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
         out->ncols = (size_t)zdm_rows_count(r);
         out->cols = zdm_xcalloc(out->ncols, sizeof *out->cols);
         out->inherited = strcmp(zdm_rows_get(r, 0, 4), "t") == 0;
+        out->before_update = strcmp(zdm_rows_get(r, 0, 5), "t") == 0;
+        out->after_ours = zdm_rows_get(r, 0, 6) ? zdm_xstrdup(zdm_rows_get(r, 0, 6)) : NULL;
         for (int i = 0; i < zdm_rows_count(r); i++) {
             const char *def = zdm_rows_get(r, i, 1);
             out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,

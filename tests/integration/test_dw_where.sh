@@ -414,6 +414,42 @@ sources = [\"src\"]"
                                           WHERE table_name = 'ti' AND column_name = 'dst'")"
 }
 
+# PostgreSQL: an application BEFORE trigger that maintains a source from
+# other columns.  UPDATE OF sees only the statement's SET list, so an
+# UPDATE of first (which the application's trigger turns into a new
+# full_name) did not fire zdm's trigger OF full_name: the target kept the
+# old name.  With such triggers on the table zdm's fires on every UPDATE
+# and its WHEN compares the sources.  One named after zdm's fires after
+# them: expand says so.
+case_app_trigger() {
+    t_section "pg: a source the application's own BEFORE trigger changes is followed"
+    db_new pg dw_apptrg
+    plans_empty
+    db_sql "CREATE TABLE people (id integer PRIMARY KEY, first text, last text, full_name text);
+            CREATE FUNCTION people_full() RETURNS trigger LANGUAGE plpgsql AS
+              'BEGIN NEW.full_name := NEW.first || '' '' || NEW.last; RETURN NEW; END';
+            CREATE TRIGGER a_full_name BEFORE INSERT OR UPDATE ON people FOR EACH ROW EXECUTE FUNCTION people_full();
+            CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+            CREATE TRIGGER zz_touch BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION touch();
+            INSERT INTO people (id, first, last) VALUES (1, 'Ann', 'Lee'), (2, 'Bob', 'Ray')" >/dev/null
+    plan_write pa "[[expand.steps]]
+sql = \"ALTER TABLE people ADD COLUMN shout text\"
+down = \"ALTER TABLE people DROP COLUMN shout\"
+[backfill]
+table = \"people\"
+set.shout = \"upper(full_name)\"
+[backfill.dual_write]
+sources = [\"full_name\"]"
+    zdm_run advance pa
+    t_rc "expand" 0
+    t_has "... says which application trigger fires after zdm's" "zz_touch" "$ZERR"
+    zdm_run backfill pa
+    t_rc "backfill" 0
+    db_sql "UPDATE people SET first = 'Zed' WHERE id = 1; INSERT INTO people (id, first, last) VALUES (3, 'Cy', 'Oz')" >/dev/null
+    t_eq "a write the application's trigger turns into a new source converts" "ZED LEE BOB RAY CY OZ" \
+        "$(db_sql "SELECT string_agg(shout, ' ' ORDER BY id) FROM people")"
+}
+
 # SQLite, a table without a primary key whose column is named rowid: the
 # rowid is reached as _rowid_.  Taken for the key, the column (1 in both
 # rows) made the trigger of one row's write convert both rows, and the
@@ -484,6 +520,7 @@ t_run case_failed_write
 t_run case_rowid_column
 t_with_pg t_run case_partition_key
 t_with_pg t_run case_inherited
+t_with_pg t_run case_app_trigger
 t_with_pg t_run case_default pg
 t_run case_default sqlite
 t_with_pg t_run case_generated
