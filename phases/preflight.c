@@ -505,6 +505,25 @@ static int check_backfill(pf *c, zdm_err *err)
                 "table %s has BEFORE triggers that fire after zdm's dual-write triggers (PostgreSQL fires them in "
                 "name order): %s; if one changes a column set.* reads, rename it to sort before \"zdm_dw\"",
                 b->table, facts.after_ours);
+    /* A target in a unique index, where the trigger's UPDATE takes the
+     * application statement's conflict policy (SQLite): said, not refused;
+     * only a conversion that collides is hit, and the backfill itself
+     * fails on such a row. */
+    for (size_t i = 0; rc == 0 && i < facts.ncols; i++) {
+        if (!facts.cols[i].unique_inherits)
+            continue;
+        for (size_t k = 0; k < b->nset + b->nreverse; k++) {
+            const zdm_assign *a = k < b->nset ? &b->set[k] : &b->reverse[k - b->nset];
+            if (strcasecmp(a->column, facts.cols[i].name) != 0)
+                continue;
+            zdm_log(ZDM_LOG_WARN, p->id, "expand",
+                    "%s.%s is in a unique index: an application statement with OR REPLACE whose row converts to "
+                    "a value another row holds deletes that other row, and OR IGNORE leaves the row unconverted "
+                    "(SQLite gives the trigger's write the statement's conflict policy)",
+                    b->table, a->column);
+            break;
+        }
+    }
     /* Inheritance children (not partitions): the backfill's UPDATE of the
      * parent converts their rows, but their writes fire no trigger of the
      * parent's, so the application's writes there were never converted. */

@@ -70,6 +70,11 @@ typedef struct zdm_column_fact {
                                 * runs before stored ones are computed) */
     int partition_key;         /* in the partition key (PostgreSQL refuses
                                 * a BEFORE trigger that moves the row) */
+    int unique_inherits;       /* in a unique index, where the trigger's
+                                * write of it takes the conflict policy of
+                                * the application's statement (SQLite: OR
+                                * REPLACE deletes the other row holding the
+                                * value, OR IGNORE skips the conversion) */
 } zdm_column_fact;
 typedef struct zdm_table_facts {
     zdm_column_fact *cols;     /* in order; none when the table does not exist */

@@ -570,12 +570,15 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
                           "a.attgenerated <> '', COALESCE(a.attnum = ANY (p.partattrs::int2[]), false), "
                           "EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
                           "AND c.relkind = 'r' WHERE i.inhparent = a.attrelid), "
-                          /* the application's BEFORE ROW (tgtype 1|2) triggers: on UPDATE (16),
-                           * and those named after zdm's, which fire after them */
-                          "EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal "
+                          /* the application's BEFORE ROW (tgtype 1|2) triggers, on the table or
+                           * any of its partitions: on UPDATE (16), and those named after zdm's,
+                           * which fire after them */
+                          "EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid IN (SELECT to_regclass($1) UNION "
+                          "SELECT relid FROM pg_partition_tree(to_regclass($1))) AND NOT t.tgisinternal "
                           "AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND t.tgtype & 19 = 19 AND t.tgenabled <> 'D'), "
-                          "(SELECT string_agg(t.tgname, ', ' ORDER BY t.tgname) FROM pg_trigger t WHERE t.tgrelid = "
-                          "to_regclass($1) AND NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
+                          "(SELECT string_agg(DISTINCT t.tgname, ', ' ORDER BY t.tgname) FROM pg_trigger t WHERE t.tgrelid IN "
+                          "(SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1))) AND "
+                          "NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
                           "t.tgtype & 3 = 3 AND t.tgenabled <> 'D' AND t.tgname COLLATE \"C\" > 'zdm_dw') "
                           "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                           "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
@@ -592,7 +595,8 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
             const char *def = zdm_rows_get(r, i, 1);
             out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,
                                              strcmp(zdm_rows_get(r, i, 2), "t") == 0,
-                                             strcmp(zdm_rows_get(r, i, 3), "t") == 0};
+                                             strcmp(zdm_rows_get(r, i, 3), "t") == 0,
+                                             0 /* a unique violation fails the write */};
         }
     }
     zdm_rows_free(r);

@@ -12,11 +12,13 @@
  *    never appears unquoted), the plan id goes in as a literal;
  *  - the shape: one-way has the forward pair only, two-way the reverse
  *    pair too; SQLite addresses the row by every key column;
- *  - SQLite's bodies are the bare UPDATE, never a guard row (a statement
- *    failing under OR FAIL kept it, and committed it switched dual-write
- *    off for everyone); two-way, each UPDATE trigger also requires the
- *    other direction's relation not to hold, so a body's UPDATE does not
- *    convert back what it just converted.
+ *  - SQLite's guard row: a body brackets its UPDATE with a zdm_guard row
+ *    of its own (a random rowid under the plan's id, deleted by
+ *    last_insert_rowid(), never a row under the plan's id alone, which a
+ *    failed statement kept) exactly when that UPDATE could fire a trigger
+ *    of the plan (two-way, in place, a forward UPDATE trigger OF no column
+ *    or OF a target), and the plan's UPDATE triggers step aside for it;
+ *    otherwise the body is the bare UPDATE.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,6 +63,7 @@ typedef struct tcase {
     int in_place;
     const char *srcs[2]; /* dual_write.sources */
     const char *extra;   /* a table column that is neither target nor reverse */
+    int bare;            /* SQLite: the bodies carry no guard row */
 } tcase;
 
 static zdm_strv cols, key, sources; /* of the last build */
@@ -113,20 +116,35 @@ static void check_case(const tcase *t)
     char *lit = zdm_dwsql_literal(t->plan_id);
     char *guard = pg ? zdm_xasprintf("current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit)
                      : zdm_xasprintf("NOT EXISTS (SELECT 1 FROM zdm_guard WHERE plan_id = %s)", lit);
+    char *g_ins = zdm_xasprintf("BEGIN INSERT INTO zdm_guard (rowid, plan_id) SELECT r, %s || '#' || r FROM "
+                                "(SELECT random() & 9223372036854775807 AS r); UPDATE ", lit);
+    const char *g_del = "; DELETE FROM zdm_guard WHERE rowid = last_insert_rowid(); END;";
+    char *g_when = zdm_xasprintf("NOT EXISTS (SELECT 1 FROM zdm_guard WHERE rowid = last_insert_rowid() AND "
+                                 "plan_id = %s || '#' || last_insert_rowid())", lit);
     for (int i = 0; i < n; i++) {
         /* the guard, once, in each trigger's WHEN */
         assert_int_equal(count(trg[i], guard), 1);
         assert_non_null(strstr(trg[i], pg ? "WHEN (" : "WHEN "));
         assert_true(strstr(trg[i], guard) > strstr(trg[i], "WHEN"));
-        if (!pg) {
-            /* the body is the bare UPDATE: nothing it could leave behind */
+        if (!pg && t->bare) {
+            /* no trigger of the plan can fire from the body: no guard row */
             assert_int_equal(count(trg[i], "INSERT INTO"), 0);
             assert_int_equal(count(trg[i], "DELETE FROM"), 0);
             assert_non_null(strstr(trg[i], "\nBEGIN UPDATE "));
-            /* two-way UPDATE triggers: this direction's relation and the
-             * other's, both "not yet holding" */
-            if (t->nreverse && strstr(trg[i], "AFTER UPDATE"))
-                assert_int_equal(count(trg[i], " IS (") , 2);
+            assert_int_equal(count(trg[i], "last_insert_rowid()"), 0);
+        } else if (!pg) {
+            /* UPDATE triggers (which a body's UPDATE fires) step aside
+             * for the body running now; INSERT triggers need not */
+            int upd = strstr(trg[i], " AFTER UPDATE") != NULL;
+            assert_int_equal(count(trg[i], g_when), upd);
+            assert_true(!upd || strstr(trg[i], g_when) < strstr(trg[i], "\nBEGIN "));
+            assert_int_equal(count(trg[i], "INSERT INTO zdm_guard (plan_id)"), 0);
+            /* the guard row brackets the trigger's own UPDATE */
+            const char *ins = strstr(trg[i], g_ins);
+            const char *del = strstr(trg[i], g_del);
+            assert_non_null(ins);
+            assert_non_null(del);
+            assert_true(ins < del);
         }
         if (!pg) {
             /* the row by every key column, then the where (or nothing) */
@@ -138,7 +156,7 @@ static void check_case(const tcase *t)
             }
             if (t->where)
                 zdm_buf_printf(&w, " AND (%s)", t->where);
-            zdm_buf_puts(&w, "; END;\n");
+            zdm_buf_puts(&w, t->bare ? "; END;\n" : "; DELETE FROM zdm_guard");
             assert_non_null(strstr(trg[i], w.data));
             zdm_buf_free(&w);
         } else {
@@ -147,6 +165,8 @@ static void check_case(const tcase *t)
         }
         free(trg[i]);
     }
+    free(g_ins);
+    free(g_when);
     free(guard);
     free(lit);
     if (pg) {
@@ -222,6 +242,7 @@ static void test_every_combination(void **state)
                             t.srcs[0] = "a";
                         if (of == 3)
                             t.srcs[0] = "B";
+                        t.bare = !twoway && (of == 1 || of == 2);
                         if (twoway) {
                             t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
                             t.nreverse = 1;
