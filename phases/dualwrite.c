@@ -143,9 +143,12 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
     int rc = zdm_db_dialect(db)->table_facts(db, plan->backfill->table, &facts, err);
     if (rc != 0)
         return rc;
-    zdm_strv cols = {0};
-    for (size_t i = 0; i < facts.ncols; i++)
+    zdm_strv cols = {0}, text_cmp = {0};
+    for (size_t i = 0; i < facts.ncols; i++) {
         zdm_strv_push(&cols, facts.cols[i].name);
+        if (facts.cols[i].no_equality)
+            zdm_strv_push(&text_cmp, facts.cols[i].name);
+    }
     zdm_dw_columns_add(plan, &cols);
     char base[80];
     name_base(plan, base, sizeof base);
@@ -163,12 +166,14 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
         .in_place = zdm_dw_in_place(b),
         .reverse_on_insert = b->reverse_on_insert,
         .any_update = facts.before_update,
+        .text_cmp = &text_cmp,
         .cols = &cols,
         .key = key,
     };
     zdm_buf c = {0}, d = {0};
     zdm_db_dialect(db)->dw_triggers(zdm_db_dialect(db), &spec, &c, &d);
     zdm_strv_free(&cols);
+    zdm_strv_free(&text_cmp);
     zdm_table_facts_free(&facts);
     *create = zdm_buf_take(&c);
     *drop = zdm_buf_take(&d);

@@ -524,6 +524,24 @@ static int check_backfill(pf *c, zdm_err *err)
             break;
         }
     }
+    /* A target of a type without "=" (json): the backfill finds the rows
+     * left to convert by comparing each target with its expression, and
+     * that comparison did not compile (a refusal that named "operator
+     * does not exist: json = json" and no column). */
+    for (size_t i = 0; rc == 0 && i < facts.ncols; i++) {
+        if (!facts.cols[i].no_equality)
+            continue;
+        for (size_t k = 0; rc == 0 && k < b->nset; k++) {
+            if (strcmp(b->set[k].column, facts.cols[i].name) != 0)
+                continue;
+            rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
+                             "%s:%d: set.%s: column %s is of a type without an equality operator (json, xml), and "
+                             "the backfill compares each target with its expression to find the rows left to convert",
+                             p->path, b->set[k].line, b->set[k].column, b->set[k].column);
+            zdm_err_detail(err, "expand refused before changing anything; make %s jsonb (or text), then run "
+                                "\"zdm advance %s\" again", b->set[k].column, p->id);
+        }
+    }
     /* Inheritance children (not partitions): the backfill's UPDATE of the
      * parent converts their rows, but their writes fire no trigger of the
      * parent's, so the application's writes there were never converted. */

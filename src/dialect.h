@@ -35,6 +35,8 @@ typedef struct zdm_dw_spec {
     const char *where;         /* rows the triggers convert; NULL: every row */
     int in_place;              /* convert every matching write, whoever wrote it */
     int reverse_on_insert;     /* an INSERT fills the old columns even when given */
+    const zdm_strv *text_cmp;  /* columns of a type without "=", compared
+                                * as text (NULL: none) */
     int any_update;            /* the forward UPDATE trigger fires on every
                                 * UPDATE, its WHEN comparing the sources (an
                                 * application trigger may change them) */
@@ -70,6 +72,8 @@ typedef struct zdm_column_fact {
                                 * runs before stored ones are computed) */
     int partition_key;         /* in the partition key (PostgreSQL refuses
                                 * a BEFORE trigger that moves the row) */
+    int no_equality;           /* of a type without "=" (PostgreSQL's json,
+                                * xml): compared as text */
     int unique_inherits;       /* in a unique index, where the trigger's
                                 * write of it takes the conflict policy of
                                 * the application's statement (SQLite: OR

@@ -253,6 +253,23 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
     zdm_buf_free(&body);
 }
 
+/* "NEW.c IS [NOT] DISTINCT FROM OLD.c" for each of the columns (the
+ * assignments' targets, or names), joined; a column of a type without
+ * "=" (json: the WHEN did not compile, and a json source was refused)
+ * compared as text, which json keeps as written. */
+static void pg_compare(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, const zdm_assign *a,
+                       const zdm_strv *names, size_t n, const char *op, const char *joiner)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *col = a ? a[i].column : names->v[i];
+        char *q = d->quote_ident(col);
+        int text = b->text_cmp && zdm_dwsql_in_list(b->text_cmp, col, strlen(col), 0);
+        zdm_buf_printf(c, "%sNEW.%s%s %s OLD.%s%s", i ? joiner : "", q, text ? "::text" : "", op, q,
+                       text ? "::text" : "");
+        free(q);
+    }
+}
+
 /* PostgreSQL: BEFORE ROW triggers whose WHEN clauses decide the direction,
  * so PL/pgSQL runs only to compute a value, never to decide whether to:
  * the conditions are evaluated in the executor, and a row that needs
@@ -312,9 +329,9 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
         zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[1]);
         zdm_dwsql_of_columns(c, d, NULL, b->set, b->nset);
         zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s AND (", tbl, guard);
-        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS DISTINCT FROM OLD.%s", " OR ");
+        pg_compare(c, d, b, b->set, NULL, b->nset, "IS DISTINCT FROM", " OR ");
         zdm_buf_puts(c, ") AND ");
-        zdm_dwsql_each_col(c, d, b->reverse, b->nreverse, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+        pg_compare(c, d, b, b->reverse, NULL, b->nreverse, "IS NOT DISTINCT FROM", " AND ");
         zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
     }
     /* An in-place fix converts whatever row ends up matching `where`,
@@ -339,15 +356,11 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
     zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guard);
     if (!in_place) {
         zdm_buf_puts(c, " AND ");
-        zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NOT DISTINCT FROM OLD.%s", " AND ");
+        pg_compare(c, d, b, b->set, NULL, b->nset, "IS NOT DISTINCT FROM", " AND ");
     }
     if (b->sources->n) {
         zdm_buf_puts(c, " AND (");
-        for (size_t i = 0; i < b->sources->n; i++) {
-            char *q = d->quote_ident(b->sources->v[i]);
-            zdm_buf_printf(c, "%sNEW.%s IS DISTINCT FROM OLD.%s", i ? " OR " : "", q, q);
-            free(q);
-        }
+        pg_compare(c, d, b, NULL, b->sources, b->sources->n, "IS DISTINCT FROM", " OR ");
         zdm_buf_puts(c, ")");
     }
     zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
@@ -579,7 +592,10 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
                           "(SELECT string_agg(DISTINCT t.tgname, ', ' ORDER BY t.tgname) FROM pg_trigger t WHERE t.tgrelid IN "
                           "(SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1))) AND "
                           "NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
-                          "t.tgtype & 3 = 3 AND t.tgenabled <> 'D' AND t.tgname COLLATE \"C\" > 'zdm_dw') "
+                          "t.tgtype & 3 = 3 AND t.tgenabled <> 'D' AND t.tgname COLLATE \"C\" > 'zdm_dw'), "
+                          /* json and xml have no "=" (a domain over them neither) */
+                          "(SELECT coalesce(nullif(ty.typbasetype, 0), ty.oid) IN ('json'::regtype, 'xml'::regtype) "
+                          "FROM pg_type ty WHERE ty.oid = a.atttypid) "
                           "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                           "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -596,6 +612,7 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
             out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,
                                              strcmp(zdm_rows_get(r, i, 2), "t") == 0,
                                              strcmp(zdm_rows_get(r, i, 3), "t") == 0,
+                                             strcmp(zdm_rows_get(r, i, 7), "t") == 0,
                                              0 /* a unique violation fails the write */};
         }
     }

@@ -543,6 +543,40 @@ to = \"mail\""
     t_eq "the old name's case change reaches the new name" "Bob@X.com" "$(db_sql "SELECT mail FROM u2")"
 }
 
+# PostgreSQL: json has no "=".  A json source was refused ("operator
+# does not exist: json = json", naming no column): the trigger's WHEN now
+# compares it as text.  A json target is refused, by name: the backfill
+# finds the rows left by comparing targets with their expressions.
+case_json() {
+    t_section "pg: a json source is followed, a json target refused by name"
+    db_new pg dw_json
+    plans_empty
+    db_sql "CREATE TABLE d (id integer PRIMARY KEY, doc json); INSERT INTO d VALUES (1, '{\"a\": 1}')" >/dev/null
+    plan_write pj "[[expand.steps]]
+sql = \"ALTER TABLE d ADD COLUMN a integer\"
+down = \"ALTER TABLE d DROP COLUMN a\"
+[backfill]
+table = \"d\"
+set.a = \"(doc->>'a')::int\"
+[backfill.dual_write]
+sources = [\"doc\"]"
+    zdm_run advance pj
+    t_rc "expand" 0
+    zdm_run backfill pj
+    t_rc "backfill" 0
+    db_sql "UPDATE d SET doc = '{\"a\": 5}' WHERE id = 1; INSERT INTO d (id, doc) VALUES (2, '{\"a\": 7}')" >/dev/null
+    t_eq "writes of the json source convert" "1:5 2:7" "$(db_sql "SELECT string_agg(id || ':' || a, ' ' ORDER BY id) FROM d")"
+    plan_write pk "[[expand.steps]]
+sql = \"ALTER TABLE d ADD COLUMN doc2 json\"
+down = \"ALTER TABLE d DROP COLUMN doc2\"
+[backfill]
+table = \"d\"
+set.doc2 = \"doc\""
+    zdm_run advance pk
+    t_rc "a json target: refused" 3
+    t_has "... by name" "set.doc2: column doc2 is of a type without an equality operator" "$ZERR"
+}
+
 # SQLite, a table without a primary key whose column is named rowid: the
 # rowid is reached as _rowid_.  Taken for the key, the column (1 in both
 # rows) made the trigger of one row's write convert both rows, and the
@@ -619,6 +653,7 @@ t_run case_rowid_column
 t_with_pg t_run case_partition_key
 t_with_pg t_run case_inherited
 t_with_pg t_run case_app_trigger
+t_with_pg t_run case_json
 t_with_pg t_run case_default pg
 t_run case_default sqlite
 t_with_pg t_run case_generated
