@@ -570,7 +570,6 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
     return type;
 }
 
-/* The names a one-column query about `table` ($1, quoted here) gives. */
 /* One catalog read for all of the preflight's questions (zdm_table_facts). */
 static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, zdm_err *err)
 {
