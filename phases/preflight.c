@@ -535,8 +535,9 @@ static int check_backfill(pf *c, zdm_err *err)
             if (strcmp(b->set[k].column, facts.cols[i].name) != 0)
                 continue;
             rc = zdm_err_set(err, ZDM_EXIT_REFUSED,
-                             "%s:%d: set.%s: column %s is of a type without an equality operator (json, xml), and "
-                             "the backfill compares each target with its expression to find the rows left to convert",
+                             "%s:%d: set.%s: column %s is of a type zdm cannot compare (json, xml, an array of "
+                             "them, a composite type), and the backfill compares each target with its expression "
+                             "to find the rows left to convert",
                              p->path, b->set[k].line, b->set[k].column, b->set[k].column);
             zdm_err_detail(err, "expand refused before changing anything; make %s jsonb (or text), then run "
                                 "\"zdm advance %s\" again", b->set[k].column, p->id);

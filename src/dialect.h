@@ -61,7 +61,7 @@ typedef struct zdm_key_refusal {
  * (dialect_pg.c says why). */
 #define ZDM_PG_DW_SETTINGS                                                                                     \
     "SET search_path FROM CURRENT SET TimeZone FROM CURRENT SET DateStyle FROM CURRENT SET IntervalStyle "   \
-    "FROM CURRENT"
+    "FROM CURRENT SET extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT"
 
 /* A table as the dual-write preflight sees it (zdm_dialect.table_facts). */
 typedef struct zdm_column_fact {

@@ -235,11 +235,13 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
      * value than the backfill's); under another TimeZone a timestamptz
      * became another date; under another DateStyle '01/02/2024'::date
      * another day, and a date as text another string (IntervalStyle: an
-     * interval's).  It keeps those of zdm's session at expand, where the
+     * interval's; extra_float_digits = 0: a float's, 0.333333333333333;
+     * bytea_output: a bytea's).  It keeps those of zdm's session at expand, where the
      * backfill runs too (search_path named schema by schema: see
      * pg_triggers).  Cost, EXPLAIN ANALYZE of 200,000 rows' trigger time:
      * about 190 ms bare, 560-680 with search_path and TimeZone, 740-830
-     * with the two date styles too (0.3-0.6 us a setting a call).
+     * with the two date styles too, 880-960 with the six (0.3-0.6 us a
+     * setting a call).
      * Backslashes in a string read otherwise under
      * standard_conforming_strings = off (the body did not compile): kept
      * too where one appears. */
@@ -256,16 +258,23 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
 /* "NEW.c IS [NOT] DISTINCT FROM OLD.c" for each of the columns (the
  * assignments' targets, or names), joined; a column of a type without
  * "=" (json: the WHEN did not compile, and a json source was refused)
- * compared as text, which json keeps as written. */
+ * compared as text, which json keeps as written.  as_text: a change of
+ * the value's text counts too (sources: 1.5 -> 1.50 is no change to
+ * numeric's "=", nor {"a":1.0} -> {"a":1.00} to jsonb's, and a set.* of
+ * price::text then kept the old text). */
 static void pg_compare(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, const zdm_assign *a,
-                       const zdm_strv *names, size_t n, const char *op, const char *joiner)
+                       const zdm_strv *names, size_t n, const char *op, const char *joiner, int as_text)
 {
     for (size_t i = 0; i < n; i++) {
         const char *col = a ? a[i].column : names->v[i];
         char *q = d->quote_ident(col);
         int text = b->text_cmp && zdm_dwsql_in_list(b->text_cmp, col, strlen(col), 0);
-        zdm_buf_printf(c, "%sNEW.%s%s %s OLD.%s%s", i ? joiner : "", q, text ? "::text" : "", op, q,
-                       text ? "::text" : "");
+        if (as_text && !text)
+            zdm_buf_printf(c, "%s(NEW.%s %s OLD.%s OR NEW.%s::text %s OLD.%s::text)", i ? joiner : "", q, op, q, q,
+                           op, q);
+        else
+            zdm_buf_printf(c, "%sNEW.%s%s %s OLD.%s%s", i ? joiner : "", q, text ? "::text" : "", op, q,
+                           text ? "::text" : "");
         free(q);
     }
 }
@@ -302,9 +311,11 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
      * under an application role with a schema of its name, the function
      * read that schema's tables and functions.  For the length of this
      * transaction the path is the schemas it resolves to in zdm's session,
-     * by name, and SET search_path FROM CURRENT keeps those. */
-    zdm_buf_puts(c, "SELECT set_config('search_path', coalesce((SELECT string_agg(quote_ident(s), ', ') "
-                    "FROM unnest(current_schemas(false)) AS s), ''), true);\n");
+     * by name, then pg_temp (left out, the caller's temporary tables come
+     * first: a temporary "customers" was read instead of the table), and
+     * SET search_path FROM CURRENT keeps those. */
+    zdm_buf_puts(c, "SELECT set_config('search_path', concat_ws(', ', (SELECT string_agg(quote_ident(s), ', ') "
+                    "FROM unnest(current_schemas(false)) AS s), 'pg_temp'), true);\n");
     pg_function(c, d, fwd, b->set, b->nset, cols, b);
     if (b->nreverse)
         pg_function(c, d, rev, b->reverse, b->nreverse, cols, b);
@@ -329,9 +340,9 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
         zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[1]);
         zdm_dwsql_of_columns(c, d, NULL, b->set, b->nset);
         zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s AND (", tbl, guard);
-        pg_compare(c, d, b, b->set, NULL, b->nset, "IS DISTINCT FROM", " OR ");
+        pg_compare(c, d, b, b->set, NULL, b->nset, "IS DISTINCT FROM", " OR ", 0);
         zdm_buf_puts(c, ") AND ");
-        pg_compare(c, d, b, b->reverse, NULL, b->nreverse, "IS NOT DISTINCT FROM", " AND ");
+        pg_compare(c, d, b, b->reverse, NULL, b->nreverse, "IS NOT DISTINCT FROM", " AND ", 0);
         zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", rev);
     }
     /* An in-place fix converts whatever row ends up matching `where`,
@@ -356,11 +367,11 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
     zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guard);
     if (!in_place) {
         zdm_buf_puts(c, " AND ");
-        pg_compare(c, d, b, b->set, NULL, b->nset, "IS NOT DISTINCT FROM", " AND ");
+        pg_compare(c, d, b, b->set, NULL, b->nset, "IS NOT DISTINCT FROM", " AND ", 0);
     }
     if (b->sources->n) {
         zdm_buf_puts(c, " AND (");
-        pg_compare(c, d, b, NULL, b->sources, b->sources->n, "IS DISTINCT FROM", " OR ");
+        pg_compare(c, d, b, NULL, b->sources, b->sources->n, "IS DISTINCT FROM", " OR ", 1);
         zdm_buf_puts(c, ")");
     }
     zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
@@ -592,9 +603,14 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
                           "(SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1))) AND "
                           "NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
                           "t.tgtype & 3 = 3 AND t.tgenabled <> 'D' AND t.tgname COLLATE \"C\" > 'zdm_dw'), "
-                          /* json and xml have no "=" (a domain over them neither) */
-                          "(SELECT coalesce(nullif(ty.typbasetype, 0), ty.oid) IN ('json'::regtype, 'xml'::regtype) "
-                          "FROM pg_type ty WHERE ty.oid = a.atttypid) "
+                          /* json and xml have no "=", nor a domain over them, nor an array of
+                           * them (its "=" fails when it runs); a composite's "=" may not have
+                           * one either: compared as text */
+                          "(SELECT bt.typtype = 'c' OR coalesce(nullif(et.typbasetype, 0), et.oid) IN "
+                          "('json'::regtype, 'xml'::regtype) FROM pg_type ty "
+                          "JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid) "
+                          "JOIN pg_type et ON et.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END "
+                          "WHERE ty.oid = a.atttypid) "
                           "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                           "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",

@@ -208,18 +208,21 @@ case_session() {
             CREATE TABLE app.customers (id integer PRIMARY KEY, name text);
             INSERT INTO app.customers VALUES (1, 'Bob');
             CREATE TABLE app.orders (id integer PRIMARY KEY, customer_id integer, created_at timestamptz);
+            CREATE TABLE public.regions (id integer PRIMARY KEY, name text); INSERT INTO public.regions VALUES (1, 'North');
             SET client_min_messages = warning; DROP ROLE IF EXISTS zdm_dw_app; CREATE ROLE zdm_dw_app;
             CREATE SCHEMA zdm_dw_app AUTHORIZATION zdm_dw_app;
             CREATE FUNCTION zdm_dw_app.slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''ROLE:'' || \$1';
-            GRANT USAGE ON SCHEMA app TO zdm_dw_app; GRANT ALL ON ALL TABLES IN SCHEMA app TO zdm_dw_app" >/dev/null
+            GRANT USAGE ON SCHEMA app TO zdm_dw_app; GRANT ALL ON ALL TABLES IN SCHEMA app TO zdm_dw_app;
+            GRANT SELECT ON public.regions TO zdm_dw_app" >/dev/null
     plan_write pn "[[expand.steps]]
-sql = \"ALTER TABLE app.orders ADD COLUMN cust_slug text, ADD COLUMN created_on date, ADD COLUMN created_day text\"
-down = \"ALTER TABLE app.orders DROP COLUMN cust_slug, DROP COLUMN created_on, DROP COLUMN created_day\"
+sql = \"ALTER TABLE app.orders ADD COLUMN cust_slug text, ADD COLUMN created_on date, ADD COLUMN created_day text, ADD COLUMN region text\"
+down = \"ALTER TABLE app.orders DROP COLUMN cust_slug, DROP COLUMN created_on, DROP COLUMN created_day, DROP COLUMN region\"
 [backfill]
 table = \"app.orders\"
 set.cust_slug = \"(SELECT slug(name) FROM app.customers c WHERE c.id = customer_id)\"
 set.created_on = \"created_at::date\"
 set.created_day = \"created_at::date::text\"
+set.region = \"(SELECT name FROM regions r WHERE r.id = customer_id)\"
 [backfill.dual_write]
 sources = [\"customer_id\", \"created_at\"]"
     zdm_run advance pn
@@ -232,6 +235,10 @@ sources = [\"customer_id\", \"created_at\"]"
                           '2024-05-01 23:30+00'::timestamptz::date::text")
     t_eq "... and gets the value the backfill's session computes" "$want" \
         "$(db_sql "SELECT cust_slug || ' ' || created_on || ' ' || created_day FROM app.orders WHERE id = 2")"
+    t_eq "a temporary table of the application's does not stand for the plan's" "North" \
+        "$(db_sql "CREATE TEMP TABLE regions (id integer, name text); INSERT INTO regions VALUES (1, 'Evil');
+                   INSERT INTO app.orders (id, customer_id, created_at) VALUES (4, 1, '2024-05-01 23:30+00');
+                   SELECT region FROM app.orders WHERE id = 4")"
     t_eq "under a role with a schema of its name, a write works" 0 \
         "$(db_sql "SET ROLE zdm_dw_app; INSERT INTO app.orders (id, customer_id, created_at)
                    VALUES (3, 1, '2024-05-01 23:30+00')" 2>&1 | wc -l)"
@@ -574,7 +581,34 @@ table = \"d\"
 set.doc2 = \"doc\""
     zdm_run advance pk
     t_rc "a json target: refused" 3
-    t_has "... by name" "set.doc2: column doc2 is of a type without an equality operator" "$ZERR"
+    t_has "... by name" "set.doc2: column doc2 is of a type zdm cannot compare" "$ZERR"
+    # an array of json: its "=" fails only when it runs (every UPDATE of
+    # the application failed); a numeric whose text changes but not its
+    # value: 1.5 -> 1.50 is no change to "=", and price::text kept '1.5'
+    rm -f "$T_PLANS/pk.toml"
+    db_sql "CREATE TABLE e (id integer PRIMARY KEY, tags json[], price numeric, f float8);
+            INSERT INTO e VALUES (1, ARRAY['{\"a\": 1}'::json], 1.5, 0.5)" >/dev/null
+    plan_write pe "[[expand.steps]]
+sql = \"ALTER TABLE e ADD COLUMN tags_b jsonb[], ADD COLUMN price_txt text, ADD COLUMN f_txt text\"
+down = \"ALTER TABLE e DROP COLUMN tags_b, DROP COLUMN price_txt, DROP COLUMN f_txt\"
+[backfill]
+table = \"e\"
+set.tags_b = \"tags::jsonb[]\"
+set.price_txt = \"price::text\"
+set.f_txt = \"f::text\"
+[backfill.dual_write]
+sources = [\"tags\", \"price\", \"f\"]"
+    zdm_run advance pe
+    t_rc "expand (json[], numeric)" 0
+    zdm_run backfill pe
+    t_rc "backfill (json[], numeric)" 0
+    t_eq "the application's UPDATE of a json[] source works" "" \
+        "$(db_sql "UPDATE e SET tags = ARRAY['{\"a\": 2}'::json], price = 1.50 WHERE id = 1" 2>&1 >/dev/null)"
+    t_eq "... and converts, a numeric's new scale too" '{"{\"a\": 2}"} 1.50' \
+        "$(db_sql "SELECT tags_b::text || ' ' || price_txt FROM e")"
+    db_sql "SET extra_float_digits = 0; UPDATE e SET f = 1.0 / 3 WHERE id = 1" >/dev/null
+    t_eq "a float as text is zdm's, not the application session's extra_float_digits" \
+        "$(db_sql "SELECT (1.0 / 3)::float8::text")" "$(db_sql "SELECT f_txt FROM e")"
 }
 
 # SQLite, a table without a primary key whose column is named rowid: the
