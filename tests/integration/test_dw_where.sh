@@ -34,6 +34,44 @@ set.dst = \"upper(src)\"
 sources = [\"src\"]"
 }
 
+# dw_plan NAME TABLE "COLUMN DEFINITION; ..." "LINES": a plan with one
+# expand step per column (ALTER TABLE TABLE ADD COLUMN, its down the DROP:
+# SQLite adds one column a statement) and a [backfill] of TABLE with the
+# LINES that follow "table = ...".
+dw_plan() {
+    local steps="" c defs
+    IFS=';' read -ra defs <<<"$3"
+    for c in "${defs[@]}"; do
+        c=${c# }
+        steps+="[[expand.steps]]
+sql = \"ALTER TABLE $2 ADD COLUMN $c\"
+down = \"ALTER TABLE $2 DROP COLUMN ${c%% *}\"
+"
+    done
+    plan_write "$1" "$steps[backfill]
+table = \"$2\"
+$4"
+}
+
+# expand_backfill NAME [WHAT]: plan NAME's expand, then its backfill, each
+# expected to succeed.
+expand_backfill() {
+    zdm_run advance "$1"
+    t_rc "expand${2:+ ($2)}" 0 || echo "$ZERR" >&2
+    zdm_run backfill "$1"
+    t_rc "backfill${2:+ ($2)}" 0 || echo "$ZERR" >&2
+}
+
+# refused NAME WHY TABLE COLUMN (PostgreSQL): plan NAME's expand exits 3
+# saying WHY, and TABLE has no COLUMN after it (nothing changed).
+refused() {
+    zdm_run advance "$1"
+    t_rc "expand refused" 3
+    t_has "... saying why" "$2" "$ZERR"
+    t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM information_schema.columns
+                                          WHERE table_name = '$3' AND column_name = '$4'")"
+}
+
 # the function body of plan $1's forward trigger
 body() {
     db_sql "SELECT prosrc FROM pg_proc WHERE proname = 'zdm_dw_$1_fwd'"
@@ -129,12 +167,7 @@ case_subquery() {
     db_sql "INSERT INTO customers (id, name) VALUES (1, 'c1'), (2, 'c2'), (3, 'c3'), (4, 'c4'), (5, 'c5');
             INSERT INTO orders (id, customer_id, name) VALUES
               (10, 1, 'o10'), (11, 2, 'o11'), (12, 3, 'o12'), (13, 99, 'o13'), (14, 4, 'o14')" >/dev/null
-    plan_write ps "[[expand.steps]]
-sql = \"ALTER TABLE orders ADD COLUMN cust_name text\"
-down = \"ALTER TABLE orders DROP COLUMN cust_name\"
-[backfill]
-table = \"orders\"
-set.cust_name = \"(SELECT name FROM customers WHERE id = customer_id)\"
+    dw_plan ps orders "cust_name text" "set.cust_name = \"(SELECT name FROM customers WHERE id = customer_id)\"
 [backfill.dual_write]
 sources = [\"customer_id\"]"
     zdm_run advance ps
@@ -172,12 +205,7 @@ case_plpgsql_names() {
     db_new pg dw_plpgsql
     plans_empty
     db_sql "CREATE TABLE tv (id integer PRIMARY KEY, src text, found boolean, tg_op text)" >/dev/null
-    plan_write pv "[[expand.steps]]
-sql = \"ALTER TABLE tv ADD COLUMN dst text\"
-down = \"ALTER TABLE tv DROP COLUMN dst\"
-[backfill]
-table = \"tv\"
-where = \"found AND dst IS NULL AND EXISTS (SELECT 1)\"
+    dw_plan pv tv "dst text" "where = \"found AND dst IS NULL AND EXISTS (SELECT 1)\"
 set.dst = \"(SELECT upper(src) || coalesce(tg_op, '-'))\"
 [backfill.dual_write]
 sources = [\"src\"]"
@@ -214,12 +242,7 @@ case_session() {
             CREATE FUNCTION zdm_dw_app.slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''ROLE:'' || \$1';
             GRANT USAGE ON SCHEMA app TO zdm_dw_app; GRANT ALL ON ALL TABLES IN SCHEMA app TO zdm_dw_app;
             GRANT SELECT ON public.regions TO zdm_dw_app" >/dev/null
-    plan_write pn "[[expand.steps]]
-sql = \"ALTER TABLE app.orders ADD COLUMN cust_slug text, ADD COLUMN created_on date, ADD COLUMN created_day text, ADD COLUMN region text\"
-down = \"ALTER TABLE app.orders DROP COLUMN cust_slug, DROP COLUMN created_on, DROP COLUMN created_day, DROP COLUMN region\"
-[backfill]
-table = \"app.orders\"
-set.cust_slug = \"(SELECT slug(name) FROM app.customers c WHERE c.id = customer_id)\"
+    dw_plan pn app.orders "cust_slug text; created_on date; created_day text; region text" "set.cust_slug = \"(SELECT slug(name) FROM app.customers c WHERE c.id = customer_id)\"
 set.created_on = \"created_at::date\"
 set.created_day = \"created_at::date::text\"
 set.region = \"(SELECT name FROM regions r WHERE r.id = customer_id)\"
@@ -253,12 +276,7 @@ case_keywords() {
     db_new pg dw_keywords
     plans_empty
     db_sql "CREATE TABLE tk (id integer PRIMARY KEY, \"user\" text, u integer, src text)" >/dev/null
-    plan_write pk "[[expand.steps]]
-sql = \"ALTER TABLE tk ADD COLUMN by_whom text, ADD COLUMN dst text\"
-down = \"ALTER TABLE tk DROP COLUMN by_whom, DROP COLUMN dst\"
-[backfill]
-table = \"tk\"
-set.by_whom = \"src || ':' || user\"
+    dw_plan pk tk "by_whom text; dst text" "set.by_whom = \"src || ':' || user\"
 set.dst = \"U&'5' || src\"
 [backfill.dual_write]
 sources = [\"src\"]"
@@ -277,12 +295,7 @@ case_brackets() {
     db_new sqlite dw_brackets
     plans_empty
     db_sql "CREATE TABLE tq (id integer PRIMARY KEY, src text)" >/dev/null
-    plan_write pq "[[expand.steps]]
-sql = \"ALTER TABLE tq ADD COLUMN dst text\"
-down = \"ALTER TABLE tq DROP COLUMN dst\"
-[backfill]
-table = \"tq\"
-set.dst = \"upper([src]) || lower(\`src\`)\"
+    dw_plan pq tq "dst text" "set.dst = \"upper([src]) || lower(\`src\`)\"
 [backfill.dual_write]
 sources = [\"src\"]"
     zdm_run advance pq
@@ -302,12 +315,7 @@ case_generated() {
     plans_empty
     db_sql "CREATE TABLE tg (id integer PRIMARY KEY, price numeric, qty integer,
             total numeric GENERATED ALWAYS AS (price * qty) STORED)" >/dev/null
-    plan_write pg1 "[[expand.steps]]
-sql = \"ALTER TABLE tg ADD COLUMN total2 numeric\"
-down = \"ALTER TABLE tg DROP COLUMN total2\"
-[backfill]
-table = \"tg\"
-set.total2 = \"total * 2\"
+    dw_plan pg1 tg "total2 numeric" "set.total2 = \"total * 2\"
 [backfill.dual_write]
 sources = [\"price\", \"qty\"]"
     zdm_run advance pg1
@@ -378,20 +386,11 @@ case_partition_key() {
     db_sql "CREATE TABLE tp (id integer, region text, src text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
             CREATE TABLE tp_eu PARTITION OF tp FOR VALUES IN ('eu');
             CREATE TABLE tp_other PARTITION OF tp DEFAULT" >/dev/null
-    plan_write pp "[[expand.steps]]
-sql = \"ALTER TABLE tp ADD COLUMN region_code text\"
-down = \"ALTER TABLE tp DROP COLUMN region_code\"
-[backfill]
-table = \"tp\"
-set.region_code = \"upper(region)\"
+    dw_plan pp tp "region_code text" "set.region_code = \"upper(region)\"
 [backfill.dual_write]
 sources = [\"region\"]
 reverse.region = \"lower(region_code)\""
-    zdm_run advance pp
-    t_rc "expand refused" 3
-    t_has "... saying why" "reverse.region writes a column of tp's partition key" "$ZERR"
-    t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM information_schema.columns
-                                          WHERE table_name = 'tp' AND column_name = 'region_code'")"
+    refused pp "reverse.region writes a column of tp's partition key" tp region_code
 }
 
 # PostgreSQL: a table others inherit from (INHERITS, not partitions).
@@ -406,19 +405,10 @@ case_inherited() {
     db_sql "CREATE TABLE ti (id integer PRIMARY KEY, src text);
             CREATE TABLE ti_child (extra int) INHERITS (ti);
             INSERT INTO ti VALUES (1, 'a'); INSERT INTO ti_child VALUES (2, 'b', 0)" >/dev/null
-    plan_write pi "[[expand.steps]]
-sql = \"ALTER TABLE ti ADD COLUMN dst text\"
-down = \"ALTER TABLE ti DROP COLUMN dst\"
-[backfill]
-table = \"ti\"
-set.dst = \"upper(src)\"
+    dw_plan pi ti "dst text" "set.dst = \"upper(src)\"
 [backfill.dual_write]
 sources = [\"src\"]"
-    zdm_run advance pi
-    t_rc "expand refused" 3
-    t_has "... saying why" "has tables that inherit from it" "$ZERR"
-    t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM information_schema.columns
-                                          WHERE table_name = 'ti' AND column_name = 'dst'")"
+    refused pi "has tables that inherit from it" ti dst
 }
 
 # PostgreSQL: an application BEFORE trigger that maintains a source from
@@ -439,12 +429,7 @@ case_app_trigger() {
             CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
             CREATE TRIGGER zz_touch BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION touch();
             INSERT INTO people (id, first, last) VALUES (1, 'Ann', 'Lee'), (2, 'Bob', 'Ray')" >/dev/null
-    plan_write pa "[[expand.steps]]
-sql = \"ALTER TABLE people ADD COLUMN shout text\"
-down = \"ALTER TABLE people DROP COLUMN shout\"
-[backfill]
-table = \"people\"
-set.shout = \"upper(full_name)\"
+    dw_plan pa people "shout text" "set.shout = \"upper(full_name)\"
 [backfill.dual_write]
 sources = [\"full_name\"]"
     zdm_run advance pa
@@ -461,18 +446,10 @@ sources = [\"full_name\"]"
             CREATE TABLE pp1 PARTITION OF pp FOR VALUES IN (1);
             CREATE TRIGGER a_full_name BEFORE UPDATE ON pp1 FOR EACH ROW EXECUTE FUNCTION people_full();
             INSERT INTO pp VALUES (1, 1, 'Ann', 'Lee', 'Ann Lee')" >/dev/null
-    plan_write pq "[[expand.steps]]
-sql = \"ALTER TABLE pp ADD COLUMN shout text\"
-down = \"ALTER TABLE pp DROP COLUMN shout\"
-[backfill]
-table = \"pp\"
-set.shout = \"upper(full_name)\"
+    dw_plan pq pp "shout text" "set.shout = \"upper(full_name)\"
 [backfill.dual_write]
 sources = [\"full_name\"]"
-    zdm_run advance pq
-    t_rc "expand (partitioned)" 0
-    zdm_run backfill pq
-    t_rc "backfill (partitioned)" 0
+    expand_backfill pq "partitioned"
     db_sql "UPDATE pp SET first = 'Zed' WHERE id = 1" >/dev/null
     t_eq "... also when the application's trigger is on a partition" "ZED LEE" \
         "$(db_sql "SELECT shout FROM pp WHERE id = 1")"
@@ -492,19 +469,11 @@ case_inexact() {
     plans_empty
     db_sql "CREATE TABLE li (id integer PRIMARY KEY, price integer, qty integer);
             INSERT INTO li VALUES (1, 1, 3), (2, 5, 2)" >/dev/null
-    plan_write pl "[[expand.steps]]
-sql = \"ALTER TABLE li ADD COLUMN total integer\"
-down = \"ALTER TABLE li DROP COLUMN total\"
-[backfill]
-table = \"li\"
-set.total = \"price * qty\"
+    dw_plan pl li "total integer" "set.total = \"price * qty\"
 [backfill.dual_write]
 sources = [\"price\", \"qty\"]
 reverse.price = \"total / qty\""
-    zdm_run advance pl
-    t_rc "expand" 0
-    zdm_run backfill pl
-    t_rc "backfill" 0
+    expand_backfill pl
     db_sql "UPDATE li SET qty = 2 WHERE id = 1; UPDATE li SET total = 7 WHERE id = 2" >/dev/null
     t_eq "the old application's write converts forward, the new one's backward" "1|1|2|2 2|3|2|7" \
         "$(db_sql "SELECT id || '|' || price || '|' || qty || '|' || total FROM li ORDER BY id" | tr '\n' ' ' | sed 's/ $//')"
@@ -525,10 +494,7 @@ set.n = \"s\"
 sources = [\"email\", \"s\"]
 reverse.email = \"mail\"
 reverse.s = \"n\""
-    zdm_run advance pu
-    t_rc "expand (NOCASE, REAL into TEXT)" 0
-    zdm_run backfill pu
-    t_rc "backfill (NOCASE, REAL into TEXT)" 0
+    expand_backfill pu "NOCASE, REAL into TEXT"
     db_sql "UPDATE u SET email = 'Bob@X.com' WHERE id = 1" >/dev/null
     t_eq "a case change under NOCASE converts forward" "Bob@X.com|Bob@X.com" \
         "$(db_sql "SELECT email || '|' || mail FROM u")"
@@ -542,10 +508,7 @@ op = \"rename_column\"
 table = \"u2\"
 column = \"email\"
 to = \"mail\""
-    zdm_run advance pr
-    t_rc "expand (rename_column of a NOCASE column)" 0
-    zdm_run backfill pr
-    t_rc "backfill (rename_column of a NOCASE column)" 0
+    expand_backfill pr "rename_column of a NOCASE column"
     db_sql "UPDATE u2 SET email = 'Bob@X.com' WHERE id = 1" >/dev/null
     t_eq "the old name's case change reaches the new name" "Bob@X.com" "$(db_sql "SELECT mail FROM u2")"
 }
@@ -559,26 +522,13 @@ case_json() {
     db_new pg dw_json
     plans_empty
     db_sql "CREATE TABLE d (id integer PRIMARY KEY, doc json); INSERT INTO d VALUES (1, '{\"a\": 1}')" >/dev/null
-    plan_write pj "[[expand.steps]]
-sql = \"ALTER TABLE d ADD COLUMN a integer\"
-down = \"ALTER TABLE d DROP COLUMN a\"
-[backfill]
-table = \"d\"
-set.a = \"(doc->>'a')::int\"
+    dw_plan pj d "a integer" "set.a = \"(doc->>'a')::int\"
 [backfill.dual_write]
 sources = [\"doc\"]"
-    zdm_run advance pj
-    t_rc "expand" 0
-    zdm_run backfill pj
-    t_rc "backfill" 0
+    expand_backfill pj
     db_sql "UPDATE d SET doc = '{\"a\": 5}' WHERE id = 1; INSERT INTO d (id, doc) VALUES (2, '{\"a\": 7}')" >/dev/null
     t_eq "writes of the json source convert" "1:5 2:7" "$(db_sql "SELECT string_agg(id || ':' || a, ' ' ORDER BY id) FROM d")"
-    plan_write pk "[[expand.steps]]
-sql = \"ALTER TABLE d ADD COLUMN doc2 json\"
-down = \"ALTER TABLE d DROP COLUMN doc2\"
-[backfill]
-table = \"d\"
-set.doc2 = \"doc\""
+    dw_plan pk d "doc2 json" "set.doc2 = \"doc\""
     zdm_run advance pk
     t_rc "a json target: refused" 3
     t_has "... by name" "set.doc2: column doc2 is of a type zdm cannot compare" "$ZERR"
@@ -588,20 +538,12 @@ set.doc2 = \"doc\""
     rm -f "$T_PLANS/pk.toml"
     db_sql "CREATE TABLE e (id integer PRIMARY KEY, tags json[], price numeric, f float8);
             INSERT INTO e VALUES (1, ARRAY['{\"a\": 1}'::json], 1.5, 0.5)" >/dev/null
-    plan_write pe "[[expand.steps]]
-sql = \"ALTER TABLE e ADD COLUMN tags_b jsonb[], ADD COLUMN price_txt text, ADD COLUMN f_txt text\"
-down = \"ALTER TABLE e DROP COLUMN tags_b, DROP COLUMN price_txt, DROP COLUMN f_txt\"
-[backfill]
-table = \"e\"
-set.tags_b = \"tags::jsonb[]\"
+    dw_plan pe e "tags_b jsonb[]; price_txt text; f_txt text" "set.tags_b = \"tags::jsonb[]\"
 set.price_txt = \"price::text\"
 set.f_txt = \"f::text\"
 [backfill.dual_write]
 sources = [\"tags\", \"price\", \"f\"]"
-    zdm_run advance pe
-    t_rc "expand (json[], numeric)" 0
-    zdm_run backfill pe
-    t_rc "backfill (json[], numeric)" 0
+    expand_backfill pe "json[], numeric"
     t_eq "the application's UPDATE of a json[] source works" "" \
         "$(db_sql "UPDATE e SET tags = ARRAY['{\"a\": 2}'::json], price = 1.50 WHERE id = 1" 2>&1 >/dev/null)"
     t_eq "... and converts, a numeric's new scale too" '{"{\"a\": 2}"} 1.50' \
@@ -620,18 +562,10 @@ case_rowid_column() {
     db_new sqlite dw_rowid
     plans_empty
     db_sql "CREATE TABLE tr (rowid integer, src text); INSERT INTO tr VALUES (1, 'a'), (1, 'b')" >/dev/null
-    plan_write pr "[[expand.steps]]
-sql = \"ALTER TABLE tr ADD COLUMN dst text\"
-down = \"ALTER TABLE tr DROP COLUMN dst\"
-[backfill]
-table = \"tr\"
-set.dst = \"upper(src)\"
+    dw_plan pr tr "dst text" "set.dst = \"upper(src)\"
 [backfill.dual_write]
 sources = [\"src\"]"
-    zdm_run advance pr
-    t_rc "expand" 0
-    zdm_run backfill pr
-    t_rc "backfill" 0
+    expand_backfill pr
     t_eq "both rows converted" "A B" "$(db_sql "SELECT dst FROM tr ORDER BY _rowid_" | tr '\n' ' ' | sed 's/ $//')"
     db_sql "UPDATE tr SET dst = 'manual' WHERE _rowid_ = 1; UPDATE tr SET src = 'bb' WHERE _rowid_ = 2" >/dev/null
     t_eq "the write converts its own row only" "manual BB" \
@@ -649,12 +583,7 @@ case_failed_write() {
     plans_empty
     db_sql "CREATE TABLE tf (id integer PRIMARY KEY, name text UNIQUE);
             INSERT INTO tf VALUES (1, 'a'), (2, 'b')" >/dev/null
-    plan_write pf "[[expand.steps]]
-sql = \"ALTER TABLE tf ADD COLUMN cat text CHECK (cat IS NULL OR length(cat) < 5)\"
-down = \"ALTER TABLE tf DROP COLUMN cat\"
-[backfill]
-table = \"tf\"
-set.cat = \"upper(name)\"
+    dw_plan pf tf "cat text CHECK (cat IS NULL OR length(cat) < 5)" "set.cat = \"upper(name)\"
 [backfill.dual_write]
 sources = [\"name\"]
 reverse.name = \"lower(cat)\""
