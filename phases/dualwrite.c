@@ -132,6 +132,34 @@ void zdm_dw_describe(const zdm_backfill *b, zdm_strv *lines)
     }
 }
 
+/* A two-way plan without sources: the table's columns that set.* and
+ * where read stand for them, where every one of those reads the row alone
+ * (else none: the forward UPDATE trigger fires for any column but the
+ * targets).  Without them, an UPDATE of any other column (an application
+ * trigger touching updated_at after the new version wrote a target, and
+ * before the reverse trigger ran: SQLite fires the newest trigger first;
+ * PostgreSQL's AFTER triggers run after both BEFORE ones) converted the
+ * row forward again, from the old column, over the new version's write. */
+static void derived_sources(const zdm_dialect *d, const zdm_backfill *b, const zdm_table_facts *facts,
+                            const zdm_strv *cols, zdm_strv *out)
+{
+    if (!b->nreverse || b->dw_sources.n || !zdm_dwsql_assign_row_local(d, b->set, b->nset, cols, 0) ||
+        (b->where && !zdm_dwsql_row_local(b->where, cols)))
+        return;
+    for (size_t i = 0; i < facts->ncols; i++) {
+        zdm_strv one = {0};
+        zdm_strv_push(&one, facts->cols[i].name);
+        int reads = b->where && zdm_dwsql_reads(b->where, &one);
+        for (size_t k = 0; !reads && k < b->nset; k++)
+            reads = zdm_dwsql_reads(b->set[k].expr, &one);
+        for (size_t k = 0; reads && k < b->nset; k++)
+            reads = !zdm_dwsql_in_list(&one, b->set[k].column, strlen(b->set[k].column), 1);
+        if (reads)
+            zdm_strv_push(out, facts->cols[i].name);
+        zdm_strv_free(&one);
+    }
+}
+
 int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **create, char **drop,
                zdm_err *err)
 {
@@ -153,6 +181,8 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
     char base[80];
     name_base(plan, base, sizeof base);
     const zdm_backfill *b = plan->backfill;
+    zdm_strv derived = {0};
+    derived_sources(zdm_db_dialect(db), b, &facts, &cols, &derived);
     zdm_dw_spec spec = {
         .plan_id = plan->id,
         .table = b->table,
@@ -161,7 +191,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
         .nset = b->nset,
         .reverse = b->reverse,
         .nreverse = b->nreverse,
-        .sources = &b->dw_sources,
+        .sources = derived.n ? &derived : &b->dw_sources,
         .where = zdm_mutant("trigger_no_where") ? NULL : b->where,
         .in_place = zdm_dw_in_place(b),
         .reverse_on_insert = b->reverse_on_insert,
@@ -174,6 +204,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
     zdm_db_dialect(db)->dw_triggers(zdm_db_dialect(db), &spec, &c, &d);
     zdm_strv_free(&cols);
     zdm_strv_free(&text_cmp);
+    zdm_strv_free(&derived);
     zdm_table_facts_free(&facts);
     *create = zdm_buf_take(&c);
     *drop = zdm_buf_take(&d);

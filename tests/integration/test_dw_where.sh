@@ -477,6 +477,31 @@ reverse.price = \"total / qty\""
     db_sql "UPDATE li SET qty = 2 WHERE id = 1; UPDATE li SET total = 7 WHERE id = 2" >/dev/null
     t_eq "the old application's write converts forward, the new one's backward" "1|1|2|2 2|3|2|7" \
         "$(db_sql "SELECT id || '|' || price || '|' || qty || '|' || total FROM li ORDER BY id" | tr '\n' ' ' | sed 's/ $//')"
+    # without sources, and an application trigger created after expand
+    # that touches the row: it ran between the new version's write and
+    # the reverse trigger (SQLite: newest first; PostgreSQL: an AFTER
+    # trigger), and the forward trigger converted the row back from the
+    # old column (the new name lost on SQLite, lower-cased on PostgreSQL)
+    db_sql "CREATE TABLE pn (id integer PRIMARY KEY, name text, touched integer DEFAULT 0);
+            INSERT INTO pn (id, name) VALUES (1, 'Alice')" >/dev/null
+    dw_plan pt pn "name_lc text" "set.name_lc = \"lower(name)\"
+[backfill.dual_write]
+reverse.name = \"name_lc\""
+    expand_backfill pt "no sources"
+    if [ "$d" = sqlite ]; then
+        db_sql "CREATE TRIGGER pn_touch AFTER UPDATE ON pn BEGIN
+                UPDATE pn SET touched = touched + 1 WHERE id = NEW.id; END" >/dev/null
+    else
+        db_sql "CREATE FUNCTION pn_touch() RETURNS trigger LANGUAGE plpgsql AS
+                  'BEGIN UPDATE pn SET touched = touched + 1 WHERE id = NEW.id; RETURN NULL; END';
+                CREATE TRIGGER pn_touch AFTER UPDATE ON pn FOR EACH ROW WHEN (pg_trigger_depth() < 1)
+                  EXECUTE FUNCTION pn_touch()" >/dev/null
+    fi
+    db_sql "UPDATE pn SET name_lc = 'Alicia Smith' WHERE id = 1" >/dev/null
+    t_eq "the new version's write stands, and reaches the old column" "Alicia Smith|Alicia Smith" \
+        "$(db_sql "SELECT name || '|' || name_lc FROM pn")"
+    db_sql "UPDATE pn SET name = 'Bob' WHERE id = 1" >/dev/null
+    t_eq "... and the old version's write still converts" "Bob|bob" "$(db_sql "SELECT name || '|' || name_lc FROM pn")"
     [ "$d" = sqlite ] || return 0
     db_sql "CREATE TABLE u (id integer PRIMARY KEY, email text COLLATE NOCASE, s real);
             INSERT INTO u VALUES (1, 'bob@x.com', 1.5)" >/dev/null
