@@ -505,6 +505,12 @@ static int check_backfill(pf *c, zdm_err *err)
                 "table %s has BEFORE triggers that fire after zdm's dual-write triggers (PostgreSQL fires them in "
                 "name order): %s; if one changes a column set.* reads, rename it to sort before \"zdm_dw\"",
                 b->table, facts.after_ours);
+    if (rc == 0 && facts.fired_by_ours)
+        zdm_log(ZDM_LOG_WARN, p->id, "expand",
+                "table %s has UPDATE triggers of the application's: %s; zdm's triggers convert a row by an UPDATE "
+                "of it (an INSERT's too), which fires them: one that refuses every UPDATE makes the application's "
+                "writes fail, one that counts or logs updates sees one more",
+                b->table, facts.fired_by_ours);
     /* A target in a unique index, where the trigger's UPDATE takes the
      * application statement's conflict policy (SQLite): said, not refused;
      * only a conversion that collides is hit, and the backfill itself

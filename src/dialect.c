@@ -72,5 +72,6 @@ void zdm_table_facts_free(zdm_table_facts *f)
     }
     free(f->cols);
     free(f->after_ours);
+    free(f->fired_by_ours);
     *f = (zdm_table_facts){0};
 }

@@ -54,6 +54,14 @@ static int sq_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
         }
     }
     zdm_rows_free(r);
+    /* the application's UPDATE triggers: "UPDATE" before the " ON " of
+     * their CREATE TRIGGER (a warning's list: a name holding the word is
+     * listed too) */
+    const char *tq = "SELECT group_concat(name, ', ') FROM sqlite_master WHERE type = 'trigger' AND tbl_name = $1 "
+                     "COLLATE NOCASE AND name NOT LIKE 'zdm\\_dw\\_%' ESCAPE '\\' AND "
+                     "instr(upper(substr(sql, 1, instr(upper(sql), ' ON '))), 'UPDATE') > 0";
+    if (rc == 0 && out->ncols)
+        rc = zdm_db_query_value(db, tq, 1, p, &out->fired_by_ours, err);
     return rc;
 }
 
