@@ -87,9 +87,40 @@ static int sq_key_of(zdm_db *db, const char *table, const zdm_strv *named, zdm_s
         return refuse(refused, "the table does not exist", ZDM_KEY_NO_TABLE);
     }
     if (!named->n) {
+        zdm_buf nulls = {0}; /* "a IS NULL OR b IS NULL" of the key columns that may be NULL */
         for (int i = 0; i < zdm_rows_count(r); i++)
-            if (atoi(zdm_rows_get(r, i, 1)) > 0)
+            if (atoi(zdm_rows_get(r, i, 1)) > 0) {
                 zdm_strv_push(key, zdm_rows_get(r, i, 0));
+                if (atoi(zdm_rows_get(r, i, 2)) == 0) {
+                    char *q = sq_quote(zdm_rows_get(r, i, 0));
+                    zdm_buf_printf(&nulls, "%s%s IS NULL", nulls.len ? " OR " : "", q);
+                    free(q);
+                }
+            }
+        /* SQLite lets a PRIMARY KEY other than an INTEGER one hold NULL:
+         * such rows cannot be addressed by key (the batches walked past
+         * them, the triggers' UPDATE ... WHERE key = NEW.key matched none,
+         * and the final check failed naming keys "[]").  Refused while any
+         * is there. */
+        if (nulls.len) {
+            char *tq = zdm_db_ident_path(db, table);
+            char *sql = zdm_xasprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE %s)", tq, nulls.data);
+            char *any = NULL;
+            rc = zdm_db_query_value(db, sql, 0, NULL, &any, err);
+            int held = any && any[0] == '1';
+            free(any);
+            free(sql);
+            free(tq);
+            zdm_buf_free(&nulls);
+            if (rc != 0 || held) {
+                zdm_rows_free(r);
+                return rc != 0 ? rc
+                               : refuse(refused, "rows hold NULL in its primary key (SQLite allows it outside an "
+                                                 "INTEGER PRIMARY KEY), and such rows cannot be addressed: give them "
+                                                 "keys, or name a NOT NULL unique key in [backfill] key",
+                                        ZDM_KEY_NULLABLE);
+            }
+        }
         /* every table without a primary key has a rowid, under the first
          * of its three names that no column takes (a column named rowid
          * was taken for it: the triggers addressed rows by that column's
