@@ -589,30 +589,40 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
     zdm_rows *r = NULL;
     *out = (zdm_table_facts){0};
     int rc = zdm_db_query(db,
-                          "SELECT a.attname, CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END, "
-                          "a.attgenerated <> '', COALESCE(a.attnum = ANY (p.partattrs::int2[]), false), "
+                          /* the default: the column's, or its domain's (an INSERT gets either) */
+                          "SELECT a.attname, CASE WHEN a.attgenerated = '' THEN coalesce(pg_get_expr(d.adbin, "
+                          "d.adrelid), (SELECT dt.typdefault FROM pg_type dt WHERE dt.oid = a.atttypid AND "
+                          "dt.typtype = 'd')) END, "
+                          "a.attgenerated <> '', "
+                          /* a partition key anywhere above or below the table (a BEFORE trigger
+                           * cannot move the row out of its leaf) */
+                          "a.attname IN (SELECT pa.attname FROM pg_partitioned_table pt JOIN pg_attribute pa ON "
+                          "pa.attrelid = pt.partrelid AND pa.attnum = ANY (pt.partattrs::int2[]) WHERE pt.partrelid IN "
+                          "(SELECT relid FROM pg_partition_tree(to_regclass($1)) UNION "
+                          "SELECT relid FROM pg_partition_ancestors(to_regclass($1)))), "
                           "EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
                           "AND c.relkind = 'r' WHERE i.inhparent = a.attrelid), "
                           /* the application's BEFORE ROW (tgtype 1|2) triggers, on the table or
-                           * any of its partitions: on UPDATE (16), and those named after zdm's,
+                           * any of its partitions, disabled ones too (they may be enabled while
+                           * zdm's are in place): on UPDATE (16), and those named after zdm's,
                            * which fire after them */
                           "EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid IN (SELECT to_regclass($1) UNION "
                           "SELECT relid FROM pg_partition_tree(to_regclass($1))) AND NOT t.tgisinternal "
-                          "AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND t.tgtype & 19 = 19 AND t.tgenabled <> 'D'), "
+                          "AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND t.tgtype & 19 = 19), "
                           "(SELECT string_agg(DISTINCT t.tgname, ', ' ORDER BY t.tgname) FROM pg_trigger t WHERE t.tgrelid IN "
                           "(SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1))) AND "
                           "NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
-                          "t.tgtype & 3 = 3 AND t.tgenabled <> 'D' AND t.tgname COLLATE \"C\" > 'zdm_dw'), "
-                          /* json and xml have no "=", nor a domain over them, nor an array of
-                           * them (its "=" fails when it runs); a composite's "=" may not have
-                           * one either: compared as text */
-                          "(SELECT bt.typtype = 'c' OR coalesce(nullif(et.typbasetype, 0), et.oid) IN "
-                          "('json'::regtype, 'xml'::regtype) FROM pg_type ty "
-                          "JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid) "
+                          "t.tgtype & 3 = 3 AND t.tgname COLLATE \"C\" > 'zdm_dw'), "
+                          /* types whose "=" is missing or fails when it runs: json, xml (or a
+                           * domain over them), composites (their "=" needs every field's),
+                           * geometric types (point has none), and arrays of any of these:
+                           * compared as text */
+                          "(SELECT bt.typtype = 'c' OR bt.typcategory = 'G' OR et.typtype = 'c' OR et.typcategory = 'G' "
+                          "OR coalesce(nullif(et.typbasetype, 0), et.oid) IN ('json'::regtype, 'xml'::regtype) "
+                          "FROM pg_type ty JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid) "
                           "JOIN pg_type et ON et.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END "
                           "WHERE ty.oid = a.atttypid) "
                           "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-                          "LEFT JOIN pg_partitioned_table p ON p.partrelid = a.attrelid "
                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                           1, tp, &r, err);
     free(qt);

@@ -355,6 +355,18 @@ $body"
     t_rc "expand refused" 3
     t_has "... saying why" "set.dst: column dst has the default ''" "$ZERR"
     t_eq "... nothing changed" "id src" "$(db_dump_cols)"
+    if [ "$dialect" = pg ]; then
+        # the default of the column's domain: an INSERT gets it just the same
+        db_sql "CREATE DOMAIN dtext AS text DEFAULT 'pending'" >/dev/null
+        plans_empty
+        plan_write pd3 "[[expand.steps]]
+sql = \"ALTER TABLE td ADD COLUMN dst dtext\"
+down = \"ALTER TABLE td DROP COLUMN dst\"
+$body"
+        zdm_run advance pd3
+        t_rc "a domain's default: refused" 3
+        t_has "... saying why" "set.dst: column dst has the default 'pending'" "$ZERR"
+    fi
     plans_empty
     plan_write pd2 "[[expand.steps]]
 sql = \"ALTER TABLE td ADD COLUMN dst text\"
@@ -391,6 +403,23 @@ case_partition_key() {
 sources = [\"region\"]
 reverse.region = \"lower(region_code)\""
     refused pp "reverse.region writes a column of tp's partition key" tp region_code
+    # the key of a partition below it, and, on a leaf, its parent's
+    db_sql "CREATE TABLE tm (id integer, region integer, sub integer, v text, PRIMARY KEY (id, region, sub))
+              PARTITION BY LIST (region);
+            CREATE TABLE tm1 PARTITION OF tm FOR VALUES IN (1) PARTITION BY LIST (sub);
+            CREATE TABLE tm1a PARTITION OF tm1 FOR VALUES IN (0)" >/dev/null
+    dw_plan pm tm "w text" "where = \"v = 'zz'\"
+set.w = \"v\"
+[backfill.dual_write]
+sources = [\"v\"]
+reverse.sub = \"length(w)\""
+    refused pm "reverse.sub writes a column of tm's partition key" tm w
+    rm -f "$T_PLANS/pm.toml"
+    dw_plan pl tm1a "w text" "set.w = \"v\"
+[backfill.dual_write]
+sources = [\"v\"]
+reverse.region = \"length(w)\""
+    refused pl "reverse.region writes a column of tm1a's partition key" tm1a w
 }
 
 # PostgreSQL: a table others inherit from (INHERITS, not partitions).
@@ -573,6 +602,21 @@ sources = [\"tags\", \"price\", \"f\"]"
         "$(db_sql "UPDATE e SET tags = ARRAY['{\"a\": 2}'::json], price = 1.50 WHERE id = 1" 2>&1 >/dev/null)"
     t_eq "... and converts, a numeric's new scale too" '{"{\"a\": 2}"} 1.50' \
         "$(db_sql "SELECT tags_b::text || ' ' || price_txt FROM e")"
+    # point has no "=", an array of points one that fails when it runs:
+    # a two-way plan on a point was refused ("point = point"), an UPDATE
+    # of a point[] source failed
+    db_sql "CREATE TABLE g (id integer PRIMARY KEY, p point, pts point[]);
+            INSERT INTO g VALUES (1, point(1, 0), ARRAY[point(1, 1)])" >/dev/null
+    dw_plan pg1 g "px float8; n integer" "set.px = \"p[0]\"
+set.n = \"cardinality(pts)\"
+[backfill.dual_write]
+reverse.p = \"point(px, 0)\""
+    expand_backfill pg1 "point, point[]"
+    t_eq "an UPDATE of a point[] and a point works" "" \
+        "$(db_sql "UPDATE g SET pts = ARRAY[point(5, 5), point(6, 6)], p = point(3, 0) WHERE id = 1" 2>&1 >/dev/null)"
+    t_eq "... and converts" "3 2" "$(db_sql "SELECT px || ' ' || n FROM g")"
+    db_sql "UPDATE g SET px = 7 WHERE id = 1" >/dev/null
+    t_eq "... and the new version's write reaches the point" "(7,0)" "$(db_sql "SELECT p FROM g")"
     db_sql "SET extra_float_digits = 0; UPDATE e SET f = 1.0 / 3 WHERE id = 1" >/dev/null
     t_eq "a float as text is zdm's, not the application session's extra_float_digits" \
         "$(db_sql "SELECT (1.0 / 3)::float8::text")" "$(db_sql "SELECT f_txt FROM e")"
