@@ -1286,19 +1286,36 @@ static void written_by(const zdm_backfill *b, zdm_strv *cols)
         zdm_strv_push(cols, b->reverse[i].column);
 }
 
-/* The first of b's set.*, reverse.* and where that reads one of cols: 1,
- * with its name in what and its line; 0 when none does. */
+/* Whether expr may read one of cols, the columns of `table`: it names
+ * one as a word (qualified, users.nick; in functional notation,
+ * nick(users); in a string, row_to_json(users)->>'nick'), or names the
+ * table itself (a whole-row reference reads every column).  A lexical
+ * look: a false match refuses a plan that could have run, never the
+ * other way round. */
+static int may_read(const char *expr, const zdm_strv *cols, const char *table)
+{
+    const char *dot = strrchr(table, '.');
+    if (zdm_dw_names(expr, dot ? dot + 1 : table))
+        return 1;
+    for (size_t i = 0; i < cols->n; i++)
+        if (zdm_dw_names(expr, cols->v[i]))
+            return 1;
+    return 0;
+}
+
+/* The first of b's set.*, reverse.* and where that may read one of cols:
+ * 1, with its name in what and its line; 0 when none does. */
 static int reads_any(const zdm_backfill *b, const zdm_strv *cols, char *what, size_t wn, int *line)
 {
     for (size_t i = 0; i < b->nset + b->nreverse; i++) {
         const zdm_assign *a = i < b->nset ? &b->set[i] : &b->reverse[i - b->nset];
-        if (zdm_dwsql_reads(a->expr, cols)) {
+        if (may_read(a->expr, cols, b->table)) {
             snprintf(what, wn, "%s.%s", i < b->nset ? "set" : "reverse", a->column);
             *line = a->line;
             return 1;
         }
     }
-    if (b->where && zdm_dwsql_reads(b->where, cols)) {
+    if (b->where && may_read(b->where, cols, b->table)) {
         snprintf(what, wn, "where");
         *line = line_or(b->where_line, b->line);
         return 1;

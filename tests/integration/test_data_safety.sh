@@ -1021,6 +1021,19 @@ set.nick_len = "length(nick)"
     db_dump "$T_DIR/shared.after"
     t_same_file "L: nothing changed" "$T_DIR/shared.before" "$T_DIR/shared.after"
     rm -f "$T_PLANS/0005_l.toml"
+    # ... however it names the column: qualified, or in a whole-row reference
+    plan_write 0006_q '
+[[expand.steps]]
+sql  = "ALTER TABLE users ADD COLUMN nick_len integer"
+down = "ALTER TABLE users DROP COLUMN nick_len"
+[backfill]
+table = "users"
+set.nick_len = "length(users.nick)"
+'
+    zdm_run advance 0006_q
+    t_rc "Q: expand reading A's target, qualified" 3
+    t_has "Q: names the expression" "set.nick_len of plan 0006_q reads a column of users" "$ZERR"
+    rm -f "$T_PLANS/0006_q.toml"
     [ "$d" = pg ] || return 0
     plan_write 0003_b '
 [[contract.steps]]
