@@ -505,12 +505,27 @@ static int check_backfill(pf *c, zdm_err *err)
                 "table %s has BEFORE triggers that fire after zdm's dual-write triggers (PostgreSQL fires them in "
                 "name order): %s; if one changes a column set.* reads, rename it to sort before \"zdm_dw\"",
                 b->table, facts.after_ours);
-    if (rc == 0 && facts.fired_by_ours)
+    /* The application's UPDATE triggers that zdm's UPDATEs fire: any
+     * column, or OF a column they write (SQLite: a target, a reverse.*). */
+    zdm_buf fired = {0};
+    for (size_t i = 0; rc == 0 && i < facts.upd_triggers.n; i++) {
+        const char *of = facts.upd_triggers_of.v[i];
+        int hit = !*of;
+        for (size_t k = 0; !hit && k < b->nset + b->nreverse; k++) {
+            const zdm_assign *a = k < b->nset ? &b->set[k] : &b->reverse[k - b->nset];
+            for (const char *w = of; !hit && *w; w += strcspn(w, ","), w += *w == ',')
+                hit = strlen(a->column) == strcspn(w, ",") && strncasecmp(w, a->column, strcspn(w, ",")) == 0;
+        }
+        if (hit)
+            zdm_buf_printf(&fired, "%s%s", fired.len ? ", " : "", facts.upd_triggers.v[i]);
+    }
+    if (fired.len)
         zdm_log(ZDM_LOG_WARN, p->id, "expand",
-                "table %s has UPDATE triggers of the application's: %s; zdm's triggers convert a row by an UPDATE "
-                "of it (an INSERT's too), which fires them: one that refuses every UPDATE makes the application's "
+                "table %s has UPDATE triggers of the application's that zdm's triggers fire: %s; they convert a "
+                "row by an UPDATE of it (an INSERT's too): one that refuses every UPDATE makes the application's "
                 "writes fail, one that counts or logs updates sees one more",
-                b->table, facts.fired_by_ours);
+                b->table, fired.data);
+    zdm_buf_free(&fired);
     /* A target in a unique index, where the trigger's UPDATE takes the
      * application statement's conflict policy (SQLite): said, not refused;
      * only a conversion that collides is hit, and the backfill itself
@@ -523,7 +538,8 @@ static int check_backfill(pf *c, zdm_err *err)
             if (strcasecmp(a->column, facts.cols[i].name) != 0)
                 continue;
             zdm_log(ZDM_LOG_WARN, p->id, "expand",
-                    "%s.%s is in a unique index: an application statement with OR REPLACE whose row converts to "
+                    "%s.%s is in a unique index (or the table has one on an expression): an application "
+                    "statement with OR REPLACE whose row converts to "
                     "a value another row holds deletes that other row, and OR IGNORE leaves the row unconverted "
                     "(SQLite gives the trigger's write the statement's conflict policy)",
                     b->table, a->column);

@@ -72,6 +72,7 @@ void zdm_table_facts_free(zdm_table_facts *f)
     }
     free(f->cols);
     free(f->after_ours);
-    free(f->fired_by_ours);
+    zdm_strv_free(&f->upd_triggers);
+    zdm_strv_free(&f->upd_triggers_of);
     *f = (zdm_table_facts){0};
 }

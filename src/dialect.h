@@ -91,10 +91,12 @@ typedef struct zdm_table_facts {
                                 * source the statement does not SET */
     char *after_ours;          /* its BEFORE ROW triggers that fire after
                                 * zdm's (name order), ", "-joined; NULL: none */
-    char *fired_by_ours;       /* the application's UPDATE triggers that
-                                * zdm's triggers fire (SQLite: they convert
-                                * by an UPDATE of the row, an INSERT's too),
-                                * ", "-joined; NULL: none */
+    zdm_strv upd_triggers;     /* the application's UPDATE triggers where
+                                * zdm's triggers fire them (SQLite: they
+                                * convert by an UPDATE of the row, an
+                                * INSERT's too), and for each the columns
+                                * of its UPDATE OF, ","-joined ("": any) */
+    zdm_strv upd_triggers_of;
 } zdm_table_facts;
 void zdm_table_facts_free(zdm_table_facts *f);
 

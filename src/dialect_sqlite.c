@@ -17,6 +17,7 @@
 
 #include "dwsql.h"
 #include "sqlite_deps.h"
+#include "sqlscan.h"
 
 static char *sq_quote(const char *name) { return zdm_dialect_quote_std(name); }
 
@@ -31,9 +32,59 @@ static int sq_columns(zdm_db *db, const char *table, zdm_strv *cols, zdm_err *er
     return rc;
 }
 
+/* A token's text, unquoted ("a""b" -> a"b, [x] -> x), malloc'd. */
+static char *tok_name(const char *sql, const zdm_tok *t)
+{
+    if (t->kind != ZDM_TOK_QIDENT || t->len < 2)
+        return zdm_xstrndup(sql + t->off, t->len);
+    zdm_buf b = {0};
+    char q = sql[t->off];
+    for (size_t i = t->off + 1; i + 1 < t->off + t->len; i++) {
+        zdm_buf_putn(&b, sql + i, 1);
+        if (q != '[' && sql[i] == q && sql[i + 1] == q)
+            i++;
+    }
+    return b.data ? zdm_buf_take(&b) : zdm_xstrdup("");
+}
+
+/* Whether CREATE TRIGGER `sql` fires on UPDATE; its UPDATE OF columns
+ * ","-joined into *of (nothing: any column).  Read token by token: the
+ * name may hold any word ("audit on t", log_update_count) and the
+ * clauses any spacing. */
+static int trigger_on_update(const char *sql, zdm_buf *of)
+{
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(sql ? sql : "", ZDM_SQL_SQLITE, &sc);
+    size_t i = 0, n = sc.ntoks;
+    const zdm_tok *k = sc.toks;
+    while (i < n && !(k[i].kind == ZDM_TOK_WORD && zdm_tok_is(sql, &k[i], "TRIGGER")))
+        i++;
+    i++;
+    if (i + 2 < n && zdm_tok_is(sql, &k[i], "IF") && zdm_tok_is(sql, &k[i + 1], "NOT"))
+        i += 3;
+    i++; /* the name, */
+    if (i + 1 < n && k[i].kind == ZDM_TOK_OP && sql[k[i].off] == '.')
+        i += 2; /* schema.name */
+    if (i < n && (zdm_tok_is(sql, &k[i], "BEFORE") || zdm_tok_is(sql, &k[i], "AFTER")))
+        i++;
+    else if (i + 1 < n && zdm_tok_is(sql, &k[i], "INSTEAD"))
+        i += 2;
+    int upd = i < n && k[i].kind == ZDM_TOK_WORD && zdm_tok_is(sql, &k[i], "UPDATE");
+    if (upd && i + 1 < n && zdm_tok_is(sql, &k[i + 1], "OF"))
+        for (i += 2; i < n && !(k[i].kind == ZDM_TOK_WORD && zdm_tok_is(sql, &k[i], "ON")); i++)
+            if (k[i].kind == ZDM_TOK_WORD || k[i].kind == ZDM_TOK_QIDENT) {
+                char *c = tok_name(sql, &k[i]);
+                zdm_buf_printf(of, "%s%s", of->len ? "," : "", c);
+                free(c);
+            }
+    zdm_sql_scan_free(&sc);
+    return upd;
+}
+
 /* The columns as sq_columns lists them, with their defaults and unique
- * indexes: no partitions nor inheritance, and AFTER triggers read
- * generated columns as stored. */
+ * indexes (one on an expression counts for every column: which it reads
+ * is not said), and the application's UPDATE triggers: no partitions nor
+ * inheritance, and AFTER triggers read generated columns as stored. */
 static int sq_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, zdm_err *err)
 {
     const char *p[] = {table};
@@ -41,7 +92,7 @@ static int sq_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
     *out = (zdm_table_facts){0};
     int rc = zdm_db_query(db,
                           "SELECT c.name, c.dflt_value, EXISTS (SELECT 1 FROM pragma_index_list($1) il, "
-                          "pragma_index_info(il.name) ii WHERE il.\"unique\" AND ii.name = c.name) "
+                          "pragma_index_info(il.name) ii WHERE il.\"unique\" AND (ii.name = c.name OR ii.name IS NULL)) "
                           "FROM pragma_table_info($1) c ORDER BY c.cid",
                           1, p, &r, err);
     if (rc == 0 && zdm_rows_count(r) > 0) {
@@ -54,14 +105,21 @@ static int sq_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
         }
     }
     zdm_rows_free(r);
-    /* the application's UPDATE triggers: "UPDATE" before the " ON " of
-     * their CREATE TRIGGER (a warning's list: a name holding the word is
-     * listed too) */
-    const char *tq = "SELECT group_concat(name, ', ') FROM sqlite_master WHERE type = 'trigger' AND tbl_name = $1 "
-                     "COLLATE NOCASE AND name NOT LIKE 'zdm\\_dw\\_%' ESCAPE '\\' AND "
-                     "instr(upper(substr(sql, 1, instr(upper(sql), ' ON '))), 'UPDATE') > 0";
+    /* the application's UPDATE triggers, read from their CREATE TRIGGER */
+    zdm_rows *t = NULL;
     if (rc == 0 && out->ncols)
-        rc = zdm_db_query_value(db, tq, 1, p, &out->fired_by_ours, err);
+        rc = zdm_db_query(db, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = $1 "
+                              "COLLATE NOCASE AND name NOT LIKE 'zdm\\_dw\\_%' ESCAPE '\\' ORDER BY name",
+                          1, p, &t, err);
+    for (int i = 0; rc == 0 && i < zdm_rows_count(t); i++) {
+        zdm_buf of = {0};
+        if (trigger_on_update(zdm_rows_get(t, i, 1), &of)) {
+            zdm_strv_push(&out->upd_triggers, zdm_rows_get(t, i, 0));
+            zdm_strv_push(&out->upd_triggers_of, of.data ? of.data : "");
+        }
+        zdm_buf_free(&of);
+    }
+    zdm_rows_free(t);
     return rc;
 }
 

@@ -677,7 +677,12 @@ case_failed_write() {
     db_sql "CREATE TABLE tf (id integer PRIMARY KEY, name text UNIQUE);
             INSERT INTO tf VALUES (1, 'a'), (2, 'b');
             CREATE TRIGGER tf_count AFTER UPDATE ON tf BEGIN SELECT 1; END;
-            CREATE TRIGGER tf_ins AFTER INSERT ON tf BEGIN SELECT 1; END" >/dev/null
+            CREATE TRIGGER tf_ins AFTER INSERT ON tf BEGIN SELECT 1; END;
+            CREATE TRIGGER log_update_count AFTER INSERT ON tf BEGIN SELECT 1; END;
+            CREATE TRIGGER \"nl on tf\" AFTER UPDATE
+            ON	tf BEGIN SELECT 1; END;
+            CREATE TRIGGER upd_id AFTER UPDATE OF id ON tf BEGIN SELECT 1; END;
+            CREATE TRIGGER upd_name BEFORE UPDATE OF \"id\", [NAME] ON tf BEGIN SELECT 1; END" >/dev/null
     dw_plan pf tf "cat text CHECK (cat IS NULL OR length(cat) < 5)" "set.cat = \"upper(name)\"
 [backfill.dual_write]
 sources = [\"name\"]
@@ -688,7 +693,8 @@ reverse.name = \"lower(cat)\""
     # the reverse trigger's UPDATE takes the application statement's OR REPLACE
     t_has "expand warns about the unique target" "tf.name is in a unique index" "$ZERR"
     # and about the application's UPDATE triggers, which zdm's fire
-    t_has "expand names the application's UPDATE triggers" "UPDATE triggers of the application's: tf_count;" "$ZERR"
+    t_has "expand names the application's UPDATE triggers zdm's fire, and only those" \
+        "UPDATE triggers of the application's that zdm's triggers fire: nl on tf, tf_count, upd_name;" "$ZERR"
     db_sql "CREATE TRIGGER app_rule BEFORE UPDATE OF cat ON tf WHEN NEW.cat = 'ZZZ'
             BEGIN SELECT RAISE(FAIL, 'rejected by the application'); END" >/dev/null
     zdm_run backfill pf
