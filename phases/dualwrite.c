@@ -140,15 +140,28 @@ void zdm_dw_describe(const zdm_backfill *b, zdm_strv *lines)
  * before the reverse trigger ran: SQLite fires the newest trigger first;
  * PostgreSQL's AFTER triggers run after both BEFORE ones) converted the
  * row forward again, from the old column, over the new version's write. */
+static char *folded(const zdm_dialect *d, const char *name)
+{
+    char *f = zdm_xstrdup(name);
+    for (char *c = f; !d->pg_grammar && *c; c++) /* SQLite's names ignore case: Name is name */
+        *c = (char)tolower((unsigned char)*c);
+    return f;
+}
+
 static void derived_sources(const zdm_dialect *d, const zdm_backfill *b, const zdm_table_facts *facts,
                             const zdm_strv *cols, zdm_strv *out)
 {
-    if (!b->nreverse || b->dw_sources.n || !zdm_dwsql_assign_row_local(d, b->set, b->nset, cols, 0) ||
-        (b->where && !zdm_dwsql_row_local(b->where, cols)))
+    zdm_strv fcols = {0};
+    for (size_t i = 0; i < cols->n; i++)
+        zdm_strv_push_owned(&fcols, folded(d, cols->v[i]));
+    int local = zdm_dwsql_assign_row_local(d, b->set, b->nset, &fcols, 0) &&
+                (!b->where || zdm_dwsql_row_local(b->where, &fcols));
+    zdm_strv_free(&fcols);
+    if (!b->nreverse || b->dw_sources.n || !local)
         return;
     for (size_t i = 0; i < facts->ncols; i++) {
         zdm_strv one = {0};
-        zdm_strv_push(&one, facts->cols[i].name);
+        zdm_strv_push_owned(&one, folded(d, facts->cols[i].name));
         int reads = b->where && zdm_dwsql_reads(b->where, &one);
         for (size_t k = 0; !reads && k < b->nset; k++)
             reads = zdm_dwsql_reads(b->set[k].expr, &one);

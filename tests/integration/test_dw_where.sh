@@ -532,6 +532,18 @@ reverse.name = \"name_lc\""
     db_sql "UPDATE pn SET name = 'Bob' WHERE id = 1" >/dev/null
     t_eq "... and the old version's write still converts" "Bob|bob" "$(db_sql "SELECT name || '|' || name_lc FROM pn")"
     [ "$d" = sqlite ] || return 0
+    # SQLite: a column named with capitals, read without them
+    db_sql "CREATE TABLE pm (id integer PRIMARY KEY, Name text, touched integer DEFAULT 0);
+            INSERT INTO pm (id, Name) VALUES (1, 'Alice')" >/dev/null
+    dw_plan pmc pm "name_lc text" "set.name_lc = \"lower(name)\"
+[backfill.dual_write]
+reverse.Name = \"name_lc\""
+    expand_backfill pmc "a column named with capitals"
+    db_sql "CREATE TRIGGER pm_touch AFTER UPDATE ON pm BEGIN
+            UPDATE pm SET touched = touched + 1 WHERE id = NEW.id; END;
+            UPDATE pm SET name_lc = 'Alicia Smith' WHERE id = 1" >/dev/null
+    t_eq "... its new version's write stands too" "Alicia Smith|Alicia Smith" \
+        "$(db_sql "SELECT Name || '|' || name_lc FROM pm")"
     db_sql "CREATE TABLE u (id integer PRIMARY KEY, email text COLLATE NOCASE, s real);
             INSERT INTO u VALUES (1, 'bob@x.com', 1.5)" >/dev/null
     plan_write pu "[[expand.steps]]
