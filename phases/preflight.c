@@ -427,71 +427,20 @@ static int check_expr(pf *c, const char *sql, int line, const char *what, const 
  * rewrite did not take for one stayed bare, and quoting it is the way out. */
 #define AS_NEW "each column read as NEW.\"column\"; write a name zdm did not take for one \"quoted\""
 
-static int check_backfill(pf *c, zdm_err *err)
+/* The dual-write checks that ask the catalog about the table (one read:
+ * the application waits on expand's lock for every round trip here): what
+ * a trigger cannot do on it is refused, what it does that the application
+ * may not expect is said.  *all: the table's columns. */
+static int check_table_facts(pf *c, zdm_strv *all, zdm_err *err)
 {
     const zdm_plan *p = c->plan;
     const zdm_backfill *b = p->backfill;
-    char *tbl = zdm_db_ident_path(c->db, b->table);
-    const char *dot = strrchr(b->table, '.');
-    char *alias = zdm_db_ident(c->db, dot ? dot + 1 : b->table);
-    char what[200];
-    int rc = 0;
-    char *sql = NULL;
-    /* each expression alone first, so the message names the one at fault */
-    for (size_t i = 0; rc == 0 && i < b->nset; i++) {
-        char *q = zdm_db_ident(c->db, b->set[i].column);
-        sql = zdm_xasprintf("UPDATE %s SET %s = (%s)", tbl, q, b->set[i].expr);
-        snprintf(what, sizeof what, "set.%s", b->set[i].column);
-        rc = check_expr(c, sql, b->set[i].line, what, b->set[i].expr, err);
-        free(sql);
-        free(q);
-    }
-    for (size_t i = 0; rc == 0 && i < b->nreverse; i++) {
-        char *q = zdm_db_ident(c->db, b->reverse[i].column);
-        sql = zdm_xasprintf("UPDATE %s SET %s = (%s)", tbl, q, b->reverse[i].expr);
-        snprintf(what, sizeof what, "reverse.%s", b->reverse[i].column);
-        rc = check_expr(c, sql, b->reverse[i].line, what, b->reverse[i].expr, err);
-        free(sql);
-        free(q);
-    }
-    if (rc == 0 && b->where) {
-        /* as the backfill reads it, and as the trigger does (NEW under the table's name) */
-        sql = zdm_xasprintf("SELECT 1 FROM %s WHERE (%s)", tbl, b->where);
-        rc = check_expr(c, sql, line_or(b->where_line, b->line), "where", b->where, err);
-        free(sql);
-    }
-    for (size_t i = 0; rc == 0 && i < b->dw_sources.n; i++) {
-        char *q = zdm_db_ident(c->db, b->dw_sources.v[i]);
-        /* qualified: SQLite reads an unknown "name" alone as a string */
-        sql = zdm_xasprintf("SELECT zdm_t.%s FROM %s AS zdm_t", q, tbl);
-        snprintf(what, sizeof what, "[backfill.dual_write] sources");
-        rc = check_expr(c, sql, line_or(b->dw_sources_line, b->line), what, b->dw_sources.v[i],
-                        err);
-        free(sql);
-        free(q);
-    }
-    if (rc == 0 && b->throttle.pause_query)
-        rc = check_expr(c, b->throttle.pause_query, line_or(b->throttle.pause_query_line, b->line),
-                        "pause_query", b->throttle.pause_query, err);
-    zdm_strv key = {0};
-    if (rc == 0)
-        rc = flush(c, err);
-    if (rc == 0) {
-        rc = zdm_backfill_key(c->db, p, &key, err);
-        if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && err->code != ZDM_EXIT_REFUSED)
-            rc = refuse(c, b->line, "[backfill] table", b->table, err);
-    }
-    /* The table's columns as the dual-write checks below ask about them:
-     * one catalog read (the application waits on expand's lock for every
-     * round trip here). */
     zdm_table_facts facts = {0};
-    if (rc == 0)
-        rc = flush(c, err);
-    if (rc == 0 && b->dual_write)
-        rc = c->d->table_facts(c->db, b->table, &facts, err);
-    zdm_strv gen = {0}, pk = {0}, all = {0};
+    int rc = c->d->table_facts(c->db, b->table, &facts, err);
+    zdm_strv gen = {0}, pk = {0};
+    char what[200];
     for (size_t i = 0; i < facts.ncols; i++) {
-        zdm_strv_push(&all, facts.cols[i].name);
+        zdm_strv_push(all, facts.cols[i].name);
         if (facts.cols[i].unreadable_generated)
             zdm_strv_push(&gen, facts.cols[i].name);
         if (facts.cols[i].partition_key)
@@ -623,7 +572,7 @@ static int check_backfill(pf *c, zdm_err *err)
      * NULL (an application that writes them is the new one), never
      * converted them (dst NOT NULL DEFAULT '' stayed '' for good).  Not
      * in place: there every insert is converted. */
-    for (size_t i = 0; rc == 0 && b->dual_write && !zdm_dw_in_place(b) && i < b->nset; i++) {
+    for (size_t i = 0; rc == 0 && !zdm_dw_in_place(b) && i < b->nset; i++) {
         const char *def = NULL;
         for (size_t f = 0; f < facts.ncols; f++)
             if (strcmp(facts.cols[f].name, b->set[i].column) == 0)
@@ -642,6 +591,68 @@ static int check_backfill(pf *c, zdm_err *err)
     zdm_table_facts_free(&facts);
     zdm_strv_free(&gen);
     zdm_strv_free(&pk);
+    return rc;
+}
+
+static int check_backfill(pf *c, zdm_err *err)
+{
+    const zdm_plan *p = c->plan;
+    const zdm_backfill *b = p->backfill;
+    char *tbl = zdm_db_ident_path(c->db, b->table);
+    const char *dot = strrchr(b->table, '.');
+    char *alias = zdm_db_ident(c->db, dot ? dot + 1 : b->table);
+    char what[200];
+    int rc = 0;
+    char *sql = NULL;
+    /* each expression alone first, so the message names the one at fault */
+    for (size_t i = 0; rc == 0 && i < b->nset; i++) {
+        char *q = zdm_db_ident(c->db, b->set[i].column);
+        sql = zdm_xasprintf("UPDATE %s SET %s = (%s)", tbl, q, b->set[i].expr);
+        snprintf(what, sizeof what, "set.%s", b->set[i].column);
+        rc = check_expr(c, sql, b->set[i].line, what, b->set[i].expr, err);
+        free(sql);
+        free(q);
+    }
+    for (size_t i = 0; rc == 0 && i < b->nreverse; i++) {
+        char *q = zdm_db_ident(c->db, b->reverse[i].column);
+        sql = zdm_xasprintf("UPDATE %s SET %s = (%s)", tbl, q, b->reverse[i].expr);
+        snprintf(what, sizeof what, "reverse.%s", b->reverse[i].column);
+        rc = check_expr(c, sql, b->reverse[i].line, what, b->reverse[i].expr, err);
+        free(sql);
+        free(q);
+    }
+    if (rc == 0 && b->where) {
+        /* as the backfill reads it, and as the trigger does (NEW under the table's name) */
+        sql = zdm_xasprintf("SELECT 1 FROM %s WHERE (%s)", tbl, b->where);
+        rc = check_expr(c, sql, line_or(b->where_line, b->line), "where", b->where, err);
+        free(sql);
+    }
+    for (size_t i = 0; rc == 0 && i < b->dw_sources.n; i++) {
+        char *q = zdm_db_ident(c->db, b->dw_sources.v[i]);
+        /* qualified: SQLite reads an unknown "name" alone as a string */
+        sql = zdm_xasprintf("SELECT zdm_t.%s FROM %s AS zdm_t", q, tbl);
+        snprintf(what, sizeof what, "[backfill.dual_write] sources");
+        rc = check_expr(c, sql, line_or(b->dw_sources_line, b->line), what, b->dw_sources.v[i],
+                        err);
+        free(sql);
+        free(q);
+    }
+    if (rc == 0 && b->throttle.pause_query)
+        rc = check_expr(c, b->throttle.pause_query, line_or(b->throttle.pause_query_line, b->line),
+                        "pause_query", b->throttle.pause_query, err);
+    zdm_strv key = {0};
+    if (rc == 0)
+        rc = flush(c, err);
+    if (rc == 0) {
+        rc = zdm_backfill_key(c->db, p, &key, err);
+        if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && err->code != ZDM_EXIT_REFUSED)
+            rc = refuse(c, b->line, "[backfill] table", b->table, err);
+    }
+    zdm_strv all = {0};
+    if (rc == 0)
+        rc = flush(c, err);
+    if (rc == 0 && b->dual_write)
+        rc = check_table_facts(c, &all, err);
     /* the trigger bodies' expressions, rewritten as the functions hold
      * them, with the row as one value of the table's type (not a table
      * under the name new): a column the rewrite left bare resolves to
