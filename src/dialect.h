@@ -70,10 +70,14 @@ typedef struct zdm_column_fact {
     int unreadable_generated;  /* generated, and a dual-write trigger sees
                                 * it NULL (PostgreSQL: a BEFORE ROW trigger
                                 * runs before stored ones are computed) */
-    int partition_key;         /* in the partition key (PostgreSQL refuses
-                                * a BEFORE trigger that moves the row) */
-    int no_equality;           /* of a type without "=" (PostgreSQL's json,
-                                * xml): compared as text */
+    int partition_key;         /* in a partition key of the table, of a
+                                * partition below it or a table above it
+                                * (PostgreSQL refuses a BEFORE trigger that
+                                * moves the row) */
+    int no_equality;           /* of a type whose "=" is missing or may fail
+                                * when it runs (PostgreSQL: json, xml,
+                                * geometric, composite, arrays of them):
+                                * compared as text */
     int unique_inherits;       /* in a unique index, where the trigger's
                                 * write of it takes the conflict policy of
                                 * the application's statement (SQLite: OR
@@ -87,7 +91,8 @@ typedef struct zdm_table_facts {
                                 * INHERITS): its triggers do not fire for
                                 * their rows, which its UPDATE still reaches */
     int before_update;         /* the application's own BEFORE ROW UPDATE
-                                * triggers are on it: they may change a
+                                * triggers are on it or a partition
+                                * (disabled ones too): they may change a
                                 * source the statement does not SET */
     char *after_ours;          /* its BEFORE ROW triggers that fire after
                                 * zdm's (name order), ", "-joined; NULL: none */
