@@ -13,6 +13,7 @@
 #define ZDM_BACKFILL_H
 
 #include "db.h"
+#include "dialect.h"
 #include "phase.h"
 #include "plan.h"
 #include "util.h"
@@ -47,9 +48,10 @@ void zdm_dw_describe(const zdm_backfill *b, zdm_strv *lines);
 
 /* SQL creating / dropping the plan's triggers (one script each); the
  * names are zdm's own, per plan, so drop removes exactly them.  `key` is
- * the row identity used by SQLite's AFTER triggers. */
-int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **create,
-               char **drop, zdm_err *err) ZDM_MUST_CHECK;
+ * the row identity used by SQLite's AFTER triggers; `facts` the table's
+ * as the caller read them (NULL: read here). */
+int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, const zdm_table_facts *facts,
+               char **create, char **drop, zdm_err *err) ZDM_MUST_CHECK;
 
 /* The synthetic step that installs the triggers at the end of expand
  * (index = nexpand + 1) and removes them in rollback; and the one that

@@ -173,29 +173,33 @@ static void derived_sources(const zdm_dialect *d, const zdm_backfill *b, const z
     }
 }
 
-int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **create, char **drop,
-               zdm_err *err)
+int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, const zdm_table_facts *given,
+               char **create, char **drop, zdm_err *err)
 {
     *create = *drop = NULL;
     if (!plan->backfill || !plan->backfill->nset)
         return zdm_err_set(err, ZDM_EXIT_FAIL, "plan %s has no backfill to dual-write", plan->id);
-    /* the table's columns, and its own triggers, in one catalog read */
-    zdm_table_facts facts = {0};
-    int rc = zdm_db_dialect(db)->table_facts(db, plan->backfill->table, &facts, err);
-    if (rc != 0)
-        return rc;
+    /* the table's columns, and its own triggers, in one catalog read (the
+     * preflight's, under expand's lock, where it has read them) */
+    zdm_table_facts own = {0};
+    if (!given) {
+        int rc = zdm_db_dialect(db)->table_facts(db, plan->backfill->table, &own, err);
+        if (rc != 0)
+            return rc;
+    }
+    const zdm_table_facts *facts = given ? given : &own;
     zdm_strv cols = {0}, text_cmp = {0};
-    for (size_t i = 0; i < facts.ncols; i++) {
-        zdm_strv_push(&cols, facts.cols[i].name);
-        if (facts.cols[i].no_equality)
-            zdm_strv_push(&text_cmp, facts.cols[i].name);
+    for (size_t i = 0; i < facts->ncols; i++) {
+        zdm_strv_push(&cols, facts->cols[i].name);
+        if (facts->cols[i].no_equality)
+            zdm_strv_push(&text_cmp, facts->cols[i].name);
     }
     zdm_dw_columns_add(plan, &cols);
     char base[80];
     name_base(plan, base, sizeof base);
     const zdm_backfill *b = plan->backfill;
     zdm_strv derived = {0};
-    derived_sources(zdm_db_dialect(db), b, &facts, &cols, &derived);
+    derived_sources(zdm_db_dialect(db), b, facts, &cols, &derived);
     zdm_dw_spec spec = {
         .plan_id = plan->id,
         .table = b->table,
@@ -208,7 +212,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
         .where = zdm_mutant("trigger_no_where") ? NULL : b->where,
         .in_place = zdm_dw_in_place(b),
         .reverse_on_insert = b->reverse_on_insert,
-        .any_update = facts.before_update,
+        .any_update = facts->before_update,
         .text_cmp = &text_cmp,
         .cols = &cols,
         .key = key,
@@ -218,7 +222,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, char **cre
     zdm_strv_free(&cols);
     zdm_strv_free(&text_cmp);
     zdm_strv_free(&derived);
-    zdm_table_facts_free(&facts);
+    zdm_table_facts_free(&own);
     *create = zdm_buf_take(&c);
     *drop = zdm_buf_take(&d);
     return 0;
@@ -235,7 +239,7 @@ int zdm_dw_step(zdm_db *db, const zdm_plan *plan, int for_contract, zdm_step *st
         rc = zdm_backfill_key(db, plan, &key, err);
     char *create = NULL, *drop = NULL;
     if (rc == 0)
-        rc = zdm_dw_sql(db, plan, &key, &create, &drop, err);
+        rc = zdm_dw_sql(db, plan, &key, NULL, &create, &drop, err);
     zdm_strv_free(&key);
     if (rc != 0)
         return rc;

@@ -427,16 +427,17 @@ static int check_expr(pf *c, const char *sql, int line, const char *what, const 
  * rewrite did not take for one stayed bare, and quoting it is the way out. */
 #define AS_NEW "each column read as NEW.\"column\"; write a name zdm did not take for one \"quoted\""
 
-/* The dual-write checks that ask the catalog about the table (one read:
- * the application waits on expand's lock for every round trip here): what
- * a trigger cannot do on it is refused, what it does that the application
- * may not expect is said.  *all: the table's columns. */
-static int check_table_facts(pf *c, zdm_strv *all, zdm_err *err)
+/* The dual-write checks that ask the catalog about the table (one read,
+ * into *out, which the trigger DDL uses too: the application waits on
+ * expand's lock for every round trip here): what a trigger cannot do on it
+ * is refused, what it does that the application may not expect is said.
+ * *all: the table's columns. */
+static int check_table_facts(pf *c, zdm_table_facts *out, zdm_strv *all, zdm_err *err)
 {
     const zdm_plan *p = c->plan;
     const zdm_backfill *b = p->backfill;
-    zdm_table_facts facts = {0};
-    int rc = c->d->table_facts(c->db, b->table, &facts, err);
+    int rc = c->d->table_facts(c->db, b->table, out, err);
+    const zdm_table_facts facts = *out;
     zdm_strv gen = {0}, pk = {0};
     char what[200];
     for (size_t i = 0; i < facts.ncols; i++) {
@@ -588,7 +589,6 @@ static int check_table_facts(pf *c, zdm_strv *all, zdm_err *err)
                            b->set[i].column, p->id);
         }
     }
-    zdm_table_facts_free(&facts);
     zdm_strv_free(&gen);
     zdm_strv_free(&pk);
     return rc;
@@ -649,10 +649,11 @@ static int check_backfill(pf *c, zdm_err *err)
             rc = refuse(c, b->line, "[backfill] table", b->table, err);
     }
     zdm_strv all = {0};
+    zdm_table_facts facts = {0};
     if (rc == 0)
         rc = flush(c, err);
     if (rc == 0 && b->dual_write)
-        rc = check_table_facts(c, &all, err);
+        rc = check_table_facts(c, &facts, &all, err);
     /* the trigger bodies' expressions, rewritten as the functions hold
      * them, with the row as one value of the table's type (not a table
      * under the name new): a column the rewrite left bare resolves to
@@ -707,7 +708,7 @@ static int check_backfill(pf *c, zdm_err *err)
     /* the triggers themselves, exactly as expand creates them */
     if (rc == 0 && b->dual_write) {
         char *create = NULL, *drop = NULL;
-        rc = zdm_dw_sql(c->db, p, &key, &create, &drop, err);
+        rc = zdm_dw_sql(c->db, p, &key, &facts, &create, &drop, err);
         int created = 0;
         /* A resumed expand whose triggers are in place (their step done,
          * a run killed before the phase was recorded): expand does not
@@ -766,6 +767,7 @@ static int check_backfill(pf *c, zdm_err *err)
     if (rc == 0)
         rc = flush(c, err);
     zdm_strv_free(&all);
+    zdm_table_facts_free(&facts);
     zdm_strv_free(&key);
     free(alias);
     free(tbl);

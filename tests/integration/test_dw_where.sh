@@ -342,15 +342,10 @@ case_default() {
     db_new "$dialect" dw_default
     plans_empty
     db_sql "CREATE TABLE td (id integer PRIMARY KEY, src text)" >/dev/null
-    local body="[backfill]
-table = \"td\"
-set.dst = \"upper(src)\"
+    local lines="set.dst = \"upper(src)\"
 [backfill.dual_write]
 sources = [\"src\"]"
-    plan_write pd1 "[[expand.steps]]
-sql = \"ALTER TABLE td ADD COLUMN dst text NOT NULL DEFAULT ''\"
-down = \"ALTER TABLE td DROP COLUMN dst\"
-$body"
+    dw_plan pd1 td "dst text NOT NULL DEFAULT ''" "$lines"
     zdm_run advance pd1
     t_rc "expand refused" 3
     t_has "... saying why" "set.dst: column dst has the default ''" "$ZERR"
@@ -359,19 +354,13 @@ $body"
         # the default of the column's domain: an INSERT gets it just the same
         db_sql "CREATE DOMAIN dtext AS text DEFAULT 'pending'" >/dev/null
         plans_empty
-        plan_write pd3 "[[expand.steps]]
-sql = \"ALTER TABLE td ADD COLUMN dst dtext\"
-down = \"ALTER TABLE td DROP COLUMN dst\"
-$body"
+        dw_plan pd3 td "dst dtext" "$lines"
         zdm_run advance pd3
         t_rc "a domain's default: refused" 3
         t_has "... saying why" "set.dst: column dst has the default 'pending'" "$ZERR"
     fi
     plans_empty
-    plan_write pd2 "[[expand.steps]]
-sql = \"ALTER TABLE td ADD COLUMN dst text\"
-down = \"ALTER TABLE td DROP COLUMN dst\"
-$body"
+    dw_plan pd2 td "dst text" "$lines"
     zdm_run advance pd2
     t_rc "without the default: expanded" 0
     db_sql "INSERT INTO td (id, src) VALUES (1, 'a')" >/dev/null

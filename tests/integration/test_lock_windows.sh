@@ -474,7 +474,7 @@ sources = ["name"]
         return
     fi
     # A few for the step, the key, the columns, the triggers, the downs
-    # and the pipelines of checks: 13 with the 12 checks here.  A round
+    # and the pipelines of checks: 12 with the 12 checks here.  A round
     # trip per check was 22; with a savepoint and a release around each,
     # 51.
     if [ "$sends" -gt 15 ]; then
