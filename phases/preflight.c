@@ -323,12 +323,24 @@ static int refuse(pf *c, int line, const char *what, const char *expr, zdm_err *
     char sqlstate[6];
     memcpy(sqlstate, err->sqlstate, sizeof sqlstate);
     zdm_err_clear(err);
-    zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s = \"%s\" does not work on this database: %s", c->plan->path,
-                line, what, expr, dbmsg);
+    /* expr NULL: what is a statement zdm builds from the plan's
+     * [backfill] (its triggers, a batch), not one key of it */
+    if (expr)
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s = \"%s\" does not work on this database: %s", c->plan->path,
+                    line, what, expr, dbmsg);
+    else
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s fail%s on this database: %s", c->plan->path, line, what,
+                    strstr(what, "triggers") ? "" : "s", dbmsg);
     memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
-    zdm_err_detail(err, "expand refused before changing anything (the check ran in a transaction that was "
-                        "rolled back); fix %s in the plan, then run \"zdm advance %s\" again",
-                   what, c->plan->id);
+    if (expr)
+        zdm_err_detail(err, "expand refused before changing anything (the check ran in a transaction that was "
+                            "rolled back); fix %s in the plan, then run \"zdm advance %s\" again",
+                       what, c->plan->id);
+    else
+        zdm_err_detail(err, "expand refused before changing anything (the check ran in a transaction that was "
+                            "rolled back); zdm builds these from the plan's [backfill] (set, reverse, where, "
+                            "sources): fix what the error names, then run \"zdm advance %s\" again",
+                       c->plan->id);
     return ZDM_EXIT_REFUSED;
 }
 
@@ -705,6 +717,11 @@ static int check_backfill(pf *c, zdm_err *err)
     }
     if (rc == 0)
         rc = flush(c, err);
+    char on_table[300], on_write[300], batch[300];
+    snprintf(on_table, sizeof on_table, "[backfill] the dual-write triggers zdm would create on \"%s\"", b->table);
+    snprintf(on_write, sizeof on_write, "[backfill] the dual-write triggers, as a write of \"%s\" fires them,",
+             b->table);
+    snprintf(batch, sizeof batch, "[backfill] a batch statement of the backfill of \"%s\"", b->table);
     /* the triggers themselves, exactly as expand creates them */
     if (rc == 0 && b->dual_write) {
         char *create = NULL, *drop = NULL;
@@ -721,8 +738,7 @@ static int check_backfill(pf *c, zdm_err *err)
             rc = try_sql(c, create, err);
             created = rc == 0;
             if (rc != 0 && err->code != ZDM_EXIT_INTERRUPTED && !c->broken)
-                rc = lenient(c, "the dual-write triggers", NULL, err) ? 0
-                     : refuse(c, b->line, "[backfill] dual-write trigger of", b->table, err);
+                rc = lenient(c, "the dual-write triggers", NULL, err) ? 0 : refuse(c, b->line, on_table, NULL, err);
         }
         /* SQLite compiles trigger bodies into the statements that fire
          * them: compile an UPDATE and an INSERT of the table */
@@ -740,11 +756,11 @@ static int check_backfill(pf *c, zdm_err *err)
             }
             sql = zdm_buf_take(&u);
             if (rc == 0)
-                rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
+                rc = check_expr(c, sql, b->line, on_write, NULL, err);
             free(sql);
             if (rc == 0) {
                 sql = zdm_xasprintf("INSERT INTO %s DEFAULT VALUES", tbl);
-                rc = check_expr(c, sql, b->line, "[backfill] dual-write triggers on", b->table, err);
+                rc = check_expr(c, sql, b->line, on_write, NULL, err);
                 free(sql);
             }
         }
@@ -761,7 +777,7 @@ static int check_backfill(pf *c, zdm_err *err)
         int int_key = key.n == 1 && (!c->d->span_param || zdm_backfill_int_key(c->db, b->table, &key));
         rc = zdm_backfill_batch_sql(c->db, p, &key, int_key, &stmts);
         for (size_t i = 0; rc == 0 && i < stmts.n; i++)
-            rc = check_expr(c, stmts.v[i], b->line, "[backfill] batch statement for", b->table, err);
+            rc = check_expr(c, stmts.v[i], b->line, batch, NULL, err);
         zdm_strv_free(&stmts);
     }
     if (rc == 0)

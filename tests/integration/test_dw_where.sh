@@ -711,8 +711,29 @@ reverse.name = \"lower(cat)\""
         "$(db_sql "SELECT id || '|' || name || '|' || cat FROM tf WHERE id IN (3, 2) ORDER BY id DESC" | tr '\n' ' ' | sed 's/ $//')"
 }
 
+# SQLite: an expression the backfill's query takes but a trigger body
+# may not hold (an object of the temp schema) fails where expand creates
+# the triggers.  Refused first, naming the triggers and the table; the
+# message read "[backfill] dual-write trigger of = "t" does not work".
+case_trigger_refused() {
+    t_section "sqlite: triggers that do not compile are refused by name, nothing changed"
+    db_new sqlite dw_trig
+    plans_empty
+    db_sql "CREATE TABLE tt (id integer PRIMARY KEY, src text); INSERT INTO tt VALUES (1, 'a')" >/dev/null
+    dw_plan pt tt "dst text" "set.dst = \"src || (SELECT count(*) FROM temp.sqlite_master)\"
+[backfill.dual_write]
+sources = [\"src\"]"
+    zdm_run advance pt
+    t_rc "expand refused" 3
+    t_match "... naming the triggers, the table and the database's reason" \
+        'pt.toml:[0-9]+: \[backfill\] the dual-write triggers zdm would create on "tt" fail on this database: .*temp' "$ZERR"
+    t_has "... and what to do" "fix what the error names, then run \"zdm advance pt\" again" "$ZERR"
+    t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM pragma_table_info('tt') WHERE name = 'dst'")"
+}
+
 t_with_pg t_run case_same
 t_run case_failed_write
+t_run case_trigger_refused
 t_with_pg t_run case_inexact pg
 t_run case_inexact sqlite
 t_run case_rowid_column
