@@ -332,7 +332,15 @@ static int refuse(pf *c, int line, const char *what, const char *expr, zdm_err *
         zdm_err_set(err, ZDM_EXIT_REFUSED, "%s:%d: %s fail%s on this database: %s", c->plan->path, line, what,
                     strstr(what, "triggers") ? "" : "s", dbmsg);
     memcpy(err->sqlstate, sqlstate, sizeof sqlstate);
-    if (expr)
+    int upper = 0;
+    for (const char *s = expr; s && *s; s++)
+        upper |= isupper((unsigned char)*s) != 0;
+    if (expr && upper && c->d->quoted_names_case_sensitive && !strcmp(what, "[backfill] table"))
+        zdm_err_detail(err, "expand refused before changing anything; zdm quotes each part of the name as written, "
+                            "so \"%s\" is matched with its case (unquoted names in SQL fold to lower case): "
+                            "write it as the catalog has it, then run \"zdm advance %s\" again",
+                       expr, c->plan->id);
+    else if (expr)
         zdm_err_detail(err, "expand refused before changing anything (the check ran in a transaction that was "
                             "rolled back); fix %s in the plan, then run \"zdm advance %s\" again",
                        what, c->plan->id);
@@ -615,7 +623,11 @@ static int check_backfill(pf *c, zdm_err *err)
     char *alias = zdm_db_ident(c->db, dot ? dot + 1 : b->table);
     char what[200];
     int rc = 0;
-    char *sql = NULL;
+    /* the table first: a missing one was blamed on the first set.X that
+     * named it ("fix set.nick") */
+    char *sql = zdm_xasprintf("SELECT * FROM %s", tbl);
+    rc = check_expr(c, sql, line_or(b->table_line, b->line), "[backfill] table", b->table, err);
+    free(sql);
     /* each expression alone first, so the message names the one at fault */
     for (size_t i = 0; rc == 0 && i < b->nset; i++) {
         char *q = zdm_db_ident(c->db, b->set[i].column);

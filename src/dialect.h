@@ -152,6 +152,10 @@ typedef struct zdm_dialect {
     int (*set_local_timeouts)(zdm_db *db, long long lock_ms, long long stmt_ms, zdm_err *err);
     /* Where the operator finds the session that holds a lock. */
     const char *lock_holder_hint;
+    /* 1 when a quoted name is matched with its case (PostgreSQL: zdm
+     * quotes "PUBLIC.USERS" as "PUBLIC"."USERS", which is not
+     * public.users); 0 where case never matters (SQLite). */
+    int quoted_names_case_sensitive;
     /* Run before the preflight's transaction, errors ignored: loads what
      * its first use would otherwise load while the preflight holds the
      * table's lock (PostgreSQL: PL/pgSQL, ~1.5 ms); NULL: nothing. */

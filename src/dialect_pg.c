@@ -719,6 +719,7 @@ const zdm_dialect zdm_dialect_pg = {
     .idle_busy_wait = 0,
     .set_local_timeouts = pg_set_local_timeouts,
     .lock_holder_hint = "in pg_stat_activity / pg_locks",
+    .quoted_names_case_sensitive = 1,
     .preflight_warm = "DO $zdm$BEGIN NULL; END$zdm$",
     .pg_grammar = 1,
     .file_backup = 0,

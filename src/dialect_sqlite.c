@@ -636,6 +636,7 @@ const zdm_dialect zdm_dialect_sqlite = {
     .idle_busy_wait = 1,
     .set_local_timeouts = NULL,
     .lock_holder_hint = "that holds the database file's write lock",
+    .quoted_names_case_sensitive = 0,
     .pg_grammar = 0,
     .file_backup = 1,
     .step_drops_columns = sqlite_step_drops_columns,

@@ -551,6 +551,7 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
         }
     b->where = want_sql(c, t, "where", w, 0, ZDM_SQL_PG);
     b->where_line = line_of_key(t, "where");
+    b->table_line = line_of_key(t, "table");
     load_assigns(c, t, "set", w, &b->set, &b->nset);
     const toml_value *setv = toml_get(t, "set");
     if (!setv || (setv->type == TOML_TABLE && setv->u.table.len == 0)) /* absent or set = {} */

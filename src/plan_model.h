@@ -98,6 +98,7 @@ void zdm_throttle_defaults(zdm_throttle *t);
 
 typedef struct zdm_backfill {
     char *table;
+    int table_line;             /* where it is written; 0: not in the file */
     zdm_strv key;               /* empty: primary key (sqlite: rowid when none) */
     char *where;                /* rows still to convert; NULL = all */
     int where_line;             /* where it is written; 0: not in the file */

@@ -731,9 +731,29 @@ sources = [\"src\"]"
     t_eq "... nothing changed" 0 "$(db_sql "SELECT count(*) FROM pragma_table_info('tt') WHERE name = 'dst'")"
 }
 
+# PostgreSQL: a table named with capitals the catalog does not have
+# ("PUBLIC.USERS" for public.users) was refused as the first set.X that
+# read it ("fix set.nick"), without a word about case.
+case_table_case() {
+    t_section "pg: a table that does not exist is refused as the table, case named"
+    db_new pg dw_case
+    plans_empty
+    db_sql "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')" >/dev/null
+    plan_write pu "[[expand.steps]]
+sql = \"ALTER TABLE users ADD COLUMN nick text\"
+down = \"ALTER TABLE users DROP COLUMN nick\"
+[backfill]
+table = \"PUBLIC.USERS\"
+set.nick = \"upper(name)\""
+    refused pu 'pu.toml:5: [backfill] table = "PUBLIC.USERS" does not work on this database' users nick
+    t_has "... saying that case matters" '"PUBLIC.USERS" is matched with its case' "$ZERR"
+    t_lacks "... not blaming the set" "set.nick" "$ZERR"
+}
+
 t_with_pg t_run case_same
 t_run case_failed_write
 t_run case_trigger_refused
+t_with_pg t_run case_table_case
 t_with_pg t_run case_inexact pg
 t_run case_inexact sqlite
 t_run case_rowid_column
