@@ -481,6 +481,13 @@ static void sqlite_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf 
         zdm_buf_printf(drop, "DROP TRIGGER IF EXISTS %s;\n", names[i]);
         free(names[i]);
     }
+    /* A statement that fails part-way (OR FAIL, RAISE(FAIL)) keeps the
+     * guard row its body inserted: matched by nothing, but nothing else
+     * would ever delete it.  Gone with the triggers (a batch's own row is
+     * the bare plan id, not touched). */
+    if (guarded)
+        zdm_buf_printf(drop, "DELETE FROM zdm_guard WHERE substr(plan_id, 1, length(%s) + 1) = %s || '#';\n", lit,
+                       lit);
     free(in_body);
     free(tbl);
     free(lit);

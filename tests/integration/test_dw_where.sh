@@ -709,6 +709,15 @@ reverse.name = \"lower(cat)\""
     db_sql "INSERT INTO tf (id, name) VALUES (3, 'c'); UPDATE tf SET cat = 'QQ' WHERE id = 2" >/dev/null
     t_eq "later writes still convert, both ways" "3|c|C 2|qq|QQ" \
         "$(db_sql "SELECT id || '|' || name || '|' || cat FROM tf WHERE id IN (3, 2) ORDER BY id DESC" | tr '\n' ' ' | sed 's/ $//')"
+    # the failed statements' bodies left their own guard rows (matched
+    # by nothing); they go with the triggers
+    db_sql "INSERT INTO zdm_guard (plan_id) VALUES ('pfx#1'), ('pf')" >/dev/null
+    t_ne "the failed writes left guard rows" 0 "$(db_sql "SELECT count(*) FROM zdm_guard WHERE plan_id LIKE 'pf#%'")"
+    db_sql "DROP TRIGGER app_rule" >/dev/null
+    zdm_run rollback pf
+    t_rc "rollback" 0
+    t_eq "rolled back, the plan's leftover guard rows are gone, no other row" "pf pfx#1" \
+        "$(db_sql "SELECT plan_id FROM zdm_guard ORDER BY plan_id" | tr '\n' ' ' | sed 's/ $//')"
 }
 
 # SQLite: an expression the backfill's query takes but a trigger body
