@@ -201,6 +201,21 @@ char *zdm_dwsql_rewrite(const zdm_dialect *d, const char *expr, const zdm_strv *
     return rewrite(d, expr, cols, prefix, NULL);
 }
 
+int zdm_dwsql_has_word(const char *expr, const char *const *words)
+{
+    for (const char *p = expr; p && *p; p++) {
+        if (p != expr && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '$'))
+            continue;
+        size_t n = 0;
+        while (isalnum((unsigned char)p[n]) || p[n] == '_' || p[n] == '$')
+            n++;
+        for (int i = 0; n && words[i]; i++)
+            if (strlen(words[i]) == n && strncasecmp(words[i], p, n) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 int zdm_dwsql_reads(const char *expr, const zdm_strv *cols)
 {
     int hits = 0;

@@ -13,6 +13,10 @@
 /* 1 + the index of name[0..len) in l (case folded when fold), else 0. */
 int zdm_dwsql_in_list(const zdm_strv *l, const char *name, size_t len, int fold);
 
+/* 1 when `expr` holds one of `words` (NULL-terminated) as a whole word,
+ * in any case, wherever it is (a string too: a false match only costs). */
+int zdm_dwsql_has_word(const char *expr, const char *const *words);
+
 /* `expr` with every bare reference to a column in `cols` reading
  * `prefix.column` (e.g. NEW."project_name").  Strings, quoted identifiers
  * that are not columns, qualified names and function calls are left

@@ -269,6 +269,39 @@ sources = [\"customer_id\", \"created_at\"]"
         "$(db_sql "SELECT cust_slug || ' ' || created_on || ' ' || created_day FROM app.orders WHERE id = 3")"
 }
 
+# The text search configuration and the locale's settings change what
+# to_tsvector and to_char make; under the application's own, its writes
+# converted to other values than the backfill's.  Kept where an
+# expression names such a function, and only there (each costs a call).
+case_locale() {
+    t_section "pg: the application's text search configuration and locale do not change what the trigger computes"
+    db_new pg dw_locale
+    plans_empty
+    db_sql "CREATE TABLE docs (id integer PRIMARY KEY, body text, price numeric);
+            INSERT INTO docs VALUES (1, 'The Cats', 1.5)" >/dev/null
+    dw_plan pl docs "tsv text; price_txt text" "set.tsv = \"to_tsvector(body)::text\"
+set.price_txt = \"to_char(price, 'FM990D00')\"
+[backfill.dual_write]
+sources = [\"body\", \"price\"]"
+    expand_backfill pl
+    local want
+    want=$(db_sql "SELECT tsv FROM docs WHERE id = 1")
+    t_eq "the application's insert under another configuration converts as the backfill did" "$want" \
+        "$(db_sql "SET default_text_search_config = 'simple'; INSERT INTO docs VALUES (2, 'The Cats', 1.5);
+                   SELECT tsv FROM docs WHERE id = 2")"
+    t_has "the function keeps the locale's settings (to_char)" "lc_numeric=" \
+        "$(db_sql "SELECT proconfig FROM pg_proc WHERE proname = 'zdm_dw_pl_fwd'")"
+    dw_plan pm docs "up text" "set.up = \"upper(body)\"
+[backfill.dual_write]
+sources = [\"body\"]"
+    zdm_run advance pm
+    t_rc "expand of a plan that calls neither" 0
+    t_lacks "... whose function keeps neither" "lc_numeric" \
+        "$(db_sql "SELECT proconfig FROM pg_proc WHERE proname = 'zdm_dw_pm_fwd'")"
+    t_lacks "... (text search)" "default_text_search_config" \
+        "$(db_sql "SELECT proconfig FROM pg_proc WHERE proname = 'zdm_dw_pm_fwd'")"
+}
+
 # Names the rewrite to NEW."col" must leave alone: a column named user
 # (bare, user is current_user), a column u before a U&'..' string.
 case_keywords() {
@@ -775,6 +808,7 @@ t_with_pg t_run case_default pg
 t_run case_default sqlite
 t_with_pg t_run case_generated
 t_with_pg t_run case_session
+t_with_pg t_run case_locale
 t_with_pg t_run case_keywords
 t_run case_brackets
 t_with_pg t_run case_plpgsql_names

@@ -547,6 +547,21 @@ static char *set_sql(const zdm_dialect *d, const zdm_assign *set, size_t nset, c
  * compared the row with itself (PostgreSQL: every insert with id =
  * customer_id failed; SQLite: a row whose stored value equalled the wrong
  * one was skipped). */
+/* Which settings a PostgreSQL function keeps hangs on these words. */
+static void test_has_word(void **state)
+{
+    (void)state;
+    static const char *const w[] = {"to_char", "money", NULL};
+    assert_true(zdm_dwsql_has_word("to_char(price, '9D9')", w));
+    assert_true(zdm_dwsql_has_word("x || TO_CHAR (d, 'TMMonth')", w));
+    assert_true(zdm_dwsql_has_word("price::money::text", w));
+    assert_false(zdm_dwsql_has_word("my_to_char(price)", w));
+    assert_false(zdm_dwsql_has_word("to_char2(price) || moneybag", w));
+    assert_false(zdm_dwsql_has_word("$to_char", w));
+    assert_false(zdm_dwsql_has_word(NULL, w));
+    assert_false(zdm_dwsql_has_word("", w));
+}
+
 static void test_set_forms(void **state)
 {
     (void)state;
@@ -619,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_rewrite),
         cmocka_unit_test(test_row_local),
         cmocka_unit_test(test_set_forms),
+        cmocka_unit_test(test_has_word),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     zdm_strv_free(&cols);
