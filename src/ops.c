@@ -20,6 +20,7 @@
  * a plan expands to both dialects' SQL before any database is open.
  */
 #include "ops.h"
+#include "sqlscan.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -506,6 +507,21 @@ static void op_create_table(opctx *o, gen *ex, const char *table, const char *tq
             (df && df->type != TOML_STRING && df->type != TOML_INTEGER && df->type != TOML_BOOL)) {
             bad(o, "column \"%s\": nullable and primary_key must be true or false, default a SQL expression in a "
                    "string, an integer or a boolean%s", nm->u.str.ptr, NULL);
+            zdm_buf_free(&b);
+            return;
+        }
+        /* pasted as written: one piece each (sqlscan.h); a new table
+         * has no rows, so its column's type may carry its clauses */
+        const char *why = zdm_sql_fragment_problem(ty->u.str.ptr, 0, 0);
+        const char *which = "type";
+        if (!why && df && df->type == TOML_STRING) {
+            why = zdm_sql_fragment_problem(df->u.str.ptr, 0, 0);
+            which = "default";
+        }
+        if (why) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "column \"%s\": its %s %s", nm->u.str.ptr, which, why);
+            bad(o, "%s%s", msg, NULL);
             zdm_buf_free(&b);
             return;
         }

@@ -402,6 +402,20 @@ static void load_step(chk *c, const toml_value *t, zdm_phase_kind phase, int ind
             bad(c, v->line, v->col, "%s.%s = \"%s\" is not a valid name", where, ident_fields[i],
                 v->u.str.ptr);
     }
+    /* The fields zdm pastes into the SQL it generates: one piece each
+     * (type = "text; DROP TABLE orders" ran, and lint never sees
+     * generated SQL; type = "uuid DEFAULT gen_random_uuid()" rewrote the
+     * table under its lock). */
+    const char *const pieces[] = {"type", "default", "up", "down", "check", "where"};
+    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+        const toml_value *v = toml_get(t, pieces[i]);
+        if (!v || v->type != TOML_STRING)
+            continue;
+        int as_type = strcmp(pieces[i], "type") == 0;
+        const char *why = zdm_sql_fragment_problem(v->u.str.ptr, as_type, as_type);
+        if (why)
+            bad(c, v->line, v->col, "%s.%s = \"%s\" %s", where, pieces[i], v->u.str.ptr, why);
+    }
     if (strcmp(s->op, "change_type") == 0) {
         free(s->down);
         s->down = NULL; /* "down" is the conversion expression, not undo SQL */
@@ -460,6 +474,11 @@ static void load_assigns(chk *c, const toml_value *t, const char *key, const cha
         char w2[96];
         snprintf(w2, sizeof w2, "%s.%s", where, key);
         sql_bounds(c, kv->value, kv->value->u.str.ptr, w2, kv->key, ZDM_SQL_PG);
+        /* pasted into the backfill's statements and the triggers' bodies */
+        const char *why = zdm_sql_fragment_problem(kv->value->u.str.ptr, 0, 0);
+        if (why)
+            bad(c, kv->value->line, kv->value->col, "%s %s.%s = \"%s\" %s", where, key, kv->key,
+                kv->value->u.str.ptr, why);
         zdm_assign *a = &(*out)[(*n)++];
         a->column = zdm_xstrdup(kv->key);
         a->expr = zdm_xstrdup(kv->value->u.str.ptr);
@@ -551,6 +570,11 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
         }
     b->where = want_sql(c, t, "where", w, 0, ZDM_SQL_PG);
     b->where_line = line_of_key(t, "where");
+    const char *wwhy = b->where ? zdm_sql_fragment_problem(b->where, 0, 0) : NULL;
+    if (wwhy) {
+        const toml_value *v = toml_get(t, "where");
+        bad(c, v->line, v->col, "[backfill] where = \"%s\" %s", b->where, wwhy);
+    }
     b->table_line = line_of_key(t, "table");
     load_assigns(c, t, "set", w, &b->set, &b->nset);
     const toml_value *setv = toml_get(t, "set");

@@ -238,6 +238,76 @@ static int next_tok(const char *s, size_t *i, int dialect, zdm_tok *t)
     return ok ? 1 : -1;
 }
 
+/* What the text between two tokens holds besides white space: the scan
+ * keeps neither comments nor the ';' that ends a statement. */
+static const char *gap_problem(const char *s, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        /* a block comment is closed inside the piece (else unterminated) */
+        if (i + 1 < to && s[i] == '-' && s[i + 1] == '-')
+            return "holds a -- comment: it is pasted into the statement zdm generates, where it would hide the "
+                   "rest of the line";
+        if (s[i] == ';')
+            return "holds a ';': it is one piece of the statement zdm generates, not statements of its own "
+                   "(write those as a raw sql step, which lint checks)";
+    }
+    return NULL;
+}
+
+const char *zdm_sql_fragment_problem(const char *s, int as_type, int on_existing_table)
+{
+    /* a column's clauses, each with the operation's own way to say it */
+    static const struct {
+        const char *word, *why;
+    } clauses[] = {
+        {"default", "is not a type alone: DEFAULT goes in the operation's default field (zdm adds the column "
+                    "without it, then sets it, so no row is rewritten)"},
+        {"not", "is not a type alone: say nullable = false"},
+        {"null", "is not a type alone: say nullable = true or false"},
+        {"generated", "is not a type alone: a generated column is computed for every row, a rewrite of the "
+                      "table under its lock; write it as a raw sql step, which lint checks"},
+        {"primary", "is not a type alone: a key is its own operation (add_unique, or create_table's primary_key)"},
+        {"unique", "is not a type alone: use the add_unique operation"},
+        {"references", "is not a type alone: use the add_foreign_key operation"},
+        {"check", "is not a type alone: use the add_check operation"},
+        {"constraint", "is not a type alone: constraints are operations of their own (add_check, add_unique, "
+                       "add_foreign_key)"},
+    };
+    static const char *const serials[] = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"};
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(s, ZDM_SQL_PG, &sc);
+    const char *why = NULL;
+    if (sc.unterminated)
+        why = "has a string, quoted name or comment that never ends";
+    else if (sc.ntoks == 0)
+        why = gap_problem(s, 0, strlen(s)) ? gap_problem(s, 0, strlen(s)) : "is empty";
+    int depth = 0;
+    size_t prev = 0;
+    for (size_t i = 0; !why && i < sc.ntoks; i++) {
+        const zdm_tok *t = &sc.toks[i];
+        if ((why = gap_problem(s, prev, t->off)) != NULL)
+            break;
+        if (t->kind == ZDM_TOK_LPAREN)
+            depth++;
+        else if (t->kind == ZDM_TOK_RPAREN && --depth < 0)
+            why = "closes a parenthesis it did not open";
+        for (size_t k = 0; !why && as_type && k < sizeof clauses / sizeof clauses[0]; k++)
+            if (zdm_tok_is(s, t, clauses[k].word))
+                why = clauses[k].why;
+        for (size_t k = 0; !why && as_type && on_existing_table && k < sizeof serials / sizeof serials[0]; k++)
+            if (zdm_tok_is(s, t, serials[k]))
+                why = "is a serial type, whose default (nextval) fills every existing row: a rewrite of the table "
+                      "under its lock; use integer or bigint and set the default with the default field";
+        prev = t->off + t->len;
+    }
+    if (!why && depth > 0)
+        why = "opens a parenthesis it does not close";
+    if (!why)
+        why = gap_problem(s, prev, strlen(s));
+    zdm_sql_scan_free(&sc);
+    return why;
+}
+
 int zdm_tok_is(const char *sql, const zdm_tok *t, const char *kw)
 {
     size_t n = strlen(kw);

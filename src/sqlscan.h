@@ -96,6 +96,15 @@ typedef struct {
 } zdm_sql_cursor;
 void zdm_sql_pos_next(zdm_sql_cursor *c, const char *sql, size_t off, int *line, int *col);
 
+/* What is wrong with `s` as one piece of a statement zdm generates (an
+ * operation's type, default or expression, pasted as written): NULL when
+ * nothing is, else why ("holds a ';' ..."), a static string.  A piece is
+ * not empty, holds no ';' and no -- comment outside its strings, and its
+ * parentheses close.  as_type: it is a column's type alone, without the
+ * column's other clauses (DEFAULT, NOT NULL, GENERATED, a constraint);
+ * on_existing_table too: no serial type (its default fills every row). */
+const char *zdm_sql_fragment_problem(const char *s, int as_type, int on_existing_table);
+
 /* Is token t the keyword `kw` (case-insensitive)? */
 int zdm_tok_is(const char *sql, const zdm_tok *t, const char *kw);
 

@@ -373,6 +373,52 @@ static void test_ops_errors(void **state)
            "(NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT)");
 }
 
+/* The fields zdm pastes into the SQL it generates are one piece each:
+ * "text; DROP TABLE orders" as a type ran the DROP, and lint never sees
+ * generated SQL; a DEFAULT in a type rewrote the table under its lock. */
+static void test_ops_pieces(void **state)
+{
+    (void)state;
+#define ADD_COL "[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\n"
+    EXPECT(ADD_COL "type = \"text; DROP TABLE orders\"\n",
+           "plans/0002.toml:5:8: expand step 1.type = \"text; DROP TABLE orders\" holds a ';': it is one piece of "
+           "the statement zdm generates, not statements of its own (write those as a raw sql step, which lint "
+           "checks)");
+    EXPECT(ADD_COL "type = \"uuid DEFAULT gen_random_uuid()\"\n",
+           "plans/0002.toml:5:8: expand step 1.type = \"uuid DEFAULT gen_random_uuid()\" is not a type alone: "
+           "DEFAULT goes in the operation's default field (zdm adds the column without it, then sets it, so no "
+           "row is rewritten)");
+    EXPECT(ADD_COL "type = \"  \"\n", "plans/0002.toml:5:8: expand step 1.type = \"  \" is empty");
+    EXPECT(ADD_COL "type = \"bigserial\"\n",
+           "plans/0002.toml:5:8: expand step 1.type = \"bigserial\" is a serial type, whose default (nextval) "
+           "fills every existing row: a rewrite of the table under its lock; use integer or bigint and set the "
+           "default with the default field");
+    EXPECT(ADD_COL "type = \"int\"\nup = \"id -- why\"\n",
+           "plans/0002.toml:6:6: expand step 1.up = \"id -- why\" holds a -- comment: it is pasted into the "
+           "statement zdm generates, where it would hide the rest of the line");
+    EXPECT(ADD_COL "type = \"int\"\ndefault = \"(1\"\n",
+           "plans/0002.toml:6:11: expand step 1.default = \"(1\" opens a parenthesis it does not close");
+    EXPECT("[[expand.steps]]\nop = \"add_index\"\ntable = \"t\"\ncolumns = [\"a\"]\n"
+           "where = \"a > 0) OR (true\"\n",
+           "plans/0002.toml:5:9: expand step 1.where = \"a > 0) OR (true\" closes a parenthesis it did not open");
+    EXPECT("[[expand.steps]]\nop = \"create_table\"\ntable = \"t\"\n"
+           "columns = [{name = \"a\", type = \"text\", default = \"1; DROP TABLE orders\"}]\n",
+           "plans/0002.toml:1:1: expand step 1 (op \"create_table\"): column \"a\": its default holds a ';': it "
+           "is one piece of the statement zdm generates, not statements of its own (write those as a raw sql "
+           "step, which lint checks)");
+    EXPECT("[[expand.steps]]\nsql = \"SELECT 1\"\ndown = \"SELECT 1\"\n[backfill]\ntable = \"t\"\n"
+           "set.b = \"1); DELETE FROM orders; SELECT (1\"\n",
+           "plans/0002.toml:6:9: [backfill] set.b = \"1); DELETE FROM orders; SELECT (1\" closes a parenthesis "
+           "it did not open");
+    /* what is one piece passes: semicolons, dashes and parentheses in
+     * strings and quoted names, block comments, a new table's clauses */
+    load_ok(ADD_COL "type = \"character varying(20) COLLATE \\\"C;--\\\"\"\ndefault = \"'a;b--c)'\"\n"
+                    "up = \"coalesce(b, 'x') /* the old one */\"\n");
+    load_ok("[[expand.steps]]\nop = \"create_table\"\ntable = \"t\"\n"
+            "columns = [{name = \"a\", type = \"bigserial PRIMARY KEY\"}, {name = \"b\", type = \"int NOT NULL DEFAULT 0\"}]\n");
+#undef ADD_COL
+}
+
 static void test_ops_quote(void **state)
 {
     (void)state;
@@ -1390,6 +1436,7 @@ int main(void)
         cmocka_unit_test(test_ops_change_type),
         cmocka_unit_test(test_ops_errors),
         cmocka_unit_test(test_ops_quote),
+        cmocka_unit_test(test_ops_pieces),
         cmocka_unit_test(test_plan_defaults),
         cmocka_unit_test(test_real_plans_load),
         cmocka_unit_test(test_load_file),
