@@ -582,6 +582,11 @@ int zdm_db_open_ex(const char *url, int flags, zdm_db **out, zdm_err *err)
         ops = NULL; /* a string libpq would refuse quoting a piece of it */
     if (ops && kind == ZDM_DB_PG && looks_like_uri(url) && isspace((unsigned char)url[strlen(url) - 1]))
         ops = NULL; /* libpq would keep the space in the last value: a pasting mistake */
+    /* a file name ending in white space (an env file's CRLF, a pasted
+     * space) is the same mistake: zdm made that new, empty file and ran
+     * the plans there, leaving the real database as it was */
+    if (ops && kind == ZDM_DB_SQLITE && isspace((unsigned char)url[strlen(url) - 1]))
+        ops = NULL;
     if (!ops) {
         /* Redact first, then complain, and even then describe the string
          * rather than quote it: a string zdm cannot parse is one whose

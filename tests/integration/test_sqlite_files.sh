@@ -62,6 +62,14 @@ t_eq "init: file exists" yes "$([ -e "$T_DIR/fresh.db" ] && echo yes || echo no)
 t_lacks "init: no notice" "created a new" "$ZERR"
 T_DB="sqlite:$T_DIR/fresh.db" zdm_run status
 t_rc "status after init" 0
+# a file name ending in white space (an env file's CRLF, a pasted space):
+# zdm made that new file and ran the plans there, the real one untouched
+for sfx in " " $'\r' $'\t'; do
+    T_DB="sqlite:$T_SQLITE_FILE$sfx" zdm_run advance 0001_baseline
+    t_rc "a path ending in white space: refused" 2
+    t_has "... saying so" "it starts or ends with white space" "$ZERR"
+    t_eq "... no file made" no "$([ -e "$T_SQLITE_FILE$sfx" ] && echo yes || echo no)"
+done
 
 t_section "in-memory and temporary databases are refused"
 cd "$T_DIR" || exit 1
