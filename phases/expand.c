@@ -158,6 +158,8 @@ int zdm_expand_gate(zdm_phase_ctx *c, zdm_err *err)
         rc = zdm_preflight(c->db, p, err);
     if (rc == 0 && !c->dry_run) /* the other plans in flight on its table */
         rc = zdm_preflight_shared(c->db, p, c->set, 0, err);
+    if (rc == 0 && !c->dry_run)
+        zdm_barrier("expand_checked"); /* test builds: test_data_safety holds a run here */
     return rc;
 }
 

@@ -1414,6 +1414,19 @@ static int reads_other(const zdm_plan *p, const zdm_plan *q, zdm_phase qphase, z
     return rc;
 }
 
+void zdm_preflight_neighbours(const zdm_plan *p, const zdm_plan_set *set, zdm_strv *out)
+{
+    const zdm_backfill *b = p->backfill;
+    if (!b || !b->dual_write)
+        return;
+    for (size_t i = 0; set && i < set->n; i++) {
+        const zdm_plan *q = set->plans[i];
+        if (q != p && strcmp(q->id, p->id) && q->backfill && q->backfill->dual_write && q->backfill->nset &&
+            same_table(b->table, q->backfill->table))
+            zdm_strv_push(out, q->id);
+    }
+}
+
 int zdm_preflight_shared(zdm_db *db, const zdm_plan *p, const zdm_plan_set *set, int contract, zdm_err *err)
 {
     int dialect = zdm_db_dialect(db)->kind;

@@ -30,4 +30,11 @@ int zdm_preflight(zdm_db *db, const zdm_plan *plan, zdm_err *err) ZDM_MUST_CHECK
 int zdm_preflight_shared(zdm_db *db, const zdm_plan *plan, const zdm_plan_set *set, int contract,
                          zdm_err *err) ZDM_MUST_CHECK;
 
+/* The other plans of `set` with dual-write triggers on plan's backfill
+ * table (ids into *out): the plans zdm_preflight_shared compares it with.
+ * Their expand may run at the same moment as plan's, each seeing the
+ * other not yet in flight; the caller holds their locks through plan's
+ * expand so that one waits for the other. */
+void zdm_preflight_neighbours(const zdm_plan *plan, const zdm_plan_set *set, zdm_strv *out);
+
 #endif

@@ -379,7 +379,7 @@ static void status_text(zdm_cli *cli, const zdm_plan *p, const zdm_life_status *
 /* After every plan: the prometheus families, the --json document, or the
  * text's closing lines. */
 static void status_end(zdm_cli *cli, const zdm_plan_set *set, zdm_buf pm[PM__N], int prom, json_t *arr,
-                       const zdm_strv *invalid)
+                       const zdm_strv *invalid, const zdm_strv *gone, const zdm_strv *gone_ph)
 {
     if (prom) {
         for (int k = 0; k < PM__N; k++)
@@ -392,14 +392,27 @@ static void status_end(zdm_cli *cli, const zdm_plan_set *set, zdm_buf pm[PM__N],
         for (size_t k = 0; k < invalid->n; k++)
             json_array_append_new(inv, json_string(invalid->v[k]));
         json_object_set_new(o, "invalid", inv);
+        json_t *mf = json_array();
+        for (size_t k = 0; k < gone->n; k++) {
+            json_t *g = json_object();
+            json_object_set_new(g, "id", json_string(gone->v[k]));
+            json_object_set_new(g, "phase", json_string(gone_ph->v[k]));
+            json_array_append_new(mf, g);
+        }
+        json_object_set_new(o, "missing_files", mf);
         json_dumpf(o, cli->out, JSON_INDENT(2));
         fputc('\n', cli->out);
         json_decref(o);
-    } else if (set->n == 0 && !invalid->n) {
-        fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
     } else {
+        if (set->n == 0 && !invalid->n)
+            fprintf(cli->out, "no plans in %s\n", cli->plans_dir);
         for (size_t k = 0; k < invalid->n; k++)
             fprintf(cli->out, "INVALID %s\n", invalid->v[k]);
+        /* its triggers and columns are live, and nothing here names it */
+        for (size_t k = 0; k < gone->n; k++)
+            fprintf(cli->out, "NO FILE %s: %s in the database, no plan file in %s; restore the file (e.g. git "
+                              "checkout) to finish it or roll it back\n",
+                    gone->v[k], gone_ph->v[k], cli->plans_dir);
     }
 }
 
@@ -438,8 +451,13 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         json_decref(ov);
         zdm_life_status_free(&info);
     }
+    zdm_strv gone = {0}, gone_ph = {0};
+    if (rc == 0 && !s.plan && s.db)
+        rc = zdm_life_missing_files(s.db, &s.set, &gone, &gone_ph, err);
     if (rc == 0)
-        status_end(cli, &s.set, pm, prom, arr, &invalid);
+        status_end(cli, &s.set, pm, prom, arr, &invalid, &gone, &gone_ph);
+    zdm_strv_free(&gone);
+    zdm_strv_free(&gone_ph);
     for (int k = 0; k < PM__N; k++)
         zdm_buf_free(&pm[k]);
     /* Every valid plan was listed; the exit status still says a plan file
@@ -603,22 +621,40 @@ int zdm_cmd_check(zdm_cli *cli, zdm_err *err)
             json_array_append_new(arr, o);
         }
     }
+    /* applied plans whose file is gone: as incomplete as any */
+    zdm_strv gone = {0}, gone_ph = {0};
+    if (rc == 0)
+        rc = zdm_life_missing_files(s.db, &s.set, &gone, &gone_ph, err);
+    json_t *missing = json_array();
+    for (size_t i = 0; rc == 0 && i < gone.n; i++) {
+        nbad++;
+        zdm_buf_printf(&bad, "  %-28s %s (no plan file in %s: restore it to finish or roll it back)\n", gone.v[i],
+                       gone_ph.v[i], cli->plans_dir);
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_string(gone.v[i]));
+        json_object_set_new(o, "phase", json_string(gone_ph.v[i]));
+        json_array_append_new(missing, o);
+    }
     if (rc == 0) {
         if (cli->json) {
             json_t *o = json_object();
             json_object_set_new(o, "ok", json_boolean(nbad == 0));
             json_object_set(o, "incomplete", arr);
+            json_object_set(o, "missing_files", missing);
             json_dumpf(o, cli->out, JSON_INDENT(2));
             fputc('\n', cli->out);
             json_decref(o);
         } else if (nbad == 0) {
             fprintf(cli->out, "all %zu plans complete\n", s.set.n);
         } else {
-            fprintf(cli->out, "%zu of %zu plans not complete or changed:\n%s", nbad, s.set.n, bad.data);
+            fprintf(cli->out, "%zu of %zu plans not complete or changed:\n%s", nbad, s.set.n + gone.n, bad.data);
         }
         if (nbad)
             rc = ZDM_EXIT_REFUSED;
     }
+    json_decref(missing);
+    zdm_strv_free(&gone);
+    zdm_strv_free(&gone_ph);
     json_decref(arr);
     zdm_buf_free(&bad);
     close_session(&s);

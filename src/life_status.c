@@ -61,6 +61,22 @@ int zdm_life_plan_changed(const zdm_plan *p, const zdm_plan_state *st)
     return st->known && ph != ZDM_PENDING && ph != ZDM_ROLLED_BACK && strcmp(st->checksum, p->checksum) != 0;
 }
 
+int zdm_life_missing_files(zdm_db *db, const zdm_plan_set *set, zdm_strv *ids, zdm_strv *phases, zdm_err *err)
+{
+    if (!zdm_state_exists(db))
+        return 0;
+    zdm_strv all = {0}, ph = {0};
+    int rc = zdm_state_plans_applied(db, &all, &ph, err);
+    for (size_t i = 0; rc == 0 && i < all.n; i++)
+        if (!zdm_plan_set_find(set, all.v[i])) {
+            zdm_strv_push(ids, all.v[i]);
+            zdm_strv_push(phases, ph.v[i]);
+        }
+    zdm_strv_free(&all);
+    zdm_strv_free(&ph);
+    return rc;
+}
+
 /* The live workers, as status shows them, and their rates together (from
  * the same reading, so the sum is the sum of the rates listed); a failure
  * to read them shows none (the rest of the status still stands). */

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mutant.h"
 #include "phase.h"
+#include "preflight.h"
 #include "sig.h"
 #include "util.h"
 
@@ -298,6 +299,49 @@ static int lock_requires(ctx *c, zdm_err *err)
     return 0;
 }
 
+/* The plans whose dual-write triggers would share the table with this
+ * plan's, and that are not in flight (zdm_preflight_neighbours): each may
+ * be expanding right now, and the two checks (zdm_preflight_shared) would
+ * each find the other pending -- two plans writing one column both went
+ * live.  Their locks are held through this expand: a run of theirs waits
+ * for it, or this one is refused while theirs runs. */
+static int lock_neighbours(ctx *c, zdm_err *err)
+{
+    zdm_strv nb = {0};
+    zdm_preflight_neighbours(c->plan, c->set, &nb);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < nb.n; i++) {
+        int held = 0;
+        for (size_t k = 0; k < c->req_locked.n; k++)
+            held |= strcmp(c->req_locked.v[k], nb.v[i]) == 0;
+        if (held)
+            continue;
+        zdm_plan_state st;
+        rc = zdm_state_get(c->db, nb.v[i], &st, err);
+        if (rc != 0 || (st.known && st.phase >= ZDM_EXPANDED && st.phase <= ZDM_COMPLETE))
+            continue; /* in flight: the check sees it; complete: its triggers are gone */
+        char holder[512], why[300];
+        int got = 0;
+        snprintf(why, sizeof why, "for the expand of plan %s (dual-write on the same table)", c->plan->id);
+        rc = zdm_state_lock_for(c->db, nb.v[i], why, &got, holder, sizeof holder, err);
+        if (rc != 0)
+            break;
+        if (!got) {
+            zdm_err_set(err, ZDM_EXIT_REFUSED,
+                        "plan %s has dual-write triggers on %s too, and plan %s is locked by %s (it may be "
+                        "expanding right now)", c->plan->id, c->plan->backfill->table, nb.v[i], holder);
+            zdm_err_reason(err, "neighbour_locked");
+            zdm_err_detail(err, "wait for that run to finish, then run \"zdm advance %s\" again (the two plans "
+                                "are checked against each other then); nothing was changed", c->plan->id);
+            rc = ZDM_EXIT_REFUSED;
+            break;
+        }
+        zdm_strv_push(&c->req_locked, nb.v[i]);
+    }
+    zdm_strv_free(&nb);
+    return rc;
+}
+
 int64_t zdm_life_contract_due_ms(const zdm_plan *plan, const zdm_plan_state *st)
 {
     return zdm_contract_due_ms(plan, st);
@@ -311,7 +355,10 @@ static int record_phase(void *arg, zdm_phase to, zdm_err *err)
 
 static int lock_requires_cb(void *arg, zdm_err *err)
 {
-    return lock_requires(arg, err);
+    int rc = lock_requires(arg, err);
+    if (rc == 0 && !zdm_mutant("neighbours_unlocked"))
+        rc = lock_neighbours(arg, err);
+    return rc;
 }
 
 /* Before each step, and before recording the phase: the run still holds

@@ -98,6 +98,13 @@ int zdm_life_init(zdm_db *db, int upgrade, int *from, int *version, zdm_err *err
 int zdm_life_plan_state(zdm_db *db, const char *plan_id, zdm_plan_state *st, zdm_err *err) ZDM_MUST_CHECK;
 /* 1 when an applied plan's file changed since it was applied. */
 int zdm_life_plan_changed(const zdm_plan *p, const zdm_plan_state *st);
+/* The plans the database has applied and not undone (in flight, or a
+ * half-done expand) whose file is not in `set`: their triggers and
+ * columns are live with nothing in the plans folder pointing at them (a
+ * branch switched, a file deleted).  ids and phase names; none without
+ * zdm's state. */
+int zdm_life_missing_files(zdm_db *db, const zdm_plan_set *set, zdm_strv *ids, zdm_strv *phases,
+                           zdm_err *err) ZDM_MUST_CHECK;
 /* zdm unlock: removes the plan's lock row, whoever holds it, and records
  * it; detail says what was removed. */
 int zdm_life_unlock(zdm_db *db, const zdm_plan *plan, char *detail, size_t size, zdm_err *err) ZDM_MUST_CHECK;

@@ -506,6 +506,24 @@ int zdm_state_steps_applied(zdm_db *db, const char *plan_id, int *n, zdm_err *er
     return rc;
 }
 
+int zdm_state_plans_applied(zdm_db *db, zdm_strv *ids, zdm_strv *phases, zdm_err *err)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT p.id, p.phase FROM %s p WHERE p.phase IN ('expanded', 'backfilled', 'cut_over') "
+             "OR (p.phase = 'pending' AND EXISTS (SELECT 1 FROM %s s WHERE s.plan_id = p.id "
+             "AND s.status IN ('done', 'running'))) ORDER BY p.id",
+             zdm_state_table(db, "plans"), zdm_state_table(db, "steps"));
+    zdm_rows *r = NULL;
+    int rc = zdm_db_query(db, sql, 0, NULL, &r, err);
+    for (int i = 0; rc == 0 && i < zdm_rows_count(r); i++) {
+        zdm_strv_push(ids, zdm_rows_get(r, i, 0));
+        zdm_strv_push(phases, zdm_rows_get(r, i, 1));
+    }
+    zdm_rows_free(r);
+    return rc;
+}
+
 int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zdm_err *err)
 {
     char sql[200];
@@ -821,7 +839,7 @@ int zdm_state_lock_holder(zdm_db *db, const char *plan_id, char *holder, size_t 
     return rc;
 }
 
-static int write_holder(zdm_db *db, const char *plan_id, int upsert, int *inserted, zdm_err *err)
+static int write_holder(zdm_db *db, const char *plan_id, const char *who, int upsert, int *inserted, zdm_err *err)
 {
     char sql[400], now[32], pid[16];
     snprintf(sql, sizeof sql,
@@ -833,7 +851,7 @@ static int write_holder(zdm_db *db, const char *plan_id, int upsert, int *insert
                     : "NOTHING");
     snprintf(now, sizeof now, "%lld", (long long)zdm_now_ms());
     snprintf(pid, sizeof pid, "%d", (int)getpid());
-    const char *params[] = {plan_id, zdm_whoami(), host_part(), pid, now};
+    const char *params[] = {plan_id, who, host_part(), pid, now};
     zdm_rows *r = NULL;
     int rc = zdm_db_query(db, sql, 5, params, &r, err);
     if (rc == 0)
@@ -845,6 +863,14 @@ static int write_holder(zdm_db *db, const char *plan_id, int upsert, int *insert
 int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size_t holder_size,
                    zdm_err *err)
 {
+    return zdm_state_lock_for(db, plan_id, NULL, got, holder, holder_size, err);
+}
+
+int zdm_state_lock_for(zdm_db *db, const char *plan_id, const char *why, int *got, char *holder,
+                       size_t holder_size, zdm_err *err)
+{
+    char who[400];
+    snprintf(who, sizeof who, "%s%s%s", zdm_whoami(), why ? ", " : "", why ? why : "");
     *got = 0;
     holder[0] = '\0';
     int rc, inserted = 0, pid = 0;
@@ -859,7 +885,7 @@ int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size
         free(v);
         if (!ok)
             return describe_holder(db, plan_id, holder, holder_size, host, sizeof host, &pid, err);
-        rc = write_holder(db, plan_id, 1, &inserted, err);
+        rc = write_holder(db, plan_id, who, 1, &inserted, err);
         if (rc != 0) {
             zdm_state_unlock(db, plan_id);
             return rc;
@@ -886,7 +912,7 @@ int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size
     }
     holder[0] = '\0';
     for (int attempt = 0; attempt < 2; attempt++) {
-        rc = write_holder(db, plan_id, 0, &inserted, err);
+        rc = write_holder(db, plan_id, who, 0, &inserted, err);
         if (rc != 0)
             return rc;
         if (inserted) {

@@ -22,6 +22,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "util.h"
 
 /* 2: plans.attempts, last_error, last_attempt_ms, failed_ms (the failure
  * policy of run-due); ranges.last_batch_ms (last progress); meta
@@ -119,6 +120,10 @@ int zdm_state_step_mark(zdm_db *db, const char *plan_id, const char *phase, int 
                         const char *status, zdm_err *err) ZDM_MUST_CHECK;
 /* How many steps of the plan are recorded as done or started. */
 int zdm_state_steps_applied(zdm_db *db, const char *plan_id, int *n, zdm_err *err) ZDM_MUST_CHECK;
+/* Every plan the database has a row of that has changed its schema and
+ * not undone it: in flight (expanded .. cut_over), or pending with steps
+ * applied (a half-done expand).  ids and phase names, in id order. */
+int zdm_state_plans_applied(zdm_db *db, zdm_strv *ids, zdm_strv *phases, zdm_err *err) ZDM_MUST_CHECK;
 /* Forgets the steps of a phase (after rollback). */
 int zdm_state_steps_clear(zdm_db *db, const char *plan_id, const char *phase, zdm_err *err) ZDM_MUST_CHECK;
 
@@ -187,6 +192,10 @@ int zdm_state_history_last(zdm_db *db, const char *plan_id, const char *action, 
  * was on this host and its pid is gone. */
 int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size_t holder_size,
                    zdm_err *err) ZDM_MUST_CHECK;
+/* The same, taken by a run of another plan: `why` (e.g. "for the expand
+ * of plan 0001_x") follows the holder's name. */
+int zdm_state_lock_for(zdm_db *db, const char *plan_id, const char *why, int *got, char *holder,
+                       size_t holder_size, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_state_unlock(zdm_db *db, const char *plan_id);
 /* zdm unlock: removes the plan's lock row whoever holds it; *removed says
  * whether there was one, holder and pid (as stored) name it. */

@@ -1091,6 +1091,47 @@ sources = ["created_at", "amount"]
                    OR amount2 IS DISTINCT FROM amount::numeric(5,2)")"
 }
 
+# Two plans whose triggers write one column, expanded at the same moment:
+# each checked the other while it was still pending, and both went live
+# (the column then held whichever trigger fired last).  In a test build
+# the first stops right after its checks (ZDM_BARRIER=expand_checked)
+# while the second runs; other builds skip this case.
+case_shared_race() {
+    local d=$1
+    t_section "$d: two plans writing one column, expanded at the same moment: one waits for the other"
+    local probe=0
+    ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || probe=$?
+    if [ "$probe" != 137 ]; then
+        t_note "zdm was built without mutants (no barriers): skipped"
+        return 0
+    fi
+    case_db "$d" "race_$d"
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer);
+            INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
+    plan_write 0001_x '[backfill]
+table = "t"
+set.b = "a * 2"'
+    plan_write 0002_y '[backfill]
+table = "t"
+set.b = "a * 3"'
+    local bar=$T_DIR/bar.shared.$d
+    ZDM_BARRIER=expand_checked:$bar "$ZDM" --db "$T_DB" --plans "$T_PLANS" advance 0001_x \
+        >"$T_DIR/x.out" 2>"$T_DIR/x.err" &
+    local xp=$!
+    t_wait_for "x stops after its checks" 60 "ls '$bar'.arrived.* >/dev/null 2>&1"
+    zdm_run advance 0002_y
+    t_rc "y, while x expands: refused" 3
+    t_has "... saying which run holds it" "for the expand of plan 0001_x (dual-write on the same table)" "$ZERR"
+    touch "$bar"
+    wait "$xp"
+    t_eq "x: expanded" 0 "$?"
+    zdm_run advance 0002_y
+    t_rc "y, after: refused as two plans writing one column" 3
+    t_has "... naming x" "the dual-write triggers of plan 0001_x (in flight: expanded) already write" "$ZERR"
+    db_sql "UPDATE t SET a = 10 WHERE id = 1" >/dev/null
+    t_eq "only x's triggers write b" 20 "$(db_sql "SELECT b FROM t WHERE id = 1")"
+}
+
 run_case() {
     if [ -n "$ONLY" ] && ! grep -qE -- "$ONLY" <<<"$*"; then
         return 0
@@ -1118,6 +1159,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_rowrule "$d"
     run_case case_twoway "$d"
     run_case case_shared "$d"
+    run_case case_shared_race "$d"
     run_case case_final "$d"
     run_case case_final_many "$d"
     run_case case_final_sweep "$d"

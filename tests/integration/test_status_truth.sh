@@ -86,6 +86,46 @@ down = "DROP TABLE tck"'
     t_eq "$d: --json too" "false false" "$(jq -r '"\(.ok) \(.incomplete[0].checksum_ok)"' <<<"$ZOUT")"
 }
 
+# A plan applied in the database whose file is gone (a branch switched, a
+# bad merge): its triggers are live, and status and check said nothing --
+# check passed ("all 1 plans complete").
+missing_file() {
+    local d=$1
+    t_section "$d: a plan in flight whose file is gone: status names it, check fails"
+    db_new "$d" st_gone
+    plans_empty
+    db_sql "CREATE TABLE tg (id integer PRIMARY KEY, a integer)" >/dev/null
+    plan_write p_gone '
+[[expand.steps]]
+sql  = "ALTER TABLE tg ADD COLUMN b integer"
+down = "ALTER TABLE tg DROP COLUMN b"
+[backfill]
+table = "tg"
+set.b = "a * 2"'
+    plan_write p_done '
+[[expand.steps]]
+sql  = "CREATE TABLE td (id integer)"
+down = "DROP TABLE td"'
+    zdm_complete p_done
+    zdm_run advance p_gone
+    t_rc "$d: expand" 0
+    rm -f "$T_PLANS/p_gone.toml"
+    zdm_run check
+    t_rc "$d: check fails" 3
+    t_has "$d: ... naming the plan without a file" "p_gone                       expanded (no plan file in" "$ZOUT"
+    zdm_run --json check
+    t_eq "$d: --json: not ok, the plan under missing_files" "false p_gone expanded" \
+        "$(jq -r '"\(.ok) \(.missing_files[0].id) \(.missing_files[0].phase)"' <<<"$ZOUT")"
+    zdm_run status
+    t_rc "$d: status" 0
+    t_has "$d: status names it" "NO FILE p_gone: expanded in the database, no plan file in" "$ZOUT"
+    zdm_run --json status
+    t_eq "$d: status --json too" "p_gone" "$(jq -r '.missing_files[0].id' <<<"$ZOUT")"
+    rm -f "$T_PLANS/p_done.toml"
+    zdm_run check
+    t_lacks "$d: a complete plan's file may go (old history squashed)" "p_done" "$ZOUT"
+}
+
 invalid_file() {
     local d=$1
     t_section "$d: an invalid plan file is reported beside the others"
@@ -112,6 +152,7 @@ for d in sqlite pg; do
     dead_worker "$d"
     failed_step "$d"
     check_changed "$d"
+    missing_file "$d"
     invalid_file "$d"
 done
 t_finish
