@@ -152,8 +152,11 @@ static const cmd commands[] = {
      0, 0, 0, zdm_cmd_check},
     {NULL, "unlock", "PLAN", "remove a plan's lock left by a process that is gone",
      "Removes the lock row of PLAN.  Only for a holder that died on another host:\n"
-     "zdm takes over locks of dead processes on the same host by itself.\n",
-     0, 1, 1, zdm_cmd_unlock},
+     "zdm takes over locks of dead processes on the same host by itself.  A\n"
+     "holder still alive is refused (exit 3): on this host, a process that exists\n"
+     "(--force: its pid is now another program's); on PostgreSQL, a server\n"
+     "session that holds the plan's lock, named with what it runs.\n",
+     OPT_FORCE, 1, 1, zdm_cmd_unlock},
     {NULL, "backfill", "PLAN", "run a backfill worker (any number, on any host)",
      "Converts the rows of an expanded plan in keyset batches; each batch and its\n"
      "checkpoint commit together, so a worker killed at any moment resumes where\n"

@@ -181,7 +181,7 @@ int zdm_cmd_unlock(zdm_cli *cli, zdm_err *err)
     int rc = open_session(cli, &s, cli->pos[0], err);
     char detail[400] = "";
     if (rc == 0)
-        rc = zdm_life_unlock(s.db, s.plan, detail, sizeof detail, err);
+        rc = zdm_life_unlock(s.db, s.plan, cli->force, detail, sizeof detail, err);
     if (detail[0]) /* said even when its history row could not be written */
         fprintf(cli->out, "%s: %s\n", s.plan->id, detail);
     close_session(&s);

@@ -76,11 +76,33 @@ int zdm_life_plan_state(zdm_db *db, const char *plan_id, zdm_plan_state *st, zdm
     return zdm_life_has_state(db) ? zdm_state_get(db, plan_id, st, err) : 0;
 }
 
-int zdm_life_unlock(zdm_db *db, const zdm_plan *plan, char *detail, size_t size, zdm_err *err)
+int zdm_life_unlock(zdm_db *db, const zdm_plan *plan, int force, char *detail, size_t size, zdm_err *err)
 {
     int rc = zdm_state_init(db, err);
-    char holder[256], pid[32];
+    char holder[256], pid[32], live[600];
     int removed = 0;
+    /* A holder that is alive is a run in progress: taking its lock away
+     * let a second cutover run its hook beside the first.  On PostgreSQL
+     * the server session keeps the advisory lock whatever its zdm became
+     * (kill -9 during a long statement): removing the row changed nothing
+     * but what status showed. */
+    if (rc == 0)
+        rc = zdm_state_lock_live(db, plan->id, live, sizeof live, err);
+    if (rc == 0 && live[0] && (zdm_db_kind_of(db) == ZDM_DB_PG || !force)) {
+        int pg = zdm_db_kind_of(db) == ZDM_DB_PG;
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s's lock is held by %s: that run is still going, nothing "
+                    "was removed", plan->id, live);
+        zdm_err_reason(err, "lock_live");
+        if (pg)
+            zdm_err_detail(err, "wait for it to finish; if it must stop, end that session with SELECT "
+                                "pg_terminate_backend(PID) (its transaction is rolled back and the lock goes with "
+                                "it), then run the command again");
+        else
+            zdm_err_detail(err, "wait for it to finish, or stop that process (kill PID: a run stopped by a "
+                                "signal resumes safely); if that pid is now another program's, run \"zdm unlock "
+                                "%s --force\"", plan->id);
+        return ZDM_EXIT_REFUSED;
+    }
     if (rc == 0)
         rc = zdm_state_lock_remove(db, plan->id, &removed, holder, sizeof holder, pid, sizeof pid, err);
     if (rc != 0)

@@ -117,10 +117,22 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         rc = zdm_state_get(c->db, c->plan->id, &c->st, err);
         if (rc != 0)
             return rc;
-        zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is locked by %s", c->plan->id, holder);
+        /* on PostgreSQL the session may outlive its zdm (kill -9 during
+         * a long statement): then it is that session to wait for */
+        char live[600] = "";
+        zdm_err e;
+        zdm_err_clear(&e);
+        if (zdm_db_kind_of(c->db) == ZDM_DB_PG && zdm_state_lock_live(c->db, c->plan->id, live, sizeof live, &e) != 0)
+            live[0] = '\0';
+        zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is locked by %s%s%s%s", c->plan->id, holder,
+                    live[0] ? "; the lock is held by " : "", live, live[0] ? ", still running" : "");
         zdm_err_reason(err, "lock_held");
-        zdm_err_detail(err, "wait for that run to finish; if its process is gone for good, "
-                            "run \"zdm unlock %s\"", c->plan->id);
+        if (live[0])
+            zdm_err_detail(err, "wait for that session to finish; if it must stop, end it with SELECT "
+                                "pg_terminate_backend(PID), then run the command again");
+        else
+            zdm_err_detail(err, "wait for that run to finish; if its process is gone for good, "
+                                "run \"zdm unlock %s\"", c->plan->id);
         return refuse(c, action, c->st.phase, err);
     }
     c->locked = 1;

@@ -105,9 +105,11 @@ int zdm_life_plan_changed(const zdm_plan *p, const zdm_plan_state *st);
  * zdm's state. */
 int zdm_life_missing_files(zdm_db *db, const zdm_plan_set *set, zdm_strv *ids, zdm_strv *phases,
                            zdm_err *err) ZDM_MUST_CHECK;
-/* zdm unlock: removes the plan's lock row, whoever holds it, and records
- * it; detail says what was removed. */
-int zdm_life_unlock(zdm_db *db, const zdm_plan *plan, char *detail, size_t size, zdm_err *err) ZDM_MUST_CHECK;
+/* zdm unlock: removes the plan's lock row and records it; detail says what
+ * was removed.  A holder alive (zdm_state_lock_live) is refused, exit 3:
+ * on PostgreSQL always, on SQLite unless `force`. */
+int zdm_life_unlock(zdm_db *db, const zdm_plan *plan, int force, char *detail, size_t size,
+                    zdm_err *err) ZDM_MUST_CHECK;
 /* zdm retry: clears run-due's failed state and attempt count of a plan
  * and records it (*cleared = 1, detail says what); *cleared = 0 when the
  * plan was not failed. */

@@ -979,6 +979,35 @@ int zdm_state_lock_remove(zdm_db *db, const char *plan_id, int *removed, char *h
     return rc;
 }
 
+int zdm_state_lock_live(zdm_db *db, const char *plan_id, char *live, size_t lsize, zdm_err *err)
+{
+    live[0] = '\0';
+    const char *params[] = {plan_id};
+    zdm_rows *r = NULL;
+    int rc;
+    if (zdm_db_kind_of(db) == ZDM_DB_PG) {
+        rc = zdm_db_query(db,
+                          "SELECT a.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) "
+                          "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                          "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = CAST(4242 AS oid) "
+                          "AND l.objid = CAST(CAST(hashtext($1) AS bigint) & 4294967295 AS oid) "
+                          "AND l.objsubid = 2 AND l.pid <> pg_backend_pid()",
+                          1, params, &r, err);
+        if (rc == 0 && zdm_rows_count(r) > 0)
+            snprintf(live, lsize, "server session %s (%s: %s)", zdm_rows_get(r, 0, 0), zdm_rows_get(r, 0, 1),
+                     zdm_rows_get(r, 0, 2) ? zdm_rows_get(r, 0, 2) : "");
+        zdm_rows_free(r);
+        return rc;
+    }
+    char holder[512], host[256];
+    int pid = 0;
+    rc = describe_holder(db, plan_id, holder, sizeof holder, host, sizeof host, &pid, err);
+    if (rc == 0 && pid > 0 && pid != (int)getpid() && strcmp(host, host_part()) == 0 &&
+        (kill(pid, 0) == 0 || errno == EPERM))
+        snprintf(live, lsize, "%s, whose process %d runs on this host", holder, pid);
+    return rc;
+}
+
 int zdm_state_lock_held(zdm_db *db, const char *plan_id, int *held, zdm_err *err)
 {
     *held = 0;

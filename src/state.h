@@ -197,6 +197,12 @@ int zdm_state_lock(zdm_db *db, const char *plan_id, int *got, char *holder, size
 int zdm_state_lock_for(zdm_db *db, const char *plan_id, const char *why, int *got, char *holder,
                        size_t holder_size, zdm_err *err) ZDM_MUST_CHECK;
 void zdm_state_unlock(zdm_db *db, const char *plan_id);
+/* Who holds the plan's lock right now and is alive, in words (`live`
+ * empty when nobody is): on PostgreSQL a server session that holds the
+ * advisory lock (its backend pid, state and query), whatever became of
+ * its zdm; on SQLite the holder when its process is on this host and
+ * exists.  A holder on another host is not known to be alive. */
+int zdm_state_lock_live(zdm_db *db, const char *plan_id, char *live, size_t lsize, zdm_err *err) ZDM_MUST_CHECK;
 /* zdm unlock: removes the plan's lock row whoever holds it; *removed says
  * whether there was one, holder and pid (as stored) name it. */
 int zdm_state_lock_remove(zdm_db *db, const char *plan_id, int *removed, char *holder, size_t hsize, char *pid,

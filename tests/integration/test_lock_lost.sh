@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_lock_lost.sh -- advance's own backfill loses the plan's lock (the
-# PostgreSQL session holding the advisory lock dies; zdm unlock removes an
-# SQLite lock row) while its worker waits, paused: once resumed, the worker
+# PostgreSQL session holding the advisory lock dies; zdm unlock --force
+# removes an SQLite lock row whose holder is alive, which zdm unlock alone
+# refuses) while its worker waits, paused: once resumed, the worker
 # records nothing -- the plan stays expanded, no "backfilled" history row,
 # no after_backfill hook -- advance exits 1, and the next advance finishes.
 # Also: the on_rollback hook of a plain rollback (complete -> cut_over) is
@@ -35,8 +36,13 @@ after_backfill = \"$T_DIR/hook.sh\""
     if [ "$d" = pg ]; then
         db_sql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242" >/dev/null
     else
+        # the holder is alive, on this host: refused (a second run would
+        # go on beside it); --force, as for a pid another program took
         zdm_run unlock p_l
-        t_rc "$d: unlock" 0
+        t_rc "$d: unlock of a live holder: refused" 3
+        t_has "$d: ... naming it" "whose process $ZBG_PID runs on this host" "$ZERR"
+        zdm_run unlock --force p_l
+        t_rc "$d: unlock --force" 0
     fi
     zdm_run resume p_l
     t_rc "$d: resume" 0

@@ -215,7 +215,7 @@ on_rollback = \"$T_DIR/switch.sh\""
 }
 
 lock_lost_sqlite() {
-    t_section "sqlite: zdm unlock during a run: it stops before its next step, exit 1"
+    t_section "sqlite: zdm unlock of a live run is refused; --force: it stops before its next step, exit 1"
     db_new sqlite lost
     plans_empty
     db_sql "CREATE TABLE marks (ev text)" >/dev/null
@@ -229,8 +229,14 @@ sql  = \"INSERT INTO marks VALUES ('expand2')\"
 down = \"SELECT 1\""
     zdm_bg "$T_DIR/lost" advance p_lost
     t_wait_for "step 1 running" 30 "[ \"\$(db_sql \"SELECT status FROM zdm_steps WHERE plan_id = 'p_lost' AND step_index = 1\")\" = running ]"
+    # the run is alive on this host: unlock refuses (taking its lock let a
+    # second cutover run its hook beside the first); --force takes it
     zdm_run unlock p_lost
-    t_rc "unlock" 0
+    t_rc "unlock of a live run: refused" 3
+    t_has "... naming it and what to do" "whose process $ZBG_PID runs on this host" "$ZERR"
+    t_eq "... its lock still there" 1 "$(db_sql "SELECT count(*) FROM $(zdm_tbl locks) WHERE plan_id = 'p_lost'")"
+    zdm_run unlock --force p_lost
+    t_rc "unlock --force" 0
     t_wait_exit "$ZBG_JOB" 60
     local rc=$WAIT_RC
     zdm_bg_collect "$T_DIR/lost" advance
@@ -238,6 +244,34 @@ down = \"SELECT 1\""
     t_has "it says it lost the lock" "no longer holds the plan's lock" "$ZERR"
     t_eq "step 2 never ran" 0 "$(marks expand2)"
     t_eq "still pending" pending "$(zdm_phase_of p_lost)"
+}
+
+# pg: zdm killed with -9 during a long statement: the server session goes
+# on and keeps the plan's advisory lock.  unlock said "removed the lock"
+# and changed nothing; it now names the session and how to end it.
+lock_live_pg() {
+    t_section "pg: unlock while a dead zdm's server session still holds the lock names that session"
+    db_new pg live
+    plans_empty
+    plan_write p_live "
+[[expand.steps]]
+sql  = \"SELECT pg_sleep(30)\"
+down = \"SELECT 1\""
+    zdm_bg "$T_DIR/live" advance p_live
+    t_wait_for "the step runs" 30 "[ \"\$(db_sql \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()\")\" = 1 ]"
+    kill -9 "$ZBG_PID"
+    t_wait_exit "$ZBG_JOB" 30
+    zdm_run advance p_live
+    t_rc "advance: refused" 3
+    t_match "... naming the session that still runs" "the lock is held by server session [0-9]+ \\(active: .*pg_sleep\\(30\\).*still running" "$ZERR"
+    zdm_run unlock p_live
+    t_rc "unlock: refused" 3
+    t_match "... naming the server session and its query" "held by server session [0-9]+ \\(active: .*pg_sleep\\(30\\)" "$ZERR"
+    t_has "... and how to end it" "pg_terminate_backend" "$ZERR"
+    db_sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+    t_wait_for "the session is gone" 30 "[ \"\$(db_sql \"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242\")\" = 0 ]"
+    zdm_run unlock p_live
+    t_rc "unlock once it is gone" 0
 }
 
 for d in sqlite pg; do
@@ -251,5 +285,6 @@ for d in sqlite pg; do
     cutover_rollback "$d"
     # pg: a lost lock during the backfill is test_lock_lost.sh
     [ "$d" = sqlite ] && lock_lost_sqlite
+    [ "$d" = pg ] && lock_live_pg
 done
 t_finish
