@@ -409,7 +409,25 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 /* The final error: on stderr in the log format, and under --json on
  * stdout too, as the last JSON line, so a script reading stdout alone
  * learns why. */
-static void print_err(FILE *errs, FILE *json_out, int code, const zdm_err *err)
+/* "file:line:col: message" (the plan loader's diagnostics) as an object;
+ * a message without a position is {"message": ...} alone. */
+static json_t *problem_json(const char *s)
+{
+    json_t *o = json_object();
+    char *file = NULL;
+    int line = 0, col = 0;
+    const char *msg = s;
+    if (zdm_cli_problem_split(s, &file, &line, &col, &msg)) {
+        json_object_set_new(o, "file", json_string(file));
+        json_object_set_new(o, "line", json_integer(line));
+        json_object_set_new(o, "col", json_integer(col));
+    }
+    json_object_set_new(o, "message", json_string(msg));
+    free(file);
+    return o;
+}
+
+static void print_err(FILE *errs, FILE *json_out, int code, const zdm_err *err, const zdm_strv *problems)
 {
     if (errs)
         zdm_log_final_error(errs, err);
@@ -427,6 +445,12 @@ static void print_err(FILE *errs, FILE *json_out, int code, const zdm_err *err)
     json_object_set_new(o, "sqlstate", err->sqlstate[0] ? json_string(err->sqlstate) : json_null());
     if (err->line)
         json_object_set_new(o, "line", json_integer(err->line));
+    if (problems && problems->n) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < problems->n; i++)
+            json_array_append_new(a, problem_json(problems->v[i]));
+        json_object_set_new(o, "problems", a);
+    }
     json_dumpf(o, json_out, JSON_COMPACT | JSON_PRESERVE_ORDER);
     fputc('\n', json_out);
     fflush(json_out);
@@ -750,7 +774,7 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
         if (cli.json) {
             zdm_err_set(&err, ZDM_EXIT_USAGE, "no command given");
             zdm_err_detail(&err, "run \"zdm --help\" for the list of commands");
-            print_err(NULL, out, ZDM_EXIT_USAGE, &err);
+            print_err(NULL, out, ZDM_EXIT_USAGE, &err, NULL);
         }
         return ZDM_EXIT_USAGE;
     }
@@ -776,13 +800,17 @@ int zdm_cli_main(int argc, char **argv, FILE *out, FILE *errs)
             cli.db_url = env;
     }
     int rc = run_command(c, &cli, out, &err);
-    /* The command's status is the exit code, whatever err.code says. */
+    /* The command's status is the exit code, whatever err.code says.  A
+     * command that printed its JSON document already said it there (a
+     * second document after it made stdout unreadable as JSON). */
     if (rc != 0 && err.msg[0])
-        print_err(errs, cli.json ? out : NULL, rc, &err);
+        print_err(errs, cli.json && !cli.json_done ? out : NULL, rc, &err, &cli.problems);
+    zdm_strv_free(&cli.problems);
     return rc;
 
 fail:
-    print_err(errs, cli.json ? out : NULL, err.code ? err.code : ZDM_EXIT_USAGE, &err);
+    print_err(errs, cli.json ? out : NULL, err.code ? err.code : ZDM_EXIT_USAGE, &err, &cli.problems);
+    zdm_strv_free(&cli.problems);
     return err.code ? err.code : ZDM_EXIT_USAGE;
 }
 

@@ -58,6 +58,10 @@ typedef struct zdm_cli {
     int npos;
     FILE *out;               /* results */
     FILE *errs;              /* error messages */
+    zdm_strv problems;       /* the plan files' problems ("file:line:col: ...") this run
+                              * printed: --json's error and lint's sarif/github carry them */
+    int json_done;           /* the command printed its one JSON document: under --json
+                              * the final error goes to stderr only */
 } zdm_cli;
 
 typedef int (*zdm_cli_fn)(zdm_cli *cli, zdm_err *err);
@@ -107,6 +111,11 @@ int zdm_cmd_completion(zdm_cli *cli, zdm_err *err); /* cli_gen.c */
 int zdm_cmd_manpage(zdm_cli *cli, zdm_err *err);    /* cli_gen.c */
 
 /* Shared by commands (cli_plan.c). */
+/* Prints each of d's messages to cli->errs and keeps them in cli->problems. */
+void zdm_cli_problems(zdm_cli *cli, const zdm_diags *d);
+/* Splits a problem "file:line:col: message": 1 with *file (malloc'd),
+ * *line, *col and *msg (into s) set; 0 when it names no position. */
+int zdm_cli_problem_split(const char *s, char **file, int *line, int *col, const char **msg);
 /* Loads --plans (or the given paths) and prints every problem to cli->errs;
  * returns ZDM_EXIT_USAGE when any plan is invalid. */
 int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,

@@ -456,6 +456,7 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
         rc = zdm_life_missing_files(s.db, &s.set, &gone, &gone_ph, err);
     if (rc == 0)
         status_end(cli, &s.set, pm, prom, arr, &invalid, &gone, &gone_ph);
+    cli->json_done = rc == 0 && cli->json && !prom;
     zdm_strv_free(&gone);
     zdm_strv_free(&gone_ph);
     for (int k = 0; k < PM__N; k++)

@@ -120,8 +120,7 @@ static int load_targets(zdm_cli *cli, lint_load *L, zdm_err *err)
             zdm_diags d = {0};
             zdm_plan *p = NULL;
             int rc = zdm_plan_load_file(arg, &p, &d);
-            for (size_t i = 0; i < d.msgs.n; i++)
-                fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+            zdm_cli_problems(cli, &d);
             zdm_diags_free(&d);
             if (rc != 0) {
                 if (rc != ZDM_EXIT_USAGE)
@@ -291,10 +290,12 @@ static void print_sarif(FILE *out, const zdm_lint_result *r)
             json_object_set_new(region, "startLine", json_integer(f->line));
         if (f->col > 0)
             json_object_set_new(region, "startColumn", json_integer(f->col));
-        json_t *res = json_pack("{s:s, s:I, s:s, s:{s:s}, s:[{s:{s:{s:s}, s:o}}]}", "ruleId", f->rule,
-                                "ruleIndex", (json_int_t)idx, "level", sarif_level(f->severity), "message",
-                                "text", m.data, "locations", "physicalLocation", "artifactLocation", "uri",
-                                f->file ? f->file : "<sql>", "region", region);
+        json_t *res = json_pack("{s:s, s:s, s:{s:s}, s:[{s:{s:{s:s}, s:o}}]}", "ruleId", f->rule, "level",
+                                sarif_level(f->severity), "message", "text", m.data, "locations",
+                                "physicalLocation", "artifactLocation", "uri", f->file ? f->file : "<sql>",
+                                "region", region);
+        if (idx < n && strcmp(all[idx].id, f->rule) == 0) /* not for plan-invalid */
+            json_object_set_new(res, "ruleIndex", json_integer((json_int_t)idx));
         zdm_buf_free(&m);
         if (f->allowed)
             json_object_set_new(res, "suppressions",
@@ -471,6 +472,36 @@ static void lint_load_free(lint_load *L)
     free(L->t);
 }
 
+/* Plan files that do not load, as findings of the formats CI reads (rule
+ * plan-invalid): a SARIF file was left empty (its upload failed instead
+ * of showing the error) and GitHub got no annotation. */
+static void report_problems(zdm_cli *cli, int fmt)
+{
+    if ((fmt != FMT_SARIF && fmt != FMT_GITHUB) || !cli->problems.n)
+        return;
+    zdm_lint_result r = {0};
+    zdm_strv files = {0};
+    r.v = zdm_xcalloc(cli->problems.n, sizeof *r.v);
+    for (size_t i = 0; i < cli->problems.n; i++) {
+        zdm_lint_finding *f = &r.v[r.n++];
+        char *file = NULL;
+        const char *msg = cli->problems.v[i];
+        f->rule = "plan-invalid";
+        f->severity = ZDM_LINT_ERROR;
+        if (zdm_cli_problem_split(cli->problems.v[i], &file, &f->line, &f->col, &msg)) {
+            zdm_strv_push_owned(&files, file);
+            f->file = file;
+        }
+        f->message = zdm_xstrdup(msg);
+    }
+    if (fmt == FMT_SARIF)
+        print_sarif(cli->out, &r);
+    else
+        print_github(cli->out, &r);
+    zdm_lint_result_free(&r);
+    zdm_strv_free(&files);
+}
+
 int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
 {
     int fmt, mode;
@@ -481,6 +512,8 @@ int zdm_cmd_lint(zdm_cli *cli, zdm_err *err)
     memset(&L, 0, sizeof L);
     zdm_lint_result r = {0};
     rc = load_targets(cli, &L, err);
+    if (rc == ZDM_EXIT_USAGE)
+        report_problems(cli, fmt);
     if (rc == 0)
         rc = apply_project(cli, &L, err);
     if (rc == 0)

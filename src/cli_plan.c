@@ -12,6 +12,31 @@
 #include "live_keys.h"
 #include "util.h"
 
+void zdm_cli_problems(zdm_cli *cli, const zdm_diags *d)
+{
+    for (size_t i = 0; i < d->msgs.n; i++) {
+        fprintf(cli->errs, "%s\n", d->msgs.v[i]);
+        zdm_strv_push(&cli->problems, d->msgs.v[i]);
+    }
+}
+
+int zdm_cli_problem_split(const char *s, char **file, int *line, int *col, const char **msg)
+{
+    /* the position is the last ":L:C: " before the message: a path may
+     * hold colons of its own */
+    for (const char *c = strchr(s, ':'); c; c = strchr(c + 1, ':')) {
+        int l = 0, k = 0, n = 0;
+        if (sscanf(c, ":%d:%d: %n", &l, &k, &n) == 2 && n > 0 && l > 0) {
+            *file = zdm_xstrndup(s, (size_t)(c - s));
+            *line = l;
+            *col = k;
+            *msg = c + n;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
                        zdm_plan_set *set, zdm_err *err)
 {
@@ -22,8 +47,7 @@ int zdm_cli_load_plans(zdm_cli *cli, const char *const *paths, size_t npaths,
     }
     zdm_diags d = {0};
     int rc = zdm_plan_set_load(paths, npaths, set, &d);
-    for (size_t i = 0; i < d.msgs.n; i++)
-        fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+    zdm_cli_problems(cli, &d);
     size_t nerr = d.msgs.n;
     zdm_diags_free(&d);
     if (rc != 0) {
@@ -62,8 +86,7 @@ int zdm_cmd_plan_validate(zdm_cli *cli, zdm_err *err)
         zdm_project proj;
         zdm_diags d = {0};
         if (zdm_project_load(cli->plans_dir, &proj, &d) != 0) {
-            for (size_t i = 0; i < d.msgs.n; i++)
-                fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+            zdm_cli_problems(cli, &d);
             rc = zdm_err_set(err, ZDM_EXIT_USAGE, "the project file zdm.toml is invalid");
         } else {
             zdm_project_free(&proj);
@@ -106,8 +129,7 @@ static int load_one(zdm_cli *cli, const char *name, zdm_plan_set *set, zdm_plan 
         zdm_diags d = {0};
         zdm_plan *p = NULL;
         int rc = zdm_plan_load_file(name, &p, &d);
-        for (size_t i = 0; i < d.msgs.n; i++)
-            fprintf(cli->errs, "%s\n", d.msgs.v[i]);
+        zdm_cli_problems(cli, &d);
         size_t nerr = d.msgs.n;
         zdm_diags_free(&d);
         if (rc != 0)

@@ -156,6 +156,16 @@ t_eq "sarif: ruleIndex points at the rule" "missing-lock-timeout add-column-vola
     "$(jq -r '. as $d | [.runs[0].results[0,1].ruleIndex | $d.runs[0].tool.driver.rules[.].id] | join(" ")' <<<"$ZOUT")"
 lint_run lint --format nope "$T_DIR/mig.sql"
 t_rc "--format nope" 2
+# a plan that does not load is a finding CI sees: the SARIF file was left
+# empty (its upload failed instead of showing the error), GitHub got none
+printf 'description = 5\n' >"$T_DIR/0098_bad.toml"
+lint_run lint --format sarif "$T_DIR/0098_bad.toml"
+t_rc "sarif: an invalid plan" 2
+t_eq "sarif: its problem as a result" "plan-invalid error $T_DIR/0098_bad.toml 1 15" \
+    "$(jq -r '.runs[0].results[0] | "\(.ruleId) \(.level) \(.locations[0].physicalLocation.artifactLocation.uri) \(.locations[0].physicalLocation.region.startLine) \(.locations[0].physicalLocation.region.startColumn)"' <<<"$ZOUT")"
+lint_run lint --format github "$T_DIR/0098_bad.toml"
+t_has "github: an annotation" "::error file=$T_DIR/0098_bad.toml,line=1,col=15,title=zdm lint plan-invalid::the plan.description must be a string" "$ZOUT"
+rm -f "$T_DIR/0098_bad.toml"
 
 t_section "a statement over the depth bound: exit 2 at validate, lint and advance, no crash"
 python3 -c "print('[[expand.steps]]\nsql = \"\"\"SELECT ' + ' + '.join(['1'] * 200000) + '\"\"\"\ndown = \"SELECT 1\"')" \

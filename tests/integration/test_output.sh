@@ -70,6 +70,21 @@ t_rc "no database" 2
 all_json "usage error" "$out"
 t_eq "usage error as JSON" "no database given" "$(jq -r .message <<<"$out")"
 
+# A plan file that does not load: the problems are in the JSON, not on
+# stderr alone ("1 problem found" said nothing a script could act on), and
+# status stays one document (the error event after it was a second one).
+printf 'description = 5\n' >"$T_PLANS/0009_bad.toml"
+zdm_run --json plan validate
+t_rc "validate an invalid plan" 2
+all_json "validate: error" "$ZOUT"
+t_eq "the problem, with its file, line and column" "$T_PLANS/0009_bad.toml 1 15 the plan.description must be a string, not an integer" \
+    "$(jq -r '.problems[0] | "\(.file) \(.line) \(.col) \(.message)"' <<<"$ZOUT")"
+zdm_run --json status
+t_rc "status with an invalid plan" 2
+t_eq "... one JSON document" 0 "$(jq -se 'length == 1' >/dev/null 2>&1 <<<"$ZOUT"; echo $?)"
+t_eq "... naming it under invalid" 1 "$(jq -r '.invalid | length' <<<"$ZOUT")"
+rm -f "$T_PLANS/0009_bad.toml"
+
 out=$("$ZDM" --json --version); t_eq "--json --version" '"0.1.0"' "$(jq .version <<<"$out" | sed 's/[0-9][0-9.]*/0.1.0/')"
 out=$("$ZDM" --json 2>/dev/null); all_json "no command" "$out"
 t_eq "no command: an error event" error "$(jq -r .event <<<"$out")"
