@@ -827,6 +827,17 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
         free(dflt);
         return;
     }
+    /* A default fills the old application's inserts, which the dual-write
+     * trigger then leaves alone (it converts a NULL): a constant one was
+     * refused at expand, by the preflight, after validate and lint had
+     * passed. */
+    if (dflt && up) {
+        bad(o, "give either default or up, not both: while the backfill runs, the old application's inserts "
+               "would get the default instead of up's value; use up alone (every row gets up's value until "
+               "contract), and set the default in a contract step of your own (raw sql)%s%s", NULL, NULL);
+        free(dflt);
+        return;
+    }
     char *cq = zdm_ops_quote(col, 0);
     if (dflt && volatile_default(tq, cq, type, dflt)) {
         /* A default computed per row (random(), clock_timestamp(), ...)
@@ -834,8 +845,6 @@ static void op_add_column(opctx *o, gen *g, gen *ct, const char *table, const ch
          * lock.  Instead: a nullable column, the default for new rows
          * (no rewrite), a backfill of the existing rows, and NOT NULL at
          * contract through a validated CHECK. */
-        if (up)
-            bad(o, "give either a volatile default or up, not both%s%s", NULL, NULL);
         char name[200];
         snprintf(name, sizeof name, "add column %s.%s (nullable; its volatile default is filled in by the backfill)",
                  table, col);

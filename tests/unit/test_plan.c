@@ -367,6 +367,14 @@ static void test_ops_errors(void **state)
     EXPECT("[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"int\"\nnullable = false\n",
            "plans/0002.toml:1:1: expand step 1 (op \"add_column\"): a NOT NULL column without a default needs "
            "up = \"SQL expression\" to fill the existing rows");
+    /* a default and up: the old application's inserts get the default,
+     * which the trigger leaves alone (refused at expand, after validate) */
+    EXPECT("[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"text\"\n"
+           "default = \"'Other'\"\nup = \"upper(b)\"\n",
+           "plans/0002.toml:1:1: expand step 1 (op \"add_column\"): give either default or up, not both: while the "
+           "backfill runs, the old application's inserts would get the default instead of up's value; use up "
+           "alone (every row gets up's value until contract), and set the default in a contract step of your "
+           "own (raw sql)");
     EXPECT("[[expand.steps]]\nop = \"add_foreign_key\"\ntable = \"t\"\ncolumns = [\"a\"]\nreferences = \"u\"\n"
            "references_columns = [\"id\"]\non_delete = \"explode\"\n",
            "plans/0002.toml:1:1: expand step 1 (op \"add_foreign_key\"): \"explode\" is not a foreign key action "
@@ -412,8 +420,8 @@ static void test_ops_pieces(void **state)
            "it did not open");
     /* what is one piece passes: semicolons, dashes and parentheses in
      * strings and quoted names, block comments, a new table's clauses */
-    load_ok(ADD_COL "type = \"character varying(20) COLLATE \\\"C;--\\\"\"\ndefault = \"'a;b--c)'\"\n"
-                    "up = \"coalesce(b, 'x') /* the old one */\"\n");
+    load_ok(ADD_COL "type = \"character varying(20) COLLATE \\\"C;--\\\"\"\ndefault = \"'a;b--c)'\"\n");
+    load_ok(ADD_COL "type = \"text\"\nup = \"coalesce(b, 'x;') /* the old one */\"\n");
     load_ok("[[expand.steps]]\nop = \"create_table\"\ntable = \"t\"\n"
             "columns = [{name = \"a\", type = \"bigserial PRIMARY KEY\"}, {name = \"b\", type = \"int NOT NULL DEFAULT 0\"}]\n");
 #undef ADD_COL
