@@ -79,7 +79,35 @@ zdm_plan *zdm_cli_find_plan(zdm_cli *cli, zdm_plan_set *set, const char *name, z
 int zdm_cmd_plan_validate(zdm_cli *cli, zdm_err *err)
 {
     zdm_plan_set set;
-    int rc = zdm_cli_load_plans(cli, cli->pos, (size_t)cli->npos, &set, err);
+    int rc;
+    if (cli->npos) {
+        /* Files named alone (a pre-commit hook's changed files) may
+         * require plans of --plans: those count as there (their own
+         * problems are theirs, not reported here). */
+        zdm_plan_set dir;
+        zdm_diags dd = {0};
+        const char *one[1] = {cli->plans_dir};
+        zdm_strv known = {0};
+        struct stat st;
+        if (stat(cli->plans_dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+            int dirc = zdm_plan_set_load(one, 1, &dir, &dd); /* its valid plans, whatever the others */
+            (void)dirc;
+            for (size_t i = 0; i < dir.n; i++)
+                zdm_strv_push(&known, dir.plans[i]->id);
+            zdm_plan_set_free(&dir);
+        }
+        zdm_diags_free(&dd);
+        zdm_diags d = {0};
+        rc = zdm_plan_set_load_known(cli->pos, (size_t)cli->npos, &known, &set, &d);
+        zdm_cli_problems(cli, &d);
+        if (rc != 0)
+            zdm_err_set(err, ZDM_EXIT_USAGE, "%zu problem%s found in plans; nothing was changed", d.msgs.n,
+                        d.msgs.n == 1 ? "" : "s");
+        zdm_diags_free(&d);
+        zdm_strv_free(&known);
+    } else {
+        rc = zdm_cli_load_plans(cli, NULL, 0, &set, err);
+    }
     /* The project file beside --plans is part of what advance loads: a
      * misspelt key there is as much an error as one in a plan. */
     if (rc == 0 && cli->npos == 0) {

@@ -226,6 +226,35 @@ static int set_phase(ctx *c, zdm_phase to, zdm_err *err)
     return rc;
 }
 
+static int guard(void *arg, zdm_err *err);
+
+/* The transition's end: the lock still held, the new phase and its history
+ * row's outcome, in one commit.  Two commits left a window where a crash
+ * (kill -9) recorded the phase but left the row "running", which the next
+ * run to take the lock marked "interrupted": a finished transition shown
+ * as not finished.  On SQLite the transaction holds the write lock, so zdm
+ * unlock cannot take the lock row between the check and the commit. */
+static int record_done(ctx *c, zdm_phase to, int64_t hid, zdm_err *err)
+{
+    int own = !zdm_db_in_transaction(c->db);
+    int rc = own ? zdm_db_begin(c->db, err) : 0;
+    if (rc == 0)
+        rc = guard(c, err);
+    if (rc == 0)
+        rc = zdm_state_set_phase(c->db, c->plan->id, to, c->plan->checksum, err);
+    if (rc == 0 && hid)
+        rc = zdm_state_history_update(c->db, hid, "ok", c->detail[0] ? c->detail : NULL, err);
+    if (rc == 0 && own)
+        rc = zdm_db_commit(c->db, err);
+    else if (rc != 0 && own)
+        zdm_db_rollback(c->db);
+    if (rc == 0) {
+        c->st.phase = to;
+        c->st.known = 1;
+    }
+    return rc;
+}
+
 /* Runs the hooks of one event and writes a history row with their output.
  * from/to is the transition the hooks belong to, whatever the event:
  * ZDM_FROM_PHASE/ZDM_TO_PHASE, and the history row.  ZDM_PHASE and
@@ -545,15 +574,12 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
     if (rc == 0)
         rc = d->run(&c->pc, err);
     if (rc == 0)
-        rc = guard(c, err);
-    if (rc == 0)
-        rc = set_phase(c, to, err);
+        rc = record_done(c, to, hid, err);
     char dur[32];
     if (rc == 0) {
         zdm_log(ZDM_LOG_INFO, p->id, d->name, "done: %s in %s", zdm_phase_name(to),
                 zdm_format_duration(zdm_mono_ms() - t0, dur, sizeof dur));
         fprintf(c->o->out, "%s: %s -> %s\n", p->id, zdm_phase_name(from), zdm_phase_name(to));
-        end_history(c, hid, rc, err, c->detail[0] ? c->detail : NULL);
         /* After hooks: the phase is done whatever they say; a failure is
          * reported (exit 1) and they can be re-run with --hooks-only.  They
          * are told which transition (its history row). */
@@ -662,15 +688,12 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
         rc = zdm_backfill_settings_reset(db, plan->id, err); /* overrides were for this run of the plan */
     if (!o->dry_run) {
         if (rc == 0)
-            rc = guard(&c, err);
-        if (rc == 0)
-            rc = set_phase(&c, to, err);
+            rc = record_done(&c, to, hid, err);
         if (rc == 0) {
             fprintf(o->out, "%s: %s -> %s\n", plan->id, zdm_phase_name(from), zdm_phase_name(to));
             if (to == ZDM_CUT_OVER)
                 fprintf(o->out, "contract undone; run \"zdm rollback %s\" again to undo expand, with --force: "
                                 "the plan is cut_over, so on_rollback switches traffic back first\n", plan->id);
-            end_history(&c, hid, rc, err, NULL);
             if (!switched_back)
                 rc = run_hooks(&c, ZDM_HOOK_ON_ROLLBACK, from, to, hid, err);
             hid = 0;

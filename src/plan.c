@@ -1324,6 +1324,12 @@ static int order_plans(zdm_plan_set *s, zdm_diags *d)
 int zdm_plan_set_load(const char *const *paths, size_t npaths, zdm_plan_set *out,
                       zdm_diags *diags)
 {
+    return zdm_plan_set_load_known(paths, npaths, NULL, out, diags);
+}
+
+int zdm_plan_set_load_known(const char *const *paths, size_t npaths, const zdm_strv *known,
+                            zdm_plan_set *out, zdm_diags *diags)
+{
     memset(out, 0, sizeof *out);
     zdm_strv files = {0};
     int rc = collect_files(paths, npaths, &files, diags);
@@ -1353,14 +1359,25 @@ int zdm_plan_set_load(const char *const *paths, size_t npaths, zdm_plan_set *out
             const char *req = p->requires.v[r];
             if (strcmp(req, p->id) != 0 && zdm_plan_set_find(out, req))
                 continue;
+            int elsewhere = 0;
+            for (size_t k = 0; known && k < known->n; k++)
+                elsewhere |= strcmp(known->v[k], req) == 0;
+            if (elsewhere && strcmp(req, p->id) != 0)
+                continue;
             if (strcmp(req, p->id) == 0) {
                 zdm_diag_add(diags, p->path, p->requires_line[r], p->requires_col[r],
                              "plan \"%s\" requires itself", p->id);
             } else {
-                const char **ids = zdm_xcalloc(out->n + 1, sizeof *ids);
+                /* the other plans it could have meant, never itself */
+                size_t nk = known ? known->n : 0, nids = 0;
+                const char **ids = zdm_xcalloc(out->n + nk + 1, sizeof *ids);
                 for (size_t j = 0; j < out->n; j++)
-                    ids[j] = out->plans[j]->id;
-                const char *hint = zdm_did_you_mean(req, ids, out->n);
+                    if (out->plans[j] != p)
+                        ids[nids++] = out->plans[j]->id;
+                for (size_t j = 0; j < nk; j++)
+                    if (strcmp(known->v[j], p->id) != 0)
+                        ids[nids++] = known->v[j];
+                const char *hint = zdm_did_you_mean(req, ids, nids);
                 zdm_diag_add(diags, p->path, p->requires_line[r], p->requires_col[r],
                              "plan \"%s\" requires \"%s\", which is not among the loaded plans%s%s%s",
                              p->id, req, hint ? " (did you mean \"" : "", hint ? hint : "",

@@ -45,6 +45,10 @@ void zdm_plan_free(zdm_plan *p);
  * after errors, so all problems are reported at once. */
 int zdm_plan_set_load(const char *const *paths, size_t npaths,
                       zdm_plan_set *out, zdm_diags *diags) ZDM_MUST_CHECK;
+/* The same, where a plan may also require one of `known` (the ids of the
+ * plans folder, when some of its files are validated alone). */
+int zdm_plan_set_load_known(const char *const *paths, size_t npaths, const zdm_strv *known,
+                            zdm_plan_set *out, zdm_diags *diags) ZDM_MUST_CHECK;
 void zdm_plan_set_free(zdm_plan_set *s);
 
 /* Splits a hook command line into argv: whitespace separates words,

@@ -14,7 +14,9 @@
 #  * the catalog matches the phase: dual-write triggers only from expanded
 #    to cut_over;
 #  * no history row is left "running" once a run took the plan's lock
-#    again (the one that marks a dead run's row "interrupted").
+#    again (the one that marks a dead run's row "interrupted"), and the
+#    transition that recorded the phase has its row "ok" (phase and
+#    outcome are one commit).
 # T_CRASH_STRIDE (default 5) tries every STRIDE-th N only (1: all of them,
 # about 10 minutes).
 #
@@ -85,8 +87,14 @@ check_state() {
     expanded | backfilled | cut_over) want_e=1 want_dw=1 ;;
     complete) want_e=1 want_c=1 ;;
     esac
-    local got="$ph e=$e c=$c dw=$([ "$dw" -gt 0 ] && echo yes || echo no)"
-    local want="$want_phase e=$want_e c=$want_c dw=$([ "$want_dw" = 1 ] && echo yes || echo no)"
+    # the transition that recorded the phase says so in its history row:
+    # recorded apart, a crash between left it "running", later
+    # "interrupted", for a transition that had finished
+    local okrow
+    okrow=$(db_sql "SELECT count(*) FROM $(zdm_tbl history) WHERE plan_id = 'p_c' AND to_phase = '$want_phase'
+                    AND outcome = 'ok' AND action IN ('advance', 'backfill', 'rollback')")
+    local got="$ph e=$e c=$c dw=$([ "$dw" -gt 0 ] && echo yes || echo no) ok_row=$([ "$okrow" -gt 0 ] && echo yes || echo no)"
+    local want="$want_phase e=$want_e c=$want_c dw=$([ "$want_dw" = 1 ] && echo yes || echo no) ok_row=yes"
     if [ "${3:-}" = final ]; then
         # A run that died leaves its row "running" until the next run that
         # takes the plan's lock says "interrupted": one more (a rollback of

@@ -119,6 +119,16 @@ t_has "it shows zdm.toml's" "run echo switched to green  (zdm.toml)" "$ZOUT"
 zdm_run -q plan validate
 t_rc "validate -q" 0
 t_eq "validate -q prints nothing" "" "$ZOUT$ZERR"
+# one file alone, as a pre-commit hook names the changed ones: what it
+# requires is in --plans (every plan with requires failed so)
+printf 'requires = ["0001_baseline"]\n[[expand.steps]]\nsql = "SELECT 1"\ndown = "SELECT 1"\n' >"$T_PLANS/0003_one.toml"
+zdm_run plan validate "$T_PLANS/0003_one.toml"
+t_rc "validate one file that requires a plan of --plans" 0
+printf 'requires = ["0001_baselin"]\n[[expand.steps]]\nsql = "SELECT 1"\ndown = "SELECT 1"\n' >"$T_PLANS/0003_one.toml"
+zdm_run plan validate "$T_PLANS/0003_one.toml"
+t_rc "... one that requires a plan nowhere" 2
+t_has "... named, with the plan it may mean" 'requires "0001_baselin", which is not among the loaded plans (did you mean "0001_baseline"?)' "$ZERR"
+rm -f "$T_PLANS/0003_one.toml"
 db_new sqlite hooks
 zdm_run advance --all
 t_rc "advance --all with a cutover hook" 0
