@@ -239,7 +239,17 @@ static void child(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event 
     if (env->error) {
         char code[16];
         snprintf(code, sizeof code, "%d", env->exit_code);
-        setenv("ZDM_ERROR", env->error, 1);
+        /* one line, as documented: a failed hook's output quoted in the
+         * message had its newlines (a webhook's one-line format broke) */
+        zdm_buf one = {0};
+        for (const char *q = env->error; *q; q++) {
+            if (*q == '\n' && q[1])
+                zdm_buf_puts(&one, " | ");
+            else if (*q != '\n' && *q != '\r')
+                zdm_buf_printf(&one, "%c", *q);
+        }
+        setenv("ZDM_ERROR", one.data ? one.data : "", 1);
+        zdm_buf_free(&one);
         setenv("ZDM_EXIT_CODE", code, 1);
     } else {
         unsetenv("ZDM_ERROR");

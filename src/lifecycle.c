@@ -234,7 +234,7 @@ static int guard(void *arg, zdm_err *err);
  * run to take the lock marked "interrupted": a finished transition shown
  * as not finished.  On SQLite the transaction holds the write lock, so zdm
  * unlock cannot take the lock row between the check and the commit. */
-static int record_done(ctx *c, zdm_phase to, int64_t hid, zdm_err *err)
+static int record_done(ctx *c, const char *action, zdm_phase to, int64_t hid, zdm_err *err)
 {
     int own = !zdm_db_in_transaction(c->db);
     int rc = own ? zdm_db_begin(c->db, err) : 0;
@@ -244,6 +244,13 @@ static int record_done(ctx *c, zdm_phase to, int64_t hid, zdm_err *err)
         rc = zdm_state_set_phase(c->db, c->plan->id, to, c->plan->checksum, err);
     if (rc == 0 && hid)
         rc = zdm_state_history_update(c->db, hid, "ok", c->detail[0] ? c->detail : NULL, err);
+    /* its "running" row could not be written when the run began (a
+     * failed insert is only a warning there): the transition still gets
+     * its row, in this commit */
+    zdm_history_entry h = {c->plan->id, action, zdm_phase_name(c->st.phase), zdm_phase_name(to), "ok",
+                           c->detail[0] ? c->detail : NULL};
+    if (rc == 0 && !hid)
+        rc = zdm_state_history_add(c->db, &h, NULL, err);
     if (rc == 0 && own)
         rc = zdm_db_commit(c->db, err);
     else if (rc != 0 && own)
@@ -574,7 +581,7 @@ static int transition(ctx *c, const char *action, int want_from, zdm_err *err)
     if (rc == 0)
         rc = d->run(&c->pc, err);
     if (rc == 0)
-        rc = record_done(c, to, hid, err);
+        rc = record_done(c, action, to, hid, err);
     char dur[32];
     if (rc == 0) {
         zdm_log(ZDM_LOG_INFO, p->id, d->name, "done: %s in %s", zdm_phase_name(to),
@@ -688,7 +695,7 @@ int zdm_life_rollback(zdm_db *db, const zdm_plan_set *set, const zdm_plan *plan,
         rc = zdm_backfill_settings_reset(db, plan->id, err); /* overrides were for this run of the plan */
     if (!o->dry_run) {
         if (rc == 0)
-            rc = record_done(&c, to, hid, err);
+            rc = record_done(&c, "rollback", to, hid, err);
         if (rc == 0) {
             fprintf(o->out, "%s: %s -> %s\n", plan->id, zdm_phase_name(from), zdm_phase_name(to));
             if (to == ZDM_CUT_OVER)

@@ -246,4 +246,19 @@ t_has "run-due says the valid plans were handled" "the valid plans were handled"
 rm -f "$T_PLANS/broken.toml"
 t_eq "the valid due plan was contracted all the same" complete "$(zdm_phase_of okp)"
 
+# ---------------------------------------------------------------------------
+t_section "ZDM_ERROR is one line, even when it quotes a hook's output"
+printf '#!/bin/sh\necho line-one\necho line-two\nexit 1\n' >"$T_DIR/two.sh"
+chmod +x "$T_DIR/two.sh"
+plan_write twol "[[expand.steps]]
+sql  = \"CREATE TABLE t_twol (id integer PRIMARY KEY)\"
+down = \"DROP TABLE t_twol\"
+[hooks]
+before_expand = \"$T_DIR/two.sh\"
+on_failure = \"$T_DIR/rec.sh twol\""
+zdm_run advance twol
+t_rc "the hook refuses expand" 3
+t_eq "on_failure wrote one line" 1 "$(grep -c '^twol|' "$LOG")"
+t_has "... with the hook's output, its lines joined" "line-one | line-two" "$(grep '^twol|' "$LOG")"
+
 t_finish
