@@ -111,6 +111,11 @@ static int load_targets(zdm_cli *cli, lint_load *L, zdm_err *err)
     for (int a = 0; a < cli->npos; a++) {
         const char *arg = cli->pos[a];
         struct stat st;
+        size_t al = strlen(arg);
+        if (strcmp(arg, "-") != 0 && stat(arg, &st) != 0 &&
+            (strchr(arg, '/') || (al > 4 && (!strcmp(arg + al - 4, ".sql") || !strcmp(arg + al - 5, ".toml")))))
+            /* a path, not a plan id: "no plan in plans" misled */
+            return zdm_err_set(err, ZDM_EXIT_USAGE, "%s: no such file", arg);
         if (strcmp(arg, "-") == 0 || (stat(arg, &st) == 0 && S_ISREG(st.st_mode) && is_sql_file(arg))) {
             int rc = read_sql(cli, L, arg, err);
             if (rc != 0)

@@ -156,6 +156,9 @@ t_eq "sarif: ruleIndex points at the rule" "missing-lock-timeout add-column-vola
     "$(jq -r '. as $d | [.runs[0].results[0,1].ruleIndex | $d.runs[0].tool.driver.rules[.].id] | join(" ")' <<<"$ZOUT")"
 lint_run lint --format nope "$T_DIR/mig.sql"
 t_rc "--format nope" 2
+lint_run lint "$T_DIR/nonexistent.sql"
+t_rc "a SQL file that is not there" 2
+t_has "... said so, not as a plan missing from --plans" "$T_DIR/nonexistent.sql: no such file" "$ZERR"
 # a plan that does not load is a finding CI sees: the SARIF file was left
 # empty (its upload failed instead of showing the error), GitHub got none
 printf 'description = 5\n' >"$T_DIR/0098_bad.toml"
