@@ -73,7 +73,7 @@ static void left_keys(worker *w, zdm_buf *keys)
 }
 
 /* Why rows are still left, for left_error. */
-enum left_why { LEFT_TOO_MANY, LEFT_UNCONVERTIBLE, LEFT_AFTER_SWEEP };
+enum left_why { LEFT_TOO_MANY, LEFT_UNCONVERTIBLE, LEFT_AFTER_SWEEP, LEFT_SELF };
 
 /* Refuses with the count and the first few keys. */
 static int left_error(worker *w, long long left, enum left_why why, zdm_err *err)
@@ -82,6 +82,8 @@ static int left_error(worker *w, long long left, enum left_why why, zdm_err *err
         [LEFT_TOO_MANY] = ", too many to convert at the end",
         [LEFT_UNCONVERTIBLE] = ", none of which its expressions convert as the data stands",
         [LEFT_AFTER_SWEEP] = ", after this run converted the rows its check found once",
+        [LEFT_SELF] = ": a set expression reads its own target, so converting them again would change them "
+                      "again, and zdm does not",
     };
     const zdm_backfill *bf = w->plan->backfill;
     zdm_buf keys = {0};
@@ -92,6 +94,14 @@ static int left_error(worker *w, long long left, enum left_why why, zdm_err *err
                 bf->where ? " (match where " : "", bf->where ? bf->where : "", bf->where ? ")" : "",
                 keys.data, left > 5 ? ", ..." : "", said[why]);
     zdm_buf_free(&keys);
+    if (why == LEFT_SELF) {
+        zdm_err_detail(err, "the plan stays expanded and nothing was converted twice; a converted row must stop "
+                            "matching where (where names a target the conversion changes). If those rows were "
+                            "converted already, where is wrong: fix the plan (zdm rollback %s first); if they are "
+                            "new rows, convert them by hand and record the phase with \"zdm stamp %s backfilled\"",
+                       w->plan->id, w->plan->id);
+        return ZDM_EXIT_FAIL;
+    }
     zdm_err_detail(err, "the plan stays expanded; the set expressions leave those rows unconverted (e.g. they "
                         "return NULL where the where asks for a value, or are volatile)%s. A new \"zdm backfill "
                         "%s\" converts the rows its check finds (up to %d), once, and checks again: fix the data "
@@ -249,6 +259,12 @@ static int finish_once(worker *w, int may_sweep, int *swept, int *all_done, int 
     if (rc == 0 && left > 0) {
         if (serial)
             zdm_db_rollback(w->db); /* the sweep runs transactions of its own */
+        /* set.n = "n + 1": a converted row differs from its expression
+         * again, so the sweep converted every row the walk had (n = 2,
+         * and 3 after the advised rerun) */
+        for (size_t i = 0; i < w->plan->backfill->nset; i++)
+            if (zdm_dw_names(w->plan->backfill->set[i].expr, w->plan->backfill->set[i].column))
+                return left_error(w, left, LEFT_SELF, err);
         if (!may_sweep || left > SWEEP_MAX)
             return left_error(w, left, may_sweep ? LEFT_TOO_MANY : LEFT_AFTER_SWEEP, err);
         int64_t converted = 0;

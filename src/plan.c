@@ -635,6 +635,30 @@ static zdm_backfill *load_backfill(chk *c, const toml_value *t)
         cross_reads(c, b->set, b->nset, "set");
         cross_reads(c, b->reverse, b->nreverse, "reverse");
     }
+    /* A set.X that reads X changes a row again each time it converts it;
+     * with a where that names none of the targets, a converted row still
+     * matches it, so the final check (or a trigger, or a rerun) would
+     * convert it again: n = n + 1 became 2, then 3.  (coalesce(n, 0)
+     * with where = "n IS NULL" is fine: the row leaves where.) */
+    const char **targets = zdm_xcalloc(b->nset + 1, sizeof *targets);
+    for (size_t j = 0; j < b->nset; j++)
+        targets[j] = b->set[j].column;
+    /* any mention counts (t.n, in a subquery): a false match only lets a
+     * plan through to the final check, which never converts twice */
+    if (b->where && !zdm_dwsql_has_word(b->where, targets))
+        for (size_t i = 0; i < b->nset; i++) {
+            zdm_strv self = {0};
+            zdm_strv_push(&self, b->set[i].column);
+            if (zdm_dwsql_reads(b->set[i].expr, &self))
+                bad(c, b->set[i].line, b->set[i].col,
+                    "[backfill] set.%s reads %s itself, and where names none of the targets: a converted row "
+                    "still matches where, and converting it again changes it again; make where false for a "
+                    "converted row (name a target the conversion changes, e.g. set.%s_fixed = \"true\" with "
+                    "where = \"... AND %s_fixed IS NULL\"), or write the change as a raw sql step",
+                    b->set[i].column, b->set[i].column, b->set[i].column, b->set[i].column);
+            zdm_strv_free(&self);
+        }
+    free(targets);
     return b;
 }
 

@@ -367,6 +367,14 @@ static void test_ops_errors(void **state)
     EXPECT("[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"int\"\nnullable = false\n",
            "plans/0002.toml:1:1: expand step 1 (op \"add_column\"): a NOT NULL column without a default needs "
            "up = \"SQL expression\" to fill the existing rows");
+    /* a set reading its own target under a where that names no target */
+    EXPECT("[backfill]\ntable = \"t\"\nwhere = \"id % 2 = 0\"\nset.n = \"n + 1\"\ndual_write = false\n",
+           "plans/0002.toml:4:5: [backfill] set.n reads n itself, and where names none of the targets: a converted "
+           "row still matches where, and converting it again changes it again; make where false for a converted "
+           "row (name a target the conversion changes, e.g. set.n_fixed = \"true\" with where = \"... AND "
+           "n_fixed IS NULL\"), or write the change as a raw sql step");
+    load_ok("[backfill]\ntable = \"t\"\nwhere = \"n IS NULL\"\nset.n = \"coalesce(n, 0) + 1\"\n"
+            "dual_write = false\n");
     /* a default and up: the old application's inserts get the default,
      * which the trigger leaves alone (refused at expand, after validate) */
     EXPECT("[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"text\"\n"
