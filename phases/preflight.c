@@ -782,11 +782,11 @@ static int check_backfill(pf *c, zdm_err *err)
     /* every statement a worker runs, exactly as built */
     if (rc == 0) {
         zdm_strv stmts = {0};
-        /* the worker's span statements (one key column) are checked
-         * whatever the key where they read it as given; where an integer
-         * key's bounds take another form (SQLite: a query, no lock
-         * window) the key is asked, as the worker asks */
-        int int_key = key.n == 1 && (!c->d->span_param || zdm_backfill_int_key(c->db, b->table, &key));
+        /* the worker's span statements only for an integer key, asked
+         * as the worker asks: checked for any one-column key, a uuid
+         * key's min(uuid) (no such function) refused every plan on such
+         * a table, which the worker (no spans) converts fine */
+        int int_key = zdm_backfill_int_key(c->db, b->table, &key);
         rc = zdm_backfill_batch_sql(c->db, p, &key, int_key, &stmts);
         for (size_t i = 0; rc == 0 && i < stmts.n; i++)
             rc = check_expr(c, stmts.v[i], b->line, batch, NULL, err);
