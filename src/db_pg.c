@@ -73,7 +73,13 @@ static int pg_error(zdm_db *db, const PGresult *res, zdm_err *err)
     else
         zdm_err_set(err, ZDM_EXIT_FAIL, "postgresql: %s", primary);
     /* Errors libpq raises for a broken connection carry no SQLSTATE; give
-     * them connection_failure so callers can tell "reconnect" from "bad SQL". */
+     * them connection_failure so callers can tell "reconnect" from "bad SQL".
+     * The result of a query whose server went away (an immediate shutdown,
+     * a crash) comes while the connection still reads as OK: reading from
+     * it again is what marks it bad.  A backfill worker took "server closed
+     * the connection unexpectedly" for an error of its own and exited 1. */
+    if (!state && PQstatus(conn) == CONNECTION_OK)
+        (void)PQconsumeInput(conn);
     if (!state && PQstatus(conn) == CONNECTION_BAD)
         state = "08006";
     set_sqlstate(err, state);

@@ -87,9 +87,13 @@ sleep_ms = 5"
 #    (reconnects and goes on) and by `zdm advance` (whose plan lock went
 #    with the restart: it stops with exit 1 rather than go on unlocked, and
 #    the next advance resumes and finishes it).
+#    Both a clean (fast) restart and an immediate one (a crash as the
+#    worker sees it: libpq's "server closed the connection unexpectedly",
+#    whose result came while the connection still read as OK, so the
+#    worker took it for an error of its own and exited 1).
 pg_case_restart() {
-    local how=$1
-    t_section "PostgreSQL restarted during zdm $how (100000 rows)"
+    local how=$1 mode=${2:-fast}
+    t_section "PostgreSQL restarted ($mode) during zdm $how (100000 rows)"
     db_fresh restart
     bf_inc_setup 100000 "batch_size = 200
 target_batch_ms = 0
@@ -98,7 +102,7 @@ sleep_ms = 5"
     local worker=$ZBG_PID job=$ZBG_JOB before after
     t_wait_for "the worker converts rows" 30 bf_rows_done_ge 0002_inc 2000
     before=$(db_sql "SELECT pg_postmaster_start_time()")
-    if ! _pg_as_owner "$_PG_BIN/pg_ctl" -D "$_PG_DIR/data" -l "$_PG_DIR/server.log" -m fast -w -t 60 restart \
+    if ! _pg_as_owner "$_PG_BIN/pg_ctl" -D "$_PG_DIR/data" -l "$_PG_DIR/server.log" -m "$mode" -w -t 60 restart \
             >"$T_DIR/pg_ctl.log" 2>&1; then
         _t_fail "pg_ctl restart failed" "$(cat "$T_DIR/pg_ctl.log")"
     fi
@@ -171,6 +175,7 @@ CREATE TRIGGER slow_batch AFTER UPDATE ON t FOR EACH STATEMENT EXECUTE FUNCTION 
 down = "DROP FUNCTION slow_batch() CASCADE"'
 t_run pg_case_parallel
 t_run pg_case_restart backfill
+t_run pg_case_restart backfill immediate
 t_run pg_case_restart advance
 t_run bf_case_dualwrite 30000
 t_run bf_case_pause 30000
