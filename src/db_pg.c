@@ -13,6 +13,7 @@
  * sent alone.
  */
 #include "db.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <libpq-fe.h>
@@ -267,6 +268,18 @@ static int pg_exec_script(zdm_db *db, const char *sql, zdm_err *err)
     return pg_take(db, res, NULL, NULL, err);
 }
 
+/* A WARNING the server sends (client_min_messages = warning keeps the
+ * NOTICEs away) as one of zdm's log lines: libpq's own processor printed
+ * it raw on stderr, outside --log-format (a json log had a line of text:
+ * "WARNING:  terminating connection due to immediate shutdown command"). */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char text[ZDM_ERR_MSG];
+    one_line(text, sizeof text, message);
+    zdm_log(ZDM_LOG_WARN, NULL, NULL, "postgresql server: %s", text);
+}
+
 static int pg_connect(zdm_db *db, const char *url, zdm_err *err)
 {
     /* The URL/conninfo goes in as "dbname" with expand_dbname, so it is
@@ -305,9 +318,10 @@ static int pg_connect(zdm_db *db, const char *url, zdm_err *err)
         return ZDM_EXIT_FAIL;
     }
     db->conn = conn;
+    PQsetNoticeProcessor(conn, pg_notice, NULL);
 
     /* NOTICEs (IF EXISTS ... skipping, implicit index names) are noise in
-     * an operator's terminal; WARNINGs still reach stderr. */
+     * an operator's terminal; WARNINGs still reach stderr, as log lines. */
     /* A zdm killed mid-statement should not leave its server session
      * running the statement (and holding the plan's advisory lock) until
      * it ends: PostgreSQL 14+ can notice the client is gone.  The same on

@@ -128,6 +128,8 @@ sleep_ms = 5"
         t_lacks "worker log" "zdm: " "$log"
         t_has "worker log" "lost the connection" "$log"
         t_has "worker log" "reconnected" "$log"
+        # the server's WARNING as a log line of zdm's, not raw on stderr
+        t_eq "worker log: no line outside zdm's log format" 0 "$(grep -c '^WARNING:' <<<"$log")"
     fi
     bf_check_inc_done "after the restart"
     zdm_run advance 0002_inc
