@@ -74,8 +74,8 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
         zdm_err_prefix(err, "batch of range %d, keys after [\"%lld\"] up to [\"%lld\"]: ", w->range_id, c, e);
         return rc;
     }
+    int64_t passed = 0;
     if (skip) {
-        int64_t passed = 0;
         int runs = zdm_rows_count(sk) - 1;
         if (runs >= 0)
             *updated = strtoll(zdm_rows_get(sk, 0, 1), NULL, 10);
@@ -133,6 +133,15 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
     }
     *scanned = (unsigned long long)e - (unsigned long long)c >= (unsigned long long)size ? size : e - c;
     *range_done = e >= h;
+    /* Where batches do not look first every few (PostgreSQL), the span
+     * tells the keys' spread itself when there is no where (its rows are
+     * all the rows of the span): more than two key values a row, and the
+     * next batch looks for its last key first (span_density then says
+     * when they are dense again).  Ids 1000 apart made batches of a
+     * fiftieth of their size, and under max_rows_per_second or latency
+     * pacing (which count a span's width) 4 to 200 rows a second. */
+    if (!w->span_looks && !w->plan->backfill->where)
+        w->span_sparse = (unsigned long long)e - (unsigned long long)c > 2 * (unsigned long long)(*updated + passed);
     /* walk_skips, a mutant: the cursor passes one key it did not convert */
     *last = zdm_xasprintf("[\"%lld\"]", zdm_mutant("walk_skips") && e < h ? e + 1 : e);
     return 0;
@@ -151,10 +160,10 @@ static int span_batch(worker *w, const char *cursor, int64_t size, int *range_do
 static void span_density(worker *w, const char *cursor, int64_t scanned, const char *last)
 {
     long long c, l;
-    if (!w->span_looks)
+    if (!w->int_key)
         return;
     if (!cursor) { /* a range's first batch from its very start: its first key, and so the spread, unknown */
-        w->span_sparse = 1;
+        w->span_sparse = w->span_looks; /* where spans tell the spread (above), the next one says */
         return;
     }
     if (!last || !zdm_state_key_int(cursor, &c) || !zdm_state_key_int(last, &l))
@@ -359,7 +368,7 @@ int zdm_bf_batch(worker *w, int64_t size, int *range_done, int64_t *scanned, int
     int sr = -1;
     if (w->worklist)
         sr = zdm_bf_worklist_batch(w, cursor, size, range_done, scanned, updated, &last, err);
-    else if (cursor && !(w->span_looks && (w->span_sparse || w->span_batches >= SPAN_LOOK_EVERY)))
+    else if (cursor && !(w->span_sparse || (w->span_looks && w->span_batches >= SPAN_LOOK_EVERY)))
         sr = span_batch(w, cursor, size, range_done, scanned, updated, &last, err);
     if (sr == 0)
         w->span_batches++;

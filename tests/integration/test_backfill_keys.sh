@@ -68,6 +68,11 @@ run_cases() {
     key_case "$d" sparse \
         "CREATE TABLE t_sparse (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0)" \
         "INSERT INTO t_sparse (id) SELECT CASE WHEN i % 2 = 0 THEN i * 1000 ELSE i * 1000 + 5000000000 END FROM $gen"
+    # ... in batches of about their size (97 rows), not of 97 key values
+    # (a row or two each on PostgreSQL: 2000 batches for 2000 rows, which
+    # max_rows_per_second and latency pacing count as 97 rows each)
+    t_cmp "$d sparse: batches for 2000 rows of batch_size 97" \
+        "$(db_sql "SELECT sum(batches) FROM $(zdm_tbl ranges) WHERE plan_id = 'sparse_bf'")" -lt 200
     key_case "$d" text \
         "CREATE TABLE t_text (code text PRIMARY KEY, n integer NOT NULL DEFAULT 0)" \
         "INSERT INTO t_text (code) SELECT 'k' || i FROM $gen"

@@ -466,7 +466,7 @@ set.category = "coalesce(c2, project_name)"'
     zdm_run advance 0001_pfl
     t_rc "expand" 0
     t_has "says what it could not check" 'preflight could not check set.category "coalesce(c2, project_name)"' "$ZERR"
-    t_eq "once, not once per batch statement" 1 "$(grep -c 'could not check \[backfill\] batch statement' <<<"$ZERR")"
+    t_eq "once, not once per batch statement" 1 "$(grep -c 'could not check \[backfill\] a batch statement' <<<"$ZERR")"
     zdm_run advance 0001_pfl
     t_rc "backfill" 0
     t_eq "every row converted" 0 "$(db_sql "SELECT count(*) FROM events WHERE category IS DISTINCT FROM project_name")"
