@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "backfill.h"
 #include "sqlite_deps.h"
 #include "util.h"
 
@@ -60,6 +61,31 @@ int zdm_rollback_gate(zdm_phase_ctx *c, zdm_phase from, zdm_phase to, zdm_err *e
     zdm_buf_free(&deps);
     if (rc != 0)
         return rc;
+    /* Backfill workers of their own (zdm backfill) go on converting while
+     * the rollback drops what they write and their ranges: one then
+     * exited 0 saying other workers held the rest, another blamed the
+     * plan's set expressions. */
+    if (plan->backfill && (from == ZDM_EXPANDED || from == ZDM_PENDING) && !c->run->no_state) {
+        zdm_rows *wr = NULL;
+        rc = zdm_backfill_workers(c->db, plan->id, &wr, err);
+        int n = rc == 0 ? zdm_rows_count(wr) : 0;
+        if (n > 0) {
+            zdm_buf who = {0};
+            for (int i = 0; i < n && i < 5; i++)
+                zdm_buf_printf(&who, "%s%s", i ? ", " : "", zdm_rows_get(wr, i, 0));
+            zdm_err_set(err, ZDM_EXIT_REFUSED, "rollback of %s refused: %d backfill worker%s still convert%s its "
+                        "rows (%s%s)", plan->id, n, n == 1 ? "" : "s", n == 1 ? "s" : "", who.data,
+                        n > 5 ? ", ..." : "");
+            zdm_err_reason(err, "workers_live");
+            zdm_err_detail(err, "stop them first (SIGTERM: each stops after its batch in flight, which is kept), "
+                                "then run \"zdm rollback %s\" again", plan->id);
+            zdm_buf_free(&who);
+            rc = ZDM_EXIT_REFUSED;
+        }
+        zdm_rows_free(wr);
+        if (rc != 0)
+            return rc;
+    }
     if (from == ZDM_CUT_OVER && !c->force) {
         zdm_err_set(err, ZDM_EXIT_REFUSED,
                     "rollback of %s refused: it is cut_over, so traffic already runs on the new version",

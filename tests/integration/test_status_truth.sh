@@ -31,6 +31,13 @@ sleep_ms = 120000'
     zdm_run --json status p_dw
     t_eq "$d: one live worker" 1 "$(jq -r '.plans[0].backfill.workers' <<<"$ZOUT")"
     t_has "$d: NEXT waits for it" "wait: 1 live backfill worker is on it" "$(jq -r '.plans[0].next' <<<"$ZOUT")"
+    # a rollback under it dropped what it wrote and its ranges: the worker
+    # then exited 0 ("other workers hold the remaining ranges") or blamed
+    # the plan's set expressions
+    zdm_run rollback p_dw
+    t_rc "$d: rollback while a worker converts: refused" 3
+    t_has "$d: ... naming it" "1 backfill worker still converts its rows" "$ZERR"
+    t_eq "$d: ... still expanded" expanded "$(db_phase p_dw)"
     kill -9 "$ZBG_PID"
     t_wait_exit "$ZBG_JOB" 30
     t_wait_for "the killed worker's session is gone" 30 \
@@ -39,6 +46,8 @@ sleep_ms = 120000'
     t_eq "$d: no live worker after kill -9" 0 "$(jq -r '.plans[0].backfill.workers' <<<"$ZOUT")"
     t_eq "$d: none in the list" 0 "$(jq -r '.plans[0].backfill.worker_list | length' <<<"$ZOUT")"
     t_has "$d: NEXT is advance again" "zdm advance p_dw" "$(jq -r '.plans[0].next' <<<"$ZOUT")"
+    zdm_run rollback p_dw
+    t_rc "$d: rollback once no worker is live" 0
 }
 
 failed_step() {
