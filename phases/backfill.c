@@ -49,6 +49,41 @@ static void schedule(worker *w, int64_t ms)
     evtimer_add(w->tick, &tv);
 }
 
+/* The pause after a batch, in steps of at most PAUSE_RECHECK_MS: a
+ * zdm set (sleep_ms, max_rows_per_second) during a long pause takes
+ * effect within a second.  A sleep_ms of hours set by mistake held the
+ * worker for hours, whatever set --reset said, and its /status stood
+ * still. */
+static void wait_after_batch(worker *w)
+{
+    int64_t now = zdm_mono_ms(), d = zdm_pacer_delay(&w->pacer, now);
+    w->wait_from_ms = now;
+    w->wait_until_ms = now + d;
+    schedule(w, d > PAUSE_RECHECK_MS ? PAUSE_RECHECK_MS : d);
+}
+
+/* 1 while the pause is still on (rescheduled), its length recomputed
+ * from the settings as they are now. */
+static int still_waiting(worker *w)
+{
+    int64_t now = zdm_mono_ms();
+    if (!w->wait_until_ms || now >= w->wait_until_ms)
+        return 0;
+    int found = 0, paused = 0, workers = 0;
+    char *settings = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_state_backfill_controls(w->db, w->plan->id, &found, &paused, &settings, &workers, &e) == 0 && found)
+        zdm_bf_apply_settings(w, settings, workers);
+    free(settings);
+    w->wait_until_ms = w->wait_from_ms + zdm_pacer_delay(&w->pacer, w->wait_from_ms);
+    if (now >= w->wait_until_ms)
+        return 0;
+    zdm_bf_publish(w, 0);
+    schedule(w, w->wait_until_ms - now > PAUSE_RECHECK_MS ? PAUSE_RECHECK_MS : w->wait_until_ms - now);
+    return 1;
+}
+
 static void stop(worker *w, int rc)
 {
     w->rc = rc;
@@ -144,6 +179,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         stop(w, ZDM_EXIT_INTERRUPTED);
         return;
     }
+    if (still_waiting(w))
+        return;
+    w->wait_until_ms = 0;
     zdm_bf_publish(w, 0); /* for /status and /metrics (their own thread) */
     if (w->o->guard && !zdm_mutant("backfill_unguarded")) {
         int grc = w->o->guard(w->o->guard_arg, err);
@@ -248,7 +286,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "after the batch: %s", e.msg);
     }
     zdm_bf_progress(w, 0);
-    schedule(w, zdm_pacer_delay(&w->pacer, zdm_mono_ms()));
+    wait_after_batch(w);
 }
 
 static void session_sql(worker *w, const char *sql)

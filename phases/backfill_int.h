@@ -101,6 +101,8 @@ typedef struct worker {
     int64_t snap_pause_since_ms;  /* monotonic, while throttled */
     int64_t snap_at_ms;           /* monotonic: when it was published */
     int busy_retries;       /* lock waits in a row (SQLite BUSY, pg lock timeout) */
+    int64_t wait_from_ms;   /* the pause after a batch: when it began, */
+    int64_t wait_until_ms;  /* and when the next batch is due (0: none) */
     int finished_plan;      /* this worker made the backfilled transition */
     /* the work-list strategy (backfill_worklist.c): matching keys of the
      * claimed range after wl_after, with their row versions */

@@ -11,17 +11,19 @@
 #define F(field) offsetof(zdm_throttle, field)
 /* In the order zdm set's messages list them. */
 static const zdm_live_key keys[] = {
-    {"batch_size", F(batch_size), ZDM_LIVE_POSITIVE},
-    {"target_batch_ms", F(target_batch_ms), ZDM_LIVE_NONNEG},
-    {"min_batch_size", F(min_batch_size), ZDM_LIVE_POSITIVE},
-    {"max_batch_size", F(max_batch_size), ZDM_LIVE_POSITIVE},
-    {"max_rows_per_second", F(max_rows_per_second), ZDM_LIVE_NONNEG},
-    {"sleep_ms", F(sleep_ms), ZDM_LIVE_NONNEG},
-    {"max_replication_lag_ms", F(max_replication_lag_ms), ZDM_LIVE_NONNEG},
-    {"max_latency_factor", F(max_latency_pct), ZDM_LIVE_FACTOR},
-    {"max_lock_ms", F(max_lock_ms), ZDM_LIVE_NONNEG},
-    {"max_duty_percent", F(max_duty_percent), ZDM_LIVE_PERCENT},
-    {"stall_after_ms", F(stall_after_ms), ZDM_LIVE_POSITIVE},
+    /* the maxima are the plan file's (plan.c): a sleep_ms of 31 years was
+     * taken live that the file refuses */
+    {"batch_size", F(batch_size), ZDM_LIVE_POSITIVE, 0},
+    {"target_batch_ms", F(target_batch_ms), ZDM_LIVE_NONNEG, 3600000},
+    {"min_batch_size", F(min_batch_size), ZDM_LIVE_POSITIVE, 0},
+    {"max_batch_size", F(max_batch_size), ZDM_LIVE_POSITIVE, 0},
+    {"max_rows_per_second", F(max_rows_per_second), ZDM_LIVE_NONNEG, 0},
+    {"sleep_ms", F(sleep_ms), ZDM_LIVE_NONNEG, 3600000},
+    {"max_replication_lag_ms", F(max_replication_lag_ms), ZDM_LIVE_NONNEG, 0},
+    {"max_latency_factor", F(max_latency_pct), ZDM_LIVE_FACTOR, 0},
+    {"max_lock_ms", F(max_lock_ms), ZDM_LIVE_NONNEG, 3600000},
+    {"max_duty_percent", F(max_duty_percent), ZDM_LIVE_PERCENT, 0},
+    {"stall_after_ms", F(stall_after_ms), ZDM_LIVE_POSITIVE, INT64_C(604800000)},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -102,6 +104,9 @@ int zdm_live_parse(const char *kv, const zdm_live_key **key, long long *v, zdm_e
     if (!*val || *end || errno || *v < 0 || (*v == 0 && positive))
         return zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: expected a %s integer", name, val,
                            positive ? "positive" : "non-negative");
+    if (k->max && *v > k->max)
+        return zdm_err_set(err, ZDM_EXIT_USAGE, "%s=%s: at most %lld, as in the plan file", name, val,
+                           (long long)k->max);
     return 0;
 }
 

@@ -30,6 +30,7 @@ typedef struct zdm_live_key {
     const char *name;
     size_t field; /* offsetof(zdm_throttle, ...), an int64_t */
     zdm_live_form form;
+    int64_t max;  /* the largest value, as the plan file takes it; 0: none */
 } zdm_live_key;
 
 size_t zdm_live_count(void);

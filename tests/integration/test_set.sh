@@ -91,6 +91,22 @@ set.b = "a"'
     t_eq "$d: only the new value" '{"sleep_ms":3}' "$(overrides)"
     zdm_run set p_set
     t_rc "$d: zdm set PLAN alone is a usage error" 2
+    # the plan file's bounds hold live too (31 years of sleep_ms was taken)
+    zdm_run set p_set sleep_ms=3600001
+    t_rc "$d: sleep_ms above the plan file's bound" 2
+    t_has "$d: ... saying the bound" "sleep_ms=3600001: at most 3600000, as in the plan file" "$ZERR"
+
+    # a long pause set by mistake is undone by --reset at once: the worker
+    # reads the settings again while it waits (it slept the whole hour)
+    zdm_run set p_set --reset sleep_ms=3600000 batch_size=1
+    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2), (3, 3)" >/dev/null
+    zdm_bg "$T_DIR/slp" backfill p_set
+    t_wait_for "$d: the first batch" 30 "[ \"\$(db_sql 'SELECT count(*) FROM t WHERE b IS NOT NULL')\" -ge 1 ]"
+    zdm_run set p_set --reset
+    t_wait_exit "$ZBG_JOB" 60
+    zdm_bg_collect "$T_DIR/slp"
+    t_eq "$d: after --reset the worker went on and finished" "0 3" \
+        "$WAIT_RC $(db_sql 'SELECT count(*) FROM t WHERE b IS NOT NULL')"
 
     zdm_run rollback p_set
     t_rc "$d: rollback" 0
