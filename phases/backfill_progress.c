@@ -310,7 +310,8 @@ int64_t zdm_backfill_rows_total(const zdm_backfill_progress *p)
 
 double zdm_backfill_percent(const zdm_backfill_progress *p, int64_t total)
 {
-    int all_done = p->ranges > 0 && p->ranges_done >= p->ranges;
+    /* started with no range at all: an empty table, done (it said 0 %) */
+    int all_done = (p->ranges > 0 || p->started) && p->ranges_done >= p->ranges;
     if (all_done)
         return 100.0;
     double pct = total > 0 ? 100.0 * (double)p->rows_done / (double)total : 0.0;

@@ -306,7 +306,7 @@ static json_t *status_json_backfill(const zdm_plan *p, const zdm_life_status *i,
     /* the estimate refined as ranges finish; rows_total_estimate stays the
      * one made at the start */
     json_object_set_new(b, "rows_left_estimate", json_integer(i->bf_rows_left));
-    json_object_set_new(b, "percent_done", json_real(i->bf_percent));
+    json_object_set_new(b, "percent_done", json_real((double)(long long)(i->bf_percent * 10.0 + 0.5) / 10.0)); /* as text shows it */
     json_object_set_new(b, "ranges", json_integer(i->bf_ranges));
     json_object_set_new(b, "ranges_done", json_integer(i->bf_ranges_done));
     json_object_set_new(b, "workers", json_integer(i->bf_workers));

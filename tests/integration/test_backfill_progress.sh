@@ -101,6 +101,30 @@ case_progress() {
     t_eq "$d: the last progress line" "$TRUTH of ~$TRUTH rows (100.0%)" "$last"
 }
 
+# An empty table: the backfill has no range to walk and is done at once,
+# and both its last line and status say 100 % (they said 0.0 %).
+case_empty() {
+    local d=$1
+    t_section "$d: an empty table is 100 % done"
+    db_new "$d" "empty_$d"
+    plans_empty
+    db_sql "CREATE TABLE e (id integer PRIMARY KEY, src integer, dst integer)" >/dev/null
+    plan_write pe '[[expand.steps]]
+sql = "SELECT 1"
+down = "SELECT 1"
+[backfill]
+table = "e"
+set.dst = "src * 2"'
+    zdm_run advance pe
+    zdm_run advance pe
+    t_rc "$d: backfilled" 0
+    t_has "$d: the last line says 100 %" "0 of ~0 rows (100.0%)" "$ZERR"
+    zdm_run --json status pe
+    t_eq "$d: status too" "backfilled 100" "$(jq -r '.plans[0] | "\(.phase) \(.backfill.percent_done)"' <<<"$ZOUT")"
+}
+
 t_with_pg t_run case_progress pg
 t_run case_progress sqlite
+t_run case_empty sqlite
+t_with_pg t_run case_empty pg
 t_finish
