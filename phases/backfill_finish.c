@@ -82,8 +82,8 @@ static int left_error(worker *w, long long left, enum left_why why, zdm_err *err
         [LEFT_TOO_MANY] = ", too many to convert at the end",
         [LEFT_UNCONVERTIBLE] = ", none of which its expressions convert as the data stands",
         [LEFT_AFTER_SWEEP] = ", after this run converted the rows its check found once",
-        [LEFT_SELF] = ": a set expression reads its own target, so converting them again would change them "
-                      "again, and zdm does not",
+        [LEFT_SELF] = (": a set expression reads its own target, so converting them again would change them "
+                       "again, and zdm does not"),
     };
     const zdm_backfill *bf = w->plan->backfill;
     zdm_buf keys = {0};
