@@ -407,9 +407,11 @@ static void load_step(chk *c, const toml_value *t, zdm_phase_kind phase, int ind
      * generated SQL; type = "uuid DEFAULT gen_random_uuid()" rewrote the
      * table under its lock). */
     const char *const pieces[] = {"type", "default", "up", "down", "check", "where"};
-    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+    for (size_t i = 0; strcmp(s->op, "sql") != 0 && i < sizeof pieces / sizeof pieces[0]; i++) {
         const toml_value *v = toml_get(t, pieces[i]);
-        if (!v || v->type != TOML_STRING)
+        /* "down" is an expression of change_type's only; elsewhere (an
+         * op = "sql" step's) it is statements of their own */
+        if (!v || v->type != TOML_STRING || (!strcmp(pieces[i], "down") && strcmp(s->op, "change_type") != 0))
             continue;
         int as_type = strcmp(pieces[i], "type") == 0;
         const char *why = zdm_sql_fragment_problem(v->u.str.ptr, as_type, as_type);

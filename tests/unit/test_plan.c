@@ -430,6 +430,8 @@ static void test_ops_pieces(void **state)
      * strings and quoted names, block comments, a new table's clauses */
     load_ok(ADD_COL "type = \"character varying(20) COLLATE \\\"C;--\\\"\"\ndefault = \"'a;b--c)'\"\n");
     load_ok(ADD_COL "type = \"text\"\nup = \"coalesce(b, 'x;') /* the old one */\"\n");
+    load_ok("[[expand.steps]]\nop = \"sql\"\nsql = \"CREATE TABLE a (id int); CREATE TABLE b (id int)\"\n"
+            "down = \"DROP TABLE a; DROP TABLE b\"\n");
     load_ok("[[expand.steps]]\nop = \"create_table\"\ntable = \"t\"\n"
             "columns = [{name = \"a\", type = \"bigserial PRIMARY KEY\"}, {name = \"b\", type = \"int NOT NULL DEFAULT 0\"}]\n");
 #undef ADD_COL
