@@ -15,6 +15,7 @@
 
 #include "backfill.h"
 #include "lint.h"
+#include "mutant.h"
 #include "preflight.h"
 #include "sqlite_deps.h"
 #include "util.h"
@@ -94,8 +95,16 @@ int zdm_contract_gate(zdm_phase_ctx *c, zdm_err *err)
         rc = zdm_steps_check_runnable(c->run, "contract", c->plan->contract, c->plan->ncontract, err);
     if (rc == 0)
         rc = zdm_sqdeps_gate(c->db, c->plan, ZDM_SQDEPS_CONTRACT, c->run->no_state, err);
+    /* the plans sharing its dual-write table that are not in flight: one
+     * may be expanding now, its triggers about to use a column this
+     * contract drops, each check finding the other clear (as two expands
+     * did); their locks are held until contract ends */
+    if (rc == 0 && !c->dry_run)
+        rc = c->lock_requires(c->arg, err);
     if (rc == 0 && !c->dry_run) /* a column another plan's triggers use */
         rc = zdm_preflight_shared(c->db, c->plan, c->set, 1, err);
+    if (rc == 0 && !c->dry_run)
+        zdm_barrier("contract_checked"); /* test builds: test_data_safety holds a run here */
     return rc;
 }
 

@@ -58,8 +58,9 @@ typedef struct zdm_phase_ctx {
     int (*guard)(void *arg, zdm_err *err);
     /* Records the plan's phase (and the file's checksum) in state. */
     int (*record_phase)(void *arg, zdm_phase to, zdm_err *err);
-    /* Takes the lock of every plan this one requires, held until the
-     * lifecycle releases the plan's own. */
+    /* Takes the lock of every plan this one requires, and of the plans
+     * with dual-write on its table that are not in flight (expand and
+     * contract gates), held until the lifecycle releases the plan's own. */
     int (*lock_requires)(void *arg, zdm_err *err);
     void *arg;
 } zdm_phase_ctx;

@@ -350,8 +350,9 @@ static int lock_requires(ctx *c, zdm_err *err)
 /* The plans whose dual-write triggers would share the table with this
  * plan's, and that are not in flight (zdm_preflight_neighbours): each may
  * be expanding right now, and the two checks (zdm_preflight_shared) would
- * each find the other pending -- two plans writing one column both went
- * live.  Their locks are held through this expand: a run of theirs waits
+ * each find the other clear -- two plans writing one column both went
+ * live; a contract dropped a column the other's new triggers read.  Their
+ * locks are held through this expand or contract: a run of theirs waits
  * for it, or this one is refused while theirs runs. */
 static int lock_neighbours(ctx *c, zdm_err *err)
 {
@@ -370,7 +371,8 @@ static int lock_neighbours(ctx *c, zdm_err *err)
             continue; /* in flight: the check sees it; complete: its triggers are gone */
         char holder[512], why[300];
         int got = 0;
-        snprintf(why, sizeof why, "for the expand of plan %s (dual-write on the same table)", c->plan->id);
+        snprintf(why, sizeof why, "for the %s of plan %s (dual-write on the same table)",
+                 c->st.known && c->st.phase == ZDM_CUT_OVER ? "contract" : "expand", c->plan->id);
         rc = zdm_state_lock_for(c->db, nb.v[i], why, &got, holder, sizeof holder, err);
         if (rc != 0)
             break;
@@ -379,8 +381,8 @@ static int lock_neighbours(ctx *c, zdm_err *err)
                         "plan %s has dual-write triggers on %s too, and plan %s is locked by %s (it may be "
                         "expanding right now)", c->plan->id, c->plan->backfill->table, nb.v[i], holder);
             zdm_err_reason(err, "neighbour_locked");
-            zdm_err_detail(err, "wait for that run to finish, then run \"zdm advance %s\" again (the two plans "
-                                "are checked against each other then); nothing was changed", c->plan->id);
+            zdm_err_detail(err, "wait for that run to finish, then run the command again (the two plans are "
+                                "checked against each other then); nothing was changed");
             rc = ZDM_EXIT_REFUSED;
             break;
         }

@@ -1132,6 +1132,59 @@ set.b = "a * 3"'
     t_eq "only x's triggers write b" 20 "$(db_sql "SELECT b FROM t WHERE id = 1")"
 }
 
+# PostgreSQL: a contract that drops a column, while another plan on the
+# table expands with triggers that read it.  Each checked the other clear
+# (the expanding one still pending), the column went, and every write of
+# the table then failed in the new trigger.  In a test build the contract
+# stops after its checks (ZDM_BARRIER=contract_checked).
+case_contract_race() {
+    t_section "pg: a contract and an expand on one table at the same moment: one waits for the other"
+    local probe=0
+    ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || probe=$?
+    if [ "$probe" != 137 ]; then
+        t_note "zdm was built without mutants (no barriers): skipped"
+        return 0
+    fi
+    case_db pg crace
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
+    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
+    plan_write 0001_p '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN b integer"
+down = "ALTER TABLE t DROP COLUMN b"
+[backfill]
+table = "t"
+set.b = "a * 2"
+[[contract.steps]]
+sql  = "ALTER TABLE t DROP COLUMN a"
+down = "ALTER TABLE t ADD COLUMN a integer"
+[contract]
+not_before = "cutover"'
+    plan_write 0002_q '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN c integer"
+down = "ALTER TABLE t DROP COLUMN c"
+[backfill]
+table = "t"
+set.c = "a + 1"'
+    zdm_run advance 0001_p
+    zdm_run advance 0001_p
+    zdm_run cutover 0001_p
+    t_rc "p: cut over" 0
+    local bar=$T_DIR/bar.contract
+    ZDM_BARRIER=contract_checked:$bar "$ZDM" --db "$T_DB" --plans "$T_PLANS" advance 0001_p \
+        >"$T_DIR/p.out" 2>"$T_DIR/p.err" &
+    local pp=$!
+    t_wait_for "p's contract stops after its checks" 60 "ls '$bar'.arrived.* >/dev/null 2>&1"
+    zdm_run advance 0002_q
+    t_rc "q, while p contracts: refused" 3
+    t_has "... saying which run holds it" "for the contract of plan 0001_p" "$ZERR"
+    touch "$bar"
+    wait "$pp"
+    t_eq "p: complete" "0 complete" "$? $(db_phase 0001_p)"
+    t_eq "the application's writes work" 0 "$(db_sql "UPDATE t SET b = 5 WHERE id = 1" 2>&1 | grep -c ERROR)"
+}
+
 # A set that reads its own target (n = n + 1) changes a row again each
 # time it converts it.  The walk converts each row once; the final check
 # then found every converted row still matching where and "differing"
@@ -1209,6 +1262,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_final_sweep "$d"
     run_case case_sweep_chunks "$d"
     if [ "$d" = pg ]; then
+        run_case case_contract_race
         run_case case_two_plans
         run_case case_typed
         run_case case_preflight_lock
