@@ -924,6 +924,10 @@ int zdm_life_run_due(zdm_db *db, const zdm_plan_set *set, const zdm_life_opts *o
             fprintf(o->out, "plan %s is already complete; nothing to do\n", p->id);
         else if (r == 0)
             r = transition(&c, "advance", ZDM_CUT_OVER, &e);
+        /* the lock of a plan on the same table, held by that plan's expand
+         * now: a wait like the plan's own lock, not the contract's fault */
+        if (r == ZDM_EXIT_REFUSED && !strcmp(e.reason, "neighbour_locked"))
+            lock_busy = 1;
         /* The attempt is counted before the lock is released: a host that
          * takes the lock next reads it, and waits out the backoff. */
         int counted = 0, n = 0, failed_now = 0;
