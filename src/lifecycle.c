@@ -118,11 +118,13 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         if (rc != 0)
             return rc;
         /* on PostgreSQL the session may outlive its zdm (kill -9 during
-         * a long statement): then it is that session to wait for */
+         * a long statement): with that zdm gone, it is the session to wait
+         * for (zdm unlock would change nothing) */
         char live[600] = "";
         zdm_err e;
         zdm_err_clear(&e);
-        if (zdm_db_kind_of(c->db) == ZDM_DB_PG && zdm_state_lock_live(c->db, c->plan->id, live, sizeof live, &e) != 0)
+        if (zdm_db_kind_of(c->db) == ZDM_DB_PG && zdm_state_lock_holder_gone(c->db, c->plan->id) &&
+            zdm_state_lock_live(c->db, c->plan->id, live, sizeof live, &e) != 0)
             live[0] = '\0';
         zdm_err_set(err, ZDM_EXIT_REFUSED, "plan %s is locked by %s%s%s%s", c->plan->id, holder,
                     live[0] ? "; the lock is held by " : "", live, live[0] ? ", still running" : "");

@@ -979,6 +979,17 @@ int zdm_state_lock_remove(zdm_db *db, const char *plan_id, int *removed, char *h
     return rc;
 }
 
+int zdm_state_lock_holder_gone(zdm_db *db, const char *plan_id)
+{
+    char holder[512], host[256];
+    int pid = 0;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (describe_holder(db, plan_id, holder, sizeof holder, host, sizeof host, &pid, &e) != 0)
+        return 0;
+    return pid > 0 && pid != (int)getpid() && strcmp(host, host_part()) == 0 && kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 int zdm_state_lock_live(zdm_db *db, const char *plan_id, char *live, size_t lsize, zdm_err *err)
 {
     live[0] = '\0';

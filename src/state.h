@@ -203,6 +203,9 @@ void zdm_state_unlock(zdm_db *db, const char *plan_id);
  * its zdm; on SQLite the holder when its process is on this host and
  * exists.  A holder on another host is not known to be alive. */
 int zdm_state_lock_live(zdm_db *db, const char *plan_id, char *live, size_t lsize, zdm_err *err) ZDM_MUST_CHECK;
+/* 1 when the plan's lock row names a process on this host that no longer
+ * exists (a zdm killed with -9); 0 otherwise, another host's included. */
+int zdm_state_lock_holder_gone(zdm_db *db, const char *plan_id);
 /* zdm unlock: removes the plan's lock row whoever holds it; *removed says
  * whether there was one, holder and pid (as stored) name it. */
 int zdm_state_lock_remove(zdm_db *db, const char *plan_id, int *removed, char *holder, size_t hsize, char *pid,

@@ -373,8 +373,8 @@ static void test_ops_errors(void **state)
            "row still matches where, and converting it again changes it again; make where false for a converted "
            "row (name a target the conversion changes, e.g. set.n_fixed = \"true\" with where = \"... AND "
            "n_fixed IS NULL\"), or write the change as a raw sql step");
-    load_ok("[backfill]\ntable = \"t\"\nwhere = \"n IS NULL\"\nset.n = \"coalesce(n, 0) + 1\"\n"
-            "dual_write = false\n");
+    zdm_plan_free(load_ok("[backfill]\ntable = \"t\"\nwhere = \"n IS NULL\"\nset.n = \"coalesce(n, 0) + 1\"\n"
+            "dual_write = false\n"));
     /* a default and up: the old application's inserts get the default,
      * which the trigger leaves alone (refused at expand, after validate) */
     EXPECT("[[expand.steps]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"a\"\ntype = \"text\"\n"
@@ -428,12 +428,12 @@ static void test_ops_pieces(void **state)
            "it did not open");
     /* what is one piece passes: semicolons, dashes and parentheses in
      * strings and quoted names, block comments, a new table's clauses */
-    load_ok(ADD_COL "type = \"character varying(20) COLLATE \\\"C;--\\\"\"\ndefault = \"'a;b--c)'\"\n");
-    load_ok(ADD_COL "type = \"text\"\nup = \"coalesce(b, 'x;') /* the old one */\"\n");
-    load_ok("[[expand.steps]]\nop = \"sql\"\nsql = \"CREATE TABLE a (id int); CREATE TABLE b (id int)\"\n"
-            "down = \"DROP TABLE a; DROP TABLE b\"\n");
-    load_ok("[[expand.steps]]\nop = \"create_table\"\ntable = \"t\"\n"
-            "columns = [{name = \"a\", type = \"bigserial PRIMARY KEY\"}, {name = \"b\", type = \"int NOT NULL DEFAULT 0\"}]\n");
+    zdm_plan_free(load_ok(ADD_COL "type = \"character varying(20) COLLATE \\\"C;--\\\"\"\ndefault = \"'a;b--c)'\"\n"));
+    zdm_plan_free(load_ok(ADD_COL "type = \"text\"\nup = \"coalesce(b, 'x;') /* the old one */\"\n"));
+    zdm_plan_free(load_ok("[[expand.steps]]\nop = \"sql\"\nsql = \"CREATE TABLE a (id int); CREATE TABLE b (id int)\"\n"
+            "down = \"DROP TABLE a; DROP TABLE b\"\n"));
+    zdm_plan_free(load_ok("[[expand.steps]]\nop = \"create_table\"\ntable = \"t\"\n"
+            "columns = [{name = \"a\", type = \"bigserial PRIMARY KEY\"}, {name = \"b\", type = \"int NOT NULL DEFAULT 0\"}]\n"));
 #undef ADD_COL
 }
 
