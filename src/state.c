@@ -998,15 +998,18 @@ int zdm_state_lock_live(zdm_db *db, const char *plan_id, char *live, size_t lsiz
     int rc;
     if (zdm_db_kind_of(db) == ZDM_DB_PG) {
         rc = zdm_db_query(db,
-                          "SELECT a.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) "
+                          /* not its query: a step's SQL may hold a literal a
+                           * message (and history) must not carry */
+                          "SELECT a.pid, a.state, CAST(extract(epoch FROM now() - a.state_change) AS bigint) "
                           "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                           "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = CAST(4242 AS oid) "
                           "AND l.objid = CAST(CAST(hashtext($1) AS bigint) & 4294967295 AS oid) "
                           "AND l.objsubid = 2 AND l.pid <> pg_backend_pid()",
                           1, params, &r, err);
         if (rc == 0 && zdm_rows_count(r) > 0)
-            snprintf(live, lsize, "server session %s (%s: %s)", zdm_rows_get(r, 0, 0), zdm_rows_get(r, 0, 1),
-                     zdm_rows_get(r, 0, 2) ? zdm_rows_get(r, 0, 2) : "");
+            snprintf(live, lsize, "server session %s (%s for %s s; pg_stat_activity shows what it runs)",
+                     zdm_rows_get(r, 0, 0), zdm_rows_get(r, 0, 1) ? zdm_rows_get(r, 0, 1) : "?",
+                     zdm_rows_get(r, 0, 2) ? zdm_rows_get(r, 0, 2) : "?");
         zdm_rows_free(r);
         return rc;
     }

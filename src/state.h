@@ -199,7 +199,8 @@ int zdm_state_lock_for(zdm_db *db, const char *plan_id, const char *why, int *go
 void zdm_state_unlock(zdm_db *db, const char *plan_id);
 /* Who holds the plan's lock right now and is alive, in words (`live`
  * empty when nobody is): on PostgreSQL a server session that holds the
- * advisory lock (its backend pid, state and query), whatever became of
+ * advisory lock (its backend pid, state and for how long; not its query,
+ * which may hold a literal no message should carry), whatever became of
  * its zdm; on SQLite the holder when its process is on this host and
  * exists.  A holder on another host is not known to be alive. */
 int zdm_state_lock_live(zdm_db *db, const char *plan_id, char *live, size_t lsize, zdm_err *err) ZDM_MUST_CHECK;
