@@ -1099,12 +1099,7 @@ sources = ["created_at", "amount"]
 case_shared_race() {
     local d=$1
     t_section "$d: two plans writing one column, expanded at the same moment: one waits for the other"
-    local probe=0
-    ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || probe=$?
-    if [ "$probe" != 137 ]; then
-        t_note "zdm was built without mutants (no barriers): skipped"
-        return 0
-    fi
+    zdm_has_mutants || { t_note "zdm was built without mutants (no barriers): skipped"; return 0; }
     case_db "$d" "race_$d"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer);
             INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
@@ -1114,17 +1109,12 @@ set.b = "a * 2"'
     plan_write 0002_y '[backfill]
 table = "t"
 set.b = "a * 3"'
-    local bar=$T_DIR/bar.shared.$d
-    ZDM_BARRIER=expand_checked:$bar "$ZDM" --db "$T_DB" --plans "$T_PLANS" advance 0001_x \
-        >"$T_DIR/x.out" 2>"$T_DIR/x.err" &
-    local xp=$!
-    t_wait_for "x stops after its checks" 60 "ls '$bar'.arrived.* >/dev/null 2>&1"
+    zdm_held expand_checked "$T_DIR/x" advance 0001_x
     zdm_run advance 0002_y
     t_rc "y, while x expands: refused" 3
     t_has "... saying which run holds it" "for the expand of plan 0001_x (dual-write on the same table)" "$ZERR"
-    touch "$bar"
-    wait "$xp"
-    t_eq "x: expanded" 0 "$?"
+    zdm_release
+    t_eq "x: expanded" 0 "$HELD_RC"
     zdm_run advance 0002_y
     t_rc "y, after: refused as two plans writing one column" 3
     t_has "... naming x" "the dual-write triggers of plan 0001_x (in flight: expanded) already write" "$ZERR"
@@ -1139,12 +1129,7 @@ set.b = "a * 3"'
 # stops after its checks (ZDM_BARRIER=contract_checked).
 case_contract_race() {
     t_section "pg: a contract and an expand on one table at the same moment: one waits for the other"
-    local probe=0
-    ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || probe=$?
-    if [ "$probe" != 137 ]; then
-        t_note "zdm was built without mutants (no barriers): skipped"
-        return 0
-    fi
+    zdm_has_mutants || { t_note "zdm was built without mutants (no barriers): skipped"; return 0; }
     case_db pg crace
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
     db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
@@ -1171,17 +1156,12 @@ set.c = "a + 1"'
     zdm_run advance 0001_p
     zdm_run cutover 0001_p
     t_rc "p: cut over" 0
-    local bar=$T_DIR/bar.contract
-    ZDM_BARRIER=contract_checked:$bar "$ZDM" --db "$T_DB" --plans "$T_PLANS" advance 0001_p \
-        >"$T_DIR/p.out" 2>"$T_DIR/p.err" &
-    local pp=$!
-    t_wait_for "p's contract stops after its checks" 60 "ls '$bar'.arrived.* >/dev/null 2>&1"
+    zdm_held contract_checked "$T_DIR/p" advance 0001_p
     zdm_run advance 0002_q
     t_rc "q, while p contracts: refused" 3
     t_has "... saying which run holds it" "for the contract of plan 0001_p" "$ZERR"
-    touch "$bar"
-    wait "$pp"
-    t_eq "p: complete" "0 complete" "$? $(db_phase 0001_p)"
+    zdm_release
+    t_eq "p: complete" "0 complete" "$HELD_RC $(db_phase 0001_p)"
     t_eq "the application's writes work" 0 "$(db_sql "UPDATE t SET b = 5 WHERE id = 1" 2>&1 | grep -c ERROR)"
 }
 

@@ -22,9 +22,7 @@ t_init races
 
 ROUNDS=${T_ROUNDS:-20}
 FORCED=0
-probe_rc=0
-ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || probe_rc=$?
-[ "$probe_rc" = 137 ] && FORCED=1
+zdm_has_mutants && FORCED=1
 net() { db_sql "SELECT (SELECT count(*) FROM marks WHERE ev = '$1') - (SELECT count(*) FROM marks WHERE ev = 'un$1')"; }
 
 race() {

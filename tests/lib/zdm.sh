@@ -380,6 +380,34 @@ zdm_bg() {
     T_BG_PIDS+=("$ZBG_PID")
 }
 
+# zdm_has_mutants: true when $ZDM was built with -DZDM_MUTANTS=ON, so
+# ZDM_CRASH_AT, ZDM_MUTANT and ZDM_BARRIER work (a crash point at the first
+# database call exits 137).
+zdm_has_mutants() {
+    local rc=0
+    ZDM_CRASH_AT=1 ZDM_CRASH_MODE=exit "$ZDM" --db "sqlite:$T_DIR/probe.db" init >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 137 ]
+}
+
+# zdm_held BARRIER FILE ARGS...: runs zdm ARGS in the background, stopped
+# at zdm_barrier(BARRIER) (a mutants build) until zdm_release; waits until
+# it is there.  HELD_PID is the run; its output goes to FILE.out/.err.
+zdm_held() {
+    local name=$1 f=$2
+    shift 2
+    HELD_BAR=$T_DIR/bar.$name.$RANDOM
+    ZDM_BARRIER=$name:$HELD_BAR "$ZDM" --db "$T_DB" --plans "$T_PLANS" "$@" >"$f.out" 2>"$f.err" &
+    HELD_PID=$!
+    t_wait_for "zdm $* stops at $name" 60 "ls '$HELD_BAR'.arrived.* >/dev/null 2>&1"
+}
+
+# zdm_release: lets the zdm_held run go on and waits for it; HELD_RC.
+zdm_release() {
+    touch "$HELD_BAR"
+    HELD_RC=0
+    wait "$HELD_PID" || HELD_RC=$?
+}
+
 # Output of a finished background run, for the record and for assertions.
 zdm_bg_collect() {
     local f=$1
