@@ -14,16 +14,16 @@ static const zdm_live_key keys[] = {
     /* the maxima are the plan file's (plan.c): a sleep_ms of 31 years was
      * taken live that the file refuses */
     {"batch_size", F(batch_size), ZDM_LIVE_POSITIVE, 0},
-    {"target_batch_ms", F(target_batch_ms), ZDM_LIVE_NONNEG, 3600000},
+    {"target_batch_ms", F(target_batch_ms), ZDM_LIVE_NONNEG, ZDM_THROTTLE_MS_MAX},
     {"min_batch_size", F(min_batch_size), ZDM_LIVE_POSITIVE, 0},
     {"max_batch_size", F(max_batch_size), ZDM_LIVE_POSITIVE, 0},
     {"max_rows_per_second", F(max_rows_per_second), ZDM_LIVE_NONNEG, 0},
-    {"sleep_ms", F(sleep_ms), ZDM_LIVE_NONNEG, 3600000},
+    {"sleep_ms", F(sleep_ms), ZDM_LIVE_NONNEG, ZDM_THROTTLE_MS_MAX},
     {"max_replication_lag_ms", F(max_replication_lag_ms), ZDM_LIVE_NONNEG, 0},
     {"max_latency_factor", F(max_latency_pct), ZDM_LIVE_FACTOR, 0},
-    {"max_lock_ms", F(max_lock_ms), ZDM_LIVE_NONNEG, 3600000},
+    {"max_lock_ms", F(max_lock_ms), ZDM_LIVE_NONNEG, ZDM_THROTTLE_MS_MAX},
     {"max_duty_percent", F(max_duty_percent), ZDM_LIVE_PERCENT, 0},
-    {"stall_after_ms", F(stall_after_ms), ZDM_LIVE_POSITIVE, INT64_C(604800000)},
+    {"stall_after_ms", F(stall_after_ms), ZDM_LIVE_POSITIVE, ZDM_STALL_MS_MAX},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])

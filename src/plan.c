@@ -500,11 +500,11 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
     check_keys(c, t, w, keys);
     const int64_t big = INT64_C(1000000000);
     th->batch_size = want_int(c, t, "batch_size", w, th->batch_size, 1, big);
-    th->target_batch_ms = want_int(c, t, "target_batch_ms", w, th->target_batch_ms, 0, 3600000);
+    th->target_batch_ms = want_int(c, t, "target_batch_ms", w, th->target_batch_ms, 0, ZDM_THROTTLE_MS_MAX);
     th->min_batch_size = want_int(c, t, "min_batch_size", w, th->min_batch_size, 1, big);
     th->max_batch_size = want_int(c, t, "max_batch_size", w, th->max_batch_size, 1, big);
     th->max_rows_per_second = want_int(c, t, "max_rows_per_second", w, 0, 0, big);
-    th->sleep_ms = want_int(c, t, "sleep_ms", w, 0, 0, 3600000);
+    th->sleep_ms = want_int(c, t, "sleep_ms", w, 0, 0, ZDM_THROTTLE_MS_MAX);
     th->max_replication_lag_ms = want_int(c, t, "max_replication_lag_ms", w, 0, 0, big);
     th->pause_query = want_sql(c, t, "pause_query", w, 0, ZDM_SQL_PG);
     th->pause_query_line = line_of_key(t, "pause_query");
@@ -513,10 +513,10 @@ static void load_throttle(chk *c, const toml_value *t, zdm_throttle *th)
     th->max_wal_archive_ready = want_int(c, t, "max_wal_archive_ready", w, th->max_wal_archive_ready, 1, big);
     th->check_replica_lag = want_bool(c, t, "check_replica_lag", w, th->check_replica_lag);
     th->max_latency_pct = want_factor(c, t, "max_latency_factor", w, th->max_latency_pct);
-    th->max_lock_ms = want_int(c, t, "max_lock_ms", w, th->max_lock_ms, 0, 3600000);
+    th->max_lock_ms = want_int(c, t, "max_lock_ms", w, th->max_lock_ms, 0, ZDM_THROTTLE_MS_MAX);
     th->max_duty_percent = want_int(c, t, "max_duty_percent", w, th->max_duty_percent, 1, 100);
     th->probe_query = want_sql(c, t, "probe_query", w, 0, ZDM_SQL_PG);
-    th->stall_after_ms = want_int(c, t, "stall_after_ms", w, th->stall_after_ms, 1, INT64_C(604800000));
+    th->stall_after_ms = want_int(c, t, "stall_after_ms", w, th->stall_after_ms, 1, ZDM_STALL_MS_MAX);
     if (th->min_batch_size > th->max_batch_size)
         bad(c, t->line, t->col, "[backfill.throttle] min_batch_size (%lld) is larger than max_batch_size (%lld)",
             (long long)th->min_batch_size, (long long)th->max_batch_size);

@@ -96,6 +96,12 @@ typedef struct zdm_throttle {
 
 void zdm_throttle_defaults(zdm_throttle *t);
 
+/* The largest values of the throttle's durations, in the plan file and
+ * for zdm set alike (live_keys.c): an hour for a pause or a batch's time,
+ * a week for stall_after_ms. */
+#define ZDM_THROTTLE_MS_MAX INT64_C(3600000)
+#define ZDM_STALL_MS_MAX INT64_C(604800000)
+
 typedef struct zdm_backfill {
     char *table;
     int table_line;             /* where it is written; 0: not in the file */
