@@ -188,11 +188,13 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, const zdm_
             return rc;
     }
     const zdm_table_facts *facts = given ? given : &own;
-    zdm_strv cols = {0}, text_cmp = {0};
+    zdm_strv cols = {0}, text_cmp = {0}, exact_cmp = {0};
     for (size_t i = 0; i < facts->ncols; i++) {
         zdm_strv_push(&cols, facts->cols[i].name);
         if (facts->cols[i].no_equality)
             zdm_strv_push(&text_cmp, facts->cols[i].name);
+        if (facts->cols[i].exact_equality)
+            zdm_strv_push(&exact_cmp, facts->cols[i].name);
     }
     zdm_dw_columns_add(plan, &cols);
     char base[80];
@@ -214,6 +216,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, const zdm_
         .reverse_on_insert = b->reverse_on_insert,
         .any_update = facts->before_update,
         .text_cmp = &text_cmp,
+        .exact_cmp = &exact_cmp,
         .cols = &cols,
         .key = key,
     };
@@ -221,6 +224,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, const zdm_
     zdm_db_dialect(db)->dw_triggers(zdm_db_dialect(db), &spec, &c, &d);
     zdm_strv_free(&cols);
     zdm_strv_free(&text_cmp);
+    zdm_strv_free(&exact_cmp);
     zdm_strv_free(&derived);
     zdm_table_facts_free(&own);
     *create = zdm_buf_take(&c);

@@ -37,6 +37,9 @@ typedef struct zdm_dw_spec {
     int reverse_on_insert;     /* an INSERT fills the old columns even when given */
     const zdm_strv *text_cmp;  /* columns of a type without "=", compared
                                 * as text (NULL: none) */
+    const zdm_strv *exact_cmp; /* columns whose "=" holds only for the same
+                                * text: a source's change of text is a
+                                * change to "=" (NULL: none) */
     int any_update;            /* the forward UPDATE trigger fires on every
                                 * UPDATE, its WHEN comparing the sources (an
                                 * application trigger may change them) */
@@ -78,6 +81,11 @@ typedef struct zdm_column_fact {
                                 * when it runs (PostgreSQL: json, xml,
                                 * geometric, composite, arrays of them):
                                 * compared as text */
+    int exact_equality;        /* of a type whose "=" holds only between
+                                * values of the same text (PostgreSQL:
+                                * integers, text under a deterministic
+                                * collation, uuid, timestamps...; not
+                                * numeric, where 1.5 = 1.50) */
     int unique_inherits;       /* in a unique index, where the trigger's
                                 * write of it takes the conflict policy of
                                 * the application's statement (SQLite: OR

@@ -276,7 +276,11 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
  * compared as text, which json keeps as written.  as_text: a change of
  * the value's text counts too (sources: 1.5 -> 1.50 is no change to
  * numeric's "=", nor {"a":1.0} -> {"a":1.00} to jsonb's, and a set.* of
- * price::text then kept the old text). */
+ * price::text then kept the old text), except for the types whose "="
+ * holds only for the same text (b->exact_cmp: text, integers...), where
+ * the second comparison repeated the first: PostgreSQL parses and plans a
+ * trigger's WHEN again in every statement that fires it, a cost each
+ * application write pays in proportion to the WHEN's size. */
 static void pg_compare(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, const zdm_assign *a,
                        const zdm_strv *names, size_t n, const char *op, const char *joiner, int as_text)
 {
@@ -284,7 +288,8 @@ static void pg_compare(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, c
         const char *col = a ? a[i].column : names->v[i];
         char *q = d->quote_ident(col);
         int text = b->text_cmp && zdm_dwsql_in_list(b->text_cmp, col, strlen(col), 0);
-        if (as_text && !text)
+        int exact = b->exact_cmp && zdm_dwsql_in_list(b->exact_cmp, col, strlen(col), 0);
+        if (as_text && !text && !exact)
             zdm_buf_printf(c, "%s(NEW.%s %s OLD.%s OR NEW.%s::text %s OLD.%s::text)", i ? joiner : "", q, op, q, q,
                            op, q);
         else
@@ -318,7 +323,10 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
         snprintf(name, sizeof name, "%s%s", base, suffix[i]);
         trg[i] = d->quote_ident(name);
     }
-    /* the backfill of this plan converts rows itself: the triggers step aside */
+    /* the backfill of this plan converts rows itself: the triggers its
+     * UPDATEs of the targets can fire step aside (the others have no
+     * guard: PostgreSQL parses a trigger's WHEN again in each statement
+     * that fires it, pg_compare) */
     char guard[200];
     snprintf(guard, sizeof guard, "current_setting('zdm.backfill', true) IS DISTINCT FROM %s", lit);
 
@@ -338,9 +346,9 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
         zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
 
     if (b->nreverse) {
-        /* new application inserts: it wrote the targets */
-        zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s AND NOT (", trg[0], tbl,
-                       guard);
+        /* new application inserts: it wrote the targets (no guard: the
+         * backfill never inserts) */
+        zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (NOT (", trg[0], tbl);
         zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
         zdm_buf_puts(c, ")");
         if (!b->reverse_on_insert) {
@@ -364,28 +372,41 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
      * whoever wrote it: every insert and update goes to the function,
      * which tests `where` on NEW. */
     int in_place = b->in_place;
-    /* old application inserts: targets empty */
-    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n  WHEN (%s", trg[2], tbl, guard);
+    /* old application inserts: targets empty.  No guard: the backfill
+     * never inserts (its statements UPDATE the targets alone), and every
+     * application INSERT pays for each word of the WHEN (pg_compare) */
+    zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW\n", trg[2], tbl);
     if (!in_place) {
-        zdm_buf_puts(c, " AND ");
+        zdm_buf_puts(c, "  WHEN (");
         zdm_dwsql_each_col(c, d, b->set, b->nset, "NEW.%s IS NULL", " AND ");
+        zdm_buf_puts(c, ")\n");
     }
-    zdm_buf_printf(c, ")\n  EXECUTE FUNCTION zdm.%s();\n", fwd);
+    zdm_buf_printf(c, "  EXECUTE FUNCTION zdm.%s();\n", fwd);
     /* old application updates: targets untouched, sources written.
      * Only statements that write a source column fire it at all, unless
      * an application BEFORE trigger may change one the statement does
      * not name (UPDATE OF sees the statement's SET list only): then every
      * UPDATE, and the WHEN compares the sources. */
     zdm_buf_printf(c, "CREATE TRIGGER %s BEFORE UPDATE", trg[3]);
-    if (b->sources->n && !b->any_update)
+    int of_sources = b->sources->n && !b->any_update;
+    if (of_sources)
         zdm_dwsql_of_columns(c, d, b->sources, NULL, 0);
-    zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guard);
+    /* The backfill's UPDATEs name the targets alone: a trigger OF
+     * sources none of which is a target never fires for them, and needs
+     * no guard (each word of the WHEN costs every write: pg_compare) */
+    int guarded = !of_sources;
+    for (size_t i = 0; !guarded && i < b->nset; i++)
+        guarded = zdm_dwsql_in_list(b->sources, b->set[i].column, strlen(b->set[i].column), 0);
+    /* (of_sources without a guard has sources: never an empty WHEN) */
+    zdm_buf_printf(c, " ON %s FOR EACH ROW\n  WHEN (%s", tbl, guarded ? guard : "");
+    const char *and = guarded ? " AND " : "";
     if (!in_place) {
-        zdm_buf_puts(c, " AND ");
+        zdm_buf_puts(c, and);
         pg_compare(c, d, b, b->set, NULL, b->nset, "IS NOT DISTINCT FROM", " AND ", 0);
+        and = " AND ";
     }
     if (b->sources->n) {
-        zdm_buf_puts(c, " AND (");
+        zdm_buf_printf(c, "%s(", and);
         pg_compare(c, d, b, NULL, b->sources, b->sources->n, "IS DISTINCT FROM", " OR ", 1);
         zdm_buf_puts(c, ")");
     }
@@ -636,8 +657,16 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
                           "OR coalesce(nullif(et.typbasetype, 0), et.oid) IN ('json'::regtype, 'xml'::regtype) "
                           "FROM pg_type ty JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid) "
                           "JOIN pg_type et ON et.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END "
-                          "WHERE ty.oid = a.atttypid) "
-                          "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                          "WHERE ty.oid = a.atttypid), "
+                          /* types whose "=" holds only between values of the same text (under a
+                           * deterministic collation): a change of a source's text is a change to
+                           * "=", and the WHEN compares it once, not once more as text */
+                          "coalesce(nullif(ty.typbasetype, 0), ty.oid) IN ('text'::regtype, 'varchar'::regtype, "
+                          "'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'uuid'::regtype, "
+                          "'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype, 'bytea'::regtype, "
+                          "'oid'::regtype) AND coalesce((SELECT co.collisdeterministic FROM pg_collation co "
+                          "WHERE co.oid = a.attcollation), true) "
+                          "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                           1, tp, &r, err);
     free(qt);
@@ -649,11 +678,13 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
         out->after_ours = zdm_rows_get(r, 0, 6) ? zdm_xstrdup(zdm_rows_get(r, 0, 6)) : NULL;
         for (int i = 0; i < zdm_rows_count(r); i++) {
             const char *def = zdm_rows_get(r, i, 1);
-            out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL,
-                                             strcmp(zdm_rows_get(r, i, 2), "t") == 0,
-                                             strcmp(zdm_rows_get(r, i, 3), "t") == 0,
-                                             strcmp(zdm_rows_get(r, i, 7), "t") == 0,
-                                             0 /* a unique violation fails the write */};
+            /* unique_inherits stays 0: a unique violation fails the write */
+            out->cols[i] = (zdm_column_fact){.name = zdm_xstrdup(zdm_rows_get(r, i, 0)),
+                                             .def = def ? zdm_xstrdup(def) : NULL,
+                                             .unreadable_generated = strcmp(zdm_rows_get(r, i, 2), "t") == 0,
+                                             .partition_key = strcmp(zdm_rows_get(r, i, 3), "t") == 0,
+                                             .no_equality = strcmp(zdm_rows_get(r, i, 7), "t") == 0,
+                                             .exact_equality = strcmp(zdm_rows_get(r, i, 8), "t") == 0};
         }
     }
     zdm_rows_free(r);

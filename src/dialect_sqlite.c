@@ -100,8 +100,9 @@ static int sq_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
         out->cols = zdm_xcalloc(out->ncols, sizeof *out->cols);
         for (int i = 0; i < zdm_rows_count(r); i++) {
             const char *def = zdm_rows_get(r, i, 1);
-            out->cols[i] = (zdm_column_fact){zdm_xstrdup(zdm_rows_get(r, i, 0)), def ? zdm_xstrdup(def) : NULL, 0, 0,
-                                             0, strcmp(zdm_rows_get(r, i, 2), "1") == 0};
+            out->cols[i] = (zdm_column_fact){.name = zdm_xstrdup(zdm_rows_get(r, i, 0)),
+                                             .def = def ? zdm_xstrdup(def) : NULL,
+                                             .unique_inherits = strcmp(zdm_rows_get(r, i, 2), "1") == 0};
         }
     }
     zdm_rows_free(r);

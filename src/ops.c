@@ -519,7 +519,7 @@ static void op_create_table(opctx *o, gen *ex, const char *table, const char *tq
             which = "default";
         }
         if (why) {
-            char msg[600];
+            char msg[400];
             snprintf(msg, sizeof msg, "column \"%s\": its %s %s", nm->u.str.ptr, which, why);
             bad(o, "%s%s", msg, NULL);
             zdm_buf_free(&b);

@@ -4,7 +4,10 @@
  *
  * What must hold for every trigger, whatever the plan:
  *  - the guard: each trigger steps aside for the plan's own backfill
- *    (PostgreSQL: the zdm.backfill setting; SQLite: the zdm_guard row);
+ *    (PostgreSQL: the zdm.backfill setting, in the WHEN of each trigger
+ *    the backfill's UPDATE of the targets can fire, and only there: the
+ *    backfill never inserts, and an UPDATE OF sources none of which is a
+ *    target never fires for it; SQLite: the zdm_guard row);
  *  - the where: with a `where`, every write the triggers make is limited
  *    to it (PostgreSQL: in each function; SQLite: in each UPDATE), and
  *    without one, no trigger narrows anything;
@@ -121,11 +124,23 @@ static void check_case(const tcase *t)
     const char *g_del = "; DELETE FROM zdm_guard WHERE rowid = last_insert_rowid(); END;";
     char *g_when = zdm_xasprintf("NOT EXISTS (SELECT 1 FROM zdm_guard WHERE rowid = last_insert_rowid() AND "
                                  "plan_id = %s || '#' || last_insert_rowid())", lit);
+    /* PostgreSQL: the forward UPDATE trigger is OF the sources when
+     * there are any; the backfill's UPDATE names the targets */
+    int of_target = 0;
+    for (size_t k = 0; k < 2 && t->srcs[k]; k++)
+        for (size_t j = 0; j < t->nset; j++)
+            of_target |= strcmp(t->srcs[k], t->set[j].column) == 0;
     for (int i = 0; i < n; i++) {
-        /* the guard, once, in each trigger's WHEN */
-        assert_int_equal(count(trg[i], guard), 1);
-        assert_non_null(strstr(trg[i], pg ? "WHEN (" : "WHEN "));
-        assert_true(strstr(trg[i], guard) > strstr(trg[i], "WHEN"));
+        /* the guard, once, in the WHEN of each trigger the backfill's
+         * UPDATE can fire (PostgreSQL), of each trigger (SQLite) */
+        int fires = !pg || (strstr(trg[i], " BEFORE UPDATE") &&
+                            (strstr(trg[i], "_1rev_") || !t->srcs[0] || of_target));
+        assert_int_equal(count(trg[i], guard), fires);
+        if (pg && !fires)
+            assert_int_equal(count(trg[i], "zdm.backfill"), 0);
+        if (!pg || !t->in_place || strstr(trg[i], " BEFORE UPDATE"))
+            assert_non_null(strstr(trg[i], pg ? "WHEN (" : "WHEN "));
+        assert_true(!fires || strstr(trg[i], guard) > strstr(trg[i], "WHEN"));
         if (!pg && t->bare) {
             /* no trigger of the plan can fire from the body: no guard row */
             assert_int_equal(count(trg[i], "INSERT INTO"), 0);
@@ -273,9 +288,9 @@ static void test_directions(void **state)
     const char *fwd_ins = strstr(create, "CREATE TRIGGER \"zdm_dw_p_2fwd_ins\" BEFORE INSERT ON \"t\"");
     assert_non_null(rev_ins);
     assert_non_null(fwd_ins);
-    assert_non_null(strstr(create, "NOT (NEW.\"b\" IS NULL) AND NEW.\"a\" IS NULL)\n  EXECUTE FUNCTION "
+    assert_non_null(strstr(create, "WHEN (NOT (NEW.\"b\" IS NULL) AND NEW.\"a\" IS NULL)\n  EXECUTE FUNCTION "
                                    "zdm.\"zdm_dw_p_rev\"()"));
-    assert_non_null(strstr(create, "AND NEW.\"b\" IS NULL)\n  EXECUTE FUNCTION zdm.\"zdm_dw_p_fwd\"()"));
+    assert_non_null(strstr(create, "WHEN (NEW.\"b\" IS NULL)\n  EXECUTE FUNCTION zdm.\"zdm_dw_p_fwd\"()"));
     assert_non_null(strstr(create, "BEFORE UPDATE OF \"b\" ON \"t\" FOR EACH ROW"));
     assert_non_null(strstr(create, "AND NEW.\"b\" IS NOT DISTINCT FROM OLD.\"b\")\n  EXECUTE FUNCTION "
                                    "zdm.\"zdm_dw_p_fwd\"()"));
@@ -319,6 +334,46 @@ static void test_in_place(void **state)
         free(create);
         free(drop);
     }
+}
+
+/* PostgreSQL compares a source a second time as text (numeric's 1.5 ->
+ * 1.50 is no change to "=") except where "=" holds only for the same text
+ * (exact_cmp): there the second comparison repeated the first, and each
+ * application write paid for it in the WHEN. */
+static void test_exact_sources(void **state)
+{
+    (void)state;
+    zdm_strv exact = {0};
+    zdm_strv_push(&exact, "a");
+    for (int with = 0; with < 2; with++) {
+        tcase t = base_case(&zdm_dialect_pg);
+        t.srcs[0] = "a";
+        t.srcs[1] = "c";
+        t.extra = "c";
+        char *create, *drop;
+        zdm_strv_free(&cols);
+        zdm_strv_free(&key);
+        zdm_strv_free(&sources);
+        zdm_strv_push(&cols, "b");
+        zdm_strv_push(&cols, "c");
+        zdm_strv_push(&sources, "a");
+        zdm_strv_push(&sources, "c");
+        zdm_strv_push(&key, "id");
+        zdm_dw_spec s = {.plan_id = "p", .table = "t", .base = "zdm_dw_p", .set = t.set, .nset = 1,
+                         .sources = &sources, .exact_cmp = with ? &exact : NULL, .cols = &cols, .key = &key};
+        zdm_buf c = {0}, d = {0};
+        zdm_dialect_pg.dw_triggers(&zdm_dialect_pg, &s, &c, &d);
+        create = zdm_buf_take(&c);
+        drop = zdm_buf_take(&d);
+        assert_int_equal(count(create, "NEW.\"a\"::text IS DISTINCT FROM OLD.\"a\"::text"), !with);
+        assert_int_equal(count(create, "NEW.\"a\" IS DISTINCT FROM OLD.\"a\""), 1);
+        /* c is not exact: compared both ways */
+        assert_int_equal(count(create, "(NEW.\"c\" IS DISTINCT FROM OLD.\"c\" OR NEW.\"c\"::text IS DISTINCT FROM "
+                                       "OLD.\"c\"::text)"), 1);
+        free(create);
+        free(drop);
+    }
+    zdm_strv_free(&exact);
 }
 
 /* Removes every occurrence of `quoted` from s (in place). */
@@ -629,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_every_combination),
         cmocka_unit_test(test_directions),
         cmocka_unit_test(test_in_place),
+        cmocka_unit_test(test_exact_sources),
         cmocka_unit_test(test_hostile_identifiers),
         cmocka_unit_test(test_dialects_quote_alike),
         cmocka_unit_test(test_rewrite),
