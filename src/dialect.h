@@ -61,10 +61,13 @@ typedef struct zdm_key_refusal {
 } zdm_key_refusal;
 
 /* The settings a PostgreSQL dual-write function keeps from zdm's session
- * (dialect_pg.c says why). */
-#define ZDM_PG_DW_SETTINGS                                                                                     \
-    "SET search_path FROM CURRENT SET TimeZone FROM CURRENT SET DateStyle FROM CURRENT SET IntervalStyle "   \
-    "FROM CURRENT SET extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT"
+ * (dialect_pg.c says why): search_path always; the settings that change a
+ * value's text or a stable function's result where the server finds the
+ * plan's expressions can meet them (pg_value_settings). */
+#define ZDM_PG_DW_SETTINGS "SET search_path FROM CURRENT"
+#define ZDM_PG_DW_VALUE_SETTINGS                                                                               \
+    "SET TimeZone FROM CURRENT SET DateStyle FROM CURRENT SET IntervalStyle FROM CURRENT SET "                \
+    "extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT"
 
 /* A table as the dual-write preflight sees it (zdm_dialect.table_facts). */
 typedef struct zdm_column_fact {

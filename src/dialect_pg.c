@@ -238,10 +238,11 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
      * interval's; extra_float_digits = 0: a float's, 0.333333333333333;
      * bytea_output: a bytea's).  It keeps those of zdm's session at expand, where the
      * backfill runs too (search_path named schema by schema: see
-     * pg_triggers).  Cost, EXPLAIN ANALYZE of 200,000 rows' trigger time:
-     * about 190 ms bare, 560-680 with search_path and TimeZone, 740-830
-     * with the two date styles too, 880-960 with the six (0.3-0.6 us a
-     * setting a call).
+     * pg_triggers); the five after search_path where the expressions can
+     * meet them (pg_value_settings).  Cost, EXPLAIN ANALYZE of 200,000
+     * rows' trigger time: about 190 ms bare, 560-680 with search_path and
+     * TimeZone, 740-830 with the two date styles too, 880-960 with the six
+     * (0.3-0.6 us a setting a call).
      * Backslashes in a string read otherwise under
      * standard_conforming_strings = off (the body did not compile): kept
      * too where one appears. */
@@ -268,6 +269,102 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
                    ts ? " SET default_text_search_config FROM CURRENT" : "", quoted);
     free(quoted);
     zdm_buf_free(&body);
+}
+
+/* Types whose text and whose functions' results no setting changes
+ * (json's text is kept as written, jsonb's numbers are numeric; money's
+ * text follows lc_monetary, kept apart below). */
+#define PG_SETTLED_TYPES                                                                                       \
+    "'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype, '\"char\"'::regtype, "          \
+    "'bool'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, "                \
+    "'uuid'::regtype, 'oid'::regtype, 'json'::regtype, 'jsonb'::regtype"
+
+/* The five settings after search_path (ZDM_PG_DW_VALUE_SETTINGS) cost
+ * each call of a function that keeps them about 8,000 instructions (on a
+ * pgbench write, a quarter of what the triggers add), and matter only to
+ * an expression that meets a date, time, interval, float or bytea value,
+ * or calls a function that is not immutable (PostgreSQL marks those that
+ * read TimeZone or DateStyle stable).  What the expressions meet is the
+ * server's to say, not a reading of their text: a temporary view of them
+ * stores their parse tree (pg_rewrite), whose every type field (a
+ * column's, a constant's, a cast's, a function's result, the same in a
+ * subquery over another table) and every function called (directly, by
+ * an operator, by an aggregate) is read, with each function's argument
+ * and result types.  Not pg_depend: it records no built-in object.  A
+ * whole-row reference or XML keeps them all, as does any failure of the
+ * view (no TEMP privilege): the functions are created with search_path
+ * alone, and altered here to keep the rest unless the tree shows nothing
+ * that needs them.  A money value keeps lc_monetary.  Text the tree
+ * holds (a column's name) can only add to what is read: more is kept. */
+static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, const char *fwd,
+                              const char *rev)
+{
+    char *tbl = zdm_dialect_quote_path(d, b->table);
+    char *alias = bare_alias(d, b->table);
+    zdm_buf view = {0};
+    zdm_buf_puts(&view, "CREATE TEMP VIEW zdm_dw_probe AS SELECT ");
+    /* named: two columns "?column?" made the view fail */
+    size_t k = 0;
+    for (size_t i = 0; i < b->nset; i++, k++)
+        zdm_buf_printf(&view, "%s(%s) AS e%zu", k ? ", " : "", b->set[i].expr, k);
+    for (size_t i = 0; i < b->nreverse; i++, k++)
+        zdm_buf_printf(&view, "%s(%s) AS e%zu", k ? ", " : "", b->reverse[i].expr, k);
+    if (b->where)
+        zdm_buf_printf(&view, "%s(%s) AS e%zu", k ? ", " : "", b->where, k);
+    zdm_buf_printf(&view, " FROM %s AS %s", tbl, alias);
+    char *vq = zdm_sql_dollar_quote(view.data);
+    int settled = zdm_mutant("dw_settings_settled");
+    zdm_buf blk = {0};
+    zdm_buf_printf(&blk,
+                   "\nDECLARE\n  tree text;\n  keep boolean := true;\n  money boolean := true;\nBEGIN\n  BEGIN\n"
+                   "    EXECUTE %s;\n"
+                   "    SELECT r.ev_action::text INTO STRICT tree FROM pg_rewrite r\n"
+                   "      WHERE r.ev_class = 'pg_temp.zdm_dw_probe'::regclass;\n"
+                   /* every ":field OID" and ":field (o OID ...)" of the tree */
+                   "    WITH ids AS (SELECT m[1] AS k, m[2]::oid AS id FROM regexp_matches(tree, ':([A-Za-z_]+) ([0-9]+)', 'g') m\n"
+                   "      UNION SELECT m[1], unnest(string_to_array(m[2], ' '))::oid\n"
+                   "      FROM regexp_matches(tree, ':([A-Za-z_]+) \\(o ([0-9 ]+)\\)', 'g') m),\n"
+                   /* the functions called: directly, by an operator, by an aggregate */
+                   "    fns AS (SELECT id AS f FROM ids\n"
+                   "      WHERE k IN ('funcid', 'opfuncid', 'aggfnoid', 'winfnoid', 'hashfuncid', 'negfuncid')\n"
+                   "      UNION SELECT o.oprcode::oid FROM ids JOIN pg_operator o ON o.oid = ids.id\n"
+                   "      WHERE ids.k IN ('opno', 'opnos', 'eqop', 'sortop')\n"
+                   "      UNION SELECT unnest(ARRAY[a.aggtransfn::oid, a.aggfinalfn::oid, a.aggcombinefn::oid])\n"
+                   "      FROM ids JOIN pg_aggregate a ON a.aggfnoid = ids.id WHERE ids.k = 'aggfnoid'),\n"
+                   /* every type field of the tree (vartype, consttype, resulttype...), and the
+                    * functions' argument and result types */
+                   "    types AS (SELECT id AS t FROM ids WHERE k ~* 'typ' AND k !~* 'typmod'\n"
+                   "      UNION SELECT p.prorettype FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
+                   "      UNION SELECT unnest(p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}'))\n"
+                   "      FROM fns JOIN pg_proc p ON p.oid = fns.f),\n"
+                   /* a domain's base type; an array's element (and its base) */
+                   "    bases AS (SELECT coalesce(nullif(eb.typbasetype, 0), eb.oid) AS t FROM types\n"
+                   "      JOIN pg_type ty ON ty.oid = types.t\n"
+                   "      JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid)\n"
+                   "      JOIN pg_type eb ON eb.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END)\n"
+                   "    SELECT %s (EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f WHERE p.provolatile <> 'i')\n"
+                   "        OR EXISTS (SELECT 1 FROM bases WHERE bases.t NOT IN (" PG_SETTLED_TYPES "))\n"
+                   "        OR tree ~ '\\{XML|:varattno 0 '),\n"
+                   "        EXISTS (SELECT 1 FROM bases WHERE bases.t = 'money'::regtype)\n"
+                   "      INTO keep, money;\n"
+                   "    DROP VIEW pg_temp.zdm_dw_probe;\n"
+                   "  EXCEPTION WHEN OTHERS THEN\n    keep := true;\n    money := true;\n  END;\n",
+                   vq, settled ? "false AND" : "");
+    const char *fns[2] = {fwd, rev};
+    for (int i = 0; i < 2 && fns[i]; i++)
+        zdm_buf_printf(&blk,
+                       "  IF keep THEN\n    ALTER FUNCTION zdm.%s() " ZDM_PG_DW_VALUE_SETTINGS ";\n  END IF;\n"
+                       "  IF money THEN\n    ALTER FUNCTION zdm.%s() SET lc_monetary FROM CURRENT;\n  END IF;\n",
+                       fns[i], fns[i]);
+    zdm_buf_puts(&blk, "END\n");
+    char *bq = zdm_sql_dollar_quote(blk.data);
+    zdm_buf_printf(c, "DO %s;\n", bq);
+    free(bq);
+    zdm_buf_free(&blk);
+    free(vq);
+    zdm_buf_free(&view);
+    free(alias);
+    free(tbl);
 }
 
 /* "NEW.c IS [NOT] DISTINCT FROM OLD.c" for each of the columns (the
@@ -342,6 +439,7 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
     pg_function(c, d, fwd, b->set, b->nset, cols, b);
     if (b->nreverse)
         pg_function(c, d, rev, b->reverse, b->nreverse, cols, b);
+    pg_value_settings(c, d, b, fwd, b->nreverse ? rev : NULL);
     for (int i = 0; i < 4; i++)
         zdm_buf_printf(c, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg[i], tbl);
 

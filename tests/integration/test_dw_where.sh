@@ -269,6 +269,100 @@ sources = [\"customer_id\", \"created_at\"]"
         "$(db_sql "SELECT cust_slug || ' ' || created_on || ' ' || created_day FROM app.orders WHERE id = 3")"
 }
 
+# The settings that change a value's text (DateStyle, TimeZone,
+# IntervalStyle, extra_float_digits, bytea_output) are kept by a trigger
+# function only where the server finds the plan's expressions can meet
+# such a value (each kept setting costs every call).  The invariant: under
+# an application session with other values of all five, every expression
+# converts a write to exactly what zdm's own session computes; and the
+# expressions that meet none keep search_path alone.  One table and plan
+# per expression: what one plan keeps is decided for all of its own.
+SETTLED_EXPRS=(
+    "upper(n) || id::text"
+    "(id * 1.5)::text"
+    "md5(n)"
+    "CASE WHEN n LIKE 'a%' THEN 'x' ELSE current_user END"
+)
+UNSETTLED_EXPRS=(
+    "d::text"
+    "ts::date::text"
+    "date_trunc('day', ts)::text"
+    "f::text"
+    "(f * 2)::text"
+    "bt::text"
+    "iv::text"
+    "(d + iv)::text"
+    "CURRENT_DATE::text"
+    "row(id, d)::text"
+    "concat(n, ' ', d)"
+    "format('%s', ts)"
+    "(SELECT max(o.od) FROM dw_other o)::text"
+    "(SELECT o.od FROM dw_other o WHERE o.id = 1)::text"
+    "CASE WHEN d > '05/02/2024' THEN 'late' ELSE 'early' END"
+    "coalesce(NULL, d)::text"
+    "greatest(d, d)::text"
+    "(ARRAY[d])::text"
+    "(ts AT TIME ZONE 'UTC')::text"
+    "extract(hour FROM ts)::text"
+)
+case_settings() {
+    t_section "pg: the application's DateStyle, TimeZone, IntervalStyle, float digits and bytea output do not change what the trigger computes"
+    db_new pg dw_settings
+    plans_empty
+    db_sql "CREATE TABLE dw_other (id int PRIMARY KEY, od date); INSERT INTO dw_other VALUES (1, '2024-03-04')" >/dev/null
+    local hostile="SET DateStyle = 'German'; SET TimeZone = 'Asia/Tokyo'; SET IntervalStyle = 'sql_standard';
+                   SET extra_float_digits = 0; SET bytea_output = 'escape';"
+    local i=0 e kind wrong=0 kept bad_keep=0 bad_settled=0
+    for kind in settled unsettled; do
+        local -n list=${kind^^}_EXPRS
+        for e in "${list[@]}"; do
+            i=$((i + 1))
+            db_sql "CREATE TABLE s$i (id int PRIMARY KEY, n text, d date, ts timestamptz, f float8, bt bytea,
+                                     iv interval, tgt text);
+                    INSERT INTO s$i VALUES (1, 'abc', '2024-05-01', '2024-05-01 23:30+00', 1.0 / 3, 'A',
+                                           '1 day 2 hours', NULL)" >/dev/null
+            plan_write "p$i" "[backfill]
+table = \"s$i\"
+where = \"tgt IS NULL\"
+set.tgt = \"${e//\"/\\\"}\"
+[backfill.dual_write]
+sources = [\"n\", \"d\", \"ts\", \"f\", \"bt\", \"iv\"]"
+            zdm_run advance "p$i"
+            if [ "$ZRC" != 0 ]; then
+                t_eq "expand of the plan of $e" 0 "$ZRC"
+                echo "$ZERR" >&2
+                continue
+            fi
+            # an insert and an update of a source, each under the hostile settings
+            db_sql "$hostile INSERT INTO s$i VALUES (2, 'abd', '2024-05-01', '2024-05-01 23:30+00', 1.0 / 3, 'A',
+                                                     '1 day 2 hours', NULL);
+                    UPDATE s$i SET n = 'abe' WHERE id = 1" >/dev/null
+            local n
+            n=$(db_sql "SELECT count(*) FROM s$i WHERE tgt IS DISTINCT FROM ($e)")
+            if [ "$n" != 0 ]; then
+                wrong=$((wrong + 1))
+                t_note "$e: $n of 2 rows converted otherwise than zdm's session: $(db_sql "SELECT tgt || ' / ' || ($e) FROM s$i LIMIT 1")"
+            fi
+            kept=$(db_sql "SELECT 'DateStyle=ISO, MDY' = ANY (proconfig) FROM pg_proc WHERE proname = 'zdm_dw_p${i}_fwd'")
+            [ "$kind" = settled ] && [ "$kept" = t ] && bad_keep=$((bad_keep + 1)) && t_note "$e keeps the value settings"
+            [ "$kind" = unsettled ] && [ "$kept" != t ] && bad_settled=$((bad_settled + 1))
+        done
+    done
+    t_eq "every expression converts the application's writes as zdm's session does (${#SETTLED_EXPRS[@]} + ${#UNSETTLED_EXPRS[@]})" 0 "$wrong"
+    t_eq "the expressions that meet no such value keep search_path alone" 0 "$bad_keep"
+    t_eq "the others keep the five settings" 0 "$bad_settled"
+    t_eq "a money value keeps lc_monetary" 1 \
+        "$(db_sql "CREATE TABLE sm (id int PRIMARY KEY, m money, tgt text)" >/dev/null
+           plan_write pm2 '[backfill]
+table = "sm"
+set.tgt = "m::text"
+[backfill.dual_write]
+sources = ["m"]'
+           zdm_run advance pm2
+           db_sql "SELECT count(*) FROM pg_proc WHERE proname = 'zdm_dw_pm2_fwd'
+                     AND EXISTS (SELECT 1 FROM unnest(proconfig) c WHERE c LIKE 'lc_monetary=%')")"
+}
+
 # The text search configuration and the locale's settings change what
 # to_tsvector and to_char make; under the application's own, its writes
 # converted to other values than the backfill's.  Kept where an
@@ -808,6 +902,7 @@ t_with_pg t_run case_default pg
 t_run case_default sqlite
 t_with_pg t_run case_generated
 t_with_pg t_run case_session
+t_with_pg t_run case_settings
 t_with_pg t_run case_locale
 t_with_pg t_run case_keywords
 t_run case_brackets

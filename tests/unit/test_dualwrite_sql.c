@@ -376,6 +376,34 @@ static void test_exact_sources(void **state)
     zdm_strv_free(&exact);
 }
 
+/* PostgreSQL: the functions keep search_path alone when created; one
+ * block after them asks the server (a temporary view of every set,
+ * reverse and where expression) and keeps the five value settings in
+ * each function unless it finds none needed; a failure keeps them. */
+static void test_settings_probe(void **state)
+{
+    (void)state;
+    tcase t = base_case(&zdm_dialect_pg);
+    t.reverse[0] = (zdm_assign){"a", "lower(b)", 0, 0};
+    t.nreverse = 1;
+    t.where = "a IS NOT NULL";
+    char *create, *drop;
+    build(&t, &create, &drop);
+    const char *probe = strstr(create, "\nDO ");
+    assert_non_null(probe);
+    assert_int_equal(count(create, "\nDO "), 1);
+    assert_true(probe > strstr(create, "FUNCTION zdm.\"zdm_dw_p_rev\"()"));
+    assert_non_null(strstr(probe, "CREATE TEMP VIEW zdm_dw_probe AS SELECT (upper(a)) AS e0, (lower(b)) AS e1, "
+                                  "(a IS NOT NULL) AS e2 FROM \"t\" AS \"t\""));
+    assert_int_equal(count(probe, "EXCEPTION WHEN OTHERS THEN\n    keep := true;"), 1);
+    assert_int_equal(count(probe, "ALTER FUNCTION zdm.\"zdm_dw_p_fwd\"() " ZDM_PG_DW_VALUE_SETTINGS ";"), 1);
+    assert_int_equal(count(probe, "ALTER FUNCTION zdm.\"zdm_dw_p_rev\"() " ZDM_PG_DW_VALUE_SETTINGS ";"), 1);
+    assert_int_equal(count(create, "TimeZone"), 2); /* in the block's two ALTERs only */
+    assert_int_equal(count(probe, "TimeZone"), 2);
+    free(create);
+    free(drop);
+}
+
 /* Removes every occurrence of `quoted` from s (in place). */
 static void strip(char *s, const char *quoted)
 {
@@ -592,7 +620,12 @@ static char *set_sql(const zdm_dialect *d, const zdm_assign *set, size_t nset, c
     zdm_strv_free(&c);
     zdm_strv_free(&k);
     zdm_strv_free(&src);
-    return zdm_buf_take(&b);
+    /* the functions and triggers, without PostgreSQL's settings probe
+     * after them (a PL/pgSQL block of its own) */
+    char *sql = zdm_buf_take(&b), *probe = strstr(sql, "\nDO ");
+    if (probe)
+        probe[1] = '\0';
+    return sql;
 }
 
 /* How a trigger computes `set`, and how SQLite's UPDATE trigger tells a
@@ -685,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_directions),
         cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_exact_sources),
+        cmocka_unit_test(test_settings_probe),
         cmocka_unit_test(test_hostile_identifiers),
         cmocka_unit_test(test_dialects_quote_alike),
         cmocka_unit_test(test_rewrite),
