@@ -201,6 +201,9 @@ static const char *valopts_alt(table *t)
     return t->valopts.data;
 }
 
+/* what zdm stamp PLAN PHASE takes as PHASE */
+#define STAMP_PHASES "pending expanded backfilled cut_over complete rolled_back"
+
 static const char globals[] = "--db --plans --json --log-format -v --verbose -q --quiet -h --help --version";
 
 static void bash_script(FILE *f, table *t)
@@ -251,7 +254,10 @@ static void bash_script(FILE *f, table *t)
             "        completion) COMPREPLY=($(compgen -W 'bash zsh' -- \"$cur\")); return ;;\n"
             "        help) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return ;;\n%s"
             "    esac\n"
-            "    if [[ $cur == -* ]]; then\n"
+            /* stamp PLAN PHASE: after the plan, its phase */
+            "    if [ \"$cmd\" = stamp ] && [ -n \"$sub\" ] && [[ $cur != -* ]]; then\n"
+            "        COMPREPLY=($(compgen -W '" STAMP_PHASES "' -- \"$cur\"))\n"
+            "    elif [[ $cur == -* ]]; then\n"
             "        COMPREPLY=($(compgen -W \"$opts %s\" -- \"$cur\"))\n"
             "    elif [ \"$plan\" = 1 ]; then\n"
             "        COMPREPLY=($(compgen -W \"$(_zdm_plans)\" -- \"$cur\"))\n"
@@ -334,6 +340,8 @@ static void zsh_script(FILE *f, table *t)
             "  case $cmd in\n"
             "    completion) compadd bash zsh; return ;;\n%s"
             "  esac\n"
+            /* stamp PLAN PHASE: after the plan, its phase */
+            "  if [[ $cmd == stamp && $#words2 -ge 2 && $PREFIX != -* ]]; then compadd " STAMP_PHASES "; return; fi\n"
             "  if [[ $PREFIX == -* ]]; then compadd -a opts; compadd -a globals\n"
             "  elif (( plan )); then _zdm_plans\n"
             "  fi\n"

@@ -474,6 +474,9 @@ int zdm_cmd_status(zdm_cli *cli, zdm_err *err)
     return rc;
 }
 
+/* 9999-12-31T23:59:59Z: the latest time zdm writes or reads. */
+#define ZDM_SCHEDULE_MAX_MS INT64_C(253402300799000)
+
 /* zdm history's filters: --event ACTION ("hook" matches every "hook EVENT"
  * row), --outcome, --since/--until (a time, or a duration back from now),
  * --limit N (the newest N, still printed oldest first). */
@@ -576,6 +579,20 @@ int zdm_cmd_history(zdm_cli *cli, zdm_err *err)
     zdm_history_list l = {0};
     if (rc == 0)
         rc = zdm_life_history(db, &f, &l, err);
+    if (rc == 0 && l.n == 0 && cli->npos) {
+        /* a plan named that is in neither the history nor the plans (a
+         * typo) is an error, not "no history rows match" and exit 0 */
+        const char *dirs[] = {cli->plans_dir};
+        zdm_plan_set set = {0};
+        zdm_diags pd = {0};
+        if (zdm_plan_set_load(dirs, 1, &set, &pd) != 0) {
+            /* the valid plans are enough to know the name */
+        }
+        zdm_diags_free(&pd);
+        if (!zdm_cli_find_plan(cli, &set, cli->pos[0], err))
+            rc = err->code;
+        zdm_plan_set_free(&set);
+    }
     if (rc == 0 && cli->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++)
@@ -787,9 +804,18 @@ int zdm_cmd_set(zdm_cli *cli, zdm_err *err)
     if (rc == 0 && cli->reset)
         fprintf(cli->out, "%s: every zdm set override dropped\n", s.plan->id);
     for (int i = 1; rc == 0 && i < cli->npos; i++) {
-        const char *eq = strchr(cli->pos[i], '=');
-        fprintf(cli->out, "%s: %.*s = %s (workers apply it before their next batch)\n", s.plan->id,
-                (int)(eq - cli->pos[i]), cli->pos[i], eq + 1);
+        /* the value as stored ("010" is 10), in status's form */
+        const zdm_live_key *key;
+        long long v;
+        if (zdm_live_parse(cli->pos[i], &key, &v, err) != 0) { /* parsed once already */
+            rc = err->code;
+            break;
+        }
+        json_t *j = zdm_live_json(key, v);
+        char text[64];
+        zdm_live_text(key->name, j, text, sizeof text);
+        json_decref(j);
+        fprintf(cli->out, "%s: %s = %s (workers apply it before their next batch)\n", s.plan->id, key->name, text);
     }
     close_session(&s);
     return rc;
@@ -847,6 +873,13 @@ int zdm_cmd_schedule(zdm_cli *cli, zdm_err *err)
         int64_t ms;
         if (zdm_parse_duration_ms(cli->after, 1000, &ms, err) != 0)
             return ZDM_EXIT_USAGE;
+        /* a time --at, status and history can write: before year 10000
+         * ("--after 99999999d" scheduled year 275817) */
+        if (ms > ZDM_SCHEDULE_MAX_MS - now) {
+            zdm_err_set(err, ZDM_EXIT_USAGE, "--after %s: that is after the year 9999", cli->after);
+            zdm_err_detail(err, "give a shorter duration, or --cancel to leave the contract to not_before");
+            return ZDM_EXIT_USAGE;
+        }
         at = now + ms;
     }
     if (!cli->cancel && at < now && !cli->force) {

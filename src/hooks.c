@@ -312,14 +312,42 @@ static int spawn(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event e
     return 0;
 }
 
+/* A line of the hook's output as zdm may print it: control characters
+ * (a terminal's escape sequences, which rewrote the operator's screen and
+ * the history's text; a NUL, which cut the line short) and C1 controls
+ * (U+0080..U+009F, CSI among them) shown as \xNN, a carriage return
+ * dropped (a line ending in CRLF). */
+static char *printable_line(const zdm_buf *line)
+{
+    zdm_buf out = {0};
+    zdm_buf_puts(&out, "");
+    for (size_t i = 0; i < line->len; i++) {
+        unsigned char ch = (unsigned char)line->data[i];
+        unsigned char next = i + 1 < line->len ? (unsigned char)line->data[i + 1] : 0;
+        if (ch == '\r')
+            continue;
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            zdm_buf_printf(&out, "\\x%02x", ch);
+        } else if (ch == 0xc2 && next >= 0x80 && next <= 0x9f) {
+            zdm_buf_printf(&out, "\\x%02x", next);
+            i++;
+        } else {
+            zdm_buf_putn(&out, (const char *)&line->data[i], 1);
+        }
+    }
+    return zdm_buf_take(&out);
+}
+
 /* The hook's output, line by line, to the log and the tail ring. */
 static void take_output(hook_run *h, const char *buf, ssize_t n)
 {
     for (ssize_t i = 0; i < n; i++) {
         if (buf[i] == '\n') {
             /* the hook's own words, set apart from zdm's */
-            zdm_log(ZDM_LOG_INFO, h->plan_id, h->tag, "  | %s", h->line.data ? h->line.data : "");
-            ring_push(h->ring, h->line.data ? h->line.data : "");
+            char *line = printable_line(&h->line);
+            zdm_log(ZDM_LOG_INFO, h->plan_id, h->tag, "  | %s", line);
+            ring_push(h->ring, line);
+            free(line);
             h->line.len = 0;
             if (h->line.data)
                 h->line.data[0] = '\0';
@@ -439,8 +467,10 @@ static int run_one(const zdm_plan *plan, const zdm_hook_cmd *cmd, zdm_hook_event
             read_output(&h, wait);
     }
     if (h.line.len) {
-        zdm_log(ZDM_LOG_INFO, plan->id, h.tag, "  | %s", h.line.data);
-        ring_push(ring, h.line.data);
+        char *line = printable_line(&h.line);
+        zdm_log(ZDM_LOG_INFO, plan->id, h.tag, "  | %s", line);
+        ring_push(ring, line);
+        free(line);
     }
     zdm_buf_free(&h.line);
     close(h.fd);

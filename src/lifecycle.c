@@ -93,6 +93,19 @@ static void ctx_init(ctx *c, zdm_db *db, const zdm_plan_set *set, const zdm_plan
     }
 }
 
+/* The phase a command refused at the gates was to enter, for its
+ * history row: advance's next phase, rollback's rolled_back; stamp and
+ * schedule stay (the row read "backfilled -> backfilled" for an advance
+ * refused on a changed file). */
+static zdm_phase gate_to(const ctx *c, const char *action)
+{
+    zdm_phase from = c->st.known ? c->st.phase : ZDM_PENDING;
+    if (strcmp(action, "rollback") == 0)
+        return ZDM_ROLLED_BACK;
+    const zdm_phase_def *d = strcmp(action, "advance") == 0 ? zdm_phase_def_from(from) : NULL;
+    return d ? d->to : from;
+}
+
 /* Lock, state, checksum: the gates every changing command passes. */
 static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
 {
@@ -135,7 +148,7 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         else
             zdm_err_detail(err, "wait for that run to finish; if its process is gone for good, "
                                 "run \"zdm unlock %s\"", c->plan->id);
-        return refuse(c, action, c->st.phase, err);
+        return refuse(c, action, gate_to(c, action), err);
     }
     c->locked = 1;
     zdm_db_cancel_arm(c->db); /* a second signal cancels the running statement */
@@ -170,7 +183,7 @@ static int open_ctx(ctx *c, const char *action, int check_sum, zdm_err *err)
         zdm_err_detail(err, "restore the file as it was (git checkout), or, if the database already "
                             "matches the new file, accept it with \"zdm stamp %s %s\"",
                        c->plan->id, zdm_phase_name(c->st.phase));
-        return refuse(c, action, c->st.phase, err);
+        return refuse(c, action, gate_to(c, action), err);
     }
     return 0;
 }

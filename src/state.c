@@ -747,6 +747,16 @@ static const char *host_part(void)
     return at ? at + 1 : zdm_whoami();
 }
 
+/* "user@host pid N since T", then what the lock is held for when the
+ * holder row says (zdm_state_lock_for: "user@host, for the expand of plan
+ * X ..."): the pid next to the user, not after the reason. */
+static void format_holder(char *out, size_t size, const char *who, const char *pid, const char *ts)
+{
+    const char *why = strstr(who, ", ");
+    int user = why ? (int)(why - who) : (int)strlen(who);
+    snprintf(out, size, "%.*s pid %s since %s%s", user, who, pid, ts, why ? why : "");
+}
+
 static int describe_holder(zdm_db *db, const char *plan_id, char *holder, size_t size,
                            char *host, size_t hsize, int *pid, zdm_err *err)
 {
@@ -765,7 +775,9 @@ static int describe_holder(zdm_db *db, const char *plan_id, char *holder, size_t
         zdm_format_time(to_i64(zdm_rows_get(r, 0, 3)), ts, sizeof ts);
         *pid = atoi(zdm_rows_get(r, 0, 2));
         snprintf(host, hsize, "%s", zdm_rows_get(r, 0, 1));
-        snprintf(holder, size, "%s pid %d since %s", zdm_rows_get(r, 0, 0), *pid, ts);
+        char pids[16];
+        snprintf(pids, sizeof pids, "%d", *pid);
+        format_holder(holder, size, zdm_rows_get(r, 0, 0), pids, ts);
     } else {
         snprintf(holder, size, "another zdm session (holder row not yet written)");
     }
@@ -832,8 +844,8 @@ int zdm_state_lock_holder(zdm_db *db, const char *plan_id, char *holder, size_t 
     int rc = zdm_db_query(db, sql, 1, params, &r, err);
     if (rc == 0 && zdm_rows_count(r) == 1) {
         char ts[40];
-        snprintf(holder, size, "%s pid %s since %s", zdm_rows_get(r, 0, 0), zdm_rows_get(r, 0, 1),
-                 zdm_format_time(to_i64(zdm_rows_get(r, 0, 2)), ts, sizeof ts));
+        format_holder(holder, size, zdm_rows_get(r, 0, 0), zdm_rows_get(r, 0, 1),
+                      zdm_format_time(to_i64(zdm_rows_get(r, 0, 2)), ts, sizeof ts));
     }
     zdm_rows_free(r);
     return rc;

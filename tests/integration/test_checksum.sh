@@ -41,8 +41,10 @@ checksum_case() {
     t_eq "$d: status --json flags the checksum" false "$(jq -r '.plans[0].checksum_ok' <<<"$ZOUT")"
     t_has "$d: status --json says what to do" "zdm stamp $plan expanded" "$(jq -r '.plans[0].next' <<<"$ZOUT")"
     zdm_run --json history "$plan"
-    t_eq "$d: history has both refusals" "advance refused|rollback refused" \
-        "$(jq -r '.history[] | select(.outcome == "refused") | "\(.action) \(.outcome)"' <<<"$ZOUT" | paste -sd'|')"
+    t_eq "$d: history has both refusals, each with the move it refused" \
+        "advance expanded->backfilled refused|rollback expanded->rolled_back refused" \
+        "$(jq -r '.history[] | select(.outcome == "refused") | "\(.action) \(.from)->\(.to) \(.outcome)"' <<<"$ZOUT" |
+            paste -sd'|')"
 
     t_section "$d: zdm stamp accepts the edited file"
     zdm_run stamp "$plan" expanded

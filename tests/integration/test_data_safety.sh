@@ -1113,6 +1113,8 @@ set.b = "a * 3"'
     zdm_run advance 0002_y
     t_rc "y, while x expands: refused" 3
     t_has "... saying which run holds it" "for the expand of plan 0001_x (dual-write on the same table)" "$ZERR"
+    t_eq "... its pid next to its user, the reason after" yes \
+        "$(grep -qE '@[^ ]+ pid [0-9]+ since [0-9TZ:-]+, for the expand of plan 0001_x' <<<"$ZERR" && echo yes)"
     zdm_release
     t_eq "x: expanded" 0 "$HELD_RC"
     zdm_run advance 0002_y

@@ -332,6 +332,25 @@ t_has "the detail says exit status 0" "(exit status 0)" "$detail"
 t_eq "lines 11..30 kept, in order" "$(seq -f 'line-%g' 11 30 | tr '\n' ' ')" \
     "$(grep '^line-' <<<"$detail" | tr '\n' ' ')"
 
+
+t_section "a hook's control characters reach neither the terminal nor history raw"
+scen ctl
+# ESC [2J (clear the screen), a NUL in a line, CRLF, and the C1 CSI (U+009B)
+plan_write h_ctl "[[expand.steps]]
+sql = \"CREATE TABLE t_ctl (id integer)\"
+[hooks]
+after_expand = [[\"sh\", \"-c\", \"printf 'a\\\\033[2Jb\\\\nc\\\\000d\\\\r\\\\ne\\\\302\\\\233f'\"]]"
+zdm_run advance h_ctl
+t_rc "advance h_ctl" 0
+detail=$(jq -r '.history[] | select(.action == "hook after_expand") | .detail' <<<"$(history_json h_ctl)")
+t_has "the escape shown as \\x1b" 'a\x1b[2Jb' "$detail"
+t_has "the text after a NUL kept, the NUL shown" 'c\x00d' "$detail"
+t_has "a C1 control shown" 'e\x9bf' "$detail"
+t_lacks "no raw ESC in history" $'\033' "$detail"
+t_lacks "no raw ESC on stderr" $'\033' "$ZERR"
+t_lacks "no carriage return" $'\r' "$detail"
+t_has "stderr's log line shows it too" '| a\x1b[2Jb' "$ZERR"
+
 # ---------------------------------------------------------------------------
 t_section "contract before it is due: exit 3 saying when"
 scen soak

@@ -195,6 +195,11 @@ lifecycle() {
     t_eq "$d: history 0001 has its four transitions" 4 \
         "$(grep -cE "0001_baseline +advance +[a-z_]+ -> [a-z_]+ +ok +$me pid [0-9]+" <<<"$ZOUT")"
     t_lacks "$d: history 0001 shows no other plan" "0002_event_type" "$ZOUT"
+    # A name that is no plan (a typo) is an error, not an empty history.
+    zdm_run history 0001_baselin
+    t_rc "$d: history of a plan that does not exist" 2
+    t_has "$d: ... naming it and the known plans" 'no plan "0001_baselin" in' "$ZERR"
+    t_has "$d: ... listing them" "known plans: 0001_baseline" "$ZERR"
 }
 
 lifecycle sqlite

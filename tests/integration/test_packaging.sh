@@ -39,6 +39,10 @@ t_has "an entry describing several options gives each" "--outcome" "$(complete_w
 t_has "a global option's value is not the command" "0006_event_category" "$(complete_words zdm --plans plans advance '')"
 t_has "nor a command option's" "0006_event_category" "$(complete_words zdm advance --allow heavy-lock '')"
 t_eq "zdm completion <TAB>" "bash zsh " "$(complete_words zdm completion '')"
+t_has "zdm stamp <TAB> offers plan ids" "0006_event_category" "$(complete_words zdm stamp '')"
+t_eq "zdm stamp PLAN <TAB> offers the phases" "backfilled complete cut_over expanded pending rolled_back " \
+    "$(complete_words zdm stamp 0006_event_category '')"
+t_eq "zdm --plans plans stamp PLAN cu<TAB>" "cut_over " "$(complete_words zdm --plans plans stamp 0006_event_category cu)"
 t_lacks "zdm status <TAB> offers no option of another command" "--dry-run" "$(complete_words zdm status --)"
 t_eq "every top-level command completes" "$(awk '{print $1}' <<<"$cmds" | sort -u | tr '\n' ' ')" \
     "$(complete_words zdm '' | tr ' ' '\n' | grep -v '^-' | grep . | sort -u | tr '\n' ' ')"

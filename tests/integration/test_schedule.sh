@@ -99,6 +99,10 @@ zdm_run schedule nosoak --after 90
 t_eq "--after 90: exit 2" 2 "$ZRC"
 t_has "--after 90: asks for a unit" "give a unit" "$ZERR"
 t_eq "--after 90: nothing stored" null "$(sjson nosoak contract_due)"
+zdm_run schedule nosoak --after 99999999d
+t_eq "--after 99999999d (year 275817): exit 2" 2 "$ZRC"
+t_has "--after 99999999d: says why" "after the year 9999" "$ZERR"
+t_eq "--after 99999999d: nothing stored" null "$(sjson nosoak contract_due)"
 export TZ=America/New_York
 zdm_run --json schedule nosoak --at 2099-12-01T03:00
 unset TZ

@@ -89,6 +89,11 @@ set.b = "a"'
     zdm_run set p_set --reset sleep_ms=3
     t_rc "$d: --reset with a new value" 0
     t_eq "$d: only the new value" '{"sleep_ms":3}' "$(overrides)"
+    zdm_run set p_set sleep_ms=010 max_latency_factor=1.50
+    t_rc "$d: values written with leading and trailing zeros" 0
+    t_has "$d: echoed as stored (010 is 10)" "p_set: sleep_ms = 10 (workers apply" "$ZOUT"
+    t_has "$d: a factor as status shows it" "p_set: max_latency_factor = 1.5 (workers apply" "$ZOUT"
+    zdm_run set p_set --reset sleep_ms=3
     zdm_run set p_set
     t_rc "$d: zdm set PLAN alone is a usage error" 2
     # the plan file's bounds hold live too (31 years of sleep_ms was taken)
