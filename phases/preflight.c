@@ -1414,17 +1414,33 @@ static int reads_other(const zdm_plan *p, const zdm_plan *q, zdm_phase qphase, z
     return rc;
 }
 
-void zdm_preflight_neighbours(const zdm_plan *p, const zdm_plan_set *set, zdm_strv *out)
+void zdm_preflight_neighbours(const zdm_plan *p, const zdm_plan_set *set, int dialect, zdm_strv *out)
 {
-    const zdm_backfill *b = p->backfill;
-    if (!b || !b->dual_write)
-        return;
+    /* the tables p's triggers are on, and those its steps drop or rename
+     * columns of (a plan without a backfill whose contract drops a column
+     * another plan's new triggers read: drops_used) */
+    zdm_strv tables = {0};
+    if (p->backfill && p->backfill->dual_write)
+        zdm_strv_push(&tables, p->backfill->table);
+    const zdm_step *phases[2] = {p->expand, p->contract};
+    size_t counts[2] = {p->nexpand, p->ncontract};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < counts[k]; i++) {
+            zdm_strv cols = {0};
+            zdm_sql_dropped_columns(zdm_step_sql(&phases[k][i], dialect), &tables, &cols);
+            zdm_strv_free(&cols);
+        }
     for (size_t i = 0; set && i < set->n; i++) {
         const zdm_plan *q = set->plans[i];
-        if (q != p && strcmp(q->id, p->id) && q->backfill && q->backfill->dual_write && q->backfill->nset &&
-            same_table(b->table, q->backfill->table))
+        if (q == p || !strcmp(q->id, p->id) || !q->backfill || !q->backfill->dual_write || !q->backfill->nset)
+            continue;
+        int shared = 0;
+        for (size_t t = 0; !shared && t < tables.n; t++)
+            shared = same_table(tables.v[t], q->backfill->table);
+        if (shared)
             zdm_strv_push(out, q->id);
     }
+    zdm_strv_free(&tables);
 }
 
 int zdm_preflight_shared(zdm_db *db, const zdm_plan *p, const zdm_plan_set *set, int contract, zdm_err *err)

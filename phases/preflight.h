@@ -31,10 +31,12 @@ int zdm_preflight_shared(zdm_db *db, const zdm_plan *plan, const zdm_plan_set *s
                          zdm_err *err) ZDM_MUST_CHECK;
 
 /* The other plans of `set` with dual-write triggers on plan's backfill
- * table (ids into *out): the plans zdm_preflight_shared compares it with.
- * Their expand may run at the same moment as plan's, each seeing the
- * other not yet in flight; the caller holds their locks through plan's
- * expand so that one waits for the other. */
-void zdm_preflight_neighbours(const zdm_plan *plan, const zdm_plan_set *set, zdm_strv *out);
+ * table, or on a table plan's steps drop or rename columns of (ids into
+ * *out; dialect: a zdm_db_kind, which SQL of a step to read): the plans
+ * zdm_preflight_shared compares it with.  Their expand may run at the
+ * same moment as plan's expand or contract, each seeing the other not yet
+ * in flight; the caller holds their locks through it so that one waits
+ * for the other. */
+void zdm_preflight_neighbours(const zdm_plan *plan, const zdm_plan_set *set, int dialect, zdm_strv *out);
 
 #endif

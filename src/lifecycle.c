@@ -372,7 +372,7 @@ static int lock_requires(ctx *c, zdm_err *err)
 static int lock_neighbours(ctx *c, zdm_err *err)
 {
     zdm_strv nb = {0};
-    zdm_preflight_neighbours(c->plan, c->set, &nb);
+    zdm_preflight_neighbours(c->plan, c->set, zdm_db_dialect(c->db)->kind, &nb);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < nb.n; i++) {
         int held = 0;
@@ -386,15 +386,19 @@ static int lock_neighbours(ctx *c, zdm_err *err)
             continue; /* in flight: the check sees it; complete: its triggers are gone */
         char holder[512], why[300];
         int got = 0;
-        snprintf(why, sizeof why, "for the %s of plan %s (dual-write on the same table)",
-                 c->st.known && c->st.phase == ZDM_CUT_OVER ? "contract" : "expand", c->plan->id);
+        snprintf(why, sizeof why, "for the %s of plan %s (%s)",
+                 c->st.known && c->st.phase == ZDM_CUT_OVER ? "contract" : "expand", c->plan->id,
+                 c->plan->backfill && c->plan->backfill->dual_write ? "dual-write on the same table"
+                                                                    : "it drops columns of the table");
         rc = zdm_state_lock_for(c->db, nb.v[i], why, &got, holder, sizeof holder, err);
         if (rc != 0)
             break;
         if (!got) {
+            const zdm_plan *q = zdm_plan_set_find(c->set, nb.v[i]);
             zdm_err_set(err, ZDM_EXIT_REFUSED,
-                        "plan %s has dual-write triggers on %s too, and plan %s is locked by %s (it may be "
-                        "expanding right now)", c->plan->id, c->plan->backfill->table, nb.v[i], holder);
+                        "plan %s changes table %s, where plan %s has dual-write triggers, and plan %s is locked "
+                        "by %s (it may be expanding right now)", c->plan->id,
+                        q ? q->backfill->table : "(its table)", nb.v[i], nb.v[i], holder);
             zdm_err_reason(err, "neighbour_locked");
             zdm_err_detail(err, "wait for that run to finish, then run the command again (the two plans are "
                                 "checked against each other then); nothing was changed");

@@ -1167,6 +1167,44 @@ set.c = "a + 1"'
     t_eq "the application's writes work" 0 "$(db_sql "UPDATE t SET b = 5 WHERE id = 1" 2>&1 | grep -c ERROR)"
 }
 
+# The same race with a contract of a plan that has no backfill of its own:
+# it dropped a column of another plan's table (the plan's own table was
+# all the locks looked at).
+case_contract_race_nobf() {
+    t_section "pg: a contract without a backfill drops a column while another plan expands on its table: one waits"
+    zdm_has_mutants || { t_note "zdm was built without mutants (no barriers): skipped"; return 0; }
+    case_db pg crace2
+    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
+    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
+    plan_write 0001_p '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN z integer"
+down = "ALTER TABLE t DROP COLUMN z"
+[[contract.steps]]
+sql  = "ALTER TABLE t DROP COLUMN a"
+down = "ALTER TABLE t ADD COLUMN a integer"
+[contract]
+not_before = "cutover"'
+    plan_write 0002_q '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN c integer"
+down = "ALTER TABLE t DROP COLUMN c"
+[backfill]
+table = "t"
+set.c = "a + 1"'
+    zdm_run advance 0001_p
+    zdm_run advance 0001_p
+    zdm_run cutover 0001_p
+    t_rc "p: cut over" 0 || echo "$ZERR" >&2
+    zdm_held contract_checked "$T_DIR/p" advance 0001_p
+    zdm_run advance 0002_q
+    t_rc "q, while p contracts: refused" 3
+    t_has "... and why" "for the contract of plan 0001_p (it drops columns of the table)" "$ZERR"
+    zdm_release
+    t_eq "p: complete" "0 complete" "$HELD_RC $(db_phase 0001_p)"
+    t_eq "the application's writes work" 0 "$(db_sql "UPDATE t SET id = 3 WHERE id = 1" 2>&1 | grep -c ERROR)"
+}
+
 # A set that reads its own target (n = n + 1) changes a row again each
 # time it converts it.  The walk converts each row once; the final check
 # then found every converted row still matching where and "differing"
@@ -1245,6 +1283,7 @@ where = "amount < 100"' "add_index unique (note) on acct: 6 values occur in more
     run_case case_sweep_chunks "$d"
     if [ "$d" = pg ]; then
         run_case case_contract_race
+        run_case case_contract_race_nobf
         run_case case_two_plans
         run_case case_typed
         run_case case_preflight_lock
