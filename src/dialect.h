@@ -67,7 +67,7 @@ typedef struct zdm_key_refusal {
 #define ZDM_PG_DW_SETTINGS "SET search_path FROM CURRENT"
 #define ZDM_PG_DW_VALUE_SETTINGS                                                                               \
     "SET TimeZone FROM CURRENT SET DateStyle FROM CURRENT SET IntervalStyle FROM CURRENT SET "                \
-    "extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT"
+    "extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT SET array_nulls FROM CURRENT"
 
 /* A table as the dual-write preflight sees it (zdm_dialect.table_facts). */
 typedef struct zdm_column_fact {

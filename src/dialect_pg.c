@@ -8,10 +8,12 @@
  */
 #include "dialect.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dwsql.h"
 #include "mutant.h"
@@ -166,6 +168,45 @@ static char *bare_alias(const zdm_dialect *d, const char *table)
     return d->quote_ident(dot ? dot + 1 : table);
 }
 
+/* Whether SQL text reads otherwise under standard_conforming_strings =
+ * off: a backslash in a string, or a U&'...' string (every write failed,
+ * "unsafe use of string constant with Unicode escapes").  A lexical look:
+ * a false match keeps a setting that was not needed, never the other way
+ * round. */
+static int text_needs_scs(const char *sql)
+{
+    if (!sql)
+        return 0;
+    for (const char *p = sql; *p; p++)
+        if (*p == '\\' || ((*p == 'u' || *p == 'U') && p[1] == '&' && p[2] == '\''))
+            return 1;
+    return 0;
+}
+
+/* Whether SQL text compares with NULL by "=" ("x = NULL", "NULL = x"),
+ * which transform_null_equals = on reads as IS NULL: the application's
+ * session converted such a row otherwise than the backfill.  Lexical, as
+ * above. */
+static int null_equals(const char *sql)
+{
+    if (!sql)
+        return 0;
+    for (const char *p = sql; *p; p++) {
+        if (strncasecmp(p, "null", 4) != 0 || (p > sql && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) ||
+            isalnum((unsigned char)p[4]) || p[4] == '_')
+            continue;
+        const char *l = p;
+        while (l > sql && isspace((unsigned char)l[-1]))
+            l--;
+        const char *r = p + 4;
+        while (isspace((unsigned char)*r))
+            r++;
+        if ((l > sql && l[-1] == '=') || (*r == '=' && r[1] != '>'))
+            return 1;
+    }
+    return 0;
+}
+
 /* One trigger function: assigns `a` to NEW and returns it.  With a
  * `where`, a row that does not match it is returned untouched: the
  * predicate is evaluated on NEW, seen as a one-row table under the
@@ -246,9 +287,11 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
      * Backslashes in a string read otherwise under
      * standard_conforming_strings = off (the body did not compile): kept
      * too where one appears. */
-    int backslash = b->where && strchr(b->where, '\\');
-    for (size_t i = 0; i < n; i++)
-        backslash |= strchr(a[i].expr, '\\') != NULL;
+    int backslash = text_needs_scs(b->where), null_eq = null_equals(b->where);
+    for (size_t i = 0; i < n; i++) {
+        backslash |= text_needs_scs(a[i].expr);
+        null_eq |= null_equals(a[i].expr);
+    }
     /* The locale's and text search's settings change only what a few
      * functions (and money's text) make, and each kept setting costs
      * every call: kept where the expressions name one of those. */
@@ -263,8 +306,9 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
         ts |= zdm_dwsql_has_word(a[i].expr, ts_words);
     }
     zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql\n"
-                      "  " ZDM_PG_DW_SETTINGS "%s%s%s\n  AS %s;\n",
+                      "  " ZDM_PG_DW_SETTINGS "%s%s%s%s\n  AS %s;\n",
                    fn, backslash ? " SET standard_conforming_strings FROM CURRENT" : "",
+                   null_eq ? " SET transform_null_equals FROM CURRENT" : "",
                    locale ? " SET lc_monetary FROM CURRENT SET lc_numeric FROM CURRENT SET lc_time FROM CURRENT" : "",
                    ts ? " SET default_text_search_config FROM CURRENT" : "", quoted);
     free(quoted);
@@ -279,23 +323,31 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
     "'bool'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, "                \
     "'uuid'::regtype, 'oid'::regtype, 'json'::regtype, 'jsonb'::regtype"
 
-/* The five settings after search_path (ZDM_PG_DW_VALUE_SETTINGS) cost
- * each call of a function that keeps them about 8,000 instructions (on a
+/* The settings after search_path (ZDM_PG_DW_VALUE_SETTINGS) cost each
+ * call of a function that keeps them about 8,000 instructions (on a
  * pgbench write, a quarter of what the triggers add), and matter only to
  * an expression that meets a date, time, interval, float or bytea value,
- * or calls a function that is not immutable (PostgreSQL marks those that
- * read TimeZone or DateStyle stable).  What the expressions meet is the
- * server's to say, not a reading of their text: a temporary view of them
- * stores their parse tree (pg_rewrite), whose every type field (a
- * column's, a constant's, a cast's, a function's result, the same in a
+ * reads an array from text (array_nulls), or calls a function that is not
+ * immutable (PostgreSQL marks those that read TimeZone or DateStyle
+ * stable).  What the expressions meet is the server's to say, not a
+ * reading of their text: a temporary view of them and of the targets
+ * (PL/pgSQL converts a value to its target's type in the application's
+ * session) stores their parse tree (pg_rewrite), whose every type field
+ * (a column's, a constant's, a cast's, a function's result, the same in a
  * subquery over another table) and every function called (directly, by
  * an operator, by an aggregate) is read, with each function's argument
- * and result types.  Not pg_depend: it records no built-in object.  A
- * whole-row reference or XML keeps them all, as does any failure of the
- * view (no TEMP privilege): the functions are created with search_path
- * alone, and altered here to keep the rest unless the tree shows nothing
- * that needs them.  A money value keeps lc_monetary.  Text the tree
- * holds (a column's name) can only add to what is read: more is kept. */
+ * and result types; domains are followed to their base at any depth,
+ * arrays to their element.  Not pg_depend: it records no built-in object.
+ * Kept all the same: a function of the database's own (its body is not
+ * read, and an IMMUTABLE label is not checked by PostgreSQL), a view or
+ * foreign table read (its query is not in the tree), a whole-row
+ * reference, XML, and any failure of the view (no TEMP privilege): the
+ * functions are created with search_path alone, and altered here to keep
+ * the rest unless the tree shows nothing that needs them.  A money value
+ * keeps lc_monetary.  Text the tree holds (a column's name) can only add
+ * to what is read: more is kept.  (A hostile helper found each of the
+ * "kept all the same" cases, and the targets, wrong under the
+ * application's settings before they were kept.) */
 static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, const char *fwd,
                               const char *rev)
 {
@@ -309,8 +361,23 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
         zdm_buf_printf(&view, "%s(%s) AS e%zu", k ? ", " : "", b->set[i].expr, k);
     for (size_t i = 0; i < b->nreverse; i++, k++)
         zdm_buf_printf(&view, "%s(%s) AS e%zu", k ? ", " : "", b->reverse[i].expr, k);
-    if (b->where)
+    if (b->where) {
         zdm_buf_printf(&view, "%s(%s) AS e%zu", k ? ", " : "", b->where, k);
+        k++;
+    }
+    /* the targets too: PL/pgSQL converts a value to its target's type in
+     * the application's session ('2024-01-01 00:00' into a timestamptz
+     * target became another instant under its TimeZone) */
+    for (size_t i = 0; i < b->nset; i++, k++) {
+        char *q = d->quote_ident(b->set[i].column);
+        zdm_buf_printf(&view, ", %s.%s AS e%zu", alias, q, k);
+        free(q);
+    }
+    for (size_t i = 0; i < b->nreverse; i++, k++) {
+        char *q = d->quote_ident(b->reverse[i].column);
+        zdm_buf_printf(&view, ", %s.%s AS e%zu", alias, q, k);
+        free(q);
+    }
     zdm_buf_printf(&view, " FROM %s AS %s", tbl, alias);
     char *vq = zdm_sql_dollar_quote(view.data);
     int settled = zdm_mutant("dw_settings_settled");
@@ -321,7 +388,8 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
                    "    SELECT r.ev_action::text INTO STRICT tree FROM pg_rewrite r\n"
                    "      WHERE r.ev_class = 'pg_temp.zdm_dw_probe'::regclass;\n"
                    /* every ":field OID" and ":field (o OID ...)" of the tree */
-                   "    WITH ids AS (SELECT m[1] AS k, m[2]::oid AS id FROM regexp_matches(tree, ':([A-Za-z_]+) ([0-9]+)', 'g') m\n"
+                   "    WITH RECURSIVE ids AS (SELECT m[1] AS k, m[2]::oid AS id\n"
+                   "      FROM regexp_matches(tree, ':([A-Za-z_]+) ([0-9]+)', 'g') m\n"
                    "      UNION SELECT m[1], unnest(string_to_array(m[2], ' '))::oid\n"
                    "      FROM regexp_matches(tree, ':([A-Za-z_]+) \\(o ([0-9 ]+)\\)', 'g') m),\n"
                    /* the functions called: directly, by an operator, by an aggregate */
@@ -333,19 +401,32 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
                    "      FROM ids JOIN pg_aggregate a ON a.aggfnoid = ids.id WHERE ids.k = 'aggfnoid'),\n"
                    /* every type field of the tree (vartype, consttype, resulttype...), and the
                     * functions' argument and result types */
-                   "    types AS (SELECT id AS t FROM ids WHERE k ~* 'typ' AND k !~* 'typmod'\n"
-                   "      UNION SELECT p.prorettype FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
-                   "      UNION SELECT unnest(p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}'))\n"
+                   "    types AS (SELECT k, id AS t FROM ids WHERE k ~* 'typ' AND k !~* 'typmod'\n"
+                   "      UNION SELECT 'fn', p.prorettype FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
+                   "      UNION SELECT 'fn', unnest(p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}'))\n"
                    "      FROM fns JOIN pg_proc p ON p.oid = fns.f),\n"
-                   /* a domain's base type; an array's element (and its base) */
-                   "    bases AS (SELECT coalesce(nullif(eb.typbasetype, 0), eb.oid) AS t FROM types\n"
-                   "      JOIN pg_type ty ON ty.oid = types.t\n"
-                   "      JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid)\n"
-                   "      JOIN pg_type eb ON eb.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END)\n"
-                   "    SELECT %s (EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f WHERE p.provolatile <> 'i')\n"
-                   "        OR EXISTS (SELECT 1 FROM bases WHERE bases.t NOT IN (" PG_SETTLED_TYPES "))\n"
+                   /* domains to their base, at any depth; arrays to their element */
+                   "    res(k, t) AS (SELECT k, t FROM types\n"
+                   "      UNION SELECT r.k, CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE ty.typelem END\n"
+                   "      FROM res r JOIN pg_type ty ON ty.oid = r.t\n"
+                   "      WHERE ty.typbasetype <> 0 OR (ty.typcategory = 'A' AND ty.typelem <> 0)),\n"
+                   "    leaf AS (SELECT res.k, res.t, ty.typcategory = 'A' AND ty.typelem <> 0 AS arr\n"
+                   "      FROM res JOIN pg_type ty ON ty.oid = res.t WHERE ty.typbasetype = 0)\n"
+                   "    SELECT %s (\n"
+                   /* a function that is not immutable, or one of the database's own (its body
+                    * is not read: an IMMUTABLE one may still read DateStyle) */
+                   "        EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
+                   "                WHERE p.provolatile <> 'i' OR p.oid >= 16384)\n"
+                   "        OR EXISTS (SELECT 1 FROM leaf WHERE NOT leaf.arr AND leaf.t NOT IN (" PG_SETTLED_TYPES "))\n"
+                   /* an array read from text (a constant, a cast): array_nulls */
+                   "        OR EXISTS (SELECT 1 FROM leaf WHERE leaf.arr AND leaf.k IN ('consttype', 'resulttype'))\n"
+                   /* a view's query is not in the tree (nor a foreign table's); the probe's
+                    * own range table names the probe (PostgreSQL 15's OLD and NEW) */
+                   "        OR EXISTS (SELECT 1 FROM ids JOIN pg_class c ON c.oid = ids.id\n"
+                   "                   WHERE ids.k = 'relid' AND c.relkind IN ('v', 'f')\n"
+                   "                   AND c.oid <> 'pg_temp.zdm_dw_probe'::regclass)\n"
                    "        OR tree ~ '\\{XML|:varattno 0 '),\n"
-                   "        EXISTS (SELECT 1 FROM bases WHERE bases.t = 'money'::regtype)\n"
+                   "        EXISTS (SELECT 1 FROM leaf WHERE leaf.t = 'money'::regtype)\n"
                    "      INTO keep, money;\n"
                    "    DROP VIEW pg_temp.zdm_dw_probe;\n"
                    "  EXCEPTION WHEN OTHERS THEN\n    keep := true;\n    money := true;\n  END;\n",
@@ -386,12 +467,15 @@ static void pg_compare(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, c
         char *q = d->quote_ident(col);
         int text = b->text_cmp && zdm_dwsql_in_list(b->text_cmp, col, strlen(col), 0);
         int exact = b->exact_cmp && zdm_dwsql_in_list(b->exact_cmp, col, strlen(col), 0);
+        /* as text, byte for byte: a column's nondeterministic collation
+         * (case-insensitive) follows it into ::text, and a change of case
+         * of a source was no change */
         if (as_text && !text && !exact)
-            zdm_buf_printf(c, "%s(NEW.%s %s OLD.%s OR NEW.%s::text %s OLD.%s::text)", i ? joiner : "", q, op, q, q,
-                           op, q);
+            zdm_buf_printf(c, "%s(NEW.%s %s OLD.%s OR NEW.%s::text COLLATE \"C\" %s OLD.%s::text COLLATE \"C\")",
+                           i ? joiner : "", q, op, q, q, op, q);
         else
-            zdm_buf_printf(c, "%sNEW.%s%s %s OLD.%s%s", i ? joiner : "", q, text ? "::text" : "", op, q,
-                           text ? "::text" : "");
+            zdm_buf_printf(c, "%sNEW.%s%s %s OLD.%s%s", i ? joiner : "", q, text ? "::text COLLATE \"C\"" : "", op,
+                           q, text ? "::text COLLATE \"C\"" : "");
         free(q);
     }
 }
@@ -432,10 +516,12 @@ static void pg_triggers(const zdm_dialect *d, const zdm_dw_spec *b, zdm_buf *c, 
      * read that schema's tables and functions.  For the length of this
      * transaction the path is the schemas it resolves to in zdm's session,
      * by name, then pg_temp (left out, the caller's temporary tables come
-     * first: a temporary "customers" was read instead of the table), and
+     * first: a temporary "customers" was read instead of the table; zdm's
+     * own temporary schema, named when its search_path did, left out
+     * too: another session's would be read), and
      * SET search_path FROM CURRENT keeps those. */
     zdm_buf_puts(c, "SELECT set_config('search_path', concat_ws(', ', (SELECT string_agg(quote_ident(s), ', ') "
-                    "FROM unnest(current_schemas(false)) AS s), 'pg_temp'), true);\n");
+                    "FROM unnest(current_schemas(false)) AS s WHERE s !~ '^pg_(toast_)?temp_'), 'pg_temp'), true);\n");
     pg_function(c, d, fwd, b->set, b->nset, cols, b);
     if (b->nreverse)
         pg_function(c, d, rev, b->reverse, b->nreverse, cols, b);
@@ -715,6 +801,12 @@ static char *pg_column_type(zdm_db *db, const char *table, const char *column)
     return type;
 }
 
+/* A boolean column's value; NULL (a subquery that found no row) is false. */
+static int is_true(const char *v)
+{
+    return v && strcmp(v, "t") == 0;
+}
+
 /* One catalog read for all of the preflight's questions (zdm_table_facts). */
 static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, zdm_err *err)
 {
@@ -747,15 +839,16 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
                           "(SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1))) AND "
                           "NOT t.tgisinternal AND t.tgname NOT LIKE 'zdm\\_dw\\_%' AND "
                           "t.tgtype & 3 = 3 AND t.tgname COLLATE \"C\" > 'zdm_dw'), "
-                          /* types whose "=" is missing or fails when it runs: json, xml (or a
-                           * domain over them), composites (their "=" needs every field's),
-                           * geometric types (point has none), and arrays of any of these:
+                          /* types whose "=" is missing or fails when it runs: json, xml,
+                           * composites (their "=" needs every field's), geometric types (point
+                           * has none), followed through domains (at any depth: a domain over a
+                           * domain over date[] gave no row, and zdm crashed) and arrays:
                            * compared as text */
-                          "(SELECT bt.typtype = 'c' OR bt.typcategory = 'G' OR et.typtype = 'c' OR et.typcategory = 'G' "
-                          "OR coalesce(nullif(et.typbasetype, 0), et.oid) IN ('json'::regtype, 'xml'::regtype) "
-                          "FROM pg_type ty JOIN pg_type bt ON bt.oid = coalesce(nullif(ty.typbasetype, 0), ty.oid) "
-                          "JOIN pg_type et ON et.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END "
-                          "WHERE ty.oid = a.atttypid), "
+                          "EXISTS (WITH RECURSIVE c(t) AS (SELECT a.atttypid UNION SELECT CASE WHEN p.typbasetype "
+                          "<> 0 THEN p.typbasetype ELSE p.typelem END FROM c JOIN pg_type p ON p.oid = c.t WHERE "
+                          "p.typbasetype <> 0 OR (p.typcategory = 'A' AND p.typelem <> 0)) "
+                          "SELECT 1 FROM c JOIN pg_type p ON p.oid = c.t WHERE p.typtype = 'c' OR p.typcategory = 'G' "
+                          "OR p.oid IN ('json'::regtype, 'xml'::regtype)), "
                           /* types whose "=" holds only between values of the same text (under a
                            * deterministic collation): a change of a source's text is a change to
                            * "=", and the WHEN compares it once, not once more as text */
@@ -771,18 +864,18 @@ static int pg_table_facts(zdm_db *db, const char *table, zdm_table_facts *out, z
     if (rc == 0 && zdm_rows_count(r) > 0) {
         out->ncols = (size_t)zdm_rows_count(r);
         out->cols = zdm_xcalloc(out->ncols, sizeof *out->cols);
-        out->inherited = strcmp(zdm_rows_get(r, 0, 4), "t") == 0;
-        out->before_update = strcmp(zdm_rows_get(r, 0, 5), "t") == 0;
+        out->inherited = is_true(zdm_rows_get(r, 0, 4));
+        out->before_update = is_true(zdm_rows_get(r, 0, 5));
         out->after_ours = zdm_rows_get(r, 0, 6) ? zdm_xstrdup(zdm_rows_get(r, 0, 6)) : NULL;
         for (int i = 0; i < zdm_rows_count(r); i++) {
             const char *def = zdm_rows_get(r, i, 1);
             /* unique_inherits stays 0: a unique violation fails the write */
             out->cols[i] = (zdm_column_fact){.name = zdm_xstrdup(zdm_rows_get(r, i, 0)),
                                              .def = def ? zdm_xstrdup(def) : NULL,
-                                             .unreadable_generated = strcmp(zdm_rows_get(r, i, 2), "t") == 0,
-                                             .partition_key = strcmp(zdm_rows_get(r, i, 3), "t") == 0,
-                                             .no_equality = strcmp(zdm_rows_get(r, i, 7), "t") == 0,
-                                             .exact_equality = strcmp(zdm_rows_get(r, i, 8), "t") == 0};
+                                             .unreadable_generated = is_true(zdm_rows_get(r, i, 2)),
+                                             .partition_key = is_true(zdm_rows_get(r, i, 3)),
+                                             .no_equality = is_true(zdm_rows_get(r, i, 7)),
+                                             .exact_equality = is_true(zdm_rows_get(r, i, 8))};
         }
     }
     zdm_rows_free(r);

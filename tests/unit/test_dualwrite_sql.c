@@ -365,11 +365,13 @@ static void test_exact_sources(void **state)
         zdm_dialect_pg.dw_triggers(&zdm_dialect_pg, &s, &c, &d);
         create = zdm_buf_take(&c);
         drop = zdm_buf_take(&d);
-        assert_int_equal(count(create, "NEW.\"a\"::text IS DISTINCT FROM OLD.\"a\"::text"), !with);
+        assert_int_equal(count(create, "NEW.\"a\"::text COLLATE \"C\" IS DISTINCT FROM OLD.\"a\"::text COLLATE \"C\""),
+                         !with);
         assert_int_equal(count(create, "NEW.\"a\" IS DISTINCT FROM OLD.\"a\""), 1);
-        /* c is not exact: compared both ways */
-        assert_int_equal(count(create, "(NEW.\"c\" IS DISTINCT FROM OLD.\"c\" OR NEW.\"c\"::text IS DISTINCT FROM "
-                                       "OLD.\"c\"::text)"), 1);
+        /* c is not exact: compared both ways, as text byte for byte (a
+         * nondeterministic collation made a change of case no change) */
+        assert_int_equal(count(create, "(NEW.\"c\" IS DISTINCT FROM OLD.\"c\" OR NEW.\"c\"::text COLLATE \"C\" IS "
+                                       "DISTINCT FROM OLD.\"c\"::text COLLATE \"C\")"), 1);
         free(create);
         free(drop);
     }
@@ -393,15 +395,48 @@ static void test_settings_probe(void **state)
     assert_non_null(probe);
     assert_int_equal(count(create, "\nDO "), 1);
     assert_true(probe > strstr(create, "FUNCTION zdm.\"zdm_dw_p_rev\"()"));
+    /* the expressions, then the targets (a value takes its target's type
+     * in the application's session) */
     assert_non_null(strstr(probe, "CREATE TEMP VIEW zdm_dw_probe AS SELECT (upper(a)) AS e0, (lower(b)) AS e1, "
-                                  "(a IS NOT NULL) AS e2 FROM \"t\" AS \"t\""));
+                                  "(a IS NOT NULL) AS e2, \"t\".\"b\" AS e3, \"t\".\"a\" AS e4 FROM \"t\" AS \"t\""));
     assert_int_equal(count(probe, "EXCEPTION WHEN OTHERS THEN\n    keep := true;"), 1);
     assert_int_equal(count(probe, "ALTER FUNCTION zdm.\"zdm_dw_p_fwd\"() " ZDM_PG_DW_VALUE_SETTINGS ";"), 1);
     assert_int_equal(count(probe, "ALTER FUNCTION zdm.\"zdm_dw_p_rev\"() " ZDM_PG_DW_VALUE_SETTINGS ";"), 1);
     assert_int_equal(count(create, "TimeZone"), 2); /* in the block's two ALTERs only */
     assert_int_equal(count(probe, "TimeZone"), 2);
+    assert_int_equal(count(create, "transform_null_equals"), 0);
+    assert_int_equal(count(create, "standard_conforming_strings"), 0);
     free(create);
     free(drop);
+
+    /* read at parse time, so kept by the functions themselves: "= NULL"
+     * (transform_null_equals), a backslash or U&'' (standard_conforming_strings) */
+    static const struct {
+        const char *expr, *setting;
+        int kept;
+    } lex[] = {
+        {"CASE WHEN a = NULL THEN 'x' END", "transform_null_equals", 1},
+        {"CASE WHEN NULL=a THEN 'x' END", "transform_null_equals", 1},
+        {"CASE WHEN a IS NULL THEN 'x' END", "transform_null_equals", 0},
+        {"coalesce(a, nullif(a, 'x'))", "transform_null_equals", 0},
+        {"CASE WHEN a <= NULL THEN 'x' END", "transform_null_equals", 1}, /* a false match: kept, harmless */
+        {"a || U&'\\0041'", "standard_conforming_strings", 1},
+        {"a || u&'!0041' UESCAPE '!'", "standard_conforming_strings", 1},
+        {"a || 'x\\y'", "standard_conforming_strings", 1},
+        {"a || 'U&x'", "standard_conforming_strings", 0},
+    };
+    for (size_t i = 0; i < sizeof lex / sizeof lex[0]; i++) {
+        tcase u = base_case(&zdm_dialect_pg);
+        char *expr = zdm_xstrdup(lex[i].expr);
+        u.set[0] = (zdm_assign){"b", expr, 0, 0};
+        build(&u, &create, &drop);
+        char *want = zdm_xasprintf(" SET %s FROM CURRENT", lex[i].setting);
+        assert_int_equal(count(create, want), lex[i].kept);
+        free(want);
+        free(expr);
+        free(create);
+        free(drop);
+    }
 }
 
 /* Removes every occurrence of `quoted` from s (in place). */
