@@ -1129,62 +1129,21 @@ set.b = "a * 3"'
 # (the expanding one still pending), the column went, and every write of
 # the table then failed in the new trigger.  In a test build the contract
 # stops after its checks (ZDM_BARRIER=contract_checked).
-case_contract_race() {
-    t_section "pg: a contract and an expand on one table at the same moment: one waits for the other"
+# contract_race DB EXPAND_OF_P WHY: plan 0001_p (EXPAND_OF_P: its expand
+# steps and backfill) contracts, dropping t.a, while 0002_q, whose
+# triggers read a, expands; q is refused saying WHY, p completes, and the
+# application's writes work.
+contract_race() {
     zdm_has_mutants || { t_note "zdm was built without mutants (no barriers): skipped"; return 0; }
-    case_db pg crace
+    case_db pg "$1"
     db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
     db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
-    plan_write 0001_p '
-[[expand.steps]]
-sql  = "ALTER TABLE t ADD COLUMN b integer"
-down = "ALTER TABLE t DROP COLUMN b"
-[backfill]
-table = "t"
-set.b = "a * 2"
+    plan_write 0001_p "$2
 [[contract.steps]]
-sql  = "ALTER TABLE t DROP COLUMN a"
-down = "ALTER TABLE t ADD COLUMN a integer"
+sql  = \"ALTER TABLE t DROP COLUMN a\"
+down = \"ALTER TABLE t ADD COLUMN a integer\"
 [contract]
-not_before = "cutover"'
-    plan_write 0002_q '
-[[expand.steps]]
-sql  = "ALTER TABLE t ADD COLUMN c integer"
-down = "ALTER TABLE t DROP COLUMN c"
-[backfill]
-table = "t"
-set.c = "a + 1"'
-    zdm_run advance 0001_p
-    zdm_run advance 0001_p
-    zdm_run cutover 0001_p
-    t_rc "p: cut over" 0
-    zdm_held contract_checked "$T_DIR/p" advance 0001_p
-    zdm_run advance 0002_q
-    t_rc "q, while p contracts: refused" 3
-    t_has "... saying which run holds it" "for the contract of plan 0001_p" "$ZERR"
-    zdm_release
-    t_eq "p: complete" "0 complete" "$HELD_RC $(db_phase 0001_p)"
-    t_eq "the application's writes work" 0 "$(db_sql "UPDATE t SET b = 5 WHERE id = 1" 2>&1 | grep -c ERROR)"
-}
-
-# The same race with a contract of a plan that has no backfill of its own:
-# it dropped a column of another plan's table (the plan's own table was
-# all the locks looked at).
-case_contract_race_nobf() {
-    t_section "pg: a contract without a backfill drops a column while another plan expands on its table: one waits"
-    zdm_has_mutants || { t_note "zdm was built without mutants (no barriers): skipped"; return 0; }
-    case_db pg crace2
-    db_sql "CREATE TABLE t (id integer PRIMARY KEY, a integer)" >/dev/null
-    db_sql "INSERT INTO t (id, a) VALUES (1, 1), (2, 2)" >/dev/null
-    plan_write 0001_p '
-[[expand.steps]]
-sql  = "ALTER TABLE t ADD COLUMN z integer"
-down = "ALTER TABLE t DROP COLUMN z"
-[[contract.steps]]
-sql  = "ALTER TABLE t DROP COLUMN a"
-down = "ALTER TABLE t ADD COLUMN a integer"
-[contract]
-not_before = "cutover"'
+not_before = \"cutover\""
     plan_write 0002_q '
 [[expand.steps]]
 sql  = "ALTER TABLE t ADD COLUMN c integer"
@@ -1199,10 +1158,32 @@ set.c = "a + 1"'
     zdm_held contract_checked "$T_DIR/p" advance 0001_p
     zdm_run advance 0002_q
     t_rc "q, while p contracts: refused" 3
-    t_has "... and why" "for the contract of plan 0001_p (it drops columns of the table)" "$ZERR"
+    t_has "... saying which run holds it, and why" "$3" "$ZERR"
     zdm_release
     t_eq "p: complete" "0 complete" "$HELD_RC $(db_phase 0001_p)"
     t_eq "the application's writes work" 0 "$(db_sql "UPDATE t SET id = 3 WHERE id = 1" 2>&1 | grep -c ERROR)"
+}
+
+case_contract_race() {
+    t_section "pg: a contract and an expand on one table at the same moment: one waits for the other"
+    contract_race crace '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN b integer"
+down = "ALTER TABLE t DROP COLUMN b"
+[backfill]
+table = "t"
+set.b = "a * 2"' "for the contract of plan 0001_p (dual-write on the same table)"
+}
+
+# The same race with a contract of a plan that has no backfill of its own:
+# it dropped a column of another plan's table (the plan's own table was
+# all the locks looked at).
+case_contract_race_nobf() {
+    t_section "pg: a contract without a backfill drops a column while another plan expands on its table: one waits"
+    contract_race crace2 '
+[[expand.steps]]
+sql  = "ALTER TABLE t ADD COLUMN z integer"
+down = "ALTER TABLE t DROP COLUMN z"' "for the contract of plan 0001_p (it drops columns of the table)"
 }
 
 # A set that reads its own target (n = n + 1) changes a row again each
