@@ -298,9 +298,38 @@ static void session_sql(worker *w, const char *sql)
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "worker session settings: %s", e.msg);
 }
 
+/* The worker's own connection takes the settings its plan's dual-write
+ * function keeps (dialect.h, dw_session_settings): a worker started with
+ * PGTZ=Asia/Tokyo PGDATESTYLE=German converted src::timestamptz::text to
+ * "01.01.2024 21:00:00 JST" while the triggers wrote
+ * "2024-01-01 12:00:00+00", and overwrote what they had written. */
+static void session_dw_settings(worker *w)
+{
+    const zdm_backfill *b = w->plan->backfill;
+    if (!w->d->dw_session_settings || !b->dual_write || !b->nset)
+        return;
+    char base[96], fn[128];
+    zdm_dw_name_base(w->plan, base, sizeof base);
+    snprintf(fn, sizeof fn, "%s_fwd", base);
+    char *q = w->d->quote_ident(fn);
+    char *sig = zdm_xasprintf("zdm.%s()", q);
+    free(q);
+    const char *p[] = {sig};
+    char *n = NULL;
+    zdm_err e;
+    zdm_err_clear(&e);
+    if (zdm_db_query_value(w->db, w->d->dw_session_settings, 1, p, &n, &e) != 0)
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "could not take the settings of %s: %s", sig, e.msg);
+    else
+        zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "took %s setting(s) of %s", n ? n : "0", sig);
+    free(n);
+    free(sig);
+}
+
 void zdm_bf_session(worker *w)
 {
     session_sql(w, w->d->worker_session);
+    session_dw_settings(w);
     w->session_paced = -1;
     zdm_bf_session_pacing(w);
 }

@@ -26,6 +26,11 @@
  * are left alone.  malloc'd. */
 char *zdm_dw_rewrite(zdm_db *db, const char *expr, const zdm_strv *cols, const char *prefix);
 
+/* The base of the names of plan's triggers and functions ("zdm_dw_ID",
+ * shortened with a hash for a long id); its forward function is
+ * BASE_fwd. */
+void zdm_dw_name_base(const zdm_plan *plan, char *out, size_t size);
+
 /* The columns a trigger may reference: cols (the table's columns now),
  * plus the plan's set/reverse targets and sources it lacks (which expand
  * may be adding). */

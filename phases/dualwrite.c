@@ -29,7 +29,7 @@
 #include "mutant.h"
 
 /* Trigger/function name base, within PostgreSQL's 63-byte names. */
-static void name_base(const zdm_plan *plan, char *out, size_t size)
+void zdm_dw_name_base(const zdm_plan *plan, char *out, size_t size)
 {
     if (strlen(plan->id) <= 40) {
         snprintf(out, size, "zdm_dw_%s", plan->id);
@@ -198,7 +198,7 @@ int zdm_dw_sql(zdm_db *db, const zdm_plan *plan, const zdm_strv *key, const zdm_
     }
     zdm_dw_columns_add(plan, &cols);
     char base[80];
-    name_base(plan, base, sizeof base);
+    zdm_dw_name_base(plan, base, sizeof base);
     const zdm_backfill *b = plan->backfill;
     zdm_strv derived = {0};
     derived_sources(zdm_db_dialect(db), b, facts, &cols, &derived);

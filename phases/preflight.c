@@ -186,27 +186,26 @@ static int may_add_names(const char *sql)
     return may;
 }
 
-/* The highest $N in sql (placeholders), outside quotes. */
+/* The highest $N in sql (placeholders), by the scanner's tokens: not in a
+ * string or a quoted name (a quote inside either, a hostile column name,
+ * must not swallow the placeholders after it; nor an escaped quote in
+ * an E'' string, which a look for the next quote took for the string's
+ * end: the check then bound no parameter, and a valid set.* was
+ * refused). */
 static int max_param(const char *sql)
 {
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(sql, ZDM_SQL_PG, &sc);
     int max = 0;
-    for (const char *p = sql; *p; p++) {
-        if (*p == '\'' || *p == '"') {
-            /* a string or a quoted name: a quote inside either (a hostile
-             * column name) must not swallow the placeholders after it */
-            char q = *p;
-            for (p++; *p && *p != q; p++)
-                ;
-            if (!*p)
-                break;
-            continue;
-        }
-        if (*p == '$' && isdigit((unsigned char)p[1]) && (p == sql || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
-            int n = atoi(p + 1);
+    for (size_t i = 0; i < sc.ntoks; i++) {
+        const zdm_tok *t = &sc.toks[i];
+        if (t->kind == ZDM_TOK_PARAM && sql[t->off] == '$' && t->len > 1 && isdigit((unsigned char)sql[t->off + 1])) {
+            int n = atoi(sql + t->off + 1);
             if (n > max)
                 max = n;
         }
     }
+    zdm_sql_scan_free(&sc);
     return max;
 }
 

@@ -67,7 +67,8 @@ typedef struct zdm_key_refusal {
 #define ZDM_PG_DW_SETTINGS "SET search_path FROM CURRENT"
 #define ZDM_PG_DW_VALUE_SETTINGS                                                                               \
     "SET TimeZone FROM CURRENT SET DateStyle FROM CURRENT SET IntervalStyle FROM CURRENT SET "                \
-    "extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT SET array_nulls FROM CURRENT"
+    "extra_float_digits FROM CURRENT SET bytea_output FROM CURRENT SET array_nulls FROM CURRENT SET "         \
+    "timezone_abbreviations FROM CURRENT"
 
 /* A table as the dual-write preflight sees it (zdm_dialect.table_facts). */
 typedef struct zdm_column_fact {
@@ -279,6 +280,12 @@ typedef struct zdm_dialect {
      * of a 1M-row backfill).  In memory instead, with a page cache of 1 MB
      * (not 2) so the worker's peak RSS grows by about 2 MiB, not 3.4. */
     const char *worker_session;
+    /* Run once on a backfill worker's own connection, $1 the signature of
+     * the plan's forward dual-write function (zdm."zdm_dw_p_fwd"()): the
+     * settings that function keeps, taken by the session, so the worker
+     * converts as the triggers do whatever its host's environment says
+     * (PGTZ, PGDATESTYLE, PGOPTIONS); NULL: nothing to take. */
+    const char *dw_session_settings;
     /* Run on a backfill worker's own connection while latency pacing is
      * on (paced) and when it is turned off (unpaced); NULL: nothing.
      * PostgreSQL: no parallel workers for the worker's scans.  The final

@@ -18,6 +18,7 @@
 #include "dwsql.h"
 #include "mutant.h"
 #include "sqlkind.h"
+#include "sqlscan.h"
 
 static char *pg_quote(const char *name) { return zdm_dialect_quote_std(name); }
 
@@ -183,28 +184,34 @@ static int text_needs_scs(const char *sql)
     return 0;
 }
 
-/* Whether SQL text compares with NULL by "=" ("x = NULL", "NULL = x"),
- * which transform_null_equals = on reads as IS NULL: the application's
- * session converted such a row otherwise than the backfill.  Lexical, as
- * above. */
+/* Whether SQL text compares with NULL by "=" ("x = NULL", "NULL = x",
+ * "x = (NULL)", "x = NULL" with a comment between), which transform_null_equals = on
+ * reads as IS NULL: the application's session converted such a row
+ * otherwise than the backfill.  By tokens (comments and strings are not
+ * tokens of their own); a false match keeps a setting that was not
+ * needed, never the other way round. */
 static int null_equals(const char *sql)
 {
     if (!sql)
         return 0;
-    for (const char *p = sql; *p; p++) {
-        if (strncasecmp(p, "null", 4) != 0 || (p > sql && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) ||
-            isalnum((unsigned char)p[4]) || p[4] == '_')
+    zdm_sql_scan sc;
+    zdm_sql_scan_text(sql, ZDM_SQL_PG, &sc);
+    int found = 0;
+    for (size_t i = 0; !found && i < sc.ntoks; i++) {
+        const zdm_tok *t = &sc.toks[i];
+        if (t->kind != ZDM_TOK_WORD || !zdm_tok_is(sql, t, "null"))
             continue;
-        const char *l = p;
-        while (l > sql && isspace((unsigned char)l[-1]))
+        size_t l = i, r = i + 1;
+        while (l > 0 && sc.toks[l - 1].kind == ZDM_TOK_LPAREN)
             l--;
-        const char *r = p + 4;
-        while (isspace((unsigned char)*r))
+        while (r < sc.ntoks && sc.toks[r].kind == ZDM_TOK_RPAREN)
             r++;
-        if ((l > sql && l[-1] == '=') || (*r == '=' && r[1] != '>'))
-            return 1;
+        const zdm_tok *before = l > 0 ? &sc.toks[l - 1] : NULL, *after = r < sc.ntoks ? &sc.toks[r] : NULL;
+        found = (before && before->kind == ZDM_TOK_OP && before->len == 1 && sql[before->off] == '=') ||
+                (after && after->kind == ZDM_TOK_OP && after->len == 1 && sql[after->off] == '=');
     }
-    return 0;
+    zdm_sql_scan_free(&sc);
+    return found;
 }
 
 /* One trigger function: assigns `a` to NEW and returns it.  With a
@@ -305,7 +312,14 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
         locale |= zdm_dwsql_has_word(a[i].expr, locale_words);
         ts |= zdm_dwsql_has_word(a[i].expr, ts_words);
     }
-    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql\n"
+    /* SECURITY DEFINER: the function computes as its owner, the role
+     * that ran expand and whose session the backfill's is: under an
+     * application role without SELECT on a table a set.* reads, every
+     * write of the application failed after an expand that passed; with
+     * row-level security on it, or current_user in an expression, the
+     * trigger computed another value than the backfill.  Its search_path
+     * is kept, pg_temp last (pg_triggers), as such a function needs. */
+    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER\n"
                       "  " ZDM_PG_DW_SETTINGS "%s%s%s%s\n  AS %s;\n",
                    fn, backslash ? " SET standard_conforming_strings FROM CURRENT" : "",
                    null_eq ? " SET transform_null_equals FROM CURRENT" : "",
@@ -383,7 +397,8 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
     int settled = zdm_mutant("dw_settings_settled");
     zdm_buf blk = {0};
     zdm_buf_printf(&blk,
-                   "\nDECLARE\n  tree text;\n  keep boolean := true;\n  money boolean := true;\nBEGIN\n  BEGIN\n"
+                   "\nDECLARE\n  tree text;\n  keep boolean := true;\n  money boolean := true;\n"
+                   "  locale boolean := true;\n  ts boolean := true;\n  xml boolean := true;\nBEGIN\n  BEGIN\n"
                    "    EXECUTE %s;\n"
                    "    SELECT r.ev_action::text INTO STRICT tree FROM pg_rewrite r\n"
                    "      WHERE r.ev_class = 'pg_temp.zdm_dw_probe'::regclass;\n"
@@ -418,25 +433,45 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
                    "        EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
                    "                WHERE p.provolatile <> 'i' OR p.oid >= 16384)\n"
                    "        OR EXISTS (SELECT 1 FROM leaf WHERE NOT leaf.arr AND leaf.t NOT IN (" PG_SETTLED_TYPES "))\n"
-                   /* an array read from text (a constant, a cast): array_nulls */
-                   "        OR EXISTS (SELECT 1 FROM leaf WHERE leaf.arr AND leaf.k IN ('consttype', 'resulttype'))\n"
+                   /* an array read from text (a constant, a cast, a value given to an
+                    * array target or column): array_nulls */
+                   "        OR EXISTS (SELECT 1 FROM leaf WHERE leaf.arr AND leaf.k IN ('consttype', 'resulttype', "
+                   "'vartype'))\n"
                    /* a view's query is not in the tree (nor a foreign table's); the probe's
                     * own range table names the probe (PostgreSQL 15's OLD and NEW) */
                    "        OR EXISTS (SELECT 1 FROM ids JOIN pg_class c ON c.oid = ids.id\n"
                    "                   WHERE ids.k = 'relid' AND c.relkind IN ('v', 'f')\n"
                    "                   AND c.oid <> 'pg_temp.zdm_dw_probe'::regclass)\n"
                    "        OR tree ~ '\\{XML|:varattno 0 '),\n"
-                   "        EXISTS (SELECT 1 FROM leaf WHERE leaf.t = 'money'::regtype)\n"
-                   "      INTO keep, money;\n"
+                   "        EXISTS (SELECT 1 FROM leaf WHERE leaf.t = 'money'::regtype),\n"
+                   /* the locale's: what to_char and its kin make */
+                   "        EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
+                   "                WHERE p.proname IN ('to_char', 'to_number', 'to_date', 'to_timestamp', 'cash_words')),\n"
+                   /* text search: its functions (the @@ operator's among them) and types */
+                   "        EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f\n"
+                   "                WHERE p.proname ~ '^(ts_|to_ts)|ts(query|vector)')\n"
+                   "        OR EXISTS (SELECT 1 FROM leaf WHERE leaf.t IN ('tsvector'::regtype, 'tsquery'::regtype,\n"
+                   "                   'regconfig'::regtype, 'regdictionary'::regtype)),\n"
+                   /* XML: xmlbinary, xmloption */
+                   "        tree ~ '\\{XML' OR EXISTS (SELECT 1 FROM leaf WHERE leaf.t = 'xml'::regtype)\n"
+                   "        OR EXISTS (SELECT 1 FROM fns JOIN pg_proc p ON p.oid = fns.f WHERE p.proname ~ '^xml')\n"
+                   "      INTO keep, money, locale, ts, xml;\n"
                    "    DROP VIEW pg_temp.zdm_dw_probe;\n"
-                   "  EXCEPTION WHEN OTHERS THEN\n    keep := true;\n    money := true;\n  END;\n",
+                   "  EXCEPTION WHEN OTHERS THEN\n    keep := true;\n    money := true;\n    locale := true;\n"
+                   "    ts := true;\n    xml := true;\n  END;\n",
                    vq, settled ? "false AND" : "");
     const char *fns[2] = {fwd, rev};
     for (int i = 0; i < 2 && fns[i]; i++)
         zdm_buf_printf(&blk,
                        "  IF keep THEN\n    ALTER FUNCTION zdm.%s() " ZDM_PG_DW_VALUE_SETTINGS ";\n  END IF;\n"
-                       "  IF money THEN\n    ALTER FUNCTION zdm.%s() SET lc_monetary FROM CURRENT;\n  END IF;\n",
-                       fns[i], fns[i]);
+                       "  IF money OR locale THEN\n    ALTER FUNCTION zdm.%s() SET lc_monetary FROM CURRENT;\n  END IF;\n"
+                       "  IF locale THEN\n    ALTER FUNCTION zdm.%s() SET lc_numeric FROM CURRENT SET lc_time FROM "
+                       "CURRENT;\n  END IF;\n"
+                       "  IF ts THEN\n    ALTER FUNCTION zdm.%s() SET default_text_search_config FROM CURRENT;\n"
+                       "  END IF;\n"
+                       "  IF xml THEN\n    ALTER FUNCTION zdm.%s() SET xmlbinary FROM CURRENT SET xmloption FROM "
+                       "CURRENT;\n  END IF;\n",
+                       fns[i], fns[i], fns[i], fns[i], fns[i]);
     zdm_buf_puts(&blk, "END\n");
     char *bq = zdm_sql_dollar_quote(blk.data);
     zdm_buf_printf(c, "DO %s;\n", bq);
@@ -994,6 +1029,9 @@ const zdm_dialect zdm_dialect_pg = {
      * never twice); the commit that makes the plan backfilled waits as
      * usual, and flushes every batch before it.  Waiting, a batch held its
      * row locks through a disk sync at every commit. */
+    /* name=value entries of proconfig; values hold '=' and ',' (DateStyle=ISO, MDY) */
+    .dw_session_settings = "SELECT count(set_config(split_part(c, '=', 1), substr(c, strpos(c, '=') + 1), false)) "
+                           "FROM pg_proc p, unnest(p.proconfig) AS c WHERE p.oid = to_regprocedure($1)",
     .batch_begin = "SELECT set_config('lock_timeout', '5s', true), set_config('zdm.backfill', $1, true), "
                    "set_config('synchronous_commit', 'off', true)",
     .batch_end = NULL,

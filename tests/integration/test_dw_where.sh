@@ -277,8 +277,14 @@ sources = [\"customer_id\", \"created_at\"]"
 # converts a write to exactly what zdm's own session computes; and the
 # expressions that meet none keep search_path alone.  One table and plan
 # per expression: what one plan keeps is decided for all of its own.
+# a TOML basic string's text: backslashes and quotes escaped
+toml_str() {
+    local v=${1//\\/\\\\}
+    printf '%s' "${v//\"/\\\"}"
+}
 SETTLED_EXPRS=(
     "upper(n) || id::text"
+    "n || E'\\''"
     "(id * 1.5)::text"
     "md5(n)"
     "CASE WHEN n LIKE 'a%' THEN 'x' ELSE current_user END"
@@ -310,6 +316,14 @@ UNSETTLED_EXPRS=(
     "dw_norm_date('2024-03-04')"
     "(SELECT x::text FROM dw_other2 WHERE dw_other2.id = 1)"
     "coalesce((('{' || n || '}')::text[])[1], 'was null')"
+    # the second hostile helper's: "= (NULL)" under transform_null_equals,
+    # a time zone abbreviation read at run time, XML under xmlbinary, text
+    # search by its operator under another default_text_search_config
+    "CASE WHEN nullif(n, n) = (NULL) THEN 'isnull' ELSE 'other' END"
+    "CASE WHEN nullif(n, n) = /* c */ NULL THEN 'isnull' ELSE 'other' END"
+    "(substr(n, 1, 0) || '2024-01-01 12:00 IST')::timestamptz::text"
+    "xmlelement(name a, decode('deadbeef', 'hex'))::text"
+    "CASE WHEN 'running dogs' || substr(n, 1, 0) @@ 'run' THEN 'y' ELSE 'n' END"
 )
 # target types: PL/pgSQL converts the value to the target's type in the
 # application's session ('2024-01-01 00:00' into a timestamptz target)
@@ -317,6 +331,7 @@ TARGET_EXPRS=(
     "timestamptz|'2024-01-01 00:00'"
     "date|'01/02/2024'"
     "interval|'-1 2:03:04'"
+    "text[]|'{a,NULL}'"
 )
 case_settings() {
     t_section "pg: the application's DateStyle, TimeZone, IntervalStyle, float digits and bytea output do not change what the trigger computes"
@@ -328,7 +343,9 @@ case_settings() {
             CREATE DOMAIN dw_d1 AS date[]; CREATE DOMAIN dw_d2 AS dw_d1;
             CREATE TABLE dw_other2 (id int PRIMARY KEY, x dw_d2); INSERT INTO dw_other2 VALUES (1, '{2024-03-04}')" >/dev/null
     local hostile="SET DateStyle = 'German'; SET TimeZone = 'Asia/Tokyo'; SET IntervalStyle = 'sql_standard';
-                   SET extra_float_digits = 0; SET bytea_output = 'escape'; SET array_nulls = off;"
+                   SET extra_float_digits = 0; SET bytea_output = 'escape'; SET array_nulls = off;
+                   SET transform_null_equals = on; SET timezone_abbreviations = 'India'; SET xmlbinary = 'hex';
+                   SET default_text_search_config = 'simple';"
     local i=0 e kind wrong=0 kept bad_keep=0 bad_settled=0 ttype
     for kind in settled unsettled target; do
         local -n list=${kind^^}_EXPRS
@@ -350,7 +367,7 @@ case_settings() {
             plan_write "p$i" "[backfill]
 table = \"s$i\"
 $where
-set.tgt = \"${e//\"/\\\"}\"
+set.tgt = \"$(toml_str "$e")\"
 [backfill.dual_write]
 sources = [\"n\", \"d\", \"ts\", \"f\", \"bt\", \"iv\"]"
             zdm_run advance "p$i"
@@ -369,14 +386,20 @@ sources = [\"n\", \"d\", \"ts\", \"f\", \"bt\", \"iv\"]"
                 wrong=$((wrong + 1))
                 t_note "$e: $n of 2 rows converted otherwise than zdm's session: $(db_sql "SELECT tgt || ' / ' || ($e) FROM s$i LIMIT 1")"
             fi
-            kept=$(db_sql "SELECT 'DateStyle=ISO, MDY' = ANY (proconfig) FROM pg_proc WHERE proname = 'zdm_dw_p${i}_fwd'")
-            [ "$kind" = settled ] && [ "$kept" = t ] && bad_keep=$((bad_keep + 1)) && t_note "$e keeps the value settings"
-            [ "$kind" != settled ] && [ "$kept" != t ] && bad_settled=$((bad_settled + 1))
+            # settled: none of the value settings; the others: some setting
+            # beyond search_path (which one is what the rows above check)
+            kept=$(db_sql "SELECT ('DateStyle=ISO, MDY' = ANY (proconfig))::text || ' ' ||
+                                  (array_length(proconfig, 1) > 1)::text
+                           FROM pg_proc WHERE proname = 'zdm_dw_p${i}_fwd'")
+            [ "$kind" = settled ] && [ "${kept% *}" = true ] && bad_keep=$((bad_keep + 1)) &&
+                t_note "$e keeps the value settings"
+            [ "$kind" != settled ] && [ "${kept#* }" != true ] && bad_settled=$((bad_settled + 1)) &&
+                t_note "$e keeps search_path alone"
         done
     done
     t_eq "every expression converts the application's writes as zdm's session does (${#SETTLED_EXPRS[@]} + ${#UNSETTLED_EXPRS[@]} + ${#TARGET_EXPRS[@]})" 0 "$wrong"
     t_eq "the expressions that meet no such value keep search_path alone" 0 "$bad_keep"
-    t_eq "the others keep the five settings" 0 "$bad_settled"
+    t_eq "the others keep settings beyond search_path" 0 "$bad_settled"
     t_eq "a money value keeps lc_monetary" 1 \
         "$(db_sql "CREATE TABLE sm (id int PRIMARY KEY, m money, tgt text)" >/dev/null
            plan_write pm2 '[backfill]
@@ -387,6 +410,57 @@ sources = ["m"]'
            zdm_run advance pm2
            db_sql "SELECT count(*) FROM pg_proc WHERE proname = 'zdm_dw_pm2_fwd'
                      AND EXISTS (SELECT 1 FROM unnest(proconfig) c WHERE c LIKE 'lc_monetary=%')")"
+}
+
+# A backfill worker converts as the triggers do, whatever its own host's
+# environment says: it takes the settings the plan's function keeps.  A
+# worker started with PGTZ and PGDATESTYLE of its own wrote another text
+# than the triggers, into rows they had converted too.
+case_worker_settings() {
+    t_section "pg: a worker whose environment sets another TimeZone and DateStyle converts as the triggers do"
+    db_new pg dw_wset
+    plans_empty
+    db_sql "CREATE TABLE wt (id int PRIMARY KEY, src text, tgt text);
+            INSERT INTO wt SELECT i, '2024-01-01 12:00+00' FROM generate_series(1, 50) i" >/dev/null
+    plan_write pw '[backfill]
+table = "wt"
+set.tgt = "src::timestamptz::text"
+[backfill.dual_write]
+sources = ["src"]'
+    zdm_run advance pw
+    t_rc "expand" 0
+    db_sql "SET TimeZone = 'Asia/Tokyo'; INSERT INTO wt VALUES (100, '2024-01-01 12:00+00')" >/dev/null
+    PGTZ=Asia/Tokyo PGDATESTYLE=German zdm_run backfill pw
+    t_rc "backfill" 0
+    t_eq "every row holds what zdm's session computes" "51 0" \
+        "$(db_sql "SELECT count(*) || ' ' || count(*) FILTER (WHERE tgt IS DISTINCT FROM src::timestamptz::text) FROM wt")"
+}
+
+# The application's role is not zdm's: without SELECT on a table a set.*
+# reads, every write of the application failed after an expand that
+# passed; current_user (or row-level security) made the trigger compute
+# another value than the backfill.  The function computes as the role that
+# ran expand (SECURITY DEFINER).
+case_app_role() {
+    t_section "pg: an application role without zdm's privileges writes, and the trigger computes as the backfill"
+    db_new pg dw_role
+    plans_empty
+    db_sql "SET client_min_messages = warning; DROP ROLE IF EXISTS zdm_dw_writer; CREATE ROLE zdm_dw_writer;
+            CREATE TABLE lk (k text PRIMARY KEY, v text); INSERT INTO lk VALUES ('a', 'A'), ('b', 'B');
+            CREATE TABLE rt (id int PRIMARY KEY, src text, tgt text); INSERT INTO rt VALUES (1, 'a');
+            GRANT SELECT, INSERT, UPDATE ON rt TO zdm_dw_writer" >/dev/null
+    plan_write pr '[backfill]
+table = "rt"
+set.tgt = "(SELECT v FROM lk WHERE lk.k = src) || '"'"'/'"'"' || current_user"
+[backfill.dual_write]
+sources = ["src"]'
+    expand_backfill pr
+    t_eq "the application's role, without SELECT on lk, writes" 0 \
+        "$(db_sql "SET ROLE zdm_dw_writer; INSERT INTO rt VALUES (2, 'b'); UPDATE rt SET src = 'b' WHERE id = 1" 2>&1 |
+           grep -c ERROR)"
+    t_eq "... and every row holds what the backfill computes" "2 0" \
+        "$(db_sql "SELECT count(*) || ' ' || count(*) FILTER (WHERE tgt IS DISTINCT FROM
+                     (SELECT v FROM lk WHERE lk.k = src) || '/' || current_user) FROM rt")"
 }
 
 # A table with a column of a domain over a domain over an array (no
@@ -968,6 +1042,8 @@ t_with_pg t_run case_generated
 t_with_pg t_run case_session
 t_with_pg t_run case_settings
 t_with_pg t_run case_odd_types
+t_with_pg t_run case_worker_settings
+t_with_pg t_run case_app_role
 t_with_pg t_run case_locale
 t_with_pg t_run case_keywords
 t_run case_brackets

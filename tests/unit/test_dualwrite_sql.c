@@ -189,7 +189,9 @@ static void check_case(const tcase *t)
         int nfn = t->nreverse ? 2 : 1;
         assert_int_equal(count(create, "CREATE OR REPLACE FUNCTION zdm."), nfn);
         /* the settings of zdm's session, not the application's */
-        assert_int_equal(count(create, "RETURNS trigger LANGUAGE plpgsql\n  " ZDM_PG_DW_SETTINGS "\n"), nfn);
+        /* as the role that ran expand, as the backfill computes */
+        assert_int_equal(count(create, "RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER\n  " ZDM_PG_DW_SETTINGS "\n"),
+                         nfn);
         /* the search_path they keep: zdm's, schema by schema, not "$user" */
         assert_true(strstr(create, "set_config('search_path'") < strstr(create, "CREATE OR REPLACE FUNCTION"));
         assert_int_equal(count(create, "\"zdm_dw_p_rev\"()") > 0, t->nreverse > 0);
@@ -419,7 +421,11 @@ static void test_settings_probe(void **state)
         {"CASE WHEN NULL=a THEN 'x' END", "transform_null_equals", 1},
         {"CASE WHEN a IS NULL THEN 'x' END", "transform_null_equals", 0},
         {"coalesce(a, nullif(a, 'x'))", "transform_null_equals", 0},
-        {"CASE WHEN a <= NULL THEN 'x' END", "transform_null_equals", 1}, /* a false match: kept, harmless */
+        {"CASE WHEN a <= NULL THEN 'x' END", "transform_null_equals", 0},
+        {"CASE WHEN a = (NULL) THEN 'x' END", "transform_null_equals", 1},
+        {"CASE WHEN a = /* c */ NULL THEN 'x' END", "transform_null_equals", 1},
+        {"CASE WHEN ((NULL)) = a THEN 'x' END", "transform_null_equals", 1},
+        {"CASE WHEN a = 'NULL' THEN '= NULL' END", "transform_null_equals", 0},
         {"a || U&'\\0041'", "standard_conforming_strings", 1},
         {"a || u&'!0041' UESCAPE '!'", "standard_conforming_strings", 1},
         {"a || 'x\\y'", "standard_conforming_strings", 1},
