@@ -312,14 +312,7 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
         locale |= zdm_dwsql_has_word(a[i].expr, locale_words);
         ts |= zdm_dwsql_has_word(a[i].expr, ts_words);
     }
-    /* SECURITY DEFINER: the function computes as its owner, the role
-     * that ran expand and whose session the backfill's is: under an
-     * application role without SELECT on a table a set.* reads, every
-     * write of the application failed after an expand that passed; with
-     * row-level security on it, or current_user in an expression, the
-     * trigger computed another value than the backfill.  Its search_path
-     * is kept, pg_temp last (pg_triggers), as such a function needs. */
-    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER\n"
+    zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql\n"
                       "  " ZDM_PG_DW_SETTINGS "%s%s%s%s\n  AS %s;\n",
                    fn, backslash ? " SET standard_conforming_strings FROM CURRENT" : "",
                    null_eq ? " SET transform_null_equals FROM CURRENT" : "",
@@ -361,7 +354,19 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
  * keeps lc_monetary.  Text the tree holds (a column's name) can only add
  * to what is read: more is kept.  (A hostile helper found each of the
  * "kept all the same" cases, and the targets, wrong under the
- * application's settings before they were kept.) */
+ * application's settings before they were kept.)
+ *
+ * SECURITY DEFINER: the function then computes as its owner, the role
+ * that ran expand and whose session the backfill's is: under an
+ * application role without SELECT on a table a set.* reads, every write of
+ * the application failed after an expand that passed; with row-level
+ * security on it, or current_user in an expression, the trigger computed
+ * another value than the backfill.  Only where no role that lacks the
+ * owner's privileges may create objects in a schema of the kept
+ * search_path: there an overload of a function the expressions call
+ * (lower(varchar) beside lower(text)) would run with the owner's
+ * privileges, on any write of the table (PostgreSQL 14 and older let
+ * every role create in public).  Elsewhere it stays as the caller. */
 static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spec *b, const char *fwd,
                               const char *rev)
 {
@@ -398,7 +403,8 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
     zdm_buf blk = {0};
     zdm_buf_printf(&blk,
                    "\nDECLARE\n  tree text;\n  keep boolean := true;\n  money boolean := true;\n"
-                   "  locale boolean := true;\n  ts boolean := true;\n  xml boolean := true;\nBEGIN\n  BEGIN\n"
+                   "  locale boolean := true;\n  ts boolean := true;\n  xml boolean := true;\n"
+                   "  definer boolean := false;\nBEGIN\n  BEGIN\n"
                    "    EXECUTE %s;\n"
                    "    SELECT r.ev_action::text INTO STRICT tree FROM pg_rewrite r\n"
                    "      WHERE r.ev_class = 'pg_temp.zdm_dw_probe'::regclass;\n"
@@ -458,7 +464,14 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
                    "      INTO keep, money, locale, ts, xml;\n"
                    "    DROP VIEW pg_temp.zdm_dw_probe;\n"
                    "  EXCEPTION WHEN OTHERS THEN\n    keep := true;\n    money := true;\n    locale := true;\n"
-                   "    ts := true;\n    xml := true;\n  END;\n",
+                   "    ts := true;\n    xml := true;\n  END;\n"
+                   /* SECURITY DEFINER where it gives no one more than they have (below) */
+                   "  BEGIN\n"
+                   "    SELECT NOT EXISTS (SELECT 1 FROM pg_namespace n, pg_roles r\n"
+                   "      WHERE n.nspname = ANY (current_schemas(false)) AND n.nspname !~ '^pg_(toast_)?temp_'\n"
+                   "      AND has_schema_privilege(r.oid, n.oid, 'CREATE') AND r.rolcanlogin AND NOT r.rolsuper\n"
+                   "      AND NOT pg_has_role(r.oid, current_user, 'USAGE')) INTO definer;\n"
+                   "  EXCEPTION WHEN OTHERS THEN\n    definer := false;\n  END;\n",
                    vq, settled ? "false AND" : "");
     const char *fns[2] = {fwd, rev};
     for (int i = 0; i < 2 && fns[i]; i++)
@@ -470,8 +483,9 @@ static void pg_value_settings(zdm_buf *c, const zdm_dialect *d, const zdm_dw_spe
                        "  IF ts THEN\n    ALTER FUNCTION zdm.%s() SET default_text_search_config FROM CURRENT;\n"
                        "  END IF;\n"
                        "  IF xml THEN\n    ALTER FUNCTION zdm.%s() SET xmlbinary FROM CURRENT SET xmloption FROM "
-                       "CURRENT;\n  END IF;\n",
-                       fns[i], fns[i], fns[i], fns[i], fns[i]);
+                       "CURRENT;\n  END IF;\n"
+                       "  IF definer THEN\n    ALTER FUNCTION zdm.%s() SECURITY DEFINER;\n  END IF;\n",
+                       fns[i], fns[i], fns[i], fns[i], fns[i], fns[i]);
     zdm_buf_puts(&blk, "END\n");
     char *bq = zdm_sql_dollar_quote(blk.data);
     zdm_buf_printf(c, "DO %s;\n", bq);

@@ -445,7 +445,7 @@ case_app_role() {
     t_section "pg: an application role without zdm's privileges writes, and the trigger computes as the backfill"
     db_new pg dw_role
     plans_empty
-    db_sql "SET client_min_messages = warning; DROP ROLE IF EXISTS zdm_dw_writer; CREATE ROLE zdm_dw_writer;
+    db_sql "SET client_min_messages = warning; DROP ROLE IF EXISTS zdm_dw_writer; CREATE ROLE zdm_dw_writer LOGIN;
             CREATE TABLE lk (k text PRIMARY KEY, v text); INSERT INTO lk VALUES ('a', 'A'), ('b', 'B');
             CREATE TABLE rt (id int PRIMARY KEY, src text, tgt text); INSERT INTO rt VALUES (1, 'a');
             GRANT SELECT, INSERT, UPDATE ON rt TO zdm_dw_writer" >/dev/null
@@ -461,6 +461,25 @@ sources = ["src"]'
     t_eq "... and every row holds what the backfill computes" "2 0" \
         "$(db_sql "SELECT count(*) || ' ' || count(*) FILTER (WHERE tgt IS DISTINCT FROM
                      (SELECT v FROM lk WHERE lk.k = src) || '/' || current_user) FROM rt")"
+    t_eq "the function computes as its owner" t "$(db_sql "SELECT prosecdef FROM pg_proc WHERE proname = 'zdm_dw_pr_fwd'")"
+    # where the application's role may create in a schema of the kept
+    # search_path, its lower(varchar) beside lower(text) would run as the
+    # owner on every write: the function stays the caller's
+    db_sql "GRANT CREATE ON SCHEMA public TO zdm_dw_writer;
+            CREATE TABLE rv (id int PRIMARY KEY, src varchar, tgt text);
+            GRANT SELECT, INSERT, UPDATE ON rv TO zdm_dw_writer" >/dev/null
+    plan_write pv '[backfill]
+table = "rv"
+set.tgt = "lower(src)"
+[backfill.dual_write]
+sources = ["src"]'
+    zdm_run advance pv
+    t_rc "expand with public writable by the application's role" 0
+    t_eq "... the function computes as the caller" f "$(db_sql "SELECT prosecdef FROM pg_proc WHERE proname = 'zdm_dw_pv_fwd'")"
+    t_eq "... so the application's overload runs with its own privileges only" "writer" \
+        "$(db_sql "SET ROLE zdm_dw_writer;
+                   CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT current_user::text';
+                   INSERT INTO rv VALUES (1, 'X'); RESET ROLE; SELECT replace(tgt, 'zdm_dw_', '') FROM rv" | tail -1)"
 }
 
 # A table with a column of a domain over a domain over an array (no
