@@ -299,25 +299,13 @@ static void pg_function(zdm_buf *c, const zdm_dialect *d, const char *fn, const 
         backslash |= text_needs_scs(a[i].expr);
         null_eq |= null_equals(a[i].expr);
     }
-    /* The locale's and text search's settings change only what a few
-     * functions (and money's text) make, and each kept setting costs
-     * every call: kept where the expressions name one of those. */
-    static const char *const locale_words[] = {"to_char", "to_number", "to_date", "to_timestamp", "money",
-                                               "cash_words", NULL};
-    static const char *const ts_words[] = {"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery",
-                                           "websearch_to_tsquery", "ts_headline", "json_to_tsvector",
-                                           "jsonb_to_tsvector", "get_current_ts_config", NULL};
-    int locale = zdm_dwsql_has_word(b->where, locale_words), ts = zdm_dwsql_has_word(b->where, ts_words);
-    for (size_t i = 0; i < n; i++) {
-        locale |= zdm_dwsql_has_word(a[i].expr, locale_words);
-        ts |= zdm_dwsql_has_word(a[i].expr, ts_words);
-    }
+    /* the locale's and text search's settings: kept by pg_value_settings,
+     * by the functions the expressions' parse tree calls (a reading of
+     * their text missed the @@ operator, ts_debug and a U&"" spelling) */
     zdm_buf_printf(c, "CREATE OR REPLACE FUNCTION zdm.%s() RETURNS trigger LANGUAGE plpgsql\n"
-                      "  " ZDM_PG_DW_SETTINGS "%s%s%s%s\n  AS %s;\n",
+                      "  " ZDM_PG_DW_SETTINGS "%s%s\n  AS %s;\n",
                    fn, backslash ? " SET standard_conforming_strings FROM CURRENT" : "",
-                   null_eq ? " SET transform_null_equals FROM CURRENT" : "",
-                   locale ? " SET lc_monetary FROM CURRENT SET lc_numeric FROM CURRENT SET lc_time FROM CURRENT" : "",
-                   ts ? " SET default_text_search_config FROM CURRENT" : "", quoted);
+                   null_eq ? " SET transform_null_equals FROM CURRENT" : "", quoted);
     free(quoted);
     zdm_buf_free(&body);
 }
