@@ -319,7 +319,9 @@ static void session_dw_settings(worker *w)
     zdm_err e;
     zdm_err_clear(&e);
     if (zdm_db_query_value(w->db, w->d->dw_session_settings, 1, p, &n, &e) != 0)
-        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill", "could not take the settings of %s: %s", sig, e.msg);
+        zdm_log(ZDM_LOG_WARN, w->plan->id, "backfill",
+                "could not take the settings the dual-write triggers keep (%s): %s; this worker converts under "
+                "its own session's TimeZone, DateStyle and search_path", sig, e.msg);
     else
         zdm_log(ZDM_LOG_DEBUG, w->plan->id, "backfill", "took %s setting(s) of %s", n ? n : "0", sig);
     free(n);
